@@ -1,0 +1,49 @@
+/**
+ * Every environment variable the shop reads, in one place, with its default.
+ * The README's configuration table is written from this file.
+ */
+import path from "node:path";
+
+function int(value: string | undefined, fallback: number): number {
+	if (value == null || value === "") return fallback;
+	const n = Number(value);
+	return Number.isFinite(n) ? Math.floor(n) : fallback;
+}
+
+function bool(value: string | undefined, fallback: boolean): boolean {
+	if (value == null || value === "") return fallback;
+	return !["0", "false", "no", "off"].includes(value.toLowerCase());
+}
+
+export function readConfig(env: NodeJS.ProcessEnv = process.env) {
+	const isTest = env.NODE_ENV === "test";
+	return {
+		env: env.NODE_ENV ?? "development",
+		isTest,
+		port: int(env.PORT, 3000),
+		metricsPort: int(env.METRICS_PORT, 3030),
+		metricsEnabled: bool(env.METRICS, !isTest),
+		dataDir: path.resolve(env.DATA_DIR ?? "./data"),
+		namespace: env.NAMESPACE ?? "",
+		nodeID: env.NODEID || undefined,
+		transporter: env.TRANSPORTER || undefined,
+		redisUrl: env.REDIS_URL || undefined,
+		cacher: env.CACHER || undefined,
+		mongoUri: env.MONGO_URI || undefined,
+		elasticsearchUrl: env.ELASTICSEARCH_URL || undefined,
+		logLevel: env.LOGLEVEL ?? (isTest ? "warn" : "info"),
+		requestTimeout: int(env.REQUEST_TIMEOUT, 10_000),
+		shutdownTimeout: int(env.SHUTDOWN_TIMEOUT, 10_000),
+		tracing: env.TRACING || (env.NODE_ENV === "development" ? "console" : undefined),
+		zipkinUrl: env.ZIPKIN_URL ?? "http://localhost:9411",
+		corsOrigins: env.CORS_ORIGINS ?? "*",
+		rateLimit: int(env.RATE_LIMIT, 600),
+		authRateLimit: int(env.AUTH_RATE_LIMIT, 30),
+		jwtSecret: env.JWT_SECRET || undefined,
+		jwtTtlSeconds: int(env.JWT_TTL, 15 * 60),
+		adminEmail: env.ADMIN_EMAIL || undefined,
+		adminPassword: env.ADMIN_PASSWORD || undefined,
+	};
+}
+
+export type ShopConfig = ReturnType<typeof readConfig>;

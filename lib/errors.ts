@@ -1,0 +1,98 @@
+import { Errors } from "moleculer";
+
+const { MoleculerClientError, MoleculerRetryableError } = Errors;
+
+/** Field-level problem, in the same shape fastest-validator reports them. */
+export interface FieldProblem {
+	field: string;
+	message: string;
+	type?: string;
+}
+
+/** 404, also for another user's resource: we never confirm that it exists. */
+export class NotFoundError extends MoleculerClientError {
+	constructor(what = "Resource", data?: unknown) {
+		super(`${what} not found`, 404, "NOT_FOUND", data);
+		this.name = "NotFoundError";
+	}
+}
+
+export class UnauthorizedError extends MoleculerClientError {
+	constructor(message = "Authentication required", type = "UNAUTHORIZED") {
+		super(message, 401, type);
+		this.name = "UnauthorizedError";
+	}
+}
+
+export class ForbiddenError extends MoleculerClientError {
+	constructor(message = "Not allowed") {
+		super(message, 403, "FORBIDDEN");
+		this.name = "ForbiddenError";
+	}
+}
+
+export class BadRequestError extends MoleculerClientError {
+	constructor(message = "Malformed request", type = "BAD_REQUEST", data?: unknown) {
+		super(message, 400, type, data);
+		this.name = "BadRequestError";
+	}
+}
+
+export class PayloadTooLargeError extends MoleculerClientError {
+	constructor(limit = "1mb") {
+		super("Payload too large", 413, "PAYLOAD_TOO_LARGE", { limit });
+		this.name = "PayloadTooLargeError";
+	}
+}
+
+export class PaymentDeclinedError extends MoleculerClientError {
+	constructor(message = "Payment declined", data?: unknown) {
+		super(message, 402, "PAYMENT_DECLINED", data);
+		this.name = "PaymentDeclinedError";
+	}
+}
+
+/** 409: duplicates, stock, state transitions, idempotency conflicts. */
+export class ConflictError extends MoleculerClientError {
+	constructor(message: string, type = "CONFLICT", data?: unknown) {
+		super(message, 409, type, data);
+		this.name = "ConflictError";
+	}
+}
+
+export class InsufficientStockError extends ConflictError {
+	constructor(data: { variantId: string; requested?: number; available?: number }) {
+		super("Insufficient stock", "INSUFFICIENT_STOCK", data);
+		this.name = "InsufficientStockError";
+	}
+}
+
+/** 422 in the same shape as the broker's own ValidationError, so clients parse one format. */
+export class UnprocessableError extends MoleculerClientError {
+	constructor(message: string, problems: FieldProblem[], type = "VALIDATION_ERROR") {
+		super(message, 422, type, problems);
+		this.name = "ValidationError";
+	}
+}
+
+/** Shorthand for a single bad field. */
+export function invalidField(field: string, message: string, type = "invalid"): UnprocessableError {
+	return new UnprocessableError(message, [{ field, message, type }]);
+}
+
+export class TooManyRequestsError extends MoleculerClientError {
+	retryAfter: number;
+	constructor(retryAfterSeconds: number, message = "Too many requests") {
+		super(message, 429, "RATE_LIMITED", { retryAfter: retryAfterSeconds });
+		this.name = "TooManyRequestsError";
+		this.retryAfter = retryAfterSeconds;
+	}
+}
+
+/** 503 that callers may retry: a dependency is down or a circuit is open. */
+export class ServiceUnavailableError extends MoleculerRetryableError {
+	constructor(message = "Service unavailable", data?: unknown) {
+		super(message, 503, "SERVICE_UNAVAILABLE", data);
+		this.name = "ServiceUnavailableError";
+	}
+}

@@ -1,0 +1,61 @@
+/** Access tokens: HS256 only (pinned on verify), with iss/aud/exp always checked. */
+import jwt from "jsonwebtoken";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { readConfig } from "./config";
+
+export const TOKEN_ISSUER = "moleculer-shop";
+export const TOKEN_AUDIENCE = "moleculer-shop-api";
+
+export interface AccessClaims {
+	sub: string;
+	role: "customer" | "admin";
+	sid: string;
+}
+
+let cachedSecret: string | undefined;
+
+/**
+ * JWT_SECRET when set. Otherwise, in the embedded default, a random secret kept in DATA_DIR so
+ * restarts keep sessions valid (random per process under tests). Printed once as a warning.
+ */
+export function jwtSecret(): string {
+	if (cachedSecret) return cachedSecret;
+	const cfg = readConfig();
+	if (cfg.jwtSecret) return (cachedSecret = cfg.jwtSecret);
+	if (cfg.isTest) return (cachedSecret = crypto.randomBytes(32).toString("hex"));
+	const file = path.join(cfg.dataDir, "jwt-secret");
+	try {
+		cachedSecret = fs.readFileSync(file, "utf8").trim();
+	} catch {
+		cachedSecret = crypto.randomBytes(32).toString("hex");
+		fs.mkdirSync(cfg.dataDir, { recursive: true });
+		fs.writeFileSync(file, cachedSecret, { mode: 0o600 });
+		console.warn(`JWT_SECRET is not set: generated a random signing secret in ${file}. Set JWT_SECRET in production and on every node of a cluster.`);
+	}
+	return cachedSecret;
+}
+
+export function signAccessToken(claims: AccessClaims, ttlSeconds = readConfig().jwtTtlSeconds, secret = jwtSecret()): string {
+	return jwt.sign({ role: claims.role, sid: claims.sid }, secret, {
+		algorithm: "HS256",
+		subject: claims.sub,
+		issuer: TOKEN_ISSUER,
+		audience: TOKEN_AUDIENCE,
+		expiresIn: ttlSeconds,
+	});
+}
+
+/** Throws on anything but a valid, unexpired HS256 token of ours. */
+export function verifyAccessToken(token: string, secret = jwtSecret()): AccessClaims & { exp: number } {
+	const payload = jwt.verify(token, secret, {
+		algorithms: ["HS256"],
+		issuer: TOKEN_ISSUER,
+		audience: TOKEN_AUDIENCE,
+	}) as jwt.JwtPayload;
+	if (typeof payload.sub !== "string" || typeof payload.sid !== "string" || (payload.role !== "customer" && payload.role !== "admin")) {
+		throw new Error("Malformed token claims");
+	}
+	return { sub: payload.sub, sid: payload.sid, role: payload.role, exp: payload.exp as number };
+}

@@ -1,0 +1,33 @@
+/** The list shape of API.md (moleculer-db's): rows, total, page, pageSize, totalPages. */
+export interface Page<T> {
+	rows: T[];
+	total: number;
+	page: number;
+	pageSize: number;
+	totalPages: number;
+}
+
+export const MAX_PAGE_SIZE = 100;
+export const DEFAULT_PAGE_SIZE = 20;
+
+/** fastest-validator fragment every list action spreads into its params. */
+export const pageParams = {
+	page: { type: "number", integer: true, min: 1, optional: true, convert: true },
+	pageSize: { type: "number", integer: true, min: 1, max: MAX_PAGE_SIZE, optional: true, convert: true },
+} as const;
+
+export function pageWindow(page = 1, pageSize = DEFAULT_PAGE_SIZE): { offset: number; limit: number; page: number; pageSize: number } {
+	const size = Math.min(Math.max(1, Math.floor(pageSize)), MAX_PAGE_SIZE);
+	const p = Math.max(1, Math.floor(page));
+	return { offset: (p - 1) * size, limit: size, page: p, pageSize: size };
+}
+
+export function toPage<T>(rows: T[], total: number, page: number, pageSize: number): Page<T> {
+	return { rows, total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
+}
+
+/** Pages an in-memory array (for small derived lists). */
+export function paginate<T>(all: T[], page?: number, pageSize?: number): Page<T> {
+	const w = pageWindow(page, pageSize);
+	return toPage(all.slice(w.offset, w.offset + w.limit), all.length, w.page, w.pageSize);
+}

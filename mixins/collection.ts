@@ -1,0 +1,284 @@
+/**
+ * One document collection, on NeDB (embedded) or MongoDB (mongoose), with one interface.
+ * Entities leave with `id`, never `_id`. Conditional updates are single atomic operations on both
+ * backends (NeDB serialises operations per datastore; MongoDB's findOneAndUpdate is atomic).
+ */
+import crypto from "node:crypto";
+import path from "node:path";
+import fs from "node:fs";
+import Datastore from "@seald-io/nedb";
+import mongoose from "mongoose";
+import { ConflictError } from "../lib/errors";
+
+export interface IndexSpec {
+	fields: Record<string, 1 | -1>;
+	unique?: boolean;
+	sparse?: boolean;
+	expireAfterSeconds?: number;
+}
+
+export interface CollectionSpec {
+	/** Mongoose field definitions: the declared shape of a document (without `_id`). */
+	fields: mongoose.SchemaDefinition;
+	indexes?: IndexSpec[];
+}
+
+export interface FindOptions {
+	sort?: Record<string, 1 | -1>;
+	limit?: number;
+	offset?: number;
+	fields?: string[];
+}
+
+export type Query = Record<string, any>;
+export type Entity = { id: string } & Record<string, any>;
+
+export function newId(): string {
+	return crypto.randomBytes(12).toString("base64url");
+}
+
+/** Mongoose schema of a collection: used by the adapter and by model tests. */
+export function buildMongooseSchema(spec: CollectionSpec): mongoose.Schema {
+	// strict: false keeps fields a service adds later; declared fields are still cast and validated.
+	const schema = new mongoose.Schema({ _id: { type: String, default: newId }, ...spec.fields }, { versionKey: false, strict: false });
+	for (const idx of spec.indexes ?? []) {
+		schema.index(idx.fields, { unique: idx.unique, sparse: idx.sparse, expireAfterSeconds: idx.expireAfterSeconds });
+	}
+	return schema;
+}
+
+/** Translates our `id` to the stored `_id` in queries and documents. */
+function toStored(obj: Query): Query {
+	if (!obj || typeof obj !== "object") return obj;
+	const out: Query = {};
+	for (const [k, v] of Object.entries(obj)) {
+		if (k === "id") out._id = v;
+		else if (k === "$or" || k === "$and" || k === "$nor") out[k] = (v as Query[]).map(toStored);
+		else out[k] = v;
+	}
+	return out;
+}
+
+export function toEntity<T extends Entity = Entity>(doc: any): T | null {
+	if (!doc) return null;
+	const { _id, __v: _v, ...rest } = doc;
+	return { id: String(_id), ...rest } as T;
+}
+
+function isDuplicateKey(err: any): boolean {
+	return err?.errorType === "uniqueViolated" || err?.code === 11000;
+}
+
+function duplicateError(name: string, err: any): ConflictError {
+	const fields = err?.keyValue ? Object.keys(err.keyValue) : err?.key ? [String(err.key)] : [];
+	return new ConflictError(`Duplicate ${name} entry`, "DUPLICATE", { collection: name, fields });
+}
+
+interface Backend {
+	connect(): Promise<void>;
+	disconnect(): Promise<void>;
+	insert(docs: Query[]): Promise<any[]>;
+	find(query: Query, opts: FindOptions): Promise<any[]>;
+	count(query: Query): Promise<number>;
+	updateOne(query: Query, update: Query, upsert: boolean): Promise<any | null>;
+	updateMany(query: Query, update: Query): Promise<number>;
+	remove(query: Query, multi: boolean): Promise<number>;
+}
+
+class NedbBackend implements Backend {
+	db!: Datastore;
+	constructor(private name: string, private spec: CollectionSpec, private file?: string) {}
+
+	async connect() {
+		if (this.file) fs.mkdirSync(path.dirname(this.file), { recursive: true });
+		this.db = new Datastore(this.file ? { filename: this.file } : { inMemoryOnly: true });
+		await this.db.loadDatabaseAsync();
+		for (const idx of this.spec.indexes ?? []) {
+			const keys = Object.keys(idx.fields);
+			await this.db.ensureIndexAsync({
+				fieldName: keys.length === 1 ? keys[0] : keys,
+				unique: idx.unique,
+				sparse: idx.sparse,
+				expireAfterSeconds: idx.expireAfterSeconds,
+			});
+		}
+		// The append-only file is compacted now and then so it does not grow without bound.
+		if (this.file) this.db.setAutocompactionInterval(10 * 60_000);
+	}
+	async disconnect() {
+		if (this.file) {
+			this.db.stopAutocompaction();
+			await this.db.compactDatafileAsync();
+		}
+	}
+	insert(docs: Query[]) {
+		return this.db.insertAsync(docs) as Promise<any[]>;
+	}
+	find(query: Query, opts: FindOptions) {
+		let cur = this.db.findAsync(query, opts.fields ? Object.fromEntries(opts.fields.map((f) => [f === "id" ? "_id" : f, 1])) : undefined);
+		if (opts.sort) cur = cur.sort(toStored(opts.sort));
+		if (opts.offset) cur = cur.skip(opts.offset);
+		if (opts.limit) cur = cur.limit(opts.limit);
+		return cur.execAsync() as Promise<any[]>;
+	}
+	count(query: Query) {
+		return this.db.countAsync(query) as Promise<number>;
+	}
+	async updateOne(query: Query, update: Query, upsert: boolean) {
+		const res = await this.db.updateAsync(query, update, { multi: false, upsert, returnUpdatedDocs: true });
+		return res.numAffected ? (res.affectedDocuments as any) : null;
+	}
+	async updateMany(query: Query, update: Query) {
+		const res = await this.db.updateAsync(query, update, { multi: true });
+		return res.numAffected;
+	}
+	remove(query: Query, multi: boolean) {
+		return this.db.removeAsync(query, { multi });
+	}
+}
+
+class MongoBackend implements Backend {
+	model!: mongoose.Model<any>;
+	private adapter: any;
+	constructor(private name: string, private spec: CollectionSpec, private uri: string) {}
+
+	async connect() {
+		const MongooseDbAdapter = require("moleculer-db-adapter-mongoose");
+		const model = mongoose.models[this.name] ?? mongoose.model(this.name, buildMongooseSchema(this.spec), this.name);
+		this.adapter = new MongooseDbAdapter(this.uri);
+		this.adapter.init(null, { schema: { model }, settings: {}, logger: console });
+		await this.adapter.connect();
+		this.model = this.adapter.model;
+		// Unique indexes must exist before the first write relies on them.
+		await this.model.createIndexes();
+	}
+	async disconnect() {
+		await this.adapter?.disconnect().catch(() => undefined);
+	}
+	async insert(docs: Query[]) {
+		const res = await this.model.insertMany(docs, { ordered: true });
+		return res.map((d: any) => d.toObject());
+	}
+	find(query: Query, opts: FindOptions) {
+		let q = this.model.find(query, opts.fields ? opts.fields.map((f) => (f === "id" ? "_id" : f)).join(" ") : undefined);
+		if (opts.sort) q = q.sort(toStored(opts.sort) as any);
+		if (opts.offset) q = q.skip(opts.offset);
+		if (opts.limit) q = q.limit(opts.limit);
+		return q.lean().exec() as Promise<any[]>;
+	}
+	count(query: Query) {
+		return this.model.countDocuments(query).exec();
+	}
+	updateOne(query: Query, update: Query, upsert: boolean) {
+		return this.model.findOneAndUpdate(query, update, { new: true, upsert, lean: true }).exec();
+	}
+	async updateMany(query: Query, update: Query) {
+		const res = await this.model.updateMany(query, update).exec();
+		return res.modifiedCount;
+	}
+	async remove(query: Query, multi: boolean) {
+		const res = multi ? await this.model.deleteMany(query).exec() : await this.model.deleteOne(query).exec();
+		return res.deletedCount;
+	}
+}
+
+export interface CollectionOptions {
+	mongoUri?: string;
+	/** Directory for NeDB files; undefined means in memory. */
+	dataDir?: string;
+}
+
+export class Collection<T extends Entity = Entity> {
+	readonly backend: Backend;
+	readonly kind: "nedb" | "mongo";
+
+	constructor(readonly name: string, readonly spec: CollectionSpec, opts: CollectionOptions) {
+		if (opts.mongoUri) {
+			this.kind = "mongo";
+			this.backend = new MongoBackend(name, spec, opts.mongoUri);
+		} else {
+			this.kind = "nedb";
+			this.backend = new NedbBackend(name, spec, opts.dataDir ? path.join(opts.dataDir, `${name}.db`) : undefined);
+		}
+	}
+
+	connect() {
+		return this.backend.connect();
+	}
+	disconnect() {
+		return this.backend.disconnect();
+	}
+
+	/** Inserts one document; a unique-index violation becomes a 409 ConflictError. */
+	async insert(doc: Omit<T, "id"> & { id?: string }): Promise<T> {
+		const [saved] = await this.insertMany([doc]);
+		return saved;
+	}
+
+	async insertMany(docs: Array<Omit<T, "id"> & { id?: string }>): Promise<T[]> {
+		try {
+			const stored = docs.map((d) => {
+				const { id, ...rest } = d as any;
+				return { _id: id ?? newId(), ...rest };
+			});
+			const res = await this.backend.insert(stored);
+			return res.map((d) => toEntity<T>(d)!);
+		} catch (err) {
+			if (isDuplicateKey(err)) throw duplicateError(this.name, err);
+			throw err;
+		}
+	}
+
+	async findById(id: string): Promise<T | null> {
+		if (typeof id !== "string") return null;
+		return this.findOne({ id });
+	}
+
+	async findOne(query: Query, opts: Omit<FindOptions, "limit"> = {}): Promise<T | null> {
+		const [doc] = await this.backend.find(toStored(query), { ...opts, limit: 1 });
+		return toEntity<T>(doc);
+	}
+
+	async find(query: Query = {}, opts: FindOptions = {}): Promise<T[]> {
+		const docs = await this.backend.find(toStored(query), opts);
+		return docs.map((d) => toEntity<T>(d)!);
+	}
+
+	count(query: Query = {}): Promise<number> {
+		return this.backend.count(toStored(query));
+	}
+
+	/**
+	 * Atomically updates the first document matching `query` and returns it as updated, or null
+	 * when none matched: the building block of conditional updates (`stock >= qty`, state CAS).
+	 */
+	async updateOne(query: Query, update: Query, opts: { upsert?: boolean } = {}): Promise<T | null> {
+		try {
+			return toEntity<T>(await this.backend.updateOne(toStored(query), update, !!opts.upsert));
+		} catch (err) {
+			if (isDuplicateKey(err)) throw duplicateError(this.name, err);
+			throw err;
+		}
+	}
+
+	updateById(id: string, update: Query): Promise<T | null> {
+		return this.updateOne({ id }, update);
+	}
+
+	async updateMany(query: Query, update: Query): Promise<number> {
+		try {
+			return await this.backend.updateMany(toStored(query), update);
+		} catch (err) {
+			if (isDuplicateKey(err)) throw duplicateError(this.name, err);
+			throw err;
+		}
+	}
+
+	removeOne(query: Query): Promise<number> {
+		return this.backend.remove(toStored(query), false);
+	}
+
+	removeMany(query: Query): Promise<number> {
+		return this.backend.remove(toStored(query), true);
+	}
+}

@@ -1,0 +1,34 @@
+/** Action properties our gateway reads: who may call an action over HTTP. */
+import type {} from "moleculer-web";
+
+declare module "moleculer" {
+	interface ActionSchema {
+		/** "required": a valid session; "optional": a token is checked when present (guest carts). */
+		auth?: "required" | "optional";
+		/** Roles allowed; implies auth "required". */
+		roles?: Array<"customer" | "admin">;
+		/** Which rate-limit bucket the gateway counts this action in. */
+		rateLimit?: "auth" | "default";
+	}
+}
+
+/** What the gateway puts in ctx.meta for every HTTP call. */
+export interface AuthUser {
+	id: string;
+	role: "customer" | "admin";
+	sid: string;
+}
+
+export interface ShopMeta {
+	user?: AuthUser | null;
+	/** X-Cart-Id of a guest cart. */
+	cartId?: string;
+	idempotencyKey?: string;
+	/** Client address, for rate limits and audit. */
+	ip?: string;
+	$statusCode?: number;
+	$responseHeaders?: Record<string, string>;
+	/** Raw body of webhook routes. */
+	rawBody?: Buffer;
+	headers?: Record<string, string | string[] | undefined>;
+}

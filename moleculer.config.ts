@@ -1,0 +1,122 @@
+/**
+ * Broker configuration, driven by the environment (see lib/config.ts and the README).
+ * Unset: one process, in-memory cacher, no transporter. TRANSPORTER=TCP or nats://...: a cluster.
+ */
+import type { BrokerOptions, Errors, ServiceBroker } from "moleculer";
+import { readConfig, type ShopConfig } from "./lib/config";
+
+const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
+
+function cacherOptions(cfg: ShopConfig): BrokerOptions["cacher"] {
+	const redis = cfg.cacher?.startsWith("redis://") ? cfg.cacher : cfg.redisUrl;
+	if (redis && cfg.cacher !== "Memory") {
+		return { type: "Redis", options: { prefix: `${cfg.namespace || "shop"}-cache`, ttl: 300, redis: redis as any } };
+	}
+	// LRU-bounded so a large catalog cannot grow the cache without limit.
+	return { type: "MemoryLRU", options: { max: 10_000, ttl: 300 } };
+}
+
+function tracingOptions(cfg: ShopConfig): BrokerOptions["tracing"] {
+	if (!cfg.tracing) return { enabled: false };
+	const exporter: any[] = [];
+	for (const kind of cfg.tracing.split(",").map((s) => s.trim().toLowerCase())) {
+		if (kind === "console") exporter.push({ type: "Console", options: { width: 100, colors: true } });
+		// Jaeger ingests the Zipkin format too (its collector's Zipkin port), so one exporter serves both.
+		if (kind === "zipkin" || kind === "jaeger") exporter.push({ type: "Zipkin", options: { baseURL: cfg.zipkinUrl } });
+		if (kind === "event") exporter.push({ type: "Event", options: { eventName: "$tracing.spans", sendStartSpan: false, sendFinishSpan: true, broadcast: true } });
+	}
+	return { enabled: true, sampling: { rate: 1 }, exporter, events: true };
+}
+
+export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerOptions {
+	const cfg = readConfig(env);
+	return {
+		namespace: cfg.namespace,
+		nodeID: cfg.nodeID,
+		metadata: { services: SHOP_SERVICES },
+		logger: {
+			type: "Console",
+			options: { level: cfg.logLevel, colors: process.stdout.isTTY, moduleColors: false, formatter: "short", autoPadding: false },
+		},
+		logLevel: cfg.logLevel as any,
+		transporter: (cfg.transporter ?? null) as BrokerOptions["transporter"],
+		cacher: cacherOptions(cfg),
+		serializer: "JSON",
+		requestTimeout: cfg.requestTimeout,
+		// Retry only what the broker marks retryable (node gone, timeout, 503): business errors never repeat.
+		retryPolicy: {
+			enabled: true,
+			retries: 3,
+			delay: 100,
+			maxDelay: 1000,
+			factor: 2,
+			check: (err: Error) => !!(err as Errors.MoleculerError).retryable,
+		},
+		maxCallLevel: 100,
+		heartbeatInterval: 5,
+		heartbeatTimeout: 15,
+		contextParamsCloning: false,
+		// In-flight requests finish before a node stops (SIGTERM → graceful shutdown).
+		tracking: { enabled: true, shutdownTimeout: cfg.shutdownTimeout },
+		disableBalancer: false,
+		registry: { strategy: "RoundRobin", preferLocal: true },
+		circuitBreaker: {
+			enabled: true,
+			threshold: 0.5,
+			minRequestCount: 20,
+			windowTime: 60,
+			halfOpenTime: 10_000,
+			// Only failures of the service itself count, not a customer's bad input.
+			check: (err: Error) => {
+				const e = err as Errors.MoleculerError;
+				return !e.code || e.code >= 500 || e.name === "RequestTimeoutError";
+			},
+		},
+		bulkhead: { enabled: true, concurrency: 100, maxQueueSize: 2000 },
+		validator: true,
+		errorHandler: null as any,
+		metrics: {
+			enabled: cfg.metricsEnabled,
+			reporter: [{ type: "Prometheus", options: { port: cfg.metricsPort, path: "/metrics", defaultLabels: (registry: any) => ({ namespace: registry.broker.namespace, nodeID: registry.broker.nodeID }) } }],
+		},
+		tracing: tracingOptions(cfg),
+		middlewares: [],
+		replOptions: {
+			customCommands: [
+				{
+					command: "shop",
+					description: "Shop status: every shop service, the nodes hosting it and its health answer",
+					async action(broker: ServiceBroker) {
+						const list = broker.registry.getServiceList({ skipInternal: true, withActions: false }) as any[];
+						for (const name of SHOP_SERVICES) {
+							const nodes = list.filter((s) => s.name === name).map((s) => s.nodeID);
+							let health = "unreachable";
+							if (nodes.length) {
+								try {
+									health = JSON.stringify(await broker.call(`${name}.health`, {}, { timeout: 3000 }));
+								} catch (err) {
+									health = `error: ${(err as Error).message}`;
+								}
+							}
+							console.log(`${name.padEnd(14)} nodes=${(nodes.join(",") || "-").padEnd(30)} ${health}`);
+						}
+					},
+				},
+				{
+					command: "stock <variantId>",
+					description: "Current stock and the last inventory changes of a variant",
+					async action(broker: ServiceBroker, args: { variantId: string }) {
+						try {
+							console.log(await broker.call("products.checkStock", { items: [{ variantId: args.variantId, quantity: 1 }] }));
+							console.log(await broker.call("products.inventoryHistory", { variantId: args.variantId, pageSize: 10 }));
+						} catch (err) {
+							console.log(`error: ${(err as Error).message}`);
+						}
+					},
+				},
+			],
+		} as any,
+	};
+}
+
+export default buildBrokerConfig();

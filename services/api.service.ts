@@ -1,0 +1,247 @@
+/**
+ * REST gateway (moleculer-web). Only actions that declare a `rest:` alias are reachable, and only
+ * through the /api routes below; authentication, authorization and rate limits live here, once.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Context, ServiceSchema } from "moleculer";
+import { Errors } from "moleculer";
+import ApiGateway from "moleculer-web";
+import type {} from "moleculer-web";
+import { readConfig } from "../lib/config";
+import { verifyAccessToken } from "../lib/jwt";
+import { buildOpenApi, type RouteInfo } from "../lib/openapi";
+import { createRateLimitStore, type RateLimitStore } from "../adapters/rate-limit-store";
+import { UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError } from "../lib/errors";
+import type { AuthUser, ShopMeta } from "../mixins/types";
+
+type Req = IncomingMessage & { $action?: any; $alias?: any; $params?: any; $route?: any; $ctx?: Context; body?: any; parsedUrl?: string };
+interface ApiVars {
+	rateLimitStore: RateLimitStore;
+	aliases: Array<{ method: string; fullPath: string; action?: string; path: string }>;
+	server: import("node:http").Server;
+	openApiCache?: { key: string; doc: unknown };
+}
+interface ApiMethods {
+	beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse): Promise<void>;
+	sendShopError(req: Req, res: ServerResponse, err: unknown): void;
+	routeInfos(): RouteInfo[];
+	openApiDocument(): unknown;
+	[name: string]: (...args: any[]) => any;
+}
+type ApiSettings = Record<string, any>;
+
+const cfg = readConfig();
+
+/** Broker errors that mean "try again later", not "you did something wrong". */
+const UNAVAILABLE = new Set(["ServiceNotAvailableError", "ServiceNotFoundError", "RequestTimeoutError", "RequestSkippedError", "QueueIsFullError", "BrokerDisconnectedError"]);
+
+function clientIp(req: IncomingMessage): string {
+	if (process.env.TRUST_PROXY) {
+		const fwd = req.headers["x-forwarded-for"];
+		if (typeof fwd === "string" && fwd) return fwd.split(",")[0].trim();
+	}
+	return req.socket?.remoteAddress ?? "unknown";
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+	const v = req.headers[name];
+	return Array.isArray(v) ? v[0] : v;
+}
+
+const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
+	name: "api",
+	mixins: [ApiGateway],
+
+	settings: {
+		port: cfg.port,
+		ip: process.env.HOST ?? "0.0.0.0",
+		// Count limits per client per minute; the auth routes have their own, tighter bucket.
+		shopRateLimit: { windowMs: 60_000, general: cfg.rateLimit, auth: cfg.authRateLimit },
+		cors: {
+			origin: cfg.corsOrigins === "*" ? "*" : cfg.corsOrigins.split(",").map((s) => s.trim()),
+			methods: ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+			allowedHeaders: ["Content-Type", "Authorization", "Idempotency-Key", "X-Cart-Id"],
+			exposedHeaders: ["X-Cart-Id", "Retry-After"],
+			credentials: false,
+			maxAge: 3600,
+		},
+		log4XXResponses: false,
+		logRequestParams: null,
+		logResponseData: null,
+		routes: [
+			{
+				// Stripe signs the exact bytes it sent, so this route keeps the body raw.
+				name: "webhooks",
+				path: "/api/payments",
+				whitelist: ["payments.webhook"],
+				aliases: { "POST /webhook": "payments.webhook" },
+				mergeParams: false,
+				authentication: false,
+				authorization: false,
+				bodyParsers: { json: false, urlencoded: false, raw: { type: () => true, limit: "1mb" } },
+				onBeforeCall(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req) {
+					ctx.meta.rawBody = Buffer.isBuffer(req.body) ? req.body.toString("utf8") : ("" as any);
+					ctx.meta.headers = { "stripe-signature": header(req, "stripe-signature") };
+					req.$params = {};
+				},
+			},
+			{
+				name: "api",
+				path: "/api",
+				autoAliases: true,
+				mappingPolicy: "restrict",
+				aliases: {
+					"GET /health": "api.health",
+					"GET /openapi.json": "api.openapi",
+				},
+				authentication: true,
+				authorization: true,
+				bodyParsers: { json: { limit: "1mb", strict: false }, urlencoded: false },
+				callOptions: {},
+				onBeforeCall(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req, res: ServerResponse) {
+					return this.beforeCall(ctx, req, res);
+				},
+			},
+		],
+		onError(req: Req, res: ServerResponse, err: any) {
+			this.sendShopError(req, res, err);
+		},
+	},
+
+	actions: {
+		// moleculer-web's alias listing would expose internals over HTTP.
+		listAliases: false,
+		health: {
+			params: {},
+			handler(ctx: Context<unknown, ShopMeta>) {
+				const services = [...new Set((this.broker.registry.getServiceList({ skipInternal: true, onlyAvailable: true }) as any[]).map((s) => s.name))].sort();
+				const ready = this.broker.started && !this.broker.stopping;
+				if (!ready) ctx.meta.$statusCode = 503;
+				return { status: ready ? "ok" : this.broker.stopping ? "stopping" : "starting", nodeID: this.broker.nodeID, services };
+			},
+		},
+		openapi: {
+			params: {},
+			handler() {
+				return this.openApiDocument();
+			},
+		},
+	},
+
+	methods: {
+		async beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse) {
+			ctx.meta.ip = clientIp(req);
+			const cartId = header(req, "x-cart-id");
+			if (cartId) ctx.meta.cartId = cartId;
+			const key = header(req, "idempotency-key");
+			if (key) ctx.meta.idempotencyKey = key;
+
+			const limits = this.settings.shopRateLimit;
+			const isAuth = req.$action?.rateLimit === "auth" || String(req.$alias?.path ?? "").startsWith("/auth");
+			const bucket = isAuth ? "auth" : "general";
+			const limit = isAuth ? limits.auth : limits.general;
+			if (limit > 0) {
+				const { count, resetMs } = await this.rateLimitStore.hit(`${bucket}:${ctx.meta.ip}`, limits.windowMs);
+				res.setHeader("X-RateLimit-Limit", limit);
+				res.setHeader("X-RateLimit-Remaining", Math.max(0, limit - count));
+				if (count > limit) throw new TooManyRequestsError(Math.max(1, Math.ceil(resetMs / 1000)));
+			}
+		},
+
+		/** Bearer JWT: HS256 only, iss/aud/exp checked, and the session must not be revoked. */
+		async authenticate(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req): Promise<AuthUser | null> {
+			const action = req.$action ?? {};
+			const needsUser = action.auth === "required" || (Array.isArray(action.roles) && action.roles.length > 0);
+			const auth = header(req, "authorization");
+			if (!auth) {
+				if (needsUser) throw new UnauthorizedError("Authentication required", "NO_TOKEN");
+				return null;
+			}
+			const m = /^Bearer\s+(\S+)$/i.exec(auth);
+			if (!m) throw new UnauthorizedError("Malformed Authorization header", "INVALID_TOKEN");
+			let claims;
+			try {
+				claims = verifyAccessToken(m[1]);
+			} catch (err) {
+				const expired = (err as Error).name === "TokenExpiredError";
+				throw new UnauthorizedError(expired ? "Token expired" : "Invalid token", expired ? "TOKEN_EXPIRED" : "INVALID_TOKEN");
+			}
+			// Cached in the users service, and dropped from the cache when the session is revoked.
+			const session = await ctx.call<{ active: boolean }, { sid: string }>("users.checkSession", { sid: claims.sid });
+			if (!session?.active) throw new UnauthorizedError("Session revoked", "SESSION_REVOKED");
+			return { id: claims.sub, role: claims.role, sid: claims.sid };
+		},
+
+		/** Action-level `auth` / `roles`: 401 without a user, 403 with the wrong role. */
+		async authorize(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req) {
+			const action = req.$action ?? {};
+			const roles: string[] | undefined = action.roles;
+			if ((action.auth === "required" || roles?.length) && !ctx.meta.user) throw new UnauthorizedError();
+			if (roles?.length && !roles.includes(ctx.meta.user!.role)) throw new ForbiddenError(`Requires role: ${roles.join(", ")}`);
+		},
+
+		/** moleculer-web error shape with API.md statuses; never a stack trace or an internal message. */
+		sendShopError(req: Req, res: ServerResponse, raw: any) {
+			let err = raw;
+			if (raw?.type === "entity.parse.failed") err = new BadRequestError("Malformed JSON body", "INVALID_JSON");
+			else if (raw?.type === "entity.too.large") err = new PayloadTooLargeError("1mb");
+			else if (raw?.name === "RateLimitExceeded") err = new TooManyRequestsError(60);
+			else if (UNAVAILABLE.has(raw?.name) && raw?.type !== "NOT_FOUND") err = new Errors.MoleculerRetryableError("Service unavailable, try again", 503, "SERVICE_UNAVAILABLE");
+
+			const code = typeof err?.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
+			if (code >= 500 && code !== 503) {
+				this.logger.error(`Request ${req.method} ${req.url} failed:`, raw);
+				err = { name: "InternalServerError", message: "Internal server error", code: 500, type: "INTERNAL_ERROR" };
+			}
+			if (res.headersSent) return;
+			if (code === 429) res.setHeader("Retry-After", String(err.data?.retryAfter ?? 60));
+			if (code === 401) res.setHeader("WWW-Authenticate", 'Bearer realm="api"');
+			const ctx = req.$ctx as Context<unknown, ShopMeta> | undefined;
+			for (const [k, v] of Object.entries(ctx?.meta?.$responseHeaders ?? {})) res.setHeader(k, v);
+			const body = { name: err.name, message: err.message, code, type: err.type, data: code >= 500 && code !== 503 ? undefined : err.data };
+			res.setHeader("Content-Type", "application/json; charset=utf-8");
+			res.writeHead(code);
+			res.end(JSON.stringify(body));
+		},
+
+		/** Aliases as the gateway serves them, with each action's params and auth properties. */
+		routeInfos(): RouteInfo[] {
+			const actions = new Map<string, any>();
+			for (const a of this.broker.registry.getActionList({ skipInternal: true, withEndpoints: false }) as any[]) {
+				actions.set(a.name, a.action ?? a);
+			}
+			return this.aliases
+				.filter((a) => a.action && a.method && a.method !== "*")
+				.map((a) => {
+					const def = actions.get(a.action!) ?? {};
+					return { method: a.method, path: a.fullPath, action: a.action, params: def.params, auth: def.auth, roles: def.roles, description: def.description };
+				});
+		},
+
+		openApiDocument() {
+			const routes = this.routeInfos();
+			const key = routes.map((r) => `${r.method} ${r.path}`).join("\n");
+			if (this.openApiCache?.key !== key) {
+				this.openApiCache = { key, doc: buildOpenApi(routes, { title: "Moleculer Shop API", version: "1.0.0", description: "Headless e-commerce backend. Money is integer minor units." }) };
+			}
+			return this.openApiCache.doc;
+		},
+	},
+
+	events: {
+		// Aliases are otherwise regenerated after a debounce; serve every local route once started.
+		"$broker.started"() {
+			for (const route of (this as any).routes) if (route.opts.autoAliases) (this as any).regenerateAutoAliases(route);
+		},
+	},
+
+	created() {
+		this.rateLimitStore = createRateLimitStore(cfg.redisUrl);
+	},
+
+	async stopped() {
+		await this.rateLimitStore.close();
+	},
+};
+
+export default ApiService;

@@ -1,0 +1,140 @@
+/** The gateway's contract: statuses of API.md, auth, limits, health and the OpenAPI document. */
+import jwt from "jsonwebtoken";
+import SwaggerParser from "@apidevtools/swagger-parser";
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { signAccessToken, jwtSecret, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
+import { HealthMixin } from "../../mixins/health.mixin";
+import "../../mixins/types";
+
+// Stands in for the users service: sessions "revoked-*" are revoked.
+const FakeUsers: ServiceSchema = {
+	name: "users",
+	mixins: [HealthMixin],
+	actions: {
+		checkSession: { params: { sid: "string" }, handler: (ctx: Context<{ sid: string }>) => ({ active: !ctx.params.sid.startsWith("revoked") }) },
+	},
+};
+
+const Probe: ServiceSchema = {
+	name: "probe",
+	settings: { rest: "/" },
+	actions: {
+		echo: {
+			rest: "POST /probe/echo",
+			params: { name: { type: "string", min: 2 }, qty: { type: "number", integer: true, min: 1 } },
+			handler: (ctx: Context<any>) => ctx.params,
+		},
+		me: { rest: "GET /probe/me", auth: "required", handler: (ctx: Context<unknown, any>) => ctx.meta.user },
+		admin: { rest: "GET /probe/admin", roles: ["admin"], handler: () => ({ ok: true }) },
+		login: { rest: "POST /auth/probe", rateLimit: "auth", params: {}, handler: () => ({ ok: true }) },
+		crash: { rest: "GET /probe/crash", handler: () => { throw new Error("secret internals at /srv/db"); } },
+		internal: { handler: () => "never over HTTP" },
+	},
+};
+
+const token = (role: "customer" | "admin" = "customer", sid = "s1") => signAccessToken({ sub: "u1", role, sid });
+
+describe("gateway", () => {
+	let shop: Shop;
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, Probe], apiSettings: { shopRateLimit: { windowMs: 60_000, general: 1000, auth: 5 } } });
+	});
+	afterAll(() => shop.stop());
+
+	test("health answers 200 with the services and the node", async () => {
+		const res = await shop.http.get("/api/health");
+		expect(res.status).toBe(200);
+		expect(res.body).toMatchObject({ status: "ok", nodeID: shop.broker.nodeID });
+		expect(res.body.services).toEqual(expect.arrayContaining(["users", "probe", "api"]));
+	});
+
+	test("401 without a token, with a bad signature, alg none, expired, or a revoked session", async () => {
+		expect((await shop.http.get("/api/probe/me")).status).toBe(401);
+		const forged = jwt.sign({ role: "admin", sid: "s1" }, "another-secret", { algorithm: "HS256", subject: "u1", issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE });
+		expect((await shop.http.get("/api/probe/me", { token: forged })).status).toBe(401);
+		const none = jwt.sign({ role: "admin", sid: "s1", sub: "u1", iss: TOKEN_ISSUER, aud: TOKEN_AUDIENCE }, "", { algorithm: "none" } as any);
+		expect((await shop.http.get("/api/probe/me", { token: none })).status).toBe(401);
+		const expired = jwt.sign({ role: "customer", sid: "s1", exp: Math.floor(Date.now() / 1000) - 10 }, jwtSecret(), { algorithm: "HS256", subject: "u1", issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE });
+		const exp = await shop.http.get("/api/probe/me", { token: expired });
+		expect(exp.status).toBe(401);
+		expect(exp.body.type).toBe("TOKEN_EXPIRED");
+		const otherAudience = jwt.sign({ role: "customer", sid: "s1" }, jwtSecret(), { algorithm: "HS256", subject: "u1", issuer: TOKEN_ISSUER, audience: "someone-else" });
+		expect((await shop.http.get("/api/probe/me", { token: otherAudience })).status).toBe(401);
+		expect((await shop.http.get("/api/probe/me", { token: token("customer", "revoked-1") })).status).toBe(401);
+		const ok = await shop.http.get("/api/probe/me", { token: token() });
+		expect(ok.status).toBe(200);
+		expect(ok.body).toEqual({ id: "u1", role: "customer", sid: "s1" });
+	});
+
+	test("403 for a customer on an admin route, 200 for an admin", async () => {
+		expect((await shop.http.get("/api/probe/admin")).status).toBe(401);
+		expect((await shop.http.get("/api/probe/admin", { token: token("customer") })).status).toBe(403);
+		expect((await shop.http.get("/api/probe/admin", { token: token("admin") })).status).toBe(200);
+	});
+
+	test("404 for unknown routes and for actions without a rest alias", async () => {
+		expect((await shop.http.get("/api/nope")).status).toBe(404);
+		expect((await shop.http.get("/api/probe/internal")).status).toBe(404);
+		expect((await shop.http.get("/api/probe.internal")).status).toBe(404);
+		expect((await shop.http.get("/api/~node/actions")).status).toBe(404);
+		expect((await shop.http.get("/api/$node/list")).status).toBe(404);
+	});
+
+	test("422 names the bad field", async () => {
+		const res = await shop.http.post("/api/probe/echo", { name: "x", qty: 1.5 });
+		expect(res.status).toBe(422);
+		const fields = res.body.data.map((d: any) => d.field).sort();
+		expect(fields).toEqual(["name", "qty"]);
+		expect(res.body).toMatchObject({ name: "ValidationError", code: 422 });
+	});
+
+	test("400 on malformed JSON, 413 above 1 MB", async () => {
+		const bad = await shop.http.request("POST", "/api/probe/echo", { raw: '{"name": "ab", ' });
+		expect(bad.status).toBe(400);
+		expect(bad.body.code).toBe(400);
+		const big = await shop.http.request("POST", "/api/probe/echo", { raw: JSON.stringify({ name: "x".repeat(2 * 1024 * 1024), qty: 1 }) });
+		expect(big.status).toBe(413);
+	});
+
+	test("500 hides internals", async () => {
+		const res = await shop.http.get("/api/probe/crash");
+		expect(res.status).toBe(500);
+		expect(res.text).not.toMatch(/secret|\/srv|stack/);
+	});
+
+	test("429 past the auth rate limit, with Retry-After", async () => {
+		const statuses: number[] = [];
+		for (let i = 0; i < 7; i++) statuses.push((await shop.http.post("/api/auth/probe", {})).status);
+		expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
+		expect(statuses[5]).toBe(429);
+		const res = await shop.http.post("/api/auth/probe", {});
+		expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+		// the general bucket is separate
+		expect((await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 })).status).toBe(200);
+	});
+
+	test("the OpenAPI document validates and lists every alias", async () => {
+		const res = await shop.http.get("/api/openapi.json");
+		expect(res.status).toBe(200);
+		await SwaggerParser.validate(structuredClone(res.body));
+		const paths = res.body.paths;
+		expect(paths["/api/probe/echo"].post.requestBody.content["application/json"].schema.required).toEqual(["name", "qty"]);
+		expect(paths["/api/probe/admin"].get.security).toEqual([{ bearerAuth: [] }]);
+		for (const p of ["/api/health", "/api/openapi.json", "/api/probe/me", "/api/auth/probe", "/api/payments/webhook"]) expect(paths[p]).toBeDefined();
+	});
+});
+
+describe("gateway general rate limit", () => {
+	let shop: Shop;
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, Probe], apiSettings: { shopRateLimit: { windowMs: 60_000, general: 3, auth: 100 } } });
+	});
+	afterAll(() => shop.stop());
+
+	test("429 after RATE_LIMIT requests per minute", async () => {
+		const statuses = [];
+		for (let i = 0; i < 4; i++) statuses.push((await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 })).status);
+		expect(statuses).toEqual([200, 200, 200, 429]);
+	});
+});
