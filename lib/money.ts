@@ -1,0 +1,51 @@
+/** Money is an integer of minor units (cents) with an ISO 4217 currency; never a float. */
+export interface Money {
+	amount: number;
+	currency: string;
+}
+
+export const DEFAULT_CURRENCY = "USD";
+
+export function isCents(value: unknown): value is number {
+	return typeof value === "number" && Number.isSafeInteger(value);
+}
+
+export function assertCents(value: number, what = "amount"): number {
+	if (!isCents(value)) throw new TypeError(`${what} must be an integer number of cents, got ${value}`);
+	return value;
+}
+
+export function sumCents(values: number[]): number {
+	return values.reduce((a, b) => a + assertCents(b), 0);
+}
+
+export function multiplyCents(unit: number, quantity: number): number {
+	return assertCents(unit, "unit price") * assertCents(quantity, "quantity");
+}
+
+/** Percentage of an amount, rounded half away from zero to whole cents. */
+export function percentOf(amount: number, percent: number): number {
+	assertCents(amount);
+	return Math.sign(amount * percent) * Math.round(Math.abs(amount * percent) / 100);
+}
+
+/**
+ * Splits `total` over `weights` proportionally in whole cents, the remainder going to the largest
+ * shares first, so the parts always add up to the total exactly.
+ */
+export function allocateCents(total: number, weights: number[]): number[] {
+	assertCents(total);
+	const sum = weights.reduce((a, b) => a + b, 0);
+	if (sum <= 0) return weights.map(() => 0);
+	const raw = weights.map((w) => (total * w) / sum);
+	const parts = raw.map(Math.floor);
+	let rest = total - parts.reduce((a, b) => a + b, 0);
+	const order = raw.map((r, i) => ({ i, frac: r - Math.floor(r) })).sort((a, b) => b.frac - a.frac);
+	for (let k = 0; rest > 0; k = (k + 1) % order.length, rest--) parts[order[k].i]++;
+	return parts;
+}
+
+/** "$12.34" for messages and templates; amounts stay integers everywhere else. */
+export function formatMoney(amount: number, currency = DEFAULT_CURRENCY, locale = "en-US"): string {
+	return new Intl.NumberFormat(locale, { style: "currency", currency }).format(amount / 100);
+}

@@ -1,0 +1,25 @@
+import { allocateCents, percentOf, sumCents, multiplyCents, formatMoney, assertCents } from "../../lib/money";
+
+describe("money", () => {
+	test.each([
+		[1000, 10, 100],
+		[999, 15, 150],
+		[5, 50, 3],
+		[1, 100, 1],
+		[0, 30, 0],
+	])("percentOf(%i, %i) = %i", (amount, pct, expected) => expect(percentOf(amount, pct)).toBe(expected));
+
+	test("allocateCents keeps the total exactly", () => {
+		expect(allocateCents(100, [1, 1, 1])).toEqual([34, 33, 33]);
+		expect(allocateCents(1001, [3, 7]).reduce((a, b) => a + b)).toBe(1001);
+		expect(allocateCents(10, [0, 0])).toEqual([0, 0]);
+	});
+
+	test("floats are refused", () => {
+		expect(() => assertCents(10.5)).toThrow(TypeError);
+		expect(() => sumCents([1, 2.5])).toThrow(TypeError);
+		expect(multiplyCents(1999, 3)).toBe(5997);
+	});
+
+	test("formatMoney", () => expect(formatMoney(123456, "USD")).toBe("$1,234.56"));
+});
