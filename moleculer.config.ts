@@ -4,6 +4,7 @@
  */
 import type { BrokerOptions, Errors, ServiceBroker } from "moleculer";
 import { readConfig, type ShopConfig } from "./lib/config";
+import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 
 const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
 
@@ -53,8 +54,8 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			check: (err: Error) => !!(err as Errors.MoleculerError).retryable,
 		},
 		maxCallLevel: 100,
-		heartbeatInterval: 5,
-		heartbeatTimeout: 15,
+		heartbeatInterval: cfg.heartbeatInterval,
+		heartbeatTimeout: cfg.heartbeatTimeout,
 		contextParamsCloning: false,
 		// In-flight requests finish before a node stops (SIGTERM → graceful shutdown).
 		tracking: { enabled: true, shutdownTimeout: cfg.shutdownTimeout },
@@ -80,7 +81,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			reporter: [{ type: "Prometheus", options: { port: cfg.metricsPort, path: "/metrics", defaultLabels: (registry: any) => ({ namespace: registry.broker.namespace, nodeID: registry.broker.nodeID }) } }],
 		},
 		tracing: tracingOptions(cfg),
-		middlewares: [],
+		middlewares: [HealthProbeMiddleware(cfg.healthPort)],
 		replOptions: {
 			customCommands: [
 				{

@@ -65,6 +65,6 @@ export class RedisRateLimitStore implements RateLimitStore {
 	}
 }
 
-export function createRateLimitStore(redisUrl?: string): RateLimitStore {
-	return redisUrl ? new RedisRateLimitStore(redisUrl) : new MemoryRateLimitStore();
+export function createRateLimitStore(redisUrl?: string, namespace = ""): RateLimitStore {
+	return redisUrl ? new RedisRateLimitStore(redisUrl, `${namespace || "shop"}:rl:`) : new MemoryRateLimitStore();
 }

@@ -236,7 +236,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 	},
 
 	created() {
-		this.rateLimitStore = createRateLimitStore(cfg.redisUrl);
+		this.rateLimitStore = createRateLimitStore(cfg.redisUrl, this.broker.namespace);
 	},
 
 	async stopped() {

@@ -1,0 +1,144 @@
+/**
+ * The platform on real servers: one broker across separate processes over nats-server, the Redis
+ * cacher and rate-limit store on redis-server, and the Prometheus endpoint.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import Redis from "ioredis";
+import { startNode, joinCluster, eventually, freePort, redisUrl, type ShopNode } from "../helpers/cluster";
+import { startShop } from "../helpers/shop";
+import { HealthMixin } from "../../mixins/health.mixin";
+
+jest.setTimeout(90_000);
+
+describe("three processes over NATS", () => {
+	const ns = `infra-${Date.now()}`;
+	let gateway: ShopNode, cartA: ShopNode, cartB: ShopNode;
+	let tester: Awaited<ReturnType<typeof joinCluster>>;
+
+	beforeAll(async () => {
+		[gateway, cartA, cartB] = await Promise.all([
+			startNode({ nodeID: "gw", services: ["api"], namespace: ns }),
+			startNode({ nodeID: "cart-a", services: ["cart"], namespace: ns }),
+			startNode({ nodeID: "cart-b", services: ["cart"], namespace: ns }),
+		]);
+		tester = await joinCluster(ns);
+		await eventually(() => (tester.registry.getServiceList({ onlyAvailable: true }) as any[]).filter((s) => s.name === "cart").length === 2);
+	});
+	afterAll(async () => {
+		await tester?.stop();
+		await Promise.all([gateway, cartA, cartB].map((n) => n?.kill("SIGKILL")));
+	});
+
+	test("the gateway node sees the services of the other nodes", async () => {
+		const res = await eventually(async () => {
+			const r = await fetch(`http://127.0.0.1:${gateway.port}/api/health`);
+			const body = await r.json();
+			return r.status === 200 && body.services.includes("cart") ? body : false;
+		});
+		expect(res.nodeID).toBe("gw");
+	});
+
+	test("calls are balanced over both nodes hosting the service", async () => {
+		const seen: Record<string, number> = {};
+		for (let i = 0; i < 40; i++) {
+			const res = await tester.call<{ nodeID: string }>("cart.health");
+			seen[res.nodeID] = (seen[res.nodeID] ?? 0) + 1;
+		}
+		expect(Object.keys(seen).sort()).toEqual(["cart-a", "cart-b"]);
+		expect(Math.min(...Object.values(seen))).toBeGreaterThanOrEqual(10);
+	});
+
+	test("a node killed mid-run: every call is still answered, by the survivor", async () => {
+		const answeredBy: string[] = [];
+		const errors: unknown[] = [];
+		let killed = false;
+		const worker = async () => {
+			for (let i = 0; i < 25; i++) {
+				try {
+					answeredBy.push((await tester.call<{ nodeID: string }>("cart.health")).nodeID);
+				} catch (err) {
+					errors.push(err);
+				}
+				if (!killed && answeredBy.length >= 20) {
+					killed = true;
+					cartB.proc.kill("SIGKILL");
+				}
+			}
+		};
+		await Promise.all([worker(), worker(), worker(), worker()]);
+		expect(errors).toEqual([]);
+		expect(answeredBy).toHaveLength(100);
+		expect(answeredBy.slice(-20).every((n) => n === "cart-a")).toBe(true);
+	});
+});
+
+const Counter: ServiceSchema = {
+	name: "probe",
+	mixins: [HealthMixin],
+	settings: { rest: "/" },
+	actions: {
+		square: {
+			rest: "GET /probe/square",
+			cache: { keys: ["n"] },
+			params: { n: { type: "number", convert: true } },
+			handler(this: any, ctx: Context<{ n: number }>) {
+				this.calls = (this.calls ?? 0) + 1;
+				return { square: ctx.params.n * ctx.params.n };
+			},
+		},
+	},
+};
+const FakeUsers: ServiceSchema = { name: "users", actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } } };
+
+describe("Redis", () => {
+	test("the Redis cacher serves the second call from redis-server", async () => {
+		const ns = `cache-${Date.now()}`;
+		const shop = await startShop({ services: [Counter, FakeUsers], noGateway: true, broker: { namespace: ns, cacher: { type: "Redis", options: { prefix: `${ns}-cache`, redis: redisUrl() as any } } } });
+		const redis = new Redis(redisUrl());
+		try {
+			// The Redis cacher connects after the broker starts and bypasses itself until then.
+			await eventually(() => (shop.broker.cacher as any).connected === true);
+			expect(await shop.broker.call("probe.square", { n: 7 })).toEqual({ square: 49 });
+			// The cacher writes after answering; wait for the entry to land in Redis.
+			await eventually(async () => (await redis.keys(`${ns}-cache*`)).some((k) => k.includes("probe.square")));
+			expect(await shop.broker.call("probe.square", { n: 7 })).toEqual({ square: 49 });
+			expect((shop.broker.getLocalService("probe") as any).calls).toBe(1);
+		} finally {
+			redis.disconnect();
+			await shop.stop();
+		}
+	});
+
+	test("rate limits hold across two gateways sharing redis-server", async () => {
+		const ns = `rl-${Date.now()}`;
+		const opts = { services: [Counter, FakeUsers], broker: { namespace: ns }, apiSettings: { shopRateLimit: { windowMs: 60_000, general: 5, auth: 5 } } };
+		const [a, b] = [await startShop(opts), await startShop(opts)];
+		try {
+			const statuses: number[] = [];
+			for (let i = 0; i < 8; i++) statuses.push((await (i % 2 ? b : a).http.get("/api/probe/square?n=2")).status);
+			expect(statuses.filter((s) => s === 200)).toHaveLength(5);
+			expect(statuses.slice(5)).toEqual([429, 429, 429]);
+		} finally {
+			await a.stop();
+			await b.stop();
+		}
+	});
+});
+
+describe("Prometheus reporter", () => {
+	test("exposes moleculer_request_total for a called action", async () => {
+		const port = await freePort();
+		const shop = await startShop({
+			services: [Counter, FakeUsers],
+			noGateway: true,
+			broker: { metrics: { enabled: true, reporter: [{ type: "Prometheus", options: { port, path: "/metrics" } }] } },
+		});
+		try {
+			await shop.broker.call("probe.square", { n: 3 });
+			const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+			expect(text).toMatch(/moleculer_request_total\{[^}]*action="probe\.square"[^}]*\} 1/);
+		} finally {
+			await shop.stop();
+		}
+	});
+});
