@@ -1,0 +1,34 @@
+/**
+ * `npm run repl`: the Moleculer REPL.
+ * - TRANSPORTER set: joins the running cluster as a node without services, so `call`, `services`,
+ *   `nodes` and the custom `shop` command act on the live services.
+ * - Embedded default: starts the whole shop in this process (gateway included) with the REPL on it.
+ */
+import path from "node:path";
+import fs from "node:fs";
+import { ServiceBroker } from "moleculer";
+import { buildBrokerConfig } from "../moleculer.config";
+
+async function main() {
+	const config = buildBrokerConfig();
+	const joining = !!config.transporter;
+	const broker = new ServiceBroker({
+		...config,
+		nodeID: joining ? `repl-${process.pid}` : config.nodeID,
+		// A REPL node must not bind the metrics port of the node it joins.
+		metrics: joining ? { enabled: false } : config.metrics,
+	});
+	if (!joining) {
+		const dir = path.join(__dirname, "../services");
+		for (const file of fs.readdirSync(dir).filter((f) => /\.service\.(ts|js)$/.test(f))) {
+			broker.loadService(path.join(dir, file));
+		}
+	}
+	await broker.start();
+	broker.repl();
+}
+
+main().catch((err) => {
+	console.error(err);
+	process.exit(1);
+});
