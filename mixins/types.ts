@@ -7,6 +7,8 @@ declare module "moleculer" {
 		auth?: "required" | "optional";
 		/** Roles allowed; implies auth "required". */
 		roles?: Array<"customer" | "admin">;
+		/** One line for the OpenAPI document. */
+		description?: string;
 		/** Which rate-limit bucket the gateway counts this action in. */
 		rateLimit?: "auth" | "default";
 	}

@@ -1,12 +1,338 @@
-/** Sales, top products and funnel reports from broker events. */
-import type { ServiceSchema } from "moleculer";
+/**
+ * Sales, top products and funnel reports from broker events.
+ *
+ * Every consumed event goes through a pipeline of bounded queues (lib/pipeline.ts):
+ *   ingest (the event handler, which awaits while the first queue is full)
+ *   → validate/enrich (payload check, hourly bucket, claim the eventId once)
+ *   → aggregate (a batch becomes one `$inc` per hourly counter)
+ *   → store (atomic upsert-increments, then the Prometheus business metrics).
+ * Revenue rules are in lib/analytics-events.ts; reports are assembled in lib/analytics-reports.ts.
+ */
+import type { Context, Service, ServiceSchema } from "moleculer";
+import type {} from "moleculer-web";
+import { DbMixin, type DbServiceThis } from "../mixins/db.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
+import type { ShopMeta } from "../mixins/types";
+import { Pipeline, type PipelineStats } from "../lib/pipeline";
+import { combineIncrements, incrementsFor, normaliseEvent, type AnalyticsEvent, type Increment } from "../lib/analytics-events";
+import { funnelReport, salesReport, topProductsReport, type HourlyCounter } from "../lib/analytics-reports";
+import { hourRange, INTERVALS, resolveRange, type Interval } from "../lib/time-buckets";
+import { invalidField } from "../lib/errors";
 
-const AnalyticsService: ServiceSchema = {
+interface RawEvent {
+	name: string;
+	payload: unknown;
+	receivedAt: Date;
+}
+
+interface AggregatedBatch {
+	increments: Increment[];
+	events: AnalyticsEvent[];
+}
+
+interface AnalyticsSettings {
+	rest: string;
+	pipeline: {
+		/** Items each queue holds at most: the bound on what a burst can pile up in memory. */
+		capacity: number;
+		validateBatch: number;
+		validateConcurrency: number;
+		aggregateBatch: number;
+	};
+}
+
+interface Counts {
+	received: number;
+	rejected: number;
+	duplicates: number;
+	counted: number;
+}
+
+interface AnalyticsVars extends DbServiceThis {
+	pipeline: Pipeline<RawEvent>;
+	counts: Counts;
+}
+
+interface AnalyticsMethods {
+	ingest(name: string, payload: unknown): Promise<void>;
+	validateAndClaim(batch: RawEvent[]): Promise<AnalyticsEvent[]>;
+	claim(events: AnalyticsEvent[]): Promise<AnalyticsEvent[]>;
+	store(batch: AggregatedBatch[]): Promise<AggregatedBatch[]>;
+	recordMetrics(events: AnalyticsEvent[]): void;
+	registerMetrics(): void;
+	readCounters(metrics: string[], from: Date, to: Date): Promise<HourlyCounter[]>;
+	stats(): PipelineStats & Counts;
+}
+
+type AnalyticsThis = Service<AnalyticsSettings> & AnalyticsVars & AnalyticsMethods;
+type RangeParams = { from?: Date; to?: Date };
+
+/** Processed event ids are kept longer than producers keep events for replay (the outbox: 7 days). */
+const DEDUPE_RETENTION_SECONDS = 14 * 24 * 3600;
+const CHECKOUT_BUCKETS_SECONDS = [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
+
+const rangeParams = {
+	from: { type: "date", convert: true, optional: true },
+	to: { type: "date", convert: true, optional: true },
+} as const;
+
+function ingestEvent(this: AnalyticsThis, ctx: Context) {
+	return this.ingest(ctx.eventName!, ctx.params);
+}
+
+function rangeOf(params: RangeParams): { from: Date; to: Date } {
+	const range = resolveRange(params.from, params.to);
+	if (!range.ok) throw invalidField(range.field, range.message);
+	return range;
+}
+
+async function withRetry<T>(attempts: number, fn: () => Promise<T>): Promise<T> {
+	for (let i = 1; ; i++) {
+		try {
+			return await fn();
+		} catch (err) {
+			// A duplicate is an answer, not a failure: only errors of the store itself are retried.
+			if (i >= attempts || (err as any)?.type === "DUPLICATE") throw err;
+			await new Promise((r) => setTimeout(r, 50 * 2 ** i));
+		}
+	}
+}
+
+const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, AnalyticsVars> = {
 	name: "analytics",
-	mixins: [HealthMixin],
-	settings: { rest: "/" },
-	actions: {},
+	mixins: [
+		DbMixin("analytics", {
+			// One counter per hour, metric and key (currency, product, status|currency, funnel step).
+			hourly: {
+				fields: {
+					bucket: { type: String, required: true },
+					metric: { type: String, required: true },
+					key: { type: String, required: true },
+					value: { type: Number, default: 0 },
+					status: String,
+					currency: String,
+					productId: String,
+					name: String,
+					step: String,
+					updatedAt: Date,
+				},
+				indexes: [{ fields: { bucket: 1, metric: 1, key: 1 }, unique: true }],
+			},
+			processed_events: {
+				fields: { eventId: { type: String, required: true }, type: String, processedAt: Date },
+				indexes: [{ fields: { eventId: 1 }, unique: true }, { fields: { processedAt: 1 }, expireAfterSeconds: DEDUPE_RETENTION_SECONDS }],
+			},
+		}),
+		HealthMixin,
+	],
+	settings: {
+		rest: "/",
+		pipeline: { capacity: 1000, validateBatch: 50, validateConcurrency: 2, aggregateBatch: 500 },
+	},
+
+	events: {
+		"order.created": ingestEvent,
+		"order.confirmed": ingestEvent,
+		"order.cancelled": ingestEvent,
+		"payment.refunded": ingestEvent,
+		"payment.failed": ingestEvent,
+		"product.viewed": ingestEvent,
+		"cart.item_added": ingestEvent,
+	},
+
+	actions: {
+		// Only buckets with activity are listed; weeks start on Monday (UTC).
+		sales: {
+			rest: "GET /analytics/sales",
+			roles: ["admin"],
+			params: { ...rangeParams, interval: { type: "enum", values: [...INTERVALS], default: "day" }, $$strict: "remove" },
+			async handler(this: AnalyticsThis, ctx: Context<RangeParams & { interval: Interval }, ShopMeta>) {
+				const { from, to } = rangeOf(ctx.params);
+				return salesReport(await this.readCounters(["orders", "revenue", "refunds"], from, to), ctx.params.interval);
+			},
+		},
+		// Product revenue is line totals net of their share of the order discount.
+		topProducts: {
+			rest: "GET /analytics/top-products",
+			roles: ["admin"],
+			params: { ...rangeParams, limit: { type: "number", integer: true, min: 1, max: 100, default: 10, convert: true }, $$strict: "remove" },
+			async handler(this: AnalyticsThis, ctx: Context<RangeParams & { limit: number }, ShopMeta>) {
+				const { from, to } = rangeOf(ctx.params);
+				return topProductsReport(await this.readCounters(["units", "product_revenue"], from, to), ctx.params.limit);
+			},
+		},
+		funnel: {
+			rest: "GET /analytics/funnel",
+			roles: ["admin"],
+			params: { ...rangeParams, $$strict: "remove" },
+			async handler(this: AnalyticsThis, ctx: Context<RangeParams, ShopMeta>) {
+				const { from, to } = rangeOf(ctx.params);
+				return funnelReport(await this.readCounters(["funnel"], from, to));
+			},
+		},
+		/** Queue lengths and their high-water marks, and what was counted, rejected or deduplicated. */
+		pipelineStats: {
+			visibility: "public",
+			params: {},
+			handler(this: AnalyticsThis) {
+				return this.stats();
+			},
+		},
+		/** Waits until every event received so far is stored (tests, graceful hand-over). */
+		flush: {
+			visibility: "public",
+			params: {},
+			async handler(this: AnalyticsThis) {
+				await this.pipeline.drain();
+				return this.stats();
+			},
+		},
+	},
+
+	methods: {
+		async ingest(name: string, payload: unknown) {
+			this.counts.received++;
+			try {
+				await this.pipeline.push({ name, payload, receivedAt: new Date() });
+			} catch (err) {
+				this.logger.warn(`Event ${name} not counted: ${(err as Error).message}`);
+			}
+		},
+
+		async validateAndClaim(batch: RawEvent[]) {
+			const fresh = new Map<string, AnalyticsEvent>();
+			for (const raw of batch) {
+				const res = normaliseEvent(raw.name, raw.payload, raw.receivedAt);
+				if (!res.ok) {
+					this.counts.rejected++;
+					this.logger.warn(`Rejected ${raw.name} event ${res.eventId ?? "(no eventId)"}: ${res.reason}`);
+				} else if (fresh.has(res.event.eventId)) this.counts.duplicates++;
+				else fresh.set(res.event.eventId, res.event);
+			}
+			return this.claim([...fresh.values()]);
+		},
+
+		/** The unique eventId is the claim: of two deliveries of one event, only one insert succeeds. */
+		async claim(events: AnalyticsEvent[]) {
+			const claimed = await Promise.all(
+				events.map(async (event) => {
+					try {
+						await withRetry(3, () => this.db.processed_events.insert({ eventId: event.eventId, type: event.type, processedAt: new Date() }));
+						return event;
+					} catch (err: any) {
+						if (err?.type !== "DUPLICATE") throw err;
+						this.counts.duplicates++;
+						return null;
+					}
+				}),
+			);
+			return claimed.filter((e): e is AnalyticsEvent => e !== null);
+		},
+
+		async store(batches: AggregatedBatch[]) {
+			for (const { increments, events } of batches) {
+				await Promise.all(
+					increments.map((inc) =>
+						// Retried because the claim is already made: a lost write would be a lost count.
+						withRetry(3, () =>
+							this.db.hourly.updateOne(
+								{ bucket: inc.bucket, metric: inc.metric, key: inc.key },
+								{ $inc: { value: inc.value }, $set: { ...inc.dims, updatedAt: new Date() } },
+								{ upsert: true },
+							),
+						),
+					),
+				);
+				this.counts.counted += events.length;
+				this.recordMetrics(events);
+			}
+			return [];
+		},
+
+		registerMetrics() {
+			if (!this.broker.isMetricsEnabled()) return;
+			const metrics = this.broker.metrics;
+			const define = (opts: any) => {
+				if (!metrics.hasMetric(opts.name)) metrics.register(opts);
+			};
+			define({ name: "orders_total", type: "counter", labelNames: ["status"], description: "Orders by the status they reached" });
+			// Counters only go up, so refunds have their own: net revenue = revenue - refunded.
+			define({ name: "revenue_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Paid order totals, shipping included" });
+			define({ name: "refunded_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Refunded amounts" });
+			define({ name: "payment_failures_total", type: "counter", description: "Declined or failed payments" });
+			define({
+				name: "checkout_duration_seconds",
+				type: "histogram",
+				unit: "seconds",
+				buckets: CHECKOUT_BUCKETS_SECONDS,
+				description: "From checkout start to a confirmed order (checkoutDurationMs of order.confirmed)",
+			});
+		},
+
+		recordMetrics(events: AnalyticsEvent[]) {
+			if (!this.broker.isMetricsEnabled()) return;
+			const m = this.broker.metrics;
+			for (const e of events) {
+				switch (e.type) {
+					case "order.created":
+					case "order.cancelled":
+						m.increment("orders_total", { status: e.status });
+						break;
+					case "order.confirmed":
+						m.increment("orders_total", { status: e.status });
+						m.increment("revenue_cents_total", { currency: e.currency }, e.total);
+						if (e.checkoutDurationMs !== undefined) m.observe("checkout_duration_seconds", e.checkoutDurationMs / 1000);
+						break;
+					case "payment.refunded":
+						m.increment("refunded_cents_total", { currency: e.currency }, e.amount);
+						break;
+					case "payment.failed":
+						m.increment("payment_failures_total");
+						break;
+				}
+			}
+		},
+
+		async readCounters(metrics: string[], from: Date, to: Date) {
+			const { fromKey, toKey } = hourRange(from, to);
+			return (await this.db.hourly.find({ metric: { $in: metrics }, bucket: { $gte: fromKey, $lt: toKey } })) as unknown as HourlyCounter[];
+		},
+
+		stats() {
+			return { ...this.pipeline.stats(), ...this.counts };
+		},
+	},
+
+	created(this: AnalyticsThis) {
+		const opts = this.settings.pipeline;
+		this.counts = { received: 0, rejected: 0, duplicates: 0, counted: 0 };
+		this.pipeline = new Pipeline<RawEvent>(
+			[
+				{ name: "validate", batchSize: opts.validateBatch, concurrency: opts.validateConcurrency, handle: (batch: RawEvent[]) => this.validateAndClaim(batch) },
+				{
+					name: "aggregate",
+					batchSize: opts.aggregateBatch,
+					handle: (events: AnalyticsEvent[]) => [{ increments: combineIncrements(events.flatMap(incrementsFor)), events }],
+				},
+				// Each item here is a whole aggregated batch, so a few of them are plenty.
+				{ name: "store", capacity: Math.max(1, Math.ceil(opts.capacity / opts.aggregateBatch)), handle: (batch: AggregatedBatch[]) => this.store(batch) },
+			],
+			{
+				capacity: opts.capacity,
+				onError: (err, stage, batch) => this.logger.error(`Analytics ${stage} stage dropped ${batch.length} item(s):`, err),
+			},
+		);
+		this.registerMetrics();
+	},
+
+	started(this: AnalyticsThis) {
+		this.pipeline.start();
+	},
+
+	async stopped(this: AnalyticsThis) {
+		// Runs before the db mixin disconnects: what is queued is still stored.
+		await this.pipeline.stop();
+	},
 };
 
 export default AnalyticsService;

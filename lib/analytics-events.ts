@@ -1,0 +1,246 @@
+/**
+ * The events analytics consumes: validation of their payloads (docs/services.md) into one typed
+ * shape, and the hourly counter increments each one causes. No broker, no I/O.
+ *
+ * Revenue rule: revenue is the sum of confirmed (paid) order totals, shipping included, minus
+ * refunds, each counted in the hour it happened. Only `payment.refunded` lowers revenue:
+ * `order.cancelled` counts the cancellation, and the money of a paid order that is cancelled comes
+ * back through the refund the orders service makes, which arrives as `payment.refunded`.
+ * Subtracting on both would count that refund twice.
+ */
+import { allocateCents, isCents } from "./money";
+import { hourKey } from "./time-buckets";
+
+export const ANALYTICS_EVENTS = [
+	"order.created",
+	"order.confirmed",
+	"order.cancelled",
+	"payment.refunded",
+	"payment.failed",
+	"product.viewed",
+	"cart.item_added",
+] as const;
+export type AnalyticsEventName = (typeof ANALYTICS_EVENTS)[number];
+
+export interface SoldItem {
+	productId: string;
+	name?: string;
+	quantity: number;
+	lineTotal: number;
+}
+
+interface EventBase {
+	eventId: string;
+	/** When it happened: `occurredAt` when the producer sends it, otherwise see `eventTime`. */
+	at: Date;
+	/** Hourly bucket key of `at`. */
+	hour: string;
+}
+
+export type AnalyticsEvent = EventBase &
+	(
+		| { type: "order.created"; orderId: string; status: string; currency: string }
+		| {
+				type: "order.confirmed";
+				orderId: string;
+				status: string;
+				currency: string;
+				total: number;
+				discount: number;
+				items: SoldItem[];
+				checkoutDurationMs?: number;
+		  }
+		| { type: "order.cancelled"; orderId: string; status: string; currency: string }
+		| { type: "payment.refunded"; orderId: string; currency: string; amount: number }
+		| { type: "payment.failed"; orderId: string; currency: string; amount: number }
+		| { type: "product.viewed"; productId: string }
+		| { type: "cart.item_added"; productId: string; quantity: number }
+	);
+
+export type NormaliseResult = { ok: true; event: AnalyticsEvent } | { ok: false; eventId?: string; reason: string };
+
+class PayloadError extends Error {}
+
+type Payload = Record<string, unknown>;
+
+function id(p: Payload, field: string): string {
+	const v = p[field];
+	if (typeof v !== "string" || !v.trim() || v.length > 200) throw new PayloadError(`${field} must be a non-empty string`);
+	return v;
+}
+
+function cents(p: Payload, field: string, min: number): number {
+	const v = p[field];
+	if (!isCents(v) || v < min) throw new PayloadError(`${field} must be an integer number of cents >= ${min}`);
+	return v;
+}
+
+function currency(p: Payload): string {
+	const v = p.currency;
+	if (typeof v !== "string" || !/^[A-Za-z]{3}$/.test(v)) throw new PayloadError("currency must be an ISO 4217 code");
+	return v.toUpperCase();
+}
+
+function positiveInt(p: Payload, field: string): number {
+	const v = p[field];
+	if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1) throw new PayloadError(`${field} must be a positive integer`);
+	return v;
+}
+
+function toDate(v: unknown): Date | undefined {
+	if (v instanceof Date || typeof v === "string" || typeof v === "number") {
+		const d = new Date(v);
+		if (Number.isFinite(d.getTime())) return d;
+	}
+	return undefined;
+}
+
+/**
+ * `occurredAt` when the producer sends it. Otherwise `order.created` uses the order's `createdAt`
+ * (the same moment), and every other event the time it reached us: for live events that is
+ * within moments of when it happened.
+ */
+export function eventTime(name: AnalyticsEventName, p: Payload, receivedAt: Date): Date {
+	return toDate(p.occurredAt) ?? (name === "order.created" ? toDate(p.createdAt) : undefined) ?? receivedAt;
+}
+
+function soldItems(p: Payload): SoldItem[] {
+	if (!Array.isArray(p.items)) throw new PayloadError("items must be an array");
+	return p.items.map((raw, i) => {
+		if (!raw || typeof raw !== "object") throw new PayloadError(`items[${i}] must be an object`);
+		const item = raw as Payload;
+		try {
+			return {
+				productId: id(item, "productId"),
+				name: typeof item.name === "string" ? item.name.slice(0, 200) : undefined,
+				quantity: positiveInt(item, "quantity"),
+				lineTotal: cents(item, "lineTotal", 0),
+			};
+		} catch (err) {
+			throw new PayloadError(`items[${i}].${(err as Error).message}`);
+		}
+	});
+}
+
+function optionalDuration(p: Payload): number | undefined {
+	const v = p.checkoutDurationMs;
+	return typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+/** The status an order event stands for is its name's, whatever the payload's snapshot says. */
+const ORDER_STATUS = { "order.created": "pending", "order.confirmed": "confirmed", "order.cancelled": "cancelled" } as const;
+
+export function isAnalyticsEvent(name: string): name is AnalyticsEventName {
+	return (ANALYTICS_EVENTS as readonly string[]).includes(name);
+}
+
+/** Validates one incoming payload; a bad one is reported, never thrown. */
+export function normaliseEvent(name: string, payload: unknown, receivedAt: Date = new Date()): NormaliseResult {
+	if (!isAnalyticsEvent(name)) return { ok: false, reason: `not an analytics event: ${name}` };
+	if (!payload || typeof payload !== "object") return { ok: false, reason: "payload must be an object" };
+	const p = payload as Payload;
+	const eventId = typeof p.eventId === "string" ? p.eventId : undefined;
+	try {
+		const base = { eventId: id(p, "eventId"), at: eventTime(name, p, receivedAt) };
+		const withHour = { ...base, hour: hourKey(base.at) };
+		switch (name) {
+			case "order.created":
+			case "order.cancelled":
+				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), status: ORDER_STATUS[name], currency: currency(p) } };
+			case "order.confirmed":
+				return {
+					ok: true,
+					event: {
+						...withHour,
+						type: name,
+						orderId: id(p, "orderId"),
+						status: ORDER_STATUS[name],
+						currency: currency(p),
+						total: cents(p, "total", 0),
+						discount: p.discount == null ? 0 : cents(p, "discount", 0),
+						items: soldItems(p),
+						checkoutDurationMs: optionalDuration(p),
+					},
+				};
+			case "payment.refunded":
+				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), amount: cents(p, "amount", 1) } };
+			case "payment.failed":
+				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), amount: cents(p, "amount", 0) } };
+			case "product.viewed":
+				return { ok: true, event: { ...withHour, type: name, productId: id(p, "productId") } };
+			case "cart.item_added":
+				return { ok: true, event: { ...withHour, type: name, productId: id(p, "productId"), quantity: positiveInt(p, "quantity") } };
+		}
+	} catch (err) {
+		if (err instanceof PayloadError) return { ok: false, eventId, reason: err.message };
+		throw err;
+	}
+}
+
+// ---- aggregation -------------------------------------------------------------------------
+
+export type MetricName = "orders" | "revenue" | "refunds" | "units" | "product_revenue" | "views" | "funnel" | "payment_failures";
+
+export type FunnelStep = "views" | "addedToCart" | "checkoutStarted" | "paid";
+
+/** One `$inc` on one hourly counter; `dims` are stored beside it for the reports. */
+export interface Increment {
+	bucket: string;
+	metric: MetricName;
+	key: string;
+	value: number;
+	dims: Record<string, string>;
+}
+
+/**
+ * The counters one event moves. Product revenue is each line's total minus its share of the
+ * order discount (shares in whole cents that add up to the discount exactly).
+ */
+export function incrementsFor(e: AnalyticsEvent): Increment[] {
+	const at = (metric: MetricName, key: string, value: number, dims: Record<string, string> = {}): Increment => ({ bucket: e.hour, metric, key, value, dims });
+	const funnel = (step: FunnelStep) => at("funnel", step, 1, { step });
+	switch (e.type) {
+		case "order.created":
+			return [funnel("checkoutStarted")];
+		case "order.confirmed": {
+			const out = [
+				at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency }),
+				at("revenue", e.currency, e.total, { currency: e.currency }),
+				funnel("paid"),
+			];
+			const discounts = allocateCents(Math.min(e.discount, e.items.reduce((s, i) => s + i.lineTotal, 0)), e.items.map((i) => i.lineTotal));
+			e.items.forEach((item, i) => {
+				const dims: Record<string, string> = { productId: item.productId };
+				if (item.name) dims.name = item.name;
+				out.push(at("units", item.productId, item.quantity, dims));
+				out.push(at("product_revenue", `${item.productId}|${e.currency}`, item.lineTotal - discounts[i], { ...dims, currency: e.currency }));
+			});
+			return out;
+		}
+		case "order.cancelled":
+			// Counted by status only: the money comes back through payment.refunded (see the top).
+			return [at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency })];
+		case "payment.refunded":
+			return [at("revenue", e.currency, -e.amount, { currency: e.currency }), at("refunds", e.currency, e.amount, { currency: e.currency })];
+		case "payment.failed":
+			return [at("payment_failures", e.currency, 1, { currency: e.currency })];
+		case "product.viewed":
+			return [at("views", e.productId, 1, { productId: e.productId }), funnel("views")];
+		case "cart.item_added":
+			return [funnel("addedToCart")];
+	}
+}
+
+/** Sums increments on the same counter, so a batch becomes one `$inc` per counter. */
+export function combineIncrements(list: Increment[]): Increment[] {
+	const byCounter = new Map<string, Increment>();
+	for (const inc of list) {
+		const k = `${inc.bucket}\u0000${inc.metric}\u0000${inc.key}`;
+		const seen = byCounter.get(k);
+		if (seen) {
+			seen.value += inc.value;
+			Object.assign(seen.dims, inc.dims);
+		} else byCounter.set(k, { ...inc, dims: { ...inc.dims } });
+	}
+	return [...byCounter.values()].filter((inc) => inc.value !== 0);
+}

@@ -1,0 +1,126 @@
+/**
+ * Reports assembled from hourly counters (`{bucket, metric, key, value, ...dims}`): sales per
+ * hour/day/week and currency, top products, and the purchase funnel. No broker, no I/O.
+ */
+import { rollUp, type Interval } from "./time-buckets";
+import type { FunnelStep, MetricName } from "./analytics-events";
+
+export interface HourlyCounter {
+	bucket: string;
+	metric: MetricName;
+	key: string;
+	value: number;
+	status?: string;
+	currency?: string;
+	productId?: string;
+	name?: string;
+	step?: string;
+}
+
+export interface SalesRow {
+	bucket: string;
+	currency: string;
+	/** Orders confirmed (paid) in the bucket. */
+	orders: number;
+	/** Orders cancelled in the bucket, whatever their state before. */
+	cancelled: number;
+	/** Paid totals, shipping included. */
+	grossRevenue: number;
+	refunded: number;
+	/** grossRevenue - refunded, in cents. */
+	revenue: number;
+}
+
+export function salesReport(counters: HourlyCounter[], interval: Interval): SalesRow[] {
+	const rows = new Map<string, SalesRow>();
+	const rowFor = (bucket: string, currency: string) => {
+		const key = `${bucket}|${currency}`;
+		let row = rows.get(key);
+		if (!row) rows.set(key, (row = { bucket, currency, orders: 0, cancelled: 0, grossRevenue: 0, refunded: 0, revenue: 0 }));
+		return row;
+	};
+	for (const c of counters) {
+		if (!c.currency) continue;
+		const row = rowFor(rollUp(c.bucket, interval), c.currency);
+		if (c.metric === "orders" && c.status === "confirmed") row.orders += c.value;
+		else if (c.metric === "orders" && c.status === "cancelled") row.cancelled += c.value;
+		else if (c.metric === "revenue") row.revenue += c.value;
+		else if (c.metric === "refunds") row.refunded += c.value;
+	}
+	for (const row of rows.values()) row.grossRevenue = row.revenue + row.refunded;
+	return [...rows.values()].sort((a, b) => a.bucket.localeCompare(b.bucket) || a.currency.localeCompare(b.currency));
+}
+
+export interface ProductUnits {
+	productId: string;
+	name: string | null;
+	units: number;
+}
+
+export interface ProductRevenue {
+	productId: string;
+	name: string | null;
+	revenue: number;
+	currency: string;
+}
+
+export interface TopProducts {
+	byUnits: ProductUnits[];
+	byRevenue: ProductRevenue[];
+}
+
+/** Ties are broken by product id, so the same data always gives the same order. */
+export function topProductsReport(counters: HourlyCounter[], limit: number): TopProducts {
+	const units = new Map<string, ProductUnits>();
+	const revenue = new Map<string, ProductRevenue>();
+	for (const c of counters) {
+		if (!c.productId) continue;
+		if (c.metric === "units") {
+			const row = units.get(c.productId) ?? { productId: c.productId, name: null, units: 0 };
+			row.units += c.value;
+			row.name = c.name ?? row.name;
+			units.set(c.productId, row);
+		} else if (c.metric === "product_revenue" && c.currency) {
+			const k = `${c.productId}|${c.currency}`;
+			const row = revenue.get(k) ?? { productId: c.productId, name: null, revenue: 0, currency: c.currency };
+			row.revenue += c.value;
+			row.name = c.name ?? row.name;
+			revenue.set(k, row);
+		}
+	}
+	return {
+		byUnits: [...units.values()].sort((a, b) => b.units - a.units || a.productId.localeCompare(b.productId)).slice(0, limit),
+		byRevenue: [...revenue.values()]
+			.sort((a, b) => b.revenue - a.revenue || a.productId.localeCompare(b.productId) || a.currency.localeCompare(b.currency))
+			.slice(0, limit),
+	};
+}
+
+export interface FunnelReport {
+	views: number;
+	addedToCart: number;
+	checkoutStarted: number;
+	paid: number;
+	/** Each step over the one before it, and paid over views; 0 when the step before is 0. */
+	rates: { viewToCart: number; cartToCheckout: number; checkoutToPaid: number; viewToPaid: number };
+}
+
+function rate(part: number, whole: number): number {
+	return whole > 0 ? Math.round((part / whole) * 10_000) / 10_000 : 0;
+}
+
+export function funnelReport(counters: HourlyCounter[]): FunnelReport {
+	const totals: Record<FunnelStep, number> = { views: 0, addedToCart: 0, checkoutStarted: 0, paid: 0 };
+	for (const c of counters) {
+		if (c.metric === "funnel" && c.key in totals) totals[c.key as FunnelStep] += c.value;
+	}
+	return {
+		...totals,
+		rates: {
+			viewToCart: rate(totals.addedToCart, totals.views),
+			cartToCheckout: rate(totals.checkoutStarted, totals.addedToCart),
+			checkoutToPaid: rate(totals.paid, totals.checkoutStarted),
+			viewToPaid: rate(totals.paid, totals.views),
+		},
+	};
+}
