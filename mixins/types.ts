@@ -31,6 +31,6 @@ export interface ShopMeta {
 	$statusCode?: number;
 	$responseHeaders?: Record<string, string>;
 	/** Raw body of webhook routes. */
-	rawBody?: Buffer;
+	rawBody?: string;
 	headers?: Record<string, string | string[] | undefined>;
 }

@@ -1,0 +1,63 @@
+/**
+ * The payment provider seam: the payments service holds one provider and never asks which.
+ * Adding another provider is one new file implementing this interface plus a line in
+ * `createPaymentProvider`.
+ */
+import type { PaymentsConfig } from "./config";
+
+export interface CreatePaymentInput {
+	/** Integer cents. */
+	amount: number;
+	currency: string;
+	/** Payment method token from the client (Stripe's `pm_...`). */
+	token: string;
+	/** The same key always yields the same payment: a retry never charges twice. */
+	idempotencyKey: string;
+	metadata: Record<string, string>;
+}
+
+export interface CreatePaymentResult {
+	providerId: string | null;
+	/** `pending`: the provider needs more time or customer action; a webhook settles it. */
+	status: "succeeded" | "failed" | "pending";
+	cardBrand: string | null;
+	cardLast4: string | null;
+	failureReason: string | null;
+}
+
+export interface RefundInput {
+	providerPaymentId: string;
+	/** Integer cents. */
+	amount: number;
+	idempotencyKey: string;
+}
+
+export interface RefundResult {
+	providerRefundId: string;
+	status: "succeeded" | "pending" | "failed";
+}
+
+export interface PaymentProvider {
+	readonly name: string;
+	/** Resolves with `failed` on a decline; rejects with PaymentProviderError when the outcome is unknown. */
+	createPayment(input: CreatePaymentInput): Promise<CreatePaymentResult>;
+	refund(input: RefundInput): Promise<RefundResult>;
+}
+
+/** The provider could not be reached or refused the request: the outcome is not a decline. */
+export class PaymentProviderError extends Error {
+	constructor(message: string, readonly cause?: unknown) {
+		super(message);
+		this.name = "PaymentProviderError";
+	}
+}
+
+/** Stripe when a secret key is configured, the built-in test provider otherwise. */
+export function createPaymentProvider(cfg: PaymentsConfig): PaymentProvider {
+	if (cfg.stripeSecretKey) {
+		const { StripePaymentProvider } = require("./stripe-provider") as typeof import("./stripe-provider");
+		return new StripePaymentProvider(cfg.stripeSecretKey, cfg.stripeApi);
+	}
+	const { TestPaymentProvider } = require("./test-provider") as typeof import("./test-provider");
+	return new TestPaymentProvider();
+}

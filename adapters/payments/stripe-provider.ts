@@ -1,0 +1,97 @@
+/**
+ * Stripe through stripe-node: a PaymentIntent created and confirmed in one request with the
+ * caller's idempotency key (Stripe replays the first response for a repeated key), refunds likewise.
+ * A card decline is an outcome (`failed`), not an error; anything else whose outcome is unknown
+ * rejects with PaymentProviderError so the caller can retry under the same key.
+ */
+import Stripe from "stripe";
+import type { CreatePaymentInput, CreatePaymentResult, PaymentProvider, RefundInput, RefundResult } from "./provider";
+import { PaymentProviderError } from "./provider";
+import type { StripeApiTarget } from "./config";
+
+/** Placeholder key for a client that only verifies webhook signatures (that works offline). */
+const VERIFY_ONLY_KEY = "sk_test_webhook_verification_only";
+
+export function createStripeClient(secretKey: string, api?: StripeApiTarget): Stripe {
+	return new Stripe(secretKey, {
+		...(api ?? {}),
+		// Stripe retries are safe: they resend the same Idempotency-Key.
+		maxNetworkRetries: 2,
+		timeout: 15_000,
+		appInfo: { name: "moleculer-shop" },
+	});
+}
+
+type StripeEvent = ReturnType<Stripe["webhooks"]["constructEvent"]>;
+
+/** Verifies a webhook's raw body against its `Stripe-Signature` header; throws when it does not match. */
+export function createWebhookVerifier(webhookSecret: string, secretKey?: string): (rawBody: string | Buffer, signature: string) => StripeEvent {
+	const stripe = createStripeClient(secretKey ?? VERIFY_ONLY_KEY);
+	return (rawBody, signature) => stripe.webhooks.constructEvent(rawBody, signature, webhookSecret);
+}
+
+function card(intent: Stripe.PaymentIntent | undefined): { brand: string | null; last4: string | null } {
+	const charge = intent?.latest_charge;
+	const fromCharge = charge && typeof charge === "object" ? charge.payment_method_details?.card : undefined;
+	const method = intent?.payment_method;
+	const fromMethod = method && typeof method === "object" ? method.card : undefined;
+	return { brand: fromCharge?.brand ?? fromMethod?.brand ?? null, last4: fromCharge?.last4 ?? fromMethod?.last4 ?? null };
+}
+
+export class StripePaymentProvider implements PaymentProvider {
+	readonly name = "stripe";
+	readonly stripe: Stripe;
+
+	constructor(secretKey: string, api?: StripeApiTarget) {
+		this.stripe = createStripeClient(secretKey, api);
+	}
+
+	async createPayment(input: CreatePaymentInput): Promise<CreatePaymentResult> {
+		let intent: Stripe.PaymentIntent;
+		try {
+			intent = await this.stripe.paymentIntents.create(
+				{
+					amount: input.amount,
+					currency: input.currency.toLowerCase(),
+					payment_method: input.token,
+					// Cards confirm server-side; no redirect-based methods, so no return_url is needed.
+					automatic_payment_methods: { enabled: true, allow_redirects: "never" },
+					confirm: true,
+					metadata: input.metadata,
+					expand: ["latest_charge", "payment_method"],
+				},
+				{ idempotencyKey: input.idempotencyKey },
+			);
+		} catch (err) {
+			const e = err as InstanceType<typeof Stripe.errors.StripeError>;
+			if (e instanceof Stripe.errors.StripeCardError) {
+				const declined = e.payment_intent as Stripe.PaymentIntent | undefined;
+				const c = card(declined);
+				return { providerId: declined?.id ?? null, status: "failed", cardBrand: c.brand, cardLast4: c.last4, failureReason: e.message || "Your card was declined." };
+			}
+			// An unknown or unusable payment method is the customer's problem, not an outage.
+			if (e instanceof Stripe.errors.StripeInvalidRequestError && e.param === "payment_method") {
+				return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: "invalid payment method" };
+			}
+			throw new PaymentProviderError(`Stripe: ${e?.message ?? String(err)}`, err);
+		}
+		const c = card(intent);
+		const base = { providerId: intent.id, cardBrand: c.brand, cardLast4: c.last4 };
+		if (intent.status === "succeeded") return { ...base, status: "succeeded", failureReason: null };
+		if (intent.status === "requires_payment_method" || intent.status === "canceled") {
+			return { ...base, status: "failed", failureReason: intent.last_payment_error?.message ?? "Payment failed" };
+		}
+		// processing, requires_action, requires_capture: settled later by a webhook.
+		return { ...base, status: "pending", failureReason: null };
+	}
+
+	async refund(input: RefundInput): Promise<RefundResult> {
+		try {
+			const refund = await this.stripe.refunds.create({ payment_intent: input.providerPaymentId, amount: input.amount }, { idempotencyKey: input.idempotencyKey });
+			const status = refund.status === "succeeded" ? "succeeded" : refund.status === "failed" || refund.status === "canceled" ? "failed" : "pending";
+			return { providerRefundId: refund.id, status };
+		} catch (err) {
+			throw new PaymentProviderError(`Stripe refund: ${(err as Error)?.message ?? String(err)}`, err);
+		}
+	}
+}

@@ -1,0 +1,81 @@
+/**
+ * The built-in provider (no keys needed): Stripe's test payment-method tokens decide the outcome,
+ * so the same tokens work here and against Stripe's test mode. Like Stripe, it is idempotent per
+ * key: a repeated key returns the first result and charges nothing more. State lives in memory.
+ */
+import crypto from "node:crypto";
+import type { CreatePaymentInput, CreatePaymentResult, PaymentProvider, RefundInput, RefundResult } from "./provider";
+import { PaymentProviderError } from "./provider";
+
+interface TestCard {
+	outcome: "succeeded" | "failed" | "pending";
+	brand: string;
+	last4: string;
+	reason?: string;
+}
+
+/** Stripe's test tokens (https://docs.stripe.com/testing) with Stripe's own decline messages. */
+export const TEST_CARDS: Readonly<Record<string, TestCard>> = {
+	pm_card_visa: { outcome: "succeeded", brand: "visa", last4: "4242" },
+	pm_card_mastercard: { outcome: "succeeded", brand: "mastercard", last4: "4444" },
+	pm_card_chargeDeclined: { outcome: "failed", brand: "visa", last4: "0002", reason: "Your card was declined." },
+	pm_card_chargeDeclinedInsufficientFunds: { outcome: "failed", brand: "visa", last4: "9995", reason: "Your card has insufficient funds." },
+	// Needs 3-D Secure: the payment stays pending until a webhook settles it.
+	pm_card_authenticationRequired: { outcome: "pending", brand: "visa", last4: "3184" },
+};
+
+export const INVALID_PAYMENT_METHOD = "invalid payment method";
+
+interface Charge {
+	amount: number;
+	refunded: number;
+}
+
+export class TestPaymentProvider implements PaymentProvider {
+	readonly name = "test";
+	/** Number of payments actually created (not counting idempotent replays). */
+	chargesCreated = 0;
+	private readonly payments = new Map<string, { fingerprint: string; result: Promise<CreatePaymentResult> }>();
+	private readonly refunds = new Map<string, { fingerprint: string; result: Promise<RefundResult> }>();
+	private readonly charges = new Map<string, Charge>();
+
+	createPayment(input: CreatePaymentInput): Promise<CreatePaymentResult> {
+		const fingerprint = JSON.stringify([input.amount, input.currency, input.token]);
+		// The promise is stored before any await, so concurrent calls with one key share one charge.
+		return this.once(this.payments, input.idempotencyKey, fingerprint, async () => {
+			const card = TEST_CARDS[input.token];
+			if (!card) return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: INVALID_PAYMENT_METHOD };
+			this.chargesCreated++;
+			const providerId = `pi_test_${crypto.randomBytes(12).toString("hex")}`;
+			if (card.outcome === "succeeded") this.charges.set(providerId, { amount: input.amount, refunded: 0 });
+			return { providerId, status: card.outcome, cardBrand: card.brand, cardLast4: card.last4, failureReason: card.reason ?? null };
+		});
+	}
+
+	refund(input: RefundInput): Promise<RefundResult> {
+		const fingerprint = JSON.stringify([input.providerPaymentId, input.amount]);
+		return this.once(this.refunds, input.idempotencyKey, fingerprint, async () => {
+			const charge = this.charges.get(input.providerPaymentId);
+			if (!charge) throw new PaymentProviderError(`No such payment: ${input.providerPaymentId}`);
+			if (!Number.isSafeInteger(input.amount) || input.amount <= 0 || input.amount > charge.amount - charge.refunded) {
+				throw new PaymentProviderError(`Refund of ${input.amount} exceeds the unrefunded ${charge.amount - charge.refunded}`);
+			}
+			charge.refunded += input.amount;
+			return { providerRefundId: `re_test_${crypto.randomBytes(12).toString("hex")}`, status: "succeeded" };
+		});
+	}
+
+	/** Runs `fn` once per key; another request under the same key must carry the same parameters. */
+	private once<R>(store: Map<string, { fingerprint: string; result: Promise<R> }>, key: string, fingerprint: string, fn: () => Promise<R>): Promise<R> {
+		const seen = store.get(key);
+		if (seen) {
+			if (seen.fingerprint !== fingerprint) return Promise.reject(new PaymentProviderError(`Idempotency key ${key} was used with other parameters`));
+			return seen.result;
+		}
+		const result = fn();
+		store.set(key, { fingerprint, result });
+		// A request that errored was not applied, so the same key may try again (as with Stripe).
+		result.catch(() => store.delete(key));
+		return result;
+	}
+}

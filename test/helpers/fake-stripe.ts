@@ -1,0 +1,231 @@
+/**
+ * A local stand-in for api.stripe.com, for the real stripe-node SDK (`new Stripe(key, {host, port,
+ * protocol: "http"})`). It answers /v1/payment_intents and /v1/refunds the way Stripe does for its
+ * test payment methods, records every request with its Idempotency-Key header, and replays the
+ * stored response for a repeated key (a different body under the same key is an idempotency_error).
+ */
+import http from "node:http";
+import crypto from "node:crypto";
+import type { AddressInfo } from "node:net";
+
+export interface RecordedStripeRequest {
+	method: string;
+	path: string;
+	idempotencyKey?: string;
+	authorization?: string;
+	/** The form body as Stripe encodes it: `metadata[orderId]`, `expand[0]`, ... */
+	form: Record<string, string>;
+	/** True when the response was a replay of an earlier one with the same key. */
+	replayed: boolean;
+}
+
+interface StoredResponse {
+	fingerprint: string;
+	status: number;
+	body: unknown;
+}
+
+interface FakeIntent {
+	id: string;
+	amount: number;
+	currency: string;
+	status: string;
+	metadata: Record<string, string>;
+	paymentMethod: string;
+	chargeId: string | null;
+	brand: string;
+	last4: string;
+	amountRefunded: number;
+	lastError: { code: string; decline_code?: string; message: string } | null;
+}
+
+/** Stripe's test payment methods and what Stripe does with them. */
+const CARDS: Record<string, { brand: string; last4: string; outcome: "succeeded" | "requires_action" | "declined"; decline?: string; message?: string }> = {
+	pm_card_visa: { brand: "visa", last4: "4242", outcome: "succeeded" },
+	pm_card_mastercard: { brand: "mastercard", last4: "4444", outcome: "succeeded" },
+	pm_card_chargeDeclined: { brand: "visa", last4: "0002", outcome: "declined", decline: "generic_decline", message: "Your card was declined." },
+	pm_card_chargeDeclinedInsufficientFunds: { brand: "visa", last4: "9995", outcome: "declined", decline: "insufficient_funds", message: "Your card has insufficient funds." },
+	pm_card_authenticationRequired: { brand: "visa", last4: "3184", outcome: "requires_action" },
+};
+
+export interface FakeStripe {
+	url: string;
+	/** `{host, port, protocol}` for the Stripe constructor. */
+	api: { host: string; port: number; protocol: "http" };
+	requests: RecordedStripeRequest[];
+	intents: Map<string, FakeIntent>;
+	/** Requests (not replays) that reached a path, e.g. "/v1/payment_intents". */
+	requestsTo(path: string, opts?: { includeReplays?: boolean }): RecordedStripeRequest[];
+	/** Answers the next `count` requests with a 500 (and no retry advice), as during an outage. */
+	failNext(count: number): void;
+	stop(): Promise<void>;
+}
+
+const rid = (prefix: string) => `${prefix}_${crypto.randomBytes(12).toString("hex")}`;
+
+function stripeError(status: number, error: Record<string, unknown>) {
+	return { status, body: { error } };
+}
+
+export async function startFakeStripe(): Promise<FakeStripe> {
+	const requests: RecordedStripeRequest[] = [];
+	const intents = new Map<string, FakeIntent>();
+	const byKey = new Map<string, StoredResponse>();
+	let failures = 0;
+
+	function intentJson(pi: FakeIntent, expand: string[]) {
+		const charge = pi.chargeId && {
+			id: pi.chargeId,
+			object: "charge",
+			amount: pi.amount,
+			amount_refunded: pi.amountRefunded,
+			currency: pi.currency,
+			payment_intent: pi.id,
+			refunded: pi.amountRefunded >= pi.amount,
+			status: pi.status === "succeeded" ? "succeeded" : "failed",
+			payment_method_details: { type: "card", card: { brand: pi.brand, last4: pi.last4 } },
+		};
+		const method = { id: pi.paymentMethod, object: "payment_method", type: "card", card: { brand: pi.brand, last4: pi.last4 } };
+		return {
+			id: pi.id,
+			object: "payment_intent",
+			amount: pi.amount,
+			currency: pi.currency,
+			status: pi.status,
+			metadata: pi.metadata,
+			latest_charge: expand.includes("latest_charge") ? charge || null : pi.chargeId,
+			payment_method: expand.includes("payment_method") ? method : pi.paymentMethod,
+			last_payment_error: pi.lastError && { type: "card_error", ...pi.lastError },
+		};
+	}
+
+	function createIntent(form: Record<string, string>) {
+		const amount = Number(form.amount);
+		if (!Number.isSafeInteger(amount) || amount < 1) return stripeError(400, { type: "invalid_request_error", code: "parameter_invalid_integer", param: "amount", message: "Invalid integer: amount" });
+		if (!form.currency) return stripeError(400, { type: "invalid_request_error", code: "parameter_missing", param: "currency", message: "Missing required param: currency." });
+		const card = CARDS[form.payment_method];
+		if (!card) {
+			return stripeError(400, { type: "invalid_request_error", code: "resource_missing", param: "payment_method", message: `No such PaymentMethod: '${form.payment_method}'` });
+		}
+		const metadata: Record<string, string> = {};
+		for (const [k, v] of Object.entries(form)) {
+			const m = /^metadata\[(.+)\]$/.exec(k);
+			if (m) metadata[m[1]] = v;
+		}
+		const expand = Object.entries(form).filter(([k]) => k.startsWith("expand[")).map(([, v]) => v);
+		const confirmed = form.confirm === "true";
+		const pi: FakeIntent = {
+			id: rid("pi"),
+			amount,
+			currency: form.currency,
+			status: "requires_confirmation",
+			metadata,
+			paymentMethod: rid("pm"),
+			chargeId: null,
+			brand: card.brand,
+			last4: card.last4,
+			amountRefunded: 0,
+			lastError: null,
+		};
+		intents.set(pi.id, pi);
+		if (!confirmed) return { status: 200, body: intentJson(pi, expand) };
+		if (card.outcome === "requires_action") {
+			pi.status = "requires_action";
+			return { status: 200, body: intentJson(pi, expand) };
+		}
+		pi.chargeId = rid("ch");
+		if (card.outcome === "declined") {
+			pi.status = "requires_payment_method";
+			pi.lastError = { code: "card_declined", decline_code: card.decline, message: card.message! };
+			return stripeError(402, { type: "card_error", code: "card_declined", decline_code: card.decline, message: card.message, charge: pi.chargeId, payment_intent: intentJson(pi, []) });
+		}
+		pi.status = "succeeded";
+		return { status: 200, body: intentJson(pi, expand) };
+	}
+
+	function createRefund(form: Record<string, string>) {
+		const pi = intents.get(form.payment_intent);
+		if (!pi) return stripeError(400, { type: "invalid_request_error", code: "resource_missing", param: "payment_intent", message: `No such payment_intent: '${form.payment_intent}'` });
+		if (pi.status !== "succeeded") return stripeError(400, { type: "invalid_request_error", code: "charge_not_refundable", message: "This PaymentIntent has no successful charge to refund." });
+		const left = pi.amount - pi.amountRefunded;
+		const amount = form.amount === undefined ? left : Number(form.amount);
+		if (!Number.isSafeInteger(amount) || amount < 1) return stripeError(400, { type: "invalid_request_error", code: "parameter_invalid_integer", param: "amount", message: "Invalid integer: amount" });
+		if (amount > left) {
+			return stripeError(400, { type: "invalid_request_error", code: "amount_too_large", param: "amount", message: `Refund amount (${amount}) is greater than unrefunded amount on charge (${left})` });
+		}
+		pi.amountRefunded += amount;
+		return { status: 200, body: { id: rid("re"), object: "refund", amount, currency: pi.currency, payment_intent: pi.id, charge: pi.chargeId, status: "succeeded", metadata: {} } };
+	}
+
+	function route(method: string, path: string, form: Record<string, string>): { status: number; body: unknown } {
+		if (failures > 0) {
+			failures--;
+			return stripeError(500, { type: "api_error", message: "An unknown error occurred" });
+		}
+		if (method === "POST" && path === "/v1/payment_intents") return createIntent(form);
+		if (method === "POST" && path === "/v1/refunds") return createRefund(form);
+		const get = /^\/v1\/payment_intents\/([^/]+)$/.exec(path);
+		if (method === "GET" && get) {
+			const pi = intents.get(get[1]);
+			return pi ? { status: 200, body: intentJson(pi, []) } : stripeError(404, { type: "invalid_request_error", code: "resource_missing", message: `No such payment_intent: '${get[1]}'` });
+		}
+		return stripeError(404, { type: "invalid_request_error", message: `Unrecognized request URL (${method}: ${path}).` });
+	}
+
+	const server = http.createServer((req, res) => {
+		const chunks: Buffer[] = [];
+		req.on("data", (c: Buffer) => chunks.push(c));
+		req.on("end", () => {
+			const raw = Buffer.concat(chunks).toString("utf8");
+			const url = new URL(req.url ?? "/", "http://fake-stripe");
+			const form = Object.fromEntries(new URLSearchParams(raw));
+			const header = (name: string) => {
+				const v = req.headers[name];
+				return Array.isArray(v) ? v[0] : v;
+			};
+			const idempotencyKey = header("idempotency-key");
+			const method = req.method ?? "GET";
+			const record: RecordedStripeRequest = { method, path: url.pathname, idempotencyKey, authorization: header("authorization"), form, replayed: false };
+			requests.push(record);
+
+			let answer: { status: number; body: unknown };
+			const extraHeaders: Record<string, string> = {};
+			const stored = idempotencyKey ? byKey.get(idempotencyKey) : undefined;
+			const fingerprint = `${method} ${url.pathname} ${raw}`;
+			if (!/^Bearer sk_(test|live)_\S+$/.test(record.authorization ?? "")) {
+				answer = stripeError(401, { type: "invalid_request_error", message: "Invalid API Key provided" });
+			} else if (stored && stored.fingerprint !== fingerprint) {
+				answer = stripeError(400, { type: "idempotency_error", message: `Keys for idempotent requests can only be used with the same parameters they were first used with.` });
+			} else if (stored) {
+				record.replayed = true;
+				extraHeaders["idempotent-replayed"] = "true";
+				answer = stored;
+			} else {
+				answer = route(method, url.pathname, form);
+				// Like Stripe, only completed requests are stored: a 500 may be retried under the same key.
+				if (idempotencyKey && method === "POST" && answer.status < 500) byKey.set(idempotencyKey, { fingerprint, ...answer });
+				if (answer.status >= 500) extraHeaders["stripe-should-retry"] = "false";
+			}
+			res.writeHead(answer.status, { "content-type": "application/json", "request-id": rid("req"), ...extraHeaders });
+			res.end(JSON.stringify(answer.body));
+		});
+	});
+	await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+	const { port } = server.address() as AddressInfo;
+
+	return {
+		url: `http://127.0.0.1:${port}`,
+		api: { host: "127.0.0.1", port, protocol: "http" },
+		requests,
+		intents,
+		requestsTo: (path, opts = {}) => requests.filter((r) => r.path === path && (opts.includeReplays || !r.replayed)),
+		failNext(count) {
+			failures = count;
+		},
+		stop: () =>
+			new Promise<void>((resolve) => {
+				server.closeAllConnections();
+				server.close(() => resolve());
+			}),
+	};
+}

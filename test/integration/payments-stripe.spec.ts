@@ -1,0 +1,300 @@
+/**
+ * The Stripe provider (real stripe-node SDK) against a local fake Stripe server, and the Stripe
+ * webhook over HTTP through the gateway, signed with `stripe.webhooks.generateTestHeaderString`.
+ */
+import Stripe from "stripe";
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { startFakeStripe, type FakeStripe } from "../helpers/fake-stripe";
+
+const WEBHOOK_SECRET = "whsec_test_payments_spec";
+const ENV_KEYS = ["STRIPE_SECRET_KEY", "STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET"] as const;
+
+interface RecordedEvent {
+	name: string;
+	payload: any;
+}
+
+let seq = 0;
+const newOrderId = () => `order-${process.pid}-s${++seq}`;
+
+describe("payments with Stripe (fake Stripe server)", () => {
+	let fake: FakeStripe;
+	let shop: Shop;
+	let svc: any;
+	const events: RecordedEvent[] = [];
+	const recorder: ServiceSchema = {
+		name: "payment-events-recorder",
+		events: {
+			"payment.*"(ctx: Context) {
+				events.push({ name: ctx.eventName!, payload: ctx.params });
+			},
+		},
+	};
+	const savedEnv: Record<string, string | undefined> = {};
+	// Only used to sign test payloads, as Stripe does; it never sends a request.
+	const signer = new Stripe("sk_test_signer");
+
+	const charge = (orderId: string, token = "pm_card_visa", amount = 1999) =>
+		shop.broker.call<any, any>("payments.charge", { orderId, userId: "user-7", amount, currency: "EUR", paymentMethod: { type: "card", token } });
+	const refund = (orderId: string, refundKey: string, amount?: number) =>
+		shop.broker.call<any, any>("payments.refund", { orderId, refundKey, reason: "requested_by_customer", ...(amount === undefined ? {} : { amount }) });
+	const getByOrder = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
+	const eventsFor = (orderId: string, name?: string) => events.filter((e) => e.payload.orderId === orderId && (!name || e.name === name));
+	const intentsOf = (orderId: string) => [...fake.intents.values()].filter((pi) => pi.metadata.orderId === orderId);
+
+	beforeAll(async () => {
+		fake = await startFakeStripe();
+		for (const k of ENV_KEYS) savedEnv[k] = process.env[k];
+		process.env.STRIPE_SECRET_KEY = "sk_test_payments_spec";
+		process.env.STRIPE_API_BASE = fake.url;
+		process.env.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET;
+		shop = await startShop({ services: ["payments", recorder] });
+		svc = shop.broker.getLocalService("payments");
+	});
+	afterAll(async () => {
+		await shop?.stop();
+		await fake?.stop();
+		for (const k of ENV_KEYS) {
+			if (savedEnv[k] === undefined) delete process.env[k];
+			else process.env[k] = savedEnv[k];
+		}
+	});
+
+	test("STRIPE_SECRET_KEY selects the Stripe provider", () => {
+		expect(svc.provider.name).toBe("stripe");
+	});
+
+	describe("Stripe provider", () => {
+		test("a charge creates a confirmed PaymentIntent with an idempotency key and the amount in cents", async () => {
+			const orderId = newOrderId();
+			const result = await charge(orderId, "pm_card_visa", 1999);
+			expect(result).toMatchObject({ orderId, status: "succeeded", amount: 1999, currency: "EUR", cardBrand: "visa", cardLast4: "4242" });
+
+			const [req, ...more] = fake.requestsTo("/v1/payment_intents").filter((r) => r.form["metadata[orderId]"] === orderId);
+			expect(more).toHaveLength(0);
+			expect(req.idempotencyKey).toBe(`order-${orderId}-charge`);
+			expect(req.authorization).toBe("Bearer sk_test_payments_spec");
+			expect(req.form).toMatchObject({ amount: "1999", currency: "eur", payment_method: "pm_card_visa", confirm: "true", "metadata[userId]": "user-7" });
+
+			const [intent] = intentsOf(orderId);
+			expect(await getByOrder(orderId)).toMatchObject({ provider: "stripe", providerPaymentId: intent.id, status: "succeeded" });
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+		});
+
+		test("charging the same order again sends nothing to Stripe", async () => {
+			const orderId = newOrderId();
+			const first = await charge(orderId, "pm_card_mastercard");
+			const before = fake.requests.length;
+			expect(await charge(orderId, "pm_card_mastercard")).toEqual(first);
+			expect(fake.requests.length).toBe(before);
+			expect(first).toMatchObject({ cardBrand: "mastercard", cardLast4: "4444" });
+		});
+
+		test("Stripe replays a repeated idempotency key: a lost answer retried charges once", async () => {
+			const input = { amount: 700, currency: "EUR", token: "pm_card_visa", idempotencyKey: `retry-${process.pid}`, metadata: { orderId: "retry-order" } };
+			const first = await svc.provider.createPayment(input);
+			const second = await svc.provider.createPayment(input);
+			expect(second).toEqual(first);
+			const sent = fake.requestsTo("/v1/payment_intents", { includeReplays: true }).filter((r) => r.idempotencyKey === input.idempotencyKey);
+			expect(sent.map((r) => r.replayed)).toEqual([false, true]);
+			expect(intentsOf("retry-order")).toHaveLength(1);
+		});
+
+		test.each([
+			["pm_card_chargeDeclined", "Your card was declined."],
+			["pm_card_chargeDeclinedInsufficientFunds", "Your card has insufficient funds."],
+		])("a decline (StripeCardError) for %s → 402, payment failed with Stripe's reason", async (token, reason) => {
+			const orderId = newOrderId();
+			await expect(charge(orderId, token)).rejects.toMatchObject({ code: 402, type: "PAYMENT_DECLINED", message: reason });
+			const [intent] = intentsOf(orderId);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed", failureReason: reason, providerPaymentId: intent.id });
+			expect(eventsFor(orderId, "payment.failed")).toEqual([expect.objectContaining({ payload: expect.objectContaining({ reason }) })]);
+		});
+
+		test("an unknown payment method → 402 invalid payment method", async () => {
+			const orderId = newOrderId();
+			await expect(charge(orderId, "pm_card_bogus")).rejects.toMatchObject({ code: 402, message: "invalid payment method" });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed", providerPaymentId: null });
+		});
+
+		test("Stripe down: 503 and the payment stays pending; once it is back, one PaymentIntent under the same key", async () => {
+			const orderId = newOrderId();
+			fake.failNext(1000);
+			try {
+				await expect(charge(orderId)).rejects.toMatchObject({ code: 503 });
+			} finally {
+				fake.failNext(0);
+			}
+			expect(await getByOrder(orderId)).toMatchObject({ status: "pending" });
+			expect(await charge(orderId)).toMatchObject({ status: "succeeded" });
+			const sent = fake.requestsTo("/v1/payment_intents").filter((r) => r.form["metadata[orderId]"] === orderId);
+			expect(sent.length).toBeGreaterThan(1);
+			expect(new Set(sent.map((r) => r.idempotencyKey))).toEqual(new Set([`order-${orderId}-charge`]));
+			expect(intentsOf(orderId)).toHaveLength(1);
+		});
+
+		test("refunds are created at Stripe with idempotency keys, partial then the rest", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 5000);
+			const [intent] = intentsOf(orderId);
+
+			const partial = await refund(orderId, `${orderId}-admin-1`, 2000);
+			const rest = await refund(orderId, `${orderId}-cancel`);
+			expect(partial).toMatchObject({ amount: 2000, status: "succeeded", providerRefundId: expect.stringMatching(/^re_/) });
+			expect(rest).toMatchObject({ amount: 3000, status: "succeeded" });
+			// Repeating a refund key sends nothing more.
+			expect(await refund(orderId, `${orderId}-cancel`)).toEqual(rest);
+
+			const sent = fake.requestsTo("/v1/refunds").filter((r) => r.form.payment_intent === intent.id);
+			expect(sent.map((r) => [r.idempotencyKey, r.form.amount])).toEqual([
+				[`refund-${orderId}-admin-1`, "2000"],
+				[`refund-${orderId}-cancel`, "3000"],
+			]);
+			expect(intent.amountRefunded).toBe(5000);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 5000 });
+			await expect(refund(orderId, `${orderId}-more`, 1)).rejects.toMatchObject({ code: 409 });
+		});
+	});
+
+	describe("webhook POST /api/payments/webhook", () => {
+		const event = (id: string, type: string, object: Record<string, unknown>) => ({ id, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object } });
+		const post = (payload: string, signature?: string) =>
+			shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: signature === undefined ? {} : { "stripe-signature": signature } });
+		const send = (evt: unknown, opts: { secret?: string; timestamp?: number } = {}) => {
+			const payload = JSON.stringify(evt);
+			return post(payload, signer.webhooks.generateTestHeaderString({ payload, secret: opts.secret ?? WEBHOOK_SECRET, timestamp: opts.timestamp }));
+		};
+		const evtId = () => `evt_${process.pid}_${++seq}`;
+
+		/** A payment left pending by 3-D Secure, waiting for Stripe's webhook. */
+		async function pendingPayment() {
+			const orderId = newOrderId();
+			expect(await charge(orderId, "pm_card_authenticationRequired", 1500)).toMatchObject({ status: "pending" });
+			const [intent] = intentsOf(orderId);
+			return { orderId, intentId: intent.id };
+		}
+
+		test("valid: payment_intent.succeeded settles a pending payment once and publishes payment.succeeded", async () => {
+			const { orderId, intentId } = await pendingPayment();
+			const res = await send(event(evtId(), "payment_intent.succeeded", { id: intentId, object: "payment_intent", status: "succeeded", amount: 1500, metadata: { orderId } }));
+			expect(res.status).toBe(200);
+			expect(res.body).toEqual({ received: true });
+			const payment = await getByOrder(orderId);
+			expect(payment).toMatchObject({ status: "succeeded", providerPaymentId: intentId });
+			expect(eventsFor(orderId)).toEqual([
+				{ name: "payment.succeeded", payload: { orderId, paymentId: payment.id, userId: "user-7", amount: 1500, currency: "EUR", eventId: expect.any(String) } },
+			]);
+		});
+
+		test("valid: matched by metadata.orderId when the provider id is not known yet", async () => {
+			const { orderId, intentId } = await pendingPayment();
+			await svc.db.payments.updateOne({ orderId }, { $set: { providerPaymentId: null } });
+			expect((await send(event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } }))).status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", providerPaymentId: intentId });
+		});
+
+		test("valid: payment_intent.payment_failed fails a pending payment with Stripe's reason", async () => {
+			const { orderId, intentId } = await pendingPayment();
+			const res = await send(event(evtId(), "payment_intent.payment_failed", { id: intentId, metadata: { orderId }, last_payment_error: { message: "Authentication failed." } }));
+			expect(res.status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed", failureReason: "Authentication failed." });
+			expect(eventsFor(orderId, "payment.failed")).toEqual([expect.objectContaining({ payload: expect.objectContaining({ reason: "Authentication failed." }) })]);
+		});
+
+		test("forged: another secret, a tampered body, a missing or garbled header → 400, nothing changed", async () => {
+			const { orderId, intentId } = await pendingPayment();
+			const evt = event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } });
+			const forged = await send(evt, { secret: "whsec_attacker" });
+			expect(forged.status).toBe(400);
+			expect(forged.body).toMatchObject({ code: 400, type: "INVALID_SIGNATURE" });
+
+			const genuine = JSON.stringify(event(evtId(), "payment_intent.payment_failed", { id: intentId, metadata: { orderId } }));
+			const signature = signer.webhooks.generateTestHeaderString({ payload: genuine, secret: WEBHOOK_SECRET });
+			expect((await post(JSON.stringify(evt), signature)).status).toBe(400);
+			expect((await post(JSON.stringify(evt))).status).toBe(400);
+			expect((await post(JSON.stringify(evt), "t=1,v1=deadbeef")).status).toBe(400);
+			expect((await post("not json", signer.webhooks.generateTestHeaderString({ payload: "not json", secret: WEBHOOK_SECRET }))).status).toBe(400);
+
+			expect(await getByOrder(orderId)).toMatchObject({ status: "pending" });
+			expect(eventsFor(orderId)).toHaveLength(0);
+			// None of them used up the event id: the genuine delivery still applies.
+			expect((await send(evt)).body).toEqual({ received: true });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded" });
+		});
+
+		test("stale: a signature from 10 minutes ago → 400, nothing changed", async () => {
+			const { orderId, intentId } = await pendingPayment();
+			const evt = event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } });
+			const stale = await send(evt, { timestamp: Math.floor(Date.now() / 1000) - 600 });
+			expect(stale.status).toBe(400);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "pending" });
+			expect(eventsFor(orderId)).toHaveLength(0);
+		});
+
+		test("replayed: the same event id is acknowledged with 200 and applied once", async () => {
+			const { orderId, intentId } = await pendingPayment();
+			const evt = event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } });
+			expect((await send(evt)).body).toEqual({ received: true });
+			const replays = await Promise.all([send(evt), send(evt), send(evt)]);
+			for (const r of replays) {
+				expect(r.status).toBe(200);
+				expect(r.body).toEqual({ received: true, duplicate: true });
+			}
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+		});
+
+		test("out of order: payment_failed after succeeded changes nothing", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1200);
+			const [intent] = intentsOf(orderId);
+			const late = await send(event(evtId(), "payment_intent.payment_failed", { id: intent.id, metadata: { orderId }, last_payment_error: { message: "Your card was declined." } }));
+			expect(late.status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", failureReason: null });
+			expect(eventsFor(orderId, "payment.failed")).toHaveLength(0);
+			// And a late succeeded for an already succeeded payment publishes nothing again.
+			await send(event(evtId(), "payment_intent.succeeded", { id: intent.id, metadata: { orderId } }));
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+		});
+
+		test("out of order: succeeded after a decline changes nothing", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_chargeDeclined").catch(() => undefined);
+			const [intent] = intentsOf(orderId);
+			await send(event(evtId(), "payment_intent.succeeded", { id: intent.id, metadata: { orderId } }));
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed" });
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(0);
+		});
+
+		test("charge.refunded records a refund made at Stripe, and not one we already recorded", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 3000);
+			const [intent] = intentsOf(orderId);
+			const ours = await refund(orderId, `${orderId}-admin`, 1000);
+			const charge1 = { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 3000, amount_refunded: 1000, metadata: { orderId } };
+			expect((await send(event(evtId(), "charge.refunded", charge1))).status).toBe(200);
+			expect((await getByOrder(orderId)).refunds).toHaveLength(1);
+
+			// Someone refunds the rest in Stripe's dashboard.
+			const charge2 = { ...charge1, amount_refunded: 3000, refunds: { data: [{ id: "re_dashboard", amount: 2000 }] } };
+			expect((await send(event(evtId(), "charge.refunded", charge2))).status).toBe(200);
+			const payment = await getByOrder(orderId);
+			expect(payment).toMatchObject({ status: "refunded", refundedAmount: 3000 });
+			expect(payment.refunds.map((r: any) => [r.id === ours.id, r.amount, r.providerRefundId])).toEqual([
+				[true, 1000, ours.providerRefundId],
+				[false, 2000, "re_dashboard"],
+			]);
+			expect(eventsFor(orderId, "payment.refunded").map((e) => [e.payload.amount, e.payload.totalRefunded])).toEqual([
+				[1000, 1000],
+				[2000, 3000],
+			]);
+			// Nothing is left to refund through us either.
+			await expect(refund(orderId, `${orderId}-late`, 1)).rejects.toMatchObject({ code: 409 });
+		});
+
+		test("events of other types or of unknown payments are acknowledged and ignored", async () => {
+			expect((await send(event(evtId(), "customer.created", { id: "cus_1" }))).body).toEqual({ received: true });
+			expect((await send(event(evtId(), "payment_intent.succeeded", { id: "pi_unknown", metadata: { orderId: "nope" } }))).body).toEqual({ received: true });
+		});
+	});
+});

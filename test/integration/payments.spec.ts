@@ -1,0 +1,345 @@
+/**
+ * The payments service with the built-in test provider: charges decided by Stripe's test tokens,
+ * idempotency per order (also under concurrency), refund limits, recorded events.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { PaymentProviderError } from "../../adapters/payments/provider";
+import type { TestPaymentProvider } from "../../adapters/payments/test-provider";
+
+interface RecordedEvent {
+	name: string;
+	payload: any;
+}
+
+function eventRecorder(): { schema: ServiceSchema; events: RecordedEvent[] } {
+	const events: RecordedEvent[] = [];
+	const schema: ServiceSchema = {
+		name: "payment-events-recorder",
+		events: {
+			"payment.*"(ctx: Context) {
+				events.push({ name: ctx.eventName!, payload: ctx.params });
+			},
+		},
+	};
+	return { schema, events };
+}
+
+let seq = 0;
+const newOrderId = () => `order-${process.pid}-${++seq}`;
+
+describe("payments (built-in test provider)", () => {
+	let shop: Shop;
+	let provider: TestPaymentProvider;
+	let svc: any;
+	const recorder = eventRecorder();
+	const saved = { secret: process.env.STRIPE_SECRET_KEY, webhook: process.env.STRIPE_WEBHOOK_SECRET };
+
+	const charge = (orderId: string, token = "pm_card_visa", amount = 2500, extra: Record<string, unknown> = {}) =>
+		shop.broker.call<any, any>("payments.charge", { orderId, userId: "user-1", amount, currency: "USD", paymentMethod: { type: "card", token }, ...extra });
+	const refund = (orderId: string, refundKey: string, amount?: number) =>
+		shop.broker.call<any, any>("payments.refund", { orderId, refundKey, reason: "customer request", ...(amount === undefined ? {} : { amount }) });
+	const getByOrder = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
+	const eventsFor = (orderId: string, name?: string) => recorder.events.filter((e) => e.payload.orderId === orderId && (!name || e.name === name));
+
+	beforeAll(async () => {
+		delete process.env.STRIPE_SECRET_KEY;
+		delete process.env.STRIPE_WEBHOOK_SECRET;
+		shop = await startShop({ services: ["payments", recorder.schema] });
+		svc = shop.broker.getLocalService("payments");
+		provider = svc.provider;
+	});
+	afterAll(async () => {
+		await shop.stop();
+		if (saved.secret !== undefined) process.env.STRIPE_SECRET_KEY = saved.secret;
+		if (saved.webhook !== undefined) process.env.STRIPE_WEBHOOK_SECRET = saved.webhook;
+	});
+	afterEach(() => jest.restoreAllMocks());
+
+	test("without Stripe keys the built-in test provider is used", () => {
+		expect(provider.name).toBe("test");
+	});
+
+	describe("charge", () => {
+		test("pm_card_visa succeeds: payment recorded with card brand and last 4, payment.succeeded published", async () => {
+			const orderId = newOrderId();
+			const result = await charge(orderId, "pm_card_visa", 2599);
+			expect(result).toEqual({ id: expect.any(String), orderId, status: "succeeded", amount: 2599, currency: "USD", cardBrand: "visa", cardLast4: "4242" });
+
+			const recorded = await getByOrder(orderId);
+			expect(recorded).toMatchObject({ id: result.id, orderId, userId: "user-1", status: "succeeded", amount: 2599, currency: "USD", refundedAmount: 0, provider: "test", failureReason: null, refunds: [] });
+			expect(recorded.providerPaymentId).toMatch(/^pi_test_/);
+			// Only brand and last 4 are kept: never the payment method token.
+			const stored = await svc.db.payments.findOne({ orderId });
+			expect(JSON.stringify(stored)).not.toContain("pm_card_visa");
+
+			expect(eventsFor(orderId)).toEqual([
+				{ name: "payment.succeeded", payload: { orderId, paymentId: result.id, userId: "user-1", amount: 2599, currency: "USD", eventId: expect.stringMatching(/^payments:\d+$/) } },
+			]);
+		});
+
+		test("pm_card_mastercard succeeds", async () => {
+			expect(await charge(newOrderId(), "pm_card_mastercard")).toMatchObject({ status: "succeeded", cardBrand: "mastercard", cardLast4: "4444" });
+		});
+
+		test.each([
+			["pm_card_chargeDeclined", "Your card was declined."],
+			["pm_card_chargeDeclinedInsufficientFunds", "Your card has insufficient funds."],
+			["pm_card_doesNotExist", "invalid payment method"],
+		])("%s is declined: 402, payment recorded failed with the reason, payment.failed published", async (token, reason) => {
+			const orderId = newOrderId();
+			const err = await charge(orderId, token).catch((e) => e);
+			expect(err).toMatchObject({ name: "PaymentDeclinedError", code: 402, type: "PAYMENT_DECLINED", message: reason, data: { orderId, reason } });
+
+			const recorded = await getByOrder(orderId);
+			expect(recorded).toMatchObject({ status: "failed", failureReason: reason, amount: 2500 });
+			expect(eventsFor(orderId)).toEqual([
+				{ name: "payment.failed", payload: { orderId, paymentId: recorded.id, userId: "user-1", amount: 2500, currency: "USD", reason, eventId: expect.any(String) } },
+			]);
+		});
+
+		test("a second charge of the same order returns the recorded payment without calling the provider", async () => {
+			const orderId = newOrderId();
+			const first = await charge(orderId);
+			const spy = jest.spyOn(provider, "createPayment");
+			expect(await charge(orderId)).toEqual(first);
+			expect(spy).not.toHaveBeenCalled();
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+		});
+
+		test("a second charge of a declined order returns the recorded decline (402) without calling the provider", async () => {
+			const orderId = newOrderId();
+			await expect(charge(orderId, "pm_card_chargeDeclined")).rejects.toMatchObject({ code: 402 });
+			const spy = jest.spyOn(provider, "createPayment");
+			await expect(charge(orderId, "pm_card_chargeDeclined")).rejects.toMatchObject({ code: 402, message: "Your card was declined." });
+			expect(spy).not.toHaveBeenCalled();
+			expect(eventsFor(orderId, "payment.failed")).toHaveLength(1);
+		});
+
+		test("10 concurrent charges of one order: one provider call, one payment, identical answers", async () => {
+			const orderId = newOrderId();
+			const spy = jest.spyOn(provider, "createPayment");
+			const charged = provider.chargesCreated;
+			const results = await Promise.all(Array.from({ length: 10 }, () => charge(orderId)));
+			expect(spy).toHaveBeenCalledTimes(1);
+			expect(spy.mock.calls[0][0]).toMatchObject({ idempotencyKey: `order-${orderId}-charge`, amount: 2500, currency: "USD", token: "pm_card_visa", metadata: { orderId } });
+			expect(provider.chargesCreated - charged).toBe(1);
+			expect(await svc.db.payments.count({ orderId })).toBe(1);
+			for (const r of results) expect(r).toEqual(results[0]);
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+		});
+
+		test("10 concurrent declined charges of one order: one provider call, all 402", async () => {
+			const orderId = newOrderId();
+			const spy = jest.spyOn(provider, "createPayment");
+			const results = await Promise.allSettled(Array.from({ length: 10 }, () => charge(orderId, "pm_card_chargeDeclined")));
+			expect(results.every((r) => r.status === "rejected" && (r.reason as any).code === 402)).toBe(true);
+			expect(spy).toHaveBeenCalledTimes(1);
+			expect(eventsFor(orderId, "payment.failed")).toHaveLength(1);
+		});
+
+		test("the same order with another amount is a conflict, not a second charge", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1000);
+			await expect(charge(orderId, "pm_card_visa", 2000)).rejects.toMatchObject({ code: 409, type: "PAYMENT_MISMATCH" });
+			expect((await getByOrder(orderId)).amount).toBe(1000);
+		});
+
+		test("provider outage: 503, payment left pending; a retry charges once under the same key", async () => {
+			const orderId = newOrderId();
+			const charged = provider.chargesCreated;
+			const spy = jest.spyOn(provider, "createPayment").mockRejectedValue(new PaymentProviderError("connection refused"));
+			await expect(charge(orderId)).rejects.toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "pending", providerPaymentId: null });
+			expect(eventsFor(orderId)).toHaveLength(0);
+
+			spy.mockRestore();
+			const retried = jest.spyOn(provider, "createPayment");
+			expect(await charge(orderId)).toMatchObject({ status: "succeeded" });
+			expect(retried).toHaveBeenCalledTimes(1);
+			expect(retried.mock.calls[0][0].idempotencyKey).toBe(`order-${orderId}-charge`);
+			expect(spy.mock.calls.every((c) => c[0].idempotencyKey === `order-${orderId}-charge`)).toBe(true);
+			expect(provider.chargesCreated - charged).toBe(1);
+			expect(await svc.db.payments.count({ orderId })).toBe(1);
+		});
+
+		test("a charge abandoned mid-way (its lease expired) is taken over by the next call, under the same key", async () => {
+			const orderId = newOrderId();
+			const now = new Date();
+			await svc.db.payments.insert({
+				orderId, userId: "user-1", amount: 2500, currency: "USD", status: "pending", provider: "test", providerPaymentId: null, cardBrand: null, cardLast4: null,
+				failureReason: null, refundedAmount: 0, reservedRefundAmount: 0, chargeLeaseUntil: new Date(now.getTime() - 1000), createdAt: now, updatedAt: now,
+			});
+			const spy = jest.spyOn(provider, "createPayment");
+			expect(await charge(orderId)).toMatchObject({ status: "succeeded" });
+			expect(spy).toHaveBeenCalledTimes(1);
+			expect(spy.mock.calls[0][0].idempotencyKey).toBe(`order-${orderId}-charge`);
+			expect(await svc.db.payments.count({ orderId })).toBe(1);
+		});
+
+		test("a 3-D Secure card leaves the payment pending (settled later by a webhook)", async () => {
+			const orderId = newOrderId();
+			expect(await charge(orderId, "pm_card_authenticationRequired")).toMatchObject({ status: "pending", cardLast4: "3184" });
+			const spy = jest.spyOn(provider, "createPayment");
+			expect(await charge(orderId, "pm_card_authenticationRequired")).toMatchObject({ status: "pending" });
+			expect(spy).not.toHaveBeenCalled();
+			expect(eventsFor(orderId)).toHaveLength(0);
+		});
+
+		test.each([
+			["fractional amount", { amount: 10.5 }, "amount"],
+			["zero amount", { amount: 0 }, "amount"],
+			["bad currency", { currency: "dollars" }, "currency"],
+			["no token", { paymentMethod: { type: "card" } }, "paymentMethod.token"],
+			["not a card", { paymentMethod: { type: "iban", token: "pm_card_visa" } }, "paymentMethod.type"],
+		])("%s → 422 naming the field", async (_name, override, field) => {
+			const err = await charge(newOrderId(), "pm_card_visa", 2500, override).catch((e) => e);
+			expect(err).toMatchObject({ code: 422 });
+			expect(err.data.map((d: any) => d.field)).toContain(field);
+		});
+
+		test("unknown fields are dropped: a caller cannot set the status or the provider id", async () => {
+			const orderId = newOrderId();
+			await expect(charge(orderId, "pm_card_chargeDeclined", 2500, { status: "succeeded", providerPaymentId: "pi_forged" })).rejects.toMatchObject({ code: 402 });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed" });
+			expect((await getByOrder(orderId)).providerPaymentId).not.toBe("pi_forged");
+		});
+
+		test("getByOrder of an unknown order is null", async () => {
+			expect(await getByOrder("no-such-order")).toBeNull();
+		});
+	});
+
+	describe("refund", () => {
+		test("full refund without an amount: refund recorded, payment refunded, payment.refunded published", async () => {
+			const orderId = newOrderId();
+			const paid = await charge(orderId, "pm_card_visa", 4000);
+			const r = await refund(orderId, `${orderId}-cancel`);
+			expect(r).toMatchObject({ id: expect.any(String), orderId, paymentId: paid.id, amount: 4000, currency: "USD", status: "succeeded", reason: "customer request" });
+			expect(r.providerRefundId).toMatch(/^re_test_/);
+			const recorded = await getByOrder(orderId);
+			expect(recorded).toMatchObject({ status: "refunded", refundedAmount: 4000 });
+			expect(recorded.refunds).toEqual([expect.objectContaining({ id: r.id, amount: 4000, status: "succeeded" })]);
+			expect(eventsFor(orderId, "payment.refunded")).toEqual([
+				{ name: "payment.refunded", payload: { orderId, paymentId: paid.id, refundId: r.id, userId: "user-1", amount: 4000, currency: "USD", totalRefunded: 4000, eventId: expect.any(String) } },
+			]);
+			await expect(refund(orderId, `${orderId}-again`)).rejects.toMatchObject({ code: 409, type: "ALREADY_REFUNDED" });
+		});
+
+		test("partial refunds: the status follows, the total never exceeds what was paid", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1000);
+			expect(await refund(orderId, "p1", 300)).toMatchObject({ amount: 300, status: "succeeded" });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 300 });
+
+			const spy = jest.spyOn(provider, "refund");
+			const above = await refund(orderId, "p2", 701).catch((e) => e);
+			expect(above).toMatchObject({ code: 422, data: [{ field: "amount", message: expect.stringContaining("700") }] });
+			expect(spy).not.toHaveBeenCalled();
+
+			expect(await refund(orderId, "p3", 200)).toMatchObject({ amount: 200 });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 500 });
+			// Without an amount: whatever is left.
+			expect(await refund(orderId, "p4")).toMatchObject({ amount: 500 });
+			const recorded = await getByOrder(orderId);
+			expect(recorded).toMatchObject({ status: "refunded", refundedAmount: 1000 });
+			expect(recorded.refunds.map((x: any) => x.amount)).toEqual([300, 200, 500]);
+			expect(eventsFor(orderId, "payment.refunded").map((e) => e.payload.totalRefunded)).toEqual([300, 500, 1000]);
+		});
+
+		test("above what was paid → 422, nothing refunded", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1000);
+			await expect(refund(orderId, "big", 1001)).rejects.toMatchObject({ code: 422, data: [{ field: "amount" }] });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", refundedAmount: 0, refunds: [] });
+			// The refused key was not used up.
+			expect(await refund(orderId, "big", 1000)).toMatchObject({ amount: 1000 });
+		});
+
+		test("a repeated refundKey refunds once, also concurrently", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1000);
+			const spy = jest.spyOn(provider, "refund");
+			const results = await Promise.all(Array.from({ length: 10 }, () => refund(orderId, `${orderId}-saga`, 400)));
+			expect(spy).toHaveBeenCalledTimes(1);
+			expect(spy.mock.calls[0][0]).toMatchObject({ amount: 400, idempotencyKey: `refund-${orderId}-saga` });
+			for (const r of results) expect(r).toEqual(results[0]);
+			expect(await refund(orderId, `${orderId}-saga`, 400)).toEqual(results[0]);
+			expect(await refund(orderId, `${orderId}-saga`)).toEqual(results[0]);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 400 });
+			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(1);
+			// The same key for another amount is not silently a different refund.
+			await expect(refund(orderId, `${orderId}-saga`, 100)).rejects.toMatchObject({ code: 409 });
+		});
+
+		test("concurrent refunds with different keys never add up to more than was paid", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1000);
+			const results = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => refund(orderId, `c${i}`, 300)));
+			const ok = results.filter((r) => r.status === "fulfilled");
+			const refused = results.filter((r) => r.status === "rejected");
+			expect(ok).toHaveLength(3);
+			expect(refused.every((r) => (r as PromiseRejectedResult).reason.code === 422)).toBe(true);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 900 });
+		});
+
+		test("nothing to refund: unknown order 404, declined or pending payment 409", async () => {
+			await expect(refund("no-such-order", "k1")).rejects.toMatchObject({ code: 404 });
+			const declined = newOrderId();
+			await charge(declined, "pm_card_chargeDeclined").catch(() => undefined);
+			await expect(refund(declined, "k2")).rejects.toMatchObject({ code: 409, type: "NOT_REFUNDABLE" });
+			const pending = newOrderId();
+			await charge(pending, "pm_card_authenticationRequired");
+			await expect(refund(pending, "k3")).rejects.toMatchObject({ code: 409, type: "NOT_REFUNDABLE" });
+		});
+
+		test("provider outage during a refund: 503, nothing counted; a retry refunds once", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1000);
+			const spy = jest.spyOn(provider, "refund").mockRejectedValue(new PaymentProviderError("timeout"));
+			await expect(refund(orderId, "outage", 1000)).rejects.toMatchObject({ code: 503 });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", refundedAmount: 0, refunds: [] });
+			spy.mockRestore();
+			expect(await refund(orderId, "outage", 1000)).toMatchObject({ amount: 1000, status: "succeeded" });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 1000 });
+		});
+
+		test("a refund abandoned after reserving its amount is finished by the next call with its key", async () => {
+			const orderId = newOrderId();
+			const paid = await charge(orderId, "pm_card_visa", 1000);
+			const now = new Date();
+			await svc.db.payments.updateOne({ orderId }, { $inc: { reservedRefundAmount: 400 } });
+			await svc.db.refunds.insert({
+				refundKey: "abandoned", orderId, paymentId: paid.id, amount: 400, currency: "USD", reason: "r", status: "processing", reserved: true,
+				providerRefundId: null, leaseUntil: new Date(now.getTime() - 1000), createdAt: now, updatedAt: now,
+			});
+			expect(await refund(orderId, "abandoned")).toMatchObject({ amount: 400, status: "succeeded" });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 400 });
+			// The reservation was not taken twice: the rest is still refundable.
+			expect(await refund(orderId, "rest")).toMatchObject({ amount: 600 });
+		});
+
+		test.each([
+			["negative amount", { amount: -5 }, "amount"],
+			["fractional amount", { amount: 1.5 }, "amount"],
+			["no reason", { reason: undefined }, "reason"],
+			["no refund key", { refundKey: undefined }, "refundKey"],
+		])("%s → 422 naming the field", async (_name, override, field) => {
+			const err = await shop.broker.call<any, any>("payments.refund", { orderId: "x", refundKey: "k", reason: "r", ...override }).catch((e: any) => e);
+			expect(err).toMatchObject({ code: 422 });
+			expect(err.data.map((d: any) => d.field)).toContain(field);
+		});
+	});
+
+	describe("webhook", () => {
+		test("404 when STRIPE_WEBHOOK_SECRET is not set", async () => {
+			const res = await shop.http.request("POST", "/api/payments/webhook", { raw: JSON.stringify({ id: "evt_1", type: "payment_intent.succeeded" }), headers: { "stripe-signature": "t=1,v1=abc" } });
+			expect(res.status).toBe(404);
+		});
+
+		test("internal actions are not reachable over HTTP", async () => {
+			expect((await shop.http.post("/api/payments/charge", { orderId: "x" })).status).toBe(404);
+			expect((await shop.http.post("/api/payments.charge", { orderId: "x" })).status).toBe(404);
+		});
+	});
+});

@@ -1,0 +1,70 @@
+import { TestPaymentProvider, INVALID_PAYMENT_METHOD } from "../../adapters/payments/test-provider";
+import { PaymentProviderError } from "../../adapters/payments/provider";
+
+const charge = (provider: TestPaymentProvider, token: string, key = `key-${token}`, amount = 1999) =>
+	provider.createPayment({ amount, currency: "USD", token, idempotencyKey: key, metadata: { orderId: "o1" } });
+
+describe("built-in test payment provider", () => {
+	test.each([
+		["pm_card_visa", "succeeded", "visa", "4242", null],
+		["pm_card_mastercard", "succeeded", "mastercard", "4444", null],
+		["pm_card_chargeDeclined", "failed", "visa", "0002", "Your card was declined."],
+		["pm_card_chargeDeclinedInsufficientFunds", "failed", "visa", "9995", "Your card has insufficient funds."],
+		["pm_card_authenticationRequired", "pending", "visa", "3184", null],
+	])("%s → %s", async (token, status, brand, last4, reason) => {
+		const result = await charge(new TestPaymentProvider(), token);
+		expect(result).toMatchObject({ status, cardBrand: brand, cardLast4: last4, failureReason: reason });
+		expect(result.providerId).toMatch(/^pi_test_/);
+	});
+
+	test.each(["pm_card_unknown", "tok_visa", "", "4242424242424242"])("unknown token %p is declined as an invalid payment method", async (token) => {
+		const provider = new TestPaymentProvider();
+		expect(await charge(provider, token)).toEqual({ providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: INVALID_PAYMENT_METHOD });
+		expect(provider.chargesCreated).toBe(0);
+	});
+
+	test("the same idempotency key returns the same payment and charges once, also concurrently", async () => {
+		const provider = new TestPaymentProvider();
+		const results = await Promise.all(Array.from({ length: 10 }, () => charge(provider, "pm_card_visa", "order-1-charge")));
+		expect(new Set(results.map((r) => r.providerId)).size).toBe(1);
+		expect(await charge(provider, "pm_card_visa", "order-1-charge")).toEqual(results[0]);
+		expect(provider.chargesCreated).toBe(1);
+		const other = await charge(provider, "pm_card_visa", "order-2-charge");
+		expect(other.providerId).not.toBe(results[0].providerId);
+		expect(provider.chargesCreated).toBe(2);
+	});
+
+	test("a decline is replayed for its key too", async () => {
+		const provider = new TestPaymentProvider();
+		const first = await charge(provider, "pm_card_chargeDeclined", "k");
+		expect(await charge(provider, "pm_card_chargeDeclined", "k")).toEqual(first);
+		expect(provider.chargesCreated).toBe(1);
+	});
+
+	test("a key reused with other parameters is refused", async () => {
+		const provider = new TestPaymentProvider();
+		await charge(provider, "pm_card_visa", "k", 1000);
+		await expect(charge(provider, "pm_card_visa", "k", 2000)).rejects.toBeInstanceOf(PaymentProviderError);
+		await expect(charge(provider, "pm_card_mastercard", "k", 1000)).rejects.toBeInstanceOf(PaymentProviderError);
+	});
+
+	test("refunds: idempotent per key, never above the charge", async () => {
+		const provider = new TestPaymentProvider();
+		const paid = await charge(provider, "pm_card_visa", "k", 1000);
+		const refund = (amount: number, key: string) => provider.refund({ providerPaymentId: paid.providerId!, amount, idempotencyKey: key });
+		const first = await refund(600, "r1");
+		expect(first).toMatchObject({ status: "succeeded", providerRefundId: expect.stringMatching(/^re_test_/) });
+		expect(await refund(600, "r1")).toEqual(first);
+		await expect(refund(401, "r2")).rejects.toBeInstanceOf(PaymentProviderError);
+		// The rejected request was not applied, so its key can carry the valid amount.
+		expect((await refund(400, "r2")).status).toBe("succeeded");
+		await expect(refund(1, "r3")).rejects.toThrow(/exceeds/);
+		await expect(provider.refund({ providerPaymentId: "pi_unknown", amount: 1, idempotencyKey: "r4" })).rejects.toThrow(/No such payment/);
+	});
+
+	test("declined payments cannot be refunded", async () => {
+		const provider = new TestPaymentProvider();
+		const declined = await charge(provider, "pm_card_chargeDeclined", "k");
+		await expect(provider.refund({ providerPaymentId: declined.providerId!, amount: 1, idempotencyKey: "r" })).rejects.toBeInstanceOf(PaymentProviderError);
+	});
+});
