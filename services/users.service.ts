@@ -1,12 +1,604 @@
-/** Accounts: registration, login, sessions, profiles, addresses, wishlist. */
-import type { ServiceSchema } from "moleculer";
+/**
+ * Accounts: registration, login, sessions, profiles, addresses, wishlist.
+ *
+ * Sessions: a login opens a session (its id is the `sid` claim of every access token). Refresh
+ * tokens are opaque, stored as SHA-256 hashes on the session and rotated on every use; presenting
+ * a spent one revokes the session (RFC 9700 reuse detection). The gateway asks `checkSession` on
+ * every authenticated request; the answer is cached for a minute and dropped from every node's
+ * cache when the session is revoked, so logout takes effect at once.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import type {} from "moleculer-web";
+import { DbMixin, type Collections } from "../mixins/db.mixin";
+import { OutboxMixin } from "../mixins/outbox.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
+import type { Entity, Query } from "../mixins/collection";
+import type { AuthUser, ShopMeta } from "../mixins/types";
+import { readConfig, type ShopConfig } from "../lib/config";
+import { signAccessToken } from "../lib/jwt";
+import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField } from "../lib/errors";
+import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { bcryptCost, hashPassword, needsRehash, passwordProblem, randomPassword, verifyPassword } from "../lib/password-policy";
+import {
+	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
+	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionIsActive,
+} from "../lib/refresh-tokens";
+import { recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../lib/login-throttle";
+import { ADDRESS_TYPES, normalizeEmail, publicAddress, publicUser, userCollections } from "../lib/user-records";
 
-const UsersService: ServiceSchema = {
+type TokenPurpose = "verify_email" | "password_reset";
+
+const nameRule = { type: "string", trim: true, max: 100, optional: true, nullable: true };
+const opaqueTokenRule = { type: "string", min: 1, max: 200 };
+const addressRules = {
+	type: { type: "enum", values: ADDRESS_TYPES },
+	line1: { type: "string", trim: true, min: 1, max: 200 },
+	line2: { type: "string", trim: true, max: 200, optional: true, nullable: true },
+	city: { type: "string", trim: true, min: 1, max: 100 },
+	state: { type: "string", trim: true, max: 100, optional: true, nullable: true },
+	postalCode: { type: "string", trim: true, min: 1, max: 20 },
+	country: { type: "string", trim: true, min: 2, max: 56 },
+	isDefault: { type: "boolean", optional: true },
+};
+const addressPatchRules = Object.fromEntries(Object.entries(addressRules).map(([k, r]) => [k, { ...r, optional: true }]));
+
+interface Tokens {
+	accessToken: string;
+	refreshToken: string;
+	tokenType: "Bearer";
+	expiresIn: number;
+}
+
+interface UsersThis {
+	db: Collections;
+	settings: Record<string, any>;
+	cfg: ShopConfig;
+	cost: number;
+	dummyHash: string;
+	publish(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string>;
+	[method: string]: any;
+}
+
+type Ctx<P = Record<string, any>> = Context<P, ShopMeta>;
+const me = (ctx: Ctx<any>): AuthUser => ctx.meta.user!;
+
+const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, UsersThis> = {
 	name: "users",
-	mixins: [HealthMixin],
-	settings: { rest: "/" },
-	actions: {},
+	mixins: [DbMixin("users", userCollections) as any, OutboxMixin("users"), HealthMixin],
+	settings: {
+		rest: "/",
+		tokenTtlSeconds: { verifyEmail: VERIFY_EMAIL_TTL_SECONDS, passwordReset: PASSWORD_RESET_TTL_SECONDS },
+		defaultAdminEmail: "admin@example.com",
+		/** Create the default admin when no admin exists; undefined means "outside tests". */
+		createDefaultAdmin: undefined,
+	},
+
+	actions: {
+		register: {
+			rest: "POST /auth/register",
+			rateLimit: "auth",
+			params: {
+				$$strict: "remove",
+				email: { type: "email", mode: "precise", normalize: true, max: 254 },
+				password: { type: "string", max: 1024 },
+				firstName: nameRule,
+				lastName: nameRule,
+			},
+			async handler(ctx: Ctx<{ email: string; password: string; firstName?: string | null; lastName?: string | null }>) {
+				const { email, password, firstName, lastName } = ctx.params;
+				const problem = passwordProblem(password, { email });
+				if (problem) throw invalidField("password", problem, "weakPassword");
+				const now = new Date();
+				let user: Entity;
+				try {
+					user = await this.db.users.insert({
+						email: normalizeEmail(email), passwordHash: await hashPassword(password, this.cost), firstName: firstName || null,
+						lastName: lastName || null, phone: null, role: "customer", isVerified: false, passwordChangedAt: now, createdAt: now, updatedAt: now,
+					});
+				} catch (err) {
+					if ((err as ConflictError).code === 409) throw new ConflictError("This email is already registered", "EMAIL_TAKEN", [{ field: "email" }]);
+					throw err;
+				}
+				const verificationToken = await this.issueUserToken(user, "verify_email");
+				await this.publish(ctx, "user.registered", { userId: user.id, email: user.email, firstName: user.firstName, verificationToken });
+				const tokens = await this.openSession(ctx, user);
+				await this.mergeGuestCart(ctx, user.id);
+				ctx.meta.$statusCode = 201;
+				return { user: publicUser(user), ...tokens };
+			},
+		},
+
+		login: {
+			rest: "POST /auth/login",
+			rateLimit: "auth",
+			params: { $$strict: "remove", email: { type: "string", min: 1, max: 254 }, password: { type: "string", min: 1, max: 1024 } },
+			async handler(ctx: Ctx<{ email: string; password: string }>) {
+				const email = normalizeEmail(ctx.params.email);
+				await this.countLoginAttempt(email);
+				const user = await this.db.users.findOne({ email });
+				// Unknown emails cost a bcrypt compare too, so timing does not reveal which accounts exist.
+				const ok = await verifyPassword(ctx.params.password, user?.passwordHash ?? this.dummyHash);
+				if (!user || !ok) throw new UnauthorizedError("Invalid email or password", "INVALID_CREDENTIALS");
+				await this.clearLoginFailures(email);
+				if (needsRehash(user.passwordHash, this.cost)) {
+					await this.db.users.updateOne({ id: user.id, passwordHash: user.passwordHash }, { $set: { passwordHash: await hashPassword(ctx.params.password, this.cost) } });
+				}
+				const tokens = await this.openSession(ctx, user);
+				await this.mergeGuestCart(ctx, user.id);
+				return { user: publicUser(user), ...tokens };
+			},
+		},
+
+		refresh: {
+			rest: "POST /auth/refresh",
+			rateLimit: "auth",
+			params: { $$strict: "remove", refreshToken: opaqueTokenRule },
+			async handler(ctx: Ctx<{ refreshToken: string }>) {
+				const invalid = () => new UnauthorizedError("Invalid refresh token", "INVALID_REFRESH_TOKEN");
+				if (!looksLikeOpaqueToken(ctx.params.refreshToken)) throw invalid();
+				const hash = hashOpaqueToken(ctx.params.refreshToken);
+				const session = await this.db.user_sessions.findOne({ refreshHash: hash });
+				if (!session) {
+					const spentIn = await this.db.user_sessions.findOne({ spentHashes: hash });
+					if (spentIn) {
+						this.logger.warn(`Refresh token reuse on session ${spentIn.id} (user ${spentIn.userId}): session revoked`);
+						await this.revokeSessions({ id: spentIn.id }, "refresh_token_reuse");
+					}
+					throw invalid();
+				}
+				if (!sessionIsActive(session)) throw invalid();
+				const user = await this.db.users.findById(session.userId);
+				if (!user) throw invalid();
+				const refreshToken = newOpaqueToken();
+				// Compare-and-swap on the current hash: of two concurrent uses of one token, one wins and
+				// the other is a reuse, which revokes the session.
+				const rotated = await this.db.user_sessions.updateOne(
+					{ id: session.id, refreshHash: hash, revokedAt: null },
+					{ $set: { refreshHash: hashOpaqueToken(refreshToken), lastUsedAt: new Date() }, $push: { spentHashes: { $each: [hash], $slice: -SPENT_HASHES_KEPT } } },
+				);
+				if (!rotated) {
+					await this.revokeSessions({ id: session.id }, "refresh_token_reuse");
+					throw invalid();
+				}
+				return this.tokensFor(user, session.id, refreshToken);
+			},
+		},
+
+		logout: {
+			rest: "POST /auth/logout",
+			auth: "required",
+			params: {},
+			async handler(ctx: Ctx) {
+				await this.revokeSessions({ id: me(ctx).sid }, "logout");
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		verifyEmail: {
+			rest: "POST /auth/verify-email",
+			rateLimit: "auth",
+			params: { $$strict: "remove", token: opaqueTokenRule },
+			async handler(ctx: Ctx<{ token: string }>) {
+				const record = await this.consumeUserToken(ctx.params.token, "verify_email");
+				const user = await this.db.users.updateOne({ id: record.userId, email: record.email }, { $set: { isVerified: true, updatedAt: new Date() } });
+				if (!user) throw invalidField("token", "Invalid or expired token", "invalidToken");
+				return { user: publicUser(user) };
+			},
+		},
+
+		requestPasswordReset: {
+			rest: "POST /auth/password-reset",
+			rateLimit: "auth",
+			params: { $$strict: "remove", email: { type: "string", max: 254 } },
+			async handler(ctx: Ctx<{ email: string }>) {
+				const user = await this.db.users.findOne({ email: normalizeEmail(ctx.params.email) });
+				if (user) {
+					const resetToken = await this.issueUserToken(user, "password_reset");
+					await this.publish(ctx, "user.password_reset_requested", { userId: user.id, email: user.email, firstName: user.firstName, resetToken });
+				}
+				// The same answer whether or not the account exists: no enumeration.
+				ctx.meta.$statusCode = 202;
+				return { accepted: true };
+			},
+		},
+
+		confirmPasswordReset: {
+			rest: "POST /auth/password-reset/confirm",
+			rateLimit: "auth",
+			params: { $$strict: "remove", token: opaqueTokenRule, password: { type: "string", max: 1024 } },
+			async handler(ctx: Ctx<{ token: string; password: string }>) {
+				const pending = await this.findUsableToken(ctx.params.token, "password_reset");
+				const problem = pending && passwordProblem(ctx.params.password, { email: pending.email });
+				// Checked before the token is spent, so a refused password does not burn the link.
+				if (problem) throw invalidField("password", problem, "weakPassword");
+				const record = await this.consumeUserToken(ctx.params.token, "password_reset");
+				await this.setPassword(record.userId, ctx.params.password, { isVerified: true });
+				await this.revokeSessions({ userId: record.userId }, "password_reset");
+				await this.clearLoginFailures(record.email);
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		me: {
+			rest: "GET /me",
+			auth: "required",
+			params: {},
+			async handler(ctx: Ctx) {
+				return publicUser(await this.requireUser(me(ctx).id));
+			},
+		},
+
+		updateMe: {
+			rest: "PATCH /me",
+			auth: "required",
+			// role, email, isVerified and anything else are dropped by $$strict before the handler runs.
+			params: { $$strict: "remove", firstName: nameRule, lastName: nameRule, phone: { type: "string", trim: true, max: 32, optional: true, nullable: true } },
+			async handler(ctx: Ctx<{ firstName?: string | null; lastName?: string | null; phone?: string | null }>) {
+				const $set: Record<string, unknown> = { updatedAt: new Date() };
+				for (const f of ["firstName", "lastName", "phone"] as const) if (ctx.params[f] !== undefined) $set[f] = ctx.params[f] || null;
+				const user = await this.db.users.updateOne({ id: me(ctx).id }, { $set });
+				if (!user) throw new NotFoundError("User");
+				return publicUser(user);
+			},
+		},
+
+		changePassword: {
+			rest: "POST /me/password",
+			auth: "required",
+			params: { $$strict: "remove", currentPassword: { type: "string", min: 1, max: 1024 }, newPassword: { type: "string", max: 1024 } },
+			async handler(ctx: Ctx<{ currentPassword: string; newPassword: string }>) {
+				const user = await this.requireUser(me(ctx).id);
+				// A stolen access token must not become a password oracle: same throttle as login.
+				await this.countLoginAttempt(user.email);
+				if (!(await verifyPassword(ctx.params.currentPassword, user.passwordHash))) throw invalidField("currentPassword", "Current password is incorrect", "wrongPassword");
+				await this.clearLoginFailures(user.email);
+				const problem = passwordProblem(ctx.params.newPassword, { email: user.email });
+				if (problem) throw invalidField("newPassword", problem, "weakPassword");
+				await this.setPassword(user.id, ctx.params.newPassword);
+				// The current session stays (the contract answers 204, no new tokens); every other one ends.
+				await this.revokeSessions({ userId: user.id, id: { $ne: me(ctx).sid } }, "password_change");
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		listAddresses: {
+			rest: "GET /me/addresses",
+			auth: "required",
+			params: { ...pageParams },
+			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
+				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
+				const query = { userId: me(ctx).id };
+				const [rows, total] = await Promise.all([
+					this.db.user_addresses.find(query, { sort: { createdAt: 1 }, offset: w.offset, limit: w.limit }),
+					this.db.user_addresses.count(query),
+				]);
+				return toPage(rows.map(publicAddress), total, w.page, w.pageSize);
+			},
+		},
+
+		getMyAddress: {
+			rest: "GET /me/addresses/:id",
+			auth: "required",
+			params: { id: "string" },
+			async handler(ctx: Ctx<{ id: string }>) {
+				return publicAddress(await this.requireAddress(me(ctx).id, ctx.params.id));
+			},
+		},
+
+		createAddress: {
+			rest: "POST /me/addresses",
+			auth: "required",
+			params: { $$strict: "remove", ...addressRules },
+			async handler(ctx: Ctx<Record<string, any>>) {
+				const userId = me(ctx).id;
+				const { isDefault, ...fields } = ctx.params;
+				const now = new Date();
+				const address = await this.db.user_addresses.insert({ line2: null, state: null, ...fields, userId, createdAt: now, updatedAt: now });
+				// The first address of a type is its default, as a customer would expect.
+				const first = (await this.db.user_addresses.count({ userId, type: fields.type })) === 1;
+				const saved = isDefault || (first && isDefault !== false) ? await this.makeDefault(address) : address;
+				ctx.meta.$statusCode = 201;
+				return publicAddress(saved);
+			},
+		},
+
+		updateAddress: {
+			rest: "PATCH /me/addresses/:id",
+			auth: "required",
+			params: { $$strict: "remove", id: "string", ...addressPatchRules },
+			async handler(ctx: Ctx<Record<string, any>>) {
+				const { id, isDefault, ...fields } = ctx.params;
+				const current = await this.requireAddress(me(ctx).id, id);
+				const update: Query = { $set: { ...fields, updatedAt: new Date() } };
+				// A default stops being one when asked, or when it moves to the other type.
+				if (current.defaultFor && (isDefault === false || (fields.type && fields.type !== current.type))) update.$unset = { defaultFor: true };
+				const saved = await this.db.user_addresses.updateOne({ id, userId: current.userId }, update);
+				if (!saved) throw new NotFoundError("Address");
+				return publicAddress(isDefault ? await this.makeDefault(saved) : saved);
+			},
+		},
+
+		removeAddress: {
+			rest: "DELETE /me/addresses/:id",
+			auth: "required",
+			params: { id: "string" },
+			async handler(ctx: Ctx<{ id: string }>) {
+				const removed = await this.db.user_addresses.removeOne({ id: ctx.params.id, userId: me(ctx).id });
+				if (!removed) throw new NotFoundError("Address");
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		listWishlist: {
+			rest: "GET /me/wishlist",
+			auth: "required",
+			params: { ...pageParams },
+			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
+				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
+				const query = { userId: me(ctx).id };
+				const [rows, total] = await Promise.all([
+					this.db.user_wishlist.find(query, { sort: { addedAt: -1 }, offset: w.offset, limit: w.limit }),
+					this.db.user_wishlist.count(query),
+				]);
+				const products = rows.length ? await ctx.call<any[], { ids: string[] }>("products.getMany", { ids: rows.map((r) => r.productId) }) : [];
+				const byId = new Map(products.map((p) => [p.id, p]));
+				const items = rows.map((r) => ({ productId: r.productId, addedAt: new Date(r.addedAt).toISOString(), product: byId.get(r.productId) ?? null }));
+				return toPage(items, total, w.page, w.pageSize);
+			},
+		},
+
+		addToWishlist: {
+			rest: "POST /me/wishlist",
+			auth: "required",
+			params: { $$strict: "remove", productId: { type: "string", min: 1, max: 64 } },
+			async handler(ctx: Ctx<{ productId: string }>) {
+				const userId = me(ctx).id;
+				const [product] = await ctx.call<any[], { ids: string[] }>("products.getMany", { ids: [ctx.params.productId] });
+				if (!product || product.isActive === false) throw new NotFoundError("Product");
+				// The unique (userId, productId) index makes adding twice keep one entry.
+				const entry = await this.db.user_wishlist.insert({ userId, productId: product.id, addedAt: new Date() }).catch(async (err: ConflictError) => {
+					if (err.code !== 409) throw err;
+					return this.db.user_wishlist.findOne({ userId, productId: product.id });
+				});
+				ctx.meta.$statusCode = 201;
+				return { productId: product.id, addedAt: new Date(entry!.addedAt).toISOString(), product };
+			},
+		},
+
+		removeFromWishlist: {
+			rest: "DELETE /me/wishlist/:productId",
+			auth: "required",
+			params: { productId: "string" },
+			async handler(ctx: Ctx<{ productId: string }>) {
+				await this.db.user_wishlist.removeOne({ userId: me(ctx).id, productId: ctx.params.productId });
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		// Internal actions (docs/services.md § users)
+
+		checkSession: {
+			visibility: "public",
+			params: { sid: "string" },
+			cache: { keys: ["sid"], ttl: 60 },
+			async handler(ctx: Context<{ sid: string }>) {
+				return { active: sessionIsActive(await this.db.user_sessions.findById(ctx.params.sid)) };
+			},
+		},
+
+		get: {
+			visibility: "public",
+			params: { id: "string" },
+			async handler(ctx: Context<{ id: string }>) {
+				return publicUser(await this.requireUser(ctx.params.id));
+			},
+		},
+
+		getAddress: {
+			visibility: "public",
+			params: { userId: "string", addressId: "string" },
+			async handler(ctx: Context<{ userId: string; addressId: string }>) {
+				return publicAddress(await this.requireAddress(ctx.params.userId, ctx.params.addressId));
+			},
+		},
+	},
+
+	events: {
+		// Another users node revoked sessions: drop them from this node's cache too (memory cachers).
+		async "users.sessions_revoked"(ctx: Context<{ sids: string[] }>) {
+			await this.forgetSessions(ctx.params.sids);
+		},
+	},
+
+	methods: {
+		async requireUser(id: string): Promise<Entity> {
+			const user = await this.db.users.findById(id);
+			if (!user) throw new NotFoundError("User");
+			return user;
+		},
+
+		async requireAddress(userId: string, addressId: string): Promise<Entity> {
+			const address = await this.db.user_addresses.findOne({ id: addressId, userId });
+			if (!address) throw new NotFoundError("Address");
+			return address;
+		},
+
+		/** Makes an address its type's default: the previous default gives the slot up first. */
+		async makeDefault(address: Entity): Promise<Entity> {
+			const defaultFor = `${address.userId}:${address.type}`;
+			for (let attempt = 0; ; attempt++) {
+				await this.db.user_addresses.updateMany({ defaultFor, id: { $ne: address.id } }, { $unset: { defaultFor: true } });
+				try {
+					const saved = await this.db.user_addresses.updateOne({ id: address.id, userId: address.userId }, { $set: { defaultFor } });
+					if (!saved) throw new NotFoundError("Address");
+					return saved;
+				} catch (err) {
+					// A concurrent default took the slot between the two writes: the last one wins.
+					if ((err as ConflictError).code !== 409 || attempt >= 2) throw err;
+				}
+			}
+		},
+
+		async setPassword(userId: string, password: string, extra: Record<string, unknown> = {}) {
+			const now = new Date();
+			await this.db.users.updateOne({ id: userId }, { $set: { passwordHash: await hashPassword(password, this.cost), passwordChangedAt: now, updatedAt: now, ...extra } });
+			// Outstanding reset links die with the old password.
+			await this.db.user_tokens.updateMany({ userId, purpose: "password_reset", usedAt: null }, { $set: { usedAt: now } });
+		},
+
+		async openSession(ctx: Ctx, user: Entity): Promise<Tokens> {
+			const refreshToken = newOpaqueToken();
+			const now = new Date();
+			const session = await this.db.user_sessions.insert({
+				userId: user.id, refreshHash: hashOpaqueToken(refreshToken), spentHashes: [], ip: ctx.meta.ip ?? null,
+				createdAt: now, lastUsedAt: now, expiresAt: expiresIn(SESSION_LIFETIME_SECONDS, now), revokedAt: null,
+			});
+			return this.tokensFor(user, session.id, refreshToken);
+		},
+
+		tokensFor(user: Entity, sid: string, refreshToken: string): Tokens {
+			const accessToken = signAccessToken({ sub: user.id, role: user.role, sid }, this.cfg.jwtTtlSeconds);
+			return { accessToken, refreshToken, tokenType: "Bearer", expiresIn: this.cfg.jwtTtlSeconds };
+		},
+
+		/** Revokes the active sessions matching `query` and drops them from every node's session cache. */
+		async revokeSessions(query: Query, reason: string): Promise<number> {
+			// A unique timestamp marks this revocation, so the revoked ids are found after one update.
+			const at = new Date();
+			const count = await this.db.user_sessions.updateMany({ ...query, revokedAt: null }, { $set: { revokedAt: at, revokedReason: reason } });
+			if (!count) return 0;
+			const sids = (await this.db.user_sessions.find({ ...query, revokedAt: at }, { fields: ["id"] })).map((s) => s.id);
+			await this.forgetSessions(sids);
+			await this.broker.broadcast("users.sessions_revoked", { sids }, { groups: ["users"] });
+			return count;
+		},
+
+		async forgetSessions(sids: string[]) {
+			const cacher = this.broker.cacher;
+			if (!cacher || !sids?.length) return;
+			const keys = sids.map((sid) => cacher.getCacheKey({ name: `${this.fullName}.checkSession` } as any, { keys: ["sid"] }, { params: { sid }, meta: {} } as any));
+			await cacher.del(keys);
+		},
+
+		async issueUserToken(user: Entity, purpose: TokenPurpose): Promise<string> {
+			const token = newOpaqueToken();
+			const ttl = purpose === "verify_email" ? this.settings.tokenTtlSeconds.verifyEmail : this.settings.tokenTtlSeconds.passwordReset;
+			const now = new Date();
+			await this.db.user_tokens.insert({ purpose, userId: user.id, email: user.email, tokenHash: hashOpaqueToken(token), expiresAt: expiresIn(ttl, now), usedAt: null, createdAt: now });
+			return token;
+		},
+
+		findUsableToken(token: string, purpose: TokenPurpose): Promise<Entity | null> {
+			if (!looksLikeOpaqueToken(token)) return Promise.resolve(null);
+			return this.db.user_tokens.findOne({ tokenHash: hashOpaqueToken(token), purpose, usedAt: null, expiresAt: { $gt: new Date() } });
+		},
+
+		/** Spends a token in one conditional update: of two concurrent uses, only one succeeds. */
+		async consumeUserToken(token: string, purpose: TokenPurpose): Promise<Entity> {
+			const now = new Date();
+			const record = looksLikeOpaqueToken(token)
+				? await this.db.user_tokens.updateOne({ tokenHash: hashOpaqueToken(token), purpose, usedAt: null, expiresAt: { $gt: now } }, { $set: { usedAt: now } })
+				: null;
+			if (!record) throw invalidField("token", "Invalid or expired token", "invalidToken");
+			return record;
+		},
+
+		/**
+		 * Counts the attempt as a failure before the password is checked (and forgets it on success),
+		 * so parallel guesses cannot all slip through while bcrypt runs.
+		 */
+		async countLoginAttempt(email: string) {
+			const key = throttleKey(email);
+			const now = Date.now();
+			const state = (await this.throttleStore().get(key)) as FailureState | null;
+			const wait = retryAfterSeconds(state, now);
+			if (wait > 0) throw new TooManyRequestsError(wait, "Too many failed attempts; try again later");
+			const next = recordFailure(state, now);
+			await this.throttleStore().set(key, next, stateTtlSeconds(next, now));
+		},
+
+		async clearLoginFailures(email: string) {
+			await this.throttleStore().del(throttleKey(email));
+		},
+
+		/** The broker cacher (shared through Redis when configured), or this node's memory without one. */
+		throttleStore() {
+			if (this.broker.cacher) return this.broker.cacher;
+			const local: Map<string, any> = (this.localThrottle ??= new Map());
+			return { get: async (k: string) => local.get(k) ?? null, set: async (k: string, v: unknown) => void local.set(k, v), del: async (k: string) => void local.delete(k) };
+		},
+
+		async mergeGuestCart(ctx: Ctx, userId: string) {
+			if (!ctx.meta.cartId) return;
+			try {
+				await ctx.call("cart.merge", { guestCartId: ctx.meta.cartId, userId }, { retries: 0, timeout: 5000 });
+			} catch (err) {
+				// The login is what the customer asked for; a cart that failed to merge stays a guest cart.
+				this.logger.warn(`Guest cart merge failed for user ${userId}: ${(err as Error).message}`);
+			}
+		},
+
+		/**
+		 * ADMIN_EMAIL (+ ADMIN_PASSWORD) creates or promotes that admin. Without it, outside tests,
+		 * the first start creates admin@example.com with a random password printed once.
+		 */
+		async ensureAdmin(config?: ShopConfig): Promise<void> {
+			const cfg = config ?? this.cfg;
+			const createDefault = this.settings.createDefaultAdmin ?? !cfg.isTest;
+			if (cfg.adminEmail) {
+				const email = normalizeEmail(cfg.adminEmail);
+				const existing = await this.db.users.findOne({ email });
+				if (existing) {
+					if (existing.role !== "admin") {
+						await this.db.users.updateOne({ id: existing.id }, { $set: { role: "admin", updatedAt: new Date() } });
+						this.logger.info(`Promoted ${email} to admin (ADMIN_EMAIL).`);
+					}
+					return;
+				}
+				const problem = cfg.adminPassword ? passwordProblem(cfg.adminPassword, { email }) : null;
+				if (problem) throw new Error(`ADMIN_PASSWORD refused: ${problem}`);
+				await this.createAdmin(email, cfg.adminPassword);
+				return;
+			}
+			if (!createDefault || (await this.db.users.count({ role: "admin" })) > 0) return;
+			const email = this.settings.defaultAdminEmail;
+			// Never promote someone else's account that happens to use the default address.
+			if (await this.db.users.findOne({ email })) return;
+			await this.createAdmin(email);
+		},
+
+		async createAdmin(email: string, password?: string) {
+			const secret = password ?? randomPassword();
+			const now = new Date();
+			try {
+				await this.db.users.insert({
+					email, passwordHash: await hashPassword(secret, this.cost), firstName: "Admin", lastName: null, phone: null, role: "admin",
+					isVerified: true, passwordChangedAt: now, createdAt: now, updatedAt: now,
+				});
+			} catch (err) {
+				// Another node of the cluster created it at the same moment.
+				if ((err as ConflictError).code === 409) return;
+				throw err;
+			}
+			if (password) this.logger.info(`Created admin ${email} (ADMIN_EMAIL).`);
+			else this.logger.warn(`Created admin ${email} with password: ${secret}  (shown once; set ADMIN_EMAIL and ADMIN_PASSWORD to choose your own)`);
+		},
+	},
+
+	created() {
+		this.cfg = readConfig();
+		this.cost = bcryptCost(this.cfg.isTest);
+	},
+
+	async started() {
+		this.dummyHash = await hashPassword(randomPassword(), this.cost);
+		await this.ensureAdmin();
+	},
 };
 
 export default UsersService;

@@ -1,0 +1,39 @@
+/**
+ * Failed logins per account in a fixed window: after `maxFailures` failures within `windowMs` of
+ * the first one, the account answers 429 until that window ends. Pure: the caller keeps the state
+ * (in the broker cacher, so every gateway sees the same count when Redis is configured).
+ */
+export interface ThrottlePolicy {
+	maxFailures: number;
+	windowMs: number;
+}
+
+export const LOGIN_THROTTLE: ThrottlePolicy = { maxFailures: 5, windowMs: 15 * 60_000 };
+
+export interface FailureState {
+	count: number;
+	/** Epoch ms of the first failure of the current window. */
+	since: number;
+}
+
+export function throttleKey(email: string): string {
+	return `login-fail:${email.trim().toLowerCase()}`;
+}
+
+/** Seconds to wait before trying again, or 0 when an attempt is allowed now. */
+export function retryAfterSeconds(state: FailureState | null | undefined, now: number, policy = LOGIN_THROTTLE): number {
+	if (!state || state.count < policy.maxFailures) return 0;
+	const remaining = state.since + policy.windowMs - now;
+	return remaining > 0 ? Math.ceil(remaining / 1000) : 0;
+}
+
+/** The state after one more failure: a new window when the previous one has passed. */
+export function recordFailure(state: FailureState | null | undefined, now: number, policy = LOGIN_THROTTLE): FailureState {
+	if (!state || now - state.since >= policy.windowMs) return { count: 1, since: now };
+	return { count: state.count + 1, since: state.since };
+}
+
+/** How long the cacher must keep the state: until its window ends. */
+export function stateTtlSeconds(state: FailureState, now: number, policy = LOGIN_THROTTLE): number {
+	return Math.max(1, Math.ceil((state.since + policy.windowMs - now) / 1000));
+}

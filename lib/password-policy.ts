@@ -1,0 +1,87 @@
+/**
+ * Passwords as NIST SP 800-63B and OWASP ASVS 5 ask: a length range, no composition rules, and a
+ * refusal of the most common ones. Hashing is bcrypt over an HMAC pre-hash, so every character
+ * counts (bcrypt alone silently ignores everything after 72 bytes).
+ */
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import bcrypt from "bcryptjs";
+
+export const MIN_PASSWORD_LENGTH = 8;
+export const MAX_PASSWORD_LENGTH = 128;
+
+/** Production cost; tests may go down to MIN_BCRYPT_COST to stay fast, never below. */
+export const BCRYPT_COST = 12;
+export const MIN_BCRYPT_COST = 10;
+
+/** Domain separation for the pre-hash; a key of our own also defeats "shucking" with leaked plain SHA-256 lists. */
+const PREHASH_KEY = "moleculer-shop/password/v1";
+
+let commonPasswords: Set<string> | undefined;
+
+/** The 10,000 most common passwords (SecLists, MIT), read once, compared case-insensitively. */
+export function commonPasswordList(): Set<string> {
+	if (!commonPasswords) {
+		const text = fs.readFileSync(path.join(__dirname, "data", "common-passwords.txt"), "utf8");
+		commonPasswords = new Set(text.split(/\r?\n/).map((l) => l.trim().toLowerCase()).filter(Boolean));
+	}
+	return commonPasswords;
+}
+
+/** NFKC, as 800-63B recommends, so the same password typed on two keyboards is the same password. */
+export function normalizePassword(password: string): string {
+	return password.normalize("NFKC");
+}
+
+/** Length in characters (code points), not UTF-16 units or bytes. */
+export function passwordLength(password: string): number {
+	return [...normalizePassword(password)].length;
+}
+
+export function isCommonPassword(password: string): boolean {
+	return commonPasswordList().has(normalizePassword(password).trim().toLowerCase());
+}
+
+/** Why a new password is refused, or null when it is acceptable. */
+export function passwordProblem(password: string, context: { email?: string } = {}): string | null {
+	const length = passwordLength(password);
+	if (length < MIN_PASSWORD_LENGTH) return `Password must be at least ${MIN_PASSWORD_LENGTH} characters`;
+	if (length > MAX_PASSWORD_LENGTH) return `Password must be at most ${MAX_PASSWORD_LENGTH} characters`;
+	if (isCommonPassword(password)) return "This password is too common; choose another";
+	const lowered = normalizePassword(password).trim().toLowerCase();
+	const email = context.email?.trim().toLowerCase();
+	if (email && (lowered === email || lowered === email.split("@")[0])) return "Password must not be your email address";
+	return null;
+}
+
+/**
+ * What bcrypt actually hashes: base64 of HMAC-SHA256 of the password (44 ASCII bytes, no NUL),
+ * so two passwords that differ only after byte 72 never share a hash.
+ */
+export function prehashPassword(password: string): string {
+	return crypto.createHmac("sha256", PREHASH_KEY).update(normalizePassword(password), "utf8").digest("base64");
+}
+
+export function bcryptCost(isTest: boolean): number {
+	return isTest ? MIN_BCRYPT_COST : BCRYPT_COST;
+}
+
+export function hashPassword(password: string, cost: number): Promise<string> {
+	return bcrypt.hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST));
+}
+
+export function verifyPassword(password: string, hash: string): Promise<boolean> {
+	return bcrypt.compare(prehashPassword(password), hash);
+}
+
+/** A stored hash made with a lower cost than today's is upgraded at the next successful login. */
+export function needsRehash(hash: string, cost: number): boolean {
+	const rounds = /^\$2[aby]\$(\d{2})\$/.exec(hash);
+	return !rounds || Number(rounds[1]) < cost;
+}
+
+/** A readable random password (for a bootstrapped admin): 24 base64url characters, 144 bits. */
+export function randomPassword(): string {
+	return crypto.randomBytes(18).toString("base64url");
+}

@@ -1,0 +1,115 @@
+/**
+ * What the users service stores and what it lets out: the collection specs (one source for NeDB
+ * and the mongoose schemas) and the public projections, which never carry a hash.
+ */
+import type { CollectionSpec, Entity } from "../mixins/collection";
+
+const WEEK_SECONDS = 7 * 24 * 3600;
+export const ADDRESS_TYPES = ["shipping", "billing"];
+
+/** Collection specs, exported so the mongoose schemas can be checked without a server. */
+export const userCollections: Record<string, CollectionSpec> = {
+	users: {
+		fields: {
+			email: { type: String, required: true, trim: true, lowercase: true, maxlength: 254 },
+			passwordHash: { type: String, required: true },
+			firstName: { type: String, default: null, maxlength: 100 },
+			lastName: { type: String, default: null, maxlength: 100 },
+			phone: { type: String, default: null, maxlength: 32 },
+			role: { type: String, enum: ["customer", "admin"], required: true, default: "customer" },
+			isVerified: { type: Boolean, required: true, default: false },
+			passwordChangedAt: Date,
+			createdAt: { type: Date, required: true },
+			updatedAt: Date,
+		},
+		indexes: [{ fields: { email: 1 }, unique: true }, { fields: { role: 1 } }],
+	},
+	user_sessions: {
+		fields: {
+			userId: { type: String, required: true },
+			refreshHash: { type: String, required: true },
+			spentHashes: { type: [String], default: [] },
+			ip: String,
+			createdAt: { type: Date, required: true },
+			lastUsedAt: Date,
+			expiresAt: { type: Date, required: true },
+			revokedAt: { type: Date, default: null },
+			revokedReason: String,
+		},
+		indexes: [
+			{ fields: { refreshHash: 1 }, unique: true },
+			{ fields: { spentHashes: 1 } },
+			{ fields: { userId: 1 } },
+			// Expired sessions stay a week for audit, then go.
+			{ fields: { expiresAt: 1 }, expireAfterSeconds: WEEK_SECONDS },
+		],
+	},
+	user_addresses: {
+		fields: {
+			userId: { type: String, required: true },
+			type: { type: String, enum: ADDRESS_TYPES, required: true },
+			line1: { type: String, required: true, maxlength: 200 },
+			line2: { type: String, default: null, maxlength: 200 },
+			city: { type: String, required: true, maxlength: 100 },
+			state: { type: String, default: null, maxlength: 100 },
+			postalCode: { type: String, required: true, maxlength: 20 },
+			country: { type: String, required: true, maxlength: 56 },
+			// "<userId>:<type>" on the default address only: a sparse unique index allows one per type.
+			defaultFor: { type: String },
+			createdAt: { type: Date, required: true },
+			updatedAt: Date,
+		},
+		indexes: [{ fields: { userId: 1 } }, { fields: { defaultFor: 1 }, unique: true, sparse: true }],
+	},
+	user_wishlist: {
+		fields: { userId: { type: String, required: true }, productId: { type: String, required: true }, addedAt: { type: Date, required: true } },
+		indexes: [{ fields: { userId: 1, productId: 1 }, unique: true }],
+	},
+	user_tokens: {
+		fields: {
+			purpose: { type: String, enum: ["verify_email", "password_reset"], required: true },
+			userId: { type: String, required: true },
+			email: { type: String, required: true },
+			tokenHash: { type: String, required: true },
+			expiresAt: { type: Date, required: true },
+			usedAt: { type: Date, default: null },
+			createdAt: { type: Date, required: true },
+		},
+		indexes: [
+			{ fields: { tokenHash: 1 }, unique: true },
+			{ fields: { userId: 1, purpose: 1 } },
+			{ fields: { expiresAt: 1 }, expireAfterSeconds: WEEK_SECONDS },
+		],
+	},
+};
+
+export interface PublicUser {
+	id: string;
+	email: string;
+	firstName: string | null;
+	lastName: string | null;
+	phone: string | null;
+	role: "customer" | "admin";
+	isVerified: boolean;
+	createdAt: string;
+}
+
+export function normalizeEmail(email: string): string {
+	return email.trim().toLowerCase();
+}
+
+/** The only shape of a user that leaves this service: no hashes, ever. */
+export function publicUser(u: Entity): PublicUser {
+	return {
+		id: u.id, email: u.email, firstName: u.firstName ?? null, lastName: u.lastName ?? null, phone: u.phone ?? null,
+		role: u.role, isVerified: !!u.isVerified, createdAt: new Date(u.createdAt).toISOString(),
+	};
+}
+
+/** An address as the customer and the orders service see it. */
+export function publicAddress(a: Entity) {
+	return {
+		id: a.id, type: a.type, line1: a.line1, line2: a.line2 ?? null, city: a.city, state: a.state ?? null,
+		postalCode: a.postalCode, country: a.country, isDefault: !!a.defaultFor, createdAt: new Date(a.createdAt).toISOString(),
+	};
+}

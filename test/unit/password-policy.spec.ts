@@ -1,0 +1,91 @@
+/** Password policy (NIST 800-63B / ASVS 5) and the bcrypt hashing around it. */
+import bcrypt from "bcryptjs";
+import {
+	BCRYPT_COST, MAX_PASSWORD_LENGTH, MIN_BCRYPT_COST, bcryptCost, commonPasswordList, hashPassword, isCommonPassword,
+	needsRehash, passwordLength, passwordProblem, prehashPassword, randomPassword, verifyPassword,
+} from "../../lib/password-policy";
+
+describe("passwordProblem", () => {
+	test.each([
+		["7 characters", "abcdefg", /at least 8/],
+		["8 characters", "kq7#vLpz", null],
+		["64 characters", "x9!".repeat(21) + "y", null],
+		["128 characters", "Zq4$".repeat(32), null],
+		["129 characters", "Zq4$".repeat(32) + "z", /at most 128/],
+		["no composition rules: lower-case letters only", "correcthorsebatterystaple", null],
+		["common: password", "password", /too common/],
+		["common, whatever the case", "PassWord1", /too common/],
+		["common: 12345678", "12345678", /too common/],
+		["common with spaces around", "  iloveyou  ", /too common/],
+		["8 code points of 2 UTF-16 units each", "😀".repeat(8), null],
+		["7 code points of 2 UTF-16 units each", "😀".repeat(7), /at least 8/],
+		["the email address", "Jane@Example.com", /email/],
+		["the email's local part", "jane.doe.shop", /email/],
+		["empty", "", /at least 8/],
+	])("%s", (_label, password, expected) => {
+		const problem = passwordProblem(password, { email: password === "jane.doe.shop" ? "jane.doe.shop@example.com" : "jane@example.com" });
+		if (expected === null) expect(problem).toBeNull();
+		else expect(problem).toMatch(expected as RegExp);
+	});
+
+	test("ships at least the 1,000 most common passwords, lower-cased", () => {
+		const list = commonPasswordList();
+		expect(list.size).toBeGreaterThanOrEqual(1000);
+		expect(list.has("qwerty123")).toBe(true);
+		expect(isCommonPassword("QWERTY123")).toBe(true);
+		expect(isCommonPassword("not-in-any-list-7f3a")).toBe(false);
+	});
+
+	test("length counts characters, after NFKC normalisation", () => {
+		expect(passwordLength("é")).toBe(1);
+		expect(passwordLength("e\u0301")).toBe(1);
+		expect(MAX_PASSWORD_LENGTH).toBeGreaterThanOrEqual(64);
+	});
+});
+
+describe("password hashing", () => {
+	test("bcrypt cost is 12 in production, never below 10", async () => {
+		expect(bcryptCost(false)).toBe(BCRYPT_COST);
+		expect(BCRYPT_COST).toBe(12);
+		expect(bcryptCost(true)).toBe(MIN_BCRYPT_COST);
+		expect(MIN_BCRYPT_COST).toBeGreaterThanOrEqual(10);
+		expect(bcrypt.getRounds(await hashPassword("kq7#vLpz", 4))).toBe(MIN_BCRYPT_COST);
+	});
+
+	test("verifies the right password and refuses another", async () => {
+		const hash = await hashPassword("kq7#vLpz", MIN_BCRYPT_COST);
+		expect(hash).toMatch(/^\$2[aby]\$10\$/);
+		await expect(verifyPassword("kq7#vLpz", hash)).resolves.toBe(true);
+		await expect(verifyPassword("kq7#vLpZ", hash)).resolves.toBe(false);
+	});
+
+	test("two passwords equal in their first 72 bytes are different passwords", async () => {
+		const prefix = "é".repeat(40); // 80 UTF-8 bytes
+		const a = prefix + "-first";
+		const b = prefix + "-second";
+		expect(prehashPassword(a)).not.toBe(prehashPassword(b));
+		expect(Buffer.byteLength(prehashPassword(a))).toBeLessThanOrEqual(72);
+		const hash = await hashPassword(a, MIN_BCRYPT_COST);
+		await expect(verifyPassword(a, hash)).resolves.toBe(true);
+		await expect(verifyPassword(b, hash)).resolves.toBe(false);
+	});
+
+	test("the same password in another Unicode form verifies", async () => {
+		const hash = await hashPassword("caf\u00e9-au-lait", MIN_BCRYPT_COST);
+		await expect(verifyPassword("cafe\u0301-au-lait", hash)).resolves.toBe(true);
+	});
+
+	test("hashes below today's cost are marked for upgrade", async () => {
+		const weak = bcrypt.hashSync(prehashPassword("kq7#vLpz"), 4);
+		expect(needsRehash(weak, 10)).toBe(true);
+		expect(needsRehash(await hashPassword("kq7#vLpz", 10), 10)).toBe(false);
+		expect(needsRehash("not a bcrypt hash", 10)).toBe(true);
+	});
+
+	test("random passwords pass the policy", () => {
+		const p = randomPassword();
+		expect(p).toHaveLength(24);
+		expect(passwordProblem(p)).toBeNull();
+		expect(randomPassword()).not.toBe(p);
+	});
+});
