@@ -44,6 +44,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		authRateLimit: int(env.AUTH_RATE_LIMIT, 30),
 		jwtSecret: env.JWT_SECRET || undefined,
 		jwtTtlSeconds: int(env.JWT_TTL, 15 * 60),
+		seedDemo: bool(env.SEED_DEMO, true),
 		adminEmail: env.ADMIN_EMAIL || undefined,
 		adminPassword: env.ADMIN_PASSWORD || undefined,
 	};

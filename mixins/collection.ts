@@ -69,8 +69,10 @@ function isDuplicateKey(err: any): boolean {
 	return err?.errorType === "uniqueViolated" || err?.code === 11000;
 }
 
-function duplicateError(name: string, err: any): ConflictError {
-	const fields = err?.keyValue ? Object.keys(err.keyValue) : err?.key ? [String(err.key)] : [];
+function duplicateError(name: string, spec: CollectionSpec, err: any): ConflictError {
+	// MongoDB names the fields; NeDB only gives the value, so name the collection's unique index when there is one.
+	const unique = (spec.indexes ?? []).filter((i) => i.unique);
+	const fields = err?.keyValue ? Object.keys(err.keyValue) : unique.length === 1 ? Object.keys(unique[0].fields) : [];
 	return new ConflictError(`Duplicate ${name} entry`, "DUPLICATE", { collection: name, fields });
 }
 
@@ -224,7 +226,7 @@ export class Collection<T extends Entity = Entity> {
 			const res = await this.backend.insert(stored);
 			return res.map((d) => toEntity<T>(d)!);
 		} catch (err) {
-			if (isDuplicateKey(err)) throw duplicateError(this.name, err);
+			if (isDuplicateKey(err)) throw duplicateError(this.name, this.spec, err);
 			throw err;
 		}
 	}
@@ -256,7 +258,7 @@ export class Collection<T extends Entity = Entity> {
 		try {
 			return toEntity<T>(await this.backend.updateOne(toStored(query), update, !!opts.upsert));
 		} catch (err) {
-			if (isDuplicateKey(err)) throw duplicateError(this.name, err);
+			if (isDuplicateKey(err)) throw duplicateError(this.name, this.spec, err);
 			throw err;
 		}
 	}
@@ -269,7 +271,7 @@ export class Collection<T extends Entity = Entity> {
 		try {
 			return await this.backend.updateMany(toStored(query), update);
 		} catch (err) {
-			if (isDuplicateKey(err)) throw duplicateError(this.name, err);
+			if (isDuplicateKey(err)) throw duplicateError(this.name, this.spec, err);
 			throw err;
 		}
 	}

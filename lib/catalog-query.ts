@@ -1,0 +1,34 @@
+/** The product listing as a store query: filters and sort orders of `GET /api/products`. */
+
+export const PRODUCT_SORTS = {
+	price: { price: 1 },
+	"-price": { price: -1 },
+	name: { name: 1 },
+	"-createdAt": { createdAt: -1 },
+} as const satisfies Record<string, Record<string, 1 | -1>>;
+
+export type ProductSort = keyof typeof PRODUCT_SORTS;
+export const DEFAULT_PRODUCT_SORT: ProductSort = "-createdAt";
+
+export interface ListingFilter {
+	/** The category and its sub-categories; undefined means every category. */
+	categoryIds?: string[];
+	minPrice?: number;
+	maxPrice?: number;
+}
+
+/** Active products only: archived ones stay for past orders but leave the shop window. */
+export function productListQuery(filter: ListingFilter): Record<string, unknown> {
+	const query: Record<string, unknown> = { isActive: true };
+	if (filter.categoryIds) query.categoryId = { $in: filter.categoryIds };
+	const price: Record<string, number> = {};
+	if (filter.minPrice != null) price.$gte = filter.minPrice;
+	if (filter.maxPrice != null) price.$lte = filter.maxPrice;
+	if (Object.keys(price).length) query.price = price;
+	return query;
+}
+
+/** The sort order, with the id as tie-breaker so pages never overlap or skip a product. */
+export function productListSort(sort: ProductSort | undefined): Record<string, 1 | -1> {
+	return { ...PRODUCT_SORTS[sort ?? DEFAULT_PRODUCT_SORT], id: 1 };
+}

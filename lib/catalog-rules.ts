@@ -1,0 +1,150 @@
+/**
+ * Catalog input rules: the fastest-validator fragments shared by the products actions, and the
+ * pure conversion of a validated "create product" request into the documents to store.
+ */
+
+/** Integer cents, never a float: 19.99 or "abc" or -1 are rejected with 422 naming the field. */
+export const centsRule = { type: "number", integer: true, min: 0, max: 1_000_000_000 } as const;
+
+export const currencyRule = { type: "string", pattern: /^[A-Z]{3}$/, messages: { stringPattern: "The '{field}' field must be an ISO 4217 code of 3 uppercase letters." } } as const;
+
+export const slugRule = { type: "string", min: 1, max: 80, pattern: /^[a-z0-9]+(?:-[a-z0-9]+)*$/, messages: { stringPattern: "The '{field}' field must be lowercase letters, digits and single dashes." } } as const;
+
+/** `{Size: "L", Color: "Red"}`: option names to string values. */
+export const optionsRule = { type: "record", key: { type: "string", min: 1, max: 40 }, value: { type: "string", min: 1, max: 80 } } as const;
+
+export const imageRule = {
+	type: "object",
+	strict: "remove",
+	props: { url: { type: "url" }, alt: { type: "string", max: 200, optional: true } },
+} as const;
+
+export const variantRule = {
+	type: "object",
+	strict: "remove",
+	props: {
+		sku: { type: "string", trim: true, min: 1, max: 64 },
+		name: { type: "string", trim: true, min: 1, max: 200, optional: true },
+		// Without its own price a variant sells at the product's price.
+		price: { ...centsRule, optional: true, nullable: true },
+		stock: { type: "number", integer: true, min: 0, max: 1_000_000 },
+		options: { ...optionsRule, optional: true },
+	},
+} as const;
+
+export interface ImageInput {
+	url: string;
+	alt?: string;
+}
+
+export interface VariantInput {
+	sku: string;
+	name?: string;
+	price?: number | null;
+	stock: number;
+	options?: Record<string, string>;
+}
+
+export interface ProductInput {
+	name: string;
+	slug?: string;
+	description?: string;
+	categoryId?: string | null;
+	price: number;
+	compareAtPrice?: number | null;
+	currency?: string;
+	images?: ImageInput[];
+	variants: VariantInput[];
+}
+
+export interface StoredImage {
+	url: string;
+	alt: string;
+	position: number;
+}
+
+export interface ProductDoc {
+	id?: string;
+	name: string;
+	slug: string;
+	description: string;
+	categoryId: string | null;
+	price: number;
+	compareAtPrice: number | null;
+	currency: string;
+	images: StoredImage[];
+	isActive: boolean;
+	rating: { average: number; count: number };
+	createdAt: Date;
+	updatedAt: Date;
+}
+
+export interface VariantDoc {
+	id?: string;
+	productId: string;
+	sku: string;
+	name: string;
+	price: number | null;
+	options: Record<string, string>;
+	stock: number;
+	createdAt: Date;
+	updatedAt: Date;
+}
+
+export const DEFAULT_CURRENCY = "USD";
+
+/** Images keep the order they were given in; `alt` falls back to the product name. */
+export function toStoredImages(images: ImageInput[] | undefined, productName: string): StoredImage[] {
+	return (images ?? []).map((img, position) => ({ url: img.url, alt: img.alt ?? productName, position }));
+}
+
+/** "L / Red" from the options, or "Default" for a product without options. */
+export function variantDisplayName(options: Record<string, string> | undefined): string {
+	const values = Object.values(options ?? {});
+	return values.length ? values.join(" / ") : "Default";
+}
+
+/** SKUs that appear more than once in one request. */
+export function duplicateSkus(variants: Array<{ sku: string }>): string[] {
+	const seen = new Set<string>();
+	const dupes = new Set<string>();
+	for (const { sku } of variants) (seen.has(sku) ? dupes : seen).add(sku);
+	return [...dupes];
+}
+
+export function newProductDoc(input: ProductInput, slug: string, now: Date): ProductDoc {
+	return {
+		name: input.name,
+		slug,
+		description: input.description ?? "",
+		categoryId: input.categoryId ?? null,
+		price: input.price,
+		compareAtPrice: input.compareAtPrice ?? null,
+		currency: input.currency ?? DEFAULT_CURRENCY,
+		images: toStoredImages(input.images, input.name),
+		isActive: true,
+		rating: { average: 0, count: 0 },
+		createdAt: now,
+		updatedAt: now,
+	};
+}
+
+export function newVariantDoc(input: VariantInput, productId: string, now: Date): VariantDoc {
+	const options = input.options ?? {};
+	return {
+		productId,
+		sku: input.sku,
+		name: input.name ?? variantDisplayName(options),
+		price: input.price ?? null,
+		options,
+		stock: input.stock,
+		createdAt: now,
+		updatedAt: now,
+	};
+}
+
+/** Which problems a compare-at price can have: it is the "was" price, so above the price. */
+export function compareAtProblem(price: number, compareAtPrice: number | null | undefined): string | null {
+	if (compareAtPrice == null) return null;
+	return compareAtPrice > price ? null : "The 'compareAtPrice' field must be greater than 'price'.";
+}

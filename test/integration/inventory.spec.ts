@@ -1,0 +1,262 @@
+/**
+ * Inventory: reservations that never oversell under concurrency, are all or nothing, idempotent
+ * per order, and leave an audit trail that sums to the stock.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { signAccessToken } from "../../lib/jwt";
+import { HealthMixin } from "../../mixins/health.mixin";
+
+const FakeUsers: ServiceSchema = {
+	name: "users",
+	mixins: [HealthMixin],
+	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
+};
+
+const changes: any[] = [];
+const Listener: ServiceSchema = {
+	name: "listener",
+	events: {
+		"inventory.changed"(ctx: Context<any>) {
+			changes.push(ctx.params);
+		},
+	},
+};
+
+const admin = signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
+const customer = signAccessToken({ sub: "cust-1", role: "customer", sid: "s-cust" });
+
+describe("inventory", () => {
+	let shop: Shop;
+	let svc: any;
+	let n = 0;
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, Listener, "products"] });
+		svc = shop.broker.getLocalService("products");
+	});
+	afterAll(() => shop.stop());
+
+	/** A product with one variant per given stock; returns the variant ids. */
+	async function variantsWithStock(...stocks: number[]): Promise<string[]> {
+		n++;
+		const res = await shop.http.post("/api/products", {
+			name: `Stocked ${n}`,
+			price: 500,
+			currency: "USD",
+			variants: stocks.map((stock, i) => ({ sku: `STK-${n}-${i}`, stock, options: { Size: `S${i}` } })),
+		}, { token: admin });
+		expect(res.status).toBe(201);
+		return res.body.variants.map((v: any) => v.id);
+	}
+
+	const stockOf = async (variantId: string) => (await svc.db.variants.findById(variantId)).stock as number;
+	const auditOf = async (variantId: string) => (await svc.db.inventory_transactions.find({ variantId })) as any[];
+	const auditSum = async (variantId: string) => (await auditOf(variantId)).reduce((s, t) => s + t.delta, 0);
+	const reserve = (orderId: string, items: Array<{ variantId: string; quantity: number }>) => shop.broker.call<any, any>("products.reserve", { orderId, items });
+	const release = (orderId: string) => shop.broker.call<any, any>("products.release", { orderId });
+	const commit = (orderId: string) => shop.broker.call<any, any>("products.commit", { orderId });
+
+	test("stock 10, 100 concurrent reservations of 1: exactly 10 succeed, stock 0, the audit sums up", async () => {
+		const [v] = await variantsWithStock(10);
+		const results = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => reserve(`race-${i}`, [{ variantId: v, quantity: 1 }])));
+		const ok = results.filter((r) => r.status === "fulfilled");
+		const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+		expect(ok).toHaveLength(10);
+		expect(failed).toHaveLength(90);
+		for (const f of failed) expect(f.reason).toMatchObject({ code: 409, type: "INSUFFICIENT_STOCK", data: { variantId: v } });
+		expect(await stockOf(v)).toBe(0);
+
+		const audit = await auditOf(v);
+		expect(audit.every((t) => t.stockAfter >= 0)).toBe(true);
+		expect(audit.filter((t) => t.type === "reservation")).toHaveLength(10);
+		expect(await auditSum(v)).toBe(0); // +10 opening stock, 10 × -1
+		const events = changes.filter((c) => c.variantId === v && c.type === "reservation");
+		expect(events).toHaveLength(10);
+		expect(events.every((e) => e.delta === -1 && e.stock >= 0 && e.eventId && e.reference.startsWith("race-"))).toBe(true);
+	});
+
+	test("two-line reservations where one line is short: no partial reservation survives", async () => {
+		const [plenty, scarce] = await variantsWithStock(100, 5);
+		const results = await Promise.allSettled(
+			Array.from({ length: 30 }, (_, i) => reserve(`pair-${i}`, [{ variantId: plenty, quantity: 2 }, { variantId: scarce, quantity: 1 }])),
+		);
+		const ok = results.filter((r) => r.status === "fulfilled").length;
+		expect(ok).toBe(5);
+		expect(await stockOf(scarce)).toBe(0);
+		// Only the orders that got both lines keep the first one.
+		expect(await stockOf(plenty)).toBe(100 - 2 * ok);
+		expect(await auditSum(plenty)).toBe(await stockOf(plenty));
+		expect(await auditSum(scarce)).toBe(0);
+		const reserved = await svc.db.reservations.find({ orderId: { $regex: /^pair-/ } });
+		expect(reserved).toHaveLength(5);
+		expect(reserved.every((r: any) => r.status === "reserved")).toBe(true);
+		// The failed orders' earlier lines were put back, each recorded as a release.
+		const releases = (await auditOf(plenty)).filter((t) => t.type === "release");
+		expect(releases).toHaveLength(25);
+	});
+
+	test("two lines of the same variant are summed before the stock check", async () => {
+		const [v] = await variantsWithStock(3);
+		await expect(reserve("summed-1", [{ variantId: v, quantity: 2 }, { variantId: v, quantity: 2 }])).rejects.toMatchObject({ code: 409, data: { variantId: v, requested: 4, available: 3 } });
+		expect(await stockOf(v)).toBe(3);
+		const res = await reserve("summed-2", [{ variantId: v, quantity: 1 }, { variantId: v, quantity: 2 }]);
+		expect(res.items).toEqual([{ variantId: v, quantity: 3, productId: expect.any(String) }]);
+		expect(await stockOf(v)).toBe(0);
+	});
+
+	test("idempotent: reserving twice reserves once, releasing twice releases once", async () => {
+		const [v, w] = await variantsWithStock(10, 10);
+		const items = [{ variantId: v, quantity: 3 }, { variantId: w, quantity: 1 }];
+		const first = await reserve("idem-1", items);
+		const again = await reserve("idem-1", [...items].reverse());
+		expect(again).toEqual(first);
+		expect(await stockOf(v)).toBe(7);
+		expect(await stockOf(w)).toBe(9);
+
+		expect(await release("idem-1")).toEqual({ released: true });
+		// The repeat changes nothing and says so.
+		expect(await release("idem-1")).toEqual({ released: false, alreadyReleased: true });
+		expect(await stockOf(v)).toBe(10);
+		expect(await stockOf(w)).toBe(10);
+		expect((await auditOf(v)).map((t) => t.type).sort()).toEqual(["purchase", "release", "reservation"]);
+		// A released order cannot take stock again under the same id.
+		await expect(reserve("idem-1", items)).rejects.toMatchObject({ code: 409, type: "RESERVATION_RELEASED" });
+		await expect(reserve("idem-1", [{ variantId: v, quantity: 1 }])).rejects.toMatchObject({ code: 409 });
+	});
+
+	test("idempotent under concurrency: duplicate reserve and release calls of one order apply once", async () => {
+		const [v] = await variantsWithStock(10);
+		const items = [{ variantId: v, quantity: 2 }];
+		const reserves = await Promise.all(Array.from({ length: 8 }, () => reserve("dup-1", items)));
+		expect(reserves.every((r) => r.orderId === "dup-1")).toBe(true);
+		expect(await stockOf(v)).toBe(8);
+		const releases = await Promise.all(Array.from({ length: 8 }, () => release("dup-1")));
+		expect(releases.filter((r) => r.released)).toHaveLength(1);
+		expect(await stockOf(v)).toBe(10);
+		expect(await auditSum(v)).toBe(10);
+	});
+
+	test("a second reserve of an order with other items is a conflict", async () => {
+		const [v] = await variantsWithStock(10);
+		await reserve("mismatch-1", [{ variantId: v, quantity: 1 }]);
+		await expect(reserve("mismatch-1", [{ variantId: v, quantity: 2 }])).rejects.toMatchObject({ code: 409, type: "RESERVATION_MISMATCH" });
+		expect(await stockOf(v)).toBe(9);
+	});
+
+	test("commit turns a reservation into a sale once; release after commit is a return", async () => {
+		const [v] = await variantsWithStock(5);
+		await reserve("sale-1", [{ variantId: v, quantity: 2 }]);
+		expect(await commit("sale-1")).toEqual({ committed: true });
+		expect(await commit("sale-1")).toEqual({ committed: true, alreadyCommitted: true });
+		expect(await stockOf(v)).toBe(3);
+		const sales = (await auditOf(v)).filter((t) => t.type === "sale");
+		expect(sales).toEqual([expect.objectContaining({ delta: 0, quantity: 2, reference: "sale-1" })]);
+
+		expect(await release("sale-1")).toEqual({ released: true });
+		expect(await release("sale-1")).toEqual({ released: false, alreadyReleased: true });
+		expect(await stockOf(v)).toBe(5);
+		expect((await auditOf(v)).filter((t) => t.type === "return")).toEqual([expect.objectContaining({ delta: 2, reference: "sale-1" })]);
+		expect(await commit("sale-1")).toEqual({ committed: false });
+		expect(await commit("never-reserved")).toEqual({ committed: false });
+	});
+
+	test("a release that arrives before its reserve keeps the late reserve from taking stock", async () => {
+		const [v] = await variantsWithStock(5);
+		expect(await release("early-1")).toEqual({ released: false });
+		await expect(reserve("early-1", [{ variantId: v, quantity: 1 }])).rejects.toMatchObject({ code: 409 });
+		expect(await stockOf(v)).toBe(5);
+	});
+
+	test("a release during the reserve puts everything back", async () => {
+		const [v, w] = await variantsWithStock(5, 5);
+		// Hold the second line's update until the release has marked the reservation.
+		const original = svc.db.variants.updateOne.bind(svc.db.variants);
+		let releaseDone!: () => void;
+		let atSecondLine!: () => void;
+		const released = new Promise<void>((r) => (releaseDone = r));
+		const blocked = new Promise<void>((r) => (atSecondLine = r));
+		const spy = jest.spyOn(svc.db.variants, "updateOne").mockImplementation(async (...args: any[]) => {
+			if (args[0].id === w && args[0].stock) {
+				atSecondLine();
+				await released;
+			}
+			return original(...args);
+		});
+		try {
+			const reserving = reserve("mid-1", [{ variantId: v, quantity: 1 }, { variantId: w, quantity: 1 }]);
+			await blocked;
+			expect(await release("mid-1")).toEqual({ released: true });
+			releaseDone();
+			await expect(reserving).rejects.toMatchObject({ code: 409, type: "RESERVATION_RELEASED" });
+		} finally {
+			spy.mockRestore();
+		}
+		expect(await stockOf(v)).toBe(5);
+		expect(await stockOf(w)).toBe(5);
+		expect((await svc.db.reservations.findOne({ orderId: "mid-1" })).status).toBe("released");
+	});
+
+	test("404 for an unknown variant; 409 for an archived product", async () => {
+		const [v] = await variantsWithStock(5);
+		await expect(reserve("unknown-1", [{ variantId: v, quantity: 1 }, { variantId: "nope", quantity: 1 }])).rejects.toMatchObject({ code: 404, data: { variantId: "nope" } });
+		expect(await stockOf(v)).toBe(5);
+		const productId = (await svc.db.variants.findById(v)).productId;
+		await shop.http.delete(`/api/products/${productId}`, { token: admin });
+		await expect(reserve("archived-1", [{ variantId: v, quantity: 1 }])).rejects.toMatchObject({ code: 409, data: { variantId: v } });
+		expect(await stockOf(v)).toBe(5);
+	});
+
+	test("checkStock reports each (summed) line", async () => {
+		const [v, w] = await variantsWithStock(4, 0);
+		const res = await shop.broker.call<any, any>("products.checkStock", { items: [{ variantId: v, quantity: 2 }, { variantId: w, quantity: 1 }, { variantId: v, quantity: 1 }, { variantId: "nope", quantity: 1 }] });
+		expect(res).toEqual({
+			ok: false,
+			items: [
+				{ variantId: v, requested: 3, available: 4, ok: true },
+				{ variantId: w, requested: 1, available: 0, ok: false },
+				{ variantId: "nope", requested: 1, available: 0, ok: false },
+			],
+		});
+		expect((await shop.broker.call<any, any>("products.checkStock", { items: [{ variantId: v, quantity: 4 }] })).ok).toBe(true);
+	});
+
+	describe("adjust and history over HTTP", () => {
+		test("admin adjusts stock, never below zero, and every change is in the history", async () => {
+			const [v] = await variantsWithStock(2);
+			const up = await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 5, reason: "restock PO-17" }, { token: admin });
+			expect(up.status).toBe(200);
+			expect(up.body).toMatchObject({ variantId: v, stock: 7, delta: 5 });
+			const down = await shop.http.post(`/api/inventory/${v}/adjust`, { delta: -3, reason: "damaged" }, { token: admin });
+			expect(down.body.stock).toBe(4);
+			const tooMuch = await shop.http.post(`/api/inventory/${v}/adjust`, { delta: -5, reason: "count" }, { token: admin });
+			expect(tooMuch.status).toBe(409);
+			expect(tooMuch.body.data).toMatchObject({ variantId: v, available: 4 });
+			expect(await stockOf(v)).toBe(4);
+
+			expect((await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 0, reason: "x" }, { token: admin })).status).toBe(422);
+			expect((await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 1.5, reason: "x" }, { token: admin })).status).toBe(422);
+			expect((await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 1 }, { token: admin })).status).toBe(422);
+			expect((await shop.http.post("/api/inventory/nope/adjust", { delta: 1, reason: "x" }, { token: admin })).status).toBe(404);
+			expect((await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 1, reason: "x" }, { token: customer })).status).toBe(403);
+
+			await reserve("hist-1", [{ variantId: v, quantity: 1 }]);
+			const history = await shop.http.get(`/api/inventory/${v}/history`, { token: admin });
+			expect(history.status).toBe(200);
+			expect(history.body).toMatchObject({ total: 4, page: 1 });
+			expect(history.body.rows.map((r: any) => [r.type, r.delta]).sort()).toEqual([["adjustment", -3], ["adjustment", 5], ["purchase", 2], ["reservation", -1]]);
+			expect(history.body.rows[0]).toMatchObject({ reference: expect.any(String), createdAt: expect.any(String) });
+			expect(history.body.rows.find((r: any) => r.delta === 5)).toMatchObject({ reference: "restock PO-17", userId: "admin-1" });
+			expect((await shop.http.get(`/api/inventory/${v}/history`, { token: customer })).status).toBe(403);
+			expect((await shop.http.get("/api/inventory/nope/history", { token: admin })).status).toBe(404);
+		});
+
+		test("concurrent negative adjustments stop at zero", async () => {
+			const [v] = await variantsWithStock(5);
+			const results = await Promise.all(Array.from({ length: 12 }, () => shop.http.post(`/api/inventory/${v}/adjust`, { delta: -1, reason: "shrinkage" }, { token: admin })));
+			expect(results.filter((r) => r.status === 200)).toHaveLength(5);
+			expect(results.filter((r) => r.status === 409)).toHaveLength(7);
+			expect(await stockOf(v)).toBe(0);
+			expect(await auditSum(v)).toBe(0);
+		});
+	});
+});

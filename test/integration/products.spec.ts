@@ -1,0 +1,369 @@
+/** Catalog over HTTP: categories, products with variants, listing through the cache, admin rules, events. */
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { signAccessToken } from "../../lib/jwt";
+import { HealthMixin } from "../../mixins/health.mixin";
+import { ConflictError } from "../../lib/errors";
+
+// The users service is written in parallel: sessions are always active here.
+const FakeUsers: ServiceSchema = {
+	name: "users",
+	mixins: [HealthMixin],
+	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
+};
+
+const events: Array<{ name: string; payload: any }> = [];
+const Listener: ServiceSchema = {
+	name: "listener",
+	events: {
+		"product.*"(ctx: Context<any>) {
+			events.push({ name: ctx.eventName!, payload: ctx.params });
+		},
+	},
+};
+const eventsNamed = (name: string) => events.filter((e) => e.name === name).map((e) => e.payload);
+
+const admin = signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
+const customer = signAccessToken({ sub: "cust-1", role: "customer", sid: "s-cust" });
+
+let seq = 0;
+function productBody(overrides: Record<string, unknown> = {}) {
+	seq++;
+	return {
+		name: `Test Tee ${seq}`,
+		price: 1999,
+		currency: "USD",
+		images: [{ url: `https://picsum.photos/seed/t${seq}/800/800`, alt: "front" }],
+		variants: [
+			{ sku: `TT-${seq}-M`, name: "M / Red", stock: 5, options: { Size: "M", Color: "Red" } },
+			{ sku: `TT-${seq}-XL`, price: 2299, stock: 0, options: { Size: "XL", Color: "Red" } },
+		],
+		...overrides,
+	};
+}
+
+describe("products service over HTTP", () => {
+	let shop: Shop;
+	let svc: any;
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, Listener, "products"] });
+		svc = shop.broker.getLocalService("products");
+	});
+	afterAll(() => shop.stop());
+	afterEach(() => jest.restoreAllMocks());
+
+	const post = (path: string, body: unknown, token = admin) => shop.http.post(path, body, { token });
+
+	describe("categories", () => {
+		test("a two-level tree with unique slugs; parents must exist; no cycles", async () => {
+			const root = await post("/api/categories", { name: "Outdoor Gear" });
+			expect(root.status).toBe(201);
+			expect(root.body).toMatchObject({ id: expect.any(String), name: "Outdoor Gear", slug: "outdoor-gear", parentId: null });
+			const child = await post("/api/categories", { name: "Tents", parentId: root.body.id, description: "Shelter" });
+			expect(child.status).toBe(201);
+
+			const tree = await shop.http.get("/api/categories");
+			expect(tree.status).toBe(200);
+			const node = tree.body.find((c: any) => c.slug === "outdoor-gear");
+			expect(node.children).toEqual([expect.objectContaining({ slug: "tents", parentId: root.body.id, children: [] })]);
+
+			const dup = await post("/api/categories", { name: "Other", slug: "tents" });
+			expect(dup.status).toBe(409);
+			// A generated slug is numbered instead of failing.
+			expect((await post("/api/categories", { name: "Tents" })).body.slug).toBe("tents-2");
+
+			const orphan = await post("/api/categories", { name: "Lost", parentId: "nope" });
+			expect(orphan.status).toBe(422);
+			expect(orphan.body.data[0].field).toBe("parentId");
+
+			const cycle = await shop.http.patch(`/api/categories/${root.body.id}`, { parentId: child.body.id }, { token: admin });
+			expect(cycle.status).toBe(422);
+			expect((await shop.http.patch(`/api/categories/${root.body.id}`, { parentId: root.body.id }, { token: admin })).status).toBe(422);
+		});
+
+		test("only admins write categories", async () => {
+			expect((await shop.http.post("/api/categories", { name: "X" })).status).toBe(401);
+			expect((await post("/api/categories", { name: "X" }, customer)).status).toBe(403);
+		});
+	});
+
+	describe("create, read, update, archive", () => {
+		test("creates a product with its variants in one request; variants fall back to the product's price", async () => {
+			const res = await post("/api/products", productBody({ name: "Crème Tee", description: "Soft." }));
+			expect(res.status).toBe(201);
+			expect(res.body).toMatchObject({ name: "Crème Tee", slug: "creme-tee", price: 1999, currency: "USD", isActive: true, rating: { average: 0, count: 0 } });
+			expect(res.body.images).toEqual([expect.objectContaining({ url: expect.stringMatching(/^https:\/\/picsum/), alt: "front", position: 0 })]);
+			const [m, xl] = res.body.variants;
+			expect(m).toEqual({ id: expect.any(String), sku: expect.stringMatching(/-M$/), name: "M / Red", price: 1999, options: { Size: "M", Color: "Red" }, stock: 5 });
+			expect(xl).toMatchObject({ name: "XL / Red", price: 2299, stock: 0 });
+
+			const bySlug = await shop.http.get("/api/products/creme-tee");
+			expect(bySlug.status).toBe(200);
+			expect(bySlug.body.id).toBe(res.body.id);
+			expect((await shop.http.get(`/api/products/${res.body.id}`)).body.variants).toHaveLength(2);
+			expect(eventsNamed("product.created")).toContainEqual({ productId: res.body.id, eventId: expect.any(String) });
+		});
+
+		test("404 for an unknown product", async () => {
+			const res = await shop.http.get("/api/products/no-such-thing");
+			expect(res.status).toBe(404);
+			expect(res.body.code).toBe(404);
+		});
+
+		test.each([
+			["a float", 19.99],
+			["a string", "abc"],
+			["a negative amount", -1],
+		])("422 naming price when the price is %s", async (_what, price) => {
+			const res = await post("/api/products", productBody({ price }));
+			expect(res.status).toBe(422);
+			expect(res.body.data.map((d: any) => d.field)).toContain("price");
+		});
+
+		test("422 on a bad currency, variant price, options or compareAtPrice", async () => {
+			expect((await post("/api/products", productBody({ currency: "usd" }))).body.data[0].field).toBe("currency");
+			const badVariant = await post("/api/products", productBody({ variants: [{ sku: "BAD-1", stock: 1, price: 1.5 }] }));
+			expect(badVariant.status).toBe(422);
+			expect(badVariant.body.data[0].field).toMatch(/variants\[0\]\.price/);
+			const badOptions = await post("/api/products", productBody({ variants: [{ sku: "BAD-2", stock: 1, options: { Size: 42 } }] }));
+			expect(badOptions.status).toBe(422);
+			expect((await post("/api/products", productBody({ variants: [] }))).status).toBe(422);
+			const cmp = await post("/api/products", productBody({ compareAtPrice: 1000 }));
+			expect(cmp.status).toBe(422);
+			expect(cmp.body.data[0].field).toBe("compareAtPrice");
+			expect((await post("/api/products", productBody({ categoryId: "missing" }))).body.data[0].field).toBe("categoryId");
+		});
+
+		test("409 on a duplicate slug or SKU, and nothing is left behind", async () => {
+			const first = await post("/api/products", productBody({ slug: "unique-thing" }));
+			expect(first.status).toBe(201);
+			const before = await svc.db.products.count({});
+			expect((await post("/api/products", productBody({ slug: "unique-thing" }))).status).toBe(409);
+
+			const takenSku = first.body.variants[0].sku;
+			const dupSku = await post("/api/products", productBody({ slug: "another-thing", variants: [{ sku: "FRESH-1", stock: 1 }, { sku: takenSku, stock: 1 }] }));
+			expect(dupSku.status).toBe(409);
+			expect(dupSku.body.data.skus).toEqual([takenSku]);
+			const inRequest = await post("/api/products", productBody({ slug: "another-thing", variants: [{ sku: "TWICE", stock: 1 }, { sku: "TWICE", stock: 2 }] }));
+			expect(inRequest.status).toBe(409);
+
+			expect(await svc.db.products.count({})).toBe(before);
+			expect(await svc.db.variants.count({ sku: "FRESH-1" })).toBe(0);
+			expect((await shop.http.get("/api/products/another-thing")).status).toBe(404);
+		});
+
+		test("all or nothing: when the variants fail half-way, the product is removed again", async () => {
+			const before = await svc.db.products.count({});
+			// A SKU taken between the up-front check and the insert (a concurrent request).
+			jest.spyOn(svc.db.variants, "insertMany").mockRejectedValueOnce(new ConflictError("Duplicate variants entry", "DUPLICATE"));
+			const res = await post("/api/products", productBody({ slug: "half-way" }));
+			expect(res.status).toBe(409);
+			expect(await svc.db.products.count({})).toBe(before);
+			expect(await svc.db.products.findOne({ slug: "half-way" })).toBeNull();
+		});
+
+		test("update and archive; archived products leave the shop but admins still see them", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			const patched = await shop.http.patch(`/api/products/${created.id}`, { name: "Renamed", price: 2500, role: "ignored" }, { token: admin });
+			expect(patched.status).toBe(200);
+			expect(patched.body).toMatchObject({ name: "Renamed", price: 2500 });
+			expect(patched.body.variants[0].price).toBe(2500);
+			expect(patched.body).not.toHaveProperty("role");
+			expect((await shop.http.patch(`/api/products/${created.id}`, { price: 10.5 }, { token: admin })).status).toBe(422);
+			expect((await shop.http.patch("/api/products/nope", { name: "x" }, { token: admin })).status).toBe(404);
+			expect(eventsNamed("product.updated")).toContainEqual({ productId: created.id, eventId: expect.any(String) });
+
+			const archived = await shop.http.delete(`/api/products/${created.id}`, { token: admin });
+			expect(archived.status).toBe(200);
+			expect(archived.body.isActive).toBe(false);
+			expect((await shop.http.get(`/api/products/${created.id}`)).status).toBe(404);
+			expect((await shop.http.get(`/api/products/${created.id}`, { token: admin })).body.isActive).toBe(false);
+			const archivedEvents = () => eventsNamed("product.archived").filter((e) => e.productId === created.id);
+			expect(archivedEvents()).toEqual([{ productId: created.id, eventId: expect.any(String) }]);
+			// Archiving again changes nothing and announces nothing.
+			expect((await shop.http.delete(`/api/products/${created.id}`, { token: admin })).status).toBe(200);
+			expect(archivedEvents()).toHaveLength(1);
+			expect((await shop.http.delete("/api/products/nope", { token: admin })).status).toBe(404);
+		});
+
+		test("variants can be added and repriced by admins; stock is not writable there", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			const added = await post(`/api/products/${created.id}/variants`, { sku: `${created.variants[0].sku}-B`, stock: 3, options: { Size: "S" } });
+			expect(added.status).toBe(201);
+			expect(added.body.variants).toHaveLength(3);
+			expect((await post(`/api/products/${created.id}/variants`, { sku: created.variants[0].sku, stock: 1 })).status).toBe(409);
+			const v = created.variants[0];
+			const repriced = await shop.http.patch(`/api/products/${created.id}/variants/${v.id}`, { price: 999, stock: 1000 }, { token: admin });
+			expect(repriced.status).toBe(200);
+			expect(repriced.body.variants.find((x: any) => x.id === v.id)).toMatchObject({ price: 999, stock: 5 });
+		});
+
+		test("admin routes answer 403 to a customer and 401 to a guest", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			expect((await post("/api/products", productBody(), customer)).status).toBe(403);
+			expect((await shop.http.post("/api/products", productBody())).status).toBe(401);
+			expect((await shop.http.patch(`/api/products/${created.id}`, { name: "x" }, { token: customer })).status).toBe(403);
+			expect((await shop.http.delete(`/api/products/${created.id}`, { token: customer })).status).toBe(403);
+			expect((await post(`/api/products/${created.id}/variants`, { sku: "C-1", stock: 1 }, customer)).status).toBe(403);
+		});
+
+		test("product.viewed carries the viewer when signed in", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			await shop.http.get(`/api/products/${created.slug}`);
+			await shop.http.get(`/api/products/${created.id}`, { token: customer });
+			const views = eventsNamed("product.viewed").filter((e) => e.productId === created.id);
+			expect(views).toEqual([
+				{ productId: created.id, eventId: expect.any(String) },
+				{ productId: created.id, userId: "cust-1", eventId: expect.any(String) },
+			]);
+			expect(views[0].eventId).not.toBe(views[1].eventId);
+		});
+
+		test("review.moderated stores the rating on the product", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			await shop.broker.emit("review.moderated", { reviewId: "r1", productId: created.id, approved: true, rating: { average: 4.5, count: 2, histogram: { 1: 0, 2: 0, 3: 0, 4: 1, 5: 1 } } });
+			let rating;
+			for (let i = 0; i < 50 && !rating?.count; i++) {
+				await new Promise((r) => setTimeout(r, 20));
+				rating = (await shop.http.get(`/api/products/${created.id}`)).body.rating;
+			}
+			expect(rating).toEqual({ average: 4.5, count: 2 });
+			expect((await shop.broker.call<any[], any>("products.getMany", { ids: [created.id] }))[0].id).toBe(created.id);
+		});
+	});
+
+	describe("listing", () => {
+		let clothing: any;
+		let shirts: any;
+		let other: any;
+		const names: string[] = [];
+		beforeAll(async () => {
+			clothing = (await post("/api/categories", { name: "List Clothing" })).body;
+			shirts = (await post("/api/categories", { name: "List Shirts", parentId: clothing.id })).body;
+			other = (await post("/api/categories", { name: "List Other" })).body;
+			// 20 products: 12 in the sub-category, 4 in the parent itself, 4 elsewhere.
+			for (let i = 0; i < 20; i++) {
+				const categoryId = i < 12 ? shirts.id : i < 16 ? clothing.id : other.id;
+				const name = `Listed ${String.fromCharCode(65 + i)} item`;
+				names.push(name);
+				// Distinct creation times, so "newest first" has one right answer.
+				if (i >= 16) await new Promise((r) => setTimeout(r, 3));
+				const res = await post("/api/products", productBody({ name, categoryId, price: 1000 + i * 100 }));
+				expect(res.status).toBe(201);
+			}
+		});
+
+		test("a category includes its sub-categories; price range, sort and pages", async () => {
+			const all = await shop.http.get(`/api/products?category=${clothing.slug}&pageSize=100`);
+			expect(all.status).toBe(200);
+			expect(all.body).toMatchObject({ total: 16, page: 1, pageSize: 100, totalPages: 1 });
+			expect(all.body.rows.every((r: any) => [clothing.id, shirts.id].includes(r.categoryId))).toBe(true);
+			expect((await shop.http.get(`/api/products?category=${shirts.slug}`)).body.total).toBe(12);
+			expect((await shop.http.get("/api/products?category=no-such-category")).body).toMatchObject({ rows: [], total: 0 });
+
+			const ranged = await shop.http.get(`/api/products?category=${clothing.slug}&minPrice=1500&maxPrice=2000&sort=price`);
+			expect(ranged.body.rows.map((r: any) => r.price)).toEqual([1500, 1600, 1700, 1800, 1900, 2000]);
+			const desc = await shop.http.get(`/api/products?category=${clothing.slug}&sort=-price&pageSize=3&page=2`);
+			expect(desc.body).toMatchObject({ page: 2, pageSize: 3, total: 16, totalPages: 6 });
+			expect(desc.body.rows.map((r: any) => r.price)).toEqual([2200, 2100, 2000]);
+			const byName = await shop.http.get(`/api/products?category=${other.slug}&sort=name`);
+			expect(byName.body.rows.map((r: any) => r.name)).toEqual(names.slice(16));
+			const newest = await shop.http.get(`/api/products?category=${other.slug}&sort=-createdAt`);
+			expect(newest.body.rows.map((r: any) => r.name)).toEqual(names.slice(16).reverse());
+			expect(newest.body.rows[0]).toMatchObject({ id: expect.any(String), slug: expect.any(String), price: expect.any(Number), currency: "USD", image: expect.stringMatching(/^https:/) });
+		});
+
+		test("422 on a bad page size, sort or price filter", async () => {
+			expect((await shop.http.get("/api/products?pageSize=101")).status).toBe(422);
+			expect((await shop.http.get("/api/products?sort=stock")).status).toBe(422);
+			expect((await shop.http.get("/api/products?minPrice=abc")).status).toBe(422);
+		});
+
+		test("the second identical listing is served from the cache; an update shows on the next call", async () => {
+			const path = `/api/products?category=${clothing.slug}&pageSize=20&sort=name`;
+			const find = jest.spyOn(svc.db.products, "find");
+			const cacheSet = jest.spyOn(shop.broker.cacher!, "set");
+			const first = await shop.http.get(path);
+			expect(first.body.rows).toHaveLength(16);
+			expect(find).toHaveBeenCalledTimes(1);
+			expect(cacheSet).toHaveBeenCalledTimes(1);
+
+			const second = await shop.http.get(path);
+			expect(second.body).toEqual(first.body);
+			expect(find).toHaveBeenCalledTimes(1); // the handler did not run again
+
+			const target = first.body.rows[0];
+			const patched = await shop.http.patch(`/api/products/${target.id}`, { name: "AAA Renamed first" }, { token: admin });
+			expect(patched.status).toBe(200);
+			const third = await shop.http.get(path);
+			expect(third.body.rows[0]).toMatchObject({ id: target.id, name: "AAA Renamed first" });
+		});
+
+		test("archived products are not listed", async () => {
+			const before = (await shop.http.get(`/api/products?category=${other.slug}`)).body;
+			await shop.http.delete(`/api/products/${before.rows[0].id}`, { token: admin });
+			const after = (await shop.http.get(`/api/products?category=${other.slug}`)).body;
+			expect(after.total).toBe(before.total - 1);
+			expect(after.rows.map((r: any) => r.id)).not.toContain(before.rows[0].id);
+		});
+	});
+
+	describe("internal actions for other services", () => {
+		test("getVariants and getMany return current prices, stock and archive state", async () => {
+			const p = (await post("/api/products", productBody())).body;
+			const [m, xl] = p.variants;
+			const infos = await shop.broker.call<any[], any>("products.getVariants", { ids: [m.id, xl.id, "unknown"] });
+			expect(infos).toHaveLength(2);
+			expect(infos.find((v) => v.id === m.id)).toEqual({
+				id: m.id, productId: p.id, sku: m.sku, name: "M / Red", productName: p.name, productSlug: p.slug,
+				price: 1999, currency: "USD", stock: 5, options: { Size: "M", Color: "Red" }, isActive: true, image: p.images[0].url,
+			});
+			expect(infos.find((v) => v.id === xl.id).price).toBe(2299);
+
+			const refs = await shop.broker.call<any[], any>("products.getMany", { ids: [p.id, "unknown"] });
+			expect(refs).toEqual([{ id: p.id, name: p.name, slug: p.slug, price: 1999, currency: "USD", image: p.images[0].url, isActive: true }]);
+			await shop.http.delete(`/api/products/${p.id}`, { token: admin });
+			expect((await shop.broker.call<any[], any>("products.getMany", { ids: [p.id] }))[0].isActive).toBe(false);
+			expect((await shop.broker.call<any[], any>("products.getVariants", { ids: [m.id] }))[0].isActive).toBe(false);
+		});
+
+		test("listForIndex pages active products with category path, price range, stock and options", async () => {
+			const root = (await post("/api/categories", { name: "Index Root" })).body;
+			const leaf = (await post("/api/categories", { name: "Index Leaf", parentId: root.id })).body;
+			const p = (await post("/api/products", productBody({ categoryId: leaf.id }))).body;
+			const page = await shop.broker.call<any, any>("products.listForIndex", { page: 1, pageSize: 1000 });
+			expect(page.total).toBe(page.rows.length);
+			expect(page.rows.every((r: any) => r.id)).toBe(true);
+			const doc = page.rows.find((r: any) => r.id === p.id);
+			expect(doc).toMatchObject({
+				name: p.name, slug: p.slug, categoryId: leaf.id, categoryPath: ["index-root", "index-leaf"], categoryNames: ["Index Root", "Index Leaf"],
+				price: 1999, currency: "USD", minPrice: 1999, maxPrice: 2299, inStock: true, stock: 5,
+				options: { Size: ["M", "XL"], Color: ["Red"] }, rating: { average: 0, count: 0 }, image: p.images[0].url,
+			});
+			const one = await shop.broker.call<any, any>("products.listForIndex", { ids: [p.id] });
+			expect(one.rows.map((r: any) => r.id)).toEqual([p.id]);
+			const small = await shop.broker.call<any, any>("products.listForIndex", { page: 2, pageSize: 2 });
+			expect(small).toMatchObject({ page: 2, pageSize: 2, totalPages: Math.ceil(page.total / 2) });
+		});
+	});
+});
+
+describe("products routes in the OpenAPI document", () => {
+	let shop: Shop;
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, "products"] });
+	});
+	afterAll(() => shop.stop());
+
+	test("every catalog and inventory route is documented and the document validates", async () => {
+		const SwaggerParser = (await import("@apidevtools/swagger-parser")).default;
+		const res = await shop.http.get("/api/openapi.json");
+		expect(res.status).toBe(200);
+		await SwaggerParser.validate(structuredClone(res.body));
+		const paths = Object.keys(res.body.paths);
+		for (const p of ["/api/categories", "/api/products", "/api/products/{idOrSlug}", "/api/products/{id}", "/api/inventory/{variantId}/adjust", "/api/inventory/{variantId}/history"]) {
+			expect(paths).toContain(p);
+		}
+		expect(res.body.paths["/api/products"].post.security).toEqual([{ bearerAuth: [] }]);
+	});
+});

@@ -1,0 +1,27 @@
+import { productListQuery, productListSort } from "../../lib/catalog-query";
+
+describe("productListQuery", () => {
+	test.each([
+		[{}, { isActive: true }],
+		[{ categoryIds: ["a", "b"] }, { isActive: true, categoryId: { $in: ["a", "b"] } }],
+		[{ categoryIds: [] }, { isActive: true, categoryId: { $in: [] } }],
+		[{ minPrice: 100 }, { isActive: true, price: { $gte: 100 } }],
+		[{ maxPrice: 0 }, { isActive: true, price: { $lte: 0 } }],
+		[{ minPrice: 100, maxPrice: 500 }, { isActive: true, price: { $gte: 100, $lte: 500 } }],
+	])("%j → %j", (filter, query) => expect(productListQuery(filter)).toEqual(query));
+});
+
+describe("productListSort", () => {
+	test.each([
+		[undefined, { createdAt: -1, id: 1 }],
+		["price", { price: 1, id: 1 }],
+		["-price", { price: -1, id: 1 }],
+		["name", { name: 1, id: 1 }],
+		["-createdAt", { createdAt: -1, id: 1 }],
+	] as const)("%s → %j", (sort, expected) => {
+		const order = productListSort(sort);
+		expect(order).toEqual(expected);
+		// The id tie-breaker comes last.
+		expect(Object.keys(order).at(-1)).toBe("id");
+	});
+});

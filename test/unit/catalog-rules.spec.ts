@@ -1,0 +1,94 @@
+import Validator from "fastest-validator";
+import { centsRule, currencyRule, optionsRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, variantDisplayName, compareAtProblem } from "../../lib/catalog-rules";
+
+const v = new Validator();
+
+describe("validation rules", () => {
+	const price = v.compile({ price: centsRule });
+	test.each([
+		[1999, true],
+		[0, true],
+		[19.99, false],
+		["abc", false],
+		["1999", false],
+		[-1, false],
+		[null, false],
+	])("price %j valid: %s", (value, ok) => expect(price({ price: value }) === true).toBe(ok));
+
+	const currency = v.compile({ currency: currencyRule });
+	test.each([
+		["USD", true],
+		["EUR", true],
+		["usd", false],
+		["US", false],
+		["USDT", false],
+	])("currency %s valid: %s", (value, ok) => expect(currency({ currency: value }) === true).toBe(ok));
+
+	const options = v.compile({ options: optionsRule });
+	test.each([
+		[{ Size: "L", Color: "Red" }, true],
+		[{}, true],
+		[{ Size: 42 }, false],
+		[{ Size: "" }, false],
+		[["L"], false],
+	])("options %j valid: %s", (value, ok) => expect(options({ options: value }) === true).toBe(ok));
+
+	test("a variant's price is optional and may be null; stock is a non-negative integer", () => {
+		const variant = v.compile({ variant: variantRule });
+		expect(variant({ variant: { sku: "A", stock: 1 } })).toBe(true);
+		expect(variant({ variant: { sku: "A", stock: 1, price: null } })).toBe(true);
+		expect(variant({ variant: { sku: "A", stock: -1 } })).not.toBe(true);
+		expect(variant({ variant: { sku: "A", stock: 1, price: 9.5 } })).not.toBe(true);
+		expect(variant({ variant: { stock: 1 } })).not.toBe(true);
+	});
+});
+
+describe("duplicateSkus", () => {
+	test.each([
+		[["A", "B"], []],
+		[["A", "B", "A"], ["A"]],
+		[["A", "A", "A", "B", "B"], ["A", "B"]],
+	])("%j → %j", (skus, dupes) => expect(duplicateSkus(skus.map((sku) => ({ sku })))).toEqual(dupes));
+});
+
+describe("documents from a create request", () => {
+	const now = new Date("2025-05-01T00:00:00Z");
+
+	test("a product defaults currency, description and rating and starts active", () => {
+		expect(newProductDoc({ name: "Tee", price: 1999, variants: [] }, "tee", now)).toEqual({
+			name: "Tee", slug: "tee", description: "", categoryId: null, price: 1999, compareAtPrice: null, currency: "USD",
+			images: [], isActive: true, rating: { average: 0, count: 0 }, createdAt: now, updatedAt: now,
+		});
+	});
+
+	test("images keep their order as positions; alt falls back to the product name", () => {
+		expect(toStoredImages([{ url: "u1" }, { url: "u2", alt: "back" }], "Tee")).toEqual([
+			{ url: "u1", alt: "Tee", position: 0 },
+			{ url: "u2", alt: "back", position: 1 },
+		]);
+	});
+
+	test.each([
+		[{ sku: "A", stock: 2 }, { name: "Default", price: null, options: {} }],
+		[{ sku: "A", stock: 2, options: { Size: "L", Color: "Red" } }, { name: "L / Red", price: null }],
+		[{ sku: "A", stock: 2, name: "Large", price: 2500 }, { name: "Large", price: 2500 }],
+	])("variant %j", (input, expected) => {
+		expect(newVariantDoc(input, "p1", now)).toMatchObject({ productId: "p1", sku: "A", stock: 2, ...expected });
+	});
+
+	test.each([
+		[{}, "Default"],
+		[{ Size: "M" }, "M"],
+		[{ Size: "M", Color: "Navy" }, "M / Navy"],
+	])("variant name of %j is %s", (options, name) => expect(variantDisplayName(options)).toBe(name));
+});
+
+describe("compareAtProblem", () => {
+	test.each([
+		[1999, null, false],
+		[1999, undefined, false],
+		[1999, 2499, false],
+		[1999, 1999, true],
+		[1999, 999, true],
+	])("price %d, compare-at %j → problem: %s", (price, compareAt, problem) => expect(compareAtProblem(price, compareAt) !== null).toBe(problem));
+});
