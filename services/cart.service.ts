@@ -1,12 +1,454 @@
-/** Carts (user and guest) and promotion codes. */
-import type { ServiceSchema } from "moleculer";
+/**
+ * Carts (user and guest) and promotion codes. A cart holds only variant ids and quantities (in
+ * the cart store: Redis or embedded); prices, names and stock come from the products service each
+ * time a cart is shown. Promotion uses are consumed by the orders service when an order is paid.
+ */
+import crypto from "node:crypto";
+import type { Context, ServiceSchema } from "moleculer";
+import type {} from "moleculer-web";
+import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
+import type { ShopMeta } from "../mixins/types";
+import { readConfig } from "../lib/config";
+import { DEFAULT_CURRENCY } from "../lib/money";
+import { ConflictError, InsufficientStockError, NotFoundError, UnprocessableError, invalidField } from "../lib/errors";
+import { priceCart, toSnapshot, type CatalogVariant, type PricedCart } from "../lib/cart-pricing";
+import { checkPromotion, normalizeCode, promotionDiscount, promotionInputProblems, PROMO_CODE_PATTERN, type Promotion, type PromoVerdict } from "../lib/promotions";
+import { createCartStore, type CartStore, type LineResult } from "../adapters/cart-store";
 
-const CartService: ServiceSchema = {
+/** Most units of one variant in a cart, and most lines in a cart. */
+const MAX_QUANTITY = 99;
+const MAX_LINES = 100;
+/** Guest cart ids we hand out are 24 base64url characters (144 random bits); a little slack for others. */
+const CART_ID_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
+/** How long a consumePromo waits for a concurrent call of the same order, and when a claim is abandoned. */
+const USE_WAIT_MS = 3000;
+const STALE_CLAIM_MS = 30_000;
+
+type Ctx<P = Record<string, never>> = Context<P, ShopMeta>;
+type PromotionDoc = Promotion & { id: string; createdAt: Date };
+
+/** Whose cart a request works on; user and guest keys live in separate namespaces. */
+interface Owner {
+	key: string;
+	userId?: string;
+}
+
+interface CartMethods {
+	ownerOf(ctx: Ctx<unknown>): Owner;
+	loadVariants(ctx: Ctx<unknown>, ids: string[]): Promise<Map<string, CatalogVariant>>;
+	sellableVariant(ctx: Ctx<unknown>, variantId: string): Promise<CatalogVariant>;
+	priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string): Promise<PricedCart & { version: number }>;
+	showCart(ctx: Ctx<unknown>, owner: Owner): Promise<Record<string, unknown>>;
+	findPromotion(code: string): Promise<PromotionDoc | null>;
+	takeUse(promo: PromotionDoc): Promise<void>;
+}
+
+interface CartVars {
+	db: Collections;
+	store: CartStore;
+}
+
+const variantIdParam = { type: "string", min: 1, max: 64 };
+const quantityParam = { type: "number", integer: true, min: 1, max: MAX_QUANTITY };
+
+/** The 422 of a code that does not apply, naming the reason (unknown, expired, exhausted, ...). */
+function promoRejected(verdict: Exclude<PromoVerdict, { ok: true }>): UnprocessableError {
+	return invalidField("code", verdict.message, verdict.reason);
+}
+
+/** A refused line write, as the status API.md gives it. */
+function lineRefused(res: Extract<LineResult, { ok: false }>, variantId: string, requested: number, available: number): Error {
+	switch (res.reason) {
+		case "quantity":
+			return invalidField("quantity", `A cart line holds at most ${MAX_QUANTITY} units (this one has ${res.quantity})`, "numberMax");
+		case "stock":
+			return new InsufficientStockError({ variantId, requested, available });
+		case "lines":
+			return new ConflictError(`A cart holds at most ${MAX_LINES} lines`, "CART_FULL", { maxLines: MAX_LINES });
+		default:
+			return new NotFoundError("Cart item", { variantId });
+	}
+}
+
+function promotionView(p: PromotionDoc) {
+	const { id, code, type, value, minSubtotal, maxUses, usedCount, expiresAt, active, currency, createdAt } = p;
+	return { id, code, type, value, minSubtotal, maxUses, usedCount, expiresAt: expiresAt ? new Date(expiresAt).toISOString() : null, active, currency, createdAt: new Date(createdAt).toISOString() };
+}
+
+/** The cart as API.md shows it: every line with its flags, totals of the purchasable ones. */
+function cartView(cart: PricedCart) {
+	const { items, subtotal, discount, total, currency, promoCode, promoProblem } = cart;
+	return { items, subtotal, discount, total, currency, promoCode, promoProblem };
+}
+
+const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 	name: "cart",
-	mixins: [HealthMixin],
+	mixins: [
+		DbMixin("cart", {
+			promotions: {
+				fields: { code: String, type: String, value: Number, minSubtotal: Number, maxUses: Number, usedCount: Number, expiresAt: Date, active: Boolean, currency: String, createdAt: Date },
+				indexes: [{ fields: { code: 1 }, unique: true }],
+			},
+			// One record per order that used a code ("pending" while its use is being taken, then
+			// "consumed"): what makes consuming idempotent per order, even for concurrent calls.
+			promotion_uses: {
+				fields: { promotionId: String, code: String, orderId: String, state: String, createdAt: Date },
+				indexes: [{ fields: { promotionId: 1, orderId: 1 }, unique: true }],
+			},
+			// The embedded cart store writes through to here so carts survive a restart (unused with Redis).
+			carts: {
+				fields: { lines: [{ variantId: String, quantity: Number, unitPrice: Number }], promoCode: String, version: Number, expiresAt: Date },
+				indexes: [{ fields: { expiresAt: 1 }, expireAfterSeconds: 0 }],
+			},
+		}),
+		HealthMixin,
+	],
 	settings: { rest: "/" },
-	actions: {},
+
+	actions: {
+		getCart: {
+			rest: "GET /cart",
+			auth: "optional",
+			params: { $$strict: "remove" },
+			handler(ctx: Ctx) {
+				return this.showCart(ctx, this.ownerOf(ctx));
+			},
+		},
+
+		addItem: {
+			rest: "POST /cart/items",
+			auth: "optional",
+			params: { $$strict: "remove", variantId: variantIdParam, quantity: quantityParam },
+			async handler(ctx: Ctx<{ variantId: string; quantity: number }>) {
+				const { variantId, quantity } = ctx.params;
+				const owner = this.ownerOf(ctx);
+				const variant = await this.sellableVariant(ctx, variantId);
+				const limits = { maxQuantity: MAX_QUANTITY, available: variant.stock, maxLines: MAX_LINES };
+				const res = await this.store.addItem(owner.key, { variantId, quantity, unitPrice: variant.price }, limits);
+				if (!res.ok) throw lineRefused(res, variantId, res.quantity + quantity, variant.stock);
+				// The guest cart id is a bearer secret: analytics gets a stable digest of it instead.
+				const cartId = crypto.createHash("sha256").update(owner.key).digest("base64url").slice(0, 22);
+				ctx.emit("cart.item_added", { userId: owner.userId, cartId, variantId, productId: variant.productId, quantity, eventId: crypto.randomUUID() });
+				ctx.meta.$statusCode = 201;
+				return this.showCart(ctx, owner);
+			},
+		},
+
+		updateItem: {
+			rest: "PATCH /cart/items/:variantId",
+			auth: "optional",
+			params: { $$strict: "remove", variantId: variantIdParam, quantity: { ...quantityParam, min: 0 } },
+			async handler(ctx: Ctx<{ variantId: string; quantity: number }>) {
+				const { variantId, quantity } = ctx.params;
+				const owner = this.ownerOf(ctx);
+				if (quantity === 0) {
+					await this.store.removeItem(owner.key, variantId);
+					return this.showCart(ctx, owner);
+				}
+				const variant = await this.sellableVariant(ctx, variantId);
+				const res = await this.store.setQuantity(owner.key, { variantId, quantity, unitPrice: variant.price }, { maxQuantity: MAX_QUANTITY, available: variant.stock });
+				if (!res.ok) throw lineRefused(res, variantId, quantity, variant.stock);
+				return this.showCart(ctx, owner);
+			},
+		},
+
+		removeItem: {
+			rest: "DELETE /cart/items/:variantId",
+			auth: "optional",
+			params: { $$strict: "remove", variantId: variantIdParam },
+			async handler(ctx: Ctx<{ variantId: string }>) {
+				const owner = this.ownerOf(ctx);
+				await this.store.removeItem(owner.key, ctx.params.variantId);
+				return this.showCart(ctx, owner);
+			},
+		},
+
+		emptyCart: {
+			rest: "DELETE /cart",
+			auth: "optional",
+			params: { $$strict: "remove" },
+			async handler(ctx: Ctx) {
+				await this.store.clear(this.ownerOf(ctx).key);
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		applyPromo: {
+			rest: "POST /cart/promo",
+			auth: "required",
+			params: { $$strict: "remove", code: { type: "string", min: 1, max: 64 } },
+			async handler(ctx: Ctx<{ code: string }>) {
+				const owner = this.ownerOf(ctx);
+				const code = normalizeCode(ctx.params.code);
+				const [cart, promotion] = await Promise.all([this.priceOwnerCart(ctx, owner.key), this.findPromotion(code)]);
+				// Applying checks every rule against the cart now; the use is only taken when an order is paid.
+				const verdict = checkPromotion(promotion, { subtotal: cart.subtotal, currency: cart.currency });
+				if (!verdict.ok) throw promoRejected(verdict);
+				await this.store.setPromo(owner.key, code);
+				return this.showCart(ctx, owner);
+			},
+		},
+
+		removePromo: {
+			rest: "DELETE /cart/promo",
+			auth: "required",
+			params: { $$strict: "remove" },
+			async handler(ctx: Ctx) {
+				const owner = this.ownerOf(ctx);
+				await this.store.setPromo(owner.key, null);
+				return this.showCart(ctx, owner);
+			},
+		},
+
+		createPromotion: {
+			rest: "POST /promotions",
+			roles: ["admin"],
+			params: {
+				$$strict: "remove",
+				code: { type: "string", pattern: PROMO_CODE_PATTERN },
+				type: { type: "enum", values: ["percent", "fixed"] },
+				value: { type: "number", integer: true, min: 1, max: 1e9 },
+				minSubtotal: { type: "number", integer: true, min: 0, max: 1e9, optional: true },
+				maxUses: { type: "number", integer: true, min: 1, max: 1e9, optional: true, nullable: true },
+				expiresAt: { type: "date", convert: true, optional: true, nullable: true },
+				active: { type: "boolean", optional: true },
+				currency: { type: "string", pattern: /^[A-Z]{3}$/, optional: true },
+			},
+			async handler(ctx: Ctx<Omit<Promotion, "usedCount" | "minSubtotal" | "maxUses" | "active" | "currency"> & Partial<Promotion>>) {
+				const p = ctx.params;
+				const problems = promotionInputProblems(p);
+				if (problems.length) throw new UnprocessableError("Invalid promotion", problems);
+				const created = await this.db.promotions.insert({
+					code: normalizeCode(p.code),
+					type: p.type,
+					value: p.value,
+					minSubtotal: p.minSubtotal ?? 0,
+					maxUses: p.maxUses ?? null,
+					usedCount: 0,
+					expiresAt: p.expiresAt ?? null,
+					active: p.active ?? true,
+					currency: p.currency ?? DEFAULT_CURRENCY,
+					createdAt: new Date(),
+				});
+				ctx.meta.$statusCode = 201;
+				return promotionView(created as PromotionDoc);
+			},
+		},
+
+		getPromotion: {
+			rest: "GET /promotions/:code",
+			roles: ["admin"],
+			params: { code: { type: "string", min: 1, max: 64 } },
+			async handler(ctx: Ctx<{ code: string }>) {
+				const promo = await this.findPromotion(normalizeCode(ctx.params.code));
+				if (!promo) throw new NotFoundError("Promotion");
+				return promotionView(promo);
+			},
+		},
+
+		updatePromotion: {
+			rest: "PATCH /promotions/:code",
+			roles: ["admin"],
+			params: {
+				$$strict: "remove",
+				code: { type: "string", min: 1, max: 64 },
+				active: { type: "boolean", optional: true },
+				maxUses: { type: "number", integer: true, min: 1, max: 1e9, optional: true, nullable: true },
+				expiresAt: { type: "date", convert: true, optional: true, nullable: true },
+			},
+			async handler(ctx: Ctx<{ code: string; active?: boolean; maxUses?: number | null; expiresAt?: Date | null }>) {
+				const { code, ...changes } = ctx.params;
+				const set = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
+				const promo = Object.keys(set).length
+					? await this.db.promotions.updateOne({ code: normalizeCode(code) }, { $set: set })
+					: await this.findPromotion(normalizeCode(code));
+				if (!promo) throw new NotFoundError("Promotion");
+				return promotionView(promo as PromotionDoc);
+			},
+		},
+
+		// ---- internal actions (docs/services.md § cart) ----
+
+		snapshot: {
+			visibility: "public",
+			params: { userId: "string" },
+			async handler(ctx: Ctx<{ userId: string }>) {
+				const cart = await this.priceOwnerCart(ctx, `u:${ctx.params.userId}`);
+				return toSnapshot(cart, cart.version);
+			},
+		},
+
+		clear: {
+			visibility: "public",
+			params: { userId: "string", version: { type: "number", integer: true, min: 0, optional: true } },
+			async handler(ctx: Ctx<{ userId: string; version?: number }>) {
+				return { cleared: await this.store.clear(`u:${ctx.params.userId}`, ctx.params.version) };
+			},
+		},
+
+		merge: {
+			visibility: "public",
+			params: { guestCartId: "string", userId: "string" },
+			async handler(ctx: Ctx<{ guestCartId: string; userId: string }>) {
+				const { guestCartId, userId } = ctx.params;
+				if (!CART_ID_PATTERN.test(guestCartId)) return { merged: 0 };
+				const guestKey = `g:${guestCartId}`;
+				// Taken (read and deleted at once) first, so two logins with one guest cart merge it once.
+				const guest = await this.store.take(guestKey);
+				if (!guest.lines.length) return { merged: 0 };
+				try {
+					const variants = await this.loadVariants(ctx, guest.lines.map((l) => l.variantId));
+					const lines = guest.lines.flatMap((l) => {
+						const v = variants.get(l.variantId);
+						if (!v?.isActive) return [];
+						return [{ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? v.price, cap: Math.min(MAX_QUANTITY, v.stock) }];
+					});
+					return { merged: await this.store.mergeLines(`u:${userId}`, lines, MAX_LINES) };
+				} catch (err) {
+					// The catalog did not answer: put the guest cart back so a later login can merge it.
+					const back = guest.lines.map((l) => ({ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? 0, cap: MAX_QUANTITY }));
+					await this.store.mergeLines(guestKey, back, MAX_LINES).catch(() => undefined);
+					throw err;
+				}
+			},
+		},
+
+		consumePromo: {
+			visibility: "public",
+			params: { code: { type: "string", min: 1, max: 64 }, orderId: { type: "string", min: 1 } },
+			async handler(ctx: Ctx<{ code: string; orderId: string }>) {
+				const code = normalizeCode(ctx.params.code);
+				const { orderId } = ctx.params;
+				const deadline = Date.now() + USE_WAIT_MS;
+				for (;;) {
+					const promo = await this.findPromotion(code);
+					if (!promo) throw promoRejected({ ok: false, reason: "unknown", message: "Unknown promotion code" });
+					const key = { promotionId: promo.id, orderId };
+					const use = await this.db.promotion_uses.findOne(key);
+					if (use?.state === "consumed") return { consumed: true, code };
+					if (use) {
+						// Another call for this order holds the claim: wait for its outcome rather than count twice.
+						// A claim left by a crashed call is dropped; if that call had counted, the use is
+						// counted twice, which errs on the side of fewer discounts, never more.
+						if (Date.now() - new Date(use.createdAt).getTime() > STALE_CLAIM_MS) await this.db.promotion_uses.removeOne({ ...key, state: "pending", createdAt: use.createdAt });
+						else if (Date.now() > deadline) throw new ConflictError("This order's promotion use is still being recorded", "PROMO_IN_PROGRESS");
+						else await new Promise((r) => setTimeout(r, 10));
+						continue;
+					}
+					try {
+						await this.db.promotion_uses.insert({ ...key, code, state: "pending", createdAt: new Date() });
+					} catch (err) {
+						if ((err as ConflictError).type === "DUPLICATE") continue;
+						throw err;
+					}
+					try {
+						await this.takeUse(promo);
+					} catch (err) {
+						await this.db.promotion_uses.removeOne({ ...key, state: "pending" });
+						throw err;
+					}
+					await this.db.promotion_uses.updateOne(key, { $set: { state: "consumed" } });
+					return { consumed: true, code };
+				}
+			},
+		},
+
+		releasePromo: {
+			visibility: "public",
+			params: { code: { type: "string", min: 1, max: 64 }, orderId: { type: "string", min: 1 } },
+			async handler(ctx: Ctx<{ code: string; orderId: string }>) {
+				const promo = await this.findPromotion(normalizeCode(ctx.params.code));
+				if (!promo) return { released: false };
+				// Removing the order's use record is the once-only gate: a second release removes nothing.
+				const removed = await this.db.promotion_uses.removeOne({ promotionId: promo.id, orderId: ctx.params.orderId, state: "consumed" });
+				if (removed) await this.db.promotions.updateOne({ id: promo.id }, { $inc: { usedCount: -1 } });
+				return { released: removed > 0 };
+			},
+		},
+
+		quotePromo: {
+			visibility: "public",
+			params: {
+				code: { type: "string", min: 1, max: 64 },
+				subtotal: { type: "number", integer: true, min: 0 },
+				currency: { type: "string", optional: true },
+			},
+			async handler(ctx: Ctx<{ code: string; subtotal: number; currency?: string }>) {
+				const { subtotal, currency } = ctx.params;
+				const promo = await this.findPromotion(normalizeCode(ctx.params.code));
+				const verdict = checkPromotion(promo, { subtotal, currency });
+				if (!verdict.ok) throw promoRejected(verdict);
+				return { code: promo!.code, discount: promotionDiscount(promo!, subtotal) };
+			},
+		},
+	},
+
+	methods: {
+		/** The user's cart when logged in; else the guest cart of X-Cart-Id, created when absent. */
+		ownerOf(ctx: Ctx<unknown>): Owner {
+			const user = ctx.meta.user;
+			if (user) return { key: `u:${user.id}`, userId: user.id };
+			let cartId = ctx.meta.cartId;
+			if (!cartId || !CART_ID_PATTERN.test(cartId)) cartId = crypto.randomBytes(18).toString("base64url");
+			ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, "X-Cart-Id": cartId };
+			return { key: `g:${cartId}` };
+		},
+
+		async loadVariants(ctx: Ctx<unknown>, ids: string[]): Promise<Map<string, CatalogVariant>> {
+			if (!ids.length) return new Map();
+			const variants = await ctx.call<CatalogVariant[], { ids: string[] }>("products.getVariants", { ids });
+			return new Map(variants.map((v) => [v.id, v]));
+		},
+
+		/** The variant from the catalog; 404 when it is unknown or its product is archived. */
+		async sellableVariant(ctx: Ctx<unknown>, variantId: string): Promise<CatalogVariant> {
+			const variant = (await this.loadVariants(ctx, [variantId])).get(variantId);
+			if (!variant?.isActive) throw new NotFoundError("Variant", { variantId });
+			return variant;
+		},
+
+		async priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string) {
+			const stored = await this.store.get(ownerKey);
+			const [variants, promotion] = await Promise.all([
+				this.loadVariants(ctx, stored.lines.map((l) => l.variantId)),
+				stored.promoCode ? this.findPromotion(stored.promoCode) : null,
+			]);
+			const priced = priceCart({ lines: stored.lines, variants: [...variants.values()], promoCode: stored.promoCode, promotion });
+			return { ...priced, version: stored.version };
+		},
+
+		async showCart(ctx: Ctx<unknown>, owner: Owner) {
+			return cartView(await this.priceOwnerCart(ctx, owner.key));
+		},
+
+		/** Takes one use: `usedCount < maxUses` is checked and moved in one conditional update. */
+		async takeUse(promo: PromotionDoc): Promise<void> {
+			let current: PromotionDoc | null = promo;
+			for (let attempt = 0; attempt < 3; attempt++) {
+				const verdict = checkPromotion(current);
+				if (!verdict.ok) throw promoRejected(verdict);
+				const limit = current!.maxUses == null ? { maxUses: null } : { maxUses: current!.maxUses, usedCount: { $lt: current!.maxUses } };
+				if (await this.db.promotions.updateOne({ id: promo.id, active: true, ...limit }, { $inc: { usedCount: 1 } })) return;
+				// Lost a race (the last use, or an admin change): decide again on the current state.
+				current = await this.findPromotion(promo.code);
+			}
+			throw promoRejected({ ok: false, reason: "exhausted", message: "This promotion code has been used up" });
+		},
+
+		findPromotion(code: string) {
+			return this.db.promotions.findOne({ code }) as Promise<PromotionDoc | null>;
+		},
+	},
+
+	async started() {
+		this.store = await createCartStore({ redisUrl: readConfig().redisUrl, persist: this.db.carts });
+	},
+
+	async stopped() {
+		await this.store?.close();
+	},
 };
 
 export default CartService;

@@ -1,0 +1,65 @@
+/**
+ * Where carts live: one small interface, an embedded store (default) and Redis (REDIS_URL).
+ * A cart belongs to an owner key (`u:<userId>` or `g:<guestCartId>`); every write is one atomic
+ * step that also checks its limits, so concurrent requests never lose or exceed a quantity.
+ */
+import type { CartLine } from "../../lib/cart-pricing";
+
+export interface StoredCart {
+	lines: CartLine[];
+	promoCode: string | null;
+	/** Changes on every write; 0 for a cart never written (or expired). */
+	version: number;
+}
+
+/** A line to write: the quantity, and the catalog price the customer saw. */
+export interface LineWrite {
+	variantId: string;
+	quantity: number;
+	unitPrice: number;
+}
+
+export interface LineLimits {
+	/** Most units one line may hold (99). */
+	maxQuantity: number;
+	/** Units in stock now: the line may not hold more. */
+	available: number;
+}
+
+export type LineRefusal = "quantity" | "stock" | "lines" | "missing";
+
+export type LineResult =
+	| { ok: true; quantity: number; version: number }
+	/** `quantity` is what the line holds now (0 when absent). */
+	| { ok: false; reason: LineRefusal; quantity: number };
+
+export interface MergeLine extends LineWrite {
+	/** The merged line holds at most this many (stock and the per-line maximum). */
+	cap: number;
+}
+
+export interface CartStore {
+	get(owner: string): Promise<StoredCart>;
+	/** Adds to a line (creating it), refused when the total would pass a limit or a new line would pass maxLines. */
+	addItem(owner: string, line: LineWrite, limits: LineLimits & { maxLines: number }): Promise<LineResult>;
+	/** Sets an existing line's quantity (>= 1); refused with "missing" when the cart has no such line. */
+	setQuantity(owner: string, line: LineWrite, limits: LineLimits): Promise<LineResult>;
+	/** True when the line was there. */
+	removeItem(owner: string, variantId: string): Promise<boolean>;
+	/** null removes the code. Returns the new version. */
+	setPromo(owner: string, code: string | null): Promise<number>;
+	/** Empties the cart (lines and code); with `version`, only if the cart is still at it. */
+	clear(owner: string, version?: number): Promise<boolean>;
+	/** Reads and deletes the cart in one step, so a guest cart is merged at most once. */
+	take(owner: string): Promise<StoredCart>;
+	/** Sums lines into the cart, each capped; lines past maxLines are dropped. Returns how many lines changed. */
+	mergeLines(owner: string, lines: MergeLine[], maxLines: number): Promise<number>;
+	close(): Promise<void>;
+}
+
+/** Carts untouched for this long expire (refreshed on every write). */
+export const CART_TTL_SECONDS = 7 * 24 * 3600;
+
+export function emptyCart(): StoredCart {
+	return { lines: [], promoCode: null, version: 0 };
+}

@@ -1,0 +1,167 @@
+/**
+ * Carts in Redis (REDIS_URL): per owner, a hash `cart:{owner}` of variantId → quantity, a hash
+ * `cart:{owner}:prices` of variantId → the unit price the customer saw, and `cart:{owner}:meta`
+ * with `promo` and `version`. The braces are a hash tag: the three keys share a cluster slot, so
+ * each write is one Lua script over them, checking its limits and refreshing the 7-day TTL.
+ */
+import Redis from "ioredis";
+import { CART_TTL_SECONDS, type CartStore, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
+
+// Shared tail of every write: bump the version and refresh the TTL of all three keys.
+const TOUCH = `
+local function touch(ttl)
+  local v = redis.call('HINCRBY', KEYS[3], 'version', 1)
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+  return v
+end
+`;
+
+const SCRIPTS = {
+	// ARGV: variantId, quantity, unitPrice, maxQuantity, available, maxLines, ttl
+	cartAdd: `${TOUCH}
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local want = cur + tonumber(ARGV[2])
+if want > tonumber(ARGV[4]) then return {'quantity', cur} end
+if want > tonumber(ARGV[5]) then return {'stock', cur} end
+if cur == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[6]) then return {'lines', cur} end
+local q = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return {'ok', q, touch(ARGV[7])}`,
+	// ARGV: variantId, quantity, unitPrice, maxQuantity, available, ttl
+	cartSet: `${TOUCH}
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local want = tonumber(ARGV[2])
+if cur == 0 then return {'missing', 0} end
+if want > tonumber(ARGV[4]) then return {'quantity', cur} end
+if want > tonumber(ARGV[5]) then return {'stock', cur} end
+redis.call('HSET', KEYS[1], ARGV[1], want)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return {'ok', want, touch(ARGV[6])}`,
+	// ARGV: variantId, ttl
+	cartRemove: `${TOUCH}
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+touch(ARGV[2])
+return 1`,
+	// ARGV: code ('' removes it), ttl
+	cartPromo: `${TOUCH}
+if ARGV[1] == '' then redis.call('HDEL', KEYS[3], 'promo') else redis.call('HSET', KEYS[3], 'promo', ARGV[1]) end
+return touch(ARGV[2])`,
+	// ARGV: expected version ('' for any), ttl. The version survives so it never repeats.
+	cartClear: `${TOUCH}
+local v = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= v then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HDEL', KEYS[3], 'promo')
+touch(ARGV[2])
+return 1`,
+	// ARGV: maxLines, ttl, then per line: variantId, quantity, unitPrice, cap
+	cartMerge: `${TOUCH}
+local lines = redis.call('HLEN', KEYS[1])
+local changed = 0
+for i = 3, #ARGV, 4 do
+  local id = ARGV[i]
+  local have = tonumber(redis.call('HGET', KEYS[1], id) or '0')
+  local want = math.min(have + tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3]))
+  if want > have and (have > 0 or lines < tonumber(ARGV[1])) then
+    if have == 0 then
+      lines = lines + 1
+      redis.call('HSET', KEYS[2], id, ARGV[i + 2])
+    end
+    redis.call('HSET', KEYS[1], id, want)
+    changed = changed + 1
+  end
+end
+if changed > 0 then touch(ARGV[2]) end
+return changed`,
+};
+
+type ScriptFn = (k1: string, k2: string, k3: string, ...args: Array<string | number>) => Promise<unknown>;
+type CartRedis = Redis & Record<keyof typeof SCRIPTS, ScriptFn>;
+
+export interface RedisCartStoreOptions {
+	ttlSeconds?: number;
+	/** Key prefix (default "cart:"). */
+	prefix?: string;
+}
+
+export class RedisCartStore implements CartStore {
+	private redis: CartRedis;
+	private readonly ttl: number;
+	private readonly prefix: string;
+
+	constructor(urlOrClient: string | Redis, opts: RedisCartStoreOptions = {}) {
+		this.redis = (typeof urlOrClient === "string" ? new Redis(urlOrClient, { maxRetriesPerRequest: 2 }) : urlOrClient) as CartRedis;
+		for (const [name, lua] of Object.entries(SCRIPTS)) this.redis.defineCommand(name, { numberOfKeys: 3, lua });
+		this.ttl = opts.ttlSeconds ?? CART_TTL_SECONDS;
+		this.prefix = opts.prefix ?? "cart:";
+	}
+
+	/** The three keys of a cart; exposed for tests that look at the TTL. */
+	keys(owner: string): [string, string, string] {
+		const base = `${this.prefix}{${owner}}`;
+		return [base, `${base}:prices`, `${base}:meta`];
+	}
+
+	async get(owner: string): Promise<StoredCart> {
+		const [lines, prices, meta] = this.keys(owner);
+		const res = await this.redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).exec();
+		return toCart(res);
+	}
+
+	async addItem(owner: string, line: LineWrite, limits: LineLimits & { maxLines: number }): Promise<LineResult> {
+		const res = await this.redis.cartAdd(...this.keys(owner), line.variantId, line.quantity, line.unitPrice, limits.maxQuantity, limits.available, limits.maxLines, this.ttl);
+		return toLineResult(res);
+	}
+
+	async setQuantity(owner: string, line: LineWrite, limits: LineLimits): Promise<LineResult> {
+		const res = await this.redis.cartSet(...this.keys(owner), line.variantId, line.quantity, line.unitPrice, limits.maxQuantity, limits.available, this.ttl);
+		return toLineResult(res);
+	}
+
+	async removeItem(owner: string, variantId: string): Promise<boolean> {
+		return (await this.redis.cartRemove(...this.keys(owner), variantId, this.ttl)) === 1;
+	}
+
+	async setPromo(owner: string, code: string | null): Promise<number> {
+		return Number(await this.redis.cartPromo(...this.keys(owner), code ?? "", this.ttl));
+	}
+
+	async clear(owner: string, version?: number): Promise<boolean> {
+		return (await this.redis.cartClear(...this.keys(owner), version ?? "", this.ttl)) === 1;
+	}
+
+	async take(owner: string): Promise<StoredCart> {
+		const [lines, prices, meta] = this.keys(owner);
+		// MULTI/EXEC: the reads and the delete happen as one step, so two logins merge a guest cart once.
+		const res = await this.redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).del(lines, prices, meta).exec();
+		return toCart(res);
+	}
+
+	async mergeLines(owner: string, lines: MergeLine[], maxLines: number): Promise<number> {
+		if (!lines.length) return 0;
+		const args = lines.flatMap((l) => [l.variantId, l.quantity, l.unitPrice, l.cap]);
+		return Number(await this.redis.cartMerge(...this.keys(owner), maxLines, this.ttl, ...args));
+	}
+
+	async close(): Promise<void> {
+		await this.redis.quit().catch(() => undefined);
+	}
+}
+
+function toCart(res: Array<[Error | null, unknown]> | null): StoredCart {
+	const failed = res?.find(([err]) => err);
+	if (!res || failed) throw failed?.[0] ?? new Error("Redis transaction aborted");
+	const [quantities, prices, meta] = res.map(([, value]) => value as Record<string, string>);
+	return {
+		lines: Object.entries(quantities).map(([variantId, q]) => ({ variantId, quantity: Number(q), unitPrice: prices[variantId] != null ? Number(prices[variantId]) : null })),
+		promoCode: meta.promo || null,
+		version: Number(meta.version ?? 0),
+	};
+}
+
+function toLineResult(res: unknown): LineResult {
+	const [status, quantity, version] = res as [string, number, number?];
+	if (status === "ok") return { ok: true, quantity, version: version! };
+	return { ok: false, reason: status as "quantity" | "stock" | "lines" | "missing", quantity };
+}

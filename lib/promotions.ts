@@ -1,0 +1,78 @@
+/**
+ * Promotion rules, without I/O: whether a code applies to a cart (with the reason when it does
+ * not) and how much it takes off. Amounts are integer cents; a discount never exceeds the subtotal.
+ */
+import { formatMoney, percentOf } from "./money";
+import type { FieldProblem } from "./errors";
+
+export type PromotionType = "percent" | "fixed";
+
+export interface Promotion {
+	code: string;
+	type: PromotionType;
+	/** Percent 1..100, or cents off for `fixed`. */
+	value: number;
+	/** Cents; the code applies from this subtotal on. */
+	minSubtotal: number;
+	/** null: unlimited. */
+	maxUses: number | null;
+	usedCount: number;
+	expiresAt: Date | string | null;
+	active: boolean;
+	/** Currency of a fixed amount and of minSubtotal. */
+	currency: string;
+}
+
+/** Why a code does not apply; also the `type` of the 422 problem on `code`. */
+export type PromoRejection = "unknown" | "inactive" | "expired" | "exhausted" | "currency_mismatch" | "below_minimum";
+
+export type PromoVerdict = { ok: true } | { ok: false; reason: PromoRejection; message: string };
+
+export interface PromoCheckContext {
+	/** Cart subtotal in cents; the minimum is not checked when absent (use consumption). */
+	subtotal?: number;
+	currency?: string;
+	now?: Date;
+}
+
+export const PROMO_CODE_PATTERN = /^[A-Za-z0-9_-]{3,32}$/;
+
+/** Codes are stored upper-cased, so customers may type them in any case. */
+export function normalizeCode(code: string): string {
+	return code.trim().toUpperCase();
+}
+
+function reject(reason: PromoRejection, message: string): PromoVerdict {
+	return { ok: false, reason, message };
+}
+
+/** Checks every rule of a promotion, in the order a customer can best act on. */
+export function checkPromotion(promo: Promotion | null | undefined, ctx: PromoCheckContext = {}): PromoVerdict {
+	if (!promo) return reject("unknown", "Unknown promotion code");
+	if (!promo.active) return reject("inactive", "This promotion code is no longer active");
+	const now = ctx.now ?? new Date();
+	if (promo.expiresAt != null && new Date(promo.expiresAt).getTime() <= now.getTime()) return reject("expired", "This promotion code has expired");
+	if (promo.maxUses != null && promo.usedCount >= promo.maxUses) return reject("exhausted", "This promotion code has been used up");
+	if (ctx.currency && ctx.currency !== promo.currency && (promo.type === "fixed" || promo.minSubtotal > 0)) {
+		return reject("currency_mismatch", `This promotion code applies to ${promo.currency} carts only`);
+	}
+	if (ctx.subtotal != null && ctx.subtotal < promo.minSubtotal) {
+		return reject("below_minimum", `This promotion code needs a subtotal of at least ${formatMoney(promo.minSubtotal, promo.currency)}`);
+	}
+	return { ok: true };
+}
+
+/** Cents off `subtotal`: percent rounded to whole cents, never more than the subtotal, never negative. */
+export function promotionDiscount(promo: Pick<Promotion, "type" | "value">, subtotal: number): number {
+	if (subtotal <= 0) return 0;
+	const raw = promo.type === "percent" ? percentOf(subtotal, promo.value) : promo.value;
+	return Math.min(subtotal, Math.max(0, raw));
+}
+
+/** Cross-field rules the validator schema cannot express: a percentage is 1..100. */
+export function promotionInputProblems(input: { type: PromotionType; value: number }): FieldProblem[] {
+	if (input.type === "percent" && (input.value < 1 || input.value > 100)) {
+		return [{ field: "value", message: "A percent promotion takes a value from 1 to 100", type: "numberMax" }];
+	}
+	return [];
+}

@@ -1,0 +1,539 @@
+/**
+ * The cart and promotion routes of API.md over HTTP, and the cart's internal actions through the
+ * broker. The store is the embedded one, or Redis when REDIS_URL is set: test/infra/cart-redis.spec.ts
+ * imports this file to run the same suite under `npm run test:infra` against a real redis-server.
+ * The catalog is the real products service, driven by an admin over its routes.
+ */
+import crypto from "node:crypto";
+import SwaggerParser from "@apidevtools/swagger-parser";
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { signAccessToken } from "../../lib/jwt";
+import { HealthMixin } from "../../mixins/health.mixin";
+
+// Stands in for the users service: every session is active.
+export const FakeUsers: ServiceSchema = {
+	name: "users",
+	mixins: [HealthMixin],
+	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
+};
+
+// The analytics side of cart.item_added.
+const itemAddedEvents: any[] = [];
+const EventProbe: ServiceSchema = {
+	name: "eventProbe",
+	events: { "cart.item_added"(ctx: Context<any>) { itemAddedEvents.push(ctx.params); } },
+};
+
+const newUser = () => `user-${crypto.randomBytes(6).toString("hex")}`;
+export const tokenFor = (userId: string, role: "customer" | "admin" = "customer") => signAccessToken({ sub: userId, role, sid: `sid-${userId}` });
+
+describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)`, () => {
+	let shop: Shop;
+	const admin = tokenFor("admin-1", "admin");
+
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, "products", EventProbe, "cart"] });
+	});
+	afterAll(() => shop.stop());
+
+	/** A fresh customer with its own token and helpers. */
+	function customer() {
+		const id = newUser();
+		const token = tokenFor(id);
+		return {
+			id,
+			token,
+			get: () => shop.http.get("/api/cart", { token }),
+			add: (variantId: unknown, quantity: unknown) => shop.http.post("/api/cart/items", { variantId, quantity }, { token }),
+			set: (variantId: string, quantity: unknown) => shop.http.patch(`/api/cart/items/${variantId}`, { quantity }, { token }),
+			remove: (variantId: string) => shop.http.delete(`/api/cart/items/${variantId}`, { token }),
+			applyPromo: (code: string) => shop.http.post("/api/cart/promo", { code }, { token }),
+		};
+	}
+
+	async function createPromotion(body: Record<string, unknown>) {
+		const res = await shop.http.post("/api/promotions", { code: `P${crypto.randomBytes(4).toString("hex")}`, ...body }, { token: admin });
+		expect(res.status).toBe(201);
+		return res.body;
+	}
+
+	interface TestVariant {
+		id: string;
+		productId: string;
+		sku: string;
+		stock: number;
+	}
+
+	/** A product with `count` variants (all at `price`, with `stock` each), created by the admin. */
+	async function addVariants(count: number, over: { price?: number; stock?: number; productName?: string; name?: string } = {}): Promise<TestVariant[]> {
+		const tag = crypto.randomBytes(5).toString("hex");
+		const variants = Array.from({ length: count }, (_, i) => ({ sku: `SKU-${tag}-${i}`, name: over.name ?? (count > 1 ? `Size ${i}` : "Large"), stock: over.stock ?? 50 }));
+		const res = await shop.http.post("/api/products", { name: over.productName ?? "Tee", slug: `tee-${tag}`, price: over.price ?? 1999, currency: "USD", variants }, { token: admin });
+		expect(res.status).toBe(201);
+		return res.body.variants.map((v: any) => ({ id: v.id, productId: res.body.id, sku: v.sku, stock: v.stock }));
+	}
+	const addVariant = async (over: Parameters<typeof addVariants>[1] = {}) => (await addVariants(1, over))[0];
+
+	async function setPrice(v: TestVariant, price: number) {
+		expect((await shop.http.patch(`/api/products/${v.productId}/variants/${v.id}`, { price }, { token: admin })).status).toBe(200);
+	}
+	async function setStock(v: TestVariant, stock: number) {
+		expect((await shop.http.post(`/api/inventory/${v.id}/adjust`, { delta: stock - v.stock, reason: "count" }, { token: admin })).status).toBe(200);
+		v.stock = stock;
+	}
+	async function archive(v: TestVariant) {
+		expect((await shop.http.delete(`/api/products/${v.productId}`, { token: admin })).status).toBe(200);
+	}
+
+	describe("lines", () => {
+		test("add, add again, update, remove, clear", async () => {
+			const c = customer();
+			const tee = await addVariant({ price: 1999, stock: 20 });
+			const mug = await addVariant({ price: 850, productName: "Mug", name: "White" });
+
+			const added = await c.add(tee.id, 2);
+			expect(added.status).toBe(201);
+			expect(added.body).toEqual({
+				items: [expect.objectContaining({ variantId: tee.id, productId: tee.productId, name: "Tee", variantName: "Large", unitPrice: 1999, quantity: 2, lineTotal: 3998, archived: false, priceChanged: false, insufficientStock: false })],
+				subtotal: 3998,
+				discount: 0,
+				total: 3998,
+				currency: "USD",
+				promoCode: null,
+				promoProblem: null,
+			});
+
+			expect((await c.add(tee.id, 1)).body.items[0].quantity).toBe(3);
+			const two = await c.add(mug.id, 4);
+			expect(two.body.subtotal).toBe(3 * 1999 + 4 * 850);
+
+			const updated = await c.set(tee.id, 5);
+			expect(updated.status).toBe(200);
+			expect(updated.body.items.find((i: any) => i.variantId === tee.id)).toMatchObject({ quantity: 5, lineTotal: 5 * 1999 });
+
+			const zero = await c.set(mug.id, 0);
+			expect(zero.status).toBe(200);
+			expect(zero.body.items.map((i: any) => i.variantId)).toEqual([tee.id]);
+
+			const removed = await c.remove(tee.id);
+			expect(removed.status).toBe(200);
+			expect(removed.body).toMatchObject({ items: [], subtotal: 0, total: 0 });
+
+			await c.add(mug.id, 1);
+			const cleared = await shop.http.delete("/api/cart", { token: c.token });
+			expect(cleared.status).toBe(204);
+			expect((await c.get()).body.items).toEqual([]);
+		});
+
+		test("422 on quantity 0, 100, 1.5, \"abc\" or missing, naming the field", async () => {
+			const c = customer();
+			const tee = await addVariant();
+			for (const quantity of [0, 100, 1.5, "abc", "2", -1, null, undefined]) {
+				const res = await c.add(tee.id, quantity);
+				expect(res.status).toBe(422);
+				expect(res.body.data.map((d: any) => d.field)).toContain("quantity");
+			}
+			await c.add(tee.id, 1);
+			for (const quantity of [100, 1.5, "abc", -1]) expect((await c.set(tee.id, quantity)).status).toBe(422);
+			expect((await c.add(42, 1)).status).toBe(422);
+			expect((await c.get()).body.items[0].quantity).toBe(1);
+		});
+
+		test("a line holds at most 99 units in total", async () => {
+			const c = customer();
+			const tee = await addVariant({ stock: 500 });
+			expect((await c.add(tee.id, 99)).status).toBe(201);
+			const over = await c.add(tee.id, 1);
+			expect(over.status).toBe(422);
+			expect(over.body.data[0].field).toBe("quantity");
+		});
+
+		test("404 for an unknown or archived variant, and for updating a line not in the cart", async () => {
+			const c = customer();
+			const res = await c.add("no-such-variant", 1);
+			expect(res.status).toBe(404);
+			expect(res.body.code).toBe(404);
+			const archived = await addVariant();
+			await archive(archived);
+			expect((await c.add(archived.id, 1)).status).toBe(404);
+			const tee = await addVariant();
+			expect((await c.set(tee.id, 2)).status).toBe(404);
+			expect((await c.get()).body.items).toEqual([]);
+		});
+
+		test("409 when the cart would hold more than the stock", async () => {
+			const c = customer();
+			const tee = await addVariant({ stock: 3 });
+			const tooMany = await c.add(tee.id, 4);
+			expect(tooMany.status).toBe(409);
+			expect(tooMany.body).toMatchObject({ type: "INSUFFICIENT_STOCK", data: { variantId: tee.id, requested: 4, available: 3 } });
+			expect((await c.add(tee.id, 2)).status).toBe(201);
+			const past = await c.add(tee.id, 2);
+			expect(past.status).toBe(409);
+			expect(past.body.data).toMatchObject({ requested: 4, available: 3 });
+			expect((await c.set(tee.id, 4)).status).toBe(409);
+			expect((await c.set(tee.id, 3)).status).toBe(200);
+			expect((await c.get()).body.items[0].quantity).toBe(3);
+		});
+
+		test("409 CART_FULL for a 101st line", async () => {
+			const c = customer();
+			const variants = await addVariants(101, { price: 100 });
+			for (const v of variants.slice(0, 100)) expect((await c.add(v.id, 1)).status).toBe(201);
+			const full = await c.add(variants[100].id, 1);
+			expect(full.status).toBe(409);
+			expect(full.body.type).toBe("CART_FULL");
+			// Lines already in the cart can still change.
+			expect((await c.add(variants[0].id, 1)).status).toBe(201);
+			const cart = (await c.get()).body;
+			expect(cart.items).toHaveLength(100);
+			expect(cart.subtotal).toBe(101 * 100);
+		});
+
+		test("two concurrent adds of 1 give 2 (and twenty give twenty)", async () => {
+			const c = customer();
+			const tee = await addVariant();
+			const pair = await Promise.all([c.add(tee.id, 1), c.add(tee.id, 1)]);
+			expect(pair.map((r) => r.status)).toEqual([201, 201]);
+			expect((await c.get()).body.items[0].quantity).toBe(2);
+			const mug = await addVariant();
+			await Promise.all(Array.from({ length: 20 }, () => c.add(mug.id, 1)));
+			expect((await c.get()).body.items.find((i: any) => i.variantId === mug.id).quantity).toBe(20);
+		});
+
+		test("prices come from the catalog now; price changes and archived products are flagged", async () => {
+			const c = customer();
+			const tee = await addVariant({ price: 1000 });
+			const mug = await addVariant({ price: 500 });
+			const low = await addVariant({ price: 300, stock: 5 });
+			await c.add(tee.id, 2);
+			await c.add(mug.id, 1);
+			await c.add(low.id, 5);
+			await setPrice(tee, 1200);
+			await archive(mug);
+			await setStock(low, 2);
+			const cart = (await c.get()).body;
+			const byId = Object.fromEntries(cart.items.map((i: any) => [i.variantId, i]));
+			expect(byId[tee.id]).toMatchObject({ unitPrice: 1200, lineTotal: 2400, priceChanged: true, previousUnitPrice: 1000 });
+			expect(byId[mug.id]).toMatchObject({ archived: true });
+			expect(byId[low.id]).toMatchObject({ insufficientStock: true, stock: 2 });
+			// The archived line is shown but not charged.
+			expect(cart.subtotal).toBe(2400 + 1500);
+			expect(Number.isInteger(cart.total)).toBe(true);
+		});
+
+		test("the client cannot send prices", async () => {
+			const c = customer();
+			const tee = await addVariant({ price: 1999 });
+			const res = await shop.http.post("/api/cart/items", { variantId: tee.id, quantity: 1, unitPrice: 1, price: 1 }, { token: c.token });
+			expect(res.status).toBe(201);
+			expect(res.body.items[0].unitPrice).toBe(1999);
+		});
+
+		test("cart.item_added carries ids and the quantity, and not the guest's cart id", async () => {
+			const c = customer();
+			const tee = await addVariant();
+			await c.add(tee.id, 3);
+			const guest = await shop.http.post("/api/cart/items", { variantId: tee.id, quantity: 1 });
+			const cartId = guest.headers.get("x-cart-id")!;
+			await new Promise((r) => setTimeout(r, 50));
+			const mine = itemAddedEvents.filter((e) => e.variantId === tee.id);
+			expect(mine).toEqual([
+				{ userId: c.id, cartId: expect.any(String), variantId: tee.id, productId: tee.productId, quantity: 3, eventId: expect.any(String) },
+				{ cartId: expect.any(String), variantId: tee.id, productId: tee.productId, quantity: 1, eventId: expect.any(String) },
+			]);
+			expect(mine[1].cartId).not.toBe(cartId);
+			expect(mine[0].eventId).not.toBe(mine[1].eventId);
+		});
+	});
+
+	describe("guests and owners", () => {
+		test("a guest gets an unguessable X-Cart-Id and keeps its cart with it", async () => {
+			const tee = await addVariant();
+			const first = await shop.http.post("/api/cart/items", { variantId: tee.id, quantity: 2 });
+			expect(first.status).toBe(201);
+			const cartId = first.headers.get("x-cart-id")!;
+			expect(cartId).toMatch(/^[A-Za-z0-9_-]{24}$/);
+			const again = await shop.http.get("/api/cart", { headers: { "X-Cart-Id": cartId } });
+			expect(again.body.items[0]).toMatchObject({ variantId: tee.id, quantity: 2 });
+			expect(again.headers.get("x-cart-id")).toBe(cartId);
+			// Without the header there is another, empty cart with another id.
+			const other = await shop.http.get("/api/cart");
+			expect(other.body.items).toEqual([]);
+			expect(other.headers.get("x-cart-id")).not.toBe(cartId);
+			// A malformed id is replaced, never used.
+			const bad = await shop.http.get("/api/cart", { headers: { "X-Cart-Id": "../../etc" } });
+			expect(bad.headers.get("x-cart-id")).toMatch(/^[A-Za-z0-9_-]{24}$/);
+			// Guests update and clear with the header too.
+			expect((await shop.http.patch(`/api/cart/items/${tee.id}`, { quantity: 5 }, { headers: { "X-Cart-Id": cartId } })).body.items[0].quantity).toBe(5);
+			expect((await shop.http.delete("/api/cart", { headers: { "X-Cart-Id": cartId } })).status).toBe(204);
+			expect((await shop.http.get("/api/cart", { headers: { "X-Cart-Id": cartId } })).body.items).toEqual([]);
+		});
+
+		test("user A's cart is never visible to user B, nor to a guest naming A's id", async () => {
+			const a = customer();
+			const b = customer();
+			const tee = await addVariant();
+			await a.add(tee.id, 4);
+			expect((await b.get()).body.items).toEqual([]);
+			// B's writes land in B's cart only.
+			expect((await b.set(tee.id, 1)).status).toBe(404);
+			await b.remove(tee.id);
+			await shop.http.delete("/api/cart", { token: b.token });
+			expect((await a.get()).body.items[0].quantity).toBe(4);
+			// A guest header equal to A's user id (or a logged-in user's guest header) names no user cart.
+			const guest = await shop.http.get("/api/cart", { headers: { "X-Cart-Id": `${a.id}-padded-to-be-valid` } });
+			expect(guest.body.items).toEqual([]);
+			const sneaky = await shop.http.get("/api/cart", { headers: { "X-Cart-Id": a.id.padEnd(24, "x") } });
+			expect(sneaky.body.items).toEqual([]);
+			const bWithHeader = await shop.http.get("/api/cart", { token: b.token, headers: { "X-Cart-Id": a.id.padEnd(24, "x") } });
+			expect(bWithHeader.body.items).toEqual([]);
+			expect(bWithHeader.headers.get("x-cart-id")).toBeNull();
+		});
+
+		test("merge: the guest cart joins the user's, summed and capped by stock, and is gone after", async () => {
+			const user = customer();
+			const tee = await addVariant({ stock: 6 });
+			const mug = await addVariant({ stock: 10 });
+			const gone = await addVariant();
+			await user.add(tee.id, 3);
+			const g1 = await shop.http.post("/api/cart/items", { variantId: tee.id, quantity: 5 });
+			const cartId = g1.headers.get("x-cart-id")!;
+			const headers = { "X-Cart-Id": cartId };
+			await shop.http.post("/api/cart/items", { variantId: mug.id, quantity: 2 }, { headers });
+			await shop.http.post("/api/cart/items", { variantId: gone.id, quantity: 1 }, { headers });
+			await archive(gone);
+
+			const res = await shop.broker.call<{ merged: number }, any>("cart.merge", { guestCartId: cartId, userId: user.id });
+			expect(res.merged).toBe(2);
+			const cart = (await user.get()).body;
+			expect(cart.items.map((i: any) => [i.variantId, i.quantity])).toEqual([
+				[tee.id, 6],
+				[mug.id, 2],
+			]);
+			expect((await shop.http.get("/api/cart", { headers })).body.items).toEqual([]);
+			// Merging again (a second login) adds nothing.
+			expect(await shop.broker.call("cart.merge", { guestCartId: cartId, userId: user.id })).toEqual({ merged: 0 });
+			expect(await shop.broker.call("cart.merge", { guestCartId: "not a cart id", userId: user.id })).toEqual({ merged: 0 });
+		});
+
+		test("two concurrent merges of one guest cart add it once", async () => {
+			const user = customer();
+			const tee = await addVariant();
+			const g = await shop.http.post("/api/cart/items", { variantId: tee.id, quantity: 2 });
+			const guestCartId = g.headers.get("x-cart-id")!;
+			await Promise.all([shop.broker.call("cart.merge", { guestCartId, userId: user.id }), shop.broker.call("cart.merge", { guestCartId, userId: user.id })]);
+			expect((await user.get()).body.items[0].quantity).toBe(2);
+		});
+	});
+
+	describe("promotions", () => {
+		test("only admins create promotions; codes are unique, case-insensitive, and validated", async () => {
+			const c = customer();
+			const body = { code: `sale${crypto.randomBytes(3).toString("hex")}`, type: "percent", value: 10 };
+			expect((await shop.http.post("/api/promotions", body)).status).toBe(401);
+			expect((await shop.http.post("/api/promotions", body, { token: c.token })).status).toBe(403);
+			const created = await shop.http.post("/api/promotions", { ...body, expiresAt: "2099-01-01T00:00:00Z", maxUses: 3 }, { token: admin });
+			expect(created.status).toBe(201);
+			expect(created.body).toMatchObject({ id: expect.any(String), code: body.code.toUpperCase(), type: "percent", value: 10, minSubtotal: 0, maxUses: 3, usedCount: 0, active: true, expiresAt: "2099-01-01T00:00:00.000Z" });
+			expect((await shop.http.post("/api/promotions", { ...body, code: body.code.toUpperCase() }, { token: admin })).status).toBe(409);
+			for (const bad of [
+				{ ...body, value: 150 },
+				{ ...body, type: "bogo" },
+				{ ...body, value: 1.5 },
+				{ ...body, code: "x" },
+				{ ...body, expiresAt: "not a date" },
+				{ ...body, maxUses: 0 },
+			]) {
+				const res = await shop.http.post("/api/promotions", { ...bad, code: bad.code === "x" ? "x" : `B${crypto.randomBytes(4).toString("hex")}` }, { token: admin });
+				expect(res.status).toBe(422);
+			}
+		});
+
+		test("percent and fixed discounts; the discount never exceeds the subtotal", async () => {
+			const c = customer();
+			const tee = await addVariant({ price: 1005 });
+			await c.add(tee.id, 2);
+			const percent = await createPromotion({ type: "percent", value: 15 });
+			const applied = await c.applyPromo(percent.code.toLowerCase());
+			expect(applied.status).toBe(200);
+			expect(applied.body).toMatchObject({ subtotal: 2010, discount: 302, total: 1708, promoCode: percent.code });
+
+			const fixed = await createPromotion({ type: "fixed", value: 500 });
+			expect((await c.applyPromo(fixed.code)).body).toMatchObject({ subtotal: 2010, discount: 500, total: 1510, promoCode: fixed.code });
+
+			const huge = await createPromotion({ type: "fixed", value: 1_000_000 });
+			expect((await c.applyPromo(huge.code)).body).toMatchObject({ discount: 2010, total: 0 });
+
+			const removed = await shop.http.delete("/api/cart/promo", { token: c.token });
+			expect(removed.body).toMatchObject({ discount: 0, total: 2010, promoCode: null });
+		});
+
+		test("422 with the reason: unknown, expired, exhausted, inactive, below the minimum", async () => {
+			const c = customer();
+			const tee = await addVariant({ price: 1000 });
+			await c.add(tee.id, 2);
+			const reasonOf = async (code: string) => {
+				const res = await c.applyPromo(code);
+				expect(res.status).toBe(422);
+				expect(res.body.data[0].field).toBe("code");
+				return res.body.data[0].type;
+			};
+			expect(await reasonOf("NOSUCHCODE")).toBe("unknown");
+			expect(await reasonOf((await createPromotion({ type: "percent", value: 10, expiresAt: new Date(Date.now() - 1000).toISOString() })).code)).toBe("expired");
+			expect(await reasonOf((await createPromotion({ type: "percent", value: 10, active: false })).code)).toBe("inactive");
+			const min = await createPromotion({ type: "fixed", value: 500, minSubtotal: 5000 });
+			expect(await reasonOf(min.code)).toBe("below_minimum");
+			const once = await createPromotion({ type: "percent", value: 10, maxUses: 1 });
+			await shop.broker.call("cart.consumePromo", { code: once.code, orderId: "order-elsewhere" });
+			expect(await reasonOf(once.code)).toBe("exhausted");
+			expect((await c.get()).body.promoCode).toBeNull();
+
+			// Reaching the minimum makes it apply; dropping below it again keeps the code without a discount.
+			await c.set(tee.id, 5);
+			expect((await c.applyPromo(min.code)).body).toMatchObject({ subtotal: 5000, discount: 500 });
+			const below = await c.set(tee.id, 4);
+			expect(below.body).toMatchObject({ subtotal: 4000, discount: 0, total: 4000, promoCode: min.code, promoProblem: { reason: "below_minimum" } });
+		});
+
+		test("guests cannot apply codes (401)", async () => {
+			const p = await createPromotion({ type: "percent", value: 10 });
+			expect((await shop.http.post("/api/cart/promo", { code: p.code })).status).toBe(401);
+			expect((await shop.http.delete("/api/cart/promo")).status).toBe(401);
+		});
+
+		test("20 concurrent paid orders on a code with maxUses 5: exactly 5 get it", async () => {
+			const p = await createPromotion({ type: "percent", value: 20, maxUses: 5 });
+			const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => shop.broker.call("cart.consumePromo", { code: p.code, orderId: `order-${p.code}-${i}` })));
+			expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(5);
+			const rejected = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+			expect(rejected).toHaveLength(15);
+			for (const r of rejected) expect(r.reason).toMatchObject({ code: 422, data: [{ field: "code", type: "exhausted" }] });
+			const view = await shop.http.get(`/api/promotions/${p.code}`, { token: admin });
+			expect(view.body.usedCount).toBe(5);
+		});
+
+		test("consuming is idempotent per order, even concurrently; releasing gives the use back once", async () => {
+			const usedCount = async (code: string) => (await shop.http.get(`/api/promotions/${code}`, { token: admin })).body.usedCount;
+			// The last use, claimed by ten concurrent calls of one order: all succeed, it counts once.
+			const last = await createPromotion({ type: "fixed", value: 100, maxUses: 1 });
+			const same = await Promise.all(Array.from({ length: 10 }, () => shop.broker.call("cart.consumePromo", { code: last.code, orderId: "order-1" })));
+			expect(same).toEqual(Array(10).fill({ consumed: true, code: last.code }));
+			expect(await usedCount(last.code)).toBe(1);
+
+			// Duplicates of one order racing other orders for 3 uses: 3 orders win, each counted once,
+			// and the duplicates of order-1 all share one outcome.
+			const p = await createPromotion({ type: "fixed", value: 100, maxUses: 3 });
+			const calls = [...Array(8).fill("order-1"), ...Array.from({ length: 8 }, (_, i) => `order-x${i}`)].map((orderId) =>
+				shop.broker.call("cart.consumePromo", { code: p.code, orderId }).then(() => orderId, () => null),
+			);
+			const winners = (await Promise.all(calls)).filter((o): o is string => o !== null);
+			expect([0, 8]).toContain(winners.filter((o) => o === "order-1").length);
+			expect(new Set(winners).size).toBe(3);
+			expect(await usedCount(p.code)).toBe(3);
+
+			const releases = await Promise.all([1, 2, 3].map(() => shop.broker.call("cart.releasePromo", { code: p.code.toLowerCase(), orderId: winners[0] })));
+			expect(releases.filter((r: any) => r.released)).toHaveLength(1);
+			expect(await usedCount(p.code)).toBe(2);
+			// The use given back is available again.
+			expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "order-2" })).toEqual({ consumed: true, code: p.code });
+			expect(await usedCount(p.code)).toBe(3);
+			expect(await shop.broker.call("cart.releasePromo", { code: "NOSUCHCODE", orderId: "order-1" })).toEqual({ released: false });
+		});
+
+		test("consumePromo refuses expired or inactive codes", async () => {
+			const expired = await createPromotion({ type: "percent", value: 10, expiresAt: new Date(Date.now() - 1000).toISOString() });
+			await expect(shop.broker.call("cart.consumePromo", { code: expired.code, orderId: "o" })).rejects.toMatchObject({ code: 422, data: [{ type: "expired" }] });
+			const live = await createPromotion({ type: "percent", value: 10 });
+			await shop.http.patch(`/api/promotions/${live.code}`, { active: false }, { token: admin });
+			await expect(shop.broker.call("cart.consumePromo", { code: live.code, orderId: "o" })).rejects.toMatchObject({ code: 422, data: [{ type: "inactive" }] });
+		});
+
+		test("quotePromo prices a code for a subtotal", async () => {
+			const p = await createPromotion({ type: "percent", value: 25, minSubtotal: 1000 });
+			expect(await shop.broker.call("cart.quotePromo", { code: p.code, subtotal: 4001 })).toEqual({ code: p.code, discount: 1000 });
+			await expect(shop.broker.call("cart.quotePromo", { code: p.code, subtotal: 999 })).rejects.toMatchObject({ code: 422, data: [{ type: "below_minimum" }] });
+		});
+	});
+
+	describe("checkout actions", () => {
+		test("snapshot prices the purchasable lines with a version; clear honours the version", async () => {
+			const c = customer();
+			const tee = await addVariant({ price: 2000 });
+			const old = await addVariant({ price: 100 });
+			await c.add(tee.id, 2);
+			await c.add(old.id, 1);
+			await archive(old);
+			const p = await createPromotion({ type: "percent", value: 10 });
+			await c.applyPromo(p.code);
+
+			const snap = await shop.broker.call<any, any>("cart.snapshot", { userId: c.id });
+			expect(snap).toEqual({
+				version: expect.any(Number),
+				items: [{ variantId: tee.id, productId: tee.productId, sku: tee.sku, name: "Tee", variantName: "Large", unitPrice: 2000, quantity: 2, lineTotal: 4000 }],
+				subtotal: 4000,
+				discount: 400,
+				total: 3600,
+				currency: "USD",
+				promoCode: p.code,
+				problems: [{ type: "archived", variantId: old.id }],
+			});
+
+			await c.add(tee.id, 1);
+			expect(await shop.broker.call("cart.clear", { userId: c.id, version: snap.version })).toEqual({ cleared: false });
+			expect((await c.get()).body.items).toHaveLength(2);
+			const now = await shop.broker.call<any, any>("cart.snapshot", { userId: c.id });
+			expect(now.version).toBeGreaterThan(snap.version);
+			expect(await shop.broker.call("cart.clear", { userId: c.id, version: now.version })).toEqual({ cleared: true });
+			expect((await c.get()).body).toMatchObject({ items: [], promoCode: null });
+		});
+
+		test("the OpenAPI document describes the cart and promotion routes", async () => {
+			const doc = (await shop.http.get("/api/openapi.json")).body;
+			await SwaggerParser.validate(structuredClone(doc));
+			const paths = Object.keys(doc.paths);
+			for (const p of ["/api/cart", "/api/cart/items", "/api/cart/promo", "/api/promotions"]) expect(paths).toContain(p);
+			expect(paths.some((p) => p.startsWith("/api/cart/items/"))).toBe(true);
+			expect(paths.some((p) => /snapshot|consume|merge/i.test(p))).toBe(false);
+		});
+
+		test("internal actions are not reachable over HTTP", async () => {
+			const c = customer();
+			for (const path of ["/api/cart/snapshot", "/api/cart.snapshot", "/api/cart/consumePromo"]) {
+				expect((await shop.http.post(path, { userId: c.id }, { token: admin })).status).toBe(404);
+			}
+		});
+	});
+});
+
+describe("guest cart merged at register and login (real users service)", () => {
+	let shop: Shop;
+	beforeAll(async () => {
+		shop = await startShop({ services: ["users", "products", "cart"] });
+	});
+	afterAll(() => shop.stop());
+
+	test("register, then login, with X-Cart-Id: the guest carts join the user's cart", async () => {
+		const product: any = await shop.broker.call(
+			"products.create",
+			{ name: "Tee", slug: `tee-${crypto.randomBytes(4).toString("hex")}`, price: 1500, currency: "USD", variants: [{ sku: `M-${crypto.randomBytes(4).toString("hex")}`, name: "L", stock: 4 }] },
+			{ meta: { user: { id: "admin", role: "admin", sid: "s" } } },
+		);
+		const variantId = product.variants[0].id;
+		const guestCart = async (quantity: number) => (await shop.http.post("/api/cart/items", { variantId, quantity })).headers.get("x-cart-id")!;
+
+		const email = `merge-${crypto.randomBytes(4).toString("hex")}@example.com`;
+		const first = await guestCart(2);
+		const reg = await shop.http.post("/api/auth/register", { email, password: "correct horse battery" }, { headers: { "X-Cart-Id": first } });
+		expect(reg.status).toBe(201);
+		expect((await shop.http.get("/api/cart", { token: reg.body.accessToken })).body.items).toEqual([expect.objectContaining({ variantId, quantity: 2 })]);
+		expect((await shop.http.get("/api/cart", { headers: { "X-Cart-Id": first } })).body.items).toEqual([]);
+
+		// 2 in the user's cart + 3 from the guest cart, capped by the stock of 4.
+		const second = await guestCart(3);
+		const login = await shop.http.post("/api/auth/login", { email, password: "correct horse battery" }, { headers: { "X-Cart-Id": second } });
+		expect(login.status).toBe(200);
+		expect((await shop.http.get("/api/cart", { token: login.body.accessToken })).body.items).toEqual([expect.objectContaining({ variantId, quantity: 4 })]);
+	});
+});
