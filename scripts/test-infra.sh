@@ -5,20 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# NATS_URL / REDIS_URL already set (e.g. CI service containers): use those servers.
 need=()
-command -v nats-server >/dev/null || need+=(nats-server)
-command -v redis-server >/dev/null || need+=(redis-server)
+[ -n "${NATS_URL:-}" ] || command -v nats-server >/dev/null || need+=(nats-server)
+[ -n "${REDIS_URL:-}" ] || command -v redis-server >/dev/null || need+=(redis-server)
 command -v prometheus >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "Installing ${need[*]} ..."
-	apt-get update -qq >/dev/null
-	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	$SUDO apt-get update -qq >/dev/null
+	$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # Debian's packages may start their own instances; ours run on private ports.
 
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-NATS_PORT=$(free_port)
-REDIS_PORT=$(free_port)
 WORK=$(mktemp -d)
 pids=()
 cleanup() {
@@ -27,20 +27,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/js" >"$WORK/nats.log" 2>&1 &
-pids+=($!)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
-pids+=($!)
+wait_port() { for _ in $(seq 1 50); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 did not open" >&2; return 1; }
 
-for i in $(seq 1 50); do
-	if (echo > /dev/tcp/127.0.0.1/"$NATS_PORT") 2>/dev/null && (echo > /dev/tcp/127.0.0.1/"$REDIS_PORT") 2>/dev/null; then break; fi
-	sleep 0.2
-done
+if [ -z "${NATS_URL:-}" ]; then
+	NATS_PORT=$(free_port)
+	nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/js" >"$WORK/nats.log" 2>&1 &
+	pids+=($!)
+	wait_port "$NATS_PORT"
+	export NATS_URL="nats://127.0.0.1:$NATS_PORT"
+fi
+if [ -z "${REDIS_URL:-}" ]; then
+	REDIS_PORT=$(free_port)
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
+	pids+=($!)
+	wait_port "$REDIS_PORT"
+	export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+fi
 
 npm run build --silent
 
-export NATS_URL="nats://127.0.0.1:$NATS_PORT"
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export PROMETHEUS_BIN="$(command -v prometheus || true)"
-echo "nats-server on $NATS_PORT, redis-server on $REDIS_PORT"
+echo "NATS at $NATS_URL, Redis at $REDIS_URL"
 npx jest --selectProjects infra --runInBand "$@"
