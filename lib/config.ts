@@ -3,6 +3,7 @@
  * The README's configuration table is written from this file.
  */
 import path from "node:path";
+import { centsSetting, DEFAULT_SHIPPING_RATES } from "./checkout-totals";
 
 function int(value: string | undefined, fallback: number): number {
 	if (value == null || value === "") return fallback;
@@ -44,6 +45,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		authRateLimit: int(env.AUTH_RATE_LIMIT, 30),
 		jwtSecret: env.JWT_SECRET || undefined,
 		jwtTtlSeconds: int(env.JWT_TTL, 15 * 60),
+		shippingFlatCents: centsSetting(env.SHIPPING_FLAT_CENTS, DEFAULT_SHIPPING_RATES.flatCents),
+		freeShippingThresholdCents: centsSetting(env.FREE_SHIPPING_THRESHOLD_CENTS, DEFAULT_SHIPPING_RATES.freeThresholdCents),
 		seedDemo: bool(env.SEED_DEMO, true),
 		adminEmail: env.ADMIN_EMAIL || undefined,
 		adminPassword: env.ADMIN_PASSWORD || undefined,

@@ -30,6 +30,8 @@ export interface ShopMeta {
 	ip?: string;
 	$statusCode?: number;
 	$responseHeaders?: Record<string, string>;
+	/** Location header of a 201. */
+	$location?: string;
 	/** Raw body of webhook routes. */
 	rawBody?: string;
 	headers?: Record<string, string | string[] | undefined>;

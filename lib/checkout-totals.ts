@@ -1,0 +1,49 @@
+/** The order's money: subtotal from the priced lines, the cart's discount, shipping, total. In cents. */
+import { assertCents, multiplyCents, sumCents } from "./money";
+
+export interface ShippingRates {
+	/** Flat shipping fee. */
+	flatCents: number;
+	/** Merchandise (after discount) at or above this ships free. */
+	freeThresholdCents: number;
+}
+
+export const DEFAULT_SHIPPING_RATES: ShippingRates = { flatCents: 599, freeThresholdCents: 5000 };
+
+export interface PricedLine {
+	unitPrice: number;
+	quantity: number;
+}
+
+export interface CheckoutTotals {
+	subtotal: number;
+	discount: number;
+	shipping: number;
+	total: number;
+}
+
+/** Shipping for `merchandise` cents of goods: free at or above the threshold, else the flat rate. */
+export function shippingFor(merchandise: number, rates: ShippingRates): number {
+	if (merchandise <= 0) return 0;
+	return merchandise >= rates.freeThresholdCents ? 0 : rates.flatCents;
+}
+
+/**
+ * Totals of a checkout. The subtotal is recomputed from unit price × quantity (never taken from the
+ * client, nor trusted as a sum from elsewhere); the discount can never exceed the subtotal.
+ */
+export function computeCheckoutTotals(lines: PricedLine[], discount: number, rates: ShippingRates): CheckoutTotals {
+	assertCents(rates.flatCents, "flat shipping");
+	assertCents(rates.freeThresholdCents, "free shipping threshold");
+	const subtotal = sumCents(lines.map((l) => multiplyCents(l.unitPrice, l.quantity)));
+	const applied = Math.min(Math.max(0, assertCents(discount, "discount")), subtotal);
+	const shipping = shippingFor(subtotal - applied, rates);
+	return { subtotal, discount: applied, shipping, total: subtotal - applied + shipping };
+}
+
+/** Parses a cents setting (e.g. SHIPPING_FLAT_CENTS); a missing or malformed value keeps the default. */
+export function centsSetting(value: string | undefined, fallback: number): number {
+	if (value == null || value.trim() === "") return fallback;
+	const n = Number(value);
+	return Number.isSafeInteger(n) && n >= 0 ? n : fallback;
+}

@@ -1,0 +1,106 @@
+/**
+ * A small saga orchestrator: an ordered list of steps, each with its compensation next to it.
+ * When step k fails, the compensations of the completed steps k-1..1 run in reverse order.
+ * A journal (the SagaLog) records which steps completed and which were compensated, so running the
+ * saga or its compensation again skips what was already done: every step and every compensation
+ * takes effect once, even across retries or a restart (when the log is persisted).
+ */
+
+export interface SagaStep<C> {
+	name: string;
+	run(ctx: C): Promise<void>;
+	/** Undoes `run`; receives the error that aborted the saga. Must be safe to call again. */
+	compensate?(ctx: C, cause: unknown): Promise<void>;
+}
+
+export interface SagaJournal {
+	completed: string[];
+	compensated: string[];
+}
+
+/** Where the journal lives: in memory for tests, on the business document in a service. */
+export interface SagaLog {
+	load(): Promise<SagaJournal>;
+	markCompleted(step: string): Promise<void>;
+	markCompensated(step: string): Promise<void>;
+}
+
+export class MemorySagaLog implements SagaLog {
+	readonly journal: SagaJournal = { completed: [], compensated: [] };
+	async load(): Promise<SagaJournal> {
+		return { completed: [...this.journal.completed], compensated: [...this.journal.compensated] };
+	}
+	async markCompleted(step: string): Promise<void> {
+		if (!this.journal.completed.includes(step)) this.journal.completed.push(step);
+	}
+	async markCompensated(step: string): Promise<void> {
+		if (!this.journal.compensated.includes(step)) this.journal.compensated.push(step);
+	}
+}
+
+export interface CompensationFailure {
+	step: string;
+	error: unknown;
+}
+
+export interface SagaOptions {
+	/** Told about a compensation that threw; it stays pending and runs again on the next compensate(). */
+	onCompensationError?(failure: CompensationFailure): void;
+}
+
+/** Thrown by run() when a saga that was already compensated is run again: it never moves forward twice. */
+export class SagaAbortedError extends Error {
+	constructor(readonly saga: string) {
+		super(`Saga ${saga} was already compensated`);
+		this.name = "SagaAbortedError";
+	}
+}
+
+export class Saga<C> {
+	constructor(readonly name: string, readonly steps: SagaStep<C>[], private readonly opts: SagaOptions = {}) {
+		const names = new Set<string>();
+		for (const s of steps) {
+			if (names.has(s.name)) throw new Error(`Saga ${name}: duplicate step name ${s.name}`);
+			names.add(s.name);
+		}
+	}
+
+	/**
+	 * Runs the steps not yet completed. On a failure compensates the completed ones and rethrows the
+	 * step's own error, so callers see the business error (402, 409...) unchanged.
+	 */
+	async run(ctx: C, log: SagaLog = new MemorySagaLog()): Promise<void> {
+		const journal = await log.load();
+		if (journal.compensated.length > 0) throw new SagaAbortedError(this.name);
+		for (const step of this.steps) {
+			if (journal.completed.includes(step.name)) continue;
+			try {
+				await step.run(ctx);
+			} catch (err) {
+				await this.compensate(ctx, log, err);
+				throw err;
+			}
+			await log.markCompleted(step.name);
+		}
+	}
+
+	/**
+	 * Compensates every completed step not compensated yet, last first. A compensation that throws is
+	 * reported and left pending; the others still run. Returns the failures (empty when all done).
+	 */
+	async compensate(ctx: C, log: SagaLog, cause?: unknown): Promise<CompensationFailure[]> {
+		const journal = await log.load();
+		const failures: CompensationFailure[] = [];
+		for (const step of [...this.steps].reverse()) {
+			if (!journal.completed.includes(step.name) || journal.compensated.includes(step.name)) continue;
+			try {
+				if (step.compensate) await step.compensate(ctx, cause);
+				await log.markCompensated(step.name);
+			} catch (error) {
+				failures.push({ step: step.name, error });
+				this.opts.onCompensationError?.({ step: step.name, error });
+			}
+		}
+		return failures;
+	}
+}

@@ -1,0 +1,378 @@
+/**
+ * Checkout end to end with the real users, products, cart, orders and payments services behind the
+ * gateway: the saga's happy path, a decline, oversell under concurrency, idempotent double submits,
+ * failures injected at each step (and their compensations, run once), prices the client cannot set.
+ */
+import crypto from "node:crypto";
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { rebuildOrderState } from "../../lib/order-state";
+import { ServiceUnavailableError } from "../../lib/errors";
+
+const ADMIN = { email: "checkout-admin@example.com", password: "Admin-Passw0rd-42!" };
+
+function eventRecorder() {
+	const events: Array<{ name: string; payload: any }> = [];
+	const schema: ServiceSchema = {
+		name: "checkout-event-recorder",
+		events: {
+			"order.*"(ctx: Context) {
+				events.push({ name: ctx.eventName!, payload: ctx.params });
+			},
+			"payment.*"(ctx: Context) {
+				events.push({ name: ctx.eventName!, payload: ctx.params });
+			},
+		},
+	};
+	return { schema, events };
+}
+
+// Each test drives several real services through HTTP on a shared, small machine.
+jest.setTimeout(30_000);
+
+describe("checkout", () => {
+	let shop: Shop;
+	let adminToken: string;
+	const recorder = eventRecorder();
+	const saved = { admin: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD, stripe: process.env.STRIPE_SECRET_KEY };
+	let n = 0;
+
+	const orders = () => shop.broker.getLocalService("orders") as any;
+	const key = () => crypto.randomUUID();
+
+	/** A registered customer with a shipping address. */
+	async function customer() {
+		const reg = await shop.http.post("/api/auth/register", { email: `buyer-${process.pid}-${++n}@example.com`, password: "Corr3ct-Horse-Battery" });
+		expect(reg.status).toBe(201);
+		const token: string = reg.body.accessToken;
+		const addr = await shop.http.post("/api/me/addresses", { type: "shipping", line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" }, { token });
+		expect(addr.status).toBe(201);
+		return { token, userId: reg.body.user.id as string, addressId: addr.body.id as string };
+	}
+
+	/** A product with one variant; returns the variant id. */
+	async function variant(price: number, stock: number) {
+		const res = await shop.http.post(
+			"/api/products",
+			{ name: `Thing ${++n}`, price, currency: "USD", variants: [{ sku: `SKU-${process.pid}-${n}`, name: "One size", stock }] },
+			{ token: adminToken },
+		);
+		expect(res.status).toBe(201);
+		return { productId: res.body.id as string, variantId: res.body.variants[0].id as string };
+	}
+
+	async function stockOf(variantId: string): Promise<number> {
+		const [v] = await shop.broker.call<any[], any>("products.getVariants", { ids: [variantId] });
+		return v.stock;
+	}
+
+	async function addToCart(token: string, variantId: string, quantity = 1) {
+		const res = await shop.http.post("/api/cart/items", { variantId, quantity }, { token });
+		expect(res.status).toBe(201);
+	}
+
+	const checkout = (c: { token: string; addressId: string }, opts: { key?: string; token?: string; body?: Record<string, unknown> } = {}) =>
+		shop.http.post("/api/orders", opts.body ?? { shippingAddressId: c.addressId, paymentMethod: { type: "card", token: opts.token ?? "pm_card_visa" } }, {
+			token: c.token,
+			headers: opts.key === "" ? {} : { "Idempotency-Key": opts.key ?? key() },
+		});
+
+	const payment = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
+	const eventTypes = async (orderId: string) => ((await shop.broker.call<any[], any>("orders.eventLog", { id: orderId }, { meta: { user: { id: "x", role: "admin", sid: "s" } } })) as any[]).map((e) => e.type);
+
+	async function promotion(code: string, maxUses: number) {
+		const res = await shop.http.post("/api/promotions", { code, type: "fixed", value: 500, maxUses }, { token: adminToken });
+		expect(res.status).toBe(201);
+	}
+	/** Whether the code still has a use left (the cart service's own quote says so). */
+	const promoAvailable = (code: string) => shop.broker.call<any, any>("cart.quotePromo", { code, subtotal: 100_000 }).then(() => true, () => false);
+
+	beforeAll(async () => {
+		process.env.ADMIN_EMAIL = ADMIN.email;
+		process.env.ADMIN_PASSWORD = ADMIN.password;
+		delete process.env.STRIPE_SECRET_KEY;
+		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments", recorder.schema] });
+		const login = await shop.http.post("/api/auth/login", ADMIN);
+		expect(login.status).toBe(200);
+		adminToken = login.body.accessToken;
+	}, 30_000);
+	afterAll(async () => {
+		await shop?.stop();
+		for (const [k, v] of [["ADMIN_EMAIL", saved.admin], ["ADMIN_PASSWORD", saved.password], ["STRIPE_SECRET_KEY", saved.stripe]] as const) {
+			if (v === undefined) delete process.env[k];
+			else process.env[k] = v;
+		}
+	});
+	afterEach(() => orders().injectCheckoutFailure(null));
+
+	test("happy path: 201 confirmed and paid, stock sold, cart empty, events out, listed", async () => {
+		const c = await customer();
+		const v = await variant(2999, 10);
+		await addToCart(c.token, v.variantId, 2);
+
+		const res = await checkout(c);
+		expect(res.status).toBe(201);
+		const order = res.body;
+		// 59.98 of goods: above the free-shipping threshold (50.00).
+		expect(order).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", subtotal: 5998, discount: 0, shipping: 0, total: 5998, currency: "USD" });
+		expect(order.number).toMatch(/^SH-\d{6}-[0-9A-Z]{4,}$/);
+		expect(order.items).toEqual([expect.objectContaining({ variantId: v.variantId, productId: v.productId, quantity: 2, unitPrice: 2999, lineTotal: 5998 })]);
+		expect(order.shippingAddress).toMatchObject({ line1: "1 Main St", city: "Springfield", addressId: c.addressId });
+
+		expect(await stockOf(v.variantId)).toBe(8);
+		expect((await payment(order.id)).status).toBe("succeeded");
+		expect((await payment(order.id)).amount).toBe(5998);
+		const cart = await shop.http.get("/api/cart", { token: c.token });
+		expect(cart.body.items).toEqual([]);
+
+		const names = recorder.events.filter((e) => e.payload.orderId === order.id).map((e) => e.name);
+		expect(names).toEqual(expect.arrayContaining(["payment.succeeded", "order.created", "order.confirmed"]));
+		const confirmed = recorder.events.find((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)!.payload;
+		expect(confirmed).toMatchObject({ orderId: order.id, number: order.number, userId: c.userId, status: "confirmed", total: 5998, currency: "USD", eventId: expect.any(String) });
+		expect(confirmed.items).toEqual([{ productId: v.productId, variantId: v.variantId, name: expect.any(String), quantity: 2, unitPrice: 2999, lineTotal: 5998 }]);
+
+		expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+		const list = await shop.http.get("/api/orders", { token: c.token });
+		expect(list.body.rows.map((o: any) => o.id)).toEqual([order.id]);
+	});
+
+	test("flat shipping below the free-shipping threshold", async () => {
+		const c = await customer();
+		const v = await variant(1000, 5);
+		await addToCart(c.token, v.variantId, 1);
+		const res = await checkout(c);
+		expect(res.status).toBe(201);
+		expect(res.body).toMatchObject({ subtotal: 1000, shipping: 599, total: 1599 });
+		expect((await payment(res.body.id)).amount).toBe(1599);
+	});
+
+	test("a declined card: 402, stock back, order cancelled with the reason, cart kept, promo use returned", async () => {
+		const c = await customer();
+		const v = await variant(3000, 4);
+		const code = `DECL${n}`;
+		await promotion(code, 1);
+		await addToCart(c.token, v.variantId, 2);
+		expect((await shop.http.post("/api/cart/promo", { code }, { token: c.token })).status).toBe(200);
+
+		const res = await checkout(c, { token: "pm_card_chargeDeclined" });
+		expect(res.status).toBe(402);
+		expect(res.body).toMatchObject({ code: 402, type: "PAYMENT_DECLINED" });
+		expect(await stockOf(v.variantId)).toBe(4);
+
+		const list = await shop.http.get("/api/orders", { token: c.token });
+		const [order] = list.body.rows;
+		expect(order).toMatchObject({ status: "cancelled", paymentStatus: "failed", cancelReason: "payment_declined", discount: 500 });
+		expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "promo_consumed", "payment_failed", "promo_released", "stock_released", "cancelled"]);
+
+		const cart = await shop.http.get("/api/cart", { token: c.token });
+		expect(cart.body.items).toEqual([expect.objectContaining({ variantId: v.variantId, quantity: 2 })]);
+		// The single use of the code is available again: a second customer can still use it.
+		expect(await promoAvailable(code)).toBe(true);
+		expect(recorder.events.some((e) => e.name === "order.created" && e.payload.orderId === order.id)).toBe(false);
+	});
+
+	test("oversell: stock 5, 30 concurrent checkouts of 1 → 5 orders, 25 × 409, stock 0, 5 payments", async () => {
+		const v = await variant(2500, 5);
+		const buyers = await Promise.all(Array.from({ length: 30 }, () => customer()));
+		for (const b of buyers) await addToCart(b.token, v.variantId, 1);
+
+		const results = await Promise.all(buyers.map((b) => checkout(b)));
+		const statuses = results.map((r) => r.status).sort();
+		expect(statuses.filter((s) => s === 201)).toHaveLength(5);
+		expect(statuses.filter((s) => s === 409)).toHaveLength(25);
+		expect(await stockOf(v.variantId)).toBe(0);
+
+		const confirmed = results.filter((r) => r.status === 201).map((r) => r.body);
+		for (const o of confirmed) expect((await payment(o.id)).status).toBe("succeeded");
+		// The 25 refused orders were cancelled before any charge.
+		const losers = await Promise.all(buyers.map((b) => shop.http.get("/api/orders", { token: b.token })));
+		const cancelled = losers.flatMap((l) => l.body.rows).filter((o: any) => o.status === "cancelled");
+		expect(cancelled).toHaveLength(25);
+		for (const o of cancelled) {
+			expect(o.cancelReason).toBe("insufficient_stock");
+			expect(await payment(o.id)).toBeNull();
+		}
+	}, 60_000);
+
+	test("double submit: 10 concurrent checkouts with one key → one order, one payment, identical bodies", async () => {
+		const c = await customer();
+		const v = await variant(1500, 10);
+		await addToCart(c.token, v.variantId, 1);
+		const k = key();
+
+		const results = await Promise.all(Array.from({ length: 10 }, () => checkout(c, { key: k })));
+		expect(results.map((r) => r.status).sort()).toEqual([200, 200, 200, 200, 200, 200, 200, 200, 200, 201]);
+		const bodies = new Set(results.map((r) => JSON.stringify(r.body)));
+		expect(bodies.size).toBe(1);
+
+		const list = await shop.http.get("/api/orders", { token: c.token });
+		expect(list.body.total).toBe(1);
+		expect(await stockOf(v.variantId)).toBe(9);
+		const pay = await payment(results[0].body.id);
+		expect(pay).toMatchObject({ status: "succeeded", amount: 1500 + 599 });
+		expect(recorder.events.filter((e) => e.name === "payment.succeeded" && e.payload.orderId === pay.orderId)).toHaveLength(1);
+
+		// Later, the same key and body still answer with the same order.
+		const again = await checkout(c, { key: k });
+		expect(again.status).toBe(200);
+		expect(again.body).toEqual(results[0].body);
+	});
+
+	test("idempotency: key required (400), another body with the same key 409, a decline replays as 402", async () => {
+		const c = await customer();
+		const v = await variant(1200, 10);
+		await addToCart(c.token, v.variantId, 1);
+
+		const missing = await checkout(c, { key: "" });
+		expect(missing.status).toBe(400);
+		expect(missing.body.message).toMatch(/Idempotency-Key/);
+
+		const k = key();
+		expect((await checkout(c, { key: k, token: "pm_card_chargeDeclinedInsufficientFunds" })).status).toBe(402);
+		const replay = await checkout(c, { key: k, token: "pm_card_chargeDeclinedInsufficientFunds" });
+		expect(replay.status).toBe(402);
+		expect(replay.body.type).toBe("PAYMENT_DECLINED");
+		const other = await checkout(c, { key: k, token: "pm_card_visa" });
+		expect(other.status).toBe(409);
+		expect(other.body.type).toBe("IDEMPOTENCY_KEY_REUSED");
+		// Only the one declined order exists.
+		expect((await shop.http.get("/api/orders", { token: c.token })).body.total).toBe(1);
+		expect(await stockOf(v.variantId)).toBe(10);
+	});
+
+	test("empty cart → 409; unknown address → 422 naming the field", async () => {
+		const c = await customer();
+		const empty = await checkout(c);
+		expect(empty.status).toBe(409);
+		expect(empty.body.type).toBe("CART_EMPTY");
+
+		const v = await variant(1000, 3);
+		await addToCart(c.token, v.variantId, 1);
+		const bad = await checkout(c, { body: { shippingAddressId: "nope", paymentMethod: { type: "card", token: "pm_card_visa" } } });
+		expect(bad.status).toBe(422);
+		expect(bad.body.data).toEqual([expect.objectContaining({ field: "shippingAddressId" })]);
+		const badMethod = await checkout(c, { body: { shippingAddressId: c.addressId, paymentMethod: { type: "cash" } } });
+		expect(badMethod.status).toBe(422);
+	});
+
+	test("client-sent prices and totals are ignored: the charge is the server's total", async () => {
+		const c = await customer();
+		const v = await variant(4200, 3);
+		await addToCart(c.token, v.variantId, 1);
+		const res = await checkout(c, {
+			body: {
+				shippingAddressId: c.addressId,
+				paymentMethod: { type: "card", token: "pm_card_visa", amount: 1 },
+				total: 1,
+				subtotal: 1,
+				shipping: 0,
+				discount: 4199,
+				items: [{ variantId: v.variantId, quantity: 1, unitPrice: 1 }],
+			},
+		});
+		expect(res.status).toBe(201);
+		expect(res.body).toMatchObject({ subtotal: 4200, discount: 0, shipping: 599, total: 4799 });
+		expect(res.body.items[0].unitPrice).toBe(4200);
+		expect((await payment(res.body.id)).amount).toBe(4799);
+	});
+
+	describe("failures injected at each step are compensated", () => {
+		async function failingCheckout(step: string, withPromo = false) {
+			const c = await customer();
+			const v = await variant(3000, 6);
+			await addToCart(c.token, v.variantId, 2);
+			let code: string | undefined;
+			if (withPromo) {
+				code = `FAIL${n}`;
+				await promotion(code, 1);
+				expect((await shop.http.post("/api/cart/promo", { code }, { token: c.token })).status).toBe(200);
+			}
+			orders().injectCheckoutFailure(step);
+			const res = await checkout(c);
+			orders().injectCheckoutFailure(null);
+			const [order] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
+			return { c, v, res, order, code };
+		}
+
+		test.each([
+			["reserveStock", ["created", "cancelled"]],
+			["consumePromo", ["created", "stock_reserved", "stock_released", "cancelled"]],
+			["charge", ["created", "stock_reserved", "promo_consumed", "promo_released", "stock_released", "cancelled"]],
+			["commitStock", ["created", "stock_reserved", "promo_consumed", "payment_succeeded", "confirmed", "refunded", "promo_released", "stock_released", "cancelled"]],
+		])("failure at %s", async (step, expectedLog) => {
+			const { c, v, res, order, code } = await failingCheckout(step, true);
+			expect(res.status).toBe(500);
+			expect(res.text).not.toMatch(/Injected/);
+			expect(order).toMatchObject({ status: "cancelled", cancelReason: "checkout_failed" });
+			expect(await eventTypes(order.id)).toEqual(expectedLog);
+			expect(await stockOf(v.variantId)).toBe(6);
+			expect(await promoAvailable(code!)).toBe(true);
+			const cart = await shop.http.get("/api/cart", { token: c.token });
+			expect(cart.body.items).toHaveLength(1);
+			// A server error frees the key: nothing else was stored for it.
+		});
+
+		test("failure after the charge (confirming fails): exactly one refund, stock released; compensating again changes nothing", async () => {
+			const { v, res, order } = await failingCheckout("confirmOrder");
+			expect(res.status).toBe(500);
+			expect(order).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: 6000 });
+			const pay = await payment(order.id);
+			expect(pay).toMatchObject({ status: "refunded", amount: 6000 });
+			expect(pay.refunds).toHaveLength(1);
+			expect(pay.refunds[0]).toMatchObject({ amount: 6000, status: "succeeded" });
+			expect(await stockOf(v.variantId)).toBe(6);
+			const log = await eventTypes(order.id);
+			expect(log).toEqual(["created", "stock_reserved", "payment_succeeded", "refunded", "stock_released", "cancelled"]);
+
+			const failures = await orders().compensateCheckout(order.id, new Error("operator retry"));
+			expect(failures).toEqual([]);
+			expect((await payment(order.id)).refunds).toHaveLength(1);
+			expect(await stockOf(v.variantId)).toBe(6);
+			expect(await eventTypes(order.id)).toEqual(log);
+			expect(recorder.events.filter((e) => e.name === "payment.refunded" && e.payload.orderId === order.id)).toHaveLength(1);
+
+			// The stored order is what its event log says.
+			const stored = (await shop.http.get(`/api/orders/${order.id}`, { token: adminToken })).body;
+			const events = (await shop.http.get(`/api/orders/${order.id}/events`, { token: adminToken })).body;
+			const rebuilt = rebuildOrderState(events);
+			expect(rebuilt).toMatchObject({ status: stored.status, paymentStatus: stored.paymentStatus, refundedAmount: stored.refundedAmount, total: stored.total, number: stored.number });
+		});
+
+		test("a compensation that fails (refunds down) stays pending and recovery finishes it, refunding once", async () => {
+			const payments = shop.broker.getLocalService("payments") as any;
+			const down = jest.spyOn(payments, "refundOnce").mockRejectedValue(new ServiceUnavailableError("provider down"));
+			const { v, res, order } = await failingCheckout("confirmOrder");
+			down.mockRestore();
+			expect(res.status).toBe(500);
+			// Everything else was undone; only the refund is owed.
+			expect(order).toMatchObject({ status: "cancelled", paymentStatus: "succeeded", refundedAmount: 0 });
+			expect(await stockOf(v.variantId)).toBe(6);
+			expect((await payment(order.id)).refunds).toEqual([]);
+
+			await orders().recoverInterrupted(0);
+			await orders().recoverInterrupted(0);
+			const after = (await shop.http.get(`/api/orders/${order.id}`, { token: adminToken })).body;
+			expect(after).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: 6000 });
+			expect((await payment(order.id)).refunds).toHaveLength(1);
+			expect(await stockOf(v.variantId)).toBe(6);
+		});
+
+		test("a checkout interrupted after the charge (the node died) rolls forward on recovery", async () => {
+			const svc = orders();
+			// The node "dies" at confirmOrder: nothing is undone, and the order is left running.
+			const dead = jest.spyOn(svc.checkoutSaga, "compensate").mockResolvedValue([]);
+			const { v, order } = await failingCheckout("confirmOrder");
+			dead.mockRestore();
+			await svc.db.orders.updateOne({ id: order.id }, { $set: { "saga.state": "running" } });
+			expect(order).toMatchObject({ status: "pending", paymentStatus: "succeeded" });
+
+			await svc.recoverInterrupted(0);
+			const after = (await shop.http.get(`/api/orders/${order.id}`, { token: adminToken })).body;
+			expect(after).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", refundedAmount: 0 });
+			expect(await stockOf(v.variantId)).toBe(4);
+			expect((await payment(order.id)).refunds).toEqual([]);
+			expect(recorder.events.filter((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)).toHaveLength(1);
+			expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+		});
+	});
+});

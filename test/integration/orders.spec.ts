@@ -1,0 +1,308 @@
+/**
+ * Orders after checkout, with the real services behind the gateway: lists, access to other users'
+ * orders (BOLA), the admin state machine, cancel, refunds, the event log (and rebuilding the order
+ * from it), and the late confirmation of a pending payment by Stripe's webhook.
+ */
+import crypto from "node:crypto";
+import Stripe from "stripe";
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { rebuildOrderState } from "../../lib/order-state";
+import { ServiceUnavailableError } from "../../lib/errors";
+
+const ADMIN = { email: "orders-admin@example.com", password: "Admin-Passw0rd-42!" };
+const WEBHOOK_SECRET = "whsec_orders_spec";
+const ENV_KEYS = ["ADMIN_EMAIL", "ADMIN_PASSWORD", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"] as const;
+
+// Each test drives several real services through HTTP on a shared, small machine.
+jest.setTimeout(30_000);
+
+describe("orders", () => {
+	let shop: Shop;
+	let admin: string;
+	const events: Array<{ name: string; payload: any }> = [];
+	const recorder: ServiceSchema = {
+		name: "orders-event-recorder",
+		events: {
+			"order.*"(ctx: Context) {
+				events.push({ name: ctx.eventName!, payload: ctx.params });
+			},
+		},
+	};
+	const saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
+	let n = 0;
+
+	async function customer() {
+		const reg = await shop.http.post("/api/auth/register", { email: `orders-${process.pid}-${++n}@example.com`, password: "Corr3ct-Horse-Battery" });
+		expect(reg.status).toBe(201);
+		const token: string = reg.body.accessToken;
+		const addr = await shop.http.post("/api/me/addresses", { type: "shipping", line1: "2 Side St", city: "Shelbyville", postalCode: "54321", country: "US" }, { token });
+		expect(addr.status).toBe(201);
+		return { token, userId: reg.body.user.id as string, addressId: addr.body.id as string };
+	}
+
+	async function variant(price: number, stock: number) {
+		const res = await shop.http.post("/api/products", { name: `Item ${++n}`, price, currency: "USD", variants: [{ sku: `OS-${process.pid}-${n}`, name: "Default", stock }] }, { token: admin });
+		expect(res.status).toBe(201);
+		return { productId: res.body.id as string, variantId: res.body.variants[0].id as string };
+	}
+
+	const stockOf = async (variantId: string) => (await shop.broker.call<any[], any>("products.getVariants", { ids: [variantId] }))[0].stock as number;
+	const payment = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
+
+	/** An order of `quantity` × a fresh product, placed through the real checkout. */
+	async function placeOrder(c: Awaited<ReturnType<typeof customer>>, opts: { price?: number; quantity?: number; stock?: number; card?: string } = {}) {
+		const v = await variant(opts.price ?? 3000, opts.stock ?? 10);
+		expect((await shop.http.post("/api/cart/items", { variantId: v.variantId, quantity: opts.quantity ?? 1 }, { token: c.token })).status).toBe(201);
+		const res = await shop.http.post(
+			"/api/orders",
+			{ shippingAddressId: c.addressId, paymentMethod: { type: "card", token: opts.card ?? "pm_card_visa" } },
+			{ token: c.token, headers: { "Idempotency-Key": crypto.randomUUID() } },
+		);
+		expect(res.status).toBe(201);
+		return { order: res.body, ...v };
+	}
+
+	const setStatus = (id: string, body: Record<string, unknown>, token = admin) => shop.http.patch(`/api/orders/${id}/status`, body, { token });
+
+	beforeAll(async () => {
+		process.env.ADMIN_EMAIL = ADMIN.email;
+		process.env.ADMIN_PASSWORD = ADMIN.password;
+		process.env.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET;
+		delete process.env.STRIPE_SECRET_KEY;
+		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments", recorder] });
+		const login = await shop.http.post("/api/auth/login", ADMIN);
+		expect(login.status).toBe(200);
+		admin = login.body.accessToken;
+	}, 30_000);
+	afterAll(async () => {
+		await shop?.stop();
+		for (const k of ENV_KEYS) {
+			if (saved[k] === undefined) delete process.env[k];
+			else process.env[k] = saved[k];
+		}
+	});
+
+	test("a customer lists their own orders newest first; an admin sees all and filters by userId", async () => {
+		const a = await customer();
+		const b = await customer();
+		const first = (await placeOrder(a)).order;
+		const second = (await placeOrder(a)).order;
+		const other = (await placeOrder(b)).order;
+
+		const mine = await shop.http.get("/api/orders", { token: a.token });
+		expect(mine.status).toBe(200);
+		expect(mine.body).toMatchObject({ total: 2, page: 1, totalPages: 1 });
+		expect(mine.body.rows.map((o: any) => o.id)).toEqual([second.id, first.id]);
+		// A customer's userId filter never widens the list.
+		const sneaky = await shop.http.get(`/api/orders?userId=${b.userId}`, { token: a.token });
+		expect(sneaky.body.rows.map((o: any) => o.id)).toEqual([second.id, first.id]);
+
+		const all = await shop.http.get("/api/orders?pageSize=100", { token: admin });
+		expect(all.body.rows.map((o: any) => o.id)).toEqual(expect.arrayContaining([first.id, second.id, other.id]));
+		const onlyB = await shop.http.get(`/api/orders?userId=${b.userId}`, { token: admin });
+		expect(onlyB.body.rows.map((o: any) => o.id)).toEqual([other.id]);
+		expect((await shop.http.get(`/api/orders/${other.id}`, { token: admin })).status).toBe(200);
+	});
+
+	test("BOLA: another customer gets 404 on the order, its events, cancel and refund; customers get 403 on admin routes", async () => {
+		const a = await customer();
+		const b = await customer();
+		const { order } = await placeOrder(a);
+
+		expect((await shop.http.get(`/api/orders/${order.id}`, { token: b.token })).status).toBe(404);
+		expect((await shop.http.get(`/api/orders/${order.id}/events`, { token: b.token })).status).toBe(404);
+		expect((await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: b.token })).status).toBe(404);
+		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { reason: "mine now" }, { token: b.token })).status).toBe(404);
+		// The same answer as for an order that does not exist at all.
+		expect((await shop.http.get("/api/orders/no-such-order", { token: b.token })).body).toEqual((await shop.http.get(`/api/orders/${order.id}`, { token: b.token })).body);
+
+		expect((await setStatus(order.id, { status: "processing" }, a.token)).status).toBe(403);
+		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { reason: "please" }, { token: a.token })).status).toBe(403);
+		expect((await shop.http.get(`/api/orders/${order.id}`)).status).toBe(401);
+
+		const still = await shop.http.get(`/api/orders/${order.id}`, { token: a.token });
+		expect(still.body).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", refundedAmount: 0 });
+		expect((await payment(order.id)).refunds).toEqual([]);
+	});
+
+	test("the admin moves an order along the state machine only; shipping needs a tracking number", async () => {
+		const a = await customer();
+		const { order, productId } = await placeOrder(a);
+		const id = order.id;
+
+		expect((await setStatus(id, { status: "shipped", trackingNumber: "1Z999" })).status).toBe(409);
+		expect((await setStatus(id, { status: "cancelled" })).status).toBe(422);
+		expect((await setStatus(id, { status: "processing" })).body.status).toBe("processing");
+		const noTracking = await setStatus(id, { status: "shipped" });
+		expect(noTracking.status).toBe(422);
+		expect(noTracking.body.data).toEqual([expect.objectContaining({ field: "trackingNumber" })]);
+		expect(await shop.broker.call("orders.hasDeliveredProduct", { userId: a.userId, productId })).toEqual({ delivered: false });
+
+		const shipped = await setStatus(id, { status: "shipped", trackingNumber: "1Z999AA10123456784" });
+		expect(shipped.status).toBe(200);
+		expect(shipped.body).toMatchObject({ status: "shipped", trackingNumber: "1Z999AA10123456784" });
+		const cancel = await shop.http.post(`/api/orders/${id}/cancel`, {}, { token: a.token });
+		expect(cancel.status).toBe(409);
+
+		expect((await setStatus(id, { status: "delivered" })).body.status).toBe("delivered");
+		expect((await setStatus(id, { status: "processing" })).status).toBe(409);
+		expect(await shop.broker.call("orders.hasDeliveredProduct", { userId: a.userId, productId })).toEqual({ delivered: true });
+		expect(await shop.broker.call("orders.hasDeliveredProduct", { userId: "someone-else", productId })).toEqual({ delivered: false });
+
+		const changes = events.filter((e) => e.name === "order.status_changed" && e.payload.orderId === id).map((e) => [e.payload.from, e.payload.to, e.payload.trackingNumber]);
+		expect(changes).toEqual([
+			["confirmed", "processing", null],
+			["processing", "shipped", "1Z999AA10123456784"],
+			["shipped", "delivered", "1Z999AA10123456784"],
+		]);
+		const log = (await shop.http.get(`/api/orders/${id}/events`, { token: a.token })).body;
+		expect(log.map((e: any) => e.type)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed", "processing", "shipped", "delivered"]);
+		expect(log.map((e: any) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+		expect(log[6]).toMatchObject({ type: "shipped", data: { trackingNumber: "1Z999AA10123456784" }, createdAt: expect.any(String) });
+	});
+
+	test("concurrent transitions: of a ship and a cancel racing, exactly one applies", async () => {
+		const a = await customer();
+		const { order, variantId } = await placeOrder(a, { stock: 3 });
+		expect((await setStatus(order.id, { status: "processing" })).status).toBe(200);
+		const [ship, cancel] = await Promise.all([setStatus(order.id, { status: "shipped", trackingNumber: "TRK-1" }), shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token })]);
+		expect([ship.status, cancel.status].sort()).toEqual([200, 409]);
+		const final = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
+		if (ship.status === 200) {
+			expect(final).toMatchObject({ status: "shipped", paymentStatus: "succeeded" });
+			expect(await stockOf(variantId)).toBe(2);
+		} else {
+			expect(final).toMatchObject({ status: "cancelled", paymentStatus: "refunded" });
+			expect(await stockOf(variantId)).toBe(3);
+		}
+	});
+
+	test("the customer cancels a confirmed order: stock back, full refund, order.cancelled; once only", async () => {
+		const a = await customer();
+		const { order, variantId } = await placeOrder(a, { price: 2500, quantity: 2, stock: 5 });
+		expect(await stockOf(variantId)).toBe(3);
+
+		const results = await Promise.all(Array.from({ length: 5 }, () => shop.http.post(`/api/orders/${order.id}/cancel`, { reason: "changed my mind" }, { token: a.token })));
+		const statuses = results.map((r) => r.status);
+		expect(statuses).toContain(200);
+		for (const s of statuses) expect([200, 409]).toContain(s);
+		const done = results.find((r) => r.status === 200)!.body;
+		expect(done).toMatchObject({ status: "cancelled", cancelReason: "customer_request" });
+
+		const final = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
+		expect(final).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: 5000 });
+		expect(await stockOf(variantId)).toBe(5);
+		const pay = await payment(order.id);
+		expect(pay).toMatchObject({ status: "refunded", refundedAmount: 5000 });
+		expect(pay.refunds).toHaveLength(1);
+		const cancelled = events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id);
+		expect(cancelled).toHaveLength(1);
+		expect(cancelled[0].payload).toMatchObject({ status: "cancelled", reason: "customer_request", refundedAmount: 5000, total: 5000, userId: a.userId });
+
+		expect((await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token })).status).toBe(409);
+	});
+
+	test("a cancel interrupted by a refund failure resumes: retried by the customer, refunded once, announced once", async () => {
+		const a = await customer();
+		const { order, variantId } = await placeOrder(a, { price: 6000, stock: 2 });
+		const payments = shop.broker.getLocalService("payments") as any;
+		const down = jest.spyOn(payments, "refundOnce").mockRejectedValue(new ServiceUnavailableError("provider down"));
+		const first = await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token });
+		down.mockRestore();
+		expect(first.status).toBe(503);
+		// Cancelled and restocked already; only the money is still owed.
+		expect((await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body).toMatchObject({ status: "cancelled", paymentStatus: "succeeded" });
+		expect(await stockOf(variantId)).toBe(2);
+		expect(events.some((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toBe(false);
+
+		const retry = await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token });
+		expect(retry.status).toBe(200);
+		expect(retry.body).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: 6000 });
+		expect((await payment(order.id)).refunds).toHaveLength(1);
+		expect(await stockOf(variantId)).toBe(2);
+		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
+		expect((await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token })).status).toBe(409);
+	});
+
+	test("admin refunds: partial then the rest, never above what was paid; payment status follows; the log rebuilds the order", async () => {
+		const a = await customer();
+		const { order } = await placeOrder(a, { price: 6000 });
+		const refund = (body: Record<string, unknown>) => shop.http.post(`/api/orders/${order.id}/refund`, body, { token: admin });
+
+		const partial = await refund({ amount: 1500, reason: "scratched box" });
+		expect(partial.status).toBe(200);
+		expect(partial.body).toMatchObject({ orderId: order.id, amount: 1500, status: "succeeded" });
+		let current = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
+		expect(current).toMatchObject({ status: "confirmed", paymentStatus: "partially_refunded", refundedAmount: 1500 });
+
+		const tooMuch = await refund({ amount: 4501, reason: "oops" });
+		expect(tooMuch.status).toBe(422);
+		expect(tooMuch.body.data).toEqual([expect.objectContaining({ field: "amount" })]);
+		expect((await refund({ amount: 100 })).status).toBe(422);
+
+		const rest = await refund({ reason: "returned" });
+		expect(rest.body).toMatchObject({ amount: 4500, status: "succeeded" });
+		current = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
+		expect(current).toMatchObject({ paymentStatus: "refunded", refundedAmount: 6000 });
+		expect((await refund({ amount: 1, reason: "more" })).status).toBe(409);
+		expect(await payment(order.id)).toMatchObject({ status: "refunded", refundedAmount: 6000 });
+
+		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
+		expect(log.filter((e: any) => e.type === "refunded").map((e: any) => e.data.amount)).toEqual([1500, 4500]);
+		const rebuilt = rebuildOrderState(log);
+		const stored = current;
+		expect(rebuilt).toMatchObject({
+			number: stored.number,
+			userId: stored.userId,
+			status: stored.status,
+			paymentStatus: stored.paymentStatus,
+			items: stored.items,
+			subtotal: stored.subtotal,
+			discount: stored.discount,
+			shipping: stored.shipping,
+			total: stored.total,
+			currency: stored.currency,
+			promoCode: stored.promoCode,
+			refundedAmount: stored.refundedAmount,
+			trackingNumber: stored.trackingNumber,
+			cancelReason: stored.cancelReason,
+		});
+	});
+
+	test("a payment left pending at checkout is confirmed by Stripe's webhook", async () => {
+		const a = await customer();
+		const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", stock: 4 });
+		expect(order).toMatchObject({ status: "pending", paymentStatus: "pending" });
+		expect(await stockOf(variantId)).toBe(3);
+		expect(events.some((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)).toBe(false);
+
+		const pay = await payment(order.id);
+		const payload = JSON.stringify({
+			id: `evt_${process.pid}_${++n}`,
+			object: "event",
+			type: "payment_intent.succeeded",
+			created: Math.floor(Date.now() / 1000),
+			data: { object: { id: pay.providerPaymentId, object: "payment_intent", amount: order.total, metadata: { orderId: order.id } } },
+		});
+		const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
+		const hook = await shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } });
+		expect(hook.status).toBe(200);
+
+		const confirmed = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
+		expect(confirmed).toMatchObject({ status: "confirmed", paymentStatus: "succeeded" });
+		expect(events.filter((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)).toHaveLength(1);
+		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
+		expect(log.map((e: any) => e.type)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+		expect(rebuildOrderState(log)).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", paidAmount: order.total });
+	});
+
+	test("validation: unknown status values and bad refund amounts are 422", async () => {
+		const a = await customer();
+		const { order } = await placeOrder(a);
+		expect((await setStatus(order.id, { status: "teleported" })).status).toBe(422);
+		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { amount: 10.5, reason: "x" }, { token: admin })).status).toBe(422);
+		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { amount: -5, reason: "x" }, { token: admin })).status).toBe(422);
+		expect((await setStatus("no-such-order", { status: "processing" })).status).toBe(404);
+	});
+});

@@ -1,0 +1,112 @@
+import { MemorySagaLog, Saga, SagaAbortedError, type SagaStep } from "../../lib/saga";
+
+/** A saga of named steps that records what ran; `failAt` makes that step throw. */
+function recordingSaga(names: string[], failAt?: string, opts: { compensationFails?: string[] } = {}) {
+	const trace: string[] = [];
+	const steps: SagaStep<{ n: number }>[] = names.map((name) => ({
+		name,
+		async run() {
+			if (name === failAt) throw new Error(`boom at ${name}`);
+			trace.push(`run:${name}`);
+		},
+		async compensate(_ctx, cause) {
+			if (opts.compensationFails?.includes(name)) throw new Error(`undo ${name} failed`);
+			trace.push(`undo:${name}:${(cause as Error | undefined)?.message ?? "-"}`);
+		},
+	}));
+	return { saga: new Saga("test", steps), trace };
+}
+
+describe("Saga", () => {
+	test.each([
+		// [failing step, expected trace]
+		[undefined, ["run:a", "run:b", "run:c", "run:d"]],
+		["a", []],
+		["b", ["run:a", "undo:a:boom at b"]],
+		["c", ["run:a", "run:b", "undo:b:boom at c", "undo:a:boom at c"]],
+		["d", ["run:a", "run:b", "run:c", "undo:c:boom at d", "undo:b:boom at d", "undo:a:boom at d"]],
+	])("failure at %s runs the compensations of the earlier steps in reverse", async (failAt, expected) => {
+		const { saga, trace } = recordingSaga(["a", "b", "c", "d"], failAt);
+		const run = saga.run({ n: 0 });
+		if (failAt) await expect(run).rejects.toThrow(`boom at ${failAt}`);
+		else await run;
+		expect(trace).toEqual(expected);
+	});
+
+	test("the step's own error is rethrown unchanged", async () => {
+		class Declined extends Error {
+			code = 402;
+		}
+		const saga = new Saga<object>("t", [
+			{ name: "a", run: async () => undefined },
+			{ name: "b", run: async () => { throw new Declined("declined"); } },
+		]);
+		const err = await saga.run({}).catch((e) => e);
+		expect(err).toBeInstanceOf(Declined);
+		expect(err.code).toBe(402);
+	});
+
+	test("a retried saga compensates each step once and never moves forward again", async () => {
+		const { saga, trace } = recordingSaga(["a", "b", "c"], "c");
+		const log = new MemorySagaLog();
+		await expect(saga.run({ n: 0 }, log)).rejects.toThrow("boom at c");
+		await expect(saga.run({ n: 0 }, log)).rejects.toBeInstanceOf(SagaAbortedError);
+		expect(await saga.compensate({ n: 0 }, log)).toEqual([]);
+		expect(trace).toEqual(["run:a", "run:b", "undo:b:boom at c", "undo:a:boom at c"]);
+		expect(log.journal).toEqual({ completed: ["a", "b"], compensated: ["b", "a"] });
+	});
+
+	test("after a failure even without compensations, a retry does not run any step again", async () => {
+		const trace: string[] = [];
+		let flaky = true;
+		const saga = new Saga<object>("t", [
+			{ name: "a", run: async () => void trace.push("a") },
+			{ name: "b", run: async () => { if (flaky) { flaky = false; throw new Error("transient"); } trace.push("b"); } },
+		]);
+		const log = new MemorySagaLog();
+		// A failure at the first step with a compensation-free journal leaves nothing to undo...
+		await expect(saga.run({}, log)).rejects.toThrow("transient");
+		expect(log.journal.completed).toEqual(["a"]);
+		// ...and "a" has no compensation but still counts as compensated, so the saga is over.
+		await expect(saga.run({}, log)).rejects.toBeInstanceOf(SagaAbortedError);
+		expect(trace).toEqual(["a"]);
+	});
+
+	test("resuming from a journal runs only the remaining steps", async () => {
+		const { saga, trace } = recordingSaga(["a", "b", "c"]);
+		const log = new MemorySagaLog();
+		await log.markCompleted("a");
+		await saga.run({ n: 0 }, log);
+		expect(trace).toEqual(["run:b", "run:c"]);
+		expect(log.journal.completed).toEqual(["a", "b", "c"]);
+	});
+
+	test("a failing compensation is reported, the others still run, and it is retried later", async () => {
+		const reported: string[] = [];
+		const trace: string[] = [];
+		let undoBFails = true;
+		const saga = new Saga<object>(
+			"t",
+			[
+				{ name: "a", run: async () => undefined, compensate: async () => void trace.push("undo:a") },
+				{ name: "b", run: async () => undefined, compensate: async () => { if (undoBFails) throw new Error("refund service down"); trace.push("undo:b"); } },
+				{ name: "c", run: async () => { throw new Error("boom"); } },
+			],
+			{ onCompensationError: (f) => reported.push(f.step) },
+		);
+		const log = new MemorySagaLog();
+		await expect(saga.run({}, log)).rejects.toThrow("boom");
+		expect(trace).toEqual(["undo:a"]);
+		expect(reported).toEqual(["b"]);
+		expect(log.journal.compensated).toEqual(["a"]);
+
+		undoBFails = false;
+		expect(await saga.compensate({}, log)).toEqual([]);
+		expect(await saga.compensate({}, log)).toEqual([]);
+		expect(trace).toEqual(["undo:a", "undo:b"]);
+	});
+
+	test("step names must be unique", () => {
+		expect(() => new Saga("t", [{ name: "a", run: async () => undefined }, { name: "a", run: async () => undefined }])).toThrow(/duplicate/);
+	});
+});
