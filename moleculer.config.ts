@@ -6,6 +6,7 @@ import type { BrokerOptions, Errors, ServiceBroker } from "moleculer";
 import { readConfig, type ShopConfig } from "./lib/config";
 import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
+import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
 
 const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
 
@@ -82,7 +83,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			reporter: [{ type: "Prometheus", options: { port: cfg.metricsPort, path: "/metrics", defaultLabels: (registry: any) => ({ namespace: registry.broker.namespace, nodeID: registry.broker.nodeID }) } }],
 		},
 		tracing: tracingOptions(cfg),
-		middlewares: [HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],
+		middlewares: [RetryBoundaryMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],
 		replOptions: {
 			customCommands: [
 				{
