@@ -1,12 +1,460 @@
-/** Email/SMS/push notifications from broker events. */
-import type { ServiceSchema } from "moleculer";
+/**
+ * Email and SMS notifications from durable broker events (verification, password reset, order
+ * confirmed/shipped/delivered/cancelled, refund).
+ *
+ * Nothing lost: the users, orders and payments services keep their events in an outbox. Besides
+ * handling live events, this service reads each outbox from a saved cursor (at start, every 30 s,
+ * and soon after each live event), so events emitted while it was down are handled when it is back.
+ * Nothing twice: every message has a unique `dedupeKey` (event id + template + channel + recipient)
+ * and is inserted before it is sent, so a redelivered or replayed event, or a second instance,
+ * finds the key taken and sends nothing. A worker pool sends queued messages, each claimed with a
+ * lease; failures retry with exponential backoff and end `failed` after NOTIFY_MAX_ATTEMPTS.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { Context, ServiceSchema } from "moleculer";
+import type {} from "moleculer-web";
+import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
+import type { ShopMeta } from "../mixins/types";
+import "../mixins/types";
+import { ConflictError, NotFoundError, UnauthorizedError } from "../lib/errors";
+import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { WorkQueue } from "../lib/work-queue";
+import { DEFAULT_BACKOFF, nextRetry, type BackoffOptions } from "../lib/retry-backoff";
+import { parseTemplate, renderTemplate } from "../lib/template-render";
+import {
+	NOTIFICATION_KINDS,
+	SOURCE_EVENTS,
+	dedupeKey,
+	eventIdOf,
+	kindFor,
+	needsUserLookup,
+	outboxSeqOf,
+	plannedMessages,
+	sourceOf,
+	templateVars,
+	type Contact,
+	type EventSource,
+	type NotificationKind,
+} from "../lib/notification-plan";
+import { DeliveryError, createChannels, readNotificationConfig, type NotificationChannel, type NotificationConfig } from "../adapters/channels";
 
-const NotificationsService: ServiceSchema = {
+const TEMPLATES_DIR = path.join(__dirname, "../templates/notifications");
+const STATUSES = ["queued", "sent", "failed", "outboxed"] as const;
+const EPOCH = new Date(0);
+/** Outbox events read per `outboxSince` call. */
+const CATCH_UP_BATCH = 200;
+
+type Parsed = ReturnType<typeof parseTemplate>;
+interface KindTemplates {
+	subject: Parsed;
+	html: Parsed;
+	text: Parsed;
+	sms: Parsed | null;
+}
+
+/** Reads every kind's templates once; a missing or unbalanced file stops the service at start, not at send. */
+function loadTemplates(dir: string): Map<NotificationKind, KindTemplates> {
+	const read = (file: string) => {
+		const full = path.join(dir, file);
+		return fs.existsSync(full) ? parseTemplate(fs.readFileSync(full, "utf8")) : null;
+	};
+	const required = (file: string) => read(file) ?? (() => { throw new Error(`Missing notification template ${path.join(dir, file)}`); })();
+	return new Map(NOTIFICATION_KINDS.map((kind) => [kind, { subject: required(`${kind}.subject.txt`), html: required(`${kind}.html`), text: required(`${kind}.txt`), sms: read(`${kind}.sms.txt`) }]));
+}
+
+interface Message {
+	id: string;
+	userId: string | null;
+	eventId: string;
+	dedupeKey: string;
+	template: NotificationKind;
+	channel: "email" | "sms";
+	provider: string | null;
+	recipient: string;
+	subject: string | null;
+	html: string | null;
+	text: string;
+	status: (typeof STATUSES)[number];
+	attempts: number;
+	providerId: string | null;
+	error: string | null;
+	createdAt: Date;
+	sentAt: Date | null;
+	failedAt: Date | null;
+	nextAttemptAt: Date;
+	/** While in the future, one worker owns the message; a crashed worker's lease simply runs out. */
+	leaseUntil: Date;
+}
+
+/** What a customer sees of their messages: no bodies, as they may carry one-time tokens. */
+function customerView(m: Message) {
+	return { id: m.id, channel: m.channel, template: m.template, recipient: m.recipient, subject: m.subject, status: m.status, attempts: m.attempts, createdAt: m.createdAt, sentAt: m.sentAt };
+}
+
+function adminView(m: Message) {
+	return { ...customerView(m), userId: m.userId, eventId: m.eventId, provider: m.provider, providerId: m.providerId, error: m.error, nextAttemptAt: m.nextAttemptAt, failedAt: m.failedAt };
+}
+
+interface NotifySettings {
+	rest: string;
+	/** How often queued messages that are due (retries, leftovers of a restart) are picked up. */
+	scanIntervalMs: number;
+	/** How often every source's outbox is read, whatever the live events said. */
+	catchUpIntervalMs: number;
+	/** Delay between a live event and the outbox read that advances the cursor past it. */
+	catchUpDelayMs: number;
+	leaseMs: number;
+	backoff: BackoffOptions;
+}
+
+interface NotifyVars {
+	db: Collections;
+	config: NotificationConfig;
+	channels: Record<"email" | "sms", NotificationChannel>;
+	templates: Map<NotificationKind, KindTemplates>;
+	queue: WorkQueue<string>;
+	cursors: Map<EventSource, number>;
+	catchingUp: Map<EventSource, Promise<void>>;
+	catchUpAgain: Set<EventSource>;
+	timers: Set<NodeJS.Timeout>;
+	catchUpTimer: NodeJS.Timeout | null;
+	stopping: boolean;
+}
+
+interface NotifyMethods {
+	onLiveEvent(event: string, payload: Record<string, any>): Promise<void>;
+	handleEvent(event: string, payload: Record<string, any>): Promise<void>;
+	contactFor(kind: NotificationKind, payload: Record<string, any>): Promise<Contact | null>;
+	deliver(id: string): Promise<void>;
+	enqueueDue(): Promise<void>;
+	catchUpAll(): Promise<void>;
+	catchUp(source: EventSource): Promise<void>;
+	scheduleCatchUp(delayMs: number): void;
+	later(delayMs: number, fn: () => unknown): void;
+}
+
+type NotifyThis = NotifyVars & NotifyMethods & { settings: NotifySettings; broker: any; logger: any };
+
+const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyVars> = {
 	name: "notifications",
-	mixins: [HealthMixin],
-	settings: { rest: "/" },
-	actions: {},
+	mixins: [
+		DbMixin("notifications", {
+			// Collection names carry the service's name: with MONGO_URI they share one database.
+			notifications: {
+				fields: {
+					userId: String, eventId: String, dedupeKey: String, template: String, channel: String, provider: String, recipient: String,
+					subject: String, html: String, text: String, status: String, attempts: Number, providerId: String, error: String,
+					createdAt: Date, sentAt: Date, failedAt: Date, nextAttemptAt: Date, leaseUntil: Date,
+				},
+				indexes: [{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1, nextAttemptAt: 1 } }],
+			},
+			/** Per source service: the outbox sequence up to which every event has been handled. */
+			notification_cursors: { fields: { seq: Number, updatedAt: Date } },
+			/** Events already handled (by id), so a catch-up does not redo them; kept longer than the outboxes keep events. */
+			notification_events: { fields: { event: String, handledAt: Date }, indexes: [{ fields: { handledAt: 1 }, expireAfterSeconds: 8 * 24 * 3600 }] },
+		}),
+		HealthMixin,
+	],
+	settings: { rest: "/", scanIntervalMs: 5_000, catchUpIntervalMs: 30_000, catchUpDelayMs: 500, leaseMs: 60_000, backoff: DEFAULT_BACKOFF },
+
+	actions: {
+		mine: {
+			rest: "GET /me/notifications",
+			auth: "required",
+			params: { $$strict: "remove", ...pageParams },
+			async handler(this: NotifyThis, ctx: Context<{ page?: number; pageSize?: number }, ShopMeta>) {
+				if (!ctx.meta.user) throw new UnauthorizedError();
+				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
+				const query = { userId: ctx.meta.user.id };
+				const [rows, total] = await Promise.all([
+					this.db.notifications.find(query, { sort: { createdAt: -1, channel: 1 }, offset: w.offset, limit: w.limit }),
+					this.db.notifications.count(query),
+				]);
+				return toPage(rows.map((m) => customerView(m as Message)), total, w.page, w.pageSize);
+			},
+		},
+
+		list: {
+			rest: "GET /notifications",
+			roles: ["admin"],
+			params: {
+				$$strict: "remove",
+				status: { type: "enum", values: [...STATUSES], optional: true },
+				channel: { type: "enum", values: ["email", "sms"], optional: true },
+				template: { type: "enum", values: NOTIFICATION_KINDS, optional: true },
+				userId: { type: "string", optional: true, max: 100 },
+				...pageParams,
+			},
+			async handler(this: NotifyThis, ctx: Context<{ status?: string; channel?: string; template?: string; userId?: string; page?: number; pageSize?: number }>) {
+				const { page, pageSize, ...filters } = ctx.params;
+				const query = Object.fromEntries(Object.entries(filters).filter(([, v]) => v != null));
+				const w = pageWindow(page, pageSize);
+				const [rows, total] = await Promise.all([
+					this.db.notifications.find(query, { sort: { createdAt: -1, channel: 1 }, offset: w.offset, limit: w.limit }),
+					this.db.notifications.count(query),
+				]);
+				return toPage(rows.map((m) => adminView(m as Message)), total, w.page, w.pageSize);
+			},
+		},
+
+		retry: {
+			rest: "POST /notifications/:id/retry",
+			roles: ["admin"],
+			params: { id: { type: "string", min: 1, max: 100 } },
+			async handler(this: NotifyThis, ctx: Context<{ id: string }>) {
+				const now = new Date();
+				// Only a failed message goes back to the queue, with a fresh set of attempts.
+				const requeued = await this.db.notifications.updateOne(
+					{ id: ctx.params.id, status: "failed" },
+					{ $set: { status: "queued", attempts: 0, nextAttemptAt: now, leaseUntil: EPOCH, failedAt: null } },
+				);
+				if (!requeued) {
+					const existing = await this.db.notifications.findById(ctx.params.id);
+					if (!existing) throw new NotFoundError("Notification");
+					throw new ConflictError(`Only failed messages can be retried; this one is ${existing.status}`, "INVALID_STATE");
+				}
+				this.queue.push(requeued.id);
+				return adminView(requeued as Message);
+			},
+		},
+	},
+
+	events: {
+		// The same handler for every event we notify about; live delivery and catch-up share it.
+		...Object.fromEntries(
+			Object.values(SOURCE_EVENTS)
+				.flat()
+				.map((event) => [
+					event,
+					function (this: NotifyThis, ctx: Context<Record<string, any>>) {
+						return this.onLiveEvent(event, ctx.params);
+					},
+				]),
+		),
+		// A source service (re)appeared: read what it kept for us.
+		"$services.changed"(this: NotifyThis) {
+			this.scheduleCatchUp(this.settings.catchUpDelayMs);
+		},
+	},
+
+	methods: {
+		async onLiveEvent(event: string, payload: Record<string, any>) {
+			if (!payload || typeof payload !== "object") return;
+			try {
+				await this.handleEvent(event, payload);
+			} catch (err) {
+				// Not lost: the event stays in its outbox and the next catch-up handles it.
+				this.logger.warn(`Handling ${event} failed, the catch-up will retry: ${(err as Error).message}`);
+			}
+			const source = sourceOf(event);
+			const seq = source && typeof payload.eventId === "string" ? outboxSeqOf(source, payload.eventId) : null;
+			// Past our cursor: read the outbox soon, to advance the cursor and fetch anything missed before it.
+			if (source && seq != null && seq > (this.cursors.get(source) ?? 0)) this.scheduleCatchUp(this.settings.catchUpDelayMs);
+		},
+
+		/** Creates the event's messages (once, whatever the number of deliveries) and queues them. */
+		async handleEvent(event: string, payload: Record<string, any>) {
+			const eventId = eventIdOf(event, payload);
+			if (await this.db.notification_events.findById(eventId)) return;
+			const kind = kindFor(event, payload);
+			const contact = kind ? await this.contactFor(kind, payload) : null;
+			if (kind && contact) {
+				const tpl = this.templates.get(kind)!;
+				const vars = templateVars(kind, payload, contact, this.config);
+				const now = new Date();
+				for (const planned of plannedMessages(kind, contact)) {
+					if (planned.medium === "sms" && !tpl.sms) continue;
+					const content =
+						planned.medium === "email"
+							? { subject: renderTemplate(tpl.subject, vars, "line").trim(), html: renderTemplate(tpl.html, vars, "html"), text: renderTemplate(tpl.text, vars, "text") }
+							: { subject: null, html: null, text: renderTemplate(tpl.sms!, vars, "text").trim() };
+					try {
+						const saved = await this.db.notifications.insert({
+							userId: contact.userId, eventId, dedupeKey: dedupeKey(eventId, kind, planned.medium, planned.recipient), template: kind,
+							channel: planned.medium, provider: null, recipient: planned.recipient, ...content, status: "queued", attempts: 0,
+							providerId: null, error: null, createdAt: now, sentAt: null, failedAt: null, nextAttemptAt: now, leaseUntil: EPOCH,
+						});
+						this.queue.push(saved.id);
+					} catch (err) {
+						// Already created by an earlier delivery of this event: nothing twice.
+						if ((err as { type?: string }).type !== "DUPLICATE") throw err;
+					}
+				}
+			}
+			try {
+				await this.db.notification_events.insert({ id: eventId, event, handledAt: new Date() });
+			} catch (err) {
+				if ((err as { type?: string }).type !== "DUPLICATE") throw err;
+			}
+		},
+
+		/** Who to write to: the event carries it for account mail; otherwise ask users (a deleted user gets nothing). */
+		async contactFor(kind: NotificationKind, payload: Record<string, any>) {
+			if (!needsUserLookup(kind)) {
+				return { userId: payload.userId ?? null, email: payload.email ?? null, phone: null, firstName: payload.firstName ?? null };
+			}
+			if (typeof payload.userId !== "string" || !payload.userId) return null;
+			try {
+				const user = await this.broker.call<Record<string, any>, { id: string }>("users.get", { id: payload.userId });
+				return { userId: user.id, email: user.email ?? null, phone: user.phone ?? null, firstName: user.firstName ?? null };
+			} catch (err) {
+				if ((err as { code?: number }).code === 404 && (err as { type?: string }).type === "NOT_FOUND") return null;
+				throw err;
+			}
+		},
+
+		/** Sends one message if it is still queued and due, and nobody else holds it. */
+		async deliver(id: string) {
+			const now = new Date();
+			const claimed = (await this.db.notifications.updateOne(
+				{ id, status: "queued", nextAttemptAt: { $lte: now }, leaseUntil: { $lte: now } },
+				{ $set: { leaseUntil: new Date(now.getTime() + this.settings.leaseMs) }, $inc: { attempts: 1 } },
+			)) as Message | null;
+			if (!claimed) return;
+			const channel = this.channels[claimed.channel];
+			const mine = { id, leaseUntil: claimed.leaseUntil };
+			let result;
+			try {
+				result = await channel.send({ id, to: claimed.recipient, subject: claimed.subject ?? undefined, html: claimed.html ?? undefined, text: claimed.text });
+			} catch (err) {
+				const permanent = err instanceof DeliveryError && err.permanent;
+				const decision = nextRetry(claimed.attempts, this.config.maxAttempts, new Date(), this.settings.backoff, permanent);
+				const error = (err as Error).message.slice(0, 500);
+				if (decision.retry) {
+					await this.db.notifications.updateOne(mine, { $set: { provider: channel.provider, error, nextAttemptAt: decision.at, leaseUntil: EPOCH } });
+					this.later(decision.delayMs, () => this.queue.push(id));
+				} else {
+					this.logger.warn(`Notification ${id} (${claimed.template} by ${claimed.channel}) failed after ${claimed.attempts} attempt(s): ${error}`);
+					await this.db.notifications.updateOne(mine, { $set: { status: "failed", provider: channel.provider, error, failedAt: new Date(), leaseUntil: EPOCH } });
+				}
+				return;
+			}
+			// Outside the try: a store error here must not count as a failed send (it was sent).
+			await this.db.notifications.updateOne(mine, { $set: { status: result.status, provider: result.provider, providerId: result.providerId, sentAt: new Date(), error: null, leaseUntil: EPOCH } });
+		},
+
+		/** Queues what is due: retries whose time has come, and what a stopped or crashed process left. */
+		async enqueueDue() {
+			const now = new Date();
+			const due = await this.db.notifications.find(
+				{ status: "queued", nextAttemptAt: { $lte: now }, leaseUntil: { $lte: now } },
+				{ sort: { nextAttemptAt: 1 }, limit: 500, fields: ["id"] },
+			);
+			for (const m of due) this.queue.push(m.id);
+		},
+
+		async catchUpAll() {
+			await Promise.all((Object.keys(SOURCE_EVENTS) as EventSource[]).map((s) => this.catchUp(s)));
+		},
+
+		/** Handles the source's outbox events after our cursor, in order, moving the cursor as it goes. */
+		catchUp(source: EventSource) {
+			const running = this.catchingUp.get(source);
+			if (running) {
+				// Events may have arrived after this run read the outbox: read once more when it ends.
+				this.catchUpAgain.add(source);
+				return running;
+			}
+			const run = (async () => {
+				// A source that is not running now is read when it is back ($services.changed, timer).
+				if (!this.broker.registry.actions.isAvailable(`${source}.outboxSince`)) return;
+				let cursor = (await this.db.notification_cursors.findById(source))?.seq ?? 0;
+				const save = async (seq: number) => {
+					await this.db.notification_cursors.updateOne({ id: source }, { $max: { seq }, $set: { updatedAt: new Date() } }, { upsert: true });
+					cursor = seq;
+					this.cursors.set(source, Math.max(seq, this.cursors.get(source) ?? 0));
+				};
+				for (;;) {
+					if (this.stopping) return;
+					const batch: { events: Array<{ seq: number; event: string; payload: Record<string, any> }>; last: number } = await this.broker.call(
+						`${source}.outboxSince`,
+						{ after: cursor, events: SOURCE_EVENTS[source], limit: CATCH_UP_BATCH },
+						{ retries: 0 },
+					);
+					for (const e of batch.events) {
+						await this.handleEvent(e.event, e.payload);
+						await save(e.seq);
+					}
+					if (batch.events.length < CATCH_UP_BATCH) {
+						if (batch.last > cursor) await save(batch.last);
+						return;
+					}
+				}
+			})()
+				.catch((err) => {
+					if (!this.stopping) this.logger.warn(`Catching up with ${source} failed, will retry: ${(err as Error).message}`);
+				})
+				.finally(() => {
+					this.catchingUp.delete(source);
+					if (this.catchUpAgain.delete(source) && !this.stopping) void this.catchUp(source);
+				});
+			this.catchingUp.set(source, run);
+			return run;
+		},
+
+		scheduleCatchUp(delayMs: number) {
+			if (this.catchUpTimer || this.stopping) return;
+			this.catchUpTimer = setTimeout(() => {
+				this.catchUpTimer = null;
+				void this.catchUpAll();
+			}, delayMs);
+			this.catchUpTimer.unref();
+		},
+
+		later(delayMs: number, fn: () => unknown) {
+			if (this.stopping) return;
+			const timer = setTimeout(() => {
+				this.timers.delete(timer);
+				fn();
+			}, delayMs);
+			timer.unref();
+			this.timers.add(timer);
+		},
+	},
+
+	created() {
+		this.config = readNotificationConfig();
+		this.channels = createChannels(this.config, (line) => this.logger.debug(line));
+		this.templates = loadTemplates(TEMPLATES_DIR);
+		this.cursors = new Map();
+		this.catchingUp = new Map();
+		this.catchUpAgain = new Set();
+		this.timers = new Set();
+		this.catchUpTimer = null;
+		this.stopping = false;
+		this.queue = new WorkQueue<string>({
+			concurrency: this.config.concurrency,
+			maxQueued: 10_000,
+			worker: (id) => this.deliver(id),
+			// A store error while claiming or recording: the message stays queued and the scan takes it again.
+			onError: (err, id) => this.logger.error(`Delivering notification ${id} failed:`, err),
+		});
+	},
+
+	async started() {
+		this.stopping = false;
+		// Work left by the previous run, then what the sources kept while we were away.
+		await this.enqueueDue();
+		void this.catchUpAll();
+		const scan = setInterval(() => void this.enqueueDue().catch((err) => this.logger.warn(`Scanning due notifications failed: ${err.message}`)), this.settings.scanIntervalMs);
+		const catchUp = setInterval(() => void this.catchUpAll(), this.settings.catchUpIntervalMs);
+		for (const t of [scan, catchUp]) {
+			t.unref();
+			this.timers.add(t);
+		}
+	},
+
+	async stopped() {
+		this.stopping = true;
+		if (this.catchUpTimer) clearTimeout(this.catchUpTimer);
+		for (const t of this.timers) clearTimeout(t);
+		this.timers.clear();
+		// Messages being sent finish; waiting ones stay queued in the store for the next start.
+		await this.queue.stop();
+		await Promise.allSettled([...this.catchingUp.values()]);
+	},
 };
 
 export default NotificationsService;

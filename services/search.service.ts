@@ -1,12 +1,354 @@
-/** Full-text product search with facets and autocomplete. */
-import type { ServiceSchema } from "moleculer";
+/**
+ * Full-text product search with facets and autocomplete.
+ * The index holds active products only. It is rebuilt from `products.listForIndex` at start (page
+ * by page), periodically and on an admin's request, and kept current between rebuilds by catalog
+ * events: each changed product is fetched again with `products.listForIndex({ids})` within ~50 ms.
+ * The engine is embedded (minisearch) unless ELASTICSEARCH_URL selects Elasticsearch.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import type {} from "moleculer-web";
 import { HealthMixin } from "../mixins/health.mixin";
+import type { ShopMeta } from "../mixins/types";
+import "../mixins/types";
+import { readConfig } from "../lib/config";
+import { ServiceUnavailableError } from "../lib/errors";
+import { pageParams } from "../lib/pagination";
+import { createSearchEngine, type SearchEngine } from "../adapters/search";
+import { MAX_SUGGESTIONS, SEARCH_SORTS, normalizeText, parseSearchQuery, toIndexDoc, type SearchParams } from "../lib/search-query";
 
-const SearchService: ServiceSchema = {
+interface SearchSettings {
+	rest: string;
+	/** Products per `listForIndex` call during a rebuild. */
+	rebuildPageSize: number;
+	/** How long events are gathered before the changed products are fetched in one call. */
+	refreshDelayMs: number;
+	/** A full rebuild also runs this often, to repair anything an event failed to tell us. */
+	rebuildIntervalMs: number;
+}
+
+interface RebuildReport {
+	indexed: number;
+	removed: number;
+	pages: number;
+	tookMs: number;
+}
+
+type Rating = { average: number; count: number };
+
+interface SearchVars {
+	engine: SearchEngine;
+	/** Products whose index entry must be fetched again. */
+	pending: Set<string>;
+	/** Ratings carried by `review.moderated`, applied on the next fetch of that product. */
+	ratingOverrides: Map<string, Rating>;
+	/** Logical time of the last event-driven write per product (see `rebuild`). */
+	changedAt: Map<string, number>;
+	clock: number;
+	indexLock: Promise<unknown>;
+	refreshTimer: NodeJS.Timeout | null;
+	flushing: Promise<void> | null;
+	rebuilding: Promise<RebuildReport> | null;
+	rebuildTimer: NodeJS.Timeout | null;
+	rebuildFailures: number;
+	lastRebuild: (RebuildReport & { at: string }) | null;
+	stopping: boolean;
+}
+
+interface SearchMethods {
+	createEngine(): SearchEngine;
+	engineUnavailable(err: unknown): never;
+	withIndexLock<T>(fn: () => Promise<T>): Promise<T>;
+	queueRefresh(productId: string): void;
+	scheduleFlush(): void;
+	flush(): Promise<void>;
+	refreshProducts(ids: string[]): Promise<"done" | "needs-rebuild">;
+	rebuild(): Promise<RebuildReport>;
+	scheduleRebuild(delayMs: number): void;
+}
+
+type SearchThis = SearchVars & SearchMethods & { settings: SearchSettings; broker: any; logger: any };
+
+function rowsOf(res: unknown): Record<string, any>[] {
+	if (Array.isArray(res)) return res;
+	const rows = (res as { rows?: unknown })?.rows;
+	return Array.isArray(rows) ? rows : [];
+}
+
+function productIdOf(ctx: Context<any>): string | null {
+	const id = ctx.params?.productId;
+	return typeof id === "string" && id ? id : null;
+}
+
+const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = {
 	name: "search",
 	mixins: [HealthMixin],
-	settings: { rest: "/" },
-	actions: {},
+	settings: { rest: "/", rebuildPageSize: 200, refreshDelayMs: 50, rebuildIntervalMs: 15 * 60_000 },
+
+	actions: {
+		search: {
+			rest: "GET /search",
+			params: {
+				$$strict: "remove",
+				q: { type: "string", optional: true, max: 200 },
+				category: { type: "string", optional: true, max: 200 },
+				minPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
+				maxPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
+				minRating: { type: "number", min: 0, max: 5, optional: true, convert: true },
+				inStock: { type: "boolean", optional: true, convert: true },
+				sort: { type: "enum", values: SEARCH_SORTS, optional: true },
+				...pageParams,
+			},
+			async handler(this: SearchThis, ctx: Context<SearchParams, ShopMeta>) {
+				const query = parseSearchQuery(ctx.params);
+				return this.engine.search(query).catch((err) => this.engineUnavailable(err));
+			},
+		},
+
+		autocomplete: {
+			rest: "GET /search/autocomplete",
+			params: {
+				$$strict: "remove",
+				q: { type: "string", optional: true, max: 100 },
+				limit: { type: "number", integer: true, min: 1, max: MAX_SUGGESTIONS, optional: true, convert: true },
+			},
+			async handler(this: SearchThis, ctx: Context<{ q?: string; limit?: number }, ShopMeta>) {
+				const prefix = normalizeText(ctx.params.q ?? "");
+				if (!prefix) return { suggestions: [] };
+				const suggestions = await this.engine.suggest(prefix, ctx.params.limit ?? MAX_SUGGESTIONS).catch((err) => this.engineUnavailable(err));
+				return { suggestions };
+			},
+		},
+
+		rebuild: {
+			rest: "POST /search/rebuild",
+			roles: ["admin"],
+			params: {},
+			async handler(this: SearchThis) {
+				return this.rebuild();
+			},
+		},
+
+		/** Index state for operators and probes. */
+		stats: {
+			visibility: "public",
+			params: {},
+			async handler(this: SearchThis) {
+				return { engine: this.engine.kind, documents: await this.engine.count(), pendingRefresh: this.pending.size, lastRebuild: this.lastRebuild };
+			},
+		},
+	},
+
+	events: {
+		"product.created"(this: SearchThis, ctx: Context<{ productId: string }>) {
+			const id = productIdOf(ctx);
+			if (id) this.queueRefresh(id);
+		},
+		"product.updated"(this: SearchThis, ctx: Context<{ productId: string }>) {
+			const id = productIdOf(ctx);
+			if (id) this.queueRefresh(id);
+		},
+		async "product.archived"(this: SearchThis, ctx: Context<{ productId: string }>) {
+			const id = productIdOf(ctx);
+			if (!id) return;
+			// Gone at once; the refresh after it overrides any fetch that was already in flight.
+			await this.withIndexLock(async () => {
+				this.changedAt.set(id, ++this.clock);
+				await this.engine.remove([id], { immediate: true });
+			});
+			this.queueRefresh(id);
+		},
+		"inventory.changed"(this: SearchThis, ctx: Context<{ productId: string }>) {
+			const id = productIdOf(ctx);
+			if (id) this.queueRefresh(id);
+		},
+		"review.moderated"(this: SearchThis, ctx: Context<{ productId: string; rating?: Rating }>) {
+			const id = productIdOf(ctx);
+			if (!id) return;
+			// The products service stores this rating from the same event, maybe after we fetch.
+			const r = ctx.params.rating;
+			if (r && typeof r.average === "number" && typeof r.count === "number") this.ratingOverrides.set(id, { average: r.average, count: r.count });
+			this.queueRefresh(id);
+		},
+	},
+
+	methods: {
+		createEngine(this: SearchThis) {
+			return createSearchEngine(readConfig());
+		},
+
+		/** An engine failure (Elasticsearch down) is a 503 to the client, not a 500. */
+		engineUnavailable(this: SearchThis, err: unknown): never {
+			this.logger.error("Search engine failed:", err);
+			const unavailable = new ServiceUnavailableError("Search is unavailable, try again");
+			// The engine's client has already retried; the broker repeating the call only delays the answer.
+			unavailable.retryable = false;
+			throw unavailable;
+		},
+
+		/** Index writes one at a time, so an older fetch never lands after a newer one. */
+		withIndexLock<T>(this: SearchThis, fn: () => Promise<T>): Promise<T> {
+			const run = this.indexLock.then(fn, fn);
+			this.indexLock = run.catch(() => undefined);
+			return run;
+		},
+
+		queueRefresh(this: SearchThis, productId: string) {
+			this.pending.add(productId);
+			this.scheduleFlush();
+		},
+
+		/** Gathers events for a few ms, then fetches their products in one call (a running flush picks them up itself). */
+		scheduleFlush(this: SearchThis) {
+			if (this.refreshTimer || this.flushing || this.stopping || !this.pending.size) return;
+			this.refreshTimer = setTimeout(() => {
+				this.refreshTimer = null;
+				void this.flush();
+			}, this.settings.refreshDelayMs);
+		},
+
+		async flush(this: SearchThis) {
+			if (this.flushing) return this.flushing;
+			this.flushing = (async () => {
+				while (this.pending.size && !this.stopping) {
+					const ids = [...this.pending].slice(0, 200);
+					for (const id of ids) this.pending.delete(id);
+					try {
+						const outcome = await this.withIndexLock(() => this.refreshProducts(ids));
+						if (outcome === "needs-rebuild") await this.rebuild();
+					} catch (err) {
+						// Products unreachable: keep the ids and try again shortly.
+						this.logger.warn(`Search refresh of ${ids.length} product(s) failed, retrying: ${(err as Error).message}`);
+						for (const id of ids) this.pending.add(id);
+						await new Promise((r) => setTimeout(r, 1000).unref());
+					}
+				}
+			})().finally(() => {
+				this.flushing = null;
+				// Ids queued between the loop's last check and now.
+				this.scheduleFlush();
+			});
+			return this.flushing;
+		},
+
+		/**
+		 * Fetches the products again with `products.listForIndex({ids})`; those that come back are
+		 * indexed, the others (archived, deleted) removed. A products service without the `ids`
+		 * filter answers with a page of the whole catalog: unless that page is the whole catalog,
+		 * the answer says nothing about our ids and a rebuild does the refresh instead.
+		 */
+		async refreshProducts(this: SearchThis, ids: string[]) {
+			const stamp = ++this.clock;
+			const res: any = await this.broker.call("products.listForIndex", { ids, page: 1, pageSize: ids.length });
+			const rows = rowsOf(res);
+			const total = typeof res?.total === "number" ? res.total : rows.length;
+			if (total > ids.length) return "needs-rebuild";
+			const now = Date.now();
+			const docs = rows.map((row) => {
+				const doc = toIndexDoc(row, now);
+				const rating = this.ratingOverrides.get(doc.id);
+				if (rating) {
+					doc.rating = rating.average;
+					doc.ratingCount = rating.count;
+					this.ratingOverrides.delete(doc.id);
+				}
+				return doc;
+			});
+			const found = new Set(docs.map((d) => d.id));
+			for (const id of ids) this.changedAt.set(id, stamp);
+			await this.engine.upsert(docs, { immediate: true });
+			await this.engine.remove(ids.filter((id) => !found.has(id)), { immediate: true });
+			return "done";
+		},
+
+		/**
+		 * Re-indexes every active product page by page, then removes what no page contained.
+		 * Events keep being applied meanwhile: a page skips a product that an event refreshed after
+		 * the page was fetched, since the event's copy is newer.
+		 */
+		rebuild(this: SearchThis) {
+			if (this.rebuilding) return this.rebuilding;
+			this.rebuilding = (async () => {
+				const startedAt = Date.now();
+				await this.engine.init();
+				let page = 1;
+				let indexed = 0;
+				for (; !this.stopping; page++) {
+					const fetchedAt = ++this.clock;
+					const res: any = await this.broker.call("products.listForIndex", { page, pageSize: this.settings.rebuildPageSize });
+					const rows = rowsOf(res);
+					await this.withIndexLock(async () => {
+						const now = Date.now();
+						const fresh = rows.filter((row) => (this.changedAt.get(String(row.id)) ?? 0) < fetchedAt);
+						await this.engine.upsert(fresh.map((row) => toIndexDoc(row, now)));
+					});
+					indexed += rows.length;
+					const lastPage = typeof res?.totalPages === "number" ? page >= res.totalPages : rows.length < this.settings.rebuildPageSize;
+					if (lastPage || rows.length === 0) break;
+				}
+				if (this.stopping) throw new Error("Search service stopping");
+				const removed = await this.withIndexLock(() => this.engine.removeIndexedBefore(startedAt));
+				this.changedAt.clear();
+				const report = { indexed, removed, pages: page, tookMs: Date.now() - startedAt };
+				this.lastRebuild = { ...report, at: new Date().toISOString() };
+				this.logger.info(`Search index rebuilt: ${indexed} products, ${removed} removed, ${report.tookMs} ms`);
+				return report;
+			})().finally(() => {
+				this.rebuilding = null;
+			});
+			return this.rebuilding;
+		},
+
+		/** Rebuilds after `delayMs`; retries with a growing delay while products is unreachable. */
+		scheduleRebuild(this: SearchThis, delayMs: number) {
+			if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
+			if (this.stopping) return;
+			this.rebuildTimer = setTimeout(async () => {
+				this.rebuildTimer = null;
+				try {
+					await this.rebuild();
+					this.rebuildFailures = 0;
+					this.scheduleRebuild(this.settings.rebuildIntervalMs);
+				} catch (err) {
+					this.rebuildFailures++;
+					const retryMs = Math.min(30_000, 250 * 2 ** Math.min(this.rebuildFailures, 7));
+					if (!this.stopping) this.logger.warn(`Search rebuild failed (${(err as Error).message}); retrying in ${retryMs} ms`);
+					this.scheduleRebuild(retryMs);
+				}
+			}, delayMs);
+			this.rebuildTimer.unref();
+		},
+	},
+
+	created(this: SearchThis) {
+		this.pending = new Set();
+		this.ratingOverrides = new Map();
+		this.changedAt = new Map();
+		this.clock = 0;
+		this.indexLock = Promise.resolve();
+		this.refreshTimer = null;
+		this.flushing = null;
+		this.rebuilding = null;
+		this.rebuildTimer = null;
+		this.rebuildFailures = 0;
+		this.lastRebuild = null;
+		this.stopping = false;
+		this.engine = this.createEngine();
+	},
+
+	async started(this: SearchThis) {
+		this.stopping = false;
+		// The products service may start after us (or on another node): rebuild in the background.
+		this.scheduleRebuild(0);
+	},
+
+	async stopped(this: SearchThis) {
+		this.stopping = true;
+		if (this.refreshTimer) clearTimeout(this.refreshTimer);
+		if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
+		// A fetch still in flight fails against the closed engine and is dropped: nothing is lost
+		// that the rebuild at the next start does not restore.
+		await this.engine.close().catch((err) => this.logger.warn(`Closing the search engine failed: ${(err as Error).message}`));
+	},
 };
 
 export default SearchService;

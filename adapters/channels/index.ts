@@ -1,0 +1,45 @@
+/**
+ * Picks the notification channels from the environment: SendGrid for email when SENDGRID_API_KEY
+ * is set, Twilio for SMS when TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are; the
+ * outbox otherwise. SENDGRID_API_BASE and TWILIO_API_BASE point the clients at another host (tests).
+ */
+import type { NotificationChannel } from "./notification-channel";
+import { OutboxChannel } from "./outbox-channel";
+import { SendGridChannel } from "./sendgrid-channel";
+import { TwilioChannel } from "./twilio-channel";
+
+export type { NotificationChannel, OutgoingMessage, DeliveryResult } from "./notification-channel";
+export { DeliveryError } from "./notification-channel";
+export { OutboxChannel } from "./outbox-channel";
+export { SendGridChannel } from "./sendgrid-channel";
+export { TwilioChannel, RebasedRequestClient } from "./twilio-channel";
+
+function int(value: string | undefined, fallback: number, min = 1): number {
+	const n = Number(value);
+	return value != null && value !== "" && Number.isInteger(n) && n >= min ? n : fallback;
+}
+
+/** Notification settings from the environment (read when the service is created, never at import). */
+export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
+	return {
+		concurrency: int(env.NOTIFY_CONCURRENCY, 4),
+		maxAttempts: int(env.NOTIFY_MAX_ATTEMPTS, 5),
+		fromEmail: env.NOTIFY_FROM_EMAIL || "no-reply@example.com",
+		shopName: env.SHOP_NAME || "Moleculer Shop",
+		storefrontUrl: env.STOREFRONT_URL || "http://localhost:3000",
+		sendgrid: env.SENDGRID_API_KEY ? { apiKey: env.SENDGRID_API_KEY, baseUrl: env.SENDGRID_API_BASE || undefined } : null,
+		twilio:
+			env.TWILIO_ACCOUNT_SID && env.TWILIO_AUTH_TOKEN && env.TWILIO_FROM
+				? { accountSid: env.TWILIO_ACCOUNT_SID, authToken: env.TWILIO_AUTH_TOKEN, from: env.TWILIO_FROM, apiBase: env.TWILIO_API_BASE || undefined }
+				: null,
+	};
+}
+
+export type NotificationConfig = ReturnType<typeof readNotificationConfig>;
+
+export function createChannels(cfg: NotificationConfig, log?: (line: string) => void): Record<"email" | "sms", NotificationChannel> {
+	return {
+		email: cfg.sendgrid ? new SendGridChannel({ ...cfg.sendgrid, from: cfg.fromEmail }) : new OutboxChannel("email", log),
+		sms: cfg.twilio ? new TwilioChannel(cfg.twilio) : new OutboxChannel("sms", log),
+	};
+}

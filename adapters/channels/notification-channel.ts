@@ -1,0 +1,41 @@
+/**
+ * The seam between notifications and whatever carries a message: the outbox (nothing leaves),
+ * SendGrid (email) or Twilio (SMS). The service holds one channel per medium and never asks which.
+ */
+import { isTransientStatus } from "../../lib/retry-backoff";
+
+export interface OutgoingMessage {
+	/** Our message id, passed to providers that keep a reference. */
+	id: string;
+	to: string;
+	subject?: string;
+	html?: string;
+	text: string;
+}
+
+export interface DeliveryResult {
+	/** "outboxed": stored for a later or manual relay, nothing left the shop. */
+	status: "sent" | "outboxed";
+	provider: string;
+	providerId: string | null;
+}
+
+export interface NotificationChannel {
+	readonly provider: "outbox" | "sendgrid" | "twilio";
+	readonly medium: "email" | "sms";
+	send(message: OutgoingMessage): Promise<DeliveryResult>;
+}
+
+/** A provider refused or failed a message; `permanent` means retrying the same request cannot help. */
+export class DeliveryError extends Error {
+	readonly permanent: boolean;
+	constructor(
+		message: string,
+		readonly provider: string,
+		readonly status?: number,
+	) {
+		super(message);
+		this.name = "DeliveryError";
+		this.permanent = !isTransientStatus(status);
+	}
+}

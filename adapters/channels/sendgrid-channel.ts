@@ -1,0 +1,47 @@
+/** Email through SendGrid's v3 mail API with the official @sendgrid/mail client. */
+import { MailService } from "@sendgrid/mail";
+import { Client } from "@sendgrid/client";
+import { DeliveryError, type DeliveryResult, type NotificationChannel, type OutgoingMessage } from "./notification-channel";
+
+export interface SendGridOptions {
+	apiKey: string;
+	from: string;
+	/** Another API host (a local fake in tests); default https://api.sendgrid.com. */
+	baseUrl?: string;
+	timeoutMs?: number;
+}
+
+export class SendGridChannel implements NotificationChannel {
+	readonly provider = "sendgrid" as const;
+	readonly medium = "email" as const;
+	private readonly mail: MailService;
+
+	constructor(private readonly opts: SendGridOptions) {
+		// Own instances, not the package singletons, so two configurations never share a key.
+		const client = new Client();
+		client.setApiKey(opts.apiKey);
+		if (opts.baseUrl) client.setDefaultRequest("baseUrl", opts.baseUrl);
+		this.mail = new MailService();
+		this.mail.setClient(client);
+		this.mail.setTimeout(opts.timeoutMs ?? 15_000);
+	}
+
+	async send(message: OutgoingMessage): Promise<DeliveryResult> {
+		try {
+			const [res] = await this.mail.send({
+				to: message.to,
+				from: this.opts.from,
+				subject: message.subject ?? "",
+				text: message.text,
+				html: message.html ?? message.text,
+				customArgs: { notificationId: message.id },
+			});
+			const id = res.headers?.["x-message-id"];
+			return { status: "sent", provider: this.provider, providerId: typeof id === "string" ? id : null };
+		} catch (err: any) {
+			const status = typeof err?.code === "number" ? err.code : err?.response?.statusCode;
+			const detail = err?.response?.body?.errors?.[0]?.message ?? err?.message ?? "unknown error";
+			throw new DeliveryError(`SendGrid ${status ?? "network"} error: ${detail}`, this.provider, status);
+		}
+	}
+}

@@ -1,0 +1,118 @@
+/**
+ * In-process search on minisearch: the documents live in a Map, minisearch scores the text
+ * (fuzzy matching for typos, prefix matching on the word being typed), and filters, facets, sorts
+ * and pages run over the matching documents with the shared rules of lib/search-query.
+ * One index per process: run a single search instance with it, or use Elasticsearch.
+ */
+import MiniSearch from "minisearch";
+import type { SearchEngine } from "./search-engine";
+import {
+	computeFacets,
+	fuzzinessFor,
+	matchesFilters,
+	normalizeTerm,
+	optionValues,
+	sortDocs,
+	toSearchRow,
+	type ProductIndexDoc,
+	type SearchQuery,
+	type SearchResult,
+	type Suggestion,
+} from "../../lib/search-query";
+
+const FIELDS = ["name", "description", "categories", "options"];
+const fuzzy = (term: string) => fuzzinessFor(term) || false;
+
+export class EmbeddedSearchEngine implements SearchEngine {
+	readonly kind = "embedded" as const;
+	private readonly docs = new Map<string, ProductIndexDoc>();
+	private readonly index = new MiniSearch<ProductIndexDoc>({
+		idField: "id",
+		fields: FIELDS,
+		extractField: (doc, field) => {
+			if (field === "categories") return doc.categoryNames.concat(doc.categoryPath).join(" ");
+			if (field === "options") return optionValues(doc).join(" ");
+			return (doc as unknown as Record<string, unknown>)[field];
+		},
+		processTerm: (term) => normalizeTerm(term) || null,
+	});
+
+	async init(): Promise<void> {}
+
+	async upsert(docs: ProductIndexDoc[]): Promise<void> {
+		for (const doc of docs) {
+			if (this.docs.has(doc.id)) this.index.replace(doc);
+			else this.index.add(doc);
+			this.docs.set(doc.id, doc);
+		}
+	}
+
+	async remove(ids: string[]): Promise<void> {
+		for (const id of ids) {
+			if (!this.docs.has(id)) continue;
+			this.index.discard(id);
+			this.docs.delete(id);
+		}
+	}
+
+	async removeIndexedBefore(indexedAt: number): Promise<number> {
+		const stale = [...this.docs.values()].filter((d) => d.indexedAt < indexedAt).map((d) => d.id);
+		await this.remove(stale);
+		return stale.length;
+	}
+
+	async search(q: SearchQuery): Promise<SearchResult> {
+		let candidates: ProductIndexDoc[];
+		let scores: Map<string, number> | undefined;
+		if (q.text) {
+			const hits = this.index.search(q.text, {
+				combineWith: "AND",
+				fuzzy,
+				// The last word may still be being typed.
+				prefix: (term, i, terms) => i === terms.length - 1 && term.length >= 3,
+				boost: { name: 3, categories: 1.5 },
+			});
+			scores = new Map(hits.map((h) => [String(h.id), h.score]));
+			candidates = hits.map((h) => this.docs.get(String(h.id))).filter((d): d is ProductIndexDoc => !!d);
+		} else {
+			candidates = [...this.docs.values()];
+		}
+		const matching = candidates.filter((d) => matchesFilters(d, q));
+		const sorted = sortDocs(matching, q.sort, scores);
+		const offset = (q.page - 1) * q.pageSize;
+		return {
+			rows: sorted.slice(offset, offset + q.pageSize).map(toSearchRow),
+			total: matching.length,
+			page: q.page,
+			pageSize: q.pageSize,
+			totalPages: Math.ceil(matching.length / q.pageSize),
+			facets: computeFacets(matching),
+		};
+	}
+
+	async suggest(prefix: string, limit: number): Promise<Suggestion[]> {
+		const hits = this.index.search(prefix, {
+			fields: ["name"],
+			combineWith: "AND",
+			prefix: true,
+			// Typos only once a few letters are there: "hea" should not suggest "tea".
+			fuzzy: (term) => (term.length >= 5 ? 1 : false),
+		});
+		const out: Suggestion[] = [];
+		for (const h of hits) {
+			const doc = this.docs.get(String(h.id));
+			if (doc) out.push({ text: doc.name, productId: doc.id });
+			if (out.length >= limit) break;
+		}
+		return out;
+	}
+
+	async count(): Promise<number> {
+		return this.docs.size;
+	}
+
+	async close(): Promise<void> {
+		this.docs.clear();
+		this.index.removeAll();
+	}
+}

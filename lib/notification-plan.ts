@@ -1,0 +1,151 @@
+/**
+ * Which messages an event asks for: the template kind, the channels and recipients, the values the
+ * templates read, and the key that makes a message unique. Pure: the service does the I/O.
+ */
+import crypto from "node:crypto";
+import { formatMoney } from "./money";
+
+export type NotificationKind = "verify-email" | "password-reset" | "order-confirmed" | "order-shipped" | "order-delivered" | "order-cancelled" | "payment-refunded";
+export type Medium = "email" | "sms";
+export type EventSource = "users" | "orders" | "payments";
+
+export const NOTIFICATION_KINDS: NotificationKind[] = ["verify-email", "password-reset", "order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded"];
+
+/** The durable events we react to, by the service whose outbox keeps them. */
+export const SOURCE_EVENTS: Record<EventSource, string[]> = {
+	users: ["user.registered", "user.password_reset_requested"],
+	orders: ["order.confirmed", "order.status_changed", "order.cancelled"],
+	payments: ["payment.refunded"],
+};
+
+/** Account messages carry a link that must only reach the mailbox of the account: email only. */
+const SMS_KINDS = new Set<NotificationKind>(["order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded"]);
+
+export function sourceOf(event: string): EventSource | null {
+	for (const [source, events] of Object.entries(SOURCE_EVENTS)) if (events.includes(event)) return source as EventSource;
+	return null;
+}
+
+/** The template an event asks for, or null (e.g. an order moving to "processing" tells the customer nothing). */
+export function kindFor(event: string, payload: Record<string, any>): NotificationKind | null {
+	switch (event) {
+		case "user.registered":
+			return "verify-email";
+		case "user.password_reset_requested":
+			return "password-reset";
+		case "order.confirmed":
+			return "order-confirmed";
+		case "order.status_changed":
+			return payload.to === "shipped" ? "order-shipped" : payload.to === "delivered" ? "order-delivered" : null;
+		case "order.cancelled":
+			return "order-cancelled";
+		case "payment.refunded":
+			return "payment-refunded";
+		default:
+			return null;
+	}
+}
+
+/** Order and payment events carry only the user id; the address and phone come from `users.get`. */
+export function needsUserLookup(kind: NotificationKind): boolean {
+	return kind !== "verify-email" && kind !== "password-reset";
+}
+
+/**
+ * The event's id for de-duplication: the outbox's `eventId` ("orders:42"); for an event without one,
+ * a hash of its name and payload, so the same delivery twice still maps to one id.
+ */
+export function eventIdOf(event: string, payload: Record<string, any>): string {
+	if (typeof payload.eventId === "string" && payload.eventId) return payload.eventId;
+	const { eventId: _ignored, ...rest } = payload;
+	return `${event}:${crypto.createHash("sha256").update(stableJson(rest)).digest("hex").slice(0, 32)}`;
+}
+
+function stableJson(value: unknown): string {
+	if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+	if (value && typeof value === "object" && !(value instanceof Date)) {
+		return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`).join(",")}}`;
+	}
+	return JSON.stringify(value) ?? "null";
+}
+
+/** The sequence number of an outbox event id of `source` ("orders:42" → 42), or null. */
+export function outboxSeqOf(source: EventSource, eventId: string): number | null {
+	const m = /^([a-z]+):(\d+)$/.exec(eventId);
+	return m && m[1] === source ? Number(m[2]) : null;
+}
+
+export function dedupeKey(eventId: string, kind: NotificationKind, medium: Medium, recipient: string): string {
+	return `${eventId}|${kind}|${medium}|${recipient.toLowerCase()}`;
+}
+
+/** A phone number in E.164 ("+14155550100") from what a customer typed, or null when it is not one. */
+export function toE164(phone: unknown): string | null {
+	if (typeof phone !== "string") return null;
+	const compact = phone.replace(/[\s().-]/g, "").replace(/^00/, "+");
+	return /^\+[1-9]\d{6,14}$/.test(compact) ? compact : null;
+}
+
+export interface Contact {
+	userId: string | null;
+	email: string | null;
+	phone: string | null;
+	firstName: string | null;
+}
+
+export interface PlannedMessage {
+	medium: Medium;
+	recipient: string;
+}
+
+/** Email when there is an address; SMS too for order news when the customer has a valid phone. */
+export function plannedMessages(kind: NotificationKind, contact: Contact): PlannedMessage[] {
+	const out: PlannedMessage[] = [];
+	if (contact.email) out.push({ medium: "email", recipient: contact.email.trim().toLowerCase() });
+	const phone = toE164(contact.phone);
+	if (phone && SMS_KINDS.has(kind)) out.push({ medium: "sms", recipient: phone });
+	return out;
+}
+
+export interface LinkSettings {
+	shopName: string;
+	storefrontUrl: string;
+}
+
+function money(amount: unknown, currency: unknown): string {
+	return typeof amount === "number" && Number.isSafeInteger(amount) ? formatMoney(amount, typeof currency === "string" ? currency : undefined) : "";
+}
+
+function link(base: string, path: string, token: unknown): string {
+	return `${base.replace(/\/+$/, "")}${path}?token=${encodeURIComponent(String(token ?? ""))}`;
+}
+
+/** The values a kind's templates read; money leaves here formatted ("$12.34"), never as a float. */
+export function templateVars(kind: NotificationKind, payload: Record<string, any>, contact: Contact, links: LinkSettings): Record<string, unknown> {
+	const base = { shopName: links.shopName, firstName: contact.firstName || "there" };
+	const currency = payload.currency;
+	switch (kind) {
+		case "verify-email":
+			return { ...base, verifyUrl: link(links.storefrontUrl, "/verify-email", payload.verificationToken) };
+		case "password-reset":
+			return { ...base, resetUrl: link(links.storefrontUrl, "/reset-password", payload.resetToken) };
+		case "order-confirmed":
+			return {
+				...base,
+				orderNumber: payload.number ?? payload.orderId,
+				items: (Array.isArray(payload.items) ? payload.items : []).map((i: Record<string, any>) => ({ name: i.name, quantity: i.quantity, lineTotal: money(i.lineTotal, currency) })),
+				subtotal: money(payload.subtotal, currency),
+				discount: payload.discount > 0 ? money(payload.discount, currency) : "",
+				shipping: money(payload.shipping, currency),
+				total: money(payload.total, currency),
+			};
+		case "order-shipped":
+			return { ...base, orderNumber: payload.number ?? payload.orderId, trackingNumber: payload.trackingNumber ?? "" };
+		case "order-delivered":
+			return { ...base, orderNumber: payload.number ?? payload.orderId };
+		case "order-cancelled":
+			return { ...base, orderNumber: payload.number ?? payload.orderId, refundedAmount: payload.refundedAmount > 0 ? money(payload.refundedAmount, currency) : "" };
+		case "payment-refunded":
+			return { ...base, orderNumber: payload.number ?? "", amount: money(payload.amount, currency), totalRefunded: money(payload.totalRefunded, currency) };
+	}
+}

@@ -1,0 +1,439 @@
+/**
+ * Notifications end to end: events from services with an outbox (fakes of users, orders and
+ * payments built on the real OutboxMixin), messages over HTTP, catch-up after downtime, de-duplication,
+ * retries with backoff, the worker pool's limit, and pending work surviving a restart.
+ * The providers (SendGrid, Twilio) are covered by notifications-providers.spec.ts.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { OutboxMixin } from "../../mixins/outbox.mixin";
+import { NotFoundError } from "../../lib/errors";
+import { signAccessToken } from "../../lib/jwt";
+import NotificationsService from "../../services/notifications.service";
+import { DeliveryError, type NotificationChannel, type OutgoingMessage } from "../../adapters/channels";
+
+interface User {
+	id: string;
+	email: string;
+	firstName: string | null;
+	phone: string | null;
+}
+
+const users = new Map<string, User>([
+	["u-ann", { id: "u-ann", email: "ann@example.com", firstName: "Ann <script>alert(1)</script>", phone: "+1 (415) 555-0100" }],
+	["u-bob", { id: "u-bob", email: "bob@example.com", firstName: "Bob", phone: null }],
+]);
+
+/** users with its real outbox: `get` for the address, `announce` publishes durable events like the real one. */
+const FakeUsers: ServiceSchema = {
+	name: "users",
+	mixins: [OutboxMixin("users")],
+	actions: {
+		checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) },
+		get: {
+			params: { id: "string" },
+			handler(ctx: Context<{ id: string }>) {
+				const u = users.get(ctx.params.id);
+				if (!u) throw new NotFoundError("User");
+				return { ...u, lastName: null, role: "customer", isVerified: false, createdAt: new Date() };
+			},
+		},
+		announce: {
+			params: { event: "string", payload: "object" },
+			handler(ctx: Context<{ event: string; payload: Record<string, unknown> }>) {
+				return this.publish(ctx, ctx.params.event, ctx.params.payload);
+			},
+		},
+	},
+};
+
+function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
+	return {
+		name,
+		mixins: [OutboxMixin(name)],
+		actions: {
+			announce: {
+				params: { event: "string", payload: "object" },
+				handler(ctx: Context<{ event: string; payload: Record<string, unknown> }>) {
+					return this.publish(ctx, ctx.params.event, ctx.params.payload);
+				},
+			},
+		},
+	};
+}
+
+function orderPayload(orderId: string, userId: string, extra: Record<string, unknown> = {}) {
+	return {
+		orderId,
+		number: `SO-${orderId}`,
+		userId,
+		status: "confirmed",
+		items: [
+			{ productId: "p1", variantId: "v1", name: "Tee <b>bold</b>", quantity: 2, unitPrice: 1_250, lineTotal: 2_500 },
+			{ productId: "p2", variantId: "v2", name: "Cap", quantity: 1, unitPrice: 999, lineTotal: 999 },
+		],
+		subtotal: 3_499,
+		discount: 500,
+		shipping: 499,
+		total: 3_498,
+		currency: "USD",
+		promoCode: "SAVE5",
+		createdAt: new Date().toISOString(),
+		...extra,
+	};
+}
+
+/** Notifications with short timers, so retries and scans happen within a test. */
+function notifications(settings: Record<string, unknown> = {}): ServiceSchema<any> {
+	return {
+		name: "notifications",
+		mixins: [NotificationsService as unknown as Partial<ServiceSchema>],
+		settings: { scanIntervalMs: 100, catchUpIntervalMs: 1_000, catchUpDelayMs: 50, backoff: { baseMs: 40, factor: 2, maxMs: 400, jitter: 0 }, ...settings },
+	};
+}
+
+async function startNotifications(shop: Shop, schema = notifications()): Promise<any> {
+	const svc = shop.broker.createService(schema);
+	await shop.broker.waitForServices("notifications", 15_000);
+	return svc;
+}
+
+async function eventually<T>(probe: () => T | Promise<T>, ok: (v: T) => boolean, withinMs = 3_000): Promise<T> {
+	const start = Date.now();
+	for (;;) {
+		const v = await probe();
+		if (ok(v)) return v;
+		if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v).slice(0, 400)}`);
+		await new Promise((r) => setTimeout(r, 25));
+	}
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const admin = signAccessToken({ sub: "admin", role: "admin", sid: "s-admin" });
+const tokenOf = (userId: string) => signAccessToken({ sub: userId, role: "customer", sid: `s-${userId}` });
+
+/** Sets environment variables around `fn` (the service reads them when it is created). */
+function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
+	const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+	const apply = (values: Record<string, string | undefined>) => {
+		for (const [k, v] of Object.entries(values)) {
+			if (v === undefined) delete process.env[k];
+			else process.env[k] = v;
+		}
+	};
+	apply(vars);
+	try {
+		return fn();
+	} finally {
+		apply(saved);
+	}
+}
+
+/** A channel that fails as told, counts attempts and how many sends run at once. */
+class ScriptedChannel implements NotificationChannel {
+	readonly provider = "outbox" as const;
+	sent: OutgoingMessage[] = [];
+	calls = 0;
+	running = 0;
+	maxRunning = 0;
+	constructor(
+		readonly medium: "email" | "sms",
+		public script: { failures?: number; status?: number; delayMs?: number } = {},
+	) {}
+	async send(message: OutgoingMessage) {
+		this.calls++;
+		this.running++;
+		this.maxRunning = Math.max(this.maxRunning, this.running);
+		try {
+			if (this.script.delayMs) await sleep(this.script.delayMs);
+			if ((this.script.failures ?? 0) > 0) {
+				this.script.failures!--;
+				throw new DeliveryError(`provider said ${this.script.status ?? 503}`, "scripted", this.script.status ?? 503);
+			}
+			this.sent.push(message);
+			return { status: "sent" as const, provider: "scripted", providerId: `prov-${this.calls}` };
+		} finally {
+			this.running--;
+		}
+	}
+}
+
+describe("notifications: catch-up after downtime, exactly one message per event", () => {
+	let shop: Shop;
+	let svc: any;
+	const confirmed = orderPayload("o1", "u-ann");
+
+	beforeAll(async () => {
+		// The broker runs without notifications while customers register and order.
+		shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders"), sourceWithOutbox("payments")] });
+		await shop.broker.call("users.announce", { event: "user.registered", payload: { userId: "u-bob", email: "bob@example.com", firstName: "Bob", verificationToken: "tok/en+1" } });
+		const eventId = await shop.broker.call("orders.announce", { event: "order.confirmed", payload: confirmed });
+		// A redelivery of the same event while nobody listens changes nothing either.
+		await shop.broker.emit("order.confirmed", { ...confirmed, eventId });
+		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: orderPayload("o1", "u-ann", { status: "processing", from: "confirmed", to: "processing" }) });
+		svc = await startNotifications(shop);
+	});
+	afterAll(() => shop.stop());
+
+	const listAll = async () => (await shop.http.get("/api/notifications?pageSize=100", { token: admin })).body;
+
+	test("events published while notifications was down are handled once it starts", async () => {
+		const all = await eventually(listAll, (b) => b.total >= 3 && b.rows.every((m: any) => m.status === "outboxed"));
+		await sleep(300);
+		const rows = (await listAll()).rows;
+		expect(rows.map((m: any) => `${m.template}/${m.channel}/${m.recipient}`).sort()).toEqual([
+			"order-confirmed/email/ann@example.com",
+			"order-confirmed/sms/+14155550100",
+			"verify-email/email/bob@example.com",
+		]);
+		expect(all.rows.every((m: any) => m.attempts === 1 && m.provider === "outbox")).toBe(true);
+	});
+
+	test("the cursor of each source is saved", async () => {
+		const cursors = await svc.db.notification_cursors.find({});
+		expect(Object.fromEntries(cursors.map((c: any) => [c.id, c.seq]))).toMatchObject({ users: 1, orders: 2 });
+	});
+
+	test("the same event delivered again, live or replayed from the outbox, makes no second message", async () => {
+		const [event] = (await shop.broker.call<any, any>("orders.outboxSince", { after: 0 })).events;
+		await shop.broker.emit("order.confirmed", event.payload);
+		await shop.broker.emit("order.confirmed", event.payload);
+		// A full replay, as if the markers and the cursor were lost: the unique key still holds.
+		await svc.db.notification_events.removeMany({});
+		await svc.db.notification_cursors.removeMany({});
+		await svc.catchUpAll();
+		await sleep(300);
+		expect((await listAll()).total).toBe(3);
+	});
+
+	test("a live event is handled at once and the cursor follows", async () => {
+		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: orderPayload("o1", "u-ann", { status: "shipped", from: "processing", to: "shipped", trackingNumber: "1Z<999>" }) });
+		const rows = (await eventually(listAll, (b) => b.total === 5)).rows;
+		expect(rows.filter((m: any) => m.template === "order-shipped").map((m: any) => m.channel).sort()).toEqual(["email", "sms"]);
+		const shipped = await svc.db.notifications.findOne({ template: "order-shipped", channel: "email" });
+		expect(shipped.subject).toBe("Order SO-o1 has shipped");
+		expect(shipped.text).toContain("Tracking number: 1Z<999>");
+		expect(shipped.html).toContain("Tracking number: <strong>1Z&lt;999&gt;</strong>");
+		const sms = await svc.db.notifications.findOne({ template: "order-shipped", channel: "sms" });
+		expect(sms.text).toBe("Moleculer Shop: order SO-o1 has shipped. Tracking: 1Z<999>");
+		await eventually(() => svc.db.notification_cursors.findById("orders"), (c: any) => c?.seq === 3);
+	});
+
+	test("templates escape what customers typed in HTML and keep it readable in text", async () => {
+		const mail = await svc.db.notifications.findOne({ template: "order-confirmed", channel: "email" });
+		expect(mail.subject).toBe("Order SO-o1 confirmed");
+		expect(mail.html).toContain("Hi Ann &lt;script&gt;alert(1)&lt;/script&gt;,");
+		expect(mail.html).not.toContain("<script>");
+		expect(mail.html).toContain("<td>Tee &lt;b&gt;bold&lt;/b&gt;</td><td align=\"right\">$25.00</td>");
+		expect(mail.text).toContain("- 2 x Tee <b>bold</b>: $25.00\n- 1 x Cap: $9.99\n");
+		expect(mail.text).toContain("Discount: -$5.00\nShipping: $4.99\nTotal: $34.98");
+		const verify = await svc.db.notifications.findOne({ template: "verify-email" });
+		expect(verify.text).toContain("http://localhost:3000/verify-email?token=tok%2Fen%2B1");
+		expect(verify.html).toContain('href="http://localhost:3000/verify-email?token&#61;tok%2Fen%2B1"');
+	});
+
+	test("GET /api/me/notifications: own messages only, newest first, paged, without bodies", async () => {
+		expect((await shop.http.get("/api/me/notifications")).status).toBe(401);
+		const ann = await shop.http.get("/api/me/notifications?pageSize=2", { token: tokenOf("u-ann") });
+		expect(ann.status).toBe(200);
+		expect(ann.body).toMatchObject({ total: 4, page: 1, pageSize: 2, totalPages: 2 });
+		expect(ann.body.rows.map((m: any) => m.template)).toEqual(["order-shipped", "order-shipped"]);
+		expect(Object.keys(ann.body.rows[0]).sort()).toEqual(["attempts", "channel", "createdAt", "id", "recipient", "sentAt", "status", "subject", "template"]);
+		const page2 = await shop.http.get("/api/me/notifications?pageSize=2&page=2", { token: tokenOf("u-ann") });
+		expect(page2.body.rows.map((m: any) => m.template)).toEqual(["order-confirmed", "order-confirmed"]);
+		const bob = await shop.http.get("/api/me/notifications", { token: tokenOf("u-bob") });
+		expect(bob.body.rows.map((m: any) => m.template)).toEqual(["verify-email"]);
+	});
+
+	test("admin routes are for admins", async () => {
+		expect((await shop.http.get("/api/notifications", { token: tokenOf("u-ann") })).status).toBe(403);
+		const someone = (await listAll()).rows[0];
+		expect((await shop.http.post(`/api/notifications/${someone.id}/retry`, {}, { token: tokenOf("u-ann") })).status).toBe(403);
+		expect((await shop.http.post(`/api/notifications/${someone.id}/retry`, {}, { token: admin })).status).toBe(409);
+		expect((await shop.http.post("/api/notifications/nope/retry", {}, { token: admin })).status).toBe(404);
+		expect((await shop.http.get("/api/notifications?status=lost", { token: admin })).status).toBe(422);
+	});
+
+	test("delivered, cancelled, refunded; processing and unknown users send nothing", async () => {
+		const before = (await listAll()).total;
+		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: orderPayload("o2", "u-bob", { to: "processing", from: "confirmed" }) });
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("o3", "u-gone") });
+		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: orderPayload("o1", "u-bob", { to: "delivered", from: "shipped" }) });
+		await shop.broker.call("orders.announce", { event: "order.cancelled", payload: orderPayload("o4", "u-bob", { status: "cancelled", reason: "customer", refundedAmount: 3_498 }) });
+		await shop.broker.call("payments.announce", { event: "payment.refunded", payload: { orderId: "o4", paymentId: "pay1", refundId: "r1", userId: "u-bob", amount: 3_498, currency: "USD", totalRefunded: 3_498 } });
+		const rows = (await eventually(listAll, (b) => b.total === before + 3)).rows;
+		expect(rows.slice(0, 3).map((m: any) => m.template).sort()).toEqual(["order-cancelled", "order-delivered", "payment-refunded"]);
+		const cancelled = await svc.db.notifications.findOne({ template: "order-cancelled" });
+		expect(cancelled.text).toContain("We refunded $34.98 to your payment method");
+		const refund = await svc.db.notifications.findOne({ template: "payment-refunded" });
+		expect(refund.subject).toBe("Refund of $34.98 issued");
+		await sleep(200);
+		expect((await listAll()).total).toBe(before + 3);
+		// Every event counts as handled, the ones that needed no message too.
+		await eventually(() => svc.db.notification_cursors.findById("orders"), (c: any) => c?.seq === 7);
+	});
+});
+
+describe("notifications: retries, failures, the worker pool", () => {
+	let shop: Shop;
+	let svc: any;
+	let email: ScriptedChannel;
+	let sms: ScriptedChannel;
+
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders")] });
+		svc = await withEnv({ NOTIFY_MAX_ATTEMPTS: "3", NOTIFY_CONCURRENCY: "2" }, () => startNotifications(shop));
+		email = new ScriptedChannel("email");
+		sms = new ScriptedChannel("sms");
+		svc.channels = { email, sms };
+	});
+	afterAll(() => shop.stop());
+
+	const byOrder = async (orderId: string) => (await svc.db.notifications.find({ channel: "email" })).find((m: any) => m.text.includes(`SO-${orderId}`));
+
+	test("a transient failure is retried with backoff until it is sent", async () => {
+		email.script = { failures: 2, status: 503 };
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("r1", "u-bob") });
+		const msg = await eventually(() => byOrder("r1"), (m: any) => m?.status === "sent");
+		expect(msg).toMatchObject({ attempts: 3, providerId: "prov-3", error: null, provider: "scripted" });
+		expect(email.sent.map((m) => m.to)).toEqual(["bob@example.com"]);
+		expect(email.sent[0]).toMatchObject({ subject: "Order SO-r1 confirmed", id: msg.id });
+	});
+
+	test("after NOTIFY_MAX_ATTEMPTS the message is failed, listed for admins, and can be retried", async () => {
+		email.script = { failures: 100, status: 500 };
+		email.calls = 0;
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("r2", "u-bob") });
+		const failed = await eventually(() => byOrder("r2"), (m: any) => m?.status === "failed");
+		expect(failed.attempts).toBe(3);
+		expect(failed.error).toContain("provider said 500");
+		await sleep(300);
+		expect(email.calls).toBe(3);
+
+		const listed = await shop.http.get("/api/notifications?status=failed", { token: admin });
+		expect(listed.body.rows.map((m: any) => m.id)).toEqual([failed.id]);
+		expect(listed.body.rows[0]).toMatchObject({ status: "failed", attempts: 3, error: expect.stringContaining("500"), userId: "u-bob", template: "order-confirmed" });
+
+		email.script = {};
+		const retried = await shop.http.post(`/api/notifications/${failed.id}/retry`, {}, { token: admin });
+		expect(retried.status).toBe(200);
+		expect(retried.body).toMatchObject({ id: failed.id, status: "queued", attempts: 0 });
+		await eventually(() => byOrder("r2"), (m: any) => m?.status === "sent");
+		expect((await shop.http.get("/api/notifications?status=failed", { token: admin })).body.total).toBe(0);
+	});
+
+	test("a permanent refusal (4xx) fails at once", async () => {
+		email.script = { failures: 1, status: 400 };
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("r3", "u-bob") });
+		const msg = await eventually(() => byOrder("r3"), (m: any) => m?.status === "failed");
+		expect(msg.attempts).toBe(1);
+	});
+
+	test("no more than NOTIFY_CONCURRENCY messages are sent at once", async () => {
+		email.script = { delayMs: 60 };
+		email.maxRunning = 0;
+		const sentBefore = email.sent.length;
+		for (let i = 0; i < 8; i++) await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload(`c${i}`, "u-bob") });
+		await eventually(() => email.sent.length, (n) => n === sentBefore + 8, 5_000);
+		expect(email.maxRunning).toBe(2);
+	});
+});
+
+describe("notifications: pending work survives a restart", () => {
+	let shop: Shop;
+	let dataDir: string;
+	const env = () => ({ NODE_ENV: "development", DATA_DIR: dataDir, MONGO_URI: undefined });
+
+	beforeAll(async () => {
+		dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "notify-restart-"));
+		shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders")] });
+	});
+	afterAll(async () => {
+		await shop.stop();
+		fs.rmSync(dataDir, { recursive: true, force: true });
+	});
+
+	test("a message waiting for its retry is sent by the next run; handled events are not redone", async () => {
+		// First run (files under DATA_DIR): the provider is down, so the message waits for a retry.
+		let svc = await withEnv(env(), () => startNotifications(shop, notifications({ backoff: { baseMs: 600, factor: 2, maxMs: 2_000, jitter: 0 } })));
+		const down = new ScriptedChannel("email", { failures: 100, status: 503 });
+		svc.channels = { email: down, sms: new ScriptedChannel("sms") };
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("s1", "u-bob") });
+		await eventually(() => down.calls, (n) => n === 1);
+		await shop.broker.destroyService(svc);
+		expect(fs.readdirSync(dataDir).sort()).toEqual(["notification_cursors.db", "notification_events.db", "notifications.db"]);
+
+		// Second run on the same files, with the outbox channel (no provider configured).
+		svc = await withEnv(env(), () => startNotifications(shop));
+		const msg = await eventually(() => svc.db.notifications.findOne({ template: "order-confirmed" }), (m: any) => m?.status === "outboxed");
+		expect(msg).toMatchObject({ attempts: 2, recipient: "bob@example.com" });
+		await sleep(300);
+		expect(await svc.db.notifications.count({})).toBe(1);
+		await shop.broker.destroyService(svc);
+	});
+});
+
+/** With the real services that publish the events (written concurrently with this one). */
+describe("notifications with the real users, products, cart, orders and payments services", () => {
+	const ADMIN = { email: "notify-admin@example.com", password: "Admin-Passw0rd-42!" };
+	const saved = { admin: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD, stripe: process.env.STRIPE_SECRET_KEY };
+	let shop: Shop;
+	let adminToken: string;
+
+	beforeAll(async () => {
+		process.env.ADMIN_EMAIL = ADMIN.email;
+		process.env.ADMIN_PASSWORD = ADMIN.password;
+		delete process.env.STRIPE_SECRET_KEY;
+		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments"] });
+		adminToken = (await shop.http.post("/api/auth/login", ADMIN)).body.accessToken;
+	}, 60_000);
+	afterAll(async () => {
+		await shop?.stop();
+		for (const [k, v] of [["ADMIN_EMAIL", saved.admin], ["ADMIN_PASSWORD", saved.password], ["STRIPE_SECRET_KEY", saved.stripe]] as const) {
+			if (v === undefined) delete process.env[k];
+			else process.env[k] = v;
+		}
+	});
+
+	test("a customer who registered and ordered while notifications was down gets each message once, and the link verifies the email", async () => {
+		const reg = await shop.http.post("/api/auth/register", { email: "real-buyer@example.com", password: "Corr3ct-Horse-Battery", firstName: "Real" });
+		expect(reg.status).toBe(201);
+		const token: string = reg.body.accessToken;
+		expect((await shop.http.patch("/api/me", { phone: "+14155550123" }, { token })).status).toBe(200);
+		const address = await shop.http.post("/api/me/addresses", { type: "shipping", line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" }, { token });
+		const product = await shop.http.post("/api/products", { name: "Notify Mug", price: 1_250, currency: "USD", variants: [{ sku: `NM-${process.pid}`, name: "One size", stock: 5 }] }, { token: adminToken });
+		expect((await shop.http.post("/api/cart/items", { variantId: product.body.variants[0].id, quantity: 2 }, { token })).status).toBe(201);
+		const order = await shop.http.post("/api/orders", { shippingAddressId: address.body.id, paymentMethod: { type: "card", token: "pm_card_visa" } }, { token, headers: { "Idempotency-Key": `k-${process.pid}` } });
+		expect(order.status).toBe(201);
+
+		const svc = await startNotifications(shop);
+		const mine = () => shop.http.get("/api/me/notifications", { token });
+		const listed = await eventually(mine, (r) => r.body.total === 3 && r.body.rows.every((m: any) => m.status === "outboxed"), 15_000);
+		expect(listed.body.rows.map((m: any) => `${m.template}/${m.channel}/${m.recipient}`).sort()).toEqual([
+			"order-confirmed/email/real-buyer@example.com",
+			"order-confirmed/sms/+14155550123",
+			"verify-email/email/real-buyer@example.com",
+		]);
+		const confirmed = await svc.db.notifications.findOne({ template: "order-confirmed", channel: "email" });
+		expect(confirmed.subject).toBe(`Order ${order.body.number} confirmed`);
+		expect(confirmed.text).toContain("- 2 x Notify Mug: $25.00");
+
+		const verify = await svc.db.notifications.findOne({ template: "verify-email" });
+		const verifyToken = decodeURIComponent(/verify-email\?token=(\S+)/.exec(verify.text)![1]);
+		const verified = await shop.http.post("/api/auth/verify-email", { token: verifyToken });
+		expect(verified.status).toBe(200);
+		expect(verified.body.user.isVerified).toBe(true);
+
+		// Live from now on: shipping with a tracking number.
+		expect((await shop.http.patch(`/api/orders/${order.body.id}/status`, { status: "processing" }, { token: adminToken })).status).toBe(200);
+		expect((await shop.http.patch(`/api/orders/${order.body.id}/status`, { status: "shipped", trackingNumber: "TRACK-42" }, { token: adminToken })).status).toBe(200);
+		await eventually(mine, (r) => r.body.total === 5, 10_000);
+		const shippedSms = await svc.db.notifications.findOne({ template: "order-shipped", channel: "sms" });
+		expect(shippedSms.text).toContain("Tracking: TRACK-42");
+		await sleep(300);
+		expect((await mine()).body.total).toBe(5);
+	}, 60_000);
+});

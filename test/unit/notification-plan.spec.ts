@@ -1,0 +1,94 @@
+import { dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, toE164, type Contact } from "../../lib/notification-plan";
+
+const contact = (over: Partial<Contact> = {}): Contact => ({ userId: "u1", email: "Ann@Example.com ", phone: null, firstName: "Ann", ...over });
+const links = { shopName: "Shop", storefrontUrl: "https://shop.example/" };
+
+describe("notification plan", () => {
+	test.each([
+		["user.registered", {}, "verify-email"],
+		["user.password_reset_requested", {}, "password-reset"],
+		["order.confirmed", {}, "order-confirmed"],
+		["order.status_changed", { to: "shipped" }, "order-shipped"],
+		["order.status_changed", { to: "delivered" }, "order-delivered"],
+		["order.status_changed", { to: "processing" }, null],
+		["order.cancelled", {}, "order-cancelled"],
+		["payment.refunded", {}, "payment-refunded"],
+		["payment.succeeded", {}, null],
+	])("%s %j → %s", (event, payload, kind) => {
+		expect(kindFor(event, payload)).toBe(kind);
+	});
+
+	test.each([
+		["user.registered", "users"],
+		["order.cancelled", "orders"],
+		["payment.refunded", "payments"],
+		["product.created", null],
+	])("%s comes from %s", (event, source) => expect(sourceOf(event)).toBe(source));
+
+	test("account mail needs no user lookup, order news does", () => {
+		expect(needsUserLookup("verify-email")).toBe(false);
+		expect(needsUserLookup("password-reset")).toBe(false);
+		expect(needsUserLookup("order-shipped")).toBe(true);
+	});
+
+	test("event ids: the outbox's, or a stable hash of the event", () => {
+		expect(eventIdOf("order.confirmed", { eventId: "orders:7", orderId: "o1" })).toBe("orders:7");
+		const a = eventIdOf("order.confirmed", { orderId: "o1", items: [{ b: 1, a: 2 }] });
+		expect(a).toMatch(/^order\.confirmed:[0-9a-f]{32}$/);
+		expect(eventIdOf("order.confirmed", { items: [{ a: 2, b: 1 }], orderId: "o1" })).toBe(a);
+		expect(eventIdOf("order.cancelled", { orderId: "o1", items: [{ b: 1, a: 2 }] })).not.toBe(a);
+		expect(eventIdOf("order.confirmed", { orderId: "o2", items: [{ b: 1, a: 2 }] })).not.toBe(a);
+	});
+
+	test.each([
+		["orders", "orders:42", 42],
+		["orders", "payments:42", null],
+		["users", "users:x", null],
+		["users", "abc", null],
+	] as const)("outbox seq of %s in %s is %s", (source, id, seq) => expect(outboxSeqOf(source, id)).toBe(seq));
+
+	test("the dedupe key is event + template + channel + recipient, recipient case-insensitive", () => {
+		expect(dedupeKey("orders:1", "order-confirmed", "email", "Ann@Example.com")).toBe(dedupeKey("orders:1", "order-confirmed", "email", "ann@example.com"));
+		const keys = new Set([
+			dedupeKey("orders:1", "order-confirmed", "email", "a@x"),
+			dedupeKey("orders:2", "order-confirmed", "email", "a@x"),
+			dedupeKey("orders:1", "order-shipped", "email", "a@x"),
+			dedupeKey("orders:1", "order-confirmed", "sms", "a@x"),
+			dedupeKey("orders:1", "order-confirmed", "email", "b@x"),
+		]);
+		expect(keys.size).toBe(5);
+	});
+
+	test.each([
+		["+14155550100", "+14155550100"],
+		["+1 (415) 555-0100", "+14155550100"],
+		["0044 20 7946 0958", "+442079460958"],
+		["415-555-0100", null],
+		["+0123456789", null],
+		["call me", null],
+		[null, null],
+	])("phone %s → %s", (input, e164) => expect(toE164(input)).toBe(e164));
+
+	test.each([
+		["order-confirmed", contact({ phone: "+1 415 555 0100" }), [{ medium: "email", recipient: "ann@example.com" }, { medium: "sms", recipient: "+14155550100" }]],
+		["order-confirmed", contact({ phone: "not a phone" }), [{ medium: "email", recipient: "ann@example.com" }]],
+		["password-reset", contact({ phone: "+14155550100" }), [{ medium: "email", recipient: "ann@example.com" }]],
+		["order-shipped", contact({ email: null, phone: "+14155550100" }), [{ medium: "sms", recipient: "+14155550100" }]],
+		["order-shipped", contact({ email: null }), []],
+	] as const)("%s for %j", (kind, c, planned) => {
+		expect(plannedMessages(kind, c)).toEqual(planned);
+	});
+
+	test("template values: links carry the token encoded, money is formatted, empty parts are empty", () => {
+		expect(templateVars("verify-email", { verificationToken: "a/b+c" }, contact({ firstName: null }), links)).toEqual({ shopName: "Shop", firstName: "there", verifyUrl: "https://shop.example/verify-email?token=a%2Fb%2Bc" });
+		expect(templateVars("password-reset", { resetToken: "r1" }, contact(), links)).toMatchObject({ resetUrl: "https://shop.example/reset-password?token=r1" });
+		expect(
+			templateVars("order-confirmed", { number: "SO-1", items: [{ name: "Tee", quantity: 2, lineTotal: 2500 }], subtotal: 2500, discount: 0, shipping: 499, total: 2999, currency: "EUR" }, contact(), links),
+		).toMatchObject({ orderNumber: "SO-1", items: [{ name: "Tee", quantity: 2, lineTotal: "€25.00" }], subtotal: "€25.00", discount: "", shipping: "€4.99", total: "€29.99" });
+		expect(templateVars("order-shipped", { orderId: "o1" }, contact(), links)).toMatchObject({ orderNumber: "o1", trackingNumber: "" });
+		expect(templateVars("order-cancelled", { number: "SO-2", refundedAmount: 0, currency: "USD" }, contact(), links)).toMatchObject({ refundedAmount: "" });
+		expect(templateVars("payment-refunded", { amount: 1050, totalRefunded: 2000, currency: "USD" }, contact(), links)).toMatchObject({ amount: "$10.50", totalRefunded: "$20.00", orderNumber: "" });
+		// Money that is not whole cents is not shown as if it were.
+		expect(templateVars("payment-refunded", { amount: 10.5, currency: "USD" }, contact(), links)).toMatchObject({ amount: "" });
+	});
+});

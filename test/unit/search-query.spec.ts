@@ -1,0 +1,150 @@
+import {
+	PRICE_BUCKETS,
+	computeFacets,
+	fuzzinessFor,
+	inPriceBucket,
+	matchesFilters,
+	normalizeTerm,
+	parseSearchQuery,
+	sortDocs,
+	toIndexDoc,
+	toSearchRow,
+	type ProductIndexDoc,
+	type SearchQuery,
+} from "../../lib/search-query";
+import { buildSearchRequest, suggestInputs } from "../../adapters/search/elasticsearch-engine";
+
+function doc(id: string, over: Partial<ProductIndexDoc> = {}): ProductIndexDoc {
+	return { id, name: id, slug: id, description: "", categoryId: null, categoryPath: [], categoryNames: [], price: 1000, maxPrice: 1000, currency: "USD", inStock: true, stock: 1, options: {}, rating: 0, ratingCount: 0, image: null, createdAt: null, indexedAt: 0, ...over };
+}
+
+const base: SearchQuery = { text: "", sort: "relevance", page: 1, pageSize: 20 };
+
+describe("search query parsing", () => {
+	test.each([
+		[{}, { text: "", sort: "relevance", page: 1, pageSize: 20 }],
+		[{ q: "  red \n  shoes\t" }, { text: "red shoes", sort: "relevance", page: 1, pageSize: 20 }],
+		[{ category: " Shoes ", minPrice: 0, maxPrice: 500, minRating: 4, inStock: true, sort: "-price", page: 3, pageSize: 50 }, { text: "", category: "shoes", minPrice: 0, maxPrice: 500, minRating: 4, inStock: true, sort: "-price", page: 3, pageSize: 50 }],
+		// inStock=false does not filter; a blank category is no category.
+		[{ inStock: false, category: "  " }, { text: "", sort: "relevance", page: 1, pageSize: 20 }],
+		[{ pageSize: 1000, page: 0 }, { text: "", sort: "relevance", page: 1, pageSize: 100 }],
+	] as const)("%j", (params, expected) => {
+		expect(parseSearchQuery(params as any)).toEqual(expected);
+	});
+
+	test.each([
+		[{ minPrice: 500, maxPrice: 100 }, "maxPrice"],
+		[{ q: "x".repeat(201) }, "q"],
+	])("422 for %j names %s", (params, field) => {
+		try {
+			parseSearchQuery(params);
+			throw new Error("accepted");
+		} catch (err: any) {
+			expect(err.code).toBe(422);
+			expect(err.data[0].field).toBe(field);
+		}
+	});
+
+	test.each([
+		["a", 0],
+		["abc", 0],
+		["abcd", 1],
+		["abcdefg", 1],
+		["abcdefgh", 2],
+	])("fuzziness of %s is %i", (term, n) => expect(fuzzinessFor(term)).toBe(n));
+
+	test("terms lose case and accents", () => {
+		expect(normalizeTerm("CAFÉ")).toBe("cafe");
+		expect(normalizeTerm("Ñandú")).toBe("nandu");
+	});
+});
+
+describe("index documents", () => {
+	test("a listForIndex row becomes an index document", () => {
+		const d = toIndexDoc(
+			{ id: "p1", name: "Tee", slug: "tee", description: "Soft", categoryId: "c1", categoryPath: ["Apparel", "tops"], categoryNames: ["Apparel", "Tops"], price: 2500, minPrice: 1999, maxPrice: 2999, currency: "EUR", inStock: true, stock: 7, options: { Size: ["S", "M"], Color: "Red" }, rating: { average: 4.5, count: 2 }, image: "i.jpg", createdAt: "2024-01-01T00:00:00Z" },
+			42,
+		);
+		expect(d).toEqual({ id: "p1", name: "Tee", slug: "tee", description: "Soft", categoryId: "c1", categoryPath: ["apparel", "tops"], categoryNames: ["Apparel", "Tops"], price: 1999, maxPrice: 2999, currency: "EUR", inStock: true, stock: 7, options: { Size: ["S", "M"], Color: ["Red"] }, rating: 4.5, ratingCount: 2, image: "i.jpg", createdAt: "2024-01-01T00:00:00.000Z", indexedAt: 42 });
+		expect(toSearchRow(d)).toEqual({ id: "p1", name: "Tee", slug: "tee", price: 1999, currency: "EUR", rating: 4.5, ratingCount: 2, inStock: true, image: "i.jpg" });
+	});
+
+	test("missing and odd fields get safe values", () => {
+		const d = toIndexDoc({ id: 7, name: "X", price: 12.5, stock: 0, image: { url: "u.png" } }, 1);
+		expect(d).toMatchObject({ id: "7", price: 0, maxPrice: 0, inStock: false, rating: 0, ratingCount: 0, categoryPath: [], image: "u.png", createdAt: null, currency: "USD" });
+	});
+
+	test("completion inputs start at every word", () => {
+		expect(suggestInputs("Wireless  Headphones Pro")).toEqual(["Wireless Headphones Pro", "Headphones Pro", "Pro"]);
+	});
+});
+
+describe("filters, facets and sorts", () => {
+	const docs = [
+		doc("a", { categoryPath: ["electronics", "audio"], categoryNames: ["Electronics", "Audio"], price: 999, rating: 4.5 }),
+		doc("b", { categoryPath: ["electronics", "phones"], categoryNames: ["Electronics", "Phones"], price: 1000, rating: 3, inStock: false }),
+		doc("c", { categoryPath: ["apparel"], categoryNames: ["Apparel"], price: 25_000, rating: 5 }),
+		doc("d", { price: 4_999, rating: 0 }),
+	];
+
+	test.each([
+		[{ category: "electronics" }, ["a", "b"]],
+		[{ category: "audio" }, ["a"]],
+		[{ minPrice: 1000 }, ["b", "c", "d"]],
+		[{ maxPrice: 999 }, ["a"]],
+		[{ minPrice: 1000, maxPrice: 4999 }, ["b", "d"]],
+		[{ minRating: 4 }, ["a", "c"]],
+		[{ inStock: true }, ["a", "c", "d"]],
+		[{ category: "electronics", inStock: true, minRating: 4 }, ["a"]],
+	] as const)("%j matches %j", (filters, ids) => {
+		expect(docs.filter((d) => matchesFilters(d, { ...base, ...filters })).map((d) => d.id)).toEqual(ids);
+	});
+
+	test("each facet count is the number of documents its filter keeps", () => {
+		const facets = computeFacets(docs);
+		expect(facets.category).toEqual([
+			{ value: "electronics", label: "Electronics", count: 2 },
+			{ value: "apparel", label: "Apparel", count: 1 },
+			{ value: "audio", label: "Audio", count: 1 },
+			{ value: "phones", label: "Phones", count: 1 },
+		]);
+		for (const f of facets.category) expect(docs.filter((d) => matchesFilters(d, { ...base, category: f.value })).length).toBe(f.count);
+		for (const f of facets.price) expect(docs.filter((d) => matchesFilters(d, { ...base, minPrice: f.from, maxPrice: f.to ?? undefined })).length).toBe(f.count);
+		for (const f of facets.rating) expect(docs.filter((d) => matchesFilters(d, { ...base, minRating: f.from })).length).toBe(f.count);
+		expect(facets.price.map((f) => f.count)).toEqual([1, 1, 1, 0, 0, 1]);
+		expect(facets.rating.map((f) => [f.from, f.count])).toEqual([[4, 2], [3, 3], [2, 3], [1, 3]]);
+	});
+
+	test("price buckets cover every price once", () => {
+		for (const price of [0, 999, 1000, 2499, 2500, 9999, 10_000, 24_999, 25_000, 10_000_000]) {
+			expect({ price, buckets: PRICE_BUCKETS.filter((b) => inPriceBucket(price, b)).length }).toEqual({ price, buckets: 1 });
+		}
+	});
+
+	test.each([
+		["price", ["a", "b", "d", "c"]],
+		["-price", ["c", "d", "b", "a"]],
+		["rating", ["c", "a", "b", "d"]],
+		["relevance", ["c", "a", "b", "d"]],
+	] as const)("sort %s", (sort, ids) => {
+		expect(sortDocs(docs, sort).map((d) => d.id)).toEqual(ids);
+	});
+
+	test("relevance follows the scores", () => {
+		expect(sortDocs(docs, "relevance", new Map([["d", 9], ["b", 5]])).map((d) => d.id)).toEqual(["d", "b", "c", "a"]);
+	});
+});
+
+describe("the Elasticsearch query for a parsed search", () => {
+	test("no text and no filters is match_all with empty filters", () => {
+		const req = buildSearchRequest("idx", base);
+		expect(req.query).toEqual({ bool: { must: [{ match_all: {} }], filter: [] } });
+		expect(req).toMatchObject({ index: "idx", from: 0, size: 20 });
+	});
+
+	test("only one bound of the price range", () => {
+		const req = buildSearchRequest("idx", { ...base, minPrice: 500, page: 3, pageSize: 10, sort: "rating" });
+		expect((req.query as any).bool.filter).toEqual([{ range: { price: { gte: 500, lte: undefined } } }]);
+		expect(req).toMatchObject({ from: 20, size: 10, sort: [{ rating: "desc" }, { ratingCount: "desc" }, { "name.keyword": "asc" }] });
+	});
+});
