@@ -2,6 +2,12 @@
 import type {} from "moleculer-web";
 
 declare module "moleculer" {
+	// Supported by the broker (called with the schema after mixins merge) but missing from its types.
+	// eslint-disable-next-line @typescript-eslint/no-unused-vars
+	interface ServiceSchema<TSettings, TMethods, TVars, TThis> {
+		merged?: (schema: ServiceSchema) => void;
+	}
+
 	interface ActionSchema {
 		/** "required": a valid session; "optional": a token is checked when present (guest carts). */
 		auth?: "required" | "optional";

@@ -5,6 +5,7 @@
  * events: each changed product is fetched again with `products.listForIndex({ids})` within ~50 ms.
  * The engine is embedded (minisearch) unless ELASTICSEARCH_URL selects Elasticsearch.
  */
+import os from "node:os";
 import type { Context, ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
 import { HealthMixin } from "../mixins/health.mixin";
@@ -317,6 +318,19 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			}, delayMs);
 			this.rebuildTimer.unref();
 		},
+	},
+
+	/**
+	 * An embedded index lives in each search process, so every instance must see every product event:
+	 * a group of its own per process makes the broker deliver each event to all of them (with
+	 * Elasticsearch the index is shared and one instance per event is right).
+	 */
+	merged(schema: ServiceSchema) {
+		if (readConfig().elasticsearchUrl || !schema.events) return;
+		const group = `search-${os.hostname()}-${process.pid}`;
+		for (const [name, def] of Object.entries(schema.events)) {
+			schema.events[name] = typeof def === "function" ? { handler: def, group } : { ...def, group };
+		}
 	},
 
 	created(this: SearchThis) {

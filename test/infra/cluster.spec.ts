@@ -19,7 +19,7 @@ jest.setTimeout(240_000);
 const ns = `cluster-${Date.now()}`;
 const ADMIN = { email: "ops-admin@example.com", password: "a long admin passphrase" };
 const FIXTURES = path.resolve(__dirname, "../fixtures");
-const common = { REDIS_URL: redisUrl(), TRACING: "event", AUTH_RATE_LIMIT: "1000", RATE_LIMIT: "100000" };
+const common = { REDIS_URL: redisUrl(), TRACE_EXPORTER: "event", AUTH_RATE_LIMIT: "1000", RATE_LIMIT: "100000" };
 
 let nodes: Record<string, ShopNode> = {};
 let gw1: HttpClient, gw2: HttpClient;

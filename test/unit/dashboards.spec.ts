@@ -202,7 +202,7 @@ let exposed: Exposed;
 let moleculerNames: Set<string>;
 
 beforeAll(async () => {
-	const config = buildBrokerConfig({ NODE_ENV: "test", METRICS: "true", TRANSPORTER: "Fake" });
+	const config = buildBrokerConfig({ NODE_ENV: "test", METRICS_ENABLED: "true", TRANSPORTER: "Fake" });
 	const reporter = ((config.metrics as any).reporter as any[]).find((r) => r.type === "Prometheus");
 	// Process metrics are collected outside NODE_ENV=test, as on every real node.
 	const broker = new ServiceBroker({ ...config, logger: false, metrics: { enabled: true, reporter: [], collectProcessMetrics: true } });
