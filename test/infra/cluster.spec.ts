@@ -21,7 +21,7 @@ const ADMIN = { email: "ops-admin@example.com", password: "a long admin passphra
 const FIXTURES = path.resolve(__dirname, "../fixtures");
 const common = { REDIS_URL: redisUrl(), TRACE_EXPORTER: "event", AUTH_RATE_LIMIT: "1000", RATE_LIMIT: "100000" };
 
-let nodes: Record<string, ShopNode> = {};
+const nodes: Record<string, ShopNode> = {};
 let gw1: HttpClient, gw2: HttpClient;
 let tester: ServiceBroker;
 let adminToken: string;
