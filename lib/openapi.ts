@@ -64,7 +64,8 @@ export function ruleToSchema(raw: any): JsonSchema {
 			s.type = rule.integer ? "integer" : "number";
 			if (rule.min != null) s.minimum = rule.min;
 			if (rule.max != null) s.maximum = rule.max;
-			if (rule.positive) s.exclusiveMinimum = 0;
+			// OpenAPI 3.0: exclusiveMinimum is a flag on minimum.
+			if (rule.positive) Object.assign(s, { minimum: 0, exclusiveMinimum: true });
 			break;
 		case "boolean":
 			s.type = "boolean";
