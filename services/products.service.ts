@@ -1,14 +1,16 @@
 /**
  * Catalog and inventory: categories, products, variants, and stock that never oversells.
  * Stock moves only through one atomic conditional update per variant (`stock >= qty`, then
- * decrement), and every move writes an audit row and emits `inventory.changed`.
+ * decrement), and every move writes an audit row and emits `inventory.changed`. A reservation's
+ * moves also record a hold on the variant in that same update, so a sweeper can finish or roll
+ * back what a crash left half done (the invariant is in lib/inventory-rules.ts).
  */
 import crypto from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type {} from "moleculer-web";
 import { DbMixin } from "../mixins/db.mixin";
-import type { Collection, CollectionSpec, Entity } from "../mixins/collection";
+import { newId, type Collection, type CollectionSpec, type Entity } from "../mixins/collection";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import { readConfig } from "../lib/config";
@@ -19,7 +21,7 @@ import { buildCategoryTree, descendantIds, wouldCreateCycle, type CategoryNode }
 import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, compareAtProblem, type ProductInput, type VariantInput } from "../lib/catalog-rules";
 import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, type Product, type Variant } from "../lib/catalog-views";
 import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } from "../lib/catalog-query";
-import { mergeLines, sameLines, checkLines, RELEASE_TRANSITIONS, RELEASED_STATES, type MovementType, type ReservationStatus, type StockLine } from "../lib/inventory-rules";
+import { mergeLines, sameLines, checkLines, holdField, movementKey, rollbackSteps, RELEASE_TRANSITIONS, RELEASED_STATES, SWEEP_TRANSITIONS, SWEPT_STATUSES, type MovementType, type ReservationStatus, type StockLine } from "../lib/inventory-rules";
 import { generateCatalog, type DemoCatalog } from "../lib/demo-catalog";
 
 /** The products service's collections; the seed script and tests open the same specs. */
@@ -38,27 +40,34 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { price: 1 } }, { fields: { createdAt: 1 } }],
 	},
 	variants: {
-		fields: { productId: String, sku: String, name: String, price: { type: Number, default: null }, options: { type: Object, default: {} }, stock: Number, createdAt: Date, updatedAt: Date },
+		// `holds`: {reservationId: quantity} of the reservations whose stock is out (see lib/inventory-rules.ts).
+		fields: { productId: String, sku: String, name: String, price: { type: Number, default: null }, options: { type: Object, default: {} }, stock: Number, holds: Object, createdAt: Date, updatedAt: Date },
 		indexes: [{ fields: { sku: 1 }, unique: true }, { fields: { productId: 1 } }],
 	},
 	inventory_transactions: {
-		fields: { variantId: String, productId: String, delta: Number, quantity: Number, type: String, reference: String, stockAfter: Number, userId: String, createdAt: Date },
-		indexes: [{ fields: { variantId: 1 } }],
+		// `key` names a reservation line's movement, so recovery can write a missing row without doubling it;
+		// `recovered` rows were written by the sweeper after a crash (their stockAfter is the stock it saw).
+		fields: { variantId: String, productId: String, delta: Number, quantity: Number, type: String, reference: String, stockAfter: Number, userId: String, key: String, recovered: Boolean, createdAt: Date },
+		indexes: [{ fields: { variantId: 1 } }, { fields: { key: 1 }, unique: true, sparse: true }],
 	},
 	// One record per order: its status changes by conditional updates, so duplicate calls apply once.
 	reservations: {
-		fields: { orderId: String, status: String, items: { type: Array, default: [] }, reason: String, createdAt: Date, updatedAt: Date },
-		indexes: [{ fields: { orderId: 1 }, unique: true }],
+		// `holdsOpen` while some variant may still hold stock for it or its audit rows may be incomplete.
+		fields: { orderId: String, status: String, items: { type: Array, default: [] }, holdsOpen: Boolean, reason: String, createdAt: Date, updatedAt: Date },
+		indexes: [{ fields: { orderId: 1 }, unique: true }, { fields: { holdsOpen: 1, updatedAt: 1 } }],
 	},
 };
 
 type Row<T> = T & Entity;
 interface Category extends CategoryNode { createdAt: Date; updatedAt?: Date }
-interface Reservation { orderId: string; status: ReservationStatus; items: Array<StockLine & { productId: string }> }
+interface Reservation { orderId: string; status: ReservationStatus; items: Array<StockLine & { productId: string }>; holdsOpen?: boolean; reason?: string; createdAt: Date; updatedAt: Date }
+type HeldVariant = Variant & { holds?: Record<string, number> };
+/** What the stock work of a reservation needs to know of it. */
+type ReservationRef = Pick<Row<Reservation>, "id" | "orderId">;
 interface ProductDb {
 	categories: Collection<Row<Category>>;
 	products: Collection<Row<Product>>;
-	variants: Collection<Row<Variant>>;
+	variants: Collection<Row<HeldVariant>>;
 	inventory_transactions: Collection;
 	reservations: Collection<Row<Reservation>>;
 }
@@ -66,6 +75,18 @@ interface ProductDb {
 /** How long a duplicate reserve waits for the first call of the same order to finish. */
 const RESERVE_WAIT_MS = 3000;
 const RESERVE_POLL_MS = 20;
+/** Stale reservations finished per sweep; the next sweep takes the rest. */
+const SWEEP_BATCH = 100;
+
+interface ProductSettings extends ServiceSettingSchema {
+	rest: string;
+	reservationSweep: {
+		/** A reservation whose stock work has not finished this long after its last change is taken as crashed. Keep it well above the request timeout. */
+		staleAfterMs: number;
+		/** How often each node sweeps (also once at start); 0 turns the sweeper off. */
+		intervalMs: number;
+	};
+}
 
 /** Writes a generated catalog, skipping slugs and SKUs already stored (re-runs add only what is new). */
 export async function writeCatalog(db: ProductDb, catalog: DemoCatalog, reference = "seed"): Promise<{ products: number; variants: number }> {
@@ -99,24 +120,40 @@ interface Methods {
 	findProduct(idOrSlug: string): Promise<Row<Product> | null>;
 	productDetail(product: Row<Product>): Promise<ReturnType<typeof toProductDetail>>;
 	sellableVariants(lines: StockLine[]): Promise<Map<string, Row<Variant>>>;
-	moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, userId?: string): Promise<Row<Variant> | null>;
-	recordMovement(ctx: Context, variant: Row<Variant>, delta: number, type: MovementType, reference: string, userId?: string): Promise<void>;
-	putBack(ctx: Context, lines: StockLine[], type: MovementType, reference: string): Promise<void>;
-	claimReservation(orderId: string, items: Reservation["items"]): Promise<Row<Reservation> | null | "retry">;
+	moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, extra?: MovementExtra): Promise<Row<Variant> | null>;
+	recordMovement(ctx: Context | null, variant: Row<Variant>, delta: number, type: MovementType, reference: string, extra?: MovementExtra): Promise<void>;
+	writeAuditRow(row: Record<string, unknown>): Promise<boolean>;
+	claimReservation(id: string, orderId: string, items: Reservation["items"]): Promise<Row<Reservation> | null | "retry">;
+	takeLine(ctx: Context, r: ReservationRef, line: StockLine): Promise<boolean>;
+	putBackLine(ctx: Context | null, r: ReservationRef, line: StockLine): Promise<boolean>;
+	putBackLines(ctx: Context | null, r: ReservationRef, lines: StockLine[]): Promise<void>;
+	returnLines(ctx: Context, r: Row<Reservation>): Promise<void>;
+	settleSale(r: Row<Reservation>): Promise<void>;
+	closeReservation(r: ReservationRef): Promise<void>;
+	finishCancelled(r: ReservationRef): Promise<void>;
+	rollbackLine(r: Row<Reservation>, line: Reservation["items"][number]): Promise<void>;
+	sweepReservations(now?: Date): Promise<{ swept: number }>;
+}
+interface MovementExtra {
+	userId?: string;
+	key?: string;
+	recovered?: boolean;
 }
 interface Vars {
 	db: ProductDb;
 	cleanCache(): Promise<void>;
+	sweepTimer?: NodeJS.Timeout;
+	sweeping?: Promise<unknown>;
 }
 type Ctx<P = Record<string, never>> = Context<P, ShopMeta>;
 
 const stockLine = { type: "object", strict: "remove", props: { variantId: "string", quantity: { type: "number", integer: true, min: 1, max: 10_000 } } } as const;
 const idList = { type: "array", items: "string", max: 1000 } as const;
 
-const ProductsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
+const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 	name: "products",
 	mixins: [DbMixin("products", productCollections), HealthMixin],
-	settings: { rest: "/" },
+	settings: { rest: "/", reservationSweep: { staleAfterMs: 2 * 60_000, intervalMs: 30_000 } },
 
 	actions: {
 		// ---------- categories ----------
@@ -433,8 +470,9 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				const items = lines.map((l) => ({ ...l, productId: variants.get(l.variantId)!.productId }));
 
 				// Claim the order's reservation first: a duplicate call finds it and reserves nothing more.
+				const r = { id: newId(), orderId };
 				for (let waited = 0; ; waited += RESERVE_POLL_MS) {
-					const existing = await this.claimReservation(orderId, items);
+					const existing = await this.claimReservation(r.id, orderId, items);
 					if (existing === null) break;
 					if (existing !== "retry") {
 						if (RELEASED_STATES.has(existing.status)) throw new ConflictError("This order's reservation was released", "RESERVATION_RELEASED", { orderId });
@@ -447,21 +485,24 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 
 				const taken: StockLine[] = [];
 				for (const line of lines) {
-					if (!(await this.moveStock(ctx, line.variantId, -line.quantity, "reservation", orderId))) {
+					if (!(await this.takeLine(ctx, r, line))) {
 						// All or nothing: what the earlier lines took goes back before we answer.
-						await this.putBack(ctx, taken, "release", orderId);
-						const removed = await this.db.reservations.removeOne({ orderId, status: "pending" });
-						if (!removed) await this.db.reservations.updateOne({ orderId, status: "cancelling" }, { $set: { status: "released", updatedAt: new Date() } });
-						const available = (await this.db.variants.findById(line.variantId))?.stock ?? 0;
-						throw new InsufficientStockError({ variantId: line.variantId, requested: line.quantity, available });
+						await this.putBackLines(ctx, r, taken);
+						// Nothing is held any more, so the record goes and the order may try again later.
+						const removed = await this.db.reservations.removeOne({ id: r.id, status: "pending" });
+						if (!removed) await this.finishCancelled(r);
+						const variant = await this.db.variants.findById(line.variantId);
+						// The sweeper fenced this line: it took us for crashed and rolled the reservation back.
+						if (variant?.holds?.[r.id] === 0) throw new ConflictError("The reservation expired while it was being made", "RESERVATION_RELEASED", { orderId });
+						throw new InsufficientStockError({ variantId: line.variantId, requested: line.quantity, available: variant?.stock ?? 0 });
 					}
 					taken.push(line);
 				}
-				const done = await this.db.reservations.updateOne({ orderId, status: "pending" }, { $set: { status: "reserved", updatedAt: new Date() } });
+				const done = await this.db.reservations.updateOne({ id: r.id, status: "pending" }, { $set: { status: "reserved", updatedAt: new Date() } });
 				if (!done) {
-					// A release arrived while we were reserving and left the put-back to us.
-					await this.putBack(ctx, taken, "release", orderId);
-					await this.db.reservations.updateOne({ orderId, status: "cancelling" }, { $set: { status: "released", updatedAt: new Date() } });
+					// A release (or the sweeper) came while we were reserving: what we took goes back.
+					await this.putBackLines(ctx, r, taken);
+					await this.finishCancelled(r);
 					throw new ConflictError("The reservation was released while it was being made", "RESERVATION_RELEASED", { orderId });
 				}
 				return { orderId, items };
@@ -478,7 +519,11 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 					for (const t of RELEASE_TRANSITIONS) {
 						const released = await this.db.reservations.updateOne({ orderId, status: t.from }, { $set: { status: t.to, reason, updatedAt: new Date() } });
 						if (released) {
-							await this.putBack(ctx, released.items, t.movement, orderId);
+							if (t.movement === "return") await this.returnLines(ctx, released);
+							else if (released.holdsOpen !== undefined) await this.putBackLines(ctx, released, released.items);
+							// Reserved before holds existed (no holdsOpen): its stock goes back unguarded, as it was taken.
+							else for (const line of released.items) await this.moveStock(ctx, line.variantId, line.quantity, "release", orderId);
+							await this.closeReservation(released);
 							return { released: true };
 						}
 					}
@@ -506,9 +551,8 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				const { orderId } = ctx.params;
 				const committed = await this.db.reservations.updateOne({ orderId, status: "reserved" }, { $set: { status: "committed", updatedAt: new Date() } });
 				if (committed) {
-					// The stock left at reservation; the sale row records what became of it (delta 0).
-					const now = new Date();
-					await this.db.inventory_transactions.insertMany(committed.items.map((i) => ({ variantId: i.variantId, productId: i.productId, delta: 0, quantity: i.quantity, type: "sale", reference: orderId, createdAt: now })));
+					await this.settleSale(committed);
+					await this.closeReservation(committed);
 					return { committed: true };
 				}
 				const current = await this.db.reservations.findOne({ orderId });
@@ -528,7 +572,7 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 			},
 			async handler(ctx: Ctx<{ variantId: string; delta: number; reason: string; type?: "adjustment" | "purchase" }>) {
 				const { variantId, delta, reason } = ctx.params;
-				const variant = await this.moveStock(ctx, variantId, delta, ctx.params.type ?? "adjustment", reason, ctx.meta.user?.id);
+				const variant = await this.moveStock(ctx, variantId, delta, ctx.params.type ?? "adjustment", reason, { userId: ctx.meta.user?.id });
 				if (variant) return { variantId, productId: variant.productId, sku: variant.sku, stock: variant.stock, delta };
 				const current = await this.db.variants.findById(variantId);
 				if (!current) throw new NotFoundError("Variant");
@@ -617,37 +661,155 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 		},
 
 		/**
-		 * The one way stock changes: a single conditional update (a decrement only where enough is
-		 * left), then its audit row. Null when the stock was short (nothing changed).
+		 * A stock change outside reservations (adjustment, return): a single conditional update (a
+		 * decrement only where enough is left), then its audit row. Null when the stock was short.
+		 * A crash between the two leaves the stock moved without its row: only reservation lines
+		 * carry the hold that lets the sweeper repair that (see takeLine).
 		 */
-		async moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, userId?: string) {
+		async moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, extra: MovementExtra = {}) {
 			const query = delta < 0 ? { id: variantId, stock: { $gte: -delta } } : { id: variantId };
 			const variant = await this.db.variants.updateOne(query, { $inc: { stock: delta }, $set: { updatedAt: new Date() } });
-			if (variant) await this.recordMovement(ctx, variant, delta, type, reference, userId);
+			if (variant) await this.recordMovement(ctx, variant, delta, type, reference, extra);
 			return variant;
 		},
 
-		/** The audit row of a stock change (the trail of a variant sums to its stock) and its event. */
-		async recordMovement(ctx: Context, variant: Row<Variant>, delta: number, type: MovementType, reference: string, userId?: string) {
+		/** The audit row of a stock change (the trail of a variant sums to its stock) and its event, once per key. */
+		async recordMovement(ctx: Context | null, variant: Row<Variant>, delta: number, type: MovementType, reference: string, extra: MovementExtra = {}) {
 			const { id: variantId, productId, stock } = variant;
-			await this.db.inventory_transactions.insert({ variantId, productId, delta, type, reference, stockAfter: stock, ...(userId ? { userId } : {}), createdAt: new Date() });
-			await this.announce(ctx, "inventory.changed", { variantId, productId, stock, delta, type, reference });
+			const { userId, key, recovered } = extra;
+			const row = { variantId, productId, delta, type, reference, stockAfter: stock, ...(userId ? { userId } : {}), ...(key ? { key } : {}), ...(recovered ? { recovered } : {}), createdAt: new Date() };
+			// Whoever writes the row announces the change, so a repeated repair announces nothing twice.
+			if (await this.writeAuditRow(row)) await this.announce(ctx, "inventory.changed", { variantId, productId, stock, delta, type, reference });
 		},
 
-		async putBack(ctx: Context, lines: StockLine[], type: MovementType, reference: string) {
-			for (const line of lines) await this.moveStock(ctx, line.variantId, line.quantity, type, reference);
+		/** False when a row with the same key is already there. */
+		async writeAuditRow(row: Record<string, unknown>) {
+			try {
+				await this.db.inventory_transactions.insert(row);
+				return true;
+			} catch (err) {
+				if ((err as ConflictError).type !== "DUPLICATE") throw err;
+				return false;
+			}
 		},
 
 		/** Null when this call now owns the order's reservation; otherwise the one already there. */
-		async claimReservation(orderId: string, items: Reservation["items"]) {
+		async claimReservation(id: string, orderId: string, items: Reservation["items"]) {
 			try {
 				const now = new Date();
-				await this.db.reservations.insert({ orderId, status: "pending", items, createdAt: now, updatedAt: now });
+				await this.db.reservations.insert({ id, orderId, status: "pending", items, holdsOpen: true, createdAt: now, updatedAt: now });
 				return null;
 			} catch (err) {
 				if ((err as ConflictError).type !== "DUPLICATE") throw err;
 				return (await this.db.reservations.findOne({ orderId })) ?? "retry";
 			}
+		},
+
+		/** One line of a reservation: the decrement and the hold that proves it happened, in one update (invariant H). */
+		async takeLine(ctx: Context, r: ReservationRef, line: StockLine) {
+			const hold = holdField(r.id);
+			const variant = await this.db.variants.updateOne(
+				{ id: line.variantId, stock: { $gte: line.quantity }, [hold]: { $exists: false } },
+				{ $inc: { stock: -line.quantity }, $set: { [hold]: line.quantity, updatedAt: new Date() } },
+			);
+			if (!variant) return false;
+			await this.recordMovement(ctx, variant, -line.quantity, "reservation", r.orderId, { key: movementKey(r.id, line.variantId, "reservation") });
+			return true;
+		},
+
+		/** Puts a line back only while the reservation holds it: the hold goes with the stock, so a repeat puts back nothing. */
+		async putBackLine(ctx: Context | null, r: ReservationRef, line: StockLine) {
+			const hold = holdField(r.id);
+			const variant = await this.db.variants.updateOne({ id: line.variantId, [hold]: { $gt: 0 } }, { $inc: { stock: line.quantity }, $unset: { [hold]: true }, $set: { updatedAt: new Date() } });
+			if (!variant) return false;
+			await this.recordMovement(ctx, variant, line.quantity, "release", r.orderId, { key: movementKey(r.id, line.variantId, "release") });
+			return true;
+		},
+
+		async putBackLines(ctx: Context | null, r: ReservationRef, lines: StockLine[]) {
+			for (const line of lines) await this.putBackLine(ctx, r, line);
+		},
+
+		/** A sold order comes back: its stock returns (the holds went at commit, or go now if that commit was cut short). */
+		async returnLines(ctx: Context, r: Row<Reservation>) {
+			for (const line of r.items) await this.moveStock(ctx, line.variantId, line.quantity, "return", r.orderId, { key: movementKey(r.id, line.variantId, "return") });
+			if (r.holdsOpen) await this.settleSale(r);
+		},
+
+		/** The stock left at reservation; the sale rows record what became of it (delta 0), and the holds go. */
+		async settleSale(r: Row<Reservation>) {
+			const now = new Date();
+			for (const line of r.items) {
+				await this.writeAuditRow({ variantId: line.variantId, productId: line.productId, delta: 0, quantity: line.quantity, type: "sale", reference: r.orderId, key: movementKey(r.id, line.variantId, "sale"), createdAt: now });
+				const hold = holdField(r.id);
+				await this.db.variants.updateOne({ id: line.variantId, [hold]: { $exists: true } }, { $unset: { [hold]: true } });
+			}
+		},
+
+		/** The reservation's line work is done: the sweeper leaves it alone from now on. */
+		async closeReservation(r: ReservationRef) {
+			await this.db.reservations.updateOne({ id: r.id, holdsOpen: true }, { $set: { holdsOpen: false } });
+		},
+
+		/** A reserve that found its reservation cancelled has put its lines back: it completes the release. */
+		async finishCancelled(r: ReservationRef) {
+			const released = await this.db.reservations.updateOne({ id: r.id, status: "cancelling" }, { $set: { status: "released", updatedAt: new Date() } });
+			if (released) await this.closeReservation(released);
+		},
+
+		/** Rolls back one line of a reservation claimed by the sweeper, whatever point a crash stopped at. */
+		async rollbackLine(r: Row<Reservation>, line: Reservation["items"][number]) {
+			const hold = holdField(r.id);
+			// Fence a line the reservation does not hold: a reserve of it still running late cannot take it now.
+			const fenced = await this.db.variants.updateOne({ id: line.variantId, [hold]: { $exists: false } }, { $set: { [hold]: 0 } });
+			const variant = fenced ?? (await this.db.variants.findById(line.variantId));
+			if (!variant) return;
+			const takeKey = movementKey(r.id, line.variantId, "reservation");
+			const putBackKey = movementKey(r.id, line.variantId, "release");
+			const rows = new Set((await this.db.inventory_transactions.find({ key: { $in: [takeKey, putBackKey] } }, { fields: ["key"] })).map((t) => t.key));
+			const held = !fenced && (variant.holds?.[r.id] ?? 0) > 0;
+			for (const step of rollbackSteps({ held, takeRow: rows.has(takeKey), putBackRow: rows.has(putBackKey) })) {
+				if (step === "recordTake") {
+					await this.recordMovement(null, variant, -line.quantity, "reservation", r.orderId, { key: takeKey, recovered: true });
+				} else if (step === "putBack") {
+					// A put-back writes its own row; when a late reserve put it back meanwhile, the next step completes theirs.
+					if (await this.putBackLine(null, r, line)) return;
+				} else {
+					const now = (await this.db.variants.findById(line.variantId)) ?? variant;
+					await this.recordMovement(null, now, line.quantity, "release", r.orderId, { key: putBackKey, recovered: true });
+				}
+			}
+		},
+
+		/**
+		 * Finishes reservations whose stock work stopped (a crash) more than `staleAfterMs` ago: rolls
+		 * back pending or cancelled ones line by line, settles sold ones. Never touches `reserved`.
+		 */
+		async sweepReservations(now = new Date()) {
+			const cutoff = new Date(now.getTime() - this.settings.reservationSweep.staleAfterMs);
+			const stale = await this.db.reservations.find({ holdsOpen: true, status: { $in: SWEPT_STATUSES }, updatedAt: { $lt: cutoff } }, { sort: { updatedAt: 1 }, limit: SWEEP_BATCH });
+			let swept = 0;
+			for (const found of stale) {
+				const next = SWEEP_TRANSITIONS[found.status]!;
+				// The claim: one conditional update moves updatedAt past the cutoff, so of two sweepers
+				// (on two nodes) only one does the work, and a reserve still running sees it is no longer pending.
+				const r = await this.db.reservations.updateOne(
+					{ id: found.id, status: found.status, holdsOpen: true, updatedAt: { $lt: cutoff } },
+					{ $set: { status: next.to, updatedAt: now, ...(next.reason ? { reason: next.reason } : {}) } },
+				);
+				if (!r) continue;
+				try {
+					if (next.work === "rollback") for (const line of r.items) await this.rollbackLine(r, line);
+					else await this.settleSale(r);
+					await this.closeReservation(r);
+					swept++;
+					this.logger.info(`Swept the ${found.status} reservation of order ${r.orderId} (${next.work}).`);
+				} catch (err) {
+					// Still open: a later sweep, after the threshold, takes it again from where this one stopped.
+					this.logger.warn(`Sweeping the reservation of order ${r.orderId} failed:`, (err as Error).message);
+				}
+			}
+			return { swept };
 		},
 
 		/** The demo catalog on the first start of the embedded default (never under tests). */
@@ -664,6 +826,27 @@ const ProductsService: ServiceSchema<ServiceSettingSchema, Methods, Vars> = {
 				if ((err as ConflictError).type !== "DUPLICATE") throw err;
 			}
 		},
+	},
+
+	async started() {
+		const { intervalMs } = this.settings.reservationSweep;
+		if (!intervalMs) return;
+		// One sweep at a time per node; other nodes are kept off the same reservation by the claim.
+		const sweep = () => {
+			this.sweeping ??= this.sweepReservations()
+				.catch((err: Error) => this.logger.warn(`Sweeping stale reservations failed: ${err.message}`))
+				.finally(() => (this.sweeping = undefined));
+			return this.sweeping;
+		};
+		// What a crash of the previous run left behind.
+		await sweep();
+		this.sweepTimer = setInterval(sweep, intervalMs);
+		this.sweepTimer.unref();
+	},
+
+	async stopped() {
+		clearInterval(this.sweepTimer);
+		await this.sweeping;
 	},
 };
 

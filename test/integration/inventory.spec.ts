@@ -3,7 +3,7 @@
  * per order, and leave an audit trail that sums to the stock.
  */
 import type { Context, ServiceSchema } from "moleculer";
-import { startShop, type Shop } from "../helpers/shop";
+import { loadService, startShop, type Shop } from "../helpers/shop";
 import { signAccessToken } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
 
@@ -23,6 +23,9 @@ const Listener: ServiceSchema = {
 	},
 };
 
+/** The real products service with its sweeper timer off: tests sweep when they choose. */
+const productsWithSweep = (intervalMs: number): ServiceSchema<any> => ({ name: "products", mixins: [loadService("products")], settings: { reservationSweep: { intervalMs } } });
+
 const admin = signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
 const customer = signAccessToken({ sub: "cust-1", role: "customer", sid: "s-cust" });
 
@@ -31,7 +34,7 @@ describe("inventory", () => {
 	let svc: any;
 	let n = 0;
 	beforeAll(async () => {
-		shop = await startShop({ services: [FakeUsers, Listener, "products"] });
+		shop = await startShop({ services: [FakeUsers, Listener, productsWithSweep(0)] });
 		svc = shop.broker.getLocalService("products");
 	});
 	afterAll(() => shop.stop());
@@ -258,5 +261,228 @@ describe("inventory", () => {
 			expect(await stockOf(v)).toBe(0);
 			expect(await auditSum(v)).toBe(0);
 		});
+	});
+
+	describe("recovery of reservations cut short by a crash", () => {
+		const reservationOf = async (orderId: string) => svc.db.reservations.findOne({ orderId });
+		const holdOf = async (variantId: string, orderId: string) => (await svc.db.variants.findById(variantId)).holds?.[(await reservationOf(orderId)).id];
+		/** The reservation's last change as if it were three minutes ago: past the two-minute threshold. */
+		const age = (orderId: string) => svc.db.reservations.updateOne({ orderId }, { $set: { updatedAt: new Date(Date.now() - 3 * 60_000) } });
+		const sweep = (): Promise<{ swept: number }> => svc.sweepReservations();
+		const rowsOf = async (orderId: string) => ((await svc.db.inventory_transactions.find({ reference: orderId })) as any[]).map((t) => [t.variantId, t.type, t.delta]).sort();
+		const eventsOf = (orderId: string) => changes.filter((c) => c.reference === orderId).map((c) => [c.variantId, c.type, c.delta]).sort();
+
+		/** Makes the next audit row of this order and movement throw, as if the node died right before writing it. */
+		function crashBeforeRow(orderId: string, type: string) {
+			const original = svc.db.inventory_transactions.insert.bind(svc.db.inventory_transactions);
+			return jest.spyOn(svc.db.inventory_transactions, "insert").mockImplementation(async (row: any) => {
+				if (row.reference === orderId && row.type === type) throw new Error("node died");
+				return original(row);
+			});
+		}
+
+		test("a reserve that died after its first decrement, before that line's audit row, is rolled back once", async () => {
+			const [v, w] = await variantsWithStock(5, 5);
+			const spy = crashBeforeRow("crash-1", "reservation");
+			try {
+				await expect(reserve("crash-1", [{ variantId: v, quantity: 2 }, { variantId: w, quantity: 1 }])).rejects.toThrow("node died");
+			} finally {
+				spy.mockRestore();
+			}
+			// What the crash left: stock taken without its row, the record pending, the hold proving the decrement.
+			expect(await stockOf(v)).toBe(3);
+			expect(await auditSum(v)).toBe(5);
+			expect(await stockOf(w)).toBe(5);
+			expect(await reservationOf("crash-1")).toMatchObject({ status: "pending", holdsOpen: true });
+			expect(await holdOf(v, "crash-1")).toBe(2);
+
+			// Younger than the threshold: a reserve may still be working on it.
+			expect(await sweep()).toEqual({ swept: 0 });
+			expect(await stockOf(v)).toBe(3);
+
+			await age("crash-1");
+			expect(await sweep()).toEqual({ swept: 1 });
+			expect(await stockOf(v)).toBe(5);
+			expect(await stockOf(w)).toBe(5);
+			expect(await auditSum(v)).toBe(5);
+			expect(await auditSum(w)).toBe(5);
+			expect(await rowsOf("crash-1")).toEqual([[v, "release", 2], [v, "reservation", -2]].sort());
+			expect(eventsOf("crash-1")).toEqual([[v, "release", 2], [v, "reservation", -2]].sort());
+			expect(await reservationOf("crash-1")).toMatchObject({ status: "released", reason: "expired", holdsOpen: false });
+			expect(await holdOf(v, "crash-1")).toBeUndefined();
+			// The line never taken is fenced, so a reserve still running late could not take it now.
+			expect(await holdOf(w, "crash-1")).toBe(0);
+
+			// A second sweep changes nothing.
+			await age("crash-1");
+			expect(await sweep()).toEqual({ swept: 0 });
+			expect(await stockOf(v)).toBe(5);
+			expect(await rowsOf("crash-1")).toHaveLength(2);
+			expect(eventsOf("crash-1")).toHaveLength(2);
+			// The order's stock is released: no late reserve takes any, and a release says it was done.
+			await expect(reserve("crash-1", [{ variantId: v, quantity: 2 }, { variantId: w, quantity: 1 }])).rejects.toMatchObject({ code: 409, type: "RESERVATION_RELEASED" });
+			expect(await release("crash-1")).toEqual({ released: false, alreadyReleased: true });
+		});
+
+		test("two sweepers at once: one claims the reservation and the stock goes back once", async () => {
+			const [v, w, x] = await variantsWithStock(5, 5, 5);
+			// The node dies while taking the second line: the first is taken and recorded, the others not.
+			const original = svc.db.variants.updateOne.bind(svc.db.variants);
+			const spy = jest.spyOn(svc.db.variants, "updateOne").mockImplementation(async (...args: any[]) => {
+				if (args[0].id === w && args[0].stock) throw new Error("node died");
+				return original(...args);
+			});
+			try {
+				await expect(reserve("crash-2", [{ variantId: v, quantity: 1 }, { variantId: w, quantity: 1 }, { variantId: x, quantity: 1 }])).rejects.toThrow("node died");
+			} finally {
+				spy.mockRestore();
+			}
+			expect(await stockOf(v)).toBe(4);
+			await age("crash-2");
+
+			const results = await Promise.all([sweep(), sweep()]);
+			expect(results.map((r) => r.swept).sort()).toEqual([0, 1]);
+			for (const id of [v, w, x]) {
+				expect(await stockOf(id)).toBe(5);
+				expect(await auditSum(id)).toBe(5);
+			}
+			expect(await rowsOf("crash-2")).toEqual([[v, "release", 1], [v, "reservation", -1]].sort());
+			expect(eventsOf("crash-2")).toEqual([[v, "release", 1], [v, "reservation", -1]].sort());
+		});
+
+		test("a put-back whose audit row was lost gets its row, and no stock moves twice", async () => {
+			const [plenty, scarce] = await variantsWithStock(5, 0);
+			// The second line is short, the first goes back, and the node dies before the release row.
+			const spy = crashBeforeRow("crash-3", "release");
+			try {
+				await expect(reserve("crash-3", [{ variantId: plenty, quantity: 2 }, { variantId: scarce, quantity: 1 }])).rejects.toThrow("node died");
+			} finally {
+				spy.mockRestore();
+			}
+			expect(await stockOf(plenty)).toBe(5);
+			expect(await auditSum(plenty)).toBe(3);
+			await age("crash-3");
+			expect(await sweep()).toEqual({ swept: 1 });
+			expect(await stockOf(plenty)).toBe(5);
+			expect(await auditSum(plenty)).toBe(5);
+			expect((await auditOf(plenty)).find((t) => t.type === "release")).toMatchObject({ delta: 2, reference: "crash-3", recovered: true });
+			expect(await rowsOf("crash-3")).toEqual([[plenty, "release", 2], [plenty, "reservation", -2]].sort());
+		});
+
+		test("a release that came while the dead reserve was pending is completed by the sweeper", async () => {
+			const [v, w] = await variantsWithStock(5, 5);
+			const spy = crashBeforeRow("crash-4", "reservation");
+			try {
+				await expect(reserve("crash-4", [{ variantId: v, quantity: 1 }, { variantId: w, quantity: 1 }])).rejects.toThrow("node died");
+			} finally {
+				spy.mockRestore();
+			}
+			expect(await release("crash-4")).toEqual({ released: true });
+			expect(await reservationOf("crash-4")).toMatchObject({ status: "cancelling" });
+			expect(await stockOf(v)).toBe(4);
+			await age("crash-4");
+			expect(await sweep()).toEqual({ swept: 1 });
+			expect(await stockOf(v)).toBe(5);
+			expect(await auditSum(v)).toBe(5);
+			expect(await reservationOf("crash-4")).toMatchObject({ status: "released", holdsOpen: false });
+		});
+
+		test("a reserve still running when the sweeper took it for dead cannot take stock afterwards", async () => {
+			const [v, w] = await variantsWithStock(5, 5);
+			const original = svc.db.variants.updateOne.bind(svc.db.variants);
+			let resume!: () => void;
+			let atSecondLine!: () => void;
+			const resumed = new Promise<void>((r) => (resume = r));
+			const blocked = new Promise<void>((r) => (atSecondLine = r));
+			const spy = jest.spyOn(svc.db.variants, "updateOne").mockImplementation(async (...args: any[]) => {
+				if (args[0].id === w && args[0].stock) {
+					atSecondLine();
+					await resumed;
+				}
+				return original(...args);
+			});
+			try {
+				const reserving = reserve("zombie-1", [{ variantId: v, quantity: 1 }, { variantId: w, quantity: 1 }]);
+				await blocked;
+				await age("zombie-1");
+				expect(await sweep()).toEqual({ swept: 1 });
+				// Were it to take the second line now and then die, nobody would give that back: the fence stops it.
+				const dies = crashBeforeRow("zombie-1", "reservation");
+				resume();
+				try {
+					await expect(reserving).rejects.toMatchObject({ code: 409, type: "RESERVATION_RELEASED" });
+				} finally {
+					dies.mockRestore();
+				}
+			} finally {
+				spy.mockRestore();
+			}
+			for (const id of [v, w]) {
+				expect(await stockOf(id)).toBe(5);
+				expect(await auditSum(id)).toBe(5);
+			}
+			expect(await reservationOf("zombie-1")).toMatchObject({ status: "released", reason: "expired" });
+		});
+
+		test("reserved and committed reservations are never rolled back; a commit cut short is settled without moving stock", async () => {
+			const [v] = await variantsWithStock(10);
+			await reserve("sold-1", [{ variantId: v, quantity: 2 }]);
+			expect(await commit("sold-1")).toEqual({ committed: true });
+			await reserve("unpaid-1", [{ variantId: v, quantity: 1 }]);
+			// The node dies while dropping the holds of a commit, after its sale row.
+			await reserve("sold-2", [{ variantId: v, quantity: 3 }]);
+			const original = svc.db.variants.updateOne.bind(svc.db.variants);
+			const spy = jest.spyOn(svc.db.variants, "updateOne").mockImplementation(async (...args: any[]) => {
+				if (args[1].$unset && !args[1].$inc) throw new Error("node died");
+				return original(...args);
+			});
+			try {
+				await expect(commit("sold-2")).rejects.toThrow("node died");
+			} finally {
+				spy.mockRestore();
+			}
+			expect(await reservationOf("sold-2")).toMatchObject({ status: "committed", holdsOpen: true });
+			expect(await holdOf(v, "sold-2")).toBe(3);
+			for (const orderId of ["sold-1", "unpaid-1", "sold-2"]) await age(orderId);
+
+			expect(await sweep()).toEqual({ swept: 1 });
+			expect(await stockOf(v)).toBe(4);
+			expect(await auditSum(v)).toBe(4);
+			expect(await reservationOf("sold-1")).toMatchObject({ status: "committed", holdsOpen: false });
+			expect(await reservationOf("sold-2")).toMatchObject({ status: "committed", holdsOpen: false });
+			expect(await holdOf(v, "sold-2")).toBeUndefined();
+			expect((await auditOf(v)).filter((t) => t.type === "sale").map((t) => [t.reference, t.quantity]).sort()).toEqual([["sold-1", 2], ["sold-2", 3]]);
+			// An order waiting for its payment keeps its stock, however long it waits.
+			expect(await reservationOf("unpaid-1")).toMatchObject({ status: "reserved", holdsOpen: true });
+			expect(await holdOf(v, "unpaid-1")).toBe(1);
+			expect(await sweep()).toEqual({ swept: 0 });
+			expect(await stockOf(v)).toBe(4);
+			// Commit and release drop their holds themselves.
+			expect(await commit("unpaid-1")).toEqual({ committed: true });
+			expect(await holdOf(v, "unpaid-1")).toBeUndefined();
+			expect(await release("sold-1")).toEqual({ released: true });
+			expect(await stockOf(v)).toBe(6);
+			expect(await auditSum(v)).toBe(6);
+		});
+	});
+
+	test("each node sweeps on a timer: a crashed reservation found in the store is rolled back", async () => {
+		const node = await startShop({ services: [productsWithSweep(50)], noGateway: true });
+		try {
+			const products = node.broker.getLocalService("products") as any;
+			const created = await node.broker.call<any, any>("products.create", { name: "Swept", price: 100, currency: "USD", variants: [{ sku: "SWEPT-1", stock: 4 }] });
+			const v = created.variants[0].id;
+			// The state a crash right after the decrement leaves: stock and hold moved, no audit row, the record pending.
+			const old = new Date(Date.now() - 10 * 60_000);
+			await products.db.variants.updateOne({ id: v }, { $inc: { stock: -3 }, $set: { "holds.r-stored": 3 } });
+			await products.db.reservations.insert({ id: "r-stored", orderId: "stored-1", status: "pending", items: [{ variantId: v, quantity: 3, productId: created.id }], holdsOpen: true, createdAt: old, updatedAt: old });
+			for (let i = 0; i < 100 && (await products.db.reservations.findById("r-stored")).holdsOpen; i++) await new Promise((r) => setTimeout(r, 20));
+			expect(await products.db.reservations.findById("r-stored")).toMatchObject({ status: "released", holdsOpen: false });
+			expect((await products.db.variants.findById(v)).stock).toBe(4);
+			const trail = await products.db.inventory_transactions.find({ variantId: v });
+			expect(trail.reduce((sum: number, t: any) => sum + t.delta, 0)).toBe(4);
+		} finally {
+			await node.stop();
+		}
 	});
 });
