@@ -11,7 +11,8 @@ import { redisUrl } from "../helpers/cluster";
 import { HealthMixin } from "../../mixins/health.mixin";
 import { CART_TTL_SECONDS } from "../../adapters/cart-store";
 import type { CatalogVariant } from "../../lib/cart-pricing";
-import { FakeUsers, tokenFor } from "../integration/cart.spec";
+import { tokenFor } from "../integration/cart.spec";
+import { FakeUsers } from "../helpers/fakes";
 
 // Two brokers without a transporter cannot share a products service, so both get this one catalog
 // (products.getVariants per docs/services.md); the point here is the shared cart store.

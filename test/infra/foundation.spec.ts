@@ -7,6 +7,7 @@ import Redis from "ioredis";
 import { startNode, joinCluster, eventually, freePort, redisUrl, type ShopNode } from "../helpers/cluster";
 import { startShop } from "../helpers/shop";
 import { HealthMixin } from "../../mixins/health.mixin";
+import { FakeUsers } from "../helpers/fakes";
 
 jest.setTimeout(90_000);
 
@@ -88,7 +89,6 @@ const Counter: ServiceSchema = {
 		},
 	},
 };
-const FakeUsers: ServiceSchema = { name: "users", actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } } };
 
 describe("Redis", () => {
 	test("the Redis cacher serves the second call from redis-server", async () => {

@@ -9,14 +9,7 @@ import SwaggerParser from "@apidevtools/swagger-parser";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { signAccessToken } from "../../lib/jwt";
-import { HealthMixin } from "../../mixins/health.mixin";
-
-// Stands in for the users service: every session is active.
-export const FakeUsers: ServiceSchema = {
-	name: "users",
-	mixins: [HealthMixin],
-	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
-};
+import { FakeUsers } from "../helpers/fakes";
 
 // The analytics side of cart.item_added.
 const itemAddedEvents: any[] = [];

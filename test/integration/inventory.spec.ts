@@ -5,13 +5,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { loadService, startShop, type Shop } from "../helpers/shop";
 import { signAccessToken } from "../../lib/jwt";
-import { HealthMixin } from "../../mixins/health.mixin";
-
-const FakeUsers: ServiceSchema = {
-	name: "users",
-	mixins: [HealthMixin],
-	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
-};
+import { FakeUsers } from "../helpers/fakes";
 
 const changes: any[] = [];
 const Listener: ServiceSchema = {

@@ -2,15 +2,8 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { signAccessToken } from "../../lib/jwt";
-import { HealthMixin } from "../../mixins/health.mixin";
 import { ConflictError } from "../../lib/errors";
-
-// The users service is written in parallel: sessions are always active here.
-const FakeUsers: ServiceSchema = {
-	name: "users",
-	mixins: [HealthMixin],
-	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
-};
+import { FakeUsers } from "../helpers/fakes";
 
 const events: Array<{ name: string; payload: any }> = [];
 const Listener: ServiceSchema = {

@@ -7,13 +7,7 @@ import { startShop, loadService, type Shop } from "../helpers/shop";
 import { signAccessToken } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
 import "../../mixins/types";
-
-// Stand-ins for users (sessions), products (getMany) and orders (hasDeliveredProduct).
-const FakeUsers: ServiceSchema = {
-	name: "users",
-	mixins: [HealthMixin],
-	actions: { checkSession: { params: { sid: "string" }, handler: (_ctx: Context) => ({ active: true }) } },
-};
+import { FakeUsers } from "../helpers/fakes";
 
 const PRODUCTS: Record<string, { isActive: boolean }> = { p1: { isActive: true }, p2: { isActive: true }, p3: { isActive: true }, archived: { isActive: false } };
 const FakeProducts: ServiceSchema = {

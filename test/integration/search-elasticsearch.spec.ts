@@ -13,6 +13,7 @@ import SearchService from "../../services/search.service";
 import { ElasticsearchEngine } from "../../adapters/search";
 import { PRICE_BUCKETS, toIndexDoc } from "../../lib/search-query";
 import { signAccessToken } from "../../lib/jwt";
+import { FakeUsers } from "../helpers/fakes";
 
 const INDEX = "shop-products";
 
@@ -22,11 +23,6 @@ interface Sent {
 	querystring: Record<string, string>;
 	body: any;
 }
-
-const FakeUsers: ServiceSchema = {
-	name: "users",
-	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
-};
 
 function row(id: string, name: string, over: Record<string, any> = {}) {
 	return {

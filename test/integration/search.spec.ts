@@ -8,13 +8,9 @@ import { startShop, type Shop } from "../helpers/shop";
 import { signAccessToken } from "../../lib/jwt";
 import { PRICE_BUCKETS } from "../../lib/search-query";
 import { HealthMixin } from "../../mixins/health.mixin";
+import { FakeUsers } from "../helpers/fakes";
 
 type Row = Record<string, any> & { id: string; isActive?: boolean };
-
-const FakeUsers: ServiceSchema = {
-	name: "users",
-	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
-};
 
 function product(id: string, name: string, over: Partial<Row> = {}): Row {
 	return {
