@@ -7,10 +7,13 @@
  *   → aggregate (a batch becomes one `$inc` per hourly counter)
  *   → store (atomic upsert-increments, then the Prometheus business metrics).
  * Revenue rules are in lib/analytics-events.ts; reports are assembled in lib/analytics-reports.ts.
+ * Order and payment events also come from their outboxes (mixins/outbox-consumer.mixin.ts), so the
+ * ones emitted while analytics was down are counted when it starts; the eventId claim counts each once.
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
 import { DbMixin, type DbServiceThis } from "../mixins/db.mixin";
+import { OutboxConsumerMixin } from "../mixins/outbox-consumer.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import { Pipeline, type PipelineStats } from "../lib/pipeline";
@@ -51,10 +54,13 @@ interface Counts {
 interface AnalyticsVars extends DbServiceThis {
 	pipeline: Pipeline<RawEvent>;
 	counts: Counts;
+	/** Items lost by a failed stage, as of the last catch-up page that was stored. */
+	failuresSettled: number;
 }
 
 interface AnalyticsMethods {
-	ingest(name: string, payload: unknown): Promise<void>;
+	ingest(name: string, payload: unknown, ctx?: Context | null, emittedAt?: Date): Promise<void>;
+	storeIngested(): Promise<void>;
 	validateAndClaim(batch: RawEvent[]): Promise<AnalyticsEvent[]>;
 	claim(events: AnalyticsEvent[]): Promise<AnalyticsEvent[]>;
 	store(batch: AggregatedBatch[]): Promise<AggregatedBatch[]>;
@@ -101,6 +107,13 @@ async function withRetry<T>(attempts: number, fn: () => Promise<T>): Promise<T> 
 const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, AnalyticsVars> = {
 	name: "analytics",
 	mixins: [
+		// Before DbMixin: the catch-up stops before the collections close.
+		OutboxConsumerMixin({
+			cursors: "analytics_cursors",
+			sources: { orders: ["order.created", "order.confirmed", "order.cancelled"], payments: ["payment.refunded", "payment.failed"] },
+			handler: "ingest",
+			settle: "storeIngested",
+		}),
 		DbMixin("analytics", {
 			// One counter per hour, metric and key (currency, product, status|currency, funnel step).
 			hourly: {
@@ -130,12 +143,8 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		pipeline: { capacity: 1000, validateBatch: 50, validateConcurrency: 2, aggregateBatch: 500 },
 	},
 
+	// Order and payment events reach `ingest` through the outbox consumer mixin.
 	events: {
-		"order.created": ingestEvent,
-		"order.confirmed": ingestEvent,
-		"order.cancelled": ingestEvent,
-		"payment.refunded": ingestEvent,
-		"payment.failed": ingestEvent,
 		"product.viewed": ingestEvent,
 		"cart.item_added": ingestEvent,
 	},
@@ -190,13 +199,26 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 	},
 
 	methods: {
-		async ingest(name: string, payload: unknown) {
+		/** Live, or caught up from an outbox: then the outbox's time dates an event that has no occurredAt. */
+		async ingest(name: string, payload: unknown, _ctx?: Context | null, emittedAt?: Date) {
 			this.counts.received++;
 			try {
-				await this.pipeline.push({ name, payload, receivedAt: new Date() });
+				await this.pipeline.push({ name, payload, receivedAt: emittedAt ?? new Date() });
 			} catch (err) {
 				this.logger.warn(`Event ${name} not counted: ${(err as Error).message}`);
 			}
+		},
+
+		/** A catch-up page goes through the whole pipeline before its cursor is saved; a stage that lost items has it read again. */
+		async storeIngested() {
+			if (!this.pipeline.stats().running) throw new Error("the analytics pipeline is stopped");
+			await this.pipeline.drain();
+			const { running, stages } = this.pipeline.stats();
+			const failures = stages.reduce((n, s) => n + s.failed, 0);
+			const lost = failures - this.failuresSettled;
+			this.failuresSettled = failures;
+			if (!running) throw new Error("the analytics pipeline stopped");
+			if (lost > 0) throw new Error(`${lost} event(s) were not stored`);
 		},
 
 		async validateAndClaim(batch: RawEvent[]) {
@@ -306,6 +328,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 	created(this: AnalyticsThis) {
 		const opts = this.settings.pipeline;
 		this.counts = { received: 0, rejected: 0, duplicates: 0, counted: 0 };
+		this.failuresSettled = 0;
 		this.pipeline = new Pipeline<RawEvent>(
 			[
 				{ name: "validate", batchSize: opts.validateBatch, concurrency: opts.validateConcurrency, handle: (batch: RawEvent[]) => this.validateAndClaim(batch) },

@@ -2,9 +2,10 @@
  * Email and SMS notifications from durable broker events (verification, password reset, order
  * confirmed/shipped/delivered/cancelled, refund).
  *
- * Nothing lost: the users, orders and payments services keep their events in an outbox. Besides
- * handling live events, this service reads each outbox from a saved cursor (at start, every 30 s,
- * and soon after each live event), so events emitted while it was down are handled when it is back.
+ * Nothing lost: the users, orders and payments services keep their events in an outbox; the
+ * outbox consumer mixin hands live events and those caught up from each outbox (at start, every
+ * 30 s, soon after each live event) to `handleEvent`, so events emitted while this service was down
+ * are handled when it is back.
  * Nothing twice: every message has a unique `dedupeKey` (event id + template + channel + recipient)
  * and is inserted before it is sent, so a redelivered or replayed event, or a second instance,
  * finds the key taken and sends nothing. A worker pool sends queued messages, each claimed with a
@@ -15,6 +16,7 @@ import path from "node:path";
 import type { Context, ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
 import { DbMixin, type Collections } from "../mixins/db.mixin";
+import { OutboxConsumerMixin, type OutboxConsumerSettings, type OutboxConsumerThis } from "../mixins/outbox-consumer.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import "../mixins/types";
@@ -30,12 +32,9 @@ import {
 	eventIdOf,
 	kindFor,
 	needsUserLookup,
-	outboxSeqOf,
 	plannedMessages,
-	sourceOf,
 	templateVars,
 	type Contact,
-	type EventSource,
 	type NotificationKind,
 } from "../lib/notification-plan";
 import { DeliveryError, createChannels, readNotificationConfig, type NotificationChannel, type NotificationConfig } from "../adapters/channels";
@@ -43,8 +42,6 @@ import { DeliveryError, createChannels, readNotificationConfig, type Notificatio
 const TEMPLATES_DIR = path.join(__dirname, "../templates/notifications");
 const STATUSES = ["queued", "sent", "failed", "outboxed"] as const;
 const EPOCH = new Date(0);
-/** Outbox events read per `outboxSince` call. */
-const CATCH_UP_BATCH = 200;
 
 type Parsed = ReturnType<typeof parseTemplate>;
 interface KindTemplates {
@@ -97,14 +94,10 @@ function adminView(m: Message) {
 	return { ...customerView(m), userId: m.userId, eventId: m.eventId, provider: m.provider, providerId: m.providerId, error: m.error, nextAttemptAt: m.nextAttemptAt, failedAt: m.failedAt };
 }
 
-interface NotifySettings {
+interface NotifySettings extends OutboxConsumerSettings {
 	rest: string;
 	/** How often queued messages that are due (retries, leftovers of a restart) are picked up. */
 	scanIntervalMs: number;
-	/** How often every source's outbox is read, whatever the live events said. */
-	catchUpIntervalMs: number;
-	/** Delay between a live event and the outbox read that advances the cursor past it. */
-	catchUpDelayMs: number;
 	leaseMs: number;
 	backoff: BackoffOptions;
 }
@@ -115,23 +108,15 @@ interface NotifyVars {
 	channels: Record<"email" | "sms", NotificationChannel>;
 	templates: Map<NotificationKind, KindTemplates>;
 	queue: WorkQueue<string>;
-	cursors: Map<EventSource, number>;
-	catchingUp: Map<EventSource, Promise<void>>;
-	catchUpAgain: Set<EventSource>;
 	timers: Set<NodeJS.Timeout>;
-	catchUpTimer: NodeJS.Timeout | null;
 	stopping: boolean;
 }
 
-interface NotifyMethods {
-	onLiveEvent(event: string, payload: Record<string, any>): Promise<void>;
+interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll"> {
 	handleEvent(event: string, payload: Record<string, any>): Promise<void>;
 	contactFor(kind: NotificationKind, payload: Record<string, any>): Promise<Contact | null>;
 	deliver(id: string): Promise<void>;
 	enqueueDue(): Promise<void>;
-	catchUpAll(): Promise<void>;
-	catchUp(source: EventSource): Promise<void>;
-	scheduleCatchUp(delayMs: number): void;
 	later(delayMs: number, fn: () => unknown): void;
 }
 
@@ -140,6 +125,8 @@ type NotifyThis = NotifyVars & NotifyMethods & { settings: NotifySettings; broke
 const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyVars> = {
 	name: "notifications",
 	mixins: [
+		// Before DbMixin: the catch-up stops before the collections close.
+		OutboxConsumerMixin({ cursors: "notification_cursors", sources: SOURCE_EVENTS, handler: "handleEvent" }),
 		DbMixin("notifications", {
 			// Collection names carry the service's name: with MONGO_URI they share one database.
 			notifications: {
@@ -150,8 +137,6 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				},
 				indexes: [{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1, nextAttemptAt: 1 } }],
 			},
-			/** Per source service: the outbox sequence up to which every event has been handled. */
-			notification_cursors: { fields: { seq: Number, updatedAt: Date } },
 			/** Events already handled (by id), so a catch-up does not redo them; kept longer than the outboxes keep events. */
 			notification_events: { fields: { event: String, handledAt: Date }, indexes: [{ fields: { handledAt: 1 }, expireAfterSeconds: 8 * 24 * 3600 }] },
 		}),
@@ -221,41 +206,10 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		},
 	},
 
-	events: {
-		// The same handler for every event we notify about; live delivery and catch-up share it.
-		...Object.fromEntries(
-			Object.values(SOURCE_EVENTS)
-				.flat()
-				.map((event) => [
-					event,
-					function (this: NotifyThis, ctx: Context<Record<string, any>>) {
-						return this.onLiveEvent(event, ctx.params);
-					},
-				]),
-		),
-		// A source service (re)appeared: read what it kept for us.
-		"$services.changed"(this: NotifyThis) {
-			this.scheduleCatchUp(this.settings.catchUpDelayMs);
-		},
-	},
-
 	methods: {
-		async onLiveEvent(event: string, payload: Record<string, any>) {
-			if (!payload || typeof payload !== "object") return;
-			try {
-				await this.handleEvent(event, payload);
-			} catch (err) {
-				// Not lost: the event stays in its outbox and the next catch-up handles it.
-				this.logger.warn(`Handling ${event} failed, the catch-up will retry: ${(err as Error).message}`);
-			}
-			const source = sourceOf(event);
-			const seq = source && typeof payload.eventId === "string" ? outboxSeqOf(source, payload.eventId) : null;
-			// Past our cursor: read the outbox soon, to advance the cursor and fetch anything missed before it.
-			if (source && seq != null && seq > (this.cursors.get(source) ?? 0)) this.scheduleCatchUp(this.settings.catchUpDelayMs);
-		},
-
 		/** Creates the event's messages (once, whatever the number of deliveries) and queues them. */
 		async handleEvent(event: string, payload: Record<string, any>) {
+			if (!payload || typeof payload !== "object") return;
 			const eventId = eventIdOf(event, payload);
 			if (await this.db.notification_events.findById(eventId)) return;
 			const kind = kindFor(event, payload);
@@ -345,64 +299,6 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			for (const m of due) this.queue.push(m.id);
 		},
 
-		async catchUpAll() {
-			await Promise.all((Object.keys(SOURCE_EVENTS) as EventSource[]).map((s) => this.catchUp(s)));
-		},
-
-		/** Handles the source's outbox events after our cursor, in order, moving the cursor as it goes. */
-		catchUp(source: EventSource) {
-			const running = this.catchingUp.get(source);
-			if (running) {
-				// Events may have arrived after this run read the outbox: read once more when it ends.
-				this.catchUpAgain.add(source);
-				return running;
-			}
-			const run = (async () => {
-				// A source that is not running now is read when it is back ($services.changed, timer).
-				if (!this.broker.registry.actions.isAvailable(`${source}.outboxSince`)) return;
-				let cursor = (await this.db.notification_cursors.findById(source))?.seq ?? 0;
-				const save = async (seq: number) => {
-					await this.db.notification_cursors.updateOne({ id: source }, { $max: { seq }, $set: { updatedAt: new Date() } }, { upsert: true });
-					cursor = seq;
-					this.cursors.set(source, Math.max(seq, this.cursors.get(source) ?? 0));
-				};
-				for (;;) {
-					if (this.stopping) return;
-					const batch: { events: Array<{ seq: number; event: string; payload: Record<string, any> }>; last: number } = await this.broker.call(
-						`${source}.outboxSince`,
-						{ after: cursor, events: SOURCE_EVENTS[source], limit: CATCH_UP_BATCH },
-						{ retries: 0 },
-					);
-					for (const e of batch.events) {
-						await this.handleEvent(e.event, e.payload);
-						await save(e.seq);
-					}
-					if (batch.events.length < CATCH_UP_BATCH) {
-						if (batch.last > cursor) await save(batch.last);
-						return;
-					}
-				}
-			})()
-				.catch((err) => {
-					if (!this.stopping) this.logger.warn(`Catching up with ${source} failed, will retry: ${(err as Error).message}`);
-				})
-				.finally(() => {
-					this.catchingUp.delete(source);
-					if (this.catchUpAgain.delete(source) && !this.stopping) void this.catchUp(source);
-				});
-			this.catchingUp.set(source, run);
-			return run;
-		},
-
-		scheduleCatchUp(delayMs: number) {
-			if (this.catchUpTimer || this.stopping) return;
-			this.catchUpTimer = setTimeout(() => {
-				this.catchUpTimer = null;
-				void this.catchUpAll();
-			}, delayMs);
-			this.catchUpTimer.unref();
-		},
-
 		later(delayMs: number, fn: () => unknown) {
 			if (this.stopping) return;
 			const timer = setTimeout(() => {
@@ -418,11 +314,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		this.config = readNotificationConfig();
 		this.channels = createChannels(this.config, (line) => this.logger.debug(line));
 		this.templates = loadTemplates(TEMPLATES_DIR);
-		this.cursors = new Map();
-		this.catchingUp = new Map();
-		this.catchUpAgain = new Set();
 		this.timers = new Set();
-		this.catchUpTimer = null;
 		this.stopping = false;
 		this.queue = new WorkQueue<string>({
 			concurrency: this.config.concurrency,
@@ -435,25 +327,19 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 	async started() {
 		this.stopping = false;
-		// Work left by the previous run, then what the sources kept while we were away.
+		// Work left by the previous run; what the sources kept while we were away comes from the catch-up.
 		await this.enqueueDue();
-		void this.catchUpAll();
 		const scan = setInterval(() => void this.enqueueDue().catch((err) => this.logger.warn(`Scanning due notifications failed: ${err.message}`)), this.settings.scanIntervalMs);
-		const catchUp = setInterval(() => void this.catchUpAll(), this.settings.catchUpIntervalMs);
-		for (const t of [scan, catchUp]) {
-			t.unref();
-			this.timers.add(t);
-		}
+		scan.unref();
+		this.timers.add(scan);
 	},
 
 	async stopped() {
 		this.stopping = true;
-		if (this.catchUpTimer) clearTimeout(this.catchUpTimer);
 		for (const t of this.timers) clearTimeout(t);
 		this.timers.clear();
 		// Messages being sent finish; waiting ones stay queued in the store for the next start.
 		await this.queue.stop();
-		await Promise.allSettled([...this.catchingUp.values()]);
 	},
 };
 

@@ -9,6 +9,10 @@
  *
  * Every change of an order is one conditional update (a status compare-and-set) that also bumps the
  * order's event counter, followed by an `order_events` entry with that sequence number.
+ *
+ * Payment news (a 3-D Secure payment settled by the webhook, a refund made at Stripe) also comes
+ * from the payments outbox, so what arrived while this service was down is applied when it starts;
+ * each handler is a conditional update, so an event applied twice changes nothing.
  */
 import crypto from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
@@ -16,6 +20,7 @@ import { Errors } from "moleculer";
 import type {} from "moleculer-web";
 import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
+import { OutboxConsumerMixin } from "../mixins/outbox-consumer.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import { newId, type CollectionSpec, type Query } from "../mixins/collection";
 import type { ShopMeta } from "../mixins/types";
@@ -107,7 +112,13 @@ const ORDER_SPECS: Record<string, CollectionSpec> = {
 
 const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<string, any>, OrdersThis> = {
 	name: "orders",
-	mixins: [DbMixin("orders", ORDER_SPECS), OutboxMixin("orders"), HealthMixin] as any,
+	mixins: [
+		// Before DbMixin: the catch-up stops before the collections close.
+		OutboxConsumerMixin({ cursors: "orders_cursors", sources: { payments: ["payment.succeeded", "payment.failed", "payment.refunded"] }, handler: "onPaymentEvent" }),
+		DbMixin("orders", ORDER_SPECS),
+		OutboxMixin("orders"),
+		HealthMixin,
+	] as any,
 	settings: { rest: "/", idempotencyWaitMs: 8000, checkoutFailAt: null, shippingRates: null, staleCheckoutMs: 15 * 60_000 },
 
 
@@ -277,47 +288,44 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		},
 	},
 
-	events: {
-		// The provider confirmed a payment later (webhook): a pending order whose checkout finished is confirmed.
-		"payment.succeeded": {
-			async handler(this: OrdersThis, ctx: Context<{ orderId: string; paymentId: string; amount: number }>) {
-				const { orderId, paymentId, amount } = ctx.params;
-				if (await this.confirmPaidOrder(ctx, orderId, paymentId, amount)) return;
-				// Paid after the order was cancelled (a late 3-D Secure, a charge that timed out): give it back.
-				const late = await this.changeOrder(orderId, {
-					when: { status: "cancelled", paymentStatus: "pending", "saga.state": { $ne: "running" } },
-					set: { paymentStatus: "succeeded", paidAmount: amount },
-					event: { type: "payment_succeeded", data: { paymentId, amount, late: true } },
-				});
-				if (late) await this.refundRest({ ctx, orderId, userId: late.userId }, "order_cancelled", `${orderId}-late`);
-			},
-		},
-		// A payment left pending at checkout failed later: the order is cancelled and its stock released.
-		"payment.failed": {
-			async handler(this: OrdersThis, ctx: Context<{ orderId: string; reason?: string }>) {
-				const failed = await this.changeOrder(ctx.params.orderId, {
-					when: { status: "pending", paymentStatus: "pending", "saga.state": "completed" },
-					set: { paymentStatus: "failed" },
-					event: { type: "payment_failed", data: { reason: ctx.params.reason ?? null } },
-				});
-				if (!failed) return;
-				const cancelled = await this.changeOrder(failed.id, {
-					when: { status: "pending" },
-					set: { status: "cancelled", cancelReason: "payment_failed", cancellation: "pending", cancelledAt: new Date() },
-					event: { type: "cancelled", data: { reason: "payment_failed" } },
-				});
-				if (cancelled) await this.finishCancellation(ctx, cancelled);
-			},
-		},
-		// Refunds made outside this service (e.g. in Stripe's dashboard) still show on the order.
-		"payment.refunded": {
-			async handler(this: OrdersThis, ctx: Context<{ orderId: string; refundId: string; amount: number }>) {
-				await this.recordRefund(ctx.params.orderId, { id: ctx.params.refundId, amount: ctx.params.amount }, null);
-			},
-		},
-	},
-
 	methods: {
+		/** Payment news, live (with its ctx) or caught up from the payments outbox (ctx null). */
+		async onPaymentEvent(event: string, payload: Record<string, any>, ctx: Context | null) {
+			if (typeof payload?.orderId !== "string") return;
+			if (event === "payment.succeeded") await this.paymentSucceeded(ctx, payload);
+			else if (event === "payment.failed") await this.paymentFailed(ctx, payload);
+			// Refunds made outside this service (e.g. in Stripe's dashboard) still show on the order.
+			else if (event === "payment.refunded") await this.recordRefund(payload.orderId, { id: payload.refundId, amount: payload.amount }, null);
+		},
+
+		/** The provider confirmed a payment later (webhook): a pending order whose checkout finished is confirmed. */
+		async paymentSucceeded(ctx: Context | null, { orderId, paymentId, amount }: { orderId: string; paymentId: string; amount: number }) {
+			if (await this.confirmPaidOrder(ctx, orderId, paymentId, amount)) return;
+			// Paid after the order was cancelled (a late 3-D Secure, a charge that timed out): give it back.
+			const late = await this.changeOrder(orderId, {
+				when: { status: "cancelled", paymentStatus: "pending", "saga.state": { $ne: "running" } },
+				set: { paymentStatus: "succeeded", paidAmount: amount },
+				event: { type: "payment_succeeded", data: { paymentId, amount, late: true } },
+			});
+			if (late) await this.refundRest({ ctx, orderId, userId: late.userId }, "order_cancelled", `${orderId}-late`);
+		},
+
+		/** A payment left pending at checkout failed later: the order is cancelled and its stock released. */
+		async paymentFailed(ctx: Context | null, { orderId, reason }: { orderId: string; reason?: string }) {
+			const failed = await this.changeOrder(orderId, {
+				when: { status: "pending", paymentStatus: "pending", "saga.state": "completed" },
+				set: { paymentStatus: "failed" },
+				event: { type: "payment_failed", data: { reason: reason ?? null } },
+			});
+			if (!failed) return;
+			const cancelled = await this.changeOrder(failed.id, {
+				when: { status: "pending" },
+				set: { status: "cancelled", cancelReason: "payment_failed", cancellation: "pending", cancelledAt: new Date() },
+				event: { type: "cancelled", data: { reason: "payment_failed" } },
+			});
+			if (cancelled) await this.finishCancellation(ctx, cancelled);
+		},
+
 		/** The checkout, step by step; each compensation sits next to the step it undoes. */
 		checkoutSteps(): SagaStep<Checkout>[] {
 			return [
@@ -620,7 +628,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		},
 
 		/** Confirms a pending, already checked-out order whose payment settled later; null when none was. */
-		async confirmPaidOrder(ctx: Context, orderId: string, paymentId: string, amount: number): Promise<Order | null> {
+		async confirmPaidOrder(ctx: Context | null, orderId: string, paymentId: string, amount: number): Promise<Order | null> {
 			const settled = { status: "pending", "saga.state": "completed" };
 			await this.changeOrder(orderId, {
 				when: { ...settled, paymentStatus: "pending" },
@@ -633,7 +641,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 				event: { type: "confirmed", data: { paymentId } },
 			});
 			if (!confirmed) return null;
-			await ctx.call("products.commit", { orderId });
+			await this.callFrom({ ctx, orderId, userId: confirmed.userId }, "products.commit", { orderId });
 			await this.appendEvent(orderId, "stock_committed", {});
 			await this.publish(ctx, "order.confirmed", eventPayload(confirmed));
 			return confirmed;

@@ -1,11 +1,13 @@
 /**
  * Analytics: reports to the cent from the events of checkout, cancellation and refund; replays
- * counted once; a 10,000-event burst fully counted with bounded queues; the business metrics.
+ * counted once; events emitted while analytics was down caught up from the outboxes, once; a
+ * 10,000-event burst fully counted with bounded queues; the business metrics.
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, loadService, type Shop } from "../helpers/shop";
 import { signAccessToken } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
+import { OutboxMixin } from "../../mixins/outbox.mixin";
 import AnalyticsService from "../../services/analytics.service";
 import "../../mixins/types";
 
@@ -213,6 +215,107 @@ describe("analytics from broker events", () => {
 		const checkout = (metrics.getMetric("checkout_duration_seconds") as any).get({});
 		expect(checkout.count).toBe(3);
 		expect(checkout.sum).toBeCloseTo(4.5);
+	});
+});
+
+/** orders or payments as far as analytics sees them: the real outbox, and `announce` publishing like the real service. */
+function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
+	return {
+		name,
+		mixins: [OutboxMixin(name)],
+		actions: {
+			announce: {
+				params: { event: "string", payload: "object", emittedAt: { type: "date", convert: true, optional: true } },
+				async handler(ctx: Context<{ event: string; payload: Record<string, unknown>; emittedAt?: Date }>) {
+					const eventId: string = await this.publish(ctx, ctx.params.event, ctx.params.payload);
+					// Backdated in the outbox, as if emitted then (within the outbox's retention).
+					if (ctx.params.emittedAt) await this.outbox.updateOne({ "payload.eventId": eventId }, { $set: { createdAt: ctx.params.emittedAt } });
+					return eventId;
+				},
+			},
+		},
+	};
+}
+
+describe("analytics catches up with the orders and payments outboxes", () => {
+	let shop: Shop;
+	let svc: any;
+	const DAY = 24 * HOUR;
+	const twoDaysAgo = new Date(Date.now() - 2 * DAY);
+	const admin = (path: string) => shop.http.get(path, { token: adminToken() });
+	const around = (at: number) => `from=${encodeURIComponent(new Date(at - 2 * HOUR).toISOString())}&to=${encodeURIComponent(new Date(at + 2 * HOUR).toISOString())}`;
+	const sumOf = (rows: any[]) =>
+		rows.reduce((acc, r) => ({ orders: acc.orders + r.orders, cancelled: acc.cancelled + r.cancelled, refunded: acc.refunded + r.refunded, revenue: acc.revenue + r.revenue }), { orders: 0, cancelled: 0, refunded: 0, revenue: 0 });
+	const salesNow = async () => sumOf((await admin(`/api/analytics/sales?interval=week&${around(Date.now())}`)).body);
+	const salesThen = async () => sumOf((await admin(`/api/analytics/sales?interval=day&${around(twoDaysAgo.getTime())}`)).body);
+	const announce = (source: "orders" | "payments", event: string, payload: Record<string, unknown>, emittedAt?: Date) =>
+		shop.broker.call<string, any>(`${source}.announce`, { event, payload, emittedAt });
+
+	async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, withinMs = 5_000): Promise<T> {
+		const start = Date.now();
+		for (;;) {
+			const v = await probe();
+			if (ok(v)) return v;
+			if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v)}`);
+			await new Promise((r) => setTimeout(r, 25));
+		}
+	}
+
+	beforeAll(async () => {
+		// The shop runs without analytics while customers order, cancel and get refunds.
+		shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders"), sourceWithOutbox("payments")] });
+		const o1 = orderPayload("c1", [{ productId: "p-tee", name: "Tee", quantity: 2, unitPrice: 1999 }]); // 4498
+		const o2 = orderPayload("c2", [{ productId: "p-mug", name: "Mug", quantity: 1, unitPrice: 1250 }]); // 1750
+		const o3 = orderPayload("c3", [{ productId: "p-mug", name: "Mug", quantity: 2, unitPrice: 1250 }], { shipping: 0 }); // 2500
+		for (const o of [o1, o2]) {
+			await announce("orders", "order.created", { ...o, status: "pending" });
+			await announce("orders", "order.confirmed", o);
+		}
+		await announce("orders", "order.status_changed", { ...o1, status: "processing", from: "confirmed", to: "processing" });
+		await announce("orders", "order.cancelled", { ...o2, status: "cancelled", reason: "customer", refundedAmount: 1750 });
+		await announce("payments", "payment.refunded", { orderId: "c2", paymentId: "pay-c2", refundId: "r-c2", userId: "u1", amount: 1750, currency: "USD", totalRefunded: 1750 });
+		await announce("payments", "payment.failed", { orderId: "c9", paymentId: "pay-c9", userId: "u1", amount: 999, currency: "USD", reason: "card_declined" });
+		// Two days ago: counted in the hour it was emitted, not when analytics read it.
+		await announce("orders", "order.confirmed", o3, twoDaysAgo);
+
+		svc = shop.broker.createService({ name: "analytics", mixins: [AnalyticsService], settings: { catchUpDelayMs: 20, catchUpIntervalMs: 60_000 } } as unknown as ServiceSchema);
+		await shop.broker.waitForServices("analytics", 10_000);
+	});
+	afterAll(() => shop.stop());
+
+	test("events emitted while analytics was down are counted once it starts, each once, in the hour they were emitted", async () => {
+		// Both cursors at the end of their outbox (orders: 7 events, of which the status change is not read).
+		await eventually(async () => Object.fromEntries((await svc.outboxCursors.find({})).map((c: any) => [c.id, c.seq])), (c: any) => c.orders === 7 && c.payments === 2);
+		await shop.broker.call("analytics.flush");
+		expect(await salesNow()).toEqual({ orders: 2, cancelled: 1, refunded: 1750, revenue: 4498 + 1750 - 1750 });
+		expect(await salesThen()).toEqual({ orders: 1, cancelled: 0, refunded: 0, revenue: 2500 });
+		const stats: any = await shop.broker.call("analytics.flush");
+		expect(stats).toMatchObject({ counted: 8, rejected: 0 });
+		const funnel = (await admin(`/api/analytics/funnel?${around(Date.now())}`)).body;
+		expect(funnel).toMatchObject({ checkoutStarted: 2, paid: 2 });
+	});
+
+	test("replaying the outboxes, twice and from the start, doubles nothing", async () => {
+		const before = { now: await salesNow(), then: await salesThen(), stats: (await shop.broker.call("analytics.flush")) as any };
+		await svc.outboxCursors.removeMany({});
+		await Promise.all([svc.catchUpAll(), svc.catchUpAll()]);
+		await svc.catchUpAll();
+		const stats: any = await shop.broker.call("analytics.flush");
+		expect(stats.counted).toBe(before.stats.counted);
+		expect(stats.duplicates - before.stats.duplicates).toBeGreaterThanOrEqual(8);
+		expect(await salesNow()).toEqual(before.now);
+		expect(await salesThen()).toEqual(before.then);
+	});
+
+	test("a live event is counted once, although the catch-up reads it again", async () => {
+		const before: any = await shop.broker.call("analytics.flush");
+		const o4 = orderPayload("c4", [{ productId: "p-tee", name: "Tee", quantity: 1, unitPrice: 1999 }], { shipping: 0 });
+		await announce("orders", "order.confirmed", o4);
+		await eventually(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 8);
+		const after: any = await shop.broker.call("analytics.flush");
+		expect(after.counted - before.counted).toBe(1);
+		expect(after.duplicates - before.duplicates).toBe(1);
+		expect((await salesNow()).orders).toBe(3);
 	});
 });
 

@@ -193,7 +193,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 	});
 
 	test("the cursor of each source is saved", async () => {
-		const cursors = await svc.db.notification_cursors.find({});
+		const cursors = await svc.outboxCursors.find({});
 		expect(Object.fromEntries(cursors.map((c: any) => [c.id, c.seq]))).toMatchObject({ users: 1, orders: 2 });
 	});
 
@@ -203,7 +203,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		await shop.broker.emit("order.confirmed", event.payload);
 		// A full replay, as if the markers and the cursor were lost: the unique key still holds.
 		await svc.db.notification_events.removeMany({});
-		await svc.db.notification_cursors.removeMany({});
+		await svc.outboxCursors.removeMany({});
 		await svc.catchUpAll();
 		await sleep(300);
 		expect((await listAll()).total).toBe(3);
@@ -219,7 +219,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		expect(shipped.html).toContain("Tracking number: <strong>1Z&lt;999&gt;</strong>");
 		const sms = await svc.db.notifications.findOne({ template: "order-shipped", channel: "sms" });
 		expect(sms.text).toBe("Moleculer Shop: order SO-o1 has shipped. Tracking: 1Z<999>");
-		await eventually(() => svc.db.notification_cursors.findById("orders"), (c: any) => c?.seq === 3);
+		await eventually(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 3);
 	});
 
 	test("templates escape what customers typed in HTML and keep it readable in text", async () => {
@@ -273,7 +273,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		await sleep(200);
 		expect((await listAll()).total).toBe(before + 3);
 		// Every event counts as handled, the ones that needed no message too.
-		await eventually(() => svc.db.notification_cursors.findById("orders"), (c: any) => c?.seq === 7);
+		await eventually(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 7);
 	});
 });
 

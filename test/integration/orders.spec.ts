@@ -1,14 +1,19 @@
 /**
  * Orders after checkout, with the real services behind the gateway: lists, access to other users'
  * orders (BOLA), the admin state machine, cancel, refunds, the event log (and rebuilding the order
- * from it), and the late confirmation of a pending payment by Stripe's webhook.
+ * from it), the late confirmation of a pending payment by Stripe's webhook, and the payment news
+ * that arrived while orders was down, applied when it starts and only once.
  */
 import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import Stripe from "stripe";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { rebuildOrderState } from "../../lib/order-state";
 import { ServiceUnavailableError } from "../../lib/errors";
+import OrdersService from "../../services/orders.service";
 
 const ADMIN = { email: "orders-admin@example.com", password: "Admin-Passw0rd-42!" };
 const WEBHOOK_SECRET = "whsec_orders_spec";
@@ -304,5 +309,144 @@ describe("orders", () => {
 		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { amount: 10.5, reason: "x" }, { token: admin })).status).toBe(422);
 		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { amount: -5, reason: "x" }, { token: admin })).status).toBe(422);
 		expect((await setStatus("no-such-order", { status: "processing" })).status).toBe(404);
+	});
+});
+
+describe("orders catches up with the payment events it missed while it was down", () => {
+	let shop: Shop;
+	let dataDir: string;
+	let admin: string;
+	let orders: any;
+	const events: Array<{ name: string; payload: any }> = [];
+	const recorder: ServiceSchema = {
+		name: "orders-catch-up-recorder",
+		events: {
+			"order.*"(ctx: Context) {
+				events.push({ name: ctx.eventName!, payload: ctx.params });
+			},
+		},
+	};
+	const saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
+	let n = 0;
+
+	/** The real orders service on files under dataDir, so a restart keeps its orders (other services stay in memory). */
+	async function startOrders() {
+		const env = { NODE_ENV: "development", DATA_DIR: dataDir, MONGO_URI: undefined } as Record<string, string | undefined>;
+		const before = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+		const apply = (values: Record<string, string | undefined>) => {
+			for (const [k, v] of Object.entries(values)) {
+				if (v === undefined) delete process.env[k];
+				else process.env[k] = v;
+			}
+		};
+		apply(env);
+		try {
+			// Collections and config are read when the service is created.
+			orders = shop.broker.createService({ name: "orders", mixins: [OrdersService as unknown as Partial<ServiceSchema>], settings: { catchUpDelayMs: 20 } });
+		} finally {
+			apply(before);
+		}
+		await shop.broker.waitForServices("orders", 10_000);
+	}
+
+	async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, withinMs = 5_000): Promise<T> {
+		const start = Date.now();
+		for (;;) {
+			const v = await probe();
+			if (ok(v)) return v;
+			if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v).slice(0, 400)}`);
+			await new Promise((r) => setTimeout(r, 25));
+		}
+	}
+
+	const stockOf = async (variantId: string) => (await shop.broker.call<any[], any>("products.getVariants", { ids: [variantId] }))[0].stock as number;
+	const eventTypes = async (orderId: string) => (await orders.db.order_events.find({ orderId }, { sort: { seq: 1 } })).map((e: any) => e.type);
+	const announced = (name: string, orderId: string) => events.filter((e) => e.name === name && e.payload.orderId === orderId).length;
+
+	/** A checkout through the orders action itself (the gateway's routes to a restarted service come back after a debounce). */
+	async function checkout(card: string) {
+		const reg = await shop.http.post("/api/auth/register", { email: `catch-up-${process.pid}-${++n}@example.com`, password: "Corr3ct-Horse-Battery" });
+		const token: string = reg.body.accessToken;
+		const addr = await shop.http.post("/api/me/addresses", { type: "shipping", line1: "3 Back St", city: "Ogdenville", postalCode: "11111", country: "US" }, { token });
+		const product = await shop.http.post("/api/products", { name: `Catch-up ${n}`, price: 2500, currency: "USD", variants: [{ sku: `CU-${process.pid}-${n}`, name: "Default", stock: 5 }] }, { token: admin });
+		const variantId: string = product.body.variants[0].id;
+		expect((await shop.http.post("/api/cart/items", { variantId, quantity: 2 }, { token })).status).toBe(201);
+		const order: any = await shop.broker.call(
+			"orders.checkout",
+			{ shippingAddressId: addr.body.id, paymentMethod: { type: "card", token: card } },
+			{ meta: { user: { id: reg.body.user.id, role: "customer", sid: "s" }, idempotencyKey: crypto.randomUUID() } },
+		);
+		return { order, variantId };
+	}
+
+	async function webhook(type: string, object: Record<string, unknown>) {
+		const payload = JSON.stringify({ id: `evt_cu_${process.pid}_${++n}`, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object } });
+		const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
+		const hook = await shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } });
+		expect(hook.status).toBe(200);
+	}
+
+	beforeAll(async () => {
+		process.env.ADMIN_EMAIL = ADMIN.email;
+		process.env.ADMIN_PASSWORD = ADMIN.password;
+		process.env.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET;
+		delete process.env.STRIPE_SECRET_KEY;
+		dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "orders-catch-up-"));
+		shop = await startShop({ services: ["users", "products", "cart", "payments", recorder] });
+		admin = (await shop.http.post("/api/auth/login", ADMIN)).body.accessToken;
+		await startOrders();
+	}, 30_000);
+	afterAll(async () => {
+		await shop?.stop();
+		fs.rmSync(dataDir, { recursive: true, force: true });
+		for (const k of ENV_KEYS) {
+			if (saved[k] === undefined) delete process.env[k];
+			else process.env[k] = saved[k];
+		}
+	});
+
+	test("a 3-D Secure success and failure and a refund made at Stripe while orders was down are applied when it starts; a replay changes nothing", async () => {
+		const paid = await checkout("pm_card_authenticationRequired");
+		const failed = await checkout("pm_card_authenticationRequired");
+		const refunded = await checkout("pm_card_visa");
+		expect([paid.order.status, failed.order.status, refunded.order.status]).toEqual(["pending", "pending", "confirmed"]);
+		const payments = await Promise.all([paid, failed, refunded].map((x) => shop.broker.call<any, any>("payments.getByOrder", { orderId: x.order.id })));
+
+		// orders goes down; the provider settles both 3-D Secure payments and refunds 1000 at Stripe.
+		await shop.broker.destroyService(orders);
+		await webhook("payment_intent.succeeded", { id: payments[0].providerPaymentId, object: "payment_intent", amount: paid.order.total, metadata: { orderId: paid.order.id } });
+		await webhook("payment_intent.payment_failed", { id: payments[1].providerPaymentId, object: "payment_intent", last_payment_error: { message: "Authentication failed" }, metadata: { orderId: failed.order.id } });
+		await webhook("charge.refunded", { id: "ch_cu", object: "charge", payment_intent: payments[2].providerPaymentId, amount_refunded: 1000, metadata: { orderId: refunded.order.id }, refunds: { data: [{ id: "re_cu" }] } });
+		expect(events.filter((e) => e.name === "order.confirmed" || e.name === "order.cancelled").map((e) => e.payload.orderId)).toEqual([refunded.order.id]);
+
+		await startOrders();
+		const orderOf = (id: string) => orders.db.orders.findById(id);
+		await eventually(() => orderOf(paid.order.id), (o: any) => o.status === "confirmed");
+		await eventually(() => orderOf(failed.order.id), (o: any) => o.status === "cancelled" && o.cancellation === "done");
+		await eventually(() => orderOf(refunded.order.id), (o: any) => o.refundedAmount === 1000);
+		expect(await orderOf(paid.order.id)).toMatchObject({ paymentStatus: "succeeded", paidAmount: paid.order.total });
+		expect(await orderOf(failed.order.id)).toMatchObject({ paymentStatus: "failed", cancelReason: "payment_failed" });
+		expect(await orderOf(refunded.order.id)).toMatchObject({ status: "confirmed", paymentStatus: "partially_refunded" });
+		expect(await stockOf(failed.variantId)).toBe(5);
+
+		const snapshot = async () => ({
+			logs: await Promise.all([paid, failed, refunded].map((x) => eventTypes(x.order.id))),
+			orders: await Promise.all([paid, failed, refunded].map((x) => orderOf(x.order.id).then((o: any) => [o.status, o.paymentStatus, o.paidAmount, o.refundedAmount]))),
+			stock: await Promise.all([paid, failed, refunded].map((x) => stockOf(x.variantId))),
+			announced: [announced("order.confirmed", paid.order.id), announced("order.cancelled", failed.order.id), announced("order.confirmed", refunded.order.id)],
+		});
+		const once = await snapshot();
+		expect(once.logs[0]).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+		expect(once.logs[1]).toEqual(["created", "stock_reserved", "payment_failed", "cancelled", "stock_released"]);
+		expect(once.logs[2].filter((t: string) => t === "refunded")).toHaveLength(1);
+		expect(once.announced).toEqual([1, 1, 1]);
+
+		// The whole payments outbox again, twice at once and once more, and a live redelivery: nothing changes.
+		const [succeeded] = (await shop.broker.call<any, any>("payments.outboxSince", { after: 0, events: ["payment.succeeded"] })).events.filter((e: any) => e.payload.orderId === paid.order.id);
+		await shop.broker.emit("payment.succeeded", succeeded.payload);
+		await orders.outboxCursors.removeMany({});
+		await Promise.all([orders.catchUpAll(), orders.catchUpAll()]);
+		await orders.catchUpAll();
+		expect(await snapshot()).toEqual(once);
 	});
 });

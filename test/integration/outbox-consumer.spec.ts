@@ -1,0 +1,183 @@
+/**
+ * The outbox consumer mixin on a real broker, against real outboxes: catch-up at start and when a
+ * source appears, paging in order, a failing handler holding its source (nothing skipped), `settle`
+ * before the cursor is saved, a cursor that never moves back, live events, and a stop mid-read.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import { startShop, type Shop } from "../helpers/shop";
+import { OutboxMixin } from "../../mixins/outbox.mixin";
+import { OutboxConsumerMixin, outboxSeqOf } from "../../mixins/outbox-consumer.mixin";
+
+function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
+	return {
+		name,
+		mixins: [OutboxMixin(name)],
+		actions: {
+			announce: {
+				params: { event: "string", payload: "object" },
+				handler(ctx: Context<{ event: string; payload: Record<string, unknown> }>) {
+					return this.publish(ctx, ctx.params.event, ctx.params.payload);
+				},
+			},
+		},
+	};
+}
+
+interface Seen {
+	event: string;
+	eventId: string;
+	live: boolean;
+	emittedAt: Date | undefined;
+}
+
+/** A consumer that records what it handles; `failOn` makes one event id throw, `settleFails` makes settle throw. */
+function consumer() {
+	const state = { seen: [] as Seen[], failOn: null as string | null, settleFails: false, settled: 0, delayMs: 0 };
+	const schema: ServiceSchema<any> = {
+		name: "consumer",
+		mixins: [
+			OutboxConsumerMixin({
+				cursors: "consumer_cursors",
+				sources: { orders: ["order.confirmed", "order.cancelled"], payments: ["payment.refunded"] },
+				handler: "take",
+				settle: "settle",
+				pageSize: 3,
+			}),
+		],
+		settings: { catchUpDelayMs: 10, catchUpIntervalMs: 60_000 },
+		methods: {
+			async take(event: string, payload: Record<string, any>, ctx: Context | null, emittedAt?: Date) {
+				if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs));
+				if (payload.eventId === state.failOn) throw new Error("handler refused");
+				state.seen.push({ event, eventId: payload.eventId, live: ctx !== null, emittedAt });
+			},
+			async settle() {
+				state.settled++;
+				if (state.settleFails) throw new Error("not stored");
+			},
+		},
+	};
+	return { schema, state };
+}
+
+async function eventually<T>(probe: () => T | Promise<T>, ok: (v: T) => boolean, withinMs = 3_000): Promise<T> {
+	const start = Date.now();
+	for (;;) {
+		const v = await probe();
+		if (ok(v)) return v;
+		if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v).slice(0, 400)}`);
+		await new Promise((r) => setTimeout(r, 20));
+	}
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test("outboxSeqOf reads the sequence of its own source only", () => {
+	expect(outboxSeqOf("orders", "orders:42")).toBe(42);
+	expect(outboxSeqOf("orders", "payments:42")).toBeNull();
+	expect(outboxSeqOf("orders", "order:42")).toBeNull();
+	expect(outboxSeqOf("orders", "orders:x")).toBeNull();
+	expect(outboxSeqOf("orders", undefined)).toBeNull();
+});
+
+describe("outbox consumer mixin", () => {
+	let shop: Shop;
+	let svc: any;
+	let state: ReturnType<typeof consumer>["state"];
+	const announce = (source: string, event: string, orderId: string) => shop.broker.call<string, any>(`${source}.announce`, { event, payload: { orderId } });
+	const cursors = async () => Object.fromEntries((await svc.outboxCursors.find({})).map((c: any) => [c.id, c.seq]));
+	const caughtUp = () => state.seen.filter((s) => !s.live).map((s) => s.eventId);
+
+	beforeAll(async () => {
+		// Only orders runs at first; payments appears later.
+		shop = await startShop({ services: [sourceWithOutbox("orders")], noGateway: true });
+		for (let i = 1; i <= 7; i++) await announce("orders", i === 4 ? "order.shipped" : "order.confirmed", `o${i}`);
+		const c = consumer();
+		state = c.state;
+		svc = shop.broker.createService(c.schema);
+		await shop.broker.waitForServices("consumer");
+	});
+	afterAll(() => shop?.stop());
+
+	test("at start, every event of a running source is handled once, in order, page by page; the unavailable source is skipped", async () => {
+		await eventually(cursors, (c) => c.orders === 7);
+		// Seven outbox events in pages of three; the one not listed (#4) is not read.
+		expect(caughtUp()).toEqual(["orders:1", "orders:2", "orders:3", "orders:5", "orders:6", "orders:7"]);
+		expect(state.seen.every((s) => s.emittedAt instanceof Date && s.emittedAt.getTime() <= Date.now())).toBe(true);
+		expect(state.settled).toBe(2);
+		expect((await cursors()).payments).toBeUndefined();
+	});
+
+	test("a source that appears later is read when it does", async () => {
+		const payments = shop.broker.createService(sourceWithOutbox("payments"));
+		await shop.broker.waitForServices("payments");
+		// Published while the consumer is busy elsewhere: the live event and the catch-up both see it.
+		await announce("payments", "payment.refunded", "o1");
+		await eventually(cursors, (c) => c.payments === 1);
+		expect(state.seen.filter((s) => s.eventId === "payments:1").map((s) => s.live).sort()).toEqual([false, true]);
+		await shop.broker.destroyService(payments);
+		// Gone again: reading is skipped without an error.
+		await svc.catchUpAll();
+		expect((await cursors()).payments).toBe(1);
+	});
+
+	test("a live event reaches the handler with its ctx, and the cursor follows it", async () => {
+		const before = state.seen.length;
+		await announce("orders", "order.cancelled", "o8");
+		await eventually(cursors, (c) => c.orders === 8);
+		expect(state.seen.slice(before).map((s) => [s.eventId, s.live, s.emittedAt instanceof Date])).toEqual([
+			["orders:8", true, false],
+			["orders:8", false, true],
+		]);
+	});
+
+	test("a failing handler holds its source at that event: the events after it wait, nothing is skipped", async () => {
+		state.failOn = "orders:10";
+		for (const id of ["o9", "o10", "o11"]) await announce("orders", "order.confirmed", id);
+		await sleep(150);
+		await svc.catchUpAll();
+		// #9 is handled and saved; #10 failed, so the cursor stays before it and #11 is not read.
+		expect((await cursors()).orders).toBe(9);
+		expect(caughtUp().slice(-1)).toEqual(["orders:9"]);
+		state.failOn = null;
+		await svc.catchUpAll();
+		expect((await cursors()).orders).toBe(11);
+		expect(caughtUp().slice(-2)).toEqual(["orders:10", "orders:11"]);
+	});
+
+	test("the cursor is saved only once `settle` resolved", async () => {
+		state.settleFails = true;
+		await announce("orders", "order.confirmed", "o12");
+		await sleep(150);
+		await svc.catchUpAll();
+		expect((await cursors()).orders).toBe(11);
+		state.settleFails = false;
+		await svc.catchUpAll();
+		expect((await cursors()).orders).toBe(12);
+		// Handled again after the failed settle: the handler is idempotent by eventId.
+		expect(caughtUp().filter((id) => id === "orders:12").length).toBeGreaterThanOrEqual(2);
+	});
+
+	test("the cursor never moves back; a reset replays from the start", async () => {
+		await svc.outboxCursors.updateOne({ id: "orders" }, { $set: { seq: 100 } });
+		await svc.catchUpAll();
+		expect((await cursors()).orders).toBe(100);
+		const before = caughtUp().length;
+		await svc.outboxCursors.removeMany({});
+		await svc.catchUpAll();
+		expect((await cursors()).orders).toBe(12);
+		expect(caughtUp().length - before).toBe(11);
+	});
+
+	test("stopping mid-read ends after the current event and keeps how far it got", async () => {
+		await svc.outboxCursors.removeMany({});
+		state.delayMs = 30;
+		const reading = svc.catchUpAll();
+		await eventually(cursors, (c) => (c.orders ?? 0) >= 3);
+		await shop.broker.destroyService(svc);
+		await reading;
+		const stoppedAt = (await svc.outboxCursors.findById("orders"))?.seq;
+		expect(stoppedAt).toBeGreaterThanOrEqual(3);
+		expect(stoppedAt).toBeLessThan(12);
+	});
+});
