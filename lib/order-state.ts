@@ -3,6 +3,7 @@
  * status follows refunds, and how an order's state is rebuilt from its event log.
  */
 import { ConflictError, invalidField } from "./errors";
+import { multiplyCents } from "./money";
 
 export const ORDER_STATUSES = ["pending", "confirmed", "processing", "shipped", "delivered", "cancelled"] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
@@ -163,6 +164,20 @@ export interface OrderLine {
 	lineTotal: number;
 }
 
+/** The order's lines from the cart service's snapshot (priced from the catalog, never by the client). */
+export function orderLinesOf(cartItems: Array<Omit<OrderLine, "lineTotal">>): OrderLine[] {
+	return cartItems.map((i) => ({
+		productId: i.productId,
+		variantId: i.variantId,
+		sku: i.sku,
+		name: i.name,
+		variantName: i.variantName,
+		quantity: i.quantity,
+		unitPrice: i.unitPrice,
+		lineTotal: multiplyCents(i.unitPrice, i.quantity),
+	}));
+}
+
 /** An order as stored. */
 export interface Order {
 	id: string;
@@ -185,8 +200,15 @@ export interface Order {
 	refunds: Record<string, number>;
 	trackingNumber: string | null;
 	cancelReason: string | null;
-	/** "pending" between the cancel and its stock release / refund, so an interrupted cancel can resume. */
-	cancellation: "pending" | "done" | null;
+	/** Work this order still owes (see FOLLOW_UPS_AFTER), in the order it is done. */
+	pendingActions: FollowUp[];
+	/** Until when one caller drives the follow-ups; null when nobody does. */
+	followUpLease: Date | null;
+	/** When each announcement was first attempted: a later attempt looks in the outbox first. */
+	announcements: Partial<Record<Announcement, Date>>;
+	/** Before pendingActions: "pending" while a cancel's release and refund were owed (recovery adopts it). */
+	cancellation?: "pending" | "done" | null;
+	confirmedAt?: Date;
 	eventSeq: number;
 	saga: { state: "running" | "completed" | "compensated" | "compensation_failed"; completed: string[]; compensated: string[] };
 	createdAt: Date;
@@ -243,4 +265,139 @@ export function cancelReasonOf(err: any): string {
 	if (err?.type === "INSUFFICIENT_STOCK") return "insufficient_stock";
 	if (err?.code === 422) return "promotion_unavailable";
 	return "checkout_failed";
+}
+
+/*
+ * Follow-ups: what a change of an order owes other services and subscribers.
+ *
+ * INVARIANT ("nothing lost when a node dies"): the conditional update that changes an order's state
+ * also records, in `pendingActions`, every follow-up that change requires, and a follow-up leaves
+ * `pendingActions` only in the update that records it done (with its event-log entry). So whatever
+ * was interrupted, the stored order says what is still owed: the handler that made the change, a
+ * replayed payment event, a retried request and the recovery timer all drive the pending follow-ups,
+ * in order, to completion (one at a time, under `followUpLease`). Each follow-up is idempotent, so
+ * redoing one whose effect happened just before a crash changes nothing: products.commit/release and
+ * cart.releasePromo per orderId, payments.refund under a key derived from the order, and an
+ * announcement is looked up in the outbox once an earlier attempt may have published it.
+ */
+export const FOLLOW_UPS = [
+	"settlePayment",
+	"commitStock",
+	"releaseStock",
+	"releasePromo",
+	"refund",
+	"refundLatePayment",
+	"announceConfirmed",
+	"announceCancelled",
+	"announceProcessing",
+	"announceShipped",
+	"announceDelivered",
+] as const;
+export type FollowUp = (typeof FOLLOW_UPS)[number];
+
+/** The follow-ups each change records, in the order they are done: the money and stock before the news. */
+export const FOLLOW_UPS_AFTER = {
+	/** A checkout that ended waiting for its payment: news that came while it ran was ignored then. */
+	awaitingPayment: ["settlePayment"],
+	/** A pending order confirmed by its payment settling later (the webhook). */
+	confirmed: ["commitStock", "announceConfirmed"],
+	cancelled: ["releaseStock", "releasePromo", "refund", "announceCancelled"],
+	/** A payment that succeeded after its order was cancelled goes back. */
+	paidLate: ["refundLatePayment"],
+	processing: ["announceProcessing"],
+	shipped: ["announceShipped"],
+	delivered: ["announceDelivered"],
+} as const satisfies Record<string, readonly FollowUp[]>;
+
+export type Announcement = "confirmed" | "cancelled" | "processing" | "shipped" | "delivered";
+
+const ANNOUNCED_BY: Partial<Record<FollowUp, Announcement>> = {
+	announceConfirmed: "confirmed",
+	announceCancelled: "cancelled",
+	announceProcessing: "processing",
+	announceShipped: "shipped",
+	announceDelivered: "delivered",
+};
+
+/** The announcement a follow-up makes, or null for one that is not an announcement. */
+export function announcementOf(followUp: FollowUp): Announcement | null {
+	return ANNOUNCED_BY[followUp] ?? null;
+}
+
+/** The durable event of an announcement and its payload, from the order as it stands now. */
+export function announcementEvent(o: Order, what: Announcement): { event: string; payload: Record<string, unknown> } {
+	switch (what) {
+		case "confirmed":
+			// Announced late, the order may have moved on since: the event still says what it announces.
+			return { event: "order.confirmed", payload: eventPayload(o, { status: "confirmed" }) };
+		case "cancelled":
+			return { event: "order.cancelled", payload: eventPayload(o, { status: "cancelled", reason: o.cancelReason, refundedAmount: o.refundedAmount }) };
+		default: {
+			// Each admin status has exactly one source; a parcel has no tracking number before it is shipped.
+			const from = OrderStateMachine.sourcesOf(what)[0];
+			return { event: "order.status_changed", payload: eventPayload(o, { status: what, from, to: what, trackingNumber: what === "processing" ? null : o.trackingNumber }) };
+		}
+	}
+}
+
+/** The refund a refund follow-up still owes (the rest of the payment), or null when nothing is left. */
+export function refundOwed(o: Order, followUp: "refund" | "refundLatePayment"): { refundKey: string; reason: string } | null {
+	if (o.paidAmount - o.refundedAmount <= 0) return null;
+	// Derived from the order, so a redone follow-up reuses the key and payments refunds once.
+	if (followUp === "refundLatePayment") return { refundKey: `${o.id}-late`, reason: "order_cancelled" };
+	return { refundKey: `${o.id}-cancel`, reason: o.cancelReason ?? "cancelled" };
+}
+
+/** The condition under which a caller may take an order's follow-ups: some pending, nobody driving them. */
+export function followUpsClaimable(now: Date): Record<string, unknown> {
+	return {
+		"pendingActions.0": { $exists: true },
+		$or: [{ followUpLease: null }, { followUpLease: { $exists: false } }, { followUpLease: { $lt: now } }],
+	};
+}
+
+/** From checkout start to confirmation. */
+export function checkoutDurationMs(o: Pick<Order, "createdAt" | "confirmedAt">, now: Date = new Date()): number {
+	return new Date(o.confirmedAt ?? now).getTime() - new Date(o.createdAt).getTime();
+}
+
+export interface OrderEventEntry {
+	type: string;
+	data?: Record<string, unknown>;
+}
+
+/** One change of an order (see changeOrder in services/orders.service.ts). */
+export interface OrderChange {
+	/** The condition of the compare-and-set. */
+	when?: Record<string, unknown>;
+	set?: Record<string, unknown>;
+	inc?: Record<string, number>;
+	/** The follow-ups this change leaves to do, recorded in the same update. */
+	followUps?: readonly FollowUp[];
+	/** The follow-up this change records as done. */
+	done?: FollowUp;
+	/** Its event-log entries, in order; none for bookkeeping alone. */
+	event?: OrderEventEntry | OrderEventEntry[];
+}
+
+const entriesOf = (change: OrderChange): OrderEventEntry[] => (change.event === undefined ? [] : ([] as OrderEventEntry[]).concat(change.event));
+
+/** The update document of a change: its fields, one event number per entry, its follow-ups. */
+export function orderUpdate(change: OrderChange, now: Date): Record<string, unknown> {
+	const entries = entriesOf(change).length;
+	const inc = { ...change.inc, ...(entries ? { eventSeq: entries } : {}) };
+	const update: Record<string, unknown> = { $set: { ...change.set, updatedAt: now } };
+	if (Object.keys(inc).length) update.$inc = inc;
+	// MongoDB refuses two operators on one field: a change records follow-ups or completes one.
+	if (change.followUps?.length && change.done) throw new Error("A change cannot both record and complete follow-ups");
+	if (change.followUps?.length) update.$addToSet = { pendingActions: { $each: [...change.followUps] } };
+	if (change.done) update.$pull = { pendingActions: change.done };
+	return update;
+}
+
+/** The event-log records of a change, numbered up to the order's `eventSeq` after the update. */
+export function eventEntries(orderId: string, eventSeq: number, change: OrderChange, now: Date) {
+	const entries = entriesOf(change);
+	const first = eventSeq - entries.length + 1;
+	return entries.map((e, i) => ({ orderId, seq: first + i, type: e.type, data: e.data ?? {}, createdAt: now }));
 }

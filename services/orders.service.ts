@@ -8,11 +8,17 @@
  * on the order, so compensating again never refunds or releases twice.
  *
  * Every change of an order is one conditional update (a status compare-and-set) that also bumps the
- * order's event counter, followed by an `order_events` entry with that sequence number.
+ * order's event counter, followed by its `order_events` entries with those sequence numbers.
+ *
+ * What a change owes afterwards (commit or release stock, return the promo use, refund, announce it)
+ * is recorded on the order in that same update (`pendingActions`) and driven to completion by
+ * whoever finds it: the caller, a replayed payment event, a retried cancel, the recovery timer. The
+ * invariant is spelled out next to FOLLOW_UPS_AFTER in lib/order-state.ts.
  *
  * Payment news (a 3-D Secure payment settled by the webhook, a refund made at Stripe) also comes
  * from the payments outbox, so what arrived while this service was down is applied when it starts;
- * each handler is a conditional update, so an event applied twice changes nothing.
+ * each handler is a conditional update, so an event applied twice changes nothing, and a replay
+ * finishes the follow-ups an interrupted first delivery left pending.
  */
 import crypto from "node:crypto";
 import type { Context, Service, ServiceSchema } from "moleculer";
@@ -22,13 +28,34 @@ import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { OutboxConsumerMixin } from "../mixins/outbox-consumer.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
-import { newId, type CollectionSpec, type Query } from "../mixins/collection";
+import { newId, type Collection, type CollectionSpec, type Query } from "../mixins/collection";
 import type { ShopMeta } from "../mixins/types";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, invalidField } from "../lib/errors";
-import { multiplyCents } from "../lib/money";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { Saga, type SagaLog, type SagaStep } from "../lib/saga";
-import { cancelReasonOf, eventPayload, orderView, OrderStateMachine, ORDER_STATUSES, paymentStatusAfterRefund, type Order, type OrderLine, type OrderStatus } from "../lib/order-state";
+import {
+	announcementEvent,
+	announcementOf,
+	cancelReasonOf,
+	checkoutDurationMs,
+	eventEntries,
+	eventPayload,
+	followUpsClaimable,
+	FOLLOW_UPS_AFTER,
+	orderLinesOf,
+	orderUpdate,
+	orderView,
+	OrderStateMachine,
+	ORDER_STATUSES,
+	paymentStatusAfterRefund,
+	refundOwed,
+	type Announcement,
+	type FollowUp,
+	type Order,
+	type OrderChange,
+	type OrderEventEntry,
+	type OrderStatus,
+} from "../lib/order-state";
 import { readConfig } from "../lib/config";
 import { computeCheckoutTotals, type ShippingRates } from "../lib/checkout-totals";
 import { formatOrderNumber, orderNumberDay } from "../lib/order-number";
@@ -46,6 +73,12 @@ import {
 const IDEMPOTENCY_TTL_SECONDS = 48 * 3600;
 /** Cart problems (cart.snapshot) that stop a checkout; a changed price is simply the price now. */
 const BLOCKING_CART_PROBLEMS = new Set(["archived", "currency_mismatch"]);
+/** Payment statuses (payments service) of a payment that went through. */
+const PAID_STATUSES = new Set(["succeeded", "partially_refunded", "refunded"]);
+/** A refund follow-up that finds nothing left to refund at payments is done, not failed. */
+const NOTHING_TO_REFUND = new Set(["ALREADY_REFUNDED", "NOT_REFUNDABLE"]);
+/** Rounds of one drive: follow-ups recorded while it held the lease are taken in the next round. */
+const FOLLOW_UP_ROUNDS = 5;
 
 interface CheckoutParams {
 	shippingAddressId: string;
@@ -63,13 +96,8 @@ interface Checkout {
 	order?: Order;
 	/** The provider has not settled the payment yet: the webhook (payment.succeeded) confirms later. */
 	awaitingPayment?: boolean;
-}
-
-interface OrderChange {
-	when?: Query;
-	set?: Record<string, unknown>;
-	inc?: Record<string, number>;
-	event: { type: string; data?: Record<string, unknown> };
+	/** Run again by recovery: a step may have taken effect before the node died. */
+	recovering?: boolean;
 }
 
 interface OrdersSettings {
@@ -80,12 +108,16 @@ interface OrdersSettings {
 	checkoutFailAt: string | null;
 	/** Overrides SHIPPING_FLAT_CENTS / FREE_SHIPPING_THRESHOLD_CENTS (tests). */
 	shippingRates: ShippingRates | null;
-	/** A checkout "running" for longer than this was interrupted by a crash and gets recovered. */
+	/** A checkout "running" (or follow-ups pending) for longer than this was interrupted and gets recovered. */
 	staleCheckoutMs: number;
+	/** How long one caller may drive an order's follow-ups before another takes over (it died). */
+	followUpLeaseMs: number;
 }
 
 interface OrdersThis extends Service<OrdersSettings> {
 	db: Collections;
+	/** This service's outbox (OutboxMixin): where an announcement that may have been made is looked up. */
+	outbox: Collection;
 	publish(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string>;
 	shippingRates: ShippingRates;
 	checkoutSaga: Saga<Checkout>;
@@ -119,7 +151,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		OutboxMixin("orders"),
 		HealthMixin,
 	] as any,
-	settings: { rest: "/", idempotencyWaitMs: 8000, checkoutFailAt: null, shippingRates: null, staleCheckoutMs: 15 * 60_000 },
+	settings: { rest: "/", idempotencyWaitMs: 8000, checkoutFailAt: null, shippingRates: null, staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000 },
 
 
 	actions: {
@@ -210,15 +242,16 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			params: { $$strict: "remove", id: "string", reason: { type: "string", max: 500, optional: true } },
 			async handler(this: OrdersThis, ctx: Context<{ id: string; reason?: string }, ShopMeta>) {
 				const order = await this.visibleOrder(ctx, ctx.params.id);
-				// An interrupted cancel (stock or refund call failed) resumes instead of answering 409.
-				if (order.status === "cancelled" && order.cancellation === "pending") return orderView(await this.finishCancellation(ctx, order));
+				// An interrupted cancel (a stock, promo or refund call failed, or the node died) resumes instead of answering 409.
+				if (order.status === "cancelled" && order.pendingActions?.length) return orderView((await this.driveFollowUps(ctx, order.id))!);
 				if (order.saga?.state === "running") throw new ConflictError("The order's checkout is still in progress", "CHECKOUT_IN_PROGRESS");
 				OrderStateMachine.assert(order.status, "cancelled");
 				const reason = ctx.meta.user!.role === "admin" ? "cancelled_by_shop" : "customer_request";
 				const cancelled = await this.changeOrder(order.id, {
 					when: { status: { $in: OrderStateMachine.sourcesOf("cancelled") }, "saga.state": { $ne: "running" } },
-					set: { status: "cancelled", cancelReason: reason, cancellation: "pending", cancelledAt: new Date() },
+					set: { status: "cancelled", cancelReason: reason, cancelledAt: new Date() },
 					event: { type: "cancelled", data: { reason, note: ctx.params.reason ?? null, by: ctx.meta.user!.role } },
+					followUps: FOLLOW_UPS_AFTER.cancelled,
 				});
 				// Lost the race against another transition (e.g. shipped meanwhile): the machine decides.
 				if (!cancelled) {
@@ -226,7 +259,8 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 					OrderStateMachine.assert(now!.status as OrderStatus, "cancelled");
 					throw new ConflictError("The order changed meanwhile, try again", "CONCURRENT_UPDATE");
 				}
-				return orderView(await this.finishCancellation(ctx, cancelled));
+				// A failed refund answers with its error (503): the customer's retry, or the recovery timer, finishes it.
+				return orderView((await this.driveFollowUps(ctx, cancelled.id))!);
 			},
 		},
 
@@ -249,9 +283,11 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 					when: { status: from },
 					set: { status: to, [`${to}At`]: new Date(), ...(to === "shipped" ? { trackingNumber } : {}) },
 					event: { type: to, data: to === "shipped" ? { trackingNumber } : {} },
+					followUps: FOLLOW_UPS_AFTER[to as "processing" | "shipped" | "delivered"],
 				});
 				if (!changed) throw new ConflictError("The order changed meanwhile, try again", "CONCURRENT_UPDATE", { from, to });
-				await this.publish(ctx, "order.status_changed", eventPayload(changed, { from, to, trackingNumber: changed.trackingNumber }));
+				// The status did change: an announcement that fails now is made by the recovery timer, not by a retry (409).
+				await this.tryFollowUps(ctx, id);
 				return orderView(changed);
 			},
 		},
@@ -298,32 +334,53 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			else if (event === "payment.refunded") await this.recordRefund(payload.orderId, { id: payload.refundId, amount: payload.amount }, null);
 		},
 
-		/** The provider confirmed a payment later (webhook): a pending order whose checkout finished is confirmed. */
+		/** The provider confirmed a payment later (webhook). Replayed, it finishes what the first delivery left pending. */
 		async paymentSucceeded(ctx: Context | null, { orderId, paymentId, amount }: { orderId: string; paymentId: string; amount: number }) {
-			if (await this.confirmPaidOrder(ctx, orderId, paymentId, amount)) return;
-			// Paid after the order was cancelled (a late 3-D Secure, a charge that timed out): give it back.
-			const late = await this.changeOrder(orderId, {
-				when: { status: "cancelled", paymentStatus: "pending", "saga.state": { $ne: "running" } },
-				set: { paymentStatus: "succeeded", paidAmount: amount },
-				event: { type: "payment_succeeded", data: { paymentId, amount, late: true } },
-			});
-			if (late) await this.refundRest({ ctx, orderId, userId: late.userId }, "order_cancelled", `${orderId}-late`);
+			await this.recordPaymentSucceeded(orderId, paymentId, amount);
+			await this.tryFollowUps(ctx, orderId);
 		},
 
 		/** A payment left pending at checkout failed later: the order is cancelled and its stock released. */
 		async paymentFailed(ctx: Context | null, { orderId, reason }: { orderId: string; reason?: string }) {
-			const failed = await this.changeOrder(orderId, {
+			await this.recordPaymentFailed(orderId, reason ?? null);
+			await this.tryFollowUps(ctx, orderId);
+		},
+
+		/**
+		 * A pending, checked-out order is confirmed (its stock committed and the confirmation announced
+		 * next); one cancelled meanwhile keeps the money only until it is refunded. Null when neither applies.
+		 */
+		async recordPaymentSucceeded(orderId: string, paymentId: string, amount: number): Promise<Order | null> {
+			const confirmed = await this.changeOrder(orderId, {
 				when: { status: "pending", paymentStatus: "pending", "saga.state": "completed" },
-				set: { paymentStatus: "failed" },
-				event: { type: "payment_failed", data: { reason: reason ?? null } },
+				set: { paymentStatus: "succeeded", paidAmount: amount, status: "confirmed", confirmedAt: new Date() },
+				event: [
+					{ type: "payment_succeeded", data: { paymentId, amount } },
+					{ type: "confirmed", data: { paymentId } },
+				],
+				followUps: FOLLOW_UPS_AFTER.confirmed,
 			});
-			if (!failed) return;
-			const cancelled = await this.changeOrder(failed.id, {
-				when: { status: "pending" },
-				set: { status: "cancelled", cancelReason: "payment_failed", cancellation: "pending", cancelledAt: new Date() },
-				event: { type: "cancelled", data: { reason: "payment_failed" } },
+			if (confirmed) return confirmed;
+			// Paid after the order was cancelled (a late 3-D Secure, a charge that timed out): give it back.
+			return this.changeOrder(orderId, {
+				when: { status: "cancelled", paymentStatus: "pending", "saga.state": { $ne: "running" } },
+				set: { paymentStatus: "succeeded", paidAmount: amount },
+				event: { type: "payment_succeeded", data: { paymentId, amount, late: true } },
+				followUps: FOLLOW_UPS_AFTER.paidLate,
 			});
-			if (cancelled) await this.finishCancellation(ctx, cancelled);
+		},
+
+		/** The failure and the cancel are one update: there is no moment with a failed payment on a live order. */
+		recordPaymentFailed(orderId: string, reason: string | null): Promise<Order | null> {
+			return this.changeOrder(orderId, {
+				when: { status: "pending", paymentStatus: "pending", "saga.state": "completed" },
+				set: { paymentStatus: "failed", status: "cancelled", cancelReason: "payment_failed", cancelledAt: new Date() },
+				event: [
+					{ type: "payment_failed", data: { reason } },
+					{ type: "cancelled", data: { reason: "payment_failed" } },
+				],
+				followUps: FOLLOW_UPS_AFTER.cancelled,
+			});
 		},
 
 		/** The checkout, step by step; each compensation sits next to the step it undoes. */
@@ -363,17 +420,8 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 
 		async createOrder(c: Checkout) {
 			const cart = c.cart!;
-			const items: OrderLine[] = cart.items.map((i: any) => ({
-				productId: i.productId,
-				variantId: i.variantId,
-				sku: i.sku,
-				name: i.name,
-				variantName: i.variantName,
-				quantity: i.quantity,
-				unitPrice: i.unitPrice,
-				lineTotal: multiplyCents(i.unitPrice, i.quantity),
-			}));
 			// Prices come from the cart service's snapshot, priced from the catalog now; never from the client.
+			const items = orderLinesOf(cart.items);
 			const totals = computeCheckoutTotals(items, cart.discount ?? 0, this.shippingRates);
 			const now = new Date();
 			const { id: addressId, userId: _u, ...address } = c.address as Record<string, unknown>;
@@ -394,7 +442,9 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 				refunds: {},
 				trackingNumber: null,
 				cancelReason: null,
-				cancellation: null,
+				pendingActions: [],
+				followUpLease: null,
+				announcements: {},
 				eventSeq: 1,
 				saga: { state: "running", completed: [], compensated: [] },
 				createdAt: now,
@@ -409,7 +459,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			const reason = cancelReasonOf(cause);
 			await this.changeOrder(c.orderId, {
 				when: { status: { $in: OrderStateMachine.sourcesOf("cancelled") } },
-				set: { status: "cancelled", cancelReason: reason, cancellation: "done", cancelledAt: new Date() },
+				set: { status: "cancelled", cancelReason: reason, cancelledAt: new Date() },
 				event: { type: "cancelled", data: { reason, detail: (cause as Error | undefined)?.message ?? null } },
 			});
 		},
@@ -505,8 +555,10 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 
 		async publishOrder(c: Checkout) {
 			const order: Order = (await this.db.orders.findById(c.orderId)) as any;
-			await this.publish(c.ctx, "order.created", eventPayload(order));
-			if (order.status === "confirmed") await this.publish(c.ctx, "order.confirmed", eventPayload(order, { checkoutDurationMs: Date.now() - new Date(order.createdAt).getTime() }));
+			// Run again by recovery, this step may have published just before the node died: the outbox says.
+			const since = c.recovering ? new Date(order.createdAt) : null;
+			await this.publishOnce(c.ctx, "order.created", eventPayload(order), since);
+			if (order.status === "confirmed") await this.publishOnce(c.ctx, "order.confirmed", eventPayload(order, { checkoutDurationMs: checkoutDurationMs(order) }), since);
 		},
 
 		/** Runs the saga for a claimed key; returns the order as it stands afterwards. */
@@ -521,12 +573,8 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 				await this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": pending.length ? "compensation_failed" : "compensated" } });
 				throw err;
 			}
-			await this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": "completed" } });
-			if (c.awaitingPayment) {
-				// The webhook may have arrived while the saga ran (and was ignored then): look once more.
-				const payment = await ctx.call<any, any>("payments.getByOrder", { orderId }).catch(() => null);
-				if (payment?.status === "succeeded") await this.confirmPaidOrder(ctx, orderId, payment.id, payment.amount);
-			}
+			await this.completeSaga(orderId, c.awaitingPayment);
+			if (c.awaitingPayment) await this.tryFollowUps(ctx, orderId);
 			return (await this.db.orders.findById(orderId)) as any;
 		},
 
@@ -544,12 +592,25 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		},
 
 		/**
+		 * The saga is done; one that ended waiting for its payment also records a look at the payment,
+		 * as news of it that came while the saga ran was ignored then.
+		 */
+		completeSaga(orderId: string, awaitingPayment = false) {
+			const update: Record<string, unknown> = { $set: { "saga.state": "completed" } };
+			if (awaitingPayment) update.$addToSet = { pendingActions: { $each: [...FOLLOW_UPS_AFTER.awaitingPayment] } };
+			return this.db.orders.updateOne({ id: orderId }, update);
+		},
+
+		/**
 		 * Finishes what a crash (or a failed call) interrupted: checkouts left "running" or with a
-		 * compensation pending, and cancellations whose stock release or refund did not complete.
+		 * compensation pending, and orders with follow-ups still pending.
 		 */
 		async recoverInterrupted(olderThanMs: number) {
 			const stuck = await this.db.orders.find(
-				{ $or: [{ "saga.state": { $in: ["running", "compensation_failed"] } }, { cancellation: "pending" }], updatedAt: { $lt: new Date(Date.now() - olderThanMs) } },
+				{
+					$or: [{ "saga.state": { $in: ["running", "compensation_failed"] } }, { "pendingActions.0": { $exists: true } }, { cancellation: "pending" }],
+					updatedAt: { $lt: new Date(Date.now() - olderThanMs) },
+				},
 				{ limit: 100 },
 			);
 			for (const found of stuck) {
@@ -557,8 +618,9 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 				const order = (await this.db.orders.updateOne({ id: found.id, updatedAt: found.updatedAt }, { $set: { updatedAt: new Date() } })) as unknown as Order | null;
 				if (!order) continue;
 				try {
-					if (order.cancellation === "pending") await this.finishCancellation(null, order);
-					else await this.recoverCheckout(order);
+					if (order.cancellation === "pending") await this.adoptLegacyCancellation(order.id);
+					if (order.saga?.state === "running" || order.saga?.state === "compensation_failed") await this.recoverCheckout(order);
+					await this.driveFollowUps(null, order.id);
 				} catch (err) {
 					this.logger.error(`Recovery of order ${order.id} failed, will retry:`, err);
 				}
@@ -569,10 +631,10 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		async recoverCheckout(order: Order) {
 			let view: ReturnType<typeof orderView> | null = null;
 			if (order.saga.state === "running" && order.saga.completed.includes("charge")) {
-				const c: Checkout = { ctx: null, orderId: order.id, userId: order.userId, order, awaitingPayment: order.paymentStatus !== "succeeded" };
+				const c: Checkout = { ctx: null, orderId: order.id, userId: order.userId, order, awaitingPayment: order.paymentStatus !== "succeeded", recovering: true };
 				try {
 					await this.checkoutSaga.run(c, this.sagaLog(order.id));
-					view = orderView((await this.db.orders.updateOne({ id: order.id }, { $set: { "saga.state": "completed" } })) as any);
+					view = orderView((await this.completeSaga(order.id, c.awaitingPayment)) as any);
 				} catch (err) {
 					this.logger.warn(`Interrupted checkout ${order.id} failed to complete and was compensated:`, (err as Error).message);
 				}
@@ -612,39 +674,127 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			this.failAt = step;
 		},
 
-		/** After a customer's cancel (or a failed late payment): stock back, promo back, money back, event out. */
-		async finishCancellation(ctx: Context<any, ShopMeta> | null, order: Order): Promise<Order> {
-			const c: Checkout = { ctx, orderId: order.id, userId: order.userId, order };
-			await this.releaseStock(c, order.cancelReason ?? "cancelled");
-			await this.releasePromo(c);
-			const current: Order = (await this.db.orders.findById(order.id)) as any;
-			if (current.paidAmount - current.refundedAmount > 0) {
-				await this.refundRest(c, current.cancelReason ?? "cancelled", `${order.id}-cancel`);
-			}
-			// Only the call that finishes the cancellation announces it.
-			const done = await this.db.orders.updateOne({ id: order.id, cancellation: "pending" }, { $set: { cancellation: "done", updatedAt: new Date() } });
-			if (done) await this.publish(ctx, "order.cancelled", eventPayload(done as any, { reason: done.cancelReason, refundedAmount: done.refundedAmount }));
-			return ((done ?? (await this.db.orders.findById(order.id))) as any) as Order;
+		/** Orders cancelled before follow-ups existed: their release, refund and announcement become follow-ups. */
+		adoptLegacyCancellation(orderId: string) {
+			return this.db.orders.updateOne(
+				{ id: orderId, cancellation: "pending" },
+				{ $set: { cancellation: null }, $addToSet: { pendingActions: { $each: [...FOLLOW_UPS_AFTER.cancelled] } } },
+			);
 		},
 
-		/** Confirms a pending, already checked-out order whose payment settled later; null when none was. */
-		async confirmPaidOrder(ctx: Context | null, orderId: string, paymentId: string, amount: number): Promise<Order | null> {
-			const settled = { status: "pending", "saga.state": "completed" };
-			await this.changeOrder(orderId, {
-				when: { ...settled, paymentStatus: "pending" },
-				set: { paymentStatus: "succeeded", paidAmount: amount },
-				event: { type: "payment_succeeded", data: { paymentId, amount } },
-			});
-			const confirmed = await this.changeOrder(orderId, {
-				when: { ...settled, paymentStatus: "succeeded" },
-				set: { status: "confirmed", confirmedAt: new Date() },
-				event: { type: "confirmed", data: { paymentId } },
-			});
-			if (!confirmed) return null;
-			await this.callFrom({ ctx, orderId, userId: confirmed.userId }, "products.commit", { orderId });
-			await this.appendEvent(orderId, "stock_committed", {});
-			await this.publish(ctx, "order.confirmed", eventPayload(confirmed));
-			return confirmed;
+		/** Drives the follow-ups and logs a failure: for callers whose own change already took effect. */
+		async tryFollowUps(ctx: Context | null, orderId: string) {
+			try {
+				await this.driveFollowUps(ctx, orderId);
+			} catch (err) {
+				this.logger.warn(`Follow-ups of order ${orderId} failed; a replay or the recovery timer finishes them:`, (err as Error).message);
+			}
+		},
+
+		/**
+		 * Drives the order's pending follow-ups, in order, to completion. One caller at a time, under a
+		 * lease: a caller that finds it taken leaves the work to the holder, which looks again after
+		 * letting go (and a holder that died loses it when it expires). A follow-up that throws stays
+		 * pending and its error is thrown. Returns the order as it stands afterwards.
+		 */
+		async driveFollowUps(ctx: Context | null, orderId: string): Promise<Order | null> {
+			for (let round = 0; round < FOLLOW_UP_ROUNDS; round++) {
+				const now = new Date();
+				const lease = new Date(now.getTime() + this.settings.followUpLeaseMs);
+				let order = (await this.db.orders.updateOne({ id: orderId, ...followUpsClaimable(now) }, { $set: { followUpLease: lease } })) as unknown as Order | null;
+				if (!order) break;
+				try {
+					for (const followUp of [...order.pendingActions]) {
+						order = await this.runFollowUp(ctx, order, followUp, lease);
+						// The lease ran out and another caller took the follow-ups over: it finishes them.
+						if (!order) return (await this.db.orders.findById(orderId)) as unknown as Order | null;
+					}
+				} finally {
+					await this.db.orders.updateOne({ id: orderId, followUpLease: lease }, { $set: { followUpLease: null } });
+				}
+			}
+			return (await this.db.orders.findById(orderId)) as unknown as Order | null;
+		},
+
+		/**
+		 * Does one follow-up (safe to redo: it may have taken effect just before a crash) and records it
+		 * done, with its event-log entry, while the lease is still ours. Returns the order, or null
+		 * when the lease was lost.
+		 */
+		async runFollowUp(ctx: Context | null, order: Order, followUp: FollowUp, lease: Date): Promise<Order | null> {
+			const c: Checkout = { ctx, orderId: order.id, userId: order.userId, order };
+			const done = (event?: OrderEventEntry) => this.changeOrder(order.id, { when: { followUpLease: lease, pendingActions: followUp }, done: followUp, event });
+			const announcement = announcementOf(followUp);
+			if (announcement) return this.announce(ctx, order, followUp, announcement, lease);
+			switch (followUp) {
+				case "settlePayment": {
+					const payment = await this.callFrom(c, "payments.getByOrder", { orderId: order.id });
+					// The follow-ups of what the payment's state says are taken in the next round of the drive.
+					if (payment && PAID_STATUSES.has(payment.status)) await this.recordPaymentSucceeded(order.id, payment.id, payment.amount);
+					else if (payment?.status === "failed") await this.recordPaymentFailed(order.id, payment.failureReason ?? null);
+					return done();
+				}
+				case "commitStock": {
+					const res = await this.callFrom(c, "products.commit", { orderId: order.id });
+					if (res?.committed) return done({ type: "stock_committed", data: {} });
+					this.logger.error(`Order ${order.id} is paid but its reservation could not be committed (released meanwhile?); check its stock by hand`);
+					return done();
+				}
+				case "releaseStock": {
+					const reason = order.cancelReason ?? "cancelled";
+					const res = await this.callFrom(c, "products.release", { orderId: order.id, reason });
+					// Also when an earlier attempt put the stock back just before a crash: the entry is written here, once.
+					return done(res?.released || res?.alreadyReleased ? { type: "stock_released", data: { reason } } : undefined);
+				}
+				case "releasePromo": {
+					if (!order.promoCode) return done();
+					await this.callFrom(c, "cart.releasePromo", { code: order.promoCode, orderId: order.id });
+					return done({ type: "promo_released", data: { code: order.promoCode } });
+				}
+				case "refund":
+				case "refundLatePayment": {
+					const owed = refundOwed(order, followUp);
+					if (owed) {
+						try {
+							await this.refundRest(c, owed.reason, owed.refundKey);
+						} catch (err: any) {
+							// Refunded meanwhile by other means (an admin, the provider's dashboard): nothing is owed any more.
+							if (!NOTHING_TO_REFUND.has(err?.type)) throw err;
+							this.logger.warn(`Refund ${owed.refundKey} of order ${order.id} not needed: ${err.message}`);
+						}
+					}
+					return done();
+				}
+				default:
+					throw new Error(`Unknown follow-up ${followUp as string}`);
+			}
+		},
+
+		/**
+		 * Publishes an announcement once. Its first attempt is marked on the order (while checking the
+		 * lease is still ours) before publishing, so a later attempt, after a crash that may have come
+		 * between publishing and recording it done, looks in the outbox first.
+		 */
+		async announce(ctx: Context | null, order: Order, followUp: FollowUp, what: Announcement, lease: Date): Promise<Order | null> {
+			const held = { followUpLease: lease, pendingActions: followUp };
+			const firstAttempt = order.announcements?.[what];
+			const current = (await this.db.orders.updateOne(
+				{ id: order.id, ...held },
+				{ $set: firstAttempt ? { followUpLease: lease } : { [`announcements.${what}`]: new Date() } },
+			)) as unknown as Order | null;
+			if (!current) return null;
+			const { event, payload } = announcementEvent(current, what);
+			await this.publishOnce(ctx, event, payload, firstAttempt ? new Date(firstAttempt) : null);
+			return this.changeOrder(order.id, { when: held, done: followUp });
+		},
+
+		/** Publishes the order's event unless `since` is given and the outbox holds it from then on. */
+		async publishOnce(ctx: Context | null, event: string, payload: Record<string, unknown> & { orderId: string }, since: Date | null): Promise<string> {
+			if (since) {
+				const earlier = await this.outbox.findOne({ event, "payload.orderId": payload.orderId, createdAt: { $gte: since } });
+				if (earlier) return earlier.payload.eventId;
+			}
+			return this.publish(ctx, event, payload);
 		},
 
 		/** Refunds whatever is left of the payment; the key makes a repeated call refund once. */
@@ -665,24 +815,27 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 				inc: { refundedAmount: refund.amount },
 				event: { type: "refunded", data: { refundId: refund.id, amount: refund.amount, reason } },
 			});
-			if (!counted) return;
-			// Guarded by the amount just written, so a slower concurrent refund cannot set an older status.
+			// Counted before (a replay): the status is set again, in case the node died between the two writes.
+			const current = counted ?? ((await this.db.orders.findById(orderId)) as unknown as Order | null);
+			if (!current || current.refundedAmount <= 0) return;
+			// Guarded by the amount just read, so a slower concurrent refund cannot set an older status.
 			await this.db.orders.updateOne(
-				{ id: orderId, refundedAmount: counted.refundedAmount },
-				{ $set: { paymentStatus: paymentStatusAfterRefund(counted.paidAmount, counted.refundedAmount) } },
+				{ id: orderId, refundedAmount: current.refundedAmount },
+				{ $set: { paymentStatus: paymentStatusAfterRefund(current.paidAmount, current.refundedAmount) } },
 			);
 		},
 
 		/**
-		 * One change of an order: a conditional update (`when`) that also takes the next event number,
-		 * then the event under that number. Returns the updated order, or null when `when` did not hold.
+		 * One change of an order: a conditional update (`when`) that also takes the next event numbers
+		 * and records follow-ups, then the events under those numbers. Returns the updated order, or
+		 * null when `when` did not hold.
 		 */
 		async changeOrder(orderId: string, change: OrderChange): Promise<Order | null> {
 			const now = new Date();
-			const update: Record<string, unknown> = { $set: { ...change.set, updatedAt: now }, $inc: { ...change.inc, eventSeq: 1 } };
-			const order = await this.db.orders.updateOne({ id: orderId, ...change.when }, update);
+			const order = await this.db.orders.updateOne({ id: orderId, ...change.when }, orderUpdate(change, now));
 			if (!order) return null;
-			await this.db.order_events.insert({ orderId, seq: order.eventSeq, type: change.event.type, data: change.event.data ?? {}, createdAt: now });
+			const entries = eventEntries(orderId, order.eventSeq, change, now);
+			if (entries.length) await this.db.order_events.insertMany(entries);
 			return order as unknown as Order;
 		},
 

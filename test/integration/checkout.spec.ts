@@ -1,7 +1,8 @@
 /**
  * Checkout end to end with the real users, products, cart, orders and payments services behind the
  * gateway: the saga's happy path, a decline, oversell under concurrency, idempotent double submits,
- * failures injected at each step (and their compensations, run once), prices the client cannot set.
+ * failures injected at each step (and their compensations, run once), prices the client cannot set,
+ * and checkouts interrupted by a dying node, finished by recovery without announcing twice.
  */
 import crypto from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
@@ -373,6 +374,25 @@ describe("checkout", () => {
 			expect((await payment(order.id)).refunds).toEqual([]);
 			expect(recorder.events.filter((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)).toHaveLength(1);
 			expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+		});
+
+		test("a checkout whose node died after publishing, before its journal said so: recovery completes it without announcing twice", async () => {
+			const svc = orders();
+			const c = await customer();
+			const v = await variant(2000, 5);
+			await addToCart(c.token, v.variantId, 1);
+			const res = await checkout(c);
+			expect(res.status).toBe(201);
+			const announced = () => recorder.events.filter((e) => e.payload.orderId === res.body.id && e.name.startsWith("order.")).map((e) => e.name);
+			expect(announced()).toEqual(["order.created", "order.confirmed"]);
+			await svc.db.orders.updateOne({ id: res.body.id }, { $set: { "saga.state": "running" }, $pull: { "saga.completed": "publishOrder" } });
+
+			await svc.recoverInterrupted(0);
+			await svc.recoverInterrupted(0);
+			expect(await svc.db.orders.findById(res.body.id)).toMatchObject({ status: "confirmed", saga: { state: "completed", completed: expect.arrayContaining(["publishOrder"]) } });
+			expect(announced()).toEqual(["order.created", "order.confirmed"]);
+			expect(await stockOf(v.variantId)).toBe(4);
+			expect((await payment(res.body.id)).refunds).toEqual([]);
 		});
 	});
 });

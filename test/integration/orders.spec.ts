@@ -1,8 +1,10 @@
 /**
  * Orders after checkout, with the real services behind the gateway: lists, access to other users'
  * orders (BOLA), the admin state machine, cancel, refunds, the event log (and rebuilding the order
- * from it), the late confirmation of a pending payment by Stripe's webhook, and the payment news
- * that arrived while orders was down, applied when it starts and only once.
+ * from it), the late confirmation of a pending payment by Stripe's webhook, the payment news that
+ * arrived while orders was down, applied when it starts and only once, and the follow-ups of a change
+ * (stock, promo, refund, announcement) that a node dying half-way leaves for a replay or the recovery
+ * timer to finish, each once.
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -56,9 +58,10 @@ describe("orders", () => {
 	const payment = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
 
 	/** An order of `quantity` × a fresh product, placed through the real checkout. */
-	async function placeOrder(c: Awaited<ReturnType<typeof customer>>, opts: { price?: number; quantity?: number; stock?: number; card?: string } = {}) {
+	async function placeOrder(c: Awaited<ReturnType<typeof customer>>, opts: { price?: number; quantity?: number; stock?: number; card?: string; promo?: string } = {}) {
 		const v = await variant(opts.price ?? 3000, opts.stock ?? 10);
 		expect((await shop.http.post("/api/cart/items", { variantId: v.variantId, quantity: opts.quantity ?? 1 }, { token: c.token })).status).toBe(201);
+		if (opts.promo) expect((await shop.http.post("/api/cart/promo", { code: opts.promo }, { token: c.token })).status).toBe(200);
 		const res = await shop.http.post(
 			"/api/orders",
 			{ shippingAddressId: c.addressId, paymentMethod: { type: "card", token: opts.card ?? "pm_card_visa" } },
@@ -310,6 +313,284 @@ describe("orders", () => {
 		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { amount: -5, reason: "x" }, { token: admin })).status).toBe(422);
 		expect((await setStatus("no-such-order", { status: "processing" })).status).toBe(404);
 	});
+
+	describe("a node dying half-way through a change: the follow-ups are finished once by a replay or the recovery timer", () => {
+		const orders = () => shop.broker.getLocalService("orders") as any;
+		const stored = (id: string) => orders().db.orders.findById(id);
+		const eventTypes = async (id: string) => (await orders().db.order_events.find({ orderId: id }, { sort: { seq: 1 } })).map((e: any) => e.type);
+		const announced = (name: string, orderId: string) => events.filter((e) => e.name === name && e.payload.orderId === orderId);
+		const history = async (variantId: string) => (await shop.http.get(`/api/inventory/${variantId}/history?pageSize=100`, { token: admin })).body.rows as any[];
+		const promoAvailable = (code: string) => shop.broker.call<any, any>("cart.quotePromo", { code, subtotal: 100_000 }).then(() => true, () => false);
+		let spies: jest.SpyInstance[] = [];
+		afterEach(() => {
+			for (const s of spies) s.mockRestore();
+			spies = [];
+		});
+
+		/** The node dies just before the follow-up `name`: it stays pending (every attempt fails) until `revive()`. */
+		function dieBefore(name: string) {
+			const svc = orders();
+			const original = svc.runFollowUp;
+			const spy = jest.spyOn(svc, "runFollowUp").mockImplementation((...args: any[]) => (args[2] === name ? Promise.reject(new ServiceUnavailableError("node died")) : original(...args)));
+			spies.push(spy);
+			return { spy, original, revive: () => spy.mockRestore() };
+		}
+
+		/** The node dies right after `event` reached the outbox (and the subscribers); it stays dead until `revive()`. */
+		function dieAfterPublishing(event: string, followUp: string) {
+			const svc = orders();
+			const publish = svc.publish;
+			let died = false;
+			const crash = jest.spyOn(svc, "publish").mockImplementation(async (...args: any[]) => {
+				const id = await publish(...args);
+				if (args[1] !== event || died) return id;
+				died = true;
+				throw new ServiceUnavailableError("node died");
+			});
+			const node = dieBefore(followUp);
+			const dead = node.spy.getMockImplementation()!;
+			// The first attempt gets as far as publishing; once dead, every attempt fails.
+			node.spy.mockImplementation((...args: any[]) => (died ? dead(...args) : node.original(...args)));
+			spies.push(crash);
+			return {
+				died: () => died,
+				revive: () => {
+					node.revive();
+					crash.mockRestore();
+				},
+			};
+		}
+
+		/** Every payment event so far went through the outbox catch-up too (a read it started runs to its end). */
+		async function catchUpSettled() {
+			await orders().catchUpAll();
+			await orders().catchUpAll();
+		}
+
+		async function webhook(type: string, order: { id: string; total: number }) {
+			const pay = await payment(order.id);
+			const object =
+				type === "payment_intent.succeeded"
+					? { id: pay.providerPaymentId, object: "payment_intent", amount: order.total, metadata: { orderId: order.id } }
+					: { id: pay.providerPaymentId, object: "payment_intent", last_payment_error: { message: "Authentication failed" }, metadata: { orderId: order.id } };
+			const payload = JSON.stringify({ id: `evt_fu_${process.pid}_${++n}`, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object } });
+			const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
+			expect((await shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } })).status).toBe(200);
+		}
+
+		/** The payments event about the order, handled again as the outbox catch-up does. */
+		async function replay(event: string, orderId: string) {
+			const { events: all } = await shop.broker.call<any, any>("payments.outboxSince", { after: 0, limit: 1000, events: [event] });
+			const found = all.filter((e: any) => e.payload.orderId === orderId);
+			expect(found).toHaveLength(1);
+			await orders().onPaymentEvent(event, found[0].payload, null);
+		}
+
+		/** Everything a repeated recovery or replay must leave alone. */
+		async function snapshot(order: { id: string }, variantId: string) {
+			const { updatedAt: _u, ...doc } = await stored(order.id);
+			return {
+				doc,
+				log: await eventTypes(order.id),
+				stock: await stockOf(variantId),
+				history: (await history(variantId)).map((r) => r.type),
+				payment: await payment(order.id),
+				announced: events.filter((e) => e.payload.orderId === order.id).map((e) => e.name),
+			};
+		}
+
+		test("1. confirmed by the webhook, died before committing stock: a replay leaves a dead node's lease alone, recovery commits and announces once", async () => {
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", stock: 4 });
+			const node = dieBefore("commitStock");
+
+			await webhook("payment_intent.succeeded", order);
+			await catchUpSettled();
+			// The confirmation and what it owes are one update: the order says what is left to do.
+			expect(await stored(order.id)).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", pendingActions: ["commitStock", "announceConfirmed"] });
+			expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed"]);
+			expect((await history(variantId)).filter((r) => r.type === "sale")).toHaveLength(0);
+			expect(announced("order.confirmed", order.id)).toHaveLength(0);
+
+			// A node that died while driving the follow-ups: until its lease runs out nobody else takes them.
+			await orders().db.orders.updateOne({ id: order.id }, { $set: { followUpLease: new Date(Date.now() + 60_000) } });
+			node.revive();
+			await replay("payment.succeeded", order.id);
+			expect((await stored(order.id)).pendingActions).toEqual(["commitStock", "announceConfirmed"]);
+
+			await orders().db.orders.updateOne({ id: order.id }, { $set: { followUpLease: new Date(Date.now() - 1) } });
+			await orders().recoverInterrupted(0);
+			expect(await stored(order.id)).toMatchObject({ status: "confirmed", pendingActions: [], followUpLease: null });
+			expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+			expect((await history(variantId)).filter((r) => r.type === "sale")).toHaveLength(1);
+			expect(await stockOf(variantId)).toBe(3);
+			expect(announced("order.confirmed", order.id)).toHaveLength(1);
+			expect(announced("order.confirmed", order.id)[0].payload).toMatchObject({ status: "confirmed", total: order.total, eventId: expect.any(String) });
+
+			const once = await snapshot(order, variantId);
+			await orders().recoverInterrupted(0);
+			await replay("payment.succeeded", order.id);
+			expect(await snapshot(order, variantId)).toEqual(once);
+		});
+
+		test("1b. died right after announcing order.confirmed: the replay finds it in the outbox and does not announce again", async () => {
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", stock: 4 });
+			const node = dieAfterPublishing("order.confirmed", "announceConfirmed");
+
+			await webhook("payment_intent.succeeded", order);
+			await catchUpSettled();
+			expect(node.died()).toBe(true);
+			expect(announced("order.confirmed", order.id)).toHaveLength(1);
+			expect((await stored(order.id)).pendingActions).toEqual(["announceConfirmed"]);
+
+			node.revive();
+			await replay("payment.succeeded", order.id);
+			expect((await stored(order.id)).pendingActions).toEqual([]);
+			expect(announced("order.confirmed", order.id)).toHaveLength(1);
+			expect(await orders().outbox.find({ event: "order.confirmed", "payload.orderId": order.id })).toHaveLength(1);
+
+			const once = await snapshot(order, variantId);
+			await orders().recoverInterrupted(0);
+			expect(await snapshot(order, variantId)).toEqual(once);
+		});
+
+		test("2. paid after it was cancelled, died before refunding: recovery refunds once", async () => {
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", price: 4000, stock: 4 });
+			const cancel = await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token });
+			expect(cancel.body).toMatchObject({ status: "cancelled", paymentStatus: "pending" });
+			expect(await stockOf(variantId)).toBe(4);
+			const node = dieBefore("refundLatePayment");
+
+			await webhook("payment_intent.succeeded", order);
+			// The built-in test provider only knows charges that succeeded at once; at Stripe this one is refundable now.
+			const provider = (shop.broker.getLocalService("payments") as any).provider;
+			provider.charges.set((await payment(order.id)).providerPaymentId, { amount: order.total, refunded: 0 });
+			expect(await stored(order.id)).toMatchObject({ status: "cancelled", paymentStatus: "succeeded", paidAmount: order.total, refundedAmount: 0, pendingActions: ["refundLatePayment"] });
+			await catchUpSettled();
+			expect((await payment(order.id)).refunds).toEqual([]);
+			expect((await stored(order.id)).pendingActions).toEqual(["refundLatePayment"]);
+
+			node.revive();
+			await orders().recoverInterrupted(0);
+			expect(await stored(order.id)).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: order.total, pendingActions: [] });
+			const pay = await payment(order.id);
+			expect(pay.refunds).toHaveLength(1);
+			expect(pay.refunds[0]).toMatchObject({ amount: order.total, status: "succeeded" });
+			expect((await eventTypes(order.id)).filter((t: string) => t === "refunded")).toHaveLength(1);
+			expect(announced("order.cancelled", order.id)).toHaveLength(1);
+
+			const once = await snapshot(order, variantId);
+			await orders().recoverInterrupted(0);
+			await replay("payment.succeeded", order.id);
+			expect(await snapshot(order, variantId)).toEqual(once);
+		});
+
+		test("3. the payment failed: failing and cancelling are one update; died before releasing: the replay returns stock and promo once, announces once", async () => {
+			const code = `FU${process.pid}${++n}`;
+			expect((await shop.http.post("/api/promotions", { code, type: "fixed", value: 500, maxUses: 1 }, { token: admin })).status).toBe(201);
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", price: 4000, stock: 5, promo: code });
+			expect(order).toMatchObject({ status: "pending", discount: 500 });
+			expect(await promoAvailable(code)).toBe(false);
+			const node = dieBefore("releaseStock");
+
+			await webhook("payment_intent.payment_failed", order);
+			await catchUpSettled();
+			expect(await stored(order.id)).toMatchObject({
+				status: "cancelled",
+				paymentStatus: "failed",
+				cancelReason: "payment_failed",
+				pendingActions: ["releaseStock", "releasePromo", "refund", "announceCancelled"],
+			});
+			expect(await stockOf(variantId)).toBe(4);
+			expect(await promoAvailable(code)).toBe(false);
+			expect(announced("order.cancelled", order.id)).toHaveLength(0);
+
+			node.revive();
+			await replay("payment.failed", order.id);
+			expect((await stored(order.id)).pendingActions).toEqual([]);
+			expect(await stockOf(variantId)).toBe(5);
+			expect(await promoAvailable(code)).toBe(true);
+			expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "promo_consumed", "payment_failed", "cancelled", "stock_released", "promo_released"]);
+			expect((await history(variantId)).filter((r) => r.type === "release")).toHaveLength(1);
+			expect(announced("order.cancelled", order.id)).toHaveLength(1);
+			expect(announced("order.cancelled", order.id)[0].payload).toMatchObject({ reason: "payment_failed", refundedAmount: 0 });
+			expect(rebuildOrderState(await orders().db.order_events.find({ orderId: order.id }))).toMatchObject({ status: "cancelled", paymentStatus: "failed" });
+
+			const once = await snapshot(order, variantId);
+			await orders().recoverInterrupted(0);
+			await replay("payment.failed", order.id);
+			expect(await snapshot(order, variantId)).toEqual(once);
+			expect(await promoAvailable(code)).toBe(true);
+		});
+
+		test("the customer's cancel: died after the refund, before announcing: 503, then recovery announces once with the refund", async () => {
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { price: 3500, stock: 3 });
+			const node = dieBefore("announceCancelled");
+			const first = await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token });
+			expect(first.status).toBe(503);
+			await catchUpSettled();
+			expect(await stored(order.id)).toMatchObject({ status: "cancelled", paymentStatus: "refunded", pendingActions: ["announceCancelled"] });
+			expect(announced("order.cancelled", order.id)).toHaveLength(0);
+
+			node.revive();
+			await orders().recoverInterrupted(0);
+			expect(announced("order.cancelled", order.id)).toHaveLength(1);
+			expect(announced("order.cancelled", order.id)[0].payload).toMatchObject({ reason: "customer_request", refundedAmount: order.total });
+			expect((await payment(order.id)).refunds).toHaveLength(1);
+			expect(await stockOf(variantId)).toBe(3);
+
+			const once = await snapshot(order, variantId);
+			await orders().recoverInterrupted(0);
+			expect(await snapshot(order, variantId)).toEqual(once);
+			expect((await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token })).status).toBe(409);
+		});
+
+		test("an admin status change whose announcement failed: 200, and recovery announces it once", async () => {
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a);
+			const node = dieBefore("announceProcessing");
+			const res = await setStatus(order.id, { status: "processing" });
+			expect(res.status).toBe(200);
+			expect(res.body.status).toBe("processing");
+			await catchUpSettled();
+			expect(announced("order.status_changed", order.id)).toHaveLength(0);
+			expect((await stored(order.id)).pendingActions).toEqual(["announceProcessing"]);
+
+			node.revive();
+			await orders().recoverInterrupted(0);
+			expect(announced("order.status_changed", order.id).map((e) => [e.payload.from, e.payload.to, e.payload.trackingNumber])).toEqual([["confirmed", "processing", null]]);
+			const once = await snapshot(order, variantId);
+			await orders().recoverInterrupted(0);
+			expect(await snapshot(order, variantId)).toEqual(once);
+		});
+
+		test("a payment settled while its checkout was interrupted: recovery finishes the checkout without announcing it twice, then confirms the order", async () => {
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", stock: 4 });
+			expect(announced("order.created", order.id)).toHaveLength(1);
+			// The node died after publishing the order but before its journal said so.
+			await orders().db.orders.updateOne({ id: order.id }, { $set: { "saga.state": "running" }, $pull: { "saga.completed": "publishOrder" } });
+			// The payment news comes while the checkout looks unfinished: it cannot be applied yet.
+			await webhook("payment_intent.succeeded", order);
+			await catchUpSettled();
+			expect(await stored(order.id)).toMatchObject({ status: "pending", paymentStatus: "pending" });
+
+			await orders().recoverInterrupted(0);
+			expect(await stored(order.id)).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", pendingActions: [], saga: { state: "completed" } });
+			expect(announced("order.created", order.id)).toHaveLength(1);
+			expect(announced("order.confirmed", order.id)).toHaveLength(1);
+			expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+			expect(await stockOf(variantId)).toBe(3);
+
+			const once = await snapshot(order, variantId);
+			await orders().recoverInterrupted(0);
+			expect(await snapshot(order, variantId)).toEqual(once);
+		});
+	});
 });
 
 describe("orders catches up with the payment events it missed while it was down", () => {
@@ -422,7 +703,7 @@ describe("orders catches up with the payment events it missed while it was down"
 		await startOrders();
 		const orderOf = (id: string) => orders.db.orders.findById(id);
 		await eventually(() => orderOf(paid.order.id), (o: any) => o.status === "confirmed");
-		await eventually(() => orderOf(failed.order.id), (o: any) => o.status === "cancelled" && o.cancellation === "done");
+		await eventually(() => orderOf(failed.order.id), (o: any) => o.status === "cancelled" && o.pendingActions.length === 0);
 		await eventually(() => orderOf(refunded.order.id), (o: any) => o.refundedAmount === 1000);
 		expect(await orderOf(paid.order.id)).toMatchObject({ paymentStatus: "succeeded", paidAmount: paid.order.total });
 		expect(await orderOf(failed.order.id)).toMatchObject({ paymentStatus: "failed", cancelReason: "payment_failed" });

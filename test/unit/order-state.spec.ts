@@ -1,4 +1,26 @@
-import { ORDER_STATUSES, OrderStateMachine, paymentStatusAfterRefund, rebuildOrderState, type OrderStatus, type OrderEvent } from "../../lib/order-state";
+import { Collection } from "../../mixins/collection";
+import {
+	announcementEvent,
+	announcementOf,
+	checkoutDurationMs,
+	eventEntries,
+	followUpsClaimable,
+	FOLLOW_UPS,
+	FOLLOW_UPS_AFTER,
+	ORDER_STATUSES,
+	orderLinesOf,
+	orderUpdate,
+	OrderStateMachine,
+	paymentStatusAfterRefund,
+	rebuildOrderState,
+	refundOwed,
+	type Announcement,
+	type FollowUp,
+	type Order,
+	type OrderChange,
+	type OrderStatus,
+	type OrderEvent,
+} from "../../lib/order-state";
 
 const allowed: Array<[OrderStatus, OrderStatus]> = [
 	["pending", "confirmed"],
@@ -97,5 +119,131 @@ describe("rebuildOrderState", () => {
 		["two created events", [created, { ...created, seq: 2 }]],
 	] as Array<[string, OrderEvent[]]>)("refuses a log with %s", (_what, events) => {
 		expect(() => rebuildOrderState(events)).toThrow();
+	});
+});
+
+describe("follow-ups", () => {
+	const order = (over: Partial<Order> = {}): Order =>
+		({
+			id: "o1",
+			number: "SH-250101-0001",
+			userId: "u1",
+			status: "cancelled",
+			paymentStatus: "succeeded",
+			items: [{ productId: "p1", variantId: "v1", sku: "S", name: "Thing", quantity: 2, unitPrice: 1000, lineTotal: 2000 }],
+			subtotal: 2000,
+			discount: 0,
+			shipping: 599,
+			total: 2599,
+			currency: "USD",
+			promoCode: null,
+			paidAmount: 2599,
+			refundedAmount: 0,
+			trackingNumber: null,
+			cancelReason: "customer_request",
+			createdAt: new Date("2025-01-01T10:00:00Z"),
+			...over,
+		}) as Order;
+
+	test.each(Object.entries(FOLLOW_UPS_AFTER))("after %s: known follow-ups, each once, announcements last", (_change, followUps) => {
+		const list = [...followUps] as FollowUp[];
+		for (const f of list) expect(FOLLOW_UPS).toContain(f);
+		expect(new Set(list).size).toBe(list.length);
+		const firstAnnouncement = list.findIndex((f) => announcementOf(f));
+		if (firstAnnouncement >= 0) expect(list.slice(firstAnnouncement).every((f) => announcementOf(f))).toBe(true);
+	});
+
+	test.each([
+		["announceConfirmed", "confirmed"],
+		["announceCancelled", "cancelled"],
+		["announceProcessing", "processing"],
+		["announceShipped", "shipped"],
+		["announceDelivered", "delivered"],
+		["commitStock", null],
+		["refund", null],
+		["settlePayment", null],
+	] as Array<[FollowUp, Announcement | null]>)("announcementOf(%s) = %s", (f, expected) => expect(announcementOf(f)).toBe(expected));
+
+	test.each([
+		["confirmed", {}, "order.confirmed", { status: "confirmed" }],
+		["cancelled", { refundedAmount: 2599 }, "order.cancelled", { status: "cancelled", reason: "customer_request", refundedAmount: 2599 }],
+		["processing", { status: "shipped", trackingNumber: "1Z" }, "order.status_changed", { status: "processing", from: "confirmed", to: "processing", trackingNumber: null }],
+		["shipped", { status: "delivered", trackingNumber: "1Z" }, "order.status_changed", { status: "shipped", from: "processing", to: "shipped", trackingNumber: "1Z" }],
+		["delivered", { status: "delivered", trackingNumber: "1Z" }, "order.status_changed", { status: "delivered", from: "shipped", to: "delivered", trackingNumber: "1Z" }],
+	] as Array<[Announcement, Partial<Order>, string, Record<string, unknown>]>)("announcing %s, even after the order moved on", (what, over, event, fields) => {
+		const a = announcementEvent(order(over), what);
+		expect(a.event).toBe(event);
+		expect(a.payload).toMatchObject({ orderId: "o1", number: "SH-250101-0001", userId: "u1", total: 2599, ...fields });
+		expect(a.payload.items).toEqual([{ productId: "p1", variantId: "v1", name: "Thing", quantity: 2, unitPrice: 1000, lineTotal: 2000 }]);
+	});
+
+	test.each([
+		["refund", {}, { refundKey: "o1-cancel", reason: "customer_request" }],
+		["refund", { cancelReason: null }, { refundKey: "o1-cancel", reason: "cancelled" }],
+		["refund", { refundedAmount: 599 }, { refundKey: "o1-cancel", reason: "customer_request" }],
+		["refund", { refundedAmount: 2599 }, null],
+		["refund", { paidAmount: 0 }, null],
+		["refundLatePayment", {}, { refundKey: "o1-late", reason: "order_cancelled" }],
+		["refundLatePayment", { refundedAmount: 2599 }, null],
+	] as Array<["refund" | "refundLatePayment", Partial<Order>, unknown]>)("refundOwed(%s, %j) = %j", (f, over, expected) => {
+		expect(refundOwed(order(over), f)).toEqual(expected);
+	});
+
+	test("checkoutDurationMs: to the confirmation, or to now while unconfirmed", () => {
+		const createdAt = new Date("2025-01-01T10:00:00Z");
+		expect(checkoutDurationMs({ createdAt, confirmedAt: new Date("2025-01-01T10:00:02.500Z") })).toBe(2500);
+		expect(checkoutDurationMs({ createdAt }, new Date("2025-01-01T10:00:01Z"))).toBe(1000);
+	});
+
+	test("orderLinesOf prices each line in integer cents", () => {
+		expect(orderLinesOf([{ productId: "p", variantId: "v", name: "N", quantity: 3, unitPrice: 333 }])).toEqual([
+			{ productId: "p", variantId: "v", sku: undefined, name: "N", variantName: undefined, quantity: 3, unitPrice: 333, lineTotal: 999 },
+		]);
+	});
+
+	describe("one change, one update", () => {
+		const now = new Date("2025-01-01T10:00:00Z");
+		test.each([
+			["fields only", { set: { status: "shipped" } }, { $set: { status: "shipped", updatedAt: now } }],
+			["one entry", { set: { a: 1 }, event: { type: "x" } }, { $set: { a: 1, updatedAt: now }, $inc: { eventSeq: 1 } }],
+			[
+				"two entries and follow-ups",
+				{ inc: { refundedAmount: 5 }, event: [{ type: "a" }, { type: "b" }], followUps: ["commitStock", "announceConfirmed"] },
+				{ $set: { updatedAt: now }, $inc: { refundedAmount: 5, eventSeq: 2 }, $addToSet: { pendingActions: { $each: ["commitStock", "announceConfirmed"] } } },
+			],
+			["a follow-up done", { done: "commitStock", event: { type: "stock_committed" } }, { $set: { updatedAt: now }, $inc: { eventSeq: 1 }, $pull: { pendingActions: "commitStock" } }],
+		] as Array<[string, OrderChange, Record<string, unknown>]>)("%s", (_what, change, expected) => {
+			expect(orderUpdate(change, now)).toEqual(expected);
+		});
+
+		test("recording and completing follow-ups in one update is refused", () => {
+			expect(() => orderUpdate({ followUps: ["refund"], done: "refund" }, now)).toThrow();
+		});
+
+		test("entries are numbered up to the order's counter after the update", () => {
+			expect(eventEntries("o1", 7, { event: [{ type: "payment_failed", data: { reason: "x" } }, { type: "cancelled" }] }, now)).toEqual([
+				{ orderId: "o1", seq: 6, type: "payment_failed", data: { reason: "x" }, createdAt: now },
+				{ orderId: "o1", seq: 7, type: "cancelled", data: {}, createdAt: now },
+			]);
+			expect(eventEntries("o1", 7, {}, now)).toEqual([]);
+		});
+	});
+
+	test("followUpsClaimable: pending follow-ups whose lease is free, missing or expired", async () => {
+		const orders = new Collection("claimable", { fields: {} }, {});
+		await orders.connect();
+		const now = new Date("2025-01-01T10:00:00Z");
+		const rows: Array<[string, Record<string, unknown>, boolean]> = [
+			["free", { pendingActions: ["refund"], followUpLease: null }, true],
+			["no lease field", { pendingActions: ["refund"] }, true],
+			["expired", { pendingActions: ["refund"], followUpLease: new Date(now.getTime() - 1) }, true],
+			["held", { pendingActions: ["refund"], followUpLease: new Date(now.getTime() + 1) }, false],
+			["nothing pending", { pendingActions: [], followUpLease: null }, false],
+			["no follow-ups field", { followUpLease: null }, false],
+		];
+		await orders.insertMany(rows.map(([id, doc]) => ({ id, ...doc })));
+		const found = (await orders.find(followUpsClaimable(now))).map((o) => o.id).sort();
+		expect(found).toEqual(rows.filter(([, , ok]) => ok).map(([id]) => id).sort());
+		await orders.disconnect();
 	});
 });
