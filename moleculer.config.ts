@@ -80,6 +80,10 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 		errorHandler: null as any,
 		metrics: {
 			enabled: cfg.metricsEnabled,
+			// No in-process quantiles: Prometheus computes them from the buckets (histogram_quantile, as
+			// the dashboards and alerts do). Moleculer's own would keep every sample of the last minute
+			// for each histogram and cost time on every request.
+			defaultQuantiles: null as any,
 			reporter: [{ type: "Prometheus", options: { port: cfg.metricsPort, path: "/metrics", defaultLabels: (registry: any) => ({ namespace: registry.broker.namespace, nodeID: registry.broker.nodeID }) } }],
 		},
 		tracing: tracingOptions(cfg),
