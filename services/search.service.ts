@@ -80,6 +80,9 @@ function productIdOf(ctx: Context<any>): string | null {
 	return typeof id === "string" && id ? id : null;
 }
 
+/** Answers are cached only over the embedded index, whose writes are visible when they return. */
+const cachedEngine = (ctx: Context) => (ctx.service as unknown as SearchThis | undefined)?.engine?.kind === "embedded";
+
 const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = {
 	name: "search",
 	mixins: [HealthMixin],
@@ -88,6 +91,9 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 	actions: {
 		search: {
 			rest: "GET /search",
+			// Cached until the next index write (withIndexLock cleans): a hot query costs a lookup.
+			// Embedded engine only: Elasticsearch makes some writes visible later than they return.
+			cache: { enabled: cachedEngine, keys: ["q", "category", "minPrice", "maxPrice", "minRating", "inStock", "sort", "page", "pageSize"], ttl: 60 },
 			params: {
 				$$strict: "remove",
 				q: { type: "string", optional: true, max: 200 },
@@ -107,6 +113,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 
 		autocomplete: {
 			rest: "GET /search/autocomplete",
+			cache: { enabled: cachedEngine, keys: ["q", "limit"], ttl: 60 },
 			params: {
 				$$strict: "remove",
 				q: { type: "string", optional: true, max: 100 },
@@ -188,7 +195,15 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 
 		/** Index writes one at a time, so an older fetch never lands after a newer one. */
 		withIndexLock<T>(this: SearchThis, fn: () => Promise<T>): Promise<T> {
-			const run = this.indexLock.then(fn, fn);
+			// Every index write goes through here, so it is also where cached answers are dropped.
+			const write = async () => {
+				try {
+					return await fn();
+				} finally {
+					await this.broker.cacher?.clean("search.**");
+				}
+			};
+			const run = this.indexLock.then(write, write);
 			this.indexLock = run.catch(() => undefined);
 			return run;
 		},

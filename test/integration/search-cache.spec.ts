@@ -1,0 +1,36 @@
+/** Search answers come from the cacher until the index changes, and a change is visible at once. */
+import { startShop, type Shop } from "../helpers/shop";
+import { FakeUsers } from "../helpers/fakes";
+import { eventually } from "../helpers/cluster";
+import { signAccessToken } from "../../lib/jwt";
+
+describe("search cache", () => {
+	let shop: Shop;
+	const admin = signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, "products", "search"] });
+	});
+	afterAll(() => shop.stop());
+
+	test("a repeated query is served from the cache; an indexed change drops it", async () => {
+		const created = await shop.http.post("/api/products", { name: "Quartz Teapot", price: 3100, currency: "USD", variants: [{ sku: "QT-1", name: "One", stock: 4 }] }, { token: admin });
+		expect(created.status).toBe(201);
+		await eventually(async () => (await shop.http.get("/api/search?q=quartz")).body.total === 1, 5000, 50);
+
+		const engine = (shop.broker.getLocalService("search") as any).engine;
+		const spy = jest.spyOn(engine, "search");
+		const a = await shop.http.get("/api/search?q=quartz");
+		const b = await shop.http.get("/api/search?q=quartz");
+		expect(b.body).toEqual(a.body);
+		expect(spy).toHaveBeenCalledTimes(0);
+
+		const renamed = await shop.http.patch(`/api/products/${created.body.id}`, { name: "Quartz Kettle" }, { token: admin });
+		expect(renamed.status).toBe(200);
+		const after = await eventually(async () => {
+			const r = await shop.http.get("/api/search?q=kettle");
+			return r.body.total === 1 ? r.body : false;
+		}, 1000, 50);
+		expect(after.rows[0].name).toBe("Quartz Kettle");
+		expect(spy).toHaveBeenCalled();
+	});
+});
