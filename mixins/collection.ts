@@ -246,6 +246,11 @@ export class Collection<T extends Entity = Entity> {
 		return docs.map((d) => toEntity<T>(d)!);
 	}
 
+	/** One page of matches and the total count, for list responses. */
+	findWithCount(query: Query, opts: FindOptions): Promise<[T[], number]> {
+		return Promise.all([this.find(query, opts), this.count(query)]);
+	}
+
 	count(query: Query = {}): Promise<number> {
 		return this.backend.count(toStored(query));
 	}

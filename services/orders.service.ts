@@ -208,10 +208,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 				const query: Query = user.role === "admin" ? (ctx.params.userId ? { userId: ctx.params.userId } : {}) : { userId: user.id };
 				if (ctx.params.status) query.status = ctx.params.status;
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
-				const [rows, total] = await Promise.all([
-					this.db.orders.find(query, { sort: { createdAt: -1 }, offset: w.offset, limit: w.limit }),
-					this.db.orders.count(query),
-				]);
+				const [rows, total] = await this.db.orders.findWithCount(query, { sort: { createdAt: -1 }, offset: w.offset, limit: w.limit });
 				return toPage(rows.map((o) => orderView(o as unknown as Order)), total, w.page, w.pageSize);
 			},
 		},

@@ -241,10 +241,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 					categoryIds = root ? descendantIds(all, root.id) : [];
 				}
 				const query = productListQuery({ categoryIds, minPrice, maxPrice });
-				const [rows, total] = await Promise.all([
-					this.db.products.find(query, { sort: productListSort(sort), offset: w.offset, limit: w.limit }),
-					this.db.products.count(query),
-				]);
+				const [rows, total] = await this.db.products.findWithCount(query, { sort: productListSort(sort), offset: w.offset, limit: w.limit });
 				return toPage(rows.map(toProductSummary), total, w.page, w.pageSize);
 			},
 		},
@@ -589,10 +586,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const { variantId } = ctx.params;
 				if (!(await this.db.variants.findById(variantId))) throw new NotFoundError("Variant");
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
-				const [rows, total] = await Promise.all([
-					this.db.inventory_transactions.find({ variantId }, { sort: { createdAt: -1, id: 1 }, offset: w.offset, limit: w.limit }),
-					this.db.inventory_transactions.count({ variantId }),
-				]);
+				const [rows, total] = await this.db.inventory_transactions.findWithCount({ variantId }, { sort: { createdAt: -1, id: 1 }, offset: w.offset, limit: w.limit });
 				return toPage(rows, total, w.page, w.pageSize);
 			},
 		},

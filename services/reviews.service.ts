@@ -128,10 +128,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; sort: keyof typeof SORTS; page?: number; pageSize?: number }, ShopMeta>) {
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
 				const query = { productId: ctx.params.id, status: "approved" };
-				const [rows, total] = await Promise.all([
-					this.db.reviews.find(query, { sort: { ...SORTS[ctx.params.sort] }, offset: w.offset, limit: w.limit }),
-					this.db.reviews.count(query),
-				]);
+				const [rows, total] = await this.db.reviews.findWithCount(query, { sort: { ...SORTS[ctx.params.sort] }, offset: w.offset, limit: w.limit });
 				return toPage((rows as Review[]).map(toPublic), total, w.page, w.pageSize);
 			},
 		},
@@ -210,10 +207,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 				const query: Record<string, unknown> = { status: ctx.params.status ?? { $in: ["pending", "approved", "rejected"] } };
 				if (ctx.params.productId) query.productId = ctx.params.productId;
 				// Oldest first: the queue is worked in the order reviews arrived.
-				const [rows, total] = await Promise.all([
-					this.db.reviews.find(query, { sort: { createdAt: 1 }, offset: w.offset, limit: w.limit }),
-					this.db.reviews.count(query),
-				]);
+				const [rows, total] = await this.db.reviews.findWithCount(query, { sort: { createdAt: 1 }, offset: w.offset, limit: w.limit });
 				return toPage((rows as Review[]).map(toPublic), total, w.page, w.pageSize);
 			},
 		},

@@ -271,10 +271,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
 				const query = { userId: me(ctx).id };
-				const [rows, total] = await Promise.all([
-					this.db.user_addresses.find(query, { sort: { createdAt: 1 }, offset: w.offset, limit: w.limit }),
-					this.db.user_addresses.count(query),
-				]);
+				const [rows, total] = await this.db.user_addresses.findWithCount(query, { sort: { createdAt: 1 }, offset: w.offset, limit: w.limit });
 				return toPage(rows.map(publicAddress), total, w.page, w.pageSize);
 			},
 		},
@@ -340,10 +337,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
 				const query = { userId: me(ctx).id };
-				const [rows, total] = await Promise.all([
-					this.db.user_wishlist.find(query, { sort: { addedAt: -1 }, offset: w.offset, limit: w.limit }),
-					this.db.user_wishlist.count(query),
-				]);
+				const [rows, total] = await this.db.user_wishlist.findWithCount(query, { sort: { addedAt: -1 }, offset: w.offset, limit: w.limit });
 				const products = rows.length ? await ctx.call<any[], { ids: string[] }>("products.getMany", { ids: rows.map((r) => r.productId) }) : [];
 				const byId = new Map(products.map((p) => [p.id, p]));
 				const items = rows.map((r) => ({ productId: r.productId, addedAt: new Date(r.addedAt).toISOString(), product: byId.get(r.productId) ?? null }));
