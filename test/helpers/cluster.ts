@@ -3,11 +3,13 @@
  * dist/ run by moleculer-runner, as in production), joined over a real nats-server.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
 import fs from "node:fs";
 import os from "node:os";
 import { ServiceBroker, type BrokerOptions } from "moleculer";
+import { freePort } from "../../bench/lib/processes";
+
+export { freePort };
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -21,17 +23,6 @@ export function redisUrl(): string {
 	const url = process.env.REDIS_URL;
 	if (!url) throw new Error("REDIS_URL is not set: run these tests with `npm run test:infra`");
 	return url;
-}
-
-export async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.listen(0, "127.0.0.1", () => {
-			const port = (srv.address() as net.AddressInfo).port;
-			srv.close(() => resolve(port));
-		});
-		srv.on("error", reject);
-	});
 }
 
 export interface ShopNode {
