@@ -49,3 +49,7 @@ npm run build --silent
 export PROMETHEUS_BIN="$(command -v prometheus || true)"
 echo "NATS at $NATS_URL, Redis at $REDIS_URL"
 npx jest --selectProjects infra --runInBand "$@"
+# The cart-store unit suite also runs its Redis half when REDIS_URL is set.
+# (Skipped when a test path was given, e.g. `npm run test:infra test/infra/cluster.spec.ts`.)
+paths=0; for a in "$@"; do case "$a" in -*) ;; *) paths=1 ;; esac; done
+if [ "$paths" -eq 0 ]; then npx jest --selectProjects unit --runInBand --ci test/unit/cart-store.spec.ts; fi
