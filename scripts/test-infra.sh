@@ -52,4 +52,4 @@ npx jest --selectProjects infra --runInBand "$@"
 # The cart-store unit suite also runs its Redis half when REDIS_URL is set.
 # (Skipped when a test path was given, e.g. `npm run test:infra test/infra/cluster.spec.ts`.)
 paths=0; for a in "$@"; do case "$a" in -*) ;; *) paths=1 ;; esac; done
-if [ "$paths" -eq 0 ]; then npx jest --selectProjects unit --runInBand --ci test/unit/cart-store.spec.ts; fi
+if [ "$paths" -eq 0 ]; then npx jest --runInBand --ci --selectProjects unit -- test/unit/cart-store.spec.ts; fi
