@@ -10,6 +10,7 @@ import { HealthMixin } from "../../mixins/health.mixin";
 import { OutboxMixin } from "../../mixins/outbox.mixin";
 import AnalyticsService from "../../services/analytics.service";
 import "../../mixins/types";
+import { waitFor } from "../helpers/wait";
 
 // Stands in for the users service: every session is active.
 const FakeUsers: ServiceSchema = {
@@ -251,15 +252,6 @@ describe("analytics catches up with the orders and payments outboxes", () => {
 	const announce = (source: "orders" | "payments", event: string, payload: Record<string, unknown>, emittedAt?: Date) =>
 		shop.broker.call<string, any>(`${source}.announce`, { event, payload, emittedAt });
 
-	async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, withinMs = 5_000): Promise<T> {
-		const start = Date.now();
-		for (;;) {
-			const v = await probe();
-			if (ok(v)) return v;
-			if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v)}`);
-			await new Promise((r) => setTimeout(r, 25));
-		}
-	}
 
 	beforeAll(async () => {
 		// The shop runs without analytics while customers order, cancel and get refunds.
@@ -285,7 +277,7 @@ describe("analytics catches up with the orders and payments outboxes", () => {
 
 	test("events emitted while analytics was down are counted once it starts, each once, in the hour they were emitted", async () => {
 		// Both cursors at the end of their outbox (orders: 7 events, of which the status change is not read).
-		await eventually(async () => Object.fromEntries((await svc.outboxCursors.find({})).map((c: any) => [c.id, c.seq])), (c: any) => c.orders === 7 && c.payments === 2);
+		await waitFor(async () => Object.fromEntries((await svc.outboxCursors.find({})).map((c: any) => [c.id, c.seq])), (c: any) => c.orders === 7 && c.payments === 2);
 		await shop.broker.call("analytics.flush");
 		expect(await salesNow()).toEqual({ orders: 2, cancelled: 1, refunded: 1750, revenue: 4498 + 1750 - 1750 });
 		expect(await salesThen()).toEqual({ orders: 1, cancelled: 0, refunded: 0, revenue: 2500 });
@@ -311,7 +303,7 @@ describe("analytics catches up with the orders and payments outboxes", () => {
 		const before: any = await shop.broker.call("analytics.flush");
 		const o4 = orderPayload("c4", [{ productId: "p-tee", name: "Tee", quantity: 1, unitPrice: 1999 }], { shipping: 0 });
 		await announce("orders", "order.confirmed", o4);
-		await eventually(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 8);
+		await waitFor(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 8);
 		const after: any = await shop.broker.call("analytics.flush");
 		expect(after.counted - before.counted).toBe(1);
 		expect(after.duplicates - before.duplicates).toBe(1);

@@ -10,6 +10,7 @@ import { startShop, type Shop } from "../helpers/shop";
 import { OutboxMixin } from "../../mixins/outbox.mixin";
 import { NotFoundError } from "../../lib/errors";
 import NotificationsService from "../../services/notifications.service";
+import { waitFor } from "../helpers/wait";
 
 const ACCOUNT_SID = "AC" + "0123456789abcdef".repeat(2);
 const AUTH_TOKEN = "twilio-secret";
@@ -107,15 +108,6 @@ function shipped(orderId: string, userId: string) {
 	return { orderId, number: `SO-${orderId}`, userId, status: "shipped", from: "processing", to: "shipped", trackingNumber: "1Z999AA1", items: [], subtotal: 1_000, discount: 0, shipping: 0, total: 1_000, currency: "USD", promoCode: null, createdAt: new Date().toISOString() };
 }
 
-async function eventually<T>(probe: () => T | Promise<T>, ok: (v: T) => boolean, withinMs = 5_000): Promise<T> {
-	const start = Date.now();
-	for (;;) {
-		const v = await probe();
-		if (ok(v)) return v;
-		if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v).slice(0, 400)}`);
-		await new Promise((r) => setTimeout(r, 25));
-	}
-}
 
 describe("notifications through SendGrid and Twilio (real SDKs, local provider server)", () => {
 	const providers = new FakeProviders();
@@ -160,7 +152,7 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 
 	test("an email goes to SendGrid's v3 mail API with the key, sender, recipient and both bodies", async () => {
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: shipped("o1", "u-ann") });
-		const mail = await eventually(() => message("order-shipped", "email", "o1"), (m: any) => m?.status === "sent");
+		const mail = await waitFor(() => message("order-shipped", "email", "o1"), (m: any) => m?.status === "sent");
 		const [req] = providers.sendgrid();
 		expect(req.method).toBe("POST");
 		expect(req.headers.authorization).toBe("Bearer SG.test-key");
@@ -175,7 +167,7 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 	});
 
 	test("an SMS goes to Twilio's Messages API with basic auth and the form fields", async () => {
-		const sms = await eventually(() => message("order-shipped", "sms", "o1"), (m: any) => m?.status === "sent");
+		const sms = await waitFor(() => message("order-shipped", "sms", "o1"), (m: any) => m?.status === "sent");
 		const [req] = providers.twilio();
 		expect(req.method).toBe("POST");
 		expect(req.url).toBe(`/2010-04-01/Accounts/${ACCOUNT_SID}/Messages.json`);
@@ -192,9 +184,9 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 		const before = providers.requests.length;
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: shipped("o2", "u-bob") });
 
-		const mail = await eventually(() => message("order-shipped", "email", "o2"), (m: any) => m?.status === "sent");
+		const mail = await waitFor(() => message("order-shipped", "email", "o2"), (m: any) => m?.status === "sent");
 		expect(mail.attempts).toBe(2);
-		const sms = await eventually(() => message("order-shipped", "sms", "o2"), (m: any) => m?.status === "failed");
+		const sms = await waitFor(() => message("order-shipped", "sms", "o2"), (m: any) => m?.status === "failed");
 		expect(sms.attempts).toBe(1);
 		expect(sms.error).toMatch(/Twilio 400 error: .*not a valid phone number/);
 		await new Promise((r) => setTimeout(r, 300));
@@ -205,7 +197,7 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 	test("SendGrid's reason is kept when it refuses a message", async () => {
 		providers.script("/v3/mail/send", [{ status: 400, body: { errors: [{ message: "The from address does not match a verified Sender Identity.", field: "from" }] } }]);
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: shipped("o3", "u-bob") });
-		const mail = await eventually(() => message("order-shipped", "email", "o3"), (m: any) => m?.status === "failed");
+		const mail = await waitFor(() => message("order-shipped", "email", "o3"), (m: any) => m?.status === "failed");
 		expect(mail.error).toBe("SendGrid 400 error: The from address does not match a verified Sender Identity.");
 	});
 });

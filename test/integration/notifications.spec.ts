@@ -14,6 +14,7 @@ import { NotFoundError } from "../../lib/errors";
 import { signAccessToken } from "../../lib/jwt";
 import NotificationsService from "../../services/notifications.service";
 import { DeliveryError, type NotificationChannel, type OutgoingMessage } from "../../adapters/channels";
+import { waitFor } from "../helpers/wait";
 
 interface User {
 	id: string;
@@ -101,15 +102,6 @@ async function startNotifications(shop: Shop, schema = notifications()): Promise
 	return svc;
 }
 
-async function eventually<T>(probe: () => T | Promise<T>, ok: (v: T) => boolean, withinMs = 3_000): Promise<T> {
-	const start = Date.now();
-	for (;;) {
-		const v = await probe();
-		if (ok(v)) return v;
-		if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v).slice(0, 400)}`);
-		await new Promise((r) => setTimeout(r, 25));
-	}
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const admin = signAccessToken({ sub: "admin", role: "admin", sid: "s-admin" });
@@ -181,7 +173,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 	const listAll = async () => (await shop.http.get("/api/notifications?pageSize=100", { token: admin })).body;
 
 	test("events published while notifications was down are handled once it starts", async () => {
-		const all = await eventually(listAll, (b) => b.total >= 3 && b.rows.every((m: any) => m.status === "outboxed"));
+		const all = await waitFor(listAll, (b) => b.total >= 3 && b.rows.every((m: any) => m.status === "outboxed"));
 		await sleep(300);
 		const rows = (await listAll()).rows;
 		expect(rows.map((m: any) => `${m.template}/${m.channel}/${m.recipient}`).sort()).toEqual([
@@ -211,7 +203,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 
 	test("a live event is handled at once and the cursor follows", async () => {
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: orderPayload("o1", "u-ann", { status: "shipped", from: "processing", to: "shipped", trackingNumber: "1Z<999>" }) });
-		const rows = (await eventually(listAll, (b) => b.total === 5)).rows;
+		const rows = (await waitFor(listAll, (b) => b.total === 5)).rows;
 		expect(rows.filter((m: any) => m.template === "order-shipped").map((m: any) => m.channel).sort()).toEqual(["email", "sms"]);
 		const shipped = await svc.db.notifications.findOne({ template: "order-shipped", channel: "email" });
 		expect(shipped.subject).toBe("Order SO-o1 has shipped");
@@ -219,7 +211,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		expect(shipped.html).toContain("Tracking number: <strong>1Z&lt;999&gt;</strong>");
 		const sms = await svc.db.notifications.findOne({ template: "order-shipped", channel: "sms" });
 		expect(sms.text).toBe("Moleculer Shop: order SO-o1 has shipped. Tracking: 1Z<999>");
-		await eventually(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 3);
+		await waitFor(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 3);
 	});
 
 	test("templates escape what customers typed in HTML and keep it readable in text", async () => {
@@ -264,7 +256,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: orderPayload("o1", "u-bob", { to: "delivered", from: "shipped" }) });
 		await shop.broker.call("orders.announce", { event: "order.cancelled", payload: orderPayload("o4", "u-bob", { status: "cancelled", reason: "customer", refundedAmount: 3_498 }) });
 		await shop.broker.call("payments.announce", { event: "payment.refunded", payload: { orderId: "o4", paymentId: "pay1", refundId: "r1", userId: "u-bob", amount: 3_498, currency: "USD", totalRefunded: 3_498 } });
-		const rows = (await eventually(listAll, (b) => b.total === before + 3)).rows;
+		const rows = (await waitFor(listAll, (b) => b.total === before + 3)).rows;
 		expect(rows.slice(0, 3).map((m: any) => m.template).sort()).toEqual(["order-cancelled", "order-delivered", "payment-refunded"]);
 		const cancelled = await svc.db.notifications.findOne({ template: "order-cancelled" });
 		expect(cancelled.text).toContain("We refunded $34.98 to your payment method");
@@ -273,7 +265,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		await sleep(200);
 		expect((await listAll()).total).toBe(before + 3);
 		// Every event counts as handled, the ones that needed no message too.
-		await eventually(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 7);
+		await waitFor(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 7);
 	});
 });
 
@@ -297,7 +289,7 @@ describe("notifications: retries, failures, the worker pool", () => {
 	test("a transient failure is retried with backoff until it is sent", async () => {
 		email.script = { failures: 2, status: 503 };
 		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("r1", "u-bob") });
-		const msg = await eventually(() => byOrder("r1"), (m: any) => m?.status === "sent");
+		const msg = await waitFor(() => byOrder("r1"), (m: any) => m?.status === "sent");
 		expect(msg).toMatchObject({ attempts: 3, providerId: "prov-3", error: null, provider: "scripted" });
 		expect(email.sent.map((m) => m.to)).toEqual(["bob@example.com"]);
 		expect(email.sent[0]).toMatchObject({ subject: "Order SO-r1 confirmed", id: msg.id });
@@ -307,7 +299,7 @@ describe("notifications: retries, failures, the worker pool", () => {
 		email.script = { failures: 100, status: 500 };
 		email.calls = 0;
 		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("r2", "u-bob") });
-		const failed = await eventually(() => byOrder("r2"), (m: any) => m?.status === "failed");
+		const failed = await waitFor(() => byOrder("r2"), (m: any) => m?.status === "failed");
 		expect(failed.attempts).toBe(3);
 		expect(failed.error).toContain("provider said 500");
 		await sleep(300);
@@ -321,14 +313,14 @@ describe("notifications: retries, failures, the worker pool", () => {
 		const retried = await shop.http.post(`/api/notifications/${failed.id}/retry`, {}, { token: admin });
 		expect(retried.status).toBe(200);
 		expect(retried.body).toMatchObject({ id: failed.id, status: "queued", attempts: 0 });
-		await eventually(() => byOrder("r2"), (m: any) => m?.status === "sent");
+		await waitFor(() => byOrder("r2"), (m: any) => m?.status === "sent");
 		expect((await shop.http.get("/api/notifications?status=failed", { token: admin })).body.total).toBe(0);
 	});
 
 	test("a permanent refusal (4xx) fails at once", async () => {
 		email.script = { failures: 1, status: 400 };
 		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("r3", "u-bob") });
-		const msg = await eventually(() => byOrder("r3"), (m: any) => m?.status === "failed");
+		const msg = await waitFor(() => byOrder("r3"), (m: any) => m?.status === "failed");
 		expect(msg.attempts).toBe(1);
 	});
 
@@ -337,7 +329,7 @@ describe("notifications: retries, failures, the worker pool", () => {
 		email.maxRunning = 0;
 		const sentBefore = email.sent.length;
 		for (let i = 0; i < 8; i++) await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload(`c${i}`, "u-bob") });
-		await eventually(() => email.sent.length, (n) => n === sentBefore + 8, 5_000);
+		await waitFor(() => email.sent.length, (n) => n === sentBefore + 8, 5_000);
 		expect(email.maxRunning).toBe(2);
 	});
 });
@@ -362,13 +354,13 @@ describe("notifications: pending work survives a restart", () => {
 		const down = new ScriptedChannel("email", { failures: 100, status: 503 });
 		svc.channels = { email: down, sms: new ScriptedChannel("sms") };
 		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("s1", "u-bob") });
-		await eventually(() => down.calls, (n) => n === 1);
+		await waitFor(() => down.calls, (n) => n === 1);
 		await shop.broker.destroyService(svc);
 		expect(fs.readdirSync(dataDir).sort()).toEqual(["notification_cursors.db", "notification_events.db", "notifications.db"]);
 
 		// Second run on the same files, with the outbox channel (no provider configured).
 		svc = await withEnv(env(), () => startNotifications(shop));
-		const msg = await eventually(() => svc.db.notifications.findOne({ template: "order-confirmed" }), (m: any) => m?.status === "outboxed");
+		const msg = await waitFor(() => svc.db.notifications.findOne({ template: "order-confirmed" }), (m: any) => m?.status === "outboxed");
 		expect(msg).toMatchObject({ attempts: 2, recipient: "bob@example.com" });
 		await sleep(300);
 		expect(await svc.db.notifications.count({})).toBe(1);
@@ -411,7 +403,7 @@ describe("notifications with the real users, products, cart, orders and payments
 
 		const svc = await startNotifications(shop);
 		const mine = () => shop.http.get("/api/me/notifications", { token });
-		const listed = await eventually(mine, (r) => r.body.total === 3 && r.body.rows.every((m: any) => m.status === "outboxed"), 15_000);
+		const listed = await waitFor(mine, (r) => r.body.total === 3 && r.body.rows.every((m: any) => m.status === "outboxed"), 15_000);
 		expect(listed.body.rows.map((m: any) => `${m.template}/${m.channel}/${m.recipient}`).sort()).toEqual([
 			"order-confirmed/email/real-buyer@example.com",
 			"order-confirmed/sms/+14155550123",
@@ -430,7 +422,7 @@ describe("notifications with the real users, products, cart, orders and payments
 		// Live from now on: shipping with a tracking number.
 		expect((await shop.http.patch(`/api/orders/${order.body.id}/status`, { status: "processing" }, { token: adminToken })).status).toBe(200);
 		expect((await shop.http.patch(`/api/orders/${order.body.id}/status`, { status: "shipped", trackingNumber: "TRACK-42" }, { token: adminToken })).status).toBe(200);
-		await eventually(mine, (r) => r.body.total === 5, 10_000);
+		await waitFor(mine, (r) => r.body.total === 5, 10_000);
 		const shippedSms = await svc.db.notifications.findOne({ template: "order-shipped", channel: "sms" });
 		expect(shippedSms.text).toContain("Tracking: TRACK-42");
 		await sleep(300);

@@ -16,6 +16,7 @@ import { startShop, type Shop } from "../helpers/shop";
 import { rebuildOrderState } from "../../lib/order-state";
 import { ServiceUnavailableError } from "../../lib/errors";
 import OrdersService from "../../services/orders.service";
+import { waitFor } from "../helpers/wait";
 
 const ADMIN = { email: "orders-admin@example.com", password: "Admin-Passw0rd-42!" };
 const WEBHOOK_SECRET = "whsec_orders_spec";
@@ -630,15 +631,6 @@ describe("orders catches up with the payment events it missed while it was down"
 		await shop.broker.waitForServices("orders", 10_000);
 	}
 
-	async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, withinMs = 5_000): Promise<T> {
-		const start = Date.now();
-		for (;;) {
-			const v = await probe();
-			if (ok(v)) return v;
-			if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v).slice(0, 400)}`);
-			await new Promise((r) => setTimeout(r, 25));
-		}
-	}
 
 	const stockOf = async (variantId: string) => (await shop.broker.call<any[], any>("products.getVariants", { ids: [variantId] }))[0].stock as number;
 	const eventTypes = async (orderId: string) => (await orders.db.order_events.find({ orderId }, { sort: { seq: 1 } })).map((e: any) => e.type);
@@ -702,9 +694,9 @@ describe("orders catches up with the payment events it missed while it was down"
 
 		await startOrders();
 		const orderOf = (id: string) => orders.db.orders.findById(id);
-		await eventually(() => orderOf(paid.order.id), (o: any) => o.status === "confirmed");
-		await eventually(() => orderOf(failed.order.id), (o: any) => o.status === "cancelled" && o.pendingActions.length === 0);
-		await eventually(() => orderOf(refunded.order.id), (o: any) => o.refundedAmount === 1000);
+		await waitFor(() => orderOf(paid.order.id), (o: any) => o.status === "confirmed");
+		await waitFor(() => orderOf(failed.order.id), (o: any) => o.status === "cancelled" && o.pendingActions.length === 0);
+		await waitFor(() => orderOf(refunded.order.id), (o: any) => o.refundedAmount === 1000);
 		expect(await orderOf(paid.order.id)).toMatchObject({ paymentStatus: "succeeded", paidAmount: paid.order.total });
 		expect(await orderOf(failed.order.id)).toMatchObject({ paymentStatus: "failed", cancelReason: "payment_failed" });
 		expect(await orderOf(refunded.order.id)).toMatchObject({ status: "confirmed", paymentStatus: "partially_refunded" });

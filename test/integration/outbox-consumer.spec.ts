@@ -7,6 +7,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { OutboxMixin } from "../../mixins/outbox.mixin";
 import { OutboxConsumerMixin, outboxSeqOf } from "../../mixins/outbox-consumer.mixin";
+import { waitFor } from "../helpers/wait";
 
 function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
 	return {
@@ -60,15 +61,6 @@ function consumer() {
 	return { schema, state };
 }
 
-async function eventually<T>(probe: () => T | Promise<T>, ok: (v: T) => boolean, withinMs = 3_000): Promise<T> {
-	const start = Date.now();
-	for (;;) {
-		const v = await probe();
-		if (ok(v)) return v;
-		if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v).slice(0, 400)}`);
-		await new Promise((r) => setTimeout(r, 20));
-	}
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -100,7 +92,7 @@ describe("outbox consumer mixin", () => {
 	afterAll(() => shop?.stop());
 
 	test("at start, every event of a running source is handled once, in order, page by page; the unavailable source is skipped", async () => {
-		await eventually(cursors, (c) => c.orders === 7);
+		await waitFor(cursors, (c) => c.orders === 7);
 		// Seven outbox events in pages of three; the one not listed (#4) is not read.
 		expect(caughtUp()).toEqual(["orders:1", "orders:2", "orders:3", "orders:5", "orders:6", "orders:7"]);
 		expect(state.seen.every((s) => s.emittedAt instanceof Date && s.emittedAt.getTime() <= Date.now())).toBe(true);
@@ -113,7 +105,7 @@ describe("outbox consumer mixin", () => {
 		await shop.broker.waitForServices("payments");
 		// Published while the consumer is busy elsewhere: the live event and the catch-up both see it.
 		await announce("payments", "payment.refunded", "o1");
-		await eventually(cursors, (c) => c.payments === 1);
+		await waitFor(cursors, (c) => c.payments === 1);
 		expect(state.seen.filter((s) => s.eventId === "payments:1").map((s) => s.live).sort()).toEqual([false, true]);
 		await shop.broker.destroyService(payments);
 		// Gone again: reading is skipped without an error.
@@ -124,7 +116,7 @@ describe("outbox consumer mixin", () => {
 	test("a live event reaches the handler with its ctx, and the cursor follows it", async () => {
 		const before = state.seen.length;
 		await announce("orders", "order.cancelled", "o8");
-		await eventually(cursors, (c) => c.orders === 8);
+		await waitFor(cursors, (c) => c.orders === 8);
 		expect(state.seen.slice(before).map((s) => [s.eventId, s.live, s.emittedAt instanceof Date])).toEqual([
 			["orders:8", true, false],
 			["orders:8", false, true],
@@ -173,7 +165,7 @@ describe("outbox consumer mixin", () => {
 		await svc.outboxCursors.removeMany({});
 		state.delayMs = 30;
 		const reading = svc.catchUpAll();
-		await eventually(cursors, (c) => (c.orders ?? 0) >= 3);
+		await waitFor(cursors, (c) => (c.orders ?? 0) >= 3);
 		await shop.broker.destroyService(svc);
 		await reading;
 		const stoppedAt = (await svc.outboxCursors.findById("orders"))?.seq;

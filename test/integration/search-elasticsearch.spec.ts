@@ -14,6 +14,7 @@ import { ElasticsearchEngine } from "../../adapters/search";
 import { PRICE_BUCKETS, toIndexDoc } from "../../lib/search-query";
 import { signAccessToken } from "../../lib/jwt";
 import { FakeUsers } from "../helpers/fakes";
+import { waitFor } from "../helpers/wait";
 
 const INDEX = "shop-products";
 
@@ -94,15 +95,6 @@ function searchOnMock(mock: Mock): ServiceSchema {
 	};
 }
 
-async function eventually<T>(probe: () => T | Promise<T>, ok: (v: T) => boolean, withinMs = 2000): Promise<T> {
-	const start = Date.now();
-	for (;;) {
-		const v = await probe();
-		if (ok(v)) return v;
-		if (Date.now() - start > withinMs) throw new Error(`Condition not met within ${withinMs} ms: ${JSON.stringify(v).slice(0, 300)}`);
-		await new Promise((r) => setTimeout(r, 20));
-	}
-}
 
 /** Mock routes answering like Elasticsearch 8, each request recorded. */
 function mockElasticsearch(opts: { indexExists: boolean }) {
@@ -180,7 +172,7 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 	beforeAll(async () => {
 		es = mockElasticsearch({ indexExists: false });
 		shop = await startShop({ services: [FakeUsers, fakeProducts(catalog), searchOnMock(es.mock)] });
-		await eventually(() => es.sent.some((s) => s.path.endsWith("_delete_by_query")), (v) => v, 5000);
+		await waitFor(() => es.sent.some((s) => s.path.endsWith("_delete_by_query")), (v) => v, 5000);
 	});
 	afterAll(() => shop.stop());
 
@@ -262,7 +254,7 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 	test("an update is re-fetched by id and written with an immediate refresh", async () => {
 		es.sent.length = 0;
 		await shop.broker.call("products.rename", { id: "p007", name: "Studio Monitor" });
-		const bulk = await eventually(() => es.sent.find((s) => s.path === "/_bulk"), (v) => !!v);
+		const bulk = await waitFor(() => es.sent.find((s) => s.path === "/_bulk"), (v) => !!v);
 		expect(bulk!.querystring.refresh).toBe("true");
 		expect(bulk!.body[0]).toEqual({ index: { _index: INDEX, _id: "p007" } });
 		expect(bulk!.body[1]).toMatchObject({ name: "Studio Monitor", suggest: { input: ["Studio Monitor", "Monitor"] } });
@@ -271,7 +263,7 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 	test("an archived product is deleted from the index at once", async () => {
 		es.sent.length = 0;
 		await shop.broker.call("products.archive", { id: "p003" });
-		const bulk = await eventually(() => es.sent.find((s) => s.path === "/_bulk"), (v) => !!v);
+		const bulk = await waitFor(() => es.sent.find((s) => s.path === "/_bulk"), (v) => !!v);
 		expect(bulk!.body).toEqual([{ delete: { _index: INDEX, _id: "p003" } }]);
 		expect(bulk!.querystring.refresh).toBe("true");
 	});
@@ -349,7 +341,7 @@ realEs("Elasticsearch engine against a real server", () => {
 				{ name: "search", mixins: [SearchService as unknown as Partial<ServiceSchema>], methods: { createEngine: () => new ElasticsearchEngine({ node: process.env.ELASTICSEARCH_URL, index }) } },
 			],
 		});
-		await eventually(() => shop.broker.call<any>("search.stats"), (s) => !!s.lastRebuild && s.documents === 3, 15_000);
+		await waitFor(() => shop.broker.call<any>("search.stats"), (s) => !!s.lastRebuild && s.documents === 3, 15_000);
 	});
 	afterAll(async () => {
 		const engine = new ElasticsearchEngine({ node: process.env.ELASTICSEARCH_URL, index });
@@ -373,11 +365,11 @@ realEs("Elasticsearch engine against a real server", () => {
 	test("autocomplete and an archived product gone within a second", async () => {
 		expect((await shop.http.get("/api/search/autocomplete?q=earb")).body.suggestions).toEqual([{ text: "Sport Earbuds", productId: "e1" }]);
 		await shop.broker.call("products.archive", { id: "e1" });
-		await eventually(() => shop.http.get("/api/search?q=earbuds"), (r) => r.body.total === 0, 1000);
+		await waitFor(() => shop.http.get("/api/search?q=earbuds"), (r) => r.body.total === 0, 1000);
 	});
 
 	test("a change is searchable within a second", async () => {
 		await shop.broker.call("products.rename", { id: "t1", name: "Linen Shirt" });
-		await eventually(() => shop.http.get("/api/search?q=linen"), (r) => r.body.total === 1, 1000);
+		await waitFor(() => shop.http.get("/api/search?q=linen"), (r) => r.body.total === 1, 1000);
 	});
 });
