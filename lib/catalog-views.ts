@@ -1,32 +1,16 @@
 /** What the catalog shows: stored products and variants turned into the shapes of API.md and docs/services.md. */
 import { ancestorPath, type CategoryNode } from "./category-tree";
-import type { StoredImage } from "./catalog-rules";
+import type { ProductDoc, VariantDoc } from "./catalog-rules";
 
-export interface Product {
+/** A stored product as read back: the document plus its id (older rows may lack rating/updatedAt). */
+export type Product = Omit<ProductDoc, "id" | "rating" | "createdAt" | "updatedAt"> & {
 	id: string;
-	name: string;
-	slug: string;
-	description: string;
-	categoryId: string | null;
-	price: number;
-	compareAtPrice: number | null;
-	currency: string;
-	images: StoredImage[];
-	isActive: boolean;
-	rating?: { average: number; count: number };
+	rating?: ProductDoc["rating"];
 	createdAt: Date | string;
 	updatedAt?: Date | string;
-}
+};
 
-export interface Variant {
-	id: string;
-	productId: string;
-	sku: string;
-	name: string;
-	price: number | null;
-	options: Record<string, string>;
-	stock: number;
-}
+export type Variant = Omit<VariantDoc, "id" | "createdAt" | "updatedAt"> & { id: string };
 
 /** A variant sells at its own price, or at the product's when it has none. */
 export function effectivePrice(variant: Pick<Variant, "price">, product: Pick<Product, "price">): number {
