@@ -1,6 +1,7 @@
 /** Stand-ins shared by the integration suites that test one service without its neighbours. */
-import type { ServiceSchema } from "moleculer";
+import type { Context, ServiceSchema } from "moleculer";
 import { HealthMixin } from "../../mixins/health.mixin";
+import { OutboxMixin } from "../../mixins/outbox.mixin";
 
 /** The users service as the gateway needs it: every session is active. */
 export const FakeUsers: ServiceSchema = {
@@ -8,3 +9,24 @@ export const FakeUsers: ServiceSchema = {
 	mixins: [HealthMixin],
 	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
 };
+
+/**
+ * A producer with the real outbox: `announce` publishes a durable event like orders or payments
+ * do, optionally backdated in the outbox (as if emitted then, within the outbox's retention).
+ */
+export function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
+	return {
+		name,
+		mixins: [OutboxMixin(name)],
+		actions: {
+			announce: {
+				params: { event: "string", payload: "object", emittedAt: { type: "date", convert: true, optional: true } },
+				async handler(ctx: Context<{ event: string; payload: Record<string, unknown>; emittedAt?: Date }>) {
+					const eventId: string = await this.publish(ctx, ctx.params.event, ctx.params.payload);
+					if (ctx.params.emittedAt) await this.outbox.updateOne({ "payload.eventId": eventId }, { $set: { createdAt: ctx.params.emittedAt } });
+					return eventId;
+				},
+			},
+		},
+	};
+}

@@ -7,10 +7,10 @@ import type { Context, ServiceSchema } from "moleculer";
 import { startShop, loadService, type Shop } from "../helpers/shop";
 import { signAccessToken } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
-import { OutboxMixin } from "../../mixins/outbox.mixin";
 import AnalyticsService from "../../services/analytics.service";
 import "../../mixins/types";
 import { waitFor } from "../helpers/wait";
+import { sourceWithOutbox } from "../helpers/fakes";
 
 // Stands in for the users service: every session is active.
 const FakeUsers: ServiceSchema = {
@@ -218,25 +218,6 @@ describe("analytics from broker events", () => {
 		expect(checkout.sum).toBeCloseTo(4.5);
 	});
 });
-
-/** orders or payments as far as analytics sees them: the real outbox, and `announce` publishing like the real service. */
-function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
-	return {
-		name,
-		mixins: [OutboxMixin(name)],
-		actions: {
-			announce: {
-				params: { event: "string", payload: "object", emittedAt: { type: "date", convert: true, optional: true } },
-				async handler(ctx: Context<{ event: string; payload: Record<string, unknown>; emittedAt?: Date }>) {
-					const eventId: string = await this.publish(ctx, ctx.params.event, ctx.params.payload);
-					// Backdated in the outbox, as if emitted then (within the outbox's retention).
-					if (ctx.params.emittedAt) await this.outbox.updateOne({ "payload.eventId": eventId }, { $set: { createdAt: ctx.params.emittedAt } });
-					return eventId;
-				},
-			},
-		},
-	};
-}
 
 describe("analytics catches up with the orders and payments outboxes", () => {
 	let shop: Shop;

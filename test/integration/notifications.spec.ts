@@ -15,6 +15,7 @@ import { signAccessToken } from "../../lib/jwt";
 import NotificationsService from "../../services/notifications.service";
 import { DeliveryError, type NotificationChannel, type OutgoingMessage } from "../../adapters/channels";
 import { waitFor } from "../helpers/wait";
+import { sourceWithOutbox } from "../helpers/fakes";
 
 interface User {
 	id: string;
@@ -50,21 +51,6 @@ const FakeUsers: ServiceSchema = {
 		},
 	},
 };
-
-function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
-	return {
-		name,
-		mixins: [OutboxMixin(name)],
-		actions: {
-			announce: {
-				params: { event: "string", payload: "object" },
-				handler(ctx: Context<{ event: string; payload: Record<string, unknown> }>) {
-					return this.publish(ctx, ctx.params.event, ctx.params.payload);
-				},
-			},
-		},
-	};
-}
 
 function orderPayload(orderId: string, userId: string, extra: Record<string, unknown> = {}) {
 	return {

@@ -5,24 +5,9 @@
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
-import { OutboxMixin } from "../../mixins/outbox.mixin";
 import { OutboxConsumerMixin, outboxSeqOf } from "../../mixins/outbox-consumer.mixin";
 import { waitFor } from "../helpers/wait";
-
-function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
-	return {
-		name,
-		mixins: [OutboxMixin(name)],
-		actions: {
-			announce: {
-				params: { event: "string", payload: "object" },
-				handler(ctx: Context<{ event: string; payload: Record<string, unknown> }>) {
-					return this.publish(ctx, ctx.params.event, ctx.params.payload);
-				},
-			},
-		},
-	};
-}
+import { sourceWithOutbox } from "../helpers/fakes";
 
 interface Seen {
 	event: string;
