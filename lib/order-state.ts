@@ -75,23 +75,11 @@ export interface OrderEvent {
 	createdAt?: Date | string;
 }
 
-export interface OrderState {
-	number: string;
-	userId: string;
-	status: OrderStatus;
-	paymentStatus: PaymentStatus;
-	items: any[];
-	subtotal: number;
-	discount: number;
-	shipping: number;
-	total: number;
-	currency: string;
-	promoCode: string | null;
-	paidAmount: number;
-	refundedAmount: number;
-	trackingNumber: string | null;
-	cancelReason: string | null;
-}
+/** What the event log alone determines about an order (the rebuild compares these fields). */
+export type OrderState = Pick<
+	Order,
+	"number" | "userId" | "status" | "paymentStatus" | "items" | "subtotal" | "discount" | "shipping" | "total" | "currency" | "promoCode" | "paidAmount" | "refundedAmount" | "trackingNumber" | "cancelReason"
+>;
 
 const STATUS_EVENTS: Record<string, OrderStatus> = {
 	confirmed: "confirmed",
