@@ -25,9 +25,3 @@ export function pageWindow(page = 1, pageSize = DEFAULT_PAGE_SIZE): { offset: nu
 export function toPage<T>(rows: T[], total: number, page: number, pageSize: number): Page<T> {
 	return { rows, total, page, pageSize, totalPages: Math.ceil(total / pageSize) };
 }
-
-/** Pages an in-memory array (for small derived lists). */
-export function paginate<T>(all: T[], page?: number, pageSize?: number): Page<T> {
-	const w = pageWindow(page, pageSize);
-	return toPage(all.slice(w.offset, w.offset + w.limit), all.length, w.page, w.pageSize);
-}
