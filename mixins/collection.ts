@@ -9,6 +9,7 @@ import fs from "node:fs";
 import Datastore from "@seald-io/nedb";
 import mongoose from "mongoose";
 import { ConflictError } from "../lib/errors";
+import { appendThroughOpenFile } from "./nedb-append";
 
 export interface IndexSpec {
 	fields: Record<string, 1 | -1>;
@@ -89,12 +90,14 @@ interface Backend {
 
 class NedbBackend implements Backend {
 	db!: Datastore;
+	private closeFile = () => undefined as void;
 	constructor(private name: string, private spec: CollectionSpec, private file?: string) {}
 
 	async connect() {
 		if (this.file) fs.mkdirSync(path.dirname(this.file), { recursive: true });
 		this.db = new Datastore(this.file ? { filename: this.file } : { inMemoryOnly: true });
 		await this.db.loadDatabaseAsync();
+		this.closeFile = appendThroughOpenFile(this.db);
 		for (const idx of this.spec.indexes ?? []) {
 			const keys = Object.keys(idx.fields);
 			await this.db.ensureIndexAsync({
@@ -111,6 +114,7 @@ class NedbBackend implements Backend {
 		if (this.file) {
 			this.db.stopAutocompaction();
 			await this.db.compactDatafileAsync();
+			this.closeFile();
 		}
 	}
 	insert(docs: Query[]) {
