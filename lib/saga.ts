@@ -38,6 +38,56 @@ export class MemorySagaLog implements SagaLog {
 	}
 }
 
+/** Where a CarriedSagaLog reads the stored journal and records compensations. */
+export interface SagaJournalStore {
+	load(): Promise<Partial<SagaJournal> | null>;
+	/** Stores the compensated marks, with completed marks not stored yet. */
+	writeCompensated(compensated: string[], completed: string[]): Promise<void>;
+}
+
+/**
+ * A journal whose completion marks ride on the steps' own writes: a step that updates the business
+ * document records its mark in that same atomic update (`carry`, then `carried` once stored), so the
+ * journal never claims a step whose effect is not stored, nor misses one that is, and costs no write
+ * of its own. A step without a write of its own has its mark carried by the next write: such steps
+ * must be safe to run again (after a crash they may be).
+ */
+export class CarriedSagaLog implements SagaLog {
+	private unwritten: string[] = [];
+	private readonly written = new Set<string>();
+	private readonly compensated: string[] = [];
+
+	constructor(private readonly store: SagaJournalStore) {}
+
+	async load(): Promise<SagaJournal> {
+		const stored = await this.store.load();
+		const union = (a: string[] = [], b: string[] = []) => [...new Set([...a, ...b])];
+		return { completed: union(stored?.completed, this.unwritten), compensated: union(stored?.compensated, this.compensated) };
+	}
+
+	async markCompleted(step: string): Promise<void> {
+		if (!this.written.has(step) && !this.unwritten.includes(step)) this.unwritten.push(step);
+	}
+
+	async markCompensated(step: string): Promise<void> {
+		if (!this.compensated.includes(step)) this.compensated.push(step);
+		const completed = this.carry();
+		await this.store.writeCompensated([...this.compensated], completed);
+		this.carried(completed);
+	}
+
+	/** The completion marks a write should record: those waiting and, when given, the writing step's own. */
+	carry(step?: string): string[] {
+		return step && !this.written.has(step) && !this.unwritten.includes(step) ? [...this.unwritten, step] : [...this.unwritten];
+	}
+
+	/** The write carrying `marks` is stored. */
+	carried(marks: string[]): void {
+		for (const m of marks) this.written.add(m);
+		this.unwritten = this.unwritten.filter((m) => !this.written.has(m));
+	}
+}
+
 export interface CompensationFailure {
 	step: string;
 	error: unknown;

@@ -32,7 +32,7 @@ import { newId, type Collection, type CollectionSpec, type Query } from "../mixi
 import type { ShopMeta } from "../mixins/types";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
-import { Saga, type SagaLog, type SagaStep } from "../lib/saga";
+import { CarriedSagaLog, Saga, type SagaStep } from "../lib/saga";
 import {
 	announcementEvent,
 	announcementOf,
@@ -98,6 +98,8 @@ interface Checkout {
 	awaitingPayment?: boolean;
 	/** Run again by recovery: a step may have taken effect before the node died. */
 	recovering?: boolean;
+	/** The saga's journal: each step's mark rides on that step's write to the order. */
+	log?: CarriedSagaLog;
 }
 
 interface OrdersSettings {
@@ -443,11 +445,12 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 				followUpLease: null,
 				announcements: {},
 				eventSeq: 1,
-				saga: { state: "running", completed: [], compensated: [] },
+				saga: { state: "running", completed: c.log?.carry("createOrder") ?? [], compensated: [] },
 				createdAt: now,
 				updatedAt: now,
 			});
 			c.order = order as unknown as Order;
+			c.log?.carried(order.saga.completed);
 			const { number, currency, promoCode, shippingAddress } = c.order;
 			await this.db.order_events.insert({ orderId: c.orderId, seq: 1, type: "created", data: { number, userId: c.userId, items, ...totals, currency, promoCode, shippingAddress }, createdAt: now });
 		},
@@ -464,7 +467,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		async reserveStock(c: Checkout) {
 			const items = c.order!.items.map((l) => ({ variantId: l.variantId, quantity: l.quantity }));
 			await this.callFrom(c, "products.reserve", { orderId: c.orderId, items });
-			await this.appendEvent(c.orderId, "stock_reserved", { items });
+			await this.changeOrder(c.orderId, { event: { type: "stock_reserved", data: { items } } }, { log: c.log, step: "reserveStock" });
 		},
 
 		async releaseStock(c: Checkout, reason: string) {
@@ -476,7 +479,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			const code = c.order!.promoCode;
 			if (!code) return;
 			await this.callFrom(c, "cart.consumePromo", { code, orderId: c.orderId });
-			await this.appendEvent(c.orderId, "promo_consumed", { code });
+			await this.changeOrder(c.orderId, { event: { type: "promo_consumed", data: { code } } }, { log: c.log, step: "consumePromo" });
 		},
 
 		async releasePromo(c: Checkout) {
@@ -490,7 +493,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			const order = c.order!;
 			// A fully discounted order with free shipping has nothing to charge.
 			if (order.total === 0) {
-				await this.changeOrder(c.orderId, { set: { paymentStatus: "succeeded" }, event: { type: "payment_succeeded", data: { paymentId: null, amount: 0 } } });
+				await this.changeOrder(c.orderId, { set: { paymentStatus: "succeeded" }, event: { type: "payment_succeeded", data: { paymentId: null, amount: 0 } } }, { log: c.log, step: "charge" });
 				return;
 			}
 			let payment: any;
@@ -505,14 +508,18 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			const paymentRef = { id: payment.id, cardBrand: payment.cardBrand, cardLast4: payment.cardLast4 };
 			if (payment.status !== "succeeded") {
 				c.awaitingPayment = true;
-				await this.db.orders.updateOne({ id: c.orderId }, { $set: { payment: paymentRef } });
+				await this.changeOrder(c.orderId, { set: { payment: paymentRef } }, { log: c.log, step: "charge" });
 				return;
 			}
-			await this.changeOrder(c.orderId, {
-				when: { paymentStatus: "pending" },
-				set: { paymentStatus: "succeeded", paidAmount: payment.amount, payment: paymentRef },
-				event: { type: "payment_succeeded", data: { paymentId: payment.id, amount: payment.amount } },
-			});
+			await this.changeOrder(
+				c.orderId,
+				{
+					when: { paymentStatus: "pending" },
+					set: { paymentStatus: "succeeded", paidAmount: payment.amount, payment: paymentRef },
+					event: { type: "payment_succeeded", data: { paymentId: payment.id, amount: payment.amount } },
+				},
+				{ log: c.log, step: "charge" },
+			);
 		},
 
 		async refundCharge(c: Checkout) {
@@ -524,11 +531,15 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 
 		async confirmOrder(c: Checkout) {
 			if (c.awaitingPayment) return;
-			const confirmed = await this.changeOrder(c.orderId, {
-				when: { status: { $in: OrderStateMachine.sourcesOf("confirmed") } },
-				set: { status: "confirmed", confirmedAt: new Date() },
-				event: { type: "confirmed", data: {} },
-			});
+			const confirmed = await this.changeOrder(
+				c.orderId,
+				{
+					when: { status: { $in: OrderStateMachine.sourcesOf("confirmed") } },
+					set: { status: "confirmed", confirmedAt: new Date() },
+					event: { type: "confirmed", data: {} },
+				},
+				{ log: c.log, step: "confirmOrder" },
+			);
 			if (!confirmed) throw new ConflictError("The order could not be confirmed", "INVALID_TRANSITION");
 			c.order = confirmed;
 		},
@@ -536,7 +547,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		async commitStock(c: Checkout) {
 			if (c.awaitingPayment) return;
 			await this.callFrom(c, "products.commit", { orderId: c.orderId });
-			await this.appendEvent(c.orderId, "stock_committed", {});
+			await this.changeOrder(c.orderId, { event: { type: "stock_committed", data: {} } }, { log: c.log, step: "commitStock" });
 		},
 
 		async clearCart(c: Checkout) {
@@ -560,17 +571,20 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 
 		/** Runs the saga for a claimed key; returns the order as it stands afterwards. */
 		async runCheckout(ctx: Context<CheckoutParams, ShopMeta>, orderId: string): Promise<Order> {
-			const c: Checkout = { ctx, orderId, userId: ctx.meta.user!.id, params: ctx.params };
 			const log = this.sagaLog(orderId);
+			const c: Checkout = { ctx, orderId, userId: ctx.meta.user!.id, params: ctx.params, log };
 			try {
 				await this.checkoutSaga.run(c, log);
 			} catch (err) {
 				const journal = await log.load();
 				const pending = journal.completed.filter((s: string) => !journal.compensated.includes(s));
-				await this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": pending.length ? "compensation_failed" : "compensated" } });
+				await this.db.orders.updateOne(
+					{ id: orderId },
+					{ $set: { "saga.state": pending.length ? "compensation_failed" : "compensated" }, $addToSet: { "saga.completed": { $each: log.carry() } } },
+				);
 				throw err;
 			}
-			await this.completeSaga(orderId, c.awaitingPayment);
+			await this.completeSaga(orderId, c.awaitingPayment, log);
 			if (c.awaitingPayment) await this.tryFollowUps(ctx, orderId);
 			return (await this.db.orders.findById(orderId)) as any;
 		},
@@ -592,10 +606,10 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		 * The saga is done; one that ended waiting for its payment also records a look at the payment,
 		 * as news of it that came while the saga ran was ignored then.
 		 */
-		completeSaga(orderId: string, awaitingPayment = false) {
-			const update: Record<string, unknown> = { $set: { "saga.state": "completed" } };
-			if (awaitingPayment) update.$addToSet = { pendingActions: { $each: [...FOLLOW_UPS_AFTER.awaitingPayment] } };
-			return this.db.orders.updateOne({ id: orderId }, update);
+		completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog) {
+			const addToSet: Record<string, unknown> = { "saga.completed": { $each: log.carry() } };
+			if (awaitingPayment) addToSet.pendingActions = { $each: [...FOLLOW_UPS_AFTER.awaitingPayment] };
+			return this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": "completed" }, $addToSet: addToSet });
 		},
 
 		/**
@@ -628,10 +642,11 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		async recoverCheckout(order: Order) {
 			let view: ReturnType<typeof orderView> | null = null;
 			if (order.saga.state === "running" && order.saga.completed.includes("charge")) {
-				const c: Checkout = { ctx: null, orderId: order.id, userId: order.userId, order, awaitingPayment: order.paymentStatus !== "succeeded", recovering: true };
+				const log = this.sagaLog(order.id);
+				const c: Checkout = { ctx: null, orderId: order.id, userId: order.userId, order, awaitingPayment: order.paymentStatus !== "succeeded", recovering: true, log };
 				try {
-					await this.checkoutSaga.run(c, this.sagaLog(order.id));
-					view = orderView((await this.completeSaga(order.id, c.awaitingPayment)) as any);
+					await this.checkoutSaga.run(c, log);
+					view = orderView((await this.completeSaga(order.id, !!c.awaitingPayment, log)) as any);
 				} catch (err) {
 					this.logger.warn(`Interrupted checkout ${order.id} failed to complete and was compensated:`, (err as Error).message);
 				}
@@ -644,25 +659,17 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			this.logger.warn(`Recovered interrupted checkout of order ${order.id}: ${view ? "completed" : "compensated"}`);
 		},
 
-		/** The saga journal, kept on the order once it exists (the steps before it have nothing to undo). */
-		sagaLog(orderId: string): SagaLog {
-			const early = { completed: [] as string[], compensated: [] as string[] };
-			const union = (a: string[], b: string[] = []) => [...new Set([...a, ...b])];
-			return {
-				load: async () => {
-					const o = await this.db.orders.findById(orderId);
-					return { completed: union(early.completed, o?.saga?.completed), compensated: union(early.compensated, o?.saga?.compensated) };
+		/**
+		 * The saga journal, kept on the order once it exists (the steps before it have nothing to undo).
+		 * Completion marks ride on the steps' own writes (see CarriedSagaLog): no write of their own.
+		 */
+		sagaLog(orderId: string): CarriedSagaLog {
+			return new CarriedSagaLog({
+				load: async () => ((await this.db.orders.findById(orderId)) as unknown as Order | null)?.saga ?? null,
+				writeCompensated: async (compensated, completed) => {
+					await this.db.orders.updateOne({ id: orderId }, { $addToSet: { "saga.compensated": { $each: compensated }, "saga.completed": { $each: completed } } });
 				},
-				// Written with the steps before it, so the first write on the new order records those too.
-				markCompleted: async (step) => {
-					early.completed.push(step);
-					await this.db.orders.updateOne({ id: orderId }, { $addToSet: { "saga.completed": { $each: early.completed } } });
-				},
-				markCompensated: async (step) => {
-					early.compensated.push(step);
-					await this.db.orders.updateOne({ id: orderId }, { $addToSet: { "saga.compensated": { $each: early.compensated } } });
-				},
-			};
+			});
 		},
 
 		/** Test-only hook: the named checkout step throws before doing anything (NODE_ENV=test only). */
@@ -827,10 +834,15 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		 * and records follow-ups, then the events under those numbers. Returns the updated order, or
 		 * null when `when` did not hold.
 		 */
-		async changeOrder(orderId: string, change: OrderChange): Promise<Order | null> {
+		async changeOrder(orderId: string, change: OrderChange, journal?: { log?: CarriedSagaLog; step: string }): Promise<Order | null> {
 			const now = new Date();
-			const order = await this.db.orders.updateOne({ id: orderId, ...change.when }, orderUpdate(change, now));
+			const update = orderUpdate(change, now);
+			// A checkout step's change also records the step (and marks still waiting) in the saga's journal.
+			const marks = journal?.log?.carry(journal.step) ?? [];
+			if (marks.length) update.$addToSet = { ...(update.$addToSet as object), "saga.completed": { $each: marks } };
+			const order = await this.db.orders.updateOne({ id: orderId, ...change.when }, update);
 			if (!order) return null;
+			journal?.log?.carried(marks);
 			const entries = eventEntries(orderId, order.eventSeq, change, now);
 			if (entries.length) await this.db.order_events.insertMany(entries);
 			return order as unknown as Order;

@@ -358,6 +358,29 @@ describe("checkout", () => {
 			expect(await stockOf(v.variantId)).toBe(6);
 		});
 
+		test("the saga's journal costs no write of its own: each step's mark rides on that step's update", async () => {
+			const svc = orders();
+			const c = await customer();
+			const v = await variant(2000, 5);
+			await addToCart(c.token, v.variantId, 1);
+			const inserts = jest.spyOn(svc.db.orders, "insertMany");
+			const updates = jest.spyOn(svc.db.orders, "updateOne");
+			try {
+				const res = await checkout(c);
+				expect(res.status).toBe(201);
+				const stored = await svc.db.orders.findById(res.body.id);
+				expect(stored.saga).toEqual({ state: "completed", completed: svc.checkoutSaga.steps.map((s: { name: string }) => s.name), compensated: [] });
+				// The order is created, then reserve, charge, confirm, commit and the saga's end: one write each.
+				// (Conditional updates that matched nothing, e.g. from the payment event arriving, wrote nothing.)
+				expect(inserts).toHaveBeenCalledTimes(1);
+				const written = (await Promise.all(updates.mock.results.map((r) => r.value))).filter((doc) => doc?.id === res.body.id);
+				expect(written).toHaveLength(5);
+			} finally {
+				inserts.mockRestore();
+				updates.mockRestore();
+			}
+		});
+
 		test("a checkout interrupted after the charge (the node died) rolls forward on recovery", async () => {
 			const svc = orders();
 			// The node "dies" at confirmOrder: nothing is undone, and the order is left running.

@@ -1,4 +1,4 @@
-import { MemorySagaLog, Saga, SagaAbortedError, type SagaStep } from "../../lib/saga";
+import { CarriedSagaLog, MemorySagaLog, Saga, SagaAbortedError, type SagaJournal, type SagaStep } from "../../lib/saga";
 
 /** A saga of named steps that records what ran; `failAt` makes that step throw. */
 function recordingSaga(names: string[], failAt?: string, opts: { compensationFails?: string[] } = {}) {
@@ -108,5 +108,59 @@ describe("Saga", () => {
 
 	test("step names must be unique", () => {
 		expect(() => new Saga("t", [{ name: "a", run: async () => undefined }, { name: "a", run: async () => undefined }])).toThrow(/duplicate/);
+	});
+});
+
+describe("CarriedSagaLog", () => {
+	/** A stored document whose journal changes only through writes the steps make. */
+	function storedDoc() {
+		const doc: { saga: SagaJournal; writes: number } = { saga: { completed: [], compensated: [] }, writes: 0 };
+		const write = (completed: string[], compensated: string[] = []) => {
+			doc.writes++;
+			doc.saga = { completed: [...new Set([...doc.saga.completed, ...completed])], compensated: [...new Set([...doc.saga.compensated, ...compensated])] };
+		};
+		const log = new CarriedSagaLog({ load: async () => ({ ...doc.saga }), writeCompensated: async (compensated, completed) => write(completed, compensated) });
+		/** A step that updates the document and records itself in the same write. */
+		const writing = (name: string): SagaStep<object> => ({
+			name,
+			run: async () => {
+				const marks = log.carry(name);
+				write(marks);
+				log.carried(marks);
+			},
+			compensate: async () => undefined,
+		});
+		return { doc, log, write, writing };
+	}
+
+	test("marks ride on the steps' own writes: no write of their own", async () => {
+		const { doc, log, writing } = storedDoc();
+		const saga = new Saga<object>("t", [{ name: "check", run: async () => undefined }, writing("create"), writing("charge"), { name: "notify", run: async () => undefined }]);
+		await saga.run({}, log);
+		expect(doc.writes).toBe(2);
+		// The step without a write waits for the next one; the last one waits for whoever finishes the saga.
+		expect(doc.saga.completed).toEqual(["check", "create", "charge"]);
+		expect(log.carry()).toEqual(["notify"]);
+		expect((await log.load()).completed).toEqual(["check", "create", "charge", "notify"]);
+	});
+
+	test("a journal read back after a crash never claims a step whose write did not happen", async () => {
+		const { doc, log, writing } = storedDoc();
+		const saga = new Saga<object>("t", [writing("create"), { name: "charge", run: async () => { throw new Error("node died"); } }]);
+		await expect(saga.run({}, log)).rejects.toThrow("node died");
+		expect(doc.saga.completed).toEqual(["create"]);
+		// The compensation is recorded with any marks still waiting.
+		expect(doc.saga.compensated).toEqual(["create"]);
+	});
+
+	test("compensation writes carry completed marks that were still waiting", async () => {
+		const { doc, log, writing } = storedDoc();
+		const saga = new Saga<object>("t", [
+			writing("create"),
+			{ name: "reserve", run: async () => undefined, compensate: async () => undefined },
+			{ name: "charge", run: async () => { throw new Error("declined"); } },
+		]);
+		await expect(saga.run({}, log)).rejects.toThrow("declined");
+		expect(doc.saga).toEqual({ completed: ["create", "reserve"], compensated: ["reserve", "create"] });
 	});
 });
