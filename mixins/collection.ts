@@ -34,9 +34,18 @@ export interface FindOptions {
 export type Query = Record<string, any>;
 export type Entity = { id: string } & Record<string, any>;
 
+/** 96 random bits: unguessable ids. Drawn from a pooled buffer, as one small randomBytes call costs ~5 µs. */
 export function newId(): string {
-	return crypto.randomBytes(12).toString("base64url");
+	if (idPoolOffset + ID_BYTES > idPool.length) {
+		crypto.randomFillSync(idPool);
+		idPoolOffset = 0;
+	}
+	idPoolOffset += ID_BYTES;
+	return idPool.toString("base64url", idPoolOffset - ID_BYTES, idPoolOffset);
 }
+const ID_BYTES = 12;
+const idPool = Buffer.alloc(ID_BYTES * 512);
+let idPoolOffset = idPool.length;
 
 /** Mongoose schema of a collection: used by the adapter and by model tests. */
 export function buildMongooseSchema(spec: CollectionSpec): mongoose.Schema {
