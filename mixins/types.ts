@@ -17,6 +17,12 @@ declare module "moleculer" {
 		description?: string;
 		/** Which rate-limit bucket the gateway counts this action in. */
 		rateLimit?: "auth" | "default";
+		/**
+		 * The gateway may keep the encoded answer of an anonymous GET and serve it without calling the
+		 * action: the answer depends only on the URL, and the service's cleanCache() broadcasts
+		 * `cache.clean.<service>` whenever it changes (see lib/response-cache.ts).
+		 */
+		publicCache?: boolean;
 	}
 }
 

@@ -10,16 +10,29 @@ import type {} from "moleculer-web";
 import { readConfig } from "../lib/config";
 import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
+import { ResponseCache } from "../lib/response-cache";
 import { createRateLimitStore, type RateLimitStore } from "../adapters/rate-limit-store";
 import { UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 
-type Req = IncomingMessage & { $action?: any; $alias?: any; $params?: any; $route?: any; $ctx?: Context; body?: any; parsedUrl?: string };
+type Req = IncomingMessage & {
+	$action?: any;
+	$alias?: any;
+	$params?: any;
+	$route?: any;
+	$ctx?: Context;
+	body?: any;
+	parsedUrl?: string;
+	originalUrl?: string;
+	/** Set on a response-cache miss: where and under which generation to store the answer. */
+	$responseCache?: { key: string; tag: string; generation: number };
+};
 interface ApiVars {
 	rateLimitStore: RateLimitStore;
 	aliases: Array<{ method: string; fullPath: string; action?: string; path: string }>;
 	server: import("node:http").Server;
 	openApiCache?: { key: string; doc: unknown };
+	responseCache: ResponseCache;
 }
 interface ApiMethods {
 	beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse): Promise<void>;
@@ -73,6 +86,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			credentials: false,
 			maxAge: 3600,
 		},
+		/** Anonymous GETs of `publicCache` actions answered from the gateway (0 entries turns it off). */
+		responseCache: { maxEntries: 1000, maxAgeMs: 30_000 },
 		log4XXResponses: false,
 		logRequestParams: null,
 		logResponseData: null,
@@ -212,13 +227,39 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			res.end(JSON.stringify(body));
 		},
 
+		/**
+		 * An anonymous GET of a `publicCache` action is answered from the response cache when it can be;
+		 * otherwise the action is called as usual and its answer kept (see encodeResponse). Rate limits
+		 * and authorization ran before this, as for any request.
+		 */
+		callAction(route: any, actionName: string, req: Req, res: ServerResponse, params: any, isStream: boolean) {
+			const action = req.$action;
+			if (action?.publicCache && req.method === "GET" && !req.headers.authorization && !req.headers["x-cart-id"]) {
+				const key = req.originalUrl ?? req.url!;
+				const body = this.responseCache.get(key);
+				if (body) {
+					res.setHeader("Content-Type", "application/json; charset=utf-8");
+					res.end(body);
+					return Promise.resolve(true);
+				}
+				const tag = action.service?.name ?? actionName.split(".")[0];
+				req.$responseCache = { key, tag, generation: this.responseCache.generation(tag) };
+			}
+			return (ApiGateway.methods as any).callAction.call(this, route, actionName, req, res, params, isStream);
+		},
+
 		/** moleculer-web's JSON encoding, reusing the bytes of a cached result (see encodedResults). */
-		encodeResponse(req: Req, _res: ServerResponse, data: unknown): string | Buffer {
+		encodeResponse(req: Req, res: ServerResponse, data: unknown): string | Buffer {
 			if (!req.$action?.cache || data === null || typeof data !== "object") return JSON.stringify(data);
 			let body = encodedResults.get(data);
 			if (!body) {
 				body = Buffer.from(JSON.stringify(data));
 				encodedResults.set(data, body);
+			}
+			const store = req.$responseCache;
+			// Only a plain 200: an answer with headers of its own would be served without them.
+			if (store && res.statusCode === 200 && !(req.$ctx?.meta as ShopMeta | undefined)?.$responseHeaders) {
+				this.responseCache.set(store.key, body, store.tag, store.generation);
 			}
 			return body;
 		},
@@ -248,6 +289,10 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 	},
 
 	events: {
+		// Sent by every service's cleanCache() (mixins/db.mixin.ts), on any node.
+		"cache.clean.*"(ctx: Context) {
+			this.responseCache.clean(String(ctx.eventName).slice("cache.clean.".length));
+		},
 		// Aliases are otherwise regenerated after a debounce; serve every local route once started.
 		"$broker.started"() {
 			for (const route of (this as any).routes) if (route.opts.autoAliases) (this as any).regenerateAutoAliases(route);
@@ -255,6 +300,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 	},
 
 	created() {
+		this.responseCache = new ResponseCache(this.settings.responseCache);
 		this.rateLimitStore = createRateLimitStore(cfg.redisUrl, this.broker.namespace);
 		// moleculer-web treats 201 like a redirect and warns about a missing `ctx.meta.$location` on
 		// every response: one log line per checkout, registration or add-to-cart (measurable CPU under

@@ -160,6 +160,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		listCategories: {
 			rest: "GET /categories",
 			cache: true,
+			publicCache: true,
 			params: { $$strict: "remove" },
 			async handler() {
 				return buildCategoryTree(await this.loadCategories());
@@ -223,6 +224,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			rest: "GET /products",
 			// Listing rows carry no stock, so only catalog writes (which clean the cache) change them.
 			cache: { keys: ["category", "minPrice", "maxPrice", "sort", "page", "pageSize"] },
+			publicCache: true,
 			params: {
 				$$strict: "remove",
 				category: { type: "string", optional: true },

@@ -292,6 +292,30 @@ describe("products service over HTTP", () => {
 			expect(third.body.rows[0]).toMatchObject({ id: target.id, name: "AAA Renamed first" });
 		});
 
+		test("the gateway answers a repeated anonymous listing itself, until the catalog changes", async () => {
+			const path = `/api/products?category=${clothing.slug}&pageSize=5&sort=name`;
+			const first = await shop.http.get(path);
+			const cacherGet = jest.spyOn(shop.broker.cacher!, "get");
+			try {
+				const second = await shop.http.get(path);
+				expect(second.body).toEqual(first.body);
+				expect(second.headers.get("content-type")).toBe("application/json; charset=utf-8");
+				expect(cacherGet).not.toHaveBeenCalled(); // the action was not called at all
+
+				// Signed in, the action is called: the gateway keeps only answers that cannot depend on who asks.
+				expect((await shop.http.get(path, { token: admin })).body).toEqual(first.body);
+				expect(cacherGet).toHaveBeenCalledTimes(1);
+
+				const target = first.body.rows[0];
+				expect((await shop.http.patch(`/api/products/${target.id}`, { name: `${target.name} (renamed)` }, { token: admin })).status).toBe(200);
+				const third = await shop.http.get(path);
+				expect(cacherGet).toHaveBeenCalledTimes(2);
+				expect(third.body.rows[0]).toMatchObject({ id: target.id, name: `${target.name} (renamed)` });
+			} finally {
+				cacherGet.mockRestore();
+			}
+		});
+
 		test("archived products are not listed", async () => {
 			const before = (await shop.http.get(`/api/products?category=${other.slug}`)).body;
 			await shop.http.delete(`/api/products/${before.rows[0].id}`, { token: admin });
