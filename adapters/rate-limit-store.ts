@@ -2,7 +2,7 @@
  * Fixed-window request counters for the gateway's rate limits: in memory for one gateway,
  * in Redis when REDIS_URL is set so that limits hold across several gateways.
  */
-import Redis from "ioredis";
+import type Redis from "ioredis";
 
 export interface WindowHit {
 	/** Requests counted in the current window, this one included. */
@@ -52,7 +52,9 @@ return {c, ttl}`;
 export class RedisRateLimitStore implements RateLimitStore {
 	private redis: Redis;
 	constructor(url: string, private prefix = "shop:rl:") {
-		this.redis = new Redis(url, { maxRetriesPerRequest: 2, lazyConnect: false });
+		// Required here, not at import: only a gateway with REDIS_URL needs ioredis.
+		const { default: IORedis } = require("ioredis") as typeof import("ioredis");
+		this.redis = new IORedis(url, { maxRetriesPerRequest: 2, lazyConnect: false });
 	}
 
 	async hit(key: string, windowMs: number): Promise<WindowHit> {

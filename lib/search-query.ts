@@ -46,6 +46,9 @@ export interface ProductIndexDoc {
 	indexedAt: number;
 }
 
+/** What answering a search needs of a product: its row, the filters, the sorts and the facets. */
+export type SearchableDoc = Pick<ProductIndexDoc, "id" | "name" | "slug" | "price" | "currency" | "rating" | "ratingCount" | "inStock" | "image" | "categoryPath" | "categoryNames">;
+
 export interface SearchRow {
 	id: string;
 	name: string;
@@ -205,11 +208,11 @@ export function optionValues(doc: ProductIndexDoc): string[] {
 	return Object.values(doc.options).flat();
 }
 
-export function toSearchRow(doc: ProductIndexDoc): SearchRow {
+export function toSearchRow(doc: SearchableDoc): SearchRow {
 	return { id: doc.id, name: doc.name, slug: doc.slug, price: doc.price, currency: doc.currency, rating: doc.rating, ratingCount: doc.ratingCount, inStock: doc.inStock, image: doc.image };
 }
 
-export function matchesFilters(doc: ProductIndexDoc, q: SearchQuery): boolean {
+export function matchesFilters(doc: SearchableDoc, q: SearchQuery): boolean {
 	if (q.category && !doc.categoryPath.includes(q.category)) return false;
 	if (q.minPrice != null && doc.price < q.minPrice) return false;
 	if (q.maxPrice != null && doc.price > q.maxPrice) return false;
@@ -223,7 +226,7 @@ export function inPriceBucket(price: number, bucket: { from: number; to: number 
 }
 
 /** Facet counts over the documents that match the query and every filter. */
-export function computeFacets(docs: ProductIndexDoc[]): SearchFacets {
+export function computeFacets(docs: SearchableDoc[]): SearchFacets {
 	const categories = new Map<string, CategoryFacet>();
 	for (const doc of docs) {
 		// A product counts once under each ancestor, as the category filter includes sub-categories.
@@ -241,10 +244,10 @@ export function computeFacets(docs: ProductIndexDoc[]): SearchFacets {
 }
 
 /** Orders documents; `scores` (by id) decides relevance, ties fall back to rating then name. */
-export function sortDocs(docs: ProductIndexDoc[], sort: SearchSort, scores?: Map<string, number>): ProductIndexDoc[] {
-	const byName = (a: ProductIndexDoc, b: ProductIndexDoc) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id);
-	const byRating = (a: ProductIndexDoc, b: ProductIndexDoc) => b.rating - a.rating || b.ratingCount - a.ratingCount;
-	const compare: Record<SearchSort, (a: ProductIndexDoc, b: ProductIndexDoc) => number> = {
+export function sortDocs<T extends SearchableDoc>(docs: T[], sort: SearchSort, scores?: Map<string, number>): T[] {
+	const byName = (a: SearchableDoc, b: SearchableDoc) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id);
+	const byRating = (a: SearchableDoc, b: SearchableDoc) => b.rating - a.rating || b.ratingCount - a.ratingCount;
+	const compare: Record<SearchSort, (a: SearchableDoc, b: SearchableDoc) => number> = {
 		relevance: (a, b) => (scores ? (scores.get(b.id) ?? 0) - (scores.get(a.id) ?? 0) : 0) || byRating(a, b) || byName(a, b),
 		price: (a, b) => a.price - b.price || byName(a, b),
 		"-price": (a, b) => b.price - a.price || byName(a, b),

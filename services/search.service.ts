@@ -67,6 +67,11 @@ interface SearchMethods {
 	scheduleRebuild(delayMs: number): void;
 }
 
+/** How often a rebuild that waits for the products service looks for it (a registry lookup). */
+const PRODUCTS_POLL_MS = 100;
+/** The longest a rebuild keeps the event loop before letting requests through. */
+const REBUILD_SLICE_MS = 50;
+
 type SearchThis = SearchVars & SearchMethods & { settings: SearchSettings; broker: any; logger: any };
 
 function rowsOf(res: unknown): Record<string, any>[] {
@@ -288,7 +293,14 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				await this.engine.init();
 				let page = 1;
 				let indexed = 0;
+				let sliceStart = Date.now();
 				for (; !this.stopping; page++) {
+					// Reading and indexing pages never yields to the event loop by itself (it is all local
+					// promises): let waiting requests in now and then, or a rebuild stalls the shop for a second.
+					if (Date.now() - sliceStart >= REBUILD_SLICE_MS) {
+						await new Promise((resolve) => setImmediate(resolve));
+						sliceStart = Date.now();
+					}
 					const fetchedAt = ++this.clock;
 					const res: any = await this.broker.call("products.listForIndex", { page, pageSize: this.settings.rebuildPageSize });
 					const rows = rowsOf(res);
@@ -314,12 +326,17 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			return this.rebuilding;
 		},
 
-		/** Rebuilds after `delayMs`; retries with a growing delay while products is unreachable. */
+		/**
+		 * Rebuilds after `delayMs`; retries with a growing delay while products fails. While no
+		 * products service is registered (at start it is still loading its collections) it only looks
+		 * again shortly, so the index fills as soon as the catalog can be read.
+		 */
 		scheduleRebuild(this: SearchThis, delayMs: number) {
 			if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
 			if (this.stopping) return;
 			this.rebuildTimer = setTimeout(async () => {
 				this.rebuildTimer = null;
+				if (!this.broker.registry.hasService("products")) return this.scheduleRebuild(PRODUCTS_POLL_MS);
 				try {
 					await this.rebuild();
 					this.rebuildFailures = 0;

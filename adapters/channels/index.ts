@@ -12,7 +12,7 @@ export type { NotificationChannel, OutgoingMessage, DeliveryResult } from "./not
 export { DeliveryError } from "./notification-channel";
 export { OutboxChannel } from "./outbox-channel";
 export { SendGridChannel } from "./sendgrid-channel";
-export { TwilioChannel, RebasedRequestClient } from "./twilio-channel";
+export { TwilioChannel, rebasedRequestClient } from "./twilio-channel";
 
 function int(value: string | undefined, fallback: number, min = 1): number {
 	const n = Number(value);

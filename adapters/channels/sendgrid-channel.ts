@@ -1,6 +1,6 @@
 /** Email through SendGrid's v3 mail API with the official @sendgrid/mail client. */
-import { MailService } from "@sendgrid/mail";
-import { Client } from "@sendgrid/client";
+import type { Client } from "@sendgrid/client";
+import type { MailService } from "@sendgrid/mail";
 import { DeliveryError, type DeliveryResult, type NotificationChannel, type OutgoingMessage } from "./notification-channel";
 
 export interface SendGridOptions {
@@ -17,11 +17,14 @@ export class SendGridChannel implements NotificationChannel {
 	private readonly mail: MailService;
 
 	constructor(private readonly opts: SendGridOptions) {
+		// The SDK is required only when SENDGRID_API_KEY selects this channel (it costs start-up time).
+		const { Client: SendGridClient } = require("@sendgrid/client") as { Client: typeof Client };
+		const { MailService: SendGridMail } = require("@sendgrid/mail") as { MailService: typeof MailService };
 		// Own instances, not the package singletons, so two configurations never share a key.
-		const client = new Client();
+		const client = new SendGridClient();
 		client.setApiKey(opts.apiKey);
 		if (opts.baseUrl) client.setDefaultRequest("baseUrl", opts.baseUrl);
-		this.mail = new MailService();
+		this.mail = new SendGridMail();
 		this.mail.setClient(client);
 		this.mail.setTimeout(opts.timeoutMs ?? 15_000);
 	}

@@ -1,6 +1,6 @@
 /** SMS through Twilio's Messages API with the official twilio client. */
-import twilio from "twilio";
-import RequestClient from "twilio/lib/base/RequestClient";
+import type twilio from "twilio";
+import type RequestClient from "twilio/lib/base/RequestClient";
 import { DeliveryError, type DeliveryResult, type NotificationChannel, type OutgoingMessage } from "./notification-channel";
 
 export interface TwilioOptions {
@@ -12,19 +12,17 @@ export interface TwilioOptions {
 	timeoutMs?: number;
 }
 
-/** Twilio's `edge`/`region` only change *.twilio.com host names; this client sends elsewhere. */
-export class RebasedRequestClient extends RequestClient {
-	constructor(
-		private readonly apiBase: string,
-		opts?: RequestClient.RequestClientOptions,
-	) {
-		super(opts);
-	}
-
-	request<TData>(opts: RequestClient.RequestOptions<TData>) {
-		const base = this.apiBase.replace(/\/+$/, "");
-		return super.request({ ...opts, uri: opts.uri.replace(/^https:\/\/[a-z0-9.-]*twilio\.com/i, base) });
-	}
+/**
+ * Twilio's `edge`/`region` only change *.twilio.com host names; this client sends elsewhere.
+ * A wrapped instance rather than a subclass, so that the SDK loads only when a channel is made.
+ */
+export function rebasedRequestClient(apiBase: string, opts?: RequestClient.RequestClientOptions): RequestClient {
+	const TwilioRequestClient = require("twilio/lib/base/RequestClient") as typeof RequestClient;
+	const client = new TwilioRequestClient(opts);
+	const send = client.request.bind(client);
+	const base = apiBase.replace(/\/+$/, "");
+	client.request = (req) => send({ ...req, uri: req.uri.replace(/^https:\/\/[a-z0-9.-]*twilio\.com/i, base) });
+	return client;
 }
 
 export class TwilioChannel implements NotificationChannel {
@@ -33,10 +31,12 @@ export class TwilioChannel implements NotificationChannel {
 	private readonly client: ReturnType<typeof twilio>;
 
 	constructor(private readonly opts: TwilioOptions) {
+		// Required only when TWILIO_* selects this channel: the SDK is large and slow to load.
+		const createClient = require("twilio") as typeof twilio;
 		const timeout = opts.timeoutMs ?? 15_000;
-		this.client = twilio(opts.accountSid, opts.authToken, {
+		this.client = createClient(opts.accountSid, opts.authToken, {
 			timeout,
-			...(opts.apiBase ? { httpClient: new RebasedRequestClient(opts.apiBase, { timeout }) } : {}),
+			...(opts.apiBase ? { httpClient: rebasedRequestClient(opts.apiBase, { timeout }) } : {}),
 		});
 	}
 

@@ -4,7 +4,7 @@
  * A card decline is an outcome (`failed`), not an error; anything else whose outcome is unknown
  * rejects with PaymentProviderError so the caller can retry under the same key.
  */
-import Stripe from "stripe";
+import type Stripe from "stripe";
 import type { CreatePaymentInput, CreatePaymentResult, PaymentProvider, RefundInput, RefundResult } from "./provider";
 import { PaymentProviderError } from "./provider";
 import type { StripeApiTarget } from "./config";
@@ -12,8 +12,17 @@ import type { StripeApiTarget } from "./config";
 /** Placeholder key for a client that only verifies webhook signatures (that works offline). */
 const VERIFY_ONLY_KEY = "sk_test_webhook_verification_only";
 
+/**
+ * stripe-node, required on first use rather than at import: the payments service imports this file
+ * for webhook verification even when no Stripe key is set, and the SDK costs start-up time and memory.
+ */
+function stripeSdk(): typeof Stripe {
+	return require("stripe");
+}
+
 export function createStripeClient(secretKey: string, api?: StripeApiTarget): Stripe {
-	return new Stripe(secretKey, {
+	const StripeClient = stripeSdk();
+	return new StripeClient(secretKey, {
 		...(api ?? {}),
 		// Stripe retries are safe: they resend the same Idempotency-Key.
 		maxNetworkRetries: 2,
@@ -63,14 +72,15 @@ export class StripePaymentProvider implements PaymentProvider {
 				{ idempotencyKey: input.idempotencyKey },
 			);
 		} catch (err) {
+			const { errors } = stripeSdk();
 			const e = err as InstanceType<typeof Stripe.errors.StripeError>;
-			if (e instanceof Stripe.errors.StripeCardError) {
+			if (e instanceof errors.StripeCardError) {
 				const declined = e.payment_intent as Stripe.PaymentIntent | undefined;
 				const c = card(declined);
 				return { providerId: declined?.id ?? null, status: "failed", cardBrand: c.brand, cardLast4: c.last4, failureReason: e.message || "Your card was declined." };
 			}
 			// An unknown or unusable payment method is the customer's problem, not an outage.
-			if (e instanceof Stripe.errors.StripeInvalidRequestError && e.param === "payment_method") {
+			if (e instanceof errors.StripeInvalidRequestError && e.param === "payment_method") {
 				return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: "invalid payment method" };
 			}
 			throw new PaymentProviderError(`Stripe: ${e?.message ?? String(err)}`, err);

@@ -5,7 +5,7 @@
  * buckets as the embedded engine), a completion suggester for autocomplete, bulk writes.
  * The index refreshes every second, which is the freshness the API promises.
  */
-import { Client, type ClientOptions, estypes } from "@elastic/elasticsearch";
+import type { Client, ClientOptions, estypes } from "@elastic/elasticsearch";
 import type { SearchEngine, WriteOptions } from "./search-engine";
 import {
 	ES_FUZZINESS,
@@ -136,7 +136,9 @@ export class ElasticsearchEngine implements SearchEngine {
 
 	constructor(opts: ElasticsearchEngineOptions) {
 		this.index = opts.index;
-		this.client = new Client({ node: opts.node, ...opts.clientOptions });
+		// Required here, not at import: only ELASTICSEARCH_URL deployments need the client, which is slow to load.
+		const { Client: EsClient } = require("@elastic/elasticsearch") as typeof import("@elastic/elasticsearch");
+		this.client = new EsClient({ node: opts.node, ...opts.clientOptions });
 	}
 
 	async init(): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * In-process search on minisearch: the documents live in a Map, minisearch scores the text
+ * In-process search on minisearch: what answers need of each product lives in a Map, minisearch scores the text
  * (fuzzy matching for typos, prefix matching on the word being typed), and filters, facets, sorts
  * and pages run over the matching documents with the shared rules of lib/search-query.
  * One index per process: run a single search instance with it, or use Elasticsearch.
@@ -15,6 +15,7 @@ import {
 	sortDocs,
 	toSearchRow,
 	type ProductIndexDoc,
+	type SearchableDoc,
 	type SearchQuery,
 	type SearchResult,
 	type Suggestion,
@@ -23,9 +24,30 @@ import {
 const FIELDS = ["name", "description", "categories", "options"];
 const fuzzy = (term: string) => fuzzinessFor(term) || false;
 
+/** What stays in memory per product besides the text index: what answers need, and the rebuild's stamp. */
+type StoredDoc = SearchableDoc & Pick<ProductIndexDoc, "indexedAt">;
+
+function toStored(d: ProductIndexDoc): StoredDoc {
+	// Description, options and the rest only feed the text index: keeping them would cost memory per product.
+	return {
+		id: d.id,
+		name: d.name,
+		slug: d.slug,
+		price: d.price,
+		currency: d.currency,
+		rating: d.rating,
+		ratingCount: d.ratingCount,
+		inStock: d.inStock,
+		image: d.image,
+		categoryPath: d.categoryPath,
+		categoryNames: d.categoryNames,
+		indexedAt: d.indexedAt,
+	};
+}
+
 export class EmbeddedSearchEngine implements SearchEngine {
 	readonly kind = "embedded" as const;
-	private readonly docs = new Map<string, ProductIndexDoc>();
+	private readonly docs = new Map<string, StoredDoc>();
 	private readonly index = new MiniSearch<ProductIndexDoc>({
 		idField: "id",
 		fields: FIELDS,
@@ -43,7 +65,7 @@ export class EmbeddedSearchEngine implements SearchEngine {
 		for (const doc of docs) {
 			if (this.docs.has(doc.id)) this.index.replace(doc);
 			else this.index.add(doc);
-			this.docs.set(doc.id, doc);
+			this.docs.set(doc.id, toStored(doc));
 		}
 	}
 
@@ -62,7 +84,7 @@ export class EmbeddedSearchEngine implements SearchEngine {
 	}
 
 	async search(q: SearchQuery): Promise<SearchResult> {
-		let candidates: ProductIndexDoc[];
+		let candidates: StoredDoc[];
 		let scores: Map<string, number> | undefined;
 		if (q.text) {
 			const hits = this.index.search(q.text, {
@@ -73,7 +95,7 @@ export class EmbeddedSearchEngine implements SearchEngine {
 				boost: { name: 3, categories: 1.5 },
 			});
 			scores = new Map(hits.map((h) => [String(h.id), h.score]));
-			candidates = hits.map((h) => this.docs.get(String(h.id))).filter((d): d is ProductIndexDoc => !!d);
+			candidates = hits.map((h) => this.docs.get(String(h.id))).filter((d): d is StoredDoc => !!d);
 		} else {
 			candidates = [...this.docs.values()];
 		}
