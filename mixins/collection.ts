@@ -9,7 +9,7 @@ import fs from "node:fs";
 import Datastore from "@seald-io/nedb";
 import type { Model, Schema, SchemaDefinition } from "mongoose";
 import { ConflictError } from "../lib/errors";
-import { appendThroughOpenFile } from "./nedb-append";
+import { loadDatafile, openDatafile, type NedbFile } from "./nedb-append";
 
 export interface IndexSpec {
 	fields: Record<string, 1 | -1>;
@@ -108,14 +108,15 @@ interface Backend {
 
 class NedbBackend implements Backend {
 	db!: Datastore;
-	private closeFile = () => undefined as void;
+	private datafile?: NedbFile;
+	private compactionTimer?: NodeJS.Timeout;
 	constructor(private name: string, private spec: CollectionSpec, private file?: string) {}
 
 	async connect() {
 		if (this.file) fs.mkdirSync(path.dirname(this.file), { recursive: true });
 		this.db = new Datastore(this.file ? { filename: this.file } : { inMemoryOnly: true });
-		await this.db.loadDatabaseAsync();
-		this.closeFile = appendThroughOpenFile(this.db);
+		await loadDatafile(this.db);
+		this.datafile = openDatafile(this.db);
 		for (const idx of this.spec.indexes ?? []) {
 			const keys = Object.keys(idx.fields);
 			await this.db.ensureIndexAsync({
@@ -125,14 +126,19 @@ class NedbBackend implements Backend {
 				expireAfterSeconds: idx.expireAfterSeconds,
 			});
 		}
-		// The append-only file is compacted now and then so it does not grow without bound.
-		if (this.file) this.db.setAutocompactionInterval(10 * 60_000);
+		// The append-only file is rewritten once it has grown past its live size (see nedb-append.ts).
+		if (this.file) {
+			this.compactionTimer = setInterval(() => {
+				this.datafile?.compactIfGrown().catch((err) => console.error(`Compacting ${this.name} failed:`, err));
+			}, 60_000);
+			this.compactionTimer.unref();
+		}
 	}
 	async disconnect() {
-		if (this.file) {
-			this.db.stopAutocompaction();
-			await this.db.compactDatafileAsync();
-			this.closeFile();
+		clearInterval(this.compactionTimer);
+		if (this.datafile) {
+			await this.datafile.compactIfGrown();
+			this.datafile.close();
 		}
 	}
 	insert(docs: Query[]) {

@@ -442,7 +442,13 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				]);
 				const variants = await this.db.variants.find({ productId: { $in: products.map((p) => p.id) } });
 				const byCategory = new Map(categories.map((c) => [c.id, c]));
-				const rows = products.map((p) => toIndexDocument(p, variants.filter((v) => v.productId === p.id), byCategory));
+				const byProduct = new Map<string, typeof variants>();
+				for (const v of variants) {
+					const list = byProduct.get(v.productId);
+					if (list) list.push(v);
+					else byProduct.set(v.productId, [v]);
+				}
+				const rows = products.map((p) => toIndexDocument(p, byProduct.get(p.id) ?? [], byCategory));
 				return toPage(rows, total, page, size);
 			},
 		},

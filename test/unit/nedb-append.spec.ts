@@ -1,4 +1,4 @@
-/** NeDB files written through one open descriptor: every write is in the file, also across compaction. */
+/** NeDB files: appended through one open descriptor, loaded without a rewrite, rewritten once grown. */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -49,5 +49,46 @@ describe("NeDB appends through an open file", () => {
 		await again.connect();
 		expect((await again.find({}, { sort: { sku: 1 } })).map((d) => `${d.sku}:${d.stock}`)).toEqual(["A:7", "B:2"]);
 		await again.disconnect();
+	});
+
+	const lines = () => fs.readFileSync(path.join(dir, "items.db"), "utf8").split("\n").filter(Boolean);
+
+	test("loading a cleanly ended file does not rewrite it; a torn last line is dropped by a rewrite", async () => {
+		const file = path.join(dir, "items.db");
+		const doc = (id: string, stock: number) => JSON.stringify({ _id: id, sku: id, stock });
+		// Three versions of one document and others: the file as a running shop leaves it.
+		const others = Array.from({ length: 20 }, (_, i) => doc(`z${i}`, i));
+		fs.writeFileSync(file, [doc("a", 1), doc("a", 2), doc("a", 3), doc("b", 1), ...others].join("\n") + "\n");
+		const items = new Collection("items", spec, { dataDir: dir });
+		await items.connect();
+		expect((await items.find({ sku: { $in: ["a", "b"] } }, { sort: { sku: 1 } })).map((d) => `${d.sku}:${d.stock}`)).toEqual(["a:3", "b:1"]);
+		expect(lines().slice(0, 4)).toEqual([doc("a", 1), doc("a", 2), doc("a", 3), doc("b", 1)]);
+		await items.disconnect();
+
+		// A crash tore the last line: the load rewrites the file, so the next append starts a clean line.
+		fs.appendFileSync(file, '{"_id":"c","sku":"c","st');
+		const again = new Collection("items", spec, { dataDir: dir });
+		await again.connect();
+		await again.insert({ sku: "d", stock: 4 });
+		expect((await reloaded()).filter((d) => !d.startsWith("z"))).toEqual(["a:3", "b:1", "d:4"]);
+		expect(lines().every((l) => JSON.parse(l))).toBe(true);
+		await again.disconnect();
+	});
+
+	test("the file is rewritten only once the appended lines outnumber the live documents (and 1000)", async () => {
+		const items = new Collection("items", spec, { dataDir: dir });
+		await items.connect();
+		const a = await items.insert({ sku: "A", stock: 0 });
+		// With the index line and the insert: 999 lines appended.
+		for (let i = 0; i < 997; i++) await items.updateOne({ id: a.id }, { $inc: { stock: 1 } });
+		const file = (items.backend as any).datafile;
+		expect(await file.compactIfGrown()).toBe(false);
+		await items.updateOne({ id: a.id }, { $inc: { stock: 1 } });
+		const before = lines().length;
+		expect(before).toBeGreaterThanOrEqual(1000);
+		expect(await file.compactIfGrown()).toBe(true);
+		expect(lines().filter((l) => !l.includes("$$indexCreated"))).toHaveLength(1);
+		expect(await reloaded()).toEqual(["A:998"]);
+		await items.disconnect();
 	});
 });
