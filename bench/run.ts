@@ -108,7 +108,7 @@ async function inBatches<T, R>(items: T[], limit: number, fn: (item: T, i: numbe
  * buyers with a shipping address. Registration is bcrypt-bound on purpose (cost 12), so buyers are
  * registered two at a time: all at once would queue for many seconds and run into request timeouts.
  */
-async function prepare(base: string, buyerCount: number, startedAt: number): Promise<{ catalog: Catalog; buyers: Buyer[]; searchReadyMs: number }> {
+async function prepare(base: string, buyerCount: number): Promise<{ catalog: Catalog; buyers: Buyer[] }> {
 	const http = makeHttp(base);
 	const login = await http("POST", "/api/auth/login", { body: { email: SHOP_ENV.ADMIN_EMAIL, password: SHOP_ENV.ADMIN_PASSWORD } });
 	if (login.status !== 200) throw new Error(`admin login failed: ${JSON.stringify(login.body)}`);
@@ -147,8 +147,7 @@ async function prepare(base: string, buyerCount: number, startedAt: number): Pro
 		return { token, addressId: addr.body.id };
 	});
 
-	await searchIndexed(base);
-	return { catalog, buyers, searchReadyMs: Date.now() - startedAt };
+	return { catalog, buyers };
 }
 
 /**
@@ -329,8 +328,10 @@ async function run(dataDir: string) {
 			const base = `http://127.0.0.1:${shop.port}`;
 			const pid = shop.proc.pid!;
 			facts.rssAtHealthyMb = rssMb(pid);
-			const { catalog, buyers, searchReadyMs } = await prepare(base, CONNS, shop.spawnedAt);
-			facts.startupToSearchIndexedMs = searchReadyMs;
+			// Timed from the spawn, alongside the registrations (which compete with the rebuild for the CPU).
+			const indexedMs = searchIndexed(base).then(() => Date.now() - shop.spawnedAt);
+			const { catalog, buyers } = await prepare(base, CONNS);
+			facts.startupToSearchIndexedMs = await indexedMs;
 			facts.rssSeededAndIndexedMb = rssMb(pid);
 
 			const listBytes = Buffer.from(await (await fetch(`${base}/api/products?pageSize=20`)).arrayBuffer());
@@ -423,7 +424,8 @@ async function cluster(seededDir: string) {
 			if (i > 300) throw new Error(`cluster not complete: ${JSON.stringify(h.body)}`);
 			await sleep(200);
 		}
-		const { catalog, buyers } = await prepare(bases[0], CONNS, Date.now());
+		const { catalog, buyers } = await prepare(bases[0], CONNS);
+		await searchIndexed(bases[0]);
 		facts.clusterProcesses = `${nodes.length} shop nodes + nats-server`;
 		await scenarios("cluster over NATS (2 gateways)", bases, [...nodes.map((n) => n.proc.pid!), nats.pid!], catalog, buyers);
 	} finally {
