@@ -75,6 +75,17 @@ export function verifyPassword(password: string, hash: string): Promise<boolean>
 	return bcrypt.compare(prehashPassword(password), hash);
 }
 
+/**
+ * A well-formed bcrypt hash of the given cost that no password matches (random salt and digest):
+ * checking a password against it costs as much as against a real one, without hashing anything to
+ * make it (a real hash at cost 12 is ~0.25 s of start-up).
+ */
+export function unmatchableHash(cost: number): string {
+	const alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	const chars = [...crypto.randomBytes(53)].map((b) => alphabet[b & 63]).join("");
+	return `$2b$${String(Math.max(cost, MIN_BCRYPT_COST)).padStart(2, "0")}$${chars}`;
+}
+
 /** A stored hash made with a lower cost than today's is upgraded at the next successful login. */
 export function needsRehash(hash: string, cost: number): boolean {
 	const rounds = /^\$2[aby]\$(\d{2})\$/.exec(hash);

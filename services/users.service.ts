@@ -18,7 +18,7 @@ import { readConfig, type ShopConfig } from "../lib/config";
 import { signAccessToken } from "../lib/jwt";
 import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
-import { bcryptCost, hashPassword, needsRehash, passwordProblem, randomPassword, verifyPassword } from "../lib/password-policy";
+import { bcryptCost, hashPassword, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
 import {
 	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
 	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionIsActive,
@@ -590,7 +590,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	},
 
 	async started() {
-		this.dummyHash = await hashPassword(randomPassword(), this.cost);
+		this.dummyHash = unmatchableHash(this.cost);
 		await this.ensureAdmin();
 	},
 };

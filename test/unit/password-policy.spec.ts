@@ -2,7 +2,7 @@
 import bcrypt from "bcryptjs";
 import {
 	BCRYPT_COST, MAX_PASSWORD_LENGTH, MIN_BCRYPT_COST, bcryptCost, commonPasswordList, hashPassword, isCommonPassword,
-	needsRehash, passwordLength, passwordProblem, prehashPassword, randomPassword, verifyPassword,
+	needsRehash, passwordLength, passwordProblem, prehashPassword, randomPassword, unmatchableHash, verifyPassword,
 } from "../../lib/password-policy";
 
 describe("passwordProblem", () => {
@@ -87,5 +87,24 @@ describe("password hashing", () => {
 		expect(p).toHaveLength(24);
 		expect(passwordProblem(p)).toBeNull();
 		expect(randomPassword()).not.toBe(p);
+	});
+});
+
+describe("unmatchableHash", () => {
+	test("is a bcrypt hash of the cost asked that no password matches, and checking it costs the full rounds", async () => {
+		const hash = unmatchableHash(MIN_BCRYPT_COST);
+		expect(hash).toMatch(/^\$2b\$10\$[./A-Za-z0-9]{53}$/);
+		expect(bcrypt.getRounds(hash)).toBe(MIN_BCRYPT_COST);
+		expect(unmatchableHash(MIN_BCRYPT_COST)).not.toBe(hash);
+		await expect(verifyPassword("", hash)).resolves.toBe(false);
+		await expect(verifyPassword("correct horse battery staple", hash)).resolves.toBe(false);
+		// As slow as a real check: a malformed hash would fail at once instead.
+		const real = await hashPassword("some password", MIN_BCRYPT_COST);
+		const time = async (h: string) => {
+			const t0 = process.hrtime.bigint();
+			await verifyPassword("x", h);
+			return Number(process.hrtime.bigint() - t0);
+		};
+		expect(await time(hash)).toBeGreaterThan((await time(real)) / 3);
 	});
 });
