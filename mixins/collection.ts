@@ -22,6 +22,12 @@ export interface CollectionSpec {
 	/** Mongoose field definitions: the declared shape of a document (without `_id`). */
 	fields: SchemaDefinition;
 	indexes?: IndexSpec[];
+	/**
+	 * A history that no start-up work reads (audit trail, event log, outbox): the service starts
+	 * while it loads, and operations on it wait for the load. A large embedded file then does not
+	 * hold up the shop's start.
+	 */
+	loadInBackground?: boolean;
 }
 
 export interface FindOptions {
@@ -213,6 +219,25 @@ class MongoBackend implements Backend {
 	}
 }
 
+/** The collection loads the process is waiting for, so background loads can start after them. */
+const startupLoads = {
+	pending: 0,
+	waiters: [] as Array<() => void>,
+	track(load: Promise<void>): Promise<void> {
+		this.pending++;
+		const done = () => {
+			if (--this.pending > 0) return;
+			const waiters = this.waiters.splice(0);
+			setImmediate(() => waiters.forEach((w) => w()));
+		};
+		load.then(done, done);
+		return load;
+	},
+	idle(): Promise<void> {
+		return new Promise((resolve) => (this.pending === 0 ? setImmediate(resolve) : this.waiters.push(resolve)));
+	},
+};
+
 export interface CollectionOptions {
 	mongoUri?: string;
 	/** Directory for NeDB files; undefined means in memory. */
@@ -233,10 +258,18 @@ export class Collection<T extends Entity = Entity> {
 		}
 	}
 
-	connect() {
-		return this.backend.connect();
+	/** Settles when the backend is connected (and, on NeDB, the file loaded); operations wait for it. */
+	private ready: Promise<void> = Promise.resolve();
+
+	connect(): Promise<void> {
+		if (!this.spec.loadInBackground) return (this.ready = startupLoads.track(this.backend.connect()));
+		// After what the start-up waits for: loading alongside it would only slow it down.
+		this.ready = startupLoads.idle().then(() => this.backend.connect());
+		this.ready.catch((err) => console.error(`Loading collection ${this.name} failed; its operations fail with:`, err));
+		return Promise.resolve();
 	}
-	disconnect() {
+	async disconnect() {
+		await this.ready.catch(() => undefined);
 		return this.backend.disconnect();
 	}
 
@@ -252,6 +285,7 @@ export class Collection<T extends Entity = Entity> {
 				const { id, ...rest } = d as any;
 				return { _id: id ?? newId(), ...rest };
 			});
+			await this.ready;
 			const res = await this.backend.insert(stored);
 			return res.map((d) => toEntity<T>(d)!);
 		} catch (err) {
@@ -266,11 +300,13 @@ export class Collection<T extends Entity = Entity> {
 	}
 
 	async findOne(query: Query, opts: Omit<FindOptions, "limit"> = {}): Promise<T | null> {
+		await this.ready;
 		const [doc] = await this.backend.find(toStored(query), { ...opts, limit: 1 });
 		return toEntity<T>(doc);
 	}
 
 	async find(query: Query = {}, opts: FindOptions = {}): Promise<T[]> {
+		await this.ready;
 		const docs = await this.backend.find(toStored(query), opts);
 		return docs.map((d) => toEntity<T>(d)!);
 	}
@@ -280,7 +316,8 @@ export class Collection<T extends Entity = Entity> {
 		return Promise.all([this.find(query, opts), this.count(query)]);
 	}
 
-	count(query: Query = {}): Promise<number> {
+	async count(query: Query = {}): Promise<number> {
+		await this.ready;
 		return this.backend.count(toStored(query));
 	}
 
@@ -290,6 +327,7 @@ export class Collection<T extends Entity = Entity> {
 	 */
 	async updateOne(query: Query, update: Query, opts: { upsert?: boolean } = {}): Promise<T | null> {
 		try {
+			await this.ready;
 			return toEntity<T>(await this.backend.updateOne(toStored(query), update, !!opts.upsert));
 		} catch (err) {
 			if (isDuplicateKey(err)) throw duplicateError(this.name, this.spec, err);
@@ -303,6 +341,7 @@ export class Collection<T extends Entity = Entity> {
 
 	async updateMany(query: Query, update: Query): Promise<number> {
 		try {
+			await this.ready;
 			return await this.backend.updateMany(toStored(query), update);
 		} catch (err) {
 			if (isDuplicateKey(err)) throw duplicateError(this.name, this.spec, err);
@@ -310,11 +349,13 @@ export class Collection<T extends Entity = Entity> {
 		}
 	}
 
-	removeOne(query: Query): Promise<number> {
+	async removeOne(query: Query): Promise<number> {
+		await this.ready;
 		return this.backend.remove(toStored(query), false);
 	}
 
-	removeMany(query: Query): Promise<number> {
+	async removeMany(query: Query): Promise<number> {
+		await this.ready;
 		return this.backend.remove(toStored(query), true);
 	}
 }

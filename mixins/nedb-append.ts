@@ -10,12 +10,15 @@
  *   documents, or when the last line was torn by a crash (so the next append starts a clean line).
  */
 import fs from "node:fs";
+import { StringDecoder } from "node:string_decoder";
 import type Datastore from "@seald-io/nedb";
 const model: { serialize(doc: unknown): string } = require("@seald-io/nedb/lib/model");
 
 interface Persistence {
 	filename: string;
 	inMemoryOnly: boolean;
+	corruptAlertThreshold: number;
+	treatRawStreamAsync(stream: AsyncIterable<string | Buffer>): Promise<ParsedDatafile>;
 	persistNewStateAsync(docs: unknown[]): Promise<void>;
 	persistCachedDatabaseAsync(): Promise<void>;
 }
@@ -50,10 +53,64 @@ function endsCleanly(file: string): boolean {
 	}
 }
 
+interface ParsedDatafile {
+	data: Record<string, unknown>[];
+	indexes: Record<string, { fieldName: unknown }>;
+}
+
+/** `{"$$date": n}` back to a Date, in place: what NeDB's JSON reviver does, without a call per key. */
+function reviveDates(v: any): any {
+	if (v === null || typeof v !== "object") return v;
+	if (Array.isArray(v)) {
+		for (let i = 0; i < v.length; i++) v[i] = reviveDates(v[i]);
+		return v;
+	}
+	if (v.$$date !== undefined) return new Date(v.$$date);
+	for (const k in v) v[k] = reviveDates(v[k]);
+	return v;
+}
+
+/**
+ * NeDB's own reading of a datafile, line by line as NeDB does (last version of a document wins,
+ * `$$deleted` removes it, index definitions collected, too many corrupt lines refused) but without
+ * two promises and a JSON reviver per line, which made it the slowest part of a start.
+ */
+export function parseDatafile(raw: string, corruptAlertThreshold: number): ParsedDatafile {
+	const byId = new Map<string, Record<string, unknown>>();
+	const indexes: ParsedDatafile["indexes"] = {};
+	let lines = 0;
+	let corrupt = 0;
+	for (const line of raw.split("\n")) {
+		if (line === "") continue;
+		lines++;
+		try {
+			const doc = reviveDates(JSON.parse(line));
+			if (doc._id) {
+				if (doc.$$deleted === true) byId.delete(doc._id);
+				else byId.set(doc._id, doc);
+			} else if (doc.$$indexCreated?.fieldName != null) indexes[doc.$$indexCreated.fieldName] = doc.$$indexCreated;
+			else if (typeof doc.$$indexRemoved === "string") delete indexes[doc.$$indexRemoved];
+		} catch {
+			corrupt++;
+		}
+	}
+	if (lines > 0 && corrupt / lines > corruptAlertThreshold) {
+		throw new Error(`${Math.floor((100 * corrupt) / lines)}% of the data file is corrupt, more than the ${Math.floor(100 * corruptAlertThreshold)}% tolerated: refusing to start to prevent data loss.`);
+	}
+	return { data: [...byId.values()], indexes };
+}
+
 /** Loads the datafile, skipping NeDB's rewrite after loading unless the last line was torn. */
 export async function loadDatafile(db: Datastore): Promise<void> {
 	const p = persistenceOf(db);
-	if (p.inMemoryOnly || !endsCleanly(p.filename)) return db.loadDatabaseAsync();
+	if (p.inMemoryOnly) return db.loadDatabaseAsync();
+	p.treatRawStreamAsync = async (stream) => {
+		const decoder = new StringDecoder("utf8");
+		let raw = "";
+		for await (const chunk of stream) raw += typeof chunk === "string" ? chunk : decoder.write(chunk);
+		return parseDatafile(raw, p.corruptAlertThreshold);
+	};
+	if (!endsCleanly(p.filename)) return db.loadDatabaseAsync();
 	const rewrite = p.persistCachedDatabaseAsync;
 	p.persistCachedDatabaseAsync = async () => undefined;
 	try {

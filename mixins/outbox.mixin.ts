@@ -62,6 +62,7 @@ export function OutboxMixin(serviceName: string): Partial<ServiceSchema<any, any
 			this.outbox = new Collection(`${serviceName}_outbox`, {
 				fields: { seq: Number, event: String, payload: Object, createdAt: Date },
 				indexes: [{ fields: { seq: 1 }, unique: true }, { fields: { createdAt: 1 }, expireAfterSeconds: RETENTION_SECONDS }],
+				loadInBackground: true,
 			}, opts);
 			this.outboxCounters = new Collection(`${serviceName}_outbox_counters`, { fields: { value: Number } }, opts);
 		},

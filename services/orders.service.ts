@@ -136,6 +136,7 @@ const ORDER_SPECS: Record<string, CollectionSpec> = {
 	order_events: {
 		fields: { orderId: String, seq: Number, type: String, data: Object, createdAt: Date },
 		indexes: [{ fields: { orderId: 1, seq: 1 }, unique: true }],
+		loadInBackground: true,
 	},
 	idempotency_keys: {
 		fields: { userId: String, key: String, fingerprint: String, orderId: String, status: String, response: Object, error: Object, createdAt: Date },

@@ -49,6 +49,7 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 		// `recovered` rows were written by the sweeper after a crash (their stockAfter is the stock it saw).
 		fields: { variantId: String, productId: String, delta: Number, quantity: Number, type: String, reference: String, stockAfter: Number, userId: String, key: String, recovered: Boolean, createdAt: Date },
 		indexes: [{ fields: { variantId: 1 } }, { fields: { key: 1 }, unique: true, sparse: true }],
+		loadInBackground: true,
 	},
 	// One record per order: its status changes by conditional updates, so duplicate calls apply once.
 	reservations: {

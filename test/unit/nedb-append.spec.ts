@@ -3,6 +3,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Collection } from "../../mixins/collection";
+import { parseDatafile } from "../../mixins/nedb-append";
+
+const nedbModel = require("@seald-io/nedb/lib/model");
 
 const spec = { fields: { sku: String, stock: Number }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
 
@@ -89,6 +92,49 @@ describe("NeDB appends through an open file", () => {
 		expect(await file.compactIfGrown()).toBe(true);
 		expect(lines().filter((l) => !l.includes("$$indexCreated"))).toHaveLength(1);
 		expect(await reloaded()).toEqual(["A:998"]);
+		await items.disconnect();
+	});
+
+	test("a datafile reads as NeDB reads it: last version wins, deletions, index lines, dates, text", () => {
+		const when = new Date("2026-11-28T01:02:03.004Z");
+		const line = (doc: unknown) => nedbModel.serialize(doc);
+		const raw = [
+			line({ _id: "a", name: "first", createdAt: when }),
+			line({ $$indexCreated: { fieldName: "sku", unique: true } }),
+			line({ _id: "b", name: "Ünïcödé ✓", nested: { at: when, list: [when, { at: when }] } }),
+			line({ _id: "a", name: "second", createdAt: when }),
+			line({ _id: "c", name: "gone" }),
+			line({ _id: "c", $$deleted: true }),
+			line({ $$indexCreated: { fieldName: "old" } }),
+			line({ $$indexRemoved: "old" }),
+			"",
+		].join("\n");
+		const parsed = parseDatafile(raw, 0.1);
+		expect(parsed.indexes).toEqual({ sku: { fieldName: "sku", unique: true } });
+		expect(parsed.data).toEqual([
+			{ _id: "a", name: "second", createdAt: when },
+			{ _id: "b", name: "Ünïcödé ✓", nested: { at: when, list: [when, { at: when }] } },
+		]);
+		expect((parsed.data[1] as any).nested.list[1].at).toBeInstanceOf(Date);
+		// The same documents as NeDB's own reader.
+		for (const l of raw.split("\n").filter(Boolean).slice(0, 4)) expect(parseDatafile(l + "\n", 0).data).toEqual([nedbModel.deserialize(l)].filter((d) => d._id));
+	});
+
+	test("too many corrupt lines refuse to load, a few are tolerated", () => {
+		const good = Array.from({ length: 19 }, (_, i) => JSON.stringify({ _id: `d${i}` }));
+		expect(parseDatafile([...good, '{"_id":"torn'].join("\n"), 0.1).data).toHaveLength(19);
+		expect(() => parseDatafile([...good.slice(0, 5), '{"_id":"torn'].join("\n"), 0.1)).toThrow(/corrupt/);
+	});
+
+	test("a collection loading in the background answers only once loaded", async () => {
+		fs.writeFileSync(path.join(dir, "items.db"), Array.from({ length: 500 }, (_, i) => JSON.stringify({ _id: `d${i}`, sku: `S${i}`, stock: i })).join("\n") + "\n");
+		const items = new Collection("items", { ...spec, loadInBackground: true }, { dataDir: dir });
+		await items.connect();
+		// connect() did not wait for the file; the operations do.
+		const [count, doc] = await Promise.all([items.count(), items.findOne({ sku: "S499" })]);
+		expect(count).toBe(500);
+		expect(doc).toMatchObject({ id: "d499", stock: 499 });
+		await items.insert({ sku: "new", stock: 1 });
 		await items.disconnect();
 	});
 });
