@@ -251,20 +251,22 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			return claimed.filter((e): e is AnalyticsEvent => e !== null);
 		},
 
+		/** Batches that waited together are written together: one upsert per bucket for all of them. */
 		async store(batches: AggregatedBatch[]) {
-			for (const { increments, events } of batches) {
-				await Promise.all(
-					increments.map((inc) =>
-						// Retried because the claim is already made: a lost write would be a lost count.
-						withRetry(3, () =>
-							this.db.hourly.updateOne(
-								{ bucket: inc.bucket, metric: inc.metric, key: inc.key },
-								{ $inc: { value: inc.value }, $set: { ...inc.dims, updatedAt: new Date() } },
-								{ upsert: true },
-							),
+			const increments = batches.length === 1 ? batches[0].increments : combineIncrements(batches.flatMap((b) => b.increments));
+			await Promise.all(
+				increments.map((inc) =>
+					// Retried because the claim is already made: a lost write would be a lost count.
+					withRetry(3, () =>
+						this.db.hourly.updateOne(
+							{ bucket: inc.bucket, metric: inc.metric, key: inc.key },
+							{ $inc: { value: inc.value }, $set: { ...inc.dims, updatedAt: new Date() } },
+							{ upsert: true },
 						),
 					),
-				);
+				),
+			);
+			for (const { events } of batches) {
 				this.counts.counted += events.length;
 				this.recordMetrics(events);
 			}
@@ -329,6 +331,8 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		const opts = this.settings.pipeline;
 		this.counts = { received: 0, rejected: 0, duplicates: 0, counted: 0 };
 		this.failuresSettled = 0;
+		// Each item of the store stage is a whole aggregated batch, so a few of them are plenty.
+		const storeCapacity = Math.max(1, Math.ceil(opts.capacity / opts.aggregateBatch));
 		this.pipeline = new Pipeline<RawEvent>(
 			[
 				{ name: "validate", batchSize: opts.validateBatch, concurrency: opts.validateConcurrency, handle: (batch: RawEvent[]) => this.validateAndClaim(batch) },
@@ -337,8 +341,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 					batchSize: opts.aggregateBatch,
 					handle: (events: AnalyticsEvent[]) => [{ increments: combineIncrements(events.flatMap(incrementsFor)), events }],
 				},
-				// Each item here is a whole aggregated batch, so a few of them are plenty.
-				{ name: "store", capacity: Math.max(1, Math.ceil(opts.capacity / opts.aggregateBatch)), handle: (batch: AggregatedBatch[]) => this.store(batch) },
+				{ name: "store", capacity: storeCapacity, batchSize: storeCapacity, handle: (batch: AggregatedBatch[]) => this.store(batch) },
 			],
 			{
 				capacity: opts.capacity,
