@@ -10,6 +10,9 @@ import Datastore from "@seald-io/nedb";
 import type { Model, Schema, SchemaDefinition } from "mongoose";
 import { ConflictError } from "../lib/errors";
 import { loadDatafile, openDatafile, type NedbFile } from "./nedb-append";
+import { installKeptKeyIndexUpdates } from "./nedb-index-update";
+
+installKeptKeyIndexUpdates();
 
 export interface IndexSpec {
 	fields: Record<string, 1 | -1>;

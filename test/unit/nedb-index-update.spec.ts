@@ -1,0 +1,65 @@
+/** NeDB index upkeep when an update keeps a document's keys: every index still finds its new version. */
+import { Collection } from "../../mixins/collection";
+
+const spec = {
+	fields: {},
+	indexes: [
+		{ fields: { number: 1 as const }, unique: true },
+		{ fields: { userId: 1 as const, createdAt: -1 as const } },
+		{ fields: { status: 1 as const } },
+		{ fields: { coupon: 1 as const }, sparse: true },
+		{ fields: { tags: 1 as const } },
+	],
+};
+
+describe("NeDB index updates that keep keys", () => {
+	let orders: Collection;
+	const at = new Date("2026-11-28T00:00:00Z");
+	beforeEach(async () => {
+		orders = new Collection("orders", spec, {});
+		await orders.connect();
+		await orders.insertMany(
+			Array.from({ length: 30 }, (_, i) => ({ id: `o${i}`, number: `N${i}`, userId: `u${i % 3}`, createdAt: at, status: i % 2 ? "paid" : "pending", tags: ["a", `t${i}`], seq: 0 })),
+		);
+	});
+
+	/** The order as each index finds it. */
+	const viaEveryIndex = async (id: string, o: { number: string; userId: string; status: string; tags: string[] }) =>
+		[
+			await orders.findOne({ number: o.number }),
+			(await orders.find({ userId: o.userId, createdAt: at })).find((d) => d.id === id),
+			(await orders.find({ status: o.status })).find((d) => d.id === id),
+			(await orders.find({ tags: o.tags[1] })).find((d) => d.id === id),
+			await orders.findById(id),
+		].map((d) => d?.seq);
+
+	test("an update of unindexed fields shows through every index", async () => {
+		await orders.updateOne({ id: "o4" }, { $inc: { seq: 1 } });
+		await orders.updateMany({ status: "paid" }, { $inc: { seq: 5 } });
+		expect(await viaEveryIndex("o4", { number: "N4", userId: "u1", status: "pending", tags: ["a", "t4"] })).toEqual([1, 1, 1, 1, 1]);
+		expect(await viaEveryIndex("o5", { number: "N5", userId: "u2", status: "paid", tags: ["a", "t5"] })).toEqual([5, 5, 5, 5, 5]);
+		expect(await orders.count({ status: "paid", seq: 5 })).toBe(15);
+	});
+
+	test("a changed key moves the document; a unique clash is refused and changes nothing", async () => {
+		await orders.updateOne({ id: "o4" }, { $set: { status: "paid", seq: 2 } });
+		expect((await orders.find({ status: "pending" })).map((d) => d.id)).not.toContain("o4");
+		expect(await viaEveryIndex("o4", { number: "N4", userId: "u1", status: "paid", tags: ["a", "t4"] })).toEqual([2, 2, 2, 2, 2]);
+
+		await expect(orders.updateOne({ id: "o4" }, { $set: { number: "N5", seq: 3 } })).rejects.toMatchObject({ code: 409 });
+		expect(await viaEveryIndex("o4", { number: "N4", userId: "u1", status: "paid", tags: ["a", "t4"] })).toEqual([2, 2, 2, 2, 2]);
+		expect((await orders.findOne({ number: "N5" }))!.id).toBe("o5");
+	});
+
+	test("sparse and array-valued keys: absent stays absent, added is found, changed arrays move", async () => {
+		await orders.updateOne({ id: "o1" }, { $inc: { seq: 1 } });
+		expect(await orders.find({ coupon: { $exists: true } })).toEqual([]);
+		await orders.updateOne({ id: "o1" }, { $set: { coupon: "SPRING" } });
+		await orders.updateOne({ id: "o1" }, { $inc: { seq: 1 } });
+		expect((await orders.find({ coupon: "SPRING" })).map((d) => [d.id, d.seq])).toEqual([["o1", 2]]);
+
+		await orders.updateOne({ id: "o2" }, { $set: { tags: ["b", "t2"] } });
+		expect((await orders.find({ tags: "a" })).map((d) => d.id)).not.toContain("o2");
+		expect((await orders.find({ tags: "b" })).map((d) => d.id)).toEqual(["o2"]);
+	});
+});
