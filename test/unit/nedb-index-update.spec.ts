@@ -1,14 +1,14 @@
 /** NeDB index upkeep when an update keeps a document's keys: every index still finds its new version. */
-import { Collection } from "../../mixins/collection";
+import { Collection, type CollectionSpec } from "../../mixins/collection";
 
-const spec = {
+const spec: CollectionSpec = {
 	fields: {},
 	indexes: [
-		{ fields: { number: 1 as const }, unique: true },
-		{ fields: { userId: 1 as const, createdAt: -1 as const } },
-		{ fields: { status: 1 as const } },
-		{ fields: { coupon: 1 as const }, sparse: true },
-		{ fields: { tags: 1 as const } },
+		{ fields: { number: 1 }, unique: true },
+		{ fields: { userId: 1, createdAt: -1 } },
+		{ fields: { status: 1 } },
+		{ fields: { coupon: 1 }, sparse: true },
+		{ fields: { tags: 1 } },
 	],
 };
 
