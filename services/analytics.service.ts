@@ -253,7 +253,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 
 		/** Batches that waited together are written together: one upsert per bucket for all of them. */
 		async store(batches: AggregatedBatch[]) {
-			const increments = batches.length === 1 ? batches[0].increments : combineIncrements(batches.flatMap((b) => b.increments));
+			const increments = combineIncrements(batches.flatMap((b) => b.increments));
 			await Promise.all(
 				increments.map((inc) =>
 					// Retried because the claim is already made: a lost write would be a lost count.

@@ -102,6 +102,12 @@ interface Checkout {
 	log?: CarriedSagaLog;
 }
 
+/** A checkout step's write, which records the step in the saga's journal too. */
+interface SagaJournalRef {
+	log?: CarriedSagaLog;
+	step: string;
+}
+
 interface OrdersSettings {
 	rest: string;
 	/** How long a repeated checkout waits for the first one with its key to finish. */
@@ -468,7 +474,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		async reserveStock(c: Checkout) {
 			const items = c.order!.items.map((l) => ({ variantId: l.variantId, quantity: l.quantity }));
 			await this.callFrom(c, "products.reserve", { orderId: c.orderId, items });
-			await this.changeOrder(c.orderId, { event: { type: "stock_reserved", data: { items } } }, { log: c.log, step: "reserveStock" });
+			await this.appendEvent(c.orderId, "stock_reserved", { items }, { log: c.log, step: "reserveStock" });
 		},
 
 		async releaseStock(c: Checkout, reason: string) {
@@ -480,7 +486,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			const code = c.order!.promoCode;
 			if (!code) return;
 			await this.callFrom(c, "cart.consumePromo", { code, orderId: c.orderId });
-			await this.changeOrder(c.orderId, { event: { type: "promo_consumed", data: { code } } }, { log: c.log, step: "consumePromo" });
+			await this.appendEvent(c.orderId, "promo_consumed", { code }, { log: c.log, step: "consumePromo" });
 		},
 
 		async releasePromo(c: Checkout) {
@@ -548,7 +554,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		async commitStock(c: Checkout) {
 			if (c.awaitingPayment) return;
 			await this.callFrom(c, "products.commit", { orderId: c.orderId });
-			await this.changeOrder(c.orderId, { event: { type: "stock_committed", data: {} } }, { log: c.log, step: "commitStock" });
+			await this.appendEvent(c.orderId, "stock_committed", {}, { log: c.log, step: "commitStock" });
 		},
 
 		async clearCart(c: Checkout) {
@@ -835,7 +841,7 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		 * and records follow-ups, then the events under those numbers. Returns the updated order, or
 		 * null when `when` did not hold.
 		 */
-		async changeOrder(orderId: string, change: OrderChange, journal?: { log?: CarriedSagaLog; step: string }): Promise<Order | null> {
+		async changeOrder(orderId: string, change: OrderChange, journal?: SagaJournalRef): Promise<Order | null> {
 			const now = new Date();
 			const update = orderUpdate(change, now);
 			// A checkout step's change also records the step (and marks still waiting) in the saga's journal.
@@ -849,8 +855,8 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			return order as unknown as Order;
 		},
 
-		appendEvent(orderId: string, type: string, data: Record<string, unknown>) {
-			return this.changeOrder(orderId, { event: { type, data } });
+		appendEvent(orderId: string, type: string, data: Record<string, unknown>, journal?: SagaJournalRef) {
+			return this.changeOrder(orderId, { event: { type, data } }, journal);
 		},
 
 		async nextOrderNumber(now: Date): Promise<string> {
