@@ -30,3 +30,15 @@ export function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
 		},
 	};
 }
+
+export interface RecordedEvent {
+	name: string;
+	payload: any;
+}
+
+/** A service that records every event matching `patterns` (e.g. "order.*"), in order. */
+export function eventRecorder(name: string, patterns: string[]): { schema: ServiceSchema; events: RecordedEvent[] } {
+	const events: RecordedEvent[] = [];
+	const record = (ctx: Context) => void events.push({ name: ctx.eventName!, payload: ctx.params });
+	return { schema: { name, events: Object.fromEntries(patterns.map((p) => [p, record])) }, events };
+}

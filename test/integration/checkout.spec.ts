@@ -5,28 +5,12 @@
  * and checkouts interrupted by a dying node, finished by recovery without announcing twice.
  */
 import crypto from "node:crypto";
-import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { rebuildOrderState } from "../../lib/order-state";
 import { ServiceUnavailableError } from "../../lib/errors";
+import { eventRecorder } from "../helpers/fakes";
 
 const ADMIN = { email: "checkout-admin@example.com", password: "Admin-Passw0rd-42!" };
-
-function eventRecorder() {
-	const events: Array<{ name: string; payload: any }> = [];
-	const schema: ServiceSchema = {
-		name: "checkout-event-recorder",
-		events: {
-			"order.*"(ctx: Context) {
-				events.push({ name: ctx.eventName!, payload: ctx.params });
-			},
-			"payment.*"(ctx: Context) {
-				events.push({ name: ctx.eventName!, payload: ctx.params });
-			},
-		},
-	};
-	return { schema, events };
-}
 
 // Each test drives several real services through HTTP on a shared, small machine.
 jest.setTimeout(30_000);
@@ -34,7 +18,7 @@ jest.setTimeout(30_000);
 describe("checkout", () => {
 	let shop: Shop;
 	let adminToken: string;
-	const recorder = eventRecorder();
+	const recorder = eventRecorder("checkout-event-recorder", ["order.*", "payment.*"]);
 	const saved = { admin: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD, stripe: process.env.STRIPE_SECRET_KEY };
 	let n = 0;
 

@@ -11,6 +11,7 @@ import { OutboxMixin } from "../../mixins/outbox.mixin";
 import { NotFoundError } from "../../lib/errors";
 import NotificationsService from "../../services/notifications.service";
 import { waitFor } from "../helpers/wait";
+import { withEnv } from "../helpers/env";
 
 const ACCOUNT_SID = "AC" + "0123456789abcdef".repeat(2);
 const AUTH_TOKEN = "twilio-secret";
@@ -127,20 +128,13 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 			TWILIO_FROM: "+15005550006",
 			TWILIO_API_BASE: providers.url,
 		};
-		const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-		Object.assign(process.env, env);
-		try {
-			svc = shop.broker.createService({
+		svc = withEnv(env, () =>
+			shop.broker.createService({
 				name: "notifications",
 				mixins: [NotificationsService as unknown as Partial<ServiceSchema>],
 				settings: { scanIntervalMs: 100, catchUpDelayMs: 50, backoff: { baseMs: 50, factor: 2, maxMs: 500, jitter: 0 } },
-			});
-		} finally {
-			for (const [k, v] of Object.entries(saved)) {
-				if (v === undefined) delete process.env[k];
-				else process.env[k] = v;
-			}
-		}
+			}),
+		);
 		await shop.broker.waitForServices("notifications", 15_000);
 	});
 	afterAll(async () => {

@@ -16,6 +16,7 @@ import NotificationsService from "../../services/notifications.service";
 import { DeliveryError, type NotificationChannel, type OutgoingMessage } from "../../adapters/channels";
 import { waitFor } from "../helpers/wait";
 import { sourceWithOutbox } from "../helpers/fakes";
+import { setEnv, withEnv } from "../helpers/env";
 
 interface User {
 	id: string;
@@ -93,22 +94,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const admin = signAccessToken({ sub: "admin", role: "admin", sid: "s-admin" });
 const tokenOf = (userId: string) => signAccessToken({ sub: userId, role: "customer", sid: `s-${userId}` });
 
-/** Sets environment variables around `fn` (the service reads them when it is created). */
-function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
-	const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-	const apply = (values: Record<string, string | undefined>) => {
-		for (const [k, v] of Object.entries(values)) {
-			if (v === undefined) delete process.env[k];
-			else process.env[k] = v;
-		}
-	};
-	apply(vars);
-	try {
-		return fn();
-	} finally {
-		apply(saved);
-	}
-}
 
 /** A channel that fails as told, counts attempts and how many sends run at once. */
 class ScriptedChannel implements NotificationChannel {
@@ -357,23 +342,18 @@ describe("notifications: pending work survives a restart", () => {
 /** With the real services that publish the events (written concurrently with this one). */
 describe("notifications with the real users, products, cart, orders and payments services", () => {
 	const ADMIN = { email: "notify-admin@example.com", password: "Admin-Passw0rd-42!" };
-	const saved = { admin: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD, stripe: process.env.STRIPE_SECRET_KEY };
+	let restoreEnv: () => void;
 	let shop: Shop;
 	let adminToken: string;
 
 	beforeAll(async () => {
-		process.env.ADMIN_EMAIL = ADMIN.email;
-		process.env.ADMIN_PASSWORD = ADMIN.password;
-		delete process.env.STRIPE_SECRET_KEY;
+		restoreEnv = setEnv({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_SECRET_KEY: undefined });
 		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments"] });
 		adminToken = (await shop.http.post("/api/auth/login", ADMIN)).body.accessToken;
 	}, 60_000);
 	afterAll(async () => {
 		await shop?.stop();
-		for (const [k, v] of [["ADMIN_EMAIL", saved.admin], ["ADMIN_PASSWORD", saved.password], ["STRIPE_SECRET_KEY", saved.stripe]] as const) {
-			if (v === undefined) delete process.env[k];
-			else process.env[k] = v;
-		}
+		restoreEnv();
 	});
 
 	test("a customer who registered and ordered while notifications was down gets each message once, and the link verifies the email", async () => {

@@ -11,16 +11,17 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import Stripe from "stripe";
-import type { Context, ServiceSchema } from "moleculer";
+import type { ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { rebuildOrderState } from "../../lib/order-state";
 import { ServiceUnavailableError } from "../../lib/errors";
 import OrdersService from "../../services/orders.service";
 import { waitFor } from "../helpers/wait";
+import { setEnv, withEnv } from "../helpers/env";
+import { eventRecorder } from "../helpers/fakes";
 
 const ADMIN = { email: "orders-admin@example.com", password: "Admin-Passw0rd-42!" };
 const WEBHOOK_SECRET = "whsec_orders_spec";
-const ENV_KEYS = ["ADMIN_EMAIL", "ADMIN_PASSWORD", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"] as const;
 
 // Each test drives several real services through HTTP on a shared, small machine.
 jest.setTimeout(30_000);
@@ -28,16 +29,8 @@ jest.setTimeout(30_000);
 describe("orders", () => {
 	let shop: Shop;
 	let admin: string;
-	const events: Array<{ name: string; payload: any }> = [];
-	const recorder: ServiceSchema = {
-		name: "orders-event-recorder",
-		events: {
-			"order.*"(ctx: Context) {
-				events.push({ name: ctx.eventName!, payload: ctx.params });
-			},
-		},
-	};
-	const saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
+	const { schema: recorder, events } = eventRecorder("orders-event-recorder", ["order.*"]);
+	let restoreEnv: () => void;
 	let n = 0;
 
 	async function customer() {
@@ -75,10 +68,7 @@ describe("orders", () => {
 	const setStatus = (id: string, body: Record<string, unknown>, token = admin) => shop.http.patch(`/api/orders/${id}/status`, body, { token });
 
 	beforeAll(async () => {
-		process.env.ADMIN_EMAIL = ADMIN.email;
-		process.env.ADMIN_PASSWORD = ADMIN.password;
-		process.env.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET;
-		delete process.env.STRIPE_SECRET_KEY;
+		restoreEnv = setEnv({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_SECRET_KEY: undefined });
 		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments", recorder] });
 		const login = await shop.http.post("/api/auth/login", ADMIN);
 		expect(login.status).toBe(200);
@@ -86,10 +76,7 @@ describe("orders", () => {
 	}, 30_000);
 	afterAll(async () => {
 		await shop?.stop();
-		for (const k of ENV_KEYS) {
-			if (saved[k] === undefined) delete process.env[k];
-			else process.env[k] = saved[k];
-		}
+		restoreEnv();
 	});
 
 	test("a customer lists their own orders newest first; an admin sees all and filters by userId", async () => {
@@ -599,35 +586,16 @@ describe("orders catches up with the payment events it missed while it was down"
 	let dataDir: string;
 	let admin: string;
 	let orders: any;
-	const events: Array<{ name: string; payload: any }> = [];
-	const recorder: ServiceSchema = {
-		name: "orders-catch-up-recorder",
-		events: {
-			"order.*"(ctx: Context) {
-				events.push({ name: ctx.eventName!, payload: ctx.params });
-			},
-		},
-	};
-	const saved = Object.fromEntries(ENV_KEYS.map((k) => [k, process.env[k]]));
+	const { schema: recorder, events } = eventRecorder("orders-catch-up-recorder", ["order.*"]);
+	let restoreEnv: () => void;
 	let n = 0;
 
 	/** The real orders service on files under dataDir, so a restart keeps its orders (other services stay in memory). */
 	async function startOrders() {
-		const env = { NODE_ENV: "development", DATA_DIR: dataDir, MONGO_URI: undefined } as Record<string, string | undefined>;
-		const before = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-		const apply = (values: Record<string, string | undefined>) => {
-			for (const [k, v] of Object.entries(values)) {
-				if (v === undefined) delete process.env[k];
-				else process.env[k] = v;
-			}
-		};
-		apply(env);
-		try {
-			// Collections and config are read when the service is created.
-			orders = shop.broker.createService({ name: "orders", mixins: [OrdersService as unknown as Partial<ServiceSchema>], settings: { catchUpDelayMs: 20 } });
-		} finally {
-			apply(before);
-		}
+		// Collections and config are read when the service is created.
+		orders = withEnv({ NODE_ENV: "development", DATA_DIR: dataDir, MONGO_URI: undefined }, () =>
+			shop.broker.createService({ name: "orders", mixins: [OrdersService as unknown as Partial<ServiceSchema>], settings: { catchUpDelayMs: 20 } }),
+		);
 		await shop.broker.waitForServices("orders", 10_000);
 	}
 
@@ -660,10 +628,7 @@ describe("orders catches up with the payment events it missed while it was down"
 	}
 
 	beforeAll(async () => {
-		process.env.ADMIN_EMAIL = ADMIN.email;
-		process.env.ADMIN_PASSWORD = ADMIN.password;
-		process.env.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET;
-		delete process.env.STRIPE_SECRET_KEY;
+		restoreEnv = setEnv({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_SECRET_KEY: undefined });
 		dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "orders-catch-up-"));
 		shop = await startShop({ services: ["users", "products", "cart", "payments", recorder] });
 		admin = (await shop.http.post("/api/auth/login", ADMIN)).body.accessToken;
@@ -672,10 +637,7 @@ describe("orders catches up with the payment events it missed while it was down"
 	afterAll(async () => {
 		await shop?.stop();
 		fs.rmSync(dataDir, { recursive: true, force: true });
-		for (const k of ENV_KEYS) {
-			if (saved[k] === undefined) delete process.env[k];
-			else process.env[k] = saved[k];
-		}
+		restoreEnv();
 	});
 
 	test("a 3-D Secure success and failure and a refund made at Stripe while orders was down are applied when it starts; a replay changes nothing", async () => {

@@ -2,28 +2,10 @@
  * The payments service with the built-in test provider: charges decided by Stripe's test tokens,
  * idempotency per order (also under concurrency), refund limits, recorded events.
  */
-import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { PaymentProviderError } from "../../adapters/payments/provider";
 import type { TestPaymentProvider } from "../../adapters/payments/test-provider";
-
-interface RecordedEvent {
-	name: string;
-	payload: any;
-}
-
-function eventRecorder(): { schema: ServiceSchema; events: RecordedEvent[] } {
-	const events: RecordedEvent[] = [];
-	const schema: ServiceSchema = {
-		name: "payment-events-recorder",
-		events: {
-			"payment.*"(ctx: Context) {
-				events.push({ name: ctx.eventName!, payload: ctx.params });
-			},
-		},
-	};
-	return { schema, events };
-}
+import { eventRecorder } from "../helpers/fakes";
 
 let seq = 0;
 const newOrderId = () => `order-${process.pid}-${++seq}`;
@@ -32,7 +14,7 @@ describe("payments (built-in test provider)", () => {
 	let shop: Shop;
 	let provider: TestPaymentProvider;
 	let svc: any;
-	const recorder = eventRecorder();
+	const recorder = eventRecorder("payment-events-recorder", ["payment.*"]);
 	const saved = { secret: process.env.STRIPE_SECRET_KEY, webhook: process.env.STRIPE_WEBHOOK_SECRET };
 
 	const charge = (orderId: string, token = "pm_card_visa", amount = 2500, extra: Record<string, unknown> = {}) =>

@@ -8,6 +8,7 @@ import { startShop, type Shop } from "../helpers/shop";
 import { readConfig } from "../../lib/config";
 import { verifyAccessToken } from "../../lib/jwt";
 import UsersService from "../../services/users.service";
+import { setEnv } from "../helpers/env";
 
 const PASSWORD = "velvet-otter-42";
 
@@ -58,18 +59,14 @@ describe("default admin in the embedded setup", () => {
 
 describe("ADMIN_EMAIL and ADMIN_PASSWORD", () => {
 	let shop: Shop;
-	const saved = { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD };
+	let restoreEnv: () => void;
 	beforeAll(async () => {
-		process.env.ADMIN_EMAIL = "  Owner@Shop.Example ";
-		process.env.ADMIN_PASSWORD = "owner-otter-passphrase";
+		restoreEnv = setEnv({ ADMIN_EMAIL: "  Owner@Shop.Example ", ADMIN_PASSWORD: "owner-otter-passphrase" });
 		shop = await startShop({ services: ["users"] });
 	});
 	afterAll(async () => {
 		await shop.stop();
-		for (const [k, v] of [["ADMIN_EMAIL", saved.email], ["ADMIN_PASSWORD", saved.password]] as const) {
-			if (v === undefined) delete process.env[k];
-			else process.env[k] = v;
-		}
+		restoreEnv();
 	});
 
 	test("creates that admin at start", async () => {
