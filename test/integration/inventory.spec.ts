@@ -46,6 +46,26 @@ describe("inventory", () => {
 		return res.body.variants.map((v: any) => v.id);
 	}
 
+	/**
+	 * Holds a reservation's stock update of `variantId` until `resume()`: `reached` settles when the
+	 * reservation gets there. `restore()` puts the real update back.
+	 */
+	function holdStockUpdateOf(variantId: string) {
+		const original = svc.db.variants.updateOne.bind(svc.db.variants);
+		let resume!: () => void;
+		let atLine!: () => void;
+		const resumed = new Promise<void>((r) => (resume = r));
+		const reached = new Promise<void>((r) => (atLine = r));
+		const spy = jest.spyOn(svc.db.variants, "updateOne").mockImplementation(async (...args: any[]) => {
+			if (args[0].id === variantId && args[0].stock) {
+				atLine();
+				await resumed;
+			}
+			return original(...args);
+		});
+		return { reached, resume, restore: () => spy.mockRestore() };
+	}
+
 	const stockOf = async (variantId: string) => (await svc.db.variants.findById(variantId)).stock as number;
 	const auditOf = async (variantId: string) => (await svc.db.inventory_transactions.find({ variantId })) as any[];
 	const auditSum = async (variantId: string) => (await auditOf(variantId)).reduce((s, t) => s + t.delta, 0);
@@ -167,26 +187,15 @@ describe("inventory", () => {
 	test("a release during the reserve puts everything back", async () => {
 		const [v, w] = await variantsWithStock(5, 5);
 		// Hold the second line's update until the release has marked the reservation.
-		const original = svc.db.variants.updateOne.bind(svc.db.variants);
-		let releaseDone!: () => void;
-		let atSecondLine!: () => void;
-		const released = new Promise<void>((r) => (releaseDone = r));
-		const blocked = new Promise<void>((r) => (atSecondLine = r));
-		const spy = jest.spyOn(svc.db.variants, "updateOne").mockImplementation(async (...args: any[]) => {
-			if (args[0].id === w && args[0].stock) {
-				atSecondLine();
-				await released;
-			}
-			return original(...args);
-		});
+		const secondLine = holdStockUpdateOf(w);
 		try {
 			const reserving = reserve("mid-1", [{ variantId: v, quantity: 1 }, { variantId: w, quantity: 1 }]);
-			await blocked;
+			await secondLine.reached;
 			expect(await release("mid-1")).toEqual({ released: true });
-			releaseDone();
+			secondLine.resume();
 			await expect(reserving).rejects.toMatchObject({ code: 409, type: "RESERVATION_RELEASED" });
 		} finally {
-			spy.mockRestore();
+			secondLine.restore();
 		}
 		expect(await stockOf(v)).toBe(5);
 		expect(await stockOf(w)).toBe(5);
@@ -383,33 +392,22 @@ describe("inventory", () => {
 
 		test("a reserve still running when the sweeper took it for dead cannot take stock afterwards", async () => {
 			const [v, w] = await variantsWithStock(5, 5);
-			const original = svc.db.variants.updateOne.bind(svc.db.variants);
-			let resume!: () => void;
-			let atSecondLine!: () => void;
-			const resumed = new Promise<void>((r) => (resume = r));
-			const blocked = new Promise<void>((r) => (atSecondLine = r));
-			const spy = jest.spyOn(svc.db.variants, "updateOne").mockImplementation(async (...args: any[]) => {
-				if (args[0].id === w && args[0].stock) {
-					atSecondLine();
-					await resumed;
-				}
-				return original(...args);
-			});
+			const secondLine = holdStockUpdateOf(w);
 			try {
 				const reserving = reserve("zombie-1", [{ variantId: v, quantity: 1 }, { variantId: w, quantity: 1 }]);
-				await blocked;
+				await secondLine.reached;
 				await age("zombie-1");
 				expect(await sweep()).toEqual({ swept: 1 });
 				// Were it to take the second line now and then die, nobody would give that back: the fence stops it.
 				const dies = crashBeforeRow("zombie-1", "reservation");
-				resume();
+				secondLine.resume();
 				try {
 					await expect(reserving).rejects.toMatchObject({ code: 409, type: "RESERVATION_RELEASED" });
 				} finally {
 					dies.mockRestore();
 				}
 			} finally {
-				spy.mockRestore();
+				secondLine.restore();
 			}
 			for (const id of [v, w]) {
 				expect(await stockOf(id)).toBe(5);
