@@ -302,14 +302,6 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 	created() {
 		this.responseCache = new ResponseCache(this.settings.responseCache);
 		this.rateLimitStore = createRateLimitStore(cfg.redisUrl, this.broker.namespace);
-		// moleculer-web treats 201 like a redirect and warns about a missing `ctx.meta.$location` on
-		// every response: one log line per checkout, registration or add-to-cart (measurable CPU under
-		// load, and noise that hides real warnings). Created resources need no Location here.
-		const warn = this.logger.warn.bind(this.logger);
-		this.logger.warn = (...args: unknown[]) => {
-			if (typeof args[0] === "string" && args[0].startsWith("The 'ctx.meta.$location' is missing")) return;
-			warn(...args);
-		};
 	},
 
 	async stopped() {

@@ -131,6 +131,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				const cartId = crypto.createHash("sha256").update(owner.key).digest("base64url").slice(0, 22);
 				ctx.emit("cart.item_added", { userId: owner.userId, cartId, variantId, productId: variant.productId, quantity, eventId: crypto.randomUUID() });
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/cart`;
 				return this.showCart(ctx, owner);
 			},
 		},
@@ -233,6 +234,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 					createdAt: new Date(),
 				});
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/promotions/${encodeURIComponent(created.code)}`;
 				return promotionView(created as PromotionDoc);
 			},
 		},

@@ -189,6 +189,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const category = await this.db.categories.insert({ name, slug, parentId: parentId ?? null, description: description ?? "", position: position ?? 0, createdAt: now, updatedAt: now });
 				await this.cleanCache();
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/categories`;
 				return category;
 			},
 		},
@@ -306,6 +307,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				await this.cleanCache();
 				await this.announce(ctx, "product.created", { productId: product.id });
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/products/${product.id}`;
 				return this.productDetail(product);
 			},
 		},
@@ -377,6 +379,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				await this.cleanCache();
 				await this.announce(ctx, "product.updated", { productId: id });
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/products/${id}`;
 				return this.productDetail(product);
 			},
 		},

@@ -179,6 +179,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 				}
 				await this.publish(ctx, "review.created", { reviewId: review.id, productId, userId, rating: review.rating, isVerifiedPurchase: review.isVerifiedPurchase });
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/reviews/${review.id}`;
 				return toPublic(review);
 			},
 		},
@@ -268,6 +269,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 					await this.db.votes.insert({ reviewId, userId, helpful, createdAt: new Date(), updatedAt: new Date() });
 					inc = { [field]: 1 };
 					ctx.meta.$statusCode = 201;
+					ctx.meta.$location = `/api/reviews/${reviewId}`;
 				} catch (err: any) {
 					if (err?.type !== "DUPLICATE") throw err;
 					// A second vote replaces the first: only the caller that actually flips it moves the counts.

@@ -104,6 +104,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const tokens = await this.openSession(ctx, user);
 				await this.mergeGuestCart(ctx, user.id);
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/me`;
 				return { user: publicUser(user), ...tokens };
 			},
 		},
@@ -298,6 +299,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const first = (await this.db.user_addresses.count({ userId, type: fields.type })) === 1;
 				const saved = isDefault || (first && isDefault !== false) ? await this.makeDefault(address) : address;
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/me/addresses/${saved.id}`;
 				return publicAddress(saved);
 			},
 		},
@@ -359,6 +361,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 					return this.db.user_wishlist.findOne({ userId, productId: product.id });
 				});
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/me/wishlist`;
 				return { productId: product.id, addedAt: new Date(entry!.addedAt).toISOString(), product };
 			},
 		},

@@ -84,6 +84,7 @@ describe("products service over HTTP", () => {
 		test("creates a product with its variants in one request; variants fall back to the product's price", async () => {
 			const res = await post("/api/products", productBody({ name: "Crème Tee", description: "Soft." }));
 			expect(res.status).toBe(201);
+			expect(res.headers.get("location")).toBe(`/api/products/${res.body.id}`);
 			expect(res.body).toMatchObject({ name: "Crème Tee", slug: "creme-tee", price: 1999, currency: "USD", isActive: true, rating: { average: 0, count: 0 } });
 			expect(res.body.images).toEqual([expect.objectContaining({ url: expect.stringMatching(/^https:\/\/picsum/), alt: "front", position: 0 })]);
 			const [m, xl] = res.body.variants;
