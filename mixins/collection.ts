@@ -9,7 +9,7 @@ import fs from "node:fs";
 import Datastore from "@seald-io/nedb";
 import type { Model, Schema, SchemaDefinition } from "mongoose";
 import { ConflictError } from "../lib/errors";
-import { loadDatafile, openDatafile, type NedbFile } from "./nedb-append";
+import { loadDatafile, openDatafile, type NedbFile } from "./nedb-datafile";
 import { installKeptKeyIndexUpdates } from "./nedb-index-update";
 
 installKeptKeyIndexUpdates();
@@ -135,7 +135,7 @@ class NedbBackend implements Backend {
 				expireAfterSeconds: idx.expireAfterSeconds,
 			});
 		}
-		// The append-only file is rewritten once it has grown past its live size (see nedb-append.ts).
+		// The append-only file is rewritten once it has grown past its live size (see nedb-datafile.ts).
 		if (this.file) {
 			this.compactionTimer = setInterval(() => {
 				this.datafile?.compactIfGrown().catch((err) => console.error(`Compacting ${this.name} failed:`, err));

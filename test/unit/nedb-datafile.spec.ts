@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Collection } from "../../mixins/collection";
-import { parseDatafile } from "../../mixins/nedb-append";
+import { parseDatafile } from "../../mixins/nedb-datafile";
 
 const nedbModel = require("@seald-io/nedb/lib/model");
 
@@ -11,7 +11,7 @@ const spec = { fields: { sku: String, stock: Number }, indexes: [{ fields: { sku
 
 describe("NeDB appends through an open file", () => {
 	let dir: string;
-	beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "nedb-append-"))));
+	beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "nedb-datafile-"))));
 	afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 	/** What another process would load from the file now, without this one closing anything. */
