@@ -231,6 +231,15 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 	}
 }
 
+/**
+ * The stored id of an increment's counter: an upsert by id is a lookup in the primary index, where
+ * one by the (bucket, metric, key) compound index compared objects field by field (~3x slower).
+ * Neither bucket nor metric contains "|", so the id is unambiguous.
+ */
+export function counterId(inc: Pick<Increment, "bucket" | "metric" | "key">): string {
+	return `${inc.bucket}|${inc.metric}|${inc.key}`;
+}
+
 /** Sums increments on the same counter, so a batch becomes one `$inc` per counter. */
 export function combineIncrements(list: Increment[]): Increment[] {
 	const byCounter = new Map<string, Increment>();

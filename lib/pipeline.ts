@@ -10,6 +10,8 @@ export class BoundedQueue<T> {
 	private head = 0;
 	private takers: Array<() => void> = [];
 	private pushers: Array<() => void> = [];
+	/** Lingering takers: each woken once the queue holds its `length` items (or by `stopWaiting`). */
+	private fillers = new Set<{ length: number; wake: () => void }>();
 	private closed = false;
 	/** The most items ever held at once: never above `capacity`. */
 	maxLength = 0;
@@ -46,9 +48,48 @@ export class BoundedQueue<T> {
 			}
 		}
 		if (this.closed) throw new Error("queue is closed");
+		this.append(item);
+	}
+
+	/** Pushes without waiting when there is room; false (nothing pushed) when full or closed. */
+	tryPush(item: T): boolean {
+		if (this.length >= this.capacity || this.closed) return false;
+		this.append(item);
+		return true;
+	}
+
+	private append(item: T): void {
 		this.items.push(item);
 		this.maxLength = Math.max(this.maxLength, this.length);
 		this.takers.shift()?.();
+		for (const f of this.fillers) if (this.length >= f.length) f.wake();
+	}
+
+	/**
+	 * Waits until the queue holds `length` items, `ms` pass, it is closed or `stopWaiting` is called:
+	 * what a batch that should fill up waits for.
+	 */
+	async waitForLength(length: number, ms: number): Promise<void> {
+		if (this.length >= length || this.closed) return;
+		let timer: NodeJS.Timeout | undefined;
+		const filler = { length, wake: () => undefined as void };
+		await new Promise<void>((resolve) => {
+			filler.wake = resolve;
+			this.fillers.add(filler);
+			timer = setTimeout(resolve, ms);
+		});
+		clearTimeout(timer);
+		this.fillers.delete(filler);
+	}
+
+	/** Ends every `waitForLength` now. */
+	stopWaiting(): void {
+		for (const f of this.fillers) f.wake();
+	}
+
+	/** Up to `max` items already queued, without waiting. */
+	takeNow(max: number): T[] {
+		return this.length === 0 ? [] : this.takeQueued(max);
 	}
 
 	/** Up to `max` items, waiting for at least one; [] once closed and empty. */
@@ -57,6 +98,10 @@ export class BoundedQueue<T> {
 			if (this.closed) return [];
 			await new Promise<void>((resolve) => this.takers.push(resolve));
 		}
+		return this.takeQueued(max);
+	}
+
+	private takeQueued(max: number): T[] {
 		const n = Math.min(max, this.length);
 		const batch = this.items.slice(this.head, this.head + n);
 		this.head += n;
@@ -72,6 +117,7 @@ export class BoundedQueue<T> {
 	/** Wakes every waiter: takers drain what is left, producers get an error. */
 	close(): void {
 		this.closed = true;
+		this.stopWaiting();
 		for (const wake of this.takers.splice(0)) wake();
 		for (const wake of this.pushers.splice(0)) wake();
 	}
@@ -85,6 +131,11 @@ export interface StageDefinition<I = any, O = any> {
 	concurrency?: number;
 	/** Capacity of the queue in front of this stage (default: the pipeline's). */
 	capacity?: number;
+	/**
+	 * How long a batch that is not full waits for more items (default 0: it goes at once). Fewer,
+	 * larger batches for stages whose cost is per call; `drain` and `stop` cut the wait short.
+	 */
+	lingerMs?: number;
 	/** Returns what goes on to the next stage (any number of items: filter, split or merge). */
 	handle(batch: I[]): Promise<O[]> | O[];
 }
@@ -131,6 +182,8 @@ export class Pipeline<I> {
 	private stages: StageState[];
 	private running = false;
 	private idleWaiters: Array<() => void> = [];
+	/** A drain is waiting: batches go without lingering until the pipeline is idle again. */
+	private draining = false;
 
 	constructor(stages: StageDefinition[], private opts: PipelineOptions) {
 		if (!stages.length) throw new Error("a pipeline needs at least one stage");
@@ -162,6 +215,8 @@ export class Pipeline<I> {
 	/** Resolves when everything pushed so far has gone through every stage. */
 	drain(): Promise<void> {
 		if (this.isIdle()) return Promise.resolve();
+		this.draining = true;
+		for (const stage of this.stages) stage.queue.stopWaiting();
 		return new Promise((resolve) => this.idleWaiters.push(resolve));
 	}
 
@@ -208,18 +263,31 @@ export class Pipeline<I> {
 		}
 	}
 
+	private tryEnqueue(index: number, item: unknown): boolean {
+		const stage = this.stages[index];
+		if (!stage.queue.tryPush(item)) return false;
+		stage.pending++;
+		return true;
+	}
+
 	private async work(index: number): Promise<void> {
 		const stage = this.stages[index];
 		const next = index + 1 < this.stages.length ? index + 1 : -1;
+		const size = stage.def.batchSize ?? 1;
 		for (;;) {
-			const batch = await stage.queue.take(stage.def.batchSize ?? 1);
+			let batch = await stage.queue.take(size);
 			if (!batch.length) return;
+			if (stage.def.lingerMs && batch.length < size && !this.draining) {
+				await stage.queue.waitForLength(size - batch.length, stage.def.lingerMs);
+				batch = batch.concat(stage.queue.takeNow(size - batch.length));
+			}
 			stage.busy++;
 			stage.received += batch.length;
 			try {
 				const out = await stage.def.handle(batch);
 				for (const item of out) {
-					if (next >= 0) await this.enqueue(next, item);
+					// While there is room, a batch's output goes in without yielding, so the next stage can take it as one batch.
+					if (next >= 0 && !this.tryEnqueue(next, item)) await this.enqueue(next, item);
 					stage.emitted++;
 				}
 			} catch (err) {
@@ -235,7 +303,9 @@ export class Pipeline<I> {
 	}
 
 	private wakeIfIdle(): void {
-		if (this.isIdle()) for (const wake of this.idleWaiters.splice(0)) wake();
+		if (!this.isIdle()) return;
+		this.draining = false;
+		for (const wake of this.idleWaiters.splice(0)) wake();
 	}
 
 	private isIdle(): boolean {

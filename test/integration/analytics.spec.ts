@@ -154,6 +154,31 @@ describe("analytics from broker events", () => {
 		expect(after.map((r) => r.body)).toEqual(before.map((r) => r.body));
 	});
 
+	test("events that arrive together share one upsert per counter; a counter stored without its id is still found", async () => {
+		const hourly = (shop.broker.getLocalService("analytics") as any).db.hourly;
+		const occurredAt = "2024-06-03T10:20:00Z";
+		// As counters were stored before they had their id: a random one.
+		await hourly.insert({ bucket: "2024-06-03T10:00:00.000Z", metric: "funnel", key: "addedToCart", value: 5, step: "addedToCart", updatedAt: new Date() });
+		const updateOne = jest.spyOn(hourly, "updateOne");
+		try {
+			const { received } = (await flush()) as any;
+			await Promise.all(Array.from({ length: 6 }, (_, i) => emit("cart.item_added", { userId: `u${i}`, cartId: `c${i}`, variantId: "p-x-v0", productId: "p-x", quantity: 1, occurredAt })));
+			// All six are in the pipeline before the flush, which would end the linger early.
+			await waitFor(() => shop.broker.call("analytics.pipelineStats") as Promise<any>, (s) => s.received === received + 6);
+			await flush();
+			// One counter moved by six events: one upsert by id (refused as a duplicate of the old counter), then one by its fields.
+			expect(updateOne).toHaveBeenCalledTimes(2);
+		} finally {
+			updateOne.mockRestore();
+		}
+		const counters = await hourly.find({ bucket: "2024-06-03T10:00:00.000Z", metric: "funnel" });
+		expect(counters.map((c: any) => [c.key, c.value])).toEqual([["addedToCart", 11]]);
+		// A new counter is stored under its id.
+		await emit("cart.item_added", { userId: "u9", cartId: "c9", variantId: "p-x-v0", productId: "p-x", quantity: 1, occurredAt: "2024-06-03T11:05:00Z" });
+		await flush();
+		expect(await hourly.findById("2024-06-03T11:00:00.000Z|funnel|addedToCart")).toMatchObject({ value: 1 });
+	});
+
 	test("events are bucketed by occurredAt when sent: hour, day and week reports of a past range", async () => {
 		const base = orderPayload("o-past", [{ productId: "p-old", name: "Old", quantity: 1, unitPrice: 1000 }], { shipping: 0 });
 		await emit("order.confirmed", { ...base, occurredAt: "2024-05-06T10:15:00Z" }); // Monday

@@ -137,4 +137,63 @@ describe("Pipeline", () => {
 		expect(out).toHaveLength(10);
 		await expect(p.push(11)).rejects.toThrow(/closed/);
 	});
+
+	describe("lingering batches", () => {
+		const recording = (lingerMs: number, batchSize: number) => {
+			const batches: number[][] = [];
+			const p = new Pipeline<number>([{ name: "count", batchSize, lingerMs, handle: (xs: number[]) => (batches.push(xs), []) }], { capacity: 100 });
+			p.start();
+			return { p, batches };
+		};
+
+		test("items arriving within the linger go together", async () => {
+			const { p, batches } = recording(50, 10);
+			for (let i = 0; i < 4; i++) {
+				await p.push(i);
+				await tick();
+			}
+			expect(batches).toEqual([]);
+			await new Promise((r) => setTimeout(r, 120));
+			expect(batches).toEqual([[0, 1, 2, 3]]);
+			await p.stop();
+		});
+
+		test("a batch that fills up goes without waiting out the linger", async () => {
+			const { p, batches } = recording(60_000, 3);
+			for (let i = 0; i < 3; i++) await p.push(i);
+			await tick();
+			await tick();
+			expect(batches).toEqual([[0, 1, 2]]);
+			await p.stop();
+		});
+
+		test("a lingered batch reaches the next stage as one batch", async () => {
+			const seen: number[][] = [];
+			const p = new Pipeline<number>(
+				[
+					{ name: "gather", batchSize: 10, lingerMs: 60_000, handle: (xs: number[]) => xs },
+					{ name: "count", batchSize: 10, handle: (xs: number[]) => (seen.push(xs), []) },
+				],
+				{ capacity: 100 },
+			);
+			p.start();
+			for (let i = 0; i < 4; i++) await p.push(i);
+			await p.drain();
+			expect(seen).toEqual([[0, 1, 2, 3]]);
+			await p.stop();
+		});
+
+		test("drain and stop cut the linger short", async () => {
+			const { p, batches } = recording(60_000, 10);
+			await p.push(1);
+			const t = Date.now();
+			await p.drain();
+			expect(batches).toEqual([[1]]);
+			await p.push(2);
+			await tick();
+			await p.stop();
+			expect(batches).toEqual([[1], [2]]);
+			expect(Date.now() - t).toBeLessThan(1000);
+		});
+	});
 });
