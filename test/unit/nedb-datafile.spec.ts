@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Collection } from "../../mixins/collection";
-import { parseDatafile } from "../../mixins/nedb-datafile";
+import { parseDatafile, serializeDocument } from "../../mixins/nedb-datafile";
 
 const nedbModel = require("@seald-io/nedb/lib/model");
 
@@ -138,3 +138,23 @@ describe("NeDB appends through an open file", () => {
 		await items.disconnect();
 	});
 });
+
+describe("datafile lines", () => {
+	test.each([
+		["flat fields, null and undefined", { _id: "a", name: "Tee", price: 1999, active: true, note: null, gone: undefined }],
+		["dates at any depth, an invalid one", { _id: "b", at: new Date("2026-11-28T05:00:00Z"), saga: { at: new Date(0), steps: [new Date(1), new Date(NaN), undefined, 2] } }],
+		["nested arrays and objects, text that needs escaping", { _id: "c", items: [{ sku: "A-1", tags: ["x", 'quote " and \\ backslash', "ünï"] }], empty: {}, none: [] }],
+		["a deletion", { _id: "d", $$deleted: true }],
+	])("%s: the same bytes as NeDB's serialise", (_name, doc) => {
+		expect(serializeDocument(doc)).toBe(nedbModel.serialize(doc));
+	});
+
+	test("Dates serialise as usual again afterwards, also after a failure", () => {
+		serializeDocument({ at: new Date(0) });
+		const cyclic: any = { at: new Date(0) };
+		cyclic.self = cyclic;
+		expect(() => serializeDocument(cyclic)).toThrow();
+		expect(JSON.stringify({ at: new Date(0) })).toBe('{"at":"1970-01-01T00:00:00.000Z"}');
+	});
+});
+
