@@ -36,10 +36,10 @@ interface Owner {
 
 interface CartMethods {
 	ownerOf(ctx: Ctx<unknown>): Owner;
-	loadVariants(ctx: Ctx<unknown>, ids: string[]): Promise<Map<string, CatalogVariant>>;
+	loadVariants(ctx: Ctx<unknown>, ids: string[], known?: CatalogVariant[]): Promise<Map<string, CatalogVariant>>;
 	sellableVariant(ctx: Ctx<unknown>, variantId: string): Promise<CatalogVariant>;
-	priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string): Promise<PricedCart & { version: number }>;
-	showCart(ctx: Ctx<unknown>, owner: Owner): Promise<Record<string, unknown>>;
+	priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string, known?: CatalogVariant[]): Promise<PricedCart & { version: number }>;
+	showCart(ctx: Ctx<unknown>, owner: Owner, known?: CatalogVariant[]): Promise<Record<string, unknown>>;
 	findPromotion(code: string): Promise<PromotionDoc | null>;
 	takeUse(promo: PromotionDoc): Promise<void>;
 }
@@ -132,7 +132,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				ctx.emit("cart.item_added", { userId: owner.userId, cartId, variantId, productId: variant.productId, quantity, eventId: crypto.randomUUID() });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/cart`;
-				return this.showCart(ctx, owner);
+				return this.showCart(ctx, owner, [variant]);
 			},
 		},
 
@@ -398,10 +398,14 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			return { key: `g:${cartId}` };
 		},
 
-		async loadVariants(ctx: Ctx<unknown>, ids: string[]): Promise<Map<string, CatalogVariant>> {
-			if (!ids.length) return new Map();
-			const variants = await ctx.call<CatalogVariant[], { ids: string[] }>("products.getVariants", { ids });
-			return new Map(variants.map((v) => [v.id, v]));
+		/** The catalog's variants by id; `known` ones, just loaded by the same request, are not asked for again. */
+		async loadVariants(ctx: Ctx<unknown>, ids: string[], known: CatalogVariant[] = []): Promise<Map<string, CatalogVariant>> {
+			const byId = new Map(known.filter((v) => ids.includes(v.id)).map((v) => [v.id, v]));
+			const missing = ids.filter((id) => !byId.has(id));
+			if (!missing.length) return byId;
+			const variants = await ctx.call<CatalogVariant[], { ids: string[] }>("products.getVariants", { ids: missing });
+			for (const v of variants) byId.set(v.id, v);
+			return byId;
 		},
 
 		/** The variant from the catalog; 404 when it is unknown or its product is archived. */
@@ -411,18 +415,18 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			return variant;
 		},
 
-		async priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string) {
+		async priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string, known?: CatalogVariant[]) {
 			const stored = await this.store.get(ownerKey);
 			const [variants, promotion] = await Promise.all([
-				this.loadVariants(ctx, stored.lines.map((l) => l.variantId)),
+				this.loadVariants(ctx, stored.lines.map((l) => l.variantId), known),
 				stored.promoCode ? this.findPromotion(stored.promoCode) : null,
 			]);
 			const priced = priceCart({ lines: stored.lines, variants: [...variants.values()], promoCode: stored.promoCode, promotion });
 			return { ...priced, version: stored.version };
 		},
 
-		async showCart(ctx: Ctx<unknown>, owner: Owner) {
-			return cartView(await this.priceOwnerCart(ctx, owner.key));
+		async showCart(ctx: Ctx<unknown>, owner: Owner, known?: CatalogVariant[]) {
+			return cartView(await this.priceOwnerCart(ctx, owner.key, known));
 		},
 
 		/** Takes one use: `usedCount < maxUses` is checked and moved in one conditional update. */

@@ -119,6 +119,21 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			expect((await c.get()).body.items).toEqual([]);
 		});
 
+		test("adding a line asks the catalog for each variant once", async () => {
+			const c = customer();
+			const [tee, mug] = [await addVariant(), await addVariant({ productName: "Mug" })];
+			await c.add(mug.id, 1);
+			const call = jest.spyOn(shop.broker, "call");
+			try {
+				expect((await c.add(tee.id, 1)).body.items).toHaveLength(2);
+				const asked = call.mock.calls.filter(([action]) => action === "products.getVariants").map(([, params]) => (params as any).ids);
+				// The added variant to check it, then only the other line's to price the cart.
+				expect(asked).toEqual([[tee.id], [mug.id]]);
+			} finally {
+				call.mockRestore();
+			}
+		});
+
 		test("422 on quantity 0, 100, 1.5, \"abc\" or missing, naming the field", async () => {
 			const c = customer();
 			const tee = await addVariant();
