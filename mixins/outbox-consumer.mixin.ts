@@ -25,8 +25,10 @@
  *   succeeds: nothing is skipped.
  * - The cursor only moves forward and is saved after the events up to it were handled (and, with
  *   `settle`, stored: for a handler that only queues them).
- * - An event can reach `handler` more than once (live and caught up, a replay, two instances):
- *   the handler must be idempotent by `payload.eventId`.
+ * - A live event the handler took is not handed to it again by this instance's catch-up, which
+ *   only moves the cursor past it (after `settle`; if that throws, the events are read again).
+ *   An event can still reach `handler` more than once (a replay, two instances, a race between
+ *   the live event and a read): the handler must be idempotent by `payload.eventId`.
  *
  * List it before DbMixin: Moleculer stops mixins in list order, so a running catch-up ends before
  * the service's collections close.
@@ -67,6 +69,8 @@ interface ConsumerState {
 	/** Highest cursor seen per source: a live event beyond it asks for a read. */
 	known: Map<string, number>;
 	running: Map<string, Promise<void>>;
+	/** Per source, sequence numbers past the cursor that the handler took live: the catch-up skips them. */
+	handledLive: Map<string, Set<number>>;
 	again: Set<string>;
 	timer: NodeJS.Timeout | null;
 	interval: NodeJS.Timeout | null;
@@ -87,6 +91,9 @@ export function outboxSeqOf(source: string, eventId: unknown): number | null {
 	return m && m[1] === source ? Number(m[2]) : null;
 }
 
+/** Live-handled events remembered per source at most: beyond it, the catch-up hands events over again. */
+const MAX_HANDLED_LIVE = 10_000;
+
 export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<ServiceSchema<any, any, any, any>> {
 	const pageSize = opts.pageSize ?? 200;
 	const sourceOf = new Map<string, string>();
@@ -94,15 +101,19 @@ export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<Servic
 
 	async function onLiveEvent(this: ConsumerThis, ctx: Context<Record<string, unknown>>) {
 		const event = ctx.eventName!;
+		const source = sourceOf.get(event)!;
+		const seq = outboxSeqOf(source, ctx.params?.eventId);
+		const state = this.outboxConsumer;
 		try {
 			await this[opts.handler](event, ctx.params, ctx);
+			const live = state.handledLive.get(source) ?? new Set<number>();
+			state.handledLive.set(source, live);
+			if (seq != null && seq > (state.known.get(source) ?? 0) && live.size < MAX_HANDLED_LIVE) live.add(seq);
 		} catch (err) {
 			this.logger.warn(`Handling ${event} failed, the catch-up will retry: ${(err as Error).message}`);
 		}
-		const source = sourceOf.get(event)!;
-		const seq = outboxSeqOf(source, ctx.params?.eventId);
 		// Past our cursor: read soon, to move the cursor past it and fetch anything missed before it.
-		if (seq != null && seq > (this.outboxConsumer.known.get(source) ?? 0)) this.scheduleCatchUp();
+		if (seq != null && seq > (state.known.get(source) ?? 0)) this.scheduleCatchUp();
 	}
 
 	return {
@@ -158,7 +169,7 @@ export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<Servic
 			}
 			const cfg = readConfig();
 			this.outboxCursors = new Collection(opts.cursors, { fields: { seq: Number, updatedAt: Date } }, { mongoUri: cfg.mongoUri, dataDir: cfg.isTest ? undefined : cfg.dataDir });
-			this.outboxConsumer = { known: new Map(), running: new Map(), again: new Set(), timer: null, interval: null, stopping: false };
+			this.outboxConsumer = { known: new Map(), running: new Map(), handledLive: new Map(), again: new Set(), timer: null, interval: null, stopping: false };
 		},
 
 		async started(this: ConsumerThis) {
@@ -188,6 +199,7 @@ export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<Servic
 		if (state.stopping || !svc.broker.registry.actions.isAvailable(`${source}.outboxSince`)) return;
 		let cursor = (await svc.outboxCursors.findById(source))?.seq ?? 0;
 		remember(state, source, cursor);
+		const live = state.handledLive.get(source) ?? new Set<number>();
 		while (!state.stopping) {
 			// Not retried here: the next occasion reads again from the same cursor.
 			const page: OutboxPage = await svc.broker.call(`${source}.outboxSince`, { after: cursor, events: opts.sources[source], limit: pageSize }, { retries: 0 });
@@ -195,6 +207,10 @@ export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<Servic
 			let failure: Error | null = null;
 			for (const e of page.events) {
 				if (state.stopping) break;
+				if (live.has(e.seq)) {
+					handledUpTo = e.seq;
+					continue;
+				}
 				try {
 					// Through a transporter the date arrives as a string.
 					await svc[opts.handler](e.event, e.payload, null, new Date(e.createdAt));
@@ -205,11 +221,20 @@ export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<Servic
 				handledUpTo = e.seq;
 			}
 			if (handledUpTo > cursor) {
-				if (opts.settle) await svc[opts.settle]();
+				if (opts.settle) {
+					try {
+						await svc[opts.settle]();
+					} catch (err) {
+						// What was taken live may not be stored either: the next read hands it over again.
+						live.clear();
+						throw err;
+					}
+				}
 				// $max: an older, slower read (another instance) never moves the cursor back.
 				const saved = await svc.outboxCursors.updateOne({ id: source }, { $max: { seq: handledUpTo }, $set: { updatedAt: new Date() } }, { upsert: true });
 				cursor = saved?.seq ?? handledUpTo;
 				remember(state, source, cursor);
+				for (const seq of live) if (seq <= cursor) live.delete(seq);
 			}
 			if (failure) throw failure;
 			if (page.events.length < pageSize) return;

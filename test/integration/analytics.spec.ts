@@ -305,14 +305,15 @@ describe("analytics catches up with the orders and payments outboxes", () => {
 		expect(await salesThen()).toEqual(before.then);
 	});
 
-	test("a live event is counted once, although the catch-up reads it again", async () => {
+	test("a live event is counted once: the catch-up moves the cursor past it without handing it over again", async () => {
 		const before: any = await shop.broker.call("analytics.flush");
 		const o4 = orderPayload("c4", [{ productId: "p-tee", name: "Tee", quantity: 1, unitPrice: 1999 }], { shipping: 0 });
 		await announce("orders", "order.confirmed", o4);
 		await waitFor(() => svc.outboxCursors.findById("orders"), (c: any) => c?.seq === 8);
 		const after: any = await shop.broker.call("analytics.flush");
 		expect(after.counted - before.counted).toBe(1);
-		expect(after.duplicates - before.duplicates).toBe(1);
+		expect(after.received - before.received).toBe(1);
+		expect(after.duplicates - before.duplicates).toBe(0);
 		expect((await salesNow()).orders).toBe(3);
 	});
 });

@@ -1,7 +1,8 @@
 /**
  * The outbox consumer mixin on a real broker, against real outboxes: catch-up at start and when a
  * source appears, paging in order, a failing handler holding its source (nothing skipped), `settle`
- * before the cursor is saved, a cursor that never moves back, live events, and a stop mid-read.
+ * before the cursor is saved, a cursor that never moves back, live events handed over once, and a
+ * stop mid-read.
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
@@ -88,51 +89,60 @@ describe("outbox consumer mixin", () => {
 	test("a source that appears later is read when it does", async () => {
 		const payments = shop.broker.createService(sourceWithOutbox("payments"));
 		await shop.broker.waitForServices("payments");
-		// Published while the consumer is busy elsewhere: the live event and the catch-up both see it.
+		// Handled live; the catch-up that the new source set off moves the cursor past it without handing it over again.
 		await announce("payments", "payment.refunded", "o1");
 		await waitFor(cursors, (c) => c.payments === 1);
-		expect(state.seen.filter((s) => s.eventId === "payments:1").map((s) => s.live).sort()).toEqual([false, true]);
+		expect(state.seen.filter((s) => s.eventId === "payments:1").map((s) => s.live)).toEqual([true]);
 		await shop.broker.destroyService(payments);
 		// Gone again: reading is skipped without an error.
 		await svc.catchUpAll();
 		expect((await cursors()).payments).toBe(1);
 	});
 
-	test("a live event reaches the handler with its ctx, and the cursor follows it", async () => {
+	test("a live event reaches the handler with its ctx, once, and the cursor follows it", async () => {
 		const before = state.seen.length;
+		const settled = state.settled;
 		await announce("orders", "order.cancelled", "o8");
 		await waitFor(cursors, (c) => c.orders === 8);
-		expect(state.seen.slice(before).map((s) => [s.eventId, s.live, s.emittedAt instanceof Date])).toEqual([
-			["orders:8", true, false],
-			["orders:8", false, true],
-		]);
+		expect(state.seen.slice(before).map((s) => [s.eventId, s.live, s.emittedAt instanceof Date])).toEqual([["orders:8", true, false]]);
+		// The cursor moved past it only after `settle`: a handler that only queues has stored it by then.
+		expect(state.settled).toBe(settled + 1);
+	});
+
+	test("a live event the handler refused is handed over again by the catch-up", async () => {
+		state.failOn = "orders:9";
+		await announce("orders", "order.confirmed", "o9");
+		state.failOn = null;
+		await waitFor(cursors, (c) => c.orders === 9);
+		expect(state.seen.filter((s) => s.eventId === "orders:9").map((s) => s.live)).toEqual([false]);
 	});
 
 	test("a failing handler holds its source at that event: the events after it wait, nothing is skipped", async () => {
-		state.failOn = "orders:10";
-		for (const id of ["o9", "o10", "o11"]) await announce("orders", "order.confirmed", id);
+		state.failOn = "orders:11";
+		for (const id of ["o10", "o11", "o12"]) await announce("orders", "order.confirmed", id);
 		await sleep(150);
 		await svc.catchUpAll();
-		// #9 is handled and saved; #10 failed, so the cursor stays before it and #11 is not read.
-		expect((await cursors()).orders).toBe(9);
-		expect(caughtUp().slice(-1)).toEqual(["orders:9"]);
+		// #10 was handled live and is passed; #11 failed (live and caught up), so the cursor stays before it and #12 waits.
+		expect((await cursors()).orders).toBe(10);
+		expect(state.seen.filter((s) => s.eventId === "orders:12" && !s.live)).toEqual([]);
 		state.failOn = null;
 		await svc.catchUpAll();
-		expect((await cursors()).orders).toBe(11);
-		expect(caughtUp().slice(-2)).toEqual(["orders:10", "orders:11"]);
+		expect((await cursors()).orders).toBe(12);
+		// #11 is handed over now; #12, taken live, is not handed over again.
+		expect(caughtUp().slice(-1)).toEqual(["orders:11"]);
 	});
 
 	test("the cursor is saved only once `settle` resolved", async () => {
 		state.settleFails = true;
-		await announce("orders", "order.confirmed", "o12");
+		await announce("orders", "order.confirmed", "o13");
 		await sleep(150);
 		await svc.catchUpAll();
-		expect((await cursors()).orders).toBe(11);
+		expect((await cursors()).orders).toBe(12);
 		state.settleFails = false;
 		await svc.catchUpAll();
-		expect((await cursors()).orders).toBe(12);
-		// Handled again after the failed settle: the handler is idempotent by eventId.
-		expect(caughtUp().filter((id) => id === "orders:12").length).toBeGreaterThanOrEqual(2);
+		expect((await cursors()).orders).toBe(13);
+		// Taken live, but `settle` failed: the catch-up hands it over again (the handler is idempotent by eventId).
+		expect(caughtUp().filter((id) => id === "orders:13").length).toBeGreaterThanOrEqual(1);
 	});
 
 	test("the cursor never moves back; a reset replays from the start", async () => {
@@ -142,8 +152,8 @@ describe("outbox consumer mixin", () => {
 		const before = caughtUp().length;
 		await svc.outboxCursors.removeMany({});
 		await svc.catchUpAll();
-		expect((await cursors()).orders).toBe(12);
-		expect(caughtUp().length - before).toBe(11);
+		expect((await cursors()).orders).toBe(13);
+		expect(caughtUp().length - before).toBe(12);
 	});
 
 	test("stopping mid-read ends after the current event and keeps how far it got", async () => {
@@ -155,6 +165,6 @@ describe("outbox consumer mixin", () => {
 		await reading;
 		const stoppedAt = (await svc.outboxCursors.findById("orders"))?.seq;
 		expect(stoppedAt).toBeGreaterThanOrEqual(3);
-		expect(stoppedAt).toBeLessThan(12);
+		expect(stoppedAt).toBeLessThan(13);
 	});
 });
