@@ -3,6 +3,9 @@
  * this service's outbox (with a sequence number) and then emits it on the broker with an `eventId`.
  * A consumer that was down catches up with `<service>.outboxSince({ after })` from its saved cursor,
  * and deduplicates by `eventId`, so nothing is lost and nothing counts twice.
+ * Sequence numbers are taken and stored under one in-process lock, so this instance's events enter
+ * the outbox in sequence order: a reader past N never sees N-1 appear later. (Two instances sharing
+ * one MongoDB outbox can still interleave; the live event covers that gap.)
  */
 import type { Context, ServiceSchema, Service } from "moleculer";
 import { Collection } from "./collection";
@@ -15,10 +18,29 @@ export interface OutboxEvent<P = Record<string, unknown>> {
 	createdAt: Date;
 }
 
+export interface Announcement {
+	event: string;
+	payload: Record<string, unknown>;
+}
+
 export interface OutboxThis {
 	outbox: Collection;
 	outboxCounters: Collection;
+	/** Takes the outbox's lock: what runs under it runs alone, in call order. */
+	outboxLock: <T>(fn: () => Promise<T>) => Promise<T>;
 	publish(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string>;
+	/** Several events with one counter update and one insert; emitted in order. Returns their event ids. */
+	publishAll(ctx: Context | null, events: Announcement[]): Promise<string[]>;
+}
+
+/** Runs the functions given to it one at a time, in call order, whatever each one's outcome. */
+export function serialLock(): OutboxThis["outboxLock"] {
+	let tail: Promise<unknown> = Promise.resolve();
+	return <T>(fn: () => Promise<T>) => {
+		const run = tail.then(fn, fn);
+		tail = run.catch(() => undefined);
+		return run;
+	};
 }
 
 /** Days an event stays available for catch-up. */
@@ -45,15 +67,26 @@ export function OutboxMixin(serviceName: string): Partial<ServiceSchema<any, any
 		},
 		methods: {
 			async publish(this: Service & OutboxThis, ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string> {
-				// The counter is one atomic upsert-increment, so sequence numbers never repeat.
-				const counter = await this.outboxCounters.updateOne({ id: "seq" }, { $inc: { value: 1 } }, { upsert: true });
-				const seq = counter!.value as number;
-				const eventId = `${serviceName}:${seq}`;
-				const full = { ...payload, eventId };
-				await this.outbox.insert({ seq, event, payload: full, createdAt: new Date() });
-				if (ctx) await ctx.emit(event, full);
-				else await this.broker.emit(event, full);
+				const [eventId] = await this.publishAll(ctx, [{ event, payload }]);
 				return eventId;
+			},
+
+			async publishAll(this: Service & OutboxThis, ctx: Context | null, events: Announcement[]): Promise<string[]> {
+				if (!events.length) return [];
+				const rows = await this.outboxLock(async () => {
+					// The counter is one atomic upsert-increment, so sequence numbers never repeat.
+					const counter = await this.outboxCounters.updateOne({ id: "seq" }, { $inc: { value: events.length } }, { upsert: true });
+					const first = (counter!.value as number) - events.length + 1;
+					const createdAt = new Date();
+					const stored = events.map(({ event, payload }, i) => ({ seq: first + i, event, payload: { ...payload, eventId: `${serviceName}:${first + i}` }, createdAt }));
+					await this.outbox.insertMany(stored);
+					return stored;
+				});
+				for (const { event, payload } of rows) {
+					if (ctx) await ctx.emit(event, payload);
+					else await this.broker.emit(event, payload);
+				}
+				return rows.map((r) => r.payload.eventId);
 			},
 		},
 		created(this: Service & OutboxThis) {
@@ -65,6 +98,7 @@ export function OutboxMixin(serviceName: string): Partial<ServiceSchema<any, any
 				loadInBackground: true,
 			}, opts);
 			this.outboxCounters = new Collection(`${serviceName}_outbox_counters`, { fields: { value: Number } }, opts);
+			this.outboxLock = serialLock();
 		},
 		async started(this: Service & OutboxThis) {
 			await Promise.all([this.outbox.connect(), this.outboxCounters.connect()]);

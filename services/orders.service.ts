@@ -572,8 +572,9 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			const order: Order = (await this.db.orders.findById(c.orderId)) as any;
 			// Run again by recovery, this step may have published just before the node died: the outbox says.
 			const since = c.recovering ? new Date(order.createdAt) : null;
-			await this.publishOnce(c.ctx, "order.created", eventPayload(order), since);
-			if (order.status === "confirmed") await this.publishOnce(c.ctx, "order.confirmed", eventPayload(order, { checkoutDurationMs: checkoutDurationMs(order) }), since);
+			const announcements = [{ event: "order.created", payload: eventPayload(order) }];
+			if (order.status === "confirmed") announcements.push({ event: "order.confirmed", payload: eventPayload(order, { checkoutDurationMs: checkoutDurationMs(order) }) });
+			await this.publishOnce(c.ctx, announcements, since);
 		},
 
 		/** Runs the saga for a claimed key; returns the order as it stands afterwards. */
@@ -795,17 +796,18 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			)) as unknown as Order | null;
 			if (!current) return null;
 			const { event, payload } = announcementEvent(current, what);
-			await this.publishOnce(ctx, event, payload, firstAttempt ? new Date(firstAttempt) : null);
+			await this.publishOnce(ctx, [{ event, payload }], firstAttempt ? new Date(firstAttempt) : null);
 			return this.changeOrder(order.id, { when: held, done: followUp });
 		},
 
-		/** Publishes the order's event unless `since` is given and the outbox holds it from then on. */
-		async publishOnce(ctx: Context | null, event: string, payload: Record<string, unknown> & { orderId: string }, since: Date | null): Promise<string> {
-			if (since) {
-				const earlier = await this.outbox.findOne({ event, "payload.orderId": payload.orderId, createdAt: { $gte: since } });
-				if (earlier) return earlier.payload.eventId;
+		/** Publishes the order's events (together), each unless `since` is given and the outbox holds it from then on. */
+		async publishOnce(ctx: Context | null, announcements: Array<{ event: string; payload: Record<string, unknown> & { orderId: string } }>, since: Date | null) {
+			const missing = [];
+			for (const a of announcements) {
+				if (since && (await this.outbox.findOne({ event: a.event, "payload.orderId": a.payload.orderId, createdAt: { $gte: since } }))) continue;
+				missing.push(a);
 			}
-			return this.publish(ctx, event, payload);
+			await this.publishAll(ctx, missing);
 		},
 
 		/** Refunds whatever is left of the payment; the key makes a repeated call refund once. */

@@ -1,8 +1,8 @@
 /**
  * The outbox consumer mixin on a real broker, against real outboxes: catch-up at start and when a
  * source appears, paging in order, a failing handler holding its source (nothing skipped), `settle`
- * before the cursor is saved, a cursor that never moves back, live events handed over once, and a
- * stop mid-read.
+ * before the cursor is saved, a cursor that never moves back, live events handed over once, a
+ * stop mid-read; and the publishing side: sequence order under concurrency, events published together.
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
@@ -166,5 +166,57 @@ describe("outbox consumer mixin", () => {
 		const stoppedAt = (await svc.outboxCursors.findById("orders"))?.seq;
 		expect(stoppedAt).toBeGreaterThanOrEqual(3);
 		expect(stoppedAt).toBeLessThan(13);
+	});
+});
+
+describe("outbox publishing", () => {
+	let shop: Shop;
+	let source: any;
+	beforeAll(async () => {
+		shop = await startShop({ services: [sourceWithOutbox("orders")], noGateway: true });
+		source = shop.broker.getLocalService("orders");
+	});
+	afterAll(() => shop?.stop());
+
+	test("concurrent publishes reach the outbox in sequence order, even when an earlier insert is slow", async () => {
+		const insertMany = source.outbox.insertMany.bind(source.outbox);
+		const stored: number[] = [];
+		let slow = true;
+		const spy = jest.spyOn(source.outbox, "insertMany").mockImplementation(async (rows: any) => {
+			if (slow) {
+				slow = false;
+				await sleep(50);
+			}
+			const out = await insertMany(rows);
+			stored.push(...rows.map((r: any) => r.seq));
+			return out;
+		});
+		try {
+			const ids = await Promise.all(["a", "b", "c"].map((orderId) => source.publish(null, "order.confirmed", { orderId })));
+			expect(ids.map((id: string) => outboxSeqOf("orders", id))).toEqual(stored);
+			expect(stored).toEqual([...stored].sort((x, y) => x - y));
+		} finally {
+			spy.mockRestore();
+		}
+	});
+
+	test("events published together take consecutive numbers with one counter update", async () => {
+		const counter = jest.spyOn(source.outboxCounters, "updateOne");
+		try {
+			const ids: string[] = await source.publishAll(null, [
+				{ event: "order.created", payload: { orderId: "d" } },
+				{ event: "order.confirmed", payload: { orderId: "d" } },
+			]);
+			const [first, second] = ids.map((id) => outboxSeqOf("orders", id)!);
+			expect(second).toBe(first + 1);
+			expect(counter).toHaveBeenCalledTimes(1);
+			const { events } = await shop.broker.call<any, any>("orders.outboxSince", { after: first - 1 });
+			expect(events.map((e: any) => [e.seq, e.event, e.payload.eventId])).toEqual([
+				[first, "order.created", ids[0]],
+				[second, "order.confirmed", ids[1]],
+			]);
+		} finally {
+			counter.mockRestore();
+		}
 	});
 });
