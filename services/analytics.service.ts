@@ -13,6 +13,7 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
 import { DbMixin, type DbServiceThis } from "../mixins/db.mixin";
+import { newId } from "../mixins/collection";
 import { OutboxConsumerMixin } from "../mixins/outbox-consumer.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
@@ -139,7 +140,8 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				indexes: [{ fields: { bucket: 1, metric: 1, key: 1 }, unique: true }],
 			},
 			processed_events: {
-				fields: { eventId: { type: String, required: true }, type: String, processedAt: Date },
+				// `claim` names the batch that claimed it: after an insert that stopped half-way, our own rows are told from others'.
+				fields: { eventId: { type: String, required: true }, type: String, processedAt: Date, claim: String },
 				indexes: [{ fields: { eventId: 1 }, unique: true }, { fields: { processedAt: 1 }, expireAfterSeconds: DEDUPE_RETENTION_SECONDS }],
 			},
 		}),
@@ -241,15 +243,30 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			return this.claim([...fresh.values()]);
 		},
 
-		/** The unique eventId is the claim: of two deliveries of one event, only one insert succeeds. */
+		/**
+		 * The unique eventId is the claim: of two deliveries of one event, only one insert succeeds. A
+		 * batch is claimed with one insert; when some of it was claimed before (a replay), event by event.
+		 */
 		async claim(events: AnalyticsEvent[]) {
+			if (!events.length) return [];
+			const claim = newId();
+			const processedAt = new Date();
+			const row = (event: AnalyticsEvent) => ({ eventId: event.eventId, type: event.type, processedAt, claim });
+			try {
+				await withRetry(3, () => this.db.processed_events.insertMany(events.map(row)));
+				return events;
+			} catch (err: any) {
+				if (err?.type !== "DUPLICATE") throw err;
+			}
 			const claimed = await Promise.all(
 				events.map(async (event) => {
 					try {
-						await withRetry(3, () => this.db.processed_events.insert({ eventId: event.eventId, type: event.type, processedAt: new Date() }));
+						await withRetry(3, () => this.db.processed_events.insert(row(event)));
 						return event;
 					} catch (err: any) {
 						if (err?.type !== "DUPLICATE") throw err;
+						// Ours when the batch insert stored it before it stopped (MongoDB inserts in order up to the duplicate).
+						if ((await this.db.processed_events.findOne({ eventId: event.eventId }))?.claim === claim) return event;
 						this.counts.duplicates++;
 						return null;
 					}

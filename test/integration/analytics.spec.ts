@@ -179,6 +179,38 @@ describe("analytics from broker events", () => {
 		expect(await hourly.findById("2024-06-03T11:00:00.000Z|funnel|addedToCart")).toMatchObject({ value: 1 });
 	});
 
+	test("a batch is claimed with one insert; one that stopped half-way keeps what it stored as its own", async () => {
+		const processed = (shop.broker.getLocalService("analytics") as any).db.processed_events;
+		const send = async (n: number) => {
+			const { received } = (await flush()) as any;
+			await Promise.all(Array.from({ length: n }, (_, i) => emit("cart.item_added", { userId: `u${i}`, cartId: `c${i}`, variantId: "p-y-v0", productId: "p-y", quantity: 1, occurredAt: "2024-06-04T10:00:00Z" })));
+			await waitFor(() => shop.broker.call("analytics.pipelineStats") as Promise<any>, (st) => st.received === received + n);
+			return (await flush()) as any;
+		};
+		const insertMany = jest.spyOn(processed, "insertMany");
+		const insert = jest.spyOn(processed, "insert");
+		try {
+			let before: any = await flush();
+			let after = await send(5);
+			expect([insertMany.mock.calls.length, insert.mock.calls.length]).toEqual([1, 0]);
+			expect(after.counted - before.counted).toBe(5);
+
+			// As MongoDB's ordered insert does on a duplicate: what came before it is stored, then the error.
+			insertMany.mockImplementationOnce(async (rows: any[]) => {
+				insertMany.mockRestore();
+				await processed.insertMany(rows.slice(0, 2));
+				throw Object.assign(new Error("Duplicate processed_events entry"), { type: "DUPLICATE", code: 409 });
+			});
+			before = after;
+			after = await send(4);
+			expect(after.counted - before.counted).toBe(4);
+			expect(after.duplicates - before.duplicates).toBe(0);
+		} finally {
+			insertMany.mockRestore();
+			insert.mockRestore();
+		}
+	});
+
 	test("events are bucketed by occurredAt when sent: hour, day and week reports of a past range", async () => {
 		const base = orderPayload("o-past", [{ productId: "p-old", name: "Old", quantity: 1, unitPrice: 1000 }], { shipping: 0 });
 		await emit("order.confirmed", { ...base, occurredAt: "2024-05-06T10:15:00Z" }); // Monday
