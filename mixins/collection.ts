@@ -11,8 +11,10 @@ import type { Model, Schema, SchemaDefinition } from "mongoose";
 import { ConflictError } from "../lib/errors";
 import { loadDatafile, openDatafile, type NedbFile } from "./nedb-datafile";
 import { installKeptKeyIndexUpdates } from "./nedb-index-update";
+import { installFastKeyComparison } from "./nedb-index-compare";
 
 installKeptKeyIndexUpdates();
+installFastKeyComparison();
 
 export interface IndexSpec {
 	fields: Record<string, 1 | -1>;

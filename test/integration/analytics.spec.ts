@@ -196,7 +196,8 @@ describe("analytics from broker events", () => {
 			expect(after.counted - before.counted).toBe(5);
 
 			// As MongoDB's ordered insert does on a duplicate: what came before it is stored, then the error.
-			insertMany.mockImplementationOnce(async (rows: any[]) => {
+			insertMany.mockImplementationOnce(async (...args: unknown[]) => {
+				const rows = args[0] as any[];
 				insertMany.mockRestore();
 				await processed.insertMany(rows.slice(0, 2));
 				throw Object.assign(new Error("Duplicate processed_events entry"), { type: "DUPLICATE", code: 409 });

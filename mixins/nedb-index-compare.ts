@@ -1,0 +1,46 @@
+/**
+ * NeDB orders index keys with `model.compareThings`, which for a compound key (an object) lists and
+ * sorts both objects' field names at every comparison: an insert into a compound index of 10,000
+ * entries did that ~28 times. The same order here, with each key object's sorted names worked out
+ * once (index keys are built fresh by NeDB and never changed afterwards) and strings compared
+ * first. Indexes built after `installFastKeyComparison()` use it (NeDB reads the function when it
+ * creates an index); NeDB's own recursive calls keep the original.
+ */
+const model: { compareThings: Compare } = require("@seald-io/nedb/lib/model");
+const { isDate }: { isDate(v: unknown): boolean } = require("@seald-io/nedb/lib/utils");
+
+type Compare = (a: unknown, b: unknown, compareStrings?: (a: string, b: string) => number) => number;
+
+const original: Compare = model.compareThings;
+const sortedNames = new WeakMap<object, string[]>();
+
+function namesOf(o: object): string[] {
+	let names = sortedNames.get(o);
+	if (!names) {
+		names = Object.keys(o).sort();
+		sortedNames.set(o, names);
+	}
+	return names;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v) && !isDate(v);
+
+/** `model.compareThings`, same results. */
+export const compareIndexKeys: Compare = (a, b, compareStrings) => {
+	if (typeof a === "string" && typeof b === "string" && !compareStrings) return a < b ? -1 : a > b ? 1 : 0;
+	if (isPlainObject(a) && isPlainObject(b)) {
+		const an = namesOf(a);
+		const bn = namesOf(b);
+		const n = Math.min(an.length, bn.length);
+		for (let i = 0; i < n; i++) {
+			const c = compareIndexKeys(a[an[i]], b[bn[i]]);
+			if (c !== 0) return c;
+		}
+		return an.length < bn.length ? -1 : an.length > bn.length ? 1 : 0;
+	}
+	return original(a, b, compareStrings);
+};
+
+export function installFastKeyComparison(): void {
+	model.compareThings = compareIndexKeys;
+}
