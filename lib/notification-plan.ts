@@ -107,6 +107,23 @@ export function plannedMessages(kind: NotificationKind, contact: Contact): Plann
 	return out;
 }
 
+const ONE_TIME_TOKENS = ["verificationToken", "resetToken"] as const;
+
+/**
+ * The payload with its one-time tokens opened (they travel sealed, see lib/sealed-token.ts), or
+ * null when one cannot be opened: a link with it would not work.
+ */
+export function withOpenedTokens(payload: Record<string, any>, open: (sealed: unknown) => string | null): Record<string, any> | null {
+	const out = { ...payload };
+	for (const field of ONE_TIME_TOKENS) {
+		if (out[field] === undefined) continue;
+		const token = open(out[field]);
+		if (token === null) return null;
+		out[field] = token;
+	}
+	return out;
+}
+
 export interface LinkSettings {
 	shopName: string;
 	storefrontUrl: string;

@@ -25,6 +25,8 @@ import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { WorkQueue } from "../lib/work-queue";
 import { DEFAULT_BACKOFF, nextRetry, type BackoffOptions } from "../lib/retry-backoff";
 import { parseTemplate, renderTemplate } from "../lib/template-render";
+import { openToken } from "../lib/sealed-token";
+import { jwtSecret } from "../lib/jwt";
 import {
 	NOTIFICATION_KINDS,
 	SOURCE_EVENTS,
@@ -34,6 +36,7 @@ import {
 	needsUserLookup,
 	plannedMessages,
 	templateVars,
+	withOpenedTokens,
 	type Contact,
 	type NotificationKind,
 } from "../lib/notification-plan";
@@ -208,9 +211,12 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			if (await this.db.notification_events.findById(eventId)) return;
 			const kind = kindFor(event, payload);
 			const contact = kind ? await this.contactFor(kind, payload) : null;
-			if (kind && contact) {
+			const opened = withOpenedTokens(payload, (sealed) => openToken(sealed, jwtSecret()));
+			// Sealed under another JWT_SECRET (a node set up differently) or altered: no message with a dead link.
+			if (kind && contact && !opened) this.logger.error(`Event ${eventId}: its one-time token cannot be opened (is JWT_SECRET the same on every node?); no ${kind} message sent`);
+			if (kind && contact && opened) {
 				const tpl = this.templates.get(kind)!;
-				const vars = templateVars(kind, payload, contact, this.config);
+				const vars = templateVars(kind, opened, contact, this.config);
 				const now = new Date();
 				for (const planned of plannedMessages(kind, contact)) {
 					if (planned.medium === "sms" && !tpl.sms) continue;

@@ -15,7 +15,8 @@ import { HealthMixin } from "../mixins/health.mixin";
 import type { Entity, Query } from "../mixins/collection";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 import { readConfig, type ShopConfig } from "../lib/config";
-import { signAccessToken } from "../lib/jwt";
+import { jwtSecret, signAccessToken } from "../lib/jwt";
+import { sealToken } from "../lib/sealed-token";
 import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { bcryptCost, hashPassword, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
@@ -100,7 +101,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 					throw err;
 				}
 				const verificationToken = await this.issueUserToken(user, "verify_email");
-				await this.publish(ctx, "user.registered", { userId: user.id, email: user.email, firstName: user.firstName, verificationToken });
+				await this.publish(ctx, "user.registered", { userId: user.id, email: user.email, firstName: user.firstName, verificationToken: sealToken(verificationToken, jwtSecret()) });
 				const tokens = await this.openSession(ctx, user);
 				await this.mergeGuestCart(ctx, user.id);
 				ctx.meta.$statusCode = 201;
@@ -196,7 +197,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const user = await this.db.users.findOne({ email: normalizeEmail(ctx.params.email) });
 				if (user) {
 					const resetToken = await this.issueUserToken(user, "password_reset");
-					await this.publish(ctx, "user.password_reset_requested", { userId: user.id, email: user.email, firstName: user.firstName, resetToken });
+					await this.publish(ctx, "user.password_reset_requested", { userId: user.id, email: user.email, firstName: user.firstName, resetToken: sealToken(resetToken, jwtSecret()) });
 				}
 				// The same answer whether or not the account exists: no enumeration.
 				ctx.meta.$statusCode = 202;

@@ -12,6 +12,8 @@ import { HttpClient, type HttpResult, type RequestOptions } from "../helpers/htt
 import { jwtSecret, TOKEN_AUDIENCE, TOKEN_ISSUER, verifyAccessToken } from "../../lib/jwt";
 import UsersService from "../../services/users.service";
 import { NotFoundError } from "../../lib/errors";
+import { openToken } from "../../lib/sealed-token";
+import { withOpenedTokens } from "../../lib/notification-plan";
 import "../../mixins/types";
 
 const CATALOG = [
@@ -72,7 +74,12 @@ class RecordingClient extends HttpClient {
 const PASSWORD = "velvet-otter-42";
 let seq = 0;
 const newEmail = (tag = "user") => `${tag}-${Date.now().toString(36)}-${++seq}@example.com`;
-const lastMail = (event: string, email: string) => [...mailbox].reverse().find((m) => m.event === event && m.payload.email === email)?.payload;
+/** The last event of that kind for that address, with its one-time token opened as notifications opens it. */
+const lastMail = (event: string, email: string) => {
+	const payload = [...mailbox].reverse().find((m) => m.event === event && m.payload.email === email)?.payload;
+	return payload && withOpenedTokens(payload, (sealed) => openToken(sealed, jwtSecret()));
+};
+const SEALED = /^sealed\.v1\.[A-Za-z0-9_-]+$/;
 
 describe("users service over HTTP", () => {
 	let shop: Shop;
@@ -183,9 +190,13 @@ describe("users service over HTTP", () => {
 		test("user.registered carries the documented payload", async () => {
 			const email = newEmail();
 			const reg = await register(email, PASSWORD, { firstName: "Grace" });
-			expect(lastMail("user.registered", email)).toEqual({
-				userId: reg.user.id, email, firstName: "Grace", verificationToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), eventId: expect.any(String),
-			});
+			const sent = [...mailbox].reverse().find((m) => m.event === "user.registered" && m.payload.email === email)!.payload;
+			// The token travels sealed: the outbox and the transporter never hold a usable one.
+			expect(sent).toEqual({ userId: reg.user.id, email, firstName: "Grace", verificationToken: expect.stringMatching(SEALED), eventId: expect.any(String) });
+			expect(lastMail("user.registered", email).verificationToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+			const stored = await (shop.broker.getLocalService("users") as any).outbox.findOne({ "payload.eventId": sent.eventId });
+			expect(stored.payload.verificationToken).toBe(sent.verificationToken);
+			expect(JSON.stringify(stored)).not.toContain(lastMail("user.registered", email).verificationToken);
 		});
 	});
 
@@ -370,7 +381,8 @@ describe("users service over HTTP", () => {
 			expect(unknown.body).toEqual(known.body);
 			const sent = mailbox.slice(before).filter((m) => m.event === "user.password_reset_requested");
 			expect(sent).toHaveLength(1);
-			expect(sent[0].payload).toEqual({ userId: reg.user.id, email, firstName: "Linus", resetToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), eventId: expect.any(String) });
+			expect(sent[0].payload).toEqual({ userId: reg.user.id, email, firstName: "Linus", resetToken: expect.stringMatching(SEALED), eventId: expect.any(String) });
+			expect(lastMail("user.password_reset_requested", email).resetToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
 		});
 
 		test("confirm works once, revokes every session, and the new password logs in", async () => {

@@ -1,4 +1,4 @@
-import { dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, toE164, type Contact } from "../../lib/notification-plan";
+import { dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, toE164, withOpenedTokens, type Contact } from "../../lib/notification-plan";
 
 const contact = (over: Partial<Contact> = {}): Contact => ({ userId: "u1", email: "Ann@Example.com ", phone: null, firstName: "Ann", ...over });
 const links = { shopName: "Shop", storefrontUrl: "https://shop.example/" };
@@ -92,3 +92,14 @@ describe("notification plan", () => {
 		expect(templateVars("payment-refunded", { amount: 10.5, currency: "USD" }, contact(), links)).toMatchObject({ amount: "" });
 	});
 });
+
+describe("one-time tokens in payloads", () => {
+	const open = (v: unknown) => (v === "sealed-ok" ? "raw-token" : v === "sealed-bad" ? null : String(v));
+	test("are opened; a payload without one is unchanged; one that cannot be opened gives null", () => {
+		expect(withOpenedTokens({ email: "a@b.c", verificationToken: "sealed-ok" }, open)).toEqual({ email: "a@b.c", verificationToken: "raw-token" });
+		expect(withOpenedTokens({ resetToken: "sealed-ok", userId: "u1" }, open)).toEqual({ resetToken: "raw-token", userId: "u1" });
+		expect(withOpenedTokens({ orderId: "o1" }, open)).toEqual({ orderId: "o1" });
+		expect(withOpenedTokens({ resetToken: "sealed-bad" }, open)).toBeNull();
+	});
+});
+
