@@ -41,8 +41,10 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 	},
 	variants: {
 		// `holds`: {reservationId: quantity} of the reservations whose stock is out (see lib/inventory-rules.ts).
-		fields: { productId: String, sku: String, name: String, price: { type: Number, default: null }, options: { type: Object, default: {} }, stock: Number, holds: Object, createdAt: Date, updatedAt: Date },
-		indexes: [{ fields: { sku: 1 }, unique: true }, { fields: { productId: 1 } }],
+		// `pendingMove`: a stock change outside reservations whose audit row is being written (see moveStock);
+		// `since` is in epoch ms because NeDB's sparse indexes leave out every Date-valued key.
+		fields: { productId: String, sku: String, name: String, price: { type: Number, default: null }, options: { type: Object, default: {} }, stock: Number, holds: Object, pendingMove: Object, createdAt: Date, updatedAt: Date },
+		indexes: [{ fields: { sku: 1 }, unique: true }, { fields: { productId: 1 } }, { fields: { "pendingMove.since": 1 }, sparse: true }],
 	},
 	inventory_transactions: {
 		// `key` names a reservation line's movement, so recovery can write a missing row without doubling it;
@@ -62,7 +64,9 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 type Row<T> = T & Entity;
 interface Category extends CategoryNode { createdAt: Date; updatedAt?: Date }
 interface Reservation { orderId: string; status: ReservationStatus; items: Array<StockLine & { productId: string }>; holdsOpen?: boolean; reason?: string; createdAt: Date; updatedAt: Date }
-type HeldVariant = Variant & { holds?: Record<string, number> };
+/** A stock movement between its stock update and its audit row. */
+interface ParkedMove { key: string; delta: number; type: MovementType; reference: string; userId?: string; since: number }
+type HeldVariant = Variant & { holds?: Record<string, number>; pendingMove?: ParkedMove };
 /** What the stock work of a reservation needs to know of it. */
 type ReservationRef = Pick<Row<Reservation>, "id" | "orderId">;
 interface ProductDb {
@@ -76,6 +80,9 @@ interface ProductDb {
 /** How long a duplicate reserve waits for the first call of the same order to finish. */
 const RESERVE_WAIT_MS = 3000;
 const RESERVE_POLL_MS = 20;
+/** How long a stock change waits for the variant's parked movement to be recorded. */
+const MOVE_WAIT_MS = 3000;
+const MOVE_POLL_MS = 5;
 /** Stale reservations finished per sweep; the next sweep takes the rest. */
 const SWEEP_BATCH = 100;
 
@@ -122,6 +129,8 @@ interface Methods {
 	productDetail(product: Row<Product>): Promise<ReturnType<typeof toProductDetail>>;
 	sellableVariants(lines: StockLine[]): Promise<Map<string, Row<Variant>>>;
 	moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, extra?: MovementExtra): Promise<Row<Variant> | null>;
+	finishMove(ctx: Context | null, variant: Row<HeldVariant>, move: ParkedMove, recovered?: boolean): Promise<void>;
+	sweepParkedMoves(now?: Date): Promise<{ finished: number }>;
 	recordMovement(ctx: Context | null, variant: Row<Variant>, delta: number, type: MovementType, reference: string, extra?: MovementExtra): Promise<void>;
 	writeAuditRow(row: Record<string, unknown>): Promise<boolean>;
 	claimReservation(id: string, orderId: string, items: Reservation["items"]): Promise<Row<Reservation> | null | "retry">;
@@ -667,16 +676,56 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		},
 
 		/**
-		 * A stock change outside reservations (adjustment, return): a single conditional update (a
-		 * decrement only where enough is left), then its audit row. Null when the stock was short.
-		 * A crash between the two leaves the stock moved without its row: only reservation lines
-		 * carry the hold that lets the sweeper repair that (see takeLine).
+		 * A stock change outside reservations (adjustment, return). One conditional update (a decrement
+		 * only where enough is left) moves the stock and parks the movement on the variant; then its
+		 * audit row is written and the parked movement cleared. A crash in between leaves it parked:
+		 * the sweeper, or the variant's next movement, writes the missing row (`finishMove`). One
+		 * parked movement per variant at a time, so others wait for it. With a key, a repeated call
+		 * moves the stock once. Null when the variant is unknown or its stock was short.
 		 */
 		async moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, extra: MovementExtra = {}) {
-			const query = delta < 0 ? { id: variantId, stock: { $gte: -delta } } : { id: variantId };
-			const variant = await this.db.variants.updateOne(query, { $inc: { stock: delta }, $set: { updatedAt: new Date() } });
-			if (variant) await this.recordMovement(ctx, variant, delta, type, reference, extra);
-			return variant;
+			const move: ParkedMove = { key: extra.key ?? `move:${newId()}`, delta, type, reference, ...(extra.userId ? { userId: extra.userId } : {}), since: Date.now() };
+			const deadline = Date.now() + MOVE_WAIT_MS;
+			for (;;) {
+				if (extra.key && (await this.db.inventory_transactions.findOne({ key: move.key }))) return this.db.variants.findById(variantId);
+				const enough = delta < 0 ? { stock: { $gte: -delta } } : {};
+				const variant = await this.db.variants.updateOne({ id: variantId, ...enough, pendingMove: { $exists: false } }, { $inc: { stock: delta }, $set: { updatedAt: new Date(move.since), pendingMove: move } });
+				if (variant) {
+					await this.finishMove(ctx, variant, move);
+					return variant;
+				}
+				const current = await this.db.variants.findById(variantId);
+				if (!current) return null;
+				const parked = current.pendingMove;
+				if (!parked) {
+					if (delta < 0 && current.stock < -delta) return null;
+					continue;
+				}
+				// Our own key, moved by an earlier call that died before its row: only the row is missing.
+				if (parked.key === move.key) {
+					await this.finishMove(ctx, current, parked);
+					return current;
+				}
+				if (Date.now() - parked.since > this.settings.reservationSweep.staleAfterMs) await this.finishMove(null, current, parked, true);
+				else if (Date.now() > deadline) throw new ConflictError("Another stock change of this variant is being recorded, retry", "STOCK_CHANGE_IN_PROGRESS", { variantId });
+				else await sleep(MOVE_POLL_MS);
+			}
+		},
+
+		/** Writes a parked movement's audit row (once, by its key) and clears it from the variant. */
+		async finishMove(ctx: Context | null, variant: Row<HeldVariant>, move: ParkedMove, recovered = false) {
+			await this.recordMovement(ctx, variant, move.delta, move.type, move.reference, { key: move.key, userId: move.userId, recovered });
+			await this.db.variants.updateOne({ id: variant.id, "pendingMove.key": move.key }, { $unset: { pendingMove: true } });
+		},
+
+		/** Movements parked longer than `staleAfterMs` (their process died): their rows are written. */
+		async sweepParkedMoves(now = new Date()) {
+			const parked = await this.db.variants.find({ "pendingMove.since": { $lt: now.getTime() - this.settings.reservationSweep.staleAfterMs } }, { limit: SWEEP_BATCH });
+			for (const v of parked) {
+				await this.finishMove(null, v, v.pendingMove!, true);
+				this.logger.info(`Recorded the stock movement ${v.pendingMove!.key} of variant ${v.id} that a crash left without its audit row.`);
+			}
+			return { finished: parked.length };
 		},
 
 		/** The audit row of a stock change (the trail of a variant sums to its stock) and its event, once per key. */
@@ -840,7 +889,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		// One sweep at a time per node; other nodes are kept off the same reservation by the claim.
 		const sweep = () => {
 			this.sweeping ??= this.sweepReservations()
-				.catch((err: Error) => this.logger.warn(`Sweeping stale reservations failed: ${err.message}`))
+				.then(() => this.sweepParkedMoves())
+				.catch((err: Error) => this.logger.warn(`Sweeping stale reservations and stock movements failed: ${err.message}`))
 				.finally(() => (this.sweeping = undefined));
 			return this.sweeping;
 		};

@@ -266,6 +266,72 @@ describe("inventory", () => {
 		});
 	});
 
+	describe("stock changes outside reservations cut short by a crash", () => {
+		/** Makes the next audit row of this variant throw, as if the node died right before writing it. */
+		function crashBeforeRowOf(variantId: string) {
+			const original = svc.db.inventory_transactions.insert.bind(svc.db.inventory_transactions);
+			const spy = jest.spyOn(svc.db.inventory_transactions, "insert").mockImplementation(async (row: any) => {
+				if (row.variantId === variantId) {
+					spy.mockRestore();
+					throw new Error("node died");
+				}
+				return original(row);
+			});
+			return spy;
+		}
+		const parkedOf = async (variantId: string) => (await svc.db.variants.findById(variantId)).pendingMove;
+		const agePark = (variantId: string) => svc.db.variants.updateOne({ id: variantId }, { $set: { "pendingMove.since": Date.now() - 3 * 60_000 } });
+
+		test("an adjustment that died before its audit row gets the row from the sweeper, once", async () => {
+			const [v] = await variantsWithStock(4);
+			crashBeforeRowOf(v);
+			expect((await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 3, reason: "restock" }, { token: admin })).status).toBe(500);
+			expect(await stockOf(v)).toBe(7);
+			expect(await auditSum(v)).toBe(4);
+			expect(await parkedOf(v)).toMatchObject({ delta: 3, type: "adjustment", reference: "restock", userId: "admin-1" });
+
+			// Not yet stale: the sweeper leaves it to its owner.
+			expect(await svc.sweepParkedMoves()).toEqual({ finished: 0 });
+			await agePark(v);
+			expect(await svc.sweepParkedMoves()).toEqual({ finished: 1 });
+			expect(await svc.sweepParkedMoves()).toEqual({ finished: 0 });
+			expect(await auditSum(v)).toBe(7);
+			expect(await parkedOf(v)).toBeUndefined();
+			expect((await auditOf(v)).find((t) => t.delta === 3)).toMatchObject({ type: "adjustment", reference: "restock", userId: "admin-1", recovered: true });
+		});
+
+		test("the variant's next change waits for a fresh parked movement and finishes a stale one first", async () => {
+			const [v] = await variantsWithStock(10);
+			crashBeforeRowOf(v);
+			await shop.http.post(`/api/inventory/${v}/adjust`, { delta: -2, reason: "damaged" }, { token: admin });
+			// Fresh: another change waits for it, then gives up with a 409 rather than skip its row.
+			const waited = Date.now();
+			const blocked = await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 1, reason: "found one" }, { token: admin });
+			expect(blocked.status).toBe(409);
+			expect(blocked.body.type).toBe("STOCK_CHANGE_IN_PROGRESS");
+			expect(Date.now() - waited).toBeGreaterThanOrEqual(2500);
+			// Stale: the next change writes the dead one's row first, then makes its own.
+			await agePark(v);
+			const next = await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 1, reason: "found one" }, { token: admin });
+			expect(next.status).toBe(200);
+			expect(next.body.stock).toBe(9);
+			expect(await auditSum(v)).toBe(9);
+			expect((await auditOf(v)).map((t) => [t.type, t.delta]).sort()).toEqual([["adjustment", -2], ["adjustment", 1], ["purchase", 10]]);
+		}, 10_000);
+
+		test("a keyed change repeated after a crash moves the stock once", async () => {
+			const [v] = await variantsWithStock(5);
+			crashBeforeRowOf(v);
+			await expect(svc.moveStock(null, v, 2, "return", "order-r1", { key: "ret:r1:v" })).rejects.toThrow("node died");
+			expect(await stockOf(v)).toBe(7);
+			// The retry (a replayed release) finds its own parked movement: the row is written, no stock moves.
+			expect(await svc.moveStock(null, v, 2, "return", "order-r1", { key: "ret:r1:v" })).toMatchObject({ stock: 7 });
+			expect(await svc.moveStock(null, v, 2, "return", "order-r1", { key: "ret:r1:v" })).toMatchObject({ stock: 7 });
+			expect(await auditSum(v)).toBe(7);
+			expect(await parkedOf(v)).toBeUndefined();
+		});
+	});
+
 	describe("recovery of reservations cut short by a crash", () => {
 		const reservationOf = async (orderId: string) => svc.db.reservations.findOne({ orderId });
 		const holdOf = async (variantId: string, orderId: string) => (await svc.db.variants.findById(variantId)).holds?.[(await reservationOf(orderId)).id];
