@@ -182,8 +182,6 @@ export class Pipeline<I> {
 	private stages: StageState[];
 	private running = false;
 	private idleWaiters: Array<() => void> = [];
-	/** A drain is waiting: batches go without lingering until the pipeline is idle again. */
-	private draining = false;
 
 	constructor(stages: StageDefinition[], private opts: PipelineOptions) {
 		if (!stages.length) throw new Error("a pipeline needs at least one stage");
@@ -215,7 +213,6 @@ export class Pipeline<I> {
 	/** Resolves when everything pushed so far has gone through every stage. */
 	drain(): Promise<void> {
 		if (this.isIdle()) return Promise.resolve();
-		this.draining = true;
 		for (const stage of this.stages) stage.queue.stopWaiting();
 		return new Promise((resolve) => this.idleWaiters.push(resolve));
 	}
@@ -277,7 +274,8 @@ export class Pipeline<I> {
 		for (;;) {
 			let batch = await stage.queue.take(size);
 			if (!batch.length) return;
-			if (stage.def.lingerMs && batch.length < size && !this.draining) {
+			// While a drain waits, batches go without lingering.
+			if (stage.def.lingerMs && batch.length < size && !this.idleWaiters.length) {
 				await stage.queue.waitForLength(size - batch.length, stage.def.lingerMs);
 				batch = batch.concat(stage.queue.takeNow(size - batch.length));
 			}
@@ -303,9 +301,7 @@ export class Pipeline<I> {
 	}
 
 	private wakeIfIdle(): void {
-		if (!this.isIdle()) return;
-		this.draining = false;
-		for (const wake of this.idleWaiters.splice(0)) wake();
+		if (this.isIdle()) for (const wake of this.idleWaiters.splice(0)) wake();
 	}
 
 	private isIdle(): boolean {

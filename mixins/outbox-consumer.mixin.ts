@@ -106,8 +106,7 @@ export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<Servic
 		const state = this.outboxConsumer;
 		try {
 			await this[opts.handler](event, ctx.params, ctx);
-			const live = state.handledLive.get(source) ?? new Set<number>();
-			state.handledLive.set(source, live);
+			const live = state.handledLive.get(source)!;
 			if (seq != null && seq > (state.known.get(source) ?? 0) && live.size < MAX_HANDLED_LIVE) live.add(seq);
 		} catch (err) {
 			this.logger.warn(`Handling ${event} failed, the catch-up will retry: ${(err as Error).message}`);
@@ -169,7 +168,8 @@ export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<Servic
 			}
 			const cfg = readConfig();
 			this.outboxCursors = new Collection(opts.cursors, { fields: { seq: Number, updatedAt: Date } }, { mongoUri: cfg.mongoUri, dataDir: cfg.isTest ? undefined : cfg.dataDir });
-			this.outboxConsumer = { known: new Map(), running: new Map(), handledLive: new Map(), again: new Set(), timer: null, interval: null, stopping: false };
+			const handledLive = new Map(Object.keys(opts.sources).map((source) => [source, new Set<number>()]));
+			this.outboxConsumer = { known: new Map(), running: new Map(), handledLive, again: new Set(), timer: null, interval: null, stopping: false };
 		},
 
 		async started(this: ConsumerThis) {
@@ -199,7 +199,7 @@ export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<Servic
 		if (state.stopping || !svc.broker.registry.actions.isAvailable(`${source}.outboxSince`)) return;
 		let cursor = (await svc.outboxCursors.findById(source))?.seq ?? 0;
 		remember(state, source, cursor);
-		const live = state.handledLive.get(source) ?? new Set<number>();
+		const live = state.handledLive.get(source)!;
 		while (!state.stopping) {
 			// Not retried here: the next occasion reads again from the same cursor.
 			const page: OutboxPage = await svc.broker.call(`${source}.outboxSince`, { after: cursor, events: opts.sources[source], limit: pageSize }, { retries: 0 });

@@ -685,9 +685,10 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		 */
 		async moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, extra: MovementExtra = {}) {
 			const move: ParkedMove = { key: extra.key ?? `move:${newId()}`, delta, type, reference, ...(extra.userId ? { userId: extra.userId } : {}), since: Date.now() };
+			// A keyed change whose row is written has moved the stock already.
+			if (extra.key && (await this.db.inventory_transactions.findOne({ key: move.key }))) return this.db.variants.findById(variantId);
 			const deadline = Date.now() + MOVE_WAIT_MS;
 			for (;;) {
-				if (extra.key && (await this.db.inventory_transactions.findOne({ key: move.key }))) return this.db.variants.findById(variantId);
 				const enough = delta < 0 ? { stock: { $gte: -delta } } : {};
 				const variant = await this.db.variants.updateOne({ id: variantId, ...enough, pendingMove: { $exists: false } }, { $inc: { stock: delta }, $set: { updatedAt: new Date(move.since), pendingMove: move } });
 				if (variant) {
