@@ -3,6 +3,7 @@
  * in Redis when REDIS_URL is set so that limits hold across several gateways.
  */
 import type Redis from "ioredis";
+import { connectRedis } from "./redis-connection";
 
 export interface WindowHit {
 	/** Requests counted in the current window, this one included. */
@@ -52,9 +53,7 @@ return {c, ttl}`;
 export class RedisRateLimitStore implements RateLimitStore {
 	private redis: Redis;
 	constructor(url: string, private prefix = "shop:rl:") {
-		// Required here, not at import: only a gateway with REDIS_URL needs ioredis.
-		const { default: IORedis } = require("ioredis") as typeof import("ioredis");
-		this.redis = new IORedis(url, { maxRetriesPerRequest: 2, lazyConnect: false });
+		this.redis = connectRedis(url);
 	}
 
 	async hit(key: string, windowMs: number): Promise<WindowHit> {

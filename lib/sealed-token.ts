@@ -6,6 +6,7 @@
  * to build the link. Only users keeps a trace of the raw token: its hash.
  */
 import crypto from "node:crypto";
+import { jwtSecret } from "./jwt";
 
 const PREFIX = "sealed.v1.";
 const IV_BYTES = 12;
@@ -18,7 +19,7 @@ function keyFor(secret: string): Buffer {
 	return key;
 }
 
-export function sealToken(token: string, secret: string): string {
+export function sealToken(token: string, secret = jwtSecret()): string {
 	const iv = crypto.randomBytes(IV_BYTES);
 	const cipher = crypto.createCipheriv("aes-256-gcm", keyFor(secret), iv);
 	const body = Buffer.concat([cipher.update(token, "utf8"), cipher.final()]);
@@ -29,7 +30,7 @@ export function sealToken(token: string, secret: string): string {
  * The raw token; a value that is not sealed as it was before tokens were sealed; null when it was
  * sealed under another secret or altered.
  */
-export function openToken(value: unknown, secret: string): string | null {
+export function openToken(value: unknown, secret = jwtSecret()): string | null {
 	if (typeof value !== "string") return null;
 	if (!value.startsWith(PREFIX)) return value;
 	const raw = Buffer.from(value.slice(PREFIX.length), "base64url");

@@ -26,7 +26,6 @@ import { WorkQueue } from "../lib/work-queue";
 import { DEFAULT_BACKOFF, nextRetry, type BackoffOptions } from "../lib/retry-backoff";
 import { parseTemplate, renderTemplate } from "../lib/template-render";
 import { openToken } from "../lib/sealed-token";
-import { jwtSecret } from "../lib/jwt";
 import {
 	NOTIFICATION_KINDS,
 	SOURCE_EVENTS,
@@ -211,7 +210,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			if (await this.db.notification_events.findById(eventId)) return;
 			const kind = kindFor(event, payload);
 			const contact = kind ? await this.contactFor(kind, payload) : null;
-			const opened = withOpenedTokens(payload, (sealed) => openToken(sealed, jwtSecret()));
+			const opened = withOpenedTokens(payload, openToken);
 			// Sealed under another JWT_SECRET (a node set up differently) or altered: no message with a dead link.
 			if (kind && contact && !opened) this.logger.error(`Event ${eventId}: its one-time token cannot be opened (is JWT_SECRET the same on every node?); no ${kind} message sent`);
 			if (kind && contact && opened) {

@@ -15,7 +15,7 @@ import { HealthMixin } from "../mixins/health.mixin";
 import type { Entity, Query } from "../mixins/collection";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 import { readConfig, type ShopConfig } from "../lib/config";
-import { jwtSecret, signAccessToken } from "../lib/jwt";
+import { signAccessToken } from "../lib/jwt";
 import { sealToken } from "../lib/sealed-token";
 import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
@@ -101,7 +101,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 					throw err;
 				}
 				const verificationToken = await this.issueUserToken(user, "verify_email");
-				await this.publish(ctx, "user.registered", { userId: user.id, email: user.email, firstName: user.firstName, verificationToken: sealToken(verificationToken, jwtSecret()) });
+				await this.publish(ctx, "user.registered", { userId: user.id, email: user.email, firstName: user.firstName, verificationToken: sealToken(verificationToken) });
 				const tokens = await this.openSession(ctx, user);
 				await this.mergeGuestCart(ctx, user.id);
 				ctx.meta.$statusCode = 201;
@@ -197,7 +197,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const user = await this.db.users.findOne({ email: normalizeEmail(ctx.params.email) });
 				if (user) {
 					const resetToken = await this.issueUserToken(user, "password_reset");
-					await this.publish(ctx, "user.password_reset_requested", { userId: user.id, email: user.email, firstName: user.firstName, resetToken: sealToken(resetToken, jwtSecret()) });
+					await this.publish(ctx, "user.password_reset_requested", { userId: user.id, email: user.email, firstName: user.firstName, resetToken: sealToken(resetToken) });
 				}
 				// The same answer whether or not the account exists: no enumeration.
 				ctx.meta.$statusCode = 202;

@@ -5,6 +5,7 @@
  * each write is one Lua script over them, checking its limits and refreshing the 7-day TTL.
  */
 import type Redis from "ioredis";
+import { connectRedis } from "../redis-connection";
 import { CART_TTL_SECONDS, type CartStore, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
 
 // Shared tail of every write: bump the version and refresh the TTL of all three keys.
@@ -79,12 +80,6 @@ return changed`,
 type ScriptFn = (k1: string, k2: string, k3: string, ...args: Array<string | number>) => Promise<unknown>;
 type CartRedis = Redis & Record<keyof typeof SCRIPTS, ScriptFn>;
 
-/** ioredis is required only when REDIS_URL selects this store: the embedded default never loads it. */
-function connect(url: string): Redis {
-	const { default: IORedis } = require("ioredis") as typeof import("ioredis");
-	return new IORedis(url, { maxRetriesPerRequest: 2 });
-}
-
 export interface RedisCartStoreOptions {
 	ttlSeconds?: number;
 	/** Key prefix (default "cart:"). */
@@ -97,7 +92,7 @@ export class RedisCartStore implements CartStore {
 	private readonly prefix: string;
 
 	constructor(urlOrClient: string | Redis, opts: RedisCartStoreOptions = {}) {
-		this.redis = (typeof urlOrClient === "string" ? connect(urlOrClient) : urlOrClient) as CartRedis;
+		this.redis = (typeof urlOrClient === "string" ? connectRedis(urlOrClient) : urlOrClient) as CartRedis;
 		for (const [name, lua] of Object.entries(SCRIPTS)) this.redis.defineCommand(name, { numberOfKeys: 3, lua });
 		this.ttl = opts.ttlSeconds ?? CART_TTL_SECONDS;
 		this.prefix = opts.prefix ?? "cart:";

@@ -77,7 +77,7 @@ const newEmail = (tag = "user") => `${tag}-${Date.now().toString(36)}-${++seq}@e
 /** The last event of that kind for that address, with its one-time token opened as notifications opens it. */
 const lastMail = (event: string, email: string) => {
 	const payload = [...mailbox].reverse().find((m) => m.event === event && m.payload.email === email)?.payload;
-	return payload && withOpenedTokens(payload, (sealed) => openToken(sealed, jwtSecret()));
+	return payload && withOpenedTokens(payload, openToken);
 };
 const SEALED = /^sealed\.v1\.[A-Za-z0-9_-]+$/;
 
