@@ -47,7 +47,8 @@ export interface ProductIndexDoc {
 }
 
 /** What answering a search needs of a product: its row, the filters, the sorts and the facets. */
-export type SearchableDoc = Pick<ProductIndexDoc, "id" | "name" | "slug" | "price" | "currency" | "rating" | "ratingCount" | "inStock" | "image" | "categoryPath" | "categoryNames">;
+export const SEARCHABLE_FIELDS = ["id", "name", "slug", "price", "currency", "rating", "ratingCount", "inStock", "image", "categoryPath", "categoryNames"] as const;
+export type SearchableDoc = Pick<ProductIndexDoc, (typeof SEARCHABLE_FIELDS)[number]>;
 
 export interface SearchRow {
 	id: string;

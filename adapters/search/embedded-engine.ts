@@ -12,6 +12,7 @@ import {
 	matchesFilters,
 	normalizeTerm,
 	optionValues,
+	SEARCHABLE_FIELDS,
 	sortDocs,
 	toSearchRow,
 	type ProductIndexDoc,
@@ -29,20 +30,9 @@ type StoredDoc = SearchableDoc & Pick<ProductIndexDoc, "indexedAt">;
 
 function toStored(d: ProductIndexDoc): StoredDoc {
 	// Description, options and the rest only feed the text index: keeping them would cost memory per product.
-	return {
-		id: d.id,
-		name: d.name,
-		slug: d.slug,
-		price: d.price,
-		currency: d.currency,
-		rating: d.rating,
-		ratingCount: d.ratingCount,
-		inStock: d.inStock,
-		image: d.image,
-		categoryPath: d.categoryPath,
-		categoryNames: d.categoryNames,
-		indexedAt: d.indexedAt,
-	};
+	const stored: Record<string, unknown> = { indexedAt: d.indexedAt };
+	for (const field of SEARCHABLE_FIELDS) stored[field] = d[field];
+	return stored as StoredDoc;
 }
 
 export class EmbeddedSearchEngine implements SearchEngine {
