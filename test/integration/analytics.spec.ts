@@ -64,6 +64,13 @@ describe("analytics from broker events", () => {
 		return `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
 	};
 	const flush = () => shop.broker.call("analytics.flush");
+	/** `n` cart additions of one product at `occurredAt`, all in the pipeline before the flush (which would end the linger early); the stats after it. */
+	const addedTogether = async (n: number, productId: string, occurredAt: string) => {
+		const { received } = (await flush()) as any;
+		await Promise.all(Array.from({ length: n }, (_, i) => emit("cart.item_added", { userId: `u${i}`, cartId: `c${i}`, variantId: `${productId}-v0`, productId, quantity: 1, occurredAt })));
+		await waitFor(() => shop.broker.call("analytics.pipelineStats") as Promise<any>, (st) => st.received === received + n);
+		return (await flush()) as any;
+	};
 
 	beforeAll(async () => {
 		shop = await startShop({ services: [FakeUsers, "analytics"], broker: { metrics: { enabled: true, reporter: [] } } });
@@ -156,16 +163,11 @@ describe("analytics from broker events", () => {
 
 	test("events that arrive together share one upsert per counter; a counter stored without its id is still found", async () => {
 		const hourly = (shop.broker.getLocalService("analytics") as any).db.hourly;
-		const occurredAt = "2024-06-03T10:20:00Z";
 		// As counters were stored before they had their id: a random one.
 		await hourly.insert({ bucket: "2024-06-03T10:00:00.000Z", metric: "funnel", key: "addedToCart", value: 5, step: "addedToCart", updatedAt: new Date() });
 		const updateOne = jest.spyOn(hourly, "updateOne");
 		try {
-			const { received } = (await flush()) as any;
-			await Promise.all(Array.from({ length: 6 }, (_, i) => emit("cart.item_added", { userId: `u${i}`, cartId: `c${i}`, variantId: "p-x-v0", productId: "p-x", quantity: 1, occurredAt })));
-			// All six are in the pipeline before the flush, which would end the linger early.
-			await waitFor(() => shop.broker.call("analytics.pipelineStats") as Promise<any>, (s) => s.received === received + 6);
-			await flush();
+			await addedTogether(6, "p-x", "2024-06-03T10:20:00Z");
 			// One counter moved by six events: one upsert by id (refused as a duplicate of the old counter), then one by its fields.
 			expect(updateOne).toHaveBeenCalledTimes(2);
 		} finally {
@@ -181,17 +183,11 @@ describe("analytics from broker events", () => {
 
 	test("a batch is claimed with one insert; one that stopped half-way keeps what it stored as its own", async () => {
 		const processed = (shop.broker.getLocalService("analytics") as any).db.processed_events;
-		const send = async (n: number) => {
-			const { received } = (await flush()) as any;
-			await Promise.all(Array.from({ length: n }, (_, i) => emit("cart.item_added", { userId: `u${i}`, cartId: `c${i}`, variantId: "p-y-v0", productId: "p-y", quantity: 1, occurredAt: "2024-06-04T10:00:00Z" })));
-			await waitFor(() => shop.broker.call("analytics.pipelineStats") as Promise<any>, (st) => st.received === received + n);
-			return (await flush()) as any;
-		};
 		const insertMany = jest.spyOn(processed, "insertMany");
 		const insert = jest.spyOn(processed, "insert");
 		try {
 			let before: any = await flush();
-			let after = await send(5);
+			let after = await addedTogether(5, "p-y", "2024-06-04T10:00:00Z");
 			expect([insertMany.mock.calls.length, insert.mock.calls.length]).toEqual([1, 0]);
 			expect(after.counted - before.counted).toBe(5);
 
@@ -203,7 +199,7 @@ describe("analytics from broker events", () => {
 				throw Object.assign(new Error("Duplicate processed_events entry"), { type: "DUPLICATE", code: 409 });
 			});
 			before = after;
-			after = await send(4);
+			after = await addedTogether(4, "p-y", "2024-06-04T10:00:00Z");
 			expect(after.counted - before.counted).toBe(4);
 			expect(after.duplicates - before.duplicates).toBe(0);
 		} finally {

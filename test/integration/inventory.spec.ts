@@ -66,6 +66,17 @@ describe("inventory", () => {
 		return { reached, resume, restore: () => spy.mockRestore() };
 	}
 
+	/** Audit rows matching `match` throw (only the first one with `once`), as if the node died right before writing them. */
+	function crashBeforeRowWhere(match: (row: any) => boolean, opts: { once?: boolean } = {}) {
+		const original = svc.db.inventory_transactions.insert.bind(svc.db.inventory_transactions);
+		const spy = jest.spyOn(svc.db.inventory_transactions, "insert").mockImplementation(async (row: any) => {
+			if (!match(row)) return original(row);
+			if (opts.once) spy.mockRestore();
+			throw new Error("node died");
+		});
+		return spy;
+	}
+
 	const stockOf = async (variantId: string) => (await svc.db.variants.findById(variantId)).stock as number;
 	const auditOf = async (variantId: string) => (await svc.db.inventory_transactions.find({ variantId })) as any[];
 	const auditSum = async (variantId: string) => (await auditOf(variantId)).reduce((s, t) => s + t.delta, 0);
@@ -268,17 +279,7 @@ describe("inventory", () => {
 
 	describe("stock changes outside reservations cut short by a crash", () => {
 		/** Makes the next audit row of this variant throw, as if the node died right before writing it. */
-		function crashBeforeRowOf(variantId: string) {
-			const original = svc.db.inventory_transactions.insert.bind(svc.db.inventory_transactions);
-			const spy = jest.spyOn(svc.db.inventory_transactions, "insert").mockImplementation(async (row: any) => {
-				if (row.variantId === variantId) {
-					spy.mockRestore();
-					throw new Error("node died");
-				}
-				return original(row);
-			});
-			return spy;
-		}
+		const crashBeforeRowOf = (variantId: string) => crashBeforeRowWhere((row) => row.variantId === variantId, { once: true });
 		const parkedOf = async (variantId: string) => (await svc.db.variants.findById(variantId)).pendingMove;
 		const agePark = (variantId: string) => svc.db.variants.updateOne({ id: variantId }, { $set: { "pendingMove.since": Date.now() - 3 * 60_000 } });
 
@@ -341,14 +342,8 @@ describe("inventory", () => {
 		const rowsOf = async (orderId: string) => ((await svc.db.inventory_transactions.find({ reference: orderId })) as any[]).map((t) => [t.variantId, t.type, t.delta]).sort();
 		const eventsOf = (orderId: string) => changes.filter((c) => c.reference === orderId).map((c) => [c.variantId, c.type, c.delta]).sort();
 
-		/** Makes the next audit row of this order and movement throw, as if the node died right before writing it. */
-		function crashBeforeRow(orderId: string, type: string) {
-			const original = svc.db.inventory_transactions.insert.bind(svc.db.inventory_transactions);
-			return jest.spyOn(svc.db.inventory_transactions, "insert").mockImplementation(async (row: any) => {
-				if (row.reference === orderId && row.type === type) throw new Error("node died");
-				return original(row);
-			});
-		}
+		/** Makes the audit rows of this order and movement throw, as if the node died right before writing them. */
+		const crashBeforeRow = (orderId: string, type: string) => crashBeforeRowWhere((row) => row.reference === orderId && row.type === type);
 
 		test("a reserve that died after its first decrement, before that line's audit row, is rolled back once", async () => {
 			const [v, w] = await variantsWithStock(5, 5);
