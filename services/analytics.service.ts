@@ -365,7 +365,8 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				{
 					name: "aggregate",
 					batchSize: opts.aggregateBatch,
-					handle: (events: AnalyticsEvent[]) => [{ increments: combineIncrements(events.flatMap(incrementsFor)), events }],
+					// Summed per counter in `store`, with whatever other batches wait there.
+					handle: (events: AnalyticsEvent[]) => [{ increments: events.flatMap(incrementsFor), events }],
 				},
 				{ name: "store", capacity: storeCapacity, batchSize: storeCapacity, handle: (batch: AggregatedBatch[]) => this.store(batch) },
 			],
