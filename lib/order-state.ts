@@ -197,7 +197,14 @@ export interface Order {
 	/** Before pendingActions: "pending" while a cancel's release and refund were owed (recovery adopts it). */
 	cancellation?: "pending" | "done" | null;
 	confirmedAt?: Date;
+	/** How many events the log holds. */
 	eventSeq: number;
+	/**
+	 * The event log, in order: an entry's seq is its position. Appended by the same update as the
+	 * change it records. The created entry's data is the order's own fields, which never change.
+	 * Orders stored before the log moved here keep theirs in `order_events`; see orderEventLog.
+	 */
+	events?: StoredOrderEvent[];
 	saga: { state: "running" | "completed" | "compensated" | "compensation_failed"; completed: string[]; compensated: string[] };
 	createdAt: Date;
 	updatedAt: Date;
@@ -368,14 +375,23 @@ export interface OrderChange {
 	event?: OrderEventEntry | OrderEventEntry[];
 }
 
+/** An entry of the log kept on the order. */
+export interface StoredOrderEvent {
+	type: string;
+	data: Record<string, unknown>;
+	createdAt: Date;
+}
+
 const entriesOf = (change: OrderChange): OrderEventEntry[] => (change.event === undefined ? [] : ([] as OrderEventEntry[]).concat(change.event));
 
 /** The update document of a change: its fields, one event number per entry, its follow-ups. */
 export function orderUpdate(change: OrderChange, now: Date): Record<string, unknown> {
-	const entries = entriesOf(change).length;
-	const inc = { ...change.inc, ...(entries ? { eventSeq: entries } : {}) };
+	const entries = entriesOf(change);
+	const inc = { ...change.inc, ...(entries.length ? { eventSeq: entries.length } : {}) };
 	const update: Record<string, unknown> = { $set: { ...change.set, updatedAt: now } };
 	if (Object.keys(inc).length) update.$inc = inc;
+	// The change and its log entries in one write: a node dying in between cannot lose the entries.
+	if (entries.length) update.$push = { events: { $each: entries.map((e): StoredOrderEvent => ({ type: e.type, data: e.data ?? {}, createdAt: now })) } };
 	// MongoDB refuses two operators on one field: a change records follow-ups or completes one.
 	if (change.followUps?.length && change.done) throw new Error("A change cannot both record and complete follow-ups");
 	if (change.followUps?.length) update.$addToSet = { pendingActions: { $each: [...change.followUps] } };
@@ -383,9 +399,32 @@ export function orderUpdate(change: OrderChange, now: Date): Record<string, unkn
 	return update;
 }
 
-/** The event-log records of a change, numbered up to the order's `eventSeq` after the update. */
-export function eventEntries(orderId: string, eventSeq: number, change: OrderChange, now: Date) {
-	const entries = entriesOf(change);
-	const first = eventSeq - entries.length + 1;
-	return entries.map((e, i) => ({ orderId, seq: first + i, type: e.type, data: e.data ?? {}, createdAt: now }));
+/** The first entry of a new order's log (its data is read from the order; see createdEventData). */
+export function createdEvent(now: Date): StoredOrderEvent {
+	return { type: "created", data: {}, createdAt: now };
+}
+
+/** What the created entry says: the order as it was created (these fields never change). */
+export function createdEventData(o: Order): Record<string, unknown> {
+	const { number, userId, items, subtotal, discount, shipping, total, currency, promoCode, shippingAddress } = o;
+	return { number, userId, items, subtotal, discount, shipping, total, currency, promoCode, shippingAddress };
+}
+
+/** Whether the whole log is on the order; otherwise it began in `order_events` (an older order). */
+export function logIsEmbedded(o: Order): boolean {
+	return o.events?.[0]?.type === "created";
+}
+
+/**
+ * The order's event log as the API shows it: the entries kept on the order, after the rows an
+ * older order has in `order_events` (`legacy`, for an order whose log is not embedded).
+ */
+export function orderEventLog(o: Order, legacy: OrderEvent[] = []): Required<OrderEvent>[] {
+	const before = logIsEmbedded(o) ? [] : [...legacy].sort((a, b) => a.seq - b.seq);
+	const log = before.map(({ seq, type, data, createdAt }) => ({ seq, type, data: data ?? {}, createdAt: createdAt! }));
+	(o.events ?? []).forEach((e, i) => {
+		const data = i === 0 && !before.length && e.type === "created" ? createdEventData(o) : e.data;
+		log.push({ seq: before.length + i + 1, type: e.type, data, createdAt: e.createdAt });
+	});
+	return log;
 }

@@ -7,8 +7,9 @@
  * stock, give the promo back, refund, cancel the order with the reason). The saga's journal lives
  * on the order, so compensating again never refunds or releases twice.
  *
- * Every change of an order is one conditional update (a status compare-and-set) that also bumps the
- * order's event counter, followed by its `order_events` entries with those sequence numbers.
+ * Every change of an order is one conditional update (a status compare-and-set) that also appends
+ * its entries to the order's event log, kept on the order (orders stored before that keep the start
+ * of their log in `order_events`, read with it).
  *
  * What a change owes afterwards (commit or release stock, return the promo use, refund, announce it)
  * is recorded on the order in that same update (`pendingActions`) and driven to completion by
@@ -38,7 +39,10 @@ import {
 	announcementOf,
 	cancelReasonOf,
 	checkoutDurationMs,
-	eventEntries,
+	createdEvent,
+	logIsEmbedded,
+	orderEventLog,
+	type OrderEvent,
 	eventPayload,
 	followUpsClaimable,
 	FOLLOW_UPS_AFTER,
@@ -139,6 +143,7 @@ const ORDER_SPECS: Record<string, CollectionSpec> = {
 		fields: { number: String, userId: String, status: String, paymentStatus: String, items: Array, total: Number, createdAt: Date },
 		indexes: [{ fields: { number: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1 } }],
 	},
+	// Only read: the start of the log of orders stored before the log moved onto the order.
 	order_events: {
 		fields: { orderId: String, seq: Number, type: String, data: Object, createdAt: Date },
 		indexes: [{ fields: { orderId: 1, seq: 1 }, unique: true }],
@@ -237,8 +242,8 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			params: { id: "string" },
 			async handler(this: OrdersThis, ctx: Context<{ id: string }, ShopMeta>) {
 				const order = await this.visibleOrder(ctx, ctx.params.id);
-				const events = await this.db.order_events.find({ orderId: order.id }, { sort: { seq: 1 } });
-				return events.map(({ seq, type, data, createdAt }) => ({ seq, type, data, createdAt }));
+				const legacy = logIsEmbedded(order) ? [] : await this.db.order_events.find({ orderId: order.id }, { sort: { seq: 1 } });
+				return orderEventLog(order, legacy as unknown as OrderEvent[]);
 			},
 		},
 
@@ -452,14 +457,13 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 				followUpLease: null,
 				announcements: {},
 				eventSeq: 1,
+				events: [createdEvent(now)],
 				saga: { state: "running", completed: c.log?.carry("createOrder") ?? [], compensated: [] },
 				createdAt: now,
 				updatedAt: now,
 			});
 			c.order = order as unknown as Order;
 			c.log?.carried(order.saga.completed);
-			const { number, currency, promoCode, shippingAddress } = c.order;
-			await this.db.order_events.insert({ orderId: c.orderId, seq: 1, type: "created", data: { number, userId: c.userId, items, ...totals, currency, promoCode, shippingAddress }, createdAt: now });
 		},
 
 		async cancelFailedOrder(c: Checkout, cause: unknown) {
@@ -839,9 +843,8 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 		},
 
 		/**
-		 * One change of an order: a conditional update (`when`) that also takes the next event numbers
-		 * and records follow-ups, then the events under those numbers. Returns the updated order, or
-		 * null when `when` did not hold.
+		 * One change of an order: a conditional update (`when`) that also appends its events to the
+		 * log and records follow-ups. Returns the updated order, or null when `when` did not hold.
 		 */
 		async changeOrder(orderId: string, change: OrderChange, journal?: SagaJournalRef): Promise<Order | null> {
 			const now = new Date();
@@ -852,8 +855,6 @@ const OrdersService: ServiceSchema<OrdersSettings, Record<string, any>, Record<s
 			const order = await this.db.orders.updateOne({ id: orderId, ...change.when }, update);
 			if (!order) return null;
 			journal?.log?.carried(marks);
-			const entries = eventEntries(orderId, order.eventSeq, change, now);
-			if (entries.length) await this.db.order_events.insertMany(entries);
 			return order as unknown as Order;
 		},
 

@@ -13,7 +13,7 @@ import path from "node:path";
 import Stripe from "stripe";
 import type { ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
-import { rebuildOrderState } from "../../lib/order-state";
+import { orderEventLog, rebuildOrderState } from "../../lib/order-state";
 import { ServiceUnavailableError } from "../../lib/errors";
 import OrdersService from "../../services/orders.service";
 import { waitFor } from "../helpers/wait";
@@ -156,6 +156,30 @@ describe("orders", () => {
 		expect(log.map((e: any) => e.type)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed", "processing", "shipped", "delivered"]);
 		expect(log.map((e: any) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
 		expect(log[6]).toMatchObject({ type: "shipped", data: { trackingNumber: "1Z999AA10123456784" }, createdAt: expect.any(String) });
+		const placed = (await shop.http.get(`/api/orders/${id}`, { token: a.token })).body;
+		const { number, userId, items, subtotal, discount, shipping, total, currency, promoCode, shippingAddress } = placed;
+		expect(log[0].data).toEqual({ number, userId, items, subtotal, discount, shipping, total, currency, promoCode, shippingAddress });
+		// The log lives on the order, written by the same update as each change.
+		const service = shop.broker.getLocalService("orders") as any;
+		expect(await service.db.order_events.count({ orderId: id })).toBe(0);
+		expect((await service.db.orders.findById(id)).events).toHaveLength(8);
+	});
+
+	test("an order stored before the log moved onto it: its old rows come first, then what was appended since", async () => {
+		const a = await customer();
+		const { order } = await placeOrder(a);
+		const service = shop.broker.getLocalService("orders") as any;
+		// As an older version stored it: the log in order_events, none on the order.
+		const embedded = (await service.db.orders.findById(order.id)).events as Array<{ type: string; data: object; createdAt: Date }>;
+		const createdData = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body[0].data;
+		await service.db.order_events.insertMany(embedded.map((e, i) => ({ orderId: order.id, seq: i + 1, type: e.type, data: i === 0 ? createdData : e.data, createdAt: e.createdAt })));
+		await service.db.orders.updateOne({ id: order.id }, { $unset: { events: true } });
+
+		expect((await setStatus(order.id, { status: "processing" })).status).toBe(200);
+		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
+		expect(log.map((e: any) => e.type)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed", "processing"]);
+		expect(log.map((e: any) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+		expect(log[0].data).toEqual(createdData);
 	});
 
 	test("concurrent transitions: of a ship and a cancel racing, exactly one applies", async () => {
@@ -305,7 +329,7 @@ describe("orders", () => {
 	describe("a node dying half-way through a change: the follow-ups are finished once by a replay or the recovery timer", () => {
 		const orders = () => shop.broker.getLocalService("orders") as any;
 		const stored = (id: string) => orders().db.orders.findById(id);
-		const eventTypes = async (id: string) => (await orders().db.order_events.find({ orderId: id }, { sort: { seq: 1 } })).map((e: any) => e.type);
+		const eventTypes = async (id: string) => orderEventLog(await stored(id)).map((e) => e.type);
 		const announced = (name: string, orderId: string) => events.filter((e) => e.name === name && e.payload.orderId === orderId);
 		const history = async (variantId: string) => (await shop.http.get(`/api/inventory/${variantId}/history?pageSize=100`, { token: admin })).body.rows as any[];
 		const promoAvailable = (code: string) => shop.broker.call<any, any>("cart.quotePromo", { code, subtotal: 100_000 }).then(() => true, () => false);
@@ -505,7 +529,7 @@ describe("orders", () => {
 			expect((await history(variantId)).filter((r) => r.type === "release")).toHaveLength(1);
 			expect(announced("order.cancelled", order.id)).toHaveLength(1);
 			expect(announced("order.cancelled", order.id)[0].payload).toMatchObject({ reason: "payment_failed", refundedAmount: 0 });
-			expect(rebuildOrderState(await orders().db.order_events.find({ orderId: order.id }))).toMatchObject({ status: "cancelled", paymentStatus: "failed" });
+			expect(rebuildOrderState(orderEventLog(await stored(order.id)))).toMatchObject({ status: "cancelled", paymentStatus: "failed" });
 
 			const once = await snapshot(order, variantId);
 			await orders().recoverInterrupted(0);
@@ -601,7 +625,7 @@ describe("orders catches up with the payment events it missed while it was down"
 
 
 	const stockOf = async (variantId: string) => (await shop.broker.call<any[], any>("products.getVariants", { ids: [variantId] }))[0].stock as number;
-	const eventTypes = async (orderId: string) => (await orders.db.order_events.find({ orderId }, { sort: { seq: 1 } })).map((e: any) => e.type);
+	const eventTypes = async (orderId: string) => orderEventLog(await orders.db.orders.findById(orderId)).map((e) => e.type);
 	const announced = (name: string, orderId: string) => events.filter((e) => e.name === name && e.payload.orderId === orderId).length;
 
 	/** A checkout through the orders action itself (the gateway's routes to a restarted service come back after a debounce). */

@@ -3,7 +3,8 @@ import {
 	announcementEvent,
 	announcementOf,
 	checkoutDurationMs,
-	eventEntries,
+	logIsEmbedded,
+	orderEventLog,
 	followUpsClaimable,
 	FOLLOW_UPS,
 	FOLLOW_UPS_AFTER,
@@ -205,13 +206,22 @@ describe("follow-ups", () => {
 		const now = new Date("2025-01-01T10:00:00Z");
 		test.each([
 			["fields only", { set: { status: "shipped" } }, { $set: { status: "shipped", updatedAt: now } }],
-			["one entry", { set: { a: 1 }, event: { type: "x" } }, { $set: { a: 1, updatedAt: now }, $inc: { eventSeq: 1 } }],
+			["one entry", { set: { a: 1 }, event: { type: "x" } }, { $set: { a: 1, updatedAt: now }, $inc: { eventSeq: 1 }, $push: { events: { $each: [{ type: "x", data: {}, createdAt: now }] } } }],
 			[
 				"two entries and follow-ups",
 				{ inc: { refundedAmount: 5 }, event: [{ type: "a" }, { type: "b" }], followUps: ["commitStock", "announceConfirmed"] },
-				{ $set: { updatedAt: now }, $inc: { refundedAmount: 5, eventSeq: 2 }, $addToSet: { pendingActions: { $each: ["commitStock", "announceConfirmed"] } } },
+				{
+					$set: { updatedAt: now },
+					$inc: { refundedAmount: 5, eventSeq: 2 },
+					$push: { events: { $each: [{ type: "a", data: {}, createdAt: now }, { type: "b", data: {}, createdAt: now }] } },
+					$addToSet: { pendingActions: { $each: ["commitStock", "announceConfirmed"] } },
+				},
 			],
-			["a follow-up done", { done: "commitStock", event: { type: "stock_committed" } }, { $set: { updatedAt: now }, $inc: { eventSeq: 1 }, $pull: { pendingActions: "commitStock" } }],
+			[
+				"a follow-up done",
+				{ done: "commitStock", event: { type: "stock_committed", data: { n: 1 } } },
+				{ $set: { updatedAt: now }, $inc: { eventSeq: 1 }, $push: { events: { $each: [{ type: "stock_committed", data: { n: 1 }, createdAt: now }] } }, $pull: { pendingActions: "commitStock" } },
+			],
 		] as Array<[string, OrderChange, Record<string, unknown>]>)("%s", (_what, change, expected) => {
 			expect(orderUpdate(change, now)).toEqual(expected);
 		});
@@ -220,12 +230,41 @@ describe("follow-ups", () => {
 			expect(() => orderUpdate({ followUps: ["refund"], done: "refund" }, now)).toThrow();
 		});
 
-		test("entries are numbered up to the order's counter after the update", () => {
-			expect(eventEntries("o1", 7, { event: [{ type: "payment_failed", data: { reason: "x" } }, { type: "cancelled" }] }, now)).toEqual([
-				{ orderId: "o1", seq: 6, type: "payment_failed", data: { reason: "x" }, createdAt: now },
-				{ orderId: "o1", seq: 7, type: "cancelled", data: {}, createdAt: now },
+	});
+
+	describe("the event log as the API shows it", () => {
+		const t0 = new Date("2025-01-01T10:00:00Z");
+		const t1 = new Date("2025-01-01T10:00:01Z");
+		const fields = {
+			number: "SO-1", userId: "u1", items: [{ variantId: "v", quantity: 1 }], subtotal: 900, discount: 0, shipping: 100, total: 1000,
+			currency: "USD", promoCode: null, shippingAddress: { city: "Kyiv" },
+		};
+		const order = (events: unknown[] | undefined) => ({ id: "o1", status: "confirmed", ...fields, ...(events ? { events } : {}) }) as unknown as Order;
+
+		test("kept on the order: numbered by position, the created entry reads the order's fields", () => {
+			const o = order([{ type: "created", data: {}, createdAt: t0 }, { type: "payment_succeeded", data: { amount: 1000 }, createdAt: t1 }, { type: "confirmed", data: {}, createdAt: t1 }]);
+			expect(logIsEmbedded(o)).toBe(true);
+			expect(orderEventLog(o, [{ seq: 1, type: "ignored" }])).toEqual([
+				{ seq: 1, type: "created", data: fields, createdAt: t0 },
+				{ seq: 2, type: "payment_succeeded", data: { amount: 1000 }, createdAt: t1 },
+				{ seq: 3, type: "confirmed", data: {}, createdAt: t1 },
 			]);
-			expect(eventEntries("o1", 7, {}, now)).toEqual([]);
+			expect(rebuildOrderState(orderEventLog(o))).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", total: 1000, number: "SO-1" });
+		});
+
+		test("an older order: its rows first, in seq order, then what was appended on the order since", () => {
+			const legacy = [
+				{ seq: 2, type: "confirmed", data: {}, createdAt: t0 },
+				{ seq: 1, type: "created", data: { number: "SO-1", stored: true }, createdAt: t0 },
+			];
+			const o = order([{ type: "shipped", data: { trackingNumber: "T1" }, createdAt: t1 }]);
+			expect(logIsEmbedded(o)).toBe(false);
+			expect(orderEventLog(o, legacy)).toEqual([
+				{ seq: 1, type: "created", data: { number: "SO-1", stored: true }, createdAt: t0 },
+				{ seq: 2, type: "confirmed", data: {}, createdAt: t0 },
+				{ seq: 3, type: "shipped", data: { trackingNumber: "T1" }, createdAt: t1 },
+			]);
+			expect(orderEventLog(order(undefined), legacy).map((e) => e.seq)).toEqual([1, 2]);
 		});
 	});
 
