@@ -46,3 +46,15 @@ test("collections use it: a compound index still finds and orders its documents"
 	await expect(events.insert({ orderId: "o3", seq: 7 })).rejects.toMatchObject({ type: "DUPLICATE" });
 	await events.disconnect();
 });
+
+test("the names kept on a key stay invisible: its JSON, keys and NeDB's copy are unchanged", () => {
+	const model = require("@seald-io/nedb/lib/model");
+	const a = { userId: "u1", createdAt: new Date(1), nested: { b: 1, a: 2 } };
+	const b = { userId: "u1", createdAt: new Date(2), nested: { b: 1, a: 2 } };
+	const json = JSON.stringify(a);
+	expect(compareIndexKeys(a, b)).toBe(-1);
+	expect(JSON.stringify(a)).toBe(json);
+	expect(Object.keys(a)).toEqual(["userId", "createdAt", "nested"]);
+	expect(Object.getOwnPropertySymbols(model.deepCopy(a))).toEqual([]);
+	expect(JSON.stringify(model.deepCopy(a))).toBe(json);
+});
