@@ -56,6 +56,21 @@ describe("NeDB appends through an open file", () => {
 
 	const lines = () => fs.readFileSync(path.join(dir, "items.db"), "utf8").split("\n").filter(Boolean);
 
+	test("a rewrite writes the same lines NeDB's own rewrite writes: documents, then index definitions", async () => {
+		const model = require("@seald-io/nedb/lib/model");
+		const items = new Collection("items", { fields: {}, indexes: [{ fields: { sku: 1 }, unique: true }, { fields: { at: 1 }, sparse: true }] }, { dataDir: dir });
+		await items.connect();
+		await items.insertMany([{ sku: "A", at: new Date(5), nested: { when: new Date(6), list: [1, "x", null] } }, { sku: "B", note: "é\n\"q\"" }]);
+		const db = (items.backend as any).db;
+		const expected = [
+			...db.getAllData().map((d: unknown) => model.serialize(d)),
+			...Object.keys(db.indexes).filter((f) => f !== "_id").map((f) => model.serialize({ $$indexCreated: { fieldName: db.indexes[f].fieldName, unique: db.indexes[f].unique, sparse: db.indexes[f].sparse } })),
+		];
+		await db.compactDatafileAsync();
+		expect(lines()).toEqual(expected);
+		await items.disconnect();
+	});
+
 	test("loading a cleanly ended file does not rewrite it; a torn last line is dropped by a rewrite", async () => {
 		const file = path.join(dir, "items.db");
 		const doc = (id: string, stock: number) => JSON.stringify({ _id: id, sku: id, stock });
