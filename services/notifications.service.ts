@@ -96,6 +96,12 @@ function adminView(m: Message) {
 	return { ...customerView(m), userId: m.userId, eventId: m.eventId, provider: m.provider, providerId: m.providerId, error: m.error, nextAttemptAt: m.nextAttemptAt, failedAt: m.failedAt };
 }
 
+/** A message for the worker pool; one stored already claimed carries itself (see handleEvent). */
+interface QueuedMessage {
+	id: string;
+	claimed?: Message;
+}
+
 interface NotifySettings extends OutboxConsumerSettings {
 	rest: string;
 	/** How often queued messages that are due (retries, leftovers of a restart) are picked up. */
@@ -109,7 +115,7 @@ interface NotifyVars {
 	config: NotificationConfig;
 	channels: Record<"email" | "sms", NotificationChannel>;
 	templates: Map<NotificationKind, KindTemplates>;
-	queue: WorkQueue<string>;
+	queue: WorkQueue<QueuedMessage>;
 	timers: Set<NodeJS.Timeout>;
 	stopping: boolean;
 }
@@ -117,7 +123,8 @@ interface NotifyVars {
 interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll"> {
 	handleEvent(event: string, payload: Record<string, any>): Promise<void>;
 	contactFor(kind: NotificationKind, payload: Record<string, any>): Promise<Contact | null>;
-	deliver(id: string): Promise<void>;
+	deliver(item: QueuedMessage): Promise<void>;
+	claim(item: QueuedMessage, now: Date): Promise<Message | null>;
 	enqueueDue(): Promise<void>;
 	later(delayMs: number, fn: () => unknown): void;
 }
@@ -196,7 +203,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					if (!existing) throw new NotFoundError("Notification");
 					throw new ConflictError(`Only failed messages can be retried; this one is ${existing.status}`, "INVALID_STATE");
 				}
-				this.queue.push(requeued.id);
+				this.queue.push({ id: requeued.id });
 				return adminView(requeued as Message);
 			},
 		},
@@ -217,6 +224,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				const tpl = this.templates.get(kind)!;
 				const vars = templateVars(kind, opened, contact, this.config);
 				const now = new Date();
+				// Stored claimed by this worker, with its first attempt counted: sending it needs no claim write.
+				const leaseUntil = new Date(now.getTime() + this.settings.leaseMs);
 				for (const planned of plannedMessages(kind, contact)) {
 					if (planned.medium === "sms" && !tpl.sms) continue;
 					const content =
@@ -226,10 +235,11 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					try {
 						const saved = await this.db.notifications.insert({
 							userId: contact.userId, eventId, dedupeKey: dedupeKey(eventId, kind, planned.medium, planned.recipient), template: kind,
-							channel: planned.medium, provider: null, recipient: planned.recipient, ...content, status: "queued", attempts: 0,
-							providerId: null, error: null, createdAt: now, sentAt: null, failedAt: null, nextAttemptAt: now, leaseUntil: EPOCH,
+							channel: planned.medium, provider: null, recipient: planned.recipient, ...content, status: "queued", attempts: 1,
+							providerId: null, error: null, createdAt: now, sentAt: null, failedAt: null, nextAttemptAt: now, leaseUntil,
 						});
-						this.queue.push(saved.id);
+						// Not queued (stopping, or the pool is full): the lease runs out and the scan takes it.
+						this.queue.push({ id: saved.id, claimed: saved as unknown as Message });
 					} catch (err) {
 						// Already created by an earlier delivery of this event: nothing twice.
 						if ((err as { type?: string }).type !== "DUPLICATE") throw err;
@@ -259,12 +269,9 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		},
 
 		/** Sends one message if it is still queued and due, and nobody else holds it. */
-		async deliver(id: string) {
-			const now = new Date();
-			const claimed = (await this.db.notifications.updateOne(
-				{ id, status: "queued", nextAttemptAt: { $lte: now }, leaseUntil: { $lte: now } },
-				{ $set: { leaseUntil: new Date(now.getTime() + this.settings.leaseMs) }, $inc: { attempts: 1 } },
-			)) as Message | null;
+		async deliver(item: QueuedMessage) {
+			const { id } = item;
+			const claimed = await this.claim(item, new Date());
 			if (!claimed) return;
 			const channel = this.channels[claimed.channel];
 			const mine = { id, leaseUntil: claimed.leaseUntil };
@@ -277,7 +284,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				const error = (err as Error).message.slice(0, 500);
 				if (decision.retry) {
 					await this.db.notifications.updateOne(mine, { $set: { provider: channel.provider, error, nextAttemptAt: decision.at, leaseUntil: EPOCH } });
-					this.later(decision.delayMs, () => this.queue.push(id));
+					this.later(decision.delayMs, () => this.queue.push({ id }));
 				} else {
 					this.logger.warn(`Notification ${id} (${claimed.template} by ${claimed.channel}) failed after ${claimed.attempts} attempt(s): ${error}`);
 					await this.db.notifications.updateOne(mine, { $set: { status: "failed", provider: channel.provider, error, failedAt: new Date(), leaseUntil: EPOCH } });
@@ -288,6 +295,23 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			await this.db.notifications.updateOne(mine, { $set: { status: result.status, provider: result.provider, providerId: result.providerId, sentAt: new Date(), error: null, leaseUntil: EPOCH } });
 		},
 
+		/**
+		 * Takes the message for one attempt: the claim made when it was stored while at least half its
+		 * lease is left (a send must not outlive it), else a conditional update that renews that claim
+		 * if it is still ours, or claims a due message nobody holds and counts the attempt.
+		 */
+		async claim({ id, claimed }: QueuedMessage, now: Date) {
+			const lease = new Date(now.getTime() + this.settings.leaseMs);
+			if (claimed) {
+				if (claimed.leaseUntil.getTime() - now.getTime() >= this.settings.leaseMs / 2) return claimed;
+				return (await this.db.notifications.updateOne({ id, status: "queued", leaseUntil: claimed.leaseUntil }, { $set: { leaseUntil: lease } })) as Message | null;
+			}
+			return (await this.db.notifications.updateOne(
+				{ id, status: "queued", nextAttemptAt: { $lte: now }, leaseUntil: { $lte: now } },
+				{ $set: { leaseUntil: lease }, $inc: { attempts: 1 } },
+			)) as Message | null;
+		},
+
 		/** Queues what is due: retries whose time has come, and what a stopped or crashed process left. */
 		async enqueueDue() {
 			const now = new Date();
@@ -295,7 +319,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				{ status: "queued", nextAttemptAt: { $lte: now }, leaseUntil: { $lte: now } },
 				{ sort: { nextAttemptAt: 1 }, limit: 500, fields: ["id"] },
 			);
-			for (const m of due) this.queue.push(m.id);
+			for (const m of due) this.queue.push({ id: m.id });
 		},
 
 		later(delayMs: number, fn: () => unknown) {
@@ -315,12 +339,13 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		this.templates = loadTemplates(TEMPLATES_DIR);
 		this.timers = new Set();
 		this.stopping = false;
-		this.queue = new WorkQueue<string>({
+		this.queue = new WorkQueue<QueuedMessage>({
 			concurrency: this.config.concurrency,
 			maxQueued: 10_000,
-			worker: (id) => this.deliver(id),
+			worker: (item) => this.deliver(item),
+			key: (item) => item.id,
 			// A store error while claiming or recording: the message stays queued and the scan takes it again.
-			onError: (err, id) => this.logger.error(`Delivering notification ${id} failed:`, err),
+			onError: (err, item) => this.logger.error(`Delivering notification ${item.id} failed:`, err),
 		});
 	},
 

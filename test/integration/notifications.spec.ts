@@ -295,6 +295,51 @@ describe("notifications: retries, failures, the worker pool", () => {
 		expect(msg.attempts).toBe(1);
 	});
 
+	test("a message is stored claimed: sending it takes one more write, not a claim and a result", async () => {
+		email.script = {};
+		const updates = jest.spyOn(svc.db.notifications, "updateOne");
+		try {
+			await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("k1", "u-bob") });
+			const msg = await waitFor(() => byOrder("k1"), (m: any) => m?.status === "sent");
+			expect(msg.attempts).toBe(1);
+			const own = updates.mock.calls.filter(([filter]: any[]) => filter.id === msg.id);
+			expect(own).toHaveLength(1);
+			expect(own[0][1]).toMatchObject({ $set: { status: "sent" } });
+		} finally {
+			updates.mockRestore();
+		}
+	});
+
+	test("a stored claim with less than half its lease left is renewed first, and only while it is still ours", async () => {
+		email.script = {};
+		const now = Date.now();
+		const stored = async (id: string, leaseUntil: Date) =>
+			svc.db.notifications.insert({
+				id, userId: "u-bob", eventId: `e-${id}`, dedupeKey: `d-${id}`, template: "order-confirmed", channel: "email", provider: null, recipient: "bob@example.com",
+				subject: `Subject ${id}`, html: "<p>x</p>", text: "x", status: "queued", attempts: 1, providerId: null, error: null,
+				createdAt: new Date(now), sentAt: null, failedAt: null, nextAttemptAt: new Date(now), leaseUntil,
+			});
+		const updates = jest.spyOn(svc.db.notifications, "updateOne");
+		try {
+			// Waited behind a backlog: 1 s of a 60 s lease left.
+			const late = await stored(`late-${now}`, new Date(now + 1000));
+			await svc.deliver({ id: late.id, claimed: late });
+			expect(updates.mock.calls[0][0]).toEqual({ id: late.id, status: "queued", leaseUntil: late.leaseUntil });
+			expect(updates.mock.calls[0][1].$set.leaseUntil.getTime()).toBeGreaterThan(now + 30_000);
+			expect((await svc.db.notifications.findById(late.id)).status).toBe("sent");
+
+			// Its lease ran out and another worker took it meanwhile: not sent by this one.
+			const taken = await stored(`taken-${now}`, new Date(now + 1000));
+			await svc.db.notifications.updateOne({ id: taken.id }, { $set: { leaseUntil: new Date(now + 90_000) } });
+			const calls = email.calls;
+			await svc.deliver({ id: taken.id, claimed: taken });
+			expect(email.calls).toBe(calls);
+			expect((await svc.db.notifications.findById(taken.id)).status).toBe("queued");
+		} finally {
+			updates.mockRestore();
+		}
+	});
+
 	test("no more than NOTIFY_CONCURRENCY messages are sent at once", async () => {
 		email.script = { delayMs: 60 };
 		email.maxRunning = 0;
