@@ -325,7 +325,7 @@ describe("notifications: retries, failures, the worker pool", () => {
 			const late = await stored(`late-${now}`, new Date(now + 1000));
 			await svc.deliver({ id: late.id, claimed: late });
 			expect(updates.mock.calls[0][0]).toEqual({ id: late.id, status: "queued", leaseUntil: late.leaseUntil });
-			expect(updates.mock.calls[0][1].$set.leaseUntil.getTime()).toBeGreaterThan(now + 30_000);
+			expect((updates.mock.calls[0][1] as any).$set.leaseUntil.getTime()).toBeGreaterThan(now + 30_000);
 			expect((await svc.db.notifications.findById(late.id)).status).toBe("sent");
 
 			// Its lease ran out and another worker took it meanwhile: not sent by this one.
