@@ -5,11 +5,14 @@
  * and deduplicates by `eventId`, so nothing is lost and nothing counts twice.
  * Sequence numbers are taken and stored under one in-process lock, so this instance's events enter
  * the outbox in sequence order: a reader past N never sees N-1 appear later. (Two instances sharing
- * one MongoDB outbox can still interleave; the live event covers that gap.)
+ * one MongoDB outbox can still interleave; the live event covers that gap.) With MongoDB each
+ * publish takes its numbers from the counter; the embedded store has one writer, this process, so
+ * it reserves them in blocks (lib/seq-blocks.ts): a counter write per block, and a gap after a restart.
  */
 import type { Context, ServiceSchema, Service } from "moleculer";
 import { Collection } from "./collection";
 import { readConfig } from "../lib/config";
+import { SeqBlocks } from "../lib/seq-blocks";
 
 export interface OutboxEvent<P = Record<string, unknown>> {
 	seq: number;
@@ -26,6 +29,7 @@ export interface Announcement {
 export interface OutboxThis {
 	outbox: Collection;
 	outboxCounters: Collection;
+	outboxSeqs: SeqBlocks;
 	/** Takes the outbox's lock: what runs under it runs alone, in call order. */
 	outboxLock: <T>(fn: () => Promise<T>) => Promise<T>;
 	publish(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string>;
@@ -45,6 +49,8 @@ export function serialLock(): OutboxThis["outboxLock"] {
 
 /** Days an event stays available for catch-up. */
 const RETENTION_SECONDS = 7 * 24 * 3600;
+/** Sequence numbers reserved per counter write in the embedded store. */
+const EMBEDDED_SEQ_BLOCK = 1000;
 
 export function OutboxMixin(serviceName: string): Partial<ServiceSchema<any, any, any, any>> {
 	return {
@@ -74,9 +80,7 @@ export function OutboxMixin(serviceName: string): Partial<ServiceSchema<any, any
 			async publishAll(this: Service & OutboxThis, ctx: Context | null, events: Announcement[]): Promise<string[]> {
 				if (!events.length) return [];
 				const rows = await this.outboxLock(async () => {
-					// The counter is one atomic upsert-increment, so sequence numbers never repeat.
-					const counter = await this.outboxCounters.updateOne({ id: "seq" }, { $inc: { value: events.length } }, { upsert: true });
-					const first = (counter!.value as number) - events.length + 1;
+					const first = await this.outboxSeqs.take(events.length);
 					const createdAt = new Date();
 					const stored = events.map(({ event, payload }, i) => ({ seq: first + i, event, payload: { ...payload, eventId: `${serviceName}:${first + i}` }, createdAt }));
 					await this.outbox.insertMany(stored);
@@ -99,6 +103,9 @@ export function OutboxMixin(serviceName: string): Partial<ServiceSchema<any, any
 			}, opts);
 			this.outboxCounters = new Collection(`${serviceName}_outbox_counters`, { fields: { value: Number } }, opts);
 			this.outboxLock = serialLock();
+			// The counter is one atomic upsert-increment, so sequence numbers never repeat.
+			const reserve = async (n: number) => (await this.outboxCounters.updateOne({ id: "seq" }, { $inc: { value: n } }, { upsert: true }))!.value as number;
+			this.outboxSeqs = new SeqBlocks(reserve, opts.mongoUri ? 1 : EMBEDDED_SEQ_BLOCK);
 		},
 		async started(this: Service & OutboxThis) {
 			await Promise.all([this.outbox.connect(), this.outboxCounters.connect()]);
