@@ -36,7 +36,6 @@ export interface ProductIndexDoc {
 	maxPrice: number;
 	currency: string;
 	inStock: boolean;
-	stock: number;
 	options: Record<string, string[]>;
 	rating: number;
 	ratingCount: number;
@@ -173,6 +172,16 @@ function cents(value: unknown): number | undefined {
 	return typeof value === "number" && Number.isSafeInteger(value) ? value : undefined;
 }
 
+/**
+ * Whether a stock change can change what search knows of the product: only `inStock` is indexed,
+ * and it can only change when the variant's stock crosses zero. Without the numbers, assume it can.
+ */
+export function inStockMayChange(change: { stock?: unknown; delta?: unknown }): boolean {
+	const { stock, delta } = change;
+	if (typeof stock !== "number" || typeof delta !== "number") return true;
+	return stock > 0 !== stock - delta > 0;
+}
+
 /** Builds the index document from a `products.listForIndex` (or `getForIndex`) row. */
 export function toIndexDoc(row: Record<string, any>, indexedAt: number): ProductIndexDoc {
 	const price = cents(row.minPrice) ?? cents(row.price) ?? 0;
@@ -181,7 +190,6 @@ export function toIndexDoc(row: Record<string, any>, indexedAt: number): Product
 		for (const [k, v] of Object.entries(row.options as Record<string, unknown>)) options[k] = toStringArray(Array.isArray(v) ? v : [v]);
 	}
 	const rating = row.rating && typeof row.rating === "object" ? row.rating : { average: row.rating, count: row.ratingCount };
-	const stock = typeof row.stock === "number" ? row.stock : 0;
 	return {
 		id: String(row.id),
 		name: String(row.name ?? ""),
@@ -193,8 +201,7 @@ export function toIndexDoc(row: Record<string, any>, indexedAt: number): Product
 		price,
 		maxPrice: Math.max(price, cents(row.maxPrice) ?? price),
 		currency: String(row.currency ?? "USD"),
-		inStock: typeof row.inStock === "boolean" ? row.inStock : stock > 0,
-		stock,
+		inStock: typeof row.inStock === "boolean" ? row.inStock : typeof row.stock === "number" && row.stock > 0,
 		options,
 		rating: typeof rating.average === "number" && Number.isFinite(rating.average) ? rating.average : 0,
 		ratingCount: typeof rating.count === "number" ? rating.count : 0,

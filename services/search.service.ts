@@ -15,7 +15,7 @@ import { readConfig } from "../lib/config";
 import { ServiceUnavailableError } from "../lib/errors";
 import { pageParams } from "../lib/pagination";
 import { createSearchEngine, type SearchEngine } from "../adapters/search";
-import { MAX_SUGGESTIONS, SEARCH_SORTS, normalizeText, parseSearchQuery, toIndexDoc, type SearchParams } from "../lib/search-query";
+import { MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, normalizeText, parseSearchQuery, toIndexDoc, type SearchParams } from "../lib/search-query";
 
 interface SearchSettings {
 	rest: string;
@@ -170,9 +170,10 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			});
 			this.queueRefresh(id);
 		},
-		"inventory.changed"(this: SearchThis, ctx: Context<{ productId: string }>) {
+		"inventory.changed"(this: SearchThis, ctx: Context<{ productId: string; stock?: number; delta?: number }>) {
 			const id = productIdOf(ctx);
-			if (id) this.queueRefresh(id);
+			// Most stock changes (every sale) leave the product as searchable as it was.
+			if (id && inStockMayChange(ctx.params)) this.queueRefresh(id);
 		},
 		"review.moderated"(this: SearchThis, ctx: Context<{ productId: string; rating?: Rating }>) {
 			const id = productIdOf(ctx);

@@ -43,7 +43,6 @@ export const PRODUCT_MAPPINGS: estypes.MappingTypeMapping = {
 		maxPrice: { type: "long" },
 		currency: { type: "keyword" },
 		inStock: { type: "boolean" },
-		stock: { type: "integer" },
 		options: { type: "object", enabled: false },
 		optionValues: { type: "text" },
 		rating: { type: "float" },

@@ -1,4 +1,5 @@
 import {
+	inStockMayChange,
 	PRICE_BUCKETS,
 	computeFacets,
 	fuzzinessFor,
@@ -15,7 +16,7 @@ import {
 import { buildSearchRequest, suggestInputs } from "../../adapters/search/elasticsearch-engine";
 
 function doc(id: string, over: Partial<ProductIndexDoc> = {}): ProductIndexDoc {
-	return { id, name: id, slug: id, description: "", categoryId: null, categoryPath: [], categoryNames: [], price: 1000, maxPrice: 1000, currency: "USD", inStock: true, stock: 1, options: {}, rating: 0, ratingCount: 0, image: null, createdAt: null, indexedAt: 0, ...over };
+	return { id, name: id, slug: id, description: "", categoryId: null, categoryPath: [], categoryNames: [], price: 1000, maxPrice: 1000, currency: "USD", inStock: true, options: {}, rating: 0, ratingCount: 0, image: null, createdAt: null, indexedAt: 0, ...over };
 }
 
 const base: SearchQuery = { text: "", sort: "relevance", page: 1, pageSize: 20 };
@@ -65,13 +66,32 @@ describe("index documents", () => {
 			{ id: "p1", name: "Tee", slug: "tee", description: "Soft", categoryId: "c1", categoryPath: ["Apparel", "tops"], categoryNames: ["Apparel", "Tops"], price: 2500, minPrice: 1999, maxPrice: 2999, currency: "EUR", inStock: true, stock: 7, options: { Size: ["S", "M"], Color: "Red" }, rating: { average: 4.5, count: 2 }, image: "i.jpg", createdAt: "2024-01-01T00:00:00Z" },
 			42,
 		);
-		expect(d).toEqual({ id: "p1", name: "Tee", slug: "tee", description: "Soft", categoryId: "c1", categoryPath: ["apparel", "tops"], categoryNames: ["Apparel", "Tops"], price: 1999, maxPrice: 2999, currency: "EUR", inStock: true, stock: 7, options: { Size: ["S", "M"], Color: ["Red"] }, rating: 4.5, ratingCount: 2, image: "i.jpg", createdAt: "2024-01-01T00:00:00.000Z", indexedAt: 42 });
+		expect(d).toEqual({ id: "p1", name: "Tee", slug: "tee", description: "Soft", categoryId: "c1", categoryPath: ["apparel", "tops"], categoryNames: ["Apparel", "Tops"], price: 1999, maxPrice: 2999, currency: "EUR", inStock: true, options: { Size: ["S", "M"], Color: ["Red"] }, rating: 4.5, ratingCount: 2, image: "i.jpg", createdAt: "2024-01-01T00:00:00.000Z", indexedAt: 42 });
 		expect(toSearchRow(d)).toEqual({ id: "p1", name: "Tee", slug: "tee", price: 1999, currency: "EUR", rating: 4.5, ratingCount: 2, inStock: true, image: "i.jpg" });
 	});
 
 	test("missing and odd fields get safe values", () => {
 		const d = toIndexDoc({ id: 7, name: "X", price: 12.5, stock: 0, image: { url: "u.png" } }, 1);
 		expect(d).toMatchObject({ id: "7", price: 0, maxPrice: 0, inStock: false, rating: 0, ratingCount: 0, categoryPath: [], image: "u.png", createdAt: null, currency: "USD" });
+	});
+
+	test("the index keeps no stock figure, only whether it is in stock", () => {
+		expect(toIndexDoc({ id: "p", name: "X", stock: 4 }, 1)).toMatchObject({ inStock: true });
+		expect(toIndexDoc({ id: "p", name: "X", stock: 4 }, 1)).not.toHaveProperty("stock");
+		expect(toIndexDoc({ id: "p", name: "X", stock: 4, inStock: false }, 1).inStock).toBe(false);
+	});
+
+	test.each([
+		["a sale that leaves some", { stock: 3, delta: -1 }, false],
+		["a sale of the last one", { stock: 0, delta: -1 }, true],
+		["a reservation of the last two", { stock: 0, delta: -2 }, true],
+		["a return to an empty shelf", { stock: 1, delta: 1 }, true],
+		["a return to a stocked shelf", { stock: 5, delta: 2 }, false],
+		["a sale audit row that moves nothing", { stock: 0, delta: 0 }, false],
+		["no figures", {}, true],
+		["a figure that is not a number", { stock: "3", delta: -1 }, true],
+	])("inStockMayChange: %s → %s", (_what, change, expected) => {
+		expect(inStockMayChange(change)).toBe(expected);
 	});
 
 	test("completion inputs start at every word", () => {
