@@ -1,0 +1,421 @@
+/**
+ * The orders service's checkout saga, split out of services/orders.service.ts for size; only that
+ * service uses it. `checkoutSteps()` reads as the purchase's story: snapshot the cart → load the
+ * address → create the order pending → reserve stock → consume the promo → charge → confirm →
+ * commit stock → clear the cart → publish. A failure undoes the earlier steps in reverse (release
+ * stock, give the promo back, refund, cancel the order with the reason). The saga's journal lives
+ * on the order (`sagaLog`), so compensating again never refunds or releases twice; after a crash,
+ * `recoverCheckout` rolls an interrupted checkout forward or back.
+ *
+ * The host declares the orders collections (DbMixin), `changeOrder` and `callFrom`
+ * (OrderHostMethods), and OrderFollowUpsMixin's `refundRest`, `publishOnce` and `tryFollowUps`.
+ * Its only hook is `created`, which builds the saga; its place in the mixin list does not matter.
+ */
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { Errors } from "moleculer";
+import type { Collections } from "./db.mixin";
+import type { Entity } from "./collection";
+import type { ShopMeta } from "./types";
+import type { OrderFollowUpMethods } from "./order-follow-ups.mixin";
+import { ConflictError, NotFoundError, invalidField } from "../lib/errors";
+import { CarriedSagaLog, Saga, type CompensationFailure, type SagaStep } from "../lib/saga";
+import {
+	cancelReasonOf,
+	checkoutDurationMs,
+	createdEvent,
+	eventPayload,
+	FOLLOW_UPS_AFTER,
+	orderLinesOf,
+	orderView,
+	OrderStateMachine,
+	type Order,
+	type OrderChange,
+} from "../lib/order-state";
+import { readConfig } from "../lib/config";
+import { computeCheckoutTotals, type ShippingRates } from "../lib/checkout-totals";
+import { formatOrderNumber, orderNumberDay } from "../lib/order-number";
+
+/** Cart problems (cart.snapshot) that stop a checkout; a changed price is simply the price now. */
+const BLOCKING_CART_PROBLEMS = new Set(["archived", "currency_mismatch"]);
+
+export interface CheckoutParams {
+	shippingAddressId: string;
+	paymentMethod: { type: "card"; token: string };
+}
+
+/** What the checkout steps share. `ctx` is null when compensating outside a request (recovery). */
+export interface Checkout {
+	ctx: Context<any, ShopMeta> | null;
+	orderId: string;
+	userId: string;
+	params?: CheckoutParams;
+	cart?: { version?: unknown; items: any[]; discount?: number; currency: string; promoCode?: string | null; problems?: any[] };
+	address?: Record<string, unknown>;
+	order?: Order;
+	/** The provider has not settled the payment yet: the webhook (payment.succeeded) confirms later. */
+	awaitingPayment?: boolean;
+	/** Run again by recovery: a step may have taken effect before the node died. */
+	recovering?: boolean;
+	/** The saga's journal: each step's mark rides on that step's write to the order. */
+	log?: CarriedSagaLog;
+}
+
+/** A checkout step's write, which records the step in the saga's journal too. */
+export interface SagaJournalRef {
+	log?: CarriedSagaLog;
+	step: string;
+}
+
+export interface CheckoutSagaSettings {
+	/** Test-only (NODE_ENV=test): the checkout step that throws; see injectCheckoutFailure. */
+	checkoutFailAt: string | null;
+	/** Overrides SHIPPING_FLAT_CENTS / FREE_SHIPPING_THRESHOLD_CENTS (tests). */
+	shippingRates: ShippingRates | null;
+}
+
+/** What services/orders.service.ts itself provides to its mixins. */
+export interface OrderHostMethods {
+	/** One change of an order: a conditional update that also appends its events and records follow-ups. */
+	changeOrder(orderId: string, change: OrderChange, journal?: SagaJournalRef): Promise<Order | null>;
+	/** Calls on behalf of the checkout's request, or as the service itself when recovering. */
+	callFrom(c: Checkout, action: string, params: Record<string, unknown>): Promise<any>;
+}
+
+export interface CheckoutSagaMethods {
+	checkoutSteps(): SagaStep<Checkout>[];
+	snapshotCart(c: Checkout): Promise<void>;
+	loadAddress(c: Checkout): Promise<void>;
+	createOrder(c: Checkout): Promise<void>;
+	cancelFailedOrder(c: Checkout, cause: unknown): Promise<void>;
+	reserveStock(c: Checkout): Promise<void>;
+	releaseStock(c: Checkout, reason: string): Promise<void>;
+	consumePromo(c: Checkout): Promise<void>;
+	releasePromo(c: Checkout): Promise<void>;
+	charge(c: Checkout): Promise<void>;
+	refundCharge(c: Checkout): Promise<void>;
+	confirmOrder(c: Checkout): Promise<void>;
+	commitStock(c: Checkout): Promise<void>;
+	clearCart(c: Checkout): Promise<void>;
+	publishOrder(c: Checkout): Promise<void>;
+	runCheckout(ctx: Context<CheckoutParams, ShopMeta>, orderId: string): Promise<Order>;
+	compensateCheckout(orderId: string, cause?: unknown): Promise<CompensationFailure[]>;
+	completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog): Promise<Entity | null>;
+	recoverCheckout(order: Order): Promise<void>;
+	sagaLog(orderId: string): CarriedSagaLog;
+	injectCheckoutFailure(step: string | null): void;
+	appendEvent(orderId: string, type: string, data: Record<string, unknown>, journal?: SagaJournalRef): Promise<Order | null>;
+	nextOrderNumber(now: Date): Promise<string>;
+}
+
+export interface CheckoutSagaVars extends OrderHostMethods, Pick<OrderFollowUpMethods, "refundRest" | "publishOnce" | "tryFollowUps"> {
+	db: Collections;
+	checkoutSaga: Saga<Checkout>;
+	shippingRates: ShippingRates;
+	failAt: string | null;
+}
+type CheckoutSagaThis = Service<CheckoutSagaSettings> & CheckoutSagaMethods & CheckoutSagaVars;
+
+const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSagaMethods, CheckoutSagaVars>> = {
+	settings: { checkoutFailAt: null, shippingRates: null },
+
+	methods: {
+		/** The checkout, step by step; each compensation sits next to the step it undoes. */
+		checkoutSteps(): SagaStep<Checkout>[] {
+			return [
+				{ name: "snapshotCart", run: (c) => this.snapshotCart(c) },
+				{ name: "loadAddress", run: (c) => this.loadAddress(c) },
+				{ name: "createOrder", run: (c) => this.createOrder(c), compensate: (c, cause) => this.cancelFailedOrder(c, cause) },
+				{ name: "reserveStock", run: (c) => this.reserveStock(c), compensate: (c) => this.releaseStock(c, "checkout_failed") },
+				{ name: "consumePromo", run: (c) => this.consumePromo(c), compensate: (c) => this.releasePromo(c) },
+				{ name: "charge", run: (c) => this.charge(c), compensate: (c) => this.refundCharge(c) },
+				{ name: "confirmOrder", run: (c) => this.confirmOrder(c) },
+				{ name: "commitStock", run: (c) => this.commitStock(c) },
+				{ name: "clearCart", run: (c) => this.clearCart(c) },
+				{ name: "publishOrder", run: (c) => this.publishOrder(c) },
+			];
+		},
+
+		async snapshotCart(c: Checkout) {
+			const cart = await this.callFrom(c, "cart.snapshot", { userId: c.userId });
+			// Lines that cannot be bought any more would silently drop out of the order: the customer reviews
+			// the cart first. A short stock is for the reservation to decide, atomically.
+			const blocking = (cart.problems ?? []).filter((p: { type: string }) => BLOCKING_CART_PROBLEMS.has(p.type));
+			if (blocking.length) throw new ConflictError("Some items in your cart can no longer be bought", "CART_HAS_PROBLEMS", { problems: blocking });
+			if (!cart.items?.length) throw new ConflictError("Your cart is empty", "CART_EMPTY");
+			c.cart = cart;
+		},
+
+		async loadAddress(c: Checkout) {
+			try {
+				c.address = await this.callFrom(c, "users.getAddress", { userId: c.userId, addressId: c.params!.shippingAddressId });
+			} catch (err: any) {
+				if (err?.code === 404) throw invalidField("shippingAddressId", "No such shipping address", "notFound");
+				throw err;
+			}
+		},
+
+		async createOrder(c: Checkout) {
+			const cart = c.cart!;
+			// Prices come from the cart service's snapshot, priced from the catalog now; never from the client.
+			const items = orderLinesOf(cart.items);
+			const totals = computeCheckoutTotals(items, cart.discount ?? 0, this.shippingRates);
+			const now = new Date();
+			const { id: addressId, userId: _u, ...address } = c.address as Record<string, unknown>;
+			const order = await this.db.orders.insert({
+				id: c.orderId,
+				number: await this.nextOrderNumber(now),
+				userId: c.userId,
+				status: "pending",
+				paymentStatus: "pending",
+				items,
+				...totals,
+				currency: cart.currency,
+				promoCode: cart.promoCode ?? null,
+				shippingAddress: { ...address, addressId },
+				payment: null,
+				paidAmount: 0,
+				refundedAmount: 0,
+				refunds: {},
+				trackingNumber: null,
+				cancelReason: null,
+				pendingActions: [],
+				followUpLease: null,
+				announcements: {},
+				eventSeq: 1,
+				events: [createdEvent(now)],
+				saga: { state: "running", completed: c.log?.carry("createOrder") ?? [], compensated: [] },
+				createdAt: now,
+				updatedAt: now,
+			});
+			c.order = order as unknown as Order;
+			c.log?.carried(order.saga.completed);
+		},
+
+		async cancelFailedOrder(c: Checkout, cause: unknown) {
+			const reason = cancelReasonOf(cause);
+			await this.changeOrder(c.orderId, {
+				when: { status: { $in: OrderStateMachine.sourcesOf("cancelled") } },
+				set: { status: "cancelled", cancelReason: reason, cancelledAt: new Date() },
+				event: { type: "cancelled", data: { reason, detail: (cause as Error | undefined)?.message ?? null } },
+			});
+		},
+
+		async reserveStock(c: Checkout) {
+			const items = c.order!.items.map((l) => ({ variantId: l.variantId, quantity: l.quantity }));
+			await this.callFrom(c, "products.reserve", { orderId: c.orderId, items });
+			await this.appendEvent(c.orderId, "stock_reserved", { items }, { log: c.log, step: "reserveStock" });
+		},
+
+		async releaseStock(c: Checkout, reason: string) {
+			const res = await this.callFrom(c, "products.release", { orderId: c.orderId, reason });
+			if (res?.released !== false) await this.appendEvent(c.orderId, "stock_released", { reason });
+		},
+
+		async consumePromo(c: Checkout) {
+			const code = c.order!.promoCode;
+			if (!code) return;
+			await this.callFrom(c, "cart.consumePromo", { code, orderId: c.orderId });
+			await this.appendEvent(c.orderId, "promo_consumed", { code }, { log: c.log, step: "consumePromo" });
+		},
+
+		async releasePromo(c: Checkout) {
+			const order = c.order ?? (await this.db.orders.findById(c.orderId));
+			if (!order?.promoCode) return;
+			await this.callFrom(c, "cart.releasePromo", { code: order.promoCode, orderId: c.orderId });
+			await this.appendEvent(c.orderId, "promo_released", { code: order.promoCode });
+		},
+
+		async charge(c: Checkout) {
+			const order = c.order!;
+			// A fully discounted order with free shipping has nothing to charge.
+			if (order.total === 0) {
+				await this.changeOrder(c.orderId, { set: { paymentStatus: "succeeded" }, event: { type: "payment_succeeded", data: { paymentId: null, amount: 0 } } }, { log: c.log, step: "charge" });
+				return;
+			}
+			let payment: any;
+			try {
+				payment = await this.callFrom(c, "payments.charge", { orderId: c.orderId, userId: c.userId, amount: order.total, currency: order.currency, paymentMethod: c.params!.paymentMethod });
+			} catch (err: any) {
+				if (err?.code === 402) {
+					await this.changeOrder(c.orderId, { set: { paymentStatus: "failed" }, event: { type: "payment_failed", data: { reason: err.message, type: err.type ?? null } } });
+				}
+				throw err;
+			}
+			const paymentRef = { id: payment.id, cardBrand: payment.cardBrand, cardLast4: payment.cardLast4 };
+			if (payment.status !== "succeeded") {
+				c.awaitingPayment = true;
+				await this.changeOrder(c.orderId, { set: { payment: paymentRef } }, { log: c.log, step: "charge" });
+				return;
+			}
+			await this.changeOrder(
+				c.orderId,
+				{
+					when: { paymentStatus: "pending" },
+					set: { paymentStatus: "succeeded", paidAmount: payment.amount, payment: paymentRef },
+					event: { type: "payment_succeeded", data: { paymentId: payment.id, amount: payment.amount } },
+				},
+				{ log: c.log, step: "charge" },
+			);
+		},
+
+		async refundCharge(c: Checkout) {
+			const order = (await this.db.orders.findById(c.orderId)) as Order | null;
+			if (!order || order.paidAmount - order.refundedAmount <= 0) return;
+			// The key is derived from the order, so a repeated compensation cannot refund twice.
+			await this.refundRest(c, "checkout_failed", `${c.orderId}-saga`);
+		},
+
+		async confirmOrder(c: Checkout) {
+			if (c.awaitingPayment) return;
+			const confirmed = await this.changeOrder(
+				c.orderId,
+				{
+					when: { status: { $in: OrderStateMachine.sourcesOf("confirmed") } },
+					set: { status: "confirmed", confirmedAt: new Date() },
+					event: { type: "confirmed", data: {} },
+				},
+				{ log: c.log, step: "confirmOrder" },
+			);
+			if (!confirmed) throw new ConflictError("The order could not be confirmed", "INVALID_TRANSITION");
+			c.order = confirmed;
+		},
+
+		async commitStock(c: Checkout) {
+			if (c.awaitingPayment) return;
+			await this.callFrom(c, "products.commit", { orderId: c.orderId });
+			await this.appendEvent(c.orderId, "stock_committed", {}, { log: c.log, step: "commitStock" });
+		},
+
+		async clearCart(c: Checkout) {
+			// A recovered checkout has no snapshot: the cart may hold new items by now, so it stays.
+			if (!c.cart) return;
+			// The order is paid: a cart that cannot be cleared (or changed meanwhile) is no reason to undo it.
+			try {
+				await this.callFrom(c, "cart.clear", { userId: c.userId, version: c.cart!.version });
+			} catch (err) {
+				this.logger.warn(`Cart of user ${c.userId} not cleared after order ${c.orderId}:`, (err as Error).message);
+			}
+		},
+
+		async publishOrder(c: Checkout) {
+			const order: Order = (await this.db.orders.findById(c.orderId)) as any;
+			// Run again by recovery, this step may have published just before the node died: the outbox says.
+			const since = c.recovering ? new Date(order.createdAt) : null;
+			const announcements = [{ event: "order.created", payload: eventPayload(order) }];
+			if (order.status === "confirmed") announcements.push({ event: "order.confirmed", payload: eventPayload(order, { checkoutDurationMs: checkoutDurationMs(order) }) });
+			await this.publishOnce(c.ctx, announcements, since);
+		},
+
+		/** Runs the saga for a claimed key; returns the order as it stands afterwards. */
+		async runCheckout(ctx: Context<CheckoutParams, ShopMeta>, orderId: string): Promise<Order> {
+			const log = this.sagaLog(orderId);
+			const c: Checkout = { ctx, orderId, userId: ctx.meta.user!.id, params: ctx.params, log };
+			try {
+				await this.checkoutSaga.run(c, log);
+			} catch (err) {
+				const journal = await log.load();
+				const pending = journal.completed.filter((s: string) => !journal.compensated.includes(s));
+				await this.db.orders.updateOne(
+					{ id: orderId },
+					{ $set: { "saga.state": pending.length ? "compensation_failed" : "compensated" }, $addToSet: { "saga.completed": { $each: log.carry() } } },
+				);
+				throw err;
+			}
+			await this.completeSaga(orderId, !!c.awaitingPayment, log);
+			if (c.awaitingPayment) await this.tryFollowUps(ctx, orderId);
+			return (await this.db.orders.findById(orderId)) as any;
+		},
+
+		/**
+		 * Runs the compensations of an order's checkout that are not done yet (recovery after a crash, or
+		 * an operator's retry). Each one ran at most once before, so calling this again changes nothing.
+		 */
+		async compensateCheckout(orderId: string, cause?: unknown) {
+			const order = await this.db.orders.findById(orderId);
+			if (!order) throw new NotFoundError("Order");
+			const c: Checkout = { ctx: null, orderId, userId: order.userId, order: order as any };
+			const failures = await this.checkoutSaga.compensate(c, this.sagaLog(orderId), cause);
+			await this.db.orders.updateOne({ id: orderId, "saga.state": { $ne: "completed" } }, { $set: { "saga.state": failures.length ? "compensation_failed" : "compensated" } });
+			return failures;
+		},
+
+		/**
+		 * The saga is done; one that ended waiting for its payment also records a look at the payment,
+		 * as news of it that came while the saga ran was ignored then.
+		 */
+		completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog) {
+			const addToSet: Record<string, unknown> = { "saga.completed": { $each: log.carry() } };
+			if (awaitingPayment) addToSet.pendingActions = { $each: [...FOLLOW_UPS_AFTER.awaitingPayment] };
+			return this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": "completed" }, $addToSet: addToSet });
+		},
+
+		/** A checkout that got past the charge rolls forward (the journal skips the done steps); any other is undone. */
+		async recoverCheckout(order: Order) {
+			let view: ReturnType<typeof orderView> | null = null;
+			if (order.saga.state === "running" && order.saga.completed.includes("charge")) {
+				const log = this.sagaLog(order.id);
+				const c: Checkout = { ctx: null, orderId: order.id, userId: order.userId, order, awaitingPayment: order.paymentStatus !== "succeeded", recovering: true, log };
+				try {
+					await this.checkoutSaga.run(c, log);
+					view = orderView((await this.completeSaga(order.id, !!c.awaitingPayment, log)) as any);
+				} catch (err) {
+					this.logger.warn(`Interrupted checkout ${order.id} failed to complete and was compensated:`, (err as Error).message);
+				}
+			} else if ((await this.compensateCheckout(order.id, new Error("checkout interrupted"))).length) {
+				return;
+			}
+			// The key answers with the order from now on, or is freed for a retry.
+			if (view) await this.db.idempotency_keys.updateOne({ orderId: order.id, status: "running" }, { $set: { status: "completed", response: view } });
+			else await this.db.idempotency_keys.removeMany({ orderId: order.id, status: "running" });
+			this.logger.warn(`Recovered interrupted checkout of order ${order.id}: ${view ? "completed" : "compensated"}`);
+		},
+
+		/**
+		 * The saga journal, kept on the order once it exists (the steps before it have nothing to undo).
+		 * Completion marks ride on the steps' own writes (see CarriedSagaLog): no write of their own.
+		 */
+		sagaLog(orderId: string): CarriedSagaLog {
+			return new CarriedSagaLog({
+				load: async () => ((await this.db.orders.findById(orderId)) as unknown as Order | null)?.saga ?? null,
+				writeCompensated: async (compensated, completed) => {
+					await this.db.orders.updateOne({ id: orderId }, { $addToSet: { "saga.compensated": { $each: compensated }, "saga.completed": { $each: completed } } });
+				},
+			});
+		},
+
+		/** Test-only hook: the named checkout step throws before doing anything (NODE_ENV=test only). */
+		injectCheckoutFailure(step: string | null) {
+			if (process.env.NODE_ENV !== "test") throw new Error("Failure injection is only available under NODE_ENV=test");
+			this.failAt = step;
+		},
+
+		appendEvent(orderId: string, type: string, data: Record<string, unknown>, journal?: SagaJournalRef) {
+			return this.changeOrder(orderId, { event: { type, data } }, journal);
+		},
+
+		async nextOrderNumber(now: Date): Promise<string> {
+			const day = orderNumberDay(now);
+			const counter = await this.db.counters.updateOne({ id: `order-number-${day}` }, { $inc: { value: 1 } }, { upsert: true });
+			return formatOrderNumber(now, counter!.value);
+		},
+	} satisfies CheckoutSagaMethods & ThisType<CheckoutSagaThis>,
+
+	created() {
+		const cfg = readConfig();
+		this.shippingRates = this.settings.shippingRates ?? { flatCents: cfg.shippingFlatCents, freeThresholdCents: cfg.freeShippingThresholdCents };
+		this.failAt = process.env.NODE_ENV === "test" ? this.settings.checkoutFailAt : null;
+		const steps = this.checkoutSteps().map((step) => ({
+			...step,
+			run: async (c: Checkout) => {
+				if (this.failAt === step.name) throw new Errors.MoleculerError(`Injected failure at ${step.name}`, 500, "INJECTED_FAILURE");
+				await step.run(c);
+			},
+		}));
+		this.checkoutSaga = new Saga<Checkout>("checkout", steps, {
+			onCompensationError: ({ step, error }) => this.logger.error(`Checkout compensation ${step} failed; it stays pending:`, error),
+		});
+	},
+};
+
+/** Checked against its own `this` above; the host takes it as any other mixin. */
+export const CheckoutSagaMixin: Partial<ServiceSchema<any, any, any, any>> = checkoutSagaSchema;

@@ -1,0 +1,334 @@
+/**
+ * What an order owes after a change, split out of services/orders.service.ts for size; only that
+ * service uses it. A change records its follow-ups on the order (`pendingActions`, in the same
+ * update: see changeOrder) and this mixin drives them to completion (commit or release stock,
+ * return the promo use, refund, announce), whoever finds them: the caller, a replayed payment
+ * event, a retried cancel, the recovery timer. The invariant is spelled out next to
+ * FOLLOW_UPS_AFTER in lib/order-state.ts.
+ *
+ * Payment news lands here too (`onPaymentEvent`, the handler the host gives OutboxConsumerMixin),
+ * live or caught up from the payments outbox: each event is one conditional change of the order
+ * with the follow-ups it records, so an event applied twice changes nothing and a replay finishes
+ * what an interrupted first delivery left pending.
+ *
+ * The host declares the orders collections (DbMixin), OutboxMixin, `changeOrder` and `callFrom`
+ * (OrderHostMethods), and CheckoutSagaMixin's `recoverCheckout`. List this mixin before DbMixin and
+ * OutboxMixin: Moleculer starts mixins in reverse list order and stops them in list order, so the
+ * recovery timer starts after the collections open and stops before they close.
+ */
+import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Collections } from "./db.mixin";
+import type { Collection, Entity } from "./collection";
+import type { OutboxThis } from "./outbox.mixin";
+import type { Checkout, CheckoutSagaMethods, OrderHostMethods } from "./checkout-saga.mixin";
+import {
+	announcementEvent,
+	announcementOf,
+	followUpsClaimable,
+	FOLLOW_UPS_AFTER,
+	paymentStatusAfterRefund,
+	refundOwed,
+	type Announcement,
+	type FollowUp,
+	type Order,
+	type OrderEventEntry,
+} from "../lib/order-state";
+
+/** Payment statuses (payments service) of a payment that went through. */
+const PAID_STATUSES = new Set(["succeeded", "partially_refunded", "refunded"]);
+/** A refund follow-up that finds nothing left to refund at payments is done, not failed. */
+const NOTHING_TO_REFUND = new Set(["ALREADY_REFUNDED", "NOT_REFUNDABLE"]);
+/** Rounds of one drive: follow-ups recorded while it held the lease are taken in the next round. */
+const FOLLOW_UP_ROUNDS = 5;
+
+export interface OrderFollowUpSettings {
+	/** A checkout "running" (or follow-ups pending) for longer than this was interrupted and gets recovered. */
+	staleCheckoutMs: number;
+	/** How long one caller may drive an order's follow-ups before another takes over (it died). */
+	followUpLeaseMs: number;
+}
+
+type OrderAnnouncement = { event: string; payload: Record<string, unknown> & { orderId: string } };
+
+export interface OrderFollowUpMethods {
+	onPaymentEvent(event: string, payload: Record<string, any>, ctx: Context | null): Promise<void>;
+	paymentSucceeded(ctx: Context | null, payment: { orderId: string; paymentId: string; amount: number }): Promise<void>;
+	paymentFailed(ctx: Context | null, payment: { orderId: string; reason?: string }): Promise<void>;
+	recordPaymentSucceeded(orderId: string, paymentId: string, amount: number): Promise<Order | null>;
+	recordPaymentFailed(orderId: string, reason: string | null): Promise<Order | null>;
+	tryFollowUps(ctx: Context | null, orderId: string): Promise<void>;
+	driveFollowUps(ctx: Context | null, orderId: string): Promise<Order | null>;
+	runFollowUp(ctx: Context | null, order: Order, followUp: FollowUp, lease: Date): Promise<Order | null>;
+	announce(ctx: Context | null, order: Order, followUp: FollowUp, what: Announcement, lease: Date): Promise<Order | null>;
+	publishOnce(ctx: Context | null, announcements: OrderAnnouncement[], since: Date | null): Promise<void>;
+	refundRest(c: Checkout, reason: string, refundKey: string): Promise<void>;
+	recordRefund(orderId: string, refund: { id: string; amount: number; status?: string }, reason: string | null): Promise<void>;
+	recoverInterrupted(olderThanMs: number): Promise<void>;
+	adoptLegacyCancellation(orderId: string): Promise<Entity | null>;
+}
+
+export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMethods, "recoverCheckout">, Pick<OutboxThis, "publishAll"> {
+	db: Collections;
+	/** This service's outbox (OutboxMixin): where an announcement that may have been made is looked up. */
+	outbox: Collection;
+	recoveryTimer: NodeJS.Timeout;
+}
+type OrderFollowUpThis = Service<OrderFollowUpSettings> & OrderFollowUpMethods & OrderFollowUpVars;
+
+const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFollowUpMethods, OrderFollowUpVars>> = {
+	settings: { staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000 },
+
+	methods: {
+		/** Payment news, live (with its ctx) or caught up from the payments outbox (ctx null). */
+		async onPaymentEvent(event: string, payload: Record<string, any>, ctx: Context | null) {
+			if (typeof payload?.orderId !== "string") return;
+			if (event === "payment.succeeded") await this.paymentSucceeded(ctx, payload as { orderId: string; paymentId: string; amount: number });
+			else if (event === "payment.failed") await this.paymentFailed(ctx, payload as { orderId: string; reason?: string });
+			// Refunds made outside this service (e.g. in Stripe's dashboard) still show on the order.
+			else if (event === "payment.refunded") await this.recordRefund(payload.orderId, { id: payload.refundId, amount: payload.amount }, null);
+		},
+
+		/** The provider confirmed a payment later (webhook). Replayed, it finishes what the first delivery left pending. */
+		async paymentSucceeded(ctx: Context | null, { orderId, paymentId, amount }: { orderId: string; paymentId: string; amount: number }) {
+			await this.recordPaymentSucceeded(orderId, paymentId, amount);
+			await this.tryFollowUps(ctx, orderId);
+		},
+
+		/** A payment left pending at checkout failed later: the order is cancelled and its stock released. */
+		async paymentFailed(ctx: Context | null, { orderId, reason }: { orderId: string; reason?: string }) {
+			await this.recordPaymentFailed(orderId, reason ?? null);
+			await this.tryFollowUps(ctx, orderId);
+		},
+
+		/**
+		 * A pending, checked-out order is confirmed (its stock committed and the confirmation announced
+		 * next); one cancelled meanwhile keeps the money only until it is refunded. Null when neither applies.
+		 */
+		async recordPaymentSucceeded(orderId: string, paymentId: string, amount: number): Promise<Order | null> {
+			const confirmed = await this.changeOrder(orderId, {
+				when: { status: "pending", paymentStatus: "pending", "saga.state": "completed" },
+				set: { paymentStatus: "succeeded", paidAmount: amount, status: "confirmed", confirmedAt: new Date() },
+				event: [
+					{ type: "payment_succeeded", data: { paymentId, amount } },
+					{ type: "confirmed", data: { paymentId } },
+				],
+				followUps: FOLLOW_UPS_AFTER.confirmed,
+			});
+			if (confirmed) return confirmed;
+			// Paid after the order was cancelled (a late 3-D Secure, a charge that timed out): give it back.
+			return this.changeOrder(orderId, {
+				when: { status: "cancelled", paymentStatus: "pending", "saga.state": { $ne: "running" } },
+				set: { paymentStatus: "succeeded", paidAmount: amount },
+				event: { type: "payment_succeeded", data: { paymentId, amount, late: true } },
+				followUps: FOLLOW_UPS_AFTER.paidLate,
+			});
+		},
+
+		/** The failure and the cancel are one update: there is no moment with a failed payment on a live order. */
+		recordPaymentFailed(orderId: string, reason: string | null): Promise<Order | null> {
+			return this.changeOrder(orderId, {
+				when: { status: "pending", paymentStatus: "pending", "saga.state": "completed" },
+				set: { paymentStatus: "failed", status: "cancelled", cancelReason: "payment_failed", cancelledAt: new Date() },
+				event: [
+					{ type: "payment_failed", data: { reason } },
+					{ type: "cancelled", data: { reason: "payment_failed" } },
+				],
+				followUps: FOLLOW_UPS_AFTER.cancelled,
+			});
+		},
+
+		/** Drives the follow-ups and logs a failure: for callers whose own change already took effect. */
+		async tryFollowUps(ctx: Context | null, orderId: string) {
+			try {
+				await this.driveFollowUps(ctx, orderId);
+			} catch (err) {
+				this.logger.warn(`Follow-ups of order ${orderId} failed; a replay or the recovery timer finishes them:`, (err as Error).message);
+			}
+		},
+
+		/**
+		 * Drives the order's pending follow-ups, in order, to completion. One caller at a time, under a
+		 * lease: a caller that finds it taken leaves the work to the holder, which looks again after
+		 * letting go (and a holder that died loses it when it expires). A follow-up that throws stays
+		 * pending and its error is thrown. Returns the order as it stands afterwards.
+		 */
+		async driveFollowUps(ctx: Context | null, orderId: string): Promise<Order | null> {
+			for (let round = 0; round < FOLLOW_UP_ROUNDS; round++) {
+				const now = new Date();
+				const lease = new Date(now.getTime() + this.settings.followUpLeaseMs);
+				let order = (await this.db.orders.updateOne({ id: orderId, ...followUpsClaimable(now) }, { $set: { followUpLease: lease } })) as unknown as Order | null;
+				if (!order) break;
+				try {
+					for (const followUp of [...order.pendingActions]) {
+						order = await this.runFollowUp(ctx, order, followUp, lease);
+						// The lease ran out and another caller took the follow-ups over: it finishes them.
+						if (!order) return (await this.db.orders.findById(orderId)) as unknown as Order | null;
+					}
+				} finally {
+					await this.db.orders.updateOne({ id: orderId, followUpLease: lease }, { $set: { followUpLease: null } });
+				}
+			}
+			return (await this.db.orders.findById(orderId)) as unknown as Order | null;
+		},
+
+		/**
+		 * Does one follow-up (safe to redo: it may have taken effect just before a crash) and records it
+		 * done, with its event-log entry, while the lease is still ours. Returns the order, or null
+		 * when the lease was lost.
+		 */
+		async runFollowUp(ctx: Context | null, order: Order, followUp: FollowUp, lease: Date): Promise<Order | null> {
+			const c: Checkout = { ctx, orderId: order.id, userId: order.userId, order };
+			const done = (event?: OrderEventEntry) => this.changeOrder(order.id, { when: { followUpLease: lease, pendingActions: followUp }, done: followUp, event });
+			const announcement = announcementOf(followUp);
+			if (announcement) return this.announce(ctx, order, followUp, announcement, lease);
+			switch (followUp) {
+				case "settlePayment": {
+					const payment = await this.callFrom(c, "payments.getByOrder", { orderId: order.id });
+					// The follow-ups of what the payment's state says are taken in the next round of the drive.
+					if (payment && PAID_STATUSES.has(payment.status)) await this.recordPaymentSucceeded(order.id, payment.id, payment.amount);
+					else if (payment?.status === "failed") await this.recordPaymentFailed(order.id, payment.failureReason ?? null);
+					return done();
+				}
+				case "commitStock": {
+					const res = await this.callFrom(c, "products.commit", { orderId: order.id });
+					if (res?.committed) return done({ type: "stock_committed", data: {} });
+					this.logger.error(`Order ${order.id} is paid but its reservation could not be committed (released meanwhile?); check its stock by hand`);
+					return done();
+				}
+				case "releaseStock": {
+					const reason = order.cancelReason ?? "cancelled";
+					const res = await this.callFrom(c, "products.release", { orderId: order.id, reason });
+					// Also when an earlier attempt put the stock back just before a crash: the entry is written here, once.
+					return done(res?.released || res?.alreadyReleased ? { type: "stock_released", data: { reason } } : undefined);
+				}
+				case "releasePromo": {
+					if (!order.promoCode) return done();
+					await this.callFrom(c, "cart.releasePromo", { code: order.promoCode, orderId: order.id });
+					return done({ type: "promo_released", data: { code: order.promoCode } });
+				}
+				case "refund":
+				case "refundLatePayment": {
+					const owed = refundOwed(order, followUp);
+					if (owed) {
+						try {
+							await this.refundRest(c, owed.reason, owed.refundKey);
+						} catch (err: any) {
+							// Refunded meanwhile by other means (an admin, the provider's dashboard): nothing is owed any more.
+							if (!NOTHING_TO_REFUND.has(err?.type)) throw err;
+							this.logger.warn(`Refund ${owed.refundKey} of order ${order.id} not needed: ${err.message}`);
+						}
+					}
+					return done();
+				}
+				default:
+					throw new Error(`Unknown follow-up ${followUp as string}`);
+			}
+		},
+
+		/**
+		 * Publishes an announcement once. Its first attempt is marked on the order (while checking the
+		 * lease is still ours) before publishing, so a later attempt, after a crash that may have come
+		 * between publishing and recording it done, looks in the outbox first.
+		 */
+		async announce(ctx: Context | null, order: Order, followUp: FollowUp, what: Announcement, lease: Date): Promise<Order | null> {
+			const held = { followUpLease: lease, pendingActions: followUp };
+			const firstAttempt = order.announcements?.[what];
+			const current = (await this.db.orders.updateOne(
+				{ id: order.id, ...held },
+				{ $set: firstAttempt ? { followUpLease: lease } : { [`announcements.${what}`]: new Date() } },
+			)) as unknown as Order | null;
+			if (!current) return null;
+			const { event, payload } = announcementEvent(current, what);
+			await this.publishOnce(ctx, [{ event, payload: payload as OrderAnnouncement["payload"] }], firstAttempt ? new Date(firstAttempt) : null);
+			return this.changeOrder(order.id, { when: held, done: followUp });
+		},
+
+		/** Publishes the order's events (together), each unless `since` is given and the outbox holds it from then on. */
+		async publishOnce(ctx: Context | null, announcements: OrderAnnouncement[], since: Date | null) {
+			const missing = [];
+			for (const a of announcements) {
+				if (since && (await this.outbox.findOne({ event: a.event, "payload.orderId": a.payload.orderId, createdAt: { $gte: since } }))) continue;
+				missing.push(a);
+			}
+			await this.publishAll(ctx, missing);
+		},
+
+		/** Refunds whatever is left of the payment; the key makes a repeated call refund once. */
+		async refundRest(c: Checkout, reason: string, refundKey: string) {
+			const refund = await this.callFrom(c, "payments.refund", { orderId: c.orderId, reason, refundKey });
+			// A refund the provider refused cannot be retried under the same key: it needs a person.
+			if (refund.status === "failed") this.logger.error(`Refund ${refundKey} of order ${c.orderId} was refused by the provider; refund it by hand`);
+			await this.recordRefund(c.orderId, refund, reason);
+		},
+
+		/** Counts a refund on the order once (by refund id), and lets the payment status follow. */
+		async recordRefund(orderId: string, refund: { id: string; amount: number; status?: string }, reason: string | null) {
+			if (refund.status === "failed") return;
+			const key = `refunds.${String(refund.id).replace(/[.$]/g, "_")}`;
+			const counted = await this.changeOrder(orderId, {
+				when: { [key]: { $exists: false } },
+				set: { [key]: refund.amount },
+				inc: { refundedAmount: refund.amount },
+				event: { type: "refunded", data: { refundId: refund.id, amount: refund.amount, reason } },
+			});
+			// Counted before (a replay): the status is set again, in case the node died between the two writes.
+			const current = counted ?? ((await this.db.orders.findById(orderId)) as unknown as Order | null);
+			if (!current || current.refundedAmount <= 0) return;
+			// Guarded by the amount just read, so a slower concurrent refund cannot set an older status.
+			await this.db.orders.updateOne(
+				{ id: orderId, refundedAmount: current.refundedAmount },
+				{ $set: { paymentStatus: paymentStatusAfterRefund(current.paidAmount, current.refundedAmount) } },
+			);
+		},
+
+		/**
+		 * Finishes what a crash (or a failed call) interrupted: checkouts left "running" or with a
+		 * compensation pending, and orders with follow-ups still pending.
+		 */
+		async recoverInterrupted(olderThanMs: number) {
+			const stuck = await this.db.orders.find(
+				{
+					$or: [{ "saga.state": { $in: ["running", "compensation_failed"] } }, { "pendingActions.0": { $exists: true } }, { cancellation: "pending" }],
+					updatedAt: { $lt: new Date(Date.now() - olderThanMs) },
+				},
+				{ limit: 100 },
+			);
+			for (const found of stuck) {
+				// Only one node takes each order: the claim is a compare-and-set on updatedAt.
+				const order = (await this.db.orders.updateOne({ id: found.id, updatedAt: found.updatedAt }, { $set: { updatedAt: new Date() } })) as unknown as Order | null;
+				if (!order) continue;
+				try {
+					if (order.cancellation === "pending") await this.adoptLegacyCancellation(order.id);
+					if (order.saga?.state === "running" || order.saga?.state === "compensation_failed") await this.recoverCheckout(order);
+					await this.driveFollowUps(null, order.id);
+				} catch (err) {
+					this.logger.error(`Recovery of order ${order.id} failed, will retry:`, err);
+				}
+			}
+		},
+
+		/** Orders cancelled before follow-ups existed: their release, refund and announcement become follow-ups. */
+		adoptLegacyCancellation(orderId: string) {
+			return this.db.orders.updateOne(
+				{ id: orderId, cancellation: "pending" },
+				{ $set: { cancellation: null }, $addToSet: { pendingActions: { $each: [...FOLLOW_UPS_AFTER.cancelled] } } },
+			);
+		},
+	} satisfies OrderFollowUpMethods & ThisType<OrderFollowUpThis>,
+
+	started() {
+		// Far beyond any request timeout, so a checkout still running on another node is never taken.
+		const staleMs = this.settings.staleCheckoutMs;
+		this.recoveryTimer = setInterval(() => {
+			this.recoverInterrupted(staleMs).catch((err: Error) => this.logger.error("Order recovery failed:", err));
+		}, Math.min(staleMs, 5 * 60_000));
+		this.recoveryTimer.unref();
+	},
+
+	stopped() {
+		clearInterval(this.recoveryTimer);
+	},
+};
+
+/** Checked against its own `this` above; the host takes it as any other mixin. */
+export const OrderFollowUpsMixin: Partial<ServiceSchema<any, any, any, any>> = orderFollowUpsSchema;
