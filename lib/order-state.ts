@@ -299,6 +299,12 @@ export const FOLLOW_UPS_AFTER = {
 	cancelled: ["releaseStock", "releasePromo", "refund", "announceCancelled"],
 	/** A payment that succeeded after its order was cancelled goes back. */
 	paidLate: ["refundLatePayment"],
+	/**
+	 * A checkout undone after its charge may have gone through without the order knowing (its node
+	 * died, or the charge's answer was lost): the payment is looked at, and one found is refunded
+	 * as a late one. News of it that came while the saga ran was ignored then.
+	 */
+	undoneAfterCharge: ["settlePayment"],
 	processing: ["announceProcessing"],
 	shipped: ["announceShipped"],
 	delivered: ["announceDelivered"],

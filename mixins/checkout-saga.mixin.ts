@@ -54,6 +54,8 @@ export interface Checkout {
 	order?: Order;
 	/** The provider has not settled the payment yet: the webhook (payment.succeeded) confirms later. */
 	awaitingPayment?: boolean;
+	/** payments.charge was called and what it did is not on the order yet. */
+	chargeUnsettled?: boolean;
 	/** Run again by recovery: a step may have taken effect before the node died. */
 	recovering?: boolean;
 	/** The saga's journal: each step's mark rides on that step's write to the order. */
@@ -233,11 +235,13 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				return;
 			}
 			let payment: any;
+			c.chargeUnsettled = true;
 			try {
 				payment = await this.callFrom(c, "payments.charge", { orderId: c.orderId, userId: c.userId, amount: order.total, currency: order.currency, paymentMethod: c.params!.paymentMethod });
 			} catch (err: any) {
 				if (err?.code === 402) {
 					await this.changeOrder(c.orderId, { set: { paymentStatus: "failed" }, event: { type: "payment_failed", data: { reason: err.message, type: err.type ?? null } } });
+					c.chargeUnsettled = false;
 				}
 				throw err;
 			}
@@ -245,6 +249,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			if (payment.status !== "succeeded") {
 				c.awaitingPayment = true;
 				await this.changeOrder(c.orderId, { set: { payment: paymentRef } }, { log: c.log, step: "charge" });
+				c.chargeUnsettled = false;
 				return;
 			}
 			await this.changeOrder(
@@ -256,6 +261,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				},
 				{ log: c.log, step: "charge" },
 			);
+			c.chargeUnsettled = false;
 		},
 
 		async refundCharge(c: Checkout) {
@@ -315,10 +321,12 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			} catch (err) {
 				const journal = await log.load();
 				const pending = journal.completed.filter((s: string) => !journal.compensated.includes(s));
-				await this.db.orders.updateOne(
-					{ id: orderId },
-					{ $set: { "saga.state": pending.length ? "compensation_failed" : "compensated" }, $addToSet: { "saga.completed": { $each: log.carry() } } },
-				);
+				// Undone, but the provider may have charged: its answer was lost. (Left half undone, recovery does this.)
+				const settle = c.chargeUnsettled && !pending.length;
+				const addToSet: Record<string, unknown> = { "saga.completed": { $each: log.carry() } };
+				if (settle) addToSet.pendingActions = { $each: [...FOLLOW_UPS_AFTER.undoneAfterCharge] };
+				await this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": pending.length ? "compensation_failed" : "compensated" }, $addToSet: addToSet });
+				if (settle) await this.tryFollowUps(ctx, orderId);
 				throw err;
 			}
 			await this.completeSaga(orderId, !!c.awaitingPayment, log);
@@ -349,7 +357,10 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			return this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": "completed" }, $addToSet: addToSet });
 		},
 
-		/** A checkout that got past the charge rolls forward (the journal skips the done steps); any other is undone. */
+		/**
+		 * A checkout that got past the charge rolls forward (the journal skips the done steps); any other
+		 * is undone, and its payment looked at: it may have charged before the node died.
+		 */
 		async recoverCheckout(order: Order) {
 			let view: ReturnType<typeof orderView> | null = null;
 			if (order.saga.state === "running" && order.saga.completed.includes("charge")) {
@@ -363,6 +374,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				}
 			} else if ((await this.compensateCheckout(order.id, new Error("checkout interrupted"))).length) {
 				return;
+			} else {
+				// It may have charged before it died, without the order knowing: the caller's drive looks at the payment.
+				await this.db.orders.updateOne({ id: order.id }, { $addToSet: { pendingActions: { $each: [...FOLLOW_UPS_AFTER.undoneAfterCharge] } } });
 			}
 			// The key answers with the order from now on, or is freed for a retry.
 			if (view) await this.db.idempotency_keys.updateOne({ orderId: order.id, status: "running" }, { $set: { status: "completed", response: view } });

@@ -62,6 +62,14 @@ describe("checkout", () => {
 			headers: opts.key === "" ? {} : { "Idempotency-Key": opts.key ?? key() },
 		});
 
+	async function waitUntil(probe: () => Promise<boolean>, withinMs = 3000) {
+		const deadline = Date.now() + withinMs;
+		while (!(await probe())) {
+			if (Date.now() > deadline) throw new Error("condition not reached in time");
+			await new Promise((r) => setTimeout(r, 20));
+		}
+	}
+
 	const payment = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
 	const eventTypes = async (orderId: string) => ((await shop.broker.call<any[], any>("orders.eventLog", { id: orderId }, { meta: { user: { id: "x", role: "admin", sid: "s" } } })) as any[]).map((e) => e.type);
 
@@ -381,6 +389,63 @@ describe("checkout", () => {
 			expect((await payment(order.id)).refunds).toEqual([]);
 			expect(recorder.events.filter((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)).toHaveLength(1);
 			expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+		});
+
+		test("a node that died after the provider charged, before the order recorded it: recovery undoes the checkout and refunds the charge once", async () => {
+			const svc = orders();
+			const c = await customer();
+			const v = await variant(2500, 5);
+			await addToCart(c.token, v.variantId, 1);
+			// The node "dies" right after payments.charge answered: the charge step's own write never happens, nothing is undone.
+			const change = svc.changeOrder;
+			const died = jest.spyOn(svc, "changeOrder").mockImplementation(async function (this: unknown, orderId: any, ch: any, journal: any) {
+				if (journal?.step === "charge") throw new Error("node died");
+				return change.call(svc, orderId, ch, journal);
+			});
+			const dead = jest.spyOn(svc.checkoutSaga, "compensate").mockResolvedValue([]);
+			try {
+				expect((await checkout(c)).status).toBe(500);
+			} finally {
+				died.mockRestore();
+				dead.mockRestore();
+			}
+			const [placed] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
+			await svc.db.orders.updateOne({ id: placed.id }, { $set: { "saga.state": "running" } });
+			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "pending", paymentStatus: "pending", saga: { state: "running" } });
+			expect(await payment(placed.id)).toMatchObject({ status: "succeeded", amount: placed.total });
+
+			await svc.recoverInterrupted(0);
+			await waitUntil(async () => (await payment(placed.id)).status === "refunded");
+			await svc.recoverInterrupted(0);
+			const after = (await shop.http.get(`/api/orders/${placed.id}`, { token: adminToken })).body;
+			expect(after).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: placed.total });
+			expect((await payment(placed.id)).refunds).toHaveLength(1);
+			expect(await stockOf(v.variantId)).toBe(5);
+		});
+
+		test("a charge whose answer was lost (it went through, the call timed out): the checkout is undone and the charge refunded once", async () => {
+			const svc = orders();
+			const c = await customer();
+			const v = await variant(1500, 5);
+			await addToCart(c.token, v.variantId, 1);
+			const call = svc.callFrom;
+			const lost = jest.spyOn(svc, "callFrom").mockImplementation(async function (this: unknown, ch: any, action: any, params: any) {
+				const res = await call.call(svc, ch, action, params);
+				if (action === "payments.charge") throw new ServiceUnavailableError("the answer was lost");
+				return res;
+			});
+			try {
+				expect((await checkout(c)).status).toBe(503);
+			} finally {
+				lost.mockRestore();
+			}
+			const [placed] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
+			expect(placed).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: placed.total });
+			expect(await payment(placed.id)).toMatchObject({ status: "refunded" });
+			expect((await payment(placed.id)).refunds).toHaveLength(1);
+			expect(await stockOf(v.variantId)).toBe(5);
+			await svc.recoverInterrupted(0);
+			expect((await payment(placed.id)).refunds).toHaveLength(1);
 		});
 
 		test("a checkout whose node died after publishing, before its journal said so: recovery completes it without announcing twice", async () => {
