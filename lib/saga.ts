@@ -4,6 +4,9 @@
  * A journal (the SagaLog) records which steps completed and which were compensated, so running the
  * saga or its compensation again skips what was already done: every step and every compensation
  * takes effect once, even across retries or a restart (when the log is persisted).
+ * A step whose effect lives elsewhere can fail or be cut short after that effect happened (its answer
+ * lost, its node dead before the mark was written); marked `compensateIfInterrupted`, it is undone
+ * too when it is where the saga stopped.
  */
 
 export interface SagaStep<C> {
@@ -11,6 +14,12 @@ export interface SagaStep<C> {
 	run(ctx: C): Promise<void>;
 	/** Undoes `run`; receives the error that aborted the saga. Must be safe to call again. */
 	compensate?(ctx: C, cause: unknown): Promise<void>;
+	/**
+	 * `run` may have taken effect without completing: when the saga stops at this step (it failed,
+	 * or it is the first step without a mark), its compensation runs as well. That compensation must
+	 * be safe when `run` did nothing, and when `run` takes effect after it.
+	 */
+	compensateIfInterrupted?: boolean;
 }
 
 export interface SagaJournal {
@@ -135,14 +144,22 @@ export class Saga<C> {
 	}
 
 	/**
-	 * Compensates every completed step not compensated yet, last first. A compensation that throws is
+	 * The compensations still owed, last first: those of the completed steps and of the step the saga
+	 * stopped at (the first without a mark) when it may have taken effect, minus those done.
+	 */
+	owedCompensations(journal: SagaJournal): SagaStep<C>[] {
+		const stoppedAt = this.steps.find((s) => !journal.completed.includes(s.name));
+		const owed = (s: SagaStep<C>) => journal.completed.includes(s.name) || (s === stoppedAt && s.compensateIfInterrupted === true);
+		return [...this.steps].reverse().filter((s) => owed(s) && !journal.compensated.includes(s.name));
+	}
+
+	/**
+	 * Runs the compensations still owed (see owedCompensations). A compensation that throws is
 	 * reported and left pending; the others still run. Returns the failures (empty when all done).
 	 */
 	async compensate(ctx: C, log: SagaLog, cause?: unknown): Promise<CompensationFailure[]> {
-		const journal = await log.load();
 		const failures: CompensationFailure[] = [];
-		for (const step of [...this.steps].reverse()) {
-			if (!journal.completed.includes(step.name) || journal.compensated.includes(step.name)) continue;
+		for (const step of this.owedCompensations(await log.load())) {
 			try {
 				if (step.compensate) await step.compensate(ctx, cause);
 				await log.markCompensated(step.name);

@@ -127,8 +127,10 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				{ name: "snapshotCart", run: (c) => this.snapshotCart(c) },
 				{ name: "loadAddress", run: (c) => this.loadAddress(c) },
 				{ name: "createOrder", run: (c) => this.createOrder(c), compensate: (c, cause) => this.cancelFailedOrder(c, cause) },
-				{ name: "reserveStock", run: (c) => this.reserveStock(c), compensate: (c) => this.releaseStock(c, "checkout_failed") },
-				{ name: "consumePromo", run: (c) => this.consumePromo(c), compensate: (c) => this.releasePromo(c) },
+				// A reserve or a promo use whose answer was lost (or whose node died before the order said so) is
+				// undone as well: a release before the reserve, or of a use never taken, changes nothing and is kept.
+				{ name: "reserveStock", run: (c) => this.reserveStock(c), compensate: (c) => this.releaseStock(c, "checkout_failed"), compensateIfInterrupted: true },
+				{ name: "consumePromo", run: (c) => this.consumePromo(c), compensate: (c) => this.releasePromo(c), compensateIfInterrupted: true },
 				{ name: "charge", run: (c) => this.charge(c), compensate: (c) => this.refundCharge(c) },
 				{ name: "confirmOrder", run: (c) => this.confirmOrder(c) },
 				{ name: "commitStock", run: (c) => this.commitStock(c) },
@@ -223,8 +225,8 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		async releasePromo(c: Checkout) {
 			const order = c.order ?? (await this.db.orders.findById(c.orderId));
 			if (!order?.promoCode) return;
-			await this.callFrom(c, "cart.releasePromo", { code: order.promoCode, orderId: c.orderId });
-			await this.appendEvent(c.orderId, "promo_released", { code: order.promoCode });
+			const res = await this.callFrom(c, "cart.releasePromo", { code: order.promoCode, orderId: c.orderId });
+			if (res?.released !== false) await this.appendEvent(c.orderId, "promo_released", { code: order.promoCode });
 		},
 
 		async charge(c: Checkout) {
@@ -319,8 +321,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			try {
 				await this.checkoutSaga.run(c, log);
 			} catch (err) {
-				const journal = await log.load();
-				const pending = journal.completed.filter((s: string) => !journal.compensated.includes(s));
+				const pending = this.checkoutSaga.owedCompensations(await log.load());
 				// Undone, but the provider may have charged: its answer was lost. (Left half undone, recovery does this.)
 				const settle = c.chargeUnsettled && !pending.length;
 				const addToSet: Record<string, unknown> = { "saga.completed": { $each: log.carry() } };

@@ -391,15 +391,26 @@ describe("checkout", () => {
 			expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
 		});
 
-		test("a node that died after the provider charged, before the order recorded it: recovery undoes the checkout and refunds the charge once", async () => {
+		/** The step's call to another service takes effect, but its answer is lost on the way back. */
+		function loseAnswerOf(action: string) {
 			const svc = orders();
-			const c = await customer();
-			const v = await variant(2500, 5);
-			await addToCart(c.token, v.variantId, 1);
-			// The node "dies" right after payments.charge answered: the charge step's own write never happens, nothing is undone.
+			const call = svc.callFrom;
+			return jest.spyOn(svc, "callFrom").mockImplementation(async function (this: unknown, ch: any, name: any, params: any) {
+				const res = await call.call(svc, ch, name, params);
+				if (name === action) throw new ServiceUnavailableError("the answer was lost");
+				return res;
+			});
+		}
+
+		/**
+		 * A checkout whose node dies right after `step`'s call to another service answered, before the
+		 * order recorded it: nothing is undone and the order is left running, as recovery finds it.
+		 */
+		async function checkoutDyingAfterCallOf(step: string, c: Awaited<ReturnType<typeof customer>>) {
+			const svc = orders();
 			const change = svc.changeOrder;
 			const died = jest.spyOn(svc, "changeOrder").mockImplementation(async function (this: unknown, orderId: any, ch: any, journal: any) {
-				if (journal?.step === "charge") throw new Error("node died");
+				if (journal?.step === step) throw new Error("node died");
 				return change.call(svc, orderId, ch, journal);
 			});
 			const dead = jest.spyOn(svc.checkoutSaga, "compensate").mockResolvedValue([]);
@@ -411,7 +422,17 @@ describe("checkout", () => {
 			}
 			const [placed] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
 			await svc.db.orders.updateOne({ id: placed.id }, { $set: { "saga.state": "running" } });
-			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "pending", paymentStatus: "pending", saga: { state: "running" } });
+			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "pending", saga: { state: "running" } });
+			return placed;
+		}
+
+		test("a node that died after the provider charged, before the order recorded it: recovery undoes the checkout and refunds the charge once", async () => {
+			const svc = orders();
+			const c = await customer();
+			const v = await variant(2500, 5);
+			await addToCart(c.token, v.variantId, 1);
+			const placed = await checkoutDyingAfterCallOf("charge", c);
+			expect(placed.paymentStatus).toBe("pending");
 			expect(await payment(placed.id)).toMatchObject({ status: "succeeded", amount: placed.total });
 
 			await svc.recoverInterrupted(0);
@@ -428,12 +449,7 @@ describe("checkout", () => {
 			const c = await customer();
 			const v = await variant(1500, 5);
 			await addToCart(c.token, v.variantId, 1);
-			const call = svc.callFrom;
-			const lost = jest.spyOn(svc, "callFrom").mockImplementation(async function (this: unknown, ch: any, action: any, params: any) {
-				const res = await call.call(svc, ch, action, params);
-				if (action === "payments.charge") throw new ServiceUnavailableError("the answer was lost");
-				return res;
-			});
+			const lost = loseAnswerOf("payments.charge");
 			try {
 				expect((await checkout(c)).status).toBe(503);
 			} finally {
@@ -446,6 +462,44 @@ describe("checkout", () => {
 			expect(await stockOf(v.variantId)).toBe(5);
 			await svc.recoverInterrupted(0);
 			expect((await payment(placed.id)).refunds).toHaveLength(1);
+		});
+
+		test("a reserve or a promo use whose answer was lost is undone with the rest: stock back, the use available again", async () => {
+			for (const action of ["products.reserve", "cart.consumePromo"]) {
+				const c = await customer();
+				const v = await variant(2000, 4);
+				await addToCart(c.token, v.variantId, 2);
+				const code = `LOST${++n}`;
+				await promotion(code, 1);
+				expect((await shop.http.post("/api/cart/promo", { code }, { token: c.token })).status).toBe(200);
+				const lost = loseAnswerOf(action);
+				try {
+					expect((await checkout(c)).status).toBe(503);
+				} finally {
+					lost.mockRestore();
+				}
+				const [placed] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
+				expect(placed).toMatchObject({ status: "cancelled" });
+				expect(await stockOf(v.variantId)).toBe(4);
+				expect(await promoAvailable(code)).toBe(true);
+				// The log says what was given back, and only that.
+				const log = await eventTypes(placed.id);
+				if (action === "products.reserve") expect(log).toEqual(["created", "stock_released", "cancelled"]);
+				else expect(log).toEqual(["created", "stock_reserved", "promo_released", "stock_released", "cancelled"]);
+			}
+		});
+
+		test("a node that died after reserving, before the order recorded it: recovery gives the stock back", async () => {
+			const svc = orders();
+			const c = await customer();
+			const v = await variant(1200, 3);
+			await addToCart(c.token, v.variantId, 2);
+			const placed = await checkoutDyingAfterCallOf("reserveStock", c);
+			expect(await stockOf(v.variantId)).toBe(1);
+			await svc.recoverInterrupted(0);
+			expect((await shop.http.get(`/api/orders/${placed.id}`, { token: adminToken })).body).toMatchObject({ status: "cancelled" });
+			expect(await stockOf(v.variantId)).toBe(3);
+			expect(await eventTypes(placed.id)).toEqual(["created", "stock_released", "cancelled"]);
 		});
 
 		test("a checkout whose node died after publishing, before its journal said so: recovery completes it without announcing twice", async () => {

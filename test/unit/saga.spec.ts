@@ -106,6 +106,52 @@ describe("Saga", () => {
 		expect(trace).toEqual(["undo:a", "undo:b"]);
 	});
 
+	describe("a step marked compensateIfInterrupted (its effect may have happened without it completing)", () => {
+		/** Steps a, b (marked), c; `effectThenFail` makes b take effect and then fail, as when its answer is lost. */
+		function interruptible(effectThenFail: boolean) {
+			const trace: string[] = [];
+			const step = (name: string, marked = false): SagaStep<object> => ({
+				name,
+				compensateIfInterrupted: marked,
+				async run() {
+					trace.push(`run:${name}`);
+					if (name === "b" && effectThenFail) throw new Error("answer lost");
+				},
+				async compensate() {
+					trace.push(`undo:${name}`);
+				},
+			});
+			return { saga: new Saga<object>("t", [step("a"), step("b", true), step("c")]), trace };
+		}
+
+		test("failing, it is undone too, first, then the completed steps", async () => {
+			const { saga, trace } = interruptible(true);
+			const log = new MemorySagaLog();
+			await expect(saga.run({}, log)).rejects.toThrow("answer lost");
+			expect(trace).toEqual(["run:a", "run:b", "undo:b", "undo:a"]);
+			expect(log.journal).toEqual({ completed: ["a"], compensated: ["b", "a"] });
+			// Once only.
+			expect(await saga.compensate({}, log)).toEqual([]);
+			expect(trace).toHaveLength(4);
+		});
+
+		test("recovering a saga cut short there (its node died before the mark): compensate() undoes it too", async () => {
+			const { saga, trace } = interruptible(false);
+			const log = new MemorySagaLog();
+			log.journal.completed.push("a");
+			expect(saga.owedCompensations(await log.load()).map((s) => s.name)).toEqual(["b", "a"]);
+			await saga.compensate({}, log);
+			expect(trace).toEqual(["undo:b", "undo:a"]);
+		});
+
+		test("only where the saga stopped: a marked step not reached yet, or an unmarked one stopped at, is not undone", async () => {
+			const { saga } = interruptible(false);
+			expect(saga.owedCompensations({ completed: [], compensated: [] }).map((s) => s.name)).toEqual([]);
+			expect(saga.owedCompensations({ completed: ["a", "b"], compensated: [] }).map((s) => s.name)).toEqual(["b", "a"]);
+			expect(saga.owedCompensations({ completed: ["a", "b"], compensated: ["b"] }).map((s) => s.name)).toEqual(["a"]);
+		});
+	});
+
 	test("step names must be unique", () => {
 		expect(() => new Saga("t", [{ name: "a", run: async () => undefined }, { name: "a", run: async () => undefined }])).toThrow(/duplicate/);
 	});
