@@ -112,6 +112,8 @@ export interface CheckoutSagaMethods {
 export interface CheckoutSagaVars extends OrderHostMethods, Pick<OrderFollowUpMethods, "refundRest" | "publishOnce" | "tryFollowUps"> {
 	db: Collections;
 	checkoutSaga: Saga<Checkout>;
+	/** Orders whose checkout saga runs in this process now: the saga records their payment itself. */
+	checkoutsHere: Set<string>;
 	shippingRates: ShippingRates;
 	failAt: string | null;
 }
@@ -318,6 +320,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		async runCheckout(ctx: Context<CheckoutParams, ShopMeta>, orderId: string): Promise<Order> {
 			const log = this.sagaLog(orderId);
 			const c: Checkout = { ctx, orderId, userId: ctx.meta.user!.id, params: ctx.params, log };
+			this.checkoutsHere.add(orderId);
 			try {
 				await this.checkoutSaga.run(c, log);
 			} catch (err) {
@@ -329,6 +332,8 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				await this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": pending.length ? "compensation_failed" : "compensated" }, $addToSet: addToSet });
 				if (settle) await this.tryFollowUps(ctx, orderId);
 				throw err;
+			} finally {
+				this.checkoutsHere.delete(orderId);
 			}
 			await this.completeSaga(orderId, !!c.awaitingPayment, log);
 			if (c.awaitingPayment) await this.tryFollowUps(ctx, orderId);
@@ -417,6 +422,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 
 	created() {
 		const cfg = readConfig();
+		this.checkoutsHere = new Set();
 		this.shippingRates = this.settings.shippingRates ?? { flatCents: cfg.shippingFlatCents, freeThresholdCents: cfg.freeShippingThresholdCents };
 		this.failAt = process.env.NODE_ENV === "test" ? this.settings.checkoutFailAt : null;
 		const steps = this.checkoutSteps().map((step) => ({

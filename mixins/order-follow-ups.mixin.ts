@@ -20,7 +20,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Collections } from "./db.mixin";
 import type { Collection, Entity } from "./collection";
 import type { OutboxThis } from "./outbox.mixin";
-import type { Checkout, CheckoutSagaMethods, OrderHostMethods } from "./checkout-saga.mixin";
+import type { Checkout, CheckoutSagaMethods, CheckoutSagaVars, OrderHostMethods } from "./checkout-saga.mixin";
 import {
 	announcementEvent,
 	announcementOf,
@@ -67,7 +67,7 @@ export interface OrderFollowUpMethods {
 	adoptLegacyCancellation(orderId: string): Promise<Entity | null>;
 }
 
-export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMethods, "recoverCheckout">, Pick<OutboxThis, "publishAll"> {
+export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMethods, "recoverCheckout">, Pick<CheckoutSagaVars, "checkoutsHere">, Pick<OutboxThis, "publishAll"> {
 	db: Collections;
 	/** This service's outbox (OutboxMixin): where an announcement that may have been made is looked up. */
 	outbox: Collection;
@@ -82,6 +82,9 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		/** Payment news, live (with its ctx) or caught up from the payments outbox (ctx null). */
 		async onPaymentEvent(event: string, payload: Record<string, any>, ctx: Context | null) {
 			if (typeof payload?.orderId !== "string") return;
+			// The checkout's own charge, announced while its saga runs here: the saga records it (and one
+			// that ends without doing so looks at the payment), so there is nothing for this copy to do.
+			if (event !== "payment.refunded" && this.checkoutsHere.has(payload.orderId)) return;
 			if (event === "payment.succeeded") await this.paymentSucceeded(ctx, payload as { orderId: string; paymentId: string; amount: number });
 			else if (event === "payment.failed") await this.paymentFailed(ctx, payload as { orderId: string; reason?: string });
 			// Refunds made outside this service (e.g. in Stripe's dashboard) still show on the order.

@@ -373,6 +373,28 @@ describe("checkout", () => {
 			}
 		});
 
+		test("the payment event of a checkout running here is left to its saga: no order reads or writes for it", async () => {
+			const svc = orders();
+			const c = await customer();
+			const v = await variant(1800, 5);
+			await addToCart(c.token, v.variantId, 1);
+			const handled = jest.spyOn(svc, "recordPaymentSucceeded");
+			try {
+				const res = await checkout(c);
+				expect(res.status).toBe(201);
+				expect(recorder.events.filter((e) => e.name === "payment.succeeded" && e.payload.orderId === res.body.id)).toHaveLength(1);
+				expect(handled).not.toHaveBeenCalled();
+				expect(svc.checkoutsHere.size).toBe(0);
+				// Delivered again once the checkout is over (a catch-up, a replay), it changes nothing.
+				const payload = recorder.events.find((e) => e.name === "payment.succeeded" && e.payload.orderId === res.body.id)!.payload;
+				await svc.onPaymentEvent("payment.succeeded", payload, null);
+				expect(handled).toHaveBeenCalledTimes(1);
+				expect(await eventTypes(res.body.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+			} finally {
+				handled.mockRestore();
+			}
+		});
+
 		test("a checkout interrupted after the charge (the node died) rolls forward on recovery", async () => {
 			const svc = orders();
 			// The node "dies" at confirmOrder: nothing is undone, and the order is left running.
