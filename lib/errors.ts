@@ -96,3 +96,12 @@ export class ServiceUnavailableError extends MoleculerRetryableError {
 		this.name = "ServiceUnavailableError";
 	}
 }
+
+/**
+ * Whether a failed call may still have taken effect: anything but the service's own refusal (a
+ * 4xx: it decided, and did nothing). A timeout, a 5xx or a lost answer may hide a done change.
+ */
+export function mayHaveTakenEffect(err: unknown): boolean {
+	const code = (err as { code?: unknown } | null | undefined)?.code;
+	return !(typeof code === "number" && code >= 400 && code < 500);
+}

@@ -17,9 +17,10 @@ export interface SagaStep<C> {
 	/**
 	 * `run` may have taken effect without completing: when the saga stops at this step (it failed,
 	 * or it is the first step without a mark), its compensation runs as well. That compensation must
-	 * be safe when `run` did nothing, and when `run` takes effect after it.
+	 * be safe when `run` did nothing, and when `run` takes effect after it. A function decides from
+	 * the error the saga stopped with (none known after a crash) whether the step may have had effect.
 	 */
-	compensateIfInterrupted?: boolean;
+	compensateIfInterrupted?: boolean | ((cause: unknown) => boolean);
 }
 
 export interface SagaJournal {
@@ -147,9 +148,10 @@ export class Saga<C> {
 	 * The compensations still owed, last first: those of the completed steps and of the step the saga
 	 * stopped at (the first without a mark) when it may have taken effect, minus those done.
 	 */
-	owedCompensations(journal: SagaJournal): SagaStep<C>[] {
+	owedCompensations(journal: SagaJournal, cause?: unknown): SagaStep<C>[] {
 		const stoppedAt = this.steps.find((s) => !journal.completed.includes(s.name));
-		const owed = (s: SagaStep<C>) => journal.completed.includes(s.name) || (s === stoppedAt && s.compensateIfInterrupted === true);
+		const interrupted = (s: SagaStep<C>) => (typeof s.compensateIfInterrupted === "function" ? s.compensateIfInterrupted(cause) : s.compensateIfInterrupted === true);
+		const owed = (s: SagaStep<C>) => journal.completed.includes(s.name) || (s === stoppedAt && interrupted(s));
 		return [...this.steps].reverse().filter((s) => owed(s) && !journal.compensated.includes(s.name));
 	}
 
@@ -159,7 +161,7 @@ export class Saga<C> {
 	 */
 	async compensate(ctx: C, log: SagaLog, cause?: unknown): Promise<CompensationFailure[]> {
 		const failures: CompensationFailure[] = [];
-		for (const step of this.owedCompensations(await log.load())) {
+		for (const step of this.owedCompensations(await log.load(), cause)) {
 			try {
 				if (step.compensate) await step.compensate(ctx, cause);
 				await log.markCompensated(step.name);

@@ -17,7 +17,7 @@ import type { Collections } from "./db.mixin";
 import type { Entity } from "./collection";
 import type { ShopMeta } from "./types";
 import type { OrderFollowUpMethods } from "./order-follow-ups.mixin";
-import { ConflictError, NotFoundError, invalidField } from "../lib/errors";
+import { ConflictError, NotFoundError, invalidField, mayHaveTakenEffect } from "../lib/errors";
 import { CarriedSagaLog, Saga, type CompensationFailure, type SagaStep } from "../lib/saga";
 import {
 	cancelReasonOf,
@@ -131,8 +131,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				{ name: "createOrder", run: (c) => this.createOrder(c), compensate: (c, cause) => this.cancelFailedOrder(c, cause) },
 				// A reserve or a promo use whose answer was lost (or whose node died before the order said so) is
 				// undone as well: a release before the reserve, or of a use never taken, changes nothing and is kept.
-				{ name: "reserveStock", run: (c) => this.reserveStock(c), compensate: (c) => this.releaseStock(c, "checkout_failed"), compensateIfInterrupted: true },
-				{ name: "consumePromo", run: (c) => this.consumePromo(c), compensate: (c) => this.releasePromo(c), compensateIfInterrupted: true },
+				// A refusal (a 4xx: out of stock, code used up) says it did nothing.
+				{ name: "reserveStock", run: (c) => this.reserveStock(c), compensate: (c) => this.releaseStock(c, "checkout_failed"), compensateIfInterrupted: mayHaveTakenEffect },
+				{ name: "consumePromo", run: (c) => this.consumePromo(c), compensate: (c) => this.releasePromo(c), compensateIfInterrupted: mayHaveTakenEffect },
 				{ name: "charge", run: (c) => this.charge(c), compensate: (c) => this.refundCharge(c) },
 				{ name: "confirmOrder", run: (c) => this.confirmOrder(c) },
 				{ name: "commitStock", run: (c) => this.commitStock(c) },
@@ -324,7 +325,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			try {
 				await this.checkoutSaga.run(c, log);
 			} catch (err) {
-				const pending = this.checkoutSaga.owedCompensations(await log.load());
+				const pending = this.checkoutSaga.owedCompensations(await log.load(), err);
 				// Undone, but the provider may have charged: its answer was lost. (Left half undone, recovery does this.)
 				const settle = c.chargeUnsettled && !pending.length;
 				const addToSet: Record<string, unknown> = { "saga.completed": { $each: log.carry() } };

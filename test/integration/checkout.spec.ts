@@ -169,11 +169,21 @@ describe("checkout", () => {
 		const buyers = await Promise.all(Array.from({ length: 30 }, () => customer()));
 		for (const b of buyers) await addToCart(b.token, v.variantId, 1);
 
-		const results = await Promise.all(buyers.map((b) => checkout(b)));
+		const calls = jest.spyOn(orders(), "callFrom");
+		let releases: number;
+		let results: Awaited<ReturnType<typeof checkout>>[];
+		try {
+			results = await Promise.all(buyers.map((b) => checkout(b)));
+			releases = calls.mock.calls.filter(([, action]) => action === "products.release").length;
+		} finally {
+			calls.mockRestore();
+		}
 		const statuses = results.map((r) => r.status).sort();
 		expect(statuses.filter((s) => s === 201)).toHaveLength(5);
 		expect(statuses.filter((s) => s === 409)).toHaveLength(25);
 		expect(await stockOf(v.variantId)).toBe(0);
+		// A refusal says the reserve did nothing: nothing to release, no marker left per refused buyer.
+		expect(releases).toBe(0);
 
 		const confirmed = results.filter((r) => r.status === 201).map((r) => r.body);
 		for (const o of confirmed) expect((await payment(o.id)).status).toBe("succeeded");

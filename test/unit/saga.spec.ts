@@ -144,6 +144,26 @@ describe("Saga", () => {
 			expect(trace).toEqual(["undo:b", "undo:a"]);
 		});
 
+		test("as a function, it decides from the error the saga stopped with", async () => {
+			const trace: string[] = [];
+			const refused = Object.assign(new Error("out of stock"), { code: 409 });
+			const saga = new Saga<object>("t", [
+				{ name: "a", run: async () => undefined, compensate: async () => void trace.push("undo:a") },
+				{
+					name: "b",
+					compensateIfInterrupted: (cause) => (cause as { code?: number } | undefined)?.code !== 409,
+					run: async () => {
+						throw refused;
+					},
+					compensate: async () => void trace.push("undo:b"),
+				},
+			]);
+			await expect(saga.run({})).rejects.toBe(refused);
+			expect(trace).toEqual(["undo:a"]);
+			// After a crash nothing is known about the error: it is undone.
+			expect(saga.owedCompensations({ completed: ["a"], compensated: [] }).map((s) => s.name)).toEqual(["b", "a"]);
+		});
+
 		test("only where the saga stopped: a marked step not reached yet, or an unmarked one stopped at, is not undone", async () => {
 			const { saga } = interruptible(false);
 			expect(saga.owedCompensations({ completed: [], compensated: [] }).map((s) => s.name)).toEqual([]);
