@@ -56,6 +56,14 @@ describe("checkout", () => {
 		expect(res.status).toBe(201);
 	}
 
+	/** A customer with `quantity` of a new variant in the cart. */
+	async function buyerWithCart(price: number, stock: number, quantity = 1) {
+		const c = await customer();
+		const v = await variant(price, stock);
+		await addToCart(c.token, v.variantId, quantity);
+		return { c, v };
+	}
+
 	const checkout = (c: { token: string; addressId: string }, opts: { key?: string; token?: string; body?: Record<string, unknown> } = {}) =>
 		shop.http.post("/api/orders", opts.body ?? { shippingAddressId: c.addressId, paymentMethod: { type: "card", token: opts.token ?? "pm_card_visa" } }, {
 			token: c.token,
@@ -99,9 +107,7 @@ describe("checkout", () => {
 	afterEach(() => orders().injectCheckoutFailure(null));
 
 	test("happy path: 201 confirmed and paid, stock sold, cart empty, events out, listed", async () => {
-		const c = await customer();
-		const v = await variant(2999, 10);
-		await addToCart(c.token, v.variantId, 2);
+		const { c, v } = await buyerWithCart(2999, 10, 2);
 
 		const res = await checkout(c);
 		expect(res.status).toBe(201);
@@ -130,9 +136,7 @@ describe("checkout", () => {
 	});
 
 	test("flat shipping below the free-shipping threshold", async () => {
-		const c = await customer();
-		const v = await variant(1000, 5);
-		await addToCart(c.token, v.variantId, 1);
+		const { c } = await buyerWithCart(1000, 5);
 		const res = await checkout(c);
 		expect(res.status).toBe(201);
 		expect(res.body).toMatchObject({ subtotal: 1000, shipping: 599, total: 1599 });
@@ -198,9 +202,7 @@ describe("checkout", () => {
 	}, 60_000);
 
 	test("double submit: 10 concurrent checkouts with one key → one order, one payment, identical bodies", async () => {
-		const c = await customer();
-		const v = await variant(1500, 10);
-		await addToCart(c.token, v.variantId, 1);
+		const { c, v } = await buyerWithCart(1500, 10);
 		const k = key();
 
 		const results = await Promise.all(Array.from({ length: 10 }, () => checkout(c, { key: k })));
@@ -222,9 +224,7 @@ describe("checkout", () => {
 	});
 
 	test("idempotency: key required (400), another body with the same key 409, a decline replays as 402", async () => {
-		const c = await customer();
-		const v = await variant(1200, 10);
-		await addToCart(c.token, v.variantId, 1);
+		const { c, v } = await buyerWithCart(1200, 10);
 
 		const missing = await checkout(c, { key: "" });
 		expect(missing.status).toBe(400);
@@ -259,9 +259,7 @@ describe("checkout", () => {
 	});
 
 	test("client-sent prices and totals are ignored: the charge is the server's total", async () => {
-		const c = await customer();
-		const v = await variant(4200, 3);
-		await addToCart(c.token, v.variantId, 1);
+		const { c, v } = await buyerWithCart(4200, 3);
 		const res = await checkout(c, {
 			body: {
 				shippingAddressId: c.addressId,
@@ -281,9 +279,7 @@ describe("checkout", () => {
 
 	describe("failures injected at each step are compensated", () => {
 		async function failingCheckout(step: string, withPromo = false) {
-			const c = await customer();
-			const v = await variant(3000, 6);
-			await addToCart(c.token, v.variantId, 2);
+			const { c, v } = await buyerWithCart(3000, 6, 2);
 			let code: string | undefined;
 			if (withPromo) {
 				code = `FAIL${n}`;
@@ -362,9 +358,7 @@ describe("checkout", () => {
 
 		test("the saga's journal costs no write of its own: each step's mark rides on that step's update", async () => {
 			const svc = orders();
-			const c = await customer();
-			const v = await variant(2000, 5);
-			await addToCart(c.token, v.variantId, 1);
+			const { c } = await buyerWithCart(2000, 5);
 			const inserts = jest.spyOn(svc.db.orders, "insertMany");
 			const updates = jest.spyOn(svc.db.orders, "updateOne");
 			try {
@@ -385,9 +379,7 @@ describe("checkout", () => {
 
 		test("the payment event of a checkout running here is left to its saga: no order reads or writes for it", async () => {
 			const svc = orders();
-			const c = await customer();
-			const v = await variant(1800, 5);
-			await addToCart(c.token, v.variantId, 1);
+			const { c } = await buyerWithCart(1800, 5);
 			const handled = jest.spyOn(svc, "recordPaymentSucceeded");
 			try {
 				const res = await checkout(c);
@@ -460,9 +452,7 @@ describe("checkout", () => {
 
 		test("a node that died after the provider charged, before the order recorded it: recovery undoes the checkout and refunds the charge once", async () => {
 			const svc = orders();
-			const c = await customer();
-			const v = await variant(2500, 5);
-			await addToCart(c.token, v.variantId, 1);
+			const { c, v } = await buyerWithCart(2500, 5);
 			const placed = await checkoutDyingAfterCallOf("charge", c);
 			expect(placed.paymentStatus).toBe("pending");
 			expect(await payment(placed.id)).toMatchObject({ status: "succeeded", amount: placed.total });
@@ -478,9 +468,7 @@ describe("checkout", () => {
 
 		test("a charge whose answer was lost (it went through, the call timed out): the checkout is undone and the charge refunded once", async () => {
 			const svc = orders();
-			const c = await customer();
-			const v = await variant(1500, 5);
-			await addToCart(c.token, v.variantId, 1);
+			const { c, v } = await buyerWithCart(1500, 5);
 			const lost = loseAnswerOf("payments.charge");
 			try {
 				expect((await checkout(c)).status).toBe(503);
@@ -498,9 +486,7 @@ describe("checkout", () => {
 
 		test("a reserve or a promo use whose answer was lost is undone with the rest: stock back, the use available again", async () => {
 			for (const action of ["products.reserve", "cart.consumePromo"]) {
-				const c = await customer();
-				const v = await variant(2000, 4);
-				await addToCart(c.token, v.variantId, 2);
+				const { c, v } = await buyerWithCart(2000, 4, 2);
 				const code = `LOST${++n}`;
 				await promotion(code, 1);
 				expect((await shop.http.post("/api/cart/promo", { code }, { token: c.token })).status).toBe(200);
@@ -523,9 +509,7 @@ describe("checkout", () => {
 
 		test("a node that died after reserving, before the order recorded it: recovery gives the stock back", async () => {
 			const svc = orders();
-			const c = await customer();
-			const v = await variant(1200, 3);
-			await addToCart(c.token, v.variantId, 2);
+			const { c, v } = await buyerWithCart(1200, 3, 2);
 			const placed = await checkoutDyingAfterCallOf("reserveStock", c);
 			expect(await stockOf(v.variantId)).toBe(1);
 			await svc.recoverInterrupted(0);
@@ -536,9 +520,7 @@ describe("checkout", () => {
 
 		test("a checkout whose node died after publishing, before its journal said so: recovery completes it without announcing twice", async () => {
 			const svc = orders();
-			const c = await customer();
-			const v = await variant(2000, 5);
-			await addToCart(c.token, v.variantId, 1);
+			const { c, v } = await buyerWithCart(2000, 5);
 			const res = await checkout(c);
 			expect(res.status).toBe(201);
 			const announced = () => recorder.events.filter((e) => e.payload.orderId === res.body.id && e.name.startsWith("order.")).map((e) => e.name);
