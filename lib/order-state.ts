@@ -405,6 +405,16 @@ export function orderUpdate(change: OrderChange, now: Date): Record<string, unkn
 	return update;
 }
 
+/**
+ * The update that ends a checkout's saga in `state`: with the journal marks still to store, and
+ * the follow-ups it leaves (a look at the payment, for one that ended without knowing it).
+ */
+export function sagaEndUpdate(state: Order["saga"]["state"], marks: string[], followUps: readonly FollowUp[] = []): Record<string, unknown> {
+	const addToSet: Record<string, unknown> = { "saga.completed": { $each: marks } };
+	if (followUps.length) addToSet.pendingActions = { $each: [...followUps] };
+	return { $set: { "saga.state": state }, $addToSet: addToSet };
+}
+
 /** The first entry of a new order's log (its data is read from the order; see createdEventData). */
 export function createdEvent(now: Date): StoredOrderEvent {
 	return { type: "created", data: {}, createdAt: now };

@@ -28,6 +28,7 @@ import {
 	orderLinesOf,
 	orderView,
 	OrderStateMachine,
+	sagaEndUpdate,
 	type Order,
 	type OrderChange,
 } from "../lib/order-state";
@@ -100,7 +101,7 @@ export interface CheckoutSagaMethods {
 	clearCart(c: Checkout): Promise<void>;
 	publishOrder(c: Checkout): Promise<void>;
 	runCheckout(ctx: Context<CheckoutParams, ShopMeta>, orderId: string): Promise<Order>;
-	compensateCheckout(orderId: string, cause?: unknown): Promise<CompensationFailure[]>;
+	compensateCheckout(orderId: string, cause?: unknown, lookAtPayment?: boolean): Promise<CompensationFailure[]>;
 	completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog): Promise<Entity | null>;
 	recoverCheckout(order: Order): Promise<void>;
 	sagaLog(orderId: string): CarriedSagaLog;
@@ -325,13 +326,12 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			try {
 				await this.checkoutSaga.run(c, log);
 			} catch (err) {
-				const pending = this.checkoutSaga.owedCompensations(await log.load(), err);
+				const failed = this.checkoutSaga.owedCompensations(await log.load(), err).length > 0;
 				// Undone, but the provider may have charged: its answer was lost. (Left half undone, recovery does this.)
-				const settle = c.chargeUnsettled && !pending.length;
-				const addToSet: Record<string, unknown> = { "saga.completed": { $each: log.carry() } };
-				if (settle) addToSet.pendingActions = { $each: [...FOLLOW_UPS_AFTER.undoneAfterCharge] };
-				await this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": pending.length ? "compensation_failed" : "compensated" }, $addToSet: addToSet });
-				if (settle) await this.tryFollowUps(ctx, orderId);
+				const lookAtPayment = !!c.chargeUnsettled && !failed;
+				const followUps = lookAtPayment ? FOLLOW_UPS_AFTER.undoneAfterCharge : [];
+				await this.db.orders.updateOne({ id: orderId }, sagaEndUpdate(failed ? "compensation_failed" : "compensated", log.carry(), followUps));
+				if (lookAtPayment) await this.tryFollowUps(ctx, orderId);
 				throw err;
 			} finally {
 				this.checkoutsHere.delete(orderId);
@@ -344,13 +344,16 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		/**
 		 * Runs the compensations of an order's checkout that are not done yet (recovery after a crash, or
 		 * an operator's retry). Each one ran at most once before, so calling this again changes nothing.
+		 * `lookAtPayment`: the charge may have gone through unrecorded, so a checkout fully undone also
+		 * looks at its payment.
 		 */
-		async compensateCheckout(orderId: string, cause?: unknown) {
+		async compensateCheckout(orderId: string, cause?: unknown, lookAtPayment = false) {
 			const order = await this.db.orders.findById(orderId);
 			if (!order) throw new NotFoundError("Order");
 			const c: Checkout = { ctx: null, orderId, userId: order.userId, order: order as any };
 			const failures = await this.checkoutSaga.compensate(c, this.sagaLog(orderId), cause);
-			await this.db.orders.updateOne({ id: orderId, "saga.state": { $ne: "completed" } }, { $set: { "saga.state": failures.length ? "compensation_failed" : "compensated" } });
+			const followUps = lookAtPayment && !failures.length ? FOLLOW_UPS_AFTER.undoneAfterCharge : [];
+			await this.db.orders.updateOne({ id: orderId, "saga.state": { $ne: "completed" } }, sagaEndUpdate(failures.length ? "compensation_failed" : "compensated", [], followUps));
 			return failures;
 		},
 
@@ -359,9 +362,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		 * as news of it that came while the saga ran was ignored then.
 		 */
 		completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog) {
-			const addToSet: Record<string, unknown> = { "saga.completed": { $each: log.carry() } };
-			if (awaitingPayment) addToSet.pendingActions = { $each: [...FOLLOW_UPS_AFTER.awaitingPayment] };
-			return this.db.orders.updateOne({ id: orderId }, { $set: { "saga.state": "completed" }, $addToSet: addToSet });
+			return this.db.orders.updateOne({ id: orderId }, sagaEndUpdate("completed", log.carry(), awaitingPayment ? FOLLOW_UPS_AFTER.awaitingPayment : []));
 		},
 
 		/**
@@ -379,11 +380,11 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				} catch (err) {
 					this.logger.warn(`Interrupted checkout ${order.id} failed to complete and was compensated:`, (err as Error).message);
 				}
-			} else if ((await this.compensateCheckout(order.id, new Error("checkout interrupted"))).length) {
-				return;
 			} else {
-				// It may have charged before it died, without the order knowing: the caller's drive looks at the payment.
-				await this.db.orders.updateOne({ id: order.id }, { $addToSet: { pendingActions: { $each: [...FOLLOW_UPS_AFTER.undoneAfterCharge] } } });
+				// It may have charged before it died without the order knowing: undone, it also looks at the
+				// payment (the caller drives that follow-up). Left half undone, the next round retries.
+				const failures = await this.compensateCheckout(order.id, new Error("checkout interrupted"), true);
+				if (failures.length) return;
 			}
 			// The key answers with the order from now on, or is freed for a retry.
 			if (view) await this.db.idempotency_keys.updateOne({ orderId: order.id, status: "running" }, { $set: { status: "completed", response: view } });

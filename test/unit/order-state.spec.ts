@@ -1,5 +1,6 @@
 import { Collection } from "../../mixins/collection";
 import {
+	sagaEndUpdate,
 	announcementEvent,
 	announcementOf,
 	checkoutDurationMs,
@@ -230,6 +231,18 @@ describe("follow-ups", () => {
 			expect(() => orderUpdate({ followUps: ["refund"], done: "refund" }, now)).toThrow();
 		});
 
+	});
+
+	test.each([
+		["completed, nothing left", ["completed", ["publishOrder"], []], { $set: { "saga.state": "completed" }, $addToSet: { "saga.completed": { $each: ["publishOrder"] } } }],
+		[
+			"completed waiting for its payment",
+			["completed", [], FOLLOW_UPS_AFTER.awaitingPayment],
+			{ $set: { "saga.state": "completed" }, $addToSet: { "saga.completed": { $each: [] }, pendingActions: { $each: ["settlePayment"] } } },
+		],
+		["half undone", ["compensation_failed", ["charge"]], { $set: { "saga.state": "compensation_failed" }, $addToSet: { "saga.completed": { $each: ["charge"] } } }],
+	] as Array<[string, Parameters<typeof sagaEndUpdate>, Record<string, unknown>]>)("sagaEndUpdate: %s", (_what, args, expected) => {
+		expect(sagaEndUpdate(...args)).toEqual(expected);
 	});
 
 	describe("the event log as the API shows it", () => {
