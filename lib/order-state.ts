@@ -436,10 +436,11 @@ export function logIsEmbedded(o: Order): boolean {
  * older order has in `order_events` (`legacy`, for an order whose log is not embedded).
  */
 export function orderEventLog(o: Order, legacy: OrderEvent[] = []): Required<OrderEvent>[] {
-	const before = logIsEmbedded(o) ? [] : [...legacy].sort((a, b) => a.seq - b.seq);
+	const embedded = logIsEmbedded(o);
+	const before = embedded ? [] : [...legacy].sort((a, b) => a.seq - b.seq);
 	const log = before.map(({ seq, type, data, createdAt }) => ({ seq, type, data: data ?? {}, createdAt: createdAt! }));
 	(o.events ?? []).forEach((e, i) => {
-		const data = i === 0 && !before.length && e.type === "created" ? createdEventData(o) : e.data;
+		const data = embedded && i === 0 ? createdEventData(o) : e.data;
 		log.push({ seq: before.length + i + 1, type: e.type, data, createdAt: e.createdAt });
 	});
 	return log;
