@@ -33,7 +33,7 @@ export interface OutboxThis {
 	/** Takes the outbox's lock: what runs under it runs alone, in call order. */
 	outboxLock: <T>(fn: () => Promise<T>) => Promise<T>;
 	publish(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string>;
-	/** Several events with one counter update and one insert; emitted in order. Returns their event ids. */
+	/** Several events with consecutive numbers (at most one counter update) and one insert; emitted in order. Returns their event ids. */
 	publishAll(ctx: Context | null, events: Announcement[]): Promise<string[]>;
 }
 
