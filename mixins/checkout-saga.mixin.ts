@@ -247,8 +247,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			} catch (err: any) {
 				if (err?.code === 402) {
 					await this.changeOrder(c.orderId, { set: { paymentStatus: "failed" }, event: { type: "payment_failed", data: { reason: err.message, type: err.type ?? null } } });
-					c.chargeUnsettled = false;
 				}
+				// A refusal (the decline, or any other 4xx) charged nothing; anything else may have.
+				c.chargeUnsettled = mayHaveTakenEffect(err);
 				throw err;
 			}
 			const paymentRef = { id: payment.id, cardBrand: payment.cardBrand, cardLast4: payment.cardLast4 };
