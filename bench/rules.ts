@@ -161,7 +161,7 @@ async function run(dataDir: string): Promise<number> {
 		ordersOutbox: await read("orders_outbox"),
 		payments: await read("payments"),
 		promotions: await read("promotions"),
-		promotionUses: await read("promotion_uses"),
+		promotionUses: await read("promotion_slots"),
 		notifications: await read("notifications"),
 	};
 	const input: AuditInput = { data, startStock, answers };

@@ -76,3 +76,21 @@ export function promotionInputProblems(input: { type: PromotionType; value: numb
 	}
 	return [];
 }
+
+/**
+ * A limited code's uses are numbered slots 0..maxUses-1, each held by at most one order (a unique
+ * index): taking a use is one insert, giving it back one removal, so no crash can leave a use taken
+ * by nobody. This is the lowest slot below `maxUses` that none of `taken` holds, or null when all are.
+ */
+export function lowestFreeSlot(taken: Iterable<unknown>, maxUses: number): number | null {
+	const held = new Set<number>();
+	for (const s of taken) if (typeof s === "number" && s < maxUses) held.add(s);
+	for (let s = 0; s < maxUses; s++) if (!held.has(s)) return s;
+	return null;
+}
+
+/** The slot a use is first tried at: the counter guides it (it may lag a crash), and each lost race moves one on. */
+export function probeSlot(usedCount: number, attempt: number, maxUses: number): number | null {
+	const slot = Math.max(0, usedCount) + attempt;
+	return slot < maxUses ? slot : null;
+}

@@ -13,7 +13,7 @@ import { readConfig } from "../lib/config";
 import { DEFAULT_CURRENCY } from "../lib/money";
 import { ConflictError, InsufficientStockError, NotFoundError, UnprocessableError, invalidField } from "../lib/errors";
 import { priceCart, toSnapshot, type CatalogVariant, type PricedCart } from "../lib/cart-pricing";
-import { checkPromotion, normalizeCode, promotionDiscount, promotionInputProblems, PROMO_CODE_PATTERN, type Promotion, type PromoVerdict } from "../lib/promotions";
+import { checkPromotion, lowestFreeSlot, normalizeCode, probeSlot, promotionDiscount, promotionInputProblems, PROMO_CODE_PATTERN, type Promotion, type PromoVerdict } from "../lib/promotions";
 import { createCartStore, type CartStore, type LineResult } from "../adapters/cart-store";
 
 /** Most units of one variant in a cart, and most lines in a cart. */
@@ -21,12 +21,13 @@ const MAX_QUANTITY = 99;
 const MAX_LINES = 100;
 /** Guest cart ids we hand out are 24 base64url characters (144 random bits); a little slack for others. */
 const CART_ID_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
-/** How long a consumePromo waits for a concurrent call of the same order, and when a claim is abandoned. */
+/** How long a consumePromo keeps trying while other orders take the code's slots, and slots tried before a scan. */
 const USE_WAIT_MS = 3000;
-const STALE_CLAIM_MS = 30_000;
+const SLOT_PROBES = 8;
 
 type Ctx<P = Record<string, never>> = Context<P, ShopMeta>;
 type PromotionDoc = Promotion & { id: string; createdAt: Date };
+type UseCount = "checked" | "exact";
 
 /** Whose cart a request works on; user and guest keys live in separate namespaces. */
 interface Owner {
@@ -40,8 +41,10 @@ interface CartMethods {
 	sellableVariant(ctx: Ctx<unknown>, variantId: string): Promise<CatalogVariant>;
 	priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string, known?: CatalogVariant[]): Promise<PricedCart & { version: number }>;
 	showCart(ctx: Ctx<unknown>, owner: Owner, known?: CatalogVariant[]): Promise<Record<string, unknown>>;
-	findPromotion(code: string): Promise<PromotionDoc | null>;
-	takeUse(promo: PromotionDoc): Promise<void>;
+	findPromotion(code: string, uses?: UseCount): Promise<PromotionDoc | null>;
+	freeSlot(promo: PromotionDoc, orderId: string, attempt: number): Promise<number | string | null>;
+	withUses(promo: PromotionDoc | null, uses: UseCount): Promise<PromotionDoc | null>;
+	moveLegacyUses(): Promise<void>;
 }
 
 interface CartVars {
@@ -90,8 +93,15 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				fields: { code: String, type: String, value: Number, minSubtotal: Number, maxUses: Number, usedCount: Number, expiresAt: Date, active: Boolean, currency: String, createdAt: Date },
 				indexes: [{ fields: { code: 1 }, unique: true }],
 			},
-			// One record per order that used a code ("pending" while its use is being taken, then
-			// "consumed"): what makes consuming idempotent per order, even for concurrent calls.
+			// One record per order that used a code, holding one of its numbered slots (see lowestFreeSlot;
+			// an unlimited code's use holds a slot named after its order): taking a use and giving it back
+			// are one write each, and idempotent per order. A record with `released` marks an order whose
+			// use was given back before it was taken.
+			promotion_slots: {
+				fields: { promotionId: String, code: String, orderId: String, slot: Object, released: Boolean, createdAt: Date },
+				indexes: [{ fields: { promotionId: 1, orderId: 1 }, unique: true }, { fields: { promotionId: 1, slot: 1 }, unique: true }, { fields: { promotionId: 1 } }],
+			},
+			// Before slots: one record per use ("pending", then "consumed"), moved to promotion_slots at start.
 			promotion_uses: {
 				fields: { promotionId: String, code: String, orderId: String, state: String, createdAt: Date },
 				indexes: [{ fields: { promotionId: 1, orderId: 1 }, unique: true }],
@@ -183,7 +193,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			async handler(ctx: Ctx<{ code: string }>) {
 				const owner = this.ownerOf(ctx);
 				const code = normalizeCode(ctx.params.code);
-				const [cart, promotion] = await Promise.all([this.priceOwnerCart(ctx, owner.key), this.findPromotion(code)]);
+				const [cart, promotion] = await Promise.all([this.priceOwnerCart(ctx, owner.key), this.findPromotion(code, "checked")]);
 				// Applying checks every rule against the cart now; the use is only taken when an order is paid.
 				const verdict = checkPromotion(promotion, { subtotal: cart.subtotal, currency: cart.currency });
 				if (!verdict.ok) throw promoRejected(verdict);
@@ -244,7 +254,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			roles: ["admin"],
 			params: { code: { type: "string", min: 1, max: 64 } },
 			async handler(ctx: Ctx<{ code: string }>) {
-				const promo = await this.findPromotion(normalizeCode(ctx.params.code));
+				const promo = await this.findPromotion(normalizeCode(ctx.params.code), "exact");
 				if (!promo) throw new NotFoundError("Promotion");
 				return promotionView(promo);
 			},
@@ -267,7 +277,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 					? await this.db.promotions.updateOne({ code: normalizeCode(code) }, { $set: set })
 					: await this.findPromotion(normalizeCode(code));
 				if (!promo) throw new NotFoundError("Promotion");
-				return promotionView(promo as PromotionDoc);
+				return promotionView((await this.withUses(promo as PromotionDoc, "exact"))!);
 			},
 		},
 
@@ -324,34 +334,26 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				const code = normalizeCode(ctx.params.code);
 				const { orderId } = ctx.params;
 				const deadline = Date.now() + USE_WAIT_MS;
-				for (;;) {
+				for (let attempt = 0; ; attempt++) {
 					const promo = await this.findPromotion(code);
-					if (!promo) throw promoRejected({ ok: false, reason: "unknown", message: "Unknown promotion code" });
-					const key = { promotionId: promo.id, orderId };
-					const use = await this.db.promotion_uses.findOne(key);
-					if (use?.state === "consumed") return { consumed: true, code };
-					if (use) {
-						// Another call for this order holds the claim: wait for its outcome rather than count twice.
-						// A claim left by a crashed call is dropped; if that call had counted, the use is
-						// counted twice, which errs on the side of fewer discounts, never more.
-						if (Date.now() - new Date(use.createdAt).getTime() > STALE_CLAIM_MS) await this.db.promotion_uses.removeOne({ ...key, state: "pending", createdAt: use.createdAt });
-						else if (Date.now() > deadline) throw new ConflictError("This order's promotion use is still being recorded", "PROMO_IN_PROGRESS");
-						else await new Promise((r) => setTimeout(r, 10));
+					const held = promo && (await this.db.promotion_slots.findOne({ promotionId: promo.id, orderId }));
+					if (held?.released) throw new ConflictError("This order's promotion use was already given back", "PROMO_RELEASED", { orderId });
+					if (held) return { consumed: true, code };
+					// The limit is the slots' to keep; the counter is not checked here (it may lag a crash).
+					const verdict = checkPromotion(promo && { ...promo, usedCount: 0 });
+					if (!verdict.ok) throw promoRejected(verdict);
+					const slot = await this.freeSlot(promo!, orderId, attempt);
+					if (slot === null) throw promoRejected({ ok: false, reason: "exhausted", message: "This promotion code has been used up" });
+					try {
+						await this.db.promotion_slots.insert({ promotionId: promo!.id, orderId, code, slot, createdAt: new Date() });
+					} catch (err) {
+						if ((err as ConflictError).type !== "DUPLICATE") throw err;
+						// Another order took that slot, or another call of this order recorded its use: look again.
+						if (Date.now() > deadline) throw new ConflictError("Too many orders are taking this code's uses at once; try again", "PROMO_IN_PROGRESS");
 						continue;
 					}
-					try {
-						await this.db.promotion_uses.insert({ ...key, code, state: "pending", createdAt: new Date() });
-					} catch (err) {
-						if ((err as ConflictError).type === "DUPLICATE") continue;
-						throw err;
-					}
-					try {
-						await this.takeUse(promo);
-					} catch (err) {
-						await this.db.promotion_uses.removeOne({ ...key, state: "pending" });
-						throw err;
-					}
-					await this.db.promotion_uses.updateOne(key, { $set: { state: "consumed" } });
+					// Only a guide for the next slot and for the cart's early "used up"; a crash before it leaves it one low.
+					await this.db.promotions.updateOne({ id: promo!.id }, { $inc: { usedCount: 1 } });
 					return { consumed: true, code };
 				}
 			},
@@ -361,12 +363,26 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			visibility: "public",
 			params: { code: { type: "string", min: 1, max: 64 }, orderId: { type: "string", min: 1 } },
 			async handler(ctx: Ctx<{ code: string; orderId: string }>) {
-				const promo = await this.findPromotion(normalizeCode(ctx.params.code));
+				const code = normalizeCode(ctx.params.code);
+				const { orderId } = ctx.params;
+				const promo = await this.findPromotion(code);
 				if (!promo) return { released: false };
-				// Removing the order's use record is the once-only gate: a second release removes nothing.
-				const removed = await this.db.promotion_uses.removeOne({ promotionId: promo.id, orderId: ctx.params.orderId, state: "consumed" });
-				if (removed) await this.db.promotions.updateOne({ id: promo.id }, { $inc: { usedCount: -1 } });
-				return { released: removed > 0 };
+				for (;;) {
+					// Removing the order's slot is the once-only gate: a second release removes nothing.
+					if (await this.db.promotion_slots.removeOne({ promotionId: promo.id, orderId, released: { $exists: false } })) {
+						await this.db.promotions.updateOne({ id: promo.id }, { $inc: { usedCount: -1 } });
+						return { released: true };
+					}
+					try {
+						// Nothing taken: a marker refuses this order's consume if it arrives late (its answer was lost in transit).
+						await this.db.promotion_slots.insert({ promotionId: promo.id, orderId, code, slot: `released:${orderId}`, released: true, createdAt: new Date() });
+						return { released: false };
+					} catch (err) {
+						if ((err as ConflictError).type !== "DUPLICATE") throw err;
+						// The marker is there already, or the use was recorded meanwhile: look again.
+						if ((await this.db.promotion_slots.findOne({ promotionId: promo.id, orderId }))?.released) return { released: false };
+					}
+				}
 			},
 		},
 
@@ -379,7 +395,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			},
 			async handler(ctx: Ctx<{ code: string; subtotal: number; currency?: string }>) {
 				const { subtotal, currency } = ctx.params;
-				const promo = await this.findPromotion(normalizeCode(ctx.params.code));
+				const promo = await this.findPromotion(normalizeCode(ctx.params.code), "checked");
 				const verdict = checkPromotion(promo, { subtotal, currency });
 				if (!verdict.ok) throw promoRejected(verdict);
 				return { code: promo!.code, discount: promotionDiscount(promo!, subtotal) };
@@ -419,7 +435,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			const stored = await this.store.get(ownerKey);
 			const [variants, promotion] = await Promise.all([
 				this.loadVariants(ctx, stored.lines.map((l) => l.variantId), known),
-				stored.promoCode ? this.findPromotion(stored.promoCode) : null,
+				stored.promoCode ? this.findPromotion(stored.promoCode, "checked") : null,
 			]);
 			const priced = priceCart({ lines: stored.lines, variants: [...variants.values()], promoCode: stored.promoCode, promotion });
 			return { ...priced, version: stored.version };
@@ -429,26 +445,69 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			return cartView(await this.priceOwnerCart(ctx, owner.key, known));
 		},
 
-		/** Takes one use: `usedCount < maxUses` is checked and moved in one conditional update. */
-		async takeUse(promo: PromotionDoc): Promise<void> {
-			let current: PromotionDoc | null = promo;
-			for (let attempt = 0; attempt < 3; attempt++) {
-				const verdict = checkPromotion(current);
-				if (!verdict.ok) throw promoRejected(verdict);
-				const limit = current!.maxUses == null ? { maxUses: null } : { maxUses: current!.maxUses, usedCount: { $lt: current!.maxUses } };
-				if (await this.db.promotions.updateOne({ id: promo.id, active: true, ...limit }, { $inc: { usedCount: 1 } })) return;
-				// Lost a race (the last use, or an admin change): decide again on the current state.
-				current = await this.findPromotion(promo.code);
-			}
-			throw promoRejected({ ok: false, reason: "exhausted", message: "This promotion code has been used up" });
+		/** The slot to try this order's use at: an order's own for an unlimited code; null when all are taken. */
+		async freeSlot(promo: PromotionDoc, orderId: string, attempt: number): Promise<number | string | null> {
+			if (promo.maxUses == null) return `order:${orderId}`;
+			const probe = attempt < SLOT_PROBES ? probeSlot(promo.usedCount, attempt, promo.maxUses) : null;
+			if (probe !== null) return probe;
+			const held = await this.db.promotion_slots.find({ promotionId: promo.id }, { fields: ["slot"] });
+			return lowestFreeSlot(held.map((h) => h.slot), promo.maxUses);
 		},
 
-		findPromotion(code: string) {
-			return this.db.promotions.findOne({ code }) as Promise<PromotionDoc | null>;
+		/**
+		 * The code with its use count counted from the slots: "exact" always (an admin view), "checked"
+		 * only where the counter says it is used up. The counter is a guide that a crash can leave one
+		 * off: one low is harmless (consuming checks the slots), one high would refuse a free use.
+		 */
+		async withUses(promo: PromotionDoc | null, uses: UseCount): Promise<PromotionDoc | null> {
+			if (!promo || (uses === "checked" && (promo.maxUses == null || promo.usedCount < promo.maxUses))) return promo;
+			const usedCount = await this.db.promotion_slots.count({ promotionId: promo.id, released: { $exists: false } });
+			// A release cut short between its two writes left the counter high: put it right.
+			if (usedCount < promo.usedCount) await this.db.promotions.updateOne({ id: promo.id, usedCount: promo.usedCount }, { $set: { usedCount } });
+			return { ...promo, usedCount };
+		},
+
+		/**
+		 * Uses recorded before slots move to promotion_slots, each given the lowest free slot (a lowered
+		 * limit may leave some past it: they count, and free nothing). A "pending" one may have been
+		 * counted before a crash, so it is kept: fewer discounts, never more. Safe to repeat, and on
+		 * several nodes at once.
+		 */
+		async moveLegacyUses() {
+			const legacy = await this.db.promotion_uses.find({});
+			const byPromotion = new Map<string, typeof legacy>();
+			for (const use of legacy) byPromotion.set(use.promotionId, [...(byPromotion.get(use.promotionId) ?? []), use]);
+			for (const [promotionId, uses] of byPromotion) {
+				const promo = (await this.db.promotions.findOne({ id: promotionId })) as PromotionDoc | null;
+				const held = new Set((await this.db.promotion_slots.find({ promotionId }, { fields: ["slot"] })).map((h) => h.slot));
+				let next = 0;
+				for (const use of uses) {
+					while (promo) {
+						while (held.has(next)) next++;
+						const slot = promo.maxUses == null ? `order:${use.orderId}` : next;
+						held.add(slot);
+						try {
+							await this.db.promotion_slots.insert({ promotionId, orderId: use.orderId, code: promo.code, slot, createdAt: use.createdAt });
+							break;
+						} catch (err) {
+							if ((err as ConflictError).type !== "DUPLICATE") throw err;
+							if (await this.db.promotion_slots.findOne({ promotionId, orderId: use.orderId })) break;
+						}
+					}
+					await this.db.promotion_uses.removeOne({ id: use.id });
+				}
+			}
+		},
+
+		/** The code as stored; with `uses`, its use count checked as `withUses` does. */
+		async findPromotion(code: string, uses?: UseCount) {
+			const promo = (await this.db.promotions.findOne({ code })) as PromotionDoc | null;
+			return uses ? this.withUses(promo, uses) : promo;
 		},
 	},
 
 	async started() {
+		await this.moveLegacyUses();
 		this.store = await createCartStore({ redisUrl: readConfig().redisUrl, persist: this.db.carts });
 	},
 

@@ -16,7 +16,7 @@ export interface StoredData {
 	ordersOutbox: Doc[];
 	/** payments: `payments` */
 	payments: Doc[];
-	/** cart: `promotions` and `promotion_uses` */
+	/** cart: `promotions` and `promotion_slots` */
 	promotions: Doc[];
 	promotionUses: Doc[];
 	/** notifications: `notifications` (one document per message) */
@@ -87,8 +87,13 @@ export function audit({ data, startStock, answers }: AuditInput): string[] {
 	for (const promo of data.promotions) {
 		if (promo.maxUses != null && promo.usedCount > promo.maxUses) v.push(`promo: ${promo.code} used ${promo.usedCount} > ${promo.maxUses}`);
 		const onOrders = confirmed.filter((o) => String(o.promoCode ?? "").toUpperCase() === String(promo.code).toUpperCase()).length;
-		const records = data.promotionUses.filter((u) => u.promotionId === promo.id && u.state === "consumed").length;
+		const uses = data.promotionUses.filter((u) => u.promotionId === promo.id && !u.released);
+		const records = uses.length;
 		if (promo.maxUses != null && onOrders > promo.maxUses) v.push(`promo: ${promo.code} on ${onOrders} confirmed orders > ${promo.maxUses}`);
+		// Each use holds its own slot, below the limit (an unlimited code's slots are named after orders).
+		const slots = uses.map((u) => u.slot);
+		if (new Set(slots).size !== slots.length) v.push(`promo: ${promo.code} has two uses in one slot`);
+		if (promo.maxUses != null && slots.some((s) => typeof s !== "number" || s < 0 || s >= promo.maxUses)) v.push(`promo: ${promo.code} has a use outside its ${promo.maxUses} slots`);
 		if (records !== promo.usedCount || onOrders !== promo.usedCount) v.push(`promo: ${promo.code} counter ${promo.usedCount}, use records ${records}, confirmed orders with it ${onOrders}`);
 	}
 
@@ -161,7 +166,7 @@ export function selfCheck(input: AuditInput): string[] {
 			return true;
 		}],
 		["a promo use recorded twice", (i) => {
-			const u = i.data.promotionUses.find((x) => x.state === "consumed");
+			const u = i.data.promotionUses.find((x) => !x.released);
 			if (!u) return false;
 			i.data.promotionUses.push({ ...u, id: `${u.id}-dup`, orderId: "other" });
 			return true;

@@ -450,6 +450,76 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			expect(await shop.broker.call("cart.releasePromo", { code: "NOSUCHCODE", orderId: "order-1" })).toEqual({ released: false });
 		});
 
+		describe("use slots: one write to take a use, one to give it back", () => {
+			const cartDb = () => (shop.broker.getLocalService("cart") as any).db;
+			const usedCount = async (code: string) => (await shop.http.get(`/api/promotions/${code}`, { token: admin })).body.usedCount;
+			const counter = async (id: string) => (await cartDb().promotions.findOne({ id })).usedCount;
+
+			test("a release that comes before its consume (the consume's answer was lost) refuses that consume later", async () => {
+				const p = await createPromotion({ type: "fixed", value: 100, maxUses: 1 });
+				expect(await shop.broker.call("cart.releasePromo", { code: p.code, orderId: "late-order" })).toEqual({ released: false });
+				await expect(shop.broker.call("cart.consumePromo", { code: p.code, orderId: "late-order" })).rejects.toMatchObject({ code: 409, type: "PROMO_RELEASED" });
+				// The one use is still there for another order, and a second release changes nothing.
+				expect(await shop.broker.call("cart.releasePromo", { code: p.code, orderId: "late-order" })).toEqual({ released: false });
+				expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "other-order" })).toEqual({ consumed: true, code: p.code });
+				expect(await usedCount(p.code)).toBe(1);
+			});
+
+			test("a counter left low by a crash (use recorded, counter not moved) does not let a code be used past its limit", async () => {
+				const p = await createPromotion({ type: "fixed", value: 100, maxUses: 2 });
+				for (const orderId of ["o-1", "o-2"]) await shop.broker.call("cart.consumePromo", { code: p.code, orderId });
+				await cartDb().promotions.updateOne({ id: p.id }, { $set: { usedCount: 0 } });
+				await expect(shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-3" })).rejects.toMatchObject({ code: 422, data: [{ field: "code", type: "exhausted" }] });
+				expect(await usedCount(p.code)).toBe(2);
+				// A use given back is found again though the counter points past it.
+				await shop.broker.call("cart.releasePromo", { code: p.code, orderId: "o-1" });
+				expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-3" })).toEqual({ consumed: true, code: p.code });
+				expect((await cartDb().promotion_slots.find({ promotionId: p.id })).map((u: any) => u.slot).sort()).toEqual([0, 1]);
+			});
+
+			test("a counter left high by a crash (use removed, counter not moved) is counted again and put right when it would refuse a free use", async () => {
+				const p = await createPromotion({ type: "percent", value: 10, maxUses: 2 });
+				await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-1" });
+				await cartDb().promotions.updateOne({ id: p.id }, { $set: { usedCount: 2 } });
+				const c = customer();
+				const tee = await addVariant({ price: 1000 });
+				await c.add(tee.id, 1);
+				const applied = await c.applyPromo(p.code);
+				expect(applied.status).toBe(200);
+				expect(applied.body).toMatchObject({ promoCode: p.code, discount: 100 });
+				expect(await counter(p.id)).toBe(1);
+				expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-2" })).toEqual({ consumed: true, code: p.code });
+				expect(await usedCount(p.code)).toBe(2);
+			});
+
+			test("an unlimited code takes one use per order, and gives it back once", async () => {
+				const p = await createPromotion({ type: "fixed", value: 100 });
+				const orders = Array.from({ length: 6 }, (_, i) => `u-${i}`);
+				await Promise.all([...orders, ...orders].map((orderId) => shop.broker.call("cart.consumePromo", { code: p.code, orderId })));
+				expect(await usedCount(p.code)).toBe(6);
+				const releases = await Promise.all([0, 1].map(() => shop.broker.call("cart.releasePromo", { code: p.code, orderId: "u-0" })));
+				expect(releases.filter((r: any) => r.released)).toHaveLength(1);
+				expect(await usedCount(p.code)).toBe(5);
+			});
+
+			test("uses recorded before slots move to slots at start, and still count against the limit", async () => {
+				const p = await createPromotion({ type: "fixed", value: 100, maxUses: 3 });
+				const db = cartDb();
+				for (const [orderId, state] of [["old-1", "consumed"], ["old-2", "pending"]]) await db.promotion_uses.insert({ promotionId: p.id, code: p.code, orderId, state, createdAt: new Date() });
+				await db.promotions.updateOne({ id: p.id }, { $set: { usedCount: 2 } });
+				const service = shop.broker.getLocalService("cart") as any;
+				await service.moveLegacyUses();
+				await service.moveLegacyUses();
+				expect(await db.promotion_uses.count({ promotionId: p.id })).toBe(0);
+				expect((await db.promotion_slots.find({ promotionId: p.id })).map((u: any) => [u.orderId, u.slot]).sort()).toEqual([["old-1", 0], ["old-2", 1]]);
+				expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "old-1" })).toEqual({ consumed: true, code: p.code });
+				expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "new-1" })).toEqual({ consumed: true, code: p.code });
+				await expect(shop.broker.call("cart.consumePromo", { code: p.code, orderId: "new-2" })).rejects.toMatchObject({ code: 422, data: [{ type: "exhausted" }] });
+				expect(await shop.broker.call("cart.releasePromo", { code: p.code, orderId: "old-2" })).toEqual({ released: true });
+				expect(await usedCount(p.code)).toBe(2);
+			});
+		});
+
 		test("consumePromo refuses expired or inactive codes", async () => {
 			const expired = await createPromotion({ type: "percent", value: 10, expiresAt: new Date(Date.now() - 1000).toISOString() });
 			await expect(shop.broker.call("cart.consumePromo", { code: expired.code, orderId: "o" })).rejects.toMatchObject({ code: 422, data: [{ type: "expired" }] });

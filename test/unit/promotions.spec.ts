@@ -1,4 +1,4 @@
-import { checkPromotion, normalizeCode, promotionDiscount, promotionInputProblems, type Promotion } from "../../lib/promotions";
+import { checkPromotion, lowestFreeSlot, normalizeCode, probeSlot, promotionDiscount, promotionInputProblems, type Promotion } from "../../lib/promotions";
 
 const now = new Date("2030-06-01T12:00:00Z");
 const promo = (over: Partial<Promotion> = {}): Promotion => ({
@@ -80,5 +80,29 @@ describe("promotion input and codes", () => {
 
 	test("codes are matched case-insensitively, stored upper-cased", () => {
 		expect(normalizeCode("  summer-24 ")).toBe("SUMMER-24");
+	});
+});
+
+describe("use slots", () => {
+	test.each([
+		["none taken", [], 3, 0],
+		["the lowest gap", [0, 2, 1, 4], 5, 3],
+		["a gap left by a release", [1, 2], 3, 0],
+		["all taken", [2, 0, 1], 3, null],
+		["slots at or past a lowered limit do not count", [0, 5, 7], 2, 1],
+		["unlimited uses and markers are not numbered slots", ["order:o1", "released:o2", 0], 2, 1],
+	] as const)("lowestFreeSlot: %s", (_name, taken, maxUses, expected) => {
+		expect(lowestFreeSlot(taken, maxUses)).toBe(expected);
+	});
+
+	test.each([
+		[0, 0, 5, 0],
+		[3, 0, 5, 3],
+		[3, 1, 5, 4],
+		[4, 1, 5, null],
+		[7, 0, 5, null],
+		[-1, 0, 5, 0],
+	])("probeSlot(usedCount %i, attempt %i, maxUses %i) → %p", (usedCount, attempt, maxUses, expected) => {
+		expect(probeSlot(usedCount, attempt, maxUses)).toBe(expected);
 	});
 });
