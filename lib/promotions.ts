@@ -3,7 +3,7 @@
  * not) and how much it takes off. Amounts are integer cents; a discount never exceeds the subtotal.
  */
 import { formatMoney, percentOf } from "./money";
-import type { FieldProblem } from "./errors";
+import { invalidField, type FieldProblem, type UnprocessableError } from "./errors";
 
 export type PromotionType = "percent" | "fixed";
 
@@ -60,6 +60,11 @@ export function checkPromotion(promo: Promotion | null | undefined, ctx: PromoCh
 		return reject("below_minimum", `This promotion code needs a subtotal of at least ${formatMoney(promo.minSubtotal, promo.currency)}`);
 	}
 	return { ok: true };
+}
+
+/** The 422 of a code that does not apply, naming the reason (unknown, expired, exhausted, ...). */
+export function promoRejected(verdict: Exclude<PromoVerdict, { ok: true }>): UnprocessableError {
+	return invalidField("code", verdict.message, verdict.reason);
 }
 
 /** Cents off `subtotal`: percent rounded to whole cents, never more than the subtotal, never negative. */

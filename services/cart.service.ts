@@ -1,7 +1,8 @@
 /**
  * Carts (user and guest) and promotion codes. A cart holds only variant ids and quantities (in
  * the cart store: Redis or embedded); prices, names and stock come from the products service each
- * time a cart is shown. Promotion uses are consumed by the orders service when an order is paid.
+ * time a cart is shown. Promotion uses are consumed by the orders service when an order is paid; how
+ * they are taken and given back is in mixins/promotion-uses.mixin.ts.
  */
 import crypto from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
@@ -13,7 +14,8 @@ import { readConfig } from "../lib/config";
 import { DEFAULT_CURRENCY } from "../lib/money";
 import { ConflictError, InsufficientStockError, NotFoundError, UnprocessableError, invalidField } from "../lib/errors";
 import { priceCart, toSnapshot, type CatalogVariant, type PricedCart } from "../lib/cart-pricing";
-import { checkPromotion, lowestFreeSlot, normalizeCode, probeSlot, promotionDiscount, promotionInputProblems, PROMO_CODE_PATTERN, type Promotion, type PromoVerdict } from "../lib/promotions";
+import { checkPromotion, normalizeCode, promoRejected, promotionDiscount, promotionInputProblems, PROMO_CODE_PATTERN, type Promotion } from "../lib/promotions";
+import { PromotionUseMixin, promotionUseCollections, type PromotionDoc, type PromotionUseMethods } from "../mixins/promotion-uses.mixin";
 import { createCartStore, type CartStore, type LineResult } from "../adapters/cart-store";
 
 /** Most units of one variant in a cart, and most lines in a cart. */
@@ -21,13 +23,8 @@ const MAX_QUANTITY = 99;
 const MAX_LINES = 100;
 /** Guest cart ids we hand out are 24 base64url characters (144 random bits); a little slack for others. */
 const CART_ID_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
-/** How long a consumePromo keeps trying while other orders take the code's slots, and slots tried before a scan. */
-const USE_WAIT_MS = 3000;
-const SLOT_PROBES = 8;
 
 type Ctx<P = Record<string, never>> = Context<P, ShopMeta>;
-type PromotionDoc = Promotion & { id: string; createdAt: Date };
-type UseCount = "checked" | "exact";
 
 /** Whose cart a request works on; user and guest keys live in separate namespaces. */
 interface Owner {
@@ -35,16 +32,12 @@ interface Owner {
 	userId?: string;
 }
 
-interface CartMethods {
+interface CartMethods extends PromotionUseMethods {
 	ownerOf(ctx: Ctx<unknown>): Owner;
 	loadVariants(ctx: Ctx<unknown>, ids: string[], known?: CatalogVariant[]): Promise<Map<string, CatalogVariant>>;
 	sellableVariant(ctx: Ctx<unknown>, variantId: string): Promise<CatalogVariant>;
 	priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string, known?: CatalogVariant[]): Promise<PricedCart & { version: number }>;
 	showCart(ctx: Ctx<unknown>, owner: Owner, known?: CatalogVariant[]): Promise<Record<string, unknown>>;
-	findPromotion(code: string, uses?: UseCount): Promise<PromotionDoc | null>;
-	freeSlot(promo: PromotionDoc, orderId: string, attempt: number): Promise<number | string | null>;
-	withUses(promo: PromotionDoc | null, uses: UseCount): Promise<PromotionDoc | null>;
-	moveLegacyUses(): Promise<void>;
 }
 
 interface CartVars {
@@ -54,11 +47,6 @@ interface CartVars {
 
 const variantIdParam = { type: "string", min: 1, max: 64 };
 const quantityParam = { type: "number", integer: true, min: 1, max: MAX_QUANTITY };
-
-/** The 422 of a code that does not apply, naming the reason (unknown, expired, exhausted, ...). */
-function promoRejected(verdict: Exclude<PromoVerdict, { ok: true }>): UnprocessableError {
-	return invalidField("code", verdict.message, verdict.reason);
-}
 
 /** A refused line write, as the status API.md gives it. */
 function lineRefused(res: Extract<LineResult, { ok: false }>, variantId: string, requested: number, available: number): Error {
@@ -87,25 +75,15 @@ function cartView(cart: PricedCart) {
 
 const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 	name: "cart",
+	// PromotionUseMixin first: it starts once DbMixin has opened the collections.
 	mixins: [
+		PromotionUseMixin,
 		DbMixin("cart", {
 			promotions: {
 				fields: { code: String, type: String, value: Number, minSubtotal: Number, maxUses: Number, usedCount: Number, expiresAt: Date, active: Boolean, currency: String, createdAt: Date },
 				indexes: [{ fields: { code: 1 }, unique: true }],
 			},
-			// One record per order that used a code, holding one of its numbered slots (see lowestFreeSlot;
-			// an unlimited code's use holds a slot named after its order): taking a use and giving it back
-			// are one write each, and idempotent per order. A record with `released` marks an order whose
-			// use was given back before it was taken.
-			promotion_slots: {
-				fields: { promotionId: String, code: String, orderId: String, slot: Object, released: Boolean, createdAt: Date },
-				indexes: [{ fields: { promotionId: 1, orderId: 1 }, unique: true }, { fields: { promotionId: 1, slot: 1 }, unique: true }, { fields: { promotionId: 1 } }],
-			},
-			// Before slots: one record per use ("pending", then "consumed"), moved to promotion_slots at start.
-			promotion_uses: {
-				fields: { promotionId: String, code: String, orderId: String, state: String, createdAt: Date },
-				indexes: [{ fields: { promotionId: 1, orderId: 1 }, unique: true }],
-			},
+			...promotionUseCollections,
 			// The embedded cart store writes through to here so carts survive a restart (unused with Redis).
 			carts: {
 				fields: { lines: [{ variantId: String, quantity: Number, unitPrice: Number }], promoCode: String, version: Number, expiresAt: Date },
@@ -327,65 +305,6 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			},
 		},
 
-		consumePromo: {
-			visibility: "public",
-			params: { code: { type: "string", min: 1, max: 64 }, orderId: { type: "string", min: 1 } },
-			async handler(ctx: Ctx<{ code: string; orderId: string }>) {
-				const code = normalizeCode(ctx.params.code);
-				const { orderId } = ctx.params;
-				const deadline = Date.now() + USE_WAIT_MS;
-				for (let attempt = 0; ; attempt++) {
-					const promo = await this.findPromotion(code);
-					const held = promo && (await this.db.promotion_slots.findOne({ promotionId: promo.id, orderId }));
-					if (held?.released) throw new ConflictError("This order's promotion use was already given back", "PROMO_RELEASED", { orderId });
-					if (held) return { consumed: true, code };
-					// The limit is the slots' to keep; the counter is not checked here (it may lag a crash).
-					const verdict = checkPromotion(promo && { ...promo, usedCount: 0 });
-					if (!verdict.ok) throw promoRejected(verdict);
-					const slot = await this.freeSlot(promo!, orderId, attempt);
-					if (slot === null) throw promoRejected({ ok: false, reason: "exhausted", message: "This promotion code has been used up" });
-					try {
-						await this.db.promotion_slots.insert({ promotionId: promo!.id, orderId, code, slot, createdAt: new Date() });
-					} catch (err) {
-						if ((err as ConflictError).type !== "DUPLICATE") throw err;
-						// Another order took that slot, or another call of this order recorded its use: look again.
-						if (Date.now() > deadline) throw new ConflictError("Too many orders are taking this code's uses at once; try again", "PROMO_IN_PROGRESS");
-						continue;
-					}
-					// Only a guide for the next slot and for the cart's early "used up"; a crash before it leaves it one low.
-					await this.db.promotions.updateOne({ id: promo!.id }, { $inc: { usedCount: 1 } });
-					return { consumed: true, code };
-				}
-			},
-		},
-
-		releasePromo: {
-			visibility: "public",
-			params: { code: { type: "string", min: 1, max: 64 }, orderId: { type: "string", min: 1 } },
-			async handler(ctx: Ctx<{ code: string; orderId: string }>) {
-				const code = normalizeCode(ctx.params.code);
-				const { orderId } = ctx.params;
-				const promo = await this.findPromotion(code);
-				if (!promo) return { released: false };
-				for (;;) {
-					// Removing the order's slot is the once-only gate: a second release removes nothing.
-					if (await this.db.promotion_slots.removeOne({ promotionId: promo.id, orderId, released: { $exists: false } })) {
-						await this.db.promotions.updateOne({ id: promo.id }, { $inc: { usedCount: -1 } });
-						return { released: true };
-					}
-					try {
-						// Nothing taken: a marker refuses this order's consume if it arrives late (its answer was lost in transit).
-						await this.db.promotion_slots.insert({ promotionId: promo.id, orderId, code, slot: `released:${orderId}`, released: true, createdAt: new Date() });
-						return { released: false };
-					} catch (err) {
-						if ((err as ConflictError).type !== "DUPLICATE") throw err;
-						// The marker is there already, or the use was recorded meanwhile: look again.
-						if ((await this.db.promotion_slots.findOne({ promotionId: promo.id, orderId }))?.released) return { released: false };
-					}
-				}
-			},
-		},
-
 		quotePromo: {
 			visibility: "public",
 			params: {
@@ -445,69 +364,9 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			return cartView(await this.priceOwnerCart(ctx, owner.key, known));
 		},
 
-		/** The slot to try this order's use at: an order's own for an unlimited code; null when all are taken. */
-		async freeSlot(promo: PromotionDoc, orderId: string, attempt: number): Promise<number | string | null> {
-			if (promo.maxUses == null) return `order:${orderId}`;
-			const probe = attempt < SLOT_PROBES ? probeSlot(promo.usedCount, attempt, promo.maxUses) : null;
-			if (probe !== null) return probe;
-			const held = await this.db.promotion_slots.find({ promotionId: promo.id }, { fields: ["slot"] });
-			return lowestFreeSlot(held.map((h) => h.slot), promo.maxUses);
-		},
-
-		/**
-		 * The code with its use count counted from the slots: "exact" always (an admin view), "checked"
-		 * only where the counter says it is used up. The counter is a guide that a crash can leave one
-		 * off: one low is harmless (consuming checks the slots), one high would refuse a free use.
-		 */
-		async withUses(promo: PromotionDoc | null, uses: UseCount): Promise<PromotionDoc | null> {
-			if (!promo || (uses === "checked" && (promo.maxUses == null || promo.usedCount < promo.maxUses))) return promo;
-			const usedCount = await this.db.promotion_slots.count({ promotionId: promo.id, released: { $exists: false } });
-			// A release cut short between its two writes left the counter high: put it right.
-			if (usedCount < promo.usedCount) await this.db.promotions.updateOne({ id: promo.id, usedCount: promo.usedCount }, { $set: { usedCount } });
-			return { ...promo, usedCount };
-		},
-
-		/**
-		 * Uses recorded before slots move to promotion_slots, each given the lowest free slot (a lowered
-		 * limit may leave some past it: they count, and free nothing). A "pending" one may have been
-		 * counted before a crash, so it is kept: fewer discounts, never more. Safe to repeat, and on
-		 * several nodes at once.
-		 */
-		async moveLegacyUses() {
-			const legacy = await this.db.promotion_uses.find({});
-			const byPromotion = new Map<string, typeof legacy>();
-			for (const use of legacy) byPromotion.set(use.promotionId, [...(byPromotion.get(use.promotionId) ?? []), use]);
-			for (const [promotionId, uses] of byPromotion) {
-				const promo = (await this.db.promotions.findOne({ id: promotionId })) as PromotionDoc | null;
-				const held = new Set((await this.db.promotion_slots.find({ promotionId }, { fields: ["slot"] })).map((h) => h.slot));
-				let next = 0;
-				for (const use of uses) {
-					while (promo) {
-						while (held.has(next)) next++;
-						const slot = promo.maxUses == null ? `order:${use.orderId}` : next;
-						held.add(slot);
-						try {
-							await this.db.promotion_slots.insert({ promotionId, orderId: use.orderId, code: promo.code, slot, createdAt: use.createdAt });
-							break;
-						} catch (err) {
-							if ((err as ConflictError).type !== "DUPLICATE") throw err;
-							if (await this.db.promotion_slots.findOne({ promotionId, orderId: use.orderId })) break;
-						}
-					}
-					await this.db.promotion_uses.removeOne({ id: use.id });
-				}
-			}
-		},
-
-		/** The code as stored; with `uses`, its use count checked as `withUses` does. */
-		async findPromotion(code: string, uses?: UseCount) {
-			const promo = (await this.db.promotions.findOne({ code })) as PromotionDoc | null;
-			return uses ? this.withUses(promo, uses) : promo;
-		},
 	},
 
 	async started() {
-		await this.moveLegacyUses();
 		this.store = await createCartStore({ redisUrl: readConfig().redisUrl, persist: this.db.carts });
 	},
 

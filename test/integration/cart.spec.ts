@@ -492,6 +492,24 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				expect(await usedCount(p.code)).toBe(2);
 			});
 
+			test("carts holding a used-up code count its slots once per counter value, not on every view", async () => {
+				const p = await createPromotion({ type: "percent", value: 10, maxUses: 1 });
+				const c = customer();
+				await c.add((await addVariant({ price: 1000 })).id, 1);
+				expect((await c.applyPromo(p.code)).status).toBe(200);
+				await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-1" });
+				const count = jest.spyOn(cartDb().promotion_slots, "count");
+				try {
+					for (let i = 0; i < 3; i++) expect((await c.get()).body.promoProblem).toMatchObject({ reason: "exhausted" });
+					expect(count).toHaveBeenCalledTimes(1);
+					// The use given back moves the counter: the code applies again at once.
+					await shop.broker.call("cart.releasePromo", { code: p.code, orderId: "o-1" });
+					expect((await c.get()).body).toMatchObject({ discount: 100, promoProblem: null });
+				} finally {
+					count.mockRestore();
+				}
+			});
+
 			test("an unlimited code takes one use per order, and gives it back once", async () => {
 				const p = await createPromotion({ type: "fixed", value: 100 });
 				const orders = Array.from({ length: 6 }, (_, i) => `u-${i}`);
