@@ -143,13 +143,13 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 		},
 
 		/**
-		 * Uses recorded before slots move to promotion_slots, each given the lowest free slot (a lowered
-		 * limit may leave some past it: they count, and free nothing). A "pending" one may have been
-		 * counted before a crash, so it is kept: fewer discounts, never more. Safe to repeat, and on
-		 * several nodes at once.
+		 * Uses recorded before slots move to promotion_slots, oldest first, each given the lowest free
+		 * slot (a lowered limit may leave some past it: they count, and free nothing). A "pending" one
+		 * may have been counted before a crash, so it is kept: fewer discounts, never more. Safe to
+		 * repeat, and on several nodes at once.
 		 */
 		async moveLegacyUses() {
-			const legacy = await this.db.promotion_uses.find({});
+			const legacy = await this.db.promotion_uses.find({}, { sort: { createdAt: 1 } });
 			const byPromotion = new Map<string, typeof legacy>();
 			for (const use of legacy) byPromotion.set(use.promotionId, [...(byPromotion.get(use.promotionId) ?? []), use]);
 			for (const [promotionId, uses] of byPromotion) {

@@ -523,7 +523,9 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			test("uses recorded before slots move to slots at start, and still count against the limit", async () => {
 				const p = await createPromotion({ type: "fixed", value: 100, maxUses: 3 });
 				const db = cartDb();
-				for (const [orderId, state] of [["old-1", "consumed"], ["old-2", "pending"]]) await db.promotion_uses.insert({ promotionId: p.id, code: p.code, orderId, state, createdAt: new Date() });
+				for (const [i, orderId, state] of [[2, "old-2", "pending"], [1, "old-1", "consumed"]] as const) {
+					await db.promotion_uses.insert({ promotionId: p.id, code: p.code, orderId, state, createdAt: new Date(Date.UTC(2026, 0, i)) });
+				}
 				await db.promotions.updateOne({ id: p.id }, { $set: { usedCount: 2 } });
 				const service = shop.broker.getLocalService("cart") as any;
 				await service.moveLegacyUses();
