@@ -355,11 +355,7 @@ describe("search when the products service starts later, or cannot filter by ids
 	});
 });
 
-/** Against the real products service, when it implements the contract (it is written concurrently). */
-const productsSource: string = require("node:fs").readFileSync(require("node:path").join(__dirname, "../../services/products.service.ts"), "utf8");
-const realProducts = /listForIndex/.test(productsSource) ? describe : describe.skip;
-
-realProducts("search with the real products service", () => {
+describe("search with the real products service", () => {
 	let shop: Shop;
 	const admin = () => signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
 
