@@ -1,5 +1,6 @@
 /**
- * Accounts: registration, login, sessions, profiles, addresses, wishlist.
+ * Accounts: registration, login, sessions, profiles. The address book and wishlist are in
+ * mixins/user-address-book.mixin.ts.
  *
  * Sessions: a login opens a session (its id is the `sid` claim of every access token). Refresh
  * tokens are opaque, stored as SHA-256 hashes on the session and rotated on every use; presenting
@@ -12,36 +13,25 @@ import type {} from "moleculer-web";
 import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
+import { UserAddressBookMixin, me } from "../mixins/user-address-book.mixin";
 import type { Entity, Query } from "../mixins/collection";
-import type { AuthUser, ShopMeta } from "../mixins/types";
+import type { ShopMeta } from "../mixins/types";
 import { readConfig, type ShopConfig } from "../lib/config";
 import { signAccessToken } from "../lib/jwt";
 import { sealToken } from "../lib/sealed-token";
 import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField } from "../lib/errors";
-import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { bcryptCost, hashPassword, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
 import {
 	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
 	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionIsActive,
 } from "../lib/refresh-tokens";
 import { recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../lib/login-throttle";
-import { ADDRESS_TYPES, normalizeEmail, publicAddress, publicUser, userCollections } from "../lib/user-records";
+import { normalizeEmail, publicUser, userCollections } from "../lib/user-records";
 
 type TokenPurpose = "verify_email" | "password_reset";
 
 const nameRule = { type: "string", trim: true, max: 100, optional: true, nullable: true };
 const opaqueTokenRule = { type: "string", min: 1, max: 200 };
-const addressRules = {
-	type: { type: "enum", values: ADDRESS_TYPES },
-	line1: { type: "string", trim: true, min: 1, max: 200 },
-	line2: { type: "string", trim: true, max: 200, optional: true, nullable: true },
-	city: { type: "string", trim: true, min: 1, max: 100 },
-	state: { type: "string", trim: true, max: 100, optional: true, nullable: true },
-	postalCode: { type: "string", trim: true, min: 1, max: 20 },
-	country: { type: "string", trim: true, min: 2, max: 56 },
-	isDefault: { type: "boolean", optional: true },
-};
-const addressPatchRules = Object.fromEntries(Object.entries(addressRules).map(([k, r]) => [k, { ...r, optional: true }]));
 
 interface Tokens {
 	accessToken: string;
@@ -61,11 +51,10 @@ interface UsersThis {
 }
 
 type Ctx<P = Record<string, any>> = Context<P, ShopMeta>;
-const me = (ctx: Ctx<any>): AuthUser => ctx.meta.user!;
 
 const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, UsersThis> = {
 	name: "users",
-	mixins: [DbMixin("users", userCollections) as any, OutboxMixin("users"), HealthMixin],
+	mixins: [DbMixin("users", userCollections) as any, OutboxMixin("users"), HealthMixin, UserAddressBookMixin],
 	settings: {
 		rest: "/",
 		tokenTtlSeconds: { verifyEmail: VERIFY_EMAIL_TTL_SECONDS, passwordReset: PASSWORD_RESET_TTL_SECONDS },
@@ -266,118 +255,6 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			},
 		},
 
-		listAddresses: {
-			rest: "GET /me/addresses",
-			auth: "required",
-			params: { ...pageParams },
-			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
-				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
-				const query = { userId: me(ctx).id };
-				const [rows, total] = await this.db.user_addresses.findWithCount(query, { sort: { createdAt: 1 }, offset: w.offset, limit: w.limit });
-				return toPage(rows.map(publicAddress), total, w.page, w.pageSize);
-			},
-		},
-
-		getMyAddress: {
-			rest: "GET /me/addresses/:id",
-			auth: "required",
-			params: { id: "string" },
-			async handler(ctx: Ctx<{ id: string }>) {
-				return publicAddress(await this.requireAddress(me(ctx).id, ctx.params.id));
-			},
-		},
-
-		createAddress: {
-			rest: "POST /me/addresses",
-			auth: "required",
-			params: { $$strict: "remove", ...addressRules },
-			async handler(ctx: Ctx<Record<string, any>>) {
-				const userId = me(ctx).id;
-				const { isDefault, ...fields } = ctx.params;
-				const now = new Date();
-				const address = await this.db.user_addresses.insert({ line2: null, state: null, ...fields, userId, createdAt: now, updatedAt: now });
-				// The first address of a type is its default, as a customer would expect.
-				const first = (await this.db.user_addresses.count({ userId, type: fields.type })) === 1;
-				const saved = isDefault || (first && isDefault !== false) ? await this.makeDefault(address) : address;
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = `/api/me/addresses/${saved.id}`;
-				return publicAddress(saved);
-			},
-		},
-
-		updateAddress: {
-			rest: "PATCH /me/addresses/:id",
-			auth: "required",
-			params: { $$strict: "remove", id: "string", ...addressPatchRules },
-			async handler(ctx: Ctx<Record<string, any>>) {
-				const { id, isDefault, ...fields } = ctx.params;
-				const current = await this.requireAddress(me(ctx).id, id);
-				const update: Query = { $set: { ...fields, updatedAt: new Date() } };
-				// A default stops being one when asked, or when it moves to the other type.
-				if (current.defaultFor && (isDefault === false || (fields.type && fields.type !== current.type))) update.$unset = { defaultFor: true };
-				const saved = await this.db.user_addresses.updateOne({ id, userId: current.userId }, update);
-				if (!saved) throw new NotFoundError("Address");
-				return publicAddress(isDefault ? await this.makeDefault(saved) : saved);
-			},
-		},
-
-		removeAddress: {
-			rest: "DELETE /me/addresses/:id",
-			auth: "required",
-			params: { id: "string" },
-			async handler(ctx: Ctx<{ id: string }>) {
-				const removed = await this.db.user_addresses.removeOne({ id: ctx.params.id, userId: me(ctx).id });
-				if (!removed) throw new NotFoundError("Address");
-				ctx.meta.$statusCode = 204;
-				return null;
-			},
-		},
-
-		listWishlist: {
-			rest: "GET /me/wishlist",
-			auth: "required",
-			params: { ...pageParams },
-			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
-				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
-				const query = { userId: me(ctx).id };
-				const [rows, total] = await this.db.user_wishlist.findWithCount(query, { sort: { addedAt: -1 }, offset: w.offset, limit: w.limit });
-				const products = rows.length ? await ctx.call<any[], { ids: string[] }>("products.getMany", { ids: rows.map((r) => r.productId) }) : [];
-				const byId = new Map(products.map((p) => [p.id, p]));
-				const items = rows.map((r) => ({ productId: r.productId, addedAt: new Date(r.addedAt).toISOString(), product: byId.get(r.productId) ?? null }));
-				return toPage(items, total, w.page, w.pageSize);
-			},
-		},
-
-		addToWishlist: {
-			rest: "POST /me/wishlist",
-			auth: "required",
-			params: { $$strict: "remove", productId: { type: "string", min: 1, max: 64 } },
-			async handler(ctx: Ctx<{ productId: string }>) {
-				const userId = me(ctx).id;
-				const [product] = await ctx.call<any[], { ids: string[] }>("products.getMany", { ids: [ctx.params.productId] });
-				if (!product || product.isActive === false) throw new NotFoundError("Product");
-				// The unique (userId, productId) index makes adding twice keep one entry.
-				const entry = await this.db.user_wishlist.insert({ userId, productId: product.id, addedAt: new Date() }).catch(async (err: ConflictError) => {
-					if (err.code !== 409) throw err;
-					return this.db.user_wishlist.findOne({ userId, productId: product.id });
-				});
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = `/api/me/wishlist`;
-				return { productId: product.id, addedAt: new Date(entry!.addedAt).toISOString(), product };
-			},
-		},
-
-		removeFromWishlist: {
-			rest: "DELETE /me/wishlist/:productId",
-			auth: "required",
-			params: { productId: "string" },
-			async handler(ctx: Ctx<{ productId: string }>) {
-				await this.db.user_wishlist.removeOne({ userId: me(ctx).id, productId: ctx.params.productId });
-				ctx.meta.$statusCode = 204;
-				return null;
-			},
-		},
-
 		// Internal actions (docs/services.md § users)
 
 		checkSession: {
@@ -396,14 +273,6 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				return publicUser(await this.requireUser(ctx.params.id));
 			},
 		},
-
-		getAddress: {
-			visibility: "public",
-			params: { userId: "string", addressId: "string" },
-			async handler(ctx: Context<{ userId: string; addressId: string }>) {
-				return publicAddress(await this.requireAddress(ctx.params.userId, ctx.params.addressId));
-			},
-		},
 	},
 
 	events: {
@@ -418,28 +287,6 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			const user = await this.db.users.findById(id);
 			if (!user) throw new NotFoundError("User");
 			return user;
-		},
-
-		async requireAddress(userId: string, addressId: string): Promise<Entity> {
-			const address = await this.db.user_addresses.findOne({ id: addressId, userId });
-			if (!address) throw new NotFoundError("Address");
-			return address;
-		},
-
-		/** Makes an address its type's default: the previous default gives the slot up first. */
-		async makeDefault(address: Entity): Promise<Entity> {
-			const defaultFor = `${address.userId}:${address.type}`;
-			for (let attempt = 0; ; attempt++) {
-				await this.db.user_addresses.updateMany({ defaultFor, id: { $ne: address.id } }, { $unset: { defaultFor: true } });
-				try {
-					const saved = await this.db.user_addresses.updateOne({ id: address.id, userId: address.userId }, { $set: { defaultFor } });
-					if (!saved) throw new NotFoundError("Address");
-					return saved;
-				} catch (err) {
-					// A concurrent default took the slot between the two writes: the last one wins.
-					if ((err as ConflictError).code !== 409 || attempt >= 2) throw err;
-				}
-			}
 		},
 
 		async setPassword(userId: string, password: string, extra: Record<string, unknown> = {}) {

@@ -1,0 +1,194 @@
+/**
+ * The customer's address book and wishlist, split out of services/users.service.ts for size; only
+ * that service uses it. An address's `defaultFor` ("<userId>:<type>", on the default only) sits
+ * under a sparse unique index, so each type has at most one default (see makeDefault). Wishlist
+ * entries are unique per (userId, productId), so adding twice keeps one.
+ *
+ * The host declares `user_addresses` and `user_wishlist` in its DbMixin (both are in `userCollections`
+ * of lib/user-records.ts).
+ */
+import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Collection, Entity, Query } from "./collection";
+import type { AuthUser, ShopMeta } from "./types";
+import { ConflictError, NotFoundError } from "../lib/errors";
+import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { ADDRESS_TYPES, publicAddress } from "../lib/user-records";
+
+const addressRules = {
+	type: { type: "enum", values: ADDRESS_TYPES },
+	line1: { type: "string", trim: true, min: 1, max: 200 },
+	line2: { type: "string", trim: true, max: 200, optional: true, nullable: true },
+	city: { type: "string", trim: true, min: 1, max: 100 },
+	state: { type: "string", trim: true, max: 100, optional: true, nullable: true },
+	postalCode: { type: "string", trim: true, min: 1, max: 20 },
+	country: { type: "string", trim: true, min: 2, max: 56 },
+	isDefault: { type: "boolean", optional: true },
+};
+const addressPatchRules = Object.fromEntries(Object.entries(addressRules).map(([k, r]) => [k, { ...r, optional: true }]));
+
+type Ctx<P = Record<string, any>> = Context<P, ShopMeta>;
+/** The signed-in user of an `auth: "required"` action (the gateway has checked the session). */
+export const me = (ctx: Ctx<any>): AuthUser => ctx.meta.user!;
+
+export interface UserAddressBookMethods {
+	requireAddress(userId: string, addressId: string): Promise<Entity>;
+	makeDefault(address: Entity): Promise<Entity>;
+}
+
+interface UserAddressBookVars {
+	db: Record<"user_addresses" | "user_wishlist", Collection>;
+}
+type UserAddressBookThis = Service & UserAddressBookMethods & UserAddressBookVars;
+
+const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAddressBookMethods, UserAddressBookVars>> = {
+	actions: {
+		listAddresses: {
+			rest: "GET /me/addresses",
+			auth: "required",
+			params: { ...pageParams },
+			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
+				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
+				const query = { userId: me(ctx).id };
+				const [rows, total] = await this.db.user_addresses.findWithCount(query, { sort: { createdAt: 1 }, offset: w.offset, limit: w.limit });
+				return toPage(rows.map(publicAddress), total, w.page, w.pageSize);
+			},
+		},
+
+		getMyAddress: {
+			rest: "GET /me/addresses/:id",
+			auth: "required",
+			params: { id: "string" },
+			async handler(ctx: Ctx<{ id: string }>) {
+				return publicAddress(await this.requireAddress(me(ctx).id, ctx.params.id));
+			},
+		},
+
+		createAddress: {
+			rest: "POST /me/addresses",
+			auth: "required",
+			params: { $$strict: "remove", ...addressRules },
+			async handler(ctx: Ctx<Record<string, any>>) {
+				const userId = me(ctx).id;
+				const { isDefault, ...fields } = ctx.params;
+				const now = new Date();
+				const address = await this.db.user_addresses.insert({ line2: null, state: null, ...fields, userId, createdAt: now, updatedAt: now });
+				// The first address of a type is its default, as a customer would expect.
+				const first = (await this.db.user_addresses.count({ userId, type: fields.type })) === 1;
+				const saved = isDefault || (first && isDefault !== false) ? await this.makeDefault(address) : address;
+				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/me/addresses/${saved.id}`;
+				return publicAddress(saved);
+			},
+		},
+
+		updateAddress: {
+			rest: "PATCH /me/addresses/:id",
+			auth: "required",
+			params: { $$strict: "remove", id: "string", ...addressPatchRules },
+			async handler(ctx: Ctx<Record<string, any>>) {
+				const { id, isDefault, ...fields } = ctx.params;
+				const current = await this.requireAddress(me(ctx).id, id);
+				const update: Query = { $set: { ...fields, updatedAt: new Date() } };
+				// A default stops being one when asked, or when it moves to the other type.
+				if (current.defaultFor && (isDefault === false || (fields.type && fields.type !== current.type))) update.$unset = { defaultFor: true };
+				const saved = await this.db.user_addresses.updateOne({ id, userId: current.userId }, update);
+				if (!saved) throw new NotFoundError("Address");
+				return publicAddress(isDefault ? await this.makeDefault(saved) : saved);
+			},
+		},
+
+		removeAddress: {
+			rest: "DELETE /me/addresses/:id",
+			auth: "required",
+			params: { id: "string" },
+			async handler(ctx: Ctx<{ id: string }>) {
+				const removed = await this.db.user_addresses.removeOne({ id: ctx.params.id, userId: me(ctx).id });
+				if (!removed) throw new NotFoundError("Address");
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		listWishlist: {
+			rest: "GET /me/wishlist",
+			auth: "required",
+			params: { ...pageParams },
+			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
+				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
+				const query = { userId: me(ctx).id };
+				const [rows, total] = await this.db.user_wishlist.findWithCount(query, { sort: { addedAt: -1 }, offset: w.offset, limit: w.limit });
+				const products = rows.length ? await ctx.call<any[], { ids: string[] }>("products.getMany", { ids: rows.map((r) => r.productId) }) : [];
+				const byId = new Map(products.map((p) => [p.id, p]));
+				const items = rows.map((r) => ({ productId: r.productId, addedAt: new Date(r.addedAt).toISOString(), product: byId.get(r.productId) ?? null }));
+				return toPage(items, total, w.page, w.pageSize);
+			},
+		},
+
+		addToWishlist: {
+			rest: "POST /me/wishlist",
+			auth: "required",
+			params: { $$strict: "remove", productId: { type: "string", min: 1, max: 64 } },
+			async handler(ctx: Ctx<{ productId: string }>) {
+				const userId = me(ctx).id;
+				const [product] = await ctx.call<any[], { ids: string[] }>("products.getMany", { ids: [ctx.params.productId] });
+				if (!product || product.isActive === false) throw new NotFoundError("Product");
+				// The unique (userId, productId) index makes adding twice keep one entry.
+				const entry = await this.db.user_wishlist.insert({ userId, productId: product.id, addedAt: new Date() }).catch(async (err: ConflictError) => {
+					if (err.code !== 409) throw err;
+					return this.db.user_wishlist.findOne({ userId, productId: product.id });
+				});
+				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/me/wishlist`;
+				return { productId: product.id, addedAt: new Date(entry!.addedAt).toISOString(), product };
+			},
+		},
+
+		removeFromWishlist: {
+			rest: "DELETE /me/wishlist/:productId",
+			auth: "required",
+			params: { productId: "string" },
+			async handler(ctx: Ctx<{ productId: string }>) {
+				await this.db.user_wishlist.removeOne({ userId: me(ctx).id, productId: ctx.params.productId });
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		// Internal actions (docs/services.md § users)
+
+		getAddress: {
+			visibility: "public",
+			params: { userId: "string", addressId: "string" },
+			async handler(ctx: Context<{ userId: string; addressId: string }>) {
+				return publicAddress(await this.requireAddress(ctx.params.userId, ctx.params.addressId));
+			},
+		},
+	},
+
+	methods: {
+		async requireAddress(userId: string, addressId: string): Promise<Entity> {
+			const address = await this.db.user_addresses.findOne({ id: addressId, userId });
+			if (!address) throw new NotFoundError("Address");
+			return address;
+		},
+
+		/** Makes an address its type's default: the previous default gives the slot up first. */
+		async makeDefault(address: Entity): Promise<Entity> {
+			const defaultFor = `${address.userId}:${address.type}`;
+			for (let attempt = 0; ; attempt++) {
+				await this.db.user_addresses.updateMany({ defaultFor, id: { $ne: address.id } }, { $unset: { defaultFor: true } });
+				try {
+					const saved = await this.db.user_addresses.updateOne({ id: address.id, userId: address.userId }, { $set: { defaultFor } });
+					if (!saved) throw new NotFoundError("Address");
+					return saved;
+				} catch (err) {
+					// A concurrent default took the slot between the two writes: the last one wins.
+					if ((err as ConflictError).code !== 409 || attempt >= 2) throw err;
+				}
+			}
+		},
+	} satisfies UserAddressBookMethods & ThisType<UserAddressBookThis>,
+};
+
+/** Checked against its own `this` above; the host takes it as any other mixin. */
+export const UserAddressBookMixin: Partial<ServiceSchema<any, any, any, any>> = userAddressBookSchema;
