@@ -138,7 +138,8 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 			const usedCount = await this.db.promotion_slots.count({ promotionId: promo.id, released: { $exists: false } });
 			// A release cut short between its two writes left the counter high: put it right.
 			if (usedCount < promo.usedCount) await this.db.promotions.updateOne({ id: promo.id, usedCount: promo.usedCount }, { $set: { usedCount } });
-			else this.countedUses.set(promo.id, usedCount);
+			// Not high: until the counter moves, it says "used up" rightly.
+			else this.countedUses.set(promo.id, promo.usedCount);
 			return { ...promo, usedCount };
 		},
 

@@ -510,6 +510,23 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				}
 			});
 
+			test("the once-per-counter-value count holds when the limit was lowered below the uses and the counter lags", async () => {
+				const p = await createPromotion({ type: "percent", value: 10, maxUses: 3 });
+				const c = customer();
+				await c.add((await addVariant({ price: 1000 })).id, 1);
+				expect((await c.applyPromo(p.code)).status).toBe(200);
+				for (const orderId of ["o-1", "o-2"]) await shop.broker.call("cart.consumePromo", { code: p.code, orderId });
+				await shop.http.patch(`/api/promotions/${p.code}`, { maxUses: 1 }, { token: admin });
+				await cartDb().promotions.updateOne({ id: p.id }, { $set: { usedCount: 1 } });
+				const count = jest.spyOn(cartDb().promotion_slots, "count");
+				try {
+					for (let i = 0; i < 3; i++) expect((await c.get()).body.promoProblem).toMatchObject({ reason: "exhausted" });
+					expect(count).toHaveBeenCalledTimes(1);
+				} finally {
+					count.mockRestore();
+				}
+			});
+
 			test("an unlimited code takes one use per order, and gives it back once", async () => {
 				const p = await createPromotion({ type: "fixed", value: 100 });
 				const orders = Array.from({ length: 6 }, (_, i) => `u-${i}`);
