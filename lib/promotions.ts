@@ -84,8 +84,8 @@ export function promotionInputProblems(input: { type: PromotionType; value: numb
 
 /**
  * A limited code's uses are numbered slots 0..maxUses-1, each held by at most one order (a unique
- * index): taking a use is one insert, giving it back one removal, so no crash can leave a use taken
- * by nobody. This is the lowest slot below `maxUses` that none of `taken` holds, or null when all are.
+ * index): taking a use is one insert, giving it back one update that frees the slot, so no crash
+ * can leave a use taken by nobody. This is the lowest slot below `maxUses` that none of `taken` holds, or null when all are.
  */
 export function lowestFreeSlot(taken: Iterable<unknown>, maxUses: number): number | null {
 	const held = new Set<number>();

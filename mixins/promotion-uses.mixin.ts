@@ -1,9 +1,10 @@
 /**
  * The uses of promotion codes, split out of services/cart.service.ts for size; only that service
  * uses it. A limited code's uses are numbered slots, each held by one order under a unique index
- * (see lowestFreeSlot in lib/promotions.ts): taking a use is one insert and giving it back one
- * removal, so no crash or lost answer can leave a use taken by nobody. The code's `usedCount` is a
- * guide kept beside the slots; a crash between the two writes leaves it one off (see withUses).
+ * (see lowestFreeSlot in lib/promotions.ts): taking a use is one insert, and giving it back one
+ * update that frees the slot and marks the order's record released. No crash or lost answer can
+ * leave a use taken by nobody. The code's `usedCount` is a guide kept beside the slots; a crash
+ * between the two writes leaves it one off (see withUses).
  *
  * The host declares `promotionUseCollections` and `promotions` in its DbMixin. List this mixin before
  * DbMixin: Moleculer starts mixins in reverse list order, so the move of older records runs once the
@@ -26,7 +27,8 @@ export const promotionUseCollections: Record<string, CollectionSpec> = {
 	// One record per order that used a code, holding one of its numbered slots (see lowestFreeSlot;
 	// an unlimited code's use holds a slot named after its order): taking a use and giving it back
 	// are one write each, and idempotent per order. A record with `released` marks an order whose
-	// use was given back before it was taken.
+	// use was given back (or refused before it was taken): it holds no numbered slot, and that order
+	// takes no use again.
 	promotion_slots: {
 		fields: { promotionId: String, code: String, orderId: String, slot: Object, released: Boolean, createdAt: Date },
 		indexes: [{ fields: { promotionId: 1, orderId: 1 }, unique: true }, { fields: { promotionId: 1, slot: 1 }, unique: true }, { fields: { promotionId: 1 } }],
@@ -97,14 +99,16 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 				const promo = await this.findPromotion(code);
 				if (!promo) return { released: false };
 				for (;;) {
-					// Removing the order's slot is the once-only gate: a second release removes nothing.
-					if (await this.db.promotion_slots.removeOne({ promotionId: promo.id, orderId, released: { $exists: false } })) {
+					// Giving up the order's slot is the once-only gate: a second release finds nothing to give up.
+					// The record stays, marked, so the order can never take a use again (a late or repeated consume).
+					const released = { released: true, slot: `released:${orderId}` };
+					if (await this.db.promotion_slots.updateOne({ promotionId: promo.id, orderId, released: { $exists: false } }, { $set: released })) {
 						await this.db.promotions.updateOne({ id: promo.id }, { $inc: { usedCount: -1 } });
 						return { released: true };
 					}
 					try {
 						// Nothing taken: a marker refuses this order's consume if it arrives late (its answer was lost in transit).
-						await this.db.promotion_slots.insert({ promotionId: promo.id, orderId, code, slot: `released:${orderId}`, released: true, createdAt: new Date() });
+						await this.db.promotion_slots.insert({ promotionId: promo.id, orderId, code, ...released, createdAt: new Date() });
 						return { released: false };
 					} catch (err) {
 						if ((err as ConflictError).type !== "DUPLICATE") throw err;
