@@ -4,7 +4,8 @@
  * decrement), and every move writes an audit row and emits `inventory.changed`. A reservation's
  * moves also record a hold on the variant in that same update, so a sweeper can finish or roll
  * back what a crash left half done (the invariant is in lib/inventory-rules.ts). The stock actions
- * are declared here; their ledger and the sweeper are in mixins/inventory.mixin.ts.
+ * are declared here; their ledger and the sweeper are in mixins/inventory.mixin.ts. The category
+ * actions are in mixins/catalog-categories.mixin.ts.
  */
 import crypto from "node:crypto";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
@@ -12,13 +13,14 @@ import type {} from "moleculer-web";
 import { DbMixin } from "../mixins/db.mixin";
 import type { Collection, CollectionSpec } from "../mixins/collection";
 import { HealthMixin } from "../mixins/health.mixin";
+import { CatalogCategoriesMixin, type CatalogCategoryHostMethods, type Category } from "../mixins/catalog-categories.mixin";
 import { InventoryMixin, type InventoryDb, type InventoryMethods, type Row } from "../mixins/inventory.mixin";
 import type { ShopMeta } from "../mixins/types";
 import { readConfig } from "../lib/config";
 import { ConflictError, InsufficientStockError, NotFoundError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
-import { buildCategoryTree, descendantIds, wouldCreateCycle, type CategoryNode } from "../lib/category-tree";
+import { descendantIds } from "../lib/category-tree";
 import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, compareAtProblem, type ProductInput, type VariantInput } from "../lib/catalog-rules";
 import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, type Product, type Variant } from "../lib/catalog-views";
 import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } from "../lib/catalog-query";
@@ -63,7 +65,6 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 	},
 };
 
-interface Category extends CategoryNode { createdAt: Date; updatedAt?: Date }
 interface ProductDb extends InventoryDb {
 	categories: Collection<Row<Category>>;
 }
@@ -87,12 +88,9 @@ export async function writeCatalog(db: ProductDb, catalog: DemoCatalog, referenc
 	return { products: products.length, variants: variants.length };
 }
 
-interface Methods extends InventoryMethods {
+interface Methods extends InventoryMethods, CatalogCategoryHostMethods {
 	announce(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<void>;
-	loadCategories(): Promise<Row<Category>[]>;
 	assertCategory(categoryId: string | null | undefined): Promise<void>;
-	freeSlug(collection: Collection, name: string): Promise<string>;
-	assertSlugFree(collection: Collection, slug: string, exceptId?: string): Promise<void>;
 	findProduct(idOrSlug: string): Promise<Row<Product> | null>;
 	productDetail(product: Row<Product>): Promise<ReturnType<typeof toProductDetail>>;
 }
@@ -108,74 +106,10 @@ const idList = { type: "array", items: "string", max: 1000 } as const;
 const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 	name: "products",
 	// InventoryMixin first: its sweeper stops before DbMixin closes the collections.
-	mixins: [InventoryMixin, DbMixin("products", productCollections), HealthMixin],
+	mixins: [InventoryMixin, DbMixin("products", productCollections), HealthMixin, CatalogCategoriesMixin],
 	settings: { rest: "/" },
 
 	actions: {
-		// ---------- categories ----------
-		listCategories: {
-			rest: "GET /categories",
-			cache: true,
-			publicCache: true,
-			params: { $$strict: "remove" },
-			async handler() {
-				return buildCategoryTree(await this.loadCategories());
-			},
-		},
-
-		createCategory: {
-			rest: "POST /categories",
-			roles: ["admin"],
-			params: {
-				$$strict: "remove",
-				name: { type: "string", trim: true, min: 1, max: 100 },
-				slug: { ...slugRule, optional: true },
-				parentId: { type: "string", optional: true, nullable: true },
-				description: { type: "string", max: 2000, optional: true },
-				position: { type: "number", integer: true, optional: true },
-			},
-			async handler(ctx: Ctx<{ name: string; slug?: string; parentId?: string | null; description?: string; position?: number }>) {
-				const { name, parentId, description, position } = ctx.params;
-				if (parentId && !(await this.db.categories.findById(parentId))) throw invalidField("parentId", "The parent category does not exist.");
-				let slug = ctx.params.slug;
-				if (slug) await this.assertSlugFree(this.db.categories, slug);
-				else slug = await this.freeSlug(this.db.categories, name);
-				const now = new Date();
-				const category = await this.db.categories.insert({ name, slug, parentId: parentId ?? null, description: description ?? "", position: position ?? 0, createdAt: now, updatedAt: now });
-				await this.cleanCache();
-				ctx.meta.$statusCode = 201;
-				ctx.meta.$location = `/api/categories`;
-				return category;
-			},
-		},
-
-		updateCategory: {
-			rest: "PATCH /categories/:id",
-			roles: ["admin"],
-			params: {
-				$$strict: "remove",
-				id: "string",
-				name: { type: "string", trim: true, min: 1, max: 100, optional: true },
-				slug: { ...slugRule, optional: true },
-				parentId: { type: "string", optional: true, nullable: true },
-				description: { type: "string", max: 2000, optional: true },
-				position: { type: "number", integer: true, optional: true },
-			},
-			async handler(ctx: Ctx<{ id: string; slug?: string; parentId?: string | null } & Record<string, unknown>>) {
-				const { id, ...changes } = ctx.params;
-				const all = await this.loadCategories();
-				if (!all.some((c) => c.id === id)) throw new NotFoundError("Category");
-				if (changes.parentId) {
-					if (!all.some((c) => c.id === changes.parentId)) throw invalidField("parentId", "The parent category does not exist.");
-					if (wouldCreateCycle(all, id, changes.parentId)) throw invalidField("parentId", "A category cannot move below itself.", "cycle");
-				}
-				if (changes.slug) await this.assertSlugFree(this.db.categories, changes.slug, id);
-				const updated = await this.db.categories.updateById(id, { $set: { ...changes, updatedAt: new Date() } });
-				await this.cleanCache();
-				return updated;
-			},
-		},
-
 		// ---------- products ----------
 		list: {
 			rest: "GET /products",

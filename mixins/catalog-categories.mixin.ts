@@ -1,0 +1,103 @@
+/**
+ * The catalog's category actions (list as a tree, create, update), split out of
+ * services/products.service.ts for size; only that service uses it. A category never moves below
+ * itself (see wouldCreateCycle in lib/category-tree.ts), and every write cleans the service's cache.
+ *
+ * The host declares the `categories` collection in its DbMixin (in `productCollections`: its
+ * product actions and the seed read it too) and the methods of CatalogCategoryHostMethods, which
+ * its product actions share.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import type { Collection, Entity } from "./collection";
+import type { ShopMeta } from "./types";
+import { NotFoundError, invalidField } from "../lib/errors";
+import { slugRule } from "../lib/catalog-rules";
+import { buildCategoryTree, wouldCreateCycle, type CategoryNode } from "../lib/category-tree";
+
+export interface Category extends CategoryNode { createdAt: Date; updatedAt?: Date }
+
+type Ctx<P = Record<string, never>> = Context<P, ShopMeta>;
+
+/** What services/products.service.ts itself provides to this mixin (its product actions use them too). */
+export interface CatalogCategoryHostMethods {
+	loadCategories(): Promise<Array<Category & Entity>>;
+	/** A slug made from the name, numbered when taken ("tote-bag-2"). */
+	freeSlug(collection: Collection, name: string): Promise<string>;
+	/** A 409 DUPLICATE when another record of the collection has the slug. */
+	assertSlugFree(collection: Collection, slug: string, exceptId?: string): Promise<void>;
+}
+
+interface CatalogCategoryVars extends CatalogCategoryHostMethods {
+	db: { categories: Collection<Category & Entity> };
+	cleanCache(): Promise<void>;
+}
+
+const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Record<string, never>, CatalogCategoryVars>> = {
+	actions: {
+		listCategories: {
+			rest: "GET /categories",
+			cache: true,
+			publicCache: true,
+			params: { $$strict: "remove" },
+			async handler() {
+				return buildCategoryTree(await this.loadCategories());
+			},
+		},
+
+		createCategory: {
+			rest: "POST /categories",
+			roles: ["admin"],
+			params: {
+				$$strict: "remove",
+				name: { type: "string", trim: true, min: 1, max: 100 },
+				slug: { ...slugRule, optional: true },
+				parentId: { type: "string", optional: true, nullable: true },
+				description: { type: "string", max: 2000, optional: true },
+				position: { type: "number", integer: true, optional: true },
+			},
+			async handler(ctx: Ctx<{ name: string; slug?: string; parentId?: string | null; description?: string; position?: number }>) {
+				const { name, parentId, description, position } = ctx.params;
+				if (parentId && !(await this.db.categories.findById(parentId))) throw invalidField("parentId", "The parent category does not exist.");
+				let slug = ctx.params.slug;
+				if (slug) await this.assertSlugFree(this.db.categories, slug);
+				else slug = await this.freeSlug(this.db.categories, name);
+				const now = new Date();
+				const category = await this.db.categories.insert({ name, slug, parentId: parentId ?? null, description: description ?? "", position: position ?? 0, createdAt: now, updatedAt: now });
+				await this.cleanCache();
+				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/categories`;
+				return category;
+			},
+		},
+
+		updateCategory: {
+			rest: "PATCH /categories/:id",
+			roles: ["admin"],
+			params: {
+				$$strict: "remove",
+				id: "string",
+				name: { type: "string", trim: true, min: 1, max: 100, optional: true },
+				slug: { ...slugRule, optional: true },
+				parentId: { type: "string", optional: true, nullable: true },
+				description: { type: "string", max: 2000, optional: true },
+				position: { type: "number", integer: true, optional: true },
+			},
+			async handler(ctx: Ctx<{ id: string; slug?: string; parentId?: string | null } & Record<string, unknown>>) {
+				const { id, ...changes } = ctx.params;
+				const all = await this.loadCategories();
+				if (!all.some((c) => c.id === id)) throw new NotFoundError("Category");
+				if (changes.parentId) {
+					if (!all.some((c) => c.id === changes.parentId)) throw invalidField("parentId", "The parent category does not exist.");
+					if (wouldCreateCycle(all, id, changes.parentId)) throw invalidField("parentId", "A category cannot move below itself.", "cycle");
+				}
+				if (changes.slug) await this.assertSlugFree(this.db.categories, changes.slug, id);
+				const updated = await this.db.categories.updateById(id, { $set: { ...changes, updatedAt: new Date() } });
+				await this.cleanCache();
+				return updated;
+			},
+		},
+	},
+};
+
+/** Checked against its own `this` above; the host takes it as any other mixin. */
+export const CatalogCategoriesMixin: Partial<ServiceSchema<any, any, any, any>> = catalogCategorySchema;
