@@ -1,5 +1,6 @@
 /**
- * Payments through a provider (built-in test provider or Stripe), refunds, webhooks.
+ * Payments through a provider (built-in test provider or Stripe), webhooks; refunds are in
+ * mixins/payment-refunds.mixin.ts.
  * One payment per order (unique `orderId`): the pending payment is inserted before the provider is
  * called, so concurrent charges of one order make one provider call; the provider's idempotency key
  * is derived from the order, so a retry after a lost answer never charges twice either.
@@ -9,60 +10,17 @@ import type { Collection } from "../mixins/collection";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
+import { PaymentRefundsMixin, type PaymentHostMethods, type PaymentRefundMethods } from "../mixins/payment-refunds.mixin";
+import { isDuplicate, refundView, sleep, LEASE_MS, POLL_MS, WAIT_FOR_OUTCOME_MS, type Payment, type Refund } from "../lib/payment-records";
 import type { ShopMeta } from "../mixins/types";
-import { BadRequestError, ConflictError, NotFoundError, PaymentDeclinedError, ServiceUnavailableError, invalidField } from "../lib/errors";
-import { planRefund, statusAfterRefunds, statusesLeadingTo, REFUNDABLE_STATUSES, type PaymentStatus, type RefundPlan } from "../lib/payment-state";
+import { BadRequestError, ConflictError, NotFoundError, PaymentDeclinedError, ServiceUnavailableError } from "../lib/errors";
+import { statusesLeadingTo, type PaymentStatus } from "../lib/payment-state";
 import { readPaymentsConfig } from "../adapters/payments/config";
 import { createPaymentProvider, PaymentProviderError, type CreatePaymentResult, type PaymentProvider } from "../adapters/payments/provider";
 import { createWebhookVerifier } from "../adapters/payments/stripe-provider";
 
-/** Longer than a provider call can take (Stripe client: 15 s timeout, 2 retries). */
-const LEASE_MS = 60_000;
-/** How long a duplicate call waits for the first one's outcome: below the broker's request timeout. */
-const WAIT_FOR_OUTCOME_MS = 8_000;
-const POLL_MS = 25;
 /** Stripe retries a webhook for up to three days; ids are kept longer than that. */
 const WEBHOOK_EVENT_TTL_SECONDS = 30 * 24 * 3600;
-
-interface Payment {
-	id: string;
-	orderId: string;
-	userId: string;
-	amount: number;
-	currency: string;
-	status: PaymentStatus;
-	provider: string;
-	providerPaymentId: string | null;
-	cardBrand: string | null;
-	cardLast4: string | null;
-	failureReason: string | null;
-	/** Cents given back (settled refunds). */
-	refundedAmount: number;
-	/** Cents claimed by refunds, including those still in flight: the limit is checked on this. */
-	reservedRefundAmount: number;
-	/** While in the future, a call is talking to the provider about this payment. */
-	chargeLeaseUntil: Date | null;
-	createdAt: Date;
-	updatedAt: Date;
-}
-
-interface Refund {
-	id: string;
-	refundKey: string;
-	orderId: string;
-	paymentId: string;
-	amount: number;
-	currency: string;
-	reason: string;
-	/** `processing` while the provider is being asked. */
-	status: "processing" | "succeeded" | "pending" | "failed";
-	/** Its amount is counted in the payment's reservedRefundAmount. */
-	reserved: boolean;
-	providerRefundId: string | null;
-	leaseUntil: Date | null;
-	createdAt: Date;
-	updatedAt: Date;
-}
 
 interface ChargeParams {
 	orderId: string;
@@ -70,12 +28,6 @@ interface ChargeParams {
 	amount: number;
 	currency: string;
 	paymentMethod: { type: "card"; token: string };
-}
-interface RefundParams {
-	orderId: string;
-	amount?: number;
-	reason: string;
-	refundKey: string;
 }
 interface StripeWebhookEvent {
 	id: string;
@@ -89,27 +41,19 @@ interface PaymentsVars {
 	/** Null when STRIPE_WEBHOOK_SECRET is unset: the webhook then does not exist (404). */
 	verifyWebhook: ((rawBody: string | Buffer, signature: string) => StripeWebhookEvent) | null;
 }
-interface PaymentsMethods {
+interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods {
 	publish(ctx: Context, event: string, payload: Record<string, unknown>): Promise<string>;
 	chargeOnce(params: ChargeParams, ctx: Context): Promise<Payment>;
 	claimCharge(params: ChargeParams): Promise<{ payment: Payment; mine: boolean }>;
 	applyChargeOutcome(ctx: Context, payment: Payment, result: CreatePaymentResult): Promise<Payment>;
-	refundOnce(params: RefundParams, ctx: Context): Promise<Refund>;
-	runRefund(ctx: Context, refund: Refund, payment: Payment): Promise<Refund>;
-	addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean }): Promise<{ payment: Payment; amount: number } | null>;
 	transition(paymentId: string, to: PaymentStatus, set: Partial<Payment>): Promise<Payment | null>;
 	publishOutcome(ctx: Context, payment: Payment): Promise<void>;
-	publishRefund(ctx: Context, payment: Payment, refund: Refund): Promise<void>;
 	applyStripeEvent(ctx: Context, event: StripeWebhookEvent): Promise<void>;
 	findProviderPayment(providerPaymentId: unknown, orderId: unknown): Promise<Payment | null>;
-	unavailable(err: unknown, what: string): Error;
 }
 type This = Service & PaymentsVars & PaymentsMethods;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const isDuplicate = (err: unknown) => err instanceof ConflictError && (err as ConflictError).type === "DUPLICATE";
 const chargeKey = (orderId: string) => `order-${orderId}-charge`;
-const refundKeyForProvider = (refundKey: string) => `refund-${refundKey}`;
 
 function chargeView(p: Payment) {
 	return { id: p.id, orderId: p.orderId, status: p.status, amount: p.amount, currency: p.currency, cardBrand: p.cardBrand, cardLast4: p.cardLast4 };
@@ -117,23 +61,6 @@ function chargeView(p: Payment) {
 function paymentView(p: Payment) {
 	const { chargeLeaseUntil: _lease, reservedRefundAmount: _reserved, ...rest } = p;
 	return rest;
-}
-function refundView(r: Refund) {
-	const { leaseUntil: _lease, refundKey: _key, reserved: _reserved, ...rest } = r;
-	return rest;
-}
-
-function refundRefusal(plan: Extract<RefundPlan, { ok: false }>, orderId: string): Error {
-	switch (plan.reason) {
-		case "not_paid":
-			return new ConflictError("The payment of this order has not succeeded: nothing to refund", "NOT_REFUNDABLE", { orderId });
-		case "fully_refunded":
-			return new ConflictError("The payment of this order is already fully refunded", "ALREADY_REFUNDED", { orderId });
-		case "not_positive":
-			return invalidField("amount", "Refund amount must be a positive number of cents");
-		case "exceeds_refundable":
-			return invalidField("amount", `Refund amount exceeds what is left to refund (${plan.refundable} cents)`, "refundExceedsPaid");
-	}
 }
 
 const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, PaymentsVars> = {
@@ -162,6 +89,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		}),
 		OutboxMixin("payments"),
 		HealthMixin,
+		PaymentRefundsMixin,
 	],
 	settings: { rest: "/" },
 
@@ -182,20 +110,6 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					throw new PaymentDeclinedError(payment.failureReason ?? "Payment declined", { orderId: payment.orderId, paymentId: payment.id, reason: payment.failureReason });
 				}
 				return chargeView(payment);
-			},
-		},
-
-		refund: {
-			visibility: "public",
-			params: {
-				$$strict: "remove",
-				orderId: { type: "string", min: 1, max: 100 },
-				amount: { type: "number", integer: true, positive: true, optional: true },
-				reason: { type: "string", min: 1, max: 500 },
-				refundKey: { type: "string", min: 1, max: 200 },
-			},
-			async handler(this: This, ctx: Context<RefundParams, ShopMeta>) {
-				return refundView(await this.refundOnce(ctx.params, ctx));
 			},
 		},
 
@@ -313,113 +227,6 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			return settled;
 		},
 
-		/** One refund per refundKey, never more in total than was paid. */
-		async refundOnce(this: This, params: RefundParams, ctx: Context) {
-			const deadline = Date.now() + WAIT_FOR_OUTCOME_MS;
-			for (;;) {
-				const existing = await this.db.refunds.findOne({ refundKey: params.refundKey });
-				if (existing) {
-					if (existing.orderId !== params.orderId || (params.amount !== undefined && params.amount !== existing.amount)) {
-						throw new ConflictError("This refund key was already used for another refund", "IDEMPOTENCY_KEY_REUSED", { refundKey: params.refundKey });
-					}
-					if (existing.status !== "processing") return existing;
-					const now = new Date();
-					if (existing.leaseUntil && new Date(existing.leaseUntil) <= now) {
-						// The call that claimed it is gone. With its amount reserved only the provider call is redone
-						// (same key); without, the claim is dropped and the refund planned afresh.
-						if (!existing.reserved) {
-							await this.db.refunds.removeOne({ id: existing.id, status: "processing", reserved: false });
-							continue;
-						}
-						const taken = await this.db.refunds.updateOne({ id: existing.id, status: "processing", leaseUntil: existing.leaseUntil }, { $set: { leaseUntil: new Date(now.getTime() + LEASE_MS) } });
-						if (taken) return this.runRefund(ctx, taken, (await this.db.payments.findById(taken.paymentId))!);
-					}
-					if (Date.now() >= deadline) throw new ServiceUnavailableError("This refund is still in progress", { refundKey: params.refundKey });
-					await sleep(POLL_MS);
-					continue;
-				}
-
-				const payment = await this.db.payments.findOne({ orderId: params.orderId });
-				if (!payment) throw new NotFoundError("Payment");
-				const plan = planRefund({ status: payment.status, paid: payment.amount, alreadyRefunded: payment.reservedRefundAmount, requested: params.amount });
-				if (!plan.ok) throw refundRefusal(plan, params.orderId);
-				// Claim the key first, so a concurrent call with the same key waits instead of refunding again.
-				const now = new Date();
-				let refund: Refund;
-				try {
-					refund = await this.db.refunds.insert({
-						refundKey: params.refundKey, orderId: payment.orderId, paymentId: payment.id, amount: plan.amount, currency: payment.currency,
-						reason: params.reason, status: "processing", reserved: false, providerRefundId: null, leaseUntil: new Date(now.getTime() + LEASE_MS), createdAt: now, updatedAt: now,
-					});
-				} catch (err) {
-					if (isDuplicate(err)) continue;
-					throw err;
-				}
-				// Then reserve the amount atomically: concurrent refunds never add up to more than was paid.
-				const reserved = await this.db.payments.updateOne(
-					{ id: payment.id, status: { $in: REFUNDABLE_STATUSES }, reservedRefundAmount: { $lte: payment.amount - plan.amount } },
-					{ $inc: { reservedRefundAmount: plan.amount } },
-				);
-				if (!reserved) {
-					// Another refund got in between: give the key back and plan again.
-					await this.db.refunds.removeOne({ id: refund.id, status: "processing" });
-					continue;
-				}
-				await this.db.refunds.updateOne({ id: refund.id }, { $set: { reserved: true } });
-				return this.runRefund(ctx, refund, reserved);
-			}
-		},
-
-		async runRefund(this: This, ctx: Context, refund: Refund, payment: Payment) {
-			let result;
-			try {
-				if (!payment.providerPaymentId) throw new PaymentProviderError(`Payment ${payment.id} has no provider id`);
-				result = await this.provider.refund({ providerPaymentId: payment.providerPaymentId, amount: refund.amount, idempotencyKey: refundKeyForProvider(refund.refundKey) });
-			} catch (err) {
-				// Not refunded as far as we know: drop the claim and give the amount back, so the key can be retried.
-				await this.db.refunds.removeOne({ id: refund.id, status: "processing" });
-				await this.db.payments.updateOne({ id: payment.id }, { $inc: { reservedRefundAmount: -refund.amount } });
-				throw this.unavailable(err, "refund");
-			}
-			if (result.status === "failed") {
-				await this.db.payments.updateOne({ id: payment.id }, { $inc: { reservedRefundAmount: -refund.amount } });
-				return (await this.db.refunds.updateOne({ id: refund.id }, { $set: { status: "failed", reserved: false, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } }))!;
-			}
-			const done = (await this.db.refunds.updateOne(
-				{ id: refund.id },
-				{ $set: { status: result.status, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } },
-			))!;
-			const added = await this.addRefunded(payment.id, () => refund.amount, { reserve: false });
-			if (added) await this.publishRefund(ctx, added.payment, done);
-			return done;
-		},
-
-		/**
-		 * Adds `delta(current)` settled refund cents and moves the status along in one compare-and-set,
-		 * so the status always matches the stored total however refunds interleave. `reserve` also
-		 * counts them against the refund limit (refunds that did not pass through `refund`).
-		 */
-		async addRefunded(this: This, paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean }) {
-			for (let attempt = 0; attempt < 50; attempt++) {
-				const current = await this.db.payments.findById(paymentId);
-				if (!current) return null;
-				const amount = delta(current);
-				if (amount <= 0) return null;
-				const refundedAmount = current.refundedAmount + amount;
-				const to = statusAfterRefunds(current.amount, refundedAmount);
-				if (!statusesLeadingTo(to).includes(current.status)) return null;
-				const set: Partial<Payment> = { refundedAmount, status: to, updatedAt: new Date() };
-				const query: Record<string, unknown> = { id: paymentId, status: current.status, refundedAmount: current.refundedAmount };
-				if (opts.reserve) {
-					set.reservedRefundAmount = current.reservedRefundAmount + amount;
-					query.reservedRefundAmount = current.reservedRefundAmount;
-				}
-				const updated = await this.db.payments.updateOne(query, { $set: set });
-				if (updated) return { payment: updated, amount };
-			}
-			throw new ServiceUnavailableError("The payment is busy, try again");
-		},
-
 		/** Compare-and-set through the state machine: an illegal transition matches nothing and returns null. */
 		transition(this: This, paymentId: string, to: PaymentStatus, set: Partial<Payment>) {
 			return this.db.payments.updateOne({ id: paymentId, status: { $in: statusesLeadingTo(to) } }, { $set: { ...set, status: to, updatedAt: new Date() } });
@@ -429,12 +236,6 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			const base = { orderId: p.orderId, paymentId: p.id, userId: p.userId, amount: p.amount, currency: p.currency };
 			if (p.status === "succeeded") await this.publish(ctx, "payment.succeeded", base);
 			else if (p.status === "failed") await this.publish(ctx, "payment.failed", { ...base, reason: p.failureReason });
-		},
-
-		async publishRefund(this: This, ctx: Context, p: Payment, r: Refund) {
-			await this.publish(ctx, "payment.refunded", {
-				orderId: p.orderId, paymentId: p.id, refundId: r.id, userId: p.userId, amount: r.amount, currency: r.currency, totalRefunded: p.refundedAmount,
-			});
 		},
 
 		async applyStripeEvent(this: This, ctx: Context, event: StripeWebhookEvent) {

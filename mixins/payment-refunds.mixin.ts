@@ -1,0 +1,201 @@
+/**
+ * The payments service's refunds, split out of services/payments.service.ts for size; only that
+ * service uses it. `payments.refund` refunds once per `refundKey`: the refund record is inserted
+ * under a unique index before the provider is asked (under `refund-<refundKey>`), so a repeat gets
+ * the stored refund, a concurrent call waits for the first one's outcome, and a claim left by a
+ * call that died is taken over once its lease runs out. A partial refund never goes beyond what
+ * was paid: its amount is reserved on the payment in one conditional update, and given back when
+ * the provider refuses or cannot be reached. Settled refunds move the payment to
+ * `partially_refunded`/`refunded` (addRefunded) and are announced as `payment.refunded` through the
+ * outbox (publishRefund); the host's webhook uses both for refunds made at Stripe.
+ *
+ * The host declares the `payments` and `refunds` collections in its DbMixin (`refunds` with a
+ * unique `refundKey` index), `provider` (its PaymentProvider), OutboxMixin's `publish`, and
+ * `unavailable` (PaymentHostMethods). It has no lifecycle hooks; its place in the mixin list does
+ * not matter.
+ */
+import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Collection } from "./collection";
+import type { OutboxThis } from "./outbox.mixin";
+import type { ShopMeta } from "./types";
+import { ConflictError, NotFoundError, ServiceUnavailableError, invalidField } from "../lib/errors";
+import { planRefund, statusAfterRefunds, statusesLeadingTo, REFUNDABLE_STATUSES, type RefundPlan } from "../lib/payment-state";
+import { PaymentProviderError, type PaymentProvider } from "../adapters/payments/provider";
+import { isDuplicate, refundView, sleep, LEASE_MS, POLL_MS, WAIT_FOR_OUTCOME_MS, type Payment, type Refund } from "../lib/payment-records";
+
+export interface RefundParams {
+	orderId: string;
+	amount?: number;
+	reason: string;
+	refundKey: string;
+}
+
+const refundKeyForProvider = (refundKey: string) => `refund-${refundKey}`;
+
+function refundRefusal(plan: Extract<RefundPlan, { ok: false }>, orderId: string): Error {
+	switch (plan.reason) {
+		case "not_paid":
+			return new ConflictError("The payment of this order has not succeeded: nothing to refund", "NOT_REFUNDABLE", { orderId });
+		case "fully_refunded":
+			return new ConflictError("The payment of this order is already fully refunded", "ALREADY_REFUNDED", { orderId });
+		case "not_positive":
+			return invalidField("amount", "Refund amount must be a positive number of cents");
+		case "exceeds_refundable":
+			return invalidField("amount", `Refund amount exceeds what is left to refund (${plan.refundable} cents)`, "refundExceedsPaid");
+	}
+}
+
+/** What services/payments.service.ts itself provides to this mixin. */
+export interface PaymentHostMethods {
+	/** A provider failure as a 503 (logged); any other error as it is. */
+	unavailable(err: unknown, what: string): Error;
+}
+
+export interface PaymentRefundMethods {
+	refundOnce(params: RefundParams, ctx: Context): Promise<Refund>;
+	runRefund(ctx: Context, refund: Refund, payment: Payment): Promise<Refund>;
+	addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean }): Promise<{ payment: Payment; amount: number } | null>;
+	publishRefund(ctx: Context, payment: Payment, refund: Refund): Promise<void>;
+}
+
+interface PaymentRefundVars extends PaymentHostMethods, Pick<OutboxThis, "publish"> {
+	db: { payments: Collection<Payment>; refunds: Collection<Refund> };
+	provider: PaymentProvider;
+}
+type PaymentRefundThis = Service & PaymentRefundMethods & PaymentRefundVars;
+
+const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentRefundMethods, PaymentRefundVars>> = {
+	actions: {
+		refund: {
+			visibility: "public",
+			params: {
+				$$strict: "remove",
+				orderId: { type: "string", min: 1, max: 100 },
+				amount: { type: "number", integer: true, positive: true, optional: true },
+				reason: { type: "string", min: 1, max: 500 },
+				refundKey: { type: "string", min: 1, max: 200 },
+			},
+			async handler(ctx: Context<RefundParams, ShopMeta>) {
+				return refundView(await this.refundOnce(ctx.params, ctx));
+			},
+		},
+	},
+
+	methods: {
+		/** One refund per refundKey, never more in total than was paid. */
+		async refundOnce(params: RefundParams, ctx: Context) {
+			const deadline = Date.now() + WAIT_FOR_OUTCOME_MS;
+			for (;;) {
+				const existing = await this.db.refunds.findOne({ refundKey: params.refundKey });
+				if (existing) {
+					if (existing.orderId !== params.orderId || (params.amount !== undefined && params.amount !== existing.amount)) {
+						throw new ConflictError("This refund key was already used for another refund", "IDEMPOTENCY_KEY_REUSED", { refundKey: params.refundKey });
+					}
+					if (existing.status !== "processing") return existing;
+					const now = new Date();
+					if (existing.leaseUntil && new Date(existing.leaseUntil) <= now) {
+						// The call that claimed it is gone. With its amount reserved only the provider call is redone
+						// (same key); without, the claim is dropped and the refund planned afresh.
+						if (!existing.reserved) {
+							await this.db.refunds.removeOne({ id: existing.id, status: "processing", reserved: false });
+							continue;
+						}
+						const taken = await this.db.refunds.updateOne({ id: existing.id, status: "processing", leaseUntil: existing.leaseUntil }, { $set: { leaseUntil: new Date(now.getTime() + LEASE_MS) } });
+						if (taken) return this.runRefund(ctx, taken, (await this.db.payments.findById(taken.paymentId))!);
+					}
+					if (Date.now() >= deadline) throw new ServiceUnavailableError("This refund is still in progress", { refundKey: params.refundKey });
+					await sleep(POLL_MS);
+					continue;
+				}
+
+				const payment = await this.db.payments.findOne({ orderId: params.orderId });
+				if (!payment) throw new NotFoundError("Payment");
+				const plan = planRefund({ status: payment.status, paid: payment.amount, alreadyRefunded: payment.reservedRefundAmount, requested: params.amount });
+				if (!plan.ok) throw refundRefusal(plan, params.orderId);
+				// Claim the key first, so a concurrent call with the same key waits instead of refunding again.
+				const now = new Date();
+				let refund: Refund;
+				try {
+					refund = await this.db.refunds.insert({
+						refundKey: params.refundKey, orderId: payment.orderId, paymentId: payment.id, amount: plan.amount, currency: payment.currency,
+						reason: params.reason, status: "processing", reserved: false, providerRefundId: null, leaseUntil: new Date(now.getTime() + LEASE_MS), createdAt: now, updatedAt: now,
+					});
+				} catch (err) {
+					if (isDuplicate(err)) continue;
+					throw err;
+				}
+				// Then reserve the amount atomically: concurrent refunds never add up to more than was paid.
+				const reserved = await this.db.payments.updateOne(
+					{ id: payment.id, status: { $in: REFUNDABLE_STATUSES }, reservedRefundAmount: { $lte: payment.amount - plan.amount } },
+					{ $inc: { reservedRefundAmount: plan.amount } },
+				);
+				if (!reserved) {
+					// Another refund got in between: give the key back and plan again.
+					await this.db.refunds.removeOne({ id: refund.id, status: "processing" });
+					continue;
+				}
+				await this.db.refunds.updateOne({ id: refund.id }, { $set: { reserved: true } });
+				return this.runRefund(ctx, refund, reserved);
+			}
+		},
+
+		async runRefund(ctx: Context, refund: Refund, payment: Payment) {
+			let result;
+			try {
+				if (!payment.providerPaymentId) throw new PaymentProviderError(`Payment ${payment.id} has no provider id`);
+				result = await this.provider.refund({ providerPaymentId: payment.providerPaymentId, amount: refund.amount, idempotencyKey: refundKeyForProvider(refund.refundKey) });
+			} catch (err) {
+				// Not refunded as far as we know: drop the claim and give the amount back, so the key can be retried.
+				await this.db.refunds.removeOne({ id: refund.id, status: "processing" });
+				await this.db.payments.updateOne({ id: payment.id }, { $inc: { reservedRefundAmount: -refund.amount } });
+				throw this.unavailable(err, "refund");
+			}
+			if (result.status === "failed") {
+				await this.db.payments.updateOne({ id: payment.id }, { $inc: { reservedRefundAmount: -refund.amount } });
+				return (await this.db.refunds.updateOne({ id: refund.id }, { $set: { status: "failed", reserved: false, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } }))!;
+			}
+			const done = (await this.db.refunds.updateOne(
+				{ id: refund.id },
+				{ $set: { status: result.status, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } },
+			))!;
+			const added = await this.addRefunded(payment.id, () => refund.amount, { reserve: false });
+			if (added) await this.publishRefund(ctx, added.payment, done);
+			return done;
+		},
+
+		/**
+		 * Adds `delta(current)` settled refund cents and moves the status along in one compare-and-set,
+		 * so the status always matches the stored total however refunds interleave. `reserve` also
+		 * counts them against the refund limit (refunds that did not pass through `refund`).
+		 */
+		async addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean }) {
+			for (let attempt = 0; attempt < 50; attempt++) {
+				const current = await this.db.payments.findById(paymentId);
+				if (!current) return null;
+				const amount = delta(current);
+				if (amount <= 0) return null;
+				const refundedAmount = current.refundedAmount + amount;
+				const to = statusAfterRefunds(current.amount, refundedAmount);
+				if (!statusesLeadingTo(to).includes(current.status)) return null;
+				const set: Partial<Payment> = { refundedAmount, status: to, updatedAt: new Date() };
+				const query: Record<string, unknown> = { id: paymentId, status: current.status, refundedAmount: current.refundedAmount };
+				if (opts.reserve) {
+					set.reservedRefundAmount = current.reservedRefundAmount + amount;
+					query.reservedRefundAmount = current.reservedRefundAmount;
+				}
+				const updated = await this.db.payments.updateOne(query, { $set: set });
+				if (updated) return { payment: updated, amount };
+			}
+			throw new ServiceUnavailableError("The payment is busy, try again");
+		},
+
+		async publishRefund(ctx: Context, p: Payment, r: Refund) {
+			await this.publish(ctx, "payment.refunded", {
+				orderId: p.orderId, paymentId: p.id, refundId: r.id, userId: p.userId, amount: r.amount, currency: r.currency, totalRefunded: p.refundedAmount,
+			});
+		},
+	} satisfies PaymentRefundMethods & ThisType<PaymentRefundThis>,
+};
+
+/** Checked against its own `this` above; the host takes it as any other mixin. */
+export const PaymentRefundsMixin: Partial<ServiceSchema<any, any, any, any>> = paymentRefundSchema;
