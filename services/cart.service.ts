@@ -11,6 +11,7 @@ import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import { readConfig } from "../lib/config";
+import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { DEFAULT_CURRENCY } from "../lib/money";
 import { ConflictError, InsufficientStockError, NotFoundError, UnprocessableError, invalidField } from "../lib/errors";
 import { priceCart, toSnapshot, type CatalogVariant, type PricedCart } from "../lib/cart-pricing";
@@ -224,6 +225,20 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/promotions/${encodeURIComponent(created.code)}`;
 				return promotionView(created as PromotionDoc);
+			},
+		},
+
+		listPromotions: {
+			rest: "GET /promotions",
+			roles: ["admin"],
+			params: { $$strict: "remove", ...pageParams, active: { type: "boolean", convert: true, optional: true } },
+			async handler(ctx: Ctx<{ page?: number; pageSize?: number; active?: boolean }>) {
+				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
+				const query = ctx.params.active === undefined ? {} : { active: ctx.params.active };
+				const [rows, total] = await this.db.promotions.findWithCount(query, { sort: { createdAt: -1 }, offset: w.offset, limit: w.limit });
+				// Each row's use count from its slots, as the single view shows it: a page is at most 100 counts.
+				const counted = await Promise.all(rows.map((p) => this.withUses(p as PromotionDoc, "exact")));
+				return toPage(counted.map((p) => promotionView(p!)), total, w.page, w.pageSize);
 			},
 		},
 

@@ -450,6 +450,25 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			expect(await shop.broker.call("cart.releasePromo", { code: "NOSUCHCODE", orderId: "order-1" })).toEqual({ released: false });
 		});
 
+		test("admins list promotions, newest first, with their use counts; active= filters; others get 403", async () => {
+			const older = await createPromotion({ type: "fixed", value: 100, maxUses: 5 });
+			await new Promise((r) => setTimeout(r, 5));
+			const newer = await createPromotion({ type: "percent", value: 10, active: false });
+			await shop.broker.call("cart.consumePromo", { code: older.code, orderId: "listed-order" });
+			const page = (await shop.http.get("/api/promotions?pageSize=100", { token: admin })).body;
+			expect(page).toMatchObject({ page: 1, pageSize: 100, total: expect.any(Number) });
+			const codes = page.rows.map((p: any) => p.code);
+			expect(codes.indexOf(newer.code)).toBeLessThan(codes.indexOf(older.code));
+			expect(page.rows.find((p: any) => p.code === older.code)).toMatchObject({ usedCount: 1, maxUses: 5, active: true });
+			const inactive = (await shop.http.get("/api/promotions?active=false&pageSize=100", { token: admin })).body.rows;
+			expect(inactive.map((p: any) => p.code)).toContain(newer.code);
+			expect(inactive.every((p: any) => p.active === false)).toBe(true);
+			expect((await shop.http.get("/api/promotions", { token: customer().token })).status).toBe(403);
+			const bad = await shop.http.get("/api/promotions?pageSize=0", { token: admin });
+			expect(bad.status).toBe(422);
+			expect(bad.body.data[0].field).toBe("pageSize");
+		});
+
 		describe("use slots: one write to take a use, one to give it back", () => {
 			const cartDb = () => (shop.broker.getLocalService("cart") as any).db;
 			const usedCount = async (code: string) => (await shop.http.get(`/api/promotions/${code}`, { token: admin })).body.usedCount;
