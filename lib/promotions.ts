@@ -33,6 +33,8 @@ export interface PromoCheckContext {
 	subtotal?: number;
 	currency?: string;
 	now?: Date;
+	/** Leave out the use limit: consuming holds it with slots, not with the counter. */
+	ignoreUseLimit?: boolean;
 }
 
 export const PROMO_CODE_PATTERN = /^[A-Za-z0-9_-]{3,32}$/;
@@ -52,7 +54,7 @@ export function checkPromotion(promo: Promotion | null | undefined, ctx: PromoCh
 	if (!promo.active) return reject("inactive", "This promotion code is no longer active");
 	const now = ctx.now ?? new Date();
 	if (promo.expiresAt != null && new Date(promo.expiresAt).getTime() <= now.getTime()) return reject("expired", "This promotion code has expired");
-	if (promo.maxUses != null && promo.usedCount >= promo.maxUses) return reject("exhausted", "This promotion code has been used up");
+	if (!ctx.ignoreUseLimit && promo.maxUses != null && promo.usedCount >= promo.maxUses) return reject("exhausted", "This promotion code has been used up");
 	if (ctx.currency && ctx.currency !== promo.currency && (promo.type === "fixed" || promo.minSubtotal > 0)) {
 		return reject("currency_mismatch", `This promotion code applies to ${promo.currency} carts only`);
 	}

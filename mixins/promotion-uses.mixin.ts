@@ -54,13 +54,16 @@ interface PromotionUseVars {
 }
 type PromotionUseThis = Service & PromotionUseMethods & PromotionUseVars;
 
+/** An order's use of a code: what consuming and releasing are called with. */
+const useParams = { code: { type: "string", min: 1, max: 64 }, orderId: { type: "string", min: 1 } };
+
 const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, PromotionUseMethods, PromotionUseVars>> = {
 	actions: {
 		// ---- internal actions (docs/services.md § cart) ----
 
 		consumePromo: {
 			visibility: "public",
-			params: { code: { type: "string", min: 1, max: 64 }, orderId: { type: "string", min: 1 } },
+			params: useParams,
 			async handler(ctx: Context<{ code: string; orderId: string }>) {
 				const code = normalizeCode(ctx.params.code);
 				const { orderId } = ctx.params;
@@ -71,7 +74,7 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 					if (held?.released) throw new ConflictError("This order's promotion use was already given back", "PROMO_RELEASED", { orderId });
 					if (held) return { consumed: true, code };
 					// The limit is the slots' to keep; the counter is not checked here (it may lag a crash).
-					const verdict = checkPromotion(promo && { ...promo, usedCount: 0 });
+					const verdict = checkPromotion(promo, { ignoreUseLimit: true });
 					if (!verdict.ok) throw promoRejected(verdict);
 					const slot = await this.freeSlot(promo!, orderId, attempt);
 					if (slot === null) throw promoRejected({ ok: false, reason: "exhausted", message: "This promotion code has been used up" });
@@ -92,16 +95,16 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 
 		releasePromo: {
 			visibility: "public",
-			params: { code: { type: "string", min: 1, max: 64 }, orderId: { type: "string", min: 1 } },
+			params: useParams,
 			async handler(ctx: Context<{ code: string; orderId: string }>) {
 				const code = normalizeCode(ctx.params.code);
 				const { orderId } = ctx.params;
 				const promo = await this.findPromotion(code);
 				if (!promo) return { released: false };
+				// The order's record stays, marked, so the order can never take a use again (a late or repeated consume).
+				const released = { released: true, slot: `released:${orderId}` };
 				for (;;) {
 					// Giving up the order's slot is the once-only gate: a second release finds nothing to give up.
-					// The record stays, marked, so the order can never take a use again (a late or repeated consume).
-					const released = { released: true, slot: `released:${orderId}` };
 					if (await this.db.promotion_slots.updateOne({ promotionId: promo.id, orderId, released: { $exists: false } }, { $set: released })) {
 						await this.db.promotions.updateOne({ id: promo.id }, { $inc: { usedCount: -1 } });
 						return { released: true };

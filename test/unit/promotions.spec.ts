@@ -35,6 +35,7 @@ describe("checkPromotion", () => {
 		["plain percent", promo(), {}],
 		["expires later", promo({ expiresAt: new Date(now.getTime() + 1000) }), {}],
 		["one use left", promo({ maxUses: 5, usedCount: 4 }), {}],
+		["all uses taken, the limit left to the caller (consuming)", promo({ maxUses: 5, usedCount: 5 }), { ignoreUseLimit: true }],
 		["subtotal exactly the minimum", promo({ minSubtotal: 5000 }), { subtotal: 5000 }],
 		["minimum not checked without a subtotal (consumption)", promo({ minSubtotal: 5000 }), {}],
 		["percent without minimum works in any currency", promo({ currency: "EUR" }), { subtotal: 100, currency: "USD" }],
