@@ -60,6 +60,11 @@ export class ConflictError extends MoleculerClientError {
 	}
 }
 
+/** A write refused by a unique index (the collections' 409 DUPLICATE): usually "someone was first". */
+export function isDuplicate(err: unknown): boolean {
+	return (err as { type?: unknown } | null | undefined)?.type === "DUPLICATE";
+}
+
 export class InsufficientStockError extends ConflictError {
 	constructor(data: { variantId: string; requested?: number; available?: number }) {
 		super("Insufficient stock", "INSUFFICIENT_STOCK", data);

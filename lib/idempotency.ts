@@ -3,6 +3,7 @@
  * waiting for the request that holds it. Storage is injected (a collection with a unique index on
  * {userId, key}), so the rules are tested without a broker.
  */
+import { isDuplicate } from "./errors";
 import crypto from "node:crypto";
 import { Errors } from "moleculer";
 
@@ -81,7 +82,7 @@ export async function claimIdempotencyKey(store: IdempotencyStore, input: { user
 		try {
 			return { claimed: true, record: await store.insert({ userId, key, fingerprint, orderId: input.orderId(), status: "running", createdAt: new Date() }) };
 		} catch (err) {
-			if ((err as { type?: string })?.type !== "DUPLICATE") throw err;
+			if (!isDuplicate(err)) throw err;
 		}
 		const record = await store.findOne({ userId, key });
 		if (record) return { claimed: false, record };

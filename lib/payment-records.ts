@@ -3,7 +3,6 @@
  * (services/payments.service.ts) and its refunds (mixins/payment-refunds.mixin.ts): the records,
  * the timings of their leases and waits, and the refund as callers see it.
  */
-import { ConflictError } from "./errors";
 import type { PaymentStatus } from "./payment-state";
 
 /** Longer than a provider call can take (Stripe client: 15 s timeout, 2 retries). */
@@ -52,8 +51,6 @@ export interface Refund {
 	updatedAt: Date;
 }
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-export const isDuplicate = (err: unknown) => err instanceof ConflictError && (err as ConflictError).type === "DUPLICATE";
 
 /** A refund as callers see it: without its lease, key and reservation flag. */
 export function refundView(r: Refund) {

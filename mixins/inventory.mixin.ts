@@ -11,7 +11,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { newId, type Collection, type Entity } from "./collection";
-import { ConflictError, InsufficientStockError, NotFoundError } from "../lib/errors";
+import { ConflictError, InsufficientStockError, NotFoundError, isDuplicate } from "../lib/errors";
 import type { Product, Variant } from "../lib/catalog-views";
 import { mergeLines, sameLines, holdField, movementKey, rollbackSteps, RELEASE_TRANSITIONS, RELEASED_STATES, SWEEP_TRANSITIONS, SWEPT_STATUSES, type MovementType, type ReservationStatus, type StockLine } from "../lib/inventory-rules";
 
@@ -159,7 +159,7 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 					await this.db.reservations.insert({ orderId, status: "released", items: [], reason, createdAt: new Date(), updatedAt: new Date() });
 					return { released: false };
 				} catch (err) {
-					if ((err as ConflictError).type !== "DUPLICATE") throw err;
+					if (!isDuplicate(err)) throw err;
 				}
 			}
 		},
@@ -256,7 +256,7 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 				await this.db.inventory_transactions.insert(row);
 				return true;
 			} catch (err) {
-				if ((err as ConflictError).type !== "DUPLICATE") throw err;
+				if (!isDuplicate(err)) throw err;
 				return false;
 			}
 		},
@@ -268,7 +268,7 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 				await this.db.reservations.insert({ id, orderId, status: "pending", items, holdsOpen: true, createdAt: now, updatedAt: now });
 				return null;
 			} catch (err) {
-				if ((err as ConflictError).type !== "DUPLICATE") throw err;
+				if (!isDuplicate(err)) throw err;
 				return (await this.db.reservations.findOne({ orderId })) ?? "retry";
 			}
 		},

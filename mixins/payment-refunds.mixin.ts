@@ -14,14 +14,15 @@
  * `unavailable` (PaymentHostMethods). It has no lifecycle hooks; its place in the mixin list does
  * not matter.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Collection } from "./collection";
 import type { OutboxThis } from "./outbox.mixin";
 import type { ShopMeta } from "./types";
-import { ConflictError, NotFoundError, ServiceUnavailableError, invalidField } from "../lib/errors";
+import { ConflictError, NotFoundError, ServiceUnavailableError, invalidField, isDuplicate } from "../lib/errors";
 import { planRefund, statusAfterRefunds, statusesLeadingTo, REFUNDABLE_STATUSES, type RefundPlan } from "../lib/payment-state";
 import { PaymentProviderError, type PaymentProvider } from "../adapters/payments/provider";
-import { isDuplicate, refundView, sleep, LEASE_MS, POLL_MS, WAIT_FOR_OUTCOME_MS, type Payment, type Refund } from "../lib/payment-records";
+import { refundView, LEASE_MS, POLL_MS, WAIT_FOR_OUTCOME_MS, type Payment, type Refund } from "../lib/payment-records";
 
 export interface RefundParams {
 	orderId: string;

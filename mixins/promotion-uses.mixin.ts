@@ -12,7 +12,7 @@
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Collection, CollectionSpec } from "./collection";
-import { ConflictError } from "../lib/errors";
+import { ConflictError, isDuplicate } from "../lib/errors";
 import { checkPromotion, lowestFreeSlot, normalizeCode, probeSlot, promoRejected, type Promotion } from "../lib/promotions";
 
 /** How long a consumePromo keeps trying while other orders take the code's slots, and slots tried before a scan. */
@@ -81,7 +81,7 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 					try {
 						await this.db.promotion_slots.insert({ promotionId: promo!.id, orderId, code, slot, createdAt: new Date() });
 					} catch (err) {
-						if ((err as ConflictError).type !== "DUPLICATE") throw err;
+						if (!isDuplicate(err)) throw err;
 						// Another order took that slot, or another call of this order recorded its use: look again.
 						if (Date.now() > deadline) throw new ConflictError("Too many orders are taking this code's uses at once; try again", "PROMO_IN_PROGRESS");
 						continue;
@@ -114,7 +114,7 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 						await this.db.promotion_slots.insert({ promotionId: promo.id, orderId, code, ...released, createdAt: new Date() });
 						return { released: false };
 					} catch (err) {
-						if ((err as ConflictError).type !== "DUPLICATE") throw err;
+						if (!isDuplicate(err)) throw err;
 						// The marker is there already, or the use was recorded meanwhile: look again.
 						if ((await this.db.promotion_slots.findOne({ promotionId: promo.id, orderId }))?.released) return { released: false };
 					}
@@ -173,7 +173,7 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 							await this.db.promotion_slots.insert({ promotionId, orderId: use.orderId, code: promo.code, slot, createdAt: use.createdAt });
 							break;
 						} catch (err) {
-							if ((err as ConflictError).type !== "DUPLICATE") throw err;
+							if (!isDuplicate(err)) throw err;
 							if (await this.db.promotion_slots.findOne({ promotionId, orderId: use.orderId })) break;
 						}
 					}

@@ -21,7 +21,7 @@ import { Pipeline, type PipelineStats } from "../lib/pipeline";
 import { combineIncrements, counterId, incrementsFor, normaliseEvent, type AnalyticsEvent, type Increment } from "../lib/analytics-events";
 import { funnelReport, salesReport, topProductsReport, type HourlyCounter } from "../lib/analytics-reports";
 import { hourRange, INTERVALS, resolveRange, type Interval } from "../lib/time-buckets";
-import { invalidField } from "../lib/errors";
+import { invalidField, isDuplicate } from "../lib/errors";
 
 interface RawEvent {
 	name: string;
@@ -106,7 +106,7 @@ async function withRetry<T>(attempts: number, fn: () => Promise<T>): Promise<T> 
 			return await fn();
 		} catch (err) {
 			// A duplicate is an answer, not a failure: only errors of the store itself are retried.
-			if (i >= attempts || (err as any)?.type === "DUPLICATE") throw err;
+			if (i >= attempts || isDuplicate(err)) throw err;
 			await new Promise((r) => setTimeout(r, 50 * 2 ** i));
 		}
 	}
@@ -256,7 +256,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				await withRetry(3, () => this.db.processed_events.insertMany(events.map(row)));
 				return events;
 			} catch (err: any) {
-				if (err?.type !== "DUPLICATE") throw err;
+				if (!isDuplicate(err)) throw err;
 			}
 			const claimed = await Promise.all(
 				events.map(async (event) => {
@@ -264,7 +264,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 						await withRetry(3, () => this.db.processed_events.insert(row(event)));
 						return event;
 					} catch (err: any) {
-						if (err?.type !== "DUPLICATE") throw err;
+						if (!isDuplicate(err)) throw err;
 						// Ours when the batch insert stored it before it stopped (MongoDB inserts in order up to the duplicate).
 						if ((await this.db.processed_events.findOne({ eventId: event.eventId }))?.claim === claim) return event;
 						this.counts.duplicates++;
@@ -294,7 +294,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				await this.db.hourly.updateOne({ id: counterId(inc), ...counter }, update, { upsert: true });
 			} catch (err: any) {
 				// A counter stored before counters had their id: found by its fields.
-				if (err?.type !== "DUPLICATE") throw err;
+				if (!isDuplicate(err)) throw err;
 				await this.db.hourly.updateOne(counter, update, { upsert: true });
 			}
 		},

@@ -20,7 +20,7 @@ import { OutboxConsumerMixin, type OutboxConsumerSettings, type OutboxConsumerTh
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import "../mixins/types";
-import { ConflictError, NotFoundError, UnauthorizedError } from "../lib/errors";
+import { ConflictError, NotFoundError, UnauthorizedError, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { WorkQueue } from "../lib/work-queue";
 import { DEFAULT_BACKOFF, nextRetry, type BackoffOptions } from "../lib/retry-backoff";
@@ -242,14 +242,14 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 						this.queue.push({ id: saved.id, claimed: saved as unknown as Message });
 					} catch (err) {
 						// Already created by an earlier delivery of this event: nothing twice.
-						if ((err as { type?: string }).type !== "DUPLICATE") throw err;
+						if (!isDuplicate(err)) throw err;
 					}
 				}
 			}
 			try {
 				await this.db.notification_events.insert({ id: eventId, event, handledAt: new Date() });
 			} catch (err) {
-				if ((err as { type?: string }).type !== "DUPLICATE") throw err;
+				if (!isDuplicate(err)) throw err;
 			}
 		},
 

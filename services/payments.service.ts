@@ -5,15 +5,16 @@
  * called, so concurrent charges of one order make one provider call; the provider's idempotency key
  * is derived from the order, so a retry after a lost answer never charges twice either.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Collection } from "../mixins/collection";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import { PaymentRefundsMixin, type PaymentHostMethods, type PaymentRefundMethods } from "../mixins/payment-refunds.mixin";
-import { isDuplicate, refundView, sleep, LEASE_MS, POLL_MS, WAIT_FOR_OUTCOME_MS, type Payment, type Refund } from "../lib/payment-records";
+import { refundView, LEASE_MS, POLL_MS, WAIT_FOR_OUTCOME_MS, type Payment, type Refund } from "../lib/payment-records";
 import type { ShopMeta } from "../mixins/types";
-import { BadRequestError, ConflictError, NotFoundError, PaymentDeclinedError, ServiceUnavailableError } from "../lib/errors";
+import { BadRequestError, ConflictError, NotFoundError, PaymentDeclinedError, ServiceUnavailableError, isDuplicate } from "../lib/errors";
 import { statusesLeadingTo, type PaymentStatus } from "../lib/payment-state";
 import { readPaymentsConfig } from "../adapters/payments/config";
 import { createPaymentProvider, PaymentProviderError, type CreatePaymentResult, type PaymentProvider } from "../adapters/payments/provider";

@@ -17,7 +17,7 @@ import { CatalogCategoriesMixin, type CatalogCategoryHostMethods, type Category 
 import { InventoryMixin, type InventoryDb, type InventoryMethods, type Row } from "../mixins/inventory.mixin";
 import type { ShopMeta } from "../mixins/types";
 import { readConfig } from "../lib/config";
-import { ConflictError, InsufficientStockError, NotFoundError, invalidField } from "../lib/errors";
+import { ConflictError, InsufficientStockError, NotFoundError, invalidField, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
 import { descendantIds } from "../lib/category-tree";
@@ -475,7 +475,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				this.logger.info(`Seeded the demo catalog: ${written.products} products, ${written.variants} variants.`);
 			} catch (err) {
 				// Another node seeding at the same moment wins the unique indexes; its catalog is the same.
-				if ((err as ConflictError).type !== "DUPLICATE") throw err;
+				if (!isDuplicate(err)) throw err;
 			}
 		},
 	},

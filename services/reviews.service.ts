@@ -14,7 +14,7 @@ import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { Entity } from "../mixins/collection";
 import type { AuthUser, ShopMeta } from "../mixins/types";
-import { ForbiddenError, NotFoundError, ConflictError } from "../lib/errors";
+import { ForbiddenError, NotFoundError, ConflictError, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { ratingIncrement, summaryFromCounters, type RatingSummary } from "../lib/rating-summary";
 
@@ -174,7 +174,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 						updatedAt: now,
 					})) as Review;
 				} catch (err: any) {
-					if (err?.type === "DUPLICATE") throw new ConflictError("You have already reviewed this product", "ALREADY_REVIEWED", { productId });
+					if (isDuplicate(err)) throw new ConflictError("You have already reviewed this product", "ALREADY_REVIEWED", { productId });
 					throw err;
 				}
 				await this.publish(ctx, "review.created", { reviewId: review.id, productId, userId, rating: review.rating, isVerifiedPurchase: review.isVerifiedPurchase });
@@ -271,7 +271,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 					ctx.meta.$statusCode = 201;
 					ctx.meta.$location = `/api/reviews/${reviewId}`;
 				} catch (err: any) {
-					if (err?.type !== "DUPLICATE") throw err;
+					if (!isDuplicate(err)) throw err;
 					// A second vote replaces the first: only the caller that actually flips it moves the counts.
 					const flipped = await this.db.votes.updateOne({ reviewId, userId, helpful: !helpful }, { $set: { helpful, updatedAt: new Date() } });
 					inc = flipped ? { [field]: 1, [other]: -1 } : null;
@@ -318,7 +318,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 				doc = await this.db.rating_summaries.updateOne({ productId }, update, { upsert: true });
 			} catch (err: any) {
 				// Two first upserts of one product raced on the unique index: the second one updates.
-				if (err?.type !== "DUPLICATE") throw err;
+				if (!isDuplicate(err)) throw err;
 				doc = await this.db.rating_summaries.updateOne({ productId }, update);
 			}
 			return { ...summaryFromCounters(doc as any), version: doc?.version ?? 0 };

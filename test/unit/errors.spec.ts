@@ -1,5 +1,5 @@
 import { Errors } from "moleculer";
-import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailableError, invalidField, mayHaveTakenEffect } from "../../lib/errors";
+import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailableError, invalidField, isDuplicate, mayHaveTakenEffect } from "../../lib/errors";
 
 describe("mayHaveTakenEffect: whether a failed call may hide a done change", () => {
 	test.each([
@@ -14,5 +14,17 @@ describe("mayHaveTakenEffect: whether a failed call may hide a done change", () 
 		["nothing known", undefined, true],
 	])("%s → %s", (_what, err, expected) => {
 		expect(mayHaveTakenEffect(err)).toBe(expected);
+	});
+});
+
+describe("isDuplicate: a write refused by a unique index", () => {
+	test.each([
+		["the collections' 409", new ConflictError("Duplicate orders entry", "DUPLICATE"), true],
+		["another conflict", new ConflictError("taken", "CONFLICT"), false],
+		["out of stock", new InsufficientStockError({ variantId: "v" }), false],
+		["not an error", undefined, false],
+		["null", null, false],
+	])("%s → %p", (_name, err, expected) => {
+		expect(isDuplicate(err)).toBe(expected);
 	});
 });
