@@ -9,6 +9,12 @@ export interface CategoryNode {
 	position?: number;
 }
 
+/** A stored category (the `categories` collection). */
+export interface Category extends CategoryNode {
+	createdAt: Date;
+	updatedAt?: Date;
+}
+
 export type CategoryTree<C extends CategoryNode = CategoryNode> = C & { children: CategoryTree<C>[] };
 
 function byPositionThenName(a: CategoryNode, b: CategoryNode): number {

@@ -12,9 +12,7 @@ import type { Collection, Entity } from "./collection";
 import type { ShopMeta } from "./types";
 import { NotFoundError, invalidField } from "../lib/errors";
 import { slugRule } from "../lib/catalog-rules";
-import { buildCategoryTree, wouldCreateCycle, type CategoryNode } from "../lib/category-tree";
-
-export interface Category extends CategoryNode { createdAt: Date; updatedAt?: Date }
+import { buildCategoryTree, wouldCreateCycle, type Category } from "../lib/category-tree";
 
 type Ctx<P = Record<string, never>> = Context<P, ShopMeta>;
 

@@ -1,4 +1,7 @@
-/** Action properties our gateway reads: who may call an action over HTTP. */
+/**
+ * Action properties our gateway reads (who may call an action over HTTP), what it puts in
+ * ctx.meta, and the signed-in user.
+ */
 import type {} from "moleculer-web";
 
 declare module "moleculer" {
@@ -32,6 +35,9 @@ export interface AuthUser {
 	role: "customer" | "admin";
 	sid: string;
 }
+
+/** The signed-in user of an `auth: "required"` action (the gateway has checked the session). */
+export const me = (ctx: { meta: ShopMeta }): AuthUser => ctx.meta.user!;
 
 export interface ShopMeta {
 	user?: AuthUser | null;

@@ -9,7 +9,7 @@
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Collection, Entity, Query } from "./collection";
-import type { AuthUser, ShopMeta } from "./types";
+import { me, type ShopMeta } from "./types";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { ADDRESS_TYPES, publicAddress } from "../lib/user-records";
@@ -27,8 +27,6 @@ const addressRules = {
 const addressPatchRules = Object.fromEntries(Object.entries(addressRules).map(([k, r]) => [k, { ...r, optional: true }]));
 
 type Ctx<P = Record<string, any>> = Context<P, ShopMeta>;
-/** The signed-in user of an `auth: "required"` action (the gateway has checked the session). */
-export const me = (ctx: Ctx<any>): AuthUser => ctx.meta.user!;
 
 export interface UserAddressBookMethods {
 	requireAddress(userId: string, addressId: string): Promise<Entity>;
