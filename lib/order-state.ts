@@ -197,8 +197,6 @@ export interface Order {
 	/** Before pendingActions: "pending" while a cancel's release and refund were owed (recovery adopts it). */
 	cancellation?: "pending" | "done" | null;
 	confirmedAt?: Date;
-	/** How many events the log holds. */
-	eventSeq: number;
 	/**
 	 * The event log, in order: an entry's seq is its position. Appended by the same update as the
 	 * change it records. The created entry's data is the order's own fields, which never change.
@@ -390,12 +388,11 @@ export interface StoredOrderEvent {
 
 const entriesOf = (change: OrderChange): OrderEventEntry[] => (change.event === undefined ? [] : ([] as OrderEventEntry[]).concat(change.event));
 
-/** The update document of a change: its fields, one event number per entry, its follow-ups. */
+/** The update document of a change: its fields, its log entries, its follow-ups. */
 export function orderUpdate(change: OrderChange, now: Date): Record<string, unknown> {
 	const entries = entriesOf(change);
-	const inc = { ...change.inc, ...(entries.length ? { eventSeq: entries.length } : {}) };
 	const update: Record<string, unknown> = { $set: { ...change.set, updatedAt: now } };
-	if (Object.keys(inc).length) update.$inc = inc;
+	if (change.inc && Object.keys(change.inc).length) update.$inc = { ...change.inc };
 	// The change and its log entries in one write: a node dying in between cannot lose the entries.
 	if (entries.length) update.$push = { events: { $each: entries.map((e): StoredOrderEvent => ({ type: e.type, data: e.data ?? {}, createdAt: now })) } };
 	// MongoDB refuses two operators on one field: a change records follow-ups or completes one.

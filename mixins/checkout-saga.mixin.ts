@@ -189,7 +189,6 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				pendingActions: [],
 				followUpLease: null,
 				announcements: {},
-				eventSeq: 1,
 				events: [createdEvent(now)],
 				saga: { state: "running", completed: c.log?.carry("createOrder") ?? [], compensated: [] },
 				createdAt: now,

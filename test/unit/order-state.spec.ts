@@ -207,13 +207,13 @@ describe("follow-ups", () => {
 		const now = new Date("2025-01-01T10:00:00Z");
 		test.each([
 			["fields only", { set: { status: "shipped" } }, { $set: { status: "shipped", updatedAt: now } }],
-			["one entry", { set: { a: 1 }, event: { type: "x" } }, { $set: { a: 1, updatedAt: now }, $inc: { eventSeq: 1 }, $push: { events: { $each: [{ type: "x", data: {}, createdAt: now }] } } }],
+			["one entry", { set: { a: 1 }, event: { type: "x" } }, { $set: { a: 1, updatedAt: now }, $push: { events: { $each: [{ type: "x", data: {}, createdAt: now }] } } }],
 			[
 				"two entries and follow-ups",
 				{ inc: { refundedAmount: 5 }, event: [{ type: "a" }, { type: "b" }], followUps: ["commitStock", "announceConfirmed"] },
 				{
 					$set: { updatedAt: now },
-					$inc: { refundedAmount: 5, eventSeq: 2 },
+					$inc: { refundedAmount: 5 },
 					$push: { events: { $each: [{ type: "a", data: {}, createdAt: now }, { type: "b", data: {}, createdAt: now }] } },
 					$addToSet: { pendingActions: { $each: ["commitStock", "announceConfirmed"] } },
 				},
@@ -221,7 +221,7 @@ describe("follow-ups", () => {
 			[
 				"a follow-up done",
 				{ done: "commitStock", event: { type: "stock_committed", data: { n: 1 } } },
-				{ $set: { updatedAt: now }, $inc: { eventSeq: 1 }, $push: { events: { $each: [{ type: "stock_committed", data: { n: 1 }, createdAt: now }] } }, $pull: { pendingActions: "commitStock" } },
+				{ $set: { updatedAt: now }, $push: { events: { $each: [{ type: "stock_committed", data: { n: 1 }, createdAt: now }] } }, $pull: { pendingActions: "commitStock" } },
 			],
 		] as Array<[string, OrderChange, Record<string, unknown>]>)("%s", (_what, change, expected) => {
 			expect(orderUpdate(change, now)).toEqual(expected);
