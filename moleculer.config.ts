@@ -7,6 +7,7 @@ import { readConfig, type ShopConfig } from "./lib/config";
 import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
 import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
+import { NullFieldsMiddleware } from "./mixins/null-fields.middleware";
 
 const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
 
@@ -87,7 +88,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			reporter: [{ type: "Prometheus", options: { port: cfg.metricsPort, path: "/metrics", defaultLabels: (registry: any) => ({ namespace: registry.broker.namespace, nodeID: registry.broker.nodeID }) } }],
 		},
 		tracing: tracingOptions(cfg),
-		middlewares: [RetryBoundaryMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],
+		middlewares: [RetryBoundaryMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],
 		replOptions: {
 			customCommands: [
 				{

@@ -11,7 +11,12 @@ export const currencyRule = { type: "string", pattern: /^[A-Z]{3}$/, messages: {
 export const slugRule = { type: "string", min: 1, max: 80, pattern: /^[a-z0-9]+(?:-[a-z0-9]+)*$/, messages: { stringPattern: "The '{field}' field must be lowercase letters, digits and single dashes." } } as const;
 
 /** `{Size: "L", Color: "Red"}`: option names to string values. */
-export const optionsRule = { type: "record", key: { type: "string", min: 1, max: 40 }, value: { type: "string", min: 1, max: 80 } } as const;
+// Option names become stored field names: no "." (a path) and no leading "$" (an operator).
+export const optionsRule = {
+	type: "record",
+	key: { type: "string", min: 1, max: 40, pattern: /^[^.$][^.]*$/, messages: { stringPattern: "Option names cannot contain '.' or start with '$'." } },
+	value: { type: "string", min: 1, max: 80 },
+} as const;
 
 export const imageRule = {
 	type: "object",

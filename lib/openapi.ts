@@ -13,27 +13,9 @@ export interface RouteInfo {
 	description?: string;
 }
 
-type JsonSchema = Record<string, any>;
+import { expandRule } from "./param-rules";
 
-/** fastest-validator shorthand "string|min:3|optional" → object form. */
-function expandRule(rule: any): any {
-	if (typeof rule === "string") {
-		const [type, ...mods] = rule.split("|");
-		const out: Record<string, any> = { type: type.trim() };
-		for (const m of mods) {
-			const [k, v] = m.split(":");
-			out[k.trim()] = v === undefined ? true : isNaN(Number(v)) ? v : Number(v);
-		}
-		return out;
-	}
-	if (Array.isArray(rule)) return { type: "multi", rules: rule };
-	if (rule && typeof rule === "object" && !rule.type && !rule.$$type) return { type: "object", props: rule };
-	if (rule && rule.$$type) {
-		const { $$type, ...props } = rule;
-		return { ...expandRule($$type), props };
-	}
-	return rule ?? { type: "any" };
-}
+type JsonSchema = Record<string, any>;
 
 export function ruleToSchema(raw: any): JsonSchema {
 	const rule = expandRule(raw);

@@ -128,6 +128,39 @@ describe("products service over HTTP", () => {
 			expect((await post("/api/products", productBody({ categoryId: "missing" }))).body.data[0].field).toBe("categoryId");
 		});
 
+		test("422 naming the field for null where a value is needed, an empty category, and option names that cannot be stored; nothing changes", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			const nulls = await shop.http.patch(`/api/products/${created.id}`, { price: null, currency: null, name: null, slug: null }, { token: admin });
+			expect(nulls.status).toBe(422);
+			expect(nulls.body.data.map((p: any) => p.field).sort()).toEqual(["currency", "name", "price", "slug"]);
+			expect(nulls.body.data[0].message).toMatch(/cannot be null/);
+			// Fields that may be cleared still take null.
+			expect((await shop.http.patch(`/api/products/${created.id}`, { compareAtPrice: null, categoryId: null }, { token: admin })).status).toBe(200);
+			const v = created.variants[0];
+			const variantName = await shop.http.patch(`/api/products/${created.id}/variants/${v.id}`, { name: null }, { token: admin });
+			expect(variantName.body.data[0].field).toBe("name");
+			expect((await shop.http.patch(`/api/products/${created.id}/variants/${v.id}`, { price: null }, { token: admin })).status).toBe(200);
+			expect((await shop.http.get(`/api/products/${created.id}`)).body).toMatchObject({ name: created.name, slug: created.slug, price: created.price, currency: "USD" });
+
+			expect((await post("/api/products", productBody({ categoryId: "" }))).body.data[0].field).toBe("categoryId");
+			expect((await shop.http.patch(`/api/products/${created.id}`, { categoryId: "" }, { token: admin })).body.data[0].field).toBe("categoryId");
+			expect((await post("/api/categories", { name: "Empty parent", parentId: "" })).body.data[0].field).toBe("parentId");
+
+			for (const options of [{ "a.b": "x" }, { $where: "x" }]) {
+				const bad = await post("/api/products", productBody({ slug: `opt-${seq}`, variants: [{ sku: `OPT-${seq}`, stock: 1, options }] }));
+				expect(bad.status).toBe(422);
+				expect(bad.body.data[0].field).toMatch(/^variants\[0\]\.options\./);
+				expect((await post(`/api/products/${created.id}/variants`, { sku: `OPT-${seq}-B`, stock: 1, options })).status).toBe(422);
+				expect((await shop.http.patch(`/api/products/${created.id}/variants/${v.id}`, { options }, { token: admin })).status).toBe(422);
+			}
+			expect(await svc.db.variants.count({ sku: { $regex: /^OPT-/ } })).toBe(0);
+
+			const category = (await post("/api/categories", { name: `Nullable ${seq}` })).body;
+			const unnamed = await shop.http.patch(`/api/categories/${category.id}`, { name: null, position: null }, { token: admin });
+			expect(unnamed.status).toBe(422);
+			expect((await shop.http.get("/api/categories")).status).toBe(200);
+		});
+
 		test("409 on a duplicate slug or SKU, and nothing is left behind", async () => {
 			const first = await post("/api/products", productBody({ slug: "unique-thing" }));
 			expect(first.status).toBe(201);

@@ -494,6 +494,13 @@ describe("users service over HTTP", () => {
 			expect(ok.status).toBe(201);
 			expect(ok.body).not.toHaveProperty("isAdmin");
 			expect((await http.get(`/api/me/addresses/${ok.body.id}`, { token: u.accessToken })).status).toBe(200);
+
+			// Null clears only what may be empty: a line2, never a city.
+			const nulls = await http.patch(`/api/me/addresses/${ok.body.id}`, { type: null, line1: null, city: null, postalCode: null, country: null }, { token: u.accessToken });
+			expect(nulls.status).toBe(422);
+			expect(fields422(nulls).sort()).toEqual(["city", "country", "line1", "postalCode", "type"]);
+			expect((await http.patch(`/api/me/addresses/${ok.body.id}`, { line2: null }, { token: u.accessToken })).status).toBe(200);
+			expect((await http.get(`/api/me/addresses/${ok.body.id}`, { token: u.accessToken })).body).toMatchObject({ line1: address.line1, city: address.city, line2: null });
 		});
 	});
 

@@ -1,0 +1,85 @@
+/**
+ * Reading actions' fastest-validator params schemas: the shorthand expanded, and the null check
+ * fastest-validator leaves out. It lets `null` through any `optional` field (it treats null as
+ * "not given"), so a PATCH of `{"price": null}` would store a null price. Here null is refused on
+ * an optional field unless its rule says `nullable: true` (or gives a default that replaces it);
+ * on a required field fastest-validator refuses it itself.
+ */
+
+/** fastest-validator shorthand "string|min:3|optional" → object form. */
+export function expandRule(rule: any): any {
+	if (typeof rule === "string") {
+		const [type, ...mods] = rule.split("|");
+		const out: Record<string, any> = { type: type.trim() };
+		for (const m of mods) {
+			const [k, v] = m.split(":");
+			out[k.trim()] = v === undefined ? true : isNaN(Number(v)) ? v : Number(v);
+		}
+		return out;
+	}
+	if (Array.isArray(rule)) return { type: "multi", rules: rule };
+	if (rule && typeof rule === "object" && !rule.type && !rule.$$type) return { type: "object", props: rule };
+	if (rule && rule.$$type) {
+		const { $$type, ...props } = rule;
+		return { ...expandRule($$type), props };
+	}
+	return rule ?? { type: "any" };
+}
+
+/** A field given as null where its rule does not take null, in the broker's ValidationError shape. */
+export interface NullProblem {
+	type: "nullNotAllowed";
+	field: string;
+	message: string;
+	actual: null;
+}
+
+type Check = (value: unknown, path: string, out: NullProblem[]) => void;
+
+/** Null passes fastest-validator only on an optional field; these take it on purpose. */
+const takesNull = (rule: any) => rule.nullable === true || rule.default !== undefined || rule.type === "any" || rule.type === "forbidden";
+
+/** The checks of an object's properties (a params schema itself, or a nested `props`). */
+function propsCheck(props: Record<string, any>): Check | null {
+	const checks: Array<[string, Check]> = [];
+	for (const [name, raw] of Object.entries(props)) {
+		if (name.startsWith("$$")) continue;
+		const check = ruleCheck(expandRule(raw));
+		if (check) checks.push([name, check]);
+	}
+	if (!checks.length) return null;
+	return (value, path, out) => {
+		if (value === null || typeof value !== "object" || Array.isArray(value)) return;
+		for (const [name, check] of checks) {
+			const v = (value as Record<string, unknown>)[name];
+			if (v !== undefined) check(v, path ? `${path}.${name}` : name, out);
+		}
+	};
+}
+
+function ruleCheck(rule: any): Check | null {
+	const refuseNull = rule.optional === true && !takesNull(rule);
+	let inner: Check | null = null;
+	if (rule.type === "object" && (rule.props || rule.properties)) inner = propsCheck(rule.props ?? rule.properties);
+	else if (rule.type === "array" && rule.items) {
+		const item = ruleCheck(expandRule(rule.items));
+		if (item) inner = (value, path, out) => Array.isArray(value) && value.forEach((v, i) => item(v, `${path}[${i}]`, out));
+	}
+	if (!refuseNull && !inner) return null;
+	return (value, path, out) => {
+		if (value === null) {
+			if (refuseNull) out.push({ type: "nullNotAllowed", field: path, message: `The '${path}' field cannot be null; leave it out instead.`, actual: null });
+		} else inner?.(value, path, out);
+	}
+}
+
+/** A checker for a params schema: the fields given as null that may not be; null when none can be. */
+export function nullFieldsCheck(schema: Record<string, any>): ((params: unknown) => NullProblem[]) | null {
+	const check = propsCheck(schema);
+	if (!check) return null;
+	return (params) => {
+		const out: NullProblem[] = [];
+		check(params, "", out);
+		return out;
+	};
+}
