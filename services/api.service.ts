@@ -44,6 +44,7 @@ interface ApiMethods {
 type ApiSettings = Record<string, any>;
 
 const cfg = readConfig();
+const BODY_LIMIT = "1mb";
 
 /** Broker errors that mean "try again later", not "you did something wrong". */
 const UNAVAILABLE = new Set(["ServiceNotAvailableError", "ServiceNotFoundError", "RequestTimeoutError", "RequestSkippedError", "QueueIsFullError", "BrokerDisconnectedError"]);
@@ -63,6 +64,22 @@ function clientIp(req: IncomingMessage): string {
  * lives exactly as long as the cacher keeps the result.
  */
 const encodedResults = new WeakMap<object, Buffer>();
+
+/** What the body parser refused, as the shop's error: here its status is still known (moleculer-web keeps only a code). */
+function bodyError(err: { type?: string; status?: number }): Error {
+	if (err.type === "entity.parse.failed") return new BadRequestError("Malformed JSON body", "INVALID_JSON");
+	if (err.type === "entity.too.large") return new PayloadTooLargeError(BODY_LIMIT);
+	if (err.status === 415) return new Errors.MoleculerClientError("Unsupported content encoding or charset", 415, "UNSUPPORTED_MEDIA_TYPE");
+	// A compressed body that does not inflate, a body shorter than its Content-Length, ...
+	if (err.status !== undefined && err.status >= 400 && err.status < 500) return new BadRequestError("Malformed request body", "INVALID_BODY");
+	return err as Error;
+}
+
+/** One of moleculer-web's body parsers (body-parser), reporting its refusals as bodyError does. */
+function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
+	const parse = (ApiGateway as any).bodyParser[kind]({ limit: BODY_LIMIT, ...opts });
+	return (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => parse(req, res, (err?: any) => next(err ? bodyError(err) : undefined));
+}
 
 function header(req: IncomingMessage, name: string): string | undefined {
 	const v = req.headers[name];
@@ -101,7 +118,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				mergeParams: false,
 				authentication: false,
 				authorization: false,
-				bodyParsers: { json: false, urlencoded: false, raw: { type: () => true, limit: "1mb" } },
+				bodyParsers: false,
+				use: [bodyParser("raw", { type: () => true })],
 				onBeforeCall(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req) {
 					ctx.meta.rawBody = Buffer.isBuffer(req.body) ? req.body.toString("utf8") : ("" as any);
 					ctx.meta.headers = { "stripe-signature": header(req, "stripe-signature") };
@@ -119,7 +137,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				},
 				authentication: true,
 				authorization: true,
-				bodyParsers: { json: { limit: "1mb", strict: false }, urlencoded: false },
+				bodyParsers: false,
+				use: [bodyParser("json", { strict: false })],
 				callOptions: {},
 				onBeforeCall(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req, res: ServerResponse) {
 					return this.beforeCall(ctx, req, res);
@@ -206,9 +225,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		/** moleculer-web error shape with API.md statuses; never a stack trace or an internal message. */
 		sendShopError(req: Req, res: ServerResponse, raw: any) {
 			let err = raw;
-			if (raw?.type === "entity.parse.failed") err = new BadRequestError("Malformed JSON body", "INVALID_JSON");
-			else if (raw?.type === "entity.too.large") err = new PayloadTooLargeError("1mb");
-			else if (raw?.name === "RateLimitExceeded") err = new TooManyRequestsError(60);
+			if (raw?.name === "RateLimitExceeded") err = new TooManyRequestsError(60);
 			else if (UNAVAILABLE.has(raw?.name) && raw?.type !== "NOT_FOUND") err = new Errors.MoleculerRetryableError("Service unavailable, try again", 503, "SERVICE_UNAVAILABLE");
 
 			const code = typeof err?.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;

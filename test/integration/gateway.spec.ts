@@ -1,4 +1,5 @@
 /** The gateway's contract: statuses of API.md, auth, limits, health and the OpenAPI document. */
+import zlib from "node:zlib";
 import jwt from "jsonwebtoken";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import type { Context, ServiceSchema } from "moleculer";
@@ -95,6 +96,22 @@ describe("gateway", () => {
 		expect(bad.body.code).toBe(400);
 		const big = await shop.http.request("POST", "/api/probe/echo", { raw: JSON.stringify({ name: "x".repeat(2 * 1024 * 1024), qty: 1 }) });
 		expect(big.status).toBe(413);
+	});
+
+	test("400 on a compressed body that does not inflate, 415 on an unknown encoding; a good gzip body is read", async () => {
+		const send = (raw: string | Buffer, encoding: string) => shop.http.request("POST", "/api/probe/echo", { raw, headers: { "content-type": "application/json", "content-encoding": encoding } });
+		const body = JSON.stringify({ name: "ab", qty: 1 });
+		for (const [raw, encoding] of [["notgzip", "gzip"], [body, "br"], [body, "deflate"]] as const) {
+			const res = await send(raw, encoding);
+			expect(res.status).toBe(400);
+			expect(res.body).toMatchObject({ code: 400, type: "INVALID_BODY" });
+		}
+		const unknown = await send(body, "compress-of-my-own");
+		expect(unknown.status).toBe(415);
+		expect(unknown.body).toMatchObject({ code: 415, type: "UNSUPPORTED_MEDIA_TYPE" });
+		const charset = await shop.http.request("POST", "/api/probe/echo", { raw: body, headers: { "content-type": "application/json; charset=klingon" } });
+		expect(charset.status).toBe(415);
+		expect((await send(zlib.gzipSync(body), "gzip")).status).toBe(200);
 	});
 
 	test("500 hides internals", async () => {
