@@ -36,6 +36,12 @@ interface StripeWebhookEvent {
 	data: { object: Record<string, any> };
 }
 
+/** Signed, yet only an event with an id (to file it once by) and a type can be applied. */
+function isStripeEvent(event: unknown): event is StripeWebhookEvent {
+	const e = event as StripeWebhookEvent | null;
+	return typeof e === "object" && e !== null && typeof e.id === "string" && e.id !== "" && typeof e.type === "string" && typeof e.data?.object === "object" && e.data.object !== null;
+}
+
 interface PaymentsVars {
 	db: { payments: Collection<Payment>; refunds: Collection<Refund>; webhook_events: Collection };
 	provider: PaymentProvider;
@@ -133,12 +139,13 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				const signature = ctx.meta.headers?.["stripe-signature"];
 				if (typeof signature !== "string" || !signature) throw new BadRequestError("Missing Stripe-Signature header", "INVALID_SIGNATURE");
 				const raw = ctx.meta.rawBody as unknown as string | Buffer | undefined;
-				let event: StripeWebhookEvent;
+				let event: unknown;
 				try {
 					event = this.verifyWebhook(raw ?? "", signature);
 				} catch {
 					throw new BadRequestError("Invalid or expired webhook signature", "INVALID_SIGNATURE");
 				}
+				if (!isStripeEvent(event)) throw new BadRequestError("Not a Stripe event: a string id, a type and data.object are required", "INVALID_EVENT");
 				try {
 					await this.db.webhook_events.insert({ eventId: event.id, type: event.type, receivedAt: new Date() });
 				} catch (err) {

@@ -202,6 +202,17 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(eventsFor(orderId, "payment.failed")).toEqual([expect.objectContaining({ payload: expect.objectContaining({ reason: "Authentication failed." }) })]);
 		});
 
+		test("signed but not an event (null, an array, no id, an id that is not a string) → 400, nothing filed", async () => {
+			for (const payload of ["null", "[]", "{}", JSON.stringify({ type: "charge.refunded", data: { object: {} } }), JSON.stringify({ id: { $gt: "" }, type: "charge.refunded", data: { object: {} } })]) {
+				const res = await post(payload, signer.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }));
+				expect(res.status).toBe(400);
+				expect(res.body).toMatchObject({ code: 400, type: "INVALID_EVENT" });
+			}
+			// Nothing was filed under an empty id: a genuine event still applies.
+			const { orderId, intentId } = await pendingPayment();
+			expect((await send(event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } }))).body).toEqual({ received: true });
+		});
+
 		test("forged: another secret, a tampered body, a missing or garbled header → 400, nothing changed", async () => {
 			const { orderId, intentId } = await pendingPayment();
 			const evt = event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } });
