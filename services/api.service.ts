@@ -12,7 +12,7 @@ import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
 import { ResponseCache } from "../lib/response-cache";
 import { createRateLimitStore, type RateLimitStore } from "../adapters/rate-limit-store";
-import { UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError } from "../lib/errors";
+import { UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 
 type Req = IncomingMessage & {
@@ -27,9 +27,20 @@ type Req = IncomingMessage & {
 	/** Set on a response-cache miss: where and under which generation to store the answer. */
 	$responseCache?: { key: string; tag: string; generation: number };
 };
+/** A moleculer-web alias: one route to one action. */
+interface Alias {
+	method: string;
+	fullPath: string;
+	action?: string;
+	path: string;
+	isMethod(method: string): boolean;
+	match(url: string): unknown;
+}
 interface ApiVars {
 	rateLimitStore: RateLimitStore;
-	aliases: Array<{ method: string; fullPath: string; action?: string; path: string }>;
+	aliases: Alias[];
+	/** Every route this gateway has served since it started, by method and path (see knownRoute). */
+	routesSeen: Map<string, Alias>;
 	server: import("node:http").Server;
 	openApiCache?: { key: string; doc: unknown };
 	responseCache: ResponseCache;
@@ -37,6 +48,7 @@ interface ApiVars {
 interface ApiMethods {
 	beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse): Promise<void>;
 	sendShopError(req: Req, res: ServerResponse, err: unknown): void;
+	knownRoute(req: Req): boolean;
 	routeInfos(): RouteInfo[];
 	openApiDocument(): unknown;
 	[name: string]: (...args: any[]) => any;
@@ -226,7 +238,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		sendShopError(req: Req, res: ServerResponse, raw: any) {
 			let err = raw;
 			if (raw?.name === "RateLimitExceeded") err = new TooManyRequestsError(60);
-			else if (UNAVAILABLE.has(raw?.name) && raw?.type !== "NOT_FOUND") err = new Errors.MoleculerRetryableError("Service unavailable, try again", 503, "SERVICE_UNAVAILABLE");
+			// No route now, but there was one: the nodes hosting it are gone, which is not "no such page".
+			else if (raw?.type === "NOT_FOUND" && !req.$alias && this.knownRoute(req)) err = new ServiceUnavailableError("Service unavailable, try again");
+			else if (UNAVAILABLE.has(raw?.name) && raw?.type !== "NOT_FOUND") err = new ServiceUnavailableError("Service unavailable, try again");
 
 			const code = typeof err?.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
 			if (code >= 500 && code !== 503) {
@@ -242,6 +256,21 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			res.setHeader("Content-Type", "application/json; charset=utf-8");
 			res.writeHead(code);
 			res.end(JSON.stringify(body));
+		},
+
+		/** Whether the request matches a route served earlier, whose service has no node now. */
+		knownRoute(req: Req): boolean {
+			const url = req.parsedUrl ?? "";
+			for (const alias of this.routesSeen?.values() ?? []) if (alias.isMethod(req.method!) && alias.match(url)) return true;
+			return false;
+		},
+
+		/** moleculer-web's own, remembering the routes it made (a route vanishes with its service's last node). */
+		regenerateAutoAliases(route: unknown) {
+			(ApiGateway.methods as any).regenerateAutoAliases.call(this, route);
+			// Runs first from moleculer-web's created(), before this service's own.
+			this.routesSeen ??= new Map();
+			for (const alias of this.aliases) this.routesSeen.set(`${alias.method} ${alias.fullPath}`, alias);
 		},
 
 		/**

@@ -4,6 +4,7 @@ import jwt from "jsonwebtoken";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
+import { eventually } from "../helpers/cluster";
 import { signAccessToken, jwtSecret, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
 import "../../mixins/types";
@@ -72,6 +73,22 @@ describe("gateway", () => {
 		expect((await shop.http.get("/api/probe/admin")).status).toBe(401);
 		expect((await shop.http.get("/api/probe/admin", { token: token("customer") })).status).toBe(403);
 		expect((await shop.http.get("/api/probe/admin", { token: token("admin") })).status).toBe(200);
+	});
+
+	test("503, not 404, for a route whose service has gone (its last node died); 404 stays for routes that never were", async () => {
+		const Parcel: ServiceSchema = { name: "parcels", settings: { rest: "/" }, actions: { track: { rest: "GET /parcels/:id", params: { id: "string" }, handler: (ctx: Context<any>) => ({ id: ctx.params.id }) } } };
+		const parcels = shop.broker.createService(Parcel);
+		await shop.broker.waitForServices("parcels");
+		await eventually(async () => (await shop.http.get("/api/parcels/p1")).status === 200);
+		await shop.broker.destroyService(parcels);
+		// Until the gateway rebuilds its routes the call itself fails (503 as well); then the route is gone.
+		const api = shop.broker.getLocalService("api") as unknown as { aliases: Array<{ action?: string }> };
+		await eventually(() => !api.aliases.some((a) => a.action === "parcels.track"));
+		const gone = await shop.http.get("/api/parcels/p2");
+		expect(gone.status).toBe(503);
+		expect(gone.body).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
+		expect((await shop.http.post("/api/parcels/p2", {})).status).toBe(404);
+		expect((await shop.http.get("/api/parcels")).status).toBe(404);
 	});
 
 	test("404 for unknown routes and for actions without a rest alias", async () => {
