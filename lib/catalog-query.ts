@@ -1,4 +1,5 @@
 /** The product listing as a store query: filters and sort orders of `GET /api/products`. */
+import { invalidField } from "./errors";
 
 export const PRODUCT_SORTS = {
 	price: { price: 1 },
@@ -17,8 +18,14 @@ export interface ListingFilter {
 	maxPrice?: number;
 }
 
+/** A price range that is empty by construction is a mistake in the request, not an empty shop (the product list and search agree). */
+export function assertPriceRange(minPrice: number | undefined, maxPrice: number | undefined): void {
+	if (minPrice != null && maxPrice != null && minPrice > maxPrice) throw invalidField("maxPrice", "maxPrice must not be below minPrice", "range");
+}
+
 /** Active products only: archived ones stay for past orders but leave the shop window. */
 export function productListQuery(filter: ListingFilter): Record<string, unknown> {
+	assertPriceRange(filter.minPrice, filter.maxPrice);
 	const query: Record<string, unknown> = { isActive: true };
 	if (filter.categoryIds) query.categoryId = { $in: filter.categoryIds };
 	const price: Record<string, number> = {};

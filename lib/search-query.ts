@@ -4,6 +4,7 @@
  * the embedded engine runs these functions, the Elasticsearch engine translates them into a query.
  */
 import { invalidField } from "./errors";
+import { assertPriceRange } from "./catalog-query";
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./pagination";
 
 export type SearchSort = "relevance" | "price" | "-price" | "rating";
@@ -125,7 +126,7 @@ export interface SearchParams {
 export function parseSearchQuery(p: SearchParams): SearchQuery {
 	const text = normalizeText(p.q ?? "");
 	if (text.length > MAX_QUERY_LENGTH) throw invalidField("q", `q must be at most ${MAX_QUERY_LENGTH} characters`, "stringMax");
-	if (p.minPrice != null && p.maxPrice != null && p.minPrice > p.maxPrice) throw invalidField("maxPrice", "maxPrice must not be below minPrice", "range");
+	assertPriceRange(p.minPrice, p.maxPrice);
 	const q: SearchQuery = {
 		text,
 		sort: p.sort ?? "relevance",

@@ -304,6 +304,9 @@ describe("products service over HTTP", () => {
 			expect((await shop.http.get("/api/products?pageSize=101")).status).toBe(422);
 			expect((await shop.http.get("/api/products?sort=stock")).status).toBe(422);
 			expect((await shop.http.get("/api/products?minPrice=abc")).status).toBe(422);
+			const range = await shop.http.get("/api/products?minPrice=500&maxPrice=100");
+			expect(range.status).toBe(422);
+			expect(range.body.data[0].field).toBe("maxPrice");
 		});
 
 		test("the second identical listing is served from the cache; an update shows on the next call", async () => {

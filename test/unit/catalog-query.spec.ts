@@ -8,7 +8,12 @@ describe("productListQuery", () => {
 		[{ minPrice: 100 }, { isActive: true, price: { $gte: 100 } }],
 		[{ maxPrice: 0 }, { isActive: true, price: { $lte: 0 } }],
 		[{ minPrice: 100, maxPrice: 500 }, { isActive: true, price: { $gte: 100, $lte: 500 } }],
+		[{ minPrice: 500, maxPrice: 500 }, { isActive: true, price: { $gte: 500, $lte: 500 } }],
 	])("%j → %j", (filter, query) => expect(productListQuery(filter)).toEqual(query));
+
+	test("a range below its own start is refused, naming maxPrice", () => {
+		expect(() => productListQuery({ minPrice: 501, maxPrice: 500 })).toThrow(expect.objectContaining({ code: 422, data: [expect.objectContaining({ field: "maxPrice" })] }));
+	});
 });
 
 describe("productListSort", () => {
