@@ -2,9 +2,11 @@
  * In-process search on minisearch: what answers need of each product lives in a Map, minisearch scores the text
  * (fuzzy matching for typos, prefix matching on the word being typed), and filters, facets, sorts
  * and pages run over the matching documents with the shared rules of lib/search-query.
+ * minisearch's fuzzy matching is Levenshtein, where swapped neighbouring letters cost two edits: a word
+ * allowed one edit also looks up its swaps (lib/search-typos), so a swap is one edit, as in Elasticsearch.
  * One index per process: run a single search instance with it, or use Elasticsearch.
  */
-import MiniSearch from "minisearch";
+import MiniSearch, { type Query, type SearchResult as MiniSearchHit } from "minisearch";
 import type { SearchEngine } from "./search-engine";
 import {
 	computeFacets,
@@ -21,9 +23,35 @@ import {
 	type SearchResult,
 	type Suggestion,
 } from "../../lib/search-query";
+import { typoSwaps } from "../../lib/search-typos";
 
 const FIELDS = ["name", "description", "categories", "options"];
-const fuzzy = (term: string) => fuzzinessFor(term) || false;
+const tokenize = MiniSearch.getDefault("tokenize") as (text: string) => string[];
+/** minisearch's default weight of a fuzzy match, which it scales by `length / (length + edits)`. */
+const FUZZY_WEIGHT = 0.45;
+
+/** The query's words as the index holds its terms. */
+function queryWords(text: string): string[] {
+	return tokenize(text).map(normalizeTerm).filter(Boolean);
+}
+
+/**
+ * One word of the query: itself within `edits` edits (also as a prefix when `prefix`), or, when it is
+ * allowed one edit, one of its neighbour swaps, scored as a one-edit typo so that an exact match ranks first.
+ */
+function wordQuery(word: string, edits: number, prefix: boolean): Query {
+	const itself: Query = { queries: [word], fuzzy: edits || false, prefix };
+	const swaps = typoSwaps(word, edits);
+	if (!swaps.length) return itself;
+	const oneEdit = (FUZZY_WEIGHT * word.length) / (word.length + 1);
+	return { combineWith: "OR", queries: [itself, { combineWith: "OR", queries: swaps, fuzzy: false, prefix, boostTerm: () => oneEdit }] };
+}
+
+/**
+ * minisearch multiplies a hit's score by how many distinct query terms it matched, and a word's swaps
+ * are terms of their own: undo it, so a product with both "form" and "from" is not twice as relevant.
+ */
+const relevance = (hit: MiniSearchHit) => hit.score / Math.max(1, hit.queryTerms.length);
 
 /** What stays in memory per product besides the text index: what answers need, and the rebuild's stamp. */
 type StoredDoc = SearchableDoc & Pick<ProductIndexDoc, "indexedAt">;
@@ -77,14 +105,14 @@ export class EmbeddedSearchEngine implements SearchEngine {
 		let candidates: StoredDoc[];
 		let scores: Map<string, number> | undefined;
 		if (q.text) {
-			const hits = this.index.search(q.text, {
+			const words = queryWords(q.text);
+			const query: Query = {
 				combineWith: "AND",
-				fuzzy,
 				// The last word may still be being typed.
-				prefix: (term, i, terms) => i === terms.length - 1 && term.length >= 3,
-				boost: { name: 3, categories: 1.5 },
-			});
-			scores = new Map(hits.map((h) => [String(h.id), h.score]));
+				queries: words.map((word, i) => wordQuery(word, fuzzinessFor(word), i === words.length - 1 && word.length >= 3)),
+			};
+			const hits = this.index.search(query, { boost: { name: 3, categories: 1.5 } });
+			scores = new Map(hits.map((h) => [String(h.id), relevance(h)]));
 			candidates = hits.map((h) => this.docs.get(String(h.id))).filter((d): d is StoredDoc => !!d);
 		} else {
 			candidates = [...this.docs.values()];
@@ -103,13 +131,14 @@ export class EmbeddedSearchEngine implements SearchEngine {
 	}
 
 	async suggest(prefix: string, limit: number): Promise<Suggestion[]> {
-		const hits = this.index.search(prefix, {
-			fields: ["name"],
+		const query: Query = {
 			combineWith: "AND",
-			prefix: true,
 			// Typos only once a few letters are there: "hea" should not suggest "tea".
-			fuzzy: (term) => (term.length >= 5 ? 1 : false),
-		});
+			queries: queryWords(prefix).map((word) => wordQuery(word, word.length >= 5 ? 1 : 0, true)),
+		};
+		const hits = this.index.search(query, { fields: ["name"] });
+		// Stable: equal scores keep minisearch's order.
+		hits.sort((a, b) => relevance(b) - relevance(a));
 		const out: Suggestion[] = [];
 		for (const h of hits) {
 			const doc = this.docs.get(String(h.id));

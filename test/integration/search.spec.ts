@@ -166,6 +166,18 @@ describe("search (embedded engine) over HTTP", () => {
 		expect(ids(await shop.http.get("/api/search?q=earbudz"))[0]).toBe("p-earbuds");
 	});
 
+	test("two neighbouring letters swapped are one typo, in search and autocomplete", async () => {
+		for (const [q, id] of [["earbdus", "p-earbuds"], ["spaeker", "p-speaker"], ["cafe hoodei", "p-hoodie"], ["pixle phone", "p-phone"]]) {
+			const res = await shop.http.get(`/api/search?q=${encodeURIComponent(q)}`);
+			expect({ q, first: ids(res)[0] }).toEqual({ q, first: id });
+		}
+		// Two swaps are two edits, more than a seven-letter word allows; an unrelated word finds nothing.
+		for (const q of ["aerbdus", "zebra"]) expect({ q, total: (await shop.http.get(`/api/search?q=${q}`)).body.total }).toEqual({ q, total: 0 });
+		expect((await shop.http.get("/api/search/autocomplete?q=earbdu")).body.suggestions).toEqual([{ text: "Sport Earbuds", productId: "p-earbuds" }]);
+		expect((await shop.http.get("/api/search/autocomplete?q=spaek")).body.suggestions).toEqual([{ text: "Bluetooth Speaker", productId: "p-speaker" }]);
+		expect((await shop.http.get("/api/search/autocomplete?q=aerbdu")).body.suggestions).toEqual([]);
+	});
+
 	test("the name weighs more than the description", async () => {
 		// "phone" is in the name of Pixel Phone and Phone Case, and only in the description of others.
 		const res = await shop.http.get("/api/search?q=phone");

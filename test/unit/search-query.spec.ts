@@ -13,7 +13,7 @@ import {
 	type ProductIndexDoc,
 	type SearchQuery,
 } from "../../lib/search-query";
-import { buildSearchRequest, suggestInputs } from "../../adapters/search/elasticsearch-engine";
+import { buildSearchRequest, buildSuggestRequest, suggestInputs } from "../../adapters/search/elasticsearch-engine";
 
 function doc(id: string, over: Partial<ProductIndexDoc> = {}): ProductIndexDoc {
 	return { id, name: id, slug: id, description: "", categoryId: null, categoryPath: [], categoryNames: [], price: 1000, maxPrice: 1000, currency: "USD", inStock: true, options: {}, rating: 0, ratingCount: 0, image: null, createdAt: null, indexedAt: 0, ...over };
@@ -160,6 +160,15 @@ describe("the Elasticsearch query for a parsed search", () => {
 		const req = buildSearchRequest("idx", base);
 		expect(req.query).toEqual({ bool: { must: [{ match_all: {} }], filter: [] } });
 		expect(req).toMatchObject({ index: "idx", from: 0, size: 20 });
+	});
+
+	test("a swap of neighbouring letters stays one edit (transpositions are on by default), in search and autocomplete", () => {
+		const match = (buildSearchRequest("idx", { ...base, text: "candel" }).query as any).bool.must[0].multi_match;
+		expect(match).toMatchObject({ query: "candel", fuzziness: "AUTO:4,8" });
+		expect(match.fuzzy_transpositions ?? true).toBe(true);
+		const fuzzy = (buildSuggestRequest("idx", "candel", 10).suggest as any).products.completion.fuzzy;
+		expect(fuzzy).toMatchObject({ fuzziness: 1 });
+		expect(fuzzy.transpositions ?? true).toBe(true);
 	});
 
 	test("only one bound of the price range", () => {

@@ -1,0 +1,69 @@
+/** The embedded engine on its own: typo tolerance and ranking, with no broker. */
+import { EmbeddedSearchEngine } from "../../adapters/search/embedded-engine";
+import { toIndexDoc, type SearchQuery } from "../../lib/search-query";
+
+const products = [
+	{ id: "p-candle", name: "Scented Candle", description: "Soy wax in a glass jar" },
+	{ id: "p-lantern", name: "Candel Lantern", description: "A lantern by Candel" },
+	{ id: "p-poster", name: "Concert Poster", description: "Printed on matte paper" },
+	{ id: "p-mug", name: "Enamel Mug", description: "Camping mug" },
+	{ id: "p-jacket", name: "Rain Jacket", description: "Waterproof shell" },
+	{ id: "p-salt", name: "Salt Lamp", description: "Himalayan rock" },
+	{ id: "p-crate", name: "Slat Crate", description: "Wooden crate, to store salt or apples" },
+];
+
+describe("embedded engine typo tolerance", () => {
+	const engine = new EmbeddedSearchEngine();
+	const search = async (text: string) => (await engine.search({ text, sort: "relevance", page: 1, pageSize: 20 } as SearchQuery)).rows.map((r) => r.id);
+	const suggest = async (prefix: string) => (await engine.suggest(prefix, 10)).map((s) => s.productId);
+
+	beforeAll(() => engine.upsert(products.map((p) => toIndexDoc(p, 1))));
+
+	test.each([
+		// Two neighbouring letters swapped: one edit, as in Elasticsearch.
+		["cnadle", "p-candle"],
+		["postre", "p-poster"],
+		["jakcet", "p-jacket"],
+		["scented cnadle", "p-candle"],
+		// One substitution, insertion or deletion, as before.
+		["candls", "p-candle"],
+		["mugg", "p-mug"],
+		["jackt", "p-jacket"],
+	])("%s finds %s", async (q, id) => {
+		expect(await search(q)).toContain(id);
+	});
+
+	test.each([
+		["zebra"],
+		// Two swaps are two edits, more than a six-letter word allows.
+		["acnlde"],
+		// A swap plus another typo, likewise.
+		["cnadlx"],
+		// Three letters are too few for any typo, a swap included.
+		["mgu"],
+		["enamle mgu"],
+		// Every word must match.
+		["scented postre"],
+	])("%s finds nothing", async (q) => {
+		expect(await search(q)).toEqual([]);
+	});
+
+	test("an exact match ranks above a swap", async () => {
+		expect(await search("candel")).toEqual(["p-lantern", "p-candle"]);
+		expect(await search("candle")).toEqual(["p-candle", "p-lantern"]);
+	});
+
+	test("a product holding both the word and its swap does not outrank the exact match in the name", async () => {
+		// The crate has "salt" in its description and the swap "slat" in its name.
+		expect((await search("salt"))[0]).toBe("p-salt");
+	});
+
+	test("autocomplete forgives a swap from five letters on, in the word being typed", async () => {
+		expect(await suggest("candel")).toEqual(["p-lantern", "p-candle"]);
+		expect(await suggest("cnadl")).toEqual(["p-candle"]);
+		expect(await suggest("postre")).toEqual(["p-poster"]);
+		expect(await suggest("scented cnadl")).toEqual(["p-candle"]);
+		expect(await suggest("cnad")).toEqual([]);
+		expect(await suggest("zebra")).toEqual([]);
+	});
+});
