@@ -90,8 +90,15 @@ function bodyError(err: { type?: string; status?: number }): Error {
 /** One of moleculer-web's body parsers (body-parser), reporting its refusals as bodyError does. */
 function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 	const parse = (ApiGateway as any).bodyParser[kind]({ limit: BODY_LIMIT, ...opts });
-	return (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => parse(req, res, (err?: any) => next(err ? bodyError(err) : undefined));
+	return (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
+		// A body of another type would be skipped, and the request judged as if it had none.
+		if (kind === "json" && hasBody(req) && !isJson(req)) return next(new Errors.MoleculerClientError("Send the body as JSON (Content-Type: application/json)", 415, "UNSUPPORTED_MEDIA_TYPE"));
+		parse(req, res, (err?: any) => next(err ? bodyError(err) : undefined));
+	};
 }
+
+const hasBody = (req: IncomingMessage) => req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0");
+const isJson = (req: IncomingMessage) => /^application\/(?:[\w.-]+\+)?json$/.test((req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase());
 
 function header(req: IncomingMessage, name: string): string | undefined {
 	const v = req.headers[name];
@@ -150,7 +157,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				authentication: true,
 				authorization: true,
 				bodyParsers: false,
-				use: [bodyParser("json", { strict: false })],
+				use: [bodyParser("json", { strict: false, type: ["application/json", "application/*+json"] })],
 				callOptions: {},
 				onBeforeCall(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req, res: ServerResponse) {
 					return this.beforeCall(ctx, req, res);
@@ -320,7 +327,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				.filter((a) => a.action && a.method && a.method !== "*")
 				.map((a) => {
 					const def = actions.get(a.action!) ?? {};
-					return { method: a.method, path: a.fullPath, action: a.action, params: def.params, auth: def.auth, roles: def.roles, description: def.description };
+					return { method: a.method, path: a.fullPath, action: a.action, params: def.params, auth: def.auth, roles: def.roles, description: def.description, openapi: def.openapi };
 				});
 		},
 

@@ -115,7 +115,7 @@ describe("gateway", () => {
 		expect(big.status).toBe(413);
 	});
 
-	test("400 on a compressed body that does not inflate, 415 on an unknown encoding; a good gzip body is read", async () => {
+	test("400 on a compressed body that does not inflate, 415 on an unknown encoding or a body that is not JSON; a good gzip body is read", async () => {
 		const send = (raw: string | Buffer, encoding: string) => shop.http.request("POST", "/api/probe/echo", { raw, headers: { "content-type": "application/json", "content-encoding": encoding } });
 		const body = JSON.stringify({ name: "ab", qty: 1 });
 		for (const [raw, encoding] of [["notgzip", "gzip"], [body, "br"], [body, "deflate"]] as const) {
@@ -126,6 +126,12 @@ describe("gateway", () => {
 		const unknown = await send(body, "compress-of-my-own");
 		expect(unknown.status).toBe(415);
 		expect(unknown.body).toMatchObject({ code: 415, type: "UNSUPPORTED_MEDIA_TYPE" });
+		for (const type of ["text/plain", "application/x-www-form-urlencoded", "application/xml"]) {
+			const other = await shop.http.request("POST", "/api/probe/echo", { raw: body, headers: { "content-type": type } });
+			expect(other.status).toBe(415);
+			expect(other.body.message).toMatch(/JSON/);
+		}
+		expect((await shop.http.request("POST", "/api/probe/echo", { raw: body, headers: { "content-type": "application/merge-patch+json" } })).status).toBe(200);
 		const charset = await shop.http.request("POST", "/api/probe/echo", { raw: body, headers: { "content-type": "application/json; charset=klingon" } });
 		expect(charset.status).toBe(415);
 		expect((await send(zlib.gzipSync(body), "gzip")).status).toBe(200);
