@@ -2,6 +2,8 @@
  * OpenAPI 3 document generated from the gateway's aliases and the actions' fastest-validator
  * params, so the published contract cannot drift from the code.
  */
+import { expandRule } from "./param-rules";
+
 export interface RouteInfo {
 	method: string;
 	/** Full path with `:param` segments, e.g. /api/products/:id */
@@ -11,9 +13,22 @@ export interface RouteInfo {
 	auth?: "required" | "optional";
 	roles?: string[];
 	description?: string;
+	openapi?: OpenApiNotes;
 }
 
-import { expandRule } from "./param-rules";
+/**
+ * What an action declares for its route because the generator cannot read it from the handler
+ * (the action property `openapi`, see mixins/types.ts).
+ */
+type SuccessStatus = 200 | 201 | 202 | 204;
+export interface OpenApiNotes {
+	/** The status of a plain success when the handler sets another than 200 (ctx.meta.$statusCode). */
+	success?: Exclude<SuccessStatus, 200>;
+	/** Further statuses the route answers, and when, e.g. `{ 409: "Not enough stock" }`; a 2xx here is another success. */
+	responses?: Partial<Record<SuccessStatus | 400 | 401 | 402 | 403 | 404 | 409 | 422 | 503, string>>;
+	/** Request headers the action reads. */
+	headers?: Record<string, { required?: boolean; description: string }>;
+}
 
 type JsonSchema = Record<string, any>;
 
@@ -99,37 +114,81 @@ export function objectSchema(props: Record<string, any>): JsonSchema {
 
 const ERROR_REF = { $ref: "#/components/schemas/Error" };
 const errorResponse = (description: string) => ({ description, content: { "application/json": { schema: ERROR_REF } } });
+const SUCCESS: Record<number, string> = { 200: "Success", 201: "Created", 202: "Accepted", 204: "No content" };
+const successResponse = (status: number, description = SUCCESS[status] ?? "Success") =>
+	status === 204 ? { description } : { description, content: { "application/json": { schema: {} } } };
+
+const PARAM = /:([A-Za-z0-9_]+)/g;
+/** A path's shape: OpenAPI 3 forbids two templated paths that differ only in their parameters' names. */
+const shapeOf = (path: string) => path.replace(PARAM, ":");
+/** "idOrSlug" → "id or slug" */
+const words = (name: string) => name.replace(/([a-z0-9])([A-Z])/g, "$1 $2").replace(/_/g, " ").toLowerCase();
+
+/**
+ * The parameter names of each path shape: per position, the name most of its routes use (the first
+ * route's on a tie), so `/products/:idOrSlug` and `/products/:id` become one path key.
+ */
+function pathParamNames(routes: RouteInfo[]): Map<string, string[]> {
+	const counts = new Map<string, Array<Map<string, number>>>();
+	for (const r of routes) {
+		const names = [...r.path.matchAll(PARAM)].map((m) => m[1]);
+		const perPosition = counts.get(shapeOf(r.path)) ?? names.map(() => new Map<string, number>());
+		names.forEach((name, i) => perPosition[i].set(name, (perPosition[i].get(name) ?? 0) + 1));
+		counts.set(shapeOf(r.path), perPosition);
+	}
+	const chosen = new Map<string, string[]>();
+	for (const [shape, perPosition] of counts) {
+		chosen.set(shape, perPosition.map((c) => [...c].reduce((best, next) => (next[1] > best[1] ? next : best))[0]));
+	}
+	return chosen;
+}
 
 export function buildOpenApi(routes: RouteInfo[], info: { title: string; version: string; description?: string }) {
 	const paths: Record<string, Record<string, any>> = {};
-	const sorted = [...routes].sort((a, b) => a.path.localeCompare(b.path) || a.method.localeCompare(b.method));
+	// Of two aliases with one method and shape the gateway serves the first, so only that one is documented.
+	const seen = new Set<string>();
+	const served = routes.filter((r) => {
+		const key = `${r.method.toLowerCase()} ${shapeOf(r.path)}`;
+		if (["*", "all"].includes(r.method.toLowerCase()) || seen.has(key)) return false;
+		return seen.add(key);
+	});
+	const sorted = [...served].sort((a, b) => a.path.localeCompare(b.path) || a.method.localeCompare(b.method));
+	const paramNames = pathParamNames(sorted);
 	for (const r of sorted) {
 		const method = r.method.toLowerCase();
-		if (method === "*" || method === "all") continue;
-		const pathParams: string[] = [];
-		const oaPath = r.path.replace(/:([A-Za-z0-9_]+)/g, (_m, name) => {
-			pathParams.push(name);
-			return `{${name}}`;
-		});
+		const keyNames = paramNames.get(shapeOf(r.path))!;
+		const ownNames: string[] = [];
+		const oaPath = r.path.replace(PARAM, (_m, name) => `{${keyNames[ownNames.push(name) - 1]}}`);
 		const params = r.params ?? {};
+		const notes = r.openapi ?? {};
+		const success = notes.success ?? 200;
 		const op: Record<string, any> = {
 			operationId: `${method}${oaPath.replace(/[^A-Za-z0-9]+/g, "_")}`,
 			summary: r.description ?? r.action ?? `${r.method} ${r.path}`,
 			tags: [oaPath.split("/")[2] ?? "api"],
-			parameters: pathParams.map((name) => ({ name, in: "path", required: true, schema: params[name] ? ruleToSchema(params[name]) : { type: "string" } })),
+			parameters: ownNames.map((own, i) => ({
+				name: keyNames[i],
+				in: "path",
+				required: true,
+				...(own !== keyNames[i] ? { description: words(own) } : {}),
+				schema: params[own] ? ruleToSchema(params[own]) : { type: "string" },
+			})),
 			responses: {
-				[method === "post" ? "201" : "200"]: { description: "Success", content: { "application/json": { schema: {} } } },
+				[success]: successResponse(success),
 				"400": errorResponse("Malformed request"),
 				"422": errorResponse("Validation failed; `data` lists each bad field"),
 				"429": errorResponse("Rate limited (see Retry-After)"),
 				"503": errorResponse("A service is unavailable"),
 			},
 		};
-		if (method === "post") op.responses["200"] = { description: "Success (idempotent replay or no new resource)" };
-		const rest = Object.fromEntries(Object.entries(params).filter(([k]) => !pathParams.includes(k) && !k.startsWith("$$")));
+		for (const [name, h] of Object.entries(notes.headers ?? {})) {
+			op.parameters.push({ name, in: "header", required: !!h.required, description: h.description, schema: { type: "string" } });
+		}
+		const rest = Object.fromEntries(Object.entries(params).filter(([k]) => !ownNames.includes(k) && !k.startsWith("$$")));
 		if (["post", "put", "patch"].includes(method)) {
 			if (Object.keys(rest).length) op.requestBody = { required: true, content: { "application/json": { schema: objectSchema(rest) } } };
 			op.responses["413"] = errorResponse("Body larger than 1 MB");
+			op.responses["415"] = errorResponse("Body not JSON, or in an encoding or charset the shop does not read");
 		} else {
 			for (const [name, rule] of Object.entries(rest)) {
 				const schema = ruleToSchema(rule);
@@ -145,7 +204,10 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 				op.description = `Roles: ${r.roles.join(", ")}`;
 			}
 		}
-		if (pathParams.length) op.responses["404"] = errorResponse("Not found");
+		if (ownNames.length) op.responses["404"] = errorResponse("Not found");
+		for (const [status, description] of Object.entries(notes.responses ?? {})) {
+			op.responses[status] = Number(status) < 300 ? successResponse(Number(status), description) : errorResponse(description!);
+		}
 		if (!op.parameters.length) delete op.parameters;
 		(paths[oaPath] ??= {})[method] = op;
 	}

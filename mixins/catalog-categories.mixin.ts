@@ -44,6 +44,7 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Record
 
 		createCategory: {
 			rest: "POST /categories",
+			openapi: { success: 201, responses: { 409: "Slug already in use" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -70,6 +71,7 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Record
 
 		updateCategory: {
 			rest: "PATCH /categories/:id",
+			openapi: { responses: { 409: "Slug already in use" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",

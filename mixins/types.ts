@@ -3,6 +3,7 @@
  * ctx.meta, and the signed-in user.
  */
 import type {} from "moleculer-web";
+import type { OpenApiNotes } from "../lib/openapi";
 
 declare module "moleculer" {
 	// Supported by the broker (called with the schema after mixins merge) but missing from its types.
@@ -26,6 +27,8 @@ declare module "moleculer" {
 		 * `cache.clean.<service>` whenever it changes (see lib/response-cache.ts).
 		 */
 		publicCache?: boolean;
+		/** What the route's OpenAPI description cannot read from the rest: statuses it sets or throws, headers it reads. */
+		openapi?: OpenApiNotes;
 	}
 }
 

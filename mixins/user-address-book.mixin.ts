@@ -63,6 +63,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		createAddress: {
 			rest: "POST /me/addresses",
+			openapi: { success: 201 },
 			auth: "required",
 			params: { $$strict: "remove", ...addressRules },
 			async handler(ctx: Ctx<Record<string, any>>) {
@@ -97,6 +98,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		removeAddress: {
 			rest: "DELETE /me/addresses/:id",
+			openapi: { success: 204 },
 			auth: "required",
 			params: { id: "string" },
 			async handler(ctx: Ctx<{ id: string }>) {
@@ -124,6 +126,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		addToWishlist: {
 			rest: "POST /me/wishlist",
+			openapi: { success: 201, responses: { 404: "Unknown product" } },
 			auth: "required",
 			params: { $$strict: "remove", productId: { type: "string", min: 1, max: 64 } },
 			async handler(ctx: Ctx<{ productId: string }>) {
@@ -143,6 +146,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		removeFromWishlist: {
 			rest: "DELETE /me/wishlist/:productId",
+			openapi: { success: 204 },
 			auth: "required",
 			params: { productId: "string" },
 			async handler(ctx: Ctx<{ productId: string }>) {

@@ -317,7 +317,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			return body;
 		},
 
-		/** Aliases as the gateway serves them, with each action's params and auth properties. */
+		/** Aliases as the gateway serves them, with each action's params, auth and `openapi` properties. */
 		routeInfos(): RouteInfo[] {
 			const actions = new Map<string, any>();
 			for (const a of this.broker.registry.getActionList({ skipInternal: true, withEndpoints: false }) as any[]) {

@@ -107,6 +107,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		addItem: {
 			rest: "POST /cart/items",
+			openapi: { success: 201, responses: { 404: "Unknown variant", 409: "Not enough stock, or the cart is full" } },
 			auth: "optional",
 			params: { $$strict: "remove", variantId: variantIdParam, quantity: quantityParam },
 			async handler(ctx: Ctx<{ variantId: string; quantity: number }>) {
@@ -127,6 +128,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		updateItem: {
 			rest: "PATCH /cart/items/:variantId",
+			openapi: { responses: { 409: "Not enough stock" } },
 			auth: "optional",
 			params: { $$strict: "remove", variantId: variantIdParam, quantity: { ...quantityParam, min: 0 } },
 			async handler(ctx: Ctx<{ variantId: string; quantity: number }>) {
@@ -156,6 +158,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		emptyCart: {
 			rest: "DELETE /cart",
+			openapi: { success: 204 },
 			auth: "optional",
 			params: { $$strict: "remove" },
 			async handler(ctx: Ctx) {
@@ -194,6 +197,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		createPromotion: {
 			rest: "POST /promotions",
+			openapi: { success: 201, responses: { 409: "Code already exists" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",

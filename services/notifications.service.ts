@@ -189,6 +189,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 		retry: {
 			rest: "POST /notifications/:id/retry",
+			openapi: { responses: { 409: "Only failed messages can be retried" } },
 			roles: ["admin"],
 			params: { id: { type: "string", min: 1, max: 100 } },
 			async handler(this: NotifyThis, ctx: Context<{ id: string }>) {

@@ -126,6 +126,16 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 	actions: {
 		checkout: {
 			rest: "POST /orders",
+			openapi: {
+				success: 201,
+				responses: {
+					200: "The order already placed with this Idempotency-Key and body",
+					400: "Idempotency-Key missing or malformed",
+					402: "Payment declined: stock released, order cancelled, cart kept",
+					409: "Cart empty or not buyable, stock short, or the Idempotency-Key is in use or was used with another body",
+				},
+				headers: { "Idempotency-Key": { required: true, description: "One checkout per key: a retry with the same body gets the first answer" } },
+			},
 			auth: "required",
 			params: {
 				$$strict: "remove",
@@ -204,6 +214,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		cancel: {
 			rest: "POST /orders/:id/cancel",
+			openapi: { responses: { 409: "Already shipped, or checkout still in progress" } },
 			auth: "required",
 			params: { $$strict: "remove", id: "string", reason: { type: "string", max: 500, optional: true } },
 			async handler(this: OrdersThis, ctx: Context<{ id: string; reason?: string }, ShopMeta>) {
@@ -232,6 +243,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		updateStatus: {
 			rest: "PATCH /orders/:id/status",
+			openapi: { responses: { 409: "Not allowed by the order state machine" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -260,6 +272,10 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		refund: {
 			rest: "POST /orders/:id/refund",
+			openapi: {
+				responses: { 403: "Requires role: admin", 409: "Nothing left to refund, or the Idempotency-Key was used for another refund" },
+				headers: { "Idempotency-Key": { description: "A retry with the same key refunds once" } },
+			},
 			// Checked in the handler rather than by `roles`, so another customer's order is a 404 first.
 			auth: "required",
 			params: { $$strict: "remove", id: "string", amount: { type: "number", integer: true, positive: true, optional: true }, reason: { type: "string", min: 1, max: 500 } },

@@ -133,6 +133,10 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 
 		/** Reached only through the gateway's raw-body webhook route (POST /api/payments/webhook). */
 		webhook: {
+			openapi: {
+				responses: { 400: "Missing, invalid or stale signature, or not a Stripe event", 404: "Webhooks are off (no STRIPE_WEBHOOK_SECRET)" },
+				headers: { "Stripe-Signature": { required: true, description: "Stripe's signature of the raw body" } },
+			},
 			params: {},
 			async handler(this: This, ctx: Context<unknown, ShopMeta>) {
 				if (!this.verifyWebhook) throw new NotFoundError("Route");

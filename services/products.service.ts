@@ -155,6 +155,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		create: {
 			rest: "POST /products",
+			openapi: { success: 201, responses: { 409: "SKU or slug already in use" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -203,6 +204,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		update: {
 			rest: "PATCH /products/:id",
+			openapi: { responses: { 409: "Slug already in use" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -256,6 +258,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		addVariant: {
 			rest: "POST /products/:id/variants",
+			openapi: { success: 201, responses: { 409: "SKU already in use" } },
 			roles: ["admin"],
 			params: { $$strict: "remove", id: "string", ...variantRule.props },
 			async handler(ctx: Ctx<VariantInput & { id: string }>) {
@@ -380,6 +383,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		adjust: {
 			rest: "POST /inventory/:variantId/adjust",
+			openapi: { responses: { 409: "Stock would go below zero" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",

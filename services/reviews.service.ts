@@ -144,6 +144,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 
 		create: {
 			rest: "POST /products/:id/reviews",
+			openapi: { success: 201, responses: { 409: "Already reviewed this product" } },
 			auth: "required",
 			params: {
 				id: idParam,
@@ -215,6 +216,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 
 		moderate: {
 			rest: "PATCH /reviews/:id/moderation",
+			openapi: { responses: { 409: "Changed by another request meanwhile" } },
 			roles: ["admin"],
 			params: { id: idParam, approved: { type: "boolean" }, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; approved: boolean }, ShopMeta>) {
@@ -232,6 +234,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 
 		remove: {
 			rest: "DELETE /reviews/:id",
+			openapi: { success: 204, responses: { 409: "Changed by another request meanwhile" } },
 			auth: "required",
 			params: { id: idParam, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string }, ShopMeta>) {
@@ -253,6 +256,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 
 		vote: {
 			rest: "POST /reviews/:id/votes",
+			openapi: { success: 201, responses: { 200: "The earlier vote replaced", 403: "Own review" } },
 			auth: "required",
 			params: { id: idParam, helpful: { type: "boolean" }, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; helpful: boolean }, ShopMeta>) {

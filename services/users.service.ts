@@ -66,6 +66,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	actions: {
 		register: {
 			rest: "POST /auth/register",
+			openapi: { success: 201, responses: { 409: "Email already registered" } },
 			rateLimit: "auth",
 			params: {
 				$$strict: "remove",
@@ -101,6 +102,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		login: {
 			rest: "POST /auth/login",
+			openapi: { responses: { 401: "Wrong email or password" } },
 			rateLimit: "auth",
 			params: { $$strict: "remove", email: { type: "string", min: 1, max: 254 }, password: { type: "string", min: 1, max: 1024 } },
 			async handler(ctx: Ctx<{ email: string; password: string }>) {
@@ -122,6 +124,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		refresh: {
 			rest: "POST /auth/refresh",
+			openapi: { responses: { 401: "Invalid, spent or revoked refresh token" } },
 			rateLimit: "auth",
 			params: { $$strict: "remove", refreshToken: opaqueTokenRule },
 			async handler(ctx: Ctx<{ refreshToken: string }>) {
@@ -157,6 +160,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		logout: {
 			rest: "POST /auth/logout",
+			openapi: { success: 204 },
 			auth: "required",
 			params: {},
 			async handler(ctx: Ctx) {
@@ -180,6 +184,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		requestPasswordReset: {
 			rest: "POST /auth/password-reset",
+			openapi: { success: 202 },
 			rateLimit: "auth",
 			params: { $$strict: "remove", email: { type: "string", max: 254 } },
 			async handler(ctx: Ctx<{ email: string }>) {
@@ -196,6 +201,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		confirmPasswordReset: {
 			rest: "POST /auth/password-reset/confirm",
+			openapi: { success: 204 },
 			rateLimit: "auth",
 			params: { $$strict: "remove", token: opaqueTokenRule, password: { type: "string", max: 1024 } },
 			async handler(ctx: Ctx<{ token: string; password: string }>) {
@@ -237,6 +243,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		changePassword: {
 			rest: "POST /me/password",
+			openapi: { success: 204 },
 			auth: "required",
 			params: { $$strict: "remove", currentPassword: { type: "string", min: 1, max: 1024 }, newPassword: { type: "string", max: 1024 } },
 			async handler(ctx: Ctx<{ currentPassword: string; newPassword: string }>) {

@@ -1,4 +1,4 @@
-import { ruleToSchema, objectSchema, buildOpenApi } from "../../lib/openapi";
+import { ruleToSchema, objectSchema, buildOpenApi, type RouteInfo } from "../../lib/openapi";
 
 describe("fastest-validator rules → OpenAPI schemas", () => {
 	test.each([
@@ -38,5 +38,122 @@ describe("fastest-validator rules → OpenAPI schemas", () => {
 		expect(doc.paths["/api/things"].post.security).toEqual([{ bearerAuth: [] }]);
 		expect(doc.paths["/api/things"].post.responses["403"]).toBeDefined();
 		expect(doc.paths["/api/cart"].get.security).toEqual([{}, { bearerAuth: [] }]);
+	});
+});
+
+describe("what actions declare with `openapi`", () => {
+	const docOf = (routes: RouteInfo[]) => buildOpenApi(routes, { title: "t", version: "1" });
+	const opOf = (route: RouteInfo) => {
+		const doc = docOf([route]);
+		return Object.values(doc.paths)[0][route.method.toLowerCase()];
+	};
+	const successes = (op: any) => Object.keys(op.responses).filter((status) => Number(status) < 300);
+
+	test.each<[string, RouteInfo, string[]]>([
+		["a POST without a note answers 200, as moleculer-web does", { method: "POST", path: "/api/auth/login" }, ["200"]],
+		["a GET answers 200", { method: "GET", path: "/api/me" }, ["200"]],
+		["success: 201", { method: "POST", path: "/api/things", openapi: { success: 201 } }, ["201"]],
+		["success: 202", { method: "POST", path: "/api/auth/password-reset", openapi: { success: 202 } }, ["202"]],
+		["success: 204", { method: "DELETE", path: "/api/cart", openapi: { success: 204 } }, ["204"]],
+		["a 2xx in responses is another success", { method: "POST", path: "/api/orders", openapi: { success: 201, responses: { 200: "Replay" } } }, ["200", "201"]],
+	])("%s", (_name, route, expected) => {
+		expect(successes(opOf(route))).toEqual(expected);
+	});
+
+	test("204 carries no content; other successes do", () => {
+		expect(opOf({ method: "DELETE", path: "/api/cart", openapi: { success: 204 } }).responses["204"]).toEqual({ description: "No content" });
+		expect(opOf({ method: "POST", path: "/api/x", openapi: { success: 202 } }).responses["202"].content["application/json"]).toBeDefined();
+		expect(opOf({ method: "POST", path: "/api/orders", openapi: { success: 201, responses: { 200: "Replay" } } }).responses["200"]).toEqual({
+			description: "Replay",
+			content: { "application/json": { schema: {} } },
+		});
+	});
+
+	test.each<[string, RouteInfo, Record<string, string>]>([
+		["declared errors are added", { method: "POST", path: "/api/orders", openapi: { responses: { 402: "Payment declined", 409: "Stock short" } } }, { "402": "Payment declined", "409": "Stock short" }],
+		["a declared status replaces the generic description", { method: "GET", path: "/api/x/:id", openapi: { responses: { 404: "Unknown x" } } }, { "404": "Unknown x" }],
+		["401 on a route without auth", { method: "POST", path: "/api/auth/login", openapi: { responses: { 401: "Wrong password" } } }, { "401": "Wrong password" }],
+	])("%s", (_name, route, expected) => {
+		const responses = opOf(route).responses;
+		for (const [status, description] of Object.entries(expected)) {
+			expect(responses[status]).toEqual({ description, content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } });
+		}
+	});
+
+	test("without a note, only the generic errors", () => {
+		expect(Object.keys(opOf({ method: "POST", path: "/api/x" }).responses)).toEqual(["200", "400", "413", "415", "422", "429", "503"]);
+	});
+
+	test.each<[string, RouteInfo, unknown[]]>([
+		[
+			"a required header",
+			{ method: "POST", path: "/api/orders", openapi: { headers: { "Idempotency-Key": { required: true, description: "One checkout per key" } } } },
+			[{ name: "Idempotency-Key", in: "header", required: true, description: "One checkout per key", schema: { type: "string" } }],
+		],
+		[
+			"an optional header, after the path parameters",
+			{ method: "POST", path: "/api/orders/:id/refund", openapi: { headers: { "Idempotency-Key": { description: "Refunds once" } } } },
+			[
+				{ name: "id", in: "path", required: true, schema: { type: "string" } },
+				{ name: "Idempotency-Key", in: "header", required: false, description: "Refunds once", schema: { type: "string" } },
+			],
+		],
+		["no header without a note", { method: "POST", path: "/api/orders" }, undefined as any],
+	])("%s", (_name, route, expected) => {
+		expect(opOf(route).parameters).toEqual(expected);
+	});
+});
+
+describe("path keys: one per shape", () => {
+	const products: RouteInfo[] = [
+		{ method: "GET", path: "/api/products/:idOrSlug", params: { idOrSlug: { type: "string", min: 1 } } },
+		{ method: "PATCH", path: "/api/products/:id", params: { id: "string", name: { type: "string", optional: true } } },
+		{ method: "DELETE", path: "/api/products/:id", params: { id: "string" } },
+		{ method: "GET", path: "/api/products/:id/reviews", params: { id: "string" } },
+	];
+
+	test.each<[string, RouteInfo[], string[]]>([
+		["names that differ only by parameter name share one key, named as most routes name it", products, ["/api/products/{id}", "/api/products/{id}/reviews"]],
+		[
+			"each position on its own",
+			[
+				{ method: "GET", path: "/api/a/:x/b/:p" },
+				{ method: "PATCH", path: "/api/a/:y/b/:q" },
+				{ method: "DELETE", path: "/api/a/:y/b/:p" },
+			],
+			["/api/a/{y}/b/{p}"],
+		],
+		["on a tie, the name of the first route by path", [{ method: "PATCH", path: "/api/a/:y" }, { method: "GET", path: "/api/a/:x" }], ["/api/a/{x}"]],
+		["a literal segment is not a parameter", [{ method: "GET", path: "/api/things/:id" }, { method: "GET", path: "/api/things/new" }], ["/api/things/new", "/api/things/{id}"]],
+	])("%s", (_name, routes, keys) => {
+		const doc = buildOpenApi(routes, { title: "t", version: "1" });
+		expect(Object.keys(doc.paths).sort()).toEqual([...keys].sort());
+		// Never two keys of one shape (OpenAPI 3 forbids them).
+		const shapes = Object.keys(doc.paths).map((p) => p.replace(/\{[^}]+\}/g, "{}"));
+		expect(new Set(shapes).size).toBe(shapes.length);
+	});
+
+	test("each operation names the parameter as the key does, describes a renamed one, and keeps its own schema", () => {
+		const doc = buildOpenApi(products, { title: "t", version: "1" });
+		const item = doc.paths["/api/products/{id}"];
+		expect(Object.keys(item).sort()).toEqual(["delete", "get", "patch"]);
+		expect(item.get.parameters).toEqual([{ name: "id", in: "path", required: true, description: "id or slug", schema: { type: "string", minLength: 1 } }]);
+		expect(item.patch.parameters).toEqual([{ name: "id", in: "path", required: true, schema: { type: "string" } }]);
+		// The renamed parameter is still a path parameter, not a query one.
+		expect(item.get.parameters.some((p: any) => p.in === "query")).toBe(false);
+		expect(item.patch.requestBody.content["application/json"].schema.properties).toEqual({ name: { type: "string" } });
+		expect(new Set(Object.values(doc.paths).flatMap((ops) => Object.values(ops).map((op: any) => op.operationId))).size).toBe(4);
+	});
+
+	test("of two aliases with one method and shape, the first given is documented (the gateway serves that one)", () => {
+		const doc = buildOpenApi(
+			[
+				{ method: "GET", path: "/api/x/:slug", action: "x.bySlug" },
+				{ method: "GET", path: "/api/x/:id", action: "x.byId" },
+			],
+			{ title: "t", version: "1" },
+		);
+		expect(Object.keys(doc.paths)).toEqual(["/api/x/{slug}"]);
+		expect(doc.paths["/api/x/{slug}"].get.summary).toBe("x.bySlug");
 	});
 });
