@@ -15,6 +15,7 @@ export const ANALYTICS_EVENTS = [
 	"order.created",
 	"order.confirmed",
 	"order.cancelled",
+	"checkout.failed",
 	"payment.refunded",
 	"payment.failed",
 	"product.viewed",
@@ -51,6 +52,7 @@ export type AnalyticsEvent = EventBase &
 				checkoutDurationMs?: number;
 		  }
 		| { type: "order.cancelled"; orderId: string; status: string; currency: string }
+		| { type: "checkout.failed"; orderId: string; currency: string; reason: string }
 		| { type: "payment.refunded"; orderId: string; currency: string; amount: number }
 		| { type: "payment.failed"; orderId: string; currency: string; amount: number }
 		| { type: "product.viewed"; productId: string }
@@ -96,12 +98,12 @@ function toDate(v: unknown): Date | undefined {
 }
 
 /**
- * `occurredAt` when the producer sends it. Otherwise `order.created` uses the order's `createdAt`
- * (the same moment), and every other event the time it reached us: for live events that is
- * within moments of when it happened.
+ * `occurredAt` when the producer sends it. Otherwise `order.created` and `checkout.failed` use the
+ * order's `createdAt` (the moment the checkout started), and every other event the time it reached
+ * us: for live events that is within moments of when it happened.
  */
 export function eventTime(name: AnalyticsEventName, p: Payload, receivedAt: Date): Date {
-	return toDate(p.occurredAt) ?? (name === "order.created" ? toDate(p.createdAt) : undefined) ?? receivedAt;
+	return toDate(p.occurredAt) ?? (name === "order.created" || name === "checkout.failed" ? toDate(p.createdAt) : undefined) ?? receivedAt;
 }
 
 function soldItems(p: Payload): SoldItem[] {
@@ -162,6 +164,8 @@ export function normaliseEvent(name: string, payload: unknown, receivedAt: Date 
 						checkoutDurationMs: optionalDuration(p),
 					},
 				};
+			case "checkout.failed":
+				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), reason: id(p, "reason") } };
 			case "payment.refunded":
 				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), amount: cents(p, "amount", 1) } };
 			case "payment.failed":
@@ -179,7 +183,7 @@ export function normaliseEvent(name: string, payload: unknown, receivedAt: Date 
 
 // ---- aggregation -------------------------------------------------------------------------
 
-export type MetricName = "orders" | "revenue" | "refunds" | "units" | "product_revenue" | "views" | "funnel" | "payment_failures";
+export type MetricName = "orders" | "revenue" | "refunds" | "units" | "product_revenue" | "views" | "funnel" | "payment_failures" | "checkout_failures";
 
 export type FunnelStep = "views" | "addedToCart" | "checkoutStarted" | "paid";
 
@@ -222,6 +226,9 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 			return [at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency })];
 		case "payment.refunded":
 			return [at("revenue", e.currency, -e.amount, { currency: e.currency }), at("refunds", e.currency, e.amount, { currency: e.currency })];
+		case "checkout.failed":
+			// A checkout started (its order was created) that did not go through: declined, out of stock, ...
+			return [funnel("checkoutStarted"), at("checkout_failures", e.reason, 1, { reason: e.reason })];
 		case "payment.failed":
 			return [at("payment_failures", e.currency, 1, { currency: e.currency })];
 		case "product.viewed":

@@ -101,6 +101,8 @@ export interface FunnelReport {
 	addedToCart: number;
 	checkoutStarted: number;
 	paid: number;
+	/** Started checkouts that did not go through, by reason (payment_declined, insufficient_stock, ...). */
+	checkoutFailures: Record<string, number>;
 	/** Each step over the one before it, and paid over views; 0 when the step before is 0. */
 	rates: { viewToCart: number; cartToCheckout: number; checkoutToPaid: number; viewToPaid: number };
 }
@@ -111,11 +113,14 @@ function rate(part: number, whole: number): number {
 
 export function funnelReport(counters: HourlyCounter[]): FunnelReport {
 	const totals: Record<FunnelStep, number> = { views: 0, addedToCart: 0, checkoutStarted: 0, paid: 0 };
+	const checkoutFailures: Record<string, number> = {};
 	for (const c of counters) {
 		if (c.metric === "funnel" && c.key in totals) totals[c.key as FunnelStep] += c.value;
+		else if (c.metric === "checkout_failures") checkoutFailures[c.key] = (checkoutFailures[c.key] ?? 0) + c.value;
 	}
 	return {
 		...totals,
+		checkoutFailures,
 		rates: {
 			viewToCart: rate(totals.addedToCart, totals.views),
 			cartToCheckout: rate(totals.checkoutStarted, totals.addedToCart),

@@ -17,6 +17,7 @@ import type { Collections } from "./db.mixin";
 import type { Entity } from "./collection";
 import type { ShopMeta } from "./types";
 import type { OrderFollowUpMethods } from "./order-follow-ups.mixin";
+import type { OutboxThis } from "./outbox.mixin";
 import { ConflictError, NotFoundError, invalidField, mayHaveTakenEffect } from "../lib/errors";
 import { CarriedSagaLog, Saga, type CompensationFailure, type SagaStep } from "../lib/saga";
 import {
@@ -101,6 +102,7 @@ export interface CheckoutSagaMethods {
 	clearCart(c: Checkout): Promise<void>;
 	publishOrder(c: Checkout): Promise<void>;
 	runCheckout(ctx: Context<CheckoutParams, ShopMeta>, orderId: string): Promise<Order>;
+	announceFailedCheckout(ctx: Context, c: Checkout, cause: unknown): Promise<void>;
 	compensateCheckout(orderId: string, cause?: unknown, lookAtPayment?: boolean): Promise<CompensationFailure[]>;
 	completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog): Promise<Entity | null>;
 	recoverCheckout(order: Order): Promise<void>;
@@ -110,7 +112,7 @@ export interface CheckoutSagaMethods {
 	nextOrderNumber(now: Date): Promise<string>;
 }
 
-export interface CheckoutSagaVars extends OrderHostMethods, Pick<OrderFollowUpMethods, "refundRest" | "publishOnce" | "tryFollowUps"> {
+export interface CheckoutSagaVars extends OrderHostMethods, Pick<OrderFollowUpMethods, "refundRest" | "publishOnce" | "tryFollowUps">, Pick<OutboxThis, "publish"> {
 	db: Collections;
 	checkoutSaga: Saga<Checkout>;
 	/** Orders whose checkout saga runs in this process now: the saga records their payment itself. */
@@ -332,6 +334,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				const followUps = lookAtPayment ? FOLLOW_UPS_AFTER.undoneAfterCharge : [];
 				await this.db.orders.updateOne({ id: orderId }, sagaEndUpdate(failed ? "compensation_failed" : "compensated", log.carry(), followUps));
 				if (lookAtPayment) await this.tryFollowUps(ctx, orderId);
+				await this.announceFailedCheckout(ctx, c, err);
 				throw err;
 			} finally {
 				this.checkoutsHere.delete(orderId);
@@ -339,6 +342,20 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			await this.completeSaga(orderId, !!c.awaitingPayment, log);
 			if (c.awaitingPayment) await this.tryFollowUps(ctx, orderId);
 			return (await this.db.orders.findById(orderId)) as any;
+		},
+
+		/**
+		 * A checkout that created its order and then failed (declined, out of stock, ...) is announced as
+		 * `checkout.failed`, for the funnel's started checkouts and the failures by reason. Only analytics
+		 * listens; the customer already has the answer. Best effort: a lost announcement loses a count.
+		 */
+		async announceFailedCheckout(ctx: Context, c: Checkout, cause: unknown) {
+			if (!c.order) return;
+			try {
+				await this.publish(ctx, "checkout.failed", { ...eventPayload(c.order), status: "cancelled", reason: cancelReasonOf(cause) });
+			} catch (err) {
+				this.logger.warn(`checkout.failed of order ${c.orderId} not announced:`, (err as Error).message);
+			}
 		},
 
 		/**

@@ -118,12 +118,12 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		// Before DbMixin: the catch-up stops before the collections close.
 		OutboxConsumerMixin({
 			cursors: "analytics_cursors",
-			sources: { orders: ["order.created", "order.confirmed", "order.cancelled"], payments: ["payment.refunded", "payment.failed"] },
+			sources: { orders: ["order.created", "order.confirmed", "order.cancelled", "checkout.failed"], payments: ["payment.refunded", "payment.failed"] },
 			handler: "ingest",
 			settle: "storeIngested",
 		}),
 		DbMixin("analytics", {
-			// One counter per hour, metric and key (currency, product, status|currency, funnel step).
+			// One counter per hour, metric and key (currency, product, status|currency, funnel step, failure reason).
 			hourly: {
 				fields: {
 					bucket: { type: String, required: true },
@@ -135,6 +135,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 					productId: String,
 					name: String,
 					step: String,
+					reason: String,
 					updatedAt: Date,
 				},
 				indexes: [{ fields: { bucket: 1, metric: 1, key: 1 }, unique: true }],
@@ -185,7 +186,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			params: { ...rangeParams, $$strict: "remove" },
 			async handler(this: AnalyticsThis, ctx: Context<RangeParams, ShopMeta>) {
 				const { from, to } = rangeOf(ctx.params);
-				return funnelReport(await this.readCounters(["funnel"], from, to));
+				return funnelReport(await this.readCounters(["funnel", "checkout_failures"], from, to));
 			},
 		},
 		/** Queue lengths and their high-water marks, and what was counted, rejected or deduplicated. */
@@ -310,6 +311,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			define({ name: "revenue_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Paid order totals, shipping included" });
 			define({ name: "refunded_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Refunded amounts" });
 			define({ name: "payment_failures_total", type: "counter", description: "Declined or failed payments" });
+			define({ name: "checkout_failures_total", type: "counter", labelNames: ["reason"], description: "Started checkouts that did not go through, by reason" });
 			define({
 				name: "checkout_duration_seconds",
 				type: "histogram",
@@ -338,6 +340,9 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 						break;
 					case "payment.failed":
 						m.increment("payment_failures_total");
+						break;
+					case "checkout.failed":
+						m.increment("checkout_failures_total", { reason: e.reason });
 						break;
 				}
 			}

@@ -98,6 +98,9 @@ describe("analytics from broker events", () => {
 		await emit("order.created", { ...o4, status: "pending" });
 		await emit("payment.failed", { orderId: "o4", paymentId: "pay4", userId: "u1", amount: 1750, currency: "USD", reason: "card_declined" });
 		await emit("order.cancelled", { ...o4, status: "cancelled", reason: "payment_failed", refundedAmount: 0 });
+		// o5 is declined during checkout: no order.created, only checkout.failed (and payments' payment.failed).
+		const o5 = orderPayload("o5", [{ productId: "p-tee", name: "Tee", quantity: 1, unitPrice: 1999 }]);
+		await emit("checkout.failed", { ...o5, status: "cancelled", reason: "payment_declined" });
 		await flush();
 	});
 	afterAll(() => shop.stop());
@@ -144,9 +147,10 @@ describe("analytics from broker events", () => {
 		expect(res.body).toEqual({
 			views: 5,
 			addedToCart: 2,
-			checkoutStarted: 4,
+			checkoutStarted: 5,
 			paid: 3,
-			rates: { viewToCart: 0.4, cartToCheckout: 2, checkoutToPaid: 0.75, viewToPaid: 0.6 },
+			checkoutFailures: { payment_declined: 1 },
+			rates: { viewToCart: 0.4, cartToCheckout: 2.5, checkoutToPaid: 0.6, viewToPaid: 0.6 },
 		});
 	});
 
@@ -267,6 +271,7 @@ describe("analytics from broker events", () => {
 		expect(value("revenue_cents_total", { currency: "EUR" })).toBe(1000);
 		expect(value("refunded_cents_total", { currency: "USD" })).toBe(3424 + 1234 + 400);
 		expect(value("payment_failures_total")).toBe(1);
+		expect(value("checkout_failures_total", { reason: "payment_declined" })).toBe(1);
 		const checkout = (metrics.getMetric("checkout_duration_seconds") as any).get({});
 		expect(checkout.count).toBe(3);
 		expect(checkout.sum).toBeCloseTo(4.5);
@@ -438,6 +443,14 @@ describe("analytics with the real shop services", () => {
 		const o1 = await placeOrder(2, "an-o1");
 		const o2 = await placeOrder(1, "an-o2");
 		const o3 = await placeOrder(3, "an-o3");
+		// A declined card: the checkout started (its order was created) and did not go through; the cart stays.
+		expect((await http.post("/api/cart/items", { variantId, quantity: 1 }, { token })).status).toBe(201);
+		const declined = await http.post(
+			"/api/orders",
+			{ shippingAddressId: address.body.id, paymentMethod: { type: "card", token: "pm_card_chargeDeclined" } },
+			{ token, headers: { "Idempotency-Key": "an-declined" } },
+		);
+		expect(declined.status).toBe(402);
 
 		const cancelled = await http.post(`/api/orders/${o2.id}/cancel`, {}, { token });
 		expect(cancelled.status).toBe(200);
@@ -459,6 +472,6 @@ describe("analytics with the real shop services", () => {
 		expect(top.body.byUnits).toEqual([{ productId, name: expect.any(String), units: 6 }]);
 
 		const funnel = await http.get(`/api/analytics/funnel?${q}`, { token: adminTok });
-		expect(funnel.body).toMatchObject({ views: 1, addedToCart: 3, checkoutStarted: 3, paid: 3 });
+		expect(funnel.body).toMatchObject({ views: 1, addedToCart: 4, checkoutStarted: 4, paid: 3, checkoutFailures: { payment_declined: 1 } });
 	}, 60_000);
 });

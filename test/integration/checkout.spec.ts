@@ -18,7 +18,7 @@ jest.setTimeout(30_000);
 describe("checkout", () => {
 	let shop: Shop;
 	let adminToken: string;
-	const recorder = eventRecorder("checkout-event-recorder", ["order.*", "payment.*"]);
+	const recorder = eventRecorder("checkout-event-recorder", ["order.*", "payment.*", "checkout.*"]);
 	const saved = { admin: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD, stripe: process.env.STRIPE_SECRET_KEY };
 	let n = 0;
 
@@ -166,6 +166,9 @@ describe("checkout", () => {
 		// The single use of the code is available again: a second customer can still use it.
 		expect(await promoAvailable(code)).toBe(true);
 		expect(recorder.events.some((e) => e.name === "order.created" && e.payload.orderId === order.id)).toBe(false);
+		// For the funnel: a checkout that started and failed, and why.
+		const failed = recorder.events.filter((e) => e.name === "checkout.failed" && e.payload.orderId === order.id);
+		expect(failed.map((e) => e.payload)).toEqual([expect.objectContaining({ reason: "payment_declined", status: "cancelled", userId: c.userId, total: order.total, currency: "USD" })]);
 	});
 
 	test("oversell: stock 5, 30 concurrent checkouts of 1 → 5 orders, 25 × 409, stock 0, 5 payments", async () => {
@@ -234,6 +237,8 @@ describe("checkout", () => {
 		expect((await checkout(c, { key: k, token: "pm_card_chargeDeclinedInsufficientFunds" })).status).toBe(402);
 		const replay = await checkout(c, { key: k, token: "pm_card_chargeDeclinedInsufficientFunds" });
 		expect(replay.status).toBe(402);
+		// The replay ran nothing again, and announced nothing again.
+		expect(recorder.events.filter((e) => e.name === "checkout.failed" && e.payload.userId === c.userId)).toHaveLength(1);
 		expect(replay.body.type).toBe("PAYMENT_DECLINED");
 		const other = await checkout(c, { key: k, token: "pm_card_visa" });
 		expect(other.status).toBe(409);

@@ -35,9 +35,10 @@ describe("normaliseEvent", () => {
 		expect(ok("order.confirmed", confirmed())).toMatchObject({ type: "order.confirmed", eventId: "orders:2", currency: "USD", total: 4500, status: "confirmed", hour: HOUR });
 	});
 
-	test("occurredAt, when sent, decides the bucket; order.created falls back on createdAt", () => {
+	test("occurredAt, when sent, decides the bucket; order.created and checkout.failed fall back on createdAt", () => {
 		expect(ok("order.confirmed", confirmed({ occurredAt: "2024-05-01T08:30:00Z" })).hour).toBe("2024-05-01T08:00:00.000Z");
 		expect(ok("order.created", { ...confirmed(), status: "pending" }).hour).toBe("2024-05-08T12:00:00.000Z");
+		expect(ok("checkout.failed", { ...confirmed(), status: "cancelled", reason: "payment_declined" }).hour).toBe("2024-05-08T12:00:00.000Z");
 		expect(ok("product.viewed", { eventId: "e1", productId: "p1" }).hour).toBe(HOUR);
 	});
 
@@ -54,6 +55,7 @@ describe("normaliseEvent", () => {
 		["order.confirmed", confirmed({ items: "nope" }), /items/],
 		["payment.refunded", { eventId: "e", orderId: "o1", amount: 0, currency: "USD" }, /amount/],
 		["product.viewed", { eventId: "e" }, /productId/],
+		["checkout.failed", { ...confirmed(), reason: "" }, /reason/],
 		["cart.item_added", { eventId: "e", productId: "p", quantity: -1 }, /quantity/],
 		["order.shipped", { eventId: "e" }, /not an analytics event/],
 		["product.viewed", null, /object/],
@@ -99,6 +101,7 @@ describe("incrementsFor", () => {
 		["product.viewed", { eventId: "e", productId: "p9" }, { "views:p9": 1, "funnel:views": 1 }],
 		["cart.item_added", { eventId: "e", productId: "p9", variantId: "v", cartId: "c", quantity: 3 }, { "funnel:addedToCart": 1 }],
 		["payment.failed", { eventId: "e", orderId: "o", amount: 100, currency: "USD", reason: "declined" }, { "payment_failures:USD": 1 }],
+		["checkout.failed", { ...confirmed(), status: "cancelled", reason: "insufficient_stock" }, { "funnel:checkoutStarted": 1, "checkout_failures:insufficient_stock": 1 }],
 	])("%s", (name, payload, expected) => expect(byMetric(incrementsFor(ok(name, payload)))).toEqual(expected));
 
 	test("combineIncrements sums per counter and drops what nets to zero", () => {
@@ -172,8 +175,11 @@ describe("reports", () => {
 			c("h", "funnel", "addedToCart", 30),
 			c("h", "funnel", "checkoutStarted", 10),
 			c("h", "funnel", "paid", 7),
+			c("h", "checkout_failures", "payment_declined", 2),
+			c("h2", "checkout_failures", "payment_declined", 1),
+			c("h", "checkout_failures", "insufficient_stock", 1),
 		]);
-		expect(f).toEqual({ views: 300, addedToCart: 30, checkoutStarted: 10, paid: 7, rates: { viewToCart: 0.1, cartToCheckout: 0.3333, checkoutToPaid: 0.7, viewToPaid: 0.0233 } });
+		expect(f).toEqual({ views: 300, addedToCart: 30, checkoutStarted: 10, paid: 7, checkoutFailures: { payment_declined: 3, insufficient_stock: 1 }, rates: { viewToCart: 0.1, cartToCheckout: 0.3333, checkoutToPaid: 0.7, viewToPaid: 0.0233 } });
 		expect(funnelReport([]).rates).toEqual({ viewToCart: 0, cartToCheckout: 0, checkoutToPaid: 0, viewToPaid: 0 });
 	});
 });
