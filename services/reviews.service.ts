@@ -43,6 +43,7 @@ interface ReviewsMethods {
 	readSummary(productId: string): Promise<RatingSummary & { version: number }>;
 	announceRating(ctx: Context, review: Review, approved: boolean, summary: RatingSummary & { version: number }, extra?: Record<string, unknown>): Promise<void>;
 	isVerifiedPurchase(ctx: Context, userId: string, productId: string): Promise<boolean>;
+	requireProduct(ctx: Context, productId: string): Promise<void>;
 }
 
 type ReviewsThis = Service & DbServiceThis & OutboxThis & ReviewsMethods;
@@ -126,6 +127,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			rest: "GET /products/:id/reviews",
 			params: { id: idParam, sort: { type: "enum", values: Object.keys(SORTS), default: "recent" }, ...pageParams, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; sort: keyof typeof SORTS; page?: number; pageSize?: number }, ShopMeta>) {
+				await this.requireProduct(ctx, ctx.params.id);
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
 				const query = { productId: ctx.params.id, status: "approved" };
 				const [rows, total] = await this.db.reviews.findWithCount(query, { sort: { ...SORTS[ctx.params.sort] }, offset: w.offset, limit: w.limit });
@@ -137,6 +139,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			rest: "GET /products/:id/rating",
 			params: { id: idParam, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string }, ShopMeta>) {
+				await this.requireProduct(ctx, ctx.params.id);
 				const { average, count, histogram } = await this.readSummary(ctx.params.id);
 				return { average, count, histogram };
 			},
@@ -156,8 +159,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; rating: number; title?: string; body?: string }, ShopMeta>) {
 				const userId = ctx.meta.user!.id;
 				const productId = ctx.params.id;
-				const [product] = await ctx.call<Array<{ id: string; isActive: boolean }>, { ids: string[] }>("products.getMany", { ids: [productId] });
-				if (!product || product.isActive === false) throw new NotFoundError("Product");
+				await this.requireProduct(ctx, productId);
 				const now = new Date();
 				let review: Review;
 				try {
@@ -292,6 +294,12 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 	},
 
 	methods: {
+		/** A product the shop sells (not unknown, not archived), else 404: its reviews are not shown, nor taken. */
+		async requireProduct(this: ReviewsThis, ctx: Context, productId: string) {
+			const [product] = await ctx.call<Array<{ id: string; isActive: boolean }>, { ids: string[] }>("products.getMany", { ids: [productId] });
+			if (!product || product.isActive === false) throw new NotFoundError("Product");
+		},
+
 		/** Approved reviews to anyone; others to their author and admins; 404 otherwise. */
 		async findVisible(id: string, user?: AuthUser | null) {
 			const review = (await this.db.reviews.findById(id)) as Review | null;

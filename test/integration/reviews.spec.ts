@@ -103,10 +103,16 @@ describe("reviews", () => {
 		expect(again.body.type).toBe("ALREADY_REVIEWED");
 	});
 
-	test("404 for an unknown or archived product, 401 without a token", async () => {
+	test("404 for an unknown or archived product (writing, listing, rating), 401 without a token", async () => {
 		expect((await write("u1", "nope", { rating: 4 })).status).toBe(404);
 		expect((await write("u1", "archived", { rating: 4 })).status).toBe(404);
 		expect((await shop.http.post("/api/products/p1/reviews", { rating: 4 })).status).toBe(401);
+		// Nor are reviews or a rating shown for a product the shop does not sell.
+		for (const productId of ["nope", "archived"]) {
+			expect((await shop.http.get(`/api/products/${productId}/reviews`)).status).toBe(404);
+			expect((await shop.http.get(`/api/products/${productId}/rating`)).status).toBe(404);
+		}
+		expect((await shop.http.get("/api/products/p1/rating")).status).toBe(200);
 	});
 
 	test.each([
