@@ -77,11 +77,16 @@ export function promotionDiscount(promo: Pick<Promotion, "type" | "value">, subt
 }
 
 /** Cross-field rules the validator schema cannot express: a percentage is 1..100. */
-export function promotionInputProblems(input: { type: PromotionType; value: number }): FieldProblem[] {
+/** What is wrong with a new promotion beyond its fields' own rules; an expiry already past would make a dead code. */
+export function promotionInputProblems(input: { type: PromotionType; value: number; expiresAt?: Date | string | null }, now = new Date()): FieldProblem[] {
+	const problems: FieldProblem[] = [];
 	if (input.type === "percent" && (input.value < 1 || input.value > 100)) {
-		return [{ field: "value", message: "A percent promotion takes a value from 1 to 100", type: "numberMax" }];
+		problems.push({ field: "value", message: "A percent promotion takes a value from 1 to 100", type: "numberMax" });
 	}
-	return [];
+	if (input.expiresAt != null && new Date(input.expiresAt).getTime() <= now.getTime()) {
+		problems.push({ field: "expiresAt", message: "expiresAt must be in the future", type: "dateMin" });
+	}
+	return problems;
 }
 
 /**

@@ -51,6 +51,14 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 		return res.body;
 	}
 
+	/** A code that has run out of time: created live (a new code cannot expire in the past), then expired by an admin. */
+	async function expiredPromotion() {
+		const p = await createPromotion({ type: "percent", value: 10, expiresAt: new Date(Date.now() + 60_000).toISOString() });
+		const expired = await shop.http.patch(`/api/promotions/${p.code}`, { expiresAt: new Date(Date.now() - 1000).toISOString() }, { token: admin });
+		expect(expired.status).toBe(200);
+		return expired.body;
+	}
+
 	interface TestVariant {
 		id: string;
 		productId: string;
@@ -352,6 +360,8 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				{ ...body, value: 1.5 },
 				{ ...body, code: "x" },
 				{ ...body, expiresAt: "not a date" },
+				{ ...body, expiresAt: 12345 },
+				{ ...body, expiresAt: new Date(Date.now() - 1000).toISOString() },
 				{ ...body, maxUses: 0 },
 			]) {
 				const res = await shop.http.post("/api/promotions", { ...bad, code: bad.code === "x" ? "x" : `B${crypto.randomBytes(4).toString("hex")}` }, { token: admin });
@@ -389,7 +399,7 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				return res.body.data[0].type;
 			};
 			expect(await reasonOf("NOSUCHCODE")).toBe("unknown");
-			expect(await reasonOf((await createPromotion({ type: "percent", value: 10, expiresAt: new Date(Date.now() - 1000).toISOString() })).code)).toBe("expired");
+			expect(await reasonOf((await expiredPromotion()).code)).toBe("expired");
 			expect(await reasonOf((await createPromotion({ type: "percent", value: 10, active: false })).code)).toBe("inactive");
 			const min = await createPromotion({ type: "fixed", value: 500, minSubtotal: 5000 });
 			expect(await reasonOf(min.code)).toBe("below_minimum");
@@ -587,7 +597,7 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 		});
 
 		test("consumePromo refuses expired or inactive codes", async () => {
-			const expired = await createPromotion({ type: "percent", value: 10, expiresAt: new Date(Date.now() - 1000).toISOString() });
+			const expired = await expiredPromotion();
 			await expect(shop.broker.call("cart.consumePromo", { code: expired.code, orderId: "o" })).rejects.toMatchObject({ code: 422, data: [{ type: "expired" }] });
 			const live = await createPromotion({ type: "percent", value: 10 });
 			await shop.http.patch(`/api/promotions/${live.code}`, { active: false }, { token: admin });

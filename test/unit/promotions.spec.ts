@@ -75,8 +75,12 @@ describe("promotion input and codes", () => {
 		[{ type: "percent", value: 100 }, []],
 		[{ type: "percent", value: 1 }, []],
 		[{ type: "fixed", value: 50_000 }, []],
+		[{ type: "fixed", value: 500, expiresAt: new Date("2030-01-01T00:00:01Z") }, []],
+		[{ type: "fixed", value: 500, expiresAt: new Date("2030-01-01T00:00:00Z") }, ["expiresAt"]],
+		[{ type: "percent", value: 500, expiresAt: new Date(12345) }, ["value", "expiresAt"]],
+		[{ type: "fixed", value: 500, expiresAt: null }, []],
 	] as const)("%j → problems on %j", (input, fields) => {
-		expect(promotionInputProblems(input).map((p) => p.field)).toEqual(fields);
+		expect(promotionInputProblems(input, new Date("2030-01-01T00:00:00Z")).map((p) => p.field)).toEqual(fields);
 	});
 
 	test("codes are matched case-insensitively, stored upper-cased", () => {
