@@ -405,15 +405,12 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			if (cfg.adminEmail) {
 				const email = normalizeEmail(cfg.adminEmail);
 				const existing = await this.db.users.findOne({ email });
-				if (existing) {
-					if (existing.role !== "admin") {
-						await this.db.users.updateOne({ id: existing.id }, { $set: { role: "admin", updatedAt: new Date() } });
-						this.logger.info(`Promoted ${email} to admin (ADMIN_EMAIL).`);
-					}
-					return;
-				}
 				const problem = cfg.adminPassword ? passwordProblem(cfg.adminPassword, { email }) : null;
 				if (problem) throw new Error(`ADMIN_PASSWORD refused: ${problem}`);
+				if (existing) {
+					if (existing.role !== "admin") await this.promoteToAdmin(existing, cfg.adminPassword);
+					return;
+				}
 				await this.createAdmin(email, cfg.adminPassword);
 				return;
 			}
@@ -422,6 +419,30 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			// Never promote someone else's account that happens to use the default address.
 			if (await this.db.users.findOne({ email })) return;
 			await this.createAdmin(email);
+		},
+
+		/**
+		 * ADMIN_EMAIL names an account that already exists. Anyone may have registered that address
+		 * first, so it is promoted as it is only when its owner proved the address; with ADMIN_PASSWORD
+		 * the operator takes it over instead: that password, address verified, every session ended.
+		 */
+		async promoteToAdmin(user: Entity, password?: string) {
+			const now = new Date();
+			if (password) {
+				await this.db.users.updateOne(
+					{ id: user.id },
+					{ $set: { role: "admin", isVerified: true, passwordHash: await hashPassword(password, this.cost), passwordChangedAt: now, updatedAt: now } },
+				);
+				await this.revokeSessions({ userId: user.id }, "admin_takeover");
+				this.logger.warn(`Promoted ${user.email} to admin (ADMIN_EMAIL) with ADMIN_PASSWORD; the account's other sessions were ended.`);
+			} else if (user.isVerified) {
+				await this.db.users.updateOne({ id: user.id }, { $set: { role: "admin", updatedAt: now } });
+				this.logger.info(`Promoted ${user.email} to admin (ADMIN_EMAIL).`);
+			} else {
+				this.logger.error(
+					`ADMIN_EMAIL ${user.email} belongs to an account whose address was never verified: not promoted (anyone can register an address). Verify it, or set ADMIN_PASSWORD to take the account over.`,
+				);
+			}
 		},
 
 		async createAdmin(email: string, password?: string) {

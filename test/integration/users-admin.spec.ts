@@ -75,14 +75,38 @@ describe("ADMIN_EMAIL and ADMIN_PASSWORD", () => {
 		expect(res.body.user.role).toBe("admin");
 	});
 
-	test("promotes an existing customer, keeping their password", async () => {
-		const email = `promoted-${Date.now()}@example.com`;
-		const reg = await shop.http.post("/api/auth/register", { email, password: PASSWORD });
-		expect(reg.body.user.role).toBe("customer");
-		await (shop.broker.getLocalService("users") as any).ensureAdmin({ ...readConfig(), adminEmail: email, adminPassword: "ignored-otter-pass" });
-		const res = await shop.http.post("/api/auth/login", { email, password: PASSWORD });
-		expect(res.status).toBe(200);
-		expect(res.body.user.role).toBe("admin");
+	describe("an account that already has the address", () => {
+		const users = () => shop.broker.getLocalService("users") as any;
+		const ensureAdmin = (adminEmail: string, adminPassword?: string) => users().ensureAdmin({ ...readConfig(), adminEmail, adminPassword });
+		async function customer(verified: boolean) {
+			const email = `taken-${Date.now()}-${Math.random().toString(36).slice(2)}@example.com`;
+			const reg = await shop.http.post("/api/auth/register", { email, password: PASSWORD });
+			expect(reg.body.user.role).toBe("customer");
+			if (verified) await users().db.users.updateOne({ email }, { $set: { isVerified: true } });
+			return { email, token: reg.body.accessToken as string };
+		}
+		const roleAfterLogin = async (email: string, password: string) => {
+			const res = await shop.http.post("/api/auth/login", { email, password });
+			return res.status === 200 ? res.body.user.role : res.status;
+		};
+
+		test("with ADMIN_PASSWORD: taken over, with that password, and whoever registered it is signed out", async () => {
+			const { email, token } = await customer(false);
+			await ensureAdmin(email, "operator-otter-passphrase");
+			expect(await roleAfterLogin(email, PASSWORD)).toBe(401);
+			expect(await roleAfterLogin(email, "operator-otter-passphrase")).toBe("admin");
+			expect((await shop.http.get("/api/me", { token })).status).toBe(401);
+		});
+
+		test("without ADMIN_PASSWORD: promoted, keeping its password, only when its owner verified the address", async () => {
+			const unverified = await customer(false);
+			await ensureAdmin(unverified.email);
+			expect(await roleAfterLogin(unverified.email, PASSWORD)).toBe("customer");
+
+			const verified = await customer(true);
+			await ensureAdmin(verified.email);
+			expect(await roleAfterLogin(verified.email, PASSWORD)).toBe("admin");
+		});
 	});
 
 	test("refuses a weak ADMIN_PASSWORD", async () => {
