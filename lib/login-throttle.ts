@@ -1,7 +1,9 @@
 /**
- * Failed logins per account in a fixed window: after `maxFailures` failures within `windowMs` of
- * the first one, the account answers 429 until that window ends. Pure: the caller keeps the state
- * (in the broker cacher, so every gateway sees the same count when Redis is configured).
+ * Failed logins per account and client address in a fixed window: after `maxFailures` failures
+ * within `windowMs` of the first one, that account answers 429 to that address until the window
+ * ends. Per address, so guessing from one place cannot lock the owner out everywhere; guesses from
+ * many places still meet the gateway's per-address limit of the auth routes and bcrypt. Pure: the
+ * caller keeps the state (in the broker cacher, so every gateway sees the same count with Redis).
  */
 export interface ThrottlePolicy {
 	maxFailures: number;
@@ -16,8 +18,8 @@ export interface FailureState {
 	since: number;
 }
 
-export function throttleKey(email: string): string {
-	return `login-fail:${email.trim().toLowerCase()}`;
+export function throttleKey(email: string, client: string): string {
+	return `login-fail:${email.trim().toLowerCase()}|${client}`;
 }
 
 /** Seconds to wait before trying again, or 0 when an attempt is allowed now. */

@@ -107,12 +107,12 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			params: { $$strict: "remove", email: { type: "string", min: 1, max: 254 }, password: { type: "string", min: 1, max: 1024 } },
 			async handler(ctx: Ctx<{ email: string; password: string }>) {
 				const email = normalizeEmail(ctx.params.email);
-				await this.countLoginAttempt(email);
+				await this.countLoginAttempt(email, ctx);
 				const user = await this.db.users.findOne({ email });
 				// Unknown emails cost a bcrypt compare too, so timing does not reveal which accounts exist.
 				const ok = await verifyPassword(ctx.params.password, user?.passwordHash ?? this.dummyHash);
 				if (!user || !ok) throw new UnauthorizedError("Invalid email or password", "INVALID_CREDENTIALS");
-				await this.clearLoginFailures(email);
+				await this.clearLoginFailures(email, ctx);
 				if (needsRehash(user.passwordHash, this.cost)) {
 					await this.db.users.updateOne({ id: user.id, passwordHash: user.passwordHash }, { $set: { passwordHash: await hashPassword(ctx.params.password, this.cost) } });
 				}
@@ -212,7 +212,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const record = await this.consumeUserToken(ctx.params.token, "password_reset");
 				await this.setPassword(record.userId, ctx.params.password, { isVerified: true });
 				await this.revokeSessions({ userId: record.userId }, "password_reset");
-				await this.clearLoginFailures(record.email);
+				await this.clearLoginFailures(record.email, ctx);
 				ctx.meta.$statusCode = 204;
 				return null;
 			},
@@ -249,9 +249,9 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			async handler(ctx: Ctx<{ currentPassword: string; newPassword: string }>) {
 				const user = await this.requireUser(me(ctx).id);
 				// A stolen access token must not become a password oracle: same throttle as login.
-				await this.countLoginAttempt(user.email);
+				await this.countLoginAttempt(user.email, ctx);
 				if (!(await verifyPassword(ctx.params.currentPassword, user.passwordHash))) throw invalidField("currentPassword", "Current password is incorrect", "wrongPassword");
-				await this.clearLoginFailures(user.email);
+				await this.clearLoginFailures(user.email, ctx);
 				const problem = passwordProblem(ctx.params.newPassword, { email: user.email });
 				if (problem) throw invalidField("newPassword", problem, "weakPassword");
 				await this.setPassword(user.id, ctx.params.newPassword);
@@ -364,8 +364,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 * Counts the attempt as a failure before the password is checked (and forgets it on success),
 		 * so parallel guesses cannot all slip through while bcrypt runs.
 		 */
-		async countLoginAttempt(email: string) {
-			const key = throttleKey(email);
+		async countLoginAttempt(email: string, ctx: Context<unknown, ShopMeta>) {
+			const key = throttleKey(email, ctx.meta.ip ?? "unknown");
 			const now = Date.now();
 			const state = (await this.throttleStore().get(key)) as FailureState | null;
 			const wait = retryAfterSeconds(state, now);
@@ -374,8 +374,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			await this.throttleStore().set(key, next, stateTtlSeconds(next, now));
 		},
 
-		async clearLoginFailures(email: string) {
-			await this.throttleStore().del(throttleKey(email));
+		async clearLoginFailures(email: string, ctx: Context<unknown, ShopMeta>) {
+			await this.throttleStore().del(throttleKey(email, ctx.meta.ip ?? "unknown"));
 		},
 
 		/** The broker cacher (shared through Redis when configured), or this node's memory without one. */

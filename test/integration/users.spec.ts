@@ -225,6 +225,22 @@ describe("users service over HTTP", () => {
 			expect((await login(email)).status).toBe(200);
 		});
 
+		test("the lock holds for the address the guesses came from: the owner elsewhere still signs in", async () => {
+			const saved = process.env.TRUST_PROXY;
+			process.env.TRUST_PROXY = "1";
+			try {
+				const email = newEmail("guessed");
+				await register(email);
+				const from = (ip: string) => ({ headers: { "X-Forwarded-For": ip } });
+				for (let i = 0; i < 5; i++) expect((await login(email, `wrong-guess-${i}`, from("203.0.113.7"))).status).toBe(401);
+				expect((await login(email, PASSWORD, from("203.0.113.7"))).status).toBe(429);
+				expect((await login(email, PASSWORD, from("198.51.100.2"))).status).toBe(200);
+			} finally {
+				if (saved === undefined) delete process.env.TRUST_PROXY;
+				else process.env.TRUST_PROXY = saved;
+			}
+		});
+
 		test("unknown accounts are throttled the same way (no enumeration by 429)", async () => {
 			const email = newEmail("ghost");
 			for (let i = 0; i < 5; i++) expect((await login(email)).status).toBe(401);

@@ -42,7 +42,8 @@ describe("login throttle", () => {
 		expect(stateTtlSeconds({ count: 1, since: t0 }, t0 + 15 * MIN + 5)).toBe(1);
 	});
 
-	test("keys are per normalised email", () => {
-		expect(throttleKey("  Jane@Example.COM ")).toBe("login-fail:jane@example.com");
+	test("keys are per normalised email and client address", () => {
+		expect(throttleKey("  Jane@Example.COM ", "203.0.113.7")).toBe("login-fail:jane@example.com|203.0.113.7");
+		expect(throttleKey("jane@example.com", "203.0.113.7")).not.toBe(throttleKey("jane@example.com", "198.51.100.2"));
 	});
 });
