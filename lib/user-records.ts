@@ -19,6 +19,8 @@ export const userCollections: Record<string, CollectionSpec> = {
 			role: { type: String, enum: ["customer", "admin"], required: true, default: "customer" },
 			isVerified: { type: Boolean, required: true, default: false },
 			passwordChangedAt: Date,
+			/** When the last password-reset mail went out (one a minute). */
+			resetMailAt: Date,
 			createdAt: { type: Date, required: true },
 			updatedAt: Date,
 		},

@@ -30,6 +30,8 @@ import { normalizeEmail, publicUser, userCollections } from "../lib/user-records
 
 type TokenPurpose = "verify_email" | "password_reset";
 
+const RESET_MAIL_COOLDOWN_SECONDS = 60;
+
 const nameRule = { type: "string", trim: true, max: 100, optional: true, nullable: true };
 const opaqueTokenRule = { type: "string", min: 1, max: 200 };
 
@@ -189,7 +191,12 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			params: { $$strict: "remove", email: { type: "string", max: 254 } },
 			async handler(ctx: Ctx<{ email: string }>) {
 				const user = await this.db.users.findOne({ email: normalizeEmail(ctx.params.email) });
-				if (user) {
+				// One reset mail a minute per account, claimed by one conditional update: the route must not
+				// become a way to flood someone's inbox.
+				const now = new Date();
+				const cutoff = new Date(now.getTime() - RESET_MAIL_COOLDOWN_SECONDS * 1000);
+				const claimed = user && (await this.db.users.updateOne({ id: user.id, $or: [{ resetMailAt: { $exists: false } }, { resetMailAt: null }, { resetMailAt: { $lt: cutoff } }] }, { $set: { resetMailAt: now } }));
+				if (user && claimed) {
 					const resetToken = await this.issueUserToken(user, "password_reset");
 					await this.publish(ctx, "user.password_reset_requested", { userId: user.id, email: user.email, firstName: user.firstName, resetToken: sealToken(resetToken) });
 				}

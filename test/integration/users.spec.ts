@@ -399,6 +399,11 @@ describe("users service over HTTP", () => {
 			expect(sent).toHaveLength(1);
 			expect(sent[0].payload).toEqual({ userId: reg.user.id, email, firstName: "Linus", resetToken: expect.stringMatching(SEALED), eventId: expect.any(String) });
 			expect(lastMail("user.password_reset_requested", email).resetToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+
+			// Asked again at once (or twenty times): the same 202, but no second mail within the minute.
+			const again = await Promise.all(Array.from({ length: 20 }, () => http.post("/api/auth/password-reset", { email })));
+			expect(again.map((r) => r.status)).toEqual(Array(20).fill(202));
+			expect(mailbox.slice(before).filter((m) => m.event === "user.password_reset_requested")).toHaveLength(1);
 		});
 
 		test("confirm works once, revokes every session, and the new password logs in", async () => {
