@@ -100,6 +100,16 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 const hasBody = (req: IncomingMessage) => req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0");
 const isJson = (req: IncomingMessage) => /^application\/(?:[\w.-]+\+)?json$/.test((req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase());
 
+/** The broker stamps each validation problem with the node and the action that refused it: internals, not the client's business. */
+function publicData(data: unknown): unknown {
+	if (!Array.isArray(data)) return data;
+	return data.map((item) => {
+		if (item === null || typeof item !== "object") return item;
+		const { nodeID: _node, action: _action, ...rest } = item as Record<string, unknown>;
+		return rest;
+	});
+}
+
 function header(req: IncomingMessage, name: string): string | undefined {
 	const v = req.headers[name];
 	return Array.isArray(v) ? v[0] : v;
@@ -259,7 +269,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			if (code === 401) res.setHeader("WWW-Authenticate", 'Bearer realm="api"');
 			const ctx = req.$ctx as Context<unknown, ShopMeta> | undefined;
 			for (const [k, v] of Object.entries(ctx?.meta?.$responseHeaders ?? {})) res.setHeader(k, v);
-			const body = { name: err.name, message: err.message, code, type: err.type, data: code >= 500 && code !== 503 ? undefined : err.data };
+			const body = { name: err.name, message: err.message, code, type: err.type, data: code >= 500 && code !== 503 ? undefined : publicData(err.data) };
 			res.setHeader("Content-Type", "application/json; charset=utf-8");
 			res.writeHead(code);
 			res.end(JSON.stringify(body));

@@ -4,7 +4,7 @@ import jwt from "jsonwebtoken";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
-import { eventually } from "../helpers/cluster";
+import { waitFor } from "../helpers/wait";
 import { signAccessToken, jwtSecret, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
 import "../../mixins/types";
@@ -79,11 +79,11 @@ describe("gateway", () => {
 		const Parcel: ServiceSchema = { name: "parcels", settings: { rest: "/" }, actions: { track: { rest: "GET /parcels/:id", params: { id: "string" }, handler: (ctx: Context<any>) => ({ id: ctx.params.id }) } } };
 		const parcels = shop.broker.createService(Parcel);
 		await shop.broker.waitForServices("parcels");
-		await eventually(async () => (await shop.http.get("/api/parcels/p1")).status === 200);
+		await waitFor(async () => (await shop.http.get("/api/parcels/p1")).status, (status) => status === 200);
 		await shop.broker.destroyService(parcels);
 		// Until the gateway rebuilds its routes the call itself fails (503 as well); then the route is gone.
 		const api = shop.broker.getLocalService("api") as unknown as { aliases: Array<{ action?: string }> };
-		await eventually(() => !api.aliases.some((a) => a.action === "parcels.track"));
+		await waitFor(() => api.aliases.some((a) => a.action === "parcels.track"), (present) => !present);
 		const gone = await shop.http.get("/api/parcels/p2");
 		expect(gone.status).toBe(503);
 		expect(gone.body).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
@@ -105,6 +105,8 @@ describe("gateway", () => {
 		const fields = res.body.data.map((d: any) => d.field).sort();
 		expect(fields).toEqual(["name", "qty"]);
 		expect(res.body).toMatchObject({ name: "ValidationError", code: 422 });
+		// Which node and action refused it stays inside.
+		for (const problem of res.body.data) expect(Object.keys(problem).sort()).toEqual(expect.not.arrayContaining(["action", "nodeID"]));
 	});
 
 	test("400 on malformed JSON, 413 above 1 MB", async () => {
