@@ -37,8 +37,12 @@ import { readConfig } from "../lib/config";
 import { computeCheckoutTotals, type ShippingRates } from "../lib/checkout-totals";
 import { formatOrderNumber, orderNumberDay } from "../lib/order-number";
 
-/** Cart problems (cart.snapshot) that stop a checkout; a changed price is simply the price now. */
-const BLOCKING_CART_PROBLEMS = new Set(["archived", "currency_mismatch"]);
+/**
+ * Cart problems (cart.snapshot) that stop a checkout. A code that no longer applies (used up
+ * meanwhile, expired, below its minimum) would otherwise be dropped and the customer charged more
+ * than the total they saw. A changed price is simply the price now: the cart shows it.
+ */
+const BLOCKING_CART_PROBLEMS = new Set(["archived", "currency_mismatch", "promo"]);
 
 export interface CheckoutParams {
 	shippingAddressId: string;
@@ -150,7 +154,10 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			// Lines that cannot be bought any more would silently drop out of the order: the customer reviews
 			// the cart first. A short stock is for the reservation to decide, atomically.
 			const blocking = (cart.problems ?? []).filter((p: { type: string }) => BLOCKING_CART_PROBLEMS.has(p.type));
-			if (blocking.length) throw new ConflictError("Some items in your cart can no longer be bought", "CART_HAS_PROBLEMS", { problems: blocking });
+			if (blocking.length) {
+				const message = blocking.every((p: { type: string }) => p.type === "promo") ? "Your promotion code no longer applies: remove it or review your cart" : "Some items in your cart can no longer be bought";
+				throw new ConflictError(message, "CART_HAS_PROBLEMS", { problems: blocking });
+			}
 			if (!cart.items?.length) throw new ConflictError("Your cart is empty", "CART_EMPTY");
 			c.cart = cart;
 		},

@@ -171,6 +171,28 @@ describe("checkout", () => {
 		expect(failed.map((e) => e.payload)).toEqual([expect.objectContaining({ reason: "payment_declined", status: "cancelled", userId: c.userId, total: order.total, currency: "USD" })]);
 	});
 
+	test("a code used up after it was applied: 409 naming it, no order, no charge; without the code the checkout goes through", async () => {
+		const code = `GONE${++n}`;
+		await promotion(code, 1);
+		const [first, second] = [await customer(), await customer()];
+		const v = await variant(3000, 4);
+		for (const c of [first, second]) {
+			await addToCart(c.token, v.variantId, 1);
+			expect((await shop.http.post("/api/cart/promo", { code }, { token: c.token })).status).toBe(200);
+		}
+		expect((await checkout(first)).body).toMatchObject({ discount: 500 });
+
+		// The second customer saw the discount in the cart: charging the full price instead needs their say.
+		const refused = await checkout(second);
+		expect(refused.status).toBe(409);
+		expect(refused.body).toMatchObject({ type: "CART_HAS_PROBLEMS", data: { problems: [expect.objectContaining({ type: "promo", code })] } });
+		expect((await shop.http.get("/api/orders", { token: second.token })).body.total).toBe(0);
+		expect(await stockOf(v.variantId)).toBe(3);
+
+		expect((await shop.http.delete("/api/cart/promo", { token: second.token })).status).toBeLessThan(300);
+		expect((await checkout(second)).body).toMatchObject({ discount: 0, subtotal: 3000 });
+	});
+
 	test("oversell: stock 5, 30 concurrent checkouts of 1 → 5 orders, 25 × 409, stock 0, 5 payments", async () => {
 		const v = await variant(2500, 5);
 		const buyers = await Promise.all(Array.from({ length: 30 }, () => customer()));
