@@ -48,6 +48,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		shippingFlatCents: centsSetting(env.SHIPPING_FLAT_CENTS, DEFAULT_SHIPPING_RATES.flatCents),
 		freeShippingThresholdCents: centsSetting(env.FREE_SHIPPING_THRESHOLD_CENTS, DEFAULT_SHIPPING_RATES.freeThresholdCents),
 		seedDemo: bool(env.SEED_DEMO, true),
+		// An order left waiting for its payment (3-D Secure never completed) is cancelled after this.
+		unpaidOrderTtlMinutes: Math.max(1, int(env.UNPAID_ORDER_TTL_MINUTES, 30)),
 		adminEmail: env.ADMIN_EMAIL || undefined,
 		adminPassword: env.ADMIN_PASSWORD || undefined,
 	};

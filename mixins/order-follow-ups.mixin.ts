@@ -20,6 +20,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Collections } from "./db.mixin";
 import type { Collection, Entity } from "./collection";
 import type { OutboxThis } from "./outbox.mixin";
+import { readConfig } from "../lib/config";
 import type { Checkout, CheckoutSagaMethods, CheckoutSagaVars, OrderHostMethods } from "./checkout-saga.mixin";
 import {
 	announcementEvent,
@@ -46,6 +47,8 @@ export interface OrderFollowUpSettings {
 	staleCheckoutMs: number;
 	/** How long one caller may drive an order's follow-ups before another takes over (it died). */
 	followUpLeaseMs: number;
+	/** An order still waiting for its payment this long after its checkout is cancelled, its stock freed. */
+	unpaidOrderTtlMs: number;
 }
 
 type OrderAnnouncement = { event: string; payload: Record<string, unknown> & { orderId: string } };
@@ -64,6 +67,7 @@ export interface OrderFollowUpMethods {
 	refundRest(c: Checkout, reason: string, refundKey: string): Promise<void>;
 	recordRefund(orderId: string, refund: { id: string; amount: number; status?: string }, reason: string | null): Promise<void>;
 	recoverInterrupted(olderThanMs: number): Promise<void>;
+	expireUnpaid(olderThanMs: number): Promise<number>;
 	adoptLegacyCancellation(orderId: string): Promise<Entity | null>;
 }
 
@@ -76,7 +80,7 @@ export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMe
 type OrderFollowUpThis = Service<OrderFollowUpSettings> & OrderFollowUpMethods & OrderFollowUpVars;
 
 const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFollowUpMethods, OrderFollowUpVars>> = {
-	settings: { staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000 },
+	settings: { staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000, unpaidOrderTtlMs: readConfig().unpaidOrderTtlMinutes * 60_000 },
 
 	methods: {
 		/** Payment news, live (with its ctx) or caught up from the payments outbox (ctx null). */
@@ -310,6 +314,33 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			}
 		},
 
+		/**
+		 * Orders still waiting for their payment (3-D Secure never completed, a payment never settled)
+		 * `olderThanMs` after their checkout are cancelled like any cancel: stock and promo use freed,
+		 * the customer told. A payment that settles later is refunded (paidLate). Returns how many.
+		 */
+		async expireUnpaid(olderThanMs: number) {
+			const unpaid = await this.db.orders.find(
+				{ status: "pending", paymentStatus: "pending", "saga.state": "completed", createdAt: { $lt: new Date(Date.now() - olderThanMs) } },
+				{ limit: 100 },
+			);
+			let expired = 0;
+			for (const found of unpaid) {
+				// The same condition as the search: a payment recorded meanwhile keeps the order.
+				const cancelled = await this.changeOrder(found.id, {
+					when: { status: "pending", paymentStatus: "pending" },
+					set: { status: "cancelled", cancelReason: "payment_timeout", cancelledAt: new Date() },
+					event: { type: "cancelled", data: { reason: "payment_timeout", by: "shop" } },
+					followUps: FOLLOW_UPS_AFTER.cancelled,
+				});
+				if (!cancelled) continue;
+				expired++;
+				this.logger.info(`Order ${found.id} cancelled: its payment did not complete within ${Math.round(olderThanMs / 60_000)} min`);
+				await this.driveFollowUps(null, found.id).catch((err: Error) => this.logger.warn(`Follow-ups of expired order ${found.id} left to recovery:`, err.message));
+			}
+			return expired;
+		},
+
 		/** Orders cancelled before follow-ups existed: their release, refund and announcement become follow-ups. */
 		adoptLegacyCancellation(orderId: string) {
 			return this.db.orders.updateOne(
@@ -324,7 +355,8 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		const staleMs = this.settings.staleCheckoutMs;
 		this.recoveryTimer = setInterval(() => {
 			this.recoverInterrupted(staleMs).catch((err: Error) => this.logger.error("Order recovery failed:", err));
-		}, Math.min(staleMs, 5 * 60_000));
+			this.expireUnpaid(this.settings.unpaidOrderTtlMs).catch((err: Error) => this.logger.error("Expiring unpaid orders failed:", err));
+		}, Math.min(staleMs, this.settings.unpaidOrderTtlMs, 5 * 60_000));
 		this.recoveryTimer.unref();
 	},
 

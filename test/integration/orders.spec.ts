@@ -317,6 +317,42 @@ describe("orders", () => {
 		expect(rebuildOrderState(log)).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", paidAmount: order.total });
 	});
 
+	test("a payment never completed: past its time the order is cancelled and its stock freed; a payment that settles after that is refunded", async () => {
+		const orders = shop.broker.getLocalService("orders") as any;
+		const a = await customer();
+		const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", stock: 4 });
+		expect(await stockOf(variantId)).toBe(3);
+		// Younger than the limit: kept.
+		expect(await orders.expireUnpaid(60_000)).toBe(0);
+		expect((await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body.status).toBe("pending");
+
+		expect(await orders.expireUnpaid(0)).toBeGreaterThanOrEqual(1);
+		const expired = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
+		expect(expired).toMatchObject({ status: "cancelled", cancelReason: "payment_timeout", paymentStatus: "pending" });
+		expect(await stockOf(variantId)).toBe(4);
+		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
+		// Done once: a second sweep finds nothing of it.
+		await orders.expireUnpaid(0);
+		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
+
+		// The customer completes 3-D Secure after all: the money goes back, the order stays cancelled.
+		const pay = await payment(order.id);
+		// The built-in test provider only knows charges that succeeded at once; at Stripe this one is refundable now.
+		(shop.broker.getLocalService("payments") as any).provider.charges.set(pay.providerPaymentId, { amount: order.total, refunded: 0 });
+		const payload = JSON.stringify({
+			id: `evt_${process.pid}_${++n}`,
+			object: "event",
+			type: "payment_intent.succeeded",
+			created: Math.floor(Date.now() / 1000),
+			data: { object: { id: pay.providerPaymentId, object: "payment_intent", amount: order.total, metadata: { orderId: order.id } } },
+		});
+		const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
+		expect((await shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } })).status).toBe(200);
+		const after = await waitFor(async () => (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body, (o: any) => o.paymentStatus === "refunded");
+		expect(after).toMatchObject({ status: "cancelled", refundedAmount: order.total });
+		expect(await stockOf(variantId)).toBe(4);
+	});
+
 	test("validation: unknown status values and bad refund amounts are 422", async () => {
 		const a = await customer();
 		const { order } = await placeOrder(a);
