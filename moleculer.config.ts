@@ -85,7 +85,19 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			// the dashboards and alerts do). Moleculer's own would keep every sample of the last minute
 			// for each histogram and cost time on every request.
 			defaultQuantiles: null as any,
-			reporter: [{ type: "Prometheus", options: { port: cfg.metricsPort, path: "/metrics", defaultLabels: (registry: any) => ({ namespace: registry.broker.namespace, nodeID: registry.broker.nodeID }) } }],
+			reporter: [
+				{
+					type: "Prometheus",
+					options: {
+						port: cfg.metricsPort,
+						host: cfg.metricsHost,
+						path: "/metrics",
+						defaultLabels: (registry: any) => ({ namespace: registry.broker.namespace, nodeID: registry.broker.nodeID }),
+						// Who runs the process and where is nobody's business who can read the metrics.
+						excludes: ["os.user.*", "os.network.*", "os.hostname", "process.arguments"],
+					},
+				},
+			],
 		},
 		tracing: tracingOptions(cfg),
 		middlewares: [RetryBoundaryMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],

@@ -23,6 +23,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		isTest,
 		port: int(env.PORT, 3000),
 		metricsPort: int(env.METRICS_PORT, 3030),
+		// Loopback unless told: the metrics carry sales figures. Deployments scraped from outside set 0.0.0.0.
+		metricsHost: env.METRICS_HOST || "127.0.0.1",
 		healthPort: env.HEALTH_PORT ? int(env.HEALTH_PORT, 0) : undefined,
 		heartbeatInterval: int(env.HEARTBEAT_INTERVAL, 5),
 		heartbeatTimeout: int(env.HEARTBEAT_TIMEOUT, 15),

@@ -7,6 +7,7 @@ import Redis from "ioredis";
 import { startNode, joinCluster, eventually, freePort, redisUrl, type ShopNode } from "../helpers/cluster";
 import { startShop } from "../helpers/shop";
 import { HealthMixin } from "../../mixins/health.mixin";
+import { buildBrokerConfig } from "../../moleculer.config";
 import { FakeUsers } from "../helpers/fakes";
 
 jest.setTimeout(90_000);
@@ -137,6 +138,21 @@ describe("Prometheus reporter", () => {
 			await shop.broker.call("probe.square", { n: 3 });
 			const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
 			expect(text).toMatch(/moleculer_request_total\{[^}]*action="probe\.square"[^}]*\} 1/);
+		} finally {
+			await shop.stop();
+		}
+	});
+
+	test("as shipped: on the loopback address, without the process's user, host name, addresses or command line", async () => {
+		const port = await freePort();
+		const shipped = buildBrokerConfig({ NODE_ENV: "test", METRICS_ENABLED: "true", METRICS_PORT: String(port) }).metrics as Record<string, unknown>;
+		// Process metrics are off under tests by default; these are what the reporter must filter.
+		const shop = await startShop({ services: [Counter, FakeUsers], noGateway: true, broker: { metrics: { ...shipped, collectProcessMetrics: true } } });
+		try {
+			const text = await eventually(async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+			expect((shop.broker.metrics as any).reporter[0].server.address().address).toBe("127.0.0.1");
+			expect(text).toMatch(/process_memory_heap_size_total/);
+			expect(text).not.toMatch(/os_user_|os_hostname|os_network_|process_arguments/);
 		} finally {
 			await shop.stop();
 		}
