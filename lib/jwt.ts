@@ -63,7 +63,8 @@ export function verifyAccessToken(token: string, secret = jwtSecret()): AccessCl
 		issuer: TOKEN_ISSUER,
 		audience: TOKEN_AUDIENCE,
 	}) as jwt.JwtPayload;
-	if (typeof payload.sub !== "string" || typeof payload.sid !== "string" || (payload.role !== "customer" && payload.role !== "admin")) {
+	// Every token we sign expires; one without `exp` was not signed by this code, whoever holds the key.
+	if (typeof payload.exp !== "number" || typeof payload.sub !== "string" || typeof payload.sid !== "string" || (payload.role !== "customer" && payload.role !== "admin")) {
 		throw new Error("Malformed token claims");
 	}
 	return { sub: payload.sub, sid: payload.sid, role: payload.role, exp: payload.exp as number };
