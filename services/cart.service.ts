@@ -10,6 +10,8 @@ import type {} from "moleculer-web";
 import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
+import { isIssuedCartId, issueCartId } from "../lib/cart-id";
+import { jwtSecret } from "../lib/jwt";
 import { readConfig } from "../lib/config";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { DEFAULT_CURRENCY } from "../lib/money";
@@ -23,7 +25,6 @@ import { createCartStore, type CartStore, type LineResult } from "../adapters/ca
 const MAX_QUANTITY = 99;
 const MAX_LINES = 100;
 /** Guest cart ids we hand out are 24 base64url characters (144 random bits); a little slack for others. */
-const CART_ID_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
 
 type Ctx<P = Record<string, never>> = Context<P, ShopMeta>;
 
@@ -302,7 +303,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			params: { guestCartId: "string", userId: "string" },
 			async handler(ctx: Ctx<{ guestCartId: string; userId: string }>) {
 				const { guestCartId, userId } = ctx.params;
-				if (!CART_ID_PATTERN.test(guestCartId)) return { merged: 0 };
+				if (!isIssuedCartId(guestCartId, jwtSecret())) return { merged: 0 };
 				const guestKey = `g:${guestCartId}`;
 				// Taken (read and deleted at once) first, so two logins with one guest cart merge it once.
 				const guest = await this.store.take(guestKey);
@@ -346,8 +347,8 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 		ownerOf(ctx: Ctx<unknown>): Owner {
 			const user = ctx.meta.user;
 			if (user) return { key: `u:${user.id}`, userId: user.id };
-			let cartId = ctx.meta.cartId;
-			if (!cartId || !CART_ID_PATTERN.test(cartId)) cartId = crypto.randomBytes(18).toString("base64url");
+			// Only an id this shop issued: one of the client's own choosing starts a new cart.
+			const cartId = isIssuedCartId(ctx.meta.cartId, jwtSecret()) ? ctx.meta.cartId : issueCartId(jwtSecret());
 			ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, "X-Cart-Id": cartId };
 			return { key: `g:${cartId}` };
 		},

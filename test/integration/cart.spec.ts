@@ -265,12 +265,14 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 	});
 
 	describe("guests and owners", () => {
+		/** 18 random bytes and the shop's MAC of them (lib/cart-id.ts). */
+		const ISSUED_CART_ID = /^[A-Za-z0-9_-]{24}\.[A-Za-z0-9_-]{16}$/;
 		test("a guest gets an unguessable X-Cart-Id and keeps its cart with it", async () => {
 			const tee = await addVariant();
 			const first = await shop.http.post("/api/cart/items", { variantId: tee.id, quantity: 2 });
 			expect(first.status).toBe(201);
 			const cartId = first.headers.get("x-cart-id")!;
-			expect(cartId).toMatch(/^[A-Za-z0-9_-]{24}$/);
+			expect(cartId).toMatch(ISSUED_CART_ID);
 			const again = await shop.http.get("/api/cart", { headers: { "X-Cart-Id": cartId } });
 			expect(again.body.items[0]).toMatchObject({ variantId: tee.id, quantity: 2 });
 			expect(again.headers.get("x-cart-id")).toBe(cartId);
@@ -278,9 +280,13 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			const other = await shop.http.get("/api/cart");
 			expect(other.body.items).toEqual([]);
 			expect(other.headers.get("x-cart-id")).not.toBe(cartId);
-			// A malformed id is replaced, never used.
-			const bad = await shop.http.get("/api/cart", { headers: { "X-Cart-Id": "../../etc" } });
-			expect(bad.headers.get("x-cart-id")).toMatch(/^[A-Za-z0-9_-]{24}$/);
+			// A malformed id, or one of the client's own choosing, is replaced, never used.
+			for (const chosen of ["../../etc", "AAAAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAA"]) {
+				const planted = await shop.http.post("/api/cart/items", { variantId: tee.id, quantity: 1 }, { headers: { "X-Cart-Id": chosen } });
+				expect(planted.headers.get("x-cart-id")).toMatch(ISSUED_CART_ID);
+				expect(planted.headers.get("x-cart-id")).not.toBe(chosen);
+				expect((await shop.http.get("/api/cart", { headers: { "X-Cart-Id": chosen } })).body.items).toEqual([]);
+			}
 			// Guests update and clear with the header too.
 			expect((await shop.http.patch(`/api/cart/items/${tee.id}`, { quantity: 5 }, { headers: { "X-Cart-Id": cartId } })).body.items[0].quantity).toBe(5);
 			expect((await shop.http.delete("/api/cart", { headers: { "X-Cart-Id": cartId } })).status).toBe(204);
