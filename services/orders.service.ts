@@ -71,6 +71,8 @@ import {
 } from "../lib/idempotency";
 
 const IDEMPOTENCY_TTL_SECONDS = 48 * 3600;
+/** Orders one customer may have waiting for their payment (3-D Secure) at once; each holds stock until it expires. */
+const MAX_UNPAID_ORDERS = 3;
 
 interface OwnSettings {
 	rest: string;
@@ -132,7 +134,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					200: "The order already placed with this Idempotency-Key and body",
 					400: "Idempotency-Key missing or malformed",
 					402: "Payment declined: stock released, order cancelled, cart kept",
-					409: "Cart empty or not buyable, stock short, or the Idempotency-Key is in use or was used with another body",
+					409: "Cart empty or not buyable, stock short, too many orders waiting for payment, or the Idempotency-Key is in use or was used with another body",
 				},
 				headers: { "Idempotency-Key": { required: true, description: "One checkout per key: a retry with the same body gets the first answer" } },
 			},
@@ -158,6 +160,9 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				if (!claim.claimed) return this.replayCheckout(ctx, claim.record, fingerprint);
 
 				try {
+					// Each order waiting for its payment holds its stock until it expires: a few per customer at most.
+					const unpaid = await this.db.orders.count({ userId, status: "pending", paymentStatus: "pending" });
+					if (unpaid >= MAX_UNPAID_ORDERS) throw new ConflictError(`You have ${unpaid} orders waiting for payment: complete or cancel one first`, "TOO_MANY_UNPAID_ORDERS");
 					const order = await this.runCheckout(ctx, claim.record.orderId);
 					const view = orderView(order);
 					await this.db.idempotency_keys.updateOne({ id: claim.record.id }, { $set: { status: "completed", response: view } });

@@ -353,6 +353,24 @@ describe("orders", () => {
 		expect(await stockOf(variantId)).toBe(4);
 	});
 
+	test("three orders waiting for payment at most per customer: a fourth checkout is a 409 until one is settled or cancelled", async () => {
+		const a = await customer();
+		const waiting = [];
+		for (let i = 0; i < 3; i++) waiting.push((await placeOrder(a, { card: "pm_card_authenticationRequired" })).order);
+		const v = await variant(3000, 10);
+		expect((await shop.http.post("/api/cart/items", { variantId: v.variantId, quantity: 1 }, { token: a.token })).status).toBe(201);
+		const fourth = () =>
+			shop.http.post("/api/orders", { shippingAddressId: a.addressId, paymentMethod: { type: "card", token: "pm_card_authenticationRequired" } }, { token: a.token, headers: { "Idempotency-Key": crypto.randomUUID() } });
+		const refused = await fourth();
+		expect(refused.status).toBe(409);
+		expect(refused.body.type).toBe("TOO_MANY_UNPAID_ORDERS");
+		expect(await stockOf(v.variantId)).toBe(10);
+		// Another customer is not affected; and once one of the three is cancelled, the fourth goes through.
+		expect((await placeOrder(await customer(), { card: "pm_card_authenticationRequired" })).order.status).toBe("pending");
+		expect((await shop.http.post(`/api/orders/${waiting[0].id}/cancel`, {}, { token: a.token })).status).toBe(200);
+		expect((await fourth()).status).toBe(201);
+	});
+
 	test("validation: unknown status values and bad refund amounts are 422", async () => {
 		const a = await customer();
 		const { order } = await placeOrder(a);
