@@ -17,6 +17,7 @@ import type { AuthUser, ShopMeta } from "../mixins/types";
 import { ForbiddenError, NotFoundError, ConflictError, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { ratingIncrement, summaryFromCounters, type RatingSummary } from "../lib/rating-summary";
+import { reviewAuthorName } from "../lib/review-author";
 
 type ReviewStatus = "pending" | "approved" | "rejected" | "deleted";
 
@@ -28,6 +29,8 @@ interface Review extends Entity {
 	body: string;
 	status: ReviewStatus;
 	isVerifiedPurchase: boolean;
+	/** "Bea S.", taken from the account when the review was written (lib/review-author). */
+	authorName?: string | null;
 	helpfulCount: number;
 	notHelpfulCount: number;
 	createdAt: Date;
@@ -44,6 +47,7 @@ interface ReviewsMethods {
 	announceRating(ctx: Context, review: Review, approved: boolean, summary: RatingSummary & { version: number }, extra?: Record<string, unknown>): Promise<void>;
 	isVerifiedPurchase(ctx: Context, userId: string, productId: string): Promise<boolean>;
 	requireProduct(ctx: Context, productId: string): Promise<void>;
+	authorNameOf(ctx: Context, userId: string): Promise<string | null>;
 }
 
 type ReviewsThis = Service & DbServiceThis & OutboxThis & ReviewsMethods;
@@ -62,6 +66,7 @@ function toPublic(r: Review) {
 		id: r.id,
 		productId: r.productId,
 		userId: r.userId,
+		authorName: r.authorName ?? null,
 		rating: r.rating,
 		title: r.title,
 		body: r.body,
@@ -87,6 +92,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 					body: String,
 					status: { type: String, required: true },
 					isVerifiedPurchase: Boolean,
+					authorName: { type: String, default: null },
 					helpfulCount: { type: Number, default: 0 },
 					notHelpfulCount: { type: Number, default: 0 },
 					createdAt: Date,
@@ -171,6 +177,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 						body: ctx.params.body ?? "",
 						status: "pending",
 						isVerifiedPurchase: await this.isVerifiedPurchase(ctx, userId, productId),
+						authorName: await this.authorNameOf(ctx, userId),
 						helpfulCount: 0,
 						notHelpfulCount: 0,
 						createdAt: now,
@@ -294,6 +301,16 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 	},
 
 	methods: {
+		/** The name the review is shown under, taken when it is written; a review is not refused for want of it. */
+		async authorNameOf(this: ReviewsThis, ctx: Context, userId: string) {
+			try {
+				return reviewAuthorName(await ctx.call<{ firstName?: string | null; lastName?: string | null }, { id: string }>("users.get", { id: userId }));
+			} catch (err) {
+				this.logger.warn(`Author name of user ${userId} not available:`, (err as Error).message);
+				return null;
+			}
+		},
+
 		/** A product the shop sells (not unknown, not archived), else 404: its reviews are not shown, nor taken. */
 		async requireProduct(this: ReviewsThis, ctx: Context, productId: string) {
 			const [product] = await ctx.call<Array<{ id: string; isActive: boolean }>, { ids: string[] }>("products.getMany", { ids: [productId] });

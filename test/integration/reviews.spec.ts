@@ -311,7 +311,7 @@ describe("reviews with the real shop services", () => {
 		const { id: productId } = product.body;
 		const variantId = product.body.variants[0].id;
 
-		const buyer = (await http.post("/api/auth/register", { email: "buyer@reviews.test", password: "buyer-password-1" })).body.accessToken;
+		const buyer = (await http.post("/api/auth/register", { email: "buyer@reviews.test", password: "buyer-password-1", firstName: "Bea", lastName: "Smith" })).body.accessToken;
 		const other = (await http.post("/api/auth/register", { email: "other@reviews.test", password: "other-password-1" })).body.accessToken;
 		const address = (await http.post("/api/me/addresses", { type: "shipping", line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" }, { token: buyer })).body;
 		expect((await http.post("/api/cart/items", { variantId, quantity: 1 }, { token: buyer })).status).toBe(201);
@@ -326,6 +326,9 @@ describe("reviews with the real shop services", () => {
 		expect(verified.body.isVerifiedPurchase).toBe(true);
 		const unverified = await http.post(`/api/products/${productId}/reviews`, { rating: 2 }, { token: other });
 		expect(unverified.body.isVerifiedPurchase).toBe(false);
+		// Shown under the first name and the last name's initial; one without a name, under none.
+		expect(verified.body.authorName).toBe("Bea S.");
+		expect(unverified.body.authorName).toBeNull();
 		expect((await http.post("/api/products/not-a-product/reviews", { rating: 2 }, { token: other })).status).toBe(404);
 
 		await http.patch(`/api/reviews/${verified.body.id}/moderation`, { approved: true }, { token: adminTok });
@@ -334,5 +337,8 @@ describe("reviews with the real shop services", () => {
 		expect(summary).toEqual({ average: 3.5, count: 2, histogram: { 1: 0, 2: 1, 3: 0, 4: 0, 5: 1 } });
 		const shown = (await http.get(`/api/products/${productId}`)).body;
 		expect(shown.rating).toMatchObject({ average: 3.5, count: 2 });
+		const listed = (await http.get(`/api/products/${productId}/reviews`)).body.rows;
+		expect(listed.map((r: any) => r.authorName).sort()).toEqual(["Bea S.", null]);
+		expect(JSON.stringify(listed)).not.toMatch(/Smith|reviews\.test/);
 	}, 60_000);
 });
