@@ -47,7 +47,8 @@ export class TestPaymentProvider implements PaymentProvider {
 			if (!card) return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: INVALID_PAYMENT_METHOD };
 			this.chargesCreated++;
 			const providerId = `pi_test_${crypto.randomBytes(12).toString("hex")}`;
-			if (card.outcome === "succeeded") this.charges.set(providerId, { amount: input.amount, refunded: 0 });
+			// A pending one (3-D Secure) is refundable too once it settles: payments asks only then.
+			if (card.outcome !== "failed") this.charges.set(providerId, { amount: input.amount, refunded: 0 });
 			return { providerId, status: card.outcome, cardBrand: card.brand, cardLast4: card.last4, failureReason: card.reason ?? null };
 		});
 	}

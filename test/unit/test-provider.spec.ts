@@ -60,6 +60,9 @@ describe("built-in test payment provider", () => {
 		expect((await refund(400, "r2")).status).toBe("succeeded");
 		await expect(refund(1, "r3")).rejects.toThrow(/exceeds/);
 		await expect(provider.refund({ providerPaymentId: "pi_unknown", amount: 1, idempotencyKey: "r4" })).rejects.toThrow(/No such payment/);
+		// A 3-D Secure payment, settled later (by the webhook), can be refunded like any other; a declined one cannot.
+		const pending = await charge(provider, "pm_card_authenticationRequired", "k-3ds", 1500);
+		expect((await provider.refund({ providerPaymentId: pending.providerId!, amount: 1500, idempotencyKey: "r5" })).status).toBe("succeeded");
 	});
 
 	test("declined payments cannot be refunded", async () => {
