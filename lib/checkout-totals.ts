@@ -22,9 +22,11 @@ export interface CheckoutTotals {
 	total: number;
 }
 
-/** Shipping for `merchandise` cents of goods: free at or above the threshold, else the flat rate. */
+/**
+ * Shipping for goods worth `merchandise` cents after the discount: free at or above the threshold,
+ * else the flat rate. Goods a discount made free still travel: a code covers goods, not shipping.
+ */
 export function shippingFor(merchandise: number, rates: ShippingRates): number {
-	if (merchandise <= 0) return 0;
 	return merchandise >= rates.freeThresholdCents ? 0 : rates.flatCents;
 }
 
@@ -37,7 +39,8 @@ export function computeCheckoutTotals(lines: PricedLine[], discount: number, rat
 	assertCents(rates.freeThresholdCents, "free shipping threshold");
 	const subtotal = sumCents(lines.map((l) => multiplyCents(l.unitPrice, l.quantity)));
 	const applied = Math.min(Math.max(0, assertCents(discount, "discount")), subtotal);
-	const shipping = shippingFor(subtotal - applied, rates);
+	// Nothing to send costs nothing (an empty cart never gets this far; the rule is for completeness).
+	const shipping = lines.length ? shippingFor(subtotal - applied, rates) : 0;
 	return { subtotal, discount: applied, shipping, total: subtotal - applied + shipping };
 }
 

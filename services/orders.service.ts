@@ -291,6 +291,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					throw new ConflictError(`Nothing to refund: payment is ${order.paymentStatus}`, "NOT_REFUNDABLE", { paymentStatus: order.paymentStatus });
 				}
 				const refundable = order.paidAmount - order.refundedAmount;
+				// Paid in full by a discount (a total of 0): there is no money to give back.
+				if (refundable <= 0) throw new ConflictError("Nothing to refund: nothing was paid, or all of it is refunded", "NOT_REFUNDABLE", { paidAmount: order.paidAmount, refundedAmount: order.refundedAmount });
 				const amount = ctx.params.amount ?? refundable;
 				if (amount > refundable) throw invalidField("amount", `At most ${refundable} can be refunded`, "numberMax");
 				// A retried request with the same Idempotency-Key refunds once; two different refunds of the same amount are both allowed.

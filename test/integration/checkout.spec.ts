@@ -193,6 +193,34 @@ describe("checkout", () => {
 		expect((await checkout(second)).body).toMatchObject({ discount: 0, subtotal: 3000 });
 	});
 
+	test("a code that covers the goods still pays shipping; with free shipping the order costs nothing, is charged nothing and has nothing to refund", async () => {
+		const fullCode = async () => {
+			const code = `FREE${++n}`;
+			expect((await shop.http.post("/api/promotions", { code, type: "percent", value: 100 }, { token: adminToken })).status).toBe(201);
+			return code;
+		};
+		const { c } = await buyerWithCart(1500, 5);
+		expect((await shop.http.post("/api/cart/promo", { code: await fullCode() }, { token: c.token })).status).toBe(200);
+		const paidShipping = await checkout(c);
+		expect(paidShipping.body).toMatchObject({ subtotal: 1500, discount: 1500, shipping: 599, total: 599, paymentStatus: "succeeded" });
+		expect((await payment(paidShipping.body.id)).amount).toBe(599);
+
+		const saved = orders().shippingRates;
+		orders().shippingRates = { flatCents: 0, freeThresholdCents: 0 };
+		try {
+			const { c: d } = await buyerWithCart(1500, 5);
+			expect((await shop.http.post("/api/cart/promo", { code: await fullCode() }, { token: d.token })).status).toBe(200);
+			const free = await checkout(d);
+			expect(free.body).toMatchObject({ total: 0, status: "confirmed", paymentStatus: "succeeded" });
+			expect(await payment(free.body.id)).toBeNull();
+			const refund = await shop.http.post(`/api/orders/${free.body.id}/refund`, { reason: "goodwill" }, { token: adminToken });
+			expect(refund.status).toBe(409);
+			expect(refund.body.type).toBe("NOT_REFUNDABLE");
+		} finally {
+			orders().shippingRates = saved;
+		}
+	});
+
 	test("oversell: stock 5, 30 concurrent checkouts of 1 → 5 orders, 25 × 409, stock 0, 5 payments", async () => {
 		const v = await variant(2500, 5);
 		const buyers = await Promise.all(Array.from({ length: 30 }, () => customer()));

@@ -11,8 +11,11 @@ describe("computeCheckoutTotals", () => {
 		// the threshold applies to the goods after the discount
 		[[{ unitPrice: 3000, quantity: 2 }], 1500, { subtotal: 6000, discount: 1500, shipping: 599, total: 5099 }],
 		[[{ unitPrice: 1000, quantity: 3 }, { unitPrice: 250, quantity: 4 }], 0, { subtotal: 4000, discount: 0, shipping: 599, total: 4599 }],
-		// a discount never exceeds the subtotal, nor goes negative; nothing to ship costs nothing
-		[[{ unitPrice: 1000, quantity: 1 }], 5000, { subtotal: 1000, discount: 1000, shipping: 0, total: 0 }],
+		// a discount never exceeds the subtotal, nor goes negative; goods it made free still ship at the flat rate
+		[[{ unitPrice: 1000, quantity: 1 }], 5000, { subtotal: 1000, discount: 1000, shipping: 599, total: 599 }],
+		[[{ unitPrice: 999, quantity: 1 }], 999, { subtotal: 999, discount: 999, shipping: 599, total: 599 }],
+		// nothing to send costs nothing
+		[[], 0, { subtotal: 0, discount: 0, shipping: 0, total: 0 }],
 		[[{ unitPrice: 1000, quantity: 1 }], -50, { subtotal: 1000, discount: 0, shipping: 599, total: 1599 }],
 	])("%j with discount %i", (lines, discount, expected) => {
 		expect(computeCheckoutTotals(lines, discount, rates)).toEqual(expected);
@@ -29,7 +32,7 @@ describe("computeCheckoutTotals", () => {
 	});
 
 	test.each([
-		[0, 0],
+		[0, 599],
 		[1, 599],
 		[4999, 599],
 		[5000, 0],
