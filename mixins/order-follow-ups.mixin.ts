@@ -92,7 +92,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			if (event === "payment.succeeded") await this.paymentSucceeded(ctx, payload as { orderId: string; paymentId: string; amount: number });
 			else if (event === "payment.failed") await this.paymentFailed(ctx, payload as { orderId: string; reason?: string });
 			// Refunds made outside this service (e.g. in Stripe's dashboard) still show on the order.
-			else if (event === "payment.refunded") await this.recordRefund(payload.orderId, { id: payload.refundId, amount: payload.amount }, null);
+			else if (event === "payment.refunded") await this.recordRefund(payload.orderId, { id: payload.refundId, amount: payload.amount }, typeof payload.reason === "string" ? payload.reason : null);
 		},
 
 		/** The provider confirmed a payment later (webhook). Replayed, it finishes what the first delivery left pending. */

@@ -270,6 +270,8 @@ describe("orders", () => {
 
 		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
 		expect(log.filter((e: any) => e.type === "refunded").map((e: any) => e.data.amount)).toEqual([1500, 4500]);
+		// Whichever records a refund first (the action, or the payment.refunded event), the reason given is kept.
+		expect(log.filter((e: any) => e.type === "refunded").map((e: any) => e.data.reason)).toEqual(["scratched box", "returned"]);
 		const rebuilt = rebuildOrderState(log);
 		const stored = current;
 		expect(rebuilt).toMatchObject({
