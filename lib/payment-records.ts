@@ -14,6 +14,8 @@ export const POLL_MS = 25;
 export interface Payment {
 	id: string;
 	orderId: string;
+	/** The order's number when the charge was made (older payments have none). */
+	orderNumber?: string | null;
 	userId: string;
 	amount: number;
 	currency: string;

@@ -251,7 +251,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			let payment: any;
 			c.chargeUnsettled = true;
 			try {
-				payment = await this.callFrom(c, "payments.charge", { orderId: c.orderId, userId: c.userId, amount: order.total, currency: order.currency, paymentMethod: c.params!.paymentMethod });
+				payment = await this.callFrom(c, "payments.charge", { orderId: c.orderId, orderNumber: order.number, userId: c.userId, amount: order.total, currency: order.currency, paymentMethod: c.params!.paymentMethod });
 			} catch (err: any) {
 				if (err?.code === 402) {
 					await this.changeOrder(c.orderId, { set: { paymentStatus: "failed" }, event: { type: "payment_failed", data: { reason: err.message, type: err.type ?? null } } });

@@ -192,7 +192,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 
 		async publishRefund(ctx: Context, p: Payment, r: Refund) {
 			await this.publish(ctx, "payment.refunded", {
-				orderId: p.orderId, paymentId: p.id, refundId: r.id, userId: p.userId, amount: r.amount, currency: r.currency, totalRefunded: p.refundedAmount, reason: r.reason ?? null,
+				orderId: p.orderId, ...(p.orderNumber ? { number: p.orderNumber } : {}), paymentId: p.id, refundId: r.id, userId: p.userId, amount: r.amount, currency: r.currency, totalRefunded: p.refundedAmount, reason: r.reason ?? null,
 			});
 		},
 	} satisfies PaymentRefundMethods & ThisType<PaymentRefundThis>,

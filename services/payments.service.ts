@@ -25,6 +25,8 @@ const WEBHOOK_EVENT_TTL_SECONDS = 30 * 24 * 3600;
 
 interface ChargeParams {
 	orderId: string;
+	/** The order's number, for what the customer is told about this payment (refund emails). */
+	orderNumber?: string;
 	userId: string;
 	amount: number;
 	currency: string;
@@ -76,7 +78,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		DbMixin("payments", {
 			payments: {
 				fields: {
-					orderId: String, userId: String, amount: Number, currency: String, status: String, provider: String,
+					orderId: String, orderNumber: String, userId: String, amount: Number, currency: String, status: String, provider: String,
 					providerPaymentId: String, cardBrand: String, cardLast4: String, failureReason: String,
 					refundedAmount: Number, reservedRefundAmount: Number, chargeLeaseUntil: Date, createdAt: Date, updatedAt: Date,
 				},
@@ -106,6 +108,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			params: {
 				$$strict: "remove",
 				orderId: { type: "string", min: 1, max: 100 },
+				orderNumber: { type: "string", min: 1, max: 100, optional: true },
 				userId: { type: "string", min: 1, max: 100 },
 				amount: { type: "number", integer: true, positive: true },
 				currency: { type: "string", uppercase: true, pattern: /^[A-Z]{3}$/ },
@@ -203,7 +206,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			const now = new Date();
 			try {
 				const payment = await this.db.payments.insert({
-					orderId: params.orderId, userId: params.userId, amount: params.amount, currency: params.currency, status: "pending",
+					orderId: params.orderId, orderNumber: params.orderNumber ?? null, userId: params.userId, amount: params.amount, currency: params.currency, status: "pending",
 					provider: this.provider.name, providerPaymentId: null, cardBrand: null, cardLast4: null, failureReason: null,
 					refundedAmount: 0, reservedRefundAmount: 0, chargeLeaseUntil: new Date(now.getTime() + LEASE_MS), createdAt: now, updatedAt: now,
 				});

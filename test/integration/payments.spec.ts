@@ -208,6 +208,13 @@ describe("payments (built-in test provider)", () => {
 			await expect(refund(orderId, `${orderId}-again`)).rejects.toMatchObject({ code: 409, type: "ALREADY_REFUNDED" });
 		});
 
+		test("a charge made with its order's number announces its refunds with it, for the customer's email", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 3000, { orderNumber: "SH-261128-00AB" });
+			await refund(orderId, `${orderId}-part`, 1000);
+			expect(eventsFor(orderId, "payment.refunded")[0].payload).toMatchObject({ number: "SH-261128-00AB", amount: 1000, totalRefunded: 1000 });
+		});
+
 		test("partial refunds: the status follows, the total never exceeds what was paid", async () => {
 			const orderId = newOrderId();
 			await charge(orderId, "pm_card_visa", 1000);
