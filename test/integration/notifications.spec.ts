@@ -230,7 +230,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		const rows = (await waitFor(listAll, (b) => b.total === before + 3)).rows;
 		expect(rows.slice(0, 3).map((m: any) => m.template).sort()).toEqual(["order-cancelled", "order-delivered", "payment-refunded"]);
 		const cancelled = await svc.db.notifications.findOne({ template: "order-cancelled" });
-		expect(cancelled.text).toContain("We refunded $34.98 to your payment method");
+		expect(cancelled.text).toContain("In all, $34.98 of this order has been refunded to your payment method");
 		const refund = await svc.db.notifications.findOne({ template: "payment-refunded" });
 		expect(refund.subject).toBe("Refund of $34.98 issued");
 		await sleep(200);
