@@ -51,7 +51,14 @@ export type AnalyticsEvent = EventBase &
 				items: SoldItem[];
 				checkoutDurationMs?: number;
 		  }
-		| { type: "order.cancelled"; orderId: string; status: string; currency: string }
+		| {
+				type: "order.cancelled";
+				orderId: string;
+				status: string;
+				currency: string;
+				/** What a confirmed order had sold, taken back from the products' units and revenue. */
+				unsold?: { discount: number; items: SoldItem[] };
+		  }
 		| { type: "checkout.failed"; orderId: string; currency: string; reason: string }
 		| { type: "payment.refunded"; orderId: string; currency: string; amount: number }
 		| { type: "payment.failed"; orderId: string; currency: string; amount: number }
@@ -147,8 +154,11 @@ export function normaliseEvent(name: string, payload: unknown, receivedAt: Date 
 		const withHour = { ...base, hour: hourKey(base.at) };
 		switch (name) {
 			case "order.created":
-			case "order.cancelled":
 				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), status: ORDER_STATUS[name], currency: currency(p) } };
+			case "order.cancelled": {
+				const unsold = p.wasConfirmed === true ? { discount: p.discount == null ? 0 : cents(p, "discount", 0), items: soldItems(p) } : undefined;
+				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), status: ORDER_STATUS[name], currency: currency(p), ...(unsold ? { unsold } : {}) } };
+			}
 			case "order.confirmed":
 				return {
 					ok: true,
@@ -212,18 +222,12 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 				at("revenue", e.currency, e.total, { currency: e.currency }),
 				funnel("paid"),
 			];
-			const discounts = allocateCents(Math.min(e.discount, e.items.reduce((s, i) => s + i.lineTotal, 0)), e.items.map((i) => i.lineTotal));
-			e.items.forEach((item, i) => {
-				const dims: Record<string, string> = { productId: item.productId };
-				if (item.name) dims.name = item.name;
-				out.push(at("units", item.productId, item.quantity, dims));
-				out.push(at("product_revenue", `${item.productId}|${e.currency}`, item.lineTotal - discounts[i], { ...dims, currency: e.currency }));
-			});
-			return out;
+			return [...out, ...productIncrements(e, 1, at)];
 		}
 		case "order.cancelled":
-			// Counted by status only: the money comes back through payment.refunded (see the top).
-			return [at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency })];
+			// The money comes back through payment.refunded (see the top); a confirmed order's goods are
+			// taken back from the products' units and revenue, which refunds do not touch.
+			return [at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency }), ...(e.unsold ? productIncrements({ ...e.unsold, currency: e.currency }, -1, at) : [])];
 		case "payment.refunded":
 			return [at("revenue", e.currency, -e.amount, { currency: e.currency }), at("refunds", e.currency, e.amount, { currency: e.currency })];
 		case "checkout.failed":
@@ -236,6 +240,23 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 		case "cart.item_added":
 			return [funnel("addedToCart")];
 	}
+}
+
+/** Units and revenue per product of an order's lines, each line net of its share of the discount; `sign` -1 takes them back. */
+function productIncrements(
+	sale: { discount: number; items: SoldItem[]; currency: string },
+	sign: 1 | -1,
+	at: (metric: MetricName, key: string, value: number, dims?: Record<string, string>) => Increment,
+): Increment[] {
+	const discounts = allocateCents(Math.min(sale.discount, sale.items.reduce((s, i) => s + i.lineTotal, 0)), sale.items.map((i) => i.lineTotal));
+	return sale.items.flatMap((item, i) => {
+		const dims: Record<string, string> = { productId: item.productId };
+		if (item.name) dims.name = item.name;
+		return [
+			at("units", item.productId, sign * item.quantity, dims),
+			at("product_revenue", `${item.productId}|${sale.currency}`, sign * (item.lineTotal - discounts[i]), { ...dims, currency: sale.currency }),
+		];
+	});
 }
 
 /**

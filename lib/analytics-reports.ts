@@ -89,8 +89,10 @@ export function topProductsReport(counters: HourlyCounter[], limit: number): Top
 		}
 	}
 	return {
-		byUnits: [...units.values()].sort((a, b) => b.units - a.units || a.productId.localeCompare(b.productId)).slice(0, limit),
+		// A product whose sales in the range were all taken back (cancelled) has nothing to rank for.
+		byUnits: [...units.values()].filter((r) => r.units > 0).sort((a, b) => b.units - a.units || a.productId.localeCompare(b.productId)).slice(0, limit),
 		byRevenue: [...revenue.values()]
+			.filter((r) => r.revenue > 0)
 			.sort((a, b) => b.revenue - a.revenue || a.productId.localeCompare(b.productId) || a.currency.localeCompare(b.currency))
 			.slice(0, limit),
 	};

@@ -330,7 +330,8 @@ export function announcementEvent(o: Order, what: Announcement): { event: string
 			// Announced late, the order may have moved on since: the event still says what it announces.
 			return { event: "order.confirmed", payload: eventPayload(o, { status: "confirmed" }) };
 		case "cancelled":
-			return { event: "order.cancelled", payload: eventPayload(o, { status: "cancelled", reason: o.cancelReason, refundedAmount: o.refundedAmount }) };
+			// wasConfirmed: its goods had counted as sold (analytics takes them back).
+			return { event: "order.cancelled", payload: eventPayload(o, { status: "cancelled", reason: o.cancelReason, refundedAmount: o.refundedAmount, wasConfirmed: !!o.confirmedAt }) };
 		default: {
 			// Each admin status has exactly one source; a parcel has no tracking number before it is shipped.
 			const from = OrderStateMachine.sourcesOf(what)[0];

@@ -90,6 +90,14 @@ describe("incrementsFor", () => {
 
 	test("only a refund lowers revenue; a cancellation counts the order by status", () => {
 		expect(byMetric(incrementsFor(ok("order.cancelled", confirmed({ refundedAmount: 4500 }))))).toEqual({ "orders:cancelled|USD": 1 });
+		// A cancelled order that had been confirmed takes its goods back from the products, net of the same discount shares.
+		expect(byMetric(incrementsFor(ok("order.cancelled", confirmed({ refundedAmount: 4500, wasConfirmed: true, discount: 400 }))))).toEqual({
+			"orders:cancelled|USD": 1,
+			"units:p1": -2,
+			"units:p2": -1,
+			"product_revenue:p1|USD": -(3000 - 300),
+			"product_revenue:p2|USD": -(1000 - 100),
+		});
 		expect(byMetric(incrementsFor(ok("payment.refunded", { eventId: "e", orderId: "o1", amount: 1234, currency: "USD", totalRefunded: 1234 })))).toEqual({
 			"revenue:USD": -1234,
 			"refunds:USD": 1234,
@@ -166,6 +174,23 @@ describe("reports", () => {
 			{ productId: "p1", name: "Tee", revenue: 4500, currency: "USD" },
 			{ productId: "p2", name: null, revenue: 3000, currency: "USD" },
 		]);
+	});
+
+	test("a product whose sales in the range were all taken back (cancelled) does not rank", () => {
+		const top = topProductsReport(
+			[
+				c("h1", "units", "p1", 2, { productId: "p1" }),
+				c("h2", "units", "p1", -2, { productId: "p1" }),
+				c("h2", "units", "p2", -1, { productId: "p2" }),
+				c("h1", "units", "p3", 1, { productId: "p3" }),
+				c("h1", "product_revenue", "p1|USD", 4000, { productId: "p1", currency: "USD" }),
+				c("h2", "product_revenue", "p1|USD", -4000, { productId: "p1", currency: "USD" }),
+				c("h1", "product_revenue", "p3|USD", 900, { productId: "p3", currency: "USD" }),
+			],
+			10,
+		);
+		expect(top.byUnits.map((r) => r.productId)).toEqual(["p3"]);
+		expect(top.byRevenue.map((r) => r.productId)).toEqual(["p3"]);
 	});
 
 	test("funnel counts and rates; a zero step gives rate 0, not NaN", () => {
