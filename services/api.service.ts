@@ -208,7 +208,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			if (key) ctx.meta.idempotencyKey = key;
 
 			const limits = this.settings.shopRateLimit;
-			const isAuth = req.$action?.rateLimit === "auth" || String(req.$alias?.path ?? "").startsWith("/auth");
+			// moleculer-web keeps alias paths without their leading slash ("auth/logout").
+			const isAuth = req.$action?.rateLimit === "auth" || /^\/?auth(\/|$)/.test(String(req.$alias?.path ?? ""));
 			const bucket = isAuth ? "auth" : "general";
 			const limit = isAuth ? limits.auth : limits.general;
 			if (limit > 0) {

@@ -30,6 +30,8 @@ const Probe: ServiceSchema = {
 		me: { rest: "GET /probe/me", auth: "required", handler: (ctx: Context<unknown, any>) => ctx.meta.user },
 		admin: { rest: "GET /probe/admin", roles: ["admin"], handler: () => ({ ok: true }) },
 		login: { rest: "POST /auth/probe", rateLimit: "auth", params: {}, handler: () => ({ ok: true }) },
+		// Under /auth without saying so: the path alone puts it in the auth bucket.
+		logout: { rest: "POST /auth/probe-out", params: {}, handler: () => ({ ok: true }) },
 		crash: { rest: "GET /probe/crash", handler: () => { throw new Error("secret internals at /srv/db"); } },
 		internal: { handler: () => "never over HTTP" },
 	},
@@ -147,7 +149,8 @@ describe("gateway", () => {
 
 	test("429 past the auth rate limit, with Retry-After", async () => {
 		const statuses: number[] = [];
-		for (let i = 0; i < 7; i++) statuses.push((await shop.http.post("/api/auth/probe", {})).status);
+		for (let i = 0; i < 3; i++) statuses.push((await shop.http.post("/api/auth/probe-out", {})).status);
+		for (let i = 0; i < 4; i++) statuses.push((await shop.http.post("/api/auth/probe", {})).status);
 		expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
 		expect(statuses[5]).toBe(429);
 		const res = await shop.http.post("/api/auth/probe", {});
