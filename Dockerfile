@@ -19,9 +19,11 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 # --- runtime ---
 FROM ${NODE_IMAGE} AS runtime
+# In a container, loopback would hide the metrics from every scraper: the container network is the boundary.
 ENV NODE_ENV=production \
     PORT=3000 \
     METRICS_PORT=3030 \
+    METRICS_HOST=0.0.0.0 \
     HEALTH_PORT=3001 \
     DATA_DIR=/app/data \
     SERVICEDIR=dist/services
