@@ -34,6 +34,8 @@ export interface AuditInput {
 /** Orders past payment: they hold sold units and a successful payment. */
 export const CONFIRMED_STATES = new Set(["confirmed", "processing", "shipped", "delivered"]);
 const SETTLED_STATES = new Set([...CONFIRMED_STATES, "cancelled"]);
+/** Checkout refusals that come before the order is created. */
+const REFUSED_BEFORE_ORDER = new Set(["CART_HAS_PROBLEMS", "CART_EMPTY", "TOO_MANY_UNPAID_ORDERS"]);
 const PAID = new Set(["succeeded", "partially_refunded"]);
 
 /** Every rule that does not hold, as a sentence; empty when all hold. */
@@ -58,8 +60,10 @@ export function audit({ data, startStock, answers }: AuditInput): string[] {
 		if (!SETTLED_STATES.has(o.status)) v.push(`orders: order ${o.number} left ${o.status}`);
 		if (o.saga && o.saga.state !== "completed" && o.saga.state !== "compensated") v.push(`orders: order ${o.number} saga ${o.saga.state}`);
 	}
+	// Keys that may have made an order: a refusal before the order exists (a cart the checkout will not
+	// take as it is) made none, so it does not excuse an order.
 	const keysByUser = new Map<string, Set<string>>();
-	for (const a of answers) keysByUser.set(a.userId, (keysByUser.get(a.userId) ?? new Set()).add(a.key));
+	for (const a of answers) if (!REFUSED_BEFORE_ORDER.has(a.type ?? "")) keysByUser.set(a.userId, (keysByUser.get(a.userId) ?? new Set()).add(a.key));
 	const ordersByUser = new Map<string, number>();
 	for (const o of data.orders) ordersByUser.set(o.userId, (ordersByUser.get(o.userId) ?? 0) + 1);
 	for (const [userId, n] of ordersByUser) {
