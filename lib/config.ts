@@ -1,5 +1,6 @@
 /**
- * Every environment variable the shop reads, in one place, with its default.
+ * The environment variables the shop reads, with their defaults (the payment, email and SMS
+ * adapters read their own; the gateway reads HOST and TRUST_PROXY).
  * The README's configuration table is written from this file.
  */
 import path from "node:path";
