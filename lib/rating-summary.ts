@@ -76,3 +76,22 @@ export function summaryFromCounters(counters: Partial<RatingCounters> | null | u
 export function summarize(ratings: number[]): RatingSummary {
 	return summaryFromCounters(countRatings(ratings));
 }
+
+/** What a consumer of `review.moderated` stores of it: the product's rating now, and its version. */
+export interface ProductRatingUpdate {
+	productId: string;
+	rating: { average: number; count: number };
+	/** Grows with every change of the product's rating; absent in events older than it. */
+	version: number | null;
+}
+
+/** The rating a `review.moderated` payload carries, or null when the payload is not one. */
+export function productRatingUpdate(payload: unknown): ProductRatingUpdate | null {
+	const p = payload as { productId?: unknown; rating?: { average?: unknown; count?: unknown } | null; ratingVersion?: unknown } | null;
+	if (!p || typeof p.productId !== "string" || !p.productId || !p.rating || typeof p.rating !== "object") return null;
+	const { average, count } = p.rating;
+	if (!Number.isSafeInteger(count) || (count as number) < 0) return null;
+	if (average !== null && average !== undefined && (typeof average !== "number" || !Number.isFinite(average) || average < 0 || average > 5)) return null;
+	const version = Number.isSafeInteger(p.ratingVersion) ? (p.ratingVersion as number) : null;
+	return { productId: p.productId, rating: { average: (average as number | null | undefined) ?? 0, count: count as number }, version };
+}

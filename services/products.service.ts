@@ -13,6 +13,7 @@ import type {} from "moleculer-web";
 import { DbMixin } from "../mixins/db.mixin";
 import type { Collection, CollectionSpec } from "../mixins/collection";
 import { HealthMixin } from "../mixins/health.mixin";
+import { OutboxConsumerMixin } from "../mixins/outbox-consumer.mixin";
 import { CatalogCategoriesMixin, type CatalogCategoryHostMethods } from "../mixins/catalog-categories.mixin";
 import { InventoryMixin, type InventoryDb, type InventoryMethods, type Row } from "../mixins/inventory.mixin";
 import type { ShopMeta } from "../mixins/types";
@@ -27,6 +28,7 @@ import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } fr
 import { checkLines, type StockLine } from "../lib/inventory-rules";
 import { generateCatalog, type DemoCatalog } from "../lib/demo-catalog";
 import { newCatalogRows } from "../lib/catalog-import";
+import { productRatingUpdate } from "../lib/rating-summary";
 
 /** The products service's collections; the seed script and tests open the same specs. */
 export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
@@ -39,7 +41,7 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 			name: String, slug: String, description: String, categoryId: { type: String, default: null },
 			price: Number, compareAtPrice: { type: Number, default: null }, currency: String,
 			images: [{ _id: false, url: String, alt: String, position: Number }],
-			isActive: Boolean, rating: { average: Number, count: Number }, createdAt: Date, updatedAt: Date, archivedAt: Date,
+			isActive: Boolean, rating: { average: Number, count: Number }, ratingVersion: Number, createdAt: Date, updatedAt: Date, archivedAt: Date,
 		},
 		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { price: 1 } }, { fields: { createdAt: 1 } }],
 	},
@@ -93,6 +95,7 @@ interface Methods extends InventoryMethods, CatalogCategoryHostMethods {
 	assertCategory(categoryId: string | null | undefined): Promise<void>;
 	findProduct(idOrSlug: string): Promise<Row<Product> | null>;
 	productDetail(product: Row<Product>): Promise<ReturnType<typeof toProductDetail>>;
+	storeRating(event: string, payload: unknown, ctx: Context | null): Promise<void>;
 }
 interface Vars {
 	db: ProductDb;
@@ -105,8 +108,15 @@ const idList = { type: "array", items: "string", max: 1000 } as const;
 
 const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 	name: "products",
-	// InventoryMixin first: its sweeper stops before DbMixin closes the collections.
-	mixins: [InventoryMixin, DbMixin("products", productCollections), HealthMixin, CatalogCategoriesMixin],
+	// The outbox consumer and InventoryMixin before DbMixin: they stop before it closes the collections.
+	mixins: [
+		// A rating moderated while no products node ran is caught up from the reviews outbox.
+		OutboxConsumerMixin({ cursors: "products_cursors", sources: { reviews: ["review.moderated"] }, handler: "storeRating" }),
+		InventoryMixin,
+		DbMixin("products", productCollections),
+		HealthMixin,
+		CatalogCategoriesMixin,
+	],
 	settings: { rest: "/" },
 
 	actions: {
@@ -417,20 +427,26 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		},
 	},
 
-	events: {
-		"review.moderated": {
-			params: { productId: "string", rating: { type: "object", props: { average: { type: "number", nullable: true }, count: { type: "number", integer: true, min: 0 } } } },
-			async handler(ctx: Context<{ productId: string; rating: { average: number | null; count: number } }>) {
-				const { productId, rating } = ctx.params;
-				const updated = await this.db.products.updateById(productId, { $set: { rating: { average: rating.average ?? 0, count: rating.count } } });
-				if (!updated) return;
-				await this.cleanCache();
-				await this.announce(ctx, "product.updated", { productId });
-			},
-		},
-	},
 
 	methods: {
+		/**
+		 * A product's rating from `review.moderated`, live or caught up from the reviews outbox. Only a
+		 * newer version replaces the stored one, so a replay or a late older event changes nothing. A
+		 * malformed event is logged and passed over (throwing would hold the outbox there for ever).
+		 */
+		async storeRating(_event: string, payload: unknown, ctx: Context | null) {
+			const update = productRatingUpdate(payload);
+			if (!update) {
+				this.logger.warn("Ignored a review.moderated event without a valid product rating:", payload);
+				return;
+			}
+			const newer = update.version === null ? {} : { $or: [{ ratingVersion: { $exists: false } }, { ratingVersion: null }, { ratingVersion: { $lt: update.version } }] };
+			const updated = await this.db.products.updateOne({ id: update.productId, ...newer }, { $set: { rating: update.rating, ...(update.version === null ? {} : { ratingVersion: update.version }) } });
+			if (!updated) return;
+			await this.cleanCache();
+			await this.announce(ctx, "product.updated", { productId: update.productId });
+		},
+
 		/** Plain broker events carry an eventId too, so consumers can deduplicate. */
 		async announce(ctx: Context | null, event: string, payload: Record<string, unknown>) {
 			const full = { ...payload, eventId: crypto.randomUUID() };

@@ -14,7 +14,7 @@ export const FakeUsers: ServiceSchema = {
  * A producer with the real outbox: `announce` publishes a durable event like orders or payments
  * do, optionally backdated in the outbox (as if emitted then, within the outbox's retention).
  */
-export function sourceWithOutbox(name: "orders" | "payments"): ServiceSchema {
+export function sourceWithOutbox(name: "orders" | "payments" | "reviews"): ServiceSchema {
 	return {
 		name,
 		mixins: [OutboxMixin(name)],

@@ -3,7 +3,8 @@ import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { signAccessToken } from "../../lib/jwt";
 import { ConflictError } from "../../lib/errors";
-import { FakeUsers } from "../helpers/fakes";
+import { FakeUsers, sourceWithOutbox } from "../helpers/fakes";
+import { waitFor } from "../helpers/wait";
 
 const events: Array<{ name: string; payload: any }> = [];
 const Listener: ServiceSchema = {
@@ -39,7 +40,7 @@ describe("products service over HTTP", () => {
 	let shop: Shop;
 	let svc: any;
 	beforeAll(async () => {
-		shop = await startShop({ services: [FakeUsers, Listener, "products"] });
+		shop = await startShop({ services: [FakeUsers, Listener, sourceWithOutbox("reviews"), "products"] });
 		svc = shop.broker.getLocalService("products");
 	});
 	afterAll(() => shop.stop());
@@ -256,6 +257,28 @@ describe("products service over HTTP", () => {
 			}
 			expect(rating).toEqual({ average: 4.5, count: 2 });
 			expect((await shop.broker.call<any[], any>("products.getMany", { ids: [created.id] }))[0].id).toBe(created.id);
+		});
+
+		test("a rating the live event failed to store is caught up from the reviews outbox; an older version never replaces a newer one", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			const moderated = (average: number, count: number, ratingVersion: number) => ({
+				event: "review.moderated",
+				payload: { reviewId: `r-${ratingVersion}`, productId: created.id, approved: true, rating: { average, count, histogram: { 1: 0, 2: 0, 3: 0, 4: 0, 5: count } }, ratingVersion },
+			});
+			const ratingNow = async () => (await shop.http.get(`/api/products/${created.id}`, { token: admin })).body.rating;
+			// Handled live, but storing it failed (the node was stopping, say): the event stays in the outbox.
+			const store = jest.spyOn(svc, "storeRating").mockRejectedValueOnce(new Error("store unavailable"));
+			await shop.broker.call("reviews.announce", moderated(5, 1, 7));
+			await waitFor(() => store.mock.calls.length, (n) => n >= 1);
+			expect(await ratingNow()).toEqual({ average: 0, count: 0 });
+			store.mockRestore();
+			await svc.catchUpAll();
+			expect(await ratingNow()).toEqual({ average: 5, count: 1 });
+
+			// A late, older version (or a replay) changes nothing.
+			await shop.broker.call("reviews.announce", moderated(2, 3, 6));
+			await svc.catchUpAll();
+			expect(await ratingNow()).toEqual({ average: 5, count: 1 });
 		});
 	});
 

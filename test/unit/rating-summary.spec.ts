@@ -1,5 +1,5 @@
 /** Rating summaries: incremental apply/remove always equals a recount. */
-import { applyRating, countRatings, emptyCounters, ratingIncrement, summarize, summaryFromCounters, type RatingCounters } from "../../lib/rating-summary";
+import { applyRating, countRatings, emptyCounters, productRatingUpdate, ratingIncrement, summarize, summaryFromCounters, type RatingCounters } from "../../lib/rating-summary";
 
 describe("rating summary", () => {
 	test.each([
@@ -39,5 +39,27 @@ describe("rating summary", () => {
 	test("missing counters read as zero", () => {
 		expect(summaryFromCounters(null)).toEqual(summarize([]));
 		expect(summaryFromCounters({ count: 1, sum: 3, r3: 1 })).toEqual(summarize([3]));
+	});
+});
+
+describe("the rating a review.moderated event carries to the product", () => {
+	const rating = { average: 4.5, count: 2, histogram: { 1: 0, 2: 0, 3: 0, 4: 1, 5: 1 } };
+	test.each([
+		[{ productId: "p1", rating, ratingVersion: 3 }, { productId: "p1", rating: { average: 4.5, count: 2 }, version: 3 }],
+		[{ productId: "p1", rating: { average: null, count: 0 }, ratingVersion: 4 }, { productId: "p1", rating: { average: 0, count: 0 }, version: 4 }],
+		[{ productId: "p1", rating }, { productId: "p1", rating: { average: 4.5, count: 2 }, version: null }],
+	])("%j → %j", (payload, expected) => {
+		expect(productRatingUpdate(payload)).toEqual(expected);
+	});
+
+	test.each([
+		["no product", { rating }],
+		["no rating", { productId: "p1" }],
+		["a count that is not a whole number", { productId: "p1", rating: { average: 4, count: 1.5 } }],
+		["an average beyond 5", { productId: "p1", rating: { average: 7, count: 1 } }],
+		["not an object", "review"],
+		["null", null],
+	])("refused: %s", (_what, payload) => {
+		expect(productRatingUpdate(payload)).toBeNull();
 	});
 });
