@@ -350,6 +350,16 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		},
 	} satisfies OrderFollowUpMethods & ThisType<OrderFollowUpThis>,
 
+	events: {
+		// Alone (the embedded default: no transporter), this node ran every checkout still marked running
+		// or owing follow-ups: the process that ran them is gone, so they are finished now, when every
+		// local service has started, instead of after the stale window (their stock held meanwhile).
+		"$broker.started"(this: OrderFollowUpThis) {
+			if (this.broker.transit) return;
+			this.recoverInterrupted(0).catch((err: Error) => this.logger.error("Recovery at start failed; the timer retries:", err));
+		},
+	},
+
 	started() {
 		// Far beyond any request timeout, so a checkout still running on another node is never taken.
 		const staleMs = this.settings.staleCheckoutMs;

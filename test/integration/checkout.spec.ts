@@ -521,6 +521,16 @@ describe("checkout", () => {
 			expect(await stockOf(v.variantId)).toBe(5);
 		});
 
+		test("a single process restarted (no transporter): the checkout its predecessor left running is finished once every service has started, not after the stale window", async () => {
+			const { c, v } = await buyerWithCart(2000, 5);
+			const placed = await checkoutDyingAfterCallOf("reserveStock", c);
+			expect(await stockOf(v.variantId)).toBe(4);
+			// What the broker of the restarted process announces once all its local services have started.
+			shop.broker.broadcastLocal("$broker.started");
+			await waitUntil(async () => (await shop.http.get(`/api/orders/${placed.id}`, { token: adminToken })).body.status === "cancelled");
+			expect(await stockOf(v.variantId)).toBe(5);
+		});
+
 		test("a charge whose answer was lost (it went through, the call timed out): the checkout is undone and the charge refunded once", async () => {
 			const svc = orders();
 			const { c, v } = await buyerWithCart(1500, 5);
