@@ -101,3 +101,19 @@ export async function awaitIdempotentOutcome(store: IdempotencyStore, record: Id
 	}
 	return current;
 }
+
+/** What becomes of a key still "running" when a retry finds it: see orphanedKeyAction. */
+export type OrphanedKeyAction = "wait" | "complete" | "release";
+
+/**
+ * A key is "running" while its request works; a request that died with its process leaves it so.
+ * Its order tells how far the request got: a finished checkout completes the key with the order at
+ * once (its answer is the order); an undone one, or none at all, frees the key for a retry once the
+ * key is older than `staleMs` (younger, the request may still be on its way); a checkout still
+ * running or owing compensation is waited for (recovery finishes it and answers the key).
+ */
+export function orphanedKeyAction(record: Pick<IdempotencyRecord, "createdAt">, sagaState: string | null, now: Date, staleMs: number): OrphanedKeyAction {
+	if (sagaState === "completed") return "complete";
+	if (sagaState === "running" || sagaState === "compensation_failed") return "wait";
+	return now.getTime() - new Date(record.createdAt).getTime() >= staleMs ? "release" : "wait";
+}

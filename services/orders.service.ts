@@ -63,6 +63,7 @@ import {
 	awaitIdempotentOutcome,
 	claimIdempotencyKey,
 	isValidIdempotencyKey,
+	orphanedKeyAction,
 	replayError,
 	requestFingerprint,
 	serializeError,
@@ -78,6 +79,8 @@ interface OwnSettings {
 	rest: string;
 	/** How long a repeated checkout waits for the first one with its key to finish. */
 	idempotencyWaitMs: number;
+	/** A key still running this long with no order, or an undone one, lost its request: a retry frees it. */
+	orphanedKeyMs: number;
 }
 /** With the saga's and the follow-ups' settings, whose defaults are in their mixins. */
 type OrdersSettings = OwnSettings & CheckoutSagaSettings & OrderFollowUpSettings;
@@ -86,6 +89,7 @@ type OrdersSettings = OwnSettings & CheckoutSagaSettings & OrderFollowUpSettings
 interface OrderMethods extends OrderHostMethods {
 	visibleOrder(ctx: Context<unknown, ShopMeta>, id: string): Promise<Order>;
 	replayCheckout(ctx: Context<CheckoutParams, ShopMeta>, first: IdempotencyRecord, fingerprint: string): Promise<unknown>;
+	settleOrphanedKey(record: IdempotencyRecord, staleMs: number): Promise<IdempotencyRecord | null>;
 }
 
 type OrdersVars = CheckoutSagaVars & OrderFollowUpVars;
@@ -123,7 +127,19 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		OutboxMixin("orders"),
 		HealthMixin,
 	],
-	settings: { rest: "/", idempotencyWaitMs: 8000 },
+	settings: { rest: "/", idempotencyWaitMs: 8000, orphanedKeyMs: 2 * 60_000 },
+
+	events: {
+		// Alone (the embedded default: no transporter), every key still running lost its request with
+		// the previous process: each is completed from its order or freed now, not on a retry.
+		async "$broker.started"(this: OrdersThis) {
+			if (this.broker.transit) return;
+			const running = await this.db.idempotency_keys.find({ status: "running" }, { limit: 1000 });
+			for (const key of running) {
+				await this.settleOrphanedKey(key as unknown as IdempotencyRecord, 0).catch((err: Error) => this.logger.warn(`Idempotency key ${key.id} left for a retry:`, err.message));
+			}
+		},
+	},
 
 	actions: {
 		checkout: {
@@ -341,12 +357,30 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		/** The answer to a repeated key: the first request's order (200), its error, or 409 on another body. */
 		async replayCheckout(ctx: Context<CheckoutParams, ShopMeta>, first: IdempotencyRecord, fingerprint: string) {
 			if (first.fingerprint !== fingerprint) throw new ConflictError("This Idempotency-Key was already used with a different request", "IDEMPOTENCY_KEY_REUSED");
-			const record = await awaitIdempotentOutcome(this.db.idempotency_keys as unknown as IdempotencyStore, first, this.settings.idempotencyWaitMs);
+			// The request holding the key may have died with its node: its order tells (see orphanedKeyAction).
+			let record: IdempotencyRecord | null = first.status === "running" ? await this.settleOrphanedKey(first, this.settings.orphanedKeyMs) : first;
+			if (record?.status === "running") record = await awaitIdempotentOutcome(this.db.idempotency_keys as unknown as IdempotencyStore, record, this.settings.idempotencyWaitMs);
 			if (!record) throw new ConflictError("The earlier request with this Idempotency-Key failed, retry", "IDEMPOTENCY_KEY_RELEASED");
 			if (record.status === "running") throw new ConflictError("A request with this Idempotency-Key is still in progress", "IDEMPOTENCY_KEY_IN_PROGRESS");
 			if (record.status === "failed") throw replayError(record.error!);
 			ctx.meta.$statusCode = 200;
 			return record.response;
+		},
+
+		/** Completes or frees a key left running by a request that died; returns the key as it is now (null: freed). */
+		async settleOrphanedKey(record: IdempotencyRecord, staleMs: number) {
+			const order = (await this.db.orders.findById(record.orderId)) as unknown as Order | null;
+			const action = orphanedKeyAction(record, order?.saga?.state ?? null, new Date(), staleMs);
+			if (action === "complete") {
+				const completed = await this.db.idempotency_keys.updateOne({ id: record.id, status: "running" }, { $set: { status: "completed", response: orderView(order!) } });
+				return (completed ?? (await this.db.idempotency_keys.findById(record.id))) as unknown as IdempotencyRecord | null;
+			}
+			if (action === "release") {
+				await this.db.idempotency_keys.removeOne({ id: record.id, status: "running" });
+				this.logger.warn(`Idempotency key of order ${record.orderId} freed: its request died before answering`);
+				return null;
+			}
+			return record;
 		},
 
 		/** Calls on behalf of the checkout's request, or as the service itself when recovering. */

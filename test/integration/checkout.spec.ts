@@ -5,6 +5,7 @@
  * and checkouts interrupted by a dying node, finished by recovery without announcing twice.
  */
 import crypto from "node:crypto";
+import { requestFingerprint } from "../../lib/idempotency";
 import { startShop, type Shop } from "../helpers/shop";
 import { rebuildOrderState } from "../../lib/order-state";
 import { ServiceUnavailableError } from "../../lib/errors";
@@ -274,6 +275,54 @@ describe("checkout", () => {
 		const again = await checkout(c, { key: k });
 		expect(again.status).toBe(200);
 		expect(again.body).toEqual(results[0].body);
+	});
+
+	describe("a key its request left running (the node died before answering)", () => {
+		const keys = () => orders().db.idempotency_keys;
+		const body = (c: { addressId: string }) => ({ shippingAddressId: c.addressId, paymentMethod: { type: "card", token: "pm_card_visa" } });
+
+		test("its checkout finished: a retry answers with the order at once, and makes no second one", async () => {
+			const { c } = await buyerWithCart(1800, 5);
+			const k = key();
+			const first = await checkout(c, { key: k });
+			expect(first.status).toBe(201);
+			// As if the node died between the end of the checkout and storing its answer.
+			await keys().updateOne({ userId: c.userId, key: k }, { $set: { status: "running" }, $unset: { response: true } });
+			const started = Date.now();
+			const retry = await checkout(c, { key: k });
+			expect(retry.status).toBe(200);
+			expect(retry.body.id).toBe(first.body.id);
+			expect(Date.now() - started).toBeLessThan(4000);
+			expect((await shop.http.get("/api/orders", { token: c.token })).body.total).toBe(1);
+			expect(await keys().findOne({ userId: c.userId, key: k })).toMatchObject({ status: "completed" });
+		});
+
+		test("it died before making its order: freed once older than the limit (409 RELEASED), then the retry checks out", async () => {
+			const { c } = await buyerWithCart(1800, 5);
+			const k = key();
+			const claimed = async (ageMs: number) =>
+				keys().insert({ userId: c.userId, key: k, fingerprint: requestFingerprint(body(c)), orderId: `never-${k}`, status: "running", createdAt: new Date(Date.now() - ageMs) });
+			const young = await claimed(1000);
+			orders().settings.idempotencyWaitMs = 200;
+			try {
+				expect((await checkout(c, { key: k })).body.type).toBe("IDEMPOTENCY_KEY_IN_PROGRESS");
+			} finally {
+				orders().settings.idempotencyWaitMs = 8000;
+			}
+			await keys().removeOne({ id: young.id });
+			await claimed(3 * 60_000);
+			expect((await checkout(c, { key: k })).body.type).toBe("IDEMPOTENCY_KEY_RELEASED");
+			expect((await checkout(c, { key: k })).status).toBe(201);
+		});
+
+		test("a single process restarted (no transporter) settles every such key once its services have started", async () => {
+			const { c } = await buyerWithCart(1800, 5);
+			const k = key();
+			await keys().insert({ userId: c.userId, key: k, fingerprint: requestFingerprint(body(c)), orderId: `never-${k}`, status: "running", createdAt: new Date() });
+			shop.broker.broadcastLocal("$broker.started");
+			await waitUntil(async () => (await keys().findOne({ userId: c.userId, key: k })) === null);
+			expect((await checkout(c, { key: k })).status).toBe(201);
+		});
 	});
 
 	test("idempotency: key required (400), another body with the same key 409, a decline replays as 402", async () => {

@@ -8,6 +8,7 @@ import {
 	serializeError,
 	type IdempotencyRecord,
 	type IdempotencyStore,
+	orphanedKeyAction,
 } from "../../lib/idempotency";
 import { PaymentDeclinedError } from "../../lib/errors";
 
@@ -123,5 +124,21 @@ describe("stored errors", () => {
 		const replayed = replayError(serializeError(original)) as any;
 		expect(serializeError(replayed)).toEqual(serializeError(original));
 		expect(replayed).toMatchObject({ name: "PaymentDeclinedError", code: 402, type: "PAYMENT_DECLINED", data: { reason: "card_declined" } });
+	});
+});
+
+describe("a key left running by a request that may have died", () => {
+	const now = new Date("2026-01-01T12:00:00Z");
+	const claimed = (secondsAgo: number) => ({ createdAt: new Date(now.getTime() - secondsAgo * 1000) });
+	test.each([
+		["a finished checkout answers at once, however young", claimed(1), "completed", "complete"],
+		["a checkout still running is waited for", claimed(3600), "running", "wait"],
+		["one owing compensation is left to recovery", claimed(3600), "compensation_failed", "wait"],
+		["no order yet, young: the request may still be on its way", claimed(30), null, "wait"],
+		["no order, past the limit: freed for a retry", claimed(120), null, "release"],
+		["an undone checkout, young: its refusal may still be on its way to the key", claimed(30), "compensated", "wait"],
+		["an undone checkout, past the limit: freed", claimed(121), "compensated", "release"],
+	] as const)("%s", (_what, record, saga, expected) => {
+		expect(orphanedKeyAction(record, saga, now, 120_000)).toBe(expected);
 	});
 });
