@@ -67,6 +67,18 @@ describe("orders", () => {
 
 	const setStatus = (id: string, body: Record<string, unknown>, token = admin) => shop.http.patch(`/api/orders/${id}/status`, body, { token });
 
+	/** Stripe's signed webhook about the order's payment, as the provider would send it. */
+	async function webhook(type: string, order: { id: string; total: number }) {
+		const pay = await payment(order.id);
+		const object =
+			type === "payment_intent.succeeded"
+				? { id: pay.providerPaymentId, object: "payment_intent", amount: order.total, metadata: { orderId: order.id } }
+				: { id: pay.providerPaymentId, object: "payment_intent", last_payment_error: { message: "Authentication failed" }, metadata: { orderId: order.id } };
+		const payload = JSON.stringify({ id: `evt_fu_${process.pid}_${++n}`, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object } });
+		const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
+		expect((await shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } })).status).toBe(200);
+	}
+
 	beforeAll(async () => {
 		restoreEnv = setEnv({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_SECRET_KEY: undefined });
 		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments", recorder] });
@@ -299,17 +311,7 @@ describe("orders", () => {
 		expect(await stockOf(variantId)).toBe(3);
 		expect(events.some((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)).toBe(false);
 
-		const pay = await payment(order.id);
-		const payload = JSON.stringify({
-			id: `evt_${process.pid}_${++n}`,
-			object: "event",
-			type: "payment_intent.succeeded",
-			created: Math.floor(Date.now() / 1000),
-			data: { object: { id: pay.providerPaymentId, object: "payment_intent", amount: order.total, metadata: { orderId: order.id } } },
-		});
-		const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
-		const hook = await shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } });
-		expect(hook.status).toBe(200);
+		await webhook("payment_intent.succeeded", order);
 
 		const confirmed = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
 		expect(confirmed).toMatchObject({ status: "confirmed", paymentStatus: "succeeded" });
@@ -338,16 +340,7 @@ describe("orders", () => {
 		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
 
 		// The customer completes 3-D Secure after all: the money goes back, the order stays cancelled.
-		const pay = await payment(order.id);
-		const payload = JSON.stringify({
-			id: `evt_${process.pid}_${++n}`,
-			object: "event",
-			type: "payment_intent.succeeded",
-			created: Math.floor(Date.now() / 1000),
-			data: { object: { id: pay.providerPaymentId, object: "payment_intent", amount: order.total, metadata: { orderId: order.id } } },
-		});
-		const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
-		expect((await shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } })).status).toBe(200);
+		await webhook("payment_intent.succeeded", order);
 		const after = await waitFor(async () => (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body, (o: any) => o.paymentStatus === "refunded");
 		expect(after).toMatchObject({ status: "cancelled", refundedAmount: order.total });
 		expect(await stockOf(variantId)).toBe(4);
@@ -431,17 +424,6 @@ describe("orders", () => {
 		async function catchUpSettled() {
 			await orders().catchUpAll();
 			await orders().catchUpAll();
-		}
-
-		async function webhook(type: string, order: { id: string; total: number }) {
-			const pay = await payment(order.id);
-			const object =
-				type === "payment_intent.succeeded"
-					? { id: pay.providerPaymentId, object: "payment_intent", amount: order.total, metadata: { orderId: order.id } }
-					: { id: pay.providerPaymentId, object: "payment_intent", last_payment_error: { message: "Authentication failed" }, metadata: { orderId: order.id } };
-			const payload = JSON.stringify({ id: `evt_fu_${process.pid}_${++n}`, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object } });
-			const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
-			expect((await shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } })).status).toBe(200);
 		}
 
 		/** The payments event about the order, handled again as the outbox catch-up does. */
