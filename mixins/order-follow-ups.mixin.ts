@@ -47,8 +47,8 @@ export interface OrderFollowUpSettings {
 	staleCheckoutMs: number;
 	/** How long one caller may drive an order's follow-ups before another takes over (it died). */
 	followUpLeaseMs: number;
-	/** An order still waiting for its payment this long after its checkout is cancelled, its stock freed. */
-	unpaidOrderTtlMs: number;
+	/** An order still waiting for its payment this long after its checkout is cancelled, its stock freed (UNPAID_ORDER_TTL_MINUTES when null). */
+	unpaidOrderTtlMs: number | null;
 }
 
 type OrderAnnouncement = { event: string; payload: Record<string, unknown> & { orderId: string } };
@@ -80,7 +80,7 @@ export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMe
 type OrderFollowUpThis = Service<OrderFollowUpSettings> & OrderFollowUpMethods & OrderFollowUpVars;
 
 const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFollowUpMethods, OrderFollowUpVars>> = {
-	settings: { staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000, unpaidOrderTtlMs: readConfig().unpaidOrderTtlMinutes * 60_000 },
+	settings: { staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000, unpaidOrderTtlMs: null },
 
 	methods: {
 		/** Payment news, live (with its ctx) or caught up from the payments outbox (ctx null). */
@@ -350,23 +350,14 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		},
 	} satisfies OrderFollowUpMethods & ThisType<OrderFollowUpThis>,
 
-	events: {
-		// Alone (the embedded default: no transporter), this node ran every checkout still marked running
-		// or owing follow-ups: the process that ran them is gone, so they are finished now, when every
-		// local service has started, instead of after the stale window (their stock held meanwhile).
-		"$broker.started"(this: OrderFollowUpThis) {
-			if (this.broker.transit) return;
-			this.recoverInterrupted(0).catch((err: Error) => this.logger.error("Recovery at start failed; the timer retries:", err));
-		},
-	},
-
 	started() {
 		// Far beyond any request timeout, so a checkout still running on another node is never taken.
 		const staleMs = this.settings.staleCheckoutMs;
+		const unpaidTtlMs = this.settings.unpaidOrderTtlMs ?? readConfig().unpaidOrderTtlMinutes * 60_000;
 		this.recoveryTimer = setInterval(() => {
 			this.recoverInterrupted(staleMs).catch((err: Error) => this.logger.error("Order recovery failed:", err));
-			this.expireUnpaid(this.settings.unpaidOrderTtlMs).catch((err: Error) => this.logger.error("Expiring unpaid orders failed:", err));
-		}, Math.min(staleMs, this.settings.unpaidOrderTtlMs, 5 * 60_000));
+			this.expireUnpaid(unpaidTtlMs).catch((err: Error) => this.logger.error("Expiring unpaid orders failed:", err));
+		}, Math.min(staleMs, unpaidTtlMs, 5 * 60_000));
 		this.recoveryTimer.unref();
 	},
 

@@ -130,10 +130,13 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 	settings: { rest: "/", idempotencyWaitMs: 8000, orphanedKeyMs: 2 * 60_000 },
 
 	events: {
-		// Alone (the embedded default: no transporter), every key still running lost its request with
-		// the previous process: each is completed from its order or freed now, not on a retry.
+		// Alone (the embedded default: no transporter), this node ran every checkout still marked running
+		// or owing follow-ups, and every key still running: the process that ran them is gone. Once every
+		// local service has started, the checkouts are finished (not after the stale window, their stock
+		// held meanwhile), then each key is completed from its order or freed (not on a retry).
 		async "$broker.started"(this: OrdersThis) {
 			if (this.broker.transit) return;
+			await this.recoverInterrupted(0).catch((err: Error) => this.logger.error("Recovery at start failed; the timer retries:", err));
 			const running = await this.db.idempotency_keys.find({ status: "running" }, { limit: 1000 });
 			for (const key of running) {
 				await this.settleOrphanedKey(key as unknown as IdempotencyRecord, 0).catch((err: Error) => this.logger.warn(`Idempotency key ${key.id} left for a retry:`, err.message));
