@@ -45,6 +45,13 @@ export class PayloadTooLargeError extends MoleculerClientError {
 	}
 }
 
+export class UnsupportedMediaTypeError extends MoleculerClientError {
+	constructor(message: string) {
+		super(message, 415, "UNSUPPORTED_MEDIA_TYPE");
+		this.name = "UnsupportedMediaTypeError";
+	}
+}
+
 export class PaymentDeclinedError extends MoleculerClientError {
 	constructor(message = "Payment declined", data?: unknown) {
 		super(message, 402, "PAYMENT_DECLINED", data);

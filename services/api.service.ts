@@ -4,7 +4,6 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Context, ServiceSchema } from "moleculer";
-import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type {} from "moleculer-web";
 import { readConfig } from "../lib/config";
@@ -12,7 +11,7 @@ import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
 import { ResponseCache } from "../lib/response-cache";
 import { createRateLimitStore, type RateLimitStore } from "../adapters/rate-limit-store";
-import { UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError } from "../lib/errors";
+import { UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 
 type Req = IncomingMessage & {
@@ -81,7 +80,7 @@ const encodedResults = new WeakMap<object, Buffer>();
 function bodyError(err: { type?: string; status?: number }): Error {
 	if (err.type === "entity.parse.failed") return new BadRequestError("Malformed JSON body", "INVALID_JSON");
 	if (err.type === "entity.too.large") return new PayloadTooLargeError(BODY_LIMIT);
-	if (err.status === 415) return new Errors.MoleculerClientError("Unsupported content encoding or charset", 415, "UNSUPPORTED_MEDIA_TYPE");
+	if (err.status === 415) return new UnsupportedMediaTypeError("Unsupported content encoding or charset");
 	// A compressed body that does not inflate, a body shorter than its Content-Length, ...
 	if (err.status !== undefined && err.status >= 400 && err.status < 500) return new BadRequestError("Malformed request body", "INVALID_BODY");
 	return err as Error;
@@ -92,7 +91,7 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 	const parse = (ApiGateway as any).bodyParser[kind]({ limit: BODY_LIMIT, ...opts });
 	return (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
 		// A body of another type would be skipped, and the request judged as if it had none.
-		if (kind === "json" && hasBody(req) && !isJson(req)) return next(new Errors.MoleculerClientError("Send the body as JSON (Content-Type: application/json)", 415, "UNSUPPORTED_MEDIA_TYPE"));
+		if (kind === "json" && hasBody(req) && !isJson(req)) return next(new UnsupportedMediaTypeError("Send the body as JSON (Content-Type: application/json)"));
 		parse(req, res, (err?: any) => next(err ? bodyError(err) : undefined));
 	};
 }
@@ -255,10 +254,11 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		/** moleculer-web error shape with API.md statuses; never a stack trace or an internal message. */
 		sendShopError(req: Req, res: ServerResponse, raw: any) {
 			let err = raw;
+			// No node answers the action; or no route now, but there was one (the nodes hosting it are gone,
+			// which is not "no such page").
+			const unavailable = raw?.type === "NOT_FOUND" ? !req.$alias && this.knownRoute(req) : UNAVAILABLE.has(raw?.name);
 			if (raw?.name === "RateLimitExceeded") err = new TooManyRequestsError(60);
-			// No route now, but there was one: the nodes hosting it are gone, which is not "no such page".
-			else if (raw?.type === "NOT_FOUND" && !req.$alias && this.knownRoute(req)) err = new ServiceUnavailableError("Service unavailable, try again");
-			else if (UNAVAILABLE.has(raw?.name) && raw?.type !== "NOT_FOUND") err = new ServiceUnavailableError("Service unavailable, try again");
+			else if (unavailable) err = new ServiceUnavailableError("Service unavailable, try again");
 
 			const code = typeof err?.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
 			if (code >= 500 && code !== 503) {
