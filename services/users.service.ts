@@ -434,16 +434,13 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 * the operator takes it over instead: that password, address verified, every session ended.
 		 */
 		async promoteToAdmin(user: Entity, password?: string) {
-			const now = new Date();
 			if (password) {
-				await this.db.users.updateOne(
-					{ id: user.id },
-					{ $set: { role: "admin", isVerified: true, passwordHash: await hashPassword(password, this.cost), passwordChangedAt: now, updatedAt: now } },
-				);
+				// As a password reset does: outstanding reset links die with the old password too.
+				await this.setPassword(user.id, password, { role: "admin", isVerified: true });
 				await this.revokeSessions({ userId: user.id }, "admin_takeover");
 				this.logger.warn(`Promoted ${user.email} to admin (ADMIN_EMAIL) with ADMIN_PASSWORD; the account's other sessions were ended.`);
 			} else if (user.isVerified) {
-				await this.db.users.updateOne({ id: user.id }, { $set: { role: "admin", updatedAt: now } });
+				await this.db.users.updateOne({ id: user.id }, { $set: { role: "admin", updatedAt: new Date() } });
 				this.logger.info(`Promoted ${user.email} to admin (ADMIN_EMAIL).`);
 			} else {
 				this.logger.error(
