@@ -278,6 +278,7 @@ export const FOLLOW_UPS = [
 	"commitStock",
 	"releaseStock",
 	"releasePromo",
+	"cancelPayment",
 	"refund",
 	"refundLatePayment",
 	"announceConfirmed",
@@ -294,7 +295,8 @@ export const FOLLOW_UPS_AFTER = {
 	awaitingPayment: ["settlePayment"],
 	/** A pending order confirmed by its payment settling later (the webhook). */
 	confirmed: ["commitStock", "announceConfirmed"],
-	cancelled: ["releaseStock", "releasePromo", "refund", "announceCancelled"],
+	/** A payment still waiting (3-D Secure) is stopped before the refund, so it cannot take money afterwards. */
+	cancelled: ["releaseStock", "releasePromo", "cancelPayment", "refund", "announceCancelled"],
 	/** A payment that succeeded after its order was cancelled goes back. */
 	paidLate: ["refundLatePayment"],
 	/**

@@ -131,9 +131,12 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			});
 		},
 
-		/** The failure and the cancel are one update: there is no moment with a failed payment on a live order. */
-		recordPaymentFailed(orderId: string, reason: string | null): Promise<Order | null> {
-			return this.changeOrder(orderId, {
+		/**
+		 * The failure and the cancel are one update: there is no moment with a failed payment on a live
+		 * order. An order cancelled meanwhile (its payment stopped, or never completed) only records it.
+		 */
+		async recordPaymentFailed(orderId: string, reason: string | null): Promise<Order | null> {
+			const cancelled = await this.changeOrder(orderId, {
 				when: { status: "pending", paymentStatus: "pending", "saga.state": "completed" },
 				set: { paymentStatus: "failed", status: "cancelled", cancelReason: "payment_failed", cancelledAt: new Date() },
 				event: [
@@ -141,6 +144,12 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 					{ type: "cancelled", data: { reason: "payment_failed" } },
 				],
 				followUps: FOLLOW_UPS_AFTER.cancelled,
+			});
+			if (cancelled) return cancelled;
+			return this.changeOrder(orderId, {
+				when: { status: "cancelled", paymentStatus: "pending", "saga.state": { $ne: "running" } },
+				set: { paymentStatus: "failed" },
+				event: { type: "payment_failed", data: { reason } },
 			});
 		},
 
@@ -189,8 +198,11 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			const announcement = announcementOf(followUp);
 			if (announcement) return this.announce(ctx, order, followUp, announcement, lease);
 			switch (followUp) {
-				case "settlePayment": {
-					const payment = await this.callFrom(c, "payments.getByOrder", { orderId: order.id });
+				case "settlePayment":
+				case "cancelPayment": {
+					// Only a payment still waiting can be stopped; one settled already is the refund's business.
+					if (followUp === "cancelPayment" && order.paymentStatus !== "pending") return done();
+					const payment = await this.callFrom(c, followUp === "settlePayment" ? "payments.getByOrder" : "payments.cancel", { orderId: order.id });
 					// The follow-ups of what the payment's state says are taken in the next round of the drive.
 					if (payment && PAID_STATUSES.has(payment.status)) await this.recordPaymentSucceeded(order.id, payment.id, payment.amount);
 					else if (payment?.status === "failed") await this.recordPaymentFailed(order.id, payment.failureReason ?? null);

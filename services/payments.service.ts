@@ -63,6 +63,8 @@ interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods {
 type This = Service & PaymentsVars & PaymentsMethods;
 
 const chargeKey = (orderId: string) => `order-${orderId}-charge`;
+/** The failure reason of a payment stopped because its order was cancelled first. */
+const CANCELED_WITH_ORDER = "Canceled: the order was cancelled before the payment completed";
 
 function chargeView(p: Payment) {
 	return { id: p.id, orderId: p.orderId, status: p.status, amount: p.amount, currency: p.currency, cardBrand: p.cardBrand, cardLast4: p.cardLast4 };
@@ -131,6 +133,34 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				if (!payment) return null;
 				const refunds = await this.db.refunds.find({ paymentId: payment.id }, { sort: { createdAt: 1 } });
 				return { ...paymentView(payment), refunds: refunds.map(refundView) };
+			},
+		},
+
+		/**
+		 * Stops the order's payment if it is still waiting (3-D Secure not completed), so a cancelled
+		 * order can no longer take money. Returns the payment as it stands: `failed` once canceled,
+		 * `succeeded` when the customer completed it first, `pending` when the provider cannot stop it
+		 * (processing, or a charge whose outcome is not known yet): its webhook settles it. Safe to repeat.
+		 */
+		cancel: {
+			visibility: "public",
+			params: { $$strict: "remove", orderId: { type: "string", min: 1, max: 100 } },
+			async handler(this: This, ctx: Context<{ orderId: string }, ShopMeta>) {
+				const payment = await this.db.payments.findOne({ orderId: ctx.params.orderId });
+				if (!payment) return null;
+				if (payment.status !== "pending" || !payment.providerPaymentId) return paymentView(payment);
+				let outcome;
+				try {
+					outcome = await this.provider.cancelPayment(payment.providerPaymentId);
+				} catch (err) {
+					throw this.unavailable(err, "cancel");
+				}
+				if (outcome.status === "pending") return paymentView(payment);
+				const to = outcome.status === "succeeded" ? "succeeded" : "failed";
+				const settled = await this.transition(payment.id, to, { failureReason: to === "failed" ? CANCELED_WITH_ORDER : null, chargeLeaseUntil: null });
+				// Money taken is news (orders refunds it, analytics counts it); a cancel is the caller's own doing.
+				if (settled?.status === "succeeded") await this.publishOutcome(ctx, settled);
+				return paymentView(settled ?? (await this.db.payments.findById(payment.id))!);
 			},
 		},
 

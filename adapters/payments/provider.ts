@@ -37,11 +37,22 @@ export interface RefundResult {
 	status: "succeeded" | "pending" | "failed";
 }
 
+/**
+ * Where a payment stands after asking to cancel it: `canceled` (it can no longer take money),
+ * `succeeded` (the customer completed it first: the money was taken), or `pending` (it is being
+ * processed and cannot be stopped; a webhook settles it).
+ */
+export interface CancelPaymentResult {
+	status: "canceled" | "succeeded" | "pending";
+}
+
 export interface PaymentProvider {
 	readonly name: string;
 	/** Resolves with `failed` on a decline; rejects with PaymentProviderError when the outcome is unknown. */
 	createPayment(input: CreatePaymentInput): Promise<CreatePaymentResult>;
 	refund(input: RefundInput): Promise<RefundResult>;
+	/** Stops a payment still waiting (3-D Secure) so it can never take money; safe to repeat. */
+	cancelPayment(providerPaymentId: string): Promise<CancelPaymentResult>;
 }
 
 /** The provider could not be reached or refused the request: the outcome is not a decline. */

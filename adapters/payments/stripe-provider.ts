@@ -5,7 +5,7 @@
  * rejects with PaymentProviderError so the caller can retry under the same key.
  */
 import type Stripe from "stripe";
-import type { CreatePaymentInput, CreatePaymentResult, PaymentProvider, RefundInput, RefundResult } from "./provider";
+import type { CancelPaymentResult, CreatePaymentInput, CreatePaymentResult, PaymentProvider, RefundInput, RefundResult } from "./provider";
 import { PaymentProviderError } from "./provider";
 import type { StripeApiTarget } from "./config";
 
@@ -103,5 +103,24 @@ export class StripePaymentProvider implements PaymentProvider {
 		} catch (err) {
 			throw new PaymentProviderError(`Stripe refund: ${(err as Error)?.message ?? String(err)}`, err);
 		}
+	}
+
+	async cancelPayment(providerPaymentId: string): Promise<CancelPaymentResult> {
+		let intent: Stripe.PaymentIntent;
+		try {
+			intent = await this.stripe.paymentIntents.cancel(providerPaymentId, { cancellation_reason: "abandoned" });
+		} catch (err) {
+			const { errors } = stripeSdk();
+			// Not cancelable any more (it succeeded, or was canceled already): where it stands is the answer.
+			if (!(err instanceof errors.StripeInvalidRequestError)) throw new PaymentProviderError(`Stripe cancel: ${(err as Error)?.message ?? String(err)}`, err);
+			try {
+				intent = await this.stripe.paymentIntents.retrieve(providerPaymentId);
+			} catch (again) {
+				throw new PaymentProviderError(`Stripe cancel: ${(again as Error)?.message ?? String(again)}`, again);
+			}
+		}
+		if (intent.status === "canceled") return { status: "canceled" };
+		if (intent.status === "succeeded") return { status: "succeeded" };
+		return { status: "pending" };
 	}
 }

@@ -4,7 +4,7 @@
  * key: a repeated key returns the first result and charges nothing more. State lives in memory.
  */
 import crypto from "node:crypto";
-import type { CreatePaymentInput, CreatePaymentResult, PaymentProvider, RefundInput, RefundResult } from "./provider";
+import type { CancelPaymentResult, CreatePaymentInput, CreatePaymentResult, PaymentProvider, RefundInput, RefundResult } from "./provider";
 import { PaymentProviderError } from "./provider";
 
 interface TestCard {
@@ -29,6 +29,8 @@ export const INVALID_PAYMENT_METHOD = "invalid payment method";
 interface Charge {
 	amount: number;
 	refunded: number;
+	/** `pending` until the customer completes 3-D Secure (completeAuthentication) or it is canceled. */
+	status: "succeeded" | "pending" | "canceled";
 }
 
 export class TestPaymentProvider implements PaymentProvider {
@@ -48,7 +50,7 @@ export class TestPaymentProvider implements PaymentProvider {
 			this.chargesCreated++;
 			const providerId = `pi_test_${crypto.randomBytes(12).toString("hex")}`;
 			// A pending one (3-D Secure) is refundable too once it settles: payments asks only then.
-			if (card.outcome !== "failed") this.charges.set(providerId, { amount: input.amount, refunded: 0 });
+			if (card.outcome !== "failed") this.charges.set(providerId, { amount: input.amount, refunded: 0, status: card.outcome });
 			return { providerId, status: card.outcome, cardBrand: card.brand, cardLast4: card.last4, failureReason: card.reason ?? null };
 		});
 	}
@@ -58,12 +60,26 @@ export class TestPaymentProvider implements PaymentProvider {
 		return this.once(this.refunds, input.idempotencyKey, fingerprint, async () => {
 			const charge = this.charges.get(input.providerPaymentId);
 			if (!charge) throw new PaymentProviderError(`No such payment: ${input.providerPaymentId}`);
+			if (charge.status === "canceled") throw new PaymentProviderError(`Payment ${input.providerPaymentId} was canceled: nothing to refund`);
 			if (!Number.isSafeInteger(input.amount) || input.amount <= 0 || input.amount > charge.amount - charge.refunded) {
 				throw new PaymentProviderError(`Refund of ${input.amount} exceeds the unrefunded ${charge.amount - charge.refunded}`);
 			}
 			charge.refunded += input.amount;
 			return { providerRefundId: `re_test_${crypto.randomBytes(12).toString("hex")}`, status: "succeeded" };
 		});
+	}
+
+	async cancelPayment(providerPaymentId: string): Promise<CancelPaymentResult> {
+		const charge = this.charges.get(providerPaymentId);
+		if (!charge) throw new PaymentProviderError(`No such payment: ${providerPaymentId}`);
+		if (charge.status === "pending") charge.status = "canceled";
+		return { status: charge.status };
+	}
+
+	/** What the customer finishing 3-D Secure does at the provider (its webhook is sent separately, as Stripe's is). */
+	completeAuthentication(providerPaymentId: string): void {
+		const charge = this.charges.get(providerPaymentId);
+		if (charge?.status === "pending") charge.status = "succeeded";
 	}
 
 	/** Runs `fn` once per key; another request under the same key must carry the same parameters. */

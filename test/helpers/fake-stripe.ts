@@ -1,6 +1,6 @@
 /**
  * A local stand-in for api.stripe.com, for the real stripe-node SDK (`new Stripe(key, {host, port,
- * protocol: "http"})`). It answers /v1/payment_intents and /v1/refunds the way Stripe does for its
+ * protocol: "http"})`). It answers /v1/payment_intents (create, retrieve, cancel) and /v1/refunds the way Stripe does for its
  * test payment methods, records every request with its Idempotency-Key header, and replays the
  * stored response for a repeated key (a different body under the same key is an idempotency_error).
  */
@@ -157,6 +157,22 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		return { status: 200, body: { id: rid("re"), object: "refund", amount, currency: pi.currency, payment_intent: pi.id, charge: pi.chargeId, status: "succeeded", metadata: {} } };
 	}
 
+	// Cancelable while it waits for something (https://docs.stripe.com/api/payment_intents/cancel), not once it settled.
+	function cancelIntent(id: string) {
+		const pi = intents.get(id);
+		if (!pi) return stripeError(404, { type: "invalid_request_error", code: "resource_missing", message: `No such payment_intent: '${id}'` });
+		if (!["requires_payment_method", "requires_capture", "requires_confirmation", "requires_action"].includes(pi.status)) {
+			return stripeError(400, {
+				type: "invalid_request_error",
+				code: "payment_intent_unexpected_state",
+				message: `You cannot cancel this PaymentIntent because it has a status of ${pi.status}.`,
+				payment_intent: intentJson(pi, []),
+			});
+		}
+		pi.status = "canceled";
+		return { status: 200, body: intentJson(pi, []) };
+	}
+
 	function route(method: string, path: string, form: Record<string, string>): { status: number; body: unknown } {
 		if (failures > 0) {
 			failures--;
@@ -164,6 +180,8 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		}
 		if (method === "POST" && path === "/v1/payment_intents") return createIntent(form);
 		if (method === "POST" && path === "/v1/refunds") return createRefund(form);
+		const cancel = /^\/v1\/payment_intents\/([^/]+)\/cancel$/.exec(path);
+		if (method === "POST" && cancel) return cancelIntent(cancel[1]);
 		const get = /^\/v1\/payment_intents\/([^/]+)$/.exec(path);
 		if (method === "GET" && get) {
 			const pi = intents.get(get[1]);

@@ -50,6 +50,8 @@ describe("orders", () => {
 
 	const stockOf = async (variantId: string) => (await shop.broker.call<any[], any>("products.getVariants", { ids: [variantId] }))[0].stock as number;
 	const payment = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
+	/** The built-in test provider the payments service charges through. */
+	const provider = () => (shop.broker.getLocalService("payments") as any).provider;
 
 	/** An order of `quantity` × a fresh product, placed through the real checkout. */
 	async function placeOrder(c: Awaited<ReturnType<typeof customer>>, opts: { price?: number; quantity?: number; stock?: number; card?: string; promo?: string } = {}) {
@@ -321,7 +323,7 @@ describe("orders", () => {
 		expect(rebuildOrderState(log)).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", paidAmount: order.total });
 	});
 
-	test("a payment never completed: past its time the order is cancelled and its stock freed; a payment that settles after that is refunded", async () => {
+	test("a payment never completed: past its time the order is cancelled, its stock freed and its payment stopped at the provider", async () => {
 		const orders = shop.broker.getLocalService("orders") as any;
 		const a = await customer();
 		const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", stock: 4 });
@@ -332,18 +334,44 @@ describe("orders", () => {
 
 		expect(await orders.expireUnpaid(0)).toBeGreaterThanOrEqual(1);
 		const expired = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
-		expect(expired).toMatchObject({ status: "cancelled", cancelReason: "payment_timeout", paymentStatus: "pending" });
+		expect(expired).toMatchObject({ status: "cancelled", cancelReason: "payment_timeout", paymentStatus: "failed", refundedAmount: 0 });
 		expect(await stockOf(variantId)).toBe(4);
+		// Stopped at the provider: completing 3-D Secure now takes no money, and nothing is owed back.
+		const pay = await payment(order.id);
+		expect(pay).toMatchObject({ status: "failed", failureReason: expect.stringMatching(/^Canceled/) });
+		expect(provider().charges.get(pay.providerPaymentId).status).toBe("canceled");
 		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
+		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
+		expect(rebuildOrderState(log)).toMatchObject({ status: "cancelled", paymentStatus: "failed" });
 		// Done once: a second sweep finds nothing of it.
 		await orders.expireUnpaid(0);
 		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
+	});
 
-		// The customer completes 3-D Secure after all: the money goes back, the order stays cancelled.
-		await webhook("payment_intent.succeeded", order);
+	test("a customer who completes 3-D Secure just before the order expires is refunded: the provider refuses the cancel, the money goes back once", async () => {
+		const orders = shop.broker.getLocalService("orders") as any;
+		const a = await customer();
+		const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", stock: 4 });
+		// Paid at the provider; its webhook is still on its way.
+		provider().completeAuthentication((await payment(order.id)).providerPaymentId);
+
+		expect(await orders.expireUnpaid(0)).toBeGreaterThanOrEqual(1);
 		const after = await waitFor(async () => (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body, (o: any) => o.paymentStatus === "refunded");
-		expect(after).toMatchObject({ status: "cancelled", refundedAmount: order.total });
+		expect(after).toMatchObject({ status: "cancelled", cancelReason: "payment_timeout", refundedAmount: order.total });
 		expect(await stockOf(variantId)).toBe(4);
+		// The webhook arrives late: nothing more happens.
+		await webhook("payment_intent.succeeded", order);
+		expect((await payment(order.id)).refunds).toHaveLength(1);
+		expect((await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body).toMatchObject({ paymentStatus: "refunded", refundedAmount: order.total });
+	});
+
+	test("the customer's cancel of an order waiting for 3-D Secure stops its payment too", async () => {
+		const a = await customer();
+		const { order } = await placeOrder(a, { card: "pm_card_authenticationRequired" });
+		const res = await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token });
+		expect(res.status).toBe(200);
+		expect(res.body).toMatchObject({ status: "cancelled", paymentStatus: "failed", refundedAmount: 0 });
+		expect(provider().charges.get((await payment(order.id)).providerPaymentId).status).toBe("canceled");
 	});
 
 	test("three orders waiting for payment at most per customer: a fourth checkout is a 409 until one is settled or cancelled", async () => {
@@ -506,6 +534,8 @@ describe("orders", () => {
 		test("2. paid after it was cancelled, died before refunding: recovery refunds once", async () => {
 			const a = await customer();
 			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", price: 4000, stock: 4 });
+			// The provider could not stop the payment (it was processing), and it went through later.
+			jest.spyOn(provider(), "cancelPayment").mockResolvedValueOnce({ status: "pending" });
 			const cancel = await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token });
 			expect(cancel.body).toMatchObject({ status: "cancelled", paymentStatus: "pending" });
 			expect(await stockOf(variantId)).toBe(4);
@@ -547,7 +577,7 @@ describe("orders", () => {
 				status: "cancelled",
 				paymentStatus: "failed",
 				cancelReason: "payment_failed",
-				pendingActions: ["releaseStock", "releasePromo", "refund", "announceCancelled"],
+				pendingActions: ["releaseStock", "releasePromo", "cancelPayment", "refund", "announceCancelled"],
 			});
 			expect(await stockOf(variantId)).toBe(4);
 			expect(await promoAvailable(code)).toBe(false);

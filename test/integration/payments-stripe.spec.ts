@@ -157,6 +157,53 @@ describe("payments with Stripe (fake Stripe server)", () => {
 		});
 	});
 
+	describe("cancel (an order cancelled before its 3-D Secure completed)", () => {
+		const cancel = (orderId: string) => shop.broker.call<any, any>("payments.cancel", { orderId });
+
+		test("a payment waiting for 3-D Secure: its PaymentIntent is canceled at Stripe and the payment fails, without news", async () => {
+			const orderId = newOrderId();
+			expect(await charge(orderId, "pm_card_authenticationRequired")).toMatchObject({ status: "pending" });
+			const [intent] = intentsOf(orderId);
+			expect(await cancel(orderId)).toMatchObject({ status: "failed", failureReason: expect.stringMatching(/^Canceled/) });
+			expect(intent.status).toBe("canceled");
+			expect(fake.requestsTo(`/v1/payment_intents/${intent.id}/cancel`)).toHaveLength(1);
+			// Done: again, nothing more is sent.
+			expect(await cancel(orderId)).toMatchObject({ status: "failed" });
+			expect(fake.requestsTo(`/v1/payment_intents/${intent.id}/cancel`)).toHaveLength(1);
+			expect(eventsFor(orderId)).toEqual([]);
+		});
+
+		test("completed at Stripe before the cancel: Stripe refuses it, the payment is recorded as succeeded and announced (the order refunds it)", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_authenticationRequired", 2500);
+			const [intent] = intentsOf(orderId);
+			intent.status = "succeeded";
+			expect(await cancel(orderId)).toMatchObject({ status: "succeeded", amount: 2500 });
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+			expect(await refund(orderId, `${orderId}-late`)).toMatchObject({ amount: 2500, status: "succeeded" });
+		});
+
+		test("a settled payment, or an order without one, sends nothing to Stripe; Stripe down is a 503 and the payment stays pending", async () => {
+			const paid = newOrderId();
+			await charge(paid);
+			const before = fake.requests.length;
+			expect(await cancel(paid)).toMatchObject({ status: "succeeded" });
+			expect(await cancel(newOrderId())).toBeNull();
+			expect(fake.requests.length).toBe(before);
+
+			const waiting = newOrderId();
+			await charge(waiting, "pm_card_authenticationRequired");
+			fake.failNext(1000);
+			try {
+				await expect(cancel(waiting)).rejects.toMatchObject({ code: 503 });
+			} finally {
+				fake.failNext(0);
+			}
+			expect(await getByOrder(waiting)).toMatchObject({ status: "pending" });
+			expect(await cancel(waiting)).toMatchObject({ status: "failed" });
+		});
+	});
+
 	describe("webhook POST /api/payments/webhook", () => {
 		const event = (id: string, type: string, object: Record<string, unknown>) => ({ id, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object } });
 		const post = (payload: string, signature?: string) =>
