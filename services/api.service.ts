@@ -10,6 +10,7 @@ import { readConfig } from "../lib/config";
 import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
 import { ResponseCache } from "../lib/response-cache";
+import { isShopRoute } from "../lib/rest-routes";
 import { createRateLimitStore, type RateLimitStore } from "../adapters/rate-limit-store";
 import { UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
@@ -276,9 +277,13 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			res.end(JSON.stringify(body));
 		},
 
-		/** Whether the request matches a route served earlier, whose service has no node now. */
+		/**
+		 * Whether the request is for a route of the shop, or one served earlier (a plugin's), whose
+		 * service has no node now: also when this gateway started after that service's last node died.
+		 */
 		knownRoute(req: Req): boolean {
 			const url = req.parsedUrl ?? "";
+			if (isShopRoute(req.method ?? "GET", url)) return true;
 			for (const alias of this.routesSeen?.values() ?? []) if (alias.isMethod(req.method!) && alias.match(url)) return true;
 			return false;
 		},

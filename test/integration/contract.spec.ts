@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import { startShop, SHOP_SERVICE_NAMES, type Shop } from "../helpers/shop";
+import { SHOP_ROUTES } from "../../lib/rest-routes";
 
 /** `| GET, POST | /api/me/addresses | ...` rows of the contract → ["GET /api/me/addresses", ...] */
 function contractRoutes(): string[] {
@@ -49,6 +50,12 @@ describe("REST contract", () => {
 		const servedShapes = new Set([...served].map(shape));
 		const missing = routes.filter((r) => !servedShapes.has(shape(r)));
 		expect(missing).toEqual([]);
+	});
+
+	test("the gateway's list of shop routes (lib/rest-routes.ts) is exactly what the services serve", () => {
+		const api = shop.broker.getLocalService("api") as unknown as { aliases: Array<{ method: string; fullPath: string }> };
+		const served = api.aliases.map((a) => `${a.method} ${a.fullPath}`).sort();
+		expect([...SHOP_ROUTES].sort()).toEqual(served);
 	});
 
 	test("every operation that needs a user says so, and no internal action is exposed", async () => {

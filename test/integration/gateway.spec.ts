@@ -93,6 +93,16 @@ describe("gateway", () => {
 		expect((await shop.http.get("/api/parcels")).status).toBe(404);
 	});
 
+	test("503 for a shop route whose service this gateway has never seen (its nodes were down when the gateway started)", async () => {
+		for (const [method, path] of [["GET", "/api/products?pageSize=5"], ["GET", "/api/products/p1/reviews"], ["POST", "/api/orders/o1/cancel"], ["DELETE", "/api/cart/items/v1"]] as const) {
+			const res = await shop.http.request(method, path, method === "GET" ? {} : { body: {} });
+			expect({ method, path, status: res.status, type: res.body?.type }).toEqual({ method, path, status: 503, type: "SERVICE_UNAVAILABLE" });
+		}
+		// Not a route of the shop, however close: 404.
+		expect((await shop.http.get("/api/products/p1/reviews/r1")).status).toBe(404);
+		expect((await shop.http.request("PUT", "/api/products/p1", { body: {} })).status).toBe(404);
+	});
+
 	test("404 for unknown routes and for actions without a rest alias", async () => {
 		expect((await shop.http.get("/api/nope")).status).toBe(404);
 		expect((await shop.http.get("/api/probe/internal")).status).toBe(404);
