@@ -4,7 +4,7 @@
  */
 import { startShop, type Shop } from "../helpers/shop";
 import { PaymentProviderError } from "../../adapters/payments/provider";
-import type { TestPaymentProvider } from "../../adapters/payments/test-provider";
+import { TestPaymentProvider } from "../../adapters/payments/test-provider";
 import { eventRecorder } from "../helpers/fakes";
 
 let seq = 0;
@@ -206,6 +206,25 @@ describe("payments (built-in test provider)", () => {
 				{ name: "payment.refunded", payload: { orderId, paymentId: paid.id, refundId: r.id, userId: "user-1", amount: 4000, currency: "USD", totalRefunded: 4000, reason: "customer request", eventId: expect.any(String) } },
 			]);
 			await expect(refund(orderId, `${orderId}-again`)).rejects.toMatchObject({ code: 409, type: "ALREADY_REFUNDED" });
+		});
+
+		test("after a restart (the built-in provider starts empty) payments made before it are refunded and a waiting one canceled", async () => {
+			const paidOrder = newOrderId();
+			const waitingOrder = newOrderId();
+			await charge(paidOrder, "pm_card_visa", 3000);
+			await charge(waitingOrder, "pm_card_authenticationRequired", 1500);
+			svc.provider = new TestPaymentProvider();
+			try {
+				expect(await refund(paidOrder, `${paidOrder}-part`, 1000)).toMatchObject({ amount: 1000, status: "succeeded" });
+				// The shop's own record still bounds a refund.
+				await expect(refund(paidOrder, `${paidOrder}-more`, 2001)).rejects.toMatchObject({ code: 422 });
+				expect(await refund(paidOrder, `${paidOrder}-rest`)).toMatchObject({ amount: 2000, status: "succeeded" });
+				expect(await getByOrder(paidOrder)).toMatchObject({ status: "refunded", refundedAmount: 3000 });
+				expect(await shop.broker.call<any, any>("payments.cancel", { orderId: waitingOrder })).toMatchObject({ status: "failed" });
+				await expect(svc.provider.refund({ providerPaymentId: "pi_elsewhere", amount: 1, idempotencyKey: "k" })).rejects.toThrow(/No such payment/);
+			} finally {
+				svc.provider = provider;
+			}
 		});
 
 		test("a charge made with its order's number announces its refunds with it, for the customer's email", async () => {
