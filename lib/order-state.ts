@@ -180,6 +180,8 @@ export interface Order {
 	total: number;
 	currency: string;
 	promoCode: string | null;
+	/** The cart's version when the checkout took it (null for orders from before it was kept). */
+	cartVersion?: number | null;
 	shippingAddress: Record<string, unknown>;
 	payment: { id: string; cardBrand?: string; cardLast4?: string } | null;
 	paidAmount: number;

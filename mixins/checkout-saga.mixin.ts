@@ -188,6 +188,8 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				...totals,
 				currency: cart.currency,
 				promoCode: cart.promoCode ?? null,
+				// The cart as it was bought: what a recovered checkout may clear (see clearCart).
+				cartVersion: typeof cart.version === "number" ? cart.version : null,
 				shippingAddress: { ...address, addressId },
 				payment: null,
 				paidAmount: 0,
@@ -308,11 +310,13 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		},
 
 		async clearCart(c: Checkout) {
-			// A recovered checkout has no snapshot: the cart may hold new items by now, so it stays.
-			if (!c.cart) return;
+			// A recovered checkout has no snapshot: it clears the cart only if it is still the one bought (its
+			// version on the order), so the customer does not see it as unbought; items added since keep it.
+			const version = c.cart ? c.cart.version : c.order?.cartVersion;
+			if (!c.cart && typeof version !== "number") return;
 			// The order is paid: a cart that cannot be cleared (or changed meanwhile) is no reason to undo it.
 			try {
-				await this.callFrom(c, "cart.clear", { userId: c.userId, version: c.cart!.version });
+				await this.callFrom(c, "cart.clear", { userId: c.userId, version });
 			} catch (err) {
 				this.logger.warn(`Cart of user ${c.userId} not cleared after order ${c.orderId}:`, (err as Error).message);
 			}

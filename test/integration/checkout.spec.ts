@@ -501,22 +501,39 @@ describe("checkout", () => {
 			}
 		});
 
-		test("a checkout interrupted after the charge (the node died) rolls forward on recovery", async () => {
+		/** A checkout whose node "dies" at `step` after the charge: nothing is undone, and the order is left running. */
+		async function diedAfterCharge(step: string) {
 			const svc = orders();
-			// The node "dies" at confirmOrder: nothing is undone, and the order is left running.
 			const dead = jest.spyOn(svc.checkoutSaga, "compensate").mockResolvedValue([]);
-			const { v, order } = await failingCheckout("confirmOrder");
+			const failed = await failingCheckout(step);
 			dead.mockRestore();
-			await svc.db.orders.updateOne({ id: order.id }, { $set: { "saga.state": "running" } });
+			await svc.db.orders.updateOne({ id: failed.order.id }, { $set: { "saga.state": "running" } });
+			return failed;
+		}
+
+		test("a checkout interrupted after the charge (the node died) rolls forward on recovery, and clears the cart it bought", async () => {
+			const svc = orders();
+			const { c, v, order } = await diedAfterCharge("confirmOrder");
 			expect(order).toMatchObject({ status: "pending", paymentStatus: "succeeded" });
+			expect((await shop.http.get("/api/cart", { token: c.token })).body.items).toHaveLength(1);
 
 			await svc.recoverInterrupted(0);
 			const after = (await shop.http.get(`/api/orders/${order.id}`, { token: adminToken })).body;
 			expect(after).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", refundedAmount: 0 });
+			expect((await shop.http.get("/api/cart", { token: c.token })).body.items).toEqual([]);
 			expect(await stockOf(v.variantId)).toBe(4);
 			expect((await payment(order.id)).refunds).toEqual([]);
 			expect(recorder.events.filter((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)).toHaveLength(1);
 			expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+		});
+
+		test("rolled forward by recovery, a checkout leaves the cart alone if the customer changed it since", async () => {
+			const { c, order } = await diedAfterCharge("commitStock");
+			const more = await variant(1200, 5);
+			await addToCart(c.token, more.variantId, 1);
+			await orders().recoverInterrupted(0);
+			expect((await shop.http.get(`/api/orders/${order.id}`, { token: adminToken })).body.status).toBe("confirmed");
+			expect((await shop.http.get("/api/cart", { token: c.token })).body.items).toHaveLength(2);
 		});
 
 		/** The step's call to another service takes effect, but its answer is lost on the way back. */
