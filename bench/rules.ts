@@ -13,8 +13,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Collection } from "../mixins/collection";
-import { audit, selfCheck, CONFIRMED_STATES, type AuditInput, type StoredData } from "./lib/audit";
+import { audit, selfCheck, CONFIRMED_STATES, type AuditInput } from "./lib/audit";
+import { readStoredData } from "./lib/stored-data";
 import { ensureBuilt, startShopProcess } from "./lib/processes";
 
 const SHORT = process.argv.includes("--short");
@@ -150,26 +150,7 @@ async function run(dataDir: string): Promise<number> {
 	}
 
 	// --- The audit, from the stored data (NeDB files, read directly: no service code involved).
-	const read = async (name: string) => {
-		if (!fs.existsSync(path.join(dataDir, `${name}.db`))) throw new Error(`no stored collection ${name} in ${dataDir}`);
-		const c = new Collection(name, { fields: {} }, { dataDir });
-		await c.connect();
-		try {
-			return await c.find({});
-		} finally {
-			await c.disconnect();
-		}
-	};
-	const data: StoredData = {
-		variants: await read("variants"),
-		inventoryTransactions: await read("inventory_transactions"),
-		orders: await read("orders"),
-		ordersOutbox: await read("orders_outbox"),
-		payments: await read("payments"),
-		promotions: await read("promotions"),
-		promotionUses: await read("promotion_slots"),
-		notifications: await read("notifications"),
-	};
+	const data = await readStoredData(dataDir);
 	const input: AuditInput = { data, startStock, answers };
 	violations.push(...audit(input));
 	const confirmed = data.orders.filter((o) => CONFIRMED_STATES.has(o.status));

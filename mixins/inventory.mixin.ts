@@ -61,7 +61,7 @@ export interface InventoryMethods {
 	sellableVariants(lines: StockLine[]): Promise<Map<string, Row<Variant>>>;
 	moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, extra?: MovementExtra): Promise<Row<Variant> | null>;
 	finishMove(ctx: Context | null, variant: Row<HeldVariant>, move: ParkedMove, recovered?: boolean): Promise<void>;
-	sweepParkedMoves(now?: Date): Promise<{ finished: number }>;
+	sweepParkedMoves(now?: Date, staleAfterMs?: number): Promise<{ finished: number }>;
 	recordMovement(ctx: Context | null, variant: Row<Variant>, delta: number, type: MovementType, reference: string, extra?: MovementExtra): Promise<void>;
 	writeAuditRow(row: Record<string, unknown>): Promise<boolean>;
 	claimReservation(id: string, orderId: string, items: Reservation["items"]): Promise<Row<Reservation> | null | "retry">;
@@ -73,7 +73,7 @@ export interface InventoryMethods {
 	closeReservation(r: ReservationRef): Promise<void>;
 	finishCancelled(r: ReservationRef): Promise<void>;
 	rollbackLine(r: Row<Reservation>, line: Reservation["items"][number]): Promise<void>;
-	sweepReservations(now?: Date): Promise<{ swept: number }>;
+	sweepReservations(now?: Date, staleAfterMs?: number): Promise<{ swept: number }>;
 }
 
 interface InventoryVars {
@@ -232,8 +232,9 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 		},
 
 		/** Movements parked longer than `staleAfterMs` (their process died): their rows are written. */
-		async sweepParkedMoves(now = new Date()) {
-			const parked = await this.db.variants.find({ "pendingMove.since": { $lt: now.getTime() - this.settings.reservationSweep.staleAfterMs } }, { limit: SWEEP_BATCH });
+		async sweepParkedMoves(now = new Date(), staleAfterMs?: number) {
+			const stale = staleAfterMs ?? this.settings.reservationSweep.staleAfterMs;
+			const parked = await this.db.variants.find({ "pendingMove.since": { $lt: now.getTime() - stale } }, { limit: SWEEP_BATCH });
 			for (const v of parked) {
 				await this.finishMove(null, v, v.pendingMove!, true);
 				this.logger.info(`Recorded the stock movement ${v.pendingMove!.key} of variant ${v.id} that a crash left without its audit row.`);
@@ -353,8 +354,8 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 		 * Finishes reservations whose stock work stopped (a crash) more than `staleAfterMs` ago: rolls
 		 * back pending or cancelled ones line by line, settles sold ones. Never touches `reserved`.
 		 */
-		async sweepReservations(now = new Date()) {
-			const cutoff = new Date(now.getTime() - this.settings.reservationSweep.staleAfterMs);
+		async sweepReservations(now = new Date(), staleAfterMs?: number) {
+			const cutoff = new Date(now.getTime() - (staleAfterMs ?? this.settings.reservationSweep.staleAfterMs));
 			const stale = await this.db.reservations.find({ holdsOpen: true, status: { $in: SWEPT_STATUSES }, updatedAt: { $lt: cutoff } }, { sort: { updatedAt: 1 }, limit: SWEEP_BATCH });
 			let swept = 0;
 			for (const found of stale) {
@@ -385,16 +386,17 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 		const { intervalMs } = this.settings.reservationSweep;
 		if (!intervalMs) return;
 		// One sweep at a time per node; other nodes are kept off the same reservation by the claim.
-		const sweep = () => {
-			this.sweeping ??= this.sweepReservations()
-				.then(() => this.sweepParkedMoves())
+		const sweep = (staleAfterMs?: number) => {
+			this.sweeping ??= this.sweepReservations(new Date(), staleAfterMs)
+				.then(() => this.sweepParkedMoves(new Date(), staleAfterMs))
 				.catch((err: Error) => this.logger.warn(`Sweeping stale reservations and stock movements failed: ${err.message}`))
 				.finally(() => (this.sweeping = undefined));
 			return this.sweeping;
 		};
-		// What a crash of the previous run left behind.
-		await sweep();
-		this.sweepTimer = setInterval(sweep, intervalMs);
+		// What a crash of the previous run left behind. Alone (the embedded default: no transporter), no
+		// reserve or movement of another process can still be running: all of it, not only the stale.
+		await sweep(this.broker.transit ? undefined : 0);
+		this.sweepTimer = setInterval(() => sweep(), intervalMs);
 		this.sweepTimer.unref();
 	},
 
