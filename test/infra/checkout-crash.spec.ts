@@ -17,9 +17,15 @@ const HOOK = path.join(__dirname, "../fixtures/crash-hook.js");
 const ADMIN = { email: "crash-admin@example.com", password: "crash admin passphrase" };
 const STOCK = 5;
 const PRICE = 2000;
+/** A checkout makes about 27 writes before it answers; the rest are what follows it (the email...). */
+const WRITES = 32;
 
-/** Each boundary of the saga (mixins/checkout-saga.mixin.ts), and what recovery does with it. */
-const POINTS: Array<{ at: string; rolledForward: boolean }> = [
+/**
+ * Each boundary of the saga (mixins/checkout-saga.mixin.ts), with what recovery does there; then a
+ * kill after each write the checkout and what follows it make (claiming the key, the order, the
+ * reservation, the payment, the outbox, the notification...), where either outcome may be right.
+ */
+const POINTS: Array<{ at: string; rolledForward: boolean | null }> = [
 	{ at: "before:snapshotCart", rolledForward: false },
 	{ at: "before:createOrder", rolledForward: false },
 	{ at: "after:createOrder", rolledForward: false },
@@ -31,6 +37,7 @@ const POINTS: Array<{ at: string; rolledForward: boolean }> = [
 	{ at: "after:commitStock", rolledForward: true },
 	{ at: "after:clearCart", rolledForward: true },
 	{ at: "after:publishOrder", rolledForward: true },
+	...Array.from({ length: WRITES }, (_, i) => ({ at: `write:${i + 1}`, rolledForward: null })),
 ];
 
 type Answer = { status: number; body: any };
@@ -82,10 +89,21 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 		const checkout = () =>
 			http("POST", "/api/orders", { token: buyer.token, headers: { "Idempotency-Key": key }, body: { shippingAddressId: address.body.id, paymentMethod: { type: "card", token: "pm_card_visa" } } });
 
-		// The process dies mid-request: no answer, killed by the signal (not a clean exit).
+		// Let what registering started (the welcome email) settle: the writes counted are the checkout's.
+		await sleep(300);
 		const died = new Promise((resolve) => doomed.proc.once("exit", (_code, signal) => resolve(signal)));
-		await expect(checkout()).rejects.toThrow();
-		expect(await died).toBe("SIGKILL");
+		const first = await checkout().catch(() => null);
+		if (at.startsWith("write:") && first) {
+			// Killed after answering, in what follows the checkout; a write that never comes: killed here.
+			expect(first.status).toBe(201);
+			const timer = setTimeout(() => doomed.proc.kill("SIGKILL"), 3000);
+			await died;
+			clearTimeout(timer);
+		} else {
+			// The process dies mid-request: no answer, killed by the signal (not a clean exit).
+			expect(first).toBeNull();
+			expect(await died).toBe("SIGKILL");
+		}
 
 		const shop = await start(dataDir);
 		try {
@@ -102,7 +120,8 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 				expect([409, 503]).toContain(last.status);
 				await sleep(250);
 			}
-			expect(last.status).toBe(rolledForward ? 200 : 201);
+			if (rolledForward !== null) expect(last.status).toBe(rolledForward ? 200 : 201);
+			else expect([200, 201]).toContain(last.status);
 			expect(last.body).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", subtotal: 2 * PRICE, discount: 500 });
 
 			const orders = (await http("GET", "/api/orders", { token: buyer.token })).body.rows;
@@ -110,7 +129,8 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 			expect(confirmed.map((o: any) => o.id)).toEqual([last.body.id]);
 			// An order the crash left half-made was undone, its money (if any) given back.
 			for (const o of orders.filter((x: any) => x.id !== last.body.id)) expect(o).toMatchObject({ status: "cancelled" });
-			expect(orders.length).toBe(rolledForward || at.startsWith("before:") ? 1 : 2);
+			if (rolledForward !== null) expect(orders.length).toBe(rolledForward || at.startsWith("before:") ? 1 : 2);
+			else expect(orders.length).toBeLessThanOrEqual(2);
 			expect((await http("GET", "/api/cart", { token: buyer.token })).body.items).toEqual([]);
 			const stock = (await http("GET", `/api/products/${product.body.id}`)).body.variants[0].stock;
 			expect(stock).toBe(STOCK - 2);
@@ -122,11 +142,16 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 				await sleep(100);
 			}
 
+			// The code's uses as the admin sees them: counted from the slots, whatever the crash did to the counter.
+			expect((await http("GET", "/api/promotions/ONCE", { token: admin })).body).toMatchObject({ usedCount: 1, maxUses: 1 });
+
 			await shop.stop();
 			const data = await readStoredData(dataDir);
-			// The audit's rules, except "one order per key": a key the shop freed after undoing the crashed
-			// order may make one more (checked above: one confirmed order, the rest cancelled).
-			const violations = audit({ data, startStock: new Map([[variantId, STOCK]]), answers }).filter((v) => !v.startsWith(`orders: user ${buyer.userId} has`));
+			// The audit's rules, except two that a crash may rightly bend: "one order per key" (a key freed after
+			// its crashed order was undone makes one more; checked above: one confirmed, the rest cancelled) and
+			// the promo counter, a guide a crash can leave one off (the admin's exact count is checked above).
+			const bent = [`orders: user ${buyer.userId} has`, "promo counter:"];
+			const violations = audit({ data, startStock: new Map([[variantId, STOCK]]), answers }).filter((v) => !bent.some((b) => v.startsWith(b)));
 			expect(violations).toEqual([]);
 			expect(data.notifications.filter((m) => m.template === "order-confirmed" && m.channel === "email")).toHaveLength(1);
 			expect(data.payments.filter((p) => p.status === "succeeded")).toHaveLength(1);
