@@ -19,6 +19,8 @@ const STOCK = 5;
 const PRICE = 2000;
 /** A checkout makes about 27 writes before it answers; the rest are what follows it (the email...). */
 const WRITES = 32;
+/** A declined checkout's writes, its undoing included. */
+const DECLINED_WRITES = 24;
 
 /**
  * Each boundary of the saga (mixins/checkout-saga.mixin.ts), with what recovery does there; then a
@@ -67,35 +69,38 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 			{ gateway: true, nodeArgs: crashAt ? ["-r", HOOK] : [] },
 		);
 
-	test.each(POINTS)("killed $at", async ({ at, rolledForward }) => {
+	/** A shop with one product, a one-use code and a buyer whose cart holds two units with the code. */
+	async function shopWithBuyer(at: string, card: string) {
 		const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "crash-"));
 		dirs.push(dataDir);
 		const doomed = await start(dataDir, at);
-		let http = client(doomed.port!);
-
+		const http = client(doomed.port!);
 		const admin = (await http("POST", "/api/auth/login", { body: ADMIN })).body.accessToken;
 		const product = await http("POST", "/api/products", { token: admin, body: { name: "Crash Lamp", price: PRICE, currency: "USD", variants: [{ sku: "CRASH-1", name: "Only", stock: STOCK }] } });
 		expect(product.status).toBe(201);
-		const variantId = product.body.variants[0].id;
 		expect((await http("POST", "/api/promotions", { token: admin, body: { code: "ONCE", type: "fixed", value: 500, maxUses: 1 } })).status).toBe(201);
 		const reg = await http("POST", "/api/auth/register", { body: { email: "crash-buyer@example.com", password: "crash buyer passphrase" } });
 		expect(reg.status).toBe(201);
 		const buyer = { token: reg.body.accessToken as string, userId: reg.body.user.id as string };
 		const address = await http("POST", "/api/me/addresses", { token: buyer.token, body: { type: "shipping", line1: "1 Crash St", city: "Audit", postalCode: "11111", country: "US" } });
+		const variantId: string = product.body.variants[0].id;
 		expect((await http("POST", "/api/cart/items", { token: buyer.token, body: { variantId, quantity: 2 } })).status).toBe(201);
 		expect((await http("POST", "/api/cart/promo", { token: buyer.token, body: { code: "ONCE" } })).status).toBe(200);
-
 		const key = crypto.randomUUID();
-		const checkout = () =>
-			http("POST", "/api/orders", { token: buyer.token, headers: { "Idempotency-Key": key }, body: { shippingAddressId: address.body.id, paymentMethod: { type: "card", token: "pm_card_visa" } } });
+		const checkout = (port: number) =>
+			client(port)("POST", "/api/orders", { token: buyer.token, headers: { "Idempotency-Key": key }, body: { shippingAddressId: address.body.id, paymentMethod: { type: "card", token: card } } });
+		return { dataDir, doomed, admin, productId: product.body.id as string, variantId, buyer, key, checkout };
+	}
 
+	/** The checkout, killed where `at` says; then the shop again on the same files. Returns the first answer, if any. */
+	async function crashAndRestart(setup: Awaited<ReturnType<typeof shopWithBuyer>>, at: string) {
+		const { doomed, checkout, dataDir } = setup;
 		// Let what registering started (the welcome email) settle: the writes counted are the checkout's.
 		await sleep(300);
 		const died = new Promise((resolve) => doomed.proc.once("exit", (_code, signal) => resolve(signal)));
-		const first = await checkout().catch(() => null);
+		const first = await checkout(doomed.port!).catch(() => null);
 		if (at.startsWith("write:") && first) {
 			// Killed after answering, in what follows the checkout; a write that never comes: killed here.
-			expect(first.status).toBe(201);
 			const timer = setTimeout(() => doomed.proc.kill("SIGKILL"), 3000);
 			await died;
 			clearTimeout(timer);
@@ -104,59 +109,98 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 			expect(first).toBeNull();
 			expect(await died).toBe("SIGKILL");
 		}
+		return { first, shop: await start(dataDir) };
+	}
 
-		const shop = await start(dataDir);
+	/** The same key again, as a client whose request got no answer does, until the shop settles it. */
+	async function retry(setup: Awaited<ReturnType<typeof shopWithBuyer>>, port: number, settled: number[]) {
+		const answers: AuditInput["answers"] = [];
+		let last: Answer = { status: 0, body: null };
+		for (let attempt = 0; attempt < 20; attempt++) {
+			last = await setup.checkout(port);
+			answers.push({ userId: setup.buyer.userId, key: setup.key, status: last.status, orderId: last.body?.id, type: last.body?.type });
+			if (settled.includes(last.status)) break;
+			// Freed (its order undone or never made): the next request with it checks out anew.
+			if (last.status === 409 && last.body?.type === "IDEMPOTENCY_KEY_RELEASED") continue;
+			expect([409, 503]).toContain(last.status);
+			await sleep(250);
+		}
+		return { last, answers };
+	}
+
+	/** The stored files against the load test's audit, once the shop has stopped. */
+	async function auditFiles(setup: Awaited<ReturnType<typeof shopWithBuyer>>, answers: AuditInput["answers"]) {
+		const data = await readStoredData(setup.dataDir);
+		// The audit's rules, except two that a crash may rightly bend: "one order per key" (a key freed after
+		// its crashed order was undone makes one more; each test checks its orders) and the promo counter, a
+		// guide a crash can leave one off (each test checks the admin's exact count).
+		const bent = [`orders: user ${setup.buyer.userId} has`, "promo counter:"];
+		expect(audit({ data, startStock: new Map([[setup.variantId, STOCK]]), answers }).filter((v) => !bent.some((b) => v.startsWith(b)))).toEqual([]);
+		return data;
+	}
+
+	test.each(POINTS)("paid: killed $at", async ({ at, rolledForward }) => {
+		const setup = await shopWithBuyer(at, "pm_card_visa");
+		const { first, shop } = await crashAndRestart(setup, at);
+		if (first) expect(first.status).toBe(201);
 		try {
-			http = client(shop.port!);
-			// The same key again, as a client whose request got no answer does.
-			const answers: AuditInput["answers"] = [];
-			let last: Answer = { status: 0, body: null };
-			for (let attempt = 0; attempt < 20; attempt++) {
-				last = await checkout();
-				answers.push({ userId: buyer.userId, key, status: last.status, orderId: last.body?.id, type: last.body?.type });
-				if (last.status === 200 || last.status === 201) break;
-				// Freed (its order undone or never made): the next request with it checks out anew.
-				if (last.status === 409 && last.body?.type === "IDEMPOTENCY_KEY_RELEASED") continue;
-				expect([409, 503]).toContain(last.status);
-				await sleep(250);
-			}
+			const http = client(shop.port!);
+			const { last, answers } = await retry(setup, shop.port!, [200, 201]);
 			if (rolledForward !== null) expect(last.status).toBe(rolledForward ? 200 : 201);
 			else expect([200, 201]).toContain(last.status);
 			expect(last.body).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", subtotal: 2 * PRICE, discount: 500 });
 
-			const orders = (await http("GET", "/api/orders", { token: buyer.token })).body.rows;
+			const orders = (await http("GET", "/api/orders", { token: setup.buyer.token })).body.rows;
 			const confirmed = orders.filter((o: any) => CONFIRMED_STATES.has(o.status));
 			expect(confirmed.map((o: any) => o.id)).toEqual([last.body.id]);
 			// An order the crash left half-made was undone, its money (if any) given back.
 			for (const o of orders.filter((x: any) => x.id !== last.body.id)) expect(o).toMatchObject({ status: "cancelled" });
 			if (rolledForward !== null) expect(orders.length).toBe(rolledForward || at.startsWith("before:") ? 1 : 2);
 			else expect(orders.length).toBeLessThanOrEqual(2);
-			expect((await http("GET", "/api/cart", { token: buyer.token })).body.items).toEqual([]);
-			const stock = (await http("GET", `/api/products/${product.body.id}`)).body.variants[0].stock;
-			expect(stock).toBe(STOCK - 2);
+			expect((await http("GET", "/api/cart", { token: setup.buyer.token })).body.items).toEqual([]);
+			expect((await http("GET", `/api/products/${setup.productId}`)).body.variants[0].stock).toBe(STOCK - 2);
+			// The code's uses as the admin sees them: counted from the slots, whatever the crash did to the counter.
+			expect((await http("GET", "/api/promotions/ONCE", { token: setup.admin })).body).toMatchObject({ usedCount: 1, maxUses: 1 });
 
 			// The confirmation is emailed once the notifications catch up.
 			for (let i = 0; i < 100; i++) {
-				const mine = (await http("GET", "/api/me/notifications", { token: buyer.token })).body.rows ?? [];
+				const mine = (await http("GET", "/api/me/notifications", { token: setup.buyer.token })).body.rows ?? [];
 				if (mine.some((n: any) => n.template === "order-confirmed")) break;
 				await sleep(100);
 			}
-
-			// The code's uses as the admin sees them: counted from the slots, whatever the crash did to the counter.
-			expect((await http("GET", "/api/promotions/ONCE", { token: admin })).body).toMatchObject({ usedCount: 1, maxUses: 1 });
-
 			await shop.stop();
-			const data = await readStoredData(dataDir);
-			// The audit's rules, except two that a crash may rightly bend: "one order per key" (a key freed after
-			// its crashed order was undone makes one more; checked above: one confirmed, the rest cancelled) and
-			// the promo counter, a guide a crash can leave one off (the admin's exact count is checked above).
-			const bent = [`orders: user ${buyer.userId} has`, "promo counter:"];
-			const violations = audit({ data, startStock: new Map([[variantId, STOCK]]), answers }).filter((v) => !bent.some((b) => v.startsWith(b)));
-			expect(violations).toEqual([]);
+			const data = await auditFiles(setup, answers);
 			expect(data.notifications.filter((m) => m.template === "order-confirmed" && m.channel === "email")).toHaveLength(1);
 			expect(data.payments.filter((p) => p.status === "succeeded")).toHaveLength(1);
 		} finally {
 			await shop.stop();
 		}
 	}, 60_000);
+
+	// A declined card: the checkout fails and undoes itself; killed anywhere in that, nothing is kept.
+	test.each(Array.from({ length: DECLINED_WRITES }, (_, i) => `write:${i + 1}`))("declined: killed at %s", async (at) => {
+		const setup = await shopWithBuyer(at, "pm_card_chargeDeclined");
+		const { first, shop } = await crashAndRestart(setup, at);
+		if (first) expect(first.status).toBe(402);
+		try {
+			const http = client(shop.port!);
+			const { last, answers } = await retry(setup, shop.port!, [402]);
+			expect(last.status).toBe(402);
+			const orders = (await http("GET", "/api/orders", { token: setup.buyer.token })).body.rows;
+			expect(orders.length).toBeGreaterThanOrEqual(1);
+			for (const o of orders) expect(o).toMatchObject({ status: "cancelled", refundedAmount: 0 });
+			// Declined: the cart is kept for another card, the stock and the code's use are back.
+			expect((await http("GET", "/api/cart", { token: setup.buyer.token })).body).toMatchObject({ promoCode: "ONCE", items: [expect.objectContaining({ quantity: 2 })] });
+			expect((await http("GET", `/api/products/${setup.productId}`)).body.variants[0].stock).toBe(STOCK);
+			expect((await http("GET", "/api/promotions/ONCE", { token: setup.admin })).body).toMatchObject({ usedCount: 0 });
+			await shop.stop();
+			const data = await auditFiles(setup, answers);
+			// No money taken. A charge killed before the provider answered stays pending, without a provider id:
+			// its order is cancelled, and the provider's webhook would settle it (and the order refund it).
+			expect(data.payments.filter((p) => p.status !== "failed" && !(p.status === "pending" && !p.providerPaymentId))).toEqual([]);
+			expect(data.notifications.filter((m) => m.template === "order-confirmed")).toEqual([]);
+		} finally {
+			await shop.stop();
+		}
+}, 60_000);
 });
