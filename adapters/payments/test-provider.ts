@@ -31,7 +31,7 @@ interface Charge {
 	amount: number;
 	refunded: number;
 	/** `pending` until the customer completes 3-D Secure (completeAuthentication) or it is canceled. */
-	status: "succeeded" | "pending" | "canceled";
+	status: "succeeded" | "pending" | "canceled" | "failed";
 }
 
 export class TestPaymentProvider implements PaymentProvider {
@@ -50,8 +50,8 @@ export class TestPaymentProvider implements PaymentProvider {
 			if (!card) return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: INVALID_PAYMENT_METHOD };
 			this.chargesCreated++;
 			const providerId = `pi_test_${crypto.randomBytes(12).toString("hex")}`;
-			// A pending one (3-D Secure) is refundable too once it settles: payments asks only then.
-			if (card.outcome !== "failed") this.charges.set(providerId, { amount: input.amount, refunded: 0, status: card.outcome });
+			// Declined ones are kept too (a refund of one is refused); a pending one (3-D Secure) is refundable once it settles: payments asks only then.
+			this.charges.set(providerId, { amount: input.amount, refunded: 0, status: card.outcome });
 			return { providerId, status: card.outcome, cardBrand: card.brand, cardLast4: card.last4, failureReason: card.reason ?? null };
 		});
 	}
@@ -61,7 +61,7 @@ export class TestPaymentProvider implements PaymentProvider {
 		return this.once(this.refunds, input.idempotencyKey, fingerprint, async () => {
 			const charge = this.chargeOf(input.providerPaymentId);
 			if (!charge) throw new PaymentProviderError(`No such payment: ${input.providerPaymentId}`);
-			if (charge.status === "canceled") throw new PaymentProviderError(`Payment ${input.providerPaymentId} was canceled: nothing to refund`);
+			if (charge.status === "canceled" || charge.status === "failed") throw new PaymentProviderError(`Payment ${input.providerPaymentId} is ${charge.status}: nothing to refund`);
 			if (!Number.isSafeInteger(input.amount) || input.amount <= 0 || input.amount > charge.amount - charge.refunded) {
 				throw new PaymentProviderError(`Refund of ${input.amount} exceeds the unrefunded ${charge.amount - charge.refunded}`);
 			}
@@ -74,7 +74,8 @@ export class TestPaymentProvider implements PaymentProvider {
 		const charge = this.chargeOf(providerPaymentId);
 		if (!charge) throw new PaymentProviderError(`No such payment: ${providerPaymentId}`);
 		if (charge.status === "pending") charge.status = "canceled";
-		return { status: charge.status };
+		// A declined payment can no longer take money either.
+		return { status: charge.status === "failed" ? "canceled" : charge.status };
 	}
 
 	/**
