@@ -29,6 +29,10 @@ export interface Payment {
 	refundedAmount: number;
 	/** Cents claimed by refunds, including those still in flight: the limit is checked on this. */
 	reservedRefundAmount: number;
+	/** The refunds whose amount reservedRefundAmount holds, by refund id (older payments have none). */
+	reservedRefunds?: Record<string, number>;
+	/** The refunds counted in refundedAmount, by refund id, so none is counted twice (older payments have none). */
+	countedRefunds?: Record<string, number>;
 	/** While in the future, a call is talking to the provider about this payment. */
 	chargeLeaseUntil: Date | null;
 	createdAt: Date;

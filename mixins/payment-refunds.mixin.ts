@@ -55,11 +55,13 @@ export interface PaymentHostMethods {
 export interface PaymentRefundMethods {
 	refundOnce(params: RefundParams, ctx: Context): Promise<Refund>;
 	runRefund(ctx: Context, refund: Refund, payment: Payment): Promise<Refund>;
-	addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean }): Promise<{ payment: Payment; amount: number } | null>;
+	addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean; refundId?: string }): Promise<{ payment: Payment; amount: number } | null>;
+	settleRefund(ctx: Context, refund: Refund): Promise<Refund>;
+	unreserve(paymentId: string, refund: Refund): Promise<void>;
 	publishRefund(ctx: Context, payment: Payment, refund: Refund): Promise<void>;
 }
 
-interface PaymentRefundVars extends PaymentHostMethods, Pick<OutboxThis, "publish"> {
+interface PaymentRefundVars extends PaymentHostMethods, Pick<OutboxThis, "publish" | "outbox"> {
 	db: { payments: Collection<Payment>; refunds: Collection<Refund> };
 	provider: PaymentProvider;
 }
@@ -92,15 +94,22 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 					if (existing.orderId !== params.orderId || (params.amount !== undefined && params.amount !== existing.amount)) {
 						throw new ConflictError("This refund key was already used for another refund", "IDEMPOTENCY_KEY_REUSED", { refundKey: params.refundKey });
 					}
+					// Settled at the provider: counted and announced too (a crash may have come in between).
+					if (existing.status === "succeeded" || existing.status === "pending") return this.settleRefund(ctx, existing);
 					if (existing.status !== "processing") return existing;
 					const now = new Date();
 					if (existing.leaseUntil && new Date(existing.leaseUntil) <= now) {
 						// The call that claimed it is gone. With its amount reserved only the provider call is redone
-						// (same key); without, the claim is dropped and the refund planned afresh.
-						if (!existing.reserved) {
-							await this.db.refunds.removeOne({ id: existing.id, status: "processing", reserved: false });
+						// (same key); without, the claim is dropped and the refund planned afresh. The payment says
+						// whether the reservation was made (it may have died before the claim recorded it, or after
+						// giving the amount back); older payments without that record go by the claim's flag.
+						const payment = await this.db.payments.findById(existing.paymentId);
+						const reservedOnPayment = payment?.reservedRefunds ? !!payment.reservedRefunds[existing.id] : existing.reserved;
+						if (!reservedOnPayment) {
+							await this.db.refunds.removeOne({ id: existing.id, status: "processing" });
 							continue;
 						}
+						if (!existing.reserved) await this.db.refunds.updateOne({ id: existing.id, status: "processing" }, { $set: { reserved: true } });
 						const taken = await this.db.refunds.updateOne({ id: existing.id, status: "processing", leaseUntil: existing.leaseUntil }, { $set: { leaseUntil: new Date(now.getTime() + LEASE_MS) } });
 						if (taken) return this.runRefund(ctx, taken, (await this.db.payments.findById(taken.paymentId))!);
 					}
@@ -128,7 +137,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				// Then reserve the amount atomically: concurrent refunds never add up to more than was paid.
 				const reserved = await this.db.payments.updateOne(
 					{ id: payment.id, status: { $in: REFUNDABLE_STATUSES }, reservedRefundAmount: { $lte: payment.amount - plan.amount } },
-					{ $inc: { reservedRefundAmount: plan.amount } },
+					{ $inc: { reservedRefundAmount: plan.amount }, $set: { [`reservedRefunds.${refund.id}`]: plan.amount } },
 				);
 				if (!reserved) {
 					// Another refund got in between: give the key back and plan again.
@@ -146,22 +155,40 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				if (!payment.providerPaymentId) throw new PaymentProviderError(`Payment ${payment.id} has no provider id`);
 				result = await this.provider.refund({ providerPaymentId: payment.providerPaymentId, amount: refund.amount, idempotencyKey: refundKeyForProvider(refund.refundKey) });
 			} catch (err) {
-				// Not refunded as far as we know: drop the claim and give the amount back, so the key can be retried.
+				// Not refunded as far as we know: give the amount back and drop the claim, so the key can be retried.
+				await this.unreserve(payment.id, refund);
 				await this.db.refunds.removeOne({ id: refund.id, status: "processing" });
-				await this.db.payments.updateOne({ id: payment.id }, { $inc: { reservedRefundAmount: -refund.amount } });
 				throw this.unavailable(err, "refund");
 			}
 			if (result.status === "failed") {
-				await this.db.payments.updateOne({ id: payment.id }, { $inc: { reservedRefundAmount: -refund.amount } });
+				await this.unreserve(payment.id, refund);
 				return (await this.db.refunds.updateOne({ id: refund.id }, { $set: { status: "failed", reserved: false, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } }))!;
 			}
 			const done = (await this.db.refunds.updateOne(
 				{ id: refund.id },
 				{ $set: { status: result.status, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } },
 			))!;
-			const added = await this.addRefunded(payment.id, () => refund.amount, { reserve: false });
-			if (added) await this.publishRefund(ctx, added.payment, done);
-			return done;
+			return this.settleRefund(ctx, done);
+		},
+
+		/** Gives a refund's reserved amount back to the payment, once. */
+		async unreserve(paymentId: string, refund: Refund) {
+			const key = `reservedRefunds.${refund.id}`;
+			// Older payments kept no per-refund record: their amount goes back unguarded, as before.
+			const guarded = await this.db.payments.updateOne({ id: paymentId, [key]: { $exists: true } }, { $inc: { reservedRefundAmount: -refund.amount }, $unset: { [key]: true } });
+			if (!guarded && !(await this.db.payments.findById(paymentId))?.reservedRefunds) await this.db.payments.updateOne({ id: paymentId }, { $inc: { reservedRefundAmount: -refund.amount } });
+		},
+
+		/**
+		 * Counts a refund the provider accepted on its payment (once: by refund id) and announces it
+		 * (once: looked up in the outbox when it was counted before). Redone by a retry of its key, it
+		 * finishes what a crash between these writes left undone.
+		 */
+		async settleRefund(ctx: Context, refund: Refund) {
+			const added = await this.addRefunded(refund.paymentId, (p) => (p.countedRefunds?.[refund.id] ? 0 : refund.amount), { reserve: false, refundId: refund.id });
+			const payment = added?.payment ?? (await this.db.payments.findById(refund.paymentId));
+			if (payment && (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id })))) await this.publishRefund(ctx, payment, refund);
+			return refund;
 		},
 
 		/**
@@ -169,7 +196,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 		 * so the status always matches the stored total however refunds interleave. `reserve` also
 		 * counts them against the refund limit (refunds that did not pass through `refund`).
 		 */
-		async addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean }) {
+		async addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean; refundId?: string }) {
 			for (let attempt = 0; attempt < 50; attempt++) {
 				const current = await this.db.payments.findById(paymentId);
 				if (!current) return null;
@@ -178,7 +205,8 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				const refundedAmount = current.refundedAmount + amount;
 				const to = statusAfterRefunds(current.amount, refundedAmount);
 				if (!statusesLeadingTo(to).includes(current.status)) return null;
-				const set: Partial<Payment> = { refundedAmount, status: to, updatedAt: new Date() };
+				const set: Record<string, unknown> = { refundedAmount, status: to, updatedAt: new Date() };
+				if (opts.refundId) set[`countedRefunds.${opts.refundId}`] = amount;
 				const query: Record<string, unknown> = { id: paymentId, status: current.status, refundedAmount: current.refundedAmount };
 				if (opts.reserve) {
 					set.reservedRefundAmount = current.reservedRefundAmount + amount;

@@ -70,7 +70,7 @@ function chargeView(p: Payment) {
 	return { id: p.id, orderId: p.orderId, status: p.status, amount: p.amount, currency: p.currency, cardBrand: p.cardBrand, cardLast4: p.cardLast4 };
 }
 function paymentView(p: Payment) {
-	const { chargeLeaseUntil: _lease, reservedRefundAmount: _reserved, ...rest } = p;
+	const { chargeLeaseUntil: _lease, reservedRefundAmount: _reserved, reservedRefunds: _refunds, countedRefunds: _counted, ...rest } = p;
 	return rest;
 }
 
@@ -82,7 +82,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				fields: {
 					orderId: String, orderNumber: String, userId: String, amount: Number, currency: String, status: String, provider: String,
 					providerPaymentId: String, cardBrand: String, cardLast4: String, failureReason: String,
-					refundedAmount: Number, reservedRefundAmount: Number, chargeLeaseUntil: Date, createdAt: Date, updatedAt: Date,
+					refundedAmount: Number, reservedRefundAmount: Number, reservedRefunds: Object, countedRefunds: Object, chargeLeaseUntil: Date, createdAt: Date, updatedAt: Date,
 				},
 				indexes: [{ fields: { orderId: 1 }, unique: true }, { fields: { providerPaymentId: 1 } }],
 			},

@@ -327,6 +327,35 @@ describe("payments (built-in test provider)", () => {
 			expect(await refund(orderId, "rest")).toMatchObject({ amount: 600 });
 		});
 
+		test("a refund whose process died after reserving, before its claim recorded that, is finished by the next call (not refused as refunded already)", async () => {
+			const orderId = newOrderId();
+			const paid = await charge(orderId, "pm_card_visa", 1000);
+			const now = new Date();
+			const claim = await svc.db.refunds.insert({
+				refundKey: "half-claimed", orderId, paymentId: paid.id, amount: 1000, currency: "USD", reason: "r", status: "processing", reserved: false,
+				providerRefundId: null, leaseUntil: new Date(now.getTime() - 1000), createdAt: now, updatedAt: now,
+			});
+			await svc.db.payments.updateOne({ orderId }, { $inc: { reservedRefundAmount: 1000 }, $set: { [`reservedRefunds.${claim.id}`]: 1000 } });
+			expect(await refund(orderId, "half-claimed")).toMatchObject({ amount: 1000, status: "succeeded" });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 1000 });
+		});
+
+		test("a refund the provider accepted but the payment never counted (the process died) is counted and announced once by the next call", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1000);
+			const died = jest.spyOn(svc, "addRefunded").mockRejectedValueOnce(new Error("process died"));
+			await expect(refund(orderId, "uncounted")).rejects.toThrow("process died");
+			died.mockRestore();
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", refundedAmount: 0 });
+			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(0);
+
+			expect(await refund(orderId, "uncounted")).toMatchObject({ amount: 1000, status: "succeeded" });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 1000 });
+			expect(await refund(orderId, "uncounted")).toMatchObject({ amount: 1000 });
+			expect(await getByOrder(orderId)).toMatchObject({ refundedAmount: 1000 });
+			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(1);
+		});
+
 		test.each([
 			["negative amount", { amount: -5 }, "amount"],
 			["fractional amount", { amount: 1.5 }, "amount"],
