@@ -151,8 +151,13 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 				// A reserve still applying its lines sees "cancelling" at its end and puts everything back.
 				if (await this.db.reservations.updateOne({ orderId, status: "pending" }, { $set: { status: "cancelling", reason, updatedAt: new Date() } })) return { released: true };
 				const current = await this.db.reservations.findOne({ orderId });
-				// `released` tells whether this call put stock back, so a caller records the release once.
-				if (current && (RELEASED_STATES.has(current.status) || current.status === "cancelling")) return { released: false, alreadyReleased: current.items.length > 0 };
+				if (current && (RELEASED_STATES.has(current.status) || current.status === "cancelling")) {
+					// A return a crash cut short (its reservation closed at commit, so no sweep takes it): its stock
+					// moves are keyed, so doing them again moves each line once.
+					if (current.status === "returned") await this.returnLines(ctx, current);
+					// `released` tells whether this call put stock back, so a caller records the release once.
+					return { released: false, alreadyReleased: current.items.length > 0 };
+				}
 				if (current) continue; // it moved on between our updates: try the transitions again
 				try {
 					// Nothing reserved: a marker keeps a late-arriving reserve of this order from taking stock.

@@ -152,6 +152,20 @@ describe("inventory", () => {
 		await expect(reserve("idem-1", [{ variantId: v, quantity: 1 }])).rejects.toMatchObject({ code: 409 });
 	});
 
+	test("a sold order's return cut short by a crash (marked returned, its stock not moved) is finished by the next release, once", async () => {
+		const [v] = await variantsWithStock(6);
+		await reserve("return-cut", [{ variantId: v, quantity: 2 }]);
+		expect((await commit("return-cut")).committed).toBe(true);
+		expect(await stockOf(v)).toBe(4);
+		// The node flipped the reservation to returned and died before moving the stock back.
+		await svc.db.reservations.updateOne({ orderId: "return-cut", status: "committed" }, { $set: { status: "returned" } });
+		expect(await release("return-cut")).toMatchObject({ released: false, alreadyReleased: true });
+		expect(await stockOf(v)).toBe(6);
+		await release("return-cut");
+		expect(await stockOf(v)).toBe(6);
+		expect(await auditSum(v)).toBe(6);
+	});
+
 	test("idempotent under concurrency: duplicate reserve and release calls of one order apply once", async () => {
 		const [v] = await variantsWithStock(10);
 		const items = [{ variantId: v, quantity: 2 }];
