@@ -136,6 +136,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		// held meanwhile), then each key is completed from its order or freed (not on a retry).
 		async "$broker.started"(this: OrdersThis) {
 			if (this.broker.transit) return;
+			// Leases on follow-ups were held by the previous run: nobody holds them now.
+			await this.db.orders.updateMany({ followUpLease: { $gt: new Date(0) } }, { $set: { followUpLease: null } });
 			await this.recoverInterrupted(0).catch((err: Error) => this.logger.error("Recovery at start failed; the timer retries:", err));
 			const running = await this.db.idempotency_keys.find({ status: "running" }, { limit: 1000 });
 			for (const key of running) {

@@ -104,6 +104,18 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 	],
 	settings: { rest: "/" },
 
+	events: {
+		// Alone (the embedded default: no transporter), no call of the previous run still talks to the
+		// provider: its leases on charges and refunds are dropped, so a retry goes on at once instead of
+		// waiting them out (the provider's idempotency keys keep a redone call from acting twice).
+		async "$broker.started"(this: This) {
+			if (this.broker.transit) return;
+			const expired = new Date(0);
+			await this.db.payments.updateMany({ status: "pending", chargeLeaseUntil: { $gt: expired } }, { $set: { chargeLeaseUntil: expired } });
+			await this.db.refunds.updateMany({ status: "processing", leaseUntil: { $gt: expired } }, { $set: { leaseUntil: expired } });
+		},
+	},
+
 	actions: {
 		charge: {
 			visibility: "public",
