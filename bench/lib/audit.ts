@@ -120,7 +120,8 @@ export function audit({ data, startStock, answers }: AuditInput): string[] {
 	}
 	for (const m of emails) {
 		const o = orderById.get(eventOrder.get(m.eventId));
-		if (!o || !CONFIRMED_STATES.has(o.status)) v.push(`notify: confirmation ${m.id} for ${o ? `${o.status} order ${o.number}` : "no known order"}`);
+		// An order confirmed and cancelled later was confirmed when its email went.
+		if (!o || (!CONFIRMED_STATES.has(o.status) && !o.confirmedAt)) v.push(`notify: confirmation ${m.id} for ${o ? `${o.status} order ${o.number}` : "no known order"}`);
 	}
 	return v;
 }

@@ -21,6 +21,8 @@ const PRICE = 2000;
 const WRITES = 32;
 /** A declined checkout's writes, its undoing included. */
 const DECLINED_WRITES = 24;
+/** The writes of the customer's cancel of a paid order and what follows it (refund, stock, code, email). */
+const CANCEL_WRITES = 24;
 
 /**
  * Each boundary of the saga (mixins/checkout-saga.mixin.ts), with what recovery does there; then a
@@ -63,17 +65,17 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 		for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 	});
 
-	const start = (dataDir: string, crashAt?: string): Promise<NodeProcess> =>
+	const start = (dataDir: string, crashAt?: string, env: Record<string, string> = {}): Promise<NodeProcess> =>
 		startShopProcess(
-			{ DATA_DIR: dataDir, SEED_DEMO: "false", METRICS: "false", ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, SHOP_DIST: DIST, ...(crashAt ? { CRASH_AT: crashAt } : {}) },
+			{ DATA_DIR: dataDir, SEED_DEMO: "false", METRICS: "false", ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, SHOP_DIST: DIST, ...(crashAt ? { CRASH_AT: crashAt, ...env } : {}) },
 			{ gateway: true, nodeArgs: crashAt ? ["-r", HOOK] : [] },
 		);
 
 	/** A shop with one product, a one-use code and a buyer whose cart holds two units with the code. */
-	async function shopWithBuyer(at: string, card: string) {
+	async function shopWithBuyer(at: string, card: string, env: Record<string, string> = {}) {
 		const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "crash-"));
 		dirs.push(dataDir);
-		const doomed = await start(dataDir, at);
+		const doomed = await start(dataDir, at, env);
 		const http = client(doomed.port!);
 		const admin = (await http("POST", "/api/auth/login", { body: ADMIN })).body.accessToken;
 		const product = await http("POST", "/api/products", { token: admin, body: { name: "Crash Lamp", price: PRICE, currency: "USD", variants: [{ sku: "CRASH-1", name: "Only", stock: STOCK }] } });
@@ -89,7 +91,7 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 		const key = crypto.randomUUID();
 		const checkout = (port: number) =>
 			client(port)("POST", "/api/orders", { token: buyer.token, headers: { "Idempotency-Key": key }, body: { shippingAddressId: address.body.id, paymentMethod: { type: "card", token: card } } });
-		return { dataDir, doomed, admin, productId: product.body.id as string, variantId, buyer, key, checkout };
+		return { dataDir, doomed, admin, productId: product.body.id as string, variantId, buyer, key, checkout, http };
 	}
 
 	/** The checkout, killed where `at` says; then the shop again on the same files. Returns the first answer, if any. */
@@ -203,4 +205,54 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 			await shop.stop();
 		}
 }, 60_000);
+
+	// The customer's cancel of a paid order, killed after each of its writes: the cancel is finished
+	// once (stock and code use back, refunded in full, one email), by the restart or the customer's retry.
+	test.each(Array.from({ length: CANCEL_WRITES }, (_, i) => `write:${i + 1}`))("cancelled: killed at %s", async (at) => {
+		const setup = await shopWithBuyer(at, "pm_card_visa", { CRASH_ARM: "signal" });
+		const { doomed, buyer } = setup;
+		const paid = await setup.checkout(doomed.port!);
+		expect(paid.status).toBe(201);
+		// The checkout's aftermath (its email) settles; then the writes are counted from the cancel on.
+		for (let i = 0; i < 100; i++) {
+			const mine = (await setup.http("GET", "/api/me/notifications", { token: buyer.token })).body.rows ?? [];
+			if (mine.some((n: any) => n.template === "order-confirmed")) break;
+			await sleep(100);
+		}
+		await sleep(300);
+		doomed.proc.kill("SIGUSR2");
+		await sleep(100);
+		const died = new Promise((resolve) => doomed.proc.once("exit", (_code, signal) => resolve(signal)));
+		const first = await setup.http("POST", `/api/orders/${paid.body.id}/cancel`, { token: buyer.token, body: {} }).catch(() => null);
+		if (first) {
+			expect(first.status).toBe(200);
+			const timer = setTimeout(() => doomed.proc.kill("SIGKILL"), 3000);
+			await died;
+			clearTimeout(timer);
+		} else expect(await died).toBe("SIGKILL");
+
+		const shop = await start(setup.dataDir);
+		try {
+			const http = client(shop.port!);
+			// The customer, who got no answer, cancels again: done now (200) or already (409).
+			const again = await http("POST", `/api/orders/${paid.body.id}/cancel`, { token: buyer.token, body: {} });
+			expect([200, 409]).toContain(again.status);
+			let order: any = null;
+			for (let i = 0; i < 100; i++) {
+				order = (await http("GET", `/api/orders/${paid.body.id}`, { token: buyer.token })).body;
+				const mine = (await http("GET", "/api/me/notifications", { token: buyer.token })).body.rows ?? [];
+				if (order.paymentStatus === "refunded" && mine.some((n: any) => n.template === "order-cancelled")) break;
+				await sleep(100);
+			}
+			expect(order).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: paid.body.total });
+			expect((await http("GET", `/api/products/${setup.productId}`)).body.variants[0].stock).toBe(STOCK);
+			expect((await http("GET", "/api/promotions/ONCE", { token: setup.admin })).body).toMatchObject({ usedCount: 0 });
+			await shop.stop();
+			const data = await auditFiles(setup, [{ userId: buyer.userId, key: setup.key, status: 201, orderId: paid.body.id }]);
+			expect(data.payments).toEqual([expect.objectContaining({ status: "refunded", refundedAmount: paid.body.total })]);
+			expect(data.notifications.filter((m) => m.template === "order-cancelled" && m.channel === "email")).toHaveLength(1);
+		} finally {
+			await shop.stop();
+		}
+	}, 60_000);
 });
