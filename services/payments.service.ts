@@ -22,6 +22,8 @@ import { createWebhookVerifier } from "../adapters/payments/stripe-provider";
 
 /** Stripe retries a webhook for up to three days; ids are kept longer than that. */
 const WEBHOOK_EVENT_TTL_SECONDS = 30 * 24 * 3600;
+/** A delivery still unapplied after this died while applying it: a redelivery applies it again. */
+const WEBHOOK_APPLY_STALE_MS = 60_000;
 
 interface ChargeParams {
 	orderId: string;
@@ -46,6 +48,8 @@ function isStripeEvent(event: unknown): event is StripeWebhookEvent {
 
 interface PaymentsVars {
 	db: { payments: Collection<Payment>; refunds: Collection<Refund>; webhook_events: Collection };
+	/** This service's outbox (OutboxMixin): where an outcome that may have been announced is looked up. */
+	outbox: Collection;
 	provider: PaymentProvider;
 	/** Null when STRIPE_WEBHOOK_SECRET is unset: the webhook then does not exist (404). */
 	verifyWebhook: ((rawBody: string | Buffer, signature: string) => StripeWebhookEvent) | null;
@@ -57,6 +61,8 @@ interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods {
 	applyChargeOutcome(ctx: Context, payment: Payment, result: CreatePaymentResult): Promise<Payment>;
 	transition(paymentId: string, to: PaymentStatus, set: Partial<Payment>): Promise<Payment | null>;
 	publishOutcome(ctx: Context, payment: Payment): Promise<void>;
+	publishOutcomeOnce(ctx: Context, payment: Payment): Promise<void>;
+	reclaimWebhookEvent(eventId: string): Promise<boolean>;
 	applyStripeEvent(ctx: Context, event: StripeWebhookEvent): Promise<void>;
 	findProviderPayment(providerPaymentId: unknown, orderId: unknown): Promise<Payment | null>;
 }
@@ -94,7 +100,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				indexes: [{ fields: { refundKey: 1 }, unique: true }, { fields: { paymentId: 1 } }],
 			},
 			webhook_events: {
-				fields: { eventId: String, type: String, receivedAt: Date },
+				fields: { eventId: String, type: String, receivedAt: Date, applied: Boolean },
 				indexes: [{ fields: { eventId: 1 }, unique: true }, { fields: { receivedAt: 1 }, expireAfterSeconds: WEBHOOK_EVENT_TTL_SECONDS }],
 			},
 		}),
@@ -107,12 +113,15 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 	events: {
 		// Alone (the embedded default: no transporter), no call of the previous run still talks to the
 		// provider: its leases on charges and refunds are dropped, so a retry goes on at once instead of
-		// waiting them out (the provider's idempotency keys keep a redone call from acting twice).
+		// waiting them out (the provider's idempotency keys keep a redone call from acting twice); and
+		// webhook events it was applying are left for their next delivery at once.
 		async "$broker.started"(this: This) {
 			if (this.broker.transit) return;
 			const expired = new Date(0);
 			await this.db.payments.updateMany({ status: "pending", chargeLeaseUntil: { $gt: expired } }, { $set: { chargeLeaseUntil: expired } });
 			await this.db.refunds.updateMany({ status: "processing", leaseUntil: { $gt: expired } }, { $set: { leaseUntil: expired } });
+			// Webhook deliveries it was applying: the next delivery applies them again.
+			await this.db.webhook_events.updateMany({ applied: false }, { $set: { receivedAt: new Date(Date.now() - WEBHOOK_APPLY_STALE_MS) } });
 		},
 	},
 
@@ -195,11 +204,12 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					throw new BadRequestError("Invalid or expired webhook signature", "INVALID_SIGNATURE");
 				}
 				if (!isStripeEvent(event)) throw new BadRequestError("Not a Stripe event: a string id, a type and data.object are required", "INVALID_EVENT");
+				// Filed before it is applied (so concurrent deliveries apply it once) and marked applied after.
 				try {
-					await this.db.webhook_events.insert({ eventId: event.id, type: event.type, receivedAt: new Date() });
+					await this.db.webhook_events.insert({ eventId: event.id, type: event.type, receivedAt: new Date(), applied: false });
 				} catch (err) {
-					if (isDuplicate(err)) return { received: true, duplicate: true };
-					throw err;
+					if (!isDuplicate(err)) throw err;
+					if (!(await this.reclaimWebhookEvent(event.id))) return { received: true, duplicate: true };
 				}
 				try {
 					await this.applyStripeEvent(ctx, event);
@@ -208,6 +218,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					await this.db.webhook_events.removeOne({ eventId: event.id });
 					throw err;
 				}
+				await this.db.webhook_events.updateOne({ eventId: event.id }, { $set: { applied: true } });
 				return { received: true };
 			},
 		},
@@ -306,6 +317,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					const failureReason = to === "failed" ? object.last_payment_error?.message ?? "Payment failed" : null;
 					const settled = await this.transition(payment.id, to, { providerPaymentId: object.id, failureReason, chargeLeaseUntil: null });
 					if (settled) await this.publishOutcome(ctx, settled);
+					// Settled so by an earlier delivery that died before announcing it: announced now.
+					else if (payment.status === to) await this.publishOutcomeOnce(ctx, payment);
 					return;
 				}
 				case "charge.refunded": {
@@ -327,6 +340,32 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				default:
 					return;
 			}
+		},
+
+		/**
+		 * A delivery of an event filed before: true when this one should apply it, because its first
+		 * delivery died while applying it (still unapplied after WEBHOOK_APPLY_STALE_MS; a single
+		 * process's restart makes that at once). 503 while another delivery may still be applying it
+		 * (Stripe delivers again later); false when it was applied.
+		 */
+		async reclaimWebhookEvent(this: This, eventId: string) {
+			const filed = await this.db.webhook_events.findOne({ eventId });
+			// Applied, or filed before deliveries were marked applied.
+			if (!filed || filed.applied !== false) return false;
+			const now = new Date();
+			if (now.getTime() - new Date(filed.receivedAt).getTime() < WEBHOOK_APPLY_STALE_MS) throw new ServiceUnavailableError("This event is being applied; deliver it again later");
+			// Applying is idempotent (state machine, outcome published once): the claim only keeps two late deliveries from both doing it.
+			if (!(await this.db.webhook_events.updateOne({ eventId, applied: false, receivedAt: filed.receivedAt }, { $set: { receivedAt: now } }))) {
+				throw new ServiceUnavailableError("This event is being applied; deliver it again later");
+			}
+			return true;
+		},
+
+		/** Publishes a settled payment's outcome unless its outbox holds it already (an earlier delivery did). */
+		async publishOutcomeOnce(this: This, ctx: Context, p: Payment) {
+			const event = p.status === "succeeded" ? "payment.succeeded" : p.status === "failed" ? "payment.failed" : null;
+			if (!event || (await this.outbox.findOne({ event, "payload.paymentId": p.id }))) return;
+			await this.publishOutcome(ctx, p);
 		},
 
 		/** The payment a provider object belongs to: by provider id, else by the order id in its metadata. */

@@ -302,6 +302,22 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
 		});
 
+		test("a delivery that died while applying its event: the next delivery applies it (at once once stale, 503 before), announcing the outcome once", async () => {
+			const { orderId, intentId } = await pendingPayment();
+			const evt = event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } });
+			// Filed and the payment settled, then the process died: not marked applied, nothing announced.
+			await svc.db.webhook_events.insert({ eventId: evt.id, type: evt.type, receivedAt: new Date(), applied: false });
+			await svc.db.payments.updateOne({ orderId }, { $set: { status: "succeeded", providerPaymentId: intentId } });
+			const early = await send(evt);
+			expect(early.status).toBe(503);
+			await svc.db.webhook_events.updateOne({ eventId: evt.id }, { $set: { receivedAt: new Date(Date.now() - 120_000) } });
+			expect((await send(evt)).body).toEqual({ received: true });
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+			// Applied now: later deliveries are duplicates, announced nothing more.
+			expect((await send(evt)).body).toEqual({ received: true, duplicate: true });
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+		});
+
 		test("out of order: payment_failed after succeeded changes nothing", async () => {
 			const orderId = newOrderId();
 			await charge(orderId, "pm_card_visa", 1200);
