@@ -6,6 +6,7 @@
  * no money kept for an undone order. The stored files are then audited (bench/lib/audit.ts).
  */
 import crypto from "node:crypto";
+import Stripe from "stripe";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -21,6 +22,9 @@ const PRICE = 2000;
 const WRITES = 32;
 /** A declined checkout's writes, its undoing included. */
 const DECLINED_WRITES = 24;
+/** The writes that a 3-D Secure payment's webhook sets off: the payment settled, the order confirmed and announced. */
+const WEBHOOK_WRITES = 16;
+const WEBHOOK_SECRET = "whsec_crash_test";
 /** The writes of the customer's cancel of a paid order and what follows it (refund, stock, code, email). */
 const CANCEL_WRITES = 24;
 
@@ -47,11 +51,11 @@ const POINTS: Array<{ at: string; rolledForward: boolean | null }> = [
 type Answer = { status: number; body: any };
 
 function client(port: number) {
-	return async (method: string, p: string, o: { body?: unknown; token?: string; headers?: Record<string, string> } = {}): Promise<Answer> => {
+	return async (method: string, p: string, o: { body?: unknown; raw?: string; token?: string; headers?: Record<string, string> } = {}): Promise<Answer> => {
 		const headers: Record<string, string> = { ...(o.headers ?? {}) };
 		if (o.token) headers.authorization = `Bearer ${o.token}`;
-		if (o.body !== undefined) headers["content-type"] = "application/json";
-		const r = await fetch(`http://127.0.0.1:${port}${p}`, { method, headers, body: o.body === undefined ? undefined : JSON.stringify(o.body) });
+		if (o.body !== undefined || o.raw !== undefined) headers["content-type"] = "application/json";
+		const r = await fetch(`http://127.0.0.1:${port}${p}`, { method, headers, body: o.raw ?? (o.body === undefined ? undefined : JSON.stringify(o.body)) });
 		const text = await r.text();
 		return { status: r.status, body: text ? JSON.parse(text) : null };
 	};
@@ -67,7 +71,7 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 
 	const start = (dataDir: string, crashAt?: string, env: Record<string, string> = {}): Promise<NodeProcess> =>
 		startShopProcess(
-			{ DATA_DIR: dataDir, SEED_DEMO: "false", METRICS: "false", ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, SHOP_DIST: DIST, ...(crashAt ? { CRASH_AT: crashAt, ...env } : {}) },
+			{ DATA_DIR: dataDir, SEED_DEMO: "false", METRICS: "false", ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, SHOP_DIST: DIST, ...(crashAt ? { CRASH_AT: crashAt, ...env } : {}) },
 			{ gateway: true, nodeArgs: crashAt ? ["-r", HOOK] : [] },
 		);
 
@@ -251,6 +255,67 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 			const data = await auditFiles(setup, [{ userId: buyer.userId, key: setup.key, status: 201, orderId: paid.body.id }]);
 			expect(data.payments).toEqual([expect.objectContaining({ status: "refunded", refundedAmount: paid.body.total })]);
 			expect(data.notifications.filter((m) => m.template === "order-cancelled" && m.channel === "email")).toHaveLength(1);
+		} finally {
+			await shop.stop();
+		}
+	}, 60_000);
+
+	// A 3-D Secure payment completed later: its webhook, killed after each write it sets off. Stripe
+	// redelivers a webhook that got no 2xx; the order ends confirmed once, its stock sold, told once.
+	test.each(Array.from({ length: WEBHOOK_WRITES }, (_, i) => `write:${i + 1}`))("3-D Secure confirmed by its webhook: killed at %s", async (at) => {
+		const setup = await shopWithBuyer(at, "pm_card_authenticationRequired", { CRASH_ARM: "signal" });
+		const { doomed, buyer } = setup;
+		const placed = await setup.checkout(doomed.port!);
+		expect(placed.body).toMatchObject({ status: "pending", paymentStatus: "pending" });
+		// The PaymentIntent's id, as Stripe's event carries it: read from the payments file (append-only lines).
+		const stored = fs.readFileSync(path.join(setup.dataDir, "payments.db"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+		const intentId = stored.filter((d) => d.orderId === placed.body.id && d.providerPaymentId).pop()?.providerPaymentId;
+		expect(intentId).toMatch(/^pi_test_/);
+		await sleep(300);
+		doomed.proc.kill("SIGUSR2");
+		await sleep(100);
+
+		// What Stripe sends once the customer completes 3-D Secure.
+		const payload = JSON.stringify({
+			id: `evt_crash_${crypto.randomUUID()}`,
+			object: "event",
+			type: "payment_intent.succeeded",
+			created: Math.floor(Date.now() / 1000),
+			data: { object: { id: intentId, object: "payment_intent", amount: placed.body.total, metadata: { orderId: placed.body.id } } },
+		});
+		const deliver = (port: number) =>
+			client(port)("POST", "/api/payments/webhook", {
+				headers: { "stripe-signature": new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }) },
+				raw: payload,
+			});
+		const died = new Promise((resolve) => doomed.proc.once("exit", (_code, signal) => resolve(signal)));
+		const first = await deliver(doomed.port!).catch(() => null);
+		if (first) {
+			expect(first.status).toBe(200);
+			const timer = setTimeout(() => doomed.proc.kill("SIGKILL"), 3000);
+			await died;
+			clearTimeout(timer);
+		} else expect(await died).toBe("SIGKILL");
+
+		const shop = await start(setup.dataDir);
+		try {
+			const http = client(shop.port!);
+			// Stripe delivers again until it gets a 2xx (a second delivery after a 2xx is a duplicate: 200 too).
+			expect((await deliver(shop.port!)).status).toBe(200);
+			let order: any = null;
+			for (let i = 0; i < 100; i++) {
+				order = (await http("GET", `/api/orders/${placed.body.id}`, { token: buyer.token })).body;
+				const mine = (await http("GET", "/api/me/notifications", { token: buyer.token })).body.rows ?? [];
+				if (order.status === "confirmed" && mine.some((n: any) => n.template === "order-confirmed")) break;
+				await sleep(100);
+			}
+			expect(order).toMatchObject({ status: "confirmed", paymentStatus: "succeeded" });
+			expect((await http("GET", `/api/products/${setup.productId}`)).body.variants[0].stock).toBe(STOCK - 2);
+			expect((await http("GET", "/api/promotions/ONCE", { token: setup.admin })).body).toMatchObject({ usedCount: 1 });
+			await shop.stop();
+			const data = await auditFiles(setup, [{ userId: buyer.userId, key: setup.key, status: 201, orderId: placed.body.id }]);
+			expect(data.payments).toEqual([expect.objectContaining({ status: "succeeded", amount: placed.body.total })]);
+			expect(data.notifications.filter((m) => m.template === "order-confirmed" && m.channel === "email")).toHaveLength(1);
 		} finally {
 			await shop.stop();
 		}
