@@ -326,15 +326,23 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					const payment = await this.findProviderPayment(intentId, object.metadata?.orderId);
 					const total = object.amount_refunded;
 					if (!payment || !Number.isSafeInteger(total)) return;
-					// Refunds made through us are already counted; only what Stripe reports beyond that is new.
-					const added = await this.addRefunded(payment.id, (p) => Math.min(total, p.amount) - p.reservedRefundAmount, { reserve: true });
-					if (!added) return;
-					const now = new Date();
-					const refund = await this.db.refunds.insert({
-						refundKey: `stripe-event-${event.id}`, orderId: payment.orderId, paymentId: payment.id, amount: added.amount, currency: payment.currency,
-						reason: "Refunded at the payment provider", status: "succeeded", reserved: true, providerRefundId: object.refunds?.data?.[0]?.id ?? null, leaseUntil: null, createdAt: now, updatedAt: now,
-					});
-					await this.publishRefund(ctx, added.payment, refund);
+					// Refunds made through us are already counted; only what Stripe reports beyond that is new. The
+					// payment records it under the event's key, so a redelivery after a crash counts it once.
+					const key = `stripe-event-${event.id}`;
+					const added = await this.addRefunded(payment.id, (p) => (p.countedRefunds?.[key] ? 0 : Math.min(total, p.amount) - p.reservedRefundAmount), { reserve: true, refundId: key });
+					const current = added?.payment ?? (await this.db.payments.findById(payment.id))!;
+					const amount = added?.amount ?? current.countedRefunds?.[key];
+					if (!amount) return;
+					// Its record and its news, once each: an earlier delivery may have died between these writes.
+					let refund = await this.db.refunds.findOne({ refundKey: key });
+					if (!refund) {
+						const now = new Date();
+						refund = await this.db.refunds.insert({
+							refundKey: key, orderId: payment.orderId, paymentId: payment.id, amount, currency: payment.currency,
+							reason: "Refunded at the payment provider", status: "succeeded", reserved: true, providerRefundId: object.refunds?.data?.[0]?.id ?? null, leaseUntil: null, createdAt: now, updatedAt: now,
+						});
+					}
+					if (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id }))) await this.publishRefund(ctx, current, refund);
 					return;
 				}
 				default:

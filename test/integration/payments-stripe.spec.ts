@@ -366,6 +366,23 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			await expect(refund(orderId, `${orderId}-late`, 1)).rejects.toMatchObject({ code: 409 });
 		});
 
+		test("charge.refunded whose delivery died after counting the refund: the redelivery records and announces it once, counting nothing more", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 2000);
+			const [intent] = intentsOf(orderId);
+			const evt = event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 2000, amount_refunded: 500, metadata: { orderId } });
+			const died = jest.spyOn(svc.db.refunds, "insert").mockRejectedValueOnce(new Error("process died"));
+			expect((await send(evt)).status).toBe(500);
+			died.mockRestore();
+			expect(await getByOrder(orderId)).toMatchObject({ refundedAmount: 500, refunds: [] });
+
+			expect((await send(evt)).status).toBe(200);
+			const payment = await getByOrder(orderId);
+			expect(payment).toMatchObject({ status: "partially_refunded", refundedAmount: 500 });
+			expect(payment.refunds.map((r: any) => r.amount)).toEqual([500]);
+			expect(eventsFor(orderId, "payment.refunded").map((e) => e.payload.amount)).toEqual([500]);
+		});
+
 		test("events of other types or of unknown payments are acknowledged and ignored", async () => {
 			expect((await send(event(evtId(), "customer.created", { id: "cus_1" }))).body).toEqual({ received: true });
 			expect((await send(event(evtId(), "payment_intent.succeeded", { id: "pi_unknown", metadata: { orderId: "nope" } }))).body).toEqual({ received: true });
