@@ -56,7 +56,7 @@ export interface PaymentRefundMethods {
 	refundOnce(params: RefundParams, ctx: Context): Promise<Refund>;
 	runRefund(ctx: Context, refund: Refund, payment: Payment): Promise<Refund>;
 	addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean; refundId?: string }): Promise<{ payment: Payment; amount: number } | null>;
-	settleRefund(ctx: Context, refund: Refund): Promise<Refund>;
+	settleRefund(ctx: Context, refund: Refund, justRun?: boolean): Promise<Refund>;
 	unreserve(paymentId: string, refund: Refund): Promise<void>;
 	publishRefund(ctx: Context, payment: Payment, refund: Refund): Promise<void>;
 }
@@ -168,7 +168,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				{ id: refund.id },
 				{ $set: { status: result.status, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } },
 			))!;
-			return this.settleRefund(ctx, done);
+			return this.settleRefund(ctx, done, true);
 		},
 
 		/** Gives a refund's reserved amount back to the payment, once. */
@@ -182,12 +182,16 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 		/**
 		 * Counts a refund the provider accepted on its payment (once: by refund id) and announces it
 		 * (once: looked up in the outbox when it was counted before). Redone by a retry of its key, it
-		 * finishes what a crash between these writes left undone.
+		 * finishes what a crash between these writes left undone. `justRun`: the provider call was just
+		 * made here, so the refund is counted whatever records its payment keeps.
 		 */
-		async settleRefund(ctx: Context, refund: Refund) {
-			const added = await this.addRefunded(refund.paymentId, (p) => (p.countedRefunds?.[refund.id] ? 0 : refund.amount), { reserve: false, refundId: refund.id });
+		async settleRefund(ctx: Context, refund: Refund, justRun = false) {
+			// Found settled, a refund made before payments kept these records was counted and announced then.
+			const tracked = (p: Payment) => justRun || p.reservedRefunds?.[refund.id] !== undefined;
+			const added = await this.addRefunded(refund.paymentId, (p) => (!tracked(p) || p.countedRefunds?.[refund.id] ? 0 : refund.amount), { reserve: false, refundId: refund.id });
 			const payment = added?.payment ?? (await this.db.payments.findById(refund.paymentId));
-			if (payment && (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id })))) await this.publishRefund(ctx, payment, refund);
+			if (!payment || (!added && !tracked(payment))) return refund;
+			if (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id }))) await this.publishRefund(ctx, payment, refund);
 			return refund;
 		},
 

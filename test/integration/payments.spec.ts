@@ -327,6 +327,16 @@ describe("payments (built-in test provider)", () => {
 			expect(await refund(orderId, "rest")).toMatchObject({ amount: 600 });
 		});
 
+		test("a refund settled before payments kept per-refund records, replayed with its key, is not counted or announced again", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1000);
+			await refund(orderId, "legacy", 300);
+			await svc.db.payments.updateOne({ orderId }, { $unset: { reservedRefunds: true, countedRefunds: true } });
+			expect(await refund(orderId, "legacy", 300)).toMatchObject({ amount: 300, status: "succeeded" });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 300 });
+			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(1);
+		});
+
 		test("a refund whose process died after reserving, before its claim recorded that, is finished by the next call (not refused as refunded already)", async () => {
 			const orderId = newOrderId();
 			const paid = await charge(orderId, "pm_card_visa", 1000);
