@@ -56,7 +56,7 @@ export interface PaymentRefundMethods {
 	refundOnce(params: RefundParams, ctx: Context): Promise<Refund>;
 	runRefund(ctx: Context, refund: Refund, payment: Payment): Promise<Refund>;
 	addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean; refundId?: string }): Promise<{ payment: Payment; amount: number } | null>;
-	settleRefund(ctx: Context, refund: Refund, justRun?: boolean): Promise<Refund>;
+	settleRefund(ctx: Context, refund: Refund): Promise<void>;
 	unreserve(paymentId: string, refund: Refund): Promise<void>;
 	publishRefund(ctx: Context, payment: Payment, refund: Refund): Promise<void>;
 }
@@ -94,8 +94,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 					if (existing.orderId !== params.orderId || (params.amount !== undefined && params.amount !== existing.amount)) {
 						throw new ConflictError("This refund key was already used for another refund", "IDEMPOTENCY_KEY_REUSED", { refundKey: params.refundKey });
 					}
-					// Settled at the provider: counted and announced too (a crash may have come in between).
-					if (existing.status === "succeeded" || existing.status === "pending") return this.settleRefund(ctx, existing);
+					// Settled: counted and announced before its status was (see runRefund).
 					if (existing.status !== "processing") return existing;
 					const now = new Date();
 					if (existing.leaseUntil && new Date(existing.leaseUntil) <= now) {
@@ -164,11 +163,14 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				await this.unreserve(payment.id, refund);
 				return (await this.db.refunds.updateOne({ id: refund.id }, { $set: { status: "failed", reserved: false, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } }))!;
 			}
-			const done = (await this.db.refunds.updateOne(
+			// Counted and announced while the refund is still "processing" under its lease, its status last: a
+			// duplicate call keeps waiting meanwhile, and one taking over after a crash redoes the provider call
+			// (same key: the provider answers the same) and settles what was left (each once, by refund id).
+			await this.settleRefund(ctx, { ...refund, providerRefundId: result.providerRefundId });
+			return (await this.db.refunds.updateOne(
 				{ id: refund.id },
 				{ $set: { status: result.status, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } },
 			))!;
-			return this.settleRefund(ctx, done, true);
 		},
 
 		/** Gives a refund's reserved amount back to the payment, once. */
@@ -181,18 +183,17 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 
 		/**
 		 * Counts a refund the provider accepted on its payment (once: by refund id) and announces it
-		 * (once: looked up in the outbox when it was counted before). Redone by a retry of its key, it
-		 * finishes what a crash between these writes left undone. `justRun`: the provider call was just
-		 * made here, so the refund is counted whatever records its payment keeps.
+		 * (once: looked up in the outbox when it was counted before). Redone by a call taking the refund
+		 * over, it finishes what a crash between these writes left undone.
 		 */
-		async settleRefund(ctx: Context, refund: Refund, justRun = false) {
-			// Found settled, a refund made before payments kept these records was counted and announced then.
-			const tracked = (p: Payment) => justRun || p.reservedRefunds?.[refund.id] !== undefined;
-			const added = await this.addRefunded(refund.paymentId, (p) => (!tracked(p) || p.countedRefunds?.[refund.id] ? 0 : refund.amount), { reserve: false, refundId: refund.id });
+		async settleRefund(ctx: Context, refund: Refund) {
+			const added = await this.addRefunded(refund.paymentId, (p) => (p.countedRefunds?.[refund.id] ? 0 : refund.amount), { reserve: false, refundId: refund.id });
 			const payment = added?.payment ?? (await this.db.payments.findById(refund.paymentId));
-			if (!payment || (!added && !tracked(payment))) return refund;
-			if (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id }))) await this.publishRefund(ctx, payment, refund);
-			return refund;
+			if (!payment) return;
+			// Counted before: by a call that died, maybe before announcing it (its outbox rows are from after the claim).
+			if (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id, createdAt: { $gte: new Date(refund.createdAt) } }))) {
+				await this.publishRefund(ctx, payment, refund);
+			}
 		},
 
 		/**

@@ -337,6 +337,25 @@ describe("payments (built-in test provider)", () => {
 			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(1);
 		});
 
+		test("two calls with one refund key at once: one refund, counted and announced once", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1000);
+			// The announcement is slow (a busy outbox): the second call must not announce it as well meanwhile.
+			const publish = svc.publish.bind(svc);
+			const slow = jest.spyOn(svc, "publish").mockImplementation(async (...args: any[]) => {
+				await new Promise((r) => setTimeout(r, 150));
+				return publish(...args);
+			});
+			try {
+				const [a, b] = await Promise.all([refund(orderId, "twice", 400), refund(orderId, "twice", 400)]);
+				expect(a.id).toBe(b.id);
+			} finally {
+				slow.mockRestore();
+			}
+			expect(await getByOrder(orderId)).toMatchObject({ refundedAmount: 400 });
+			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(1);
+		});
+
 		test("a refund whose process died after reserving, before its claim recorded that, is finished by the next call (not refused as refunded already)", async () => {
 			const orderId = newOrderId();
 			const paid = await charge(orderId, "pm_card_visa", 1000);
@@ -358,6 +377,9 @@ describe("payments (built-in test provider)", () => {
 			died.mockRestore();
 			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", refundedAmount: 0 });
 			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(0);
+			// Still "processing" under the dead call's lease; once that runs out, the next call takes it over.
+			expect((await svc.db.refunds.findOne({ refundKey: "uncounted" })).status).toBe("processing");
+			await svc.db.refunds.updateOne({ refundKey: "uncounted" }, { $set: { leaseUntil: new Date(Date.now() - 1000) } });
 
 			expect(await refund(orderId, "uncounted")).toMatchObject({ amount: 1000, status: "succeeded" });
 			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 1000 });
