@@ -59,3 +59,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 }
 
 export type ShopConfig = ReturnType<typeof readConfig>;
+
+/** When this process started: a lease that ends before then plus its length was taken by an earlier run. */
+export function processStartedAt(): Date {
+	return new Date(Date.now() - process.uptime() * 1000);
+}

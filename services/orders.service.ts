@@ -46,6 +46,7 @@ import { newId, type CollectionSpec, type Query } from "../mixins/collection";
 import type { ShopMeta } from "../mixins/types";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { processStartedAt } from "../lib/config";
 import {
 	logIsEmbedded,
 	orderEventLog,
@@ -136,8 +137,10 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		// held meanwhile), then each key is completed from its order or freed (not on a retry).
 		async "$broker.started"(this: OrdersThis) {
 			if (this.broker.transit) return;
-			// Leases on follow-ups were held by the previous run: nobody holds them now.
-			await this.db.orders.updateMany({ followUpLease: { $gt: new Date(0) } }, { $set: { followUpLease: null } });
+			// Leases on follow-ups taken by the previous run (ending before its start plus a lease): nobody holds
+			// them now. One a request of this run took meanwhile is left alone.
+			const before = new Date(processStartedAt().getTime() + this.settings.followUpLeaseMs);
+			await this.db.orders.updateMany({ followUpLease: { $gt: new Date(0), $lt: before } }, { $set: { followUpLease: null } });
 			await this.recoverInterrupted(0).catch((err: Error) => this.logger.error("Recovery at start failed; the timer retries:", err));
 			const running = await this.db.idempotency_keys.find({ status: "running" }, { limit: 1000 });
 			for (const key of running) {

@@ -17,6 +17,7 @@ import type { ShopMeta } from "../mixins/types";
 import { BadRequestError, ConflictError, NotFoundError, PaymentDeclinedError, ServiceUnavailableError, isDuplicate } from "../lib/errors";
 import { statusesLeadingTo, type PaymentStatus } from "../lib/payment-state";
 import { readPaymentsConfig } from "../adapters/payments/config";
+import { processStartedAt } from "../lib/config";
 import { createPaymentProvider, PaymentProviderError, type CreatePaymentResult, type PaymentProvider } from "../adapters/payments/provider";
 import { createWebhookVerifier } from "../adapters/payments/stripe-provider";
 
@@ -117,11 +118,15 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		// webhook events it was applying are left for their next delivery at once.
 		async "$broker.started"(this: This) {
 			if (this.broker.transit) return;
+			// Only leases taken before this process started (ending before then plus a lease): a request of this
+			// run may hold one already.
+			const startedAt = processStartedAt();
 			const expired = new Date(0);
-			await this.db.payments.updateMany({ status: "pending", chargeLeaseUntil: { $gt: expired } }, { $set: { chargeLeaseUntil: expired } });
-			await this.db.refunds.updateMany({ status: "processing", leaseUntil: { $gt: expired } }, { $set: { leaseUntil: expired } });
+			const before = new Date(startedAt.getTime() + LEASE_MS);
+			await this.db.payments.updateMany({ status: "pending", chargeLeaseUntil: { $gt: expired, $lt: before } }, { $set: { chargeLeaseUntil: expired } });
+			await this.db.refunds.updateMany({ status: "processing", leaseUntil: { $gt: expired, $lt: before } }, { $set: { leaseUntil: expired } });
 			// Webhook deliveries it was applying: the next delivery applies them again.
-			await this.db.webhook_events.updateMany({ applied: false }, { $set: { receivedAt: new Date(Date.now() - WEBHOOK_APPLY_STALE_MS) } });
+			await this.db.webhook_events.updateMany({ applied: false, receivedAt: { $lt: startedAt } }, { $set: { receivedAt: new Date(Date.now() - WEBHOOK_APPLY_STALE_MS) } });
 		},
 	},
 
