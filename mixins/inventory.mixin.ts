@@ -16,7 +16,7 @@ import type { Product, Variant } from "../lib/catalog-views";
 import { mergeLines, sameLines, holdField, movementKey, rollbackSteps, RELEASE_TRANSITIONS, RELEASED_STATES, SWEEP_TRANSITIONS, SWEPT_STATUSES, type MovementType, type ReservationStatus, type StockLine } from "../lib/inventory-rules";
 
 export type Row<T> = T & Entity;
-interface Reservation { orderId: string; status: ReservationStatus; items: Array<StockLine & { productId: string }>; holdsOpen?: boolean; reason?: string; createdAt: Date; updatedAt: Date }
+interface Reservation { orderId: string; status: ReservationStatus; items: Array<StockLine & { productId: string }>; holdsOpen?: boolean; /** A return whose stock is not all back yet (see releaseStock). */ returnOpen?: boolean; reason?: string; createdAt: Date; updatedAt: Date }
 /** A stock movement between its stock update and its audit row. */
 interface ParkedMove { key: string; delta: number; type: MovementType; reference: string; userId?: string; since: number }
 type HeldVariant = Variant & { holds?: Record<string, number>; pendingMove?: ParkedMove };
@@ -59,7 +59,7 @@ export interface InventoryMethods {
 	releaseStock(ctx: Context, orderId: string, reason: string): Promise<{ released: boolean; alreadyReleased?: boolean }>;
 	commitStock(orderId: string): Promise<{ committed: boolean; alreadyCommitted?: boolean }>;
 	sellableVariants(lines: StockLine[]): Promise<Map<string, Row<Variant>>>;
-	moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, extra?: MovementExtra): Promise<Row<Variant> | null>;
+	moveStock(ctx: Context | null, variantId: string, delta: number, type: MovementType, reference: string, extra?: MovementExtra): Promise<Row<Variant> | null>;
 	finishMove(ctx: Context | null, variant: Row<HeldVariant>, move: ParkedMove, recovered?: boolean): Promise<void>;
 	sweepParkedMoves(now?: Date, staleAfterMs?: number): Promise<{ finished: number }>;
 	recordMovement(ctx: Context | null, variant: Row<Variant>, delta: number, type: MovementType, reference: string, extra?: MovementExtra): Promise<void>;
@@ -68,7 +68,7 @@ export interface InventoryMethods {
 	takeLine(ctx: Context, r: ReservationRef, line: StockLine): Promise<boolean>;
 	putBackLine(ctx: Context | null, r: ReservationRef, line: StockLine): Promise<boolean>;
 	putBackLines(ctx: Context | null, r: ReservationRef, lines: StockLine[]): Promise<void>;
-	returnLines(ctx: Context, r: Row<Reservation>): Promise<void>;
+	returnLines(ctx: Context | null, r: Row<Reservation>): Promise<void>;
 	settleSale(r: Row<Reservation>): Promise<void>;
 	closeReservation(r: ReservationRef): Promise<void>;
 	finishCancelled(r: ReservationRef): Promise<void>;
@@ -138,7 +138,10 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 		async releaseStock(ctx: Context, orderId: string, reason: string) {
 			for (;;) {
 				for (const t of RELEASE_TRANSITIONS) {
-					const released = await this.db.reservations.updateOne({ orderId, status: t.from }, { $set: { status: t.to, reason, updatedAt: new Date() } });
+					// A return is marked open until its stock is back: a crash in between leaves it to the sweeper
+					// (the reservation was closed at commit, so nothing else would take it).
+					const returning = t.movement === "return" ? { returnOpen: true } : {};
+					const released = await this.db.reservations.updateOne({ orderId, status: t.from }, { $set: { status: t.to, reason, updatedAt: new Date(), ...returning } });
 					if (released) {
 						if (t.movement === "return") await this.returnLines(ctx, released);
 						else if (released.holdsOpen !== undefined) await this.putBackLines(ctx, released, released.items);
@@ -151,13 +154,8 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 				// A reserve still applying its lines sees "cancelling" at its end and puts everything back.
 				if (await this.db.reservations.updateOne({ orderId, status: "pending" }, { $set: { status: "cancelling", reason, updatedAt: new Date() } })) return { released: true };
 				const current = await this.db.reservations.findOne({ orderId });
-				if (current && (RELEASED_STATES.has(current.status) || current.status === "cancelling")) {
-					// A return a crash cut short (its reservation closed at commit, so no sweep takes it): its stock
-					// moves are keyed, so doing them again moves each line once.
-					if (current.status === "returned") await this.returnLines(ctx, current);
-					// `released` tells whether this call put stock back, so a caller records the release once.
-					return { released: false, alreadyReleased: current.items.length > 0 };
-				}
+				// `released` tells whether this call put stock back, so a caller records the release once.
+				if (current && (RELEASED_STATES.has(current.status) || current.status === "cancelling")) return { released: false, alreadyReleased: current.items.length > 0 };
 				if (current) continue; // it moved on between our updates: try the transitions again
 				try {
 					// Nothing reserved: a marker keeps a late-arriving reserve of this order from taking stock.
@@ -200,7 +198,7 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 		 * parked movement per variant at a time, so others wait for it. With a key, a repeated call
 		 * moves the stock once. Null when the variant is unknown or its stock was short.
 		 */
-		async moveStock(ctx: Context, variantId: string, delta: number, type: MovementType, reference: string, extra: MovementExtra = {}) {
+		async moveStock(ctx: Context | null, variantId: string, delta: number, type: MovementType, reference: string, extra: MovementExtra = {}) {
 			const move: ParkedMove = { key: extra.key ?? `move:${newId()}`, delta, type, reference, ...(extra.userId ? { userId: extra.userId } : {}), since: Date.now() };
 			// A keyed change whose row is written has moved the stock already.
 			if (extra.key && (await this.db.inventory_transactions.findOne({ key: move.key }))) return this.db.variants.findById(variantId);
@@ -305,9 +303,10 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 		},
 
 		/** A sold order comes back: its stock returns (the holds went at commit, or go now if that commit was cut short). */
-		async returnLines(ctx: Context, r: Row<Reservation>) {
+		async returnLines(ctx: Context | null, r: Row<Reservation>) {
 			for (const line of r.items) await this.moveStock(ctx, line.variantId, line.quantity, "return", r.orderId, { key: movementKey(r.id, line.variantId, "return") });
 			if (r.holdsOpen) await this.settleSale(r);
+			await this.db.reservations.updateOne({ id: r.id, returnOpen: true }, { $set: { returnOpen: false } });
 		},
 
 		/** The stock left at reservation; the sale rows record what became of it (delta 0), and the holds go. */
@@ -381,6 +380,19 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 				} catch (err) {
 					// Still open: a later sweep, after the threshold, takes it again from where this one stopped.
 					this.logger.warn(`Sweeping the reservation of order ${r.orderId} failed:`, (err as Error).message);
+				}
+			}
+			// Returns a crash cut short: their stock moves are keyed, so redoing them moves each line once.
+			const returns = await this.db.reservations.find({ status: "returned", returnOpen: true, updatedAt: { $lt: cutoff } }, { sort: { updatedAt: 1 }, limit: SWEEP_BATCH });
+			for (const found of returns) {
+				const r = await this.db.reservations.updateOne({ id: found.id, status: "returned", returnOpen: true, updatedAt: found.updatedAt }, { $set: { updatedAt: now } });
+				if (!r) continue;
+				try {
+					await this.returnLines(null, r);
+					swept++;
+					this.logger.info(`Finished the return of order ${r.orderId}'s stock.`);
+				} catch (err) {
+					this.logger.warn(`Finishing the return of order ${r.orderId} failed:`, (err as Error).message);
 				}
 			}
 			return { swept };

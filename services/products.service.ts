@@ -62,7 +62,7 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 	// One record per order: its status changes by conditional updates, so duplicate calls apply once.
 	reservations: {
 		// `holdsOpen` while some variant may still hold stock for it or its audit rows may be incomplete.
-		fields: { orderId: String, status: String, items: { type: Array, default: [] }, holdsOpen: Boolean, reason: String, createdAt: Date, updatedAt: Date },
+		fields: { orderId: String, status: String, items: { type: Array, default: [] }, holdsOpen: Boolean, returnOpen: Boolean, reason: String, createdAt: Date, updatedAt: Date },
 		indexes: [{ fields: { orderId: 1 }, unique: true }, { fields: { holdsOpen: 1, updatedAt: 1 } }],
 	},
 };

@@ -152,18 +152,23 @@ describe("inventory", () => {
 		await expect(reserve("idem-1", [{ variantId: v, quantity: 1 }])).rejects.toMatchObject({ code: 409 });
 	});
 
-	test("a sold order's return cut short by a crash (marked returned, its stock not moved) is finished by the next release, once", async () => {
+	test("a sold order's return cut short by a crash (marked returned, its stock not moved back) is finished by the sweeper, once", async () => {
 		const [v] = await variantsWithStock(6);
 		await reserve("return-cut", [{ variantId: v, quantity: 2 }]);
 		expect((await commit("return-cut")).committed).toBe(true);
 		expect(await stockOf(v)).toBe(4);
-		// The node flipped the reservation to returned and died before moving the stock back.
-		await svc.db.reservations.updateOne({ orderId: "return-cut", status: "committed" }, { $set: { status: "returned" } });
+		// The node marked the reservation returned (its return open) and died before moving the stock back.
+		await svc.db.reservations.updateOne({ orderId: "return-cut", status: "committed" }, { $set: { status: "returned", returnOpen: true } });
+		// A release finds it released already; the stock comes back with the sweep, once.
 		expect(await release("return-cut")).toMatchObject({ released: false, alreadyReleased: true });
+		expect(await stockOf(v)).toBe(4);
+		expect((await svc.sweepReservations(new Date(), 0)).swept).toBeGreaterThanOrEqual(1);
 		expect(await stockOf(v)).toBe(6);
-		await release("return-cut");
+		await svc.sweepReservations(new Date(), 0);
 		expect(await stockOf(v)).toBe(6);
 		expect(await auditSum(v)).toBe(6);
+		// A finished return (older ones carry no mark) is never taken again.
+		expect((await svc.db.reservations.findOne({ orderId: "return-cut" })).returnOpen).toBe(false);
 	});
 
 	test("idempotent under concurrency: duplicate reserve and release calls of one order apply once", async () => {
