@@ -113,6 +113,8 @@ export class StripePaymentProvider implements PaymentProvider {
 			const { errors } = stripeSdk();
 			// Not cancelable any more (it succeeded, or was canceled already): where it stands is the answer.
 			if (!(err instanceof errors.StripeInvalidRequestError)) throw new PaymentProviderError(`Stripe cancel: ${(err as Error)?.message ?? String(err)}`, err);
+			// Unknown to this account (made under other keys): it can take no money here, and asking again changes nothing.
+			if (err.code === "resource_missing") return { status: "canceled" };
 			try {
 				intent = await this.stripe.paymentIntents.retrieve(providerPaymentId);
 			} catch (again) {

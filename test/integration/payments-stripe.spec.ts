@@ -183,6 +183,13 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(await refund(orderId, `${orderId}-late`)).toMatchObject({ amount: 2500, status: "succeeded" });
 		});
 
+		test("an intent Stripe does not know (made under other keys) counts as canceled, so the cancel does not retry forever", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_authenticationRequired");
+			await svc.db.payments.updateOne({ orderId }, { $set: { providerPaymentId: "pi_from_other_keys" } });
+			expect(await cancel(orderId)).toMatchObject({ status: "failed" });
+		});
+
 		test("a settled payment, or an order without one, sends nothing to Stripe; Stripe down is a 503 and the payment stays pending", async () => {
 			const paid = newOrderId();
 			await charge(paid);
