@@ -347,7 +347,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 							reason: "Refunded at the payment provider", status: "succeeded", reserved: true, providerRefundId: object.refunds?.data?.[0]?.id ?? null, leaseUntil: null, createdAt: now, updatedAt: now,
 						});
 					}
-					if (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id }))) await this.publishRefund(ctx, current, refund);
+					if (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id, createdAt: { $gte: new Date(refund.createdAt) } }))) await this.publishRefund(ctx, current, refund);
 					return;
 				}
 				default:
@@ -377,7 +377,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		/** Publishes a settled payment's outcome unless its outbox holds it already (an earlier delivery did). */
 		async publishOutcomeOnce(this: This, ctx: Context, p: Payment) {
 			const event = p.status === "succeeded" ? "payment.succeeded" : p.status === "failed" ? "payment.failed" : null;
-			if (!event || (await this.outbox.findOne({ event, "payload.paymentId": p.id }))) return;
+			// Bounded by the payment's creation (indexed): nothing about it can be older.
+			if (!event || (await this.outbox.findOne({ event, "payload.paymentId": p.id, createdAt: { $gte: new Date(p.createdAt) } }))) return;
 			await this.publishOutcome(ctx, p);
 		},
 
