@@ -13,6 +13,7 @@ import path from "node:path";
 import { startShopProcess, DIST, type NodeProcess } from "../../bench/lib/processes";
 import { audit, CONFIRMED_STATES, type AuditInput } from "../../bench/lib/audit";
 import { readStoredData } from "../../bench/lib/stored-data";
+import { waitFor } from "../helpers/wait";
 
 const HOOK = path.join(__dirname, "../fixtures/crash-hook.js");
 const ADMIN = { email: "crash-admin@example.com", password: "crash admin passphrase" };
@@ -98,23 +99,43 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 		return { dataDir, doomed, admin, productId: product.body.id as string, variantId, buyer, key, checkout, http };
 	}
 
+	/**
+	 * Sends `request` to a shop set to die in it and resolves, once the process is gone, with its answer
+	 * (null: it died first). With `mayAnswer`, a kill counted in what follows the answer is waited for
+	 * (a write that never comes: killed here); without, the request must die, by the signal.
+	 */
+	async function killedDuring(doomed: NodeProcess, request: () => Promise<Answer>, mayAnswer: boolean) {
+		const died = new Promise((resolve) => doomed.proc.once("exit", (_code, signal) => resolve(signal)));
+		const first = await request().catch(() => null);
+		if (first && mayAnswer) {
+			const timer = setTimeout(() => doomed.proc.kill("SIGKILL"), 3000);
+			await died;
+			clearTimeout(timer);
+		} else {
+			expect(first).toBeNull();
+			expect(await died).toBe("SIGKILL");
+		}
+		return first;
+	}
+
+	/** With CRASH_ARM=signal: the writes are counted from now on, once what came before has settled. */
+	async function armCrash(doomed: NodeProcess) {
+		await sleep(300);
+		doomed.proc.kill("SIGUSR2");
+		await sleep(100);
+	}
+
+	/** Whether the buyer has been sent a message of `template`, waited for while the notifications catch up. */
+	const untilSent = (http: ReturnType<typeof client>, token: string, template: string) =>
+		waitFor(async () => ((await http("GET", "/api/me/notifications", { token })).body.rows ?? []).some((n: any) => n.template === template), Boolean, 10_000, 100);
+
 	/** The checkout, killed where `at` says; then the shop again on the same files. Returns the first answer, if any. */
 	async function crashAndRestart(setup: Awaited<ReturnType<typeof shopWithBuyer>>, at: string) {
 		const { doomed, checkout, dataDir } = setup;
 		// Let what registering started (the welcome email) settle: the writes counted are the checkout's.
 		await sleep(300);
-		const died = new Promise((resolve) => doomed.proc.once("exit", (_code, signal) => resolve(signal)));
-		const first = await checkout(doomed.port!).catch(() => null);
-		if (at.startsWith("write:") && first) {
-			// Killed after answering, in what follows the checkout; a write that never comes: killed here.
-			const timer = setTimeout(() => doomed.proc.kill("SIGKILL"), 3000);
-			await died;
-			clearTimeout(timer);
-		} else {
-			// The process dies mid-request: no answer, killed by the signal (not a clean exit).
-			expect(first).toBeNull();
-			expect(await died).toBe("SIGKILL");
-		}
+		// Killed at a write, it may be after answering, in what follows the checkout.
+		const first = await killedDuring(doomed, () => checkout(doomed.port!), at.startsWith("write:"));
 		return { first, shop: await start(dataDir) };
 	}
 
@@ -169,11 +190,7 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 			expect((await http("GET", "/api/promotions/ONCE", { token: setup.admin })).body).toMatchObject({ usedCount: 1, maxUses: 1 });
 
 			// The confirmation is emailed once the notifications catch up.
-			for (let i = 0; i < 100; i++) {
-				const mine = (await http("GET", "/api/me/notifications", { token: setup.buyer.token })).body.rows ?? [];
-				if (mine.some((n: any) => n.template === "order-confirmed")) break;
-				await sleep(100);
-			}
+			await untilSent(http, setup.buyer.token, "order-confirmed");
 			await shop.stop();
 			const data = await auditFiles(setup, answers);
 			expect(data.notifications.filter((m) => m.template === "order-confirmed" && m.channel === "email")).toHaveLength(1);
@@ -218,22 +235,10 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 		const paid = await setup.checkout(doomed.port!);
 		expect(paid.status).toBe(201);
 		// The checkout's aftermath (its email) settles; then the writes are counted from the cancel on.
-		for (let i = 0; i < 100; i++) {
-			const mine = (await setup.http("GET", "/api/me/notifications", { token: buyer.token })).body.rows ?? [];
-			if (mine.some((n: any) => n.template === "order-confirmed")) break;
-			await sleep(100);
-		}
-		await sleep(300);
-		doomed.proc.kill("SIGUSR2");
-		await sleep(100);
-		const died = new Promise((resolve) => doomed.proc.once("exit", (_code, signal) => resolve(signal)));
-		const first = await setup.http("POST", `/api/orders/${paid.body.id}/cancel`, { token: buyer.token, body: {} }).catch(() => null);
-		if (first) {
-			expect(first.status).toBe(200);
-			const timer = setTimeout(() => doomed.proc.kill("SIGKILL"), 3000);
-			await died;
-			clearTimeout(timer);
-		} else expect(await died).toBe("SIGKILL");
+		await untilSent(setup.http, buyer.token, "order-confirmed");
+		await armCrash(doomed);
+		const first = await killedDuring(doomed, () => setup.http("POST", `/api/orders/${paid.body.id}/cancel`, { token: buyer.token, body: {} }), true);
+		if (first) expect(first.status).toBe(200);
 
 		const shop = await start(setup.dataDir);
 		try {
@@ -241,13 +246,8 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 			// The customer, who got no answer, cancels again: done now (200) or already (409).
 			const again = await http("POST", `/api/orders/${paid.body.id}/cancel`, { token: buyer.token, body: {} });
 			expect([200, 409]).toContain(again.status);
-			let order: any = null;
-			for (let i = 0; i < 100; i++) {
-				order = (await http("GET", `/api/orders/${paid.body.id}`, { token: buyer.token })).body;
-				const mine = (await http("GET", "/api/me/notifications", { token: buyer.token })).body.rows ?? [];
-				if (order.paymentStatus === "refunded" && mine.some((n: any) => n.template === "order-cancelled")) break;
-				await sleep(100);
-			}
+			const order = await waitFor(async () => (await http("GET", `/api/orders/${paid.body.id}`, { token: buyer.token })).body, (o: any) => o.paymentStatus === "refunded", 10_000, 100);
+			await untilSent(http, buyer.token, "order-cancelled");
 			expect(order).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: paid.body.total });
 			expect((await http("GET", `/api/products/${setup.productId}`)).body.variants[0].stock).toBe(STOCK);
 			expect((await http("GET", "/api/promotions/ONCE", { token: setup.admin })).body).toMatchObject({ usedCount: 0 });
@@ -271,9 +271,7 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 		const stored = fs.readFileSync(path.join(setup.dataDir, "payments.db"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
 		const intentId = stored.filter((d) => d.orderId === placed.body.id && d.providerPaymentId).pop()?.providerPaymentId;
 		expect(intentId).toMatch(/^pi_test_/);
-		await sleep(300);
-		doomed.proc.kill("SIGUSR2");
-		await sleep(100);
+		await armCrash(doomed);
 
 		// What Stripe sends once the customer completes 3-D Secure.
 		const payload = JSON.stringify({
@@ -288,27 +286,16 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 				headers: { "stripe-signature": new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }) },
 				raw: payload,
 			});
-		const died = new Promise((resolve) => doomed.proc.once("exit", (_code, signal) => resolve(signal)));
-		const first = await deliver(doomed.port!).catch(() => null);
-		if (first) {
-			expect(first.status).toBe(200);
-			const timer = setTimeout(() => doomed.proc.kill("SIGKILL"), 3000);
-			await died;
-			clearTimeout(timer);
-		} else expect(await died).toBe("SIGKILL");
+		const first = await killedDuring(doomed, () => deliver(doomed.port!), true);
+		if (first) expect(first.status).toBe(200);
 
 		const shop = await start(setup.dataDir);
 		try {
 			const http = client(shop.port!);
 			// Stripe delivers again until it gets a 2xx (a second delivery after a 2xx is a duplicate: 200 too).
 			expect((await deliver(shop.port!)).status).toBe(200);
-			let order: any = null;
-			for (let i = 0; i < 100; i++) {
-				order = (await http("GET", `/api/orders/${placed.body.id}`, { token: buyer.token })).body;
-				const mine = (await http("GET", "/api/me/notifications", { token: buyer.token })).body.rows ?? [];
-				if (order.status === "confirmed" && mine.some((n: any) => n.template === "order-confirmed")) break;
-				await sleep(100);
-			}
+			const order = await waitFor(async () => (await http("GET", `/api/orders/${placed.body.id}`, { token: buyer.token })).body, (o: any) => o.status === "confirmed", 10_000, 100);
+			await untilSent(http, buyer.token, "order-confirmed");
 			expect(order).toMatchObject({ status: "confirmed", paymentStatus: "succeeded" });
 			expect((await http("GET", `/api/products/${setup.productId}`)).body.variants[0].stock).toBe(STOCK - 2);
 			expect((await http("GET", "/api/promotions/ONCE", { token: setup.admin })).body).toMatchObject({ usedCount: 1 });
