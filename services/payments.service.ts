@@ -69,6 +69,9 @@ interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods {
 }
 type This = Service & PaymentsVars & PaymentsMethods;
 
+/** The params of an action about one order's payment. */
+const byOrderParams = { $$strict: "remove", orderId: { type: "string", min: 1, max: 100 } } as const;
+
 const chargeKey = (orderId: string) => `order-${orderId}-charge`;
 /** The failure reason of a payment stopped because its order was cancelled first. */
 const CANCELED_WITH_ORDER = "Canceled: the order was cancelled before the payment completed";
@@ -153,7 +156,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 
 		getByOrder: {
 			visibility: "public",
-			params: { $$strict: "remove", orderId: { type: "string", min: 1, max: 100 } },
+			params: byOrderParams,
 			async handler(this: This, ctx: Context<{ orderId: string }, ShopMeta>) {
 				const payment = await this.db.payments.findOne({ orderId: ctx.params.orderId });
 				if (!payment) return null;
@@ -170,7 +173,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		 */
 		cancel: {
 			visibility: "public",
-			params: { $$strict: "remove", orderId: { type: "string", min: 1, max: 100 } },
+			params: byOrderParams,
 			async handler(this: This, ctx: Context<{ orderId: string }, ShopMeta>) {
 				const payment = await this.db.payments.findOne({ orderId: ctx.params.orderId });
 				if (!payment) return null;

@@ -42,6 +42,15 @@ describe("payments with Stripe (fake Stripe server)", () => {
 	const getByOrder = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
 	const eventsFor = (orderId: string, name?: string) => events.filter((e) => e.payload.orderId === orderId && (!name || e.name === name));
 	const intentsOf = (orderId: string) => [...fake.intents.values()].filter((pi) => pi.metadata.orderId === orderId);
+	/** Runs `fn` while Stripe answers every request with a 500, as during an outage. */
+	async function whileStripeDown(fn: () => Promise<unknown>) {
+		fake.failNext(1000);
+		try {
+			await fn();
+		} finally {
+			fake.failNext(0);
+		}
+	}
 
 	beforeAll(async () => {
 		fake = await startFakeStripe();
@@ -120,12 +129,7 @@ describe("payments with Stripe (fake Stripe server)", () => {
 
 		test("Stripe down: 503 and the payment stays pending; once it is back, one PaymentIntent under the same key", async () => {
 			const orderId = newOrderId();
-			fake.failNext(1000);
-			try {
-				await expect(charge(orderId)).rejects.toMatchObject({ code: 503 });
-			} finally {
-				fake.failNext(0);
-			}
+			await whileStripeDown(() => expect(charge(orderId)).rejects.toMatchObject({ code: 503 }));
 			expect(await getByOrder(orderId)).toMatchObject({ status: "pending" });
 			expect(await charge(orderId)).toMatchObject({ status: "succeeded" });
 			const sent = fake.requestsTo("/v1/payment_intents").filter((r) => r.form["metadata[orderId]"] === orderId);
@@ -200,12 +204,7 @@ describe("payments with Stripe (fake Stripe server)", () => {
 
 			const waiting = newOrderId();
 			await charge(waiting, "pm_card_authenticationRequired");
-			fake.failNext(1000);
-			try {
-				await expect(cancel(waiting)).rejects.toMatchObject({ code: 503 });
-			} finally {
-				fake.failNext(0);
-			}
+			await whileStripeDown(() => expect(cancel(waiting)).rejects.toMatchObject({ code: 503 }));
 			expect(await getByOrder(waiting)).toMatchObject({ status: "pending" });
 			expect(await cancel(waiting)).toMatchObject({ status: "failed" });
 		});
