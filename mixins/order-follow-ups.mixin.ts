@@ -18,7 +18,7 @@
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Collections } from "./db.mixin";
-import type { Collection, Entity } from "./collection";
+import type { Entity } from "./collection";
 import type { OutboxThis } from "./outbox.mixin";
 import { readConfig } from "../lib/config";
 import type { Checkout, CheckoutSagaMethods, CheckoutSagaVars, OrderHostMethods } from "./checkout-saga.mixin";
@@ -71,10 +71,8 @@ export interface OrderFollowUpMethods {
 	adoptLegacyCancellation(orderId: string): Promise<Entity | null>;
 }
 
-export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMethods, "recoverCheckout">, Pick<CheckoutSagaVars, "checkoutsHere">, Pick<OutboxThis, "publishAll"> {
+export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMethods, "recoverCheckout">, Pick<CheckoutSagaVars, "checkoutsHere">, Pick<OutboxThis, "publishAll" | "published"> {
 	db: Collections;
-	/** This service's outbox (OutboxMixin): where an announcement that may have been made is looked up. */
-	outbox: Collection;
 	recoveryTimer: NodeJS.Timeout;
 }
 type OrderFollowUpThis = Service<OrderFollowUpSettings> & OrderFollowUpMethods & OrderFollowUpVars;
@@ -266,7 +264,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		async publishOnce(ctx: Context | null, announcements: OrderAnnouncement[], since: Date | null) {
 			const missing = [];
 			for (const a of announcements) {
-				if (since && (await this.outbox.findOne({ event: a.event, "payload.orderId": a.payload.orderId, createdAt: { $gte: since } }))) continue;
+				if (since && (await this.published(a.event, { orderId: a.payload.orderId }, since))) continue;
 				missing.push(a);
 			}
 			await this.publishAll(ctx, missing);

@@ -35,6 +35,8 @@ export interface OutboxThis {
 	publish(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string>;
 	/** Several events with consecutive numbers (at most one counter update) and one insert; emitted in order. Returns their event ids. */
 	publishAll(ctx: Context | null, events: Announcement[]): Promise<string[]>;
+	/** Whether `event` about `about` (payload fields) was published from `since` on: a redo after a crash publishes only what is missing. */
+	published(event: string, about: Record<string, unknown>, since: Date): Promise<boolean>;
 }
 
 /** Runs the functions given to it one at a time, in call order, whatever each one's outcome. */
@@ -75,6 +77,12 @@ export function OutboxMixin(serviceName: string): Partial<ServiceSchema<any, any
 			async publish(this: Service & OutboxThis, ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string> {
 				const [eventId] = await this.publishAll(ctx, [{ event, payload }]);
 				return eventId;
+			},
+
+			async published(this: Service & OutboxThis, event: string, about: Record<string, unknown>, since: Date): Promise<boolean> {
+				const fields = Object.fromEntries(Object.entries(about).map(([k, v]) => [`payload.${k}`, v]));
+				// Bounded by `since` (indexed), so it reads the events of that stretch only.
+				return !!(await this.outbox.findOne({ event, ...fields, createdAt: { $gte: new Date(since) } }));
 			},
 
 			async publishAll(this: Service & OutboxThis, ctx: Context | null, events: Announcement[]): Promise<string[]> {

@@ -61,7 +61,7 @@ export interface PaymentRefundMethods {
 	publishRefund(ctx: Context, payment: Payment, refund: Refund): Promise<void>;
 }
 
-interface PaymentRefundVars extends PaymentHostMethods, Pick<OutboxThis, "publish" | "outbox"> {
+interface PaymentRefundVars extends PaymentHostMethods, Pick<OutboxThis, "publish" | "published"> {
 	db: { payments: Collection<Payment>; refunds: Collection<Refund> };
 	provider: PaymentProvider;
 }
@@ -191,7 +191,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			const payment = added?.payment ?? (await this.db.payments.findById(refund.paymentId));
 			if (!payment) return;
 			// Counted before: by a call that died, maybe before announcing it (its outbox rows are from after the claim).
-			if (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id, createdAt: { $gte: new Date(refund.createdAt) } }))) {
+			if (added || !(await this.published("payment.refunded", { refundId: refund.id }, refund.createdAt))) {
 				await this.publishRefund(ctx, payment, refund);
 			}
 		},

@@ -49,14 +49,13 @@ function isStripeEvent(event: unknown): event is StripeWebhookEvent {
 
 interface PaymentsVars {
 	db: { payments: Collection<Payment>; refunds: Collection<Refund>; webhook_events: Collection };
-	/** This service's outbox (OutboxMixin): where an outcome that may have been announced is looked up. */
-	outbox: Collection;
 	provider: PaymentProvider;
 	/** Null when STRIPE_WEBHOOK_SECRET is unset: the webhook then does not exist (404). */
 	verifyWebhook: ((rawBody: string | Buffer, signature: string) => StripeWebhookEvent) | null;
 }
 interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods {
 	publish(ctx: Context, event: string, payload: Record<string, unknown>): Promise<string>;
+	published(event: string, about: Record<string, unknown>, since: Date): Promise<boolean>;
 	chargeOnce(params: ChargeParams, ctx: Context): Promise<Payment>;
 	claimCharge(params: ChargeParams): Promise<{ payment: Payment; mine: boolean }>;
 	applyChargeOutcome(ctx: Context, payment: Payment, result: CreatePaymentResult): Promise<Payment>;
@@ -350,7 +349,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 							reason: "Refunded at the payment provider", status: "succeeded", reserved: true, providerRefundId: object.refunds?.data?.[0]?.id ?? null, leaseUntil: null, createdAt: now, updatedAt: now,
 						});
 					}
-					if (added || !(await this.outbox.findOne({ event: "payment.refunded", "payload.refundId": refund.id, createdAt: { $gte: new Date(refund.createdAt) } }))) await this.publishRefund(ctx, current, refund);
+					if (added || !(await this.published("payment.refunded", { refundId: refund.id }, refund.createdAt))) await this.publishRefund(ctx, current, refund);
 					return;
 				}
 				default:
@@ -380,8 +379,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		/** Publishes a settled payment's outcome unless its outbox holds it already (an earlier delivery did). */
 		async publishOutcomeOnce(this: This, ctx: Context, p: Payment) {
 			const event = p.status === "succeeded" ? "payment.succeeded" : p.status === "failed" ? "payment.failed" : null;
-			// Bounded by the payment's creation (indexed): nothing about it can be older.
-			if (!event || (await this.outbox.findOne({ event, "payload.paymentId": p.id, createdAt: { $gte: new Date(p.createdAt) } }))) return;
+			// Nothing about the payment is older than the payment.
+			if (!event || (await this.published(event, { paymentId: p.id }, p.createdAt))) return;
 			await this.publishOutcome(ctx, p);
 		},
 
