@@ -11,8 +11,8 @@
  *
  * The host declares the `payments` and `refunds` collections in its DbMixin (`refunds` with a
  * unique `refundKey` index), `provider` (its PaymentProvider), OutboxMixin's `publish`, and
- * `unavailable` (PaymentHostMethods). It has no lifecycle hooks; its place in the mixin list does
- * not matter.
+ * `unavailable` (PaymentHostMethods). Its timer (resumeAbandonedRefunds) first fires a lease after
+ * the start, so its place in the mixin list does not matter.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Context, Service, ServiceSchema } from "moleculer";
@@ -30,6 +30,9 @@ export interface RefundParams {
 	reason: string;
 	refundKey: string;
 }
+
+/** Abandoned refund claims taken per sweep; the next sweep takes the rest. */
+const ABANDONED_REFUNDS_PER_SWEEP = 50;
 
 const refundKeyForProvider = (refundKey: string) => `refund-${refundKey}`;
 
@@ -54,16 +57,19 @@ export interface PaymentHostMethods {
 
 export interface PaymentRefundMethods {
 	refundOnce(params: RefundParams, ctx: Context): Promise<Refund>;
-	runRefund(ctx: Context, refund: Refund, payment: Payment): Promise<Refund>;
+	takeOverRefund(ctx: Context | null, existing: Refund): Promise<Refund | "dropped" | null>;
+	resumeAbandonedRefunds(): Promise<{ finished: number }>;
+	runRefund(ctx: Context | null, refund: Refund, payment: Payment): Promise<Refund>;
 	addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean; refundId?: string }): Promise<{ payment: Payment; amount: number } | null>;
-	settleRefund(ctx: Context, refund: Refund): Promise<void>;
+	settleRefund(ctx: Context | null, refund: Refund): Promise<void>;
 	unreserve(paymentId: string, refund: Refund): Promise<void>;
-	publishRefund(ctx: Context, payment: Payment, refund: Refund): Promise<void>;
+	publishRefund(ctx: Context | null, payment: Payment, refund: Refund): Promise<void>;
 }
 
 interface PaymentRefundVars extends PaymentHostMethods, Pick<OutboxThis, "publish" | "published"> {
 	db: { payments: Collection<Payment>; refunds: Collection<Refund> };
 	provider: PaymentProvider;
+	refundSweepTimer?: NodeJS.Timeout;
 }
 type PaymentRefundThis = Service & PaymentRefundMethods & PaymentRefundVars;
 
@@ -96,21 +102,10 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 					}
 					// Settled: counted and announced before its status was (see runRefund).
 					if (existing.status !== "processing") return existing;
-					const now = new Date();
-					if (existing.leaseUntil && new Date(existing.leaseUntil) <= now) {
-						// The call that claimed it is gone. With its amount reserved only the provider call is redone
-						// (same key); without, the claim is dropped and the refund planned afresh. The payment says
-						// whether the reservation was made (it may have died before the claim recorded it, or after
-						// giving the amount back); older payments without that record go by the claim's flag.
-						const payment = await this.db.payments.findById(existing.paymentId);
-						const reservedOnPayment = payment?.reservedRefunds ? !!payment.reservedRefunds[existing.id] : existing.reserved;
-						if (!reservedOnPayment) {
-							await this.db.refunds.removeOne({ id: existing.id, status: "processing" });
-							continue;
-						}
-						if (!existing.reserved) await this.db.refunds.updateOne({ id: existing.id, status: "processing" }, { $set: { reserved: true } });
-						const taken = await this.db.refunds.updateOne({ id: existing.id, status: "processing", leaseUntil: existing.leaseUntil }, { $set: { leaseUntil: new Date(now.getTime() + LEASE_MS) } });
-						if (taken) return this.runRefund(ctx, taken, (await this.db.payments.findById(taken.paymentId))!);
+					if (existing.leaseUntil && new Date(existing.leaseUntil) <= new Date()) {
+						const taken = await this.takeOverRefund(ctx, existing);
+						if (taken === "dropped") continue;
+						if (taken) return taken;
 					}
 					if (Date.now() >= deadline) throw new ServiceUnavailableError("This refund is still in progress", { refundKey: params.refundKey });
 					await sleep(POLL_MS);
@@ -148,7 +143,49 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			}
 		},
 
-		async runRefund(ctx: Context, refund: Refund, payment: Payment) {
+		/**
+		 * A claim whose call is gone (its lease ran out). With its amount reserved only the provider call
+		 * is redone (same key) and the refund finished; without, the claim is dropped ("dropped") and the
+		 * refund can be planned afresh. The payment says whether the reservation was made (the call may
+		 * have died before the claim recorded it, or after giving the amount back); older payments
+		 * without that record go by the claim's flag. null: another call took it first.
+		 */
+		async takeOverRefund(ctx: Context | null, existing: Refund) {
+			const payment = await this.db.payments.findById(existing.paymentId);
+			const reservedOnPayment = payment?.reservedRefunds ? !!payment.reservedRefunds[existing.id] : existing.reserved;
+			if (!reservedOnPayment) {
+				await this.db.refunds.removeOne({ id: existing.id, status: "processing" });
+				return "dropped";
+			}
+			if (!existing.reserved) await this.db.refunds.updateOne({ id: existing.id, status: "processing" }, { $set: { reserved: true } });
+			const taken = await this.db.refunds.updateOne(
+				{ id: existing.id, status: "processing", leaseUntil: existing.leaseUntil },
+				{ $set: { leaseUntil: new Date(Date.now() + LEASE_MS) } },
+			);
+			return taken ? this.runRefund(ctx, taken, (await this.db.payments.findById(taken.paymentId))!) : null;
+		},
+
+		/**
+		 * Finishes the refunds whose calls died and that nobody asks for again: an admin's refund sent
+		 * without an Idempotency-Key has a key of its own that no retry repeats. Runs on a timer on every
+		 * node (a lease decides who takes each), and at once when a single process starts.
+		 */
+		async resumeAbandonedRefunds() {
+			const abandoned = await this.db.refunds.find({ status: "processing", leaseUntil: { $lte: new Date() } }, { sort: { leaseUntil: 1 }, limit: ABANDONED_REFUNDS_PER_SWEEP });
+			let finished = 0;
+			for (const refund of abandoned) {
+				try {
+					const outcome = await this.takeOverRefund(null, refund);
+					if (outcome && outcome !== "dropped") finished++;
+				} catch (err) {
+					// Given back by runRefund (provider unreachable): a later request may refund it again.
+					this.logger.warn(`Refund ${refund.id} of order ${refund.orderId} left by a call that died could not be finished:`, (err as Error).message);
+				}
+			}
+			return { finished };
+		},
+
+		async runRefund(ctx: Context | null, refund: Refund, payment: Payment) {
 			let result;
 			try {
 				if (!payment.providerPaymentId) throw new PaymentProviderError(`Payment ${payment.id} has no provider id`);
@@ -186,7 +223,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 		 * (once: looked up in the outbox when it was counted before). Redone by a call taking the refund
 		 * over, it finishes what a crash between these writes left undone.
 		 */
-		async settleRefund(ctx: Context, refund: Refund) {
+		async settleRefund(ctx: Context | null, refund: Refund) {
 			const added = await this.addRefunded(refund.paymentId, (p) => (p.countedRefunds?.[refund.id] ? 0 : refund.amount), { reserve: false, refundId: refund.id });
 			const payment = added?.payment ?? (await this.db.payments.findById(refund.paymentId));
 			if (!payment) return;
@@ -223,12 +260,23 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			throw new ServiceUnavailableError("The payment is busy, try again");
 		},
 
-		async publishRefund(ctx: Context, p: Payment, r: Refund) {
+		async publishRefund(ctx: Context | null, p: Payment, r: Refund) {
 			await this.publish(ctx, "payment.refunded", {
 				orderId: p.orderId, ...(p.orderNumber ? { number: p.orderNumber } : {}), paymentId: p.id, refundId: r.id, userId: p.userId, amount: r.amount, currency: r.currency, totalRefunded: p.refundedAmount, reason: r.reason ?? null,
 			});
 		},
 	} satisfies PaymentRefundMethods & ThisType<PaymentRefundThis>,
+
+	started() {
+		this.refundSweepTimer = setInterval(() => {
+			this.resumeAbandonedRefunds().catch((err: Error) => this.logger.error("Resuming abandoned refunds failed:", err));
+		}, LEASE_MS);
+		this.refundSweepTimer.unref();
+	},
+
+	stopped() {
+		clearInterval(this.refundSweepTimer);
+	},
 };
 
 /** Checked against its own `this` above; the host takes it as any other mixin. */

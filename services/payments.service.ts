@@ -129,6 +129,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			await this.db.refunds.updateMany({ status: "processing", leaseUntil: { $gt: expired, $lt: before } }, { $set: { leaseUntil: expired } });
 			// Webhook deliveries it was applying: the next delivery applies them again.
 			await this.db.webhook_events.updateMany({ applied: false, receivedAt: { $lt: startedAt } }, { $set: { receivedAt: new Date(Date.now() - WEBHOOK_APPLY_STALE_MS) } });
+			// Refunds its calls left half done, that no retry will ask for again (a random key), are finished now.
+			this.resumeAbandonedRefunds().catch((err: Error) => this.logger.error("Resuming abandoned refunds failed:", err));
 		},
 	},
 

@@ -36,7 +36,9 @@ export const CONFIRMED_STATES = new Set(["confirmed", "processing", "shipped", "
 const SETTLED_STATES = new Set([...CONFIRMED_STATES, "cancelled"]);
 /** Checkout refusals that come before the order is created. */
 const REFUSED_BEFORE_ORDER = new Set(["CART_HAS_PROBLEMS", "CART_EMPTY", "TOO_MANY_UNPAID_ORDERS"]);
+/** Payments that took the money (and still keep some of it). */
 const PAID = new Set(["succeeded", "partially_refunded"]);
+const CHARGED = new Set([...PAID, "refunded"]);
 
 /** Every rule that does not hold, as a sentence; empty when all hold. */
 export function audit({ data, startStock, answers }: AuditInput): string[] {
@@ -74,12 +76,17 @@ export function audit({ data, startStock, answers }: AuditInput): string[] {
 	for (const a of answers) if (a.orderId && a.status < 300) byKey.set(a.key, (byKey.get(a.key) ?? new Set()).add(a.orderId));
 	for (const [key, ids] of byKey) if (ids.size > 1) v.push(`orders: idempotency key ${key} answered with ${ids.size} different orders`);
 
-	// Payments: one successful payment per confirmed order, of its total; none without an order;
-	// money kept only for confirmed orders (a cancelled order's payment is refunded in full).
+	// Payments: one successful payment per confirmed order, of its total (refunded since, maybe: an
+	// admin's refund); none without an order; money kept only for confirmed orders (a cancelled order's
+	// payment is refunded in full); every refund recorded on its order.
 	for (const o of confirmed) {
-		const paid = data.payments.filter((p) => p.orderId === o.id && PAID.has(p.status));
+		const paid = data.payments.filter((p) => p.orderId === o.id && CHARGED.has(p.status));
 		if (paid.length !== 1) v.push(`payments: confirmed order ${o.number} has ${paid.length} successful payments`);
 		else if (paid[0].amount !== o.total) v.push(`payments: confirmed order ${o.number} total ${o.total} but paid ${paid[0].amount}`);
+	}
+	for (const p of data.payments) {
+		const o = orderById.get(p.orderId);
+		if (o && (p.refundedAmount ?? 0) !== (o.refundedAmount ?? 0)) v.push(`payments: payment ${p.id} refunded ${p.refundedAmount ?? 0}, its order ${o.number} records ${o.refundedAmount ?? 0}`);
 	}
 	for (const p of data.payments) {
 		const o = orderById.get(p.orderId);
@@ -160,6 +167,13 @@ export function selfCheck(input: AuditInput): string[] {
 			return !!o;
 		}],
 		["a payment without an order", (i) => (i.data.payments.push({ id: "ghost", orderId: "no-such-order", status: "succeeded", amount: 100 }), true)],
+		["a refund its order does not know of", (i) => {
+			const o = firstConfirmed(i.data);
+			const p = i.data.payments.find((x) => x.orderId === o?.id);
+			if (!p) return false;
+			Object.assign(p, { status: "refunded", refundedAmount: p.amount });
+			return true;
+		}],
 		["money kept for a cancelled order", (i) => {
 			const o = i.data.orders.find((x) => x.status === "cancelled");
 			if (!o) return false;

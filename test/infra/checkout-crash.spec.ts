@@ -28,6 +28,8 @@ const WEBHOOK_WRITES = 16;
 const WEBHOOK_SECRET = "whsec_crash_test";
 /** The writes of the customer's cancel of a paid order and what follows it (refund, stock, code, email). */
 const CANCEL_WRITES = 24;
+/** The writes of an admin's refund and what follows it (the order's record of it, the email). */
+const ADMIN_REFUND_WRITES = 14;
 
 /**
  * Each boundary of the saga (mixins/checkout-saga.mixin.ts), with what recovery does there; then a
@@ -255,6 +257,39 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 			const data = await auditFiles(setup, [{ userId: buyer.userId, key: setup.key, status: 201, orderId: paid.body.id }]);
 			expect(data.payments).toEqual([expect.objectContaining({ status: "refunded", refundedAmount: paid.body.total })]);
 			expect(data.notifications.filter((m) => m.template === "order-cancelled" && m.channel === "email")).toHaveLength(1);
+		} finally {
+			await shop.stop();
+		}
+	}, 60_000);
+
+	// An admin's refund sent without an Idempotency-Key: its key is random, so no retry repeats it. The
+	// shop finishes it by itself after the restart, or it had not begun and the admin's second try
+	// refunds. Either way the money goes back once, and the customer is told once.
+	test.each(Array.from({ length: ADMIN_REFUND_WRITES }, (_, i) => `write:${i + 1}`))("admin refund without a key: killed at %s", async (at) => {
+		const setup = await shopWithBuyer(at, "pm_card_visa", { CRASH_ARM: "signal" });
+		const { doomed, buyer } = setup;
+		const paid = await setup.checkout(doomed.port!);
+		expect(paid.status).toBe(201);
+		await untilSent(setup.http, buyer.token, "order-confirmed");
+		await armCrash(doomed);
+		const refund = (http: ReturnType<typeof client>) => http("POST", `/api/orders/${paid.body.id}/refund`, { token: setup.admin, body: { reason: "damaged in transit" } });
+		const first = await killedDuring(doomed, () => refund(setup.http), true);
+		if (first) expect(first.status).toBe(200);
+
+		const shop = await start(setup.dataDir);
+		try {
+			const http = client(shop.port!);
+			const order = () => http("GET", `/api/orders/${paid.body.id}`, { token: buyer.token }).then((r) => r.body);
+			// The admin, who got no answer, looks at the order a little later and refunds again if it shows no refund.
+			const refunded = (o: any) => o.paymentStatus === "refunded";
+			const seen = await waitFor(order, refunded, 3_000, 100).catch(() => null);
+			if (!seen) expect([200, 409]).toContain((await refund(http)).status);
+			expect(await waitFor(order, refunded, 10_000, 100)).toMatchObject({ status: "confirmed", refundedAmount: paid.body.total });
+			await untilSent(http, buyer.token, "payment-refunded");
+			await shop.stop();
+			const data = await auditFiles(setup, [{ userId: buyer.userId, key: setup.key, status: 201, orderId: paid.body.id }]);
+			expect(data.payments).toEqual([expect.objectContaining({ status: "refunded", refundedAmount: paid.body.total, reservedRefundAmount: paid.body.total })]);
+			expect(data.notifications.filter((m) => m.template === "payment-refunded" && m.channel === "email")).toHaveLength(1);
 		} finally {
 			await shop.stop();
 		}

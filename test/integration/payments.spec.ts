@@ -388,6 +388,64 @@ describe("payments (built-in test provider)", () => {
 			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(1);
 		});
 
+		describe("refunds left by a call that died, that no retry asks for again (resumeAbandonedRefunds)", () => {
+			const claim = async (orderId: string, paymentId: string, refundKey: string, amount: number, o: { reservedOnPayment: boolean; leaseMs: number }) => {
+				const now = new Date();
+				const c = await svc.db.refunds.insert({
+					refundKey, orderId, paymentId, amount, currency: "USD", reason: "admin refund", status: "processing", reserved: false,
+					providerRefundId: null, leaseUntil: new Date(now.getTime() + o.leaseMs), createdAt: now, updatedAt: now,
+				});
+				if (o.reservedOnPayment) await svc.db.payments.updateOne({ orderId }, { $inc: { reservedRefundAmount: amount }, $set: { [`reservedRefunds.${c.id}`]: amount } });
+				return c;
+			};
+
+			test("a reserved one is refunded, counted and announced once; a repeat sweep does nothing more", async () => {
+				const orderId = newOrderId();
+				const paid = await charge(orderId, "pm_card_visa", 1000);
+				const c = await claim(orderId, paid.id, `${orderId}-admin-random`, 700, { reservedOnPayment: true, leaseMs: -1000 });
+				const refunds = jest.spyOn(provider, "refund");
+				await svc.resumeAbandonedRefunds();
+				expect(refunds).toHaveBeenCalledWith(expect.objectContaining({ amount: 700, idempotencyKey: `refund-${orderId}-admin-random` }));
+				expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 700, refunds: [expect.objectContaining({ id: c.id, amount: 700, status: "succeeded" })] });
+				await svc.resumeAbandonedRefunds();
+				expect(refunds).toHaveBeenCalledTimes(1);
+				expect(eventsFor(orderId, "payment.refunded")).toEqual([expect.objectContaining({ payload: expect.objectContaining({ refundId: c.id, amount: 700, totalRefunded: 700 }) })]);
+				// Its reservation was used, not taken twice: the rest is still refundable.
+				expect(await refund(orderId, `${orderId}-rest`)).toMatchObject({ amount: 300 });
+			});
+
+			test("one that died before reserving is dropped: nothing refunded, the whole amount still refundable", async () => {
+				const orderId = newOrderId();
+				const paid = await charge(orderId, "pm_card_visa", 1000);
+				await claim(orderId, paid.id, `${orderId}-admin-unreserved`, 1000, { reservedOnPayment: false, leaseMs: -1000 });
+				const refunds = jest.spyOn(provider, "refund");
+				await svc.resumeAbandonedRefunds();
+				expect(refunds).not.toHaveBeenCalled();
+				expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", refundedAmount: 0, refunds: [] });
+				expect(await refund(orderId, `${orderId}-after-drop`)).toMatchObject({ amount: 1000, status: "succeeded" });
+			});
+
+			test("one whose call still holds its lease is left alone", async () => {
+				const orderId = newOrderId();
+				const paid = await charge(orderId, "pm_card_visa", 1000);
+				await claim(orderId, paid.id, `${orderId}-admin-live`, 400, { reservedOnPayment: true, leaseMs: 60_000 });
+				const refunds = jest.spyOn(provider, "refund");
+				await svc.resumeAbandonedRefunds();
+				expect(refunds).not.toHaveBeenCalled();
+				expect((await svc.db.refunds.findOne({ refundKey: `${orderId}-admin-live` })).status).toBe("processing");
+			});
+
+			test("the provider unreachable: the amount is given back and the claim dropped, so the refund can be asked again", async () => {
+				const orderId = newOrderId();
+				const paid = await charge(orderId, "pm_card_visa", 1000);
+				await claim(orderId, paid.id, `${orderId}-admin-outage`, 1000, { reservedOnPayment: true, leaseMs: -1000 });
+				jest.spyOn(provider, "refund").mockRejectedValueOnce(new PaymentProviderError("timeout"));
+				await svc.resumeAbandonedRefunds();
+				expect(await svc.db.refunds.findOne({ refundKey: `${orderId}-admin-outage` })).toBeNull();
+				expect(await refund(orderId, `${orderId}-after-outage`)).toMatchObject({ amount: 1000, status: "succeeded" });
+			});
+		});
+
 		test.each([
 			["negative amount", { amount: -5 }, "amount"],
 			["fractional amount", { amount: 1.5 }, "amount"],
