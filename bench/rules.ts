@@ -71,7 +71,7 @@ async function main() {
 }
 
 async function run(dataDir: string): Promise<number> {
-	const shop = await startShopProcess({ DATA_DIR: dataDir, SEED_DEMO: "false", METRICS: "false", ...ADMIN }, { gateway: true });
+	const shop = await startShopProcess({ DATA_DIR: dataDir, SEED_DEMO: "false", METRICS_ENABLED: "false", ...ADMIN }, { gateway: true });
 	const http = client(`http://127.0.0.1:${shop.port}`);
 	const stats: Record<string, number> = {};
 	const violations: string[] = [];

@@ -16,7 +16,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { alternating, cannon, virtualUsers, type Measured, type Result, type Target, type VuContext } from "./lib/load";
-import { ROOT, DIST, ensureBuilt, startShopProcess, rssMb, cpuMs, freePort, type NodeProcess } from "./lib/processes";
+import { ROOT, DIST, ensureBuilt, startShopProcess, rssMb, cpuMs, freePort, servesMetrics, type NodeProcess } from "./lib/processes";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: number) => {
@@ -325,6 +325,7 @@ async function run(dataDir: string) {
 	try {
 		try {
 			facts.startupToHealthyMs = shop.startMs;
+			if (!(await servesMetrics(shop))) throw new Error("the shop measured as shipped serves no metrics: broker metrics are off");
 			const base = `http://127.0.0.1:${shop.port}`;
 			const pid = shop.proc.pid!;
 			facts.rssAtHealthyMb = rssMb(pid);
@@ -355,8 +356,9 @@ async function run(dataDir: string) {
 
 /** The cached list once more on a fresh single process without broker metrics. */
 async function metricsOff(dataDir: string) {
-	const noMetrics = await startShopProcess({ DATA_DIR: dataDir, ...SHOP_ENV, METRICS: "false" }, { gateway: true });
+	const noMetrics = await startShopProcess({ DATA_DIR: dataDir, ...SHOP_ENV, METRICS_ENABLED: "false" }, { gateway: true });
 	try {
+		if (await servesMetrics(noMetrics)) throw new Error("the shop measured without metrics serves them: METRICS_ENABLED=false was not taken");
 		await searchIndexed(`http://127.0.0.1:${noMetrics.port}`);
 		const cpu = cpuWindow([noMetrics.proc.pid!]);
 		const target = { url: `http://127.0.0.1:${noMetrics.port}/api/products?pageSize=20`, connections: CONNS };

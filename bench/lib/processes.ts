@@ -22,6 +22,8 @@ export async function freePort(): Promise<number> {
 export interface NodeProcess {
 	proc: ChildProcess;
 	port?: number;
+	/** Where its Prometheus reporter listens, when metrics are on. */
+	metricsPort: number;
 	/** Date.now() when the process was spawned, and how long it took to answer healthy. */
 	spawnedAt: number;
 	startMs: number;
@@ -71,6 +73,7 @@ export async function startShopProcess(env: Record<string, string>, opts: { gate
 	return {
 		proc,
 		port,
+		metricsPort,
 		spawnedAt: t0,
 		startMs: Date.now() - t0,
 		async stop() {
@@ -83,6 +86,15 @@ export async function startShopProcess(env: Record<string, string>, opts: { gate
 			clearTimeout(timer);
 		},
 	};
+}
+
+/** Whether the node serves Prometheus metrics: a benchmark says which way it ran, and checks it. */
+export async function servesMetrics(node: NodeProcess): Promise<boolean> {
+	try {
+		return (await fetch(`http://127.0.0.1:${node.metricsPort}/metrics`)).status === 200;
+	} catch {
+		return false;
+	}
 }
 
 /** Resident set size in MB, from /proc. */

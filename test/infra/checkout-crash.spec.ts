@@ -74,7 +74,7 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 
 	const start = (dataDir: string, crashAt?: string, env: Record<string, string> = {}): Promise<NodeProcess> =>
 		startShopProcess(
-			{ DATA_DIR: dataDir, SEED_DEMO: "false", METRICS: "false", ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, SHOP_DIST: DIST, ...(crashAt ? { CRASH_AT: crashAt, ...env } : {}) },
+			{ DATA_DIR: dataDir, SEED_DEMO: "false", METRICS_ENABLED: "false", ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, SHOP_DIST: DIST, ...(crashAt ? { CRASH_AT: crashAt, ...env } : {}) },
 			{ gateway: true, nodeArgs: crashAt ? ["-r", HOOK] : [] },
 		);
 
