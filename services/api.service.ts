@@ -11,6 +11,7 @@ import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
 import { ResponseCache } from "../lib/response-cache";
 import { isShopRoute } from "../lib/rest-routes";
+import { bodyShapeProblem, queryShapeProblem } from "../lib/request-shape";
 import { createRateLimitStore, type RateLimitStore } from "../adapters/rate-limit-store";
 import { UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
@@ -24,6 +25,7 @@ type Req = IncomingMessage & {
 	body?: any;
 	parsedUrl?: string;
 	originalUrl?: string;
+	query?: Record<string, unknown>;
 	/** Set on a response-cache miss: where and under which generation to store the answer. */
 	$responseCache?: { key: string; tag: string; generation: number };
 };
@@ -97,15 +99,31 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 	};
 }
 
+/** Refuses query strings and JSON bodies of a shape no shop route takes (lib/request-shape.ts) with a 400 naming the field. */
+function requestShape(req: Req, _res: ServerResponse, next: (err?: unknown) => void) {
+	const query = queryShapeProblem(req.query);
+	if (query) return next(new BadRequestError(query.message, "INVALID_QUERY", [{ field: query.field, message: query.message }]));
+	if (hasBody(req)) {
+		const body = bodyShapeProblem(req.body);
+		if (body) return next(new BadRequestError(body.message, "INVALID_BODY", body.field ? [{ field: body.field, message: body.message }] : undefined));
+	}
+	next();
+}
+
 const hasBody = (req: IncomingMessage) => req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0");
 const isJson = (req: IncomingMessage) => /^application\/(?:[\w.-]+\+)?json$/.test((req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase());
 
-/** The broker stamps each validation problem with the node and the action that refused it: internals, not the client's business. */
+/**
+ * The broker stamps each validation problem with the node and the action that refused it:
+ * internals, not the client's business.
+ */
 function publicData(data: unknown): unknown {
 	if (!Array.isArray(data)) return data;
 	return data.map((item) => {
 		if (item === null || typeof item !== "object") return item;
 		const { nodeID: _node, action: _action, ...rest } = item as Record<string, unknown>;
+		// The value refused, echoed back: only a plain one (a client's structure can be any size).
+		if (rest.actual !== null && typeof rest.actual === "object") delete rest.actual;
 		return rest;
 	});
 }
@@ -167,7 +185,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				authentication: true,
 				authorization: true,
 				bodyParsers: false,
-				use: [bodyParser("json", { strict: false, type: ["application/json", "application/*+json"] })],
+				use: [bodyParser("json", { strict: false, type: ["application/json", "application/*+json"] }), requestShape],
 				callOptions: {},
 				onBeforeCall(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req, res: ServerResponse) {
 					return this.beforeCall(ctx, req, res);
@@ -272,9 +290,16 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			const ctx = req.$ctx as Context<unknown, ShopMeta> | undefined;
 			for (const [k, v] of Object.entries(ctx?.meta?.$responseHeaders ?? {})) res.setHeader(k, v);
 			const body = { name: err.name, message: err.message, code, type: err.type, data: code >= 500 && code !== 503 ? undefined : publicData(err.data) };
+			let json: string;
+			try {
+				json = JSON.stringify(body);
+			} catch {
+				// Data that cannot be written out (cyclic, too deep) must not take the error, or the process, down with it.
+				json = JSON.stringify({ ...body, data: undefined });
+			}
 			res.setHeader("Content-Type", "application/json; charset=utf-8");
 			res.writeHead(code);
-			res.end(JSON.stringify(body));
+			res.end(json);
 		},
 
 		/**

@@ -28,6 +28,7 @@ const Probe: ServiceSchema = {
 			handler: (ctx: Context<any>) => ctx.params,
 		},
 		me: { rest: "GET /probe/me", auth: "required", handler: (ctx: Context<unknown, any>) => ctx.meta.user },
+		list: { rest: "GET /probe/list", params: { q: { type: "string", optional: true } }, handler: (ctx: Context<any>) => ctx.params },
 		admin: { rest: "GET /probe/admin", roles: ["admin"], handler: () => ({ ok: true }) },
 		login: { rest: "POST /auth/probe", rateLimit: "auth", params: {}, handler: () => ({ ok: true }) },
 		// Under /auth without saying so: the path alone puts it in the auth bucket.
@@ -127,6 +128,40 @@ describe("gateway", () => {
 		expect(bad.body.code).toBe(400);
 		const big = await shop.http.request("POST", "/api/probe/echo", { raw: JSON.stringify({ name: "x".repeat(2 * 1024 * 1024), qty: 1 }) });
 		expect(big.status).toBe(413);
+	});
+
+	test("400 naming the field for a query parameter given twice or with brackets", async () => {
+		for (const query of ["q[$ne]=x", "q[]=a", "q=a&q=b"]) {
+			const res = await shop.http.get(`/api/probe/list?${query}`);
+			expect(res.status).toBe(400);
+			expect(res.body).toMatchObject({ code: 400, type: "INVALID_QUERY", data: [{ field: "q" }] });
+		}
+		expect(await shop.http.get("/api/probe/list?q=a")).toMatchObject({ status: 200, body: { q: "a" } });
+	});
+
+	test("400 for a body that is not an object, nests too deep or names a property __proto__; the process stays up", async () => {
+		for (const raw of ["[1,2]", "42", '"x"', "null"]) {
+			expect((await shop.http.request("POST", "/api/probe/echo", { raw })).body).toMatchObject({ code: 400, type: "INVALID_BODY" });
+		}
+		// Thousands of levels overflowed the stack when the validation error echoing them was written out.
+		const deepObject = `{"name":${'{"a":'.repeat(5000)}1${"}".repeat(5000)},"qty":1}`;
+		const deepArray = `{"name":${"[".repeat(10000)}${"]".repeat(10000)},"qty":1}`;
+		for (const raw of [deepObject, deepArray]) {
+			const res = await shop.http.request("POST", "/api/probe/echo", { raw });
+			expect(res.status).toBe(400);
+			expect(res.body).toMatchObject({ type: "INVALID_BODY", data: [{ field: expect.stringMatching(/^name/) }] });
+		}
+		const proto = await shop.http.request("POST", "/api/probe/echo", { raw: '{"__proto__":{"name":"ab","qty":1}}' });
+		expect(proto.body).toMatchObject({ code: 400, type: "INVALID_BODY", data: [{ field: "__proto__" }] });
+		expect((await shop.http.get("/api/health")).status).toBe(200);
+	});
+
+	test("a refused value is echoed back only when it is a plain one", async () => {
+		const res = await shop.http.post("/api/probe/echo", { name: { a: { b: 1 } }, qty: "many" });
+		expect(res.status).toBe(422);
+		const byField = Object.fromEntries(res.body.data.map((d: any) => [d.field, d]));
+		expect(byField.name).not.toHaveProperty("actual");
+		expect(byField.qty).toMatchObject({ actual: "many" });
 	});
 
 	test("400 on a compressed body that does not inflate, 415 on an unknown encoding or a body that is not JSON; a good gzip body is read", async () => {

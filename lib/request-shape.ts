@@ -1,0 +1,38 @@
+/**
+ * Shapes of request input that no shop route takes, refused as a malformed request (400) before
+ * any action sees them:
+ * - a query parameter given more than once, or with brackets (`?from[]=1`, `?price[$gt]=1`): every
+ *   query parameter of the shop is a single plain value;
+ * - a JSON body that is not an object (`[1,2]`, `42`, `null`): every body of the shop is one;
+ * - a body nested deeper than MAX_BODY_DEPTH: the deepest body the shop takes nests 4 levels, and a
+ *   body thousands of levels deep overflowed the stack when its validation error was written out;
+ * - a property named `__proto__`: merged into an action's params it would set their prototype.
+ */
+
+/** Levels of objects and arrays a body may nest (the shop's own bodies need 4). */
+export const MAX_BODY_DEPTH = 32;
+
+/** The first query parameter that is not a single plain value, as a message naming it; null when all are. */
+export function queryShapeProblem(query: Record<string, unknown> | undefined): { field: string; message: string } | null {
+	for (const [name, value] of Object.entries(query ?? {})) {
+		if (typeof value !== "string") return { field: name, message: `The query parameter '${name}' must be given once, as a plain value` };
+	}
+	return null;
+}
+
+/** What makes a parsed JSON body one the shop does not take; null when it is fine. Walks without recursion. */
+export function bodyShapeProblem(body: unknown): { field?: string; message: string } | null {
+	if (body === null || typeof body !== "object" || Array.isArray(body)) return { message: "The body must be a JSON object" };
+	const stack: Array<{ value: object; path: string; depth: number }> = [{ value: body, path: "", depth: 1 }];
+	while (stack.length) {
+		const { value, path, depth } = stack.pop()!;
+		if (depth > MAX_BODY_DEPTH) return { field: path, message: `The body nests deeper than ${MAX_BODY_DEPTH} levels` };
+		for (const key of Object.keys(value)) {
+			const at = Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key;
+			if (key === "__proto__") return { field: at, message: "A property may not be named __proto__" };
+			const child = (value as Record<string, unknown>)[key];
+			if (child !== null && typeof child === "object") stack.push({ value: child, path: at, depth: depth + 1 });
+		}
+	}
+	return null;
+}

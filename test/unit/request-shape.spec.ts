@@ -1,0 +1,51 @@
+import { bodyShapeProblem, queryShapeProblem, MAX_BODY_DEPTH } from "../../lib/request-shape";
+
+const nested = (levels: number) => {
+	let v: unknown = 1;
+	for (let i = 0; i < levels; i++) v = { a: v };
+	return v as Record<string, unknown>;
+};
+
+describe("queryShapeProblem", () => {
+	test.each([
+		[{}, null],
+		[{ q: "lamp", page: "2" }, null],
+		[{ q: "" }, null],
+		[{ page: ["1", "2"] }, "page"],
+		[{ q: "a", price: { $gt: "1" } }, "price"],
+		[{ from: ["1"] }, "from"],
+	])("%j → %s", (query, field) => {
+		const problem = queryShapeProblem(query as Record<string, unknown>);
+		if (field === null) expect(problem).toBeNull();
+		else expect(problem).toEqual({ field, message: expect.stringContaining(`'${field}'`) });
+	});
+	test("no query at all", () => expect(queryShapeProblem(undefined)).toBeNull());
+});
+
+describe("bodyShapeProblem", () => {
+	test.each([[[1, 2]], [42], ["x"], [null], [true]])("%j is not an object", (body) => {
+		expect(bodyShapeProblem(body)).toEqual({ message: "The body must be a JSON object" });
+	});
+	test("a shop body (a product with variants and options) passes", () => {
+		expect(bodyShapeProblem({ name: "Lamp", variants: [{ sku: "L-1", options: { color: "red" } }], images: [] })).toBeNull();
+	});
+	test(`${MAX_BODY_DEPTH} levels pass, one more is refused, naming where`, () => {
+		expect(bodyShapeProblem(nested(MAX_BODY_DEPTH))).toBeNull();
+		expect(bodyShapeProblem(nested(MAX_BODY_DEPTH + 1))).toEqual({ field: Array(MAX_BODY_DEPTH).fill("a").join("."), message: expect.stringContaining("deeper") });
+	});
+	test("arrays count as levels and are named by index", () => {
+		let v: unknown = [];
+		for (let i = 0; i < MAX_BODY_DEPTH; i++) v = [v];
+		expect(bodyShapeProblem({ list: v })).toMatchObject({ field: expect.stringMatching(/^list(\[0\])+$/) });
+	});
+	test("100,000 levels are refused without overflowing the stack", () => {
+		const raw = `{"x":${"[".repeat(100_000)}${"]".repeat(100_000)}}`;
+		expect(bodyShapeProblem(JSON.parse(raw))).toMatchObject({ message: expect.stringContaining("deeper") });
+	});
+	test("a property named __proto__ (as JSON.parse makes it), at any depth", () => {
+		expect(bodyShapeProblem(JSON.parse('{"__proto__":{"role":"admin"}}'))).toEqual({ field: "__proto__", message: expect.any(String) });
+		expect(bodyShapeProblem(JSON.parse('{"variants":[{"options":{"__proto__":{}}}]}'))).toMatchObject({ field: "variants[0].options.__proto__" });
+		// Other names that objects inherit are plain data here.
+		expect(bodyShapeProblem({ options: { constructor: "red", toString: "x" } })).toBeNull();
+	});
+});
