@@ -86,14 +86,16 @@ export function toProductRef(p: Product) {
 
 /** Every value each option takes over the variants: `{Size: ["S", "M"], Color: ["Red"]}`. */
 export function optionValues(variants: Array<Pick<Variant, "options">>): Record<string, string[]> {
-	const out: Record<string, string[]> = {};
+	// A Map: option names are the merchant's words, and "constructor" or "toString" would find a
+	// plain object's inherited members.
+	const out = new Map<string, string[]>();
 	for (const v of variants) {
 		for (const [name, value] of Object.entries(v.options ?? {})) {
-			const list = (out[name] ??= []);
+			const list = out.get(name) ?? out.set(name, []).get(name)!;
 			if (!list.includes(value)) list.push(value);
 		}
 	}
-	return out;
+	return Object.fromEntries(out);
 }
 
 /** `products.listForIndex`: one document of the search index. */

@@ -46,7 +46,8 @@ export class TestPaymentProvider implements PaymentProvider {
 		const fingerprint = JSON.stringify([input.amount, input.currency, input.token]);
 		// The promise is stored before any await, so concurrent calls with one key share one charge.
 		return this.once(this.payments, input.idempotencyKey, fingerprint, async () => {
-			const card = TEST_CARDS[input.token];
+			// Own entries only: a token such as "constructor" is not a card.
+			const card = Object.hasOwn(TEST_CARDS, input.token) ? TEST_CARDS[input.token] : undefined;
 			if (!card) return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: INVALID_PAYMENT_METHOD };
 			this.chargesCreated++;
 			const providerId = `pi_test_${crypto.randomBytes(12).toString("hex")}`;

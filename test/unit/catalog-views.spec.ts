@@ -50,6 +50,12 @@ describe("catalog views", () => {
 		expect(optionValues([])).toEqual({});
 	});
 
+	test("option names that plain objects inherit (constructor, toString) are names like any other", () => {
+		const values = optionValues([{ options: { constructor: "Red", toString: "x" } }, { options: { constructor: "Blue" } }]);
+		expect(values).toEqual({ constructor: ["Red", "Blue"], toString: ["x"] });
+		expect(Object.keys(values)).toEqual(["constructor", "toString"]);
+	});
+
 	test.each([
 		["with variants", variants, { minPrice: 2000, maxPrice: 2300, stock: 5, inStock: true }],
 		["all sold out", [variants[1]], { minPrice: 2300, maxPrice: 2300, stock: 0, inStock: false }],

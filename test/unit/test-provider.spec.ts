@@ -17,7 +17,7 @@ describe("built-in test payment provider", () => {
 		expect(result.providerId).toMatch(/^pi_test_/);
 	});
 
-	test.each(["pm_card_unknown", "tok_visa", "", "4242424242424242"])("unknown token %p is declined as an invalid payment method", async (token) => {
+	test.each(["pm_card_unknown", "tok_visa", "", "4242424242424242", "constructor", "__proto__", "toString", "hasOwnProperty"])("unknown token %p is declined as an invalid payment method", async (token) => {
 		const provider = new TestPaymentProvider();
 		expect(await charge(provider, token)).toEqual({ providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: INVALID_PAYMENT_METHOD });
 		expect(provider.chargesCreated).toBe(0);
