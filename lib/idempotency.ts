@@ -3,7 +3,7 @@
  * waiting for the request that holds it. Storage is injected (a collection with a unique index on
  * {userId, key}), so the rules are tested without a broker.
  */
-import { isDuplicate } from "./errors";
+import { BadRequestError, isDuplicate } from "./errors";
 import crypto from "node:crypto";
 import { Errors } from "moleculer";
 
@@ -29,6 +29,23 @@ export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 /** A usable key: 1..255 visible ASCII characters. */
 export function isValidIdempotencyKey(key: unknown): key is string {
 	return typeof key === "string" && key.length > 0 && key.length <= MAX_IDEMPOTENCY_KEY_LENGTH && /^[\x21-\x7e]+$/.test(key);
+}
+
+/** The 400 for a key that is not usable (isValidIdempotencyKey). */
+export const invalidIdempotencyKey = () => new BadRequestError(`Idempotency-Key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters`, "IDEMPOTENCY_KEY_INVALID");
+
+/** The longest refund key payments takes; its provider key (`refund-<key>`) stays within Stripe's 255. */
+export const MAX_REFUND_KEY_LENGTH = 200;
+
+/**
+ * The refund key of an admin's refund of `orderId` sent with `clientKey`: the same key refunds once.
+ * Keys as they were when they fit (refunds made before keep matching their retries); a longer one by
+ * its SHA-256, so any valid Idempotency-Key fits.
+ */
+export function adminRefundKey(orderId: string, clientKey: string): string {
+	const plain = `${orderId}-admin-${clientKey}`;
+	if (plain.length <= MAX_REFUND_KEY_LENGTH) return plain;
+	return `${orderId}-admin-sha256-${crypto.createHash("sha256").update(clientKey).digest("base64url")}`;
 }
 
 /** A refusal as stored with its key, so a replay answers exactly the same. */

@@ -61,8 +61,10 @@ import {
 	type OrderStatus,
 } from "../lib/order-state";
 import {
+	adminRefundKey,
 	awaitIdempotentOutcome,
 	claimIdempotencyKey,
+	invalidIdempotencyKey,
 	isValidIdempotencyKey,
 	orphanedKeyAction,
 	replayError,
@@ -176,7 +178,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				const userId = ctx.meta.user!.id;
 				const key = ctx.meta.idempotencyKey;
 				if (!key) throw new BadRequestError("The Idempotency-Key header is required for checkout", "IDEMPOTENCY_KEY_REQUIRED");
-				if (!isValidIdempotencyKey(key)) throw new BadRequestError("Idempotency-Key must be 1 to 255 visible ASCII characters", "IDEMPOTENCY_KEY_INVALID");
+				if (!isValidIdempotencyKey(key)) throw invalidIdempotencyKey();
 				const fingerprint = requestFingerprint(ctx.params);
 
 				const claim = await claimIdempotencyKey(this.db.idempotency_keys as unknown as IdempotencyStore, { userId, key, fingerprint, orderId: newId });
@@ -320,7 +322,9 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				const amount = ctx.params.amount ?? refundable;
 				if (amount > refundable) throw invalidField("amount", `At most ${refundable} can be refunded`, "numberMax");
 				// A retried request with the same Idempotency-Key refunds once; two different refunds of the same amount are both allowed.
-				const refundKey = `${order.id}-admin-${ctx.meta.idempotencyKey ?? crypto.randomUUID()}`;
+				const key = ctx.meta.idempotencyKey;
+				if (key !== undefined && !isValidIdempotencyKey(key)) throw invalidIdempotencyKey();
+				const refundKey = adminRefundKey(order.id, key ?? crypto.randomUUID());
 				const refund = await ctx.call<any, any>("payments.refund", { orderId: order.id, amount, reason: ctx.params.reason, refundKey });
 				await this.recordRefund(order.id, refund, ctx.params.reason);
 				return refund;

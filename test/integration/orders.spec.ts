@@ -259,6 +259,21 @@ describe("orders", () => {
 		expect((await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token })).status).toBe(409);
 	});
 
+	test("an admin refund retried with its Idempotency-Key (any valid one, up to 255 characters) refunds once; an unusable key is a 400", async () => {
+		const a = await customer();
+		const { order } = await placeOrder(a, { price: 6000 });
+		const refund = (key: string) => shop.http.post(`/api/orders/${order.id}/refund`, { amount: 1000, reason: "late delivery" }, { token: admin, headers: { "Idempotency-Key": key } });
+		for (const key of ["x".repeat(300), "has space", "tab\there"]) {
+			expect((await refund(key)).body).toMatchObject({ code: 400, type: "IDEMPOTENCY_KEY_INVALID" });
+		}
+		for (const key of ["short-key", "k".repeat(255)]) {
+			const first = await refund(key);
+			expect(first).toMatchObject({ status: 200, body: { amount: 1000, status: "succeeded" } });
+			expect((await refund(key)).body).toMatchObject({ id: first.body.id, amount: 1000 });
+		}
+		expect(await payment(order.id)).toMatchObject({ refundedAmount: 2000 });
+	});
+
 	test("admin refunds: partial then the rest, never above what was paid; payment status follows; the log rebuilds the order", async () => {
 		const a = await customer();
 		const { order } = await placeOrder(a, { price: 6000 });

@@ -1,4 +1,5 @@
 import {
+	adminRefundKey,
 	awaitIdempotentOutcome,
 	canonicalJson,
 	claimIdempotencyKey,
@@ -72,6 +73,19 @@ describe("isValidIdempotencyKey", () => {
 		["tab\there", false],
 		[42, false],
 	])("%p → %s", (key, ok) => expect(isValidIdempotencyKey(key)).toBe(ok));
+});
+
+describe("adminRefundKey", () => {
+	test("a key that fits is kept as it is (refunds made before still match their retries)", () => {
+		expect(adminRefundKey("order1", "abc")).toBe("order1-admin-abc");
+	});
+	test("a long key is hashed: within the refund key limit, the same for the same key, different for another", () => {
+		const long = adminRefundKey("order1", "k".repeat(255));
+		expect(long.length).toBeLessThanOrEqual(200);
+		expect(long).toMatch(/^order1-admin-sha256-/);
+		expect(adminRefundKey("order1", "k".repeat(255))).toBe(long);
+		expect(adminRefundKey("order1", `${"k".repeat(254)}j`)).not.toBe(long);
+	});
 });
 
 describe("claimIdempotencyKey", () => {
