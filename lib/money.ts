@@ -45,13 +45,19 @@ export function allocateCents(total: number, weights: number[]): number[] {
 	return parts;
 }
 
-/** "$12.34" for messages and templates; amounts stay integers everywhere else. */
+/**
+ * "$12.34" (1234 USD), "¥1,234" (1234 JPY) for messages and templates; amounts stay integers
+ * everywhere else. Minor units are the currency's own (ISO 4217: 2 for USD, 0 for JPY, 3 for KWD).
+ */
 export function formatMoney(amount: number, currency = DEFAULT_CURRENCY, locale = "en-US"): string {
 	const key = `${locale} ${currency}`;
-	let format = moneyFormats.get(key);
-	if (!format) moneyFormats.set(key, (format = new Intl.NumberFormat(locale, { style: "currency", currency })));
-	return format.format(amount / 100);
+	let entry = moneyFormats.get(key);
+	if (!entry) {
+		const format = new Intl.NumberFormat(locale, { style: "currency", currency });
+		moneyFormats.set(key, (entry = { format, perMajor: 10 ** (format.resolvedOptions().maximumFractionDigits ?? 2) }));
+	}
+	return entry.format.format(amount / entry.perMajor);
 }
 
 /** Building an Intl.NumberFormat costs ~0.2 ms, formatting with one a microsecond: keep them. */
-const moneyFormats = new Map<string, Intl.NumberFormat>();
+const moneyFormats = new Map<string, { format: Intl.NumberFormat; perMajor: number }>();

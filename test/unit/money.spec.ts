@@ -21,5 +21,11 @@ describe("money", () => {
 		expect(multiplyCents(1999, 3)).toBe(5997);
 	});
 
-	test("formatMoney", () => expect(formatMoney(123456, "USD")).toBe("$1,234.56"));
+	test.each([
+		[123456, "USD", "$1,234.56"],
+		[5, "EUR", "€0.05"],
+		// Minor units are the currency's own: yen have none, dinars three.
+		[10000, "JPY", "¥10,000"],
+		[1234, "KWD", "KWD 1.234"],
+	])("formatMoney(%p, %s) → %s", (amount, currency, text) => expect(formatMoney(amount, currency).replace(/\u00a0/g, " ")).toBe(text));
 });
