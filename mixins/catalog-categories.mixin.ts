@@ -52,7 +52,7 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Record
 				slug: { ...slugRule, optional: true },
 				parentId: { type: "string", min: 1, optional: true, nullable: true },
 				description: { type: "string", max: 2000, optional: true },
-				position: { type: "number", integer: true, optional: true },
+				position: { type: "number", integer: true, min: -1_000_000, max: 1_000_000, optional: true },
 			},
 			async handler(ctx: Ctx<{ name: string; slug?: string; parentId?: string | null; description?: string; position?: number }>) {
 				const { name, parentId, description, position } = ctx.params;
@@ -80,7 +80,7 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Record
 				slug: { ...slugRule, optional: true },
 				parentId: { type: "string", min: 1, optional: true, nullable: true },
 				description: { type: "string", max: 2000, optional: true },
-				position: { type: "number", integer: true, optional: true },
+				position: { type: "number", integer: true, min: -1_000_000, max: 1_000_000, optional: true },
 			},
 			async handler(ctx: Ctx<{ id: string; slug?: string; parentId?: string | null } & Record<string, unknown>>) {
 				const { id, ...changes } = ctx.params;

@@ -159,6 +159,9 @@ describe("products service over HTTP", () => {
 			const category = (await post("/api/categories", { name: `Nullable ${seq}` })).body;
 			const unnamed = await shop.http.patch(`/api/categories/${category.id}`, { name: null, position: null }, { token: admin });
 			expect(unnamed.status).toBe(422);
+			for (const position of [1e308, -1e308, 1_000_001]) {
+				expect((await shop.http.patch(`/api/categories/${category.id}`, { position }, { token: admin })).body).toMatchObject({ code: 422, data: [expect.objectContaining({ field: "position" })] });
+			}
 			expect((await shop.http.get("/api/categories")).status).toBe(200);
 		});
 
