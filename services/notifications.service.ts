@@ -336,7 +336,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 	created() {
 		this.config = readNotificationConfig();
-		this.channels = createChannels(this.config, (line) => this.logger.debug(line));
+		this.channels = createChannels(this.config, (line) => (this.config.logWholeOutboxed ? this.logger.info(line) : this.logger.debug(line)));
 		this.templates = loadTemplates(TEMPLATES_DIR);
 		this.timers = new Set();
 		this.stopping = false;

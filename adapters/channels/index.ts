@@ -27,6 +27,8 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 		fromEmail: env.NOTIFY_FROM_EMAIL || "no-reply@example.com",
 		shopName: env.SHOP_NAME || "Moleculer Shop",
 		storefrontUrl: env.STOREFRONT_URL || "http://localhost:3000",
+		/** Outboxed messages are logged whole (at info) in development, the default of `npm start`. */
+		logWholeOutboxed: (env.NODE_ENV || "development") === "development",
 		sendgrid: env.SENDGRID_API_KEY ? { apiKey: env.SENDGRID_API_KEY, baseUrl: env.SENDGRID_API_BASE || undefined } : null,
 		twilio:
 			env.TWILIO_ACCOUNT_SID && env.TWILIO_AUTH_TOKEN && env.TWILIO_FROM
@@ -39,7 +41,7 @@ export type NotificationConfig = ReturnType<typeof readNotificationConfig>;
 
 export function createChannels(cfg: NotificationConfig, log?: (line: string) => void): Record<"email" | "sms", NotificationChannel> {
 	return {
-		email: cfg.sendgrid ? new SendGridChannel({ ...cfg.sendgrid, from: cfg.fromEmail }) : new OutboxChannel("email", log),
-		sms: cfg.twilio ? new TwilioChannel(cfg.twilio) : new OutboxChannel("sms", log),
+		email: cfg.sendgrid ? new SendGridChannel({ ...cfg.sendgrid, from: cfg.fromEmail }) : new OutboxChannel("email", log, cfg.logWholeOutboxed),
+		sms: cfg.twilio ? new TwilioChannel(cfg.twilio) : new OutboxChannel("sms", log, cfg.logWholeOutboxed),
 	};
 }

@@ -1,7 +1,9 @@
 /**
  * The channel when no provider is configured: the message is already stored by the service, so
  * "delivering" it marks it `outboxed` (not `sent`: nothing left the shop). An operator or a relay can
- * read outboxed messages from the store; in development they are logged at debug level.
+ * read outboxed messages from the store. With `wholeMessage` (development) the log line carries the
+ * whole text, so whoever tries the shop on a laptop can follow a verification or reset link; else
+ * only who it went to and its subject (the text may hold one-time links).
  */
 import type { DeliveryResult, NotificationChannel, OutgoingMessage } from "./notification-channel";
 
@@ -10,10 +12,12 @@ export class OutboxChannel implements NotificationChannel {
 	constructor(
 		readonly medium: "email" | "sms",
 		private readonly log?: (line: string) => void,
+		private readonly wholeMessage = false,
 	) {}
 
 	async send(message: OutgoingMessage): Promise<DeliveryResult> {
-		this.log?.(`Outboxed ${this.medium} ${message.id} to ${message.to}: ${message.subject ?? message.text.slice(0, 60)}`);
+		const head = `Outboxed ${this.medium} ${message.id} to ${message.to}`;
+		this.log?.(this.wholeMessage ? `${head} (no ${this.medium} provider configured; the message as it would have gone):\n${message.subject ? `${message.subject}\n\n` : ""}${message.text}` : `${head}: ${message.subject ?? message.text.slice(0, 60)}`);
 		return { status: "outboxed", provider: this.provider, providerId: null };
 	}
 }
