@@ -48,6 +48,8 @@ interface SearchVars {
 	indexLock: Promise<unknown>;
 	refreshTimer: NodeJS.Timeout | null;
 	flushing: Promise<void> | null;
+	/** Products whose last refresh failed on their own: failures in a row, and the timer that queues them again. */
+	refreshRetries: Map<string, { failures: number; timer: NodeJS.Timeout }>;
 	rebuilding: Promise<RebuildReport> | null;
 	rebuildTimer: NodeJS.Timeout | null;
 	rebuildFailures: number;
@@ -62,6 +64,8 @@ interface SearchMethods {
 	queueRefresh(productId: string): void;
 	scheduleFlush(): void;
 	flush(): Promise<void>;
+	refreshIsolating(ids: string[]): Promise<boolean>;
+	refreshFailed(productId: string, err: unknown): void;
 	refreshProducts(ids: string[]): Promise<"done" | "needs-rebuild">;
 	rebuild(): Promise<RebuildReport>;
 	scheduleRebuild(delayMs: number): void;
@@ -71,6 +75,24 @@ interface SearchMethods {
 const PRODUCTS_POLL_MS = 100;
 /** The longest a rebuild keeps the event loop before letting requests through. */
 const REBUILD_SLICE_MS = 50;
+/** A product whose refresh fails is fetched again after 1 s, 2 s, 4 s... at most a minute apart. */
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+/** From this many failures in a row a product's failure is logged as an error. */
+const RETRY_ERROR_AFTER = 5;
+
+/** Errors that say products or the search engine cannot be reached now, not that a product is bad. */
+const UNREACHABLE_ERRORS = new Set([
+	...["ServiceNotAvailableError", "ServiceNotFoundError", "RequestTimeoutError", "RequestSkippedError", "QueueIsFullError", "BrokerDisconnectedError"],
+	// The Elasticsearch client's: a down engine would otherwise be blamed on every product in turn.
+	...["ConnectionError", "TimeoutError", "NoLivingConnectionsError"],
+]);
+
+function cannotIndexNow(err: unknown): boolean {
+	const e = err as { name?: string; code?: number; statusCode?: number } | null;
+	const status = e?.statusCode ?? 0;
+	return UNREACHABLE_ERRORS.has(e?.name ?? "") || e?.code === 503 || status === 429 || status >= 500;
+}
 
 type SearchThis = SearchVars & SearchMethods & { settings: SearchSettings; broker: any; logger: any };
 
@@ -234,15 +256,8 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				while (this.pending.size && !this.stopping) {
 					const ids = [...this.pending].slice(0, 200);
 					for (const id of ids) this.pending.delete(id);
-					try {
-						const outcome = await this.withIndexLock(() => this.refreshProducts(ids));
-						if (outcome === "needs-rebuild") await this.rebuild();
-					} catch (err) {
-						// Products unreachable: keep the ids and try again shortly.
-						this.logger.warn(`Search refresh of ${ids.length} product(s) failed, retrying: ${(err as Error).message}`);
-						for (const id of ids) this.pending.add(id);
-						await new Promise((r) => setTimeout(r, 1000).unref());
-					}
+					// Products or the engine unreachable: the ids are pending again; try shortly.
+					if (!(await this.refreshIsolating(ids))) await new Promise((r) => setTimeout(r, 1000).unref());
 				}
 			})().finally(() => {
 				this.flushing = null;
@@ -250,6 +265,59 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				this.scheduleFlush();
 			});
 			return this.flushing;
+		},
+
+		/**
+		 * Refreshes these products. False when products or the engine cannot be reached: the ids not
+		 * refreshed are pending again. Any other failure is pinned on the product(s) causing it, so that one bad
+		 * product does not hold back the others.
+		 */
+		async refreshIsolating(this: SearchThis, ids: string[]) {
+			try {
+				const outcome = await this.withIndexLock(() => this.refreshProducts(ids));
+				if (outcome === "needs-rebuild") await this.rebuild();
+			} catch (err) {
+				if (cannotIndexNow(err)) {
+					this.logger.warn(`Search refresh of ${ids.length} product(s) failed, retrying: ${(err as Error).message}`);
+					for (const id of ids) this.pending.add(id);
+					return false;
+				}
+				if (ids.length === 1) {
+					this.refreshFailed(ids[0], err);
+					return true;
+				}
+				// Fetched one at a time, the good products are indexed now and only the bad one waits.
+				for (let i = 0; i < ids.length && !this.stopping; i++) {
+					if (!(await this.refreshIsolating([ids[i]]))) {
+						for (const id of ids.slice(i + 1)) this.pending.add(id);
+						return false;
+					}
+				}
+				return true;
+			}
+			// Fine again (fixed, or changed since): the next failure starts over at the shortest delay.
+			for (const id of ids) {
+				const retry = this.refreshRetries.get(id);
+				if (!retry) continue;
+				clearTimeout(retry.timer);
+				this.refreshRetries.delete(id);
+			}
+			return true;
+		},
+
+		/** Queues a product that failed on its own again later, each time later, without holding up the loop. */
+		refreshFailed(this: SearchThis, productId: string, err: unknown) {
+			if (this.stopping) return;
+			const previous = this.refreshRetries.get(productId);
+			if (previous) clearTimeout(previous.timer);
+			const failures = (previous?.failures ?? 0) + 1;
+			const retryMs = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(failures - 1, 16));
+			const message = `Search refresh of product ${productId} failed ${failures} time(s), retrying in ${retryMs} ms: ${(err as Error)?.message ?? err}`;
+			if (failures >= RETRY_ERROR_AFTER) this.logger.error(message);
+			else this.logger.warn(message);
+			const timer = setTimeout(() => this.queueRefresh(productId), retryMs);
+			timer.unref();
+			this.refreshRetries.set(productId, { failures, timer });
 		},
 
 		/**
@@ -374,6 +442,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 		this.indexLock = Promise.resolve();
 		this.refreshTimer = null;
 		this.flushing = null;
+		this.refreshRetries = new Map();
 		this.rebuilding = null;
 		this.rebuildTimer = null;
 		this.rebuildFailures = 0;
@@ -392,6 +461,8 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 		this.stopping = true;
 		if (this.refreshTimer) clearTimeout(this.refreshTimer);
 		if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
+		for (const retry of this.refreshRetries.values()) clearTimeout(retry.timer);
+		this.refreshRetries.clear();
 		// A fetch still in flight fails against the closed engine and is dropped: nothing is lost
 		// that the rebuild at the next start does not restore.
 		await this.engine.close().catch((err) => this.logger.warn(`Closing the search engine failed: ${(err as Error).message}`));
