@@ -96,8 +96,32 @@ export interface PublicUser {
 	createdAt: string;
 }
 
+/**
+ * The one form of an address an account is stored and found under: compatibility forms folded
+ * (fullwidth "ａ" is "a", a precomposed "é" and "e" + accent are one), then lower case.
+ */
 export function normalizeEmail(email: string): string {
-	return email.trim().toLowerCase();
+	return email.normalize("NFKC").trim().toLowerCase();
+}
+
+/** Letters of these scripts look alike ("а" Cyrillic, "a" Latin): one part of an address may use only one of them. */
+const LOOK_ALIKE_SCRIPTS = [/\p{Script=Latin}/u, /\p{Script=Cyrillic}/u, /\p{Script=Greek}/u];
+
+/**
+ * Why an address may not make an account (null when it may): one that shows as another one would
+ * let an account pass for someone else's, the admin's included. Refused: invisible and control
+ * characters (a zero-width space), a part mixing look-alike scripts ("аdmin" with a Cyrillic "а"),
+ * and accents left uncombined on Latin letters ("admi̇n"). Checked on the normalised form.
+ */
+export function emailProblem(email: string): string | null {
+	const normal = normalizeEmail(email);
+	if (/[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Z}]/u.test(normal)) return "The email address contains invisible or control characters";
+	for (const part of normal.split(/[@.]/)) {
+		const scripts = LOOK_ALIKE_SCRIPTS.filter((script) => script.test(part));
+		if (scripts.length > 1) return "The email address mixes letters of different alphabets";
+		if (scripts[0] === LOOK_ALIKE_SCRIPTS[0] && /\p{M}/u.test(part)) return "The email address has an accent that is not part of its letter";
+	}
+	return null;
 }
 
 /** The only shape of a user that leaves this service: no hashes, ever. */

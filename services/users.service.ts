@@ -26,7 +26,7 @@ import {
 	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionIsActive,
 } from "../lib/refresh-tokens";
 import { recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../lib/login-throttle";
-import { normalizeEmail, publicUser, userCollections } from "../lib/user-records";
+import { emailProblem, normalizeEmail, publicUser, userCollections } from "../lib/user-records";
 
 type TokenPurpose = "verify_email" | "password_reset";
 
@@ -79,6 +79,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			},
 			async handler(ctx: Ctx<{ email: string; password: string; firstName?: string | null; lastName?: string | null }>) {
 				const { email, password, firstName, lastName } = ctx.params;
+				const lookalike = emailProblem(email);
+				if (lookalike) throw invalidField("email", lookalike, "email");
 				const problem = passwordProblem(password, { email });
 				if (problem) throw invalidField("password", problem, "weakPassword");
 				const now = new Date();

@@ -124,6 +124,22 @@ describe("users service over HTTP", () => {
 			expect(res.body.code).toBe(409);
 		});
 
+		test("the same address in another Unicode form → 409; one that would pass for another (invisible characters, mixed alphabets) → 422 on email; login finds the account in either form", async () => {
+			const local = `jose${Date.now()}`;
+			const composed = `${local.replace("jose", "jos\u00e9")}@example.com`;
+			await register(composed);
+			const decomposed = await http.post("/api/auth/register", { email: `${local.replace("jose", "jose\u0301")}@example.com`, password: PASSWORD });
+			expect(decomposed.status).toBe(409);
+			const fullwidth = await http.post("/api/auth/register", { email: `ｊｏｓ\u00e9${local.slice(4)}@example.com`, password: PASSWORD });
+			expect(fullwidth.status).toBe(409);
+			for (const email of [`${local}\u200b@example.com`, `\u0430${local}@example.com`]) {
+				const res = await http.post("/api/auth/register", { email, password: PASSWORD });
+				expect(res.status).toBe(422);
+				expect(fields422(res)).toEqual(["email"]);
+			}
+			expect((await login(`${local.replace("jose", "jose\u0301")}@example.com`)).status).toBe(200);
+		});
+
 		test.each([
 			["7 characters", "kq7#vLp"],
 			["a common password", "password1"],
