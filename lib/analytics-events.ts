@@ -60,7 +60,7 @@ export type AnalyticsEvent = EventBase &
 				unsold?: { discount: number; items: SoldItem[] };
 		  }
 		| { type: "checkout.failed"; orderId: string; currency: string; reason: string }
-		| { type: "payment.refunded"; orderId: string; currency: string; amount: number }
+		| { type: "payment.refunded"; orderId: string; currency: string; amount: number; sale: boolean }
 		| { type: "payment.failed"; orderId: string; currency: string; amount: number }
 		| { type: "product.viewed"; productId: string }
 		| { type: "cart.item_added"; productId: string; quantity: number }
@@ -177,7 +177,8 @@ export function normaliseEvent(name: string, payload: unknown, receivedAt: Date 
 			case "checkout.failed":
 				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), reason: id(p, "reason") } };
 			case "payment.refunded":
-				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), amount: cents(p, "amount", 1) } };
+				// `sale: false`: the money of an order that never was a sale (paid after it was cancelled).
+				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), amount: cents(p, "amount", 1), sale: p.sale !== false } };
 			case "payment.failed":
 				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), amount: cents(p, "amount", 0) } };
 			case "product.viewed":
@@ -229,6 +230,8 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 			// taken back from the products' units and revenue, which refunds do not touch.
 			return [at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency }), ...(e.unsold ? productIncrements({ ...e.unsold, currency: e.currency }, -1, at) : [])];
 		case "payment.refunded":
+			// Money that was never counted as revenue (no order.confirmed) is not taken off it either.
+			if (!e.sale) return [];
 			return [at("revenue", e.currency, -e.amount, { currency: e.currency }), at("refunds", e.currency, e.amount, { currency: e.currency })];
 		case "checkout.failed":
 			// A checkout started (its order was created) that did not go through: declined, out of stock, ...

@@ -344,12 +344,16 @@ export function announcementEvent(o: Order, what: Announcement): { event: string
 	}
 }
 
-/** The refund a refund follow-up still owes (the rest of the payment), or null when nothing is left. */
-export function refundOwed(o: Order, followUp: "refund" | "refundLatePayment"): { refundKey: string; reason: string } | null {
+/**
+ * The refund a refund follow-up still owes (the rest of the payment), or null when nothing is left.
+ * `sale`: whether the money was a sale's (the order was confirmed), which revenue then gives back;
+ * a payment that came after its order was cancelled never was one.
+ */
+export function refundOwed(o: Order, followUp: "refund" | "refundLatePayment"): { refundKey: string; reason: string; sale: boolean } | null {
 	if (o.paidAmount - o.refundedAmount <= 0) return null;
 	// Derived from the order, so a redone follow-up reuses the key and payments refunds once.
-	if (followUp === "refundLatePayment") return { refundKey: `${o.id}-late`, reason: "order_cancelled" };
-	return { refundKey: `${o.id}-cancel`, reason: o.cancelReason ?? "cancelled" };
+	if (followUp === "refundLatePayment") return { refundKey: `${o.id}-late`, reason: "order_cancelled", sale: false };
+	return { refundKey: `${o.id}-cancel`, reason: o.cancelReason ?? "cancelled", sale: true };
 }
 
 /** The condition under which a caller may take an order's follow-ups: some pending, nobody driving them. */

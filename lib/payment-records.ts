@@ -51,6 +51,8 @@ export interface Refund {
 	status: "processing" | "succeeded" | "pending" | "failed";
 	/** Its amount is counted in the payment's reservedRefundAmount. */
 	reserved: boolean;
+	/** False when the money was not a sale's (see RefundParams.sale); absent means it was. */
+	sale?: boolean;
 	providerRefundId: string | null;
 	leaseUntil: Date | null;
 	createdAt: Date;

@@ -285,7 +285,8 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			const order = (await this.db.orders.findById(c.orderId)) as Order | null;
 			if (!order || order.paidAmount - order.refundedAmount <= 0) return;
 			// The key is derived from the order, so a repeated compensation cannot refund twice.
-			await this.refundRest(c, "checkout_failed", `${c.orderId}-saga`);
+			// The checkout is undone: its order never was a sale.
+			await this.refundRest(c, "checkout_failed", `${c.orderId}-saga`, false);
 		},
 
 		async confirmOrder(c: Checkout) {

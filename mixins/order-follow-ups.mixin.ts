@@ -64,7 +64,7 @@ export interface OrderFollowUpMethods {
 	runFollowUp(ctx: Context | null, order: Order, followUp: FollowUp, lease: Date): Promise<Order | null>;
 	announce(ctx: Context | null, order: Order, followUp: FollowUp, what: Announcement, lease: Date): Promise<Order | null>;
 	publishOnce(ctx: Context | null, announcements: OrderAnnouncement[], since: Date | null): Promise<void>;
-	refundRest(c: Checkout, reason: string, refundKey: string): Promise<void>;
+	refundRest(c: Checkout, reason: string, refundKey: string, sale: boolean): Promise<void>;
 	recordRefund(orderId: string, refund: { id: string; amount: number; status?: string }, reason: string | null): Promise<void>;
 	recoverInterrupted(olderThanMs: number): Promise<void>;
 	expireUnpaid(olderThanMs: number): Promise<number>;
@@ -228,7 +228,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 					const owed = refundOwed(order, followUp);
 					if (owed) {
 						try {
-							await this.refundRest(c, owed.reason, owed.refundKey);
+							await this.refundRest(c, owed.reason, owed.refundKey, owed.sale);
 						} catch (err: any) {
 							// Refunded meanwhile by other means (an admin, the provider's dashboard): nothing is owed any more.
 							if (!NOTHING_TO_REFUND.has(err?.type)) throw err;
@@ -270,9 +270,9 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			await this.publishAll(ctx, missing);
 		},
 
-		/** Refunds whatever is left of the payment; the key makes a repeated call refund once. */
-		async refundRest(c: Checkout, reason: string, refundKey: string) {
-			const refund = await this.callFrom(c, "payments.refund", { orderId: c.orderId, reason, refundKey });
+		/** Refunds whatever is left of the payment; the key makes a repeated call refund once. `sale`: see refundOwed. */
+		async refundRest(c: Checkout, reason: string, refundKey: string, sale: boolean) {
+			const refund = await this.callFrom(c, "payments.refund", { orderId: c.orderId, reason, refundKey, ...(sale ? {} : { sale: false }) });
 			// A refund the provider refused cannot be retried under the same key: it needs a person.
 			if (refund.status === "failed") this.logger.error(`Refund ${refundKey} of order ${c.orderId} was refused by the provider; refund it by hand`);
 			await this.recordRefund(c.orderId, refund, reason);

@@ -29,6 +29,8 @@ export interface RefundParams {
 	amount?: number;
 	reason: string;
 	refundKey: string;
+	/** False: the money of an order that never was a sale (paid after it was cancelled); announced so, revenue keeps it out. */
+	sale?: boolean;
 }
 
 /** Abandoned refund claims taken per sweep; the next sweep takes the rest. */
@@ -83,6 +85,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				amount: { type: "number", integer: true, positive: true, optional: true },
 				reason: { type: "string", min: 1, max: 500 },
 				refundKey: { type: "string", min: 1, max: 200 },
+				sale: { type: "boolean", optional: true },
 			},
 			async handler(ctx: Context<RefundParams, ShopMeta>) {
 				return refundView(await this.refundOnce(ctx.params, ctx));
@@ -122,7 +125,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				try {
 					refund = await this.db.refunds.insert({
 						refundKey: params.refundKey, orderId: payment.orderId, paymentId: payment.id, amount: plan.amount, currency: payment.currency,
-						reason: params.reason, status: "processing", reserved: false, providerRefundId: null, leaseUntil: new Date(now.getTime() + LEASE_MS), createdAt: now, updatedAt: now,
+						reason: params.reason, ...(params.sale === false ? { sale: false } : {}), status: "processing", reserved: false, providerRefundId: null, leaseUntil: new Date(now.getTime() + LEASE_MS), createdAt: now, updatedAt: now,
 					});
 				} catch (err) {
 					if (isDuplicate(err)) continue;
@@ -263,6 +266,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 		async publishRefund(ctx: Context | null, p: Payment, r: Refund) {
 			await this.publish(ctx, "payment.refunded", {
 				orderId: p.orderId, ...(p.orderNumber ? { number: p.orderNumber } : {}), paymentId: p.id, refundId: r.id, userId: p.userId, amount: r.amount, currency: r.currency, totalRefunded: p.refundedAmount, reason: r.reason ?? null,
+				...(r.sale === false ? { sale: false } : {}),
 			});
 		},
 	} satisfies PaymentRefundMethods & ThisType<PaymentRefundThis>,

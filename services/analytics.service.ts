@@ -309,7 +309,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			define({ name: "orders_total", type: "counter", labelNames: ["status"], description: "Orders by the status they reached" });
 			// Counters only go up, so refunds have their own: net revenue = revenue - refunded.
 			define({ name: "revenue_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Paid order totals, shipping included" });
-			define({ name: "refunded_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Refunded amounts" });
+			define({ name: "refunded_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Refunded amounts of paid orders (not of payments that came after their order was cancelled)" });
 			define({ name: "payment_failures_total", type: "counter", description: "Declined or failed payments" });
 			define({ name: "checkout_failures_total", type: "counter", labelNames: ["reason"], description: "Started checkouts that did not go through, by reason" });
 			define({
@@ -336,7 +336,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 						if (e.checkoutDurationMs !== undefined) m.observe("checkout_duration_seconds", e.checkoutDurationMs / 1000);
 						break;
 					case "payment.refunded":
-						m.increment("refunded_cents_total", { currency: e.currency }, e.amount);
+						if (e.sale) m.increment("refunded_cents_total", { currency: e.currency }, e.amount);
 						break;
 					case "payment.failed":
 						m.increment("payment_failures_total");

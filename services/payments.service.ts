@@ -98,7 +98,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			refunds: {
 				fields: {
 					refundKey: String, orderId: String, paymentId: String, amount: Number, currency: String, reason: String, status: String,
-					providerRefundId: String, reserved: Boolean, leaseUntil: Date, createdAt: Date, updatedAt: Date,
+					providerRefundId: String, reserved: Boolean, sale: Boolean, leaseUntil: Date, createdAt: Date, updatedAt: Date,
 				},
 				indexes: [{ fields: { refundKey: 1 }, unique: true }, { fields: { paymentId: 1 } }],
 			},

@@ -29,7 +29,7 @@ jest.setTimeout(30_000);
 describe("orders", () => {
 	let shop: Shop;
 	let admin: string;
-	const { schema: recorder, events } = eventRecorder("orders-event-recorder", ["order.*"]);
+	const { schema: recorder, events } = eventRecorder("orders-event-recorder", ["order.*", "payment.refunded"]);
 	let restoreEnv: () => void;
 	let n = 0;
 
@@ -256,6 +256,10 @@ describe("orders", () => {
 		expect((await payment(order.id)).refunds).toHaveLength(1);
 		expect(await stockOf(variantId)).toBe(2);
 		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
+		// A confirmed order's money was a sale: its refund is announced as one (revenue gives it back).
+		const refunded = events.filter((e) => e.name === "payment.refunded" && e.payload.orderId === order.id);
+		expect(refunded).toHaveLength(1);
+		expect(refunded[0].payload).not.toHaveProperty("sale");
 		expect((await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token })).status).toBe(409);
 	});
 
@@ -570,6 +574,8 @@ describe("orders", () => {
 			expect(pay.refunds[0]).toMatchObject({ amount: order.total, status: "succeeded" });
 			expect((await eventTypes(order.id)).filter((t: string) => t === "refunded")).toHaveLength(1);
 			expect(announced("order.cancelled", order.id)).toHaveLength(1);
+			// Never a sale (it was cancelled before the money came): analytics leaves revenue as it was.
+			expect(announced("payment.refunded", order.id)).toEqual([expect.objectContaining({ payload: expect.objectContaining({ amount: order.total, sale: false }) })]);
 
 			const once = await snapshot(order, variantId);
 			await orders().recoverInterrupted(0);

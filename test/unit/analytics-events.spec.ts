@@ -102,6 +102,8 @@ describe("incrementsFor", () => {
 			"revenue:USD": -1234,
 			"refunds:USD": 1234,
 		});
+		// A payment that came after its order was cancelled was never revenue: giving it back changes none.
+		expect(incrementsFor(ok("payment.refunded", { eventId: "e", orderId: "o1", amount: 1234, currency: "USD", totalRefunded: 1234, sale: false }))).toEqual([]);
 	});
 
 	test.each([
