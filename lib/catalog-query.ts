@@ -1,9 +1,13 @@
-/** The product listing as a store query: filters and sort orders of `GET /api/products`. */
+/**
+ * The product listing as a store query: filters and sort orders of `GET /api/products`.
+ * Prices are the stored "from" prices (`fromPriceOf` in lib/catalog-views.ts): what the row shows
+ * and the least the customer pays, as search filters and sorts.
+ */
 import { invalidField } from "./errors";
 
 export const PRODUCT_SORTS = {
-	price: { price: 1 },
-	"-price": { price: -1 },
+	price: { fromPrice: 1 },
+	"-price": { fromPrice: -1 },
 	name: { name: 1 },
 	"-createdAt": { createdAt: -1 },
 } as const satisfies Record<string, Record<string, 1 | -1>>;
@@ -31,7 +35,7 @@ export function productListQuery(filter: ListingFilter): Record<string, unknown>
 	const price: Record<string, number> = {};
 	if (filter.minPrice != null) price.$gte = filter.minPrice;
 	if (filter.maxPrice != null) price.$lte = filter.maxPrice;
-	if (Object.keys(price).length) query.price = price;
+	if (Object.keys(price).length) query.fromPrice = price;
 	return query;
 }
 

@@ -2,6 +2,7 @@
  * Catalog input rules: the fastest-validator fragments shared by the products actions, and the
  * pure conversion of a validated "create product" request into the documents to store.
  */
+import { fromPriceOf } from "./catalog-views";
 
 /** Integer cents, never a float: 19.99 or "abc" or -1 are rejected with 422 naming the field. */
 export const centsRule = { type: "number", integer: true, min: 0, max: 1_000_000_000 } as const;
@@ -75,6 +76,11 @@ export interface ProductDoc {
 	description: string;
 	categoryId: string | null;
 	price: number;
+	/**
+	 * The least over its variants' prices: what the listing shows, filters and sorts by. Optional only
+	 * for generated catalogs (writeCatalog adds it) and rows stored before it (filled at start).
+	 */
+	fromPrice?: number;
 	compareAtPrice: number | null;
 	currency: string;
 	images: StoredImage[];
@@ -124,6 +130,7 @@ export function newProductDoc(input: ProductInput, slug: string, now: Date): Pro
 		description: input.description ?? "",
 		categoryId: input.categoryId ?? null,
 		price: input.price,
+		fromPrice: fromPriceOf(input, input.variants),
 		compareAtPrice: input.compareAtPrice ?? null,
 		currency: input.currency ?? DEFAULT_CURRENCY,
 		images: toStoredImages(input.images, input.name),

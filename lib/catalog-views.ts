@@ -6,6 +6,8 @@ import type { ProductDoc, VariantDoc } from "./catalog-rules";
 export type Product = Omit<ProductDoc, "id" | "rating" | "createdAt" | "updatedAt"> & {
 	id: string;
 	rating?: ProductDoc["rating"];
+	/** Counts the writes of `fromPrice`, so a recompute stores its result only if none came between. */
+	fromPriceVersion?: number;
 	createdAt: Date | string;
 	updatedAt?: Date | string;
 };
@@ -13,8 +15,31 @@ export type Product = Omit<ProductDoc, "id" | "rating" | "createdAt" | "updatedA
 export type Variant = Omit<VariantDoc, "id" | "createdAt" | "updatedAt"> & { id: string };
 
 /** A variant sells at its own price, or at the product's when it has none. */
-export function effectivePrice(variant: Pick<Variant, "price">, product: Pick<Product, "price">): number {
+export function effectivePrice(variant: { price?: number | null }, product: Pick<Product, "price">): number {
 	return variant.price ?? product.price;
+}
+
+/**
+ * The "from" price: the least a customer pays for the product, over every variant (as search
+ * counts them: variants have no active flag of their own). Without variants, the product's price.
+ */
+export function fromPriceOf(product: Pick<Product, "price">, variants: Array<{ price?: number | null }>): number {
+	if (!variants.length) return product.price;
+	let least = Infinity;
+	for (const v of variants) least = Math.min(least, effectivePrice(v, product));
+	return least;
+}
+
+/** The "from" price of each product, from the variants of all of them (in any order). */
+export function fromPricesOf(products: Array<Pick<Product, "id" | "price">>, variants: Array<{ productId: string; price?: number | null }>): Map<string, number> {
+	const variantsOf = new Map<string, Array<{ price?: number | null }>>(products.map((p) => [p.id, []]));
+	for (const v of variants) variantsOf.get(v.productId)?.push(v);
+	return new Map(products.map((p) => [p.id, fromPriceOf(p, variantsOf.get(p.id)!)]));
+}
+
+/** A "was" price is shown only above the price it stands next to; else there is no saving to show. */
+export function wasPrice(compareAtPrice: number | null | undefined, price: number): number | null {
+	return compareAtPrice != null && compareAtPrice > price ? compareAtPrice : null;
 }
 
 export function mainImage(product: Pick<Product, "images">): string | null {
@@ -26,16 +51,20 @@ export function ratingOf(product: Pick<Product, "rating">): { average: number; c
 	return { average: product.rating?.average ?? 0, count: product.rating?.count ?? 0 };
 }
 
-/** A row of the product listing: no stock here, so stock changes never invalidate the cached listing. */
+/**
+ * A row of the product listing: no stock here, so stock changes never invalidate the cached listing.
+ * Its price is the "from" price, which the listing filters and sorts by, as search does.
+ */
 export function toProductSummary(p: Product) {
+	const price = p.fromPrice ?? p.price;
 	return {
 		id: p.id,
 		name: p.name,
 		slug: p.slug,
 		description: p.description,
 		categoryId: p.categoryId,
-		price: p.price,
-		compareAtPrice: p.compareAtPrice,
+		price,
+		compareAtPrice: wasPrice(p.compareAtPrice, price),
 		currency: p.currency,
 		image: mainImage(p),
 		images: p.images,
@@ -49,11 +78,17 @@ export function toVariantView(v: Variant, p: Pick<Product, "price">) {
 	return { id: v.id, sku: v.sku, name: v.name, price: effectivePrice(v, p), options: v.options ?? {}, stock: v.stock };
 }
 
-/** The product page: the summary plus its variants with current stock and the category breadcrumb. */
+/**
+ * The product page: the summary plus its variants with current stock and the category breadcrumb.
+ * Its `price` and `compareAtPrice` are the product's own, as an admin sets them; each variant
+ * carries the price it sells at.
+ */
 export function toProductDetail(p: Product, variants: Variant[], categories: CategoryNode[]) {
 	const views = variants.map((v) => toVariantView(v, p));
 	return {
 		...toProductSummary(p),
+		price: p.price,
+		compareAtPrice: p.compareAtPrice,
 		updatedAt: p.updatedAt,
 		categoryPath: ancestorPath(categories, p.categoryId).map((c) => ({ id: c.id, name: c.name, slug: c.slug })),
 		variants: views,
@@ -113,7 +148,7 @@ export function toIndexDocument(p: Product, variants: Variant[], categories: Map
 		categoryNames: path.map((c) => c.name),
 		price: p.price,
 		currency: p.currency,
-		minPrice: Math.min(...prices),
+		minPrice: fromPriceOf(p, variants),
 		maxPrice: Math.max(...prices),
 		inStock: stock > 0,
 		stock,

@@ -18,12 +18,12 @@ import { CatalogCategoriesMixin, type CatalogCategoryHostMethods } from "../mixi
 import { InventoryMixin, type InventoryDb, type InventoryMethods, type Row } from "../mixins/inventory.mixin";
 import type { ShopMeta } from "../mixins/types";
 import { readConfig } from "../lib/config";
-import { ConflictError, InsufficientStockError, NotFoundError, invalidField, isDuplicate } from "../lib/errors";
+import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailableError, invalidField, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
 import { descendantIds, type Category } from "../lib/category-tree";
 import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, compareAtProblem, type ProductInput, type VariantInput } from "../lib/catalog-rules";
-import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, type Product, type Variant } from "../lib/catalog-views";
+import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, fromPriceOf, fromPricesOf, type Product, type Variant } from "../lib/catalog-views";
 import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } from "../lib/catalog-query";
 import { checkLines, type StockLine } from "../lib/inventory-rules";
 import { generateCatalog, type DemoCatalog } from "../lib/demo-catalog";
@@ -37,13 +37,15 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { parentId: 1 } }],
 	},
 	products: {
+		// `fromPrice`: the least over the variants' prices, which the listing shows, filters and sorts by
+		// (see refreshFromPrice); `fromPriceVersion` counts its writes.
 		fields: {
 			name: String, slug: String, description: String, categoryId: { type: String, default: null },
-			price: Number, compareAtPrice: { type: Number, default: null }, currency: String,
+			price: Number, fromPrice: Number, fromPriceVersion: Number, compareAtPrice: { type: Number, default: null }, currency: String,
 			images: [{ _id: false, url: String, alt: String, position: Number }],
 			isActive: Boolean, rating: { average: Number, count: Number }, ratingVersion: Number, createdAt: Date, updatedAt: Date, archivedAt: Date,
 		},
-		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { price: 1 } }, { fields: { createdAt: 1 } }],
+		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { fromPrice: 1 } }, { fields: { createdAt: 1 } }],
 	},
 	variants: {
 		// `holds`: {reservationId: quantity} of the reservations whose stock is out (see lib/inventory-rules.ts).
@@ -83,8 +85,11 @@ export async function writeCatalog(db: ProductDb, catalog: DemoCatalog, referenc
 		skus: new Set((await db.variants.find({ sku: { $in: catalog.variants.map((v) => v.sku) } }, { fields: ["sku"] })).map((v) => v.sku)),
 	};
 	const { categories, products, variants, openingStock } = newCatalogRows(catalog, stored, reference);
+	// Each product is new, so the variants written with it are all it has.
+	const fromPrices = fromPricesOf(products, variants);
+	const listed = products.map((p) => ({ ...p, fromPrice: fromPrices.get(p.id) }));
 	if (categories.length) await db.categories.insertMany(categories);
-	if (products.length) await db.products.insertMany(products);
+	if (listed.length) await db.products.insertMany(listed);
 	if (variants.length) await db.variants.insertMany(variants);
 	if (openingStock.length) await db.inventory_transactions.insertMany(openingStock);
 	return { products: products.length, variants: variants.length };
@@ -95,6 +100,8 @@ interface Methods extends InventoryMethods, CatalogCategoryHostMethods {
 	assertCategory(categoryId: string | null | undefined): Promise<void>;
 	findProduct(idOrSlug: string): Promise<Row<Product> | null>;
 	productDetail(product: Row<Product>): Promise<ReturnType<typeof toProductDetail>>;
+	refreshFromPrice(productId: string): Promise<void>;
+	fillMissingFromPrices(): Promise<number>;
 	storeRating(event: string, payload: unknown, ctx: Context | null): Promise<void>;
 }
 interface Vars {
@@ -241,6 +248,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				if (images) set.images = toStoredImages(images, changes.name ?? current.name);
 				if (changes.isActive === false && current.isActive) set.archivedAt = new Date();
 				const updated = (await this.db.products.updateById(id, { $set: set }))!;
+				// Variants without a price of their own sell at the product's.
+				if (changes.price !== undefined) await this.refreshFromPrice(id);
 				await this.cleanCache();
 				await this.announce(ctx, current.isActive && !updated.isActive ? "product.archived" : "product.updated", { productId: id });
 				return this.productDetail(updated);
@@ -278,6 +287,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				if (await this.db.variants.findOne({ sku: input.sku })) throw new ConflictError("SKU already in use", "DUPLICATE", { field: "sku", skus: [input.sku] });
 				const variant = await this.db.variants.insert(newVariantDoc(input, id, new Date()));
 				if (variant.stock > 0) await this.recordMovement(ctx, variant, variant.stock, "purchase", "initial stock");
+				await this.refreshFromPrice(id);
 				await this.cleanCache();
 				await this.announce(ctx, "product.updated", { productId: id });
 				ctx.meta.$statusCode = 201;
@@ -302,6 +312,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const { id, variantId, ...changes } = ctx.params;
 				const variant = await this.db.variants.updateOne({ id: variantId, productId: id }, { $set: { ...changes, updatedAt: new Date() } });
 				if (!variant) throw new NotFoundError("Variant");
+				if (changes.price !== undefined) await this.refreshFromPrice(id);
 				await this.cleanCache();
 				await this.announce(ctx, "product.updated", { productId: id });
 				return this.productDetail((await this.db.products.findById(id))!);
@@ -479,13 +490,59 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			return (await this.db.products.findById(idOrSlug)) ?? this.db.products.findOne({ slug: idOrSlug });
 		},
 
+		/**
+		 * Stores the product's "from" price after its price or a variant's changed. A compare-and-set on
+		 * `fromPriceVersion`: a recompute that read the variants before another change landed loses to
+		 * that change's own recompute and reads again, so the price stored last saw every change.
+		 */
+		async refreshFromPrice(productId: string) {
+			for (let attempt = 1; attempt <= 10; attempt++) {
+				const product = await this.db.products.findOne({ id: productId }, { fields: ["price", "fromPriceVersion"] });
+				if (!product) return;
+				const variants = await this.db.variants.find({ productId }, { fields: ["price"] });
+				const seen = product.fromPriceVersion ?? { $exists: false };
+				const stored = await this.db.products.updateOne({ id: productId, fromPriceVersion: seen }, { $set: { fromPrice: fromPriceOf(product, variants) }, $inc: { fromPriceVersion: 1 } });
+				if (stored) return;
+			}
+			// Only under a storm of edits to one product; the admin's retry recomputes it.
+			throw new ServiceUnavailableError("The product's listed price could not be updated; try again", { productId });
+		},
+
+		/**
+		 * Gives products stored before the listing kept a "from" price one: a page at a time by id, and
+		 * only where it is still missing (after the first start, the scan finds none).
+		 */
+		async fillMissingFromPrices() {
+			const missing = { fromPrice: { $exists: false } };
+			let filled = 0;
+			let after = "";
+			for (;;) {
+				const products = await this.db.products.find({ ...missing, ...(after ? { id: { $gt: after } } : {}) }, { fields: ["id", "price"], sort: { id: 1 }, limit: 1000 });
+				if (!products.length) break;
+				after = products[products.length - 1].id;
+				const variants = await this.db.variants.find({ productId: { $in: products.map((p) => p.id) } }, { fields: ["productId", "price"] });
+				// One write per distinct price: shop prices repeat (24.99), so far fewer writes than products.
+				const byPrice = new Map<number, string[]>();
+				for (const [id, price] of fromPricesOf(products, variants)) (byPrice.get(price) ?? byPrice.set(price, []).get(price)!).push(id);
+				// Still missing: a recompute that ran meanwhile knows better.
+				for (const [fromPrice, ids] of byPrice) filled += await this.db.products.updateMany({ id: { $in: ids }, ...missing }, { $set: { fromPrice } });
+			}
+			return filled;
+		},
+
 		async productDetail(product: Row<Product>) {
 			const [variants, categories] = await Promise.all([this.db.variants.find({ productId: product.id }, { sort: { createdAt: 1, sku: 1 } }), this.loadCategories()]);
 			return toProductDetail(product, variants, categories);
 		},
 
-		/** The demo catalog on the first start of the embedded default (never under tests). */
+		/** Fills what older rows lack; then the demo catalog on the first start of the embedded default (never under tests). */
 		async seedDB() {
+			const filled = await this.fillMissingFromPrices();
+			if (filled) {
+				this.logger.info(`Stored the listed "from" price of ${filled} products.`);
+				// A shared cacher may still hold listings from before.
+				await this.cleanCache();
+			}
 			const cfg = readConfig();
 			// SEED_DEMO=false starts with an empty shop.
 			if (cfg.isTest || !cfg.seedDemo) return;

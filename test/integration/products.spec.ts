@@ -388,6 +388,97 @@ describe("products service over HTTP", () => {
 		});
 	});
 
+	describe("the listed price is the from price: the least a customer pays over the variants", () => {
+		let category: any;
+		const list = async (query = "") => (await shop.http.get(`/api/products?category=${category.slug}${query}`)).body;
+		const listedPrice = async (id: string, query = "") => (await list(query)).rows.find((r: any) => r.id === id)?.price;
+		beforeAll(async () => {
+			category = (await post("/api/categories", { name: "From Price" })).body;
+		});
+
+		test("a dearer variant: listed, filtered and sorted at its price; repricing, adding and archiving show at once", async () => {
+			const dear = (await post("/api/products", productBody({ categoryId: category.id, price: 1000, compareAtPrice: 1500, variants: [{ sku: "FROM-DEAR-A", stock: 5, price: 5000 }] }))).body;
+			const plain = (await post("/api/products", productBody({ categoryId: category.id, price: 3000, variants: [{ sku: "FROM-PLAIN-A", stock: 5 }] }))).body;
+			const ids = async (query: string) => (await list(query)).rows.map((r: any) => r.id);
+
+			// What the cart charges and search indexes.
+			const [info] = await shop.broker.call<any[], any>("products.getVariants", { ids: [dear.variants[0].id] });
+			const indexed = (await shop.broker.call<any, any>("products.listForIndex", { ids: [dear.id] })).rows[0];
+			expect(info.price).toBe(5000);
+			expect(indexed.minPrice).toBe(5000);
+
+			const row = (await list()).rows.find((r: any) => r.id === dear.id);
+			// A "was" price of 1500 beside 5000 would be no saving.
+			expect(row).toMatchObject({ price: 5000, compareAtPrice: null });
+			expect(await ids("&maxPrice=2000")).toEqual([]);
+			expect(await ids("&minPrice=4000")).toEqual([dear.id]);
+			expect(await ids("&sort=price")).toEqual([plain.id, dear.id]);
+			expect(await ids("&sort=-price")).toEqual([dear.id, plain.id]);
+
+			// The same anonymous URLs again: neither the gateway nor the cacher may answer from before.
+			const [variant] = dear.variants;
+			expect((await shop.http.patch(`/api/products/${dear.id}/variants/${variant.id}`, { price: 800 }, { token: admin })).status).toBe(200);
+			expect(await listedPrice(dear.id)).toBe(800);
+			expect((await list()).rows.find((r: any) => r.id === dear.id).compareAtPrice).toBe(1500);
+			expect(await ids("&maxPrice=2000")).toEqual([dear.id]);
+			expect(await ids("&minPrice=4000")).toEqual([]);
+			expect(await ids("&sort=price")).toEqual([dear.id, plain.id]);
+
+			const added = await post(`/api/products/${dear.id}/variants`, { sku: "FROM-DEAR-B", stock: 1, price: 600 });
+			expect(added.status).toBe(201);
+			expect(await listedPrice(dear.id)).toBe(600);
+
+			// Every variant has its own price, so the product's own no longer counts...
+			expect((await shop.http.patch(`/api/products/${dear.id}`, { price: 500, compareAtPrice: null }, { token: admin })).status).toBe(200);
+			expect(await listedPrice(dear.id)).toBe(600);
+			// ...until a variant sells at it.
+			const cheapest = added.body.variants.find((v: any) => v.sku === "FROM-DEAR-B");
+			expect((await shop.http.patch(`/api/products/${dear.id}/variants/${cheapest.id}`, { price: null }, { token: admin })).status).toBe(200);
+			expect(await listedPrice(dear.id)).toBe(500);
+			expect((await shop.http.patch(`/api/products/${dear.id}`, { price: 4500 }, { token: admin })).status).toBe(200);
+			expect(await listedPrice(dear.id)).toBe(800);
+			expect(await ids("&sort=price")).toEqual([dear.id, plain.id]);
+
+			expect((await shop.http.delete(`/api/products/${dear.id}`, { token: admin })).status).toBe(200);
+			expect(await ids("")).toEqual([plain.id]);
+			expect(await ids("&maxPrice=2000")).toEqual([]);
+		});
+
+		test("a recompute that read the variants before another change landed does not store its stale price", async () => {
+			const p = (await post("/api/products", productBody({ categoryId: category.id, price: 2000, variants: [{ sku: "FROM-RACE-A", stock: 1, price: 3000 }, { sku: "FROM-RACE-B", stock: 1, price: 4000 }] }))).body;
+			const [a, b] = p.variants;
+			const find = svc.db.variants.find.bind(svc.db.variants);
+			// Repricing A reads the variants; before it stores its result, another admin reprices B lower.
+			jest.spyOn(svc.db.variants, "find").mockImplementationOnce(async (...args: any[]) => {
+				const seen = await find(...args);
+				expect((await shop.http.patch(`/api/products/${p.id}/variants/${b.id}`, { price: 1000 }, { token: admin })).status).toBe(200);
+				return seen;
+			});
+			expect((await shop.http.patch(`/api/products/${p.id}/variants/${a.id}`, { price: 2500 }, { token: admin })).status).toBe(200);
+			expect((await svc.db.products.findById(p.id)).fromPrice).toBe(1000);
+			expect(await listedPrice(p.id)).toBe(1000);
+		});
+
+		test("products stored before the from price existed get it at start, once", async () => {
+			const now = new Date();
+			const old = await svc.db.products.insert({
+				name: "Stored Before", slug: "stored-before", description: "", categoryId: category.id, price: 1000, compareAtPrice: null, currency: "USD",
+				images: [], isActive: true, rating: { average: 0, count: 0 }, createdAt: now, updatedAt: now,
+			});
+			await svc.db.variants.insertMany([
+				{ productId: old.id, sku: "FROM-OLD-A", name: "A", price: 5000, options: {}, stock: 1, createdAt: now, updatedAt: now },
+				{ productId: old.id, sku: "FROM-OLD-B", name: "B", price: 7000, options: {}, stock: 1, createdAt: now, updatedAt: now },
+			]);
+			// The start-up step (DbMixin runs seedDB after connecting).
+			await svc.seedDB();
+			expect((await svc.db.products.findById(old.id)).fromPrice).toBe(5000);
+			const write = jest.spyOn(svc.db.products, "updateMany");
+			await svc.seedDB();
+			expect(write).not.toHaveBeenCalled();
+			expect((await list("&minPrice=4000&maxPrice=6000")).rows.map((r: any) => [r.id, r.price])).toEqual([[old.id, 5000]]);
+		});
+	});
+
 	describe("internal actions for other services", () => {
 		test("getVariants and getMany return current prices, stock and archive state", async () => {
 			const p = (await post("/api/products", productBody())).body;

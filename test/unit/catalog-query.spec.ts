@@ -5,10 +5,12 @@ describe("productListQuery", () => {
 		[{}, { isActive: true }],
 		[{ categoryIds: ["a", "b"] }, { isActive: true, categoryId: { $in: ["a", "b"] } }],
 		[{ categoryIds: [] }, { isActive: true, categoryId: { $in: [] } }],
-		[{ minPrice: 100 }, { isActive: true, price: { $gte: 100 } }],
-		[{ maxPrice: 0 }, { isActive: true, price: { $lte: 0 } }],
-		[{ minPrice: 100, maxPrice: 500 }, { isActive: true, price: { $gte: 100, $lte: 500 } }],
-		[{ minPrice: 500, maxPrice: 500 }, { isActive: true, price: { $gte: 500, $lte: 500 } }],
+		// The range applies to the "from" price (the least over the variants), not the product's own.
+		[{ minPrice: 100 }, { isActive: true, fromPrice: { $gte: 100 } }],
+		[{ maxPrice: 0 }, { isActive: true, fromPrice: { $lte: 0 } }],
+		[{ minPrice: 100, maxPrice: 500 }, { isActive: true, fromPrice: { $gte: 100, $lte: 500 } }],
+		[{ minPrice: 500, maxPrice: 500 }, { isActive: true, fromPrice: { $gte: 500, $lte: 500 } }],
+		[{ categoryIds: ["a"], maxPrice: 500 }, { isActive: true, categoryId: { $in: ["a"] }, fromPrice: { $lte: 500 } }],
 	])("%j → %j", (filter, query) => expect(productListQuery(filter)).toEqual(query));
 
 	test("a range below its own start is refused, naming maxPrice", () => {
@@ -19,8 +21,8 @@ describe("productListQuery", () => {
 describe("productListSort", () => {
 	test.each([
 		[undefined, { createdAt: -1, id: 1 }],
-		["price", { price: 1, id: 1 }],
-		["-price", { price: -1, id: 1 }],
+		["price", { fromPrice: 1, id: 1 }],
+		["-price", { fromPrice: -1, id: 1 }],
 		["name", { name: 1, id: 1 }],
 		["-createdAt", { createdAt: -1, id: 1 }],
 	] as const)("%s → %j", (sort, expected) => {

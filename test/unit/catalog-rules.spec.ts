@@ -56,9 +56,18 @@ describe("documents from a create request", () => {
 
 	test("a product defaults currency, description and rating and starts active", () => {
 		expect(newProductDoc({ name: "Tee", price: 1999, variants: [] }, "tee", now)).toEqual({
-			name: "Tee", slug: "tee", description: "", categoryId: null, price: 1999, compareAtPrice: null, currency: "USD",
+			name: "Tee", slug: "tee", description: "", categoryId: null, price: 1999, fromPrice: 1999, compareAtPrice: null, currency: "USD",
 			images: [], isActive: true, rating: { average: 0, count: 0 }, createdAt: now, updatedAt: now,
 		});
+	});
+
+	test.each([
+		["every variant at the product's price", [{ sku: "A", stock: 1 }, { sku: "B", stock: 1, price: null }], 1000],
+		["one variant dearer", [{ sku: "A", stock: 1, price: 5000 }], 5000],
+		["a dearer and a cheaper variant", [{ sku: "A", stock: 1, price: 5000 }, { sku: "B", stock: 0, price: 800 }], 800],
+		["one at the product's price, one dearer", [{ sku: "A", stock: 1 }, { sku: "B", stock: 1, price: 1200 }], 1000],
+	])("a product is listed from its cheapest variant: %s", (_what, variants, fromPrice) => {
+		expect(newProductDoc({ name: "Tee", price: 1000, variants }, "tee", now).fromPrice).toBe(fromPrice);
 	});
 
 	test("images keep their order as positions; alt falls back to the product name", () => {

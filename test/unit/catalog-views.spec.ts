@@ -1,4 +1,4 @@
-import { effectivePrice, mainImage, toProductSummary, toProductDetail, toVariantInfo, toProductRef, optionValues, toIndexDocument, type Product, type Variant } from "../../lib/catalog-views";
+import { effectivePrice, fromPriceOf, fromPricesOf, wasPrice, mainImage, toProductSummary, toProductDetail, toVariantInfo, toProductRef, optionValues, toIndexDocument, type Product, type Variant } from "../../lib/catalog-views";
 
 const createdAt = new Date("2025-01-01T00:00:00Z");
 const product: Product = {
@@ -16,6 +16,48 @@ describe("catalog views", () => {
 		[2300, 2300],
 		[0, 0],
 	])("a variant priced %j sells at %d", (price, expected) => expect(effectivePrice({ price }, product)).toBe(expected));
+
+	test.each([
+		["every variant at the product's price", [null, null], 2000],
+		["a dearer variant beside one at the product's price", [null, 2300], 2000],
+		["every variant dearer", [5000, 2300], 2300],
+		["a cheaper variant", [5000, 800, null], 800],
+		["a free variant", [0, null], 0],
+		["no variants", [], 2000],
+	])("the from price with %s", (_what, prices, expected) => {
+		expect(fromPriceOf(product, prices.map((price) => ({ price })))).toBe(expected);
+	});
+
+	test("the from prices of several products, from their variants in any order", () => {
+		const products = [{ id: "a", price: 1000 }, { id: "b", price: 3000 }, { id: "c", price: 700 }];
+		const vs = [{ productId: "b", price: null }, { productId: "a", price: 5000 }, { productId: "b", price: 2500 }, { productId: "x", price: 1 }];
+		expect(fromPricesOf(products, vs)).toEqual(new Map([["a", 5000], ["b", 2500], ["c", 700]]));
+	});
+
+	test.each([
+		[null, 2000, null],
+		[2500, 2000, 2500],
+		[2500, 2500, null],
+		[2500, 5000, null],
+	])("a was price of %j beside %d shows as %j", (compareAtPrice, price, expected) => expect(wasPrice(compareAtPrice, price)).toBe(expected));
+
+	test.each([
+		["a dearer variant", 5000, null],
+		["a cheaper variant, the was price above it", 800, 2500],
+		["the product's price", 2000, 2500],
+		["a variant at the was price", 2500, null],
+	])("the listing row shows the from price (%s) and a was price only above it", (_what, fromPrice, compareAtPrice) => {
+		expect(toProductSummary({ ...product, fromPrice })).toMatchObject({ price: fromPrice, compareAtPrice });
+	});
+
+	test("a listing row stored before the from price existed shows the product's price", () => {
+		expect(toProductSummary(product)).toMatchObject({ price: 2000, compareAtPrice: 2500 });
+	});
+
+	test("the product page keeps the product's own price and was price; its variants their effective ones", () => {
+		const detail = toProductDetail({ ...product, fromPrice: 5000 }, [variant("only", 5000, 1, {})], categories);
+		expect(detail).toMatchObject({ price: 2000, compareAtPrice: 2500, variants: [{ price: 5000 }] });
+	});
 
 	test("the main image is the one at position 0; none without images", () => {
 		expect(mainImage(product)).toBe("first");
@@ -60,8 +102,11 @@ describe("catalog views", () => {
 		["with variants", variants, { minPrice: 2000, maxPrice: 2300, stock: 5, inStock: true }],
 		["all sold out", [variants[1]], { minPrice: 2300, maxPrice: 2300, stock: 0, inStock: false }],
 		["without variants", [], { minPrice: 2000, maxPrice: 2000, stock: 0, inStock: false }],
+		["all dearer than the product", [variant("a", 5000, 1, {}), variant("b", 3000, 0, {})], { minPrice: 3000, maxPrice: 5000, stock: 1, inStock: true }],
 	])("index document %s", (_what, vs, expected) => {
 		const doc = toIndexDocument(product, vs, categories);
+		// Search and the listing agree on the from price.
+		expect(doc.minPrice).toBe(fromPriceOf(product, vs));
 		expect(doc).toMatchObject({ ...expected, categoryPath: ["clothing", "t-shirts"], categoryNames: ["Clothing", "T-Shirts"], rating: { average: 4, count: 3 }, image: "first", price: 2000 });
 	});
 });
