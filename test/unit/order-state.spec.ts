@@ -180,12 +180,13 @@ describe("follow-ups", () => {
 	});
 
 	test.each([
-		["refund", {}, { refundKey: "o1-cancel", reason: "customer_request" }],
-		["refund", { cancelReason: null }, { refundKey: "o1-cancel", reason: "cancelled" }],
-		["refund", { refundedAmount: 599 }, { refundKey: "o1-cancel", reason: "customer_request" }],
+		// A confirmed order's money was a sale; a payment that came after the cancel never was.
+		["refund", {}, { refundKey: "o1-cancel", reason: "customer_request", sale: true }],
+		["refund", { cancelReason: null }, { refundKey: "o1-cancel", reason: "cancelled", sale: true }],
+		["refund", { refundedAmount: 599 }, { refundKey: "o1-cancel", reason: "customer_request", sale: true }],
 		["refund", { refundedAmount: 2599 }, null],
 		["refund", { paidAmount: 0 }, null],
-		["refundLatePayment", {}, { refundKey: "o1-late", reason: "order_cancelled" }],
+		["refundLatePayment", {}, { refundKey: "o1-late", reason: "order_cancelled", sale: false }],
 		["refundLatePayment", { refundedAmount: 2599 }, null],
 	] as Array<["refund" | "refundLatePayment", Partial<Order>, unknown]>)("refundOwed(%s, %j) = %j", (f, over, expected) => {
 		expect(refundOwed(order(over), f)).toEqual(expected);
