@@ -218,6 +218,15 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 	},
 
 	methods: {
+		/**
+		 * HEAD is a GET without its body (RFC 9110), which monitors and link checkers send: it is routed
+		 * as the GET, and Node's response, made for a HEAD request, leaves the body out.
+		 */
+		httpHandler(req: Req, res: ServerResponse, next?: (err?: unknown) => void) {
+			if (req.method === "HEAD") req.method = "GET";
+			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
+		},
+
 		async beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse) {
 			ctx.meta.ip = clientIp(req);
 			const cartId = header(req, "x-cart-id");

@@ -104,6 +104,16 @@ describe("gateway", () => {
 		expect((await shop.http.request("PUT", "/api/products/p1", { body: {} })).status).toBe(404);
 	});
 
+	test("HEAD answers as the GET would, without the body; 404 where there is no GET", async () => {
+		const head = await fetch(`${shop.url}/api/probe/list?q=a`, { method: "HEAD" });
+		expect(head.status).toBe(200);
+		expect(head.headers.get("content-type")).toContain("application/json");
+		expect(await head.text()).toBe("");
+		expect((await fetch(`${shop.url}/api/health`, { method: "HEAD" })).status).toBe(200);
+		expect((await fetch(`${shop.url}/api/probe/me`, { method: "HEAD" })).status).toBe(401);
+		expect((await fetch(`${shop.url}/api/probe/echo`, { method: "HEAD" })).status).toBe(404);
+	});
+
 	test("404 for unknown routes and for actions without a rest alias", async () => {
 		expect((await shop.http.get("/api/nope")).status).toBe(404);
 		expect((await shop.http.get("/api/probe/internal")).status).toBe(404);
