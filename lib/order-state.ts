@@ -353,7 +353,9 @@ export function refundOwed(o: Order, followUp: "refund" | "refundLatePayment"): 
 	if (o.paidAmount - o.refundedAmount <= 0) return null;
 	// Derived from the order, so a redone follow-up reuses the key and payments refunds once.
 	if (followUp === "refundLatePayment") return { refundKey: `${o.id}-late`, reason: "order_cancelled", sale: false };
-	return { refundKey: `${o.id}-cancel`, reason: o.cancelReason ?? "cancelled", sale: true };
+	// A cancel's refund gives back a sale only if the order was confirmed: one cancelled while its
+	// payment was still completing (recorded as late) never was.
+	return { refundKey: `${o.id}-cancel`, reason: o.cancelReason ?? "cancelled", sale: !!o.confirmedAt };
 }
 
 /** The condition under which a caller may take an order's follow-ups: some pending, nobody driving them. */

@@ -325,7 +325,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				const key = ctx.meta.idempotencyKey;
 				if (key !== undefined && !isValidIdempotencyKey(key)) throw invalidIdempotencyKey();
 				const refundKey = adminRefundKey(order.id, key ?? crypto.randomUUID());
-				const refund = await ctx.call<any, any>("payments.refund", { orderId: order.id, amount, reason: ctx.params.reason, refundKey });
+				// Money of an order never confirmed (paid after it was cancelled) was not a sale: see refundOwed.
+				const refund = await ctx.call<any, any>("payments.refund", { orderId: order.id, amount, reason: ctx.params.reason, refundKey, ...(order.confirmedAt ? {} : { sale: false }) });
 				await this.recordRefund(order.id, refund, ctx.params.reason);
 				return refund;
 			},

@@ -393,6 +393,23 @@ describe("orders", () => {
 		expect(provider().charges.get((await payment(order.id)).providerPaymentId).status).toBe("canceled");
 	});
 
+	test("cancelled while the customer was completing 3-D Secure: the payment went through, is refunded once, and is announced as no sale", async () => {
+		const a = await customer();
+		const { order } = await placeOrder(a, { card: "pm_card_authenticationRequired" });
+		const charge = provider().charges.get((await payment(order.id)).providerPaymentId);
+		// The customer completed it a moment before: the provider can no longer stop it.
+		jest.spyOn(provider(), "cancelPayment").mockImplementationOnce(async () => {
+			charge.status = "succeeded";
+			return { status: "succeeded" };
+		});
+		expect((await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token })).status).toBe(200);
+		const settled = await waitFor(async () => (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body, (o: any) => o.paymentStatus === "refunded");
+		expect(settled).toMatchObject({ status: "cancelled", refundedAmount: order.total });
+		const refunded = events.filter((e) => e.name === "payment.refunded" && e.payload.orderId === order.id);
+		expect(refunded).toHaveLength(1);
+		expect(refunded[0].payload).toMatchObject({ amount: order.total, sale: false });
+	});
+
 	test("three orders waiting for payment at most per customer: a fourth checkout is a 409 until one is settled or cancelled", async () => {
 		const a = await customer();
 		const waiting = [];

@@ -180,10 +180,11 @@ describe("follow-ups", () => {
 	});
 
 	test.each([
-		// A confirmed order's money was a sale; a payment that came after the cancel never was.
-		["refund", {}, { refundKey: "o1-cancel", reason: "customer_request", sale: true }],
-		["refund", { cancelReason: null }, { refundKey: "o1-cancel", reason: "cancelled", sale: true }],
-		["refund", { refundedAmount: 599 }, { refundKey: "o1-cancel", reason: "customer_request", sale: true }],
+		// A confirmed order's money was a sale; a payment that completed after (or while) the order was cancelled never was.
+		["refund", { confirmedAt: new Date() }, { refundKey: "o1-cancel", reason: "customer_request", sale: true }],
+		["refund", { confirmedAt: new Date(), cancelReason: null }, { refundKey: "o1-cancel", reason: "cancelled", sale: true }],
+		["refund", { confirmedAt: new Date(), refundedAmount: 599 }, { refundKey: "o1-cancel", reason: "customer_request", sale: true }],
+		["refund", {}, { refundKey: "o1-cancel", reason: "customer_request", sale: false }],
 		["refund", { refundedAmount: 2599 }, null],
 		["refund", { paidAmount: 0 }, null],
 		["refundLatePayment", {}, { refundKey: "o1-late", reason: "order_cancelled", sale: false }],
