@@ -104,6 +104,14 @@ export function normalizeEmail(email: string): string {
 	return email.normalize("NFKC").trim().toLowerCase();
 }
 
+/**
+ * The stored forms an address may have: the normalised one, and the one accounts made before it
+ * was kept in NFKC were stored under (trimmed, lower case), so those accounts are still found.
+ */
+export function emailForms(email: string): string[] {
+	return [...new Set([normalizeEmail(email), email.trim().toLowerCase()])];
+}
+
 /** Letters of these scripts look alike ("а" Cyrillic, "a" Latin): one part of an address may use only one of them. */
 const LOOK_ALIKE_SCRIPTS = [/\p{Script=Latin}/u, /\p{Script=Cyrillic}/u, /\p{Script=Greek}/u];
 

@@ -19,16 +19,18 @@ import { me, type ShopMeta } from "../mixins/types";
 import { readConfig, type ShopConfig } from "../lib/config";
 import { signAccessToken } from "../lib/jwt";
 import { sealToken } from "../lib/sealed-token";
-import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField } from "../lib/errors";
+import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField, isDuplicate } from "../lib/errors";
 import { bcryptCost, hashPassword, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
 import {
 	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
 	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionIsActive,
 } from "../lib/refresh-tokens";
 import { recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../lib/login-throttle";
-import { emailProblem, normalizeEmail, publicUser, userCollections } from "../lib/user-records";
+import { emailForms, emailProblem, normalizeEmail, publicUser, userCollections } from "../lib/user-records";
 
 type TokenPurpose = "verify_email" | "password_reset";
+
+const emailTaken = () => new ConflictError("This email is already registered", "EMAIL_TAKEN", [{ field: "email" }]);
 
 const RESET_MAIL_COOLDOWN_SECONDS = 60;
 
@@ -81,6 +83,9 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const { email, password, firstName, lastName } = ctx.params;
 				const lookalike = emailProblem(email);
 				if (lookalike) throw invalidField("email", lookalike, "email");
+				// The unique index sees the normalised form; an account stored before in another form of it is found here.
+				const forms = emailForms(email);
+				if (forms.length > 1 && (await this.db.users.findOne({ email: { $in: forms } }))) throw emailTaken();
 				const problem = passwordProblem(password, { email });
 				if (problem) throw invalidField("password", problem, "weakPassword");
 				const now = new Date();
@@ -91,7 +96,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 						lastName: lastName || null, phone: null, role: "customer", isVerified: false, passwordChangedAt: now, createdAt: now, updatedAt: now,
 					});
 				} catch (err) {
-					if ((err as ConflictError).code === 409) throw new ConflictError("This email is already registered", "EMAIL_TAKEN", [{ field: "email" }]);
+					if ((err as ConflictError).code === 409) throw emailTaken();
 					throw err;
 				}
 				const verificationToken = await this.issueUserToken(user, "verify_email");
@@ -112,7 +117,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			async handler(ctx: Ctx<{ email: string; password: string }>) {
 				const email = normalizeEmail(ctx.params.email);
 				await this.countLoginAttempt(email, ctx);
-				const user = await this.db.users.findOne({ email });
+				const user = await this.db.users.findOne({ email: { $in: emailForms(ctx.params.email) } });
 				// Unknown emails cost a bcrypt compare too, so timing does not reveal which accounts exist.
 				const ok = await verifyPassword(ctx.params.password, user?.passwordHash ?? this.dummyHash);
 				if (!user || !ok) throw new UnauthorizedError("Invalid email or password", "INVALID_CREDENTIALS");
@@ -192,7 +197,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			rateLimit: "auth",
 			params: { $$strict: "remove", email: { type: "string", max: 254 } },
 			async handler(ctx: Ctx<{ email: string }>) {
-				const user = await this.db.users.findOne({ email: normalizeEmail(ctx.params.email) });
+				const user = await this.db.users.findOne({ email: { $in: emailForms(ctx.params.email) } });
 				// One reset mail a minute per account, claimed by one conditional update: the route must not
 				// become a way to flood someone's inbox.
 				const now = new Date();
@@ -405,6 +410,29 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		},
 
 		/**
+		 * Accounts stored before addresses were kept in NFKC are stored again in that form, so the same
+		 * address typed either way finds them and cannot make a second one. Only non-ASCII addresses can
+		 * differ, so only those are read; after the first start none differs. An address whose normal
+		 * form another account holds already is left as it is, with a warning.
+		 */
+		async renormalizeStoredEmails(): Promise<number> {
+			const candidates = await this.db.users.find({ email: { $regex: /[\u0080-\uffff]/ } }, { fields: ["id", "email"] });
+			let moved = 0;
+			for (const u of candidates) {
+				const email = normalizeEmail(u.email);
+				if (email === u.email) continue;
+				try {
+					if (await this.db.users.updateOne({ id: u.id, email: u.email }, { $set: { email, updatedAt: new Date() } })) moved++;
+				} catch (err) {
+					if (!isDuplicate(err)) throw err;
+					this.logger.warn(`Account ${u.id}: its email address, normalised, is another account's; left as it was`);
+				}
+			}
+			if (moved) this.logger.info(`Stored the email address of ${moved} account(s) in its normal form.`);
+			return moved;
+		},
+
+		/**
 		 * ADMIN_EMAIL (+ ADMIN_PASSWORD) creates or promotes that admin. Without it, outside tests,
 		 * the first start creates admin@example.com with a random password printed once.
 		 */
@@ -476,6 +504,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 	async started() {
 		this.dummyHash = unmatchableHash(this.cost);
+		await this.renormalizeStoredEmails();
 		await this.ensureAdmin();
 	},
 };

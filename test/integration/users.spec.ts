@@ -140,6 +140,26 @@ describe("users service over HTTP", () => {
 			expect((await login(`${local.replace("jose", "jose\u0301")}@example.com`)).status).toBe(200);
 		});
 
+		test("an account stored before addresses were kept in one form: still found, stored again in normal form at start, and its address cannot make a second account", async () => {
+			const svc = shop.broker.getLocalService("users") as any;
+			const local = `rene${Date.now()}`;
+			const legacy = `${local.replace("rene", "rene\u0301")}@example.com`;
+			const normal = legacy.normalize("NFKC");
+			// As registration stored it before: trimmed and lower case only.
+			const made = await register(normal);
+			await svc.db.users.updateOne({ id: made.user.id }, { $set: { email: legacy } });
+			// Until the start re-stores it, typed as it was stored it still logs in and stays taken.
+			expect((await login(legacy)).status).toBe(200);
+			expect((await http.post("/api/auth/register", { email: legacy, password: PASSWORD })).status).toBe(409);
+
+			expect(await svc.renormalizeStoredEmails()).toBe(1);
+			expect((await svc.db.users.findById(made.user.id)).email).toBe(normal);
+			expect(await svc.renormalizeStoredEmails()).toBe(0);
+			expect((await login(legacy)).status).toBe(200);
+			expect((await login(normal)).status).toBe(200);
+			expect((await http.post("/api/auth/register", { email: normal, password: PASSWORD })).status).toBe(409);
+		});
+
 		test.each([
 			["7 characters", "kq7#vLp"],
 			["a common password", "password1"],
