@@ -416,7 +416,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 * form another account holds already is left as it is, with a warning.
 		 */
 		async renormalizeStoredEmails(): Promise<number> {
-			const candidates = await this.db.users.find({ email: { $regex: /[\u0080-\uffff]/ } }, { fields: ["id", "email"] });
+			// The range as characters, not `\u` escapes, which MongoDB's regular expressions do not read.
+			const candidates = await this.db.users.find({ email: { $regex: new RegExp("[\u0080-\uffff]") } }, { fields: ["id", "email"] });
 			let moved = 0;
 			for (const u of candidates) {
 				const email = normalizeEmail(u.email);
