@@ -3,7 +3,8 @@
  * any action sees them:
  * - a query parameter given more than once, or with brackets (`?from[]=1`, `?price[$gt]=1`): every
  *   query parameter of the shop is a single plain value;
- * - a JSON body that is not an object (`[1,2]`, `42`, `null`): every body of the shop is one;
+ * - a JSON body that is not an object (`[1,2]`, `42`, `"x"`): every body of the shop is one. `null`
+ *   and `[]` are taken as no body, as clients send them for "nothing" (a nil map, an empty array);
  * - a body nested deeper than MAX_BODY_DEPTH: the deepest body the shop takes nests 4 levels, and a
  *   body thousands of levels deep overflowed the stack when its validation error was written out;
  * - a property named `__proto__`: merged into an action's params it would set their prototype.
@@ -20,8 +21,12 @@ export function queryShapeProblem(query: Record<string, unknown> | undefined): {
 	return null;
 }
 
+/** `null` and `[]`: what clients send for "no body" (moleculer-web merges them as no parameters). */
+export const isEmptyBody = (body: unknown): boolean => body === null || (Array.isArray(body) && body.length === 0);
+
 /** What makes a parsed JSON body one the shop does not take; null when it is fine. Walks without recursion. */
 export function bodyShapeProblem(body: unknown): { field?: string; message: string } | null {
+	if (isEmptyBody(body)) return null;
 	if (body === null || typeof body !== "object" || Array.isArray(body)) return { message: "The body must be a JSON object" };
 	const stack: Array<{ value: object; path: string; depth: number }> = [{ value: body, path: "", depth: 1 }];
 	while (stack.length) {

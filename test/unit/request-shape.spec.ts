@@ -23,9 +23,10 @@ describe("queryShapeProblem", () => {
 });
 
 describe("bodyShapeProblem", () => {
-	test.each([[[1, 2]], [42], ["x"], [null], [true]])("%j is not an object", (body) => {
+	test.each([[[1, 2]], [42], ["x"], [true], [[{}]]])("%j is not an object", (body) => {
 		expect(bodyShapeProblem(body)).toEqual({ message: "The body must be a JSON object" });
 	});
+	test.each([[null], [[]], [{}]])("%j is no body at all: fine", (body) => expect(bodyShapeProblem(body)).toBeNull());
 	test("a shop body (a product with variants and options) passes", () => {
 		expect(bodyShapeProblem({ name: "Lamp", variants: [{ sku: "L-1", options: { color: "red" } }], images: [] })).toBeNull();
 	});
