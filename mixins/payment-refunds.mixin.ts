@@ -61,7 +61,7 @@ export interface PaymentRefundMethods {
 	refundOnce(params: RefundParams, ctx: Context): Promise<Refund>;
 	takeOverRefund(ctx: Context | null, existing: Refund): Promise<Refund | "dropped" | null>;
 	resumeAbandonedRefunds(): Promise<{ finished: number }>;
-	runRefund(ctx: Context | null, refund: Refund, payment: Payment): Promise<Refund>;
+	runRefund(ctx: Context | null, refund: Refund, payment: Payment, opts?: { resumed?: boolean }): Promise<Refund>;
 	addRefunded(paymentId: string, delta: (current: Payment) => number, opts: { reserve: boolean; refundId?: string }): Promise<{ payment: Payment; amount: number } | null>;
 	settleRefund(ctx: Context | null, refund: Refund): Promise<void>;
 	unreserve(paymentId: string, refund: Refund): Promise<void>;
@@ -165,7 +165,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				{ id: existing.id, status: "processing", leaseUntil: existing.leaseUntil },
 				{ $set: { leaseUntil: new Date(Date.now() + LEASE_MS) } },
 			);
-			return taken ? this.runRefund(ctx, taken, (await this.db.payments.findById(taken.paymentId))!) : null;
+			return taken ? this.runRefund(ctx, taken, (await this.db.payments.findById(taken.paymentId))!, { resumed: true }) : null;
 		},
 
 		/**
@@ -181,22 +181,28 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 					const outcome = await this.takeOverRefund(null, refund);
 					if (outcome && outcome !== "dropped") finished++;
 				} catch (err) {
-					// Given back by runRefund (provider unreachable): a later request may refund it again.
+					// Kept by runRefund (provider unreachable): the next sweep asks again under the same key.
 					this.logger.warn(`Refund ${refund.id} of order ${refund.orderId} left by a call that died could not be finished:`, (err as Error).message);
 				}
 			}
 			return { finished };
 		},
 
-		async runRefund(ctx: Context | null, refund: Refund, payment: Payment) {
+		async runRefund(ctx: Context | null, refund: Refund, payment: Payment, opts: { resumed?: boolean } = {}) {
 			let result;
 			try {
 				if (!payment.providerPaymentId) throw new PaymentProviderError(`Payment ${payment.id} has no provider id`);
 				result = await this.provider.refund({ providerPaymentId: payment.providerPaymentId, amount: refund.amount, idempotencyKey: refundKeyForProvider(refund.refundKey) });
 			} catch (err) {
-				// Not refunded as far as we know: give the amount back and drop the claim, so the key can be retried.
-				await this.unreserve(payment.id, refund);
-				await this.db.refunds.removeOne({ id: refund.id, status: "processing" });
+				if (opts.resumed) {
+					// The call that died may have refunded already: keep the claim and its amount, free the lease, and
+					// let the next sweep or retry ask again under the same key. Dropping it could refund twice.
+					await this.db.refunds.updateOne({ id: refund.id, status: "processing" }, { $set: { leaseUntil: new Date(), updatedAt: new Date() } });
+				} else {
+					// Not refunded as far as we know: give the amount back and drop the claim, so the key can be retried.
+					await this.unreserve(payment.id, refund);
+					await this.db.refunds.removeOne({ id: refund.id, status: "processing" });
+				}
 				throw this.unavailable(err, "refund");
 			}
 			if (result.status === "failed") {

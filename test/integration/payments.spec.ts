@@ -435,14 +435,19 @@ describe("payments (built-in test provider)", () => {
 				expect((await svc.db.refunds.findOne({ refundKey: `${orderId}-admin-live` })).status).toBe("processing");
 			});
 
-			test("the provider unreachable: the amount is given back and the claim dropped, so the refund can be asked again", async () => {
+			test("the provider unreachable: the claim keeps its amount (the call that died may have refunded), and the next sweep refunds once", async () => {
 				const orderId = newOrderId();
 				const paid = await charge(orderId, "pm_card_visa", 1000);
-				await claim(orderId, paid.id, `${orderId}-admin-outage`, 1000, { reservedOnPayment: true, leaseMs: -1000 });
-				jest.spyOn(provider, "refund").mockRejectedValueOnce(new PaymentProviderError("timeout"));
+				const c = await claim(orderId, paid.id, `${orderId}-admin-outage`, 1000, { reservedOnPayment: true, leaseMs: -1000 });
+				const refunds = jest.spyOn(provider, "refund").mockRejectedValueOnce(new PaymentProviderError("timeout"));
 				await svc.resumeAbandonedRefunds();
-				expect(await svc.db.refunds.findOne({ refundKey: `${orderId}-admin-outage` })).toBeNull();
-				expect(await refund(orderId, `${orderId}-after-outage`)).toMatchObject({ amount: 1000, status: "succeeded" });
+				expect(await svc.db.refunds.findOne({ refundKey: `${orderId}-admin-outage` })).toMatchObject({ status: "processing" });
+				// Still reserved: another refund cannot take the same money meanwhile.
+				await expect(refund(orderId, `${orderId}-second`)).rejects.toMatchObject({ type: "ALREADY_REFUNDED" });
+				await svc.resumeAbandonedRefunds();
+				expect(refunds).toHaveBeenCalledTimes(2);
+				expect(refunds.mock.calls.map((call: any[]) => call[0].idempotencyKey)).toEqual([`refund-${orderId}-admin-outage`, `refund-${orderId}-admin-outage`]);
+				expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 1000, refunds: [expect.objectContaining({ id: c.id, status: "succeeded" })] });
 			});
 		});
 
