@@ -46,16 +46,29 @@ export function allocateCents(total: number, weights: number[]): number[] {
 }
 
 /**
+ * Digits of the minor unit (ISO 4217) where it is not 2. Intl's fraction digits are how a currency
+ * is usually shown (none for HUF or IDR, which have cents), not its minor unit.
+ */
+const MINOR_UNIT_DIGITS: Record<string, number> = {
+	...Object.fromEntries(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"].map((c) => [c, 0])),
+	...Object.fromEntries(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"].map((c) => [c, 3])),
+	CLF: 4,
+	UYW: 4,
+};
+
+/** Digits of a currency's minor unit: an amount of `currency` in minor units is amount / 10^digits of it. */
+export function minorUnitDigits(currency: string): number {
+	return Object.hasOwn(MINOR_UNIT_DIGITS, currency) ? MINOR_UNIT_DIGITS[currency] : 2;
+}
+
+/**
  * "$12.34" (1234 USD), "¥1,234" (1234 JPY) for messages and templates; amounts stay integers
  * everywhere else. Minor units are the currency's own (ISO 4217: 2 for USD, 0 for JPY, 3 for KWD).
  */
 export function formatMoney(amount: number, currency = DEFAULT_CURRENCY, locale = "en-US"): string {
 	const key = `${locale} ${currency}`;
 	let entry = moneyFormats.get(key);
-	if (!entry) {
-		const format = new Intl.NumberFormat(locale, { style: "currency", currency });
-		moneyFormats.set(key, (entry = { format, perMajor: 10 ** (format.resolvedOptions().maximumFractionDigits ?? 2) }));
-	}
+	if (!entry) moneyFormats.set(key, (entry = { format: new Intl.NumberFormat(locale, { style: "currency", currency }), perMajor: 10 ** minorUnitDigits(currency) }));
 	return entry.format.format(amount / entry.perMajor);
 }
 

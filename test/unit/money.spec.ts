@@ -27,5 +27,8 @@ describe("money", () => {
 		// Minor units are the currency's own: yen have none, dinars three.
 		[10000, "JPY", "¥10,000"],
 		[1234, "KWD", "KWD 1.234"],
+		// Cents on paper, shown without them: still divided by 100.
+		[500000, "HUF", "HUF 5,000"],
+		[1250000, "IDR", "IDR 12,500"],
 	])("formatMoney(%p, %s) → %s", (amount, currency, text) => expect(formatMoney(amount, currency).replace(/\u00a0/g, " ")).toBe(text));
 });
