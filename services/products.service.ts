@@ -101,6 +101,7 @@ interface Methods extends InventoryMethods, CatalogCategoryHostMethods {
 	findProduct(idOrSlug: string): Promise<Row<Product> | null>;
 	productDetail(product: Row<Product>): Promise<ReturnType<typeof toProductDetail>>;
 	refreshFromPrice(productId: string): Promise<void>;
+	changingFromPrice<T>(productId: string, change: () => Promise<T>): Promise<T>;
 	fillMissingFromPrices(): Promise<number>;
 	storeRating(event: string, payload: unknown, ctx: Context | null): Promise<void>;
 }
@@ -247,9 +248,9 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const set: Record<string, unknown> = { ...changes, updatedAt: new Date() };
 				if (images) set.images = toStoredImages(images, changes.name ?? current.name);
 				if (changes.isActive === false && current.isActive) set.archivedAt = new Date();
-				const updated = (await this.db.products.updateById(id, { $set: set }))!;
+				const write = () => this.db.products.updateById(id, { $set: set }) as Promise<Row<Product>>;
 				// Variants without a price of their own sell at the product's.
-				if (changes.price !== undefined) await this.refreshFromPrice(id);
+				const updated = changes.price !== undefined ? await this.changingFromPrice(id, write) : await write();
 				await this.cleanCache();
 				await this.announce(ctx, current.isActive && !updated.isActive ? "product.archived" : "product.updated", { productId: id });
 				return this.productDetail(updated);
@@ -285,9 +286,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const product = await this.db.products.findById(id);
 				if (!product) throw new NotFoundError("Product");
 				if (await this.db.variants.findOne({ sku: input.sku })) throw new ConflictError("SKU already in use", "DUPLICATE", { field: "sku", skus: [input.sku] });
-				const variant = await this.db.variants.insert(newVariantDoc(input, id, new Date()));
+				const variant = await this.changingFromPrice(id, () => this.db.variants.insert(newVariantDoc(input, id, new Date())));
 				if (variant.stock > 0) await this.recordMovement(ctx, variant, variant.stock, "purchase", "initial stock");
-				await this.refreshFromPrice(id);
 				await this.cleanCache();
 				await this.announce(ctx, "product.updated", { productId: id });
 				ctx.meta.$statusCode = 201;
@@ -310,9 +310,9 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			},
 			async handler(ctx: Ctx<{ id: string; variantId: string; name?: string; price?: number | null; options?: Record<string, string> }>) {
 				const { id, variantId, ...changes } = ctx.params;
-				const variant = await this.db.variants.updateOne({ id: variantId, productId: id }, { $set: { ...changes, updatedAt: new Date() } });
+				const write = () => this.db.variants.updateOne({ id: variantId, productId: id }, { $set: { ...changes, updatedAt: new Date() } });
+				const variant = changes.price !== undefined ? await this.changingFromPrice(id, write) : await write();
 				if (!variant) throw new NotFoundError("Variant");
-				if (changes.price !== undefined) await this.refreshFromPrice(id);
 				await this.cleanCache();
 				await this.announce(ctx, "product.updated", { productId: id });
 				return this.productDetail((await this.db.products.findById(id))!);
@@ -509,7 +509,23 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		},
 
 		/**
-		 * Gives products stored before the listing kept a "from" price one: a page at a time by id, and
+		 * Runs a change that may move the product's "from" price. The price is dropped first, so a crash
+		 * before it is worked out again leaves it missing, which the start-up pass fills, rather than
+		 * wrong for good; it is worked out again after the change, whatever its outcome. While missing,
+		 * the list shows the product's own price and its price filters pass the product by.
+		 */
+		async changingFromPrice<T>(productId: string, change: () => Promise<T>): Promise<T> {
+			await this.db.products.updateOne({ id: productId }, { $unset: { fromPrice: true } });
+			try {
+				return await change();
+			} finally {
+				await this.refreshFromPrice(productId);
+			}
+		},
+
+		/**
+		 * Gives a "from" price to products stored before the listing kept one, and to those a change cut
+		 * short left without one (see changingFromPrice): a page at a time by id, and
 		 * only where it is still missing (after the first start, the scan finds none).
 		 */
 		async fillMissingFromPrices() {

@@ -459,6 +459,19 @@ describe("products service over HTTP", () => {
 			expect(await listedPrice(p.id)).toBe(1000);
 		});
 
+		test("a price change cut short before the from price was worked out again leaves it missing, not wrong, and the start-up pass fills it", async () => {
+			const p = (await post("/api/products", productBody({ categoryId: category.id, slug: `cut-short-${Date.now()}`, price: 1000, variants: [{ sku: `CUT-${Date.now()}`, stock: 1, price: 3000 }] }))).body;
+			expect(await listedPrice(p.id)).toBe(3000);
+			// The process dies between the variant's new price and the product's from price.
+			const died = jest.spyOn(svc, "refreshFromPrice").mockRejectedValueOnce(new Error("process died"));
+			expect((await shop.http.patch(`/api/products/${p.id}/variants/${p.variants[0].id}`, { price: 800 }, { token: admin })).status).toBe(500);
+			died.mockRestore();
+			expect((await svc.db.products.findById(p.id)).fromPrice).toBeUndefined();
+			await svc.seedDB();
+			expect((await svc.db.products.findById(p.id)).fromPrice).toBe(800);
+			expect(await listedPrice(p.id)).toBe(800);
+		});
+
 		test("products stored before the from price existed get it at start, once", async () => {
 			const now = new Date();
 			const old = await svc.db.products.insert({
