@@ -65,6 +65,7 @@ interface SearchMethods {
 	scheduleFlush(): void;
 	flush(): Promise<void>;
 	refreshIsolating(ids: string[]): Promise<boolean>;
+	tryRefresh(ids: string[]): Promise<"done" | unknown>;
 	refreshFailed(productId: string, err: unknown): void;
 	refreshProducts(ids: string[]): Promise<"done" | "needs-rebuild">;
 	rebuild(): Promise<RebuildReport>;
@@ -273,27 +274,39 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 		 * product does not hold back the others.
 		 */
 		async refreshIsolating(this: SearchThis, ids: string[]) {
+			const waitAll = (which: string[], why: unknown) => {
+				this.logger.warn(`Search refresh of ${which.length} product(s) failed, retrying: ${(why as Error)?.message ?? why}`);
+				for (const id of which) this.pending.add(id);
+				return false;
+			};
+			const outcome = await this.tryRefresh(ids);
+			if (outcome === "done") return true;
+			if (cannotIndexNow(outcome)) return waitAll(ids, outcome);
+			if (ids.length === 1) {
+				this.refreshFailed(ids[0], outcome);
+				return true;
+			}
+			// Fetched one at a time, the good products are indexed now and only the bad one waits.
+			const failed: Array<[string, unknown]> = [];
+			for (let i = 0; i < ids.length && !this.stopping; i++) {
+				const one = await this.tryRefresh([ids[i]]);
+				if (one === "done") continue;
+				if (cannotIndexNow(one)) return waitAll([...failed.map(([id]) => id), ...ids.slice(i)], one);
+				failed.push([ids[i], one]);
+			}
+			// Every one failing is products failing (its store down, say), not each product: they wait together.
+			if (failed.length === ids.length) return waitAll(ids, failed[0][1]);
+			for (const [id, err] of failed) this.refreshFailed(id, err);
+			return true;
+		},
+
+		/** One refresh: "done", or what it failed with. A product refreshed fine starts its failures over. */
+		async tryRefresh(this: SearchThis, ids: string[]): Promise<"done" | unknown> {
 			try {
 				const outcome = await this.withIndexLock(() => this.refreshProducts(ids));
 				if (outcome === "needs-rebuild") await this.rebuild();
 			} catch (err) {
-				if (cannotIndexNow(err)) {
-					this.logger.warn(`Search refresh of ${ids.length} product(s) failed, retrying: ${(err as Error).message}`);
-					for (const id of ids) this.pending.add(id);
-					return false;
-				}
-				if (ids.length === 1) {
-					this.refreshFailed(ids[0], err);
-					return true;
-				}
-				// Fetched one at a time, the good products are indexed now and only the bad one waits.
-				for (let i = 0; i < ids.length && !this.stopping; i++) {
-					if (!(await this.refreshIsolating([ids[i]]))) {
-						for (const id of ids.slice(i + 1)) this.pending.add(id);
-						return false;
-					}
-				}
-				return true;
+				return err;
 			}
 			// Fine again (fixed, or changed since): the next failure starts over at the shortest delay.
 			for (const id of ids) {
@@ -302,7 +315,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				clearTimeout(retry.timer);
 				this.refreshRetries.delete(id);
 			}
-			return true;
+			return "done";
 		},
 
 		/** Queues a product that failed on its own again later, each time later, without holding up the loop. */
