@@ -55,5 +55,7 @@ export interface ShopMeta {
 	$location?: string;
 	/** Raw body of webhook routes. */
 	rawBody?: string;
+	/** The request is a HEAD (routed as its GET): nobody looks at the answer, so it is no view. */
+	headRequest?: boolean;
 	headers?: Record<string, string | string[] | undefined>;
 }

@@ -26,6 +26,8 @@ type Req = IncomingMessage & {
 	parsedUrl?: string;
 	originalUrl?: string;
 	query?: Record<string, unknown>;
+	/** A HEAD request, routed as its GET. */
+	$head?: boolean;
 	/** Set on a response-cache miss: where and under which generation to store the answer. */
 	$responseCache?: { key: string; tag: string; generation: number };
 };
@@ -223,12 +225,16 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 * as the GET, and Node's response, made for a HEAD request, leaves the body out.
 		 */
 		httpHandler(req: Req, res: ServerResponse, next?: (err?: unknown) => void) {
-			if (req.method === "HEAD") req.method = "GET";
+			if (req.method === "HEAD") {
+				req.method = "GET";
+				req.$head = true;
+			}
 			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
 		},
 
 		async beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse) {
 			ctx.meta.ip = clientIp(req);
+			if (req.$head) ctx.meta.headRequest = true;
 			const cartId = header(req, "x-cart-id");
 			if (cartId) ctx.meta.cartId = cartId;
 			const key = header(req, "idempotency-key");

@@ -166,7 +166,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const product = await this.findProduct(ctx.params.idOrSlug);
 				// Archived products stay readable for admins (past orders link to them), not for shoppers.
 				if (!product || (!product.isActive && ctx.meta.user?.role !== "admin")) throw new NotFoundError("Product");
-				await this.announce(ctx, "product.viewed", { productId: product.id, ...(ctx.meta.user ? { userId: ctx.meta.user.id } : {}) });
+				// A HEAD (a monitor, a link checker) is nobody viewing the product.
+				if (!ctx.meta.headRequest) await this.announce(ctx, "product.viewed", { productId: product.id, ...(ctx.meta.user ? { userId: ctx.meta.user.id } : {}) });
 				return this.productDetail(product);
 			},
 		},

@@ -238,10 +238,12 @@ describe("products service over HTTP", () => {
 			expect((await post(`/api/products/${created.id}/variants`, { sku: "C-1", stock: 1 }, customer)).status).toBe(403);
 		});
 
-		test("product.viewed carries the viewer when signed in", async () => {
+		test("product.viewed carries the viewer when signed in; a HEAD is no view", async () => {
 			const created = (await post("/api/products", productBody())).body;
 			await shop.http.get(`/api/products/${created.slug}`);
 			await shop.http.get(`/api/products/${created.id}`, { token: customer });
+			// A HEAD (a monitor, a link checker) answers as the page would, and is no view.
+			expect((await fetch(`${shop.url}/api/products/${created.slug}`, { method: "HEAD" })).status).toBe(200);
 			const views = eventsNamed("product.viewed").filter((e) => e.productId === created.id);
 			expect(views).toEqual([
 				{ productId: created.id, eventId: expect.any(String) },
