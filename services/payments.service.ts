@@ -100,7 +100,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					refundKey: String, orderId: String, paymentId: String, amount: Number, currency: String, reason: String, status: String,
 					providerRefundId: String, reserved: Boolean, sale: Boolean, leaseUntil: Date, createdAt: Date, updatedAt: Date,
 				},
-				indexes: [{ fields: { refundKey: 1 }, unique: true }, { fields: { paymentId: 1 } }],
+				// status + leaseUntil: each node's minute sweep for refunds whose call died (PaymentRefundsMixin).
+				indexes: [{ fields: { refundKey: 1 }, unique: true }, { fields: { paymentId: 1 } }, { fields: { status: 1, leaseUntil: 1 } }],
 			},
 			webhook_events: {
 				fields: { eventId: String, type: String, receivedAt: Date, applied: Boolean },
