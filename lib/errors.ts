@@ -67,6 +67,9 @@ export class ConflictError extends MoleculerClientError {
 	}
 }
 
+/** Broker errors that mean "try again later" (no node, a timeout, a full queue), not "you did something wrong". */
+export const BROKER_UNAVAILABLE_ERRORS: ReadonlySet<string> = new Set(["ServiceNotAvailableError", "ServiceNotFoundError", "RequestTimeoutError", "RequestSkippedError", "QueueIsFullError", "BrokerDisconnectedError"]);
+
 /** A write refused by a unique index (the collections' 409 DUPLICATE): usually "someone was first". */
 export function isDuplicate(err: unknown): boolean {
 	return (err as { type?: unknown } | null | undefined)?.type === "DUPLICATE";

@@ -13,7 +13,7 @@ import { ResponseCache } from "../lib/response-cache";
 import { isShopRoute } from "../lib/rest-routes";
 import { bodyShapeProblem, queryShapeProblem } from "../lib/request-shape";
 import { createRateLimitStore, type RateLimitStore } from "../adapters/rate-limit-store";
-import { UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
+import { BROKER_UNAVAILABLE_ERRORS, UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 
 type Req = IncomingMessage & {
@@ -61,9 +61,6 @@ type ApiSettings = Record<string, any>;
 
 const cfg = readConfig();
 const BODY_LIMIT = "1mb";
-
-/** Broker errors that mean "try again later", not "you did something wrong". */
-const UNAVAILABLE = new Set(["ServiceNotAvailableError", "ServiceNotFoundError", "RequestTimeoutError", "RequestSkippedError", "QueueIsFullError", "BrokerDisconnectedError"]);
 
 function clientIp(req: IncomingMessage): string {
 	if (process.env.TRUST_PROXY) {
@@ -290,7 +287,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			let err = raw;
 			// No node answers the action; or no route now, but there was one (the nodes hosting it are gone,
 			// which is not "no such page").
-			const unavailable = raw?.type === "NOT_FOUND" ? !req.$alias && this.knownRoute(req) : UNAVAILABLE.has(raw?.name);
+			const unavailable = raw?.type === "NOT_FOUND" ? !req.$alias && this.knownRoute(req) : BROKER_UNAVAILABLE_ERRORS.has(raw?.name);
 			if (raw?.name === "RateLimitExceeded") err = new TooManyRequestsError(60);
 			else if (unavailable) err = new ServiceUnavailableError("Service unavailable, try again");
 

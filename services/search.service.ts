@@ -12,7 +12,7 @@ import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import "../mixins/types";
 import { readConfig } from "../lib/config";
-import { ServiceUnavailableError } from "../lib/errors";
+import { BROKER_UNAVAILABLE_ERRORS, ServiceUnavailableError } from "../lib/errors";
 import { pageParams } from "../lib/pagination";
 import { createSearchEngine, type SearchEngine } from "../adapters/search";
 import { MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, normalizeText, parseSearchQuery, toIndexDoc, type SearchParams } from "../lib/search-query";
@@ -84,7 +84,7 @@ const RETRY_ERROR_AFTER = 5;
 
 /** Errors that say products or the search engine cannot be reached now, not that a product is bad. */
 const UNREACHABLE_ERRORS = new Set([
-	...["ServiceNotAvailableError", "ServiceNotFoundError", "RequestTimeoutError", "RequestSkippedError", "QueueIsFullError", "BrokerDisconnectedError"],
+	...BROKER_UNAVAILABLE_ERRORS,
 	// The Elasticsearch client's: a down engine would otherwise be blamed on every product in turn.
 	...["ConnectionError", "TimeoutError", "NoLivingConnectionsError"],
 ]);
