@@ -165,7 +165,8 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				{ id: existing.id, status: "processing", leaseUntil: existing.leaseUntil },
 				{ $set: { leaseUntil: new Date(Date.now() + LEASE_MS) } },
 			);
-			return taken ? this.runRefund(ctx, taken, (await this.db.payments.findById(taken.paymentId))!, { resumed: true }) : null;
+			// The payment read above: taking the lease changed only the refund.
+			return taken ? this.runRefund(ctx, taken, payment!, { resumed: true }) : null;
 		},
 
 		/**

@@ -193,6 +193,17 @@ describe("payments (built-in test provider)", () => {
 	});
 
 	describe("refund", () => {
+		/** A refund claim as a call that died left it: its lease `leaseMs` from now, its amount reserved on the payment or not. */
+		const claim = async (orderId: string, paymentId: string, refundKey: string, amount: number, o: { reservedOnPayment: boolean; leaseMs: number }) => {
+			const now = new Date();
+			const c = await svc.db.refunds.insert({
+				refundKey, orderId, paymentId, amount, currency: "USD", reason: "admin refund", status: "processing", reserved: false,
+				providerRefundId: null, leaseUntil: new Date(now.getTime() + o.leaseMs), createdAt: now, updatedAt: now,
+			});
+			if (o.reservedOnPayment) await svc.db.payments.updateOne({ orderId }, { $inc: { reservedRefundAmount: amount }, $set: { [`reservedRefunds.${c.id}`]: amount } });
+			return c;
+		};
+
 		test("full refund without an amount: refund recorded, payment refunded, payment.refunded published", async () => {
 			const orderId = newOrderId();
 			const paid = await charge(orderId, "pm_card_visa", 4000);
@@ -359,12 +370,7 @@ describe("payments (built-in test provider)", () => {
 		test("a refund whose process died after reserving, before its claim recorded that, is finished by the next call (not refused as refunded already)", async () => {
 			const orderId = newOrderId();
 			const paid = await charge(orderId, "pm_card_visa", 1000);
-			const now = new Date();
-			const claim = await svc.db.refunds.insert({
-				refundKey: "half-claimed", orderId, paymentId: paid.id, amount: 1000, currency: "USD", reason: "r", status: "processing", reserved: false,
-				providerRefundId: null, leaseUntil: new Date(now.getTime() - 1000), createdAt: now, updatedAt: now,
-			});
-			await svc.db.payments.updateOne({ orderId }, { $inc: { reservedRefundAmount: 1000 }, $set: { [`reservedRefunds.${claim.id}`]: 1000 } });
+			await claim(orderId, paid.id, "half-claimed", 1000, { reservedOnPayment: true, leaseMs: -1000 });
 			expect(await refund(orderId, "half-claimed")).toMatchObject({ amount: 1000, status: "succeeded" });
 			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 1000 });
 		});
@@ -389,16 +395,6 @@ describe("payments (built-in test provider)", () => {
 		});
 
 		describe("refunds left by a call that died, that no retry asks for again (resumeAbandonedRefunds)", () => {
-			const claim = async (orderId: string, paymentId: string, refundKey: string, amount: number, o: { reservedOnPayment: boolean; leaseMs: number }) => {
-				const now = new Date();
-				const c = await svc.db.refunds.insert({
-					refundKey, orderId, paymentId, amount, currency: "USD", reason: "admin refund", status: "processing", reserved: false,
-					providerRefundId: null, leaseUntil: new Date(now.getTime() + o.leaseMs), createdAt: now, updatedAt: now,
-				});
-				if (o.reservedOnPayment) await svc.db.payments.updateOne({ orderId }, { $inc: { reservedRefundAmount: amount }, $set: { [`reservedRefunds.${c.id}`]: amount } });
-				return c;
-			};
-
 			test("a reserved one is refunded, counted and announced once; a repeat sweep does nothing more", async () => {
 				const orderId = newOrderId();
 				const paid = await charge(orderId, "pm_card_visa", 1000);
