@@ -101,6 +101,8 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 		return { dataDir, doomed, admin, productId: product.body.id as string, variantId, buyer, key, checkout, http };
 	}
 
+	type Setup = Awaited<ReturnType<typeof shopWithBuyer>>;
+
 	/**
 	 * Sends `request` to a shop set to die in it and resolves, once the process is gone, with its answer
 	 * (null: it died first). With `mayAnswer`, a kill counted in what follows the answer is waited for
@@ -132,7 +134,7 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 		waitFor(async () => ((await http("GET", "/api/me/notifications", { token })).body.rows ?? []).some((n: any) => n.template === template), Boolean, 10_000, 100);
 
 	/** The checkout, killed where `at` says; then the shop again on the same files. Returns the first answer, if any. */
-	async function crashAndRestart(setup: Awaited<ReturnType<typeof shopWithBuyer>>, at: string) {
+	async function crashAndRestart(setup: Setup, at: string) {
 		const { doomed, checkout, dataDir } = setup;
 		// Let what registering started (the welcome email) settle: the writes counted are the checkout's.
 		await sleep(300);
@@ -141,8 +143,24 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 		return { first, shop: await start(dataDir) };
 	}
 
+	/**
+	 * A paid order, its aftermath (the confirmation email) settled; then `request` about it sent to the
+	 * shop set to die at `at` (writes counted from the request on), which may answer 200 first; then the
+	 * shop again on the same files.
+	 */
+	async function killedAfterPaidOrder(at: string, request: (http: ReturnType<typeof client>, setup: Setup, orderId: string) => Promise<Answer>) {
+		const setup = await shopWithBuyer(at, "pm_card_visa", { CRASH_ARM: "signal" });
+		const paid = await setup.checkout(setup.doomed.port!);
+		expect(paid.status).toBe(201);
+		await untilSent(setup.http, setup.buyer.token, "order-confirmed");
+		await armCrash(setup.doomed);
+		const first = await killedDuring(setup.doomed, () => request(setup.http, setup, paid.body.id), true);
+		if (first) expect(first.status).toBe(200);
+		return { setup, paid, shop: await start(setup.dataDir) };
+	}
+
 	/** The same key again, as a client whose request got no answer does, until the shop settles it. */
-	async function retry(setup: Awaited<ReturnType<typeof shopWithBuyer>>, port: number, settled: number[]) {
+	async function retry(setup: Setup, port: number, settled: number[]) {
 		const answers: AuditInput["answers"] = [];
 		let last: Answer = { status: 0, body: null };
 		for (let attempt = 0; attempt < 20; attempt++) {
@@ -158,7 +176,7 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 	}
 
 	/** The stored files against the load test's audit, once the shop has stopped. */
-	async function auditFiles(setup: Awaited<ReturnType<typeof shopWithBuyer>>, answers: AuditInput["answers"]) {
+	async function auditFiles(setup: Setup, answers: AuditInput["answers"]) {
 		const data = await readStoredData(setup.dataDir);
 		// The audit's rules, except two that a crash may rightly bend: "one order per key" (a key freed after
 		// its crashed order was undone makes one more; each test checks its orders) and the promo counter, a
@@ -232,21 +250,13 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 	// The customer's cancel of a paid order, killed after each of its writes: the cancel is finished
 	// once (stock and code use back, refunded in full, one email), by the restart or the customer's retry.
 	test.each(Array.from({ length: CANCEL_WRITES }, (_, i) => `write:${i + 1}`))("cancelled: killed at %s", async (at) => {
-		const setup = await shopWithBuyer(at, "pm_card_visa", { CRASH_ARM: "signal" });
-		const { doomed, buyer } = setup;
-		const paid = await setup.checkout(doomed.port!);
-		expect(paid.status).toBe(201);
-		// The checkout's aftermath (its email) settles; then the writes are counted from the cancel on.
-		await untilSent(setup.http, buyer.token, "order-confirmed");
-		await armCrash(doomed);
-		const first = await killedDuring(doomed, () => setup.http("POST", `/api/orders/${paid.body.id}/cancel`, { token: buyer.token, body: {} }), true);
-		if (first) expect(first.status).toBe(200);
-
-		const shop = await start(setup.dataDir);
+		const cancel = (http: ReturnType<typeof client>, setup: Setup, orderId: string) => http("POST", `/api/orders/${orderId}/cancel`, { token: setup.buyer.token, body: {} });
+		const { setup, paid, shop } = await killedAfterPaidOrder(at, cancel);
+		const { buyer } = setup;
 		try {
 			const http = client(shop.port!);
 			// The customer, who got no answer, cancels again: done now (200) or already (409).
-			const again = await http("POST", `/api/orders/${paid.body.id}/cancel`, { token: buyer.token, body: {} });
+			const again = await cancel(http, setup, paid.body.id);
 			expect([200, 409]).toContain(again.status);
 			const order = await waitFor(async () => (await http("GET", `/api/orders/${paid.body.id}`, { token: buyer.token })).body, (o: any) => o.paymentStatus === "refunded", 10_000, 100);
 			await untilSent(http, buyer.token, "order-cancelled");
@@ -266,24 +276,17 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 	// shop finishes it by itself after the restart, or it had not begun and the admin's second try
 	// refunds. Either way the money goes back once, and the customer is told once.
 	test.each(Array.from({ length: ADMIN_REFUND_WRITES }, (_, i) => `write:${i + 1}`))("admin refund without a key: killed at %s", async (at) => {
-		const setup = await shopWithBuyer(at, "pm_card_visa", { CRASH_ARM: "signal" });
-		const { doomed, buyer } = setup;
-		const paid = await setup.checkout(doomed.port!);
-		expect(paid.status).toBe(201);
-		await untilSent(setup.http, buyer.token, "order-confirmed");
-		await armCrash(doomed);
-		const refund = (http: ReturnType<typeof client>) => http("POST", `/api/orders/${paid.body.id}/refund`, { token: setup.admin, body: { reason: "damaged in transit" } });
-		const first = await killedDuring(doomed, () => refund(setup.http), true);
-		if (first) expect(first.status).toBe(200);
-
-		const shop = await start(setup.dataDir);
+		const refund = (http: ReturnType<typeof client>, setup: Setup, orderId: string) =>
+			http("POST", `/api/orders/${orderId}/refund`, { token: setup.admin, body: { reason: "damaged in transit" } });
+		const { setup, paid, shop } = await killedAfterPaidOrder(at, refund);
+		const { buyer } = setup;
 		try {
 			const http = client(shop.port!);
 			const order = () => http("GET", `/api/orders/${paid.body.id}`, { token: buyer.token }).then((r) => r.body);
 			// The admin, who got no answer, looks at the order a little later and refunds again if it shows no refund.
 			const refunded = (o: any) => o.paymentStatus === "refunded";
 			const seen = await waitFor(order, refunded, 3_000, 100).catch(() => null);
-			if (!seen) expect([200, 409]).toContain((await refund(http)).status);
+			if (!seen) expect([200, 409]).toContain((await refund(http, setup, paid.body.id)).status);
 			expect(await waitFor(order, refunded, 10_000, 100)).toMatchObject({ status: "confirmed", refundedAmount: paid.body.total });
 			await untilSent(http, buyer.token, "payment-refunded");
 			await shop.stop();
