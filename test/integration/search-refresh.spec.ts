@@ -23,30 +23,40 @@ describe("search refresh when fetching products fails", () => {
 		return res.body.id;
 	}
 
+	/** A new product, once search finds it by `word`. */
+	async function indexedProduct(name: string, word: string): Promise<string> {
+		const id = await createProduct(name);
+		await searchable(word, 2000);
+		return id;
+	}
+
 	async function rename(id: string, name: string) {
 		expect((await shop.http.patch(`/api/products/${id}`, { name }, { token: admin() })).status).toBe(200);
 	}
 
 	/**
-	 * Makes `products.listForIndex` fail, as a data bug did, whenever it is asked for this product;
-	 * records each such fetch (its ids and when).
+	 * Makes `products.listForIndex` fail with `error` whenever `fails` holds for the ids it is asked
+	 * for; records each such fetch (its ids and when).
 	 */
-	function breakIndexFetchOf(productId: string) {
+	function breakIndexFetch(fails: (ids: string[]) => boolean, error: () => Error) {
 		const collection = (shop.broker.getLocalService("products") as any).db.products;
 		const find = collection.find.bind(collection);
 		const fetches: Array<{ ids: string[]; at: number }> = [];
 		const spy = jest.spyOn(collection, "find").mockImplementation((...args: any[]) => {
 			const [query] = args;
 			const ids = query?.id?.$in;
-			if (query?.isActive === true && Array.isArray(ids) && ids.includes(productId)) {
+			if (query?.isActive === true && Array.isArray(ids) && fails(ids)) {
 				fetches.push({ ids: [...ids], at: Date.now() });
-				return Promise.reject(new TypeError("Cannot read properties of undefined (reading 'map')"));
+				return Promise.reject(error());
 			}
 			return find(...args);
 		});
 		const alone = () => fetches.filter((f) => f.ids.length === 1).map((f) => f.at);
 		return { fetches, alone, restore: () => spy.mockRestore() };
 	}
+
+	/** This product's fetch fails, as a data bug made it. */
+	const breakIndexFetchOf = (productId: string) => breakIndexFetch((ids) => ids.includes(productId), () => new TypeError("Cannot read properties of undefined (reading 'map')"));
 
 	beforeAll(async () => {
 		shop = await startShop({ services: [FakeUsers, "products", "search"] });
@@ -56,8 +66,7 @@ describe("search refresh when fetching products fails", () => {
 	afterAll(() => shop.stop());
 
 	test("a product that cannot be fetched does not hold back the others, and is retried with a growing delay", async () => {
-		const stool = await createProduct("Teak Stool");
-		await searchable("teak", 2000);
+		const stool = await indexedProduct("Teak Stool", "teak");
 		const warn = jest.spyOn(search.logger, "warn");
 		const broken = breakIndexFetchOf(stool);
 		try {
@@ -86,8 +95,7 @@ describe("search refresh when fetching products fails", () => {
 	}, 20_000);
 
 	test("a change that refreshes fine clears the failures: the next failure starts over at the shortest delay", async () => {
-		const shelf = await createProduct("Cedar Shelf");
-		await searchable("cedar", 2000);
+		const shelf = await indexedProduct("Cedar Shelf", "cedar");
 		let broken = breakIndexFetchOf(shelf);
 		try {
 			await rename(shelf, "Cedar Wall Shelf");
@@ -113,10 +121,8 @@ describe("search refresh when fetching products fails", () => {
 	}, 15_000);
 
 	test("while the search engine is down, the changes stay queued together and are retried after a pause", async () => {
-		const lamp = await createProduct("Brass Lamp");
-		const rug = await createProduct("Wool Rug");
-		await searchable("brass", 2000);
-		await searchable("wool", 2000);
+		const lamp = await indexedProduct("Brass Lamp", "brass");
+		const rug = await indexedProduct("Wool Rug", "wool");
 		const attempts: Array<{ ids: string[]; at: number }> = [];
 		const upsert = jest.spyOn(search.engine, "upsert").mockImplementation(async (...args: any[]) => {
 			attempts.push({ ids: args[0].map((d: { id: string }) => d.id).sort(), at: Date.now() });
@@ -139,10 +145,8 @@ describe("search refresh when fetching products fails", () => {
 	}, 10_000);
 
 	test("while products is unreachable, the changes stay queued together and are retried after a pause", async () => {
-		const chair = await createProduct("Rattan Chair");
-		const desk = await createProduct("Pine Desk");
-		await searchable("rattan", 2000);
-		await searchable("pine", 2000);
+		const chair = await indexedProduct("Rattan Chair", "rattan");
+		const desk = await indexedProduct("Pine Desk", "pine");
 		await shop.broker.destroyService(shop.broker.getLocalService("products"));
 
 		const refreshProducts = search.refreshProducts;
@@ -169,23 +173,17 @@ describe("search refresh when fetching products fails", () => {
 	test("when every product of a batch fails alike (the products store is down), none is blamed: the batch waits together", async () => {
 		// Last: the failures of the tests before would open the circuit breaker on products.listForIndex;
 		// the one before this started a fresh products service.
-		const mug = await createProduct("Clay Mug");
-		const jug = await createProduct("Clay Jug");
-		await searchable("mug", 2000);
-		await searchable("jug", 2000);
-		const collection = (shop.broker.getLocalService("products") as any).db.products;
-		const find = collection.find.bind(collection);
-		const down = jest.spyOn(collection, "find").mockImplementation((...args: any[]) =>
-			Array.isArray(args[0]?.id?.$in) ? Promise.reject(Object.assign(new Error("connection to the database lost"), { code: 500 })) : find(...args),
-		);
+		const mug = await indexedProduct("Clay Mug", "mug");
+		const jug = await indexedProduct("Clay Jug", "jug");
+		const down = breakIndexFetch(() => true, () => Object.assign(new Error("connection to the database lost"), { code: 500 }));
 		try {
 			// The batch, then each product alone: all fail alike, so all go back to wait together.
 			expect(await search.refreshIsolating([mug, jug])).toBe(false);
-			expect(down.mock.calls.filter((c: any[]) => Array.isArray(c[0]?.id?.$in))).toHaveLength(3);
+			expect(down.fetches).toHaveLength(3);
 			expect(search.refreshRetries.size).toBe(0);
 			expect([...search.pending]).toEqual(expect.arrayContaining([mug, jug]));
 		} finally {
-			down.mockRestore();
+			down.restore();
 		}
 		await rename(mug, "Stoneware Mug");
 		await rename(jug, "Stoneware Jug");
