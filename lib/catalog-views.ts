@@ -81,7 +81,8 @@ export function toVariantView(v: Variant, p: Pick<Product, "price">) {
 /**
  * The product page: the summary plus its variants with current stock and the category breadcrumb.
  * Its `price` and `compareAtPrice` are the product's own, as an admin sets them; each variant
- * carries the price it sells at.
+ * carries the price it sells at, and `fromPrice` is the least of those (what the listing shows),
+ * worked out from the variants on the page so the two always agree.
  */
 export function toProductDetail(p: Product, variants: Variant[], categories: CategoryNode[]) {
 	const views = variants.map((v) => toVariantView(v, p));
@@ -89,6 +90,7 @@ export function toProductDetail(p: Product, variants: Variant[], categories: Cat
 		...toProductSummary(p),
 		price: p.price,
 		compareAtPrice: p.compareAtPrice,
+		fromPrice: fromPriceOf(p, variants),
 		updatedAt: p.updatedAt,
 		categoryPath: ancestorPath(categories, p.categoryId).map((c) => ({ id: c.id, name: c.name, slug: c.slug })),
 		variants: views,
@@ -114,9 +116,9 @@ export function toVariantInfo(v: Variant, p: Product) {
 	};
 }
 
-/** `products.getMany`: a product reference for wishlists and reviews. */
+/** `products.getMany`: a product reference for wishlists and reviews, priced as the listing row is. */
 export function toProductRef(p: Product) {
-	return { id: p.id, name: p.name, slug: p.slug, price: p.price, currency: p.currency, image: mainImage(p), isActive: p.isActive };
+	return { id: p.id, name: p.name, slug: p.slug, price: p.fromPrice ?? p.price, currency: p.currency, image: mainImage(p), isActive: p.isActive };
 }
 
 /** Every value each option takes over the variants: `{Size: ["S", "M"], Color: ["Red"]}`. */

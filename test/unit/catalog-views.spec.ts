@@ -56,7 +56,13 @@ describe("catalog views", () => {
 
 	test("the product page keeps the product's own price and was price; its variants their effective ones", () => {
 		const detail = toProductDetail({ ...product, fromPrice: 5000 }, [variant("only", 5000, 1, {})], categories);
-		expect(detail).toMatchObject({ price: 2000, compareAtPrice: 2500, variants: [{ price: 5000 }] });
+		expect(detail).toMatchObject({ price: 2000, compareAtPrice: 2500, fromPrice: 5000, variants: [{ price: 5000 }] });
+	});
+
+	test("the product page's from price comes from the variants it shows, not from a stale stored one", () => {
+		expect(toProductDetail({ ...product, fromPrice: 9999 }, variants, categories).fromPrice).toBe(2000);
+		expect(toProductDetail({ ...product, fromPrice: undefined }, [variant("only", 5000, 1, {})], categories).fromPrice).toBe(5000);
+		expect(toProductDetail(product, [], categories).fromPrice).toBe(2000);
 	});
 
 	test("the main image is the one at position 0; none without images", () => {
@@ -85,6 +91,10 @@ describe("catalog views", () => {
 			price: 2300, currency: "USD", stock: 0, options: { Size: "XL", Color: "Red" }, isActive: false, image: "first",
 		});
 		expect(toProductRef(product)).toEqual({ id: "p1", name: "Tee", slug: "tee", price: 2000, currency: "USD", image: "first", isActive: true });
+	});
+
+	test("a wishlist row shows the from price, as the listing row does", () => {
+		expect(toProductRef({ ...product, fromPrice: 5000 }).price).toBe(5000);
 	});
 
 	test("option values are collected once each, in order of appearance", () => {
