@@ -44,7 +44,7 @@ import {
 import { OrderFollowUpsMixin, type OrderFollowUpMethods, type OrderFollowUpSettings, type OrderFollowUpVars } from "../mixins/order-follow-ups.mixin";
 import { newId, type CollectionSpec, type Query } from "../mixins/collection";
 import type { ShopMeta } from "../mixins/types";
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, invalidField } from "../lib/errors";
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { processStartedAt } from "../lib/config";
 import {
@@ -77,6 +77,8 @@ import {
 const IDEMPOTENCY_TTL_SECONDS = 48 * 3600;
 /** Orders one customer may have waiting for their payment (3-D Secure) at once; each holds stock until it expires. */
 const MAX_UNPAID_ORDERS = 3;
+/** replayCheckout's answer when the earlier request failed and freed its key. */
+const KEY_FREED = Symbol("key freed");
 
 interface OwnSettings {
 	rest: string;
@@ -91,6 +93,7 @@ type OrdersSettings = OwnSettings & CheckoutSagaSettings & OrderFollowUpSettings
 /** The service's own methods: the one way an order changes, and what its actions share. */
 interface OrderMethods extends OrderHostMethods {
 	visibleOrder(ctx: Context<unknown, ShopMeta>, id: string): Promise<Order>;
+	claimCheckoutKey(ctx: Context<CheckoutParams, ShopMeta>, key: string, fingerprint: string): Promise<{ claimed: true; record: IdempotencyRecord } | { claimed: false; answer: unknown }>;
 	replayCheckout(ctx: Context<CheckoutParams, ShopMeta>, first: IdempotencyRecord, fingerprint: string): Promise<unknown>;
 	settleOrphanedKey(record: IdempotencyRecord, staleMs: number): Promise<IdempotencyRecord | null>;
 }
@@ -181,9 +184,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				if (!isValidIdempotencyKey(key)) throw invalidIdempotencyKey();
 				const fingerprint = requestFingerprint(ctx.params);
 
-				const claim = await claimIdempotencyKey(this.db.idempotency_keys as unknown as IdempotencyStore, { userId, key, fingerprint, orderId: newId });
-				if (!claim) throw new ConflictError("Could not claim the Idempotency-Key, retry", "IDEMPOTENCY_KEY_BUSY");
-				if (!claim.claimed) return this.replayCheckout(ctx, claim.record, fingerprint);
+				const claim = await this.claimCheckoutKey(ctx, key, fingerprint);
+				if (!claim.claimed) return claim.answer;
 
 				try {
 					// Each order waiting for its payment holds its stock until it expires: a few per customer at most.
@@ -367,13 +369,31 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			return order as unknown as Order;
 		},
 
-		/** The answer to a repeated key: the first request's order (200), its error, or 409 on another body. */
+		/**
+		 * This request's hold on its key, or the answer an earlier request with the key already has.
+		 * An earlier request that failed and freed the key while this one waited for it (the gateway
+		 * re-sends a call that timed out while the first still runs) is what a retry is for: this
+		 * request claims the key again and runs the checkout, rather than answering "retry".
+		 */
+		async claimCheckoutKey(ctx: Context<CheckoutParams, ShopMeta>, key: string, fingerprint: string) {
+			const store = this.db.idempotency_keys as unknown as IdempotencyStore;
+			for (let round = 0; round < 2; round++) {
+				const claim = await claimIdempotencyKey(store, { userId: ctx.meta.user!.id, key, fingerprint, orderId: newId });
+				if (!claim) break;
+				if (claim.claimed) return { claimed: true as const, record: claim.record };
+				const answer = await this.replayCheckout(ctx, claim.record, fingerprint);
+				if (answer !== KEY_FREED) return { claimed: false as const, answer };
+			}
+			throw new ServiceUnavailableError("Could not claim the Idempotency-Key, retry");
+		},
+
+		/** The answer to a repeated key: the first request's order (200), its error, 409 on another body, or KEY_FREED. */
 		async replayCheckout(ctx: Context<CheckoutParams, ShopMeta>, first: IdempotencyRecord, fingerprint: string) {
 			if (first.fingerprint !== fingerprint) throw new ConflictError("This Idempotency-Key was already used with a different request", "IDEMPOTENCY_KEY_REUSED");
 			// The request holding the key may have died with its node: its order tells (see orphanedKeyAction).
 			let record: IdempotencyRecord | null = first.status === "running" ? await this.settleOrphanedKey(first, this.settings.orphanedKeyMs) : first;
 			if (record?.status === "running") record = await awaitIdempotentOutcome(this.db.idempotency_keys as unknown as IdempotencyStore, record, this.settings.idempotencyWaitMs);
-			if (!record) throw new ConflictError("The earlier request with this Idempotency-Key failed, retry", "IDEMPOTENCY_KEY_RELEASED");
+			if (!record) return KEY_FREED;
 			if (record.status === "running") throw new ConflictError("A request with this Idempotency-Key is still in progress", "IDEMPOTENCY_KEY_IN_PROGRESS");
 			if (record.status === "failed") throw replayError(record.error!);
 			ctx.meta.$statusCode = 200;

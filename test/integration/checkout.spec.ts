@@ -297,7 +297,7 @@ describe("checkout", () => {
 			expect(await keys().findOne({ userId: c.userId, key: k })).toMatchObject({ status: "completed" });
 		});
 
-		test("it died before making its order: freed once older than the limit (409 RELEASED), then the retry checks out", async () => {
+		test("it died before making its order: freed once older than the limit, and the retry that finds it so checks out", async () => {
 			const { c } = await buyerWithCart(1800, 5);
 			const k = key();
 			const claimed = async (ageMs: number) =>
@@ -311,8 +311,22 @@ describe("checkout", () => {
 			}
 			await keys().removeOne({ id: young.id });
 			await claimed(3 * 60_000);
-			expect((await checkout(c, { key: k })).body.type).toBe("IDEMPOTENCY_KEY_RELEASED");
-			expect((await checkout(c, { key: k })).status).toBe(201);
+			const retried = await checkout(c, { key: k });
+			expect(retried.status).toBe(201);
+			expect((await checkout(c, { key: k })).body.id).toBe(retried.body.id);
+			expect((await shop.http.get("/api/orders", { token: c.token })).body.total).toBe(1);
+		});
+
+		test("a repeat waiting for a first request that then fails and frees the key checks out itself", async () => {
+			// As when the gateway re-sends a call that timed out because a node died under the first.
+			const { c } = await buyerWithCart(1800, 5);
+			const k = key();
+			const first = await keys().insert({ userId: c.userId, key: k, fingerprint: requestFingerprint(body(c)), orderId: `undone-${k}`, status: "running", createdAt: new Date() });
+			setTimeout(() => void keys().removeOne({ id: first.id }), 300);
+			const repeat = await checkout(c, { key: k });
+			expect(repeat.status).toBe(201);
+			expect(repeat.body.status).toBe("confirmed");
+			expect((await shop.http.get("/api/orders", { token: c.token })).body.total).toBe(1);
 		});
 
 		test("a single process restarted (no transporter) settles every such key once its services have started", async () => {
