@@ -2,6 +2,7 @@
  * The order's life: which status may follow which, what a transition requires, how the payment
  * status follows refunds, and how an order's state is rebuilt from its event log.
  */
+import type { SagaRunner } from "./checkout-recovery";
 import { ConflictError, invalidField } from "./errors";
 import { multiplyCents } from "./money";
 
@@ -205,7 +206,8 @@ export interface Order {
 	 * Orders stored before the log moved here keep theirs in `order_events`; see orderEventLog.
 	 */
 	events?: StoredOrderEvent[];
-	saga: { state: "running" | "completed" | "compensated" | "compensation_failed"; completed: string[]; compensated: string[] };
+	/** `runner`: the node run driving the saga (lib/checkout-recovery.ts); absent on orders stored before. */
+	saga: { state: "running" | "completed" | "compensated" | "compensation_failed"; completed: string[]; compensated: string[]; runner?: SagaRunner | null };
 	createdAt: Date;
 	updatedAt: Date;
 }

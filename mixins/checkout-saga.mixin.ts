@@ -201,7 +201,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				followUpLease: null,
 				announcements: {},
 				events: [createdEvent(now)],
-				saga: { state: "running", completed: c.log?.carry("createOrder") ?? [], compensated: [] },
+				saga: { state: "running", completed: c.log?.carry("createOrder") ?? [], compensated: [], runner: { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID } },
 				createdAt: now,
 				updatedAt: now,
 			});

@@ -21,6 +21,7 @@ import type { Collections } from "./db.mixin";
 import type { Entity } from "./collection";
 import type { OutboxThis } from "./outbox.mixin";
 import { readConfig } from "../lib/config";
+import { checkoutRecoveryDue, type RecoveryView, type SagaRunner } from "../lib/checkout-recovery";
 import type { Checkout, CheckoutSagaMethods, CheckoutSagaVars, OrderHostMethods } from "./checkout-saga.mixin";
 import {
 	announcementEvent,
@@ -49,6 +50,10 @@ export interface OrderFollowUpSettings {
 	followUpLeaseMs: number;
 	/** An order still waiting for its payment this long after its checkout is cancelled, its stock freed (UNPAID_ORDER_TTL_MINUTES when null). */
 	unpaidOrderTtlMs: number | null;
+	/** How often each node looks for checkouts whose run is over or whose undoing failed. */
+	checkoutRecoveryScanMs: number;
+	/** A checkout whose undoing failed (a service it needed was down) is tried again after this long. */
+	compensationRetryMs: number;
 }
 
 type OrderAnnouncement = { event: string; payload: Record<string, unknown> & { orderId: string } };
@@ -67,6 +72,8 @@ export interface OrderFollowUpMethods {
 	refundRest(c: Checkout, reason: string, refundKey: string, sale: boolean): Promise<void>;
 	recordRefund(orderId: string, refund: { id: string; amount: number; status?: string }, reason: string | null): Promise<void>;
 	recoverInterrupted(olderThanMs: number): Promise<void>;
+	recoverInterruptedCheckouts(): Promise<void>;
+	recoverOrder(found: Order, runner?: SagaRunner): Promise<void>;
 	expireUnpaid(olderThanMs: number): Promise<number>;
 	adoptLegacyCancellation(orderId: string): Promise<Entity | null>;
 }
@@ -74,11 +81,14 @@ export interface OrderFollowUpMethods {
 export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMethods, "recoverCheckout">, Pick<CheckoutSagaVars, "checkoutsHere">, Pick<OutboxThis, "publishAll" | "published"> {
 	db: Collections;
 	recoveryTimer: NodeJS.Timeout;
+	checkoutScanTimer: NodeJS.Timeout;
+	/** When this service started: the registry has heard from every live node a heartbeat timeout later. */
+	recoveryStartedAt: number;
 }
 type OrderFollowUpThis = Service<OrderFollowUpSettings> & OrderFollowUpMethods & OrderFollowUpVars;
 
 const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFollowUpMethods, OrderFollowUpVars>> = {
-	settings: { staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000, unpaidOrderTtlMs: null },
+	settings: { staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000, unpaidOrderTtlMs: null, checkoutRecoveryScanMs: 5000, compensationRetryMs: 5000 },
 
 	methods: {
 		/** Payment news, live (with its ctx) or caught up from the payments outbox (ctx null). */
@@ -310,17 +320,43 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 				},
 				{ limit: 100 },
 			);
-			for (const found of stuck) {
-				// Only one node takes each order: the claim is a compare-and-set on updatedAt.
-				const order = (await this.db.orders.updateOne({ id: found.id, updatedAt: found.updatedAt }, { $set: { updatedAt: new Date() } })) as unknown as Order | null;
-				if (!order) continue;
-				try {
-					if (order.cancellation === "pending") await this.adoptLegacyCancellation(order.id);
-					if (order.saga?.state === "running" || order.saga?.state === "compensation_failed") await this.recoverCheckout(order);
-					await this.driveFollowUps(null, order.id);
-				} catch (err) {
-					this.logger.error(`Recovery of order ${order.id} failed, will retry:`, err);
-				}
+			for (const found of stuck) await this.recoverOrder(found as unknown as Order);
+		},
+
+		/**
+		 * Checkouts whose run is known to be over (its node died or restarted) or whose undoing failed,
+		 * finished now rather than after the stale window: their stock is held and their buyer's retry
+		 * waits until then. Reads only the index of running and failed sagas, so it runs every few seconds.
+		 */
+		async recoverInterruptedCheckouts() {
+			const found = await this.db.orders.find({ "saga.state": { $in: ["running", "compensation_failed"] } }, { limit: 100 });
+			if (!found.length) return;
+			const registry = (this.broker as any).registry;
+			const view: RecoveryView = {
+				self: { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID },
+				nodeOf: (nodeID) => registry.nodes.get(nodeID),
+				discoverySettled: Date.now() - this.recoveryStartedAt >= (this.broker.options.heartbeatTimeout ?? 15) * 1000,
+				staleMs: this.settings.staleCheckoutMs,
+				compensationRetryMs: this.settings.compensationRetryMs,
+			};
+			const now = new Date();
+			for (const order of found as unknown as Order[]) {
+				if (!this.checkoutsHere.has(order.id) && checkoutRecoveryDue(order, now, view)) await this.recoverOrder(order, view.self);
+			}
+		},
+
+		/** Recovers one order found interrupted; `runner`: the saga is driven by this node's run from now on. */
+		async recoverOrder(found: Order, runner?: SagaRunner) {
+			// Only one node takes each order: the claim is a compare-and-set on updatedAt.
+			const claim: Record<string, unknown> = { updatedAt: new Date(), ...(runner ? { "saga.runner": runner } : {}) };
+			const order = (await this.db.orders.updateOne({ id: found.id, updatedAt: found.updatedAt }, { $set: claim })) as unknown as Order | null;
+			if (!order) return;
+			try {
+				if (order.cancellation === "pending") await this.adoptLegacyCancellation(order.id);
+				if (order.saga?.state === "running" || order.saga?.state === "compensation_failed") await this.recoverCheckout(order);
+				await this.driveFollowUps(null, order.id);
+			} catch (err) {
+				this.logger.error(`Recovery of order ${order.id} failed, will retry:`, err);
 			}
 		},
 
@@ -369,10 +405,22 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			this.expireUnpaid(unpaidTtlMs).catch((err: Error) => this.logger.error("Expiring unpaid orders failed:", err));
 		}, Math.min(staleMs, unpaidTtlMs, 5 * 60_000));
 		this.recoveryTimer.unref();
+		this.recoveryStartedAt = Date.now();
+		let scanning = false;
+		this.checkoutScanTimer = setInterval(() => {
+			// One scan at a time: recovering while a service is down can outlast the interval.
+			if (scanning) return;
+			scanning = true;
+			this.recoverInterruptedCheckouts()
+				.catch((err: Error) => this.logger.error("Checkout recovery failed:", err))
+				.finally(() => (scanning = false));
+		}, this.settings.checkoutRecoveryScanMs);
+		this.checkoutScanTimer.unref();
 	},
 
 	stopped() {
 		clearInterval(this.recoveryTimer);
+		clearInterval(this.checkoutScanTimer);
 	},
 };
 

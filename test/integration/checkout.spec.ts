@@ -483,7 +483,7 @@ describe("checkout", () => {
 				const res = await checkout(c);
 				expect(res.status).toBe(201);
 				const stored = await svc.db.orders.findById(res.body.id);
-				expect(stored.saga).toEqual({ state: "completed", completed: svc.checkoutSaga.steps.map((s: { name: string }) => s.name), compensated: [] });
+				expect(stored.saga).toEqual({ state: "completed", completed: svc.checkoutSaga.steps.map((s: { name: string }) => s.name), compensated: [], runner: { nodeID: svc.broker.nodeID, instanceID: svc.broker.instanceID } });
 				// The order is created, then reserve, charge, confirm, commit and the saga's end: one write each.
 				// (Conditional updates that matched nothing, e.g. from the payment event arriving, wrote nothing.)
 				expect(inserts).toHaveBeenCalledTimes(1);
@@ -661,6 +661,36 @@ describe("checkout", () => {
 			expect((await shop.http.get(`/api/orders/${placed.id}`, { token: adminToken })).body).toMatchObject({ status: "cancelled" });
 			expect(await stockOf(v.variantId)).toBe(3);
 			expect(await eventTypes(placed.id)).toEqual(["created", "stock_released", "cancelled"]);
+		});
+
+		test("a checkout run by an earlier run of this node (it restarted) is finished by the next scan, not after the stale window", async () => {
+			const svc = orders();
+			const { c, v } = await buyerWithCart(1200, 3, 2);
+			const placed = await checkoutDyingAfterCallOf("reserveStock", c);
+			// Run by this run, as far as anyone knows it is still running: left alone.
+			await svc.recoverInterruptedCheckouts();
+			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "pending", saga: { state: "running" } });
+			expect(await stockOf(v.variantId)).toBe(1);
+
+			await svc.db.orders.updateOne({ id: placed.id }, { $set: { "saga.runner.instanceID": "an-earlier-run" } });
+			await svc.recoverInterruptedCheckouts();
+			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "cancelled", saga: { state: "compensated" } });
+			expect(await stockOf(v.variantId)).toBe(3);
+		});
+
+		test("a checkout whose undoing failed (a service it needed was down) is undone again a few seconds later", async () => {
+			const svc = orders();
+			const { c, v } = await buyerWithCart(1200, 3, 2);
+			const placed = await checkoutDyingAfterCallOf("reserveStock", c);
+			await svc.db.orders.updateOne({ id: placed.id }, { $set: { "saga.state": "compensation_failed" } });
+			// Just failed: not yet.
+			await svc.recoverInterruptedCheckouts();
+			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ saga: { state: "compensation_failed" } });
+
+			await svc.db.orders.updateOne({ id: placed.id }, { $set: { updatedAt: new Date(Date.now() - svc.settings.compensationRetryMs) } });
+			await svc.recoverInterruptedCheckouts();
+			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "cancelled", saga: { state: "compensated" } });
+			expect(await stockOf(v.variantId)).toBe(3);
 		});
 
 		test("a checkout whose node died after publishing, before its journal said so: recovery completes it without announcing twice", async () => {

@@ -1,0 +1,60 @@
+import { checkoutRecoveryDue, runnerIsGone, type KnownNode, type RecoveryView, type SagaRunner } from "../../lib/checkout-recovery";
+
+const self: SagaRunner = { nodeID: "checkout-1", instanceID: "run-2" };
+const registry: Record<string, KnownNode> = {
+	"checkout-2": { instanceID: "b-1", available: true },
+	"checkout-3": { instanceID: "c-1", available: false },
+};
+const view: RecoveryView = {
+	self,
+	nodeOf: (id) => registry[id],
+	discoverySettled: true,
+	staleMs: 15 * 60_000,
+	compensationRetryMs: 5000,
+};
+const now = new Date("2026-11-28T12:00:00Z");
+const ago = (ms: number) => new Date(now.getTime() - ms);
+
+describe("whose saga run is over", () => {
+	test.each([
+		["this node's current run", { nodeID: "checkout-1", instanceID: "run-2" }, true, false],
+		["this node's previous run (it restarted)", { nodeID: "checkout-1", instanceID: "run-1" }, true, true],
+		["a live node's current run", { nodeID: "checkout-2", instanceID: "b-1" }, true, false],
+		["a live node's previous run (it restarted)", { nodeID: "checkout-2", instanceID: "b-0" }, true, true],
+		["a node that left", { nodeID: "checkout-3", instanceID: "c-1" }, true, true],
+		["a node never heard of", { nodeID: "checkout-9", instanceID: "z" }, true, true],
+		// Just started: a live node may not have been heard from yet.
+		["a node that left, before discovery settled", { nodeID: "checkout-3", instanceID: "c-1" }, false, false],
+		["a node never heard of, before discovery settled", { nodeID: "checkout-9", instanceID: "z" }, false, false],
+		["a restarted node, before discovery settled", { nodeID: "checkout-2", instanceID: "b-0" }, false, true],
+		["this node's previous run, before discovery settled", { nodeID: "checkout-1", instanceID: "run-1" }, false, true],
+	])("%s", (_what, runner, discoverySettled, gone) => {
+		expect(runnerIsGone(runner, { ...view, discoverySettled })).toBe(gone);
+	});
+
+	test("a checkout stored before runners were recorded has none to vouch for it", () => {
+		expect(runnerIsGone(undefined, view)).toBe(false);
+		expect(runnerIsGone(null, view)).toBe(false);
+	});
+});
+
+describe("when an interrupted checkout is due for recovery", () => {
+	test.each([
+		["running on a live node", { state: "running", runner: { nodeID: "checkout-2", instanceID: "b-1" } }, ago(1000), false],
+		["running on a node that died", { state: "running", runner: { nodeID: "checkout-3", instanceID: "c-1" } }, ago(100), true],
+		["running on this node's previous run", { state: "running", runner: { nodeID: "checkout-1", instanceID: "run-1" } }, ago(0), true],
+		["running with no runner recorded, young", { state: "running" }, ago(60_000), false],
+		["running with no runner recorded, past the stale window", { state: "running" }, ago(15 * 60_000), true],
+		["running on a live node, past the stale window", { state: "running", runner: { nodeID: "checkout-2", instanceID: "b-1" } }, ago(16 * 60_000), true],
+		["undoing failed a moment ago", { state: "compensation_failed", runner: { nodeID: "checkout-2", instanceID: "b-1" } }, ago(1000), false],
+		["undoing failed a while ago", { state: "compensation_failed", runner: { nodeID: "checkout-2", instanceID: "b-1" } }, ago(5000), true],
+		["completed", { state: "completed", runner: { nodeID: "checkout-3", instanceID: "c-1" } }, ago(60 * 60_000), false],
+		["compensated", { state: "compensated" }, ago(60 * 60_000), false],
+	])("%s", (_what, saga, updatedAt, due) => {
+		expect(checkoutRecoveryDue({ saga, updatedAt }, now, view)).toBe(due);
+	});
+
+	test("a stored date string counts as the date", () => {
+		expect(checkoutRecoveryDue({ saga: { state: "compensation_failed" }, updatedAt: ago(6000).toISOString() }, now, view)).toBe(true);
+	});
+});
