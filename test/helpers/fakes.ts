@@ -2,12 +2,24 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { HealthMixin } from "../../mixins/health.mixin";
 import { OutboxMixin } from "../../mixins/outbox.mixin";
+import { signAccessToken } from "../../lib/jwt";
 
-/** The users service as the gateway needs it: every session is active. */
+/** A fake session's id names its user and role, so FakeUsers can answer for it as users does. */
+export function fakeSession(sid: string): { active: boolean; userId?: string; role?: string } {
+	const m = /^fake\.(customer|admin)\.(.+)$/.exec(sid);
+	return m ? { active: true, userId: m[2], role: m[1] } : { active: false };
+}
+
+/** An access token on a fake session of this user (the gateway checks the session's user and role). */
+export function fakeToken(sub: string, role: "customer" | "admin" = "customer"): string {
+	return signAccessToken({ sub, role, sid: `fake.${role}.${sub}` });
+}
+
+/** The users service as the gateway needs it: the sessions of fakeToken are active. */
 export const FakeUsers: ServiceSchema = {
 	name: "users",
 	mixins: [HealthMixin],
-	actions: { checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) } },
+	actions: { checkSession: { params: { sid: "string" }, handler: (ctx: Context<{ sid: string }>) => fakeSession(ctx.params.sid) } },
 };
 
 /**

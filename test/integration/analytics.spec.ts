@@ -5,22 +5,21 @@
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
-import { signAccessToken } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
 import AnalyticsService from "../../services/analytics.service";
 import "../../mixins/types";
 import { waitFor } from "../helpers/wait";
-import { sourceWithOutbox } from "../helpers/fakes";
+import { sourceWithOutbox, fakeToken, fakeSession } from "../helpers/fakes";
 
 // Stands in for the users service: every session is active.
 const FakeUsers: ServiceSchema = {
 	name: "users",
 	mixins: [HealthMixin],
-	actions: { checkSession: { params: { sid: "string" }, handler: (_ctx: Context) => ({ active: true }) } },
+	actions: { checkSession: { params: { sid: "string" }, handler: (ctx: Context<{ sid: string }>) => fakeSession(ctx.params.sid) } },
 };
 
-const adminToken = () => signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
-const customerToken = () => signAccessToken({ sub: "u1", role: "customer", sid: "s-u1" });
+const adminToken = () => fakeToken("admin-1", "admin");
+const customerToken = () => fakeToken("u1");
 
 const HOUR = 3_600_000;
 let seq = 0;

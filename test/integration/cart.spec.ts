@@ -8,8 +8,7 @@ import crypto from "node:crypto";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
-import { signAccessToken } from "../../lib/jwt";
-import { FakeUsers } from "../helpers/fakes";
+import { FakeUsers, fakeToken } from "../helpers/fakes";
 
 // The analytics side of cart.item_added.
 const itemAddedEvents: any[] = [];
@@ -19,7 +18,7 @@ const EventProbe: ServiceSchema = {
 };
 
 const newUser = () => `user-${crypto.randomBytes(6).toString("hex")}`;
-export const tokenFor = (userId: string, role: "customer" | "admin" = "customer") => signAccessToken({ sub: userId, role, sid: `sid-${userId}` });
+export const tokenFor = (userId: string, role: "customer" | "admin" = "customer") => fakeToken(userId, role);
 
 describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)`, () => {
 	let shop: Shop;

@@ -4,8 +4,7 @@
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { loadService, startShop, type Shop } from "../helpers/shop";
-import { signAccessToken } from "../../lib/jwt";
-import { FakeUsers } from "../helpers/fakes";
+import { FakeUsers, fakeToken } from "../helpers/fakes";
 
 const changes: any[] = [];
 const Listener: ServiceSchema = {
@@ -20,8 +19,8 @@ const Listener: ServiceSchema = {
 /** The real products service with its sweeper timer off: tests sweep when they choose. */
 const productsWithSweep = (intervalMs: number): ServiceSchema<any> => ({ name: "products", mixins: [loadService("products")], settings: { reservationSweep: { intervalMs } } });
 
-const admin = signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
-const customer = signAccessToken({ sub: "cust-1", role: "customer", sid: "s-cust" });
+const admin = fakeToken("admin-1", "admin");
+const customer = fakeToken("cust-1");
 
 describe("inventory", () => {
 	let shop: Shop;

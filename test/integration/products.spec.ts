@@ -1,9 +1,8 @@
 /** Catalog over HTTP: categories, products with variants, listing through the cache, admin rules, events. */
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
-import { signAccessToken } from "../../lib/jwt";
 import { ConflictError } from "../../lib/errors";
-import { FakeUsers, sourceWithOutbox } from "../helpers/fakes";
+import { FakeUsers, sourceWithOutbox, fakeToken } from "../helpers/fakes";
 import { waitFor } from "../helpers/wait";
 
 const events: Array<{ name: string; payload: any }> = [];
@@ -17,8 +16,8 @@ const Listener: ServiceSchema = {
 };
 const eventsNamed = (name: string) => events.filter((e) => e.name === name).map((e) => e.payload);
 
-const admin = signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
-const customer = signAccessToken({ sub: "cust-1", role: "customer", sid: "s-cust" });
+const admin = fakeToken("admin-1", "admin");
+const customer = fakeToken("cust-1");
 
 let seq = 0;
 function productBody(overrides: Record<string, unknown> = {}) {

@@ -1,12 +1,11 @@
 /** Search answers come from the cacher until the index changes, and a change is visible at once. */
 import { startShop, type Shop } from "../helpers/shop";
-import { FakeUsers } from "../helpers/fakes";
+import { FakeUsers, fakeToken } from "../helpers/fakes";
 import { eventually } from "../helpers/cluster";
-import { signAccessToken } from "../../lib/jwt";
 
 describe("search cache", () => {
 	let shop: Shop;
-	const admin = signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
+	const admin = fakeToken("admin-1", "admin");
 	beforeAll(async () => {
 		shop = await startShop({ services: [FakeUsers, "products", "search"] });
 	});

@@ -12,8 +12,7 @@ import { startShop, type Shop } from "../helpers/shop";
 import SearchService from "../../services/search.service";
 import { ElasticsearchEngine } from "../../adapters/search";
 import { PRICE_BUCKETS, toIndexDoc } from "../../lib/search-query";
-import { signAccessToken } from "../../lib/jwt";
-import { FakeUsers } from "../helpers/fakes";
+import { FakeUsers, fakeToken } from "../helpers/fakes";
 import { waitFor } from "../helpers/wait";
 
 const INDEX = "shop-products";
@@ -270,7 +269,7 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 
 	test("admin rebuild re-indexes in bulk", async () => {
 		es.sent.length = 0;
-		const res = await shop.http.post("/api/search/rebuild", {}, { token: signAccessToken({ sub: "a1", role: "admin", sid: "s1" }) });
+		const res = await shop.http.post("/api/search/rebuild", {}, { token: fakeToken("a1", "admin") });
 		expect(res.status).toBe(200);
 		expect(res.body).toMatchObject({ indexed: 249, removed: 2, pages: 2 });
 		const pages = es.sent.filter((s) => s.path === "/_bulk" && s.body[0].index);

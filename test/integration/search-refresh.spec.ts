@@ -5,14 +5,13 @@
  */
 import { errors } from "@elastic/elasticsearch";
 import { loadService, startShop, type Shop } from "../helpers/shop";
-import { signAccessToken } from "../../lib/jwt";
-import { FakeUsers } from "../helpers/fakes";
+import { FakeUsers, fakeToken } from "../helpers/fakes";
 import { waitFor } from "../helpers/wait";
 
 describe("search refresh when fetching products fails", () => {
 	let shop: Shop;
 	let search: any;
-	const admin = () => signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
+	const admin = () => fakeToken("admin-1", "admin");
 	const total = async (q: string) => (await shop.http.get(`/api/search?q=${encodeURIComponent(q)}`)).body.total as number;
 	const searchable = (q: string, withinMs: number) => waitFor(() => total(q), (n) => n === 1, withinMs);
 

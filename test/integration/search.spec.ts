@@ -5,10 +5,9 @@
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
-import { signAccessToken } from "../../lib/jwt";
 import { PRICE_BUCKETS } from "../../lib/search-query";
 import { HealthMixin } from "../../mixins/health.mixin";
-import { FakeUsers } from "../helpers/fakes";
+import { FakeUsers, fakeToken } from "../helpers/fakes";
 
 type Row = Record<string, any> & { id: string; isActive?: boolean };
 
@@ -330,9 +329,9 @@ describe("search (embedded engine) over HTTP", () => {
 		expect((await shop.http.get("/api/search?q=lamp")).body.total).toBe(0);
 
 		expect((await shop.http.post("/api/search/rebuild", {})).status).toBe(401);
-		const customer = signAccessToken({ sub: "u1", role: "customer", sid: "s1" });
+		const customer = fakeToken("u1");
 		expect((await shop.http.post("/api/search/rebuild", {}, { token: customer })).status).toBe(403);
-		const admin = signAccessToken({ sub: "a1", role: "admin", sid: "s2" });
+		const admin = fakeToken("a1", "admin");
 		const res = await shop.http.post("/api/search/rebuild", {}, { token: admin });
 		expect(res.status).toBe(200);
 		expect(res.body).toMatchObject({ indexed: catalog.size - 2, removed: 1, pages: 3 });
@@ -369,7 +368,7 @@ describe("search when the products service starts later, or cannot filter by ids
 
 describe("search with the real products service", () => {
 	let shop: Shop;
-	const admin = () => signAccessToken({ sub: "admin-1", role: "admin", sid: "s-admin" });
+	const admin = () => fakeToken("admin-1", "admin");
 
 	beforeAll(async () => {
 		shop = await startShop({ services: [FakeUsers, "products", "search"] });
