@@ -1,7 +1,8 @@
 /**
  * The catalog's category actions (list as a tree, create, update), split out of
  * services/products.service.ts for size; only that service uses it. A category never moves below
- * itself (see wouldCreateCycle in lib/category-tree.ts), and every write cleans the service's cache.
+ * itself (see wouldCreateCycle in lib/category-tree.ts), every write cleans the service's cache, and
+ * a change of name, slug or place announces the products below it (`category.updated`) for search.
  *
  * The host declares the `categories` collection in its DbMixin (in `productCollections`: its
  * product actions and the seed read it too) and the methods of CatalogCategoryHostMethods, which
@@ -12,7 +13,7 @@ import type { Collection, Entity } from "./collection";
 import type { ShopMeta } from "./types";
 import { NotFoundError, invalidField } from "../lib/errors";
 import { slugRule } from "../lib/catalog-rules";
-import { buildCategoryTree, wouldCreateCycle, type Category } from "../lib/category-tree";
+import { buildCategoryTree, descendantIds, wouldCreateCycle, type Category } from "../lib/category-tree";
 
 type Ctx<P = Record<string, never>> = Context<P, ShopMeta>;
 
@@ -23,10 +24,12 @@ export interface CatalogCategoryHostMethods {
 	freeSlug(collection: Collection, name: string): Promise<string>;
 	/** A 409 DUPLICATE when another record of the collection has the slug. */
 	assertSlugFree(collection: Collection, slug: string, exceptId?: string): Promise<void>;
+	/** Emits a catalog event (with an eventId). */
+	announce(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<void>;
 }
 
 interface CatalogCategoryVars extends CatalogCategoryHostMethods {
-	db: { categories: Collection<Category & Entity> };
+	db: { categories: Collection<Category & Entity>; products: Collection<{ categoryId?: string | null } & Entity> };
 	cleanCache(): Promise<void>;
 }
 
@@ -91,8 +94,15 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Record
 					if (wouldCreateCycle(all, id, changes.parentId)) throw invalidField("parentId", "A category cannot move below itself.", "cycle");
 				}
 				if (changes.slug) await this.assertSlugFree(this.db.categories, changes.slug, id);
+				const before = all.find((c) => c.id === id)!;
 				const updated = await this.db.categories.updateById(id, { $set: { ...changes, updatedAt: new Date() } });
 				await this.cleanCache();
+				// Every product below it carries the category's names and slugs in its search document.
+				if ((["name", "slug", "parentId"] as const).some((k) => k in changes && changes[k] !== before[k])) {
+					const categoryIds = descendantIds(all, id);
+					const products = await this.db.products.find({ categoryId: { $in: categoryIds } }, { fields: ["id"] });
+					if (products.length) await this.announce(ctx, "category.updated", { categoryId: id, productIds: products.map((p) => p.id) });
+				}
 				return updated;
 			},
 		},

@@ -183,6 +183,11 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			const id = productIdOf(ctx);
 			if (id) this.queueRefresh(id);
 		},
+		// A category renamed or moved: its products' documents carry its names and slugs.
+		"category.updated"(this: SearchThis, ctx: Context<{ productIds?: unknown }>) {
+			const ids = Array.isArray(ctx.params?.productIds) ? ctx.params.productIds : [];
+			for (const id of ids) if (typeof id === "string" && id) this.queueRefresh(id);
+		},
 		async "product.archived"(this: SearchThis, ctx: Context<{ productId: string }>) {
 			const id = productIdOf(ctx);
 			if (!id) return;

@@ -388,4 +388,28 @@ describe("search with the real products service", () => {
 		expect((await shop.http.delete(`/api/products/${created.body.id}`, { token: admin() })).status).toBeLessThan(300);
 		await eventually(() => shop.http.get("/api/search?q=merino"), (r) => r.body.total === 0, 1000);
 	});
+
+	test("a category renamed or moved reaches the search documents of its products within a second", async () => {
+		const category = async (body: object) => (await shop.http.post("/api/categories", body, { token: admin() })).body;
+		const parent = await category({ name: "Outerwear", slug: "outerwear" });
+		const knitwear = await category({ name: "Knitwear", slug: "knitwear" });
+		const created = await shop.http.post(
+			"/api/products",
+			{ name: "Cable Cardigan", price: 9_900, currency: "USD", categoryId: knitwear.id, variants: [{ sku: `CC-${Date.now()}`, name: "M", stock: 2 }] },
+			{ token: admin() },
+		);
+		expect(created.status).toBe(201);
+		const found = (q: string) => async () => (await shop.http.get(`/api/search?${q}`)).body.rows.map((r: { id: string }) => r.id);
+		await eventually(found("category=knitwear"), (ids) => ids.includes(created.body.id), 1000);
+
+		expect((await shop.http.patch(`/api/categories/${knitwear.id}`, { name: "Woollens", slug: "woollens" }, { token: admin() })).status).toBe(200);
+		await eventually(found("category=woollens"), (ids) => ids.includes(created.body.id), 1000);
+		expect(await found("category=knitwear")()).not.toContain(created.body.id);
+		const facets = (await shop.http.get("/api/search?q=cardigan")).body.facets.category;
+		expect(facets).toContainEqual(expect.objectContaining({ value: "woollens", count: 1 }));
+		expect(facets.map((f: { value: string }) => f.value)).not.toContain("knitwear");
+
+		expect((await shop.http.patch(`/api/categories/${knitwear.id}`, { parentId: parent.id }, { token: admin() })).status).toBe(200);
+		await eventually(found("category=outerwear"), (ids) => ids.includes(created.body.id), 1000);
+	});
 });
