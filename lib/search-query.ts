@@ -207,9 +207,16 @@ export function toIndexDoc(row: Record<string, any>, indexedAt: number): Product
 		rating: typeof rating.average === "number" && Number.isFinite(rating.average) ? rating.average : 0,
 		ratingCount: typeof rating.count === "number" ? rating.count : 0,
 		image: typeof row.image === "string" ? row.image : row.image?.url ?? null,
-		createdAt: row.createdAt ? new Date(row.createdAt).toISOString() : null,
+		createdAt: isoDate(row.createdAt),
 		indexedAt,
 	};
+}
+
+/** A date the index can sort by, or null: one bad stored value must not fail the document (and its whole batch). */
+function isoDate(value: unknown): string | null {
+	if (!value || !(typeof value === "string" || typeof value === "number" || value instanceof Date)) return null;
+	const date = new Date(value);
+	return Number.isNaN(date.getTime()) ? null : date.toISOString();
 }
 
 /** The words of a product a shopper may type besides its name: categories and option values. */

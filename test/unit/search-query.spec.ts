@@ -75,6 +75,10 @@ describe("index documents", () => {
 		expect(d).toMatchObject({ id: "7", price: 0, maxPrice: 0, inStock: false, rating: 0, ratingCount: 0, categoryPath: [], image: "u.png", createdAt: null, currency: "USD" });
 	});
 
+	test.each([["yesterday"], [{}], [true], [Number.NaN]])("a stored createdAt of %p is no date, not an error that fails the batch", (createdAt) => {
+		expect(toIndexDoc({ id: "p", name: "X", createdAt }, 1).createdAt).toBeNull();
+	});
+
 	test("the index keeps no stock figure, only whether it is in stock", () => {
 		expect(toIndexDoc({ id: "p", name: "X", stock: 4 }, 1)).toMatchObject({ inStock: true });
 		expect(toIndexDoc({ id: "p", name: "X", stock: 4 }, 1)).not.toHaveProperty("stock");
