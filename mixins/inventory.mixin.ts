@@ -18,7 +18,16 @@ import { mergeLines, sameLines, holdField, movementKey, rollbackSteps, RELEASE_T
 export type Row<T> = T & Entity;
 interface Reservation { orderId: string; status: ReservationStatus; items: Array<StockLine & { productId: string }>; holdsOpen?: boolean; /** A return whose stock is not all back yet (see releaseStock). */ returnOpen?: boolean; reason?: string; createdAt: Date; updatedAt: Date }
 /** A stock movement between its stock update and its audit row. */
-interface ParkedMove { key: string; delta: number; type: MovementType; reference: string; userId?: string; since: number }
+export interface ParkedMove { key: string; delta: number; type: MovementType; reference: string; userId?: string; since: number }
+
+/**
+ * A new variant with its opening stock parked on it as a purchase, in the same write that stores it:
+ * finishMove writes its audit row, or the sweeper does after a crash, so no stock is ever without one.
+ */
+export function withOpeningStock<T extends { stock: number }>(variant: T, now: Date): T & { pendingMove?: ParkedMove } {
+	if (variant.stock <= 0) return variant;
+	return { ...variant, pendingMove: { key: `opening:${newId()}`, delta: variant.stock, type: "purchase", reference: "initial stock", since: now.getTime() } };
+}
 type HeldVariant = Variant & { holds?: Record<string, number>; pendingMove?: ParkedMove };
 /** What the stock work of a reservation needs to know of it. */
 type ReservationRef = Pick<Row<Reservation>, "id" | "orderId">;
@@ -80,6 +89,8 @@ interface InventoryVars {
 	db: InventoryDb;
 	/** The host's broker event with an eventId. */
 	announce(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<void>;
+	/** The host's: products whose creation a crash interrupted, finished or undone once their moves are. */
+	finishInterruptedCreations(staleAfterMs?: number): Promise<unknown>;
 	sweepTimer?: NodeJS.Timeout;
 	sweeping?: Promise<unknown>;
 }
@@ -406,6 +417,7 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 		const sweep = (staleAfterMs?: number) => {
 			this.sweeping ??= this.sweepReservations(new Date(), staleAfterMs)
 				.then(() => this.sweepParkedMoves(new Date(), staleAfterMs))
+				.then(() => this.finishInterruptedCreations(staleAfterMs))
 				.catch((err: Error) => this.logger.warn(`Sweeping stale reservations and stock movements failed: ${err.message}`))
 				.finally(() => (this.sweeping = undefined));
 			return this.sweeping;

@@ -15,7 +15,7 @@ import type { Collection, CollectionSpec } from "../mixins/collection";
 import { HealthMixin } from "../mixins/health.mixin";
 import { OutboxConsumerMixin } from "../mixins/outbox-consumer.mixin";
 import { CatalogCategoriesMixin, type CatalogCategoryHostMethods } from "../mixins/catalog-categories.mixin";
-import { InventoryMixin, type InventoryDb, type InventoryMethods, type Row } from "../mixins/inventory.mixin";
+import { InventoryMixin, withOpeningStock, type InventoryDb, type InventoryMethods, type ParkedMove, type Row } from "../mixins/inventory.mixin";
 import type { ShopMeta } from "../mixins/types";
 import { readConfig } from "../lib/config";
 import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailableError, invalidField, isDuplicate } from "../lib/errors";
@@ -44,8 +44,10 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 			price: Number, fromPrice: Number, fromPriceVersion: Number, compareAtPrice: { type: Number, default: null }, currency: String,
 			images: [{ _id: false, url: String, alt: String, position: Number }],
 			isActive: Boolean, rating: { average: Number, count: Number }, ratingVersion: Number, createdAt: Date, updatedAt: Date, archivedAt: Date,
+			// A product being created: hidden until its variants and their opening stock are stored (see create).
+			creating: { since: Number, variants: Number },
 		},
-		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { fromPrice: 1 } }, { fields: { createdAt: 1 } }],
+		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { fromPrice: 1 } }, { fields: { createdAt: 1 } }, { fields: { "creating.since": 1 }, sparse: true }],
 	},
 	variants: {
 		// `holds`: {reservationId: quantity} of the reservations whose stock is out (see lib/inventory-rules.ts).
@@ -75,6 +77,8 @@ interface ProductDb extends InventoryDb {
 
 interface ProductSettings extends ServiceSettingSchema {
 	rest: string;
+	/** InventoryMixin's: a reserve, movement or creation untouched this long was interrupted. */
+	reservationSweep?: { staleAfterMs: number; intervalMs: number };
 }
 
 /** Writes a generated catalog, skipping slugs and SKUs already stored (re-runs add only what is new). */
@@ -104,6 +108,8 @@ interface Methods extends InventoryMethods, CatalogCategoryHostMethods {
 	changingFromPrice<T>(productId: string, change: () => Promise<T>): Promise<T>;
 	fillMissingFromPrices(): Promise<number>;
 	storeRating(event: string, payload: unknown, ctx: Context | null): Promise<void>;
+	finishCreation(ctx: Context | null, productId: string): Promise<Row<Product> | null>;
+	finishInterruptedCreations(staleAfterMs?: number): Promise<{ finished: number; undone: number }>;
 }
 interface Vars {
 	db: ProductDb;
@@ -201,23 +207,25 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				else slug = await this.freeSlug(this.db.products, input.name);
 
 				const now = new Date();
-				const product = await this.db.products.insert(newProductDoc(input, slug, now));
+				// Hidden until whole: a crash part-way is finished or undone by finishInterruptedCreations.
+				const creating = { since: now.getTime(), variants: input.variants.length };
+				const product = await this.db.products.insert({ ...newProductDoc(input, slug, now), isActive: false, creating });
 				let variants: Row<Variant>[];
 				try {
-					variants = await this.db.variants.insertMany(input.variants.map((v) => newVariantDoc(v, product.id, now)));
+					variants = await this.db.variants.insertMany(input.variants.map((v) => withOpeningStock(newVariantDoc(v, product.id, now), now)));
 				} catch (err) {
 					// All or nothing: a product never stays behind without its variants (e.g. a SKU taken meanwhile).
 					await this.db.variants.removeMany({ productId: product.id });
 					await this.db.products.removeOne({ id: product.id });
 					throw err;
 				}
-				// Opening stock is a purchase, so the audit trail of every variant sums to its stock.
-				for (const v of variants) if (v.stock > 0) await this.recordMovement(ctx, v, v.stock, "purchase", "initial stock");
-				await this.cleanCache();
-				await this.announce(ctx, "product.created", { productId: product.id });
+				// Opening stock is a purchase, parked on each variant as it is stored: its audit row is written
+				// now, or by the sweeper after a crash, so the trail of every variant sums to its stock.
+				for (const v of variants as Array<Row<Variant> & { pendingMove?: ParkedMove }>) if (v.pendingMove) await this.finishMove(ctx, v, v.pendingMove);
+				const created = (await this.finishCreation(ctx, product.id))!;
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/products/${product.id}`;
-				return this.productDetail(product);
+				return this.productDetail(created);
 			},
 		},
 
@@ -287,8 +295,9 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const product = await this.db.products.findById(id);
 				if (!product) throw new NotFoundError("Product");
 				if (await this.db.variants.findOne({ sku: input.sku })) throw new ConflictError("SKU already in use", "DUPLICATE", { field: "sku", skus: [input.sku] });
-				const variant = await this.changingFromPrice(id, () => this.db.variants.insert(newVariantDoc(input, id, new Date())));
-				if (variant.stock > 0) await this.recordMovement(ctx, variant, variant.stock, "purchase", "initial stock");
+				const now = new Date();
+				const variant = (await this.changingFromPrice(id, () => this.db.variants.insert(withOpeningStock(newVariantDoc(input, id, now), now)))) as Row<Variant> & { pendingMove?: ParkedMove };
+				if (variant.pendingMove) await this.finishMove(ctx, variant, variant.pendingMove);
 				await this.cleanCache();
 				await this.announce(ctx, "product.updated", { productId: id });
 				ctx.meta.$statusCode = 201;
@@ -457,6 +466,41 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			if (!updated) return;
 			await this.cleanCache();
 			await this.announce(ctx, "product.updated", { productId: update.productId });
+		},
+
+		/** A created product whole at last: on sale and announced. Null when it was finished already. */
+		async finishCreation(ctx: Context | null, productId: string) {
+			const created = await this.db.products.updateOne({ id: productId, creating: { $exists: true } }, { $set: { isActive: true }, $unset: { creating: true } });
+			if (!created) return null;
+			await this.cleanCache();
+			await this.announce(ctx, "product.created", { productId });
+			return created;
+		},
+
+		/**
+		 * Products whose creation a crash interrupted (older than the sweep's stale limit): one with all
+		 * its variants stored is finished (their opening stock's audit rows were written by the sweep of
+		 * parked moves just before); one without is undone, as the failed request would have, so the
+		 * admin's retry can take its slug and SKUs.
+		 */
+		async finishInterruptedCreations(staleAfterMs?: number) {
+			const stale = staleAfterMs ?? this.settings.reservationSweep?.staleAfterMs ?? 2 * 60_000;
+			const stuck = (await this.db.products.find({ "creating.since": { $lte: Date.now() - stale } }, { limit: 100 })) as Array<Row<Product> & { creating: { variants: number } }>;
+			let finished = 0;
+			let undone = 0;
+			for (const product of stuck) {
+				const variants = (await this.db.variants.find({ productId: product.id })) as Array<Row<Variant> & { pendingMove?: ParkedMove }>;
+				if (variants.some((v) => v.pendingMove)) continue;
+				if (variants.length === product.creating.variants) {
+					if (await this.finishCreation(null, product.id)) finished++;
+				} else {
+					await this.db.variants.removeMany({ productId: product.id });
+					await this.db.products.removeOne({ id: product.id, creating: { $exists: true } });
+					undone++;
+				}
+				this.logger.warn(`Product ${product.slug} was left half-created by a crash: ${variants.length === product.creating.variants ? "finished" : "undone"}.`);
+			}
+			return { finished, undone };
 		},
 
 		/** Plain broker events carry an eventId too, so consumers can deduplicate. */

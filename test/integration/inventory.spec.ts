@@ -351,6 +351,56 @@ describe("inventory", () => {
 		});
 	});
 
+	describe("product creation cut short by a crash", () => {
+		const newProduct = (sku: string, stocks: number[]) => ({
+			name: `Half Made ${sku}`,
+			price: 900,
+			currency: "USD",
+			variants: stocks.map((stock, i) => ({ sku: `${sku}-${i}`, stock, options: { Size: `S${i}` } })),
+		});
+
+		test("died after storing its variants, before their opening stock's audit rows: hidden, then finished by the sweeper", async () => {
+			crashBeforeRowWhere((row) => row.reference === "initial stock", { once: true });
+			const res = await shop.http.post("/api/products", newProduct("HALF-A", [6, 2]), { token: admin });
+			expect(res.status).toBe(500);
+			const [product] = await svc.db.products.find({ slug: "half-made-half-a" });
+			// Not on sale while half made: customers do not see it.
+			expect(product).toMatchObject({ isActive: false, creating: { variants: 2 } });
+			expect((await shop.http.get(`/api/products/${product.id}`)).status).toBe(404);
+			const variants = await svc.db.variants.find({ productId: product.id });
+
+			// The regular sweep leaves a fresh one to its request; once stale (or at a single process's start) it is finished.
+			expect(await svc.finishInterruptedCreations()).toEqual({ finished: 0, undone: 0 });
+			await svc.sweepParkedMoves(new Date(), 0);
+			expect(await svc.finishInterruptedCreations(0)).toEqual({ finished: 1, undone: 0 });
+			for (const v of variants) expect(await auditSum(v.id)).toBe(await stockOf(v.id));
+			expect((await svc.db.variants.find({ productId: product.id })).map((v: any) => v.stock).sort()).toEqual([2, 6]);
+			expect((await shop.http.get(`/api/products/${product.id}`)).body).toMatchObject({ isActive: true });
+			expect(await svc.db.products.findById(product.id)).not.toHaveProperty("creating");
+		});
+
+		test("died before storing its variants: undone, so the admin's retry can have the slug and SKUs", async () => {
+			const product = await svc.db.products.insert({ name: "Half Made B", slug: "half-made-b", price: 900, currency: "USD", isActive: false, creating: { since: Date.now() - 3 * 60_000, variants: 2 }, createdAt: new Date(), updatedAt: new Date() });
+			expect(await svc.finishInterruptedCreations()).toEqual({ finished: 0, undone: 1 });
+			expect(await svc.db.products.findById(product.id)).toBeNull();
+			const retry = await shop.http.post("/api/products", { ...newProduct("HALF-B", [3]), slug: "half-made-b" }, { token: admin });
+			expect(retry.status).toBe(201);
+			expect(await auditSum(retry.body.variants[0].id)).toBe(3);
+		});
+
+		test("a product created whole is on sale at once, with an audit row per variant's opening stock and nothing parked", async () => {
+			const res = await shop.http.post("/api/products", newProduct("WHOLE", [4, 0]), { token: admin });
+			expect(res.status).toBe(201);
+			expect(res.body.isActive).toBe(true);
+			const variants = await svc.db.variants.find({ productId: res.body.id });
+			for (const v of variants) {
+				expect(v.pendingMove).toBeUndefined();
+				expect(await auditSum(v.id)).toBe(v.stock);
+			}
+			expect(await svc.db.products.findById(res.body.id)).not.toHaveProperty("creating");
+		});
+	});
+
 	describe("recovery of reservations cut short by a crash", () => {
 		const reservationOf = async (orderId: string) => svc.db.reservations.findOne({ orderId });
 		const holdOf = async (variantId: string, orderId: string) => (await svc.db.variants.findById(variantId)).holds?.[(await reservationOf(orderId)).id];
