@@ -1,6 +1,7 @@
 /**
  * The environment variables the shop reads, with their defaults (the payment, email and SMS
- * adapters read their own; the gateway reads HOST and TRUST_PROXY).
+ * adapters read their own; the gateway reads HOST). Settings that would be unsafe refuse to start
+ * the process, naming the variable.
  * The README's configuration table is written from this file.
  */
 import path from "node:path";
@@ -15,6 +16,32 @@ function int(value: string | undefined, fallback: number): number {
 function bool(value: string | undefined, fallback: boolean): boolean {
 	if (value == null || value === "") return fallback;
 	return !["0", "false", "no", "off"].includes(value.toLowerCase());
+}
+
+/**
+ * TRUST_PROXY: how many proxies in front of the gateway append to X-Forwarded-For (lib/client-ip.ts).
+ * 0 ignores the header: without a proxy of ours it is written by the client.
+ */
+export function trustedProxyHops(value: string | undefined): number {
+	const v = (value ?? "").trim().toLowerCase();
+	if (["", "0", "false", "no"].includes(v)) return 0;
+	if (["true", "yes"].includes(v)) return 1;
+	const n = Number(v);
+	if (/^\d+$/.test(v) && Number.isSafeInteger(n)) return n;
+	throw new Error(`TRUST_PROXY must be the number of proxies in front of the gateway (0, 1, 2, ...) or true/false, not "${value}"`);
+}
+
+/** Values of JWT_SECRET from example files and tutorials: whoever has read them can sign tokens. */
+const PLACEHOLDER_SECRETS = ["replace_me", "local-only-jwt-secret-change-me", "changeme", "change-me", "secret"];
+const MIN_SECRET_LENGTH = 32;
+
+/** JWT_SECRET; in production a short or placeholder one refuses to start (it signs every access token). */
+function jwtSecretSetting(value: string | undefined, production: boolean): string | undefined {
+	if (!value) return undefined;
+	if (production && (value.trim().length < MIN_SECRET_LENGTH || PLACEHOLDER_SECRETS.includes(value.trim().toLowerCase()))) {
+		throw new Error(`JWT_SECRET is a placeholder or shorter than ${MIN_SECRET_LENGTH} characters: set a random one (e.g. openssl rand -hex 32), the same on every node`);
+	}
+	return value;
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env) {
@@ -46,7 +73,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		corsOrigins: env.CORS_ORIGINS ?? "*",
 		rateLimit: int(env.RATE_LIMIT, 600),
 		authRateLimit: int(env.AUTH_RATE_LIMIT, 30),
-		jwtSecret: env.JWT_SECRET || undefined,
+		trustProxy: trustedProxyHops(env.TRUST_PROXY),
+		jwtSecret: jwtSecretSetting(env.JWT_SECRET, env.NODE_ENV === "production"),
 		jwtTtlSeconds: int(env.JWT_TTL, 15 * 60),
 		shippingFlatCents: centsSetting(env.SHIPPING_FLAT_CENTS, DEFAULT_SHIPPING_RATES.flatCents),
 		freeShippingThresholdCents: centsSetting(env.FREE_SHIPPING_THRESHOLD_CENTS, DEFAULT_SHIPPING_RATES.freeThresholdCents),

@@ -2,8 +2,9 @@
  * Failed logins per account and client address in a fixed window: after `maxFailures` failures
  * within `windowMs` of the first one, that account answers 429 to that address until the window
  * ends. Per address, so guessing from one place cannot lock the owner out everywhere; guesses from
- * many places still meet the gateway's per-address limit of the auth routes and bcrypt. Pure: the
- * caller keeps the state (in the broker cacher, so every gateway sees the same count with Redis).
+ * many places still meet the gateway's per-address limit of the auth routes and bcrypt. The caller
+ * keeps the state: in Redis when the shop has it (every node sees the same count), else in a
+ * LoginFailureStore of its own.
  */
 export interface ThrottlePolicy {
 	maxFailures: number;
@@ -35,7 +36,56 @@ export function recordFailure(state: FailureState | null | undefined, now: numbe
 	return { count: state.count + 1, since: state.since };
 }
 
-/** How long the cacher must keep the state: until its window ends. */
+/** How long a shared cache (Redis) must keep the state: until its window ends. */
 export function stateTtlSeconds(state: FailureState, now: number, policy = LOGIN_THROTTLE): number {
 	return Math.max(1, Math.ceil((state.since + policy.windowMs - now) / 1000));
+}
+
+/**
+ * The failure states of one process, when no shared cache keeps them (the embedded default). Its
+ * own store, not the broker cacher: anonymous cached GETs fill that LRU and would evict a lock.
+ * Bounded (`maxEntries`): when full, the states closest to their end go first, expired ones before
+ * all. States are kept in the order their windows end (a new window is never older than a stored
+ * one), so finding them costs nothing.
+ */
+export class LoginFailureStore {
+	private readonly states = new Map<string, FailureState>();
+
+	constructor(
+		readonly maxEntries = 100_000,
+		private readonly policy = LOGIN_THROTTLE,
+	) {}
+
+	get size(): number {
+		return this.states.size;
+	}
+
+	get(key: string, now: number): FailureState | null {
+		const state = this.states.get(key);
+		if (!state) return null;
+		if (this.ended(state, now)) {
+			this.states.delete(key);
+			return null;
+		}
+		return state;
+	}
+
+	/** `state` as recordFailure gives it: the same window as the stored one, or a window that opens now. */
+	set(key: string, state: FailureState, now: number): void {
+		// The same window keeps its place (Map.set on a present key does not move it); a new one ends last.
+		if (this.states.get(key)?.since !== state.since) this.states.delete(key);
+		this.states.set(key, state);
+		for (const [oldest, s] of this.states) {
+			if (this.states.size <= this.maxEntries && !this.ended(s, now)) break;
+			this.states.delete(oldest);
+		}
+	}
+
+	delete(key: string): void {
+		this.states.delete(key);
+	}
+
+	private ended(state: FailureState, now: number): boolean {
+		return state.since + this.policy.windowMs <= now;
+	}
 }

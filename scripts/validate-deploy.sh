@@ -25,7 +25,9 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 echo "== docker-compose.yml"
-docker-compose -f docker-compose.yml config -q
+# The file requires JWT_SECRET (no published default); any value does for checking it.
+JWT_SECRET=validate-only-0123456789abcdef0123456789 docker-compose -f docker-compose.yml config -q
+if docker-compose -f docker-compose.yml config -q 2>/dev/null; then echo "docker-compose.yml must require JWT_SECRET" >&2; exit 1; fi
 echo "✓ valid"
 
 echo "== Prometheus config and alert rules"

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type {} from "moleculer-web";
+import { clientAddress } from "../lib/client-ip";
 import { readConfig } from "../lib/config";
 import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
@@ -42,6 +43,8 @@ interface Alias {
 }
 interface ApiVars {
 	rateLimitStore: RateLimitStore;
+	/** TRUST_PROXY: proxies in front of this gateway, read when it is created. */
+	trustProxy: number;
 	aliases: Alias[];
 	/** Every route this gateway has served since it started, by method and path (see knownRoute). */
 	routesSeen: Map<string, Alias>;
@@ -61,14 +64,6 @@ type ApiSettings = Record<string, any>;
 
 const cfg = readConfig();
 const BODY_LIMIT = "1mb";
-
-function clientIp(req: IncomingMessage): string {
-	if (process.env.TRUST_PROXY) {
-		const fwd = req.headers["x-forwarded-for"];
-		if (typeof fwd === "string" && fwd) return fwd.split(",")[0].trim();
-	}
-	return req.socket?.remoteAddress ?? "unknown";
-}
 
 /**
  * Response bodies of cached action results, by result object. The in-memory cacher hands every
@@ -222,6 +217,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 * as the GET, and Node's response, made for a HEAD request, leaves the body out.
 		 */
 		httpHandler(req: Req, res: ServerResponse, next?: (err?: unknown) => void) {
+			res.setHeader("X-Content-Type-Options", "nosniff");
+			// Tokens and personal data: no browser or shared cache keeps them.
+			if (/^\/api\/(auth|me)(\/|\?|$)/i.test(req.url ?? "")) res.setHeader("Cache-Control", "no-store");
 			if (req.method === "HEAD") {
 				req.method = "GET";
 				req.$head = true;
@@ -230,7 +228,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		},
 
 		async beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse) {
-			ctx.meta.ip = clientIp(req);
+			ctx.meta.ip = clientAddress(req.headers["x-forwarded-for"], req.socket?.remoteAddress, this.trustProxy);
 			if (req.$head) ctx.meta.headRequest = true;
 			const cartId = header(req, "x-cart-id");
 			if (cartId) ctx.meta.cartId = cartId;
@@ -250,10 +248,15 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			}
 		},
 
-		/** Bearer JWT: HS256 only, iss/aud/exp checked, and the session must not be revoked. */
+		/**
+		 * Bearer JWT: HS256 only, iss/aud/exp checked, and the session must be active and belong to the
+		 * token's user and role (whoever holds the secret cannot sign themselves another user or admin).
+		 */
 		async authenticate(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req): Promise<AuthUser | null> {
 			const action = req.$action ?? {};
 			const needsUser = action.auth === "required" || (Array.isArray(action.roles) && action.roles.length > 0);
+			// A route without a user (login, refresh) must not fail on the stale token a client keeps sending.
+			if (!needsUser && action.auth !== "optional") return null;
 			const auth = header(req, "authorization");
 			if (!auth) {
 				if (needsUser) throw new UnauthorizedError("Authentication required", "NO_TOKEN");
@@ -269,8 +272,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				throw new UnauthorizedError(expired ? "Token expired" : "Invalid token", expired ? "TOKEN_EXPIRED" : "INVALID_TOKEN");
 			}
 			// Cached in the users service, and dropped from the cache when the session is revoked.
-			const session = await ctx.call<{ active: boolean }, { sid: string }>("users.checkSession", { sid: claims.sid });
+			const session = await ctx.call<{ active: boolean; userId?: string; role?: string }, { sid: string }>("users.checkSession", { sid: claims.sid });
 			if (!session?.active) throw new UnauthorizedError("Session revoked", "SESSION_REVOKED");
+			if (session.userId !== claims.sub || session.role !== claims.role) throw new UnauthorizedError("Invalid token", "INVALID_TOKEN");
 			return { id: claims.sub, role: claims.role, sid: claims.sid };
 		},
 
@@ -407,6 +411,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 
 	created() {
 		this.responseCache = new ResponseCache(this.settings.responseCache);
+		this.trustProxy = readConfig().trustProxy;
 		this.rateLimitStore = createRateLimitStore(cfg.redisUrl, this.broker.namespace);
 	},
 

@@ -5,10 +5,12 @@
  * Sessions: a login opens a session (its id is the `sid` claim of every access token). Refresh
  * tokens are opaque, stored as SHA-256 hashes on the session and rotated on every use; presenting
  * a spent one revokes the session (RFC 9700 reuse detection). The gateway asks `checkSession` on
- * every authenticated request; the answer is cached for a minute and dropped from every node's
- * cache when the session is revoked, so logout takes effect at once.
+ * every authenticated request and refuses a token whose user or role is not the session's (so
+ * whoever learns the signing secret still cannot make their own session an admin's); the answer is
+ * cached for a minute and dropped from every node's cache when the session is revoked or its user's
+ * role changes, so logout takes effect at once.
  */
-import type { Context, ServiceSchema } from "moleculer";
+import { Cachers, type Context, type ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
 import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
@@ -25,7 +27,7 @@ import {
 	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
 	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionIsActive,
 } from "../lib/refresh-tokens";
-import { recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../lib/login-throttle";
+import { LoginFailureStore, recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../lib/login-throttle";
 import { emailForms, emailProblem, normalizeEmail, publicUser, userCollections } from "../lib/user-records";
 
 type TokenPurpose = "verify_email" | "password_reset";
@@ -34,7 +36,14 @@ const emailTaken = () => new ConflictError("This email is already registered", "
 
 const RESET_MAIL_COOLDOWN_SECONDS = 60;
 
-const nameRule = { type: "string", trim: true, max: 100, optional: true, nullable: true };
+/**
+ * Names go into the text of account mails: a line break in one (or any other control character)
+ * would let someone registering another person's address write lines of their own to that person.
+ */
+const nameRule = (label: string) => ({
+	type: "string", trim: true, max: 100, optional: true, nullable: true,
+	pattern: /^[^\p{Cc}\u2028\u2029]*$/u, messages: { stringPattern: `${label} must not contain line breaks or control characters` },
+});
 const opaqueTokenRule = { type: "string", min: 1, max: 200 };
 
 interface Tokens {
@@ -44,8 +53,16 @@ interface Tokens {
 	expiresIn: number;
 }
 
+/** Where failed logins are counted: Redis shared by every node, or this process's own store. */
+interface ThrottleStore {
+	get(key: string, now: number): Promise<FailureState | null>;
+	set(key: string, state: FailureState, now: number): Promise<void>;
+	del(key: string): Promise<void>;
+}
+
 interface UsersThis {
 	db: Collections;
+	loginFailures: LoginFailureStore;
 	settings: Record<string, any>;
 	cfg: ShopConfig;
 	cost: number;
@@ -76,8 +93,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				$$strict: "remove",
 				email: { type: "email", mode: "precise", normalize: true, max: 254 },
 				password: { type: "string", max: 1024 },
-				firstName: nameRule,
-				lastName: nameRule,
+				firstName: nameRule("First name"),
+				lastName: nameRule("Last name"),
 			},
 			async handler(ctx: Ctx<{ email: string; password: string; firstName?: string | null; lastName?: string | null }>) {
 				const { email, password, firstName, lastName } = ctx.params;
@@ -245,7 +262,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			rest: "PATCH /me",
 			auth: "required",
 			// role, email, isVerified and anything else are dropped by $$strict before the handler runs.
-			params: { $$strict: "remove", firstName: nameRule, lastName: nameRule, phone: { type: "string", trim: true, max: 32, optional: true, nullable: true } },
+			params: { $$strict: "remove", firstName: nameRule("First name"), lastName: nameRule("Last name"), phone: { type: "string", trim: true, max: 32, optional: true, nullable: true } },
 			async handler(ctx: Ctx<{ firstName?: string | null; lastName?: string | null; phone?: string | null }>) {
 				const $set: Record<string, unknown> = { updatedAt: new Date() };
 				for (const f of ["firstName", "lastName", "phone"] as const) if (ctx.params[f] !== undefined) $set[f] = ctx.params[f] || null;
@@ -283,7 +300,10 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			params: { sid: "string" },
 			cache: { keys: ["sid"], ttl: 60 },
 			async handler(ctx: Context<{ sid: string }>) {
-				return { active: sessionIsActive(await this.db.user_sessions.findById(ctx.params.sid)) };
+				const session = await this.db.user_sessions.findById(ctx.params.sid);
+				const user = sessionIsActive(session) ? await this.db.users.findById(session!.userId) : null;
+				// The owner and the role as they are now: the gateway holds the token's claims against them.
+				return user ? { active: true, userId: user.id, role: user.role } : { active: false };
 			},
 		},
 
@@ -297,7 +317,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	},
 
 	events: {
-		// Another users node revoked sessions: drop them from this node's cache too (memory cachers).
+		// Another users node revoked sessions or changed their user's role: drop them from this node's cache too (memory cachers).
 		async "users.sessions_revoked"(ctx: Context<{ sids: string[] }>) {
 			await this.forgetSessions(ctx.params.sids);
 		},
@@ -339,9 +359,21 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			const count = await this.db.user_sessions.updateMany({ ...query, revokedAt: null }, { $set: { revokedAt: at, revokedReason: reason } });
 			if (!count) return 0;
 			const sids = (await this.db.user_sessions.find({ ...query, revokedAt: at }, { fields: ["id"] })).map((s) => s.id);
+			await this.forgetSessionsEverywhere(sids);
+			return count;
+		},
+
+		/** Gives the user another role; their sessions' cached checks, which carry the role, go. */
+		async changeRole(userId: string, role: "customer" | "admin") {
+			await this.db.users.updateOne({ id: userId }, { $set: { role, updatedAt: new Date() } });
+			const sids = (await this.db.user_sessions.find({ userId, revokedAt: null }, { fields: ["id"] })).map((s) => s.id);
+			await this.forgetSessionsEverywhere(sids);
+		},
+
+		async forgetSessionsEverywhere(sids: string[]) {
+			if (!sids.length) return;
 			await this.forgetSessions(sids);
 			await this.broker.broadcast("users.sessions_revoked", { sids }, { groups: ["users"] });
-			return count;
 		},
 
 		async forgetSessions(sids: string[]) {
@@ -355,6 +387,9 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			const token = newOpaqueToken();
 			const ttl = purpose === "verify_email" ? this.settings.tokenTtlSeconds.verifyEmail : this.settings.tokenTtlSeconds.passwordReset;
 			const now = new Date();
+			// Only the newest link works: the ones mailed before it end now. Two issues for one account
+			// do not run at once (a reset mail is claimed once a minute; a verification goes at registration).
+			await this.db.user_tokens.updateMany({ userId: user.id, purpose, usedAt: null }, { $set: { usedAt: now } });
 			await this.db.user_tokens.insert({ purpose, userId: user.id, email: user.email, tokenHash: hashOpaqueToken(token), expiresAt: expiresIn(ttl, now), usedAt: null, createdAt: now });
 			return token;
 		},
@@ -381,22 +416,32 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		async countLoginAttempt(email: string, ctx: Context<unknown, ShopMeta>) {
 			const key = throttleKey(email, ctx.meta.ip ?? "unknown");
 			const now = Date.now();
-			const state = (await this.throttleStore().get(key)) as FailureState | null;
+			const store = this.throttleStore();
+			const state = await store.get(key, now);
 			const wait = retryAfterSeconds(state, now);
 			if (wait > 0) throw new TooManyRequestsError(wait, "Too many failed attempts; try again later");
-			const next = recordFailure(state, now);
-			await this.throttleStore().set(key, next, stateTtlSeconds(next, now));
+			await store.set(key, recordFailure(state, now), now);
 		},
 
 		async clearLoginFailures(email: string, ctx: Context<unknown, ShopMeta>) {
 			await this.throttleStore().del(throttleKey(email, ctx.meta.ip ?? "unknown"));
 		},
 
-		/** The broker cacher (shared through Redis when configured), or this node's memory without one. */
-		throttleStore() {
-			if (this.broker.cacher) return this.broker.cacher;
-			const local: Map<string, any> = (this.localThrottle ??= new Map());
-			return { get: async (k: string) => local.get(k) ?? null, set: async (k: string, v: unknown) => void local.set(k, v), del: async (k: string) => void local.delete(k) };
+		/**
+		 * Redis, shared by every node, when the cacher is Redis. Otherwise this process's own bounded
+		 * store: in the memory LRU cacher, anonymous cached GETs would push a lock out.
+		 */
+		throttleStore(): ThrottleStore {
+			const cacher = this.broker.cacher;
+			if (cacher instanceof Cachers.Redis) {
+				return {
+					get: async (key) => ((await cacher.get(key)) as FailureState | null) ?? null,
+					set: async (key, state, now) => void (await cacher.set(key, state, stateTtlSeconds(state, now))),
+					del: async (key) => void (await cacher.del(key)),
+				};
+			}
+			const local = this.loginFailures;
+			return { get: async (key, now) => local.get(key, now), set: async (key, state, now) => local.set(key, state, now), del: async (key) => local.delete(key) };
 		},
 
 		async mergeGuestCart(ctx: Ctx, userId: string) {
@@ -466,12 +511,13 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 */
 		async promoteToAdmin(user: Entity, password?: string) {
 			if (password) {
-				// As a password reset does: outstanding reset links die with the old password too.
+				// As a password reset does: outstanding reset links die with the old password too. Every
+				// session ends, and with it its cached check that still says "customer".
 				await this.setPassword(user.id, password, { role: "admin", isVerified: true });
 				await this.revokeSessions({ userId: user.id }, "admin_takeover");
 				this.logger.warn(`Promoted ${user.email} to admin (ADMIN_EMAIL) with ADMIN_PASSWORD; the account's other sessions were ended.`);
 			} else if (user.isVerified) {
-				await this.db.users.updateOne({ id: user.id }, { $set: { role: "admin", updatedAt: new Date() } });
+				await this.changeRole(user.id, "admin");
 				this.logger.info(`Promoted ${user.email} to admin (ADMIN_EMAIL).`);
 			} else {
 				this.logger.error(
@@ -501,6 +547,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	created() {
 		this.cfg = readConfig();
 		this.cost = bcryptCost(this.cfg.isTest);
+		this.loginFailures = new LoginFailureStore();
 	},
 
 	async started() {

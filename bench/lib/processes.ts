@@ -46,7 +46,7 @@ export async function startShopProcess(env: Record<string, string>, opts: { gate
 			LOGLEVEL: "warn",
 			RATE_LIMIT: "0",
 			AUTH_RATE_LIMIT: "0",
-			JWT_SECRET: "bench-secret",
+			JWT_SECRET: "bench-secret-0123456789abcdef0123456789",
 			HEALTH_PORT: String(healthPort),
 			METRICS_PORT: String(metricsPort),
 			PORT: String(port ?? 0),

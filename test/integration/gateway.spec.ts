@@ -4,17 +4,22 @@ import jwt from "jsonwebtoken";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
+import { setEnv } from "../helpers/env";
+import type { RequestOptions } from "../helpers/http";
 import { waitFor } from "../helpers/wait";
 import { signAccessToken, jwtSecret, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
 import "../../mixins/types";
 
-// Stands in for the users service: sessions "revoked-*" are revoked.
+// Stands in for the users service: every session is user u1's; sessions "admin-*" are an admin's, "revoked-*" are revoked.
 const FakeUsers: ServiceSchema = {
 	name: "users",
 	mixins: [HealthMixin],
 	actions: {
-		checkSession: { params: { sid: "string" }, handler: (ctx: Context<{ sid: string }>) => ({ active: !ctx.params.sid.startsWith("revoked") }) },
+		checkSession: {
+			params: { sid: "string" },
+			handler: (ctx: Context<{ sid: string }>) => ({ active: !ctx.params.sid.startsWith("revoked"), userId: "u1", role: ctx.params.sid.startsWith("admin") ? "admin" : "customer" }),
+		},
 	},
 };
 
@@ -28,6 +33,8 @@ const Probe: ServiceSchema = {
 			handler: (ctx: Context<any>) => ctx.params,
 		},
 		me: { rest: "GET /probe/me", auth: "required", handler: (ctx: Context<unknown, any>) => ctx.meta.user },
+		whoami: { rest: "GET /probe/whoami", auth: "optional", params: {}, handler: (ctx: Context<unknown, any>) => ({ user: ctx.meta.user ?? null }) },
+		open: { rest: "GET /probe/open", params: {}, handler: (ctx: Context<unknown, any>) => ({ user: ctx.meta.user ?? null }) },
 		nothing: { rest: "POST /probe/nothing", params: {}, handler: () => ({ ok: true }) },
 		list: { rest: "GET /probe/list", params: { q: { type: "string", optional: true } }, handler: (ctx: Context<any>) => ctx.params },
 		admin: { rest: "GET /probe/admin", roles: ["admin"], handler: () => ({ ok: true }) },
@@ -39,7 +46,9 @@ const Probe: ServiceSchema = {
 	},
 };
 
-const token = (role: "customer" | "admin" = "customer", sid = "s1") => signAccessToken({ sub: "u1", role, sid });
+const token = (role: "customer" | "admin" = "customer", sid = role === "admin" ? "admin-s1" : "s1", sub = "u1") => signAccessToken({ sub, role, sid });
+const expiredToken = (claims: { sub: string; role: string; sid: string }) =>
+	jwt.sign({ role: claims.role, sid: claims.sid, exp: Math.floor(Date.now() / 1000) - 10 }, jwtSecret(), { algorithm: "HS256", subject: claims.sub, issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE });
 
 describe("gateway", () => {
 	let shop: Shop;
@@ -71,6 +80,55 @@ describe("gateway", () => {
 		const ok = await shop.http.get("/api/probe/me", { token: token() });
 		expect(ok.status).toBe(200);
 		expect(ok.body).toEqual({ id: "u1", role: "customer", sid: "s1" });
+	});
+
+	test("401 INVALID_TOKEN for a well-signed token whose user or role is not its session's", async () => {
+		// Whoever learns JWT_SECRET can sign anything, but not make their session another user's or an admin's.
+		for (const forged of [token("admin", "s1"), token("customer", "s1", "u2"), token("customer", "admin-s1")]) {
+			const res = await shop.http.get("/api/probe/me", { token: forged });
+			expect(res.status).toBe(401);
+			expect(res.body.type).toBe("INVALID_TOKEN");
+		}
+		expect((await shop.http.get("/api/probe/admin", { token: token("admin", "s1") })).status).toBe(401);
+		expect((await shop.http.get("/api/probe/me", { token: token("admin") })).body).toEqual({ id: "u1", role: "admin", sid: "admin-s1" });
+	});
+
+	test("a route that needs no user ignores the Authorization header, whatever it holds; an optional one still checks it", async () => {
+		const expired = expiredToken({ sub: "u1", role: "customer", sid: "s1" });
+		for (const authorization of [`Bearer ${expired}`, "Bearer garbage", `Bearer ${token("customer", "revoked-1")}`, "Basic dXNlcjpwdw==", `Bearer ${token()}`]) {
+			const res = await shop.http.get("/api/probe/open", { headers: { authorization } });
+			expect({ authorization, status: res.status, body: res.body }).toEqual({ authorization, status: 200, body: { user: null } });
+		}
+		const stale = await shop.http.get("/api/probe/whoami", { token: expired });
+		expect(stale.status).toBe(401);
+		expect(stale.body.type).toBe("TOKEN_EXPIRED");
+		expect((await shop.http.get("/api/probe/whoami", { headers: { authorization: "Bearer garbage" } })).status).toBe(401);
+		expect((await shop.http.get("/api/probe/whoami", { token: token("customer", "revoked-1") })).status).toBe(401);
+		expect((await shop.http.get("/api/probe/whoami")).body).toEqual({ user: null });
+		expect((await shop.http.get("/api/probe/whoami", { token: token() })).body).toEqual({ user: { id: "u1", role: "customer", sid: "s1" } });
+	});
+
+	test("every response says nosniff, errors included; only /api/auth and /api/me ones say no-store", async () => {
+		const responses = {
+			health: await shop.http.get("/api/health"),
+			ok: await shop.http.get("/api/probe/list?q=a"),
+			head: await fetch(`${shop.url}/api/probe/list`, { method: "HEAD" }),
+			unauthorized: await shop.http.get("/api/probe/me"),
+			invalid: await shop.http.post("/api/probe/echo", { name: "x", qty: 0 }),
+			malformed: await shop.http.request("POST", "/api/probe/echo", { raw: "{" }),
+			crash: await shop.http.get("/api/probe/crash"),
+			unknown: await shop.http.get("/api/nope"),
+			outside: await shop.http.get("/elsewhere"),
+			preflight: await fetch(`${shop.url}/api/probe/echo`, { method: "OPTIONS", headers: { origin: "https://shop.example", "access-control-request-method": "POST" } }),
+		};
+		for (const [what, res] of Object.entries(responses)) {
+			expect({ what, nosniff: res.headers.get("x-content-type-options"), cache: res.headers.get("cache-control") }).toEqual({ what, nosniff: "nosniff", cache: null });
+		}
+		// No such route here, but the paths are the ones that carry tokens and personal data.
+		for (const path of ["/api/me", "/api/me/addresses", "/api/ME", "/api/auth/anything?x=1"]) {
+			expect((await shop.http.get(path)).headers.get("cache-control")).toBe("no-store");
+		}
+		expect((await shop.http.get("/api/merchandise")).headers.get("cache-control")).toBeNull();
 	});
 
 	test("403 for a customer on an admin route, 200 for an admin", async () => {
@@ -239,5 +297,122 @@ describe("gateway general rate limit", () => {
 		const statuses = [];
 		for (let i = 0; i < 4; i++) statuses.push((await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 })).status);
 		expect(statuses).toEqual([200, 200, 200, 429]);
+	});
+});
+
+// Chains as nginx ($proxy_add_x_forwarded_for) or an AWS ALB pass them on: the client's own header, then what the proxy appended.
+describe.each([
+	["1", "one proxy: the entry it appended", 200],
+	["false", "no proxy: the header is ignored", 429],
+])("gateway with TRUST_PROXY=%s (%s)", (trustProxy, _what, otherClientStatus) => {
+	let shop: Shop;
+	let restoreEnv: () => void;
+	beforeAll(async () => {
+		// Read when the gateway is created.
+		restoreEnv = setEnv({ TRUST_PROXY: trustProxy });
+		shop = await startShop({ services: [FakeUsers, Probe], apiSettings: { shopRateLimit: { windowMs: 60_000, general: 1000, auth: 5 } } });
+	});
+	afterAll(async () => {
+		await shop.stop();
+		restoreEnv();
+	});
+
+	test("a made-up leftmost X-Forwarded-For entry does not dodge the auth limit", async () => {
+		const statuses: number[] = [];
+		for (let i = 1; i <= 25; i++) statuses.push((await shop.http.post("/api/auth/probe", {}, { headers: { "X-Forwarded-For": `203.0.113.${i}, 127.0.0.1` } })).status);
+		expect(statuses).toEqual([...Array(5).fill(200), ...Array(20).fill(429)]);
+		// Another client, as the proxy saw it.
+		expect((await shop.http.post("/api/auth/probe", {}, { headers: { "X-Forwarded-For": "198.51.100.2" } })).status).toBe(otherClientStatus);
+	});
+});
+
+describe("gateway with the users service", () => {
+	let shop: Shop;
+	let restoreEnv: () => void;
+	// One proxy in front: each test is its own client (its own auth bucket and login throttle), as the proxy reports it.
+	let clients = 0;
+	const newClient = (): RequestOptions => ({ headers: { "X-Forwarded-For": `198.51.100.${++clients}` } });
+	const newEmail = () => `gw-${Date.now().toString(36)}-${++clients}@example.com`;
+	const PASSWORD = "velvet-otter-42";
+	const sidOf = (accessToken: string) => (jwt.decode(accessToken) as { sid: string }).sid;
+
+	async function register(client: RequestOptions, email = newEmail()) {
+		const res = await shop.http.post("/api/auth/register", { email, password: PASSWORD }, client);
+		expect(res.status).toBe(201);
+		return { email, ...(res.body as { user: { id: string; role: "customer" }; accessToken: string; refreshToken: string }) };
+	}
+
+	beforeAll(async () => {
+		restoreEnv = setEnv({ TRUST_PROXY: "1" });
+		shop = await startShop({ services: ["users"], apiSettings: { shopRateLimit: { windowMs: 60_000, general: 1000, auth: 5 } } });
+	});
+	afterAll(async () => {
+		await shop.stop();
+		restoreEnv();
+	});
+
+	test("25 wrong logins, each with a made-up leftmost X-Forwarded-For entry: 429 after the fifth", async () => {
+		const email = newEmail();
+		const statuses: number[] = [];
+		for (let i = 1; i <= 25; i++) {
+			statuses.push((await shop.http.post("/api/auth/login", { email, password: `wrong-guess-${i}` }, { headers: { "X-Forwarded-For": `203.0.113.${i}, 127.0.0.1` } })).status);
+		}
+		expect(statuses).toEqual([...Array(5).fill(401), ...Array(20).fill(429)]);
+	});
+
+	test("a token signed with the secret but naming another user, or admin, on one's own session: 401 INVALID_TOKEN", async () => {
+		const alice = await register(newClient());
+		const mallory = await register(newClient());
+		expect((await shop.http.get("/api/me", { token: mallory.accessToken })).status).toBe(200);
+		const asAdmin = signAccessToken({ sub: mallory.user.id, role: "admin", sid: sidOf(mallory.accessToken) });
+		const asAlice = signAccessToken({ sub: alice.user.id, role: "customer", sid: sidOf(mallory.accessToken) });
+		for (const forged of [asAdmin, asAlice]) {
+			const res = await shop.http.get("/api/me", { token: forged });
+			expect(res.status).toBe(401);
+			expect(res.body.type).toBe("INVALID_TOKEN");
+		}
+		expect((await shop.http.get("/api/me", { token: alice.accessToken })).body.id).toBe(alice.user.id);
+	});
+
+	test("login, refresh and password reset work with a stale or garbage Bearer header; logout still refuses it", async () => {
+		const client = newClient();
+		const account = await register(client);
+		const expired = expiredToken({ sub: account.user.id, role: "customer", sid: sidOf(account.accessToken) });
+		const withToken = (authorization: string): RequestOptions => ({ headers: { ...client.headers, authorization } });
+
+		const refreshed = await shop.http.post("/api/auth/refresh", { refreshToken: account.refreshToken }, withToken(`Bearer ${expired}`));
+		expect(refreshed.status).toBe(200);
+		expect((await shop.http.get("/api/me", { token: refreshed.body.accessToken })).status).toBe(200);
+		expect((await shop.http.post("/api/auth/login", { email: account.email, password: PASSWORD }, withToken("Bearer garbage"))).status).toBe(200);
+		expect((await shop.http.post("/api/auth/password-reset", { email: account.email }, withToken(`Bearer ${expired}`))).status).toBe(202);
+
+		// The access token of a session that has ended (logged out) does not stand in the way of logging in again.
+		const other = newClient();
+		const ended = await register(other);
+		expect((await shop.http.post("/api/auth/logout", {}, { ...other, token: ended.accessToken })).status).toBe(204);
+		expect((await shop.http.post("/api/auth/login", { email: ended.email, password: PASSWORD }, { headers: { ...other.headers, authorization: `Bearer ${ended.accessToken}` } })).status).toBe(200);
+
+		const logout = await shop.http.post("/api/auth/logout", {}, withToken(`Bearer ${expired}`));
+		expect(logout.status).toBe(401);
+		expect(logout.body.type).toBe("TOKEN_EXPIRED");
+	});
+
+	test("answers of /api/auth/* and /api/me* are no-store, success or error; all are nosniff", async () => {
+		const client = newClient();
+		const email = newEmail();
+		const registered = await shop.http.post("/api/auth/register", { email, password: PASSWORD }, client);
+		const responses = {
+			registered,
+			login: await shop.http.post("/api/auth/login", { email, password: PASSWORD }, client),
+			wrongLogin: await shop.http.post("/api/auth/login", { email, password: "not-it" }, client),
+			me: await shop.http.get("/api/me", { token: registered.body.accessToken }),
+			meWithoutToken: await shop.http.get("/api/me"),
+			addresses: await shop.http.get("/api/me/addresses", { token: registered.body.accessToken }),
+		};
+		for (const [what, res] of Object.entries(responses)) {
+			expect({ what, status: res.status < 500, nosniff: res.headers.get("x-content-type-options"), cache: res.headers.get("cache-control") }).toEqual({ what, status: true, nosniff: "nosniff", cache: "no-store" });
+		}
+		expect(responses.me.status).toBe(200);
+		expect(responses.login.status).toBe(200);
 	});
 });

@@ -262,19 +262,14 @@ describe("users service over HTTP", () => {
 		});
 
 		test("the lock holds for the address the guesses came from: the owner elsewhere still signs in", async () => {
-			const saved = process.env.TRUST_PROXY;
-			process.env.TRUST_PROXY = "1";
-			try {
-				const email = newEmail("guessed");
-				await register(email);
-				const from = (ip: string) => ({ headers: { "X-Forwarded-For": ip } });
-				for (let i = 0; i < 5; i++) expect((await login(email, `wrong-guess-${i}`, from("203.0.113.7"))).status).toBe(401);
-				expect((await login(email, PASSWORD, from("203.0.113.7"))).status).toBe(429);
-				expect((await login(email, PASSWORD, from("198.51.100.2"))).status).toBe(200);
-			} finally {
-				if (saved === undefined) delete process.env.TRUST_PROXY;
-				else process.env.TRUST_PROXY = saved;
-			}
+			const email = newEmail("guessed");
+			await register(email);
+			// The client address as the gateway puts it in ctx.meta (which address that is behind proxies is the gateway's business).
+			const loginFrom = (ip: string, password: string) =>
+				shop.broker.call("users.login", { email, password }, { meta: { ip } }).then(() => 200, (err) => err.code);
+			for (let i = 0; i < 5; i++) expect(await loginFrom("203.0.113.7", `wrong-guess-${i}`)).toBe(401);
+			expect(await loginFrom("203.0.113.7", PASSWORD)).toBe(429);
+			expect(await loginFrom("198.51.100.2", PASSWORD)).toBe(200);
 		});
 
 		test("unknown accounts are throttled the same way (no enumeration by 429)", async () => {
@@ -345,13 +340,70 @@ describe("users service over HTTP", () => {
 			expect((await http.get("/api/me", { token: reg.accessToken })).status).toBe(200);
 		});
 
-		test("checkSession answers for live and revoked sessions", async () => {
+		test("checkSession answers for live and revoked sessions, with the session's user and that user's role", async () => {
 			const reg = await register();
 			const { sid } = verifyAccessToken(reg.accessToken);
-			await expect(shop.broker.call("users.checkSession", { sid })).resolves.toEqual({ active: true });
+			await expect(shop.broker.call("users.checkSession", { sid })).resolves.toEqual({ active: true, userId: reg.user.id, role: "customer" });
 			await http.post("/api/auth/logout", {}, { token: reg.accessToken });
 			await expect(shop.broker.call("users.checkSession", { sid })).resolves.toEqual({ active: false });
 			await expect(shop.broker.call("users.checkSession", { sid: "no-such-session" })).resolves.toEqual({ active: false });
+		});
+	});
+
+	describe("role changes reach the session check at once", () => {
+		const users = () => shop.broker.getLocalService("users") as any;
+		const check = (sid: string) => shop.broker.call("users.checkSession", { sid });
+
+		test("a verified account named by ADMIN_EMAIL is promoted: its sessions' cached checks say admin from then on", async () => {
+			const email = newEmail("promoted");
+			const reg = await register(email);
+			expect((await http.post("/api/auth/verify-email", { token: lastMail("user.registered", email).verificationToken })).status).toBe(200);
+			const { sid } = verifyAccessToken(reg.accessToken);
+			const other = verifyAccessToken((await login(email)).body.accessToken).sid;
+			// Both answers are in the cache now.
+			for (const s of [sid, other]) await expect(check(s)).resolves.toMatchObject({ active: true, role: "customer" });
+
+			await users().ensureAdmin({ ...users().cfg, adminEmail: email, adminPassword: undefined });
+			for (const s of [sid, other]) await expect(check(s)).resolves.toEqual({ active: true, userId: reg.user.id, role: "admin" });
+		});
+
+		test("taken over with ADMIN_PASSWORD: every session ends", async () => {
+			const email = newEmail("taken");
+			const reg = await register(email);
+			const { sid } = verifyAccessToken(reg.accessToken);
+			await expect(check(sid)).resolves.toMatchObject({ active: true, role: "customer" });
+			await users().ensureAdmin({ ...users().cfg, adminEmail: email, adminPassword: "operator-chosen-77" });
+			await expect(check(sid)).resolves.toEqual({ active: false });
+		});
+	});
+
+	describe("names", () => {
+		test.each([
+			["firstName", "Eve\r\nYour account is locked. Call +1 555 0100 to unlock it."],
+			["firstName", "Eve\nP.S."],
+			["lastName", "Doe\u2028Second line"],
+			["lastName", "Doe\u2029Paragraph"],
+			["firstName", "Tab\there"],
+			["lastName", "Esc\u001b[31m"],
+			["firstName", "Nel\u0085x"],
+		])("a line break or control character in %s → 422 naming it, at registration and in PATCH /api/me", async (field, value) => {
+			const email = newEmail("names");
+			const res = await http.post("/api/auth/register", { email, password: PASSWORD, [field]: value });
+			expect(res.status).toBe(422);
+			expect(fields422(res)).toEqual([field]);
+			expect((await login(email)).status).toBe(401);
+
+			const u = await register();
+			const patched = await http.patch("/api/me", { [field]: value }, { token: u.accessToken });
+			expect(patched.status).toBe(422);
+			expect(fields422(patched)).toEqual([field]);
+			expect((await http.get("/api/me", { token: u.accessToken })).body[field]).toBeNull();
+		});
+
+		test("names in any script, with spaces, accents and apostrophes are fine", async () => {
+			const reg = await register(newEmail(), PASSWORD, { firstName: "Zoë-Anne", lastName: "O'Brien 李 Smith" });
+			expect(reg.user).toMatchObject({ firstName: "Zoë-Anne", lastName: "O'Brien 李 Smith" });
+			expect((await http.patch("/api/me", { firstName: "José María" }, { token: reg.accessToken })).body.firstName).toBe("José María");
 		});
 	});
 
@@ -475,6 +527,34 @@ describe("users service over HTTP", () => {
 			const token = lastMail("user.password_reset_requested", email).resetToken;
 			const results = await Promise.all(["race-otter-one-1", "race-otter-two-2"].map((password) => http.post("/api/auth/password-reset/confirm", { token, password })));
 			expect(results.map((r) => r.status).sort()).toEqual([204, 422]);
+		});
+
+		test("a newer reset link retires the older one", async () => {
+			const email = newEmail("relink");
+			const reg = await register(email);
+			await http.post("/api/auth/password-reset", { email });
+			const first = lastMail("user.password_reset_requested", email).resetToken;
+			// A minute later (the cooldown, moved back here) the customer asks again.
+			await (shop.broker.getLocalService("users") as any).db.users.updateOne({ id: reg.user.id }, { $set: { resetMailAt: new Date(Date.now() - 61_000) } });
+			await http.post("/api/auth/password-reset", { email });
+			const second = lastMail("user.password_reset_requested", email).resetToken;
+			expect(second).not.toBe(first);
+
+			const old = await http.post("/api/auth/password-reset/confirm", { token: first, password: "older-link-otter-1" });
+			expect(old.status).toBe(422);
+			expect(fields422(old)).toEqual(["token"]);
+			expect((await http.post("/api/auth/password-reset/confirm", { token: second, password: "newer-link-otter-2" })).status).toBe(204);
+			expect((await login(email, "newer-link-otter-2")).status).toBe(200);
+		});
+
+		test("a newer verification link retires the older one", async () => {
+			const email = newEmail("reverify");
+			const reg = await register(email);
+			const first = lastMail("user.registered", email).verificationToken;
+			const users = shop.broker.getLocalService("users") as any;
+			const second = await users.issueUserToken(await users.db.users.findById(reg.user.id), "verify_email");
+			expect((await http.post("/api/auth/verify-email", { token: first })).status).toBe(422);
+			expect((await http.post("/api/auth/verify-email", { token: second })).status).toBe(200);
 		});
 
 		test("a reset unlocks a throttled account", async () => {
@@ -626,6 +706,32 @@ describe("users service over HTTP", () => {
 			const leaked = stored.filter((h) => r.text.includes(h));
 			expect({ path: r.path, leaked }).toEqual({ path: r.path, leaked: [] });
 		}
+	});
+});
+
+describe("login throttle and the response cache", () => {
+	let shop: Shop;
+	beforeAll(async () => {
+		// The embedded cacher, as moleculer.config.ts sets it up, with a small bound so a test can fill it.
+		shop = await startShop({ services: ["users", "products"], broker: { cacher: { type: "MemoryLRU", options: { max: 50, ttl: 300 } } } });
+	});
+	afterAll(() => shop.stop());
+
+	test("anonymous cached listings that fill the cache do not unlock an account", async () => {
+		const email = newEmail("flooded");
+		expect((await shop.http.post("/api/auth/register", { email, password: PASSWORD })).status).toBe(201);
+		for (let i = 0; i < 5; i++) expect((await shop.http.post("/api/auth/login", { email, password: `wrong-guess-${i}` })).status).toBe(401);
+		expect((await shop.http.post("/api/auth/login", { email, password: PASSWORD })).status).toBe(429);
+
+		// Twice the cache's bound of distinct listings, each cached by the broker cacher.
+		for (let n = 0; n < 100; n++) expect((await shop.http.get(`/api/products?minPrice=${n}`)).status).toBe(200);
+		const cached = await shop.broker.cacher!.getCacheKeys();
+		expect(cached.length).toBeGreaterThanOrEqual(50);
+		expect(cached.some((k: { key: string }) => k.key.includes("products.list"))).toBe(true);
+
+		const after = await shop.http.post("/api/auth/login", { email, password: PASSWORD });
+		expect(after.status).toBe(429);
+		expect(Number(after.headers.get("retry-after"))).toBeGreaterThan(14 * 60);
 	});
 });
 

@@ -1,4 +1,5 @@
 import jwt from "jsonwebtoken";
+import { readConfig } from "../../lib/config";
 import { signAccessToken, verifyAccessToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
 
 describe("access tokens", () => {
@@ -21,5 +22,32 @@ describe("access tokens", () => {
 		["another algorithm", forge({ role: "customer", sid: "s1", sub: "u1" }, { expiresIn: 60, algorithm: "HS512" })],
 	])("refused: %s", (_what, token) => {
 		expect(() => verifyAccessToken(token, secret)).toThrow();
+	});
+});
+
+describe("JWT_SECRET in production", () => {
+	const strong = "9f3c1e0b7a5d4c2e8f6a1b3d5c7e9f0a";
+	const production = (JWT_SECRET: string | undefined) => readConfig({ NODE_ENV: "production", JWT_SECRET });
+
+	test.each([
+		["shorter than 32 characters", strong.slice(1)],
+		["the k8s template's", "REPLACE_ME"],
+		["docker-compose's default", "local-only-jwt-secret-change-me"],
+		["a tutorial's", "changeme"],
+		["a tutorial's, in capitals", "Change-Me"],
+		["the word", "SECRET"],
+		["padded to length with spaces", `change-me${" ".repeat(32)}`],
+	])("refuses to start with a secret %s, naming JWT_SECRET", (_what, secret) => {
+		expect(() => production(secret)).toThrow(/JWT_SECRET/);
+	});
+
+	test("a random secret of 32 characters or more is taken; unset leaves the generated one (lib/jwt.ts)", () => {
+		expect(production(strong).jwtSecret).toBe(strong);
+		expect(production(undefined).jwtSecret).toBeUndefined();
+		expect(production("").jwtSecret).toBeUndefined();
+	});
+
+	test.each(["development", "test", undefined])("NODE_ENV=%s keeps a short local secret", (NODE_ENV) => {
+		expect(readConfig({ NODE_ENV, JWT_SECRET: "change-me" }).jwtSecret).toBe("change-me");
 	});
 });

@@ -1,5 +1,5 @@
 /** Login throttling per account: 5 failures in 15 minutes lock the account until the window ends. */
-import { LOGIN_THROTTLE, recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../../lib/login-throttle";
+import { LOGIN_THROTTLE, LoginFailureStore, recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../../lib/login-throttle";
 
 const MIN = 60_000;
 const t0 = 1_700_000_000_000;
@@ -45,5 +45,64 @@ describe("login throttle", () => {
 	test("keys are per normalised email and client address", () => {
 		expect(throttleKey("  Jane@Example.COM ", "203.0.113.7")).toBe("login-fail:jane@example.com|203.0.113.7");
 		expect(throttleKey("jane@example.com", "203.0.113.7")).not.toBe(throttleKey("jane@example.com", "198.51.100.2"));
+	});
+});
+
+describe("the failure store of one process", () => {
+	const fail = (store: LoginFailureStore, key: string, now: number) => store.set(key, recordFailure(store.get(key, now), now), now);
+	const locked = (store: LoginFailureStore, key: string, now: number) => retryAfterSeconds(store.get(key, now), now) > 0;
+
+	test("keeps a state until its window ends, then forgets it", () => {
+		const store = new LoginFailureStore(10);
+		for (let i = 0; i < 5; i++) fail(store, "victim", t0 + i * 1000);
+		expect(locked(store, "victim", t0 + 14 * MIN)).toBe(true);
+		expect(store.get("victim", t0 + 15 * MIN)).toBeNull();
+		expect(store.size).toBe(0);
+	});
+
+	test("full, it lets go of the states closest to their end; a lock newer than those stays", () => {
+		const store = new LoginFailureStore(3);
+		fail(store, "a", t0);
+		fail(store, "b", t0 + MIN);
+		for (let i = 0; i < 5; i++) fail(store, "victim", t0 + 2 * MIN + i);
+		// More failures in the same window do not make an old state look new.
+		fail(store, "a", t0 + 3 * MIN);
+		fail(store, "c", t0 + 4 * MIN);
+		expect(store.size).toBe(3);
+		expect(store.get("a", t0 + 4 * MIN)).toBeNull();
+		expect(store.get("b", t0 + 4 * MIN)).toEqual({ count: 1, since: t0 + MIN });
+		expect(locked(store, "victim", t0 + 4 * MIN)).toBe(true);
+	});
+
+	test("expired states go first, whatever the bound", () => {
+		const store = new LoginFailureStore(100);
+		for (let i = 0; i < 50; i++) fail(store, `old-${i}`, t0 + i);
+		fail(store, "new", t0 + 16 * MIN);
+		expect(store.size).toBe(1);
+	});
+
+	test("never holds more than its bound, however many keys come", () => {
+		const store = new LoginFailureStore(1_000);
+		for (let i = 0; i < 20_000; i++) fail(store, `k-${i}`, t0 + i * 10);
+		expect(store.size).toBe(1_000);
+		expect(store.get("k-19999", t0 + 200_000)).toEqual({ count: 1, since: t0 + 199_990 });
+	});
+
+	test("a new window moves a key to the end of the line", () => {
+		const store = new LoginFailureStore(2);
+		fail(store, "a", t0);
+		fail(store, "b", t0 + 10 * MIN);
+		// a's window is over: its next failure opens one that ends after b's.
+		fail(store, "a", t0 + 16 * MIN);
+		fail(store, "c", t0 + 17 * MIN);
+		expect(store.get("b", t0 + 17 * MIN)).toBeNull();
+		expect(store.get("a", t0 + 17 * MIN)).toEqual({ count: 1, since: t0 + 16 * MIN });
+	});
+
+	test("delete forgets at once", () => {
+		const store = new LoginFailureStore();
+		fail(store, "a", t0);
+		store.delete("a");
+		expect(store.get("a", t0)).toBeNull();
 	});
 });
