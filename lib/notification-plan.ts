@@ -124,6 +124,23 @@ export function withOpenedTokens(payload: Record<string, any>, open: (sealed: un
 	return out;
 }
 
+/** Kinds whose messages carry a one-time link (it verifies an address or resets a password). */
+export const ONE_TIME_LINK_KINDS: readonly NotificationKind[] = ["verify-email", "password-reset"];
+
+export const LINK_REMOVED = "[link removed after delivery]";
+
+/** A URL with a `token` parameter, as `link` writes it: raw in text, HTML-escaped in html ("=" is "&#61;", "&" is "&amp;"). */
+const TOKEN_URL = /[^\s"'<>]*[?&;]token(?:=|&#61;)[^\s"'<>]*/g;
+
+/**
+ * The stored body of a message once it is delivered or given up: a one-time link in it would still
+ * work for whoever reads the store or a backup, so it goes. Null when the kind carries no link.
+ */
+export function withoutOneTimeLinks(kind: string, body: { html: string | null; text: string }): { html: string | null; text: string } | null {
+	if (!(ONE_TIME_LINK_KINDS as readonly string[]).includes(kind)) return null;
+	return { html: body.html == null ? null : body.html.replace(TOKEN_URL, LINK_REMOVED), text: body.text.replace(TOKEN_URL, LINK_REMOVED) };
+}
+
 export interface LinkSettings {
 	shopName: string;
 	storefrontUrl: string;

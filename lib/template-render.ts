@@ -2,9 +2,10 @@
  * Notification templates: `{{name}}` and `{{order.number}}` placeholders, plus mustache-style
  * sections `{{#items}}…{{/items}}` (repeat for each item, or once when the value is truthy) and
  * `{{^trackingNumber}}…{{/trackingNumber}}` (only when empty).
- * Every value is escaped for HTML in "html" mode; in "text" mode values keep their characters but
- * lose control characters, and in "line" mode (subjects) also their line breaks, so a customer's
- * first name cannot inject markup, headers or terminal escapes. Template text itself is trusted.
+ * Every value is escaped for HTML in "html" mode; in "text" and "line" (subjects) modes values keep
+ * their characters. In every mode a value stays on one line and loses its control characters, so a
+ * customer's first name cannot inject markup, headers, lines of its own or terminal escapes.
+ * Template text itself is trusted.
  */
 export type RenderMode = "html" | "text" | "line";
 export type TemplateVars = Record<string, unknown>;
@@ -19,11 +20,18 @@ export function escapeHtml(value: string): string {
 	return value.replace(/[&<>"'`=]/g, (c) => HTML_ESCAPES[c]);
 }
 
-/** Removes C0/C1 control characters (ESC, NUL, CR, …); tabs stay, newlines stay unless `singleLine`. */
-export function stripControlChars(value: string, singleLine = false): string {
-	// eslint-disable-next-line no-control-regex -- matching control characters is the point
-	const cleaned = value.replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u2028\u2029]/g, "");
-	return singleLine ? cleaned.replace(/[\r\n]+/g, " ") : cleaned.replace(/\r/g, "");
+/**
+ * A value as it may appear in a message: each run of line breaks and other spacing controls (tab,
+ * CR, LF, VT, FF, NEL, U+2028, U+2029) becomes one space; other C0/C1 controls (ESC, NUL, …) go.
+ */
+export function stripControlChars(value: string): string {
+	return (
+		value
+			// eslint-disable-next-line no-control-regex -- matching control characters is the point
+			.replace(/[\u0000-\u0008\u000E-\u001F\u007F-\u0084\u0086-\u009F]/g, "")
+			// eslint-disable-next-line no-control-regex -- as above
+			.replace(/[\t\n\u000B\u000C\r\u0085\u2028\u2029]+/g, " ")
+	);
 }
 
 /** Parses a template; throws on an unbalanced section so a broken file fails at load, not at send. */
@@ -116,7 +124,7 @@ function renderNodes(nodes: Node[], scopes: unknown[], mode: RenderMode): string
 		if (n.kind === "text") out += n.text;
 		else if (n.kind === "var") {
 			const text = toText(lookup(scopes, n.path));
-			out += mode === "html" ? escapeHtml(stripControlChars(text)) : stripControlChars(text, mode === "line");
+			out += mode === "html" ? escapeHtml(stripControlChars(text)) : stripControlChars(text);
 		} else {
 			const value = lookup(scopes, n.path);
 			if (n.inverted) {

@@ -10,6 +10,9 @@
  * and is inserted before it is sent, so a redelivered or replayed event, or a second instance,
  * finds the key taken and sends nothing. A worker pool sends queued messages, each claimed with a
  * lease; failures retry with exponential backoff and end `failed` after NOTIFY_MAX_ATTEMPTS.
+ * A message with a one-time link (verification, password reset) keeps it only while it may still
+ * be sent: the update that records it sent, outboxed or failed also removes the link from the
+ * stored body, and the start removes it from messages stored before that.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -28,6 +31,7 @@ import { parseTemplate, renderTemplate } from "../lib/template-render";
 import { openToken } from "../lib/sealed-token";
 import {
 	NOTIFICATION_KINDS,
+	ONE_TIME_LINK_KINDS,
 	SOURCE_EVENTS,
 	dedupeKey,
 	eventIdOf,
@@ -36,6 +40,7 @@ import {
 	plannedMessages,
 	templateVars,
 	withOpenedTokens,
+	withoutOneTimeLinks,
 	type Contact,
 	type NotificationKind,
 } from "../lib/notification-plan";
@@ -43,6 +48,8 @@ import { DeliveryError, createChannels, readNotificationConfig, type Notificatio
 
 const TEMPLATES_DIR = path.join(__dirname, "../templates/notifications");
 const STATUSES = ["queued", "sent", "failed", "outboxed"] as const;
+/** Nothing more will be sent of a message in these: a one-time link in its body has no more use. */
+const FINAL_STATUSES = ["sent", "outboxed", "failed"];
 const EPOCH = new Date(0);
 
 type Parsed = ReturnType<typeof parseTemplate>;
@@ -85,6 +92,14 @@ interface Message {
 	nextAttemptAt: Date;
 	/** While in the future, one worker owns the message; a crashed worker's lease simply runs out. */
 	leaseUntil: Date;
+	/** When the one-time link left the stored body (verification and reset messages, once final). */
+	linkRemovedAt?: Date;
+}
+
+/** The fields that take the one-time link out of a message that will not be sent again; none for other kinds. */
+function spentLink(m: Message): Partial<Message> {
+	const body = withoutOneTimeLinks(m.template, { html: m.html, text: m.text });
+	return body ? { ...body, linkRemovedAt: new Date() } : {};
 }
 
 /** What a customer sees of their messages: no bodies, as they may carry one-time tokens. */
@@ -93,7 +108,10 @@ function customerView(m: Message) {
 }
 
 function adminView(m: Message) {
-	return { ...customerView(m), userId: m.userId, eventId: m.eventId, provider: m.provider, providerId: m.providerId, error: m.error, nextAttemptAt: m.nextAttemptAt, failedAt: m.failedAt };
+	return {
+		...customerView(m), userId: m.userId, eventId: m.eventId, provider: m.provider, providerId: m.providerId, error: m.error, nextAttemptAt: m.nextAttemptAt, failedAt: m.failedAt,
+		linkRemovedAt: m.linkRemovedAt ?? null,
+	};
 }
 
 /** A message for the worker pool; one stored already claimed carries itself (see handleEvent). */
@@ -122,6 +140,7 @@ interface NotifyVars {
 
 interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll"> {
 	handleEvent(event: string, payload: Record<string, any>): Promise<void>;
+	removeSpentLinks(): Promise<number>;
 	contactFor(kind: NotificationKind, payload: Record<string, any>): Promise<Contact | null>;
 	deliver(item: QueuedMessage): Promise<void>;
 	claim(item: QueuedMessage, now: Date): Promise<Message | null>;
@@ -142,9 +161,12 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				fields: {
 					userId: String, eventId: String, dedupeKey: String, template: String, channel: String, provider: String, recipient: String,
 					subject: String, html: String, text: String, status: String, attempts: Number, providerId: String, error: String,
-					createdAt: Date, sentAt: Date, failedAt: Date, nextAttemptAt: Date, leaseUntil: Date,
+					createdAt: Date, sentAt: Date, failedAt: Date, nextAttemptAt: Date, leaseUntil: Date, linkRemovedAt: Date,
 				},
-				indexes: [{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1, nextAttemptAt: 1 } }],
+				indexes: [
+					{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1, nextAttemptAt: 1 } },
+					{ fields: { template: 1, linkRemovedAt: 1 } },
+				],
 			},
 			/** Events already handled (by id), so a catch-up does not redo them; kept longer than the outboxes keep events. */
 			notification_events: { fields: { event: String, handledAt: Date }, indexes: [{ fields: { handledAt: 1 }, expireAfterSeconds: 8 * 24 * 3600 }] },
@@ -189,19 +211,21 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 		retry: {
 			rest: "POST /notifications/:id/retry",
-			openapi: { responses: { 409: "Only failed messages can be retried" } },
+			openapi: { responses: { 409: "Only failed messages can be retried, and not one whose one-time link was removed" } },
 			roles: ["admin"],
 			params: { id: { type: "string", min: 1, max: 100 } },
 			async handler(this: NotifyThis, ctx: Context<{ id: string }>) {
 				const now = new Date();
-				// Only a failed message goes back to the queue, with a fresh set of attempts.
+				// Only a failed message goes back to the queue, with a fresh set of attempts; not one whose
+				// one-time link is gone (the customer asks for a new link instead).
 				const requeued = await this.db.notifications.updateOne(
-					{ id: ctx.params.id, status: "failed" },
+					{ id: ctx.params.id, status: "failed", linkRemovedAt: { $exists: false } },
 					{ $set: { status: "queued", attempts: 0, nextAttemptAt: now, leaseUntil: EPOCH, failedAt: null } },
 				);
 				if (!requeued) {
 					const existing = await this.db.notifications.findById(ctx.params.id);
 					if (!existing) throw new NotFoundError("Notification");
+					if (existing.status === "failed") throw new ConflictError("The one-time link of this message was removed when it failed; the customer asks for a new one", "LINK_REMOVED");
 					throw new ConflictError(`Only failed messages can be retried; this one is ${existing.status}`, "INVALID_STATE");
 				}
 				this.queue.push({ id: requeued.id });
@@ -288,12 +312,34 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					this.later(decision.delayMs, () => this.queue.push({ id }));
 				} else {
 					this.logger.warn(`Notification ${id} (${claimed.template} by ${claimed.channel}) failed after ${claimed.attempts} attempt(s): ${error}`);
-					await this.db.notifications.updateOne(mine, { $set: { status: "failed", provider: channel.provider, error, failedAt: new Date(), leaseUntil: EPOCH } });
+					await this.db.notifications.updateOne(mine, { $set: { status: "failed", provider: channel.provider, error, failedAt: new Date(), leaseUntil: EPOCH, ...spentLink(claimed) } });
 				}
 				return;
 			}
 			// Outside the try: a store error here must not count as a failed send (it was sent).
-			await this.db.notifications.updateOne(mine, { $set: { status: result.status, provider: result.provider, providerId: result.providerId, sentAt: new Date(), error: null, leaseUntil: EPOCH } });
+			await this.db.notifications.updateOne(mine, {
+				$set: { status: result.status, provider: result.provider, providerId: result.providerId, sentAt: new Date(), error: null, leaseUntil: EPOCH, ...spentLink(claimed) },
+			});
+		},
+
+		/** Takes the one-time links out of messages that were final before links were removed on delivery. */
+		async removeSpentLinks() {
+			let removed = 0;
+			for (;;) {
+				const batch = (await this.db.notifications.find(
+					{ template: { $in: [...ONE_TIME_LINK_KINDS] }, linkRemovedAt: { $exists: false }, status: { $in: FINAL_STATUSES } },
+					{ limit: 200, fields: ["id", "template", "status", "html", "text"] },
+				)) as unknown as Message[];
+				let done = 0;
+				for (const m of batch) {
+					if (await this.db.notifications.updateOne({ id: m.id, status: m.status, linkRemovedAt: { $exists: false } }, { $set: spentLink(m) })) done++;
+				}
+				removed += done;
+				// A short batch was the last; one where nothing changed (a retry took them meanwhile) too.
+				if (batch.length < 200 || done === 0) break;
+			}
+			if (removed) this.logger.info(`Removed the one-time links of ${removed} message(s) stored before links were removed on delivery.`);
+			return removed;
 		},
 
 		/**
@@ -352,6 +398,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 	async started() {
 		this.stopping = false;
+		await this.removeSpentLinks();
 		// Work left by the previous run; what the sources kept while we were away comes from the catch-up.
 		await this.enqueueDue();
 		const scan = setInterval(() => void this.enqueueDue().catch((err) => this.logger.warn(`Scanning due notifications failed: ${err.message}`)), this.settings.scanIntervalMs);

@@ -60,12 +60,17 @@ const SORTS = {
 
 const idParam = { type: "string", min: 1, max: 100, trim: true } as const;
 
-/** What any reader sees of a review. */
-function toPublic(r: Review) {
+/**
+ * A review as `viewer` sees it. The author's account id goes only to the author and admins: for
+ * anyone else it is an internal id that links a customer's reviews to one another and to the
+ * account. The review is signed by `authorName`.
+ */
+function toPublic(r: Review, viewer: AuthUser | null | undefined) {
+	const ownerView = !!viewer && (viewer.role === "admin" || viewer.id === r.userId);
 	return {
 		id: r.id,
 		productId: r.productId,
-		userId: r.userId,
+		...(ownerView ? { userId: r.userId } : {}),
 		authorName: r.authorName ?? null,
 		rating: r.rating,
 		title: r.title,
@@ -137,7 +142,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
 				const query = { productId: ctx.params.id, status: "approved" };
 				const [rows, total] = await this.db.reviews.findWithCount(query, { sort: { ...SORTS[ctx.params.sort] }, offset: w.offset, limit: w.limit });
-				return toPage((rows as Review[]).map(toPublic), total, w.page, w.pageSize);
+				return toPage((rows as Review[]).map((r) => toPublic(r, ctx.meta.user)), total, w.page, w.pageSize);
 			},
 		},
 
@@ -190,7 +195,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 				await this.publish(ctx, "review.created", { reviewId: review.id, productId, userId, rating: review.rating, isVerifiedPurchase: review.isVerifiedPurchase });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/reviews/${review.id}`;
-				return toPublic(review);
+				return toPublic(review, ctx.meta.user);
 			},
 		},
 
@@ -199,7 +204,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			auth: "optional",
 			params: { id: idParam, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string }, ShopMeta>) {
-				return toPublic(await this.findVisible(ctx.params.id, ctx.meta.user));
+				return toPublic(await this.findVisible(ctx.params.id, ctx.meta.user), ctx.meta.user);
 			},
 		},
 
@@ -219,7 +224,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 				if (ctx.params.productId) query.productId = ctx.params.productId;
 				// Oldest first: the queue is worked in the order reviews arrived.
 				const [rows, total] = await this.db.reviews.findWithCount(query, { sort: { createdAt: 1 }, offset: w.offset, limit: w.limit });
-				return toPage((rows as Review[]).map(toPublic), total, w.page, w.pageSize);
+				return toPage((rows as Review[]).map((r) => toPublic(r, ctx.meta.user)), total, w.page, w.pageSize);
 			},
 		},
 
@@ -231,13 +236,13 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; approved: boolean }, ShopMeta>) {
 				const to: ReviewStatus = ctx.params.approved ? "approved" : "rejected";
 				const change = await this.changeStatus(ctx.params.id, to, { moderatedAt: new Date(), moderatedBy: ctx.meta.user!.id });
-				if (!change) return toPublic(await this.findVisible(ctx.params.id, ctx.meta.user));
+				if (!change) return toPublic(await this.findVisible(ctx.params.id, ctx.meta.user), ctx.meta.user);
 				const { before, after } = change;
 				// Rejecting a pending review does not touch the summary; the decision is still announced.
 				const direction = to === "approved" ? 1 : before.status === "approved" ? -1 : 0;
 				const summary = direction ? await this.moveSummary(after.productId, after.rating, direction) : await this.readSummary(after.productId);
 				await this.announceRating(ctx, after, ctx.params.approved, summary);
-				return toPublic(after);
+				return toPublic(after, ctx.meta.user);
 			},
 		},
 

@@ -1,7 +1,8 @@
 /**
  * The channel when no provider is configured: the message is already stored by the service, so
  * "delivering" it marks it `outboxed` (not `sent`: nothing left the shop). An operator or a relay can
- * read outboxed messages from the store. With `wholeMessage` (development) the log line carries the
+ * read outboxed messages from the store, except the one-time links of verification and reset
+ * messages, which the service removes from the stored copy once delivered. With `wholeMessage` (development) the log line carries the
  * whole text, so whoever tries the shop on a laptop can follow a verification or reset link; else
  * only who it went to and its subject (the text may hold one-time links).
  */

@@ -12,6 +12,7 @@ import { NotFoundError } from "../../lib/errors";
 import NotificationsService from "../../services/notifications.service";
 import { waitFor } from "../helpers/wait";
 import { withEnv } from "../helpers/env";
+import { fakeSession } from "../helpers/fakes";
 
 const ACCOUNT_SID = "AC" + "0123456789abcdef".repeat(2);
 const AUTH_TOKEN = "twilio-secret";
@@ -80,7 +81,7 @@ const FakeUsers: ServiceSchema = {
 	name: "users",
 	mixins: [OutboxMixin("users")],
 	actions: {
-		checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) },
+		checkSession: { params: { sid: "string" }, handler: (ctx: Context<{ sid: string }>) => fakeSession(ctx.params.sid) },
 		get: {
 			params: { id: "string" },
 			handler(ctx: Context<{ id: string }>) {

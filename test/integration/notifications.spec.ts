@@ -1,7 +1,8 @@
 /**
  * Notifications end to end: events from services with an outbox (fakes of users, orders and
  * payments built on the real OutboxMixin), messages over HTTP, catch-up after downtime, de-duplication,
- * retries with backoff, the worker pool's limit, and pending work surviving a restart.
+ * retries with backoff, the worker pool's limit, pending work surviving a restart, and one-time
+ * links that stay in a stored message only until it is delivered or given up.
  * The providers (SendGrid, Twilio) are covered by notifications-providers.spec.ts.
  */
 import fs from "node:fs";
@@ -11,11 +12,11 @@ import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { OutboxMixin } from "../../mixins/outbox.mixin";
 import { NotFoundError } from "../../lib/errors";
-import { signAccessToken } from "../../lib/jwt";
 import NotificationsService from "../../services/notifications.service";
 import { DeliveryError, type NotificationChannel, type OutgoingMessage } from "../../adapters/channels";
+import { LINK_REMOVED } from "../../lib/notification-plan";
 import { waitFor } from "../helpers/wait";
-import { sourceWithOutbox } from "../helpers/fakes";
+import { fakeSession, fakeToken, sourceWithOutbox } from "../helpers/fakes";
 import { setEnv, withEnv } from "../helpers/env";
 
 interface User {
@@ -35,7 +36,7 @@ const FakeUsers: ServiceSchema = {
 	name: "users",
 	mixins: [OutboxMixin("users")],
 	actions: {
-		checkSession: { params: { sid: "string" }, handler: () => ({ active: true }) },
+		checkSession: { params: { sid: "string" }, handler: (ctx: Context<{ sid: string }>) => fakeSession(ctx.params.sid) },
 		get: {
 			params: { id: "string" },
 			handler(ctx: Context<{ id: string }>) {
@@ -74,12 +75,21 @@ function orderPayload(orderId: string, userId: string, extra: Record<string, unk
 	};
 }
 
+/** Every message handed to a channel the service picked itself (the outbox, here), as it went. */
+const delivered: OutgoingMessage[] = [];
+
 /** Notifications with short timers, so retries and scans happen within a test. */
 function notifications(settings: Record<string, unknown> = {}): ServiceSchema<any> {
 	return {
 		name: "notifications",
 		mixins: [NotificationsService as unknown as Partial<ServiceSchema>],
 		settings: { scanIntervalMs: 100, catchUpIntervalMs: 1_000, catchUpDelayMs: 50, backoff: { baseMs: 40, factor: 2, maxMs: 400, jitter: 0 }, ...settings },
+		created() {
+			for (const medium of ["email", "sms"] as const) {
+				const channel: NotificationChannel = this.channels[medium];
+				this.channels[medium] = { provider: channel.provider, medium, send: (m: OutgoingMessage) => (delivered.push(m), channel.send(m)) };
+			}
+		},
 	};
 }
 
@@ -91,8 +101,8 @@ async function startNotifications(shop: Shop, schema = notifications()): Promise
 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const admin = signAccessToken({ sub: "admin", role: "admin", sid: "s-admin" });
-const tokenOf = (userId: string) => signAccessToken({ sub: userId, role: "customer", sid: `s-${userId}` });
+const admin = fakeToken("admin", "admin");
+const tokenOf = (userId: string) => fakeToken(userId);
 
 
 /** A channel that fails as told, counts attempts and how many sends run at once. */
@@ -193,9 +203,23 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		expect(mail.html).toContain("<td>Tee &lt;b&gt;bold&lt;/b&gt;</td><td align=\"right\">$25.00</td>");
 		expect(mail.text).toContain("- 2 x Tee <b>bold</b>: $25.00\n- 1 x Cap: $9.99\n");
 		expect(mail.text).toContain("Discount: -$5.00\nShipping: $4.99\nTotal: $34.98");
-		const verify = await svc.db.notifications.findOne({ template: "verify-email" });
+		const verify = delivered.find((m) => m.to === "bob@example.com" && m.subject === "Confirm your email address")!;
 		expect(verify.text).toContain("http://localhost:3000/verify-email?token=tok%2Fen%2B1");
 		expect(verify.html).toContain('href="http://localhost:3000/verify-email?token&#61;tok%2Fen%2B1"');
+	});
+
+	test("a message with a one-time link keeps no link in the store once it is outboxed", async () => {
+		const stored = await svc.db.notifications.findOne({ template: "verify-email" });
+		expect(stored).toMatchObject({ status: "outboxed", subject: "Confirm your email address", recipient: "bob@example.com", linkRemovedAt: expect.any(Date) });
+		for (const body of [stored.text, stored.html]) {
+			expect(body).not.toContain("tok%2Fen%2B1");
+			expect(body).toContain(LINK_REMOVED);
+			expect(body).toContain("Hi Bob,");
+		}
+		// Order news carries no link: its body stays whole.
+		const order = await svc.db.notifications.findOne({ template: "order-confirmed", channel: "email" });
+		expect(order.text).toContain("- 2 x Tee <b>bold</b>");
+		expect(order.linkRemovedAt).toBeUndefined();
 	});
 
 	test("GET /api/me/notifications: own messages only, newest first, paged, without bodies", async () => {
@@ -348,6 +372,40 @@ describe("notifications: retries, failures, the worker pool", () => {
 		await waitFor(() => email.sent.length, (n) => n === sentBefore + 8, 5_000);
 		expect(email.maxRunning).toBe(2);
 	});
+
+	const resetMail = async (to: string, resetToken: string) => {
+		await shop.broker.call("users.announce", { event: "user.password_reset_requested", payload: { userId: `u-${to}`, email: `${to}@example.com`, firstName: "Cy", resetToken } });
+		return () => svc.db.notifications.findOne({ template: "password-reset", recipient: `${to}@example.com` });
+	};
+
+	test("a reset link stays stored while the mail is retried, and is gone once it is sent", async () => {
+		email.script = { failures: 2, status: 503 };
+		const stored = await resetMail("cy", "reset-token-cy-1");
+		// Failed once, waiting for its retry: the stored body must still hold the link to send.
+		const waiting = await waitFor(stored, (m: any) => m?.status === "queued" && m.error !== null);
+		expect(waiting.text).toContain("reset-password?token=reset-token-cy-1");
+		expect(waiting.linkRemovedAt).toBeUndefined();
+
+		const sent = await waitFor(stored, (m: any) => m?.status === "sent");
+		expect(sent.attempts).toBe(3);
+		expect(email.sent.find((m) => m.id === sent.id)!.text).toContain("reset-password?token=reset-token-cy-1");
+		expect(JSON.stringify(sent)).not.toContain("reset-token-cy-1");
+		expect(sent.text).toContain(LINK_REMOVED);
+		expect(sent.html).toContain(`href="${LINK_REMOVED}"`);
+		expect(sent.linkRemovedAt).toEqual(expect.any(Date));
+	});
+
+	test("given up, the message keeps no link either, and an admin cannot send it again", async () => {
+		email.script = { failures: 100, status: 500 };
+		const stored = await resetMail("dee", "reset-token-dee-1");
+		const failed = await waitFor(stored, (m: any) => m?.status === "failed");
+		expect(JSON.stringify(failed)).not.toContain("reset-token-dee-1");
+		expect(failed.text).toContain(LINK_REMOVED);
+		const retried = await shop.http.post(`/api/notifications/${failed.id}/retry`, {}, { token: admin });
+		expect(retried.status).toBe(409);
+		expect(retried.body.type).toBe("LINK_REMOVED");
+		expect((await stored()).status).toBe("failed");
+	});
 });
 
 describe("notifications: pending work survives a restart", () => {
@@ -380,6 +438,33 @@ describe("notifications: pending work survives a restart", () => {
 		expect(msg).toMatchObject({ attempts: 2, recipient: "bob@example.com" });
 		await sleep(300);
 		expect(await svc.db.notifications.count({})).toBe(1);
+		await shop.broker.destroyService(svc);
+	});
+
+	test("links in messages stored before links were removed on delivery are removed at the next start", async () => {
+		let svc = await withEnv(env(), () => startNotifications(shop));
+		const legacy = (id: string, template: string, status: string, token: string) =>
+			svc.db.notifications.insert({
+				id, userId: "u-bob", eventId: `e-${id}`, dedupeKey: `d-${id}`, template, channel: "email", provider: "outbox", recipient: "bob@example.com",
+				subject: "Reset your password", html: `<p><a href="http://localhost:3000/reset-password?token&#61;${token}">Choose a new password</a></p>`,
+				text: `Hi Bob,\n\nhttp://localhost:3000/reset-password?token=${token}\n`, status, attempts: 1, providerId: null, error: null,
+				createdAt: new Date(), sentAt: new Date(), failedAt: null, nextAttemptAt: new Date(Date.now() + 3_600_000), leaseUntil: new Date(0),
+			});
+		await legacy("old-sent", "password-reset", "sent", "old-token-1");
+		await legacy("old-failed", "verify-email", "failed", "old-token-2");
+		// Still to be sent (its retry is an hour away): its link is still needed.
+		await legacy("old-queued", "password-reset", "queued", "old-token-3");
+		await shop.broker.destroyService(svc);
+
+		svc = await withEnv(env(), () => startNotifications(shop));
+		for (const [id, token] of [["old-sent", "old-token-1"], ["old-failed", "old-token-2"]]) {
+			const m = await svc.db.notifications.findById(id);
+			expect(JSON.stringify(m)).not.toContain(token);
+			expect(m.text).toBe(`Hi Bob,\n\n${LINK_REMOVED}\n`);
+			expect(m.html).toContain(`href="${LINK_REMOVED}"`);
+		}
+		expect((await svc.db.notifications.findById("old-queued")).text).toContain("old-token-3");
+		expect(await svc.removeSpentLinks()).toBe(0);
 		await shop.broker.destroyService(svc);
 	});
 });
@@ -424,8 +509,10 @@ describe("notifications with the real users, products, cart, orders and payments
 		expect(confirmed.subject).toBe(`Order ${order.body.number} confirmed`);
 		expect(confirmed.text).toContain("- 2 x Notify Mug: $25.00");
 
-		const verify = await svc.db.notifications.findOne({ template: "verify-email" });
+		// The link as it went out (here: outboxed, as in development's log); the stored copy has none left.
+		const verify = delivered.find((m) => m.to === "real-buyer@example.com" && /verify-email\?token=/.test(m.text))!;
 		const verifyToken = decodeURIComponent(/verify-email\?token=(\S+)/.exec(verify.text)![1]);
+		expect(JSON.stringify(await svc.db.notifications.findOne({ template: "verify-email" }))).not.toContain(encodeURIComponent(verifyToken));
 		const verified = await shop.http.post("/api/auth/verify-email", { token: verifyToken });
 		expect(verified.status).toBe(200);
 		expect(verified.body.user.isVerified).toBe(true);

@@ -4,10 +4,9 @@
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
-import { signAccessToken } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
 import "../../mixins/types";
-import { FakeUsers } from "../helpers/fakes";
+import { FakeUsers, fakeToken } from "../helpers/fakes";
 
 const PRODUCTS: Record<string, { isActive: boolean }> = { p1: { isActive: true }, p2: { isActive: true }, p3: { isActive: true }, archived: { isActive: false } };
 const FakeProducts: ServiceSchema = {
@@ -49,7 +48,7 @@ const Listener: ServiceSchema = {
 	},
 };
 
-const tokenOf = (userId: string, role: "customer" | "admin" = "customer") => signAccessToken({ sub: userId, role, sid: `s-${userId}` });
+const tokenOf = (userId: string, role: "customer" | "admin" = "customer") => fakeToken(userId, role);
 const admin = tokenOf("admin-1", "admin");
 
 describe("reviews", () => {
@@ -167,6 +166,26 @@ describe("reviews", () => {
 		expect((await rating("p3")).count).toBe(1);
 	});
 
+	test("the reviewer's account id: not shown to anonymous readers or other customers; its author and admins see it", async () => {
+		PRODUCTS["p-ids"] = { isActive: true };
+		const { body: review } = await write("u-private", "p-ids", { rating: 4, title: "Nice", body: "Fits well." });
+		await moderate(review.id, true);
+		// Every field a reader of API.md's review list expects, and the author's display name, but no account id.
+		const publicFields = ["authorName", "body", "createdAt", "helpfulCount", "id", "isVerifiedPurchase", "moderatedAt", "notHelpfulCount", "productId", "rating", "status", "title"];
+		for (const token of [undefined, tokenOf("u-stranger")]) {
+			const listed = await shop.http.get("/api/products/p-ids/reviews", { token });
+			expect(listed.status).toBe(200);
+			expect(Object.keys(listed.body.rows[0]).sort()).toEqual(publicFields);
+			const one = await shop.http.get(`/api/reviews/${review.id}`, { token });
+			expect(Object.keys(one.body).sort()).toEqual(publicFields);
+			expect(listed.text + one.text).not.toContain("u-private");
+		}
+		expect((await shop.http.get(`/api/reviews/${review.id}`, { token: tokenOf("u-private") })).body.userId).toBe("u-private");
+		expect((await shop.http.get(`/api/reviews/${review.id}`, { token: admin })).body.userId).toBe("u-private");
+		const queue = await shop.http.get("/api/reviews?productId=p-ids", { token: admin });
+		expect(queue.body.rows.map((r: any) => r.userId)).toEqual(["u-private"]);
+	});
+
 	test("votes: one per user (a second replaces the first), never on one's own review", async () => {
 		const { body: review } = await write("u-voted", "p2", { rating: 5 });
 		const vote = (userId: string, helpful: boolean) => shop.http.post(`/api/reviews/${review.id}/votes`, { helpful }, { token: tokenOf(userId) });
@@ -215,7 +234,8 @@ describe("reviews", () => {
 		for (const voter of ["x1", "x2"]) await shop.http.post(`/api/reviews/${ids["s-c"]}/votes`, { helpful: true }, { token: tokenOf(voter) });
 		await shop.http.post(`/api/reviews/${ids["s-a"]}/votes`, { helpful: true }, { token: tokenOf("x1") });
 
-		const order = async (sort: string) => (await shop.http.get(`/api/products/p-sort/reviews?sort=${sort}`)).body.rows.map((r: any) => r.userId);
+		const authorOf = Object.fromEntries(Object.entries(ids).map(([user, id]) => [id, user]));
+		const order = async (sort: string) => (await shop.http.get(`/api/products/p-sort/reviews?sort=${sort}`)).body.rows.map((r: any) => authorOf[r.id]);
 		expect(await order("recent")).toEqual(["s-d", "s-c", "s-b", "s-a"]);
 		expect(await order("helpful")).toEqual(["s-c", "s-a", "s-d", "s-b"]);
 		expect(await order("rating")).toEqual(["s-b", "s-d", "s-a", "s-c"]);
@@ -223,7 +243,7 @@ describe("reviews", () => {
 
 		const page2 = (await shop.http.get("/api/products/p-sort/reviews?sort=rating&page=2&pageSize=3")).body;
 		expect(page2).toMatchObject({ total: 4, page: 2, pageSize: 3, totalPages: 2 });
-		expect(page2.rows.map((r: any) => r.userId)).toEqual(["s-c"]);
+		expect(page2.rows.map((r: any) => authorOf[r.id])).toEqual(["s-c"]);
 		expect((await shop.http.get("/api/products/p-sort/reviews?pageSize=101")).status).toBe(422);
 	});
 

@@ -1,4 +1,10 @@
-import { dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, toE164, withOpenedTokens, type Contact } from "../../lib/notification-plan";
+import fs from "node:fs";
+import path from "node:path";
+import {
+	LINK_REMOVED, NOTIFICATION_KINDS, dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, toE164, withOpenedTokens,
+	withoutOneTimeLinks, type Contact, type NotificationKind,
+} from "../../lib/notification-plan";
+import { renderTemplate } from "../../lib/template-render";
 
 const contact = (over: Partial<Contact> = {}): Contact => ({ userId: "u1", email: "Ann@Example.com ", phone: null, firstName: "Ann", ...over });
 const links = { shopName: "Shop", storefrontUrl: "https://shop.example/" };
@@ -103,3 +109,39 @@ describe("one-time tokens in payloads", () => {
 	});
 });
 
+
+describe("one-time links in stored bodies", () => {
+	const TOKEN = "Zk3-q_9xYbL0mN2pQ4rS6tU8vW1yA3cE5gI7kM9oQ2s";
+	const read = (kind: NotificationKind, suffix: string) => fs.readFileSync(path.join(__dirname, "../../templates/notifications", kind + suffix), "utf8");
+	const rendered = (kind: NotificationKind, storefrontUrl: string) => {
+		const vars = templateVars(kind, { verificationToken: TOKEN, resetToken: TOKEN, number: "SO-1", items: [] }, contact(), { shopName: "Shop", storefrontUrl });
+		return { html: renderTemplate(read(kind, ".html"), vars, "html"), text: renderTemplate(read(kind, ".txt"), vars, "text") };
+	};
+
+	test.each<[NotificationKind, string]>([
+		["verify-email", "https://shop.example/"],
+		["password-reset", "https://shop.example"],
+		["password-reset", "https://shop.example/store?lang=en&region=eu"],
+		["verify-email", "http://localhost:3000"],
+	])("%s from %s: the link goes from html and text, the rest stays", (kind, storefrontUrl) => {
+		const body = rendered(kind, storefrontUrl);
+		expect(body.text).toContain(TOKEN);
+		expect(body.html).toContain(TOKEN);
+		const spent = withoutOneTimeLinks(kind, body)!;
+		for (const part of [spent.text, spent.html!]) {
+			expect(part).not.toContain(TOKEN);
+			expect(part).not.toMatch(/token(=|&#61;)/);
+			expect(part).toContain(LINK_REMOVED);
+			expect(part).toContain("Hi Ann,");
+		}
+		expect(spent.html).toContain(`href="${LINK_REMOVED}"`);
+		expect(spent.text.split("\n")).toContain(LINK_REMOVED);
+	});
+
+	test("kinds without a link are left alone; a message without html keeps none", () => {
+		for (const kind of NOTIFICATION_KINDS.filter((k) => k !== "verify-email" && k !== "password-reset")) {
+			expect(withoutOneTimeLinks(kind, { html: "<a href=\"https://x/?token=1\">", text: "https://x/?token=1" })).toBeNull();
+		}
+		expect(withoutOneTimeLinks("password-reset", { html: null, text: `Open https://x/reset-password?token=${TOKEN} now` })).toEqual({ html: null, text: `Open ${LINK_REMOVED} now` });
+	});
+});
