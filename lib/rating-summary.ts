@@ -1,8 +1,7 @@
 /**
  * A product's rating summary over its approved reviews. It is stored as counters (count, sum and
- * one count per star) that a status change moves with a single atomic `$inc`; average and
- * histogram are derived from them, so applying and removing ratings one by one always gives the
- * same summary as counting every approved review again.
+ * one count per star), counted again from the approved reviews after each status change (so a
+ * change finished twice after a crash counts once); average and histogram are derived from them.
  */
 export const STARS = [1, 2, 3, 4, 5] as const;
 export type Star = (typeof STARS)[number];

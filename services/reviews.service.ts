@@ -2,10 +2,11 @@
  * Product reviews: one per user and product, shown once an admin approves it; helpful votes; and a
  * rating summary per product over approved reviews.
  *
- * The summary is kept by counters (lib/rating-summary.ts) moved in the same step as a status
- * change: a review's status only changes by a compare-and-set on its previous status, and only the
- * caller whose compare-and-set succeeded moves the counters, so each approval is added once and
- * removed once whatever runs concurrently. The summary therefore always equals a recount.
+ * A review's status only changes by a compare-and-set on its previous status, which also marks the
+ * review `summaryPending`. The summary (counters, lib/rating-summary.ts) is then counted again from
+ * the approved reviews and announced, and the mark cleared; a change a crash cut short is finished
+ * the same way at start and by a timer. Counting again (not moving counters by one) is what makes
+ * finishing twice harmless, so the summary always equals a recount.
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
@@ -16,7 +17,7 @@ import type { Entity } from "../mixins/collection";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 import { ForbiddenError, NotFoundError, ConflictError, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
-import { ratingIncrement, summaryFromCounters, type RatingSummary } from "../lib/rating-summary";
+import { countRatings, summaryFromCounters, type RatingSummary } from "../lib/rating-summary";
 import { reviewAuthorName } from "../lib/review-author";
 
 type ReviewStatus = "pending" | "approved" | "rejected" | "deleted";
@@ -42,15 +43,22 @@ interface Review extends Entity {
 interface ReviewsMethods {
 	findVisible(id: string, user?: AuthUser | null): Promise<Review>;
 	changeStatus(id: string, to: ReviewStatus, set?: Record<string, unknown>): Promise<{ before: Review; after: Review } | null>;
-	moveSummary(productId: string, rating: number, direction: 1 | -1): Promise<RatingSummary & { version: number }>;
-	readSummary(productId: string): Promise<RatingSummary & { version: number }>;
-	announceRating(ctx: Context, review: Review, approved: boolean, summary: RatingSummary & { version: number }, extra?: Record<string, unknown>): Promise<void>;
+	settleSummary(productId: string): Promise<RatingSummary & { version: number }>;
+	countSummary(productId: string): Promise<RatingSummary & { version: number }>;
+	finishStatusChange(ctx: Context | null, review: Review): Promise<void>;
+	finishInterruptedChanges(staleMs: number): Promise<number>;
+	announceRating(ctx: Context | null, review: Review, approved: boolean, summary: RatingSummary & { version: number }, extra?: Record<string, unknown>): Promise<void>;
 	isVerifiedPurchase(ctx: Context, userId: string, productId: string): Promise<boolean>;
 	requireProduct(ctx: Context, productId: string): Promise<void>;
 	authorNameOf(ctx: Context, userId: string): Promise<string | null>;
 }
 
-type ReviewsThis = Service & DbServiceThis & OutboxThis & ReviewsMethods;
+interface ReviewsVars {
+	finishTimer?: NodeJS.Timeout;
+	/** The count of each product's summary running on this node (see settleSummary). */
+	summaryLocks?: Map<string, Promise<unknown>>;
+}
+type ReviewsThis = Service & DbServiceThis & OutboxThis & ReviewsMethods & ReviewsVars;
 
 const SORTS = {
 	recent: { createdAt: -1 },
@@ -84,7 +92,7 @@ function toPublic(r: Review, viewer: AuthUser | null | undefined) {
 	};
 }
 
-const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServiceThis & OutboxThis> = {
+const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServiceThis & OutboxThis & ReviewsVars> = {
 	name: "reviews",
 	mixins: [
 		DbMixin("reviews", {
@@ -104,8 +112,10 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 					updatedAt: Date,
 					moderatedAt: Date,
 					moderatedBy: String,
+					// Set by a status change in the same write; cleared once the summary and its event follow.
+					summaryPending: Boolean,
 				},
-				indexes: [{ fields: { userId: 1, productId: 1 }, unique: true }, { fields: { productId: 1, status: 1 } }],
+				indexes: [{ fields: { userId: 1, productId: 1 }, unique: true }, { fields: { productId: 1, status: 1 } }, { fields: { summaryPending: 1 }, sparse: true }],
 			},
 			votes: {
 				fields: { reviewId: { type: String, required: true }, userId: { type: String, required: true }, helpful: Boolean, createdAt: Date, updatedAt: Date },
@@ -131,7 +141,21 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 		OutboxMixin("reviews"),
 		HealthMixin,
 	],
-	settings: { rest: "/" },
+	settings: { rest: "/", interruptedChangeMs: 60_000 },
+
+	async started(this: ReviewsThis) {
+		// Alone (no transporter) no other node can be finishing a change: all of them now; else once stale.
+		const stale = (this.settings as { interruptedChangeMs: number }).interruptedChangeMs;
+		await this.finishInterruptedChanges(this.broker.transit ? stale : 0).catch((err: Error) => this.logger.error("Finishing interrupted review changes failed:", err));
+		this.finishTimer = setInterval(() => {
+			this.finishInterruptedChanges(stale).catch((err: Error) => this.logger.error("Finishing interrupted review changes failed:", err));
+		}, stale);
+		this.finishTimer.unref();
+	},
+
+	stopped(this: ReviewsThis) {
+		clearInterval(this.finishTimer);
+	},
 
 	actions: {
 		listForProduct: {
@@ -151,7 +175,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			params: { id: idParam, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string }, ShopMeta>) {
 				await this.requireProduct(ctx, ctx.params.id);
-				const { average, count, histogram } = await this.readSummary(ctx.params.id);
+				const { average, count, histogram } = summaryFromCounters((await this.db.rating_summaries.findOne({ productId: ctx.params.id })) as any);
 				return { average, count, histogram };
 			},
 		},
@@ -235,14 +259,10 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			params: { id: idParam, approved: { type: "boolean" }, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; approved: boolean }, ShopMeta>) {
 				const to: ReviewStatus = ctx.params.approved ? "approved" : "rejected";
-				const change = await this.changeStatus(ctx.params.id, to, { moderatedAt: new Date(), moderatedBy: ctx.meta.user!.id });
+				const change = await this.changeStatus(ctx.params.id, to, { moderatedAt: new Date(), moderatedBy: ctx.meta.user!.id, summaryPending: true });
 				if (!change) return toPublic(await this.findVisible(ctx.params.id, ctx.meta.user), ctx.meta.user);
-				const { before, after } = change;
-				// Rejecting a pending review does not touch the summary; the decision is still announced.
-				const direction = to === "approved" ? 1 : before.status === "approved" ? -1 : 0;
-				const summary = direction ? await this.moveSummary(after.productId, after.rating, direction) : await this.readSummary(after.productId);
-				await this.announceRating(ctx, after, ctx.params.approved, summary);
-				return toPublic(after, ctx.meta.user);
+				await this.finishStatusChange(ctx, change.after);
+				return toPublic(change.after, ctx.meta.user);
 			},
 		},
 
@@ -256,13 +276,9 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 				const review = (await this.db.reviews.findById(ctx.params.id)) as Review | null;
 				// Another user's review is a 404: we never confirm that it exists.
 				if (!review || review.status === "deleted" || (review.userId !== user.id && user.role !== "admin")) throw new NotFoundError("Review");
-				const change = await this.changeStatus(review.id, "deleted");
+				const change = await this.changeStatus(review.id, "deleted", { summaryPending: true });
 				if (!change) throw new NotFoundError("Review");
-				if (change.before.status === "approved") {
-					const summary = await this.moveSummary(review.productId, review.rating, -1);
-					await this.announceRating(ctx, change.after, false, summary, { deleted: true });
-				}
-				await Promise.all([this.db.reviews.removeOne({ id: review.id }), this.db.votes.removeMany({ reviewId: review.id })]);
+				await this.finishStatusChange(ctx, change.after);
 				ctx.meta.$statusCode = 204;
 				return null;
 			},
@@ -345,29 +361,69 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			throw new ConflictError("The review is being changed by another request, try again", "CONCURRENT_UPDATE");
 		},
 
-		async moveSummary(productId: string, rating: number, direction: 1 | -1) {
-			const update = { $inc: { ...ratingIncrement(rating, direction), version: 1 }, $set: { updatedAt: new Date() } };
-			let doc;
-			try {
-				doc = await this.db.rating_summaries.updateOne({ productId }, update, { upsert: true });
-			} catch (err: any) {
-				// Two first upserts of one product raced on the unique index: the second one updates.
-				if (!isDuplicate(err)) throw err;
-				doc = await this.db.rating_summaries.updateOne({ productId }, update);
-			}
-			return { ...summaryFromCounters(doc as any), version: doc?.version ?? 0 };
+		/**
+		 * The product's summary counted again from its approved reviews, stored with a compare-and-set on
+		 * its version: doing it twice changes nothing, and of two racing counts the one that read the
+		 * reviews last is stored (the version is read before the reviews, so an earlier count loses).
+		 */
+		settleSummary(productId: string) {
+			// One count at a time per product on this node: concurrent ones would only lose the compare-and-set.
+			const locks = (this.summaryLocks ??= new Map<string, Promise<unknown>>());
+			const previous = locks.get(productId) ?? Promise.resolve();
+			const mine = previous.catch(() => undefined).then(() => this.countSummary(productId));
+			locks.set(productId, mine);
+			void mine.catch(() => undefined).finally(() => {
+				if (locks.get(productId) === mine) locks.delete(productId);
+			});
+			return mine;
 		},
 
-		async readSummary(productId: string) {
-			const doc = await this.db.rating_summaries.findOne({ productId });
-			return { ...summaryFromCounters(doc as any), version: doc?.version ?? 0 };
+		async countSummary(productId: string) {
+			for (let attempt = 0; ; attempt++) {
+				const current = await this.db.rating_summaries.findOne({ productId });
+				const approved = await this.db.reviews.find({ productId, status: "approved" }, { fields: ["rating"] });
+				const counters = countRatings(approved.map((r) => r.rating as number));
+				try {
+					const stored = current
+						? await this.db.rating_summaries.updateOne({ productId, version: current.version }, { $set: { ...counters, updatedAt: new Date() }, $inc: { version: 1 } })
+						: await this.db.rating_summaries.insert({ productId, ...counters, version: 1, updatedAt: new Date() });
+					if (stored) return { ...summaryFromCounters(stored as any), version: stored.version as number };
+				} catch (err) {
+					// Two first counts of one product raced on the unique index: count again.
+					if (!isDuplicate(err)) throw err;
+				}
+				if (attempt >= 50) throw new ConflictError("The product's rating is being changed by other requests, try again", "CONCURRENT_UPDATE");
+			}
+		},
+
+		/**
+		 * What follows a review's status change, marked on the review by the same write: the summary is
+		 * counted again, the rating announced, and a deleted review removed with its votes. Each step can
+		 * be done again, so a change a crash cut short is finished by finishInterruptedChanges.
+		 */
+		async finishStatusChange(ctx: Context | null, review: Review) {
+			const summary = await this.settleSummary(review.productId);
+			const deleted = review.status === "deleted";
+			await this.announceRating(ctx, review, review.status === "approved", summary, deleted ? { deleted: true } : {});
+			if (deleted) await Promise.all([this.db.reviews.removeOne({ id: review.id }), this.db.votes.removeMany({ reviewId: review.id })]);
+			else await this.db.reviews.updateOne({ id: review.id, status: review.status, summaryPending: true }, { $unset: { summaryPending: true } });
+		},
+
+		/** Status changes a crash cut short (marked, untouched for `staleMs`), finished. Returns how many. */
+		async finishInterruptedChanges(staleMs: number) {
+			const pending = (await this.db.reviews.find({ summaryPending: true, updatedAt: { $lte: new Date(Date.now() - staleMs) } }, { limit: 100 })) as Review[];
+			for (const review of pending) {
+				await this.finishStatusChange(null, review);
+				this.logger.warn(`Finished the ${review.status} of review ${review.id} that a crash cut short.`);
+			}
+			return pending.length;
 		},
 
 		/**
 		 * products and search store the rating from this event. `ratingVersion` grows with every
 		 * change of the summary, so a consumer can ignore an older one that arrives late.
 		 */
-		async announceRating(ctx: Context, review: Review, approved: boolean, summary: RatingSummary & { version: number }, extra: Record<string, unknown> = {}) {
+		async announceRating(ctx: Context | null, review: Review, approved: boolean, summary: RatingSummary & { version: number }, extra: Record<string, unknown> = {}) {
 			const { version, ...rating } = summary;
 			await this.publish(ctx, "review.moderated", { reviewId: review.id, productId: review.productId, approved, rating, ratingVersion: version, ...extra });
 		},

@@ -308,6 +308,51 @@ describe("reviews", () => {
 			.reduce((a, b) => (b.payload.ratingVersion > a.payload.ratingVersion ? b : a));
 		expect(last.payload.rating).toEqual(summary);
 	}, 60_000);
+
+	describe("a status change cut short by a crash", () => {
+		const svc = () => shop.broker.getLocalService("reviews") as any;
+		/** The node dies right after the review's status change is stored, before the summary follows. */
+		const dieAfterStatusChange = () => jest.spyOn(svc(), "settleSummary").mockRejectedValueOnce(new Error("node died"));
+		const lastAnnounced = (productId: string) =>
+			received.filter((e) => e.name === "review.moderated" && e.payload.productId === productId).reduce((a, b) => (b.payload.ratingVersion > a.payload.ratingVersion ? b : a));
+
+		test("an approval is finished by the next start or sweep: summary counted, rating announced, and finishing again changes nothing", async () => {
+			PRODUCTS["p-crash"] = { isActive: true };
+			const { body: review } = await write("c-1", "p-crash", { rating: 4 });
+			dieAfterStatusChange();
+			expect((await moderate(review.id, true)).status).toBe(500);
+			expect(await svc().db.reviews.findById(review.id)).toMatchObject({ status: "approved", summaryPending: true });
+			expect((await rating("p-crash")).count).toBe(0);
+			// Approving again is no help: the review is approved already.
+			expect((await moderate(review.id, true)).status).toBe(200);
+			expect((await rating("p-crash")).count).toBe(0);
+
+			// A fresh one is left to its request; once stale (or at a single process's start) it is finished.
+			expect(await svc().finishInterruptedChanges(60_000)).toBe(0);
+			expect(await svc().finishInterruptedChanges(0)).toBe(1);
+			expect(await rating("p-crash")).toEqual({ average: 4, count: 1, histogram: { 1: 0, 2: 0, 3: 0, 4: 1, 5: 0 } });
+			expect(lastAnnounced("p-crash").payload).toMatchObject({ reviewId: review.id, approved: true, rating: { count: 1, average: 4 } });
+			expect(await svc().db.reviews.findById(review.id)).not.toHaveProperty("summaryPending");
+			expect(await svc().finishInterruptedChanges(0)).toBe(0);
+			await svc().finishStatusChange(null, await svc().db.reviews.findById(review.id));
+			expect(await rating("p-crash")).toEqual(await recount("p-crash"));
+		});
+
+		test("a deletion is finished too: the review and its votes removed, the summary without it", async () => {
+			PRODUCTS["p-crash-del"] = { isActive: true };
+			const { body: review } = await write("cd-1", "p-crash-del", { rating: 2 });
+			expect((await moderate(review.id, true)).status).toBe(200);
+			expect((await shop.http.post(`/api/reviews/${review.id}/votes`, { helpful: true }, { token: tokenOf("cd-voter") })).status).toBe(201);
+			expect((await rating("p-crash-del")).count).toBe(1);
+			dieAfterStatusChange();
+			expect((await shop.http.delete(`/api/reviews/${review.id}`, { token: tokenOf("cd-1") })).status).toBe(500);
+			expect(await svc().finishInterruptedChanges(0)).toBe(1);
+			expect(await svc().db.reviews.findById(review.id)).toBeNull();
+			expect(await svc().db.votes.count({ reviewId: review.id })).toBe(0);
+			expect((await rating("p-crash-del")).count).toBe(0);
+			expect(lastAnnounced("p-crash-del").payload).toMatchObject({ reviewId: review.id, deleted: true, rating: { count: 0 } });
+		});
+	});
 });
 
 describe("reviews with the real shop services", () => {
