@@ -27,8 +27,12 @@ export function jwtSecret(): string {
 	if (cfg.isTest) return (cachedSecret = crypto.randomBytes(32).toString("hex"));
 	const file = path.join(cfg.dataDir, "jwt-secret");
 	try {
-		cachedSecret = fs.readFileSync(file, "utf8").trim();
+		cachedSecret = fs.readFileSync(file, "utf8").trim() || undefined;
 	} catch {
+		/* not written yet */
+	}
+	// Missing, or empty (a write cut short by a full disk): a new one. No token can carry an empty secret's signature.
+	if (!cachedSecret) {
 		cachedSecret = crypto.randomBytes(32).toString("hex");
 		fs.mkdirSync(cfg.dataDir, { recursive: true });
 		fs.writeFileSync(file, cachedSecret, { mode: 0o600 });

@@ -1,6 +1,7 @@
 import jwt from "jsonwebtoken";
 import { readConfig } from "../../lib/config";
 import { signAccessToken, verifyAccessToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
+import { withEnv } from "../helpers/env";
 
 describe("access tokens", () => {
 	const secret = "unit-test-secret-of-enough-length-0123456789";
@@ -49,5 +50,38 @@ describe("JWT_SECRET in production", () => {
 
 	test.each(["development", "test", undefined])("NODE_ENV=%s keeps a short local secret", (NODE_ENV) => {
 		expect(readConfig({ NODE_ENV, JWT_SECRET: "change-me" }).jwtSecret).toBe("change-me");
+	});
+});
+
+describe("the embedded default's generated secret (DATA_DIR/jwt-secret)", () => {
+	const fs = jest.requireActual<typeof import("node:fs")>("node:fs");
+	const path = jest.requireActual<typeof import("node:path")>("node:path");
+	const os = jest.requireActual<typeof import("node:os")>("node:os");
+
+	/** jwtSecret() of a fresh module (it keeps the secret once read) outside tests, on this data dir. */
+	function secretIn(dataDir: string): string {
+		let secret = "";
+		withEnv({ NODE_ENV: "development", JWT_SECRET: undefined, DATA_DIR: dataDir }, () => {
+			jest.isolateModules(() => {
+				const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+				try {
+					secret = (require("../../lib/jwt") as typeof import("../../lib/jwt")).jwtSecret();
+				} finally {
+					warn.mockRestore();
+				}
+			});
+		});
+		return secret;
+	}
+
+	test("is kept across starts, and an empty file (a write cut short) gets a new one instead of signing with nothing", () => {
+		const dir = fs.mkdtempSync(path.join(os.tmpdir(), "jwt-secret-"));
+		const first = secretIn(dir);
+		expect(first).toMatch(/^[0-9a-f]{64}$/);
+		expect(secretIn(dir)).toBe(first);
+		fs.writeFileSync(path.join(dir, "jwt-secret"), "  \n");
+		const renewed = secretIn(dir);
+		expect(renewed).toMatch(/^[0-9a-f]{64}$/);
+		expect(fs.readFileSync(path.join(dir, "jwt-secret"), "utf8")).toBe(renewed);
 	});
 });
