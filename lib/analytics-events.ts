@@ -59,7 +59,7 @@ export type AnalyticsEvent = EventBase &
 				/** What a confirmed order had sold, taken back from the products' units and revenue. */
 				unsold?: { discount: number; items: SoldItem[] };
 		  }
-		| { type: "checkout.failed"; orderId: string; currency: string; reason: string }
+		| { type: "checkout.failed"; orderId: string; status: string; currency: string; reason: string }
 		| { type: "payment.refunded"; orderId: string; currency: string; amount: number; sale: boolean }
 		| { type: "payment.failed"; orderId: string; currency: string; amount: number }
 		| { type: "product.viewed"; productId: string }
@@ -137,7 +137,7 @@ function optionalDuration(p: Payload): number | undefined {
 }
 
 /** The status an order event stands for is its name's, whatever the payload's snapshot says. */
-const ORDER_STATUS = { "order.created": "pending", "order.confirmed": "confirmed", "order.cancelled": "cancelled" } as const;
+const ORDER_STATUS = { "order.created": "pending", "order.confirmed": "confirmed", "order.cancelled": "cancelled", "checkout.failed": "cancelled" } as const;
 
 export function isAnalyticsEvent(name: string): name is AnalyticsEventName {
 	return (ANALYTICS_EVENTS as readonly string[]).includes(name);
@@ -175,7 +175,7 @@ export function normaliseEvent(name: string, payload: unknown, receivedAt: Date 
 					},
 				};
 			case "checkout.failed":
-				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), reason: id(p, "reason") } };
+				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), status: ORDER_STATUS[name], currency: currency(p), reason: id(p, "reason") } };
 			case "payment.refunded":
 				// `sale: false`: the money of an order that never was a sale (paid after it was cancelled).
 				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), amount: cents(p, "amount", 1), sale: p.sale !== false } };
@@ -235,7 +235,12 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 			return [at("revenue", e.currency, -e.amount, { currency: e.currency }), at("refunds", e.currency, e.amount, { currency: e.currency })];
 		case "checkout.failed":
 			// A checkout started (its order was created) that did not go through: declined, out of stock, ...
-			return [funnel("checkoutStarted"), at("checkout_failures", e.reason, 1, { reason: e.reason })];
+			// Its order ends cancelled, as GET /orders lists it, so it is among the cancelled orders too.
+			return [
+				funnel("checkoutStarted"),
+				at("checkout_failures", e.reason, 1, { reason: e.reason }),
+				at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency }),
+			];
 		case "payment.failed":
 			return [at("payment_failures", e.currency, 1, { currency: e.currency })];
 		case "product.viewed":
@@ -283,4 +288,77 @@ export function combineIncrements(list: Increment[]): Increment[] {
 		} else byCounter.set(k, { ...inc, dims: { ...inc.dims } });
 	}
 	return [...byCounter.values()].filter((inc) => inc.value !== 0);
+}
+
+// ---- counting each batch once ------------------------------------------------------------
+
+/**
+ * Who counts a batch: one start of the analytics service (`writer`, a random id without dots) and
+ * the batch's number in that start (`seq`, growing). A writer counts its batches one after the
+ * other, each one in every counter before the next one touches any, so a counter only has to keep,
+ * per writer, the number of the last batch counted in it (`countedUpTo.<writer>`): a batch whose
+ * number is not above it is in the counter already. Writing a batch again (after a crash, a failed
+ * write, or by two nodes at once) then adds nothing where it got through the first time.
+ */
+export interface BatchTag {
+	writer: string;
+	seq: number;
+}
+
+const countedPath = (writer: string) => `countedUpTo.${writer}`;
+
+/**
+ * The counter has counted neither this batch nor a later one of its writer. Written with $or,
+ * $exists and $lt, which NeDB and MongoDB read alike (a list of batch ids would need `$nin` on an
+ * array, which NeDB reads as "some element differs"); an upsert copies none of it into the new counter.
+ */
+export function notCountedYet(tag: BatchTag): Record<string, unknown> {
+	const path = countedPath(tag.writer);
+	return { $or: [{ [path]: { $exists: false } }, { [path]: { $lt: tag.seq } }] };
+}
+
+/** Adds the increment to its counter and records there that the batch is counted, in one update. */
+export function counterUpdate(inc: Increment, tag: BatchTag, now: Date): Record<string, Record<string, unknown>> {
+	return { $inc: { value: inc.value }, $set: { ...inc.dims, updatedAt: now, [countedPath(tag.writer)]: tag.seq } };
+}
+
+/** What an event's claim row keeps until its batch is counted: the batch, who counts it, and the event's increments. */
+export interface CountingMark<Run> extends BatchTag {
+	/** The node run counting it, so another node can tell a batch in progress from one whose run died. */
+	runner: Run;
+	increments: Increment[];
+}
+
+export interface PendingClaim<Run> {
+	eventId: string;
+	claim: string;
+	counting: CountingMark<Run>;
+}
+
+export interface UnfinishedBatch<Run> extends BatchTag {
+	claim: string;
+	runner: Run;
+	eventIds: string[];
+	/** Summed per counter, as when the batch was first written. */
+	increments: Increment[];
+}
+
+/**
+ * The batches left unfinished, from their claim rows: each writer's in the order it counted them
+ * (finishing a later one first would mark counters past the earlier one, which would then be skipped).
+ */
+export function unfinishedBatches<Run>(rows: PendingClaim<Run>[]): UnfinishedBatch<Run>[] {
+	const byClaim = new Map<string, { batch: UnfinishedBatch<Run>; increments: Increment[] }>();
+	for (const row of rows) {
+		let entry = byClaim.get(row.claim);
+		if (!entry) {
+			const { writer, seq, runner } = row.counting;
+			entry = { batch: { claim: row.claim, writer, seq, runner, eventIds: [], increments: [] }, increments: [] };
+			byClaim.set(row.claim, entry);
+		}
+		entry.batch.eventIds.push(row.eventId);
+		entry.increments.push(...row.counting.increments);
+	}
+	const batches = [...byClaim.values()].map(({ batch, increments }) => ({ ...batch, increments: combineIncrements(increments) }));
+	return batches.sort((a, b) => (a.writer < b.writer ? -1 : a.writer > b.writer ? 1 : a.seq - b.seq));
 }

@@ -22,7 +22,11 @@ export interface SalesRow {
 	currency: string;
 	/** Orders confirmed (paid) in the bucket. */
 	orders: number;
-	/** Orders cancelled in the bucket, whatever their state before. */
+	/**
+	 * Orders cancelled in the bucket, whatever their state before: by the customer or an admin, a
+	 * pending payment that failed, and a checkout that failed once its order existed (declined, stock
+	 * short), which GET /orders lists as cancelled too. The funnel's checkoutFailures tells those apart.
+	 */
 	cancelled: number;
 	/** Paid totals, shipping included. */
 	grossRevenue: number;

@@ -3,9 +3,15 @@
  *
  * Every consumed event goes through a pipeline of bounded queues (lib/pipeline.ts):
  *   ingest (the event handler, which awaits while the first queue is full)
- *   → validate/enrich (payload check, hourly bucket, claim the eventId once)
- *   → aggregate (a batch becomes one `$inc` per hourly counter)
- *   → store (atomic upsert-increments, then the Prometheus business metrics).
+ *   → validate (payload check, hourly bucket, the counters it moves)
+ *   → count, one batch at a time: claim the events (one insert; each claim row carries its event's
+ *     increments and is marked pending), add the batch to every counter it moves (one conditional
+ *     upsert per counter, which also records the batch on it), then mark the claim rows counted
+ *     (one update), then the Prometheus business metrics.
+ * A batch stopped anywhere (a kill, a failed write) is finished from its pending claim rows: by
+ * this run before its next batch, and by the sweep at start and every `recoverBatchesEveryMs` once
+ * the run that claimed it is over. A counter already carrying the batch is left alone
+ * (lib/analytics-events.ts, "counting each batch once"), so each event is counted once in every counter.
  * Revenue rules are in lib/analytics-events.ts; reports are assembled in lib/analytics-reports.ts.
  * Order and payment events also come from their outboxes (mixins/outbox-consumer.mixin.ts), so the
  * ones emitted while analytics was down are counted when it starts; the eventId claim counts each once.
@@ -18,10 +24,23 @@ import { OutboxConsumerMixin } from "../mixins/outbox-consumer.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import { Pipeline, type PipelineStats } from "../lib/pipeline";
-import { combineIncrements, counterId, incrementsFor, normaliseEvent, type AnalyticsEvent, type Increment } from "../lib/analytics-events";
+import {
+	combineIncrements,
+	counterId,
+	counterUpdate,
+	incrementsFor,
+	normaliseEvent,
+	notCountedYet,
+	unfinishedBatches,
+	type AnalyticsEvent,
+	type BatchTag,
+	type Increment,
+	type PendingClaim,
+} from "../lib/analytics-events";
 import { funnelReport, salesReport, topProductsReport, type HourlyCounter } from "../lib/analytics-reports";
 import { hourRange, INTERVALS, resolveRange, type Interval } from "../lib/time-buckets";
 import { invalidField, isDuplicate } from "../lib/errors";
+import { runnerIsGone, type SagaRunner as NodeRun } from "../lib/checkout-recovery";
 
 interface RawEvent {
 	name: string;
@@ -29,9 +48,15 @@ interface RawEvent {
 	receivedAt: Date;
 }
 
-interface AggregatedBatch {
+/** A valid event and the counters it moves. */
+interface Countable {
+	event: AnalyticsEvent;
 	increments: Increment[];
-	events: AnalyticsEvent[];
+}
+
+/** One batch being counted: its claim id (on its claim rows), its writer and number. */
+interface CountingBatch extends BatchTag {
+	claim: string;
 }
 
 interface AnalyticsSettings {
@@ -47,8 +72,11 @@ interface AnalyticsSettings {
 		 * are re-read from their outbox after a crash, so the wait loses nothing durable.
 		 */
 		lingerMs: number;
-		aggregateBatch: number;
+		/** Events counted at most as one batch (those waiting while the one before is written go together). */
+		countBatch: number;
 	};
+	/** How often batches left unfinished by a run that is over (a crashed node) are looked for. */
+	recoverBatchesEveryMs: number;
 }
 
 interface Counts {
@@ -56,6 +84,8 @@ interface Counts {
 	rejected: number;
 	duplicates: number;
 	counted: number;
+	/** Of `counted`, events whose batch was stopped half-way and finished afterwards. */
+	recovered: number;
 }
 
 interface AnalyticsVars extends DbServiceThis {
@@ -63,15 +93,30 @@ interface AnalyticsVars extends DbServiceThis {
 	counts: Counts;
 	/** Items lost by a failed stage, as of the last catch-up page that was stored. */
 	failuresSettled: number;
+	/** This start of the service: the writer of its batches, and the number of its last batch. */
+	writer: string;
+	lastSeq: number;
+	/** Batches of this start that failed half-way, with their events (for the metrics once finished). */
+	unfinished: Map<string, AnalyticsEvent[]>;
+	/** Counting and finishing batches run one at a time (see BatchTag): the end of the last one queued. */
+	countingTail: Promise<unknown>;
+	recoveryTimer: NodeJS.Timeout | null;
+	startedAt: number;
 }
 
 interface AnalyticsMethods {
 	ingest(name: string, payload: unknown, ctx?: Context | null, emittedAt?: Date): Promise<void>;
 	storeIngested(): Promise<void>;
-	validateAndClaim(batch: RawEvent[]): Promise<AnalyticsEvent[]>;
-	claim(events: AnalyticsEvent[]): Promise<AnalyticsEvent[]>;
-	store(batch: AggregatedBatch[]): Promise<AggregatedBatch[]>;
-	addToCounter(inc: Increment): Promise<void>;
+	validate(batch: RawEvent[]): Countable[];
+	count(batch: Countable[]): Promise<never[]>;
+	claim(batch: Countable[], counting: CountingBatch): Promise<Countable[]>;
+	addToCounters(increments: Increment[], tag: BatchTag): Promise<void>;
+	addToCounter(inc: Increment, tag: BatchTag): Promise<void>;
+	markCounted(claim: string): Promise<void>;
+	finishBatches(onlyOwn?: boolean): Promise<number>;
+	runIsOver(runner: NodeRun, writer: string): boolean;
+	serially<T>(fn: () => Promise<T>): Promise<T>;
+	counted(events: AnalyticsEvent[]): void;
 	recordMetrics(events: AnalyticsEvent[]): void;
 	registerMetrics(): void;
 	readCounters(metrics: string[], from: Date, to: Date): Promise<HourlyCounter[]>;
@@ -137,20 +182,29 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 					step: String,
 					reason: String,
 					updatedAt: Date,
+					// Per writer (one start of the service), the number of the last batch counted in it.
+					countedUpTo: Object,
 				},
 				indexes: [{ fields: { bucket: 1, metric: 1, key: 1 }, unique: true }],
 			},
 			processed_events: {
 				// `claim` names the batch that claimed it: after an insert that stopped half-way, our own rows are told from others'.
-				fields: { eventId: { type: String, required: true }, type: String, processedAt: Date, claim: String },
-				indexes: [{ fields: { eventId: 1 }, unique: true }, { fields: { processedAt: 1 }, expireAfterSeconds: DEDUPE_RETENTION_SECONDS }],
+				// `pending` and `counting` (writer, seq, runner, increments) stay until the batch is in every counter.
+				fields: { eventId: { type: String, required: true }, type: String, processedAt: Date, claim: String, pending: Boolean, counting: Object },
+				indexes: [
+					{ fields: { eventId: 1 }, unique: true },
+					{ fields: { processedAt: 1 }, expireAfterSeconds: DEDUPE_RETENTION_SECONDS },
+					// Only unfinished batches are in it: the sweep reads a handful of rows, not two weeks of them.
+					{ fields: { pending: 1 }, sparse: true },
+				],
 			},
 		}),
 		HealthMixin,
 	],
 	settings: {
 		rest: "/",
-		pipeline: { capacity: 1000, validateBatch: 50, validateConcurrency: 1, lingerMs: 100, aggregateBatch: 500 },
+		pipeline: { capacity: 1000, validateBatch: 50, validateConcurrency: 1, lingerMs: 100, countBatch: 500 },
+		recoverBatchesEveryMs: 10_000,
 	},
 
 	// Order and payment events reach `ingest` through the outbox consumer mixin.
@@ -203,6 +257,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			params: {},
 			async handler(this: AnalyticsThis) {
 				await this.pipeline.drain();
+				await this.countingTail;
 				return this.stats();
 			},
 		},
@@ -231,73 +286,154 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			if (lost > 0) throw new Error(`${lost} event(s) were not stored`);
 		},
 
-		async validateAndClaim(batch: RawEvent[]) {
-			const fresh = new Map<string, AnalyticsEvent>();
+		validate(batch: RawEvent[]) {
+			const fresh = new Map<string, Countable>();
 			for (const raw of batch) {
 				const res = normaliseEvent(raw.name, raw.payload, raw.receivedAt);
 				if (!res.ok) {
 					this.counts.rejected++;
 					this.logger.warn(`Rejected ${raw.name} event ${res.eventId ?? "(no eventId)"}: ${res.reason}`);
 				} else if (fresh.has(res.event.eventId)) this.counts.duplicates++;
-				else fresh.set(res.event.eventId, res.event);
+				else fresh.set(res.event.eventId, { event: res.event, increments: incrementsFor(res.event) });
 			}
-			return this.claim([...fresh.values()]);
+			return [...fresh.values()];
+		},
+
+		/**
+		 * Events that waited together are one batch: one claim insert, one upsert per counter for all of
+		 * them, one update marking them counted. A failure leaves the batch to be finished (below).
+		 */
+		count(batch: Countable[]) {
+			return this.serially(async () => {
+				// A batch of this run stopped half-way is finished first: a later one would mark its counters past it.
+				if (this.unfinished.size) await this.finishBatches(true);
+				const counting: CountingBatch = { claim: newId(), writer: this.writer, seq: ++this.lastSeq };
+				const events = batch.map((c) => c.event);
+				this.unfinished.set(counting.claim, events);
+				const claimed = await this.claim(batch, counting);
+				if (claimed.length) {
+					await this.addToCounters(combineIncrements(claimed.flatMap((c) => c.increments)), counting);
+					await this.markCounted(counting.claim);
+				}
+				this.unfinished.delete(counting.claim);
+				this.counted(claimed.map((c) => c.event));
+				return [];
+			});
 		},
 
 		/**
 		 * The unique eventId is the claim: of two deliveries of one event, only one insert succeeds. A
 		 * batch is claimed with one insert; when some of it was claimed before (a replay), event by event.
+		 * Each row carries its event's increments until the batch is counted: with the claim in the same
+		 * write, a batch stopped at any point can be finished from its rows alone.
 		 */
-		async claim(events: AnalyticsEvent[]) {
-			if (!events.length) return [];
-			const claim = newId();
+		async claim(batch: Countable[], counting: CountingBatch) {
+			if (!batch.length) return [];
 			const processedAt = new Date();
-			const row = (event: AnalyticsEvent) => ({ eventId: event.eventId, type: event.type, processedAt, claim });
+			const runner: NodeRun = { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID };
+			const row = ({ event, increments }: Countable) => ({
+				eventId: event.eventId,
+				type: event.type,
+				processedAt,
+				claim: counting.claim,
+				pending: true,
+				counting: { writer: counting.writer, seq: counting.seq, runner, increments },
+			});
 			try {
-				await withRetry(3, () => this.db.processed_events.insertMany(events.map(row)));
-				return events;
+				await withRetry(3, () => this.db.processed_events.insertMany(batch.map(row)));
+				return batch;
 			} catch (err: any) {
 				if (!isDuplicate(err)) throw err;
 			}
 			const claimed = await Promise.all(
-				events.map(async (event) => {
+				batch.map(async (countable) => {
 					try {
-						await withRetry(3, () => this.db.processed_events.insert(row(event)));
-						return event;
+						await withRetry(3, () => this.db.processed_events.insert(row(countable)));
+						return countable;
 					} catch (err: any) {
 						if (!isDuplicate(err)) throw err;
 						// Ours when the batch insert stored it before it stopped (MongoDB inserts in order up to the duplicate).
-						if ((await this.db.processed_events.findOne({ eventId: event.eventId }))?.claim === claim) return event;
+						if ((await this.db.processed_events.findOne({ eventId: countable.event.eventId }))?.claim === counting.claim) return countable;
 						this.counts.duplicates++;
 						return null;
 					}
 				}),
 			);
-			return claimed.filter((e): e is AnalyticsEvent => e !== null);
+			return claimed.filter((c): c is Countable => c !== null);
 		},
 
-		/** Batches that waited together are written together: one upsert per bucket for all of them. */
-		async store(batches: AggregatedBatch[]) {
-			const increments = combineIncrements(batches.flatMap((b) => b.increments));
-			// Retried because the claim is already made: a lost write would be a lost count.
-			await Promise.all(increments.map((inc) => withRetry(3, () => this.addToCounter(inc))));
-			for (const { events } of batches) {
-				this.counts.counted += events.length;
-				this.recordMetrics(events);
-			}
-			return [];
+		/** One conditional upsert per counter, in parallel; all of them settle before a failure is reported. */
+		async addToCounters(increments: Increment[], tag: BatchTag) {
+			// Retried because the claim is already made; a write that still fails leaves the batch unfinished.
+			const results = await Promise.allSettled(increments.map((inc) => withRetry(3, () => this.addToCounter(inc, tag))));
+			const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+			if (failed) throw failed.reason;
 		},
 
-		async addToCounter(inc: Increment) {
+		async addToCounter(inc: Increment, tag: BatchTag) {
 			const counter = { bucket: inc.bucket, metric: inc.metric, key: inc.key };
-			const update = { $inc: { value: inc.value }, $set: { ...inc.dims, updatedAt: new Date() } };
+			const update = counterUpdate(inc, tag, new Date());
 			try {
-				await this.db.hourly.updateOne({ id: counterId(inc), ...counter }, update, { upsert: true });
+				await this.db.hourly.updateOne({ id: counterId(inc), ...counter, ...notCountedYet(tag) }, update, { upsert: true });
 			} catch (err: any) {
-				// A counter stored before counters had their id: found by its fields.
 				if (!isDuplicate(err)) throw err;
-				await this.db.hourly.updateOne(counter, update, { upsert: true });
+				// The counter exists but did not match: it has this batch already (nothing to do), it was stored
+				// before counters had their id (found by its fields), or a concurrent upsert created it just now.
+				await this.db.hourly.updateOne({ ...counter, ...notCountedYet(tag) }, update);
 			}
+		},
+
+		async markCounted(claim: string) {
+			await withRetry(3, () => this.db.processed_events.updateMany({ pending: true, claim }, { $unset: { pending: true, counting: true } }));
+		},
+
+		/**
+		 * Finishes the batches whose counting stopped half-way: this run's own (`onlyOwn`, before its next
+		 * batch), and those of runs that are over. Each writer's in order, and the first failure stops it.
+		 */
+		async finishBatches(onlyOwn = false) {
+			const rows = (await this.db.processed_events.find({ pending: true })) as unknown as PendingClaim<NodeRun>[];
+			let finished = 0;
+			for (const batch of unfinishedBatches(rows)) {
+				const own = batch.writer === this.writer;
+				if (!own && (onlyOwn || !this.runIsOver(batch.runner, batch.writer))) continue;
+				await this.addToCounters(batch.increments, batch);
+				await this.markCounted(batch.claim);
+				const ids = new Set(batch.eventIds);
+				const events = (this.unfinished.get(batch.claim) ?? []).filter((e) => ids.has(e.eventId));
+				this.unfinished.delete(batch.claim);
+				this.counts.counted += batch.eventIds.length - events.length;
+				this.counts.recovered += batch.eventIds.length;
+				this.counted(events);
+				finished += batch.eventIds.length;
+				this.logger.info(`Finished counting an interrupted batch of ${batch.eventIds.length} event(s)`);
+			}
+			// This run's batches with no pending row left had nothing claimed: their events come again from their outbox.
+			const pending = new Set(rows.map((r) => r.claim));
+			for (const claim of this.unfinished.keys()) if (!pending.has(claim)) this.unfinished.delete(claim);
+			return finished;
+		},
+
+		/** Whether the run that claimed a batch has ended, so that nobody is counting it any more. */
+		runIsOver(runner: NodeRun, writer: string) {
+			const self = { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID };
+			// An earlier start of this service on this broker.
+			if (runner.nodeID === self.nodeID && runner.instanceID === self.instanceID) return writer !== this.writer;
+			const registry = (this.broker as any).registry;
+			// Without a transporter no other node can be counting; with one, a node not heard of is gone once heartbeats had time to arrive.
+			const discoverySettled = !(this.broker as any).transit || Date.now() - this.startedAt >= (this.broker.options.heartbeatTimeout ?? 15) * 1000;
+			return runnerIsGone(runner, { self, nodeOf: (nodeID) => registry.nodes.get(nodeID), discoverySettled });
+		},
+
+		serially<T>(fn: () => Promise<T>): Promise<T> {
+			const run = this.countingTail.then(fn);
+			this.countingTail = run.catch(() => undefined);
+			return run;
+		},
+
+		counted(events: AnalyticsEvent[]) {
+			this.counts.counted += events.length;
+			this.recordMetrics(events);
 		},
 
 		registerMetrics() {
@@ -342,6 +478,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 						m.increment("payment_failures_total");
 						break;
 					case "checkout.failed":
+						m.increment("orders_total", { status: e.status });
 						m.increment("checkout_failures_total", { reason: e.reason });
 						break;
 				}
@@ -360,20 +497,18 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 
 	created(this: AnalyticsThis) {
 		const opts = this.settings.pipeline;
-		this.counts = { received: 0, rejected: 0, duplicates: 0, counted: 0 };
+		this.counts = { received: 0, rejected: 0, duplicates: 0, counted: 0, recovered: 0 };
 		this.failuresSettled = 0;
-		// Each item of the store stage is a whole aggregated batch, so a few of them are plenty.
-		const storeCapacity = Math.max(1, Math.ceil(opts.capacity / opts.aggregateBatch));
+		this.writer = newId();
+		this.lastSeq = 0;
+		this.unfinished = new Map();
+		this.countingTail = Promise.resolve();
+		this.recoveryTimer = null;
 		this.pipeline = new Pipeline<RawEvent>(
 			[
-				{ name: "validate", batchSize: opts.validateBatch, concurrency: opts.validateConcurrency, lingerMs: opts.lingerMs, handle: (batch: RawEvent[]) => this.validateAndClaim(batch) },
-				{
-					name: "aggregate",
-					batchSize: opts.aggregateBatch,
-					// Summed per counter in `store`, with whatever other batches wait there.
-					handle: (events: AnalyticsEvent[]) => [{ increments: events.flatMap(incrementsFor), events }],
-				},
-				{ name: "store", capacity: storeCapacity, batchSize: storeCapacity, handle: (batch: AggregatedBatch[]) => this.store(batch) },
+				{ name: "validate", batchSize: opts.validateBatch, concurrency: opts.validateConcurrency, lingerMs: opts.lingerMs, handle: (batch: RawEvent[]) => this.validate(batch) },
+				// Whatever waits here while a batch is written goes as the next batch.
+				{ name: "count", batchSize: opts.countBatch, handle: (batch: Countable[]) => this.count(batch) },
 			],
 			{
 				capacity: opts.capacity,
@@ -383,13 +518,22 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		this.registerMetrics();
 	},
 
-	started(this: AnalyticsThis) {
+	async started(this: AnalyticsThis) {
+		this.startedAt = Date.now();
+		const sweep = () =>
+			this.serially(() => this.finishBatches()).catch((err) => this.logger.warn(`Finishing interrupted analytics batches failed, will retry: ${(err as Error).message}`));
+		// Before new batches: what a crash left half-counted is finished first (or by the next sweep).
+		await sweep();
 		this.pipeline.start();
+		this.recoveryTimer = setInterval(sweep, this.settings.recoverBatchesEveryMs);
+		this.recoveryTimer.unref();
 	},
 
 	async stopped(this: AnalyticsThis) {
+		if (this.recoveryTimer) clearInterval(this.recoveryTimer);
 		// Runs before the db mixin disconnects: what is queued is still stored.
 		await this.pipeline.stop();
+		await this.countingTail;
 	},
 };
 

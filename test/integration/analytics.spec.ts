@@ -1,8 +1,12 @@
 /**
  * Analytics: reports to the cent from the events of checkout, cancellation and refund; replays
- * counted once; events emitted while analytics was down caught up from the outboxes, once; a
- * 10,000-event burst fully counted with bounded queues; the business metrics.
+ * counted once; events emitted while analytics was down caught up from the outboxes, once; each
+ * event counted once in every counter when the process dies (or a write fails) at any point of a
+ * batch; a 10,000-event burst fully counted with bounded queues; the business metrics.
  */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { HealthMixin } from "../../mixins/health.mixin";
@@ -10,6 +14,7 @@ import AnalyticsService from "../../services/analytics.service";
 import "../../mixins/types";
 import { waitFor } from "../helpers/wait";
 import { sourceWithOutbox, fakeToken, fakeSession } from "../helpers/fakes";
+import { withEnv } from "../helpers/env";
 
 // Stands in for the users service: every session is active.
 const FakeUsers: ServiceSchema = {
@@ -104,7 +109,8 @@ describe("analytics from broker events", () => {
 	});
 	afterAll(() => shop.stop());
 
-	const expectedSales = { orders: 3, cancelled: 2, grossRevenue: 4498 + 3424 + 3750, refunded: 3424 + 1234, revenue: 4498 + 3750 - 1234, currency: "USD" };
+	// Cancelled: o2 (after payment), o4 (its pending payment failed) and o5 (declined in its checkout: GET /orders lists it as cancelled too).
+	const expectedSales = { orders: 3, cancelled: 3, grossRevenue: 4498 + 3424 + 3750, refunded: 3424 + 1234, revenue: 4498 + 3750 - 1234, currency: "USD" };
 
 	test("sales: paid totals with shipping, net of refunds, to the cent; a cancellation does not subtract twice", async () => {
 		for (const interval of ["hour", "day", "week"]) {
@@ -265,7 +271,7 @@ describe("analytics from broker events", () => {
 		// The occurredAt test added one USD and one EUR confirmation.
 		expect(value("orders_total", { status: "confirmed" })).toBe(5);
 		expect(value("orders_total", { status: "pending" })).toBe(4);
-		expect(value("orders_total", { status: "cancelled" })).toBe(2);
+		expect(value("orders_total", { status: "cancelled" })).toBe(3);
 		expect(value("revenue_cents_total", { currency: "USD" })).toBe(4498 + 3424 + 3750 + 1000);
 		expect(value("revenue_cents_total", { currency: "EUR" })).toBe(1000);
 		expect(value("refunded_cents_total", { currency: "USD" })).toBe(3424 + 1234 + 400);
@@ -463,7 +469,8 @@ describe("analytics with the real shop services", () => {
 		expect(sales.status).toBe(200);
 		const sum = (field: string) => sales.body.reduce((s: number, r: any) => s + r[field], 0);
 		expect(sum("orders")).toBe(3);
-		expect(sum("cancelled")).toBe(1);
+		// o2, and the declined checkout's order (listed as cancelled by GET /orders).
+		expect(sum("cancelled")).toBe(2);
 		expect(sum("revenue")).toBe(o1.total + o3.total - 1234);
 		expect(sum("refunded")).toBe(o2.total + 1234);
 
@@ -474,4 +481,167 @@ describe("analytics with the real shop services", () => {
 		const funnel = await http.get(`/api/analytics/funnel?${q}`, { token: adminTok });
 		expect(funnel.body).toMatchObject({ views: 1, addedToCart: 4, checkoutStarted: 4, paid: 3, checkoutFailures: { payment_declined: 1 } });
 	}, 60_000);
+});
+
+describe("analytics counts each event once in every counter, wherever a batch is stopped", () => {
+	// One story, counted as one batch: two paid orders (one of them cancelled and refunded), a declined checkout.
+	const k1 = orderPayload("k1", [{ productId: "p-tee", name: "Tee", quantity: 2, unitPrice: 1999 }, { productId: "p-mug", name: "Mug", quantity: 1, unitPrice: 1250 }], { discount: 300 }); // 5448
+	const k2 = orderPayload("k2", [{ productId: "p-mug", name: "Mug", quantity: 2, unitPrice: 1250 }], { shipping: 0 }); // 2500
+	const k3 = orderPayload("k3", [{ productId: "p-tee", name: "Tee", quantity: 1, unitPrice: 1999 }]);
+	const STORY: Array<["orders" | "payments", string, Record<string, unknown>]> = [
+		["orders", "order.created", { ...k1, status: "pending" }],
+		["orders", "order.confirmed", k1],
+		["orders", "order.created", { ...k2, status: "pending" }],
+		["orders", "order.confirmed", k2],
+		["orders", "order.cancelled", { ...k2, status: "cancelled", reason: "customer", refundedAmount: 2500, wasConfirmed: true }],
+		["orders", "checkout.failed", { ...k3, status: "cancelled", reason: "payment_declined" }],
+		["payments", "payment.refunded", { orderId: "k2", paymentId: "pay-k2", refundId: "r-k2", userId: "u1", amount: 2500, currency: "USD", totalRefunded: 2500 }],
+		["payments", "payment.failed", { orderId: "k3", paymentId: "pay-k3", userId: "u1", amount: 2499, currency: "USD", reason: "card_declined" }],
+	];
+	const outboxEnd = { orders: STORY.filter(([s]) => s === "orders").length, payments: STORY.filter(([s]) => s === "payments").length };
+	/** The story waits for its last event, then goes as one batch. */
+	const oneBatch = { validateBatch: STORY.length, lingerMs: 10_000 };
+	const dirs: string[] = [];
+	const newDataDir = () => {
+		const dir = fs.mkdtempSync(path.join(os.tmpdir(), "analytics-batch-"));
+		dirs.push(dir);
+		return dir;
+	};
+	afterAll(() => {
+		for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+	});
+
+	/** The real analytics service on NeDB files under dataDir, so a restart finds what the last run left. */
+	async function startAnalytics(shop: Shop, dataDir: string, settings: Record<string, unknown>) {
+		const svc: any = withEnv({ NODE_ENV: "development", DATA_DIR: dataDir, MONGO_URI: undefined }, () =>
+			shop.broker.createService({ name: "analytics", mixins: [AnalyticsService], settings } as unknown as ServiceSchema),
+		);
+		await shop.broker.waitForServices("analytics", 10_000, 10);
+		return svc;
+	}
+
+	/**
+	 * The service's store dies at its `dieAt`-th write (1: the claim, then one per counter, then the mark
+	 * that the batch is counted): that write and every later one fail, as after a kill -9. With
+	 * `partialClaim`, the dying claim insert stores that many rows first (as MongoDB's ordered insert can).
+	 */
+	function dieAtWrite(svc: any, dieAt: number, partialClaim = 0) {
+		const state = { writes: [] as string[], dead: false };
+		for (const coll of [svc.db.processed_events, svc.db.hourly, svc.outboxCursors]) {
+			for (const method of ["insertMany", "updateOne", "updateMany", "removeOne", "removeMany"]) {
+				const original = coll[method].bind(coll);
+				coll[method] = async (...args: any[]) => {
+					if (state.dead) throw new Error("killed");
+					if (state.writes.length + 1 === dieAt) {
+						state.dead = true;
+						if (partialClaim && method === "insertMany") await original(args[0].slice(0, partialClaim));
+						throw new Error("killed");
+					}
+					state.writes.push(`${coll.name}.${method}`);
+					return original(...args);
+				};
+			}
+		}
+		return state;
+	}
+
+	const announceStory = async (shop: Shop) => {
+		for (const [source, event, payload] of STORY) await shop.broker.call(`${source}.announce`, { event, payload });
+	};
+
+	/** The three reports, from the actions (the gateway's routes to a restarted service come back after a debounce). */
+	async function reports(shop: Shop) {
+		const range = { from: new Date(Date.now() - 2 * HOUR), to: new Date(Date.now() + 2 * HOUR) };
+		const rows = await shop.broker.call<any[], any>("analytics.sales", { ...range, interval: "week" });
+		// Summed over the rows: the story may straddle the turn of a week.
+		const sales = rows.reduce(
+			(acc, r) => ({ orders: acc.orders + r.orders, cancelled: acc.cancelled + r.cancelled, grossRevenue: acc.grossRevenue + r.grossRevenue, refunded: acc.refunded + r.refunded, revenue: acc.revenue + r.revenue }),
+			{ orders: 0, cancelled: 0, grossRevenue: 0, refunded: 0, revenue: 0 },
+		);
+		return { sales, top: await shop.broker.call<any, any>("analytics.topProducts", range), funnel: await shop.broker.call<any, any>("analytics.funnel", range) };
+	}
+
+	/** The story told to analytics, whose store dies at its `dieAt`-th write (never by default); then analytics starts again on the same files. */
+	async function tell(dieAt = Infinity, partialClaim = 0) {
+		const dataDir = newDataDir();
+		const shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders"), sourceWithOutbox("payments")] });
+		try {
+			// No outbox read in the first run: only the live events, as one batch.
+			const first = await startAnalytics(shop, dataDir, { catchUpDelayMs: 60_000, catchUpIntervalMs: 600_000, pipeline: oneBatch });
+			const run = dieAtWrite(first, dieAt, partialClaim);
+			await announceStory(shop);
+			await shop.broker.call("analytics.flush");
+			expect(run.dead).toBe(dieAt <= run.writes.length + 1);
+			await shop.broker.destroyService(first);
+
+			// Started again: what the batch left unfinished is finished, and the outboxes are read from the start.
+			const second = await startAnalytics(shop, dataDir, { catchUpDelayMs: 20 });
+			await waitFor(async () => Object.fromEntries((await second.outboxCursors.find({})).map((c: any) => [c.id, c.seq])), (c: any) => c.orders === outboxEnd.orders && c.payments === outboxEnd.payments);
+			const stats: any = await shop.broker.call("analytics.flush");
+			expect(await second.db.processed_events.count({ pending: true })).toBe(0);
+			expect(await second.db.processed_events.count({})).toBe(STORY.length);
+			return { writes: run.writes, stats, reports: await reports(shop) };
+		} finally {
+			await shop.stop();
+		}
+	}
+
+	let reference: Awaited<ReturnType<typeof tell>>;
+	beforeAll(async () => {
+		reference = await tell();
+	}, 30_000);
+
+	test("without a crash: one claim insert, one upsert per counter, one update marking the batch counted", () => {
+		const counters = 12;
+		expect(reference.writes).toEqual(["processed_events.insertMany", ...Array(counters).fill("hourly.updateOne"), "processed_events.updateMany"]);
+		expect(reference.reports.sales).toEqual({ orders: 2, cancelled: 2, grossRevenue: 5448 + 2500, refunded: 2500, revenue: 5448 });
+		expect(reference.reports.funnel).toMatchObject({ checkoutStarted: 3, paid: 2, checkoutFailures: { payment_declined: 1 } });
+		expect(reference.reports.top.byUnits).toEqual([
+			{ productId: "p-tee", name: "Tee", units: 2 },
+			{ productId: "p-mug", name: "Mug", units: 1 },
+		]);
+		// The restart's outbox read finds every event counted already.
+		expect(reference.stats).toMatchObject({ counted: 0, duplicates: STORY.length, recovered: 0 });
+	});
+
+	test("killed at each write of the batch, from its claim to the mark that it is counted: the reports are the same to the cent", async () => {
+		for (let dieAt = 1; dieAt <= reference.writes.length; dieAt++) {
+			const crashed = await tell(dieAt);
+			expect({ dieAt, ...crashed.reports }).toEqual({ dieAt, ...reference.reports });
+			// Killed at the claim, every event comes again from its outbox; after it, the batch is finished from its claim rows.
+			expect({ dieAt, recovered: crashed.stats.recovered, counted: crashed.stats.counted }).toEqual({ dieAt, recovered: dieAt === 1 ? 0 : STORY.length, counted: STORY.length });
+		}
+	}, 60_000);
+
+	test("killed while its claim insert had stored part of the batch: those events are finished, the others counted from the outbox", async () => {
+		const crashed = await tell(1, 3);
+		expect(crashed.reports).toEqual(reference.reports);
+		expect(crashed.stats).toMatchObject({ recovered: 3, counted: STORY.length, duplicates: 3 });
+	}, 30_000);
+
+	test("a counter write that keeps failing: the same run finishes the batch before its next one, counting each event once", async () => {
+		const shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders"), sourceWithOutbox("payments")] });
+		try {
+			// Only the redelivery by the outbox read (not the sweep) brings the next batch.
+			const svc = await startAnalytics(shop, newDataDir(), { catchUpDelayMs: 20, catchUpIntervalMs: 200, recoverBatchesEveryMs: 600_000, pipeline: oneBatch });
+			const updateOne = svc.db.hourly.updateOne.bind(svc.db.hourly);
+			let refused = 0;
+			// The revenue counter's write fails on each of its tries in the first batch.
+			svc.db.hourly.updateOne = async (query: any, ...rest: any[]) => {
+				if (query.metric === "revenue" && refused < 3) {
+					refused++;
+					throw new Error("store unavailable");
+				}
+				return updateOne(query, ...rest);
+			};
+			await announceStory(shop);
+			const stats = await waitFor(() => shop.broker.call("analytics.flush") as Promise<any>, (st) => st.recovered > 0, 10_000);
+			expect(refused).toBe(3);
+			expect(stats).toMatchObject({ counted: STORY.length, recovered: STORY.length });
+			expect(await svc.db.processed_events.count({ pending: true })).toBe(0);
+			expect(await reports(shop)).toEqual(reference.reports);
+		} finally {
+			await shop.stop();
+		}
+	}, 30_000);
 });

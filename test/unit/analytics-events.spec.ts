@@ -111,7 +111,7 @@ describe("incrementsFor", () => {
 		["product.viewed", { eventId: "e", productId: "p9" }, { "views:p9": 1, "funnel:views": 1 }],
 		["cart.item_added", { eventId: "e", productId: "p9", variantId: "v", cartId: "c", quantity: 3 }, { "funnel:addedToCart": 1 }],
 		["payment.failed", { eventId: "e", orderId: "o", amount: 100, currency: "USD", reason: "declined" }, { "payment_failures:USD": 1 }],
-		["checkout.failed", { ...confirmed(), status: "cancelled", reason: "insufficient_stock" }, { "funnel:checkoutStarted": 1, "checkout_failures:insufficient_stock": 1 }],
+		["checkout.failed", { ...confirmed(), status: "cancelled", reason: "insufficient_stock" }, { "funnel:checkoutStarted": 1, "checkout_failures:insufficient_stock": 1, "orders:cancelled|USD": 1 }],
 	])("%s", (name, payload, expected) => expect(byMetric(incrementsFor(ok(name, payload)))).toEqual(expected));
 
 	test("combineIncrements sums per counter and drops what nets to zero", () => {
