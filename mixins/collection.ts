@@ -9,7 +9,7 @@ import fs from "node:fs";
 import Datastore from "@seald-io/nedb";
 import type { Model, Schema, SchemaDefinition } from "mongoose";
 import { ConflictError } from "../lib/errors";
-import { loadDatafile, openDatafile, type NedbFile } from "./nedb-datafile";
+import { checkDatafile, loadDatafile, lockDataDir, namingFile, openDatafile, StoreUnavailableError, type NedbFile } from "./nedb-datafile";
 import { installKeptKeyIndexUpdates } from "./nedb-index-update";
 import { installFastKeyComparison } from "./nedb-index-compare";
 
@@ -109,6 +109,8 @@ function duplicateError(name: string, spec: CollectionSpec, err: any): ConflictE
 }
 
 interface Backend {
+	/** What must hold before the service starts, even when the load runs in the background: throws to refuse the start. */
+	open(): void;
 	connect(): Promise<void>;
 	disconnect(): Promise<void>;
 	insert(docs: Query[]): Promise<any[]>;
@@ -123,21 +125,48 @@ class NedbBackend implements Backend {
 	db!: Datastore;
 	private datafile?: NedbFile;
 	private compactionTimer?: NodeJS.Timeout;
+	private releaseDataDir?: () => void;
 	constructor(private name: string, private spec: CollectionSpec, private file?: string) {}
 
+	/** The data directory is this process's and writable, and the file can be appended to. */
+	open() {
+		if (!this.file || this.releaseDataDir) return;
+		const dir = path.dirname(this.file);
+		try {
+			fs.mkdirSync(dir, { recursive: true });
+		} catch (err) {
+			throw new Error(`Cannot create the data directory ${dir}: ${(err as Error).message}`, { cause: err });
+		}
+		const release = lockDataDir(dir);
+		try {
+			checkDatafile(this.file);
+		} catch (err) {
+			release();
+			throw err;
+		}
+		this.releaseDataDir = release;
+	}
+
 	async connect() {
-		if (this.file) fs.mkdirSync(path.dirname(this.file), { recursive: true });
+		this.open();
 		this.db = new Datastore(this.file ? { filename: this.file } : { inMemoryOnly: true });
-		await loadDatafile(this.db);
-		this.datafile = openDatafile(this.db);
-		for (const idx of this.spec.indexes ?? []) {
-			const keys = Object.keys(idx.fields);
-			await this.db.ensureIndexAsync({
-				fieldName: keys.length === 1 ? keys[0] : keys,
-				unique: idx.unique,
-				sparse: idx.sparse,
-				expireAfterSeconds: idx.expireAfterSeconds,
-			});
+		const loaded = await loadDatafile(this.db);
+		this.datafile = openDatafile(this.db, this.name, loaded.lines - loaded.live);
+		const { ttlIndexes } = this.db as unknown as { ttlIndexes: Record<string, number> };
+		try {
+			for (const idx of this.spec.indexes ?? []) {
+				const keys = Object.keys(idx.fields);
+				const fieldName = keys.length === 1 ? keys[0] : keys;
+				await this.db.ensureIndexAsync({ fieldName, unique: idx.unique, sparse: idx.sparse, expireAfterSeconds: idx.expireAfterSeconds });
+				// NeDB arms expiry only when it creates the index, not for one it read from the file.
+				if (idx.expireAfterSeconds !== undefined) ttlIndexes[[...keys].sort().join(",")] = idx.expireAfterSeconds;
+			}
+		} catch (err) {
+			throw namingFile(this.file ?? this.name, err);
+		}
+		if (loaded.compact) {
+			// Crash-safe like every rewrite; if it fails the file stays as it is, still correct.
+			await this.db.compactDatafileAsync().catch((err) => console.error(`Compacting ${this.file} after loading it failed:`, err));
 		}
 		// The append-only file is rewritten once it has grown past its live size (see nedb-datafile.ts).
 		if (this.file) {
@@ -149,12 +178,18 @@ class NedbBackend implements Backend {
 	}
 	async disconnect() {
 		clearInterval(this.compactionTimer);
-		if (this.datafile) {
-			await this.datafile.compactIfGrown();
-			this.datafile.close();
+		try {
+			if (this.datafile) {
+				await this.datafile.compactIfGrown();
+				this.datafile.close();
+			}
+		} finally {
+			this.releaseDataDir?.();
+			this.releaseDataDir = undefined;
 		}
 	}
 	insert(docs: Query[]) {
+		this.datafile!.checkWritable();
 		return this.db.insertAsync(docs) as Promise<any[]>;
 	}
 	find(query: Query, opts: FindOptions) {
@@ -168,14 +203,17 @@ class NedbBackend implements Backend {
 		return this.db.countAsync(query) as Promise<number>;
 	}
 	async updateOne(query: Query, update: Query, upsert: boolean) {
+		this.datafile!.checkWritable();
 		const res = await this.db.updateAsync(query, update, { multi: false, upsert, returnUpdatedDocs: true });
 		return res.numAffected ? (res.affectedDocuments as any) : null;
 	}
 	async updateMany(query: Query, update: Query) {
+		this.datafile!.checkWritable();
 		const res = await this.db.updateAsync(query, update, { multi: true });
 		return res.numAffected;
 	}
-	remove(query: Query, multi: boolean) {
+	async remove(query: Query, multi: boolean) {
+		this.datafile!.checkWritable();
 		return this.db.removeAsync(query, { multi });
 	}
 }
@@ -185,6 +223,7 @@ class MongoBackend implements Backend {
 	private adapter: any;
 	constructor(private name: string, private spec: CollectionSpec, private uri: string) {}
 
+	open() {}
 	async connect() {
 		const MongooseDbAdapter = require("moleculer-db-adapter-mongoose");
 		const mongoose = loadMongoose();
@@ -245,6 +284,18 @@ const startupLoads = {
 	},
 };
 
+/**
+ * What a failed background load does: the process exits, as it refuses to start when a foreground
+ * load fails. Serving on would answer every action that needs the collection with an error while
+ * looking healthy (a checkout charging and refunding on each try). Tests replace `handle`.
+ */
+export const backgroundLoadFailure = {
+	handle(collection: string, err: Error): void {
+		console.error(`Collection ${collection} could not be loaded, and the shop cannot run without it: exiting. ${err.message}`);
+		process.exit(1);
+	},
+};
+
 export interface CollectionOptions {
 	mongoUri?: string;
 	/** Directory for NeDB files; undefined means in memory. */
@@ -269,10 +320,21 @@ export class Collection<T extends Entity = Entity> {
 	private ready: Promise<void> = Promise.resolve();
 
 	connect(): Promise<void> {
+		try {
+			this.backend.open();
+		} catch (err) {
+			return Promise.reject(err);
+		}
 		if (!this.spec.loadInBackground) return (this.ready = startupLoads.track(this.backend.connect()));
 		// After what the start-up waits for: loading alongside it would only slow it down.
-		this.ready = startupLoads.idle().then(() => this.backend.connect());
-		this.ready.catch((err) => console.error(`Loading collection ${this.name} failed; its operations fail with:`, err));
+		this.ready = startupLoads.idle()
+			.then(() => this.backend.connect())
+			.catch((err) => {
+				backgroundLoadFailure.handle(this.name, err);
+				throw new StoreUnavailableError(`The ${this.name} store could not be loaded: ${err.message}`, { collection: this.name });
+			});
+		// Operations report the failure themselves.
+		this.ready.catch(() => undefined);
 		return Promise.resolve();
 	}
 	async disconnect() {

@@ -71,7 +71,7 @@ describe("NeDB appends through an open file", () => {
 		await items.disconnect();
 	});
 
-	test("loading a cleanly ended file does not rewrite it; a torn last line is dropped by a rewrite", async () => {
+	test("loading a cleanly ended file does not rewrite it; a torn last line is cut off", async () => {
 		const file = path.join(dir, "items.db");
 		const doc = (id: string, stock: number) => JSON.stringify({ _id: id, sku: id, stock });
 		// Three versions of one document and others: the file as a running shop leaves it.
@@ -83,10 +83,13 @@ describe("NeDB appends through an open file", () => {
 		expect(lines().slice(0, 4)).toEqual([doc("a", 1), doc("a", 2), doc("a", 3), doc("b", 1)]);
 		await items.disconnect();
 
-		// A crash tore the last line: the load rewrites the file, so the next append starts a clean line.
+		// A crash tore the last line: the load cuts it off, so the next append starts a clean line.
 		fs.appendFileSync(file, '{"_id":"c","sku":"c","st');
+		const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
 		const again = new Collection("items", spec, { dataDir: dir });
 		await again.connect();
+		expect(warn).toHaveBeenCalledWith(`${file}: dropped its last line (24 bytes), cut off by a crash or a full disk before it was complete, so never acknowledged.`);
+		warn.mockRestore();
 		await again.insert({ sku: "d", stock: 4 });
 		expect((await reloaded()).filter((d) => !d.startsWith("z"))).toEqual(["a:3", "b:1", "d:4"]);
 		expect(lines().every((l) => JSON.parse(l))).toBe(true);
@@ -135,10 +138,35 @@ describe("NeDB appends through an open file", () => {
 		for (const l of raw.split("\n").filter(Boolean).slice(0, 4)) expect(parseDatafile(l + "\n", 0).data).toEqual([nedbModel.deserialize(l)].filter((d) => d._id));
 	});
 
-	test("too many corrupt lines refuse to load, a few are tolerated", () => {
+	test("too many corrupt lines refuse to load, naming the file and the lines; a few are tolerated", () => {
 		const good = Array.from({ length: 19 }, (_, i) => JSON.stringify({ _id: `d${i}` }));
-		expect(parseDatafile([...good, '{"_id":"torn'].join("\n"), 0.1).data).toHaveLength(19);
-		expect(() => parseDatafile([...good.slice(0, 5), '{"_id":"torn'].join("\n"), 0.1)).toThrow(/corrupt/);
+		const few = parseDatafile([...good.slice(0, 10), '{"_id":"bro', ...good.slice(10)].join("\n"), 0.1);
+		expect(few).toMatchObject({ lines: 20, corruptLines: [11], tornTail: false });
+		expect(few.data).toHaveLength(19);
+		expect(() => parseDatafile([...good.slice(0, 5), "garbage", good[5]].join("\n"), 0.1, "/srv/data/items.db")).toThrow(
+			"14% of the lines of /srv/data/items.db are corrupt (lines 6), more than the 10% tolerated",
+		);
+	});
+
+	test("a torn last line is dropped and never counts as corruption, however small the file", () => {
+		const good = Array.from({ length: 5 }, (_, i) => JSON.stringify({ _id: `d${i}` }));
+		const parsed = parseDatafile([...good, '{"_id":"torn'].join("\n"), 0.1);
+		expect(parsed).toMatchObject({ lines: 5, corruptLines: [], tornTail: true });
+		expect(parsed.data).toHaveLength(5);
+		// Complete but without its line break: kept.
+		expect(parseDatafile([...good, '{"_id":"last"}'].join("\n"), 0.1)).toMatchObject({ lines: 6, tornTail: false });
+		expect(parseDatafile('{"_id":"only"', 0)).toMatchObject({ lines: 0, tornTail: true, data: [] });
+	});
+
+	test("a failed write's bytes followed on the same line by a complete one: the complete one is kept", () => {
+		const line = (doc: unknown) => nedbModel.serialize(doc);
+		const torn = line({ _id: "x", items: [{ sku: "A", at: new Date(1) }], note: "{\"_id\":\"fake\"}" }).slice(0, 40);
+		const raw = [line({ _id: "a", n: 1 }), torn + line({ _id: "b", nested: { list: [{ k: 1 }] } }), torn + line({ $$deleted: true, _id: "a" }), ""].join("\n");
+		const parsed = parseDatafile(raw, 0);
+		expect(parsed).toMatchObject({ lines: 3, corruptLines: [], repairedLines: [2, 3] });
+		expect(parsed.data).toEqual([{ _id: "b", nested: { list: [{ k: 1 }] } }]);
+		// Only a whole datafile line is taken, not an object that happens to close at the line's end.
+		expect(parseDatafile([line({ _id: "a" }), '{"_id":"y","address":{"city":"X"}', line({ _id: "b" })].join("\n"), 1).corruptLines).toEqual([2]);
 	});
 
 	test("a collection loading in the background answers only once loaded", async () => {

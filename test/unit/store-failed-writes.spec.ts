@@ -1,0 +1,115 @@
+/** A write the disk refuses (full) part-way: no torn line is left for the next write to continue, and memory is undone. */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Collection } from "../../mixins/collection";
+
+const spec = { fields: { sku: String, stock: Number }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
+
+function errno(code: string, syscall: string): NodeJS.ErrnoException {
+	return Object.assign(new Error(`${code}: simulated, ${syscall}`), { code, syscall });
+}
+
+/** The disk fills up during the next appends: `bytes` more get written, then every write fails with ENOSPC. */
+function diskFullAfter(bytes: number) {
+	const realWrite = fs.writeSync;
+	let room = bytes;
+	return jest.spyOn(fs, "writeSync").mockImplementation(((fd: number, buf: Buffer, offset: number | null = 0) => {
+		offset ??= 0;
+		if (room <= 0) throw errno("ENOSPC", "write");
+		const length = Math.min(room, buf.length - offset);
+		room -= length;
+		return realWrite(fd, buf, offset, length);
+	}) as typeof fs.writeSync);
+}
+
+describe("a write that fails part-way", () => {
+	let dir: string;
+	let file: string;
+	let items: Collection;
+	let logged: jest.SpyInstance;
+	beforeEach(async () => {
+		dir = fs.mkdtempSync(path.join(os.tmpdir(), "store-failed-writes-"));
+		file = path.join(dir, "items.db");
+		logged = jest.spyOn(console, "error").mockImplementation(() => undefined);
+		items = new Collection("items", spec, { dataDir: dir });
+		await items.connect();
+	});
+	afterEach(async () => {
+		jest.restoreAllMocks();
+		await items.disconnect();
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+
+	const skus = async (c: Collection) => (await c.find({}, { sort: { sku: 1 } })).map((d) => `${d.sku}:${d.stock}`);
+	const lines = () => fs.readFileSync(file, "utf8").split("\n");
+	/** Lets writes through again after the pause that follows a failure. */
+	const pauseOver = () => jest.spyOn(Date, "now").mockReturnValue(Date.now() + 1_001);
+
+	async function restarted() {
+		await items.disconnect();
+		items = new Collection("items", spec, { dataDir: dir });
+		await items.connect();
+		return skus(items);
+	}
+
+	test("leaves no half line: the next write starts cleanly and both are there after a restart", async () => {
+		await items.insert({ sku: "A", stock: 1 });
+		const full = diskFullAfter(10);
+		await expect(items.insert({ sku: "B", stock: 2 })).rejects.toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE", data: { collection: "items", reason: "ENOSPC" } });
+		full.mockRestore();
+		expect(logged).toHaveBeenCalledWith(`items: writing to ${file} failed (ENOSPC: simulated, write); the change was not made.`);
+		expect(lines().at(-1)).toBe("");
+		pauseOver();
+		await items.insert({ sku: "C", stock: 3 });
+		expect(lines().filter(Boolean).every((l) => JSON.parse(l))).toBe(true);
+		expect(await restarted()).toEqual(["A:1", "C:3"]);
+	});
+
+	test("when cutting the bytes off fails too, the next write starts a new line", async () => {
+		await items.insertMany(Array.from({ length: 20 }, (_, i) => ({ sku: `S${i}`, stock: i })));
+		const full = diskFullAfter(10);
+		const cut = jest.spyOn(fs, "ftruncateSync").mockImplementation(() => {
+			throw errno("EIO", "ftruncate");
+		});
+		await expect(items.insert({ sku: "B", stock: 2 })).rejects.toMatchObject({ code: 503 });
+		full.mockRestore();
+		cut.mockRestore();
+		expect(lines().at(-1)).toHaveLength(10);
+		pauseOver();
+		await items.insert({ sku: "C", stock: 3 });
+		expect(JSON.parse(lines().at(-2)!)).toMatchObject({ sku: "C", stock: 3 });
+		// The failed write's bytes are a line of their own now, reported when loaded; C is kept.
+		expect(await restarted()).toContain("C:3");
+		expect(await items.count()).toBe(21);
+	});
+
+	test("is undone in memory too: an insert, an update and a removal that failed left nothing behind", async () => {
+		await items.insertMany([{ sku: "A", stock: 5 }, { sku: "Z", stock: 1 }]);
+		const full = diskFullAfter(0);
+		await expect(items.insert({ sku: "B", stock: 2 })).rejects.toMatchObject({ code: 503 });
+		pauseOver();
+		await expect(items.updateOne({ sku: "A", stock: { $gte: 2 } }, { $inc: { stock: -2 } })).rejects.toMatchObject({ code: 503 });
+		jest.mocked(Date.now).mockReturnValue(Date.now() + 2_002);
+		await expect(items.removeOne({ sku: "Z" })).rejects.toMatchObject({ code: 503 });
+		full.mockRestore();
+		expect(await skus(items)).toEqual(["A:5", "Z:1"]);
+		// Nor is the failed insert's key held by the unique index.
+		jest.mocked(Date.now).mockReturnValue(Date.now() + 3_003);
+		await items.insert({ sku: "B", stock: 7 });
+		expect(await restarted()).toEqual(["A:5", "B:7", "Z:1"]);
+	});
+
+	test("writes answer 503 for a second after a failure, without touching the file; reads go on", async () => {
+		await items.insert({ sku: "A", stock: 1 });
+		const full = diskFullAfter(0);
+		await expect(items.insert({ sku: "B", stock: 2 })).rejects.toMatchObject({ code: 503 });
+		full.mockRestore();
+		const write = jest.spyOn(fs, "writeSync");
+		await expect(items.updateOne({ sku: "A" }, { $set: { stock: 9 } })).rejects.toMatchObject({ code: 503, data: { collection: "items" } });
+		expect(write).not.toHaveBeenCalled();
+		expect(await skus(items)).toEqual(["A:1"]);
+		pauseOver();
+		expect(await items.updateOne({ sku: "A" }, { $set: { stock: 9 } })).toMatchObject({ stock: 9 });
+	});
+});

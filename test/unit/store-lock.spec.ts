@@ -1,0 +1,117 @@
+/** One process at a time owns a data directory; the collections of one process share it. */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Collection } from "../../mixins/collection";
+
+const spec = { fields: { sku: String }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
+
+describe("the data directory's lock", () => {
+	let dir: string;
+	let lock: string;
+	const open: Collection[] = [];
+	beforeEach(() => {
+		dir = fs.mkdtempSync(path.join(os.tmpdir(), "store-lock-"));
+		lock = path.join(dir, "shop.lock");
+	});
+	afterEach(async () => {
+		jest.restoreAllMocks();
+		await Promise.all(open.splice(0).map((c) => c.disconnect()));
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+
+	async function connected(name: string, opts: { loadInBackground?: boolean } = {}) {
+		const c = new Collection(name, { ...spec, ...opts }, { dataDir: dir });
+		open.push(c);
+		await c.connect();
+		return c;
+	}
+	const holder = () => JSON.parse(fs.readFileSync(lock, "utf8")).pid;
+
+	test("is shared by the collections of one process and removed when the last one closes", async () => {
+		const items = await connected("items");
+		const history = await connected("history", { loadInBackground: true });
+		expect(holder()).toBe(process.pid);
+		await items.disconnect();
+		expect(holder()).toBe(process.pid);
+		await history.disconnect();
+		expect(fs.existsSync(lock)).toBe(false);
+		// Started again in the same process (a broker restarted by a test): taken again.
+		await connected("items");
+		expect(holder()).toBe(process.pid);
+	});
+
+	describe("held by another running process", () => {
+		let other: ChildProcess;
+		afterEach(() => other?.kill("SIGKILL"));
+
+		/** A second process with a collection open on `dir`; resolves with its pid once it holds the lock. */
+		function otherProcess(): Promise<number> {
+			const script = `const { Collection } = require(${JSON.stringify(path.resolve("mixins/collection.ts"))});
+				new Collection("items", { fields: {} }, { dataDir: process.argv[1] }).connect().then(() => console.log("ready " + process.pid));
+				setInterval(() => undefined, 1000);`;
+			other = spawn(process.execPath, ["--import", "tsx", "-e", script, dir], { stdio: ["ignore", "pipe", "inherit"] });
+			return new Promise((resolve, reject) => {
+				other.stdout!.on("data", (out: Buffer) => {
+					const ready = /ready (\d+)/.exec(out.toString());
+					if (ready) resolve(Number(ready[1]));
+				});
+				other.on("exit", (code) => reject(new Error(`the other process exited with ${code}`)));
+			});
+		}
+
+		test("refuses the start, naming the directory and the pid; taken over once that process is gone", async () => {
+			const pid = await otherProcess();
+			expect(holder()).toBe(pid);
+			const items = new Collection("items", spec, { dataDir: dir });
+			await expect(items.connect()).rejects.toThrow(`The data directory ${dir} is in use by another shop process (pid ${pid} on ${os.hostname()}`);
+			// A collection loading in the background refuses at once too, not later.
+			await expect(new Collection("history", { ...spec, loadInBackground: true }, { dataDir: dir }).connect()).rejects.toThrow(`pid ${pid}`);
+			// Nothing was created or changed by the refused start.
+			expect(fs.readdirSync(dir).sort()).toEqual(["items.db", "shop.lock"]);
+
+			other.kill("SIGKILL");
+			await new Promise((resolve) => other.once("exit", resolve));
+			const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+			await connected("items");
+			expect(holder()).toBe(process.pid);
+			expect(warn).toHaveBeenCalledWith(`Took over ${lock} from pid ${pid}, which no longer runs.`);
+		}, 20_000);
+	});
+
+	test("left by a process that no longer runs, or by an earlier run with this process's pid, is taken over", async () => {
+		jest.spyOn(console, "warn").mockImplementation(() => undefined);
+		const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+		fs.writeFileSync(lock, JSON.stringify({ pid: gone, host: os.hostname() }));
+		const items = await connected("items");
+		expect(holder()).toBe(process.pid);
+		await items.disconnect();
+
+		// A container's process often has the same pid after a restart: the lock is a previous run's.
+		fs.writeFileSync(lock, JSON.stringify({ pid: process.pid, host: os.hostname(), since: "2020-01-01T00:00:00.000Z" }));
+		await connected("items");
+		expect(JSON.parse(fs.readFileSync(lock, "utf8")).since).not.toBe("2020-01-01T00:00:00.000Z");
+		// An unreadable lock (a damaged disk) is not a running process either.
+		await Promise.all(open.splice(0).map((c) => c.disconnect()));
+		fs.writeFileSync(lock, "\0\0\0");
+		await connected("items");
+		expect(holder()).toBe(process.pid);
+	});
+
+	test("a directory that cannot be written refuses the start with a clear message", async () => {
+		jest.spyOn(fs, "writeFileSync").mockImplementation(() => {
+			throw Object.assign(new Error(`EROFS: read-only file system, open '${lock}.${process.pid}'`), { code: "EROFS" });
+		});
+		await expect(new Collection("items", spec, { dataDir: dir }).connect()).rejects.toThrow(
+			`The data directory ${dir} is not writable (EROFS: read-only file system, open '${lock}.${process.pid}'): refusing to start`,
+		);
+	});
+
+	test("a data file that cannot be written refuses the start, naming it", async () => {
+		fs.mkdirSync(path.join(dir, "items.db"));
+		await expect(new Collection("items", spec, { dataDir: dir }).connect()).rejects.toThrow(`Cannot open ${path.join(dir, "items.db")} for writing (EISDIR`);
+		// The refused collection does not keep the directory.
+		expect(fs.existsSync(lock)).toBe(false);
+	});
+});
