@@ -4,8 +4,9 @@ import path from "node:path";
 import { Collection } from "../../mixins/collection";
 import type { StoredData } from "./audit";
 
-async function readCollection(dataDir: string, name: string): Promise<Record<string, any>[]> {
-	if (!fs.existsSync(path.join(dataDir, `${name}.db`))) throw new Error(`no stored collection ${name} in ${dataDir}`);
+async function readCollection(dataDirs: string[], name: string): Promise<Record<string, any>[]> {
+	const dataDir = dataDirs.find((dir) => fs.existsSync(path.join(dir, `${name}.db`)));
+	if (!dataDir) throw new Error(`no stored collection ${name} in ${dataDirs.join(", ")}`);
 	const c = new Collection(name, { fields: {} }, { dataDir });
 	await c.connect();
 	try {
@@ -15,9 +16,9 @@ async function readCollection(dataDir: string, name: string): Promise<Record<str
 	}
 }
 
-/** The collections the audit reads, from a stopped shop's data dir. */
-export async function readStoredData(dataDir: string): Promise<StoredData> {
-	const read = (name: string) => readCollection(dataDir, name);
+/** The collections the audit reads, from a stopped shop's data dir (or a stopped cluster's: each node's). */
+export async function readStoredData(dataDir: string | string[]): Promise<StoredData> {
+	const read = (name: string) => readCollection(([] as string[]).concat(dataDir), name);
 	return {
 		variants: await read("variants"),
 		inventoryTransactions: await read("inventory_transactions"),

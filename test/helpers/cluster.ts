@@ -32,6 +32,8 @@ export interface ShopNode {
 	port?: number;
 	healthPort: number;
 	metricsPort: number;
+	/** Its embedded store: start the node again with `env: {DATA_DIR}` to bring it back with its data. */
+	dataDir: string;
 	output: () => string;
 	kill(signal?: NodeJS.Signals): Promise<number | null>;
 	exited: Promise<number | null>;
@@ -66,7 +68,7 @@ export async function startNode(opts: NodeOptions): Promise<ShopNode> {
 		HEARTBEAT_INTERVAL: "1",
 		HEARTBEAT_TIMEOUT: "4",
 		REQUEST_TIMEOUT: "3000",
-		JWT_SECRET: "cluster-test-secret",
+		JWT_SECRET: "cluster-test-secret-0123456789abcdef01234",
 		SEED_DEMO: "false",
 		...opts.env,
 	};
@@ -85,6 +87,7 @@ export async function startNode(opts: NodeOptions): Promise<ShopNode> {
 		port,
 		healthPort,
 		metricsPort,
+		dataDir: env.DATA_DIR,
 		output: () => out,
 		exited,
 		async kill(signal: NodeJS.Signals = "SIGTERM") {

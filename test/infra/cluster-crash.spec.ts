@@ -1,0 +1,148 @@
+/**
+ * "Nothing lost when a node dies", in a cluster: while buyers check out, one node is killed with
+ * SIGKILL and started again on its own files, and the buyers retry with their Idempotency-Keys. The
+ * other nodes go on meanwhile, which a single process cannot show: products keeps the reservations
+ * of checkouts whose orders node died, orders finds its products node gone mid-saga. Each buyer must
+ * end with one confirmed order, and the stored files of every node pass the audit the load test uses
+ * (bench/lib/audit.ts): stock, payments, promotion uses and notifications.
+ */
+import crypto from "node:crypto";
+import { startNode, eventually, redisUrl, type ShopNode } from "../helpers/cluster";
+import { HttpClient } from "../helpers/http";
+import { registerCustomer, login, addToCart, checkout, createProduct, type Customer } from "../helpers/flows";
+import { audit, type AuditInput } from "../../bench/lib/audit";
+import { readStoredData } from "../../bench/lib/stored-data";
+
+jest.setTimeout(240_000);
+
+const ns = `cluster-crash-${Date.now()}`;
+const ADMIN = { email: "crash-ops@example.com", password: "a long admin passphrase" };
+const BUYERS = 12;
+const STOCK = 100;
+const SERVICES: Record<string, string[]> = {
+	"users-1": ["users"],
+	"products-1": ["products"],
+	"checkout-1": ["orders", "payments", "cart"],
+	"consumers-1": ["notifications", "analytics", "reviews"],
+	"gw-1": ["api"],
+};
+const common = { REDIS_URL: redisUrl(), RATE_LIMIT: "0", AUTH_RATE_LIMIT: "0" };
+
+const nodes: Record<string, ShopNode> = {};
+let gw: HttpClient;
+let adminToken: string;
+const answers: AuditInput["answers"] = [];
+const startStock = new Map<string, number>();
+
+async function start(nodeID: string, env: Record<string, string> = {}) {
+	nodes[nodeID] = await startNode({ nodeID, services: SERVICES[nodeID], namespace: ns, env: { ...common, ...env } });
+	return nodes[nodeID];
+}
+
+/** SIGKILL, then the same node on the same files. */
+async function killAndRestart(nodeID: string, afterMs: number) {
+	await new Promise((r) => setTimeout(r, afterMs));
+	const { dataDir } = nodes[nodeID];
+	killedAt = Date.now();
+	await nodes[nodeID].kill("SIGKILL");
+	await start(nodeID, { DATA_DIR: dataDir, ...(nodeID === "users-1" ? { ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password } : {}) });
+}
+
+/** When the current test's node was killed, and when each buyer had its final answer. */
+let killedAt = Infinity;
+let answeredAt: number[] = [];
+
+/** The buyer retries with the same key until the checkout has an answer that is not "try again". */
+async function checkoutUntilAnswered(buyer: Customer, key: string, deadlineMs: number) {
+	const deadline = Date.now() + deadlineMs;
+	for (;;) {
+		let res: { status: number; body: any } | null = null;
+		try {
+			res = await checkout(gw, buyer, key);
+		} catch {
+			/* connection dropped */
+		}
+		const retry = !res || res.status >= 500 || (res.status === 409 && /IN_PROGRESS/.test(res.body?.type ?? ""));
+		if (!retry || Date.now() > deadline) {
+			answeredAt.push(Date.now());
+			answers.push({ userId: buyer.userId, key, status: res?.status ?? 0, orderId: res?.body?.id, type: res?.body?.type });
+			return res;
+		}
+		await new Promise((r) => setTimeout(r, 250));
+	}
+}
+
+/** Buyers with one unit each in their carts, all checking out at once while `nodeID` dies and comes back. */
+async function checkoutsThroughAKill(nodeID: string, killAfterMs: number) {
+	const { variantId } = await createProduct(gw, adminToken, { name: `Crash ${nodeID} ${crypto.randomBytes(2).toString("hex")}`, price: 1800, stock: STOCK });
+	startStock.set(variantId, STOCK);
+	const buyers: Customer[] = [];
+	for (let i = 0; i < BUYERS; i++) buyers.push(await registerCustomer(gw));
+	for (const b of buyers) await addToCart(gw, b.token, variantId, 1);
+	killedAt = Infinity;
+	answeredAt = [];
+	const kill = killAndRestart(nodeID, killAfterMs);
+	const results = await Promise.all(buyers.map((b) => checkoutUntilAnswered(b, crypto.randomUUID(), 90_000)));
+	await kill;
+	return { buyers, variantId, results };
+}
+
+async function ordersOf(buyer: Customer): Promise<any[]> {
+	return (await gw.get("/api/orders", { token: buyer.token })).body.rows;
+}
+
+beforeAll(async () => {
+	await Promise.all([start("users-1", { ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password }), start("products-1"), start("checkout-1"), start("consumers-1")]);
+	await start("gw-1");
+	gw = new HttpClient(`http://127.0.0.1:${nodes["gw-1"].port}`);
+	await eventually(async () => {
+		const h = await gw.get("/api/health");
+		return h.status === 200 && Object.values(SERVICES).flat().filter((s) => s !== "api").every((s) => h.body.services.includes(s));
+	}, 30_000);
+	adminToken = await login(gw, ADMIN.email, ADMIN.password);
+});
+
+afterAll(async () => {
+	await Promise.all(Object.values(nodes).map((n) => n.kill("SIGKILL")));
+});
+
+describe.each([
+	["products-1", "the catalog node (stock reservations)", 40],
+	["checkout-1", "the checkout node (orders, payments, carts)", 60],
+	["consumers-1", "the consumers node (notifications, analytics)", 60],
+])("%s killed with SIGKILL mid-checkout: %s", (nodeID, _what, killAfterMs) => {
+	test("every buyer ends with one confirmed order, the stock counts every unit once, and it is all announced", async () => {
+		const { buyers, variantId, results } = await checkoutsThroughAKill(nodeID, killAfterMs);
+		expect(results.map((r) => r?.status).filter((s) => s !== 200 && s !== 201)).toEqual([]);
+		// Checkouts were in flight when the node died (else this test shows nothing).
+		expect(answeredAt.filter((t) => t > killedAt).length).toBeGreaterThan(0);
+		for (const [i, b] of buyers.entries()) {
+			const orders = await ordersOf(b);
+			expect(orders.filter((o) => o.status === "confirmed").map((o) => o.id)).toEqual([results[i]!.body.id]);
+			// An attempt the death interrupted was undone (its retry made the order above).
+			expect(orders.filter((o) => o.status !== "confirmed").map((o) => o.status)).toEqual(orders.slice(1).map(() => "cancelled"));
+		}
+		// Reservations of undone attempts are released: the stock is the start less what was sold.
+		await eventually(async () => {
+			const history = await gw.get(`/api/inventory/${variantId}/history?pageSize=100`, { token: adminToken });
+			return history.body.rows.reduce((sum: number, t: { delta: number }) => sum + t.delta, 0) === STOCK - BUYERS;
+		}, 30_000);
+		// Each buyer is told once.
+		await eventually(async () => {
+			for (const b of buyers) {
+				const sent = await gw.get("/api/me/notifications", { token: b.token });
+				if ((sent.body.rows ?? sent.body).filter((m: any) => m.template === "order-confirmed").length !== 1) return false;
+			}
+			return true;
+		}, 30_000);
+	});
+});
+
+test("the stored files of every node pass the audit", async () => {
+	// SIGTERM: each node finishes what it is doing and closes its files.
+	await Promise.all(Object.values(nodes).map((n) => n.kill("SIGTERM")));
+	const data = await readStoredData(Object.values(nodes).map((n) => n.dataDir));
+	// Every rule but "one order per key": a key freed after its interrupted order was undone makes one
+	// more, which the tests above check (one confirmed order each, the others cancelled).
+	expect(audit({ data, startStock, answers }).filter((v) => !/^orders: user \S+ has \d+ orders from/.test(v))).toEqual([]);
+});
