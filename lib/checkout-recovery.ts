@@ -1,9 +1,11 @@
 /**
  * When an interrupted checkout may be finished by whoever finds it. A checkout records the node (and
- * that node's run, its instance id) that runs its saga; once that run is known to be over, the
- * checkout is finished at once instead of after the stale window, which exists only for checkouts
- * whose runner nobody can vouch for. One whose undoing failed (a service it needed was down) is
- * retried every little while: nobody runs it any more.
+ * that node's run, its instance id) that runs its saga. Once that run is known to be over (its node
+ * came back as a new run, or this node restarted) the checkout is finished at once. A node the
+ * registry has lost is not proof: a paused or cut-off process keeps its run and may carry on, so its
+ * checkouts wait `lostRunnerMs` (far beyond any request's timeouts and retries), and one whose
+ * runner nobody can vouch for waits the whole stale window. One whose undoing failed (a service it
+ * needed was down) is retried every little while: nobody runs it any more.
  */
 
 /** The node run that drives a checkout's saga now. */
@@ -27,6 +29,8 @@ export interface RecoveryView {
 	discoverySettled: boolean;
 	/** A running checkout untouched this long is taken whatever its runner (the old rule). */
 	staleMs: number;
+	/** A running checkout whose runner's node the registry has lost (or never heard of) is taken once untouched this long. */
+	lostRunnerMs: number;
 	/** A checkout whose undoing failed is tried again after this long. */
 	compensationRetryMs: number;
 }
@@ -36,19 +40,42 @@ export interface InterruptedCheckout {
 	updatedAt: Date | string;
 }
 
-/** Whether the run that drove this saga is over: this node restarted, or the runner's node did or is gone. */
-export function runnerIsGone(runner: SagaRunner | null | undefined, view: Pick<RecoveryView, "self" | "nodeOf" | "discoverySettled">): boolean {
-	if (!runner) return false;
-	if (runner.nodeID === view.self.nodeID) return runner.instanceID !== view.self.instanceID;
+/**
+ * What is known of the run that drove this saga: "over" when this node restarted or the runner's
+ * node came back as a new run; "lost" when the registry has lost its node (or, once discovery has
+ * settled, never heard of it), which a pause or a network cut also looks like; else "alive".
+ */
+export function runnerState(runner: SagaRunner | null | undefined, view: Pick<RecoveryView, "self" | "nodeOf" | "discoverySettled">): "over" | "lost" | "alive" | "unknown" {
+	if (!runner) return "unknown";
+	if (runner.nodeID === view.self.nodeID) return runner.instanceID !== view.self.instanceID ? "over" : "alive";
 	const node = view.nodeOf(runner.nodeID);
-	if (node && node.instanceID !== runner.instanceID) return true;
-	if (!node || !node.available) return view.discoverySettled;
-	return false;
+	if (node && node.instanceID !== runner.instanceID) return "over";
+	if (!node || !node.available) return view.discoverySettled ? "lost" : "alive";
+	return "alive";
+}
+
+/**
+ * Whether nobody runs it any more, for work that is safe to finish twice (analytics' batches): its run
+ * is over, or its node lost.
+ */
+export function runnerIsGone(runner: SagaRunner | null | undefined, view: Pick<RecoveryView, "self" | "nodeOf" | "discoverySettled">): boolean {
+	const state = runnerState(runner, view);
+	return state === "over" || state === "lost";
 }
 
 export function checkoutRecoveryDue(order: InterruptedCheckout, now: Date, view: RecoveryView): boolean {
 	const idleMs = now.getTime() - new Date(order.updatedAt).getTime();
 	if (order.saga.state === "compensation_failed") return idleMs >= view.compensationRetryMs;
 	if (order.saga.state !== "running") return false;
-	return idleMs >= view.staleMs || runnerIsGone(order.saga.runner, view);
+	if (idleMs >= view.staleMs) return true;
+	const runner = runnerState(order.saga.runner, view);
+	return runner === "over" || (runner === "lost" && idleMs >= view.lostRunnerMs);
+}
+
+/** Thrown by a saga whose checkout another run has taken over: it stops without undoing anything. */
+export class SagaTakenOverError extends Error {
+	constructor(readonly orderId: string) {
+		super(`The checkout of order ${orderId} was taken over by another run`);
+		this.name = "SagaTakenOverError";
+	}
 }

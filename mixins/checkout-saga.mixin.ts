@@ -20,6 +20,7 @@ import type { OrderFollowUpMethods } from "./order-follow-ups.mixin";
 import type { OutboxThis } from "./outbox.mixin";
 import { ConflictError, NotFoundError, invalidField, mayHaveTakenEffect } from "../lib/errors";
 import { CarriedSagaLog, Saga, type CompensationFailure, type SagaStep } from "../lib/saga";
+import { SagaTakenOverError } from "../lib/checkout-recovery";
 import {
 	cancelReasonOf,
 	checkoutDurationMs,
@@ -427,7 +428,12 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		 */
 		sagaLog(orderId: string): CarriedSagaLog {
 			return new CarriedSagaLog({
-				load: async () => ((await this.db.orders.findById(orderId)) as unknown as Order | null)?.saga ?? null,
+				load: async () => {
+					const saga = ((await this.db.orders.findById(orderId)) as unknown as Order | null)?.saga ?? null;
+					// Another run took the checkout over (this one was thought gone): it decides; this one stops, undoing nothing.
+					if (saga?.runner && saga.runner.instanceID !== this.broker.instanceID) throw new SagaTakenOverError(orderId);
+					return saga;
+				},
 				writeCompensated: async (compensated, completed) => {
 					await this.db.orders.updateOne({ id: orderId }, { $addToSet: { "saga.compensated": { $each: compensated }, "saga.completed": { $each: completed } } });
 				},

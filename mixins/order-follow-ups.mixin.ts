@@ -54,6 +54,8 @@ export interface OrderFollowUpSettings {
 	checkoutRecoveryScanMs: number;
 	/** A checkout whose undoing failed (a service it needed was down) is tried again after this long. */
 	compensationRetryMs: number;
+	/** A checkout whose runner's node the registry has lost is taken once untouched this long (see lib/checkout-recovery.ts). */
+	lostRunnerMs: number;
 }
 
 type OrderAnnouncement = { event: string; payload: Record<string, unknown> & { orderId: string } };
@@ -73,7 +75,7 @@ export interface OrderFollowUpMethods {
 	recordRefund(orderId: string, refund: { id: string; amount: number; status?: string }, reason: string | null): Promise<void>;
 	recoverInterrupted(olderThanMs: number): Promise<void>;
 	recoverInterruptedCheckouts(): Promise<void>;
-	recoverOrder(found: Order, runner?: SagaRunner): Promise<void>;
+	recoverOrder(found: Order): Promise<void>;
 	expireUnpaid(olderThanMs: number): Promise<number>;
 	adoptLegacyCancellation(orderId: string): Promise<Entity | null>;
 }
@@ -88,7 +90,7 @@ export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMe
 type OrderFollowUpThis = Service<OrderFollowUpSettings> & OrderFollowUpMethods & OrderFollowUpVars;
 
 const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFollowUpMethods, OrderFollowUpVars>> = {
-	settings: { staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000, unpaidOrderTtlMs: null, checkoutRecoveryScanMs: 5000, compensationRetryMs: 5000 },
+	settings: { staleCheckoutMs: 15 * 60_000, followUpLeaseMs: 2 * 60_000, unpaidOrderTtlMs: null, checkoutRecoveryScanMs: 5000, compensationRetryMs: 5000, lostRunnerMs: 2 * 60_000 },
 
 	methods: {
 		/** Payment news, live (with its ctx) or caught up from the payments outbox (ctx null). */
@@ -329,7 +331,8 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		 * waits until then. Reads only the index of running and failed sagas, so it runs every few seconds.
 		 */
 		async recoverInterruptedCheckouts() {
-			const found = await this.db.orders.find({ "saga.state": { $in: ["running", "compensation_failed"] } }, { limit: 100 });
+			// Oldest first: the checkouts in flight now, which are most of them, come last.
+			const found = await this.db.orders.find({ "saga.state": { $in: ["running", "compensation_failed"] } }, { sort: { updatedAt: 1 }, limit: 100 });
 			if (!found.length) return;
 			const registry = (this.broker as any).registry;
 			const view: RecoveryView = {
@@ -337,18 +340,22 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 				nodeOf: (nodeID) => registry.nodes.get(nodeID),
 				discoverySettled: Date.now() - this.recoveryStartedAt >= (this.broker.options.heartbeatTimeout ?? 15) * 1000,
 				staleMs: this.settings.staleCheckoutMs,
+				lostRunnerMs: this.settings.lostRunnerMs,
 				compensationRetryMs: this.settings.compensationRetryMs,
 			};
 			const now = new Date();
 			for (const order of found as unknown as Order[]) {
-				if (!this.checkoutsHere.has(order.id) && checkoutRecoveryDue(order, now, view)) await this.recoverOrder(order, view.self);
+				if (!this.checkoutsHere.has(order.id) && checkoutRecoveryDue(order, now, view)) await this.recoverOrder(order);
 			}
 		},
 
-		/** Recovers one order found interrupted; `runner`: the saga is driven by this node's run from now on. */
-		async recoverOrder(found: Order, runner?: SagaRunner) {
-			// Only one node takes each order: the claim is a compare-and-set on updatedAt.
-			const claim: Record<string, unknown> = { updatedAt: new Date(), ...(runner ? { "saga.runner": runner } : {}) };
+		/** Recovers one order found interrupted. */
+		async recoverOrder(found: Order) {
+			// Only one node takes each order: the claim is a compare-and-set on updatedAt. A checkout's saga
+			// is this run's from now on: a runner that comes back finds it taken and stops (SagaTakenOverError).
+			const runner: SagaRunner = { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID };
+			const sagaOpen = found.saga?.state === "running" || found.saga?.state === "compensation_failed";
+			const claim: Record<string, unknown> = { updatedAt: new Date(), ...(sagaOpen ? { "saga.runner": runner } : {}) };
 			const order = (await this.db.orders.updateOne({ id: found.id, updatedAt: found.updatedAt }, { $set: claim })) as unknown as Order | null;
 			if (!order) return;
 			try {

@@ -47,6 +47,7 @@ import type { ShopMeta } from "../mixins/types";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { processStartedAt } from "../lib/config";
+import { SagaTakenOverError } from "../lib/checkout-recovery";
 import {
 	logIsEmbedded,
 	orderEventLog,
@@ -199,6 +200,9 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					ctx.meta.$location = `/api/orders/${view.id}`;
 					return view;
 				} catch (err: any) {
+					// Taken over by another run while this one was thought gone: that run finishes the order and
+					// answers the key; a retry waits for it.
+					if (err instanceof SagaTakenOverError) throw new ServiceUnavailableError("The checkout is being finished, retry with the same Idempotency-Key");
 					// A business refusal (402, 409, 422) is the answer to this request: replay it. A server error
 					// leaves nothing behind (the saga compensated), so the key is freed for a retry.
 					if (err?.code >= 400 && err?.code < 500) {

@@ -678,6 +678,42 @@ describe("checkout", () => {
 			expect(await stockOf(v.variantId)).toBe(3);
 		});
 
+		test("a runner that comes back after its checkout was taken over stops without undoing anything; the new run finishes it and answers the key", async () => {
+			const svc = orders();
+			const { c, v } = await buyerWithCart(1500, 4);
+			const k = key();
+			const change = svc.changeOrder;
+			// Paused past the point where another node took the checkout over, then failing at confirm.
+			const paused = jest.spyOn(svc, "changeOrder").mockImplementation(async function (this: unknown, orderId: any, ch: any, journal: any) {
+				if (journal?.step === "confirmOrder") {
+					await svc.db.orders.updateOne({ id: orderId }, { $set: { "saga.runner": { nodeID: svc.broker.nodeID, instanceID: "a-later-run" } } });
+					throw new Error("confirm failed");
+				}
+				return change.call(svc, orderId, ch, journal);
+			});
+			let first;
+			try {
+				first = await checkout(c, { key: k });
+			} finally {
+				paused.mockRestore();
+			}
+			expect(first.status).toBe(503);
+			const [placed] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
+			// Nothing undone by the run that lost it: the order, its stock and its payment are as they were.
+			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "pending", paymentStatus: "succeeded", saga: { state: "running" } });
+			expect(await stockOf(v.variantId)).toBe(3);
+			expect((await payment(placed.id)).refunds).toEqual([]);
+			expect(await svc.db.idempotency_keys.findOne({ userId: c.userId, key: k })).toMatchObject({ status: "running" });
+
+			// The run that took it over (an earlier run of this node, as far as this one can tell) finishes it.
+			await svc.recoverInterruptedCheckouts();
+			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "confirmed", saga: { state: "completed" } });
+			const retried = await checkout(c, { key: k });
+			expect(retried.status).toBe(200);
+			expect(retried.body).toMatchObject({ id: placed.id, status: "confirmed" });
+			expect(await stockOf(v.variantId)).toBe(3);
+		});
+
 		test("a checkout whose undoing failed (a service it needed was down) is undone again a few seconds later", async () => {
 			const svc = orders();
 			const { c, v } = await buyerWithCart(1200, 3, 2);

@@ -1,4 +1,4 @@
-import { checkoutRecoveryDue, runnerIsGone, type KnownNode, type RecoveryView, type SagaRunner } from "../../lib/checkout-recovery";
+import { checkoutRecoveryDue, runnerIsGone, runnerState, type KnownNode, type RecoveryView, type SagaRunner } from "../../lib/checkout-recovery";
 
 const self: SagaRunner = { nodeID: "checkout-1", instanceID: "run-2" };
 const registry: Record<string, KnownNode> = {
@@ -10,6 +10,7 @@ const view: RecoveryView = {
 	nodeOf: (id) => registry[id],
 	discoverySettled: true,
 	staleMs: 15 * 60_000,
+	lostRunnerMs: 2 * 60_000,
 	compensationRetryMs: 5000,
 };
 const now = new Date("2026-11-28T12:00:00Z");
@@ -32,6 +33,17 @@ describe("whose saga run is over", () => {
 		expect(runnerIsGone(runner, { ...view, discoverySettled })).toBe(gone);
 	});
 
+	test.each([
+		["this node's current run", { nodeID: "checkout-1", instanceID: "run-2" }, "alive"],
+		["this node's previous run", { nodeID: "checkout-1", instanceID: "run-1" }, "over"],
+		["a restarted node's previous run", { nodeID: "checkout-2", instanceID: "b-0" }, "over"],
+		// Not proof: a paused or cut-off process keeps its run and may carry on.
+		["a node the registry lost", { nodeID: "checkout-3", instanceID: "c-1" }, "lost"],
+		["a node never heard of", { nodeID: "checkout-9", instanceID: "z" }, "lost"],
+	])("%s is %s", (_what, runner, state) => {
+		expect(runnerState(runner, view)).toBe(state);
+	});
+
 	test("a checkout stored before runners were recorded has none to vouch for it", () => {
 		expect(runnerIsGone(undefined, view)).toBe(false);
 		expect(runnerIsGone(null, view)).toBe(false);
@@ -41,7 +53,9 @@ describe("whose saga run is over", () => {
 describe("when an interrupted checkout is due for recovery", () => {
 	test.each([
 		["running on a live node", { state: "running", runner: { nodeID: "checkout-2", instanceID: "b-1" } }, ago(1000), false],
-		["running on a node that died", { state: "running", runner: { nodeID: "checkout-3", instanceID: "c-1" } }, ago(100), true],
+		["running on a node the registry lost, a moment ago", { state: "running", runner: { nodeID: "checkout-3", instanceID: "c-1" } }, ago(100), false],
+		["running on a node the registry lost, long ago", { state: "running", runner: { nodeID: "checkout-3", instanceID: "c-1" } }, ago(2 * 60_000), true],
+		["running on a node that came back as a new run", { state: "running", runner: { nodeID: "checkout-2", instanceID: "b-0" } }, ago(100), true],
 		["running on this node's previous run", { state: "running", runner: { nodeID: "checkout-1", instanceID: "run-1" } }, ago(0), true],
 		["running with no runner recorded, young", { state: "running" }, ago(60_000), false],
 		["running with no runner recorded, past the stale window", { state: "running" }, ago(15 * 60_000), true],
