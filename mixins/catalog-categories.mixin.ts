@@ -2,7 +2,8 @@
  * The catalog's category actions (list as a tree, create, update), split out of
  * services/products.service.ts for size; only that service uses it. A category never moves below
  * itself (see wouldCreateCycle in lib/category-tree.ts), every write cleans the service's cache, and
- * a change of name, slug or place announces the products below it (`category.updated`) for search.
+ * a change of name, slug or place announces the products below it (`category.updated`, in chunks of
+ * CATEGORY_EVENT_CHUNK ids) for search.
  *
  * The host declares the `categories` collection in its DbMixin (in `productCollections`: its
  * product actions and the seed read it too) and the methods of CatalogCategoryHostMethods, which
@@ -28,12 +29,22 @@ export interface CatalogCategoryHostMethods {
 	announce(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<void>;
 }
 
+/**
+ * Product ids per `category.updated` event. A root category of a large shop has tens of thousands of
+ * products, and one event carrying them all outgrows what a transporter takes (NATS: 1 MB by default).
+ */
+export const CATEGORY_EVENT_CHUNK = 1000;
+
 interface CatalogCategoryVars extends CatalogCategoryHostMethods {
 	db: { categories: Collection<Category & Entity>; products: Collection<{ categoryId?: string | null } & Entity> };
 	cleanCache(): Promise<void>;
 }
 
-const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Record<string, never>, CatalogCategoryVars>> = {
+interface CatalogCategoryMethods {
+	announceProductsBelow(ctx: Context, categoryId: string, categoryIds: string[]): Promise<void>;
+}
+
+const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, CatalogCategoryMethods, CatalogCategoryVars>> = {
 	actions: {
 		listCategories: {
 			rest: "GET /categories",
@@ -99,12 +110,34 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Record
 				await this.cleanCache();
 				// Every product below it carries the category's names and slugs in its search document.
 				if ((["name", "slug", "parentId"] as const).some((k) => k in changes && changes[k] !== before[k])) {
-					const categoryIds = descendantIds(all, id);
-					const products = await this.db.products.find({ categoryId: { $in: categoryIds } }, { fields: ["id"] });
-					if (products.length) await this.announce(ctx, "category.updated", { categoryId: id, productIds: products.map((p) => p.id) });
+					await this.announceProductsBelow(ctx, id, descendantIds(all, id));
 				}
 				return updated;
 			},
+		},
+	},
+
+	methods: {
+		/**
+		 * `category.updated` for every product in these categories, a chunk of ids per event (each with
+		 * the changed category's id). The change is stored already, so a failed announcement is logged,
+		 * not the admin's error: search's periodic full rebuild brings the rest up to date.
+		 */
+		async announceProductsBelow(ctx: Context, categoryId: string, categoryIds: string[]) {
+			let announced = 0;
+			let after = "";
+			try {
+				for (;;) {
+					const page = await this.db.products.find({ categoryId: { $in: categoryIds }, ...(after ? { id: { $gt: after } } : {}) }, { fields: ["id"], sort: { id: 1 }, limit: CATEGORY_EVENT_CHUNK });
+					if (!page.length) return;
+					await this.announce(ctx, "category.updated", { categoryId, productIds: page.map((p) => p.id) });
+					announced += page.length;
+					if (page.length < CATEGORY_EVENT_CHUNK) return;
+					after = page[page.length - 1].id;
+				}
+			} catch (err) {
+				this.logger.error(`category.updated of category ${categoryId} went out for ${announced} products only; search's next full rebuild updates the rest:`, err);
+			}
 		},
 	},
 };

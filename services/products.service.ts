@@ -44,8 +44,9 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 			price: Number, fromPrice: Number, fromPriceVersion: Number, compareAtPrice: { type: Number, default: null }, currency: String,
 			images: [{ _id: false, url: String, alt: String, position: Number }],
 			isActive: Boolean, rating: { average: Number, count: Number }, ratingVersion: Number, createdAt: Date, updatedAt: Date, archivedAt: Date,
-			// A product being created: hidden until its variants and their opening stock are stored (see create).
-			creating: { since: Number, variants: Number },
+			// A product being created: hidden until its variants (`skus`) and their opening stock are stored (see create).
+			// `skus` has no default: mongoose would give every product an empty one, and so a `creating`.
+			creating: { since: Number, variants: Number, skus: { type: [String], default: undefined } },
 		},
 		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { fromPrice: 1 } }, { fields: { createdAt: 1 } }, { fields: { "creating.since": 1 }, sparse: true }],
 	},
@@ -70,6 +71,23 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 		indexes: [{ fields: { orderId: 1 }, unique: true }, { fields: { holdsOpen: 1, updatedAt: 1 } }],
 	},
 };
+
+/** Set on a product while it is being created (see create); `skus` are the variants it is created with. */
+interface Creating {
+	since: number;
+	variants: number;
+	/** Absent on products whose creation began before it was recorded: then `variants` counts them. */
+	skus?: string[];
+}
+
+/**
+ * No admin change lands on a product still being created: whether it goes on sale or is undone is
+ * not decided yet (its request is running, or a crash cut it short and the sweeper decides within
+ * minutes), and an archive, edit or new variant now would be overridden or lost by that decision.
+ */
+function refuseWhileCreating(product: Row<Product> & { creating?: Creating }) {
+	if (product.creating) throw new ConflictError("The product is still being created; try again in a few minutes", "PRODUCT_BEING_CREATED", { productId: product.id });
+}
 
 interface ProductDb extends InventoryDb {
 	categories: Collection<Row<Category>>;
@@ -208,7 +226,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 				const now = new Date();
 				// Hidden until whole: a crash part-way is finished or undone by finishInterruptedCreations.
-				const creating = { since: now.getTime(), variants: input.variants.length };
+				const creating: Creating = { since: now.getTime(), variants: input.variants.length, skus };
 				const product = await this.db.products.insert({ ...newProductDoc(input, slug, now), isActive: false, creating });
 				let variants: Row<Variant>[];
 				try {
@@ -231,7 +249,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		update: {
 			rest: "PATCH /products/:id",
-			openapi: { responses: { 409: "Slug already in use" } },
+			openapi: { responses: { 409: "Slug already in use, or the product is still being created (PRODUCT_BEING_CREATED)" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -250,6 +268,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const { id, images, ...changes } = ctx.params;
 				const current = await this.db.products.findById(id);
 				if (!current) throw new NotFoundError("Product");
+				refuseWhileCreating(current);
 				const problem = compareAtProblem(changes.price ?? current.price, changes.compareAtPrice === undefined ? current.compareAtPrice : changes.compareAtPrice);
 				if (problem) throw invalidField("compareAtPrice", problem);
 				if (changes.categoryId !== undefined) await this.assertCategory(changes.categoryId);
@@ -269,31 +288,37 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		// Archive, never delete: past orders keep pointing at the product.
 		archive: {
 			rest: "DELETE /products/:id",
+			openapi: { responses: { 409: "The product is still being created (PRODUCT_BEING_CREATED)" } },
 			roles: ["admin"],
 			params: { $$strict: "remove", id: "string" },
 			async handler(ctx: Ctx<{ id: string }>) {
-				const now = new Date();
-				const archived = await this.db.products.updateOne({ id: ctx.params.id, isActive: true }, { $set: { isActive: false, archivedAt: now, updatedAt: now } });
-				if (archived) {
-					await this.cleanCache();
-					await this.announce(ctx, "product.archived", { productId: archived.id });
-					return toProductSummary(archived);
+				for (let attempt = 1; ; attempt++) {
+					const now = new Date();
+					const archived = await this.db.products.updateOne({ id: ctx.params.id, isActive: true }, { $set: { isActive: false, archivedAt: now, updatedAt: now } });
+					if (archived) {
+						await this.cleanCache();
+						await this.announce(ctx, "product.archived", { productId: archived.id });
+						return toProductSummary(archived);
+					}
+					const product = await this.db.products.findById(ctx.params.id);
+					if (!product) throw new NotFoundError("Product");
+					refuseWhileCreating(product);
+					// On sale again: its creation finished (or another admin relisted it) since the update above; archive it after all.
+					if (!product.isActive || attempt === 3) return toProductSummary(product);
 				}
-				const product = await this.db.products.findById(ctx.params.id);
-				if (!product) throw new NotFoundError("Product");
-				return toProductSummary(product);
 			},
 		},
 
 		addVariant: {
 			rest: "POST /products/:id/variants",
-			openapi: { success: 201, responses: { 409: "SKU already in use" } },
+			openapi: { success: 201, responses: { 409: "SKU already in use, or the product is still being created (PRODUCT_BEING_CREATED)" } },
 			roles: ["admin"],
 			params: { $$strict: "remove", id: "string", ...variantRule.props },
 			async handler(ctx: Ctx<VariantInput & { id: string }>) {
 				const { id, ...input } = ctx.params;
 				const product = await this.db.products.findById(id);
 				if (!product) throw new NotFoundError("Product");
+				refuseWhileCreating(product);
 				if (await this.db.variants.findOne({ sku: input.sku })) throw new ConflictError("SKU already in use", "DUPLICATE", { field: "sku", skus: [input.sku] });
 				const now = new Date();
 				const variant = (await this.changingFromPrice(id, () => this.db.variants.insert(withOpeningStock(newVariantDoc(input, id, now), now)))) as Row<Variant> & { pendingMove?: ParkedMove };
@@ -478,27 +503,31 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		},
 
 		/**
-		 * Products whose creation a crash interrupted (older than the sweep's stale limit): one with all
-		 * its variants stored is finished (their opening stock's audit rows were written by the sweep of
-		 * parked moves just before); one without is undone, as the failed request would have, so the
-		 * admin's retry can take its slug and SKUs.
+		 * Products whose creation a crash interrupted (older than the sweep's stale limit): one with every
+		 * variant it was created with stored is finished (their opening stock's audit rows were written by
+		 * the sweep of parked moves just before); one without is undone, as the failed request would have,
+		 * so the admin's retry can take its slug and SKUs. Its SKUs are checked, not a count: a variant
+		 * that came some other way must not stand in for a missing one, nor make a whole product look broken.
 		 */
 		async finishInterruptedCreations(staleAfterMs?: number) {
 			const stale = staleAfterMs ?? this.settings.reservationSweep?.staleAfterMs ?? 2 * 60_000;
-			const stuck = (await this.db.products.find({ "creating.since": { $lte: Date.now() - stale } }, { limit: 100 })) as Array<Row<Product> & { creating: { variants: number } }>;
+			const stuck = (await this.db.products.find({ "creating.since": { $lte: Date.now() - stale } }, { limit: 100 })) as Array<Row<Product> & { creating: Creating }>;
 			let finished = 0;
 			let undone = 0;
 			for (const product of stuck) {
 				const variants = (await this.db.variants.find({ productId: product.id })) as Array<Row<Variant> & { pendingMove?: ParkedMove }>;
 				if (variants.some((v) => v.pendingMove)) continue;
-				if (variants.length === product.creating.variants) {
+				const stored = new Set(variants.map((v) => v.sku));
+				const { skus, variants: count } = product.creating;
+				const whole = skus ? skus.every((sku) => stored.has(sku)) : variants.length >= count;
+				if (whole) {
 					if (await this.finishCreation(null, product.id)) finished++;
 				} else {
 					await this.db.variants.removeMany({ productId: product.id });
 					await this.db.products.removeOne({ id: product.id, creating: { $exists: true } });
 					undone++;
 				}
-				this.logger.warn(`Product ${product.slug} was left half-created by a crash: ${variants.length === product.creating.variants ? "finished" : "undone"}.`);
+				this.logger.warn(`Product ${product.slug} was left half-created by a crash: ${whole ? "finished" : "undone"}.`);
 			}
 			return { finished, undone };
 		},

@@ -4,12 +4,16 @@ import { startShop, type Shop } from "../helpers/shop";
 import { ConflictError } from "../../lib/errors";
 import { FakeUsers, sourceWithOutbox, fakeToken } from "../helpers/fakes";
 import { waitFor } from "../helpers/wait";
+import { CATEGORY_EVENT_CHUNK } from "../../mixins/catalog-categories.mixin";
 
 const events: Array<{ name: string; payload: any }> = [];
 const Listener: ServiceSchema = {
 	name: "listener",
 	events: {
 		"product.*"(ctx: Context<any>) {
+			events.push({ name: ctx.eventName!, payload: ctx.params });
+		},
+		"category.updated"(ctx: Context<any>) {
 			events.push({ name: ctx.eventName!, payload: ctx.params });
 		},
 	},
@@ -72,6 +76,51 @@ describe("products service over HTTP", () => {
 			const cycle = await shop.http.patch(`/api/categories/${root.body.id}`, { parentId: child.body.id }, { token: admin });
 			expect(cycle.status).toBe(422);
 			expect((await shop.http.patch(`/api/categories/${root.body.id}`, { parentId: root.body.id }, { token: admin })).status).toBe(422);
+		});
+
+		describe("category.updated for a category with more products than one event carries", () => {
+			let root: any;
+			let child: any;
+			let productIds: string[];
+			beforeAll(async () => {
+				root = (await post("/api/categories", { name: "Big Root" })).body;
+				child = (await post("/api/categories", { name: "Big Leaf", parentId: root.id })).body;
+				const other = (await post("/api/categories", { name: "Elsewhere" })).body;
+				// Stored directly (hidden, so no listing sees them): 2.5 chunks below the root, and some elsewhere.
+				const row = (i: number, categoryId: string) => ({ name: `Bulk ${i}`, slug: `bulk-${categoryId}-${i}`, price: 100, currency: "USD", categoryId, isActive: false, createdAt: new Date(), updatedAt: new Date() });
+				const below = await svc.db.products.insertMany(Array.from({ length: CATEGORY_EVENT_CHUNK * 2.5 }, (_, i) => row(i, i % 2 ? root.id : child.id)));
+				await svc.db.products.insertMany(Array.from({ length: 30 }, (_, i) => row(i, other.id)));
+				productIds = below.map((p: any) => p.id).sort();
+			});
+			afterAll(() => svc.db.products.removeMany({ name: { $regex: /^Bulk / } }));
+			const announced = () => eventsNamed("category.updated").filter((e) => e.categoryId === root.id);
+
+			test("goes out in chunks of at most 1,000 ids, each with the category, together naming every product below it once", async () => {
+				expect((await shop.http.patch(`/api/categories/${root.id}`, { name: "Bigger Root" }, { token: admin })).status).toBe(200);
+				await waitFor(announced, (e) => e.length >= 3);
+				const chunks = announced();
+				expect(chunks.map((e) => e.productIds.length)).toEqual([1000, 1000, 500]);
+				expect(chunks.flatMap((e) => e.productIds).sort()).toEqual(productIds);
+				expect(new Set(chunks.map((e) => e.eventId)).size).toBe(3);
+				// A change search does not show (the description) announces nothing.
+				expect((await shop.http.patch(`/api/categories/${root.id}`, { description: "Everything" }, { token: admin })).status).toBe(200);
+				await new Promise((r) => setTimeout(r, 50));
+				expect(announced()).toHaveLength(3);
+			});
+
+			test("an announcement that fails (the transporter refuses it) is logged; the admin's stored change still answers 200", async () => {
+				const announce = svc.announce.bind(svc);
+				jest.spyOn(svc, "announce").mockImplementation(async (ctx: any, event: any, payload: any) => {
+					if (event === "category.updated") throw new Error("MAX_PAYLOAD_EXCEEDED");
+					return announce(ctx, event, payload);
+				});
+				const logged = jest.spyOn(svc.logger, "error");
+				const res = await shop.http.patch(`/api/categories/${root.id}`, { slug: "biggest-root" }, { token: admin });
+				expect(res.status).toBe(200);
+				expect(res.body).toMatchObject({ id: root.id, slug: "biggest-root" });
+				expect((await shop.http.get("/api/categories")).body.find((c: any) => c.id === root.id).slug).toBe("biggest-root");
+				expect(logged).toHaveBeenCalledWith(expect.stringContaining(`category ${root.id}`), expect.objectContaining({ message: "MAX_PAYLOAD_EXCEEDED" }));
+			});
 		});
 
 		test("only admins write categories", async () => {

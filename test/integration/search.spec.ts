@@ -412,4 +412,19 @@ describe("search with the real products service", () => {
 		expect((await shop.http.patch(`/api/categories/${knitwear.id}`, { parentId: parent.id }, { token: admin() })).status).toBe(200);
 		await eventually(found("category=outerwear"), (ids) => ids.includes(created.body.id), 1000);
 	});
+
+	test("a category with more products than one category.updated carries reaches every one of their search documents", async () => {
+		const socks = (await shop.http.post("/api/categories", { name: "Socks", slug: "socks" }, { token: admin() })).body;
+		// Stored behind search's back (no product events), so only the category's announcements bring them in.
+		const products = shop.broker.getLocalService("products") as any;
+		const now = new Date();
+		await products.db.products.insertMany(
+			Array.from({ length: 1_100 }, (_, i) => ({ name: `Wool Sock ${i}`, slug: `wool-sock-${i}`, description: "", price: 900, currency: "USD", categoryId: socks.id, isActive: true, createdAt: now, updatedAt: now })),
+		);
+		const total = (q: string) => async () => (await shop.http.get(`/api/search?${q}`)).body.total as number;
+		expect(await total("category=socks")()).toBe(0);
+
+		expect((await shop.http.patch(`/api/categories/${socks.id}`, { name: "Hosiery", slug: "hosiery" }, { token: admin() })).status).toBe(200);
+		await eventually(total("category=hosiery"), (n) => n === 1_100, 5_000);
+	});
 });
