@@ -16,6 +16,42 @@ export interface AccessClaims {
 
 let cachedSecret: string | undefined;
 
+/** What readConfig demands of JWT_SECRET in production: a generated secret shorter than this was cut short. */
+const MIN_STORED_SECRET_LENGTH = 32;
+
+/**
+ * Writes the secret so that the file holds either all of it or nothing new: a temp file, synced,
+ * renamed over. Written in place, a full disk or a crash could leave a few characters: a weak key.
+ */
+function storeSecret(file: string, secret: string): void {
+	const draft = `${file}.${process.pid}.tmp`;
+	try {
+		const fd = fs.openSync(draft, "w", 0o600);
+		try {
+			const buf = Buffer.from(secret, "utf8");
+			for (let at = 0; at < buf.length; ) at += fs.writeSync(fd, buf, at);
+			fs.fsyncSync(fd);
+		} finally {
+			fs.closeSync(fd);
+		}
+		fs.renameSync(draft, file);
+	} catch (err) {
+		fs.rmSync(draft, { force: true });
+		throw new Error(`Cannot store the generated JWT signing secret in ${file} (${(err as Error).message}): set JWT_SECRET, or make DATA_DIR writable.`, { cause: err });
+	}
+	// Makes the rename itself durable; some systems cannot sync a directory, and the file is whole either way.
+	try {
+		const dir = fs.openSync(path.dirname(file), "r");
+		try {
+			fs.fsyncSync(dir);
+		} finally {
+			fs.closeSync(dir);
+		}
+	} catch {
+		/* best-effort */
+	}
+}
+
 /**
  * JWT_SECRET when set. Otherwise, in the embedded default, a random secret kept in DATA_DIR so
  * restarts keep sessions valid (random per process under tests). Printed once as a warning.
@@ -26,19 +62,26 @@ export function jwtSecret(): string {
 	if (cfg.jwtSecret) return (cachedSecret = cfg.jwtSecret);
 	if (cfg.isTest) return (cachedSecret = crypto.randomBytes(32).toString("hex"));
 	const file = path.join(cfg.dataDir, "jwt-secret");
+	let stored: string | undefined;
 	try {
-		cachedSecret = fs.readFileSync(file, "utf8").trim() || undefined;
+		stored = fs.readFileSync(file, "utf8").trim();
 	} catch {
 		/* not written yet */
 	}
-	// Missing, or empty (a write cut short by a full disk): a new one. No token can carry an empty secret's signature.
-	if (!cachedSecret) {
-		cachedSecret = crypto.randomBytes(32).toString("hex");
-		fs.mkdirSync(cfg.dataDir, { recursive: true });
-		fs.writeFileSync(file, cachedSecret, { mode: 0o600 });
+	if (stored !== undefined && stored.length >= MIN_STORED_SECRET_LENGTH) return (cachedSecret = stored);
+	// Missing, or cut short (a write an older version did in place, on a full disk): a new one. A
+	// short secret is a weak key, and an empty one would let anyone sign.
+	const secret = crypto.randomBytes(32).toString("hex");
+	fs.mkdirSync(cfg.dataDir, { recursive: true });
+	storeSecret(file, secret);
+	if (stored === undefined) {
 		console.warn(`JWT_SECRET is not set: generated a random signing secret in ${file}. Set JWT_SECRET in production and on every node of a cluster.`);
+	} else {
+		console.warn(
+			`JWT_SECRET is not set, and ${file} held ${stored.length} characters, too few for a signing secret (at least ${MIN_STORED_SECRET_LENGTH}): generated a new one there. Sessions and tokens signed before are no longer valid: users sign in again. Set JWT_SECRET in production and on every node of a cluster.`,
+		);
 	}
-	return cachedSecret;
+	return (cachedSecret = secret);
 }
 
 // jsonwebtoken first tries to parse a string secret as a public key (building an exception each

@@ -5,8 +5,10 @@
  *   one synchronous write(2) of a few hundred bytes. Durability is unchanged: NeDB never fsyncs
  *   appends, and a write that returned is in the kernel's page cache, which outlives the process.
  * - A write that fails (a full disk) leaves the file and the memory as they were before it: the
- *   bytes it wrote are cut off, the collection is read back from the file, and writes answer 503
- *   for a second. Otherwise the next append would continue the torn line, and both would be lost.
+ *   bytes it wrote are cut off, its change is undone in memory, and writes answer 503 for a second.
+ *   Otherwise the next append would continue the torn line, and both would be lost.
+ * - Reads never write: expired documents (TTL indexes) are left out of results and removed after
+ *   the read, best-effort, where NeDB removed them within the read (which then failed on a full disk).
  * - Lines are serialised without NeDB's per-key replacer (same bytes, see serializeDocument), in
  *   appends and in rewrites (where NeDB also awaited a hook once per document).
  * - NeDB rewrites the whole file after loading it, and its auto-compaction rewrites it on a timer
@@ -68,9 +70,37 @@ interface Persistence {
 	modes: unknown;
 }
 
+type Doc = Record<string, any>;
+interface Modification {
+	oldDoc: Doc;
+	newDoc: Doc;
+}
+
 interface DatastoreInternals {
 	persistence: Persistence;
+	executor: { pushAsync<T>(task: () => Promise<T>): Promise<T> };
+	indexes: Record<string, { getMatching(value: unknown): Doc[] }>;
+	ttlIndexes: Record<string, number>;
 	_resetIndexes(docs?: unknown[]): void;
+	_getRawCandidates(query: unknown): Doc[];
+	_getCandidatesAsync(query: unknown, dontExpireStaleDocs?: boolean): Promise<Doc[]>;
+	_insertInCache(docs: Doc | Doc[]): void;
+	_updateIndexes(modifications: Modification[] | Doc, newDoc?: Doc): void;
+	_addToIndexes(doc: Doc): void;
+	_removeFromIndexes(doc: Doc): void;
+	_updateAsync(...args: unknown[]): Promise<unknown>;
+	_removeAsync(...args: unknown[]): Promise<number>;
+}
+
+const { isDate }: { isDate(value: unknown): value is Date } = require("@seald-io/nedb/lib/utils");
+
+/** NeDB's test: a TTL field holding a Date older than the index's time to live. */
+function isExpired(doc: Doc, ttl: Record<string, number>, fields: string[], now: number): boolean {
+	for (const field of fields) {
+		const value = doc[field];
+		if (isDate(value) && now > value.getTime() + ttl[field] * 1000) return true;
+	}
+	return false;
 }
 
 /** Superseded lines that always justify a rewrite's cost, whatever the live size. */
@@ -87,8 +117,29 @@ const errorCode = (err: unknown) => (err as NodeJS.ErrnoException | null)?.code;
 // The data directory's owner
 
 const LOCK_FILE = "shop.lock";
-/** Data directories this process owns, with how many open collections use each. */
-const ownedDirs = new Map<string, number>();
+
+/**
+ * A lock written on another host (a container, a pod, a machine sharing the volume) names a pid
+ * this host cannot check: there the lock's age tells whether its owner lives. Owners refresh the
+ * lock's mtime every `refreshMs`; one not refreshed for `abandonedAfterMs` (6 refreshes missed: a
+ * long stall or clock skew between hosts does not get there) is taken over. A pod rescheduled
+ * after its node died finds a lock minutes old (Kubernetes evicts after 5 min) and starts at once;
+ * a container replaced right after a kill -9 is refused for up to a minute, and its restart takes
+ * over. Tests shorten both.
+ */
+export const lockTiming = { refreshMs: 10_000, abandonedAfterMs: 60_000 };
+
+interface OwnedDir {
+	/** Open collections using it. */
+	users: number;
+	/** The lock file's content as this process wrote it. */
+	lock: string;
+	refresh: NodeJS.Timeout;
+	/** The lock was found changed or gone: said once. */
+	lost: boolean;
+}
+/** Data directories this process owns. */
+const ownedDirs = new Map<string, OwnedDir>();
 
 interface LockOwner {
 	pid?: number;
@@ -110,30 +161,41 @@ function notWritable(dir: string, err: unknown): Error {
 	return new Error(`The data directory ${dir} is not writable (${errorMessage(err)}): refusing to start, as no write could be stored. Fix its permissions or mount, or set DATA_DIR to a writable directory.`, { cause: err });
 }
 
-/** The lock file's content, or undefined when there is none (any more). */
-function readLock(file: string): { raw: string; owner: LockOwner } | undefined {
+/** The lock file's content and when its owner last refreshed it, or undefined when there is none (any more). */
+function readLock(file: string): { raw: string; owner: LockOwner; refreshedMs: number } | undefined {
 	let raw: string;
+	let refreshedMs: number;
 	try {
-		raw = fs.readFileSync(file, "utf8");
+		const fd = fs.openSync(file, "r");
+		try {
+			refreshedMs = fs.fstatSync(fd).mtimeMs;
+			raw = fs.readFileSync(fd, "utf8");
+		} finally {
+			fs.closeSync(fd);
+		}
 	} catch (err) {
 		if (errorCode(err) === "ENOENT") return undefined;
 		throw new Error(`Cannot read the data directory's lock file ${file}: ${errorMessage(err)}`, { cause: err });
 	}
 	try {
-		return { raw, owner: JSON.parse(raw) as LockOwner };
+		return { raw, owner: JSON.parse(raw) as LockOwner, refreshedMs };
 	} catch {
-		return { raw, owner: {} };
+		return { raw, owner: {}, refreshedMs };
 	}
 }
 
+const seconds = (ms: number) => `${Math.round(ms / 1000)} s`;
+
 /**
- * Writes the lock file for `dir`, or refuses: the lock is created complete in one step (a link
- * to a file already written), so another process never reads a half-written one. A lock whose
- * process is gone (a crash, a kill -9) is taken over; only processes on this machine can be seen.
+ * Writes the lock file for `dir` and returns its content, or refuses: the lock is created complete
+ * in one step (a link to a file already written), so another process never reads a half-written
+ * one. A lock whose process is gone (a crash, a kill -9) is taken over: on this host when its pid
+ * no longer runs, from another host once it has not been refreshed for a while (see lockTiming).
  */
-function claimDir(dir: string): void {
+function claimDir(dir: string): string {
 	const file = path.join(dir, LOCK_FILE);
-	const mine = `${JSON.stringify({ pid: process.pid, host: os.hostname(), since: new Date().toISOString() })}\n`;
+	const here = os.hostname();
+	const mine = `${JSON.stringify({ pid: process.pid, host: here, since: new Date().toISOString() })}\n`;
 	const draft = `${file}.${process.pid}`;
 	try {
 		fs.writeFileSync(draft, mine, { mode: 0o644 });
@@ -144,18 +206,32 @@ function claimDir(dir: string): void {
 		for (let attempt = 0; attempt < 5; attempt++) {
 			try {
 				fs.linkSync(draft, file);
-				return;
+				return mine;
 			} catch (err) {
 				if (errorCode(err) !== "EEXIST") throw notWritable(dir, err);
 			}
 			const held = readLock(file);
 			if (!held) continue;
 			const { pid, host, since } = held.owner;
-			// Our own pid here is a previous run's (a container's process is often pid 1 each time): this process holds no lock.
-			if (typeof pid === "number" && pid !== process.pid && isRunning(pid)) {
-				throw new Error(
-					`The data directory ${dir} is in use by another shop process (pid ${pid}${host ? ` on ${host}` : ""}${since ? `, since ${since}` : ""}): refusing to start, as two processes writing the same files corrupt them. Stop that process or give this one its own DATA_DIR; if pid ${pid} is not a shop, delete ${file}.`,
-				);
+			const owner = `pid ${pid ?? "?"}${host ? ` on ${host}` : ""}${since ? `, since ${since}` : ""}`;
+			let gone: string;
+			if (host && host !== here) {
+				// Another host's pid says nothing here (every container's process may be pid 1): its refreshes do.
+				const age = Date.now() - held.refreshedMs;
+				if (age < lockTiming.abandonedAfterMs) {
+					throw new Error(
+						`The data directory ${dir} is in use by a shop process on another host (${owner}; this host is ${here}), which refreshed its lock ${seconds(Math.max(0, age))} ago: refusing to start, as two processes writing the same files corrupt them. Never share one DATA_DIR between hosts. If that process is gone, the lock is taken over once it is ${seconds(lockTiming.abandonedAfterMs)} old (start again then), or delete ${file}.`,
+					);
+				}
+				gone = `${owner} (this host is ${here}), whose lock was last refreshed ${seconds(age)} ago, so that process is taken to be gone. If it still runs, stop one of the two now: two processes writing the same files corrupt them`;
+			} else {
+				// Our own pid here is a previous run's (a container's process is often pid 1 each time): this process holds no lock.
+				if (typeof pid === "number" && pid !== process.pid && isRunning(pid)) {
+					throw new Error(
+						`The data directory ${dir} is in use by another shop process (${owner}): refusing to start, as two processes writing the same files corrupt them. Stop that process or give this one its own DATA_DIR; if pid ${pid} is not a shop, delete ${file}.`,
+					);
+				}
+				gone = `pid ${pid ?? "?"}, which no longer runs`;
 			}
 			// Moved aside under our own name, then checked: when two processes take over the same
 			// stale lock, the slower one must not remove the faster one's fresh lock.
@@ -171,7 +247,7 @@ function claimDir(dir: string): void {
 				continue;
 			}
 			fs.unlinkSync(aside);
-			console.warn(`Took over ${file} from pid ${pid ?? "?"}${host && host !== os.hostname() ? ` on ${host}` : ""}, which no longer runs.`);
+			console.warn(`Took over ${file} from ${gone}.`);
 		}
 		throw new Error(`Could not lock the data directory ${dir}: its lock file ${file} kept changing.`);
 	} finally {
@@ -179,10 +255,31 @@ function claimDir(dir: string): void {
 	}
 }
 
-function releaseDir(dir: string): void {
+/** Tells other hosts this process still owns `dir`; says so once if the lock was removed or taken. */
+function refreshLock(dir: string, owned: OwnedDir): void {
 	const file = path.join(dir, LOCK_FILE);
 	try {
-		if (readLock(file)?.owner.pid === process.pid) fs.unlinkSync(file);
+		const held = readLock(file);
+		if (held?.raw === owned.lock) {
+			const now = new Date();
+			fs.utimesSync(file, now, now);
+			return;
+		}
+		if (owned.lost) return;
+		owned.lost = true;
+		const by = held ? `it now names pid ${held.owner.pid ?? "?"} on ${held.owner.host ?? "?"}` : "it was deleted";
+		console.error(`The lock ${file} of this process's data directory is no longer its own (${by}): if another shop process writes to ${dir} as well, the files get corrupted. Stop one of them.`);
+	} catch (err) {
+		console.error(`Refreshing the lock ${file} failed: ${errorMessage(err)}`);
+	}
+}
+
+function releaseDir(dir: string, owned: OwnedDir): void {
+	clearInterval(owned.refresh);
+	const file = path.join(dir, LOCK_FILE);
+	try {
+		// Only our own: another host's process may share our pid.
+		if (readLock(file)?.raw === owned.lock) fs.unlinkSync(file);
 	} catch {
 		// Gone already, or the directory with it: nothing to release.
 	}
@@ -199,23 +296,25 @@ let releasesOnExit = false;
  */
 export function lockDataDir(dir: string): () => void {
 	const key = path.resolve(dir);
-	const users = ownedDirs.get(key) ?? 0;
-	if (users === 0) claimDir(key);
-	ownedDirs.set(key, users + 1);
+	let owned = ownedDirs.get(key);
+	if (owned) owned.users++;
+	else {
+		const claimed: OwnedDir = { users: 1, lock: claimDir(key), refresh: undefined as unknown as NodeJS.Timeout, lost: false };
+		claimed.refresh = setInterval(() => refreshLock(key, claimed), lockTiming.refreshMs).unref();
+		ownedDirs.set(key, (owned = claimed));
+	}
 	if (!releasesOnExit) {
 		releasesOnExit = true;
-		process.on("exit", () => ownedDirs.forEach((_, owned) => releaseDir(owned)));
+		process.on("exit", () => ownedDirs.forEach((o, d) => releaseDir(d, o)));
 	}
+	const mine = owned;
 	let released = false;
 	return () => {
 		if (released) return;
 		released = true;
-		const left = (ownedDirs.get(key) ?? 1) - 1;
-		if (left > 0) ownedDirs.set(key, left);
-		else {
-			ownedDirs.delete(key);
-			releaseDir(key);
-		}
+		if (--mine.users > 0) return;
+		if (ownedDirs.get(key) === mine) ownedDirs.delete(key);
+		releaseDir(key, mine);
 	};
 }
 
@@ -464,6 +563,7 @@ export interface NedbFile {
  */
 export function openDatafile(db: Datastore, collection: string, supersededLines = 0): NedbFile {
 	const internals = internalsOf(db);
+	const nedb = Object.getPrototypeOf(db) as DatastoreInternals;
 	const p = internals.persistence;
 	if (p.inMemoryOnly) return { compactIfGrown: async () => false, checkWritable: () => undefined, close: () => undefined };
 	let fd: number | null = null;
@@ -471,7 +571,10 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 	/** A failed write's bytes could not be cut off: the next append starts a new line. */
 	let lineOpen = false;
 	let pausedUntil = 0;
-	const close = () => {
+	const paused = () => pausedUntil !== 0 && Date.now() < pausedUntil;
+	/** The collection was closed: a removal of expired documents still queued must not open the file again. */
+	let closed = false;
+	const closeFile = () => {
 		if (fd !== null) fs.closeSync(fd);
 		fd = null;
 	};
@@ -486,20 +589,8 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 			return false;
 		}
 	};
-	/**
-	 * NeDB changed its memory before asking for the append: read it back from the file, which
-	 * holds every write up to the failed one, so the failed write is undone there too.
-	 */
-	const undoInMemory = () => {
-		try {
-			internals._resetIndexes(parseDatafile(fs.readFileSync(p.filename, "utf8"), 1, p.filename).data);
-		} catch (err) {
-			console.error(`${collection}: reading ${p.filename} back after a failed write failed; memory may hold the failed write until a restart:`, err);
-		}
-	};
-
-	p.persistNewStateAsync = async (docs) => {
-		if (docs.length === 0) return;
+	/** Appends one line per document; a failure leaves none of its bytes, pauses writes and is returned. */
+	const append = (docs: unknown[]): Error | undefined => {
 		let lines = lineOpen ? "\n" : "";
 		for (const doc of docs) lines += serializeDocument(doc) + "\n";
 		const buf = Buffer.from(lines, "utf8");
@@ -509,17 +600,138 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 			while (written < buf.length) written += fs.writeSync(fd, buf, written);
 		} catch (err) {
 			lineOpen = !cutBack(written);
-			undoInMemory();
 			pausedUntil = Date.now() + WRITE_PAUSE_AFTER_FAILURE_MS;
-			console.error(`${collection}: writing to ${p.filename} failed (${errorMessage(err)}); the change was not made.`);
-			throw new StoreUnavailableError(`The ${collection} store cannot take writes right now: nothing was changed`, { collection, reason: errorCode(err) ?? errorMessage(err) });
+			return err as Error;
 		}
 		lineOpen = false;
 		appended += docs.length;
+		return undefined;
 	};
+
+	// NeDB changes its memory, then asks for the append. What the operation changed is recorded
+	// here (references only), so a failed append is undone by the opposite change.
+	let inserted: Doc[] | undefined;
+	let updated: Modification[] | undefined;
+	let removed: Doc[] | undefined;
+	internals._insertInCache = (docs) => {
+		nedb._insertInCache.call(db, docs);
+		inserted = Array.isArray(docs) ? docs : [docs];
+	};
+	internals._updateIndexes = (modifications, newDoc) => {
+		nedb._updateIndexes.call(db, modifications, newDoc);
+		if (Array.isArray(modifications)) updated = modifications;
+	};
+	internals._removeAsync = async (...args) => {
+		removed = [];
+		try {
+			return await nedb._removeAsync.apply(db, args);
+		} finally {
+			removed = undefined;
+		}
+	};
+	internals._removeFromIndexes = (doc) => {
+		removed?.push(doc);
+		nedb._removeFromIndexes.call(db, doc);
+	};
+	/** Undoes the failed write in memory: the opposite of its recorded change, or else the file read back (it holds every write before). */
+	const undoInMemory = (docs: Doc[]) => {
+		try {
+			if (updated?.length === docs.length && updated.every((m, i) => m.newDoc === docs[i])) {
+				nedb._updateIndexes.call(db, updated.map(({ oldDoc, newDoc }) => ({ oldDoc: newDoc, newDoc: oldDoc })));
+				return;
+			}
+			if (inserted?.length === docs.length && inserted.every((doc, i) => doc === docs[i])) {
+				for (const doc of inserted) nedb._removeFromIndexes.call(db, doc);
+				return;
+			}
+			if (removed?.length === docs.length && removed.every((doc, i) => docs[i].$$deleted === true && docs[i]._id === doc._id)) {
+				for (const doc of removed) nedb._addToIndexes.call(db, doc);
+				return;
+			}
+		} catch {
+			// Half undone: the file read back below sets all of it right.
+		}
+		try {
+			internals._resetIndexes(parseDatafile(fs.readFileSync(p.filename, "utf8"), 1, p.filename).data);
+		} catch (err) {
+			console.error(`${collection}: reading ${p.filename} back after a failed write failed; memory may hold the failed write until a restart:`, err);
+		}
+	};
+
+	p.persistNewStateAsync = async (docs) => {
+		try {
+			if (docs.length === 0) return;
+			const err = append(docs);
+			if (err === undefined) return;
+			undoInMemory(docs as Doc[]);
+			console.error(`${collection}: writing to ${p.filename} failed (${errorMessage(err)}); the change was not made.`);
+			throw new StoreUnavailableError(`The ${collection} store cannot take writes right now: nothing was changed`, { collection, reason: errorCode(err) ?? errorMessage(err) });
+		} finally {
+			inserted = updated = undefined;
+		}
+	};
+
+	// Expiry. NeDB removes the expired documents a read meets within the read, which then failed
+	// when that removal could not be stored (a full disk). Here a read only leaves them out, and
+	// their removal is queued behind it, best-effort (sweepExpired). Updates keep NeDB's way: an
+	// upsert needs the expired document gone before it inserts, and a write fails on a full disk anyway.
+	let writing = false;
+	internals._updateAsync = async (...args) => {
+		writing = true;
+		try {
+			return await nedb._updateAsync.apply(db, args);
+		} finally {
+			writing = false;
+		}
+	};
+	const expiredIds = new Set<string>();
+	let sweepQueued = false;
+	/** Stores the removal of the expired documents reads met, then removes them from memory; on failure they stay, hidden. */
+	const sweepExpired = () => {
+		sweepQueued = false;
+		// Reads meet them again later (or after the next start).
+		if (closed || paused()) return expiredIds.clear();
+		const ttl = internals.ttlIndexes;
+		const fields = Object.keys(ttl);
+		const now = Date.now();
+		const expired: Doc[] = [];
+		for (const id of expiredIds) {
+			const [doc] = internals.indexes._id.getMatching(id);
+			if (doc && isExpired(doc, ttl, fields, now)) expired.push(doc);
+		}
+		expiredIds.clear();
+		if (expired.length === 0) return;
+		const err = append(expired.map((doc) => ({ $$deleted: true, _id: doc._id })));
+		if (err) {
+			console.error(`${collection}: storing the expiry of ${expired.length} document(s) in ${p.filename} failed (${errorMessage(err)}); they stay hidden and are removed once the file can be written.`);
+			return;
+		}
+		for (const doc of expired) nedb._removeFromIndexes.call(db, doc);
+	};
+	internals._getCandidatesAsync = async (query, dontExpireStaleDocs = false) => {
+		if (writing) return nedb._getCandidatesAsync.call(db, query, dontExpireStaleDocs);
+		const docs = internals._getRawCandidates(query);
+		const ttl = internals.ttlIndexes;
+		const fields = dontExpireStaleDocs ? [] : Object.keys(ttl);
+		// A copy, as NeDB's: the candidates may be an index's own list.
+		if (fields.length === 0) return docs.slice();
+		const now = Date.now();
+		const live: Doc[] = [];
+		for (const doc of docs) {
+			if (!isExpired(doc, ttl, fields, now)) live.push(doc);
+			else if (!paused()) expiredIds.add(doc._id);
+		}
+		if (expiredIds.size > 0 && !sweepQueued) {
+			sweepQueued = true;
+			// Queued behind this read: it runs before the caller's next operation (an insert of the same key).
+			internals.executor.pushAsync(async () => sweepExpired()).catch((err) => console.error(`${collection}: removing expired documents failed:`, err));
+		}
+		return live;
+	};
+
 	// A rewrite writes a new file and renames it over the old one: the next append opens the new one.
 	p.persistCachedDatabaseAsync = async () => {
-		close();
+		closeFile();
 		await storage.crashSafeWriteFileLinesAsync(p.filename, rewrittenLines(db), p.modes);
 		db.emit("compaction.done");
 		appended = 0;
@@ -532,10 +744,13 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 			return true;
 		},
 		checkWritable() {
-			if (pausedUntil !== 0 && Date.now() < pausedUntil) {
+			if (paused()) {
 				throw new StoreUnavailableError(`The ${collection} store cannot take writes right now: nothing was changed`, { collection });
 			}
 		},
-		close,
+		close() {
+			closed = true;
+			closeFile();
+		},
 	};
 }

@@ -58,12 +58,12 @@ describe("the embedded default's generated secret (DATA_DIR/jwt-secret)", () => 
 	const path = jest.requireActual<typeof import("node:path")>("node:path");
 	const os = jest.requireActual<typeof import("node:os")>("node:os");
 
-	/** jwtSecret() of a fresh module (it keeps the secret once read) outside tests, on this data dir. */
-	function secretIn(dataDir: string): string {
+	/** jwtSecret() of a fresh module (it keeps the secret once read) outside tests, on this data dir; `warned` gets its warnings. */
+	function secretIn(dataDir: string, warned: string[] = []): string {
 		let secret = "";
 		withEnv({ NODE_ENV: "development", JWT_SECRET: undefined, DATA_DIR: dataDir }, () => {
 			jest.isolateModules(() => {
-				const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+				const warn = jest.spyOn(console, "warn").mockImplementation((message: string) => void warned.push(message));
 				try {
 					secret = (require("../../lib/jwt") as typeof import("../../lib/jwt")).jwtSecret();
 				} finally {
@@ -73,15 +73,58 @@ describe("the embedded default's generated secret (DATA_DIR/jwt-secret)", () => 
 		});
 		return secret;
 	}
+	let dir: string;
+	beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "jwt-secret-"))));
+	afterEach(() => {
+		jest.restoreAllMocks();
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+	const stored = () => fs.readFileSync(path.join(dir, "jwt-secret"), "utf8");
 
 	test("is kept across starts, and an empty file (a write cut short) gets a new one instead of signing with nothing", () => {
-		const dir = fs.mkdtempSync(path.join(os.tmpdir(), "jwt-secret-"));
 		const first = secretIn(dir);
 		expect(first).toMatch(/^[0-9a-f]{64}$/);
 		expect(secretIn(dir)).toBe(first);
 		fs.writeFileSync(path.join(dir, "jwt-secret"), "  \n");
 		const renewed = secretIn(dir);
 		expect(renewed).toMatch(/^[0-9a-f]{64}$/);
-		expect(fs.readFileSync(path.join(dir, "jwt-secret"), "utf8")).toBe(renewed);
+		expect(stored()).toBe(renewed);
+	});
+
+	test("one cut short (under 32 characters) is a weak key: replaced, with a warning that earlier sessions are no longer valid", () => {
+		const file = path.join(dir, "jwt-secret");
+		fs.writeFileSync(file, `${"a1".repeat(15)}7\n`);
+		const warned: string[] = [];
+		const renewed = secretIn(dir, warned);
+		expect(renewed).toMatch(/^[0-9a-f]{64}$/);
+		expect(stored()).toBe(renewed);
+		expect(warned).toEqual([expect.stringContaining(`${file} held 31 characters, too few for a signing secret (at least 32): generated a new one there. Sessions and tokens signed before are no longer valid`)]);
+		// 32 characters are kept.
+		fs.writeFileSync(file, "b2".repeat(16));
+		expect(secretIn(dir)).toBe("b2".repeat(16));
+	});
+
+	test("a write the disk refuses part-way leaves no file behind to be taken as a short secret, and the next start writes a whole one", () => {
+		const realWriteSync = fs.writeSync;
+		const realWriteFileSync = fs.writeFileSync;
+		const enospc = () => Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+		// 10 bytes get written, then the disk is full: through a descriptor or in one call.
+		let room = 10;
+		jest.spyOn(fs, "writeSync").mockImplementation(((fd: number, buf: Buffer, offset: number | null = 0) => {
+			offset ??= 0;
+			if (room <= 0) throw enospc();
+			const n = realWriteSync(fd, buf, offset, Math.min(room, buf.length - offset));
+			room -= n;
+			return n;
+		}) as typeof fs.writeSync);
+		jest.spyOn(fs, "writeFileSync").mockImplementation(((file: number | string, data: string) => {
+			realWriteFileSync(file, String(data).slice(0, 10));
+			throw enospc();
+		}) as typeof fs.writeFileSync);
+		expect(() => secretIn(dir)).toThrow(`Cannot store the generated JWT signing secret in ${path.join(dir, "jwt-secret")} (ENOSPC`);
+		expect(fs.readdirSync(dir)).toEqual([]);
+		jest.restoreAllMocks();
+		expect(secretIn(dir)).toMatch(/^[0-9a-f]{64}$/);
+		expect(stored()).toMatch(/^[0-9a-f]{64}$/);
 	});
 });

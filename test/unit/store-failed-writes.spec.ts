@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Collection } from "../../mixins/collection";
+import { Collection, type CollectionSpec } from "../../mixins/collection";
 
 const spec = { fields: { sku: String, stock: Number }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
 
@@ -100,6 +100,27 @@ describe("a write that fails part-way", () => {
 		expect(await restarted()).toEqual(["A:5", "B:7", "Z:1"]);
 	});
 
+	test("is undone from what the write changed, without reading the file back: the unique index included", async () => {
+		const [a] = await items.insertMany([{ sku: "A", stock: 5 }, { sku: "Z", stock: 1 }]);
+		const read = jest.spyOn(fs, "readFileSync");
+		const full = diskFullAfter(0);
+		await expect(items.updateOne({ sku: "A" }, { $set: { sku: "B" } })).rejects.toMatchObject({ code: 503 });
+		pauseOver();
+		await expect(items.insertMany([{ sku: "C", stock: 1 }, { sku: "D", stock: 1 }])).rejects.toMatchObject({ code: 503 });
+		jest.mocked(Date.now).mockReturnValue(Date.now() + 2_002);
+		await expect(items.removeMany({})).rejects.toMatchObject({ code: 503 });
+		full.mockRestore();
+		expect(read).not.toHaveBeenCalled();
+		expect(await skus(items)).toEqual(["A:5", "Z:1"]);
+		expect(await items.findOne({ sku: "A" })).toEqual(a);
+		expect(await items.findOne({ sku: "B" })).toBeNull();
+		jest.mocked(Date.now).mockReturnValue(Date.now() + 3_003);
+		await expect(items.insert({ sku: "A", stock: 0 })).rejects.toMatchObject({ code: 409 });
+		await items.insertMany([{ sku: "B", stock: 2 }, { sku: "C", stock: 3 }]);
+		read.mockRestore();
+		expect(await restarted()).toEqual(["A:5", "B:2", "C:3", "Z:1"]);
+	});
+
 	test("writes answer 503 for a second after a failure, without touching the file; reads go on", async () => {
 		await items.insert({ sku: "A", stock: 1 });
 		const full = diskFullAfter(0);
@@ -111,5 +132,58 @@ describe("a write that fails part-way", () => {
 		expect(await skus(items)).toEqual(["A:1"]);
 		pauseOver();
 		expect(await items.updateOne({ sku: "A" }, { $set: { stock: 9 } })).toMatchObject({ stock: 9 });
+	});
+});
+
+describe("expiry on a full disk", () => {
+	const ttlSpec: CollectionSpec = { fields: { key: String, createdAt: Date }, indexes: [{ fields: { key: 1 }, unique: true }, { fields: { createdAt: 1 }, expireAfterSeconds: 60 }] };
+	let dir: string;
+	let keys: Collection;
+	beforeEach(async () => {
+		dir = fs.mkdtempSync(path.join(os.tmpdir(), "store-expiry-"));
+		jest.spyOn(console, "error").mockImplementation(() => undefined);
+		keys = new Collection("keys", ttlSpec, { dataDir: dir });
+		await keys.connect();
+	});
+	afterEach(async () => {
+		jest.restoreAllMocks();
+		await keys.disconnect();
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+	const stored = () => fs.readFileSync(path.join(dir, "keys.db"), "utf8");
+
+	test("an upsert meeting an expired document of its key replaces it, as NeDB did", async () => {
+		const old = await keys.insert({ key: "k", createdAt: new Date(Date.now() - 61_000) });
+		const saved = await keys.updateOne({ key: "k" }, { $set: { createdAt: new Date() } }, { upsert: true });
+		expect(saved!.id).not.toBe(old.id);
+		expect((await keys.find({})).map((d) => d.id)).toEqual([saved!.id]);
+	});
+
+	test("reads go on, without the expired documents and without reading the file back; the expiry is stored once there is space", async () => {
+		const [old] = await keys.insertMany([
+			{ key: "old", createdAt: new Date(Date.now() - 61_000) },
+			{ key: "fresh", createdAt: new Date() },
+		]);
+		const full = diskFullAfter(0);
+		const read = jest.spyOn(fs, "readFileSync");
+		for (let i = 0; i < 3; i++) {
+			expect((await keys.find({})).map((d) => d.key)).toEqual(["fresh"]);
+			expect(await keys.findOne({ key: "old" })).toBeNull();
+			expect(await keys.count()).toBe(1);
+		}
+		expect(read).not.toHaveBeenCalled();
+		// One attempt to store the expiry; then none while writes are paused.
+		expect(full).toHaveBeenCalledTimes(1);
+		expect(stored()).not.toContain('"$$deleted"');
+		full.mockRestore();
+
+		jest.spyOn(Date, "now").mockReturnValue(Date.now() + 1_001);
+		expect(await keys.findOne({ key: "old" })).toBeNull();
+		// The removal is queued behind the read, so stored before the next operation answers.
+		expect(await keys.count()).toBe(1);
+		expect(stored()).toContain(JSON.stringify({ $$deleted: true, _id: old.id }));
+		// Gone from memory too: its unique key is free again.
+		await keys.insert({ key: "old", createdAt: new Date(Date.now()) });
+		expect(await keys.count({ key: "old" })).toBe(1);
 	});
 });

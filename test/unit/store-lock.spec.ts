@@ -4,6 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Collection } from "../../mixins/collection";
+import { lockTiming } from "../../mixins/nedb-datafile";
 
 const spec = { fields: { sku: String }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
 
@@ -97,6 +98,64 @@ describe("the data directory's lock", () => {
 		fs.writeFileSync(lock, "\0\0\0");
 		await connected("items");
 		expect(holder()).toBe(process.pid);
+	});
+
+	describe("held by a process on another host (a container, or a machine sharing the volume)", () => {
+		const otherHost = "shop-node-7f9c";
+		const since = "2020-01-01T00:00:00.000Z";
+		const lockOf = (pid: number) => JSON.stringify({ pid, host: otherHost, since });
+		/** The lock as its owner last refreshed it `ms` ago. */
+		const refreshedAgo = (ms: number) => {
+			const at = new Date(Date.now() - ms);
+			fs.utimesSync(lock, at, at);
+		};
+
+		test("refuses the start while its owner refreshes it, even when it names this process's pid (pid 1 in both containers)", async () => {
+			fs.writeFileSync(lock, lockOf(process.pid));
+			refreshedAgo(50_000);
+			const refused = new Collection("items", spec, { dataDir: dir }).connect();
+			await expect(refused).rejects.toThrow(
+				`The data directory ${dir} is in use by a shop process on another host (pid ${process.pid} on ${otherHost}, since ${since}; this host is ${os.hostname()}), which refreshed its lock 50 s ago: refusing to start`,
+			);
+			await expect(refused).rejects.toThrow(`If that process is gone, the lock is taken over once it is 60 s old (start again then), or delete ${lock}.`);
+			expect(fs.readFileSync(lock, "utf8")).toBe(lockOf(process.pid));
+		});
+
+		test("takes it over once not refreshed for a minute (a pod rescheduled after its node died), naming both hosts", async () => {
+			const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+			fs.writeFileSync(lock, lockOf(1));
+			refreshedAgo(61_000);
+			await connected("items");
+			expect(holder()).toBe(process.pid);
+			expect(warn).toHaveBeenCalledWith(
+				`Took over ${lock} from pid 1 on ${otherHost}, since ${since} (this host is ${os.hostname()}), whose lock was last refreshed 61 s ago, so that process is taken to be gone. If it still runs, stop one of the two now: two processes writing the same files corrupt them.`,
+			);
+		});
+
+		test("a running shop refreshes its lock, and says once when it was taken from it", async () => {
+			const every = lockTiming.refreshMs;
+			lockTiming.refreshMs = 20;
+			const error = jest.spyOn(console, "error").mockImplementation(() => undefined);
+			try {
+				await connected("items");
+				refreshedAgo(120_000);
+				await new Promise((resolve) => setTimeout(resolve, 100));
+				expect(Date.now() - fs.statSync(lock).mtimeMs).toBeLessThan(1_000);
+				expect(error).not.toHaveBeenCalled();
+
+				fs.writeFileSync(lock, lockOf(1));
+				refreshedAgo(120_000);
+				await new Promise((resolve) => setTimeout(resolve, 100));
+				expect(error).toHaveBeenCalledTimes(1);
+				expect(error).toHaveBeenCalledWith(`The lock ${lock} of this process's data directory is no longer its own (it now names pid 1 on ${otherHost}): if another shop process writes to ${dir} as well, the files get corrupted. Stop one of them.`);
+				// Not refreshed for its new owner, nor removed when this process lets go.
+				expect(Date.now() - fs.statSync(lock).mtimeMs).toBeGreaterThan(100_000);
+				await Promise.all(open.splice(0).map((c) => c.disconnect()));
+				expect(fs.readFileSync(lock, "utf8")).toBe(lockOf(1));
+			} finally {
+				lockTiming.refreshMs = every;
+			}
+		});
 	});
 
 	test("a directory that cannot be written refuses the start with a clear message", async () => {
