@@ -51,6 +51,7 @@ import { SagaTakenOverError } from "../lib/checkout-recovery";
 import {
 	logIsEmbedded,
 	orderEventLog,
+	customerEventLog,
 	type OrderEvent,
 	FOLLOW_UPS_AFTER,
 	orderUpdate,
@@ -246,7 +247,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			async handler(this: OrdersThis, ctx: Context<{ id: string }, ShopMeta>) {
 				const order = await this.visibleOrder(ctx, ctx.params.id);
 				const legacy = logIsEmbedded(order) ? [] : await this.db.order_events.find({ orderId: order.id }, { sort: { seq: 1 } });
-				return orderEventLog(order, legacy as unknown as OrderEvent[]);
+				const log = orderEventLog(order, legacy as unknown as OrderEvent[]);
+				return ctx.meta.user!.role === "admin" ? log : customerEventLog(log);
 			},
 		},
 

@@ -6,6 +6,7 @@ import {
 	checkoutDurationMs,
 	logIsEmbedded,
 	orderEventLog,
+	customerEventLog,
 	followUpsClaimable,
 	FOLLOW_UPS,
 	FOLLOW_UPS_AFTER,
@@ -299,5 +300,19 @@ describe("follow-ups", () => {
 		const found = (await orders.find(followUpsClaimable(now))).map((o) => o.id).sort();
 		expect(found).toEqual(rows.filter(([, , ok]) => ok).map(([id]) => id).sort());
 		await orders.disconnect();
+	});
+});
+
+describe("the log as the customer sees it", () => {
+	test("a refund's reason (the shop's note) is left out; everything else is as stored", () => {
+		const at = new Date("2026-11-28T10:00:00Z");
+		const log = [
+			{ seq: 1, type: "created", data: { total: 1000 }, createdAt: at },
+			{ seq: 2, type: "refunded", data: { refundId: "r1", amount: 500, reason: "suspected fraud" }, createdAt: at },
+			{ seq: 3, type: "cancelled", data: { reason: "customer_request" }, createdAt: at },
+			{ seq: 4, type: "refunded", data: { refundId: "r2", amount: 500 }, createdAt: at },
+		];
+		expect(customerEventLog(log)).toEqual([log[0], { ...log[1], data: { refundId: "r1", amount: 500 } }, log[2], log[3]]);
+		expect(log[1].data).toHaveProperty("reason", "suspected fraud");
 	});
 });
