@@ -1,8 +1,8 @@
 /** A write the disk refuses (full) part-way: no torn line is left for the next write to continue, and memory is undone. */
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { Collection, type CollectionSpec } from "../../mixins/collection";
+import { storeTestDir } from "../helpers/store-dir";
 
 const spec = { fields: { sku: String, stock: Number }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
 
@@ -24,21 +24,16 @@ function diskFullAfter(bytes: number) {
 }
 
 describe("a write that fails part-way", () => {
-	let dir: string;
+	const tmp = storeTestDir("store-failed-writes");
 	let file: string;
 	let items: Collection;
 	let logged: jest.SpyInstance;
 	beforeEach(async () => {
-		dir = fs.mkdtempSync(path.join(os.tmpdir(), "store-failed-writes-"));
-		file = path.join(dir, "items.db");
+		file = path.join(tmp.dir, "items.db");
 		logged = jest.spyOn(console, "error").mockImplementation(() => undefined);
-		items = new Collection("items", spec, { dataDir: dir });
+		items = new Collection("items", spec, { dataDir: tmp.dir });
+		tmp.opened.push(items);
 		await items.connect();
-	});
-	afterEach(async () => {
-		jest.restoreAllMocks();
-		await items.disconnect();
-		fs.rmSync(dir, { recursive: true, force: true });
 	});
 
 	const skus = async (c: Collection) => (await c.find({}, { sort: { sku: 1 } })).map((d) => `${d.sku}:${d.stock}`);
@@ -48,7 +43,9 @@ describe("a write that fails part-way", () => {
 
 	async function restarted() {
 		await items.disconnect();
-		items = new Collection("items", spec, { dataDir: dir });
+		const again = new Collection("items", spec, { dataDir: tmp.dir });
+		tmp.opened.splice(tmp.opened.indexOf(items), 1, again);
+		items = again;
 		await items.connect();
 		return skus(items);
 	}
@@ -137,20 +134,15 @@ describe("a write that fails part-way", () => {
 
 describe("expiry on a full disk", () => {
 	const ttlSpec: CollectionSpec = { fields: { key: String, createdAt: Date }, indexes: [{ fields: { key: 1 }, unique: true }, { fields: { createdAt: 1 }, expireAfterSeconds: 60 }] };
-	let dir: string;
+	const tmp = storeTestDir("store-expiry");
 	let keys: Collection;
 	beforeEach(async () => {
-		dir = fs.mkdtempSync(path.join(os.tmpdir(), "store-expiry-"));
 		jest.spyOn(console, "error").mockImplementation(() => undefined);
-		keys = new Collection("keys", ttlSpec, { dataDir: dir });
+		keys = new Collection("keys", ttlSpec, { dataDir: tmp.dir });
+		tmp.opened.push(keys);
 		await keys.connect();
 	});
-	afterEach(async () => {
-		jest.restoreAllMocks();
-		await keys.disconnect();
-		fs.rmSync(dir, { recursive: true, force: true });
-	});
-	const stored = () => fs.readFileSync(path.join(dir, "keys.db"), "utf8");
+	const stored = () => fs.readFileSync(path.join(tmp.dir, "keys.db"), "utf8");
 
 	test("an upsert meeting an expired document of its key replaces it, as NeDB did", async () => {
 		const old = await keys.insert({ key: "k", createdAt: new Date(Date.now() - 61_000) });

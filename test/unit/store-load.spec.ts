@@ -1,29 +1,22 @@
 /** Loading a collection's file: damage reported and kept, errors naming the file, expiry and compaction across restarts. */
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { backgroundLoadFailure, Collection, type CollectionSpec } from "../../mixins/collection";
+import { storeTestDir } from "../helpers/store-dir";
 
 const spec: CollectionSpec = { fields: { sku: String, stock: Number }, indexes: [{ fields: { sku: 1 }, unique: true }] };
 const line = (id: string, stock = 1) => JSON.stringify({ _id: id, sku: id, stock });
 
 describe("loading a collection's file", () => {
-	let dir: string;
+	const tmp = storeTestDir("store-load");
 	let file: string;
-	const open: Collection[] = [];
 	beforeEach(() => {
-		dir = fs.mkdtempSync(path.join(os.tmpdir(), "store-load-"));
-		file = path.join(dir, "items.db");
-	});
-	afterEach(async () => {
-		await Promise.all(open.splice(0).map((c) => c.disconnect()));
-		jest.restoreAllMocks();
-		fs.rmSync(dir, { recursive: true, force: true });
+		file = path.join(tmp.dir, "items.db");
 	});
 
 	function collection(s: CollectionSpec = spec) {
-		const c = new Collection("items", s, { dataDir: dir });
-		open.push(c);
+		const c = new Collection("items", s, { dataDir: tmp.dir });
+		tmp.opened.push(c);
 		return c;
 	}
 	async function loaded(s: CollectionSpec = spec) {
@@ -32,7 +25,7 @@ describe("loading a collection's file", () => {
 		return c;
 	}
 	const fileLines = () => fs.readFileSync(file, "utf8").split("\n").filter(Boolean);
-	const copies = () => fs.readdirSync(dir).filter((f) => f.startsWith("items.db.corrupt-"));
+	const copies = () => fs.readdirSync(tmp.dir).filter((f) => f.startsWith("items.db.corrupt-"));
 
 	test("a torn last line is cut off, not counted as corruption: a small file still loads", async () => {
 		jest.spyOn(console, "warn").mockImplementation(() => undefined);
@@ -53,8 +46,8 @@ describe("loading a collection's file", () => {
 		const items = await loaded();
 		expect(await items.count()).toBe(30);
 		const [copy] = copies();
-		expect(fs.readFileSync(path.join(dir, copy), "utf8")).toBe(original);
-		expect(error).toHaveBeenCalledWith(`${file}: line(s) 7, 22 could not be read and were dropped. The file as it was is kept in ${path.join(dir, copy)}.`);
+		expect(fs.readFileSync(path.join(tmp.dir, copy), "utf8")).toBe(original);
+		expect(error).toHaveBeenCalledWith(`${file}: line(s) 7, 22 could not be read and were dropped. The file as it was is kept in ${path.join(tmp.dir, copy)}.`);
 		// Rewritten without them, so the next start does not report them again.
 		expect(fileLines().every((l) => JSON.parse(l))).toBe(true);
 		await items.disconnect();

@@ -5,26 +5,20 @@ import os from "node:os";
 import path from "node:path";
 import { Collection } from "../../mixins/collection";
 import { lockTiming } from "../../mixins/nedb-datafile";
+import { storeTestDir } from "../helpers/store-dir";
 
 const spec = { fields: { sku: String }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
 
 describe("the data directory's lock", () => {
-	let dir: string;
+	const tmp = storeTestDir("store-lock");
 	let lock: string;
-	const open: Collection[] = [];
 	beforeEach(() => {
-		dir = fs.mkdtempSync(path.join(os.tmpdir(), "store-lock-"));
-		lock = path.join(dir, "shop.lock");
-	});
-	afterEach(async () => {
-		jest.restoreAllMocks();
-		await Promise.all(open.splice(0).map((c) => c.disconnect()));
-		fs.rmSync(dir, { recursive: true, force: true });
+		lock = path.join(tmp.dir, "shop.lock");
 	});
 
 	async function connected(name: string, opts: { loadInBackground?: boolean } = {}) {
-		const c = new Collection(name, { ...spec, ...opts }, { dataDir: dir });
-		open.push(c);
+		const c = new Collection(name, { ...spec, ...opts }, { dataDir: tmp.dir });
+		tmp.opened.push(c);
 		await c.connect();
 		return c;
 	}
@@ -47,12 +41,12 @@ describe("the data directory's lock", () => {
 		let other: ChildProcess;
 		afterEach(() => other?.kill("SIGKILL"));
 
-		/** A second process with a collection open on `dir`; resolves with its pid once it holds the lock. */
+		/** A second process with a collection open on `tmp.dir`; resolves with its pid once it holds the lock. */
 		function otherProcess(): Promise<number> {
 			const script = `const { Collection } = require(${JSON.stringify(path.resolve("mixins/collection.ts"))});
 				new Collection("items", { fields: {} }, { dataDir: process.argv[1] }).connect().then(() => console.log("ready " + process.pid));
 				setInterval(() => undefined, 1000);`;
-			other = spawn(process.execPath, ["--import", "tsx", "-e", script, dir], { stdio: ["ignore", "pipe", "inherit"] });
+			other = spawn(process.execPath, ["--import", "tsx", "-e", script, tmp.dir], { stdio: ["ignore", "pipe", "inherit"] });
 			return new Promise((resolve, reject) => {
 				other.stdout!.on("data", (out: Buffer) => {
 					const ready = /ready (\d+)/.exec(out.toString());
@@ -65,12 +59,12 @@ describe("the data directory's lock", () => {
 		test("refuses the start, naming the directory and the pid; taken over once that process is gone", async () => {
 			const pid = await otherProcess();
 			expect(holder()).toBe(pid);
-			const items = new Collection("items", spec, { dataDir: dir });
-			await expect(items.connect()).rejects.toThrow(`The data directory ${dir} is in use by another shop process (pid ${pid} on ${os.hostname()}`);
+			const items = new Collection("items", spec, { dataDir: tmp.dir });
+			await expect(items.connect()).rejects.toThrow(`The data directory ${tmp.dir} is in use by another shop process (pid ${pid} on ${os.hostname()}`);
 			// A collection loading in the background refuses at once too, not later.
-			await expect(new Collection("history", { ...spec, loadInBackground: true }, { dataDir: dir }).connect()).rejects.toThrow(`pid ${pid}`);
+			await expect(new Collection("history", { ...spec, loadInBackground: true }, { dataDir: tmp.dir }).connect()).rejects.toThrow(`pid ${pid}`);
 			// Nothing was created or changed by the refused start.
-			expect(fs.readdirSync(dir).sort()).toEqual(["items.db", "shop.lock"]);
+			expect(fs.readdirSync(tmp.dir).sort()).toEqual(["items.db", "shop.lock"]);
 
 			other.kill("SIGKILL");
 			await new Promise((resolve) => other.once("exit", resolve));
@@ -94,7 +88,7 @@ describe("the data directory's lock", () => {
 		await connected("items");
 		expect(JSON.parse(fs.readFileSync(lock, "utf8")).since).not.toBe("2020-01-01T00:00:00.000Z");
 		// An unreadable lock (a damaged disk) is not a running process either.
-		await Promise.all(open.splice(0).map((c) => c.disconnect()));
+		await Promise.all(tmp.opened.splice(0).map((c) => c.disconnect()));
 		fs.writeFileSync(lock, "\0\0\0");
 		await connected("items");
 		expect(holder()).toBe(process.pid);
@@ -113,9 +107,9 @@ describe("the data directory's lock", () => {
 		test("refuses the start while its owner refreshes it, even when it names this process's pid (pid 1 in both containers)", async () => {
 			fs.writeFileSync(lock, lockOf(process.pid));
 			refreshedAgo(50_000);
-			const refused = new Collection("items", spec, { dataDir: dir }).connect();
+			const refused = new Collection("items", spec, { dataDir: tmp.dir }).connect();
 			await expect(refused).rejects.toThrow(
-				`The data directory ${dir} is in use by a shop process on another host (pid ${process.pid} on ${otherHost}, since ${since}; this host is ${os.hostname()}), which refreshed its lock 50 s ago: refusing to start`,
+				`The data directory ${tmp.dir} is in use by a shop process on another host (pid ${process.pid} on ${otherHost}, since ${since}; this host is ${os.hostname()}), which refreshed its lock 50 s ago: refusing to start`,
 			);
 			await expect(refused).rejects.toThrow(`If that process is gone, the lock is taken over once it is 60 s old (start again then), or delete ${lock}.`);
 			expect(fs.readFileSync(lock, "utf8")).toBe(lockOf(process.pid));
@@ -147,10 +141,10 @@ describe("the data directory's lock", () => {
 				refreshedAgo(120_000);
 				await new Promise((resolve) => setTimeout(resolve, 100));
 				expect(error).toHaveBeenCalledTimes(1);
-				expect(error).toHaveBeenCalledWith(`The lock ${lock} of this process's data directory is no longer its own (it now names pid 1 on ${otherHost}): if another shop process writes to ${dir} as well, the files get corrupted. Stop one of them.`);
+				expect(error).toHaveBeenCalledWith(`The lock ${lock} of this process's data directory is no longer its own (it now names pid 1 on ${otherHost}): if another shop process writes to ${tmp.dir} as well, the files get corrupted. Stop one of them.`);
 				// Not refreshed for its new owner, nor removed when this process lets go.
 				expect(Date.now() - fs.statSync(lock).mtimeMs).toBeGreaterThan(100_000);
-				await Promise.all(open.splice(0).map((c) => c.disconnect()));
+				await Promise.all(tmp.opened.splice(0).map((c) => c.disconnect()));
 				expect(fs.readFileSync(lock, "utf8")).toBe(lockOf(1));
 			} finally {
 				lockTiming.refreshMs = every;
@@ -162,14 +156,14 @@ describe("the data directory's lock", () => {
 		jest.spyOn(fs, "writeFileSync").mockImplementation(() => {
 			throw Object.assign(new Error(`EROFS: read-only file system, open '${lock}.${process.pid}'`), { code: "EROFS" });
 		});
-		await expect(new Collection("items", spec, { dataDir: dir }).connect()).rejects.toThrow(
-			`The data directory ${dir} is not writable (EROFS: read-only file system, open '${lock}.${process.pid}'): refusing to start`,
+		await expect(new Collection("items", spec, { dataDir: tmp.dir }).connect()).rejects.toThrow(
+			`The data directory ${tmp.dir} is not writable (EROFS: read-only file system, open '${lock}.${process.pid}'): refusing to start`,
 		);
 	});
 
 	test("a data file that cannot be written refuses the start, naming it", async () => {
-		fs.mkdirSync(path.join(dir, "items.db"));
-		await expect(new Collection("items", spec, { dataDir: dir }).connect()).rejects.toThrow(`Cannot open ${path.join(dir, "items.db")} for writing (EISDIR`);
+		fs.mkdirSync(path.join(tmp.dir, "items.db"));
+		await expect(new Collection("items", spec, { dataDir: tmp.dir }).connect()).rejects.toThrow(`Cannot open ${path.join(tmp.dir, "items.db")} for writing (EISDIR`);
 		// The refused collection does not keep the directory.
 		expect(fs.existsSync(lock)).toBe(false);
 	});
