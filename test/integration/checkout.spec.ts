@@ -663,6 +663,13 @@ describe("checkout", () => {
 			expect(await eventTypes(placed.id)).toEqual(["created", "stock_released", "cancelled"]);
 		});
 
+		/** The next recovery scan undoes the checkout: order cancelled, saga compensated, stock back to `stock`. */
+		async function expectUndoneByNextScan(orderId: string, variantId: string, stock: number) {
+			await orders().recoverInterruptedCheckouts();
+			expect(await orders().db.orders.findById(orderId)).toMatchObject({ status: "cancelled", saga: { state: "compensated" } });
+			expect(await stockOf(variantId)).toBe(stock);
+		}
+
 		test("a checkout run by an earlier run of this node (it restarted) is finished by the next scan, not after the stale window", async () => {
 			const svc = orders();
 			const { c, v } = await buyerWithCart(1200, 3, 2);
@@ -673,9 +680,7 @@ describe("checkout", () => {
 			expect(await stockOf(v.variantId)).toBe(1);
 
 			await svc.db.orders.updateOne({ id: placed.id }, { $set: { "saga.runner.instanceID": "an-earlier-run" } });
-			await svc.recoverInterruptedCheckouts();
-			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "cancelled", saga: { state: "compensated" } });
-			expect(await stockOf(v.variantId)).toBe(3);
+			await expectUndoneByNextScan(placed.id, v.variantId, 3);
 		});
 
 		test("a runner that comes back after its checkout was taken over stops without undoing anything; the new run finishes it and answers the key", async () => {
@@ -724,9 +729,7 @@ describe("checkout", () => {
 			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ saga: { state: "compensation_failed" } });
 
 			await svc.db.orders.updateOne({ id: placed.id }, { $set: { updatedAt: new Date(Date.now() - svc.settings.compensationRetryMs) } });
-			await svc.recoverInterruptedCheckouts();
-			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "cancelled", saga: { state: "compensated" } });
-			expect(await stockOf(v.variantId)).toBe(3);
+			await expectUndoneByNextScan(placed.id, v.variantId, 3);
 		});
 
 		test("a checkout whose node died after publishing, before its journal said so: recovery completes it without announcing twice", async () => {
