@@ -33,7 +33,8 @@ export function trustedProxyHops(value: string | undefined): number {
 
 /** Values of JWT_SECRET from example files and tutorials: whoever has read them can sign tokens. */
 const PLACEHOLDER_SECRETS = ["replace_me", "local-only-jwt-secret-change-me", "changeme", "change-me", "secret"];
-const MIN_SECRET_LENGTH = 32;
+/** The least JWT_SECRET length production accepts (also what a generated, stored one must have: lib/jwt.ts). */
+export const MIN_SECRET_LENGTH = 32;
 
 /** JWT_SECRET; in production a short or placeholder one refuses to start (it signs every access token). */
 function jwtSecretSetting(value: string | undefined, production: boolean): string | undefined {

@@ -3,7 +3,7 @@ import jwt from "jsonwebtoken";
 import crypto, { type KeyObject } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { readConfig } from "./config";
+import { MIN_SECRET_LENGTH, readConfig } from "./config";
 
 export const TOKEN_ISSUER = "moleculer-shop";
 export const TOKEN_AUDIENCE = "moleculer-shop-api";
@@ -15,9 +15,6 @@ export interface AccessClaims {
 }
 
 let cachedSecret: string | undefined;
-
-/** What readConfig demands of JWT_SECRET in production: a generated secret shorter than this was cut short. */
-const MIN_STORED_SECRET_LENGTH = 32;
 
 /**
  * Writes the secret so that the file holds either all of it or nothing new: a temp file, synced,
@@ -68,7 +65,7 @@ export function jwtSecret(): string {
 	} catch {
 		/* not written yet */
 	}
-	if (stored !== undefined && stored.length >= MIN_STORED_SECRET_LENGTH) return (cachedSecret = stored);
+	if (stored !== undefined && stored.length >= MIN_SECRET_LENGTH) return (cachedSecret = stored);
 	// Missing, or cut short (a write an older version did in place, on a full disk): a new one. A
 	// short secret is a weak key, and an empty one would let anyone sign.
 	const secret = crypto.randomBytes(32).toString("hex");
@@ -78,7 +75,7 @@ export function jwtSecret(): string {
 		console.warn(`JWT_SECRET is not set: generated a random signing secret in ${file}. Set JWT_SECRET in production and on every node of a cluster.`);
 	} else {
 		console.warn(
-			`JWT_SECRET is not set, and ${file} held ${stored.length} characters, too few for a signing secret (at least ${MIN_STORED_SECRET_LENGTH}): generated a new one there. Sessions and tokens signed before are no longer valid: users sign in again. Set JWT_SECRET in production and on every node of a cluster.`,
+			`JWT_SECRET is not set, and ${file} held ${stored.length} characters, too few for a signing secret (at least ${MIN_SECRET_LENGTH}): generated a new one there. Sessions and tokens signed before are no longer valid: users sign in again. Set JWT_SECRET in production and on every node of a cluster.`,
 		);
 	}
 	return (cachedSecret = secret);

@@ -208,9 +208,3 @@ export function lockDataDir(dir: string): () => void {
 		releaseDir(key, mine);
 	};
 }
-
-/**
- * Before a load: the datafile can be appended to (its path is not a directory, the file not
- * read-only). Also finishes a rewrite a crash interrupted after the old file was replaced, as
- * NeDB's own load would (this check would otherwise create an empty file in its place).
- */

@@ -7,8 +7,8 @@
  * compared first. Indexes built after `installFastKeyComparison()` use it (NeDB reads the function when it
  * creates an index); NeDB's own recursive calls keep the original.
  */
+import { isDate } from "./nedb-internals";
 const model: { compareThings: Compare } = require("@seald-io/nedb/lib/model");
-const { isDate }: { isDate(v: unknown): boolean } = require("@seald-io/nedb/lib/utils");
 
 type Compare = (a: unknown, b: unknown, compareStrings?: (a: string, b: string) => number) => number;
 

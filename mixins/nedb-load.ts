@@ -8,6 +8,11 @@ import { StringDecoder } from "node:string_decoder";
 import type Datastore from "@seald-io/nedb";
 import { MIN_LINES_BEFORE_COMPACTION, errorMessage, internalsOf } from "./nedb-internals";
 
+/**
+ * Before a load: the datafile can be appended to (its path is not a directory, the file not
+ * read-only). Also finishes a rewrite a crash interrupted after the old file was replaced, as
+ * NeDB's own load would (this check would otherwise create an empty file in its place).
+ */
 export function checkDatafile(file: string): void {
 	try {
 		if (!fs.existsSync(file) && fs.existsSync(`${file}~`)) fs.renameSync(`${file}~`, file);
