@@ -35,6 +35,27 @@ export interface RecoveryView {
 	compensationRetryMs: number;
 }
 
+/** The parts of a Moleculer broker the view below reads. */
+export interface BrokerLike {
+	nodeID: string;
+	instanceID: string;
+	options: { heartbeatTimeout?: number };
+	transit?: unknown;
+}
+
+/**
+ * What `broker` knows of node runs: itself, its registry's nodes, and whether discovery has settled
+ * (it has been up, since `startedAt`, a heartbeat timeout; without a transporter at once: no other node).
+ */
+export function brokerRunView(broker: BrokerLike, startedAt: number): Pick<RecoveryView, "self" | "nodeOf" | "discoverySettled"> {
+	const registry = (broker as unknown as { registry: { nodes: { get(id: string): KnownNode | undefined } } }).registry;
+	return {
+		self: { nodeID: broker.nodeID, instanceID: broker.instanceID },
+		nodeOf: (nodeID) => registry.nodes.get(nodeID),
+		discoverySettled: !broker.transit || Date.now() - startedAt >= (broker.options.heartbeatTimeout ?? 15) * 1000,
+	};
+}
+
 export interface InterruptedCheckout {
 	saga: { state: string; runner?: SagaRunner | null };
 	updatedAt: Date | string;

@@ -21,7 +21,7 @@ import type { Collections } from "./db.mixin";
 import type { Entity } from "./collection";
 import type { OutboxThis } from "./outbox.mixin";
 import { readConfig } from "../lib/config";
-import { checkoutRecoveryDue, type RecoveryView, type SagaRunner } from "../lib/checkout-recovery";
+import { brokerRunView, checkoutRecoveryDue, type RecoveryView, type SagaRunner } from "../lib/checkout-recovery";
 import type { Checkout, CheckoutSagaMethods, CheckoutSagaVars, OrderHostMethods } from "./checkout-saga.mixin";
 import {
 	announcementEvent,
@@ -334,11 +334,8 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			// Oldest first: the checkouts in flight now, which are most of them, come last.
 			const found = await this.db.orders.find({ "saga.state": { $in: ["running", "compensation_failed"] } }, { sort: { updatedAt: 1 }, limit: 100 });
 			if (!found.length) return;
-			const registry = (this.broker as any).registry;
 			const view: RecoveryView = {
-				self: { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID },
-				nodeOf: (nodeID) => registry.nodes.get(nodeID),
-				discoverySettled: Date.now() - this.recoveryStartedAt >= (this.broker.options.heartbeatTimeout ?? 15) * 1000,
+				...brokerRunView(this.broker, this.recoveryStartedAt),
 				staleMs: this.settings.staleCheckoutMs,
 				lostRunnerMs: this.settings.lostRunnerMs,
 				compensationRetryMs: this.settings.compensationRetryMs,

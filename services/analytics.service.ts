@@ -40,7 +40,7 @@ import {
 import { funnelReport, salesReport, topProductsReport, type HourlyCounter } from "../lib/analytics-reports";
 import { hourRange, INTERVALS, resolveRange, type Interval } from "../lib/time-buckets";
 import { invalidField, isDuplicate } from "../lib/errors";
-import { runnerIsGone, type SagaRunner as NodeRun } from "../lib/checkout-recovery";
+import { brokerRunView, runnerIsGone, type SagaRunner as NodeRun } from "../lib/checkout-recovery";
 
 interface RawEvent {
 	name: string;
@@ -416,13 +416,10 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 
 		/** Whether the run that claimed a batch has ended, so that nobody is counting it any more. */
 		runIsOver(runner: NodeRun, writer: string) {
-			const self = { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID };
+			const view = brokerRunView(this.broker, this.startedAt);
 			// An earlier start of this service on this broker.
-			if (runner.nodeID === self.nodeID && runner.instanceID === self.instanceID) return writer !== this.writer;
-			const registry = (this.broker as any).registry;
-			// Without a transporter no other node can be counting; with one, a node not heard of is gone once heartbeats had time to arrive.
-			const discoverySettled = !(this.broker as any).transit || Date.now() - this.startedAt >= (this.broker.options.heartbeatTimeout ?? 15) * 1000;
-			return runnerIsGone(runner, { self, nodeOf: (nodeID) => registry.nodes.get(nodeID), discoverySettled });
+			if (runner.nodeID === view.self.nodeID && runner.instanceID === view.self.instanceID) return writer !== this.writer;
+			return runnerIsGone(runner, view);
 		},
 
 		serially<T>(fn: () => Promise<T>): Promise<T> {
