@@ -37,6 +37,11 @@ export function fromPricesOf(products: Array<Pick<Product, "id" | "price">>, var
 	return new Map(products.map((p) => [p.id, fromPriceOf(p, variantsOf.get(p.id)!)]));
 }
 
+/** The price a listing or wishlist row shows: the stored "from" price, or the product's own before it existed. */
+export function listedPrice(p: Pick<Product, "price" | "fromPrice">): number {
+	return p.fromPrice ?? p.price;
+}
+
 /** A "was" price is shown only above the price it stands next to; else there is no saving to show. */
 export function wasPrice(compareAtPrice: number | null | undefined, price: number): number | null {
 	return compareAtPrice != null && compareAtPrice > price ? compareAtPrice : null;
@@ -56,7 +61,7 @@ export function ratingOf(product: Pick<Product, "rating">): { average: number; c
  * Its price is the "from" price, which the listing filters and sorts by, as search does.
  */
 export function toProductSummary(p: Product) {
-	const price = p.fromPrice ?? p.price;
+	const price = listedPrice(p);
 	return {
 		id: p.id,
 		name: p.name,
@@ -118,7 +123,7 @@ export function toVariantInfo(v: Variant, p: Product) {
 
 /** `products.getMany`: a product reference for wishlists and reviews, priced as the listing row is. */
 export function toProductRef(p: Product) {
-	return { id: p.id, name: p.name, slug: p.slug, price: p.fromPrice ?? p.price, currency: p.currency, image: mainImage(p), isActive: p.isActive };
+	return { id: p.id, name: p.name, slug: p.slug, price: listedPrice(p), currency: p.currency, image: mainImage(p), isActive: p.isActive };
 }
 
 /** Every value each option takes over the variants: `{Size: ["S", "M"], Color: ["Red"]}`. */

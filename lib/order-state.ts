@@ -442,10 +442,6 @@ export function logIsEmbedded(o: Order): boolean {
 }
 
 /**
- * The order's event log as the API shows it: the entries kept on the order, after the rows an
- * older order has in `order_events` (`legacy`, for an order whose log is not embedded).
- */
-/**
  * The log as the customer sees it: a refund's reason is the shop's own note (an admin's words, such as
  * "suspected fraud"), not for the customer; the amount and the refund are.
  */
@@ -457,6 +453,10 @@ export function customerEventLog(log: Required<OrderEvent>[]): Required<OrderEve
 	});
 }
 
+/**
+ * The order's event log as the API shows it: the entries kept on the order, after the rows an
+ * older order has in `order_events` (`legacy`, for an order whose log is not embedded).
+ */
 export function orderEventLog(o: Order, legacy: OrderEvent[] = []): Required<OrderEvent>[] {
 	const embedded = logIsEmbedded(o);
 	const before = embedded ? [] : [...legacy].sort((a, b) => a.seq - b.seq);
