@@ -274,7 +274,13 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			// Cached in the users service, and dropped from the cache when the session is revoked.
 			const session = await ctx.call<{ active: boolean; userId?: string; role?: string }, { sid: string }>("users.checkSession", { sid: claims.sid });
 			if (!session?.active) throw new UnauthorizedError("Session revoked", "SESSION_REVOKED");
-			if (session.userId !== claims.sub || session.role !== claims.role) throw new UnauthorizedError("Invalid token", "INVALID_TOKEN");
+			if (session.userId !== claims.sub) throw new UnauthorizedError("Invalid token", "INVALID_TOKEN");
+			if (session.role !== claims.role) {
+				// A promoted user's older tokens are out of date, not forged: the client refreshes them as it does
+				// expired ones and gets the new role. A token claiming more than its session holds is forged.
+				if (claims.role === "customer") throw new UnauthorizedError("Your role changed: refresh the token", "TOKEN_EXPIRED");
+				throw new UnauthorizedError("Invalid token", "INVALID_TOKEN");
+			}
 			return { id: claims.sub, role: claims.role, sid: claims.sid };
 		},
 

@@ -365,6 +365,16 @@ describe("users service over HTTP", () => {
 
 			await users().ensureAdmin({ ...users().cfg, adminEmail: email, adminPassword: undefined });
 			for (const s of [sid, other]) await expect(check(s)).resolves.toEqual({ active: true, userId: reg.user.id, role: "admin" });
+
+			// The customer's token is out of date, not forged: 401 TOKEN_EXPIRED, which clients answer with a
+			// refresh, and the refreshed token carries the new role.
+			const stale = await http.get("/api/me", { token: reg.accessToken });
+			expect(stale.status).toBe(401);
+			expect(stale.body.type).toBe("TOKEN_EXPIRED");
+			const refreshed = await http.post("/api/auth/refresh", { refreshToken: reg.refreshToken });
+			expect(refreshed.status).toBe(200);
+			expect(verifyAccessToken(refreshed.body.accessToken).role).toBe("admin");
+			expect((await http.get("/api/me", { token: refreshed.body.accessToken })).status).toBe(200);
 		});
 
 		test("taken over with ADMIN_PASSWORD: every session ends", async () => {
