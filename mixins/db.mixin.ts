@@ -7,13 +7,15 @@
  */
 import type { ServiceSchema, Service } from "moleculer";
 import { Collection, type CollectionSpec } from "./collection";
-import { readConfig } from "../lib/config";
+import { readConfig, processStartedAt } from "../lib/config";
+import { embeddedStoreRival, type EmbeddedStoreMark } from "../lib/embedded-store-replicas";
 
 export type Collections = Record<string, Collection>;
 
 export interface DbServiceThis {
 	db: Collections;
 	cleanCache(): Promise<void>;
+	giveWayToOlderEmbeddedStore(): void;
 }
 
 export function DbMixin(serviceName: string, specs: Record<string, CollectionSpec>): Partial<ServiceSchema<any, any, DbServiceThis, any>> {
@@ -24,6 +26,10 @@ export function DbMixin(serviceName: string, specs: Record<string, CollectionSpe
 			async [cacheCleanEvent](this: Service) {
 				await this.broker.cacher?.clean(`${this.fullName}.**`);
 			},
+			// Also delivered once this node's own services are registered, so a node seen before that counts too.
+			"$services.changed"(this: Service & DbServiceThis) {
+				this.giveWayToOlderEmbeddedStore();
+			},
 		},
 		methods: {
 			/** Drops cached results of this service here and on every other node. */
@@ -31,11 +37,30 @@ export function DbMixin(serviceName: string, specs: Record<string, CollectionSpe
 				await this.broker.cacher?.clean(`${this.fullName}.**`);
 				this.broker.broadcast(cacheCleanEvent);
 			},
+			/**
+			 * A second node hosting this service on its own embedded store would be a second shop with its own
+			 * stock and orders (see lib/embedded-store-replicas.ts): the one that started later stops at once.
+			 */
+			giveWayToOlderEmbeddedStore(this: Service) {
+				const mark = this.metadata.embeddedStore as EmbeddedStoreMark | undefined;
+				if (!mark) return;
+				const services = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as any[];
+				const rival = embeddedStoreRival({ name: this.name, nodeID: this.broker.nodeID, since: mark.since }, services);
+				if (!rival) return;
+				this.broker.fatal(
+					`Service '${this.name}' already runs on node '${rival.nodeID}', on that node's own embedded store. Two nodes with their own ` +
+						`stores would each keep their own stock and orders, so this node stops. Run one node of '${this.name}', or set MONGO_URI ` +
+						`on every node so that they share one database.`,
+				);
+			},
 		},
 		created(this: any) {
 			const cfg = readConfig();
 			const dataDir = cfg.isTest ? undefined : cfg.dataDir;
 			this.db = {};
+			// Over a transporter, other nodes learn that this service keeps its data on this node alone (tests keep
+			// their stores in memory and may start several in one process on purpose).
+			if (dataDir && !cfg.mongoUri && this.broker.transit) this.metadata.embeddedStore = { since: processStartedAt().getTime() } satisfies EmbeddedStoreMark;
 			for (const [name, spec] of Object.entries(specs)) {
 				this.db[name] = new Collection(name, spec, { mongoUri: cfg.mongoUri, dataDir });
 			}

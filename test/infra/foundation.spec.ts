@@ -3,6 +3,7 @@
  * cacher and rate-limit store on redis-server, and the Prometheus endpoint.
  */
 import type { Context, ServiceSchema } from "moleculer";
+import path from "node:path";
 import Redis from "ioredis";
 import { startNode, joinCluster, eventually, freePort, redisUrl, type ShopNode } from "../helpers/cluster";
 import { startShop } from "../helpers/shop";
@@ -12,23 +13,27 @@ import { FakeUsers } from "../helpers/fakes";
 
 jest.setTimeout(90_000);
 
+const SLOW = path.resolve(__dirname, "../fixtures/slow.service.js");
+
 describe("three processes over NATS", () => {
 	const ns = `infra-${Date.now()}`;
-	let gateway: ShopNode, cartA: ShopNode, cartB: ShopNode;
+	let gateway: ShopNode, workerA: ShopNode, workerB: ShopNode;
 	let tester: Awaited<ReturnType<typeof joinCluster>>;
+	// A stateless service on both workers: a stateful one (cart, orders, ...) runs on one node per store.
+	const work = () => tester.call<{ nodeID: string }, { ms: number }>("slow.wait", { ms: 0 });
 
 	beforeAll(async () => {
-		[gateway, cartA, cartB] = await Promise.all([
+		[gateway, workerA, workerB] = await Promise.all([
 			startNode({ nodeID: "gw", services: ["api"], namespace: ns }),
-			startNode({ nodeID: "cart-a", services: ["cart"], namespace: ns }),
-			startNode({ nodeID: "cart-b", services: ["cart"], namespace: ns }),
+			startNode({ nodeID: "worker-a", services: ["cart", SLOW], namespace: ns }),
+			startNode({ nodeID: "worker-b", services: [SLOW], namespace: ns }),
 		]);
 		tester = await joinCluster(ns);
-		await eventually(() => (tester.registry.getServiceList({ onlyAvailable: true }) as any[]).filter((s) => s.name === "cart").length === 2);
+		await eventually(() => (tester.registry.getServiceList({ onlyAvailable: true }) as any[]).filter((s) => s.name === "slow").length === 2);
 	});
 	afterAll(async () => {
 		await tester?.stop();
-		await Promise.all([gateway, cartA, cartB].map((n) => n?.kill("SIGKILL")));
+		await Promise.all([gateway, workerA, workerB].map((n) => n?.kill("SIGKILL")));
 	});
 
 	test("the gateway node sees the services of the other nodes", async () => {
@@ -43,10 +48,10 @@ describe("three processes over NATS", () => {
 	test("calls are balanced over both nodes hosting the service", async () => {
 		const seen: Record<string, number> = {};
 		for (let i = 0; i < 40; i++) {
-			const res = await tester.call<{ nodeID: string }>("cart.health");
+			const res = await work();
 			seen[res.nodeID] = (seen[res.nodeID] ?? 0) + 1;
 		}
-		expect(Object.keys(seen).sort()).toEqual(["cart-a", "cart-b"]);
+		expect(Object.keys(seen).sort()).toEqual(["worker-a", "worker-b"]);
 		expect(Math.min(...Object.values(seen))).toBeGreaterThanOrEqual(10);
 	});
 
@@ -57,20 +62,37 @@ describe("three processes over NATS", () => {
 		const worker = async () => {
 			for (let i = 0; i < 25; i++) {
 				try {
-					answeredBy.push((await tester.call<{ nodeID: string }>("cart.health")).nodeID);
+					answeredBy.push((await work()).nodeID);
 				} catch (err) {
 					errors.push(err);
 				}
 				if (!killed && answeredBy.length >= 20) {
 					killed = true;
-					cartB.proc.kill("SIGKILL");
+					workerB.proc.kill("SIGKILL");
 				}
 			}
 		};
 		await Promise.all([worker(), worker(), worker(), worker()]);
 		expect(errors).toEqual([]);
 		expect(answeredBy).toHaveLength(100);
-		expect(answeredBy.slice(-20).every((n) => n === "cart-a")).toBe(true);
+		expect(answeredBy.slice(-20).every((n) => n === "worker-a")).toBe(true);
+	});
+
+	test("a second node of a stateful service on its own embedded store stops at once; the first serves on", async () => {
+		const second = await startNode({ nodeID: "worker-c", services: ["cart"], namespace: ns }).catch((err: Error) => err);
+		// It may stop before it ever reports ready, or just after.
+		let output = second instanceof Error ? second.message : "";
+		if (!(second instanceof Error)) {
+			const code = await Promise.race([second.exited, new Promise((r) => setTimeout(() => r("still running"), 10_000))]);
+			if (code === "still running") await second.kill("SIGKILL");
+			expect(code).toBe(1);
+			output = second.output();
+		}
+		expect(output).toContain("Service 'cart' already runs on node 'worker-a'");
+		expect(output).toContain("MONGO_URI");
+		// Gone from the registry once its heartbeat is missed, if it announced itself at all.
+		await eventually(() => (tester.registry.getServiceList({ onlyAvailable: true }) as any[]).filter((s) => s.name === "cart").every((s) => s.nodeID === "worker-a"));
+		expect((await tester.call<{ nodeID: string }>("cart.health")).nodeID).toBe("worker-a");
 	});
 });
 
