@@ -35,6 +35,10 @@ export interface Payment {
 	countedRefunds?: Record<string, number>;
 	/** While in the future, a call is talking to the provider about this payment. */
 	chargeLeaseUntil: Date | null;
+	/** When the last charge call to the provider started (older payments have none: see chargeStartedAt). */
+	chargeStartedAt?: Date | null;
+	/** Recorded failed without the provider's word, then reported paid by it: payments refunds it itself. */
+	paidAfterFailure?: boolean;
 	createdAt: Date;
 	updatedAt: Date;
 }
@@ -59,6 +63,36 @@ export interface Refund {
 	updatedAt: Date;
 }
 
+
+/** The provider's idempotency key of an order's charge: a retry after a lost answer never charges twice. */
+export const chargeKey = (orderId: string) => `order-${orderId}-charge`;
+
+/** The failure reason of a charge the provider, asked later, had no payment for. */
+export const NEVER_CHARGED = "Not charged: the payment never reached the payment provider";
+
+/**
+ * A charge whose provider answer was never recorded (its call errored or timed out, or its node
+ * died) and that no call is waiting for any more (its lease ran out): only the provider can say
+ * how it ended. A payment the provider named (providerPaymentId) is settled by its webhook instead.
+ */
+export function isUnrecordedCharge(p: Pick<Payment, "status" | "providerPaymentId" | "chargeLeaseUntil">, now: Date): boolean {
+	return p.status === "pending" && !p.providerPaymentId && (!p.chargeLeaseUntil || new Date(p.chargeLeaseUntil).getTime() <= now.getTime());
+}
+
+/** When the payment's last charge call started; older payments go by their last change (a takeover or a failed call). */
+export function chargeStartedAt(p: Pick<Payment, "chargeStartedAt" | "updatedAt" | "createdAt">): Date {
+	return new Date(p.chargeStartedAt ?? p.updatedAt ?? p.createdAt);
+}
+
+/**
+ * What a look-up at the provider settles of an unrecorded charge: the outcome it `found` is applied;
+ * a miss means "never charged" once the provider's look-up lag has passed since the charge call
+ * started, and "ask again later" before (the payment may not show yet).
+ */
+export function lookupVerdict(found: boolean, startedAt: Date, now: Date, lookupLagMs: number): "apply" | "not_charged" | "ask_later" {
+	if (found) return "apply";
+	return now.getTime() - startedAt.getTime() >= lookupLagMs ? "not_charged" : "ask_later";
+}
 
 /** A refund as callers see it: without its lease, key and reservation flag. */
 export function refundView(r: Refund) {

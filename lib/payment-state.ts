@@ -2,7 +2,8 @@
  * The payment state machine and refund arithmetic, without I/O.
  * pending → succeeded | failed; succeeded → partially_refunded | refunded;
  * partially_refunded → partially_refunded | refunded. Everything else is illegal, so a late or
- * replayed provider event (a `payment_failed` after `succeeded`) changes nothing.
+ * replayed provider event (a `payment_failed` after `succeeded`) changes nothing; the one exception,
+ * failed → succeeded for a failure the provider never confirmed, is canOverturnFailure.
  */
 
 export const PAYMENT_STATUSES = ["pending", "succeeded", "failed", "partially_refunded", "refunded"] as const;
@@ -15,6 +16,17 @@ export const PAYMENT_TRANSITIONS: Readonly<Record<PaymentStatus, readonly Paymen
 	failed: [],
 	refunded: [],
 };
+
+/**
+ * The one way out of `failed`: a failure recorded without the provider ever naming a payment (no
+ * providerPaymentId: its charge's answer was lost and the provider, asked later, had none, or it
+ * refused the payment method) is overturned when the provider reports a payment of it succeeded
+ * after all (a webhook). The money was taken for an order that failed, so it is recorded
+ * (`succeeded`) to be given back. A failure of a payment the provider named (a decline) stays.
+ */
+export function canOverturnFailure(p: { status: PaymentStatus; providerPaymentId: string | null }, to: PaymentStatus): boolean {
+	return p.status === "failed" && !p.providerPaymentId && to === "succeeded";
+}
 
 /** Statuses in which money was taken and (part of it) can still be given back. */
 export const REFUNDABLE_STATUSES: readonly PaymentStatus[] = ["succeeded", "partially_refunded"];

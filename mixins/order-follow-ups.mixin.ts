@@ -132,10 +132,15 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 				followUps: FOLLOW_UPS_AFTER.confirmed,
 			});
 			if (confirmed) return confirmed;
-			// Paid after the order was cancelled (a late 3-D Secure, a charge that timed out): give it back.
+			// Paid after the order was cancelled (a late 3-D Secure, a charge that timed out, or one payments had
+			// recorded failed as never charged): recorded once (nothing paid before), and given back. The refund
+			// of a payment recorded failed is payments' own, and its news may have come first.
+			const order = (await this.db.orders.findById(orderId)) as unknown as Order | null;
+			if (!order || order.status !== "cancelled" || order.paidAmount > 0 || order.saga?.state === "running") return null;
+			const paymentStatus = order.refundedAmount > 0 ? paymentStatusAfterRefund(amount, order.refundedAmount) : "succeeded";
 			return this.changeOrder(orderId, {
-				when: { status: "cancelled", paymentStatus: "pending", "saga.state": { $ne: "running" } },
-				set: { paymentStatus: "succeeded", paidAmount: amount },
+				when: { status: "cancelled", paidAmount: 0, refundedAmount: order.refundedAmount, "saga.state": { $ne: "running" } },
+				set: { paymentStatus, paidAmount: amount },
 				event: { type: "payment_succeeded", data: { paymentId, amount, late: true } },
 				followUps: FOLLOW_UPS_AFTER.paidLate,
 			});

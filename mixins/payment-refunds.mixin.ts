@@ -58,7 +58,7 @@ export interface PaymentHostMethods {
 }
 
 export interface PaymentRefundMethods {
-	refundOnce(params: RefundParams, ctx: Context): Promise<Refund>;
+	refundOnce(params: RefundParams, ctx: Context | null): Promise<Refund>;
 	takeOverRefund(ctx: Context | null, existing: Refund): Promise<Refund | "dropped" | null>;
 	resumeAbandonedRefunds(): Promise<{ finished: number }>;
 	runRefund(ctx: Context | null, refund: Refund, payment: Payment, opts?: { resumed?: boolean }): Promise<Refund>;
@@ -95,7 +95,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 
 	methods: {
 		/** One refund per refundKey, never more in total than was paid. */
-		async refundOnce(params: RefundParams, ctx: Context) {
+		async refundOnce(params: RefundParams, ctx: Context | null) {
 			const deadline = Date.now() + WAIT_FOR_OUTCOME_MS;
 			for (;;) {
 				const existing = await this.db.refunds.findOne({ refundKey: params.refundKey });

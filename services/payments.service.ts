@@ -12,10 +12,11 @@ import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import { PaymentRefundsMixin, type PaymentHostMethods, type PaymentRefundMethods } from "../mixins/payment-refunds.mixin";
-import { refundView, LEASE_MS, POLL_MS, WAIT_FOR_OUTCOME_MS, type Payment, type Refund } from "../lib/payment-records";
+import { PaymentLookupsMixin, type PaymentLookupMethods } from "../mixins/payment-lookups.mixin";
+import { chargeKey, isUnrecordedCharge, refundView, LEASE_MS, POLL_MS, WAIT_FOR_OUTCOME_MS, type Payment, type Refund } from "../lib/payment-records";
 import type { ShopMeta } from "../mixins/types";
 import { BadRequestError, ConflictError, NotFoundError, PaymentDeclinedError, ServiceUnavailableError, isDuplicate } from "../lib/errors";
-import { statusesLeadingTo, type PaymentStatus } from "../lib/payment-state";
+import { canOverturnFailure, statusesLeadingTo, type PaymentStatus } from "../lib/payment-state";
 import { readPaymentsConfig } from "../adapters/payments/config";
 import { processStartedAt } from "../lib/config";
 import { createPaymentProvider, PaymentProviderError, type CreatePaymentResult, type PaymentProvider } from "../adapters/payments/provider";
@@ -53,15 +54,15 @@ interface PaymentsVars {
 	/** Null when STRIPE_WEBHOOK_SECRET is unset: the webhook then does not exist (404). */
 	verifyWebhook: ((rawBody: string | Buffer, signature: string) => StripeWebhookEvent) | null;
 }
-interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods {
-	publish(ctx: Context, event: string, payload: Record<string, unknown>): Promise<string>;
+interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods, PaymentLookupMethods {
+	publish(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string>;
 	published(event: string, about: Record<string, unknown>, since: Date): Promise<boolean>;
 	chargeOnce(params: ChargeParams, ctx: Context): Promise<Payment>;
 	claimCharge(params: ChargeParams): Promise<{ payment: Payment; mine: boolean }>;
-	applyChargeOutcome(ctx: Context, payment: Payment, result: CreatePaymentResult): Promise<Payment>;
-	transition(paymentId: string, to: PaymentStatus, set: Partial<Payment>): Promise<Payment | null>;
-	publishOutcome(ctx: Context, payment: Payment): Promise<void>;
-	publishOutcomeOnce(ctx: Context, payment: Payment): Promise<void>;
+	applyChargeOutcome(ctx: Context | null, payment: Payment, result: CreatePaymentResult, where?: Record<string, unknown>): Promise<Payment>;
+	transition(paymentId: string, to: PaymentStatus, set: Partial<Payment>, where?: Record<string, unknown>): Promise<Payment | null>;
+	publishOutcome(ctx: Context | null, payment: Payment): Promise<void>;
+	publishOutcomeOnce(ctx: Context | null, payment: Payment): Promise<void>;
 	reclaimWebhookEvent(eventId: string): Promise<boolean>;
 	applyStripeEvent(ctx: Context, event: StripeWebhookEvent): Promise<void>;
 	findProviderPayment(providerPaymentId: unknown, orderId: unknown): Promise<Payment | null>;
@@ -71,7 +72,6 @@ type This = Service & PaymentsVars & PaymentsMethods;
 /** The params of an action about one order's payment. */
 const byOrderParams = { $$strict: "remove", orderId: { type: "string", min: 1, max: 100 } } as const;
 
-const chargeKey = (orderId: string) => `order-${orderId}-charge`;
 /** The failure reason of a payment stopped because its order was cancelled first. */
 const CANCELED_WITH_ORDER = "Canceled: the order was cancelled before the payment completed";
 
@@ -79,7 +79,7 @@ function chargeView(p: Payment) {
 	return { id: p.id, orderId: p.orderId, status: p.status, amount: p.amount, currency: p.currency, cardBrand: p.cardBrand, cardLast4: p.cardLast4 };
 }
 function paymentView(p: Payment) {
-	const { chargeLeaseUntil: _lease, reservedRefundAmount: _reserved, reservedRefunds: _refunds, countedRefunds: _counted, ...rest } = p;
+	const { chargeLeaseUntil: _lease, chargeStartedAt: _started, reservedRefundAmount: _reserved, reservedRefunds: _refunds, countedRefunds: _counted, ...rest } = p;
 	return rest;
 }
 
@@ -91,9 +91,11 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				fields: {
 					orderId: String, orderNumber: String, userId: String, amount: Number, currency: String, status: String, provider: String,
 					providerPaymentId: String, cardBrand: String, cardLast4: String, failureReason: String,
-					refundedAmount: Number, reservedRefundAmount: Number, reservedRefunds: Object, countedRefunds: Object, chargeLeaseUntil: Date, createdAt: Date, updatedAt: Date,
+					refundedAmount: Number, reservedRefundAmount: Number, reservedRefunds: Object, countedRefunds: Object, chargeLeaseUntil: Date, chargeStartedAt: Date,
+					paidAfterFailure: Boolean, createdAt: Date, updatedAt: Date,
 				},
-				indexes: [{ fields: { orderId: 1 }, unique: true }, { fields: { providerPaymentId: 1 } }],
+				// status + chargeLeaseUntil: each node's minute sweep for charges whose answer was never recorded.
+				indexes: [{ fields: { orderId: 1 }, unique: true }, { fields: { providerPaymentId: 1 } }, { fields: { status: 1, chargeLeaseUntil: 1 } }],
 			},
 			refunds: {
 				fields: {
@@ -111,6 +113,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		OutboxMixin("payments"),
 		HealthMixin,
 		PaymentRefundsMixin,
+		PaymentLookupsMixin,
 	],
 	settings: { rest: "/" },
 
@@ -130,8 +133,10 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			await this.db.refunds.updateMany({ status: "processing", leaseUntil: { $gt: expired, $lt: before } }, { $set: { leaseUntil: expired } });
 			// Webhook deliveries it was applying: the next delivery applies them again.
 			await this.db.webhook_events.updateMany({ applied: false, receivedAt: { $lt: startedAt } }, { $set: { receivedAt: new Date(Date.now() - WEBHOOK_APPLY_STALE_MS) } });
-			// Refunds its calls left half done, that no retry will ask for again (a random key), are finished now.
+			// Refunds its calls left half done, that no retry will ask for again (a random key), are finished now;
+			// so are the charges whose answer it never recorded.
 			this.resumeAbandonedRefunds().catch((err: Error) => this.logger.error("Resuming abandoned refunds failed:", err));
+			this.settleUnrecordedCharges().catch((err: Error) => this.logger.error("Settling unrecorded charges failed:", err));
 		},
 	},
 
@@ -156,12 +161,14 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			},
 		},
 
+		/** A charge whose answer was never recorded is looked up at the provider first (settleUnrecordedCharge). */
 		getByOrder: {
 			visibility: "public",
 			params: byOrderParams,
 			async handler(this: This, ctx: Context<{ orderId: string }, ShopMeta>) {
-				const payment = await this.db.payments.findOne({ orderId: ctx.params.orderId });
+				let payment = await this.db.payments.findOne({ orderId: ctx.params.orderId });
 				if (!payment) return null;
+				if (isUnrecordedCharge(payment, new Date())) payment = await this.settleUnrecordedCharge(ctx, payment);
 				const refunds = await this.db.refunds.find({ paymentId: payment.id }, { sort: { createdAt: 1 } });
 				return { ...paymentView(payment), refunds: refunds.map(refundView) };
 			},
@@ -171,14 +178,16 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		 * Stops the order's payment if it is still waiting (3-D Secure not completed), so a cancelled
 		 * order can no longer take money. Returns the payment as it stands: `failed` once canceled,
 		 * `succeeded` when the customer completed it first, `pending` when the provider cannot stop it
-		 * (processing, or a charge whose outcome is not known yet): its webhook settles it. Safe to repeat.
+		 * (processing, or a charge whose outcome is not known yet): its webhook or the sweep settles it.
+		 * A charge whose answer was never recorded is looked up at the provider first. Safe to repeat.
 		 */
 		cancel: {
 			visibility: "public",
 			params: byOrderParams,
 			async handler(this: This, ctx: Context<{ orderId: string }, ShopMeta>) {
-				const payment = await this.db.payments.findOne({ orderId: ctx.params.orderId });
+				let payment = await this.db.payments.findOne({ orderId: ctx.params.orderId });
 				if (!payment) return null;
+				if (isUnrecordedCharge(payment, new Date())) payment = await this.settleUnrecordedCharge(ctx, payment);
 				if (payment.status !== "pending" || !payment.providerPaymentId) return paymentView(payment);
 				let outcome;
 				try {
@@ -271,7 +280,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				const payment = await this.db.payments.insert({
 					orderId: params.orderId, orderNumber: params.orderNumber ?? null, userId: params.userId, amount: params.amount, currency: params.currency, status: "pending",
 					provider: this.provider.name, providerPaymentId: null, cardBrand: null, cardLast4: null, failureReason: null,
-					refundedAmount: 0, reservedRefundAmount: 0, chargeLeaseUntil: new Date(now.getTime() + LEASE_MS), createdAt: now, updatedAt: now,
+					refundedAmount: 0, reservedRefundAmount: 0, chargeLeaseUntil: new Date(now.getTime() + LEASE_MS), chargeStartedAt: now, createdAt: now, updatedAt: now,
 				});
 				return { payment, mine: true };
 			} catch (err) {
@@ -285,32 +294,34 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			if (abandoned) {
 				const taken = await this.db.payments.updateOne(
 					{ id: existing.id, status: "pending", providerPaymentId: null, chargeLeaseUntil: existing.chargeLeaseUntil },
-					{ $set: { chargeLeaseUntil: new Date(now.getTime() + LEASE_MS), updatedAt: now } },
+					{ $set: { chargeLeaseUntil: new Date(now.getTime() + LEASE_MS), chargeStartedAt: now, updatedAt: now } },
 				);
 				if (taken) return { payment: taken, mine: true };
 			}
 			return { payment: existing, mine: false };
 		},
 
-		async applyChargeOutcome(this: This, ctx: Context, payment: Payment, result: CreatePaymentResult) {
+		/** The provider's answer to a charge; `where` narrows each write (a look-up applies it only while its claim holds). */
+		async applyChargeOutcome(this: This, ctx: Context | null, payment: Payment, result: CreatePaymentResult, where: Record<string, unknown> = {}) {
 			const details = { providerPaymentId: result.providerId, cardBrand: result.cardBrand, cardLast4: result.cardLast4, chargeLeaseUntil: null };
+			const current = async () => (await this.db.payments.findById(payment.id))!;
 			if (result.status === "pending") {
-				return (await this.db.payments.updateOne({ id: payment.id, status: "pending" }, { $set: { ...details, updatedAt: new Date() } })) ?? (await this.db.payments.findById(payment.id))!;
+				return (await this.db.payments.updateOne({ id: payment.id, status: "pending", ...where }, { $set: { ...details, updatedAt: new Date() } })) ?? (await current());
 			}
 			const failureReason = result.status === "failed" ? result.failureReason ?? "Payment declined" : null;
-			const settled = await this.transition(payment.id, result.status, { ...details, failureReason });
+			const settled = await this.transition(payment.id, result.status, { ...details, failureReason }, where);
 			// A webhook settled it first (and published); only the lease is left to clear.
-			if (!settled) return (await this.db.payments.updateOne({ id: payment.id }, { $set: { chargeLeaseUntil: null } }))!;
+			if (!settled) return (await this.db.payments.updateOne({ id: payment.id, ...where }, { $set: { chargeLeaseUntil: null } })) ?? (await current());
 			await this.publishOutcome(ctx, settled);
 			return settled;
 		},
 
-		/** Compare-and-set through the state machine: an illegal transition matches nothing and returns null. */
-		transition(this: This, paymentId: string, to: PaymentStatus, set: Partial<Payment>) {
-			return this.db.payments.updateOne({ id: paymentId, status: { $in: statusesLeadingTo(to) } }, { $set: { ...set, status: to, updatedAt: new Date() } });
+		/** Compare-and-set through the state machine (and `where`): an illegal transition matches nothing and returns null. */
+		transition(this: This, paymentId: string, to: PaymentStatus, set: Partial<Payment>, where: Record<string, unknown> = {}) {
+			return this.db.payments.updateOne({ id: paymentId, ...where, status: { $in: statusesLeadingTo(to) } }, { $set: { ...set, status: to, updatedAt: new Date() } });
 		},
 
-		async publishOutcome(this: This, ctx: Context, p: Payment) {
+		async publishOutcome(this: This, ctx: Context | null, p: Payment) {
 			const base = { orderId: p.orderId, paymentId: p.id, userId: p.userId, amount: p.amount, currency: p.currency };
 			if (p.status === "succeeded") await this.publish(ctx, "payment.succeeded", base);
 			else if (p.status === "failed") await this.publish(ctx, "payment.failed", { ...base, reason: p.failureReason });
@@ -326,9 +337,25 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					const to = event.type === "payment_intent.succeeded" ? "succeeded" : "failed";
 					const failureReason = to === "failed" ? object.last_payment_error?.message ?? "Payment failed" : null;
 					const settled = await this.transition(payment.id, to, { providerPaymentId: object.id, failureReason, chargeLeaseUntil: null });
-					if (settled) await this.publishOutcome(ctx, settled);
-					// Settled so by an earlier delivery that died before announcing it: announced now.
-					else if (payment.status === to) await this.publishOutcomeOnce(ctx, payment);
+					if (settled) {
+						await this.publishOutcome(ctx, settled);
+						return;
+					}
+					if (to === "succeeded" && canOverturnFailure(payment, to)) {
+						// Recorded failed without the provider's word, and the money was taken after all: recorded, announced and given back.
+						const overturned = await this.db.payments.updateOne(
+							{ id: payment.id, status: "failed", providerPaymentId: null },
+							{ $set: { status: "succeeded", providerPaymentId: object.id, failureReason: null, paidAfterFailure: true, chargeLeaseUntil: null, updatedAt: new Date() } },
+						);
+						if (overturned) await this.publishOutcome(ctx, overturned);
+						const paid = overturned ?? (await this.db.payments.findById(payment.id))!;
+						if (paid.paidAfterFailure) await this.refundPaidAfterFailure(ctx, paid);
+						return;
+					}
+					if (payment.status !== to) return;
+					// Settled so by an earlier delivery that died before announcing (or, paid after failing, refunding) it: done now.
+					await this.publishOutcomeOnce(ctx, payment);
+					if (payment.paidAfterFailure) await this.refundPaidAfterFailure(ctx, payment);
 					return;
 				}
 				case "charge.refunded": {
@@ -380,7 +407,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		},
 
 		/** Publishes a settled payment's outcome unless its outbox holds it already (an earlier delivery did). */
-		async publishOutcomeOnce(this: This, ctx: Context, p: Payment) {
+		async publishOutcomeOnce(this: This, ctx: Context | null, p: Payment) {
 			const event = p.status === "succeeded" ? "payment.succeeded" : p.status === "failed" ? "payment.failed" : null;
 			// Nothing about the payment is older than the payment.
 			if (!event || (await this.published(event, { paymentId: p.id }, p.createdAt))) return;

@@ -46,10 +46,27 @@ export interface CancelPaymentResult {
 	status: "canceled" | "succeeded" | "pending";
 }
 
+/** What a charge was sent with, to look it up by when its answer was never recorded. */
+export interface FindPaymentInput {
+	idempotencyKey: string;
+	orderId: string;
+}
+
 export interface PaymentProvider {
 	readonly name: string;
+	/**
+	 * How long after a charge was sent `findPayment` may still miss it, the provider's look-up lagging
+	 * behind its payments: a miss counts as "never charged" only once this long has passed since the
+	 * charge call started. 0: a miss is final at once.
+	 */
+	readonly lookupLagMs: number;
 	/** Resolves with `failed` on a decline; rejects with PaymentProviderError when the outcome is unknown. */
 	createPayment(input: CreatePaymentInput): Promise<CreatePaymentResult>;
+	/**
+	 * The payment a charge with this key and order made, as it stands now, or null when the provider
+	 * has none (see lookupLagMs). Rejects with PaymentProviderError when the provider cannot say.
+	 */
+	findPayment(input: FindPaymentInput): Promise<CreatePaymentResult | null>;
 	refund(input: RefundInput): Promise<RefundResult>;
 	/** Stops a payment still waiting (3-D Secure) so it can never take money; safe to repeat. */
 	cancelPayment(providerPaymentId: string): Promise<CancelPaymentResult>;

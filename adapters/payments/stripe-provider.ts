@@ -5,7 +5,7 @@
  * rejects with PaymentProviderError so the caller can retry under the same key.
  */
 import type Stripe from "stripe";
-import type { CancelPaymentResult, CreatePaymentInput, CreatePaymentResult, PaymentProvider, RefundInput, RefundResult } from "./provider";
+import type { CancelPaymentResult, CreatePaymentInput, CreatePaymentResult, FindPaymentInput, PaymentProvider, RefundInput, RefundResult } from "./provider";
 import { PaymentProviderError } from "./provider";
 import type { StripeApiTarget } from "./config";
 
@@ -47,8 +47,39 @@ function card(intent: Stripe.PaymentIntent | undefined): { brand: string | null;
 	return { brand: fromCharge?.brand ?? fromMethod?.brand ?? null, last4: fromCharge?.last4 ?? fromMethod?.last4 ?? null };
 }
 
+/** What a PaymentIntent's status means for the payment. */
+function outcomeOf(intent: Stripe.PaymentIntent): CreatePaymentResult {
+	const c = card(intent);
+	const base = { providerId: intent.id, cardBrand: c.brand, cardLast4: c.last4 };
+	if (intent.status === "succeeded") return { ...base, status: "succeeded", failureReason: null };
+	if (intent.status === "requires_payment_method" || intent.status === "canceled") {
+		return { ...base, status: "failed", failureReason: intent.last_payment_error?.message ?? "Payment failed" };
+	}
+	// processing, requires_action, requires_capture: settled later by a webhook.
+	return { ...base, status: "pending", failureReason: null };
+}
+
+/** A string in Stripe's search query language: single-quoted, with quotes and backslashes escaped. */
+export function searchString(value: string): string {
+	return `'${value.replace(/[\\']/g, (ch) => `\\${ch}`)}'`;
+}
+
+/** The rank of an intent's outcome when an order has several: money taken first, then one still able to take it. */
+const OUTCOME_RANK: Record<CreatePaymentResult["status"], number> = { succeeded: 0, pending: 1, failed: 2 };
+
+/** Of the intents found for an order, the one that says most about its money (see OUTCOME_RANK). */
+export function pickOutcome(outcomes: CreatePaymentResult[]): CreatePaymentResult | null {
+	return [...outcomes].sort((a, b) => OUTCOME_RANK[a.status] - OUTCOME_RANK[b.status])[0] ?? null;
+}
+
 export class StripePaymentProvider implements PaymentProvider {
 	readonly name = "stripe";
+	/**
+	 * Stripe's search is eventually consistent ("typically within a minute", longer during incidents):
+	 * an intent created by a call that started less than this long ago may not show yet, so a miss
+	 * counts as "never charged" only after it. Ten times the usual lag, plus the call's own minute.
+	 */
+	readonly lookupLagMs = 10 * 60_000;
 	readonly stripe: Stripe;
 
 	constructor(secretKey: string, api?: StripeApiTarget) {
@@ -85,14 +116,22 @@ export class StripePaymentProvider implements PaymentProvider {
 			}
 			throw new PaymentProviderError(`Stripe: ${e?.message ?? String(err)}`, err);
 		}
-		const c = card(intent);
-		const base = { providerId: intent.id, cardBrand: c.brand, cardLast4: c.last4 };
-		if (intent.status === "succeeded") return { ...base, status: "succeeded", failureReason: null };
-		if (intent.status === "requires_payment_method" || intent.status === "canceled") {
-			return { ...base, status: "failed", failureReason: intent.last_payment_error?.message ?? "Payment failed" };
+		return outcomeOf(intent);
+	}
+
+	/**
+	 * Stripe does not look a payment up by idempotency key, so by the order id in its metadata (every
+	 * charge sends it), through the search API (GET /v1/payment_intents/search).
+	 */
+	async findPayment(input: FindPaymentInput): Promise<CreatePaymentResult | null> {
+		let found: Stripe.ApiSearchResult<Stripe.PaymentIntent>;
+		try {
+			found = await this.stripe.paymentIntents.search({ query: `metadata['orderId']:${searchString(input.orderId)}`, expand: ["data.latest_charge", "data.payment_method"] });
+		} catch (err) {
+			throw new PaymentProviderError(`Stripe search: ${(err as Error)?.message ?? String(err)}`, err);
 		}
-		// processing, requires_action, requires_capture: settled later by a webhook.
-		return { ...base, status: "pending", failureReason: null };
+		// The query matches by metadata only: the order's own intents, checked again here.
+		return pickOutcome(found.data.filter((pi) => pi.metadata?.orderId === input.orderId).map(outcomeOf));
 	}
 
 	async refund(input: RefundInput): Promise<RefundResult> {

@@ -5,7 +5,7 @@
  * payments from before a restart are still refunded and canceled (see chargeOf).
  */
 import crypto from "node:crypto";
-import type { CancelPaymentResult, CreatePaymentInput, CreatePaymentResult, PaymentProvider, RefundInput, RefundResult } from "./provider";
+import type { CancelPaymentResult, CreatePaymentInput, CreatePaymentResult, FindPaymentInput, PaymentProvider, RefundInput, RefundResult } from "./provider";
 import { PaymentProviderError } from "./provider";
 
 interface TestCard {
@@ -36,6 +36,12 @@ interface Charge {
 
 export class TestPaymentProvider implements PaymentProvider {
 	readonly name = "test";
+	/**
+	 * A miss is final at once: this provider lives in the process, so what it does not hold was never
+	 * charged (a call that errored charged nothing; after a restart it holds nothing, and nothing of
+	 * the previous run's unanswered calls was charged either: they died with it).
+	 */
+	readonly lookupLagMs = 0;
 	/** Number of payments actually created (not counting idempotent replays). */
 	chargesCreated = 0;
 	private readonly payments = new Map<string, { fingerprint: string; result: Promise<CreatePaymentResult> }>();
@@ -55,6 +61,23 @@ export class TestPaymentProvider implements PaymentProvider {
 			this.charges.set(providerId, { amount: input.amount, refunded: 0, status: card.outcome });
 			return { providerId, status: card.outcome, cardBrand: card.brand, cardLast4: card.last4, failureReason: card.reason ?? null };
 		});
+	}
+
+	/** The payment made under the key, as it stands now (3-D Secure completed or canceled since). */
+	async findPayment(input: FindPaymentInput): Promise<CreatePaymentResult | null> {
+		const seen = this.payments.get(input.idempotencyKey);
+		if (!seen) return null;
+		let result: CreatePaymentResult;
+		try {
+			result = await seen.result;
+		} catch {
+			// Errored: nothing was charged (and the key is free again).
+			return null;
+		}
+		const now = result.providerId ? this.charges.get(result.providerId)?.status : undefined;
+		if (now === "succeeded" || now === "pending") return { ...result, status: now };
+		if (now === "canceled") return { ...result, status: "failed", failureReason: result.failureReason ?? "Canceled" };
+		return result;
 	}
 
 	refund(input: RefundInput): Promise<RefundResult> {

@@ -1,6 +1,6 @@
 /**
  * A local stand-in for api.stripe.com, for the real stripe-node SDK (`new Stripe(key, {host, port,
- * protocol: "http"})`). It answers /v1/payment_intents (create, retrieve, cancel) and /v1/refunds the way Stripe does for its
+ * protocol: "http"})`). It answers /v1/payment_intents (create, retrieve, cancel, search by metadata) and /v1/refunds the way Stripe does for its
  * test payment methods, records every request with its Idempotency-Key header, and replays the
  * stored response for a repeated key (a different body under the same key is an idempotency_error).
  */
@@ -58,6 +58,16 @@ export interface FakeStripe {
 	requestsTo(path: string, opts?: { includeReplays?: boolean }): RecordedStripeRequest[];
 	/** Answers the next `count` requests with a 500 (and no retry advice), as during an outage. */
 	failNext(count: number): void;
+	/** Answers every request `ms` later (0: at once), as over a real network: checkouts running at once interleave. */
+	delayAnswers(ms: number): void;
+	/**
+	 * The next `count` PaymentIntent creations go through (the intent is made and its answer kept under
+	 * the idempotency key, as Stripe does) but are answered with a 500 without retry advice: the caller
+	 * never learns of the intent.
+	 */
+	loseCreatedAnswers(count: number): void;
+	/** Intents show in GET /v1/payment_intents/search only `ms` after they were created (0: at once), as Stripe's search lags. */
+	searchLag(ms: number): void;
 	stop(): Promise<void>;
 }
 
@@ -72,6 +82,10 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 	const intents = new Map<string, FakeIntent>();
 	const byKey = new Map<string, StoredResponse>();
 	let failures = 0;
+	let delayMs = 0;
+	let lostCreates = 0;
+	let searchLagMs = 0;
+	const createdAt = new Map<string, number>();
 
 	function intentJson(pi: FakeIntent, expand: string[]) {
 		const charge = pi.chargeId && {
@@ -128,6 +142,7 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 			lastError: null,
 		};
 		intents.set(pi.id, pi);
+		createdAt.set(pi.id, Date.now());
 		if (!confirmed) return { status: 200, body: intentJson(pi, expand) };
 		if (card.outcome === "requires_action") {
 			pi.status = "requires_action";
@@ -173,6 +188,16 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		return { status: 200, body: intentJson(pi, []) };
 	}
 
+	// Stripe's search query language, as far as the shop uses it: metadata['key']:'value' (quotes escaped with \).
+	function searchIntents(form: Record<string, string>) {
+		const m = /^metadata\['([^']+)'\]:'((?:[^'\\]|\\.)*)'$/.exec(form.query ?? "");
+		if (!m) return stripeError(400, { type: "invalid_request_error", param: "query", message: `This fake searches only metadata['key']:'value', not: ${form.query}` });
+		const value = m[2].replace(/\\(.)/g, "$1");
+		const expand = Object.entries(form).filter(([k]) => k.startsWith("expand[")).map(([, v]) => v.replace(/^data\./, ""));
+		const indexed = [...intents.values()].filter((pi) => pi.metadata[m[1]] === value && Date.now() - (createdAt.get(pi.id) ?? 0) >= searchLagMs);
+		return { status: 200, body: { object: "search_result", url: "/v1/payment_intents/search", has_more: false, next_page: null, data: indexed.map((pi) => intentJson(pi, expand)) } };
+	}
+
 	function route(method: string, path: string, form: Record<string, string>): { status: number; body: unknown } {
 		if (failures > 0) {
 			failures--;
@@ -180,6 +205,7 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		}
 		if (method === "POST" && path === "/v1/payment_intents") return createIntent(form);
 		if (method === "POST" && path === "/v1/refunds") return createRefund(form);
+		if (method === "GET" && path === "/v1/payment_intents/search") return searchIntents(form);
 		const cancel = /^\/v1\/payment_intents\/([^/]+)\/cancel$/.exec(path);
 		if (method === "POST" && cancel) return cancelIntent(cancel[1]);
 		const get = /^\/v1\/payment_intents\/([^/]+)$/.exec(path);
@@ -196,7 +222,8 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		req.on("end", () => {
 			const raw = Buffer.concat(chunks).toString("utf8");
 			const url = new URL(req.url ?? "/", "http://fake-stripe");
-			const form = Object.fromEntries(new URLSearchParams(raw));
+			// A GET's parameters come in its query string (search).
+			const form = Object.fromEntries(new URLSearchParams(req.method === "GET" ? url.search : raw));
 			const header = (name: string) => {
 				const v = req.headers[name];
 				return Array.isArray(v) ? v[0] : v;
@@ -223,9 +250,18 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 				// Like Stripe, only completed requests are stored: a 500 may be retried under the same key.
 				if (idempotencyKey && method === "POST" && answer.status < 500) byKey.set(idempotencyKey, { fingerprint, ...answer });
 				if (answer.status >= 500) extraHeaders["stripe-should-retry"] = "false";
+				if (lostCreates > 0 && method === "POST" && url.pathname === "/v1/payment_intents" && answer.status === 200) {
+					lostCreates--;
+					answer = stripeError(500, { type: "api_error", message: "An unknown error occurred" });
+					extraHeaders["stripe-should-retry"] = "false";
+				}
 			}
-			res.writeHead(answer.status, { "content-type": "application/json", "request-id": rid("req"), ...extraHeaders });
-			res.end(JSON.stringify(answer.body));
+			const send = () => {
+				res.writeHead(answer.status, { "content-type": "application/json", "request-id": rid("req"), ...extraHeaders });
+				res.end(JSON.stringify(answer.body));
+			};
+			if (delayMs > 0) setTimeout(send, delayMs);
+			else send();
 		});
 	});
 	await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -239,6 +275,15 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		requestsTo: (path, opts = {}) => requests.filter((r) => r.path === path && (opts.includeReplays || !r.replayed)),
 		failNext(count) {
 			failures = count;
+		},
+		delayAnswers(ms) {
+			delayMs = ms;
+		},
+		loseCreatedAnswers(count) {
+			lostCreates = count;
+		},
+		searchLag(ms) {
+			searchLagMs = ms;
 		},
 		stop: () =>
 			new Promise<void>((resolve) => {

@@ -236,8 +236,8 @@ describe("checkout survives a kill -9 at every step (single process, files on di
 			expect((await http("GET", "/api/promotions/ONCE", { token: setup.admin })).body).toMatchObject({ usedCount: 0 });
 			await shop.stop();
 			const data = await auditFiles(setup, answers);
-			// No money taken. A charge killed before the provider answered stays pending, without a provider id:
-			// its order is cancelled, and the provider's webhook would settle it (and the order refund it).
+			// No money taken. A charge killed before the provider answered is looked up at the provider once the
+			// shop is back (the built-in provider had nothing: failed); until that look it is pending, without a provider id.
 			expect(data.payments.filter((p) => p.status !== "failed" && !(p.status === "pending" && !p.providerPaymentId))).toEqual([]);
 			expect(data.notifications.filter((m) => m.template === "order-confirmed")).toEqual([]);
 		} finally {

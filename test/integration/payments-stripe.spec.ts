@@ -6,6 +6,7 @@ import Stripe from "stripe";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { startFakeStripe, type FakeStripe } from "../helpers/fake-stripe";
+import { NEVER_CHARGED } from "../../lib/payment-records";
 
 const WEBHOOK_SECRET = "whsec_test_payments_spec";
 const ENV_KEYS = ["STRIPE_SECRET_KEY", "STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET"] as const;
@@ -392,6 +393,78 @@ describe("payments with Stripe (fake Stripe server)", () => {
 		test("events of other types or of unknown payments are acknowledged and ignored", async () => {
 			expect((await send(event(evtId(), "customer.created", { id: "cus_1" }))).body).toEqual({ received: true });
 			expect((await send(event(evtId(), "payment_intent.succeeded", { id: "pi_unknown", metadata: { orderId: "nope" } }))).body).toEqual({ received: true });
+		});
+
+		describe("a charge whose answer was never recorded", () => {
+			afterEach(() => {
+				fake.searchLag(0);
+				fake.loseCreatedAnswers(0);
+			});
+
+			test("findPayment finds the order's PaymentIntent through Stripe's search, with its card; an order Stripe has none of is null", async () => {
+				const orderId = `${newOrderId()}-it's`;
+				await charge(orderId, "pm_card_mastercard", 1300);
+				const [intent] = intentsOf(orderId);
+				expect(await svc.provider.findPayment({ idempotencyKey: `order-${orderId}-charge`, orderId })).toEqual({
+					providerId: intent.id, status: "succeeded", cardBrand: "mastercard", cardLast4: "4444", failureReason: null,
+				});
+				const [search] = fake.requestsTo("/v1/payment_intents/search").slice(-1);
+				expect(search.form.query).toBe(`metadata['orderId']:'${orderId.replace("'", "\\'")}'`);
+				expect(await svc.provider.findPayment({ idempotencyKey: "order-none-charge", orderId: newOrderId() })).toBeNull();
+				expect(svc.provider.lookupLagMs).toBe(10 * 60_000);
+			});
+
+			test("Stripe charged but the answer was lost: getByOrder finds the intent and records it succeeded, announced once", async () => {
+				const orderId = newOrderId();
+				fake.loseCreatedAnswers(1);
+				await expect(charge(orderId, "pm_card_visa", 2100)).rejects.toMatchObject({ code: 503 });
+				const [intent] = intentsOf(orderId);
+				expect(intent.status).toBe("succeeded");
+				expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", providerPaymentId: intent.id, cardBrand: "visa", cardLast4: "4242" });
+				expect(eventsFor(orderId).map((e) => e.name)).toEqual(["payment.succeeded"]);
+			});
+
+			test("recorded failed as never charged (the search lagged past the grace period), then the webhook says it succeeded: recorded, announced and refunded at Stripe once", async () => {
+				const orderId = newOrderId();
+				fake.searchLag(60 * 60_000);
+				fake.loseCreatedAnswers(1);
+				await expect(charge(orderId, "pm_card_visa", 2700)).rejects.toMatchObject({ code: 503 });
+				await svc.db.payments.updateOne({ orderId }, { $set: { chargeStartedAt: new Date(Date.now() - 11 * 60_000) } });
+				expect(await getByOrder(orderId)).toMatchObject({ status: "failed", failureReason: NEVER_CHARGED });
+				const [intent] = intentsOf(orderId);
+
+				const evt = event(evtId(), "payment_intent.succeeded", { id: intent.id, object: "payment_intent", status: "succeeded", amount: 2700, metadata: { orderId } });
+				expect((await send(evt)).body).toEqual({ received: true });
+				expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", providerPaymentId: intent.id, refundedAmount: 2700, paidAfterFailure: true });
+				expect(fake.requestsTo("/v1/refunds").filter((r) => r.form.payment_intent === intent.id)).toHaveLength(1);
+				expect(intent.amountRefunded).toBe(2700);
+				expect(eventsFor(orderId).map((e) => [e.name, e.payload.sale])).toEqual([
+					["payment.failed", undefined],
+					["payment.succeeded", undefined],
+					["payment.refunded", false],
+				]);
+				// Delivered again, or another event about it: nothing more.
+				expect((await send(evt)).body).toEqual({ received: true, duplicate: true });
+				await send(event(evtId(), "payment_intent.succeeded", { id: intent.id, metadata: { orderId } }));
+				expect(fake.requestsTo("/v1/refunds").filter((r) => r.form.payment_intent === intent.id)).toHaveLength(1);
+			});
+
+			test("paid after failing, the refund at Stripe failed: the webhook answers an error and its redelivery refunds", async () => {
+				const orderId = newOrderId();
+				fake.searchLag(60 * 60_000);
+				fake.loseCreatedAnswers(1);
+				await expect(charge(orderId, "pm_card_visa", 900)).rejects.toMatchObject({ code: 503 });
+				await svc.db.payments.updateOne({ orderId }, { $set: { chargeStartedAt: new Date(Date.now() - 11 * 60_000) } });
+				expect(await getByOrder(orderId)).toMatchObject({ status: "failed" });
+				const [intent] = intentsOf(orderId);
+				const evt = event(evtId(), "payment_intent.succeeded", { id: intent.id, metadata: { orderId } });
+				await whileStripeDown(async () => expect((await send(evt)).status).toBe(503));
+				expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", paidAfterFailure: true });
+				expect((await send(evt)).body).toEqual({ received: true });
+				expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 900 });
+				expect(intent.amountRefunded).toBe(900);
+				expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+			});
 		});
 	});
 });

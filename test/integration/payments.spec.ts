@@ -6,6 +6,8 @@ import { startShop, type Shop } from "../helpers/shop";
 import { PaymentProviderError } from "../../adapters/payments/provider";
 import { TestPaymentProvider } from "../../adapters/payments/test-provider";
 import { eventRecorder } from "../helpers/fakes";
+import { waitFor } from "../helpers/wait";
+import { NEVER_CHARGED } from "../../lib/payment-records";
 
 let seq = 0;
 const newOrderId = () => `order-${process.pid}-${++seq}`;
@@ -132,7 +134,8 @@ describe("payments (built-in test provider)", () => {
 			const charged = provider.chargesCreated;
 			const spy = jest.spyOn(provider, "createPayment").mockRejectedValue(new PaymentProviderError("connection refused"));
 			await expect(charge(orderId)).rejects.toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
-			expect(await getByOrder(orderId)).toMatchObject({ status: "pending", providerPaymentId: null });
+			// As stored (getByOrder would settle it: see "a charge whose answer was never recorded").
+			expect(await svc.db.payments.findOne({ orderId })).toMatchObject({ status: "pending", providerPaymentId: null });
 			expect(eventsFor(orderId)).toHaveLength(0);
 
 			spy.mockRestore();
@@ -189,6 +192,123 @@ describe("payments (built-in test provider)", () => {
 
 		test("getByOrder of an unknown order is null", async () => {
 			expect(await getByOrder("no-such-order")).toBeNull();
+		});
+	});
+
+	describe("a charge whose answer was never recorded", () => {
+		const cancel = (orderId: string) => shop.broker.call<any, any>("payments.cancel", { orderId });
+		/** The pending payment a charge call leaves until the provider's answer is recorded; its lease ends `leaseMs` from now. */
+		const leftPending = (orderId: string, leaseMs: number, amount = 2500) => {
+			const now = new Date();
+			return svc.db.payments.insert({
+				orderId, userId: "user-1", amount, currency: "USD", status: "pending", provider: "test", providerPaymentId: null, cardBrand: null, cardLast4: null, failureReason: null,
+				refundedAmount: 0, reservedRefundAmount: 0, chargeLeaseUntil: new Date(now.getTime() + leaseMs), chargeStartedAt: new Date(now.getTime() - 60_000), createdAt: now, updatedAt: now,
+			});
+		};
+
+		test("left by a previous run (the provider, restarted, has none): getByOrder settles it failed as never charged, announced once; a retry is that decline", async () => {
+			const orderId = newOrderId();
+			const left = await leftPending(orderId, -1000);
+			const lookups = jest.spyOn(provider, "findPayment");
+			const settled = await getByOrder(orderId);
+			expect(settled).toMatchObject({ id: left.id, status: "failed", failureReason: NEVER_CHARGED, providerPaymentId: null, refunds: [] });
+			expect(lookups).toHaveBeenCalledWith({ idempotencyKey: `order-${orderId}-charge`, orderId });
+			expect(eventsFor(orderId)).toEqual([
+				{ name: "payment.failed", payload: { orderId, paymentId: left.id, userId: "user-1", amount: 2500, currency: "USD", reason: NEVER_CHARGED, eventId: expect.any(String) } },
+			]);
+			// Settled: not asked again, and a retried charge answers the decline without charging.
+			const creates = jest.spyOn(provider, "createPayment");
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed" });
+			await expect(charge(orderId)).rejects.toMatchObject({ code: 402, message: NEVER_CHARGED });
+			expect(lookups).toHaveBeenCalledTimes(1);
+			expect(creates).not.toHaveBeenCalled();
+			expect(eventsFor(orderId)).toHaveLength(1);
+		});
+
+		test("after an outage the payment is settled on the next look: the built-in provider charged nothing", async () => {
+			const orderId = newOrderId();
+			jest.spyOn(provider, "createPayment").mockRejectedValueOnce(new PaymentProviderError("connection reset"));
+			await expect(charge(orderId)).rejects.toMatchObject({ code: 503 });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed", failureReason: NEVER_CHARGED });
+		});
+
+		test("made at the provider, its answer lost: found by its key and applied as the answer would have been, announced once", async () => {
+			const orderId = newOrderId();
+			const made = await provider.createPayment({ amount: 2500, currency: "USD", token: "pm_card_mastercard", idempotencyKey: `order-${orderId}-charge`, metadata: { orderId } });
+			const left = await leftPending(orderId, -1000);
+			expect(await getByOrder(orderId)).toMatchObject({ id: left.id, status: "succeeded", providerPaymentId: made.providerId, cardBrand: "mastercard", cardLast4: "4444", failureReason: null });
+			expect(eventsFor(orderId).map((e) => e.name)).toEqual(["payment.succeeded"]);
+			// Money taken: refundable like any payment.
+			expect(await refund(orderId, `${orderId}-late`)).toMatchObject({ amount: 2500, status: "succeeded" });
+		});
+
+		test("a charge whose call may still be talking to the provider (lease live) is left alone: nothing asked, by reads or by the sweep", async () => {
+			const orderId = newOrderId();
+			await leftPending(orderId, 30_000);
+			const lookups = jest.spyOn(provider, "findPayment");
+			expect(await getByOrder(orderId)).toMatchObject({ status: "pending" });
+			expect(await cancel(orderId)).toMatchObject({ status: "pending" });
+			await svc.settleUnrecordedCharges();
+			expect(lookups).not.toHaveBeenCalled();
+			expect(await svc.db.payments.findOne({ orderId })).toMatchObject({ status: "pending" });
+		});
+
+		test("the sweep settles the ones nobody asks about, and a single process's start does at once", async () => {
+			const swept = newOrderId();
+			const atStart = newOrderId();
+			await leftPending(swept, -1000);
+			await svc.settleUnrecordedCharges();
+			expect(await svc.db.payments.findOne({ orderId: swept })).toMatchObject({ status: "failed", failureReason: NEVER_CHARGED });
+			expect(eventsFor(swept, "payment.failed")).toHaveLength(1);
+
+			await leftPending(atStart, -1000);
+			// What the broker of a restarted single process announces once its services have started.
+			shop.broker.broadcastLocal("$broker.started");
+			await waitFor(() => svc.db.payments.findOne({ orderId: atStart }), (p: any) => p.status === "failed");
+			expect(eventsFor(atStart, "payment.failed")).toHaveLength(1);
+		});
+
+		test("cancel (an order cancelled meanwhile) settles it the same way", async () => {
+			const orderId = newOrderId();
+			await leftPending(orderId, -1000);
+			expect(await cancel(orderId)).toMatchObject({ status: "failed", failureReason: NEVER_CHARGED });
+		});
+
+		test("the provider cannot be asked: left pending, no error for the reader, and asked again on the next look", async () => {
+			const orderId = newOrderId();
+			await leftPending(orderId, -1000);
+			const lookups = jest.spyOn(provider, "findPayment").mockRejectedValueOnce(new PaymentProviderError("timeout"));
+			expect(await getByOrder(orderId)).toMatchObject({ status: "pending" });
+			expect(eventsFor(orderId)).toHaveLength(0);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed" });
+			expect(lookups).toHaveBeenCalledTimes(2);
+		});
+
+		test("settled by someone else while the provider was being asked (a webhook): the look-up's answer overwrites nothing", async () => {
+			const orderId = newOrderId();
+			await leftPending(orderId, -1000);
+			jest.spyOn(provider, "findPayment").mockImplementationOnce(async () => {
+				await svc.db.payments.updateOne({ orderId }, { $set: { status: "succeeded", providerPaymentId: "pi_test_from_webhook", chargeLeaseUntil: null } });
+				return null;
+			});
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", providerPaymentId: "pi_test_from_webhook" });
+			expect(eventsFor(orderId, "payment.failed")).toHaveLength(0);
+		});
+
+		test("a charge retried while the provider is being asked waits for the look-up's outcome instead of charging", async () => {
+			const orderId = newOrderId();
+			await leftPending(orderId, -1000);
+			let answer!: () => void;
+			jest.spyOn(provider, "findPayment").mockImplementationOnce(() => new Promise((resolve) => (answer = () => resolve(null))));
+			const creates = jest.spyOn(provider, "createPayment");
+			const looking = getByOrder(orderId);
+			await waitFor(() => answer, (a) => !!a);
+			const retried = charge(orderId).catch((e) => e);
+			await new Promise((r) => setTimeout(r, 100));
+			answer();
+			expect(await looking).toMatchObject({ status: "failed" });
+			expect(await retried).toMatchObject({ code: 402, message: NEVER_CHARGED });
+			expect(creates).not.toHaveBeenCalled();
 		});
 	});
 
