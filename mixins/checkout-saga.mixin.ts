@@ -1,11 +1,12 @@
 /**
  * The orders service's checkout saga, split out of services/orders.service.ts for size; only that
- * service uses it. `checkoutSteps()` reads as the purchase's story: snapshot the cart → load the
- * address → create the order pending → reserve stock → consume the promo → charge → confirm →
- * commit stock → clear the cart → publish. A failure undoes the earlier steps in reverse (release
- * stock, give the promo back, refund, cancel the order with the reason). The saga's journal lives
- * on the order (`sagaLog`), so compensating again never refunds or releases twice; after a crash,
- * `recoverCheckout` rolls an interrupted checkout forward or back.
+ * service uses it. `checkoutSteps()` reads as the purchase's story: claim and snapshot the cart →
+ * load the address → create the order pending → reserve stock → consume the promo → charge →
+ * confirm → commit stock → clear the cart (and its claim) → publish. A failure undoes the earlier
+ * steps in reverse (release stock, give the promo back, refund, cancel the order with the reason,
+ * let the cart go). The saga's journal lives on the order (`sagaLog`), so compensating again never
+ * refunds or releases twice; after a crash, `recoverCheckout` rolls an interrupted checkout forward
+ * or back.
  *
  * The host declares the orders collections (DbMixin), `changeOrder` and `callFrom`
  * (OrderHostMethods), and OrderFollowUpsMixin's `refundRest`, `publishOnce` and `tryFollowUps`.
@@ -44,6 +45,8 @@ import { formatOrderNumber, orderNumberDay } from "../lib/order-number";
  * than the total they saw. A changed price is simply the price now: the cart shows it.
  */
 const BLOCKING_CART_PROBLEMS = new Set(["archived", "currency_mismatch", "promo"]);
+/** Orders one customer may have waiting for their payment (3-D Secure) at once; each holds stock until it expires. */
+const MAX_UNPAID_ORDERS = 3;
 
 export interface CheckoutParams {
 	shippingAddressId: string;
@@ -93,6 +96,8 @@ export interface OrderHostMethods {
 export interface CheckoutSagaMethods {
 	checkoutSteps(): SagaStep<Checkout>[];
 	snapshotCart(c: Checkout): Promise<void>;
+	releaseCart(c: Checkout): Promise<void>;
+	limitUnpaidOrders(c: Checkout): Promise<void>;
 	loadAddress(c: Checkout): Promise<void>;
 	createOrder(c: Checkout): Promise<void>;
 	cancelFailedOrder(c: Checkout, cause: unknown): Promise<void>;
@@ -134,7 +139,10 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		/** The checkout, step by step; each compensation sits next to the step it undoes. */
 		checkoutSteps(): SagaStep<Checkout>[] {
 			return [
-				{ name: "snapshotCart", run: (c) => this.snapshotCart(c) },
+				// The cart is claimed for this order until clearCart lets it go. Released whenever the saga stops here
+				// too: a claim whose answer was lost, or a cart refused after it was claimed, holds nothing back.
+				// Releasing a claim this order never took changes nothing.
+				{ name: "snapshotCart", run: (c) => this.snapshotCart(c), compensate: (c) => this.releaseCart(c), compensateIfInterrupted: true },
 				{ name: "loadAddress", run: (c) => this.loadAddress(c) },
 				{ name: "createOrder", run: (c) => this.createOrder(c), compensate: (c, cause) => this.cancelFailedOrder(c, cause) },
 				// A reserve or a promo use whose answer was lost (or whose node died before the order said so) is
@@ -151,7 +159,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		},
 
 		async snapshotCart(c: Checkout) {
-			const cart = await this.callFrom(c, "cart.snapshot", { userId: c.userId });
+			// Claimed: a second checkout of this cart is refused (409 CHECKOUT_IN_PROGRESS) until this one ends.
+			const cart = await this.callFrom(c, "cart.snapshot", { userId: c.userId, claimFor: c.orderId });
+			await this.limitUnpaidOrders(c);
 			// Lines that cannot be bought any more would silently drop out of the order: the customer reviews
 			// the cart first. A short stock is for the reservation to decide, atomically.
 			const blocking = (cart.problems ?? []).filter((p: { type: string }) => BLOCKING_CART_PROBLEMS.has(p.type));
@@ -161,6 +171,20 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			}
 			if (!cart.items?.length) throw new ConflictError("Your cart is empty", "CART_EMPTY");
 			c.cart = cart;
+		},
+
+		async releaseCart(c: Checkout) {
+			await this.callFrom(c, "cart.releaseCheckout", { userId: c.userId, orderId: c.orderId });
+		},
+
+		/**
+		 * Each order waiting for its payment holds its stock until it expires: a few per customer at most.
+		 * Counted while this checkout holds the customer's cart, so no other checkout of theirs runs
+		 * between the count and this order's creation.
+		 */
+		async limitUnpaidOrders(c: Checkout) {
+			const unpaid = await this.db.orders.count({ userId: c.userId, status: "pending", paymentStatus: "pending" });
+			if (unpaid >= MAX_UNPAID_ORDERS) throw new ConflictError(`You have ${unpaid} orders waiting for payment: complete or cancel one first`, "TOO_MANY_UNPAID_ORDERS");
 		},
 
 		async loadAddress(c: Checkout) {
@@ -314,11 +338,14 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		async clearCart(c: Checkout) {
 			// A recovered checkout has no snapshot: it clears the cart only if it is still the one bought (its
 			// version on the order), so the customer does not see it as unbought; items added since keep it.
+			// Either way the cart's claim for this order goes in that same write: the next checkout may start.
 			const version = c.cart ? c.cart.version : c.order?.cartVersion;
-			if (!c.cart && typeof version !== "number") return;
-			// The order is paid: a cart that cannot be cleared (or changed meanwhile) is no reason to undo it.
+			const clear = !!c.cart || typeof version === "number";
+			// The order is paid: a cart that cannot be cleared (or changed meanwhile) is no reason to undo it; a
+			// claim left behind by a failed clear ends with its lease.
 			try {
-				await this.callFrom(c, "cart.clear", { userId: c.userId, version });
+				if (clear) await this.callFrom(c, "cart.clear", { userId: c.userId, version, orderId: c.orderId });
+				else await this.releaseCart(c);
 			} catch (err) {
 				this.logger.warn(`Cart of user ${c.userId} not cleared after order ${c.orderId}:`, (err as Error).message);
 			}

@@ -19,7 +19,7 @@ import { ConflictError, InsufficientStockError, NotFoundError, UnprocessableErro
 import { priceCart, toSnapshot, type CatalogVariant, type PricedCart } from "../lib/cart-pricing";
 import { checkPromotion, normalizeCode, promoRejected, promotionDiscount, promotionInputProblems, PROMO_CODE_PATTERN, type Promotion } from "../lib/promotions";
 import { PromotionUseMixin, promotionUseCollections, type PromotionDoc, type PromotionUseMethods } from "../mixins/promotion-uses.mixin";
-import { createCartStore, type CartStore, type LineResult } from "../adapters/cart-store";
+import { CHECKOUT_LEASE_MS, createCartStore, type CartStore, type LineResult, type StoredCart } from "../adapters/cart-store";
 
 /** Most units of one variant in a cart, and most lines in a cart. */
 const MAX_QUANTITY = 99;
@@ -39,6 +39,7 @@ interface CartMethods extends PromotionUseMethods {
 	loadVariants(ctx: Ctx<unknown>, ids: string[], known?: CatalogVariant[]): Promise<Map<string, CatalogVariant>>;
 	sellableVariant(ctx: Ctx<unknown>, variantId: string): Promise<CatalogVariant>;
 	priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string, known?: CatalogVariant[]): Promise<PricedCart & { version: number }>;
+	priceStoredCart(ctx: Ctx<unknown>, stored: StoredCart, known?: CatalogVariant[]): Promise<PricedCart & { version: number }>;
 	showCart(ctx: Ctx<unknown>, owner: Owner, known?: CatalogVariant[]): Promise<Record<string, unknown>>;
 }
 
@@ -88,13 +89,18 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			...promotionUseCollections,
 			// The embedded cart store writes through to here so carts survive a restart (unused with Redis).
 			carts: {
-				fields: { lines: [{ variantId: String, quantity: Number, unitPrice: Number }], promoCode: String, version: Number, expiresAt: Date },
+				// checkout: the claim of the order checking the cart out, {orderId, until}, or null.
+				fields: { lines: [{ variantId: String, quantity: Number, unitPrice: Number }], promoCode: String, version: Number, expiresAt: Date, checkout: Object },
 				indexes: [{ fields: { expiresAt: 1 }, expireAfterSeconds: 0 }],
 			},
 		}),
 		HealthMixin,
 	],
-	settings: { rest: "/" },
+	settings: {
+		rest: "/",
+		/** How long a checkout's claim on a cart lasts when nothing ends it (tests shorten it). */
+		checkoutLeaseMs: CHECKOUT_LEASE_MS,
+	},
 
 	actions: {
 		getCart: {
@@ -283,18 +289,38 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		snapshot: {
 			visibility: "public",
-			params: { userId: "string" },
-			async handler(ctx: Ctx<{ userId: string }>) {
-				const cart = await this.priceOwnerCart(ctx, `u:${ctx.params.userId}`);
+			params: { userId: "string", claimFor: { type: "string", min: 1, max: 100, optional: true } },
+			async handler(ctx: Ctx<{ userId: string; claimFor?: string }>) {
+				const { userId, claimFor } = ctx.params;
+				const owner = `u:${userId}`;
+				let stored: StoredCart;
+				if (claimFor) {
+					// One checkout of a cart at a time: two at once (a double click, two tabs) would both buy it.
+					const claim = await this.store.claimCheckout(owner, claimFor, this.settings.checkoutLeaseMs);
+					if (!claim.claimed) throw new ConflictError("Another checkout of this cart is in progress", "CHECKOUT_IN_PROGRESS");
+					stored = claim.cart;
+				} else {
+					stored = await this.store.get(owner);
+				}
+				const cart = await this.priceStoredCart(ctx, stored);
 				return toSnapshot(cart, cart.version);
 			},
 		},
 
 		clear: {
 			visibility: "public",
-			params: { userId: "string", version: { type: "number", integer: true, min: 0, optional: true } },
-			async handler(ctx: Ctx<{ userId: string; version?: number }>) {
-				return { cleared: await this.store.clear(`u:${ctx.params.userId}`, ctx.params.version) };
+			params: { userId: "string", version: { type: "number", integer: true, min: 0, optional: true }, orderId: { type: "string", min: 1, max: 100, optional: true } },
+			async handler(ctx: Ctx<{ userId: string; version?: number; orderId?: string }>) {
+				const { userId, version, orderId } = ctx.params;
+				return { cleared: await this.store.clear(`u:${userId}`, version, orderId) };
+			},
+		},
+
+		releaseCheckout: {
+			visibility: "public",
+			params: { userId: "string", orderId: { type: "string", min: 1, max: 100 } },
+			async handler(ctx: Ctx<{ userId: string; orderId: string }>) {
+				return { released: await this.store.releaseCheckout(`u:${ctx.params.userId}`, ctx.params.orderId) };
 			},
 		},
 
@@ -371,7 +397,10 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 		},
 
 		async priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string, known?: CatalogVariant[]) {
-			const stored = await this.store.get(ownerKey);
+			return this.priceStoredCart(ctx, await this.store.get(ownerKey), known);
+		},
+
+		async priceStoredCart(ctx: Ctx<unknown>, stored: StoredCart, known?: CatalogVariant[]) {
 			const [variants, promotion] = await Promise.all([
 				this.loadVariants(ctx, stored.lines.map((l) => l.variantId), known),
 				stored.promoCode ? this.findPromotion(stored.promoCode, "checked") : null,

@@ -2,11 +2,13 @@
  * Orders: the checkout saga, the order state machine and each order's event log.
  *
  * Checkout (POST /api/orders) claims its Idempotency-Key here and runs the saga of
- * mixins/checkout-saga.mixin.ts, which reads as its story in `checkoutSteps()`: snapshot the cart →
- * load the address → create the order pending → reserve stock → consume the promo → charge →
- * confirm → commit stock → clear the cart → publish. A failure undoes the earlier steps in reverse
- * (release stock, give the promo back, refund, cancel the order with the reason). The saga's
- * journal lives on the order, so compensating again never refunds or releases twice.
+ * mixins/checkout-saga.mixin.ts, which reads as its story in `checkoutSteps()`: claim and snapshot
+ * the cart → load the address → create the order pending → reserve stock → consume the promo →
+ * charge → confirm → commit stock → clear the cart → publish. The claim makes a customer's
+ * checkouts of their cart run one at a time, whatever their Idempotency-Keys. A failure undoes the
+ * earlier steps in reverse (release stock, give the promo back, refund, cancel the order with the
+ * reason, let the cart go). The saga's journal lives on the order, so compensating again never
+ * refunds or releases twice.
  *
  * Every change of an order is one conditional update (a status compare-and-set, `changeOrder`
  * below) that also appends its entries to the order's event log, kept on the order (orders stored
@@ -77,8 +79,6 @@ import {
 } from "../lib/idempotency";
 
 const IDEMPOTENCY_TTL_SECONDS = 48 * 3600;
-/** Orders one customer may have waiting for their payment (3-D Secure) at once; each holds stock until it expires. */
-const MAX_UNPAID_ORDERS = 3;
 /** replayCheckout's answer when the earlier request failed and freed its key. */
 const KEY_FREED = Symbol("key freed");
 
@@ -166,7 +166,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					200: "The order already placed with this Idempotency-Key and body",
 					400: "Idempotency-Key missing or malformed",
 					402: "Payment declined: stock released, order cancelled, cart kept",
-					409: "Cart empty or not buyable, stock short, too many orders waiting for payment, or the Idempotency-Key is in use or was used with another body",
+					409: "Cart empty or not buyable, stock short, another checkout of the cart in progress, too many orders waiting for payment, or the Idempotency-Key is in use or was used with another body",
 				},
 				headers: { "Idempotency-Key": { required: true, description: "One checkout per key: a retry with the same body gets the first answer" } },
 			},
@@ -181,7 +181,6 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				},
 			},
 			async handler(this: OrdersThis, ctx: Context<CheckoutParams, ShopMeta>) {
-				const userId = ctx.meta.user!.id;
 				const key = ctx.meta.idempotencyKey;
 				if (!key) throw new BadRequestError("The Idempotency-Key header is required for checkout", "IDEMPOTENCY_KEY_REQUIRED");
 				if (!isValidIdempotencyKey(key)) throw invalidIdempotencyKey();
@@ -191,9 +190,6 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				if (!claim.claimed) return claim.answer;
 
 				try {
-					// Each order waiting for its payment holds its stock until it expires: a few per customer at most.
-					const unpaid = await this.db.orders.count({ userId, status: "pending", paymentStatus: "pending" });
-					if (unpaid >= MAX_UNPAID_ORDERS) throw new ConflictError(`You have ${unpaid} orders waiting for payment: complete or cancel one first`, "TOO_MANY_UNPAID_ORDERS");
 					const order = await this.runCheckout(ctx, claim.record.orderId);
 					const view = orderView(order);
 					await this.db.idempotency_keys.updateOne({ id: claim.record.id }, { $set: { status: "completed", response: view } });
@@ -205,8 +201,9 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					// answers the key; a retry waits for it.
 					if (err instanceof SagaTakenOverError) throw new ServiceUnavailableError("The checkout is being finished, retry with the same Idempotency-Key");
 					// A business refusal (402, 409, 422) is the answer to this request: replay it. A server error
-					// leaves nothing behind (the saga compensated), so the key is freed for a retry.
-					if (err?.code >= 400 && err?.code < 500) {
+					// leaves nothing behind (the saga compensated), so the key is freed for a retry; so does a cart
+					// held by another checkout, which passes: a retry with this key runs once that one is done.
+					if (err?.code >= 400 && err?.code < 500 && err?.type !== "CHECKOUT_IN_PROGRESS") {
 						await this.db.idempotency_keys.updateOne({ id: claim.record.id }, { $set: { status: "failed", error: serializeError(err) } });
 					} else {
 						await this.db.idempotency_keys.removeOne({ id: claim.record.id });

@@ -2,6 +2,8 @@
  * Where carts live: one small interface, an embedded store (default) and Redis (REDIS_URL).
  * A cart belongs to an owner key (`u:<userId>` or `g:<guestCartId>`); every write is one atomic
  * step that also checks its limits, so concurrent requests never lose or exceed a quantity.
+ * A checkout holds the cart it buys (its order id, for a lease) from its snapshot until it clears
+ * the cart, so two checkouts of one cart never both buy it.
  */
 import type { CartLine } from "../../lib/cart-pricing";
 
@@ -38,6 +40,9 @@ export interface MergeLine extends LineWrite {
 	cap: number;
 }
 
+/** A checkout's claim on a cart: the cart as it was claimed, or the other order holding it. */
+export type CheckoutClaim = { claimed: true; cart: StoredCart } | { claimed: false; heldBy: string };
+
 export interface CartStore {
 	get(owner: string): Promise<StoredCart>;
 	/** Adds to a line (creating it), refused when the total would pass a limit or a new line would pass maxLines. */
@@ -48,8 +53,19 @@ export interface CartStore {
 	removeItem(owner: string, variantId: string): Promise<boolean>;
 	/** null removes the code. Returns the new version. */
 	setPromo(owner: string, code: string | null): Promise<number>;
-	/** Empties the cart (lines and code); with `version`, only if the cart is still at it. */
-	clear(owner: string, version?: number): Promise<boolean>;
+	/**
+	 * Empties the cart (lines and code); with `version`, only if the cart is still at it. With
+	 * `releaseFor`, that order's checkout claim goes in the same write, whether the cart was emptied or not.
+	 */
+	clear(owner: string, version?: number, releaseFor?: string): Promise<boolean>;
+	/**
+	 * Claims the cart for an order's checkout for `leaseMs`, in one atomic step, and reads it. Refused
+	 * while another order holds an unexpired claim; the same order claiming again renews its lease.
+	 * The claim does not change the cart's version; the customer may still change the cart.
+	 */
+	claimCheckout(owner: string, orderId: string, leaseMs: number): Promise<CheckoutClaim>;
+	/** Drops the order's claim; true when it held one. Another order's claim is left alone. */
+	releaseCheckout(owner: string, orderId: string): Promise<boolean>;
 	/** Reads and deletes the cart in one step, so a guest cart is merged at most once. */
 	take(owner: string): Promise<StoredCart>;
 	/** Sums lines into the cart, each capped; lines past maxLines are dropped. Returns how many lines changed. */
@@ -59,6 +75,12 @@ export interface CartStore {
 
 /** Carts untouched for this long expire (refreshed on every write). */
 export const CART_TTL_SECONDS = 7 * 24 * 3600;
+
+/**
+ * How long a checkout claim holds a cart: far longer than a checkout takes (its request times out
+ * after 10 s), so it only ends by itself when the node running the checkout died before its order existed.
+ */
+export const CHECKOUT_LEASE_MS = 5 * 60_000;
 
 export function emptyCart(): StoredCart {
 	return { lines: [], promoCode: null, version: 0 };

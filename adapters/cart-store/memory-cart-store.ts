@@ -6,11 +6,17 @@
  * instance; several instances share carts through Redis.
  */
 import type { Collection } from "../../mixins/collection";
-import { CART_TTL_SECONDS, emptyCart, type CartStore, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
+import { CART_TTL_SECONDS, emptyCart, type CartStore, type CheckoutClaim, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
 
 interface Line {
 	quantity: number;
 	unitPrice: number | null;
+}
+
+/** A checkout's claim on the cart: the order, and when its lease ends. */
+interface CheckoutHold {
+	orderId: string;
+	until: number;
 }
 
 interface MemoryCart {
@@ -18,10 +24,14 @@ interface MemoryCart {
 	promoCode: string | null;
 	version: number;
 	expiresAt: number;
+	checkout: CheckoutHold | null;
 }
 
-/** A change computed on a copy of the cart: the result, and whether the cart was written. */
-type Change<T> = { result: T; written: boolean };
+/**
+ * A change computed on a copy of the cart: the result, and whether the cart was written.
+ * `holdOnly`: only the checkout claim changed, so the version (what the cart holds) stays.
+ */
+type Change<T> = { result: T; written: boolean; holdOnly?: boolean };
 
 export interface MemoryCartStoreOptions {
 	/** Write-through persistence; carts live in memory only without it. */
@@ -49,18 +59,14 @@ export class MemoryCartStore implements CartStore {
 		const docs = await this.opts.persist.find({ expiresAt: { $gt: new Date(this.now()) } });
 		for (const d of docs) {
 			const lines = new Map<string, Line>((d.lines as Array<{ variantId: string } & Line>).map((l) => [l.variantId, { quantity: l.quantity, unitPrice: l.unitPrice ?? null }]));
-			this.carts.set(d.id, { lines, promoCode: d.promoCode ?? null, version: d.version ?? 0, expiresAt: new Date(d.expiresAt).getTime() });
+			const checkout = d.checkout ? { orderId: d.checkout.orderId, until: new Date(d.checkout.until).getTime() } : null;
+			this.carts.set(d.id, { lines, promoCode: d.promoCode ?? null, version: d.version ?? 0, expiresAt: new Date(d.expiresAt).getTime(), checkout });
 		}
 	}
 
 	async get(owner: string): Promise<StoredCart> {
 		const cart = this.current(owner);
-		if (!cart) return emptyCart();
-		return {
-			lines: [...cart.lines].map(([variantId, l]) => ({ variantId, quantity: l.quantity, unitPrice: l.unitPrice })),
-			promoCode: cart.promoCode,
-			version: cart.version,
-		};
+		return cart ? storedCart(cart) : emptyCart();
 	}
 
 	addItem(owner: string, line: LineWrite, limits: LineLimits & { maxLines: number }): Promise<LineResult> {
@@ -98,12 +104,31 @@ export class MemoryCartStore implements CartStore {
 		});
 	}
 
-	clear(owner: string, version?: number): Promise<boolean> {
+	clear(owner: string, version?: number, releaseFor?: string): Promise<boolean> {
 		return this.change(owner, (cart) => {
-			if (version != null && version !== cart.version) return { result: false, written: false };
+			const released = releaseFor != null && cart.checkout?.orderId === releaseFor;
+			if (released) cart.checkout = null;
+			if (version != null && version !== cart.version) return { result: false, written: released, holdOnly: true };
 			cart.lines.clear();
 			cart.promoCode = null;
 			return { result: true, written: true };
+		});
+	}
+
+	claimCheckout(owner: string, orderId: string, leaseMs: number): Promise<CheckoutClaim> {
+		return this.change<CheckoutClaim>(owner, (cart) => {
+			const holder = cart.checkout && cart.checkout.until > this.now() ? cart.checkout.orderId : null;
+			if (holder && holder !== orderId) return { result: { claimed: false, heldBy: holder }, written: false };
+			cart.checkout = { orderId, until: this.now() + leaseMs };
+			return { result: { claimed: true, cart: storedCart(cart) }, written: true, holdOnly: true };
+		});
+	}
+
+	releaseCheckout(owner: string, orderId: string): Promise<boolean> {
+		return this.change(owner, (cart) => {
+			if (cart.checkout?.orderId !== orderId) return { result: false, written: false };
+			cart.checkout = null;
+			return { result: true, written: true, holdOnly: true };
 		});
 	}
 
@@ -149,18 +174,19 @@ export class MemoryCartStore implements CartStore {
 	}
 
 	/**
-	 * Applies `fn` to a copy of the cart; when it wrote, the version moves on, the expiry is
-	 * refreshed, and the copy is persisted before it replaces the cart in memory.
+	 * Applies `fn` to a copy of the cart; when it wrote, the version moves on (unless only the claim
+	 * changed), the expiry is refreshed, and the copy is persisted (one write) before it replaces the
+	 * cart in memory. Changes of one cart run one at a time, so a claim's check and write are one step.
 	 */
 	private change<T>(owner: string, fn: (cart: MemoryCart) => Change<T>): Promise<T> {
 		return this.serial(owner, async () => {
 			const cur = this.current(owner);
 			const draft: MemoryCart = cur
-				? { lines: new Map([...cur.lines].map(([k, v]) => [k, { ...v }])), promoCode: cur.promoCode, version: cur.version, expiresAt: cur.expiresAt }
-				: { lines: new Map(), promoCode: null, version: 0, expiresAt: 0 };
-			const { result, written } = fn(draft);
+				? { lines: new Map([...cur.lines].map(([k, v]) => [k, { ...v }])), promoCode: cur.promoCode, version: cur.version, expiresAt: cur.expiresAt, checkout: cur.checkout }
+				: { lines: new Map(), promoCode: null, version: 0, expiresAt: 0, checkout: null };
+			const { result, written, holdOnly } = fn(draft);
 			if (!written) return result;
-			draft.version++;
+			if (!holdOnly) draft.version++;
 			draft.expiresAt = this.now() + this.ttlMs;
 			await this.save(owner, draft);
 			this.carts.set(owner, draft);
@@ -170,12 +196,9 @@ export class MemoryCartStore implements CartStore {
 
 	private async save(owner: string, cart: MemoryCart): Promise<void> {
 		if (!this.opts.persist) return;
-		const lines = [...cart.lines].map(([variantId, l]) => ({ variantId, quantity: l.quantity, unitPrice: l.unitPrice }));
-		await this.opts.persist.updateOne(
-			{ id: owner },
-			{ $set: { lines, promoCode: cart.promoCode, version: cart.version, expiresAt: new Date(cart.expiresAt) } },
-			{ upsert: true },
-		);
+		const { lines, promoCode, version } = storedCart(cart);
+		const checkout = cart.checkout && { orderId: cart.checkout.orderId, until: new Date(cart.checkout.until) };
+		await this.opts.persist.updateOne({ id: owner }, { $set: { lines, promoCode, version, expiresAt: new Date(cart.expiresAt), checkout } }, { upsert: true });
 	}
 
 	/** Runs the tasks of one owner one after another, so each sees the previous one's result. */
@@ -194,4 +217,12 @@ export class MemoryCartStore implements CartStore {
 		const now = this.now();
 		for (const [owner, cart] of this.carts) if (cart.expiresAt <= now) this.carts.delete(owner);
 	}
+}
+
+function storedCart(cart: MemoryCart): StoredCart {
+	return {
+		lines: [...cart.lines].map(([variantId, l]) => ({ variantId, quantity: l.quantity, unitPrice: l.unitPrice })),
+		promoCode: cart.promoCode,
+		version: cart.version,
+	};
 }

@@ -3,10 +3,12 @@
  * `cart:{owner}:prices` of variantId → the unit price the customer saw, and `cart:{owner}:meta`
  * with `promo` and `version`. The braces are a hash tag: the three keys share a cluster slot, so
  * each write is one Lua script over them, checking its limits and refreshing the 7-day TTL.
+ * A checkout's claim is `cart:{owner}:checkout` (same slot): the order id, expiring with its lease.
  */
 import type Redis from "ioredis";
+import type { ChainableCommander } from "ioredis";
 import { connectRedis } from "../redis-connection";
-import { CART_TTL_SECONDS, type CartStore, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
+import { CART_TTL_SECONDS, type CartStore, type CheckoutClaim, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
 
 // Shared tail of every write: bump the version and refresh the TTL of all three keys.
 const TOUCH = `
@@ -48,14 +50,6 @@ return 1`,
 	cartPromo: `${TOUCH}
 if ARGV[1] == '' then redis.call('HDEL', KEYS[3], 'promo') else redis.call('HSET', KEYS[3], 'promo', ARGV[1]) end
 return touch(ARGV[2])`,
-	// ARGV: expected version ('' for any), ttl. The version survives so it never repeats.
-	cartClear: `${TOUCH}
-local v = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
-if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= v then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HDEL', KEYS[3], 'promo')
-touch(ARGV[2])
-return 1`,
 	// ARGV: maxLines, ttl, then per line: variantId, quantity, unitPrice, cap
 	cartMerge: `${TOUCH}
 local lines = redis.call('HLEN', KEYS[1])
@@ -77,8 +71,39 @@ if changed > 0 then touch(ARGV[2]) end
 return changed`,
 };
 
+// Scripts that also take the claim key: the three cart keys, then `cart:{owner}:checkout`.
+const CLAIM_SCRIPTS = {
+	// ARGV: expected version ('' for any), ttl, order id whose claim goes ('' for none): the claim goes
+	// even when the cart is kept. The version survives so it never repeats.
+	cartClear: `${TOUCH}
+if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) == ARGV[3] then redis.call('DEL', KEYS[4]) end
+local v = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= v then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HDEL', KEYS[3], 'promo')
+touch(ARGV[2])
+return 1`,
+};
+
+// Scripts over the claim key alone.
+const HOLD_SCRIPTS = {
+	// ARGV: order id, lease (ms). Returns the other order holding the cart, or '' once this one holds it.
+	cartClaim: `
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return holder end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ''`,
+	// ARGV: order id. Only that order's claim is deleted.
+	cartRelease: `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`,
+};
+
 type ScriptFn = (k1: string, k2: string, k3: string, ...args: Array<string | number>) => Promise<unknown>;
-type CartRedis = Redis & Record<keyof typeof SCRIPTS, ScriptFn>;
+type ClaimScriptFn = (k1: string, k2: string, k3: string, k4: string, ...args: Array<string | number>) => Promise<unknown>;
+type HoldScriptFn = (key: string, ...args: Array<string | number>) => Promise<unknown>;
+type CartRedis = Redis & Record<keyof typeof SCRIPTS, ScriptFn> & Record<keyof typeof CLAIM_SCRIPTS, ClaimScriptFn> & Record<keyof typeof HOLD_SCRIPTS, HoldScriptFn>;
+type CartMulti = ChainableCommander & { cartClaim(key: string, orderId: string, leaseMs: number): CartMulti };
 
 export interface RedisCartStoreOptions {
 	ttlSeconds?: number;
@@ -94,6 +119,8 @@ export class RedisCartStore implements CartStore {
 	constructor(urlOrClient: string | Redis, opts: RedisCartStoreOptions = {}) {
 		this.redis = (typeof urlOrClient === "string" ? connectRedis(urlOrClient) : urlOrClient) as CartRedis;
 		for (const [name, lua] of Object.entries(SCRIPTS)) this.redis.defineCommand(name, { numberOfKeys: 3, lua });
+		for (const [name, lua] of Object.entries(CLAIM_SCRIPTS)) this.redis.defineCommand(name, { numberOfKeys: 4, lua });
+		for (const [name, lua] of Object.entries(HOLD_SCRIPTS)) this.redis.defineCommand(name, { numberOfKeys: 1, lua });
 		this.ttl = opts.ttlSeconds ?? CART_TTL_SECONDS;
 		this.prefix = opts.prefix ?? "cart:";
 	}
@@ -104,10 +131,14 @@ export class RedisCartStore implements CartStore {
 		return [base, `${base}:prices`, `${base}:meta`];
 	}
 
+	/** The key of the cart's checkout claim. */
+	claimKey(owner: string): string {
+		return `${this.prefix}{${owner}}:checkout`;
+	}
+
 	async get(owner: string): Promise<StoredCart> {
 		const [lines, prices, meta] = this.keys(owner);
-		const res = await this.redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).exec();
-		return toCart(res);
+		return toCart(execValues(await this.redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).exec()));
 	}
 
 	async addItem(owner: string, line: LineWrite, limits: LineLimits & { maxLines: number }): Promise<LineResult> {
@@ -128,15 +159,26 @@ export class RedisCartStore implements CartStore {
 		return Number(await this.redis.cartPromo(...this.keys(owner), code ?? "", this.ttl));
 	}
 
-	async clear(owner: string, version?: number): Promise<boolean> {
-		return (await this.redis.cartClear(...this.keys(owner), version ?? "", this.ttl)) === 1;
+	async clear(owner: string, version?: number, releaseFor?: string): Promise<boolean> {
+		return (await this.redis.cartClear(...this.keys(owner), this.claimKey(owner), version ?? "", this.ttl, releaseFor ?? "")) === 1;
+	}
+
+	async claimCheckout(owner: string, orderId: string, leaseMs: number): Promise<CheckoutClaim> {
+		const [lines, prices, meta] = this.keys(owner);
+		// MULTI/EXEC: the claim and the read are one step (the read is of no use when refused).
+		const multi = this.redis.multi() as CartMulti;
+		const [heldBy, ...cart] = execValues(await multi.cartClaim(this.claimKey(owner), orderId, leaseMs).hgetall(lines).hgetall(prices).hgetall(meta).exec());
+		return heldBy ? { claimed: false, heldBy: heldBy as string } : { claimed: true, cart: toCart(cart) };
+	}
+
+	async releaseCheckout(owner: string, orderId: string): Promise<boolean> {
+		return (await this.redis.cartRelease(this.claimKey(owner), orderId)) === 1;
 	}
 
 	async take(owner: string): Promise<StoredCart> {
 		const [lines, prices, meta] = this.keys(owner);
 		// MULTI/EXEC: the reads and the delete happen as one step, so two logins merge a guest cart once.
-		const res = await this.redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).del(lines, prices, meta).exec();
-		return toCart(res);
+		return toCart(execValues(await this.redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).del(lines, prices, meta).exec()));
 	}
 
 	async mergeLines(owner: string, lines: MergeLine[], maxLines: number): Promise<number> {
@@ -150,10 +192,16 @@ export class RedisCartStore implements CartStore {
 	}
 }
 
-function toCart(res: Array<[Error | null, unknown]> | null): StoredCart {
+/** The answers of a MULTI/EXEC, or its first error. */
+function execValues(res: Array<[Error | null, unknown]> | null): unknown[] {
 	const failed = res?.find(([err]) => err);
 	if (!res || failed) throw failed?.[0] ?? new Error("Redis transaction aborted");
-	const [quantities, prices, meta] = res.map(([, value]) => value as Record<string, string>);
+	return res.map(([, value]) => value);
+}
+
+/** A cart from the answers of HGETALL on its three keys. */
+function toCart(hashes: unknown[]): StoredCart {
+	const [quantities, prices, meta] = hashes as Array<Record<string, string>>;
 	return {
 		lines: Object.entries(quantities).map(([variantId, q]) => ({ variantId, quantity: Number(q), unitPrice: prices[variantId] != null ? Number(prices[variantId]) : null })),
 		promoCode: meta.promo || null,

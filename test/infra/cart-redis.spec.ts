@@ -1,7 +1,8 @@
 /**
  * The cart on a real redis-server (`npm run test:infra` sets REDIS_URL): the whole HTTP suite of
  * test/integration/cart.spec.ts again, then what only Redis gives: carts shared by several cart
- * service instances, under the documented keys with a 7-day TTL.
+ * service instances, under the documented keys with a 7-day TTL, and one checkout of a cart at a time
+ * across instances (the claim under cart:{owner}:checkout).
  */
 import crypto from "node:crypto";
 import Redis from "ioredis";
@@ -84,6 +85,66 @@ describe("cart service instances sharing Redis", () => {
 		await Promise.all([one.broker.call("cart.merge", { guestCartId, userId }), two.broker.call("cart.merge", { guestCartId, userId })]);
 		expect((await two.http.get("/api/cart", { token: tokenFor(userId) })).body.items[0].quantity).toBe(3);
 		expect(await redis.exists(`cart:{g:${guestCartId}}`)).toBe(0);
+	});
+
+	describe("checkout claims across instances", () => {
+		/** A user with one line in the cart. */
+		async function userWithCart() {
+			const userId = `user-${crypto.randomBytes(6).toString("hex")}`;
+			expect((await one.http.post("/api/cart/items", { variantId: addVariant().id, quantity: 1 }, { token: tokenFor(userId) })).status).toBe(201);
+			return userId;
+		}
+		const claim = (shop: Shop, userId: string, orderId: string) => shop.broker.call<any, any>("cart.snapshot", { userId, claimFor: orderId });
+
+		test("a claim through one instance refuses another order's through the other; the same order claims again", async () => {
+			const userId = await userWithCart();
+			const snap = await claim(one, userId, "order-1");
+			expect(snap).toMatchObject({ version: 1, items: [{ quantity: 1 }] });
+			await expect(claim(two, userId, "order-2")).rejects.toMatchObject({ code: 409, type: "CHECKOUT_IN_PROGRESS", message: "Another checkout of this cart is in progress" });
+			expect(await claim(two, userId, "order-1")).toMatchObject({ version: 1 });
+			expect(await redis.get(`cart:{u:${userId}}:checkout`)).toBe("order-1");
+			const pttl = await redis.pttl(`cart:{u:${userId}}:checkout`);
+			expect(pttl).toBeGreaterThan(0);
+			expect(pttl).toBeLessThanOrEqual((one.broker.getLocalService("cart") as any).settings.checkoutLeaseMs);
+		});
+
+		test("concurrent claims through both instances: exactly one order holds the cart", async () => {
+			const userId = await userWithCart();
+			const claims = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => claim(i % 2 ? one : two, userId, `order-${i}`)));
+			expect(claims.filter((c) => c.status === "fulfilled")).toHaveLength(1);
+			expect(claims.filter((c) => c.status === "rejected" && (c.reason as any).type === "CHECKOUT_IN_PROGRESS")).toHaveLength(9);
+		});
+
+		test("only the holding order releases; clearing for it drops the claim with the cart, or alone when the cart changed", async () => {
+			const userId = await userWithCart();
+			const snap = await claim(one, userId, "order-1");
+			expect(await two.broker.call("cart.releaseCheckout", { userId, orderId: "order-2" })).toEqual({ released: false });
+			await expect(claim(two, userId, "order-2")).rejects.toMatchObject({ type: "CHECKOUT_IN_PROGRESS" });
+			// The customer changed the cart meanwhile: it is kept, the claim goes all the same.
+			expect((await two.http.post("/api/cart/items", { variantId: addVariant().id, quantity: 1 }, { token: tokenFor(userId) })).status).toBe(201);
+			expect(await two.broker.call("cart.clear", { userId, version: snap.version, orderId: "order-1" })).toEqual({ cleared: false });
+			expect(await redis.exists(`cart:{u:${userId}}:checkout`)).toBe(0);
+			const next = await claim(one, userId, "order-2");
+			expect(next.items).toHaveLength(2);
+			expect(await one.broker.call("cart.clear", { userId, version: next.version, orderId: "order-2" })).toEqual({ cleared: true });
+			expect(await redis.exists(`cart:{u:${userId}}:checkout`)).toBe(0);
+			expect(await two.broker.call("cart.releaseCheckout", { userId, orderId: "order-2" })).toEqual({ released: false });
+		});
+
+		test("a claim ends by itself after its lease", async () => {
+			const userId = await userWithCart();
+			const cart = one.broker.getLocalService("cart") as any;
+			const lease = cart.settings.checkoutLeaseMs;
+			cart.settings.checkoutLeaseMs = 150;
+			try {
+				await claim(one, userId, "order-of-a-dead-node");
+			} finally {
+				cart.settings.checkoutLeaseMs = lease;
+			}
+			await expect(claim(two, userId, "order-2")).rejects.toMatchObject({ type: "CHECKOUT_IN_PROGRESS" });
+			await new Promise((r) => setTimeout(r, 200));
+			expect(await claim(two, userId, "order-2")).toMatchObject({ version: 1 });
+		});
 	});
 });
 

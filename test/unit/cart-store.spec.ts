@@ -8,6 +8,7 @@ import { MemoryCartStore, RedisCartStore, CART_TTL_SECONDS, type CartStore } fro
 import { Collection } from "../../mixins/collection";
 
 const LIMITS = { maxQuantity: 99, available: 1000, maxLines: 100 };
+const LEASE_MS = 60_000;
 const owner = () => `u:${crypto.randomBytes(6).toString("hex")}`;
 const item = (variantId: string, quantity: number, unitPrice = 1000) => ({ variantId, quantity, unitPrice });
 
@@ -145,6 +146,79 @@ function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 		expect(await store.mergeLines(o, [], 100)).toBe(0);
 	});
 
+	describe("checkout claims", () => {
+		test("a claim reads the cart without changing its version; the same order claims again", async () => {
+			const o = owner();
+			await store.addItem(o, item("v1", 2, 700), LIMITS);
+			const claim = await store.claimCheckout(o, "order-1", LEASE_MS);
+			expect(claim).toEqual({ claimed: true, cart: { lines: [{ variantId: "v1", quantity: 2, unitPrice: 700 }], promoCode: null, version: 1 } });
+			expect(await store.claimCheckout(o, "order-1", LEASE_MS)).toMatchObject({ claimed: true, cart: { version: 1 } });
+			expect((await store.get(o)).version).toBe(1);
+		});
+
+		test("another order's claim is refused while one is held, and naming the holder", async () => {
+			const o = owner();
+			await store.addItem(o, item("v1", 1), LIMITS);
+			await store.claimCheckout(o, "order-1", LEASE_MS);
+			expect(await store.claimCheckout(o, "order-2", LEASE_MS)).toEqual({ claimed: false, heldBy: "order-1" });
+		});
+
+		test("of many concurrent claims by different orders, exactly one holds the cart", async () => {
+			const o = owner();
+			await store.addItem(o, item("v1", 1), LIMITS);
+			const claims = await Promise.all(Array.from({ length: 12 }, (_, i) => store.claimCheckout(o, `order-${i}`, LEASE_MS)));
+			const won = claims.flatMap((c, i) => (c.claimed ? [`order-${i}`] : []));
+			expect(won).toHaveLength(1);
+			expect(claims.filter((c) => !c.claimed).map((c) => !c.claimed && c.heldBy)).toEqual(Array(11).fill(won[0]));
+		});
+
+		test("a claim ends by itself after its lease", async () => {
+			const o = owner();
+			await store.addItem(o, item("v1", 1), LIMITS);
+			await store.claimCheckout(o, "order-1", 40);
+			expect(await store.claimCheckout(o, "order-2", LEASE_MS)).toMatchObject({ claimed: false });
+			await new Promise((r) => setTimeout(r, 80));
+			expect(await store.claimCheckout(o, "order-2", LEASE_MS)).toMatchObject({ claimed: true });
+			expect(await store.claimCheckout(o, "order-1", LEASE_MS)).toEqual({ claimed: false, heldBy: "order-2" });
+		});
+
+		test("only the holding order releases its claim; releasing again changes nothing", async () => {
+			const o = owner();
+			await store.addItem(o, item("v1", 1), LIMITS);
+			await store.claimCheckout(o, "order-1", LEASE_MS);
+			expect(await store.releaseCheckout(o, "order-2")).toBe(false);
+			expect(await store.claimCheckout(o, "order-2", LEASE_MS)).toMatchObject({ claimed: false });
+			expect(await store.releaseCheckout(o, "order-1")).toBe(true);
+			expect(await store.releaseCheckout(o, "order-1")).toBe(false);
+			expect(await store.releaseCheckout(owner(), "order-1")).toBe(false);
+			expect(await store.claimCheckout(o, "order-2", LEASE_MS)).toMatchObject({ claimed: true });
+			expect((await store.get(o)).version).toBe(1);
+		});
+
+		test("the customer still changes a claimed cart; clearing for the order then keeps the cart but drops the claim", async () => {
+			const o = owner();
+			await store.addItem(o, item("v1", 1), LIMITS);
+			const claim = await store.claimCheckout(o, "order-1", LEASE_MS);
+			expect(await store.addItem(o, item("v2", 1), LIMITS)).toMatchObject({ ok: true, version: 2 });
+			expect(await store.clear(o, claim.claimed ? claim.cart.version : -1, "order-1")).toBe(false);
+			expect((await store.get(o)).lines.map((l) => l.variantId)).toEqual(["v1", "v2"]);
+			expect(await store.claimCheckout(o, "order-2", LEASE_MS)).toMatchObject({ claimed: true, cart: { version: 2 } });
+		});
+
+		test("clearing for the order empties the cart and drops its claim in one step; another order's claim stays", async () => {
+			const o = owner();
+			await store.addItem(o, item("v1", 1), LIMITS);
+			await store.claimCheckout(o, "order-1", LEASE_MS);
+			expect(await store.clear(o, 1, "order-1")).toBe(true);
+			expect((await store.get(o)).lines).toEqual([]);
+			expect(await store.claimCheckout(o, "order-2", LEASE_MS)).toMatchObject({ claimed: true });
+			// Neither an old order's clear nor the customer emptying the cart lets another checkout in.
+			await store.clear(o, undefined, "order-1");
+			await store.clear(o);
+			expect(await store.claimCheckout(o, "order-3", LEASE_MS)).toEqual({ claimed: false, heldBy: "order-2" });
+		});
+	});
+
 	test("carts of different owners are separate", async () => {
 		const a = owner();
 		const b = owner();
@@ -189,6 +263,21 @@ describe("MemoryCartStore persisted to a collection", () => {
 		await second.load();
 		expect(await second.get("u:keep")).toEqual({ lines: [{ variantId: "v1", quantity: 3, unitPrice: 450 }], promoCode: "SAVE10", version: 2 });
 		expect((await second.get("g:gone")).lines).toEqual([]);
+		await second.close();
+	});
+
+	test("a checkout claim survives a restart, with its lease", async () => {
+		let now = Date.now();
+		const first = new MemoryCartStore({ persist: carts, now: () => now });
+		await first.addItem("u:claimed", item("v1", 1), LIMITS);
+		await first.claimCheckout("u:claimed", "order-1", 60_000);
+		await first.close();
+
+		const second = new MemoryCartStore({ persist: carts, now: () => now });
+		await second.load();
+		expect(await second.claimCheckout("u:claimed", "order-2", 60_000)).toEqual({ claimed: false, heldBy: "order-1" });
+		now += 60_001;
+		expect(await second.claimCheckout("u:claimed", "order-2", 60_000)).toMatchObject({ claimed: true, cart: { version: 1 } });
 		await second.close();
 	});
 });
