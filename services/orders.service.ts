@@ -415,6 +415,11 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			if (action === "release") {
 				await this.db.idempotency_keys.removeOne({ id: record.id, status: "running" });
 				this.logger.warn(`Idempotency key of order ${record.orderId} freed: its request died before answering`);
+				// It may have died holding the customer's cart, before its order existed (nothing to recover): the
+				// retry must not wait for the claim's lease. Failing that, the lease ends it.
+				await this.broker
+					.call("cart.releaseCheckout", { userId: record.userId, orderId: record.orderId })
+					.catch((err: Error) => this.logger.warn(`Cart claim of order ${record.orderId} left to its lease:`, err.message));
 				return null;
 			}
 			return record;

@@ -10,6 +10,7 @@ import { startShop, type Shop } from "../helpers/shop";
 import { startFakeStripe, type FakeStripe } from "../helpers/fake-stripe";
 import { setEnv } from "../helpers/env";
 import { waitFor } from "../helpers/wait";
+import { requestFingerprint } from "../../lib/idempotency";
 
 const ADMIN = { email: "concurrency-admin@example.com", password: "Admin-Passw0rd-42!" };
 /** How late the fake Stripe answers: long enough for checkouts sent together to overlap. */
@@ -213,6 +214,22 @@ describe("concurrent checkouts of one cart", () => {
 		} finally {
 			cartService().settings.checkoutLeaseMs = lease;
 		}
+	});
+
+	test("a request that died holding the cart before its order existed: once its key is freed, a retry with that key is not held back by the claim", async () => {
+		const c = await customer();
+		const v = await variant(1300, 5);
+		await addToCart(c, v);
+		const key = crypto.randomUUID();
+		// What such a request left: its key running with the order id it chose, and the cart claimed for that order.
+		const keys = (shop.broker.getLocalService("orders") as any).db.idempotency_keys;
+		const orderId = "order-of-a-request-that-died";
+		const body = { shippingAddressId: c.addressId, paymentMethod: { type: "card", token: "pm_card_visa" } };
+		await keys.insert({ userId: c.userId, key, fingerprint: requestFingerprint(body), orderId, status: "running", createdAt: new Date(Date.now() - 10 * 60_000) });
+		await shop.broker.call("cart.snapshot", { userId: c.userId, claimFor: orderId });
+		const retry = await checkout(c, "pm_card_visa", key);
+		expect(retry.status).toBe(201);
+		expect(await stockOf(v)).toBe(4);
 	});
 
 	test("a checkout left half-done by a dying node holds its cart until recovery undoes it, which lets the cart go", async () => {
