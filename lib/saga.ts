@@ -103,7 +103,9 @@ export interface CompensationFailure {
 	error: unknown;
 }
 
-export interface SagaOptions {
+export interface SagaOptions<C = unknown> {
+	/** Told before compensations run, e.g. to let them outlive a deadline the forward steps kept to. */
+	onCompensating?(ctx: C): void;
 	/** Told about a compensation that threw; it stays pending and runs again on the next compensate(). */
 	onCompensationError?(failure: CompensationFailure): void;
 }
@@ -117,7 +119,7 @@ export class SagaAbortedError extends Error {
 }
 
 export class Saga<C> {
-	constructor(readonly name: string, readonly steps: SagaStep<C>[], private readonly opts: SagaOptions = {}) {
+	constructor(readonly name: string, readonly steps: SagaStep<C>[], private readonly opts: SagaOptions<C> = {}) {
 		const names = new Set<string>();
 		for (const s of steps) {
 			if (names.has(s.name)) throw new Error(`Saga ${name}: duplicate step name ${s.name}`);
@@ -161,6 +163,7 @@ export class Saga<C> {
 	 */
 	async compensate(ctx: C, log: SagaLog, cause?: unknown): Promise<CompensationFailure[]> {
 		const failures: CompensationFailure[] = [];
+		this.opts.onCompensating?.(ctx);
 		for (const step of this.owedCompensations(await log.load(), cause)) {
 			try {
 				if (step.compensate) await step.compensate(ctx, cause);

@@ -68,6 +68,8 @@ export interface Checkout {
 	chargeUnsettled?: boolean;
 	/** Run again by recovery: a step may have taken effect before the node died. */
 	recovering?: boolean;
+	/** Compensating: its calls are made even once the request's deadline has passed (see callFrom). */
+	undoing?: boolean;
 	/** The saga's journal: each step's mark rides on that step's write to the order. */
 	log?: CarriedSagaLog;
 }
@@ -497,6 +499,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			},
 		}));
 		this.checkoutSaga = new Saga<Checkout>("checkout", steps, {
+			onCompensating: (c) => {
+				c.undoing = true;
+			},
 			onCompensationError: ({ step, error }) => this.logger.error(`Checkout compensation ${step} failed; it stays pending:`, error),
 		});
 	},

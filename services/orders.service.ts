@@ -425,9 +425,14 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			return record;
 		},
 
-		/** Calls on behalf of the checkout's request, or as the service itself when recovering. */
+		/**
+		 * Calls on behalf of the checkout's request, or as the service itself when recovering. Undoing, it
+		 * is not held to the request's deadline (Moleculer skips a call made after it): a checkout that ran
+		 * out of time must still give back the stock, the promo use and the cart it took.
+		 */
 		callFrom(c: Checkout, action: string, params: Record<string, unknown>) {
-			return c.ctx ? c.ctx.call(action, params) : this.broker.call(action, params);
+			if (!c.ctx) return this.broker.call(action, params);
+			return c.undoing ? this.broker.call(action, params, { parentCtx: c.ctx }) : c.ctx.call(action, params);
 		},
 	} satisfies OrderMethods & ThisType<OrdersThis>,
 };

@@ -232,6 +232,26 @@ describe("concurrent checkouts of one cart", () => {
 		expect(await stockOf(v)).toBe(4);
 	});
 
+	test("a checkout that runs out of time after claiming the cart still lets it go: undoing is not held to the request's deadline", async () => {
+		const c = await customer();
+		const v = await variant(1400, 5);
+		await addToCart(c, v);
+		// The address answers after the request's deadline: the next call of the checkout is skipped, and so
+		// would its undoing be.
+		const slow = slowCallsTo("users.getAddress", 400);
+		const body = { shippingAddressId: c.addressId, paymentMethod: { type: "card", token: "pm_card_visa" } };
+		const meta = { user: { id: c.userId, role: "customer", sid: "s" }, idempotencyKey: crypto.randomUUID() };
+		try {
+			await expect(shop.broker.call("orders.checkout", body, { timeout: 200, retries: 0, meta })).rejects.toMatchObject({ name: "RequestTimeoutError" });
+			await new Promise((r) => setTimeout(r, 500));
+		} finally {
+			slow.mockRestore();
+		}
+		const next = await checkout(c);
+		expect(next.status).toBe(201);
+		expect(await stockOf(v)).toBe(4);
+	});
+
 	test("a checkout left half-done by a dying node holds its cart until recovery undoes it, which lets the cart go", async () => {
 		const c = await customer();
 		const v = await variant(1800, 5);

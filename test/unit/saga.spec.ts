@@ -106,6 +106,20 @@ describe("Saga", () => {
 		expect(trace).toEqual(["undo:a", "undo:b"]);
 	});
 
+	test("onCompensating hears of the undoing before the first compensation runs, with the saga's context", async () => {
+		const trace: string[] = [];
+		const saga = new Saga<{ undoing?: boolean }>(
+			"t",
+			[
+				{ name: "a", run: async () => undefined, compensate: async (c) => void trace.push(`undo:a undoing=${c.undoing}`) },
+				{ name: "b", run: async (c) => { trace.push(`run:b undoing=${c.undoing}`); throw new Error("boom"); } },
+			],
+			{ onCompensating: (c) => { c.undoing = true; } },
+		);
+		await expect(saga.run({}, new MemorySagaLog())).rejects.toThrow("boom");
+		expect(trace).toEqual(["run:b undoing=undefined", "undo:a undoing=true"]);
+	});
+
 	describe("a step marked compensateIfInterrupted (its effect may have happened without it completing)", () => {
 		/** Steps a, b (marked), c; `effectThenFail` makes b take effect and then fail, as when its answer is lost. */
 		function interruptible(effectThenFail: boolean) {
