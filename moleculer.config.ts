@@ -8,6 +8,7 @@ import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
 import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
 import { NullFieldsMiddleware } from "./mixins/null-fields.middleware";
+import { NodeAwayMiddleware } from "./mixins/node-away.middleware";
 
 const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
 
@@ -100,7 +101,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			],
 		},
 		tracing: tracingOptions(cfg),
-		middlewares: [RetryBoundaryMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],
+		middlewares: [RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],
 		replOptions: {
 			customCommands: [
 				{

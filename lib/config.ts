@@ -69,6 +69,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		logLevel: env.LOGLEVEL ?? (isTest ? "warn" : "info"),
 		requestTimeout: int(env.REQUEST_TIMEOUT, 10_000),
 		shutdownTimeout: int(env.SHUTDOWN_TIMEOUT, 10_000),
+		// How long a call waits for a node of its service to come back (a restart) before it fails with 503; 0 never waits.
+		serviceWaitMs: Math.max(0, int(env.SERVICE_WAIT_TIMEOUT, 5000)),
 		tracing: env.TRACE_EXPORTER || (env.NODE_ENV === "development" ? "console" : undefined),
 		zipkinUrl: env.ZIPKIN_URL ?? "http://localhost:9411",
 		corsOrigins: env.CORS_ORIGINS ?? "*",

@@ -3,6 +3,7 @@
  * dist/ run by moleculer-runner, as in production), joined over a real nats-server.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import http from "node:http";
 import path from "node:path";
 import fs from "node:fs";
 import os from "node:os";
@@ -144,4 +145,74 @@ export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 10_
 		if (Date.now() > deadline) throw lastErr ?? new Error("condition not met in time");
 		await new Promise((r) => setTimeout(r, stepMs));
 	}
+}
+
+/**
+ * A stand-in for the Kubernetes Service in front of the gateways: it spreads requests over the
+ * gateways in its list, one upstream connection per request. A gateway is taken out of the list
+ * before it is stopped (a terminating pod leaves the endpoints), and put in once ready. As an ingress
+ * does, a request whose connection was refused goes to the next gateway (it never reached one); any
+ * other upstream failure is answered 502, which the tests count as a failed request.
+ */
+export interface ServiceProxy {
+	url: string;
+	add(port: number): void;
+	remove(port: number): void;
+	/** Requests forwarded to the gateway on `port` and not yet answered. */
+	inflight(port: number): number;
+	close(): Promise<void>;
+}
+
+export async function startServiceProxy(): Promise<ServiceProxy> {
+	let upstreams: number[] = [];
+	let next = 0;
+	const open = new Map<number, number>();
+	const server = http.createServer((req, res) => {
+		const chunks: Buffer[] = [];
+		req.on("data", (c) => chunks.push(c));
+		req.on("end", () => {
+			const body = Buffer.concat(chunks);
+			const tried = new Set<number>();
+			const forward = () => {
+				const candidates = upstreams.filter((p) => !tried.has(p));
+				if (!candidates.length) {
+					res.writeHead(503, { "Content-Type": "application/json" });
+					return res.end(JSON.stringify({ name: "NoUpstream", code: 503, type: "NO_UPSTREAM", message: "no gateway" }));
+				}
+				const port = candidates[next++ % candidates.length];
+				tried.add(port);
+				open.set(port, (open.get(port) ?? 0) + 1);
+				let counted = true;
+				const done = () => counted && ((counted = false), open.set(port, open.get(port)! - 1));
+				res.once("close", done);
+				const up = http.request({ host: "127.0.0.1", port, method: req.method, path: req.url, headers: { ...req.headers, connection: "close" }, agent: false }, (upRes) => {
+					res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+					upRes.pipe(res);
+				});
+				up.on("error", (err: NodeJS.ErrnoException) => {
+					if (err.code === "ECONNREFUSED") {
+						done();
+						return forward();
+					}
+					if (res.headersSent) return res.destroy(err);
+					res.writeHead(502, { "Content-Type": "application/json" });
+					res.end(JSON.stringify({ name: "BadGateway", code: 502, type: "UPSTREAM_FAILED", message: `${err.code ?? err.message} from gateway :${port}` }));
+				});
+				up.end(body);
+			};
+			forward();
+		});
+	});
+	const port = await freePort();
+	await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+	return {
+		url: `http://127.0.0.1:${port}`,
+		add: (p) => void (upstreams = [...upstreams.filter((u) => u !== p), p]),
+		remove: (p) => void (upstreams = upstreams.filter((u) => u !== p)),
+		inflight: (p) => open.get(p) ?? 0,
+		close: () => new Promise<void>((resolve) => {
+			server.closeAllConnections();
+			server.close(() => resolve());
+		}),
+	};
 }

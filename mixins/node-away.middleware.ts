@@ -1,0 +1,74 @@
+/**
+ * Calls to a service whose node is away for a moment: a rolling restart replaces each node in turn,
+ * and with the embedded store a stateful group (products, orders, users) has exactly one node.
+ *
+ * 1. A call that found no node (ServiceNotFound, or ServiceNotAvailable: the node was leaving and
+ *    refused it) never ran, so it is safe to send again: it waits up to `waitMs` for a node of the
+ *    action and is sent once more. A restart then costs the caller a pause, not a failed checkout.
+ * 2. If none comes back, the error leaves the call with code 503. Moleculer gives these errors code
+ *    404 (a full queue 429), and the shop reads a 4xx from a call as a business refusal: a checkout
+ *    stored "no node" as its Idempotency-Key's final answer and replayed that 503 to every retry, and
+ *    a users call with no node read as "No such shipping address".
+ *
+ * It wraps broker.call, so every ctx.call. The gateway's own routing resolves the endpoint itself
+ * (moleculer-web's aliasHandler) and does not pass through here.
+ */
+import type { Middleware, ServiceBroker } from "moleculer";
+import { BROKER_UNAVAILABLE_ERRORS } from "../lib/errors";
+
+const NEVER_RAN = new Set(["ServiceNotFoundError", "ServiceNotAvailableError"]);
+const POLL_MS = 50;
+
+export function NodeAwayMiddleware(waitMs: number): Middleware {
+	let broker: ServiceBroker;
+	const available = (action: string) => !!(broker.registry as any).getActionEndpoints(action)?.hasAvailable();
+
+	async function waitForNode(action: string, ms: number): Promise<boolean> {
+		const deadline = Date.now() + ms;
+		while (Date.now() < deadline && !broker.stopping) {
+			await new Promise((r) => setTimeout(r, POLL_MS));
+			if (available(action)) return true;
+		}
+		return false;
+	}
+
+	return {
+		name: "NodeAway",
+		created(b: ServiceBroker) {
+			broker = b;
+		},
+		call(next: (action: unknown, params?: unknown, opts?: any) => Promise<unknown> & { ctx?: unknown }) {
+			return (action: unknown, params?: unknown, opts: any = {}) => {
+				// moleculer reads `.ctx` off the returned promise (Context.call merges that context's meta into the
+				// caller's): a call sent again hands over its own when it answers.
+				const answer: Promise<unknown> & { ctx?: unknown } = next(action, params, opts).catch(async (first: any) => {
+					let err = first;
+					// Only when this call found no node (the error names this action): a service further down that had
+					// none means this request ran, and sending it again would run it twice. And once per call: a wait
+					// inside (the broker's retry calls through here too) is not repeated above it.
+					// Alone (no transporter), a service that is not here never comes: nothing to wait for.
+					const mayWait = waitMs > 0 && !!broker.transit && typeof action === "string" && !opts.nodeID && err && NEVER_RAN.has(err.name) && err.data?.action === action && !err.nodeAwayWaited;
+					// Not longer than half the call's own timeout: the answer must still reach the caller in time.
+					const timeout = opts.timeout ?? broker.options.requestTimeout ?? 0;
+					if (mayWait && (await waitForNode(action, timeout > 0 ? Math.min(waitMs, timeout / 2) : waitMs))) {
+						const again = next(action, params, opts);
+						try {
+							const result = await again;
+							if (again.ctx) answer.ctx = again.ctx;
+							return result;
+						} catch (failed: any) {
+							err = failed;
+						}
+					}
+					if (err && typeof err === "object") {
+						err.nodeAwayWaited = true;
+						if (BROKER_UNAVAILABLE_ERRORS.has(err.name) && typeof err.code === "number" && err.code < 500) err.code = 503;
+					}
+					throw err;
+				});
+				return answer;
+			};
+		},
+		// moleculer's typings give the `call` hook the type of a call, not of the wrapper it returns.
+	} as unknown as Middleware;
+}

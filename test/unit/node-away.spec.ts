@@ -1,0 +1,100 @@
+/** NodeAwayMiddleware: a call that found no node waits for one (bounded), and fails as a 503, never a 404. */
+import { Errors, ServiceBroker } from "moleculer";
+import { NodeAwayMiddleware } from "../../mixins/node-away.middleware";
+import { NotFoundError } from "../../lib/errors";
+
+let broker: ServiceBroker;
+let shelved = 0;
+let brokers = 0;
+
+afterEach(async () => {
+	await broker?.stop();
+});
+
+function startBroker(waitMs: number) {
+	// Over a transporter: alone, a missing service never comes, and nothing waits.
+	broker = new ServiceBroker({ logger: false, transporter: "Fake", namespace: `node-away-${++brokers}`, middlewares: [NodeAwayMiddleware(waitMs)], requestTimeout: 10_000 });
+	broker.createService({
+		name: "shelf",
+		actions: {
+			missing() {
+				throw new NotFoundError("Item");
+			},
+			async fetchBook(ctx: any) {
+				const book = await ctx.call("books.get");
+				return { book, shelf: ctx.meta.shelf };
+			},
+			// Runs, then finds no node for a service it needs: the error as it arrives from another node.
+			shelve() {
+				shelved++;
+				throw new Errors.ServiceNotFoundError({ action: "books.get" });
+			},
+		},
+	});
+	return broker.start();
+}
+
+const bookService = {
+	name: "books",
+	actions: {
+		get(ctx: any) {
+			ctx.meta.shelf = "top";
+			return { title: "Dune" };
+		},
+	},
+};
+
+describe("NodeAwayMiddleware", () => {
+	test("a call to a service that comes back within the wait is answered", async () => {
+		await startBroker(2000);
+		setTimeout(() => broker.createService(bookService), 300);
+		const t0 = Date.now();
+		await expect(broker.call("books.get")).resolves.toEqual({ title: "Dune" });
+		expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+	});
+
+	test("a call sent again hands its meta to the caller, as the first would have", async () => {
+		await startBroker(2000);
+		setTimeout(() => broker.createService(bookService), 200);
+		await expect(broker.call("shelf.fetchBook")).resolves.toEqual({ book: { title: "Dune" }, shelf: "top" });
+	});
+
+	test.each([
+		["waits, then fails", 300, undefined, 300],
+		["does not wait when turned off", 0, undefined, 0],
+		["waits at most half the call's timeout", 5000, 400, 200],
+	])("a service that does not come back %s, with code 503", async (_what, waitMs, timeout, waited) => {
+		await startBroker(waitMs);
+		const t0 = Date.now();
+		const err: any = await broker.call("books.get", {}, timeout ? { timeout } : {}).catch((e) => e);
+		const took = Date.now() - t0;
+		expect({ name: err.name, code: err.code }).toEqual({ name: "ServiceNotFoundError", code: 503 });
+		expect(took).toBeGreaterThanOrEqual(waited - 20);
+		expect(took).toBeLessThan(waited + 250);
+	});
+
+	test("alone (no transporter) a missing service never comes: no wait, 503 at once", async () => {
+		broker = new ServiceBroker({ logger: false, middlewares: [NodeAwayMiddleware(2000)], requestTimeout: 10_000 });
+		await broker.start();
+		const t0 = Date.now();
+		const err: any = await broker.call("books.get").catch((e) => e);
+		expect({ name: err.name, code: err.code }).toEqual({ name: "ServiceNotFoundError", code: 503 });
+		expect(Date.now() - t0).toBeLessThan(200);
+	});
+
+	test("a call whose action ran and found no node further down is not sent again: 503, once", async () => {
+		await startBroker(300);
+		shelved = 0;
+		const err: any = await broker.call("shelf.shelve").catch((e) => e);
+		expect({ name: err.name, code: err.code, action: err.data?.action }).toEqual({ name: "ServiceNotFoundError", code: 503, action: "books.get" });
+		expect(shelved).toBe(1);
+	});
+
+	test("a 404 the action answered is its answer: no wait, no change", async () => {
+		await startBroker(2000);
+		const t0 = Date.now();
+		const err: any = await broker.call("shelf.missing").catch((e) => e);
+		expect({ name: err.name, code: err.code, type: err.type }).toEqual({ name: "NotFoundError", code: 404, type: "NOT_FOUND" });
+		expect(Date.now() - t0).toBeLessThan(200);
+	});
+});
