@@ -92,7 +92,7 @@ export interface OrderHostMethods {
 	/** One change of an order: a conditional update that also appends its events and records follow-ups. */
 	changeOrder(orderId: string, change: OrderChange, journal?: SagaJournalRef): Promise<Order | null>;
 	/** Calls on behalf of the checkout's request, or as the service itself when recovering. */
-	callFrom(c: Checkout, action: string, params: Record<string, unknown>): Promise<any>;
+	callFrom(c: Checkout, action: string, params: Record<string, unknown>, opts?: { pastDeadline?: boolean }): Promise<any>;
 }
 
 export interface CheckoutSagaMethods {
@@ -344,10 +344,11 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			const version = c.cart ? c.cart.version : c.order?.cartVersion;
 			const clear = !!c.cart || typeof version === "number";
 			// The order is paid: a cart that cannot be cleared (or changed meanwhile) is no reason to undo it; a
-			// claim left behind by a failed clear ends with its lease.
+			// claim left behind by a failed clear ends with its lease. Not skipped when the request ran out of
+			// time on the way here: the sale is made, and the customer's next checkout must not wait for the lease.
 			try {
-				if (clear) await this.callFrom(c, "cart.clear", { userId: c.userId, version, orderId: c.orderId });
-				else await this.releaseCart(c);
+				if (clear) await this.callFrom(c, "cart.clear", { userId: c.userId, version, orderId: c.orderId }, { pastDeadline: true });
+				else await this.callFrom(c, "cart.releaseCheckout", { userId: c.userId, orderId: c.orderId }, { pastDeadline: true });
 			} catch (err) {
 				this.logger.warn(`Cart of user ${c.userId} not cleared after order ${c.orderId}:`, (err as Error).message);
 			}

@@ -428,11 +428,12 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		/**
 		 * Calls on behalf of the checkout's request, or as the service itself when recovering. Undoing, it
 		 * is not held to the request's deadline (Moleculer skips a call made after it): a checkout that ran
-		 * out of time must still give back the stock, the promo use and the cart it took.
+		 * out of time must still give back the stock, the promo use and the cart it took. `pastDeadline`
+		 * does the same for a forward step that must not be skipped (letting the cart go after the sale).
 		 */
-		callFrom(c: Checkout, action: string, params: Record<string, unknown>) {
+		callFrom(c: Checkout, action: string, params: Record<string, unknown>, opts: { pastDeadline?: boolean } = {}) {
 			if (!c.ctx) return this.broker.call(action, params);
-			return c.undoing ? this.broker.call(action, params, { parentCtx: c.ctx }) : c.ctx.call(action, params);
+			return c.undoing || opts.pastDeadline ? this.broker.call(action, params, { parentCtx: c.ctx }) : c.ctx.call(action, params);
 		},
 	} satisfies OrderMethods & ThisType<OrdersThis>,
 };

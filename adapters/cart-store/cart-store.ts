@@ -55,7 +55,8 @@ export interface CartStore {
 	setPromo(owner: string, code: string | null): Promise<number>;
 	/**
 	 * Empties the cart (lines and code); with `version`, only if the cart is still at it. With
-	 * `releaseFor`, that order's checkout claim goes in the same write, whether the cart was emptied or not.
+	 * `releaseFor`, that order's checkout claim goes in the same write, whether the cart was emptied or
+	 * not, and a cart another order's checkout holds is not emptied (that one is buying it).
 	 */
 	clear(owner: string, version?: number, releaseFor?: string): Promise<boolean>;
 	/**
@@ -77,8 +78,10 @@ export interface CartStore {
 export const CART_TTL_SECONDS = 7 * 24 * 3600;
 
 /**
- * How long a checkout claim holds a cart: far longer than a checkout takes (its request times out
- * after 10 s), so it only ends by itself when the node running the checkout died before its order existed.
+ * How long a checkout claim holds a cart: far longer than a checkout's request (10 s). It ends by
+ * itself when its checkout's node died before the order existed or before the cart was cleared (the
+ * cart service unreachable then), or when a checkout runs longer than this (recovery of a node lost
+ * for minutes): then another checkout may claim the cart, and the older one's clear leaves it alone.
  */
 export const CHECKOUT_LEASE_MS = 5 * 60_000;
 

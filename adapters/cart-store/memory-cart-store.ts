@@ -108,7 +108,9 @@ export class MemoryCartStore implements CartStore {
 		return this.change(owner, (cart) => {
 			const released = releaseFor != null && cart.checkout?.orderId === releaseFor;
 			if (released) cart.checkout = null;
-			if (version != null && version !== cart.version) return { result: false, written: released, holdOnly: true };
+			// Another checkout holds the cart now (this one outlived its lease): what it bought is not this one's to empty.
+			const heldByAnother = releaseFor != null && !!cart.checkout && cart.checkout.orderId !== releaseFor && cart.checkout.until > this.now();
+			if (heldByAnother || (version != null && version !== cart.version)) return { result: false, written: released, holdOnly: true };
 			cart.lines.clear();
 			cart.promoCode = null;
 			return { result: true, written: true };

@@ -74,9 +74,14 @@ return changed`,
 // Scripts that also take the claim key: the three cart keys, then `cart:{owner}:checkout`.
 const CLAIM_SCRIPTS = {
 	// ARGV: expected version ('' for any), ttl, order id whose claim goes ('' for none): the claim goes
-	// even when the cart is kept. The version survives so it never repeats.
+	// even when the cart is kept, and a cart another order's checkout holds is kept. The version
+	// survives so it never repeats.
 	cartClear: `${TOUCH}
-if ARGV[3] ~= '' and redis.call('GET', KEYS[4]) == ARGV[3] then redis.call('DEL', KEYS[4]) end
+if ARGV[3] ~= '' then
+  local holder = redis.call('GET', KEYS[4])
+  if holder == ARGV[3] then redis.call('DEL', KEYS[4])
+  elseif holder then return 0 end
+end
 local v = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= v then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])

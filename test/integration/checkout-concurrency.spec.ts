@@ -63,9 +63,9 @@ describe("concurrent checkouts of one cart", () => {
 	function slowCallsTo(action: string, ms: number) {
 		const svc = orders();
 		const call = svc.callFrom;
-		return jest.spyOn(svc, "callFrom").mockImplementation(async function (this: unknown, c: any, name: any, params: any) {
+		return jest.spyOn(svc, "callFrom").mockImplementation(async function (this: unknown, c: any, name: any, params: any, opts?: any) {
 			if (name === action) await new Promise((r) => setTimeout(r, ms));
-			return call.call(svc, c, name, params);
+			return call.call(svc, c, name, params, opts);
 		});
 	}
 	/** Whether the order still holds the customer's cart (releasing an order's claim says so; it changes nothing otherwise). */
@@ -250,6 +250,45 @@ describe("concurrent checkouts of one cart", () => {
 		const next = await checkout(c);
 		expect(next.status).toBe(201);
 		expect(await stockOf(v)).toBe(4);
+	});
+
+	test("a sale whose request runs out of time just after the stock is committed still empties the cart and lets it go", async () => {
+		const c = await customer();
+		const v = await variant(1500, 5);
+		await addToCart(c, v);
+		// The deadline passes while the stock is committed: the steps after it are past the request's time.
+		const svc = orders();
+		const call = svc.callFrom;
+		const slow = jest.spyOn(svc, "callFrom").mockImplementation(async function (this: unknown, ck: any, name: any, params: any, opts?: any) {
+			const answer = await call.call(svc, ck, name, params, opts);
+			if (name === "products.commit") await new Promise((r) => setTimeout(r, 400));
+			return answer;
+		});
+		const body = { shippingAddressId: c.addressId, paymentMethod: { type: "card", token: "pm_card_visa" } };
+		const meta = { user: { id: c.userId, role: "customer", sid: "s" }, idempotencyKey: crypto.randomUUID() };
+		try {
+			await shop.broker.call("orders.checkout", body, { timeout: 300, retries: 0, meta }).catch(() => null);
+			await waitFor(() => shop.http.get("/api/orders", { token: c.token }), (res) => res.body.rows[0]?.status === "confirmed");
+			await waitFor(() => shop.http.get("/api/cart", { token: c.token }), (res) => res.body.items.length === 0);
+		} finally {
+			slow.mockRestore();
+		}
+		await addToCart(c, v);
+		const next = await checkout(c);
+		expect(next.status).toBe(201);
+	});
+
+	test("a clear for an order that outlived its claim leaves alone the cart another checkout holds now", async () => {
+		const c = await customer();
+		const v = await variant(1600, 5);
+		await addToCart(c, v);
+		const version = (await shop.broker.call<any, any>("cart.snapshot", { userId: c.userId })).version;
+		// Order B holds the cart (A's lease ran out); A, finishing late, clears the cart as it bought it.
+		await shop.broker.call("cart.snapshot", { userId: c.userId, claimFor: "order-b" });
+		const cleared = await shop.broker.call<any, any>("cart.clear", { userId: c.userId, version, orderId: "order-a" });
+		expect(cleared).toEqual({ cleared: false });
+		expect((await shop.http.get("/api/cart", { token: c.token })).body.items).toHaveLength(1);
+		expect(await holdsCart(c, "order-b")).toBe(true);
 	});
 
 	test("a checkout left half-done by a dying node holds its cart until recovery undoes it, which lets the cart go", async () => {

@@ -217,6 +217,16 @@ function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 			await store.clear(o);
 			expect(await store.claimCheckout(o, "order-3", LEASE_MS)).toEqual({ claimed: false, heldBy: "order-2" });
 		});
+
+		test("an order that outlived its claim does not empty the cart another order's checkout holds now", async () => {
+			const o = owner();
+			await store.addItem(o, item("v1", 1), LIMITS);
+			await store.claimCheckout(o, "order-2", LEASE_MS);
+			expect(await store.clear(o, 1, "order-1")).toBe(false);
+			expect((await store.get(o)).lines.map((l) => l.variantId)).toEqual(["v1"]);
+			expect(await store.clear(o, 1, "order-2")).toBe(true);
+			expect((await store.get(o)).lines).toEqual([]);
+		});
 	});
 
 	test("carts of different owners are separate", async () => {
