@@ -48,10 +48,12 @@ export function NodeAwayMiddleware(waitMs: number): Middleware {
 					// inside (the broker's retry calls through here too) is not repeated above it.
 					// Alone (no transporter), a service that is not here never comes: nothing to wait for.
 					const mayWait = waitMs > 0 && !!broker.transit && typeof action === "string" && !opts.nodeID && err && NEVER_RAN.has(err.name) && err.data?.action === action && !err.nodeAwayWaited;
-					// Not longer than half the call's own timeout: the answer must still reach the caller in time.
+					// Not longer than half the call's own timeout, and sent again with what is left of it: the answer
+					// must still reach the caller in time.
 					const timeout = opts.timeout ?? broker.options.requestTimeout ?? 0;
+					const started = Date.now();
 					if (mayWait && (await waitForNode(action, timeout > 0 ? Math.min(waitMs, timeout / 2) : waitMs))) {
-						const again = next(action, params, opts);
+						const again = next(action, params, timeout > 0 ? { ...opts, timeout: Math.max(1, timeout - (Date.now() - started)) } : opts);
 						try {
 							const result = await again;
 							if (again.ctx) answer.ctx = again.ctx;

@@ -53,6 +53,16 @@ describe("NodeAwayMiddleware", () => {
 		expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
 	});
 
+	test("a call sent again keeps to what is left of its timeout", async () => {
+		await startBroker(5000);
+		setTimeout(() => broker.createService({ name: "books", actions: { async get() { await new Promise((r) => setTimeout(r, 600)); return { title: "Dune" }; } } }), 300);
+		const t0 = Date.now();
+		const err: any = await broker.call("books.get", {}, { timeout: 800, retries: 0 }).catch((e) => e);
+		expect(err.name).toBe("RequestTimeoutError");
+		// Waited ~300 ms for the node, then the ~500 ms left: not 300 + a full 800.
+		expect(Date.now() - t0).toBeLessThan(1000);
+	});
+
 	test("a call sent again hands its meta to the caller, as the first would have", async () => {
 		await startBroker(2000);
 		setTimeout(() => broker.createService(bookService), 200);
