@@ -8,7 +8,7 @@
 import type { ServiceSchema, Service } from "moleculer";
 import { Collection, type CollectionSpec } from "./collection";
 import { readConfig, processStartedAt } from "../lib/config";
-import { embeddedStoreRival, type EmbeddedStoreMark } from "../lib/embedded-store-replicas";
+import { embeddedStoreRival, type StoreMark } from "../lib/embedded-store-replicas";
 
 export type Collections = Record<string, Collection>;
 
@@ -42,15 +42,15 @@ export function DbMixin(serviceName: string, specs: Record<string, CollectionSpe
 			 * stock and orders (see lib/embedded-store-replicas.ts): the one that started later stops at once.
 			 */
 			giveWayToOlderEmbeddedStore(this: Service) {
-				const mark = this.metadata.embeddedStore as EmbeddedStoreMark | undefined;
+				const mark = this.metadata.store as StoreMark | undefined;
 				if (!mark) return;
 				const services = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as any[];
-				const rival = embeddedStoreRival({ name: this.name, nodeID: this.broker.nodeID, since: mark.since }, services);
+				const rival = embeddedStoreRival({ name: this.name, nodeID: this.broker.nodeID, ...mark }, services);
 				if (!rival) return;
 				this.broker.fatal(
-					`Service '${this.name}' already runs on node '${rival.nodeID}', on that node's own embedded store. Two nodes with their own ` +
-						`stores would each keep their own stock and orders, so this node stops. Run one node of '${this.name}', or set MONGO_URI ` +
-						`on every node so that they share one database.`,
+					`Service '${this.name}' already runs on node '${rival.nodeID}', and one of the two keeps its data on its own embedded store. ` +
+						`Two nodes that do not share one database would each keep their own stock and orders, so this node stops. Run one node ` +
+						`of '${this.name}', or set MONGO_URI on every node so that they share one database.`,
 				);
 			},
 		},
@@ -58,9 +58,9 @@ export function DbMixin(serviceName: string, specs: Record<string, CollectionSpe
 			const cfg = readConfig();
 			const dataDir = cfg.isTest ? undefined : cfg.dataDir;
 			this.db = {};
-			// Over a transporter, other nodes learn that this service keeps its data on this node alone (tests keep
-			// their stores in memory and may start several in one process on purpose).
-			if (dataDir && !cfg.mongoUri && this.broker.transit) this.metadata.embeddedStore = { since: processStartedAt().getTime() } satisfies EmbeddedStoreMark;
+			// Over a transporter, other nodes learn where this service keeps its data (tests keep their stores in
+			// memory and may start several in one process on purpose).
+			if (!cfg.isTest && this.broker.transit) this.metadata.store = { since: processStartedAt().getTime(), embedded: !cfg.mongoUri } satisfies StoreMark;
 			for (const [name, spec] of Object.entries(specs)) {
 				this.db[name] = new Collection(name, spec, { mongoUri: cfg.mongoUri, dataDir });
 			}
