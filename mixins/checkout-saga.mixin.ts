@@ -99,6 +99,7 @@ export interface CheckoutSagaMethods {
 	checkoutSteps(): SagaStep<Checkout>[];
 	snapshotCart(c: Checkout): Promise<void>;
 	releaseCart(c: Checkout): Promise<void>;
+	claimIsStale(orderId: string): Promise<boolean>;
 	limitUnpaidOrders(c: Checkout): Promise<void>;
 	loadAddress(c: Checkout): Promise<void>;
 	createOrder(c: Checkout): Promise<void>;
@@ -162,7 +163,18 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 
 		async snapshotCart(c: Checkout) {
 			// Claimed: a second checkout of this cart is refused (409 CHECKOUT_IN_PROGRESS) until this one ends.
-			const cart = await this.callFrom(c, "cart.snapshot", { userId: c.userId, claimFor: c.orderId });
+			let cart;
+			try {
+				cart = await this.callFrom(c, "cart.snapshot", { userId: c.userId, claimFor: c.orderId });
+			} catch (err: any) {
+				// A claim whose checkout no longer runs (its request died, or its undoing or clear could not reach
+				// the cart) is let go at once instead of holding the customer back until its lease ends.
+				const heldBy = err?.type === "CHECKOUT_IN_PROGRESS" ? err.data?.heldBy : null;
+				if (typeof heldBy !== "string" || !(await this.claimIsStale(heldBy))) throw err;
+				this.logger.warn(`Cart of user ${c.userId} was still claimed by order ${heldBy}, whose checkout no longer runs: let go`);
+				await this.callFrom(c, "cart.releaseCheckout", { userId: c.userId, orderId: heldBy });
+				cart = await this.callFrom(c, "cart.snapshot", { userId: c.userId, claimFor: c.orderId });
+			}
 			await this.limitUnpaidOrders(c);
 			// Lines that cannot be bought any more would silently drop out of the order: the customer reviews
 			// the cart first. A short stock is for the reservation to decide, atomically.
@@ -173,6 +185,16 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			}
 			if (!cart.items?.length) throw new ConflictError("Your cart is empty", "CART_EMPTY");
 			c.cart = cart;
+		},
+
+		/**
+		 * Whether the checkout of `orderId` no longer runs: a running one has its Idempotency-Key running
+		 * (taken before its claim) or its order's saga running.
+		 */
+		async claimIsStale(orderId: string) {
+			if ((await this.db.idempotency_keys.count({ orderId, status: "running" })) > 0) return false;
+			const order = (await this.db.orders.findById(orderId)) as unknown as Order | null;
+			return order?.saga?.state !== "running";
 		},
 
 		async releaseCart(c: Checkout) {

@@ -297,7 +297,8 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				if (claimFor) {
 					// One checkout of a cart at a time: two at once (a double click, two tabs) would both buy it.
 					const claim = await this.store.claimCheckout(owner, claimFor, this.settings.checkoutLeaseMs);
-					if (!claim.claimed) throw new ConflictError("Another checkout of this cart is in progress", "CHECKOUT_IN_PROGRESS");
+					// The holder is named: orders, which knows whether that checkout still runs, may let a stale claim go.
+					if (!claim.claimed) throw new ConflictError("Another checkout of this cart is in progress", "CHECKOUT_IN_PROGRESS", { heldBy: claim.heldBy });
 					stored = claim.cart;
 				} else {
 					stored = await this.store.get(owner);

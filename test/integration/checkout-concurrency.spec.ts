@@ -194,23 +194,37 @@ describe("concurrent checkouts of one cart", () => {
 		expect((await checkout(c)).status).toBe(201);
 	});
 
-	test("a claim left by a node that died before its order existed ends with its lease", async () => {
+	test("a claim whose checkout no longer runs (no key running, no order running) is let go at once; one that runs is respected", async () => {
 		const c = await customer();
 		const v = await variant(1200, 5);
 		await addToCart(c, v);
+		// What a node that died before its order existed left (its key since freed), or a claim that landed
+		// after its checkout's release: the cart claimed, nothing running.
+		await shop.broker.call("cart.snapshot", { userId: c.userId, claimFor: "order-of-a-dead-node" });
+		const after = await checkout(c);
+		expect(after.status).toBe(201);
+		expect(await stockOf(v)).toBe(4);
+
+		// A checkout still running (its key running) keeps the cart: a second one is refused, naming it.
+		await addToCart(c, v);
+		const keys = orders().db.idempotency_keys;
+		await keys.insert({ userId: c.userId, key: crypto.randomUUID(), fingerprint: "f", orderId: "order-running", status: "running", createdAt: new Date() });
+		await shop.broker.call("cart.snapshot", { userId: c.userId, claimFor: "order-running" });
+		const refused = await checkout(c);
+		expect(refused.status).toBe(409);
+		expect(refused.body).toMatchObject({ type: "CHECKOUT_IN_PROGRESS", data: { heldBy: "order-running" } });
+		expect(await holdsCart(c, "order-running")).toBe(true);
+	});
+
+	test("a claim nobody lets go ends with its lease", async () => {
+		const c = await customer();
 		const lease = cartService().settings.checkoutLeaseMs;
-		cartService().settings.checkoutLeaseMs = 1000;
+		cartService().settings.checkoutLeaseMs = 300;
 		try {
-			// What such a node did: claimed the cart, then nothing more.
-			await shop.broker.call("cart.snapshot", { userId: c.userId, claimFor: "order-of-a-dead-node" });
-			const key = crypto.randomUUID();
-			const blocked = await checkout(c, "pm_card_visa", key);
-			expect(blocked.status).toBe(409);
-			expect(blocked.body.type).toBe("CHECKOUT_IN_PROGRESS");
-			await new Promise((r) => setTimeout(r, 1050));
-			const after = await checkout(c, "pm_card_visa", key);
-			expect(after.status).toBe(201);
-			expect(await stockOf(v)).toBe(4);
+			await shop.broker.call("cart.snapshot", { userId: c.userId, claimFor: "order-a" });
+			await expect(shop.broker.call("cart.snapshot", { userId: c.userId, claimFor: "order-b" })).rejects.toMatchObject({ type: "CHECKOUT_IN_PROGRESS" });
+			await new Promise((r) => setTimeout(r, 350));
+			await expect(shop.broker.call("cart.snapshot", { userId: c.userId, claimFor: "order-b" })).resolves.toMatchObject({ items: [] });
 		} finally {
 			cartService().settings.checkoutLeaseMs = lease;
 		}
