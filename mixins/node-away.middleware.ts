@@ -11,7 +11,7 @@
  *    a users call with no node read as "No such shipping address".
  *
  * It wraps broker.call, so every ctx.call. The gateway's own routing resolves the endpoint itself
- * (moleculer-web's aliasHandler) and does not pass through here.
+ * (moleculer-web's aliasHandler): services/api.service.ts waits there with waitForAction.
  */
 import type { Middleware, ServiceBroker } from "moleculer";
 import { BROKER_UNAVAILABLE_ERRORS } from "../lib/errors";
@@ -19,18 +19,24 @@ import { BROKER_UNAVAILABLE_ERRORS } from "../lib/errors";
 const NEVER_RAN = new Set(["ServiceNotFoundError", "ServiceNotAvailableError"]);
 const POLL_MS = 50;
 
+/** Whether a node of the action is there now. */
+export function actionAvailable(broker: ServiceBroker, action: string): boolean {
+	return !!(broker.registry as any).getActionEndpoints(action)?.hasAvailable();
+}
+
+/** Waits up to `ms` for a node of the action; true once one is there. */
+export async function waitForAction(broker: ServiceBroker, action: string, ms: number): Promise<boolean> {
+	const deadline = Date.now() + ms;
+	while (Date.now() < deadline && !broker.stopping) {
+		await new Promise((r) => setTimeout(r, POLL_MS));
+		if (actionAvailable(broker, action)) return true;
+	}
+	return false;
+}
+
 export function NodeAwayMiddleware(waitMs: number): Middleware {
 	let broker: ServiceBroker;
-	const available = (action: string) => !!(broker.registry as any).getActionEndpoints(action)?.hasAvailable();
-
-	async function waitForNode(action: string, ms: number): Promise<boolean> {
-		const deadline = Date.now() + ms;
-		while (Date.now() < deadline && !broker.stopping) {
-			await new Promise((r) => setTimeout(r, POLL_MS));
-			if (available(action)) return true;
-		}
-		return false;
-	}
+	const waitForNode = (action: string, ms: number) => waitForAction(broker, action, ms);
 
 	return {
 		name: "NodeAway",

@@ -16,6 +16,7 @@ import { bodyShapeProblem, queryShapeProblem } from "../lib/request-shape";
 import { createRateLimitStore, type RateLimitStore } from "../adapters/rate-limit-store";
 import { BROKER_UNAVAILABLE_ERRORS, UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
+import { actionAvailable, waitForAction } from "../mixins/node-away.middleware";
 
 type Req = IncomingMessage & {
 	$action?: any;
@@ -38,9 +39,14 @@ interface Alias {
 	fullPath: string;
 	action?: string;
 	path: string;
+	/** The moleculer-web route it belongs to. */
+	route: unknown;
 	isMethod(method: string): boolean;
 	match(url: string): unknown;
 }
+/** The key of a route in routesSeen. */
+const routeKey = (alias: Alias) => `${alias.method} ${alias.fullPath}`;
+
 interface ApiVars {
 	rateLimitStore: RateLimitStore;
 	/** TRUST_PROXY: proxies in front of this gateway, read when it is created. */
@@ -335,12 +341,36 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			return false;
 		},
 
-		/** moleculer-web's own, remembering the routes it made (a route vanishes with its service's last node). */
+		/**
+		 * moleculer-web's own, remembering the routes it made (a route vanishes with its service's last
+		 * node). Over a transporter a route it made before stays while its service has no node (one
+		 * restarting): its requests wait for the node in aliasHandler instead of failing at once.
+		 */
 		regenerateAutoAliases(route: unknown) {
 			(ApiGateway.methods as any).regenerateAutoAliases.call(this, route);
 			// Runs first from moleculer-web's created(), before this service's own.
 			this.routesSeen ??= new Map();
-			for (const alias of this.aliases) this.routesSeen.set(`${alias.method} ${alias.fullPath}`, alias);
+			if (this.broker.transit && cfg.serviceWaitMs > 0) {
+				const present = new Set(this.aliases.map(routeKey));
+				const away = [...this.routesSeen.values()].filter((alias) => alias.route === route && !present.has(routeKey(alias)));
+				if (away.length) {
+					this.aliases.push(...away);
+					if (this.settings.optimizeOrder) (this as any).optimizeAliasesOrder();
+				}
+			}
+			for (const alias of this.aliases) this.routesSeen.set(routeKey(alias), alias);
+		},
+
+		/**
+		 * A route whose service has no node for a moment (a restart) waits for one, as calls between
+		 * services do (mixins/node-away.middleware.ts), then goes on as moleculer-web's own: a 503 when
+		 * none came back.
+		 */
+		async aliasHandler(req: Req, res: ServerResponse, alias: Alias) {
+			if (alias.action && this.broker.transit && cfg.serviceWaitMs > 0 && !actionAvailable(this.broker, alias.action)) {
+				await waitForAction(this.broker, alias.action, Math.min(cfg.serviceWaitMs, cfg.requestTimeout / 2));
+			}
+			return (ApiGateway.methods as any).aliasHandler.call(this, req, res, alias);
 		},
 
 		/**
