@@ -10,6 +10,7 @@ import { startShop, type Shop } from "../helpers/shop";
 import { startFakeStripe, type FakeStripe } from "../helpers/fake-stripe";
 import { setEnv } from "../helpers/env";
 import { waitFor } from "../helpers/wait";
+import { registerCustomer, createProduct, addToCart as addItem, checkout as checkoutWith, login, type Customer } from "../helpers/flows";
 import { requestFingerprint } from "../../lib/idempotency";
 
 const ADMIN = { email: "concurrency-admin@example.com", password: "Admin-Passw0rd-42!" };
@@ -24,33 +25,14 @@ describe("concurrent checkouts of one cart", () => {
 	let fake: FakeStripe;
 	let admin: string;
 	let restoreEnv: () => void;
-	let n = 0;
 
 	const cartService = () => shop.broker.getLocalService("cart") as any;
 	const orders = () => shop.broker.getLocalService("orders") as any;
 
-	async function customer() {
-		const reg = await shop.http.post("/api/auth/register", { email: `concurrent-${process.pid}-${++n}@example.com`, password: "Corr3ct-Horse-Battery" });
-		expect(reg.status).toBe(201);
-		const token: string = reg.body.accessToken;
-		const addr = await shop.http.post("/api/me/addresses", { type: "shipping", line1: "3 Race Rd", city: "Springfield", postalCode: "12345", country: "US" }, { token });
-		expect(addr.status).toBe(201);
-		return { token, userId: reg.body.user.id as string, addressId: addr.body.id as string };
-	}
-	type Customer = Awaited<ReturnType<typeof customer>>;
-
-	async function variant(price: number, stock: number) {
-		const res = await shop.http.post("/api/products", { name: `Racer ${++n}`, price, currency: "USD", variants: [{ sku: `RACE-${process.pid}-${n}`, name: "One size", stock }] }, { token: admin });
-		expect(res.status).toBe(201);
-		return res.body.variants[0].id as string;
-	}
-
-	async function addToCart(c: Customer, variantId: string, quantity = 1) {
-		expect((await shop.http.post("/api/cart/items", { variantId, quantity }, { token: c.token })).status).toBe(201);
-	}
-
-	const checkout = (c: Customer, card = "pm_card_visa", key: string = crypto.randomUUID()) =>
-		shop.http.post("/api/orders", { shippingAddressId: c.addressId, paymentMethod: { type: "card", token: card } }, { token: c.token, headers: { "Idempotency-Key": key } });
+	const customer = () => registerCustomer(shop.http);
+	const variant = async (price: number, stock: number) => (await createProduct(shop.http, admin, { price, stock })).variantId;
+	const addToCart = (c: Customer, variantId: string, quantity = 1) => addItem(shop.http, c.token, variantId, quantity);
+	const checkout = (c: Customer, card = "pm_card_visa", key: string = crypto.randomUUID()) => checkoutWith(shop.http, c, key, card);
 
 	/** `count` checkouts of the customer's cart sent at once, each with its own key. */
 	const checkoutsAtOnce = (c: Customer, count: number, card = "pm_card_visa") => Promise.all(Array.from({ length: count }, () => checkout(c, card)));
@@ -76,9 +58,7 @@ describe("concurrent checkouts of one cart", () => {
 		fake.delayAnswers(STRIPE_LATENCY_MS);
 		restoreEnv = setEnv({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_SECRET_KEY: "sk_test_concurrency_spec", STRIPE_API_BASE: fake.url, STRIPE_WEBHOOK_SECRET: undefined });
 		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments"] });
-		const login = await shop.http.post("/api/auth/login", ADMIN);
-		expect(login.status).toBe(200);
-		admin = login.body.accessToken;
+		admin = await login(shop.http, ADMIN.email, ADMIN.password);
 	}, 30_000);
 	afterAll(async () => {
 		await shop?.stop();

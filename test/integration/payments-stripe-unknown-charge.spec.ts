@@ -5,12 +5,12 @@
  * and the order ends with what really happened: refunded once if Stripe took the money, failed if
  * Stripe never had the charge.
  */
-import crypto from "node:crypto";
 import { startShop, type Shop } from "../helpers/shop";
 import { startFakeStripe, type FakeStripe } from "../helpers/fake-stripe";
 import { setEnv } from "../helpers/env";
 import { waitFor } from "../helpers/wait";
 import { eventRecorder } from "../helpers/fakes";
+import { registerCustomer, createProduct, addToCart, checkout, login } from "../helpers/flows";
 import { NEVER_CHARGED } from "../../lib/payment-records";
 
 const ADMIN = { email: "stripe-unknown-admin@example.com", password: "Admin-Passw0rd-42!" };
@@ -23,7 +23,6 @@ describe("a charge whose answer was never recorded (fake Stripe, no webhooks, wi
 	let shop: Shop;
 	let admin: string;
 	let restoreEnv: () => void;
-	let n = 0;
 	const recorder = eventRecorder("stripe-unknown-recorder", ["payment.*"]);
 
 	const payments = () => shop.broker.getLocalService("payments") as any;
@@ -36,18 +35,11 @@ describe("a charge whose answer was never recorded (fake Stripe, no webhooks, wi
 
 	/** A customer who checks out one unit of a fresh product (stock 5); returns the answer and the order. */
 	async function checkOut(price: number) {
-		const reg = await shop.http.post("/api/auth/register", { email: `stripe-unknown-${process.pid}-${++n}@example.com`, password: "Corr3ct-Horse-Battery" });
-		const token: string = reg.body.accessToken;
-		const addr = await shop.http.post("/api/me/addresses", { type: "shipping", line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" }, { token });
-		const product = await shop.http.post("/api/products", { name: `Gadget ${n}`, price, currency: "USD", variants: [{ sku: `SU-${process.pid}-${n}`, name: "One", stock: 5 }] }, { token: admin });
-		expect(product.status).toBe(201);
-		expect((await shop.http.post("/api/cart/items", { variantId: product.body.variants[0].id, quantity: 1 }, { token })).status).toBe(201);
-		const answer = await shop.http.post(
-			"/api/orders",
-			{ shippingAddressId: addr.body.id, paymentMethod: { type: "card", token: "pm_card_visa" } },
-			{ token, headers: { "Idempotency-Key": crypto.randomUUID() } },
-		);
-		const [placed] = (await shop.http.get("/api/orders", { token })).body.rows;
+		const customer = await registerCustomer(shop.http);
+		const { variantId } = await createProduct(shop.http, admin, { price, stock: 5 });
+		await addToCart(shop.http, customer.token, variantId, 1);
+		const answer = await checkout(shop.http, customer);
+		const [placed] = (await shop.http.get("/api/orders", { token: customer.token })).body.rows;
 		return { answer, placed };
 	}
 
@@ -57,9 +49,7 @@ describe("a charge whose answer was never recorded (fake Stripe, no webhooks, wi
 			ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_SECRET_KEY: "sk_test_unknown_charge", STRIPE_API_BASE: fake.url, STRIPE_WEBHOOK_SECRET: undefined,
 		});
 		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments", recorder.schema] });
-		const login = await shop.http.post("/api/auth/login", ADMIN);
-		expect(login.status).toBe(200);
-		admin = login.body.accessToken;
+		admin = await login(shop.http, ADMIN.email, ADMIN.password);
 	}, 30_000);
 	afterAll(async () => {
 		await shop?.stop();

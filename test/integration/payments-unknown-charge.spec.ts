@@ -11,6 +11,7 @@ import { startShop, type Shop } from "../helpers/shop";
 import { setEnv } from "../helpers/env";
 import { waitFor } from "../helpers/wait";
 import { eventRecorder } from "../helpers/fakes";
+import { registerCustomer, createProduct, addToCart, checkout as checkoutWith, login, type Customer } from "../helpers/flows";
 import { PaymentProviderError } from "../../adapters/payments/provider";
 import { NEVER_CHARGED } from "../../lib/payment-records";
 
@@ -35,19 +36,13 @@ describe("a charge whose answer was never recorded (built-in provider, with orde
 
 	/** A customer with one unit of a fresh product (stock 5) in the cart. */
 	async function buyer(price = 2000) {
-		const reg = await shop.http.post("/api/auth/register", { email: `unknown-charge-${process.pid}-${++n}@example.com`, password: "Corr3ct-Horse-Battery" });
-		expect(reg.status).toBe(201);
-		const token: string = reg.body.accessToken;
-		const addr = await shop.http.post("/api/me/addresses", { type: "shipping", line1: "1 Main St", city: "Springfield", postalCode: "12345", country: "US" }, { token });
-		const product = await shop.http.post("/api/products", { name: `Thing ${n}`, price, currency: "USD", variants: [{ sku: `UC-${process.pid}-${n}`, name: "One", stock: 5 }] }, { token: admin });
-		expect(product.status).toBe(201);
-		const variantId: string = product.body.variants[0].id;
-		expect((await shop.http.post("/api/cart/items", { variantId, quantity: 1 }, { token })).status).toBe(201);
-		return { token, addressId: addr.body.id as string, variantId };
+		const customer = await registerCustomer(shop.http);
+		const { variantId } = await createProduct(shop.http, admin, { price, stock: 5 });
+		await addToCart(shop.http, customer.token, variantId, 1);
+		return { ...customer, variantId };
 	}
 
-	const checkout = (b: { token: string; addressId: string }) =>
-		shop.http.post("/api/orders", { shippingAddressId: b.addressId, paymentMethod: { type: "card", token: "pm_card_visa" } }, { token: b.token, headers: { "Idempotency-Key": crypto.randomUUID() } });
+	const checkout = (b: Customer) => checkoutWith(shop.http, b);
 
 	async function onlyOrderOf(b: { token: string }) {
 		const [placed, ...more] = (await shop.http.get("/api/orders", { token: b.token })).body.rows;
@@ -66,9 +61,7 @@ describe("a charge whose answer was never recorded (built-in provider, with orde
 	beforeAll(async () => {
 		restoreEnv = setEnv({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_SECRET_KEY: undefined });
 		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments", recorder.schema] });
-		const login = await shop.http.post("/api/auth/login", ADMIN);
-		expect(login.status).toBe(200);
-		admin = login.body.accessToken;
+		admin = await login(shop.http, ADMIN.email, ADMIN.password);
 	}, 30_000);
 	afterAll(async () => {
 		await shop?.stop();
