@@ -197,8 +197,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			return order?.saga?.state !== "running";
 		},
 
+		/** Letting the cart go is never skipped for the request's deadline (see clearCart). */
 		async releaseCart(c: Checkout) {
-			await this.callFrom(c, "cart.releaseCheckout", { userId: c.userId, orderId: c.orderId });
+			await this.callFrom(c, "cart.releaseCheckout", { userId: c.userId, orderId: c.orderId }, { pastDeadline: true });
 		},
 
 		/**
@@ -370,7 +371,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			// time on the way here: the sale is made, and the customer's next checkout must not wait for the lease.
 			try {
 				if (clear) await this.callFrom(c, "cart.clear", { userId: c.userId, version, orderId: c.orderId }, { pastDeadline: true });
-				else await this.callFrom(c, "cart.releaseCheckout", { userId: c.userId, orderId: c.orderId }, { pastDeadline: true });
+				else await this.releaseCart(c);
 			} catch (err) {
 				this.logger.warn(`Cart of user ${c.userId} not cleared after order ${c.orderId}:`, (err as Error).message);
 			}
