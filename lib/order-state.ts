@@ -285,6 +285,7 @@ export const FOLLOW_UPS = [
 	"cancelPayment",
 	"refund",
 	"refundLatePayment",
+	"restoreCart",
 	"announceConfirmed",
 	"announceCancelled",
 	"announceProcessing",
@@ -301,6 +302,12 @@ export const FOLLOW_UPS_AFTER = {
 	confirmed: ["commitStock", "announceConfirmed"],
 	/** A payment still waiting (3-D Secure) is stopped before the refund, so it cannot take money afterwards. */
 	cancelled: ["releaseStock", "releasePromo", "cancelPayment", "refund", "announceCancelled"],
+	/**
+	 * An order whose payment failed or never completed after its checkout (3-D Secure): cancelled, and
+	 * its lines and code go back into the customer's cart, which the checkout had emptied, so they can
+	 * pay again without filling it anew. After the stock and the code are freed, so both are there.
+	 */
+	paymentNotCompleted: ["releaseStock", "releasePromo", "cancelPayment", "refund", "restoreCart", "announceCancelled"],
 	/** A payment that succeeded after its order was cancelled goes back. */
 	paidLate: ["refundLatePayment"],
 	/**

@@ -158,7 +158,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 					{ type: "payment_failed", data: { reason } },
 					{ type: "cancelled", data: { reason: "payment_failed" } },
 				],
-				followUps: FOLLOW_UPS_AFTER.cancelled,
+				followUps: FOLLOW_UPS_AFTER.paymentNotCompleted,
 			});
 			if (cancelled) return cancelled;
 			return this.changeOrder(orderId, {
@@ -251,6 +251,15 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 							if (!NOTHING_TO_REFUND.has(err?.type)) throw err;
 							this.logger.warn(`Refund ${owed.refundKey} of order ${order.id} not needed: ${err.message}`);
 						}
+					}
+					return done();
+				}
+				case "restoreCart": {
+					// Not once the customer has checked out again: they have moved on, and the lines would come back unbought.
+					const later = await this.db.orders.count({ userId: order.userId, createdAt: { $gt: new Date(order.createdAt) } });
+					if (!later) {
+						const items = order.items.map((l) => ({ variantId: l.variantId, quantity: l.quantity }));
+						await this.callFrom(c, "cart.restore", { userId: order.userId, items, ...(order.promoCode ? { promoCode: order.promoCode } : {}) });
 					}
 					return done();
 				}
@@ -386,7 +395,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 					when: { status: "pending", paymentStatus: "pending" },
 					set: { status: "cancelled", cancelReason: "payment_timeout", cancelledAt: new Date() },
 					event: { type: "cancelled", data: { reason: "payment_timeout", by: "shop" } },
-					followUps: FOLLOW_UPS_AFTER.cancelled,
+					followUps: FOLLOW_UPS_AFTER.paymentNotCompleted,
 				});
 				if (!cancelled) continue;
 				expired++;

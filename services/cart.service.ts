@@ -325,6 +325,43 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			},
 		},
 
+		/**
+		 * Puts an unpaid order's lines (and code) back into the customer's cart, which its checkout emptied.
+		 * A line gets back up to the quantity bought (never more, so a repeated restore changes nothing, and
+		 * units the customer added again since are not doubled), within today's stock; archived products stay
+		 * out. The code comes back only to a cart without one.
+		 */
+		restore: {
+			visibility: "public",
+			params: {
+				userId: "string",
+				items: { type: "array", min: 1, max: MAX_LINES, items: { type: "object", strict: "remove", props: { variantId: variantIdParam, quantity: { type: "number", integer: true, min: 1 } } } },
+				promoCode: { type: "string", min: 1, max: 64, optional: true },
+			},
+			async handler(ctx: Ctx<{ userId: string; items: Array<{ variantId: string; quantity: number }>; promoCode?: string }>) {
+				const { userId, items, promoCode } = ctx.params;
+				const owner = `u:${userId}`;
+				const variants = await this.loadVariants(ctx, items.map((l) => l.variantId));
+				const lines = items.flatMap((l) => {
+					const v = variants.get(l.variantId);
+					const cap = Math.min(l.quantity, MAX_QUANTITY, v?.stock ?? 0);
+					return v?.isActive && cap > 0 ? [{ variantId: l.variantId, quantity: cap, unitPrice: v.price, cap }] : [];
+				});
+				const restored = lines.length ? await this.store.mergeLines(owner, lines, MAX_LINES) : 0;
+				let codeRestored = false;
+				if (promoCode) {
+					const cart = await this.store.get(owner);
+					// A code the customer chose meanwhile is theirs to keep. (A code set between this read and the
+					// write below is replaced: a cosmetic race, the checkout prices whatever code the cart holds.)
+					if (!cart.promoCode && cart.lines.length) {
+						await this.store.setPromo(owner, promoCode);
+						codeRestored = true;
+					}
+				}
+				return { restored, promoCode: codeRestored };
+			},
+		},
+
 		merge: {
 			visibility: "public",
 			params: { guestCartId: "string", userId: "string" },

@@ -67,6 +67,9 @@ describe("orders", () => {
 		return { order: res.body, ...v };
 	}
 
+	const cartOf = async (c: { token: string }) => (await shop.http.get("/api/cart", { token: c.token })).body;
+	const stored = (id: string) => (shop.broker.getLocalService("orders") as any).db.orders.findById(id);
+
 	const setStatus = (id: string, body: Record<string, unknown>, token = admin) => shop.http.patch(`/api/orders/${id}/status`, body, { token });
 
 	/** Stripe's signed webhook about the order's payment, as the provider would send it. */
@@ -394,6 +397,70 @@ describe("orders", () => {
 		expect(res.status).toBe(200);
 		expect(res.body).toMatchObject({ status: "cancelled", paymentStatus: "failed", refundedAmount: 0 });
 		expect(provider().charges.get((await payment(order.id)).providerPaymentId).status).toBe("canceled");
+		// The customer chose to cancel: nothing comes back into the cart.
+		expect((await cartOf(a)).items).toEqual([]);
+	});
+
+	describe("a 3-D Secure payment that fails or runs out of time gives the cart back", () => {
+		test("refused: the order is cancelled, its lines and code are back in the cart, and paying again works; a repeated restore changes nothing", async () => {
+			const code = `BACK${process.pid}${++n}`;
+			expect((await shop.http.post("/api/promotions", { code, type: "fixed", value: 500, maxUses: 1 }, { token: admin })).status).toBe(201);
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", quantity: 2, stock: 5, promo: code });
+			expect(order).toMatchObject({ status: "pending", discount: 500 });
+			expect((await cartOf(a)).items).toEqual([]);
+
+			await webhook("payment_intent.payment_failed", order);
+			const cart = await waitFor(() => cartOf(a), (c: any) => c.items.length > 0);
+			expect(cart.items).toEqual([expect.objectContaining({ variantId, quantity: 2 })]);
+			// The code's only use was given back first, so it applies again.
+			expect(cart).toMatchObject({ promoCode: code, promoProblem: null, discount: 500 });
+			expect(await stored(order.id)).toMatchObject({ status: "cancelled", cancelReason: "payment_failed", pendingActions: [] });
+
+			// A follow-up may run twice (a node dying between the restore and recording it): no line doubles.
+			await shop.broker.call("cart.restore", { userId: a.userId, items: [{ variantId, quantity: 2 }], promoCode: code });
+			expect((await cartOf(a)).items).toEqual([expect.objectContaining({ variantId, quantity: 2 })]);
+
+			const again = await shop.http.post("/api/orders", { shippingAddressId: a.addressId, paymentMethod: { type: "card", token: "pm_card_visa" } }, { token: a.token, headers: { "Idempotency-Key": crypto.randomUUID() } });
+			expect(again.status).toBe(201);
+			expect(again.body).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", total: order.total });
+			expect(await stockOf(variantId)).toBe(3);
+		});
+
+		test("run out of time: the lines come back within the stock left, unless the customer has checked out since", async () => {
+			const orders = shop.broker.getLocalService("orders") as any;
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", quantity: 3, stock: 5 });
+			// Units the customer put back meanwhile are not doubled.
+			expect((await shop.http.post("/api/cart/items", { variantId, quantity: 1 }, { token: a.token })).status).toBe(201);
+			const b = await customer();
+			const { order: moved } = await placeOrder(b, { card: "pm_card_authenticationRequired" });
+			await placeOrder(b);
+
+			expect(await orders.expireUnpaid(0)).toBeGreaterThanOrEqual(2);
+			expect(await stored(order.id)).toMatchObject({ status: "cancelled", cancelReason: "payment_timeout", pendingActions: [] });
+			expect(await stored(moved.id)).toMatchObject({ status: "cancelled", cancelReason: "payment_timeout", pendingActions: [] });
+			expect((await cartOf(a)).items).toEqual([expect.objectContaining({ variantId, quantity: 3 })]);
+			expect((await cartOf(b)).items).toEqual([]);
+		});
+
+		test("cart.restore: each line up to what was bought within the stock now, archived products left out, a code chosen meanwhile kept", async () => {
+			const a = await customer();
+			const few = await variant(1000, 2);
+			const gone = await variant(1000, 9);
+			expect((await shop.http.delete(`/api/products/${gone.productId}`, { token: admin })).status).toBeLessThan(300);
+			const code = `MINE${process.pid}${++n}`;
+			expect((await shop.http.post("/api/promotions", { code, type: "fixed", value: 100 }, { token: admin })).status).toBe(201);
+			expect((await shop.http.post("/api/cart/items", { variantId: few.variantId, quantity: 1 }, { token: a.token })).status).toBe(201);
+			expect((await shop.http.post("/api/cart/promo", { code }, { token: a.token })).status).toBe(200);
+
+			const res = await shop.broker.call<any, any>("cart.restore", { userId: a.userId, items: [{ variantId: few.variantId, quantity: 5 }, { variantId: gone.variantId, quantity: 1 }], promoCode: "OTHER" });
+			expect(res).toEqual({ restored: 1, promoCode: false });
+			const cart = await cartOf(a);
+			expect(cart.items).toEqual([expect.objectContaining({ variantId: few.variantId, quantity: 2 })]);
+			expect(cart.promoCode).toBe(code);
+			await expect(shop.broker.call("cart.restore", { userId: a.userId, items: [] })).rejects.toMatchObject({ code: 422 });
+		});
 	});
 
 	test("cancelled while the customer was completing 3-D Secure: the payment went through, is refunded once, and is announced as no sale", async () => {
@@ -442,7 +509,6 @@ describe("orders", () => {
 
 	describe("a node dying half-way through a change: the follow-ups are finished once by a replay or the recovery timer", () => {
 		const orders = () => shop.broker.getLocalService("orders") as any;
-		const stored = (id: string) => orders().db.orders.findById(id);
 		const eventTypes = async (id: string) => orderEventLog(await stored(id)).map((e) => e.type);
 		const announced = (name: string, orderId: string) => events.filter((e) => e.name === name && e.payload.orderId === orderId);
 		const history = async (variantId: string) => (await shop.http.get(`/api/inventory/${variantId}/history?pageSize=100`, { token: admin })).body.rows as any[];
@@ -618,7 +684,7 @@ describe("orders", () => {
 				status: "cancelled",
 				paymentStatus: "failed",
 				cancelReason: "payment_failed",
-				pendingActions: ["releaseStock", "releasePromo", "cancelPayment", "refund", "announceCancelled"],
+				pendingActions: ["releaseStock", "releasePromo", "cancelPayment", "refund", "restoreCart", "announceCancelled"],
 			});
 			expect(await stockOf(variantId)).toBe(4);
 			expect(await promoAvailable(code)).toBe(false);
