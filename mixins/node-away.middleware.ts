@@ -10,6 +10,10 @@
  *    stored "no node" as its Idempotency-Key's final answer and replayed that 503 to every retry, and
  *    a users call with no node read as "No such shipping address".
  *
+ * 3. Only while the absence is young (LONG_GONE_MS): a service away longer than that (its group
+ *    removed, or down for good) is not coming back within a wait, and every request waiting for it
+ *    would hold its connection for nothing. Its calls fail at once, until a node of it is back.
+ *
  * It wraps broker.call, so every ctx.call. The gateway's own routing resolves the endpoint itself
  * (moleculer-web's aliasHandler): services/api.service.ts waits there with waitForAction.
  */
@@ -24,19 +28,50 @@ export function actionAvailable(broker: ServiceBroker, action: string): boolean 
 	return !!(broker.registry as any).getActionEndpoints(action)?.hasAvailable();
 }
 
-/** Waits up to `ms` for a node of the action; true once one is there. */
-export async function waitForAction(broker: ServiceBroker, action: string, ms: number): Promise<boolean> {
+/** How long an action may have had no node and still be waited for. Far longer than a node's restart. */
+export const LONG_GONE_MS = 60_000;
+
+/** Per broker: since when each action found without a node has had none. */
+const absences = new WeakMap<ServiceBroker, Map<string, number>>();
+
+function absencesOf(broker: ServiceBroker): Map<string, number> {
+	let away = absences.get(broker);
+	if (!away) {
+		const known = (away = new Map<string, number>());
+		absences.set(broker, known);
+		// A node that comes back ends its absence, also when nobody was waiting for it then: a later
+		// absence starts afresh.
+		(broker as any).localBus?.on("$services.changed", () => {
+			for (const action of [...known.keys()]) if (actionAvailable(broker, action)) known.delete(action);
+		});
+	}
+	return away;
+}
+
+/** Waits up to `ms` for a node of the action; true once one is there. No wait once it has had none for `longGoneMs`. */
+export async function waitForAction(broker: ServiceBroker, action: string, ms: number, longGoneMs = LONG_GONE_MS): Promise<boolean> {
+	const away = absencesOf(broker);
+	if (actionAvailable(broker, action)) {
+		away.delete(action);
+		return true;
+	}
+	const since = away.get(action) ?? Date.now();
+	away.set(action, since);
+	if (Date.now() - since >= longGoneMs) return false;
 	const deadline = Date.now() + ms;
 	while (Date.now() < deadline && !broker.stopping) {
 		await new Promise((r) => setTimeout(r, POLL_MS));
-		if (actionAvailable(broker, action)) return true;
+		if (actionAvailable(broker, action)) {
+			away.delete(action);
+			return true;
+		}
 	}
 	return false;
 }
 
-export function NodeAwayMiddleware(waitMs: number): Middleware {
+export function NodeAwayMiddleware(waitMs: number, longGoneMs = LONG_GONE_MS): Middleware {
 	let broker: ServiceBroker;
-	const waitForNode = (action: string, ms: number) => waitForAction(broker, action, ms);
+	const waitForNode = (action: string, ms: number) => waitForAction(broker, action, ms, longGoneMs);
 
 	return {
 		name: "NodeAway",

@@ -11,9 +11,9 @@ afterEach(async () => {
 	await broker?.stop();
 });
 
-function startBroker(waitMs: number) {
+function startBroker(waitMs: number, longGoneMs?: number) {
 	// Over a transporter: alone, a missing service never comes, and nothing waits.
-	broker = new ServiceBroker({ logger: false, transporter: "Fake", namespace: `node-away-${++brokers}`, middlewares: [NodeAwayMiddleware(waitMs)], requestTimeout: 10_000 });
+	broker = new ServiceBroker({ logger: false, transporter: "Fake", namespace: `node-away-${++brokers}`, middlewares: [NodeAwayMiddleware(waitMs, longGoneMs)], requestTimeout: 10_000 });
 	broker.createService({
 		name: "shelf",
 		actions: {
@@ -81,6 +81,29 @@ describe("NodeAwayMiddleware", () => {
 		expect({ name: err.name, code: err.code }).toEqual({ name: "ServiceNotFoundError", code: 503 });
 		expect(took).toBeGreaterThanOrEqual(waited - 20);
 		expect(took).toBeLessThan(waited + 250);
+	});
+
+	test("a service away for long is not waited for: 503 at once, until a node of it is back; a later absence is waited for again", async () => {
+		await startBroker(300, 500);
+		const callTaking = async () => {
+			const t0 = Date.now();
+			const err: any = await broker.call("books.get").catch((e) => e);
+			return { code: err?.code, took: Date.now() - t0 };
+		};
+		expect((await callTaking()).took).toBeGreaterThanOrEqual(280);
+		await new Promise((r) => setTimeout(r, 300));
+		// Away for 600 ms now, past 500: no wait.
+		expect(await callTaking()).toEqual({ code: 503, took: expect.any(Number) });
+		expect((await callTaking()).took).toBeLessThan(100);
+
+		// Back (nobody waiting for it then), and away again: that absence is young, so it is waited for.
+		const books = broker.createService(bookService);
+		await broker.waitForServices("books");
+		await expect(broker.call("books.get")).resolves.toEqual({ title: "Dune" });
+		await broker.destroyService(books);
+		const again = await callTaking();
+		expect(again.code).toBe(503);
+		expect(again.took).toBeGreaterThanOrEqual(280);
 	});
 
 	test("alone (no transporter) a missing service never comes: no wait, 503 at once", async () => {
