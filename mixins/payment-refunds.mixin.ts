@@ -31,6 +31,8 @@ export interface RefundParams {
 	refundKey: string;
 	/** False: the money of an order that never was a sale (paid after it was cancelled); announced so, revenue keeps it out. */
 	sale?: boolean;
+	/** Only the refund already made (or under way) under the key, or null: nothing new is refunded. */
+	existingOnly?: boolean;
 }
 
 /** Abandoned refund claims taken per sweep; the next sweep takes the rest. */
@@ -58,7 +60,8 @@ export interface PaymentHostMethods {
 }
 
 export interface PaymentRefundMethods {
-	refundOnce(params: RefundParams, ctx: Context | null): Promise<Refund>;
+	/** Null only with `existingOnly`. */
+	refundOnce(params: RefundParams, ctx: Context | null): Promise<Refund | null>;
 	takeOverRefund(ctx: Context | null, existing: Refund): Promise<Refund | "dropped" | null>;
 	resumeAbandonedRefunds(): Promise<{ finished: number }>;
 	runRefund(ctx: Context | null, refund: Refund, payment: Payment, opts?: { resumed?: boolean }): Promise<Refund>;
@@ -86,9 +89,11 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				reason: { type: "string", min: 1, max: 500 },
 				refundKey: { type: "string", min: 1, max: 200 },
 				sale: { type: "boolean", optional: true },
+				existingOnly: { type: "boolean", optional: true },
 			},
 			async handler(ctx: Context<RefundParams, ShopMeta>) {
-				return refundView(await this.refundOnce(ctx.params, ctx));
+				const refund = await this.refundOnce(ctx.params, ctx);
+				return refund ? refundView(refund) : null;
 			},
 		},
 	},
@@ -115,6 +120,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 					continue;
 				}
 
+				if (params.existingOnly) return null;
 				const payment = await this.db.payments.findOne({ orderId: params.orderId });
 				if (!payment) throw new NotFoundError("Payment");
 				const plan = planRefund({ status: payment.status, paid: payment.amount, alreadyRefunded: payment.reservedRefundAmount, requested: params.amount });

@@ -319,6 +319,18 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			async handler(this: OrdersThis, ctx: Context<{ id: string; amount?: number; reason: string }, ShopMeta>) {
 				const order = await this.visibleOrder(ctx, ctx.params.id);
 				if (ctx.meta.user!.role !== "admin") throw new ForbiddenError("Requires role: admin");
+				// A retried request with the same Idempotency-Key refunds once; two different refunds of the same amount are both allowed.
+				const key = ctx.meta.idempotencyKey;
+				if (key !== undefined && !isValidIdempotencyKey(key)) throw invalidIdempotencyKey();
+				const refundKey = adminRefundKey(order.id, key ?? crypto.randomUUID());
+				// A retry whose refund went through gets that refund, though the order no longer passes the checks below.
+				if (key !== undefined) {
+					const earlier = await ctx.call<any, any>("payments.refund", { orderId: order.id, amount: ctx.params.amount, reason: ctx.params.reason, refundKey, existingOnly: true });
+					if (earlier) {
+						await this.recordRefund(order.id, earlier, ctx.params.reason);
+						return earlier;
+					}
+				}
 				if (order.paymentStatus !== "succeeded" && order.paymentStatus !== "partially_refunded") {
 					throw new ConflictError(`Nothing to refund: payment is ${order.paymentStatus}`, "NOT_REFUNDABLE", { paymentStatus: order.paymentStatus });
 				}
@@ -327,10 +339,6 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				if (refundable <= 0) throw new ConflictError("Nothing to refund: nothing was paid, or all of it is refunded", "NOT_REFUNDABLE", { paidAmount: order.paidAmount, refundedAmount: order.refundedAmount });
 				const amount = ctx.params.amount ?? refundable;
 				if (amount > refundable) throw invalidField("amount", `At most ${refundable} can be refunded`, "numberMax");
-				// A retried request with the same Idempotency-Key refunds once; two different refunds of the same amount are both allowed.
-				const key = ctx.meta.idempotencyKey;
-				if (key !== undefined && !isValidIdempotencyKey(key)) throw invalidIdempotencyKey();
-				const refundKey = adminRefundKey(order.id, key ?? crypto.randomUUID());
 				// Money of an order never confirmed (paid after it was cancelled) was not a sale: see refundOwed.
 				const refund = await ctx.call<any, any>("payments.refund", { orderId: order.id, amount, reason: ctx.params.reason, refundKey, ...(order.confirmedAt ? {} : { sale: false }) });
 				await this.recordRefund(order.id, refund, ctx.params.reason);

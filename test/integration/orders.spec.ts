@@ -281,6 +281,27 @@ describe("orders", () => {
 		expect(await payment(order.id)).toMatchObject({ refundedAmount: 2000 });
 	});
 
+	test("a retried refund whose first answer was lost gets that refund (200), also once nothing is left to refund", async () => {
+		const a = await customer();
+		const { order } = await placeOrder(a, { price: 6000 });
+		const refund = (key: string, body: Record<string, unknown>) => shop.http.post(`/api/orders/${order.id}/refund`, body, { token: admin, headers: { "Idempotency-Key": key } });
+		const total = order.total as number;
+		// The rest but 1000, then the last 1000 under another key: the order is fully refunded.
+		const most = await refund("most", { amount: total - 1000, reason: "damaged" });
+		expect(most).toMatchObject({ status: 200, body: { amount: total - 1000 } });
+		const last = await refund("last", { reason: "the rest" });
+		expect(last).toMatchObject({ status: 200, body: { amount: 1000 } });
+
+		// Both retried: each gets its own refund, not "nothing to refund" or "at most 0".
+		expect(await refund("most", { amount: total - 1000, reason: "damaged" })).toMatchObject({ status: 200, body: { id: most.body.id, amount: total - 1000 } });
+		expect(await refund("last", { reason: "the rest" })).toMatchObject({ status: 200, body: { id: last.body.id, amount: 1000 } });
+		// A new key has nothing left to refund; a used key with another amount is another refund.
+		expect((await refund("new", { amount: 1, reason: "more" })).status).toBe(409);
+		expect((await refund("last", { amount: 5, reason: "the rest" })).body).toMatchObject({ code: 409, type: "IDEMPOTENCY_KEY_REUSED" });
+		expect(await payment(order.id)).toMatchObject({ refundedAmount: total, refunds: [expect.anything(), expect.anything()] });
+		expect((await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body).toMatchObject({ paymentStatus: "refunded", refundedAmount: total });
+	});
+
 	test("admin refunds: partial then the rest, never above what was paid; payment status follows; the log rebuilds the order", async () => {
 		const a = await customer();
 		const { order } = await placeOrder(a, { price: 6000 });
