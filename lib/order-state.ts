@@ -449,14 +449,21 @@ export function logIsEmbedded(o: Order): boolean {
 }
 
 /**
- * The log as the customer sees it: a refund's reason is the shop's own note (an admin's words, such as
- * "suspected fraud"), not for the customer; the amount and the refund are.
+ * The log as the customer sees it: a refund's reason and an admin's cancel note are the shop's own
+ * notes (an admin's words, such as "suspected fraud"), not for the customer; the amount, the refund
+ * and the cancel are. A customer's own cancel note is theirs to see.
  */
 export function customerEventLog(log: Required<OrderEvent>[]): Required<OrderEvent>[] {
 	return log.map((e) => {
-		if (e.type !== "refunded" || !e.data || !("reason" in e.data)) return e;
-		const { reason: _shopNote, ...data } = e.data;
-		return { ...e, data };
+		if (e.type === "refunded" && e.data && "reason" in e.data) {
+			const { reason: _shopNote, ...data } = e.data;
+			return { ...e, data };
+		}
+		if (e.type === "cancelled" && e.data && "note" in e.data && e.data.by !== "customer") {
+			const { note: _shopNote, ...data } = e.data;
+			return { ...e, data };
+		}
+		return e;
 	});
 }
 

@@ -302,6 +302,19 @@ describe("orders", () => {
 		expect((await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body).toMatchObject({ paymentStatus: "refunded", refundedAmount: total });
 	});
 
+	test("an admin's cancel note is the shop's: admins see it in the log, the customer does not; a customer's own note is theirs", async () => {
+		const a = await customer();
+		const byShop = (await placeOrder(a)).order;
+		expect((await shop.http.post(`/api/orders/${byShop.id}/cancel`, { reason: "suspected fraud" }, { token: admin })).status).toBe(200);
+		const cancelledEntry = async (id: string, token: string) => (await shop.http.get(`/api/orders/${id}/events`, { token })).body.find((e: any) => e.type === "cancelled").data;
+		expect(await cancelledEntry(byShop.id, admin)).toEqual({ reason: "cancelled_by_shop", note: "suspected fraud", by: "admin" });
+		expect(await cancelledEntry(byShop.id, a.token)).toEqual({ reason: "cancelled_by_shop", by: "admin" });
+
+		const byCustomer = (await placeOrder(a)).order;
+		expect((await shop.http.post(`/api/orders/${byCustomer.id}/cancel`, { reason: "ordered twice" }, { token: a.token })).status).toBe(200);
+		expect(await cancelledEntry(byCustomer.id, a.token)).toEqual({ reason: "customer_request", note: "ordered twice", by: "customer" });
+	});
+
 	test("admin refunds: partial then the rest, never above what was paid; payment status follows; the log rebuilds the order", async () => {
 		const a = await customer();
 		const { order } = await placeOrder(a, { price: 6000 });
