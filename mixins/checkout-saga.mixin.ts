@@ -42,7 +42,8 @@ import { formatOrderNumber, orderNumberDay } from "../lib/order-number";
 /**
  * Cart problems (cart.snapshot) that stop a checkout. A code that no longer applies (used up
  * meanwhile, expired, below its minimum) would otherwise be dropped and the customer charged more
- * than the total they saw. A changed price is simply the price now: the cart shows it.
+ * than the total they saw. A changed price is simply the price now: the cart shows it, and a client
+ * that sends the total it showed (expectedTotal) is refused another one (see createOrder).
  */
 const BLOCKING_CART_PROBLEMS = new Set(["archived", "currency_mismatch", "promo"]);
 /** Orders one customer may have waiting for their payment (3-D Secure) at once; each holds stock until it expires. */
@@ -51,6 +52,8 @@ const MAX_UNPAID_ORDERS = 3;
 export interface CheckoutParams {
 	shippingAddressId: string;
 	paymentMethod: { type: "card"; token: string };
+	/** The total the customer saw: the checkout is refused (409 TOTAL_CHANGED) when it differs. */
+	expectedTotal?: number;
 }
 
 /** What the checkout steps share. `ctx` is null when compensating outside a request (recovery). */
@@ -226,6 +229,12 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			// Prices come from the cart service's snapshot, priced from the catalog now; never from the client.
 			const items = orderLinesOf(cart.items);
 			const totals = computeCheckoutTotals(items, cart.discount ?? 0, this.shippingRates);
+			// Prices are the catalog's now; a client that sends the total it showed is never charged another one.
+			const expectedTotal = c.params?.expectedTotal;
+			if (expectedTotal !== undefined && expectedTotal !== totals.total) {
+				const priceChanges = (cart.problems ?? []).filter((p: { type: string }) => p.type === "price_changed");
+				throw new ConflictError("The total changed since you saw it: review your cart", "TOTAL_CHANGED", { expectedTotal, ...totals, currency: cart.currency, priceChanges });
+			}
 			const now = new Date();
 			const { id: addressId, userId: _u, ...address } = c.address as Record<string, unknown>;
 			const order = await this.db.orders.insert({

@@ -166,7 +166,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					200: "The order already placed with this Idempotency-Key and body",
 					400: "Idempotency-Key missing or malformed",
 					402: "Payment declined: stock released, order cancelled, cart kept",
-					409: "Cart empty or not buyable, stock short, another checkout of the cart in progress, too many orders waiting for payment, or the Idempotency-Key is in use or was used with another body",
+					409: "Cart empty or not buyable, stock short, the total not the expectedTotal sent, another checkout of the cart in progress, too many orders waiting for payment, or the Idempotency-Key is in use or was used with another body",
 				},
 				headers: { "Idempotency-Key": { required: true, description: "One checkout per key: a retry with the same body gets the first answer" } },
 			},
@@ -179,6 +179,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					strict: "remove",
 					props: { type: { type: "enum", values: ["card"] }, token: { type: "string", min: 1, max: 255 } },
 				},
+				// The total the customer saw and agreed to pay: a checkout whose total differs (a price changed since) is refused.
+				expectedTotal: { type: "number", integer: true, min: 0, optional: true },
 			},
 			async handler(this: OrdersThis, ctx: Context<CheckoutParams, ShopMeta>) {
 				const key = ctx.meta.idempotencyKey;

@@ -136,6 +136,26 @@ describe("checkout", () => {
 		expect(list.body.rows.map((o: any) => o.id)).toEqual([order.id]);
 	});
 
+	test("expectedTotal: a price raised since the customer saw the cart is a 409 TOTAL_CHANGED naming it, nothing taken, the cart kept; the shown total goes through", async () => {
+		const { c, v } = await buyerWithCart(6000, 5);
+		const body = (expectedTotal: number) => ({ shippingAddressId: c.addressId, paymentMethod: { type: "card", token: "pm_card_visa" }, expectedTotal });
+		expect((await shop.http.get("/api/cart", { token: c.token })).body.total).toBe(6000);
+		expect((await shop.http.patch(`/api/products/${v.productId}`, { price: 9000 }, { token: adminToken })).status).toBe(200);
+
+		const refused = await checkout(c, { body: body(6000) });
+		expect(refused.status).toBe(409);
+		expect(refused.body).toMatchObject({ type: "TOTAL_CHANGED", data: { expectedTotal: 6000, subtotal: 9000, total: 9000, currency: "USD", priceChanges: [expect.objectContaining({ variantId: v.variantId, previousUnitPrice: 6000, unitPrice: 9000 })] } });
+		expect(await stockOf(v.variantId)).toBe(5);
+		expect((await shop.http.get("/api/orders", { token: c.token })).body.total).toBe(0);
+		expect((await shop.http.get("/api/cart", { token: c.token })).body.items).toEqual([expect.objectContaining({ variantId: v.variantId, quantity: 1 })]);
+		expect((await checkout(c, { body: { ...body(6000), expectedTotal: 6000.5 } })).body).toMatchObject({ code: 422, data: [expect.objectContaining({ field: "expectedTotal" })] });
+
+		// Seen and agreed to: the cart is not held by the refused checkout.
+		const paid = await checkout(c, { body: body(9000) });
+		expect(paid.status).toBe(201);
+		expect(paid.body).toMatchObject({ status: "confirmed", total: 9000 });
+	});
+
 	test("flat shipping below the free-shipping threshold", async () => {
 		const { c } = await buyerWithCart(1000, 5);
 		const res = await checkout(c);
