@@ -69,6 +69,21 @@ const SORTS = {
 const idParam = { type: "string", min: 1, max: 100, trim: true } as const;
 
 /**
+ * Review text is shown to every shopper: control characters (a NUL, an escape sequence) are refused
+ * with a 422 naming the field, as users does for names, rather than silently stripped, so the author
+ * sees the text stored is the text sent. A title is one line, as a name; a body keeps its line
+ * breaks (LF, or CRLF from a form's textarea) and tabs.
+ */
+const reviewTitleRule = {
+	type: "string", trim: true, max: 120, optional: true,
+	pattern: /^[^\p{Cc}\u2028\u2029]*$/u, messages: { stringPattern: "The title must not contain line breaks or control characters." },
+} as const;
+const reviewBodyRule = {
+	type: "string", trim: true, max: 5000, optional: true,
+	pattern: /^(?:[^\p{Cc}]|[\t\n]|\r(?=\n))*$/u, messages: { stringPattern: "The body must not contain control characters other than line breaks and tabs." },
+} as const;
+
+/**
  * A review as `viewer` sees it. The author's account id goes only to the author and admins: for
  * anyone else it is an internal id that links a customer's reviews to one another and to the
  * account. The review is signed by `authorName`.
@@ -187,8 +202,8 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			params: {
 				id: idParam,
 				rating: { type: "number", integer: true, min: 1, max: 5 },
-				title: { type: "string", trim: true, max: 120, optional: true },
-				body: { type: "string", trim: true, max: 5000, optional: true },
+				title: reviewTitleRule,
+				body: reviewBodyRule,
 				$$strict: "remove",
 			},
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; rating: number; title?: string; body?: string }, ShopMeta>) {

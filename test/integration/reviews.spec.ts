@@ -122,10 +122,28 @@ describe("reviews", () => {
 		["rating", "missing", {}],
 		["title", "121 characters", { rating: 4, title: "t".repeat(121) }],
 		["body", "5001 characters", { rating: 4, body: "b".repeat(5001) }],
+		// Control characters are refused, not stored and served to every shopper.
+		["body", "holding a NUL", { rating: 4, body: "Nice\u0000 fit" }],
+		["body", "holding an escape sequence", { rating: 4, body: "\u001b[31mred\u001b[0m" }],
+		["body", "holding a lone carriage return", { rating: 4, body: "one\rtwo" }],
+		["body", "holding a C1 control", { rating: 4, body: "one\u0085two" }],
+		["title", "holding a NUL", { rating: 4, title: "Great\u0000" }],
+		["title", "holding a line break", { rating: 4, title: "Great\ntee" }],
+		["title", "holding a tab", { rating: 4, title: "Great\ttee" }],
 	])("422 naming %s when it is %s", async (field, _what, body) => {
 		const res = await write("u-invalid", "p2", body as Record<string, unknown>);
 		expect(res.status).toBe(422);
 		expect(res.body.data.map((d: any) => d.field)).toContain(field);
+	});
+
+	test("a body keeps its line breaks (LF or a form's CRLF) and tabs; nothing with a control character was stored", async () => {
+		const body = "Fits well.\n\nWashes fine\r\nat 40°:\tno shrinking. ✓";
+		const res = await write("u-lines", "p2", { rating: 5, title: "Good — really «good»", body });
+		expect(res.status).toBe(201);
+		expect((await shop.http.get(`/api/reviews/${res.body.id}`, { token: tokenOf("u-lines") })).body).toMatchObject({ title: "Good — really «good»", body });
+		const queue = await shop.http.get("/api/reviews?productId=p2&pageSize=100", { token: admin });
+		expect(queue.status).toBe(200);
+		expect(queue.body.rows.filter((r: any) => r.userId === "u-invalid")).toEqual([]);
 	});
 
 	test("limits are inclusive, and fields the client may not set are ignored", async () => {
@@ -245,6 +263,13 @@ describe("reviews", () => {
 		expect(page2).toMatchObject({ total: 4, page: 2, pageSize: 3, totalPages: 2 });
 		expect(page2.rows.map((r: any) => authorOf[r.id])).toEqual(["s-c"]);
 		expect((await shop.http.get("/api/products/p-sort/reviews?pageSize=101")).status).toBe(422);
+		// A page far beyond any list is a mistake, not a page to echo back.
+		for (const page of ["1e30", "1000001"]) {
+			const tooFar = await shop.http.get(`/api/products/p-sort/reviews?page=${page}`);
+			expect(tooFar.status).toBe(422);
+			expect(tooFar.body.data.map((d: any) => d.field)).toEqual(["page"]);
+		}
+		expect((await shop.http.get("/api/products/p-sort/reviews?page=1000000")).body).toMatchObject({ page: 1_000_000, rows: [] });
 	});
 
 	test("deleting: by its author or an admin; another user's is 404; the summary and a new review follow", async () => {
