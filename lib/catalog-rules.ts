@@ -3,13 +3,29 @@
  * pure conversion of a validated "create product" request into the documents to store.
  */
 import { fromPriceOf } from "./catalog-views";
+import { MAX_SLUG_LENGTH } from "./slug";
 
 /** Integer cents, never a float: 19.99 or "abc" or -1 are rejected with 422 naming the field. */
 export const centsRule = { type: "number", integer: true, min: 0, max: 1_000_000_000 } as const;
 
-export const currencyRule = { type: "string", pattern: /^[A-Z]{3}$/, messages: { stringPattern: "The '{field}' field must be an ISO 4217 code of 3 uppercase letters." } } as const;
+/** The ISO 4217 codes in use (Node's ICU list), so "XYZ" is no currency though it looks like one. */
+export const ISO_CURRENCIES: ReadonlySet<string> = new Set(Intl.supportedValuesOf("currency"));
 
-export const slugRule = { type: "string", min: 1, max: 80, pattern: /^[a-z0-9]+(?:-[a-z0-9]+)*$/, messages: { stringPattern: "The '{field}' field must be lowercase letters, digits and single dashes." } } as const;
+export function isIsoCurrency(code: unknown): boolean {
+	return typeof code === "string" && ISO_CURRENCIES.has(code);
+}
+
+/**
+ * A currency as the shop stores it: an ISO 4217 code in uppercase; anything else is a 422 naming the
+ * field. The codes themselves are the pattern, so the rule works with any validator settings.
+ */
+export const currencyRule = {
+	type: "string",
+	pattern: new RegExp(`^(?:${[...ISO_CURRENCIES].filter((c) => /^[A-Z]{3}$/.test(c)).join("|")})$`),
+	messages: { stringPattern: "The '{field}' field must be an ISO 4217 currency code in uppercase letters, such as USD." },
+} as const;
+
+export const slugRule = { type: "string", min: 1, max: MAX_SLUG_LENGTH, pattern: /^[a-z0-9]+(?:-[a-z0-9]+)*$/, messages: { stringPattern: "The '{field}' field must be lowercase letters, digits and single dashes." } } as const;
 
 /** `{Size: "L", Color: "Red"}`: option names to string values. */
 // Option names become stored field names: no "." (a path) and no leading "$" (an operator).
@@ -159,4 +175,25 @@ export function newVariantDoc(input: VariantInput, productId: string, now: Date)
 export function compareAtProblem(price: number, compareAtPrice: number | null | undefined): string | null {
 	if (compareAtPrice == null) return null;
 	return compareAtPrice > price ? null : "The 'compareAtPrice' field must be greater than 'price'.";
+}
+
+/**
+ * The category a `?category=` filter names, in a flat list or a tree (`children`): a slug in any
+ * case ("Clothing" is "clothing", as slugs are lowercase), or an id. The product list and search
+ * both read the filter this way, so they answer it alike.
+ */
+export function findCategoryRef<C extends { id: string; slug: string; children?: C[] }>(categories: readonly C[], ref: string): C | undefined {
+	const wanted = ref.trim();
+	if (!wanted) return undefined;
+	const slug = wanted.toLowerCase();
+	const all: C[] = [];
+	const walk = (list: readonly C[]) => {
+		for (const c of list) {
+			all.push(c);
+			if (Array.isArray(c.children)) walk(c.children);
+		}
+	};
+	walk(categories);
+	// Slugs first: an id never names another category than a slug that spells it.
+	return all.find((c) => c.slug === slug) ?? all.find((c) => c.id === wanted);
 }

@@ -4,6 +4,7 @@
  */
 import { formatMoney, percentOf } from "./money";
 import { invalidField, type FieldProblem, type UnprocessableError } from "./errors";
+import { isIsoCurrency } from "./catalog-rules";
 
 export type PromotionType = "percent" | "fixed";
 
@@ -78,8 +79,12 @@ export function promotionDiscount(promo: Pick<Promotion, "type" | "value">, subt
 
 /** Cross-field rules the validator schema cannot express: a percentage is 1..100. */
 /** What is wrong with a new promotion beyond its fields' own rules; an expiry already past would make a dead code. */
-export function promotionInputProblems(input: { type: PromotionType; value: number; expiresAt?: Date | string | null }, now = new Date()): FieldProblem[] {
+export function promotionInputProblems(input: { type: PromotionType; value: number; expiresAt?: Date | string | null; currency?: string | null }, now = new Date()): FieldProblem[] {
 	const problems: FieldProblem[] = [];
+	// The catalog's rule: three capitals are not enough, "XYZ" would make a code no cart can use.
+	if (input.currency != null && !isIsoCurrency(input.currency)) {
+		problems.push({ field: "currency", message: "currency must be an ISO 4217 currency code in uppercase letters, such as USD", type: "currency" });
+	}
 	if (input.type === "percent" && (input.value < 1 || input.value > 100)) {
 		problems.push({ field: "value", message: "A percent promotion takes a value from 1 to 100", type: "numberMax" });
 	}

@@ -5,7 +5,8 @@
  */
 import { invalidField } from "./errors";
 import { assertPriceRange } from "./catalog-query";
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./pagination";
+import { MAX_PAGE, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./pagination";
+import { findCategoryRef } from "./catalog-rules";
 
 export type SearchSort = "relevance" | "price" | "-price" | "rating";
 export const SEARCH_SORTS: SearchSort[] = ["relevance", "price", "-price", "rating"];
@@ -123,18 +124,31 @@ export interface SearchParams {
 	pageSize?: number;
 }
 
-export function parseSearchQuery(p: SearchParams): SearchQuery {
+/** What the category filter needs of the catalog's categories (`products.listCategories`: a tree). */
+export interface CategoryRef {
+	id: string;
+	slug: string;
+	children?: CategoryRef[];
+}
+
+/**
+ * The parsed query. `categories` (the catalog's tree) lets `category` be a category id as well as a
+ * slug in any case, as in the product list; the index holds slugs (`categoryPath`), so the filter
+ * becomes the named category's slug. Without them, or for a category not there, the value is taken
+ * as a slug.
+ */
+export function parseSearchQuery(p: SearchParams, categories: readonly CategoryRef[] = []): SearchQuery {
 	const text = normalizeText(p.q ?? "");
 	if (text.length > MAX_QUERY_LENGTH) throw invalidField("q", `q must be at most ${MAX_QUERY_LENGTH} characters`, "stringMax");
 	assertPriceRange(p.minPrice, p.maxPrice);
 	const q: SearchQuery = {
 		text,
 		sort: p.sort ?? "relevance",
-		page: Math.max(1, Math.floor(p.page ?? 1)),
+		page: Math.min(MAX_PAGE, Math.max(1, Math.floor(p.page ?? 1))),
 		pageSize: Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(p.pageSize ?? DEFAULT_PAGE_SIZE))),
 	};
-	const category = p.category?.trim().toLowerCase();
-	if (category) q.category = category;
+	const category = p.category?.trim();
+	if (category) q.category = findCategoryRef(categories, category)?.slug ?? category.toLowerCase();
 	if (p.minPrice != null) q.minPrice = p.minPrice;
 	if (p.maxPrice != null) q.maxPrice = p.maxPrice;
 	if (p.minRating != null) q.minRating = p.minRating;

@@ -22,7 +22,7 @@ import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailabl
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
 import { descendantIds, type Category } from "../lib/category-tree";
-import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, compareAtProblem, type ProductInput, type VariantInput } from "../lib/catalog-rules";
+import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, compareAtProblem, findCategoryRef, type ProductInput, type VariantInput } from "../lib/catalog-rules";
 import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, fromPriceOf, fromPricesOf, type Product, type Variant } from "../lib/catalog-views";
 import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } from "../lib/catalog-query";
 import { checkLines, type StockLine } from "../lib/inventory-rules";
@@ -121,6 +121,7 @@ interface Methods extends InventoryMethods, CatalogCategoryHostMethods {
 	announce(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<void>;
 	assertCategory(categoryId: string | null | undefined): Promise<void>;
 	findProduct(idOrSlug: string): Promise<Row<Product> | null>;
+	touchProduct(productId: string): Promise<Row<Product> | null>;
 	productDetail(product: Row<Product>): Promise<ReturnType<typeof toProductDetail>>;
 	refreshFromPrice(productId: string): Promise<void>;
 	changingFromPrice<T>(productId: string, change: () => Promise<T>): Promise<T>;
@@ -172,7 +173,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				let categoryIds: string[] | undefined;
 				if (category) {
 					const all = await this.loadCategories();
-					const root = all.find((c) => c.slug === category || c.id === category);
+					// As search reads it: a slug in any case, or an id.
+					const root = findCategoryRef(all, category);
 					categoryIds = root ? descendantIds(all, root.id) : [];
 				}
 				const query = productListQuery({ categoryIds, minPrice, maxPrice });
@@ -323,11 +325,13 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const now = new Date();
 				const variant = (await this.changingFromPrice(id, () => this.db.variants.insert(withOpeningStock(newVariantDoc(input, id, now), now)))) as Row<Variant> & { pendingMove?: ParkedMove };
 				if (variant.pendingMove) await this.finishMove(ctx, variant, variant.pendingMove);
+				const changed = await this.touchProduct(id);
 				await this.cleanCache();
 				await this.announce(ctx, "product.updated", { productId: id });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/products/${id}`;
-				return this.productDetail(product);
+				// Read after the change: the answer shows the new variant.
+				return this.productDetail(changed ?? product);
 			},
 		},
 
@@ -348,9 +352,10 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const write = () => this.db.variants.updateOne({ id: variantId, productId: id }, { $set: { ...changes, updatedAt: new Date() } });
 				const variant = changes.price !== undefined ? await this.changingFromPrice(id, write) : await write();
 				if (!variant) throw new NotFoundError("Variant");
+				const changed = await this.touchProduct(id);
 				await this.cleanCache();
 				await this.announce(ctx, "product.updated", { productId: id });
-				return this.productDetail((await this.db.products.findById(id))!);
+				return this.productDetail(changed ?? (await this.db.products.findById(id))!);
 			},
 		},
 
@@ -558,6 +563,11 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		async assertSlugFree(collection: Collection, slug: string, exceptId?: string) {
 			const other = await collection.findOne({ slug });
 			if (other && other.id !== exceptId) throw new ConflictError("Slug already in use", "DUPLICATE", { field: "slug", slug });
+		},
+
+		/** A change to one of its variants is a change to the product: its `updatedAt` moves (one update, no read first). */
+		async touchProduct(productId: string) {
+			return this.db.products.updateOne({ id: productId }, { $set: { updatedAt: new Date() } });
 		},
 
 		async findProduct(idOrSlug: string) {

@@ -15,7 +15,7 @@ import { readConfig } from "../lib/config";
 import { BROKER_UNAVAILABLE_ERRORS, ServiceUnavailableError } from "../lib/errors";
 import { pageParams } from "../lib/pagination";
 import { createSearchEngine, type SearchEngine } from "../adapters/search";
-import { MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, normalizeText, parseSearchQuery, toIndexDoc, type SearchParams } from "../lib/search-query";
+import { MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, normalizeText, parseSearchQuery, toIndexDoc, type CategoryRef, type SearchParams } from "../lib/search-query";
 
 interface SearchSettings {
 	rest: string;
@@ -59,6 +59,7 @@ interface SearchVars {
 
 interface SearchMethods {
 	createEngine(): SearchEngine;
+	categoriesForFilter(ctx: Context): Promise<CategoryRef[]>;
 	engineUnavailable(err: unknown): never;
 	withIndexLock<T>(fn: () => Promise<T>): Promise<T>;
 	queueRefresh(productId: string): void;
@@ -134,7 +135,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				...pageParams,
 			},
 			async handler(this: SearchThis, ctx: Context<SearchParams, ShopMeta>) {
-				const query = parseSearchQuery(ctx.params);
+				const query = parseSearchQuery(ctx.params, ctx.params.category?.trim() ? await this.categoriesForFilter(ctx) : []);
 				return this.engine.search(query).catch((err) => this.engineUnavailable(err));
 			},
 		},
@@ -216,6 +217,22 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 	methods: {
 		createEngine(this: SearchThis) {
 			return createSearchEngine(readConfig());
+		},
+
+		/**
+		 * The catalog's categories, so `?category=` may name one by id as the product list allows (the
+		 * index holds slugs only). `products.listCategories` is cached by the broker until a catalog
+		 * write. Without it (products unreachable) the filter is read as a slug, which still answers
+		 * the common case, rather than failing the search.
+		 */
+		async categoriesForFilter(this: SearchThis, ctx: Context) {
+			try {
+				const tree = await ctx.call<unknown, Record<string, never>>("products.listCategories", {});
+				return Array.isArray(tree) ? (tree as CategoryRef[]) : [];
+			} catch (err) {
+				this.logger.warn(`Categories unavailable, the search's category filter is read as a slug: ${(err as Error)?.message ?? err}`);
+				return [];
+			}
 		},
 
 		/** An engine failure (Elasticsearch down) is a 503 to the client, not a 500. */

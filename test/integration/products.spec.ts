@@ -163,6 +163,52 @@ describe("products service over HTTP", () => {
 			expect(res.body.data.map((d: any) => d.field)).toContain("price");
 		});
 
+		test("a currency must be an ISO 4217 code: three capitals that name none are 422 naming currency, on create and update", async () => {
+			for (const currency of ["XYZ", "ABC"]) {
+				const res = await post("/api/products", productBody({ currency }));
+				expect(res.status).toBe(422);
+				expect(res.body.data.map((d: any) => d.field)).toEqual(["currency"]);
+			}
+			const eur = await post("/api/products", productBody({ currency: "EUR" }));
+			expect(eur.status).toBe(201);
+			expect(eur.body.currency).toBe("EUR");
+			const changed = await shop.http.patch(`/api/products/${eur.body.id}`, { currency: "XYZ" }, { token: admin });
+			expect(changed.status).toBe(422);
+			expect(changed.body.data[0].field).toBe("currency");
+			expect((await shop.http.get(`/api/products/${eur.body.id}`)).body.currency).toBe("EUR");
+			expect((await shop.http.patch(`/api/products/${eur.body.id}`, { currency: "GBP" }, { token: admin })).body.currency).toBe("GBP");
+		});
+
+		test("a long name's generated slugs stay within 80 characters, for products and categories, and each can be sent back as it is", async () => {
+			const name = `The Extraordinarily Comfortable Organic Cotton Heavyweight Oversized Crew Neck Tee ${seq}`;
+			const slugs: string[] = [];
+			for (let i = 0; i < 3; i++) {
+				const res = await post("/api/products", productBody({ name }));
+				expect(res.status).toBe(201);
+				slugs.push(res.body.slug);
+				expect(res.body.slug.length).toBeLessThanOrEqual(80);
+				// Its own slug back is no change, not a 422 stringMax.
+				const same = await shop.http.patch(`/api/products/${res.body.id}`, { slug: res.body.slug }, { token: admin });
+				expect(same.status).toBe(200);
+			}
+			expect(slugs[0]).toHaveLength(80);
+			expect(slugs[1]).toMatch(/-2$/);
+			expect(slugs[2]).toMatch(/-3$/);
+			expect(new Set(slugs).size).toBe(3);
+
+			const categoryName = `Sustainable Outdoor Adventure Clothing And Technical Mountaineering Equipment And Gear ${seq}`;
+			const categorySlugs: string[] = [];
+			for (let i = 0; i < 2; i++) {
+				const res = await post("/api/categories", { name: categoryName });
+				expect(res.status).toBe(201);
+				categorySlugs.push(res.body.slug);
+				expect(res.body.slug.length).toBeLessThanOrEqual(80);
+				expect((await shop.http.patch(`/api/categories/${res.body.id}`, { slug: res.body.slug }, { token: admin })).status).toBe(200);
+			}
+			expect(categorySlugs[1]).toMatch(/-2$/);
+			expect(categorySlugs[1]).not.toBe(categorySlugs[0]);
+		});
+
 		test("422 on a bad currency, variant price, options or compareAtPrice", async () => {
 			expect((await post("/api/products", productBody({ currency: "usd" }))).body.data[0].field).toBe("currency");
 			const badVariant = await post("/api/products", productBody({ variants: [{ sku: "BAD-1", stock: 1, price: 1.5 }] }));
@@ -265,6 +311,32 @@ describe("products service over HTTP", () => {
 			expect((await shop.http.delete("/api/products/nope", { token: admin })).status).toBe(404);
 		});
 
+		test("adding or changing a variant changes the product: its updatedAt moves, and the answer shows the change", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			await new Promise((r) => setTimeout(r, 5));
+			const added = await post(`/api/products/${created.id}/variants`, { sku: `${created.variants[0].sku}-NEW`, price: 2599, stock: 2, options: { Size: "S" } });
+			expect(added.status).toBe(201);
+			expect(added.body.variants.map((v: any) => v.sku)).toContain(`${created.variants[0].sku}-NEW`);
+			expect(Date.parse(added.body.updatedAt)).toBeGreaterThan(Date.parse(created.updatedAt));
+			const read = (await shop.http.get(`/api/products/${created.id}`)).body;
+			expect(read.updatedAt).toBe(added.body.updatedAt);
+			expect(read.variants).toHaveLength(3);
+
+			await new Promise((r) => setTimeout(r, 5));
+			const repriced = await shop.http.patch(`/api/products/${created.id}/variants/${created.variants[0].id}`, { price: 1799 }, { token: admin });
+			expect(repriced.status).toBe(200);
+			expect(Date.parse(repriced.body.updatedAt)).toBeGreaterThan(Date.parse(added.body.updatedAt));
+			expect((await shop.http.get(`/api/products/${created.id}`)).body.updatedAt).toBe(repriced.body.updatedAt);
+
+			await new Promise((r) => setTimeout(r, 5));
+			const renamed = await shop.http.patch(`/api/products/${created.id}/variants/${created.variants[0].id}`, { name: "Medium" }, { token: admin });
+			expect(Date.parse(renamed.body.updatedAt)).toBeGreaterThan(Date.parse(repriced.body.updatedAt));
+			// A variant of another product is not found, and that product is left as it was.
+			const other = (await post("/api/products", productBody())).body;
+			expect((await shop.http.patch(`/api/products/${other.id}/variants/${created.variants[0].id}`, { price: 1 }, { token: admin })).status).toBe(404);
+			expect((await shop.http.get(`/api/products/${other.id}`)).body.updatedAt).toBe(other.updatedAt);
+		});
+
 		test("variants can be added and repriced by admins; stock is not writable there", async () => {
 			const created = (await post("/api/products", productBody())).body;
 			const added = await post(`/api/products/${created.id}/variants`, { sku: `${created.variants[0].sku}-B`, stock: 3, options: { Size: "S" } });
@@ -363,6 +435,13 @@ describe("products service over HTTP", () => {
 			expect(all.body.rows.every((r: any) => [clothing.id, shirts.id].includes(r.categoryId))).toBe(true);
 			expect((await shop.http.get(`/api/products?category=${shirts.slug}`)).body.total).toBe(12);
 			expect((await shop.http.get("/api/products?category=no-such-category")).body).toMatchObject({ rows: [], total: 0 });
+			// As search reads it: the slug in any case, or the category's id, each with its sub-categories.
+			for (const named of [clothing.slug.toUpperCase(), `${clothing.slug[0].toUpperCase()}${clothing.slug.slice(1)}`, clothing.id]) {
+				const res = await shop.http.get(`/api/products?category=${encodeURIComponent(named)}&pageSize=100`);
+				expect(res.body.total).toBe(16);
+				expect(res.body.rows.map((r: any) => r.id).sort()).toEqual(all.body.rows.map((r: any) => r.id).sort());
+			}
+			expect((await shop.http.get(`/api/products?category=${shirts.id}`)).body.total).toBe(12);
 
 			const ranged = await shop.http.get(`/api/products?category=${clothing.slug}&minPrice=1500&maxPrice=2000&sort=price`);
 			expect(ranged.body.rows.map((r: any) => r.price)).toEqual([1500, 1600, 1700, 1800, 1900, 2000]);
@@ -378,6 +457,13 @@ describe("products service over HTTP", () => {
 
 		test("422 on a bad page size, sort or price filter", async () => {
 			expect((await shop.http.get("/api/products?pageSize=101")).status).toBe(422);
+			// No page is that far: 422 naming page, not a 200 echoing "page": 1e+30.
+			for (const page of ["1e30", "1000001", "0"]) {
+				const res = await shop.http.get(`/api/products?page=${page}`);
+				expect(res.status).toBe(422);
+				expect(res.body.data.map((d: any) => d.field)).toEqual(["page"]);
+			}
+			expect((await shop.http.get(`/api/inventory/any/history?page=1e30`, { token: admin })).status).toBe(422);
 			expect((await shop.http.get("/api/products?sort=stock")).status).toBe(422);
 			expect((await shop.http.get("/api/products?minPrice=abc")).status).toBe(422);
 			const range = await shop.http.get("/api/products?minPrice=500&maxPrice=100");

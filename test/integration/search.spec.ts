@@ -251,6 +251,13 @@ describe("search (embedded engine) over HTTP", () => {
 		expect(sort.status).toBe(422);
 		expect(sort.body.data[0].field).toBe("sort");
 		expect((await shop.http.get("/api/search?pageSize=101")).status).toBe(422);
+		// No page is that far: 422 naming page, not a 200 echoing "page": 1e+30.
+		for (const page of ["1e30", "1000001"]) {
+			const far = await shop.http.get(`/api/search?page=${page}`);
+			expect(far.status).toBe(422);
+			expect(far.body.data.map((d: any) => d.field)).toEqual(["page"]);
+		}
+		expect((await shop.http.get("/api/search?page=1000000")).body).toMatchObject({ page: 1_000_000, rows: [], total: 427 });
 		expect((await shop.http.get("/api/search?minRating=6")).status).toBe(422);
 		expect((await shop.http.get("/api/search?q=tee&foo=bar")).status).toBe(200);
 	});
@@ -387,6 +394,39 @@ describe("search with the real products service", () => {
 		expect((await shop.http.get("/api/search?q=merino")).body.rows[0]).toMatchObject({ id: created.body.id, price: 8_900, inStock: true });
 		expect((await shop.http.delete(`/api/products/${created.body.id}`, { token: admin() })).status).toBeLessThan(300);
 		await eventually(() => shop.http.get("/api/search?q=merino"), (r) => r.body.total === 0, 1000);
+	});
+
+	test("the category filter names a category as the product list does (slug in any case, or id, with sub-categories) and finds the same rows", async () => {
+		const category = async (body: object) => (await shop.http.post("/api/categories", body, { token: admin() })).body;
+		const clothing = await category({ name: "Filter Clothing" });
+		const shirts = await category({ name: "Filter Shirts", parentId: clothing.id });
+		const home = await category({ name: "Filter Home" });
+		const created: string[] = [];
+		for (const [i, categoryId] of [clothing.id, shirts.id, shirts.id, home.id].entries()) {
+			const res = await shop.http.post("/api/products", { name: `Filter Item ${i}`, price: 1_000 + i, currency: "USD", categoryId, variants: [{ sku: `FI-${Date.now()}-${i}`, stock: 1 }] }, { token: admin() });
+			expect(res.status).toBe(201);
+			created.push(res.body.id);
+		}
+		await eventually(() => shop.http.get("/api/search?q=filter%20item"), (r) => r.body.total === created.length, 1000);
+
+		const listed = async (path: string) => ((await shop.http.get(path)).body.rows as Array<{ id: string }>).map((r) => r.id).sort();
+		for (const [named, expected] of [
+			[clothing.slug, created.slice(0, 3)],
+			["Filter-Clothing", created.slice(0, 3)],
+			[clothing.slug.toUpperCase(), created.slice(0, 3)],
+			[clothing.id, created.slice(0, 3)],
+			[shirts.id, created.slice(1, 3)],
+			[home.id, created.slice(3)],
+		] as const) {
+			const q = `category=${encodeURIComponent(named)}&pageSize=100`;
+			const fromSearch = await listed(`/api/search?${q}`);
+			expect(fromSearch).toEqual([...expected].sort());
+			expect(await listed(`/api/products?${q}`)).toEqual(fromSearch);
+		}
+		for (const unknown of ["no-such-category", "nope-id"]) {
+			expect((await shop.http.get(`/api/search?category=${unknown}`)).body.total).toBe(0);
+			expect((await shop.http.get(`/api/products?category=${unknown}`)).body.total).toBe(0);
+		}
 	});
 
 	test("a category renamed or moved reaches the search documents of its products within a second", async () => {

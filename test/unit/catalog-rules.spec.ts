@@ -1,5 +1,5 @@
 import Validator from "fastest-validator";
-import { centsRule, currencyRule, optionsRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, variantDisplayName, compareAtProblem } from "../../lib/catalog-rules";
+import { centsRule, currencyRule, optionsRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, variantDisplayName, compareAtProblem, findCategoryRef } from "../../lib/catalog-rules";
 
 const v = new Validator();
 
@@ -22,7 +22,31 @@ describe("validation rules", () => {
 		["usd", false],
 		["US", false],
 		["USDT", false],
+		["JPY", true],
+		["CHF", true],
+		// Three capitals, but no ISO 4217 currency.
+		["XYZ", false],
+		["ABC", false],
+		["QQQ", false],
 	])("currency %s valid: %s", (value, ok) => expect(currency({ currency: value }) === true).toBe(ok));
+
+	test("a made-up currency is one problem naming the field; an optional one may be left out", () => {
+		expect(currency({ currency: "XYZ" })).toEqual([expect.objectContaining({ field: "currency", type: "stringPattern", message: expect.stringContaining("ISO 4217") })]);
+		expect(v.compile({ currency: { ...currencyRule, optional: true } })({})).toBe(true);
+	});
+
+	test.each([
+		["clothing", "c1"],
+		["Clothing", "c1"],
+		[" T-SHIRTS ", "c2"],
+		["c2", "c2"],
+		["C2", undefined],
+		["shoes", undefined],
+		["", undefined],
+	])("the category filter %j names %s", (ref, id) => {
+		const tree = [{ id: "c1", slug: "clothing", children: [{ id: "c2", slug: "t-shirts", children: [] }] }, { id: "c3", slug: "home", children: [] }];
+		expect(findCategoryRef(tree, ref)?.id).toBe(id);
+	});
 
 	const options = v.compile({ options: optionsRule });
 	test.each([

@@ -79,6 +79,9 @@ describe("promotion input and codes", () => {
 		[{ type: "fixed", value: 500, expiresAt: new Date("2030-01-01T00:00:00Z") }, ["expiresAt"]],
 		[{ type: "percent", value: 500, expiresAt: new Date(12345) }, ["value", "expiresAt"]],
 		[{ type: "fixed", value: 500, expiresAt: null }, []],
+		[{ type: "fixed", value: 500, currency: "EUR" }, []],
+		// Three capitals are not a currency: a code for "XYZ" carts would never apply.
+		[{ type: "fixed", value: 500, currency: "XYZ" }, ["currency"]],
 	] as const)("%j → problems on %j", (input, fields) => {
 		expect(promotionInputProblems(input, new Date("2030-01-01T00:00:00Z")).map((p) => p.field)).toEqual(fields);
 	});

@@ -33,6 +33,36 @@ describe("search query parsing", () => {
 		expect(parseSearchQuery(params as any)).toEqual(expected);
 	});
 
+	describe("the category filter reads a slug in any case or an id, as the product list does", () => {
+		const tree = [{ id: "cat-A1", slug: "clothing", children: [{ id: "cat-B2", slug: "t-shirts", children: [] }] }, { id: "cat-C3", slug: "home" }];
+		const docs = [doc("tee", { categoryPath: ["clothing", "t-shirts"] }), doc("coat", { categoryPath: ["clothing"] }), doc("lamp", { categoryPath: ["home"] })];
+		test.each([
+			["clothing", "clothing", ["tee", "coat"]],
+			["Clothing", "clothing", ["tee", "coat"]],
+			["cat-A1", "clothing", ["tee", "coat"]],
+			["cat-B2", "t-shirts", ["tee"]],
+			[" T-Shirts ", "t-shirts", ["tee"]],
+			// Ids are matched exactly; an unknown value is taken as a slug and matches nothing.
+			["CAT-A1", "cat-a1", []],
+			["shoes", "shoes", []],
+		])("%j → the slug %s: %j", (category, slug, found) => {
+			const q = parseSearchQuery({ category }, tree);
+			expect(q.category).toBe(slug);
+			expect(docs.filter((d) => matchesFilters(d, q)).map((d) => d.id)).toEqual(found);
+			// Elasticsearch filters on the same slug.
+			expect((buildSearchRequest("idx", q).query as any).bool.filter).toEqual([{ term: { categoryPath: slug } }]);
+		});
+
+		test("without the categories (products unreachable) the value is read as a slug", () => {
+			expect(parseSearchQuery({ category: "Clothing" }).category).toBe("clothing");
+		});
+	});
+
+	test.each([
+		[{ page: 1e30 }, 1_000_000],
+		[{ page: 1_000_000 }, 1_000_000],
+	])("the page is at most 1,000,000: %j", (params, page) => expect(parseSearchQuery(params).page).toBe(page));
+
 	test.each([
 		[{ minPrice: 500, maxPrice: 100 }, "maxPrice"],
 		[{ q: "x".repeat(201) }, "q"],
