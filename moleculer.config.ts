@@ -9,6 +9,7 @@ import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middlewa
 import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
 import { NullFieldsMiddleware } from "./mixins/null-fields.middleware";
 import { NodeAwayMiddleware } from "./mixins/node-away.middleware";
+import { safeParamTags } from "./lib/trace-tags";
 
 const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
 
@@ -30,7 +31,8 @@ function tracingOptions(cfg: ShopConfig): BrokerOptions["tracing"] {
 		if (kind === "zipkin" || kind === "jaeger") exporter.push({ type: "Zipkin", options: { baseURL: cfg.zipkinUrl } });
 		if (kind === "event") exporter.push({ type: "Event", options: { eventName: "$tracing.spans", sendStartSpan: false, sendFinishSpan: true, broadcast: true } });
 	}
-	return { enabled: true, sampling: { rate: 1 }, exporter, events: true };
+	// Spans leave the process: their params never carry passwords, tokens or keys (lib/trace-tags.ts).
+	return { enabled: true, sampling: { rate: 1 }, exporter, events: true, tags: { action: safeParamTags as any, event: safeParamTags as any } };
 }
 
 export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerOptions {
