@@ -78,6 +78,8 @@ export interface IdempotencyRecord {
 	response?: unknown;
 	error?: StoredError;
 	createdAt: Date;
+	/** The node run whose request holds the key (absent on keys claimed before it was recorded). */
+	holder?: { nodeID: string; instanceID: string };
 }
 
 export interface IdempotencyStore {
@@ -93,11 +95,14 @@ export type KeyClaim = { claimed: true; record: IdempotencyRecord } | { claimed:
  * Takes the key for this request (the unique index makes exactly one concurrent request win), or
  * returns the record of the request that holds it. Null after repeated races with expiry.
  */
-export async function claimIdempotencyKey(store: IdempotencyStore, input: { userId: string; key: string; fingerprint: string; orderId: () => string }): Promise<KeyClaim | null> {
-	const { userId, key, fingerprint } = input;
+export async function claimIdempotencyKey(
+	store: IdempotencyStore,
+	input: { userId: string; key: string; fingerprint: string; orderId: () => string; holder?: IdempotencyRecord["holder"] },
+): Promise<KeyClaim | null> {
+	const { userId, key, fingerprint, holder } = input;
 	for (let attempt = 0; attempt < 3; attempt++) {
 		try {
-			return { claimed: true, record: await store.insert({ userId, key, fingerprint, orderId: input.orderId(), status: "running", createdAt: new Date() }) };
+			return { claimed: true, record: await store.insert({ userId, key, fingerprint, orderId: input.orderId(), status: "running", createdAt: new Date(), ...(holder ? { holder } : {}) }) };
 		} catch (err) {
 			if (!isDuplicate(err)) throw err;
 		}
@@ -126,11 +131,12 @@ export type OrphanedKeyAction = "wait" | "complete" | "release";
  * A key is "running" while its request works; a request that died with its process leaves it so.
  * Its order tells how far the request got: a finished checkout completes the key with the order at
  * once (its answer is the order); an undone one, or none at all, frees the key for a retry once the
- * key is older than `staleMs` (younger, the request may still be on its way); a checkout still
+ * key is older than `staleMs` (younger, the request may still be on its way), or at once when the run
+ * that held it is known to be over (`holderOver`: its node came back as a new run); a checkout still
  * running or owing compensation is waited for (recovery finishes it and answers the key).
  */
-export function orphanedKeyAction(record: Pick<IdempotencyRecord, "createdAt">, sagaState: string | null, now: Date, staleMs: number): OrphanedKeyAction {
+export function orphanedKeyAction(record: Pick<IdempotencyRecord, "createdAt">, sagaState: string | null, now: Date, staleMs: number, holderOver = false): OrphanedKeyAction {
 	if (sagaState === "completed") return "complete";
 	if (sagaState === "running" || sagaState === "compensation_failed") return "wait";
-	return now.getTime() - new Date(record.createdAt).getTime() >= staleMs ? "release" : "wait";
+	return holderOver || now.getTime() - new Date(record.createdAt).getTime() >= staleMs ? "release" : "wait";
 }

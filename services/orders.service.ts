@@ -49,7 +49,7 @@ import type { ShopMeta } from "../mixins/types";
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { processStartedAt } from "../lib/config";
-import { SagaTakenOverError } from "../lib/checkout-recovery";
+import { brokerRunView, runnerState, SagaTakenOverError } from "../lib/checkout-recovery";
 import {
 	logIsEmbedded,
 	orderEventLog,
@@ -117,7 +117,7 @@ const ORDER_SPECS: Record<string, CollectionSpec> = {
 		loadInBackground: true,
 	},
 	idempotency_keys: {
-		fields: { userId: String, key: String, fingerprint: String, orderId: String, status: String, response: Object, error: Object, createdAt: Date },
+		fields: { userId: String, key: String, fingerprint: String, orderId: String, status: String, response: Object, error: Object, createdAt: Date, holder: Object },
 		indexes: [{ fields: { userId: 1, key: 1 }, unique: true }, { fields: { createdAt: 1 }, expireAfterSeconds: IDEMPOTENCY_TTL_SECONDS }],
 	},
 	counters: { fields: { value: Number } },
@@ -392,7 +392,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		async claimCheckoutKey(ctx: Context<CheckoutParams, ShopMeta>, key: string, fingerprint: string) {
 			const store = this.db.idempotency_keys as unknown as IdempotencyStore;
 			for (let round = 0; round < 2; round++) {
-				const claim = await claimIdempotencyKey(store, { userId: ctx.meta.user!.id, key, fingerprint, orderId: newId });
+				const claim = await claimIdempotencyKey(store, { userId: ctx.meta.user!.id, key, fingerprint, orderId: newId, holder: { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID } });
 				if (!claim) break;
 				if (claim.claimed) return { claimed: true as const, record: claim.record };
 				const answer = await this.replayCheckout(ctx, claim.record, fingerprint);
@@ -417,7 +417,10 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		/** Completes or frees a key left running by a request that died; returns the key as it is now (null: freed). */
 		async settleOrphanedKey(record: IdempotencyRecord, staleMs: number) {
 			const order = (await this.db.orders.findById(record.orderId)) as unknown as Order | null;
-			const action = orphanedKeyAction(record, order?.saga?.state ?? null, new Date(), staleMs);
+			// The run whose request held it is over (its node restarted, as after a crash in a cluster): no
+			// request is on its way any more, so the retry need not wait out the stale window.
+			const holderOver = runnerState(record.holder, brokerRunView(this.broker, this.recoveryStartedAt)) === "over";
+			const action = orphanedKeyAction(record, order?.saga?.state ?? null, new Date(), staleMs, holderOver);
 			if (action === "complete") {
 				const completed = await this.db.idempotency_keys.updateOne({ id: record.id, status: "running" }, { $set: { status: "completed", response: orderView(order!) } });
 				return (completed ?? (await this.db.idempotency_keys.findById(record.id))) as unknown as IdempotencyRecord | null;

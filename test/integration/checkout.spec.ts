@@ -337,6 +337,30 @@ describe("checkout", () => {
 			expect((await shop.http.get("/api/orders", { token: c.token })).body.total).toBe(1);
 		});
 
+		test("its holder's node came back as a new run (a crash in a cluster): a young key is freed at once, and the retry checks out", async () => {
+			const { c } = await buyerWithCart(1800, 5);
+			const k = key();
+			const me = { nodeID: shop.broker.nodeID, instanceID: shop.broker.instanceID };
+			const claimed = (holder: typeof me) => keys().insert({ userId: c.userId, key: k, fingerprint: requestFingerprint(body(c)), orderId: `never-${k}`, status: "running", createdAt: new Date(), holder });
+			// Held by this very run: its request may still be on its way.
+			const mine = await claimed(me);
+			orders().settings.idempotencyWaitMs = 200;
+			try {
+				expect((await checkout(c, { key: k })).body.type).toBe("IDEMPOTENCY_KEY_IN_PROGRESS");
+			} finally {
+				orders().settings.idempotencyWaitMs = 8000;
+			}
+			await keys().removeOne({ id: mine.id });
+			// Held by this node's previous run: over.
+			await claimed({ ...me, instanceID: "a-run-that-died" });
+			const started = Date.now();
+			const retried = await checkout(c, { key: k });
+			expect(retried.status).toBe(201);
+			expect(Date.now() - started).toBeLessThan(4000);
+			expect((await shop.http.get("/api/orders", { token: c.token })).body.total).toBe(1);
+			expect(await keys().findOne({ userId: c.userId, key: k })).toMatchObject({ status: "completed", holder: me });
+		});
+
 		test("a repeat waiting for a first request that then fails and frees the key checks out itself", async () => {
 			// As when the gateway re-sends a call that timed out because a node died under the first.
 			const { c } = await buyerWithCart(1800, 5);

@@ -155,4 +155,14 @@ describe("a key left running by a request that may have died", () => {
 	] as const)("%s", (_what, record, saga, expected) => {
 		expect(orphanedKeyAction(record, saga, now, 120_000)).toBe(expected);
 	});
+
+	test.each([
+		["no order, young: freed at once", null, "release"],
+		["an undone checkout, young: freed at once", "compensated", "release"],
+		["a finished checkout still answers with its order", "completed", "complete"],
+		["a checkout still running is still left to recovery", "running", "wait"],
+		["one owing compensation too", "compensation_failed", "wait"],
+	] as const)("its holder's run is over (its node restarted): %s", (_what, saga, expected) => {
+		expect(orphanedKeyAction(claimed(2), saga, now, 120_000, true)).toBe(expected);
+	});
 });
