@@ -25,6 +25,8 @@ interface SearchSettings {
 	refreshDelayMs: number;
 	/** A full rebuild also runs this often, to repair anything an event failed to tell us. */
 	rebuildIntervalMs: number;
+	/** How long a search waits for the first build of an embedded index before its 503. */
+	indexWaitMs: number;
 }
 
 interface RebuildReport {
@@ -54,6 +56,9 @@ interface SearchVars {
 	rebuildTimer: NodeJS.Timeout | null;
 	rebuildFailures: number;
 	lastRebuild: (RebuildReport & { at: string }) | null;
+	/** Settles at the first full build of the index (indexBuilt settles it). */
+	firstBuild: Promise<void>;
+	indexBuilt: () => void;
 	stopping: boolean;
 }
 
@@ -61,6 +66,7 @@ interface SearchMethods {
 	createEngine(): SearchEngine;
 	categoriesForFilter(ctx: Context): Promise<CategoryRef[]>;
 	engineUnavailable(err: unknown): never;
+	awaitIndexBuilt(): Promise<void>;
 	withIndexLock<T>(fn: () => Promise<T>): Promise<T>;
 	queueRefresh(productId: string): void;
 	scheduleFlush(): void;
@@ -115,7 +121,7 @@ const cachedEngine = (ctx: Context) => (ctx.service as unknown as SearchThis | u
 const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = {
 	name: "search",
 	mixins: [HealthMixin],
-	settings: { rest: "/", rebuildPageSize: 200, refreshDelayMs: 50, rebuildIntervalMs: 15 * 60_000 },
+	settings: { rest: "/", rebuildPageSize: 200, refreshDelayMs: 50, rebuildIntervalMs: 15 * 60_000, indexWaitMs: 5000 },
 
 	actions: {
 		search: {
@@ -135,6 +141,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				...pageParams,
 			},
 			async handler(this: SearchThis, ctx: Context<SearchParams, ShopMeta>) {
+				await this.awaitIndexBuilt();
 				const query = parseSearchQuery(ctx.params, ctx.params.category?.trim() ? await this.categoriesForFilter(ctx) : []);
 				return this.engine.search(query).catch((err) => this.engineUnavailable(err));
 			},
@@ -151,6 +158,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			async handler(this: SearchThis, ctx: Context<{ q?: string; limit?: number }, ShopMeta>) {
 				const prefix = normalizeText(ctx.params.q ?? "");
 				if (!prefix) return { suggestions: [] };
+				await this.awaitIndexBuilt();
 				const suggestions = await this.engine.suggest(prefix, ctx.params.limit ?? MAX_SUGGESTIONS).catch((err) => this.engineUnavailable(err));
 				return { suggestions };
 			},
@@ -233,6 +241,21 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				this.logger.warn(`Categories unavailable, the search's category filter is read as a slug: ${(err as Error)?.message ?? err}`);
 				return [];
 			}
+		},
+
+		/**
+		 * An embedded index is this process's own and starts empty: until its first full build, its answers
+		 * would be empty or partial, and cached (in a shared Redis cache, for every node) as if true. A
+		 * request waits for that build (`indexWaitMs`: a restart's build takes a moment), then is a 503:
+		 * the client tries again (and the balancer may send it to another search node). Elasticsearch's
+		 * index outlives the node, so it serves at once.
+		 */
+		async awaitIndexBuilt(this: SearchThis) {
+			if (this.lastRebuild || this.engine.kind !== "embedded") return;
+			let timer: NodeJS.Timeout | undefined;
+			await Promise.race([this.firstBuild, new Promise((resolve) => (timer = setTimeout(resolve, this.settings.indexWaitMs)))]);
+			clearTimeout(timer);
+			if (!this.lastRebuild) throw new ServiceUnavailableError("The search index is being built, try again in a moment");
 		},
 
 		/** An engine failure (Elasticsearch down) is a 503 to the client, not a 500. */
@@ -422,6 +445,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				this.changedAt.clear();
 				const report = { indexed, removed, pages: page, tookMs: Date.now() - startedAt };
 				this.lastRebuild = { ...report, at: new Date().toISOString() };
+				this.indexBuilt();
 				this.logger.info(`Search index rebuilt: ${indexed} products, ${removed} removed, ${report.tookMs} ms`);
 				return report;
 			})().finally(() => {
@@ -482,6 +506,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 		this.rebuildTimer = null;
 		this.rebuildFailures = 0;
 		this.lastRebuild = null;
+		this.firstBuild = new Promise((resolve) => (this.indexBuilt = resolve));
 		this.stopping = false;
 		this.engine = this.createEngine();
 	},

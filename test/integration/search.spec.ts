@@ -358,9 +358,18 @@ describe("search when the products service starts later, or cannot filter by ids
 	});
 	afterAll(() => shop.stop());
 
-	test("the index is built once products appears", async () => {
-		expect((await shop.http.get("/api/search?q=headphones")).body.total).toBe(0);
+	test("the index is built once products appears; a search waits for that build, and past its wait is a 503, never an empty result that would be cached", async () => {
+		const search = shop.broker.getLocalService("search") as any;
+		search.settings.indexWaitMs = 200;
+		const early = await shop.http.get("/api/search?q=headphones");
+		expect(early.status).toBe(503);
+		expect(early.body.message).toMatch(/index is being built/);
+		expect((await shop.http.get("/api/search/autocomplete?q=head")).status).toBe(503);
+		search.settings.indexWaitMs = 5000;
+		const waiting = shop.http.get("/api/search?q=headphones");
+		await new Promise((r) => setTimeout(r, 300));
 		shop.broker.createService(fakeProducts(catalog, calls, { idsFilter: false }));
+		expect(ids(await waiting)).toEqual(["p-headphones"]);
 		await waitForIndex(shop, catalog.size);
 		expect(ids(await shop.http.get("/api/search?q=headphones"))).toEqual(["p-headphones"]);
 	});
