@@ -44,9 +44,13 @@ export function computeCheckoutTotals(lines: PricedLine[], discount: number, rat
 	return { subtotal, discount: applied, shipping, total: subtotal - applied + shipping };
 }
 
-/** Parses a cents setting (e.g. SHIPPING_FLAT_CENTS); a missing or malformed value keeps the default. */
-export function centsSetting(value: string | undefined, fallback: number): number {
+/**
+ * A cents setting (e.g. SHIPPING_FLAT_CENTS): a whole number of cents, 0 or more; unset or empty keeps
+ * the default. Anything else stops the start naming `name`: "4.99" is not rounded, nor "-1" replaced.
+ */
+export function centsSetting(name: string, value: string | undefined, fallback: number): number {
 	if (value == null || value.trim() === "") return fallback;
-	const n = Number(value);
-	return Number.isSafeInteger(n) && n >= 0 ? n : fallback;
+	const n = Number(value.trim());
+	if (/^\d+$/.test(value.trim()) && Number.isSafeInteger(n)) return n;
+	throw new Error(`${name} must be a whole number of cents, 0 or more (499 for 4.99), not "${value}"`);
 }

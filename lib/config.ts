@@ -1,21 +1,80 @@
 /**
  * The environment variables the shop reads, with their defaults (the payment, email and SMS
- * adapters read their own; the gateway reads HOST). Settings that would be unsafe refuse to start
- * the process, naming the variable.
+ * adapters read their own; the gateway reads HOST). A malformed or unsafe setting refuses to start
+ * the process (readConfig throws while moleculer.config.ts loads), naming the variable: never a
+ * silent default in its place.
  * The README's configuration table is written from this file.
  */
 import path from "node:path";
 import { centsSetting, DEFAULT_SHIPPING_RATES } from "./checkout-totals";
+import { emailProblem, normalizeEmail } from "./user-records";
 
-function int(value: string | undefined, fallback: number): number {
-	if (value == null || value === "") return fallback;
-	const n = Number(value);
-	return Number.isFinite(n) ? Math.floor(n) : fallback;
+/** Refuses the start: the message names the variable, what it takes and what it was given. */
+function refuse(name: string, value: string | undefined, takes: string): never {
+	throw new Error(`${name} must be ${takes}, not "${value}"`);
 }
 
-function bool(value: string | undefined, fallback: boolean): boolean {
-	if (value == null || value === "") return fallback;
-	return !["0", "false", "no", "off"].includes(value.toLowerCase());
+/** The longest delay a Node.js timer keeps: a longer one fires at once (TimeoutOverflowWarning). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface WholeNumberRule {
+	min: number;
+	max?: number;
+	/** What the variable takes, for the message: "a port number from 1 to 65535". */
+	takes: string;
+}
+
+/**
+ * A whole number from the environment; unset or empty keeps `fallback`. Digits only: "4.99", "1e3",
+ * "0x10", "-1" or "abc" stop the start instead of being rounded, read otherwise or replaced by the default.
+ */
+export function wholeNumberSetting(name: string, value: string | undefined, fallback: number, rule: WholeNumberRule): number {
+	if (value == null || value.trim() === "") return fallback;
+	const v = value.trim();
+	const n = Number(v);
+	if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < rule.min || n > (rule.max ?? Number.MAX_SAFE_INTEGER)) refuse(name, value, rule.takes);
+	return n;
+}
+
+const PORT: WholeNumberRule = { min: 1, max: 65535, takes: "a port number from 1 to 65535" };
+/** A whole number of `unit`s from `min` (to `max`); `zeroMeans` says what 0 does where it is allowed. */
+const count = (unit: string, min: number, max?: number, zeroMeans?: string): WholeNumberRule => ({
+	min,
+	max,
+	takes: `a whole number of ${unit}, ${max ? `from ${min} to ${max}` : `${min} or more`}${zeroMeans ? ` (0 ${zeroMeans})` : ""}`,
+});
+// A longer delay than a timer keeps would fire at once: a REQUEST_TIMEOUT of 3000000000 would time every call out.
+const MS = (zeroMeans?: string) => count("milliseconds", zeroMeans ? 0 : 1, MAX_TIMER_MS, zeroMeans);
+const SECONDS = count("seconds", 1, Math.floor(MAX_TIMER_MS / 1000));
+const PER_MINUTE = count("requests per minute", 0, undefined, "turns the limit off");
+
+const TRUE_WORDS = ["true", "1", "yes", "on"];
+const FALSE_WORDS = ["false", "0", "no", "off"];
+
+/** An on/off setting: true/false, 1/0, yes/no, on/off in any case; unset or empty keeps `fallback`. */
+export function booleanSetting(name: string, value: string | undefined, fallback: boolean): boolean {
+	const v = (value ?? "").trim().toLowerCase();
+	if (v === "") return fallback;
+	if (TRUE_WORDS.includes(v)) return true;
+	if (FALSE_WORDS.includes(v)) return false;
+	return refuse(name, value, "true or false (also 1/0, yes/no, on/off)");
+}
+
+/** HEALTH_PORT: unset or empty, no probe server (a REPL beside a node: `HEALTH_PORT= ...`); else its port. */
+function healthPortSetting(value: string | undefined): number | undefined {
+	if (value == null || value.trim() === "") return undefined;
+	// Not 0: the image's HEALTHCHECK probes any HEALTH_PORT that is set, and port 0 answers nobody.
+	return wholeNumberSetting("HEALTH_PORT", value, 0, { ...PORT, takes: "a port number from 1 to 65535, or empty for no probe server" });
+}
+
+/** Heartbeats in seconds; a node is taken for dead after the timeout, so it must outlast an interval. */
+function heartbeatSettings(env: NodeJS.ProcessEnv) {
+	const heartbeatInterval = wholeNumberSetting("HEARTBEAT_INTERVAL", env.HEARTBEAT_INTERVAL, 5, SECONDS);
+	const heartbeatTimeout = wholeNumberSetting("HEARTBEAT_TIMEOUT", env.HEARTBEAT_TIMEOUT, 15, SECONDS);
+	if (heartbeatTimeout <= heartbeatInterval) {
+		throw new Error(`HEARTBEAT_TIMEOUT must be more seconds than HEARTBEAT_INTERVAL, not ${heartbeatTimeout} for ${heartbeatInterval}: every node would pass for dead between two heartbeats`);
+	}
+	return { heartbeatInterval, heartbeatTimeout };
 }
 
 /**
@@ -35,29 +94,71 @@ export function trustedProxyHops(value: string | undefined): number {
 const PLACEHOLDER_SECRETS = ["replace_me", "local-only-jwt-secret-change-me", "changeme", "change-me", "secret"];
 /** The least JWT_SECRET length production accepts (also what a generated, stored one must have: lib/jwt.ts). */
 export const MIN_SECRET_LENGTH = 32;
+/** The fewest different characters a production JWT_SECRET may have: "aaaa…" is long but guessable. */
+export const MIN_SECRET_VARIETY = 10;
 
-/** JWT_SECRET; in production a short or placeholder one refuses to start (it signs every access token). */
-function jwtSecretSetting(value: string | undefined, production: boolean): string | undefined {
-	if (!value) return undefined;
-	if (production && (value.trim().length < MIN_SECRET_LENGTH || PLACEHOLDER_SECRETS.includes(value.trim().toLowerCase()))) {
-		throw new Error(`JWT_SECRET is a placeholder or shorter than ${MIN_SECRET_LENGTH} characters: set a random one (e.g. openssl rand -hex 32), the same on every node`);
+/**
+ * JWT_SECRET; in production a short, uniform or placeholder one refuses to start (it signs every
+ * access token). Unset (or blank) with a TRANSPORTER refuses too, outside tests: each node would
+ * generate its own (lib/jwt.ts) and answer 401 to every token another node signed.
+ */
+function jwtSecretSetting(env: NodeJS.ProcessEnv): string | undefined {
+	const value = env.JWT_SECRET;
+	const secret = value?.trim();
+	if (!secret) {
+		if (env.TRANSPORTER && env.NODE_ENV !== "test") {
+			throw new Error("JWT_SECRET must be set when TRANSPORTER is (a cluster), the same on every node: set a random one (e.g. openssl rand -hex 32); unset, each node generates its own and refuses the tokens of the others");
+		}
+		return undefined;
 	}
+	if (env.NODE_ENV === "production" && (secret.length < MIN_SECRET_LENGTH || new Set(secret).size < MIN_SECRET_VARIETY || PLACEHOLDER_SECRETS.includes(secret.toLowerCase()))) {
+		throw new Error(
+			`JWT_SECRET is a placeholder, shorter than ${MIN_SECRET_LENGTH} characters or made of fewer than ${MIN_SECRET_VARIETY} different characters: set a random one (e.g. openssl rand -hex 32), the same on every node`,
+		);
+	}
+	return value;
+}
+
+/** ADMIN_PASSWORD values published in this repository's own deployment files (docker-compose, k8s). */
+const PLACEHOLDER_ADMIN_PASSWORDS = [...PLACEHOLDER_SECRETS, "local-only-admin-password", "dev-only-admin-password"];
+
+/** ADMIN_PASSWORD; in production a published one refuses to start (its strength is checked by the users service). */
+function adminPasswordSetting(value: string | undefined, production: boolean): string | undefined {
+	if (!value) return undefined;
+	if (production && PLACEHOLDER_ADMIN_PASSWORDS.includes(value.trim().toLowerCase())) {
+		throw new Error("ADMIN_PASSWORD is a placeholder from the shop's example files: set your own, or leave it unset for a random one printed once in the log when the admin is created");
+	}
+	return value;
+}
+
+// The pattern fastest-validator's "precise" email rule applies at registration: the admin's address
+// is one a customer could have registered.
+const EMAIL = /^(([^<>()[\]\\.,;:\s@"]+(\.[^<>()[\]\\.,;:\s@"]+)*)|(".+"))@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\])|(([a-zA-Z\-0-9]+\.)+[a-zA-Z]{2,}))$/;
+
+/** ADMIN_EMAIL: an address, as registration takes it (trimmed, any case); anything else would become the admin's login. */
+function adminEmailSetting(value: string | undefined): string | undefined {
+	if (!value || !value.trim()) return undefined;
+	const email = normalizeEmail(value);
+	if (email.length > 254 || !EMAIL.test(email)) refuse("ADMIN_EMAIL", value, "an email address (e.g. admin@shop.example)");
+	const problem = emailProblem(email);
+	if (problem) throw new Error(`ADMIN_EMAIL is refused: ${problem}`);
 	return value;
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 	const isTest = env.NODE_ENV === "test";
+	const production = env.NODE_ENV === "production";
 	return {
 		env: env.NODE_ENV ?? "development",
 		isTest,
-		port: int(env.PORT, 3000),
-		metricsPort: int(env.METRICS_PORT, 3030),
+		// 0 lets the system pick a free port: nodes without the gateway, and tests.
+		port: wholeNumberSetting("PORT", env.PORT, 3000, { ...PORT, min: 0, takes: "a port number from 1 to 65535 (0: any free port)" }),
+		metricsPort: wholeNumberSetting("METRICS_PORT", env.METRICS_PORT, 3030, PORT),
 		// Loopback unless told: the metrics carry sales figures. Deployments scraped from outside set 0.0.0.0.
 		metricsHost: env.METRICS_HOST || "127.0.0.1",
-		healthPort: env.HEALTH_PORT ? int(env.HEALTH_PORT, 0) : undefined,
-		heartbeatInterval: int(env.HEARTBEAT_INTERVAL, 5),
-		heartbeatTimeout: int(env.HEARTBEAT_TIMEOUT, 15),
-		metricsEnabled: bool(env.METRICS_ENABLED, !isTest),
+		healthPort: healthPortSetting(env.HEALTH_PORT),
+		...heartbeatSettings(env),
+		metricsEnabled: booleanSetting("METRICS_ENABLED", env.METRICS_ENABLED, !isTest),
 		dataDir: path.resolve(env.DATA_DIR ?? "./data"),
 		namespace: env.NAMESPACE ?? "",
 		nodeID: env.NODEID || undefined,
@@ -67,25 +168,29 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		mongoUri: env.MONGO_URI || undefined,
 		elasticsearchUrl: env.ELASTICSEARCH_URL || undefined,
 		logLevel: env.LOGLEVEL ?? (isTest ? "warn" : "info"),
-		requestTimeout: int(env.REQUEST_TIMEOUT, 10_000),
-		shutdownTimeout: int(env.SHUTDOWN_TIMEOUT, 10_000),
+		requestTimeout: wholeNumberSetting("REQUEST_TIMEOUT", env.REQUEST_TIMEOUT, 10_000, MS()),
+		shutdownTimeout: wholeNumberSetting("SHUTDOWN_TIMEOUT", env.SHUTDOWN_TIMEOUT, 10_000, MS()),
 		// How long a call waits for a node of its service to come back (a restart) before it fails with 503; 0 never waits.
-		serviceWaitMs: Math.max(0, int(env.SERVICE_WAIT_TIMEOUT, 5000)),
+		serviceWaitMs: wholeNumberSetting("SERVICE_WAIT_TIMEOUT", env.SERVICE_WAIT_TIMEOUT, 5000, MS("never waits")),
 		tracing: env.TRACE_EXPORTER || (env.NODE_ENV === "development" ? "console" : undefined),
 		zipkinUrl: env.ZIPKIN_URL ?? "http://localhost:9411",
 		corsOrigins: env.CORS_ORIGINS ?? "*",
-		rateLimit: int(env.RATE_LIMIT, 600),
-		authRateLimit: int(env.AUTH_RATE_LIMIT, 30),
+		rateLimit: wholeNumberSetting("RATE_LIMIT", env.RATE_LIMIT, 600, PER_MINUTE),
+		authRateLimit: wholeNumberSetting("AUTH_RATE_LIMIT", env.AUTH_RATE_LIMIT, 30, PER_MINUTE),
 		trustProxy: trustedProxyHops(env.TRUST_PROXY),
-		jwtSecret: jwtSecretSetting(env.JWT_SECRET, env.NODE_ENV === "production"),
-		jwtTtlSeconds: int(env.JWT_TTL, 15 * 60),
-		shippingFlatCents: centsSetting(env.SHIPPING_FLAT_CENTS, DEFAULT_SHIPPING_RATES.flatCents),
-		freeShippingThresholdCents: centsSetting(env.FREE_SHIPPING_THRESHOLD_CENTS, DEFAULT_SHIPPING_RATES.freeThresholdCents),
-		seedDemo: bool(env.SEED_DEMO, true),
+		jwtSecret: jwtSecretSetting(env),
+		// At least a second: a token born expired would answer 401 on every authenticated route.
+		jwtTtlSeconds: wholeNumberSetting("JWT_TTL", env.JWT_TTL, 15 * 60, count("seconds", 1)),
+		shippingFlatCents: centsSetting("SHIPPING_FLAT_CENTS", env.SHIPPING_FLAT_CENTS, DEFAULT_SHIPPING_RATES.flatCents),
+		freeShippingThresholdCents: centsSetting("FREE_SHIPPING_THRESHOLD_CENTS", env.FREE_SHIPPING_THRESHOLD_CENTS, DEFAULT_SHIPPING_RATES.freeThresholdCents),
+		seedDemo: booleanSetting("SEED_DEMO", env.SEED_DEMO, true),
 		// An order left waiting for its payment (3-D Secure never completed) is cancelled after this.
-		unpaidOrderTtlMinutes: Math.max(1, int(env.UNPAID_ORDER_TTL_MINUTES, 30)),
-		adminEmail: env.ADMIN_EMAIL || undefined,
-		adminPassword: env.ADMIN_PASSWORD || undefined,
+		unpaidOrderTtlMinutes: wholeNumberSetting("UNPAID_ORDER_TTL_MINUTES", env.UNPAID_ORDER_TTL_MINUTES, 30, count("minutes", 1)),
+		// Also read by adapters/channels (readNotificationConfig); here so that a malformed value stops every node's start.
+		notifyConcurrency: wholeNumberSetting("NOTIFY_CONCURRENCY", env.NOTIFY_CONCURRENCY, 4, count("workers", 1)),
+		notifyMaxAttempts: wholeNumberSetting("NOTIFY_MAX_ATTEMPTS", env.NOTIFY_MAX_ATTEMPTS, 5, count("attempts", 1)),
+		adminEmail: adminEmailSetting(env.ADMIN_EMAIL),
+		adminPassword: adminPasswordSetting(env.ADMIN_PASSWORD, production),
 	};
 }
 

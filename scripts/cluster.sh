@@ -46,5 +46,5 @@ node_start gw-1 api PORT=3000
 node_start gw-2 api PORT=3001
 
 echo "Cluster starting: gateways on http://localhost:3000 and :3001, metrics on :3030-:$((metrics - 1))."
-echo "REPL: TRANSPORTER=$TRANSPORTER NAMESPACE=$NAMESPACE npm run repl"
+echo "REPL: TRANSPORTER=$TRANSPORTER NAMESPACE=$NAMESPACE JWT_SECRET=$JWT_SECRET npm run repl"
 wait

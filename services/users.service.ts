@@ -479,29 +479,39 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		},
 
 		/**
-		 * ADMIN_EMAIL (+ ADMIN_PASSWORD) creates or promotes that admin. Without it, outside tests,
-		 * the first start creates admin@example.com with a random password printed once.
+		 * ADMIN_EMAIL (+ ADMIN_PASSWORD) creates or promotes that admin. Without it, outside tests, the
+		 * first start creates admin@example.com, with ADMIN_PASSWORD when set, else a random password
+		 * printed once. A password that is not used (the account exists) is said so in the log.
 		 */
 		async ensureAdmin(config?: ShopConfig): Promise<void> {
 			const cfg = config ?? this.cfg;
 			const createDefault = this.settings.createDefaultAdmin ?? !cfg.isTest;
+			const email: string = cfg.adminEmail ? normalizeEmail(cfg.adminEmail) : this.settings.defaultAdminEmail;
+			const problem = cfg.adminPassword ? passwordProblem(cfg.adminPassword, { email }) : null;
+			if (problem) throw new Error(`ADMIN_PASSWORD refused: ${problem}`);
 			if (cfg.adminEmail) {
-				const email = normalizeEmail(cfg.adminEmail);
 				const existing = await this.db.users.findOne({ email });
-				const problem = cfg.adminPassword ? passwordProblem(cfg.adminPassword, { email }) : null;
-				if (problem) throw new Error(`ADMIN_PASSWORD refused: ${problem}`);
-				if (existing) {
-					if (existing.role !== "admin") await this.promoteToAdmin(existing, cfg.adminPassword);
-					return;
-				}
-				await this.createAdmin(email, cfg.adminPassword);
-				return;
+				if (!existing) return this.createAdmin(email, cfg.adminPassword);
+				if (existing.role !== "admin") return this.promoteToAdmin(existing, cfg.adminPassword);
+				return this.reportUnusedAdminPassword(existing, cfg.adminPassword, `${email} is an admin already`);
 			}
-			if (!createDefault || (await this.db.users.count({ role: "admin" })) > 0) return;
-			const email = this.settings.defaultAdminEmail;
+			if (!createDefault) return;
+			const existing = await this.db.users.findOne({ email });
+			if ((await this.db.users.count({ role: "admin" })) > 0) {
+				return this.reportUnusedAdminPassword(existing?.role === "admin" ? existing : null, cfg.adminPassword, "ADMIN_EMAIL is unset and an admin exists already");
+			}
 			// Never promote someone else's account that happens to use the default address.
-			if (await this.db.users.findOne({ email })) return;
-			await this.createAdmin(email);
+			if (existing) return this.reportUnusedAdminPassword(null, cfg.adminPassword, `ADMIN_EMAIL is unset and ${email} is a customer's account, not promoted`);
+			await this.createAdmin(email, cfg.adminPassword);
+		},
+
+		/**
+		 * ADMIN_PASSWORD is used only when the admin's account is created or taken over: otherwise the
+		 * operator who set it is told, unless it is that admin's password already (a restart).
+		 */
+		async reportUnusedAdminPassword(admin: Entity | null, password: string | undefined, why: string) {
+			if (!password || (admin && (await verifyPassword(password, admin.passwordHash)))) return;
+			this.logger.warn(`ADMIN_PASSWORD did not change any password: ${why}; it is used only when the admin's account is created (or, with ADMIN_EMAIL, taken over). Change the password through the API.`);
 		},
 
 		/**
@@ -539,8 +549,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				if ((err as ConflictError).code === 409) return;
 				throw err;
 			}
-			if (password) this.logger.info(`Created admin ${email} (ADMIN_EMAIL).`);
-			else this.logger.warn(`Created admin ${email} with password: ${secret}  (shown once; set ADMIN_EMAIL and ADMIN_PASSWORD to choose your own)`);
+			if (password) this.logger.info(`Created admin ${email} with ADMIN_PASSWORD.`);
+			else this.logger.warn(`Created admin ${email} with password: ${secret}  (shown once; set ADMIN_PASSWORD, and ADMIN_EMAIL, to choose your own)`);
 		},
 	},
 

@@ -3,6 +3,7 @@
  * is set, Twilio for SMS when TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are; the
  * outbox otherwise. SENDGRID_API_BASE and TWILIO_API_BASE point the clients at another host (tests).
  */
+import { readConfig } from "../../lib/config";
 import type { NotificationChannel } from "./notification-channel";
 import { OutboxChannel } from "./outbox-channel";
 import { SendGridChannel } from "./sendgrid-channel";
@@ -14,16 +15,13 @@ export { OutboxChannel } from "./outbox-channel";
 export { SendGridChannel } from "./sendgrid-channel";
 export { TwilioChannel, rebasedRequestClient } from "./twilio-channel";
 
-function int(value: string | undefined, fallback: number, min = 1): number {
-	const n = Number(value);
-	return value != null && value !== "" && Number.isInteger(n) && n >= min ? n : fallback;
-}
-
 /** Notification settings from the environment (read when the service is created, never at import). */
 export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
+	// The numbers as readConfig reads (and checks) them: a malformed one stops the start there.
+	const { notifyConcurrency, notifyMaxAttempts } = readConfig(env);
 	return {
-		concurrency: int(env.NOTIFY_CONCURRENCY, 4),
-		maxAttempts: int(env.NOTIFY_MAX_ATTEMPTS, 5),
+		concurrency: notifyConcurrency,
+		maxAttempts: notifyMaxAttempts,
 		fromEmail: env.NOTIFY_FROM_EMAIL || "no-reply@example.com",
 		shopName: env.SHOP_NAME || "Moleculer Shop",
 		storefrontUrl: env.STOREFRONT_URL || "http://localhost:3000",

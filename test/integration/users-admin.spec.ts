@@ -57,6 +57,58 @@ describe("default admin in the embedded setup", () => {
 	});
 });
 
+describe("ADMIN_PASSWORD without ADMIN_EMAIL", () => {
+	const CHOSEN = "harbour-lantern-passphrase";
+	let shop: Shop;
+	let warnings: ReturnType<typeof captureWarnings>;
+	let restoreEnv: () => void;
+	const unused = () => warnings.lines.filter((l) => l.includes("ADMIN_PASSWORD did not change any password"));
+	beforeAll(async () => {
+		warnings = captureWarnings();
+		restoreEnv = setEnv({ ADMIN_EMAIL: undefined, ADMIN_PASSWORD: CHOSEN });
+		const WithDefaultAdmin: ServiceSchema<Record<string, any>> = { name: "users", mixins: [UsersService as any], settings: { createDefaultAdmin: true } };
+		shop = await startShop({ services: [WithDefaultAdmin], ...consoleLogger });
+	});
+	afterAll(async () => {
+		await shop.stop();
+		restoreEnv();
+		warnings.restore();
+	});
+
+	test("is the default admin's password when that account is created: no random one printed", async () => {
+		expect(warnings.lines.filter((l) => l.includes("password: "))).toEqual([]);
+		const res = await shop.http.post("/api/auth/login", { email: "admin@example.com", password: CHOSEN });
+		expect(res.status).toBe(200);
+		expect(res.body.user.role).toBe("admin");
+		expect(unused()).toEqual([]);
+	});
+
+	test("a restart with the same one says nothing; another one is said not to have changed the existing admin", async () => {
+		const users = shop.broker.getLocalService("users") as any;
+		await users.ensureAdmin();
+		expect(unused()).toEqual([]);
+
+		await users.ensureAdmin({ ...users.cfg, adminPassword: "another-lantern-passphrase" });
+		expect(unused()).toHaveLength(1);
+		expect(unused()[0]).toMatch(/ADMIN_EMAIL is unset and an admin exists already/);
+		expect((await shop.http.post("/api/auth/login", { email: "admin@example.com", password: "another-lantern-passphrase" })).status).toBe(401);
+		expect((await shop.http.post("/api/auth/login", { email: "admin@example.com", password: CHOSEN })).status).toBe(200);
+	});
+
+	test("ADMIN_EMAIL's existing admin: another ADMIN_PASSWORD leaves its password, and says so", async () => {
+		const users = shop.broker.getLocalService("users") as any;
+		const before = unused().length;
+		await users.ensureAdmin({ ...users.cfg, adminEmail: "Admin@Example.com", adminPassword: "third-lantern-passphrase" });
+		expect(unused().slice(before)).toEqual([expect.stringMatching(/admin@example\.com is an admin already/)]);
+		expect((await shop.http.post("/api/auth/login", { email: "admin@example.com", password: CHOSEN })).status).toBe(200);
+	});
+
+	test("a weak one stops the start, as with ADMIN_EMAIL", async () => {
+		const users = shop.broker.getLocalService("users") as any;
+		await expect(users.ensureAdmin({ ...users.cfg, adminPassword: "password" })).rejects.toThrow(/^ADMIN_PASSWORD refused/);
+	});
+});
+
 describe("ADMIN_EMAIL and ADMIN_PASSWORD", () => {
 	let shop: Shop;
 	let restoreEnv: () => void;

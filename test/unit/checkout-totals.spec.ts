@@ -43,10 +43,14 @@ describe("centsSetting", () => {
 	test.each([
 		[undefined, 599, 599],
 		["", 599, 599],
+		["  ", 599, 599],
 		["750", 599, 750],
+		[" 750 ", 599, 750],
 		["0", 599, 0],
-		["-1", 599, 599],
-		["5.5", 599, 599],
-		["abc", 599, 599],
-	])("%p (default %i) → %i", (value, fallback, expected) => expect(centsSetting(value, fallback)).toBe(expected));
+	])("%p (default %i) → %i", (value, fallback, expected) => expect(centsSetting("SHIPPING_FLAT_CENTS", value, fallback)).toBe(expected));
+
+	// A price in units ("4.99") or a sign is a mistake the operator must hear of, not a silent 599.
+	test.each(["4.99", "5.5", "-1", "abc", "1e3", "0x10", "+5", "99999999999999999999"])("%p stops the start, naming the variable", (value) => {
+		expect(() => centsSetting("FREE_SHIPPING_THRESHOLD_CENTS", value, 5000)).toThrow(/^FREE_SHIPPING_THRESHOLD_CENTS must be a whole number of cents/);
+	});
 });

@@ -38,8 +38,15 @@ describe("JWT_SECRET in production", () => {
 		["a tutorial's, in capitals", "Change-Me"],
 		["the word", "SECRET"],
 		["padded to length with spaces", `change-me${" ".repeat(32)}`],
+		["of 32 identical characters", "a".repeat(32)],
+		["of few different characters, however long", "abcabcabc1".repeat(8)],
+		["of 9 different characters", "123456789".repeat(4)],
 	])("refuses to start with a secret %s, naming JWT_SECRET", (_what, secret) => {
-		expect(() => production(secret)).toThrow(/JWT_SECRET/);
+		expect(() => production(secret)).toThrow(/^JWT_SECRET is a placeholder, shorter than 32 characters or made of fewer than 10 different characters/);
+	});
+
+	test("ten different characters are variety enough (openssl rand -hex 32 has up to 16)", () => {
+		expect(production("0123456789".repeat(4)).jwtSecret).toBe("0123456789".repeat(4));
 	});
 
 	test("a random secret of 32 characters or more is taken; unset leaves the generated one (lib/jwt.ts)", () => {
@@ -50,6 +57,21 @@ describe("JWT_SECRET in production", () => {
 
 	test.each(["development", "test", undefined])("NODE_ENV=%s keeps a short local secret", (NODE_ENV) => {
 		expect(readConfig({ NODE_ENV, JWT_SECRET: "change-me" }).jwtSecret).toBe("change-me");
+	});
+});
+
+describe("JWT_SECRET in a cluster (TRANSPORTER set)", () => {
+	// Unset, each node would generate its own secret (lib/jwt.ts): a token signed by one is 401 on the others.
+	test.each(["production", "development", undefined])("NODE_ENV=%s refuses to start without JWT_SECRET, naming it", (NODE_ENV) => {
+		for (const JWT_SECRET of [undefined, "", "   "]) {
+			expect(() => readConfig({ NODE_ENV, TRANSPORTER: "nats://nats:4222", JWT_SECRET })).toThrow(/^JWT_SECRET must be set when TRANSPORTER is \(a cluster\), the same on every node/);
+		}
+	});
+
+	test("with one it starts; under tests, and in one process without a transporter, the generated one is used", () => {
+		expect(readConfig({ NODE_ENV: "production", TRANSPORTER: "TCP", JWT_SECRET: "9f3c1e0b7a5d4c2e8f6a1b3d5c7e9f0a" }).jwtSecret).toBe("9f3c1e0b7a5d4c2e8f6a1b3d5c7e9f0a");
+		expect(readConfig({ NODE_ENV: "test", TRANSPORTER: "Fake" }).jwtSecret).toBeUndefined();
+		expect(readConfig({ NODE_ENV: "production" }).jwtSecret).toBeUndefined();
 	});
 });
 

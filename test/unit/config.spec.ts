@@ -1,0 +1,162 @@
+/**
+ * lib/config.ts: a malformed or unsafe setting stops the start naming the variable (readConfig
+ * throws while moleculer.config.ts loads), never a silent default in its place.
+ * JWT_SECRET's rules are in jwt.spec.ts, TRUST_PROXY's in client-ip.spec.ts.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { readConfig, type ShopConfig } from "../../lib/config";
+
+const ROOT = path.join(__dirname, "../..");
+
+describe("numbers", () => {
+	test.each<[string, string, keyof ShopConfig, unknown]>([
+		["PORT", "8080", "port", 8080],
+		["PORT", "0", "port", 0], // any free port: nodes without the gateway (test/helpers/cluster.ts)
+		["PORT", "65535", "port", 65535],
+		["PORT", " 3000 ", "port", 3000],
+		["METRICS_PORT", "3031", "metricsPort", 3031],
+		["HEALTH_PORT", "3001", "healthPort", 3001],
+		["HEALTH_PORT", "", "healthPort", undefined], // the README's `env HEALTH_PORT= node dist/scripts/repl.js`
+		["HEARTBEAT_INTERVAL", "1", "heartbeatInterval", 1],
+		["HEARTBEAT_TIMEOUT", "60", "heartbeatTimeout", 60],
+		["REQUEST_TIMEOUT", "3000", "requestTimeout", 3000],
+		["SHUTDOWN_TIMEOUT", "8000", "shutdownTimeout", 8000],
+		["SERVICE_WAIT_TIMEOUT", "0", "serviceWaitMs", 0],
+		["RATE_LIMIT", "0", "rateLimit", 0],
+		["AUTH_RATE_LIMIT", "0", "authRateLimit", 0],
+		["RATE_LIMIT", "100000", "rateLimit", 100000],
+		["JWT_TTL", "7200", "jwtTtlSeconds", 7200],
+		["UNPAID_ORDER_TTL_MINUTES", "1", "unpaidOrderTtlMinutes", 1],
+		["NOTIFY_CONCURRENCY", "8", "notifyConcurrency", 8],
+		["NOTIFY_MAX_ATTEMPTS", "1", "notifyMaxAttempts", 1],
+		["SHIPPING_FLAT_CENTS", "0", "shippingFlatCents", 0],
+		["FREE_SHIPPING_THRESHOLD_CENTS", "10000", "freeShippingThresholdCents", 10000],
+	])("%s=%j is taken", (name, value, key, expected) => {
+		expect(readConfig({ [name]: value })[key]).toEqual(expected);
+	});
+
+	test("unset, each keeps its default", () => {
+		expect(readConfig({})).toMatchObject({
+			port: 3000, metricsPort: 3030, healthPort: undefined, heartbeatInterval: 5, heartbeatTimeout: 15, requestTimeout: 10_000, shutdownTimeout: 10_000,
+			serviceWaitMs: 5000, rateLimit: 600, authRateLimit: 30, jwtTtlSeconds: 900, unpaidOrderTtlMinutes: 30, notifyConcurrency: 4, notifyMaxAttempts: 5,
+			shippingFlatCents: 599, freeShippingThresholdCents: 5000,
+		});
+	});
+
+	test.each([
+		["PORT", ["abc", "99999", "65536", "-1", "3000.5", "1e3", "0x50"]],
+		["METRICS_PORT", ["abc", "0", "70000", "-1"]],
+		["HEALTH_PORT", ["abc", "0", "65536", "-1"]],
+		["HEARTBEAT_INTERVAL", ["0", "-5", "2.5", "x"]],
+		["HEARTBEAT_TIMEOUT", ["0", "-5", "x"]],
+		["REQUEST_TIMEOUT", ["0", "-1", "10s", "3000000000"]], // past a Node.js timer's limit it would fire at once
+		["SHUTDOWN_TIMEOUT", ["0", "-1", "ten"]],
+		["SERVICE_WAIT_TIMEOUT", ["-1", "5s"]],
+		["RATE_LIMIT", ["-1", "abc", "1.5"]],
+		["AUTH_RATE_LIMIT", ["-1", "off"]],
+		["JWT_TTL", ["-5", "0", "15m", "1.5"]],
+		["UNPAID_ORDER_TTL_MINUTES", ["0", "-1", "half"]],
+		["NOTIFY_CONCURRENCY", ["0", "-1", "four"]],
+		["NOTIFY_MAX_ATTEMPTS", ["0", "2.5"]],
+		["SHIPPING_FLAT_CENTS", ["4.99", "-1", "free"]],
+		["FREE_SHIPPING_THRESHOLD_CENTS", ["-1", "50.00"]],
+	])("%s refuses %j, naming the variable and the value", (name, values) => {
+		for (const value of values) {
+			expect(() => readConfig({ [name]: value })).toThrow(new RegExp(`^${name} must be .*not "${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"$`));
+		}
+	});
+
+	test("a heartbeat timeout no longer than the interval is refused: every node would pass for dead", () => {
+		expect(() => readConfig({ HEARTBEAT_INTERVAL: "20" })).toThrow(/^HEARTBEAT_TIMEOUT must be more seconds than HEARTBEAT_INTERVAL, not 15 for 20/);
+		expect(() => readConfig({ HEARTBEAT_INTERVAL: "5", HEARTBEAT_TIMEOUT: "5" })).toThrow(/HEARTBEAT_TIMEOUT/);
+		expect(readConfig({ HEARTBEAT_INTERVAL: "1", HEARTBEAT_TIMEOUT: "4" })).toMatchObject({ heartbeatInterval: 1, heartbeatTimeout: 4 });
+	});
+});
+
+describe("on/off settings", () => {
+	test.each([
+		["true", true], ["TRUE", true], ["1", true], ["yes", true], ["On", true], [" on ", true],
+		["false", false], ["False", false], ["0", false], ["NO", false], ["off", false],
+	])("%j → %s", (value, expected) => {
+		expect(readConfig({ METRICS_ENABLED: value }).metricsEnabled).toBe(expected);
+		expect(readConfig({ SEED_DEMO: value }).seedDemo).toBe(expected);
+	});
+
+	test("unset or empty keeps the default (metrics off only under tests)", () => {
+		expect(readConfig({ METRICS_ENABLED: "" })).toMatchObject({ metricsEnabled: true, seedDemo: true });
+		expect(readConfig({ NODE_ENV: "test" }).metricsEnabled).toBe(false);
+	});
+
+	test.each(["ture", "enabled", "2", "nope", "-"])("%j stops the start, naming the variable", (value) => {
+		expect(() => readConfig({ METRICS_ENABLED: value })).toThrow(new RegExp(`^METRICS_ENABLED must be true or false .*not "${value}"`));
+		expect(() => readConfig({ SEED_DEMO: value })).toThrow(/^SEED_DEMO must be true or false/);
+	});
+});
+
+describe("ADMIN_EMAIL", () => {
+	test.each(["owner@shop.example", "  Owner@Shop.Example ", "admin@shop.local", "first.last+admin@mail.example.co.uk"])("%j is taken as written (the users service normalises it)", (value) => {
+		expect(readConfig({ ADMIN_EMAIL: value }).adminEmail).toBe(value);
+	});
+
+	test.each(["not-an-email", "admin@", "@shop.example", "admin@localhost", "admin shop@example.com", "admin@shop.example,other@shop.example"])("%j stops the start, naming ADMIN_EMAIL", (value) => {
+		expect(() => readConfig({ ADMIN_EMAIL: value })).toThrow(/^ADMIN_EMAIL must be an email address/);
+	});
+
+	test("an address that would pass for another is refused as registration refuses it", () => {
+		// A Cyrillic "а" among Latin letters.
+		expect(() => readConfig({ ADMIN_EMAIL: "\u0430dmin@shop.example" })).toThrow(/^ADMIN_EMAIL is refused: .*alphabets/);
+	});
+
+	test("unset or empty: none", () => {
+		expect(readConfig({ ADMIN_EMAIL: "" }).adminEmail).toBeUndefined();
+	});
+});
+
+describe("ADMIN_PASSWORD in production", () => {
+	const production = (ADMIN_PASSWORD: string) => readConfig({ NODE_ENV: "production", ADMIN_PASSWORD });
+
+	/** Every literal ADMIN_PASSWORD of the shop's own deployment files and their history (docker-compose, k8s). */
+	function publishedPasswords(): string[] {
+		const files = ["docker-compose.yml", "k8s/base/secret.yaml", "k8s/overlays/dev/secret.yaml"];
+		// `ADMIN_PASSWORD: value` or docker-compose's `ADMIN_PASSWORD: ${ADMIN_PASSWORD:-default}`.
+		const setting = /^\s*ADMIN_PASSWORD:[ \t]*(?:\$\{ADMIN_PASSWORD:?-([^}]*)\}|(\S+))/gm;
+		const found = files.flatMap((f) => [...fs.readFileSync(path.join(ROOT, f), "utf8").matchAll(setting)].map((m) => m[1] ?? m[2]));
+		return [...new Set([...found.filter((v) => v && v !== "null"), "local-only-admin-password", "dev-only-admin-password"])];
+	}
+
+	test("the example files' values are found (the check below is not empty)", () => {
+		expect(publishedPasswords()).toEqual(expect.arrayContaining(["REPLACE_ME", "local-only-admin-password", "dev-only-admin-password"]));
+	});
+
+	test.each(publishedPasswords().flatMap((p) => [p, p.toUpperCase(), ` ${p} `]))("%j stops the start, naming ADMIN_PASSWORD", (value) => {
+		expect(() => production(value)).toThrow(/^ADMIN_PASSWORD is a placeholder/);
+	});
+
+	test("an operator's own password is taken; outside production the placeholders are too (local use)", () => {
+		expect(production("violet-harbour-lantern-42").adminPassword).toBe("violet-harbour-lantern-42");
+		expect(readConfig({ NODE_ENV: "development", ADMIN_PASSWORD: "local-only-admin-password" }).adminPassword).toBe("local-only-admin-password");
+	});
+});
+
+describe("the settings the shop's own files and tools start it with are all taken", () => {
+	test.each<[string, NodeJS.ProcessEnv]>([
+		// Dockerfile + k8s base ConfigMap
+		["the image on Kubernetes", {
+			NODE_ENV: "production", PORT: "3000", METRICS_PORT: "3030", HEALTH_PORT: "3001", SHUTDOWN_TIMEOUT: "10000", RATE_LIMIT: "600", AUTH_RATE_LIMIT: "30",
+			TRUST_PROXY: "1", SEED_DEMO: "false", TRANSPORTER: "nats://nats:4222", JWT_SECRET: "9f3c1e0b7a5d4c2e8f6a1b3d5c7e9f0a", ADMIN_EMAIL: "admin@example.com",
+		}],
+		// test/helpers/cluster.ts, a node without the gateway
+		["a test cluster node", {
+			NODE_ENV: "production", TRANSPORTER: "nats://127.0.0.1:4222", HEALTH_PORT: "40001", METRICS_PORT: "40002", PORT: "0", HEARTBEAT_INTERVAL: "1",
+			HEARTBEAT_TIMEOUT: "4", REQUEST_TIMEOUT: "3000", JWT_SECRET: "cluster-test-secret-0123456789abcdef01234", SEED_DEMO: "false",
+		}],
+		// bench/lib/processes.ts + bench/run.ts
+		["a benchmark node", {
+			NODE_ENV: "production", RATE_LIMIT: "0", AUTH_RATE_LIMIT: "0", JWT_SECRET: "bench-secret-0123456789abcdef0123456789", PORT: "0", METRICS_ENABLED: "false",
+			ADMIN_EMAIL: "bench-admin@example.com", ADMIN_PASSWORD: "bench admin passphrase", JWT_TTL: "7200",
+		}],
+	])("%s", (_what, env) => {
+		expect(() => readConfig(env)).not.toThrow();
+	});
+});
