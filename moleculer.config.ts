@@ -10,13 +10,16 @@ import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
 import { NullFieldsMiddleware } from "./mixins/null-fields.middleware";
 import { NodeAwayMiddleware } from "./mixins/node-away.middleware";
 import { safeParamTags } from "./lib/trace-tags";
+import { ShopRedisCacher } from "./adapters/redis-cacher";
+import { redisClientOptions } from "./adapters/redis-connection";
 
 const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
 
 function cacherOptions(cfg: ShopConfig): BrokerOptions["cacher"] {
 	const redis = cfg.cacher?.startsWith("redis://") ? cfg.cacher : cfg.redisUrl;
 	if (redis && cfg.cacher !== "Memory") {
-		return { type: "Redis", options: { prefix: `${cfg.namespace || "shop"}-cache`, ttl: 300, redis: redis as any } };
+		// Fail fast while Redis is down (adapters/redis-connection.ts): a cached call is a 503 within a second, not a wait of tens.
+		return new ShopRedisCacher({ prefix: `${cfg.namespace || "shop"}-cache`, ttl: 300, redis: redisClientOptions(redis) as any });
 	}
 	// LRU-bounded so a large catalog cannot grow the cache without limit.
 	return { type: "MemoryLRU", options: { max: 10_000, ttl: 300 } };

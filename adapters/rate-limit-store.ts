@@ -1,9 +1,10 @@
 /**
  * Fixed-window request counters for the gateway's rate limits: in memory for one gateway,
- * in Redis when REDIS_URL is set so that limits hold across several gateways.
+ * in Redis when REDIS_URL is set so that limits hold across several gateways. While Redis is down
+ * the Redis store's hit() throws a ServiceUnavailableError; what a limit does then is the gateway's
+ * decision (services/api.service.ts).
  */
-import type Redis from "ioredis";
-import { connectRedis } from "./redis-connection";
+import { connectRedis, RedisLink, type OutageLogger } from "./redis-connection";
 
 export interface WindowHit {
 	/** Requests counted in the current window, this one included. */
@@ -51,21 +52,22 @@ local ttl = redis.call('PTTL', KEYS[1])
 return {c, ttl}`;
 
 export class RedisRateLimitStore implements RateLimitStore {
-	private redis: Redis;
-	constructor(url: string, private prefix = "shop:rl:") {
-		this.redis = connectRedis(url);
+	private link: RedisLink;
+	/** `whileDown`: what the limits do while Redis is down, for the log (the gateway decides it). */
+	constructor(url: string, private prefix = "shop:rl:", logger?: OutageLogger, whileDown?: string) {
+		this.link = new RedisLink(connectRedis(url), "rate limits", logger, whileDown);
 	}
 
 	async hit(key: string, windowMs: number): Promise<WindowHit> {
-		const [count, ttl] = (await this.redis.eval(HIT_SCRIPT, 1, this.prefix + key, String(windowMs))) as [number, number];
+		const [count, ttl] = (await this.link.run((redis) => redis.eval(HIT_SCRIPT, 1, this.prefix + key, String(windowMs)))) as [number, number];
 		return { count, resetMs: ttl > 0 ? ttl : windowMs };
 	}
 
 	async close() {
-		await this.redis.quit().catch(() => undefined);
+		await this.link.close();
 	}
 }
 
-export function createRateLimitStore(redisUrl?: string, namespace = ""): RateLimitStore {
-	return redisUrl ? new RedisRateLimitStore(redisUrl, `${namespace || "shop"}:rl:`) : new MemoryRateLimitStore();
+export function createRateLimitStore(redisUrl?: string, namespace = "", outage: { logger?: OutageLogger; whileDown?: string } = {}): RateLimitStore {
+	return redisUrl ? new RedisRateLimitStore(redisUrl, `${namespace || "shop"}:rl:`, outage.logger, outage.whileDown) : new MemoryRateLimitStore();
 }

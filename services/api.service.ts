@@ -3,6 +3,8 @@
  * through the /api routes below; authentication, authorization and rate limits live here, once.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import net from "node:net";
+import { setTimeout as delay } from "node:timers/promises";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type {} from "moleculer-web";
@@ -13,7 +15,8 @@ import { buildOpenApi, type RouteInfo } from "../lib/openapi";
 import { ResponseCache } from "../lib/response-cache";
 import { isShopRoute } from "../lib/rest-routes";
 import { bodyShapeProblem, queryShapeProblem } from "../lib/request-shape";
-import { createRateLimitStore, type RateLimitStore } from "../adapters/rate-limit-store";
+import { createRateLimitStore, MemoryRateLimitStore, type RateLimitStore, type WindowHit } from "../adapters/rate-limit-store";
+import { isRedisUnavailable } from "../adapters/redis-connection";
 import { BROKER_UNAVAILABLE_ERRORS, UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 import { actionAvailable, waitForAction } from "../mixins/node-away.middleware";
@@ -49,6 +52,14 @@ const routeKey = (alias: Alias) => `${alias.method} ${alias.fullPath}`;
 
 interface ApiVars {
 	rateLimitStore: RateLimitStore;
+	/** Counts the general limit on this gateway alone while rateLimitStore (Redis) is down. */
+	localRateLimit: RateLimitStore;
+	/** When a Redis failure that reached sendShopError was last logged (once a minute, not per request). */
+	redisWarnedAt: number;
+	/** Responses not finished yet, so that a stop can ask each to close its connection. */
+	openResponses: Set<ServerResponse>;
+	/** Stopping: every response closes its connection. */
+	draining: boolean;
 	/** TRUST_PROXY: proxies in front of this gateway, read when it is created. */
 	trustProxy: number;
 	aliases: Alias[];
@@ -64,6 +75,7 @@ interface ApiMethods {
 	knownRoute(req: Req): boolean;
 	routeInfos(): RouteInfo[];
 	openApiDocument(): unknown;
+	drainConnections(): Promise<void>;
 	[name: string]: (...args: any[]) => any;
 }
 type ApiSettings = Record<string, any>;
@@ -140,8 +152,15 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 	settings: {
 		port: cfg.port,
 		ip: process.env.HOST ?? "0.0.0.0",
-		// Count limits per client per minute; the auth routes have their own, tighter bucket.
-		shopRateLimit: { windowMs: 60_000, general: cfg.rateLimit, auth: cfg.authRateLimit },
+		// Count limits per client per minute; the auth routes have their own, tighter bucket. `redisUrl`:
+		// where the counts are shared with the other gateways (none: this gateway's own memory).
+		shopRateLimit: { windowMs: 60_000, general: cfg.rateLimit, auth: cfg.authRateLimit, redisUrl: cfg.redisUrl },
+		/**
+		 * On stop, how long keep-alive connections may still carry a request (answered with
+		 * `Connection: close`) before the idle ones are closed; then how long in-flight answers may take.
+		 * Both well within SHUTDOWN_TIMEOUT, which bounds the whole stop.
+		 */
+		shutdownDrain: { idleMs: Math.min(2000, cfg.shutdownTimeout / 5), maxMs: cfg.shutdownTimeout / 2 },
 		cors: {
 			origin: cfg.corsOrigins === "*" ? "*" : cfg.corsOrigins.split(",").map((s) => s.trim()),
 			methods: ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
@@ -224,6 +243,11 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 */
 		httpHandler(req: Req, res: ServerResponse, next?: (err?: unknown) => void) {
 			res.setHeader("X-Content-Type-Options", "nosniff");
+			if (this.draining) res.setHeader("Connection", "close");
+			else {
+				this.openResponses.add(res);
+				res.once("close", () => this.openResponses.delete(res));
+			}
 			// Tokens and personal data: no browser or shared cache keeps them.
 			if (/^\/api\/(auth|me)(\/|\?|$)/i.test(req.url ?? "")) res.setHeader("Cache-Control", "no-store");
 			if (req.method === "HEAD") {
@@ -247,7 +271,18 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			const bucket = isAuth ? "auth" : "general";
 			const limit = isAuth ? limits.auth : limits.general;
 			if (limit > 0) {
-				const { count, resetMs } = await this.rateLimitStore.hit(`${bucket}:${ctx.meta.ip}`, limits.windowMs);
+				const counter = `${bucket}:${ctx.meta.ip}`;
+				let hit: WindowHit;
+				try {
+					hit = await this.rateLimitStore.hit(counter, limits.windowMs);
+				} catch (err) {
+					// Redis down: the general limit fails open to this gateway's own count (a Redis blip must not
+					// close the shop, and each gateway still holds its share); the auth routes' limit fails closed
+					// (503), as password guessing must never go unlimited (RedisLink logs the outage once).
+					if (isAuth || !(err instanceof ServiceUnavailableError)) throw err;
+					hit = await this.localRateLimit.hit(counter, limits.windowMs);
+				}
+				const { count, resetMs } = hit;
 				res.setHeader("X-RateLimit-Limit", limit);
 				res.setHeader("X-RateLimit-Remaining", Math.max(0, limit - count));
 				if (count > limit) throw new TooManyRequestsError(Math.max(1, Math.ceil(resetMs / 1000)));
@@ -298,6 +333,16 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			if (roles?.length && !roles.includes(ctx.meta.user!.role)) throw new ForbiddenError(`Requires role: ${roles.join(", ")}`);
 		},
 
+		/**
+		 * moleculer-web's own handler logs every 5xx at ERROR with its stack, once per request: during an
+		 * outage (a node away, Redis down) that floods the log with 503s already reported where they are
+		 * detected. A 500 is logged, with its cause, by sendShopError; a 503 only at debug.
+		 */
+		errorHandler(req: Req, res: ServerResponse, err: any) {
+			if (err?.code === 503) this.logger.debug(`${req.method} ${req.url} answered 503: ${err.message}`);
+			this.sendError(req, res, err);
+		},
+
 		/** moleculer-web error shape with API.md statuses; never a stack trace or an internal message. */
 		sendShopError(req: Req, res: ServerResponse, raw: any) {
 			let err = raw;
@@ -306,6 +351,14 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			const unavailable = raw?.type === "NOT_FOUND" ? !req.$alias && this.knownRoute(req) : BROKER_UNAVAILABLE_ERRORS.has(raw?.name);
 			if (raw?.name === "RateLimitExceeded") err = new TooManyRequestsError(60);
 			else if (unavailable) err = new ServiceUnavailableError("Service unavailable, try again");
+			else if (raw?.code !== 503 && isRedisUnavailable(raw)) {
+				// A Redis failure a service let through (e.g. from the broker's Redis cacher): 503, logged once a minute.
+				err = new ServiceUnavailableError("Service unavailable, try again");
+				if (Date.now() - (this.redisWarnedAt ?? 0) > 60_000) {
+					this.redisWarnedAt = Date.now();
+					this.logger.warn(`Redis unavailable (${raw.message}): answering 503 to ${req.method} ${req.url} and others like it.`);
+				}
+			}
 
 			const code = typeof err?.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
 			if (code >= 500 && code !== 503) {
@@ -424,6 +477,29 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				});
 		},
 
+		/**
+		 * A graceful stop without resetting keep-alive connections. http.Server#close() (moleculer-web's
+		 * stop) drops idle keep-alive connections at once, racing a request a client is sending on one:
+		 * that client gets a reset instead of an answer. Here the listener closes first (no new
+		 * connections), every answer from now on carries `Connection: close`, and idle connections get
+		 * shutdownDrain.idleMs to carry one more request before they are closed; connections still busy
+		 * after maxMs are cut. moleculer-web's own stop then finds the server closed.
+		 */
+		async drainConnections() {
+			const server = this.server;
+			if (!server?.listening) return;
+			const { idleMs, maxMs } = this.settings.shutdownDrain;
+			this.draining = true;
+			for (const res of this.openResponses) if (!res.headersSent) res.setHeader("Connection", "close");
+			const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()));
+			const start = Date.now();
+			await Promise.race([closed, delay(idleMs)]);
+			server.closeIdleConnections();
+			await Promise.race([closed, delay(Math.max(0, maxMs - (Date.now() - start)))]);
+			server.closeAllConnections();
+			this.logger.info("API Gateway stopped!");
+		},
+
 		openApiDocument() {
 			const routes = this.routeInfos();
 			const key = routes.map((r) => `${r.method} ${r.path}`).join("\n");
@@ -448,11 +524,19 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 	created() {
 		this.responseCache = new ResponseCache(this.settings.responseCache);
 		this.trustProxy = readConfig().trustProxy;
-		this.rateLimitStore = createRateLimitStore(cfg.redisUrl, this.broker.namespace);
+		this.rateLimitStore = createRateLimitStore(this.settings.shopRateLimit.redisUrl, this.broker.namespace, {
+			logger: this.logger,
+			whileDown: "general limits count on this gateway alone and the auth routes answer 503, until it is back",
+		});
+		this.localRateLimit = new MemoryRateLimitStore();
+		this.openResponses = new Set();
+		this.draining = false;
 	},
 
+	// Runs before moleculer-web's stopped() (a service's own hook comes before its mixins' on stop).
 	async stopped() {
-		await this.rateLimitStore.close();
+		await this.drainConnections();
+		await Promise.all([this.rateLimitStore.close(), this.localRateLimit.close()]);
 	},
 };
 

@@ -454,7 +454,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 	},
 
 	async started() {
-		this.store = await createCartStore({ redisUrl: readConfig().redisUrl, persist: this.db.carts });
+		this.store = await createCartStore({ redisUrl: readConfig().redisUrl, persist: this.db.carts, logger: this.logger });
 	},
 
 	async stopped() {

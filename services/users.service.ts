@@ -27,7 +27,8 @@ import {
 	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
 	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionIsActive,
 } from "../lib/refresh-tokens";
-import { LoginFailureStore, recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../lib/login-throttle";
+import { LoginFailureStore, recordFailure, retryAfterSeconds, throttleKey, type FailureState } from "../lib/login-throttle";
+import { cacherLoginThrottleStore } from "../adapters/login-throttle-store";
 import { emailForms, emailProblem, normalizeEmail, publicUser, userCollections } from "../lib/user-records";
 
 type TokenPurpose = "verify_email" | "password_reset";
@@ -433,13 +434,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 */
 		throttleStore(): ThrottleStore {
 			const cacher = this.broker.cacher;
-			if (cacher instanceof Cachers.Redis) {
-				return {
-					get: async (key) => ((await cacher.get(key)) as FailureState | null) ?? null,
-					set: async (key, state, now) => void (await cacher.set(key, state, stateTtlSeconds(state, now))),
-					del: async (key) => void (await cacher.del(key)),
-				};
-			}
+			// Redis down: login fails closed, fast (503), rather than letting guesses through uncounted.
+			if (cacher instanceof Cachers.Redis) return cacherLoginThrottleStore(cacher);
 			const local = this.loginFailures;
 			return { get: async (key, now) => local.get(key, now), set: async (key, state, now) => local.set(key, state, now), del: async (key) => local.delete(key) };
 		},

@@ -4,10 +4,11 @@
  * with `promo` and `version`. The braces are a hash tag: the three keys share a cluster slot, so
  * each write is one Lua script over them, checking its limits and refreshing the 7-day TTL.
  * A checkout's claim is `cart:{owner}:checkout` (same slot): the order id, expiring with its lease.
+ * While Redis is down every method throws a ServiceUnavailableError (503) at once (RedisLink).
  */
 import type Redis from "ioredis";
 import type { ChainableCommander } from "ioredis";
-import { connectRedis } from "../redis-connection";
+import { connectRedis, RedisLink, type OutageLogger } from "../redis-connection";
 import { CART_TTL_SECONDS, type CartStore, type CheckoutClaim, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
 
 // Shared tail of every write: bump the version and refresh the TTL of all three keys.
@@ -114,20 +115,28 @@ export interface RedisCartStoreOptions {
 	ttlSeconds?: number;
 	/** Key prefix (default "cart:"). */
 	prefix?: string;
+	/** Where an outage of Redis is reported (default: the console). */
+	logger?: OutageLogger;
 }
 
 export class RedisCartStore implements CartStore {
-	private redis: CartRedis;
+	private link: RedisLink;
 	private readonly ttl: number;
 	private readonly prefix: string;
 
 	constructor(urlOrClient: string | Redis, opts: RedisCartStoreOptions = {}) {
-		this.redis = (typeof urlOrClient === "string" ? connectRedis(urlOrClient) : urlOrClient) as CartRedis;
-		for (const [name, lua] of Object.entries(SCRIPTS)) this.redis.defineCommand(name, { numberOfKeys: 3, lua });
-		for (const [name, lua] of Object.entries(CLAIM_SCRIPTS)) this.redis.defineCommand(name, { numberOfKeys: 4, lua });
-		for (const [name, lua] of Object.entries(HOLD_SCRIPTS)) this.redis.defineCommand(name, { numberOfKeys: 1, lua });
+		const redis = typeof urlOrClient === "string" ? connectRedis(urlOrClient) : urlOrClient;
+		for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 3, lua });
+		for (const [name, lua] of Object.entries(CLAIM_SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 4, lua });
+		for (const [name, lua] of Object.entries(HOLD_SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 1, lua });
+		this.link = new RedisLink(redis, "carts", opts.logger);
 		this.ttl = opts.ttlSeconds ?? CART_TTL_SECONDS;
 		this.prefix = opts.prefix ?? "cart:";
+	}
+
+	/** A command on the connection, or a 503 while Redis is unavailable. */
+	private run<T>(command: (redis: CartRedis) => Promise<T>): Promise<T> {
+		return this.link.run((redis) => command(redis as CartRedis));
 	}
 
 	/** The three keys of a cart; exposed for tests that look at the TTL. */
@@ -143,57 +152,56 @@ export class RedisCartStore implements CartStore {
 
 	async get(owner: string): Promise<StoredCart> {
 		const [lines, prices, meta] = this.keys(owner);
-		return toCart(execValues(await this.redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).exec()));
+		return toCart(await this.run(async (redis) => execValues(await redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).exec())));
 	}
 
 	async addItem(owner: string, line: LineWrite, limits: LineLimits & { maxLines: number }): Promise<LineResult> {
-		const res = await this.redis.cartAdd(...this.keys(owner), line.variantId, line.quantity, line.unitPrice, limits.maxQuantity, limits.available, limits.maxLines, this.ttl);
+		const res = await this.run((redis) => redis.cartAdd(...this.keys(owner), line.variantId, line.quantity, line.unitPrice, limits.maxQuantity, limits.available, limits.maxLines, this.ttl));
 		return toLineResult(res);
 	}
 
 	async setQuantity(owner: string, line: LineWrite, limits: LineLimits): Promise<LineResult> {
-		const res = await this.redis.cartSet(...this.keys(owner), line.variantId, line.quantity, line.unitPrice, limits.maxQuantity, limits.available, this.ttl);
+		const res = await this.run((redis) => redis.cartSet(...this.keys(owner), line.variantId, line.quantity, line.unitPrice, limits.maxQuantity, limits.available, this.ttl));
 		return toLineResult(res);
 	}
 
 	async removeItem(owner: string, variantId: string): Promise<boolean> {
-		return (await this.redis.cartRemove(...this.keys(owner), variantId, this.ttl)) === 1;
+		return (await this.run((redis) => redis.cartRemove(...this.keys(owner), variantId, this.ttl))) === 1;
 	}
 
 	async setPromo(owner: string, code: string | null): Promise<number> {
-		return Number(await this.redis.cartPromo(...this.keys(owner), code ?? "", this.ttl));
+		return Number(await this.run((redis) => redis.cartPromo(...this.keys(owner), code ?? "", this.ttl)));
 	}
 
 	async clear(owner: string, version?: number, releaseFor?: string): Promise<boolean> {
-		return (await this.redis.cartClear(...this.keys(owner), this.claimKey(owner), version ?? "", this.ttl, releaseFor ?? "")) === 1;
+		return (await this.run((redis) => redis.cartClear(...this.keys(owner), this.claimKey(owner), version ?? "", this.ttl, releaseFor ?? ""))) === 1;
 	}
 
 	async claimCheckout(owner: string, orderId: string, leaseMs: number): Promise<CheckoutClaim> {
 		const [lines, prices, meta] = this.keys(owner);
 		// MULTI/EXEC: the claim and the read are one step (the read is of no use when refused).
-		const multi = this.redis.multi() as CartMulti;
-		const [heldBy, ...cart] = execValues(await multi.cartClaim(this.claimKey(owner), orderId, leaseMs).hgetall(lines).hgetall(prices).hgetall(meta).exec());
+		const [heldBy, ...cart] = await this.run(async (redis) => execValues(await (redis.multi() as CartMulti).cartClaim(this.claimKey(owner), orderId, leaseMs).hgetall(lines).hgetall(prices).hgetall(meta).exec()));
 		return heldBy ? { claimed: false, heldBy: heldBy as string } : { claimed: true, cart: toCart(cart) };
 	}
 
 	async releaseCheckout(owner: string, orderId: string): Promise<boolean> {
-		return (await this.redis.cartRelease(this.claimKey(owner), orderId)) === 1;
+		return (await this.run((redis) => redis.cartRelease(this.claimKey(owner), orderId))) === 1;
 	}
 
 	async take(owner: string): Promise<StoredCart> {
 		const [lines, prices, meta] = this.keys(owner);
 		// MULTI/EXEC: the reads and the delete happen as one step, so two logins merge a guest cart once.
-		return toCart(execValues(await this.redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).del(lines, prices, meta).exec()));
+		return toCart(await this.run(async (redis) => execValues(await redis.multi().hgetall(lines).hgetall(prices).hgetall(meta).del(lines, prices, meta).exec())));
 	}
 
 	async mergeLines(owner: string, lines: MergeLine[], maxLines: number): Promise<number> {
 		if (!lines.length) return 0;
 		const args = lines.flatMap((l) => [l.variantId, l.quantity, l.unitPrice, l.cap]);
-		return Number(await this.redis.cartMerge(...this.keys(owner), maxLines, this.ttl, ...args));
+		return Number(await this.run((redis) => redis.cartMerge(...this.keys(owner), maxLines, this.ttl, ...args)));
 	}
 
 	async close(): Promise<void> {
-		await this.redis.quit().catch(() => undefined);
+		await this.link.close();
 	}
 }
 

@@ -1,4 +1,5 @@
 /** The gateway's contract: statuses of API.md, auth, limits, health and the OpenAPI document. */
+import http from "node:http";
 import zlib from "node:zlib";
 import jwt from "jsonwebtoken";
 import SwaggerParser from "@apidevtools/swagger-parser";
@@ -418,5 +419,36 @@ describe("gateway with the users service", () => {
 		}
 		expect(responses.me.status).toBe(200);
 		expect(responses.login.status).toBe(200);
+	});
+});
+
+describe("gateway stopping with keep-alive connections", () => {
+	/** A GET on the agent's connection (the raw http module: the socket it reuses is the point). */
+	function get(url: string, agent: http.Agent): Promise<{ status?: number; connection?: string; reused: boolean }> {
+		return new Promise((resolve, reject) => {
+			const req = http.get(url, { agent }, (res) => {
+				res.resume();
+				res.on("end", () => resolve({ status: res.statusCode, connection: res.headers.connection, reused: req.reusedSocket }));
+			});
+			req.on("error", reject);
+		});
+	}
+
+	test("a request sent on an idle kept-alive connection after the gateway stopped listening is answered, with Connection: close", async () => {
+		const shop = await startShop({ services: [FakeUsers], apiSettings: { shutdownDrain: { idleMs: 1000, maxMs: 3000 } } });
+		const server = (shop.broker.getLocalService("api") as unknown as { server: http.Server }).server;
+		const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+		try {
+			expect(await get(`${shop.url}/api/health`, agent)).toMatchObject({ status: 200, connection: "keep-alive" });
+			const stopping = shop.stop();
+			await waitFor(() => server.listening, (listening) => !listening);
+			// Before: http.Server#close() had dropped the idle connection, and this was a reset or a refusal.
+			const during = await get(`${shop.url}/api/health`, agent);
+			expect(during).toMatchObject({ connection: "close", reused: true });
+			expect([200, 503]).toContain(during.status);
+			await stopping;
+		} finally {
+			agent.destroy();
+		}
 	});
 });

@@ -1,0 +1,49 @@
+/** The Redis cacher through an outage: a failed write is no crash, and the cache is cleaned when Redis is back. */
+import { EventEmitter } from "node:events";
+import { Cachers } from "moleculer";
+import { ShopRedisCacher } from "../../adapters/redis-cacher";
+
+function cacherWith(client: any) {
+	const cacher = new ShopRedisCacher({ prefix: "t-cache", ttl: 60, redis: {} as any }) as any;
+	const logs: string[] = [];
+	cacher.client = client;
+	cacher.prefix = "t-cache-";
+	cacher.serializer = { serialize: (x: unknown) => JSON.stringify(x) };
+	cacher.metrics = { increment() {}, timer: () => () => {} };
+	cacher.logger = { debug() {}, info: (m: string) => logs.push(`info ${m}`), warn: (m: string) => logs.push(`warn ${m}`) };
+	return { cacher, logs };
+}
+
+describe("ShopRedisCacher", () => {
+	test("a write Redis refuses resolves (never an unhandled rejection), logged once per outage", async () => {
+		const { cacher, logs } = cacherWith({ set: () => Promise.reject(new Error("Connection is closed.")) });
+		await expect(cacher.set("k", { a: 1 }, 10)).resolves.toBeUndefined();
+		await expect(cacher.set("k2", { a: 2 })).resolves.toBeUndefined();
+		expect(logs.filter((l) => l.startsWith("warn"))).toHaveLength(1);
+		expect(logs[0]).toMatch(/not cached while Redis is unavailable \(Connection is closed\.\)/);
+	});
+
+	test("a write that works is passed through", async () => {
+		const { cacher } = cacherWith({ set: (...args: unknown[]) => Promise.resolve(args) });
+		expect(await cacher.set("k", 1, 10)).toEqual(["t-cache-k", "1", "EX", 10]);
+	});
+
+	test("back after an outage, the whole cache is cleaned, once", async () => {
+		const client = new EventEmitter();
+		const { cacher } = cacherWith(client);
+		const cleaned: unknown[] = [];
+		cacher.clean = (...args: unknown[]) => (cleaned.push(args), Promise.resolve());
+		// Moleculer's own init would make a client: ours is given.
+		const init = jest.spyOn(Cachers.Redis.prototype, "init").mockImplementation(function (this: any, broker: any) {
+			this.broker = broker;
+		});
+		cacher.init({});
+		init.mockRestore();
+		client.emit("ready");
+		expect(cleaned).toHaveLength(0);
+		client.emit("error", new Error("ECONNREFUSED"));
+		client.emit("ready");
+		client.emit("ready");
+		expect(cleaned).toHaveLength(1);
+	});
+});
