@@ -145,4 +145,19 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 	};
 }
 
-export default buildBrokerConfig();
+/**
+ * moleculer-runner then overwrites every option whose name matches a set environment variable with
+ * that variable's raw value (CACHER → cacher, METRICS_ENABLED → metrics.enabled): METRICS_ENABLED=off
+ * would turn metrics on, and CACHER=Memory would replace the bounded, expiring cache built above with
+ * an unbounded one. What readConfig made of them is what counts, so the runner is handed that:
+ * the boolean as it reads booleans, and no CACHER at all, since the cacher option is built from it.
+ * (TRANSPORTER, NAMESPACE, NODEID and LOGLEVEL are taken raw both ways.)
+ */
+export function handRunnerTheReadValues(env: NodeJS.ProcessEnv, cfg: ShopConfig): void {
+	if (env.METRICS_ENABLED) env.METRICS_ENABLED = String(cfg.metricsEnabled);
+	if (env.CACHER) env.CACHER = "";
+}
+
+const config = buildBrokerConfig();
+handRunnerTheReadValues(process.env, readConfig());
+export default config;
