@@ -2,9 +2,11 @@
  * Moleculer's Redis cacher, made safe for a Redis outage. Its middleware writes a fresh result to
  * the cache without waiting for or catching the write: a write that fails (Redis dropped between the
  * read and the write) is an unhandled rejection, which stops a Node process. Here a failed write is
- * logged (once per outage) and dropped: the answer was already given, uncached. And entries cached
- * before an outage may be stale after it (the cleans of writes made meanwhile failed), so the whole
- * cache is cleaned when Redis is back.
+ * logged (once per outage) and dropped: the answer was already given, uncached. A clean or delete
+ * while not connected (Redis down, or not yet connected at start: no command waits for a
+ * connection) cannot reach the cache, which nobody reads meanwhile (the middleware skips a cacher
+ * that is not connected); so it is not an error, and the whole cache is cleaned when Redis is back,
+ * as entries cached before then may be stale.
  */
 import { Cachers } from "moleculer";
 
@@ -27,6 +29,27 @@ export class ShopRedisCacher extends Cachers.Redis {
 				() => this.logger.info("Redis cacher back: cache cleaned of entries from before the outage."),
 				(err: Error) => this.logger.warn(`Redis cacher back, but cleaning the cache failed: ${err.message}`),
 			);
+		});
+	}
+
+	clean(match?: string | string[]): Promise<any> {
+		return this.unlessDisconnected(() => super.clean(match));
+	}
+
+	del(key: string | string[]): Promise<any> {
+		return this.unlessDisconnected(() => super.del(key));
+	}
+
+	/** Runs a clean or delete; while Redis is not connected, leaves it to the full clean when it is back. */
+	private unlessDisconnected(op: () => Promise<any>): Promise<any> {
+		const connected = () => (this as any).connected === true && (this as any).client?.status === "ready";
+		if (!connected()) {
+			this.hadOutage = true;
+			return Promise.resolve();
+		}
+		return op().catch((err: Error) => {
+			if (connected()) throw err;
+			this.hadOutage = true;
 		});
 	}
 

@@ -10,7 +10,7 @@ function cacherWith(client: any) {
 	cacher.prefix = "t-cache-";
 	cacher.serializer = { serialize: (x: unknown) => JSON.stringify(x) };
 	cacher.metrics = { increment() {}, timer: () => () => {} };
-	cacher.logger = { debug() {}, info: (m: string) => logs.push(`info ${m}`), warn: (m: string) => logs.push(`warn ${m}`) };
+	cacher.logger = { debug() {}, error() {}, info: (m: string) => logs.push(`info ${m}`), warn: (m: string) => logs.push(`warn ${m}`) };
 	return { cacher, logs };
 }
 
@@ -26,6 +26,19 @@ describe("ShopRedisCacher", () => {
 	test("a write that works is passed through", async () => {
 		const { cacher } = cacherWith({ set: (...args: unknown[]) => Promise.resolve(args) });
 		expect(await cacher.set("k", 1, 10)).toEqual(["t-cache-k", "1", "EX", 10]);
+	});
+
+	test("a clean or delete while not connected (down, or not yet connected at start) is no error, and leaves a full clean for when Redis is back", async () => {
+		const client = Object.assign(new EventEmitter(), { status: "connecting" });
+		const { cacher } = cacherWith(client);
+		cacher.connected = false;
+		await expect(cacher.clean("products.**")).resolves.toBeUndefined();
+		await expect(cacher.del("users.checkSession:s1")).resolves.toBeUndefined();
+		expect(cacher.hadOutage).toBe(true);
+		// Connected, a failure is the caller's (a 503), as the stale entry could be read.
+		Object.assign(client, { status: "ready", del: () => Promise.reject(new Error("Command timed out")) });
+		cacher.connected = true;
+		await expect(cacher.del("users.checkSession:s1")).rejects.toThrow("Command timed out");
 	});
 
 	test("back after an outage, the whole cache is cleaned, once", async () => {
