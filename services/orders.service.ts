@@ -294,6 +294,11 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				const { id, status: to, trackingNumber } = ctx.params;
 				const order = await this.db.orders.findById(id);
 				if (!order) throw new NotFoundError("Order");
+				// Stored only with the shipment: another one sent with another status would be silently dropped
+				// (the one already stored, sent again with `delivered`, is no change).
+				if (trackingNumber !== undefined && to !== "shipped" && trackingNumber !== order.trackingNumber) {
+					throw invalidField("trackingNumber", "trackingNumber is set with status shipped only", "forbidden");
+				}
 				const from = order.status as OrderStatus;
 				OrderStateMachine.assert(from, to, { trackingNumber });
 				const changed = await this.changeOrder(id, {

@@ -158,7 +158,9 @@ describe("orders", () => {
 		const cancel = await shop.http.post(`/api/orders/${id}/cancel`, {}, { token: a.token });
 		expect(cancel.status).toBe(409);
 
-		expect((await setStatus(id, { status: "delivered" })).body.status).toBe("delivered");
+		// Another tracking number with delivered would be dropped: a 422. The stored one again is no change.
+		expect((await setStatus(id, { status: "delivered", trackingNumber: "OTHER-1" })).body).toMatchObject({ code: 422, data: [expect.objectContaining({ field: "trackingNumber" })] });
+		expect((await setStatus(id, { status: "delivered", trackingNumber: "1Z999AA10123456784" })).body).toMatchObject({ status: "delivered", trackingNumber: "1Z999AA10123456784" });
 		expect((await setStatus(id, { status: "processing" })).status).toBe(409);
 		expect(await shop.broker.call("orders.hasDeliveredProduct", { userId: a.userId, productId })).toEqual({ delivered: true });
 		expect(await shop.broker.call("orders.hasDeliveredProduct", { userId: "someone-else", productId })).toEqual({ delivered: false });
@@ -536,6 +538,11 @@ describe("orders", () => {
 		const a = await customer();
 		const { order } = await placeOrder(a);
 		expect((await setStatus(order.id, { status: "teleported" })).status).toBe(422);
+		// A tracking number goes with the shipment only: with another status it is not silently dropped.
+		const misplaced = await setStatus(order.id, { status: "processing", trackingNumber: "1Z999" });
+		expect(misplaced.status).toBe(422);
+		expect(misplaced.body.data).toEqual([expect.objectContaining({ field: "trackingNumber" })]);
+		expect((await shop.http.get(`/api/orders/${order.id}`, { token: admin })).body.status).toBe("confirmed");
 		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { amount: 10.5, reason: "x" }, { token: admin })).status).toBe(422);
 		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { amount: -5, reason: "x" }, { token: admin })).status).toBe(422);
 		expect((await setStatus("no-such-order", { status: "processing" })).status).toBe(404);
