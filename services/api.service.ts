@@ -3,7 +3,7 @@
  * through the /api routes below; authentication, authorization and rate limits live here, once.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import net from "node:net";
+import net, { type Socket } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
@@ -50,6 +50,11 @@ interface Alias {
 /** The key of a route in routesSeen. */
 const routeKey = (alias: Alias) => `${alias.method} ${alias.fullPath}`;
 
+/** A connection with its requests in flight and when it last carried one (see drainConnections). */
+type TrackedSocket = Socket & { shopBusy?: number; shopLastActive?: number };
+/** How often a drain looks for connections gone quiet. */
+const DRAIN_POLL_MS = 25;
+
 interface ApiVars {
 	rateLimitStore: RateLimitStore;
 	/** Counts the general limit on this gateway alone while rateLimitStore (Redis) is down. */
@@ -60,6 +65,8 @@ interface ApiVars {
 	openResponses: Set<ServerResponse>;
 	/** Stopping: every response closes its connection. */
 	draining: boolean;
+	/** The server's open connections, each with when it last carried a request (drainConnections). */
+	connections: Set<TrackedSocket>;
 	/** TRUST_PROXY: proxies in front of this gateway, read when it is created. */
 	trustProxy: number;
 	aliases: Alias[];
@@ -160,9 +167,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 * `Connection: close`) before the idle ones are closed; then how long in-flight answers may take.
 		 * Both well within SHUTDOWN_TIMEOUT, which bounds the whole stop.
 		 */
-		// Half a second is ample for a busy connection's next request to be answered (with its close);
-		// a longer wait only delays every stop that has idle connections open.
-		shutdownDrain: { idleMs: Math.min(500, cfg.shutdownTimeout / 5), maxMs: cfg.shutdownTimeout / 2 },
+		// Half a second is ample for a busy connection's next request to be answered (with its close); a
+		// connection quiet for a quarter of a second is between no requests of a busy client, and is closed.
+		shutdownDrain: { idleMs: Math.min(500, cfg.shutdownTimeout / 5), quietMs: 250, maxMs: cfg.shutdownTimeout / 2 },
 		cors: {
 			origin: cfg.corsOrigins === "*" ? "*" : cfg.corsOrigins.split(",").map((s) => s.trim()),
 			methods: ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
@@ -250,6 +257,13 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				this.openResponses.add(res);
 				res.once("close", () => this.openResponses.delete(res));
 			}
+			const socket = req.socket as TrackedSocket;
+			socket.shopBusy = (socket.shopBusy ?? 0) + 1;
+			socket.shopLastActive = Date.now();
+			res.once("close", () => {
+				socket.shopBusy = (socket.shopBusy ?? 1) - 1;
+				socket.shopLastActive = Date.now();
+			});
 			// Tokens and personal data: no browser or shared cache keeps them.
 			if (/^\/api\/(auth|me)(\/|\?|$)/i.test(req.url ?? "")) res.setHeader("Cache-Control", "no-store");
 			if (req.method === "HEAD") {
@@ -483,19 +497,29 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 * A graceful stop without resetting keep-alive connections. http.Server#close() (moleculer-web's
 		 * stop) drops idle keep-alive connections at once, racing a request a client is sending on one:
 		 * that client gets a reset instead of an answer. Here the listener closes first (no new
-		 * connections), every answer from now on carries `Connection: close`, and idle connections get
-		 * shutdownDrain.idleMs to carry one more request before they are closed; connections still busy
-		 * after maxMs are cut. moleculer-web's own stop then finds the server closed.
+		 * connections), every answer from now on carries `Connection: close`, and an idle connection
+		 * that was busy within shutdownDrain.quietMs (a client between two requests) gets up to idleMs to
+		 * carry one more; one quiet for longer is closed at once, so a stop does not wait on idle
+		 * connections nobody is using. Connections still busy after maxMs are cut. moleculer-web's own
+		 * stop then finds the server closed.
 		 */
 		async drainConnections() {
 			const server = this.server;
 			if (!server?.listening) return;
-			const { idleMs, maxMs } = this.settings.shutdownDrain;
+			const { idleMs, quietMs, maxMs } = this.settings.shutdownDrain;
 			this.draining = true;
 			for (const res of this.openResponses) if (!res.headersSent) res.setHeader("Connection", "close");
-			const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()));
+			let allClosed = false;
+			const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve())).then(() => {
+				allClosed = true;
+			});
 			const start = Date.now();
-			await Promise.race([closed, delay(idleMs)]);
+			for (;;) {
+				const now = Date.now();
+				for (const socket of this.connections) if (!socket.shopBusy && now - (socket.shopLastActive ?? 0) >= quietMs) socket.destroy();
+				if (allClosed || !this.connections.size || now - start >= idleMs) break;
+				await Promise.race([closed, delay(DRAIN_POLL_MS)]);
+			}
 			server.closeIdleConnections();
 			await Promise.race([closed, delay(Math.max(0, maxMs - (Date.now() - start)))]);
 			server.closeAllConnections();
@@ -533,6 +557,13 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		this.localRateLimit = new MemoryRateLimitStore();
 		this.openResponses = new Set();
 		this.draining = false;
+		this.connections = new Set();
+		// moleculer-web made the server in its own created(), which runs before this one.
+		this.server?.on("connection", (socket: TrackedSocket) => {
+			socket.shopLastActive = Date.now();
+			this.connections.add(socket);
+			socket.once("close", () => this.connections.delete(socket));
+		});
 	},
 
 	// Runs before moleculer-web's stopped() (a service's own hook comes before its mixins' on stop).

@@ -435,7 +435,8 @@ describe("gateway stopping with keep-alive connections", () => {
 	}
 
 	test("a request sent on an idle kept-alive connection after the gateway stopped listening is answered, with Connection: close", async () => {
-		const shop = await startShop({ services: [FakeUsers], apiSettings: { shutdownDrain: { idleMs: 1000, maxMs: 3000 } } });
+		// quietMs: the connection counts as a busy client's, between two requests.
+		const shop = await startShop({ services: [FakeUsers], apiSettings: { shutdownDrain: { idleMs: 1000, quietMs: 5000, maxMs: 3000 } } });
 		const server = (shop.broker.getLocalService("api") as unknown as { server: http.Server }).server;
 		const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 		try {
@@ -447,6 +448,20 @@ describe("gateway stopping with keep-alive connections", () => {
 			expect(during).toMatchObject({ connection: "close", reused: true });
 			expect([200, 503]).toContain(during.status);
 			await stopping;
+		} finally {
+			agent.destroy();
+		}
+	});
+
+	test("an idle connection quiet for a while is closed at once: the stop does not wait out the drain for it", async () => {
+		const shop = await startShop({ services: [FakeUsers], apiSettings: { shutdownDrain: { idleMs: 3000, quietMs: 100, maxMs: 5000 } } });
+		const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+		try {
+			expect(await get(`${shop.url}/api/health`, agent)).toMatchObject({ status: 200, connection: "keep-alive" });
+			await new Promise((r) => setTimeout(r, 200));
+			const t0 = Date.now();
+			await shop.stop();
+			expect(Date.now() - t0).toBeLessThan(1500);
 		} finally {
 			agent.destroy();
 		}
