@@ -43,14 +43,3 @@ export function computeCheckoutTotals(lines: PricedLine[], discount: number, rat
 	const shipping = lines.length ? shippingFor(subtotal - applied, rates) : 0;
 	return { subtotal, discount: applied, shipping, total: subtotal - applied + shipping };
 }
-
-/**
- * A cents setting (e.g. SHIPPING_FLAT_CENTS): a whole number of cents, 0 or more; unset or empty keeps
- * the default. Anything else stops the start naming `name`: "4.99" is not rounded, nor "-1" replaced.
- */
-export function centsSetting(name: string, value: string | undefined, fallback: number): number {
-	if (value == null || value.trim() === "") return fallback;
-	const n = Number(value.trim());
-	if (/^\d+$/.test(value.trim()) && Number.isSafeInteger(n)) return n;
-	throw new Error(`${name} must be a whole number of cents, 0 or more (499 for 4.99), not "${value}"`);
-}

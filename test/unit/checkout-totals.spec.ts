@@ -1,4 +1,4 @@
-import { centsSetting, computeCheckoutTotals, DEFAULT_SHIPPING_RATES, shippingFor } from "../../lib/checkout-totals";
+import { computeCheckoutTotals, DEFAULT_SHIPPING_RATES, shippingFor } from "../../lib/checkout-totals";
 
 const rates = DEFAULT_SHIPPING_RATES; // 599 flat, free from 5000
 
@@ -37,20 +37,4 @@ describe("computeCheckoutTotals", () => {
 		[4999, 599],
 		[5000, 0],
 	])("shippingFor(%i) = %i", (merchandise, expected) => expect(shippingFor(merchandise, rates)).toBe(expected));
-});
-
-describe("centsSetting", () => {
-	test.each([
-		[undefined, 599, 599],
-		["", 599, 599],
-		["  ", 599, 599],
-		["750", 599, 750],
-		[" 750 ", 599, 750],
-		["0", 599, 0],
-	])("%p (default %i) → %i", (value, fallback, expected) => expect(centsSetting("SHIPPING_FLAT_CENTS", value, fallback)).toBe(expected));
-
-	// A price in units ("4.99") or a sign is a mistake the operator must hear of, not a silent 599.
-	test.each(["4.99", "5.5", "-1", "abc", "1e3", "0x10", "+5", "99999999999999999999"])("%p stops the start, naming the variable", (value) => {
-		expect(() => centsSetting("FREE_SHIPPING_THRESHOLD_CENTS", value, 5000)).toThrow(/^FREE_SHIPPING_THRESHOLD_CENTS must be a whole number of cents/);
-	});
 });

@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { readConfig, type ShopConfig } from "../../lib/config";
+import { CENTS, readConfig, wholeNumberSetting, type ShopConfig } from "../../lib/config";
 
 const ROOT = path.join(__dirname, "../..");
 
@@ -158,5 +158,21 @@ describe("the settings the shop's own files and tools start it with are all take
 		}],
 	])("%s", (_what, env) => {
 		expect(() => readConfig(env)).not.toThrow();
+	});
+});
+
+describe("cents settings", () => {
+	test.each([
+		[undefined, 599, 599],
+		["", 599, 599],
+		["  ", 599, 599],
+		["750", 599, 750],
+		[" 750 ", 599, 750],
+		["0", 599, 0],
+	])("%p (default %i) → %i", (value, fallback, expected) => expect(wholeNumberSetting("SHIPPING_FLAT_CENTS", value, fallback, CENTS)).toBe(expected));
+
+	// A price in units ("4.99") or a sign is a mistake the operator must hear of, not a silent 599.
+	test.each(["4.99", "5.5", "-1", "abc", "1e3", "0x10", "+5", "99999999999999999999"])("%p stops the start, naming the variable", (value) => {
+		expect(() => wholeNumberSetting("FREE_SHIPPING_THRESHOLD_CENTS", value, 5000, CENTS)).toThrow(/^FREE_SHIPPING_THRESHOLD_CENTS must be a whole number of cents/);
 	});
 });
