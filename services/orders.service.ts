@@ -123,6 +123,17 @@ const ORDER_SPECS: Record<string, CollectionSpec> = {
 	counters: { fields: { value: Number } },
 };
 
+/** Why an admin's refund of `amount` cannot be made on this order now, or null. */
+function adminRefundRefusal(order: Order, amount: number): Error | null {
+	if (order.paymentStatus !== "succeeded" && order.paymentStatus !== "partially_refunded") {
+		return new ConflictError(`Nothing to refund: payment is ${order.paymentStatus}`, "NOT_REFUNDABLE", { paymentStatus: order.paymentStatus });
+	}
+	const refundable = order.paidAmount - order.refundedAmount;
+	// Paid in full by a discount (a total of 0): there is no money to give back.
+	if (refundable <= 0) return new ConflictError("Nothing to refund: nothing was paid, or all of it is refunded", "NOT_REFUNDABLE", { paidAmount: order.paidAmount, refundedAmount: order.refundedAmount });
+	return amount > refundable ? invalidField("amount", `At most ${refundable} can be refunded`, "numberMax") : null;
+}
+
 const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, OrdersThis> = {
 	name: "orders",
 	// Mixins stop in this order and start in the reverse one.
@@ -330,22 +341,15 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				const key = ctx.meta.idempotencyKey;
 				if (key !== undefined && !isValidIdempotencyKey(key)) throw invalidIdempotencyKey();
 				const refundKey = adminRefundKey(order.id, key ?? crypto.randomUUID());
-				// A retry whose refund went through gets that refund, though the order no longer passes the checks below.
-				if (key !== undefined) {
-					const earlier = await ctx.call<any, any>("payments.refund", { orderId: order.id, amount: ctx.params.amount, reason: ctx.params.reason, refundKey, existingOnly: true });
-					if (earlier) {
-						await this.recordRefund(order.id, earlier, ctx.params.reason);
-						return earlier;
-					}
+				const amount = ctx.params.amount ?? order.paidAmount - order.refundedAmount;
+				const refusal = adminRefundRefusal(order, amount);
+				if (refusal) {
+					// A retry whose refund went through gets that refund, though the order no longer passes the checks.
+					const earlier = key === undefined ? null : await ctx.call<any, any>("payments.refund", { orderId: order.id, amount: ctx.params.amount, reason: ctx.params.reason, refundKey, existingOnly: true });
+					if (!earlier) throw refusal;
+					await this.recordRefund(order.id, earlier, ctx.params.reason);
+					return earlier;
 				}
-				if (order.paymentStatus !== "succeeded" && order.paymentStatus !== "partially_refunded") {
-					throw new ConflictError(`Nothing to refund: payment is ${order.paymentStatus}`, "NOT_REFUNDABLE", { paymentStatus: order.paymentStatus });
-				}
-				const refundable = order.paidAmount - order.refundedAmount;
-				// Paid in full by a discount (a total of 0): there is no money to give back.
-				if (refundable <= 0) throw new ConflictError("Nothing to refund: nothing was paid, or all of it is refunded", "NOT_REFUNDABLE", { paidAmount: order.paidAmount, refundedAmount: order.refundedAmount });
-				const amount = ctx.params.amount ?? refundable;
-				if (amount > refundable) throw invalidField("amount", `At most ${refundable} can be refunded`, "numberMax");
 				// Money of an order never confirmed (paid after it was cancelled) was not a sale: see refundOwed.
 				const refund = await ctx.call<any, any>("payments.refund", { orderId: order.id, amount, reason: ctx.params.reason, refundKey, ...(order.confirmedAt ? {} : { sale: false }) });
 				await this.recordRefund(order.id, refund, ctx.params.reason);
