@@ -163,12 +163,11 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// where the counts are shared with the other gateways (none: this gateway's own memory).
 		shopRateLimit: { windowMs: 60_000, general: cfg.rateLimit, auth: cfg.authRateLimit, redisUrl: cfg.redisUrl },
 		/**
-		 * On stop, how long keep-alive connections may still carry a request (answered with
-		 * `Connection: close`) before the idle ones are closed; then how long in-flight answers may take.
-		 * Both well within SHUTDOWN_TIMEOUT, which bounds the whole stop.
+		 * On stop (drainConnections): how long a recently busy keep-alive connection may still carry a
+		 * request, answered with `Connection: close` (half a second is ample for a busy client's next one);
+		 * how long without a request makes a connection quiet, closed at once; then how long in-flight
+		 * answers may take. All well within SHUTDOWN_TIMEOUT, which bounds the whole stop.
 		 */
-		// Half a second is ample for a busy connection's next request to be answered (with its close); a
-		// connection quiet for a quarter of a second is between no requests of a busy client, and is closed.
 		shutdownDrain: { idleMs: Math.min(500, cfg.shutdownTimeout / 5), quietMs: 250, maxMs: cfg.shutdownTimeout / 2 },
 		cors: {
 			origin: cfg.corsOrigins === "*" ? "*" : cfg.corsOrigins.split(",").map((s) => s.trim()),
@@ -252,15 +251,14 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 */
 		httpHandler(req: Req, res: ServerResponse, next?: (err?: unknown) => void) {
 			res.setHeader("X-Content-Type-Options", "nosniff");
+			// What a stop needs (drainConnections): the answers still to send, and each connection's activity.
 			if (this.draining) res.setHeader("Connection", "close");
-			else {
-				this.openResponses.add(res);
-				res.once("close", () => this.openResponses.delete(res));
-			}
+			else this.openResponses.add(res);
 			const socket = req.socket as TrackedSocket;
 			socket.shopBusy = (socket.shopBusy ?? 0) + 1;
 			socket.shopLastActive = Date.now();
 			res.once("close", () => {
+				this.openResponses.delete(res);
 				socket.shopBusy = (socket.shopBusy ?? 1) - 1;
 				socket.shopLastActive = Date.now();
 			});
