@@ -300,6 +300,15 @@ describe("checkout", () => {
 	describe("a key its request left running (the node died before answering)", () => {
 		const keys = () => orders().db.idempotency_keys;
 		const body = (c: { addressId: string }) => ({ shippingAddressId: c.addressId, paymentMethod: { type: "card", token: "pm_card_visa" } });
+		/** A retry of `k` waits (briefly here) for the request still holding the key, and is told it is in progress. */
+		async function expectInProgress(c: Awaited<ReturnType<typeof buyerWithCart>>["c"], k: string) {
+			orders().settings.idempotencyWaitMs = 200;
+			try {
+				expect((await checkout(c, { key: k })).body.type).toBe("IDEMPOTENCY_KEY_IN_PROGRESS");
+			} finally {
+				orders().settings.idempotencyWaitMs = 8000;
+			}
+		}
 
 		test("its checkout finished: a retry answers with the order at once, and makes no second one", async () => {
 			const { c } = await buyerWithCart(1800, 5);
@@ -323,12 +332,7 @@ describe("checkout", () => {
 			const claimed = async (ageMs: number) =>
 				keys().insert({ userId: c.userId, key: k, fingerprint: requestFingerprint(body(c)), orderId: `never-${k}`, status: "running", createdAt: new Date(Date.now() - ageMs) });
 			const young = await claimed(1000);
-			orders().settings.idempotencyWaitMs = 200;
-			try {
-				expect((await checkout(c, { key: k })).body.type).toBe("IDEMPOTENCY_KEY_IN_PROGRESS");
-			} finally {
-				orders().settings.idempotencyWaitMs = 8000;
-			}
+			await expectInProgress(c, k);
 			await keys().removeOne({ id: young.id });
 			await claimed(3 * 60_000);
 			const retried = await checkout(c, { key: k });
@@ -344,12 +348,7 @@ describe("checkout", () => {
 			const claimed = (holder: typeof me) => keys().insert({ userId: c.userId, key: k, fingerprint: requestFingerprint(body(c)), orderId: `never-${k}`, status: "running", createdAt: new Date(), holder });
 			// Held by this very run: its request may still be on its way.
 			const mine = await claimed(me);
-			orders().settings.idempotencyWaitMs = 200;
-			try {
-				expect((await checkout(c, { key: k })).body.type).toBe("IDEMPOTENCY_KEY_IN_PROGRESS");
-			} finally {
-				orders().settings.idempotencyWaitMs = 8000;
-			}
+			await expectInProgress(c, k);
 			await keys().removeOne({ id: mine.id });
 			// Held by this node's previous run: over.
 			await claimed({ ...me, instanceID: "a-run-that-died" });

@@ -70,6 +70,13 @@ describe("orders", () => {
 	const cartOf = async (c: { token: string }) => (await shop.http.get("/api/cart", { token: c.token })).body;
 	const stored = (id: string) => (shop.broker.getLocalService("orders") as any).db.orders.findById(id);
 
+	/** A new code worth 500 off, usable once. */
+	async function oneUseCode(prefix: string) {
+		const code = `${prefix}${process.pid}${++n}`;
+		expect((await shop.http.post("/api/promotions", { code, type: "fixed", value: 500, maxUses: 1 }, { token: admin })).status).toBe(201);
+		return code;
+	}
+
 	const setStatus = (id: string, body: Record<string, unknown>, token = admin) => shop.http.patch(`/api/orders/${id}/status`, body, { token });
 
 	/** Stripe's signed webhook about the order's payment, as the provider would send it. */
@@ -439,8 +446,7 @@ describe("orders", () => {
 
 	describe("a 3-D Secure payment that fails or runs out of time gives the cart back", () => {
 		test("refused: the order is cancelled, its lines and code are back in the cart, and paying again works; a repeated restore changes nothing", async () => {
-			const code = `BACK${process.pid}${++n}`;
-			expect((await shop.http.post("/api/promotions", { code, type: "fixed", value: 500, maxUses: 1 }, { token: admin })).status).toBe(201);
+			const code = await oneUseCode("BACK");
 			const a = await customer();
 			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", quantity: 2, stock: 5, promo: code });
 			expect(order).toMatchObject({ status: "pending", discount: 500 });
@@ -711,8 +717,7 @@ describe("orders", () => {
 		});
 
 		test("3. the payment failed: failing and cancelling are one update; died before releasing: the replay returns stock and promo once, announces once", async () => {
-			const code = `FU${process.pid}${++n}`;
-			expect((await shop.http.post("/api/promotions", { code, type: "fixed", value: 500, maxUses: 1 }, { token: admin })).status).toBe(201);
+			const code = await oneUseCode("FU");
 			const a = await customer();
 			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", price: 4000, stock: 5, promo: code });
 			expect(order).toMatchObject({ status: "pending", discount: 500 });
