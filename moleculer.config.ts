@@ -9,6 +9,7 @@ import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middlewa
 import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
 import { NullFieldsMiddleware } from "./mixins/null-fields.middleware";
 import { NodeAwayMiddleware } from "./mixins/node-away.middleware";
+import { NodeRestartMiddleware } from "./mixins/node-restart.middleware";
 import { safeParamTags } from "./lib/trace-tags";
 import { ShopRedisCacher } from "./adapters/redis-cacher";
 import { redisClientOptions } from "./adapters/redis-connection";
@@ -106,7 +107,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			],
 		},
 		tracing: tracingOptions(cfg),
-		middlewares: [RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],
+		middlewares: [RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],
 		replOptions: {
 			customCommands: [
 				{
