@@ -43,6 +43,9 @@ export const promotionUseCollections: Record<string, CollectionSpec> = {
 export interface PromotionUseMethods {
 	findPromotion(code: string, uses?: UseCount): Promise<PromotionDoc | null>;
 	freeSlot(promo: PromotionDoc, orderId: string, attempt: number): Promise<number | string | null>;
+	useStillFits(promo: PromotionDoc, orderId: string): Promise<boolean>;
+	heldUses(promotionId: string): Promise<Array<{ id: string; slot: unknown }>>;
+	packSlots(promotionId: string, maxUses: number): Promise<void>;
 	withUses(promo: PromotionDoc | null, uses: UseCount): Promise<PromotionDoc | null>;
 	moveLegacyUses(): Promise<void>;
 }
@@ -83,6 +86,11 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 					} catch (err) {
 						if (!isDuplicate(err)) throw err;
 						// Another order took that slot, or another call of this order recorded its use: look again.
+						if (Date.now() > deadline) throw new ConflictError("Too many orders are taking this code's uses at once; try again", "PROMO_IN_PROGRESS");
+						continue;
+					}
+					// A limit changed since the code was read (an admin lowered it): the use must fit the new one.
+					if (!(await this.useStillFits(promo!, orderId))) {
 						if (Date.now() > deadline) throw new ConflictError("Too many orders are taking this code's uses at once; try again", "PROMO_IN_PROGRESS");
 						continue;
 					}
@@ -131,6 +139,55 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 			if (probe !== null) return probe;
 			const held = await this.db.promotion_slots.find({ promotionId: promo.id }, { fields: ["slot"] });
 			return lowestFreeSlot(held.map((h) => h.slot), promo.maxUses);
+		},
+
+		/**
+		 * Whether the use just recorded for `orderId` still fits the code's limit. Only a limit changed
+		 * since `promo` was read can make it not fit: a slot outside the new range, or more uses held
+		 * than it allows. Then the use is taken back (unless packSlots moved it meanwhile) and false
+		 * says to try again. Fewer discounts, never more.
+		 */
+		async useStillFits(promo: PromotionDoc, orderId: string): Promise<boolean> {
+			const now = (await this.db.promotions.findOne({ id: promo.id })) as PromotionDoc | null;
+			if (!now || now.maxUses == null || now.maxUses === promo.maxUses) return true;
+			const mine = await this.db.promotion_slots.findOne({ promotionId: promo.id, orderId });
+			if (!mine || mine.released) return true;
+			const held = await this.heldUses(promo.id);
+			if (typeof mine.slot === "number" && mine.slot < now.maxUses && held.length <= now.maxUses) return true;
+			await this.db.promotion_slots.removeOne({ id: mine.id, slot: mine.slot, released: { $exists: false } });
+			return false;
+		},
+
+		/** The code's uses still held (not given back). */
+		async heldUses(promotionId: string) {
+			return (await this.db.promotion_slots.find({ promotionId, released: { $exists: false } }, { fields: ["id", "slot"] })) as Array<{ id: string; slot: unknown }>;
+		},
+
+		/**
+		 * After the limit changed to `maxUses`: every held use whose slot is outside 0..maxUses-1 (a
+		 * higher slot of a lowered limit, or an unlimited code's per-order slot) moves into a free slot
+		 * in range, so the slots keep counting every use and no free slot is handed out twice over the
+		 * limit. Each move is one conditional update that the unique slot index guards.
+		 */
+		async packSlots(promotionId: string, maxUses: number) {
+			const held = await this.heldUses(promotionId);
+			const outside = held.filter((h) => typeof h.slot !== "number" || h.slot >= maxUses);
+			if (!outside.length) return;
+			const taken = new Set(held.map((h) => h.slot));
+			for (const use of outside) {
+				for (;;) {
+					const slot = lowestFreeSlot(taken, maxUses);
+					if (slot === null) return;
+					taken.add(slot);
+					try {
+						await this.db.promotion_slots.updateOne({ id: use.id, slot: use.slot, released: { $exists: false } }, { $set: { slot } });
+						break;
+					} catch (err) {
+						// Taken meanwhile by a new use: the next free one.
+						if (!isDuplicate(err)) throw err;
+					}
+				}
+			}
 		},
 
 		/**

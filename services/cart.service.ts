@@ -277,10 +277,19 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			async handler(ctx: Ctx<{ code: string; active?: boolean; maxUses?: number | null; expiresAt?: Date | null }>) {
 				const { code, ...changes } = ctx.params;
 				const set = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
+				const { maxUses } = changes;
+				if (typeof maxUses === "number") {
+					const current = await this.findPromotion(normalizeCode(code));
+					if (!current) throw new NotFoundError("Promotion");
+					// A limit below the uses orders hold now could not be kept: those orders keep their discount.
+					const held = (await this.heldUses(current.id)).length;
+					if (held > maxUses) throw new ConflictError(`${held} orders hold a use of this code: the limit cannot go below ${held}`, "PROMO_LIMIT_BELOW_USES", { maxUses, held });
+				}
 				const promo = Object.keys(set).length
 					? await this.db.promotions.updateOne({ code: normalizeCode(code) }, { $set: set })
 					: await this.findPromotion(normalizeCode(code));
 				if (!promo) throw new NotFoundError("Promotion");
+				if (typeof maxUses === "number") await this.packSlots(promo.id, maxUses);
 				return promotionView((await this.withUses(promo as PromotionDoc, "exact"))!);
 			},
 		},

@@ -560,8 +560,8 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				await c.add((await addVariant({ price: 1000 })).id, 1);
 				expect((await c.applyPromo(p.code)).status).toBe(200);
 				for (const orderId of ["o-1", "o-2"]) await shop.broker.call("cart.consumePromo", { code: p.code, orderId });
-				await shop.http.patch(`/api/promotions/${p.code}`, { maxUses: 1 }, { token: admin });
-				await cartDb().promotions.updateOne({ id: p.id }, { $set: { usedCount: 1 } });
+				// Below the held uses: the admin route refuses it, a limit lowered while checkouts ran can leave it.
+				await cartDb().promotions.updateOne({ id: p.id }, { $set: { maxUses: 1, usedCount: 1 } });
 				const count = jest.spyOn(cartDb().promotion_slots, "count");
 				try {
 					for (let i = 0; i < 3; i++) expect((await c.get()).body.promoProblem).toMatchObject({ reason: "exhausted" });
@@ -569,6 +569,57 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				} finally {
 					count.mockRestore();
 				}
+			});
+
+			test("a lowered limit counts the uses held in slots past it: no more uses than the new limit", async () => {
+				const p = await createPromotion({ type: "fixed", value: 100, maxUses: 5 });
+				for (let i = 0; i < 5; i++) await shop.broker.call("cart.consumePromo", { code: p.code, orderId: `o-${i}` });
+				// Slots 0-2 given back; 3 and 4 still held.
+				for (let i = 0; i < 3; i++) await shop.broker.call("cart.releasePromo", { code: p.code, orderId: `o-${i}` });
+				const lowered = await shop.http.patch(`/api/promotions/${p.code}`, { maxUses: 3 }, { token: admin });
+				expect(lowered.status).toBe(200);
+				expect(lowered.body).toMatchObject({ maxUses: 3, usedCount: 2 });
+				expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "new-1" })).toEqual({ consumed: true, code: p.code });
+				await expect(shop.broker.call("cart.consumePromo", { code: p.code, orderId: "new-2" })).rejects.toMatchObject({ code: 422, data: [{ field: "code", type: "exhausted" }] });
+				expect(await usedCount(p.code)).toBe(3);
+				expect((await cartDb().promotion_slots.find({ promotionId: p.id, released: { $exists: false } })).map((u: any) => u.slot).sort()).toEqual([0, 1, 2]);
+			});
+
+			test("a limit given to an unlimited code counts its uses so far, and cannot go below them", async () => {
+				const p = await createPromotion({ type: "fixed", value: 100 });
+				for (let i = 0; i < 3; i++) await shop.broker.call("cart.consumePromo", { code: p.code, orderId: `o-${i}` });
+				const below = await shop.http.patch(`/api/promotions/${p.code}`, { maxUses: 2 }, { token: admin });
+				expect(below.status).toBe(409);
+				expect(below.body).toMatchObject({ type: "PROMO_LIMIT_BELOW_USES", data: { maxUses: 2, held: 3 } });
+				expect((await shop.http.get(`/api/promotions/${p.code}`, { token: admin })).body).toMatchObject({ maxUses: null });
+				expect((await shop.http.patch(`/api/promotions/${p.code}`, { maxUses: 4 }, { token: admin })).status).toBe(200);
+				expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-3" })).toEqual({ consumed: true, code: p.code });
+				await expect(shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-4" })).rejects.toMatchObject({ code: 422, data: [{ field: "code", type: "exhausted" }] });
+				expect(await usedCount(p.code)).toBe(4);
+			});
+
+			test("a use taken under a limit lowered meanwhile is taken back when it does not fit the new one", async () => {
+				const p = await createPromotion({ type: "fixed", value: 100, maxUses: 5 });
+				for (const orderId of ["o-1", "o-2"]) await shop.broker.call("cart.consumePromo", { code: p.code, orderId });
+				const cart = shop.broker.getLocalService("cart") as any;
+				const freeSlot = cart.freeSlot;
+				let lowered = false;
+				// The admin lowers the limit to the uses held while this consume has picked its slot under the old one.
+				cart.freeSlot = async (...args: unknown[]) => {
+					const slot = await freeSlot.apply(cart, args);
+					if (!lowered) {
+						lowered = true;
+						expect((await shop.http.patch(`/api/promotions/${p.code}`, { maxUses: 2 }, { token: admin })).status).toBe(200);
+					}
+					return slot;
+				};
+				try {
+					await expect(shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-3" })).rejects.toMatchObject({ code: 422, data: [{ field: "code", type: "exhausted" }] });
+				} finally {
+					cart.freeSlot = freeSlot;
+				}
+				expect(lowered).toBe(true);
+				expect(await usedCount(p.code)).toBe(2);
 			});
 
 			test("an unlimited code takes one use per order, and gives it back once", async () => {
