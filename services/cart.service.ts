@@ -13,6 +13,7 @@ import type { ShopMeta } from "../mixins/types";
 import { isIssuedCartId, issueCartId } from "../lib/cart-id";
 import { jwtSecret } from "../lib/jwt";
 import { readConfig } from "../lib/config";
+import { shippingFor, type ShippingRates } from "../lib/checkout-totals";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { DEFAULT_CURRENCY } from "../lib/money";
 import { ConflictError, InsufficientStockError, NotFoundError, UnprocessableError, invalidField } from "../lib/errors";
@@ -46,6 +47,7 @@ interface CartMethods extends PromotionUseMethods {
 interface CartVars {
 	db: Collections;
 	store: CartStore;
+	shippingRates: ShippingRates;
 }
 
 const variantIdParam = { type: "string", min: 1, max: 64 };
@@ -70,10 +72,16 @@ function promotionView(p: PromotionDoc) {
 	return { id, code, type, value, minSubtotal, maxUses, usedCount, expiresAt: expiresAt ? new Date(expiresAt).toISOString() : null, active, currency, createdAt: new Date(createdAt).toISOString() };
 }
 
-/** The cart as API.md shows it: every line with its flags, totals of the purchasable ones. */
-function cartView(cart: PricedCart) {
+/**
+ * The cart as API.md shows it: every line with its flags, totals of the purchasable ones. `total` is
+ * the goods after the discount; `shipping` and `checkoutTotal` are what a checkout of it adds and
+ * charges now (the number a client sends back as the checkout's `expectedTotal`).
+ */
+function cartView(cart: PricedCart, rates: ShippingRates) {
 	const { items, subtotal, discount, total, currency, promoCode, promoProblem } = cart;
-	return { items, subtotal, discount, total, currency, promoCode, promoProblem };
+	const buyable = items.some((i) => !i.archived && !i.currencyMismatch);
+	const shipping = buyable ? shippingFor(total, rates) : 0;
+	return { items, subtotal, discount, total, shipping, checkoutTotal: total + shipping, currency, promoCode, promoProblem };
 }
 
 const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
@@ -457,9 +465,15 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 		},
 
 		async showCart(ctx: Ctx<unknown>, owner: Owner, known?: CatalogVariant[]) {
-			return cartView(await this.priceOwnerCart(ctx, owner.key, known));
+			return cartView(await this.priceOwnerCart(ctx, owner.key, known), this.shippingRates);
 		},
 
+	},
+
+	created() {
+		// The same rates as the checkout's (orders reads the same settings).
+		const cfg = readConfig();
+		this.shippingRates = { flatCents: cfg.shippingFlatCents, freeThresholdCents: cfg.freeShippingThresholdCents };
 	},
 
 	async started() {

@@ -99,6 +99,9 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				subtotal: 3998,
 				discount: 0,
 				total: 3998,
+				// Below the free-shipping threshold (50.00): the flat rate, as the checkout will charge.
+				shipping: 599,
+				checkoutTotal: 4597,
 				currency: "USD",
 				promoCode: null,
 				promoProblem: null,
@@ -118,7 +121,7 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 
 			const removed = await c.remove(tee.id);
 			expect(removed.status).toBe(200);
-			expect(removed.body).toMatchObject({ items: [], subtotal: 0, total: 0 });
+			expect(removed.body).toMatchObject({ items: [], subtotal: 0, total: 0, shipping: 0, checkoutTotal: 0 });
 
 			await c.add(mug.id, 1);
 			const cleared = await shop.http.delete("/api/cart", { token: c.token });
@@ -387,7 +390,8 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			expect((await c.applyPromo(fixed.code)).body).toMatchObject({ subtotal: 2010, discount: 500, total: 1510, promoCode: fixed.code });
 
 			const huge = await createPromotion({ type: "fixed", value: 1_000_000 });
-			expect((await c.applyPromo(huge.code)).body).toMatchObject({ discount: 2010, total: 0 });
+			// Goods a code made free still travel.
+			expect((await c.applyPromo(huge.code)).body).toMatchObject({ discount: 2010, total: 0, shipping: 599, checkoutTotal: 599 });
 
 			const removed = await shop.http.delete("/api/cart/promo", { token: c.token });
 			expect(removed.body).toMatchObject({ discount: 0, total: 2010, promoCode: null });

@@ -156,9 +156,11 @@ describe("checkout", () => {
 		expect(paid.body).toMatchObject({ status: "confirmed", total: 9000 });
 	});
 
-	test("flat shipping below the free-shipping threshold", async () => {
+	test("flat shipping below the free-shipping threshold; the cart shows it, and its checkoutTotal is the expectedTotal that goes through", async () => {
 		const { c } = await buyerWithCart(1000, 5);
-		const res = await checkout(c);
+		const cart = (await shop.http.get("/api/cart", { token: c.token })).body;
+		expect(cart).toMatchObject({ total: 1000, shipping: 599, checkoutTotal: 1599 });
+		const res = await checkout(c, { body: { shippingAddressId: c.addressId, paymentMethod: { type: "card", token: "pm_card_visa" }, expectedTotal: cart.checkoutTotal } });
 		expect(res.status).toBe(201);
 		expect(res.body).toMatchObject({ subtotal: 1000, shipping: 599, total: 1599 });
 		expect((await payment(res.body.id)).amount).toBe(1599);
