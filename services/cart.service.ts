@@ -25,7 +25,12 @@ import { CHECKOUT_LEASE_MS, createCartStore, type CartStore, type LineResult, ty
 /** Most units of one variant in a cart, and most lines in a cart. */
 const MAX_QUANTITY = 99;
 const MAX_LINES = 100;
-/** Guest cart ids we hand out are 24 base64url characters (144 random bits); a little slack for others. */
+/**
+ * A login's merge of a guest cart, or a restore of an unpaid order's lines, keeps every line, past
+ * MAX_LINES up to this (both carts held at most MAX_LINES): dropping some would lose them unseen.
+ * A cart past MAX_LINES takes no new line until some go.
+ */
+const MAX_MERGED_LINES = 2 * MAX_LINES;
 
 type Ctx<P = Record<string, never>> = Context<P, ShopMeta>;
 
@@ -352,7 +357,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			visibility: "public",
 			params: {
 				userId: "string",
-				items: { type: "array", min: 1, max: MAX_LINES, items: { type: "object", strict: "remove", props: { variantId: variantIdParam, quantity: { type: "number", integer: true, min: 1 } } } },
+				items: { type: "array", min: 1, max: MAX_MERGED_LINES, items: { type: "object", strict: "remove", props: { variantId: variantIdParam, quantity: { type: "number", integer: true, min: 1 } } } },
 				promoCode: { type: "string", min: 1, max: 64, optional: true },
 			},
 			async handler(ctx: Ctx<{ userId: string; items: Array<{ variantId: string; quantity: number }>; promoCode?: string }>) {
@@ -364,7 +369,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 					const cap = Math.min(l.quantity, MAX_QUANTITY, v?.stock ?? 0);
 					return v?.isActive && cap > 0 ? [{ variantId: l.variantId, quantity: cap, unitPrice: v.price, cap }] : [];
 				});
-				const restored = lines.length ? await this.store.mergeLines(owner, lines, MAX_LINES) : 0;
+				const restored = lines.length ? await this.store.mergeLines(owner, lines, MAX_MERGED_LINES) : 0;
 				let codeRestored = false;
 				if (promoCode) {
 					const cart = await this.store.get(owner);
@@ -396,7 +401,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 						if (!v?.isActive) return [];
 						return [{ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? v.price, cap: Math.min(MAX_QUANTITY, v.stock) }];
 					});
-					return { merged: await this.store.mergeLines(`u:${userId}`, lines, MAX_LINES) };
+					return { merged: await this.store.mergeLines(`u:${userId}`, lines, MAX_MERGED_LINES) };
 				} catch (err) {
 					// The catalog did not answer: put the guest cart back so a later login can merge it.
 					const back = guest.lines.map((l) => ({ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? 0, cap: MAX_QUANTITY }));

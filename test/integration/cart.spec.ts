@@ -342,6 +342,22 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			expect(await shop.broker.call("cart.merge", { guestCartId: "not a cart id", userId: user.id })).toEqual({ merged: 0 });
 		});
 
+		test("merge into a full cart keeps every guest line (past 100 lines); the cart then takes no new line", async () => {
+			const user = customer();
+			const variants = await addVariants(103, { price: 100 });
+			for (const v of variants.slice(0, 100)) expect((await user.add(v.id, 1)).status).toBe(201);
+			const g = await shop.http.post("/api/cart/items", { variantId: variants[100].id, quantity: 1 });
+			const headers = { "X-Cart-Id": g.headers.get("x-cart-id")! };
+			await shop.http.post("/api/cart/items", { variantId: variants[101].id, quantity: 2 }, { headers });
+			await shop.http.post("/api/cart/items", { variantId: variants[0].id, quantity: 3 }, { headers });
+			await shop.broker.call("cart.merge", { guestCartId: headers["X-Cart-Id"], userId: user.id });
+			const cart = (await user.get()).body;
+			expect(cart.items).toHaveLength(102);
+			expect(cart.items.find((i: any) => i.variantId === variants[101].id)).toMatchObject({ quantity: 2 });
+			expect(cart.items.find((i: any) => i.variantId === variants[0].id)).toMatchObject({ quantity: 4 });
+			expect((await user.add(variants[102].id, 1)).body.type).toBe("CART_FULL");
+		});
+
 		test("two concurrent merges of one guest cart add it once", async () => {
 			const user = customer();
 			const tee = await addVariant();
