@@ -7,7 +7,8 @@
  */
 import path from "node:path";
 import { Validators } from "moleculer";
-import { DEFAULT_SHIPPING_RATES } from "./checkout-totals";
+import { DEFAULT_SHIPPING_RATES, parseShippingRates, type ShippingRates } from "./checkout-totals";
+import { isIsoCurrency } from "./catalog-rules";
 import { emailProblem, normalizeEmail } from "./user-records";
 
 /** Refuses the start: the message names the variable, what it takes and what it was given. */
@@ -186,6 +187,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		jwtTtlSeconds: wholeNumberSetting("JWT_TTL", env.JWT_TTL, 15 * 60, count("seconds", 1)),
 		shippingFlatCents: wholeNumberSetting("SHIPPING_FLAT_CENTS", env.SHIPPING_FLAT_CENTS, DEFAULT_SHIPPING_RATES.flatCents, CENTS),
 		freeShippingThresholdCents: wholeNumberSetting("FREE_SHIPPING_THRESHOLD_CENTS", env.FREE_SHIPPING_THRESHOLD_CENTS, DEFAULT_SHIPPING_RATES.freeThresholdCents, CENTS),
+		shippingRatesByCurrency: shippingRatesSetting(env.SHIPPING_RATES),
 		seedDemo: booleanSetting("SEED_DEMO", env.SEED_DEMO, true),
 		// An order left waiting for its payment (3-D Secure never completed) is cancelled after this.
 		unpaidOrderTtlMinutes: wholeNumberSetting("UNPAID_ORDER_TTL_MINUTES", env.UNPAID_ORDER_TTL_MINUTES, 30, count("minutes", 1)),
@@ -198,6 +200,19 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 }
 
 export type ShopConfig = ReturnType<typeof readConfig>;
+
+/** SHIPPING_RATES (see parseShippingRates); unset or empty: none. */
+function shippingRatesSetting(value: string | undefined): ShippingRates["byCurrency"] {
+	if (value == null || value.trim() === "") return undefined;
+	const rates = parseShippingRates(value.trim(), isIsoCurrency);
+	if (typeof rates === "string") refuse("SHIPPING_RATES", value, `a comma list of CUR:flat:threshold in whole minor units (EUR:499:4500,JPY:800:8000): ${rates}`);
+	return rates;
+}
+
+/** The shipping rates the shop charges: the flat rate and threshold, and the per-currency ones. */
+export function shippingRatesOf(cfg: ShopConfig): ShippingRates {
+	return { flatCents: cfg.shippingFlatCents, freeThresholdCents: cfg.freeShippingThresholdCents, byCurrency: cfg.shippingRatesByCurrency };
+}
 
 /** When this process started: a lease that ends before then plus its length was taken by an earlier run. */
 export function processStartedAt(): Date {

@@ -35,8 +35,8 @@ import {
 	type Order,
 	type OrderChange,
 } from "../lib/order-state";
-import { readConfig } from "../lib/config";
-import { computeCheckoutTotals, type ShippingRates } from "../lib/checkout-totals";
+import { readConfig, shippingRatesOf } from "../lib/config";
+import { computeCheckoutTotals, rateFor, type ShippingRates } from "../lib/checkout-totals";
 import { formatOrderNumber, orderNumberDay } from "../lib/order-number";
 
 /**
@@ -228,7 +228,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			const cart = c.cart!;
 			// Prices come from the cart service's snapshot, priced from the catalog now; never from the client.
 			const items = orderLinesOf(cart.items);
-			const totals = computeCheckoutTotals(items, cart.discount ?? 0, this.shippingRates);
+			const totals = computeCheckoutTotals(items, cart.discount ?? 0, rateFor(this.shippingRates, cart.currency));
 			// Prices are the catalog's now; a client that sends the total it showed is never charged another one.
 			const expectedTotal = c.params?.expectedTotal;
 			if (expectedTotal !== undefined && expectedTotal !== totals.total) {
@@ -522,7 +522,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 	created() {
 		const cfg = readConfig();
 		this.checkoutsHere = new Set();
-		this.shippingRates = this.settings.shippingRates ?? { flatCents: cfg.shippingFlatCents, freeThresholdCents: cfg.freeShippingThresholdCents };
+		this.shippingRates = this.settings.shippingRates ?? shippingRatesOf(cfg);
 		this.failAt = process.env.NODE_ENV === "test" ? this.settings.checkoutFailAt : null;
 		const steps = this.checkoutSteps().map((step) => ({
 			...step,

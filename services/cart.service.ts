@@ -12,8 +12,8 @@ import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import { isIssuedCartId, issueCartId } from "../lib/cart-id";
 import { jwtSecret } from "../lib/jwt";
-import { readConfig } from "../lib/config";
-import { shippingFor, type ShippingRates } from "../lib/checkout-totals";
+import { readConfig, shippingRatesOf } from "../lib/config";
+import { rateFor, shippingFor, type ShippingRates } from "../lib/checkout-totals";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { DEFAULT_CURRENCY } from "../lib/money";
 import { ConflictError, InsufficientStockError, NotFoundError, UnprocessableError, invalidField } from "../lib/errors";
@@ -85,7 +85,7 @@ function promotionView(p: PromotionDoc) {
 function cartView(cart: PricedCart, rates: ShippingRates) {
 	const { items, subtotal, discount, total, currency, promoCode, promoProblem } = cart;
 	const buyable = items.some((i) => !i.archived && !i.currencyMismatch);
-	const shipping = buyable ? shippingFor(total, rates) : 0;
+	const shipping = buyable ? shippingFor(total, rateFor(rates, currency)) : 0;
 	return { items, subtotal, discount, total, shipping, checkoutTotal: total + shipping, currency, promoCode, promoProblem };
 }
 
@@ -477,8 +477,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 	created() {
 		// The same rates as the checkout's (orders reads the same settings).
-		const cfg = readConfig();
-		this.shippingRates = { flatCents: cfg.shippingFlatCents, freeThresholdCents: cfg.freeShippingThresholdCents };
+		this.shippingRates = shippingRatesOf(readConfig());
 	},
 
 	async started() {

@@ -20,7 +20,7 @@ describe("checkout", () => {
 	let shop: Shop;
 	let adminToken: string;
 	const recorder = eventRecorder("checkout-event-recorder", ["order.*", "payment.*", "checkout.*"]);
-	const saved = { admin: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD, stripe: process.env.STRIPE_SECRET_KEY };
+	const saved = { admin: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD, stripe: process.env.STRIPE_SECRET_KEY, shippingRates: process.env.SHIPPING_RATES };
 	let n = 0;
 
 	const orders = () => shop.broker.getLocalService("orders") as any;
@@ -37,10 +37,10 @@ describe("checkout", () => {
 	}
 
 	/** A product with one variant; returns the variant id. */
-	async function variant(price: number, stock: number) {
+	async function variant(price: number, stock: number, currency = "USD") {
 		const res = await shop.http.post(
 			"/api/products",
-			{ name: `Thing ${++n}`, price, currency: "USD", variants: [{ sku: `SKU-${process.pid}-${n}`, name: "One size", stock }] },
+			{ name: `Thing ${++n}`, price, currency, variants: [{ sku: `SKU-${process.pid}-${n}`, name: "One size", stock }] },
 			{ token: adminToken },
 		);
 		expect(res.status).toBe(201);
@@ -93,6 +93,8 @@ describe("checkout", () => {
 		process.env.ADMIN_EMAIL = ADMIN.email;
 		process.env.ADMIN_PASSWORD = ADMIN.password;
 		delete process.env.STRIPE_SECRET_KEY;
+		// Yen carts ship at their own rate; others at the shop's.
+		process.env.SHIPPING_RATES = "JPY:800:8000";
 		shop = await startShop({ services: ["users", "products", "cart", "orders", "payments", recorder.schema] });
 		const login = await shop.http.post("/api/auth/login", ADMIN);
 		expect(login.status).toBe(200);
@@ -100,7 +102,7 @@ describe("checkout", () => {
 	}, 30_000);
 	afterAll(async () => {
 		await shop?.stop();
-		for (const [k, v] of [["ADMIN_EMAIL", saved.admin], ["ADMIN_PASSWORD", saved.password], ["STRIPE_SECRET_KEY", saved.stripe]] as const) {
+		for (const [k, v] of [["ADMIN_EMAIL", saved.admin], ["ADMIN_PASSWORD", saved.password], ["STRIPE_SECRET_KEY", saved.stripe], ["SHIPPING_RATES", saved.shippingRates]] as const) {
 			if (v === undefined) delete process.env[k];
 			else process.env[k] = v;
 		}
@@ -154,6 +156,20 @@ describe("checkout", () => {
 		const paid = await checkout(c, { body: body(9000) });
 		expect(paid.status).toBe(201);
 		expect(paid.body).toMatchObject({ status: "confirmed", total: 9000 });
+	});
+
+	test("a currency with its own rate (SHIPPING_RATES) ships at it, in the cart and the order: not 599 yen", async () => {
+		const c = await customer();
+		const cheap = await variant(5000, 5, "JPY");
+		await addToCart(c.token, cheap.variantId);
+		expect((await shop.http.get("/api/cart", { token: c.token })).body).toMatchObject({ currency: "JPY", total: 5000, shipping: 800, checkoutTotal: 5800 });
+		const res = await checkout(c);
+		expect(res.status).toBe(201);
+		expect(res.body).toMatchObject({ currency: "JPY", subtotal: 5000, shipping: 800, total: 5800 });
+		// At its own threshold it ships free.
+		const d = await customer();
+		await addToCart(d.token, (await variant(8000, 5, "JPY")).variantId);
+		expect((await checkout(d)).body).toMatchObject({ subtotal: 8000, shipping: 0, total: 8000 });
 	});
 
 	test("flat shipping below the free-shipping threshold; the cart shows it, and its checkoutTotal is the expectedTotal that goes through", async () => {

@@ -1,4 +1,4 @@
-import { computeCheckoutTotals, DEFAULT_SHIPPING_RATES, shippingFor } from "../../lib/checkout-totals";
+import { computeCheckoutTotals, DEFAULT_SHIPPING_RATES, parseShippingRates, rateFor, shippingFor } from "../../lib/checkout-totals";
 
 const rates = DEFAULT_SHIPPING_RATES; // 599 flat, free from 5000
 
@@ -37,4 +37,25 @@ describe("computeCheckoutTotals", () => {
 		[4999, 599],
 		[5000, 0],
 	])("shippingFor(%i) = %i", (merchandise, expected) => expect(shippingFor(merchandise, rates)).toBe(expected));
+});
+
+describe("shipping rates per currency", () => {
+	const isCurrency = (c: string) => ["JPY", "EUR", "USD"].includes(c);
+
+	test("a currency with its own rate gets it; any other the shop's, in its own minor units", () => {
+		const perCurrency = { ...rates, byCurrency: { JPY: { flatCents: 800, freeThresholdCents: 8000 } } };
+		expect(rateFor(perCurrency, "JPY")).toEqual({ flatCents: 800, freeThresholdCents: 8000 });
+		expect(rateFor(perCurrency, "USD")).toBe(perCurrency);
+		expect(rateFor(rates, "JPY")).toBe(rates);
+		expect(computeCheckoutTotals([{ unitPrice: 5000, quantity: 1 }], 0, rateFor(perCurrency, "JPY"))).toEqual({ subtotal: 5000, discount: 0, shipping: 800, total: 5800 });
+	});
+
+	test("parseShippingRates reads CUR:flat:threshold lists and names what is wrong", () => {
+		expect(parseShippingRates("JPY:800:8000,EUR:499:4500", isCurrency)).toEqual({ JPY: { flatCents: 800, freeThresholdCents: 8000 }, EUR: { flatCents: 499, freeThresholdCents: 4500 } });
+		expect(parseShippingRates(" JPY:0:0 ,", isCurrency)).toEqual({ JPY: { flatCents: 0, freeThresholdCents: 0 } });
+		expect(parseShippingRates("JPY:800", isCurrency)).toMatch(/"JPY:800" is not CUR:flat:threshold/);
+		expect(parseShippingRates("GBP:1:2", isCurrency)).toMatch(/GBP is not an ISO 4217/);
+		expect(parseShippingRates("JPY:1:2,JPY:3:4", isCurrency)).toMatch(/JPY is given twice/);
+		expect(parseShippingRates("EUR:4.99:50", isCurrency)).toMatch(/not CUR:flat:threshold/);
+	});
 });

@@ -32,6 +32,8 @@ describe("numbers", () => {
 		["NOTIFY_MAX_ATTEMPTS", "1", "notifyMaxAttempts", 1],
 		["SHIPPING_FLAT_CENTS", "0", "shippingFlatCents", 0],
 		["FREE_SHIPPING_THRESHOLD_CENTS", "10000", "freeShippingThresholdCents", 10000],
+		["SHIPPING_RATES", "JPY:800:8000, EUR:499:4500", "shippingRatesByCurrency", { JPY: { flatCents: 800, freeThresholdCents: 8000 }, EUR: { flatCents: 499, freeThresholdCents: 4500 } }],
+		["SHIPPING_RATES", "", "shippingRatesByCurrency", undefined],
 	])("%s=%j is taken", (name, value, key, expected) => {
 		expect(readConfig({ [name]: value })[key]).toEqual(expected);
 	});
@@ -61,6 +63,7 @@ describe("numbers", () => {
 		["NOTIFY_MAX_ATTEMPTS", ["0", "2.5"]],
 		["SHIPPING_FLAT_CENTS", ["4.99", "-1", "free"]],
 		["FREE_SHIPPING_THRESHOLD_CENTS", ["-1", "50.00"]],
+		["SHIPPING_RATES", ["JPY:800", "XYZ:1:2", "JPY:8.5:100", "jpy:800:8000", "JPY:800:8000,JPY:1:1", "JPY:-1:5"]],
 	])("%s refuses %j, naming the variable and the value", (name, values) => {
 		for (const value of values) {
 			expect(() => readConfig({ [name]: value })).toThrow(new RegExp(`^${name} must be .*not "${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"$`));
