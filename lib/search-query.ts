@@ -108,7 +108,10 @@ export const PRICE_BUCKETS: Array<{ from: number; to: number | null }> = [
 /** Rating facets are "n stars and up", exactly the filter `minRating=n`. */
 export const RATING_BUCKETS: Array<{ from: number; to: number }> = [4, 3, 2, 1].map((from) => ({ from, to: 5 }));
 
+/** The longest query, counted once whitespace is collapsed (`parseSearchQuery`). */
 export const MAX_QUERY_LENGTH = 200;
+/** The longest `q` as sent: room for a short query padded with spaces, which collapse away. */
+export const MAX_RAW_QUERY_LENGTH = 1000;
 export const MAX_SUGGESTIONS = 10;
 
 /** Raw params after the validator's conversion (numbers are numbers, inStock a boolean). */
@@ -161,6 +164,14 @@ export function parseSearchQuery(p: SearchParams, categories: readonly CategoryR
 export function normalizeText(value: string): string {
 	// eslint-disable-next-line no-control-regex -- control characters become spaces
 	return value.replace(/[\u0000-\u001F\u007F]+/g, " ").replace(/\s+/g, " ").trim();
+}
+
+/** White space and punctuation: where minisearch's default tokenizer, so the embedded engine, splits words. */
+const WORD_SEPARATOR = /[\n\r\p{Z}\p{P}]+/u;
+
+/** A query's words as both engines match them, each on its own: "t-shirt, red" is "t", "shirt" and "red". */
+export function searchWords(text: string): string[] {
+	return text.split(WORD_SEPARATOR).filter(Boolean);
 }
 
 /** Lower case without diacritics: "Café" and "cafe" are the same word to a shopper. */

@@ -387,13 +387,19 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				pageSize: { ...pageParams.pageSize, max: 1000 },
 				// Extension: re-index just these products (after product.updated); archived ones are left out.
 				ids: { ...idList, optional: true },
+				// Paging by key for a full scan: the rows whose id sorts after this one (`page` is then no offset).
+				// With offsets, a product archived between two reads moves the next one onto a page already read.
+				afterId: { type: "string", min: 1, max: 200, optional: true },
 			},
-			async handler(ctx: Ctx<{ page?: number; pageSize?: number; ids?: string[] }>) {
+			async handler(ctx: Ctx<{ page?: number; pageSize?: number; ids?: string[]; afterId?: string }>) {
+				const { ids, afterId } = ctx.params;
 				const size = Math.min(ctx.params.pageSize ?? 100, 1000);
 				const page = ctx.params.page ?? 1;
-				const query: Record<string, unknown> = { isActive: true, ...(ctx.params.ids ? { id: { $in: ctx.params.ids } } : {}) };
+				const query: Record<string, unknown> = { isActive: true, ...(ids ? { id: { $in: ids } } : {}) };
+				// `total` stays the whole selection, so it reads the same on every page of a scan.
+				const pageQuery = afterId ? { ...query, id: { ...(ids ? { $in: ids } : {}), $gt: afterId } } : query;
 				const [products, total, categories] = await Promise.all([
-					this.db.products.find(query, { sort: { id: 1 }, offset: (page - 1) * size, limit: size }),
+					this.db.products.find(pageQuery, { sort: { id: 1 }, offset: afterId ? 0 : (page - 1) * size, limit: size }),
 					this.db.products.count(query),
 					this.loadCategories(),
 				]);

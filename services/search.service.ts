@@ -6,7 +6,7 @@
  * The engine is embedded (minisearch) unless ELASTICSEARCH_URL selects Elasticsearch.
  */
 import os from "node:os";
-import type { Context, ServiceSchema } from "moleculer";
+import { Errors, type Context, type ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
@@ -15,7 +15,7 @@ import { readConfig } from "../lib/config";
 import { BROKER_UNAVAILABLE_ERRORS, ServiceUnavailableError } from "../lib/errors";
 import { pageParams } from "../lib/pagination";
 import { createSearchEngine, type SearchEngine } from "../adapters/search";
-import { MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, normalizeText, parseSearchQuery, toIndexDoc, type CategoryRef, type SearchParams } from "../lib/search-query";
+import { MAX_RAW_QUERY_LENGTH, MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, normalizeText, parseSearchQuery, toIndexDoc, type CategoryRef, type SearchParams } from "../lib/search-query";
 
 interface SearchSettings {
 	rest: string;
@@ -65,7 +65,7 @@ interface SearchVars {
 interface SearchMethods {
 	createEngine(): SearchEngine;
 	categoriesForFilter(ctx: Context): Promise<CategoryRef[]>;
-	engineUnavailable(err: unknown): never;
+	engineFailed(err: unknown): never;
 	awaitIndexBuilt(): Promise<void>;
 	withIndexLock<T>(fn: () => Promise<T>): Promise<T>;
 	queueRefresh(productId: string): void;
@@ -131,7 +131,8 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			cache: { enabled: cachedEngine, keys: ["q", "category", "minPrice", "maxPrice", "minRating", "inStock", "sort", "page", "pageSize"], ttl: 60 },
 			params: {
 				$$strict: "remove",
-				q: { type: "string", optional: true, max: 200 },
+				// The 200-character limit applies once spaces are collapsed (parseSearchQuery).
+				q: { type: "string", optional: true, max: MAX_RAW_QUERY_LENGTH },
 				category: { type: "string", optional: true, max: 200 },
 				minPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
 				maxPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
@@ -143,7 +144,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			async handler(this: SearchThis, ctx: Context<SearchParams, ShopMeta>) {
 				await this.awaitIndexBuilt();
 				const query = parseSearchQuery(ctx.params, ctx.params.category?.trim() ? await this.categoriesForFilter(ctx) : []);
-				return this.engine.search(query).catch((err) => this.engineUnavailable(err));
+				return this.engine.search(query).catch((err) => this.engineFailed(err));
 			},
 		},
 
@@ -159,7 +160,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				const prefix = normalizeText(ctx.params.q ?? "");
 				if (!prefix) return { suggestions: [] };
 				await this.awaitIndexBuilt();
-				const suggestions = await this.engine.suggest(prefix, ctx.params.limit ?? MAX_SUGGESTIONS).catch((err) => this.engineUnavailable(err));
+				const suggestions = await this.engine.suggest(prefix, ctx.params.limit ?? MAX_SUGGESTIONS).catch((err) => this.engineFailed(err));
 				return { suggestions };
 			},
 		},
@@ -258,8 +259,16 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			if (!this.lastRebuild) throw new ServiceUnavailableError("The search index is being built, try again in a moment");
 		},
 
-		/** An engine failure (Elasticsearch down) is a 503 to the client, not a 500. */
-		engineUnavailable(this: SearchThis, err: unknown): never {
+		/**
+		 * An engine failure (Elasticsearch down) is a 503 to the client, not a 500. A query the engine
+		 * refused (its 4xx client error) is the client's answer, and no outage to log as one.
+		 */
+		engineFailed(this: SearchThis, err: unknown): never {
+			if (err instanceof Errors.MoleculerClientError) {
+				const cause = (err as Error).cause as Error | undefined;
+				this.logger.warn(`Search engine refused a query: ${err.message}${cause ? ` (${cause.message})` : ""}`);
+				throw err;
+			}
 			this.logger.error("Search engine failed:", err);
 			const unavailable = new ServiceUnavailableError("Search is unavailable, try again");
 			// The engine's client has already retried; the broker repeating the call only delays the answer.
@@ -410,6 +419,9 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 
 		/**
 		 * Re-indexes every active product page by page, then removes what no page contained.
+		 * Pages follow the id order by key (`afterId`: the rows after the last one read), so an archive or
+		 * a new product between two reads cannot push an untouched product off the pages, and out of the index.
+		 * (A products service without `afterId` pages by `page` as before.)
 		 * Events keep being applied meanwhile: a page skips a product that an event refreshed after
 		 * the page was fetched, since the event's copy is newer.
 		 */
@@ -418,7 +430,9 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			this.rebuilding = (async () => {
 				const startedAt = Date.now();
 				await this.engine.init();
+				const pageSize = this.settings.rebuildPageSize;
 				let page = 1;
+				let afterId: string | undefined;
 				let indexed = 0;
 				let sliceStart = Date.now();
 				for (; !this.stopping; page++) {
@@ -429,7 +443,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 						sliceStart = Date.now();
 					}
 					const fetchedAt = ++this.clock;
-					const res: any = await this.broker.call("products.listForIndex", { page, pageSize: this.settings.rebuildPageSize });
+					const res: any = await this.broker.call("products.listForIndex", { page, pageSize, ...(afterId ? { afterId } : {}) });
 					const rows = rowsOf(res);
 					await this.withIndexLock(async () => {
 						const now = Date.now();
@@ -437,8 +451,9 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 						await this.engine.upsert(fresh.map((row) => toIndexDoc(row, now)));
 					});
 					indexed += rows.length;
-					const lastPage = typeof res?.totalPages === "number" ? page >= res.totalPages : rows.length < this.settings.rebuildPageSize;
-					if (lastPage || rows.length === 0) break;
+					// Only a short page is the last: `totalPages` drops with an archive while rows after our key remain.
+					if (rows.length < pageSize) break;
+					afterId = String(rows[rows.length - 1].id);
 				}
 				if (this.stopping) throw new Error("Search service stopping");
 				const removed = await this.withIndexLock(() => this.engine.removeIndexedBefore(startedAt));

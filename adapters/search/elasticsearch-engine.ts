@@ -1,14 +1,16 @@
 /**
  * Search on Elasticsearch 8 (ELASTICSEARCH_URL): an index with explicit mappings created when
- * missing, `multi_match` with the name boosted and `fuzziness: AUTO`, filters in a bool query,
+ * missing, a `multi_match` per query word with the name boosted and `fuzziness: AUTO:4,8`, filters in a bool query,
  * facets from aggregations (terms on the category path, ranges on price and rating, the same
  * buckets as the embedded engine), a completion suggester for autocomplete, bulk writes.
  * The index refreshes every second, which is the freshness the API promises.
  */
 import type { Client, ClientOptions, estypes } from "@elastic/elasticsearch";
 import type { SearchEngine, WriteOptions } from "./search-engine";
+import { BadRequestError } from "../../lib/errors";
 import {
 	ES_FUZZINESS,
+	searchWords,
 	PRICE_BUCKETS,
 	RATING_BUCKETS,
 	optionValues,
@@ -77,6 +79,26 @@ const SORTS: Record<SearchSort, estypes.Sort> = {
 	rating: [{ rating: "desc" }, { ratingCount: "desc" }, { "name.keyword": "asc" }],
 };
 
+/**
+ * Elasticsearch's `index.max_result_window` (its default, which our index keeps): a request for a hit
+ * past it (`from + size`) is refused with a 400.
+ */
+export const MAX_RESULT_WINDOW = 10_000;
+
+const TEXT_FIELDS = ["name^3", "categoryNames^1.5", "description", "optionValues"];
+
+/**
+ * Every word of the query, each in any field, as the embedded engine matches: one multi_match per word.
+ * One multi_match of the whole text with `operator: "and"` (best_fields) needs every word in one field,
+ * so "candle lavender" (name + option value) would find nothing; `cross_fields` takes no fuzziness.
+ * A query of punctuation alone has no words and, as in the embedded engine, matches nothing.
+ */
+function textQuery(text: string): estypes.QueryDslQueryContainer[] {
+	const words = searchWords(text);
+	if (!words.length) return [{ match_none: {} }];
+	return words.map((word) => ({ multi_match: { query: word, fields: TEXT_FIELDS, fuzziness: ES_FUZZINESS, operator: "and" } }));
+}
+
 /** The search request for a parsed query (exported for tests and for reading). */
 export function buildSearchRequest(index: string, q: SearchQuery): estypes.SearchRequest {
 	const filter: estypes.QueryDslQueryContainer[] = [];
@@ -84,9 +106,11 @@ export function buildSearchRequest(index: string, q: SearchQuery): estypes.Searc
 	if (q.minPrice != null || q.maxPrice != null) filter.push({ range: { price: { gte: q.minPrice, lte: q.maxPrice } } });
 	if (q.minRating != null) filter.push({ range: { rating: { gte: q.minRating } } });
 	if (q.inStock) filter.push({ term: { inStock: true } });
-	const must: estypes.QueryDslQueryContainer[] = q.text
-		? [{ multi_match: { query: q.text, fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: ES_FUZZINESS, operator: "and" } }]
-		: [{ match_all: {} }];
+	const must: estypes.QueryDslQueryContainer[] = q.text ? textQuery(q.text) : [{ match_all: {} }];
+	// Rows past the window cannot be fetched: a page beyond it asks for none (the total and facets
+	// still come back), as the embedded engine answers a page past the end; a page across it is cut there.
+	const from = (q.page - 1) * q.pageSize;
+	const size = Math.max(0, Math.min(q.pageSize, MAX_RESULT_WINDOW - from));
 	return {
 		index,
 		query: { bool: { must, filter } },
@@ -97,8 +121,8 @@ export function buildSearchRequest(index: string, q: SearchQuery): estypes.Searc
 			rating: { range: { field: "rating", ranges: RATING_BUCKETS.map((b) => ({ key: ratingKey(b), from: b.from })) } },
 		},
 		sort: SORTS[q.sort],
-		from: (q.page - 1) * q.pageSize,
-		size: q.pageSize,
+		from: size ? from : 0,
+		size,
 		track_total_hits: true,
 		_source: ["id", "name", "slug", "price", "currency", "rating", "ratingCount", "inStock", "image"],
 	};
@@ -125,6 +149,20 @@ interface Bucket {
 
 function bucketsOf(aggs: Record<string, any> | undefined, name: string): Bucket[] {
 	return (aggs?.[name]?.buckets ?? []) as Bucket[];
+}
+
+/**
+ * Elasticsearch's 400 refuses the request it was sent (the query a shopper typed), which asking
+ * again will not change: the client's 400, not a "try again" outage. Anything else (down, 429, a
+ * missing index, credentials) is thrown as it is.
+ */
+function refusedRequest(err: unknown): never {
+	const status = (err as { statusCode?: number; meta?: { statusCode?: number } } | null)?.statusCode ?? (err as any)?.meta?.statusCode;
+	if (status !== 400) throw err;
+	const refused = new BadRequestError("Search cannot answer this query");
+	// For the log (the gateway never sends a cause): what Elasticsearch said.
+	(refused as Error).cause = err;
+	throw refused;
 }
 
 export class ElasticsearchEngine implements SearchEngine {
@@ -181,7 +219,7 @@ export class ElasticsearchEngine implements SearchEngine {
 	}
 
 	async search(q: SearchQuery): Promise<SearchResult> {
-		const res = await this.client.search<EsProduct>(buildSearchRequest(this.index, q));
+		const res = await this.client.search<EsProduct>(buildSearchRequest(this.index, q)).catch(refusedRequest);
 		const total = typeof res.hits.total === "number" ? res.hits.total : (res.hits.total?.value ?? 0);
 		const aggs = res.aggregations as Record<string, any> | undefined;
 		const priceCounts = new Map(bucketsOf(aggs, "price").map((b) => [String(b.key), b.doc_count]));
@@ -204,7 +242,7 @@ export class ElasticsearchEngine implements SearchEngine {
 	}
 
 	async suggest(prefix: string, limit: number): Promise<Suggestion[]> {
-		const res = await this.client.search<EsProduct>(buildSuggestRequest(this.index, prefix, limit));
+		const res = await this.client.search<EsProduct>(buildSuggestRequest(this.index, prefix, limit)).catch(refusedRequest);
 		const entries = (res.suggest?.products ?? []) as Array<estypes.SearchCompletionSuggest<EsProduct>>;
 		const out: Suggestion[] = [];
 		for (const entry of entries) {

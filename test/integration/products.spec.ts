@@ -665,6 +665,27 @@ describe("products service over HTTP", () => {
 			const small = await shop.broker.call<any, any>("products.listForIndex", { page: 2, pageSize: 2 });
 			expect(small).toMatchObject({ page: 2, pageSize: 2, totalPages: Math.ceil(page.total / 2) });
 		});
+
+		test("listForIndex pages by key with afterId: an archive between two reads skips no other product", async () => {
+			for (let i = 0; i < 5; i++) expect((await post("/api/products", productBody())).status).toBe(201);
+			const all = (await shop.broker.call<any, any>("products.listForIndex", { page: 1, pageSize: 1000 })).rows.map((r: any) => r.id as string);
+			expect(all.length).toBeGreaterThanOrEqual(6);
+			expect(all).toEqual([...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+
+			const first = await shop.broker.call<any, any>("products.listForIndex", { page: 1, pageSize: 3 });
+			expect(first.rows.map((r: any) => r.id)).toEqual(all.slice(0, 3));
+			// An admin archives a product already read; the next page still starts right after the last one read.
+			expect((await shop.http.delete(`/api/products/${all[1]}`, { token: admin })).status).toBe(200);
+			const afterId = first.rows[2].id;
+			const next = await shop.broker.call<any, any>("products.listForIndex", { page: 2, pageSize: 3, afterId });
+			expect(next.rows.map((r: any) => r.id)).toEqual(all.slice(3, 6));
+			expect(next).toMatchObject({ page: 2, pageSize: 3, total: all.length - 1 });
+			// With `ids` too: only those, after the key.
+			const some = await shop.broker.call<any, any>("products.listForIndex", { ids: [all[0], all[3], all[4]], afterId: all[0] });
+			expect(some.rows.map((r: any) => r.id)).toEqual([all[3], all[4]]);
+			const past = await shop.broker.call<any, any>("products.listForIndex", { pageSize: 3, afterId: all[all.length - 1] });
+			expect(past.rows).toEqual([]);
+		});
 	});
 });
 

@@ -96,7 +96,7 @@ function searchOnMock(mock: Mock): ServiceSchema {
 
 
 /** Mock routes answering like Elasticsearch 8, each request recorded. */
-function mockElasticsearch(opts: { indexExists: boolean }) {
+function mockElasticsearch(opts: { indexExists: boolean; search?: (body: any) => Record<string, any> }) {
 	const mock = new Mock();
 	const sent: Sent[] = [];
 	const record = (p: any) => {
@@ -128,6 +128,7 @@ function mockElasticsearch(opts: { indexExists: boolean }) {
 	mock.add({ method: ["GET", "POST"], path: `/${INDEX}/_search` }, (p) => {
 		record(p);
 		const body = p.body as any;
+		if (opts.search) return opts.search(body);
 		if (body.suggest) {
 			return {
 				hits: { total: { value: 0, relation: "eq" }, hits: [] },
@@ -205,7 +206,7 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 		expect(cleanup.body.query.range.indexedAt.lt).toBeLessThanOrEqual(Math.min(...bulks.flatMap((b) => b.body.filter((l: any) => l.indexedAt).map((l: any) => l.indexedAt))));
 	});
 
-	test("GET /api/search sends multi_match with the name boosted, bool filters, aggregations, sort and paging", async () => {
+	test("GET /api/search sends a multi_match per word with the name boosted, bool filters, aggregations, sort and paging", async () => {
 		es.sent.length = 0;
 		const res = await shop.http.get("/api/search?q=wireles%20hedphones&category=Audio&minPrice=1000&maxPrice=30000&minRating=4&inStock=true&sort=price&page=2&pageSize=5");
 		expect(res.status).toBe(200);
@@ -213,7 +214,7 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 		expect(req.path).toBe(`/${INDEX}/_search`);
 		expect(req.body.query).toEqual({
 			bool: {
-				must: [{ multi_match: { query: "wireles hedphones", fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: "AUTO:4,8", operator: "and" } }],
+				must: ["wireles", "hedphones"].map((query) => ({ multi_match: { query, fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: "AUTO:4,8", operator: "and" } })),
 				filter: [{ term: { categoryPath: "audio" } }, { range: { price: { gte: 1000, lte: 30000 } } }, { range: { rating: { gte: 4 } } }, { term: { inStock: true } }],
 			},
 		});
@@ -230,6 +231,17 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 		expect(res.body.facets.category).toEqual([{ value: "electronics", count: 6 }, { value: "audio", count: 4 }]);
 		expect(res.body.facets.price.find((b: any) => b.from === 10_000)).toEqual({ from: 10_000, to: 24_999, count: 6 });
 		expect(res.body.facets.rating).toEqual([{ from: 4, to: 5, count: 3 }, { from: 3, to: 5, count: 4 }, { from: 2, to: 5, count: 5 }, { from: 1, to: 5, count: 6 }]);
+	});
+
+	test("each word of a query may be in a different field, as in the embedded engine (name + option value)", async () => {
+		es.sent.length = 0;
+		expect((await shop.http.get("/api/search?q=candle%20lavender")).status).toBe(200);
+		// One multi_match of both words with operator "and" (best_fields) would need both in one field.
+		const must = es.sent[0].body.query.bool.must;
+		expect(must).toHaveLength(2);
+		expect(must.map((m: any) => m.multi_match.query)).toEqual(["candle", "lavender"]);
+		for (const m of must) expect(m.multi_match).toMatchObject({ fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: "AUTO:4,8" });
+		expect(must[0].multi_match.type ?? "best_fields").toBe("best_fields");
 	});
 
 	test("without a query: match_all, and relevance sorts by score first", async () => {
@@ -291,6 +303,71 @@ describe("Elasticsearch down", () => {
 		} finally {
 			await shop.stop();
 		}
+	});
+});
+
+describe("Elasticsearch refusing a request (mocked server)", () => {
+	const TOTAL = 12_345;
+	let shop: Shop;
+	let sent: Sent[];
+	let search: any;
+	const searches = () => sent.filter((s) => s.path.endsWith("/_search"));
+
+	beforeAll(async () => {
+		// As Elasticsearch 8: a hit past index.max_result_window (10,000) is a 400; so is a query it cannot parse.
+		const refuse = (type: string, reason: string) => new errors.ResponseError({ body: { error: { type, reason }, status: 400 }, statusCode: 400, headers: {}, warnings: null, meta: {} as any });
+		const es = mockElasticsearch({
+			indexExists: true,
+			search: (body) => {
+				if ((body.from ?? 0) + (body.size ?? 10) > 10_000) return refuse("illegal_argument_exception", "Result window is too large, from + size must be less than or equal to: [10000]");
+				if (JSON.stringify(body).includes("refuseme")) return refuse("search_phase_execution_exception", "all shards failed");
+				if (body.suggest) return { hits: { total: { value: 0, relation: "eq" }, hits: [] }, suggest: { products: [] } };
+				const hits = Array.from({ length: body.size ?? 10 }, (_, i) => ({ _index: INDEX, _id: `h${i}`, _score: 1, _source: { id: `h${i}`, name: `Hit ${i}`, slug: `h${i}`, price: 100, currency: "USD", rating: 0, ratingCount: 0, inStock: true, image: null } }));
+				return { took: 1, hits: { total: { value: TOTAL, relation: "eq" }, hits }, aggregations: { category: { buckets: [{ key: "misc", doc_count: TOTAL }] }, price: { buckets: [] }, rating: { buckets: [] } } };
+			},
+		});
+		sent = es.sent;
+		shop = await startShop({ services: [FakeUsers, fakeProducts(new Map()), searchOnMock(es.mock)] });
+		search = shop.broker.getLocalService("search");
+		await waitFor(() => search.lastRebuild, (v) => !!v, 5000);
+	});
+	afterAll(() => shop.stop());
+	afterEach(() => jest.restoreAllMocks());
+
+	test("a page past 10,000 results is 200 with no rows and the real total, as the embedded engine answers, and asks for no rows", async () => {
+		const logged = jest.spyOn(search.logger, "error");
+		sent.length = 0;
+		const res = await shop.http.get("/api/search?page=501&pageSize=20");
+		expect(res.status).toBe(200);
+		expect(res.body).toMatchObject({ rows: [], total: TOTAL, page: 501, pageSize: 20, totalPages: 618 });
+		expect(res.body.facets.category).toEqual([{ value: "misc", count: TOTAL }]);
+		expect(searches().map((s) => [s.body.from, s.body.size])).toEqual([[0, 0]]);
+		expect(logged).not.toHaveBeenCalled();
+	});
+
+	test("a page across the 10,000th result has the rows up to it", async () => {
+		sent.length = 0;
+		const res = await shop.http.get("/api/search?page=334&pageSize=30");
+		expect(res.status).toBe(200);
+		expect(searches().map((s) => [s.body.from, s.body.size])).toEqual([[9_990, 10]]);
+		expect(res.body).toMatchObject({ total: TOTAL, page: 334, pageSize: 30 });
+		expect(res.body.rows).toHaveLength(10);
+		// The last page inside the window is a whole one.
+		sent.length = 0;
+		expect((await shop.http.get("/api/search?page=500&pageSize=20")).body.rows).toHaveLength(20);
+		expect(searches().map((s) => [s.body.from, s.body.size])).toEqual([[9_980, 20]]);
+	});
+
+	test("another 400 from Elasticsearch is the client's 400, logged as a warning, not a 503 outage", async () => {
+		const error = jest.spyOn(search.logger, "error");
+		const warn = jest.spyOn(search.logger, "warn");
+		const res = await shop.http.get("/api/search?q=refuseme");
+		expect(res.status).toBe(400);
+		expect(res.body).toMatchObject({ code: 400, type: "BAD_REQUEST", message: "Search cannot answer this query" });
+		expect(JSON.stringify(res.body)).not.toContain("search_phase_execution_exception");
+		expect((await shop.http.get("/api/search/autocomplete?q=refuseme")).status).toBe(400);
+		expect(error).not.toHaveBeenCalled();
+		expect(warn).toHaveBeenCalledWith(expect.stringContaining("search_phase_execution_exception"));
 	});
 });
 

@@ -7,6 +7,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { PRICE_BUCKETS } from "../../lib/search-query";
 import { HealthMixin } from "../../mixins/health.mixin";
+import SearchService from "../../services/search.service";
 import { FakeUsers, fakeToken } from "../helpers/fakes";
 
 type Row = Record<string, any> & { id: string; isActive?: boolean };
@@ -57,16 +58,22 @@ function seedCatalog(): Map<string, Row> {
 interface FakeProductsOptions {
 	/** false: a products service whose listForIndex ignores `ids` (as docs/services.md first had it). */
 	idsFilter?: boolean;
+	/** false: a products service whose listForIndex pages by `page` only (before `afterId`). */
+	afterId?: boolean;
 }
+
+type ListForIndexParams = { page: number; pageSize: number; ids?: string[]; afterId?: string };
 
 /** The catalog side of docs/services.md, in memory, plus test actions that change it and emit the events. */
 interface Calls {
-	listForIndex: Array<{ page: number; pageSize: number; ids?: string[] }>;
+	listForIndex: ListForIndexParams[];
+	/** Runs before listForIndex reads the catalog (to change it between two page reads). */
+	beforeListForIndex?: (ctx: Context<ListForIndexParams>) => Promise<void>;
 }
 
 function fakeProducts(catalog: Map<string, Row>, calls: Calls, opts: FakeProductsOptions = {}): ServiceSchema {
 	const strip = ({ isActive: _active, ...row }: Row) => row;
-	const active = () => [...catalog.values()].filter((r) => r.isActive !== false).sort((a, b) => a.id.localeCompare(b.id));
+	const active = () => [...catalog.values()].filter((r) => r.isActive !== false).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 	const actions: ServiceSchema["actions"] = {
 		listForIndex: {
 			params: {
@@ -74,12 +81,15 @@ function fakeProducts(catalog: Map<string, Row>, calls: Calls, opts: FakeProduct
 				page: { type: "number", integer: true, min: 1 },
 				pageSize: { type: "number", integer: true, min: 1, max: 500 },
 				...(opts.idsFilter === false ? {} : { ids: { type: "array", items: "string", optional: true } }),
+				...(opts.afterId === false ? {} : { afterId: { type: "string", min: 1, optional: true } }),
 			},
-			handler(ctx: Context<{ page: number; pageSize: number; ids?: string[] }>) {
-				calls.listForIndex.push(ctx.params);
+			async handler(ctx: Context<ListForIndexParams>) {
+				calls.listForIndex.push({ ...ctx.params });
+				await calls.beforeListForIndex?.(ctx);
 				const all = active().filter((r) => !ctx.params.ids || ctx.params.ids.includes(r.id));
-				const { page, pageSize } = ctx.params;
-				return { rows: all.slice((page - 1) * pageSize, page * pageSize).map(strip), total: all.length, page, pageSize, totalPages: Math.ceil(all.length / pageSize) };
+				const { page, pageSize, afterId } = ctx.params;
+				const rows = afterId ? all.filter((r) => r.id > afterId).slice(0, pageSize) : all.slice((page - 1) * pageSize, page * pageSize);
+				return { rows: rows.map(strip), total: all.length, page, pageSize, totalPages: Math.ceil(all.length / pageSize) };
 			},
 		},
 		put: {
@@ -139,11 +149,12 @@ describe("search (embedded engine) over HTTP", () => {
 	});
 	afterAll(() => shop.stop());
 
-	test("the start-up rebuild reads the catalog in pages of 200", () => {
-		expect(calls.listForIndex.slice(0, 3)).toEqual([
+	test("the start-up rebuild reads the catalog in pages of 200, each after the last id read", () => {
+		// In id order: p-case, p-earbuds, then the fillers. The short third page is the last.
+		expect(calls.listForIndex.filter((c) => !c.ids)).toEqual([
 			{ page: 1, pageSize: 200 },
-			{ page: 2, pageSize: 200 },
-			{ page: 3, pageSize: 200 },
+			{ page: 2, pageSize: 200, afterId: "p-filler-197" },
+			{ page: 3, pageSize: 200, afterId: "p-filler-397" },
 		]);
 	});
 
@@ -262,6 +273,19 @@ describe("search (embedded engine) over HTTP", () => {
 		expect((await shop.http.get("/api/search?q=tee&foo=bar")).status).toBe(200);
 	});
 
+	test("q is limited to 200 characters once its spaces are collapsed, so a padded short query is answered", async () => {
+		const padded = await shop.http.get(`/api/search?q=${encodeURIComponent(`${" ".repeat(150)}headphones${"\t ".repeat(75)}`)}`);
+		expect(padded.status).toBe(200);
+		expect(ids(padded)).toEqual(["p-headphones"]);
+		// 200 characters of words pass; 201 is a 422 naming q, as is a raw q past 1,000 characters.
+		expect((await shop.http.get(`/api/search?q=${encodeURIComponent(`${"headphones ".repeat(18)}xx`)}`)).status).toBe(200);
+		for (const q of [`${"headphones ".repeat(18)}xxx`, `${" ".repeat(1000)}x`]) {
+			const res = await shop.http.get(`/api/search?q=${encodeURIComponent(q)}`);
+			expect(res.status).toBe(422);
+			expect(res.body.data.map((d: any) => d.field)).toEqual(["q"]);
+		}
+	});
+
 	test("autocomplete suggests names by prefix, at most 10, quickly", async () => {
 		const res = await shop.http.get("/api/search/autocomplete?q=head");
 		expect(res.status).toBe(200);
@@ -348,6 +372,40 @@ describe("search (embedded engine) over HTTP", () => {
 	});
 });
 
+describe("a full rebuild while an admin archives products", () => {
+	let shop: Shop;
+	const calls: Calls = { listForIndex: [] };
+	const catalog = new Map(Array.from({ length: 10 }, (_, i) => product(`p-${i}`, `Lantern Model ${i}`)).map((r) => [r.id, r]));
+	const admin = fakeToken("a1", "admin");
+	const searchable = async () => ((await shop.http.get("/api/search?q=lantern&pageSize=100")).body.rows as Array<{ id: string }>).map((r) => r.id).sort();
+
+	beforeAll(async () => {
+		// Pages of 3, so that a rebuild of 10 products reads four.
+		const search = { name: "search", mixins: [SearchService as unknown as Partial<ServiceSchema>], settings: { rebuildPageSize: 3 } } as ServiceSchema;
+		shop = await startShop({ services: [FakeUsers, fakeProducts(catalog, calls), search] });
+		await waitForIndex(shop, catalog.size);
+	});
+	afterAll(() => shop.stop());
+
+	test("an archive between two page reads drops only the archived product; the one behind it stays searchable", async () => {
+		// p-1 is archived (with its event, as DELETE /api/products/:id does) after the first page is read:
+		// read by offset, the second page would start at p-4, and p-3 would be left out, then removed.
+		calls.beforeListForIndex = async (ctx) => {
+			if (ctx.params.ids || ctx.params.page !== 2) return;
+			calls.beforeListForIndex = undefined;
+			await ctx.call("products.archive", { id: "p-1" });
+		};
+		const res = await shop.http.post("/api/search/rebuild", {}, { token: admin });
+		expect(res.status).toBe(200);
+		expect(calls.beforeListForIndex).toBeUndefined();
+		const active = [...catalog.values()].filter((r) => r.isActive !== false).map((r) => r.id).sort();
+		expect(active).toHaveLength(9);
+		await eventually(searchable, (found) => !found.includes("p-1"), 1000);
+		expect(await searchable()).toEqual(active);
+		expect((await shop.http.get("/api/search?pageSize=1")).body.total).toBe(9);
+	});
+});
+
 describe("search when the products service starts later, or cannot filter by ids", () => {
 	let shop: Shop;
 	const catalog = seedCatalog();
@@ -368,10 +426,16 @@ describe("search when the products service starts later, or cannot filter by ids
 		search.settings.indexWaitMs = 5000;
 		const waiting = shop.http.get("/api/search?q=headphones");
 		await new Promise((r) => setTimeout(r, 300));
-		shop.broker.createService(fakeProducts(catalog, calls, { idsFilter: false }));
+		shop.broker.createService(fakeProducts(catalog, calls, { idsFilter: false, afterId: false }));
 		expect(ids(await waiting)).toEqual(["p-headphones"]);
 		await waitForIndex(shop, catalog.size);
 		expect(ids(await shop.http.get("/api/search?q=headphones"))).toEqual(["p-headphones"]);
+	});
+
+	test("without afterId the rebuild pages by page, and finds every product", async () => {
+		const paged = calls.listForIndex.filter((c) => !c.ids);
+		expect(paged.slice(0, 3).map((c) => c.page)).toEqual([1, 2, 3]);
+		expect((await shop.http.get("/api/search?pageSize=1")).body.total).toBe(catalog.size);
 	});
 
 	test("without the ids filter a change still shows within one second, by a rebuild", async () => {

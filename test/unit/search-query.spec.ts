@@ -7,13 +7,15 @@ import {
 	matchesFilters,
 	normalizeTerm,
 	parseSearchQuery,
+	searchWords,
 	sortDocs,
 	toIndexDoc,
 	toSearchRow,
 	type ProductIndexDoc,
 	type SearchQuery,
 } from "../../lib/search-query";
-import { buildSearchRequest, buildSuggestRequest, suggestInputs } from "../../adapters/search/elasticsearch-engine";
+import MiniSearch from "minisearch";
+import { buildSearchRequest, buildSuggestRequest, MAX_RESULT_WINDOW, suggestInputs } from "../../adapters/search/elasticsearch-engine";
 
 function doc(id: string, over: Partial<ProductIndexDoc> = {}): ProductIndexDoc {
 	return { id, name: id, slug: id, description: "", categoryId: null, categoryPath: [], categoryNames: [], price: 1000, maxPrice: 1000, currency: "USD", inStock: true, options: {}, rating: 0, ratingCount: 0, image: null, createdAt: null, indexedAt: 0, ...over };
@@ -25,6 +27,8 @@ describe("search query parsing", () => {
 	test.each([
 		[{}, { text: "", sort: "relevance", page: 1, pageSize: 20 }],
 		[{ q: "  red \n  shoes\t" }, { text: "red shoes", sort: "relevance", page: 1, pageSize: 20 }],
+		// The 200-character limit counts what is left once spaces collapse.
+		[{ q: `${" ".repeat(150)}candle${" ".repeat(150)}` }, { text: "candle", sort: "relevance", page: 1, pageSize: 20 }],
 		[{ category: " Shoes ", minPrice: 0, maxPrice: 500, minRating: 4, inStock: true, sort: "-price", page: 3, pageSize: 50 }, { text: "", category: "shoes", minPrice: 0, maxPrice: 500, minRating: 4, inStock: true, sort: "-price", page: 3, pageSize: 50 }],
 		// inStock=false does not filter; a blank category is no category.
 		[{ inStock: false, category: "  " }, { text: "", sort: "relevance", page: 1, pageSize: 20 }],
@@ -83,6 +87,11 @@ describe("search query parsing", () => {
 		["abcdefg", 1],
 		["abcdefgh", 2],
 	])("fuzziness of %s is %i", (term, n) => expect(fuzzinessFor(term)).toBe(n));
+
+	test.each(["candle lavender", "Organic T-Shirt, red", "  wi-fi / 5GHz…router  ", "3.5mm jack", "- * !", "café's crème"])("the words of %j are where the embedded engine's tokenizer splits", (text) => {
+		const tokenize = MiniSearch.getDefault("tokenize") as (text: string) => string[];
+		expect(searchWords(text)).toEqual(tokenize(text).filter(Boolean));
+	});
 
 	test("terms lose case and accents", () => {
 		expect(normalizeTerm("CAFÉ")).toBe("cafe");
@@ -203,6 +212,29 @@ describe("the Elasticsearch query for a parsed search", () => {
 		const fuzzy = (buildSuggestRequest("idx", "candel", 10).suggest as any).products.completion.fuzzy;
 		expect(fuzzy).toMatchObject({ fuzziness: 1 });
 		expect(fuzzy.transpositions ?? true).toBe(true);
+	});
+
+	test("each word is a multi_match of its own, in any field: words in different fields match together", () => {
+		const must = (buildSearchRequest("idx", { ...base, text: "candle lavender" }).query as any).bool.must;
+		expect(must).toEqual(
+			["candle", "lavender"].map((query) => ({ multi_match: { query, fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: "AUTO:4,8", operator: "and" } })),
+		);
+		// Punctuation separates words, as in the embedded engine; a query of punctuation alone matches nothing.
+		expect((buildSearchRequest("idx", { ...base, text: "t-shirt" }).query as any).bool.must.map((m: any) => m.multi_match.query)).toEqual(["t", "shirt"]);
+		expect((buildSearchRequest("idx", { ...base, text: "- *" }).query as any).bool.must).toEqual([{ match_none: {} }]);
+	});
+
+	test.each([
+		// page, pageSize → from, size: never a hit past Elasticsearch's result window.
+		[1, 20, 0, 20],
+		[500, 20, 9_980, 20],
+		[334, 30, 9_990, 10],
+		[501, 20, 0, 0],
+		[1_000_000, 100, 0, 0],
+	])("page %i of %i asks for from %i, size %i", (page, pageSize, from, size) => {
+		const req = buildSearchRequest("idx", { ...base, page, pageSize });
+		expect(req).toMatchObject({ from, size, track_total_hits: true });
+		expect(req.from! + req.size!).toBeLessThanOrEqual(MAX_RESULT_WINDOW);
 	});
 
 	test("only one bound of the price range", () => {
