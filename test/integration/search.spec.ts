@@ -273,6 +273,15 @@ describe("search (embedded engine) over HTTP", () => {
 		expect((await shop.http.get("/api/search?q=tee&foo=bar")).status).toBe(200);
 	});
 
+	test("autocomplete's q is limited to 100 characters once its spaces are collapsed", async () => {
+		const padded = await shop.http.get(`/api/search/autocomplete?q=${encodeURIComponent(`${" ".repeat(120)}earb`)}`);
+		expect(padded.status).toBe(200);
+		expect(padded.body.suggestions).toEqual([{ text: "Sport Earbuds", productId: "p-earbuds" }]);
+		const long = await shop.http.get(`/api/search/autocomplete?q=${"x".repeat(101)}`);
+		expect(long.status).toBe(422);
+		expect(long.body.data.map((d: any) => d.field)).toEqual(["q"]);
+	});
+
 	test("q is limited to 200 characters once its spaces are collapsed, so a padded short query is answered", async () => {
 		const padded = await shop.http.get(`/api/search?q=${encodeURIComponent(`${" ".repeat(150)}headphones${"\t ".repeat(75)}`)}`);
 		expect(padded.status).toBe(200);
