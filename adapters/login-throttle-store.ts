@@ -1,24 +1,46 @@
 /**
- * The login throttle's shared store (lib/login-throttle.ts) in the broker's Redis cacher, as the
- * users service keeps it when the cacher is Redis. While that Redis is unavailable the throttle
- * fails closed: login answers 503, fast, instead of letting guesses through uncounted (credential
- * stuffing would go unthrottled for as long as Redis is down) or hanging on the cacher's client,
- * whose defaults (20 retries, an offline queue) held a login ~10 s before a 500.
+ * Where the login throttle (lib/login-throttle.ts) counts failures: this process's own
+ * LoginFailureStore, or the broker's Redis cacher, as the users service keeps it when the cacher is
+ * Redis. A failure is counted in one step of the store (in Redis, one script), never a read and a
+ * write: parallel guesses that all read one count and all wrote it plus one were each let through.
+ * While that Redis is unavailable the throttle fails closed: login answers 503, fast, instead of
+ * letting guesses through uncounted (credential stuffing would go unthrottled for as long as Redis
+ * is down) or hanging on the cacher's client, whose defaults (20 retries, an offline queue) held a
+ * login ~10 s before a 500.
  */
 import type { Cachers } from "moleculer";
 type Cacher = Cachers.Base<any>;
 import { ServiceUnavailableError } from "../lib/errors";
-import { stateTtlSeconds, type FailureState } from "../lib/login-throttle";
+import { LOGIN_THROTTLE, type FailureState, type LoginFailureStore } from "../lib/login-throttle";
 import { isRedisUnavailable, REDIS_CLIENT_OPTIONS } from "./redis-connection";
 
 export interface LoginThrottleStore {
-	get(key: string, now: number): Promise<FailureState | null>;
-	set(key: string, state: FailureState, now: number): Promise<void>;
+	/** Counts one failure under `key`, atomically, and gives the state with it counted. */
+	countFailure(key: string, now: number): Promise<FailureState>;
 	del(key: string): Promise<void>;
 }
 
-/** The cacher's own view of its connection: false after an error, until it is ready again (Moleculer's RedisCacher). */
-type RedisCacher = Cacher & { connected?: boolean | null };
+export function memoryLoginThrottleStore(states: LoginFailureStore): LoginThrottleStore {
+	return { countFailure: async (key, now) => states.countFailure(key, now), del: async (key) => states.delete(key) };
+}
+
+/** Moleculer's RedisCacher as far as this store uses it: its connection state, client and key prefix. */
+type RedisCacher = Cacher & {
+	connected?: boolean | null;
+	prefix?: string;
+	client: { eval(script: string, keys: number, ...args: string[]): Promise<unknown>; del(key: string): Promise<number> };
+};
+
+// INCR and the window's expiry in one step: the first failure opens the window, and a key left
+// without an expiry (never, short of a bug) would lock for good, so it gets one too.
+const COUNT_SCRIPT = `
+local c = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if c == 1 or ttl < 0 then
+	redis.call('PEXPIRE', KEYS[1], ARGV[1])
+	ttl = tonumber(ARGV[1])
+end
+return {c, ttl}`;
 
 const unavailable = () => new ServiceUnavailableError("Sign-in is unavailable for a moment, try again");
 
@@ -39,11 +61,16 @@ async function bounded<T>(cacher: RedisCacher, call: () => Promise<T>, waitMs: n
 	}
 }
 
-export function cacherLoginThrottleStore(cacher: Cacher, waitMs: number = REDIS_CLIENT_OPTIONS.commandTimeout): LoginThrottleStore {
+export function cacherLoginThrottleStore(cacher: Cacher, waitMs: number = REDIS_CLIENT_OPTIONS.commandTimeout, policy = LOGIN_THROTTLE): LoginThrottleStore {
 	const redis = cacher as RedisCacher;
+	// A counter under a name of its own: nodes of the previous version keep a JSON state under the
+	// plain key, which INCR would refuse.
+	const counter = (key: string) => `${redis.prefix ?? ""}${key}:count`;
 	return {
-		get: async (key) => ((await bounded(redis, () => redis.get(key) as Promise<FailureState | null>, waitMs)) ?? null),
-		set: async (key, state, now) => void (await bounded(redis, () => redis.set(key, state, stateTtlSeconds(state, now)), waitMs)),
-		del: async (key) => void (await bounded(redis, () => redis.del(key), waitMs)),
+		countFailure: async (key, now) => {
+			const [count, ttl] = (await bounded(redis, () => redis.client.eval(COUNT_SCRIPT, 1, counter(key), String(policy.windowMs)), waitMs)) as [number, number];
+			return { count, since: now - (policy.windowMs - ttl) };
+		},
+		del: async (key) => void (await bounded(redis, () => redis.client.del(counter(key)), waitMs)),
 	};
 }

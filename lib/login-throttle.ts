@@ -4,7 +4,8 @@
  * ends. Per address, so guessing from one place cannot lock the owner out everywhere; guesses from
  * many places still meet the gateway's per-address limit of the auth routes and bcrypt. The caller
  * keeps the state: in Redis when the shop has it (every node sees the same count), else in a
- * LoginFailureStore of its own.
+ * LoginFailureStore of its own. Every attempt is counted before its password is checked, in one
+ * step of the store, and the count with it decides (attemptWaitSeconds).
  */
 export interface ThrottlePolicy {
 	maxFailures: number;
@@ -36,9 +37,12 @@ export function recordFailure(state: FailureState | null | undefined, now: numbe
 	return { count: state.count + 1, since: state.since };
 }
 
-/** How long a shared cache (Redis) must keep the state: until its window ends. */
-export function stateTtlSeconds(state: FailureState, now: number, policy = LOGIN_THROTTLE): number {
-	return Math.max(1, Math.ceil((state.since + policy.windowMs - now) / 1000));
+/**
+ * For an attempt already counted in `state`: seconds it must wait, or 0 when it may go on. The first
+ * `maxFailures` attempts of a window go on; every later one waits for the window to end.
+ */
+export function attemptWaitSeconds(state: FailureState, now: number, policy = LOGIN_THROTTLE): number {
+	return state.count > policy.maxFailures ? retryAfterSeconds(state, now, policy) : 0;
 }
 
 /**
@@ -79,6 +83,13 @@ export class LoginFailureStore {
 			if (this.states.size <= this.maxEntries && !this.ended(s, now)) break;
 			this.states.delete(oldest);
 		}
+	}
+
+	/** Counts one more failure under `key` and gives the state with it; synchronous, so parallel callers cannot lose a count. */
+	countFailure(key: string, now: number): FailureState {
+		const state = recordFailure(this.get(key, now), now, this.policy);
+		this.set(key, state, now);
+		return state;
 	}
 
 	delete(key: string): void {

@@ -48,6 +48,10 @@ export function passwordProblem(password: string, context: { email?: string } = 
 	const length = passwordLength(password);
 	if (length < MIN_PASSWORD_LENGTH) return `Password must be at least ${MIN_PASSWORD_LENGTH} characters`;
 	if (length > MAX_PASSWORD_LENGTH) return `Password must be at most ${MAX_PASSWORD_LENGTH} characters`;
+	// Eight spaces pass the length check; control characters (NUL, tabs, line breaks) cannot be typed
+	// reliably into a login form, so a password holding them would lock its owner out.
+	if (!normalizePassword(password).trim()) return "Password must not be only spaces";
+	if (/\p{Cc}/u.test(password)) return "Password must not contain control characters";
 	if (isCommonPassword(password)) return "This password is too common; choose another";
 	const lowered = normalizePassword(password).trim().toLowerCase();
 	const email = context.email?.trim().toLowerCase();
@@ -67,12 +71,42 @@ export function bcryptCost(isTest: boolean): number {
 	return isTest ? MIN_BCRYPT_COST : BCRYPT_COST;
 }
 
+/**
+ * Runs at most `limit` tasks at once; the others wait their turn, in order. A task that ends hands
+ * its slot straight to the next one waiting, so a newcomer cannot slip in between.
+ */
+export function concurrencyLimit(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+	if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`);
+	let running = 0;
+	const waiting: Array<() => void> = [];
+	return async (task) => {
+		if (running < limit) running++;
+		else await new Promise<void>((resolve) => waiting.push(resolve));
+		try {
+			return await task();
+		} finally {
+			const next = waiting.shift();
+			if (next) next();
+			else running--;
+		}
+	};
+}
+
+/**
+ * bcryptjs runs on the main thread in chunks of up to 100 ms, each queued with setImmediate; a
+ * dozen logins at once made every turn of the event loop a dozen chunks long (over a second) before
+ * any socket was read, so Redis replies timed out and sign-in answered 503. Two at a time keeps a
+ * turn short; the other checks wait their turn (slower answers under a burst, not errors).
+ */
+export const BCRYPT_CONCURRENCY = 2;
+const bcryptSlot = concurrencyLimit(BCRYPT_CONCURRENCY);
+
 export function hashPassword(password: string, cost: number): Promise<string> {
-	return bcrypt.hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST));
+	return bcryptSlot(() => bcrypt.hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST)));
 }
 
 export function verifyPassword(password: string, hash: string): Promise<boolean> {
-	return bcrypt.compare(prehashPassword(password), hash);
+	return bcryptSlot(() => bcrypt.compare(prehashPassword(password), hash));
 }
 
 /**

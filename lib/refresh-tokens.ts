@@ -31,6 +31,23 @@ export function sessionIsActive(session: { revokedAt?: Date | string | null; exp
 	return !!session && !session.revokedAt && !!session.expiresAt && new Date(session.expiresAt).getTime() > now.getTime();
 }
 
+/**
+ * Whether a session still stands for its user's password. A session carries the user's password
+ * version as its login read it (the session that changes the password is moved to the new one): a
+ * login whose bcrypt check ran while the password changed opens its session after the change ended
+ * the others, with the old version, and that session is dead from the start. A newer version than
+ * the user's is the changer's own session, moved just before the user's version is raised. Sessions
+ * stored before versions were kept have none: they stand unless the password changed after them.
+ */
+export function sessionHasCurrentPassword(
+	session: { passwordVersion?: number | null; createdAt?: Date | string; [field: string]: unknown },
+	user: { passwordVersion?: number | null; passwordChangedAt?: Date | string | null; [field: string]: unknown },
+): boolean {
+	if (typeof session.passwordVersion === "number") return session.passwordVersion >= (user.passwordVersion ?? 0);
+	if (!user.passwordChangedAt) return true;
+	return !!session.createdAt && new Date(session.createdAt).getTime() >= new Date(user.passwordChangedAt).getTime();
+}
+
 export function expiresIn(seconds: number, from = new Date()): Date {
 	return new Date(from.getTime() + seconds * 1000);
 }

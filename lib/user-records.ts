@@ -19,6 +19,8 @@ export const userCollections: Record<string, CollectionSpec> = {
 			role: { type: String, enum: ["customer", "admin"], required: true, default: "customer" },
 			isVerified: { type: Boolean, required: true, default: false },
 			passwordChangedAt: Date,
+			/** Raised by every password change or reset; a session opened under an older one is dead (refresh-tokens.ts). */
+			passwordVersion: { type: Number, default: 0 },
 			/** When the last password-reset mail went out (one a minute). */
 			resetMailAt: Date,
 			createdAt: { type: Date, required: true },
@@ -33,6 +35,8 @@ export const userCollections: Record<string, CollectionSpec> = {
 			spentHashes: { type: [String], default: [] },
 			ip: String,
 			createdAt: { type: Date, required: true },
+			/** The user's passwordVersion the session was opened with (none on sessions stored before it was kept). */
+			passwordVersion: Number,
 			lastUsedAt: Date,
 			expiresAt: { type: Date, required: true },
 			revokedAt: { type: Date, default: null },

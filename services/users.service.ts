@@ -25,10 +25,10 @@ import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, 
 import { bcryptCost, hashPassword, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
 import {
 	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
-	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionIsActive,
+	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionHasCurrentPassword, sessionIsActive,
 } from "../lib/refresh-tokens";
-import { LoginFailureStore, recordFailure, retryAfterSeconds, throttleKey, type FailureState } from "../lib/login-throttle";
-import { cacherLoginThrottleStore } from "../adapters/login-throttle-store";
+import { LoginFailureStore, attemptWaitSeconds, throttleKey } from "../lib/login-throttle";
+import { cacherLoginThrottleStore, memoryLoginThrottleStore, type LoginThrottleStore } from "../adapters/login-throttle-store";
 import { emailForms, emailProblem, normalizeEmail, publicUser, userCollections } from "../lib/user-records";
 
 type TokenPurpose = "verify_email" | "password_reset";
@@ -52,13 +52,6 @@ interface Tokens {
 	refreshToken: string;
 	tokenType: "Bearer";
 	expiresIn: number;
-}
-
-/** Where failed logins are counted: Redis shared by every node, or this process's own store. */
-interface ThrottleStore {
-	get(key: string, now: number): Promise<FailureState | null>;
-	set(key: string, state: FailureState, now: number): Promise<void>;
-	del(key: string): Promise<void>;
 }
 
 interface UsersThis {
@@ -111,7 +104,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				try {
 					user = await this.db.users.insert({
 						email: normalizeEmail(email), passwordHash: await hashPassword(password, this.cost), firstName: firstName || null,
-						lastName: lastName || null, phone: null, role: "customer", isVerified: false, passwordChangedAt: now, createdAt: now, updatedAt: now,
+						lastName: lastName || null, phone: null, role: "customer", isVerified: false, passwordChangedAt: now, passwordVersion: 0, createdAt: now, updatedAt: now,
 					});
 				} catch (err) {
 					if ((err as ConflictError).code === 409) throw emailTaken();
@@ -169,7 +162,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				}
 				if (!sessionIsActive(session)) throw invalid();
 				const user = await this.db.users.findById(session.userId);
-				if (!user) throw invalid();
+				// Opened under a password that has changed since (a login that raced the change): as revoked.
+				if (!user || !sessionHasCurrentPassword(session, user)) throw invalid();
 				const refreshToken = newOpaqueToken();
 				// Compare-and-swap on the current hash: of two concurrent uses of one token, one wins and
 				// the other is a reuse, which revokes the session.
@@ -286,8 +280,14 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				await this.clearLoginFailures(user.email, ctx);
 				const problem = passwordProblem(ctx.params.newPassword, { email: user.email });
 				if (problem) throw invalidField("newPassword", problem, "weakPassword");
-				await this.setPassword(user.id, ctx.params.newPassword);
-				// The current session stays (the contract answers 204, no new tokens); every other one ends.
+				// The current session stays (the contract answers 204, no new tokens): it moves to the new
+				// password version before the user does, so no check ever finds it on the old one.
+				await this.db.user_sessions.updateOne({ id: me(ctx).sid, revokedAt: null }, { $set: { passwordVersion: (user.passwordVersion ?? 0) + 1 } });
+				// Only over the password just checked: a change or reset that landed meanwhile stands.
+				if (!(await this.setPassword(user.id, ctx.params.newPassword, {}, user.passwordHash))) {
+					throw invalidField("currentPassword", "Current password is incorrect", "wrongPassword");
+				}
+				// Every other session ends.
 				await this.revokeSessions({ userId: user.id, id: { $ne: me(ctx).sid } }, "password_change");
 				ctx.meta.$statusCode = 204;
 				return null;
@@ -304,7 +304,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const session = await this.db.user_sessions.findById(ctx.params.sid);
 				const user = sessionIsActive(session) ? await this.db.users.findById(session!.userId) : null;
 				// The owner and the role as they are now: the gateway holds the token's claims against them.
-				return user ? { active: true, userId: user.id, role: user.role } : { active: false };
+				// A session opened under a password changed since (a login that raced the change) is as revoked.
+				return user && sessionHasCurrentPassword(session!, user) ? { active: true, userId: user.id, role: user.role } : { active: false };
 			},
 		},
 
@@ -331,18 +332,29 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			return user;
 		},
 
-		async setPassword(userId: string, password: string, extra: Record<string, unknown> = {}) {
+		/**
+		 * Sets the password and raises its version, which ends every session opened under the old one,
+		 * also one whose login is still running. With `overHash`, only while that is still the stored
+		 * hash; null when it is not (or the user is gone).
+		 */
+		async setPassword(userId: string, password: string, extra: Record<string, unknown> = {}, overHash?: string): Promise<Entity | null> {
+			const passwordHash = await hashPassword(password, this.cost);
 			const now = new Date();
-			await this.db.users.updateOne({ id: userId }, { $set: { passwordHash: await hashPassword(password, this.cost), passwordChangedAt: now, updatedAt: now, ...extra } });
+			const query = overHash === undefined ? { id: userId } : { id: userId, passwordHash: overHash };
+			const user = await this.db.users.updateOne(query, { $set: { passwordHash, passwordChangedAt: now, updatedAt: now, ...extra }, $inc: { passwordVersion: 1 } });
+			if (!user) return null;
 			// Outstanding reset links die with the old password.
 			await this.db.user_tokens.updateMany({ userId, purpose: "password_reset", usedAt: null }, { $set: { usedAt: now } });
+			return user;
 		},
 
 		async openSession(ctx: Ctx, user: Entity): Promise<Tokens> {
 			const refreshToken = newOpaqueToken();
 			const now = new Date();
+			// Bound to the password version `user` was read with, before its password was checked: if the
+			// password changed since, the session is dead from the start (sessionHasCurrentPassword).
 			const session = await this.db.user_sessions.insert({
-				userId: user.id, refreshHash: hashOpaqueToken(refreshToken), spentHashes: [], ip: ctx.meta.ip ?? null,
+				userId: user.id, refreshHash: hashOpaqueToken(refreshToken), spentHashes: [], ip: ctx.meta.ip ?? null, passwordVersion: user.passwordVersion ?? 0,
 				createdAt: now, lastUsedAt: now, expiresAt: expiresIn(SESSION_LIFETIME_SECONDS, now), revokedAt: null,
 			});
 			return this.tokensFor(user, session.id, refreshToken);
@@ -412,16 +424,14 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		/**
 		 * Counts the attempt as a failure before the password is checked (and forgets it on success),
-		 * so parallel guesses cannot all slip through while bcrypt runs.
+		 * so parallel guesses cannot all slip through while bcrypt runs. Counted in one step of the
+		 * store: a read then a write let parallel guesses all read the same count.
 		 */
 		async countLoginAttempt(email: string, ctx: Context<unknown, ShopMeta>) {
-			const key = throttleKey(email, ctx.meta.ip ?? "unknown");
 			const now = Date.now();
-			const store = this.throttleStore();
-			const state = await store.get(key, now);
-			const wait = retryAfterSeconds(state, now);
+			const counted = await this.throttleStore().countFailure(throttleKey(email, ctx.meta.ip ?? "unknown"), now);
+			const wait = attemptWaitSeconds(counted, now);
 			if (wait > 0) throw new TooManyRequestsError(wait, "Too many failed attempts; try again later");
-			await store.set(key, recordFailure(state, now), now);
 		},
 
 		async clearLoginFailures(email: string, ctx: Context<unknown, ShopMeta>) {
@@ -432,12 +442,11 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 * Redis, shared by every node, when the cacher is Redis. Otherwise this process's own bounded
 		 * store: in the memory LRU cacher, anonymous cached GETs would push a lock out.
 		 */
-		throttleStore(): ThrottleStore {
+		throttleStore(): LoginThrottleStore {
 			const cacher = this.broker.cacher;
 			// Redis down: login fails closed, fast (503), rather than letting guesses through uncounted.
 			if (cacher instanceof Cachers.Redis) return cacherLoginThrottleStore(cacher);
-			const local = this.loginFailures;
-			return { get: async (key, now) => local.get(key, now), set: async (key, state, now) => local.set(key, state, now), del: async (key) => local.delete(key) };
+			return memoryLoginThrottleStore(this.loginFailures);
 		},
 
 		async mergeGuestCart(ctx: Ctx, userId: string) {
@@ -538,7 +547,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			try {
 				await this.db.users.insert({
 					email, passwordHash: await hashPassword(secret, this.cost), firstName: "Admin", lastName: null, phone: null, role: "admin",
-					isVerified: true, passwordChangedAt: now, createdAt: now, updatedAt: now,
+					isVerified: true, passwordChangedAt: now, passwordVersion: 0, createdAt: now, updatedAt: now,
 				});
 			} catch (err) {
 				// Another node of the cluster created it at the same moment.

@@ -14,6 +14,7 @@ import UsersService from "../../services/users.service";
 import { NotFoundError } from "../../lib/errors";
 import { openToken } from "../../lib/sealed-token";
 import { withOpenedTokens } from "../../lib/notification-plan";
+import { memoryLoginThrottleStore } from "../../adapters/login-throttle-store";
 import "../../mixins/types";
 
 const CATALOG = [
@@ -181,6 +182,19 @@ describe("users service over HTTP", () => {
 			expect(injectedReg.status).toBe(422);
 		});
 
+		test("a password of only spaces, or with control characters → 422 on password (register) or newPassword (change)", async () => {
+			for (const password of [" ".repeat(8), "\u0000".repeat(8), "velvet\notter-42"]) {
+				const res = await http.post("/api/auth/register", { email: newEmail("blank"), password });
+				expect(res.status).toBe(422);
+				expect(fields422(res)).toEqual(["password"]);
+				expect(res.body.data[0].type).toBe("weakPassword");
+			}
+			const reg = await register();
+			const change = await http.post("/api/me/password", { currentPassword: PASSWORD, newPassword: " ".repeat(12) }, { token: reg.accessToken });
+			expect(change.status).toBe(422);
+			expect(fields422(change)).toEqual(["newPassword"]);
+		});
+
 		test("wrong password and unknown email → 401 with the same message", async () => {
 			const email = newEmail();
 			await register(email);
@@ -270,6 +284,30 @@ describe("users service over HTTP", () => {
 			for (let i = 0; i < 5; i++) expect(await loginFrom("203.0.113.7", `wrong-guess-${i}`)).toBe(401);
 			expect(await loginFrom("203.0.113.7", PASSWORD)).toBe(429);
 			expect(await loginFrom("198.51.100.2", PASSWORD)).toBe(200);
+		});
+
+		test("parallel guesses are all counted, also when the store answers after a round trip (Redis): five are checked, the rest 429", async () => {
+			const email = newEmail("parallel");
+			await register(email);
+			const users = shop.broker.getLocalService("users") as any;
+			const local = memoryLoginThrottleStore(users.loginFailures);
+			const roundTrip = () => new Promise((r) => setTimeout(r, 5));
+			// A store that, like Redis, answers each call a moment later: a count read in one call and
+			// written in another would be read by every guess before any wrote it.
+			const slowStore = {
+				countFailure: async (key: string, now: number) => (await roundTrip(), local.countFailure(key, now)),
+				del: async (key: string) => (await roundTrip(), local.del(key)),
+			};
+			const throttleStore = jest.spyOn(users, "throttleStore").mockReturnValue(slowStore);
+			try {
+				const loginFrom = (password: string) => shop.broker.call("users.login", { email, password }, { meta: { ip: "192.0.2.44" } }).then(() => 200, (err) => err.code);
+				const statuses = await Promise.all(Array.from({ length: 8 }, (_, i) => loginFrom(`wrong-guess-${i}`)));
+				expect(statuses.filter((s) => s === 401)).toHaveLength(5);
+				expect(statuses.filter((s) => s === 429)).toHaveLength(3);
+				expect(await loginFrom(PASSWORD)).toBe(429);
+			} finally {
+				throttleStore.mockRestore();
+			}
 		});
 
 		test("unknown accounts are throttled the same way (no enumeration by 429)", async () => {

@@ -1,5 +1,5 @@
 /** Login throttling per account: 5 failures in 15 minutes lock the account until the window ends. */
-import { LOGIN_THROTTLE, LoginFailureStore, recordFailure, retryAfterSeconds, stateTtlSeconds, throttleKey, type FailureState } from "../../lib/login-throttle";
+import { LOGIN_THROTTLE, LoginFailureStore, attemptWaitSeconds, recordFailure, retryAfterSeconds, throttleKey, type FailureState } from "../../lib/login-throttle";
 
 const MIN = 60_000;
 const t0 = 1_700_000_000_000;
@@ -37,9 +37,13 @@ describe("login throttle", () => {
 		expect(retryAfterSeconds(state, t0 + 5000)).toBeGreaterThan(0);
 	});
 
-	test("the state lives in the cacher until its window ends", () => {
-		expect(stateTtlSeconds({ count: 1, since: t0 }, t0)).toBe(15 * 60);
-		expect(stateTtlSeconds({ count: 1, since: t0 }, t0 + 15 * MIN + 5)).toBe(1);
+	test.each<[string, FailureState, number, number]>([
+		["the first attempt", { count: 1, since: t0 }, t0, 0],
+		["the fifth attempt goes on", { count: 5, since: t0 }, t0 + MIN, 0],
+		["the sixth waits for the window to end", { count: 6, since: t0 }, t0 + MIN, 14 * 60],
+		["the twentieth too", { count: 20, since: t0 }, t0 + 15 * MIN - 500, 1],
+	])("attemptWaitSeconds (the attempt counted in the state): %s", (_label, state, now, expected) => {
+		expect(attemptWaitSeconds(state, now)).toBe(expected);
 	});
 
 	test("keys are per normalised email and client address", () => {
@@ -97,6 +101,14 @@ describe("the failure store of one process", () => {
 		fail(store, "c", t0 + 17 * MIN);
 		expect(store.get("b", t0 + 17 * MIN)).toBeNull();
 		expect(store.get("a", t0 + 17 * MIN)).toEqual({ count: 1, since: t0 + 16 * MIN });
+	});
+
+	test("countFailure counts in one step: the first five attempts go on, the rest wait, and a new window starts over", () => {
+		const store = new LoginFailureStore();
+		const waits = Array.from({ length: 7 }, (_, i) => attemptWaitSeconds(store.countFailure("victim", t0 + i), t0 + i));
+		expect(waits.map((w) => w > 0)).toEqual([false, false, false, false, false, true, true]);
+		expect(store.get("victim", t0 + 10)).toEqual({ count: 7, since: t0 });
+		expect(store.countFailure("victim", t0 + 15 * MIN)).toEqual({ count: 1, since: t0 + 15 * MIN });
 	});
 
 	test("delete forgets at once", () => {

@@ -1,5 +1,5 @@
 /** Opaque tokens (refresh, verification, reset) and session liveness. */
-import { expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionIsActive } from "../../lib/refresh-tokens";
+import { expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionHasCurrentPassword, sessionIsActive } from "../../lib/refresh-tokens";
 
 describe("opaque tokens", () => {
 	test("256 random bits, base64url, never twice the same", () => {
@@ -44,5 +44,24 @@ describe("sessionIsActive", () => {
 
 	test("expiresIn adds seconds", () => {
 		expect(expiresIn(3600, now).toISOString()).toBe("2030-01-01T01:00:00.000Z");
+	});
+});
+
+describe("sessionHasCurrentPassword", () => {
+	const before = new Date("2030-01-01T00:00:00Z");
+	const changed = new Date("2030-01-02T00:00:00Z");
+	const after = new Date("2030-01-03T00:00:00Z");
+	test.each([
+		["opened under the current version", { passwordVersion: 3, createdAt: before }, { passwordVersion: 3, passwordChangedAt: changed }, true],
+		["opened under an older version (its login checked the old password)", { passwordVersion: 2, createdAt: after }, { passwordVersion: 3, passwordChangedAt: changed }, false],
+		["the changer's own session, moved to the new version just before the user", { passwordVersion: 4, createdAt: before }, { passwordVersion: 3, passwordChangedAt: changed }, true],
+		["version 0, a user stored before versions were kept", { passwordVersion: 0, createdAt: before }, { passwordChangedAt: changed }, true],
+		["version 0, the user's password changed since", { passwordVersion: 0, createdAt: after }, { passwordVersion: 1, passwordChangedAt: changed }, false],
+		["stored before versions were kept, password unchanged since", { createdAt: after }, { passwordVersion: 0, passwordChangedAt: changed }, true],
+		["stored before versions were kept, password changed after it was opened", { createdAt: before }, { passwordVersion: 1, passwordChangedAt: changed }, false],
+		["stored before versions were kept, dates as strings", { createdAt: after.toISOString() }, { passwordChangedAt: changed.toISOString() }, true],
+		["stored before versions were kept, no change recorded", { createdAt: before }, {}, true],
+	])("%s", (_label, session, user, expected) => {
+		expect(sessionHasCurrentPassword(session, user)).toBe(expected);
 	});
 });
