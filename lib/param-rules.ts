@@ -3,7 +3,8 @@
  * fastest-validator leaves out. It lets `null` through any `optional` field (it treats null as
  * "not given"), so a PATCH of `{"price": null}` would store a null price. Here null is refused on
  * an optional field unless its rule says `nullable: true` (or gives a default that replaces it);
- * on a required field fastest-validator refuses it itself.
+ * on a required field fastest-validator refuses it itself. Also the shop's own pieces of
+ * fastest-validator: its messages, and a length counted in characters.
  */
 
 /** fastest-validator shorthand "string|min:3|optional" → object form. */
@@ -81,5 +82,37 @@ export function nullFieldsCheck(schema: Record<string, any>): ((params: unknown)
 		const out: NullProblem[] = [];
 		check(params, "", out);
 		return out;
+	};
+}
+
+/**
+ * Messages the shop's validator uses instead of fastest-validator's own (moleculer.config.ts).
+ * Its enumValue message put the allowed list where the refused value belongs ("The 'sort' field
+ * value 'relevance, price' does not match"). No double quotes: fastest-validator inlines these
+ * into generated code as string literals.
+ */
+export const VALIDATOR_MESSAGES = {
+	enumValue: "The '{field}' field value '{actual}' is not one of the allowed values: {expected}.",
+} as const;
+
+/** Characters as a reader counts them: code points, so an emoji is one, not its two UTF-16 units. */
+export function charCount(text: string): number {
+	let n = 0;
+	for (const _ of text) n++;
+	return n;
+}
+
+/**
+ * A fastest-validator `custom` check: at most `max` characters (code points). The string rule's own
+ * `max` counts UTF-16 units while its message says characters. Refusals read as that rule's
+ * (stringMax, with the count in `actual`).
+ */
+export function maxChars(max: number) {
+	return (value: unknown, errors: Array<{ type: string; expected: number; actual: number }>) => {
+		if (typeof value === "string" && value.length > max) {
+			const count = charCount(value);
+			if (count > max) errors.push({ type: "stringMax", expected: max, actual: count });
+		}
+		return value;
 	};
 }

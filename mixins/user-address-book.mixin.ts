@@ -1,8 +1,9 @@
 /**
  * The customer's address book and wishlist, split out of services/users.service.ts for size; only
  * that service uses it. An address's `defaultFor` ("<userId>:<type>", on the default only) sits
- * under a sparse unique index, so each type has at most one default (see makeDefault). Wishlist
- * entries are unique per (userId, productId), so adding twice keeps one.
+ * under a sparse unique index, so each type has at most one default (see makeDefault); and a
+ * customer with addresses of a type has one (see ensureDefault). Wishlist entries are unique per
+ * (userId, productId), so adding twice keeps one.
  *
  * The host declares `user_addresses` and `user_wishlist` in its DbMixin (both are in `userCollections`
  * of lib/user-records.ts).
@@ -26,11 +27,15 @@ const addressRules = {
 };
 const addressPatchRules = Object.fromEntries(Object.entries(addressRules).map(([k, r]) => [k, { ...r, optional: true }]));
 
+/** Addresses one customer may keep: plenty for a person, and a bound on what one account can store. */
+export const MAX_ADDRESSES = 50;
+
 type Ctx<P = Record<string, any>> = Context<P, ShopMeta>;
 
 export interface UserAddressBookMethods {
 	requireAddress(userId: string, addressId: string): Promise<Entity>;
 	makeDefault(address: Entity): Promise<Entity>;
+	ensureDefault(userId: string, type: string, opts?: { candidate?: Entity; passOver?: string }): Promise<Entity | null>;
 }
 
 interface UserAddressBookVars {
@@ -63,17 +68,27 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		createAddress: {
 			rest: "POST /me/addresses",
-			openapi: { success: 201 },
+			openapi: { success: 201, responses: { 409: `The address book is full (${MAX_ADDRESSES} addresses)` } },
 			auth: "required",
 			params: { $$strict: "remove", ...addressRules },
 			async handler(ctx: Ctx<Record<string, any>>) {
 				const userId = me(ctx).id;
 				const { isDefault, ...fields } = ctx.params;
+				const full = () => new ConflictError(`An address book holds at most ${MAX_ADDRESSES} addresses: remove one first`, "ADDRESS_BOOK_FULL", { limit: MAX_ADDRESSES });
+				if ((await this.db.user_addresses.count({ userId })) >= MAX_ADDRESSES) throw full();
 				const now = new Date();
 				const address = await this.db.user_addresses.insert({ line2: null, state: null, ...fields, userId, createdAt: now, updatedAt: now });
-				// The first address of a type is its default, as a customer would expect.
-				const first = (await this.db.user_addresses.count({ userId, type: fields.type })) === 1;
-				const saved = isDefault || (first && isDefault !== false) ? await this.makeDefault(address) : address;
+				// Parallel requests all passed the count above: each checks again once stored, and one over takes itself back.
+				if ((await this.db.user_addresses.count({ userId })) > MAX_ADDRESSES) {
+					await this.db.user_addresses.removeOne({ id: address.id, userId });
+					await this.ensureDefault(userId, address.type);
+					throw full();
+				}
+				// The first address of a type is its default, as a customer would expect, and so is one added
+				// to a type left without (isDefault: false passes it to another address of the type, if any).
+				const saved = isDefault
+					? await this.makeDefault(address)
+					: ((await this.ensureDefault(userId, address.type, isDefault === false ? { passOver: address.id } : { candidate: address })) ?? address);
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/me/addresses/${saved.id}`;
 				return publicAddress(saved);
@@ -87,12 +102,19 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 			async handler(ctx: Ctx<Record<string, any>>) {
 				const { id, isDefault, ...fields } = ctx.params;
 				const current = await this.requireAddress(me(ctx).id, id);
+				const retyped = fields.type !== undefined && fields.type !== current.type;
 				const update: Query = { $set: { ...fields, updatedAt: new Date() } };
 				// A default stops being one when asked, or when it moves to the other type.
-				if (current.defaultFor && (isDefault === false || (fields.type && fields.type !== current.type))) update.$unset = { defaultFor: true };
+				if (current.defaultFor && (isDefault === false || retyped)) update.$unset = { defaultFor: true };
 				const saved = await this.db.user_addresses.updateOne({ id, userId: current.userId }, update);
 				if (!saved) throw new NotFoundError("Address");
-				return publicAddress(isDefault ? await this.makeDefault(saved) : saved);
+				if (isDefault) return publicAddress(await this.makeDefault(saved));
+				// The type it left hands its default on; in its type it becomes the default if there is none
+				// (one asked to stop being the default passes it to another address, when the type has one).
+				if (retyped && current.defaultFor) await this.ensureDefault(current.userId, current.type);
+				const opts = isDefault === false ? { passOver: saved.id } : retyped ? { candidate: saved } : {};
+				const madeDefault = await this.ensureDefault(saved.userId, saved.type, opts);
+				return publicAddress(madeDefault?.id === saved.id ? madeDefault : saved);
 			},
 		},
 
@@ -102,8 +124,12 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 			auth: "required",
 			params: { id: "string" },
 			async handler(ctx: Ctx<{ id: string }>) {
-				const removed = await this.db.user_addresses.removeOne({ id: ctx.params.id, userId: me(ctx).id });
+				const userId = me(ctx).id;
+				const address = await this.requireAddress(userId, ctx.params.id);
+				const removed = await this.db.user_addresses.removeOne({ id: address.id, userId });
 				if (!removed) throw new NotFoundError("Address");
+				// The default goes to the most recently created address left of its type.
+				await this.ensureDefault(userId, address.type);
 				ctx.meta.$statusCode = 204;
 				return null;
 			},
@@ -188,6 +214,36 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 					if ((err as ConflictError).code !== 409 || attempt >= 2) throw err;
 				}
 			}
+		},
+
+		/**
+		 * Gives `type` a default when it has none: `candidate` (a new or retyped address), else the most
+		 * recently created address of the type, passing over `passOver` unless it is the only one. The
+		 * unique index on `defaultFor` settles races: a claim finding the slot taken leaves it to its
+		 * holder. Returns the address made default, or null when the type had one (or has no address).
+		 */
+		async ensureDefault(userId: string, type: string, opts: { candidate?: Entity; passOver?: string } = {}): Promise<Entity | null> {
+			const defaultFor = `${userId}:${type}`;
+			let candidate = opts.candidate;
+			for (let attempt = 0; attempt < 3; attempt++) {
+				if (!candidate) {
+					if (await this.db.user_addresses.findOne({ defaultFor })) return null;
+					const latest = await this.db.user_addresses.find({ userId, type }, { sort: { createdAt: -1 }, limit: 2 });
+					candidate = latest.find((a) => a.id !== opts.passOver) ?? latest[0];
+					if (!candidate) return null;
+				}
+				try {
+					// Only while it is still this customer's address of this type.
+					const saved = await this.db.user_addresses.updateOne({ id: candidate.id, userId, type }, { $set: { defaultFor } });
+					if (saved) return saved;
+				} catch (err) {
+					if ((err as ConflictError).code === 409) return null;
+					throw err;
+				}
+				// Removed or retyped meanwhile: look again.
+				candidate = undefined;
+			}
+			return null;
 		},
 	} satisfies UserAddressBookMethods & ThisType<UserAddressBookThis>,
 };

@@ -118,10 +118,17 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 	};
 }
 
-/** Refuses query strings and JSON bodies of a shape no shop route takes (lib/request-shape.ts) with a 400 naming the field. */
+/**
+ * Refuses query strings and JSON bodies of a shape no shop route takes (lib/request-shape.ts) with a
+ * 400 naming the field, and leaves out query values left blank.
+ */
 function requestShape(req: Req, _res: ServerResponse, next: (err?: unknown) => void) {
 	const query = queryShapeProblem(req.query);
 	if (query) return next(new BadRequestError(query.message, "INVALID_QUERY", [{ field: query.field, message: query.message }]));
+	// `?maxPrice=` is what an HTML GET form sends for an empty box: "not given", where the validator
+	// would read "" as 0 (an empty list) or refuse `?page=` for a value never sent. Query values only:
+	// a "" in a JSON body was written on purpose.
+	for (const [name, value] of Object.entries(req.query ?? {})) if (typeof value === "string" && value.trim() === "") delete req.query![name];
 	if (hasBody(req)) {
 		const body = bodyShapeProblem(req.body);
 		if (body) return next(new BadRequestError(body.message, "INVALID_BODY", body.field ? [{ field: body.field, message: body.message }] : undefined));
@@ -146,6 +153,9 @@ function publicData(data: unknown): unknown {
 		return rest;
 	});
 }
+
+/** An action that answers only a signed-in user (or only an admin). */
+const needsUser = (action: any): boolean => action?.auth === "required" || (Array.isArray(action?.roles) && action.roles.length > 0);
 
 function header(req: IncomingMessage, name: string): string | undefined {
 	const v = req.headers[name];
@@ -262,8 +272,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				socket.shopBusy = (socket.shopBusy ?? 1) - 1;
 				socket.shopLastActive = Date.now();
 			});
-			// Tokens and personal data: no browser or shared cache keeps them.
-			if (/^\/api\/(auth|me)(\/|\?|$)/i.test(req.url ?? "")) res.setHeader("Cache-Control", "no-store");
+			// Tokens, personal data, orders and carts (a guest's too, by X-Cart-Id): no browser or shared cache
+			// keeps them, errors included. Other answers for a user or an admin: beforeCall and authenticate.
+			if (/^\/api\/(auth|me|cart|orders)(\/|\?|$)/i.test(req.url ?? "")) res.setHeader("Cache-Control", "no-store");
 			if (req.method === "HEAD") {
 				req.method = "GET";
 				req.$head = true;
@@ -272,6 +283,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		},
 
 		async beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse) {
+			// A route for users or admins answers per user, its refusals (401, 403, 429) included.
+			if (needsUser(req.$action)) res.setHeader("Cache-Control", "no-store");
 			ctx.meta.ip = clientAddress(req.headers["x-forwarded-for"], req.socket?.remoteAddress, this.trustProxy);
 			if (req.$head) ctx.meta.headRequest = true;
 			const cartId = header(req, "x-cart-id");
@@ -307,14 +320,14 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 * Bearer JWT: HS256 only, iss/aud/exp checked, and the session must be active and belong to the
 		 * token's user and role (whoever holds the secret cannot sign themselves another user or admin).
 		 */
-		async authenticate(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req): Promise<AuthUser | null> {
+		async authenticate(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req, res: ServerResponse): Promise<AuthUser | null> {
 			const action = req.$action ?? {};
-			const needsUser = action.auth === "required" || (Array.isArray(action.roles) && action.roles.length > 0);
+			const userNeeded = needsUser(action);
 			// A route without a user (login, refresh) must not fail on the stale token a client keeps sending.
-			if (!needsUser && action.auth !== "optional") return null;
+			if (!userNeeded && action.auth !== "optional") return null;
 			const auth = header(req, "authorization");
 			if (!auth) {
-				if (needsUser) throw new UnauthorizedError("Authentication required", "NO_TOKEN");
+				if (userNeeded) throw new UnauthorizedError("Authentication required", "NO_TOKEN");
 				return null;
 			}
 			const m = /^Bearer\s+(\S+)$/i.exec(auth);
@@ -336,6 +349,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				if (claims.role === "customer") throw new UnauthorizedError("Your role changed: refresh the token", "TOKEN_EXPIRED");
 				throw new UnauthorizedError("Invalid token", "INVALID_TOKEN");
 			}
+			// An optional-user route answers a signed-in user as theirs (an author sees a pending review, an
+			// admin an archived product); anonymous, it stays the public answer.
+			res.setHeader("Cache-Control", "no-store");
 			return { id: claims.sub, role: claims.role, sid: claims.sid };
 		},
 

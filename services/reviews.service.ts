@@ -17,6 +17,7 @@ import type { Entity } from "../mixins/collection";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 import { ForbiddenError, NotFoundError, ConflictError, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { maxChars } from "../lib/param-rules";
 import { countRatings, summaryFromCounters, type RatingSummary } from "../lib/rating-summary";
 import { reviewAuthorName } from "../lib/review-author";
 
@@ -71,16 +72,21 @@ const idParam = { type: "string", min: 1, max: 100, trim: true } as const;
 /**
  * Review text is shown to every shopper: control characters (a NUL, an escape sequence) are refused
  * with a 422 naming the field, as users does for names, rather than silently stripped, so the author
- * sees the text stored is the text sent. A title is one line, as a name; a body keeps its line
- * breaks (LF, or CRLF from a form's textarea) and tabs.
+ * sees the text stored is the text sent. So are bidirectional overrides and isolates (U+202A-202E,
+ * U+2066-2069), which make the rest of the line display in another order than it is written
+ * ("Trojan Source" spoofing); the LRM/RLM marks (U+200E/200F) only nudge it and stay. A title is one
+ * line, as a name; a body keeps its line breaks (LF, or CRLF from a form's textarea) and tabs.
+ * Lengths count characters (code points), as the message says: an emoji is one.
  */
 const reviewTitleRule = {
-	type: "string", trim: true, max: 120, optional: true,
-	pattern: /^[^\p{Cc}\u2028\u2029]*$/u, messages: { stringPattern: "The title must not contain line breaks or control characters." },
+	type: "string", trim: true, optional: true, custom: maxChars(120),
+	pattern: /^[^\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]*$/u,
+	messages: { stringPattern: "The title must not contain line breaks, control characters or bidirectional overrides." },
 } as const;
 const reviewBodyRule = {
-	type: "string", trim: true, max: 5000, optional: true,
-	pattern: /^(?:[^\p{Cc}]|[\t\n]|\r(?=\n))*$/u, messages: { stringPattern: "The body must not contain control characters other than line breaks and tabs." },
+	type: "string", trim: true, optional: true, custom: maxChars(5000),
+	pattern: /^(?:[^\p{Cc}\u202A-\u202E\u2066-\u2069]|[\t\n]|\r(?=\n))*$/u,
+	messages: { stringPattern: "The body must not contain bidirectional overrides or control characters other than line breaks and tabs." },
 } as const;
 
 /**

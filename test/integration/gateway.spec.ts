@@ -10,6 +10,7 @@ import type { RequestOptions } from "../helpers/http";
 import { waitFor } from "../helpers/wait";
 import { signAccessToken, jwtSecret, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
+import { FakeUsers as FakeSessions, fakeToken } from "../helpers/fakes";
 import "../../mixins/types";
 
 // Stands in for the users service: every session is user u1's; sessions "admin-*" are an admin's, "revoked-*" are revoked.
@@ -113,12 +114,14 @@ describe("gateway", () => {
 		expect((await shop.http.get("/api/probe/whoami", { token: token() })).body).toEqual({ user: { id: "u1", role: "customer", sid: "s1" } });
 	});
 
-	test("every response says nosniff, errors included; only /api/auth and /api/me ones say no-store", async () => {
+	test("every response says nosniff, errors included; only answers that depend on who asks say no-store", async () => {
 		const responses = {
 			health: await shop.http.get("/api/health"),
 			ok: await shop.http.get("/api/probe/list?q=a"),
 			head: await fetch(`${shop.url}/api/probe/list`, { method: "HEAD" }),
-			unauthorized: await shop.http.get("/api/probe/me"),
+			optionalAnonymous: await shop.http.get("/api/probe/whoami"),
+			// The route reads no user: the token is not looked at, and the answer is everyone's.
+			openWithToken: await shop.http.get("/api/probe/open", { token: token() }),
 			invalid: await shop.http.post("/api/probe/echo", { name: "x", qty: 0 }),
 			malformed: await shop.http.request("POST", "/api/probe/echo", { raw: "{" }),
 			crash: await shop.http.get("/api/probe/crash"),
@@ -129,11 +132,28 @@ describe("gateway", () => {
 		for (const [what, res] of Object.entries(responses)) {
 			expect({ what, nosniff: res.headers.get("x-content-type-options"), cache: res.headers.get("cache-control") }).toEqual({ what, nosniff: "nosniff", cache: null });
 		}
-		// No such route here, but the paths are the ones that carry tokens and personal data.
-		for (const path of ["/api/me", "/api/me/addresses", "/api/ME", "/api/auth/anything?x=1"]) {
-			expect((await shop.http.get(path)).headers.get("cache-control")).toBe("no-store");
+		// No such route here, but the paths are the ones that carry tokens, personal data, orders and carts.
+		for (const path of ["/api/me", "/api/me/addresses", "/api/ME", "/api/auth/anything?x=1", "/api/cart", "/api/cart/items", "/api/orders?page=1", "/api/orders/o1"]) {
+			expect({ path, cache: (await shop.http.get(path)).headers.get("cache-control") }).toEqual({ path, cache: "no-store" });
 		}
-		expect((await shop.http.get("/api/merchandise")).headers.get("cache-control")).toBeNull();
+		for (const path of ["/api/merchandise", "/api/cartography", "/api/ordersheet"]) {
+			expect({ path, cache: (await shop.http.get(path)).headers.get("cache-control") }).toEqual({ path, cache: null });
+		}
+		// Routes for a user or an admin, whatever the answer (their refusals say who may ask); an optional-user
+		// route when it answered a signed-in user.
+		const personal = {
+			user: await shop.http.get("/api/probe/me", { token: token() }),
+			noToken: await shop.http.get("/api/probe/me"),
+			admin: await shop.http.get("/api/probe/admin", { token: token("admin") }),
+			notAdmin: await shop.http.get("/api/probe/admin", { token: token() }),
+			headOfUser: await fetch(`${shop.url}/api/probe/me`, { method: "HEAD", headers: { authorization: `Bearer ${token()}` } }),
+			optionalSignedIn: await shop.http.get("/api/probe/whoami", { token: token() }),
+		};
+		for (const [what, res] of Object.entries(personal)) {
+			expect({ what, cache: res.headers.get("cache-control") }).toEqual({ what, cache: "no-store" });
+		}
+		expect(personal.user.status).toBe(200);
+		expect(personal.notAdmin.status).toBe(403);
 	});
 
 	test("403 for a customer on an admin route, 200 for an admin", async () => {
@@ -211,6 +231,18 @@ describe("gateway", () => {
 			expect(res.body).toMatchObject({ code: 400, type: "INVALID_QUERY", data: [{ field: "q" }] });
 		}
 		expect(await shop.http.get("/api/probe/list?q=a")).toMatchObject({ status: 200, body: { q: "a" } });
+	});
+
+	test("a query value left blank (an empty box of a GET form) is not given; a JSON body's empty string stays", async () => {
+		for (const query of ["q=", "q=%20%20", "q=+"]) {
+			const res = await shop.http.get(`/api/probe/list?${query}`);
+			expect({ query, status: res.status, body: res.body }).toEqual({ query, status: 200, body: {} });
+		}
+		// It no longer hides the body's value either (moleculer-web lets the query win over the body).
+		expect(await shop.http.request("POST", "/api/probe/echo?qty=", { body: { name: "ab", qty: 2 } })).toMatchObject({ status: 200, body: { name: "ab", qty: 2 } });
+		const blankName = await shop.http.post("/api/probe/echo", { name: "", qty: 1 });
+		expect(blankName.status).toBe(422);
+		expect(blankName.body.data.map((d: any) => d.field)).toEqual(["name"]);
 	});
 
 	test("400 for a body that is not an object, nests too deep or names a property __proto__; the process stays up", async () => {
@@ -419,6 +451,103 @@ describe("gateway with the users service", () => {
 		}
 		expect(responses.me.status).toBe(200);
 		expect(responses.login.status).toBe(200);
+	});
+});
+
+describe("gateway with the catalog, search, reviews, cart and orders", () => {
+	let shop: Shop;
+	const admin = fakeToken("gw-admin", "admin");
+	const customer = fakeToken("gw-customer");
+	let category: { id: string; slug: string };
+	let cheap: { id: string };
+	let dear: { id: string };
+
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeSessions, "products", "search", "reviews", "cart", "orders"] });
+		category = (await shop.http.post("/api/categories", { name: "Blank Box Mugs" }, { token: admin })).body;
+		const product = async (name: string, price: number, sku: string) => {
+			const res = await shop.http.post("/api/products", { name, price, currency: "USD", categoryId: category.id, variants: [{ sku, name: "One", stock: 5, options: {} }] }, { token: admin });
+			expect(res.status).toBe(201);
+			return res.body;
+		};
+		cheap = await product("Blankbox Mug Small", 1_200, `BB-S-${process.pid}`);
+		dear = await product("Blankbox Mug Large", 3_400, `BB-L-${process.pid}`);
+		const review = await shop.http.post(`/api/products/${cheap.id}/reviews`, { rating: 5, title: "Holds tea" }, { token: customer });
+		expect(review.status).toBe(201);
+		expect((await shop.http.patch(`/api/reviews/${review.body.id}/moderation`, { approved: true }, { token: admin })).status).toBe(200);
+		await waitFor(() => shop.http.get("/api/search?q=blankbox"), (r) => r.body?.total === 2);
+	});
+	afterAll(() => shop.stop());
+
+	test("an empty query value means not given: products, search and a review list answer as without it", async () => {
+		const cases: Array<[string, string, number]> = [
+			// [with blank values, the same without them, rows expected]
+			[`/api/products?category=${category.slug}&maxPrice=`, `/api/products?category=${category.slug}`, 2],
+			[`/api/products?category=${category.slug}&minPrice=&maxPrice=&page=&pageSize=&sort=`, `/api/products?category=${category.slug}`, 2],
+			["/api/search?q=blankbox&maxPrice=", "/api/search?q=blankbox", 2],
+			["/api/search?q=blankbox&minPrice=&maxPrice=&minRating=&inStock=&page=&pageSize=&sort=&category=", "/api/search?q=blankbox", 2],
+			[`/api/products/${cheap.id}/reviews?page=&pageSize=&sort=`, `/api/products/${cheap.id}/reviews`, 1],
+		];
+		for (const [blank, plain, rows] of cases) {
+			const [withBlanks, without] = await Promise.all([shop.http.get(blank), shop.http.get(plain)]);
+			expect({ blank, status: withBlanks.status, total: withBlanks.body.total, page: withBlanks.body.page }).toEqual({ blank, status: 200, total: rows, page: 1 });
+			expect(withBlanks.body.rows).toEqual(without.body.rows);
+		}
+		// A value given is still read, and a bad one still refused naming the field.
+		expect((await shop.http.get("/api/search?q=blankbox&maxPrice=2000")).body.rows.map((r: any) => r.id)).toEqual([cheap.id]);
+		expect((await shop.http.get(`/api/products?category=${category.slug}&maxPrice=2000`)).body.rows.map((r: any) => r.id)).toEqual([cheap.id]);
+		const bad = await shop.http.get("/api/search?q=blankbox&maxPrice=abc");
+		expect(bad.status).toBe(422);
+		expect(bad.body.data.map((d: any) => d.field)).toEqual(["maxPrice"]);
+		expect(dear.id).not.toBe(cheap.id);
+	});
+
+	test("carts (a guest's too), orders and admin or signed-in answers are no-store; public catalog answers are as they were", async () => {
+		const guest = await shop.http.get("/api/cart");
+		expect(guest.status).toBe(200);
+		const cartId = guest.headers.get("x-cart-id")!;
+		expect(cartId).toBeTruthy();
+		const asGuest = { headers: { "X-Cart-Id": cartId } };
+		const personal = {
+			newGuestCart: guest,
+			guestCart: await shop.http.get("/api/cart", asGuest),
+			headGuestCart: await fetch(`${shop.url}/api/cart`, { method: "HEAD", headers: { "X-Cart-Id": cartId } }),
+			customerCart: await shop.http.get("/api/cart", { token: customer }),
+			orders: await shop.http.get("/api/orders", { token: customer }),
+			ordersPage: await shop.http.get("/api/orders?page=1", { token: customer }),
+			ordersWithoutToken: await shop.http.get("/api/orders"),
+			order: await shop.http.get("/api/orders/no-such-order", { token: customer }),
+			moderationQueue: await shop.http.get("/api/reviews?status=approved", { token: admin }),
+			promotions: await shop.http.get("/api/promotions", { token: admin }),
+			inventory: await shop.http.get("/api/inventory/no-such-variant/history", { token: admin }),
+			// Optional-user routes, answered to a signed-in user: an admin sees archived products, an author a pending review.
+			productForAdmin: await shop.http.get(`/api/products/${cheap.id}`, { token: admin }),
+			reviewForAuthor: await shop.http.get(`/api/reviews/${(await shop.http.get(`/api/products/${cheap.id}/reviews`)).body.rows[0].id}`, { token: customer }),
+		};
+		for (const [what, res] of Object.entries(personal)) {
+			expect({ what, status: res.status < 500, cache: res.headers.get("cache-control") }).toEqual({ what, status: true, cache: "no-store" });
+		}
+		expect(personal.orders.status).toBe(200);
+		expect(personal.moderationQueue.status).toBe(200);
+
+		const reviewId = (await shop.http.get(`/api/products/${cheap.id}/reviews`)).body.rows[0].id;
+		const publicAnswers = {
+			products: await shop.http.get("/api/products"),
+			productsTwice: await shop.http.get("/api/products"), // from the gateway's response cache
+			product: await shop.http.get(`/api/products/${cheap.id}`),
+			categories: await shop.http.get("/api/categories"),
+			search: await shop.http.get("/api/search?q=blankbox"),
+			autocomplete: await shop.http.get("/api/search/autocomplete?q=blank"),
+			reviews: await shop.http.get(`/api/products/${cheap.id}/reviews`),
+			rating: await shop.http.get(`/api/products/${cheap.id}/rating`),
+			review: await shop.http.get(`/api/reviews/${reviewId}`),
+			health: await shop.http.get("/api/health"),
+			// A public list asked with a token: the route reads no user, so the answer is everyone's.
+			productsWithToken: await shop.http.get("/api/products", { token: customer }),
+		};
+		for (const [what, res] of Object.entries(publicAnswers)) {
+			expect({ what, status: res.status, cache: res.headers.get("cache-control") }).toEqual({ what, status: 200, cache: null });
+		}
 	});
 });
 

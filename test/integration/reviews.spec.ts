@@ -130,6 +130,15 @@ describe("reviews", () => {
 		["title", "holding a NUL", { rating: 4, title: "Great\u0000" }],
 		["title", "holding a line break", { rating: 4, title: "Great\ntee" }],
 		["title", "holding a tab", { rating: 4, title: "Great\ttee" }],
+		// Bidirectional overrides and isolates display the rest of the line in another order than it is written.
+		["title", "holding a right-to-left override after a mark", { rating: 4, title: "\u200e\u202eevil" }],
+		["title", "holding a left-to-right embedding", { rating: 4, title: "a\u202ab" }],
+		["title", "holding a pop directional isolate", { rating: 4, title: "fine\u2069" }],
+		["body", "holding a right-to-left override", { rating: 4, body: "see photo\u202egpj.exe" }],
+		["body", "holding a first-strong isolate", { rating: 4, body: "one \u2068two\u2069" }],
+		["body", "holding a pop directional formatting", { rating: 4, body: "one\u202ctwo" }],
+		["title", "121 characters of emoji", { rating: 4, title: "🎉".repeat(121) }],
+		["body", "5001 characters of emoji", { rating: 4, body: "🎉".repeat(5001) }],
 	])("422 naming %s when it is %s", async (field, _what, body) => {
 		const res = await write("u-invalid", "p2", body as Record<string, unknown>);
 		expect(res.status).toBe(422);
@@ -144,6 +153,28 @@ describe("reviews", () => {
 		const queue = await shop.http.get("/api/reviews?productId=p2&pageSize=100", { token: admin });
 		expect(queue.status).toBe(200);
 		expect(queue.body.rows.filter((r: any) => r.userId === "u-invalid")).toEqual([]);
+	});
+
+	test("lengths count characters (an emoji is one), as the refusal says; the LRM and RLM marks are taken", async () => {
+		const emoji = await write("u-emoji", "p2", { rating: 5, title: "🎉".repeat(120), body: "👍".repeat(5000) });
+		expect(emoji.status).toBe(201);
+		expect(emoji.body).toMatchObject({ title: "🎉".repeat(120), body: "👍".repeat(5000) });
+		const over = await write("u-emoji-over", "p2", { rating: 5, body: "👍".repeat(2501) + "b".repeat(2500) });
+		expect(over.status).toBe(422);
+		expect(over.body.data).toEqual([expect.objectContaining({ field: "body", type: "stringMax", expected: 5000, actual: 5001, message: "The 'body' field length must be less than or equal to 5000 characters long." })]);
+		const marks = await write("u-marks", "p2", { rating: 4, title: "\u200fשלום\u200e ok", body: "mixed \u200eltr\u200f rtl" });
+		expect(marks.status).toBe(201);
+		expect(marks.body).toMatchObject({ title: "\u200fשלום\u200e ok", body: "mixed \u200eltr\u200f rtl" });
+		const bidi = await write("u-bidi", "p2", { rating: 4, title: "\u202eevil" });
+		expect(bidi.body.data).toEqual([expect.objectContaining({ field: "title", message: "The title must not contain line breaks, control characters or bidirectional overrides." })]);
+	});
+
+	test("a sort that is not one of the list's says which value was refused and which are allowed", async () => {
+		const res = await shop.http.get("/api/products/p1/reviews?sort=newest");
+		expect(res.status).toBe(422);
+		expect(res.body.data).toEqual([
+			expect.objectContaining({ field: "sort", type: "enumValue", actual: "newest", message: "The 'sort' field value 'newest' is not one of the allowed values: recent, helpful, rating." }),
+		]);
 	});
 
 	test("limits are inclusive, and fields the client may not set are ignored", async () => {

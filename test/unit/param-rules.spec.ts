@@ -1,4 +1,5 @@
-import { expandRule, nullFieldsCheck } from "../../lib/param-rules";
+import { Validators } from "moleculer";
+import { charCount, expandRule, maxChars, nullFieldsCheck, VALIDATOR_MESSAGES } from "../../lib/param-rules";
 
 describe("params schemas", () => {
 	test.each([
@@ -54,6 +55,50 @@ describe("params schemas", () => {
 
 		test("a schema where nothing can be refused has no check", () => {
 			expect(nullFieldsCheck({ id: "string", categoryId: { type: "string", optional: true, nullable: true } })).toBeNull();
+		});
+	});
+
+	describe("the shop's validator", () => {
+		// As moleculer.config.ts sets it up (the broker's fastest-validator, with the shop's messages).
+		const validator = new Validators.Fastest({ messages: VALIDATOR_MESSAGES });
+		const problems = (schema: Record<string, any>, params: Record<string, unknown>) => {
+			const result = validator.compile(schema)(params);
+			return result === true ? [] : (result as unknown as Array<{ type: string; field: string; message: string; actual: unknown; expected: unknown }>);
+		};
+
+		test("an enum refusal names the field, the value given and the allowed values, in that order", () => {
+			const [problem] = problems({ sort: { type: "enum", values: ["relevance", "price", "-price", "rating"] } }, { sort: "name" });
+			expect(problem).toMatchObject({ type: "enumValue", field: "sort", actual: "name" });
+			expect(problem.message).toBe("The 'sort' field value 'name' is not one of the allowed values: relevance, price, -price, rating.");
+		});
+
+		test.each([
+			["ASCII", "abc", 3],
+			["accents, precomposed", "Crème brûlée", 12],
+			["emoji (two UTF-16 units each)", "👍🏽🎉", 3],
+			["a CJK extension B character", "𠜎", 1],
+			["empty", "", 0],
+		])("charCount: %s", (_what, text, count) => {
+			expect(charCount(text)).toBe(count);
+		});
+
+		const schema = { title: { type: "string", trim: true, optional: true, custom: maxChars(5) } };
+		test.each([
+			["5 emoji (10 UTF-16 units)", "🎉🎉🎉🎉🎉"],
+			["5 letters", "abcde"],
+			["5 letters, padded (trimmed first)", "  abcde  "],
+			["absent", undefined],
+		])("maxChars lets through %s", (_what, title) => {
+			expect(problems(schema, title === undefined ? {} : { title })).toEqual([]);
+		});
+
+		test("maxChars refuses past the limit in characters, as the string rule's own max would say it", () => {
+			expect(problems(schema, { title: "🎉🎉🎉🎉🎉🎉" })).toEqual([
+				{ type: "stringMax", field: "title", expected: 5, actual: 6, message: "The 'title' field length must be less than or equal to 5 characters long." },
+			]);
+			expect(problems(schema, { title: "abcdef" })).toMatchObject([{ type: "stringMax", field: "title", actual: 6 }]);
+			// Not a string: the type check's own refusal, not a length.
+			expect(problems(schema, { title: 42 }).map((p) => p.type)).toEqual(["string"]);
 		});
 	});
 });
