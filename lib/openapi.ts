@@ -41,6 +41,8 @@ export function ruleToSchema(raw: any): JsonSchema {
 			if (rule.min != null) s.minLength = rule.min;
 			if (rule.max != null) s.maxLength = rule.max;
 			if (rule.length != null) s.minLength = s.maxLength = rule.length;
+			// A character limit checked by `custom` (maxChars in lib/param-rules.ts).
+			if (typeof rule.custom?.maxChars === "number") s.maxLength = rule.custom.maxChars;
 			if (rule.enum) s.enum = rule.enum;
 			if (rule.pattern) s.pattern = String(rule.pattern instanceof RegExp ? rule.pattern.source : rule.pattern);
 			break;

@@ -108,11 +108,13 @@ export function charCount(text: string): number {
  * (stringMax, with the count in `actual`).
  */
 export function maxChars(max: number) {
-	return (value: unknown, errors: Array<{ type: string; expected: number; actual: number }>) => {
+	const check = (value: unknown, errors: Array<{ type: string; expected: number; actual: number }>) => {
 		if (typeof value === "string" && value.length > max) {
 			const count = charCount(value);
 			if (count > max) errors.push({ type: "stringMax", expected: max, actual: count });
 		}
 		return value;
 	};
+	// For the API document (lib/openapi.ts): JSON Schema's maxLength counts characters too.
+	return Object.assign(check, { maxChars: max });
 }

@@ -1,4 +1,5 @@
 import { ruleToSchema, objectSchema, buildOpenApi, type RouteInfo } from "../../lib/openapi";
+import { maxChars } from "../../lib/param-rules";
 
 describe("fastest-validator rules → OpenAPI schemas", () => {
 	test.each([
@@ -10,6 +11,8 @@ describe("fastest-validator rules → OpenAPI schemas", () => {
 		[{ type: "array", items: "string", max: 5 }, { type: "array", items: { type: "string" }, maxItems: 5 }],
 		[{ type: "record", value: "number" }, { type: "object", additionalProperties: { type: "number" } }],
 		[{ type: "boolean", default: false }, { type: "boolean", default: false }],
+		// A limit in characters checked by `custom` is the document's maxLength (which counts characters too).
+		[{ type: "string", optional: true, custom: maxChars(120) }, { type: "string", maxLength: 120 }],
 	])("%j", (rule, schema) => expect(ruleToSchema(rule)).toEqual(schema));
 
 	test("required lists only mandatory props; $$ keys and forbidden props are left out", () => {
