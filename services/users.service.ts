@@ -30,6 +30,7 @@ import {
 import { LoginFailureStore, attemptWaitSeconds, throttleKey } from "../lib/login-throttle";
 import { cacherLoginThrottleStore, memoryLoginThrottleStore, type LoginThrottleStore } from "../adapters/login-throttle-store";
 import { emailForms, emailProblem, normalizeEmail, publicUser, userCollections } from "../lib/user-records";
+import { toE164 } from "../lib/notification-plan";
 
 type TokenPurpose = "verify_email" | "password_reset";
 
@@ -259,6 +260,10 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			// role, email, isVerified and anything else are dropped by $$strict before the handler runs.
 			params: { $$strict: "remove", firstName: nameRule("First name"), lastName: nameRule("Last name"), phone: { type: "string", trim: true, max: 32, optional: true, nullable: true } },
 			async handler(ctx: Ctx<{ firstName?: string | null; lastName?: string | null; phone?: string | null }>) {
+				// Texts go to international (E.164) numbers only: a number that cannot take one is refused now,
+				// rather than kept and never texted without a word. Stored as written.
+				const { phone } = ctx.params;
+				if (phone && !toE164(phone)) throw invalidField("phone", "The phone number must be in international form: + and the country code, such as +14155550100", "phone");
 				const $set: Record<string, unknown> = { updatedAt: new Date() };
 				for (const f of ["firstName", "lastName", "phone"] as const) if (ctx.params[f] !== undefined) $set[f] = ctx.params[f] || null;
 				const user = await this.db.users.updateOne({ id: me(ctx).id }, { $set });

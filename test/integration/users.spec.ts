@@ -470,6 +470,17 @@ describe("users service over HTTP", () => {
 			expect((await http.patch("/api/me", { firstName: { $set: 1 } }, { token: reg.accessToken })).status).toBe(422);
 		});
 
+		test("PATCH /me: a phone that cannot take a text (not international) → 422 on phone; one written with spaces is kept as written", async () => {
+			const reg = await register();
+			for (const phone of ["415-555-0100", "+1 415 555 0100 ext 2", "call me"]) {
+				const res = await http.patch("/api/me", { phone }, { token: reg.accessToken });
+				expect(res.status).toBe(422);
+				expect(fields422(res)).toEqual(["phone"]);
+			}
+			expect((await http.patch("/api/me", { phone: "+1 (415) 555-0100" }, { token: reg.accessToken })).body.phone).toBe("+1 (415) 555-0100");
+			expect((await http.patch("/api/me", { phone: null }, { token: reg.accessToken })).body.phone).toBeNull();
+		});
+
 		test("/api/me without a token → 401", async () => {
 			expect((await http.get("/api/me")).status).toBe(401);
 		});
