@@ -69,12 +69,18 @@ export interface ProductRevenue {
 }
 
 export interface TopProducts {
+	/** Units of every currency: a unit is a unit wherever it was sold. */
 	byUnits: ProductUnits[];
+	/**
+	 * Revenue is ranked within one currency only (minor units of KRW, USD and KWD are no common
+	 * measure): the top `limit` of `currency` when one is asked for, otherwise the top `limit` of each
+	 * currency, grouped by currency in code order. Gross of refunds: only a cancellation takes a sale back.
+	 */
 	byRevenue: ProductRevenue[];
 }
 
 /** Ties are broken by product id, so the same data always gives the same order. */
-export function topProductsReport(counters: HourlyCounter[], limit: number): TopProducts {
+export function topProductsReport(counters: HourlyCounter[], limit: number, currency?: string): TopProducts {
 	const units = new Map<string, ProductUnits>();
 	const revenue = new Map<string, ProductRevenue>();
 	for (const c of counters) {
@@ -84,7 +90,7 @@ export function topProductsReport(counters: HourlyCounter[], limit: number): Top
 			row.units += c.value;
 			row.name = c.name ?? row.name;
 			units.set(c.productId, row);
-		} else if (c.metric === "product_revenue" && c.currency) {
+		} else if (c.metric === "product_revenue" && c.currency && (!currency || c.currency === currency)) {
 			const k = `${c.productId}|${c.currency}`;
 			const row = revenue.get(k) ?? { productId: c.productId, name: null, revenue: 0, currency: c.currency };
 			row.revenue += c.value;
@@ -92,13 +98,19 @@ export function topProductsReport(counters: HourlyCounter[], limit: number): Top
 			revenue.set(k, row);
 		}
 	}
+	const byCurrency = new Map<string, ProductRevenue[]>();
+	// A product whose sales in the range were all taken back (cancelled) has nothing to rank for.
+	for (const row of revenue.values()) {
+		if (row.revenue <= 0) continue;
+		const list = byCurrency.get(row.currency);
+		if (list) list.push(row);
+		else byCurrency.set(row.currency, [row]);
+	}
 	return {
-		// A product whose sales in the range were all taken back (cancelled) has nothing to rank for.
 		byUnits: [...units.values()].filter((r) => r.units > 0).sort((a, b) => b.units - a.units || a.productId.localeCompare(b.productId)).slice(0, limit),
-		byRevenue: [...revenue.values()]
-			.filter((r) => r.revenue > 0)
-			.sort((a, b) => b.revenue - a.revenue || a.productId.localeCompare(b.productId) || a.currency.localeCompare(b.currency))
-			.slice(0, limit),
+		byRevenue: [...byCurrency.keys()]
+			.sort()
+			.flatMap((code) => byCurrency.get(code)!.sort((a, b) => b.revenue - a.revenue || a.productId.localeCompare(b.productId)).slice(0, limit)),
 	};
 }
 

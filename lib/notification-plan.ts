@@ -26,6 +26,17 @@ export function sourceOf(event: string): EventSource | null {
 	return null;
 }
 
+/**
+ * The reasons orders gives the refund of a cancellation: the order's cancel reason (refundOwed in
+ * lib/order-state.ts). That refund is made before the order.cancelled announcement, whose message
+ * states it ("In all, $12.34 of this order has been refunded"), so a message of its own would tell
+ * the customer twice. Not among them, so still announced on their own: "order_cancelled" (a payment
+ * that completed after the cancellation was announced), "checkout_failed" (a checkout undone after
+ * its charge, which sends no cancellation message), "cancelled" (orders cancelled before reasons
+ * were kept), an admin's refund (its reason is the admin's note) and a refund made at Stripe.
+ */
+export const CANCELLATION_REFUND_REASONS: ReadonlySet<string> = new Set(["customer_request", "cancelled_by_shop", "payment_failed", "payment_timeout"]);
+
 /** The template an event asks for, or null (e.g. an order moving to "processing" tells the customer nothing). */
 export function kindFor(event: string, payload: Record<string, any>): NotificationKind | null {
 	switch (event) {
@@ -40,7 +51,7 @@ export function kindFor(event: string, payload: Record<string, any>): Notificati
 		case "order.cancelled":
 			return "order-cancelled";
 		case "payment.refunded":
-			return "payment-refunded";
+			return CANCELLATION_REFUND_REASONS.has(payload.reason) ? null : "payment-refunded";
 		default:
 			return null;
 	}
@@ -154,10 +165,16 @@ function link(base: string, path: string, token: unknown): string {
 	return `${base.replace(/\/+$/, "")}${path}?token=${encodeURIComponent(String(token ?? ""))}`;
 }
 
+/** The order's page in the storefront, or "" without an order id (the templates then show no link). */
+function orderUrl(base: string, orderId: unknown): string {
+	return typeof orderId === "string" && orderId ? `${base.replace(/\/+$/, "")}/orders/${encodeURIComponent(orderId)}` : "";
+}
+
 /** The values a kind's templates read; money leaves here formatted ("$12.34"), never as a float. */
 export function templateVars(kind: NotificationKind, payload: Record<string, any>, contact: Contact, links: LinkSettings): Record<string, unknown> {
 	const base = { shopName: links.shopName, firstName: contact.firstName || "there" };
 	const currency = payload.currency;
+	const order = { ...base, orderNumber: payload.number ?? payload.orderId, orderUrl: orderUrl(links.storefrontUrl, payload.orderId) };
 	switch (kind) {
 		case "verify-email":
 			return { ...base, verifyUrl: link(links.storefrontUrl, "/verify-email", payload.verificationToken) };
@@ -165,21 +182,25 @@ export function templateVars(kind: NotificationKind, payload: Record<string, any
 			return { ...base, resetUrl: link(links.storefrontUrl, "/reset-password", payload.resetToken) };
 		case "order-confirmed":
 			return {
-				...base,
-				orderNumber: payload.number ?? payload.orderId,
-				items: (Array.isArray(payload.items) ? payload.items : []).map((i: Record<string, any>) => ({ name: i.name, quantity: i.quantity, lineTotal: money(i.lineTotal, currency) })),
+				...order,
+				items: (Array.isArray(payload.items) ? payload.items : []).map((i: Record<string, any>) => ({
+					name: i.name,
+					variantName: typeof i.variantName === "string" ? i.variantName : "",
+					quantity: i.quantity,
+					lineTotal: money(i.lineTotal, currency),
+				})),
 				subtotal: money(payload.subtotal, currency),
 				discount: payload.discount > 0 ? money(payload.discount, currency) : "",
 				shipping: money(payload.shipping, currency),
 				total: money(payload.total, currency),
 			};
 		case "order-shipped":
-			return { ...base, orderNumber: payload.number ?? payload.orderId, trackingNumber: payload.trackingNumber ?? "" };
+			return { ...order, trackingNumber: payload.trackingNumber ?? "" };
 		case "order-delivered":
-			return { ...base, orderNumber: payload.number ?? payload.orderId };
+			return order;
 		case "order-cancelled":
-			return { ...base, orderNumber: payload.number ?? payload.orderId, refundedAmount: payload.refundedAmount > 0 ? money(payload.refundedAmount, currency) : "" };
+			return { ...order, refundedAmount: payload.refundedAmount > 0 ? money(payload.refundedAmount, currency) : "" };
 		case "payment-refunded":
-			return { ...base, orderNumber: payload.number ?? "", amount: money(payload.amount, currency), totalRefunded: money(payload.totalRefunded, currency) };
+			return { ...order, orderNumber: payload.number ?? "", amount: money(payload.amount, currency), totalRefunded: money(payload.totalRefunded, currency) };
 	}
 }

@@ -244,7 +244,8 @@ export function eventPayload(o: Order, extra: Record<string, unknown> = {}) {
 		number: o.number,
 		userId: o.userId,
 		status: o.status,
-		items: o.items.map(({ productId, variantId, name, quantity, unitPrice, lineTotal }) => ({ productId, variantId, name, quantity, unitPrice, lineTotal })),
+		// variantName: order messages say which variant was bought ("Print (A2)").
+		items: o.items.map(({ productId, variantId, name, variantName, quantity, unitPrice, lineTotal }) => ({ productId, variantId, name, variantName, quantity, unitPrice, lineTotal })),
 		subtotal: o.subtotal,
 		discount: o.discount,
 		shipping: o.shipping,

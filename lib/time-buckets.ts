@@ -42,30 +42,57 @@ export function rollUp(hourBucket: string, interval: Interval): string {
 export interface HourRange {
 	/** First hourly key included. */
 	fromKey: string;
-	/** First hourly key no longer included. */
-	toKey: string;
+	/** Last hourly key included. */
+	lastKey: string;
 }
 
 /**
- * The hourly keys a report over [from, to) reads: `from` rounds down to its hour, and an hour that
- * starts before `to` counts whole (hourly buckets are the finest grain stored).
+ * The hourly keys a report over [from, to) reads, for bounds on whole hours (resolveRange). The
+ * last key is the hour before `to`, not `to`'s own: that one may be past year 9999, whose keys
+ * ("+010000-…") sort before every other and would match nothing.
  */
 export function hourRange(from: Date, to: Date): HourRange {
-	const start = bucketStart(from, "hour");
-	const lastStart = bucketStart(new Date(to.getTime() - 1), "hour");
-	return { fromKey: start.toISOString(), toKey: new Date(lastStart.getTime() + HOUR_MS).toISOString() };
+	return { fromKey: hourKey(from), lastKey: hourKey(new Date(to.getTime() - HOUR_MS)) };
 }
 
 export const DEFAULT_RANGE_DAYS = 30;
 
+/** The end of the last hour whose key sorts with the others ("9999-12-31T23:00:00.000Z"): reports end there at the latest. */
+export const LAST_REPORT_END = new Date(Date.UTC(10_000, 0, 1));
+
 export type RangeResult = { ok: true; from: Date; to: Date } | { ok: false; field: "from" | "to"; message: string };
 
-/** Report range: `to` defaults to now, `from` to 30 days before `to`; `from` must precede `to`. */
+function isWholeHour(at: Date): boolean {
+	return bucketStart(at, "hour").getTime() === at.getTime();
+}
+
+function notOnAnHour(field: "from" | "to"): RangeResult {
+	return {
+		ok: false,
+		field,
+		message: `${field} must be on a whole hour in UTC, such as 2024-05-06T13:00:00Z or 2024-05-06: analytics counts by the hour, so a report cannot start or end inside one`,
+	};
+}
+
+/**
+ * Report range [from, to), both on whole UTC hours: counters are hourly, so a bound inside an hour
+ * could only be widened to it (and two adjacent reports would count that hour twice). `to`
+ * defaults to the end of the hour under way (what is counted so far), `from` to 30 days before
+ * `to`. A `to` after the last hour of year 9999 ("9999-12-31T23:59:59Z" for "no end") stands for
+ * the end of that hour: no counter is later.
+ */
 export function resolveRange(from: Date | undefined, to: Date | undefined, now: Date = new Date()): RangeResult {
-	const end = to ?? now;
-	const start = from ?? new Date(end.getTime() - DEFAULT_RANGE_DAYS * DAY_MS);
-	if (!Number.isFinite(start.getTime())) return { ok: false, field: "from", message: "from is not a valid date" };
-	if (!Number.isFinite(end.getTime())) return { ok: false, field: "to", message: "to is not a valid date" };
-	if (start.getTime() >= end.getTime()) return { ok: false, field: "to", message: "to must be after from" };
-	return { ok: true, from: start, to: end };
+	if (from && !Number.isFinite(from.getTime())) return { ok: false, field: "from", message: "from is not a valid date" };
+	if (to && !Number.isFinite(to.getTime())) return { ok: false, field: "to", message: "to is not a valid date" };
+	if (from && !isWholeHour(from)) return notOnAnHour("from");
+	if (from && from.getTime() >= LAST_REPORT_END.getTime()) return { ok: false, field: "from", message: "from must be before the year 10000" };
+	const lastHourStart = LAST_REPORT_END.getTime() - HOUR_MS;
+	let end: number;
+	if (!to) end = Math.min(Math.ceil(now.getTime() / HOUR_MS) * HOUR_MS, LAST_REPORT_END.getTime());
+	else if (to.getTime() > lastHourStart) end = LAST_REPORT_END.getTime();
+	else if (!isWholeHour(to)) return notOnAnHour("to");
+	else end = to.getTime();
+	const start = from ?? new Date(end - DEFAULT_RANGE_DAYS * DAY_MS);
+	if (start.getTime() >= end) return { ok: false, field: "to", message: "to must be after from" };
+	return { ok: true, from: start, to: new Date(end) };
 }

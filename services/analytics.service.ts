@@ -40,6 +40,7 @@ import {
 import { funnelReport, salesReport, topProductsReport, type HourlyCounter } from "../lib/analytics-reports";
 import { hourRange, INTERVALS, resolveRange, type Interval } from "../lib/time-buckets";
 import { invalidField, isDuplicate } from "../lib/errors";
+import { currencyRule } from "../lib/catalog-rules";
 import { brokerRunView, runnerIsGone, type SagaRunner as NodeRun } from "../lib/checkout-recovery";
 
 interface RawEvent {
@@ -224,14 +225,19 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				return salesReport(await this.readCounters(["orders", "revenue", "refunds"], from, to), ctx.params.interval);
 			},
 		},
-		// Product revenue is line totals net of their share of the order discount.
+		// Product revenue is line totals net of their share of the order discount, ranked within a currency.
 		topProducts: {
 			rest: "GET /analytics/top-products",
 			roles: ["admin"],
-			params: { ...rangeParams, limit: { type: "number", integer: true, min: 1, max: 100, default: 10, convert: true }, $$strict: "remove" },
-			async handler(this: AnalyticsThis, ctx: Context<RangeParams & { limit: number }, ShopMeta>) {
+			params: {
+				...rangeParams,
+				limit: { type: "number", integer: true, min: 1, max: 100, default: 10, convert: true },
+				currency: { ...currencyRule, optional: true },
+				$$strict: "remove",
+			},
+			async handler(this: AnalyticsThis, ctx: Context<RangeParams & { limit: number; currency?: string }, ShopMeta>) {
 				const { from, to } = rangeOf(ctx.params);
-				return topProductsReport(await this.readCounters(["units", "product_revenue"], from, to), ctx.params.limit);
+				return topProductsReport(await this.readCounters(["units", "product_revenue"], from, to), ctx.params.limit, ctx.params.currency);
 			},
 		},
 		funnel: {
@@ -483,8 +489,8 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		},
 
 		async readCounters(metrics: string[], from: Date, to: Date) {
-			const { fromKey, toKey } = hourRange(from, to);
-			return (await this.db.hourly.find({ metric: { $in: metrics }, bucket: { $gte: fromKey, $lt: toKey } })) as unknown as HourlyCounter[];
+			const { fromKey, lastKey } = hourRange(from, to);
+			return (await this.db.hourly.find({ metric: { $in: metrics }, bucket: { $gte: fromKey, $lte: lastKey } })) as unknown as HourlyCounter[];
 		},
 
 		stats() {

@@ -1,6 +1,8 @@
 /**
  * Email and SMS notifications from durable broker events (verification, password reset, order
- * confirmed/shipped/delivered/cancelled, refund).
+ * confirmed/shipped/delivered/cancelled, refund; not the refund of a cancellation, which the
+ * cancel message states: see kindFor in lib/notification-plan.ts). Order messages link to the
+ * order under STOREFRONT_URL.
  *
  * Nothing lost: the users, orders and payments services keep their events in an outbox; the
  * outbox consumer mixin hands live events and those caught up from each outbox (at start, every

@@ -102,7 +102,7 @@ describe("purchase flow through either gateway", () => {
 		expect(rating.average).toBe(5);
 
 		const sales = await eventually(async () => {
-			const r = await gw1.get(`/api/analytics/sales?interval=day&from=${new Date(Date.now() - 86400_000).toISOString()}&to=${new Date(Date.now() + 86400_000).toISOString()}`, { token: adminToken });
+			const r = await gw1.get(`/api/analytics/sales?interval=day&from=${new Date(Date.now() - 86400_000).toISOString().slice(0, 10)}&to=${new Date(Date.now() + 86400_000).toISOString().slice(0, 10)}`, { token: adminToken });
 			const revenue = (r.body as any[]).reduce((a, b) => a + b.revenue, 0);
 			return revenue >= order.body.total ? r.body : false;
 		}, 15_000);

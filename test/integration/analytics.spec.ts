@@ -28,6 +28,13 @@ const customerToken = () => fakeToken("u1");
 
 const HOUR = 3_600_000;
 let seq = 0;
+
+/** Whole hours (reports refuse other bounds) from about two hours before `at` to two hours after it. */
+function hoursAround(at: number): string {
+	const from = new Date(Math.floor(at / HOUR) * HOUR - 2 * HOUR).toISOString();
+	const to = new Date(Math.ceil(at / HOUR) * HOUR + 2 * HOUR).toISOString();
+	return `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+}
 const nextId = (prefix: string) => `${prefix}:${++seq}`;
 
 /** An order event payload as docs/services.md describes it. */
@@ -62,11 +69,7 @@ describe("analytics from broker events", () => {
 		await shop.broker.emit(name, full);
 	};
 	const admin = (path: string) => shop.http.get(path, { token: adminToken() });
-	const range = () => {
-		const from = new Date(Date.now() - 2 * HOUR).toISOString();
-		const to = new Date(Date.now() + 2 * HOUR).toISOString();
-		return `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
-	};
+	const range = () => hoursAround(Date.now());
 	const flush = () => shop.broker.call("analytics.flush");
 	/** `n` cart additions of one product at `occurredAt`, all in the pipeline before the flush (which would end the linger early); the stats after it. */
 	const addedTogether = async (n: number, productId: string, occurredAt: string) => {
@@ -283,17 +286,104 @@ describe("analytics from broker events", () => {
 	});
 });
 
+describe("analytics report ranges and currencies", () => {
+	let shop: Shop;
+	const admin = (path: string) => shop.http.get(path, { token: adminToken() });
+	const emit = (name: string, payload: Record<string, unknown>) => shop.broker.emit(name, { eventId: nextId(name.split(".")[0]), ...payload });
+	const paid = (orderId: string, currency: string, line: { productId: string; name: string; quantity: number; unitPrice: number }, occurredAt: string) =>
+		emit("order.confirmed", { ...orderPayload(orderId, [line], { shipping: 0 }), currency, occurredAt });
+
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, "analytics"] });
+		// ₩50,000 (about $36) against $363.99 and $24.99 × 2: 50000 minor units outnumber 36399.
+		await paid("r-krw", "KRW", { productId: "p-socks", name: "Seoul Socks", quantity: 1, unitPrice: 50_000 }, "2025-03-03T02:50:00Z");
+		await paid("r-usd1", "USD", { productId: "p-watch", name: "Watch", quantity: 1, unitPrice: 36_399 }, "2025-03-03T02:55:00Z");
+		await paid("r-usd2", "USD", { productId: "p-tee", name: "Tee", quantity: 2, unitPrice: 2_499 }, "2025-03-03T03:10:00Z");
+		await paid("r-kwd", "KWD", { productId: "p-lamp", name: "Lamp", quantity: 1, unitPrice: 33_331 }, "2025-03-03T03:20:00Z");
+		await shop.broker.call("analytics.flush");
+	});
+	afterAll(() => shop.stop());
+
+	const day = "from=2025-03-03&to=2025-03-04";
+
+	test("top products by revenue ranks within a currency: the top `limit` of each, or of the one asked for", async () => {
+		const all = await admin(`/api/analytics/top-products?${day}&limit=1`);
+		expect(all.status).toBe(200);
+		expect(all.body.byRevenue).toEqual([
+			{ productId: "p-socks", name: "Seoul Socks", revenue: 50_000, currency: "KRW" },
+			{ productId: "p-lamp", name: "Lamp", revenue: 33_331, currency: "KWD" },
+			{ productId: "p-watch", name: "Watch", revenue: 36_399, currency: "USD" },
+		]);
+		// Units are not money: ranked across currencies as before.
+		expect(all.body.byUnits).toEqual([{ productId: "p-tee", name: "Tee", units: 2 }]);
+
+		const usd = await admin(`/api/analytics/top-products?${day}&limit=2&currency=USD`);
+		expect(usd.status).toBe(200);
+		expect(usd.body.byRevenue).toEqual([
+			{ productId: "p-watch", name: "Watch", revenue: 36_399, currency: "USD" },
+			{ productId: "p-tee", name: "Tee", revenue: 4_998, currency: "USD" },
+		]);
+		expect((await admin(`/api/analytics/top-products?${day}&currency=EUR`)).body.byRevenue).toEqual([]);
+		for (const bad of ["usd", "XYZ", "US"]) {
+			const res = await admin(`/api/analytics/top-products?${day}&currency=${bad}`);
+			expect(res.status).toBe(422);
+			expect(res.body.data[0].field).toBe("currency");
+		}
+	});
+
+	const revenueOf = async (query: string) => {
+		const res = await admin(`/api/analytics/sales?interval=day&${query}`);
+		expect(res.status).toBe(200);
+		return res.body.map((r: any) => `${r.currency} ${r.orders} ${r.revenue}`);
+	};
+
+	test("a bound inside an hour is refused, naming it: the report would count the whole hour", async () => {
+		for (const [query, field] of [
+			["from=2025-03-03T02:00:00Z&to=2025-03-03T02:30:00Z", "to"],
+			["from=2025-03-03T02:30:00Z&to=2025-03-03T03:00:00Z", "from"],
+			["from=2025-03-03T02:30:00Z&to=2025-03-03T02:31:00Z", "from"],
+			// Local midnight in India is 18:30 UTC.
+			["from=2025-03-03T00:00:00%2B05:30&to=2025-03-04T00:00:00%2B05:30", "from"],
+		]) {
+			for (const report of ["sales", "top-products", "funnel"]) {
+				const res = await admin(`/api/analytics/${report}?${query}`);
+				expect({ report, query, status: res.status, field: res.body.data?.[0]?.field }).toEqual({ report, query, status: 422, field });
+				expect(res.body.message).toMatch(/whole hour.*counts by the hour/);
+			}
+		}
+	});
+
+	test("whole hours, dates and offsets that land on an hour: adjacent ranges add up to the whole", async () => {
+		expect(await revenueOf("from=2025-03-03T02:00:00Z&to=2025-03-03T03:00:00Z")).toEqual(["KRW 1 50000", "USD 1 36399"]);
+		expect(await revenueOf("from=2025-03-03T03:00:00Z&to=2025-03-03T04:00:00Z")).toEqual(["KWD 1 33331", "USD 1 4998"]);
+		expect(await revenueOf("from=2025-03-03T01:00:00Z&to=2025-03-03T02:00:00Z")).toEqual([]);
+		expect(await revenueOf("from=2025-03-03T02:00:00Z&to=2025-03-03T04:00:00Z")).toEqual(["KRW 1 50000", "KWD 1 33331", "USD 2 41397"]);
+		expect(await revenueOf(day)).toEqual(["KRW 1 50000", "KWD 1 33331", "USD 2 41397"]);
+		// 04:00+01:00 is 03:00Z.
+		expect(await revenueOf("from=2025-03-03T04:00:00%2B01:00&to=2025-03-03T04:00:00Z")).toEqual(["KWD 1 33331", "USD 1 4998"]);
+	});
+
+	test("a to at the end of year 9999 or later answers up to the last hour there is", async () => {
+		const control = await revenueOf("from=2025-03-01&to=9999-12-31");
+		expect(control).toEqual(["KRW 1 50000", "KWD 1 33331", "USD 2 41397"]);
+		for (const to of ["9999-12-31T23:59:59Z", "%2B010000-01-01T00:00:00Z", "%2B010000-01-01T01:00:00Z", "%2B275760-09-13T00:00:00Z"]) {
+			expect({ to, rows: await revenueOf(`from=2025-03-01&to=${to}`) }).toEqual({ to, rows: control });
+		}
+		const top = await admin("/api/analytics/top-products?from=2025-03-01&to=9999-12-31T23:59:59Z&currency=KRW");
+		expect(top.body.byRevenue).toEqual([{ productId: "p-socks", name: "Seoul Socks", revenue: 50_000, currency: "KRW" }]);
+	});
+});
+
 describe("analytics catches up with the orders and payments outboxes", () => {
 	let shop: Shop;
 	let svc: any;
 	const DAY = 24 * HOUR;
 	const twoDaysAgo = new Date(Date.now() - 2 * DAY);
 	const admin = (path: string) => shop.http.get(path, { token: adminToken() });
-	const around = (at: number) => `from=${encodeURIComponent(new Date(at - 2 * HOUR).toISOString())}&to=${encodeURIComponent(new Date(at + 2 * HOUR).toISOString())}`;
 	const sumOf = (rows: any[]) =>
 		rows.reduce((acc, r) => ({ orders: acc.orders + r.orders, cancelled: acc.cancelled + r.cancelled, refunded: acc.refunded + r.refunded, revenue: acc.revenue + r.revenue }), { orders: 0, cancelled: 0, refunded: 0, revenue: 0 });
-	const salesNow = async () => sumOf((await admin(`/api/analytics/sales?interval=week&${around(Date.now())}`)).body);
-	const salesThen = async () => sumOf((await admin(`/api/analytics/sales?interval=day&${around(twoDaysAgo.getTime())}`)).body);
+	const salesNow = async () => sumOf((await admin(`/api/analytics/sales?interval=week&${hoursAround(Date.now())}`)).body);
+	const salesThen = async () => sumOf((await admin(`/api/analytics/sales?interval=day&${hoursAround(twoDaysAgo.getTime())}`)).body);
 	const announce = (source: "orders" | "payments", event: string, payload: Record<string, unknown>, emittedAt?: Date) =>
 		shop.broker.call<string, any>(`${source}.announce`, { event, payload, emittedAt });
 
@@ -328,7 +418,7 @@ describe("analytics catches up with the orders and payments outboxes", () => {
 		expect(await salesThen()).toEqual({ orders: 1, cancelled: 0, refunded: 0, revenue: 2500 });
 		const stats: any = await shop.broker.call("analytics.flush");
 		expect(stats).toMatchObject({ counted: 8, rejected: 0 });
-		const funnel = (await admin(`/api/analytics/funnel?${around(Date.now())}`)).body;
+		const funnel = (await admin(`/api/analytics/funnel?${hoursAround(Date.now())}`)).body;
 		expect(funnel).toMatchObject({ checkoutStarted: 2, paid: 2 });
 	});
 
@@ -464,7 +554,7 @@ describe("analytics with the real shop services", () => {
 		expect(refund.status).toBeLessThan(300);
 
 		await shop.broker.call("analytics.flush");
-		const q = `from=${encodeURIComponent(new Date(Date.now() - 2 * HOUR).toISOString())}&to=${encodeURIComponent(new Date(Date.now() + 2 * HOUR).toISOString())}`;
+		const q = hoursAround(Date.now());
 		const sales = await http.get(`/api/analytics/sales?interval=week&${q}`, { token: adminTok });
 		expect(sales.status).toBe(200);
 		const sum = (field: string) => sales.body.reduce((s: number, r: any) => s + r[field], 0);
@@ -551,7 +641,7 @@ describe("analytics counts each event once in every counter, wherever a batch is
 
 	/** The three reports, from the actions (the gateway's routes to a restarted service come back after a debounce). */
 	async function reports(shop: Shop) {
-		const range = { from: new Date(Date.now() - 2 * HOUR), to: new Date(Date.now() + 2 * HOUR) };
+		const range = { from: new Date(Math.floor(Date.now() / HOUR) * HOUR - 2 * HOUR), to: new Date(Math.ceil(Date.now() / HOUR) * HOUR + 2 * HOUR) };
 		const rows = await shop.broker.call<any[], any>("analytics.sales", { ...range, interval: "week" });
 		// Summed over the rows: the story may straddle the turn of a week.
 		const sales = rows.reduce(

@@ -131,7 +131,7 @@ describe("checkout", () => {
 		expect(names).toEqual(expect.arrayContaining(["payment.succeeded", "order.created", "order.confirmed"]));
 		const confirmed = recorder.events.find((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)!.payload;
 		expect(confirmed).toMatchObject({ orderId: order.id, number: order.number, userId: c.userId, status: "confirmed", total: 5998, currency: "USD", eventId: expect.any(String) });
-		expect(confirmed.items).toEqual([{ productId: v.productId, variantId: v.variantId, name: expect.any(String), quantity: 2, unitPrice: 2999, lineTotal: 5998 }]);
+		expect(confirmed.items).toEqual([{ productId: v.productId, variantId: v.variantId, name: expect.any(String), variantName: "One size", quantity: 2, unitPrice: 2999, lineTotal: 5998 }]);
 
 		expect(await eventTypes(order.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
 		const list = await shop.http.get("/api/orders", { token: c.token });

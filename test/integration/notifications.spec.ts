@@ -61,7 +61,7 @@ function orderPayload(orderId: string, userId: string, extra: Record<string, unk
 		userId,
 		status: "confirmed",
 		items: [
-			{ productId: "p1", variantId: "v1", name: "Tee <b>bold</b>", quantity: 2, unitPrice: 1_250, lineTotal: 2_500 },
+			{ productId: "p1", variantId: "v1", name: "Tee <b>bold</b>", variantName: "Red & <i>L</i>", quantity: 2, unitPrice: 1_250, lineTotal: 2_500 },
 			{ productId: "p2", variantId: "v2", name: "Cap", quantity: 1, unitPrice: 999, lineTotal: 999 },
 		],
 		subtotal: 3_499,
@@ -200,8 +200,12 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		expect(mail.subject).toBe("Order SO-o1 confirmed");
 		expect(mail.html).toContain("Hi Ann &lt;script&gt;alert(1)&lt;/script&gt;,");
 		expect(mail.html).not.toContain("<script>");
-		expect(mail.html).toContain("<td>Tee &lt;b&gt;bold&lt;/b&gt;</td><td align=\"right\">$25.00</td>");
-		expect(mail.text).toContain("- 2 x Tee <b>bold</b>: $25.00\n- 1 x Cap: $9.99\n");
+		expect(mail.html).toContain("<td>Tee &lt;b&gt;bold&lt;/b&gt; (Red &amp; &lt;i&gt;L&lt;/i&gt;)</td><td align=\"right\">$25.00</td>");
+		expect(mail.html).toContain("<td>Cap</td>");
+		expect(mail.text).toContain("- 2 x Tee <b>bold</b> (Red & <i>L</i>): $25.00\n- 1 x Cap: $9.99\n");
+		// A link to the order, under STOREFRONT_URL like the account links.
+		expect(mail.text).toContain("\n\nView your order: http://localhost:3000/orders/o1\n");
+		expect(mail.html).toContain('<p><a href="http://localhost:3000/orders/o1">View your order</a></p>');
 		expect(mail.text).toContain("Discount: -$5.00\nShipping: $4.99\nTotal: $34.98");
 		const verify = delivered.find((m) => m.to === "bob@example.com" && m.subject === "Confirm your email address")!;
 		expect(verify.text).toContain("http://localhost:3000/verify-email?token=tok%2Fen%2B1");
@@ -219,6 +223,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		// Order news carries no link: its body stays whole.
 		const order = await svc.db.notifications.findOne({ template: "order-confirmed", channel: "email" });
 		expect(order.text).toContain("- 2 x Tee <b>bold</b>");
+		expect(order.text).toContain("http://localhost:3000/orders/o1");
 		expect(order.linkRemovedAt).toBeUndefined();
 	});
 
@@ -244,19 +249,26 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		expect((await shop.http.get("/api/notifications?status=lost", { token: admin })).status).toBe(422);
 	});
 
-	test("delivered, cancelled, refunded; processing and unknown users send nothing", async () => {
+	test("delivered, cancelled, refunded; processing, unknown users and a cancellation's own refund send nothing", async () => {
 		const before = (await listAll()).total;
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: orderPayload("o2", "u-bob", { to: "processing", from: "confirmed" }) });
 		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("o3", "u-gone") });
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: orderPayload("o1", "u-bob", { to: "delivered", from: "shipped" }) });
-		await shop.broker.call("orders.announce", { event: "order.cancelled", payload: orderPayload("o4", "u-bob", { status: "cancelled", reason: "customer", refundedAmount: 3_498 }) });
-		await shop.broker.call("payments.announce", { event: "payment.refunded", payload: { orderId: "o4", paymentId: "pay1", refundId: "r1", userId: "u-bob", amount: 3_498, currency: "USD", totalRefunded: 3_498 } });
+		// A customer's cancel of a paid order: orders refunds it (reason: the cancel's), then announces the cancel, which states the refund.
+		await shop.broker.call("payments.announce", { event: "payment.refunded", payload: { orderId: "o4", number: "SO-o4", paymentId: "pay1", refundId: "r1", userId: "u-bob", amount: 3_498, currency: "USD", totalRefunded: 3_498, reason: "customer_request" } });
+		await shop.broker.call("orders.announce", { event: "order.cancelled", payload: orderPayload("o4", "u-bob", { status: "cancelled", reason: "customer_request", refundedAmount: 3_498 }) });
+		// An admin's refund on its own is news of its own.
+		await shop.broker.call("payments.announce", { event: "payment.refunded", payload: { orderId: "o5", number: "SO-o5", paymentId: "pay5", refundId: "r5", userId: "u-bob", amount: 1_000, currency: "USD", totalRefunded: 1_000, reason: "damaged in transit" } });
 		const rows = (await waitFor(listAll, (b) => b.total === before + 3)).rows;
 		expect(rows.slice(0, 3).map((m: any) => m.template).sort()).toEqual(["order-cancelled", "order-delivered", "payment-refunded"]);
 		const cancelled = await svc.db.notifications.findOne({ template: "order-cancelled" });
 		expect(cancelled.text).toContain("In all, $34.98 of this order has been refunded to your payment method");
-		const refund = await svc.db.notifications.findOne({ template: "payment-refunded" });
-		expect(refund.subject).toBe("Refund of $34.98 issued");
+		const refunds = await svc.db.notifications.find({ template: "payment-refunded" });
+		expect(refunds.map((m: any) => m.subject)).toEqual(["Refund of $10.00 issued"]);
+		expect(refunds[0].text).toContain("for order SO-o5");
+		// Both refunds handled, the cancellation's without a message.
+		await waitFor(() => svc.outboxCursors.findById("payments"), (c: any) => c?.seq === 2);
+		expect(await svc.db.notification_events.count({ event: "payment.refunded" })).toBe(2);
 		await sleep(200);
 		expect((await listAll()).total).toBe(before + 3);
 		// Every event counts as handled, the ones that needed no message too.
@@ -507,7 +519,10 @@ describe("notifications with the real users, products, cart, orders and payments
 		]);
 		const confirmed = await svc.db.notifications.findOne({ template: "order-confirmed", channel: "email" });
 		expect(confirmed.subject).toBe(`Order ${order.body.number} confirmed`);
-		expect(confirmed.text).toContain("- 2 x Notify Mug: $25.00");
+		// The variant's name comes with the order's event.
+		expect(confirmed.text).toContain("- 2 x Notify Mug (One size): $25.00");
+		expect(confirmed.html).toContain("<td>Notify Mug (One size)</td>");
+		expect(confirmed.text).toContain(`View your order: http://localhost:3000/orders/${order.body.id}\n`);
 
 		// The link as it went out (here: outboxed, as in development's log); the stored copy has none left.
 		const verify = delivered.find((m) => m.to === "real-buyer@example.com" && /verify-email\?token=/.test(m.text))!;
@@ -525,5 +540,50 @@ describe("notifications with the real users, products, cart, orders and payments
 		expect(shippedSms.text).toContain("Tracking: TRACK-42");
 		await sleep(300);
 		expect((await mine()).body.total).toBe(5);
+	}, 60_000);
+
+	test("a customer's cancel of a paid order tells of its refund once, in the cancel message; an admin's refund has its own", async () => {
+		const svc = shop.broker.getLocalService("notifications") as any;
+		const reg = await shop.http.post("/api/auth/register", { email: "cancel-buyer@example.com", password: "Corr3ct-Horse-Battery", firstName: "Cora" });
+		const token: string = reg.body.accessToken;
+		expect((await shop.http.patch("/api/me", { phone: "+14155550124" }, { token })).status).toBe(200);
+		const address = await shop.http.post("/api/me/addresses", { type: "shipping", line1: "2 Main St", city: "Springfield", postalCode: "12345", country: "US" }, { token });
+		const product = await shop.http.post("/api/products", { name: "Cancel Lamp", price: 3_000, currency: "USD", variants: [{ sku: `CL-${process.pid}`, name: "Brass", stock: 5 }] }, { token: adminToken });
+		const buy = async (key: string) => {
+			expect((await shop.http.post("/api/cart/items", { variantId: product.body.variants[0].id, quantity: 1 }, { token })).status).toBe(201);
+			const res = await shop.http.post("/api/orders", { shippingAddressId: address.body.id, paymentMethod: { type: "card", token: "pm_card_visa" } }, { token, headers: { "Idempotency-Key": key } });
+			expect(res.status).toBe(201);
+			return res.body;
+		};
+		const kept = await buy(`kept-${process.pid}`);
+		const cancelled = await buy(`cancelled-${process.pid}`);
+		const cancel = await shop.http.post(`/api/orders/${cancelled.id}/cancel`, {}, { token });
+		expect(cancel.body).toMatchObject({ status: "cancelled", refundedAmount: cancelled.total });
+		expect((await shop.http.post(`/api/orders/${kept.id}/refund`, { amount: 500, reason: "scratched base" }, { token: adminToken })).status).toBeLessThan(300);
+
+		// Both refunds handled, the cancellation's without a message of its own.
+		await waitFor(() => svc.db.notification_events.count({ event: "payment.refunded" }), (n: number) => n === 2, 10_000);
+		await waitFor(() => svc.db.notification_events.count({ event: "order.cancelled" }), (n: number) => n === 1, 10_000);
+		await sleep(300);
+		const rows = (await shop.http.get("/api/me/notifications?pageSize=50", { token })).body.rows;
+		expect(rows.map((m: any) => `${m.template}/${m.channel}`).sort()).toEqual([
+			"order-cancelled/email",
+			"order-cancelled/sms",
+			"order-confirmed/email",
+			"order-confirmed/email",
+			"order-confirmed/sms",
+			"order-confirmed/sms",
+			"payment-refunded/email",
+			"payment-refunded/sms",
+			"verify-email/email",
+		]);
+		const total = `$${(cancelled.total / 100).toFixed(2)}`;
+		const cancelMail = await svc.db.notifications.findOne({ template: "order-cancelled", channel: "email", recipient: "cancel-buyer@example.com" });
+		expect(cancelMail.text).toContain(`Your order ${cancelled.number} was cancelled.\nIn all, ${total} of this order has been refunded`);
+		const cancelSms = await svc.db.notifications.findOne({ template: "order-cancelled", channel: "sms", recipient: "+14155550124" });
+		expect(cancelSms.text).toContain(`Refunded in all: ${total}`);
+		const refundMail = await svc.db.notifications.findOne({ template: "payment-refunded", channel: "email", recipient: "cancel-buyer@example.com" });
+		expect(refundMail.subject).toBe("Refund of $5.00 issued");
+		expect(refundMail.text).toContain(`for order ${kept.number}`);
 	}, 60_000);
 });

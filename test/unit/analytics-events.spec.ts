@@ -195,6 +195,42 @@ describe("reports", () => {
 		expect(top.byRevenue.map((r) => r.productId)).toEqual(["p3"]);
 	});
 
+	describe("top products by revenue never ranks one currency against another", () => {
+		// ₩50,000 (about $36) is 50000 minor units, $363.99 is 36399, KWD 33.331 is 33331.
+		const mixed: HourlyCounter[] = [
+			c("h1", "product_revenue", "socks|KRW", 50_000, { productId: "socks", currency: "KRW", name: "Seoul Socks" }),
+			c("h1", "product_revenue", "watch|USD", 36_399, { productId: "watch", currency: "USD", name: "Watch" }),
+			c("h1", "product_revenue", "tee|USD", 2_499, { productId: "tee", currency: "USD" }),
+			c("h2", "product_revenue", "tee|USD", 2_499, { productId: "tee", currency: "USD" }),
+			c("h1", "product_revenue", "lamp|KWD", 33_331, { productId: "lamp", currency: "KWD" }),
+			c("h1", "product_revenue", "tee|EUR", 1_999, { productId: "tee", currency: "EUR" }),
+			c("h1", "product_revenue", "mug|USD", 1_250, { productId: "mug", currency: "USD" }),
+			c("h1", "units", "socks", 1, { productId: "socks", name: "Seoul Socks" }),
+			c("h1", "units", "watch", 1, { productId: "watch", name: "Watch" }),
+		];
+
+		test("without a currency: the top `limit` of each currency, grouped by currency", () => {
+			expect(topProductsReport(mixed, 1).byRevenue).toEqual([
+				{ productId: "tee", name: null, revenue: 1_999, currency: "EUR" },
+				{ productId: "socks", name: "Seoul Socks", revenue: 50_000, currency: "KRW" },
+				{ productId: "lamp", name: null, revenue: 33_331, currency: "KWD" },
+				{ productId: "watch", name: "Watch", revenue: 36_399, currency: "USD" },
+			]);
+			expect(topProductsReport(mixed, 2).byRevenue.map((r) => `${r.currency} ${r.productId}`)).toEqual(["EUR tee", "KRW socks", "KWD lamp", "USD watch", "USD tee"]);
+		});
+
+		test("with a currency: only its rows, its top `limit`; units are counted whatever the currency", () => {
+			const usd = topProductsReport(mixed, 2, "USD");
+			expect(usd.byRevenue).toEqual([
+				{ productId: "watch", name: "Watch", revenue: 36_399, currency: "USD" },
+				{ productId: "tee", name: null, revenue: 4_998, currency: "USD" },
+			]);
+			expect(usd.byUnits).toEqual(topProductsReport(mixed, 2).byUnits);
+			expect(usd.byUnits.map((r) => r.productId)).toEqual(["socks", "watch"]);
+			expect(topProductsReport(mixed, 5, "JPY").byRevenue).toEqual([]);
+		});
+	});
+
 	test("funnel counts and rates; a zero step gives rate 0, not NaN", () => {
 		const f = funnelReport([
 			c("h", "funnel", "views", 200),

@@ -1,10 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import {
-	LINK_REMOVED, NOTIFICATION_KINDS, dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, toE164, withOpenedTokens,
+	CANCELLATION_REFUND_REASONS, LINK_REMOVED, NOTIFICATION_KINDS, dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, toE164, withOpenedTokens,
 	withoutOneTimeLinks, type Contact, type NotificationKind,
 } from "../../lib/notification-plan";
 import { renderTemplate } from "../../lib/template-render";
+import { FOLLOW_UPS_AFTER, refundOwed, type Order } from "../../lib/order-state";
 
 const contact = (over: Partial<Contact> = {}): Contact => ({ userId: "u1", email: "Ann@Example.com ", phone: null, firstName: "Ann", ...over });
 const links = { shopName: "Shop", storefrontUrl: "https://shop.example/" };
@@ -20,8 +21,31 @@ describe("notification plan", () => {
 		["order.cancelled", {}, "order-cancelled"],
 		["payment.refunded", {}, "payment-refunded"],
 		["payment.succeeded", {}, null],
+		// The refund of a cancellation: the order.cancelled message states it ("In all, $X refunded").
+		["payment.refunded", { reason: "customer_request" }, null],
+		["payment.refunded", { reason: "cancelled_by_shop" }, null],
+		["payment.refunded", { reason: "payment_failed" }, null],
+		["payment.refunded", { reason: "payment_timeout" }, null],
+		// Refunds whose cancellation message never states them: announced on their own.
+		["payment.refunded", { reason: "order_cancelled", sale: false }, "payment-refunded"],
+		["payment.refunded", { reason: "checkout_failed", sale: false }, "payment-refunded"],
+		["payment.refunded", { reason: "cancelled" }, "payment-refunded"],
+		["payment.refunded", { reason: "damaged in transit" }, "payment-refunded"],
+		["payment.refunded", { reason: "Refunded at the payment provider" }, "payment-refunded"],
+		["payment.refunded", { reason: null }, "payment-refunded"],
 	])("%s %j → %s", (event, payload, kind) => {
 		expect(kindFor(event, payload)).toBe(kind);
+	});
+
+	test("the refund orders makes for a cancellation (before announcing it) gets no message; a late payment's refund (after) does", () => {
+		const order = (over: Partial<Order>) => ({ id: "o1", paidAmount: 2599, refundedAmount: 0, confirmedAt: new Date(), cancelReason: "customer_request", ...over }) as Order;
+		// The follow-ups of a cancellation refund before they announce it: its message states the refund.
+		for (const list of [FOLLOW_UPS_AFTER.cancelled, FOLLOW_UPS_AFTER.paymentNotCompleted]) expect(list.indexOf("refund")).toBeLessThan(list.indexOf("announceCancelled"));
+		for (const cancelReason of ["customer_request", "cancelled_by_shop", "payment_failed", "payment_timeout"]) {
+			expect(CANCELLATION_REFUND_REASONS.has(cancelReason)).toBe(true);
+			expect(kindFor("payment.refunded", { reason: refundOwed(order({ cancelReason }), "refund")!.reason })).toBeNull();
+		}
+		expect(kindFor("payment.refunded", { reason: refundOwed(order({}), "refundLatePayment")!.reason })).toBe("payment-refunded");
 	});
 
 	test.each([
@@ -91,11 +115,67 @@ describe("notification plan", () => {
 		expect(
 			templateVars("order-confirmed", { number: "SO-1", items: [{ name: "Tee", quantity: 2, lineTotal: 2500 }], subtotal: 2500, discount: 0, shipping: 499, total: 2999, currency: "EUR" }, contact(), links),
 		).toMatchObject({ orderNumber: "SO-1", items: [{ name: "Tee", quantity: 2, lineTotal: "€25.00" }], subtotal: "€25.00", discount: "", shipping: "€4.99", total: "€29.99" });
-		expect(templateVars("order-shipped", { orderId: "o1" }, contact(), links)).toMatchObject({ orderNumber: "o1", trackingNumber: "" });
+		expect(templateVars("order-shipped", { orderId: "o1" }, contact(), links)).toMatchObject({ orderNumber: "o1", trackingNumber: "", orderUrl: "https://shop.example/orders/o1" });
 		expect(templateVars("order-cancelled", { number: "SO-2", refundedAmount: 0, currency: "USD" }, contact(), links)).toMatchObject({ refundedAmount: "" });
 		expect(templateVars("payment-refunded", { amount: 1050, totalRefunded: 2000, currency: "USD" }, contact(), links)).toMatchObject({ amount: "$10.50", totalRefunded: "$20.00", orderNumber: "" });
 		// Money that is not whole cents is not shown as if it were.
 		expect(templateVars("payment-refunded", { amount: 10.5, currency: "USD" }, contact(), links)).toMatchObject({ amount: "" });
+	});
+});
+
+describe("order messages", () => {
+	const read = (kind: NotificationKind, suffix: string) => fs.readFileSync(path.join(__dirname, "../../templates/notifications", kind + suffix), "utf8");
+	const render = (kind: NotificationKind, payload: Record<string, any>, storefrontUrl = "https://shop.example.com/store/") => {
+		const vars = templateVars(kind, payload, contact(), { shopName: "Shop", storefrontUrl });
+		return { html: renderTemplate(read(kind, ".html"), vars, "html"), text: renderTemplate(read(kind, ".txt"), vars, "text"), sms: renderTemplate(read(kind, ".sms.txt"), vars, "text") };
+	};
+	const confirmed = {
+		orderId: "o-1",
+		number: "SO-1",
+		currency: "USD",
+		items: [
+			{ name: "Coastal Ocean Print", variantName: "A1", quantity: 1, lineTotal: 2799 },
+			{ name: "Coastal Ocean Print", variantName: "A2 <matte> & \"framed\"", quantity: 1, lineTotal: 1799 },
+			{ name: "Gift card", quantity: 1, lineTotal: 1000 },
+			{ name: "Sticker", variantName: "", quantity: 2, lineTotal: 200 },
+		],
+		subtotal: 5798,
+		discount: 0,
+		shipping: 0,
+		total: 5798,
+	};
+
+	test("the confirmation names each line's variant when it has one, escaped in html", () => {
+		const { text, html } = render("order-confirmed", confirmed);
+		expect(text).toContain(
+			"- 1 x Coastal Ocean Print (A1): $27.99\n- 1 x Coastal Ocean Print (A2 <matte> & \"framed\"): $17.99\n- 1 x Gift card: $10.00\n- 2 x Sticker: $2.00\n",
+		);
+		expect(html).toContain("<td>Coastal Ocean Print (A1)</td>");
+		expect(html).toContain("<td>Coastal Ocean Print (A2 &lt;matte&gt; &amp; &quot;framed&quot;)</td>");
+		expect(html).toContain("<td>Gift card</td>");
+		expect(html).toContain("<td>Sticker</td>");
+	});
+
+	test.each<[NotificationKind, Record<string, any>]>([
+		["order-confirmed", confirmed],
+		["order-shipped", { orderId: "o-1", number: "SO-1", trackingNumber: "1Z" }],
+		["order-delivered", { orderId: "o-1", number: "SO-1" }],
+		["order-cancelled", { orderId: "o-1", number: "SO-1", refundedAmount: 5798, currency: "USD" }],
+		["payment-refunded", { orderId: "o-1", number: "SO-1", amount: 500, totalRefunded: 500, currency: "USD" }],
+	])("%s links to the order in STOREFRONT_URL, in text and html (not by SMS)", (kind, payload) => {
+		for (const base of ["https://shop.example.com/store/", "https://shop.example.com/store"]) {
+			const { text, html, sms } = render(kind, payload, base);
+			expect(text).toMatch(/\n\nView your order: https:\/\/shop\.example\.com\/store\/orders\/o-1\n$/);
+			expect(html).toContain('<p><a href="https://shop.example.com/store/orders/o-1">View your order</a></p>');
+			expect(sms).not.toContain("/orders/");
+		}
+	});
+
+	test("an order id is one path segment of the link; without one there is no link", () => {
+		expect(templateVars("order-delivered", { orderId: "a/b?c" }, contact(), links)).toMatchObject({ orderUrl: "https://shop.example/orders/a%2Fb%3Fc" });
+		const { text, html } = render("payment-refunded", { amount: 500, totalRefunded: 500, currency: "USD" });
+		expect(text).not.toContain("View your order");
+		expect(html).not.toContain("View your order");
 	});
 });
 

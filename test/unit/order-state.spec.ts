@@ -133,7 +133,7 @@ describe("follow-ups", () => {
 			userId: "u1",
 			status: "cancelled",
 			paymentStatus: "succeeded",
-			items: [{ productId: "p1", variantId: "v1", sku: "S", name: "Thing", quantity: 2, unitPrice: 1000, lineTotal: 2000 }],
+			items: [{ productId: "p1", variantId: "v1", sku: "S", name: "Thing", variantName: "Blue", quantity: 2, unitPrice: 1000, lineTotal: 2000 }],
 			subtotal: 2000,
 			discount: 0,
 			shipping: 599,
@@ -177,7 +177,8 @@ describe("follow-ups", () => {
 		const a = announcementEvent(order(over), what);
 		expect(a.event).toBe(event);
 		expect(a.payload).toMatchObject({ orderId: "o1", number: "SH-250101-0001", userId: "u1", total: 2599, ...fields });
-		expect(a.payload.items).toEqual([{ productId: "p1", variantId: "v1", name: "Thing", quantity: 2, unitPrice: 1000, lineTotal: 2000 }]);
+		// The variant's name too: order messages say which one was bought.
+		expect(a.payload.items).toEqual([{ productId: "p1", variantId: "v1", name: "Thing", variantName: "Blue", quantity: 2, unitPrice: 1000, lineTotal: 2000 }]);
 	});
 
 	test.each([
