@@ -70,12 +70,35 @@ function loadMongoose(): typeof import("mongoose") {
 export function buildMongooseSchema(spec: CollectionSpec): Schema {
 	const mongoose = loadMongoose();
 	// strict: false keeps fields a service adds later; declared fields are still cast and validated.
-	const schema = new mongoose.Schema({ _id: { type: String, default: newId }, ...spec.fields }, { versionKey: false, strict: false });
+	// strictQuery: false keeps every filter condition. moleculer-db-adapter-mongoose sets strictQuery
+	// globally, which drops conditions on undeclared fields: the orders' compare-and-set guards
+	// ("saga.state", followUpLease, "refunds.<id>" $exists) went, and each refund was counted twice.
+	const schema = new mongoose.Schema({ _id: { type: String, default: newId }, ...spec.fields }, { versionKey: false, strict: false, strictQuery: false });
 	for (const idx of spec.indexes ?? []) {
-		schema.index(idx.fields, { unique: idx.unique, sparse: idx.sparse, expireAfterSeconds: idx.expireAfterSeconds });
+		// Only the options set: the driver sends an undefined one as null, which MongoDB 6+ refuses
+		// ("sparse: null is not convertible to bool"), and createIndexes failed every start.
+		const options = Object.fromEntries(Object.entries({ unique: idx.unique, sparse: idx.sparse, expireAfterSeconds: idx.expireAfterSeconds }).filter(([, v]) => v !== undefined));
+		schema.index(idx.fields, options);
 	}
 	return schema;
 }
+
+/**
+ * The one MongoDB connection of the process (the adapter uses mongoose's default connection for
+ * every collection), closed when the last collection using it lets go: each collection closing it
+ * at its service's stop cut off the others' last writes (analytics flushing, a message being sent).
+ */
+export const sharedMongoConnection = {
+	users: 0,
+	acquire(): void {
+		this.users++;
+	},
+	/** Runs `close` when this was the last user. */
+	async release(close: () => Promise<unknown>): Promise<void> {
+		if (this.users > 0 && --this.users > 0) return;
+		await close();
+	},
+};
 
 /** Translates our `id` to the stored `_id` in queries and documents. */
 function toStored(obj: Query): Query {
@@ -221,6 +244,7 @@ class NedbBackend implements Backend {
 class MongoBackend implements Backend {
 	model!: Model<any>;
 	private adapter: any;
+	private connected = false;
 	constructor(private name: string, private spec: CollectionSpec, private uri: string) {}
 
 	open() {}
@@ -231,12 +255,17 @@ class MongoBackend implements Backend {
 		this.adapter = new MongooseDbAdapter(this.uri);
 		this.adapter.init(null, { schema: { model }, settings: {}, logger: console });
 		await this.adapter.connect();
+		sharedMongoConnection.acquire();
+		this.connected = true;
 		this.model = this.adapter.model;
 		// Unique indexes must exist before the first write relies on them.
 		await this.model.createIndexes();
 	}
 	async disconnect() {
-		await this.adapter?.disconnect().catch(() => undefined);
+		if (!this.connected) return;
+		this.connected = false;
+		const adapter = this.adapter;
+		await sharedMongoConnection.release(() => adapter.disconnect()).catch(() => undefined);
 	}
 	async insert(docs: Query[]) {
 		const res = await this.model.insertMany(docs, { ordered: true });

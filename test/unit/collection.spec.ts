@@ -1,5 +1,5 @@
 /** The collection wrapper on NeDB (in memory): ids, unique indexes, atomic conditional updates. */
-import { Collection, buildMongooseSchema } from "../../mixins/collection";
+import { Collection, buildMongooseSchema, sharedMongoConnection } from "../../mixins/collection";
 
 describe("Collection (NeDB)", () => {
 	let items: Collection;
@@ -37,9 +37,36 @@ describe("Collection (NeDB)", () => {
 		expect(await items.count({ stock: { $gt: 1 } })).toBe(2);
 	});
 
-	test("the mongoose schema declares the same indexes", () => {
-		const schema = buildMongooseSchema({ fields: { sku: String }, indexes: [{ fields: { sku: 1 }, unique: true }] });
-		expect(schema.indexes()).toEqual([[{ sku: 1 }, expect.objectContaining({ unique: true })]]);
+	test("the mongoose schema declares the same indexes, with only the options set (MongoDB refuses a null one)", () => {
+		const schema = buildMongooseSchema({ fields: { sku: String }, indexes: [{ fields: { sku: 1 }, unique: true }, { fields: { at: 1 }, expireAfterSeconds: 60 }] });
+		expect(schema.indexes()).toEqual([
+			[{ sku: 1 }, expect.objectContaining({ unique: true })],
+			[{ at: 1 }, expect.objectContaining({ expireAfterSeconds: 60 })],
+		]);
+		for (const [, options] of schema.indexes()) expect(Object.values(options).filter((v) => v === undefined || v === null)).toEqual([]);
+		expect(schema.indexes()[0][1]).not.toHaveProperty("sparse");
+		expect(schema.indexes()[0][1]).not.toHaveProperty("expireAfterSeconds");
 		expect(schema.path("_id").instance).toBe("String");
+	});
+
+	test("on MongoDB a filter keeps its conditions on fields the schema does not declare, though the adapter turns strictQuery on", () => {
+		// What MongoBackend.connect loads: the adapter sets mongoose's strictQuery globally.
+		require("moleculer-db-adapter-mongoose");
+		const mongoose = require("mongoose");
+		const model = mongoose.model(`guarded_${Date.now()}`, buildMongooseSchema({ fields: { status: String } }));
+		const filter = { _id: "o1", status: "pending", "saga.state": "running", followUpLease: null, "refunds.r1": { $exists: false } };
+		const query = model.find(filter);
+		query.cast(model);
+		expect(query.getFilter()).toEqual(filter);
+	});
+
+	test("the shared MongoDB connection is closed by the last collection to let go, not the first", async () => {
+		const closed: string[] = [];
+		sharedMongoConnection.acquire();
+		sharedMongoConnection.acquire();
+		await sharedMongoConnection.release(async () => closed.push("first"));
+		expect(closed).toEqual([]);
+		await sharedMongoConnection.release(async () => closed.push("last"));
+		expect(closed).toEqual(["last"]);
 	});
 });
