@@ -18,7 +18,7 @@ import { redisClientOptions } from "./adapters/redis-connection";
 const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
 
 function cacherOptions(cfg: ShopConfig): BrokerOptions["cacher"] {
-	const redis = cfg.cacher?.startsWith("redis://") ? cfg.cacher : cfg.redisUrl;
+	const redis = cfg.cacher && cfg.cacher !== "Memory" ? cfg.cacher : cfg.redisUrl;
 	if (redis && cfg.cacher !== "Memory") {
 		// Fail fast while Redis is down (adapters/redis-connection.ts): a cached call is a 503 within a second, not a wait of tens.
 		return new ShopRedisCacher({ prefix: `${cfg.namespace || "shop"}-cache`, ttl: 300, redis: redisClientOptions(redis) as any });
@@ -154,11 +154,12 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
  * would turn metrics on, and CACHER=Memory would replace the bounded, expiring cache built above with
  * an unbounded one. What readConfig made of them is what counts, so the runner is handed that:
  * the boolean as it reads booleans, and no CACHER at all, since the cacher option is built from it.
- * (TRANSPORTER, NAMESPACE, NODEID and LOGLEVEL are taken raw both ways.)
+ * LOGLEVEL is handed over in lower case, as read. (TRANSPORTER, NAMESPACE and NODEID are taken raw both ways.)
  */
 export function handRunnerTheReadValues(env: NodeJS.ProcessEnv, cfg: ShopConfig): void {
 	if (env.METRICS_ENABLED) env.METRICS_ENABLED = String(cfg.metricsEnabled);
 	if (env.CACHER) env.CACHER = "";
+	if (env.LOGLEVEL) env.LOGLEVEL = cfg.logLevel;
 }
 
 const config = buildBrokerConfig();

@@ -163,22 +163,24 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		healthPort: healthPortSetting(env.HEALTH_PORT),
 		...heartbeatSettings(env),
 		metricsEnabled: booleanSetting("METRICS_ENABLED", env.METRICS_ENABLED, !isTest),
-		dataDir: path.resolve(env.DATA_DIR ?? "./data"),
-		namespace: env.NAMESPACE ?? "",
+		// Empty is unset: DATA_DIR= wrote the files into the working directory, and a later start without it found an empty shop.
+		dataDir: path.resolve(nonEmpty(env.DATA_DIR) ?? "./data"),
+		namespace: nonEmpty(env.NAMESPACE) ?? "",
 		nodeID: env.NODEID || undefined,
 		transporter: env.TRANSPORTER || undefined,
 		redisUrl: env.REDIS_URL || undefined,
-		cacher: env.CACHER || undefined,
+		cacher: cacherSetting(env.CACHER),
 		mongoUri: env.MONGO_URI || undefined,
 		elasticsearchUrl: env.ELASTICSEARCH_URL || undefined,
-		logLevel: env.LOGLEVEL ?? (isTest ? "warn" : "info"),
+		logLevel: logLevelSetting(env.LOGLEVEL, isTest ? "warn" : "info"),
 		requestTimeout: wholeNumberSetting("REQUEST_TIMEOUT", env.REQUEST_TIMEOUT, 10_000, MS()),
 		shutdownTimeout: wholeNumberSetting("SHUTDOWN_TIMEOUT", env.SHUTDOWN_TIMEOUT, 10_000, MS()),
 		// How long a call waits for a node of its service to come back (a restart) before it fails with 503; 0 never waits.
 		serviceWaitMs: wholeNumberSetting("SERVICE_WAIT_TIMEOUT", env.SERVICE_WAIT_TIMEOUT, 5000, MS("never waits")),
-		tracing: env.TRACE_EXPORTER || (env.NODE_ENV === "development" ? "console" : undefined),
-		zipkinUrl: env.ZIPKIN_URL ?? "http://localhost:9411",
-		corsOrigins: env.CORS_ORIGINS ?? "*",
+		tracing: traceExporterSetting(env.TRACE_EXPORTER) ?? (env.NODE_ENV === "development" ? "console" : undefined),
+		zipkinUrl: nonEmpty(env.ZIPKIN_URL) ?? "http://localhost:9411",
+		// Empty is unset: CORS_ORIGINS= allowed no origin at all (403 to every browser request).
+		corsOrigins: nonEmpty(env.CORS_ORIGINS) ?? "*",
 		rateLimit: wholeNumberSetting("RATE_LIMIT", env.RATE_LIMIT, 600, PER_MINUTE),
 		authRateLimit: wholeNumberSetting("AUTH_RATE_LIMIT", env.AUTH_RATE_LIMIT, 30, PER_MINUTE),
 		trustProxy: trustedProxyHops(env.TRUST_PROXY),
@@ -200,6 +202,46 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 }
 
 export type ShopConfig = ReturnType<typeof readConfig>;
+
+/** A setting's value, or undefined when unset or blank ("empty counts as unset"). */
+export function nonEmpty(value: string | undefined): string | undefined {
+	return value == null || value.trim() === "" ? undefined : value.trim();
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
+
+/** Whether a logger set to `configured` prints lines of `level`. */
+export function logShows(configured: string, level: string): boolean {
+	return LOG_LEVELS.indexOf(level) <= LOG_LEVELS.indexOf(configured);
+}
+
+/** LOGLEVEL: one of Moleculer's levels; anything else logged nothing at all (LOGLEVEL=verbose). */
+function logLevelSetting(value: string | undefined, fallback: string): string {
+	const v = nonEmpty(value)?.toLowerCase();
+	if (v === undefined) return fallback;
+	if (!LOG_LEVELS.includes(v)) refuse("LOGLEVEL", value, `one of ${LOG_LEVELS.join(", ")}`);
+	return v;
+}
+
+const TRACE_EXPORTERS = ["console", "zipkin", "jaeger", "event"];
+
+/** TRACE_EXPORTER: a comma list of exporters; a misspelt one traced every call and exported nothing. */
+function traceExporterSetting(value: string | undefined): string | undefined {
+	const v = nonEmpty(value);
+	if (v === undefined) return undefined;
+	const kinds = v.split(",").map((k) => k.trim().toLowerCase());
+	if (kinds.some((k) => !TRACE_EXPORTERS.includes(k))) refuse("TRACE_EXPORTER", value, `a comma list of ${TRACE_EXPORTERS.join(", ")}`);
+	return kinds.join(",");
+}
+
+/** CACHER: `Memory`, or a Redis URL (redis:// or, with TLS, rediss://); anything else fell back to memory unseen. */
+function cacherSetting(value: string | undefined): string | undefined {
+	const v = nonEmpty(value);
+	if (v === undefined) return undefined;
+	if (v.toLowerCase() === "memory") return "Memory";
+	if (!/^rediss?:\/\/./i.test(v)) refuse("CACHER", value, "Memory, or a Redis URL (redis://host:6379 or rediss:// for TLS)");
+	return v;
+}
 
 /** SHIPPING_RATES (see parseShippingRates); unset or empty: none. */
 function shippingRatesSetting(value: string | undefined): ShippingRates["byCurrency"] {

@@ -83,6 +83,7 @@ export interface OrderFollowUpMethods {
 export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMethods, "recoverCheckout">, Pick<CheckoutSagaVars, "checkoutsHere">, Pick<OutboxThis, "publishAll" | "published"> {
 	db: Collections;
 	recoveryTimer: NodeJS.Timeout;
+	unpaidTimer: NodeJS.Timeout;
 	checkoutScanTimer: NodeJS.Timeout;
 	/** When this service started: the registry has heard from every live node a heartbeat timeout later. */
 	recoveryStartedAt: number;
@@ -420,9 +421,13 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		const unpaidTtlMs = this.settings.unpaidOrderTtlMs ?? readConfig().unpaidOrderTtlMinutes * 60_000;
 		this.recoveryTimer = setInterval(() => {
 			this.recoverInterrupted(staleMs).catch((err: Error) => this.logger.error("Order recovery failed:", err));
-			this.expireUnpaid(unpaidTtlMs).catch((err: Error) => this.logger.error("Expiring unpaid orders failed:", err));
-		}, Math.min(staleMs, unpaidTtlMs, 5 * 60_000));
+		}, Math.min(staleMs, 5 * 60_000));
 		this.recoveryTimer.unref();
+		// Every minute (a cheap read of the pending orders): an unpaid order holds its stock for the TTL, not up to five minutes more.
+		this.unpaidTimer = setInterval(() => {
+			this.expireUnpaid(unpaidTtlMs).catch((err: Error) => this.logger.error("Expiring unpaid orders failed:", err));
+		}, Math.min(unpaidTtlMs, 60_000));
+		this.unpaidTimer.unref();
 		this.recoveryStartedAt = Date.now();
 		let scanning = false;
 		this.checkoutScanTimer = setInterval(() => {
@@ -438,6 +443,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 
 	stopped() {
 		clearInterval(this.recoveryTimer);
+		clearInterval(this.unpaidTimer);
 		clearInterval(this.checkoutScanTimer);
 	},
 };

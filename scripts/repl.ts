@@ -4,12 +4,16 @@
  *   `nodes` and the custom `shop` command act on the live services.
  * - Embedded default: starts the whole shop in this process (gateway included) with the REPL on it.
  */
+import crypto from "node:crypto";
 import path from "node:path";
 import fs from "node:fs";
 import { ServiceBroker } from "moleculer";
 import { buildBrokerConfig } from "../moleculer.config";
 
 async function main() {
+	// A REPL joining a cluster hosts no service and signs nothing: it needs no shared JWT_SECRET
+	// (which a cluster node must have), so a throwaway one lets `TRANSPORTER=... npm run repl` start.
+	if (process.env.TRANSPORTER && !process.env.JWT_SECRET?.trim()) process.env.JWT_SECRET = crypto.randomBytes(32).toString("hex");
 	const config = buildBrokerConfig();
 	const joining = !!config.transporter;
 	const broker = new ServiceBroker({

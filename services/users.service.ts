@@ -18,7 +18,7 @@ import { HealthMixin } from "../mixins/health.mixin";
 import { UserAddressBookMixin } from "../mixins/user-address-book.mixin";
 import type { Entity, Query } from "../mixins/collection";
 import { me, type ShopMeta } from "../mixins/types";
-import { readConfig, type ShopConfig } from "../lib/config";
+import { logShows, readConfig, type ShopConfig } from "../lib/config";
 import { signAccessToken } from "../lib/jwt";
 import { sealToken } from "../lib/sealed-token";
 import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField, isDuplicate } from "../lib/errors";
@@ -560,7 +560,12 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				throw err;
 			}
 			if (password) this.logger.info(`Created admin ${email} with ADMIN_PASSWORD.`);
-			else this.logger.warn(`Created admin ${email} with password: ${secret}  (shown once; set ADMIN_PASSWORD, and ADMIN_EMAIL, to choose your own)`);
+			else {
+				const line = `Created admin ${email} with password: ${secret}  (shown once; set ADMIN_PASSWORD, and ADMIN_EMAIL, to choose your own)`;
+				// Shown once only: a LOGLEVEL above warn must not swallow it, or the shop has no admin anyone can sign in as.
+				if (logShows(this.cfg.logLevel, "warn")) this.logger.warn(line);
+				else process.stderr.write(`${line}\n`);
+			}
 		},
 	},
 

@@ -48,6 +48,21 @@ describe("default admin in the embedded setup", () => {
 		expect(warnings.lines.filter((l) => l.includes("admin@example.com") && l.includes("password"))).toHaveLength(1);
 	});
 
+	test("with a LOGLEVEL that hides warnings, the one-time password still reaches the operator (stderr)", async () => {
+		const users = shop.broker.getLocalService("users") as any;
+		const written: string[] = [];
+		const stderr = jest.spyOn(process.stderr, "write").mockImplementation((chunk: any) => (written.push(String(chunk)), true));
+		const cfg = users.cfg;
+		users.cfg = { ...cfg, logLevel: "error" };
+		try {
+			await users.createAdmin("quiet-admin@example.com");
+		} finally {
+			users.cfg = cfg;
+			stderr.mockRestore();
+		}
+		expect(written.filter((l) => l.includes("quiet-admin@example.com") && /password: \S+/.test(l))).toHaveLength(1);
+	});
+
 	test("never promotes a customer who registered the default address", async () => {
 		const users = shop.broker.getLocalService("users") as any;
 		await users.db.users.updateMany({ role: "admin" }, { $set: { role: "customer" } });

@@ -34,6 +34,17 @@ describe("numbers", () => {
 		["FREE_SHIPPING_THRESHOLD_CENTS", "10000", "freeShippingThresholdCents", 10000],
 		["SHIPPING_RATES", "JPY:800:8000, EUR:499:4500", "shippingRatesByCurrency", { JPY: { flatCents: 800, freeThresholdCents: 8000 }, EUR: { flatCents: 499, freeThresholdCents: 4500 } }],
 		["SHIPPING_RATES", "", "shippingRatesByCurrency", undefined],
+		// Empty counts as unset.
+		["DATA_DIR", "", "dataDir", path.resolve("./data")],
+		["DATA_DIR", " ", "dataDir", path.resolve("./data")],
+		["LOGLEVEL", "", "logLevel", "info"],
+		["LOGLEVEL", "Debug", "logLevel", "debug"],
+		["CORS_ORIGINS", "", "corsOrigins", "*"],
+		["ZIPKIN_URL", "", "zipkinUrl", "http://localhost:9411"],
+		["TRACE_EXPORTER", "Zipkin, event", "tracing", "zipkin,event"],
+		["CACHER", "memory", "cacher", "Memory"],
+		["CACHER", "rediss://cache.example:6380", "cacher", "rediss://cache.example:6380"],
+		["CACHER", "", "cacher", undefined],
 	])("%s=%j is taken", (name, value, key, expected) => {
 		expect(readConfig({ [name]: value })[key]).toEqual(expected);
 	});
@@ -64,6 +75,9 @@ describe("numbers", () => {
 		["SHIPPING_FLAT_CENTS", ["4.99", "-1", "free"]],
 		["FREE_SHIPPING_THRESHOLD_CENTS", ["-1", "50.00"]],
 		["SHIPPING_RATES", ["JPY:800", "XYZ:1:2", "JPY:8.5:100", "jpy:800:8000", "JPY:800:8000,JPY:1:1", "JPY:-1:5"]],
+		["LOGLEVEL", ["verbose", "warning", "0"]],
+		["TRACE_EXPORTER", ["zipkn", "console,otlp"]],
+		["CACHER", ["Redis", "127.0.0.1:6379", "memcached://x"]],
 	])("%s refuses %j, naming the variable and the value", (name, values) => {
 		for (const value of values) {
 			expect(() => readConfig({ [name]: value })).toThrow(new RegExp(`^${name} must be .*not "${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"$`));

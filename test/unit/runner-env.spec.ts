@@ -41,6 +41,18 @@ describe("the config under moleculer-runner's environment overwrite", () => {
 		expect(Number(cacher.opts.redis.port)).toBe(6390);
 	});
 
+	test("CACHER=rediss://... (TLS, as managed Redis serves it) is the Redis cacher over TLS, not the memory one", () => {
+		const { cacher } = asTheRunnerSeesIt({ CACHER: "rediss://127.0.0.1:6390" });
+		expect(cacher.constructor.name).toBe(ShopRedisCacher.name);
+		expect(cacher.opts.redis).toMatchObject({ host: "127.0.0.1", tls: {} });
+	});
+
+	test("LOGLEVEL in any case is the level, in the logger and as the runner hands it on", () => {
+		const config = asTheRunnerSeesIt({ LOGLEVEL: "WARN" });
+		expect(config.logLevel).toBe("warn");
+		expect(config.logger.options.level).toBe("warn");
+	});
+
 	test("TRANSPORTER and NAMESPACE are the same raw either way", () => {
 		expect(asTheRunnerSeesIt({ TRANSPORTER: "nats://127.0.0.1:4222", NAMESPACE: "eu" })).toMatchObject({ transporter: "nats://127.0.0.1:4222", namespace: "eu" });
 	});
