@@ -4,6 +4,7 @@
  */
 import crypto from "node:crypto";
 import { formatMoney } from "./money";
+import { cancelRefundKey } from "./order-state";
 
 export type NotificationKind = "verify-email" | "password-reset" | "order-confirmed" | "order-shipped" | "order-delivered" | "order-cancelled" | "payment-refunded";
 export type Medium = "email" | "sms";
@@ -37,6 +38,16 @@ export function sourceOf(event: string): EventSource | null {
  */
 export const CANCELLATION_REFUND_REASONS: ReadonlySet<string> = new Set(["customer_request", "cancelled_by_shop", "payment_failed", "payment_timeout"]);
 
+/**
+ * A refund a cancellation made, which its cancel message states: its reason is a cancellation's and
+ * its key the cancellation's (an admin's note that reads "customer_request" is no cancellation). An
+ * event stored before refunds carried their key is judged by its reason alone.
+ */
+function isCancellationsOwnRefund(payload: Record<string, any>): boolean {
+	if (!CANCELLATION_REFUND_REASONS.has(payload.reason)) return false;
+	return payload.refundKey === undefined || payload.refundKey === cancelRefundKey(String(payload.orderId));
+}
+
 /** The template an event asks for, or null (e.g. an order moving to "processing" tells the customer nothing). */
 export function kindFor(event: string, payload: Record<string, any>): NotificationKind | null {
 	switch (event) {
@@ -51,7 +62,7 @@ export function kindFor(event: string, payload: Record<string, any>): Notificati
 		case "order.cancelled":
 			return "order-cancelled";
 		case "payment.refunded":
-			return CANCELLATION_REFUND_REASONS.has(payload.reason) ? null : "payment-refunded";
+			return isCancellationsOwnRefund(payload) ? null : "payment-refunded";
 		default:
 			return null;
 	}

@@ -359,13 +359,18 @@ export function announcementEvent(o: Order, what: Announcement): { event: string
  * `sale`: whether the money was a sale's (the order was confirmed), which revenue then gives back;
  * a payment that came after its order was cancelled never was one.
  */
+/** The key of the refund a cancellation makes: one per order, so a repeated follow-up refunds once. */
+export function cancelRefundKey(orderId: string): string {
+	return `${orderId}-cancel`;
+}
+
 export function refundOwed(o: Order, followUp: "refund" | "refundLatePayment"): { refundKey: string; reason: string; sale: boolean } | null {
 	if (o.paidAmount - o.refundedAmount <= 0) return null;
 	// Derived from the order, so a redone follow-up reuses the key and payments refunds once.
 	if (followUp === "refundLatePayment") return { refundKey: `${o.id}-late`, reason: "order_cancelled", sale: false };
 	// A cancel's refund gives back a sale only if the order was confirmed: one cancelled while its
 	// payment was still completing (recorded as late) never was.
-	return { refundKey: `${o.id}-cancel`, reason: o.cancelReason ?? "cancelled", sale: !!o.confirmedAt };
+	return { refundKey: cancelRefundKey(o.id), reason: o.cancelReason ?? "cancelled", sale: !!o.confirmedAt };
 }
 
 /** The condition under which a caller may take an order's follow-ups: some pending, nobody driving them. */

@@ -334,7 +334,7 @@ describe("payments (built-in test provider)", () => {
 			expect(recorded).toMatchObject({ status: "refunded", refundedAmount: 4000 });
 			expect(recorded.refunds).toEqual([expect.objectContaining({ id: r.id, amount: 4000, status: "succeeded" })]);
 			expect(eventsFor(orderId, "payment.refunded")).toEqual([
-				{ name: "payment.refunded", payload: { orderId, paymentId: paid.id, refundId: r.id, userId: "user-1", amount: 4000, currency: "USD", totalRefunded: 4000, reason: "customer request", eventId: expect.any(String) } },
+				{ name: "payment.refunded", payload: { orderId, paymentId: paid.id, refundId: r.id, userId: "user-1", amount: 4000, currency: "USD", totalRefunded: 4000, reason: "customer request", refundKey: `${orderId}-cancel`, eventId: expect.any(String) } },
 			]);
 			await expect(refund(orderId, `${orderId}-again`)).rejects.toMatchObject({ code: 409, type: "ALREADY_REFUNDED" });
 		});

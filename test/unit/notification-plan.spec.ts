@@ -33,6 +33,10 @@ describe("notification plan", () => {
 		["payment.refunded", { reason: "damaged in transit" }, "payment-refunded"],
 		["payment.refunded", { reason: "Refunded at the payment provider" }, "payment-refunded"],
 		["payment.refunded", { reason: null }, "payment-refunded"],
+		// With its key: a cancellation's own refund is told by the cancel message; an admin's whose note reads the same is not.
+		["payment.refunded", { orderId: "o1", refundKey: "o1-cancel", reason: "customer_request" }, null],
+		["payment.refunded", { orderId: "o1", refundKey: "o1-admin-k1", reason: "customer_request" }, "payment-refunded"],
+		["payment.refunded", { orderId: "o1", refundKey: "o1-admin-k2", reason: "payment_timeout" }, "payment-refunded"],
 	])("%s %j → %s", (event, payload, kind) => {
 		expect(kindFor(event, payload)).toBe(kind);
 	});
