@@ -10,6 +10,7 @@ import { Validators } from "moleculer";
 import { DEFAULT_SHIPPING_RATES, parseShippingRates, type ShippingRates } from "./checkout-totals";
 import { isIsoCurrency } from "./catalog-rules";
 import { emailProblem, normalizeEmail } from "./user-records";
+import { MIN_BCRYPT_COST, bcryptCost } from "./password-policy";
 
 /** Refuses the start: the message names the variable, what it takes and what it was given. */
 function refuse(name: string, value: string | undefined, takes: string): never {
@@ -187,6 +188,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		jwtSecret: jwtSecretSetting(env),
 		// At least a second: a token born expired would answer 401 on every authenticated route.
 		jwtTtlSeconds: wholeNumberSetting("JWT_TTL", env.JWT_TTL, 15 * 60, count("seconds", 1)),
+		// Each step doubles the work of a login; never below MIN_BCRYPT_COST, nor so high a login takes seconds.
+		bcryptCost: wholeNumberSetting("BCRYPT_COST", env.BCRYPT_COST, bcryptCost(isTest), count("rounds", MIN_BCRYPT_COST, 15)),
 		shippingFlatCents: wholeNumberSetting("SHIPPING_FLAT_CENTS", env.SHIPPING_FLAT_CENTS, DEFAULT_SHIPPING_RATES.flatCents, CENTS),
 		freeShippingThresholdCents: wholeNumberSetting("FREE_SHIPPING_THRESHOLD_CENTS", env.FREE_SHIPPING_THRESHOLD_CENTS, DEFAULT_SHIPPING_RATES.freeThresholdCents, CENTS),
 		shippingRatesByCurrency: shippingRatesSetting(env.SHIPPING_RATES),

@@ -22,7 +22,7 @@ import { logShows, readConfig, type ShopConfig } from "../lib/config";
 import { signAccessToken } from "../lib/jwt";
 import { sealToken } from "../lib/sealed-token";
 import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField, isDuplicate } from "../lib/errors";
-import { bcryptCost, hashPassword, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
+import { hashPassword, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
 import {
 	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
 	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionHasCurrentPassword, sessionIsActive,
@@ -571,7 +571,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 	created() {
 		this.cfg = readConfig();
-		this.cost = bcryptCost(this.cfg.isTest);
+		this.cost = this.cfg.bcryptCost;
 		this.loginFailures = new LoginFailureStore();
 	},
 

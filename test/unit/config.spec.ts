@@ -45,6 +45,8 @@ describe("numbers", () => {
 		["CACHER", "memory", "cacher", "Memory"],
 		["CACHER", "rediss://cache.example:6380", "cacher", "rediss://cache.example:6380"],
 		["CACHER", "", "cacher", undefined],
+		["BCRYPT_COST", "10", "bcryptCost", 10],
+		["BCRYPT_COST", "14", "bcryptCost", 14],
 	])("%s=%j is taken", (name, value, key, expected) => {
 		expect(readConfig({ [name]: value })[key]).toEqual(expected);
 	});
@@ -53,7 +55,7 @@ describe("numbers", () => {
 		expect(readConfig({})).toMatchObject({
 			port: 3000, metricsPort: 3030, healthPort: undefined, heartbeatInterval: 5, heartbeatTimeout: 15, requestTimeout: 10_000, shutdownTimeout: 10_000,
 			serviceWaitMs: 5000, rateLimit: 600, authRateLimit: 30, jwtTtlSeconds: 900, unpaidOrderTtlMinutes: 30, notifyConcurrency: 4, notifyMaxAttempts: 5,
-			shippingFlatCents: 599, freeShippingThresholdCents: 5000,
+			shippingFlatCents: 599, freeShippingThresholdCents: 5000, bcryptCost: 12,
 		});
 	});
 
@@ -78,6 +80,7 @@ describe("numbers", () => {
 		["LOGLEVEL", ["verbose", "warning", "0"]],
 		["TRACE_EXPORTER", ["zipkn", "console,otlp"]],
 		["CACHER", ["Redis", "127.0.0.1:6379", "memcached://x"]],
+		["BCRYPT_COST", ["9", "4", "16", "twelve"]],
 	])("%s refuses %j, naming the variable and the value", (name, values) => {
 		for (const value of values) {
 			expect(() => readConfig({ [name]: value })).toThrow(new RegExp(`^${name} must be .*not "${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"$`));
