@@ -128,7 +128,9 @@ export function OutboxConsumerMixin(opts: OutboxConsumerOptions): Partial<Servic
 
 		methods: {
 			async catchUpAll(this: ConsumerThis) {
-				await Promise.all(Object.keys(opts.sources).map((source) => this.catchUp(source)));
+				// One source after another, in the order listed: after an outage the customer hears of an
+				// order (orders) before its refund (payments), not as two reads side by side happen to end.
+				for (const source of Object.keys(opts.sources)) await this.catchUp(source);
 			},
 
 			catchUp(this: ConsumerThis, source: string): Promise<void> {

@@ -169,6 +169,24 @@ describe("outbox consumer mixin", () => {
 	});
 });
 
+describe("outbox consumer catching up with several sources", () => {
+	let shop: Shop;
+	afterAll(() => shop?.stop());
+
+	test("sources are read one after another, in the order the consumer lists them: an order's news before its payment's", async () => {
+		shop = await startShop({ services: [sourceWithOutbox("orders"), sourceWithOutbox("payments")], noGateway: true });
+		await shop.broker.call("payments.announce", { event: "payment.refunded", payload: { orderId: "o1" } });
+		for (const orderId of ["o1", "o2", "o3"]) await shop.broker.call("orders.announce", { event: "order.confirmed", payload: { orderId } });
+		const c = consumer();
+		// Each event takes a moment to handle, as a message being written does: sources read side by side would interleave.
+		c.state.delayMs = 20;
+		const svc: any = shop.broker.createService(c.schema);
+		await shop.broker.waitForServices("consumer");
+		await waitFor(async () => Object.fromEntries((await svc.outboxCursors.find({})).map((x: any) => [x.id, x.seq])), (x) => x.orders === 3 && x.payments === 1);
+		expect(c.state.seen.map((x) => x.eventId)).toEqual(["orders:1", "orders:2", "orders:3", "payments:1"]);
+	});
+});
+
 describe("outbox publishing", () => {
 	let shop: Shop;
 	let source: any;
