@@ -401,7 +401,15 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 						if (!v?.isActive) return [];
 						return [{ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? v.price, cap: Math.min(MAX_QUANTITY, v.stock) }];
 					});
-					return { merged: await this.store.mergeLines(`u:${userId}`, lines, MAX_MERGED_LINES) };
+					// New lines past the user's room stay in the guest cart (its id still shows them), never dropped.
+					const owner = `u:${userId}`;
+					const held = new Set((await this.store.get(owner)).lines.map((l) => l.variantId));
+					let room = MAX_MERGED_LINES - held.size;
+					const fits = lines.filter((l) => held.has(l.variantId) || room-- > 0);
+					const left = lines.filter((l) => !fits.includes(l));
+					const merged = await this.store.mergeLines(owner, fits, MAX_MERGED_LINES);
+					if (left.length) await this.store.mergeLines(guestKey, left.map((l) => ({ ...l, cap: MAX_QUANTITY })), MAX_LINES);
+					return { merged, ...(left.length ? { keptInGuestCart: left.length } : {}) };
 				} catch (err) {
 					// The catalog did not answer: put the guest cart back so a later login can merge it.
 					const back = guest.lines.map((l) => ({ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? 0, cap: MAX_QUANTITY }));

@@ -358,6 +358,30 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			expect((await user.add(variants[102].id, 1)).body.type).toBe("CART_FULL");
 		});
 
+		test("merge into a cart at the merge limit (200 lines): the guest lines that do not fit stay in the guest cart, none dropped", async () => {
+			const user = customer();
+			// A product holds at most 200 variants: two products.
+			const variants = [...(await addVariants(150, { price: 100 })), ...(await addVariants(53, { price: 100 }))];
+			// 100 lines added, 100 more merged from a first guest cart.
+			for (const v of variants.slice(0, 100)) expect((await user.add(v.id, 1)).status).toBe(201);
+			const first = await shop.http.post("/api/cart/items", { variantId: variants[100].id, quantity: 1 });
+			const firstHeaders = { "X-Cart-Id": first.headers.get("x-cart-id")! };
+			for (const v of variants.slice(101, 200)) await shop.http.post("/api/cart/items", { variantId: v.id, quantity: 1 }, { headers: firstHeaders });
+			await shop.broker.call("cart.merge", { guestCartId: firstHeaders["X-Cart-Id"], userId: user.id });
+			expect((await user.get()).body.items).toHaveLength(200);
+			// A second guest cart: one line the user has (summed), three new ones (no room).
+			const g = await shop.http.post("/api/cart/items", { variantId: variants[200].id, quantity: 1 });
+			const headers = { "X-Cart-Id": g.headers.get("x-cart-id")! };
+			for (const v of [variants[201], variants[202]]) await shop.http.post("/api/cart/items", { variantId: v.id, quantity: 2 }, { headers });
+			await shop.http.post("/api/cart/items", { variantId: variants[0].id, quantity: 4 }, { headers });
+			expect(await shop.broker.call("cart.merge", { guestCartId: headers["X-Cart-Id"], userId: user.id })).toEqual({ merged: 1, keptInGuestCart: 3 });
+			const cart = (await user.get()).body;
+			expect(cart.items).toHaveLength(200);
+			expect(cart.items.find((i: any) => i.variantId === variants[0].id)).toMatchObject({ quantity: 5 });
+			const guest = (await shop.http.get("/api/cart", { headers })).body;
+			expect(guest.items.map((i: any) => [i.variantId, i.quantity]).sort()).toEqual([[variants[200].id, 1], [variants[201].id, 2], [variants[202].id, 2]].sort());
+		}, 30_000);
+
 		test("two concurrent merges of one guest cart add it once", async () => {
 			const user = customer();
 			const tee = await addVariant();
