@@ -4,6 +4,7 @@
  * the embedded engine runs these functions, the Elasticsearch engine translates them into a query.
  */
 import { invalidField } from "./errors";
+import { charCount } from "./param-rules";
 import { assertPriceRange } from "./catalog-query";
 import { MAX_PAGE, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./pagination";
 import { findCategoryRef } from "./catalog-rules";
@@ -142,7 +143,7 @@ export interface CategoryRef {
  */
 export function parseSearchQuery(p: SearchParams, categories: readonly CategoryRef[] = []): SearchQuery {
 	const text = normalizeText(p.q ?? "");
-	if (text.length > MAX_QUERY_LENGTH) throw invalidField("q", `q must be at most ${MAX_QUERY_LENGTH} characters`, "stringMax");
+	if (text.length > MAX_QUERY_LENGTH && charCount(text) > MAX_QUERY_LENGTH) throw invalidField("q", `q must be at most ${MAX_QUERY_LENGTH} characters`, "stringMax");
 	assertPriceRange(p.minPrice, p.maxPrice);
 	const q: SearchQuery = {
 		text,

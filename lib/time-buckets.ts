@@ -93,6 +93,10 @@ export function resolveRange(from: Date | undefined, to: Date | undefined, now: 
 	else if (!isWholeHour(to)) return notOnAnHour("to");
 	else end = to.getTime();
 	const start = from ?? new Date(end - DEFAULT_RANGE_DAYS * DAY_MS);
-	if (start.getTime() >= end) return { ok: false, field: "to", message: "to must be after from" };
+	if (start.getTime() >= end) {
+		// Without a `to`, the range ends now: the `from` given is what is wrong.
+		if (!to) return { ok: false, field: "from", message: "from must be before the end of the current hour (to is not given)" };
+		return { ok: false, field: "to", message: "to must be after from" };
+	}
 	return { ok: true, from: start, to: new Date(end) };
 }

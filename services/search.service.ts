@@ -14,6 +14,7 @@ import "../mixins/types";
 import { readConfig } from "../lib/config";
 import { BROKER_UNAVAILABLE_ERRORS, ServiceUnavailableError, invalidField } from "../lib/errors";
 import { pageParams } from "../lib/pagination";
+import { charCount } from "../lib/param-rules";
 import { createSearchEngine, type SearchEngine } from "../adapters/search";
 import { MAX_RAW_QUERY_LENGTH, MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, normalizeText, parseSearchQuery, toIndexDoc, type CategoryRef, type SearchParams } from "../lib/search-query";
 
@@ -162,7 +163,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			},
 			async handler(this: SearchThis, ctx: Context<{ q?: string; limit?: number }, ShopMeta>) {
 				const prefix = normalizeText(ctx.params.q ?? "");
-				if (prefix.length > MAX_PREFIX_LENGTH) throw invalidField("q", `The 'q' field must be less than or equal to ${MAX_PREFIX_LENGTH} characters long.`, "stringMax");
+				if (prefix.length > MAX_PREFIX_LENGTH && charCount(prefix) > MAX_PREFIX_LENGTH) throw invalidField("q", `The 'q' field must be less than or equal to ${MAX_PREFIX_LENGTH} characters long.`, "stringMax");
 				if (!prefix) return { suggestions: [] };
 				await this.awaitIndexBuilt();
 				const suggestions = await this.engine.suggest(prefix, ctx.params.limit ?? MAX_SUGGESTIONS).catch((err) => this.engineFailed(err));

@@ -279,6 +279,9 @@ describe("search (embedded engine) over HTTP", () => {
 		expect(padded.body.suggestions).toEqual([{ text: "Sport Earbuds", productId: "p-earbuds" }]);
 		const long = await shop.http.get(`/api/search/autocomplete?q=${"x".repeat(101)}`);
 		expect(long.status).toBe(422);
+		// Characters, not UTF-16 units: 60 emoji are 60.
+		expect((await shop.http.get(`/api/search/autocomplete?q=${encodeURIComponent("🎧".repeat(60))}`)).status).toBe(200);
+		expect((await shop.http.get(`/api/search?q=${encodeURIComponent("🎧".repeat(150))}`)).status).toBe(200);
 		expect(long.body.data.map((d: any) => d.field)).toEqual(["q"]);
 	});
 

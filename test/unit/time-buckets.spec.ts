@@ -49,6 +49,8 @@ describe("time buckets", () => {
 		const to = new Date("2024-02-10T00:00:00Z");
 		expect(resolveRange(undefined, to, now)).toEqual({ ok: true, from: new Date("2024-01-11T00:00:00Z"), to });
 		expect(resolveRange(to, to, now)).toMatchObject({ ok: false, field: "to" });
+		// A from in the future with no to: the from is what is wrong, not a to never sent.
+		expect(resolveRange(new Date("2027-01-01T00:00:00Z"), undefined, now)).toMatchObject({ ok: false, field: "from" });
 		expect(resolveRange(new Date("x"), undefined, now)).toMatchObject({ ok: false, field: "from" });
 	});
 
