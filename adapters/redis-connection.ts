@@ -174,6 +174,7 @@ export function connectRedis(url: string): Redis {
  */
 export function redisClientOptions(url: string): RedisOptions {
 	const { parseURL } = require("ioredis/built/utils") as { parseURL(url: string): RedisOptions };
-	const tls = url.startsWith("rediss://") ? { tls: {} } : {};
+	// The scheme in any case (REDISS:// too): a TLS URL must never connect in clear text.
+	const tls = /^rediss:/i.test(url) ? { tls: {} } : {};
 	return { ...parseURL(url), ...tls, ...REDIS_CLIENT_OPTIONS };
 }

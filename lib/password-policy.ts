@@ -44,13 +44,19 @@ export function isCommonPassword(password: string): boolean {
 }
 
 /** Why a new password is refused, or null when it is acceptable. */
+/**
+ * What shows nothing when typed: white space, format characters (zero-width space and joiner,
+ * direction marks), combining marks alone, and the blank letters (Hangul fillers, braille blank).
+ */
+const INVISIBLE = /[\p{Z}\s\p{Cf}\p{M}\u115F\u1160\u3164\uFFA0\u2800]/gu;
+
 export function passwordProblem(password: string, context: { email?: string } = {}): string | null {
 	const length = passwordLength(password);
 	if (length < MIN_PASSWORD_LENGTH) return `Password must be at least ${MIN_PASSWORD_LENGTH} characters`;
 	if (length > MAX_PASSWORD_LENGTH) return `Password must be at most ${MAX_PASSWORD_LENGTH} characters`;
 	// Eight spaces pass the length check; control characters (NUL, tabs, line breaks) cannot be typed
 	// reliably into a login form, so a password holding them would lock its owner out.
-	if (!normalizePassword(password).trim()) return "Password must not be only spaces";
+	if (!normalizePassword(password).replace(INVISIBLE, "")) return "Password must not be only spaces or invisible characters";
 	if (/\p{Cc}/u.test(password)) return "Password must not contain control characters";
 	if (isCommonPassword(password)) return "This password is too common; choose another";
 	const lowered = normalizePassword(password).trim().toLowerCase();

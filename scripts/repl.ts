@@ -8,12 +8,14 @@ import crypto from "node:crypto";
 import path from "node:path";
 import fs from "node:fs";
 import { ServiceBroker } from "moleculer";
-import { buildBrokerConfig } from "../moleculer.config";
+import type { buildBrokerConfig as BuildBrokerConfig } from "../moleculer.config";
 
 async function main() {
 	// A REPL joining a cluster hosts no service and signs nothing: it needs no shared JWT_SECRET
 	// (which a cluster node must have), so a throwaway one lets `TRANSPORTER=... npm run repl` start.
+	// Set before moleculer.config loads: the module reads the configuration as it loads.
 	if (process.env.TRANSPORTER && !process.env.JWT_SECRET?.trim()) process.env.JWT_SECRET = crypto.randomBytes(32).toString("hex");
+	const { buildBrokerConfig } = require("../moleculer.config") as { buildBrokerConfig: typeof BuildBrokerConfig };
 	const config = buildBrokerConfig();
 	const joining = !!config.transporter;
 	const broker = new ServiceBroker({

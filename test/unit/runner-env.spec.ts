@@ -45,6 +45,8 @@ describe("the config under moleculer-runner's environment overwrite", () => {
 		const { cacher } = asTheRunnerSeesIt({ CACHER: "rediss://127.0.0.1:6390" });
 		expect(cacher.constructor.name).toBe(ShopRedisCacher.name);
 		expect(cacher.opts.redis).toMatchObject({ host: "127.0.0.1", tls: {} });
+		// The scheme in capitals too: a TLS URL never connects in clear text.
+		expect(asTheRunnerSeesIt({ CACHER: "REDISS://127.0.0.1:6390" }).cacher.opts.redis).toMatchObject({ host: "127.0.0.1", tls: {} });
 	});
 
 	test("LOGLEVEL in any case is the level, in the logger and as the runner hands it on", () => {
