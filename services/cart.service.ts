@@ -291,18 +291,30 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				const { code, ...changes } = ctx.params;
 				const set = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
 				const { maxUses } = changes;
+				const belowUses = (held: number) => new ConflictError(`${held} orders hold a use of this code: the limit cannot go below ${held}`, "PROMO_LIMIT_BELOW_USES", { maxUses, held });
+				let previous: number | null = null;
 				if (typeof maxUses === "number") {
 					const current = await this.findPromotion(normalizeCode(code));
 					if (!current) throw new NotFoundError("Promotion");
+					previous = current.maxUses ?? null;
 					// A limit below the uses orders hold now could not be kept: those orders keep their discount.
 					const held = (await this.heldUses(current.id)).length;
-					if (held > maxUses) throw new ConflictError(`${held} orders hold a use of this code: the limit cannot go below ${held}`, "PROMO_LIMIT_BELOW_USES", { maxUses, held });
+					if (held > maxUses) throw belowUses(held);
 				}
 				const promo = Object.keys(set).length
 					? await this.db.promotions.updateOne({ code: normalizeCode(code) }, { $set: set })
 					: await this.findPromotion(normalizeCode(code));
 				if (!promo) throw new NotFoundError("Promotion");
-				if (typeof maxUses === "number") await this.packSlots(promo.id, maxUses);
+				if (typeof maxUses === "number") {
+					await this.packSlots(promo.id, maxUses);
+					// Checkouts that read the old limit took uses meanwhile (slots valid under both): more than the
+					// new limit holds now. The old limit stands again, and the admin hears why.
+					const held = (await this.heldUses(promo.id)).length;
+					if (held > maxUses) {
+						await this.db.promotions.updateOne({ id: promo.id, maxUses }, { $set: { maxUses: previous } });
+						throw belowUses(held);
+					}
+				}
 				return promotionView((await this.withUses(promo as PromotionDoc, "exact"))!);
 			},
 		},

@@ -642,6 +642,27 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				expect(await usedCount(p.code)).toBe(4);
 			});
 
+			test("uses taken by checkouts that read the old limit while it was lowered: past the new limit, the old one stands and the admin gets the 409", async () => {
+				const p = await createPromotion({ type: "fixed", value: 100, maxUses: 5 });
+				for (let i = 0; i < 5; i++) await shop.broker.call("cart.consumePromo", { code: p.code, orderId: `o-${i}` });
+				for (let i = 0; i < 3; i++) await shop.broker.call("cart.releasePromo", { code: p.code, orderId: `o-${i}` });
+				const cart = shop.broker.getLocalService("cart") as any;
+				const packSlots = cart.packSlots;
+				// Two checkouts that read the limit of 5 take slots 0 and 1 (valid under both) as the new limit is written.
+				cart.packSlots = async (...args: unknown[]) => {
+					for (const [slot, orderId] of [[0, "late-a"], [1, "late-b"]] as const) await cartDb().promotion_slots.insert({ promotionId: p.id, orderId, code: p.code, slot, createdAt: new Date() });
+					return packSlots.apply(cart, args);
+				};
+				try {
+					const lowered = await shop.http.patch(`/api/promotions/${p.code}`, { maxUses: 3 }, { token: admin });
+					expect(lowered.status).toBe(409);
+					expect(lowered.body).toMatchObject({ type: "PROMO_LIMIT_BELOW_USES", data: { maxUses: 3, held: 4 } });
+				} finally {
+					cart.packSlots = packSlots;
+				}
+				expect((await shop.http.get(`/api/promotions/${p.code}`, { token: admin })).body).toMatchObject({ maxUses: 5 });
+			});
+
 			test("a use taken under a limit lowered meanwhile is taken back when it does not fit the new one", async () => {
 				const p = await createPromotion({ type: "fixed", value: 100, maxUses: 5 });
 				for (const orderId of ["o-1", "o-2"]) await shop.broker.call("cart.consumePromo", { code: p.code, orderId });
