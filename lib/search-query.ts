@@ -111,6 +111,8 @@ export const RATING_BUCKETS: Array<{ from: number; to: number }> = [4, 3, 2, 1].
 
 /** The longest query, counted once whitespace is collapsed (`parseSearchQuery`). */
 export const MAX_QUERY_LENGTH = 200;
+/** The longest autocomplete prefix, counted the same way. */
+export const MAX_PREFIX_LENGTH = 100;
 /** The longest `q` as sent: room for a short query padded with spaces, which collapse away. */
 export const MAX_RAW_QUERY_LENGTH = 1000;
 export const MAX_SUGGESTIONS = 10;
@@ -142,8 +144,7 @@ export interface CategoryRef {
  * as a slug.
  */
 export function parseSearchQuery(p: SearchParams, categories: readonly CategoryRef[] = []): SearchQuery {
-	const text = normalizeText(p.q ?? "");
-	if (text.length > MAX_QUERY_LENGTH && charCount(text) > MAX_QUERY_LENGTH) throw invalidField("q", `q must be at most ${MAX_QUERY_LENGTH} characters`, "stringMax");
+	const text = queryText(p.q, MAX_QUERY_LENGTH);
 	assertPriceRange(p.minPrice, p.maxPrice);
 	const q: SearchQuery = {
 		text,
@@ -165,6 +166,13 @@ export function parseSearchQuery(p: SearchParams, categories: readonly CategoryR
 export function normalizeText(value: string): string {
 	// eslint-disable-next-line no-control-regex -- control characters become spaces
 	return value.replace(/[\u0000-\u001F\u007F]+/g, " ").replace(/\s+/g, " ").trim();
+}
+
+/** `q` as both engines read it (whitespace collapsed), at most `max` characters (code points); else a 422 naming q. */
+export function queryText(raw: string | undefined, max: number): string {
+	const text = normalizeText(raw ?? "");
+	if (text.length > max && charCount(text) > max) throw invalidField("q", `q must be at most ${max} characters`, "stringMax");
+	return text;
 }
 
 /** White space and punctuation: where minisearch's default tokenizer, so the embedded engine, splits words. */

@@ -12,14 +12,10 @@ import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import "../mixins/types";
 import { readConfig } from "../lib/config";
-import { BROKER_UNAVAILABLE_ERRORS, ServiceUnavailableError, invalidField } from "../lib/errors";
+import { BROKER_UNAVAILABLE_ERRORS, ServiceUnavailableError } from "../lib/errors";
 import { pageParams } from "../lib/pagination";
-import { charCount } from "../lib/param-rules";
 import { createSearchEngine, type SearchEngine } from "../adapters/search";
-import { MAX_RAW_QUERY_LENGTH, MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, normalizeText, parseSearchQuery, toIndexDoc, type CategoryRef, type SearchParams } from "../lib/search-query";
-
-/** The longest autocomplete prefix, counted once whitespace is collapsed. */
-const MAX_PREFIX_LENGTH = 100;
+import { MAX_PREFIX_LENGTH, MAX_RAW_QUERY_LENGTH, MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, parseSearchQuery, queryText, toIndexDoc, type CategoryRef, type SearchParams } from "../lib/search-query";
 
 interface SearchSettings {
 	rest: string;
@@ -162,8 +158,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				limit: { type: "number", integer: true, min: 1, max: MAX_SUGGESTIONS, optional: true, convert: true },
 			},
 			async handler(this: SearchThis, ctx: Context<{ q?: string; limit?: number }, ShopMeta>) {
-				const prefix = normalizeText(ctx.params.q ?? "");
-				if (prefix.length > MAX_PREFIX_LENGTH && charCount(prefix) > MAX_PREFIX_LENGTH) throw invalidField("q", `The 'q' field must be less than or equal to ${MAX_PREFIX_LENGTH} characters long.`, "stringMax");
+				const prefix = queryText(ctx.params.q, MAX_PREFIX_LENGTH);
 				if (!prefix) return { suggestions: [] };
 				await this.awaitIndexBuilt();
 				const suggestions = await this.engine.suggest(prefix, ctx.params.limit ?? MAX_SUGGESTIONS).catch((err) => this.engineFailed(err));
