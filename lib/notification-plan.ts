@@ -5,6 +5,7 @@
 import crypto from "node:crypto";
 import { formatMoney } from "./money";
 import { cancelRefundKey } from "./order-state";
+import { toE164 } from "./user-records";
 
 export type NotificationKind = "verify-email" | "password-reset" | "order-confirmed" | "order-shipped" | "order-delivered" | "order-cancelled" | "payment-refunded";
 export type Medium = "email" | "sms";
@@ -101,13 +102,6 @@ export function dedupeKey(eventId: string, kind: NotificationKind, medium: Mediu
 	return `${eventId}|${kind}|${medium}|${recipient.toLowerCase()}`;
 }
 
-/** A phone number in E.164 ("+14155550100") from what a customer typed, or null when it is not one. */
-export function toE164(phone: unknown): string | null {
-	if (typeof phone !== "string") return null;
-	const compact = phone.replace(/[\s().-]/g, "").replace(/^00/, "+");
-	return /^\+[1-9]\d{6,14}$/.test(compact) ? compact : null;
-}
-
 export interface Contact {
 	userId: string | null;
 	email: string | null;
@@ -172,13 +166,18 @@ function money(amount: unknown, currency: unknown): string {
 	return typeof amount === "number" && Number.isSafeInteger(amount) ? formatMoney(amount, typeof currency === "string" ? currency : undefined) : "";
 }
 
+/** A page of the storefront at `base` (STOREFRONT_URL, with or without its trailing slash). */
+function storefrontPage(base: string, path: string): string {
+	return `${base.replace(/\/+$/, "")}${path}`;
+}
+
 function link(base: string, path: string, token: unknown): string {
-	return `${base.replace(/\/+$/, "")}${path}?token=${encodeURIComponent(String(token ?? ""))}`;
+	return `${storefrontPage(base, path)}?token=${encodeURIComponent(String(token ?? ""))}`;
 }
 
 /** The order's page in the storefront, or "" without an order id (the templates then show no link). */
 function orderUrl(base: string, orderId: unknown): string {
-	return typeof orderId === "string" && orderId ? `${base.replace(/\/+$/, "")}/orders/${encodeURIComponent(orderId)}` : "";
+	return typeof orderId === "string" && orderId ? storefrontPage(base, `/orders/${encodeURIComponent(orderId)}`) : "";
 }
 
 /** The values a kind's templates read; money leaves here formatted ("$12.34"), never as a float. */

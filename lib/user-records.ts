@@ -4,6 +4,16 @@
  */
 import type { CollectionSpec, Entity } from "../mixins/collection";
 
+/**
+ * A phone number in E.164 ("+14155550100") from what a customer typed, or null when it is not one
+ * (no text can reach it): the profile refuses such a phone, and notifications text only E.164 numbers.
+ */
+export function toE164(phone: unknown): string | null {
+	if (typeof phone !== "string") return null;
+	const compact = phone.replace(/[\s().-]/g, "").replace(/^00/, "+");
+	return /^\+[1-9]\d{6,14}$/.test(compact) ? compact : null;
+}
+
 const WEEK_SECONDS = 7 * 24 * 3600;
 export const ADDRESS_TYPES = ["shipping", "billing"];
 

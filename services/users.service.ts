@@ -29,8 +29,7 @@ import {
 } from "../lib/refresh-tokens";
 import { LoginFailureStore, attemptWaitSeconds, throttleKey } from "../lib/login-throttle";
 import { cacherLoginThrottleStore, memoryLoginThrottleStore, type LoginThrottleStore } from "../adapters/login-throttle-store";
-import { emailForms, emailProblem, normalizeEmail, publicUser, userCollections } from "../lib/user-records";
-import { toE164 } from "../lib/notification-plan";
+import { emailForms, emailProblem, normalizeEmail, publicUser, toE164, userCollections } from "../lib/user-records";
 
 type TokenPurpose = "verify_email" | "password_reset";
 

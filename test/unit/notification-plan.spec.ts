@@ -1,11 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import {
-	CANCELLATION_REFUND_REASONS, LINK_REMOVED, NOTIFICATION_KINDS, dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, toE164, withOpenedTokens,
+	CANCELLATION_REFUND_REASONS, LINK_REMOVED, NOTIFICATION_KINDS, dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, withOpenedTokens,
 	withoutOneTimeLinks, type Contact, type NotificationKind,
 } from "../../lib/notification-plan";
 import { renderTemplate } from "../../lib/template-render";
 import { FOLLOW_UPS_AFTER, refundOwed, type Order } from "../../lib/order-state";
+import { toE164 } from "../../lib/user-records";
 
 const contact = (over: Partial<Contact> = {}): Contact => ({ userId: "u1", email: "Ann@Example.com ", phone: null, firstName: "Ann", ...over });
 const links = { shopName: "Shop", storefrontUrl: "https://shop.example/" };
