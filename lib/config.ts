@@ -248,8 +248,9 @@ function cacherSetting(value: string | undefined): string | undefined {
 
 /** SHIPPING_RATES (see parseShippingRates); unset or empty: none. */
 function shippingRatesSetting(value: string | undefined): ShippingRates["byCurrency"] {
-	if (value == null || value.trim() === "") return undefined;
-	const rates = parseShippingRates(value.trim(), isIsoCurrency);
+	const v = nonEmpty(value);
+	if (v === undefined) return undefined;
+	const rates = parseShippingRates(v, isIsoCurrency);
 	if (typeof rates === "string") refuse("SHIPPING_RATES", value, `a comma list of CUR:flat:threshold in whole minor units (EUR:499:4500,JPY:800:8000): ${rates}`);
 	return rates;
 }

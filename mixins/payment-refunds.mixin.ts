@@ -280,7 +280,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			await this.publish(ctx, "payment.refunded", {
 				orderId: p.orderId, ...(p.orderNumber ? { number: p.orderNumber } : {}), paymentId: p.id, refundId: r.id, userId: p.userId, amount: r.amount, currency: r.currency, totalRefunded: p.refundedAmount, reason: r.reason ?? null,
 				// Tells a cancellation's own refund (its key) from an admin's whose note happens to read the same.
-				...(r.refundKey ? { refundKey: r.refundKey } : {}),
+				refundKey: r.refundKey,
 				...(r.sale === false ? { sale: false } : {}),
 			});
 		},

@@ -71,6 +71,9 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 				const code = normalizeCode(ctx.params.code);
 				const { orderId } = ctx.params;
 				const deadline = Date.now() + USE_WAIT_MS;
+				const lookAgain = () => {
+					if (Date.now() > deadline) throw new ConflictError("Too many orders are taking this code's uses at once; try again", "PROMO_IN_PROGRESS");
+				};
 				for (let attempt = 0; ; attempt++) {
 					const promo = await this.findPromotion(code);
 					const held = promo && (await this.db.promotion_slots.findOne({ promotionId: promo.id, orderId }));
@@ -86,12 +89,12 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 					} catch (err) {
 						if (!isDuplicate(err)) throw err;
 						// Another order took that slot, or another call of this order recorded its use: look again.
-						if (Date.now() > deadline) throw new ConflictError("Too many orders are taking this code's uses at once; try again", "PROMO_IN_PROGRESS");
+						lookAgain();
 						continue;
 					}
 					// A limit changed since the code was read (an admin lowered it): the use must fit the new one.
 					if (!(await this.useStillFits(promo!, orderId))) {
-						if (Date.now() > deadline) throw new ConflictError("Too many orders are taking this code's uses at once; try again", "PROMO_IN_PROGRESS");
+						lookAgain();
 						continue;
 					}
 					// Only a guide for the next slot and for the cart's early "used up"; a crash before it leaves it one low.
