@@ -354,16 +354,16 @@ export function announcementEvent(o: Order, what: Announcement): { event: string
 	}
 }
 
-/**
- * The refund a refund follow-up still owes (the rest of the payment), or null when nothing is left.
- * `sale`: whether the money was a sale's (the order was confirmed), which revenue then gives back;
- * a payment that came after its order was cancelled never was one.
- */
 /** The key of the refund a cancellation makes: one per order, so a repeated follow-up refunds once. */
 export function cancelRefundKey(orderId: string): string {
 	return `${orderId}-cancel`;
 }
 
+/**
+ * The refund a refund follow-up still owes (the rest of the payment), or null when nothing is left.
+ * `sale`: whether the money was a sale's (the order was confirmed), which revenue then gives back;
+ * a payment that came after its order was cancelled never was one.
+ */
 export function refundOwed(o: Order, followUp: "refund" | "refundLatePayment"): { refundKey: string; reason: string; sale: boolean } | null {
 	if (o.paidAmount - o.refundedAmount <= 0) return null;
 	// Derived from the order, so a redone follow-up reuses the key and payments refunds once.

@@ -43,13 +43,13 @@ export function isCommonPassword(password: string): boolean {
 	return commonPasswordList().has(normalizePassword(password).trim().toLowerCase());
 }
 
-/** Why a new password is refused, or null when it is acceptable. */
 /**
  * What shows nothing when typed: white space, format characters (zero-width space and joiner,
  * direction marks), combining marks alone, and the blank letters (Hangul fillers, braille blank).
  */
 const INVISIBLE = /[\p{Z}\s\p{Cf}\p{M}\u115F\u1160\u3164\uFFA0\u2800]/gu;
 
+/** Why a new password is refused, or null when it is acceptable. */
 export function passwordProblem(password: string, context: { email?: string } = {}): string | null {
 	const length = passwordLength(password);
 	if (length < MIN_PASSWORD_LENGTH) return `Password must be at least ${MIN_PASSWORD_LENGTH} characters`;
