@@ -19,7 +19,7 @@ import type { Entity } from "./collection";
 import type { ShopMeta } from "./types";
 import type { OrderFollowUpMethods } from "./order-follow-ups.mixin";
 import type { OutboxThis } from "./outbox.mixin";
-import { ConflictError, NotFoundError, invalidField, mayHaveTakenEffect } from "../lib/errors";
+import { ConflictError, NotFoundError, ServiceUnavailableError, invalidField, mayHaveTakenEffect } from "../lib/errors";
 import { CarriedSagaLog, Saga, type CompensationFailure, type SagaStep } from "../lib/saga";
 import { SagaTakenOverError } from "../lib/checkout-recovery";
 import {
@@ -48,6 +48,8 @@ import { formatOrderNumber, orderNumberDay } from "../lib/order-number";
 const BLOCKING_CART_PROBLEMS = new Set(["archived", "currency_mismatch", "promo"]);
 /** Orders one customer may have waiting for their payment (3-D Secure) at once; each holds stock until it expires. */
 const MAX_UNPAID_ORDERS = 3;
+/** products.reserve refusals that say the reservation was cut short (see mixins/inventory.mixin.ts), not that stock is short. */
+const INTERRUPTED_RESERVATION = new Set(["RESERVATION_RELEASED", "RESERVATION_IN_PROGRESS"]);
 
 export interface CheckoutParams {
 	shippingAddressId: string;
@@ -279,7 +281,14 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 
 		async reserveStock(c: Checkout) {
 			const items = c.order!.items.map((l) => ({ variantId: l.variantId, quantity: l.quantity }));
-			await this.callFrom(c, "products.reserve", { orderId: c.orderId, items });
+			try {
+				await this.callFrom(c, "products.reserve", { orderId: c.orderId, items });
+			} catch (err: any) {
+				// Not the buyer's doing: a node died mid-reserve and the reservation was rolled back, or a run of
+				// it is still going. A 503 frees the key, so the buyer's retry makes a new order.
+				if (INTERRUPTED_RESERVATION.has(err?.type)) throw new ServiceUnavailableError("The stock reservation was interrupted, retry", { reason: err.type });
+				throw err;
+			}
 			await this.appendEvent(c.orderId, "stock_reserved", { items }, { log: c.log, step: "reserveStock" });
 		},
 

@@ -713,6 +713,29 @@ describe("checkout", () => {
 			}
 		});
 
+		test("a reserve its products node rolled back as interrupted (it died mid-way and undid it when back): 503 and the key freed, so a retry with it places the order", async () => {
+			const svc = orders();
+			const { c, v } = await buyerWithCart(1900, 4);
+			const call = svc.callFrom;
+			// What the restarted node's sweep leaves: the order's reservation released before its reserve answers.
+			const rolledBack = jest.spyOn(svc, "callFrom").mockImplementation(async function (this: unknown, ch: any, name: any, params: any) {
+				if (name === "products.reserve") await call.call(svc, ch, "products.release", { orderId: params.orderId, reason: "expired" });
+				return call.call(svc, ch, name, params);
+			});
+			const k = key();
+			try {
+				const first = await checkout(c, { key: k });
+				expect([first.status, first.body.type]).toEqual([503, "SERVICE_UNAVAILABLE"]);
+			} finally {
+				rolledBack.mockRestore();
+			}
+			const again = await checkout(c, { key: k });
+			expect(again.status).toBe(201);
+			const rows = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
+			expect(rows.map((o: { status: string }) => o.status)).toEqual(["confirmed", "cancelled"]);
+			expect(await stockOf(v.variantId)).toBe(3);
+		});
+
 		test("a node that died after reserving, before the order recorded it: recovery gives the stock back", async () => {
 			const svc = orders();
 			const { c, v } = await buyerWithCart(1200, 3, 2);
