@@ -5,12 +5,21 @@
  * The service reads its collections as `this.db.<name>` and may define a `seedDB()` method, which
  * runs after connecting (it decides itself whether the collection is empty).
  */
-import type { ServiceSchema, Service } from "moleculer";
+import type { ServiceSchema, Service, ServiceBroker } from "moleculer";
 import { Collection, type CollectionSpec } from "./collection";
 import { readConfig, processStartedAt } from "../lib/config";
 import { embeddedStoreRival, type StoreMark } from "../lib/embedded-store-replicas";
 
 export type Collections = Record<string, Collection>;
+
+/**
+ * No other process can be working on this node's data: there is no other node (no transporter), or
+ * the store is embedded, which only the process holding its directory's lock writes. What a crash
+ * left half done is then the previous run's, finished at start rather than after a stale window.
+ */
+export function aloneOnItsStore(broker: ServiceBroker): boolean {
+	return !broker.transit || !readConfig().mongoUri;
+}
 
 export interface DbServiceThis {
 	db: Collections;

@@ -11,6 +11,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { newId, type Collection, type Entity } from "./collection";
+import { aloneOnItsStore } from "./db.mixin";
 import { ConflictError, InsufficientStockError, NotFoundError, isDuplicate } from "../lib/errors";
 import type { Product, Variant } from "../lib/catalog-views";
 import { mergeLines, sameLines, holdField, movementKey, rollbackSteps, RELEASE_TRANSITIONS, RELEASED_STATES, SWEEP_TRANSITIONS, SWEPT_STATUSES, type MovementType, type ReservationStatus, type StockLine } from "../lib/inventory-rules";
@@ -422,9 +423,10 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 				.finally(() => (this.sweeping = undefined));
 			return this.sweeping;
 		};
-		// What a crash of the previous run left behind. Alone (the embedded default: no transporter), no
-		// reserve or movement of another process can still be running: all of it, not only the stale.
-		await sweep(this.broker.transit ? undefined : 0);
+		// What a crash of the previous run left behind. Alone on the store (no transporter, or an embedded
+		// store), no reserve or movement of another process can still be running: all of it, not only the
+		// stale. Else a stock unit taken by a reserve that died would stay out for the stale window.
+		await sweep(aloneOnItsStore(this.broker) ? 0 : undefined);
 		this.sweepTimer = setInterval(() => sweep(), intervalMs);
 		this.sweepTimer.unref();
 	},

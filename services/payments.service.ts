@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Collection } from "../mixins/collection";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, aloneOnItsStore } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import { PaymentRefundsMixin, type PaymentHostMethods, type PaymentRefundMethods } from "../mixins/payment-refunds.mixin";
@@ -118,12 +118,12 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 	settings: { rest: "/" },
 
 	events: {
-		// Alone (the embedded default: no transporter), no call of the previous run still talks to the
-		// provider: its leases on charges and refunds are dropped, so a retry goes on at once instead of
-		// waiting them out (the provider's idempotency keys keep a redone call from acting twice); and
+		// Alone on the store (no transporter, or an embedded store), no call of the previous run still talks
+		// to the provider: its leases on charges and refunds are dropped, so a retry goes on at once instead
+		// of waiting them out (the provider's idempotency keys keep a redone call from acting twice); and
 		// webhook events it was applying are left for their next delivery at once.
 		async "$broker.started"(this: This) {
-			if (this.broker.transit) return;
+			if (!aloneOnItsStore(this.broker)) return;
 			// Only leases taken before this process started (ending before then plus a lease): a request of this
 			// run may hold one already.
 			const startedAt = processStartedAt();

@@ -10,7 +10,7 @@
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
-import { DbMixin, type DbServiceThis } from "../mixins/db.mixin";
+import { DbMixin, aloneOnItsStore, type DbServiceThis } from "../mixins/db.mixin";
 import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { Entity } from "../mixins/collection";
@@ -165,9 +165,10 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 	settings: { rest: "/", interruptedChangeMs: 60_000 },
 
 	async started(this: ReviewsThis) {
-		// Alone (no transporter) no other node can be finishing a change: all of them now; else once stale.
+		// Alone on the store (no transporter, or an embedded store) no other node can be finishing a change:
+		// all of them now; else once stale.
 		const stale = (this.settings as { interruptedChangeMs: number }).interruptedChangeMs;
-		await this.finishInterruptedChanges(this.broker.transit ? stale : 0).catch((err: Error) => this.logger.error("Finishing interrupted review changes failed:", err));
+		await this.finishInterruptedChanges(aloneOnItsStore(this.broker) ? 0 : stale).catch((err: Error) => this.logger.error("Finishing interrupted review changes failed:", err));
 		this.finishTimer = setInterval(() => {
 			this.finishInterruptedChanges(stale).catch((err: Error) => this.logger.error("Finishing interrupted review changes failed:", err));
 		}, stale);

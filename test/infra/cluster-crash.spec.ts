@@ -7,11 +7,13 @@
  * (bench/lib/audit.ts): stock, payments, promotion uses and notifications.
  */
 import crypto from "node:crypto";
+import path from "node:path";
 import { startNode, eventually, redisUrl, type ShopNode } from "../helpers/cluster";
 import { HttpClient } from "../helpers/http";
 import { registerCustomer, login, addToCart, checkout, createProduct, type Customer } from "../helpers/flows";
 import { audit, type AuditInput } from "../../bench/lib/audit";
 import { readStoredData } from "../../bench/lib/stored-data";
+import { DIST } from "../../bench/lib/processes";
 
 jest.setTimeout(240_000);
 
@@ -136,6 +138,31 @@ describe.each([
 			return true;
 		}, 30_000);
 	});
+});
+
+test("products-1 dies between taking a buyer's unit and marking the reservation reserved: back on its files, it puts the unit back at once", async () => {
+	const { variantId, product } = await createProduct(gw, adminToken, { name: `Half reserved ${crypto.randomBytes(2).toString("hex")}`, price: 1800, stock: STOCK });
+	startStock.set(variantId, STOCK);
+	const buyer = await registerCustomer(gw);
+	await addToCart(gw, buyer.token, variantId, 1);
+	// The same node on its files, with the crash hook armed by SIGUSR2: its 1st write then claims the
+	// reservation, its 2nd takes the unit (stock and hold in one update), and there it dies.
+	const { dataDir } = nodes["products-1"];
+	await nodes["products-1"].kill("SIGTERM");
+	const hook = `--require ${path.join(__dirname, "../fixtures/crash-hook.js")}`;
+	await start("products-1", { DATA_DIR: dataDir, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} ${hook}`, CRASH_AT: "write:2", CRASH_ARM: "signal", SHOP_DIST: DIST });
+	await eventually(async () => (await gw.get(`/api/inventory/${variantId}/history`, { token: adminToken })).status === 200, 30_000);
+	nodes["products-1"].proc.kill("SIGUSR2");
+	answeredAt = [];
+	const answered = checkoutUntilAnswered(buyer, crypto.randomUUID(), 90_000);
+	expect(await nodes["products-1"].exited).toBeNull(); // killed by its signal
+	await start("products-1", { DATA_DIR: dataDir });
+	expect((await answered)?.status).toBe(201);
+	// Not after the 2-minute stale window: the restarted node knows the half-made reservation was its own.
+	// The stock itself, as the dead reserve wrote no audit row for its unit.
+	await eventually(async () => (await gw.get(`/api/products/${product.id}`)).body.variants[0].stock === STOCK - 1, 30_000);
+	const history = await gw.get(`/api/inventory/${variantId}/history?pageSize=100`, { token: adminToken });
+	expect(history.body.rows.reduce((sum: number, t: { delta: number }) => sum + t.delta, 0)).toBe(STOCK - 1);
 });
 
 test("the stored files of every node pass the audit", async () => {
