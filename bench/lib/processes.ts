@@ -8,15 +8,30 @@ export const ROOT = path.resolve(__dirname, "../..");
 /** The build that runs: dist/, or BENCH_DIST (a patched copy, to measure a change before making it). */
 export const DIST = process.env.BENCH_DIST ? path.resolve(process.env.BENCH_DIST) : path.join(ROOT, "dist");
 
+/** Ports this process handed out already: two picks before either is bound must differ. */
+const handedOut = new Set<number>();
+
+/**
+ * A port for a child process to listen on, picked below the kernel's ephemeral range (32768 and up on
+ * Linux): a port from that range, free when checked, may be taken by any outgoing connection (NATS,
+ * Redis, HTTP clients) before the child binds it, which made a cluster test's gateway die with
+ * EADDRINUSE. Checked on all interfaces, as the gateway listens there.
+ */
 export async function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.listen(0, "127.0.0.1", () => {
-			const port = (srv.address() as net.AddressInfo).port;
-			srv.close(() => resolve(port));
+	for (let tries = 0; ; tries++) {
+		const port = 20_000 + Math.floor(Math.random() * 12_000);
+		if (handedOut.has(port)) continue;
+		const free = await new Promise<boolean>((resolve) => {
+			const srv = net.createServer();
+			srv.once("error", () => resolve(false));
+			srv.listen(port, "0.0.0.0", () => srv.close(() => resolve(true)));
 		});
-		srv.on("error", reject);
-	});
+		if (free) {
+			handedOut.add(port);
+			return port;
+		}
+		if (tries > 200) throw new Error("No free port between 20000 and 32000");
+	}
 }
 
 export interface NodeProcess {
