@@ -9,6 +9,7 @@ import fs from "node:fs";
 import Datastore from "@seald-io/nedb";
 import type { Model, Schema, SchemaDefinition } from "mongoose";
 import { ConflictError } from "../lib/errors";
+import { watchMongoConnection } from "./store-outages";
 import { checkDatafile, loadDatafile, lockDataDir, namingFile, openDatafile, StoreUnavailableError, type NedbFile } from "./nedb-datafile";
 import { installKeptKeyIndexUpdates } from "./nedb-index-update";
 import { installFastKeyComparison } from "./nedb-index-compare";
@@ -256,6 +257,8 @@ class MongoBackend implements Backend {
 		this.adapter.init(null, { schema: { model }, settings: {}, logger: console });
 		await this.adapter.connect();
 		sharedMongoConnection.acquire();
+		// readyState 1: connected; mongoose reconnects by itself after a loss, meanwhile the node is not ready.
+		watchMongoConnection(() => mongoose.connection.readyState === 1);
 		this.connected = true;
 		this.model = this.adapter.model;
 		// Unique indexes must exist before the first write relies on them.

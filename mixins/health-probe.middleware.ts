@@ -1,8 +1,9 @@
 /**
  * The ports a node opens for its operators. When HEALTH_PORT is set, the node answers GET /live
- * (the node has started and runs: a liveness probe) and GET /ready (broker started, not stopping, and every
- * Redis this node uses reachable: a readiness probe), on HOST like the gateway. A Redis outage
- * fails readiness only, never liveness: restarting a node does not bring Redis back.
+ * (the node has started and runs: a liveness probe) and GET /ready (broker started, not stopping, every
+ * Redis this node uses reachable, and its store taking writes: a readiness probe), on HOST like the
+ * gateway. A Redis outage or a full disk fails readiness only, never liveness: restarting a node
+ * brings neither back.
  *
  * A port that cannot be opened (taken, not allowed) stops the node with a message naming its
  * variable, HEALTH_PORT or METRICS_PORT (Moleculer's Prometheus reporter), instead of an
@@ -12,6 +13,7 @@
 import http from "node:http";
 import type { Middleware, ServiceBroker } from "moleculer";
 import { redisOutages } from "../adapters/redis-connection";
+import { storeOutages } from "./store-outages";
 
 /** Why a port could not be opened, naming the variable that chose it. */
 export function portProblem(variable: string, port: number | string, host: string | undefined, err: NodeJS.ErrnoException): string {
@@ -29,6 +31,7 @@ export function notReadyReasons(broker: ServiceBroker): string[] {
 	// Moleculer's Redis cacher: false after a connection error, until it is ready again.
 	if ((broker.cacher as { connected?: boolean | null } | null)?.connected === false) reasons.push("redis: cache");
 	for (const purpose of redisOutages()) reasons.push(`redis: ${purpose}`);
+	reasons.push(...storeOutages());
 	return reasons;
 }
 

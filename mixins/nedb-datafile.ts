@@ -22,6 +22,7 @@ import { Errors } from "moleculer";
 import type Datastore from "@seald-io/nedb";
 import { MIN_LINES_BEFORE_COMPACTION, errorCode, errorMessage, internalsOf, isExpired, serializeDocument, type DatastoreInternals, type Doc, type Modification } from "./nedb-internals";
 import { parseDatafile } from "./nedb-load";
+import { markWriteFailed, markWritten } from "./store-outages";
 
 export { serializeDocument } from "./nedb-internals";
 export { lockDataDir, lockTiming } from "./nedb-dir-lock";
@@ -108,10 +109,12 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 		} catch (err) {
 			lineOpen = !cutBack(written);
 			pausedUntil = Date.now() + WRITE_PAUSE_AFTER_FAILURE_MS;
+			markWriteFailed(p.filename, collection, errorCode(err) ?? errorMessage(err));
 			return err as Error;
 		}
 		lineOpen = false;
 		appended += docs.length;
+		markWritten(p.filename);
 		return undefined;
 	};
 
@@ -258,6 +261,8 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 		close() {
 			closed = true;
 			closeFile();
+			// A closed store is not this process's to report any more.
+			markWritten(p.filename);
 		},
 	};
 }

@@ -3,6 +3,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { Collection, type CollectionSpec } from "../../mixins/collection";
 import { storeTestDir } from "../helpers/store-dir";
+import { storeOutages, watchMongoConnection } from "../../mixins/store-outages";
+import { notReadyReasons } from "../../mixins/health-probe.middleware";
+import type { ServiceBroker } from "moleculer";
 
 const spec = { fields: { sku: String, stock: Number }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
 
@@ -130,6 +133,37 @@ describe("a write that fails part-way", () => {
 		pauseOver();
 		expect(await items.updateOne({ sku: "A" }, { $set: { stock: 9 } })).toMatchObject({ stock: 9 });
 	});
+
+	test("the readiness probe names the collection from the failure until a write there succeeds", async () => {
+		await items.insert({ sku: "A", stock: 1 });
+		expect(storeOutages()).toEqual([]);
+		const full = diskFullAfter(0);
+		await expect(items.insert({ sku: "B", stock: 2 })).rejects.toMatchObject({ code: 503 });
+		full.mockRestore();
+		expect(storeOutages()).toEqual(["store: items (ENOSPC)"]);
+		expect(notReadyReasons({ started: true, stopping: false, cacher: null } as unknown as ServiceBroker)).toEqual(["store: items (ENOSPC)"]);
+		pauseOver();
+		await items.insert({ sku: "C", stock: 3 });
+		expect(storeOutages()).toEqual([]);
+	});
+
+	test("with no write coming (the node is out of service), the probe tries the disk itself a second after the failure", async () => {
+		const full = diskFullAfter(0);
+		await expect(items.insert({ sku: "B", stock: 2 })).rejects.toMatchObject({ code: 503 });
+		full.mockRestore();
+		const probe = jest.spyOn(fs, "writeFileSync").mockImplementation(() => {
+			throw errno("ENOSPC", "write");
+		});
+		expect(storeOutages()).toEqual(["store: items (ENOSPC)"]);
+		expect(probe).not.toHaveBeenCalled();
+		// Still full a second later.
+		expect(storeOutages(Date.now() + 1_001)).toEqual(["store: items (ENOSPC)"]);
+		expect(probe).toHaveBeenCalledWith(`${file}.write-check`, expect.any(Buffer));
+		probe.mockRestore();
+		// Room again: ready, and the probe's file is gone.
+		expect(storeOutages(Date.now() + 1_001)).toEqual([]);
+		expect(fs.existsSync(`${file}.write-check`)).toBe(false);
+	});
 });
 
 describe("expiry on a full disk", () => {
@@ -177,5 +211,17 @@ describe("expiry on a full disk", () => {
 		// Gone from memory too: its unique key is free again.
 		await keys.insert({ key: "old", createdAt: new Date(Date.now()) });
 		expect(await keys.count({ key: "old" })).toBe(1);
+	});
+});
+
+describe("a MongoDB connection that is down", () => {
+	afterEach(() => watchMongoConnection(() => true));
+
+	test("is named by the readiness probe while mongoose reconnects", () => {
+		let up = false;
+		watchMongoConnection(() => up);
+		expect(storeOutages()).toEqual(["store: mongodb"]);
+		up = true;
+		expect(storeOutages()).toEqual([]);
 	});
 });
