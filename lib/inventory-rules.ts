@@ -99,6 +99,9 @@ export const SWEEP_TRANSITIONS: Readonly<Partial<Record<ReservationStatus, { to:
 
 export const SWEPT_STATUSES = Object.keys(SWEEP_TRANSITIONS) as ReservationStatus[];
 
+/** While a reserve applies its lines: its node's run finishes or puts back what it took, or, once that run is over, the sweeper. */
+export const RESERVING_STATUSES: ReservationStatus[] = ["pending", "cancelling"];
+
 /** Two lines for the same variant count as one: their quantities are summed before any check. */
 export function mergeLines(items: StockLine[]): StockLine[] {
 	const merged = new Map<string, number>();

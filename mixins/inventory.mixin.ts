@@ -12,12 +12,25 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { newId, type Collection, type Entity } from "./collection";
 import { aloneOnItsStore } from "./db.mixin";
+import { brokerRunView, runnerState, type SagaRunner } from "../lib/checkout-recovery";
 import { ConflictError, InsufficientStockError, NotFoundError, isDuplicate } from "../lib/errors";
 import type { Product, Variant } from "../lib/catalog-views";
-import { mergeLines, sameLines, holdField, movementKey, rollbackSteps, RELEASE_TRANSITIONS, RELEASED_STATES, SWEEP_TRANSITIONS, SWEPT_STATUSES, type MovementType, type ReservationStatus, type StockLine } from "../lib/inventory-rules";
+import { mergeLines, sameLines, holdField, movementKey, rollbackSteps, RELEASE_TRANSITIONS, RELEASED_STATES, RESERVING_STATUSES, SWEEP_TRANSITIONS, SWEPT_STATUSES, type MovementType, type ReservationStatus, type StockLine } from "../lib/inventory-rules";
 
 export type Row<T> = T & Entity;
-interface Reservation { orderId: string; status: ReservationStatus; items: Array<StockLine & { productId: string }>; holdsOpen?: boolean; /** A return whose stock is not all back yet (see releaseStock). */ returnOpen?: boolean; reason?: string; createdAt: Date; updatedAt: Date }
+interface Reservation {
+	orderId: string;
+	status: ReservationStatus;
+	items: Array<StockLine & { productId: string }>;
+	holdsOpen?: boolean;
+	/** A return whose stock is not all back yet (see releaseStock). */
+	returnOpen?: boolean;
+	reason?: string;
+	/** The node run whose reserve applies the lines (absent on reservations made before it was recorded). */
+	runner?: SagaRunner;
+	createdAt: Date;
+	updatedAt: Date;
+}
 /** A stock movement between its stock update and its audit row. */
 export interface ParkedMove { key: string; delta: number; type: MovementType; reference: string; userId?: string; since: number }
 
@@ -93,6 +106,8 @@ interface InventoryVars {
 	/** The host's: products whose creation a crash interrupted, finished or undone once their moves are. */
 	finishInterruptedCreations(staleAfterMs?: number): Promise<unknown>;
 	sweepTimer?: NodeJS.Timeout;
+	/** When this service started, for what the registry may know of other nodes' runs by now. */
+	sweepStartedAt: number;
 	sweeping?: Promise<unknown>;
 }
 type InventoryThis = Service<InventorySettings> & InventoryMethods & InventoryVars;
@@ -281,7 +296,8 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 		async claimReservation(id: string, orderId: string, items: Reservation["items"]) {
 			try {
 				const now = new Date();
-				await this.db.reservations.insert({ id, orderId, status: "pending", items, holdsOpen: true, createdAt: now, updatedAt: now });
+				const runner = { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID };
+				await this.db.reservations.insert({ id, orderId, status: "pending", items, holdsOpen: true, runner, createdAt: now, updatedAt: now });
 				return null;
 			} catch (err) {
 				if (!isDuplicate(err)) throw err;
@@ -373,13 +389,19 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 		async sweepReservations(now = new Date(), staleAfterMs?: number) {
 			const cutoff = new Date(now.getTime() - (staleAfterMs ?? this.settings.reservationSweep.staleAfterMs));
 			const stale = await this.db.reservations.find({ holdsOpen: true, status: { $in: SWEPT_STATUSES }, updatedAt: { $lt: cutoff } }, { sort: { updatedAt: 1 }, limit: SWEEP_BATCH });
+			// Reserves whose run is known to be over (its node came back as a new run, or this node restarted),
+			// whatever their age: their stock would otherwise be held for the stale window. A node the registry
+			// lost is no proof (a paused process carries on): those wait to be stale.
+			const view = brokerRunView(this.broker, this.sweepStartedAt);
+			const open = await this.db.reservations.find({ holdsOpen: true, status: { $in: RESERVING_STATUSES }, updatedAt: { $gte: cutoff } }, { limit: SWEEP_BATCH });
+			const orphaned = open.filter((r) => runnerState(r.runner, view) === "over");
 			let swept = 0;
-			for (const found of stale) {
+			for (const found of [...stale, ...orphaned]) {
 				const next = SWEEP_TRANSITIONS[found.status]!;
-				// The claim: one conditional update moves updatedAt past the cutoff, so of two sweepers
-				// (on two nodes) only one does the work, and a reserve still running sees it is no longer pending.
+				// The claim: one conditional update moves updatedAt on, so of two sweepers (on two nodes) only one
+				// does the work, and a reserve still running sees it is no longer pending.
 				const r = await this.db.reservations.updateOne(
-					{ id: found.id, status: found.status, holdsOpen: true, updatedAt: { $lt: cutoff } },
+					{ id: found.id, status: found.status, holdsOpen: true, updatedAt: found.updatedAt },
 					{ $set: { status: next.to, updatedAt: now, ...(next.reason ? { reason: next.reason } : {}) } },
 				);
 				if (!r) continue;
@@ -412,6 +434,7 @@ const inventorySchema: Partial<ServiceSchema<InventorySettings, InventoryMethods
 	} satisfies InventoryMethods & ThisType<InventoryThis>,
 
 	async started() {
+		this.sweepStartedAt = Date.now();
 		const { intervalMs } = this.settings.reservationSweep;
 		if (!intervalMs) return;
 		// One sweep at a time per node; other nodes are kept off the same reservation by the claim.

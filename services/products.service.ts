@@ -67,7 +67,8 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 	// One record per order: its status changes by conditional updates, so duplicate calls apply once.
 	reservations: {
 		// `holdsOpen` while some variant may still hold stock for it or its audit rows may be incomplete.
-		fields: { orderId: String, status: String, items: { type: Array, default: [] }, holdsOpen: Boolean, returnOpen: Boolean, reason: String, createdAt: Date, updatedAt: Date },
+		// `runner`: the node run whose reserve applies its lines, so a sweeper knows it is over once that node came back as a new run.
+		fields: { orderId: String, status: String, items: { type: Array, default: [] }, holdsOpen: Boolean, returnOpen: Boolean, reason: String, runner: Object, createdAt: Date, updatedAt: Date },
 		indexes: [{ fields: { orderId: 1 }, unique: true }, { fields: { holdsOpen: 1, updatedAt: 1 } }],
 	},
 };

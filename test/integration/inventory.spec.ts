@@ -534,6 +534,43 @@ describe("inventory", () => {
 			expect(await release("crash-1")).toEqual({ released: false, alreadyReleased: true });
 		});
 
+		test("a reserve whose run is known to be over (an earlier run of this node, or its node back as a new run) is rolled back at the next sweep, not after the threshold", async () => {
+			const [v] = await variantsWithStock(5);
+			const dieMidReserve = async (orderId: string, runner: { nodeID: string; instanceID: string }) => {
+				const spy = crashBeforeRow(orderId, "reservation");
+				try {
+					await expect(reserve(orderId, [{ variantId: v, quantity: 1 }])).rejects.toThrow("node died");
+				} finally {
+					spy.mockRestore();
+				}
+				expect(await reservationOf(orderId)).toMatchObject({ status: "pending", runner: { nodeID: svc.broker.nodeID, instanceID: svc.broker.instanceID } });
+				await svc.db.reservations.updateOne({ orderId }, { $set: { runner } });
+			};
+			const registry = svc.broker.registry.nodes;
+			const known = jest.spyOn(registry, "get").mockImplementation((id: any) => (id === "catalog-2" ? { id, instanceID: "catalog-2-second-run", available: true } : undefined));
+			try {
+				await dieMidReserve("over-1", { nodeID: svc.broker.nodeID, instanceID: "an-earlier-run" });
+				await dieMidReserve("over-2", { nodeID: "catalog-2", instanceID: "catalog-2-first-run" });
+				// Still this run's, a live node's or a lost node's (a paused process carries on): left to the threshold.
+				await dieMidReserve("alive-1", { nodeID: svc.broker.nodeID, instanceID: svc.broker.instanceID });
+				await dieMidReserve("alive-2", { nodeID: "catalog-2", instanceID: "catalog-2-second-run" });
+				await dieMidReserve("lost-1", { nodeID: "catalog-3", instanceID: "catalog-3-run" });
+				expect(await stockOf(v)).toBe(0);
+
+				expect(await sweep()).toEqual({ swept: 2 });
+				expect(await stockOf(v)).toBe(2);
+				for (const orderId of ["over-1", "over-2"]) expect(await reservationOf(orderId)).toMatchObject({ status: "released", reason: "expired", holdsOpen: false });
+				for (const orderId of ["alive-1", "alive-2", "lost-1"]) expect(await reservationOf(orderId)).toMatchObject({ status: "pending", holdsOpen: true });
+				expect(await sweep()).toEqual({ swept: 0 });
+			} finally {
+				known.mockRestore();
+			}
+			for (const orderId of ["alive-1", "alive-2", "lost-1"]) await age(orderId);
+			expect(await sweep()).toEqual({ swept: 3 });
+			expect(await stockOf(v)).toBe(5);
+			expect(await auditSum(v)).toBe(5);
+		});
+
 		test("two sweepers at once: one claims the reservation and the stock goes back once", async () => {
 			const [v, w, x] = await variantsWithStock(5, 5, 5);
 			// The node dies while taking the second line: the first is taken and recorded, the others not.
