@@ -48,8 +48,15 @@ npm run build --silent
 
 export PROMETHEUS_BIN="$(command -v prometheus || true)"
 echo "NATS at $NATS_URL, Redis at $REDIS_URL"
-npx jest --selectProjects infra --runInBand "$@"
-# The cart-store unit suite also runs its Redis half when REDIS_URL is set.
-# (Skipped when a test path was given, e.g. `npm run test:infra test/infra/cluster.spec.ts`.)
 paths=0; for a in "$@"; do case "$a" in -*) ;; *) paths=1 ;; esac; done
-if [ "$paths" -eq 0 ]; then npx jest --runInBand --ci --selectProjects unit -- test/unit/cart-store.spec.ts; fi
+if [ "$paths" -eq 1 ]; then
+	# A test path was given, e.g. `npm run test:infra test/infra/cluster.spec.ts`: that alone.
+	npx jest --selectProjects infra --runInBand "$@"
+	exit
+fi
+# The single-process crash test's two halves side by side (each case mostly waits for a shop process
+# to start), then the cluster suites one at a time: their timings assume the machine to themselves.
+npx jest --selectProjects infra --maxWorkers=2 "$@" -- test/infra/checkout-crash-
+npx jest --selectProjects infra --runInBand --testPathIgnorePatterns checkout-crash "$@"
+# The cart-store unit suite also runs its Redis half when REDIS_URL is set.
+npx jest --runInBand --ci --selectProjects unit -- test/unit/cart-store.spec.ts

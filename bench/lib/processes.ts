@@ -11,6 +11,10 @@ export const DIST = process.env.BENCH_DIST ? path.resolve(process.env.BENCH_DIST
 /** Ports this process handed out already: two picks before either is bound must differ. */
 const handedOut = new Set<number>();
 
+/** Each jest worker (tests run in parallel, e.g. the crash test's two halves) picks from its own range. */
+const PORT_RANGE = 3000;
+const portBase = 20_000 + ((Number(process.env.JEST_WORKER_ID ?? 1) - 1) % 4) * PORT_RANGE;
+
 /**
  * A port for a child process to listen on, picked below the kernel's ephemeral range (32768 and up on
  * Linux): a port from that range, free when checked, may be taken by any outgoing connection (NATS,
@@ -19,7 +23,7 @@ const handedOut = new Set<number>();
  */
 export async function freePort(): Promise<number> {
 	for (let tries = 0; ; tries++) {
-		const port = 20_000 + Math.floor(Math.random() * 12_000);
+		const port = portBase + Math.floor(Math.random() * PORT_RANGE);
 		if (handedOut.has(port)) continue;
 		const free = await new Promise<boolean>((resolve) => {
 			const srv = net.createServer();
@@ -30,7 +34,7 @@ export async function freePort(): Promise<number> {
 			handedOut.add(port);
 			return port;
 		}
-		if (tries > 200) throw new Error("No free port between 20000 and 32000");
+		if (tries > 200) throw new Error(`No free port between ${portBase} and ${portBase + PORT_RANGE}`);
 	}
 }
 
