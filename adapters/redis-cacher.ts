@@ -6,9 +6,14 @@
  * while not connected (Redis down, or not yet connected at start: no command waits for a
  * connection) cannot reach the cache, which nobody reads meanwhile (the middleware skips a cacher
  * that is not connected); so it is not an error, and the whole cache is cleaned when Redis is back,
- * as entries cached before then may be stale.
+ * as entries cached before then may be stale. One that fails while connected (a command timeout) is
+ * the caller's error (its 503 says the change may not show yet), and is also tried again in the
+ * background, so a stale entry does not outlive it by its whole TTL when nobody retries.
  */
 import { Cachers } from "moleculer";
+
+/** Background tries of a clean that failed while connected: about a minute in all (1 + 2 + ... + 32 s). */
+const RETRIES = 6;
 
 export class ShopRedisCacher extends Cachers.Redis {
 	private writeFailedAt: number | null = null;
@@ -48,9 +53,30 @@ export class ShopRedisCacher extends Cachers.Redis {
 			return Promise.resolve();
 		}
 		return op().catch((err: Error) => {
-			if (connected()) throw err;
-			this.hadOutage = true;
+			if (!connected()) {
+				this.hadOutage = true;
+				return;
+			}
+			this.tryAgainLater(op, err);
+			throw err;
 		});
+	}
+
+	/** A clean or delete that failed while connected, run again after 1, 2, 4... s until it works (or an outage's full clean takes over). */
+	private tryAgainLater(op: () => Promise<any>, first: Error, attempt = 1): void {
+		if (attempt === 1) this.logger.warn(`Redis cacher: a cache clean or delete failed (${first.message}); trying again in the background.`);
+		if (attempt > RETRIES) {
+			this.logger.error(`Redis cacher: a cache clean or delete still failed after ${RETRIES} tries; its entries expire with their TTL.`);
+			return;
+		}
+		const timer = setTimeout(() => {
+			if (this.hadOutage) return;
+			op().then(
+				() => this.logger.info("Redis cacher: the cache clean or delete that had failed is done."),
+				() => this.tryAgainLater(op, first, attempt + 1),
+			);
+		}, 1000 * 2 ** (attempt - 1));
+		timer.unref();
 	}
 
 	set(key: string, data: any, ttl?: number): Promise<any> {

@@ -41,6 +41,33 @@ describe("ShopRedisCacher", () => {
 		await expect(cacher.del("users.checkSession:s1")).rejects.toThrow("Command timed out");
 	});
 
+	test("a clean that fails while connected is the caller's error, and is tried again in the background until it works", async () => {
+		jest.useFakeTimers();
+		try {
+			let fails = 2;
+			const ran: string[] = [];
+			const client = Object.assign(new EventEmitter(), { status: "ready" });
+			const { cacher, logs } = cacherWith(client);
+			cacher.connected = true;
+			const clean = jest.spyOn(Cachers.Redis.prototype, "clean").mockImplementation((match: any) => {
+				ran.push(String(match));
+				return fails-- > 0 ? Promise.reject(new Error("Command timed out")) : Promise.resolve();
+			});
+			await expect(cacher.clean("products.**")).rejects.toThrow("Command timed out");
+			expect(ran).toEqual(["products.**"]);
+			await jest.advanceTimersByTimeAsync(1000);
+			expect(ran).toHaveLength(2);
+			await jest.advanceTimersByTimeAsync(2000);
+			expect(ran).toEqual(["products.**", "products.**", "products.**"]);
+			expect(logs).toContain("info Redis cacher: the cache clean or delete that had failed is done.");
+			await jest.advanceTimersByTimeAsync(60_000);
+			expect(ran).toHaveLength(3);
+			clean.mockRestore();
+		} finally {
+			jest.useRealTimers();
+		}
+	});
+
 	test("back after an outage, the whole cache is cleaned, once", async () => {
 		const client = new EventEmitter();
 		const { cacher } = cacherWith(client);
