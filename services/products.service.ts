@@ -22,7 +22,7 @@ import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailabl
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
 import { descendantIds, type Category } from "../lib/category-tree";
-import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, compareAtProblem, findCategoryRef, type ProductInput, type VariantInput } from "../lib/catalog-rules";
+import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
 import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, fromPriceOf, fromPricesOf, type Product, type Variant } from "../lib/catalog-views";
 import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } from "../lib/catalog-query";
 import { checkLines, type StockLine } from "../lib/inventory-rules";
@@ -193,8 +193,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const product = await this.findProduct(ctx.params.idOrSlug);
 				// Archived products stay readable for admins (past orders link to them), not for shoppers.
 				if (!product || (!product.isActive && ctx.meta.user?.role !== "admin")) throw new NotFoundError("Product");
-				// A HEAD (a monitor, a link checker) is nobody viewing the product.
-				if (!ctx.meta.headRequest) await this.announce(ctx, "product.viewed", { productId: product.id, ...(ctx.meta.user ? { userId: ctx.meta.user.id } : {}) });
+				// A HEAD (a monitor, a link checker) is nobody viewing the product, nor is the staff's own look at it.
+				if (!ctx.meta.headRequest && ctx.meta.user?.role !== "admin") await this.announce(ctx, "product.viewed", { productId: product.id, ...(ctx.meta.user ? { userId: ctx.meta.user.id } : {}) });
 				return this.productDetail(product);
 			},
 		},
@@ -350,7 +350,13 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			},
 			async handler(ctx: Ctx<{ id: string; variantId: string; name?: string; price?: number | null; options?: Record<string, string> }>) {
 				const { id, variantId, ...changes } = ctx.params;
-				const write = () => this.db.variants.updateOne({ id: variantId, productId: id }, { $set: { ...changes, updatedAt: new Date() } });
+				const set = { ...changes, updatedAt: new Date() };
+				// A name the shop derived from the options (none was given) follows them; one the admin gave stays.
+				const current = changes.options && changes.name === undefined ? await this.db.variants.findOne({ id: variantId, productId: id }) : null;
+				const derived = current && current.name === variantDisplayName(current.options) ? current.name : null;
+				const write = async () =>
+					(derived !== null && (await this.db.variants.updateOne({ id: variantId, productId: id, name: derived }, { $set: { ...set, name: variantDisplayName(changes.options) } }))) ||
+					this.db.variants.updateOne({ id: variantId, productId: id }, { $set: set });
 				const variant = changes.price !== undefined ? await this.changingFromPrice(id, write) : await write();
 				if (!variant) throw new NotFoundError("Variant");
 				const changed = await this.touchProduct(id);

@@ -349,6 +349,22 @@ describe("products service over HTTP", () => {
 			expect(repriced.body.variants.find((x: any) => x.id === v.id)).toMatchObject({ price: 999, stock: 5 });
 		});
 
+		test("a variant's name the shop derived from its options follows new options; a name the admin gave stays", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			const added = await post(`/api/products/${created.id}/variants`, { sku: `${created.variants[0].sku}-K`, stock: 2, options: { Color: "Black" } });
+			const v = added.body.variants.find((x: any) => x.sku === `${created.variants[0].sku}-K`);
+			expect(v.name).toBe("Black");
+			const recoloured = await shop.http.patch(`/api/products/${created.id}/variants/${v.id}`, { options: { Color: "Red" } }, { token: admin });
+			expect(recoloured.body.variants.find((x: any) => x.id === v.id)).toMatchObject({ name: "Red", options: { Color: "Red" } });
+			// A name given at creation stays through new options, as does a name sent with them.
+			const withName = await post(`/api/products/${created.id}/variants`, { sku: `${created.variants[0].sku}-N`, name: "Midnight", stock: 2, options: { Color: "Black" } });
+			const named = withName.body.variants.find((x: any) => x.sku === `${created.variants[0].sku}-N`);
+			const resized = await shop.http.patch(`/api/products/${created.id}/variants/${named.id}`, { options: { Color: "Navy" } }, { token: admin });
+			expect(resized.body.variants.find((x: any) => x.id === named.id)).toMatchObject({ name: "Midnight", options: { Color: "Navy" } });
+			const both = await shop.http.patch(`/api/products/${created.id}/variants/${v.id}`, { options: { Color: "Blue" }, name: "Ocean" }, { token: admin });
+			expect(both.body.variants.find((x: any) => x.id === v.id)).toMatchObject({ name: "Ocean", options: { Color: "Blue" } });
+		});
+
 		test("admin routes answer 403 to a customer and 401 to a guest", async () => {
 			const created = (await post("/api/products", productBody())).body;
 			expect((await post("/api/products", productBody(), customer)).status).toBe(403);
@@ -370,6 +386,9 @@ describe("products service over HTTP", () => {
 				{ productId: created.id, userId: "cust-1", eventId: expect.any(String) },
 			]);
 			expect(views[0].eventId).not.toBe(views[1].eventId);
+			// The staff's own look (an archived product too) is no shopper's view.
+			await shop.http.get(`/api/products/${created.id}`, { token: admin });
+			expect(eventsNamed("product.viewed").filter((e) => e.productId === created.id)).toHaveLength(2);
 		});
 
 		test("review.moderated stores the rating on the product", async () => {
