@@ -279,6 +279,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		updatePromotion: {
 			rest: "PATCH /promotions/:code",
+			openapi: { responses: { 409: "maxUses below the uses the code holds now (PROMO_LIMIT_BELOW_USES)" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",

@@ -468,6 +468,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			},
 			async handler(ctx: Ctx<{ variantId: string; delta: number; reason: string; type?: "adjustment" | "purchase" }>) {
 				const { variantId, delta, reason } = ctx.params;
+				// The trail says what happened: goods received add stock, a count or a loss is an adjustment.
+				if (ctx.params.type === "purchase" && delta < 0) throw invalidField("delta", "A purchase adds stock: delta must be above 0 (record a loss as an adjustment)", "numberMin");
 				const variant = await this.moveStock(ctx, variantId, delta, ctx.params.type ?? "adjustment", reason, { userId: ctx.meta.user?.id });
 				if (variant) return { variantId, productId: variant.productId, sku: variant.sku, stock: variant.stock, delta };
 				const current = await this.db.variants.findById(variantId);

@@ -273,6 +273,9 @@ describe("inventory", () => {
 			expect((await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 0, reason: "x" }, { token: admin })).status).toBe(422);
 			expect((await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 1.5, reason: "x" }, { token: admin })).status).toBe(422);
 			expect((await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 1 }, { token: admin })).status).toBe(422);
+			// Goods received add stock: a negative "purchase" would tell the trail a wrong story.
+			const negativePurchase = await shop.http.post(`/api/inventory/${v}/adjust`, { delta: -1, reason: "PO-18", type: "purchase" }, { token: admin });
+			expect([negativePurchase.status, negativePurchase.body.data?.[0]?.field]).toEqual([422, "delta"]);
 			expect((await shop.http.post("/api/inventory/nope/adjust", { delta: 1, reason: "x" }, { token: admin })).status).toBe(404);
 			expect((await shop.http.post(`/api/inventory/${v}/adjust`, { delta: 1, reason: "x" }, { token: customer })).status).toBe(403);
 
