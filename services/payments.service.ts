@@ -219,7 +219,9 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				let event: unknown;
 				try {
 					event = this.verifyWebhook(raw ?? "", signature);
-				} catch {
+				} catch (err) {
+					// The signature checked out, then the body did not parse: say so, not send the operator after the secret.
+					if (err instanceof SyntaxError) throw new BadRequestError("The signed body is not JSON", "INVALID_EVENT");
 					throw new BadRequestError("Invalid or expired webhook signature", "INVALID_SIGNATURE");
 				}
 				if (!isStripeEvent(event)) throw new BadRequestError("Not a Stripe event: a string id, a type and data.object are required", "INVALID_EVENT");
