@@ -184,7 +184,8 @@ export interface Order {
 	/** The cart's version when the checkout took it (null for orders from before it was kept). */
 	cartVersion?: number | null;
 	shippingAddress: Record<string, unknown>;
-	payment: { id: string; cardBrand?: string; cardLast4?: string } | null;
+	/** `clientSecret` while the payment waits for the customer (3-D Secure): see orderView. */
+	payment: { id: string; cardBrand?: string; cardLast4?: string; clientSecret?: string } | null;
 	paidAmount: number;
 	refundedAmount: number;
 	/** Refund id → amount: each refund counts once, whoever reports it first. */
@@ -212,6 +213,16 @@ export interface Order {
 	updatedAt: Date;
 }
 
+/**
+ * The card, and while the order waits for its payment the client secret the customer's browser
+ * completes 3-D Secure with (Stripe.js handleNextAction; the built-in provider: POST
+ * /api/payments/test-authentication). Only the order's viewers see it: its customer and admins.
+ */
+function paymentOfView(o: Order) {
+	const waiting = o.status === "pending" && o.paymentStatus === "pending" && o.payment?.clientSecret ? { clientSecret: o.payment.clientSecret } : {};
+	return { cardBrand: o.payment!.cardBrand ?? null, cardLast4: o.payment!.cardLast4 ?? null, ...waiting };
+}
+
 /** What the client sees of an order (no saga journal, no internal counters). */
 export function orderView(o: Order) {
 	return {
@@ -228,7 +239,7 @@ export function orderView(o: Order) {
 		currency: o.currency,
 		promoCode: o.promoCode,
 		shippingAddress: o.shippingAddress,
-		payment: o.payment ? { cardBrand: o.payment.cardBrand ?? null, cardLast4: o.payment.cardLast4 ?? null } : null,
+		payment: o.payment ? paymentOfView(o) : null,
 		refundedAmount: o.refundedAmount,
 		trackingNumber: o.trackingNumber,
 		cancelReason: o.cancelReason,

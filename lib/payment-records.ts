@@ -25,6 +25,8 @@ export interface Payment {
 	cardBrand: string | null;
 	cardLast4: string | null;
 	failureReason: string | null;
+	/** While it waits for the customer (3-D Secure): what their browser completes it with (see CreatePaymentResult). */
+	clientSecret?: string | null;
 	/** Cents given back (settled refunds). */
 	refundedAmount: number;
 	/** Cents claimed by refunds, including those still in flight: the limit is checked on this. */

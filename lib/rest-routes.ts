@@ -59,6 +59,7 @@ export const SHOP_ROUTES: readonly string[] = [
 	"POST /api/orders/:id/refund",
 	"PATCH /api/orders/:id/status",
 	// payments
+	"POST /api/payments/test-authentication",
 	"POST /api/payments/webhook",
 	// notifications
 	"GET /api/me/notifications",

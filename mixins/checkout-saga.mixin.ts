@@ -330,7 +330,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				c.chargeUnsettled = mayHaveTakenEffect(err);
 				throw err;
 			}
-			const paymentRef = { id: payment.id, cardBrand: payment.cardBrand, cardLast4: payment.cardLast4 };
+			const paymentRef = { id: payment.id, cardBrand: payment.cardBrand, cardLast4: payment.cardLast4, ...(payment.clientSecret ? { clientSecret: payment.clientSecret } : {}) };
 			if (payment.status !== "succeeded") {
 				c.awaitingPayment = true;
 				await this.changeOrder(c.orderId, { set: { payment: paymentRef } }, { log: c.log, step: "charge" });

@@ -410,7 +410,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			throw new ServiceUnavailableError("Could not claim the Idempotency-Key, retry");
 		},
 
-		/** The answer to a repeated key: the first request's order (200), its error, 409 on another body, or KEY_FREED. */
+		/** The answer to a repeated key: the first request's order as it is now (200), its error, 409 on another body, or KEY_FREED. */
 		async replayCheckout(ctx: Context<CheckoutParams, ShopMeta>, first: IdempotencyRecord, fingerprint: string) {
 			if (first.fingerprint !== fingerprint) throw new ConflictError("This Idempotency-Key was already used with a different request", "IDEMPOTENCY_KEY_REUSED");
 			// The request holding the key may have died with its node: its order tells (see orphanedKeyAction).
@@ -420,7 +420,9 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			if (record.status === "running") throw new ConflictError("A request with this Idempotency-Key is still in progress", "IDEMPOTENCY_KEY_IN_PROGRESS");
 			if (record.status === "failed") throw replayError(record.error!);
 			ctx.meta.$statusCode = 200;
-			return record.response;
+			// As it stands now: a client that lost the first answer of a 3-D Secure checkout sees it paid or cancelled since.
+			const order = record.orderId ? ((await this.db.orders.findById(record.orderId)) as unknown as Order | null) : null;
+			return order ? orderView(order) : record.response;
 		},
 
 		/** Completes or frees a key left running by a request that died; returns the key as it is now (null: freed). */

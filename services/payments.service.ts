@@ -75,11 +75,14 @@ const byOrderParams = { $$strict: "remove", orderId: { type: "string", min: 1, m
 /** The failure reason of a payment stopped because its order was cancelled first. */
 const CANCELED_WITH_ORDER = "Canceled: the order was cancelled before the payment completed";
 
+/** The charge's answer to orders; one waiting for the customer carries what their browser completes it with. */
 function chargeView(p: Payment) {
-	return { id: p.id, orderId: p.orderId, status: p.status, amount: p.amount, currency: p.currency, cardBrand: p.cardBrand, cardLast4: p.cardLast4 };
+	const waiting = p.status === "pending" && p.clientSecret ? { clientSecret: p.clientSecret } : {};
+	return { id: p.id, orderId: p.orderId, status: p.status, amount: p.amount, currency: p.currency, cardBrand: p.cardBrand, cardLast4: p.cardLast4, ...waiting };
 }
+/** The admin's view: the customer's client secret is theirs alone. */
 function paymentView(p: Payment) {
-	const { chargeLeaseUntil: _lease, chargeStartedAt: _started, reservedRefundAmount: _reserved, reservedRefunds: _refunds, countedRefunds: _counted, ...rest } = p;
+	const { chargeLeaseUntil: _lease, chargeStartedAt: _started, reservedRefundAmount: _reserved, reservedRefunds: _refunds, countedRefunds: _counted, clientSecret: _secret, ...rest } = p;
 	return rest;
 }
 
@@ -90,7 +93,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			payments: {
 				fields: {
 					orderId: String, orderNumber: String, userId: String, amount: Number, currency: String, status: String, provider: String,
-					providerPaymentId: String, cardBrand: String, cardLast4: String, failureReason: String,
+					providerPaymentId: String, cardBrand: String, cardLast4: String, failureReason: String, clientSecret: String,
 					refundedAmount: Number, reservedRefundAmount: Number, reservedRefunds: Object, countedRefunds: Object, chargeLeaseUntil: Date, chargeStartedAt: Date,
 					paidAfterFailure: Boolean, createdAt: Date, updatedAt: Date,
 				},
@@ -205,6 +208,38 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		},
 
 		/** Reached only through the gateway's raw-body webhook route (POST /api/payments/webhook). */
+		/**
+		 * The customer's side of 3-D Secure with the built-in provider, which has no page of its own: what
+		 * Stripe.js does with the client secret in the browser (with Stripe this route answers 404). The
+		 * payment is then settled as its webhook would settle it, and the order follows.
+		 */
+		completeTestAuthentication: {
+			rest: "POST /payments/test-authentication",
+			openapi: { responses: { 404: "No payment waiting with this client secret (or Stripe is the provider)", 409: "The payment no longer waits: its order was cancelled, or it is settled" } },
+			auth: "required",
+			params: {
+				$$strict: "remove",
+				clientSecret: { type: "string", min: 1, max: 200 },
+				outcome: { type: "enum", values: ["succeeded", "failed"], optional: true },
+			},
+			async handler(this: This, ctx: Context<{ clientSecret: string; outcome?: "succeeded" | "failed" }, ShopMeta>) {
+				const provider = this.provider as PaymentProvider & { authenticate?(providerPaymentId: string, passed: boolean): boolean };
+				if (!provider.authenticate) throw new NotFoundError("Route");
+				const { clientSecret } = ctx.params;
+				const payment = await this.db.payments.findOne({ providerPaymentId: clientSecret.split("_secret_")[0] });
+				// Another customer's payment answers as an unknown one.
+				if (!payment || payment.clientSecret !== clientSecret || payment.userId !== ctx.meta.user!.id) throw new NotFoundError("Payment");
+				const passed = ctx.params.outcome !== "failed";
+				if (payment.status !== "pending" || !provider.authenticate(payment.providerPaymentId!, passed)) {
+					throw new ConflictError("This payment no longer waits for authentication", "PAYMENT_NOT_WAITING", { status: payment.status });
+				}
+				const failureReason = passed ? null : "The customer did not complete the card's authentication";
+				const settled = await this.transition(payment.id, passed ? "succeeded" : "failed", { failureReason });
+				if (settled) await this.publishOutcome(ctx, settled);
+				return chargeView(settled ?? (await this.db.payments.findById(payment.id))!);
+			},
+		},
+
 		webhook: {
 			openapi: {
 				responses: { 400: "Missing, invalid or stale signature, or not a Stripe event", 404: "Webhooks are off (no STRIPE_WEBHOOK_SECRET)" },
@@ -308,7 +343,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			const details = { providerPaymentId: result.providerId, cardBrand: result.cardBrand, cardLast4: result.cardLast4, chargeLeaseUntil: null };
 			const current = async () => (await this.db.payments.findById(payment.id))!;
 			if (result.status === "pending") {
-				return (await this.db.payments.updateOne({ id: payment.id, status: "pending", ...where }, { $set: { ...details, updatedAt: new Date() } })) ?? (await current());
+				const waiting = result.clientSecret ? { clientSecret: result.clientSecret } : {};
+				return (await this.db.payments.updateOne({ id: payment.id, status: "pending", ...where }, { $set: { ...details, ...waiting, updatedAt: new Date() } })) ?? (await current());
 			}
 			const failureReason = result.status === "failed" ? result.failureReason ?? "Payment declined" : null;
 			const settled = await this.transition(payment.id, result.status, { ...details, failureReason }, where);

@@ -23,6 +23,11 @@ export interface CreatePaymentResult {
 	cardBrand: string | null;
 	cardLast4: string | null;
 	failureReason: string | null;
+	/**
+	 * A payment waiting for the customer (3-D Secure): what their browser needs to complete it
+	 * (Stripe's PaymentIntent client_secret, for Stripe.js `handleNextAction`). Absent otherwise.
+	 */
+	clientSecret?: string | null;
 }
 
 export interface RefundInput {

@@ -55,8 +55,9 @@ function outcomeOf(intent: Stripe.PaymentIntent): CreatePaymentResult {
 	if (intent.status === "requires_payment_method" || intent.status === "canceled") {
 		return { ...base, status: "failed", failureReason: intent.last_payment_error?.message ?? "Payment failed" };
 	}
-	// processing, requires_action, requires_capture: settled later by a webhook.
-	return { ...base, status: "pending", failureReason: null };
+	// processing, requires_action, requires_capture: settled later by a webhook. Waiting for the customer
+	// (3-D Secure), the browser completes it with the intent's client secret.
+	return { ...base, status: "pending", failureReason: null, ...(intent.status === "requires_action" && intent.client_secret ? { clientSecret: intent.client_secret } : {}) };
 }
 
 /** A string in Stripe's search query language: single-quoted, with quotes and backslashes escaped. */

@@ -21,6 +21,11 @@ export const TEST_CARDS: Readonly<Record<string, TestCard>> = {
 	pm_card_mastercard: { outcome: "succeeded", brand: "mastercard", last4: "4444" },
 	pm_card_chargeDeclined: { outcome: "failed", brand: "visa", last4: "0002", reason: "Your card was declined." },
 	pm_card_chargeDeclinedInsufficientFunds: { outcome: "failed", brand: "visa", last4: "9995", reason: "Your card has insufficient funds." },
+	pm_card_chargeDeclinedExpiredCard: { outcome: "failed", brand: "visa", last4: "0069", reason: "Your card has expired." },
+	pm_card_chargeDeclinedIncorrectCvc: { outcome: "failed", brand: "visa", last4: "0127", reason: "Your card's security code is incorrect." },
+	pm_card_chargeDeclinedProcessingError: { outcome: "failed", brand: "visa", last4: "0119", reason: "An error occurred while processing your card. Try again in a little bit." },
+	pm_card_chargeDeclinedFraudulent: { outcome: "failed", brand: "visa", last4: "0019", reason: "Your card was declined." },
+	pm_card_amex: { outcome: "succeeded", brand: "amex", last4: "8431" },
 	// Needs 3-D Secure: the payment stays pending until a webhook settles it.
 	pm_card_authenticationRequired: { outcome: "pending", brand: "visa", last4: "3184" },
 };
@@ -30,7 +35,7 @@ export const INVALID_PAYMENT_METHOD = "invalid payment method";
 interface Charge {
 	amount: number;
 	refunded: number;
-	/** `pending` until the customer completes 3-D Secure (completeAuthentication) or it is canceled. */
+	/** `pending` until the customer completes 3-D Secure (authenticate) or it is canceled. */
 	status: "succeeded" | "pending" | "canceled" | "failed";
 }
 
@@ -57,9 +62,10 @@ export class TestPaymentProvider implements PaymentProvider {
 			if (!card) return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: INVALID_PAYMENT_METHOD };
 			this.chargesCreated++;
 			const providerId = `pi_test_${crypto.randomBytes(12).toString("hex")}`;
+			const clientSecret = card.outcome === "pending" ? `${providerId}_secret_${crypto.randomBytes(12).toString("hex")}` : undefined;
 			// Declined ones are kept too (a refund of one is refused); a pending one (3-D Secure) is refundable once it settles: payments asks only then.
 			this.charges.set(providerId, { amount: input.amount, refunded: 0, status: card.outcome });
-			return { providerId, status: card.outcome, cardBrand: card.brand, cardLast4: card.last4, failureReason: card.reason ?? null };
+			return { providerId, status: card.outcome, cardBrand: card.brand, cardLast4: card.last4, failureReason: card.reason ?? null, ...(clientSecret ? { clientSecret } : {}) };
 		});
 	}
 
@@ -122,6 +128,18 @@ export class TestPaymentProvider implements PaymentProvider {
 	completeAuthentication(providerPaymentId: string): void {
 		const charge = this.charges.get(providerPaymentId);
 		if (charge?.status === "pending") charge.status = "succeeded";
+	}
+
+	/**
+	 * The customer's side of 3-D Secure, as Stripe.js does it with the client secret (which the payments
+	 * service checks against its record): passed (the money is taken) or failed. False when the payment
+	 * is no longer waiting (canceled with its order, or done already).
+	 */
+	authenticate(providerPaymentId: string, passed: boolean): boolean {
+		const charge = this.chargeOf(providerPaymentId);
+		if (charge?.status !== "pending") return false;
+		charge.status = passed ? "succeeded" : "failed";
+		return true;
 	}
 
 	/** Runs `fn` once per key; another request under the same key must carry the same parameters. */

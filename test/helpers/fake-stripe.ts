@@ -106,6 +106,7 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 			amount: pi.amount,
 			currency: pi.currency,
 			status: pi.status,
+			client_secret: `${pi.id}_secret_fake`,
 			metadata: pi.metadata,
 			latest_charge: expand.includes("latest_charge") ? charge || null : pi.chargeId,
 			payment_method: expand.includes("payment_method") ? method : pi.paymentMethod,

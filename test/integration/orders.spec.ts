@@ -444,6 +444,60 @@ describe("orders", () => {
 		expect((await cartOf(a)).items).toEqual([]);
 	});
 
+	describe("the customer completes 3-D Secure with the order's client secret", () => {
+		const authenticate = (c: { token: string }, clientSecret: unknown, outcome?: string) =>
+			shop.http.post("/api/payments/test-authentication", { clientSecret, ...(outcome ? { outcome } : {}) }, { token: c.token });
+
+		test("the checkout and the order show the secret while the payment waits; passed, the order is confirmed and a retry of the key answers it as it is now", async () => {
+			const a = await customer();
+			const v = await variant(2500, 4);
+			expect((await shop.http.post("/api/cart/items", { variantId: v.variantId, quantity: 1 }, { token: a.token })).status).toBe(201);
+			const key = crypto.randomUUID();
+			const body = { shippingAddressId: a.addressId, paymentMethod: { type: "card", token: "pm_card_authenticationRequired" } };
+			const placed = await shop.http.post("/api/orders", body, { token: a.token, headers: { "Idempotency-Key": key } });
+			expect(placed.status).toBe(201);
+			const clientSecret = placed.body.payment.clientSecret;
+			expect(placed.body).toMatchObject({ status: "pending", paymentStatus: "pending", payment: { cardLast4: "3184", clientSecret: expect.stringMatching(/^pi_test_\w+_secret_\w+$/) } });
+			expect((await shop.http.get(`/api/orders/${placed.body.id}`, { token: a.token })).body.payment.clientSecret).toBe(clientSecret);
+			// Someone else's secret, or a made-up one, is no payment of theirs.
+			const b = await customer();
+			expect((await authenticate(b, clientSecret)).status).toBe(404);
+			expect((await authenticate(a, `${clientSecret}x`)).status).toBe(404);
+			expect((await authenticate(a, 42)).status).toBe(422);
+
+			const done = await authenticate(a, clientSecret);
+			expect(done.status).toBe(200);
+			expect(done.body).toMatchObject({ status: "succeeded", orderId: placed.body.id });
+			expect(done.body.clientSecret).toBeUndefined();
+			const order = await waitFor(async () => (await shop.http.get(`/api/orders/${placed.body.id}`, { token: a.token })).body, (o: any) => o.status === "confirmed");
+			expect(order).toMatchObject({ paymentStatus: "succeeded", payment: { cardLast4: "3184" } });
+			expect(order.payment.clientSecret).toBeUndefined();
+			expect(await stockOf(v.variantId)).toBe(3);
+			// Done once: the same secret again is a 409.
+			expect((await authenticate(a, clientSecret)).body).toMatchObject({ code: 409, type: "PAYMENT_NOT_WAITING" });
+			// A client that lost the first answer retries the key: the order as it is now, not the pending one.
+			const replay = await shop.http.post("/api/orders", body, { token: a.token, headers: { "Idempotency-Key": key } });
+			expect(replay.status).toBe(200);
+			expect(replay.body).toMatchObject({ id: placed.body.id, status: "confirmed", paymentStatus: "succeeded" });
+		});
+
+		test("failed: the order is cancelled and its cart given back, as by the webhook; a cancelled order's payment no longer waits", async () => {
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { card: "pm_card_authenticationRequired", stock: 4 });
+			expect((await authenticate(a, order.payment.clientSecret, "failed")).body).toMatchObject({ status: "failed" });
+			const cancelled = await waitFor(async () => (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body, (o: any) => o.status === "cancelled");
+			expect(cancelled).toMatchObject({ cancelReason: "payment_failed", paymentStatus: "failed" });
+			await waitFor(() => cartOf(a), (c: any) => c.items.length === 1);
+			expect(await stockOf(variantId)).toBe(4);
+
+			const c = await customer();
+			const other = await placeOrder(c, { card: "pm_card_authenticationRequired" });
+			expect((await shop.http.post(`/api/orders/${other.order.id}/cancel`, {}, { token: c.token })).status).toBe(200);
+			expect((await authenticate(c, other.order.payment.clientSecret)).status).toBe(409);
+			expect((await payment(other.order.id)).status).toBe("failed");
+		});
+	});
+
 	describe("a 3-D Secure payment that fails or runs out of time gives the cart back", () => {
 		test("refused: the order is cancelled, its lines and code are back in the cart, and paying again works; a repeated restore changes nothing", async () => {
 			const code = await oneUseCode("BACK");

@@ -167,7 +167,9 @@ describe("payments with Stripe (fake Stripe server)", () => {
 
 		test("a payment waiting for 3-D Secure: its PaymentIntent is canceled at Stripe and the payment fails, without news", async () => {
 			const orderId = newOrderId();
-			expect(await charge(orderId, "pm_card_authenticationRequired")).toMatchObject({ status: "pending" });
+			// Waiting for the customer: the charge carries the intent's client secret for Stripe.js, the admin's view does not.
+			expect(await charge(orderId, "pm_card_authenticationRequired")).toMatchObject({ status: "pending", clientSecret: expect.stringMatching(/_secret_/) });
+			expect((await getByOrder(orderId)).clientSecret).toBeUndefined();
 			const [intent] = intentsOf(orderId);
 			expect(await cancel(orderId)).toMatchObject({ status: "failed", failureReason: expect.stringMatching(/^Canceled/) });
 			expect(intent.status).toBe("canceled");

@@ -62,13 +62,16 @@ describe("payments (built-in test provider)", () => {
 			]);
 		});
 
-		test("pm_card_mastercard succeeds", async () => {
+		test("pm_card_mastercard and pm_card_amex succeed", async () => {
 			expect(await charge(newOrderId(), "pm_card_mastercard")).toMatchObject({ status: "succeeded", cardBrand: "mastercard", cardLast4: "4444" });
+			expect(await charge(newOrderId(), "pm_card_amex")).toMatchObject({ status: "succeeded", cardBrand: "amex", cardLast4: "8431" });
 		});
 
 		test.each([
 			["pm_card_chargeDeclined", "Your card was declined."],
 			["pm_card_chargeDeclinedInsufficientFunds", "Your card has insufficient funds."],
+			["pm_card_chargeDeclinedExpiredCard", "Your card has expired."],
+			["pm_card_chargeDeclinedIncorrectCvc", "Your card's security code is incorrect."],
 			["pm_card_doesNotExist", "invalid payment method"],
 		])("%s is declined: 402, payment recorded failed with the reason, payment.failed published", async (token, reason) => {
 			const orderId = newOrderId();

@@ -15,6 +15,24 @@ describe("built-in test payment provider", () => {
 		const result = await charge(new TestPaymentProvider(), token);
 		expect(result).toMatchObject({ status, cardBrand: brand, cardLast4: last4, failureReason: reason });
 		expect(result.providerId).toMatch(/^pi_test_/);
+		// Only a payment waiting for the customer carries a client secret, named after it as Stripe's are.
+		if (status === "pending") expect(result.clientSecret).toMatch(new RegExp(`^${result.providerId}_secret_[0-9a-f]{24}$`));
+		else expect(result.clientSecret).toBeUndefined();
+	});
+
+	test("the customer's side of 3-D Secure: passed, the payment succeeds; failed, it fails; once only, and never for a canceled one", async () => {
+		const provider = new TestPaymentProvider();
+		const passed = await charge(provider, "pm_card_authenticationRequired", "k1");
+		expect(provider.authenticate(passed.providerId!, true)).toBe(true);
+		expect(await provider.findPayment({ idempotencyKey: "k1", orderId: "o1" })).toMatchObject({ status: "succeeded" });
+		expect(provider.authenticate(passed.providerId!, false)).toBe(false);
+		const failed = await charge(provider, "pm_card_authenticationRequired", "k2");
+		expect(provider.authenticate(failed.providerId!, false)).toBe(true);
+		await expect(provider.refund({ providerPaymentId: failed.providerId!, amount: 1, idempotencyKey: "r" })).rejects.toThrow(/failed/);
+		const canceled = await charge(provider, "pm_card_authenticationRequired", "k3");
+		await provider.cancelPayment(canceled.providerId!);
+		expect(provider.authenticate(canceled.providerId!, true)).toBe(false);
+		expect(provider.authenticate((await charge(provider, "pm_card_visa", "k4")).providerId!, true)).toBe(false);
 	});
 
 	test.each(["pm_card_unknown", "tok_visa", "", "4242424242424242", "constructor", "__proto__", "toString", "hasOwnProperty"])("unknown token %p is declined as an invalid payment method", async (token) => {
