@@ -93,6 +93,26 @@ export function checkoutRecoveryDue(order: InterruptedCheckout, now: Date, view:
 	return runner === "over" || (runner === "lost" && idleMs >= view.lostRunnerMs);
 }
 
+export interface OrderOwingFollowUps {
+	saga?: { state: string } | null;
+	followUpLease?: Date | string | null;
+	followUpRunner?: SagaRunner | null;
+	updatedAt: Date | string;
+}
+
+/**
+ * Whether an order's pending follow-ups (a cancel's refund, a payment's confirmation...) need a
+ * driver now: nobody holds them and they have not moved for `compensationRetryMs` (the request that
+ * drove them failed: a service was down), or their holder's run is over (its node died and came
+ * back). A lease a live run holds is left to it; a checkout still running is recovered as such.
+ */
+export function followUpsDue(order: OrderOwingFollowUps, now: Date, view: Pick<RecoveryView, "self" | "nodeOf" | "discoverySettled" | "compensationRetryMs">): boolean {
+	if (order.saga?.state === "running") return false;
+	const lease = order.followUpLease ? new Date(order.followUpLease).getTime() : 0;
+	if (lease > now.getTime()) return runnerState(order.followUpRunner, view) === "over";
+	return now.getTime() - new Date(order.updatedAt).getTime() >= view.compensationRetryMs;
+}
+
 /** Thrown by a saga whose checkout another run has taken over: it stops without undoing anything. */
 export class SagaTakenOverError extends Error {
 	constructor(readonly orderId: string) {

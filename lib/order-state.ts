@@ -196,6 +196,8 @@ export interface Order {
 	pendingActions: FollowUp[];
 	/** Until when one caller drives the follow-ups; null when nobody does. */
 	followUpLease: Date | null;
+	/** The node run holding `followUpLease` (absent on leases taken before it was recorded). */
+	followUpRunner?: SagaRunner | null;
 	/** When each announcement was first attempted: a later attempt looks in the outbox first. */
 	announcements: Partial<Record<Announcement, Date>>;
 	/** Before pendingActions: "pending" while a cancel's release and refund were owed (recovery adopts it). */

@@ -21,12 +21,13 @@ import type { Collections } from "./db.mixin";
 import type { Entity } from "./collection";
 import type { OutboxThis } from "./outbox.mixin";
 import { readConfig } from "../lib/config";
-import { brokerRunView, checkoutRecoveryDue, type RecoveryView, type SagaRunner } from "../lib/checkout-recovery";
+import { brokerRunView, checkoutRecoveryDue, followUpsDue, type RecoveryView, type SagaRunner } from "../lib/checkout-recovery";
 import type { Checkout, CheckoutSagaMethods, CheckoutSagaVars, OrderHostMethods } from "./checkout-saga.mixin";
 import {
 	announcementEvent,
 	announcementOf,
 	followUpsClaimable,
+	FOLLOW_UPS,
 	FOLLOW_UPS_AFTER,
 	paymentStatusAfterRefund,
 	refundOwed,
@@ -75,6 +76,7 @@ export interface OrderFollowUpMethods {
 	recordRefund(orderId: string, refund: { id: string; amount: number; status?: string }, reason: string | null): Promise<void>;
 	recoverInterrupted(olderThanMs: number): Promise<void>;
 	recoverInterruptedCheckouts(): Promise<void>;
+	driveAbandonedFollowUps(): Promise<void>;
 	recoverOrder(found: Order): Promise<void>;
 	expireUnpaid(olderThanMs: number): Promise<number>;
 	adoptLegacyCancellation(orderId: string): Promise<Entity | null>;
@@ -188,7 +190,9 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			for (let round = 0; round < FOLLOW_UP_ROUNDS; round++) {
 				const now = new Date();
 				const lease = new Date(now.getTime() + this.settings.followUpLeaseMs);
-				let order = (await this.db.orders.updateOne({ id: orderId, ...followUpsClaimable(now) }, { $set: { followUpLease: lease } })) as unknown as Order | null;
+				// The run is recorded with the lease: should this node die holding it, the next scan knows it is over.
+				const runner: SagaRunner = { nodeID: this.broker.nodeID, instanceID: this.broker.instanceID };
+				let order = (await this.db.orders.updateOne({ id: orderId, ...followUpsClaimable(now) }, { $set: { followUpLease: lease, followUpRunner: runner } })) as unknown as Order | null;
 				if (!order) break;
 				try {
 					for (const followUp of [...order.pendingActions]) {
@@ -209,7 +213,8 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		 * when the lease was lost.
 		 */
 		async runFollowUp(ctx: Context | null, order: Order, followUp: FollowUp, lease: Date): Promise<Order | null> {
-			const c: Checkout = { ctx, orderId: order.id, userId: order.userId, order };
+			// What the order's change owes is owed whatever the request's deadline: like an undoing, its calls outlive it.
+			const c: Checkout = { ctx, orderId: order.id, userId: order.userId, order, undoing: true };
 			const done = (event?: OrderEventEntry) => this.changeOrder(order.id, { when: { followUpLease: lease, pendingActions: followUp }, done: followUp, event });
 			const announcement = announcementOf(followUp);
 			if (announcement) return this.announce(ctx, order, followUp, announcement, lease);
@@ -361,6 +366,27 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			}
 		},
 
+		/**
+		 * Follow-ups nobody is driving (a cancel's refund whose request failed while a service was down, or
+		 * whose node died holding them), driven now rather than after the stale window: the customer was
+		 * told "cancelled" and waits for the money. Reads only the index of orders owing follow-ups.
+		 */
+		async driveAbandonedFollowUps() {
+			const found = (await this.db.orders.find({ pendingActions: { $in: [...FOLLOW_UPS] } }, { sort: { updatedAt: 1 }, limit: 100 })) as unknown as Order[];
+			if (!found.length) return;
+			const view = { ...brokerRunView(this.broker, this.recoveryStartedAt), compensationRetryMs: this.settings.compensationRetryMs };
+			const now = new Date();
+			for (const order of found) {
+				if (!followUpsDue(order, now, view)) continue;
+				// A dead run's lease: let go of it (only if it is still that one), then drive as anyone would.
+				if (order.followUpLease && new Date(order.followUpLease) > now) {
+					const freed = await this.db.orders.updateOne({ id: order.id, followUpLease: order.followUpLease }, { $set: { followUpLease: null } });
+					if (!freed) continue;
+				}
+				await this.driveFollowUps(null, order.id).catch((err: Error) => this.logger.warn(`Follow-ups of order ${order.id} left for the next scan:`, err.message));
+			}
+		},
+
 		/** Recovers one order found interrupted. */
 		async recoverOrder(found: Order) {
 			// Only one node takes each order: the claim is a compare-and-set on updatedAt. A checkout's saga
@@ -435,6 +461,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			if (scanning) return;
 			scanning = true;
 			this.recoverInterruptedCheckouts()
+				.then(() => this.driveAbandonedFollowUps())
 				.catch((err: Error) => this.logger.error("Checkout recovery failed:", err))
 				.finally(() => (scanning = false));
 		}, this.settings.checkoutRecoveryScanMs);

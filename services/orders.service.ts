@@ -107,8 +107,9 @@ interface OrdersThis extends Service<OrdersSettings>, OrderMethods, CheckoutSaga
 const ORDER_SPECS: Record<string, CollectionSpec> = {
 	orders: {
 		fields: { number: String, userId: String, status: String, paymentStatus: String, items: Array, total: Number, createdAt: Date },
-		// saga.state: the recovery scan looks for the few checkouts running or owing their undoing.
-		indexes: [{ fields: { number: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1 } }, { fields: { "saga.state": 1 } }],
+		// saga.state and pendingActions: the recovery scan looks for the few checkouts running or owing their
+		// undoing, and the few orders owing follow-ups.
+		indexes: [{ fields: { number: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1 } }, { fields: { "saga.state": 1 } }, { fields: { pendingActions: 1 } }],
 	},
 	// Only read: the start of the log of orders stored before the log moved onto the order.
 	order_events: {

@@ -444,6 +444,69 @@ describe("orders", () => {
 		expect((await cartOf(a)).items).toEqual([]);
 	});
 
+	describe("a cancel's follow-ups nobody drives any more are driven within seconds, not after the stale window", () => {
+		const orders = () => shop.broker.getLocalService("orders") as any;
+		/** As if the order last moved `ms` ago. */
+		const idle = (id: string, ms: number) => orders().db.orders.updateOne({ id }, { $set: { updatedAt: new Date(Date.now() - ms) } });
+
+		test("its request failed (the refund's provider was down): the next scan refunds once the order has been still for a few seconds", async () => {
+			const payments = shop.broker.getLocalService("payments") as any;
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { stock: 3 });
+			const down = jest.spyOn(payments, "refundOnce").mockRejectedValue(new ServiceUnavailableError("provider down"));
+			try {
+				expect((await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token })).status).toBe(503);
+			} finally {
+				down.mockRestore();
+			}
+			expect(await stored(order.id)).toMatchObject({ status: "cancelled", pendingActions: ["refund", "announceCancelled"], followUpLease: null });
+			// Just failed: the customer's own retry may come; the scan waits a few seconds.
+			await orders().driveAbandonedFollowUps();
+			expect((await stored(order.id)).pendingActions).toEqual(["refund", "announceCancelled"]);
+			await idle(order.id, 6000);
+			await orders().driveAbandonedFollowUps();
+			expect(await stored(order.id)).toMatchObject({ paymentStatus: "refunded", refundedAmount: order.total, pendingActions: [] });
+			expect((await payment(order.id)).refunds).toHaveLength(1);
+			expect(await stockOf(variantId)).toBe(3);
+		});
+
+		test("its node died holding them: the lease of an earlier run of this node is let go and the follow-ups driven; a live run's is left alone", async () => {
+			const svc = orders();
+			const a = await customer();
+			const { order } = await placeOrder(a);
+			// The state a kill right after the cancel claimed its follow-ups leaves (lease for two minutes).
+			const lease = new Date(Date.now() + 120_000);
+			const cancelled = await svc.changeOrder(order.id, { when: { status: "confirmed" }, set: { status: "cancelled", cancelReason: "customer_request", cancelledAt: new Date() }, event: { type: "cancelled", data: { reason: "customer_request" } }, followUps: ["releaseStock", "releasePromo", "cancelPayment", "refund", "announceCancelled"] });
+			expect(cancelled).toBeTruthy();
+			await svc.db.orders.updateOne({ id: order.id }, { $set: { followUpLease: lease, followUpRunner: { nodeID: shop.broker.nodeID, instanceID: shop.broker.instanceID } } });
+			await svc.driveAbandonedFollowUps();
+			expect((await stored(order.id)).pendingActions).toHaveLength(5);
+			await svc.db.orders.updateOne({ id: order.id }, { $set: { followUpRunner: { nodeID: shop.broker.nodeID, instanceID: "an-earlier-run" } } });
+			await svc.driveAbandonedFollowUps();
+			expect(await stored(order.id)).toMatchObject({ paymentStatus: "refunded", refundedAmount: order.total, pendingActions: [], followUpLease: null });
+		});
+
+		test("a cancel whose request ran out of time mid-way still does every follow-up (its calls outlive the deadline)", async () => {
+			const products = shop.broker.getLocalService("products") as any;
+			const a = await customer();
+			const { order, variantId } = await placeOrder(a, { stock: 3 });
+			const release = products.releaseStock.bind(products);
+			const slow = jest.spyOn(products, "releaseStock").mockImplementation(async (...args: unknown[]) => {
+				await new Promise((r) => setTimeout(r, 300));
+				return release(...args);
+			});
+			try {
+				const user = { id: a.userId, role: "customer" };
+				await expect(shop.broker.call("orders.cancel", { id: order.id }, { meta: { user }, timeout: 100, retries: 0 })).rejects.toMatchObject({ name: "RequestTimeoutError" });
+				const after = await waitFor(() => stored(order.id), (o: any) => o.pendingActions.length === 0, 5000);
+				expect(after).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: order.total });
+				expect(await stockOf(variantId)).toBe(3);
+			} finally {
+				slow.mockRestore();
+			}
+		});
+	});
+
 	describe("the customer completes 3-D Secure with the order's client secret", () => {
 		const authenticate = (c: { token: string }, clientSecret: unknown, outcome?: string) =>
 			shop.http.post("/api/payments/test-authentication", { clientSecret, ...(outcome ? { outcome } : {}) }, { token: c.token });

@@ -1,4 +1,4 @@
-import { checkoutRecoveryDue, runnerIsGone, runnerState, type KnownNode, type RecoveryView, type SagaRunner } from "../../lib/checkout-recovery";
+import { checkoutRecoveryDue, followUpsDue, runnerIsGone, runnerState, type KnownNode, type RecoveryView, type SagaRunner } from "../../lib/checkout-recovery";
 
 const self: SagaRunner = { nodeID: "checkout-1", instanceID: "run-2" };
 const registry: Record<string, KnownNode> = {
@@ -70,5 +70,23 @@ describe("when an interrupted checkout is due for recovery", () => {
 
 	test("a stored date string counts as the date", () => {
 		expect(checkoutRecoveryDue({ saga: { state: "compensation_failed" }, updatedAt: ago(6000).toISOString() }, now, view)).toBe(true);
+	});
+});
+
+describe("when an order's pending follow-ups need a driver", () => {
+	const later = new Date(now.getTime() + 60_000);
+	test.each([
+		["nobody holds them and they have not moved for 5 s (their request failed)", { followUpLease: null, updatedAt: ago(5000) }, true],
+		["nobody holds them, moved 4 s ago (the request may still retry)", { followUpLease: null, updatedAt: ago(4000) }, false],
+		["an expired lease, idle long enough", { followUpLease: ago(1), updatedAt: ago(60_000) }, true],
+		["a live run's lease", { followUpLease: later, followUpRunner: self, updatedAt: ago(60_000) }, false],
+		["a lease of this node's previous run (it died holding it)", { followUpLease: later, followUpRunner: { nodeID: "checkout-1", instanceID: "run-1" }, updatedAt: ago(0) }, true],
+		["a lease of a node back as a new run", { followUpLease: later, followUpRunner: { nodeID: "checkout-2", instanceID: "b-0" }, updatedAt: ago(0) }, true],
+		// Lost is no proof: a paused process carries on, and its lease ends by itself.
+		["a lease of a node that left", { followUpLease: later, followUpRunner: { nodeID: "checkout-3", instanceID: "c-1" }, updatedAt: ago(60_000) }, false],
+		["a lease taken before runners were recorded", { followUpLease: later, updatedAt: ago(60_000) }, false],
+		["a checkout still running (recovered as a checkout)", { saga: { state: "running" }, followUpLease: null, updatedAt: ago(60_000) }, false],
+	])("%s: %s", (_what, order, due) => {
+		expect(followUpsDue(order as any, now, view)).toBe(due);
 	});
 });
