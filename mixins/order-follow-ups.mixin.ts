@@ -89,6 +89,8 @@ export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMe
 	checkoutScanTimer: NodeJS.Timeout;
 	/** When this service started: the registry has heard from every live node a heartbeat timeout later. */
 	recoveryStartedAt: number;
+	/** Orders whose abandoned follow-ups failed when this node drove them: when to try again. */
+	followUpBackoff?: Map<string, { tries: number; nextAt: number }>;
 }
 type OrderFollowUpThis = Service<OrderFollowUpSettings> & OrderFollowUpMethods & OrderFollowUpVars;
 
@@ -376,14 +378,24 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			if (!found.length) return;
 			const view = { ...brokerRunView(this.broker, this.recoveryStartedAt), compensationRetryMs: this.settings.compensationRetryMs };
 			const now = new Date();
+			// Tries that failed back off (5 s, 10 s, ... up to 5 min), so a refund the provider keeps refusing is not asked every 5 s.
+			const backoff = (this.followUpBackoff ??= new Map());
+			for (const id of backoff.keys()) if (!found.some((o) => o.id === id)) backoff.delete(id);
 			for (const order of found) {
-				if (!followUpsDue(order, now, view)) continue;
+				if (!followUpsDue(order, now, view) || (backoff.get(order.id)?.nextAt ?? 0) > now.getTime()) continue;
 				// A dead run's lease: let go of it (only if it is still that one), then drive as anyone would.
 				if (order.followUpLease && new Date(order.followUpLease) > now) {
 					const freed = await this.db.orders.updateOne({ id: order.id, followUpLease: order.followUpLease }, { $set: { followUpLease: null } });
 					if (!freed) continue;
 				}
-				await this.driveFollowUps(null, order.id).catch((err: Error) => this.logger.warn(`Follow-ups of order ${order.id} left for the next scan:`, err.message));
+				try {
+					await this.driveFollowUps(null, order.id);
+					backoff.delete(order.id);
+				} catch (err) {
+					const tries = (backoff.get(order.id)?.tries ?? 0) + 1;
+					backoff.set(order.id, { tries, nextAt: now.getTime() + Math.min(5 * 60_000, this.settings.compensationRetryMs * 2 ** tries) });
+					this.logger.warn(`Follow-ups of order ${order.id} failed (try ${tries}), tried again later:`, (err as Error).message);
+				}
 			}
 		},
 

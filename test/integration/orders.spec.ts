@@ -464,8 +464,17 @@ describe("orders", () => {
 			await orders().driveAbandonedFollowUps();
 			expect((await stored(order.id)).pendingActions).toEqual(["refund", "announceCancelled"]);
 			await idle(order.id, 6000);
+			// Still down at the scan: it backs off rather than asking the provider again every 5 s.
+			const stillDown = jest.spyOn(payments, "refundOnce").mockRejectedValue(new ServiceUnavailableError("provider down"));
+			await orders().driveAbandonedFollowUps();
+			await orders().driveAbandonedFollowUps();
+			expect(stillDown).toHaveBeenCalledTimes(1);
+			stillDown.mockRestore();
+			expect(orders().followUpBackoff.get(order.id)).toMatchObject({ tries: 1 });
+			orders().followUpBackoff.get(order.id).nextAt = 0;
 			await orders().driveAbandonedFollowUps();
 			expect(await stored(order.id)).toMatchObject({ paymentStatus: "refunded", refundedAmount: order.total, pendingActions: [] });
+			expect(orders().followUpBackoff.has(order.id)).toBe(false);
 			expect((await payment(order.id)).refunds).toHaveLength(1);
 			expect(await stockOf(variantId)).toBe(3);
 		});
