@@ -140,29 +140,71 @@ describe.each([
 	});
 });
 
+/** The same node on its files, with the crash hook armed (SIGUSR2): it kills itself right after its k-th write from now on. */
+async function armedToDie(nodeID: string, k: number) {
+	const { dataDir } = nodes[nodeID];
+	await nodes[nodeID].kill("SIGTERM");
+	const hook = `--require ${path.join(__dirname, "../fixtures/crash-hook.js")}`;
+	await start(nodeID, { DATA_DIR: dataDir, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} ${hook}`, CRASH_AT: `write:${k}`, CRASH_ARM: "signal", SHOP_DIST: DIST });
+	await eventually(async () => {
+		const h = await gw.get("/api/health");
+		return h.status === 200 && SERVICES[nodeID].every((s) => h.body.services.includes(s));
+	}, 30_000);
+	nodes[nodeID].proc.kill("SIGUSR2");
+}
+
+/** Once the armed node has killed itself (and stayed down `downMs`), the same node again on its files, without the hook. */
+async function backAfterItsDeath(nodeID: string, downMs = 0) {
+	expect(await nodes[nodeID].exited).toBeNull(); // killed by its signal
+	await new Promise((r) => setTimeout(r, downMs));
+	await start(nodeID, { DATA_DIR: nodes[nodeID].dataDir });
+}
+
 test("products-1 dies between taking a buyer's unit and marking the reservation reserved: back on its files, it puts the unit back at once", async () => {
 	const { variantId, product } = await createProduct(gw, adminToken, { name: `Half reserved ${crypto.randomBytes(2).toString("hex")}`, price: 1800, stock: STOCK });
 	startStock.set(variantId, STOCK);
 	const buyer = await registerCustomer(gw);
 	await addToCart(gw, buyer.token, variantId, 1);
-	// The same node on its files, with the crash hook armed by SIGUSR2: its 1st write then claims the
-	// reservation, its 2nd takes the unit (stock and hold in one update), and there it dies.
-	const { dataDir } = nodes["products-1"];
-	await nodes["products-1"].kill("SIGTERM");
-	const hook = `--require ${path.join(__dirname, "../fixtures/crash-hook.js")}`;
-	await start("products-1", { DATA_DIR: dataDir, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} ${hook}`, CRASH_AT: "write:2", CRASH_ARM: "signal", SHOP_DIST: DIST });
-	await eventually(async () => (await gw.get(`/api/inventory/${variantId}/history`, { token: adminToken })).status === 200, 30_000);
-	nodes["products-1"].proc.kill("SIGUSR2");
+	// Its 1st write claims the reservation, its 2nd takes the unit (stock and hold in one update): there it dies.
+	await armedToDie("products-1", 2);
 	answeredAt = [];
 	const answered = checkoutUntilAnswered(buyer, crypto.randomUUID(), 90_000);
-	expect(await nodes["products-1"].exited).toBeNull(); // killed by its signal
-	await start("products-1", { DATA_DIR: dataDir });
+	await backAfterItsDeath("products-1");
 	expect((await answered)?.status).toBe(201);
 	// Not after the 2-minute stale window: the restarted node knows the half-made reservation was its own.
 	// The stock itself, as the dead reserve wrote no audit row for its unit.
 	await eventually(async () => (await gw.get(`/api/products/${product.id}`)).body.variants[0].stock === STOCK - 1, 30_000);
 	const history = await gw.get(`/api/inventory/${variantId}/history?pageSize=100`, { token: adminToken });
 	expect(history.body.rows.reduce((sum: number, t: { delta: number }) => sum + t.delta, 0)).toBe(STOCK - 1);
+});
+
+// A cancel's stock, refund and email are follow-ups of the order's change: a node dying among them must
+// not leave the customer told "cancelled" with the money kept (they used to wait 15 minutes).
+test.each([
+	// Down past the request's timeout: the gateway's retry of the cancel answers while the first call still drives.
+	["products-1", 1, "the catalog node, at the first write of the cancel's stock return, down 5 s", 5000],
+	["checkout-1", 2, "the checkout node, right after claiming the cancel's follow-ups", 0],
+])("%s dies during a customer's cancel (its write %i: %s): the stock, the refund and the email follow within seconds of its return", async (nodeID, k, _what, downMs) => {
+	const { variantId, product } = await createProduct(gw, adminToken, { name: `Cancelled ${crypto.randomBytes(2).toString("hex")}`, price: 2400, stock: STOCK });
+	startStock.set(variantId, STOCK);
+	const buyer = await registerCustomer(gw);
+	await addToCart(gw, buyer.token, variantId, 1);
+	const placed = await checkoutUntilAnswered(buyer, crypto.randomUUID(), 30_000);
+	expect(placed?.status).toBe(201);
+	const sent = async (template: string) => ((await gw.get("/api/me/notifications", { token: buyer.token })).body.rows ?? []).filter((m: any) => m.template === template).length;
+	// The confirmation first: the writes counted are the cancel's.
+	await eventually(async () => (await sent("order-confirmed")) === 1, 30_000);
+	await armedToDie(nodeID, k);
+	const cancel = gw.post(`/api/orders/${placed!.body.id}/cancel`, {}, { token: buyer.token }).catch(() => null);
+	await backAfterItsDeath(nodeID, downMs);
+	// Whatever the cancel answered (200, or 503 when its own drive failed), nobody retries it.
+	await cancel;
+	await eventually(async () => {
+		const order = (await gw.get(`/api/orders/${placed!.body.id}`, { token: buyer.token })).body;
+		return order.status === "cancelled" && order.paymentStatus === "refunded" && order.refundedAmount === order.total;
+	}, 30_000);
+	await eventually(async () => (await gw.get(`/api/products/${product.id}`)).body.variants[0].stock === STOCK, 30_000);
+	await eventually(async () => (await sent("order-cancelled")) === 1, 30_000);
 });
 
 test("the stored files of every node pass the audit", async () => {
