@@ -73,8 +73,11 @@ export interface Checkout {
 	chargeUnsettled?: boolean;
 	/** Run again by recovery: a step may have taken effect before the node died. */
 	recovering?: boolean;
-	/** Compensating: its calls are made even once the request's deadline has passed (see callFrom). */
-	undoing?: boolean;
+	/**
+	 * Its calls are made even once the request's deadline has passed (see callFrom): while compensating,
+	 * and for an order's follow-ups, which are owed whatever the request.
+	 */
+	outlivesDeadline?: boolean;
 	/** The saga's journal: each step's mark rides on that step's write to the order. */
 	log?: CarriedSagaLog;
 }
@@ -542,7 +545,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		}));
 		this.checkoutSaga = new Saga<Checkout>("checkout", steps, {
 			onCompensating: (c) => {
-				c.undoing = true;
+				c.outlivesDeadline = true;
 			},
 			onCompensationError: ({ step, error }) => this.logger.error(`Checkout compensation ${step} failed; it stays pending:`, error),
 		});

@@ -215,8 +215,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		 * when the lease was lost.
 		 */
 		async runFollowUp(ctx: Context | null, order: Order, followUp: FollowUp, lease: Date): Promise<Order | null> {
-			// What the order's change owes is owed whatever the request's deadline: like an undoing, its calls outlive it.
-			const c: Checkout = { ctx, orderId: order.id, userId: order.userId, order, undoing: true };
+			const c: Checkout = { ctx, orderId: order.id, userId: order.userId, order, outlivesDeadline: true };
 			const done = (event?: OrderEventEntry) => this.changeOrder(order.id, { when: { followUpLease: lease, pendingActions: followUp }, done: followUp, event });
 			const announcement = announcementOf(followUp);
 			if (announcement) return this.announce(ctx, order, followUp, announcement, lease);

@@ -458,7 +458,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		 */
 		callFrom(c: Checkout, action: string, params: Record<string, unknown>, opts: { pastDeadline?: boolean } = {}) {
 			if (!c.ctx) return this.broker.call(action, params);
-			return c.undoing || opts.pastDeadline ? this.broker.call(action, params, { parentCtx: c.ctx }) : c.ctx.call(action, params);
+			return c.outlivesDeadline || opts.pastDeadline ? this.broker.call(action, params, { parentCtx: c.ctx }) : c.ctx.call(action, params);
 		},
 	} satisfies OrderMethods & ThisType<OrdersThis>,
 };
