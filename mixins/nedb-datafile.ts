@@ -22,7 +22,7 @@ import { Errors } from "moleculer";
 import type Datastore from "@seald-io/nedb";
 import { MIN_LINES_BEFORE_COMPACTION, errorCode, errorMessage, internalsOf, isExpired, serializeDocument, type DatastoreInternals, type Doc, type Modification } from "./nedb-internals";
 import { parseDatafile } from "./nedb-load";
-import { markWriteFailed, markWritten } from "./store-outages";
+import { markWriteFailed, markWritten, WRITE_PAUSE_AFTER_FAILURE_MS } from "./store-outages";
 
 export { serializeDocument } from "./nedb-internals";
 export { lockDataDir, lockTiming } from "./nedb-dir-lock";
@@ -41,9 +41,6 @@ export class StoreUnavailableError extends Errors.MoleculerError {
 		this.name = "StoreUnavailableError";
 	}
 }
-
-/** How long writes answer 503 after one failed, instead of each failing and reloading the file. */
-const WRITE_PAUSE_AFTER_FAILURE_MS = 1000;
 
 
 /** The whole datafile as NeDB's rewrite writes it: every live document, then the index definitions. */

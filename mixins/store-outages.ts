@@ -14,8 +14,11 @@ interface FailingFile {
 
 /** Datafiles whose last append failed, by path. */
 const failing = new Map<string, FailingFile>();
-/** How long after a failure the disk is tried again by a probe write (writes pause as long: nedb-datafile.ts). */
-const RECHECK_AFTER_MS = 1000;
+/**
+ * How long writes answer 503 after one failed, instead of each failing and reloading the file
+ * (nedb-datafile.ts); the probe tries the disk again after as long.
+ */
+export const WRITE_PAUSE_AFTER_FAILURE_MS = 1000;
 /** The probe's size: a few blocks, as a real append would need. */
 const PROBE = Buffer.alloc(4096, 0x20);
 
@@ -54,7 +57,7 @@ export function watchMongoConnection(connected: () => boolean): void {
  * would show the disk is back.
  */
 export function storeOutages(now = Date.now()): string[] {
-	for (const [file, f] of failing) if (now - f.since >= RECHECK_AFTER_MS && diskTakesWrites(file)) failing.delete(file);
+	for (const [file, f] of failing) if (now - f.since >= WRITE_PAUSE_AFTER_FAILURE_MS && diskTakesWrites(file)) failing.delete(file);
 	const reasons = [...failing.values()].map((f) => `store: ${f.collection} (${f.reason})`);
 	if (mongoConnected && !mongoConnected()) reasons.push("store: mongodb");
 	return reasons;
