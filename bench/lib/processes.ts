@@ -23,6 +23,7 @@ const portBase = 20_000 + ((Number(process.env.JEST_WORKER_ID ?? 1) - 1) % 4) * 
  */
 export async function freePort(): Promise<number> {
 	for (let tries = 0; ; tries++) {
+		if (tries > 200) throw new Error(`No free port between ${portBase} and ${portBase + PORT_RANGE}`);
 		const port = portBase + Math.floor(Math.random() * PORT_RANGE);
 		if (handedOut.has(port)) continue;
 		const free = await new Promise<boolean>((resolve) => {
@@ -34,7 +35,6 @@ export async function freePort(): Promise<number> {
 			handedOut.add(port);
 			return port;
 		}
-		if (tries > 200) throw new Error(`No free port between ${portBase} and ${portBase + PORT_RANGE}`);
 	}
 }
 
