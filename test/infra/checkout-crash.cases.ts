@@ -124,7 +124,9 @@ export function checkoutCrashCases(shard: number, shards: number) {
 		 * (a write that never comes: killed here); without, the request must die, by the signal.
 		 */
 		async function killedDuring(doomed: NodeProcess, request: () => Promise<Answer>, mayAnswer: boolean) {
-			const died = new Promise((resolve) => doomed.proc.once("exit", (_code, signal) => resolve(signal)));
+			// Already dead (a write counted before the request): "exit" has been emitted, and would never come again.
+			const { proc } = doomed;
+			const died = proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve(proc.signalCode) : new Promise((resolve) => proc.once("exit", (_code, signal) => resolve(signal)));
 			const first = await request().catch(() => null);
 			if (first && mayAnswer) {
 				const timer = setTimeout(() => doomed.proc.kill("SIGKILL"), 3000);
@@ -137,10 +139,21 @@ export function checkoutCrashCases(shard: number, shards: number) {
 			return first;
 		}
 
+		/**
+		 * Until no store file of `dataDir` has changed for a while: what came before (an order's email, its
+		 * analytics, the outbox cursors) has settled, and the writes counted next are the request's. A fixed
+		 * pause was not enough on a loaded machine. The lock file is refreshed on a timer of its own.
+		 */
+		async function settled(dataDir: string) {
+			const QUIET_MS = 500;
+			const lastWrite = () => Math.max(0, ...fs.readdirSync(dataDir).filter((f) => f !== "shop.lock").map((f) => fs.statSync(path.join(dataDir, f)).mtimeMs));
+			await waitFor(async () => Date.now() - lastWrite(), (idle: number) => idle >= QUIET_MS, 15_000, 100);
+		}
+
 		/** With CRASH_ARM=signal: the writes are counted from now on, once what came before has settled. */
-		async function armCrash(doomed: NodeProcess) {
-			await sleep(300);
-			doomed.proc.kill("SIGUSR2");
+		async function armCrash(setup: Setup) {
+			await settled(setup.dataDir);
+			setup.doomed.proc.kill("SIGUSR2");
 			await sleep(100);
 		}
 
@@ -152,7 +165,7 @@ export function checkoutCrashCases(shard: number, shards: number) {
 		async function crashAndRestart(setup: Setup, at: string) {
 			const { doomed, checkout, dataDir } = setup;
 			// Let what registering started (the welcome email) settle: the writes counted are the checkout's.
-			await sleep(300);
+			await settled(dataDir);
 			// Killed at a write, it may be after answering, in what follows the checkout.
 			const first = await killedDuring(doomed, () => checkout(doomed.port!), at.startsWith("write:"));
 			return { first, shop: await start(dataDir) };
@@ -168,7 +181,7 @@ export function checkoutCrashCases(shard: number, shards: number) {
 			const paid = await setup.checkout(setup.doomed.port!);
 			expect(paid.status).toBe(201);
 			await untilSent(setup.http, setup.buyer.token, "order-confirmed");
-			await armCrash(setup.doomed);
+			await armCrash(setup);
 			const first = await killedDuring(setup.doomed, () => request(setup.http, setup, paid.body.id), true);
 			if (first) expect(first.status).toBe(200);
 			return { setup, paid, shop: await start(setup.dataDir) };
@@ -322,7 +335,7 @@ export function checkoutCrashCases(shard: number, shards: number) {
 			const stored = fs.readFileSync(path.join(setup.dataDir, "payments.db"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
 			const intentId = stored.filter((d) => d.orderId === placed.body.id && d.providerPaymentId).pop()?.providerPaymentId;
 			expect(intentId).toMatch(/^pi_test_/);
-			await armCrash(doomed);
+			await armCrash(setup);
 
 			// What Stripe sends once the customer completes 3-D Secure.
 			const payload = JSON.stringify({
