@@ -95,8 +95,11 @@ export function trustedProxyHops(value: string | undefined): number {
 	throw new Error(`TRUST_PROXY must be the number of proxies in front of the gateway (0, 1, 2, ...) or true/false, not "${value}"`);
 }
 
-/** Values of JWT_SECRET from example files and tutorials: whoever has read them can sign tokens. */
-const PLACEHOLDER_SECRETS = ["replace_me", "local-only-jwt-secret-change-me", "changeme", "change-me", "secret"];
+/**
+ * Values of JWT_SECRET from example files and tutorials: whoever has read them can sign tokens. The
+ * k8s dev overlay's is long and varied enough otherwise; that overlay runs with NODE_ENV=development.
+ */
+const PLACEHOLDER_SECRETS = ["replace_me", "local-only-jwt-secret-change-me", "dev-only-jwt-secret-not-for-production", "changeme", "change-me", "secret"];
 /** The least JWT_SECRET length production accepts (also what a generated, stored one must have: lib/jwt.ts). */
 export const MIN_SECRET_LENGTH = 32;
 /** The fewest different characters a production JWT_SECRET may have: "aaaa…" is long but guessable. */

@@ -5,9 +5,9 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import YAML from "yaml";
 import { CENTS, readConfig, wholeNumberSetting, type ShopConfig } from "../../lib/config";
-
-const ROOT = path.join(__dirname, "../..");
+import { publishedValues } from "../helpers/published-settings";
 
 describe("numbers", () => {
 	test.each<[string, string, keyof ShopConfig, unknown]>([
@@ -136,14 +136,8 @@ describe("ADMIN_EMAIL", () => {
 describe("ADMIN_PASSWORD in production", () => {
 	const production = (ADMIN_PASSWORD: string) => readConfig({ NODE_ENV: "production", ADMIN_PASSWORD });
 
-	/** Every literal ADMIN_PASSWORD of the shop's own deployment files and their history (docker-compose, k8s). */
-	function publishedPasswords(): string[] {
-		const files = ["docker-compose.yml", "k8s/base/secret.yaml", "k8s/overlays/dev/secret.yaml"];
-		// `ADMIN_PASSWORD: value` or docker-compose's `ADMIN_PASSWORD: ${ADMIN_PASSWORD:-default}`.
-		const setting = /^\s*ADMIN_PASSWORD:[ \t]*(?:\$\{ADMIN_PASSWORD:?-([^}]*)\}|(\S+))/gm;
-		const found = files.flatMap((f) => [...fs.readFileSync(path.join(ROOT, f), "utf8").matchAll(setting)].map((m) => m[1] ?? m[2]));
-		return [...new Set([...found.filter((v) => v && v !== "null"), "local-only-admin-password", "dev-only-admin-password"])];
-	}
+	/** Every literal ADMIN_PASSWORD of the shop's own deployment files, and of their history. */
+	const publishedPasswords = () => publishedValues("ADMIN_PASSWORD", ["local-only-admin-password", "dev-only-admin-password"]);
 
 	test("the example files' values are found (the check below is not empty)", () => {
 		expect(publishedPasswords()).toEqual(expect.arrayContaining(["REPLACE_ME", "local-only-admin-password", "dev-only-admin-password"]));
@@ -178,6 +172,29 @@ describe("the settings the shop's own files and tools start it with are all take
 		}],
 	])("%s", (_what, env) => {
 		expect(() => readConfig(env)).not.toThrow();
+	});
+});
+
+describe("the k8s dev overlay", () => {
+	const ROOT = path.join(__dirname, "../..");
+	const read = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
+	const literals = (f: string): Record<string, string> =>
+		Object.fromEntries((YAML.parse(read(f)).configMapGenerator[0].literals as string[]).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+	/** What a dev overlay pod's process sees: the image's ENV, then the ConfigMap (base, overlay), then the Secret. */
+	function devPodEnv(): NodeJS.ProcessEnv {
+		const image = Object.fromEntries([...read("Dockerfile").matchAll(/^\s*(?:ENV\s+)?([A-Z_]+)=(\S+?)\s*\\?$/gm)].map((m) => [m[1], m[2]]));
+		const secret = Object.fromEntries(Object.entries(YAML.parse(read("k8s/overlays/dev/secret.yaml")).stringData).filter(([, v]) => v !== null)) as Record<string, string>;
+		return { ...image, ...literals("k8s/base/kustomization.yaml"), ...literals("k8s/overlays/dev/kustomization.yaml"), ...secret };
+	}
+
+	test("starts with its published secrets, in development mode", () => {
+		const env = devPodEnv();
+		expect(env).toMatchObject({ NODE_ENV: "development", TRANSPORTER: "nats://nats:4222", JWT_SECRET: "dev-only-jwt-secret-not-for-production" });
+		expect(() => readConfig(env)).not.toThrow();
+	});
+
+	test("its secrets stop a production start: a copy of the overlay in production would sign with a published secret", () => {
+		expect(() => readConfig({ ...devPodEnv(), NODE_ENV: "production" })).toThrow(/^JWT_SECRET is a placeholder/);
 	});
 });
 

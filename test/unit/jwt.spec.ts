@@ -2,6 +2,7 @@ import jwt from "jsonwebtoken";
 import { readConfig } from "../../lib/config";
 import { signAccessToken, verifyAccessToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
 import { withEnv } from "../helpers/env";
+import { publishedValues } from "../helpers/published-settings";
 
 describe("access tokens", () => {
 	const secret = "unit-test-secret-of-enough-length-0123456789";
@@ -43,6 +44,17 @@ describe("JWT_SECRET in production", () => {
 		["of 9 different characters", "123456789".repeat(4)],
 	])("refuses to start with a secret %s, naming JWT_SECRET", (_what, secret) => {
 		expect(() => production(secret)).toThrow(/^JWT_SECRET is a placeholder, shorter than 32 characters or made of fewer than 10 different characters/);
+	});
+
+	// The dev overlay's passes length and variety: only the list of published values keeps it out of production.
+	const published = publishedValues("JWT_SECRET", ["local-only-jwt-secret-change-me"]);
+
+	test("the deployment files' values are found (the check below is not empty)", () => {
+		expect(published).toEqual(expect.arrayContaining(["REPLACE_ME", "dev-only-jwt-secret-not-for-production", "change-me"]));
+	});
+
+	test.each(published.flatMap((s) => [s, s.toUpperCase(), ` ${s} `]))("%j, published in the shop's own files, stops a production start", (value) => {
+		expect(() => production(value)).toThrow(/^JWT_SECRET is a placeholder/);
 	});
 
 	test("ten different characters are variety enough (openssl rand -hex 32 has up to 16)", () => {
