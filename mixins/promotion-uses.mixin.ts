@@ -4,7 +4,8 @@
  * (see lowestFreeSlot in lib/promotions.ts): taking a use is one insert, and giving it back one
  * update that frees the slot and marks the order's record released. No crash or lost answer can
  * leave a use taken by nobody. The code's `usedCount` is a guide kept beside the slots; a crash
- * between the two writes leaves it one off (see withUses).
+ * between the two writes leaves it one off, put right when the slots are next counted (withUses) and
+ * at the start of a node alone on its store (repairUseCounters).
  *
  * The host declares `promotionUseCollections` and `promotions` in its DbMixin. List this mixin before
  * DbMixin: Moleculer starts mixins in reverse list order, so the move of older records runs once the
@@ -12,6 +13,7 @@
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Collection, CollectionSpec } from "./collection";
+import { aloneOnItsStore } from "./db.mixin";
 import { ConflictError, isDuplicate } from "../lib/errors";
 import { checkPromotion, lowestFreeSlot, normalizeCode, probeSlot, promoRejected, type Promotion } from "../lib/promotions";
 
@@ -47,6 +49,8 @@ export interface PromotionUseMethods {
 	heldUses(promotionId: string): Promise<Array<{ id: string; slot: unknown }>>;
 	packSlots(promotionId: string, maxUses: number): Promise<void>;
 	withUses(promo: PromotionDoc | null, uses: UseCount): Promise<PromotionDoc | null>;
+	repairUseCounters(): Promise<number>;
+	setUseCounter(promo: PromotionDoc, usedCount: number): Promise<boolean>;
 	moveLegacyUses(): Promise<void>;
 }
 
@@ -203,11 +207,33 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 			// A used-up code stays in carts: its count is taken once per counter value, not on every cart view.
 			if (uses === "checked" && this.countedUses.get(promo.id) === promo.usedCount) return promo;
 			const usedCount = await this.db.promotion_slots.count({ promotionId: promo.id, released: { $exists: false } });
-			// A release cut short between its two writes left the counter high: put it right.
-			if (usedCount < promo.usedCount) await this.db.promotions.updateOne({ id: promo.id, usedCount: promo.usedCount }, { $set: { usedCount } });
-			// Not high: until the counter moves, it says "used up" rightly.
-			else this.countedUses.set(promo.id, promo.usedCount);
+			const repaired = await this.setUseCounter(promo, usedCount);
+			// Not high: until the counter moves (from where it was put), it says "used up" rightly.
+			if (usedCount >= promo.usedCount) this.countedUses.set(promo.id, repaired ? usedCount : promo.usedCount);
 			return { ...promo, usedCount };
+		},
+
+		/**
+		 * The counter of each code set to its slots' count where a crash left it off: at the start of a
+		 * node alone on its store, where no use is half-taken by another process. Returns the codes put right.
+		 */
+		async repairUseCounters() {
+			let repaired = 0;
+			for (const promo of (await this.db.promotions.find({})) as PromotionDoc[]) {
+				const usedCount = await this.db.promotion_slots.count({ promotionId: promo.id, released: { $exists: false } });
+				if (await this.setUseCounter(promo, usedCount)) repaired++;
+			}
+			return repaired;
+		},
+
+		/**
+		 * The counter set to `usedCount` counted from the slots, unless it moved since `promo` was read.
+		 * A use or release cut short between its two writes left it one low or one high. A use taken
+		 * between the count and this write can leave it one off again; the next count puts it right.
+		 */
+		async setUseCounter(promo: PromotionDoc, usedCount: number) {
+			if (usedCount === promo.usedCount) return false;
+			return !!(await this.db.promotions.updateOne({ id: promo.id, usedCount: promo.usedCount }, { $set: { usedCount } }));
 		},
 
 		/**
@@ -251,6 +277,15 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 
 	created() {
 		this.countedUses = new Map();
+	},
+
+	events: {
+		// Alone on the store, no use is half-taken by another process: a counter off by one is this node's crash.
+		async "$broker.started"(this: PromotionUseThis) {
+			if (!aloneOnItsStore(this.broker)) return;
+			const repaired = await this.repairUseCounters().catch((err: Error) => this.logger.error("Repairing promotion use counters failed:", err));
+			if (repaired) this.logger.info(`Use counters of ${repaired} promotion code(s) left off by a crash were put right from their uses`);
+		},
 	},
 
 	async started() {

@@ -9,6 +9,7 @@ import SwaggerParser from "@apidevtools/swagger-parser";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { FakeUsers, fakeToken } from "../helpers/fakes";
+import { waitFor } from "../helpers/wait";
 
 // The analytics side of cart.item_added.
 const itemAddedEvents: any[] = [];
@@ -559,6 +560,8 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				await cartDb().promotions.updateOne({ id: p.id }, { $set: { usedCount: 0 } });
 				await expect(shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-3" })).rejects.toMatchObject({ code: 422, data: [{ field: "code", type: "exhausted" }] });
 				expect(await usedCount(p.code)).toBe(2);
+				// The admin's look, which counts the slots, put the counter right.
+				expect(await counter(p.id)).toBe(2);
 				// A use given back is found again though the counter points past it.
 				await shop.broker.call("cart.releasePromo", { code: p.code, orderId: "o-1" });
 				expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-3" })).toEqual({ consumed: true, code: p.code });
@@ -578,6 +581,28 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				expect(await counter(p.id)).toBe(1);
 				expect(await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-2" })).toEqual({ consumed: true, code: p.code });
 				expect(await usedCount(p.code)).toBe(2);
+			});
+
+			test("a single process puts counters left off by a crash right once its services have started", async () => {
+				const low = await createPromotion({ type: "fixed", value: 100, maxUses: 3 });
+				const high = await createPromotion({ type: "fixed", value: 100 });
+				const right = await createPromotion({ type: "fixed", value: 100, maxUses: 2 });
+				for (const p of [low, high, right]) await shop.broker.call("cart.consumePromo", { code: p.code, orderId: "o-1" });
+				await cartDb().promotions.updateOne({ id: low.id }, { $set: { usedCount: 0 } });
+				await cartDb().promotions.updateOne({ id: high.id }, { $set: { usedCount: 2 } });
+				const updates = jest.spyOn(cartDb().promotions, "updateOne");
+				try {
+					// What the broker of a restarted single process announces once its services have started.
+					shop.broker.broadcastLocal("$broker.started");
+					await waitFor(() => counter(low.id), (n) => n === 1);
+					await waitFor(() => counter(high.id), (n) => n === 1);
+					// Of these three, only the two that were off are written.
+					const ours = [low.id, high.id, right.id];
+					expect(updates.mock.calls.filter(([query]) => ours.includes((query as { id: string }).id)).map(([query]) => (query as { id: string }).id).sort()).toEqual([low.id, high.id].sort());
+				} finally {
+					updates.mockRestore();
+				}
+				expect(await counter(right.id)).toBe(1);
 			});
 
 			test("carts holding a used-up code count its slots once per counter value, not on every view", async () => {
