@@ -6,7 +6,8 @@
  * refunds, each counted in the hour it happened. Only `payment.refunded` lowers revenue:
  * `order.cancelled` counts the cancellation, and the money of a paid order that is cancelled comes
  * back through the refund the orders service makes, which arrives as `payment.refunded`.
- * Subtracting on both would count that refund twice.
+ * Subtracting on both would count that refund twice. A refund the provider fails later
+ * (`payment.refund_failed`) is added back, in the hour it failed.
  */
 import { allocateCents, isCents } from "./money";
 import { hourKey } from "./time-buckets";
@@ -17,6 +18,7 @@ export const ANALYTICS_EVENTS = [
 	"order.cancelled",
 	"checkout.failed",
 	"payment.refunded",
+	"payment.refund_failed",
 	"payment.failed",
 	"product.viewed",
 	"cart.item_added",
@@ -60,7 +62,7 @@ export type AnalyticsEvent = EventBase &
 				unsold?: { discount: number; items: SoldItem[] };
 		  }
 		| { type: "checkout.failed"; orderId: string; status: string; currency: string; reason: string }
-		| { type: "payment.refunded"; orderId: string; currency: string; amount: number; sale: boolean }
+		| { type: "payment.refunded" | "payment.refund_failed"; orderId: string; currency: string; amount: number; sale: boolean }
 		| { type: "payment.failed"; orderId: string; currency: string; amount: number }
 		| { type: "product.viewed"; productId: string }
 		| { type: "cart.item_added"; productId: string; quantity: number }
@@ -177,6 +179,7 @@ export function normaliseEvent(name: string, payload: unknown, receivedAt: Date 
 			case "checkout.failed":
 				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), status: ORDER_STATUS[name], currency: currency(p), reason: id(p, "reason") } };
 			case "payment.refunded":
+			case "payment.refund_failed":
 				// `sale: false`: the money of an order that never was a sale (paid after it was cancelled).
 				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), currency: currency(p), amount: cents(p, "amount", 1), sale: p.sale !== false } };
 			case "payment.failed":
@@ -233,6 +236,10 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 			// Money that was never counted as revenue (no order.confirmed) is not taken off it either.
 			if (!e.sale) return [];
 			return [at("revenue", e.currency, -e.amount, { currency: e.currency }), at("refunds", e.currency, e.amount, { currency: e.currency })];
+		case "payment.refund_failed":
+			// The refund's money stayed with the shop: back into revenue, out of refunds.
+			if (!e.sale) return [];
+			return [at("revenue", e.currency, e.amount, { currency: e.currency }), at("refunds", e.currency, -e.amount, { currency: e.currency })];
 		case "checkout.failed":
 			// A checkout started (its order was created) that did not go through: declined, out of stock, ...
 			// Its order ends cancelled, as GET /orders lists it, so it is among the cancelled orders too.

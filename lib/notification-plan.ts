@@ -7,21 +7,21 @@ import { formatMoney } from "./money";
 import { cancelRefundKey } from "./order-state";
 import { toE164 } from "./user-records";
 
-export type NotificationKind = "verify-email" | "password-reset" | "order-confirmed" | "order-shipped" | "order-delivered" | "order-cancelled" | "payment-refunded";
+export type NotificationKind = "verify-email" | "password-reset" | "order-confirmed" | "order-shipped" | "order-delivered" | "order-cancelled" | "payment-refunded" | "refund-failed";
 export type Medium = "email" | "sms";
 export type EventSource = "users" | "orders" | "payments";
 
-export const NOTIFICATION_KINDS: NotificationKind[] = ["verify-email", "password-reset", "order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded"];
+export const NOTIFICATION_KINDS: NotificationKind[] = ["verify-email", "password-reset", "order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded", "refund-failed"];
 
 /** The durable events we react to, by the service whose outbox keeps them. */
 export const SOURCE_EVENTS: Record<EventSource, string[]> = {
 	users: ["user.registered", "user.password_reset_requested"],
 	orders: ["order.confirmed", "order.status_changed", "order.cancelled"],
-	payments: ["payment.refunded"],
+	payments: ["payment.refunded", "payment.refund_failed"],
 };
 
 /** Account messages carry a link that must only reach the mailbox of the account: email only. */
-const SMS_KINDS = new Set<NotificationKind>(["order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded"]);
+const SMS_KINDS = new Set<NotificationKind>(["order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded", "refund-failed"]);
 
 export function sourceOf(event: string): EventSource | null {
 	for (const [source, events] of Object.entries(SOURCE_EVENTS)) if (events.includes(event)) return source as EventSource;
@@ -64,6 +64,9 @@ export function kindFor(event: string, payload: Record<string, any>): Notificati
 			return "order-cancelled";
 		case "payment.refunded":
 			return isCancellationsOwnRefund(payload) ? null : "payment-refunded";
+		// The customer was told the money was on its way (by the refund's or the cancellation's message).
+		case "payment.refund_failed":
+			return "refund-failed";
 		default:
 			return null;
 	}
@@ -211,6 +214,7 @@ export function templateVars(kind: NotificationKind, payload: Record<string, any
 		case "order-cancelled":
 			return { ...order, refundedAmount: payload.refundedAmount > 0 ? money(payload.refundedAmount, currency) : "" };
 		case "payment-refunded":
+		case "refund-failed":
 			return { ...order, orderNumber: payload.number ?? "", amount: money(payload.amount, currency), totalRefunded: money(payload.totalRefunded, currency) };
 	}
 }

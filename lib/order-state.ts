@@ -133,8 +133,9 @@ export function rebuildOrderState(events: OrderEvent[]): OrderState {
 			s.paidAmount = d.amount;
 		} else if (ev.type === "payment_failed") {
 			s.paymentStatus = "failed";
-		} else if (ev.type === "refunded") {
-			s.refundedAmount += d.amount;
+		} else if (ev.type === "refunded" || ev.type === "refund_failed") {
+			// A refund the provider failed after accepting it is no longer refunded.
+			s.refundedAmount += ev.type === "refunded" ? d.amount : -d.amount;
 			s.paymentStatus = paymentStatusAfterRefund(s.paidAmount, s.refundedAmount);
 		}
 		// stock_reserved, promo_consumed, stock_released, ... are history only: they change no field.
@@ -190,6 +191,8 @@ export interface Order {
 	refundedAmount: number;
 	/** Refund id → amount: each refund counts once, whoever reports it first. */
 	refunds: Record<string, number>;
+	/** Refund id → amount: refunds the provider failed after accepting them, counted off once (absent: none). */
+	failedRefunds?: Record<string, number>;
 	trackingNumber: string | null;
 	cancelReason: string | null;
 	/** Work this order still owes (see FOLLOW_UPS_AFTER), in the order it is done. */

@@ -55,6 +55,8 @@ export interface Refund {
 	reason: string;
 	/** `processing` while the provider is being asked. */
 	status: "processing" | "succeeded" | "pending" | "failed";
+	/** Failed at the provider after it accepted the refund (counted and announced first): why, as the provider says. */
+	failedLater?: string;
 	/** Its amount is counted in the payment's reservedRefundAmount. */
 	reserved: boolean;
 	/** False when the money was not a sale's (see RefundParams.sale); absent means it was. */

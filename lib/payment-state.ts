@@ -2,8 +2,9 @@
  * The payment state machine and refund arithmetic, without I/O.
  * pending → succeeded | failed; succeeded → partially_refunded | refunded;
  * partially_refunded → partially_refunded | refunded. Everything else is illegal, so a late or
- * replayed provider event (a `payment_failed` after `succeeded`) changes nothing; the one exception,
- * failed → succeeded for a failure the provider never confirmed, is canOverturnFailure.
+ * replayed provider event (a `payment_failed` after `succeeded`) changes nothing. Two exceptions:
+ * failed → succeeded for a failure the provider never confirmed (canOverturnFailure), and a refund
+ * the provider failed after accepting it (statusAfterFailedRefund).
  */
 
 export const PAYMENT_STATUSES = ["pending", "succeeded", "failed", "partially_refunded", "refunded"] as const;
@@ -51,6 +52,18 @@ export function statusesLeadingTo(to: PaymentStatus): PaymentStatus[] {
 export function statusAfterRefunds(paid: number, refunded: number): PaymentStatus {
 	if (refunded <= 0) return "succeeded";
 	return refunded >= paid ? "refunded" : "partially_refunded";
+}
+
+/**
+ * The status once a refund of `failed` cents, counted in `refundedAmount`, failed at the provider
+ * after it accepted it (Stripe's `refund.failed`: a closed card account, say): the money is back in
+ * the shop's balance, so the payment counts only its other refunds. Null when the payment is not in
+ * a refunded state or does not count that much.
+ */
+export function statusAfterFailedRefund(p: { status: PaymentStatus; amount: number; refundedAmount: number }, failed: number): PaymentStatus | null {
+	if (p.status !== "refunded" && p.status !== "partially_refunded") return null;
+	if (!Number.isSafeInteger(failed) || failed <= 0 || failed > p.refundedAmount) return null;
+	return statusAfterRefunds(p.amount, p.refundedAmount - failed);
 }
 
 export type RefundPlan =

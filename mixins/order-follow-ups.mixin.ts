@@ -74,6 +74,8 @@ export interface OrderFollowUpMethods {
 	publishOnce(ctx: Context | null, announcements: OrderAnnouncement[], since: Date | null): Promise<void>;
 	refundRest(c: Checkout, reason: string, refundKey: string, sale: boolean): Promise<void>;
 	recordRefund(orderId: string, refund: { id: string; amount: number; status?: string }, reason: string | null): Promise<void>;
+	recordRefundFailed(orderId: string, refund: { id: string; amount: number }, reason: string | null): Promise<void>;
+	settlePaymentStatus(orderId: string, changed: Order | null): Promise<void>;
 	recoverInterrupted(olderThanMs: number): Promise<void>;
 	recoverInterruptedCheckouts(): Promise<void>;
 	driveAbandonedFollowUps(): Promise<void>;
@@ -92,6 +94,9 @@ export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMe
 	/** Orders whose abandoned follow-ups failed when this node drove them: when to try again. */
 	followUpBackoff?: Map<string, { tries: number; nextAt: number }>;
 }
+/** The order's record of a refund in `field` (refunds, failedRefunds), by refund id: no dot or dollar in a field name. */
+const refundKeyOnOrder = (field: "refunds" | "failedRefunds", refundId: string) => `${field}.${String(refundId).replace(/[.$]/g, "_")}`;
+
 type OrderFollowUpThis = Service<OrderFollowUpSettings> & OrderFollowUpMethods & OrderFollowUpVars;
 
 const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFollowUpMethods, OrderFollowUpVars>> = {
@@ -108,6 +113,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			else if (event === "payment.failed") await this.paymentFailed(ctx, payload as { orderId: string; reason?: string });
 			// Refunds made outside this service (e.g. in Stripe's dashboard) still show on the order.
 			else if (event === "payment.refunded") await this.recordRefund(payload.orderId, { id: payload.refundId, amount: payload.amount }, typeof payload.reason === "string" ? payload.reason : null);
+			else if (event === "payment.refund_failed") await this.recordRefundFailed(payload.orderId, { id: payload.refundId, amount: payload.amount }, typeof payload.reason === "string" ? payload.reason : null);
 		},
 
 		/** The provider confirmed a payment later (webhook). Replayed, it finishes what the first delivery left pending. */
@@ -314,16 +320,38 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 		/** Counts a refund on the order once (by refund id), and lets the payment status follow. */
 		async recordRefund(orderId: string, refund: { id: string; amount: number; status?: string }, reason: string | null) {
 			if (refund.status === "failed") return;
-			const key = `refunds.${String(refund.id).replace(/[.$]/g, "_")}`;
+			const key = refundKeyOnOrder("refunds", refund.id);
 			const counted = await this.changeOrder(orderId, {
 				when: { [key]: { $exists: false } },
 				set: { [key]: refund.amount },
 				inc: { refundedAmount: refund.amount },
 				event: { type: "refunded", data: { refundId: refund.id, amount: refund.amount, reason } },
 			});
-			// Counted before (a replay): the status is set again, in case the node died between the two writes.
-			const current = counted ?? ((await this.db.orders.findById(orderId)) as unknown as Order | null);
-			if (!current || current.refundedAmount <= 0) return;
+			await this.settlePaymentStatus(orderId, counted);
+		},
+
+		/**
+		 * A refund counted on the order that the provider failed later: the money stayed with the shop,
+		 * so the order counts it off (once: by refund id), and an admin can refund again. A cancelled
+		 * order shows its payment `succeeded` again: paid, not given back.
+		 */
+		async recordRefundFailed(orderId: string, refund: { id: string; amount: number }, reason: string | null) {
+			const key = refundKeyOnOrder("refunds", refund.id);
+			const failedKey = refundKeyOnOrder("failedRefunds", refund.id);
+			const uncounted = await this.changeOrder(orderId, {
+				when: { [key]: refund.amount, [failedKey]: { $exists: false } },
+				set: { [failedKey]: refund.amount },
+				inc: { refundedAmount: -refund.amount },
+				event: { type: "refund_failed", data: { refundId: refund.id, amount: refund.amount, reason } },
+			});
+			await this.settlePaymentStatus(orderId, uncounted);
+		},
+
+		/** The payment status the order's refunded amount gives; `changed`: the order as a change just left it. */
+		async settlePaymentStatus(orderId: string, changed: Order | null) {
+			// Changed before (a replay): the status is set again, in case the node died between the two writes.
+			const current = changed ?? ((await this.db.orders.findById(orderId)) as unknown as Order | null);
+			if (!current || (current.refundedAmount <= 0 && !current.failedRefunds)) return;
 			// Guarded by the amount just read, so a slower concurrent refund cannot set an older status.
 			await this.db.orders.updateOne(
 				{ id: orderId, refundedAmount: current.refundedAmount },

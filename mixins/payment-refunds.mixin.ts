@@ -20,7 +20,7 @@ import type { Collection } from "./collection";
 import type { OutboxThis } from "./outbox.mixin";
 import type { ShopMeta } from "./types";
 import { ConflictError, NotFoundError, ServiceUnavailableError, invalidField, isDuplicate } from "../lib/errors";
-import { planRefund, statusAfterRefunds, statusesLeadingTo, REFUNDABLE_STATUSES, type RefundPlan } from "../lib/payment-state";
+import { planRefund, statusAfterFailedRefund, statusAfterRefunds, statusesLeadingTo, REFUNDABLE_STATUSES, type RefundPlan } from "../lib/payment-state";
 import { PaymentProviderError, type PaymentProvider } from "../adapters/payments/provider";
 import { refundView, LEASE_MS, POLL_MS, WAIT_FOR_OUTCOME_MS, type Payment, type Refund } from "../lib/payment-records";
 
@@ -69,6 +69,8 @@ export interface PaymentRefundMethods {
 	settleRefund(ctx: Context | null, refund: Refund): Promise<void>;
 	unreserve(paymentId: string, refund: Refund): Promise<void>;
 	publishRefund(ctx: Context | null, payment: Payment, refund: Refund): Promise<void>;
+	failSettledRefund(ctx: Context | null, failed: { providerRefundId: string; providerPaymentId?: string; why: string }): Promise<void>;
+	uncountRefund(refund: Refund): Promise<void>;
 }
 
 interface PaymentRefundVars extends PaymentHostMethods, Pick<OutboxThis, "publish" | "published"> {
@@ -283,6 +285,57 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				refundKey: r.refundKey,
 				...(r.sale === false ? { sale: false } : {}),
 			});
+		},
+
+		/**
+		 * A refund the provider accepted and failed later (Stripe's refund.failed): the money stayed
+		 * with the shop. The payment stops counting it (and it can be refunded again), the refund is
+		 * marked failed, and `payment.refund_failed` is announced: the order counts it off, analytics
+		 * puts the revenue back, the customer is told. Each step once, so a redelivery after a crash
+		 * finishes what is left. A refund failed by the provider's first answer was never counted:
+		 * nothing to undo.
+		 */
+		async failSettledRefund(ctx: Context | null, { providerRefundId, providerPaymentId, why }: { providerRefundId: string; providerPaymentId?: string; why: string }) {
+			const refund = await this.db.refunds.findOne({ providerRefundId });
+			if (!refund) {
+				// Not recorded yet: a refund of that payment may be between the provider's answer and recording it. Stripe delivers again.
+				const payment = providerPaymentId ? await this.db.payments.findOne({ providerPaymentId }) : null;
+				if (payment && (await this.db.refunds.findOne({ paymentId: payment.id, status: "processing" }))) {
+					throw new ServiceUnavailableError("A refund of this payment is being recorded; deliver this event again later");
+				}
+				return;
+			}
+			if (refund.status === "processing" || (refund.status === "failed" && !refund.failedLater)) return;
+			await this.uncountRefund(refund);
+			const marked = await this.db.refunds.updateOne({ id: refund.id, status: { $in: ["pending", "succeeded"] } }, { $set: { status: "failed", failedLater: why, updatedAt: new Date() } });
+			if (!marked && (await this.published("payment.refund_failed", { refundId: refund.id }, refund.createdAt))) return;
+			const payment = (await this.db.payments.findById(refund.paymentId))!;
+			await this.publish(ctx, "payment.refund_failed", {
+				orderId: payment.orderId, ...(payment.orderNumber ? { number: payment.orderNumber } : {}), paymentId: payment.id, refundId: refund.id, userId: payment.userId,
+				amount: refund.amount, currency: refund.currency, totalRefunded: payment.refundedAmount, reason: why, refundKey: refund.refundKey, ...(refund.sale === false ? { sale: false } : {}),
+			});
+		},
+
+		/** The payment no longer counts `refund` as refunded nor reserved, in one compare-and-set (once: by its counted entry). */
+		async uncountRefund(refund: Refund) {
+			for (let attempt = 0; attempt < 50; attempt++) {
+				const current = await this.db.payments.findById(refund.paymentId);
+				// Counted under its id, or (a refund made at Stripe, recorded from charge.refunded) under its key.
+				const countedAs = [refund.id, refund.refundKey].find((k) => current?.countedRefunds?.[k] !== undefined);
+				if (!current || countedAs === undefined) return;
+				const amount = current.countedRefunds![countedAs];
+				const to = statusAfterFailedRefund(current, amount);
+				if (!to) return;
+				const updated = await this.db.payments.updateOne(
+					{ id: current.id, status: current.status, refundedAmount: current.refundedAmount, reservedRefundAmount: current.reservedRefundAmount, [`countedRefunds.${countedAs}`]: amount },
+					{
+						$set: { status: to, refundedAmount: current.refundedAmount - amount, reservedRefundAmount: Math.max(0, current.reservedRefundAmount - amount), updatedAt: new Date() },
+						$unset: { [`countedRefunds.${countedAs}`]: true, [`reservedRefunds.${countedAs}`]: true },
+					},
+				);
+				if (updated) return;
+			}
+			throw new ServiceUnavailableError("The payment is busy, try again");
 		},
 	} satisfies PaymentRefundMethods & ThisType<PaymentRefundThis>,
 

@@ -164,7 +164,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		// Before DbMixin: the catch-up stops before the collections close.
 		OutboxConsumerMixin({
 			cursors: "analytics_cursors",
-			sources: { orders: ["order.created", "order.confirmed", "order.cancelled", "checkout.failed"], payments: ["payment.refunded", "payment.failed"] },
+			sources: { orders: ["order.created", "order.confirmed", "order.cancelled", "checkout.failed"], payments: ["payment.refunded", "payment.refund_failed", "payment.failed"] },
 			handler: "ingest",
 			settle: "storeIngested",
 		}),
@@ -449,6 +449,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			// Counters only go up, so refunds have their own: net revenue = revenue - refunded.
 			define({ name: "revenue_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Paid order totals, shipping included" });
 			define({ name: "refunded_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Refunded amounts of paid orders (not of payments that came after their order was cancelled)" });
+			define({ name: "refunds_failed_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Refunds of paid orders the payment provider failed after accepting them (the money stayed with the shop)" });
 			define({ name: "payment_failures_total", type: "counter", description: "Declined or failed payments" });
 			define({ name: "checkout_failures_total", type: "counter", labelNames: ["reason"], description: "Started checkouts that did not go through, by reason" });
 			define({
@@ -476,6 +477,10 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 						break;
 					case "payment.refunded":
 						if (e.sale) m.increment("refunded_cents_total", { currency: e.currency }, e.amount);
+						break;
+					case "payment.refund_failed":
+						// A counter only goes up: failed refunds are counted on their own.
+						if (e.sale) m.increment("refunds_failed_cents_total", { currency: e.currency }, e.amount);
 						break;
 					case "payment.failed":
 						m.increment("payment_failures_total");

@@ -143,7 +143,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		// Before the consumer and DbMixin: the recovery timer stops first, before the collections close.
 		OrderFollowUpsMixin,
 		// Before DbMixin: the catch-up stops before the collections close.
-		OutboxConsumerMixin({ cursors: "orders_cursors", sources: { payments: ["payment.succeeded", "payment.failed", "payment.refunded"] }, handler: "onPaymentEvent" }),
+		OutboxConsumerMixin({ cursors: "orders_cursors", sources: { payments: ["payment.succeeded", "payment.failed", "payment.refunded", "payment.refund_failed"] }, handler: "onPaymentEvent" }),
 		DbMixin("orders", ORDER_SPECS),
 		OutboxMixin("orders"),
 		HealthMixin,

@@ -21,11 +21,15 @@ import { readPaymentsConfig } from "../adapters/payments/config";
 import { processStartedAt } from "../lib/config";
 import { createPaymentProvider, PaymentProviderError, type CreatePaymentResult, type PaymentProvider } from "../adapters/payments/provider";
 import { createWebhookVerifier } from "../adapters/payments/stripe-provider";
+import { TestPaymentProvider } from "../adapters/payments/test-provider";
 
 /** Stripe retries a webhook for up to three days; ids are kept longer than that. */
 const WEBHOOK_EVENT_TTL_SECONDS = 30 * 24 * 3600;
 /** A delivery still unapplied after this died while applying it: a redelivery applies it again. */
 const WEBHOOK_APPLY_STALE_MS = 60_000;
+/** A refund failure the built-in provider tells before its refund is recorded is tried again, as Stripe redelivers. */
+const REFUND_FAILURE_TRIES = 20;
+const REFUND_FAILURE_RETRY_MS = 500;
 
 interface ChargeParams {
 	orderId: string;
@@ -103,10 +107,11 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			refunds: {
 				fields: {
 					refundKey: String, orderId: String, paymentId: String, amount: Number, currency: String, reason: String, status: String,
-					providerRefundId: String, reserved: Boolean, sale: Boolean, leaseUntil: Date, createdAt: Date, updatedAt: Date,
+					providerRefundId: String, reserved: Boolean, sale: Boolean, failedLater: String, leaseUntil: Date, createdAt: Date, updatedAt: Date,
 				},
-				// status + leaseUntil: each node's minute sweep for refunds whose call died (PaymentRefundsMixin).
-				indexes: [{ fields: { refundKey: 1 }, unique: true }, { fields: { paymentId: 1 } }, { fields: { status: 1, leaseUntil: 1 } }],
+				// status + leaseUntil: each node's minute sweep for refunds whose call died (PaymentRefundsMixin);
+				// providerRefundId: a refund Stripe fails later is named by its id.
+				indexes: [{ fields: { refundKey: 1 }, unique: true }, { fields: { paymentId: 1 } }, { fields: { status: 1, leaseUntil: 1 } }, { fields: { providerRefundId: 1 } }],
 			},
 			webhook_events: {
 				fields: { eventId: String, type: String, receivedAt: Date, applied: Boolean },
@@ -242,7 +247,11 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 
 		webhook: {
 			openapi: {
-				responses: { 400: "Missing, invalid or stale signature, or not a Stripe event", 404: "Webhooks are off (no STRIPE_WEBHOOK_SECRET)" },
+				responses: {
+					400: "Missing, invalid or stale signature, or not a Stripe event",
+					404: "Webhooks are off (no STRIPE_WEBHOOK_SECRET)",
+					503: "The event is being applied by another delivery, or its refund is still being recorded: deliver it again later",
+				},
 				headers: { "Stripe-Signature": { required: true, description: "Stripe's signature of the raw body" } },
 			},
 			params: {},
@@ -420,6 +429,15 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					if (added || !(await this.published("payment.refunded", { refundId: refund.id }, refund.createdAt))) await this.publishRefund(ctx, current, refund);
 					return;
 				}
+				// A refund Stripe accepted (often `pending`) and failed later: refund.failed, or the update of its status.
+				case "refund.failed":
+				case "refund.updated":
+				case "charge.refund.updated": {
+					if (object.object !== "refund" || typeof object.id !== "string" || (object.status !== "failed" && object.status !== "canceled")) return;
+					const providerPaymentId = typeof object.payment_intent === "string" ? object.payment_intent : undefined;
+					await this.failSettledRefund(ctx, { providerRefundId: object.id, providerPaymentId, why: typeof object.failure_reason === "string" ? object.failure_reason : object.status });
+					return;
+				}
 				default:
 					return;
 			}
@@ -475,6 +493,18 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 	created(this: This) {
 		const cfg = readPaymentsConfig();
 		this.provider = createPaymentProvider(cfg);
+		// The built-in provider tells a refund failing later as Stripe's webhook would; tried again while it cannot be applied yet.
+		if (this.provider instanceof TestPaymentProvider) {
+			this.provider.onRefundFailed = (notice) => {
+				const apply = (tries: number): void => {
+					this.failSettledRefund(null, { providerRefundId: notice.providerRefundId, providerPaymentId: notice.providerPaymentId, why: notice.reason }).catch((err: Error) => {
+						if (tries >= REFUND_FAILURE_TRIES) return this.logger.error(`Failed refund ${notice.providerRefundId} could not be applied:`, err.message);
+						setTimeout(() => apply(tries + 1), REFUND_FAILURE_RETRY_MS).unref();
+					});
+				};
+				apply(1);
+			};
+		}
 		this.verifyWebhook = cfg.stripeWebhookSecret ? (createWebhookVerifier(cfg.stripeWebhookSecret, cfg.stripeSecretKey) as PaymentsVars["verifyWebhook"]) : null;
 	},
 };

@@ -13,7 +13,19 @@ interface TestCard {
 	brand: string;
 	last4: string;
 	reason?: string;
+	/** Its refunds are accepted (pending), then fail (Stripe's refund.failed). */
+	refundFails?: boolean;
 }
+
+/** A refund that failed after it was accepted, as Stripe's refund.failed event tells it. */
+export interface FailedRefundNotice {
+	providerRefundId: string;
+	providerPaymentId: string;
+	reason: string;
+}
+
+/** How long a refund of a `pm_card_refundFail` charge stays pending before it fails. */
+const REFUND_FAILS_AFTER_MS = 200;
 
 /** Stripe's test tokens (https://docs.stripe.com/testing) with Stripe's own decline messages. */
 export const TEST_CARDS: Readonly<Record<string, TestCard>> = {
@@ -28,6 +40,8 @@ export const TEST_CARDS: Readonly<Record<string, TestCard>> = {
 	pm_card_amex: { outcome: "succeeded", brand: "amex", last4: "8431" },
 	// Needs 3-D Secure: the payment stays pending until a webhook settles it.
 	pm_card_authenticationRequired: { outcome: "pending", brand: "visa", last4: "3184" },
+	// Charged; a refund goes pending, then fails (the card account was closed).
+	pm_card_refundFail: { outcome: "succeeded", brand: "visa", last4: "5126", refundFails: true },
 };
 
 export const INVALID_PAYMENT_METHOD = "invalid payment method";
@@ -37,6 +51,7 @@ interface Charge {
 	refunded: number;
 	/** `pending` until the customer completes 3-D Secure (authenticate) or it is canceled. */
 	status: "succeeded" | "pending" | "canceled" | "failed";
+	refundFails?: boolean;
 }
 
 export class TestPaymentProvider implements PaymentProvider {
@@ -52,6 +67,8 @@ export class TestPaymentProvider implements PaymentProvider {
 	private readonly payments = new Map<string, { fingerprint: string; result: Promise<CreatePaymentResult> }>();
 	private readonly refunds = new Map<string, { fingerprint: string; result: Promise<RefundResult> }>();
 	private readonly charges = new Map<string, Charge>();
+	/** Where a refund failing later is told, as Stripe's webhook tells it (set by the payments service). */
+	onRefundFailed: ((notice: FailedRefundNotice) => void) | null = null;
 
 	createPayment(input: CreatePaymentInput): Promise<CreatePaymentResult> {
 		const fingerprint = JSON.stringify([input.amount, input.currency, input.token]);
@@ -64,7 +81,7 @@ export class TestPaymentProvider implements PaymentProvider {
 			const providerId = `pi_test_${crypto.randomBytes(12).toString("hex")}`;
 			const clientSecret = card.outcome === "pending" ? `${providerId}_secret_${crypto.randomBytes(12).toString("hex")}` : undefined;
 			// Declined ones are kept too (a refund of one is refused); a pending one (3-D Secure) is refundable once it settles: payments asks only then.
-			this.charges.set(providerId, { amount: input.amount, refunded: 0, status: card.outcome });
+			this.charges.set(providerId, { amount: input.amount, refunded: 0, status: card.outcome, ...(card.refundFails ? { refundFails: true } : {}) });
 			return { providerId, status: card.outcome, cardBrand: card.brand, cardLast4: card.last4, failureReason: card.reason ?? null, ...(clientSecret ? { clientSecret } : {}) };
 		});
 	}
@@ -96,7 +113,14 @@ export class TestPaymentProvider implements PaymentProvider {
 				throw new PaymentProviderError(`Refund of ${input.amount} exceeds the unrefunded ${charge.amount - charge.refunded}`);
 			}
 			charge.refunded += input.amount;
-			return { providerRefundId: `re_test_${crypto.randomBytes(12).toString("hex")}`, status: "succeeded" };
+			const providerRefundId = `re_test_${crypto.randomBytes(12).toString("hex")}`;
+			if (!charge.refundFails) return { providerRefundId, status: "succeeded" };
+			// The money comes back to the shop's balance, refundable again, and the failure is told.
+			setTimeout(() => {
+				charge.refunded -= input.amount;
+				this.onRefundFailed?.({ providerRefundId, providerPaymentId: input.providerPaymentId, reason: "expired_or_canceled_card" });
+			}, REFUND_FAILS_AFTER_MS).unref();
+			return { providerRefundId, status: "pending" };
 		});
 	}
 

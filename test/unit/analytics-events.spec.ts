@@ -106,6 +106,19 @@ describe("incrementsFor", () => {
 		expect(incrementsFor(ok("payment.refunded", { eventId: "e", orderId: "o1", amount: 1234, currency: "USD", totalRefunded: 1234, sale: false }))).toEqual([]);
 	});
 
+	test("a refund the provider failed later puts its money back into revenue and out of refunds (a sale's only)", () => {
+		expect(byMetric(incrementsFor(ok("payment.refund_failed", { eventId: "e", orderId: "o1", amount: 1234, currency: "USD", totalRefunded: 0, reason: "declined" })))).toEqual({
+			"revenue:USD": 1234,
+			"refunds:USD": -1234,
+		});
+		expect(incrementsFor(ok("payment.refund_failed", { eventId: "e", orderId: "o1", amount: 1234, currency: "USD", sale: false }))).toEqual([]);
+		const both = combineIncrements([
+			...incrementsFor(ok("payment.refunded", { eventId: "r", orderId: "o1", amount: 900, currency: "USD" })),
+			...incrementsFor(ok("payment.refund_failed", { eventId: "f", orderId: "o1", amount: 900, currency: "USD" })),
+		]);
+		expect(both).toEqual([]);
+	});
+
 	test.each([
 		["order.created", { eventId: "e", orderId: "o", currency: "EUR", createdAt: received.toISOString() }, { "funnel:checkoutStarted": 1 }],
 		["product.viewed", { eventId: "e", productId: "p9" }, { "views:p9": 1, "funnel:views": 1 }],

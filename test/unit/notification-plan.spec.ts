@@ -22,6 +22,9 @@ describe("notification plan", () => {
 		["order.cancelled", {}, "order-cancelled"],
 		["payment.refunded", {}, "payment-refunded"],
 		["payment.succeeded", {}, null],
+		// Told whatever the refund was (a cancellation's included): the customer was told the money was coming.
+		["payment.refund_failed", { reason: "expired_or_canceled_card" }, "refund-failed"],
+		["payment.refund_failed", { orderId: "o1", refundKey: "o1-cancel", reason: "expired_or_canceled_card" }, "refund-failed"],
 		// The refund of a cancellation: the order.cancelled message states it ("In all, $X refunded").
 		["payment.refunded", { reason: "customer_request" }, null],
 		["payment.refunded", { reason: "cancelled_by_shop" }, null],

@@ -106,6 +106,14 @@ describe("rebuildOrderState", () => {
 		expect(state).toMatchObject({ status: "delivered", paymentStatus: "partially_refunded", trackingNumber: "1Z999", refundedAmount: 599, paidAmount: 2599, total: 2599, number: "SH-250101-0001" });
 	});
 
+	test("a refund the provider failed later is no longer counted", () => {
+		const paid = [created, { seq: 2, type: "payment_succeeded", data: { amount: 2599 } }, { seq: 3, type: "confirmed" }];
+		const partly = rebuildOrderState([...paid, { seq: 4, type: "refunded", data: { amount: 500 } }, { seq: 5, type: "refunded", data: { amount: 300 } }, { seq: 6, type: "refund_failed", data: { amount: 500 } }]);
+		expect(partly).toMatchObject({ status: "confirmed", paymentStatus: "partially_refunded", refundedAmount: 300 });
+		const cancelled = rebuildOrderState([...paid, { seq: 4, type: "cancelled", data: { reason: "customer_request" } }, { seq: 5, type: "refunded", data: { amount: 2599 } }, { seq: 6, type: "refund_failed", data: { amount: 2599 } }]);
+		expect(cancelled).toMatchObject({ status: "cancelled", paymentStatus: "succeeded", refundedAmount: 0 });
+	});
+
 	test("a declined checkout", () => {
 		const state = rebuildOrderState([created, { seq: 2, type: "payment_failed", data: { reason: "card_declined" } }, { seq: 3, type: "stock_released" }, { seq: 4, type: "cancelled", data: { reason: "payment_declined" } }]);
 		expect(state).toMatchObject({ status: "cancelled", paymentStatus: "failed", cancelReason: "payment_declined", refundedAmount: 0 });

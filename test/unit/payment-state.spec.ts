@@ -1,4 +1,4 @@
-import { canTransition, planRefund, statusAfterRefunds, statusesLeadingTo, PAYMENT_STATUSES, isPaymentStatus, type PaymentStatus } from "../../lib/payment-state";
+import { canTransition, planRefund, statusAfterFailedRefund, statusAfterRefunds, statusesLeadingTo, PAYMENT_STATUSES, isPaymentStatus, type PaymentStatus } from "../../lib/payment-state";
 
 describe("payment state machine", () => {
 	const legal: Array<[PaymentStatus, PaymentStatus]> = [
@@ -53,6 +53,23 @@ describe("refunds", () => {
 		[1000, 1000, "refunded"],
 	] as Array<[number, number, PaymentStatus]>)("statusAfterRefunds(%i paid, %i refunded) = %s", (paid, refunded, status) => {
 		expect(statusAfterRefunds(paid, refunded)).toBe(status);
+	});
+
+	test.each([
+		// status, paid, refunded, failed → status, or null
+		["refunded", 1000, 1000, 1000, "succeeded"],
+		["refunded", 1000, 1000, 400, "partially_refunded"],
+		["partially_refunded", 1000, 600, 600, "succeeded"],
+		["partially_refunded", 1000, 600, 100, "partially_refunded"],
+		// Nothing refunded to take back, or more than was counted, or not an amount.
+		["succeeded", 1000, 0, 100, null],
+		["pending", 1000, 0, 100, null],
+		["failed", 1000, 0, 100, null],
+		["partially_refunded", 1000, 600, 601, null],
+		["refunded", 1000, 1000, 0, null],
+		["refunded", 1000, 1000, 1.5, null],
+	] as Array<[PaymentStatus, number, number, number, PaymentStatus | null]>)("statusAfterFailedRefund(%s, %i paid, %i refunded, %p failed) = %p", (status, amount, refundedAmount, failed, expected) => {
+		expect(statusAfterFailedRefund({ status, amount, refundedAmount }, failed)).toBe(expected);
 	});
 
 	test.each([

@@ -1,0 +1,155 @@
+/**
+ * A refund the payment provider accepted and failed later (Stripe's refund.failed: the customer's
+ * card account was closed): the money stayed with the shop. The whole shop over HTTP, with the
+ * built-in provider and the Stripe webhook signed as Stripe signs it.
+ */
+import crypto from "node:crypto";
+import Stripe from "stripe";
+import { startShop, type Shop } from "../helpers/shop";
+import { setEnv } from "../helpers/env";
+import { addToCart, checkout, createProduct, login, registerCustomer, type Customer } from "../helpers/flows";
+import { waitFor } from "../helpers/wait";
+
+const WEBHOOK_SECRET = "whsec_refund_failed_spec";
+const ADMIN = { email: "refund-failed-admin@example.com", password: "refund failed admin passphrase" };
+
+describe("a refund that fails at the provider after it was made", () => {
+	let shop: Shop;
+	let admin: string;
+	let restoreEnv: () => void;
+	let n = 0;
+
+	beforeAll(async () => {
+		restoreEnv = setEnv({ ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET, STRIPE_SECRET_KEY: undefined });
+		shop = await startShop();
+		admin = await login(shop.http, ADMIN.email, ADMIN.password);
+	}, 30_000);
+	afterAll(async () => {
+		await shop?.stop();
+		restoreEnv();
+	});
+
+	const payments = () => (shop.broker.getLocalService("payments") as any).db;
+	const paymentOf = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
+	const orderOf = (c: Customer, id: string) => shop.http.get(`/api/orders/${id}`, { token: c.token }).then((r) => r.body);
+	const outboxed = async (event: string, orderId: string) => (await (shop.broker.getLocalService("payments") as any).outbox.find({ event, "payload.orderId": orderId })).length;
+	const messages = async (c: Customer, template: string) => ((await shop.http.get("/api/me/notifications", { token: c.token })).body.rows ?? []).filter((m: any) => m.template === template);
+
+	/** Stripe's event about a refund, signed; its id new unless given. */
+	async function deliver(type: string, refund: Record<string, unknown>, id = `evt_rf_${process.pid}_${++n}`) {
+		const payload = JSON.stringify({ id, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object: { object: "refund", ...refund } } });
+		const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
+		return shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } });
+	}
+
+	async function paidOrder(price = 3000, card = "pm_card_visa") {
+		const c = await registerCustomer(shop.http);
+		const { variantId } = await createProduct(shop.http, admin, { price, stock: 5 });
+		await addToCart(shop.http, c.token, variantId);
+		const placed = await checkout(shop.http, c, crypto.randomUUID(), card);
+		expect(placed.status).toBe(201);
+		return { c, order: placed.body };
+	}
+
+	/** Revenue of the days around now, as the admin's report gives it once analytics has counted what reached it. */
+	const revenueNow = async () => {
+		await shop.broker.call("analytics.flush");
+		const DAY = 86_400_000;
+		const from = new Date(Math.floor(Date.now() / DAY) * DAY - DAY).toISOString();
+		const to = new Date(Math.ceil(Date.now() / DAY) * DAY + DAY).toISOString();
+		const res = await shop.http.get(`/api/analytics/sales?interval=day&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`, { token: admin });
+		expect(res.status).toBe(200);
+		return (res.body as Array<{ revenue: number }>).reduce((sum, r) => sum + r.revenue, 0);
+	};
+
+	test("of a cancelled order (pm_card_refundFail): the payment and the order count it off, revenue gets it back, the customer is told; refunded again, it fails again", async () => {
+		const { c, order } = await paidOrder(3000, "pm_card_refundFail");
+		await waitFor(() => messages(c, "order-confirmed"), (m) => m.length === 1);
+		const revenueBefore = await waitFor(() => revenueNow(), (r) => r >= order.total);
+		const cancelled = await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: c.token });
+		expect(cancelled.status).toBe(200);
+		// Accepted by the provider (pending): counted as refunded until it fails.
+		expect(cancelled.body).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: order.total });
+
+		// The built-in provider fails it a moment later, as Stripe's refund.failed would tell it.
+		const pay = await waitFor(() => paymentOf(order.id), (p) => p.refunds[0]?.status === "failed");
+		expect(pay).toMatchObject({ status: "succeeded", refundedAmount: 0, refunds: [expect.objectContaining({ amount: order.total, failedLater: "expired_or_canceled_card" })] });
+		const after = await waitFor(() => orderOf(c, order.id), (o) => o.refundedAmount === 0);
+		expect(after).toMatchObject({ status: "cancelled", paymentStatus: "succeeded", refundedAmount: 0 });
+		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: c.token })).body;
+		expect((Array.isArray(log) ? log : log.rows).map((e: any) => e.type)).toEqual(expect.arrayContaining(["refunded", "refund_failed"]));
+		await waitFor(() => messages(c, "refund-failed"), (m) => m.length === 1);
+		await waitFor(() => revenueNow(), (r) => r === revenueBefore);
+
+		// Stripe's own event of that failure, delivered twice: nothing more.
+		const failed = { id: pay.refunds[0].providerRefundId, status: "failed", failure_reason: "expired_or_canceled_card", amount: order.total, payment_intent: pay.providerPaymentId };
+		const evtId = `evt_rf_${process.pid}_${++n}`;
+		expect((await deliver("refund.failed", failed, evtId)).status).toBe(200);
+		expect((await deliver("refund.failed", failed, evtId)).body).toMatchObject({ duplicate: true });
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
+
+		// The money can be refunded again (and, the card being closed, that fails too).
+		const again = await shop.http.post(`/api/orders/${order.id}/refund`, { reason: "refunded again" }, { token: admin });
+		expect(again.status).toBe(200);
+		await waitFor(() => outboxed("payment.refund_failed", order.id), (k) => k === 2);
+		expect(await paymentOf(order.id)).toMatchObject({ status: "succeeded", refundedAmount: 0 });
+		await waitFor(() => orderOf(c, order.id), (o) => o.refundedAmount === 0 && o.paymentStatus === "succeeded");
+		await waitFor(() => messages(c, "refund-failed"), (m) => m.length === 2);
+		await waitFor(() => revenueNow(), (r) => r === revenueBefore);
+	}, 20_000);
+
+	test("of part of a confirmed order: back to the other refunds' status; a refund failed by its first answer or still pending changes nothing", async () => {
+		const { c, order } = await paidOrder(4000);
+		const refund = (amount: number) => shop.http.post(`/api/orders/${order.id}/refund`, { amount, reason: "partial" }, { token: admin });
+		expect((await refund(1000)).status).toBe(200);
+		expect((await refund(500)).status).toBe(200);
+		const pay = await paymentOf(order.id);
+		const [first] = pay.refunds;
+		// Stripe reports a refund as pending, then failed: only the failure counts.
+		expect((await deliver("charge.refund.updated", { id: first.providerRefundId, status: "pending", payment_intent: pay.providerPaymentId })).status).toBe(200);
+		expect(await paymentOf(order.id)).toMatchObject({ status: "partially_refunded", refundedAmount: 1500 });
+		expect((await deliver("charge.refund.updated", { id: first.providerRefundId, status: "failed", failure_reason: "lost_or_stolen_card", payment_intent: pay.providerPaymentId })).status).toBe(200);
+		expect(await paymentOf(order.id)).toMatchObject({ status: "partially_refunded", refundedAmount: 500 });
+		// What is left to refund counts the failed refund's amount again.
+		expect(await payments().payments.findOne({ orderId: order.id })).toMatchObject({ reservedRefundAmount: 500, countedRefunds: { [pay.refunds[1].id]: 500 } });
+		await waitFor(() => orderOf(c, order.id), (o) => o.refundedAmount === 500);
+		expect(await orderOf(c, order.id)).toMatchObject({ status: "confirmed", paymentStatus: "partially_refunded" });
+
+		// A refund the provider refused at once was never counted: its later failure event undoes nothing.
+		await payments().refunds.updateOne({ id: pay.refunds[1].id }, { $set: { status: "failed" } });
+		expect((await deliver("refund.failed", { id: pay.refunds[1].providerRefundId, status: "failed", payment_intent: pay.providerPaymentId })).status).toBe(200);
+		expect(await paymentOf(order.id)).toMatchObject({ refundedAmount: 500 });
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
+		// One Stripe never heard of from us: acknowledged, nothing changed.
+		expect((await deliver("refund.failed", { id: "re_unknown", status: "failed", payment_intent: pay.providerPaymentId })).status).toBe(200);
+	});
+
+	test("a delivery that died after the payment counted it off: the next finishes it, announcing it once", async () => {
+		const { c, order } = await paidOrder(2000);
+		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { reason: "damaged" }, { token: admin })).status).toBe(200);
+		const pay = await paymentOf(order.id);
+		const failed = { id: pay.refunds[0].providerRefundId, status: "failed", failure_reason: "declined", payment_intent: pay.providerPaymentId };
+		const died = jest.spyOn(payments().refunds, "updateOne").mockRejectedValueOnce(new Error("process died"));
+		expect((await deliver("refund.failed", failed)).status).toBe(500);
+		died.mockRestore();
+		expect(await paymentOf(order.id)).toMatchObject({ status: "succeeded", refundedAmount: 0, refunds: [expect.objectContaining({ status: "succeeded" })] });
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(0);
+
+		// Stripe delivers again (as a new event here: the first one's record would make it wait out its stale window).
+		expect((await deliver("refund.failed", failed)).status).toBe(200);
+		expect(await paymentOf(order.id)).toMatchObject({ status: "succeeded", refundedAmount: 0, refunds: [expect.objectContaining({ status: "failed" })] });
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
+		await waitFor(() => orderOf(c, order.id), (o) => o.refundedAmount === 0 && o.paymentStatus === "succeeded");
+	});
+
+	test("a failure reported while the refund is still being recorded is answered 503, for Stripe to deliver it again", async () => {
+		const { order } = await paidOrder(2000);
+		const pay = await paymentOf(order.id);
+		await payments().refunds.insert({
+			refundKey: `held-${order.id}`, orderId: order.id, paymentId: pay.id, amount: 100, currency: "USD", reason: "x", status: "processing", reserved: true, providerRefundId: null,
+			leaseUntil: new Date(Date.now() + 60_000), createdAt: new Date(), updatedAt: new Date(),
+		});
+		const res = await deliver("refund.failed", { id: "re_not_recorded_yet", status: "failed", payment_intent: pay.providerPaymentId });
+		expect(res.status).toBe(503);
+	});
+});
