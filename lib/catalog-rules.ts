@@ -157,12 +157,32 @@ export function newProductDoc(input: ProductInput, slug: string, now: Date): Pro
 	};
 }
 
-export function newVariantDoc(input: VariantInput, productId: string, now: Date): VariantDoc {
+/** Whether a stored variant's name is one the shop gave it (from its options, or its SKU), not an admin's. */
+export function hasDerivedName(v: Pick<VariantDoc, "name" | "options" | "sku">): boolean {
+	return v.name === variantDisplayName(v.options) || v.name === v.sku;
+}
+
+/**
+ * Each variant's own name, or one derived from its options; where that is already a name of the
+ * product's (`taken`, or an earlier one of `inputs`), its SKU: a second variant without options is
+ * not "Default" twice.
+ */
+export function variantNamesFor(inputs: Array<Pick<VariantInput, "name" | "options" | "sku">>, taken: Iterable<string> = []): string[] {
+	const names = new Set(taken);
+	return inputs.map((v) => {
+		const derived = variantDisplayName(v.options);
+		const name = v.name ?? (names.has(derived) ? v.sku : derived);
+		names.add(name);
+		return name;
+	});
+}
+
+export function newVariantDoc(input: VariantInput, productId: string, now: Date, name = variantNamesFor([input])[0]): VariantDoc {
 	const options = input.options ?? {};
 	return {
 		productId,
 		sku: input.sku,
-		name: input.name ?? variantDisplayName(options),
+		name,
 		price: input.price ?? null,
 		options,
 		stock: input.stock,

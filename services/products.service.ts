@@ -22,7 +22,7 @@ import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailabl
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
 import { descendantIds, type Category } from "../lib/category-tree";
-import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
+import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, hasDerivedName, newProductDoc, newVariantDoc, variantNamesFor, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
 import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, fromPriceOf, fromPricesOf, type Product, type Variant } from "../lib/catalog-views";
 import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } from "../lib/catalog-query";
 import { checkLines, type StockLine } from "../lib/inventory-rules";
@@ -233,7 +233,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const product = await this.db.products.insert({ ...newProductDoc(input, slug, now), isActive: false, creating });
 				let variants: Row<Variant>[];
 				try {
-					variants = await this.db.variants.insertMany(input.variants.map((v) => withOpeningStock(newVariantDoc(v, product.id, now), now)));
+					const names = variantNamesFor(input.variants);
+					variants = await this.db.variants.insertMany(input.variants.map((v, i) => withOpeningStock(newVariantDoc(v, product.id, now, names[i]), now)));
 				} catch (err) {
 					// All or nothing: a product never stays behind without its variants (e.g. a SKU taken meanwhile).
 					await this.db.variants.removeMany({ productId: product.id });
@@ -324,7 +325,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				refuseWhileCreating(product);
 				if (await this.db.variants.findOne({ sku: input.sku })) throw new ConflictError("SKU already in use", "DUPLICATE", { field: "sku", skus: [input.sku] });
 				const now = new Date();
-				const variant = (await this.changingFromPrice(id, () => this.db.variants.insert(withOpeningStock(newVariantDoc(input, id, now), now)))) as Row<Variant> & { pendingMove?: ParkedMove };
+				const [name] = variantNamesFor([input], (await this.db.variants.find({ productId: id }, { fields: ["name"] })).map((v) => v.name));
+				const variant = (await this.changingFromPrice(id, () => this.db.variants.insert(withOpeningStock(newVariantDoc(input, id, now, name), now)))) as Row<Variant> & { pendingMove?: ParkedMove };
 				if (variant.pendingMove) await this.finishMove(ctx, variant, variant.pendingMove);
 				const changed = await this.touchProduct(id);
 				await this.cleanCache();
@@ -353,7 +355,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				const set = { ...changes, updatedAt: new Date() };
 				// A name the shop derived from the options (none was given) follows them; one the admin gave stays.
 				const current = changes.options && changes.name === undefined ? await this.db.variants.findOne({ id: variantId, productId: id }) : null;
-				const derived = current && current.name === variantDisplayName(current.options) ? current.name : null;
+				const derived = current && hasDerivedName(current) ? current.name : null;
 				const write = async () =>
 					(derived !== null && (await this.db.variants.updateOne({ id: variantId, productId: id, name: derived }, { $set: { ...set, name: variantDisplayName(changes.options) } }))) ||
 					this.db.variants.updateOne({ id: variantId, productId: id }, { $set: set });

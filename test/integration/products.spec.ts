@@ -365,6 +365,20 @@ describe("products service over HTTP", () => {
 			expect(both.body.variants.find((x: any) => x.id === v.id)).toMatchObject({ name: "Ocean", options: { Color: "Blue" } });
 		});
 
+		test("variants without options or names are not all \"Default\": the second and later ones are named by their SKU", async () => {
+			const body = productBody();
+			const sku = body.variants[0].sku;
+			const created = await post("/api/products", { ...body, variants: [{ sku, stock: 1 }, { sku: `${sku}-2`, stock: 1 }] });
+			expect(created.status).toBe(201);
+			expect(created.body.variants.map((v: any) => v.name)).toEqual(["Default", `${sku}-2`]);
+			const added = await post(`/api/products/${created.body.id}/variants`, { sku: `${sku}-3`, stock: 1 });
+			expect(added.body.variants.map((v: any) => v.name)).toEqual(["Default", `${sku}-2`, `${sku}-3`]);
+			// A name from the SKU is the shop's: it follows options given later, as a derived name does.
+			const v3 = added.body.variants[2];
+			const sized = await shop.http.patch(`/api/products/${created.body.id}/variants/${v3.id}`, { options: { Size: "XL" } }, { token: admin });
+			expect(sized.body.variants.find((x: any) => x.id === v3.id)).toMatchObject({ name: "XL" });
+		});
+
 		test("admin routes answer 403 to a customer and 401 to a guest", async () => {
 			const created = (await post("/api/products", productBody())).body;
 			expect((await post("/api/products", productBody(), customer)).status).toBe(403);

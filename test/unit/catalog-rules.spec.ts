@@ -1,5 +1,5 @@
 import Validator from "fastest-validator";
-import { centsRule, currencyRule, optionsRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, variantDisplayName, compareAtProblem, findCategoryRef } from "../../lib/catalog-rules";
+import { centsRule, currencyRule, optionsRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, variantDisplayName, compareAtProblem, findCategoryRef, variantNamesFor, hasDerivedName } from "../../lib/catalog-rules";
 
 const v = new Validator();
 
@@ -108,6 +108,20 @@ describe("documents from a create request", () => {
 	])("variant %j", (input, expected) => {
 		expect(newVariantDoc(input, "p1", now)).toMatchObject({ productId: "p1", sku: "A", stock: 2, ...expected });
 	});
+
+	test("variant names: none derived twice in a product; a second one without options is named by its SKU", () => {
+		expect(variantNamesFor([{ sku: "A" }, { sku: "B" }, { sku: "C", name: "Gift box" }, { sku: "D", options: { Size: "M" } }, { sku: "E", options: { Size: "M" } }])).toEqual(["Default", "B", "Gift box", "M", "E"]);
+		// Against the product's names already stored; an admin's name is kept even when it repeats one.
+		expect(variantNamesFor([{ sku: "F" }, { sku: "G", name: "Default" }], ["Default"])).toEqual(["F", "Default"]);
+		expect(variantNamesFor([{ sku: "H", options: { Size: "L" } }], ["Default"])).toEqual(["L"]);
+	});
+
+	test.each([
+		[{ name: "Default", sku: "A", options: {} }, true],
+		[{ name: "L / Red", sku: "A", options: { Size: "L", Color: "Red" } }, true],
+		[{ name: "A", sku: "A", options: {} }, true],
+		[{ name: "Midnight", sku: "A", options: { Color: "Black" } }, false],
+	])("%j has a derived name: %s", (v, derived) => expect(hasDerivedName(v)).toBe(derived));
 
 	test.each([
 		[{}, "Default"],
