@@ -57,6 +57,8 @@ export interface Refund {
 	status: "processing" | "succeeded" | "pending" | "failed";
 	/** Failed at the provider after it accepted the refund (counted and announced first): why, as the provider says. */
 	failedLater?: string;
+	/** While set, a call is announcing that failure (payment.refund_failed); taken over once past. */
+	announceUntil?: Date;
 	/** Its amount is counted in the payment's reservedRefundAmount. */
 	reserved: boolean;
 	/** False when the money was not a sale's (see RefundParams.sale); absent means it was. */
@@ -100,6 +102,6 @@ export function lookupVerdict(found: boolean, startedAt: Date, now: Date, lookup
 
 /** A refund as callers see it: without its lease, key and reservation flag. */
 export function refundView(r: Refund) {
-	const { leaseUntil: _lease, refundKey: _key, reserved: _reserved, ...rest } = r;
+	const { leaseUntil: _lease, refundKey: _key, reserved: _reserved, announceUntil: _announcing, ...rest } = r;
 	return rest;
 }

@@ -307,13 +307,30 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			}
 			if (refund.status === "processing" || (refund.status === "failed" && !refund.failedLater)) return;
 			await this.uncountRefund(refund);
-			const marked = await this.db.refunds.updateOne({ id: refund.id, status: { $in: ["pending", "succeeded"] } }, { $set: { status: "failed", failedLater: why, updatedAt: new Date() } });
-			if (!marked && (await this.published("payment.refund_failed", { refundId: refund.id }, refund.createdAt))) return;
+			// Marking it failed claims its announcement for a lease: two deliveries of the failure (Stripe sends
+			// refund.failed and charge.refund.updated) announce it once, and one that died before announcing is
+			// taken over once its lease ran out.
+			const now = new Date();
+			const lease = new Date(now.getTime() + LEASE_MS);
+			let claimed = await this.db.refunds.updateOne({ id: refund.id, status: { $in: ["pending", "succeeded"] } }, { $set: { status: "failed", failedLater: why, announceUntil: lease, updatedAt: now } });
+			if (!claimed) {
+				const marked = (await this.db.refunds.findById(refund.id))!;
+				// Announced (no claim left), or announced by a call that died before clearing its claim.
+				if (!marked.announceUntil) return;
+				if (new Date(marked.announceUntil) > now) throw new ServiceUnavailableError("This refund's failure is being applied; deliver this event again later");
+				claimed = await this.db.refunds.updateOne({ id: refund.id, announceUntil: marked.announceUntil }, { $set: { announceUntil: lease } });
+				if (!claimed) throw new ServiceUnavailableError("This refund's failure is being applied; deliver this event again later");
+				if (await this.published("payment.refund_failed", { refundId: refund.id }, refund.createdAt)) {
+					await this.db.refunds.updateOne({ id: refund.id }, { $unset: { announceUntil: true } });
+					return;
+				}
+			}
 			const payment = (await this.db.payments.findById(refund.paymentId))!;
 			await this.publish(ctx, "payment.refund_failed", {
 				orderId: payment.orderId, ...(payment.orderNumber ? { number: payment.orderNumber } : {}), paymentId: payment.id, refundId: refund.id, userId: payment.userId,
-				amount: refund.amount, currency: refund.currency, totalRefunded: payment.refundedAmount, reason: why, refundKey: refund.refundKey, ...(refund.sale === false ? { sale: false } : {}),
+				amount: refund.amount, currency: refund.currency, totalRefunded: payment.refundedAmount, reason: claimed.failedLater ?? why, refundKey: refund.refundKey, ...(refund.sale === false ? { sale: false } : {}),
 			});
+			await this.db.refunds.updateOne({ id: refund.id }, { $unset: { announceUntil: true } });
 		},
 
 		/** The payment no longer counts `refund` as refunded nor reserved, in one compare-and-set (once: by its counted entry). */

@@ -107,7 +107,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			refunds: {
 				fields: {
 					refundKey: String, orderId: String, paymentId: String, amount: Number, currency: String, reason: String, status: String,
-					providerRefundId: String, reserved: Boolean, sale: Boolean, failedLater: String, leaseUntil: Date, createdAt: Date, updatedAt: Date,
+					providerRefundId: String, reserved: Boolean, sale: Boolean, failedLater: String, announceUntil: Date, leaseUntil: Date, createdAt: Date, updatedAt: Date,
 				},
 				// status + leaseUntil: each node's minute sweep for refunds whose call died (PaymentRefundsMixin);
 				// providerRefundId: a refund Stripe fails later is named by its id.

@@ -142,6 +142,51 @@ describe("a refund that fails at the provider after it was made", () => {
 		await waitFor(() => orderOf(c, order.id), (o) => o.refundedAmount === 0 && o.paymentStatus === "succeeded");
 	});
 
+	test("two deliveries of one failure at once (refund.failed and charge.refund.updated) announce it once", async () => {
+		const { order } = await paidOrder(2000);
+		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { reason: "damaged" }, { token: admin })).status).toBe(200);
+		const pay = await paymentOf(order.id);
+		const failed = { id: pay.refunds[0].providerRefundId, status: "failed", failure_reason: "declined", payment_intent: pay.providerPaymentId };
+		// The first to mark it failed is slow to announce it: the others come while it is under way.
+		const svc = shop.broker.getLocalService("payments") as any;
+		const publish = svc.publish;
+		const slow = jest.spyOn(svc, "publish").mockImplementation(async (...args: unknown[]) => {
+			await new Promise((r) => setTimeout(r, 100));
+			return publish.apply(svc, args);
+		});
+		let answers;
+		try {
+			answers = await Promise.all([deliver("refund.failed", failed), deliver("charge.refund.updated", failed), deliver("refund.updated", failed)]);
+		} finally {
+			slow.mockRestore();
+		}
+		// One applies it; one that finds it being announced answers 503, and Stripe delivers it again.
+		for (const a of answers) expect([200, 503]).toContain(a.status);
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
+		expect((await deliver("refund.failed", failed)).status).toBe(200);
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
+		expect(await paymentOf(order.id)).toMatchObject({ status: "succeeded", refundedAmount: 0 });
+	});
+
+	test("a call that died after marking the refund failed but before announcing it: the next delivery announces it, once its claim ran out", async () => {
+		const { order } = await paidOrder(2000);
+		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { reason: "damaged" }, { token: admin })).status).toBe(200);
+		const pay = await paymentOf(order.id);
+		const failed = { id: pay.refunds[0].providerRefundId, status: "failed", failure_reason: "declined", payment_intent: pay.providerPaymentId };
+		const svc = shop.broker.getLocalService("payments") as any;
+		const died = jest.spyOn(svc, "publish").mockRejectedValueOnce(new Error("process died"));
+		expect((await deliver("refund.failed", failed)).status).toBe(500);
+		died.mockRestore();
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(0);
+		// Its claim still runs: another delivery waits.
+		expect((await deliver("refund.failed", failed)).status).toBe(503);
+		await payments().refunds.updateOne({ id: pay.refunds[0].id }, { $set: { announceUntil: new Date(Date.now() - 1000) } });
+		expect((await deliver("refund.failed", failed)).status).toBe(200);
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
+		expect((await deliver("refund.failed", failed)).status).toBe(200);
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
+	});
+
 	test("a failure reported while the refund is still being recorded is answered 503, for Stripe to deliver it again", async () => {
 		const { order } = await paidOrder(2000);
 		const pay = await paymentOf(order.id);
