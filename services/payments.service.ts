@@ -139,6 +139,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			const before = new Date(startedAt.getTime() + LEASE_MS);
 			await this.db.payments.updateMany({ status: "pending", chargeLeaseUntil: { $gt: expired, $lt: before } }, { $set: { chargeLeaseUntil: expired } });
 			await this.db.refunds.updateMany({ status: "processing", leaseUntil: { $gt: expired, $lt: before } }, { $set: { leaseUntil: expired } });
+			// A refund's failure it was announcing: the next delivery of that failure announces it at once.
+			await this.db.refunds.updateMany({ status: "failed", announceUntil: { $gt: expired, $lt: before } }, { $set: { announceUntil: expired } });
 			// Webhook deliveries it was applying: the next delivery applies them again.
 			await this.db.webhook_events.updateMany({ applied: false, receivedAt: { $lt: startedAt } }, { $set: { receivedAt: new Date(Date.now() - WEBHOOK_APPLY_STALE_MS) } });
 			// Refunds its calls left half done, that no retry will ask for again (a random key), are finished now;

@@ -29,6 +29,8 @@ const WEBHOOK_WRITES = 16;
 const WEBHOOK_SECRET = "whsec_crash_test";
 /** The writes of the customer's cancel of a paid order and what follows it (refund, stock, code, email). */
 const CANCEL_WRITES = 24;
+/** The writes a refund's failure (Stripe's refund.failed) sets off: the payment, the refund, the announcement, the order, the email, analytics. */
+const REFUND_FAILED_WRITES = 18;
 /** The writes of an admin's refund and the first of what follows it (the order's record of it; the email and the rest are the cancel's too). */
 const ADMIN_REFUND_WRITES = 10;
 
@@ -319,6 +321,55 @@ export function checkoutCrashCases(shard: number, shards: number) {
 				const data = await auditFiles(setup, [{ userId: buyer.userId, key: setup.key, status: 201, orderId: paid.body.id }]);
 				expect(data.payments).toEqual([expect.objectContaining({ status: "refunded", refundedAmount: paid.body.total, reservedRefundAmount: paid.body.total })]);
 				expect(data.notifications.filter((m) => m.template === "payment-refunded" && m.channel === "email")).toHaveLength(1);
+			} finally {
+				await shop.stop();
+			}
+		}, 60_000);
+
+		// An admin's refund that Stripe fails later (refund.failed), killed after each write its webhook sets
+		// off. Stripe redelivers it; the money ends counted as kept once, on the payment and the order, and
+		// the customer is told once.
+		test.each(writes(REFUND_FAILED_WRITES))("refund failed at Stripe after it was made: killed at %s", async (at) => {
+			const setup = await shopWithBuyer(at, "pm_card_visa", { CRASH_ARM: "signal" });
+			const { doomed, buyer, http } = setup;
+			const paid = await setup.checkout(doomed.port!);
+			expect(paid.status).toBe(201);
+			expect((await http("POST", `/api/orders/${paid.body.id}/refund`, { token: setup.admin, body: { reason: "damaged in transit" } })).status).toBe(200);
+			await untilSent(http, buyer.token, "payment-refunded");
+			const stored = (file: string) => fs.readFileSync(path.join(setup.dataDir, file), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+			const refundId = stored("refunds.db").filter((d) => d.orderId === paid.body.id && d.providerRefundId).pop()?.providerRefundId;
+			const intentId = stored("payments.db").filter((d) => d.orderId === paid.body.id && d.providerPaymentId).pop()?.providerPaymentId;
+			expect(refundId).toMatch(/^re_test_/);
+			await armCrash(setup);
+
+			const payload = JSON.stringify({
+				id: `evt_crash_${crypto.randomUUID()}`,
+				object: "event",
+				type: "refund.failed",
+				created: Math.floor(Date.now() / 1000),
+				data: { object: { id: refundId, object: "refund", status: "failed", failure_reason: "expired_or_canceled_card", amount: paid.body.total, payment_intent: intentId } },
+			});
+			const deliver = (port: number) =>
+				client(port)("POST", "/api/payments/webhook", {
+					headers: { "stripe-signature": new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }) },
+					raw: payload,
+				});
+			const first = await killedDuring(doomed, () => deliver(doomed.port!), true);
+			if (first) expect(first.status).toBe(200);
+
+			const shop = await start(setup.dataDir);
+			try {
+				const again = client(shop.port!);
+				expect((await deliver(shop.port!)).status).toBe(200);
+				// A kill between the order's two writes (the amount, then its status) is finished by the event's replay.
+				const order = await waitFor(async () => (await again("GET", `/api/orders/${paid.body.id}`, { token: buyer.token })).body, (o: any) => o.refundedAmount === 0 && o.paymentStatus === "succeeded", 10_000, 100);
+				expect(order).toMatchObject({ status: "confirmed" });
+				await untilSent(again, buyer.token, "refund-failed");
+				await shop.stop();
+				const data = await auditFiles(setup, [{ userId: buyer.userId, key: setup.key, status: 201, orderId: paid.body.id }]);
+				expect(data.payments).toEqual([expect.objectContaining({ status: "succeeded", refundedAmount: 0, reservedRefundAmount: 0 })]);
+				expect(data.notifications.filter((m) => m.template === "refund-failed" && m.channel === "email")).toHaveLength(1);
+				expect(stored("payments_outbox.db").filter((e) => e.event === "payment.refund_failed").map((e) => e.seq).filter((seq, i, all) => all.indexOf(seq) === i)).toHaveLength(1);
 			} finally {
 				await shop.stop();
 			}
