@@ -57,6 +57,7 @@ export interface Refund {
 	status: "processing" | "succeeded" | "pending" | "failed";
 	/** Failed at the provider after it accepted the refund (counted and announced first): why, as the provider says. */
 	failedLater?: string;
+	failedAt?: Date;
 	/** While set, a call is announcing that failure (payment.refund_failed); taken over once past. */
 	announceUntil?: Date;
 	/** Its amount is counted in the payment's reservedRefundAmount. */

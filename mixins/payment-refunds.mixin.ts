@@ -35,6 +35,15 @@ export interface RefundParams {
 	existingOnly?: boolean;
 }
 
+/** A refund's failure as the provider reports it (Stripe's refund object). */
+export interface FailedRefund {
+	providerRefundId: string;
+	providerPaymentId?: string;
+	/** The refund's amount, when told: how a refund made at Stripe (recorded without its id) is recognised. */
+	amount?: number;
+	why: string;
+}
+
 /** Abandoned refund claims taken per sweep; the next sweep takes the rest. */
 const ABANDONED_REFUNDS_PER_SWEEP = 50;
 
@@ -69,7 +78,9 @@ export interface PaymentRefundMethods {
 	settleRefund(ctx: Context | null, refund: Refund): Promise<void>;
 	unreserve(paymentId: string, refund: Refund): Promise<void>;
 	publishRefund(ctx: Context | null, payment: Payment, refund: Refund): Promise<void>;
-	failSettledRefund(ctx: Context | null, failed: { providerRefundId: string; providerPaymentId?: string; why: string }): Promise<void>;
+	failSettledRefund(ctx: Context | null, failed: FailedRefund): Promise<void>;
+	findFailedRefund(failed: FailedRefund): Promise<Refund | null>;
+	refundsFailedSince(paymentId: string, at: Date): Promise<number>;
 	uncountRefund(refund: Refund): Promise<void>;
 }
 
@@ -295,14 +306,11 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 		 * finishes what is left. A refund failed by the provider's first answer was never counted:
 		 * nothing to undo.
 		 */
-		async failSettledRefund(ctx: Context | null, { providerRefundId, providerPaymentId, why }: { providerRefundId: string; providerPaymentId?: string; why: string }) {
-			const refund = await this.db.refunds.findOne({ providerRefundId });
+		async failSettledRefund(ctx: Context | null, failed: FailedRefund) {
+			const { why } = failed;
+			const refund = await this.findFailedRefund(failed);
 			if (!refund) {
-				// Not recorded yet: a refund of that payment may be between the provider's answer and recording it. Stripe delivers again.
-				const payment = providerPaymentId ? await this.db.payments.findOne({ providerPaymentId }) : null;
-				if (payment && (await this.db.refunds.findOne({ paymentId: payment.id, status: "processing" }))) {
-					throw new ServiceUnavailableError("A refund of this payment is being recorded; deliver this event again later");
-				}
+				this.logger.warn(`Refund ${failed.providerRefundId} failed at the provider, but no refund of this shop is known by it: nothing changed`);
 				return;
 			}
 			if (refund.status === "processing" || (refund.status === "failed" && !refund.failedLater)) return;
@@ -312,7 +320,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			// taken over once its lease ran out.
 			const now = new Date();
 			const lease = new Date(now.getTime() + LEASE_MS);
-			let claimed = await this.db.refunds.updateOne({ id: refund.id, status: { $in: ["pending", "succeeded"] } }, { $set: { status: "failed", failedLater: why, announceUntil: lease, updatedAt: now } });
+			let claimed = await this.db.refunds.updateOne({ id: refund.id, status: { $in: ["pending", "succeeded"] } }, { $set: { status: "failed", failedLater: why, failedAt: now, announceUntil: lease, updatedAt: now } });
 			if (!claimed) {
 				const marked = (await this.db.refunds.findById(refund.id))!;
 				// Announced (no claim left), or announced by a call that died before clearing its claim.
@@ -331,6 +339,37 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				amount: refund.amount, currency: refund.currency, totalRefunded: payment.refundedAmount, reason: claimed.failedLater ?? why, refundKey: refund.refundKey, ...(refund.sale === false ? { sale: false } : {}),
 			});
 			await this.db.refunds.updateOne({ id: refund.id }, { $unset: { announceUntil: true } });
+		},
+
+		/**
+		 * The refund a failure names: by the provider's id; one being recorded meanwhile makes a 503 (the
+		 * provider delivers again); else a refund made at Stripe, recorded from charge.refunded without its
+		 * id (Stripe no longer lists a charge's refunds in it), of that payment and amount, oldest first, which
+		 * then takes the id.
+		 */
+		async findFailedRefund({ providerRefundId, providerPaymentId, amount }: FailedRefund) {
+			const byId = await this.db.refunds.findOne({ providerRefundId });
+			if (byId) return byId;
+			const payment = providerPaymentId ? await this.db.payments.findOne({ providerPaymentId }) : null;
+			if (!payment) return null;
+			if (await this.db.refunds.findOne({ paymentId: payment.id, status: "processing" })) {
+				throw new ServiceUnavailableError("A refund of this payment is being recorded; deliver this event again later");
+			}
+			// Recorded between the two reads above.
+			const recorded = await this.db.refunds.findOne({ providerRefundId });
+			if (recorded || amount === undefined) return recorded;
+			const [unnamed] = await this.db.refunds.find({ paymentId: payment.id, providerRefundId: null, amount, status: { $in: ["pending", "succeeded"] } }, { sort: { createdAt: 1 }, limit: 1 });
+			return unnamed ? this.db.refunds.updateOne({ id: unnamed.id, providerRefundId: null }, { $set: { providerRefundId } }) : null;
+		},
+
+		/**
+		 * What of a payment's refunds failed after `at` though made before it: a provider's total as of
+		 * `at` (an event's) still holds them, where the payment no longer counts them. A second of slack:
+		 * Stripe's times are whole seconds.
+		 */
+		async refundsFailedSince(paymentId: string, at: Date) {
+			const failed = await this.db.refunds.find({ paymentId, status: "failed", failedAt: { $gt: at }, createdAt: { $lt: new Date(at.getTime() + 1000) } });
+			return failed.reduce((sum, r) => sum + r.amount, 0);
 		},
 
 		/** The payment no longer counts `refund` as refunded nor reserved, in one compare-and-set (once: by its counted entry). */

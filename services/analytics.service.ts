@@ -446,7 +446,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				if (!metrics.hasMetric(opts.name)) metrics.register(opts);
 			};
 			define({ name: "orders_total", type: "counter", labelNames: ["status"], description: "Orders by the status they reached" });
-			// Counters only go up, so refunds have their own: net revenue = revenue - refunded.
+			// Counters only go up, so refunds have their own: net revenue = revenue - (refunded - refunds_failed).
 			define({ name: "revenue_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Paid order totals, shipping included" });
 			define({ name: "refunded_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Refunded amounts of paid orders (not of payments that came after their order was cancelled)" });
 			define({ name: "refunds_failed_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Refunds of paid orders the payment provider failed after accepting them (the money stayed with the shop)" });

@@ -43,6 +43,8 @@ interface ChargeParams {
 interface StripeWebhookEvent {
 	id: string;
 	type: string;
+	/** When Stripe created the event (Unix seconds): what its object says is as of then. */
+	created?: number;
 	data: { object: Record<string, any> };
 }
 
@@ -107,7 +109,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			refunds: {
 				fields: {
 					refundKey: String, orderId: String, paymentId: String, amount: Number, currency: String, reason: String, status: String,
-					providerRefundId: String, reserved: Boolean, sale: Boolean, failedLater: String, announceUntil: Date, leaseUntil: Date, createdAt: Date, updatedAt: Date,
+					providerRefundId: String, reserved: Boolean, sale: Boolean, failedLater: String, failedAt: Date, announceUntil: Date, leaseUntil: Date, createdAt: Date, updatedAt: Date,
 				},
 				// status + leaseUntil: each node's minute sweep for refunds whose call died (PaymentRefundsMixin);
 				// providerRefundId: a refund Stripe fails later is named by its id.
@@ -413,9 +415,11 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					const total = object.amount_refunded;
 					if (!payment || !Number.isSafeInteger(total)) return;
 					// Refunds made through us are already counted; only what Stripe reports beyond that is new. The
-					// payment records it under the event's key, so a redelivery after a crash counts it once.
+					// payment records it under the event's key, so a redelivery after a crash counts it once. Its total
+					// is as of the event: a refund that failed since (no longer counted here) is still in it.
 					const key = `stripe-event-${event.id}`;
-					const added = await this.addRefunded(payment.id, (p) => (p.countedRefunds?.[key] ? 0 : Math.min(total, p.amount) - p.reservedRefundAmount), { reserve: true, refundId: key });
+					const failedSince = typeof event.created === "number" ? await this.refundsFailedSince(payment.id, new Date(event.created * 1000)) : 0;
+					const added = await this.addRefunded(payment.id, (p) => (p.countedRefunds?.[key] ? 0 : Math.min(total, p.amount) - failedSince - p.reservedRefundAmount), { reserve: true, refundId: key });
 					const current = added?.payment ?? (await this.db.payments.findById(payment.id))!;
 					const amount = added?.amount ?? current.countedRefunds?.[key];
 					if (!amount) return;
@@ -437,7 +441,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				case "charge.refund.updated": {
 					if (object.object !== "refund" || typeof object.id !== "string" || (object.status !== "failed" && object.status !== "canceled")) return;
 					const providerPaymentId = typeof object.payment_intent === "string" ? object.payment_intent : undefined;
-					await this.failSettledRefund(ctx, { providerRefundId: object.id, providerPaymentId, why: typeof object.failure_reason === "string" ? object.failure_reason : object.status });
+					const amount = Number.isSafeInteger(object.amount) && object.amount > 0 ? object.amount : undefined;
+					await this.failSettledRefund(ctx, { providerRefundId: object.id, providerPaymentId, amount, why: typeof object.failure_reason === "string" ? object.failure_reason : object.status });
 					return;
 				}
 				default:

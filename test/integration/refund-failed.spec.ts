@@ -35,9 +35,9 @@ describe("a refund that fails at the provider after it was made", () => {
 	const outboxed = async (event: string, orderId: string) => (await (shop.broker.getLocalService("payments") as any).outbox.find({ event, "payload.orderId": orderId })).length;
 	const messages = async (c: Customer, template: string) => ((await shop.http.get("/api/me/notifications", { token: c.token })).body.rows ?? []).filter((m: any) => m.template === template);
 
-	/** Stripe's event about a refund, signed; its id new unless given. */
-	async function deliver(type: string, refund: Record<string, unknown>, id = `evt_rf_${process.pid}_${++n}`) {
-		const payload = JSON.stringify({ id, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object: { object: "refund", ...refund } } });
+	/** Stripe's event about a refund (or, with `object` in it, a charge), signed; its id new unless given. */
+	async function deliver(type: string, refund: Record<string, unknown>, id = `evt_rf_${process.pid}_${++n}`, created = Math.floor(Date.now() / 1000)) {
+		const payload = JSON.stringify({ id, object: "event", type, created, data: { object: { object: "refund", ...refund } } });
 		const signature = new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
 		return shop.http.request("POST", "/api/payments/webhook", { raw: payload, headers: { "stripe-signature": signature } });
 	}
@@ -184,6 +184,41 @@ describe("a refund that fails at the provider after it was made", () => {
 		expect((await deliver("refund.failed", failed)).status).toBe(200);
 		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
 		expect((await deliver("refund.failed", failed)).status).toBe(200);
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
+	});
+
+	test("Stripe's charge.refunded of a refund, delivered after that refund failed, does not count it again; a refund made at Stripe after the failure counts", async () => {
+		const { c, order } = await paidOrder(3000);
+		expect((await shop.http.post(`/api/orders/${order.id}/refund`, { amount: 1000, reason: "damaged" }, { token: admin })).status).toBe(200);
+		// Stripe's event of that refund, as of the moment it was made (whole seconds).
+		const madeAt = Math.floor(Date.now() / 1000);
+		const pay = await paymentOf(order.id);
+		const intent = pay.providerPaymentId;
+		expect((await deliver("refund.failed", { id: pay.refunds[0].providerRefundId, status: "failed", amount: 1000, payment_intent: intent })).status).toBe(200);
+		// The charge as it stood when the refund was made, arriving late (a retried delivery).
+		const charge = (amountRefunded: number) => ({ object: "charge", id: `ch_${order.id}`, payment_intent: intent, amount: order.total, amount_refunded: amountRefunded });
+		expect((await deliver("charge.refunded", charge(1000), undefined, madeAt)).status).toBe(200);
+		expect(await paymentOf(order.id)).toMatchObject({ status: "succeeded", refundedAmount: 0 });
+		expect((await paymentOf(order.id)).refunds).toHaveLength(1);
+		// Someone refunds 500 in Stripe's dashboard afterwards: Stripe's total no longer holds the failed refund.
+		expect((await deliver("charge.refunded", charge(500), undefined, Math.floor(Date.now() / 1000) + 2)).status).toBe(200);
+		expect(await paymentOf(order.id)).toMatchObject({ status: "partially_refunded", refundedAmount: 500 });
+		await waitFor(() => orderOf(c, order.id), (o) => o.refundedAmount === 500);
+	});
+
+	test("a refund made in Stripe's dashboard (recorded from charge.refunded, which no longer names it) that fails later is undone too", async () => {
+		const { c, order } = await paidOrder(2000);
+		const pay = await paymentOf(order.id);
+		const intent = pay.providerPaymentId;
+		expect((await deliver("charge.refunded", { object: "charge", id: `ch_${order.id}`, payment_intent: intent, amount: order.total, amount_refunded: 500 })).status).toBe(200);
+		expect(await paymentOf(order.id)).toMatchObject({ status: "partially_refunded", refundedAmount: 500, refunds: [expect.objectContaining({ amount: 500, providerRefundId: null })] });
+		// Stripe's refund.failed names it by an id the shop has not seen, with its amount.
+		expect((await deliver("refund.failed", { id: "re_dashboard_1", status: "failed", failure_reason: "lost_or_stolen_card", amount: 500, payment_intent: intent })).status).toBe(200);
+		expect(await paymentOf(order.id)).toMatchObject({ status: "succeeded", refundedAmount: 0, refunds: [expect.objectContaining({ status: "failed", providerRefundId: "re_dashboard_1" })] });
+		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
+		await waitFor(() => orderOf(c, order.id), (o) => o.refundedAmount === 0 && o.paymentStatus === "succeeded");
+		// Another failure of another amount finds nothing to undo.
+		expect((await deliver("refund.failed", { id: "re_dashboard_2", status: "failed", amount: 300, payment_intent: intent })).status).toBe(200);
 		expect(await outboxed("payment.refund_failed", order.id)).toBe(1);
 	});
 

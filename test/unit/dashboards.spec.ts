@@ -29,6 +29,7 @@ const SHOP_METRICS: MetricSpec[] = [
 	{ name: "orders_total", type: "counter", labelNames: ["status"] },
 	{ name: "revenue_cents_total", type: "counter", labelNames: ["currency"] },
 	{ name: "refunded_cents_total", type: "counter", labelNames: ["currency"] },
+	{ name: "refunds_failed_cents_total", type: "counter", labelNames: ["currency"] },
 	{ name: "payment_failures_total", type: "counter", labelNames: [] },
 	{ name: "checkout_duration_seconds", type: "histogram", labelNames: [], buckets: true, quantiles: false },
 	{ name: "process.eventloop.lag.avg", type: "gauge", labelNames: [] },
