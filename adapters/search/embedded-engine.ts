@@ -109,7 +109,7 @@ export class EmbeddedSearchEngine implements SearchEngine {
 			const query: Query = {
 				combineWith: "AND",
 				// The last word may still be being typed.
-				queries: words.map((word, i) => wordQuery(word, fuzzinessFor(word), i === words.length - 1 && word.length >= 3)),
+				queries: words.map((word, i) => wordQuery(word, fuzzinessFor(word), i === words.length - 1)),
 			};
 			const hits = this.index.search(query, { boost: { name: 3, categories: 1.5 } });
 			scores = new Map(hits.map((h) => [String(h.id), relevance(h)]));

@@ -44,8 +44,20 @@ describe("embedded engine typo tolerance", () => {
 		["enamle mgu"],
 		// Every word must match.
 		["scented postre"],
+		["rain x"],
 	])("%s finds nothing", async (q) => {
 		expect(await search(q)).toEqual([]);
+	});
+
+	// A shopper pressing Enter before a third letter finds what autocomplete offered for the same text.
+	test.each([
+		["rain ja", ["p-jacket"]],
+		["scented c", ["p-candle"]],
+		["enamel m", ["p-mug"]],
+		["concert p", ["p-poster"]],
+	])("the last word is a prefix at any length: %s", async (q, ids) => {
+		expect(await search(q)).toEqual(ids);
+		expect(await suggest(q)).toEqual(ids);
 	});
 
 	test("an exact match ranks above a swap", async () => {
