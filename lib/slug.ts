@@ -11,12 +11,16 @@ function cut(slug: string, length: number): string {
 	return slug.slice(0, length).replace(/-+$/g, "");
 }
 
-/** "Crème Brûlée T-Shirt (XL)" → "creme-brulee-t-shirt-xl". */
+/** Latin letters that no accent stripping reduces to ASCII ("Straße" would become "stra-e"). */
+const LATIN_LETTERS: Record<string, string> = { ß: "ss", ẞ: "ss", æ: "ae", Æ: "ae", ø: "o", Ø: "o", œ: "oe", Œ: "oe", ł: "l", Ł: "l", đ: "d", Đ: "d", ð: "d", Ð: "d", þ: "th", Þ: "th", ı: "i", ħ: "h", Ħ: "h" };
+
+/** "Crème Brûlée T-Shirt (XL)" → "creme-brulee-t-shirt-xl"; "Straße Ærø" → "strasse-aero". */
 export function slugify(text: string): string {
 	return cut(
 		text
 			.normalize("NFKD")
 			.replace(/[\u0300-\u036f]/g, "")
+			.replace(/[ßẞæÆøØœŒłŁđĐðÐþÞıħĦ]/g, (c) => LATIN_LETTERS[c])
 			.toLowerCase()
 			.replace(/&/g, " and ")
 			.replace(/[^a-z0-9]+/g, "-")

@@ -588,7 +588,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		},
 
 		async findProduct(idOrSlug: string) {
-			return (await this.db.products.findById(idOrSlug)) ?? this.db.products.findOne({ slug: idOrSlug });
+			// Slugs are lower case: a link typed or shared in other case finds the product, as category slugs do.
+			return (await this.db.products.findById(idOrSlug)) ?? this.db.products.findOne({ slug: idOrSlug.toLowerCase() });
 		},
 
 		/**

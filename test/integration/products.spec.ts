@@ -365,6 +365,16 @@ describe("products service over HTTP", () => {
 			expect(both.body.variants.find((x: any) => x.id === v.id)).toMatchObject({ name: "Ocean", options: { Color: "Blue" } });
 		});
 
+		test("a product page is found by its slug in any case, as a category is", async () => {
+			const created = (await post("/api/products", productBody({ name: "Straße Lamp" }))).body;
+			expect(created.slug).toMatch(/^strasse-lamp/);
+			for (const slug of [created.slug, created.slug.toUpperCase(), created.slug.replace(/^s/, "S")]) {
+				const page = await shop.http.get(`/api/products/${slug}`);
+				expect(page.status).toBe(200);
+				expect(page.body.id).toBe(created.id);
+			}
+		});
+
 		test("variants without options or names are not all \"Default\": the second and later ones are named by their SKU", async () => {
 			const body = productBody();
 			const sku = body.variants[0].sku;

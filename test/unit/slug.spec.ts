@@ -8,6 +8,10 @@ describe("slugify", () => {
 		["  --Already--slugged--  ", "already-slugged"],
 		["100% Cotton!!", "100-cotton"],
 		["日本", ""],
+		// Latin letters without an accent to strip are spelled out, not dropped.
+		["Straße Lamp", "strasse-lamp"],
+		["Ærø Lamp", "aero-lamp"],
+		["Œuvre Łódź Þing", "oeuvre-lodz-thing"],
 		["x".repeat(100), "x".repeat(80)],
 	])("%s → %s", (input, slug) => {
 		expect(slugify(input)).toBe(slug);
