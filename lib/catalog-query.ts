@@ -8,7 +8,8 @@ import { invalidField } from "./errors";
 export const PRODUCT_SORTS = {
 	price: { fromPrice: 1 },
 	"-price": { fromPrice: -1 },
-	name: { name: 1 },
+	// Case and accents aside (nameSortKey): by code point, "apple" came after "Zebra".
+	name: { sortName: 1, name: 1 },
 	"-createdAt": { createdAt: -1 },
 } as const satisfies Record<string, Record<string, 1 | -1>>;
 

@@ -3,7 +3,7 @@
  * pure conversion of a validated "create product" request into the documents to store.
  */
 import { fromPriceOf } from "./catalog-views";
-import { MAX_SLUG_LENGTH } from "./slug";
+import { MAX_SLUG_LENGTH, foldLatin } from "./slug";
 
 /** Integer cents, never a float: 19.99 or "abc" or -1 are rejected with 422 naming the field. */
 export const centsRule = { type: "number", integer: true, min: 0, max: 1_000_000_000 } as const;
@@ -88,6 +88,8 @@ export interface StoredImage {
 export interface ProductDoc {
 	id?: string;
 	name: string;
+	/** nameSortKey(name): the list's name order (products stored before it have it filled at start). */
+	sortName?: string;
 	slug: string;
 	description: string;
 	categoryId: string | null;
@@ -139,9 +141,15 @@ export function duplicateSkus(variants: Array<{ sku: string }>): string[] {
 	return [...dupes];
 }
 
+/** What the list's name order sorts by: case and accents aside ("apple" before "Banana", "Équinoxe" among the E's). */
+export function nameSortKey(name: string): string {
+	return foldLatin(name).trim();
+}
+
 export function newProductDoc(input: ProductInput, slug: string, now: Date): ProductDoc {
 	return {
 		name: input.name,
+		sortName: nameSortKey(input.name),
 		slug,
 		description: input.description ?? "",
 		categoryId: input.categoryId ?? null,

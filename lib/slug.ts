@@ -14,14 +14,19 @@ function cut(slug: string, length: number): string {
 /** Latin letters that no accent stripping reduces to ASCII ("Straße" would become "stra-e"). */
 const LATIN_LETTERS: Record<string, string> = { ß: "ss", ẞ: "ss", æ: "ae", Æ: "ae", ø: "o", Ø: "o", œ: "oe", Œ: "oe", ł: "l", Ł: "l", đ: "d", Đ: "d", ð: "d", Ð: "d", þ: "th", Þ: "th", ı: "i", ħ: "h", Ħ: "h" };
 
+/** Lower case, accents stripped, the Latin letters above spelled out: "Crème Ærø" → "creme aero". */
+export function foldLatin(text: string): string {
+	return text
+		.normalize("NFKD")
+		.replace(/[\u0300-\u036f]/g, "")
+		.replace(/[ßẞæÆøØœŒłŁđĐðÐþÞıħĦ]/g, (c) => LATIN_LETTERS[c])
+		.toLowerCase();
+}
+
 /** "Crème Brûlée T-Shirt (XL)" → "creme-brulee-t-shirt-xl"; "Straße Ærø" → "strasse-aero". */
 export function slugify(text: string): string {
 	return cut(
-		text
-			.normalize("NFKD")
-			.replace(/[\u0300-\u036f]/g, "")
-			.replace(/[ßẞæÆøØœŒłŁđĐðÐþÞıħĦ]/g, (c) => LATIN_LETTERS[c])
-			.toLowerCase()
+		foldLatin(text)
 			.replace(/&/g, " and ")
 			.replace(/[^a-z0-9]+/g, "-")
 			.replace(/^-+|-+$/g, ""),

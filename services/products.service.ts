@@ -22,7 +22,7 @@ import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailabl
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
 import { descendantIds, type Category } from "../lib/category-tree";
-import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, hasDerivedName, newProductDoc, newVariantDoc, variantNamesFor, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
+import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, hasDerivedName, nameSortKey, newProductDoc, newVariantDoc, variantNamesFor, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
 import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, fromPriceOf, fromPricesOf, type Product, type Variant } from "../lib/catalog-views";
 import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } from "../lib/catalog-query";
 import { checkLines, type StockLine } from "../lib/inventory-rules";
@@ -40,7 +40,7 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 		// `fromPrice`: the least over the variants' prices, which the listing shows, filters and sorts by
 		// (see refreshFromPrice); `fromPriceVersion` counts its writes.
 		fields: {
-			name: String, slug: String, description: String, categoryId: { type: String, default: null },
+			name: String, sortName: String, slug: String, description: String, categoryId: { type: String, default: null },
 			price: Number, fromPrice: Number, fromPriceVersion: Number, compareAtPrice: { type: Number, default: null }, currency: String,
 			images: [{ _id: false, url: String, alt: String, position: Number }],
 			isActive: Boolean, rating: { average: Number, count: Number }, ratingVersion: Number, createdAt: Date, updatedAt: Date, archivedAt: Date,
@@ -48,7 +48,7 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 			// `skus` has no default: mongoose would give every product an empty one, and so a `creating`.
 			creating: { since: Number, variants: Number, skus: { type: [String], default: undefined } },
 		},
-		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { fromPrice: 1 } }, { fields: { createdAt: 1 } }, { fields: { "creating.since": 1 }, sparse: true }],
+		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { fromPrice: 1 } }, { fields: { sortName: 1 } }, { fields: { createdAt: 1 } }, { fields: { "creating.since": 1 }, sparse: true }],
 	},
 	variants: {
 		// `holds`: {reservationId: quantity} of the reservations whose stock is out (see lib/inventory-rules.ts).
@@ -110,7 +110,7 @@ export async function writeCatalog(db: ProductDb, catalog: DemoCatalog, referenc
 	const { categories, products, variants, openingStock } = newCatalogRows(catalog, stored, reference);
 	// Each product is new, so the variants written with it are all it has.
 	const fromPrices = fromPricesOf(products, variants);
-	const listed = products.map((p) => ({ ...p, fromPrice: fromPrices.get(p.id) }));
+	const listed = products.map((p) => ({ ...p, sortName: nameSortKey(p.name), fromPrice: fromPrices.get(p.id) }));
 	if (categories.length) await db.categories.insertMany(categories);
 	if (listed.length) await db.products.insertMany(listed);
 	if (variants.length) await db.variants.insertMany(variants);
@@ -127,6 +127,7 @@ interface Methods extends InventoryMethods, CatalogCategoryHostMethods {
 	refreshFromPrice(productId: string): Promise<void>;
 	changingFromPrice<T>(productId: string, change: () => Promise<T>): Promise<T>;
 	fillMissingFromPrices(): Promise<number>;
+	fillMissingSortNames(): Promise<number>;
 	storeRating(event: string, payload: unknown, ctx: Context | null): Promise<void>;
 	finishCreation(ctx: Context | null, productId: string): Promise<Row<Product> | null>;
 	finishInterruptedCreations(staleAfterMs?: number): Promise<{ finished: number; undone: number }>;
@@ -278,6 +279,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				if (changes.categoryId !== undefined) await this.assertCategory(changes.categoryId);
 				if (changes.slug && changes.slug !== current.slug) await this.assertSlugFree(this.db.products, changes.slug, id);
 				const set: Record<string, unknown> = { ...changes, updatedAt: new Date() };
+				if (changes.name !== undefined) set.sortName = nameSortKey(changes.name);
 				if (images) set.images = toStoredImages(images, changes.name ?? current.name);
 				if (changes.isActive === false && current.isActive) set.archivedAt = new Date();
 				const write = () => this.db.products.updateById(id, { $set: set }) as Promise<Row<Product>>;
@@ -653,11 +655,24 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			return toProductDetail(product, variants, categories);
 		},
 
+		/** The name order's key of products stored before it was kept, a page at a time; returns how many. */
+		async fillMissingSortNames() {
+			let filled = 0;
+			for (;;) {
+				const products = await this.db.products.find({ sortName: { $exists: false } }, { fields: ["id", "name"], sort: { id: 1 }, limit: 1000 });
+				if (!products.length) return filled;
+				// A rename meanwhile set it already.
+				for (const p of products) filled += (await this.db.products.updateOne({ id: p.id, sortName: { $exists: false } }, { $set: { sortName: nameSortKey(p.name) } })) ? 1 : 0;
+			}
+		},
+
 		/** Fills what older rows lack; then the demo catalog on the first start of the embedded default (never under tests). */
 		async seedDB() {
 			const filled = await this.fillMissingFromPrices();
-			if (filled) {
-				this.logger.info(`Stored the listed "from" price of ${filled} products.`);
+			const named = await this.fillMissingSortNames();
+			if (named) this.logger.info(`Stored the name order of ${named} products.`);
+			if (filled || named) {
+				if (filled) this.logger.info(`Stored the listed "from" price of ${filled} products.`);
 				// A shared cacher may still hold listings from before.
 				await this.cleanCache();
 			}

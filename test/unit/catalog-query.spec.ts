@@ -23,7 +23,7 @@ describe("productListSort", () => {
 		[undefined, { createdAt: -1, id: 1 }],
 		["price", { fromPrice: 1, id: 1 }],
 		["-price", { fromPrice: -1, id: 1 }],
-		["name", { name: 1, id: 1 }],
+		["name", { sortName: 1, name: 1, id: 1 }],
 		["-createdAt", { createdAt: -1, id: 1 }],
 	] as const)("%s → %j", (sort, expected) => {
 		const order = productListSort(sort);

@@ -1,5 +1,5 @@
 import Validator from "fastest-validator";
-import { centsRule, currencyRule, optionsRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, variantDisplayName, compareAtProblem, findCategoryRef, variantNamesFor, hasDerivedName } from "../../lib/catalog-rules";
+import { centsRule, currencyRule, optionsRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, variantDisplayName, compareAtProblem, findCategoryRef, variantNamesFor, hasDerivedName, nameSortKey } from "../../lib/catalog-rules";
 
 const v = new Validator();
 
@@ -80,7 +80,7 @@ describe("documents from a create request", () => {
 
 	test("a product defaults currency, description and rating and starts active", () => {
 		expect(newProductDoc({ name: "Tee", price: 1999, variants: [] }, "tee", now)).toEqual({
-			name: "Tee", slug: "tee", description: "", categoryId: null, price: 1999, fromPrice: 1999, compareAtPrice: null, currency: "USD",
+			name: "Tee", sortName: "tee", slug: "tee", description: "", categoryId: null, price: 1999, fromPrice: 1999, compareAtPrice: null, currency: "USD",
 			images: [], isActive: true, rating: { average: 0, count: 0 }, createdAt: now, updatedAt: now,
 		});
 	});
@@ -108,6 +108,13 @@ describe("documents from a create request", () => {
 	])("variant %j", (input, expected) => {
 		expect(newVariantDoc(input, "p1", now)).toMatchObject({ productId: "p1", sku: "A", stock: 2, ...expected });
 	});
+
+	test.each([
+		["apple lamp", "apple lamp"],
+		["Équinoxe Lamp", "equinoxe lamp"],
+		["Ærø", "aero"],
+		["  Zebra ", "zebra"],
+	])("name order key of %j is %j", (name, key) => expect(nameSortKey(name)).toBe(key));
 
 	test("variant names: none derived twice in a product; a second one without options is named by its SKU", () => {
 		expect(variantNamesFor([{ sku: "A" }, { sku: "B" }, { sku: "C", name: "Gift box" }, { sku: "D", options: { Size: "M" } }, { sku: "E", options: { Size: "M" } }])).toEqual(["Default", "B", "Gift box", "M", "E"]);
