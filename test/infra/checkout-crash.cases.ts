@@ -203,6 +203,16 @@ export function checkoutCrashCases(shard: number, shards: number) {
 			return { last, answers };
 		}
 
+		/** Delivers, to a shop's port, one Stripe event about `object`, signed as Stripe signs it: the same event each time, as Stripe redelivers. */
+		function stripeEvent(type: string, object: Record<string, unknown>) {
+			const payload = JSON.stringify({ id: `evt_crash_${crypto.randomUUID()}`, object: "event", type, created: Math.floor(Date.now() / 1000), data: { object } });
+			return (port: number) =>
+				client(port)("POST", "/api/payments/webhook", {
+					headers: { "stripe-signature": new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }) },
+					raw: payload,
+				});
+		}
+
 		/** The stored files against the load test's audit, once the shop has stopped. */
 		async function auditFiles(setup: Setup, answers: AuditInput["answers"]) {
 			const data = await readStoredData(setup.dataDir);
@@ -342,18 +352,7 @@ export function checkoutCrashCases(shard: number, shards: number) {
 			expect(refundId).toMatch(/^re_test_/);
 			await armCrash(setup);
 
-			const payload = JSON.stringify({
-				id: `evt_crash_${crypto.randomUUID()}`,
-				object: "event",
-				type: "refund.failed",
-				created: Math.floor(Date.now() / 1000),
-				data: { object: { id: refundId, object: "refund", status: "failed", failure_reason: "expired_or_canceled_card", amount: paid.body.total, payment_intent: intentId } },
-			});
-			const deliver = (port: number) =>
-				client(port)("POST", "/api/payments/webhook", {
-					headers: { "stripe-signature": new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }) },
-					raw: payload,
-				});
+			const deliver = stripeEvent("refund.failed", { id: refundId, object: "refund", status: "failed", failure_reason: "expired_or_canceled_card", amount: paid.body.total, payment_intent: intentId });
 			const first = await killedDuring(doomed, () => deliver(doomed.port!), true);
 			if (first) expect(first.status).toBe(200);
 
@@ -389,18 +388,7 @@ export function checkoutCrashCases(shard: number, shards: number) {
 			await armCrash(setup);
 
 			// What Stripe sends once the customer completes 3-D Secure.
-			const payload = JSON.stringify({
-				id: `evt_crash_${crypto.randomUUID()}`,
-				object: "event",
-				type: "payment_intent.succeeded",
-				created: Math.floor(Date.now() / 1000),
-				data: { object: { id: intentId, object: "payment_intent", amount: placed.body.total, metadata: { orderId: placed.body.id } } },
-			});
-			const deliver = (port: number) =>
-				client(port)("POST", "/api/payments/webhook", {
-					headers: { "stripe-signature": new Stripe("sk_test_signer").webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }) },
-					raw: payload,
-				});
+			const deliver = stripeEvent("payment_intent.succeeded", { id: intentId, object: "payment_intent", amount: placed.body.total, metadata: { orderId: placed.body.id } });
 			const first = await killedDuring(doomed, () => deliver(doomed.port!), true);
 			if (first) expect(first.status).toBe(200);
 
