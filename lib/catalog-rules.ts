@@ -90,6 +90,8 @@ export interface ProductDoc {
 	name: string;
 	/** nameSortKey(name): the list's name order (products stored before it have it filled at start). */
 	sortName?: string;
+	/** Slugs it had before an admin changed it: links to them still find it. */
+	formerSlugs?: string[];
 	slug: string;
 	description: string;
 	categoryId: string | null;

@@ -40,7 +40,7 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 		// `fromPrice`: the least over the variants' prices, which the listing shows, filters and sorts by
 		// (see refreshFromPrice); `fromPriceVersion` counts its writes.
 		fields: {
-			name: String, sortName: String, slug: String, description: String, categoryId: { type: String, default: null },
+			name: String, sortName: String, slug: String, formerSlugs: { type: [String], default: undefined }, description: String, categoryId: { type: String, default: null },
 			price: Number, fromPrice: Number, fromPriceVersion: Number, compareAtPrice: { type: Number, default: null }, currency: String,
 			images: [{ _id: false, url: String, alt: String, position: Number }],
 			isActive: Boolean, rating: { average: Number, count: Number }, ratingVersion: Number, createdAt: Date, updatedAt: Date, archivedAt: Date,
@@ -48,7 +48,7 @@ export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
 			// `skus` has no default: mongoose would give every product an empty one, and so a `creating`.
 			creating: { since: Number, variants: Number, skus: { type: [String], default: undefined } },
 		},
-		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { fromPrice: 1 } }, { fields: { sortName: 1 } }, { fields: { createdAt: 1 } }, { fields: { "creating.since": 1 }, sparse: true }],
+		indexes: [{ fields: { slug: 1 }, unique: true }, { fields: { categoryId: 1 } }, { fields: { fromPrice: 1 } }, { fields: { sortName: 1 } }, { fields: { formerSlugs: 1 }, sparse: true }, { fields: { createdAt: 1 } }, { fields: { "creating.since": 1 }, sparse: true }],
 	},
 	variants: {
 		// `holds`: {reservationId: quantity} of the reservations whose stock is out (see lib/inventory-rules.ts).
@@ -280,9 +280,12 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				if (changes.slug && changes.slug !== current.slug) await this.assertSlugFree(this.db.products, changes.slug, id);
 				const set: Record<string, unknown> = { ...changes, updatedAt: new Date() };
 				if (changes.name !== undefined) set.sortName = nameSortKey(changes.name);
+				// Links to the old slug keep finding the product (its page answers with the new slug), unless another product takes it.
+				const update: Record<string, unknown> = { $set: set };
+				if (changes.slug && changes.slug !== current.slug) update.$addToSet = { formerSlugs: current.slug };
 				if (images) set.images = toStoredImages(images, changes.name ?? current.name);
 				if (changes.isActive === false && current.isActive) set.archivedAt = new Date();
-				const write = () => this.db.products.updateById(id, { $set: set }) as Promise<Row<Product>>;
+				const write = () => this.db.products.updateById(id, update) as Promise<Row<Product>>;
 				// Variants without a price of their own sell at the product's.
 				const updated = changes.price !== undefined ? await this.changingFromPrice(id, write) : await write();
 				await this.cleanCache();
@@ -591,7 +594,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		async findProduct(idOrSlug: string) {
 			// Slugs are lower case: a link typed or shared in other case finds the product, as category slugs do.
-			return (await this.db.products.findById(idOrSlug)) ?? this.db.products.findOne({ slug: idOrSlug.toLowerCase() });
+			const slug = idOrSlug.toLowerCase();
+			return (await this.db.products.findById(idOrSlug)) ?? (await this.db.products.findOne({ slug })) ?? this.db.products.findOne({ formerSlugs: slug }, { sort: { updatedAt: -1 } });
 		},
 
 		/**

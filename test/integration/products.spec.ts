@@ -375,6 +375,20 @@ describe("products service over HTTP", () => {
 			}
 		});
 
+		test("after a slug change the old slug still finds the product, until another product takes it", async () => {
+			const created = (await post("/api/products", productBody())).body;
+			const renamed = `${created.slug}-new`;
+			expect((await shop.http.patch(`/api/products/${created.id}`, { slug: renamed }, { token: admin })).status).toBe(200);
+			const old = await shop.http.get(`/api/products/${created.slug}`);
+			expect(old.status).toBe(200);
+			expect(old.body).toMatchObject({ id: created.id, slug: renamed });
+			expect((await shop.http.get(`/api/products/${created.slug.toUpperCase()}`)).body.id).toBe(created.id);
+			// The old slug is free for another product, which it then names.
+			const other = (await post("/api/products", productBody({ slug: created.slug }))).body;
+			expect((await shop.http.get(`/api/products/${created.slug}`)).body.id).toBe(other.id);
+			expect((await shop.http.get(`/api/products/${renamed}`)).body.id).toBe(created.id);
+		});
+
 		test("variants without options or names are not all \"Default\": the second and later ones are named by their SKU", async () => {
 			const body = productBody();
 			const sku = body.variants[0].sku;
