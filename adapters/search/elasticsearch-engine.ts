@@ -96,7 +96,13 @@ const TEXT_FIELDS = ["name^3", "categoryNames^1.5", "description", "optionValues
 function textQuery(text: string): estypes.QueryDslQueryContainer[] {
 	const words = searchWords(text);
 	if (!words.length) return [{ match_none: {} }];
-	return words.map((word) => ({ multi_match: { query: word, fields: TEXT_FIELDS, fuzziness: ES_FUZZINESS, operator: "and" } }));
+	return words.map((word, i) => {
+		const itself: estypes.QueryDslQueryContainer = { multi_match: { query: word, fields: TEXT_FIELDS, fuzziness: ES_FUZZINESS, operator: "and" } };
+		if (i < words.length - 1) return itself;
+		// The word being typed: itself within its typos, or the start of a word however short, as the
+		// embedded engine reads it (a one-word bool_prefix is a prefix query on each field).
+		return { bool: { should: [itself, { multi_match: { query: word, fields: TEXT_FIELDS, type: "bool_prefix" } }], minimum_should_match: 1 } };
+	});
 }
 
 /** The search request for a parsed query (exported for tests and for reading). */

@@ -214,7 +214,19 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 		expect(req.path).toBe(`/${INDEX}/_search`);
 		expect(req.body.query).toEqual({
 			bool: {
-				must: ["wireles", "hedphones"].map((query) => ({ multi_match: { query, fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: "AUTO:4,8", operator: "and" } })),
+				must: [
+					{ multi_match: { query: "wireles", fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: "AUTO:4,8", operator: "and" } },
+					// The word being typed may also be the start of a word.
+					{
+						bool: {
+							should: [
+								{ multi_match: { query: "hedphones", fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: "AUTO:4,8", operator: "and" } },
+								{ multi_match: { query: "hedphones", fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], type: "bool_prefix" } },
+							],
+							minimum_should_match: 1,
+						},
+					},
+				],
 				filter: [{ term: { categoryPath: "audio" } }, { range: { price: { gte: 1000, lte: 30000 } } }, { range: { rating: { gte: 4 } } }, { term: { inStock: true } }],
 			},
 		});
@@ -239,9 +251,11 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 		// One multi_match of both words with operator "and" (best_fields) would need both in one field.
 		const must = es.sent[0].body.query.bool.must;
 		expect(must).toHaveLength(2);
-		expect(must.map((m: any) => m.multi_match.query)).toEqual(["candle", "lavender"]);
-		for (const m of must) expect(m.multi_match).toMatchObject({ fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: "AUTO:4,8" });
-		expect(must[0].multi_match.type ?? "best_fields").toBe("best_fields");
+		// The last word's own query is the first of its two ways (itself, or the start of a word).
+		const own = [must[0], must[1].bool.should[0]];
+		expect(own.map((m: any) => m.multi_match.query)).toEqual(["candle", "lavender"]);
+		for (const m of own) expect(m.multi_match).toMatchObject({ fields: ["name^3", "categoryNames^1.5", "description", "optionValues"], fuzziness: "AUTO:4,8" });
+		expect(own[0].multi_match.type ?? "best_fields").toBe("best_fields");
 	});
 
 	test("without a query: match_all, and relevance sorts by score first", async () => {
