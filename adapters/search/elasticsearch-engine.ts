@@ -31,32 +31,39 @@ export interface ElasticsearchEngineOptions {
 /** What is stored per product: the index document plus the fields Elasticsearch needs. */
 type EsProduct = ProductIndexDoc & { optionValues: string[]; suggest: { input: string[]; weight: number } };
 
+/** Lower case without accents, as the embedded engine reads text: "creme" finds "Crème", "equi" suggests "Équinoxe". */
+const FOLDED = "folded";
+
 export const PRODUCT_MAPPINGS: estypes.MappingTypeMapping = {
 	dynamic: "strict",
 	properties: {
 		id: { type: "keyword" },
-		name: { type: "text", fields: { keyword: { type: "keyword" } } },
+		name: { type: "text", analyzer: FOLDED, fields: { keyword: { type: "keyword" } } },
 		slug: { type: "keyword" },
-		description: { type: "text" },
+		description: { type: "text", analyzer: FOLDED },
 		categoryId: { type: "keyword" },
 		categoryPath: { type: "keyword" },
-		categoryNames: { type: "text" },
+		categoryNames: { type: "text", analyzer: FOLDED },
 		price: { type: "long" },
 		maxPrice: { type: "long" },
 		currency: { type: "keyword" },
 		inStock: { type: "boolean" },
 		options: { type: "object", enabled: false },
-		optionValues: { type: "text" },
+		optionValues: { type: "text", analyzer: FOLDED },
 		rating: { type: "float" },
 		ratingCount: { type: "integer" },
 		image: { type: "keyword", index: false },
 		createdAt: { type: "date" },
 		indexedAt: { type: "long" },
-		suggest: { type: "completion" },
+		suggest: { type: "completion", analyzer: FOLDED },
 	},
 };
 
-export const PRODUCT_SETTINGS: estypes.IndicesIndexSettings = { refresh_interval: "1s", number_of_shards: 1 };
+export const PRODUCT_SETTINGS: estypes.IndicesIndexSettings = {
+	refresh_interval: "1s",
+	number_of_shards: 1,
+	analysis: { analyzer: { [FOLDED]: { type: "custom", tokenizer: "standard", filter: ["lowercase", "asciifolding"] } } },
+};
 
 /** Every word-suffix of the name ("Wireless Headphones Pro", "Headphones Pro", "Pro"), so a prefix of any word suggests the product. */
 export function suggestInputs(name: string): string[] {

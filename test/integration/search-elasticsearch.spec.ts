@@ -180,14 +180,17 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 		const create = es.sent.find((s) => s.method === "PUT" && s.path === `/${INDEX}`)!;
 		expect(create).toBeDefined();
 		expect(create.body.settings).toMatchObject({ refresh_interval: "1s" });
+		// Text is matched without case or accents, as the embedded engine reads it.
+		expect(create.body.settings.analysis.analyzer.folded).toEqual({ type: "custom", tokenizer: "standard", filter: ["lowercase", "asciifolding"] });
 		const props = create.body.mappings.properties;
 		expect(create.body.mappings.dynamic).toBe("strict");
-		expect(props.name).toMatchObject({ type: "text", fields: { keyword: { type: "keyword" } } });
+		expect(props.name).toMatchObject({ type: "text", analyzer: "folded", fields: { keyword: { type: "keyword" } } });
+		for (const field of ["description", "categoryNames", "optionValues"]) expect(props[field]).toEqual({ type: "text", analyzer: "folded" });
 		expect(props.categoryPath).toEqual({ type: "keyword" });
 		expect(props.price).toEqual({ type: "long" });
 		expect(props.rating).toEqual({ type: "float" });
 		expect(props.inStock).toEqual({ type: "boolean" });
-		expect(props.suggest).toEqual({ type: "completion" });
+		expect(props.suggest).toEqual({ type: "completion", analyzer: "folded" });
 	});
 
 	test("the start-up rebuild writes pages in bulk, then deletes what it did not see", () => {
