@@ -114,6 +114,15 @@ export function topProductsReport(counters: HourlyCounter[], limit: number, curr
 	};
 }
 
+/**
+ * The report with each product's name as the catalog has it now (a product renamed since its sales
+ * shows its new name); a product the catalog no longer has keeps the name it was sold under.
+ */
+export function withCatalogNames(report: TopProducts, names: ReadonlyMap<string, string>): TopProducts {
+	const named = <R extends { productId: string; name: string | null }>(r: R): R => ({ ...r, name: names.get(r.productId) ?? r.name });
+	return { byUnits: report.byUnits.map(named), byRevenue: report.byRevenue.map(named) };
+}
+
 export interface FunnelReport {
 	views: number;
 	addedToCart: number;

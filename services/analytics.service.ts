@@ -37,7 +37,7 @@ import {
 	type Increment,
 	type PendingClaim,
 } from "../lib/analytics-events";
-import { funnelReport, salesReport, topProductsReport, type HourlyCounter } from "../lib/analytics-reports";
+import { funnelReport, salesReport, topProductsReport, withCatalogNames, type HourlyCounter } from "../lib/analytics-reports";
 import { hourRange, INTERVALS, resolveRange, type Interval } from "../lib/time-buckets";
 import { invalidField, isDuplicate } from "../lib/errors";
 import { currencyRule } from "../lib/catalog-rules";
@@ -121,6 +121,7 @@ interface AnalyticsMethods {
 	recordMetrics(events: AnalyticsEvent[]): void;
 	registerMetrics(): void;
 	readCounters(metrics: string[], from: Date, to: Date): Promise<HourlyCounter[]>;
+	catalogNames(ctx: Context, productIds: string[]): Promise<Map<string, string>>;
 	stats(): PipelineStats & Counts;
 }
 
@@ -237,7 +238,8 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			},
 			async handler(this: AnalyticsThis, ctx: Context<RangeParams & { limit: number; currency?: string }, ShopMeta>) {
 				const { from, to } = rangeOf(ctx.params);
-				return topProductsReport(await this.readCounters(["units", "product_revenue"], from, to), ctx.params.limit, ctx.params.currency);
+				const report = topProductsReport(await this.readCounters(["units", "product_revenue"], from, to), ctx.params.limit, ctx.params.currency);
+				return withCatalogNames(report, await this.catalogNames(ctx, [...report.byUnits, ...report.byRevenue].map((r) => r.productId)));
 			},
 		},
 		funnel: {
@@ -490,6 +492,19 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 						m.increment("checkout_failures_total", { reason: e.reason });
 						break;
 				}
+			}
+		},
+
+		/** The products' names as the catalog has them now; none (the names sold under stand) when it cannot be asked. */
+		async catalogNames(ctx: Context, productIds: string[]) {
+			const ids = [...new Set(productIds)];
+			if (!ids.length) return new Map<string, string>();
+			try {
+				const products = await ctx.call<Array<{ id: string; name: string }>, { ids: string[] }>("products.getMany", { ids });
+				return new Map(products.map((p) => [p.id, p.name]));
+			} catch (err) {
+				this.logger.warn("Product names for the top products report not available:", (err as Error).message);
+				return new Map<string, string>();
 			}
 		},
 

@@ -149,6 +149,19 @@ describe("analytics from broker events", () => {
 		expect(one.body.byUnits).toHaveLength(1);
 	});
 
+	test("top products carry the catalog's current names; a product it no longer has keeps the name it was sold under", async () => {
+		// The catalog renamed the tee since its sales, and knows nothing of the mug.
+		const catalog = shop.broker.createService({ name: "products", actions: { getMany: (ctx: any) => ctx.params.ids.filter((id: string) => id === "p-tee").map((id: string) => ({ id, name: "Tee, organic" })) } });
+		await shop.broker.waitForServices("products");
+		try {
+			const res = await admin(`/api/analytics/top-products?${range()}&limit=10`);
+			expect(res.body.byUnits.map((r: any) => [r.productId, r.name])).toEqual([["p-mug", "Mug"], ["p-tee", "Tee, organic"]]);
+			expect(res.body.byRevenue.map((r: any) => [r.productId, r.name])).toEqual([["p-tee", "Tee, organic"], ["p-mug", "Mug"]]);
+		} finally {
+			await shop.broker.destroyService(catalog);
+		}
+	});
+
 	test("funnel: views → cart → checkout → paid with rates", async () => {
 		const res = await admin(`/api/analytics/funnel?${range()}`);
 		expect(res.status).toBe(200);
