@@ -33,6 +33,8 @@ export interface RecoveryView {
 	lostRunnerMs: number;
 	/** A checkout whose undoing failed is tried again after this long. */
 	compensationRetryMs: number;
+	/** Whether this node's run drives the order's saga now; without it, a saga of this run counts as driven. */
+	drivenHere?: (orderId: string) => boolean;
 }
 
 /** The parts of a Moleculer broker the view below reads. */
@@ -57,6 +59,7 @@ export function brokerRunView(broker: BrokerLike, startedAt: number): Pick<Recov
 }
 
 export interface InterruptedCheckout {
+	id: string;
 	saga: { state: string; runner?: SagaRunner | null };
 	updatedAt: Date | string;
 }
@@ -89,6 +92,10 @@ export function checkoutRecoveryDue(order: InterruptedCheckout, now: Date, view:
 	if (order.saga.state === "compensation_failed") return idleMs >= view.compensationRetryMs;
 	if (order.saga.state !== "running") return false;
 	if (idleMs >= view.staleMs) return true;
+	// This run's own saga that no longer runs here: it ended without recording how (its undoing failed, or
+	// the write of its end did: a full disk). Nobody drives it; retried as a failed undoing is.
+	const own = order.saga.runner?.nodeID === view.self.nodeID && order.saga.runner.instanceID === view.self.instanceID;
+	if (own && view.drivenHere && !view.drivenHere(order.id)) return idleMs >= view.compensationRetryMs;
 	const runner = runnerState(order.saga.runner, view);
 	return runner === "over" || (runner === "lost" && idleMs >= view.lostRunnerMs);
 }

@@ -1,6 +1,6 @@
 import { Errors } from "moleculer";
 
-const { MoleculerClientError, MoleculerRetryableError } = Errors;
+const { MoleculerClientError, MoleculerError, MoleculerRetryableError } = Errors;
 
 /** Field-level problem, in the same shape fastest-validator reports them. */
 export interface FieldProblem {
@@ -109,6 +109,18 @@ export class ServiceUnavailableError extends MoleculerRetryableError {
 	constructor(message = "Service unavailable", data?: unknown) {
 		super(message, 503, "SERVICE_UNAVAILABLE", data);
 		this.name = "ServiceUnavailableError";
+	}
+}
+
+/**
+ * 503 of a checkout that failed and is being undone by recovery (money may be held meanwhile): the
+ * retry with the same key waits for it. Not retryable by the broker, which would run the checkout
+ * again at once.
+ */
+export class CheckoutBeingUndoneError extends MoleculerError {
+	constructor(orderId: string) {
+		super("The checkout failed and is being undone; retry with the same Idempotency-Key in a few seconds", 503, "CHECKOUT_BEING_UNDONE", { orderId });
+		this.name = "CheckoutBeingUndoneError";
 	}
 }
 

@@ -475,7 +475,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		 */
 		async recoverCheckout(order: Order) {
 			let view: ReturnType<typeof orderView> | null = null;
-			if (order.saga.state === "running" && order.saga.completed.includes("charge")) {
+			// Past the charge it rolls forward, unless its undoing had begun (a later step failed, and the run died
+			// or could not record its end): that is finished instead, the charge refunded.
+			if (order.saga.state === "running" && order.saga.completed.includes("charge") && !order.saga.compensated?.length) {
 				const log = this.sagaLog(order.id);
 				const c: Checkout = { ctx: null, orderId: order.id, userId: order.userId, order, awaitingPayment: order.paymentStatus !== "succeeded", recovering: true, log };
 				try {

@@ -93,6 +93,8 @@ export interface OrderFollowUpVars extends OrderHostMethods, Pick<CheckoutSagaMe
 	recoveryStartedAt: number;
 	/** Orders whose abandoned follow-ups failed when this node drove them: when to try again. */
 	followUpBackoff?: Map<string, { tries: number; nextAt: number }>;
+	/** Orders this run is recovering now (recoverOrder): their sagas are driven here meanwhile. */
+	recoveringHere?: Set<string>;
 }
 /** The order's record of a refund in `field` (refunds, failedRefunds), by refund id: no dot or dollar in a field name. */
 const refundKeyOnOrder = (field: "refunds" | "failedRefunds", refundId: string) => `${field}.${String(refundId).replace(/[.$]/g, "_")}`;
@@ -388,6 +390,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 				staleMs: this.settings.staleCheckoutMs,
 				lostRunnerMs: this.settings.lostRunnerMs,
 				compensationRetryMs: this.settings.compensationRetryMs,
+				drivenHere: (orderId) => this.checkoutsHere.has(orderId) || !!this.recoveringHere?.has(orderId),
 			};
 			const now = new Date();
 			for (const order of found as unknown as Order[]) {
@@ -435,12 +438,17 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			const claim: Record<string, unknown> = { updatedAt: new Date(), ...(sagaOpen ? { "saga.runner": runner } : {}) };
 			const order = (await this.db.orders.updateOne({ id: found.id, updatedAt: found.updatedAt }, { $set: claim })) as unknown as Order | null;
 			if (!order) return;
+			// Its saga is driven here while this runs: the scan leaves it alone, as it does a checkout's.
+			const recovering = (this.recoveringHere ??= new Set());
+			recovering.add(order.id);
 			try {
 				if (order.cancellation === "pending") await this.adoptLegacyCancellation(order.id);
 				if (order.saga?.state === "running" || order.saga?.state === "compensation_failed") await this.recoverCheckout(order);
 				await this.driveFollowUps(null, order.id);
 			} catch (err) {
 				this.logger.error(`Recovery of order ${order.id} failed, will retry:`, err);
+			} finally {
+				recovering.delete(order.id);
 			}
 		},
 

@@ -46,7 +46,7 @@ import {
 import { OrderFollowUpsMixin, type OrderFollowUpMethods, type OrderFollowUpSettings, type OrderFollowUpVars } from "../mixins/order-follow-ups.mixin";
 import { newId, type CollectionSpec, type Query } from "../mixins/collection";
 import type { ShopMeta } from "../mixins/types";
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError, invalidField } from "../lib/errors";
+import { BadRequestError, CheckoutBeingUndoneError, ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { processStartedAt } from "../lib/config";
 import { brokerRunView, runnerState, SagaTakenOverError } from "../lib/checkout-recovery";
@@ -96,6 +96,7 @@ type OrdersSettings = OwnSettings & CheckoutSagaSettings & OrderFollowUpSettings
 interface OrderMethods extends OrderHostMethods {
 	visibleOrder(ctx: Context<unknown, ShopMeta>, id: string): Promise<Order>;
 	claimCheckoutKey(ctx: Context<CheckoutParams, ShopMeta>, key: string, fingerprint: string): Promise<{ claimed: true; record: IdempotencyRecord } | { claimed: false; answer: unknown }>;
+	leftNothingBehind(orderId: string): Promise<boolean>;
 	replayCheckout(ctx: Context<CheckoutParams, ShopMeta>, first: IdempotencyRecord, fingerprint: string): Promise<unknown>;
 	settleOrphanedKey(record: IdempotencyRecord, staleMs: number): Promise<IdempotencyRecord | null>;
 }
@@ -179,6 +180,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					400: "Idempotency-Key missing or malformed",
 					402: "Payment declined: stock released, order cancelled, cart kept",
 					409: "Cart empty or not buyable, stock short, the total not the expectedTotal sent, another checkout of the cart in progress, too many orders waiting for payment, or the Idempotency-Key is in use or was used with another body",
+					503: "A service or the store is unavailable; CHECKOUT_BEING_UNDONE: the checkout failed and is being undone, the key stays held until then",
 				},
 				headers: { "Idempotency-Key": { required: true, description: "One checkout per key: a retry with the same body gets the first answer" } },
 			},
@@ -215,12 +217,18 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					// answers the key; a retry waits for it.
 					if (err instanceof SagaTakenOverError) throw new ServiceUnavailableError("The checkout is being finished, retry with the same Idempotency-Key");
 					// A business refusal (402, 409, 422) is the answer to this request: replay it. A server error
-					// leaves nothing behind (the saga compensated), so the key is freed for a retry; so does a cart
-					// held by another checkout, which passes: a retry with this key runs once that one is done.
+					// whose saga undid everything leaves nothing behind, so the key is freed for a retry; so does a
+					// cart held by another checkout, which passes: a retry with this key runs once that one is done.
 					if (err?.code >= 400 && err?.code < 500 && err?.type !== "CHECKOUT_IN_PROGRESS") {
 						await this.db.idempotency_keys.updateOne({ id: claim.record.id }, { $set: { status: "failed", error: serializeError(err) } });
-					} else {
+					} else if (await this.leftNothingBehind(claim.record.orderId)) {
 						await this.db.idempotency_keys.removeOne({ id: claim.record.id });
+					} else {
+						// Its undoing failed, or could not be recorded (a full disk): money may be held. The key stays
+						// held, so a retry waits (409 in progress) rather than charging again, until recovery has
+						// undone the order (seconds later) and frees it.
+						this.logger.warn(`Checkout of order ${claim.record.orderId} failed and is left to recovery to undo:`, err?.message);
+						throw new CheckoutBeingUndoneError(claim.record.orderId);
 					}
 					throw err;
 				}
@@ -399,6 +407,12 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		 * re-sends a call that timed out while the first still runs) is what a retry is for: this
 		 * request claims the key again and runs the checkout, rather than answering "retry".
 		 */
+		/** Whether a failed checkout's order was never made, or its saga undid everything and recorded so. */
+		async leftNothingBehind(orderId: string) {
+			const order = (await this.db.orders.findById(orderId)) as unknown as Order | null;
+			return !order || order.saga?.state === "compensated";
+		},
+
 		async claimCheckoutKey(ctx: Context<CheckoutParams, ShopMeta>, key: string, fingerprint: string) {
 			const store = this.db.idempotency_keys as unknown as IdempotencyStore;
 			for (let round = 0; round < 2; round++) {

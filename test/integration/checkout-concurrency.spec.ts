@@ -294,7 +294,7 @@ describe("concurrent checkouts of one cart", () => {
 		const dead = jest.spyOn(svc.checkoutSaga, "compensate").mockResolvedValue([]);
 		svc.injectCheckoutFailure("reserveStock");
 		try {
-			expect((await checkout(c)).status).toBe(500);
+			expect((await checkout(c)).status).toBe(503);
 		} finally {
 			svc.injectCheckoutFailure(null);
 			dead.mockRestore();

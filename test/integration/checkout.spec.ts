@@ -466,10 +466,11 @@ describe("checkout", () => {
 				expect((await shop.http.post("/api/cart/promo", { code }, { token: c.token })).status).toBe(200);
 			}
 			orders().injectCheckoutFailure(step);
-			const res = await checkout(c);
+			const sent = key();
+			const res = await checkout(c, { key: sent });
 			orders().injectCheckoutFailure(null);
 			const [order] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
-			return { c, v, res, order, code };
+			return { c, v, res, order, code, key: sent };
 		}
 
 		test.each([
@@ -516,16 +517,20 @@ describe("checkout", () => {
 			expect(rebuilt).toMatchObject({ status: stored.status, paymentStatus: stored.paymentStatus, refundedAmount: stored.refundedAmount, total: stored.total, number: stored.number });
 		});
 
-		test("a compensation that fails (refunds down) stays pending and recovery finishes it, refunding once", async () => {
+		test("a compensation that fails (refunds down) stays pending and recovery finishes it, refunding once; the key waits for it", async () => {
 			const payments = shop.broker.getLocalService("payments") as any;
 			const down = jest.spyOn(payments, "refundOnce").mockRejectedValue(new ServiceUnavailableError("provider down"));
-			const { v, res, order } = await failingCheckout("confirmOrder");
+			const { c, v, res, order, key: sent } = await failingCheckout("confirmOrder");
 			down.mockRestore();
-			expect(res.status).toBe(500);
+			// Money is held until the refund is made: the customer is told to retry, not that nothing happened.
+			expect(res.status).toBe(503);
+			expect(res.body).toMatchObject({ type: "CHECKOUT_BEING_UNDONE" });
 			// Everything else was undone; only the refund is owed.
 			expect(order).toMatchObject({ status: "cancelled", paymentStatus: "succeeded", refundedAmount: 0 });
 			expect(await stockOf(v.variantId)).toBe(6);
 			expect((await payment(order.id)).refunds).toEqual([]);
+			// The key is still held: a retry waits for the undoing instead of charging a second time meanwhile.
+			expect(await orders().db.idempotency_keys.findOne({ userId: c.userId, key: sent })).toMatchObject({ status: "running", orderId: order.id });
 
 			await orders().recoverInterrupted(0);
 			await orders().recoverInterrupted(0);
@@ -533,6 +538,37 @@ describe("checkout", () => {
 			expect(after).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: 6000 });
 			expect((await payment(order.id)).refunds).toHaveLength(1);
 			expect(await stockOf(v.variantId)).toBe(6);
+			// Undone: the key is free, and the retry places the order.
+			const retried = await checkout(c, { key: sent });
+			expect(retried.status).toBe(201);
+			expect(retried.body.id).not.toBe(order.id);
+		});
+
+		test("a failed checkout whose end could not be recorded (a full disk) is undone by the next scans, not after the stale window", async () => {
+			const svc = orders();
+			const payments = shop.broker.getLocalService("payments") as any;
+			const down = jest.spyOn(payments, "refundOnce").mockRejectedValue(new ServiceUnavailableError("provider down"));
+			const update = svc.db.orders.updateOne;
+			// The store refuses the saga's end (compensation_failed) as a full disk would.
+			const full = jest.spyOn(svc.db.orders, "updateOne").mockImplementation(function (this: unknown, query: any, change: any) {
+				if (change?.$set?.["saga.state"]) return Promise.reject(new ServiceUnavailableError("The orders store cannot take writes right now"));
+				return update.call(svc.db.orders, query, change);
+			});
+			const { c, res, order, key: sent } = await failingCheckout("confirmOrder");
+			full.mockRestore();
+			down.mockRestore();
+			expect(res.status).toBe(503);
+			expect(await svc.db.orders.findById(order.id)).toMatchObject({ saga: { state: "running", runner: { nodeID: svc.broker.nodeID, instanceID: svc.broker.instanceID } } });
+			expect(await svc.db.idempotency_keys.findOne({ userId: c.userId, key: sent })).toMatchObject({ status: "running" });
+
+			// Not driven here any more: the scan takes it once it has been still for compensationRetryMs, not 15 minutes.
+			await svc.recoverInterruptedCheckouts();
+			expect(await svc.db.orders.findById(order.id)).toMatchObject({ saga: { state: "running" } });
+			await svc.db.orders.updateOne({ id: order.id }, { $set: { updatedAt: new Date(Date.now() - svc.settings.compensationRetryMs) } });
+			await svc.recoverInterruptedCheckouts();
+			await waitUntil(async () => (await payment(order.id)).status === "refunded");
+			expect(await svc.db.orders.findById(order.id)).toMatchObject({ status: "cancelled", saga: { state: "compensated" } });
+			expect((await checkout(c, { key: sent })).status).toBe(201);
 		});
 
 		test("the saga's journal costs no write of its own: each step's mark rides on that step's update", async () => {
@@ -635,7 +671,8 @@ describe("checkout", () => {
 			});
 			const dead = jest.spyOn(svc.checkoutSaga, "compensate").mockResolvedValue([]);
 			try {
-				expect((await checkout(c)).status).toBe(500);
+				// Left running, not undone: the key stays held for recovery to settle (503, retry later).
+				expect((await checkout(c)).body).toMatchObject({ code: 503, type: "CHECKOUT_BEING_UNDONE" });
 			} finally {
 				died.mockRestore();
 				dead.mockRestore();

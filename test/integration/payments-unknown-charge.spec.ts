@@ -95,7 +95,7 @@ describe("a charge whose answer was never recorded (built-in provider, with orde
 			throw new Error("node died");
 		});
 		jest.spyOn(svc.checkoutSaga, "compensate").mockResolvedValue([]);
-		expect((await checkout(b)).status).toBe(500);
+		expect((await checkout(b)).status).toBe(503);
 		jest.restoreAllMocks();
 
 		const placed = await onlyOrderOf(b);

@@ -65,11 +65,23 @@ describe("when an interrupted checkout is due for recovery", () => {
 		["completed", { state: "completed", runner: { nodeID: "checkout-3", instanceID: "c-1" } }, ago(60 * 60_000), false],
 		["compensated", { state: "compensated" }, ago(60 * 60_000), false],
 	])("%s", (_what, saga, updatedAt, due) => {
-		expect(checkoutRecoveryDue({ saga, updatedAt }, now, view)).toBe(due);
+		expect(checkoutRecoveryDue({ id: "o1", saga, updatedAt }, now, view)).toBe(due);
 	});
 
 	test("a stored date string counts as the date", () => {
-		expect(checkoutRecoveryDue({ saga: { state: "compensation_failed" }, updatedAt: ago(6000).toISOString() }, now, view)).toBe(true);
+		expect(checkoutRecoveryDue({ id: "o1", saga: { state: "compensation_failed" }, updatedAt: ago(6000).toISOString() }, now, view)).toBe(true);
+	});
+
+	// Its saga ended here without recording how (its undoing failed, or the write of its end did: a full disk).
+	test.each([
+		["still driven here", true, ago(60_000), false],
+		["no longer driven here, a moment ago", false, ago(1000), false],
+		["no longer driven here, idle 5 s", false, ago(5000), true],
+	])("this run's own running saga, %s", (_what, driven, updatedAt, due) => {
+		const order = { id: "o1", saga: { state: "running", runner: self }, updatedAt };
+		expect(checkoutRecoveryDue(order, now, { ...view, drivenHere: (id) => id === "o1" && driven })).toBe(due);
+		// A view that cannot tell (no drivenHere) leaves it to its run, as before.
+		expect(checkoutRecoveryDue(order, now, view)).toBe(false);
 	});
 });
 
