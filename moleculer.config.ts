@@ -8,6 +8,7 @@ import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
 import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
 import { NullFieldsMiddleware } from "./mixins/null-fields.middleware";
+import { StopNoticeMiddleware } from "./mixins/stop-notice.middleware";
 import { NodeAwayMiddleware } from "./mixins/node-away.middleware";
 import { NodeRestartMiddleware } from "./mixins/node-restart.middleware";
 import { safeParamTags } from "./lib/trace-tags";
@@ -109,7 +110,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			],
 		},
 		tracing: tracingOptions(cfg),
-		middlewares: [RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware()],
+		middlewares: [RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware()],
 		replOptions: {
 			customCommands: [
 				{

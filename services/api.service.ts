@@ -20,6 +20,8 @@ import { isRedisUnavailable } from "../adapters/redis-connection";
 import { BROKER_UNAVAILABLE_ERRORS, UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 import { actionAvailable, waitForAction } from "../mixins/node-away.middleware";
+import type { EventEmitter } from "node:events";
+import { STOPPING_EVENT } from "../mixins/stop-notice.middleware";
 
 type Req = IncomingMessage & {
 	$action?: any;
@@ -65,6 +67,10 @@ interface ApiVars {
 	openResponses: Set<ServerResponse>;
 	/** Stopping: every response closes its connection. */
 	draining: boolean;
+	/** Once the listener is closing (stopAccepting): settles when the server has closed. */
+	serverClosed?: Promise<void>;
+	/** Its listener on the broker's local bus for the start of a stop. */
+	onStopping: () => void;
 	/** The server's open connections, each with when it last carried a request (drainConnections). */
 	connections: Set<TrackedSocket>;
 	/** TRUST_PROXY: proxies in front of this gateway, read when it is created. */
@@ -83,6 +89,7 @@ interface ApiMethods {
 	routeInfos(): RouteInfo[];
 	openApiDocument(): unknown;
 	drainConnections(): Promise<void>;
+	stopAccepting(): Promise<void> | null;
 	[name: string]: (...args: any[]) => any;
 }
 type ApiSettings = Record<string, any>;
@@ -519,12 +526,11 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 */
 		async drainConnections() {
 			const server = this.server;
-			if (!server?.listening) return;
+			const closed = this.stopAccepting();
+			if (!server || !closed) return;
 			const { idleMs, quietMs, maxMs } = this.settings.shutdownDrain;
-			this.draining = true;
-			for (const res of this.openResponses) if (!res.headersSent) res.setHeader("Connection", "close");
 			let allClosed = false;
-			const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve())).then(() => {
+			void closed.then(() => {
 				allClosed = true;
 			});
 			const start = Date.now();
@@ -538,6 +544,22 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			await Promise.race([closed, delay(Math.max(0, maxMs - (Date.now() - start)))]);
 			server.closeAllConnections();
 			this.logger.info("API Gateway stopped!");
+		},
+
+		/**
+		 * The first step of a stop, taken as soon as the broker starts stopping (mixins/stop-notice.middleware.ts):
+		 * the listener closes (new connections are refused, and a load balancer sends them elsewhere) and every
+		 * answer from now on carries `Connection: close`. Returns when the server has closed, or null when it
+		 * never listened. Requests already accepted go on.
+		 */
+		stopAccepting() {
+			const server = this.server;
+			if (!this.serverClosed && server?.listening) {
+				this.draining = true;
+				for (const res of this.openResponses) if (!res.headersSent) res.setHeader("Connection", "close");
+				this.serverClosed = new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()));
+			}
+			return this.serverClosed ?? null;
 		},
 
 		openApiDocument() {
@@ -572,6 +594,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		this.openResponses = new Set();
 		this.draining = false;
 		this.connections = new Set();
+		// The broker has begun to stop (mixins/stop-notice.middleware.ts): no new connections from now on.
+		this.onStopping = () => void this.stopAccepting();
+		(this.broker as unknown as { localBus: EventEmitter }).localBus.on(STOPPING_EVENT, this.onStopping);
 		// moleculer-web made the server in its own created(), which runs before this one.
 		this.server?.on("connection", (socket: TrackedSocket) => {
 			socket.shopLastActive = Date.now();
@@ -582,6 +607,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 
 	// Runs before moleculer-web's stopped() (a service's own hook comes before its mixins' on stop).
 	async stopped() {
+		(this.broker as unknown as { localBus: EventEmitter }).localBus.off(STOPPING_EVENT, this.onStopping);
 		await this.drainConnections();
 		await Promise.all([this.rateLimitStore.close(), this.localRateLimit.close()]);
 	},

@@ -582,6 +582,22 @@ describe("gateway stopping with keep-alive connections", () => {
 		}
 	});
 
+	test("once a stop begins, new connections are refused at once, while a request already running is answered with Connection: close", async () => {
+		let release!: () => void;
+		const held = new Promise<void>((r) => (release = r));
+		const Slow: ServiceSchema = { name: "slow", settings: { rest: "/" }, actions: { wait: { rest: "GET /slow/wait", params: {}, handler: async () => { await held; return { ok: true }; } } } };
+		const shop = await startShop({ services: [FakeUsers, Slow] });
+		const inFlight = get(`${shop.url}/api/slow/wait`, new http.Agent({ keepAlive: true }));
+		await waitFor(() => (shop.broker.getLocalService("api") as any).openResponses.size, (n: number) => n === 1);
+		const stopping = shop.stop();
+		// Before: the listener stayed open until the requests in flight had ended (up to SHUTDOWN_TIMEOUT), and
+		// this new request was accepted, then cut off by the stop.
+		await expect(get(`${shop.url}/api/health`, new http.Agent({ keepAlive: false }))).rejects.toMatchObject({ code: "ECONNREFUSED" });
+		release();
+		expect(await inFlight).toMatchObject({ status: 200, connection: "close" });
+		await stopping;
+	});
+
 	test("an idle connection quiet for a while is closed at once: the stop does not wait out the drain for it", async () => {
 		const shop = await startShop({ services: [FakeUsers], apiSettings: { shutdownDrain: { idleMs: 3000, quietMs: 100, maxMs: 5000 } } });
 		const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
