@@ -9,6 +9,8 @@
  * as entries cached before then may be stale. One that fails while connected (a command timeout) is
  * the caller's error (its 503 says the change may not show yet), and is also tried again in the
  * background, so a stale entry does not outlive it by its whole TTL when nobody retries.
+ * An outage is logged once when it begins and once when it ends: Moleculer's cacher logged an error
+ * with its stack at every reconnect attempt (about one a second, for as long as Redis is down).
  */
 import { Cachers } from "moleculer";
 
@@ -22,10 +24,18 @@ export class ShopRedisCacher extends Cachers.Redis {
 	init(broker: any) {
 		super.init(broker);
 		const client = (this as any).client;
-		client.on("error", () => {
+		// Moleculer's own error listener logs every reconnect attempt; this one does what it did, said once.
+		client.removeAllListeners("error");
+		let down = false;
+		client.on("error", (err: Error) => {
+			(this as any).connected = false;
 			this.hadOutage = true;
+			this.broker.broadcastLocal("$cacher.error", { error: err, module: "cacher", type: "CLIENT_ERROR" });
+			if (!down) this.logger.warn(`Redis cacher unavailable (${err.message}): requests go uncached until it is back.`);
+			down = true;
 		});
 		client.on("ready", () => {
+			down = false;
 			if (!this.hadOutage) return;
 			this.hadOutage = false;
 			this.writeFailedAt = null;
@@ -77,6 +87,17 @@ export class ShopRedisCacher extends Cachers.Redis {
 			);
 		}, 1000 * 2 ** (attempt - 1));
 		timer.unref();
+	}
+
+	/** Quits when connected; while Redis is down there is no one to say goodbye to (quit would fail, logged as an error). */
+	close(): Promise<any> {
+		const client = (this as any).client;
+		if (client && client.status !== "ready") {
+			clearInterval((this as any).pingTimer);
+			client.disconnect();
+			return Promise.resolve();
+		}
+		return super.close();
 	}
 
 	set(key: string, data: any, ttl?: number): Promise<any> {

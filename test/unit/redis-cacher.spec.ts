@@ -77,7 +77,7 @@ describe("ShopRedisCacher", () => {
 		const init = jest.spyOn(Cachers.Redis.prototype, "init").mockImplementation(function (this: any, broker: any) {
 			this.broker = broker;
 		});
-		cacher.init({});
+		cacher.init({ broadcastLocal() {} });
 		init.mockRestore();
 		client.emit("ready");
 		expect(cleaned).toHaveLength(0);
@@ -85,5 +85,37 @@ describe("ShopRedisCacher", () => {
 		client.emit("ready");
 		client.emit("ready");
 		expect(cleaned).toHaveLength(1);
+	});
+
+	test("an outage is logged once when it begins, however many reconnect attempts fail, in place of Moleculer's error per attempt", () => {
+		const client = new EventEmitter();
+		const { cacher, logs } = cacherWith(client);
+		const moleculerLogged: unknown[] = [];
+		const announced: unknown[] = [];
+		// What Moleculer's init does: its own listener, which logged each error with its stack.
+		const init = jest.spyOn(Cachers.Redis.prototype, "init").mockImplementation(function (this: any, broker: any) {
+			this.broker = broker;
+			client.on("error", (err) => moleculerLogged.push(err));
+		});
+		cacher.init({ broadcastLocal: (name: string) => announced.push(name) });
+		init.mockRestore();
+		for (let i = 0; i < 5; i++) client.emit("error", new Error("connect ECONNREFUSED"));
+		expect(moleculerLogged).toEqual([]);
+		expect(logs.filter((l) => l.startsWith("warn"))).toEqual(["warn Redis cacher unavailable (connect ECONNREFUSED): requests go uncached until it is back."]);
+		expect(cacher.connected).toBe(false);
+		expect(announced).toEqual(Array(5).fill("$cacher.error"));
+		// Back, then down again: a new outage, said again.
+		cacher.clean = () => Promise.resolve();
+		client.emit("ready");
+		client.emit("error", new Error("connect ECONNREFUSED"));
+		expect(logs.filter((l) => l.startsWith("warn Redis cacher unavailable"))).toHaveLength(2);
+	});
+
+	test("stopping while Redis is down disconnects rather than quitting (which failed, logged as an error)", async () => {
+		const client = Object.assign(new EventEmitter(), { status: "reconnecting", quit: jest.fn(() => Promise.reject(new Error("Stream isn't writeable"))), disconnect: jest.fn() });
+		const { cacher } = cacherWith(client);
+		await expect(cacher.close()).resolves.toBeUndefined();
+		expect(client.disconnect).toHaveBeenCalled();
+		expect(client.quit).not.toHaveBeenCalled();
 	});
 });
