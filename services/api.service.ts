@@ -22,6 +22,7 @@ import type { AuthUser, ShopMeta } from "../mixins/types";
 import { actionAvailable, waitForAction } from "../mixins/node-away.middleware";
 import type { EventEmitter } from "node:events";
 import { STOPPING_EVENT } from "../mixins/stop-notice.middleware";
+import { portProblem } from "../mixins/health-probe.middleware";
 
 type Req = IncomingMessage & {
 	$action?: any;
@@ -597,6 +598,11 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// The broker has begun to stop (mixins/stop-notice.middleware.ts): no new connections from now on.
 		this.onStopping = () => void this.stopAccepting();
 		(this.broker as unknown as { localBus: EventEmitter }).localBus.on(STOPPING_EVENT, this.onStopping);
+		// moleculer-web stops the start only for a port in use; any other listen error (a HOST that is not this
+		// machine's, a port below 1024 without the right) left a running node with no gateway.
+		this.server?.on("error", (err: NodeJS.ErrnoException) => {
+			if (err.code !== "EADDRINUSE") this.broker.fatal(portProblem("PORT", this.settings.port, this.settings.ip, err), err, true);
+		});
 		// moleculer-web made the server in its own created(), which runs before this one.
 		this.server?.on("connection", (socket: TrackedSocket) => {
 			socket.shopLastActive = Date.now();
