@@ -3,7 +3,7 @@
  * Unset: one process, in-memory cacher, no transporter. TRANSPORTER=TCP or nats://...: a cluster.
  */
 import { Validators, type BrokerOptions, type Errors, type ServiceBroker } from "moleculer";
-import { readConfig, type ShopConfig } from "./lib/config";
+import { SHOP_SERVICES, readConfig, type ShopConfig } from "./lib/config";
 import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
 import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
@@ -16,7 +16,6 @@ import { VALIDATOR_MESSAGES } from "./lib/param-rules";
 import { ShopRedisCacher } from "./adapters/redis-cacher";
 import { redisClientOptions } from "./adapters/redis-connection";
 
-const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
 
 function cacherOptions(cfg: ShopConfig): BrokerOptions["cacher"] {
 	const redis = cfg.cacher && cfg.cacher !== "Memory" ? cfg.cacher : cfg.redisUrl;

@@ -153,10 +153,29 @@ function adminEmailSetting(value: string | undefined): string | undefined {
 	return value;
 }
 
+/** The shop's nine services, by the names SERVICES takes (with `api`, the gateway). */
+export const SHOP_SERVICES = ["users", "products", "cart", "orders", "payments", "notifications", "search", "analytics", "reviews"];
+
+/**
+ * SERVICES, as moleculer-runner reads it: names of files in SERVICEDIR, or paths and globs. A plain
+ * name that is no service of the shop (a typo) gave a running, ready node hosting nothing of it.
+ */
+function servicesSetting(value: string | undefined): string[] | undefined {
+	const v = nonEmpty(value);
+	if (v === undefined) return undefined;
+	const names = v.split(",").map((s) => s.trim()).filter(Boolean);
+	const known = ["api", ...SHOP_SERVICES];
+	// Paths and globs (services/**, dist/services/users.service.js) are the runner's to resolve.
+	const unknown = names.filter((n) => !/[/*.]/.test(n) && !known.includes(n));
+	if (unknown.length) refuse("SERVICES", value, `a comma list of ${known.join(", ")} (or paths); "${unknown.join('", "')}" is none of them`);
+	return names;
+}
+
 export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 	const isTest = env.NODE_ENV === "test";
 	const production = env.NODE_ENV === "production";
 	return {
+		services: servicesSetting(env.SERVICES),
 		env: env.NODE_ENV ?? "development",
 		isTest,
 		// 0 lets the system pick a free port: nodes without the gateway, and tests.

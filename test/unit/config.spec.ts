@@ -175,6 +175,21 @@ describe("the settings the shop's own files and tools start it with are all take
 	});
 });
 
+describe("SERVICES", () => {
+	test.each(["api", "users", "orders,payments,cart", " notifications , analytics,reviews ", "services/**", "dist/services/users.service.js"])("%j is taken", (SERVICES) => {
+		expect(() => readConfig({ SERVICES })).not.toThrow();
+	});
+
+	test.each([["nope", "nope"], ["users,nope", "nope"], ["order,payments", "order"]])("%j stops the start naming SERVICES and %s", (SERVICES, wrong) => {
+		expect(() => readConfig({ SERVICES })).toThrow(new RegExp(`^SERVICES must be a comma list of api, users, .* "${wrong}" is none of them`));
+	});
+
+	test("unset or empty: every service", () => {
+		expect(readConfig({}).services).toBeUndefined();
+		expect(readConfig({ SERVICES: "" }).services).toBeUndefined();
+	});
+});
+
 describe("the k8s dev overlay", () => {
 	const ROOT = path.join(__dirname, "../..");
 	const read = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
