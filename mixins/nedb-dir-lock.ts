@@ -36,6 +36,14 @@ interface LockOwner {
 	pid?: number;
 	host?: string;
 	since?: string;
+	/** The locked directory's device and inode: a copy of the directory (a backup) carries the lock of another. */
+	dir?: string;
+}
+
+/** The directory's identity on this host, which a copy of it does not share. */
+function dirIdentity(dir: string): string {
+	const st = fs.statSync(dir);
+	return `${st.dev}:${st.ino}`;
 }
 
 function isRunning(pid: number): boolean {
@@ -86,7 +94,7 @@ const seconds = (ms: number) => `${Math.round(ms / 1000)} s`;
 function claimDir(dir: string): string {
 	const file = path.join(dir, LOCK_FILE);
 	const here = os.hostname();
-	const mine = `${JSON.stringify({ pid: process.pid, host: here, since: new Date().toISOString() })}\n`;
+	const mine = `${JSON.stringify({ pid: process.pid, host: here, since: new Date().toISOString(), dir: dirIdentity(dir) })}\n`;
 	const draft = `${file}.${process.pid}`;
 	try {
 		fs.writeFileSync(draft, mine, { mode: 0o644 });
@@ -115,6 +123,10 @@ function claimDir(dir: string): string {
 					);
 				}
 				gone = `${owner} (this host is ${here}), whose lock was last refreshed ${seconds(age)} ago, so that process is taken to be gone. If it still runs, stop one of the two now: two processes writing the same files corrupt them`;
+			} else if (held.owner.dir && held.owner.dir !== dirIdentity(dir)) {
+				// Copied with the directory (a backup of a running shop, restored or started beside it): that
+				// process locks another directory, whatever it is doing.
+				gone = `${owner}, which locked the directory this one was copied from`;
 			} else {
 				// Our own pid here is a previous run's (a container's process is often pid 1 each time): this process holds no lock.
 				if (typeof pid === "number" && pid !== process.pid && isRunning(pid)) {

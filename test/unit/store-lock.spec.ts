@@ -73,6 +73,26 @@ describe("the data directory's lock", () => {
 			expect(holder()).toBe(process.pid);
 			expect(warn).toHaveBeenCalledWith(`Took over ${lock} from pid ${pid}, which no longer runs.`);
 		}, 20_000);
+
+		test("a copy of its directory (a backup taken while it runs) starts: the copied lock is another directory's", async () => {
+			const pid = await otherProcess();
+			const copy = fs.mkdtempSync(path.join(os.tmpdir(), "store-lock-copy-"));
+			try {
+				fs.cpSync(tmp.dir, copy, { recursive: true });
+				expect(JSON.parse(fs.readFileSync(path.join(copy, "shop.lock"), "utf8")).pid).toBe(pid);
+				const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+				const items = new Collection("items", spec, { dataDir: copy });
+				tmp.opened.push(items);
+				await items.connect();
+				expect(JSON.parse(fs.readFileSync(path.join(copy, "shop.lock"), "utf8")).pid).toBe(process.pid);
+				expect(warn).toHaveBeenCalledWith(expect.stringContaining("which locked the directory this one was copied from"));
+				// The original stays its process's.
+				expect(holder()).toBe(pid);
+				await items.disconnect();
+			} finally {
+				fs.rmSync(copy, { recursive: true, force: true });
+			}
+		}, 20_000);
 	});
 
 	test("left by a process that no longer runs, or by an earlier run with this process's pid, is taken over", async () => {
