@@ -39,3 +39,25 @@ describe("whole outboxed messages in the log", () => {
 		expect(lines[0].includes("token=abc123")).toBe(whole);
 	});
 });
+
+describe("message settings", () => {
+	test("blank is unset; a storefront address's trailing slash is dropped", () => {
+		expect(readNotificationConfig({ SHOP_NAME: "   ", NOTIFY_FROM_EMAIL: " ", STOREFRONT_URL: "" })).toMatchObject({ shopName: "Moleculer Shop", fromEmail: "no-reply@example.com", storefrontUrl: "http://localhost:3000" });
+		expect(readNotificationConfig({ SHOP_NAME: " Tea House ", NOTIFY_FROM_EMAIL: "orders@tea.example", STOREFRONT_URL: "https://tea.example/" })).toMatchObject({ shopName: "Tea House", fromEmail: "orders@tea.example", storefrontUrl: "https://tea.example" });
+	});
+
+	test.each([
+		[{ STOREFRONT_URL: "shop.example.com/" }, /^STOREFRONT_URL must be the storefront's http\(s\) address/],
+		[{ STOREFRONT_URL: "ftp://shop.example.com" }, /^STOREFRONT_URL/],
+		[{ NOTIFY_FROM_EMAIL: "not an email" }, /^NOTIFY_FROM_EMAIL must be an email address/],
+		[{ TWILIO_ACCOUNT_SID: "AC1", TWILIO_AUTH_TOKEN: "t" }, /^TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM go together \(SMS through Twilio\): TWILIO_FROM missing/],
+		[{ TWILIO_FROM: "+15550100" }, /TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN missing/],
+	])("%j stops the start, naming the variable", (env, message) => {
+		expect(() => readNotificationConfig(env)).toThrow(message);
+	});
+
+	test("Twilio with all three, or none, is taken", () => {
+		expect(readNotificationConfig({ TWILIO_ACCOUNT_SID: "AC1", TWILIO_AUTH_TOKEN: "t", TWILIO_FROM: "+15550100" }).twilio).toMatchObject({ accountSid: "AC1", from: "+15550100" });
+		expect(readNotificationConfig({}).twilio).toBeNull();
+	});
+});
