@@ -79,6 +79,7 @@ export interface PaymentRefundMethods {
 	unreserve(paymentId: string, refund: Refund): Promise<void>;
 	publishRefund(ctx: Context | null, payment: Payment, refund: Refund): Promise<void>;
 	failSettledRefund(ctx: Context | null, failed: FailedRefund): Promise<void>;
+	claimFailureAnnouncement(refund: Refund, why: string): Promise<Refund | null>;
 	findFailedRefund(failed: FailedRefund): Promise<Refund | null>;
 	refundsFailedSince(paymentId: string, at: Date): Promise<number>;
 	uncountRefund(refund: Refund): Promise<void>;
@@ -315,30 +316,38 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			}
 			if (refund.status === "processing" || (refund.status === "failed" && !refund.failedLater)) return;
 			await this.uncountRefund(refund);
-			// Marking it failed claims its announcement for a lease: two deliveries of the failure (Stripe sends
-			// refund.failed and charge.refund.updated) announce it once, and one that died before announcing is
-			// taken over once its lease ran out.
-			const now = new Date();
-			const lease = new Date(now.getTime() + LEASE_MS);
-			let claimed = await this.db.refunds.updateOne({ id: refund.id, status: { $in: ["pending", "succeeded"] } }, { $set: { status: "failed", failedLater: why, failedAt: now, announceUntil: lease, updatedAt: now } });
-			if (!claimed) {
-				const marked = (await this.db.refunds.findById(refund.id))!;
-				// Announced (no claim left), or announced by a call that died before clearing its claim.
-				if (!marked.announceUntil) return;
-				if (new Date(marked.announceUntil) > now) throw new ServiceUnavailableError("This refund's failure is being applied; deliver this event again later");
-				claimed = await this.db.refunds.updateOne({ id: refund.id, announceUntil: marked.announceUntil }, { $set: { announceUntil: lease } });
-				if (!claimed) throw new ServiceUnavailableError("This refund's failure is being applied; deliver this event again later");
-				if (await this.published("payment.refund_failed", { refundId: refund.id }, refund.createdAt)) {
-					await this.db.refunds.updateOne({ id: refund.id }, { $unset: { announceUntil: true } });
-					return;
-				}
-			}
+			const claimed = await this.claimFailureAnnouncement(refund, why);
+			if (!claimed) return;
 			const payment = (await this.db.payments.findById(refund.paymentId))!;
 			await this.publish(ctx, "payment.refund_failed", {
 				orderId: payment.orderId, ...(payment.orderNumber ? { number: payment.orderNumber } : {}), paymentId: payment.id, refundId: refund.id, userId: payment.userId,
 				amount: refund.amount, currency: refund.currency, totalRefunded: payment.refundedAmount, reason: claimed.failedLater ?? why, refundKey: refund.refundKey, ...(refund.sale === false ? { sale: false } : {}),
 			});
 			await this.db.refunds.updateOne({ id: refund.id }, { $unset: { announceUntil: true } });
+		},
+
+		/**
+		 * Marks the refund failed, which claims its announcement for a lease: two deliveries of the failure
+		 * (Stripe sends refund.failed and charge.refund.updated) announce it once (the other answers 503),
+		 * and one that died before announcing is taken over once its lease ran out. Returns the refund to
+		 * announce, or null when it was announced.
+		 */
+		async claimFailureAnnouncement(refund: Refund, why: string) {
+			const now = new Date();
+			const lease = new Date(now.getTime() + LEASE_MS);
+			const marked = await this.db.refunds.updateOne({ id: refund.id, status: { $in: ["pending", "succeeded"] } }, { $set: { status: "failed", failedLater: why, failedAt: now, announceUntil: lease, updatedAt: now } });
+			if (marked) return marked;
+			const current = (await this.db.refunds.findById(refund.id))!;
+			// Announced (no claim left).
+			if (!current.announceUntil) return null;
+			const busy = () => new ServiceUnavailableError("This refund's failure is being applied; deliver this event again later");
+			if (new Date(current.announceUntil) > now) throw busy();
+			const taken = await this.db.refunds.updateOne({ id: refund.id, announceUntil: current.announceUntil }, { $set: { announceUntil: lease } });
+			if (!taken) throw busy();
+			// Its claimant may have announced it before dying: then only the claim is left to clear.
+			if (!(await this.published("payment.refund_failed", { refundId: refund.id }, refund.createdAt))) return taken;
+			await this.db.refunds.updateOne({ id: refund.id }, { $unset: { announceUntil: true } });
+			return null;
 		},
 
 		/**
