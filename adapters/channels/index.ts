@@ -3,7 +3,7 @@
  * is set, Twilio for SMS when TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are; the
  * outbox otherwise. SENDGRID_API_BASE and TWILIO_API_BASE point the clients at another host (tests).
  */
-import { readConfig } from "../../lib/config";
+import { nonEmpty, readConfig } from "../../lib/config";
 import type { NotificationChannel } from "./notification-channel";
 import { OutboxChannel } from "./outbox-channel";
 import { SendGridChannel } from "./sendgrid-channel";
@@ -16,9 +16,6 @@ export { SendGridChannel } from "./sendgrid-channel";
 export { TwilioChannel, rebasedRequestClient } from "./twilio-channel";
 
 /** Notification settings from the environment (read when the service is created, never at import). */
-/** A set value, trimmed; blank is unset, as for every other setting. */
-const setting = (value: string | undefined) => (value?.trim() ? value.trim() : undefined);
-
 /**
  * The settings of messages, checked as readConfig checks its own: a value that would send broken
  * messages (a link without its scheme, a sender no provider takes) stops the start, naming it.
@@ -26,20 +23,20 @@ const setting = (value: string | undefined) => (value?.trim() ? value.trim() : u
 export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 	// The numbers as readConfig reads (and checks) them: a malformed one stops the start there.
 	const { notifyConcurrency, notifyMaxAttempts } = readConfig(env);
-	const fromEmail = setting(env.NOTIFY_FROM_EMAIL);
+	const fromEmail = nonEmpty(env.NOTIFY_FROM_EMAIL);
 	if (fromEmail && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(fromEmail)) throw new Error(`NOTIFY_FROM_EMAIL must be an email address (e.g. shop@example.com), not "${env.NOTIFY_FROM_EMAIL}"`);
-	const storefrontUrl = setting(env.STOREFRONT_URL);
+	const storefrontUrl = nonEmpty(env.STOREFRONT_URL);
 	if (storefrontUrl && !/^https?:\/\/[^\s/]+/i.test(storefrontUrl)) {
 		throw new Error(`STOREFRONT_URL must be the storefront's http(s) address (e.g. https://shop.example.com), which the messages' links start with, not "${env.STOREFRONT_URL}"`);
 	}
 	const twilio = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"] as const;
-	const missing = twilio.filter((k) => !setting(env[k]));
+	const missing = twilio.filter((k) => !nonEmpty(env[k]));
 	if (missing.length && missing.length < twilio.length) throw new Error(`${twilio.join(", ")} go together (SMS through Twilio): ${missing.join(" and ")} missing`);
 	return {
 		concurrency: notifyConcurrency,
 		maxAttempts: notifyMaxAttempts,
 		fromEmail: fromEmail ?? "no-reply@example.com",
-		shopName: setting(env.SHOP_NAME) ?? "Moleculer Shop",
+		shopName: nonEmpty(env.SHOP_NAME) ?? "Moleculer Shop",
 		storefrontUrl: storefrontUrl?.replace(/\/+$/, "") ?? "http://localhost:3000",
 		/** Outboxed messages are logged whole (at info) in development, the default of `npm start`. */
 		logWholeOutboxed: (env.NODE_ENV || "development") === "development",
