@@ -47,6 +47,7 @@ export interface PromotionUseMethods {
 	freeSlot(promo: PromotionDoc, orderId: string, attempt: number): Promise<number | string | null>;
 	useStillFits(promo: PromotionDoc, orderId: string): Promise<boolean>;
 	heldUses(promotionId: string): Promise<Array<{ id: string; slot: unknown }>>;
+	countHeldUses(promotionId: string): Promise<number>;
 	packSlots(promotionId: string, maxUses: number): Promise<void>;
 	withUses(promo: PromotionDoc | null, uses: UseCount): Promise<PromotionDoc | null>;
 	repairUseCounters(): Promise<number>;
@@ -165,6 +166,11 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 			return false;
 		},
 
+		/** How many of the code's uses are held (not given back): the truth the counter is a guide to. */
+		countHeldUses(promotionId: string) {
+			return this.db.promotion_slots.count({ promotionId, released: { $exists: false } });
+		},
+
 		/** The code's uses still held (not given back). */
 		async heldUses(promotionId: string) {
 			return (await this.db.promotion_slots.find({ promotionId, released: { $exists: false } }, { fields: ["id", "slot"] })) as Array<{ id: string; slot: unknown }>;
@@ -206,7 +212,7 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 			if (!promo || (uses === "checked" && (promo.maxUses == null || promo.usedCount < promo.maxUses))) return promo;
 			// A used-up code stays in carts: its count is taken once per counter value, not on every cart view.
 			if (uses === "checked" && this.countedUses.get(promo.id) === promo.usedCount) return promo;
-			const usedCount = await this.db.promotion_slots.count({ promotionId: promo.id, released: { $exists: false } });
+			const usedCount = await this.countHeldUses(promo.id);
 			const repaired = await this.setUseCounter(promo, usedCount);
 			// Not high: until the counter moves (from where it was put), it says "used up" rightly.
 			if (usedCount >= promo.usedCount) this.countedUses.set(promo.id, repaired ? usedCount : promo.usedCount);
@@ -220,7 +226,7 @@ const promotionUseSchema: Partial<ServiceSchema<Record<string, never>, Promotion
 		async repairUseCounters() {
 			let repaired = 0;
 			for (const promo of (await this.db.promotions.find({})) as PromotionDoc[]) {
-				const usedCount = await this.db.promotion_slots.count({ promotionId: promo.id, released: { $exists: false } });
+				const usedCount = await this.countHeldUses(promo.id);
 				if (await this.setUseCounter(promo, usedCount)) repaired++;
 			}
 			return repaired;
