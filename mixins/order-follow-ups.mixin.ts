@@ -21,6 +21,7 @@ import type { Collections } from "./db.mixin";
 import type { Entity } from "./collection";
 import type { OutboxThis } from "./outbox.mixin";
 import { readConfig } from "../lib/config";
+import { backoffDelay } from "../lib/retry-backoff";
 import { brokerRunView, checkoutRecoveryDue, followUpsDue, type RecoveryView, type SagaRunner } from "../lib/checkout-recovery";
 import type { Checkout, CheckoutSagaMethods, CheckoutSagaVars, OrderHostMethods } from "./checkout-saga.mixin";
 import {
@@ -423,7 +424,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 					backoff.delete(order.id);
 				} catch (err) {
 					const tries = (backoff.get(order.id)?.tries ?? 0) + 1;
-					backoff.set(order.id, { tries, nextAt: now.getTime() + Math.min(5 * 60_000, this.settings.compensationRetryMs * 2 ** tries) });
+					backoff.set(order.id, { tries, nextAt: now.getTime() + backoffDelay(tries, { baseMs: 2 * this.settings.compensationRetryMs, factor: 2, maxMs: 5 * 60_000, jitter: 0 }) });
 					this.logger.warn(`Follow-ups of order ${order.id} failed (try ${tries}), tried again later:`, (err as Error).message);
 				}
 			}
