@@ -13,6 +13,7 @@
  * with its stack at every reconnect attempt (about one a second, for as long as Redis is down).
  */
 import { Cachers } from "moleculer";
+import { backoffDelay } from "../lib/retry-backoff";
 
 /** Background tries of a clean that failed while connected: about a minute in all (1 + 2 + ... + 32 s). */
 const RETRIES = 6;
@@ -85,7 +86,7 @@ export class ShopRedisCacher extends Cachers.Redis {
 				() => this.logger.info("Redis cacher: the cache clean or delete that had failed is done."),
 				() => this.tryAgainLater(op, first, attempt + 1),
 			);
-		}, 1000 * 2 ** (attempt - 1));
+		}, backoffDelay(attempt, { baseMs: 1000, factor: 2, maxMs: 2 ** (RETRIES - 1) * 1000, jitter: 0 }));
 		timer.unref();
 	}
 
