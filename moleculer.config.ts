@@ -15,6 +15,7 @@ import { safeParamTags } from "./lib/trace-tags";
 import { VALIDATOR_MESSAGES } from "./lib/param-rules";
 import { ShopRedisCacher } from "./adapters/redis-cacher";
 import { redisClientOptions } from "./adapters/redis-connection";
+import { setOpsLogger } from "./lib/ops-log";
 
 
 function cacherOptions(cfg: ShopConfig): BrokerOptions["cacher"] {
@@ -51,6 +52,8 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			options: { level: cfg.logLevel, colors: process.stdout.isTTY, moduleColors: false, formatter: "short", autoPadding: false },
 		},
 		logLevel: cfg.logLevel as any,
+		// The store layer's reports (failed writes, repaired files, the lock) then read like every other line.
+		created: (broker) => setOpsLogger(broker.getLogger("STORE")),
 		transporter: (cfg.transporter ?? null) as BrokerOptions["transporter"],
 		cacher: cacherOptions(cfg),
 		serializer: "JSON",

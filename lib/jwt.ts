@@ -4,6 +4,7 @@ import crypto, { type KeyObject } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { MIN_SECRET_LENGTH, readConfig } from "./config";
+import { opsLog } from "./ops-log";
 
 export const TOKEN_ISSUER = "moleculer-shop";
 export const TOKEN_AUDIENCE = "moleculer-shop-api";
@@ -72,9 +73,9 @@ export function jwtSecret(): string {
 	fs.mkdirSync(cfg.dataDir, { recursive: true });
 	storeSecret(file, secret);
 	if (stored === undefined) {
-		console.warn(`JWT_SECRET is not set: generated a random signing secret in ${file}. Set JWT_SECRET in production and on every node of a cluster.`);
+		opsLog.warn(`JWT_SECRET is not set: generated a random signing secret in ${file}. Set JWT_SECRET in production and on every node of a cluster.`);
 	} else {
-		console.warn(
+		opsLog.warn(
 			`JWT_SECRET is not set, and ${file} held ${stored.length} characters, too few for a signing secret (at least ${MIN_SECRET_LENGTH}): generated a new one there. Sessions and tokens signed before are no longer valid: users sign in again. Set JWT_SECRET in production and on every node of a cluster.`,
 		);
 	}

@@ -13,6 +13,7 @@ import { watchMongoConnection } from "./store-outages";
 import { checkDatafile, loadDatafile, lockDataDir, namingFile, openDatafile, StoreUnavailableError, type NedbFile } from "./nedb-datafile";
 import { installKeptKeyIndexUpdates } from "./nedb-index-update";
 import { installFastKeyComparison } from "./nedb-index-compare";
+import { opsLog } from "../lib/ops-log";
 
 installKeptKeyIndexUpdates();
 installFastKeyComparison();
@@ -190,12 +191,12 @@ class NedbBackend implements Backend {
 		}
 		if (loaded.compact) {
 			// Crash-safe like every rewrite; if it fails the file stays as it is, still correct.
-			await this.db.compactDatafileAsync().catch((err) => console.error(`Compacting ${this.file} after loading it failed:`, err));
+			await this.db.compactDatafileAsync().catch((err) => opsLog.error(`Compacting ${this.file} after loading it failed:`, err));
 		}
 		// The append-only file is rewritten once it has grown past its live size (see nedb-datafile.ts).
 		if (this.file) {
 			this.compactionTimer = setInterval(() => {
-				this.datafile?.compactIfGrown().catch((err) => console.error(`Compacting ${this.name} failed:`, err));
+				this.datafile?.compactIfGrown().catch((err) => opsLog.error(`Compacting ${this.name} failed:`, err));
 			}, 60_000);
 			this.compactionTimer.unref();
 		}
@@ -323,7 +324,7 @@ const startupLoads = {
  */
 export const backgroundLoadFailure = {
 	handle(collection: string, err: Error): void {
-		console.error(`Collection ${collection} could not be loaded, and the shop cannot run without it: exiting. ${err.message}`);
+		opsLog.error(`Collection ${collection} could not be loaded, and the shop cannot run without it: exiting. ${err.message}`);
 		process.exit(1);
 	},
 };

@@ -23,6 +23,7 @@ import type Datastore from "@seald-io/nedb";
 import { MIN_LINES_BEFORE_COMPACTION, errorCode, errorMessage, internalsOf, isExpired, serializeDocument, type DatastoreInternals, type Doc, type Modification } from "./nedb-internals";
 import { parseDatafile } from "./nedb-load";
 import { markWriteFailed, markWritten, WRITE_PAUSE_AFTER_FAILURE_MS } from "./store-outages";
+import { opsLog } from "../lib/ops-log";
 
 export { serializeDocument } from "./nedb-internals";
 export { lockDataDir, lockTiming } from "./nedb-dir-lock";
@@ -161,7 +162,7 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 		try {
 			internals._resetIndexes(parseDatafile(fs.readFileSync(p.filename, "utf8"), 1, p.filename).data);
 		} catch (err) {
-			console.error(`${collection}: reading ${p.filename} back after a failed write failed; memory may hold the failed write until a restart:`, err);
+			opsLog.error(`${collection}: reading ${p.filename} back after a failed write failed; memory may hold the failed write until a restart:`, err);
 		}
 	};
 
@@ -171,7 +172,7 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 			const err = append(docs);
 			if (err === undefined) return;
 			undoInMemory(docs as Doc[]);
-			console.error(`${collection}: writing to ${p.filename} failed (${errorMessage(err)}); the change was not made.`);
+			opsLog.error(`${collection}: writing to ${p.filename} failed (${errorMessage(err)}); the change was not made.`);
 			throw new StoreUnavailableError(`The ${collection} store cannot take writes right now: nothing was changed`, { collection, reason: errorCode(err) ?? errorMessage(err) });
 		} finally {
 			inserted = updated = undefined;
@@ -210,7 +211,7 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 		if (expired.length === 0) return;
 		const err = append(expired.map((doc) => ({ $$deleted: true, _id: doc._id })));
 		if (err) {
-			console.error(`${collection}: storing the expiry of ${expired.length} document(s) in ${p.filename} failed (${errorMessage(err)}); they stay hidden and are removed once the file can be written.`);
+			opsLog.error(`${collection}: storing the expiry of ${expired.length} document(s) in ${p.filename} failed (${errorMessage(err)}); they stay hidden and are removed once the file can be written.`);
 			return;
 		}
 		for (const doc of expired) nedb._removeFromIndexes.call(db, doc);
@@ -231,7 +232,7 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 		if (expiredIds.size > 0 && !sweepQueued) {
 			sweepQueued = true;
 			// Queued behind this read: it runs before the caller's next operation (an insert of the same key).
-			internals.executor.pushAsync(async () => sweepExpired()).catch((err) => console.error(`${collection}: removing expired documents failed:`, err));
+			internals.executor.pushAsync(async () => sweepExpired()).catch((err) => opsLog.error(`${collection}: removing expired documents failed:`, err));
 		}
 		return live;
 	};

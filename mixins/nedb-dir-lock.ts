@@ -6,6 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { errorCode, errorMessage } from "./nedb-internals";
+import { opsLog } from "../lib/ops-log";
 
 const LOCK_FILE = "shop.lock";
 
@@ -150,7 +151,7 @@ function claimDir(dir: string): string {
 				continue;
 			}
 			fs.unlinkSync(aside);
-			console.warn(`Took over ${file} from ${gone}.`);
+			opsLog.warn(`Took over ${file} from ${gone}.`);
 		}
 		throw new Error(`Could not lock the data directory ${dir}: its lock file ${file} kept changing.`);
 	} finally {
@@ -171,9 +172,9 @@ function refreshLock(dir: string, owned: OwnedDir): void {
 		if (owned.lost) return;
 		owned.lost = true;
 		const by = held ? `it now names pid ${held.owner.pid ?? "?"} on ${held.owner.host ?? "?"}` : "it was deleted";
-		console.error(`The lock ${file} of this process's data directory is no longer its own (${by}): if another shop process writes to ${dir} as well, the files get corrupted. Stop one of them.`);
+		opsLog.error(`The lock ${file} of this process's data directory is no longer its own (${by}): if another shop process writes to ${dir} as well, the files get corrupted. Stop one of them.`);
 	} catch (err) {
-		console.error(`Refreshing the lock ${file} failed: ${errorMessage(err)}`);
+		opsLog.error(`Refreshing the lock ${file} failed: ${errorMessage(err)}`);
 	}
 }
 

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import type Datastore from "@seald-io/nedb";
 import { MIN_LINES_BEFORE_COMPACTION, errorMessage, internalsOf } from "./nedb-internals";
+import { opsLog } from "../lib/ops-log";
 
 /**
  * Before a load: the datafile can be appended to (its path is not a directory, the file not
@@ -162,12 +163,12 @@ function repairDamage(file: string, raw: string, parsed: ParsedDatafile): void {
 			corruptLines.length ? `line(s) ${listLines(corruptLines)} could not be read and were dropped` : "",
 			repairedLines.length ? `line(s) ${listLines(repairedLines)} held the bytes of a failed write before a complete line, which was kept` : "",
 		];
-		console.error(`${file}: ${what.filter(Boolean).join("; ")}. The file as it was is kept in ${copy}.`);
+		opsLog.error(`${file}: ${what.filter(Boolean).join("; ")}. The file as it was is kept in ${copy}.`);
 	}
 	if (raw === "" || raw.endsWith("\n")) return;
 	if (parsed.tornTail) {
 		const bytes = cutTornTail(file);
-		console.warn(`${file}: dropped its last line (${bytes} bytes), cut off by a crash or a full disk before it was complete, so never acknowledged.`);
+		opsLog.warn(`${file}: dropped its last line (${bytes} bytes), cut off by a crash or a full disk before it was complete, so never acknowledged.`);
 	} else {
 		// A complete last line without its line break: the next append must start a new line.
 		fs.appendFileSync(file, "\n");

@@ -97,12 +97,9 @@ describe("the embedded default's generated secret (DATA_DIR/jwt-secret)", () => 
 		let secret = "";
 		withEnv({ NODE_ENV: "development", JWT_SECRET: undefined, DATA_DIR: dataDir }, () => {
 			jest.isolateModules(() => {
-				const warn = jest.spyOn(console, "warn").mockImplementation((message: string) => void warned.push(message));
-				try {
-					secret = (require("../../lib/jwt") as typeof import("../../lib/jwt")).jwtSecret();
-				} finally {
-					warn.mockRestore();
-				}
+				const ignore = () => undefined;
+				(require("../../lib/ops-log") as typeof import("../../lib/ops-log")).setOpsLogger({ info: ignore, error: ignore, warn: (message: string) => void warned.push(message) });
+				secret = (require("../../lib/jwt") as typeof import("../../lib/jwt")).jwtSecret();
 			});
 		});
 		return secret;

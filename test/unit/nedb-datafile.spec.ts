@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { Collection } from "../../mixins/collection";
 import { parseDatafile, serializeDocument } from "../../mixins/nedb-datafile";
+import { catchOpsLog } from "../helpers/ops-log";
 
 const nedbModel = require("@seald-io/nedb/lib/model");
 
@@ -85,7 +86,7 @@ describe("NeDB appends through an open file", () => {
 
 		// A crash tore the last line: the load cuts it off, so the next append starts a clean line.
 		fs.appendFileSync(file, '{"_id":"c","sku":"c","st');
-		const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+		const warn = catchOpsLog().warn;
 		const again = new Collection("items", spec, { dataDir: dir });
 		await again.connect();
 		expect(warn).toHaveBeenCalledWith(`${file}: dropped its last line (24 bytes), cut off by a crash or a full disk before it was complete, so never acknowledged.`);

@@ -6,6 +6,7 @@ import { storeTestDir } from "../helpers/store-dir";
 import { storeOutages, watchMongoConnection } from "../../mixins/store-outages";
 import { notReadyReasons } from "../../mixins/health-probe.middleware";
 import type { ServiceBroker } from "moleculer";
+import { catchOpsLog } from "../helpers/ops-log";
 
 const spec = { fields: { sku: String, stock: Number }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
 
@@ -30,10 +31,10 @@ describe("a write that fails part-way", () => {
 	const tmp = storeTestDir("store-failed-writes");
 	let file: string;
 	let items: Collection;
-	let logged: jest.SpyInstance;
+	let logged: jest.Mock;
 	beforeEach(async () => {
 		file = path.join(tmp.dir, "items.db");
-		logged = jest.spyOn(console, "error").mockImplementation(() => undefined);
+		logged = catchOpsLog().error;
 		items = new Collection("items", spec, { dataDir: tmp.dir });
 		tmp.opened.push(items);
 		await items.connect();
@@ -171,7 +172,7 @@ describe("expiry on a full disk", () => {
 	const tmp = storeTestDir("store-expiry");
 	let keys: Collection;
 	beforeEach(async () => {
-		jest.spyOn(console, "error").mockImplementation(() => undefined);
+		catchOpsLog();
 		keys = new Collection("keys", ttlSpec, { dataDir: tmp.dir });
 		tmp.opened.push(keys);
 		await keys.connect();

@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { backgroundLoadFailure, Collection, type CollectionSpec } from "../../mixins/collection";
 import { storeTestDir } from "../helpers/store-dir";
+import { catchOpsLog } from "../helpers/ops-log";
 
 const spec: CollectionSpec = { fields: { sku: String, stock: Number }, indexes: [{ fields: { sku: 1 }, unique: true }] };
 const line = (id: string, stock = 1) => JSON.stringify({ _id: id, sku: id, stock });
@@ -28,7 +29,7 @@ describe("loading a collection's file", () => {
 	const copies = () => fs.readdirSync(tmp.dir).filter((f) => f.startsWith("items.db.corrupt-"));
 
 	test("a torn last line is cut off, not counted as corruption: a small file still loads", async () => {
-		jest.spyOn(console, "warn").mockImplementation(() => undefined);
+		catchOpsLog();
 		// 1 line in 6: over the 10% NeDB tolerates, had it counted.
 		fs.writeFileSync(file, ["a", "b", "c", "d", "e"].map((id) => line(id)).join("\n") + '\n{"_id":"f","sku":"f","sto');
 		const items = await loaded();
@@ -39,7 +40,7 @@ describe("loading a collection's file", () => {
 	});
 
 	test("unreadable lines in the middle are logged with their numbers, and the file is kept as it was before it is rewritten", async () => {
-		const error = jest.spyOn(console, "error").mockImplementation(() => undefined);
+		const error = catchOpsLog().error;
 		const good = Array.from({ length: 30 }, (_, i) => line(`d${i}`));
 		const original = [...good.slice(0, 6), "{garbage", ...good.slice(6, 20), '{"_id":"d3","sku"', ...good.slice(20)].join("\n") + "\n";
 		fs.writeFileSync(file, original);
@@ -58,7 +59,7 @@ describe("loading a collection's file", () => {
 	});
 
 	test("a line where a failed write's bytes run into a complete one keeps the complete one", async () => {
-		jest.spyOn(console, "error").mockImplementation(() => undefined);
+		catchOpsLog();
 		fs.writeFileSync(file, [line("a"), '{"_id":"b","sku":"b","st' + line("c", 7), line("d")].join("\n") + "\n");
 		const items = await loaded();
 		expect((await items.find({}, { sort: { sku: 1 } })).map((d) => `${d.sku}:${d.stock}`)).toEqual(["a:1", "c:7", "d:1"]);
@@ -78,7 +79,7 @@ describe("loading a collection's file", () => {
 
 	test("a collection loading in the background that fails stops the process, naming the file", async () => {
 		fs.writeFileSync(file, [line("a"), "{x", line("b")].join("\n") + "\n");
-		const error = jest.spyOn(console, "error").mockImplementation(() => undefined);
+		const error = catchOpsLog().error;
 		const exit = jest.spyOn(process, "exit").mockImplementation((() => undefined) as never);
 		const items = collection({ ...spec, loadInBackground: true });
 		await items.connect();

@@ -6,6 +6,7 @@ import path from "node:path";
 import { Collection } from "../../mixins/collection";
 import { lockTiming } from "../../mixins/nedb-datafile";
 import { storeTestDir } from "../helpers/store-dir";
+import { catchOpsLog } from "../helpers/ops-log";
 
 const spec = { fields: { sku: String }, indexes: [{ fields: { sku: 1 as const }, unique: true }] };
 
@@ -68,7 +69,7 @@ describe("the data directory's lock", () => {
 
 			other.kill("SIGKILL");
 			await new Promise((resolve) => other.once("exit", resolve));
-			const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+			const warn = catchOpsLog().warn;
 			await connected("items");
 			expect(holder()).toBe(process.pid);
 			expect(warn).toHaveBeenCalledWith(`Took over ${lock} from pid ${pid}, which no longer runs.`);
@@ -80,7 +81,7 @@ describe("the data directory's lock", () => {
 			try {
 				fs.cpSync(tmp.dir, copy, { recursive: true });
 				expect(JSON.parse(fs.readFileSync(path.join(copy, "shop.lock"), "utf8")).pid).toBe(pid);
-				const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+				const warn = catchOpsLog().warn;
 				const items = new Collection("items", spec, { dataDir: copy });
 				tmp.opened.push(items);
 				await items.connect();
@@ -96,7 +97,7 @@ describe("the data directory's lock", () => {
 	});
 
 	test("left by a process that no longer runs, or by an earlier run with this process's pid, is taken over", async () => {
-		jest.spyOn(console, "warn").mockImplementation(() => undefined);
+		catchOpsLog();
 		const gone = spawnSync(process.execPath, ["-e", ""]).pid;
 		fs.writeFileSync(lock, JSON.stringify({ pid: gone, host: os.hostname() }));
 		const items = await connected("items");
@@ -136,7 +137,7 @@ describe("the data directory's lock", () => {
 		});
 
 		test("takes it over once not refreshed for a minute (a pod rescheduled after its node died), naming both hosts", async () => {
-			const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+			const warn = catchOpsLog().warn;
 			fs.writeFileSync(lock, lockOf(1));
 			refreshedAgo(61_000);
 			await connected("items");
@@ -149,7 +150,7 @@ describe("the data directory's lock", () => {
 		test("a running shop refreshes its lock, and says once when it was taken from it", async () => {
 			const every = lockTiming.refreshMs;
 			lockTiming.refreshMs = 20;
-			const error = jest.spyOn(console, "error").mockImplementation(() => undefined);
+			const error = catchOpsLog().error;
 			try {
 				await connected("items");
 				refreshedAgo(120_000);
