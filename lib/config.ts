@@ -191,17 +191,17 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		namespace: nonEmpty(env.NAMESPACE) ?? "",
 		nodeID: env.NODEID || undefined,
 		transporter: env.TRANSPORTER || undefined,
-		redisUrl: env.REDIS_URL || undefined,
+		redisUrl: serverUrlSetting("REDIS_URL", env.REDIS_URL, REDIS_URL),
 		cacher: cacherSetting(env.CACHER),
-		mongoUri: env.MONGO_URI || undefined,
-		elasticsearchUrl: env.ELASTICSEARCH_URL || undefined,
+		mongoUri: serverUrlSetting("MONGO_URI", env.MONGO_URI, { schemes: ["mongodb", "mongodb+srv"], takes: "a MongoDB connection string (mongodb://host:27017/shop or mongodb+srv://...)" }),
+		elasticsearchUrl: serverUrlSetting("ELASTICSEARCH_URL", env.ELASTICSEARCH_URL, httpUrl("http://localhost:9200")),
 		logLevel: logLevelSetting(env.LOGLEVEL, isTest ? "warn" : "info"),
 		requestTimeout: wholeNumberSetting("REQUEST_TIMEOUT", env.REQUEST_TIMEOUT, 10_000, MS()),
 		shutdownTimeout: wholeNumberSetting("SHUTDOWN_TIMEOUT", env.SHUTDOWN_TIMEOUT, 10_000, MS()),
 		// How long a call waits for a node of its service to come back (a restart) before it fails with 503; 0 never waits.
 		serviceWaitMs: wholeNumberSetting("SERVICE_WAIT_TIMEOUT", env.SERVICE_WAIT_TIMEOUT, 5000, MS("never waits")),
 		tracing: traceExporterSetting(env.TRACE_EXPORTER) ?? (env.NODE_ENV === "development" ? "console" : undefined),
-		zipkinUrl: nonEmpty(env.ZIPKIN_URL) ?? "http://localhost:9411",
+		zipkinUrl: serverUrlSetting("ZIPKIN_URL", env.ZIPKIN_URL, httpUrl("http://localhost:9411")) ?? "http://localhost:9411",
 		// Empty is unset: CORS_ORIGINS= allowed no origin at all (403 to every browser request).
 		corsOrigins: nonEmpty(env.CORS_ORIGINS) ?? "*",
 		rateLimit: wholeNumberSetting("RATE_LIMIT", env.RATE_LIMIT, 600, PER_MINUTE),
@@ -264,8 +264,40 @@ function cacherSetting(value: string | undefined): string | undefined {
 	const v = nonEmpty(value);
 	if (v === undefined) return undefined;
 	if (v.toLowerCase() === "memory") return "Memory";
-	if (!/^rediss?:\/\/./i.test(v)) refuse("CACHER", value, "Memory, or a Redis URL (redis://host:6379 or rediss:// for TLS)");
+	return serverUrlSetting("CACHER", v, { ...REDIS_URL, takes: `Memory, or ${REDIS_URL.takes}` });
+}
+
+interface ServerUrlRule {
+	/** URL schemes taken, lower case. */
+	schemes: string[];
+	/** What the variable takes, for the message. */
+	takes: string;
+}
+
+const REDIS_URL: ServerUrlRule = { schemes: ["redis", "rediss"], takes: "a Redis URL (redis://host:6379, or rediss:// for TLS)" };
+
+function httpUrl(example: string): ServerUrlRule {
+	return { schemes: ["http", "https"], takes: `an http:// or https:// URL (${example})` };
+}
+
+/**
+ * The address of a server the shop connects to; unset or blank is unset. Another scheme, no host,
+ * or an http(s) URL that does not parse stops the start, naming the variable: the client libraries
+ * failed later with "Invalid URL" or a DNS error on the junk, without saying where it came from.
+ * A password in the value is not repeated in the message.
+ */
+export function serverUrlSetting(name: string, value: string | undefined, rule: ServerUrlRule): string | undefined {
+	const v = nonEmpty(value);
+	if (v === undefined) return undefined;
+	const scheme = /^([a-z][a-z0-9+.-]*):\/\/[^/?#]/i.exec(v)?.[1].toLowerCase();
+	// A MongoDB string may list several hosts (h1:27017,h2:27017), which URL does not parse.
+	if (!scheme || !rule.schemes.includes(scheme) || (scheme.startsWith("http") && !URL.canParse(v))) refuse(name, withoutPassword(v), rule.takes);
 	return v;
+}
+
+/** `scheme://user:secret@host` shown as `scheme://user:***@host`. */
+function withoutPassword(url: string): string {
+	return url.replace(/^([^:/?#]+:\/\/[^:@/?#]*:)[^@/?#]*@/, "$1***@");
 }
 
 /** SHIPPING_RATES (see parseShippingRates); unset or empty: none. */

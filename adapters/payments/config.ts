@@ -5,6 +5,7 @@
  *   STRIPE_API_BASE        e.g. http://127.0.0.1:12345: send Stripe API calls there (a local fake)
  *   STRIPE_WEBHOOK_SECRET  serve and verify POST /api/payments/webhook
  */
+import { serverUrlSetting } from "../../lib/config";
 
 export interface StripeApiTarget {
 	host: string;
@@ -24,10 +25,15 @@ export function parseApiBase(base: string): StripeApiTarget {
 	return { host: url.hostname, port: url.port ? Number(url.port) : protocol === "http" ? 80 : 443, protocol };
 }
 
+function apiBaseSetting(value: string | undefined): StripeApiTarget | undefined {
+	const base = serverUrlSetting("STRIPE_API_BASE", value, { schemes: ["http", "https"], takes: "an http:// or https:// URL (http://127.0.0.1:12111)" });
+	return base === undefined ? undefined : parseApiBase(base);
+}
+
 export function readPaymentsConfig(env: NodeJS.ProcessEnv = process.env): PaymentsConfig {
 	return {
 		stripeSecretKey: env.STRIPE_SECRET_KEY || undefined,
-		stripeApi: env.STRIPE_API_BASE ? parseApiBase(env.STRIPE_API_BASE) : undefined,
+		stripeApi: apiBaseSetting(env.STRIPE_API_BASE),
 		stripeWebhookSecret: env.STRIPE_WEBHOOK_SECRET || undefined,
 	};
 }

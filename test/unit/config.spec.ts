@@ -8,6 +8,7 @@ import path from "node:path";
 import YAML from "yaml";
 import { CENTS, readConfig, wholeNumberSetting, type ShopConfig } from "../../lib/config";
 import { publishedValues } from "../helpers/published-settings";
+import { readPaymentsConfig } from "../../adapters/payments/config";
 
 describe("numbers", () => {
 	test.each<[string, string, keyof ShopConfig, unknown]>([
@@ -226,5 +227,63 @@ describe("cents settings", () => {
 	// A price in units ("4.99") or a sign is a mistake the operator must hear of, not a silent 599.
 	test.each(["4.99", "5.5", "-1", "abc", "1e3", "0x10", "+5", "99999999999999999999"])("%p stops the start, naming the variable", (value) => {
 		expect(() => wholeNumberSetting("FREE_SHIPPING_THRESHOLD_CENTS", value, 5000, CENTS)).toThrow(/^FREE_SHIPPING_THRESHOLD_CENTS must be a whole number of cents/);
+	});
+});
+
+describe("server addresses", () => {
+	const URL_SETTINGS: [string, keyof ShopConfig][] = [["REDIS_URL", "redisUrl"], ["MONGO_URI", "mongoUri"], ["ELASTICSEARCH_URL", "elasticsearchUrl"], ["ZIPKIN_URL", "zipkinUrl"]];
+
+	test.each(URL_SETTINGS)("%s: every value the deployment files and README publish is taken", (name, key) => {
+		const published = publishedValues(name);
+		expect(published.length).toBeGreaterThan(0);
+		for (const value of published) expect(readConfig({ [name]: value })[key]).toBe(value);
+	});
+
+	test.each<[string, keyof ShopConfig, string]>([
+		["REDIS_URL", "redisUrl", "rediss://:s3cret@cache.internal:6380/2"],
+		["MONGO_URI", "mongoUri", "mongodb://shop:pw@db1:27017,db2:27017/shop?replicaSet=rs0"],
+		["MONGO_URI", "mongoUri", "mongodb+srv://shop:pw@cluster0.example.net/shop"],
+		["ELASTICSEARCH_URL", "elasticsearchUrl", "https://elastic:pw@search.internal:9243"],
+		["CACHER", "cacher", "REDIS://127.0.0.1:6379"],
+	])("%s takes %j", (name, key, value) => {
+		expect(readConfig({ [name]: ` ${value} ` })[key]).toBe(value);
+	});
+
+	test.each([
+		["REDIS_URL", "junk", "a Redis URL"],
+		["REDIS_URL", "localhost:6379", "a Redis URL"],
+		["REDIS_URL", "http://localhost:6379", "a Redis URL"],
+		["CACHER", "redis:/x", "Memory, or a Redis URL"],
+		["MONGO_URI", "junk", "a MongoDB connection string"],
+		["MONGO_URI", "postgres://db/shop", "a MongoDB connection string"],
+		["ELASTICSEARCH_URL", "junk", "an http:// or https:// URL"],
+		["ELASTICSEARCH_URL", "http://elastic search:9200", "an http:// or https:// URL"],
+		["ELASTICSEARCH_URL", "localhost:9200", "an http:// or https:// URL"],
+		["ZIPKIN_URL", "jaeger:9411", "an http:// or https:// URL"],
+	])("%s=%j stops the start, naming the variable", (name, value, takes) => {
+		expect(() => readConfig({ [name]: value })).toThrow(`${name} must be ${takes}`);
+		expect(() => readConfig({ [name]: value })).toThrow(`not "${value}"`);
+	});
+
+	test("a refused address's password is not repeated in the message", () => {
+		expect(() => readConfig({ MONGO_URI: "mongo://shop:hunter2@db/shop" })).toThrow('not "mongo://shop:***@db/shop"');
+		expect(() => readConfig({ REDIS_URL: "tcp://:hunter2@cache:6379" })).toThrow('not "tcp://:***@cache:6379"');
+	});
+
+	test("unset or blank: none (ZIPKIN_URL: the local collector)", () => {
+		expect(readConfig({ REDIS_URL: " ", MONGO_URI: "", ELASTICSEARCH_URL: "" })).toMatchObject({ redisUrl: undefined, mongoUri: undefined, elasticsearchUrl: undefined });
+		expect(readConfig({ ZIPKIN_URL: "" }).zipkinUrl).toBe("http://localhost:9411");
+	});
+});
+
+describe("STRIPE_API_BASE (read when the payments service is created)", () => {
+	test("an http(s) URL is where the Stripe SDK sends its calls", () => {
+		expect(readPaymentsConfig({ STRIPE_API_BASE: "http://127.0.0.1:12111" }).stripeApi).toEqual({ host: "127.0.0.1", port: 12111, protocol: "http" });
+		expect(readPaymentsConfig({ STRIPE_API_BASE: "https://stripe-proxy.internal" }).stripeApi).toEqual({ host: "stripe-proxy.internal", port: 443, protocol: "https" });
+		expect(readPaymentsConfig({ STRIPE_API_BASE: " " }).stripeApi).toBeUndefined();
+	});
+
+	test.each(["junk", "127.0.0.1:12111", "ftp://files"])("%j stops the start, naming the variable", (value) => {
+		expect(() => readPaymentsConfig({ STRIPE_API_BASE: value })).toThrow(`STRIPE_API_BASE must be an http:// or https:// URL (http://127.0.0.1:12111), not "${value}"`);
 	});
 });
