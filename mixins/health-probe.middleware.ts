@@ -1,9 +1,9 @@
 /**
  * The ports a node opens for its operators. When HEALTH_PORT is set, the node answers GET /live
  * (the node has started and runs: a liveness probe) and GET /ready (broker started, not stopping, every
- * Redis this node uses reachable, and its store taking writes: a readiness probe), on HOST like the
- * gateway. A Redis outage or a full disk fails readiness only, never liveness: restarting a node
- * brings neither back.
+ * Redis this node uses reachable, its store taking writes, and its transporter connected: a readiness
+ * probe), on HOST like the gateway. A Redis or NATS outage or a full disk fails readiness only, never
+ * liveness: restarting a node brings none of them back.
  *
  * A port that cannot be opened (taken, not allowed) stops the node with a message naming its
  * variable, HEALTH_PORT or METRICS_PORT (Moleculer's Prometheus reporter), instead of an
@@ -13,6 +13,7 @@
 import http from "node:http";
 import type { Middleware, ServiceBroker } from "moleculer";
 import { redisOutages } from "../adapters/redis-connection";
+import { transporterOutages, watchTransporter } from "./transporter-outages";
 import { storeOutages } from "./store-outages";
 
 /** Why a port could not be opened, naming the variable that chose it. */
@@ -32,6 +33,7 @@ export function notReadyReasons(broker: ServiceBroker): string[] {
 	if ((broker.cacher as { connected?: boolean | null } | null)?.connected === false) reasons.push("redis: cache");
 	for (const purpose of redisOutages()) reasons.push(`redis: ${purpose}`);
 	reasons.push(...storeOutages());
+	reasons.push(...transporterOutages(broker));
 	return reasons;
 }
 
@@ -70,6 +72,9 @@ export function HealthProbeMiddleware(port: number | undefined, host: string = p
 					resolve();
 				});
 			});
+		},
+		async started(broker: ServiceBroker) {
+			watchTransporter(broker);
 		},
 		stopped() {
 			return new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));

@@ -4,6 +4,7 @@
  */
 import type { Context, ServiceSchema } from "moleculer";
 import path from "node:path";
+import { spawn, type ChildProcess } from "node:child_process";
 import Redis from "ioredis";
 import { startNode, joinCluster, eventually, freePort, redisUrl, type ShopNode } from "../helpers/cluster";
 import { startShop } from "../helpers/shop";
@@ -112,6 +113,41 @@ const Counter: ServiceSchema = {
 		},
 	},
 };
+
+describe("NATS going away", () => {
+	/** A nats-server of this test's own, which it can stop and start again on the same port. */
+	function natsServer(port: number): ChildProcess {
+		return spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
+	}
+	const ready = async (node: ShopNode) => {
+		const res = await fetch(`http://127.0.0.1:${node.healthPort}/ready`);
+		return { status: res.status, reasons: ((await res.json()) as { reasons: string[] }).reasons };
+	};
+
+	test("the node is not ready while it cannot reach NATS, says why, and is ready again once NATS is back", async () => {
+		const port = await freePort();
+		let nats = natsServer(port);
+		let node: ShopNode | undefined;
+		try {
+			node = await startNode({ nodeID: "gw-alone", services: ["api"], namespace: `nats-away-${Date.now()}`, env: { TRANSPORTER: `nats://127.0.0.1:${port}` } });
+			expect(await ready(node)).toEqual({ status: 200, reasons: [] });
+
+			nats.kill("SIGKILL");
+			await eventually(async () => (await ready(node!)).status === 503);
+			expect((await ready(node)).reasons).toEqual(["transporter: disconnected"]);
+			// Alive all the while: restarting the node would not bring NATS back.
+			expect((await fetch(`http://127.0.0.1:${node.healthPort}/live`)).status).toBe(200);
+			expect(node.output()).toContain("Lost the connection to the transporter");
+
+			nats = natsServer(port);
+			await eventually(async () => (await ready(node!)).status === 200, 20_000);
+			expect((await ready(node)).reasons).toEqual([]);
+		} finally {
+			await node?.kill("SIGKILL");
+			nats.kill("SIGKILL");
+		}
+	});
+});
 
 describe("Redis", () => {
 	test("the Redis cacher serves the second call from redis-server", async () => {
