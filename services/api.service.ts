@@ -120,6 +120,11 @@ function bodyError(err: { type?: string; status?: number }): Error {
 function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 	const parse = (ApiGateway as any).bodyParser[kind]({ limit: BODY_LIMIT, ...opts });
 	return (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
+		// moleculer-web would merge a GET's body into the params, unseen in the URL that the response
+		// cache keys on: one request could have emptied the product list every guest gets for 30 s.
+		if ((req.method === "GET" || req.method === "HEAD") && hasBody(req)) {
+			return next(new BadRequestError(`A ${req.method} request takes its parameters in the query string, not a body`, "BODY_NOT_ALLOWED"));
+		}
 		// A body of another type would be skipped, and the request judged as if it had none.
 		if (kind === "json" && hasBody(req) && !isJson(req)) return next(new UnsupportedMediaTypeError("Send the body as JSON (Content-Type: application/json)"));
 		parse(req, res, (err?: any) => next(err ? bodyError(err) : undefined));
@@ -191,7 +196,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			origin: cfg.corsOrigins === "*" ? "*" : cfg.corsOrigins.split(",").map((s) => s.trim()),
 			methods: ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
 			allowedHeaders: ["Content-Type", "Authorization", "Idempotency-Key", "X-Cart-Id"],
-			exposedHeaders: ["X-Cart-Id", "Retry-After"],
+			// What a browser storefront's script may read: the guest cart, when to retry, its quota, where a
+			// created resource lives, and the id to quote to support.
+			exposedHeaders: ["X-Cart-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "Location", "X-Request-ID"],
 			credentials: false,
 			maxAge: 3600,
 		},
@@ -404,6 +411,15 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				err = { name: "InternalServerError", message: "Internal server error", code: 500, type: "INTERNAL_ERROR" };
 			}
 			if (res.headersSent) return;
+			// The body parser and the request checks run before moleculer-web writes the CORS headers: without
+			// them here, a browser storefront could not read a 400, 413 or 415, only "failed to fetch".
+			if (!res.hasHeader("Access-Control-Allow-Origin")) {
+				try {
+					this.writeCorsHeaders(req.$route ?? this.settings, req, res, false);
+				} catch {
+					/* an origin not allowed gets none */
+				}
+			}
 			if (code === 429) res.setHeader("Retry-After", String(err.data?.retryAfter ?? 60));
 			if (code === 401) res.setHeader("WWW-Authenticate", 'Bearer realm="api"');
 			const ctx = req.$ctx as Context<unknown, ShopMeta> | undefined;

@@ -224,6 +224,26 @@ describe("gateway", () => {
 		expect(big.status).toBe(413);
 	});
 
+	test("the gateway's own refusals (body and query checks) carry the CORS headers a browser storefront needs to read them", async () => {
+		const origin = { origin: "https://shop.example" };
+		const refusals = {
+			malformedJson: await shop.http.request("POST", "/api/probe/echo", { raw: "{", headers: origin }),
+			notAnObject: await shop.http.request("POST", "/api/probe/echo", { raw: "42", headers: origin }),
+			repeatedQuery: await shop.http.get("/api/probe/list?q=a&q=b", { headers: origin }),
+			tooLarge: await shop.http.request("POST", "/api/probe/echo", { raw: JSON.stringify({ name: "x".repeat(2 * 1024 * 1024) }), headers: origin }),
+			notJson: await shop.http.request("POST", "/api/probe/echo", { raw: "name=ab", headers: { ...origin, "content-type": "application/x-www-form-urlencoded" } }),
+		};
+		for (const [what, res] of Object.entries(refusals)) {
+			expect({ what, status: res.status, allow: res.headers.get("access-control-allow-origin"), expose: res.headers.get("access-control-expose-headers") }).toEqual({
+				what,
+				status: expect.any(Number),
+				allow: "*",
+				expose: "X-Cart-Id, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, Location, X-Request-ID",
+			});
+		}
+		expect(Object.values(refusals).map((r) => r.status)).toEqual([400, 400, 400, 413, 415]);
+	});
+
 	test("400 naming the field for a query parameter given twice or with brackets", async () => {
 		for (const query of ["q[$ne]=x", "q[]=a", "q=a&q=b"]) {
 			const res = await shop.http.get(`/api/probe/list?${query}`);
@@ -500,6 +520,23 @@ describe("gateway with the catalog, search, reviews, cart and orders", () => {
 		expect(bad.status).toBe(422);
 		expect(bad.body.data.map((d: any) => d.field)).toEqual(["maxPrice"]);
 		expect(dear.id).not.toBe(cheap.id);
+	});
+
+	test("a GET with a body is refused: it cannot set what the URL does not show, and so not what the response cache gives every guest", async () => {
+		const url = `/api/products?category=${category.slug}&pageSize=7`;
+		const body = JSON.stringify({ minPrice: 1_000_000_000 });
+		const withBody = await new Promise<{ status: number; body: any }>((resolve, reject) => {
+			const req = http.request(`${shop.url}${url}`, { method: "GET", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+				let text = "";
+				res.on("data", (d) => (text += d));
+				res.on("end", () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+			});
+			req.on("error", reject);
+			req.end(body);
+		});
+		expect(withBody).toMatchObject({ status: 400, body: { code: 400, type: "BODY_NOT_ALLOWED", message: expect.stringContaining("query string") } });
+		const guest = await shop.http.get(url);
+		expect({ status: guest.status, total: guest.body.total, pageSize: guest.body.pageSize }).toEqual({ status: 200, total: 2, pageSize: 7 });
 	});
 
 	test("carts (a guest's too), orders and admin or signed-in answers are no-store; public catalog answers are as they were", async () => {
