@@ -227,6 +227,8 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				if (err?.code === 404) throw invalidField("shippingAddressId", "No such shipping address", "notFound");
 				throw err;
 			}
+			// An address book keeps billing addresses too: a client that sent one would ship there without a word.
+			if (c.address?.type === "billing") throw invalidField("shippingAddressId", "This is a billing address: choose a shipping address", "notShipping");
 		},
 
 		async createOrder(c: Checkout) {

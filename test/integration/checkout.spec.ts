@@ -437,6 +437,20 @@ describe("checkout", () => {
 		expect(badMethod.status).toBe(422);
 	});
 
+	test("a billing address as shippingAddressId → 422 naming the field; nothing is reserved or charged, and the cart stays", async () => {
+		const { c, v } = await buyerWithCart(2500, 4, 2);
+		const billing = await shop.http.post("/api/me/addresses", { type: "billing", line1: "1 Ledger Row", city: "Leeds", postalCode: "LS1 1AA", country: "GB" }, { token: c.token });
+		expect(billing.status).toBe(201);
+		const res = await checkout(c, { body: { shippingAddressId: billing.body.id, paymentMethod: { type: "card", token: "pm_card_visa" } } });
+		expect(res.status).toBe(422);
+		expect(res.body.data).toEqual([expect.objectContaining({ field: "shippingAddressId", type: "notShipping", message: expect.stringContaining("billing address") })]);
+		expect((await shop.http.get("/api/orders", { token: c.token })).body.total).toBe(0);
+		expect(await stockOf(v.variantId)).toBe(4);
+		expect((await shop.http.get("/api/cart", { token: c.token })).body.items).toHaveLength(1);
+		// The shipping address still checks out, with a fresh key.
+		expect((await checkout(c)).status).toBe(201);
+	});
+
 	test("client-sent prices and totals are ignored: the charge is the server's total", async () => {
 		const { c, v } = await buyerWithCart(4200, 3);
 		const res = await checkout(c, {
