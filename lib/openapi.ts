@@ -59,6 +59,10 @@ export function ruleToSchema(raw: any): JsonSchema {
 		case "date":
 			Object.assign(s, { type: "string", format: "date-time" });
 			break;
+		case "any":
+			// An ISO 8601 date checked by `custom` (isoDateRule in lib/param-rules.ts).
+			if (rule.custom?.isoDate) Object.assign(s, { type: "string", format: "date-time" });
+			break;
 		case "number":
 			s.type = rule.integer ? "integer" : "number";
 			if (rule.min != null) s.minimum = rule.min;

@@ -118,3 +118,45 @@ export function maxChars(max: number) {
 	// For the API document (lib/openapi.ts): JSON Schema's maxLength counts characters too.
 	return Object.assign(check, { maxChars: max });
 }
+
+const ISO_DATE = /^([+-]\d{6}|\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?([Zz]|[+-](\d{2}):(\d{2})))?$/;
+
+/**
+ * An ISO 8601 date as a Date, or undefined when the text is none: a day alone (midnight UTC), or a
+ * date and time with its zone (`Z` or an offset). `new Date()` took far more and rolled impossible
+ * days over: 2027-02-30 became March 2nd, "March 1, 2026" and a time without a zone read as the
+ * server's local time.
+ */
+export function parseIsoDate(text: string): Date | undefined {
+	const m = ISO_DATE.exec(text);
+	if (!m) return undefined;
+	const [, y, mo, d, h = "0", mi = "0", s = "0", , oh = "0", om = "0"] = m;
+	const day = new Date(0);
+	day.setUTCFullYear(Number(y), Number(mo) - 1, Number(d));
+	const exists = day.getUTCMonth() === Number(mo) - 1 && day.getUTCDate() === Number(d);
+	if (!exists || Number(h) > 23 || Number(mi) > 59 || Number(s) > 59 || Number(oh) > 23 || Number(om) > 59) return undefined;
+	const date = new Date(text);
+	return Number.isNaN(date.getTime()) ? undefined : date;
+}
+
+/**
+ * The params rule of a date: an ISO 8601 string (see parseIsoDate), handed to the action as a Date.
+ * Anything else (a number, an impossible day, another format) is a 422 naming the field.
+ */
+export function isoDateRule(opts: { optional?: boolean; nullable?: boolean } = {}) {
+	const check = (value: unknown, errors: Array<{ type: string; actual: unknown }>) => {
+		// Whether a field may be left out or null is the rule's own optional/nullable (and nullFieldsCheck).
+		if (value == null) return value;
+		// A Date: a call from inside the process (over a transporter it arrives as its ISO string).
+		const date = typeof value === "string" ? parseIsoDate(value.trim()) : value instanceof Date && !Number.isNaN(value.getTime()) ? value : undefined;
+		if (!date) errors.push({ type: "isoDate", actual: value });
+		return date ?? value;
+	};
+	return {
+		type: "any",
+		...opts,
+		// For the API document (lib/openapi.ts): a date-time string.
+		custom: Object.assign(check, { isoDate: true }),
+		messages: { isoDate: "The '{field}' field must be an ISO 8601 date that exists, e.g. 2027-02-28 or 2027-02-28T18:00:00Z (a time needs its zone)." },
+	};
+}

@@ -42,6 +42,7 @@ import { hourRange, INTERVALS, resolveRange, type Interval } from "../lib/time-b
 import { invalidField, isDuplicate } from "../lib/errors";
 import { currencyRule } from "../lib/catalog-rules";
 import { brokerRunView, runnerIsGone, type SagaRunner as NodeRun } from "../lib/checkout-recovery";
+import { isoDateRule } from "../lib/param-rules";
 
 interface RawEvent {
 	name: string;
@@ -133,8 +134,8 @@ const DEDUPE_RETENTION_SECONDS = 14 * 24 * 3600;
 const CHECKOUT_BUCKETS_SECONDS = [0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
 
 const rangeParams = {
-	from: { type: "date", convert: true, optional: true },
-	to: { type: "date", convert: true, optional: true },
+	from: isoDateRule({ optional: true }),
+	to: isoDateRule({ optional: true }),
 } as const;
 
 function ingestEvent(this: AnalyticsThis, ctx: Context) {

@@ -21,6 +21,7 @@ import { priceCart, toSnapshot, type CatalogVariant, type PricedCart } from "../
 import { checkPromotion, normalizeCode, promoRejected, promotionDiscount, promotionInputProblems, PROMO_CODE_PATTERN, type Promotion } from "../lib/promotions";
 import { PromotionUseMixin, promotionUseCollections, type PromotionDoc, type PromotionUseMethods } from "../mixins/promotion-uses.mixin";
 import { CHECKOUT_LEASE_MS, createCartStore, type CartStore, type LineResult, type StoredCart } from "../adapters/cart-store";
+import { isoDateRule } from "../lib/param-rules";
 
 /** Most units of one variant in a cart, and most lines in a cart. */
 const MAX_QUANTITY = 99;
@@ -226,7 +227,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				value: { type: "number", integer: true, min: 1, max: 1e9 },
 				minSubtotal: { type: "number", integer: true, min: 0, max: 1e9, optional: true },
 				maxUses: { type: "number", integer: true, min: 1, max: 1e9, optional: true, nullable: true },
-				expiresAt: { type: "date", convert: true, optional: true, nullable: true },
+				expiresAt: isoDateRule({ optional: true, nullable: true }),
 				active: { type: "boolean", optional: true },
 				currency: { type: "string", pattern: /^[A-Z]{3}$/, optional: true },
 			},
@@ -286,7 +287,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				code: { type: "string", min: 1, max: 64 },
 				active: { type: "boolean", optional: true },
 				maxUses: { type: "number", integer: true, min: 1, max: 1e9, optional: true, nullable: true },
-				expiresAt: { type: "date", convert: true, optional: true, nullable: true },
+				expiresAt: isoDateRule({ optional: true, nullable: true }),
 			},
 			async handler(ctx: Ctx<{ code: string; active?: boolean; maxUses?: number | null; expiresAt?: Date | null }>) {
 				const { code, ...changes } = ctx.params;

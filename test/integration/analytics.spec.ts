@@ -275,9 +275,11 @@ describe("analytics from broker events", () => {
 		const backwards = await admin("/api/analytics/funnel?from=2024-05-02T00:00:00Z&to=2024-05-01T00:00:00Z");
 		expect(backwards.status).toBe(422);
 		expect(backwards.body.data[0].field).toBe("to");
-		const badDate = await admin("/api/analytics/top-products?from=yesterday");
-		expect(badDate.status).toBe(422);
-		expect(badDate.body.data[0].field).toBe("from");
+		// Not a date, a day that does not exist (read as December 1st before), another format, a time without its zone.
+		for (const from of ["yesterday", "2024-11-31", "March%201,%202024", "2024-05-01%2000:00", "2024-05-01T00:00:00"]) {
+			const badDate = await admin(`/api/analytics/top-products?from=${from}&to=2024-05-20T00:00:00Z`);
+			expect({ from, status: badDate.status, problem: badDate.body.data?.[0] }).toEqual({ from, status: 422, problem: expect.objectContaining({ field: "from", type: "isoDate" }) });
+		}
 		expect((await admin("/api/analytics/top-products?limit=0")).status).toBe(422);
 	});
 

@@ -410,11 +410,13 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 				{ ...body, code: "x" },
 				{ ...body, expiresAt: "not a date" },
 				{ ...body, expiresAt: 12345 },
+				{ ...body, expiresAt: 4102444800000 }, // 2100 as epoch milliseconds: not the ISO 8601 the contract names
+				{ ...body, expiresAt: "2099-02-30T00:00:00Z" }, // was stored as March 2nd
 				{ ...body, expiresAt: new Date(Date.now() - 1000).toISOString() },
 				{ ...body, maxUses: 0 },
 			]) {
 				const res = await shop.http.post("/api/promotions", { ...bad, code: bad.code === "x" ? "x" : `B${crypto.randomBytes(4).toString("hex")}` }, { token: admin });
-				expect(res.status).toBe(422);
+				expect({ bad, status: res.status }).toEqual({ bad, status: 422 });
 			}
 		});
 

@@ -1,5 +1,5 @@
 import { Validators } from "moleculer";
-import { charCount, expandRule, maxChars, nullFieldsCheck, VALIDATOR_MESSAGES } from "../../lib/param-rules";
+import { charCount, expandRule, isoDateRule, maxChars, nullFieldsCheck, parseIsoDate, VALIDATOR_MESSAGES } from "../../lib/param-rules";
 
 describe("params schemas", () => {
 	test.each([
@@ -100,5 +100,44 @@ describe("params schemas", () => {
 			// Not a string: the type check's own refusal, not a length.
 			expect(problems(schema, { title: 42 }).map((p) => p.type)).toEqual(["string"]);
 		});
+	});
+});
+
+describe("parseIsoDate / isoDateRule", () => {
+	test.each([
+		["2027-02-28", "2027-02-28T00:00:00.000Z"],
+		["2028-02-29", "2028-02-29T00:00:00.000Z"],
+		["2027-02-28T18:00Z", "2027-02-28T18:00:00.000Z"],
+		["2027-02-28T18:00:05.123Z", "2027-02-28T18:00:05.123Z"],
+		["2025-03-03T04:00:00+01:00", "2025-03-03T03:00:00.000Z"],
+		["2025-03-03T00:00:00-05:30", "2025-03-03T05:30:00.000Z"],
+		["+010000-01-01T00:00:00Z", "+010000-01-01T00:00:00.000Z"],
+		["9999-12-31T23:59:59z", "9999-12-31T23:59:59.000Z"],
+	])("%j is %s", (text, iso) => {
+		expect(parseIsoDate(text)?.toISOString()).toBe(iso);
+	});
+
+	test.each([
+		"2027-02-30", "2027-02-29", "2026-11-31", "2026-13-01", "2026-00-10", "2026-11-00",
+		"2026-11-01T24:00:00Z", "2026-11-01T12:60Z", "2026-11-01T12:00:60Z", "2026-11-01T12:00:00+24:00",
+		"2026-11-01T00:00", "2026-11-01 00:00Z", "March 1, 2026", "2026/11/01", "1798761600000", "", "+275761-01-01",
+	])("%j is refused", (text) => {
+		expect(parseIsoDate(text)).toBeUndefined();
+	});
+
+	test("as a params rule: a Date for the action, a 422 naming the field for anything else", () => {
+		const check = new Validators.Fastest({ messages: VALIDATOR_MESSAGES }).compile({ from: isoDateRule({ optional: true }), until: isoDateRule({ optional: true, nullable: true }), $$strict: "remove" });
+		const ok: Record<string, unknown> = { from: " 2027-02-28 ", until: null };
+		expect(check(ok)).toBe(true);
+		expect(ok).toEqual({ from: new Date("2027-02-28T00:00:00Z"), until: null });
+		expect(check({})).toBe(true);
+		const inProcess = { from: new Date("2027-02-28T18:00:00Z") };
+		expect(check(inProcess)).toBe(true);
+		expect(inProcess.from).toEqual(new Date("2027-02-28T18:00:00Z"));
+		for (const from of ["2027-02-30", 1798761600000, "tomorrow", {}, new Date("nope")]) {
+			expect(check({ from })).toEqual([
+				expect.objectContaining({ field: "from", type: "isoDate", message: "The 'from' field must be an ISO 8601 date that exists, e.g. 2027-02-28 or 2027-02-28T18:00:00Z (a time needs its zone)." }),
+			]);
+		}
 	});
 });
