@@ -13,7 +13,7 @@ import { readConfig } from "../lib/config";
 import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
 import { ResponseCache } from "../lib/response-cache";
-import { isShopRoute } from "../lib/rest-routes";
+import { isShopRoute, SHOP_ROUTES } from "../lib/rest-routes";
 import { bodyShapeProblem, queryShapeProblem } from "../lib/request-shape";
 import { createRateLimitStore, MemoryRateLimitStore, type RateLimitStore, type WindowHit } from "../adapters/rate-limit-store";
 import { isRedisUnavailable } from "../adapters/redis-connection";
@@ -79,6 +79,8 @@ interface ApiVars {
 	aliases: Alias[];
 	/** Every route this gateway has served since it started, by method and path (see knownRoute). */
 	routesSeen: Map<string, Alias>;
+	/** The definition of every action a route of this gateway has led to, as last seen (see routeInfos). */
+	actionsSeen: Map<string, any>;
 	server: import("node:http").Server;
 	openApiCache?: { key: string; doc: unknown };
 	responseCache: ResponseCache;
@@ -523,12 +525,23 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			for (const a of this.broker.registry.getActionList({ skipInternal: true, withEndpoints: false }) as any[]) {
 				actions.set(a.name, a.action ?? a);
 			}
-			return this.aliases
-				.filter((a) => a.action && a.method && a.method !== "*")
-				.map((a) => {
-					const def = actions.get(a.action!) ?? {};
-					return { method: a.method, path: a.fullPath, action: a.action, params: def.params, auth: def.auth, roles: def.roles, description: def.description, openapi: def.openapi };
-				});
+			// An action as last seen: a route whose service has no node now keeps its parameters in the document.
+			this.actionsSeen ??= new Map();
+			for (const [name, def] of actions) this.actionsSeen.set(name, def);
+			const aliases = new Map<string, Alias>();
+			for (const a of [...this.aliases, ...(this.routesSeen?.values() ?? [])]) if (a.action && a.method && a.method !== "*") aliases.set(routeKey(a), a);
+			const infos: RouteInfo[] = [...aliases.values()].map((a) => {
+				const def = this.actionsSeen.get(a.action!) ?? {};
+				return { method: a.method, path: a.fullPath, action: a.action, params: def.params, auth: def.auth, roles: def.roles, description: def.description, openapi: def.openapi };
+			});
+			// The document describes the whole contract, whichever services this gateway has met so far.
+			const documented = new Set(aliases.keys());
+			for (const route of SHOP_ROUTES) {
+				if (documented.has(route)) continue;
+				const [method, path] = route.split(" ");
+				infos.push({ method, path, description: "Its service has not been reachable from this gateway yet: the route answers 503 until it is, and its parameters are described from then on." });
+			}
+			return infos;
 		},
 
 		/**
@@ -581,7 +594,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 
 		openApiDocument() {
 			const routes = this.routeInfos();
-			const key = routes.map((r) => `${r.method} ${r.path}`).join("\n");
+			const key = routes.map((r) => `${r.method} ${r.path} ${r.action ?? "?"}`).join("\n");
 			if (this.openApiCache?.key !== key) {
 				this.openApiCache = { key, doc: buildOpenApi(routes, { title: "Moleculer Shop API", version: "1.0.0", description: "Headless e-commerce backend. Money is integer minor units." }) };
 			}

@@ -10,6 +10,7 @@ import type { RequestOptions } from "../helpers/http";
 import { waitFor } from "../helpers/wait";
 import { signAccessToken, jwtSecret, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
+import { SHOP_ROUTES } from "../../lib/rest-routes";
 import { FakeUsers as FakeSessions, fakeToken } from "../helpers/fakes";
 import "../../mixins/types";
 
@@ -176,6 +177,17 @@ describe("gateway", () => {
 		expect(gone.body).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
 		expect((await shop.http.post("/api/parcels/p2", {})).status).toBe(404);
 		expect((await shop.http.get("/api/parcels")).status).toBe(404);
+		// The API document still describes it, as it was: clients are generated from it whichever nodes are up.
+		const doc = (await shop.http.get("/api/openapi.json")).body;
+		expect(doc.paths["/api/parcels/{id}"].get).toMatchObject({ summary: "parcels.track", parameters: [expect.objectContaining({ name: "id", in: "path" })] });
+	});
+
+	test("the API document describes every route of the shop, also those whose service this gateway has never reached", async () => {
+		const doc = (await shop.http.get("/api/openapi.json")).body;
+		await SwaggerParser.validate(structuredClone(doc));
+		const documented = Object.entries<Record<string, unknown>>(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p.replace(/\{[^}]+\}/g, ":")}`));
+		for (const route of SHOP_ROUTES) expect(documented).toContain(route.replace(/:[A-Za-z]+/g, ":"));
+		expect(doc.paths["/api/orders/{id}/cancel"].post.summary).toMatch(/has not been reachable from this gateway yet/);
 	});
 
 	test("503 for a shop route whose service this gateway has never seen (its nodes were down when the gateway started)", async () => {
