@@ -28,6 +28,8 @@ export interface OpenApiNotes {
 	responses?: Partial<Record<SuccessStatus | 400 | 401 | 402 | 403 | 404 | 409 | 422 | 503, string>>;
 	/** Request headers the action reads. */
 	headers?: Record<string, { required?: boolean; description: string }>;
+	/** Headers of its success answer, with what they say. */
+	responseHeaders?: Record<string, string>;
 }
 
 type JsonSchema = Record<string, any>;
@@ -187,6 +189,9 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 				"503": errorResponse("A service is unavailable"),
 			},
 		};
+		for (const [name, description] of Object.entries(notes.responseHeaders ?? {})) {
+			(op.responses[success].headers ??= {})[name] = { description, schema: { type: "string" } };
+		}
 		for (const [name, h] of Object.entries(notes.headers ?? {})) {
 			op.parameters.push({ name, in: "header", required: !!h.required, description: h.description, schema: { type: "string" } });
 		}
@@ -234,3 +239,9 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 		},
 	};
 }
+
+/** The guest cart (API.md): its id comes back on each cart answer to a guest, who sends it with the next cart call. */
+export const GUEST_CART_NOTES: OpenApiNotes = {
+	headers: { "X-Cart-Id": { description: "A guest's cart, as the last cart answer named it (unset: a new cart; ignored when signed in)" } },
+	responseHeaders: { "X-Cart-Id": "The guest's cart: send it with the next cart call, and with register or login to merge it into the user's cart" },
+};

@@ -22,6 +22,7 @@ import { checkPromotion, normalizeCode, promoRejected, promotionDiscount, promot
 import { PromotionUseMixin, promotionUseCollections, type PromotionDoc, type PromotionUseMethods } from "../mixins/promotion-uses.mixin";
 import { CHECKOUT_LEASE_MS, createCartStore, type CartStore, type LineResult, type StoredCart } from "../adapters/cart-store";
 import { isoDateRule } from "../lib/param-rules";
+import { GUEST_CART_NOTES } from "../lib/openapi";
 
 /** Most units of one variant in a cart, and most lines in a cart. */
 const MAX_QUANTITY = 99;
@@ -119,6 +120,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 	actions: {
 		getCart: {
 			rest: "GET /cart",
+			openapi: GUEST_CART_NOTES,
 			auth: "optional",
 			params: { $$strict: "remove" },
 			handler(ctx: Ctx) {
@@ -128,7 +130,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		addItem: {
 			rest: "POST /cart/items",
-			openapi: { success: 201, responses: { 404: "Unknown variant", 409: "Not enough stock, or the cart is full" } },
+			openapi: { ...GUEST_CART_NOTES, success: 201, responses: { 404: "Unknown variant", 409: "Not enough stock, or the cart is full" } },
 			auth: "optional",
 			params: { $$strict: "remove", variantId: variantIdParam, quantity: quantityParam },
 			async handler(ctx: Ctx<{ variantId: string; quantity: number }>) {
@@ -149,7 +151,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		updateItem: {
 			rest: "PATCH /cart/items/:variantId",
-			openapi: { responses: { 409: "Not enough stock" } },
+			openapi: { ...GUEST_CART_NOTES, responses: { 409: "Not enough stock" } },
 			auth: "optional",
 			params: { $$strict: "remove", variantId: variantIdParam, quantity: { ...quantityParam, min: 0 } },
 			async handler(ctx: Ctx<{ variantId: string; quantity: number }>) {
@@ -168,6 +170,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		removeItem: {
 			rest: "DELETE /cart/items/:variantId",
+			openapi: GUEST_CART_NOTES,
 			auth: "optional",
 			params: { $$strict: "remove", variantId: variantIdParam },
 			async handler(ctx: Ctx<{ variantId: string }>) {
@@ -179,7 +182,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		emptyCart: {
 			rest: "DELETE /cart",
-			openapi: { success: 204 },
+			openapi: { headers: GUEST_CART_NOTES.headers, success: 204 },
 			auth: "optional",
 			params: { $$strict: "remove" },
 			async handler(ctx: Ctx) {

@@ -46,6 +46,8 @@ const nameRule = (label: string) => ({
 	pattern: /^[^\p{Cc}\u2028\u2029]*$/u, messages: { stringPattern: `${label} must not contain line breaks or control characters` },
 });
 const opaqueTokenRule = { type: "string", min: 1, max: 200 };
+/** Register and login take the guest's cart along (mergeGuestCart). */
+const MERGED_CART = { "X-Cart-Id": { description: "The guest cart to merge into the user's cart, as the last cart answer named it" } };
 
 interface Tokens {
 	accessToken: string;
@@ -81,7 +83,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	actions: {
 		register: {
 			rest: "POST /auth/register",
-			openapi: { success: 201, responses: { 409: "Email already registered" } },
+			openapi: { success: 201, responses: { 409: "Email already registered" }, headers: MERGED_CART },
 			rateLimit: "auth",
 			params: {
 				$$strict: "remove",
@@ -122,7 +124,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		login: {
 			rest: "POST /auth/login",
-			openapi: { responses: { 401: "Wrong email or password" } },
+			openapi: { responses: { 401: "Wrong email or password" }, headers: MERGED_CART },
 			rateLimit: "auth",
 			params: { $$strict: "remove", email: { type: "string", min: 1, max: 254 }, password: { type: "string", min: 1, max: 1024 } },
 			async handler(ctx: Ctx<{ email: string; password: string }>) {

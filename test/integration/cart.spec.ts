@@ -798,6 +798,14 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			for (const p of ["/api/cart", "/api/cart/items", "/api/cart/promo", "/api/promotions"]) expect(paths).toContain(p);
 			expect(paths.some((p) => p.startsWith("/api/cart/items/"))).toBe(true);
 			expect(paths.some((p) => /snapshot|consume|merge/i.test(p))).toBe(false);
+			// A client generated from it keeps a guest's cart: X-Cart-Id sent on every cart route a guest may use, and read from the answer.
+			const guestRoutes = [["get", "/api/cart"], ["post", "/api/cart/items"], ["patch", "/api/cart/items/{variantId}"], ["delete", "/api/cart/items/{variantId}"], ["delete", "/api/cart"]];
+			for (const [method, path] of guestRoutes) {
+				const op = doc.paths[path][method];
+				expect({ path, method, header: op.parameters.find((p: any) => p.in === "header" && p.name === "X-Cart-Id") }).toEqual({ path, method, header: expect.objectContaining({ required: false }) });
+			}
+			expect(doc.paths["/api/cart/items"].post.responses["201"].headers["X-Cart-Id"]).toEqual({ description: expect.stringContaining("next cart call"), schema: { type: "string" } });
+			expect(doc.paths["/api/cart"].get.responses["200"].headers).toHaveProperty("X-Cart-Id");
 		});
 
 		test("internal actions are not reachable over HTTP", async () => {

@@ -746,6 +746,10 @@ describe("users service over HTTP", () => {
 		];
 		expect(routes).toEqual(expect.arrayContaining(expected));
 		expect(routes.some((r) => /checkSession|getAddress|users\/get/.test(r))).toBe(false);
+		// Both take a guest's cart along.
+		for (const path of ["/api/auth/register", "/api/auth/login"]) {
+			expect(res.body.paths[path].post.parameters).toEqual([expect.objectContaining({ name: "X-Cart-Id", in: "header", required: false })]);
+		}
 	});
 
 	// Last: every response of this suite, scanned for anything hash-like.
