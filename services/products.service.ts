@@ -393,6 +393,18 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			},
 		},
 
+		/** The product of an id or a slug (a current or former one, any case), as getMany shows it; 404 when none. */
+		getRef: {
+			visibility: "public",
+			cache: { keys: ["idOrSlug"] },
+			params: { $$strict: "remove", idOrSlug: { type: "string", min: 1, max: 200 } },
+			async handler(ctx: Ctx<{ idOrSlug: string }>) {
+				const product = await this.findProduct(ctx.params.idOrSlug);
+				if (!product) throw new NotFoundError("Product");
+				return toProductRef(product);
+			},
+		},
+
 		listForIndex: {
 			visibility: "public",
 			params: {

@@ -50,7 +50,7 @@ interface ReviewsMethods {
 	finishInterruptedChanges(staleMs: number): Promise<number>;
 	announceRating(ctx: Context | null, review: Review, approved: boolean, summary: RatingSummary & { version: number }, extra?: Record<string, unknown>): Promise<void>;
 	isVerifiedPurchase(ctx: Context, userId: string, productId: string): Promise<boolean>;
-	requireProduct(ctx: Context, productId: string): Promise<void>;
+	requireProduct(ctx: Context, idOrSlug: string): Promise<string>;
 	authorNameOf(ctx: Context, userId: string): Promise<string | null>;
 }
 
@@ -184,9 +184,9 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			rest: "GET /products/:id/reviews",
 			params: { id: idParam, sort: { type: "enum", values: Object.keys(SORTS), default: "recent" }, ...pageParams, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; sort: keyof typeof SORTS; page?: number; pageSize?: number }, ShopMeta>) {
-				await this.requireProduct(ctx, ctx.params.id);
+				const productId = await this.requireProduct(ctx, ctx.params.id);
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
-				const query = { productId: ctx.params.id, status: "approved" };
+				const query = { productId, status: "approved" };
 				const [rows, total] = await this.db.reviews.findWithCount(query, { sort: { ...SORTS[ctx.params.sort] }, offset: w.offset, limit: w.limit });
 				return toPage((rows as Review[]).map((r) => toPublic(r, ctx.meta.user)), total, w.page, w.pageSize);
 			},
@@ -196,8 +196,8 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			rest: "GET /products/:id/rating",
 			params: { id: idParam, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string }, ShopMeta>) {
-				await this.requireProduct(ctx, ctx.params.id);
-				const { average, count, histogram } = summaryFromCounters((await this.db.rating_summaries.findOne({ productId: ctx.params.id })) as any);
+				const productId = await this.requireProduct(ctx, ctx.params.id);
+				const { average, count, histogram } = summaryFromCounters((await this.db.rating_summaries.findOne({ productId })) as any);
 				return { average, count, histogram };
 			},
 		},
@@ -215,8 +215,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			},
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; rating: number; title?: string; body?: string }, ShopMeta>) {
 				const userId = ctx.meta.user!.id;
-				const productId = ctx.params.id;
-				await this.requireProduct(ctx, productId);
+				const productId = await this.requireProduct(ctx, ctx.params.id);
 				const now = new Date();
 				let review: Review;
 				try {
@@ -354,10 +353,16 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			}
 		},
 
-		/** A product the shop sells (not unknown, not archived), else 404: its reviews are not shown, nor taken. */
-		async requireProduct(this: ReviewsThis, ctx: Context, productId: string) {
-			const [product] = await ctx.call<Array<{ id: string; isActive: boolean }>, { ids: string[] }>("products.getMany", { ids: [productId] });
-			if (!product || product.isActive === false) throw new NotFoundError("Product");
+		/**
+		 * The id of a product the shop sells (not unknown, not archived), named by its id or its slug as
+		 * the product page is; else 404: its reviews are not shown, nor taken.
+		 */
+		async requireProduct(this: ReviewsThis, ctx: Context, idOrSlug: string) {
+			const product = await ctx.call<{ id: string; isActive: boolean }, { idOrSlug: string }>("products.getRef", { idOrSlug }).catch((err) => {
+				throw err?.code === 404 ? new NotFoundError("Product") : err;
+			});
+			if (product.isActive === false) throw new NotFoundError("Product");
+			return product.id;
 		},
 
 		/** Approved reviews to anyone; others to their author and admins; 404 otherwise. */

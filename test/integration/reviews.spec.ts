@@ -2,7 +2,7 @@
  * Reviews: moderation, verified purchases, votes, sorting, and a rating summary that always
  * equals a recount of the approved reviews, also under concurrent moderation.
  */
-import type { Context, ServiceSchema } from "moleculer";
+import { Errors, type Context, type ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { HealthMixin } from "../../mixins/health.mixin";
 import "../../mixins/types";
@@ -13,10 +13,13 @@ const FakeProducts: ServiceSchema = {
 	name: "products",
 	mixins: [HealthMixin],
 	actions: {
-		getMany: {
-			params: { ids: { type: "array", items: "string" } },
-			handler: (ctx: Context<{ ids: string[] }>) =>
-				ctx.params.ids.filter((id) => PRODUCTS[id]).map((id) => ({ id, name: `Product ${id}`, slug: id, price: 1000, currency: "USD", image: null, isActive: PRODUCTS[id].isActive })),
+		getRef: {
+			params: { idOrSlug: "string" },
+			handler(ctx: Context<{ idOrSlug: string }>) {
+				const id = ctx.params.idOrSlug;
+				if (!PRODUCTS[id]) throw new Errors.MoleculerClientError("Product not found", 404, "NOT_FOUND");
+				return { id, name: `Product ${id}`, slug: id, price: 1000, currency: "USD", image: null, isActive: PRODUCTS[id].isActive };
+			},
 		},
 	},
 };
@@ -462,4 +465,25 @@ describe("reviews with the real shop services", () => {
 		expect(listed.map((r: any) => r.authorName).sort()).toEqual(["Bea S.", null]);
 		expect(JSON.stringify(listed)).not.toMatch(/Smith|reviews\.test/);
 	}, 60_000);
+
+	test("a product's reviews and rating are found by its slug, as its page is (any case, or a slug it had before)", async () => {
+		const http = shop.http;
+		const adminTok = (await http.post("/api/auth/login", { email: "admin@reviews.test", password: "admin-password-1" })).body.accessToken;
+		const product = (await http.post("/api/products", { name: "Slug Kettle", price: 3900, currency: "USD", variants: [{ sku: "RV-KETTLE", name: "Kettle", stock: 3 }] }, { token: adminTok })).body;
+		const reader = (await http.post("/api/auth/register", { email: "slugs@reviews.test", password: "slugs-password-1" })).body.accessToken;
+
+		const written = await http.post(`/api/products/${product.slug}/reviews`, { rating: 4, title: "Boils fast" }, { token: reader });
+		expect(written.status).toBe(201);
+		expect(written.body.productId).toBe(product.id);
+		expect((await http.patch(`/api/reviews/${written.body.id}/moderation`, { approved: true }, { token: adminTok })).status).toBe(200);
+
+		expect((await http.patch(`/api/products/${product.id}`, { slug: "slug-kettle-2" }, { token: adminTok })).status).toBe(200);
+		for (const name of [product.id, "slug-kettle-2", "SLUG-KETTLE-2", product.slug]) {
+			expect({ name, rating: (await http.get(`/api/products/${name}/rating`)).body }).toEqual({ name, rating: { average: 4, count: 1, histogram: { 1: 0, 2: 0, 3: 0, 4: 1, 5: 0 } } });
+			expect({ name, reviews: (await http.get(`/api/products/${name}/reviews`)).body.rows.map((r: any) => r.id) }).toEqual({ name, reviews: [written.body.id] });
+		}
+		// One review per user and product, whichever name it was written under.
+		expect((await http.post(`/api/products/${product.id}/reviews`, { rating: 1 }, { token: reader })).status).toBe(409);
+		expect((await http.get("/api/products/no-such-kettle/rating")).status).toBe(404);
+	}, 30_000);
 });
