@@ -3,6 +3,7 @@
  * params, so the published contract cannot drift from the code.
  */
 import { expandRule } from "./param-rules";
+import { RESPONSE_SCHEMAS, type SchemaName } from "./openapi-schemas";
 
 export interface RouteInfo {
 	method: string;
@@ -21,7 +22,16 @@ export interface RouteInfo {
  * (the action property `openapi`, see mixins/types.ts).
  */
 type SuccessStatus = 200 | 201 | 202 | 204;
+
+/**
+ * The body of a success answer: a schema of lib/openapi-schemas.ts by name (`"Cart"`), or a page of
+ * them in the list envelope `{rows, total, page, pageSize, totalPages}` (`{ list: "Order" }`).
+ */
+export type ResponseBody = SchemaName | { list: SchemaName };
+
 export interface OpenApiNotes {
+	/** What the success answers (every 2xx but a 204) carry. */
+	response?: ResponseBody;
 	/** The status of a plain success when the handler sets another than 200 (ctx.meta.$statusCode). */
 	success?: Exclude<SuccessStatus, 200>;
 	/** Further statuses the route answers, and when, e.g. `{ 409: "Not enough stock" }`; a 2xx here is another success. */
@@ -123,8 +133,41 @@ export function objectSchema(props: Record<string, any>): JsonSchema {
 const ERROR_REF = { $ref: "#/components/schemas/Error" };
 const errorResponse = (description: string) => ({ description, content: { "application/json": { schema: ERROR_REF } } });
 const SUCCESS: Record<number, string> = { 200: "Success", 201: "Created", 202: "Accepted", 204: "No content" };
-const successResponse = (status: number, description = SUCCESS[status] ?? "Success") =>
-	status === 204 ? { description } : { description, content: { "application/json": { schema: {} } } };
+const successResponse = (status: number, schema: JsonSchema, description = SUCCESS[status] ?? "Success") =>
+	status === 204 ? { description } : { description, content: { "application/json": { schema } } };
+
+const schemaRef = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+/** The component name of a page of `name`s. */
+export const pageName = (name: string) => `${name}Page`;
+
+/** The list envelope of API.md (lib/pagination.ts toPage) around `items`. */
+export function pageSchema(items: JsonSchema): JsonSchema {
+	return {
+		type: "object",
+		properties: {
+			rows: { type: "array", items },
+			total: { type: "integer", minimum: 0 },
+			page: { type: "integer", minimum: 1 },
+			pageSize: { type: "integer", minimum: 1 },
+			totalPages: { type: "integer", minimum: 0 },
+		},
+		required: ["rows", "total", "page", "pageSize", "totalPages"],
+		additionalProperties: false,
+	};
+}
+
+/**
+ * The schema of a success body, recording in `pages` each list envelope it needs as a component.
+ * An unknown name is a programming error (TypeScript catches it in the services): it throws.
+ */
+export function responseSchema(body: ResponseBody | undefined, pages: Set<string> = new Set()): JsonSchema {
+	if (body === undefined) return {};
+	const name = typeof body === "string" ? body : body.list;
+	if (!Object.hasOwn(RESPONSE_SCHEMAS, name)) throw new Error(`Unknown response schema ${JSON.stringify(name)} (lib/openapi-schemas.ts)`);
+	if (typeof body === "string") return schemaRef(name);
+	pages.add(name);
+	return schemaRef(pageName(name));
+}
 
 const PARAM = /:([A-Za-z0-9_]+)/g;
 /** A path's shape: OpenAPI 3 forbids two templated paths that differ only in their parameters' names. */
@@ -162,6 +205,7 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 	});
 	const sorted = [...served].sort((a, b) => a.path.localeCompare(b.path) || a.method.localeCompare(b.method));
 	const paramNames = pathParamNames(sorted);
+	const pages = new Set<string>();
 	for (const r of sorted) {
 		const method = r.method.toLowerCase();
 		const keyNames = paramNames.get(shapeOf(r.path))!;
@@ -170,6 +214,7 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 		const params = r.params ?? {};
 		const notes = r.openapi ?? {};
 		const success = notes.success ?? 200;
+		const body = responseSchema(notes.response, pages);
 		const op: Record<string, any> = {
 			operationId: `${method}${oaPath.replace(/[^A-Za-z0-9]+/g, "_")}`,
 			summary: r.description ?? r.action ?? `${r.method} ${r.path}`,
@@ -182,7 +227,7 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 				schema: params[own] ? ruleToSchema(params[own]) : { type: "string" },
 			})),
 			responses: {
-				[success]: successResponse(success),
+				[success]: successResponse(success, body),
 				"400": errorResponse("Malformed request"),
 				"422": errorResponse("Validation failed; `data` lists each bad field"),
 				"429": errorResponse("Rate limited (see Retry-After)"),
@@ -217,7 +262,7 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 		}
 		if (ownNames.length) op.responses["404"] = errorResponse("Not found");
 		for (const [status, description] of Object.entries(notes.responses ?? {})) {
-			op.responses[status] = Number(status) < 300 ? successResponse(Number(status), description) : errorResponse(description!);
+			op.responses[status] = Number(status) < 300 ? successResponse(Number(status), body, description) : errorResponse(description!);
 		}
 		if (!op.parameters.length) delete op.parameters;
 		(paths[oaPath] ??= {})[method] = op;
@@ -235,7 +280,10 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 					properties: { name: { type: "string" }, message: { type: "string" }, code: { type: "integer" }, type: { type: "string" }, data: {} },
 					required: ["name", "message", "code"],
 				},
-			},
+				// A copy: a consumer that dereferences the document in place must not change the next one.
+				...structuredClone(RESPONSE_SCHEMAS),
+				...Object.fromEntries([...pages].sort().map((name) => [pageName(name), { description: `A page of ${name}`, ...pageSchema(schemaRef(name)) }])),
+			} as Record<string, JsonSchema>,
 		},
 	};
 }

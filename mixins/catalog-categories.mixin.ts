@@ -48,6 +48,7 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Catalo
 	actions: {
 		listCategories: {
 			rest: "GET /categories",
+			openapi: { response: "CategoryTree" },
 			cache: true,
 			publicCache: true,
 			params: { $$strict: "remove" },
@@ -58,7 +59,7 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Catalo
 
 		createCategory: {
 			rest: "POST /categories",
-			openapi: { success: 201, responses: { 409: "Slug already in use" } },
+			openapi: { success: 201, response: "Category", responses: { 409: "Slug already in use" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -85,7 +86,7 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Catalo
 
 		updateCategory: {
 			rest: "PATCH /categories/:id",
-			openapi: { responses: { 409: "Slug already in use" } },
+			openapi: { response: "Category", responses: { 409: "Slug already in use" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",

@@ -47,6 +47,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 	actions: {
 		listAddresses: {
 			rest: "GET /me/addresses",
+			openapi: { response: { list: "Address" } },
 			auth: "required",
 			params: { ...pageParams },
 			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
@@ -59,6 +60,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		getMyAddress: {
 			rest: "GET /me/addresses/:id",
+			openapi: { response: "Address" },
 			auth: "required",
 			params: { id: "string" },
 			async handler(ctx: Ctx<{ id: string }>) {
@@ -68,7 +70,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		createAddress: {
 			rest: "POST /me/addresses",
-			openapi: { success: 201, responses: { 409: `The address book is full (${MAX_ADDRESSES} addresses)` } },
+			openapi: { success: 201, response: "Address", responses: { 409: `The address book is full (${MAX_ADDRESSES} addresses)` } },
 			auth: "required",
 			params: { $$strict: "remove", ...addressRules },
 			async handler(ctx: Ctx<Record<string, any>>) {
@@ -97,6 +99,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		updateAddress: {
 			rest: "PATCH /me/addresses/:id",
+			openapi: { response: "Address" },
 			auth: "required",
 			params: { $$strict: "remove", id: "string", ...addressPatchRules },
 			async handler(ctx: Ctx<Record<string, any>>) {
@@ -137,6 +140,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		listWishlist: {
 			rest: "GET /me/wishlist",
+			openapi: { response: { list: "WishlistItem" } },
 			auth: "required",
 			params: { ...pageParams },
 			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
@@ -152,7 +156,7 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 
 		addToWishlist: {
 			rest: "POST /me/wishlist",
-			openapi: { success: 201, responses: { 404: "Unknown product" } },
+			openapi: { success: 201, response: "WishlistItem", responses: { 404: "Unknown product" } },
 			auth: "required",
 			params: { $$strict: "remove", productId: { type: "string", min: 1, max: 64 } },
 			async handler(ctx: Ctx<{ productId: string }>) {

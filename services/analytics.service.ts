@@ -220,6 +220,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		// Only buckets with activity are listed; weeks start on Monday (UTC).
 		sales: {
 			rest: "GET /analytics/sales",
+			openapi: { response: "SalesReport" },
 			roles: ["admin"],
 			params: { ...rangeParams, interval: { type: "enum", values: [...INTERVALS], default: "day" }, $$strict: "remove" },
 			async handler(this: AnalyticsThis, ctx: Context<RangeParams & { interval: Interval }, ShopMeta>) {
@@ -230,6 +231,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		// Product revenue is line totals net of their share of the order discount, ranked within a currency.
 		topProducts: {
 			rest: "GET /analytics/top-products",
+			openapi: { response: "TopProducts" },
 			roles: ["admin"],
 			params: {
 				...rangeParams,
@@ -245,6 +247,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		},
 		funnel: {
 			rest: "GET /analytics/funnel",
+			openapi: { response: "Funnel" },
 			roles: ["admin"],
 			params: { ...rangeParams, $$strict: "remove" },
 			async handler(this: AnalyticsThis, ctx: Context<RangeParams, ShopMeta>) {

@@ -255,6 +255,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// moleculer-web's alias listing would expose internals over HTTP.
 		listAliases: false,
 		health: {
+			openapi: { response: "Health" },
 			params: {},
 			handler(ctx: Context<unknown, ShopMeta>) {
 				const services = [...new Set((this.broker.registry.getServiceList({ skipInternal: true, onlyAvailable: true }) as any[]).map((s) => s.name))].sort();
@@ -264,6 +265,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			},
 		},
 		openapi: {
+			openapi: { response: "OpenApiDocument" },
 			params: {},
 			handler() {
 				return this.openApiDocument();

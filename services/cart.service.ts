@@ -120,7 +120,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 	actions: {
 		getCart: {
 			rest: "GET /cart",
-			openapi: GUEST_CART_NOTES,
+			openapi: { ...GUEST_CART_NOTES, response: "Cart" },
 			auth: "optional",
 			params: { $$strict: "remove" },
 			handler(ctx: Ctx) {
@@ -130,7 +130,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		addItem: {
 			rest: "POST /cart/items",
-			openapi: { ...GUEST_CART_NOTES, success: 201, responses: { 404: "Unknown variant", 409: "Not enough stock, or the cart is full" } },
+			openapi: { ...GUEST_CART_NOTES, success: 201, response: "Cart", responses: { 404: "Unknown variant", 409: "Not enough stock, or the cart is full" } },
 			auth: "optional",
 			params: { $$strict: "remove", variantId: variantIdParam, quantity: quantityParam },
 			async handler(ctx: Ctx<{ variantId: string; quantity: number }>) {
@@ -151,7 +151,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		updateItem: {
 			rest: "PATCH /cart/items/:variantId",
-			openapi: { ...GUEST_CART_NOTES, responses: { 409: "Not enough stock" } },
+			openapi: { ...GUEST_CART_NOTES, response: "Cart", responses: { 409: "Not enough stock" } },
 			auth: "optional",
 			params: { $$strict: "remove", variantId: variantIdParam, quantity: { ...quantityParam, min: 0 } },
 			async handler(ctx: Ctx<{ variantId: string; quantity: number }>) {
@@ -170,7 +170,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		removeItem: {
 			rest: "DELETE /cart/items/:variantId",
-			openapi: GUEST_CART_NOTES,
+			openapi: { ...GUEST_CART_NOTES, response: "Cart" },
 			auth: "optional",
 			params: { $$strict: "remove", variantId: variantIdParam },
 			async handler(ctx: Ctx<{ variantId: string }>) {
@@ -194,6 +194,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		applyPromo: {
 			rest: "POST /cart/promo",
+			openapi: { response: "Cart" },
 			auth: "required",
 			params: { $$strict: "remove", code: { type: "string", min: 1, max: 64 } },
 			async handler(ctx: Ctx<{ code: string }>) {
@@ -210,6 +211,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		removePromo: {
 			rest: "DELETE /cart/promo",
+			openapi: { response: "Cart" },
 			auth: "required",
 			params: { $$strict: "remove" },
 			async handler(ctx: Ctx) {
@@ -221,7 +223,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		createPromotion: {
 			rest: "POST /promotions",
-			openapi: { success: 201, responses: { 409: "Code already exists" } },
+			openapi: { success: 201, response: "Promotion", responses: { 409: "Code already exists" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -258,6 +260,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		listPromotions: {
 			rest: "GET /promotions",
+			openapi: { response: { list: "Promotion" } },
 			roles: ["admin"],
 			params: { $$strict: "remove", ...pageParams, active: { type: "boolean", convert: true, optional: true } },
 			async handler(ctx: Ctx<{ page?: number; pageSize?: number; active?: boolean }>) {
@@ -272,6 +275,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		getPromotion: {
 			rest: "GET /promotions/:code",
+			openapi: { response: "Promotion" },
 			roles: ["admin"],
 			params: { code: { type: "string", min: 1, max: 64 } },
 			async handler(ctx: Ctx<{ code: string }>) {
@@ -283,7 +287,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		updatePromotion: {
 			rest: "PATCH /promotions/:code",
-			openapi: { responses: { 409: "maxUses below the uses the code holds now (PROMO_LIMIT_BELOW_USES)" } },
+			openapi: { response: "Promotion", responses: { 409: "maxUses below the uses the code holds now (PROMO_LIMIT_BELOW_USES)" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",

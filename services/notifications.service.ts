@@ -180,6 +180,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 	actions: {
 		mine: {
 			rest: "GET /me/notifications",
+			openapi: { response: { list: "Notification" } },
 			auth: "required",
 			params: { $$strict: "remove", ...pageParams },
 			async handler(this: NotifyThis, ctx: Context<{ page?: number; pageSize?: number }, ShopMeta>) {
@@ -202,6 +203,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				userId: { type: "string", optional: true, max: 100 },
 				...pageParams,
 			},
+			openapi: { response: { list: "NotificationAdmin" } },
 			async handler(this: NotifyThis, ctx: Context<{ status?: string; channel?: string; template?: string; userId?: string; page?: number; pageSize?: number }>) {
 				const { page, pageSize, ...filters } = ctx.params;
 				const query = Object.fromEntries(Object.entries(filters).filter(([, v]) => v != null));
@@ -213,7 +215,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 		retry: {
 			rest: "POST /notifications/:id/retry",
-			openapi: { responses: { 409: "Only failed messages can be retried, and not one whose one-time link was removed" } },
+			openapi: { response: "NotificationAdmin", responses: { 409: "Only failed messages can be retried, and not one whose one-time link was removed" } },
 			roles: ["admin"],
 			params: { id: { type: "string", min: 1, max: 100 } },
 			async handler(this: NotifyThis, ctx: Context<{ id: string }>) {

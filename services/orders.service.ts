@@ -175,6 +175,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			rest: "POST /orders",
 			openapi: {
 				success: 201,
+				response: "Order",
 				responses: {
 					200: "The order already placed with this Idempotency-Key and body",
 					400: "Idempotency-Key missing or malformed",
@@ -237,6 +238,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		list: {
 			rest: "GET /orders",
+			openapi: { response: { list: "Order" } },
 			auth: "required",
 			params: { ...pageParams, userId: { type: "string", optional: true }, status: { type: "enum", values: [...ORDER_STATUSES], optional: true } },
 			async handler(this: OrdersThis, ctx: Context<{ page?: number; pageSize?: number; userId?: string; status?: OrderStatus }, ShopMeta>) {
@@ -252,6 +254,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		get: {
 			rest: "GET /orders/:id",
+			openapi: { response: "Order" },
 			auth: "required",
 			params: { id: "string" },
 			async handler(this: OrdersThis, ctx: Context<{ id: string }, ShopMeta>) {
@@ -261,6 +264,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		eventLog: {
 			rest: "GET /orders/:id/events",
+			openapi: { response: "OrderEventLog" },
 			auth: "required",
 			params: { id: "string" },
 			async handler(this: OrdersThis, ctx: Context<{ id: string }, ShopMeta>) {
@@ -273,7 +277,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		cancel: {
 			rest: "POST /orders/:id/cancel",
-			openapi: { responses: { 409: "Already shipped, or checkout still in progress" } },
+			openapi: { response: "Order", responses: { 409: "Already shipped, or checkout still in progress" } },
 			auth: "required",
 			params: { $$strict: "remove", id: "string", reason: { type: "string", max: 500, optional: true } },
 			async handler(this: OrdersThis, ctx: Context<{ id: string; reason?: string }, ShopMeta>) {
@@ -302,7 +306,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		updateStatus: {
 			rest: "PATCH /orders/:id/status",
-			openapi: { responses: { 409: "Not allowed by the order state machine" } },
+			openapi: { response: "Order", responses: { 409: "Not allowed by the order state machine" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -337,6 +341,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		refund: {
 			rest: "POST /orders/:id/refund",
 			openapi: {
+				response: "Refund",
 				responses: { 403: "Requires role: admin", 409: "Nothing left to refund, or the Idempotency-Key was used for another refund" },
 				headers: { "Idempotency-Key": { description: "A retry with the same key refunds once" } },
 			},

@@ -224,7 +224,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		 */
 		completeTestAuthentication: {
 			rest: "POST /payments/test-authentication",
-			openapi: { responses: { 404: "No payment waiting with this client secret (or Stripe is the provider)", 409: "The payment no longer waits: its order was cancelled, or it is settled" } },
+			openapi: { response: "Payment", responses: { 404: "No payment waiting with this client secret (or Stripe is the provider)", 409: "The payment no longer waits: its order was cancelled, or it is settled" } },
 			auth: "required",
 			params: {
 				$$strict: "remove",
@@ -251,6 +251,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 
 		webhook: {
 			openapi: {
+				response: "WebhookAck",
 				responses: {
 					400: "Missing, invalid or stale signature, or not a Stripe event",
 					404: "Webhooks are off (no STRIPE_WEBHOOK_SECRET)",

@@ -158,6 +158,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		// ---------- products ----------
 		list: {
 			rest: "GET /products",
+			openapi: { response: { list: "ProductSummary" } },
 			// Listing rows carry no stock, so only catalog writes (which clean the cache) change them.
 			cache: { keys: ["category", "minPrice", "maxPrice", "sort", "page", "pageSize"] },
 			publicCache: true,
@@ -188,6 +189,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		// Not cached: it shows live stock.
 		get: {
 			rest: "GET /products/:idOrSlug",
+			openapi: { response: "Product" },
 			auth: "optional",
 			params: { $$strict: "remove", idOrSlug: { type: "string", min: 1 } },
 			async handler(ctx: Ctx<{ idOrSlug: string }>) {
@@ -202,7 +204,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		create: {
 			rest: "POST /products",
-			openapi: { success: 201, responses: { 409: "SKU or slug already in use" } },
+			openapi: { success: 201, response: "Product", responses: { 409: "SKU or slug already in use" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -254,7 +256,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		update: {
 			rest: "PATCH /products/:id",
-			openapi: { responses: { 409: "Slug already in use, or the product is still being created (PRODUCT_BEING_CREATED)" } },
+			openapi: { response: "Product", responses: { 409: "Slug already in use, or the product is still being created (PRODUCT_BEING_CREATED)" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -297,7 +299,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		// Archive, never delete: past orders keep pointing at the product.
 		archive: {
 			rest: "DELETE /products/:id",
-			openapi: { responses: { 409: "The product is still being created (PRODUCT_BEING_CREATED)" } },
+			openapi: { response: "ProductSummary", responses: { 409: "The product is still being created (PRODUCT_BEING_CREATED)" } },
 			roles: ["admin"],
 			params: { $$strict: "remove", id: "string" },
 			async handler(ctx: Ctx<{ id: string }>) {
@@ -320,7 +322,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		addVariant: {
 			rest: "POST /products/:id/variants",
-			openapi: { success: 201, responses: { 409: "SKU already in use, or the product is still being created (PRODUCT_BEING_CREATED)" } },
+			openapi: { success: 201, response: "Product", responses: { 409: "SKU already in use, or the product is still being created (PRODUCT_BEING_CREATED)" } },
 			roles: ["admin"],
 			params: { $$strict: "remove", id: "string", ...variantRule.props },
 			async handler(ctx: Ctx<VariantInput & { id: string }>) {
@@ -346,6 +348,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		// Stock is not editable here: it changes only through adjust, with an audit row.
 		updateVariant: {
 			rest: "PATCH /products/:id/variants/:variantId",
+			openapi: { response: "Product" },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -476,7 +479,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		adjust: {
 			rest: "POST /inventory/:variantId/adjust",
-			openapi: { responses: { 409: "Stock would go below zero" } },
+			openapi: { response: "InventoryAdjustment", responses: { 409: "Stock would go below zero" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -500,6 +503,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		inventoryHistory: {
 			rest: "GET /inventory/:variantId/history",
+			openapi: { response: { list: "InventoryTransaction" } },
 			roles: ["admin"],
 			params: { $$strict: "remove", variantId: "string", ...pageParams },
 			async handler(ctx: Ctx<{ variantId: string; page?: number; pageSize?: number }>) {

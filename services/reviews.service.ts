@@ -182,6 +182,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 	actions: {
 		listForProduct: {
 			rest: "GET /products/:id/reviews",
+			openapi: { response: { list: "Review" } },
 			params: { id: idParam, sort: { type: "enum", values: Object.keys(SORTS), default: "recent" }, ...pageParams, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; sort: keyof typeof SORTS; page?: number; pageSize?: number }, ShopMeta>) {
 				const productId = await this.requireProduct(ctx, ctx.params.id);
@@ -194,6 +195,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 
 		rating: {
 			rest: "GET /products/:id/rating",
+			openapi: { response: "Rating" },
 			params: { id: idParam, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string }, ShopMeta>) {
 				const productId = await this.requireProduct(ctx, ctx.params.id);
@@ -204,7 +206,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 
 		create: {
 			rest: "POST /products/:id/reviews",
-			openapi: { success: 201, responses: { 409: "Already reviewed this product" } },
+			openapi: { success: 201, response: "Review", responses: { 409: "Already reviewed this product" } },
 			auth: "required",
 			params: {
 				id: idParam,
@@ -246,6 +248,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 
 		get: {
 			rest: "GET /reviews/:id",
+			openapi: { response: "Review" },
 			auth: "optional",
 			params: { id: idParam, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string }, ShopMeta>) {
@@ -256,6 +259,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 		/** The moderation queue. */
 		list: {
 			rest: "GET /reviews",
+			openapi: { response: { list: "Review" } },
 			roles: ["admin"],
 			params: {
 				status: { type: "enum", values: ["pending", "approved", "rejected"], optional: true },
@@ -275,7 +279,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 
 		moderate: {
 			rest: "PATCH /reviews/:id/moderation",
-			openapi: { responses: { 409: "Changed by another request meanwhile" } },
+			openapi: { response: "Review", responses: { 409: "Changed by another request meanwhile" } },
 			roles: ["admin"],
 			params: { id: idParam, approved: { type: "boolean" }, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; approved: boolean }, ShopMeta>) {
@@ -307,7 +311,7 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 
 		vote: {
 			rest: "POST /reviews/:id/votes",
-			openapi: { success: 201, responses: { 200: "The earlier vote replaced", 403: "Own review" } },
+			openapi: { success: 201, response: "ReviewVote", responses: { 200: "The earlier vote replaced", 403: "Own review" } },
 			auth: "required",
 			params: { id: idParam, helpful: { type: "boolean" }, $$strict: "remove" },
 			async handler(this: ReviewsThis, ctx: Context<{ id: string; helpful: boolean }, ShopMeta>) {

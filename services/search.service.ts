@@ -126,6 +126,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 	actions: {
 		search: {
 			rest: "GET /search",
+			openapi: { response: "SearchResult" },
 			// Cached until the next index write (withIndexLock cleans): a hot query costs a lookup.
 			// Embedded engine only: Elasticsearch makes some writes visible later than they return.
 			cache: { enabled: cachedEngine, keys: ["q", "category", "minPrice", "maxPrice", "minRating", "inStock", "sort", "page", "pageSize"], ttl: 60 },
@@ -150,6 +151,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 
 		autocomplete: {
 			rest: "GET /search/autocomplete",
+			openapi: { response: "Autocomplete" },
 			cache: { enabled: cachedEngine, keys: ["q", "limit"], ttl: 60 },
 			params: {
 				$$strict: "remove",
@@ -168,6 +170,7 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 
 		rebuild: {
 			rest: "POST /search/rebuild",
+			openapi: { response: "SearchRebuild" },
 			roles: ["admin"],
 			params: {},
 			async handler(this: SearchThis) {

@@ -83,7 +83,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	actions: {
 		register: {
 			rest: "POST /auth/register",
-			openapi: { success: 201, responses: { 409: "Email already registered" }, headers: MERGED_CART },
+			openapi: { success: 201, response: "AuthSession", responses: { 409: "Email already registered" }, headers: MERGED_CART },
 			rateLimit: "auth",
 			params: {
 				$$strict: "remove",
@@ -124,7 +124,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		login: {
 			rest: "POST /auth/login",
-			openapi: { responses: { 401: "Wrong email or password" }, headers: MERGED_CART },
+			openapi: { response: "AuthSession", responses: { 401: "Wrong email or password" }, headers: MERGED_CART },
 			rateLimit: "auth",
 			params: { $$strict: "remove", email: { type: "string", min: 1, max: 254 }, password: { type: "string", min: 1, max: 1024 } },
 			async handler(ctx: Ctx<{ email: string; password: string }>) {
@@ -146,7 +146,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		refresh: {
 			rest: "POST /auth/refresh",
-			openapi: { responses: { 401: "Invalid, spent or revoked refresh token" } },
+			openapi: { response: "AuthTokens", responses: { 401: "Invalid, spent or revoked refresh token" } },
 			rateLimit: "auth",
 			params: { $$strict: "remove", refreshToken: opaqueTokenRule },
 			async handler(ctx: Ctx<{ refreshToken: string }>) {
@@ -195,6 +195,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		verifyEmail: {
 			rest: "POST /auth/verify-email",
+			openapi: { response: "UserAnswer" },
 			rateLimit: "auth",
 			params: { $$strict: "remove", token: opaqueTokenRule },
 			async handler(ctx: Ctx<{ token: string }>) {
@@ -207,7 +208,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		requestPasswordReset: {
 			rest: "POST /auth/password-reset",
-			openapi: { success: 202 },
+			openapi: { success: 202, response: "Accepted" },
 			rateLimit: "auth",
 			params: { $$strict: "remove", email: { type: "string", max: 254 } },
 			async handler(ctx: Ctx<{ email: string }>) {
@@ -248,6 +249,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		me: {
 			rest: "GET /me",
+			openapi: { response: "User" },
 			auth: "required",
 			params: {},
 			async handler(ctx: Ctx) {
@@ -257,6 +259,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		updateMe: {
 			rest: "PATCH /me",
+			openapi: { response: "User" },
 			auth: "required",
 			// role, email, isVerified and anything else are dropped by $$strict before the handler runs.
 			params: { $$strict: "remove", firstName: nameRule("First name"), lastName: nameRule("Last name"), phone: { type: "string", trim: true, max: 32, optional: true, nullable: true } },

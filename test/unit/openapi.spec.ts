@@ -1,4 +1,6 @@
-import { ruleToSchema, objectSchema, buildOpenApi, type RouteInfo } from "../../lib/openapi";
+import SwaggerParser from "@apidevtools/swagger-parser";
+import { ruleToSchema, objectSchema, buildOpenApi, pageSchema, responseSchema, type RouteInfo } from "../../lib/openapi";
+import { RESPONSE_SCHEMAS } from "../../lib/openapi-schemas";
 import { maxChars } from "../../lib/param-rules";
 
 describe("fastest-validator rules → OpenAPI schemas", () => {
@@ -158,5 +160,74 @@ describe("path keys: one per shape", () => {
 		);
 		expect(Object.keys(doc.paths)).toEqual(["/api/x/{slug}"]);
 		expect(doc.paths["/api/x/{slug}"].get.summary).toBe("x.bySlug");
+	});
+});
+
+describe("response bodies (`openapi.response`)", () => {
+	const docOf = (routes: RouteInfo[]) => buildOpenApi(routes, { title: "t", version: "1" });
+	const schemaOf = (op: any, status: string) => op.responses[status].content?.["application/json"].schema;
+	const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+
+	test("a named schema is a reference to its component, and every component is in the document", () => {
+		const doc = docOf([{ method: "GET", path: "/api/cart", openapi: { response: "Cart" } }]);
+		expect(schemaOf(doc.paths["/api/cart"].get, "200")).toEqual(ref("Cart"));
+		expect(Object.keys(doc.components.schemas)).toEqual(["Error", ...Object.keys(RESPONSE_SCHEMAS)]);
+		expect(doc.components.schemas.Cart).toEqual(RESPONSE_SCHEMAS.Cart);
+	});
+
+	test("a list is the page envelope around the item, as a component of its own, only when some route uses it", () => {
+		const doc = docOf([{ method: "GET", path: "/api/orders", openapi: { response: { list: "Order" } } }]);
+		expect(schemaOf(doc.paths["/api/orders"].get, "200")).toEqual(ref("OrderPage"));
+		expect(doc.components.schemas.OrderPage).toEqual({ description: "A page of Order", ...pageSchema(ref("Order")) });
+		expect(doc.components.schemas.ReviewPage).toBeUndefined();
+		expect(pageSchema({ type: "string" })).toEqual({
+			type: "object",
+			properties: {
+				rows: { type: "array", items: { type: "string" } },
+				total: { type: "integer", minimum: 0 },
+				page: { type: "integer", minimum: 1 },
+				pageSize: { type: "integer", minimum: 1 },
+				totalPages: { type: "integer", minimum: 0 },
+			},
+			required: ["rows", "total", "page", "pageSize", "totalPages"],
+			additionalProperties: false,
+		});
+	});
+
+	test("every success but a 204 carries the body: the declared status and the 2xx in `responses`", () => {
+		const op = Object.values(docOf([{ method: "POST", path: "/api/orders", openapi: { success: 201, response: "Order", responses: { 200: "Replay", 409: "Conflict" } } }]).paths)[0].post;
+		expect(schemaOf(op, "201")).toEqual(ref("Order"));
+		expect(op.responses["200"]).toEqual({ description: "Replay", content: { "application/json": { schema: ref("Order") } } });
+		expect(schemaOf(op, "409")).toEqual(ref("Error"));
+		const deleted = Object.values(docOf([{ method: "DELETE", path: "/api/x", openapi: { success: 204, response: "Cart" } }]).paths)[0].delete;
+		expect(deleted.responses["204"]).toEqual({ description: "No content" });
+	});
+
+	test("without a response, the body is undescribed (the integration suite refuses that for the shop's routes)", () => {
+		expect(schemaOf(Object.values(docOf([{ method: "GET", path: "/api/x" }]).paths)[0].get, "200")).toEqual({});
+		expect(responseSchema(undefined)).toEqual({});
+	});
+
+	test("an unknown schema name is an error, not an empty schema", () => {
+		expect(() => responseSchema("Nope" as any)).toThrow(/Unknown response schema "Nope"/);
+		expect(() => responseSchema({ list: "toString" } as any)).toThrow(/Unknown response schema/);
+		expect(() => docOf([{ method: "GET", path: "/api/x", openapi: { response: "Carts" as any } }])).toThrow(/Carts/);
+	});
+
+	test("the document does not share its schema objects with the module (a consumer may dereference it in place)", () => {
+		const doc = docOf([{ method: "GET", path: "/api/cart", openapi: { response: "Cart" } }]);
+		(doc.components.schemas.Cart as any).properties.items = "changed";
+		expect((RESPONSE_SCHEMAS.Cart as any).properties.items).not.toBe("changed");
+	});
+
+	test("every reference in the schemas names a schema, and a document using them all is valid OpenAPI 3.0", async () => {
+		const names = Object.keys(RESPONSE_SCHEMAS);
+		const refs = [...JSON.stringify(RESPONSE_SCHEMAS).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1]);
+		expect(refs.filter((name) => !names.includes(name))).toEqual([]);
+		const doc = docOf(names.flatMap((name) => [
+			{ method: "GET", path: `/api/one/${name}`, openapi: { response: name as any } },
+			{ method: "GET", path: `/api/list/${name}`, openapi: { response: { list: name as any } } },
+		]));
+		await expect(SwaggerParser.validate(doc as any)).resolves.toBeDefined();
 	});
 });
