@@ -7,15 +7,15 @@ import { formatMoney } from "./money";
 import { cancelRefundKey } from "./order-state";
 import { toE164 } from "./user-records";
 
-export type NotificationKind = "verify-email" | "password-reset" | "order-confirmed" | "order-shipped" | "order-delivered" | "order-cancelled" | "payment-refunded" | "refund-failed";
+export type NotificationKind = "verify-email" | "password-reset" | "confirm-email-change" | "email-changed" | "order-confirmed" | "order-shipped" | "order-delivered" | "order-cancelled" | "payment-refunded" | "refund-failed";
 export type Medium = "email" | "sms";
 export type EventSource = "users" | "orders" | "payments";
 
-export const NOTIFICATION_KINDS: NotificationKind[] = ["verify-email", "password-reset", "order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded", "refund-failed"];
+export const NOTIFICATION_KINDS: NotificationKind[] = ["verify-email", "password-reset", "confirm-email-change", "email-changed", "order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded", "refund-failed"];
 
 /** The durable events we react to, by the service whose outbox keeps them. */
 export const SOURCE_EVENTS: Record<EventSource, string[]> = {
-	users: ["user.registered", "user.password_reset_requested"],
+	users: ["user.registered", "user.password_reset_requested", "user.email_change_requested", "user.email_changed"],
 	orders: ["order.confirmed", "order.status_changed", "order.cancelled"],
 	payments: ["payment.refunded", "payment.refund_failed"],
 };
@@ -56,6 +56,11 @@ export function kindFor(event: string, payload: Record<string, any>): Notificati
 			return "verify-email";
 		case "user.password_reset_requested":
 			return "password-reset";
+		// The link goes to the new address, which it proves; the notice to the old one, whose owner may not have asked.
+		case "user.email_change_requested":
+			return "confirm-email-change";
+		case "user.email_changed":
+			return "email-changed";
 		case "order.confirmed":
 			return "order-confirmed";
 		case "order.status_changed":
@@ -72,10 +77,11 @@ export function kindFor(event: string, payload: Record<string, any>): Notificati
 	}
 }
 
-/** Order and payment events carry only the user id; the address and phone come from `users.get`. */
+/** Order and payment events carry only the user id; the address and phone come from `users.get`. Account events carry their recipient. */
 export function needsUserLookup(kind: NotificationKind): boolean {
-	return kind !== "verify-email" && kind !== "password-reset";
+	return !ACCOUNT_KINDS.has(kind);
 }
+const ACCOUNT_KINDS = new Set<NotificationKind>(["verify-email", "password-reset", "confirm-email-change", "email-changed"]);
 
 /**
  * The event's id for de-duplication: the outbox's `eventId` ("orders:42"); for an event without one,
@@ -126,7 +132,7 @@ export function plannedMessages(kind: NotificationKind, contact: Contact): Plann
 	return out;
 }
 
-const ONE_TIME_TOKENS = ["verificationToken", "resetToken"] as const;
+const ONE_TIME_TOKENS = ["verificationToken", "resetToken", "changeToken"] as const;
 
 /**
  * The payload with its one-time tokens opened (they travel sealed, see lib/sealed-token.ts), or
@@ -144,7 +150,7 @@ export function withOpenedTokens(payload: Record<string, any>, open: (sealed: un
 }
 
 /** Kinds whose messages carry a one-time link (it verifies an address or resets a password). */
-export const ONE_TIME_LINK_KINDS: readonly NotificationKind[] = ["verify-email", "password-reset"];
+export const ONE_TIME_LINK_KINDS: readonly NotificationKind[] = ["verify-email", "password-reset", "confirm-email-change"];
 
 export const LINK_REMOVED = "[link removed after delivery]";
 
@@ -193,6 +199,10 @@ export function templateVars(kind: NotificationKind, payload: Record<string, any
 			return { ...base, verifyUrl: link(links.storefrontUrl, "/verify-email", payload.verificationToken) };
 		case "password-reset":
 			return { ...base, resetUrl: link(links.storefrontUrl, "/reset-password", payload.resetToken) };
+		case "confirm-email-change":
+			return { ...base, newEmail: contact.email ?? "", confirmUrl: link(links.storefrontUrl, "/confirm-email-change", payload.changeToken) };
+		case "email-changed":
+			return { ...base, newEmail: typeof payload.newEmail === "string" ? payload.newEmail : "" };
 		case "order-confirmed":
 			return {
 				...order,

@@ -83,7 +83,7 @@ export const userCollections: Record<string, CollectionSpec> = {
 	},
 	user_tokens: {
 		fields: {
-			purpose: { type: String, enum: ["verify_email", "password_reset"], required: true },
+			purpose: { type: String, enum: ["verify_email", "password_reset", "change_email"], required: true },
 			userId: { type: String, required: true },
 			email: { type: String, required: true },
 			tokenHash: { type: String, required: true },
@@ -147,6 +147,26 @@ export function emailProblem(email: string): string | null {
 }
 
 /** The only shape of a user that leaves this service: no hashes, ever. */
+/**
+ * What is left of an account its owner deleted: the id (orders still point to it) and the role, under
+ * an address that can receive no mail and frees the real one for a new account; nothing that names the
+ * person, and a password hash nothing matches.
+ */
+export function erasedUserFields(u: { id: string; passwordVersion?: number }, now: Date, hash: string): Record<string, unknown> {
+	return {
+		// Hex: ids differ in case, and addresses are kept in lower case.
+		email: `deleted-${Buffer.from(u.id).toString("hex")}@deleted.invalid`,
+		firstName: null,
+		lastName: null,
+		phone: null,
+		passwordHash: hash,
+		passwordVersion: (u.passwordVersion ?? 0) + 1,
+		isVerified: false,
+		deletedAt: now,
+		updatedAt: now,
+	};
+}
+
 export function publicUser(u: Entity): PublicUser {
 	return {
 		id: u.id, email: u.email, firstName: u.firstName ?? null, lastName: u.lastName ?? null, phone: u.phone ?? null,

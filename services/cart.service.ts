@@ -405,6 +405,16 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			},
 		},
 
+		/** The cart of a user who deleted their account, gone (idempotent). */
+		forgetUser: {
+			visibility: "public",
+			params: { userId: "string" },
+			async handler(ctx: Ctx<{ userId: string }>) {
+				await this.store.take(`u:${ctx.params.userId}`);
+				return { forgotten: true };
+			},
+		},
+
 		merge: {
 			visibility: "public",
 			params: { guestCartId: "string", userId: "string" },

@@ -192,8 +192,18 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			},
 		},
 
+		/** The messages kept for a user who deleted their account (addresses, names, links), gone; those not sent yet are not sent. */
+		forgetUser: {
+			visibility: "public",
+			params: { userId: "string" },
+			async handler(this: NotifyThis, ctx: Context<{ userId: string }>) {
+				return { forgotten: await this.db.notifications.removeMany({ userId: ctx.params.userId }) };
+			},
+		},
+
 		list: {
 			rest: "GET /notifications",
+			openapi: { response: { list: "NotificationAdmin" } },
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
@@ -203,7 +213,6 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				userId: { type: "string", optional: true, max: 100 },
 				...pageParams,
 			},
-			openapi: { response: { list: "NotificationAdmin" } },
 			async handler(this: NotifyThis, ctx: Context<{ status?: string; channel?: string; template?: string; userId?: string; page?: number; pageSize?: number }>) {
 				const { page, pageSize, ...filters } = ctx.params;
 				const query = Object.fromEntries(Object.entries(filters).filter(([, v]) => v != null));

@@ -371,6 +371,16 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			},
 		},
 
+		/** The user's orders not yet delivered or cancelled (an account is deleted only without any). */
+		openOrdersOf: {
+			visibility: "public",
+			params: { userId: "string" },
+			async handler(this: OrdersThis, ctx: Context<{ userId: string }>) {
+				const open = await this.db.orders.find({ userId: ctx.params.userId, status: { $nin: ["delivered", "cancelled"] } }, { sort: { createdAt: 1 }, limit: 20, fields: ["id", "number", "status"] });
+				return open.map((o) => ({ id: o.id, number: o.number, status: o.status }));
+			},
+		},
+
 		hasDeliveredProduct: {
 			visibility: "public",
 			params: { userId: "string", productId: "string" },

@@ -309,6 +309,25 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 			},
 		},
 
+		/**
+		 * The reviews of a user who deleted their account: each is deleted as its author would delete it
+		 * (the product's rating counted again), its text and name blanked. Idempotent.
+		 */
+		forgetAuthor: {
+			visibility: "public",
+			params: { userId: "string" },
+			async handler(this: ReviewsThis, ctx: Context<{ userId: string }, ShopMeta>) {
+				const written = (await this.db.reviews.find({ userId: ctx.params.userId }, { fields: ["id", "status"] })) as Review[];
+				for (const review of written) {
+					const blank = { title: null, body: null, authorName: null };
+					const change = review.status === "deleted" ? null : await this.changeStatus(review.id, "deleted", { ...blank, summaryPending: true }).catch((err) => (err?.code === 404 ? null : Promise.reject(err)));
+					if (change) await this.finishStatusChange(ctx, change.after);
+					else await this.db.reviews.updateOne({ id: review.id }, { $set: blank });
+				}
+				return { forgotten: written.length };
+			},
+		},
+
 		vote: {
 			rest: "POST /reviews/:id/votes",
 			openapi: { success: 201, response: "ReviewVote", responses: { 200: "The earlier vote replaced", 403: "Own review" } },

@@ -29,11 +29,11 @@ import {
 } from "../lib/refresh-tokens";
 import { LoginFailureStore, attemptWaitSeconds, throttleKey } from "../lib/login-throttle";
 import { cacherLoginThrottleStore, memoryLoginThrottleStore, type LoginThrottleStore } from "../adapters/login-throttle-store";
-import { emailForms, emailProblem, normalizeEmail, publicUser, toE164, userCollections } from "../lib/user-records";
+import { emailForms, emailProblem, normalizeEmail, erasedUserFields, publicUser, toE164, userCollections } from "../lib/user-records";
 
-type TokenPurpose = "verify_email" | "password_reset";
+type TokenPurpose = "verify_email" | "password_reset" | "change_email";
 
-const emailTaken = () => new ConflictError("This email is already registered", "EMAIL_TAKEN", [{ field: "email" }]);
+const emailTaken = (field = "email") => new ConflictError("This email is already registered", "EMAIL_TAKEN", [{ field }]);
 
 const RESET_MAIL_COOLDOWN_SECONDS = 60;
 
@@ -283,10 +283,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			params: { $$strict: "remove", currentPassword: { type: "string", min: 1, max: 1024 }, newPassword: { type: "string", max: 1024 } },
 			async handler(ctx: Ctx<{ currentPassword: string; newPassword: string }>) {
 				const user = await this.requireUser(me(ctx).id);
-				// A stolen access token must not become a password oracle: same throttle as login.
-				await this.countLoginAttempt(user.email, ctx);
-				if (!(await verifyPassword(ctx.params.currentPassword, user.passwordHash))) throw invalidField("currentPassword", "Current password is incorrect", "wrongPassword");
-				await this.clearLoginFailures(user.email, ctx);
+				await this.checkOwnPassword(ctx, user, ctx.params.currentPassword, "currentPassword");
 				const problem = passwordProblem(ctx.params.newPassword, { email: user.email });
 				if (problem) throw invalidField("newPassword", problem, "weakPassword");
 				// The current session stays (the contract answers 204, no new tokens): it moves to the new
@@ -298,6 +295,100 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				}
 				// Every other session ends.
 				await this.revokeSessions({ userId: user.id, id: { $ne: me(ctx).sid } }, "password_change");
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		/**
+		 * A new email address, confirmed from its own mailbox: the link goes there, and the address
+		 * changes only when it is opened (confirmEmailChange). The password is asked, as a stolen access
+		 * token must not move the account (and its password resets) to another mailbox.
+		 */
+		requestEmailChange: {
+			rest: "POST /me/email",
+			openapi: { success: 202, response: "Accepted", responses: { 409: "Email already registered" } },
+			auth: "required",
+			params: { $$strict: "remove", newEmail: { type: "email", mode: "precise", normalize: true, max: 254 }, password: { type: "string", min: 1, max: 1024 } },
+			async handler(ctx: Ctx<{ newEmail: string; password: string }>) {
+				const user = await this.requireUser(me(ctx).id);
+				await this.checkOwnPassword(ctx, user, ctx.params.password, "password");
+				const lookalike = emailProblem(ctx.params.newEmail);
+				if (lookalike) throw invalidField("newEmail", lookalike, "email");
+				const email = normalizeEmail(ctx.params.newEmail);
+				if (email === user.email) throw invalidField("newEmail", "This is the account's email address already", "sameEmail");
+				if (await this.db.users.findOne({ email: { $in: emailForms(email) } })) throw emailTaken("newEmail");
+				// One confirmation a minute per account, claimed by one conditional update: not a way to flood an inbox.
+				const now = new Date();
+				const cutoff = new Date(now.getTime() - RESET_MAIL_COOLDOWN_SECONDS * 1000);
+				const claimed = await this.db.users.updateOne({ id: user.id, $or: [{ changeMailAt: { $exists: false } }, { changeMailAt: null }, { changeMailAt: { $lt: cutoff } }] }, { $set: { changeMailAt: now } });
+				if (!claimed) throw new TooManyRequestsError(RESET_MAIL_COOLDOWN_SECONDS, "A confirmation went out less than a minute ago: open it, or ask again in a minute");
+				const changeToken = await this.issueUserToken(user, "change_email", email);
+				await this.publish(ctx, "user.email_change_requested", { userId: user.id, email, firstName: user.firstName, changeToken: sealToken(changeToken) });
+				ctx.meta.$statusCode = 202;
+				return { accepted: true };
+			},
+		},
+
+		/**
+		 * The link of requestEmailChange, opened: the account takes the new address (verified, as the link
+		 * reached it), every link mailed to the old one stops working, and the old address is told.
+		 */
+		confirmEmailChange: {
+			rest: "POST /auth/confirm-email-change",
+			openapi: { response: "UserAnswer", responses: { 409: "The address was registered by another account meanwhile" } },
+			rateLimit: "auth",
+			params: { $$strict: "remove", token: opaqueTokenRule },
+			async handler(ctx: Ctx<{ token: string }>) {
+				const pending = await this.findUsableToken(ctx.params.token, "change_email");
+				const user = pending && (await this.db.users.findById(pending.userId));
+				if (!pending || !user || user.deletedAt) throw invalidField("token", "Invalid or expired token", "invalidToken");
+				if (await this.db.users.findOne({ email: { $in: emailForms(pending.email) }, id: { $ne: user.id } })) throw emailTaken("token");
+				const record = await this.consumeUserToken(ctx.params.token, "change_email");
+				const now = new Date();
+				let changed: Entity | null;
+				try {
+					changed = await this.db.users.updateOne({ id: user.id, email: user.email }, { $set: { email: record.email, isVerified: true, updatedAt: now } });
+				} catch (err) {
+					if ((err as ConflictError).code === 409) throw emailTaken("token");
+					throw err;
+				}
+				if (!changed) throw invalidField("token", "Invalid or expired token", "invalidToken");
+				// A verification or reset link mailed to the old address must not work any more.
+				await this.db.user_tokens.updateMany({ userId: user.id, usedAt: null }, { $set: { usedAt: now } });
+				await this.publish(ctx, "user.email_changed", { userId: user.id, email: user.email, newEmail: record.email, firstName: user.firstName });
+				return { user: publicUser(changed) };
+			},
+		},
+
+		/**
+		 * The customer erases their account (the right to erasure), confirming with the password. The
+		 * other services' copies go first, each idempotent (the cart, the reviews written, the messages
+		 * kept): a failure there answers 503 and leaves the account to try again. Then the account's own
+		 * records: addresses, wishlist, tokens and sessions gone, the profile blanked under a placeholder
+		 * email (which frees the address). Orders stay, tied to the account's id: the shop must keep them.
+		 */
+		deleteMe: {
+			rest: "DELETE /me",
+			openapi: { success: 204, responses: { 409: "An admin account (ADMIN_ACCOUNT), or orders still under way (ORDERS_OPEN, `data.orders`)" } },
+			auth: "required",
+			params: { $$strict: "remove", password: { type: "string", min: 1, max: 1024 } },
+			async handler(ctx: Ctx<{ password: string }>) {
+				const user = await this.requireUser(me(ctx).id);
+				// The shop's staff are not erased from their own back office: another admin would have to see to it.
+				if (user.role === "admin") throw new ConflictError("An admin account cannot be deleted here", "ADMIN_ACCOUNT");
+				await this.checkOwnPassword(ctx, user, ctx.params.password, "password");
+				const open = await ctx.call<Array<{ id: string; number: string; status: string }>, { userId: string }>("orders.openOrdersOf", { userId: user.id });
+				if (open.length) {
+					throw new ConflictError("Orders are still under way: the account can be deleted once they are delivered or cancelled", "ORDERS_OPEN", { orders: open });
+				}
+				await ctx.call("cart.forgetUser", { userId: user.id });
+				await ctx.call("reviews.forgetAuthor", { userId: user.id });
+				await ctx.call("notifications.forgetUser", { userId: user.id });
+				for (const name of ["user_addresses", "user_wishlist", "user_tokens"] as const) await this.db[name].removeMany({ userId: user.id });
+				await this.db.users.updateOne({ id: user.id }, { $set: erasedUserFields(user, new Date(), unmatchableHash(this.cost)) });
+				await this.revokeSessions({ userId: user.id }, "account_deleted");
+				this.logger.info(`Account ${user.id} deleted by its owner.`);
 				ctx.meta.$statusCode = 204;
 				return null;
 			},
@@ -337,7 +428,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	methods: {
 		async requireUser(id: string): Promise<Entity> {
 			const user = await this.db.users.findById(id);
-			if (!user) throw new NotFoundError("User");
+			// A deleted account is kept under its id (orders point to it), for no one to reach.
+			if (!user || user.deletedAt) throw new NotFoundError("User");
 			return user;
 		},
 
@@ -405,14 +497,15 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			await cacher.del(keys);
 		},
 
-		async issueUserToken(user: Entity, purpose: TokenPurpose): Promise<string> {
+		/** A one-time token for the account, for `email` (the account's own, or the address it is moving to). */
+		async issueUserToken(user: Entity, purpose: TokenPurpose, email: string = user.email): Promise<string> {
 			const token = newOpaqueToken();
-			const ttl = purpose === "verify_email" ? this.settings.tokenTtlSeconds.verifyEmail : this.settings.tokenTtlSeconds.passwordReset;
+			const ttl = purpose === "password_reset" ? this.settings.tokenTtlSeconds.passwordReset : this.settings.tokenTtlSeconds.verifyEmail;
 			const now = new Date();
 			// Only the newest link works: the ones mailed before it end now. Two issues for one account
 			// do not run at once (a reset mail is claimed once a minute; a verification goes at registration).
 			await this.db.user_tokens.updateMany({ userId: user.id, purpose, usedAt: null }, { $set: { usedAt: now } });
-			await this.db.user_tokens.insert({ purpose, userId: user.id, email: user.email, tokenHash: hashOpaqueToken(token), expiresAt: expiresIn(ttl, now), usedAt: null, createdAt: now });
+			await this.db.user_tokens.insert({ purpose, userId: user.id, email, tokenHash: hashOpaqueToken(token), expiresAt: expiresIn(ttl, now), usedAt: null, createdAt: now });
 			return token;
 		},
 
@@ -429,6 +522,17 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				: null;
 			if (!record) throw invalidField("token", "Invalid or expired token", "invalidToken");
 			return record;
+		},
+
+		/**
+		 * A signed-in user's password, asked again before a change that matters (a new password or email
+		 * address, the account's deletion): a stolen access token must not become a password oracle, so
+		 * the same throttle as login. A wrong one is a 422 on `field`.
+		 */
+		async checkOwnPassword(ctx: Context<unknown, ShopMeta>, user: Entity, password: string, field: string) {
+			await this.countLoginAttempt(user.email, ctx);
+			if (!(await verifyPassword(password, user.passwordHash))) throw invalidField(field, field === "currentPassword" ? "Current password is incorrect" : "Password is incorrect", "wrongPassword");
+			await this.clearLoginFailures(user.email, ctx);
 		},
 
 		/**

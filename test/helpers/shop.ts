@@ -65,3 +65,25 @@ export async function startShop(opts: StartOptions = {}): Promise<Shop> {
 	const url = `http://127.0.0.1:${port}`;
 	return { broker, url, http: new HttpClient(url), stop: () => broker.stop() };
 }
+
+/**
+ * A shop whose start creates this admin (ADMIN_EMAIL / ADMIN_PASSWORD, set for the start only), and
+ * the admin's access token.
+ */
+export async function startShopWithAdmin(admin: { email: string; password: string }, opts: StartOptions = {}): Promise<Shop & { adminToken: string }> {
+	const before = { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD };
+	process.env.ADMIN_EMAIL = admin.email;
+	process.env.ADMIN_PASSWORD = admin.password;
+	let shop: Shop;
+	try {
+		shop = await startShop(opts);
+	} finally {
+		for (const [name, value] of [["ADMIN_EMAIL", before.email], ["ADMIN_PASSWORD", before.password]] as const) {
+			if (value === undefined) delete process.env[name];
+			else process.env[name] = value;
+		}
+	}
+	const res = await shop.http.post("/api/auth/login", admin);
+	if (res.status !== 200) throw new Error(`admin login ${res.status}: ${res.text}`);
+	return { ...shop, adminToken: res.body.accessToken };
+}

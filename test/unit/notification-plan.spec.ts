@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import {
+	ONE_TIME_LINK_KINDS,
 	CANCELLATION_REFUND_REASONS, LINK_REMOVED, NOTIFICATION_KINDS, dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, withOpenedTokens,
 	withoutOneTimeLinks, type Contact, type NotificationKind,
 } from "../../lib/notification-plan";
@@ -15,6 +16,8 @@ describe("notification plan", () => {
 	test.each([
 		["user.registered", {}, "verify-email"],
 		["user.password_reset_requested", {}, "password-reset"],
+		["user.email_change_requested", {}, "confirm-email-change"],
+		["user.email_changed", {}, "email-changed"],
 		["order.confirmed", {}, "order-confirmed"],
 		["order.status_changed", { to: "shipped" }, "order-shipped"],
 		["order.status_changed", { to: "delivered" }, "order-delivered"],
@@ -58,6 +61,8 @@ describe("notification plan", () => {
 
 	test.each([
 		["user.registered", "users"],
+		["user.email_change_requested", "users"],
+		["user.email_changed", "users"],
 		["order.cancelled", "orders"],
 		["payment.refunded", "payments"],
 		["product.created", null],
@@ -66,6 +71,9 @@ describe("notification plan", () => {
 	test("account mail needs no user lookup, order news does", () => {
 		expect(needsUserLookup("verify-email")).toBe(false);
 		expect(needsUserLookup("password-reset")).toBe(false);
+		// Both carry their recipient: the new address to confirm, the old one to tell.
+		expect(needsUserLookup("confirm-email-change")).toBe(false);
+		expect(needsUserLookup("email-changed")).toBe(false);
 		expect(needsUserLookup("order-shipped")).toBe(true);
 	});
 
@@ -120,6 +128,13 @@ describe("notification plan", () => {
 	test("template values: links carry the token encoded, money is formatted, empty parts are empty", () => {
 		expect(templateVars("verify-email", { verificationToken: "a/b+c" }, contact({ firstName: null }), links)).toEqual({ shopName: "Shop", firstName: "there", verifyUrl: "https://shop.example/verify-email?token=a%2Fb%2Bc" });
 		expect(templateVars("password-reset", { resetToken: "r1" }, contact(), links)).toMatchObject({ resetUrl: "https://shop.example/reset-password?token=r1" });
+		expect(templateVars("confirm-email-change", { changeToken: "c/1" }, contact({ email: "new@example.com" }), links)).toEqual({
+			shopName: "Shop",
+			firstName: "Ann",
+			newEmail: "new@example.com",
+			confirmUrl: "https://shop.example/confirm-email-change?token=c%2F1",
+		});
+		expect(templateVars("email-changed", { newEmail: "new@example.com" }, contact({ email: "old@example.com" }), links)).toEqual({ shopName: "Shop", firstName: "Ann", newEmail: "new@example.com" });
 		expect(
 			templateVars("order-confirmed", { number: "SO-1", items: [{ name: "Tee", quantity: 2, lineTotal: 2500 }], subtotal: 2500, discount: 0, shipping: 499, total: 2999, currency: "EUR" }, contact(), links),
 		).toMatchObject({ orderNumber: "SO-1", items: [{ name: "Tee", quantity: 2, lineTotal: "€25.00" }], subtotal: "€25.00", discount: "", shipping: "€4.99", total: "€29.99" });
@@ -202,7 +217,7 @@ describe("one-time links in stored bodies", () => {
 	const TOKEN = "Zk3-q_9xYbL0mN2pQ4rS6tU8vW1yA3cE5gI7kM9oQ2s";
 	const read = (kind: NotificationKind, suffix: string) => fs.readFileSync(path.join(__dirname, "../../templates/notifications", kind + suffix), "utf8");
 	const rendered = (kind: NotificationKind, storefrontUrl: string) => {
-		const vars = templateVars(kind, { verificationToken: TOKEN, resetToken: TOKEN, number: "SO-1", items: [] }, contact(), { shopName: "Shop", storefrontUrl });
+		const vars = templateVars(kind, { verificationToken: TOKEN, resetToken: TOKEN, changeToken: TOKEN, number: "SO-1", items: [] }, contact(), { shopName: "Shop", storefrontUrl });
 		return { html: renderTemplate(read(kind, ".html"), vars, "html"), text: renderTemplate(read(kind, ".txt"), vars, "text") };
 	};
 
@@ -211,6 +226,7 @@ describe("one-time links in stored bodies", () => {
 		["password-reset", "https://shop.example"],
 		["password-reset", "https://shop.example/store?lang=en&region=eu"],
 		["verify-email", "http://localhost:3000"],
+		["confirm-email-change", "https://shop.example/"],
 	])("%s from %s: the link goes from html and text, the rest stays", (kind, storefrontUrl) => {
 		const body = rendered(kind, storefrontUrl);
 		expect(body.text).toContain(TOKEN);
@@ -227,7 +243,7 @@ describe("one-time links in stored bodies", () => {
 	});
 
 	test("kinds without a link are left alone; a message without html keeps none", () => {
-		for (const kind of NOTIFICATION_KINDS.filter((k) => k !== "verify-email" && k !== "password-reset")) {
+		for (const kind of NOTIFICATION_KINDS.filter((k) => !ONE_TIME_LINK_KINDS.includes(k))) {
 			expect(withoutOneTimeLinks(kind, { html: "<a href=\"https://x/?token=1\">", text: "https://x/?token=1" })).toBeNull();
 		}
 		expect(withoutOneTimeLinks("password-reset", { html: null, text: `Open https://x/reset-password?token=${TOKEN} now` })).toEqual({ html: null, text: `Open ${LINK_REMOVED} now` });

@@ -1,0 +1,83 @@
+/**
+ * DELETE /api/me: a customer erases their account. Refused for an admin, with a wrong password, and
+ * while an order is under way; then the profile, addresses, wishlist, sessions, cart, messages and
+ * reviews go, the orders stay (tied to the account's id), and the email can register again.
+ */
+import { startShopWithAdmin, type Shop } from "../helpers/shop";
+import { addToCart, checkout, createProduct, registerCustomer, uniqueEmail } from "../helpers/flows";
+import { waitFor } from "../helpers/wait";
+
+const ADMIN = { email: "admin@deletion.test", password: "admin-password-deletion-1" };
+const PASSWORD = "correct horse battery";
+
+describe("a customer deletes their account", () => {
+	let shop: Shop;
+	let admin: string;
+	beforeAll(async () => {
+		({ adminToken: admin, ...shop } = await startShopWithAdmin(ADMIN));
+	});
+	afterAll(() => shop?.stop());
+
+	test("refused without the password or with a wrong one, and while an order is under way; then everything that names them goes, and the orders stay", async () => {
+		const http = shop.http;
+		const { product, variantId } = await createProduct(http, admin, { price: 1800, stock: 5 });
+		const email = uniqueEmail("leaving");
+		const c = await registerCustomer(http, email);
+		expect((await http.post("/api/me/wishlist", { productId: product.id }, { token: c.token })).status).toBe(201);
+		const review = await http.post(`/api/products/${product.id}/reviews`, { rating: 2, title: "Not for me", body: "Written by Ada Buyer" }, { token: c.token });
+		expect(review.status).toBe(201);
+		expect((await http.patch(`/api/reviews/${review.body.id}/moderation`, { approved: true }, { token: admin })).status).toBe(200);
+		await addToCart(http, c.token, variantId, 1);
+		const order = await checkout(http, c);
+		expect(order.status).toBe(201);
+		await waitFor(() => http.get("/api/me/notifications", { token: c.token }), (r) => r.body.total > 0);
+
+		expect((await http.request("DELETE", "/api/me", { token: c.token })).body).toMatchObject({ code: 422, data: [expect.objectContaining({ field: "password" })] });
+		expect((await http.request("DELETE", "/api/me", { token: c.token, body: { password: "not the password" } })).body).toMatchObject({ code: 422, data: [expect.objectContaining({ field: "password", type: "wrongPassword" })] });
+		const underWay = await http.request("DELETE", "/api/me", { token: c.token, body: { password: PASSWORD } });
+		expect(underWay.status).toBe(409);
+		expect(underWay.body).toMatchObject({ type: "ORDERS_OPEN", data: { orders: [{ id: order.body.id, number: order.body.number, status: "confirmed" }] } });
+		// Nothing was taken meanwhile.
+		expect((await http.get("/api/me", { token: c.token })).body.email).toBe(email);
+		expect((await http.get(`/api/products/${product.id}/rating`)).body.count).toBe(1);
+
+		for (const status of ["processing", "shipped", "delivered"]) {
+			expect((await http.patch(`/api/orders/${order.body.id}/status`, { status, ...(status === "shipped" ? { trackingNumber: "TRK-DEL-1" } : {}) }, { token: admin })).status).toBe(200);
+		}
+		await addToCart(http, c.token, variantId, 2);
+		const gone = await http.request("DELETE", "/api/me", { token: c.token, body: { password: PASSWORD } });
+		expect(gone.status).toBe(204);
+
+		// Signed out everywhere, and the old email and password open nothing.
+		expect((await http.get("/api/me", { token: c.token })).status).toBe(401);
+		expect((await http.post("/api/auth/login", { email, password: PASSWORD })).status).toBe(401);
+		// The messages and the review went; the product's rating was counted again without it.
+		expect((await http.get(`/api/notifications?userId=${c.userId}`, { token: admin })).body.total).toBe(0);
+		expect((await http.get(`/api/reviews/${review.body.id}`, { token: admin })).status).toBe(404);
+		expect((await http.get(`/api/products/${product.id}/rating`)).body.count).toBe(0);
+		// The order stays for the shop's books, under the account's id.
+		const kept = (await http.get(`/api/orders/${order.body.id}`, { token: admin })).body;
+		expect(kept).toMatchObject({ id: order.body.id, status: "delivered" });
+		// The stored account names no one.
+		const stored = await shop.broker.call<Record<string, unknown>, { id: string }>("users.get", { id: c.userId }).catch((err) => err);
+		expect(stored).toMatchObject({ code: 404 });
+		const cart = await shop.broker.call<{ items: unknown[] }, { userId: string }>("cart.snapshot", { userId: c.userId });
+		expect(cart.items).toEqual([]);
+
+		// The address is free for a new account, which starts empty.
+		const again = await http.post("/api/auth/register", { email, password: PASSWORD });
+		expect(again.status).toBe(201);
+		expect(again.body.user.id).not.toBe(c.userId);
+		for (const path of ["/api/me/addresses", "/api/me/wishlist", "/api/me/notifications", "/api/orders"]) {
+			const res = await http.get(path, { token: again.body.accessToken });
+			expect({ path, total: res.body.total ?? res.body.length }).toEqual({ path, total: path === "/api/me/notifications" ? expect.any(Number) : 0 });
+		}
+	}, 60_000);
+
+	test("an admin account is not deleted here", async () => {
+		const res = await shop.http.request("DELETE", "/api/me", { token: admin, body: { password: ADMIN.password } });
+		expect(res.status).toBe(409);
+		expect(res.body.type).toBe("ADMIN_ACCOUNT");
+		expect((await shop.http.get("/api/me", { token: admin })).status).toBe(200);
+	});
+});

@@ -1,0 +1,114 @@
+/**
+ * A customer changes their email address: POST /api/me/email (with the password) mails a link to
+ * the new address; POST /api/auth/confirm-email-change makes the change, retires every link mailed
+ * to the old address, and tells the old address. With the real users and notifications services.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import { startShopWithAdmin, SHOP_SERVICE_NAMES, type Shop } from "../helpers/shop";
+import { waitFor } from "../helpers/wait";
+import { openToken } from "../../lib/sealed-token";
+import { withOpenedTokens } from "../../lib/notification-plan";
+
+const ADMIN = { email: "admin@email-change.test", password: "admin-password-email-1" };
+const PASSWORD = "velvet-otter-42";
+
+/** The account events, as the notifications service receives them. */
+const mailbox: Array<{ event: string; payload: any }> = [];
+const Mailbox: ServiceSchema = {
+	name: "mailbox",
+	events: {
+		"user.email_change_requested"(ctx: Context<any>) {
+			mailbox.push({ event: String(ctx.eventName), payload: ctx.params });
+		},
+		"user.password_reset_requested"(ctx: Context<any>) {
+			mailbox.push({ event: String(ctx.eventName), payload: ctx.params });
+		},
+	},
+};
+const lastMail = (event: string, email: string) => {
+	const payload = [...mailbox].reverse().find((m) => m.event === event && m.payload.email === email)?.payload;
+	return payload && withOpenedTokens(payload, openToken);
+};
+
+let seq = 0;
+const newEmail = (tag: string) => `${tag}-${Date.now().toString(36)}-${++seq}@example.com`;
+
+describe("a customer changes their email address", () => {
+	let shop: Shop;
+	let admin: string;
+	beforeAll(async () => {
+		({ adminToken: admin, ...shop } = await startShopWithAdmin(ADMIN, { services: [...SHOP_SERVICE_NAMES, Mailbox] }));
+	});
+	afterAll(() => shop?.stop());
+
+	async function register(email: string) {
+		const res = await shop.http.post("/api/auth/register", { email, password: PASSWORD, firstName: "Ada" });
+		expect(res.status).toBe(201);
+		return res.body as { user: { id: string }; accessToken: string };
+	}
+	const change = (token: string, body: Record<string, unknown>) => shop.http.post("/api/me/email", body, { token });
+	const fields = (res: { body: any }) => (res.body?.data ?? []).map((d: { field: string; type?: string }) => `${d.field}:${d.type ?? ""}`);
+
+	test("the link goes to the new address; opening it moves the account, retires the old address's links and tells the old address", async () => {
+		const http = shop.http;
+		const old = newEmail("old");
+		const next = newEmail("next");
+		const taken = newEmail("taken");
+		const me = await register(old);
+		await register(taken);
+
+		expect((await http.post("/api/me/email", { newEmail: next, password: PASSWORD })).status).toBe(401);
+		expect(fields(await change(me.accessToken, { newEmail: next, password: "not it" }))).toEqual(["password:wrongPassword"]);
+		expect(fields(await change(me.accessToken, { newEmail: old.toUpperCase(), password: PASSWORD }))).toEqual(["newEmail:sameEmail"]);
+		expect(fields(await change(me.accessToken, { newEmail: "not an address", password: PASSWORD }))).toEqual(["newEmail:email"]);
+		const clash = await change(me.accessToken, { newEmail: taken, password: PASSWORD });
+		expect({ status: clash.status, type: clash.body.type, fields: fields(clash) }).toEqual({ status: 409, type: "EMAIL_TAKEN", fields: ["newEmail:"] });
+
+		// A reset link mailed to the old address before the change.
+		expect((await http.post("/api/auth/password-reset", { email: old })).status).toBe(202);
+		const resetToken = lastMail("user.password_reset_requested", old).resetToken;
+
+		expect(await change(me.accessToken, { newEmail: next, password: PASSWORD })).toMatchObject({ status: 202, body: { accepted: true } });
+		// One confirmation a minute: the route cannot flood someone's inbox.
+		expect((await change(me.accessToken, { newEmail: newEmail("again"), password: PASSWORD })).status).toBe(429);
+		const sent = mailbox.find((m) => m.event === "user.email_change_requested" && m.payload.email === next)!.payload;
+		expect(sent.changeToken).toMatch(/^sealed\.v1\./);
+		const token = lastMail("user.email_change_requested", next).changeToken;
+
+		// Nothing changes until the new mailbox answers.
+		expect((await http.get("/api/me", { token: me.accessToken })).body.email).toBe(old);
+		expect((await http.post("/api/auth/login", { email: old, password: PASSWORD })).status).toBe(200);
+
+		const confirmed = await http.post("/api/auth/confirm-email-change", { token });
+		expect(confirmed.status).toBe(200);
+		expect(confirmed.body.user).toMatchObject({ id: me.user.id, email: next, isVerified: true });
+		expect(fields(await http.post("/api/auth/confirm-email-change", { token }))).toEqual(["token:invalidToken"]);
+		expect((await http.post("/api/auth/login", { email: next, password: PASSWORD })).status).toBe(200);
+		expect((await http.post("/api/auth/login", { email: old, password: PASSWORD })).status).toBe(401);
+		// The reset link the old mailbox holds no longer works, and the session stays.
+		expect(fields(await http.post("/api/auth/password-reset/confirm", { token: resetToken, password: "taken-over-otter-9" }))).toEqual(["token:invalidToken"]);
+		expect((await http.get("/api/me", { token: me.accessToken })).body.email).toBe(next);
+
+		// The new address got the link, the old one the notice naming the new one.
+		const messages = await waitFor(
+			() => http.get(`/api/notifications?userId=${me.user.id}&pageSize=50`, { token: admin }),
+			(r) => r.body.rows.some((m: any) => m.template === "email-changed"),
+		);
+		const byTemplate = Object.fromEntries(messages.body.rows.map((m: any) => [m.template, m.recipient]));
+		expect(byTemplate).toMatchObject({ "confirm-email-change": next, "email-changed": old });
+	}, 30_000);
+
+	test("an address another account registered after the link went out: 409, and the account keeps its address", async () => {
+		const http = shop.http;
+		const old = newEmail("keeper");
+		const wanted = newEmail("wanted");
+		const me = await register(old);
+		expect((await change(me.accessToken, { newEmail: wanted, password: PASSWORD })).status).toBe(202);
+		const token = lastMail("user.email_change_requested", wanted).changeToken;
+		await register(wanted);
+		const res = await http.post("/api/auth/confirm-email-change", { token });
+		expect({ status: res.status, type: res.body.type }).toEqual({ status: 409, type: "EMAIL_TAKEN" });
+		expect((await http.get("/api/me", { token: me.accessToken })).body.email).toBe(old);
+		expect(fields(await http.post("/api/auth/confirm-email-change", { token: "A".repeat(43) }))).toEqual(["token:invalidToken"]);
+	});
+});
