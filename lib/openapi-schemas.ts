@@ -183,11 +183,10 @@ export const RESPONSE_SCHEMAS = {
 			reference: str,
 			stockAfter: int,
 			userId: str,
-			key: str,
 			recovered: bool,
 			createdAt: date,
 		},
-		{ optional: ["quantity", "reference", "stockAfter", "userId", "key", "recovered"], open: false },
+		{ optional: ["quantity", "reference", "stockAfter", "userId", "recovered"], open: false },
 	),
 
 	// ---- cart ----

@@ -511,7 +511,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				if (!(await this.db.variants.findById(variantId))) throw new NotFoundError("Variant");
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
 				const [rows, total] = await this.db.inventory_transactions.findWithCount({ variantId }, { sort: { createdAt: -1, id: 1 }, offset: w.offset, limit: w.limit });
-				return toPage(rows, total, w.page, w.pageSize);
+				// `key` makes a movement written twice (a retry, a recovery) count once: the store's business.
+				return toPage(rows.map(({ key: _key, ...row }) => row), total, w.page, w.pageSize);
 			},
 		},
 	},
