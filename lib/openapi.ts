@@ -32,6 +32,8 @@ export type ResponseBody = SchemaName | { list: SchemaName };
 export interface OpenApiNotes {
 	/** What the success answers (every 2xx but a 204) carry. */
 	response?: ResponseBody;
+	/** A refusal whose body is not the error shape, e.g. the health check's 503, which reports the state. */
+	errorBodies?: Partial<Record<503, { schema: SchemaName; description: string }>>;
 	/** The status of a plain success when the handler sets another than 200 (ctx.meta.$statusCode). */
 	success?: Exclude<SuccessStatus, 200>;
 	/** Further statuses the route answers, and when, e.g. `{ 409: "Not enough stock" }`; a 2xx here is another success. */
@@ -263,6 +265,9 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 		if (ownNames.length) op.responses["404"] = errorResponse("Not found");
 		for (const [status, description] of Object.entries(notes.responses ?? {})) {
 			op.responses[status] = Number(status) < 300 ? successResponse(Number(status), body, description) : errorResponse(description!);
+		}
+		for (const [status, b] of Object.entries(notes.errorBodies ?? {})) {
+			op.responses[status] = { description: b!.description, content: { "application/json": { schema: responseSchema(b!.schema, pages) } } };
 		}
 		if (!op.parameters.length) delete op.parameters;
 		(paths[oaPath] ??= {})[method] = op;

@@ -255,7 +255,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// moleculer-web's alias listing would expose internals over HTTP.
 		listAliases: false,
 		health: {
-			openapi: { response: "Health" },
+			openapi: { response: "Health", errorBodies: { 503: { schema: "Health", description: "Starting or stopping: `status` says which" } } },
 			params: {},
 			handler(ctx: Context<unknown, ShopMeta>) {
 				const services = [...new Set((this.broker.registry.getServiceList({ skipInternal: true, onlyAvailable: true }) as any[]).map((s) => s.name))].sort();

@@ -175,6 +175,13 @@ describe("response bodies (`openapi.response`)", () => {
 		expect(doc.components.schemas.Cart).toEqual(RESPONSE_SCHEMAS.Cart);
 	});
 
+	test("a refusal with a body of its own (the health check's 503) names that body; other refusals keep the error shape", () => {
+		const doc = docOf([{ method: "GET", path: "/api/health", openapi: { response: "Health", errorBodies: { 503: { schema: "Health", description: "Starting or stopping" } } } }]);
+		const op = doc.paths["/api/health"].get;
+		expect(op.responses["503"]).toEqual({ description: "Starting or stopping", content: { "application/json": { schema: ref("Health") } } });
+		expect(schemaOf(op, "429")).toEqual(ref("Error"));
+	});
+
 	test("a list is the page envelope around the item, as a component of its own, only when some route uses it", () => {
 		const doc = docOf([{ method: "GET", path: "/api/orders", openapi: { response: { list: "Order" } } }]);
 		expect(schemaOf(doc.paths["/api/orders"].get, "200")).toEqual(ref("OrderPage"));
