@@ -144,6 +144,8 @@ interface Backend {
 	updateOne(query: Query, update: Query, upsert: boolean): Promise<any | null>;
 	updateMany(query: Query, update: Query): Promise<number>;
 	remove(query: Query, multi: boolean): Promise<number>;
+	/** Rewrites the store's file now (NeDB); nothing to do where documents are overwritten in place. */
+	compact(): Promise<void>;
 }
 
 class NedbBackend implements Backend {
@@ -201,6 +203,11 @@ class NedbBackend implements Backend {
 			this.compactionTimer.unref();
 		}
 	}
+	async compact() {
+		// In memory (tests) there is no file to rewrite.
+		if (this.file) await this.db.compactDatafileAsync();
+	}
+
 	async disconnect() {
 		clearInterval(this.compactionTimer);
 		try {
@@ -265,6 +272,10 @@ class MongoBackend implements Backend {
 		// Unique indexes must exist before the first write relies on them.
 		await this.model.createIndexes();
 	}
+	async compact() {
+		// MongoDB updates documents in place and reclaims the space of old versions itself.
+	}
+
 	async disconnect() {
 		if (!this.connected) return;
 		this.connected = false;
@@ -459,5 +470,15 @@ export class Collection<T extends Entity = Entity> {
 	async removeMany(query: Query): Promise<number> {
 		await this.ready;
 		return this.backend.remove(toStored(query), true);
+	}
+
+	/**
+	 * Rewrites the embedded file at once, leaving out every removed document and overwritten version:
+	 * after an account's erasure nothing of it may be read back from the file. (The file is otherwise
+	 * rewritten only once it has grown past its live size.)
+	 */
+	async compact(): Promise<void> {
+		await this.ready;
+		await this.backend.compact();
 	}
 }

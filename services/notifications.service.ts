@@ -197,7 +197,10 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			visibility: "public",
 			params: { userId: "string" },
 			async handler(this: NotifyThis, ctx: Context<{ userId: string }>) {
-				return { forgotten: await this.db.notifications.removeMany({ userId: ctx.params.userId }) };
+				const forgotten = await this.db.notifications.removeMany({ userId: ctx.params.userId });
+				// Nor may the embedded file keep them until it is next rewritten.
+				if (forgotten) await this.db.notifications.compact();
+				return { forgotten };
 			},
 		},
 

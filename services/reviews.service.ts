@@ -324,6 +324,8 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 					if (change) await this.finishStatusChange(ctx, change.after);
 					else await this.db.reviews.updateOne({ id: review.id }, { $set: blank });
 				}
+				// Nor may the embedded file keep their text until it is next rewritten.
+				if (written.length) await this.db.reviews.compact();
 				return { forgotten: written.length };
 			},
 		},

@@ -46,6 +46,8 @@ const nameRule = (label: string) => ({
 	pattern: /^[^\p{Cc}\u2028\u2029]*$/u, messages: { stringPattern: `${label} must not contain line breaks or control characters` },
 });
 const opaqueTokenRule = { type: "string", min: 1, max: 200 };
+/** The collections that hold an account's records, rewritten when it is deleted. */
+const ACCOUNT_RECORDS = ["users", "user_addresses", "user_wishlist", "user_tokens", "user_sessions"] as const;
 /** Register and login take the guest's cart along (mergeGuestCart). */
 const MERGED_CART = { "X-Cart-Id": { description: "The guest cart to merge into the user's cart, as the last cart answer named it" } };
 
@@ -386,8 +388,13 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				await ctx.call("reviews.forgetAuthor", { userId: user.id });
 				await ctx.call("notifications.forgetUser", { userId: user.id });
 				for (const name of ["user_addresses", "user_wishlist", "user_tokens"] as const) await this.db[name].removeMany({ userId: user.id });
+				// From here on the password opens nothing, and the sessions fail their password check too.
 				await this.db.users.updateOne({ id: user.id }, { $set: erasedUserFields(user, new Date(), unmatchableHash(this.cost)) });
+				// Revoked first, so that every node drops them from its session cache; then gone, with the addresses they came from.
 				await this.revokeSessions({ userId: user.id }, "account_deleted");
+				await this.db.user_sessions.removeMany({ userId: user.id });
+				// The embedded files keep overwritten and removed versions until they are rewritten: now.
+				for (const name of ACCOUNT_RECORDS) await this.db[name].compact();
 				this.logger.info(`Account ${user.id} deleted by its owner.`);
 				ctx.meta.$statusCode = 204;
 				return null;

@@ -6,6 +6,7 @@
 import { startShopWithAdmin, type Shop } from "../helpers/shop";
 import { addToCart, checkout, createProduct, registerCustomer, uniqueEmail } from "../helpers/flows";
 import { waitFor } from "../helpers/wait";
+import { Collection } from "../../mixins/collection";
 
 const ADMIN = { email: "admin@deletion.test", password: "admin-password-deletion-1" };
 const PASSWORD = "correct horse battery";
@@ -45,8 +46,12 @@ describe("a customer deletes their account", () => {
 			expect((await http.patch(`/api/orders/${order.body.id}/status`, { status, ...(status === "shipped" ? { trackingNumber: "TRK-DEL-1" } : {}) }, { token: admin })).status).toBe(200);
 		}
 		await addToCart(http, c.token, variantId, 2);
+		const compacted = jest.spyOn(Collection.prototype, "compact");
 		const gone = await http.request("DELETE", "/api/me", { token: c.token, body: { password: PASSWORD } });
 		expect(gone.status).toBe(204);
+		// The embedded files are rewritten at once, without the versions that named them (test/unit/store-compact.spec.ts).
+		expect(compacted.mock.contexts.map((c) => (c as Collection).name).sort()).toEqual(["notifications", "reviews", "user_addresses", "user_sessions", "user_tokens", "user_wishlist", "users"]);
+		compacted.mockRestore();
 
 		// Signed out everywhere, and the old email and password open nothing.
 		expect((await http.get("/api/me", { token: c.token })).status).toBe(401);
