@@ -138,6 +138,8 @@ const LOOK_ALIKE_SCRIPTS = [/\p{Script=Latin}/u, /\p{Script=Cyrillic}/u, /\p{Scr
 export function emailProblem(email: string): string | null {
 	const normal = normalizeEmail(email);
 	if (/[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Z}]/u.test(normal)) return "The email address contains invisible or control characters";
+	// A reserved domain that receives no mail (RFC 2606); deleted accounts are parked under it (erasedUserFields).
+	if (/\.invalid\.?$/.test(normal)) return "The email address is under .invalid, a domain that receives no mail";
 	for (const part of normal.split(/[@.]/)) {
 		const scripts = LOOK_ALIKE_SCRIPTS.filter((script) => script.test(part));
 		if (scripts.length > 1) return "The email address mixes letters of different alphabets";
@@ -146,7 +148,6 @@ export function emailProblem(email: string): string | null {
 	return null;
 }
 
-/** The only shape of a user that leaves this service: no hashes, ever. */
 /**
  * What is left of an account its owner deleted: the id (orders still point to it) and the role, under
  * an address that can receive no mail and frees the real one for a new account; nothing that names the
@@ -167,6 +168,7 @@ export function erasedUserFields(u: { id: string; passwordVersion?: number }, no
 	};
 }
 
+/** The only shape of a user that leaves this service: no hashes, ever. */
 export function publicUser(u: Entity): PublicUser {
 	return {
 		id: u.id, email: u.email, firstName: u.firstName ?? null, lastName: u.lastName ?? null, phone: u.phone ?? null,

@@ -132,7 +132,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			async handler(ctx: Ctx<{ email: string; password: string }>) {
 				const email = normalizeEmail(ctx.params.email);
 				await this.countLoginAttempt(email, ctx);
-				const user = await this.db.users.findOne({ email: { $in: emailForms(ctx.params.email) } });
+				const user = await this.accountByEmail(ctx.params.email);
 				// Unknown emails cost a bcrypt compare too, so timing does not reveal which accounts exist.
 				const ok = await verifyPassword(ctx.params.password, user?.passwordHash ?? this.dummyHash);
 				if (!user || !ok) throw new UnauthorizedError("Invalid email or password", "INVALID_CREDENTIALS");
@@ -214,7 +214,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			rateLimit: "auth",
 			params: { $$strict: "remove", email: { type: "string", max: 254 } },
 			async handler(ctx: Ctx<{ email: string }>) {
-				const user = await this.db.users.findOne({ email: { $in: emailForms(ctx.params.email) } });
+				const user = await this.accountByEmail(ctx.params.email);
 				// One reset mail a minute per account, claimed by one conditional update: the route must not
 				// become a way to flood someone's inbox.
 				const now = new Date();
@@ -433,6 +433,12 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	},
 
 	methods: {
+		/** The account an email address signs in to; none for a deleted one, whose placeholder address opens nothing. */
+		async accountByEmail(email: string): Promise<Entity | null> {
+			const user = await this.db.users.findOne({ email: { $in: emailForms(email) } });
+			return user && !user.deletedAt ? user : null;
+		},
+
 		async requireUser(id: string): Promise<Entity> {
 			const user = await this.db.users.findById(id);
 			// A deleted account is kept under its id (orders point to it), for no one to reach.
@@ -451,8 +457,9 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			const query = overHash === undefined ? { id: userId } : { id: userId, passwordHash: overHash };
 			const user = await this.db.users.updateOne(query, { $set: { passwordHash, passwordChangedAt: now, updatedAt: now, ...extra }, $inc: { passwordVersion: 1 } });
 			if (!user) return null;
-			// Outstanding reset links die with the old password.
-			await this.db.user_tokens.updateMany({ userId, purpose: "password_reset", usedAt: null }, { $set: { usedAt: now } });
+			// Outstanding reset links and email changes die with the old password: whoever asked for a change of
+			// address may have known only the old one, and would take the account with it.
+			await this.db.user_tokens.updateMany({ userId, purpose: { $in: ["password_reset", "change_email"] }, usedAt: null }, { $set: { usedAt: now } });
 			return user;
 		},
 

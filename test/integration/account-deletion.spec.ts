@@ -69,6 +69,13 @@ describe("a customer deletes their account", () => {
 		const cart = await shop.broker.call<{ items: unknown[] }, { userId: string }>("cart.snapshot", { userId: c.userId });
 		expect(cart.items).toEqual([]);
 
+		// The placeholder address opens nothing: no reset link goes out for it, and nobody can register it.
+		const placeholder = `deleted-${Buffer.from(c.userId).toString("hex")}@deleted.invalid`;
+		expect((await http.post("/api/auth/password-reset", { email: placeholder })).status).toBe(202);
+		const outbox = (shop.broker.getLocalService("users") as any).outbox;
+		expect(await outbox.count({ event: "user.password_reset_requested", "payload.userId": c.userId })).toBe(0);
+		expect((await http.post("/api/auth/register", { email: placeholder, password: PASSWORD })).body).toMatchObject({ code: 422, data: [expect.objectContaining({ field: "email" })] });
+
 		// The address is free for a new account, which starts empty.
 		const again = await http.post("/api/auth/register", { email, password: PASSWORD });
 		expect(again.status).toBe(201);

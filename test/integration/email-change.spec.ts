@@ -98,6 +98,31 @@ describe("a customer changes their email address", () => {
 		expect(byTemplate).toMatchObject({ "confirm-email-change": next, "email-changed": old });
 	}, 30_000);
 
+	test("a password change or reset retires a pending change: whoever asked for it may have known only the old password", async () => {
+		const http = shop.http;
+		for (const how of ["change", "reset"] as const) {
+			const old = newEmail(`owner-${how}`);
+			const thief = newEmail(`thief-${how}`);
+			const me = await register(old);
+			expect((await change(me.accessToken, { newEmail: thief, password: PASSWORD })).status).toBe(202);
+			const token = lastMail("user.email_change_requested", thief).changeToken;
+			if (how === "change") {
+				expect((await http.post("/api/me/password", { currentPassword: PASSWORD, newPassword: "owner-took-it-back-1" }, { token: me.accessToken })).status).toBe(204);
+			} else {
+				expect((await http.post("/api/auth/password-reset", { email: old })).status).toBe(202);
+				const reset = lastMail("user.password_reset_requested", old).resetToken;
+				expect((await http.post("/api/auth/password-reset/confirm", { token: reset, password: "owner-took-it-back-2" })).status).toBe(204);
+			}
+			expect({ how, answer: fields(await http.post("/api/auth/confirm-email-change", { token })) }).toEqual({ how, answer: ["token:invalidToken"] });
+			expect((await http.post("/api/auth/login", { email: old, password: how === "change" ? "owner-took-it-back-1" : "owner-took-it-back-2" })).status).toBe(200);
+		}
+	});
+
+	test("an address under .invalid (where deleted accounts are parked) is refused", async () => {
+		const me = await register(newEmail("parker"));
+		expect(fields(await change(me.accessToken, { newEmail: "deleted-6162@deleted.invalid", password: PASSWORD }))).toEqual(["newEmail:email"]);
+	});
+
 	test("an address another account registered after the link went out: 409, and the account keeps its address", async () => {
 		const http = shop.http;
 		const old = newEmail("keeper");
