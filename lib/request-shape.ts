@@ -16,9 +16,28 @@ export const MAX_BODY_DEPTH = 32;
 /** The first query parameter that is not a single plain value, as a message naming it; null when all are. */
 export function queryShapeProblem(query: Record<string, unknown> | undefined): { field: string; message: string } | null {
 	for (const [name, value] of Object.entries(query ?? {})) {
+		if (SECRET_PARAMS.test(name)) return { field: name, message: `'${name}' is a secret: send it in the JSON body, never in the URL (URLs are logged, and kept by proxies and browsers)` };
 		if (typeof value !== "string") return { field: name, message: `The query parameter '${name}' must be given once, as a plain value` };
 	}
 	return null;
+}
+
+/** Parameters that carry a secret (a password, a one-time or refresh token): bodies only. */
+const SECRET_PARAMS = /^(?:password|currentPassword|newPassword|token|refreshToken)$/i;
+
+/** A URL as it may be logged: the value of a secret query parameter (refused, but sent) masked. */
+export function withoutSecrets(url: string): string {
+	const q = url.indexOf("?");
+	if (q < 0) return url;
+	return url.slice(0, q) + url.slice(q).replace(/([?&])([^=&#]*)=([^&#]*)/g, (all, sep: string, name: string) => (SECRET_PARAMS.test(safeDecode(name)) ? `${sep}${name}=***` : all));
+}
+
+function safeDecode(text: string): string {
+	try {
+		return decodeURIComponent(text.replace(/\+/g, " "));
+	} catch {
+		return text;
+	}
 }
 
 /** `null` and `[]`: what clients send for "no body" (moleculer-web merges them as no parameters). */

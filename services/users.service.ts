@@ -372,7 +372,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 */
 		deleteMe: {
 			rest: "DELETE /me",
-			openapi: { success: 204, responses: { 409: "An admin account (ADMIN_ACCOUNT), or orders still under way (ORDERS_OPEN, `data.orders`)" } },
+			openapi: { success: 204, body: true, responses: { 409: "An admin account (ADMIN_ACCOUNT), or orders still under way (ORDERS_OPEN, `data.orders`)" } },
 			auth: "required",
 			params: { $$strict: "remove", password: { type: "string", min: 1, max: 1024 } },
 			async handler(ctx: Ctx<{ password: string }>) {

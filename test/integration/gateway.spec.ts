@@ -256,6 +256,19 @@ describe("gateway", () => {
 		expect(Object.values(refusals).map((r) => r.status)).toEqual([400, 400, 400, 413, 415]);
 	});
 
+	test("a password or token in the query string is refused naming it, and masked in the request log", async () => {
+		const api = shop.broker.getLocalService("api") as unknown as { logger: { info: (...args: unknown[]) => void } };
+		const logged = jest.spyOn(api.logger, "info");
+		for (const [query, field] of [["password=hunter2", "password"], ["q=a&refreshToken=r3fr3sh", "refreshToken"]]) {
+			const res = await shop.http.get(`/api/probe/list?${query}`);
+			expect({ query, status: res.status, body: res.body }).toMatchObject({ query, status: 400, body: { type: "INVALID_QUERY", data: [{ field }] } });
+		}
+		const lines = logged.mock.calls.map((args) => args.map(String).join(" "));
+		logged.mockRestore();
+		expect(lines.filter((l) => l.includes("/api/probe/list?"))).toEqual(expect.arrayContaining([expect.stringContaining("password=***"), expect.stringContaining("refreshToken=***")]));
+		expect(lines.join("\n")).not.toMatch(/hunter2|r3fr3sh/);
+	});
+
 	test("400 naming the field for a query parameter given twice or with brackets", async () => {
 		for (const query of ["q[$ne]=x", "q[]=a", "q=a&q=b"]) {
 			const res = await shop.http.get(`/api/probe/list?${query}`);

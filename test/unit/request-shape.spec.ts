@@ -1,4 +1,4 @@
-import { bodyShapeProblem, queryShapeProblem, MAX_BODY_DEPTH } from "../../lib/request-shape";
+import { bodyShapeProblem, queryShapeProblem, withoutSecrets, MAX_BODY_DEPTH } from "../../lib/request-shape";
 
 const nested = (levels: number) => {
 	let v: unknown = 1;
@@ -20,6 +20,23 @@ describe("queryShapeProblem", () => {
 		else expect(problem).toEqual({ field, message: expect.stringContaining(`'${field}'`) });
 	});
 	test("no query at all", () => expect(queryShapeProblem(undefined)).toBeNull());
+
+	test.each(["password", "currentPassword", "NewPassword", "token", "refreshToken"])("a secret in the URL (%s) is refused, naming it", (name) => {
+		expect(queryShapeProblem({ q: "a", [name]: "hunter2" })).toEqual({ field: name, message: expect.stringContaining("send it in the JSON body, never in the URL") });
+	});
+});
+
+describe("withoutSecrets: a URL as the log shows it", () => {
+	test.each([
+		["/api/me", "/api/me"],
+		["/api/products?pageSize=20&q=lamp", "/api/products?pageSize=20&q=lamp"],
+		["/api/me?password=hunter2", "/api/me?password=***"],
+		["/api/me?x=1&Password=hunter2&y=2", "/api/me?x=1&Password=***&y=2"],
+		["/api/auth/verify-email?token=abc&token=def", "/api/auth/verify-email?token=***&token=***"],
+		["/api/me?pass%77ord=hunter2", "/api/me?pass%77ord=***"],
+		["/api/me?passwordHint=blue", "/api/me?passwordHint=blue"],
+		["/api/me?%E0%A4%A=1&refreshToken=r", "/api/me?%E0%A4%A=1&refreshToken=***"],
+	])("%s → %s", (url, logged) => expect(withoutSecrets(url)).toBe(logged));
 });
 
 describe("bodyShapeProblem", () => {
