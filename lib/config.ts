@@ -295,9 +295,15 @@ export function serverUrlSetting(name: string, value: string | undefined, rule: 
 	return v;
 }
 
-/** `scheme://user:secret@host` shown as `scheme://user:***@host`. */
+/**
+ * The value as a refusal may show it: whatever comes before the last `@` (a user and password, as
+ * well written or not: `redis//:pw@host`, an unencoded `@` in the password) becomes `***`.
+ */
 function withoutPassword(url: string): string {
-	return url.replace(/^([^:/?#]+:\/\/[^:@/?#]*:)[^@/?#]*@/, "$1***@");
+	const at = url.lastIndexOf("@");
+	if (at < 0) return url;
+	const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0] ?? "";
+	return `${scheme}***${url.slice(at)}`;
 }
 
 /** SHIPPING_RATES (see parseShippingRates); unset or empty: none. */
