@@ -15,6 +15,8 @@ export interface RouteInfo {
 	roles?: string[];
 	description?: string;
 	openapi?: OpenApiNotes;
+	/** A route of the shop whose service this gateway has not reached yet: its answers and rules are not known here. */
+	unreached?: true;
 }
 
 /**
@@ -271,6 +273,9 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 		for (const [status, b] of Object.entries(notes.errorBodies ?? {})) {
 			op.responses[status] = { description: b!.description, content: { "application/json": { schema: responseSchema(b!.schema, pages) } } };
 		}
+		// Nothing is claimed that is not known: not its success, nor its parameters or security (a generated
+		// client would take a guess for the contract). Until its service is reached, the route answers 503.
+		if (r.unreached) op.responses = { "503": errorResponse("Its service has not been reachable from this gateway yet"), default: { description: "Described once its service is reached" } };
 		if (!op.parameters.length) delete op.parameters;
 		(paths[oaPath] ??= {})[method] = op;
 	}

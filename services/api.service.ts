@@ -557,7 +557,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			for (const route of SHOP_ROUTES) {
 				if (documented.has(route)) continue;
 				const [method, path] = route.split(" ");
-				infos.push({ method, path, description: "Its service has not been reachable from this gateway yet: the route answers 503 until it is, and its parameters are described from then on." });
+				infos.push({ method, path, unreached: true, description: "Its service has not been reachable from this gateway yet: the route answers 503 until it is, and its parameters, answers and security are described from then on." });
 			}
 			return infos;
 		},
