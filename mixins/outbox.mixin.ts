@@ -37,6 +37,11 @@ export interface OutboxThis {
 	publishAll(ctx: Context | null, events: Announcement[]): Promise<string[]>;
 	/** Whether `event` about `about` (payload fields) was published from `since` on: a redo after a crash publishes only what is missing. */
 	published(event: string, about: Record<string, unknown>, since: Date): Promise<boolean>;
+	/**
+	 * Blanks `fields` of the kept events about `about` (payload fields) and rewrites the embedded file:
+	 * an account's erasure. A consumer that reads them later finds no one to write to.
+	 */
+	scrubOutbox(about: Record<string, unknown>, fields: string[]): Promise<number>;
 }
 
 /** Runs the functions given to it one at a time, in call order, whatever each one's outcome. */
@@ -83,6 +88,13 @@ export function OutboxMixin(serviceName: string): Partial<ServiceSchema<any, any
 				const fields = Object.fromEntries(Object.entries(about).map(([k, v]) => [`payload.${k}`, v]));
 				// Bounded by `since` (indexed), so it reads the events of that stretch only.
 				return !!(await this.outbox.findOne({ event, ...fields, createdAt: { $gte: new Date(since) } }));
+			},
+
+			async scrubOutbox(this: Service & OutboxThis, about: Record<string, unknown>, fields: string[]): Promise<number> {
+				const query = Object.fromEntries(Object.entries(about).map(([k, v]) => [`payload.${k}`, v]));
+				const scrubbed = await this.outbox.updateMany(query, { $unset: Object.fromEntries(fields.map((f) => [`payload.${f}`, true])) });
+				if (scrubbed) await this.outbox.compact();
+				return scrubbed;
 			},
 
 			async publishAll(this: Service & OutboxThis, ctx: Context | null, events: Announcement[]): Promise<string[]> {

@@ -395,6 +395,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				await this.db.user_sessions.removeMany({ userId: user.id });
 				// The embedded files keep overwritten and removed versions until they are rewritten: now.
 				for (const name of ACCOUNT_RECORDS) await this.db[name].compact();
+				// The account events kept for their consumers (7 days) no longer name the person or carry a link.
+				await this.scrubOutbox({ userId: user.id }, ["email", "firstName", "newEmail", "verificationToken", "resetToken", "changeToken"]);
 				this.logger.info(`Account ${user.id} deleted by its owner.`);
 				ctx.meta.$statusCode = 204;
 				return null;

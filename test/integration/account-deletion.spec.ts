@@ -50,7 +50,7 @@ describe("a customer deletes their account", () => {
 		const gone = await http.request("DELETE", "/api/me", { token: c.token, body: { password: PASSWORD } });
 		expect(gone.status).toBe(204);
 		// The embedded files are rewritten at once, without the versions that named them (test/unit/store-compact.spec.ts).
-		expect(compacted.mock.contexts.map((c) => (c as Collection).name).sort()).toEqual(["notifications", "reviews", "user_addresses", "user_sessions", "user_tokens", "user_wishlist", "users"]);
+		expect(compacted.mock.contexts.map((c) => (c as Collection).name).sort()).toEqual(["notifications", "reviews", "user_addresses", "user_sessions", "user_tokens", "user_wishlist", "users", "users_outbox"]);
 		compacted.mockRestore();
 
 		// Signed out everywhere, and the old email and password open nothing.
@@ -69,10 +69,16 @@ describe("a customer deletes their account", () => {
 		const cart = await shop.broker.call<{ items: unknown[] }, { userId: string }>("cart.snapshot", { userId: c.userId });
 		expect(cart.items).toEqual([]);
 
+		// The account events kept for their consumers name no one any more: its registration event had the email and name.
+		const outbox = (shop.broker.getLocalService("users") as any).outbox;
+		const events = await outbox.find({ "payload.userId": c.userId });
+		expect(events.map((e: any) => e.event)).toContain("user.registered");
+		for (const e of events) expect(Object.keys(e.payload).sort()).toEqual(["eventId", "userId"]);
+		expect(JSON.stringify(events)).not.toContain(email);
+
 		// The placeholder address opens nothing: no reset link goes out for it, and nobody can register it.
 		const placeholder = `deleted-${Buffer.from(c.userId).toString("hex")}@deleted.invalid`;
 		expect((await http.post("/api/auth/password-reset", { email: placeholder })).status).toBe(202);
-		const outbox = (shop.broker.getLocalService("users") as any).outbox;
 		expect(await outbox.count({ event: "user.password_reset_requested", "payload.userId": c.userId })).toBe(0);
 		expect((await http.post("/api/auth/register", { email: placeholder, password: PASSWORD })).body).toMatchObject({ code: 422, data: [expect.objectContaining({ field: "email" })] });
 
