@@ -250,6 +250,13 @@ class NedbBackend implements Backend {
 	}
 }
 
+/** The hosts of a MongoDB connection string, for messages: never its user or password. */
+export function mongoHosts(uri: string): string {
+	const afterScheme = uri.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "");
+	const hosts = afterScheme.slice(afterScheme.lastIndexOf("@") + 1).split(/[/?#]/)[0];
+	return hosts || "(no host)";
+}
+
 class MongoBackend implements Backend {
 	model!: Model<any>;
 	private adapter: any;
@@ -262,8 +269,18 @@ class MongoBackend implements Backend {
 		const mongoose = loadMongoose();
 		const model = mongoose.models[this.name] ?? mongoose.model(this.name, buildMongooseSchema(this.spec), this.name);
 		this.adapter = new MongooseDbAdapter(this.uri);
-		this.adapter.init(null, { schema: { model }, settings: {}, logger: console });
-		await this.adapter.connect();
+		this.adapter.init(null, { schema: { model }, settings: {}, logger: { debug: () => undefined, info: opsLog.info, warn: opsLog.warn, error: opsLog.error } });
+		// The adapter's own error names neither the variable nor the cause ("MongoDB connection failed . Status is ...").
+		let cause: Error | undefined;
+		const noteCause = (err: Error) => (cause = err);
+		mongoose.connection.once("error", noteCause);
+		try {
+			await this.adapter.connect();
+		} catch (err) {
+			throw new Error(`MONGO_URI: connecting to MongoDB at ${mongoHosts(this.uri)} failed: ${(cause ?? (err as Error)).message}`, { cause: err });
+		} finally {
+			mongoose.connection.off("error", noteCause);
+		}
 		sharedMongoConnection.acquire();
 		// readyState 1: connected; mongoose reconnects by itself after a loss, meanwhile the node is not ready.
 		watchMongoConnection(() => mongoose.connection.readyState === 1);
