@@ -3,6 +3,8 @@ import type { Context, ServiceSchema } from "moleculer";
 import { HealthMixin } from "../../mixins/health.mixin";
 import { OutboxMixin } from "../../mixins/outbox.mixin";
 import { signAccessToken } from "../../lib/jwt";
+import { openToken } from "../../lib/sealed-token";
+import { withOpenedTokens } from "../../lib/notification-plan";
 
 /** A fake session's id names its user and role, so FakeUsers can answer for it as users does. */
 export function fakeSession(sid: string): { active: boolean; userId?: string; role?: string } {
@@ -53,4 +55,17 @@ export function eventRecorder(name: string, patterns: string[]): { schema: Servi
 	const events: RecordedEvent[] = [];
 	const record = (ctx: Context) => void events.push({ name: ctx.eventName!, payload: ctx.params });
 	return { schema: { name, events: Object.fromEntries(patterns.map((p) => [p, record])) }, events };
+}
+
+/**
+ * What the notifications service receives of the account events (`user.*`), and `lastMail(event, email)`:
+ * the last such event to that address, with its one-time tokens opened as notifications opens them.
+ */
+export function accountMailbox(name = "mailbox"): { schema: ServiceSchema; events: RecordedEvent[]; lastMail: (event: string, email: string) => any } {
+	const { schema, events } = eventRecorder(name, ["user.*"]);
+	const lastMail = (event: string, email: string) => {
+		const payload = [...events].reverse().find((m) => m.name === event && m.payload.email === email)?.payload;
+		return payload && withOpenedTokens(payload, openToken);
+	};
+	return { schema, events, lastMail };
 }

@@ -3,32 +3,14 @@
  * the new address; POST /api/auth/confirm-email-change makes the change, retires every link mailed
  * to the old address, and tells the old address. With the real users and notifications services.
  */
-import type { Context, ServiceSchema } from "moleculer";
 import { startShopWithAdmin, SHOP_SERVICE_NAMES, type Shop } from "../helpers/shop";
 import { waitFor } from "../helpers/wait";
-import { openToken } from "../../lib/sealed-token";
-import { withOpenedTokens } from "../../lib/notification-plan";
+import { accountMailbox } from "../helpers/fakes";
 
 const ADMIN = { email: "admin@email-change.test", password: "admin-password-email-1" };
 const PASSWORD = "velvet-otter-42";
 
-/** The account events, as the notifications service receives them. */
-const mailbox: Array<{ event: string; payload: any }> = [];
-const Mailbox: ServiceSchema = {
-	name: "mailbox",
-	events: {
-		"user.email_change_requested"(ctx: Context<any>) {
-			mailbox.push({ event: String(ctx.eventName), payload: ctx.params });
-		},
-		"user.password_reset_requested"(ctx: Context<any>) {
-			mailbox.push({ event: String(ctx.eventName), payload: ctx.params });
-		},
-	},
-};
-const lastMail = (event: string, email: string) => {
-	const payload = [...mailbox].reverse().find((m) => m.event === event && m.payload.email === email)?.payload;
-	return payload && withOpenedTokens(payload, openToken);
-};
+const { schema: Mailbox, events: mailbox, lastMail } = accountMailbox();
 
 let seq = 0;
 const newEmail = (tag: string) => `${tag}-${Date.now().toString(36)}-${++seq}@example.com`;
@@ -71,7 +53,7 @@ describe("a customer changes their email address", () => {
 		expect(await change(me.accessToken, { newEmail: next, password: PASSWORD })).toMatchObject({ status: 202, body: { accepted: true } });
 		// One confirmation a minute: the route cannot flood someone's inbox.
 		expect((await change(me.accessToken, { newEmail: newEmail("again"), password: PASSWORD })).status).toBe(429);
-		const sent = mailbox.find((m) => m.event === "user.email_change_requested" && m.payload.email === next)!.payload;
+		const sent = mailbox.find((m) => m.name === "user.email_change_requested" && m.payload.email === next)!.payload;
 		expect(sent.changeToken).toMatch(/^sealed\.v1\./);
 		const token = lastMail("user.email_change_requested", next).changeToken;
 

@@ -13,12 +13,10 @@ import { Ajv, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import Stripe from "stripe";
 import { startShop, SHOP_SERVICE_NAMES, type Shop } from "../helpers/shop";
-import { eventRecorder } from "../helpers/fakes";
+import { accountMailbox } from "../helpers/fakes";
 import { setEnv } from "../helpers/env";
 import { waitFor } from "../helpers/wait";
 import type { RequestOptions, HttpResult } from "../helpers/http";
-import { openToken } from "../../lib/sealed-token";
-import { withOpenedTokens } from "../../lib/notification-plan";
 
 jest.setTimeout(60_000);
 
@@ -63,7 +61,7 @@ describe("OpenAPI response schemas against real answers", () => {
 	let doc: Json;
 	let ajv: Ajv;
 	let restoreEnv: () => void;
-	const { schema: mailbox, events: mail } = eventRecorder("openapi-mailbox", ["user.registered", "user.password_reset_requested", "user.email_change_requested"]);
+	const { schema: mailbox, lastMail } = accountMailbox("openapi-mailbox");
 	/** "GET /api/products/{id}" → the statuses validated. */
 	const exercised = new Map<string, Set<number>>();
 	const validators = new Map<string, ValidateFunction>();
@@ -109,11 +107,6 @@ describe("OpenAPI response schemas against real answers", () => {
 		conforms(route, res);
 		return res;
 	}
-
-	const lastMail = (event: string, email: string) => {
-		const payload = [...mail].reverse().find((m) => m.name === event && m.payload.email === email)?.payload;
-		return payload && withOpenedTokens(payload, openToken);
-	};
 
 	// What the walk creates, shared by the tests below (they run in order).
 	let admin: string;

@@ -12,10 +12,9 @@ import { HttpClient, type HttpResult, type RequestOptions } from "../helpers/htt
 import { jwtSecret, TOKEN_AUDIENCE, TOKEN_ISSUER, verifyAccessToken } from "../../lib/jwt";
 import UsersService from "../../services/users.service";
 import { NotFoundError } from "../../lib/errors";
-import { openToken } from "../../lib/sealed-token";
-import { withOpenedTokens } from "../../lib/notification-plan";
 import { memoryLoginThrottleStore } from "../../adapters/login-throttle-store";
 import "../../mixins/types";
+import { accountMailbox } from "../helpers/fakes";
 
 const CATALOG = [
 	{ id: "p-mug", name: "Mug", slug: "mug", price: 1200, currency: "USD", image: null, isActive: true },
@@ -49,18 +48,7 @@ const FakeCart: ServiceSchema = {
 };
 
 /** What the notifications service would receive: the raw tokens travel only in these events. */
-const mailbox: Array<{ event: string; payload: any }> = [];
-const Mailbox: ServiceSchema = {
-	name: "mailbox",
-	events: {
-		"user.registered"(ctx: Context<any>) {
-			mailbox.push({ event: String(ctx.eventName), payload: ctx.params });
-		},
-		"user.password_reset_requested"(ctx: Context<any>) {
-			mailbox.push({ event: String(ctx.eventName), payload: ctx.params });
-		},
-	},
-};
+const { schema: Mailbox, events: mailbox, lastMail } = accountMailbox();
 
 /** Keeps every response body of the suite, to prove none of them carries a hash. */
 class RecordingClient extends HttpClient {
@@ -75,11 +63,6 @@ class RecordingClient extends HttpClient {
 const PASSWORD = "velvet-otter-42";
 let seq = 0;
 const newEmail = (tag = "user") => `${tag}-${Date.now().toString(36)}-${++seq}@example.com`;
-/** The last event of that kind for that address, with its one-time token opened as notifications opens it. */
-const lastMail = (event: string, email: string) => {
-	const payload = [...mailbox].reverse().find((m) => m.event === event && m.payload.email === email)?.payload;
-	return payload && withOpenedTokens(payload, openToken);
-};
 const SEALED = /^sealed\.v1\.[A-Za-z0-9_-]+$/;
 
 describe("users service over HTTP", () => {
@@ -240,7 +223,7 @@ describe("users service over HTTP", () => {
 		test("user.registered carries the documented payload", async () => {
 			const email = newEmail();
 			const reg = await register(email, PASSWORD, { firstName: "Grace" });
-			const sent = [...mailbox].reverse().find((m) => m.event === "user.registered" && m.payload.email === email)!.payload;
+			const sent = [...mailbox].reverse().find((m) => m.name === "user.registered" && m.payload.email === email)!.payload;
 			// The token travels sealed: the outbox and the transporter never hold a usable one.
 			expect(sent).toEqual({ userId: reg.user.id, email, firstName: "Grace", verificationToken: expect.stringMatching(SEALED), eventId: expect.any(String) });
 			expect(lastMail("user.registered", email).verificationToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
@@ -542,7 +525,7 @@ describe("users service over HTTP", () => {
 			expect(known.status).toBe(202);
 			expect(unknown.status).toBe(202);
 			expect(unknown.body).toEqual(known.body);
-			const sent = mailbox.slice(before).filter((m) => m.event === "user.password_reset_requested");
+			const sent = mailbox.slice(before).filter((m) => m.name === "user.password_reset_requested");
 			expect(sent).toHaveLength(1);
 			expect(sent[0].payload).toEqual({ userId: reg.user.id, email, firstName: "Linus", resetToken: expect.stringMatching(SEALED), eventId: expect.any(String) });
 			expect(lastMail("user.password_reset_requested", email).resetToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
@@ -550,7 +533,7 @@ describe("users service over HTTP", () => {
 			// Asked again at once (or twenty times): the same 202, but no second mail within the minute.
 			const again = await Promise.all(Array.from({ length: 20 }, () => http.post("/api/auth/password-reset", { email })));
 			expect(again.map((r) => r.status)).toEqual(Array(20).fill(202));
-			expect(mailbox.slice(before).filter((m) => m.event === "user.password_reset_requested")).toHaveLength(1);
+			expect(mailbox.slice(before).filter((m) => m.name === "user.password_reset_requested")).toHaveLength(1);
 		});
 
 		test("confirm works once, revokes every session, and the new password logs in", async () => {
