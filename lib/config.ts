@@ -290,8 +290,8 @@ export function serverUrlSetting(name: string, value: string | undefined, rule: 
 	const v = nonEmpty(value);
 	if (v === undefined) return undefined;
 	const scheme = /^([a-z][a-z0-9+.-]*):\/\/[^/?#]/i.exec(v)?.[1].toLowerCase();
-	// A MongoDB string may list several hosts (h1:27017,h2:27017), which URL does not parse.
-	if (!scheme || !rule.schemes.includes(scheme) || (scheme.startsWith("http") && !URL.canParse(v))) refuse(name, withoutPassword(v), rule.takes);
+	// A MongoDB string may list several hosts (h1:27017,h2:27017), which URL does not parse; any other must parse.
+	if (!scheme || !rule.schemes.includes(scheme) || (!scheme.startsWith("mongodb") && !URL.canParse(v))) refuse(name, withoutPassword(v), rule.takes);
 	return v;
 }
 

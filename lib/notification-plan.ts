@@ -15,7 +15,7 @@ export const NOTIFICATION_KINDS: NotificationKind[] = ["verify-email", "password
 
 /** The durable events we react to, by the service whose outbox keeps them. */
 export const SOURCE_EVENTS: Record<EventSource, string[]> = {
-	users: ["user.registered", "user.password_reset_requested", "user.email_change_requested", "user.email_changed"],
+	users: ["user.registered", "user.password_reset_requested", "user.email_change_requested", "user.email_changed", "user.deleted"],
 	orders: ["order.confirmed", "order.status_changed", "order.cancelled"],
 	payments: ["payment.refunded", "payment.refund_failed"],
 };

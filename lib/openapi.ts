@@ -34,8 +34,6 @@ export type ResponseBody = SchemaName | { list: SchemaName };
 export interface OpenApiNotes {
 	/** What the success answers (every 2xx but a 204) carry. */
 	response?: ResponseBody;
-	/** Its parameters travel in a JSON body although the method is not POST, PUT or PATCH (a DELETE that asks for the password). */
-	body?: true;
 	/** A refusal whose body is not the error shape, e.g. the health check's 503, which reports the state. */
 	errorBodies?: Partial<Record<503, { schema: SchemaName; description: string }>>;
 	/** The status of a plain success when the handler sets another than 200 (ctx.meta.$statusCode). */
@@ -247,7 +245,7 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 			op.parameters.push({ name, in: "header", required: !!h.required, description: h.description, schema: { type: "string" } });
 		}
 		const rest = Object.fromEntries(Object.entries(params).filter(([k]) => !ownNames.includes(k) && !k.startsWith("$$")));
-		if (["post", "put", "patch"].includes(method) || notes.body) {
+		if (["post", "put", "patch"].includes(method)) {
 			if (Object.keys(rest).length) op.requestBody = { required: true, content: { "application/json": { schema: objectSchema(rest) } } };
 			op.responses["413"] = errorResponse("Body larger than 1 MB");
 			op.responses["415"] = errorResponse("Body not JSON, or in an encoding or charset the shop does not read");

@@ -29,7 +29,8 @@ const SECRET_PARAMS = /^(?:password|currentPassword|newPassword|token|refreshTok
 export function withoutSecrets(url: string): string {
 	const q = url.indexOf("?");
 	if (q < 0) return url;
-	return url.slice(0, q) + url.slice(q).replace(/([?&])([^=&#]*)=([^&#]*)/g, (all, sep: string, name: string) => (SECRET_PARAMS.test(safeDecode(name)) ? `${sep}${name}=***` : all));
+	// The name as qs reads it: `password[]` and `password[a]` are `password` to the refusal.
+	return url.slice(0, q) + url.slice(q).replace(/([?&])([^=&#]*)=([^&#]*)/g, (all, sep: string, name: string) => (SECRET_PARAMS.test(safeDecode(name).split("[")[0]) ? `${sep}${name}=***` : all));
 }
 
 function safeDecode(text: string): string {

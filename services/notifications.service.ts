@@ -144,6 +144,7 @@ interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll"> {
 	handleEvent(event: string, payload: Record<string, any>): Promise<void>;
 	removeSpentLinks(): Promise<number>;
 	contactFor(kind: NotificationKind, payload: Record<string, any>): Promise<Contact | null>;
+	forgetMessagesOf(userId: string): Promise<void>;
 	deliver(item: QueuedMessage): Promise<void>;
 	claim(item: QueuedMessage, now: Date): Promise<Message | null>;
 	enqueueDue(): Promise<void>;
@@ -189,18 +190,6 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				const query = { userId: ctx.meta.user.id };
 				const [rows, total] = await this.db.notifications.findWithCount(query, { sort: { createdAt: -1, channel: 1 }, offset: w.offset, limit: w.limit });
 				return toPage(rows.map((m) => customerView(m as Message)), total, w.page, w.pageSize);
-			},
-		},
-
-		/** The messages kept for a user who deleted their account (addresses, names, links), gone; those not sent yet are not sent. */
-		forgetUser: {
-			visibility: "public",
-			params: { userId: "string" },
-			async handler(this: NotifyThis, ctx: Context<{ userId: string }>) {
-				const forgotten = await this.db.notifications.removeMany({ userId: ctx.params.userId });
-				// Nor may the embedded file keep them until it is next rewritten.
-				if (forgotten) await this.db.notifications.compact();
-				return { forgotten };
 			},
 		},
 
@@ -256,6 +245,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			if (!payload || typeof payload !== "object") return;
 			const eventId = eventIdOf(event, payload);
 			if (await this.db.notification_events.findById(eventId)) return;
+			// An erased account (users' durable user.deleted): the messages kept for it go.
+			if (event === "user.deleted" && typeof payload.userId === "string") await this.forgetMessagesOf(payload.userId);
 			const kind = kindFor(event, payload);
 			const contact = kind ? await this.contactFor(kind, payload) : null;
 			const opened = withOpenedTokens(payload, openToken);
@@ -294,19 +285,31 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			}
 		},
 
-		/** Who to write to: the event carries it for account mail; otherwise ask users (a deleted user gets nothing). */
+		/** The messages kept for a user who deleted their account (addresses, names, links): gone, and not sent. */
+		async forgetMessagesOf(userId: string) {
+			const forgotten = await this.db.notifications.removeMany({ userId });
+			// Nor may the embedded file keep them until it is next rewritten.
+			if (forgotten) await this.db.notifications.compact();
+		},
+
+		/**
+		 * Who to write to: the event carries it for account mail (the address it is about); otherwise ask
+		 * users. An account deleted since gets nothing, account mail included: an email change or reset
+		 * asked while it was being erased is not sent, nor kept.
+		 */
 		async contactFor(kind: NotificationKind, payload: Record<string, any>) {
-			if (!needsUserLookup(kind)) {
-				return { userId: payload.userId ?? null, email: payload.email ?? null, phone: null, firstName: payload.firstName ?? null };
+			if (typeof payload.userId !== "string" || !payload.userId) {
+				return needsUserLookup(kind) ? null : { userId: null, email: payload.email ?? null, phone: null, firstName: payload.firstName ?? null };
 			}
-			if (typeof payload.userId !== "string" || !payload.userId) return null;
+			let user: Record<string, any>;
 			try {
-				const user = await this.broker.call<Record<string, any>, { id: string }>("users.get", { id: payload.userId });
-				return { userId: user.id, email: user.email ?? null, phone: user.phone ?? null, firstName: user.firstName ?? null };
+				user = await this.broker.call<Record<string, any>, { id: string }>("users.get", { id: payload.userId });
 			} catch (err) {
 				if ((err as { code?: number }).code === 404 && (err as { type?: string }).type === "NOT_FOUND") return null;
 				throw err;
 			}
+			if (!needsUserLookup(kind)) return { userId: user.id, email: payload.email ?? null, phone: null, firstName: payload.firstName ?? null };
+			return { userId: user.id, email: user.email ?? null, phone: user.phone ?? null, firstName: user.firstName ?? null };
 		},
 
 		/** Sends one message if it is still queued and due, and nobody else holds it. */

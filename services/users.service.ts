@@ -365,14 +365,16 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		/**
 		 * The customer erases their account (the right to erasure), confirming with the password. The
-		 * other services' copies go first, each idempotent (the cart, the reviews written, the messages
-		 * kept): a failure there answers 503 and leaves the account to try again. Then the account's own
-		 * records: addresses, wishlist, tokens and sessions gone, the profile blanked under a placeholder
-		 * email (which frees the address). Orders stay, tied to the account's id: the shop must keep them.
+		 * other services' copies go first, each idempotent (the cart, the reviews written): a failure there
+		 * answers 503 and leaves the account to try again. Then the account's own records: addresses,
+		 * wishlist, tokens and sessions gone, the profile blanked under a placeholder email (which frees
+		 * the address); the messages kept go on the durable user.deleted. Orders stay, tied to the
+		 * account's id: the shop must keep them.
 		 */
 		deleteMe: {
-			rest: "DELETE /me",
-			openapi: { success: 204, body: true, responses: { 409: "An admin account (ADMIN_ACCOUNT), or orders still under way (ORDERS_OPEN, `data.orders`)" } },
+			// A POST: the password travels in a body, which OpenAPI 3.0 tools leave out of a DELETE.
+			rest: "POST /me/delete",
+			openapi: { success: 204, responses: { 409: "An admin account (ADMIN_ACCOUNT), or orders still under way (ORDERS_OPEN, `data.orders`)" } },
 			auth: "required",
 			params: { $$strict: "remove", password: { type: "string", min: 1, max: 1024 } },
 			async handler(ctx: Ctx<{ password: string }>) {
@@ -386,13 +388,15 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				}
 				await ctx.call("cart.forgetUser", { userId: user.id });
 				await ctx.call("reviews.forgetAuthor", { userId: user.id });
-				await ctx.call("notifications.forgetUser", { userId: user.id });
 				for (const name of ["user_addresses", "user_wishlist", "user_tokens"] as const) await this.db[name].removeMany({ userId: user.id });
 				// From here on the password opens nothing, and the sessions fail their password check too.
 				await this.db.users.updateOne({ id: user.id }, { $set: erasedUserFields(user, new Date(), unmatchableHash(this.cost)) });
 				// Revoked first, so that every node drops them from its session cache; then gone, with the addresses they came from.
 				await this.revokeSessions({ userId: user.id }, "account_deleted");
 				await this.db.user_sessions.removeMany({ userId: user.id });
+				// Durable: notifications drop the messages kept for the account whenever they read it, also
+				// those of an email change or reset asked while this ran (they are not sent either).
+				await this.publish(ctx, "user.deleted", { userId: user.id });
 				// The embedded files keep overwritten and removed versions until they are rewritten: now.
 				for (const name of ACCOUNT_RECORDS) await this.db[name].compact();
 				// The account events kept for their consumers (7 days) no longer name the person or carry a link.
@@ -457,7 +461,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			const passwordHash = await hashPassword(password, this.cost);
 			const now = new Date();
 			const query = overHash === undefined ? { id: userId } : { id: userId, passwordHash: overHash };
-			const user = await this.db.users.updateOne(query, { $set: { passwordHash, passwordChangedAt: now, updatedAt: now, ...extra }, $inc: { passwordVersion: 1 } });
+			// changeMailAt: the email change retired below no longer holds back a new one (the 429 would point to a dead link).
+			const user = await this.db.users.updateOne(query, { $set: { passwordHash, passwordChangedAt: now, updatedAt: now, changeMailAt: null, ...extra }, $inc: { passwordVersion: 1 } });
 			if (!user) return null;
 			// Outstanding reset links and email changes die with the old password: whoever asked for a change of
 			// address may have known only the old one, and would take the account with it.

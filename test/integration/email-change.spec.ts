@@ -96,6 +96,8 @@ describe("a customer changes their email address", () => {
 				expect((await http.post("/api/auth/password-reset/confirm", { token: reset, password: "owner-took-it-back-2" })).status).toBe(204);
 			}
 			expect({ how, answer: fields(await http.post("/api/auth/confirm-email-change", { token })) }).toEqual({ how, answer: ["token:invalidToken"] });
+			// The owner may ask for a change of their own at once: the retired one holds nothing back (no 429 pointing to a dead link).
+			if (how === "change") expect((await change(me.accessToken, { newEmail: newEmail("own"), password: "owner-took-it-back-1" })).status).toBe(202);
 			expect((await http.post("/api/auth/login", { email: old, password: how === "change" ? "owner-took-it-back-1" : "owner-took-it-back-2" })).status).toBe(200);
 		}
 	});

@@ -29,6 +29,9 @@ interface User {
 const users = new Map<string, User>([
 	["u-ann", { id: "u-ann", email: "ann@example.com", firstName: "Ann <script>alert(1)</script>", phone: "+1 (415) 555-0100" }],
 	["u-bob", { id: "u-bob", email: "bob@example.com", firstName: "Bob", phone: null }],
+	// Account mail goes only to an account that still exists (users.get), to the address its event names.
+	["u-cy", { id: "u-cy", email: "cy@example.com", firstName: "Cy", phone: null }],
+	["u-dee", { id: "u-dee", email: "dee@example.com", firstName: "Dee", phone: null }],
 ]);
 
 /** users with its real outbox: `get` for the address, `announce` publishes durable events like the real one. */
@@ -417,6 +420,22 @@ describe("notifications: retries, failures, the worker pool", () => {
 		expect(retried.status).toBe(409);
 		expect(retried.body.type).toBe("LINK_REMOVED");
 		expect((await stored()).status).toBe("failed");
+	});
+
+	test("an erased account: user.deleted drops its kept messages, and account mail asked meanwhile is neither sent nor kept", async () => {
+		email.script = { failures: 0, status: 500 };
+		users.set("u-eve", { id: "u-eve", email: "eve@example.com", firstName: "Eve", phone: null });
+		const kept = await resetMail("eve", "reset-token-eve-1");
+		await waitFor(kept, (m: any) => m?.status === "sent");
+		// Erased (users.get answers 404 from now on), then an email change asked a moment before reaches notifications.
+		users.delete("u-eve");
+		await shop.broker.call("users.announce", { event: "user.deleted", payload: { userId: "u-eve" } });
+		await shop.broker.call("users.announce", { event: "user.email_change_requested", payload: { userId: "u-eve", email: "eve.new@example.com", firstName: "Eve", changeToken: "change-token-eve-1" } });
+		await waitFor(() => svc.db.notifications.count({ userId: "u-eve" }), (n: number) => n === 0);
+		// Both events were handled (none is left for a retry), and nothing went to the new address.
+		await waitFor(() => svc.db.notification_events.count({ event: { $in: ["user.deleted", "user.email_change_requested"] } }), (n: number) => n === 2);
+		expect(await svc.db.notifications.count({ recipient: "eve.new@example.com" })).toBe(0);
+		expect(email.sent.filter((m) => m.to === "eve.new@example.com")).toEqual([]);
 	});
 });
 

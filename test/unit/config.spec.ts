@@ -274,6 +274,10 @@ describe("server addresses", () => {
 		["MONGO_URI", "mongodb:/shop:hunter2@db:27017/shop", "***@db:27017/shop"],
 		["MONGO_URI", "postgres://shop:hun@ter2@db/shop", "postgres://***@db/shop"],
 		["ELASTICSEARCH_URL", "http//elastic:hunter2@es:9200", "***@es:9200"],
+		// Well-formed schemes that do not parse: a # or / in an unencoded password, a port that is none.
+		["REDIS_URL", "redis://:hunter2#x@cache:6379", "redis://***@cache:6379"],
+		["REDIS_URL", "redis://:hunter2@cache:63a79", "redis://***@cache:63a79"],
+		["CACHER", "rediss://:hunter2@cache:99999", "rediss://***@cache:99999"],
 	])("%s=%j: the refusal shows %j, never the password", (name, value, shown) => {
 		expect(() => readConfig({ [name]: value })).toThrow(`not "${shown}"`);
 		try {

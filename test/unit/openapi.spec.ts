@@ -175,18 +175,6 @@ describe("response bodies (`openapi.response`)", () => {
 		expect(doc.components.schemas.Cart).toEqual(RESPONSE_SCHEMAS.Cart);
 	});
 
-	test("a DELETE takes its parameters in the query string, unless it says they travel in a body (a password never goes in the URL)", () => {
-		const params = { password: { type: "string", min: 1 }, $$strict: "remove" };
-		const doc = docOf([
-			{ method: "DELETE", path: "/api/me", params, openapi: { success: 204, body: true } },
-			{ method: "DELETE", path: "/api/cart", params: { version: { type: "number", optional: true } }, openapi: { success: 204 } },
-		]);
-		const erase = doc.paths["/api/me"].delete;
-		expect(erase.parameters).toBeUndefined();
-		expect(erase.requestBody.content["application/json"].schema).toMatchObject({ properties: { password: { type: "string", minLength: 1 } }, required: ["password"] });
-		expect(doc.paths["/api/cart"].delete.parameters).toEqual([expect.objectContaining({ name: "version", in: "query" })]);
-	});
-
 	test("a refusal with a body of its own (the health check's 503) names that body; other refusals keep the error shape", () => {
 		const doc = docOf([{ method: "GET", path: "/api/health", openapi: { response: "Health", errorBodies: { 503: { schema: "Health", description: "Starting or stopping" } } } }]);
 		const op = doc.paths["/api/health"].get;

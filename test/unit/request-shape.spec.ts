@@ -35,6 +35,8 @@ describe("withoutSecrets: a URL as the log shows it", () => {
 		["/api/auth/verify-email?token=abc&token=def", "/api/auth/verify-email?token=***&token=***"],
 		["/api/me?pass%77ord=hunter2", "/api/me?pass%77ord=***"],
 		["/api/me?passwordHint=blue", "/api/me?passwordHint=blue"],
+		["/api/me?password[]=hunter2", "/api/me?password[]=***"],
+		["/api/me?password%5B%5D=hunter2&password[a]=x", "/api/me?password%5B%5D=***&password[a]=***"],
 		["/api/me?%E0%A4%A=1&refreshToken=r", "/api/me?%E0%A4%A=1&refreshToken=***"],
 	])("%s → %s", (url, logged) => expect(withoutSecrets(url)).toBe(logged));
 });
