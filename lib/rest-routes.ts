@@ -25,6 +25,7 @@ export const SHOP_ROUTES: readonly string[] = [
 	"POST /api/me/password",
 	"POST /api/me/email",
 	"POST /api/me/delete",
+	"POST /api/users/:id/delete",
 	"GET /api/me/wishlist",
 	"POST /api/me/wishlist",
 	"DELETE /api/me/wishlist/:productId",

@@ -379,29 +379,24 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			params: { $$strict: "remove", password: { type: "string", min: 1, max: 1024 } },
 			async handler(ctx: Ctx<{ password: string }>) {
 				const user = await this.requireUser(me(ctx).id);
-				// The shop's staff are not erased from their own back office: another admin would have to see to it.
-				if (user.role === "admin") throw new ConflictError("An admin account cannot be deleted here", "ADMIN_ACCOUNT");
 				await this.checkOwnPassword(ctx, user, ctx.params.password, "password");
-				const open = await ctx.call<Array<{ id: string; number: string; status: string }>, { userId: string }>("orders.openOrdersOf", { userId: user.id });
-				if (open.length) {
-					throw new ConflictError("Orders are still under way: the account can be deleted once they are delivered or cancelled", "ORDERS_OPEN", { orders: open });
-				}
-				await ctx.call("cart.forgetUser", { userId: user.id });
-				await ctx.call("reviews.forgetAuthor", { userId: user.id });
-				for (const name of ["user_addresses", "user_wishlist", "user_tokens"] as const) await this.db[name].removeMany({ userId: user.id });
-				// From here on the password opens nothing, and the sessions fail their password check too.
-				await this.db.users.updateOne({ id: user.id }, { $set: erasedUserFields(user, new Date(), unmatchableHash(this.cost)) });
-				// Revoked first, so that every node drops them from its session cache; then gone, with the addresses they came from.
-				await this.revokeSessions({ userId: user.id }, "account_deleted");
-				await this.db.user_sessions.removeMany({ userId: user.id });
-				// Durable: notifications drop the messages kept for the account whenever they read it, also
-				// those of an email change or reset asked while this ran (they are not sent either).
-				await this.publish(ctx, "user.deleted", { userId: user.id });
-				// The embedded files keep overwritten and removed versions until they are rewritten: now.
-				for (const name of ACCOUNT_RECORDS) await this.db[name].compact();
-				// The account events kept for their consumers (7 days) no longer name the person or carry a link.
-				await this.scrubOutbox({ userId: user.id }, ["email", "firstName", "newEmail", "verificationToken", "resetToken", "changeToken"]);
+				await this.eraseAccount(ctx, user);
 				this.logger.info(`Account ${user.id} deleted by its owner.`);
+				ctx.meta.$statusCode = 204;
+				return null;
+			},
+		},
+
+		/** An admin erases a customer's account (a request that reached the shop another way), as the customer would. */
+		deleteUser: {
+			rest: "POST /users/:id/delete",
+			openapi: { success: 204, responses: { 409: "An admin account (ADMIN_ACCOUNT), or orders still under way (ORDERS_OPEN, `data.orders`)" } },
+			roles: ["admin"],
+			params: { $$strict: "remove", id: { type: "string", min: 1, max: 100 } },
+			async handler(ctx: Ctx<{ id: string }>) {
+				const user = await this.requireUser(ctx.params.id);
+				await this.eraseAccount(ctx, user);
+				this.logger.info(`Account ${user.id} deleted by admin ${me(ctx).id}.`);
 				ctx.meta.$statusCode = 204;
 				return null;
 			},
@@ -516,6 +511,34 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			if (!cacher || !sids?.length) return;
 			const keys = sids.map((sid) => cacher.getCacheKey({ name: `${this.fullName}.checkSession` } as any, { keys: ["sid"] }, { params: { sid }, meta: {} } as any));
 			await cacher.del(keys);
+		},
+
+		/**
+		 * Erases an account, its owner's or an admin's wish (the caller checked who asks): refused for an
+		 * admin and while one of its orders is under way; see deleteMe for the order of the steps.
+		 */
+		async eraseAccount(ctx: Ctx, user: Entity) {
+			// The shop's staff are not erased through the API: an operator sees to an admin account.
+			if (user.role === "admin") throw new ConflictError("An admin account cannot be deleted here", "ADMIN_ACCOUNT");
+			const open = await ctx.call<Array<{ id: string; number: string; status: string }>, { userId: string }>("orders.openOrdersOf", { userId: user.id });
+			if (open.length) {
+				throw new ConflictError("Orders are still under way: the account can be deleted once they are delivered or cancelled", "ORDERS_OPEN", { orders: open });
+			}
+			await ctx.call("cart.forgetUser", { userId: user.id });
+			await ctx.call("reviews.forgetAuthor", { userId: user.id });
+			for (const name of ["user_addresses", "user_wishlist", "user_tokens"] as const) await this.db[name].removeMany({ userId: user.id });
+			// From here on the password opens nothing, and the sessions fail their password check too.
+			await this.db.users.updateOne({ id: user.id }, { $set: erasedUserFields(user, new Date(), unmatchableHash(this.cost)) });
+			// Revoked first, so that every node drops them from its session cache; then gone, with the addresses they came from.
+			await this.revokeSessions({ userId: user.id }, "account_deleted");
+			await this.db.user_sessions.removeMany({ userId: user.id });
+			// Durable: notifications drop the messages kept for the account whenever they read it, also
+			// those of an email change or reset asked while this ran (they are not sent either).
+			await this.publish(ctx, "user.deleted", { userId: user.id });
+			// The embedded files keep overwritten and removed versions until they are rewritten: now.
+			for (const name of ACCOUNT_RECORDS) await this.db[name].compact();
+			// The account events kept for their consumers (7 days) no longer name the person or carry a link.
+			await this.scrubOutbox({ userId: user.id }, ["email", "firstName", "newEmail", "verificationToken", "resetToken", "changeToken"]);
 		},
 
 		/** A one-time token for the account, for `email` (the account's own, or the address it is moving to). */

@@ -93,6 +93,24 @@ describe("a customer deletes their account", () => {
 		}
 	}, 60_000);
 
+	test("an admin erases a customer's account on their request, as the customer would; a customer cannot, and an admin account is refused", async () => {
+		const http = shop.http;
+		const c = await registerCustomer(http, uniqueEmail("by-admin"));
+		const other = await registerCustomer(http, uniqueEmail("bystander"));
+		expect((await http.post(`/api/users/${c.userId}/delete`, {}, { token: other.token })).status).toBe(403);
+		expect((await http.post("/api/users/no-such-user/delete", {}, { token: admin })).status).toBe(404);
+		const adminId = (await http.get("/api/me", { token: admin })).body.id;
+		expect((await http.post(`/api/users/${adminId}/delete`, {}, { token: admin })).body).toMatchObject({ code: 409, type: "ADMIN_ACCOUNT" });
+
+		expect((await http.post(`/api/users/${c.userId}/delete`, {}, { token: admin })).status).toBe(204);
+		expect((await http.get("/api/me", { token: c.token })).status).toBe(401);
+		expect((await http.post("/api/auth/login", { email: c.email, password: PASSWORD })).status).toBe(401);
+		await waitFor(() => http.get(`/api/notifications?userId=${c.userId}`, { token: admin }), (r) => r.body.total === 0);
+		// Once is enough: a second time there is no such account.
+		expect((await http.post(`/api/users/${c.userId}/delete`, {}, { token: admin })).status).toBe(404);
+		expect((await http.get("/api/me", { token: other.token })).status).toBe(200);
+	});
+
 	test("an admin account is not deleted here", async () => {
 		const res = await shop.http.request("POST", "/api/me/delete", { token: admin, body: { password: ADMIN.password } });
 		expect(res.status).toBe(409);
