@@ -35,7 +35,7 @@ type TokenPurpose = "verify_email" | "password_reset" | "change_email";
 
 const emailTaken = (field = "email") => new ConflictError("This email is already registered", "EMAIL_TAKEN", [{ field }]);
 
-const RESET_MAIL_COOLDOWN_SECONDS = 60;
+const MAIL_COOLDOWN_SECONDS = 60;
 
 /**
  * Names go into the text of account mails: a line break in one (or any other control character)
@@ -215,12 +215,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			params: { $$strict: "remove", email: { type: "string", max: 254 } },
 			async handler(ctx: Ctx<{ email: string }>) {
 				const user = await this.accountByEmail(ctx.params.email);
-				// One reset mail a minute per account, claimed by one conditional update: the route must not
-				// become a way to flood someone's inbox.
-				const now = new Date();
-				const cutoff = new Date(now.getTime() - RESET_MAIL_COOLDOWN_SECONDS * 1000);
-				const claimed = user && (await this.db.users.updateOne({ id: user.id, $or: [{ resetMailAt: { $exists: false } }, { resetMailAt: null }, { resetMailAt: { $lt: cutoff } }] }, { $set: { resetMailAt: now } }));
-				if (user && claimed) {
+				if (user && (await this.claimMailSlot(user.id, "resetMailAt"))) {
 					const resetToken = await this.issueUserToken(user, "password_reset");
 					await this.publish(ctx, "user.password_reset_requested", { userId: user.id, email: user.email, firstName: user.firstName, resetToken: sealToken(resetToken) });
 				}
@@ -320,11 +315,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const email = normalizeEmail(ctx.params.newEmail);
 				if (email === user.email) throw invalidField("newEmail", "This is the account's email address already", "sameEmail");
 				if (await this.db.users.findOne({ email: { $in: emailForms(email) } })) throw emailTaken("newEmail");
-				// One confirmation a minute per account, claimed by one conditional update: not a way to flood an inbox.
-				const now = new Date();
-				const cutoff = new Date(now.getTime() - RESET_MAIL_COOLDOWN_SECONDS * 1000);
-				const claimed = await this.db.users.updateOne({ id: user.id, $or: [{ changeMailAt: { $exists: false } }, { changeMailAt: null }, { changeMailAt: { $lt: cutoff } }] }, { $set: { changeMailAt: now } });
-				if (!claimed) throw new TooManyRequestsError(RESET_MAIL_COOLDOWN_SECONDS, "A confirmation went out less than a minute ago: open it, or ask again in a minute");
+				if (!(await this.claimMailSlot(user.id, "changeMailAt"))) throw new TooManyRequestsError(MAIL_COOLDOWN_SECONDS, "A confirmation went out less than a minute ago: open it, or ask again in a minute");
 				const changeToken = await this.issueUserToken(user, "change_email", email);
 				await this.publish(ctx, "user.email_change_requested", { userId: user.id, email, firstName: user.firstName, changeToken: sealToken(changeToken) });
 				ctx.meta.$statusCode = 202;
@@ -539,6 +530,16 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			for (const name of ACCOUNT_RECORDS) await this.db[name].compact();
 			// The account events kept for their consumers (7 days) no longer name the person or carry a link.
 			await this.scrubOutbox({ userId: user.id }, ["email", "firstName", "newEmail", "verificationToken", "resetToken", "changeToken"]);
+		},
+
+		/**
+		 * One mail of a kind a minute per account (a reset, an email change's confirmation), claimed by one
+		 * conditional update on its `field`: the routes must not become a way to flood someone's inbox.
+		 */
+		async claimMailSlot(userId: string, field: "resetMailAt" | "changeMailAt"): Promise<boolean> {
+			const now = new Date();
+			const cutoff = new Date(now.getTime() - MAIL_COOLDOWN_SECONDS * 1000);
+			return !!(await this.db.users.updateOne({ id: userId, $or: [{ [field]: { $exists: false } }, { [field]: null }, { [field]: { $lt: cutoff } }] }, { $set: { [field]: now } }));
 		},
 
 		/** A one-time token for the account, for `email` (the account's own, or the address it is moving to). */
