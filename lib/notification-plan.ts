@@ -20,8 +20,8 @@ export const SOURCE_EVENTS: Record<EventSource, string[]> = {
 	payments: ["payment.refunded", "payment.refund_failed"],
 };
 
-/** Account messages carry a link that must only reach the mailbox of the account: email only. */
-const SMS_KINDS = new Set<NotificationKind>(["order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded", "refund-failed"]);
+/** Account mail: its event names the address it goes to, and (links or not) it goes by email only. */
+const ACCOUNT_KINDS = new Set<NotificationKind>(["verify-email", "password-reset", "confirm-email-change", "email-changed"]);
 
 export function sourceOf(event: string): EventSource | null {
 	for (const [source, events] of Object.entries(SOURCE_EVENTS)) if (events.includes(event)) return source as EventSource;
@@ -81,7 +81,6 @@ export function kindFor(event: string, payload: Record<string, any>): Notificati
 export function needsUserLookup(kind: NotificationKind): boolean {
 	return !ACCOUNT_KINDS.has(kind);
 }
-const ACCOUNT_KINDS = new Set<NotificationKind>(["verify-email", "password-reset", "confirm-email-change", "email-changed"]);
 
 /**
  * The event's id for de-duplication: the outbox's `eventId` ("orders:42"); for an event without one,
@@ -128,7 +127,7 @@ export function plannedMessages(kind: NotificationKind, contact: Contact): Plann
 	const out: PlannedMessage[] = [];
 	if (contact.email) out.push({ medium: "email", recipient: contact.email.trim().toLowerCase() });
 	const phone = toE164(contact.phone);
-	if (phone && SMS_KINDS.has(kind)) out.push({ medium: "sms", recipient: phone });
+	if (phone && !ACCOUNT_KINDS.has(kind)) out.push({ medium: "sms", recipient: phone });
 	return out;
 }
 
