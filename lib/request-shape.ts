@@ -28,7 +28,8 @@ const SECRET_PARAMS = /^(?:password|currentPassword|newPassword|token|refreshTok
 /** A URL as it may be logged: the value of a secret query parameter (refused, but sent) masked. */
 export function withoutSecrets(url: string): string {
 	const q = url.indexOf("?");
-	if (q < 0) return url;
+	// Every request is logged: most have no query, or none that could name a secret (encoded or not).
+	if (q < 0 || !/password|token|%/i.test(url.slice(q))) return url;
 	// The name as qs reads it: `password[]` and `password[a]` are `password` to the refusal.
 	return url.slice(0, q) + url.slice(q).replace(/([?&])([^=&#]*)=([^&#]*)/g, (all, sep: string, name: string) => (SECRET_PARAMS.test(safeDecode(name).split("[")[0]) ? `${sep}${name}=***` : all));
 }
