@@ -278,6 +278,7 @@ export function cancelReasonOf(err: any): string {
 	if (err?.code === 402) return "payment_declined";
 	if (err?.type === "INSUFFICIENT_STOCK") return "insufficient_stock";
 	if (err?.code === 422) return "promotion_unavailable";
+	if (err?.type === "ACCOUNT_CLOSED") return "account_closed";
 	return "checkout_failed";
 }
 

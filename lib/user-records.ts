@@ -33,6 +33,10 @@ export const userCollections: Record<string, CollectionSpec> = {
 			passwordVersion: { type: Number, default: 0 },
 			/** When the last password-reset mail went out (one a minute). */
 			resetMailAt: Date,
+			/** An erasure under way: no checkout may create an order for the account until then (see users.checkCanOrder). */
+			closingUntil: Date,
+			/** When the account was erased (erasedUserFields). */
+			deletedAt: Date,
 			createdAt: { type: Date, required: true },
 			updatedAt: Date,
 		},
@@ -164,8 +168,22 @@ export function erasedUserFields(u: { id: string; passwordVersion?: number }, no
 		passwordVersion: (u.passwordVersion ?? 0) + 1,
 		isVerified: false,
 		deletedAt: now,
+		closingUntil: null,
 		updatedAt: now,
 	};
+}
+
+/** How long an erasure holds new orders off; it is over in seconds, and a stale mark (its node died) lapses. */
+export const ERASURE_LEASE_MS = 10 * 60_000;
+
+/**
+ * Why no order may be created for this account now, or null: it is gone, erased, or an erasure is under
+ * way (`closingUntil`, set before the erasure looks for open orders).
+ */
+export function orderingRefusal(u: Record<string, unknown> | null, now: Date): string | null {
+	if (!u || u.deletedAt) return "The account was deleted";
+	if (u.closingUntil && new Date(u.closingUntil as string).getTime() > now.getTime()) return "The account is being deleted";
+	return null;
 }
 
 /** The only shape of a user that leaves this service: no hashes, ever. */

@@ -156,6 +156,8 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				{ name: "snapshotCart", run: (c) => this.snapshotCart(c), compensate: (c) => this.releaseCart(c), compensateIfInterrupted: true },
 				{ name: "loadAddress", run: (c) => this.loadAddress(c) },
 				{ name: "createOrder", run: (c) => this.createOrder(c), compensate: (c, cause) => this.cancelFailedOrder(c, cause) },
+				// After the order is stored: an erasure of the account that began before it is seen here (see users.checkCanOrder).
+				{ name: "checkAccount", run: (c) => this.callFrom(c, "users.checkCanOrder", { userId: c.userId }) },
 				// A reserve or a promo use whose answer was lost (or whose node died before the order said so) is
 				// undone as well: a release before the reserve, or of a use never taken, changes nothing and is kept.
 				// A refusal (a 4xx: out of stock, code used up) says it did nothing.

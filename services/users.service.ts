@@ -29,7 +29,7 @@ import {
 } from "../lib/refresh-tokens";
 import { LoginFailureStore, attemptWaitSeconds, throttleKey } from "../lib/login-throttle";
 import { cacherLoginThrottleStore, memoryLoginThrottleStore, type LoginThrottleStore } from "../adapters/login-throttle-store";
-import { emailForms, emailProblem, normalizeEmail, erasedUserFields, publicUser, toE164, userCollections } from "../lib/user-records";
+import { ERASURE_LEASE_MS, emailForms, emailProblem, normalizeEmail, erasedUserFields, orderingRefusal, publicUser, toE164, userCollections } from "../lib/user-records";
 
 type TokenPurpose = "verify_email" | "password_reset" | "change_email";
 
@@ -415,6 +415,21 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				return publicUser(await this.requireUser(ctx.params.id));
 			},
 		},
+
+		/**
+		 * Asked by a checkout once its order is stored: refused (409 ACCOUNT_CLOSED) when the account is
+		 * gone or being erased. An erasure marks the account before it looks for open orders, so of a
+		 * checkout and an erasure that overlap, one always sees the other.
+		 */
+		checkCanOrder: {
+			visibility: "public",
+			params: { userId: "string" },
+			async handler(ctx: Context<{ userId: string }>) {
+				const refusal = orderingRefusal(await this.db.users.findById(ctx.params.userId), new Date());
+				if (refusal) throw new ConflictError(refusal, "ACCOUNT_CLOSED");
+				return true;
+			},
+		},
 	},
 
 	events: {
@@ -511,12 +526,21 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		async eraseAccount(ctx: Ctx, user: Entity) {
 			// The shop's staff are not erased through the API: an operator sees to an admin account.
 			if (user.role === "admin") throw new ConflictError("An admin account cannot be deleted here", "ADMIN_ACCOUNT");
-			const open = await ctx.call<Array<{ id: string; number: string; status: string }>, { userId: string }>("orders.openOrdersOf", { userId: user.id });
-			if (open.length) {
-				throw new ConflictError("Orders are still under way: the account can be deleted once they are delivered or cancelled", "ORDERS_OPEN", { orders: open });
+			// Marked before the orders are looked at: a checkout that stores its order after this is refused
+			// (checkCanOrder), and one that stored it before is among the open orders.
+			await this.db.users.updateOne({ id: user.id }, { $set: { closingUntil: new Date(Date.now() + ERASURE_LEASE_MS) } });
+			try {
+				const open = await ctx.call<Array<{ id: string; number: string; status: string }>, { userId: string }>("orders.openOrdersOf", { userId: user.id });
+				if (open.length) {
+					throw new ConflictError("Orders are still under way: the account can be deleted once they are delivered or cancelled", "ORDERS_OPEN", { orders: open });
+				}
+				await ctx.call("cart.forgetUser", { userId: user.id });
+				await ctx.call("reviews.forgetAuthor", { userId: user.id });
+			} catch (err) {
+				// Not erased: the customer may order again (or the mark lapses by itself).
+				await this.db.users.updateOne({ id: user.id }, { $set: { closingUntil: null } }).catch((e: unknown) => this.logger.warn(`Account ${user.id}: clearing its erasure mark failed; it lapses by itself:`, e));
+				throw err;
 			}
-			await ctx.call("cart.forgetUser", { userId: user.id });
-			await ctx.call("reviews.forgetAuthor", { userId: user.id });
 			for (const name of ["user_addresses", "user_wishlist", "user_tokens"] as const) await this.db[name].removeMany({ userId: user.id });
 			// From here on the password opens nothing, and the sessions fail their password check too.
 			await this.db.users.updateOne({ id: user.id }, { $set: erasedUserFields(user, new Date(), unmatchableHash(this.cost)) });

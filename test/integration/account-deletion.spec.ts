@@ -111,6 +111,95 @@ describe("a customer deletes their account", () => {
 		expect((await http.get("/api/me", { token: other.token })).status).toBe(200);
 	});
 
+	describe("an erasure and a checkout that overlap: no order is made for an erased account", () => {
+		const stockOf = async (variantId: string) => (await shop.broker.call<any[], any>("products.getVariants", { ids: [variantId] }))[0].stock as number;
+
+		test("a checkout that read the address before the erasure began stores no confirmed order after it: refused, nothing charged or kept", async () => {
+			const http = shop.http;
+			const { variantId } = await createProduct(http, admin, { price: 1200, stock: 3 });
+			const c = await registerCustomer(http, uniqueEmail("racing"));
+			await addToCart(http, c.token, variantId, 1);
+			const users = shop.broker.getLocalService("users") as any;
+			const requireAddress = users.requireAddress;
+			let reached!: () => void;
+			const atAddress = new Promise<void>((r) => (reached = r));
+			let release!: () => void;
+			const released = new Promise<void>((r) => (release = r));
+			// The checkout has claimed the cart and read the address; it waits there while the account is erased.
+			const spy = jest.spyOn(users, "requireAddress").mockImplementation(async (...args: unknown[]) => {
+				const address = await requireAddress.apply(users, args);
+				reached();
+				await released;
+				return address;
+			});
+			try {
+				const placing = checkout(http, c);
+				await atAddress;
+				expect((await http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } })).status).toBe(204);
+				release();
+				const res = await placing;
+				expect(res.status).toBe(409);
+				expect(res.body.type).toBe("ACCOUNT_CLOSED");
+			} finally {
+				release();
+				spy.mockRestore();
+			}
+			// The order it stored is cancelled, with nothing held or charged.
+			const orders = (await http.get(`/api/orders?userId=${c.userId}`, { token: admin })).body.rows;
+			expect(orders).toEqual([expect.objectContaining({ status: "cancelled", cancelReason: "account_closed" })]);
+			expect(await shop.broker.call("payments.getByOrder", { orderId: orders[0].id })).toBeNull();
+			expect(await stockOf(variantId)).toBe(3);
+		}, 30_000);
+
+		test("a checkout that stores its order while the erasure looks for open orders is refused; the erasure goes on", async () => {
+			const http = shop.http;
+			const { variantId } = await createProduct(http, admin, { price: 1300, stock: 3 });
+			const c = await registerCustomer(http, uniqueEmail("racing-2"));
+			await addToCart(http, c.token, variantId, 1);
+			const users = shop.broker.getLocalService("users") as any;
+			const updateOne = users.db.users.updateOne;
+			let reached!: () => void;
+			const marked = new Promise<void>((r) => (reached = r));
+			let release!: () => void;
+			const released = new Promise<void>((r) => (release = r));
+			// The erasure has marked the account and waits there, before it looks for open orders; the checkout runs meanwhile.
+			const spy = jest.spyOn(users.db.users, "updateOne").mockImplementation(async (...args: any[]) => {
+				const saved = await updateOne.apply(users.db.users, args);
+				if (args[1]?.$set?.closingUntil) {
+					reached();
+					await released;
+				}
+				return saved;
+			});
+			try {
+				const erasing = http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } });
+				await Promise.race([marked, new Promise((_, reject) => setTimeout(() => reject(new Error("the erasure never marked the account")), 5000).unref())]);
+				const res = await checkout(http, c);
+				expect(res.status).toBe(409);
+				expect(res.body.type).toBe("ACCOUNT_CLOSED");
+				release();
+				expect((await erasing).status).toBe(204);
+			} finally {
+				release();
+				spy.mockRestore();
+			}
+			const orders = (await http.get(`/api/orders?userId=${c.userId}`, { token: admin })).body.rows;
+			expect(orders).toEqual([expect.objectContaining({ status: "cancelled", cancelReason: "account_closed" })]);
+			expect(await stockOf(variantId)).toBe(3);
+		}, 30_000);
+
+		test("an erasure refused for an open order leaves the account able to order", async () => {
+			const http = shop.http;
+			const { variantId } = await createProduct(http, admin, { price: 1400, stock: 5 });
+			const c = await registerCustomer(http, uniqueEmail("staying"));
+			await addToCart(http, c.token, variantId, 1);
+			expect((await checkout(http, c)).status).toBe(201);
+			expect((await http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } })).body.type).toBe("ORDERS_OPEN");
+			await addToCart(http, c.token, variantId, 1);
+			expect((await checkout(http, c)).status).toBe(201);
+		});
+	});
+
 	test("an admin account is not deleted here", async () => {
 		const res = await shop.http.request("POST", "/api/me/delete", { token: admin, body: { password: ADMIN.password } });
 		expect(res.status).toBe(409);

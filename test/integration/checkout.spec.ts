@@ -488,6 +488,7 @@ describe("checkout", () => {
 		}
 
 		test.each([
+			["checkAccount", ["created", "cancelled"]],
 			["reserveStock", ["created", "cancelled"]],
 			["consumePromo", ["created", "stock_reserved", "stock_released", "cancelled"]],
 			["charge", ["created", "stock_reserved", "promo_consumed", "promo_released", "stock_released", "cancelled"]],

@@ -1,4 +1,4 @@
-import { erasedUserFields, normalizeEmail } from "../../lib/user-records";
+import { ERASURE_LEASE_MS, erasedUserFields, normalizeEmail, orderingRefusal } from "../../lib/user-records";
 
 describe("erasedUserFields: what is left of a deleted account", () => {
 	const now = new Date("2026-11-29T12:00:00Z");
@@ -14,6 +14,7 @@ describe("erasedUserFields: what is left of a deleted account", () => {
 			passwordVersion: 4,
 			isVerified: false,
 			deletedAt: now,
+			closingUntil: null,
 			updatedAt: now,
 		});
 		expect(erasedUserFields({ id: "a" }, now, "h").passwordVersion).toBe(1);
@@ -26,5 +27,24 @@ describe("erasedUserFields: what is left of a deleted account", () => {
 		expect(upper).not.toBe(lower);
 		// A reserved top-level domain: no mail can reach it.
 		expect(upper.endsWith(".invalid")).toBe(true);
+	});
+});
+
+describe("orderingRefusal: no order for an account that is gone or being erased", () => {
+	const now = new Date("2026-11-29T12:00:00Z");
+
+	test("an account without marks may order; an unknown or erased one may not", () => {
+		expect(orderingRefusal({}, now)).toBeNull();
+		expect(orderingRefusal({ deletedAt: null, closingUntil: null }, now)).toBeNull();
+		expect(orderingRefusal(null, now)).toBe("The account was deleted");
+		expect(orderingRefusal({ deletedAt: new Date("2026-11-01T00:00:00Z") }, now)).toBe("The account was deleted");
+	});
+
+	test("an erasure under way holds orders off until its lease lapses", () => {
+		expect(orderingRefusal({ closingUntil: new Date(now.getTime() + ERASURE_LEASE_MS) }, now)).toBe("The account is being deleted");
+		// Stored and read back from a JSON answer or MongoDB: a string or a Date.
+		expect(orderingRefusal({ closingUntil: new Date(now.getTime() + 1000).toISOString() }, now)).toBe("The account is being deleted");
+		expect(orderingRefusal({ closingUntil: now }, now)).toBeNull();
+		expect(orderingRefusal({ closingUntil: new Date(now.getTime() - 1) }, now)).toBeNull();
 	});
 });
