@@ -16,6 +16,7 @@ import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import { UserAddressBookMixin } from "../mixins/user-address-book.mixin";
+import { UserAdminMixin } from "../mixins/user-admin.mixin";
 import type { Entity, Query } from "../mixins/collection";
 import { me, type ShopMeta } from "../mixins/types";
 import { logShows, readConfig, type ShopConfig } from "../lib/config";
@@ -73,7 +74,7 @@ type Ctx<P = Record<string, any>> = Context<P, ShopMeta>;
 
 const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, UsersThis> = {
 	name: "users",
-	mixins: [DbMixin("users", userCollections) as any, OutboxMixin("users"), HealthMixin, UserAddressBookMixin],
+	mixins: [DbMixin("users", userCollections) as any, OutboxMixin("users"), HealthMixin, UserAddressBookMixin, UserAdminMixin],
 	settings: {
 		rest: "/",
 		tokenTtlSeconds: { verifyEmail: VERIFY_EMAIL_TTL_SECONDS, passwordReset: PASSWORD_RESET_TTL_SECONDS },
@@ -378,21 +379,6 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			},
 		},
 
-		/** An admin erases a customer's account (a request that reached the shop another way), as the customer would. */
-		deleteUser: {
-			rest: "POST /users/:id/delete",
-			openapi: { success: 204, responses: { 409: "An admin account (ADMIN_ACCOUNT), or orders still under way (ORDERS_OPEN, `data.orders`)" } },
-			roles: ["admin"],
-			params: { $$strict: "remove", id: { type: "string", min: 1, max: 100 } },
-			async handler(ctx: Ctx<{ id: string }>) {
-				const user = await this.requireUser(ctx.params.id);
-				await this.eraseAccount(ctx, user);
-				this.logger.info(`Account ${user.id} deleted by admin ${me(ctx).id}.`);
-				ctx.meta.$statusCode = 204;
-				return null;
-			},
-		},
-
 		// Internal actions (docs/services.md § users)
 
 		checkSession: {
@@ -524,8 +510,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 * admin and while one of its orders is under way; see deleteMe for the order of the steps.
 		 */
 		async eraseAccount(ctx: Ctx, user: Entity) {
-			// The shop's staff are not erased through the API: an operator sees to an admin account.
-			if (user.role === "admin") throw new ConflictError("An admin account cannot be deleted here", "ADMIN_ACCOUNT");
+			// Staff are made customers first (PATCH /api/users/:id/role, by another admin): the shop keeps an admin.
+			if (user.role === "admin") throw new ConflictError("An admin account cannot be deleted: another admin makes it a customer account first", "ADMIN_ACCOUNT");
 			// Marked before the orders are looked at: a checkout that stores its order after this is refused
 			// (checkCanOrder), and one that stored it before is among the open orders.
 			await this.db.users.updateOne({ id: user.id }, { $set: { closingUntil: new Date(Date.now() + ERASURE_LEASE_MS) } });

@@ -192,6 +192,11 @@ describe("OpenAPI response schemas against real answers", () => {
 		await call("GET /api/me/addresses/{id}", { token: customer.token, path: { id: customer.addressId } });
 		await call("PATCH /api/me/addresses/{id}", { token: customer.token, path: { id: billing.body.id }, body: { city: "Capital City" } });
 		await call("DELETE /api/me/addresses/{id}", { token: customer.token, path: { id: billing.body.id }, status: 204 });
+
+		// The staff's view of the accounts.
+		await call("GET /api/users", { token: admin, query: `email=${encodeURIComponent(customer.email)}` });
+		await call("GET /api/users/{id}", { token: admin, path: { id: customer.userId } });
+		await call("PATCH /api/users/{id}/role", { token: admin, path: { id: customer.userId }, body: { role: "customer" } });
 	});
 
 	test("catalog and inventory", async () => {
