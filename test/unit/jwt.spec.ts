@@ -1,6 +1,6 @@
 import jwt from "jsonwebtoken";
 import { readConfig } from "../../lib/config";
-import { signAccessToken, verifyAccessToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
+import { MAX_VERIFIED_TOKENS, signAccessToken, verifyAccessToken, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
 import { withEnv } from "../helpers/env";
 import { publishedValues } from "../helpers/published-settings";
 
@@ -24,6 +24,66 @@ describe("access tokens", () => {
 		["another algorithm", forge({ role: "customer", sid: "s1", sub: "u1" }, { expiresIn: 60, algorithm: "HS512" })],
 	])("refused: %s", (_what, token) => {
 		expect(() => verifyAccessToken(token, secret)).toThrow();
+	});
+
+	describe("a token verified once is not checked in full again, and holds no more than the first check", () => {
+		afterEach(() => jest.useRealTimers());
+
+		test("the next presentations answer the same claims without the HMAC, as copies", () => {
+			const token = signAccessToken(claims, 60, secret);
+			const first = verifyAccessToken(token, secret);
+			const verify = jest.spyOn(jwt, "verify");
+			try {
+				const again = verifyAccessToken(token, secret);
+				expect(again).toEqual(first);
+				expect(verify).not.toHaveBeenCalled();
+				again.role = "admin";
+				expect(verifyAccessToken(token, secret).role).toBe("customer");
+			} finally {
+				verify.mockRestore();
+			}
+		});
+
+		test("no more than MAX_VERIFIED_TOKENS are kept: the oldest is checked in full again", () => {
+			const tokens = Array.from({ length: MAX_VERIFIED_TOKENS + 1 }, (_, i) => signAccessToken({ ...claims, sid: `bound-${i}` }, 60, secret));
+			for (const t of tokens) verifyAccessToken(t, secret);
+			const verify = jest.spyOn(jwt, "verify");
+			try {
+				verifyAccessToken(tokens[tokens.length - 1], secret);
+				expect(verify).not.toHaveBeenCalled();
+				expect(verifyAccessToken(tokens[0], secret).sid).toBe("bound-0");
+				expect(verify).toHaveBeenCalledTimes(1);
+			} finally {
+				verify.mockRestore();
+			}
+		});
+
+		test("it expires on time, with the error name an expired token has (the gateway answers TOKEN_EXPIRED)", () => {
+			jest.useFakeTimers({ now: new Date("2026-11-29T12:00:00Z") });
+			const token = signAccessToken(claims, 60, secret);
+			expect(verifyAccessToken(token, secret).sub).toBe("u1");
+			jest.setSystemTime(new Date("2026-11-29T12:00:59Z"));
+			expect(verifyAccessToken(token, secret).sub).toBe("u1");
+			jest.setSystemTime(new Date("2026-11-29T12:01:00Z"));
+			for (let i = 0; i < 2; i++) expect(() => verifyAccessToken(token, secret)).toThrow(expect.objectContaining({ name: "TokenExpiredError" }));
+		});
+
+		test("under another secret (rotated) it is checked again, and refused", () => {
+			const token = signAccessToken(claims, 60, secret);
+			verifyAccessToken(token, secret);
+			expect(() => verifyAccessToken(token, "another-secret-of-enough-length-0123456789")).toThrow();
+		});
+
+		test("a refused token is refused every time: a changed signature or payload is not the token that passed", () => {
+			const token = signAccessToken(claims, 60, secret);
+			verifyAccessToken(token, secret);
+			const [head, body, sig] = token.split(".");
+			const tampered = [
+				[head, body, sig.slice(0, -2) + (sig.endsWith("AA") ? "BB" : "AA")].join("."),
+				[head, Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body, "base64url").toString()), role: "admin" })).toString("base64url"), sig].join("."),
+			];
+			for (const t of tampered) for (let i = 0; i < 2; i++) expect(() => verifyAccessToken(t, secret)).toThrow();
+		});
 	});
 });
 
