@@ -2,7 +2,7 @@
  * Broker configuration, driven by the environment (see lib/config.ts and the README).
  * Unset: one process, in-memory cacher, no transporter. TRANSPORTER=TCP or nats://...: a cluster.
  */
-import { Validators, type BrokerOptions, type Errors, type ServiceBroker } from "moleculer";
+import { type BrokerOptions, type Errors, type ServiceBroker } from "moleculer";
 import { SHOP_SERVICES, readConfig, type ShopConfig } from "./lib/config";
 import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
@@ -13,6 +13,7 @@ import { NodeAwayMiddleware } from "./mixins/node-away.middleware";
 import { NodeRestartMiddleware } from "./mixins/node-restart.middleware";
 import { safeParamTags } from "./lib/trace-tags";
 import { VALIDATOR_MESSAGES } from "./lib/param-rules";
+import { LazyFastestValidator } from "./mixins/lazy-validator";
 import { ShopRedisCacher } from "./adapters/redis-cacher";
 import { redisClientOptions } from "./adapters/redis-connection";
 import { setOpsLogger } from "./lib/ops-log";
@@ -88,8 +89,8 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			},
 		},
 		bulkhead: { enabled: true, concurrency: 100, maxQueueSize: 2000 },
-		// fastest-validator, as `true` gives, with the shop's messages (lib/param-rules.ts).
-		validator: new Validators.Fastest({ messages: VALIDATOR_MESSAGES }),
+		// fastest-validator, as `true` gives, with the shop's messages (lib/param-rules.ts), each schema compiled on first use.
+		validator: new LazyFastestValidator({ messages: VALIDATOR_MESSAGES }),
 		errorHandler: null as any,
 		metrics: {
 			enabled: cfg.metricsEnabled,

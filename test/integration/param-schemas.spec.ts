@@ -1,0 +1,61 @@
+/**
+ * Param schemas are compiled on an action's first call (mixins/lazy-validator.ts), so a mistake in
+ * one would only show when the action is first called: every action and event of every service,
+ * the gateway's included, is compiled here. And the lazy validator answers as the eager one does.
+ */
+import { ServiceBroker, Validators, type ServiceSchema } from "moleculer";
+import { LazyFastestValidator } from "../../mixins/lazy-validator";
+import { VALIDATOR_MESSAGES } from "../../lib/param-rules";
+import { SHOP_SERVICE_NAMES, loadService } from "../helpers/shop";
+import ApiService from "../../services/api.service";
+
+describe("param schemas", () => {
+	test("every action's and event's schema compiles", async () => {
+		const broker = new ServiceBroker({ logger: false, transporter: null, metrics: { enabled: false } });
+		const eager = new Validators.Fastest({ messages: VALIDATOR_MESSAGES });
+		const compiled: string[] = [];
+		for (const schema of [...SHOP_SERVICE_NAMES.map(loadService), ApiService as ServiceSchema]) {
+			const svc = broker.createService(schema);
+			for (const [kind, defs] of [["action", svc.schema.actions ?? {}], ["event", svc.schema.events ?? {}]] as const) {
+				for (const [name, def] of Object.entries(defs as Record<string, any>)) {
+					if (!def || typeof def !== "object" || typeof def.params !== "object") continue;
+					expect(() => eager.compile(def.params)).not.toThrow();
+					compiled.push(`${kind} ${svc.name}.${name}`);
+				}
+			}
+		}
+		// Mixins' actions are there too (the address book's, the checkout's, the outbox's).
+		expect(compiled).toEqual(expect.arrayContaining(["action users.createAddress", "action orders.checkout", "action users.setUserRole"]));
+		expect(compiled.length).toBeGreaterThan(100);
+		await broker.stop();
+	});
+
+	test("the lazy validator compiles on the first call only, and answers as the eager one", () => {
+		const lazy = new LazyFastestValidator({ messages: VALIDATOR_MESSAGES });
+		const eager = new Validators.Fastest({ messages: VALIDATOR_MESSAGES });
+		const spy = jest.spyOn(Validators.Fastest.prototype, "compile");
+		try {
+			const schema = { $$strict: "remove", quantity: { type: "number", integer: true, min: 1, convert: true }, note: { type: "string", optional: true } };
+			const check = lazy.compile(schema);
+			expect(spy).toHaveBeenCalledTimes(0);
+			expect(check.async).toBe(false);
+			for (const params of [{ quantity: "2" }, { quantity: 0 }, { quantity: 1, note: 5 }, {}]) {
+				expect(check({ ...params })).toEqual(eager.compile(schema)({ ...params }));
+			}
+			// One compile for the lazy check's first call; the eager ones above are the others.
+			expect(spy.mock.results.filter((_, i) => spy.mock.contexts[i] === lazy)).toHaveLength(1);
+			expect(lazy.compile({ $$async: true, a: "string" }).async).toBe(true);
+		} finally {
+			spy.mockRestore();
+		}
+	});
+
+	test("a broken schema fails its action's first call, not the start", async () => {
+		const broker = new ServiceBroker({ logger: false, transporter: null, validator: new LazyFastestValidator({ messages: VALIDATOR_MESSAGES }) });
+		broker.createService({ name: "broken", actions: { go: { params: { a: { type: "no-such-rule" } }, handler: () => "ran" } } });
+		await broker.start();
+		// Thrown from within the call (the gateway's callers await it, and answer 500).
+		await expect(Promise.resolve().then(() => broker.call("broken.go", { a: 1 }))).rejects.toThrow(/no-such-rule/i);
+		await broker.stop();
+	});
+});
