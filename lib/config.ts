@@ -292,7 +292,29 @@ export function serverUrlSetting(name: string, value: string | undefined, rule: 
 	const scheme = /^([a-z][a-z0-9+.-]*):\/\/[^/?#]/i.exec(v)?.[1].toLowerCase();
 	// A MongoDB string may list several hosts (h1:27017,h2:27017), which URL does not parse; any other must parse.
 	if (!scheme || !rule.schemes.includes(scheme) || (!scheme.startsWith("mongodb") && !URL.canParse(v))) refuse(name, withoutPassword(v), rule.takes);
+	if (scheme.startsWith("mongodb") && !mongoCredentialsEncoded(v)) {
+		refuse(name, withoutPassword(v), `${rule.takes}, its user name and password percent-encoded (: / ? # [ ] @ % as %3A %2F %3F %23 %5B %5D %40 %25)`);
+	}
 	return v;
+}
+
+/**
+ * The MongoDB driver's own rule: the credentials of a connection string hold none of `: / ? # [ ] @`
+ * unencoded (one `:` between user and password). Otherwise it failed only at connect, as "Password
+ * contains unescaped characters", or took part of the password for a host.
+ */
+function mongoCredentialsEncoded(uri: string): boolean {
+	const rest = uri.slice(uri.indexOf("://") + 3).split("?")[0];
+	const at = rest.lastIndexOf("@");
+	if (at < 0) return true;
+	const credentials = rest.slice(0, at);
+	if (!/^[^:/?#[\]@]*(:[^:/?#[\]@]*)?$/.test(credentials)) return false;
+	try {
+		decodeURIComponent(credentials);
+		return true;
+	} catch {
+		return false;
+	}
 }
 
 /**

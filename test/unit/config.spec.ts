@@ -243,6 +243,8 @@ describe("server addresses", () => {
 		["REDIS_URL", "redisUrl", "rediss://:s3cret@cache.internal:6380/2"],
 		["MONGO_URI", "mongoUri", "mongodb://shop:pw@db1:27017,db2:27017/shop?replicaSet=rs0"],
 		["MONGO_URI", "mongoUri", "mongodb+srv://shop:pw@cluster0.example.net/shop"],
+		["MONGO_URI", "mongoUri", "mongodb://shop:p%2Fw%40rd%3A1@db:27017/shop?authSource=admin"],
+		["MONGO_URI", "mongoUri", "mongodb://db:27017/shop"],
 		["ELASTICSEARCH_URL", "elasticsearchUrl", "https://elastic:pw@search.internal:9243"],
 		["CACHER", "cacher", "REDIS://127.0.0.1:6379"],
 	])("%s takes %j", (name, key, value) => {
@@ -277,6 +279,10 @@ describe("server addresses", () => {
 		// Well-formed schemes that do not parse: a # or / in an unencoded password, a port that is none.
 		["REDIS_URL", "redis://:hunter2#x@cache:6379", "redis://***@cache:6379"],
 		["REDIS_URL", "redis://:hunter2@cache:63a79", "redis://***@cache:63a79"],
+		// MongoDB's driver wants : / ? # [ ] @ in credentials percent-encoded.
+		["MONGO_URI", "mongodb://shop:hun/ter2@db:27017/shop", "mongodb://***@db:27017/shop"],
+		["MONGO_URI", "mongodb://shop:hun:ter2@db1:27017,db2:27017/shop", "mongodb://***@db1:27017,db2:27017/shop"],
+		["MONGO_URI", "mongodb+srv://shop:hunter2%zz@cluster0.example.net/shop", "mongodb+srv://***@cluster0.example.net/shop"],
 		["CACHER", "rediss://:hunter2@cache:99999", "rediss://***@cache:99999"],
 	])("%s=%j: the refusal shows %j, never the password", (name, value, shown) => {
 		expect(() => readConfig({ [name]: value })).toThrow(`not "${shown}"`);
