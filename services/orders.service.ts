@@ -81,6 +81,11 @@ import {
 const IDEMPOTENCY_TTL_SECONDS = 48 * 3600;
 /** replayCheckout's answer when the earlier request failed and freed its key. */
 const KEY_FREED = Symbol("key freed");
+/**
+ * Refusals that pass, so a retry with the same key is not answered them again: a cart held by another
+ * checkout (the retry runs once that one is done), an account being erased (the erasure may yet be refused).
+ */
+const PASSING_REFUSALS = new Set(["CHECKOUT_IN_PROGRESS", "ACCOUNT_CLOSED"]);
 
 interface OwnSettings {
 	rest: string;
@@ -218,9 +223,9 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					// answers the key; a retry waits for it.
 					if (err instanceof SagaTakenOverError) throw new ServiceUnavailableError("The checkout is being finished, retry with the same Idempotency-Key");
 					// A business refusal (402, 409, 422) is the answer to this request: replay it. A server error
-					// whose saga undid everything leaves nothing behind, so the key is freed for a retry; so does a
-					// cart held by another checkout, which passes: a retry with this key runs once that one is done.
-					if (err?.code >= 400 && err?.code < 500 && err?.type !== "CHECKOUT_IN_PROGRESS") {
+					// whose saga undid everything leaves nothing behind, so the key is freed for a retry; so do the
+					// refusals that pass (PASSING_REFUSALS).
+					if (err?.code >= 400 && err?.code < 500 && !PASSING_REFUSALS.has(err?.type)) {
 						await this.db.idempotency_keys.updateOne({ id: claim.record.id }, { $set: { status: "failed", error: serializeError(err) } });
 					} else if (await this.leftNothingBehind(claim.record.orderId)) {
 						await this.db.idempotency_keys.removeOne({ id: claim.record.id });
@@ -376,8 +381,9 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			visibility: "public",
 			params: { userId: "string" },
 			async handler(this: OrdersThis, ctx: Context<{ userId: string }>) {
-				const open = await this.db.orders.find({ userId: ctx.params.userId, status: { $nin: ["delivered", "cancelled"] } }, { sort: { createdAt: 1 }, limit: 20, fields: ["id", "number", "status"] });
-				return open.map((o) => ({ id: o.id, number: o.number, status: o.status }));
+				const open = await this.db.orders.find({ userId: ctx.params.userId, status: { $nin: ["delivered", "cancelled"] } }, { sort: { createdAt: 1 }, limit: 20, fields: ["id", "number", "status", "saga"] });
+				// checkingOut: its checkout still runs, and may yet cancel it.
+				return open.map((o) => ({ id: o.id, number: o.number, status: o.status, checkingOut: (o.saga as { state?: string } | undefined)?.state === "running" }));
 			},
 		},
 

@@ -37,6 +37,9 @@ type TokenPurpose = "verify_email" | "password_reset" | "change_email";
 const emailTaken = (field = "email") => new ConflictError("This email is already registered", "EMAIL_TAKEN", [{ field }]);
 
 const MAIL_COOLDOWN_SECONDS = 60;
+/** How long an erasure gives the account's running checkouts to end (see openOrdersOnceSettled): 5 s. */
+const CHECKOUT_SETTLE_ATTEMPTS = 25;
+const CHECKOUT_SETTLE_PAUSE_MS = 200;
 
 /**
  * Names go into the text of account mails: a line break in one (or any other control character)
@@ -513,10 +516,17 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			// Staff are made customers first (PATCH /api/users/:id/role, by another admin): the shop keeps an admin.
 			if (user.role === "admin") throw new ConflictError("An admin account cannot be deleted: another admin makes it a customer account first", "ADMIN_ACCOUNT");
 			// Marked before the orders are looked at: a checkout that stores its order after this is refused
-			// (checkCanOrder), and one that stored it before is among the open orders.
-			await this.db.users.updateOne({ id: user.id }, { $set: { closingUntil: new Date(Date.now() + ERASURE_LEASE_MS) } });
+			// (checkCanOrder), and one that stored it before is among the open orders. One erasure at a time:
+			// a second one refused would otherwise clear the mark under the first.
+			const now = new Date();
+			const closingUntil = new Date(now.getTime() + ERASURE_LEASE_MS);
+			const marked = await this.db.users.updateOne(
+				{ id: user.id, $or: [{ closingUntil: { $exists: false } }, { closingUntil: null }, { closingUntil: { $lte: now } }] },
+				{ $set: { closingUntil } },
+			);
+			if (!marked) throw new ConflictError("The account is being deleted already", "ERASURE_IN_PROGRESS");
 			try {
-				const open = await ctx.call<Array<{ id: string; number: string; status: string }>, { userId: string }>("orders.openOrdersOf", { userId: user.id });
+				const open = await this.openOrdersOnceSettled(ctx, user.id);
 				if (open.length) {
 					throw new ConflictError("Orders are still under way: the account can be deleted once they are delivered or cancelled", "ORDERS_OPEN", { orders: open });
 				}
@@ -524,7 +534,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				await ctx.call("reviews.forgetAuthor", { userId: user.id });
 			} catch (err) {
 				// Not erased: the customer may order again (or the mark lapses by itself).
-				await this.db.users.updateOne({ id: user.id }, { $set: { closingUntil: null } }).catch((e: unknown) => this.logger.warn(`Account ${user.id}: clearing its erasure mark failed; it lapses by itself:`, e));
+				await this.db.users.updateOne({ id: user.id, closingUntil }, { $set: { closingUntil: null } }).catch((e: unknown) => this.logger.warn(`Account ${user.id}: clearing its erasure mark failed; it lapses by itself:`, e));
 				throw err;
 			}
 			for (const name of ["user_addresses", "user_wishlist", "user_tokens"] as const) await this.db[name].removeMany({ userId: user.id });
@@ -540,6 +550,19 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			for (const name of ACCOUNT_RECORDS) await this.db[name].compact();
 			// The account events kept for their consumers (7 days) no longer name the person or carry a link.
 			await this.scrubOutbox({ userId: user.id }, ["email", "firstName", "newEmail", "verificationToken", "resetToken", "changeToken"]);
+		},
+
+		/**
+		 * The account's orders not yet delivered or cancelled, once the checkouts still running have had a
+		 * few seconds to end: those that stored their order before the mark see it and cancel themselves,
+		 * and must not make the erasure they give way to refuse.
+		 */
+		async openOrdersOnceSettled(ctx: Ctx, userId: string): Promise<Array<{ id: string; number: string; status: string }>> {
+			for (let attempt = 0; ; attempt++) {
+				const open = await ctx.call<Array<{ id: string; number: string; status: string; checkingOut?: boolean }>, { userId: string }>("orders.openOrdersOf", { userId });
+				if (!open.some((o) => o.checkingOut) || attempt >= CHECKOUT_SETTLE_ATTEMPTS) return open.map(({ id, number, status }) => ({ id, number, status }));
+				await new Promise((resolve) => setTimeout(resolve, CHECKOUT_SETTLE_PAUSE_MS));
+			}
 		},
 
 		/**

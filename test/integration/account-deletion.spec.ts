@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 /**
  * POST /api/me/delete: a customer erases their account. Refused for an admin, with a wrong password, and
  * while an order is under way; then the profile, addresses, wishlist, sessions, cart, messages and
@@ -178,6 +179,100 @@ describe("a customer deletes their account", () => {
 				expect(res.status).toBe(409);
 				expect(res.body.type).toBe("ACCOUNT_CLOSED");
 				release();
+				expect((await erasing).status).toBe(204);
+			} finally {
+				release();
+				spy.mockRestore();
+			}
+			const orders = (await http.get(`/api/orders?userId=${c.userId}`, { token: admin })).body.rows;
+			expect(orders).toEqual([expect.objectContaining({ status: "cancelled", cancelReason: "account_closed" })]);
+			expect(await stockOf(variantId)).toBe(3);
+		}, 30_000);
+
+		/** The erasure held once it has marked the account (its first write of closingUntil), until `release`. */
+		function holdErasureOnceMarked() {
+			const users = shop.broker.getLocalService("users") as any;
+			const updateOne = users.db.users.updateOne;
+			let reached!: () => void;
+			const marked = new Promise<void>((r) => (reached = r));
+			let release!: () => void;
+			const released = new Promise<void>((r) => (release = r));
+			let held = false;
+			const spy = jest.spyOn(users.db.users, "updateOne").mockImplementation(async (...args: any[]) => {
+				const saved = await updateOne.apply(users.db.users, args);
+				if (args[1]?.$set?.closingUntil && !held) {
+					held = true;
+					reached();
+					await released;
+				}
+				return saved;
+			});
+			const timedOut = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the erasure never marked the account")), 5000).unref());
+			return { marked: Promise.race([marked, timedOut]), release, restore: () => (release(), spy.mockRestore()) };
+		}
+
+		test("a second erasure while one runs is refused and leaves its mark alone; a checkout refused meanwhile may use its key again once the erasure is refused", async () => {
+			const http = shop.http;
+			const { variantId } = await createProduct(http, admin, { price: 1500, stock: 5 });
+			const c = await registerCustomer(http, uniqueEmail("twice"));
+			await addToCart(http, c.token, variantId, 1);
+			// An order under way: the erasure will be refused for it.
+			const first = await checkout(http, c);
+			expect(first.status).toBe(201);
+			await addToCart(http, c.token, variantId, 1);
+			const hold = holdErasureOnceMarked();
+			try {
+				const erasing = http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } });
+				await hold.marked;
+				const again = await http.post(`/api/users/${c.userId}/delete`, {}, { token: admin });
+				expect(again.status).toBe(409);
+				expect(again.body.type).toBe("ERASURE_IN_PROGRESS");
+				// The first erasure's mark still holds orders off.
+				const key = crypto.randomUUID();
+				const refused = await checkout(http, c, key);
+				expect(refused.body.type).toBe("ACCOUNT_CLOSED");
+				hold.release();
+				expect((await erasing).body.type).toBe("ORDERS_OPEN");
+				// Not erased after all: the same key checks out now, instead of answering ACCOUNT_CLOSED again.
+				const retried = await checkout(http, c, key);
+				expect(retried.status).toBe(201);
+			} finally {
+				hold.restore();
+			}
+		}, 30_000);
+
+		test("an erasure waits for a checkout that stored its order just before the mark: that checkout gives way, and the erasure goes on", async () => {
+			const http = shop.http;
+			const { variantId } = await createProduct(http, admin, { price: 1600, stock: 3 });
+			const c = await registerCustomer(http, uniqueEmail("gives-way"));
+			await addToCart(http, c.token, variantId, 1);
+			const broker = shop.broker;
+			const call = broker.call.bind(broker);
+			let atCheck!: () => void;
+			const checking = new Promise<void>((r) => (atCheck = r));
+			let lookedUp!: (open: unknown) => void;
+			const lookup = new Promise<unknown>((r) => (lookedUp = r));
+			let release!: () => void;
+			const released = new Promise<void>((r) => (release = r));
+			// The checkout has stored its order and waits before it asks about the account; the erasure marks
+			// the account and finds that order, still pending, before the checkout goes on.
+			// Other calls get the broker's own promise: the caller reads the callee's meta (a 204) from it.
+			const spy = jest.spyOn(broker, "call").mockImplementation(((action: string, ...rest: any[]) => {
+				if (action === "users.checkCanOrder") {
+					atCheck();
+					return released.then(() => (call as any)(action, ...rest));
+				}
+				const p = (call as any)(action, ...rest);
+				if (action === "orders.openOrdersOf") p.then(lookedUp, () => undefined);
+				return p;
+			}) as any);
+			try {
+				const placing = checkout(http, c);
+				await checking;
+				const erasing = http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } });
+				expect(await lookup).toEqual([expect.objectContaining({ status: "pending", checkingOut: true })]);
+				release();
+				expect((await placing).body.type).toBe("ACCOUNT_CLOSED");
 				expect((await erasing).status).toBe(204);
 			} finally {
 				release();
