@@ -13,6 +13,7 @@ import { me, type ShopMeta } from "./types";
 import { ConflictError } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { normalizeEmail, publicUser } from "../lib/user-records";
+import type { ShopConfig } from "../lib/config";
 
 type Ctx<P = Record<string, any>> = Context<P, ShopMeta>;
 type Role = "customer" | "admin";
@@ -29,6 +30,7 @@ export interface UserAdminHost {
 }
 interface UserAdminVars {
 	db: Record<"users", Collection>;
+	cfg: ShopConfig;
 }
 
 const userAdminSchema: Partial<ServiceSchema<Record<string, never>, UserAdminHost, UserAdminVars>> = {
@@ -40,7 +42,7 @@ const userAdminSchema: Partial<ServiceSchema<Record<string, never>, UserAdminHos
 			params: {
 				$$strict: "remove",
 				email: { type: "string", trim: true, min: 1, max: 254, optional: true },
-				role: { type: "enum", values: ROLES, optional: true },
+				role: { type: "string", enum: ROLES, optional: true },
 				...pageParams,
 			},
 			async handler(ctx: Ctx<{ email?: string; role?: Role; page?: number; pageSize?: number }>) {
@@ -67,14 +69,20 @@ const userAdminSchema: Partial<ServiceSchema<Record<string, never>, UserAdminHos
 
 		setUserRole: {
 			rest: "PATCH /users/:id/role",
-			openapi: { response: "User", responses: { 409: "Your own role (OWN_ROLE), or the last admin (LAST_ADMIN)" } },
+			openapi: { response: "User", responses: { 409: "Your own role (OWN_ROLE), the last admin (LAST_ADMIN), an unverified address made admin (EMAIL_NOT_VERIFIED), the ADMIN_EMAIL admin made customer (CONFIGURED_ADMIN)" } },
 			roles: ["admin"],
-			params: { $$strict: "remove", id: { type: "string", min: 1, max: 100 }, role: { type: "enum", values: ROLES } },
+			params: { $$strict: "remove", id: { type: "string", min: 1, max: 100 }, role: { type: "string", enum: ROLES } },
 			async handler(ctx: Ctx<{ id: string; role: Role }>) {
 				const { id, role } = ctx.params;
 				const user = await this.requireUser(id);
 				if (user.id === me(ctx).id) throw new ConflictError("You cannot change your own role: another admin can", "OWN_ROLE");
 				if (user.role === role) return publicUser(user);
+				// As ADMIN_EMAIL's: an address nobody proved is anyone's who registered it first.
+				if (role === "admin" && !user.isVerified) throw new ConflictError("The account's email address is not verified: anyone may have registered it", "EMAIL_NOT_VERIFIED");
+				// The next start would make it admin again (and, with ADMIN_PASSWORD, set that password).
+				if (role !== "admin" && this.cfg.adminEmail && normalizeEmail(this.cfg.adminEmail) === user.email) {
+					throw new ConflictError("This admin is named by the ADMIN_EMAIL setting: change the setting first", "CONFIGURED_ADMIN");
+				}
 				// Their sessions' cached checks go with it: a demoted admin's tokens stop working at once.
 				await this.changeRole(user.id, role);
 				if (role !== "admin" && (await this.db.users.count({ ...NOT_ERASED, role: "admin" })) === 0) {
