@@ -315,8 +315,12 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 		 * Events that waited together are one batch: one claim insert, one upsert per counter for all of
 		 * them, one update marking them counted. A failure leaves the batch to be finished (below).
 		 */
-		count(batch: Countable[]) {
+		count(waiting: Countable[]) {
 			return this.serially(async () => {
+				// Validate batches waiting together: two copies of one event in different ones (a live delivery
+				// and the outbox read of it) would both pass the claim, the second as the first's own row.
+				const batch = [...new Map(waiting.map((c) => [c.event.eventId, c])).values()];
+				this.counts.duplicates += waiting.length - batch.length;
 				// A batch of this run stopped half-way is finished first: a later one would mark its counters past it.
 				if (this.unfinished.size) await this.finishBatches(true);
 				const counting: CountingBatch = { claim: newId(), writer: this.writer, seq: ++this.lastSeq };

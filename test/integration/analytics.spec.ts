@@ -724,6 +724,25 @@ describe("analytics counts each event once in every counter, wherever a batch is
 		expect(crashed.stats).toMatchObject({ recovered: 3, counted: STORY.length, duplicates: 3 });
 	}, 30_000);
 
+	test("an event delivered twice whose copies fall into one count batch (from two validate batches) is counted once", async () => {
+		const shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders"), sourceWithOutbox("payments")] });
+		try {
+			const svc = await startAnalytics(shop, newDataDir(), { catchUpDelayMs: 60_000, catchUpIntervalMs: 600_000 });
+			const raw = { name: "order.confirmed", payload: { ...k1, eventId: "orders:twice-1" }, receivedAt: new Date() };
+			// Each validate batch drops only its own duplicates; the count stage takes what waited, both of them.
+			const waiting = [...svc.validate([raw]), ...svc.validate([{ ...raw }])];
+			expect(waiting).toHaveLength(2);
+			await svc.count(waiting);
+			const { sales, top } = await reports(shop);
+			expect(sales).toMatchObject({ orders: 1, grossRevenue: 5448 });
+			expect(top.byUnits).toEqual([expect.objectContaining({ productId: "p-tee", units: 2 }), expect.objectContaining({ productId: "p-mug", units: 1 })]);
+			expect(await svc.db.processed_events.count({})).toBe(1);
+			expect(svc.stats()).toMatchObject({ counted: 1, duplicates: 1 });
+		} finally {
+			await shop.stop();
+		}
+	}, 30_000);
+
 	test("a counter write that keeps failing: the same run finishes the batch before its next one, counting each event once", async () => {
 		const shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders"), sourceWithOutbox("payments")] });
 		try {
