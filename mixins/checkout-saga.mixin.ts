@@ -124,6 +124,7 @@ export interface CheckoutSagaMethods {
 	publishOrder(c: Checkout): Promise<void>;
 	runCheckout(ctx: Context<CheckoutParams, ShopMeta>, orderId: string): Promise<Order>;
 	announceFailedCheckout(ctx: Context, c: Checkout, cause: unknown): Promise<void>;
+	announceRecoveredFailure(orderId: string): Promise<void>;
 	compensateCheckout(orderId: string, cause?: unknown, lookAtPayment?: boolean): Promise<CompensationFailure[]>;
 	completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog): Promise<Entity | null>;
 	recoverCheckout(order: Order): Promise<void>;
@@ -498,8 +499,24 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			}
 			// The key answers with the order from now on, or is freed for a retry.
 			if (view) await this.db.idempotency_keys.updateOne({ orderId: order.id, status: "running" }, { $set: { status: "completed", response: view } });
-			else await this.db.idempotency_keys.removeMany({ orderId: order.id, status: "running" });
+			else {
+				await this.db.idempotency_keys.removeMany({ orderId: order.id, status: "running" });
+				await this.announceRecoveredFailure(order.id);
+			}
 			this.logger.warn(`Recovered interrupted checkout of order ${order.id}: ${view ? "completed" : "compensated"}`);
+		},
+
+		/**
+		 * An undone checkout is announced as one that failed in its run is (checkout.failed): analytics
+		 * counts it as started, and as a cancelled order, as GET /orders lists it. Once, whatever the rounds.
+		 */
+		async announceRecoveredFailure(orderId: string) {
+			const undone = (await this.db.orders.findById(orderId)) as unknown as Order | null;
+			if (undone?.status !== "cancelled") return;
+			const payload = { ...eventPayload(undone), status: "cancelled", reason: undone.cancelReason ?? "checkout_failed" };
+			await this.publishOnce(null, [{ event: "checkout.failed", payload }], new Date(undone.createdAt)).catch((err: Error) =>
+				this.logger.warn(`checkout.failed of order ${orderId} not announced:`, err.message),
+			);
 		},
 
 		/**

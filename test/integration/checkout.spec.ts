@@ -685,12 +685,15 @@ describe("checkout", () => {
 				return change.call(svc, orderId, ch, journal);
 			});
 			const dead = jest.spyOn(svc.checkoutSaga, "compensate").mockResolvedValue([]);
+			// Nor announced: a dead node announces nothing.
+			const mute = jest.spyOn(svc, "announceFailedCheckout").mockResolvedValue(undefined);
 			try {
 				// Left running, not undone: the key stays held for recovery to settle (503, retry later).
 				expect((await checkout(c)).body).toMatchObject({ code: 503, type: "CHECKOUT_BEING_UNDONE" });
 			} finally {
 				died.mockRestore();
 				dead.mockRestore();
+				mute.mockRestore();
 			}
 			const [placed] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
 			await svc.db.orders.updateOne({ id: placed.id }, { $set: { "saga.state": "running" } });
@@ -712,6 +715,9 @@ describe("checkout", () => {
 			expect(after).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: placed.total });
 			expect((await payment(placed.id)).refunds).toHaveLength(1);
 			expect(await stockOf(v.variantId)).toBe(5);
+			// Announced as a failed checkout, once over both rounds: analytics counts it as started, and cancelled.
+			const failed = recorder.events.filter((e) => e.name === "checkout.failed" && e.payload.orderId === placed.id);
+			expect(failed).toEqual([expect.objectContaining({ payload: expect.objectContaining({ status: "cancelled", reason: "checkout_failed", number: placed.number }) })]);
 		});
 
 		test("a single process restarted (no transporter): the checkout its predecessor left running is finished once every service has started, not after the stale window", async () => {
