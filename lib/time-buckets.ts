@@ -78,10 +78,11 @@ function notOnAnHour(field: "from" | "to"): RangeResult {
  * Report range [from, to), both on whole UTC hours: counters are hourly, so a bound inside an hour
  * could only be widened to it (and two adjacent reports would count that hour twice). `to`
  * defaults to the end of the hour under way (what is counted so far), `from` to 30 days before
- * `to`. A `to` after the last hour of year 9999 ("9999-12-31T23:59:59Z" for "no end") stands for
+ * `to`, moved back to the start of its `interval` bucket: the first day or week of a default report
+ * is a whole one, not part of one labelled as the whole. A `to` after the last hour of year 9999 ("9999-12-31T23:59:59Z" for "no end") stands for
  * the end of that hour: no counter is later.
  */
-export function resolveRange(from: Date | undefined, to: Date | undefined, now: Date = new Date()): RangeResult {
+export function resolveRange(from: Date | undefined, to: Date | undefined, now: Date = new Date(), interval: Interval = "hour"): RangeResult {
 	if (from && !Number.isFinite(from.getTime())) return { ok: false, field: "from", message: "from is not a valid date" };
 	if (to && !Number.isFinite(to.getTime())) return { ok: false, field: "to", message: "to is not a valid date" };
 	if (from && !isWholeHour(from)) return notOnAnHour("from");
@@ -92,7 +93,7 @@ export function resolveRange(from: Date | undefined, to: Date | undefined, now: 
 	else if (to.getTime() > lastHourStart) end = LAST_REPORT_END.getTime();
 	else if (!isWholeHour(to)) return notOnAnHour("to");
 	else end = to.getTime();
-	const start = from ?? new Date(end - DEFAULT_RANGE_DAYS * DAY_MS);
+	const start = from ?? bucketStart(new Date(end - DEFAULT_RANGE_DAYS * DAY_MS), interval);
 	if (start.getTime() >= end) {
 		// Without a `to`, the range ends now: the `from` given is what is wrong.
 		if (!to) return { ok: false, field: "from", message: "from must be before the end of the current hour (to is not given)" };

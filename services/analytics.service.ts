@@ -142,8 +142,8 @@ function ingestEvent(this: AnalyticsThis, ctx: Context) {
 	return this.ingest(ctx.eventName!, ctx.params);
 }
 
-function rangeOf(params: RangeParams): { from: Date; to: Date } {
-	const range = resolveRange(params.from, params.to);
+function rangeOf(params: RangeParams, interval?: Interval): { from: Date; to: Date } {
+	const range = resolveRange(params.from, params.to, new Date(), interval);
 	if (!range.ok) throw invalidField(range.field, range.message);
 	return range;
 }
@@ -224,7 +224,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			roles: ["admin"],
 			params: { ...rangeParams, interval: { type: "enum", values: [...INTERVALS], default: "day" }, $$strict: "remove" },
 			async handler(this: AnalyticsThis, ctx: Context<RangeParams & { interval: Interval }, ShopMeta>) {
-				const { from, to } = rangeOf(ctx.params);
+				const { from, to } = rangeOf(ctx.params, ctx.params.interval);
 				return salesReport(await this.readCounters(["orders", "revenue", "refunds"], from, to), ctx.params.interval);
 			},
 		},

@@ -53,6 +53,17 @@ describe("time buckets", () => {
 		expect(resolveRange(new Date("2027-01-01T00:00:00Z"), undefined, now)).toMatchObject({ ok: false, field: "from" });
 		expect(resolveRange(new Date("x"), undefined, now)).toMatchObject({ ok: false, field: "from" });
 	});
+	test("resolveRange: a default range starts on a whole bucket of the interval, so its first day or week is not part of one", () => {
+		// Sunday 2024-05-26 13:20: 30 days back is Friday 2024-04-26 14:00.
+		const now = new Date("2024-05-26T13:20:00Z");
+		const to = new Date("2024-05-26T14:00:00Z");
+		expect(resolveRange(undefined, undefined, now, "hour")).toEqual({ ok: true, from: new Date("2024-04-26T14:00:00Z"), to });
+		expect(resolveRange(undefined, undefined, now, "day")).toEqual({ ok: true, from: new Date("2024-04-26T00:00:00Z"), to });
+		expect(resolveRange(undefined, undefined, now, "week")).toEqual({ ok: true, from: new Date("2024-04-22T00:00:00Z"), to });
+		// A `from` given is kept as given.
+		expect(resolveRange(new Date("2024-05-26T13:00:00Z"), undefined, now, "week")).toEqual({ ok: true, from: new Date("2024-05-26T13:00:00Z"), to });
+	});
+
 
 	// Counters are hourly: a bound inside an hour could only be widened to it, and two adjacent
 	// ranges would then both count that hour.
