@@ -115,6 +115,28 @@ describe("a customer deletes their account", () => {
 	describe("an erasure and a checkout that overlap: no order is made for an erased account", () => {
 		const stockOf = async (variantId: string) => (await shop.broker.call<any[], any>("products.getVariants", { ids: [variantId] }))[0].stock as number;
 
+		/** The erasure held once it has marked the account (its first write of closingUntil), until `release`. */
+		function holdErasureOnceMarked() {
+			const users = shop.broker.getLocalService("users") as any;
+			const updateOne = users.db.users.updateOne;
+			let reached!: () => void;
+			const marked = new Promise<void>((r) => (reached = r));
+			let release!: () => void;
+			const released = new Promise<void>((r) => (release = r));
+			let held = false;
+			const spy = jest.spyOn(users.db.users, "updateOne").mockImplementation(async (...args: any[]) => {
+				const saved = await updateOne.apply(users.db.users, args);
+				if (args[1]?.$set?.closingUntil && !held) {
+					held = true;
+					reached();
+					await released;
+				}
+				return saved;
+			});
+			const timedOut = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the erasure never marked the account")), 5000).unref());
+			return { marked: Promise.race([marked, timedOut]), release, restore: () => (release(), spy.mockRestore()) };
+		}
+
 		test("a checkout that read the address before the erasure began stores no confirmed order after it: refused, nothing charged or kept", async () => {
 			const http = shop.http;
 			const { variantId } = await createProduct(http, admin, { price: 1200, stock: 3 });
@@ -157,59 +179,22 @@ describe("a customer deletes their account", () => {
 			const { variantId } = await createProduct(http, admin, { price: 1300, stock: 3 });
 			const c = await registerCustomer(http, uniqueEmail("racing-2"));
 			await addToCart(http, c.token, variantId, 1);
-			const users = shop.broker.getLocalService("users") as any;
-			const updateOne = users.db.users.updateOne;
-			let reached!: () => void;
-			const marked = new Promise<void>((r) => (reached = r));
-			let release!: () => void;
-			const released = new Promise<void>((r) => (release = r));
-			// The erasure has marked the account and waits there, before it looks for open orders; the checkout runs meanwhile.
-			const spy = jest.spyOn(users.db.users, "updateOne").mockImplementation(async (...args: any[]) => {
-				const saved = await updateOne.apply(users.db.users, args);
-				if (args[1]?.$set?.closingUntil) {
-					reached();
-					await released;
-				}
-				return saved;
-			});
+			const hold = holdErasureOnceMarked();
 			try {
 				const erasing = http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } });
-				await Promise.race([marked, new Promise((_, reject) => setTimeout(() => reject(new Error("the erasure never marked the account")), 5000).unref())]);
+				await hold.marked;
 				const res = await checkout(http, c);
 				expect(res.status).toBe(409);
 				expect(res.body.type).toBe("ACCOUNT_CLOSED");
-				release();
+				hold.release();
 				expect((await erasing).status).toBe(204);
 			} finally {
-				release();
-				spy.mockRestore();
+				hold.restore();
 			}
 			const orders = (await http.get(`/api/orders?userId=${c.userId}`, { token: admin })).body.rows;
 			expect(orders).toEqual([expect.objectContaining({ status: "cancelled", cancelReason: "account_closed" })]);
 			expect(await stockOf(variantId)).toBe(3);
 		}, 30_000);
-
-		/** The erasure held once it has marked the account (its first write of closingUntil), until `release`. */
-		function holdErasureOnceMarked() {
-			const users = shop.broker.getLocalService("users") as any;
-			const updateOne = users.db.users.updateOne;
-			let reached!: () => void;
-			const marked = new Promise<void>((r) => (reached = r));
-			let release!: () => void;
-			const released = new Promise<void>((r) => (release = r));
-			let held = false;
-			const spy = jest.spyOn(users.db.users, "updateOne").mockImplementation(async (...args: any[]) => {
-				const saved = await updateOne.apply(users.db.users, args);
-				if (args[1]?.$set?.closingUntil && !held) {
-					held = true;
-					reached();
-					await released;
-				}
-				return saved;
-			});
-			const timedOut = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the erasure never marked the account")), 5000).unref());
-			return { marked: Promise.race([marked, timedOut]), release, restore: () => (release(), spy.mockRestore()) };
-		}
 
 		test("a second erasure while one runs is refused and leaves its mark alone; a checkout refused meanwhile may use its key again once the erasure is refused", async () => {
 			const http = shop.http;
