@@ -157,13 +157,16 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				{ name: "snapshotCart", run: (c) => this.snapshotCart(c), compensate: (c) => this.releaseCart(c), compensateIfInterrupted: true },
 				{ name: "loadAddress", run: (c) => this.loadAddress(c) },
 				{ name: "createOrder", run: (c) => this.createOrder(c), compensate: (c, cause) => this.cancelFailedOrder(c, cause) },
-				// After the order is stored: an erasure of the account that began before it is seen here (see users.checkCanOrder).
-				{ name: "checkAccount", run: (c) => this.callFrom(c, "users.checkCanOrder", { userId: c.userId }) },
 				// A reserve or a promo use whose answer was lost (or whose node died before the order said so) is
 				// undone as well: a release before the reserve, or of a use never taken, changes nothing and is kept.
 				// A refusal (a 4xx: out of stock, code used up) says it did nothing.
 				{ name: "reserveStock", run: (c) => this.reserveStock(c), compensate: (c) => this.releaseStock(c, "checkout_failed"), compensateIfInterrupted: mayHaveTakenEffect },
 				{ name: "consumePromo", run: (c) => this.consumePromo(c), compensate: (c) => this.releasePromo(c), compensateIfInterrupted: mayHaveTakenEffect },
+				// After the order is stored: an erasure of the account that began before it is seen here (see
+				// users.checkCanOrder). It writes nothing, so its mark rides on the charge's first write, made
+				// before the provider is called: a step whose effect comes before its write must not follow it
+				// (a kill there would leave that effect unrecorded, and not undone).
+				{ name: "checkAccount", run: (c) => this.callFrom(c, "users.checkCanOrder", { userId: c.userId }) },
 				{ name: "charge", run: (c) => this.charge(c), compensate: (c) => this.refundCharge(c) },
 				{ name: "confirmOrder", run: (c) => this.confirmOrder(c) },
 				{ name: "commitStock", run: (c) => this.commitStock(c) },

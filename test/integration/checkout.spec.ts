@@ -488,9 +488,9 @@ describe("checkout", () => {
 		}
 
 		test.each([
-			["checkAccount", ["created", "cancelled"]],
 			["reserveStock", ["created", "cancelled"]],
 			["consumePromo", ["created", "stock_reserved", "stock_released", "cancelled"]],
+			["checkAccount", ["created", "stock_reserved", "promo_consumed", "promo_released", "stock_released", "cancelled"]],
 			["charge", ["created", "stock_reserved", "promo_consumed", "promo_released", "stock_released", "cancelled"]],
 			["commitStock", ["created", "stock_reserved", "promo_consumed", "payment_succeeded", "confirmed", "refunded", "promo_released", "stock_released", "cancelled"]],
 		])("failure at %s", async (step, expectedLog) => {
