@@ -163,9 +163,10 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				{ name: "reserveStock", run: (c) => this.reserveStock(c), compensate: (c) => this.releaseStock(c, "checkout_failed"), compensateIfInterrupted: mayHaveTakenEffect },
 				{ name: "consumePromo", run: (c) => this.consumePromo(c), compensate: (c) => this.releasePromo(c), compensateIfInterrupted: mayHaveTakenEffect },
 				// After the order is stored: an erasure of the account that began before it is seen here (see
-				// users.checkCanOrder). It writes nothing, so its mark rides on the charge's first write, made
-				// before the provider is called: a step whose effect comes before its write must not follow it
-				// (a kill there would leave that effect unrecorded, and not undone).
+				// users.checkCanOrder). It writes nothing, so its journal mark rides on the next step's write: a
+				// kill in that step reads as if it never started. Only the charge may follow it, whose effect
+				// recovery finds by looking at the payment, whatever the journal says; a reserve or promo use
+				// after it would stay held.
 				{ name: "checkAccount", run: (c) => this.callFrom(c, "users.checkCanOrder", { userId: c.userId }) },
 				{ name: "charge", run: (c) => this.charge(c), compensate: (c) => this.refundCharge(c) },
 				{ name: "confirmOrder", run: (c) => this.confirmOrder(c) },
