@@ -524,7 +524,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				{ id: user.id, $or: [{ closingUntil: { $exists: false } }, { closingUntil: null }, { closingUntil: { $lte: now } }] },
 				{ $set: { closingUntil } },
 			);
-			if (!marked) throw new ConflictError("The account is being deleted already", "ERASURE_IN_PROGRESS");
+			if (!marked) throw new ConflictError("Another deletion of this account is under way: try again in a moment", "ERASURE_IN_PROGRESS");
 			try {
 				const open = await this.openOrdersOnceSettled(ctx, user.id);
 				if (open.length) {
