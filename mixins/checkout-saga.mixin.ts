@@ -198,7 +198,11 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				const message = blocking.every((p: { type: string }) => p.type === "promo") ? "Your promotion code no longer applies: remove it or review your cart" : "Some items in your cart can no longer be bought";
 				throw new ConflictError(message, "CART_HAS_PROBLEMS", { problems: blocking });
 			}
-			if (!cart.items?.length) throw new ConflictError("Your cart is empty", "CART_EMPTY");
+			if (!cart.items?.length) {
+				// An erasure under way empties the cart first: say that, not that the customer forgot to fill it.
+				await this.callFrom(c, "users.checkCanOrder", { userId: c.userId });
+				throw new ConflictError("Your cart is empty", "CART_EMPTY");
+			}
 			c.cart = cart;
 		},
 

@@ -268,6 +268,44 @@ describe("a customer deletes their account", () => {
 			expect(await stockOf(variantId)).toBe(3);
 		}, 30_000);
 
+		test("a checkout that finds the cart emptied by an erasure under way is told the account is being deleted, not that the cart is empty", async () => {
+			const http = shop.http;
+			const { variantId } = await createProduct(http, admin, { price: 1700, stock: 3 });
+			const c = await registerCustomer(http, uniqueEmail("emptied"));
+			await addToCart(http, c.token, variantId, 1);
+			const broker = shop.broker;
+			const call = broker.call.bind(broker);
+			let atReviews!: () => void;
+			const emptied = new Promise<void>((r) => (atReviews = r));
+			let release!: () => void;
+			const released = new Promise<void>((r) => (release = r));
+			// The erasure has emptied the cart and waits before the reviews; the sessions still work.
+			const spy = jest.spyOn(broker, "call").mockImplementation(((action: string, ...rest: any[]) => {
+				if (action !== "reviews.forgetAuthor") return (call as any)(action, ...rest);
+				atReviews();
+				return released.then(() => (call as any)(action, ...rest));
+			}) as any);
+			try {
+				const erasing = http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } });
+				await emptied;
+				const res = await checkout(http, c);
+				expect(res.status).toBe(409);
+				expect(res.body.type).toBe("ACCOUNT_CLOSED");
+				release();
+				expect((await erasing).status).toBe(204);
+			} finally {
+				release();
+				spy.mockRestore();
+			}
+			// No order was made: the cart was empty before any was stored.
+			expect((await http.get(`/api/orders?userId=${c.userId}`, { token: admin })).body.total).toBe(0);
+		}, 30_000);
+
+		test("an empty cart of an account that is not being erased is still just empty", async () => {
+			const c = await registerCustomer(shop.http, uniqueEmail("empty"));
+			expect((await checkout(shop.http, c)).body.type).toBe("CART_EMPTY");
+		});
+
 		test("an erasure refused for an open order leaves the account able to order", async () => {
 			const http = shop.http;
 			const { variantId } = await createProduct(http, admin, { price: 1400, stock: 5 });
