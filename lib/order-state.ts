@@ -5,6 +5,7 @@
 import type { SagaRunner } from "./checkout-recovery";
 import { ConflictError, invalidField } from "./errors";
 import { multiplyCents } from "./money";
+import { absentOr } from "./store-queries";
 
 export const ORDER_STATUSES = ["pending", "confirmed", "processing", "shipped", "delivered", "cancelled"] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
@@ -394,7 +395,7 @@ export function refundOwed(o: Order, followUp: "refund" | "refundLatePayment"): 
 export function followUpsClaimable(now: Date): Record<string, unknown> {
 	return {
 		"pendingActions.0": { $exists: true },
-		$or: [{ followUpLease: null }, { followUpLease: { $exists: false } }, { followUpLease: { $lt: now } }],
+		...absentOr("followUpLease", { $lt: now }),
 	};
 }
 

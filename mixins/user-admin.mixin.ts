@@ -14,13 +14,14 @@ import { ConflictError } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { normalizeEmail, publicUser } from "../lib/user-records";
 import type { ShopConfig } from "../lib/config";
+import { absentOr } from "../lib/store-queries";
 
 type Ctx<P = Record<string, any>> = Context<P, ShopMeta>;
 type Role = "customer" | "admin";
 const ROLES: Role[] = ["customer", "admin"];
 
 /** Accounts that were not erased: an erased one keeps its record (orders point to it) under `deletedAt`. */
-const NOT_ERASED: Query = { $or: [{ deletedAt: { $exists: false } }, { deletedAt: null }] };
+const NOT_ERASED: Query = absentOr("deletedAt");
 
 /** What the host (users.service.ts) provides. */
 export interface UserAdminHost {

@@ -29,6 +29,7 @@ import { checkLines, type StockLine } from "../lib/inventory-rules";
 import { generateCatalog, type DemoCatalog } from "../lib/demo-catalog";
 import { newCatalogRows } from "../lib/catalog-import";
 import { productRatingUpdate } from "../lib/rating-summary";
+import { absentOr } from "../lib/store-queries";
 
 /** The products service's collections; the seed script and tests open the same specs. */
 export const productCollections: Record<keyof ProductDb, CollectionSpec> = {
@@ -530,7 +531,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				this.logger.warn("Ignored a review.moderated event without a valid product rating:", payload);
 				return;
 			}
-			const newer = update.version === null ? {} : { $or: [{ ratingVersion: { $exists: false } }, { ratingVersion: null }, { ratingVersion: { $lt: update.version } }] };
+			const newer = update.version === null ? {} : absentOr("ratingVersion", { $lt: update.version });
 			const updated = await this.db.products.updateOne({ id: update.productId, ...newer }, { $set: { rating: update.rating, ...(update.version === null ? {} : { ratingVersion: update.version }) } });
 			if (!updated) return;
 			await this.cleanCache();

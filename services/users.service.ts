@@ -31,6 +31,7 @@ import {
 import { LoginFailureStore, attemptWaitSeconds, throttleKey } from "../lib/login-throttle";
 import { cacherLoginThrottleStore, memoryLoginThrottleStore, type LoginThrottleStore } from "../adapters/login-throttle-store";
 import { ERASURE_LEASE_MS, emailForms, emailProblem, normalizeEmail, erasedUserFields, orderingRefusal, publicUser, toE164, userCollections } from "../lib/user-records";
+import { absentOr } from "../lib/store-queries";
 
 type TokenPurpose = "verify_email" | "password_reset" | "change_email";
 
@@ -521,7 +522,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			const now = new Date();
 			const closingUntil = new Date(now.getTime() + ERASURE_LEASE_MS);
 			const marked = await this.db.users.updateOne(
-				{ id: user.id, $or: [{ closingUntil: { $exists: false } }, { closingUntil: null }, { closingUntil: { $lte: now } }] },
+				{ id: user.id, ...absentOr("closingUntil", { $lte: now }) },
 				{ $set: { closingUntil } },
 			);
 			if (!marked) throw new ConflictError("Another deletion of this account is under way: try again in a moment", "ERASURE_IN_PROGRESS");
@@ -572,7 +573,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		async claimMailSlot(userId: string, field: "resetMailAt" | "changeMailAt"): Promise<boolean> {
 			const now = new Date();
 			const cutoff = new Date(now.getTime() - MAIL_COOLDOWN_SECONDS * 1000);
-			return !!(await this.db.users.updateOne({ id: userId, $or: [{ [field]: { $exists: false } }, { [field]: null }, { [field]: { $lt: cutoff } }] }, { $set: { [field]: now } }));
+			return !!(await this.db.users.updateOne({ id: userId, ...absentOr(field, { $lt: cutoff }) }, { $set: { [field]: now } }));
 		},
 
 		/** A one-time token for the account, for `email` (the account's own, or the address it is moving to). */
