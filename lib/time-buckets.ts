@@ -79,8 +79,8 @@ function notOnAnHour(field: "from" | "to"): RangeResult {
  * could only be widened to it (and two adjacent reports would count that hour twice). `to`
  * defaults to the end of the hour under way (what is counted so far), `from` to 30 days before
  * `to`, moved back to the start of its `interval` bucket: the first day or week of a default report
- * is a whole one, not part of one labelled as the whole. A `to` after the last hour of year 9999 ("9999-12-31T23:59:59Z" for "no end") stands for
- * the end of that hour: no counter is later.
+ * is a whole one, not part of one labelled as the whole. A `to` after the last hour of year 9999
+ * ("9999-12-31T23:59:59Z" for "no end") stands for the end of that hour: no counter is later.
  */
 export function resolveRange(from: Date | undefined, to: Date | undefined, now: Date = new Date(), interval: Interval = "hour"): RangeResult {
 	if (from && !Number.isFinite(from.getTime())) return { ok: false, field: "from", message: "from is not a valid date" };

@@ -91,7 +91,7 @@ const userAdminSchema: Partial<ServiceSchema<Record<string, never>, UserAdminHos
 					throw new ConflictError("The shop would be left without an admin", "LAST_ADMIN");
 				}
 				this.logger.info(`Account ${user.id} is now ${role}, by admin ${me(ctx).id}.`);
-				return publicUser(await this.requireUser(user.id));
+				return publicUser({ ...user, role });
 			},
 		},
 
