@@ -8,7 +8,7 @@ import { cancelRefundKey } from "./order-state";
 import { toE164 } from "./user-records";
 
 export type NotificationKind = "verify-email" | "password-reset" | "confirm-email-change" | "email-changed" | "order-confirmed" | "order-shipped" | "order-delivered" | "order-cancelled" | "payment-refunded" | "refund-failed";
-export type Medium = "email" | "sms";
+export type Medium = "email" | "sms" | "push";
 export type EventSource = "users" | "orders" | "payments";
 
 export const NOTIFICATION_KINDS: NotificationKind[] = ["verify-email", "password-reset", "confirm-email-change", "email-changed", "order-confirmed", "order-shipped", "order-delivered", "order-cancelled", "payment-refunded", "refund-failed"];
@@ -115,6 +115,8 @@ export interface Contact {
 	email: string | null;
 	phone: string | null;
 	firstName: string | null;
+	/** The customer's browsers subscribed for push (mixins/push-subscriptions.mixin.ts). */
+	pushSubscriptionIds?: string[];
 }
 
 export interface PlannedMessage {
@@ -122,12 +124,18 @@ export interface PlannedMessage {
 	recipient: string;
 }
 
-/** Email when there is an address; SMS too for order news when the customer has a valid phone. */
+/**
+ * Email when there is an address; for order news also SMS when the customer has a valid phone, and
+ * push to each subscribed browser (its recipient is the subscription's id: the endpoint is a secret
+ * of the browser's, and the subscription may be renewed before the message goes).
+ */
 export function plannedMessages(kind: NotificationKind, contact: Contact): PlannedMessage[] {
 	const out: PlannedMessage[] = [];
 	if (contact.email) out.push({ medium: "email", recipient: contact.email.trim().toLowerCase() });
+	if (ACCOUNT_KINDS.has(kind)) return out;
 	const phone = toE164(contact.phone);
-	if (phone && !ACCOUNT_KINDS.has(kind)) out.push({ medium: "sms", recipient: phone });
+	if (phone) out.push({ medium: "sms", recipient: phone });
+	for (const id of contact.pushSubscriptionIds ?? []) out.push({ medium: "push", recipient: id });
 	return out;
 }
 

@@ -83,9 +83,9 @@ const productSummaryProps = {
 /** customerView (services/notifications.service.ts): no bodies, they may carry one-time links. */
 const notificationProps = {
 	id,
-	channel: { type: "string", enum: ["email", "sms"] },
+	channel: { type: "string", enum: ["email", "sms", "push"] },
 	template: { type: "string", enum: [...NOTIFICATION_KINDS] },
-	recipient: str,
+	recipient: { ...str, description: "The email address, the phone number, or for push the id of the browser's subscription" },
 	subject: nullableStr,
 	status: { type: "string", enum: ["queued", "sent", "failed", "outboxed"] },
 	attempts: count,
@@ -127,6 +127,16 @@ export const RESPONSE_SCHEMAS = {
 	WishlistItem: object({ productId: id, addedAt: date, product: { ...productRef, nullable: true } }),
 	ProductRef: productRef,
 	Notification: object(notificationProps),
+	/** publicSubscription (mixins/push-subscriptions.mixin.ts). */
+	PushSubscription: object({
+		id,
+		endpoint: { ...str, description: "The push service URL the browser gave" },
+		expirationTime: { type: "integer", nullable: true, description: "As the browser gave it (ms since the epoch), or null" },
+		createdAt: date,
+		updatedAt: date,
+	}),
+	/** The shop's VAPID public key, base64url: the storefront passes it to PushManager.subscribe as applicationServerKey. */
+	PushPublicKey: object({ publicKey: str }),
 	/** adminView (services/notifications.service.ts). */
 	NotificationAdmin: object({
 		...notificationProps,

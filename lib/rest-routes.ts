@@ -72,6 +72,10 @@ export const SHOP_ROUTES: readonly string[] = [
 	"GET /api/me/notifications",
 	"GET /api/notifications",
 	"POST /api/notifications/:id/retry",
+	"GET /api/push/public-key",
+	"GET /api/me/push-subscriptions",
+	"POST /api/me/push-subscriptions",
+	"DELETE /api/me/push-subscriptions/:id",
 	// search
 	"GET /api/search",
 	"GET /api/search/autocomplete",

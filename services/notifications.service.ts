@@ -1,8 +1,9 @@
 /**
- * Email and SMS notifications from durable broker events (verification, password reset, order
+ * Email, SMS and Web Push notifications from durable broker events (verification, password reset, order
  * confirmed/shipped/delivered/cancelled, refund; not the refund of a cancellation, which the
  * cancel message states: see kindFor in lib/notification-plan.ts). Order messages link to the
- * order under STOREFRONT_URL.
+ * order under STOREFRONT_URL. Order news also goes to each browser the customer subscribed for push
+ * (mixins/push-subscriptions.mixin.ts), with the email's subject as title and the SMS text as body.
  *
  * Nothing lost: the users, orders and payments services keep their events in an outbox; the
  * outbox consumer mixin hands live events and those caught up from each outbox (at start, every
@@ -23,6 +24,7 @@ import type {} from "moleculer-web";
 import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { OutboxConsumerMixin, type OutboxConsumerSettings, type OutboxConsumerThis } from "../mixins/outbox-consumer.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
+import { pushSubscriptionsSchema, type PushSubscriptionsMethods } from "../mixins/push-subscriptions.mixin";
 import type { ShopMeta } from "../mixins/types";
 import "../mixins/types";
 import { ConflictError, NotFoundError, UnauthorizedError, isDuplicate } from "../lib/errors";
@@ -44,9 +46,12 @@ import {
 	withOpenedTokens,
 	withoutOneTimeLinks,
 	type Contact,
+	type Medium,
 	type NotificationKind,
 } from "../lib/notification-plan";
-import { DeliveryError, createChannels, readNotificationConfig, type NotificationChannel, type NotificationConfig } from "../adapters/channels";
+import { DeliveryError, createChannels, readNotificationConfig, type NotificationChannel, type NotificationConfig, type OutgoingMessage } from "../adapters/channels";
+import { SubscriptionGoneError, WebPushChannel, type VapidKeys } from "../adapters/channels/web-push-channel";
+import type { PushHost } from "../lib/web-push";
 
 const TEMPLATES_DIR = path.join(__dirname, "../templates/notifications");
 const STATUSES = ["queued", "sent", "failed", "outboxed"] as const;
@@ -78,7 +83,7 @@ interface Message {
 	eventId: string;
 	dedupeKey: string;
 	template: NotificationKind;
-	channel: "email" | "sms";
+	channel: Medium;
 	provider: string | null;
 	recipient: string;
 	subject: string | null;
@@ -96,6 +101,8 @@ interface Message {
 	leaseUntil: Date;
 	/** When the one-time link left the stored body (verification and reset messages, once final). */
 	linkRemovedAt?: Date;
+	/** Push: the page a click opens. */
+	url?: string | null;
 }
 
 /** The fields that take the one-time link out of a message that will not be sent again; none for other kinds. */
@@ -133,19 +140,23 @@ interface NotifySettings extends OutboxConsumerSettings {
 interface NotifyVars {
 	db: Collections;
 	config: NotificationConfig;
-	channels: Record<"email" | "sms", NotificationChannel>;
+	/** Push joins once its keys are loaded (started). */
+	channels: Record<"email" | "sms", NotificationChannel> & { push?: NotificationChannel };
+	vapidKeys: VapidKeys | null;
+	pushHosts: PushHost[];
 	templates: Map<NotificationKind, KindTemplates>;
 	queue: WorkQueue<QueuedMessage>;
 	timers: Set<NodeJS.Timeout>;
 	stopping: boolean;
 }
 
-interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll"> {
+interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll">, PushSubscriptionsMethods {
 	handleEvent(event: string, payload: Record<string, any>): Promise<void>;
 	removeSpentLinks(): Promise<number>;
 	contactFor(kind: NotificationKind, payload: Record<string, any>): Promise<Contact | null>;
 	forgetMessagesOf(userId: string): Promise<void>;
 	deliver(item: QueuedMessage): Promise<void>;
+	outgoing(m: Message): Promise<OutgoingMessage>;
 	claim(item: QueuedMessage, now: Date): Promise<Message | null>;
 	enqueueDue(): Promise<void>;
 	later(delayMs: number, fn: () => unknown): void;
@@ -164,7 +175,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				fields: {
 					userId: String, eventId: String, dedupeKey: String, template: String, channel: String, provider: String, recipient: String,
 					subject: String, html: String, text: String, status: String, attempts: Number, providerId: String, error: String,
-					createdAt: Date, sentAt: Date, failedAt: Date, nextAttemptAt: Date, leaseUntil: Date, linkRemovedAt: Date,
+					createdAt: Date, sentAt: Date, failedAt: Date, nextAttemptAt: Date, leaseUntil: Date, linkRemovedAt: Date, url: String,
 				},
 				indexes: [
 					{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1, nextAttemptAt: 1 } },
@@ -173,8 +184,15 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			},
 			/** Events already handled (by id), so a catch-up does not redo them; kept longer than the outboxes keep events. */
 			notification_events: { fields: { event: String, handledAt: Date }, indexes: [{ fields: { handledAt: 1 }, expireAfterSeconds: 8 * 24 * 3600 }] },
+			notification_push_subscriptions: {
+				fields: { userId: String, endpoint: String, p256dh: String, auth: String, expirationTime: Number, createdAt: Date, updatedAt: Date },
+				indexes: [{ fields: { endpoint: 1 }, unique: true }, { fields: { userId: 1, updatedAt: -1 } }],
+			},
+			/** The Web Push key pair made on the first start when VAPID_* are not set (one document, "vapid"). */
+			notification_keys: { fields: { publicKey: String, privateKey: String, createdAt: Date } },
 		}),
 		HealthMixin,
+		pushSubscriptionsSchema as Partial<ServiceSchema>,
 	],
 	settings: { rest: "/", scanIntervalMs: 5_000, catchUpIntervalMs: 30_000, catchUpDelayMs: 500, leaseMs: 60_000, backoff: DEFAULT_BACKOFF },
 
@@ -200,7 +218,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			params: {
 				$$strict: "remove",
 				status: { type: "enum", values: [...STATUSES], optional: true },
-				channel: { type: "enum", values: ["email", "sms"], optional: true },
+				channel: { type: "enum", values: ["email", "sms", "push"], optional: true },
 				template: { type: "enum", values: NOTIFICATION_KINDS, optional: true },
 				userId: { type: "string", optional: true, max: 100 },
 				...pageParams,
@@ -259,11 +277,14 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				// Stored claimed by this worker, with its first attempt counted: sending it needs no claim write.
 				const leaseUntil = new Date(now.getTime() + this.settings.leaseMs);
 				for (const planned of plannedMessages(kind, contact)) {
-					if (planned.medium === "sms" && !tpl.sms) continue;
+					// Push shows the SMS text, under the email's subject.
+					if (planned.medium !== "email" && !tpl.sms) continue;
 					const content =
 						planned.medium === "email"
 							? { subject: renderTemplate(tpl.subject, vars, "line").trim(), html: renderTemplate(tpl.html, vars, "html"), text: renderTemplate(tpl.text, vars, "text") }
-							: { subject: null, html: null, text: renderTemplate(tpl.sms!, vars, "text").trim() };
+							: planned.medium === "push"
+								? { subject: renderTemplate(tpl.subject, vars, "line").trim(), html: null, text: renderTemplate(tpl.sms!, vars, "text").trim(), url: (vars.orderUrl as string) || null }
+								: { subject: null, html: null, text: renderTemplate(tpl.sms!, vars, "text").trim() };
 					try {
 						const saved = await this.db.notifications.insert({
 							userId: contact.userId, eventId, dedupeKey: dedupeKey(eventId, kind, planned.medium, planned.recipient), template: kind,
@@ -285,8 +306,10 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			}
 		},
 
-		/** The messages kept for a user who deleted their account (addresses, names, links): gone, and not sent. */
+		/** The messages kept for a user who deleted their account (addresses, names, links) and their browsers' push subscriptions: gone, and not sent. */
 		async forgetMessagesOf(userId: string) {
+			// A browser's subscription identifies a device of theirs.
+			if (await this.db.notification_push_subscriptions.removeMany({ userId })) await this.db.notification_push_subscriptions.compact();
 			const forgotten = await this.db.notifications.removeMany({ userId });
 			// Nor may the embedded file keep them until it is next rewritten.
 			if (forgotten) await this.db.notifications.compact();
@@ -309,7 +332,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				throw err;
 			}
 			if (!needsUserLookup(kind)) return { userId: user.id, email: payload.email ?? null, phone: null, firstName: payload.firstName ?? null };
-			return { userId: user.id, email: user.email ?? null, phone: user.phone ?? null, firstName: user.firstName ?? null };
+			const push = await this.pushSubscriptionsOf(user.id);
+			return { userId: user.id, email: user.email ?? null, phone: user.phone ?? null, firstName: user.firstName ?? null, pushSubscriptionIds: push.map((s) => s.id) };
 		},
 
 		/** Sends one message if it is still queued and due, and nobody else holds it. */
@@ -318,11 +342,15 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			const claimed = await this.claim(item, new Date());
 			if (!claimed) return;
 			const channel = this.channels[claimed.channel];
+			// Push before its keys are loaded: the lease runs out and the scan takes it again.
+			if (!channel) return;
 			const mine = { id, leaseUntil: claimed.leaseUntil };
 			let result;
 			try {
-				result = await channel.send({ id, to: claimed.recipient, subject: claimed.subject ?? undefined, html: claimed.html ?? undefined, text: claimed.text });
+				result = await channel.send(await this.outgoing(claimed));
 			} catch (err) {
+				// The browser unsubscribed, or its subscription expired: nothing will reach it again.
+				if (err instanceof SubscriptionGoneError) await this.db.notification_push_subscriptions.removeOne({ id: claimed.recipient, userId: claimed.userId });
 				const permanent = err instanceof DeliveryError && err.permanent;
 				const decision = nextRetry(claimed.attempts, this.config.maxAttempts, new Date(), this.settings.backoff, permanent);
 				const error = (err as Error).message.slice(0, 500);
@@ -339,6 +367,16 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			await this.db.notifications.updateOne(mine, {
 				$set: { status: result.status, provider: result.provider, providerId: result.providerId, sentAt: new Date(), error: null, leaseUntil: EPOCH, ...spentLink(claimed) },
 			});
+		},
+
+		/** The message as its channel takes it; a push message with the subscription it goes to, if that is still the customer's. */
+		async outgoing(m: Message) {
+			const message: OutgoingMessage = { id: m.id, to: m.recipient, subject: m.subject ?? undefined, html: m.html ?? undefined, text: m.text, url: m.url ?? undefined };
+			if (m.channel !== "push") return message;
+			const sub = await this.db.notification_push_subscriptions.findById(m.recipient);
+			// Unsubscribed since, or taken over by another account signed in on that browser.
+			if (!sub || sub.userId !== m.userId) throw new SubscriptionGoneError("The push subscription was removed before the message went", "webpush", 410);
+			return { ...message, to: sub.endpoint, push: { endpoint: sub.endpoint, keys: { p256dh: sub.p256dh, auth: sub.auth } } };
 		},
 
 		/** Takes the one-time links out of messages that were final before links were removed on delivery. */
@@ -403,6 +441,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		this.config = readNotificationConfig();
 		this.channels = createChannels(this.config, (line) => (this.config.logWholeOutboxed ? this.logger.info(line) : this.logger.debug(line)));
 		this.templates = loadTemplates(TEMPLATES_DIR);
+		this.vapidKeys = null;
+		this.pushHosts = this.config.webPush.hosts;
 		this.timers = new Set();
 		this.stopping = false;
 		this.queue = new WorkQueue<QueuedMessage>({
@@ -417,6 +457,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 	async started() {
 		this.stopping = false;
+		this.vapidKeys = await this.loadVapidKeys(this.config.webPush.keys);
+		this.channels.push = new WebPushChannel({ ...this.vapidKeys, subject: this.config.webPush.subject });
 		await this.removeSpentLinks();
 		// Work left by the previous run; what the sources kept while we were away comes from the catch-up.
 		await this.enqueueDue();

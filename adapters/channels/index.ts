@@ -2,8 +2,11 @@
  * Picks the notification channels from the environment: SendGrid for email when SENDGRID_API_KEY
  * is set, Twilio for SMS when TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are; the
  * outbox otherwise. SENDGRID_API_BASE and TWILIO_API_BASE point the clients at another host (tests).
+ * Web Push needs no provider (the browser names its push service); its settings are read here, and
+ * the service makes its channel once the keys are loaded.
  */
 import { nonEmpty, readConfig } from "../../lib/config";
+import { parsePushHosts } from "../../lib/web-push";
 import type { NotificationChannel } from "./notification-channel";
 import { OutboxChannel } from "./outbox-channel";
 import { SendGridChannel } from "./sendgrid-channel";
@@ -33,6 +36,7 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 	const missing = twilio.filter((k) => !nonEmpty(env[k]));
 	if (missing.length && missing.length < twilio.length) throw new Error(`${twilio.join(", ")} go together (SMS through Twilio): ${missing.join(" and ")} missing`);
 	return {
+		webPush: readWebPushConfig(env, fromEmail ?? "no-reply@example.com"),
 		concurrency: notifyConcurrency,
 		maxAttempts: notifyMaxAttempts,
 		fromEmail: fromEmail ?? "no-reply@example.com",
@@ -49,6 +53,22 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 }
 
 export type NotificationConfig = ReturnType<typeof readNotificationConfig>;
+
+function base64urlLength(value: string): number | null {
+	return /^[A-Za-z0-9_-]+$/.test(value) ? Buffer.from(value, "base64url").length : null;
+}
+
+/** VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY (both or neither, as web-push's generateVAPIDKeys writes them), VAPID_SUBJECT, WEB_PUSH_HOSTS. */
+function readWebPushConfig(env: NodeJS.ProcessEnv, fromEmail: string) {
+	const publicKey = nonEmpty(env.VAPID_PUBLIC_KEY);
+	const privateKey = nonEmpty(env.VAPID_PRIVATE_KEY);
+	if (!publicKey !== !privateKey) throw new Error(`VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY go together (Web Push): ${publicKey ? "VAPID_PRIVATE_KEY" : "VAPID_PUBLIC_KEY"} missing`);
+	if (publicKey && base64urlLength(publicKey) !== 65) throw new Error("VAPID_PUBLIC_KEY must be a P-256 public key, 65 bytes in base64url (as `npx web-push generate-vapid-keys` prints it)");
+	if (privateKey && base64urlLength(privateKey) !== 32) throw new Error("VAPID_PRIVATE_KEY must be a P-256 private key, 32 bytes in base64url (as `npx web-push generate-vapid-keys` prints it)");
+	const subject = nonEmpty(env.VAPID_SUBJECT) ?? `mailto:${fromEmail}`;
+	if (!/^(mailto:[^\s@]+@[^\s@]+|https:\/\/[^\s/]+\S*)$/i.test(subject)) throw new Error(`VAPID_SUBJECT must be a mailto: or https: address push services can reach the shop at, not "${env.VAPID_SUBJECT}"`);
+	return { keys: publicKey && privateKey ? { publicKey, privateKey } : null, subject, hosts: parsePushHosts(env.WEB_PUSH_HOSTS) };
+}
 
 export function createChannels(cfg: NotificationConfig, log?: (line: string) => void): Record<"email" | "sms", NotificationChannel> {
 	return {

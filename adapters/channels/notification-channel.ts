@@ -1,8 +1,9 @@
 /**
  * The seam between notifications and whatever carries a message: the outbox (nothing leaves),
- * SendGrid (email) or Twilio (SMS). The service holds one channel per medium and never asks which.
+ * SendGrid (email), Twilio (SMS) or a browser's push service (Web Push). The service holds one channel per medium and never asks which.
  */
 import { isTransientStatus } from "../../lib/retry-backoff";
+import type { Medium } from "../../lib/notification-plan";
 
 export interface OutgoingMessage {
 	/** Our message id, passed to providers that keep a reference. */
@@ -11,6 +12,10 @@ export interface OutgoingMessage {
 	subject?: string;
 	html?: string;
 	text: string;
+	/** Push: the page a click on the notification opens. */
+	url?: string;
+	/** Push: the browser's subscription the message is encrypted for and sent to. */
+	push?: { endpoint: string; keys: { p256dh: string; auth: string } };
 }
 
 export interface DeliveryResult {
@@ -21,8 +26,8 @@ export interface DeliveryResult {
 }
 
 export interface NotificationChannel {
-	readonly provider: "outbox" | "sendgrid" | "twilio";
-	readonly medium: "email" | "sms";
+	readonly provider: "outbox" | "sendgrid" | "twilio" | "webpush";
+	readonly medium: Medium;
 	send(message: OutgoingMessage): Promise<DeliveryResult>;
 }
 

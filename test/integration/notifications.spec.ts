@@ -460,11 +460,14 @@ describe("notifications: pending work survives a restart", () => {
 		svc.channels = { email: down, sms: new ScriptedChannel("sms") };
 		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("s1", "u-bob") });
 		await waitFor(() => down.calls, (n) => n === 1);
+		const { publicKey } = svc.vapidKeys;
 		await shop.broker.destroyService(svc);
-		expect(fs.readdirSync(dataDir).sort()).toEqual(["notification_cursors.db", "notification_events.db", "notifications.db"]);
+		expect(fs.readdirSync(dataDir).sort()).toEqual(["notification_cursors.db", "notification_events.db", "notification_keys.db", "notification_push_subscriptions.db", "notifications.db"]);
 
 		// Second run on the same files, with the outbox channel (no provider configured).
 		svc = await withEnv(env(), () => startNotifications(shop));
+		// The Web Push key pair made by the first run is kept: browsers subscribed with it still get messages.
+		expect(svc.vapidKeys.publicKey).toBe(publicKey);
 		const msg = await waitFor(() => svc.db.notifications.findOne({ template: "order-confirmed" }), (m: any) => m?.status === "outboxed");
 		expect(msg).toMatchObject({ attempts: 2, recipient: "bob@example.com" });
 		await sleep(300);

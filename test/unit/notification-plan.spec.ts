@@ -121,6 +121,9 @@ describe("notification plan", () => {
 		["password-reset", contact({ phone: "+14155550100" }), [{ medium: "email", recipient: "ann@example.com" }]],
 		["order-shipped", contact({ email: null, phone: "+14155550100" }), [{ medium: "sms", recipient: "+14155550100" }]],
 		["order-shipped", contact({ email: null }), []],
+		["order-shipped", contact({ pushSubscriptionIds: ["s1", "s2"] }), [{ medium: "email", recipient: "ann@example.com" }, { medium: "push", recipient: "s1" }, { medium: "push", recipient: "s2" }]],
+		// Account mail carries links for the address it names: never to a browser.
+		["verify-email", contact({ pushSubscriptionIds: ["s1"] }), [{ medium: "email", recipient: "ann@example.com" }]],
 	] as const)("%s for %j", (kind, c, planned) => {
 		expect(plannedMessages(kind, c)).toEqual(planned);
 	});

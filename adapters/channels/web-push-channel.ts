@@ -1,0 +1,58 @@
+/**
+ * Web Push to a browser's push service: the web-push library encrypts the payload for the
+ * subscription (aes128gcm) and signs the VAPID header; the request itself goes through fetch, so
+ * that a timeout bounds it and an http push service (a local one in tests, see WEB_PUSH_HOSTS) works.
+ */
+import { generateRequestDetails } from "web-push";
+import { pushPayloadJson } from "../../lib/web-push";
+import { DeliveryError, type DeliveryResult, type NotificationChannel, type OutgoingMessage } from "./notification-channel";
+
+export interface VapidKeys {
+	publicKey: string;
+	privateKey: string;
+}
+
+export interface WebPushOptions extends VapidKeys {
+	/** The contact the push services may reach the shop at (`mailto:` or `https:`). */
+	subject: string;
+	/** How long a push service keeps a message for a browser that is offline. */
+	ttlSeconds?: number;
+	timeoutMs?: number;
+}
+
+/** The push service no longer knows the subscription (unsubscribed, expired): it will never take a message again. */
+export class SubscriptionGoneError extends DeliveryError {}
+
+export class WebPushChannel implements NotificationChannel {
+	readonly provider = "webpush" as const;
+	readonly medium = "push" as const;
+
+	constructor(private readonly opts: WebPushOptions) {}
+
+	async send(message: OutgoingMessage): Promise<DeliveryResult> {
+		if (!message.push) throw new Error("A push message needs its subscription");
+		const payload = pushPayloadJson({ title: message.subject ?? "", body: message.text, url: message.url ?? null, tag: message.id });
+		const request = generateRequestDetails({ endpoint: message.push.endpoint, keys: message.push.keys }, payload, {
+			vapidDetails: { subject: this.opts.subject, publicKey: this.opts.publicKey, privateKey: this.opts.privateKey },
+			TTL: this.opts.ttlSeconds ?? 24 * 3600,
+			contentEncoding: "aes128gcm",
+		});
+		let res: Response;
+		try {
+			res = await fetch(request.endpoint, {
+				method: request.method,
+				headers: request.headers as Record<string, string>,
+				body: request.body ? new Uint8Array(request.body) : undefined,
+				redirect: "error",
+				signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15_000),
+			});
+		} catch (err) {
+			throw new DeliveryError(`Push service unreachable: ${(err as Error).message}`, this.provider);
+		}
+		const text = (await res.text().catch(() => "")).slice(0, 200);
+		if (res.status === 404 || res.status === 410) throw new SubscriptionGoneError(`Push subscription gone (${res.status}): the browser unsubscribed or it expired`, this.provider, res.status);
+		if (!res.ok) throw new DeliveryError(`Push service ${res.status} error${text ? `: ${text}` : ""}`, this.provider, res.status);
+		// Push services answer 201 with the message's URL in Location (RFC 8030 section 5).
+		return { status: "sent", provider: this.provider, providerId: res.headers.get("location") };
+	}
+}
