@@ -182,7 +182,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		port: wholeNumberSetting("PORT", env.PORT, 3000, { ...PORT, min: 0, takes: "a port number from 1 to 65535 (0: any free port)" }),
 		metricsPort: wholeNumberSetting("METRICS_PORT", env.METRICS_PORT, 3030, PORT),
 		// Loopback unless told: the metrics carry sales figures. Deployments scraped from outside set 0.0.0.0.
-		metricsHost: env.METRICS_HOST || "127.0.0.1",
+		/** Blank is unset, as for every other setting (a `HOST= ` line in an .env file). */
+		host: nonEmpty(env.HOST) ?? "0.0.0.0",
+		metricsHost: nonEmpty(env.METRICS_HOST) ?? "127.0.0.1",
 		healthPort: healthPortSetting(env.HEALTH_PORT),
 		...heartbeatSettings(env),
 		metricsEnabled: booleanSetting("METRICS_ENABLED", env.METRICS_ENABLED, !isTest),

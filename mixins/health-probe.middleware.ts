@@ -15,6 +15,7 @@ import type { Middleware, ServiceBroker } from "moleculer";
 import { redisOutages } from "../adapters/redis-connection";
 import { transporterOutages, watchTransporter } from "./transporter-outages";
 import { storeOutages } from "./store-outages";
+import { readConfig } from "../lib/config";
 
 /** Why a port could not be opened, naming the variable that chose it. */
 export function portProblem(variable: string, port: number | string, host: string | undefined, err: NodeJS.ErrnoException): string {
@@ -43,7 +44,7 @@ function reporterServers(broker: ServiceBroker): Array<{ server: http.Server; po
 	return reporters.filter((r) => r.server instanceof http.Server).map((r) => ({ server: r.server as http.Server, port: r.opts?.port, host: r.opts?.host }));
 }
 
-export function HealthProbeMiddleware(port: number | undefined, host: string = process.env.HOST || "0.0.0.0"): Middleware {
+export function HealthProbeMiddleware(port: number | undefined, host: string = readConfig().host): Middleware {
 	let server: http.Server | undefined;
 	return {
 		name: "HealthProbe",

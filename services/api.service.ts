@@ -190,7 +190,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 
 	settings: {
 		port: cfg.port,
-		ip: process.env.HOST || "0.0.0.0",
+		ip: cfg.host,
 		// Count limits per client per minute; the auth routes have their own, tighter bucket. `redisUrl`:
 		// where the counts are shared with the other gateways (none: this gateway's own memory).
 		shopRateLimit: { windowMs: 60_000, general: cfg.rateLimit, auth: cfg.authRateLimit, redisUrl: cfg.redisUrl },

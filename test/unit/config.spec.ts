@@ -19,6 +19,9 @@ describe("numbers", () => {
 		["METRICS_PORT", "3031", "metricsPort", 3031],
 		["HEALTH_PORT", "3001", "healthPort", 3001],
 		["HEALTH_PORT", "", "healthPort", undefined], // the README's `env HEALTH_PORT= node dist/scripts/repl.js`
+		["HOST", " ", "host", "0.0.0.0"], // a `HOST= ` line in an .env file: unset, like any blank setting
+		["HOST", " 127.0.0.1 ", "host", "127.0.0.1"],
+		["METRICS_HOST", " ", "metricsHost", "127.0.0.1"],
 		["HEARTBEAT_INTERVAL", "1", "heartbeatInterval", 1],
 		["HEARTBEAT_TIMEOUT", "60", "heartbeatTimeout", 60],
 		["REQUEST_TIMEOUT", "3000", "requestTimeout", 3000],
