@@ -7,7 +7,10 @@
  *   and `[]` are taken as no body, as clients send them for "nothing" (a nil map, an empty array);
  * - a body nested deeper than MAX_BODY_DEPTH: the deepest body the shop takes nests 4 levels, and a
  *   body thousands of levels deep overflowed the stack when its validation error was written out;
- * - a property named `__proto__`: merged into an action's params it would set their prototype.
+ * - a property named `__proto__`: merged into an action's params it would set their prototype;
+ * - a string (or property name) holding half of a UTF-16 surrogate pair (`"\ud800"`): JSON may
+ *   spell one, but it is no character, and an answer that carried it back (a name on a public
+ *   review) would be text strict clients refuse or cannot write out as UTF-8.
  */
 
 /** Levels of objects and arrays a body may nest (the shop's own bodies need 4). */
@@ -22,14 +25,14 @@ export function queryShapeProblem(query: Record<string, unknown> | undefined): {
 	return null;
 }
 
-/** Parameters that carry a secret (a password, a one-time or refresh token): bodies only. */
-const SECRET_PARAMS = /^(?:password|currentPassword|newPassword|token|refreshToken)$/i;
+/** Parameters that carry a secret (a password, a one-time or refresh token, a payment's client secret): bodies only. */
+const SECRET_PARAMS = /^(?:password|currentPassword|newPassword|token|refreshToken|clientSecret)$/i;
 
 /** A URL as it may be logged: the value of a secret query parameter (refused, but sent) masked. */
 export function withoutSecrets(url: string): string {
 	const q = url.indexOf("?");
 	// Every request is logged: most have no query, or none that could name a secret (encoded or not).
-	if (q < 0 || !/password|token|%/i.test(url.slice(q))) return url;
+	if (q < 0 || !/password|token|secret|%/i.test(url.slice(q))) return url;
 	// The name as qs reads it: `password[]` and `password[a]` are `password` to the refusal.
 	return url.slice(0, q) + url.slice(q).replace(/([?&])([^=&#]*)=([^&#]*)/g, (all, sep: string, name: string) => (SECRET_PARAMS.test(safeDecode(name).split("[")[0]) ? `${sep}${name}=***` : all));
 }
@@ -45,6 +48,10 @@ function safeDecode(text: string): string {
 /** `null` and `[]`: what clients send for "no body" (moleculer-web merges them as no parameters). */
 export const isEmptyBody = (body: unknown): boolean => body === null || (Array.isArray(body) && body.length === 0);
 
+/** A lone surrogate: with the `u` flag a well-formed pair is one code point, and only a half alone is category Cs. */
+const LONE_SURROGATE = /\p{Cs}/u;
+const NOT_TEXT = "must be well-formed Unicode text (it holds half of a surrogate pair, which is no character)";
+
 /** What makes a parsed JSON body one the shop does not take; null when it is fine. Walks without recursion. */
 export function bodyShapeProblem(body: unknown): { field?: string; message: string } | null {
 	if (isEmptyBody(body)) return null;
@@ -56,7 +63,9 @@ export function bodyShapeProblem(body: unknown): { field?: string; message: stri
 		for (const key of Object.keys(value)) {
 			const at = Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key;
 			if (key === "__proto__") return { field: at, message: "A property may not be named __proto__" };
+			if (LONE_SURROGATE.test(key)) return { field: at, message: `A property name ${NOT_TEXT}` };
 			const child = (value as Record<string, unknown>)[key];
+			if (typeof child === "string" && LONE_SURROGATE.test(child)) return { field: at, message: `${at} ${NOT_TEXT}` };
 			if (child !== null && typeof child === "object") stack.push({ value: child, path: at, depth: depth + 1 });
 		}
 	}

@@ -294,7 +294,7 @@ describe("gateway", () => {
 		expect(blankName.body.data.map((d: any) => d.field)).toEqual(["name"]);
 	});
 
-	test("400 for a body that is not an object, nests too deep or names a property __proto__; the process stays up", async () => {
+	test("400 for a body that is not an object, nests too deep, names a property __proto__ or holds half a surrogate pair; the process stays up", async () => {
 		for (const raw of ["[1,2]", "42", '"x"']) {
 			expect((await shop.http.request("POST", "/api/probe/echo", { raw })).body).toMatchObject({ code: 400, type: "INVALID_BODY" });
 		}
@@ -310,6 +310,10 @@ describe("gateway", () => {
 		}
 		const proto = await shop.http.request("POST", "/api/probe/echo", { raw: '{"__proto__":{"name":"ab","qty":1}}' });
 		expect(proto.body).toMatchObject({ code: 400, type: "INVALID_BODY", data: [{ field: "__proto__" }] });
+		// Half a surrogate pair is no character: stored, it would be served back as text strict clients refuse.
+		const lone = await shop.http.request("POST", "/api/probe/echo", { raw: '{"name":"ab\\ud800","qty":1}' });
+		expect(lone.body).toMatchObject({ code: 400, type: "INVALID_BODY", data: [{ field: "name" }] });
+		expect((await shop.http.request("POST", "/api/probe/echo", { raw: '{"name":"ab\\ud83d\\ude00","qty":1}' })).status).toBe(200);
 		expect((await shop.http.get("/api/health")).status).toBe(200);
 	});
 

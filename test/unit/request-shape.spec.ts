@@ -21,7 +21,7 @@ describe("queryShapeProblem", () => {
 	});
 	test("no query at all", () => expect(queryShapeProblem(undefined)).toBeNull());
 
-	test.each(["password", "currentPassword", "NewPassword", "token", "refreshToken"])("a secret in the URL (%s) is refused, naming it", (name) => {
+	test.each(["password", "currentPassword", "NewPassword", "token", "refreshToken", "clientSecret"])("a secret in the URL (%s) is refused, naming it", (name) => {
 		expect(queryShapeProblem({ q: "a", [name]: "hunter2" })).toEqual({ field: name, message: expect.stringContaining("send it in the JSON body, never in the URL") });
 	});
 });
@@ -38,6 +38,7 @@ describe("withoutSecrets: a URL as the log shows it", () => {
 		["/api/me?password[]=hunter2", "/api/me?password[]=***"],
 		["/api/me?password%5B%5D=hunter2&password[a]=x", "/api/me?password%5B%5D=***&password[a]=***"],
 		["/api/me?%E0%A4%A=1&refreshToken=r", "/api/me?%E0%A4%A=1&refreshToken=***"],
+		["/api/payments/test-authentication?clientSecret=pi_1_secret_2&outcome=failed", "/api/payments/test-authentication?clientSecret=***&outcome=failed"],
 	])("%s → %s", (url, logged) => expect(withoutSecrets(url)).toBe(logged));
 });
 
@@ -67,5 +68,11 @@ describe("bodyShapeProblem", () => {
 		expect(bodyShapeProblem(JSON.parse('{"variants":[{"options":{"__proto__":{}}}]}'))).toMatchObject({ field: "variants[0].options.__proto__" });
 		// Other names that objects inherit are plain data here.
 		expect(bodyShapeProblem({ options: { constructor: "red", toString: "x" } })).toBeNull();
+	});
+	test("half of a surrogate pair, in a value or a name at any depth, is refused naming where; whole characters pass", () => {
+		expect(bodyShapeProblem(JSON.parse('{"firstName":"Sur\\ud800"}'))).toEqual({ field: "firstName", message: expect.stringContaining("surrogate") });
+		expect(bodyShapeProblem(JSON.parse('{"variants":[{"options":{"Size":"\\udc00L"}}]}'))).toMatchObject({ field: "variants[0].options.Size" });
+		expect(bodyShapeProblem(JSON.parse('{"options":{"\\ud83dx":"red"}}'))).toMatchObject({ field: "options.\ud83dx" });
+		expect(bodyShapeProblem(JSON.parse('{"title":"Great \\ud83d\\ude00 candle","body":"Ünïcödé ‮ is another rule\'s"}'))).toBeNull();
 	});
 });
