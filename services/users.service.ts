@@ -45,10 +45,13 @@ const CHECKOUT_SETTLE_PAUSE_MS = 200;
 /**
  * Names go into the text of account mails: a line break in one (or any other control character)
  * would let someone registering another person's address write lines of their own to that person.
+ * A first name is also shown on every review its owner writes: bidirectional overrides and isolates
+ * are refused there as in the review's own text (they make the rest of the line display reordered).
  */
 const nameRule = (label: string) => ({
 	type: "string", trim: true, max: 100, optional: true, nullable: true,
-	pattern: /^[^\p{Cc}\u2028\u2029]*$/u, messages: { stringPattern: `${label} must not contain line breaks or control characters` },
+	pattern: /^[^\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]*$/u,
+	messages: { stringPattern: `${label} must not contain line breaks, control characters or bidirectional overrides` },
 });
 const opaqueTokenRule = { type: "string", min: 1, max: 200 };
 /** The collections that hold an account's records, rewritten when it is deleted. */
@@ -220,7 +223,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			params: { $$strict: "remove", email: { type: "string", max: 254 } },
 			async handler(ctx: Ctx<{ email: string }>) {
 				const user = await this.accountByEmail(ctx.params.email);
-				if (user && (await this.claimMailSlot(user.id, "resetMailAt"))) {
+				if (user && (await this.claimMailSlot(user.id, "resetMailAt")) === 0) {
 					const resetToken = await this.issueUserToken(user, "password_reset");
 					await this.publish(ctx, "user.password_reset_requested", { userId: user.id, email: user.email, firstName: user.firstName, resetToken: sealToken(resetToken) });
 				}
@@ -320,7 +323,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const email = normalizeEmail(ctx.params.newEmail);
 				if (email === user.email) throw invalidField("newEmail", "This is the account's email address already", "sameEmail");
 				if (await this.db.users.findOne({ email: { $in: emailForms(email) } })) throw emailTaken("newEmail");
-				if (!(await this.claimMailSlot(user.id, "changeMailAt"))) throw new TooManyRequestsError(MAIL_COOLDOWN_SECONDS, "A confirmation went out less than a minute ago: open it, or ask again in a minute");
+				const wait = await this.claimMailSlot(user.id, "changeMailAt");
+				if (wait) throw new TooManyRequestsError(wait, `A confirmation went out less than a minute ago: open it, or ask again in ${wait} s`);
 				const changeToken = await this.issueUserToken(user, "change_email", email);
 				await this.publish(ctx, "user.email_change_requested", { userId: user.id, email, firstName: user.firstName, changeToken: sealToken(changeToken) });
 				ctx.meta.$statusCode = 202;
@@ -569,11 +573,15 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		/**
 		 * One mail of a kind a minute per account (a reset, an email change's confirmation), claimed by one
 		 * conditional update on its `field`: the routes must not become a way to flood someone's inbox.
+		 * 0 when claimed; else the seconds until the next may go (for Retry-After).
 		 */
-		async claimMailSlot(userId: string, field: "resetMailAt" | "changeMailAt"): Promise<boolean> {
+		async claimMailSlot(userId: string, field: "resetMailAt" | "changeMailAt"): Promise<number> {
 			const now = new Date();
 			const cutoff = new Date(now.getTime() - MAIL_COOLDOWN_SECONDS * 1000);
-			return !!(await this.db.users.updateOne({ id: userId, ...absentOr(field, { $lt: cutoff }) }, { $set: { [field]: now } }));
+			if (await this.db.users.updateOne({ id: userId, ...absentOr(field, { $lt: cutoff }) }, { $set: { [field]: now } })) return 0;
+			const last = (await this.db.users.findById(userId))?.[field];
+			const left = last instanceof Date ? last.getTime() + MAIL_COOLDOWN_SECONDS * 1000 - now.getTime() : 0;
+			return Math.min(MAIL_COOLDOWN_SECONDS, Math.max(1, Math.ceil(left / 1000)));
 		},
 
 		/** A one-time token for the account, for `email` (the account's own, or the address it is moving to). */

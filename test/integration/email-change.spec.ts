@@ -52,7 +52,17 @@ describe("a customer changes their email address", () => {
 
 		expect(await change(me.accessToken, { newEmail: next, password: PASSWORD })).toMatchObject({ status: 202, body: { accepted: true } });
 		// One confirmation a minute: the route cannot flood someone's inbox.
-		expect((await change(me.accessToken, { newEmail: newEmail("again"), password: PASSWORD })).status).toBe(429);
+		const soon = await change(me.accessToken, { newEmail: newEmail("again"), password: PASSWORD });
+		expect(soon.status).toBe(429);
+		expect(Number(soon.headers.get("retry-after"))).toBeGreaterThan(55);
+		// Retry-After says what is left of the minute, not a whole minute again.
+		const users = (shop.broker.getLocalService("users") as any).db.users;
+		await users.updateOne({ id: me.user.id }, { $set: { changeMailAt: new Date(Date.now() - 40_000) } });
+		const later = await change(me.accessToken, { newEmail: newEmail("again"), password: PASSWORD });
+		expect(later.status).toBe(429);
+		expect(Number(later.headers.get("retry-after"))).toBeGreaterThanOrEqual(19);
+		expect(Number(later.headers.get("retry-after"))).toBeLessThanOrEqual(21);
+		expect(later.body.data).toEqual({ retryAfter: Number(later.headers.get("retry-after")) });
 		const sent = mailbox.find((m) => m.name === "user.email_change_requested" && m.payload.email === next)!.payload;
 		expect(sent.changeToken).toMatch(/^sealed\.v1\./);
 		const token = lastMail("user.email_change_requested", next).changeToken;

@@ -417,7 +417,10 @@ describe("users service over HTTP", () => {
 			["firstName", "Tab\there"],
 			["lastName", "Esc\u001b[31m"],
 			["firstName", "Nel\u0085x"],
-		])("a line break or control character in %s → 422 naming it, at registration and in PATCH /api/me", async (field, value) => {
+			// A review shows its author's first name: an override would display "Eve\u202Egnp.exe" as "Eveexe.png".
+			["firstName", "Eve\u202Egnp.exe"],
+			["lastName", "Doe\u2066isolate\u2069"],
+		])("a line break, control character or bidirectional override in %s → 422 naming it, at registration and in PATCH /api/me", async (field, value) => {
 			const email = newEmail("names");
 			const res = await http.post("/api/auth/register", { email, password: PASSWORD, [field]: value });
 			expect(res.status).toBe(422);
