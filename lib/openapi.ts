@@ -114,6 +114,12 @@ export function ruleToSchema(raw: any): JsonSchema {
 			break;
 	}
 	if (rule.default !== undefined && typeof rule.default !== "function") s.default = rule.default;
+	// fastest-validator's `nullable`: null is taken, and often means something (no limit, no expiry,
+	// no parent), so a client generated from the document must be able to send it.
+	if (rule.nullable && s.type) {
+		s.nullable = true;
+		if (s.enum) s.enum = [...s.enum, null];
+	}
 	return s;
 }
 

@@ -185,7 +185,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 					200: "The order already placed with this Idempotency-Key and body",
 					400: "Idempotency-Key missing or malformed",
 					402: "Payment declined: stock released, order cancelled, cart kept",
-					409: "Cart empty or not buyable, stock short, the total not the expectedTotal sent, another checkout of the cart in progress, too many orders waiting for payment, or the Idempotency-Key is in use or was used with another body",
+					409: "Cart empty or not buyable, stock short, the total not the expectedTotal sent, another checkout of the cart in progress, too many orders waiting for payment, the account being erased (ACCOUNT_CLOSED), or the Idempotency-Key is in use or was used with another body",
 					503: "A service or the store is unavailable; CHECKOUT_BEING_UNDONE: the checkout failed and is being undone, the key stays held until then",
 				},
 				headers: { "Idempotency-Key": { required: true, description: "One checkout per key: a retry with the same body gets the first answer" } },

@@ -374,7 +374,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		deleteMe: {
 			// A POST: the password travels in a body, which OpenAPI 3.0 tools leave out of a DELETE.
 			rest: "POST /me/delete",
-			openapi: { success: 204, responses: { 409: "An admin account (ADMIN_ACCOUNT), or orders still under way (ORDERS_OPEN, `data.orders`)" } },
+			openapi: { success: 204, responses: { 409: "An admin account (ADMIN_ACCOUNT), orders still under way (ORDERS_OPEN, `data.orders`), or another erasure of the account under way (ERASURE_IN_PROGRESS)" } },
 			auth: "required",
 			params: { $$strict: "remove", password: { type: "string", min: 1, max: 1024 } },
 			async handler(ctx: Ctx<{ password: string }>) {
