@@ -188,6 +188,26 @@ describe("Web Push notifications", () => {
 		expect((await shop.http.get("/api/me/push-subscriptions", { token: bob.token })).body.total).toBe(0);
 	});
 
+	test("an account keeps its newest 20 browsers: a 21st subscription retires the oldest", async () => {
+		const c = await registerCustomer(shop.http);
+		const ids: string[] = [];
+		for (let i = 0; i < 21; i++) {
+			ids.push((await subscribe(c, browser(`${push.url}/push/many-${i}`).subscription)).body.id);
+			// Newest by time: two in one millisecond would be a tie.
+			await new Promise((r) => setTimeout(r, 2));
+		}
+		const { body } = await shop.http.get("/api/me/push-subscriptions?pageSize=50", { token: c.token });
+		expect(body.total).toBe(20);
+		expect(body.rows.map((s: any) => s.id).sort()).toEqual(ids.slice(1).sort());
+		// Renewing the oldest left makes it the newest: the next one retires another.
+		expect((await subscribe(c, browser(`${push.url}/push/many-1`).subscription)).body.id).toBe(ids[1]);
+		await new Promise((r) => setTimeout(r, 2));
+		await subscribe(c, browser(`${push.url}/push/many-21`).subscription);
+		const after = (await shop.http.get("/api/me/push-subscriptions?pageSize=50", { token: c.token })).body.rows.map((s: any) => s.id);
+		expect(after).toContain(ids[1]);
+		expect(after).not.toContain(ids[2]);
+	});
+
 	test("a subscription is refused, naming the field, when its push service or keys are not a browser's", async () => {
 		const c = await registerCustomer(shop.http);
 		const good = browser(`${push.url}/push/checked`).subscription;
