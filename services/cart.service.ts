@@ -427,10 +427,12 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				if (!guest.lines.length) return { merged: 0 };
 				try {
 					const variants = await this.loadVariants(ctx, guest.lines.map((l) => l.variantId));
-					const lines = guest.lines.flatMap((l) => {
+					// Every guest line is kept, as the customer's own cart keeps it: summed and capped by stock, but
+					// one sold out, archived or gone meanwhile comes as it was, flagged there (a cap of 0 would drop it).
+					const lines = guest.lines.map((l) => {
 						const v = variants.get(l.variantId);
-						if (!v?.isActive) return [];
-						return [{ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? v.price, cap: Math.min(MAX_QUANTITY, v.stock) }];
+						const inStock = v?.isActive && v.stock > 0 ? v.stock : l.quantity;
+						return { variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? v?.price ?? 0, cap: Math.min(MAX_QUANTITY, inStock) };
 					});
 					// New lines past the user's room stay in the guest cart (its id still shows them), never dropped.
 					const owner = `u:${userId}`;
