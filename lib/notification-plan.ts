@@ -196,6 +196,18 @@ function orderUrl(base: string, orderId: unknown): string {
 	return typeof orderId === "string" && orderId ? storefrontPage(base, `/orders/${encodeURIComponent(orderId)}`) : "";
 }
 
+/**
+ * Why an order was cancelled, in the customer's words, by the order's cancel reason. A payment not
+ * completed puts the order's lines back into the cart (the restoreCart follow-up, within today's
+ * stock). Other reasons (none stored, a checkout undone) say nothing more than "cancelled".
+ */
+const CANCEL_NOTES: ReadonlyMap<unknown, string> = new Map([
+	["payment_failed", "The payment was not completed, so the order could not go ahead. What is still available is back in your cart."],
+	["payment_timeout", "The payment was not completed in time, so the order could not go ahead. What is still available is back in your cart."],
+	["customer_request", "This confirms the cancellation you asked for."],
+	["cancelled_by_shop", "The shop cancelled it."],
+]);
+
 /** The values a kind's templates read; money leaves here formatted ("$12.34"), never as a float. */
 export function templateVars(kind: NotificationKind, payload: Record<string, any>, contact: Contact, links: LinkSettings): Record<string, unknown> {
 	const base = { shopName: links.shopName, firstName: contact.firstName || "there" };
@@ -229,7 +241,7 @@ export function templateVars(kind: NotificationKind, payload: Record<string, any
 		case "order-delivered":
 			return order;
 		case "order-cancelled":
-			return { ...order, refundedAmount: payload.refundedAmount > 0 ? money(payload.refundedAmount, currency) : "" };
+			return { ...order, refundedAmount: payload.refundedAmount > 0 ? money(payload.refundedAmount, currency) : "", cancelNote: CANCEL_NOTES.get(payload.reason) ?? "" };
 		case "payment-refunded":
 		case "refund-failed":
 			return { ...order, orderNumber: payload.number ?? "", amount: money(payload.amount, currency), totalRefunded: money(payload.totalRefunded, currency) };

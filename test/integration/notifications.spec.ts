@@ -601,7 +601,7 @@ describe("notifications with the real users, products, cart, orders and payments
 		]);
 		const total = `$${(cancelled.total / 100).toFixed(2)}`;
 		const cancelMail = await svc.db.notifications.findOne({ template: "order-cancelled", channel: "email", recipient: "cancel-buyer@example.com" });
-		expect(cancelMail.text).toContain(`Your order ${cancelled.number} was cancelled.\nIn all, ${total} of this order has been refunded`);
+		expect(cancelMail.text).toContain(`Your order ${cancelled.number} was cancelled. This confirms the cancellation you asked for.\nIn all, ${total} of this order has been refunded`);
 		const cancelSms = await svc.db.notifications.findOne({ template: "order-cancelled", channel: "sms", recipient: "+14155550124" });
 		expect(cancelSms.text).toContain(`Refunded in all: ${total}`);
 		const refundMail = await svc.db.notifications.findOne({ template: "payment-refunded", channel: "email", recipient: "cancel-buyer@example.com" });

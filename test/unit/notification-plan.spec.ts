@@ -143,6 +143,11 @@ describe("notification plan", () => {
 		).toMatchObject({ orderNumber: "SO-1", items: [{ name: "Tee", quantity: 2, lineTotal: "€25.00" }], subtotal: "€25.00", discount: "", shipping: "€4.99", total: "€29.99" });
 		expect(templateVars("order-shipped", { orderId: "o1" }, contact(), links)).toMatchObject({ orderNumber: "o1", trackingNumber: "", orderUrl: "https://shop.example/orders/o1" });
 		expect(templateVars("order-cancelled", { number: "SO-2", refundedAmount: 0, currency: "USD" }, contact(), links)).toMatchObject({ refundedAmount: "" });
+		// Why, when the order says: a payment not completed gave the lines back to the cart.
+		expect(templateVars("order-cancelled", { number: "SO-2", reason: "payment_failed" }, contact(), links)).toMatchObject({ cancelNote: expect.stringContaining("back in your cart") });
+		expect(templateVars("order-cancelled", { number: "SO-2", reason: "customer_request" }, contact(), links)).toMatchObject({ cancelNote: "This confirms the cancellation you asked for." });
+		expect(templateVars("order-cancelled", { number: "SO-2", reason: "toString" }, contact(), links)).toMatchObject({ cancelNote: "" });
+		expect(templateVars("order-cancelled", { number: "SO-2" }, contact(), links)).toMatchObject({ cancelNote: "" });
 		expect(templateVars("payment-refunded", { amount: 1050, totalRefunded: 2000, currency: "USD" }, contact(), links)).toMatchObject({ amount: "$10.50", totalRefunded: "$20.00", orderNumber: "" });
 		// Money that is not whole cents is not shown as if it were.
 		expect(templateVars("payment-refunded", { amount: 10.5, currency: "USD" }, contact(), links)).toMatchObject({ amount: "" });
@@ -195,6 +200,14 @@ describe("order messages", () => {
 			expect(html).toContain('<p><a href="https://shop.example.com/store/orders/o-1">View your order</a></p>');
 			expect(sms).not.toContain("/orders/");
 		}
+	});
+
+	test("a cancellation says why, when the order says: a payment not completed gave the items back to the cart", () => {
+		const { text, html, sms } = render("order-cancelled", { orderId: "o-1", number: "SO-1", refundedAmount: 0, currency: "USD", reason: "payment_failed" });
+		expect(text).toContain("Your order SO-1 was cancelled. The payment was not completed, so the order could not go ahead. What is still available is back in your cart.\n");
+		expect(html).toContain("was cancelled. The payment was not completed, so the order could not go ahead. What is still available is back in your cart.</p>");
+		expect(sms.trim()).toBe("Shop: order SO-1 was cancelled.");
+		expect(render("order-cancelled", { orderId: "o-1", number: "SO-1", reason: "checkout_failed" }).text).toContain("Your order SO-1 was cancelled.\n");
 	});
 
 	test("an order id is one path segment of the link; without one there is no link", () => {
