@@ -3,6 +3,7 @@
  * subscription may name, the shape of its keys, and what a message carries. Pure: the channel
  * (adapters/channels/web-push-channel.ts) sends, the notifications service stores.
  */
+import crypto from "node:crypto";
 
 /**
  * The push services of the browsers (Chrome/Edge through FCM, Firefox, Safari, Windows). A browser
@@ -41,20 +42,48 @@ export function parsePushHosts(value: string | undefined): PushHost[] {
 	});
 }
 
-/** Why a subscription's endpoint cannot be used, or null: an https URL on an allowed push service. */
-export function pushEndpointProblem(endpoint: string, hosts: readonly PushHost[]): string | null {
+/**
+ * A subscription's endpoint as the shop keeps and calls it: an https URL on an allowed push service,
+ * on its standard port, in canonical form (`new URL().href`, without a fragment), so that spellings
+ * of one browser's endpoint (`HTTPS://FCM...`, `/./`, `#x`) are one subscription; or why it cannot be used.
+ */
+export function canonicalPushEndpoint(endpoint: string, hosts: readonly PushHost[]): { endpoint: string } | { problem: string } {
 	let url: URL;
 	try {
 		url = new URL(endpoint);
 	} catch {
-		return "must be a URL";
+		return { problem: "must be a URL" };
 	}
-	if (url.username || url.password) return "must not carry credentials";
-	if (url.protocol === "http:") return hosts.some((h) => h.insecureOrigin === url.origin) ? null : "must be an https URL";
-	if (url.protocol !== "https:") return "must be an https URL";
-	const host = url.hostname.toLowerCase();
+	if (url.username || url.password) return { problem: "must not carry credentials" };
+	url.hash = "";
+	if (url.protocol === "http:") return hosts.some((h) => h.insecureOrigin === url.origin) ? { endpoint: url.href } : { problem: "must be an https URL" };
+	if (url.protocol !== "https:") return { problem: "must be an https URL" };
+	// The shop posts to whatever the endpoint names: another port of a push service's host is not the push service.
+	if (url.port) return { problem: "must be on the push service's standard https port" };
+	const host = url.hostname;
 	const allowed = hosts.some((h) => !h.insecureOrigin && (host === h.host || host.endsWith(`.${h.host}`)));
-	return allowed ? null : `must be on a browser push service (${hosts.map((h) => h.insecureOrigin ?? h.host).join(", ")})`;
+	return allowed ? { endpoint: url.href } : { problem: `must be on a browser push service (${hosts.map((h) => h.insecureOrigin ?? h.host).join(", ")})` };
+}
+
+/** Whether `point` is on the P-256 curve: a key of the right size that is not cannot encrypt a message. */
+export function isP256Point(point: Buffer): boolean {
+	try {
+		crypto.createPublicKey({ key: { kty: "EC", crv: "P-256", x: point.subarray(1, 33).toString("base64url"), y: point.subarray(33, 65).toString("base64url") }, format: "jwk" });
+		return point.length === 65 && point[0] === 0x04;
+	} catch {
+		return false;
+	}
+}
+
+/** The public key (65 bytes, uncompressed) of a P-256 private key (32 bytes), or null when it is none. */
+export function p256PublicKeyOf(privateKey: Buffer): Buffer | null {
+	try {
+		const ecdh = crypto.createECDH("prime256v1");
+		ecdh.setPrivateKey(privateKey);
+		return ecdh.getPublicKey();
+	} catch {
+		return null;
+	}
 }
 
 function base64urlBytes(value: string): Buffer | null {
@@ -68,7 +97,7 @@ function base64urlBytes(value: string): Buffer | null {
  */
 export function pushKeysProblem(keys: { p256dh: string; auth: string }): { field: "p256dh" | "auth"; message: string } | null {
 	const p256dh = base64urlBytes(keys.p256dh);
-	if (!p256dh || p256dh.length !== 65 || p256dh[0] !== 0x04) return { field: "p256dh", message: "must be the browser's P-256 public key: 65 bytes (uncompressed point), base64url" };
+	if (!p256dh || p256dh.length !== 65 || p256dh[0] !== 0x04 || !isP256Point(p256dh)) return { field: "p256dh", message: "must be the browser's P-256 public key: 65 bytes (uncompressed point), base64url" };
 	const auth = base64urlBytes(keys.auth);
 	if (!auth || auth.length !== 16) return { field: "auth", message: "must be the subscription's 16-byte auth secret, base64url" };
 	return null;

@@ -18,7 +18,7 @@ import type { Collection, Entity } from "./collection";
 import { me, type ShopMeta } from "./types";
 import { NotFoundError, ServiceUnavailableError, invalidField, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
-import { pushEndpointProblem, pushKeysProblem, type PushHost } from "../lib/web-push";
+import { canonicalPushEndpoint, pushKeysProblem, type PushHost } from "../lib/web-push";
 import type { VapidKeys } from "../adapters/channels/web-push-channel";
 
 /** Browsers one account keeps subscribed: a person's devices, and a bound on what one account stores. */
@@ -74,9 +74,10 @@ export const pushSubscriptionsSchema: Partial<ServiceSchema<Record<string, never
 			},
 			async handler(ctx: Ctx<SubscribeParams>) {
 				const userId = me(ctx).id;
-				const { endpoint, keys } = ctx.params;
-				const endpointProblem = pushEndpointProblem(endpoint, this.pushHosts);
-				if (endpointProblem) throw invalidField("endpoint", `endpoint ${endpointProblem}`);
+				const { keys } = ctx.params;
+				const checked = canonicalPushEndpoint(ctx.params.endpoint, this.pushHosts);
+				if ("problem" in checked) throw invalidField("endpoint", `endpoint ${checked.problem}`);
+				const { endpoint } = checked;
 				const keysProblem = pushKeysProblem(keys);
 				if (keysProblem) throw invalidField(`keys.${keysProblem.field}`, `keys.${keysProblem.field} ${keysProblem.message}`);
 				const now = new Date();

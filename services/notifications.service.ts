@@ -308,8 +308,10 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 		/** The messages kept for a user who deleted their account (addresses, names, links) and their browsers' push subscriptions: gone, and not sent. */
 		async forgetMessagesOf(userId: string) {
-			// A browser's subscription identifies a device of theirs.
-			if (await this.db.notification_push_subscriptions.removeMany({ userId })) await this.db.notification_push_subscriptions.compact();
+			// A browser's subscription identifies a device of theirs. Rewritten even when none is left: the
+			// embedded file still holds the lines of one removed before (unsubscribed, or taken over by another account).
+			await this.db.notification_push_subscriptions.removeMany({ userId });
+			await this.db.notification_push_subscriptions.compact();
 			const forgotten = await this.db.notifications.removeMany({ userId });
 			// Nor may the embedded file keep them until it is next rewritten.
 			if (forgotten) await this.db.notifications.compact();

@@ -6,7 +6,7 @@
  * the service makes its channel once the keys are loaded.
  */
 import { nonEmpty, readConfig } from "../../lib/config";
-import { parsePushHosts } from "../../lib/web-push";
+import { p256PublicKeyOf, parsePushHosts } from "../../lib/web-push";
 import type { NotificationChannel } from "./notification-channel";
 import { OutboxChannel } from "./outbox-channel";
 import { SendGridChannel } from "./sendgrid-channel";
@@ -65,6 +65,10 @@ function readWebPushConfig(env: NodeJS.ProcessEnv, fromEmail: string) {
 	if (!publicKey !== !privateKey) throw new Error(`VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY go together (Web Push): ${publicKey ? "VAPID_PRIVATE_KEY" : "VAPID_PUBLIC_KEY"} missing`);
 	if (publicKey && base64urlLength(publicKey) !== 65) throw new Error("VAPID_PUBLIC_KEY must be a P-256 public key, 65 bytes in base64url (as `npx web-push generate-vapid-keys` prints it)");
 	if (privateKey && base64urlLength(privateKey) !== 32) throw new Error("VAPID_PRIVATE_KEY must be a P-256 private key, 32 bytes in base64url (as `npx web-push generate-vapid-keys` prints it)");
+	// Signed with a key the browsers did not subscribe with, every message would be refused (403).
+	if (publicKey && privateKey && p256PublicKeyOf(Buffer.from(privateKey, "base64url"))?.equals(Buffer.from(publicKey, "base64url")) !== true) {
+		throw new Error("VAPID_PUBLIC_KEY is not the public key of VAPID_PRIVATE_KEY: set both from one pair");
+	}
 	const subject = nonEmpty(env.VAPID_SUBJECT) ?? `mailto:${fromEmail}`;
 	if (!/^(mailto:[^\s@]+@[^\s@]+|https:\/\/[^\s/]+\S*)$/i.test(subject)) throw new Error(`VAPID_SUBJECT must be a mailto: or https: address push services can reach the shop at, not "${env.VAPID_SUBJECT}"`);
 	return { keys: publicKey && privateKey ? { publicKey, privateKey } : null, subject, hosts: parsePushHosts(env.WEB_PUSH_HOSTS) };

@@ -31,16 +31,20 @@ export interface NotificationChannel {
 	send(message: OutgoingMessage): Promise<DeliveryResult>;
 }
 
-/** A provider refused or failed a message; `permanent` means retrying the same request cannot help. */
+/**
+ * A provider refused or failed a message; `permanent` means retrying the same request cannot help
+ * (by default, judged from the provider's status).
+ */
 export class DeliveryError extends Error {
 	readonly permanent: boolean;
 	constructor(
 		message: string,
 		readonly provider: string,
 		readonly status?: number,
+		permanent?: boolean,
 	) {
 		super(message);
 		this.name = "DeliveryError";
-		this.permanent = !isTransientStatus(status);
+		this.permanent = permanent ?? !isTransientStatus(status);
 	}
 }

@@ -32,18 +32,25 @@ export class WebPushChannel implements NotificationChannel {
 	async send(message: OutgoingMessage): Promise<DeliveryResult> {
 		if (!message.push) throw new Error("A push message needs its subscription");
 		const payload = pushPayloadJson({ title: message.subject ?? "", body: message.text, url: message.url ?? null, tag: message.id });
-		const request = generateRequestDetails({ endpoint: message.push.endpoint, keys: message.push.keys }, payload, {
-			vapidDetails: { subject: this.opts.subject, publicKey: this.opts.publicKey, privateKey: this.opts.privateKey },
-			TTL: this.opts.ttlSeconds ?? 24 * 3600,
-			contentEncoding: "aes128gcm",
-		});
+		let request: ReturnType<typeof generateRequestDetails>;
+		try {
+			request = generateRequestDetails({ endpoint: message.push.endpoint, keys: message.push.keys }, payload, {
+				vapidDetails: { subject: this.opts.subject, publicKey: this.opts.publicKey, privateKey: this.opts.privateKey },
+				TTL: this.opts.ttlSeconds ?? 24 * 3600,
+				contentEncoding: "aes128gcm",
+			});
+		} catch (err) {
+			// Keys that cannot encrypt (checked at subscribe, so stored before that check): no message will ever go.
+			throw new SubscriptionGoneError(`The subscription's keys cannot encrypt a message: ${(err as Error).message}`, this.provider, undefined, true);
+		}
 		let res: Response;
 		try {
 			res = await fetch(request.endpoint, {
 				method: request.method,
 				headers: request.headers as Record<string, string>,
 				body: request.body ? new Uint8Array(request.body) : undefined,
-				redirect: "error",
+				// A push service answers; it does not send the shop elsewhere.
+				redirect: "manual",
 				signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15_000),
 			});
 		} catch (err) {
@@ -51,6 +58,7 @@ export class WebPushChannel implements NotificationChannel {
 		}
 		const text = (await res.text().catch(() => "")).slice(0, 200);
 		if (res.status === 404 || res.status === 410) throw new SubscriptionGoneError(`Push subscription gone (${res.status}): the browser unsubscribed or it expired`, this.provider, res.status);
+		if (res.status >= 300 && res.status < 400) throw new DeliveryError(`Push service answered a redirect (${res.status}), which is not followed`, this.provider, res.status, true);
 		if (!res.ok) throw new DeliveryError(`Push service ${res.status} error${text ? `: ${text}` : ""}`, this.provider, res.status);
 		// Push services answer 201 with the message's URL in Location (RFC 8030 section 5).
 		return { status: "sent", provider: this.provider, providerId: res.headers.get("location") };

@@ -221,25 +221,44 @@ describe("Web Push notifications", () => {
 		await refused({ ...good, endpoint: "http://127.0.0.1:1/push" }, "endpoint");
 		await refused({ ...good, endpoint: "https://fcm.googleapis.com.evil.example/push" }, "endpoint");
 		await refused({ ...good, endpoint: "not a url" }, "endpoint");
+		await refused({ ...good, endpoint: "https://fcm.googleapis.com:8443/fcm/send/x" }, "endpoint");
+		await refused({ ...good, keys: { ...good.keys, p256dh: Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 9)]).toString("base64url") } }, "keys.p256dh");
 		await refused({ ...good, keys: { ...good.keys, p256dh: Buffer.alloc(65, 4).subarray(0, 33).toString("base64url") } }, "keys.p256dh");
 		await refused({ ...good, keys: { ...good.keys, auth: "c2hvcnQ" } }, "keys.auth");
 		await refused({ endpoint: good.endpoint }, "keys");
 		expect((await shop.http.get("/api/me/push-subscriptions", { token: c.token })).body.total).toBe(0);
+		// Spellings of one endpoint are one browser's subscription, kept in canonical form.
+		const one = await subscribe(c, { ...good, endpoint: `${push.url.toUpperCase()}/push/./canonical#x` });
+		expect(one.body.endpoint).toBe(`${push.url}/push/canonical`);
+		const same = await subscribe(c, { ...good, endpoint: `${push.url}/push/canonical` });
+		expect({ status: same.status, id: same.body.id }).toEqual({ status: 200, id: one.body.id });
+		expect((await shop.http.request("DELETE", `/api/me/push-subscriptions/${one.body.id}`, { token: c.token })).status).toBe(204);
 		// Any host under an allowed one is a push service's (FCM's endpoints are on fcm.googleapis.com).
 		expect((await subscribe(c, { ...good, endpoint: "https://fcm.googleapis.com/fcm/send/abc:def" })).status).toBe(201);
 		expect((await shop.http.post("/api/me/push-subscriptions", good)).status).toBe(401);
 	});
 
-	test("an erased account's subscriptions go with it", async () => {
-		const c = await registerCustomer(shop.http);
-		expect((await subscribe(c, browser(`${push.url}/push/leaving`).subscription)).status).toBe(201);
+	test("an erased account's subscriptions go with it, and the embedded file is rewritten without them", async () => {
 		const subs = (shop.broker.getLocalService("notifications") as any).db.notification_push_subscriptions;
-		expect(await subs.count({ userId: c.userId })).toBe(1);
-		const compacted = jest.spyOn(Collection.prototype, "compact");
-		expect((await shop.http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } })).status).toBe(204);
-		await waitFor(() => subs.count({ userId: c.userId }), (n) => n === 0);
-		// Nor does the embedded file keep the old line until its next rewrite.
-		await waitFor(async () => compacted.mock.contexts.map((ctx) => (ctx as Collection).name), (names) => names.includes("notification_push_subscriptions"));
-		compacted.mockRestore();
+		const erase = async (c: Customer) => {
+			const compacted = jest.spyOn(Collection.prototype, "compact");
+			try {
+				expect((await shop.http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } })).status).toBe(204);
+				await waitFor(() => subs.count({ userId: c.userId }), (n) => n === 0);
+				// Nor does the file keep the old lines until its next rewrite.
+				await waitFor(async () => compacted.mock.contexts.map((ctx) => (ctx as Collection).name), (names) => names.includes("notification_push_subscriptions"));
+			} finally {
+				compacted.mockRestore();
+			}
+		};
+		const subscribed = await registerCustomer(shop.http);
+		expect((await subscribe(subscribed, browser(`${push.url}/push/leaving`).subscription)).status).toBe(201);
+		expect(await subs.count({ userId: subscribed.userId })).toBe(1);
+		await erase(subscribed);
+		// One that unsubscribed before (as a storefront does at sign-out) has none left, but its lines are in the file.
+		const signedOut = await registerCustomer(shop.http);
+		const earlier = await subscribe(signedOut, browser(`${push.url}/push/left-before`).subscription);
+		expect((await shop.http.request("DELETE", `/api/me/push-subscriptions/${earlier.body.id}`, { token: signedOut.token })).status).toBe(204);
+		await erase(signedOut);
 	});
 });

@@ -1,8 +1,16 @@
+import crypto from "node:crypto";
 import { generateVAPIDKeys } from "web-push";
-import { DEFAULT_PUSH_HOSTS, parsePushHosts, pushEndpointProblem, pushKeysProblem, pushPayloadJson } from "../../lib/web-push";
+import { DEFAULT_PUSH_HOSTS, canonicalPushEndpoint, parsePushHosts, pushKeysProblem, pushPayloadJson, type PushHost } from "../../lib/web-push";
 import { readNotificationConfig } from "../../adapters/channels";
 
-const p256dh = Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 9)]).toString("base64url");
+const browserKey = crypto.createECDH("prime256v1");
+browserKey.generateKeys();
+const p256dh = browserKey.getPublicKey().toString("base64url");
+/** The problem with an endpoint, or null when it is taken. */
+const pushEndpointProblem = (endpoint: string, hosts: readonly PushHost[]) => {
+	const checked = canonicalPushEndpoint(endpoint, hosts);
+	return "problem" in checked ? checked.problem : null;
+};
 const auth = Buffer.alloc(16, 3).toString("base64url");
 
 describe("push services a subscription may name", () => {
@@ -21,8 +29,19 @@ describe("push services a subscription may name", () => {
 		["https://user:pw@fcm.googleapis.com/x", "must not carry credentials"],
 		["file:///etc/passwd", "must be an https URL"],
 		["fcm.googleapis.com/fcm/send/x", "must be a URL"],
+		// Another port of a push service's host is not the push service.
+		["https://fcm.googleapis.com:8443/fcm/send/x", "must be on the push service's standard https port"],
+		["https://fcm.googleapis.com:443/fcm/send/x", null],
 	])("%s → %p", (endpoint, problem) => {
 		expect(pushEndpointProblem(endpoint, browsers)).toEqual(problem);
+	});
+
+	test("spellings of one endpoint are one: kept in canonical form, without a fragment", () => {
+		const local = parsePushHosts("http://127.0.0.1:8999");
+		for (const spelling of ["http://127.0.0.1:8999/push/a", "HTTP://127.0.0.1:8999/push/a", "http://127.1:8999/push/a", "http://127.0.0.1:8999/push/a#x", "http://127.0.0.1:8999/push/./a"]) {
+			expect(canonicalPushEndpoint(spelling, local)).toEqual({ endpoint: "http://127.0.0.1:8999/push/a" });
+		}
+		expect(canonicalPushEndpoint("https://FCM.GoogleAPIs.com:443/fcm/send/x", browsers)).toEqual({ endpoint: "https://fcm.googleapis.com/fcm/send/x" });
 	});
 
 	test("WEB_PUSH_HOSTS replaces the list: host names (https, with subdomains) and exact http origins", () => {
@@ -32,7 +51,8 @@ describe("push services a subscription may name", () => {
 		expect(pushEndpointProblem("http://127.0.0.1:8999/s/1", hosts)).toBeNull();
 		// The http origin is that port only, and not over https (a different service).
 		expect(pushEndpointProblem("http://127.0.0.1:8998/s/1", hosts)).toBe("must be an https URL");
-		expect(pushEndpointProblem("https://127.0.0.1:8999/s/1", hosts)).toMatch(/^must be on a browser push service/);
+		expect(pushEndpointProblem("https://127.0.0.1:8999/s/1", hosts)).not.toBeNull();
+		expect(pushEndpointProblem("https://127.0.0.1/s/1", hosts)).toMatch(/^must be on a browser push service/);
 		expect(pushEndpointProblem("https://fcm.googleapis.com/fcm/send/x", hosts)).toMatch(/^must be on a browser push service/);
 		expect(parsePushHosts("  ").map((h) => h.host)).toEqual(DEFAULT_PUSH_HOSTS);
 	});
@@ -51,6 +71,8 @@ describe("a subscription's keys", () => {
 		[{ p256dh: p256dh.slice(0, 40), auth }, "p256dh"],
 		[{ p256dh: Buffer.alloc(65, 2).toString("base64url"), auth }, "p256dh"],
 		[{ p256dh: `${p256dh}!`, auth }, "p256dh"],
+		// The right size and prefix, but no point of the curve: it could never encrypt a message.
+		[{ p256dh: Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 9)]).toString("base64url"), auth }, "p256dh"],
 		[{ p256dh, auth: Buffer.alloc(12).toString("base64url") }, "auth"],
 		[{ p256dh, auth: "not base64 at all" }, "auth"],
 	])("%j: %s is named", (keys, field) => {
@@ -94,6 +116,8 @@ describe("Web Push settings", () => {
 		[{ VAPID_PRIVATE_KEY: keys.privateKey }, /VAPID_PUBLIC_KEY missing/],
 		[{ VAPID_PUBLIC_KEY: keys.privateKey, VAPID_PRIVATE_KEY: keys.privateKey }, /^VAPID_PUBLIC_KEY must be a P-256 public key/],
 		[{ VAPID_PUBLIC_KEY: keys.publicKey, VAPID_PRIVATE_KEY: keys.publicKey }, /^VAPID_PRIVATE_KEY must be a P-256 private key/],
+		[{ VAPID_PUBLIC_KEY: generateVAPIDKeys().publicKey, VAPID_PRIVATE_KEY: keys.privateKey }, /^VAPID_PUBLIC_KEY is not the public key of VAPID_PRIVATE_KEY/],
+		[{ VAPID_PUBLIC_KEY: Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 9)]).toString("base64url"), VAPID_PRIVATE_KEY: keys.privateKey }, /^VAPID_PUBLIC_KEY is not the public key/],
 		[{ VAPID_SUBJECT: "http://tea.example" }, /^VAPID_SUBJECT must be a mailto: or https: address/],
 		[{ VAPID_SUBJECT: "orders@tea.example" }, /^VAPID_SUBJECT/],
 		[{ WEB_PUSH_HOSTS: "push.example.com/x" }, /^WEB_PUSH_HOSTS/],
