@@ -79,14 +79,20 @@ export function toProductSummary(p: Product) {
 	};
 }
 
-export function toVariantView(v: Variant, p: Pick<Product, "price">) {
-	return { id: v.id, sku: v.sku, name: v.name, price: effectivePrice(v, p), options: v.options ?? {}, stock: v.stock };
+/**
+ * A variant on the product page, at the price it sells at, with the product's "was" price only when
+ * it is above that price (as the listing shows it): what a storefront strikes through beside the
+ * variant a customer picked, never a "was" price below what they pay.
+ */
+export function toVariantView(v: Variant, p: Pick<Product, "price" | "compareAtPrice">) {
+	const price = effectivePrice(v, p);
+	return { id: v.id, sku: v.sku, name: v.name, price, compareAtPrice: wasPrice(p.compareAtPrice, price), options: v.options ?? {}, stock: v.stock };
 }
 
 /**
  * The product page: the summary plus its variants with current stock and the category breadcrumb.
  * Its `price` and `compareAtPrice` are the product's own, as an admin sets them; each variant
- * carries the price it sells at, and `fromPrice` is the least of those (what the listing shows),
+ * carries the price it sells at (and the "was" price above it, if any), and `fromPrice` is the least of those (what the listing shows),
  * worked out from the variants on the page so the two always agree.
  */
 export function toProductDetail(p: Product, variants: Variant[], categories: CategoryNode[]) {

@@ -164,8 +164,8 @@ export const RESPONSE_SCHEMAS = {
 	RatingSummary: object({ average: num, count }),
 	/** A listing row, and the answer of an archive (DELETE /products/:id). */
 	ProductSummary: object(productSummaryProps, { optional: ["description"] }),
-	/** toVariantView: `price` is what it sells at (its own, else the product's). */
-	Variant: object({ id, sku: str, name: str, price: money, options: { type: "object", additionalProperties: { type: "string" } }, stock: count }),
+	/** toVariantView: `price` is what it sells at (its own, else the product's); `compareAtPrice` the product's "was" price when above it, else null. */
+	Variant: object({ id, sku: str, name: str, price: money, compareAtPrice: nullableMoney, options: { type: "object", additionalProperties: { type: "string" } }, stock: count }),
 	/** toProductDetail (lib/catalog-views.ts): `price` and `compareAtPrice` are the product's own; `fromPrice` the least a variant sells at. */
 	Product: object(
 		{

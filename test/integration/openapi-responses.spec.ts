@@ -249,7 +249,7 @@ describe("OpenAPI response schemas against real answers", () => {
 
 		const { body: key } = await call("GET /api/push/public-key");
 		expect(Buffer.from(key.publicKey, "base64url")).toHaveLength(65);
-		const browser = { endpoint: `https://fcm.googleapis.com/fcm/send/openapi-${process.pid}`, keys: { p256dh: Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 7)]).toString("base64url"), auth: Buffer.alloc(16, 1).toString("base64url") } };
+		const browser = { endpoint: `https://fcm.googleapis.com/fcm/send/openapi-${process.pid}`, keys: { p256dh: crypto.createECDH("prime256v1").generateKeys().toString("base64url"), auth: Buffer.alloc(16, 1).toString("base64url") } };
 		const sub = await call("POST /api/me/push-subscriptions", { token: customer.token, body: browser, status: 201 });
 		await call("GET /api/me/push-subscriptions", { token: customer.token });
 		await call("DELETE /api/me/push-subscriptions/{id}", { token: customer.token, path: { id: sub.body.id }, status: 204 });

@@ -137,7 +137,7 @@ describe("products service over HTTP", () => {
 			expect(res.body).toMatchObject({ name: "Crème Tee", slug: "creme-tee", price: 1999, currency: "USD", isActive: true, rating: { average: 0, count: 0 } });
 			expect(res.body.images).toEqual([expect.objectContaining({ url: expect.stringMatching(/^https:\/\/picsum/), alt: "front", position: 0 })]);
 			const [m, xl] = res.body.variants;
-			expect(m).toEqual({ id: expect.any(String), sku: expect.stringMatching(/-M$/), name: "M / Red", price: 1999, options: { Size: "M", Color: "Red" }, stock: 5 });
+			expect(m).toEqual({ id: expect.any(String), sku: expect.stringMatching(/-M$/), name: "M / Red", price: 1999, compareAtPrice: null, options: { Size: "M", Color: "Red" }, stock: 5 });
 			expect(xl).toMatchObject({ name: "XL / Red", price: 2299, stock: 0 });
 
 			const bySlug = await shop.http.get("/api/products/creme-tee");

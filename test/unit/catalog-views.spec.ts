@@ -59,6 +59,12 @@ describe("catalog views", () => {
 		expect(detail).toMatchObject({ price: 2000, compareAtPrice: 2500, fromPrice: 5000, variants: [{ price: 5000 }] });
 	});
 
+	test("each variant carries the product's was price only above what it sells at", () => {
+		const detail = toProductDetail(product, [variant("a", 2000, 1, {}), variant("b", 2500, 1, {}), variant("c", 2900, 1, {})], categories);
+		expect(detail.variants.map((v) => [v.price, v.compareAtPrice])).toEqual([[2000, 2500], [2500, null], [2900, null]]);
+		expect(toProductDetail({ ...product, compareAtPrice: null }, variants, categories).variants.every((v) => v.compareAtPrice === null)).toBe(true);
+	});
+
 	test("the product page's from price comes from the variants it shows, not from a stale stored one", () => {
 		expect(toProductDetail({ ...product, fromPrice: 9999 }, variants, categories).fromPrice).toBe(2000);
 		expect(toProductDetail({ ...product, fromPrice: undefined }, [variant("only", 5000, 1, {})], categories).fromPrice).toBe(5000);
@@ -78,7 +84,7 @@ describe("catalog views", () => {
 
 	test("the product page has variants at their effective price, the breadcrumb and inStock", () => {
 		const detail = toProductDetail(product, variants, categories);
-		expect(detail.variants[0]).toEqual({ id: "m-red", sku: "M-RED", name: "M / Red", price: 2000, options: { Size: "M", Color: "Red" }, stock: 3 });
+		expect(detail.variants[0]).toEqual({ id: "m-red", sku: "M-RED", name: "M / Red", price: 2000, compareAtPrice: 2500, options: { Size: "M", Color: "Red" }, stock: 3 });
 		expect(detail.variants[1].price).toBe(2300);
 		expect(detail.categoryPath.map((c) => c.slug)).toEqual(["clothing", "t-shirts"]);
 		expect(detail.inStock).toBe(true);
