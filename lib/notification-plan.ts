@@ -197,13 +197,14 @@ function orderUrl(base: string, orderId: unknown): string {
 }
 
 /**
- * Why an order was cancelled, in the customer's words, by the order's cancel reason. A payment not
- * completed puts the order's lines back into the cart (the restoreCart follow-up, within today's
- * stock). Other reasons (none stored, a checkout undone) say nothing more than "cancelled".
+ * Why an order was cancelled, in the customer's words, by the order's cancel reason. Other reasons
+ * (none stored, a checkout undone) say nothing more than "cancelled". Nothing about the cart: a
+ * payment not completed gives the lines back to it only when no order was placed since (the
+ * restoreCart follow-up), which the announcement does not know.
  */
 const CANCEL_NOTES: ReadonlyMap<unknown, string> = new Map([
-	["payment_failed", "The payment was not completed, so the order could not go ahead. What is still available is back in your cart."],
-	["payment_timeout", "The payment was not completed in time, so the order could not go ahead. What is still available is back in your cart."],
+	["payment_failed", "The payment was not completed, so the order could not go ahead."],
+	["payment_timeout", "The payment was not completed in time, so the order could not go ahead."],
 	["customer_request", "This confirms the cancellation you asked for."],
 	["cancelled_by_shop", "The shop cancelled it."],
 ]);
