@@ -4,8 +4,17 @@
  * name (the storefront shows its own "a customer").
  */
 export function reviewAuthorName(user: { firstName?: string | null; lastName?: string | null } | null | undefined): string | null {
-	const first = user?.firstName?.trim();
+	const first = shownText(user?.firstName);
 	if (!first) return null;
-	const initial = Array.from(user?.lastName?.trim() ?? "")[0];
+	const initial = Array.from(shownText(user?.lastName))[0];
 	return initial ? `${first} ${initial.toUpperCase()}.` : first;
+}
+
+/**
+ * A stored name as a public page may show it: without control characters, bidirectional overrides
+ * and isolates (they reorder the rest of the line) or halves of surrogate pairs, which names have
+ * been refused since but an account may hold from before.
+ */
+function shownText(name: string | null | undefined): string {
+	return (name ?? "").replace(/[\p{Cc}\p{Cs}\u2028\u2029\u202A-\u202E\u2066-\u2069]/gu, "").trim();
 }

@@ -11,6 +11,10 @@ describe("a review's author in public", () => {
 		[{ firstName: null, lastName: "Smith" }, null],
 		[{ firstName: "   ", lastName: "Smith" }, null],
 		[null, null],
+		// Names stored before they were refused: what would reorder the line or is no character goes.
+		[{ firstName: "Eve\u202Egnp.exe", lastName: "\udc00Doe" }, "Evegnp.exe D."],
+		[{ firstName: "\u2066\u2069", lastName: "Doe" }, null],
+		[{ firstName: "Bea\u0007", lastName: "\u202E" }, "Bea"],
 	])("%j → %j", (user, expected) => {
 		expect(reviewAuthorName(user)).toBe(expected);
 	});
