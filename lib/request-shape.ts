@@ -52,6 +52,11 @@ export const isEmptyBody = (body: unknown): boolean => body === null || (Array.i
 const LONE_SURROGATE = /\p{Cs}/u;
 const NOT_TEXT = "must be well-formed Unicode text (it holds half of a surrogate pair, which is no character)";
 
+/** `\ud800` as the six characters a JSON text would spell it with. */
+function escapeLoneSurrogates(text: string): string {
+	return text.replace(/\p{Cs}/gu, (half) => `\\u${half.charCodeAt(0).toString(16)}`);
+}
+
 /** What makes a parsed JSON body one the shop does not take; null when it is fine. Walks without recursion. */
 export function bodyShapeProblem(body: unknown): { field?: string; message: string } | null {
 	if (isEmptyBody(body)) return null;
@@ -63,7 +68,8 @@ export function bodyShapeProblem(body: unknown): { field?: string; message: stri
 		for (const key of Object.keys(value)) {
 			const at = Array.isArray(value) ? `${path}[${key}]` : path ? `${path}.${key}` : key;
 			if (key === "__proto__") return { field: at, message: "A property may not be named __proto__" };
-			if (LONE_SURROGATE.test(key)) return { field: at, message: `A property name ${NOT_TEXT}` };
+			// Named with the half escaped: echoed raw, it would make the answer itself text strict clients refuse.
+			if (LONE_SURROGATE.test(key)) return { field: escapeLoneSurrogates(at), message: `A property name ${NOT_TEXT}` };
 			const child = (value as Record<string, unknown>)[key];
 			if (typeof child === "string" && LONE_SURROGATE.test(child)) return { field: at, message: `${at} ${NOT_TEXT}` };
 			if (child !== null && typeof child === "object") stack.push({ value: child, path: at, depth: depth + 1 });

@@ -2,6 +2,7 @@
  * REST gateway (moleculer-web). Only actions that declare a `rest:` alias are reachable, and only
  * through the /api routes below; authentication, authorization and rate limits live here, once.
  */
+import { isUtf8 } from "node:buffer";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import net, { type Socket } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
@@ -111,11 +112,20 @@ const encodedResults = new WeakMap<object, Buffer>();
 /** What the body parser refused, as the shop's error: here its status is still known (moleculer-web keeps only a code). */
 function bodyError(err: { type?: string; status?: number }): Error {
 	if (err.type === "entity.parse.failed") return new BadRequestError("Malformed JSON body", "INVALID_JSON");
+	if (err.type === "entity.verify.failed") return new BadRequestError("The body is not valid UTF-8", "INVALID_BODY");
 	if (err.type === "entity.too.large") return new PayloadTooLargeError(BODY_LIMIT);
 	if (err.status === 415) return new UnsupportedMediaTypeError("Unsupported content encoding or charset");
 	// A compressed body that does not inflate, a body shorter than its Content-Length, ...
 	if (err.status !== undefined && err.status >= 400 && err.status < 500) return new BadRequestError("Malformed request body", "INVALID_BODY");
 	return err as Error;
+}
+
+/**
+ * A JSON body's bytes must be UTF-8: decoded as they are, bytes that are not would become U+FFFD and
+ * be stored as such (a name read "a\uFFFD\uFFFD\uFFFD"). body-parser reports the throw as entity.verify.failed.
+ */
+function refuseNonUtf8(_req: IncomingMessage, _res: ServerResponse, buf: Buffer) {
+	if (!isUtf8(buf)) throw new Error("The body is not valid UTF-8");
 }
 
 /** One of moleculer-web's body parsers (body-parser), reporting its refusals as bodyError does. */
@@ -165,6 +175,8 @@ function publicData(data: unknown): unknown {
 		const { nodeID: _node, action: _action, ...rest } = item as Record<string, unknown>;
 		// The value refused, echoed back: only a plain one (a client's structure can be any size).
 		if (rest.actual !== null && typeof rest.actual === "object") delete rest.actual;
+		// A pattern's source says less than the message, and may hold the very characters it refuses.
+		if (rest.type === "stringPattern") delete rest.expected;
 		return rest;
 	});
 }
@@ -246,7 +258,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				authentication: true,
 				authorization: true,
 				bodyParsers: false,
-				use: [bodyParser("json", { strict: false, type: ["application/json", "application/*+json"] }), requestShape],
+				use: [bodyParser("json", { strict: false, type: ["application/json", "application/*+json"], verify: refuseNonUtf8 }), requestShape],
 				callOptions: {},
 				onBeforeCall(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req, res: ServerResponse) {
 					return this.beforeCall(ctx, req, res);

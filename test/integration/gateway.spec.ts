@@ -314,6 +314,9 @@ describe("gateway", () => {
 		const lone = await shop.http.request("POST", "/api/probe/echo", { raw: '{"name":"ab\\ud800","qty":1}' });
 		expect(lone.body).toMatchObject({ code: 400, type: "INVALID_BODY", data: [{ field: "name" }] });
 		expect((await shop.http.request("POST", "/api/probe/echo", { raw: '{"name":"ab\\ud83d\\ude00","qty":1}' })).status).toBe(200);
+		// Bytes that are not UTF-8 would be stored as U+FFFD.
+		const notUtf8 = Buffer.concat([Buffer.from('{"name":"a'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('","qty":1}')]);
+		expect((await shop.http.request("POST", "/api/probe/echo", { raw: notUtf8 })).body).toMatchObject({ code: 400, type: "INVALID_BODY", message: "The body is not valid UTF-8" });
 		expect((await shop.http.get("/api/health")).status).toBe(200);
 	});
 
