@@ -60,7 +60,9 @@ export function ruleToSchema(raw: any): JsonSchema {
 			// A character limit checked by `custom` (maxChars in lib/param-rules.ts).
 			if (typeof rule.custom?.maxChars === "number") s.maxLength = rule.custom.maxChars;
 			if (rule.enum) s.enum = rule.enum;
-			if (rule.pattern) s.pattern = String(rule.pattern instanceof RegExp ? rule.pattern.source : rule.pattern);
+			// A Unicode-mode pattern (\p{Cc}, ...) means something else, or nothing, in OpenAPI 3.0's
+			// ECMA-262 dialect without flags: a client checking it would refuse good values. Left out.
+			if (rule.pattern && !(rule.pattern instanceof RegExp && rule.pattern.flags.includes("u"))) s.pattern = String(rule.pattern instanceof RegExp ? rule.pattern.source : rule.pattern);
 			break;
 		case "email":
 			Object.assign(s, { type: "string", format: "email" });

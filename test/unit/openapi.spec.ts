@@ -15,6 +15,9 @@ describe("fastest-validator rules → OpenAPI schemas", () => {
 		[{ type: "boolean", default: false }, { type: "boolean", default: false }],
 		// A limit in characters checked by `custom` is the document's maxLength (which counts characters too).
 		[{ type: "string", optional: true, custom: maxChars(120) }, { type: "string", maxLength: 120 }],
+		[{ type: "string", pattern: /^[A-Z]+$/ }, { type: "string", pattern: "^[A-Z]+$" }],
+		// A Unicode-mode pattern reads otherwise in the document's dialect (\p as "p"): left out.
+		[{ type: "string", pattern: /^[^\p{Cc}]*$/u }, { type: "string" }],
 		// null taken (a promotion's `maxUses: null` is no limit): the document says so.
 		[{ type: "number", integer: true, min: 1, optional: true, nullable: true }, { type: "integer", minimum: 1, nullable: true }],
 		[{ type: "string", enum: ["a"], nullable: true }, { type: "string", enum: ["a", null], nullable: true }],
