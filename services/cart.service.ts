@@ -428,11 +428,11 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				try {
 					const variants = await this.loadVariants(ctx, guest.lines.map((l) => l.variantId));
 					// Every guest line is kept, as the customer's own cart keeps it: summed and capped by stock, but
-					// one sold out, archived or gone meanwhile comes as it was, flagged there (a cap of 0 would drop it).
+					// one sold out, archived or gone meanwhile is summed uncapped and flagged there (a cap of 0 would drop it).
 					const lines = guest.lines.map((l) => {
 						const v = variants.get(l.variantId);
-						const inStock = v?.isActive && v.stock > 0 ? v.stock : l.quantity;
-						return { variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? v?.price ?? 0, cap: Math.min(MAX_QUANTITY, inStock) };
+						const cap = v?.isActive && v.stock > 0 ? Math.min(MAX_QUANTITY, v.stock) : MAX_QUANTITY;
+						return { variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? v?.price ?? 0, cap };
 					});
 					// New lines past the user's room stay in the guest cart (its id still shows them), never dropped.
 					const owner = `u:${userId}`;

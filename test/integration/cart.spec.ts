@@ -322,8 +322,9 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			const tee = await addVariant({ stock: 6 });
 			const mug = await addVariant({ stock: 10 });
 			const gone = await addVariant();
-			const soldOut = await addVariant({ stock: 2 });
+			const soldOut = await addVariant({ stock: 3 });
 			await user.add(tee.id, 3);
+			await user.add(soldOut.id, 1);
 			const g1 = await shop.http.post("/api/cart/items", { variantId: tee.id, quantity: 5 });
 			const cartId = g1.headers.get("x-cart-id")!;
 			const headers = { "X-Cart-Id": cartId };
@@ -331,16 +332,16 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			await shop.http.post("/api/cart/items", { variantId: gone.id, quantity: 1 }, { headers });
 			await shop.http.post("/api/cart/items", { variantId: soldOut.id, quantity: 2 }, { headers });
 			await archive(gone);
-			expect((await shop.http.post(`/api/inventory/${soldOut.id}/adjust`, { delta: -2, reason: "sold elsewhere" }, { token: admin })).status).toBe(200);
+			expect((await shop.http.post(`/api/inventory/${soldOut.id}/adjust`, { delta: -3, reason: "sold elsewhere" }, { token: admin })).status).toBe(200);
 
 			const res = await shop.broker.call<{ merged: number }, any>("cart.merge", { guestCartId: cartId, userId: user.id });
 			expect(res.merged).toBe(4);
 			const cart = (await user.get()).body;
 			expect(cart.items.map((i: any) => [i.variantId, i.quantity, i.archived, i.insufficientStock])).toEqual([
 				[tee.id, 6, false, false],
+				[soldOut.id, 3, false, true],
 				[mug.id, 2, false, false],
 				[gone.id, 1, true, false],
-				[soldOut.id, 2, false, true],
 			]);
 			expect((await shop.http.get("/api/cart", { headers })).body.items).toEqual([]);
 			// Merging again (a second login) adds nothing.
