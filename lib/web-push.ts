@@ -65,11 +65,12 @@ export function canonicalPushEndpoint(endpoint: string, hosts: readonly PushHost
 	return allowed ? { endpoint: url.href } : { problem: `must be on a browser push service (${hosts.map((h) => h.insecureOrigin ?? h.host).join(", ")})` };
 }
 
-/** Whether `point` is on the P-256 curve: a key of the right size that is not cannot encrypt a message. */
+/** Whether `point` is a P-256 public key, uncompressed (0x04, x, y) and on the curve: a key of the right size that is not cannot encrypt a message. */
 export function isP256Point(point: Buffer): boolean {
+	if (point.length !== 65 || point[0] !== 0x04) return false;
 	try {
 		crypto.createPublicKey({ key: { kty: "EC", crv: "P-256", x: point.subarray(1, 33).toString("base64url"), y: point.subarray(33, 65).toString("base64url") }, format: "jwk" });
-		return point.length === 65 && point[0] === 0x04;
+		return true;
 	} catch {
 		return false;
 	}
@@ -93,11 +94,11 @@ function base64urlBytes(value: string): Buffer | null {
 /**
  * Why a subscription's keys cannot encrypt a message, or null: `p256dh` is the browser's P-256
  * public key (65 bytes, uncompressed), `auth` its 16-byte secret, both base64url as the browser's
- * PushSubscription.toJSON() gives them. Checked here, so a bad key is a 400 now, not a failed message later.
+ * PushSubscription.toJSON() gives them. Checked at subscribe, so a bad key is a 422 then, not a failed message later.
  */
 export function pushKeysProblem(keys: { p256dh: string; auth: string }): { field: "p256dh" | "auth"; message: string } | null {
 	const p256dh = base64urlBytes(keys.p256dh);
-	if (!p256dh || p256dh.length !== 65 || p256dh[0] !== 0x04 || !isP256Point(p256dh)) return { field: "p256dh", message: "must be the browser's P-256 public key: 65 bytes (uncompressed point), base64url" };
+	if (!p256dh || !isP256Point(p256dh)) return { field: "p256dh", message: "must be the browser's P-256 public key: 65 bytes (uncompressed point), base64url" };
 	const auth = base64urlBytes(keys.auth);
 	if (!auth || auth.length !== 16) return { field: "auth", message: "must be the subscription's 16-byte auth secret, base64url" };
 	return null;
