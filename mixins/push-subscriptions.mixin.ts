@@ -18,6 +18,7 @@ import type { Collection, Entity } from "./collection";
 import { me, type ShopMeta } from "./types";
 import { NotFoundError, ServiceUnavailableError, invalidField, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { absentOr } from "../lib/store-queries";
 import { canonicalPushEndpoint, pushKeysProblem, type PushHost } from "../lib/web-push";
 import type { VapidKeys } from "../adapters/channels/web-push-channel";
 
@@ -80,6 +81,7 @@ export const pushSubscriptionsSchema: Partial<ServiceSchema<Record<string, never
 				const { endpoint } = checked;
 				const keysProblem = pushKeysProblem(keys);
 				if (keysProblem) throw invalidField(`keys.${keysProblem.field}`, `keys.${keysProblem.field} ${keysProblem.message}`);
+				if (ctx.params.expirationTime != null && ctx.params.expirationTime <= Date.now()) throw invalidField("expirationTime", "expirationTime has passed: the browser renews its subscription, subscribe with the new one");
 				const now = new Date();
 				const fields = { userId, p256dh: keys.p256dh, auth: keys.auth, expirationTime: ctx.params.expirationTime ?? null, updatedAt: now };
 				const subs = this.db.notification_push_subscriptions;
@@ -129,7 +131,8 @@ export const pushSubscriptionsSchema: Partial<ServiceSchema<Record<string, never
 
 	methods: {
 		pushSubscriptionsOf(userId: string) {
-			return this.db.notification_push_subscriptions.find({ userId }, { sort: { updatedAt: -1 }, limit: MAX_PUSH_SUBSCRIPTIONS });
+			// One past the expirationTime its browser gave is no longer taken by the push service.
+			return this.db.notification_push_subscriptions.find({ userId, ...absentOr("expirationTime", { $gt: Date.now() }) }, { sort: { updatedAt: -1 }, limit: MAX_PUSH_SUBSCRIPTIONS });
 		},
 
 		async loadVapidKeys(fromEnv: VapidKeys | null) {

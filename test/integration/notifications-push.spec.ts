@@ -149,6 +149,20 @@ describe("Web Push notifications", () => {
 		expect((await shop.http.get("/api/me/notifications", { token: c.token })).body.rows.filter((m: any) => m.channel === "email" && m.template === "order-confirmed")).toHaveLength(1);
 	});
 
+	test("a subscription past the expirationTime its browser gave gets nothing; one given already past is refused", async () => {
+		const c = await registerCustomer(shop.http);
+		const soon = browser(`${push.url}/push/expiring`);
+		expect((await subscribe(c, { ...soon.subscription, expirationTime: Date.now() + 300 })).status).toBe(201);
+		expect((await subscribe(c, { ...browser(`${push.url}/push/expired-already`).subscription, expirationTime: Date.now() - 1 })).body.data).toEqual([expect.objectContaining({ field: "expirationTime" })]);
+		await new Promise((r) => setTimeout(r, 400));
+		await addToCart(shop.http, c.token, variantId, 1);
+		expect((await checkout(shop.http, c)).status).toBe(201);
+		await waitFor(() => shop.http.get("/api/me/notifications", { token: c.token }), (r) => r.body.rows.some((m: any) => m.template === "order-confirmed"));
+		await new Promise((r) => setTimeout(r, 200));
+		expect(await pushMessages(c)).toEqual([]);
+		expect(push.to("/push/expiring")).toHaveLength(0);
+	});
+
 	test("a subscription its push service no longer knows (410) is dropped, and its message fails without retries", async () => {
 		const c = await registerCustomer(shop.http);
 		const old = browser(`${push.url}/push/expired`);
