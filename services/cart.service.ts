@@ -7,6 +7,7 @@
 import crypto from "node:crypto";
 import type { Context, ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
+import { HeldEventsMixin, type HeldEventsMethods } from "../mixins/held-events.mixin";
 import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
@@ -42,7 +43,7 @@ interface Owner {
 	userId?: string;
 }
 
-interface CartMethods extends PromotionUseMethods {
+interface CartMethods extends PromotionUseMethods, HeldEventsMethods {
 	ownerOf(ctx: Ctx<unknown>): Owner;
 	loadVariants(ctx: Ctx<unknown>, ids: string[], known?: CatalogVariant[]): Promise<Map<string, CatalogVariant>>;
 	sellableVariant(ctx: Ctx<unknown>, variantId: string): Promise<CatalogVariant>;
@@ -96,6 +97,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 	// PromotionUseMixin first: it starts once DbMixin has opened the collections.
 	mixins: [
 		PromotionUseMixin,
+		HeldEventsMixin as Partial<ServiceSchema>,
 		DbMixin("cart", {
 			promotions: {
 				fields: { code: String, type: String, value: Number, minSubtotal: Number, maxUses: Number, usedCount: Number, expiresAt: Date, active: Boolean, currency: String, createdAt: Date },
@@ -142,7 +144,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				if (!res.ok) throw lineRefused(res, variantId, res.quantity + quantity, variant.stock);
 				// The guest cart id is a bearer secret: analytics gets a stable digest of it instead.
 				const cartId = crypto.createHash("sha256").update(owner.key).digest("base64url").slice(0, 22);
-				ctx.emit("cart.item_added", { userId: owner.userId, cartId, variantId, productId: variant.productId, quantity, eventId: crypto.randomUUID() });
+				void this.emitCounted(ctx, "cart.item_added", { userId: owner.userId, cartId, variantId, productId: variant.productId, quantity, eventId: crypto.randomUUID() });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/cart`;
 				return this.showCart(ctx, owner, [variant]);

@@ -10,6 +10,7 @@
 import crypto from "node:crypto";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type {} from "moleculer-web";
+import { HeldEventsMixin, type HeldEventsMethods } from "../mixins/held-events.mixin";
 import { DbMixin } from "../mixins/db.mixin";
 import type { Collection, CollectionSpec } from "../mixins/collection";
 import { HealthMixin } from "../mixins/health.mixin";
@@ -119,7 +120,7 @@ export async function writeCatalog(db: ProductDb, catalog: DemoCatalog, referenc
 	return { products: products.length, variants: variants.length };
 }
 
-interface Methods extends InventoryMethods, CatalogCategoryHostMethods {
+interface Methods extends InventoryMethods, CatalogCategoryHostMethods, HeldEventsMethods {
 	announce(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<void>;
 	assertCategory(categoryId: string | null | undefined): Promise<void>;
 	findProduct(idOrSlug: string): Promise<Row<Product> | null>;
@@ -152,6 +153,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		DbMixin("products", productCollections),
 		HealthMixin,
 		CatalogCategoriesMixin,
+		HeldEventsMixin as Partial<ServiceSchema>,
 	],
 	settings: { rest: "/" },
 
@@ -198,7 +200,9 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				// Archived products stay readable for admins (past orders link to them), not for shoppers.
 				if (!product || (!product.isActive && ctx.meta.user?.role !== "admin")) throw new NotFoundError("Product");
 				// A HEAD (a monitor, a link checker) is nobody viewing the product, nor is the staff's own look at it.
-				if (!ctx.meta.headRequest && ctx.meta.user?.role !== "admin") await this.announce(ctx, "product.viewed", { productId: product.id, ...(ctx.meta.user ? { userId: ctx.meta.user.id } : {}) });
+				if (!ctx.meta.headRequest && ctx.meta.user?.role !== "admin") {
+					await this.emitCounted(ctx, "product.viewed", { productId: product.id, ...(ctx.meta.user ? { userId: ctx.meta.user.id } : {}), eventId: crypto.randomUUID() });
+				}
 				return this.productDetail(product);
 			},
 		},
