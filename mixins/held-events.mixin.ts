@@ -18,7 +18,7 @@ interface HeldEvent {
 }
 
 export interface HeldEventsMethods {
-	/** Emits a counted-only event now if a node listens for it, else holds it until one does. */
+	/** Emits a counted-only event now if a node listens for it, else holds it until one does. Never rejects. */
 	emitCounted(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<void>;
 	releaseHeldEvents(): Promise<void>;
 }
@@ -41,7 +41,12 @@ export const HeldEventsMixin: Partial<ServiceSchema<Record<string, never>, HeldE
 		async emitCounted(ctx: Context | null, event: string, payload: Record<string, unknown>) {
 			// Behind held ones, a new event waits its turn, so they arrive in order.
 			if (!this.heldEvents.length && this.broker.hasEventListener(event)) {
-				await (ctx ? ctx.emit(event, payload) : this.broker.emit(event, payload));
+				// Never a rejection: a count missed must not fail (or, unawaited, crash) what the customer did.
+				try {
+					await (ctx ? ctx.emit(event, payload) : this.broker.emit(event, payload));
+				} catch (err) {
+					this.logger.warn(`Emitting ${event} failed: ${(err as Error).message}`);
+				}
 				return;
 			}
 			this.heldEvents.push({ event, payload: { occurredAt: new Date().toISOString(), ...payload } });
