@@ -95,6 +95,19 @@ export const VALIDATOR_MESSAGES = {
 	enumValue: "The '{field}' field value '{actual}' is not one of the allowed values: {expected}.",
 } as const;
 
+/** Bidirectional overrides and isolates: they display the rest of the line in another order than written ("Trojan Source"). */
+const BIDI_CONTROLS = "\\u202A-\\u202E\\u2066-\\u2069";
+
+/**
+ * Text a page shows on one line as it is written: no control character, line or paragraph separator,
+ * or bidirectional control (names, review titles). The LRM/RLM marks (U+200E/200F) only nudge and stay.
+ */
+export const ONE_LINE_TEXT = new RegExp(`^[^\\p{Cc}\\u2028\\u2029${BIDI_CONTROLS}]*$`, "u");
+/** The same over several lines: line breaks (LF, or CRLF from a form's textarea) and tabs are kept. */
+export const MULTILINE_TEXT = new RegExp(`^(?:[^\\p{Cc}${BIDI_CONTROLS}]|[\\t\\n]|\\r(?=\\n))*$`, "u");
+/** What ONE_LINE_TEXT refuses, and halves of surrogate pairs: to take out of text stored before it was refused. */
+export const NOT_ONE_LINE_TEXT = new RegExp(`[\\p{Cc}\\p{Cs}\\u2028\\u2029${BIDI_CONTROLS}]`, "gu");
+
 /** Characters as a reader counts them: code points, so an emoji is one, not its two UTF-16 units. */
 export function charCount(text: string): number {
 	let n = 0;

@@ -1,3 +1,5 @@
+import { NOT_ONE_LINE_TEXT } from "./param-rules";
+
 /**
  * How a review names its author in public: the first name and the last name's initial ("Bea S."),
  * as shops usually do; the full name and the email never leave the account. Null without a first
@@ -16,5 +18,5 @@ export function reviewAuthorName(user: { firstName?: string | null; lastName?: s
  * been refused since but an account may hold from before.
  */
 function shownText(name: string | null | undefined): string {
-	return (name ?? "").replace(/[\p{Cc}\p{Cs}\u2028\u2029\u202A-\u202E\u2066-\u2069]/gu, "").trim();
+	return (name ?? "").replace(NOT_ONE_LINE_TEXT, "").trim();
 }

@@ -17,7 +17,7 @@ import type { Entity } from "../mixins/collection";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 import { ForbiddenError, NotFoundError, ConflictError, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
-import { maxChars } from "../lib/param-rules";
+import { MULTILINE_TEXT, ONE_LINE_TEXT, maxChars } from "../lib/param-rules";
 import { countRatings, summaryFromCounters, type RatingSummary } from "../lib/rating-summary";
 import { reviewAuthorName } from "../lib/review-author";
 
@@ -80,12 +80,12 @@ const idParam = { type: "string", min: 1, max: 100, trim: true } as const;
  */
 const reviewTitleRule = {
 	type: "string", trim: true, optional: true, custom: maxChars(120),
-	pattern: /^[^\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]*$/u,
+	pattern: ONE_LINE_TEXT,
 	messages: { stringPattern: "The title must not contain line breaks, control characters or bidirectional overrides." },
 } as const;
 const reviewBodyRule = {
 	type: "string", trim: true, optional: true, custom: maxChars(5000),
-	pattern: /^(?:[^\p{Cc}\u202A-\u202E\u2066-\u2069]|[\t\n]|\r(?=\n))*$/u,
+	pattern: MULTILINE_TEXT,
 	messages: { stringPattern: "The body must not contain bidirectional overrides or control characters other than line breaks and tabs." },
 } as const;
 

@@ -32,6 +32,7 @@ import { LoginFailureStore, attemptWaitSeconds, throttleKey } from "../lib/login
 import { cacherLoginThrottleStore, memoryLoginThrottleStore, type LoginThrottleStore } from "../adapters/login-throttle-store";
 import { ERASURE_LEASE_MS, emailForms, emailProblem, normalizeEmail, erasedUserFields, orderingRefusal, publicUser, toE164, userCollections } from "../lib/user-records";
 import { absentOr } from "../lib/store-queries";
+import { ONE_LINE_TEXT } from "../lib/param-rules";
 
 type TokenPurpose = "verify_email" | "password_reset" | "change_email";
 
@@ -50,7 +51,7 @@ const CHECKOUT_SETTLE_PAUSE_MS = 200;
  */
 const nameRule = (label: string) => ({
 	type: "string", trim: true, max: 100, optional: true, nullable: true,
-	pattern: /^[^\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]*$/u,
+	pattern: ONE_LINE_TEXT,
 	messages: { stringPattern: `${label} must not contain line breaks, control characters or bidirectional overrides` },
 });
 const opaqueTokenRule = { type: "string", min: 1, max: 200 };
