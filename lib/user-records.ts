@@ -176,6 +176,9 @@ export function erasedUserFields(u: { id: string; passwordVersion?: number }, no
 /** How long an erasure holds new orders off; it is over in seconds, and a stale mark (its node died) lapses. */
 export const ERASURE_LEASE_MS = 10 * 60_000;
 
+/** The 409s of an erasure, by the customer (POST /me/delete) or an admin (POST /users/:id/delete), as the API document lists them. */
+export const ERASURE_CONFLICTS = "An admin account (ADMIN_ACCOUNT), orders still under way (ORDERS_OPEN, `data.orders`), or another erasure of the account under way (ERASURE_IN_PROGRESS)";
+
 /**
  * Why no order may be created for this account now, or null: it is gone, erased, or an erasure is under
  * way (`closingUntil`, set before the erasure looks for open orders).

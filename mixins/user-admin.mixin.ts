@@ -12,7 +12,7 @@ import type { Collection, Entity, Query } from "./collection";
 import { me, type ShopMeta } from "./types";
 import { ConflictError } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
-import { normalizeEmail, publicUser } from "../lib/user-records";
+import { ERASURE_CONFLICTS, normalizeEmail, publicUser } from "../lib/user-records";
 import type { ShopConfig } from "../lib/config";
 import { absentOr } from "../lib/store-queries";
 
@@ -98,7 +98,7 @@ const userAdminSchema: Partial<ServiceSchema<Record<string, never>, UserAdminHos
 		/** An admin erases a customer's account (a request that reached the shop another way), as the customer would. */
 		deleteUser: {
 			rest: "POST /users/:id/delete",
-			openapi: { success: 204, responses: { 409: "An admin account (ADMIN_ACCOUNT), orders still under way (ORDERS_OPEN, `data.orders`), or another erasure of the account under way (ERASURE_IN_PROGRESS)" } },
+			openapi: { success: 204, responses: { 409: ERASURE_CONFLICTS } },
 			roles: ["admin"],
 			params: { $$strict: "remove", id: { type: "string", min: 1, max: 100 } },
 			async handler(ctx: Ctx<{ id: string }>) {

@@ -30,7 +30,7 @@ import {
 } from "../lib/refresh-tokens";
 import { LoginFailureStore, attemptWaitSeconds, throttleKey } from "../lib/login-throttle";
 import { cacherLoginThrottleStore, memoryLoginThrottleStore, type LoginThrottleStore } from "../adapters/login-throttle-store";
-import { ERASURE_LEASE_MS, emailForms, emailProblem, normalizeEmail, erasedUserFields, orderingRefusal, publicUser, toE164, userCollections } from "../lib/user-records";
+import { ERASURE_CONFLICTS, ERASURE_LEASE_MS, emailForms, emailProblem, normalizeEmail, erasedUserFields, orderingRefusal, publicUser, toE164, userCollections } from "../lib/user-records";
 import { absentOr } from "../lib/store-queries";
 import { ONE_LINE_TEXT } from "../lib/param-rules";
 
@@ -375,7 +375,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		deleteMe: {
 			// A POST: the password travels in a body, which OpenAPI 3.0 tools leave out of a DELETE.
 			rest: "POST /me/delete",
-			openapi: { success: 204, responses: { 409: "An admin account (ADMIN_ACCOUNT), orders still under way (ORDERS_OPEN, `data.orders`), or another erasure of the account under way (ERASURE_IN_PROGRESS)" } },
+			openapi: { success: 204, responses: { 409: ERASURE_CONFLICTS } },
 			auth: "required",
 			params: { $$strict: "remove", password: { type: "string", min: 1, max: 1024 } },
 			async handler(ctx: Ctx<{ password: string }>) {
