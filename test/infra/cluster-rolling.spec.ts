@@ -205,7 +205,9 @@ test("a rolling restart of every node while buyers shop: no failed request, noth
 	done = true;
 	const created = await Promise.all(shopping);
 
-	const summary = (rows: Seen[]) => rows.map((s) => `${s.what} ${s.status}${s.type ? ` ${s.type}` : ""}${s.error ? ` ${s.error}` : ""} during ${s.during || "-"}`);
+	// The proxy's 502 says which gateway and which socket error (its message); the time places it among the restarts (timeline).
+	const summary = (rows: Seen[]) =>
+		rows.map((s) => `${s.what} ${s.status}${s.type ? ` ${s.type}` : ""}${s.status === 502 && s.message ? ` (${s.message})` : ""}${s.error ? ` ${s.error}` : ""} during ${s.during || "-"} at +${s.at - (timeline[0]?.sigterm ?? s.at)} ms`);
 	const count503 = seen.filter((s) => s.status === 503).length;
 	console.log(`rolling restart: ${seen.length} requests, ${count503} answered 503 (${[...new Set(seen.filter((s) => s.status === 503).map((s) => `${s.what}@${s.during || "-"}`))].join(", ")}); stops ${JSON.stringify(stops)}`);
 
