@@ -206,6 +206,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// Count limits per client per minute; the auth routes have their own, tighter bucket. `redisUrl`:
 		// where the counts are shared with the other gateways (none: this gateway's own memory).
 		shopRateLimit: { windowMs: 60_000, general: cfg.rateLimit, auth: cfg.authRateLimit, redisUrl: cfg.redisUrl },
+		// ms an idle keep-alive connection stays open (KEEP_ALIVE_TIMEOUT).
+		keepAliveTimeout: cfg.keepAliveTimeout,
 		/**
 		 * On stop (drainConnections): how long a recently busy keep-alive connection may still carry a
 		 * request, answered with `Connection: close` (half a second is ample for a busy client's next one);
@@ -662,7 +664,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		this.server?.on("error", (err: NodeJS.ErrnoException) => {
 			if (err.code !== "EADDRINUSE") this.broker.fatal(portProblem("PORT", this.settings.port, this.settings.ip, err), err, true);
 		});
-		// moleculer-web made the server in its own created(), which runs before this one.
+		// moleculer-web made the server in its own created(), which runs before this one. Node 18+ applies headersTimeout
+		// only while a request's headers arrive, not between requests, so it need not exceed this.
+		if (this.server) this.server.keepAliveTimeout = this.settings.keepAliveTimeout;
 		this.server?.on("connection", (socket: TrackedSocket) => {
 			socket.shopLastActive = Date.now();
 			this.connections.add(socket);

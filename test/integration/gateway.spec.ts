@@ -1,5 +1,6 @@
 /** The gateway's contract: statuses of API.md, auth, limits, health and the OpenAPI document. */
 import http from "node:http";
+import net from "node:net";
 import zlib from "node:zlib";
 import jwt from "jsonwebtoken";
 import SwaggerParser from "@apidevtools/swagger-parser";
@@ -682,6 +683,58 @@ describe("gateway stopping with keep-alive connections", () => {
 			expect(Date.now() - t0).toBeLessThan(1500);
 		} finally {
 			agent.destroy();
+		}
+	});
+});
+
+describe("gateway keep-alive behind a proxy that pools connections", () => {
+	/** A GET on the agent's connection; `reused`: it went on the connection of the request before. */
+	function get(url: string, agent: http.Agent): Promise<{ status?: number; reused: boolean }> {
+		return new Promise((resolve, reject) => {
+			const req = http.get(url, { agent }, (res) => {
+				res.resume();
+				res.on("end", () => resolve({ status: res.statusCode, reused: req.reusedSocket }));
+			});
+			req.on("error", reject);
+		});
+	}
+
+	test("an idle connection outlives Node's 5 s: a proxy's next request on it is answered, not raced by the gateway's close", async () => {
+		const shop = await startShop({ services: [FakeUsers] });
+		const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+		try {
+			expect(await get(`${shop.url}/api/health`, agent)).toMatchObject({ status: 200, reused: false });
+			// Before: Node's default keepAliveTimeout had closed it (5 s, plus the 1 s grace Node 20 adds); ingress-nginx
+			// and AWS ALB keep theirs 60 s.
+			await new Promise((r) => setTimeout(r, 6600));
+			expect(await get(`${shop.url}/api/health`, agent)).toEqual({ status: 200, reused: true });
+		} finally {
+			agent.destroy();
+			await shop.stop();
+		}
+	}, 20_000);
+
+	test("KEEP_ALIVE_TIMEOUT (settings.keepAliveTimeout): the gateway closes a connection idle for that long", async () => {
+		const shop = await startShop({ services: [FakeUsers], apiSettings: { keepAliveTimeout: 1000 } });
+		// A raw socket: an http.Agent drops a connection itself a second before the server's announced timeout.
+		const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
+		try {
+			let received = "";
+			let answeredAt = 0;
+			const closed = new Promise<number>((resolve) => socket.on("close", () => resolve(Date.now())));
+			socket.on("data", (d: Buffer) => {
+				received += d.toString();
+				if (/\r\n\r\n/.test(received) && !answeredAt) answeredAt = Date.now();
+			});
+			socket.write("GET /api/health HTTP/1.1\r\nHost: shop\r\n\r\n");
+			const idle = (await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(0), 4000))])) - answeredAt;
+			expect(received).toMatch(/^HTTP\/1\.1 200 .*Keep-Alive: timeout=1\r\n/s);
+			// Node closes it a second after the timeout it announces.
+			expect(idle).toBeGreaterThanOrEqual(900);
+			expect(idle).toBeLessThan(3500);
+		} finally {
+			socket.destroy();
+			await shop.stop();
 		}
 	});
 });

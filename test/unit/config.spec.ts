@@ -26,6 +26,8 @@ describe("numbers", () => {
 		["HEARTBEAT_TIMEOUT", "60", "heartbeatTimeout", 60],
 		["REQUEST_TIMEOUT", "3000", "requestTimeout", 3000],
 		["SHUTDOWN_TIMEOUT", "8000", "shutdownTimeout", 8000],
+		["KEEP_ALIVE_TIMEOUT", "620000", "keepAliveTimeout", 620000],
+		["KEEP_ALIVE_TIMEOUT", "1000", "keepAliveTimeout", 1000],
 		["SERVICE_WAIT_TIMEOUT", "0", "serviceWaitMs", 0],
 		["RATE_LIMIT", "0", "rateLimit", 0],
 		["AUTH_RATE_LIMIT", "0", "authRateLimit", 0],
@@ -57,7 +59,7 @@ describe("numbers", () => {
 
 	test("unset, each keeps its default", () => {
 		expect(readConfig({})).toMatchObject({
-			port: 3000, metricsPort: 3030, healthPort: undefined, heartbeatInterval: 5, heartbeatTimeout: 15, requestTimeout: 10_000, shutdownTimeout: 10_000,
+			port: 3000, metricsPort: 3030, healthPort: undefined, heartbeatInterval: 5, heartbeatTimeout: 15, requestTimeout: 10_000, shutdownTimeout: 10_000, keepAliveTimeout: 65_000,
 			serviceWaitMs: 5000, rateLimit: 600, authRateLimit: 30, jwtTtlSeconds: 900, unpaidOrderTtlMinutes: 30, notifyConcurrency: 4, notifyMaxAttempts: 5,
 			shippingFlatCents: 599, freeShippingThresholdCents: 5000, bcryptCost: 12,
 		});
@@ -71,6 +73,7 @@ describe("numbers", () => {
 		["HEARTBEAT_TIMEOUT", ["0", "-5", "x"]],
 		["REQUEST_TIMEOUT", ["0", "-1", "10s", "3000000000"]], // past a Node.js timer's limit it would fire at once
 		["SHUTDOWN_TIMEOUT", ["0", "-1", "ten"]],
+		["KEEP_ALIVE_TIMEOUT", ["0", "999", "65s", "3000000000"]], // 0 would keep idle connections forever
 		["SERVICE_WAIT_TIMEOUT", ["-1", "5s"]],
 		["RATE_LIMIT", ["-1", "abc", "1.5"]],
 		["AUTH_RATE_LIMIT", ["-1", "off"]],
