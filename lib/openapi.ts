@@ -249,6 +249,12 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 		for (const [name, description] of Object.entries(notes.responseHeaders ?? {})) {
 			(op.responses[success].headers ??= {})[name] = { description, schema: { type: "string" } };
 		}
+		// The gateway's revalidation of GET answers (lib/etag.ts).
+		if (method === "get" && success === 200) {
+			const etag = { description: "A weak validator of this answer, to send back in If-None-Match", schema: { type: "string" } };
+			(op.responses["200"].headers ??= {}).ETag = etag;
+			op.responses["304"] = { description: "Not modified: the request's If-None-Match names this ETag, still current (no body)", headers: { ETag: etag } };
+		}
 		for (const [name, h] of Object.entries(notes.headers ?? {})) {
 			op.parameters.push({ name, in: "header", required: !!h.required, description: h.description, schema: { type: "string" } });
 		}

@@ -24,6 +24,7 @@ import { actionAvailable, waitForAction } from "../mixins/node-away.middleware";
 import type { EventEmitter } from "node:events";
 import { STOPPING_EVENT } from "../mixins/stop-notice.middleware";
 import { portProblem } from "../mixins/health-probe.middleware";
+import { ifNoneMatchHits, weakEtag } from "../lib/etag";
 
 type Req = IncomingMessage & {
 	$action?: any;
@@ -108,6 +109,15 @@ const BODY_LIMIT = "1mb";
  * lives exactly as long as the cacher keeps the result.
  */
 const encodedResults = new WeakMap<object, Buffer>();
+/** ETags of those bodies (and of the response cache's), computed once per body. */
+const bodyEtags = new WeakMap<Buffer, string>();
+
+function etagOf(body: string | Buffer): string {
+	if (typeof body === "string") return weakEtag(body);
+	let tag = bodyEtags.get(body);
+	if (!tag) bodyEtags.set(body, (tag = weakEtag(body)));
+	return tag;
+}
 
 /** What the body parser refused, as the shop's error: here its status is still known (moleculer-web keeps only a code). */
 function bodyError(err: { type?: string; status?: number }): Error {
@@ -218,10 +228,10 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		cors: {
 			origin: cfg.corsOrigins === "*" ? "*" : cfg.corsOrigins.split(",").map((s) => s.trim()),
 			methods: ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
-			allowedHeaders: ["Content-Type", "Authorization", "Idempotency-Key", "X-Cart-Id"],
+			allowedHeaders: ["Content-Type", "Authorization", "Idempotency-Key", "X-Cart-Id", "If-None-Match"],
 			// What a browser storefront's script may read: the guest cart, when to retry, its quota, where a
-			// created resource lives, and the id to quote to support.
-			exposedHeaders: ["X-Cart-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "Location", "X-Request-ID"],
+			// created resource lives, the id to quote to support, and the tag to revalidate an answer with.
+			exposedHeaders: ["X-Cart-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "Location", "X-Request-ID", "ETag"],
 			credentials: false,
 			maxAge: 3600,
 		},
@@ -525,8 +535,15 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				const key = req.originalUrl ?? req.url!;
 				const body = this.responseCache.get(key);
 				if (body) {
-					res.setHeader("Content-Type", "application/json; charset=utf-8");
-					res.end(body);
+					const tag = etagOf(body);
+					res.setHeader("ETag", tag);
+					if (ifNoneMatchHits(req.headers["if-none-match"], tag)) {
+						res.statusCode = 304;
+						res.end();
+					} else {
+						res.setHeader("Content-Type", "application/json; charset=utf-8");
+						res.end(body);
+					}
 					return Promise.resolve(true);
 				}
 				const tag = action.service?.name ?? actionName.split(".")[0];
@@ -535,8 +552,24 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			return (ApiGateway.methods as any).callAction.call(this, route, actionName, req, res, params, isStream);
 		},
 
-		/** moleculer-web's JSON encoding, reusing the bytes of a cached result (see encodedResults). */
+		/**
+		 * moleculer-web's JSON encoding. A GET's 200 gets an ETag, and is a 304 (moleculer-web then sends no
+		 * body) when the request's If-None-Match names it. Only a GET's: a POST with `If-None-Match: *` is
+		 * no revalidation. Decided here, not by moleculer-web's `etag` option, whose check answered 304 to
+		 * any method and never to a request with `Cache-Control: no-cache`, which fetch() always adds.
+		 */
 		encodeResponse(req: Req, res: ServerResponse, data: unknown): string | Buffer {
+			const body = this.encodeBody(req, res, data);
+			if (req.method === "GET" && res.statusCode === 200) {
+				const tag = etagOf(body);
+				res.setHeader("ETag", tag);
+				if (ifNoneMatchHits(req.headers["if-none-match"], tag)) res.statusCode = 304;
+			}
+			return body;
+		},
+
+		/** JSON, reusing the bytes of a cached result (see encodedResults), kept by the response cache when public. */
+		encodeBody(req: Req, res: ServerResponse, data: unknown): string | Buffer {
 			if (!req.$action?.cache || data === null || typeof data !== "object") return JSON.stringify(data);
 			let body = encodedResults.get(data);
 			if (!body) {

@@ -255,7 +255,7 @@ describe("gateway", () => {
 				what,
 				status: expect.any(Number),
 				allow: "*",
-				expose: "X-Cart-Id, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, Location, X-Request-ID",
+				expose: "X-Cart-Id, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, Location, X-Request-ID, ETag",
 			});
 		}
 		expect(Object.values(refusals).map((r) => r.status)).toEqual([400, 400, 400, 413, 415]);
@@ -622,6 +622,46 @@ describe("gateway with the catalog, search, reviews, cart and orders", () => {
 		for (const [what, res] of Object.entries(publicAnswers)) {
 			expect({ what, status: res.status, cache: res.headers.get("cache-control") }).toEqual({ what, status: 200, cache: null });
 		}
+	});
+
+	test("a GET's 200 carries an ETag; asked again with If-None-Match it is a 304 without a body, until the answer changes", async () => {
+		const list = `/api/products?category=${category.slug}`;
+		const first = await shop.http.get(list);
+		const tag = first.headers.get("etag")!;
+		expect(tag).toMatch(/^W\/"[0-9a-f]+-[\w-]+"$/);
+		// Again: from the gateway's response cache now, with the same tag.
+		const again = await shop.http.get(list, { headers: { "if-none-match": tag } });
+		expect({ status: again.status, text: again.text, etag: again.headers.get("etag"), type: again.headers.get("content-type") }).toEqual({ status: 304, text: "", etag: tag, type: null });
+		expect((await shop.http.request("HEAD", list, { headers: { "if-none-match": `"x", ${tag}` } })).status).toBe(304);
+		// A browser storefront's script may send it across origins, and read the tag.
+		const preflight = await shop.http.request("OPTIONS", list, { headers: { origin: "https://shop.example", "access-control-request-method": "GET", "access-control-request-headers": "if-none-match" } });
+		expect(preflight.headers.get("access-control-allow-headers")).toMatch(/\bIf-None-Match\b/);
+		expect((await shop.http.get(list, { headers: { origin: "https://shop.example" } })).headers.get("access-control-expose-headers")).toMatch(/\bETag$/);
+		// Another tag: the whole answer.
+		const other = await shop.http.get(list, { headers: { "if-none-match": 'W/"other"' } });
+		expect({ status: other.status, rows: other.body.rows.length, etag: other.headers.get("etag") }).toEqual({ status: 200, rows: 2, etag: tag });
+
+		// An answer the response cache does not keep (a product page asked with a token; a customer's cart).
+		const page = await shop.http.get(`/api/products/${cheap.id}`, { token: customer });
+		const pageTag = page.headers.get("etag")!;
+		expect((await shop.http.get(`/api/products/${cheap.id}`, { token: customer, headers: { "if-none-match": pageTag } })).status).toBe(304);
+		const cart = await shop.http.get("/api/cart", { token: customer });
+		const revalidated = await shop.http.get("/api/cart", { token: customer, headers: { "if-none-match": cart.headers.get("etag")! } });
+		expect({ status: revalidated.status, cache: revalidated.headers.get("cache-control") }).toEqual({ status: 304, cache: "no-store" });
+
+		// The answer changed: a new tag, and the old one gets the whole answer.
+		expect((await shop.http.patch(`/api/products/${cheap.id}`, { name: "Blankbox Mug Small, glazed" }, { token: admin })).status).toBe(200);
+		const changed = await waitFor(() => shop.http.get(list, { headers: { "if-none-match": tag } }), (r) => r.status === 200);
+		expect(changed.headers.get("etag")).not.toBe(tag);
+		expect(changed.body.rows.map((r: any) => r.name)).toContain("Blankbox Mug Small, glazed");
+		expect((await shop.http.patch(`/api/products/${cheap.id}`, { name: "Blankbox Mug Small" }, { token: admin })).status).toBe(200);
+	});
+
+	test("If-None-Match on a POST is no revalidation: the request runs and answers as usual", async () => {
+		const res = await shop.http.post("/api/cart/items", { variantId: (await shop.http.get(`/api/products/${dear.id}`)).body.variants[0].id, quantity: 1 }, { token: customer, headers: { "if-none-match": "*" } });
+		expect(res.status).toBe(201);
+		expect(res.headers.get("etag")).toBeNull();
+		expect((await shop.http.delete(`/api/cart/items/${res.body.items[0].variantId}`, { token: customer })).status).toBeLessThan(300);
 	});
 });
 

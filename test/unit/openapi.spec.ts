@@ -50,6 +50,22 @@ describe("fastest-validator rules → OpenAPI schemas", () => {
 		expect(doc.paths["/api/things"].post.responses["403"]).toBeDefined();
 		expect(doc.paths["/api/cart"].get.security).toEqual([{}, { bearerAuth: [] }]);
 	});
+
+	test("a GET's 200 carries an ETag and may be a 304 (the gateway's revalidation); other methods neither", () => {
+		const doc = buildOpenApi(
+			[
+				{ method: "GET", path: "/api/things/:id" },
+				{ method: "POST", path: "/api/things", openapi: { success: 201 } },
+			],
+			{ title: "t", version: "1" },
+		);
+		const get = doc.paths["/api/things/{id}"].get.responses;
+		expect(Object.keys(get["200"].headers)).toEqual(["ETag"]);
+		expect(get["304"]).toMatchObject({ description: expect.stringContaining("If-None-Match"), headers: { ETag: { schema: { type: "string" } } } });
+		const post = doc.paths["/api/things"].post.responses;
+		expect(post["304"]).toBeUndefined();
+		expect(post["201"].headers).toBeUndefined();
+	});
 });
 
 describe("what actions declare with `openapi`", () => {
