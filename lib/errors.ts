@@ -52,6 +52,14 @@ export class UnsupportedMediaTypeError extends MoleculerClientError {
 	}
 }
 
+/** A path of the API asked with a method it does not take; `Allow` (and `data.allowed`) names those it takes. */
+export class MethodNotAllowedError extends MoleculerClientError {
+	constructor(method: string, allowed: string[]) {
+		super(`${method} is not a method of this path; it takes ${allowed.join(", ")}`, 405, "METHOD_NOT_ALLOWED", { allowed });
+		this.name = "MethodNotAllowedError";
+	}
+}
+
 export class PaymentDeclinedError extends MoleculerClientError {
 	constructor(message = "Payment declined", data?: unknown) {
 		super(message, 402, "PAYMENT_DECLINED", data);

@@ -104,9 +104,19 @@ const MATCHERS = SHOP_ROUTES.map((route) => {
 	return { method, segments: path.split("/") };
 });
 
+function pathMatches(segments: string[], parts: string[]): boolean {
+	return segments.length === parts.length && segments.every((s, i) => (s.startsWith(":") ? parts[i] !== "" : s === parts[i]));
+}
+
 /** Whether `method path` (a path without its query) is one of the shop's routes. */
 export function isShopRoute(method: string, path: string): boolean {
 	const m = method.toUpperCase();
 	const parts = path.split("/");
-	return MATCHERS.some((r) => r.method === m && r.segments.length === parts.length && r.segments.every((s, i) => (s.startsWith(":") ? parts[i] !== "" : s === parts[i])));
+	return MATCHERS.some((r) => r.method === m && pathMatches(r.segments, parts));
+}
+
+/** The methods of the shop's routes on this path (a path without its query): none when it is no route of the shop. */
+export function shopRouteMethods(path: string): string[] {
+	const parts = path.split("/");
+	return [...new Set(MATCHERS.filter((r) => pathMatches(r.segments, parts)).map((r) => r.method))];
 }

@@ -14,11 +14,11 @@ import { readConfig } from "../lib/config";
 import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
 import { ResponseCache } from "../lib/response-cache";
-import { isShopRoute, SHOP_ROUTES } from "../lib/rest-routes";
+import { isShopRoute, shopRouteMethods, SHOP_ROUTES } from "../lib/rest-routes";
 import { bodyShapeProblem, queryShapeProblem, withoutSecrets } from "../lib/request-shape";
 import { createRateLimitStore, MemoryRateLimitStore, type RateLimitStore, type WindowHit } from "../adapters/rate-limit-store";
 import { isRedisUnavailable } from "../adapters/redis-connection";
-import { BROKER_UNAVAILABLE_ERRORS, UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
+import { BROKER_UNAVAILABLE_ERRORS, MethodNotAllowedError, UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
 import type { AuthUser, ShopMeta } from "../mixins/types";
 import { actionAvailable, waitForAction } from "../mixins/node-away.middleware";
 import type { EventEmitter } from "node:events";
@@ -91,6 +91,7 @@ interface ApiMethods {
 	beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse): Promise<void>;
 	sendShopError(req: Req, res: ServerResponse, err: unknown): void;
 	knownRoute(req: Req): boolean;
+	allowedMethods(path: string): string[];
 	routeInfos(): RouteInfo[];
 	openApiDocument(): unknown;
 	drainConnections(): Promise<void>;
@@ -100,6 +101,8 @@ interface ApiMethods {
 type ApiSettings = Record<string, any>;
 
 const cfg = readConfig();
+/** The order an `Allow` header lists methods in. */
+const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const BODY_LIMIT = "1mb";
 
 /**
@@ -329,6 +332,17 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				req.method = "GET";
 				req.$head = true;
 			}
+			// An OPTIONS that is no CORS preflight (a monitor, a scanner, a client asking what a path takes):
+			// moleculer-web ran the path's GET action for it, counting a product view or answering /api/me.
+			if (req.method === "OPTIONS" && !req.headers["access-control-request-method"]) {
+				const path = (req.url ?? "").split("?")[0].replace(/(.)\/+$/, "$1");
+				const allowed = this.allowedMethods(path);
+				if (allowed.length) {
+					res.writeHead(204, { Allow: allowed.join(", ") });
+					res.end();
+					return;
+				}
+			}
 			return (ApiGateway as any).methods.httpHandler.call(this, req, res, next);
 		},
 
@@ -437,9 +451,16 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			let err = raw;
 			// No node answers the action; or no route now, but there was one (the nodes hosting it are gone,
 			// which is not "no such page").
-			const unavailable = raw?.type === "NOT_FOUND" ? !req.$alias && this.knownRoute(req) : BROKER_UNAVAILABLE_ERRORS.has(raw?.name);
+			const noRoute = raw?.type === "NOT_FOUND" && !req.$alias;
+			const unavailable = noRoute ? this.knownRoute(req) : BROKER_UNAVAILABLE_ERRORS.has(raw?.name);
+			const allowed = noRoute && !unavailable ? this.allowedMethods(req.parsedUrl ?? "") : [];
 			if (raw?.name === "RateLimitExceeded") err = new TooManyRequestsError(60);
 			else if (unavailable) err = new ServiceUnavailableError("Service unavailable, try again");
+			else if (allowed.length) {
+				// The path is there, the method is not: 405 naming the ones it takes, not "no such page".
+				err = new MethodNotAllowedError(req.method ?? "GET", allowed);
+				res.setHeader("Allow", allowed.join(", "));
+			}
 			else if (raw?.code !== 503 && isRedisUnavailable(raw)) {
 				// A Redis failure a service let through (e.g. from the broker's Redis cacher): 503, logged once a minute.
 				err = new ServiceUnavailableError("Service unavailable, try again");
@@ -479,6 +500,19 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			res.setHeader("Content-Type", "application/json; charset=utf-8");
 			res.writeHead(code);
 			res.end(json);
+		},
+
+		/**
+		 * The methods a path takes, as an `Allow` header lists them: those of the routes served now and of the
+		 * shop's routes (one whose service is away answers 503, not 405). None: no such path.
+		 */
+		allowedMethods(path: string): string[] {
+			const methods = new Set(shopRouteMethods(path));
+			for (const alias of this.aliases as Alias[]) if (alias.method && alias.method !== "*" && alias.match(path)) methods.add(alias.method);
+			if (!methods.size) return [];
+			if (methods.has("GET")) methods.add("HEAD");
+			methods.add("OPTIONS");
+			return HTTP_METHODS.filter((m) => methods.has(m));
 		},
 
 		/**

@@ -200,19 +200,21 @@ describe("gateway", () => {
 			const res = await shop.http.request(method, path, method === "GET" ? {} : { body: {} });
 			expect({ method, path, status: res.status, type: res.body?.type }).toEqual({ method, path, status: 503, type: "SERVICE_UNAVAILABLE" });
 		}
-		// Not a route of the shop, however close: 404.
+		// Not a route of the shop, however close: 404; a path of the shop with a method it does not take: 405.
 		expect((await shop.http.get("/api/products/p1/reviews/r1")).status).toBe(404);
-		expect((await shop.http.request("PUT", "/api/products/p1", { body: {} })).status).toBe(404);
+		const put = await shop.http.request("PUT", "/api/products/p1", { body: {} });
+		expect({ status: put.status, allow: put.headers.get("allow") }).toEqual({ status: 405, allow: "GET, HEAD, PATCH, DELETE, OPTIONS" });
 	});
 
-	test("HEAD answers as the GET would, without the body; 404 where there is no GET", async () => {
+	test("HEAD answers as the GET would, without the body; 405 where there is no GET", async () => {
 		const head = await fetch(`${shop.url}/api/probe/list?q=a`, { method: "HEAD" });
 		expect(head.status).toBe(200);
 		expect(head.headers.get("content-type")).toContain("application/json");
 		expect(await head.text()).toBe("");
 		expect((await fetch(`${shop.url}/api/health`, { method: "HEAD" })).status).toBe(200);
 		expect((await fetch(`${shop.url}/api/probe/me`, { method: "HEAD" })).status).toBe(401);
-		expect((await fetch(`${shop.url}/api/probe/echo`, { method: "HEAD" })).status).toBe(404);
+		const noGet = await fetch(`${shop.url}/api/probe/echo`, { method: "HEAD" });
+		expect({ status: noGet.status, allow: noGet.headers.get("allow") }).toEqual({ status: 405, allow: "POST, OPTIONS" });
 	});
 
 	test("404 for unknown routes and for actions without a rest alias", async () => {
@@ -655,6 +657,45 @@ describe("gateway with the catalog, search, reviews, cart and orders", () => {
 		expect(changed.headers.get("etag")).not.toBe(tag);
 		expect(changed.body.rows.map((r: any) => r.name)).toContain("Blankbox Mug Small, glazed");
 		expect((await shop.http.patch(`/api/products/${cheap.id}`, { name: "Blankbox Mug Small" }, { token: admin })).status).toBe(200);
+	});
+
+	test("a path asked with a method it does not take: 405 with Allow, not 404; a path that is not there stays 404", async () => {
+		const cases: Array<[string, string, string]> = [
+			["DELETE", "/api/products", "GET, HEAD, POST, OPTIONS"],
+			["PUT", `/api/products/${cheap.id}`, "GET, HEAD, PATCH, DELETE, OPTIONS"],
+			["POST", "/api/health", "GET, HEAD, OPTIONS"],
+			["GET", "/api/payments/webhook", "POST, OPTIONS"],
+			["PATCH", "/api/cart/", "GET, HEAD, DELETE, OPTIONS"],
+		];
+		for (const [method, path, allow] of cases) {
+			const res = await shop.http.request(method, path, { token: customer });
+			expect({ method, path, status: res.status, allow: res.headers.get("allow"), type: res.body?.type, allowed: res.body?.data?.allowed }).toEqual({ method, path, status: 405, allow, type: "METHOD_NOT_ALLOWED", allowed: allow.split(", ") });
+		}
+		for (const path of ["/api/nothing-here", "/api/products/x/y/z"]) {
+			const res = await shop.http.request("DELETE", path, { token: customer });
+			expect({ path, status: res.status, allow: res.headers.get("allow") }).toEqual({ path, status: 404, allow: null });
+		}
+	});
+
+	test("an OPTIONS that is no CORS preflight answers what the path takes, and runs nothing (no product view, no personal data, no body read)", async () => {
+		const views = jest.fn();
+		const products = shop.broker.getLocalService("products") as any;
+		const emit = jest.spyOn(products, "emitCounted").mockImplementation(views as any);
+		try {
+			const page = await shop.http.request("OPTIONS", `/api/products/${cheap.id}`);
+			expect({ status: page.status, allow: page.headers.get("allow"), text: page.text }).toEqual({ status: 204, allow: "GET, HEAD, PATCH, DELETE, OPTIONS", text: "" });
+			const me = await shop.http.request("OPTIONS", "/api/cart", { token: customer });
+			expect({ status: me.status, text: me.text }).toEqual({ status: 204, text: "" });
+			const withBody = await shop.http.request("OPTIONS", "/api/products", { raw: JSON.stringify({ pageSize: 1, sort: "nonsense" }) });
+			expect({ status: withBody.status, allow: withBody.headers.get("allow") }).toEqual({ status: 204, allow: "GET, HEAD, POST, OPTIONS" });
+			expect((await shop.http.request("OPTIONS", "/api/nothing-here")).status).toBe(404);
+			expect(views).not.toHaveBeenCalled();
+		} finally {
+			emit.mockRestore();
+		}
+		// A preflight is still a preflight.
+		const preflight = await shop.http.request("OPTIONS", `/api/products/${cheap.id}`, { headers: { origin: "https://shop.example", "access-control-request-method": "PATCH" } });
+		expect({ status: preflight.status, methods: preflight.headers.get("access-control-allow-methods") }).toEqual({ status: 204, methods: expect.stringContaining("PATCH") });
 	});
 
 	test("If-None-Match on a POST is no revalidation: the request runs and answers as usual", async () => {

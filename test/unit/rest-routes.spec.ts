@@ -1,4 +1,4 @@
-import { isShopRoute, SHOP_ROUTES } from "../../lib/rest-routes";
+import { isShopRoute, shopRouteMethods, SHOP_ROUTES } from "../../lib/rest-routes";
 
 describe("isShopRoute", () => {
 	test("matches a route by method and path, a :param standing for one non-empty segment", () => {
@@ -18,5 +18,14 @@ describe("isShopRoute", () => {
 
 	test("each route is listed once", () => {
 		expect(new Set(SHOP_ROUTES).size).toBe(SHOP_ROUTES.length);
+	});
+});
+
+describe("shopRouteMethods", () => {
+	test("the methods of the shop's routes on a path; none for a path that is no route", () => {
+		expect(shopRouteMethods("/api/products").sort()).toEqual(["GET", "POST"]);
+		expect(shopRouteMethods("/api/products/p1").sort()).toEqual(["DELETE", "GET", "PATCH"]);
+		expect(shopRouteMethods("/api/products/p1/reviews/r1")).toEqual([]);
+		expect(shopRouteMethods("/api/products/")).toEqual([]);
 	});
 });
