@@ -25,6 +25,8 @@ import type { EventEmitter } from "node:events";
 import { STOPPING_EVENT } from "../mixins/stop-notice.middleware";
 import { portProblem } from "../mixins/health-probe.middleware";
 import { ifNoneMatchHits, weakEtag } from "../lib/etag";
+import { clientErrorResponse } from "../lib/client-errors";
+import type { Duplex } from "node:stream";
 
 type Req = IncomingMessage & {
 	$action?: any;
@@ -734,6 +736,12 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// moleculer-web made the server in its own created(), which runs before this one. Node 18+ applies headersTimeout
 		// only while a request's headers arrive, not between requests, so it need not exceed this.
 		if (this.server) this.server.keepAliveTimeout = this.settings.keepAliveTimeout;
+		// What Node's parser refuses (a malformed request, headers too large, a request not received in time)
+		// is answered in the shop's error shape, as Node would otherwise: only when no answer has begun.
+		this.server?.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: ServerResponse }) => {
+			if (socket.writable && !socket._httpMessage?.headersSent) socket.write(clientErrorResponse(err.code));
+			socket.destroy(err);
+		});
 		this.server?.on("connection", (socket: TrackedSocket) => {
 			socket.shopLastActive = Date.now();
 			this.connections.add(socket);

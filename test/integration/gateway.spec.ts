@@ -217,6 +217,32 @@ describe("gateway", () => {
 		expect({ status: noGet.status, allow: noGet.headers.get("allow") }).toEqual({ status: 405, allow: "POST, OPTIONS" });
 	});
 
+	test("what Node's HTTP parser refuses is answered in the shop's error shape (JSON, nosniff), not an empty 400 or 431", async () => {
+		const exchange = (raw: string) =>
+			new Promise<string>((resolve, reject) => {
+				const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
+				let got = "";
+				socket.on("data", (d: Buffer) => (got += d.toString()));
+				socket.on("close", () => resolve(got));
+				socket.on("error", reject);
+				socket.write(raw);
+			});
+		const cases: Array<[string, number, string]> = [
+			["FOO\r\n\r\n", 400, "MALFORMED_REQUEST"],
+			["GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, "MALFORMED_REQUEST"],
+			[`GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
+		];
+		for (const [raw, status, type] of cases) {
+			const answer = await exchange(raw);
+			const [head, body] = answer.split("\r\n\r\n");
+			expect({ status: Number(head.split(" ")[1]), body: JSON.parse(body) }).toMatchObject({ status, body: { code: status, type } });
+			expect(head).toMatch(/\r\nContent-Type: application\/json; charset=utf-8\r\n/);
+			expect(head).toMatch(/\r\nX-Content-Type-Options: nosniff\r\n/);
+		}
+		// The gateway goes on serving.
+		expect((await shop.http.get("/api/health")).status).toBe(200);
+	});
+
 	test("404 for unknown routes and for actions without a rest alias", async () => {
 		expect((await shop.http.get("/api/nope")).status).toBe(404);
 		expect((await shop.http.get("/api/probe/internal")).status).toBe(404);
