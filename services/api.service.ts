@@ -578,6 +578,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 						res.end();
 					} else {
 						res.setHeader("Content-Type", "application/json; charset=utf-8");
+						if (req.$head) res.setHeader("Content-Length", body.length);
 						res.end(body);
 					}
 					return Promise.resolve(true);
@@ -596,6 +597,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 */
 		encodeResponse(req: Req, res: ServerResponse, data: unknown): string | Buffer {
 			const body = this.encodeBody(req, res, data);
+			// Node sends no length for a HEAD's dropped body; the GET's, as RFC 9110 suggests (link checkers read it).
+			if (req.$head) res.setHeader("Content-Length", Buffer.byteLength(body));
 			if (req.method === "GET" && res.statusCode === 200) {
 				const tag = etagOf(body);
 				res.setHeader("ETag", tag);

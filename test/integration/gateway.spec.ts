@@ -211,6 +211,10 @@ describe("gateway", () => {
 		expect(head.status).toBe(200);
 		expect(head.headers.get("content-type")).toContain("application/json");
 		expect(await head.text()).toBe("");
+		// The GET's length, which Node leaves out for a HEAD.
+		const get = await fetch(`${shop.url}/api/probe/list?q=a`);
+		expect(head.headers.get("content-length")).toBe(String(Buffer.byteLength(await get.text())));
+		expect(head.headers.get("content-length")).toBe(get.headers.get("content-length"));
 		expect((await fetch(`${shop.url}/api/health`, { method: "HEAD" })).status).toBe(200);
 		expect((await fetch(`${shop.url}/api/probe/me`, { method: "HEAD" })).status).toBe(401);
 		const noGet = await fetch(`${shop.url}/api/probe/echo`, { method: "HEAD" });
@@ -661,6 +665,8 @@ describe("gateway with the catalog, search, reviews, cart and orders", () => {
 		const again = await shop.http.get(list, { headers: { "if-none-match": tag } });
 		expect({ status: again.status, text: again.text, etag: again.headers.get("etag"), type: again.headers.get("content-type") }).toEqual({ status: 304, text: "", etag: tag, type: null });
 		expect((await shop.http.request("HEAD", list, { headers: { "if-none-match": `"x", ${tag}` } })).status).toBe(304);
+		// A HEAD answered from the response cache carries the GET's length too.
+		expect((await shop.http.request("HEAD", list)).headers.get("content-length")).toBe(first.headers.get("content-length"));
 		// A browser storefront's script may send it across origins, and read the tag.
 		const preflight = await shop.http.request("OPTIONS", list, { headers: { origin: "https://shop.example", "access-control-request-method": "GET", "access-control-request-headers": "if-none-match" } });
 		expect(preflight.headers.get("access-control-allow-headers")).toMatch(/\bIf-None-Match\b/);
