@@ -106,6 +106,7 @@ const cfg = readConfig();
 /** The order an `Allow` header lists methods in. */
 const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const BODY_LIMIT = "1mb";
+const BODY_LIMIT_BYTES = 1024 * 1024;
 
 /**
  * Response bodies of cached action results, by result object. The in-memory cacher hands every
@@ -739,6 +740,18 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// moleculer-web made the server in its own created(), which runs before this one. Node 18+ applies headersTimeout
 		// only while a request's headers arrive, not between requests, so it need not exceed this.
 		if (this.server) this.server.keepAliveTimeout = this.settings.keepAliveTimeout;
+		// A client that asks before sending its body (Expect: 100-continue, as curl does above 1 MB) and declares
+		// one over the limit gets its 413 at once, without sending it; Node said "100 Continue" to every one.
+		this.server?.on("checkContinue", (req: Req, res: ServerResponse) => {
+			if (Number(req.headers["content-length"]) > BODY_LIMIT_BYTES) {
+				res.setHeader("X-Content-Type-Options", "nosniff");
+				res.setHeader("Connection", "close");
+				this.sendShopError(req, res, new PayloadTooLargeError(BODY_LIMIT));
+				return;
+			}
+			res.writeContinue();
+			this.server.emit("request", req, res);
+		});
 		// What Node's parser refuses (a malformed request, headers too large, a request not received in time)
 		// is answered in the shop's error shape, as Node would otherwise: only when no answer has begun.
 		this.server?.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: ServerResponse }) => {

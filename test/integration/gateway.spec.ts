@@ -265,6 +265,29 @@ describe("gateway", () => {
 		for (const problem of res.body.data) expect(Object.keys(problem).sort()).toEqual(expect.not.arrayContaining(["action", "nodeID"]));
 	});
 
+	test("a client that asks before sending (Expect: 100-continue) a body over 1 MB gets its 413 at once, not 100 Continue", async () => {
+		const ask = (length: number) =>
+			new Promise<string>((resolve, reject) => {
+				const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
+				let got = "";
+				socket.on("data", (d: Buffer) => {
+					got += d.toString();
+					// Within the limit: send the body once told to go on.
+					if (got.startsWith("HTTP/1.1 100 Continue\r\n\r\n") && got.length === 25) socket.write(JSON.stringify({ name: "ab", qty: 1 }).padEnd(length));
+					if (/\}(\r\n0\r\n\r\n)?$/.test(got)) socket.end();
+				});
+				socket.on("close", () => resolve(got));
+				socket.on("error", reject);
+				socket.write(`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\nExpect: 100-continue\r\n\r\n`);
+			});
+		const tooLarge = await ask(50_000_000);
+		expect(tooLarge).toMatch(/^HTTP\/1\.1 413 /);
+		expect(tooLarge).toMatch(/\r\nConnection: close\r\n/i);
+		expect(tooLarge).toContain('"type":"PAYLOAD_TOO_LARGE"');
+		const fits = await ask(100);
+		expect(fits).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+	});
+
 	test("400 on malformed JSON, 413 above 1 MB", async () => {
 		const bad = await shop.http.request("POST", "/api/probe/echo", { raw: '{"name": "ab", ' });
 		expect(bad.status).toBe(400);
