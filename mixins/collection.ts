@@ -57,6 +57,8 @@ export function newId(): string {
 	return idPool.toString("base64url", idPoolOffset - ID_BYTES, idPoolOffset);
 }
 const ID_BYTES = 12;
+/** The first expiry sweep after a collection opens: after the start's own work. */
+const FIRST_SWEEP_MS = 15_000;
 const idPool = Buffer.alloc(ID_BYTES * 512);
 let idPoolOffset = idPool.length;
 
@@ -152,6 +154,7 @@ class NedbBackend implements Backend {
 	db!: Datastore;
 	private datafile?: NedbFile;
 	private compactionTimer?: NodeJS.Timeout;
+	private firstSweep?: NodeJS.Timeout;
 	private releaseDataDir?: () => void;
 	constructor(private name: string, private spec: CollectionSpec, private file?: string) {}
 
@@ -195,12 +198,19 @@ class NedbBackend implements Backend {
 			// Crash-safe like every rewrite; if it fails the file stays as it is, still correct.
 			await this.db.compactDatafileAsync().catch((err) => opsLog.error(`Compacting ${this.file} after loading it failed:`, err));
 		}
-		// The append-only file is rewritten once it has grown past its live size (see nedb-datafile.ts).
+		// Each minute: expired documents go (NeDB drops only those a read meets), and the append-only file is
+		// rewritten once it has grown past its live size (see nedb-datafile.ts). The first sweep comes soon
+		// after the start, for what expired while the shop was stopped.
 		if (this.file) {
-			this.compactionTimer = setInterval(() => {
-				this.datafile?.compactIfGrown().catch((err) => opsLog.error(`Compacting ${this.name} failed:`, err));
-			}, 60_000);
+			const upkeep = async () => {
+				await this.datafile?.removeExpired();
+				await this.datafile?.compactIfGrown();
+			};
+			const run = () => void upkeep().catch((err) => opsLog.error(`Upkeep of ${this.name} (expiry, compaction) failed:`, err));
+			this.compactionTimer = setInterval(run, 60_000);
 			this.compactionTimer.unref();
+			this.firstSweep = setTimeout(run, FIRST_SWEEP_MS);
+			this.firstSweep.unref();
 		}
 	}
 	async compact() {
@@ -210,6 +220,7 @@ class NedbBackend implements Backend {
 
 	async disconnect() {
 		clearInterval(this.compactionTimer);
+		clearTimeout(this.firstSweep);
 		try {
 			if (this.datafile) {
 				await this.datafile.compactIfGrown();

@@ -9,6 +9,9 @@
  *   Otherwise the next append would continue the torn line, and both would be lost.
  * - Reads never write: expired documents (TTL indexes) are left out of results and removed after
  *   the read, best-effort, where NeDB removed them within the read (which then failed on a full disk).
+ * - NeDB removes an expired document only when a read meets it, and most reads go by another index
+ *   (an outbox by sequence, a cart by id): outboxes, claim rows and guest carts stayed in memory and
+ *   in the file for good. Each minute, a sweep finds them through their TTL index and removes them.
  * - Lines are serialised without NeDB's per-key replacer (same bytes, see serializeDocument), in
  *   appends and in rewrites (where NeDB also awaited a hook once per document).
  * - NeDB rewrites the whole file after loading it, and its auto-compaction rewrites it on a timer
@@ -20,7 +23,7 @@
 import fs from "node:fs";
 import { Errors } from "moleculer";
 import type Datastore from "@seald-io/nedb";
-import { MIN_LINES_BEFORE_COMPACTION, errorCode, errorMessage, internalsOf, isExpired, serializeDocument, type DatastoreInternals, type Doc, type Modification } from "./nedb-internals";
+import { EXPIRED_PER_SWEEP, MIN_LINES_BEFORE_COMPACTION, errorCode, errorMessage, internalsOf, isExpired, serializeDocument, type DatastoreInternals, type Doc, type Modification } from "./nedb-internals";
 import { parseDatafile } from "./nedb-load";
 import { markWriteFailed, markWritten, WRITE_PAUSE_AFTER_FAILURE_MS } from "./store-outages";
 import { opsLog } from "../lib/ops-log";
@@ -58,6 +61,8 @@ export function rewrittenLines(db: Datastore): string[] {
 export interface NedbFile {
 	/** Rewrites the file if it has grown past its live size (see above). */
 	compactIfGrown(): Promise<boolean>;
+	/** Removes up to EXPIRED_PER_SWEEP expired documents, found through the TTL indexes; how many. */
+	removeExpired(): Promise<number>;
 	/** Throws the 503 while writes are paused after a failed one. */
 	checkWritable(): void;
 	close(): void;
@@ -71,7 +76,7 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 	const internals = internalsOf(db);
 	const nedb = Object.getPrototypeOf(db) as DatastoreInternals;
 	const p = internals.persistence;
-	if (p.inMemoryOnly) return { compactIfGrown: async () => false, checkWritable: () => undefined, close: () => undefined };
+	if (p.inMemoryOnly) return { compactIfGrown: async () => false, removeExpired: async () => 0, checkWritable: () => undefined, close: () => undefined };
 	let fd: number | null = null;
 	let appended = supersededLines;
 	/** A failed write's bytes could not be cut off: the next append starts a new line. */
@@ -194,11 +199,14 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 	};
 	const expiredIds = new Set<string>();
 	let sweepQueued = false;
-	/** Stores the removal of the expired documents reads met, then removes them from memory; on failure they stay, hidden. */
-	const sweepExpired = () => {
+	/** Stores the removal of the expired documents reads met, then removes them from memory; on failure they stay, hidden. How many went. */
+	const sweepExpired = (): number => {
 		sweepQueued = false;
-		// Reads meet them again later (or after the next start).
-		if (closed || paused()) return expiredIds.clear();
+		// Reads (or the next sweep) meet them again later.
+		if (closed || paused()) {
+			expiredIds.clear();
+			return 0;
+		}
 		const ttl = internals.ttlIndexes;
 		const fields = Object.keys(ttl);
 		const now = Date.now();
@@ -208,13 +216,14 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 			if (doc && isExpired(doc, ttl, fields, now)) expired.push(doc);
 		}
 		expiredIds.clear();
-		if (expired.length === 0) return;
+		if (expired.length === 0) return 0;
 		const err = append(expired.map((doc) => ({ $$deleted: true, _id: doc._id })));
 		if (err) {
 			opsLog.error(`${collection}: storing the expiry of ${expired.length} document(s) in ${p.filename} failed (${errorMessage(err)}); they stay hidden and are removed once the file can be written.`);
-			return;
+			return 0;
 		}
 		for (const doc of expired) nedb._removeFromIndexes.call(db, doc);
+		return expired.length;
 	};
 	internals._getCandidatesAsync = async (query, dontExpireStaleDocs = false) => {
 		if (writing) return nedb._getCandidatesAsync.call(db, query, dontExpireStaleDocs);
@@ -232,7 +241,7 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 		if (expiredIds.size > 0 && !sweepQueued) {
 			sweepQueued = true;
 			// Queued behind this read: it runs before the caller's next operation (an insert of the same key).
-			internals.executor.pushAsync(async () => sweepExpired()).catch((err) => opsLog.error(`${collection}: removing expired documents failed:`, err));
+			internals.executor.pushAsync(async () => void sweepExpired()).catch((err) => opsLog.error(`${collection}: removing expired documents failed:`, err));
 		}
 		return live;
 	};
@@ -247,9 +256,31 @@ export function openDatafile(db: Datastore, collection: string, supersededLines 
 	};
 	return {
 		async compactIfGrown() {
-			if (appended < Math.max(MIN_LINES_BEFORE_COMPACTION, db.getAllData().length)) return false;
+			// Counted without getAllData(), which copies every document into an array each minute.
+			if (appended < MIN_LINES_BEFORE_COMPACTION || appended < internals.indexes._id.tree.getNumberOfKeys()) return false;
 			await db.compactDatafileAsync();
 			return true;
+		},
+		async removeExpired() {
+			if (closed || paused()) return 0;
+			const ttl = internals.ttlIndexes;
+			const now = Date.now();
+			const found: Doc[] = [];
+			for (const [field, seconds] of Object.entries(ttl)) {
+				const index = internals.indexes[field];
+				if (!index) continue;
+				// Documents without the field sort first in the index; isExpired leaves them out.
+				for (const doc of index.getBetweenBounds({ $lt: new Date(now - seconds * 1000) })) {
+					if (found.length >= EXPIRED_PER_SWEEP) break;
+					if (isExpired(doc, ttl, [field], now)) found.push(doc);
+				}
+			}
+			if (found.length === 0) return 0;
+			// Through the queue, as a read's sweep: after the operations before it, before those after it.
+			return internals.executor.pushAsync(async () => {
+				for (const doc of found) expiredIds.add(doc._id);
+				return sweepExpired();
+			});
 		},
 		checkWritable() {
 			if (paused()) {

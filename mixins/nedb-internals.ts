@@ -48,7 +48,7 @@ export interface Modification {
 export interface DatastoreInternals {
 	persistence: Persistence;
 	executor: { pushAsync<T>(task: () => Promise<T>): Promise<T> };
-	indexes: Record<string, { getMatching(value: unknown): Doc[] }>;
+	indexes: Record<string, { getMatching(value: unknown): Doc[]; getBetweenBounds(query: Record<string, unknown>): Doc[]; tree: { getNumberOfKeys(): number } }>;
 	ttlIndexes: Record<string, number>;
 	_resetIndexes(docs?: unknown[]): void;
 	_getRawCandidates(query: unknown): Doc[];
@@ -81,3 +81,5 @@ export const errorCode = (err: unknown) => (err as NodeJS.ErrnoException | null)
 
 /** Superseded lines that always justify a rewrite's cost, whatever the live size. */
 export const MIN_LINES_BEFORE_COMPACTION = 1000;
+/** Expired documents removed per collection per sweep (each minute): a backlog goes in steps, never one long pause. */
+export const EXPIRED_PER_SWEEP = 5000;

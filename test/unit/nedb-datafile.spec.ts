@@ -202,3 +202,60 @@ describe("datafile lines", () => {
 	});
 });
 
+
+describe("expired documents no read meets", () => {
+	let dir: string;
+	beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), "nedb-expiry-"))));
+	afterEach(() => {
+		jest.useRealTimers();
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+	// An outbox: read by sequence, kept for a minute by its TTL index on createdAt.
+	const outboxSpec = { fields: { seq: Number, createdAt: Date }, indexes: [{ fields: { seq: 1 as const }, unique: true }, { fields: { createdAt: 1 as const }, expireAfterSeconds: 60 }] };
+	const ago = (ms: number) => new Date(Date.now() - ms);
+
+	test("are removed by the sweep, from memory and the file, through the TTL index; live ones and those without the field stay", async () => {
+		const outbox = new Collection("outbox", outboxSpec, { dataDir: dir });
+		await outbox.connect();
+		await outbox.insertMany([{ seq: 1, createdAt: ago(120_000) }, { seq: 2, createdAt: ago(61_000) }, { seq: 3, createdAt: ago(1_000) }, { seq: 4 }]);
+		// Reads by sequence never meet the old ones: before, they stayed for good.
+		expect((await outbox.find({ seq: { $gt: 2 } }, { sort: { seq: 1 } })).map((d) => d.seq)).toEqual([3, 4]);
+		const backend = outbox.backend as any;
+		expect(backend.db.getAllData()).toHaveLength(4);
+
+		expect(await backend.datafile.removeExpired()).toBe(2);
+		expect(backend.db.getAllData().map((d: any) => d.seq).sort()).toEqual([3, 4]);
+		const deleted = fs.readFileSync(path.join(dir, "outbox.db"), "utf8").split("\n").filter((l) => l.includes('"$$deleted"'));
+		expect(deleted).toHaveLength(2);
+		expect(await backend.datafile.removeExpired()).toBe(0);
+		await outbox.disconnect();
+
+		const again = new Collection("outbox", outboxSpec, { dataDir: dir });
+		await again.connect();
+		expect((again.backend as any).db.getAllData().map((d: any) => d.seq).sort()).toEqual([3, 4]);
+		await again.disconnect();
+	});
+
+	test("a backlog goes in steps of EXPIRED_PER_SWEEP, and the collection's timer sweeps soon after it opens, then each minute", async () => {
+		const { EXPIRED_PER_SWEEP } = require("../../mixins/nedb-internals");
+		const outbox = new Collection("outbox", outboxSpec, { dataDir: dir });
+		await outbox.connect();
+		await outbox.insertMany(Array.from({ length: EXPIRED_PER_SWEEP + 10 }, (_, i) => ({ seq: i, createdAt: ago(3_600_000) })));
+		const backend = outbox.backend as any;
+		expect(await backend.datafile.removeExpired()).toBe(EXPIRED_PER_SWEEP);
+		expect(backend.db.getAllData()).toHaveLength(10);
+		await outbox.disconnect();
+
+		jest.useFakeTimers({ doNotFake: ["setImmediate", "nextTick", "queueMicrotask"] });
+		const reopened = new Collection("outbox", outboxSpec, { dataDir: dir });
+		await reopened.connect();
+		const sweep = jest.spyOn((reopened.backend as any).datafile, "removeExpired");
+		await jest.advanceTimersByTimeAsync(15_000);
+		expect(sweep).toHaveBeenCalledTimes(1);
+		await jest.advanceTimersByTimeAsync(60_000);
+		expect(sweep).toHaveBeenCalledTimes(2);
+		expect((reopened.backend as any).db.getAllData()).toHaveLength(0);
+		jest.useRealTimers();
+		await reopened.disconnect();
+	});
+});
