@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Collection } from "../../mixins/collection";
+import { Collection, type CollectionSpec } from "../../mixins/collection";
 import { parseDatafile, serializeDocument } from "../../mixins/nedb-datafile";
 import { catchOpsLog } from "../helpers/ops-log";
 
@@ -211,7 +211,7 @@ describe("expired documents no read meets", () => {
 		fs.rmSync(dir, { recursive: true, force: true });
 	});
 	// An outbox: read by sequence, kept for a minute by its TTL index on createdAt.
-	const outboxSpec = { fields: { seq: Number, createdAt: Date }, indexes: [{ fields: { seq: 1 as const }, unique: true }, { fields: { createdAt: 1 as const }, expireAfterSeconds: 60 }] };
+	const outboxSpec: CollectionSpec = { fields: { seq: Number, createdAt: Date }, indexes: [{ fields: { seq: 1 }, unique: true }, { fields: { createdAt: 1 }, expireAfterSeconds: 60 }] };
 	const ago = (ms: number) => new Date(Date.now() - ms);
 
 	test("are removed by the sweep, from memory and the file, through the TTL index; live ones and those without the field stay", async () => {
