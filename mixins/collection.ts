@@ -13,10 +13,12 @@ import { watchMongoConnection } from "./store-outages";
 import { checkDatafile, loadDatafile, lockDataDir, namingFile, openDatafile, StoreUnavailableError, type NedbFile } from "./nedb-datafile";
 import { installKeptKeyIndexUpdates } from "./nedb-index-update";
 import { installFastKeyComparison } from "./nedb-index-compare";
+import { installSelectiveCandidates } from "./nedb-query-plan";
 import { opsLog } from "../lib/ops-log";
 
 installKeptKeyIndexUpdates();
 installFastKeyComparison();
+installSelectiveCandidates();
 
 export interface IndexSpec {
 	fields: Record<string, 1 | -1>;

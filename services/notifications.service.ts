@@ -180,6 +180,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				indexes: [
 					{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1, nextAttemptAt: 1 } },
 					{ fields: { template: 1, linkRemovedAt: 1 } },
+					// The embedded store answers the due scan (every 5 s) from this one: the queued messages, not every message ever sent.
+					{ fields: { status: 1 } },
 				],
 			},
 			/** Events already handled (by id), so a catch-up does not redo them; kept longer than the outboxes keep events. */
