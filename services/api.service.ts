@@ -440,6 +440,23 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			this.sendError(req, res, err);
 		},
 
+		/**
+		 * moleculer-web's CORS headers, except that an origin not in CORS_ORIGINS gets none instead of a 403:
+		 * CORS is the browser's to enforce (without the headers, the page's script cannot read the answer).
+		 * The 403 broke a storefront served from the shop's own host (browsers send Origin on same-origin
+		 * POSTs too) and apps and servers that send some Origin. With a list, every answer varies by Origin,
+		 * so a CDN keeps one copy per origin.
+		 */
+		writeCorsHeaders(route: { cors?: { origin?: unknown } }, req: Req, res: ServerResponse, isPreFlight: boolean) {
+			const origins = route.cors?.origin;
+			if (origins && origins !== "*") {
+				res.setHeader("Vary", "Origin");
+				const origin = req.headers.origin;
+				if (origin && !(this as any).checkOrigin(origin, origins)) return;
+			}
+			(ApiGateway.methods as any).writeCorsHeaders.call(this, route, req, res, isPreFlight);
+		},
+
 		// moleculer-web logs each request's URL: a password or token a client put in the query string (refused
 		// by requestShape, but sent) is masked there.
 		logRequest(req: Req) {

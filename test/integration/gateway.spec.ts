@@ -435,6 +435,33 @@ describe("gateway", () => {
 	});
 });
 
+describe("gateway with CORS_ORIGINS a list", () => {
+	let shop: Shop;
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, Probe], apiSettings: { cors: { origin: ["https://a.example", "https://b.example"] } } });
+	});
+	afterAll(() => shop.stop());
+	const cors = (res: { status: number; headers: Headers }) => ({ status: res.status, allow: res.headers.get("access-control-allow-origin"), vary: res.headers.get("vary") });
+
+	test("a listed origin gets the CORS headers; any other, and none, get the answer without them (the browser enforces), never a 403", async () => {
+		expect(cors(await shop.http.get("/api/probe/list", { headers: { origin: "https://b.example" } }))).toEqual({ status: 200, allow: "https://b.example", vary: "Origin" });
+		// Before: 403 ORIGIN_NOT_ALLOWED, also for the shop's own origin, which browsers send on a same-origin POST.
+		expect(cors(await shop.http.get("/api/probe/list", { headers: { origin: "https://evil.example" } }))).toEqual({ status: 200, allow: null, vary: "Origin" });
+		const sameOrigin = await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 }, { headers: { origin: shop.url } });
+		expect({ ...cors(sameOrigin), body: sameOrigin.body }).toEqual({ status: 200, allow: null, vary: "Origin", body: { name: "ab", qty: 1 } });
+		// Without Origin (a server, an app): the same answer, and a cache keeps it apart from the browsers' copies.
+		expect(cors(await shop.http.get("/api/probe/list"))).toEqual({ status: 200, allow: null, vary: "Origin" });
+		expect(cors(await shop.http.get("/api/probe/me", { headers: { origin: "https://evil.example" } }))).toEqual({ status: 401, allow: null, vary: "Origin" });
+	});
+
+	test("a preflight from an origin not listed gets no CORS headers, so the browser sends nothing", async () => {
+		const preflight = await shop.http.request("OPTIONS", "/api/probe/echo", { headers: { origin: "https://evil.example", "access-control-request-method": "POST" } });
+		expect({ ...cors(preflight), methods: preflight.headers.get("access-control-allow-methods") }).toEqual({ status: 204, allow: null, vary: "Origin", methods: null });
+		const listed = await shop.http.request("OPTIONS", "/api/probe/echo", { headers: { origin: "https://a.example", "access-control-request-method": "POST" } });
+		expect(cors(listed)).toEqual({ status: 204, allow: "https://a.example", vary: "Origin" });
+	});
+});
+
 describe("gateway general rate limit", () => {
 	let shop: Shop;
 	beforeAll(async () => {
