@@ -97,6 +97,7 @@ interface ApiMethods {
 	routeInfos(): RouteInfo[];
 	openApiDocument(): unknown;
 	drainConnections(): Promise<void>;
+	releaseConnections(closed: Promise<void>): Promise<void>;
 	stopAccepting(): Promise<void> | null;
 	[name: string]: (...args: any[]) => any;
 }
@@ -669,40 +670,52 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		/**
 		 * A graceful stop without resetting keep-alive connections. http.Server#close() (moleculer-web's
 		 * stop) drops idle keep-alive connections at once, racing a request a client is sending on one:
-		 * that client gets a reset instead of an answer. Here the listener closes first (no new
-		 * connections), every answer from now on carries `Connection: close`, and an idle connection
-		 * that was busy within shutdownDrain.quietMs (a client between two requests) gets up to idleMs to
-		 * carry one more; one quiet for longer is closed at once, so a stop does not wait on idle
-		 * connections nobody is using. Connections still busy after maxMs are cut. moleculer-web's own
-		 * stop then finds the server closed.
+		 * that client gets a reset instead of an answer. Here, from the moment the stop begins
+		 * (stopAccepting, releaseConnections), the listener is closed and idle connections are let go; this,
+		 * the last step (the services' requests have ended or SHUTDOWN_TIMEOUT has passed), gives what is
+		 * still open up to maxMs, then cuts it. moleculer-web's own stop then finds the server closed.
 		 */
 		async drainConnections() {
 			const server = this.server;
 			const closed = this.stopAccepting();
 			if (!server || !closed) return;
+			await Promise.race([closed, delay(this.settings.shutdownDrain.maxMs)]);
+			server.closeAllConnections();
+			this.logger.info("API Gateway stopped!");
+		},
+
+		/**
+		 * While a stop runs: an idle connection that was busy within shutdownDrain.quietMs (a client between
+		 * two requests) gets up to idleMs to carry one more, answered with `Connection: close`; one quiet for
+		 * longer is closed at once, so no request reaches services that are stopping. A request still sending
+		 * its body maxMs after the stop began is cut: it never ran, and it held the whole stop (the gateway's
+		 * context waited for the body, up to SHUTDOWN_TIMEOUT).
+		 */
+		async releaseConnections(closed: Promise<void>) {
 			const { idleMs, quietMs, maxMs } = this.settings.shutdownDrain;
 			let allClosed = false;
 			void closed.then(() => {
 				allClosed = true;
 			});
 			const start = Date.now();
-			for (;;) {
+			let idleClosed = false;
+			while (!allClosed && this.connections.size) {
 				const now = Date.now();
 				for (const socket of this.connections) if (!socket.shopBusy && now - (socket.shopLastActive ?? 0) >= quietMs) socket.destroy();
-				if (allClosed || !this.connections.size || now - start >= idleMs) break;
+				if (!idleClosed && now - start >= idleMs) {
+					idleClosed = true;
+					this.server.closeIdleConnections();
+				}
+				if (now - start >= maxMs) for (const res of this.openResponses) if (!res.req.complete) res.req.socket.destroy();
 				await Promise.race([closed, delay(DRAIN_POLL_MS)]);
 			}
-			server.closeIdleConnections();
-			await Promise.race([closed, delay(Math.max(0, maxMs - (Date.now() - start)))]);
-			server.closeAllConnections();
-			this.logger.info("API Gateway stopped!");
 		},
 
 		/**
 		 * The first step of a stop, taken as soon as the broker starts stopping (mixins/stop-notice.middleware.ts):
 		 * the listener closes (new connections are refused, and a load balancer sends them elsewhere) and every
-		 * answer from now on carries `Connection: close`. Returns when the server has closed, or null when it
-		 * never listened. Requests already accepted go on.
+		 * answer from now on carries `Connection: close`; idle connections are let go (releaseConnections).
+		 * Returns when the server has closed, or null when it never listened. Requests already accepted go on.
 		 */
 		stopAccepting() {
 			const server = this.server;
@@ -710,6 +723,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				this.draining = true;
 				for (const res of this.openResponses) if (!res.headersSent) res.setHeader("Connection", "close");
 				this.serverClosed = new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()));
+				void this.releaseConnections(this.serverClosed).catch((err: Error) => this.logger.warn(`Letting connections go failed: ${err.message}`));
 			}
 			return this.serverClosed ?? null;
 		},

@@ -835,6 +835,49 @@ describe("gateway stopping with keep-alive connections", () => {
 		await stopping;
 	});
 
+	/** A raw connection that asks `request` and records when the gateway closes it. */
+	function rawConnection(url: string, request: string) {
+		const socket = net.connect(Number(new URL(url).port), "127.0.0.1");
+		let received = "";
+		socket.on("data", (d: Buffer) => (received += d.toString()));
+		const closedAt = new Promise<number>((resolve) => socket.on("close", () => resolve(Date.now())));
+		socket.on("error", () => undefined);
+		socket.write(request);
+		return { socket, closedAt, received: () => received };
+	}
+
+	test("once a stop begins, an idle connection is let go at once, though another request still runs: nothing more reaches stopping services", async () => {
+		let release!: () => void;
+		const held = new Promise<void>((r) => (release = r));
+		const Slow: ServiceSchema = { name: "slow", settings: { rest: "/" }, actions: { wait: { rest: "GET /slow/wait", params: {}, handler: async () => { await held; return { ok: true }; } } } };
+		const shop = await startShop({ services: [FakeUsers, Slow], apiSettings: { shutdownDrain: { idleMs: 500, quietMs: 100, maxMs: 3000 } } });
+		const idle = rawConnection(shop.url, "GET /api/health HTTP/1.1\r\nHost: shop\r\n\r\n");
+		await waitFor(() => idle.received(), (r: string) => r.includes("\r\n\r\n{"));
+		const inFlight = fetch(`${shop.url}/api/slow/wait`);
+		await waitFor(() => (shop.broker.getLocalService("api") as any).openResponses.size, (n: number) => n === 1);
+		await new Promise((r) => setTimeout(r, 150));
+		const stopAt = Date.now();
+		const stopping = shop.stop();
+		// Before: it stayed open (and served requests) until every running request had ended.
+		const closedAt = await Promise.race([idle.closedAt, new Promise<number>((r) => setTimeout(() => r(Infinity), 2000))]);
+		expect(closedAt - stopAt).toBeLessThan(1000);
+		release();
+		expect((await inFlight).status).toBe(200);
+		await stopping;
+	});
+
+	test("a request still sending its body is cut shutdownDrain.maxMs after the stop began: it never ran, and it does not hold the stop for SHUTDOWN_TIMEOUT", async () => {
+		const shop = await startShop({ services: [FakeUsers, Probe], apiSettings: { shutdownDrain: { idleMs: 200, quietMs: 100, maxMs: 800 } } });
+		const stalled = rawConnection(shop.url, 'POST /api/probe/echo HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{"name": "ab"');
+		await waitFor(() => (shop.broker.getLocalService("api") as any).openResponses.size, (n: number) => n === 1);
+		const stopAt = Date.now();
+		await shop.stop();
+		// Before: ~SHUTDOWN_TIMEOUT (10 s), then the drain's maxMs.
+		expect(Date.now() - stopAt).toBeLessThan(4000);
+		expect(await stalled.closedAt).toBeLessThan(stopAt + 4000);
+		expect(stalled.received()).not.toMatch(/^HTTP\/1\.1 2/);
+	}, 20_000);
+
 	test("an idle connection quiet for a while is closed at once: the stop does not wait out the drain for it", async () => {
 		const shop = await startShop({ services: [FakeUsers], apiSettings: { shutdownDrain: { idleMs: 3000, quietMs: 100, maxMs: 5000 } } });
 		const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
