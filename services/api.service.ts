@@ -507,6 +507,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				}
 			}
 			if (code === 429) res.setHeader("Retry-After", String(err.data?.retryAfter ?? 60));
+			// Every 503 here is a moment's unavailability (a node restarting, a store refusing writes for a second).
+			if (code === 503 && !res.hasHeader("Retry-After")) res.setHeader("Retry-After", "1");
 			if (code === 401) res.setHeader("WWW-Authenticate", 'Bearer realm="api"');
 			const ctx = req.$ctx as Context<unknown, ShopMeta> | undefined;
 			for (const [k, v] of Object.entries(ctx?.meta?.$responseHeaders ?? {})) res.setHeader(k, v);

@@ -176,6 +176,7 @@ describe("gateway", () => {
 		const gone = await shop.http.get("/api/parcels/p2");
 		expect(gone.status).toBe(503);
 		expect(gone.body).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
+		expect(gone.headers.get("retry-after")).toBe("1");
 		expect((await shop.http.post("/api/parcels/p2", {})).status).toBe(404);
 		expect((await shop.http.get("/api/parcels")).status).toBe(404);
 		// The API document still describes it, as it was: clients are generated from it whichever nodes are up.
