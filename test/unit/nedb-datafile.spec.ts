@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Collection, type CollectionSpec } from "../../mixins/collection";
-import { parseDatafile, serializeDocument } from "../../mixins/nedb-datafile";
+import { parseDatafile, rewrittenLines, serializeDocument } from "../../mixins/nedb-datafile";
 import { catchOpsLog } from "../helpers/ops-log";
 
 const nedbModel = require("@seald-io/nedb/lib/model");
@@ -257,5 +257,31 @@ describe("expired documents no read meets", () => {
 		expect((reopened.backend as any).db.getAllData()).toHaveLength(0);
 		jest.useRealTimers();
 		await reopened.disconnect();
+	});
+});
+
+describe("a rewrite of a large file", () => {
+	test("serialises in slices, giving the event loop turns meanwhile, and writes every document", async () => {
+		const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nedb-rewrite-"));
+		const items = new Collection("items", spec, { dataDir: dir });
+		await items.connect();
+		await items.insertMany(Array.from({ length: 9000 }, (_, i) => ({ sku: `S${i}`, stock: i })));
+		const db = (items.backend as any).db;
+		let turns = 0;
+		let done = false;
+		const tick = () => {
+			turns++;
+			if (!done) setImmediate(tick);
+		};
+		setImmediate(tick);
+		const lines = await rewrittenLines(db);
+		done = true;
+		// Before: one synchronous pass, no turn of the event loop until every document was serialised.
+		expect(turns).toBeGreaterThanOrEqual(4);
+		expect(lines.filter((l) => l.includes('"stock"'))).toHaveLength(9000);
+		await db.compactDatafileAsync();
+		expect(fs.readFileSync(path.join(dir, "items.db"), "utf8").split("\n").filter(Boolean)).toEqual(lines);
+		await items.disconnect();
+		fs.rmSync(dir, { recursive: true, force: true });
 	});
 });
