@@ -226,10 +226,11 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// ms an idle keep-alive connection stays open (KEEP_ALIVE_TIMEOUT).
 		keepAliveTimeout: cfg.keepAliveTimeout,
 		/**
-		 * On stop (drainConnections): how long a recently busy keep-alive connection may still carry a
-		 * request, answered with `Connection: close` (half a second is ample for a busy client's next one);
-		 * how long without a request makes a connection quiet, closed at once; then how long in-flight
-		 * answers may take. All well within SHUTDOWN_TIMEOUT, which bounds the whole stop.
+		 * On stop (releaseConnections, drainConnections): how long a recently busy keep-alive connection may
+		 * still carry a request, answered with `Connection: close` (half a second is ample for a busy client's
+		 * next one); how long without a request makes a connection quiet, closed at once; how long a request
+		 * may still be sending its body, and in-flight answers may take at the end. All well within
+		 * SHUTDOWN_TIMEOUT, which bounds the whole stop.
 		 */
 		shutdownDrain: { idleMs: Math.min(500, cfg.shutdownTimeout / 5), quietMs: 250, maxMs: cfg.shutdownTimeout / 2 },
 		cors: {
