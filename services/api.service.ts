@@ -148,10 +148,17 @@ function refuseNonUtf8(_req: IncomingMessage, _res: ServerResponse, buf: Buffer)
 /** One of moleculer-web's body parsers (body-parser), reporting its refusals as bodyError does. */
 function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 	const parse = (ApiGateway as any).bodyParser[kind]({ limit: BODY_LIMIT, ...opts });
-	return (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
+	return async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
+		const getLike = req.method === "GET" || req.method === "HEAD";
+		// Refused for its body below: but a chunked body of no bytes (Node's req.write(""), fetch with an empty
+		// stream) is no body, as Content-Length: 0 is.
+		if (hasBody(req) && (getLike || (kind === "json" && !isJson(req))) && isChunked(req) && (await bodyIsEmpty(req))) {
+			(req as Req).body = {};
+			return next();
+		}
 		// moleculer-web would merge a GET's body into the params, unseen in the URL that the response
 		// cache keys on: one request could have emptied the product list every guest gets for 30 s.
-		if ((req.method === "GET" || req.method === "HEAD") && hasBody(req)) {
+		if (getLike && hasBody(req)) {
 			return next(new BadRequestError(`A ${req.method} request takes its parameters in the query string, not a body`, "BODY_NOT_ALLOWED"));
 		}
 		// A body of another type would be skipped, and the request judged as if it had none.
@@ -176,6 +183,33 @@ function requestShape(req: Req, _res: ServerResponse, next: (err?: unknown) => v
 		if (body) return next(new BadRequestError(body.message, "INVALID_BODY", body.field ? [{ field: body.field, message: body.message }] : undefined));
 	}
 	next();
+}
+
+const isChunked = (req: IncomingMessage) => req.headers["transfer-encoding"] !== undefined && req.headers["content-length"] === undefined;
+
+/** Whether a chunked body ends without a byte; a first byte is put back for the body parser. */
+function bodyIsEmpty(req: IncomingMessage): Promise<boolean> {
+	return new Promise((resolve) => {
+		const finish = (empty: boolean, chunk?: Buffer) => {
+			req.off("data", onData);
+			req.off("end", onEnd);
+			req.off("error", onError);
+			if (chunk) {
+				req.pause();
+				req.unshift(chunk);
+			}
+			resolve(empty);
+		};
+		const onData = (chunk: Buffer) => {
+			if (chunk.length) finish(false, chunk);
+		};
+		const onEnd = () => finish(true);
+		// A broken upload is not an empty one: refused as a body, so no action runs.
+		const onError = () => finish(false);
+		req.on("data", onData);
+		req.once("end", onEnd);
+		req.once("error", onError);
+	});
 }
 
 const hasBody = (req: IncomingMessage) => req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0");

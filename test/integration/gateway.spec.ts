@@ -266,6 +266,32 @@ describe("gateway", () => {
 		for (const problem of res.body.data) expect(Object.keys(problem).sort()).toEqual(expect.not.arrayContaining(["action", "nodeID"]));
 	});
 
+	test("a chunked body of no bytes is no body (as Content-Length: 0): not refused as a GET's body or for its type", async () => {
+		const send = (head: string, chunks: string[]) =>
+			new Promise<string>((resolve, reject) => {
+				const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
+				let got = "";
+				socket.on("data", (d: Buffer) => {
+					got += d.toString();
+					if (/\r\n0\r\n\r\n$/.test(got) || /Content-Length: \d+\r\n[\s\S]*\r\n\r\n[\s\S]+$/.test(got)) socket.end();
+				});
+				socket.on("close", () => resolve(got));
+				socket.on("error", reject);
+				socket.write(`${head}\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`);
+				for (const c of chunks) socket.write(`${Buffer.byteLength(c).toString(16)}\r\n${c}\r\n`);
+				socket.write("0\r\n\r\n");
+			});
+		const status = (raw: string) => Number(raw.split(" ")[1]);
+		// Before: 415 (no Content-Type) and 400 BODY_NOT_ALLOWED.
+		expect(status(await send("POST /api/probe/nothing HTTP/1.1", []))).toBe(200);
+		expect(status(await send("GET /api/probe/list?q=ab HTTP/1.1", []))).toBe(200);
+		// A chunked body with bytes is still one.
+		const getBody = await send("GET /api/probe/list HTTP/1.1", ['{"q":"x"}']);
+		expect({ status: status(getBody), type: /BODY_NOT_ALLOWED/.test(getBody) }).toEqual({ status: 400, type: true });
+		expect(status(await send("POST /api/probe/nothing HTTP/1.1\r\nContent-Type: text/plain", ["hello"]))).toBe(415);
+		expect(status(await send("POST /api/probe/echo HTTP/1.1\r\nContent-Type: application/json", ['{"name":', '"ab","qty":2}']))).toBe(200);
+	});
+
 	test("a client that asks before sending (Expect: 100-continue) a body over 1 MB gets its 413 at once, not 100 Continue", async () => {
 		const ask = (length: number) =>
 			new Promise<string>((resolve, reject) => {
