@@ -3,15 +3,16 @@
  * last one that has an index, however many documents that index holds for the value. An order query
  * for `status: "pending"` and `"saga.state": "completed"` went through the saga index, so through every
  * completed order, every minute. Here the equality index with the fewest documents for its value is
- * taken (looking each up is a tree search); a query with none goes NeDB's way ($in, ranges, all).
- * The candidates are a superset of the matches either way: NeDB matches each one against the whole query.
+ * taken (looking each up is a tree search), among the plain ones (neither sparse nor on a dotted path);
+ * a query with none goes NeDB's way. The candidates are all the documents holding the value, a superset
+ * of the matches: NeDB matches each one against the whole query.
  */
 import { isDate, type Doc } from "./nedb-internals";
 
 const Datastore = require("@seald-io/nedb/lib/datastore");
 
 interface Indexed {
-	indexes: Record<string, { getMatching(value: unknown): Doc[] }>;
+	indexes: Record<string, { getMatching(value: unknown): Doc[]; sparse: boolean }>;
 }
 
 /** What NeDB's basic-match path takes: a plain value, not an operator object or an array. */
@@ -26,9 +27,12 @@ export function installSelectiveCandidates(): void {
 	Datastore.prototype._getRawCandidates = function _getRawCandidates(this: Indexed, query: Record<string, unknown>): Doc[] {
 		let best: Doc[] | undefined;
 		for (const field in query) {
+			// Only indexes that hold every document by its value: NeDB's sparse ones leave Dates out, and a
+			// dotted one misses arrays inside arrays of subdocuments. Those stay NeDB's own choice, as before.
+			if (!Object.hasOwn(this.indexes, field) || field.includes(".")) continue;
 			const index = this.indexes[field];
 			const value = query[field];
-			if (index === undefined || !isPlainValue(value)) continue;
+			if (index.sparse || !isPlainValue(value)) continue;
 			const docs = index.getMatching(value);
 			if (best === undefined || docs.length < best.length) best = docs;
 			if (best.length === 0) break;

@@ -58,7 +58,11 @@ interface Alias {
 const routeKey = (alias: Alias) => `${alias.method} ${alias.fullPath}`;
 
 /** A connection with its requests in flight and when it last carried one (see drainConnections). */
-type TrackedSocket = Socket & { shopBusy?: number; shopLastActive?: number };
+/**
+ * A connection as a stop sees it: requests in flight, when it was last active, and how many bytes it had
+ * read when its last answer ended (more since: a next request is on its way, its headers not all in).
+ */
+type TrackedSocket = Socket & { shopBusy?: number; shopLastActive?: number; shopReadWhenIdle?: number };
 /** How often a drain looks for connections gone quiet. */
 const DRAIN_POLL_MS = 25;
 
@@ -353,9 +357,10 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 */
 		httpHandler(req: Req, res: ServerResponse, next?: (err?: unknown) => void) {
 			res.setHeader("X-Content-Type-Options", "nosniff");
-			// What a stop needs (drainConnections): the answers still to send, and each connection's activity.
+			// What a stop needs (releaseConnections): the answers still to send, those of requests that came in
+			// during it too, and each connection's activity.
 			if (this.draining) res.setHeader("Connection", "close");
-			else this.openResponses.add(res);
+			this.openResponses.add(res);
 			const socket = req.socket as TrackedSocket;
 			socket.shopBusy = (socket.shopBusy ?? 0) + 1;
 			socket.shopLastActive = Date.now();
@@ -363,6 +368,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				this.openResponses.delete(res);
 				socket.shopBusy = (socket.shopBusy ?? 1) - 1;
 				socket.shopLastActive = Date.now();
+				socket.shopReadWhenIdle = socket.bytesRead;
 			});
 			// Tokens, personal data, orders and carts (a guest's too, by X-Cart-Id): no browser or shared cache
 			// keeps them, errors included. Other answers for a user or an admin: beforeCall and authenticate.
@@ -488,9 +494,25 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			if (origins && origins !== "*") {
 				res.setHeader("Vary", "Origin");
 				const origin = req.headers.origin;
-				if (origin && !(this as any).checkOrigin(origin, origins)) return;
+				if (origin && !this.checkOrigin(origin, origins)) return;
 			}
 			(ApiGateway.methods as any).writeCorsHeaders.call(this, route, req, res, isPreFlight);
+		},
+
+		/**
+		 * Whether an origin is one CORS_ORIGINS lists: the same origin (letter case aside), or one matching an
+		 * entry with `*` wildcards. moleculer-web's own check took any part of an entry: with
+		 * https://shop.example.com listed, https://shop.example.co (anyone's domain) was allowed.
+		 */
+		checkOrigin(origin: string, allowed: unknown): boolean {
+			const entries: unknown[] = Array.isArray(allowed) ? allowed : [allowed];
+			const wanted = origin.toLowerCase();
+			return entries.some((entry) => {
+				if (typeof entry !== "string") return false;
+				const e = entry.trim().toLowerCase();
+				if (!e.includes("*")) return e === wanted;
+				return new RegExp(`^${e.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`).test(wanted);
+			});
 		},
 
 		// moleculer-web logs each request's URL: a password or token a client put in the query string (refused
@@ -735,13 +757,17 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				allClosed = true;
 			});
 			const start = Date.now();
-			let idleClosed = false;
 			while (!allClosed && this.connections.size) {
+				// Looked at after the event loop's I/O phase: a request that arrived while the loop was busy (a burst
+				// of logins) has been read by then and counts as in flight, not as a quiet connection to drop.
+				await new Promise<void>((resolve) => setImmediate(resolve));
 				const now = Date.now();
-				for (const socket of this.connections) if (!socket.shopBusy && now - (socket.shopLastActive ?? 0) >= quietMs) socket.destroy();
-				if (!idleClosed && now - start >= idleMs) {
-					idleClosed = true;
-					this.server.closeIdleConnections();
+				for (const socket of this.connections) {
+					if (socket.shopBusy) continue;
+					// Bytes of a next request (its headers still coming): not idle, unless stalled past maxMs.
+					const between = socket.bytesRead === (socket.shopReadWhenIdle ?? 0);
+					const quiet = now - (socket.shopLastActive ?? 0) >= quietMs;
+					if ((between && (quiet || now - start >= idleMs)) || now - start >= maxMs) socket.destroy();
 				}
 				if (now - start >= maxMs) for (const res of this.openResponses) if (!res.req.complete) res.req.socket.destroy();
 				await Promise.race([closed, delay(DRAIN_POLL_MS)]);

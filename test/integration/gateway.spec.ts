@@ -465,7 +465,7 @@ describe("gateway", () => {
 describe("gateway with CORS_ORIGINS a list", () => {
 	let shop: Shop;
 	beforeAll(async () => {
-		shop = await startShop({ services: [FakeUsers, Probe], apiSettings: { cors: { origin: ["https://a.example", "https://b.example"] } } });
+		shop = await startShop({ services: [FakeUsers, Probe], apiSettings: { cors: { origin: ["https://a.example", "https://b.example", "https://*.shops.example"] } } });
 	});
 	afterAll(() => shop.stop());
 	const cors = (res: { status: number; headers: Headers }) => ({ status: res.status, allow: res.headers.get("access-control-allow-origin"), vary: res.headers.get("vary") });
@@ -476,6 +476,12 @@ describe("gateway with CORS_ORIGINS a list", () => {
 		expect(cors(await shop.http.get("/api/probe/list", { headers: { origin: "https://evil.example" } }))).toEqual({ status: 200, allow: null, vary: "Origin" });
 		const sameOrigin = await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 }, { headers: { origin: shop.url } });
 		expect({ ...cors(sameOrigin), body: sameOrigin.body }).toEqual({ status: 200, allow: null, vary: "Origin", body: { name: "ab", qty: 1 } });
+		// The whole origin, not a part of an entry (before: https://a.exampl and "a" were allowed); `*` in an entry matches any part.
+		for (const origin of ["https://a.exampl", "a", "https://a.example.evil", "http://a.example", "https://shops.example", "https://x.shops.example.evil"]) {
+			expect({ origin, ...cors(await shop.http.get("/api/probe/list", { headers: { origin } })) }).toEqual({ origin, status: 200, allow: null, vary: "Origin" });
+		}
+		expect(cors(await shop.http.get("/api/probe/list", { headers: { origin: "https://x.shops.example" } }))).toEqual({ status: 200, allow: "https://x.shops.example", vary: "Origin" });
+		expect(cors(await shop.http.get("/api/probe/list", { headers: { origin: "HTTPS://A.EXAMPLE" } })).allow).toBe("HTTPS://A.EXAMPLE");
 		// Without Origin (a server, an app): the same answer, and a cache keeps it apart from the browsers' copies.
 		expect(cors(await shop.http.get("/api/probe/list"))).toEqual({ status: 200, allow: null, vary: "Origin" });
 		expect(cors(await shop.http.get("/api/probe/me", { headers: { origin: "https://evil.example" } }))).toEqual({ status: 401, allow: null, vary: "Origin" });
@@ -903,6 +909,34 @@ describe("gateway stopping with keep-alive connections", () => {
 		expect(Date.now() - stopAt).toBeLessThan(4000);
 		expect(await stalled.closedAt).toBeLessThan(stopAt + 4000);
 		expect(stalled.received()).not.toMatch(/^HTTP\/1\.1 2/);
+	}, 20_000);
+
+	test("a request on a fresh connection, still unread in the gateway's buffer when the stop begins, is answered, not reset", async () => {
+		const shop = await startShop({ services: [FakeUsers], apiSettings: { shutdownDrain: { idleMs: 500, quietMs: 100, maxMs: 3000 } } });
+		const fresh = rawConnection(shop.url, "");
+		// Accepted, and quiet for longer than quietMs.
+		await new Promise((r) => setTimeout(r, 250));
+		fresh.socket.write("GET /api/health HTTP/1.1\r\nHost: shop\r\n\r\n");
+		// In the same turn: the gateway has not read the request yet (as when a burst of logins keeps the loop busy).
+		const stopping = shop.stop();
+		await fresh.closedAt;
+		// Before: the stop took the connection for a quiet one and reset it.
+		expect(fresh.received()).toMatch(/^HTTP\/1\.1 (200|503) /);
+		await stopping;
+	});
+
+	test("a request that starts sending its body on a kept-alive connection during the stop is cut maxMs in as well", async () => {
+		const shop = await startShop({ services: [FakeUsers, Probe], apiSettings: { shutdownDrain: { idleMs: 1000, quietMs: 5000, maxMs: 1500 } } });
+		const conn = rawConnection(shop.url, "GET /api/health HTTP/1.1\r\nHost: shop\r\n\r\n");
+		await waitFor(() => conn.received(), (r: string) => r.includes("\r\n\r\n{"));
+		const stopAt = Date.now();
+		const stopping = shop.stop();
+		await new Promise((r) => setTimeout(r, 60));
+		conn.socket.write('POST /api/probe/echo HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{"name"');
+		await stopping;
+		// Before: it was not among the answers the stop looked at, and held the stop for SHUTDOWN_TIMEOUT (10 s).
+		expect(Date.now() - stopAt).toBeLessThan(5000);
+		expect(await conn.closedAt).toBeLessThan(stopAt + 5000);
 	}, 20_000);
 
 	test("an idle connection quiet for a while is closed at once: the stop does not wait out the drain for it", async () => {

@@ -57,4 +57,22 @@ describe("candidates of a NeDB query", () => {
 			expect({ query, found }).toEqual({ query, found: scanned });
 		}
 	});
+
+	test("a field named like an object's own members is no index (before: a TypeError, a 500)", async () => {
+		for (const field of ["constructor", "toString", "hasOwnProperty", "valueOf"]) {
+			await expect(orders.find(JSON.parse(`{"${field}": "x"}`), {})).resolves.toEqual([]);
+		}
+	});
+
+	test("a sparse index (NeDB's leave Dates out) and a dotted one are not taken: a matching document is never missed", async () => {
+		const dir2 = fs.mkdtempSync(path.join(os.tmpdir(), "nedb-plan-sparse-"));
+		const docs = new Collection("docs", { fields: { f: Date, other: Number, "a.b": String }, indexes: [{ fields: { f: 1 }, sparse: true }, { fields: { other: 1 } }, { fields: { "a.b": 1 } }] }, { dataDir: dir2 });
+		await docs.connect();
+		const at = new Date(1_700_000_000_000);
+		await docs.insertMany([{ f: at, other: 1, a: [{ b: ["x", "y"] }] }, { other: 1 }, { other: 2 }]);
+		expect(await docs.count({ f: at, other: 1 })).toBe(1);
+		expect(await docs.count({ "a.b": "x", other: 1 })).toBe(1);
+		await docs.disconnect();
+		fs.rmSync(dir2, { recursive: true, force: true });
+	});
 });
