@@ -349,6 +349,30 @@ describe("notifications: retries, failures, the worker pool", () => {
 		}
 	});
 
+	test("the due scan reads the queued messages (status index), not every message ever sent", async () => {
+		email.script = {};
+		const now = Date.now();
+		const doc = (id: string, status: string) => ({
+			id, userId: "u-scan", eventId: `e-${id}`, dedupeKey: `d-${id}`, template: "order-confirmed", channel: "email", provider: null, recipient: "scan@example.com",
+			subject: "s", html: "<p>x</p>", text: "x", status, attempts: 1, providerId: null, error: null,
+			createdAt: new Date(now - 60_000), sentAt: status === "sent" ? new Date(now - 60_000) : null, failedAt: null, nextAttemptAt: new Date(now - 60_000), leaseUntil: new Date(now - 1000),
+		});
+		await svc.db.notifications.insertMany(Array.from({ length: 300 }, (_, i) => doc(`scan-sent-${now}-${i}`, "sent")));
+		await svc.db.notifications.insert(doc(`scan-due-${now}`, "queued"));
+		const db = (svc.db.notifications as any).backend.db;
+		const candidates = jest.spyOn(db, "_getRawCandidates");
+		try {
+			await svc.enqueueDue();
+			const scan = candidates.mock.calls.findIndex(([query]: any[]) => query.status === "queued" && query.nextAttemptAt);
+			expect(scan).toBeGreaterThanOrEqual(0);
+			// Before: through the compound index NeDB cannot use for a range, every stored message (300 and more).
+			expect((candidates.mock.results[scan].value as unknown[]).length).toBeLessThan(10);
+			await waitFor(() => svc.db.notifications.findById(`scan-due-${now}`), (m: any) => m?.status === "sent");
+		} finally {
+			candidates.mockRestore();
+		}
+	});
+
 	test("a stored claim with less than half its lease left is renewed first, and only while it is still ours", async () => {
 		email.script = {};
 		const now = Date.now();
