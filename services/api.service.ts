@@ -57,7 +57,6 @@ interface Alias {
 /** The key of a route in routesSeen. */
 const routeKey = (alias: Alias) => `${alias.method} ${alias.fullPath}`;
 
-/** A connection with its requests in flight and when it last carried one (see drainConnections). */
 /**
  * A connection as a stop sees it: requests in flight, when it was last active, and how many bytes it had
  * read when its last answer ended (more since: a next request is on its way, its headers not all in).
@@ -110,8 +109,9 @@ type ApiSettings = Record<string, any>;
 const cfg = readConfig();
 /** The order an `Allow` header lists methods in. */
 const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-const BODY_LIMIT = "1mb";
 const BODY_LIMIT_BYTES = 1024 * 1024;
+/** As errors name it. */
+const BODY_LIMIT = `${BODY_LIMIT_BYTES / (1024 * 1024)}mb`;
 
 /**
  * Response bodies of cached action results, by result object. The in-memory cacher hands every
@@ -128,6 +128,19 @@ function etagOf(body: string | Buffer): string {
 	let tag = bodyEtags.get(body);
 	if (!tag) bodyEtags.set(body, (tag = weakEtag(body)));
 	return tag;
+}
+
+/**
+ * The headers a GET's 200 gets from its body: its ETag, and for a HEAD the GET's length (Node sends none
+ * for a dropped body; RFC 9110 suggests it, link checkers read it). True when it is a 304: the request's
+ * If-None-Match names the tag. Only a GET's: a POST with `If-None-Match: *` is no revalidation.
+ */
+function describeBody(req: Req, res: ServerResponse, body: string | Buffer): boolean {
+	if (req.$head) res.setHeader("Content-Length", Buffer.byteLength(body));
+	if (req.method !== "GET" || res.statusCode !== 200) return false;
+	const tag = etagOf(body);
+	res.setHeader("ETag", tag);
+	return ifNoneMatchHits(req.headers["if-none-match"], tag);
 }
 
 /** What the body parser refused, as the shop's error: here its status is still known (moleculer-web keeps only a code). */
@@ -151,7 +164,7 @@ function refuseNonUtf8(_req: IncomingMessage, _res: ServerResponse, buf: Buffer)
 
 /** One of moleculer-web's body parsers (body-parser), reporting its refusals as bodyError does. */
 function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
-	const parse = (ApiGateway as any).bodyParser[kind]({ limit: BODY_LIMIT, ...opts });
+	const parse = (ApiGateway as any).bodyParser[kind]({ limit: BODY_LIMIT_BYTES, ...opts });
 	return async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
 		const getLike = req.method === "GET" || req.method === "HEAD";
 		// Refused for its body below: but a chunked body of no bytes (Node's req.write(""), fetch with an empty
@@ -649,14 +662,12 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				const key = req.originalUrl ?? req.url!;
 				const body = this.responseCache.get(key);
 				if (body) {
-					const tag = etagOf(body);
-					res.setHeader("ETag", tag);
-					if (ifNoneMatchHits(req.headers["if-none-match"], tag)) {
+					if (describeBody(req, res, body)) {
 						res.statusCode = 304;
+						res.removeHeader("Content-Length");
 						res.end();
 					} else {
 						res.setHeader("Content-Type", "application/json; charset=utf-8");
-						if (req.$head) res.setHeader("Content-Length", body.length);
 						res.end(body);
 					}
 					return Promise.resolve(true);
@@ -668,20 +679,13 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		},
 
 		/**
-		 * moleculer-web's JSON encoding. A GET's 200 gets an ETag, and is a 304 (moleculer-web then sends no
-		 * body) when the request's If-None-Match names it. Only a GET's: a POST with `If-None-Match: *` is
-		 * no revalidation. Decided here, not by moleculer-web's `etag` option, whose check answered 304 to
-		 * any method and never to a request with `Cache-Control: no-cache`, which fetch() always adds.
+		 * moleculer-web's JSON encoding, with describeBody's headers; a 304 is sent without the body by
+		 * moleculer-web. Decided here, not by moleculer-web's `etag` option, whose check answered 304 to any
+		 * method and never to a request with `Cache-Control: no-cache`, which fetch() always adds.
 		 */
 		encodeResponse(req: Req, res: ServerResponse, data: unknown): string | Buffer {
 			const body = this.encodeBody(req, res, data);
-			// Node sends no length for a HEAD's dropped body; the GET's, as RFC 9110 suggests (link checkers read it).
-			if (req.$head) res.setHeader("Content-Length", Buffer.byteLength(body));
-			if (req.method === "GET" && res.statusCode === 200) {
-				const tag = etagOf(body);
-				res.setHeader("ETag", tag);
-				if (ifNoneMatchHits(req.headers["if-none-match"], tag)) res.statusCode = 304;
-			}
+			if (describeBody(req, res, body)) res.statusCode = 304;
 			return body;
 		},
 
