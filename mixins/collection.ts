@@ -155,8 +155,8 @@ interface Backend {
 class NedbBackend implements Backend {
 	db!: Datastore;
 	private datafile?: NedbFile;
-	private compactionTimer?: NodeJS.Timeout;
-	private firstSweep?: NodeJS.Timeout;
+	private upkeepTimer?: NodeJS.Timeout;
+	private firstUpkeep?: NodeJS.Timeout;
 	private releaseDataDir?: () => void;
 	constructor(private name: string, private spec: CollectionSpec, private file?: string) {}
 
@@ -209,10 +209,10 @@ class NedbBackend implements Backend {
 				await this.datafile?.compactIfGrown();
 			};
 			const run = () => void upkeep().catch((err) => opsLog.error(`Upkeep of ${this.name} (expiry, compaction) failed:`, err));
-			this.compactionTimer = setInterval(run, 60_000);
-			this.compactionTimer.unref();
-			this.firstSweep = setTimeout(run, FIRST_SWEEP_MS);
-			this.firstSweep.unref();
+			this.upkeepTimer = setInterval(run, 60_000);
+			this.upkeepTimer.unref();
+			this.firstUpkeep = setTimeout(run, FIRST_SWEEP_MS);
+			this.firstUpkeep.unref();
 		}
 	}
 	async compact() {
@@ -221,8 +221,8 @@ class NedbBackend implements Backend {
 	}
 
 	async disconnect() {
-		clearInterval(this.compactionTimer);
-		clearTimeout(this.firstSweep);
+		clearInterval(this.upkeepTimer);
+		clearTimeout(this.firstUpkeep);
 		try {
 			if (this.datafile) {
 				await this.datafile.compactIfGrown();

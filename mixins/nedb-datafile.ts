@@ -59,9 +59,9 @@ const REWRITE_SLICE = 2000;
 export async function rewrittenLines(db: Datastore): Promise<string[]> {
 	const docs = db.getAllData();
 	const lines: string[] = [];
-	for (let i = 0; i < docs.length; i += REWRITE_SLICE) {
-		if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-		for (const doc of docs.slice(i, i + REWRITE_SLICE)) lines.push(serializeDocument(doc));
+	for (let i = 0; i < docs.length; i++) {
+		if (i > 0 && i % REWRITE_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+		lines.push(serializeDocument(docs[i]));
 	}
 	const indexes = (db as unknown as { indexes: Record<string, { fieldName: unknown; unique: boolean; sparse: boolean }> }).indexes;
 	for (const [name, { fieldName, unique, sparse }] of Object.entries(indexes)) {
