@@ -54,6 +54,24 @@ const token = (role: "customer" | "admin" = "customer", sid = role === "admin" ?
 const expiredToken = (claims: { sub: string; role: string; sid: string }) =>
 	jwt.sign({ role: claims.role, sid: claims.sid, exp: Math.floor(Date.now() / 1000) - 10 }, jwtSecret(), { algorithm: "HS256", subject: claims.sub, issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE });
 
+/** A raw connection (node:net: what an HTTP client would hide) that sends `request` and records what comes back and when the gateway closes it. */
+function rawConnection(url: string, request: string | string[]) {
+	const socket = net.connect(Number(new URL(url).port), "127.0.0.1");
+	let received = "";
+	socket.on("data", (d: Buffer) => (received += d.toString()));
+	const closedAt = new Promise<number>((resolve) => socket.on("close", () => resolve(Date.now())));
+	socket.on("error", () => undefined);
+	for (const part of Array.isArray(request) ? request : [request]) socket.write(part);
+	return { socket, closedAt, received: () => received };
+}
+
+/** What the gateway answers on a raw connection it closes afterwards (a refusal, or `Connection: close`). */
+async function rawExchange(url: string, request: string | string[]): Promise<string> {
+	const conn = rawConnection(url, request);
+	await conn.closedAt;
+	return conn.received();
+}
+
 describe("gateway", () => {
 	let shop: Shop;
 	beforeAll(async () => {
@@ -223,22 +241,13 @@ describe("gateway", () => {
 	});
 
 	test("what Node's HTTP parser refuses is answered in the shop's error shape (JSON, nosniff), not an empty 400 or 431", async () => {
-		const exchange = (raw: string) =>
-			new Promise<string>((resolve, reject) => {
-				const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
-				let got = "";
-				socket.on("data", (d: Buffer) => (got += d.toString()));
-				socket.on("close", () => resolve(got));
-				socket.on("error", reject);
-				socket.write(raw);
-			});
 		const cases: Array<[string, number, string]> = [
 			["FOO\r\n\r\n", 400, "MALFORMED_REQUEST"],
 			["GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, "MALFORMED_REQUEST"],
 			[`GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`, 431, "HEADERS_TOO_LARGE"],
 		];
 		for (const [raw, status, type] of cases) {
-			const answer = await exchange(raw);
+			const answer = await rawExchange(shop.url, raw);
 			const [head, body] = answer.split("\r\n\r\n");
 			expect({ status: Number(head.split(" ")[1]), body: JSON.parse(body) }).toMatchObject({ status, body: { code: status, type } });
 			expect(head).toMatch(/\r\nContent-Type: application\/json; charset=utf-8\r\n/);
@@ -268,19 +277,11 @@ describe("gateway", () => {
 
 	test("a chunked body of no bytes is no body (as Content-Length: 0): not refused as a GET's body or for its type", async () => {
 		const send = (head: string, chunks: string[]) =>
-			new Promise<string>((resolve, reject) => {
-				const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
-				let got = "";
-				socket.on("data", (d: Buffer) => {
-					got += d.toString();
-					if (/\r\n0\r\n\r\n$/.test(got) || /Content-Length: \d+\r\n[\s\S]*\r\n\r\n[\s\S]+$/.test(got)) socket.end();
-				});
-				socket.on("close", () => resolve(got));
-				socket.on("error", reject);
-				socket.write(`${head}\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`);
-				for (const c of chunks) socket.write(`${Buffer.byteLength(c).toString(16)}\r\n${c}\r\n`);
-				socket.write("0\r\n\r\n");
-			});
+			rawExchange(shop.url, [
+				`${head}\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`,
+				...chunks.map((c) => `${Buffer.byteLength(c).toString(16)}\r\n${c}\r\n`),
+				"0\r\n\r\n",
+			]);
 		const status = (raw: string) => Number(raw.split(" ")[1]);
 		// Before: 415 (no Content-Type) and 400 BODY_NOT_ALLOWED.
 		expect(status(await send("POST /api/probe/nothing HTTP/1.1", []))).toBe(200);
@@ -868,17 +869,6 @@ describe("gateway stopping with keep-alive connections", () => {
 		await stopping;
 	});
 
-	/** A raw connection that asks `request` and records when the gateway closes it. */
-	function rawConnection(url: string, request: string) {
-		const socket = net.connect(Number(new URL(url).port), "127.0.0.1");
-		let received = "";
-		socket.on("data", (d: Buffer) => (received += d.toString()));
-		const closedAt = new Promise<number>((resolve) => socket.on("close", () => resolve(Date.now())));
-		socket.on("error", () => undefined);
-		socket.write(request);
-		return { socket, closedAt, received: () => received };
-	}
-
 	test("once a stop begins, an idle connection is let go at once, though another request still runs: nothing more reaches stopping services", async () => {
 		let release!: () => void;
 		const held = new Promise<void>((r) => (release = r));
@@ -984,23 +974,17 @@ describe("gateway keep-alive behind a proxy that pools connections", () => {
 	test("KEEP_ALIVE_TIMEOUT (settings.keepAliveTimeout): the gateway closes a connection idle for that long", async () => {
 		const shop = await startShop({ services: [FakeUsers], apiSettings: { keepAliveTimeout: 1000 } });
 		// A raw socket: an http.Agent drops a connection itself a second before the server's announced timeout.
-		const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
+		const conn = rawConnection(shop.url, "GET /api/health HTTP/1.1\r\nHost: shop\r\n\r\n");
 		try {
-			let received = "";
-			let answeredAt = 0;
-			const closed = new Promise<number>((resolve) => socket.on("close", () => resolve(Date.now())));
-			socket.on("data", (d: Buffer) => {
-				received += d.toString();
-				if (/\r\n\r\n/.test(received) && !answeredAt) answeredAt = Date.now();
-			});
-			socket.write("GET /api/health HTTP/1.1\r\nHost: shop\r\n\r\n");
-			const idle = (await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(0), 4000))])) - answeredAt;
-			expect(received).toMatch(/^HTTP\/1\.1 200 .*Keep-Alive: timeout=1\r\n/s);
+			await waitFor(() => conn.received(), (r: string) => r.includes("\r\n\r\n"), 5_000, 5);
+			const answeredAt = Date.now();
+			const idle = (await Promise.race([conn.closedAt, new Promise<number>((r) => setTimeout(() => r(0), 4000))])) - answeredAt;
+			expect(conn.received()).toMatch(/^HTTP\/1\.1 200 .*Keep-Alive: timeout=1\r\n/s);
 			// Node closes it a second after the timeout it announces.
 			expect(idle).toBeGreaterThanOrEqual(900);
 			expect(idle).toBeLessThan(3500);
 		} finally {
-			socket.destroy();
+			conn.socket.destroy();
 			await shop.stop();
 		}
 	});
