@@ -13,11 +13,13 @@ import { watchMongoConnection } from "./store-outages";
 import { checkDatafile, loadDatafile, lockDataDir, namingFile, openDatafile, StoreUnavailableError, type NedbFile } from "./nedb-datafile";
 import { installKeptKeyIndexUpdates } from "./nedb-index-update";
 import { installFastKeyComparison } from "./nedb-index-compare";
+import { installKeyTrees } from "./nedb-key-tree";
 import { installSelectiveCandidates } from "./nedb-query-plan";
 import { opsLog } from "../lib/ops-log";
 
 installKeptKeyIndexUpdates();
 installFastKeyComparison();
+installKeyTrees();
 installSelectiveCandidates();
 
 export interface IndexSpec {
