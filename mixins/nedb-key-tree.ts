@@ -2,9 +2,14 @@
  * The ordered map behind each NeDB index. NeDB keeps an AVL tree of one object per key: every insert
  * allocates a node and walks back up the path to rebalance, and every step reads its comparison
  * function off the node. Index upkeep took ~15% of a saturated checkout's main thread.
- * Here the keys sit in sorted arrays of at most LEAF_SIZE ("leaves", themselves in key order); a
- * lookup is a binary search over the leaves' last keys, then one within the leaf, and an insert
- * moves a few pointers within one leaf. It also takes ~80 bytes less per key.
+ * - Keys sit in sorted arrays of at most LEAF_SIZE ("leaves", themselves in key order): a lookup is
+ *   a binary search over the leaves' last keys, then one within the leaf; an insert moves a few
+ *   pointers within one leaf; ~80 bytes less per key.
+ * - String keys (ids, slugs, codes: most of them) are held in a Map, which answers lookups, inserts
+ *   and removals with one hash probe. Under load each comparison through keys scattered over the
+ *   heap misses the cache: an insert into a 40,000-key index took ~11 µs. A string key is put in its
+ *   leaf (or taken out) only when an operation needs the order (a range, a full scan), in one merge
+ *   when many wait.
  * It answers exactly as NeDB's tree, quirks included (see `delete`): the same interface (`insert`,
  * `delete`, `search`, `betweenBounds`, `getNumberOfKeys`, `executeOnEveryNode`), the same
  * unique-violation error, `search` returning the key's own list (which the kept-key index update
@@ -23,6 +28,10 @@ type Bounds = { $gt?: unknown; $gte?: unknown; $lt?: unknown; $lte?: unknown };
 
 /** Keys per leaf: a split moves half of it, a lookup within it takes ~6 comparisons. */
 export const LEAF_SIZE = 64;
+/** Above this many string keys waiting to be placed or taken out, the leaves are rebuilt in one merge. */
+export const MERGE_ABOVE = 64;
+/** A string key's slot in its leaf: its values live in the Map. Frozen, so nothing can add to it. */
+const IN_MAP: unknown[] = Object.freeze([]) as unknown as unknown[];
 
 class Leaf {
 	constructor(
@@ -36,6 +45,12 @@ const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k)
 export class KeyTree {
 	private leaves: Leaf[] = [];
 	private keyCount = 0;
+	/** Every string key's values (NeDB orders strings by code unit, so equal keys are identical strings). */
+	private readonly byString = new Map<string, unknown[]>();
+	/** String keys in the Map but not yet in a leaf. */
+	private readonly unplaced = new Set<string>();
+	/** String keys removed from the Map but still in a leaf. */
+	private readonly displaced = new Set<string>();
 	readonly unique: boolean;
 	readonly compareKeys: Compare;
 	private readonly equal: Equal;
@@ -72,67 +87,153 @@ export class KeyTree {
 		return lo;
 	}
 
-	insert(key: unknown, value: unknown): void {
+	/** Where `key` is in the leaves, if it is. */
+	private find(key: unknown): { li: number; at: number } | undefined {
+		if (this.leaves.length === 0) return undefined;
+		const li = this.leafAt(key);
+		const keys = this.leaves[li].keys;
+		const at = this.position(keys, key);
+		return at < keys.length && this.compareKeys(keys[at], key) === 0 ? { li, at } : undefined;
+	}
+
+	/** Puts a key in its leaf with `list`; if the key is there already, leaves it and returns its list. */
+	private place(key: unknown, list: unknown[]): unknown[] | undefined {
 		if (this.leaves.length === 0) {
-			this.leaves.push(new Leaf([key], [[value]]));
-			this.keyCount = 1;
-			return;
+			this.leaves.push(new Leaf([key], [list]));
+			return undefined;
 		}
 		const li = this.leafAt(key);
 		const leaf = this.leaves[li];
 		const at = this.position(leaf.keys, key);
-		if (at < leaf.keys.length && this.compareKeys(leaf.keys[at], key) === 0) {
-			if (this.unique) {
-				const err = new Error(`Can't insert key ${JSON.stringify(key)}, it violates the unique constraint`) as Error & { key: unknown; errorType: string };
-				err.key = key;
-				err.errorType = "uniqueViolated";
-				throw err;
-			}
-			leaf.lists[at].push(value);
-			return;
-		}
+		if (at < leaf.keys.length && this.compareKeys(leaf.keys[at], key) === 0) return leaf.lists[at];
 		leaf.keys.splice(at, 0, key);
-		leaf.lists.splice(at, 0, [value]);
-		this.keyCount++;
+		leaf.lists.splice(at, 0, list);
 		if (leaf.keys.length > LEAF_SIZE) {
 			// Keys arriving in order (dates, sequence numbers) fill each leaf, instead of leaving halves behind.
 			const cut = li === this.leaves.length - 1 && at === leaf.keys.length - 1 ? at : leaf.keys.length >>> 1;
 			this.leaves.splice(li + 1, 0, new Leaf(leaf.keys.splice(cut), leaf.lists.splice(cut)));
 		}
+		return undefined;
+	}
+
+	private unplace({ li, at }: { li: number; at: number }): void {
+		const leaf = this.leaves[li];
+		leaf.keys.splice(at, 1);
+		leaf.lists.splice(at, 1);
+		if (leaf.keys.length === 0) this.leaves.splice(li, 1);
+	}
+
+	insert(key: unknown, value: unknown): void {
+		if (typeof key === "string") {
+			const list = this.byString.get(key);
+			if (list !== undefined) return this.addTo(list, key, value);
+			this.byString.set(key, [value]);
+			this.keyCount++;
+			// Removed and back before the leaves were tidied: its old slot serves.
+			if (!this.displaced.delete(key)) this.unplaced.add(key);
+			return;
+		}
+		const held = this.place(key, [value]);
+		if (held !== undefined) return this.addTo(held, key, value);
+		this.keyCount++;
+	}
+
+	/** Another value for a key already held: refused by a unique index. */
+	private addTo(list: unknown[], key: unknown, value: unknown): void {
+		if (this.unique) {
+			const err = new Error(`Can't insert key ${JSON.stringify(key)}, it violates the unique constraint`) as Error & { key: unknown; errorType: string };
+			err.key = key;
+			err.errorType = "uniqueViolated";
+			throw err;
+		}
+		list.push(value);
 	}
 
 	/**
 	 * Removes `value` from `key`'s list, or the whole key when no value is given or the list holds
 	 * one value (whichever it is: NeDB's tree does the same, and NeDB only removes what it indexed).
+	 * A list with a value removed is a new one, as NeDB's tree makes: one handed out by `search` is
+	 * not changed under its holder.
 	 */
 	delete(key: unknown, value?: unknown): void {
-		if (this.leaves.length === 0) return;
-		const li = this.leafAt(key);
-		const leaf = this.leaves[li];
-		const at = this.position(leaf.keys, key);
-		if (at === leaf.keys.length || this.compareKeys(leaf.keys[at], key) !== 0) return;
-		const list = leaf.lists[at];
-		if (list.length > 1 && value !== undefined) {
-			// A new list, as NeDB's tree makes: one handed out by `search` is not changed under its holder.
-			leaf.lists[at] = list.filter((d) => !this.equal(d, value));
+		if (typeof key === "string") {
+			const list = this.byString.get(key);
+			if (list === undefined) return;
+			if (list.length > 1 && value !== undefined) {
+				this.byString.set(key, list.filter((d) => !this.equal(d, value)));
+				return;
+			}
+			this.byString.delete(key);
+			this.keyCount--;
+			if (!this.unplaced.delete(key)) this.displaced.add(key);
 			return;
 		}
-		leaf.keys.splice(at, 1);
-		leaf.lists.splice(at, 1);
+		const where = this.find(key);
+		if (where === undefined) return;
+		const lists = this.leaves[where.li].lists;
+		if (lists[where.at].length > 1 && value !== undefined) {
+			lists[where.at] = lists[where.at].filter((d) => !this.equal(d, value));
+			return;
+		}
+		this.unplace(where);
 		this.keyCount--;
-		if (leaf.keys.length === 0) this.leaves.splice(li, 1);
 	}
 
 	/** The key's list of values (the tree's own array), or a new empty one. */
 	search(key: unknown): unknown[] {
-		if (this.leaves.length === 0) return [];
-		const leaf = this.leaves[this.leafAt(key)];
-		const at = this.position(leaf.keys, key);
-		return at < leaf.keys.length && this.compareKeys(leaf.keys[at], key) === 0 ? leaf.lists[at] : [];
+		if (typeof key === "string") return this.byString.get(key) ?? [];
+		const where = this.find(key);
+		return where === undefined ? [] : this.leaves[where.li].lists[where.at];
+	}
+
+	/** Brings the leaves up to date with the Map, before an operation that needs the keys' order. */
+	private tidy(): void {
+		const pending = this.unplaced.size + this.displaced.size;
+		if (pending === 0) return;
+		if (pending > MERGE_ABOVE) this.merge();
+		else {
+			for (const key of this.displaced) this.unplace(this.find(key)!);
+			for (const key of this.unplaced) this.place(key, IN_MAP);
+		}
+		this.unplaced.clear();
+		this.displaced.clear();
+	}
+
+	/** One pass over the leaves: the displaced keys left out, the unplaced ones (sorted) merged in. */
+	private merge(): void {
+		// Default sort orders strings by code unit, as NeDB compares them.
+		const incoming = [...this.unplaced].sort();
+		const keys: unknown[] = [];
+		const lists: unknown[][] = [];
+		let j = 0;
+		for (const leaf of this.leaves) {
+			for (let i = 0; i < leaf.keys.length; i++) {
+				const key = leaf.keys[i];
+				while (j < incoming.length && this.compareKeys(incoming[j], key) < 0) {
+					keys.push(incoming[j++]);
+					lists.push(IN_MAP);
+				}
+				if (typeof key === "string" && this.displaced.has(key)) continue;
+				keys.push(key);
+				lists.push(leaf.lists[i]);
+			}
+		}
+		for (; j < incoming.length; j++) {
+			keys.push(incoming[j]);
+			lists.push(IN_MAP);
+		}
+		this.leaves = [];
+		for (let i = 0; i < keys.length; i += LEAF_SIZE) this.leaves.push(new Leaf(keys.slice(i, i + LEAF_SIZE), lists.slice(i, i + LEAF_SIZE)));
+	}
+
+	private listOf(leaf: Leaf, i: number): unknown[] {
+		const key = leaf.keys[i];
+		return typeof key === "string" ? this.byString.get(key)! : leaf.lists[i];
 	}
 
 	/** The values of every key within the bounds ($gt/$gte, $lt/$lte; the stricter of each pair), in key order. */
 	betweenBounds(query: Bounds): unknown[] {
+		this.tidy();
 		const above = this.lowerMatcher(query);
 		const below = this.upperMatcher(query);
 		const res: unknown[] = [];
@@ -146,12 +247,12 @@ export class KeyTree {
 			else li = mid + 1;
 		}
 		for (let first = true; li < this.leaves.length; li++, first = false) {
-			const { keys, lists } = this.leaves[li];
+			const leaf = this.leaves[li];
 			let i = 0;
-			if (first) while (i < keys.length && !above(keys[i])) i++;
-			for (; i < keys.length; i++) {
-				if (!below(keys[i])) return res;
-				for (const v of lists[i]) res.push(v);
+			if (first) while (i < leaf.keys.length && !above(leaf.keys[i])) i++;
+			for (; i < leaf.keys.length; i++) {
+				if (!below(leaf.keys[i])) return res;
+				for (const v of this.listOf(leaf, i)) res.push(v);
 			}
 		}
 		return res;
@@ -182,7 +283,8 @@ export class KeyTree {
 	}
 
 	executeOnEveryNode(fn: (node: { key: unknown; data: unknown[] }) => void): void {
-		for (const { keys, lists } of this.leaves) for (let i = 0; i < keys.length; i++) fn({ key: keys[i], data: lists[i] });
+		this.tidy();
+		for (const leaf of this.leaves) for (let i = 0; i < leaf.keys.length; i++) fn({ key: leaf.keys[i], data: this.listOf(leaf, i) });
 	}
 }
 
