@@ -126,6 +126,22 @@ describe("KeyTree", () => {
 });
 
 describe("collections use it", () => {
+	test("a whole collection indexed at once is put in order then, not by the first full scan", () => {
+		const Index = require("@seald-io/nedb/lib/indexes");
+		const index = new Index({ fieldName: "_id", unique: true });
+		const docs = Array.from({ length: 5000 }, (_, i) => ({ _id: `id${(i * 7919) % 5000}` }));
+		index.reset(docs);
+		const waiting = (t: unknown) => (t as { unplaced: Set<string> }).unplaced.size;
+		expect(index.tree).toBeInstanceOf(KeyTree);
+		expect(waiting(index.tree)).toBe(0);
+		expect(index.getAll().map((d: { _id: string }) => d._id)).toEqual(docs.map((d) => d._id).sort());
+		// Later inserts wait for the next operation that needs the order.
+		index.insert({ _id: "zz" });
+		expect(waiting(index.tree)).toBe(1);
+		expect(index.getBetweenBounds({ $gt: "zy" })).toEqual([{ _id: "zz" }]);
+		expect(waiting(index.tree)).toBe(0);
+	});
+
 	test("every index of a collection is a KeyTree, and queries, ranges and unique checks go through it", async () => {
 		const orders = new Collection("orders_kt", { fields: {}, indexes: [{ fields: { number: 1 }, unique: true }, { fields: { createdAt: 1 } }, { fields: { userId: 1, createdAt: -1 } }] }, {});
 		await orders.connect();
