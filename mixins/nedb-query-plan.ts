@@ -3,7 +3,7 @@
  * last one that has an index, however many documents that index holds for the value. An order query
  * for `status: "pending"` and `"saga.state": "completed"` went through the saga index, so through every
  * completed order, every minute. Here the equality index with the fewest documents for its value is
- * taken (looking each up is a tree search), among the plain ones (neither sparse nor on a dotted path);
+ * taken (looking each up is one index lookup), among the plain ones (neither sparse nor on a dotted path);
  * a query with none goes NeDB's way. The candidates are all the documents holding the value, a superset
  * of the matches: NeDB matches each one against the whole query.
  */
