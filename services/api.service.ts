@@ -202,6 +202,17 @@ function requestShape(req: Req, _res: ServerResponse, next: (err?: unknown) => v
 	next();
 }
 
+/** A CORS_ORIGINS entry with `*` wildcards, as a pattern: compiled once, not on every request with an Origin. */
+const wildcardOrigins = new Map<string, RegExp>();
+function wildcardOrigin(entry: string): RegExp {
+	let pattern = wildcardOrigins.get(entry);
+	if (!pattern) {
+		pattern = new RegExp(`^${entry.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`);
+		wildcardOrigins.set(entry, pattern);
+	}
+	return pattern;
+}
+
 const isChunked = (req: IncomingMessage) => req.headers["transfer-encoding"] !== undefined && req.headers["content-length"] === undefined;
 
 /** Whether a chunked body ends without a byte; a first byte is put back for the body parser. */
@@ -523,8 +534,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			return entries.some((entry) => {
 				if (typeof entry !== "string") return false;
 				const e = entry.trim().toLowerCase();
-				if (!e.includes("*")) return e === wanted;
-				return new RegExp(`^${e.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`).test(wanted);
+				return e.includes("*") ? wildcardOrigin(e).test(wanted) : e === wanted;
 			});
 		},
 
