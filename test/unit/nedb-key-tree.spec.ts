@@ -2,20 +2,12 @@
 import { KeyTree, LEAF_SIZE } from "../../mixins/nedb-key-tree";
 import { compareIndexKeys } from "../../mixins/nedb-index-compare";
 import { Collection } from "../../mixins/collection";
+import { seededRandom } from "../../lib/demo-catalog";
 
 const { AVLTree } = require("@seald-io/binary-search-tree");
 
 const equal = (a: unknown, b: unknown) => a === b;
 const options = (unique: boolean) => ({ unique, compareKeys: compareIndexKeys, checkValueEquality: equal });
-
-/** A small deterministic generator, so a failing sequence can be replayed. */
-function random(seed: number) {
-	let s = seed >>> 0;
-	return () => {
-		s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
-		return s / 2 ** 32;
-	};
-}
 
 const day = (d: number) => new Date(Date.UTC(2026, 10, 1) + d * 86_400_000);
 /** Keys of every kind an index meets, drawn from a small space so that keys repeat. */
@@ -37,7 +29,7 @@ function contents(tree: { executeOnEveryNode(fn: (n: { key: unknown; data: unkno
 
 /** Runs the same random operations on both trees; every `orderEvery` operations their whole contents (which put waiting string keys in order) are compared. */
 function compareRuns(seed: number, unique: boolean, ops: number, keySpace: number, orderEvery = 50) {
-	const next = random(seed);
+	const next = seededRandom(seed);
 	const avl = new AVLTree(options(unique));
 	const ours = new KeyTree(options(unique));
 	const values = Array.from({ length: 40 }, (_, i) => ({ v: i }));

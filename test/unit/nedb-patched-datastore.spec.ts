@@ -5,6 +5,7 @@
  */
 import "../../mixins/collection";
 import { KeyTree } from "../../mixins/nedb-key-tree";
+import { seededRandom } from "../../lib/demo-catalog";
 
 const Patched = require("@seald-io/nedb");
 let OnAvlTrees!: typeof Patched;
@@ -14,14 +15,6 @@ jest.isolateModules(() => {
 	require("../../mixins/nedb-query-plan").installSelectiveCandidates();
 	OnAvlTrees = require("@seald-io/nedb");
 });
-
-function random(seed: number) {
-	let s = seed >>> 0;
-	return () => {
-		s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
-		return s / 2 ** 32;
-	};
-}
 
 const STATUSES = ["pending", "confirmed", "shipped", "cancelled"];
 const day = (n: number) => new Date(Date.UTC(2026, 0, 1) + n * 3_600_000);
@@ -47,7 +40,7 @@ async function outcome(run: () => Promise<unknown>) {
 }
 
 async function compareRuns(seed: number, ops: number) {
-	const next = random(seed);
+	const next = seededRandom(seed);
 	const pick = <T>(xs: T[]) => xs[Math.floor(next() * xs.length)];
 	const int = (n: number) => Math.floor(next() * n);
 	const ours = await open(Patched);
