@@ -131,12 +131,14 @@ function etagOf(body: string | Buffer): string {
 }
 
 /**
- * The headers a GET's 200 gets from its body: its ETag, and for a HEAD the GET's length (Node sends none
- * for a dropped body; RFC 9110 suggests it, link checkers read it). True when it is a 304: the request's
- * If-None-Match names the tag. Only a GET's: a POST with `If-None-Match: *` is no revalidation.
+ * The headers a response gets from its body: its length, and a GET's 200 its ETag. True when it is a
+ * 304: the request's If-None-Match names the tag. Only a GET's: a POST with `If-None-Match: *` is no
+ * revalidation. The length is set here, not left to Node: Node sends none for a HEAD's dropped body
+ * (RFC 9110 suggests it, link checkers read it), nor to an HTTP/1.0 client, whose keep-alive then ends
+ * with every answer (ApacheBench, and proxies that speak 1.0 to their upstream, as nginx does by default).
  */
 function describeBody(req: Req, res: ServerResponse, body: string | Buffer): boolean {
-	if (req.$head) res.setHeader("Content-Length", Buffer.byteLength(body));
+	res.setHeader("Content-Length", Buffer.byteLength(body));
 	if (req.method !== "GET" || res.statusCode !== 200) return false;
 	const tag = etagOf(body);
 	res.setHeader("ETag", tag);
@@ -601,6 +603,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				json = JSON.stringify({ ...body, data: undefined });
 			}
 			res.setHeader("Content-Type", "application/json; charset=utf-8");
+			// An HTTP/1.0 client keeps its connection only with a length (see describeBody).
+			res.setHeader("Content-Length", Buffer.byteLength(json));
 			res.writeHead(code);
 			res.end(json);
 		},

@@ -240,6 +240,36 @@ describe("gateway", () => {
 		expect({ status: noGet.status, allow: noGet.headers.get("allow") }).toEqual({ status: 405, allow: "POST, OPTIONS" });
 	});
 
+	test("an HTTP/1.0 client that asks for keep-alive keeps its connection: answers and refusals carry their length", async () => {
+		const conn = rawConnection(shop.url, []);
+		/** Sends one request and reads its whole answer, delimited by its Content-Length (none: the connection's end). */
+		const ask = async (target: string) => {
+			const from = conn.received().length;
+			conn.socket.write(`GET ${target} HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n`);
+			for (;;) {
+				const got = conn.received().slice(from);
+				const end = got.indexOf("\r\n\r\n");
+				const length = /\r\ncontent-length: (\d+)\r\n/i.exec(got.slice(0, end))?.[1];
+				if (end >= 0 && length !== undefined && Buffer.byteLength(got.slice(end + 4)) >= Number(length)) return got;
+				if (conn.socket.destroyed) return got;
+				await new Promise((r) => setTimeout(r, 5));
+			}
+		};
+		try {
+			const list = await ask("/api/probe/list?q=a");
+			expect(list).toMatch(/^HTTP\/1\.1 200 /);
+			expect(list).toMatch(/\r\nConnection: keep-alive\r\n/i);
+			const missing = await ask("/api/nowhere");
+			expect(missing).toMatch(/^HTTP\/1\.1 404 /);
+			expect(missing).toMatch(/\r\nConnection: keep-alive\r\n/i);
+			expect(missing).toContain('"code":404');
+			expect(await ask("/api/health")).toMatch(/^HTTP\/1\.1 200 /);
+			expect(conn.socket.destroyed).toBe(false);
+		} finally {
+			conn.socket.destroy();
+		}
+	});
+
 	test("what Node's HTTP parser refuses is answered in the shop's error shape (JSON, nosniff), not an empty 400 or 431", async () => {
 		const cases: Array<[string, number, string]> = [
 			["FOO\r\n\r\n", 400, "MALFORMED_REQUEST"],
