@@ -89,6 +89,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		defaultAdminEmail: "admin@example.com",
 		/** Create the default admin when no admin exists; undefined means "outside tests". */
 		createDefaultAdmin: undefined,
+		/** How long after the start an unused ADMIN_PASSWORD is looked for (see ensureAdmin). */
+		adminPasswordCheckDelayMs: 5000,
 	},
 
 	actions: {
@@ -687,10 +689,19 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		/**
 		 * ADMIN_EMAIL (+ ADMIN_PASSWORD) creates or promotes that admin. Without it, outside tests, the
 		 * first start creates admin@example.com, with ADMIN_PASSWORD when set, else a random password
-		 * printed once. A password that is not used (the account exists) is said so in the log.
+		 * printed once. A password that is not used (the account exists) is said so in the log; with
+		 * `warnLater` (the start) that check, a bcrypt compare of ~0.3 s on every restart, runs a few
+		 * seconds after every service has started, not while the start and its first requests wait.
 		 */
-		async ensureAdmin(config?: ShopConfig): Promise<void> {
+		async ensureAdmin(config?: ShopConfig, opts: { warnLater?: boolean } = {}): Promise<void> {
 			const cfg = config ?? this.cfg;
+			const report = (admin: Entity | null, why: string) => {
+				if (!opts.warnLater) return this.reportUnusedAdminPassword(admin, cfg.adminPassword, why);
+				const check = () => this.reportUnusedAdminPassword(admin, cfg.adminPassword, why).catch((err: Error) => this.logger.warn(`Could not check ADMIN_PASSWORD against the admin's: ${err.message}`));
+				const soon = () => setTimeout(check, this.settings.adminPasswordCheckDelayMs).unref();
+				if (this.broker.started) soon();
+				else this.broker.localBus.once("$broker.started", soon);
+			};
 			const createDefault = this.settings.createDefaultAdmin ?? !cfg.isTest;
 			const email: string = cfg.adminEmail ? normalizeEmail(cfg.adminEmail) : this.settings.defaultAdminEmail;
 			const problem = cfg.adminPassword ? passwordProblem(cfg.adminPassword, { email }) : null;
@@ -699,15 +710,15 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				const existing = await this.db.users.findOne({ email });
 				if (!existing) return this.createAdmin(email, cfg.adminPassword);
 				if (existing.role !== "admin") return this.promoteToAdmin(existing, cfg.adminPassword);
-				return this.reportUnusedAdminPassword(existing, cfg.adminPassword, `${email} is an admin already`);
+				return report(existing, `${email} is an admin already`);
 			}
 			if (!createDefault) return;
 			const existing = await this.db.users.findOne({ email });
 			if ((await this.db.users.count({ role: "admin" })) > 0) {
-				return this.reportUnusedAdminPassword(existing?.role === "admin" ? existing : null, cfg.adminPassword, "ADMIN_EMAIL is unset and an admin exists already");
+				return report(existing?.role === "admin" ? existing : null, "ADMIN_EMAIL is unset and an admin exists already");
 			}
 			// Never promote someone else's account that happens to use the default address.
-			if (existing) return this.reportUnusedAdminPassword(null, cfg.adminPassword, `ADMIN_EMAIL is unset and ${email} is a customer's account, not promoted`);
+			if (existing) return report(null, `ADMIN_EMAIL is unset and ${email} is a customer's account, not promoted`);
 			await this.createAdmin(email, cfg.adminPassword);
 		},
 
@@ -774,7 +785,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	async started() {
 		this.dummyHash = unmatchableHash(this.cost);
 		await this.renormalizeStoredEmails();
-		await this.ensureAdmin();
+		await this.ensureAdmin(undefined, { warnLater: true });
 	},
 };
 

@@ -9,6 +9,7 @@ import { readConfig } from "../../lib/config";
 import { verifyAccessToken } from "../../lib/jwt";
 import UsersService from "../../services/users.service";
 import { setEnv } from "../helpers/env";
+import { waitFor } from "../helpers/wait";
 
 const PASSWORD = "velvet-otter-42";
 
@@ -108,6 +109,24 @@ describe("ADMIN_PASSWORD without ADMIN_EMAIL", () => {
 		expect(unused()[0]).toMatch(/ADMIN_EMAIL is unset and an admin exists already/);
 		expect((await shop.http.post("/api/auth/login", { email: "admin@example.com", password: "another-lantern-passphrase" })).status).toBe(401);
 		expect((await shop.http.post("/api/auth/login", { email: "admin@example.com", password: CHOSEN })).status).toBe(200);
+	});
+
+	test("at a start, the check of an unused ADMIN_PASSWORD (a bcrypt compare) is not waited for; its warning follows", async () => {
+		const users = shop.broker.getLocalService("users") as any;
+		const before = unused().length;
+		const check = jest.spyOn(users, "reportUnusedAdminPassword");
+		const delay = users.settings.adminPasswordCheckDelayMs;
+		users.settings.adminPasswordCheckDelayMs = 300;
+		try {
+			await users.ensureAdmin({ ...users.cfg, adminPassword: "fourth-lantern-passphrase" }, { warnLater: true });
+			expect(check).not.toHaveBeenCalled();
+			expect(unused().length).toBe(before);
+			await waitFor(() => unused().length, (n) => n === before + 1);
+			expect(unused()[before]).toMatch(/ADMIN_EMAIL is unset and an admin exists already/);
+		} finally {
+			users.settings.adminPasswordCheckDelayMs = delay;
+			check.mockRestore();
+		}
 	});
 
 	test("ADMIN_EMAIL's existing admin: another ADMIN_PASSWORD leaves its password, and says so", async () => {
