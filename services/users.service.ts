@@ -697,6 +697,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			const cfg = config ?? this.cfg;
 			const report = (admin: Entity | null, why: string) => {
 				if (!opts.warnLater) return this.reportUnusedAdminPassword(admin, cfg.adminPassword, why);
+				if (!cfg.adminPassword) return;
 				const check = () => this.reportUnusedAdminPassword(admin, cfg.adminPassword, why).catch((err: Error) => this.logger.warn(`Could not check ADMIN_PASSWORD against the admin's: ${err.message}`));
 				const soon = () => setTimeout(check, this.settings.adminPasswordCheckDelayMs).unref();
 				if (this.broker.started) soon();
