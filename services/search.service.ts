@@ -288,6 +288,8 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 					return await fn();
 				} finally {
 					await this.broker.cacher?.clean("search.**");
+					// And the gateways' copies of anonymous answers (publicCache, see merged).
+					this.broker.broadcast("cache.clean.search");
 				}
 			};
 			const run = this.indexLock.then(write, write);
@@ -500,12 +502,19 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 	},
 
 	/**
-	 * An embedded index lives in each search process, so every instance must see every product event:
-	 * a group of its own per process makes the broker deliver each event to all of them (with
-	 * Elasticsearch the index is shared and one instance per event is right).
+	 * Over the embedded index (Elasticsearch is left as it is):
+	 * - Anonymous answers are kept by the gateway too, as the broker's cache keeps them, and cleaned
+	 *   with it on every index write: a repeated search costs what a product listing does, not an
+	 *   action call. Elasticsearch makes some writes visible later than they return, so neither cache
+	 *   is used with it.
+	 * - The index lives in each search process, so every instance must see every product event: a
+	 *   group of its own per process makes the broker deliver each event to all of them (with
+	 *   Elasticsearch the index is shared and one instance per event is right).
 	 */
 	merged(schema: ServiceSchema) {
-		if (readConfig().elasticsearchUrl || !schema.events) return;
+		if (readConfig().elasticsearchUrl) return;
+		for (const name of ["search", "autocomplete"]) schema.actions![name] = { ...(schema.actions![name] as object), publicCache: true };
+		if (!schema.events) return;
 		const group = `search-${os.hostname()}-${process.pid}`;
 		for (const [name, def] of Object.entries(schema.events)) {
 			schema.events[name] = typeof def === "function" ? { handler: def, group } : { ...def, group };

@@ -32,4 +32,29 @@ describe("search cache", () => {
 		expect(after.rows[0].name).toBe("Quartz Kettle");
 		expect(spy).toHaveBeenCalled();
 	});
+
+	test("a repeated anonymous search is answered by the gateway without calling search, until an indexed change drops that answer too", async () => {
+		const created = await shop.http.post("/api/products", { name: "Basalt Mug", price: 1400, currency: "USD", variants: [{ sku: "BM-1", name: "One", stock: 4 }] }, { token: admin });
+		expect(created.status).toBe(201);
+		await eventually(async () => (await shop.http.get("/api/search?q=basalt")).body.total === 1, 5000, 50);
+		await eventually(async () => (await shop.http.get("/api/search/autocomplete?q=basa")).body.suggestions?.length > 0, 5000, 50);
+
+		// Any call of the action looks in the broker's cache first.
+		const handled = jest.spyOn(shop.broker.cacher!, "get");
+		for (let i = 0; i < 3; i++) {
+			expect((await shop.http.get("/api/search?q=basalt")).body.total).toBe(1);
+			expect((await shop.http.get("/api/search/autocomplete?q=basa")).status).toBe(200);
+		}
+		const searchCalls = () => handled.mock.calls.filter(([key]) => String(key).startsWith("search.")).length;
+		expect(searchCalls()).toBe(0);
+		// Signed in: no shared copy, the action answers.
+		expect((await shop.http.get("/api/search?q=basalt", { token: admin })).body.total).toBe(1);
+		expect(searchCalls()).toBe(1);
+
+		const renamed = await shop.http.patch(`/api/products/${created.body.id}`, { name: "Granite Mug" }, { token: admin });
+		expect(renamed.status).toBe(200);
+		await eventually(async () => (await shop.http.get("/api/search?q=granite")).body.total === 1, 1000, 50);
+		expect((await shop.http.get("/api/search?q=basalt")).body.total).toBe(0);
+		handled.mockRestore();
+	});
 });
