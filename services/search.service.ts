@@ -513,7 +513,10 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 	 */
 	merged(schema: ServiceSchema) {
 		if (readConfig().elasticsearchUrl) return;
-		for (const name of ["search", "autocomplete"]) schema.actions![name] = { ...(schema.actions![name] as object), publicCache: true };
+		for (const name of ["search", "autocomplete"]) {
+			const action = schema.actions?.[name];
+			if (action && typeof action === "object") schema.actions![name] = { ...action, publicCache: true };
+		}
 		if (!schema.events) return;
 		const group = `search-${os.hostname()}-${process.pid}`;
 		for (const [name, def] of Object.entries(schema.events)) {

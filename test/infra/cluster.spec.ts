@@ -129,7 +129,7 @@ describe("sessions and rate limits across gateways (Redis)", () => {
 
 describe("failures", () => {
 	test("a search node killed with SIGKILL while 200 requests are in flight: each answers or is a retryable 503", async () => {
-		// Each URL once: a repeated one could be answered by a cache (the gateway's, or the search node's) without reaching a node.
+		// Each URL once: a repeated one could be answered by the gateway's response cache, never reaching a search node.
 		const requests = Array.from({ length: 200 }, (_, i) => (i % 2 ? gw1 : gw2).get(`/api/search?q=shirt&page=${(i % 4) + 1}&pageSize=${Math.floor(i / 4) + 1}`));
 		setTimeout(() => nodes["search-2"].proc.kill("SIGKILL"), 50);
 		const results = await Promise.all(requests);

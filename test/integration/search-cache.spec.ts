@@ -41,20 +41,23 @@ describe("search cache", () => {
 
 		// Any call of the action looks in the broker's cache first.
 		const handled = jest.spyOn(shop.broker.cacher!, "get");
-		for (let i = 0; i < 3; i++) {
-			expect((await shop.http.get("/api/search?q=basalt")).body.total).toBe(1);
-			expect((await shop.http.get("/api/search/autocomplete?q=basa")).status).toBe(200);
+		try {
+			for (let i = 0; i < 3; i++) {
+				expect((await shop.http.get("/api/search?q=basalt")).body.total).toBe(1);
+				expect((await shop.http.get("/api/search/autocomplete?q=basa")).status).toBe(200);
+			}
+			const searchCalls = () => handled.mock.calls.filter(([key]) => String(key).startsWith("search.")).length;
+			expect(searchCalls()).toBe(0);
+			// Signed in: no shared copy, the action answers.
+			expect((await shop.http.get("/api/search?q=basalt", { token: admin })).body.total).toBe(1);
+			expect(searchCalls()).toBe(1);
+		} finally {
+			handled.mockRestore();
 		}
-		const searchCalls = () => handled.mock.calls.filter(([key]) => String(key).startsWith("search.")).length;
-		expect(searchCalls()).toBe(0);
-		// Signed in: no shared copy, the action answers.
-		expect((await shop.http.get("/api/search?q=basalt", { token: admin })).body.total).toBe(1);
-		expect(searchCalls()).toBe(1);
 
 		const renamed = await shop.http.patch(`/api/products/${created.body.id}`, { name: "Granite Mug" }, { token: admin });
 		expect(renamed.status).toBe(200);
 		await eventually(async () => (await shop.http.get("/api/search?q=granite")).body.total === 1, 1000, 50);
 		expect((await shop.http.get("/api/search?q=basalt")).body.total).toBe(0);
-		handled.mockRestore();
 	});
 });
