@@ -9,6 +9,7 @@ import type { ServiceSchema, Service, ServiceBroker } from "moleculer";
 import { Collection, type CollectionSpec } from "./collection";
 import { readConfig, processStartedAt } from "../lib/config";
 import { embeddedStoreRival, type StoreMark } from "../lib/embedded-store-replicas";
+import { cleanServiceCache } from "./cache-clean";
 
 export type Collections = Record<string, Collection>;
 
@@ -42,9 +43,8 @@ export function DbMixin(serviceName: string, specs: Record<string, CollectionSpe
 		},
 		methods: {
 			/** Drops cached results of this service here and on every other node. */
-			async cleanCache(this: Service) {
-				await this.broker.cacher?.clean(`${this.fullName}.**`);
-				this.broker.broadcast(cacheCleanEvent);
+			cleanCache(this: Service) {
+				return cleanServiceCache(this);
 			},
 			/**
 			 * A second node hosting this service on its own embedded store would be a second shop with its own

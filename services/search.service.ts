@@ -6,7 +6,7 @@
  * The engine is embedded (minisearch) unless ELASTICSEARCH_URL selects Elasticsearch.
  */
 import os from "node:os";
-import { Errors, type Context, type ServiceSchema } from "moleculer";
+import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import type {} from "moleculer-web";
 import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
@@ -15,6 +15,7 @@ import { readConfig } from "../lib/config";
 import { BROKER_UNAVAILABLE_ERRORS, ServiceUnavailableError } from "../lib/errors";
 import { pageParams } from "../lib/pagination";
 import { createSearchEngine, type SearchEngine } from "../adapters/search";
+import { cleanServiceCache } from "../mixins/cache-clean";
 import { MAX_PREFIX_LENGTH, MAX_RAW_QUERY_LENGTH, MAX_SUGGESTIONS, SEARCH_SORTS, inStockMayChange, parseSearchQuery, queryText, toIndexDoc, type CategoryRef, type SearchParams } from "../lib/search-query";
 
 interface SearchSettings {
@@ -102,7 +103,7 @@ function cannotIndexNow(err: unknown): boolean {
 	return UNREACHABLE_ERRORS.has(e?.name ?? "") || e?.code === 503 || status === 429 || status >= 500;
 }
 
-type SearchThis = SearchVars & SearchMethods & { settings: SearchSettings; broker: any; logger: any };
+type SearchThis = SearchVars & SearchMethods & Pick<Service, "name" | "fullName"> & { settings: SearchSettings; broker: any; logger: any };
 
 function rowsOf(res: unknown): Record<string, any>[] {
 	if (Array.isArray(res)) return res;
@@ -287,9 +288,8 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				try {
 					return await fn();
 				} finally {
-					await this.broker.cacher?.clean("search.**");
-					// And the gateways' copies of anonymous answers (publicCache, see merged).
-					this.broker.broadcast("cache.clean.search");
+					// The gateways' copies of anonymous answers too (publicCache, see merged).
+					await cleanServiceCache(this);
 				}
 			};
 			const run = this.indexLock.then(write, write);
