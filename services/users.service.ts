@@ -695,14 +695,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 */
 		async ensureAdmin(config?: ShopConfig, opts: { warnLater?: boolean } = {}): Promise<void> {
 			const cfg = config ?? this.cfg;
-			const report = (admin: Entity | null, why: string) => {
-				if (!opts.warnLater) return this.reportUnusedAdminPassword(admin, cfg.adminPassword, why);
-				if (!cfg.adminPassword) return;
-				const check = () => this.reportUnusedAdminPassword(admin, cfg.adminPassword, why).catch((err: Error) => this.logger.warn(`Could not check ADMIN_PASSWORD against the admin's: ${err.message}`));
-				const soon = () => setTimeout(check, this.settings.adminPasswordCheckDelayMs).unref();
-				if (this.broker.started) soon();
-				else this.broker.localBus.once("$broker.started", soon);
-			};
+			const report = (admin: Entity | null, why: string) =>
+				(opts.warnLater ? this.reportUnusedAdminPasswordLater : this.reportUnusedAdminPassword)(admin, cfg.adminPassword, why);
 			const createDefault = this.settings.createDefaultAdmin ?? !cfg.isTest;
 			const email: string = cfg.adminEmail ? normalizeEmail(cfg.adminEmail) : this.settings.defaultAdminEmail;
 			const problem = cfg.adminPassword ? passwordProblem(cfg.adminPassword, { email }) : null;
@@ -730,6 +724,15 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		async reportUnusedAdminPassword(admin: Entity | null, password: string | undefined, why: string) {
 			if (!password || (admin && (await verifyPassword(password, admin.passwordHash)))) return;
 			this.logger.warn(`ADMIN_PASSWORD did not change any password: ${why}; it is used only when the admin's account is created (or, with ADMIN_EMAIL, taken over). Change the password through the API.`);
+		},
+
+		/** reportUnusedAdminPassword, adminPasswordCheckDelayMs after every service has started (see ensureAdmin). */
+		reportUnusedAdminPasswordLater(admin: Entity | null, password: string | undefined, why: string) {
+			if (!password) return;
+			const check = () => this.reportUnusedAdminPassword(admin, password, why).catch((err: Error) => this.logger.warn(`Could not check ADMIN_PASSWORD against the admin's: ${err.message}`));
+			const soon = () => setTimeout(check, this.settings.adminPasswordCheckDelayMs).unref();
+			if (this.broker.started) soon();
+			else this.broker.localBus.once("$broker.started", soon);
 		},
 
 		/**
