@@ -382,12 +382,8 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 				this.legacyCancellationsLeft = legacy.length > 0;
 				stuck.push(...legacy.filter((o) => o.updatedAt < cutoff));
 			}
-			const seen = new Set<string>();
-			for (const found of stuck) {
-				if (seen.has(found.id)) continue;
-				seen.add(found.id);
-				await this.recoverOrder(found);
-			}
+			// An order may be of two kinds: recovered once.
+			for (const found of new Map(stuck.map((o) => [o.id, o])).values()) await this.recoverOrder(found);
 		},
 
 		/**
