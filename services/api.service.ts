@@ -25,6 +25,7 @@ import type { EventEmitter } from "node:events";
 import { STOPPING_EVENT } from "../mixins/stop-notice.middleware";
 import { portProblem } from "../mixins/health-probe.middleware";
 import { ifNoneMatchHits, weakEtag } from "../lib/etag";
+import { COMPRESS_MIN_BYTES, acceptedCoding, compressOnce, varyOn } from "../lib/content-encoding";
 import { clientErrorResponse } from "../lib/client-errors";
 import type { Duplex } from "node:stream";
 
@@ -83,6 +84,8 @@ interface ApiVars {
 	connections: Set<TrackedSocket>;
 	/** TRUST_PROXY: proxies in front of this gateway, read when it is created. */
 	trustProxy: number;
+	/** COMPRESSION: answers compressed for clients that take it, read when the gateway is created. */
+	compression: boolean;
 	aliases: Alias[];
 	/** Every route this gateway has served since it started, by method and path (see knownRoute). */
 	routesSeen: Map<string, Alias>;
@@ -518,7 +521,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		writeCorsHeaders(route: { cors?: { origin?: unknown } }, req: Req, res: ServerResponse, isPreFlight: boolean) {
 			const origins = route.cors?.origin;
 			if (origins && origins !== "*") {
-				res.setHeader("Vary", "Origin");
+				res.setHeader("Vary", varyOn(res.getHeader("Vary"), "Origin"));
 				const origin = req.headers.origin;
 				if (origin && !this.checkOrigin(origin, origins)) return;
 			}
@@ -676,13 +679,14 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				const key = req.originalUrl ?? req.url!;
 				const body = this.responseCache.get(key);
 				if (body) {
-					if (describeBody(req, res, body)) {
+					const sent = this.bodyToSend(req, res, body);
+					if (sent === null) {
 						res.statusCode = 304;
 						res.removeHeader("Content-Length");
 						res.end();
 					} else {
 						res.setHeader("Content-Type", "application/json; charset=utf-8");
-						res.end(body);
+						res.end(sent);
 					}
 					return Promise.resolve(true);
 				}
@@ -699,8 +703,28 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 */
 		encodeResponse(req: Req, res: ServerResponse, data: unknown): string | Buffer {
 			const body = this.encodeBody(req, res, data);
-			if (describeBody(req, res, body)) res.statusCode = 304;
+			const sent = this.bodyToSend(req, res, body);
+			if (sent !== null) return sent;
+			res.statusCode = 304;
 			return body;
+		},
+
+		/**
+		 * describeBody's headers for a JSON body, and the bytes to send: compressed when the client takes
+		 * brotli or gzip and the body is worth it (lib/content-encoding.ts), null for a 304. Every answer says
+		 * it varies by Accept-Encoding, so a shared cache never hands a compressed copy to a client that
+		 * cannot read it. The ETag is the body's in every coding: weak tags may be shared (RFC 9110 8.8.1).
+		 */
+		bodyToSend(req: Req, res: ServerResponse, body: string | Buffer): string | Buffer | null {
+			if (this.compression) res.setHeader("Vary", varyOn(res.getHeader("Vary"), "Accept-Encoding"));
+			if (describeBody(req, res, body)) return null;
+			if (!this.compression || Buffer.byteLength(body) < COMPRESS_MIN_BYTES) return body;
+			const coding = acceptedCoding(req.headers["accept-encoding"]);
+			if (!coding) return body;
+			const compressed = compressOnce(body, coding);
+			res.setHeader("Content-Encoding", coding);
+			res.setHeader("Content-Length", compressed.length);
+			return compressed;
 		},
 
 		/** JSON, reusing the bytes of a cached result (see encodedResults), kept by the response cache when public. */
@@ -832,7 +856,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 
 	created() {
 		this.responseCache = new ResponseCache(this.settings.responseCache);
-		this.trustProxy = readConfig().trustProxy;
+		const { trustProxy, compression } = readConfig();
+		this.trustProxy = trustProxy;
+		this.compression = compression;
 		this.rateLimitStore = createRateLimitStore(this.settings.shopRateLimit.redisUrl, this.broker.namespace, {
 			logger: this.logger,
 			whileDown: "general limits count on this gateway alone and the auth routes answer 503, until it is back",

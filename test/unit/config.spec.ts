@@ -108,16 +108,19 @@ describe("on/off settings", () => {
 	])("%j → %s", (value, expected) => {
 		expect(readConfig({ METRICS_ENABLED: value }).metricsEnabled).toBe(expected);
 		expect(readConfig({ SEED_DEMO: value }).seedDemo).toBe(expected);
+		expect(readConfig({ COMPRESSION: value }).compression).toBe(expected);
 	});
 
 	test("unset or empty keeps the default (metrics off only under tests)", () => {
-		expect(readConfig({ METRICS_ENABLED: "" })).toMatchObject({ metricsEnabled: true, seedDemo: true });
+		expect(readConfig({ METRICS_ENABLED: "" })).toMatchObject({ metricsEnabled: true, seedDemo: true, compression: true });
+		expect(readConfig({ NODE_ENV: "test" }).compression).toBe(true);
 		expect(readConfig({ NODE_ENV: "test" }).metricsEnabled).toBe(false);
 	});
 
 	test.each(["ture", "enabled", "2", "nope", "-"])("%j stops the start, naming the variable", (value) => {
 		expect(() => readConfig({ METRICS_ENABLED: value })).toThrow(new RegExp(`^METRICS_ENABLED must be true or false .*not "${value}"`));
 		expect(() => readConfig({ SEED_DEMO: value })).toThrow(/^SEED_DEMO must be true or false/);
+		expect(() => readConfig({ COMPRESSION: value })).toThrow(/^COMPRESSION must be true or false/);
 	});
 });
 
