@@ -25,6 +25,7 @@ import type { EventEmitter } from "node:events";
 import { STOPPING_EVENT } from "../mixins/stop-notice.middleware";
 import { portProblem } from "../mixins/health-probe.middleware";
 import { ifNoneMatchHits, weakEtag } from "../lib/etag";
+import { normalizeRequestTarget } from "../lib/request-target";
 import { COMPRESS_MIN_BYTES, acceptedCoding, compressOnce, varyOn } from "../lib/content-encoding";
 import { clientErrorResponse } from "../lib/client-errors";
 import type { Duplex } from "node:stream";
@@ -386,6 +387,10 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 */
 		httpHandler(req: Req, res: ServerResponse, next?: (err?: unknown) => void) {
 			res.setHeader("X-Content-Type-Options", "nosniff");
+			// Routes, limits and the response cache see one spelling of each address (lib/request-target.ts).
+			const target = normalizeRequestTarget(req.url ?? "/");
+			req.url = target.url;
+			if (target.host) req.headers.host = target.host;
 			// What a stop needs (releaseConnections): the answers still to send, those of requests that came in
 			// during it too, and each connection's activity.
 			if (this.draining) res.setHeader("Connection", "close");

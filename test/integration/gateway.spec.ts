@@ -240,6 +240,23 @@ describe("gateway", () => {
 		expect({ status: noGet.status, allow: noGet.headers.get("allow") }).toEqual({ status: 405, allow: "POST, OPTIONS" });
 	});
 
+	test("an absolute-form target (as proxies send) and escaped letters in the path reach the route, as its plain spelling does", async () => {
+		const ask = async (target: string) => {
+			const answer = await rawExchange(shop.url, `GET ${target} HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n`);
+			const [head, body] = answer.split("\r\n\r\n");
+			return { status: Number(head.split(" ")[1]), head, body: body ? JSON.parse(body) : null };
+		};
+		for (const target of [`${shop.url}/api/probe/list?q=a`, "http://shop.example/api/probe/list?q=a", "/api/%70robe/%6C%69st?q=a", "HTTP://shop.example/api/%70robe/%6c%69st?q=a"]) {
+			const r = await ask(target);
+			expect({ target, status: r.status, q: r.body?.q }).toEqual({ target, status: 200, q: "a" });
+		}
+		// The query is the action's: decoded once, as always.
+		expect((await ask("/api/probe/%6Cist?q=%2561")).body).toEqual({ q: "%61" });
+		// Rules that go by the path see it normalised: a cart's answer is never stored.
+		expect((await ask("/api/%63art")).head).toMatch(/\r\nCache-Control: no-store\r\n/i);
+		expect((await ask("http://shop.example/api/cart")).head).toMatch(/\r\nCache-Control: no-store\r\n/i);
+	});
+
 	test("an HTTP/1.0 client that asks for keep-alive keeps its connection: answers and refusals carry their length", async () => {
 		const conn = rawConnection(shop.url, []);
 		/** Sends one request and reads its whole answer, delimited by its Content-Length (none: the connection's end). */
