@@ -186,6 +186,13 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 		}
 		// A body of another type would be skipped, and the request judged as if it had none.
 		if (kind === "json" && hasBody(req) && !isJson(req)) return next(new UnsupportedMediaTypeError("Send the body as JSON (Content-Type: application/json)"));
+		// Declared over the limit: refused at once, as with Expect: 100-continue, not once all of it has come in
+		// (body-parser reads a refused body to its end before it answers). What still comes is not read: the
+		// connection closes after the 413.
+		if (Number(req.headers["content-length"]) > BODY_LIMIT_BYTES) {
+			res.setHeader("Connection", "close");
+			return next(new PayloadTooLargeError(BODY_LIMIT));
+		}
 		parse(req, res, (err?: any) => next(err ? bodyError(err) : undefined));
 	};
 }
