@@ -200,10 +200,10 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		logLevel: logLevelSetting(env.LOGLEVEL, isTest ? "warn" : "info"),
 		requestTimeout: wholeNumberSetting("REQUEST_TIMEOUT", env.REQUEST_TIMEOUT, 10_000, MS()),
 		shutdownTimeout: wholeNumberSetting("SHUTDOWN_TIMEOUT", env.SHUTDOWN_TIMEOUT, 10_000, MS()),
-		// Longer than the idle timeout of a proxy that pools connections to the gateway (ingress-nginx and AWS ALB: 60 s),
-		// so the proxy, not the gateway, closes an idle one. Node's 5 s raced its next request on it: a 502 to a customer.
 		// Off where an ingress or a CDN compresses answers already.
 		compression: booleanSetting("COMPRESSION", env.COMPRESSION, true),
+		// Longer than the idle timeout of a proxy that pools connections to the gateway (ingress-nginx and AWS ALB: 60 s),
+		// so the proxy, not the gateway, closes an idle one. Node's 5 s raced its next request on it: a 502 to a customer.
 		keepAliveTimeout: wholeNumberSetting("KEEP_ALIVE_TIMEOUT", env.KEEP_ALIVE_TIMEOUT, 65_000, count("milliseconds", 1000, MAX_TIMER_MS)),
 		// How long a call waits for a node of its service to come back (a restart) before it fails with 503; 0 never waits.
 		serviceWaitMs: wholeNumberSetting("SERVICE_WAIT_TIMEOUT", env.SERVICE_WAIT_TIMEOUT, 5000, MS("never waits")),

@@ -1,6 +1,6 @@
 /**
  * Compressed answers: which coding a request takes (Accept-Encoding, RFC 9110 12.5.3), and a body
- * in that coding. A page of 20 products is ~14 KB of JSON and ~2 KB compressed.
+ * in that coding. A page of 20 products is 11–14 KB of JSON and ~2 KB compressed.
  */
 import zlib from "node:zlib";
 
@@ -67,7 +67,7 @@ export function compressOnce(body: string | Buffer, coding: Coding): Buffer {
 export function varyOn(current: string | number | string[] | undefined, field: string): string {
 	// Most answers: nothing to keep (this runs for every JSON answer).
 	if (current === undefined || current === "") return field;
-	const names = (Array.isArray(current) ? current.join(",") : String(current ?? ""))
+	const names = (Array.isArray(current) ? current.join(",") : String(current))
 		.split(",")
 		.map((s) => s.trim())
 		.filter(Boolean);
