@@ -193,7 +193,24 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 			res.setHeader("Connection", "close");
 			return next(new PayloadTooLargeError(BODY_LIMIT));
 		}
-		parse(req, res, (err?: any) => next(err ? bodyError(err) : undefined));
+		// Sent in chunks, without a length: refused as soon as the limit is passed, the parser's own refusal
+		// (which comes once the body has ended) left unanswered.
+		let refused = false;
+		if (isChunked(req)) {
+			let received = 0;
+			const count = (chunk: Buffer) => {
+				received += chunk.length;
+				if (received <= BODY_LIMIT_BYTES) return;
+				req.off("data", count);
+				refused = true;
+				res.setHeader("Connection", "close");
+				next(new PayloadTooLargeError(BODY_LIMIT));
+			};
+			req.on("data", count);
+		}
+		parse(req, res, (err?: any) => {
+			if (!refused) next(err ? bodyError(err) : undefined);
+		});
 	};
 }
 

@@ -363,7 +363,7 @@ describe("gateway", () => {
 		expect(fits).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
 	});
 
-	test("a body declared over 1 MB without Expect gets its 413 at once, before the rest of it is sent, and the connection closes", async () => {
+	test("a body over 1 MB sent without Expect gets its 413 before the rest of it is sent (declared: at once; chunked: once past the limit), and the connection closes", async () => {
 		const conn = rawConnection(shop.url, [`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n`, "x".repeat(64 * 1024)]);
 		const closedAt = await Promise.race([conn.closedAt, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
 		conn.socket.destroy();
@@ -371,12 +371,19 @@ describe("gateway", () => {
 		expect(conn.received()).toMatch(/^HTTP\/1\.1 413 /);
 		expect(conn.received()).toMatch(/\r\nConnection: close\r\n/i);
 		expect(conn.received()).toContain('"type":"PAYLOAD_TOO_LARGE"');
+		// Sent in chunks without a length: refused once past the limit, before the body's end.
+		const chunked = rawConnection(shop.url, [`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`, ...Array.from({ length: 20 }, () => `10000\r\n${"x".repeat(0x10000)}\r\n`)]);
+		const chunkedClosed = await Promise.race([chunked.closedAt, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+		chunked.socket.destroy();
+		expect(chunkedClosed).not.toBeNull();
+		expect(chunked.received()).toMatch(/^HTTP\/1\.1 413 /);
+		expect(chunked.received()).toContain('"type":"PAYLOAD_TOO_LARGE"');
 		// A client that sends all of it meanwhile, as fetch does, reads the 413 too.
 		const big = await shop.http.request("POST", "/api/probe/echo", { raw: Buffer.alloc(20 * 1024 * 1024, 32) });
 		expect(big.status).toBe(413);
 		// The next request, on a new connection, is answered.
 		expect((await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 })).status).toBe(200);
-	});
+	}, 15_000);
 
 	test("400 on malformed JSON, 413 above 1 MB", async () => {
 		const bad = await shop.http.request("POST", "/api/probe/echo", { raw: '{"name": "ab", ' });
