@@ -9,7 +9,10 @@
 export interface RequestTarget {
 	/** origin-form: the path and query. */
 	url: string;
-	/** The authority of an absolute-form target, which replaces the Host header (RFC 9112 3.2.2). */
+	/**
+	 * The host of an absolute-form target, which replaces the Host header (RFC 9112 3.2.2). Empty
+	 * (`http:///api/health`): the target is invalid (RFC 9110 4.2.1), a 400.
+	 */
 	host?: string;
 }
 
@@ -32,6 +35,8 @@ export function normalizeRequestTarget(target: string): RequestTarget {
 	if (!url.includes("%")) return { url, host };
 	const q = url.indexOf("?");
 	const path = q < 0 ? url : url.slice(0, q);
+	// A `%` that starts no escape: decoding around it could make one (`%%37%30` → `%70`), a third spelling.
+	if (/%(?![0-9A-Fa-f]{2})/.test(path)) return { url, host };
 	// Only the path: a query value is the action's to decode, escapes and all.
 	const decoded = path.replace(UNRESERVED_ESCAPE, (esc) => String.fromCharCode(parseInt(esc.slice(1), 16)));
 	return { url: q < 0 ? decoded : decoded + url.slice(q), host };

@@ -168,6 +168,33 @@ function refuseNonUtf8(_req: IncomingMessage, _res: ServerResponse, buf: Buffer)
 	if (!isUtf8(buf)) throw new Error("The body is not valid UTF-8");
 }
 
+/** A refused body's client is given this long without sending a byte, and at most LINGER_MAX_MS, before its connection closes. */
+const LINGER_IDLE_MS = 2000;
+const LINGER_MAX_MS = 30_000;
+
+/**
+ * A 413 while the body may still be coming in, on a connection closed after it. Closed gently (RFC 9112
+ * 9.6): the answer and our half of the close go first, then what the client still sends is read and
+ * dropped until it stops. Closed outright, the next byte it sent would reset the connection, and a reset
+ * can discard the 413 before a client that reads only once it has sent everything (as many do) sees it.
+ */
+function refuseTooLarge(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) {
+	res.setHeader("Connection", "close");
+	const socket = req.socket as Socket & { destroySoon(): void };
+	// What Node calls once the answer of a `Connection: close` response is written.
+	socket.destroySoon = () => {
+		socket.end();
+		const started = Date.now();
+		let seen = socket.bytesRead;
+		const check = setInterval(() => {
+			if (socket.bytesRead === seen || Date.now() - started >= LINGER_MAX_MS) socket.destroy();
+			seen = socket.bytesRead;
+		}, LINGER_IDLE_MS);
+		socket.once("close", () => clearInterval(check));
+	};
+	next(new PayloadTooLargeError(BODY_LIMIT));
+}
+
 /** One of moleculer-web's body parsers (body-parser), reporting its refusals as bodyError does. */
 function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 	const parse = (ApiGateway as any).bodyParser[kind]({ limit: BODY_LIMIT_BYTES, ...opts });
@@ -187,28 +214,25 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 		// A body of another type would be skipped, and the request judged as if it had none.
 		if (kind === "json" && hasBody(req) && !isJson(req)) return next(new UnsupportedMediaTypeError("Send the body as JSON (Content-Type: application/json)"));
 		// Declared over the limit: refused at once, as with Expect: 100-continue, not once all of it has come in
-		// (body-parser reads a refused body to its end before it answers). What still comes is not read: the
-		// connection closes after the 413.
-		if (Number(req.headers["content-length"]) > BODY_LIMIT_BYTES) {
-			res.setHeader("Connection", "close");
-			return next(new PayloadTooLargeError(BODY_LIMIT));
-		}
+		// (body-parser reads a refused body to its end before it answers).
+		if (Number(req.headers["content-length"]) > BODY_LIMIT_BYTES) return refuseTooLarge(req, res, next);
 		// Sent in chunks, without a length: refused as soon as the limit is passed, the parser's own refusal
 		// (which comes once the body has ended) left unanswered.
 		let refused = false;
-		if (isChunked(req)) {
-			let received = 0;
-			const count = (chunk: Buffer) => {
-				received += chunk.length;
-				if (received <= BODY_LIMIT_BYTES) return;
-				req.off("data", count);
-				refused = true;
-				res.setHeader("Connection", "close");
-				next(new PayloadTooLargeError(BODY_LIMIT));
-			};
-			req.on("data", count);
-		}
+		let received = 0;
+		const count = (chunk: Buffer) => {
+			received += chunk.length;
+			if (received <= BODY_LIMIT_BYTES) return;
+			req.off("data", count);
+			// Answered already: the parser refused it without reading it (a charset it does not read), and
+			// Node drops the rest.
+			if (res.headersSent) return;
+			refused = true;
+			refuseTooLarge(req, res, next);
+		};
+		if (isChunked(req)) req.on("data", count);
 		parse(req, res, (err?: any) => {
+			req.off("data", count);
 			if (!refused) next(err ? bodyError(err) : undefined);
 		});
 	};
@@ -414,6 +438,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			// Routes, limits and the response cache see one spelling of each address (lib/request-target.ts).
 			const target = normalizeRequestTarget(req.url ?? "/");
 			req.url = target.url;
+			if (target.host === "") return this.sendShopError(req, res, new BadRequestError("The request target names no host", "INVALID_TARGET"));
 			if (target.host) req.headers.host = target.host;
 			// What a stop needs (releaseConnections): the answers still to send, those of requests that came in
 			// during it too, and each connection's activity.

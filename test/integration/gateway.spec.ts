@@ -250,6 +250,9 @@ describe("gateway", () => {
 			const r = await ask(target);
 			expect({ target, status: r.status, q: r.body?.q }).toEqual({ target, status: 200, q: "a" });
 		}
+		// A host that is empty is no address (RFC 9110 4.2.1).
+		const noHost = await ask("http:///api/probe/list?q=a");
+		expect({ status: noHost.status, type: noHost.body?.type }).toEqual({ status: 400, type: "INVALID_TARGET" });
 		// The query is the action's: decoded once, as always.
 		expect((await ask("/api/probe/%6Cist?q=%2561")).body).toEqual({ q: "%61" });
 		// Rules that go by the path see it normalised: a cart's answer is never stored.
@@ -384,6 +387,43 @@ describe("gateway", () => {
 		// The next request, on a new connection, is answered.
 		expect((await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 })).status).toBe(200);
 	}, 15_000);
+
+	test("a client that reads only once it has sent its whole body still gets the 413: the gateway reads and drops the rest before it closes", async () => {
+		const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
+		await new Promise((r) => socket.once("connect", r));
+		// Not reading: whatever comes back waits in the socket, and a reset would discard it.
+		socket.pause();
+		let received = "";
+		let error: string | null = null;
+		socket.on("data", (d: Buffer) => (received += d.toString()));
+		socket.on("error", (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+		const closed = new Promise((r) => socket.once("close", r));
+		const body = Buffer.alloc(4 * 1024 * 1024, 32);
+		socket.write(`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+		await new Promise((r) => socket.write(body, r));
+		await new Promise((r) => setTimeout(r, 200));
+		socket.resume();
+		socket.end();
+		await closed;
+		expect({ error, status: received.slice(0, 12) }).toEqual({ error: null, status: "HTTP/1.1 413" });
+	});
+
+	test("a chunked body over 1 MB that the parser refuses unread (a charset it does not take) gets its 415, and the gateway goes on", async () => {
+		// Kept alive: Node reads the rest of the body after the answer, past the limit.
+		const conn = rawConnection(shop.url, [
+			`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json; charset=latin1\r\nTransfer-Encoding: chunked\r\n\r\n`,
+			...Array.from({ length: 20 }, () => `10000\r\n${"x".repeat(0x10000)}\r\n`),
+			"0\r\n\r\n",
+		]);
+		try {
+			await waitFor(async () => conn.received(), (r: string) => r.includes("\r\n\r\n"), 5000, 20);
+			expect(conn.received()).toMatch(/^HTTP\/1\.1 415 /);
+			await new Promise((r) => setTimeout(r, 300));
+			expect((await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 })).status).toBe(200);
+		} finally {
+			conn.socket.destroy();
+		}
+	});
 
 	test("400 on malformed JSON, 413 above 1 MB", async () => {
 		const bad = await shop.http.request("POST", "/api/probe/echo", { raw: '{"name": "ab", ' });

@@ -23,6 +23,11 @@ describe("normalizeRequestTarget", () => {
 		["/api/products/%2E%2E/reviews", "/api/products/%2E%2E/reviews", undefined],
 		["/api/products/100%25", "/api/products/100%25", undefined],
 		["/api/products/%zz%4", "/api/products/%zz%4", undefined],
+		// a path with a malformed escape is left whole: decoding next to it could make a new escape
+		["/api/%%37%30roducts", "/api/%%37%30roducts", undefined],
+		["/api/%70roducts/100%", "/api/%70roducts/100%", undefined],
+		// an empty host: the caller refuses it
+		["http:///api/health", "/api/health", ""],
 		// the query is the action's to decode
 		["/api/search?q=%70ot", "/api/search?q=%70ot", undefined],
 		["/api/%73earch?q=%70ot", "/api/search?q=%70ot", undefined],
