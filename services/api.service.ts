@@ -190,6 +190,7 @@ function refuseTooLarge(req: IncomingMessage, res: ServerResponse, next: (err?: 
 			if (socket.bytesRead === seen || Date.now() - started >= LINGER_MAX_MS) socket.destroy();
 			seen = socket.bytesRead;
 		}, LINGER_IDLE_MS);
+		check.unref();
 		socket.once("close", () => clearInterval(check));
 	};
 	next(new PayloadTooLargeError(BODY_LIMIT));
