@@ -63,7 +63,7 @@ const routeKey = (alias: Alias) => `${alias.method} ${alias.fullPath}`;
  * A connection as a stop sees it: requests in flight, when it was last active, and how many bytes it had
  * read when its last answer ended (more since: a next request is on its way, its headers not all in).
  */
-type TrackedSocket = Socket & { shopBusy?: number; shopLastActive?: number; shopReadWhenIdle?: number };
+type TrackedSocket = Socket & { shopBusy?: number; shopLastActive?: number; shopReadWhenIdle?: number; shopRefused?: boolean };
 /** How often a drain looks for connections gone quiet. */
 const DRAIN_POLL_MS = 25;
 
@@ -168,31 +168,48 @@ function refuseNonUtf8(_req: IncomingMessage, _res: ServerResponse, buf: Buffer)
 	if (!isUtf8(buf)) throw new Error("The body is not valid UTF-8");
 }
 
-/** A refused body's client is given this long without sending a byte, and at most LINGER_MAX_MS, before its connection closes. */
+/** A refused body's client may send for this long between checks (so 2–4 s of quiet), and at most LINGER_MAX_MS, before its connection closes. */
 const LINGER_IDLE_MS = 2000;
 const LINGER_MAX_MS = 30_000;
 
 /**
- * A 413 while the body may still be coming in, on a connection closed after it. Closed gently (RFC 9112
- * 9.6): the answer and our half of the close go first, then what the client still sends is read and
- * dropped until it stops. Closed outright, the next byte it sent would reset the connection, and a reset
- * can discard the 413 before a client that reads only once it has sent everything (as many do) sees it.
+ * Our half of the close, then what the client still sends is read and dropped until it stops (RFC 9112
+ * 9.6). Closed outright, the next byte it sent would reset the connection, and a reset can discard the
+ * answer before a client that reads only once it has sent everything (as many do) sees it.
  */
+function lingerThenClose(socket: Socket) {
+	socket.end();
+	const started = Date.now();
+	let seen = socket.bytesRead;
+	const check = setInterval(() => {
+		if (socket.destroyed || socket.bytesRead === seen || Date.now() - started >= LINGER_MAX_MS) {
+			clearInterval(check);
+			socket.destroy();
+		}
+		seen = socket.bytesRead;
+	}, LINGER_IDLE_MS);
+	check.unref();
+	socket.once("close", () => clearInterval(check));
+}
+
+/**
+ * The connection of a request whose body is refused while it may still be coming in closes once `res` is
+ * answered, gently (lingerThenClose). Requests the client sent after it on the connection are not run
+ * (httpHandler): a `Connection: close` answer is its last.
+ */
+function closeAfter(req: IncomingMessage, res: ServerResponse) {
+	const socket = req.socket as TrackedSocket & { destroySoon(): void };
+	socket.shopRefused = true;
+	if (!res.headersSent) {
+		res.setHeader("Connection", "close");
+		// What Node calls once the answer of a `Connection: close` response is written.
+		socket.destroySoon = () => lingerThenClose(socket);
+	} else if (res.writableFinished) lingerThenClose(socket);
+	else res.once("finish", () => lingerThenClose(socket));
+}
+
 function refuseTooLarge(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) {
-	res.setHeader("Connection", "close");
-	const socket = req.socket as Socket & { destroySoon(): void };
-	// What Node calls once the answer of a `Connection: close` response is written.
-	socket.destroySoon = () => {
-		socket.end();
-		const started = Date.now();
-		let seen = socket.bytesRead;
-		const check = setInterval(() => {
-			if (socket.bytesRead === seen || Date.now() - started >= LINGER_MAX_MS) socket.destroy();
-			seen = socket.bytesRead;
-		}, LINGER_IDLE_MS);
-		check.unref();
-		socket.once("close", () => clearInterval(check));
-	};
+	closeAfter(req, res);
 	next(new PayloadTooLargeError(BODY_LIMIT));
 }
 
@@ -219,22 +236,24 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 		if (Number(req.headers["content-length"]) > BODY_LIMIT_BYTES) return refuseTooLarge(req, res, next);
 		// Sent in chunks, without a length: refused as soon as the limit is passed, the parser's own refusal
 		// (which comes once the body has ended) left unanswered.
-		let refused = false;
+		let settled = false;
 		let received = 0;
 		const count = (chunk: Buffer) => {
 			received += chunk.length;
 			if (received <= BODY_LIMIT_BYTES) return;
 			req.off("data", count);
-			// Answered already: the parser refused it without reading it (a charset it does not read), and
-			// Node drops the rest.
-			if (res.headersSent) return;
-			refused = true;
+			// The parser settled it before its end (a charset it does not read, bytes after a compressed body's
+			// end): Node would read and drop the rest for as long as it comes. It is cut off after the answer.
+			if (settled) return closeAfter(req, res);
+			settled = true;
 			refuseTooLarge(req, res, next);
 		};
 		if (isChunked(req)) req.on("data", count);
 		parse(req, res, (err?: any) => {
-			req.off("data", count);
-			if (!refused) next(err ? bodyError(err) : undefined);
+			if (settled) return;
+			settled = true;
+			if (req.complete) req.off("data", count);
+			next(err ? bodyError(err) : undefined);
 		});
 	};
 }
@@ -435,6 +454,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 * as the GET, and Node's response, made for a HEAD request, leaves the body out.
 		 */
 		httpHandler(req: Req, res: ServerResponse, next?: (err?: unknown) => void) {
+			// Sent after a refused body on the same connection (closeAfter): not run, and not answered.
+			if ((req.socket as TrackedSocket).shopRefused) return;
 			res.setHeader("X-Content-Type-Options", "nosniff");
 			// Routes, limits and the response cache see one spelling of each address (lib/request-target.ts).
 			const target = normalizeRequestTarget(req.url ?? "/");
@@ -938,7 +959,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		this.server?.on("checkContinue", (req: Req, res: ServerResponse) => {
 			if (Number(req.headers["content-length"]) > BODY_LIMIT_BYTES) {
 				res.setHeader("X-Content-Type-Options", "nosniff");
-				res.setHeader("Connection", "close");
+				// A client may send the body without waiting for the answer.
+				closeAfter(req, res);
 				this.sendShopError(req, res, new PayloadTooLargeError(BODY_LIMIT));
 				return;
 			}

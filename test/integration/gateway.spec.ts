@@ -27,6 +27,9 @@ const FakeUsers: ServiceSchema = {
 	},
 };
 
+/** How many times probe.count ran. */
+let probeCounted = 0;
+
 const Probe: ServiceSchema = {
 	name: "probe",
 	settings: { rest: "/" },
@@ -40,6 +43,7 @@ const Probe: ServiceSchema = {
 		whoami: { rest: "GET /probe/whoami", auth: "optional", params: {}, handler: (ctx: Context<unknown, any>) => ({ user: ctx.meta.user ?? null }) },
 		open: { rest: "GET /probe/open", params: {}, handler: (ctx: Context<unknown, any>) => ({ user: ctx.meta.user ?? null }) },
 		nothing: { rest: "POST /probe/nothing", params: {}, handler: () => ({ ok: true }) },
+		count: { rest: "POST /probe/count", params: {}, handler: () => ({ count: ++probeCounted }) },
 		list: { rest: "GET /probe/list", params: { q: { type: "string", optional: true } }, handler: (ctx: Context<any>) => ctx.params },
 		admin: { rest: "GET /probe/admin", roles: ["admin"], handler: () => ({ ok: true }) },
 		login: { rest: "POST /auth/probe", rateLimit: "auth", params: {}, handler: () => ({ ok: true }) },
@@ -53,6 +57,9 @@ const Probe: ServiceSchema = {
 const token = (role: "customer" | "admin" = "customer", sid = role === "admin" ? "admin-s1" : "s1", sub = "u1") => signAccessToken({ sub, role, sid });
 const expiredToken = (claims: { sub: string; role: string; sid: string }) =>
 	jwt.sign({ role: claims.role, sid: claims.sid, exp: Math.floor(Date.now() / 1000) - 10 }, jwtSecret(), { algorithm: "HS256", subject: claims.sub, issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE });
+
+/** A body just over the gateway's 1 MB limit. */
+const BODY_OVER_LIMIT = 1024 * 1024 + 100;
 
 /** A raw connection (node:net: what an HTTP client would hide) that sends `request` and records what comes back and when the gateway closes it. */
 function rawConnection(url: string, request: string | string[]) {
@@ -408,7 +415,7 @@ describe("gateway", () => {
 		expect({ error, status: received.slice(0, 12) }).toEqual({ error: null, status: "HTTP/1.1 413" });
 	});
 
-	test("a chunked body over 1 MB that the parser refuses unread (a charset it does not take) gets its 415, and the gateway goes on", async () => {
+	test("a chunked body over 1 MB that the parser refuses unread (a charset it does not take) gets its 415, its connection closes past the limit, and the gateway goes on", async () => {
 		// Kept alive: Node reads the rest of the body after the answer, past the limit.
 		const conn = rawConnection(shop.url, [
 			`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json; charset=latin1\r\nTransfer-Encoding: chunked\r\n\r\n`,
@@ -418,11 +425,41 @@ describe("gateway", () => {
 		try {
 			await waitFor(async () => conn.received(), (r: string) => r.includes("\r\n\r\n"), 5000, 20);
 			expect(conn.received()).toMatch(/^HTTP\/1\.1 415 /);
-			await new Promise((r) => setTimeout(r, 300));
+			// Past the limit, what Node would go on reading and dropping is cut off: the connection closes.
+			expect(await Promise.race([conn.closedAt.then(() => "closed"), new Promise((r) => setTimeout(() => r("open"), 5000))])).toBe("closed");
 			expect((await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 })).status).toBe(200);
 		} finally {
 			conn.socket.destroy();
 		}
+	});
+
+	test("a request sent after a refused body on the same connection is not run: the 413's Connection: close makes it the last answer", async () => {
+		const body = "x".repeat(BODY_OVER_LIMIT);
+		const before = probeCounted;
+		const answer = await rawExchange(shop.url, `POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}POST /api/probe/count HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
+		expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+		expect(answer.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1);
+		expect(probeCounted).toBe(before);
+		// On a connection of its own it runs.
+		expect((await shop.http.post("/api/probe/count", {})).body.count).toBe(before + 1);
+	});
+
+	test("a client that sends Expect: 100-continue and then its body without waiting still reads the 413", async () => {
+		const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
+		await new Promise((r) => socket.once("connect", r));
+		socket.pause();
+		let received = "";
+		let error: string | null = null;
+		socket.on("data", (d: Buffer) => (received += d.toString()));
+		socket.on("error", (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+		const closed = new Promise((r) => socket.once("close", r));
+		socket.write(`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\nExpect: 100-continue\r\n\r\n`);
+		await new Promise((r) => socket.write(Buffer.alloc(4 * 1024 * 1024, 32), r));
+		await new Promise((r) => setTimeout(r, 200));
+		socket.resume();
+		socket.end();
+		await closed;
+		expect({ error, status: received.slice(0, 12) }).toEqual({ error: null, status: "HTTP/1.1 413" });
 	});
 
 	test("400 on malformed JSON, 413 above 1 MB", async () => {
