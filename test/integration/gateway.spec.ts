@@ -72,6 +72,29 @@ function rawConnection(url: string, request: string | string[]) {
 	return { socket, closedAt, received: () => received };
 }
 
+/**
+ * A client that reads only once it has sent everything: `head` and `body` go out on a raw connection
+ * that does not read meanwhile (what comes back waits in the socket, where a reset would discard it),
+ * then it reads to the gateway's close. Returns what it read and the socket's error, if any.
+ */
+async function sendAllThenRead(url: string, head: string, body: Buffer): Promise<{ received: string; error: string | null }> {
+	const socket = net.connect(Number(new URL(url).port), "127.0.0.1");
+	await new Promise((r) => socket.once("connect", r));
+	socket.pause();
+	let received = "";
+	let error: string | null = null;
+	socket.on("data", (d: Buffer) => (received += d.toString()));
+	socket.on("error", (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+	const closed = new Promise((r) => socket.once("close", r));
+	socket.write(head);
+	await new Promise((r) => socket.write(body, r));
+	await new Promise((r) => setTimeout(r, 200));
+	socket.resume();
+	socket.end();
+	await closed;
+	return { received, error };
+}
+
 /** What the gateway answers on a raw connection it closes afterwards (a refusal, or `Connection: close`). */
 async function rawExchange(url: string, request: string | string[]): Promise<string> {
 	const conn = rawConnection(url, request);
@@ -396,23 +419,9 @@ describe("gateway", () => {
 	}, 15_000);
 
 	test("a client that reads only once it has sent its whole body still gets the 413: the gateway reads and drops the rest before it closes", async () => {
-		const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
-		await new Promise((r) => socket.once("connect", r));
-		// Not reading: whatever comes back waits in the socket, and a reset would discard it.
-		socket.pause();
-		let received = "";
-		let error: string | null = null;
-		socket.on("data", (d: Buffer) => (received += d.toString()));
-		socket.on("error", (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
-		const closed = new Promise((r) => socket.once("close", r));
 		const body = Buffer.alloc(4 * 1024 * 1024, 32);
-		socket.write(`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
-		await new Promise((r) => socket.write(body, r));
-		await new Promise((r) => setTimeout(r, 200));
-		socket.resume();
-		socket.end();
-		await closed;
-		expect({ error, status: received.slice(0, 12) }).toEqual({ error: null, status: "HTTP/1.1 413" });
+		const answer = await sendAllThenRead(shop.url, `POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`, body);
+		expect({ error: answer.error, status: answer.received.slice(0, 12) }).toEqual({ error: null, status: "HTTP/1.1 413" });
 	});
 
 	test("a chunked body over 1 MB that the parser refuses unread (a charset it does not take) gets its 415, its connection closes past the limit, and the gateway goes on", async () => {
@@ -445,21 +454,9 @@ describe("gateway", () => {
 	});
 
 	test("a client that sends Expect: 100-continue and then its body without waiting still reads the 413", async () => {
-		const socket = net.connect(Number(new URL(shop.url).port), "127.0.0.1");
-		await new Promise((r) => socket.once("connect", r));
-		socket.pause();
-		let received = "";
-		let error: string | null = null;
-		socket.on("data", (d: Buffer) => (received += d.toString()));
-		socket.on("error", (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
-		const closed = new Promise((r) => socket.once("close", r));
-		socket.write(`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\nExpect: 100-continue\r\n\r\n`);
-		await new Promise((r) => socket.write(Buffer.alloc(4 * 1024 * 1024, 32), r));
-		await new Promise((r) => setTimeout(r, 200));
-		socket.resume();
-		socket.end();
-		await closed;
-		expect({ error, status: received.slice(0, 12) }).toEqual({ error: null, status: "HTTP/1.1 413" });
+		const head = `POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\nExpect: 100-continue\r\n\r\n`;
+		const answer = await sendAllThenRead(shop.url, head, Buffer.alloc(4 * 1024 * 1024, 32));
+		expect({ error: answer.error, status: answer.received.slice(0, 12) }).toEqual({ error: null, status: "HTTP/1.1 413" });
 	});
 
 	test("400 on malformed JSON, 413 above 1 MB", async () => {
