@@ -21,6 +21,12 @@ const Listener: ServiceSchema = {
 /** The real products service with its sweeper timer off: tests sweep when they choose. */
 const productsWithSweep = (intervalMs: number): ServiceSchema<any> => ({ name: "products", mixins: [loadService("products")], settings: { reservationSweep: { intervalMs } } });
 
+/**
+ * A sweep's "now" for "stale after 0 ms": a millisecond on, so what was written within the current
+ * millisecond is stale too (the sweeps pick `updatedAt < now`; a fast run wrote and swept in the same one).
+ */
+const justAfterNow = () => new Date(Date.now() + 1);
+
 const admin = fakeToken("admin-1", "admin");
 const customer = fakeToken("cust-1");
 
@@ -163,9 +169,9 @@ describe("inventory", () => {
 		// A release finds it released already; the stock comes back with the sweep, once.
 		expect(await release("return-cut")).toMatchObject({ released: false, alreadyReleased: true });
 		expect(await stockOf(v)).toBe(4);
-		expect((await svc.sweepReservations(new Date(), 0)).swept).toBeGreaterThanOrEqual(1);
+		expect((await svc.sweepReservations(justAfterNow(), 0)).swept).toBeGreaterThanOrEqual(1);
 		expect(await stockOf(v)).toBe(6);
-		await svc.sweepReservations(new Date(), 0);
+		await svc.sweepReservations(justAfterNow(), 0);
 		expect(await stockOf(v)).toBe(6);
 		expect(await auditSum(v)).toBe(6);
 		// A finished return (older ones carry no mark) is never taken again.
@@ -376,7 +382,7 @@ describe("inventory", () => {
 
 			// The regular sweep leaves a fresh one to its request; once stale (or at a single process's start) it is finished.
 			expect(await svc.finishInterruptedCreations()).toEqual({ finished: 0, undone: 0 });
-			await svc.sweepParkedMoves(new Date(), 0);
+			await svc.sweepParkedMoves(justAfterNow(), 0);
 			expect(await svc.finishInterruptedCreations(0)).toEqual({ finished: 1, undone: 0 });
 			for (const v of variants) expect(await auditSum(v.id)).toBe(await stockOf(v.id));
 			expect((await svc.db.variants.find({ productId: product.id })).map((v: any) => v.stock).sort()).toEqual([2, 6]);
@@ -402,7 +408,7 @@ describe("inventory", () => {
 			return product.id as string;
 		}
 		const sweepCreations = async () => {
-			await svc.sweepParkedMoves(new Date(), 0);
+			await svc.sweepParkedMoves(justAfterNow(), 0);
 			return svc.finishInterruptedCreations(0);
 		};
 
