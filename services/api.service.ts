@@ -141,8 +141,8 @@ function etagOf(body: string | Buffer): string {
  * (RFC 9110 suggests it, link checkers read it), nor to an HTTP/1.0 client, whose keep-alive then ends
  * with every answer (ApacheBench, and proxies that speak 1.0 to their upstream, as nginx does by default).
  */
-function describeBody(req: Req, res: ServerResponse, body: string | Buffer): boolean {
-	res.setHeader("Content-Length", Buffer.byteLength(body));
+function describeBody(req: Req, res: ServerResponse, body: string | Buffer, length: number): boolean {
+	res.setHeader("Content-Length", length);
 	if (req.method !== "GET" || res.statusCode !== 200) return false;
 	const tag = etagOf(body);
 	res.setHeader("ETag", tag);
@@ -178,14 +178,13 @@ const LINGER_MAX_MS = 30_000;
  * answer before a client that reads only once it has sent everything (as many do) sees it.
  */
 function lingerThenClose(socket: Socket) {
+	// Gone already (the client left): no "close" to come, and nothing to linger for.
+	if (socket.destroyed) return;
 	socket.end();
 	const started = Date.now();
 	let seen = socket.bytesRead;
 	const check = setInterval(() => {
-		if (socket.destroyed || socket.bytesRead === seen || Date.now() - started >= LINGER_MAX_MS) {
-			clearInterval(check);
-			socket.destroy();
-		}
+		if (socket.bytesRead === seen || Date.now() - started >= LINGER_MAX_MS) socket.destroy();
 		seen = socket.bytesRead;
 	}, LINGER_IDLE_MS);
 	check.unref();
@@ -793,8 +792,10 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 */
 		bodyToSend(req: Req, res: ServerResponse, body: string | Buffer): string | Buffer | null {
 			if (this.compression) res.setHeader("Vary", varyOn(res.getHeader("Vary"), "Accept-Encoding"));
-			if (describeBody(req, res, body)) return null;
-			if (!this.compression || Buffer.byteLength(body) < COMPRESS_MIN_BYTES) return body;
+			// Measured once: a one-off answer is a string, which byteLength reads through.
+			const length = Buffer.byteLength(body);
+			if (describeBody(req, res, body, length)) return null;
+			if (!this.compression || length < COMPRESS_MIN_BYTES) return body;
 			const coding = acceptedCoding(req.headers["accept-encoding"]);
 			if (!coding) return body;
 			const compressed = compressOnce(body, coding);
