@@ -94,6 +94,13 @@ export class KeyTree {
 
 	/** The leaf and position where `key` is or would go (leaves not empty), and whether it is there. */
 	private locate(key: unknown): { li: number; at: number; found: boolean } {
+		// Keys that grow with time (createdAt, updatedAt, sequence numbers) mostly go after the last one:
+		// one comparison instead of a search through every level.
+		const lastLeaf = this.leaves.length - 1;
+		const last = this.leaves[lastLeaf].keys;
+		const c = this.compareKeys(last[last.length - 1], key);
+		if (c < 0) return { li: lastLeaf, at: last.length, found: false };
+		if (c === 0) return { li: lastLeaf, at: last.length - 1, found: true };
 		const li = this.leafAt(key);
 		const keys = this.leaves[li].keys;
 		const at = this.position(keys, key);

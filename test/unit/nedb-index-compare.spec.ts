@@ -10,7 +10,7 @@ jest.isolateModules(() => {
 
 const day = (d: number) => new Date(Date.UTC(2026, 10, d));
 const keys: unknown[] = [
-	undefined, null, 0, -1, 2.5, "", "a", "b", "ab", "B", true, false, day(1), day(2),
+	undefined, null, 0, -1, 2.5, "", "a", "b", "ab", "B", true, false, day(1), day(2), new Date(NaN), NaN, Infinity,
 	[], [1], [1, 2], ["a"], {},
 	{ orderId: "o1", seq: 1 }, { orderId: "o1", seq: 2 }, { orderId: "o2", seq: 1 }, { seq: 1, orderId: "o1" },
 	{ bucket: "2026-11-28T05", metric: "funnel", key: "paid" }, { bucket: "2026-11-28T05", metric: "orders", key: "paid" },
