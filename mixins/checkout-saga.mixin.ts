@@ -439,7 +439,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			} finally {
 				this.checkoutsHere.delete(orderId);
 			}
-			await this.completeSaga(orderId, !!c.awaitingPayment, log);
+			const completed = await this.completeSaga(orderId, !!c.awaitingPayment, log);
+			if (!c.awaitingPayment && completed) return completed as unknown as Order;
+			// Its follow-ups may change it again.
 			if (c.awaitingPayment) await this.tryFollowUps(ctx, orderId);
 			return (await this.db.orders.findById(orderId)) as any;
 		},
