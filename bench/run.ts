@@ -5,10 +5,11 @@
  * as a cluster over NATS with two gateways. All traffic to 127.0.0.1, bounded in time.
  * Options: --duration S (default 10), --warmup S (default 3), --products N (default 10000), --no-cluster,
  * --no-build (use dist/ as it is; by default it is rebuilt when a source is newer), --only list,detail,search,autocomplete,cart,checkout,mixed,
- * --profile DIR (the single-process shop writes a V8 CPU profile there when it stops: node --cpu-prof).
+ * --profile DIR (the single-process shop writes a V8 CPU profile there when it stops: node --cpu-prof),
+ * --out FILE (the JSON report goes there instead of bench/results/latest.json).
  * Environment: BENCH_DIST=dir runs another build than dist/ (e.g. a patched copy, to measure a change
  * before making it); BENCH_NODE_ARGS="-r ./hook.js" adds node options to the single-process shop.
- * Writes bench/results/latest.json and prints the table (Markdown) on stdout.
+ * Writes bench/results/latest.json (or --out) and prints the table (Markdown) on stdout.
  */
 import { execFileSync, spawn } from "node:child_process";
 import crypto from "node:crypto";
@@ -31,6 +32,7 @@ const BUILD = !args.includes("--no-build");
 const ONLY = args.includes("--only") ? new Set(args[args.indexOf("--only") + 1].split(",")) : null;
 const wanted = (key: string) => !ONLY || ONLY.has(key);
 const PROFILE_DIR = args.includes("--profile") ? path.resolve(args[args.indexOf("--profile") + 1]) : null;
+const OUT = args.includes("--out") ? path.resolve(args[args.indexOf("--out") + 1]) : path.join(ROOT, "bench/results/latest.json");
 /** Concurrent clients: 32 buyers/connections as in the targets; search at 16. */
 const CONNS = 32;
 const SEARCH_CONNS = 16;
@@ -381,8 +383,8 @@ function writeReport() {
 		facts,
 		results,
 	};
-	fs.mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
-	fs.writeFileSync(path.join(ROOT, "bench/results/latest.json"), JSON.stringify(report, null, 2) + "\n");
+	fs.mkdirSync(path.dirname(OUT), { recursive: true });
+	fs.writeFileSync(OUT, JSON.stringify(report, null, 2) + "\n");
 	console.log(table(report));
 }
 
