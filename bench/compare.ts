@@ -77,6 +77,12 @@ function benchOnce(dist: string | undefined, out: string) {
 	return singleProcessFigures(JSON.parse(fs.readFileSync(out, "utf8")));
 }
 
+/** Ctrl-C stops the bench run under way (it gets the signal too); the worktree is still removed. */
+let interrupted = false;
+process.on("SIGINT", () => {
+	interrupted = true;
+});
+
 function main() {
 	ensureBuilt(false, (m) => log(m));
 	const base = baseBuild(BASE);
@@ -87,6 +93,7 @@ function main() {
 			const round: Partial<Round> = {};
 			const order: Array<keyof Round> = baseRunsFirst(i) ? ["base", "change"] : ["change", "base"];
 			for (const which of order) {
+				if (interrupted) throw new Error("interrupted");
 				log(`round ${i + 1}/${ROUNDS}: ${which === "base" ? BASE : "this tree"}`);
 				round[which] = benchOnce(which === "base" ? base.dist : undefined, path.join(outDir, `${i}-${which}.json`));
 			}
