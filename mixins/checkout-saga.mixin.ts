@@ -440,9 +440,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				this.checkoutsHere.delete(orderId);
 			}
 			const completed = await this.completeSaga(orderId, !!c.awaitingPayment, log);
-			if (!c.awaitingPayment && completed) return completed as unknown as Order;
+			if (!c.awaitingPayment) return completed as unknown as Order;
 			// Its follow-ups may change it again.
-			if (c.awaitingPayment) await this.tryFollowUps(ctx, orderId);
+			await this.tryFollowUps(ctx, orderId);
 			return (await this.db.orders.findById(orderId)) as any;
 		},
 
