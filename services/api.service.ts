@@ -207,6 +207,11 @@ function closeAfter(req: IncomingMessage, res: ServerResponse) {
 	else res.once("finish", () => lingerThenClose(socket));
 }
 
+/** The body's declared length is over the limit: refused before any of it is read. */
+function declaresTooLarge(req: IncomingMessage): boolean {
+	return Number(req.headers["content-length"]) > BODY_LIMIT_BYTES;
+}
+
 function refuseTooLarge(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) {
 	closeAfter(req, res);
 	next(new PayloadTooLargeError(BODY_LIMIT));
@@ -232,7 +237,7 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 		if (kind === "json" && hasBody(req) && !isJson(req)) return next(new UnsupportedMediaTypeError("Send the body as JSON (Content-Type: application/json)"));
 		// Declared over the limit: refused at once, as with Expect: 100-continue, not once all of it has come in
 		// (body-parser reads a refused body to its end before it answers).
-		if (Number(req.headers["content-length"]) > BODY_LIMIT_BYTES) return refuseTooLarge(req, res, next);
+		if (declaresTooLarge(req)) return refuseTooLarge(req, res, next);
 		// Sent in chunks, without a length: refused as soon as the limit is passed, the parser's own refusal
 		// (which comes once the body has ended) left unanswered.
 		let settled = false;
@@ -958,7 +963,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// A client that asks before sending its body (Expect: 100-continue, as curl does above 1 MB) and declares
 		// one over the limit gets its 413 at once, without sending it; Node said "100 Continue" to every one.
 		this.server?.on("checkContinue", (req: Req, res: ServerResponse) => {
-			if (Number(req.headers["content-length"]) > BODY_LIMIT_BYTES) {
+			if (declaresTooLarge(req)) {
 				res.setHeader("X-Content-Type-Options", "nosniff");
 				// A client may send the body without waiting for the answer.
 				closeAfter(req, res);
