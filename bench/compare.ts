@@ -14,7 +14,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ROOT, ensureBuilt } from "./lib/processes";
+import { ROOT, buildDist, ensureBuilt } from "./lib/processes";
 import { baseRunsFirst, compareRounds, comparisonTable, singleProcessFigures, type Round } from "./lib/compare";
 
 const args = process.argv.slice(2);
@@ -55,7 +55,7 @@ function baseBuild(ref: string): { dist: string; commit: string; remove: () => v
 		// Same dependencies as this tree: a comparison of code, not of installs.
 		fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
 		log(`building ${ref} (${commit.slice(0, 10)}) in ${dir}`);
-		execFileSync("npm", ["run", "build", "--silent"], { cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
+		buildDist(dir, (m) => log(m));
 	} catch (err) {
 		remove();
 		throw err;

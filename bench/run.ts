@@ -17,6 +17,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { alternating, cannon, virtualUsers, type Measured, type Result, type Target, type VuContext } from "./lib/load";
+import { SINGLE_PROCESS_RUN } from "./lib/compare";
 import { ROOT, DIST, ensureBuilt, startShopProcess, rssMb, cpuMs, freePort, servesMetrics, type NodeProcess } from "./lib/processes";
 
 const args = process.argv.slice(2);
@@ -343,7 +344,7 @@ async function run(dataDir: string) {
 			baseline = { url: server.url, pid: server.pid, listBytes: listBytes.length };
 			await measureBaseline("the ceiling for any Node gateway here");
 
-			await scenarios("single process (metrics on)", [base], [pid], catalog, buyers);
+			await scenarios(SINGLE_PROCESS_RUN, [base], [pid], catalog, buyers);
 			facts.rssAfterScenariosMb = rssMb(pid);
 		} finally {
 			await shop.stop();

@@ -71,9 +71,12 @@ export function compareRounds(rounds: Round[]): ScenarioComparison[] {
 	return out;
 }
 
+/** The label of the single-process shop's results (metrics on, as shipped) in a bench report. */
+export const SINGLE_PROCESS_RUN = "single process (metrics on)";
+
 /** The figures of the single-process shop (metrics on) in one bench report, by scenario name. */
 export function singleProcessFigures(report: { results?: Record<string, Array<ScenarioFigures & { name: string }>> }): Record<string, ScenarioFigures> {
-	const rows = report.results?.["single process (metrics on)"] ?? [];
+	const rows = report.results?.[SINGLE_PROCESS_RUN] ?? [];
 	return Object.fromEntries(rows.map(({ name, rps, p99, cpuMsPerReq, baselineRps }) => [name, { rps, p99, cpuMsPerReq, baselineRps }]));
 }
 

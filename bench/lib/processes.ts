@@ -149,10 +149,15 @@ export function ensureBuilt(force = false, log: (msg: string) => void = (m) => c
 	const sources = Math.max(...["moleculer.config.ts", "services", "mixins", "lib", "adapters", "scripts", "templates"].map((d) => newestMtime(path.join(ROOT, d))));
 	if (!force && built > sources) return;
 	log("building dist/ (npm run build)");
+	buildDist(ROOT, log);
+}
+
+/** `npm run build` in a checkout of the shop (this one, or another commit's worktree). */
+export function buildDist(dir: string, log: (msg: string) => void): void {
 	try {
-		execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "inherit" });
+		execFileSync("npm", ["run", "build", "--silent"], { cwd: dir, stdio: "inherit" });
 	} catch {
 		log("WARNING: the build reported errors; running what tsc emitted");
-		execFileSync(process.execPath, [path.join(ROOT, "scripts/copy-assets.js")], { cwd: ROOT, stdio: "inherit" });
+		execFileSync(process.execPath, [path.join(dir, "scripts/copy-assets.js")], { cwd: dir, stdio: "inherit" });
 	}
 }
