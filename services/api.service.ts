@@ -4,7 +4,7 @@
  */
 import { isUtf8 } from "node:buffer";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import net, { type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
@@ -28,6 +28,7 @@ import { ifNoneMatchHits, weakEtag } from "../lib/etag";
 import { normalizeRequestTarget } from "../lib/request-target";
 import { COMPRESS_MIN_BYTES, acceptedCoding, compressOnce, varyOn } from "../lib/content-encoding";
 import { clientErrorResponse } from "../lib/client-errors";
+import { closeListener } from "../lib/close-listener";
 import type { Duplex } from "node:stream";
 
 type Req = IncomingMessage & {
@@ -881,7 +882,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				allClosed = true;
 			});
 			const start = Date.now();
-			while (!allClosed && this.connections.size) {
+			// The listener accepts what was already waiting in its queue for a few turns after the stop began.
+			while (!allClosed && (this.connections.size || this.server?.listening)) {
 				// Looked at after the event loop's I/O phase: a request that arrived while the loop was busy (a burst
 				// of logins) has been read by then and counts as in flight, not as a quiet connection to drop.
 				await new Promise<void>((resolve) => setImmediate(resolve));
@@ -900,8 +902,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 
 		/**
 		 * The first step of a stop, taken as soon as the broker starts stopping (mixins/stop-notice.middleware.ts):
-		 * the listener closes (new connections are refused, and a load balancer sends them elsewhere) and every
-		 * answer from now on carries `Connection: close`; idle connections are let go (releaseConnections).
+		 * the listener closes once the connections already waiting in its queue are accepted (new ones are then
+		 * refused, and a load balancer sends them elsewhere), every answer from now on carries
+		 * `Connection: close`, and idle connections are let go (releaseConnections).
 		 * Returns when the server has closed, or null when it never listened. Requests already accepted go on.
 		 */
 		stopAccepting() {
@@ -909,7 +912,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			if (!this.serverClosed && server?.listening) {
 				this.draining = true;
 				for (const res of this.openResponses) if (!res.headersSent) res.setHeader("Connection", "close");
-				this.serverClosed = new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve()));
+				// Not before the connections already waiting in its queue are accepted: closing would reset them.
+				this.serverClosed = closeListener(server, this.settings.shutdownDrain.idleMs);
 				void this.releaseConnections(this.serverClosed).catch((err: Error) => this.logger.warn(`Letting connections go failed: ${err.message}`));
 			}
 			return this.serverClosed ?? null;

@@ -997,14 +997,18 @@ describe("gateway stopping with keep-alive connections", () => {
 		}
 	});
 
-	test("once a stop begins, new connections are refused at once, while a request already running is answered with Connection: close", async () => {
+	test("once a stop begins, the listener closes as soon as no connection waits in its queue: new ones are refused, while a request already running is answered with Connection: close", async () => {
 		let release!: () => void;
 		const held = new Promise<void>((r) => (release = r));
 		const Slow: ServiceSchema = { name: "slow", settings: { rest: "/" }, actions: { wait: { rest: "GET /slow/wait", params: {}, handler: async () => { await held; return { ok: true }; } } } };
 		const shop = await startShop({ services: [FakeUsers, Slow] });
 		const inFlight = get(`${shop.url}/api/slow/wait`, new http.Agent({ keepAlive: true }));
-		await waitFor(() => (shop.broker.getLocalService("api") as any).openResponses.size, (n: number) => n === 1);
+		const api = shop.broker.getLocalService("api") as any;
+		await waitFor(() => api.openResponses.size, (n: number) => n === 1);
 		const stopping = shop.stop();
+		// Nothing waits to be accepted: closed after the loop's next look for I/O, the request still running.
+		await new Promise((r) => setImmediate(() => setImmediate(() => setImmediate(r))));
+		expect(api.server.listening).toBe(false);
 		// Before: the listener stayed open until the requests in flight had ended (up to SHUTDOWN_TIMEOUT), and
 		// this new request was accepted, then cut off by the stop.
 		await expect(get(`${shop.url}/api/health`, new http.Agent({ keepAlive: false }))).rejects.toMatchObject({ code: "ECONNREFUSED" });
@@ -1044,6 +1048,19 @@ describe("gateway stopping with keep-alive connections", () => {
 		expect(await stalled.closedAt).toBeLessThan(stopAt + 4000);
 		expect(stalled.received()).not.toMatch(/^HTTP\/1\.1 2/);
 	}, 20_000);
+
+	test("connections the kernel had completed but the busy gateway had not yet accepted when the stop began are answered, not reset", async () => {
+		const shop = await startShop({ services: [FakeUsers], apiSettings: { shutdownDrain: { idleMs: 500, quietMs: 100, maxMs: 3000 } } });
+		const waiting = Array.from({ length: 5 }, () => rawConnection(shop.url, "GET /api/health HTTP/1.1\r\nHost: shop\r\n\r\n"));
+		// net.connect connects on the next tick: after it, the handshakes are complete in the kernel (loopback),
+		// and the connections wait in the listener's queue, as behind a loop kept busy by a burst of requests.
+		await new Promise<void>((resolve) => process.nextTick(resolve));
+		const stopping = shop.stop();
+		await Promise.all(waiting.map((c) => c.closedAt));
+		// Before: the listener was closed in this same turn, and the kernel reset every connection in its queue (ECONNRESET).
+		for (const c of waiting) expect(c.received()).toMatch(/^HTTP\/1\.1 (200|503) /);
+		await stopping;
+	});
 
 	test("a request on a fresh connection, still unread in the gateway's buffer when the stop begins, is answered, not reset", async () => {
 		const shop = await startShop({ services: [FakeUsers], apiSettings: { shutdownDrain: { idleMs: 500, quietMs: 100, maxMs: 3000 } } });
