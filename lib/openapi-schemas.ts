@@ -12,6 +12,7 @@
  * open-ended ones (an event's data, an OpenAPI document) say so.
  */
 import { ORDER_STATUSES, PAYMENT_STATUSES } from "./order-state";
+import { PAYMENT_STATUSES as PAYMENT_RECORD_STATUSES } from "./payment-state";
 import { NOTIFICATION_KINDS } from "./notification-plan";
 
 export type Schema = Record<string, any>;
@@ -44,7 +45,9 @@ const nullableMoney: Schema = { ...money, nullable: true };
 const currency: Schema = { type: "string", pattern: "^[A-Z]{3}$", description: "ISO 4217" };
 const count: Schema = { type: "integer", minimum: 0 };
 const orderStatus: Schema = { type: "string", enum: [...ORDER_STATUSES] };
+/** An order's paymentStatus; a payment record's own status has no `cancelled` (lib/payment-state.ts). */
 const paymentStatus: Schema = { type: "string", enum: [...PAYMENT_STATUSES] };
+const paymentRecordStatus: Schema = { type: "string", enum: [...PAYMENT_RECORD_STATUSES] };
 
 /** products.getMany (lib/catalog-views.ts toProductRef): a product as a wishlist row shows it. */
 const productRef = object({ id, name: str, slug: str, price: money, currency, image: nullableStr, isActive: bool });
@@ -303,7 +306,7 @@ export const RESPONSE_SCHEMAS = {
 	),
 	/** chargeView (services/payments.service.ts). */
 	Payment: object(
-		{ id, orderId: id, status: paymentStatus, amount: money, currency, cardBrand: nullableStr, cardLast4: nullableStr, clientSecret: { type: "string", description: "While it waits for 3-D Secure" } },
+		{ id, orderId: id, status: paymentRecordStatus, amount: money, currency, cardBrand: nullableStr, cardLast4: nullableStr, clientSecret: { type: "string", description: "While it waits for 3-D Secure" } },
 		{ optional: ["clientSecret"] },
 	),
 	/** payments.webhook */

@@ -10,7 +10,8 @@ import { absentOr } from "./store-queries";
 export const ORDER_STATUSES = ["pending", "confirmed", "processing", "shipped", "delivered", "cancelled"] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 
-export const PAYMENT_STATUSES = ["pending", "succeeded", "failed", "refunded", "partially_refunded"] as const;
+/** `cancelled`: the order was cancelled before any charge was made, and none will be. */
+export const PAYMENT_STATUSES = ["pending", "succeeded", "failed", "cancelled", "refunded", "partially_refunded"] as const;
 export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
 
 const TRANSITIONS: Record<OrderStatus, readonly OrderStatus[]> = {
@@ -134,6 +135,8 @@ export function rebuildOrderState(events: OrderEvent[]): OrderState {
 			s.paidAmount = d.amount;
 		} else if (ev.type === "payment_failed") {
 			s.paymentStatus = "failed";
+		} else if (ev.type === "payment_cancelled") {
+			s.paymentStatus = "cancelled";
 		} else if (ev.type === "refunded" || ev.type === "refund_failed") {
 			// A refund the provider failed after accepting it is no longer refunded.
 			s.refundedAmount += ev.type === "refunded" ? d.amount : -d.amount;

@@ -71,6 +71,11 @@ export interface Checkout {
 	awaitingPayment?: boolean;
 	/** payments.charge was called and what it did is not on the order yet. */
 	chargeUnsettled?: boolean;
+	/**
+	 * This run knows there is no payment for the order, nor can be: it never asked for the charge, or the
+	 * provider refused it. Unset (unknown) when compensating outside the run (recovery, an operator's retry).
+	 */
+	noPayment?: boolean;
 	/** Run again by recovery: a step may have taken effect before the node died. */
 	recovering?: boolean;
 	/**
@@ -288,11 +293,20 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 
 		async cancelFailedOrder(c: Checkout, cause: unknown) {
 			const reason = cancelReasonOf(cause);
-			await this.changeOrder(c.orderId, {
-				when: { status: { $in: OrderStateMachine.sourcesOf("cancelled") } },
-				set: { status: "cancelled", cancelReason: reason, cancelledAt: new Date() },
-				event: { type: "cancelled", data: { reason, detail: (cause as Error | undefined)?.message ?? null } },
-			});
+			const when = { status: { $in: OrderStateMachine.sourcesOf("cancelled") } };
+			const set = { status: "cancelled", cancelReason: reason, cancelledAt: new Date() };
+			const cancelled = { type: "cancelled", data: { reason, detail: (cause as Error | undefined)?.message ?? null } };
+			// No charge was made and none will be: the order says so rather than "pending" for ever. A decline has
+			// recorded "failed", a charge its refund; a payment this run cannot vouch for stays pending, to be looked at.
+			if (c.noPayment) {
+				const done = await this.changeOrder(c.orderId, {
+					when: { ...when, paymentStatus: "pending" },
+					set: { ...set, paymentStatus: "cancelled" },
+					event: [cancelled, { type: "payment_cancelled", data: { reason: "not_charged" } }],
+				});
+				if (done) return;
+			}
+			await this.changeOrder(c.orderId, { when, set, event: cancelled });
 		},
 
 		async reserveStock(c: Checkout) {
@@ -335,6 +349,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				return;
 			}
 			let payment: any;
+			c.noPayment = false;
 			c.chargeUnsettled = true;
 			try {
 				payment = await this.callFrom(c, "payments.charge", { orderId: c.orderId, orderNumber: order.number, userId: c.userId, amount: order.total, currency: order.currency, paymentMethod: c.params!.paymentMethod });
@@ -344,6 +359,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				}
 				// A refusal (the decline, or any other 4xx) charged nothing; anything else may have.
 				c.chargeUnsettled = mayHaveTakenEffect(err);
+				c.noPayment = !c.chargeUnsettled;
 				throw err;
 			}
 			const paymentRef = { id: payment.id, cardBrand: payment.cardBrand, cardLast4: payment.cardLast4, ...(payment.clientSecret ? { clientSecret: payment.clientSecret } : {}) };
@@ -423,7 +439,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		/** Runs the saga for a claimed key; returns the order as it stands afterwards. */
 		async runCheckout(ctx: Context<CheckoutParams, ShopMeta>, orderId: string): Promise<Order> {
 			const log = this.sagaLog(orderId);
-			const c: Checkout = { ctx, orderId, userId: ctx.meta.user!.id, params: ctx.params, log };
+			const c: Checkout = { ctx, orderId, userId: ctx.meta.user!.id, params: ctx.params, log, noPayment: true };
 			this.checkoutsHere.add(orderId);
 			try {
 				await this.checkoutSaga.run(c, log);

@@ -288,7 +288,7 @@ describe("checkout", () => {
 		const cancelled = losers.flatMap((l) => l.body.rows).filter((o: any) => o.status === "cancelled");
 		expect(cancelled).toHaveLength(25);
 		for (const o of cancelled) {
-			expect(o.cancelReason).toBe("insufficient_stock");
+			expect(o).toMatchObject({ cancelReason: "insufficient_stock", paymentStatus: "cancelled" });
 			expect(await payment(o.id)).toBeNull();
 		}
 	}, 60_000);
@@ -487,18 +487,22 @@ describe("checkout", () => {
 			return { c, v, res, order, code, key: sent };
 		}
 
+		// Before the charge, the order's payment ends "cancelled" (nothing charged, nothing will be), not "pending" for ever.
 		test.each([
-			["reserveStock", ["created", "cancelled"]],
-			["consumePromo", ["created", "stock_reserved", "stock_released", "cancelled"]],
-			["checkAccount", ["created", "stock_reserved", "promo_consumed", "promo_released", "stock_released", "cancelled"]],
-			["charge", ["created", "stock_reserved", "promo_consumed", "promo_released", "stock_released", "cancelled"]],
-			["commitStock", ["created", "stock_reserved", "promo_consumed", "payment_succeeded", "confirmed", "refunded", "promo_released", "stock_released", "cancelled"]],
-		])("failure at %s", async (step, expectedLog) => {
+			["reserveStock", "cancelled", ["created", "cancelled", "payment_cancelled"]],
+			["consumePromo", "cancelled", ["created", "stock_reserved", "stock_released", "cancelled", "payment_cancelled"]],
+			["checkAccount", "cancelled", ["created", "stock_reserved", "promo_consumed", "promo_released", "stock_released", "cancelled", "payment_cancelled"]],
+			["charge", "cancelled", ["created", "stock_reserved", "promo_consumed", "promo_released", "stock_released", "cancelled", "payment_cancelled"]],
+			["commitStock", "refunded", ["created", "stock_reserved", "promo_consumed", "payment_succeeded", "confirmed", "refunded", "promo_released", "stock_released", "cancelled"]],
+		])("failure at %s: payment %s", async (step, paymentStatus, expectedLog) => {
 			const { c, v, res, order, code } = await failingCheckout(step, true);
 			expect(res.status).toBe(500);
 			expect(res.text).not.toMatch(/Injected/);
-			expect(order).toMatchObject({ status: "cancelled", cancelReason: "checkout_failed" });
+			expect(order).toMatchObject({ status: "cancelled", cancelReason: "checkout_failed", paymentStatus });
 			expect(await eventTypes(order.id)).toEqual(expectedLog);
+			// The stored order is what its event log says.
+			const events = (await shop.http.get(`/api/orders/${order.id}/events`, { token: adminToken })).body;
+			expect(rebuildOrderState(events)).toMatchObject({ status: "cancelled", paymentStatus });
 			expect(await stockOf(v.variantId)).toBe(6);
 			expect(await promoAvailable(code!)).toBe(true);
 			const cart = await shop.http.get("/api/cart", { token: c.token });
@@ -761,13 +765,14 @@ describe("checkout", () => {
 					lost.mockRestore();
 				}
 				const [placed] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
-				expect(placed).toMatchObject({ status: "cancelled" });
+				// The charge was never asked for: nothing was charged, and the order says so.
+				expect(placed).toMatchObject({ status: "cancelled", paymentStatus: "cancelled" });
 				expect(await stockOf(v.variantId)).toBe(4);
 				expect(await promoAvailable(code)).toBe(true);
 				// The log says what was given back, and only that.
 				const log = await eventTypes(placed.id);
-				if (action === "products.reserve") expect(log).toEqual(["created", "stock_released", "cancelled"]);
-				else expect(log).toEqual(["created", "stock_reserved", "promo_released", "stock_released", "cancelled"]);
+				if (action === "products.reserve") expect(log).toEqual(["created", "stock_released", "cancelled", "payment_cancelled"]);
+				else expect(log).toEqual(["created", "stock_reserved", "promo_released", "stock_released", "cancelled", "payment_cancelled"]);
 			}
 		});
 

@@ -119,6 +119,11 @@ describe("rebuildOrderState", () => {
 		expect(state).toMatchObject({ status: "cancelled", paymentStatus: "failed", cancelReason: "payment_declined", refundedAmount: 0 });
 	});
 
+	test("a checkout cancelled before any charge: its payment cancelled, not pending", () => {
+		const state = rebuildOrderState([created, { seq: 2, type: "cancelled", data: { reason: "insufficient_stock" } }, { seq: 3, type: "payment_cancelled", data: { reason: "not_charged" } }]);
+		expect(state).toMatchObject({ status: "cancelled", paymentStatus: "cancelled", paidAmount: 0, cancelReason: "insufficient_stock" });
+	});
+
 	test("a cancelled and fully refunded order", () => {
 		const state = rebuildOrderState([created, { seq: 2, type: "payment_succeeded", data: { amount: 2599 } }, { seq: 3, type: "confirmed" }, { seq: 4, type: "cancelled", data: { reason: "customer_request" } }, { seq: 5, type: "refunded", data: { amount: 2599 } }]);
 		expect(state).toMatchObject({ status: "cancelled", paymentStatus: "refunded", refundedAmount: 2599 });
