@@ -334,8 +334,9 @@ export const FOLLOW_UPS_AFTER = {
 	paidLate: ["refundLatePayment"],
 	/**
 	 * A checkout undone after its charge may have gone through without the order knowing (its node
-	 * died, or the charge's answer was lost): the payment is looked at, and one found is refunded
-	 * as a late one. News of it that came while the saga ran was ignored then.
+	 * died, or the charge's answer was lost): the payment is stopped, one found paid is refunded as a
+	 * late one, and with none a payment is recorded never charged, so a charge arriving later is
+	 * refused. News of it that came while the saga ran was ignored then.
 	 */
 	undoneAfterCharge: ["settlePayment"],
 	processing: ["announceProcessing"],

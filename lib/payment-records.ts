@@ -41,6 +41,12 @@ export interface Payment {
 	chargeStartedAt?: Date | null;
 	/** Recorded failed without the provider's word, then reported paid by it: payments refunds it itself. */
 	paidAfterFailure?: boolean;
+	/**
+	 * Failed because its order was cancelled first, having taken nothing: stopped at the provider while it
+	 * waited (3-D Secure), or recorded for an order undone before its charge was made (a charge arriving
+	 * later is refused).
+	 */
+	voided?: boolean;
 	createdAt: Date;
 	updatedAt: Date;
 }

@@ -68,6 +68,7 @@ export interface OrderFollowUpMethods {
 	paymentFailed(ctx: Context | null, payment: { orderId: string; reason?: string }): Promise<void>;
 	recordPaymentSucceeded(orderId: string, paymentId: string, amount: number): Promise<Order | null>;
 	recordPaymentFailed(orderId: string, reason: string | null): Promise<Order | null>;
+	recordPaymentCancelled(orderId: string): Promise<Order | null>;
 	tryFollowUps(ctx: Context | null, orderId: string): Promise<void>;
 	driveFollowUps(ctx: Context | null, orderId: string): Promise<Order | null>;
 	runFollowUp(ctx: Context | null, order: Order, followUp: FollowUp, lease: Date): Promise<Order | null>;
@@ -184,6 +185,15 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			});
 		},
 
+		/** The order's payment was stopped with it, or recorded never charged (payments.cancel): none was taken, and none can be. */
+		recordPaymentCancelled(orderId: string): Promise<Order | null> {
+			return this.changeOrder(orderId, {
+				when: { status: "cancelled", paymentStatus: "pending", "saga.state": { $ne: "running" } },
+				set: { paymentStatus: "cancelled" },
+				event: { type: "payment_cancelled", data: { reason: "not_charged" } },
+			});
+		},
+
 		/** Drives the follow-ups and logs a failure: for callers whose own change already took effect. */
 		async tryFollowUps(ctx: Context | null, orderId: string) {
 			try {
@@ -235,9 +245,15 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 				case "cancelPayment": {
 					// Only a payment still waiting can be stopped; one settled already is the refund's business.
 					if (followUp === "cancelPayment" && order.paymentStatus !== "pending") return done();
-					const payment = await this.callFrom(c, followUp === "settlePayment" ? "payments.getByOrder" : "payments.cancel", { orderId: order.id });
+					// An undone checkout's charge may have gone through unrecorded, or be on its way still: payments stops what
+					// it has, and records none as never charged, so a late charge is refused. A payment awaited is only looked at.
+					const undone = followUp === "settlePayment" && order.status === "cancelled" && order.paymentStatus === "pending";
+					const payment = undone
+						? await this.callFrom(c, "payments.cancel", { orderId: order.id, ifNone: { userId: order.userId, amount: order.total, currency: order.currency } })
+						: await this.callFrom(c, followUp === "settlePayment" ? "payments.getByOrder" : "payments.cancel", { orderId: order.id });
 					// The follow-ups of what the payment's state says are taken in the next round of the drive.
 					if (payment && PAID_STATUSES.has(payment.status)) await this.recordPaymentSucceeded(order.id, payment.id, payment.amount);
+					else if (payment?.voided) await this.recordPaymentCancelled(order.id);
 					else if (payment?.status === "failed") await this.recordPaymentFailed(order.id, payment.failureReason ?? null);
 					return done();
 				}

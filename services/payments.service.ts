@@ -65,6 +65,7 @@ interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods, Paym
 	published(event: string, about: Record<string, unknown>, since: Date): Promise<boolean>;
 	chargeOnce(params: ChargeParams, ctx: Context): Promise<Payment>;
 	claimCharge(params: ChargeParams): Promise<{ payment: Payment; mine: boolean }>;
+	voidPayment(orderId: string, order: { userId: string; amount: number; currency: string }): Promise<Payment | null>;
 	applyChargeOutcome(ctx: Context | null, payment: Payment, result: CreatePaymentResult, where?: Record<string, unknown>): Promise<Payment>;
 	transition(paymentId: string, to: PaymentStatus, set: Partial<Payment>, where?: Record<string, unknown>): Promise<Payment | null>;
 	publishOutcome(ctx: Context | null, payment: Payment): Promise<void>;
@@ -80,6 +81,8 @@ const byOrderParams = { $$strict: "remove", orderId: { type: "string", min: 1, m
 
 /** The failure reason of a payment stopped because its order was cancelled first. */
 const CANCELED_WITH_ORDER = "Canceled: the order was cancelled before the payment completed";
+/** The failure reason of a payment recorded for an order undone before any charge reached the provider (see cancel). */
+const VOIDED_WITH_ORDER = "Never charged: the order was cancelled before its charge was made";
 
 /** The charge's answer to orders; one waiting for the customer carries what their browser completes it with. */
 function chargeView(p: Payment) {
@@ -101,7 +104,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					orderId: String, orderNumber: String, userId: String, amount: Number, currency: String, status: String, provider: String,
 					providerPaymentId: String, cardBrand: String, cardLast4: String, failureReason: String, clientSecret: String,
 					refundedAmount: Number, reservedRefundAmount: Number, reservedRefunds: Object, countedRefunds: Object, chargeLeaseUntil: Date, chargeStartedAt: Date,
-					paidAfterFailure: Boolean, createdAt: Date, updatedAt: Date,
+					paidAfterFailure: Boolean, voided: Boolean, createdAt: Date, updatedAt: Date,
 				},
 				// status + chargeLeaseUntil: each node's minute sweep for charges whose answer was never recorded.
 				indexes: [{ fields: { orderId: 1 }, unique: true }, { fields: { providerPaymentId: 1 } }, { fields: { status: 1, chargeLeaseUntil: 1 } }],
@@ -192,12 +195,24 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		 * `succeeded` when the customer completed it first, `pending` when the provider cannot stop it
 		 * (processing, or a charge whose outcome is not known yet): its webhook or the sweep settles it.
 		 * A charge whose answer was never recorded is looked up at the provider first. Safe to repeat.
+		 * A payment stopped so, having taken nothing, is `voided` as well. With `ifNone` (an undone checkout
+		 * whose charge request may still be on its way), an order with no payment gets one recorded `failed`
+		 * and `voided`, never charged: a charge for it arriving later is refused without asking the provider.
 		 */
 		cancel: {
 			visibility: "public",
-			params: byOrderParams,
-			async handler(this: This, ctx: Context<{ orderId: string }, ShopMeta>) {
+			params: {
+				...byOrderParams,
+				ifNone: {
+					type: "object",
+					optional: true,
+					strict: "remove",
+					props: { userId: { type: "string", min: 1, max: 100 }, amount: { type: "number", integer: true, min: 0 }, currency: { type: "string", uppercase: true, pattern: /^[A-Z]{3}$/ } },
+				},
+			},
+			async handler(this: This, ctx: Context<{ orderId: string; ifNone?: { userId: string; amount: number; currency: string } }, ShopMeta>) {
 				let payment = await this.db.payments.findOne({ orderId: ctx.params.orderId });
+				if (!payment && ctx.params.ifNone) payment = await this.voidPayment(ctx.params.orderId, ctx.params.ifNone);
 				if (!payment) return null;
 				if (isUnrecordedCharge(payment, new Date())) payment = await this.settleUnrecordedCharge(ctx, payment);
 				if (payment.status !== "pending" || !payment.providerPaymentId) return paymentView(payment);
@@ -209,7 +224,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				}
 				if (outcome.status === "pending") return paymentView(payment);
 				const to = outcome.status === "succeeded" ? "succeeded" : "failed";
-				const settled = await this.transition(payment.id, to, { failureReason: to === "failed" ? CANCELED_WITH_ORDER : null, chargeLeaseUntil: null });
+				const settled = await this.transition(payment.id, to, to === "failed" ? { failureReason: CANCELED_WITH_ORDER, voided: true, chargeLeaseUntil: null } : { failureReason: null, chargeLeaseUntil: null });
 				// Money taken is news (orders refunds it, analytics counts it); a cancel is the caller's own doing.
 				if (settled?.status === "succeeded") await this.publishOutcome(ctx, settled);
 				return paymentView(settled ?? (await this.db.payments.findById(payment.id))!);
@@ -321,6 +336,21 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				if (payment.status !== "pending" || payment.providerPaymentId) return payment;
 				if (Date.now() >= deadline) throw new ServiceUnavailableError("The payment of this order is still in progress", { orderId: payment.orderId });
 				await sleep(POLL_MS);
+			}
+		},
+
+		/** Records the order's payment as never charged, unless a charge claimed it first (the unique orderId decides). */
+		async voidPayment(this: This, orderId: string, { userId, amount, currency }: { userId: string; amount: number; currency: string }) {
+			const now = new Date();
+			try {
+				return await this.db.payments.insert({
+					orderId, orderNumber: null, userId, amount, currency, status: "failed", voided: true,
+					provider: this.provider.name, providerPaymentId: null, cardBrand: null, cardLast4: null, failureReason: VOIDED_WITH_ORDER,
+					refundedAmount: 0, reservedRefundAmount: 0, chargeLeaseUntil: null, chargeStartedAt: null, createdAt: now, updatedAt: now,
+				});
+			} catch (err) {
+				if (!isDuplicate(err)) throw err;
+				return this.db.payments.findOne({ orderId });
 			}
 		},
 

@@ -799,15 +799,28 @@ describe("checkout", () => {
 			expect(await stockOf(v.variantId)).toBe(3);
 		});
 
-		test("a node that died after reserving, before the order recorded it: recovery gives the stock back", async () => {
+		test("a node that died after reserving, before the order recorded it: recovery gives the stock back, and records the payment never charged, so the dead run's charge arriving late is refused", async () => {
 			const svc = orders();
 			const { c, v } = await buyerWithCart(1200, 3, 2);
 			const placed = await checkoutDyingAfterCallOf("reserveStock", c);
 			expect(await stockOf(v.variantId)).toBe(1);
 			await svc.recoverInterrupted(0);
-			expect((await shop.http.get(`/api/orders/${placed.id}`, { token: adminToken })).body).toMatchObject({ status: "cancelled" });
+			const order = () => shop.http.get(`/api/orders/${placed.id}`, { token: adminToken }).then((r) => r.body);
+			// Before: paymentStatus "pending" for good, and a charge request still on its way would have charged (then refunded).
+			expect(await order()).toMatchObject({ status: "cancelled", paymentStatus: "cancelled" });
 			expect(await stockOf(v.variantId)).toBe(3);
-			expect(await eventTypes(placed.id)).toEqual(["created", "stock_released", "cancelled"]);
+			expect(await eventTypes(placed.id)).toEqual(["created", "stock_released", "cancelled", "payment_cancelled"]);
+			expect(await payment(placed.id)).toMatchObject({ status: "failed", voided: true, amount: placed.total, providerPaymentId: null });
+
+			const provider = jest.spyOn((shop.broker.getLocalService("payments") as any).provider, "createPayment");
+			try {
+				const late = shop.broker.call("payments.charge", { orderId: placed.id, userId: c.userId, amount: placed.total, currency: placed.currency, paymentMethod: { type: "card", token: "pm_card_visa" } });
+				await expect(late).rejects.toMatchObject({ code: 402 });
+				expect(provider).not.toHaveBeenCalled();
+			} finally {
+				provider.mockRestore();
+			}
+			expect(await svc.db.orders.findById(placed.id)).toMatchObject({ status: "cancelled", paymentStatus: "cancelled", paidAmount: 0, pendingActions: [] });
 		});
 
 		/** The next recovery scan undoes the checkout: order cancelled, saga compensated, stock back to `stock`. */

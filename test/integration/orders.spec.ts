@@ -402,15 +402,15 @@ describe("orders", () => {
 
 		expect(await orders.expireUnpaid(0)).toBeGreaterThanOrEqual(1);
 		const expired = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
-		expect(expired).toMatchObject({ status: "cancelled", cancelReason: "payment_timeout", paymentStatus: "failed", refundedAmount: 0 });
+		expect(expired).toMatchObject({ status: "cancelled", cancelReason: "payment_timeout", paymentStatus: "cancelled", refundedAmount: 0 });
 		expect(await stockOf(variantId)).toBe(4);
 		// Stopped at the provider: completing 3-D Secure now takes no money, and nothing is owed back.
 		const pay = await payment(order.id);
-		expect(pay).toMatchObject({ status: "failed", failureReason: expect.stringMatching(/^Canceled/) });
+		expect(pay).toMatchObject({ status: "failed", voided: true, failureReason: expect.stringMatching(/^Canceled/) });
 		expect(provider().charges.get(pay.providerPaymentId).status).toBe("canceled");
 		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
 		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
-		expect(rebuildOrderState(log)).toMatchObject({ status: "cancelled", paymentStatus: "failed" });
+		expect(rebuildOrderState(log)).toMatchObject({ status: "cancelled", paymentStatus: "cancelled" });
 		// Done once: a second sweep finds nothing of it.
 		await orders.expireUnpaid(0);
 		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
@@ -438,7 +438,8 @@ describe("orders", () => {
 		const { order } = await placeOrder(a, { card: "pm_card_authenticationRequired" });
 		const res = await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: a.token });
 		expect(res.status).toBe(200);
-		expect(res.body).toMatchObject({ status: "cancelled", paymentStatus: "failed", refundedAmount: 0 });
+		// Before: "failed", though nothing failed: the payment was stopped with the order, and took nothing.
+		expect(res.body).toMatchObject({ status: "cancelled", paymentStatus: "cancelled", refundedAmount: 0 });
 		expect(provider().charges.get((await payment(order.id)).providerPaymentId).status).toBe("canceled");
 		// The customer chose to cancel: nothing comes back into the cart.
 		expect((await cartOf(a)).items).toEqual([]);

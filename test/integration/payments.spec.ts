@@ -198,6 +198,45 @@ describe("payments (built-in test provider)", () => {
 		});
 	});
 
+	describe("cancel with ifNone: an undone checkout whose charge may still be on its way", () => {
+		const cancelIfNone = (orderId: string, amount = 2500) => shop.broker.call<any, any>("payments.cancel", { orderId, ifNone: { userId: "user-1", amount, currency: "usd" } });
+
+		test("no payment yet: one is recorded failed and voided, never charged and not announced; a charge arriving later is refused without asking the provider", async () => {
+			const orderId = newOrderId();
+			const creates = jest.spyOn(provider, "createPayment");
+			const voided = await cancelIfNone(orderId);
+			expect(voided).toMatchObject({ orderId, userId: "user-1", amount: 2500, currency: "USD", status: "failed", voided: true, providerPaymentId: null, refundedAmount: 0 });
+			// Asked again (a redone follow-up): the same payment.
+			expect(await cancelIfNone(orderId)).toMatchObject({ id: voided.id, status: "failed", voided: true });
+			await expect(charge(orderId)).rejects.toMatchObject({ code: 402, message: voided.failureReason });
+			expect(creates).not.toHaveBeenCalled();
+			expect(await svc.db.payments.count({ orderId })).toBe(1);
+			// Nothing was paid or failed at the provider: no news for orders or analytics.
+			expect(eventsFor(orderId)).toEqual([]);
+		});
+
+		test("a charge that came first keeps its payment: paid, it is returned as it is, to be refunded by the order", async () => {
+			const orderId = newOrderId();
+			const paid = await charge(orderId);
+			expect(await cancelIfNone(orderId)).toMatchObject({ id: paid.id, status: "succeeded", amount: 2500 });
+			expect((await getByOrder(orderId)).voided).toBeUndefined();
+		});
+
+		test("without ifNone, an order with no payment is left without one (null)", async () => {
+			const orderId = newOrderId();
+			expect(await shop.broker.call("payments.cancel", { orderId })).toBeNull();
+			expect(await svc.db.payments.count({ orderId })).toBe(0);
+		});
+
+		test("ifNone is validated: a negative amount is a 422 naming it, and nothing is recorded", async () => {
+			const orderId = newOrderId();
+			const err = await cancelIfNone(orderId, -5).catch((e) => e);
+			expect(err).toMatchObject({ code: 422 });
+			expect(err.data.map((d: any) => d.field)).toContain("ifNone.amount");
+			expect(await svc.db.payments.count({ orderId })).toBe(0);
+		});
+	});
+
 	describe("a charge whose answer was never recorded", () => {
 		const cancel = (orderId: string) => shop.broker.call<any, any>("payments.cancel", { orderId });
 		/** The pending payment a charge call leaves until the provider's answer is recorded; its lease ends `leaseMs` from now. */
