@@ -177,7 +177,7 @@ async function run(dataDir: string): Promise<number> {
 		console.error(`The audit failed to notice ${missed.length} deliberate breakage(s) of the stored data:\n- ${missed.join("\n- ")}`);
 		return 1;
 	}
-	console.log("business rules hold: no oversell, one charge per confirmed order, promo limit kept, one confirmation each (and each check fires on broken data)");
+	console.log("business rules hold: no oversell, one charge per confirmed order, payment statuses agree, promo limit kept, one confirmation each (and each check fires on broken data)");
 	return 0;
 }
 

@@ -94,6 +94,18 @@ export function audit({ data, startStock, answers }: AuditInput): string[] {
 		else if (PAID.has(p.status) && !CONFIRMED_STATES.has(o.status)) v.push(`payments: payment ${p.id} kept ${p.amount} for ${o.status} order ${o.number}`);
 	}
 
+	// Each order's paymentStatus says what its payment did, once its follow-ups are done: the payment's own
+	// status, `cancelled` for one stopped or never made (voided), and `cancelled` with no payment at all (a
+	// checkout refused before its charge). An order that cost nothing has no payment to agree with.
+	const paymentOf = new Map(data.payments.map((p) => [p.orderId, p]));
+	for (const o of data.orders) {
+		if (o.pendingActions?.length || !SETTLED_STATES.has(o.status)) continue;
+		const p = paymentOf.get(o.id);
+		if (!p && o.total === 0) continue;
+		const says = !p ? "cancelled" : p.voided ? "cancelled" : p.status;
+		if (o.paymentStatus !== says) v.push(`payments: ${o.status} order ${o.number} shows paymentStatus ${o.paymentStatus}, its payment says ${says}`);
+	}
+
 	// Promotions: never used beyond the limit; the counter, the use records and the orders agree.
 	for (const promo of data.promotions) {
 		if (promo.maxUses != null && promo.usedCount > promo.maxUses) v.push(`promo: ${promo.code} used ${promo.usedCount} > ${promo.maxUses}`);
@@ -172,6 +184,12 @@ export function selfCheck(input: AuditInput): string[] {
 			const p = i.data.payments.find((x) => x.orderId === o?.id);
 			if (!p) return false;
 			Object.assign(p, { status: "refunded", refundedAmount: p.amount });
+			return true;
+		}],
+		["a cancelled order's payment left pending", (i) => {
+			const o = i.data.orders.find((x) => x.status === "cancelled" && !x.pendingActions?.length && x.total > 0);
+			if (!o) return false;
+			o.paymentStatus = "pending";
 			return true;
 		}],
 		["money kept for a cancelled order", (i) => {
