@@ -445,8 +445,9 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				await this.checkoutSaga.run(c, log);
 			} catch (err) {
 				const failed = this.checkoutSaga.owedCompensations(await log.load(), err).length > 0;
-				// Undone, but the provider may have charged: its answer was lost. (Left half undone, recovery does this.)
-				const lookAtPayment = !!c.chargeUnsettled && !failed;
+				// Undone, but the provider may have charged (its answer was lost), or holds a payment waiting for 3-D
+				// Secure: it is looked at, and stopped. (Left half undone, recovery does this.)
+				const lookAtPayment = (!!c.chargeUnsettled || !!c.awaitingPayment) && !failed;
 				const followUps = lookAtPayment ? FOLLOW_UPS_AFTER.undoneAfterCharge : [];
 				await this.db.orders.updateOne({ id: orderId }, sagaEndUpdate(failed ? "compensation_failed" : "compensated", log.carry(), followUps));
 				if (lookAtPayment) await this.tryFollowUps(ctx, orderId);

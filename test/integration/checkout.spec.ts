@@ -510,6 +510,22 @@ describe("checkout", () => {
 			// A server error frees the key: nothing else was stored for it.
 		});
 
+		test("a checkout waiting for 3-D Secure that fails afterwards stops that payment: nothing can be charged later, and the order says so", async () => {
+			const { c, v } = await buyerWithCart(3000, 6, 2);
+			orders().injectCheckoutFailure("publishOrder");
+			const res = await checkout(c, { token: "pm_card_authenticationRequired" });
+			orders().injectCheckoutFailure(null);
+			expect(res.status).toBe(500);
+			const [order] = (await shop.http.get("/api/orders", { token: c.token })).body.rows;
+			// Before: paymentStatus "pending" for good, and the payment left waiting at the provider.
+			expect(order).toMatchObject({ status: "cancelled", cancelReason: "checkout_failed", paymentStatus: "cancelled" });
+			const pay = await payment(order.id);
+			expect(pay).toMatchObject({ status: "failed", voided: true });
+			const provider = (shop.broker.getLocalService("payments") as any).provider;
+			expect(provider.charges.get(pay.providerPaymentId).status).toBe("canceled");
+			expect(await stockOf(v.variantId)).toBe(6);
+		});
+
 		test("failure after the charge (confirming fails): exactly one refund, stock released; compensating again changes nothing", async () => {
 			const { v, res, order } = await failingCheckout("confirmOrder");
 			expect(res.status).toBe(500);
