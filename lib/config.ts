@@ -53,6 +53,19 @@ const PER_MINUTE = count("requests per minute", 0, undefined, "turns the limit o
 /** A cents setting (e.g. SHIPPING_FLAT_CENTS): "4.99" is not rounded, nor "-1" replaced. */
 export const CENTS: WholeNumberRule = { min: 0, takes: "a whole number of cents, 0 or more (499 for 4.99)" };
 
+/**
+ * The fewest days a finished message may be kept for: the outboxes keep an event 7 days, and the notifications
+ * service remembers handling one for 8, so a message removed sooner could be sent again by a replayed event.
+ */
+export const MIN_RETENTION_DAYS = 8;
+const RETENTION: WholeNumberRule = { min: 0, takes: `a whole number of days, ${MIN_RETENTION_DAYS} or more (0 keeps them for good)` };
+/** 0 (the default) keeps for good. */
+function retentionDays(name: string, value: string | undefined): number {
+	const days = wholeNumberSetting(name, value, 0, RETENTION);
+	if (days > 0 && days < MIN_RETENTION_DAYS) refuse(name, value, RETENTION.takes);
+	return days;
+}
+
 const TRUE_WORDS = ["true", "1", "yes", "on"];
 const FALSE_WORDS = ["false", "0", "no", "off"];
 
@@ -228,6 +241,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		// Also read by adapters/channels (readNotificationConfig); here so that a malformed value stops every node's start.
 		notifyConcurrency: wholeNumberSetting("NOTIFY_CONCURRENCY", env.NOTIFY_CONCURRENCY, 4, count("workers", 1)),
 		notifyMaxAttempts: wholeNumberSetting("NOTIFY_MAX_ATTEMPTS", env.NOTIFY_MAX_ATTEMPTS, 5, count("attempts", 1)),
+		notificationRetentionDays: retentionDays("NOTIFICATION_RETENTION_DAYS", env.NOTIFICATION_RETENTION_DAYS),
 		adminEmail: adminEmailSetting(env.ADMIN_EMAIL),
 		adminPassword: adminPasswordSetting(env.ADMIN_PASSWORD, production),
 	};

@@ -58,6 +58,7 @@ const STATUSES = ["queued", "sent", "failed", "outboxed"] as const;
 /** Nothing more will be sent of a message in these: a one-time link in its body has no more use. */
 const FINAL_STATUSES = ["sent", "outboxed", "failed"];
 const EPOCH = new Date(0);
+const DAY_MS = 24 * 3600 * 1000;
 
 type Parsed = ReturnType<typeof parseTemplate>;
 interface KindTemplates {
@@ -103,6 +104,8 @@ interface Message {
 	linkRemovedAt?: Date;
 	/** Push: the page a click opens. */
 	url?: string | null;
+	/** When a finished message is removed (NOTIFICATION_RETENTION_DAYS after it finished); absent: kept for good. */
+	purgeAt?: Date;
 }
 
 /** The fields that take the one-time link out of a message that will not be sent again; none for other kinds. */
@@ -153,6 +156,8 @@ interface NotifyVars {
 interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll">, PushSubscriptionsMethods {
 	handleEvent(event: string, payload: Record<string, any>): Promise<void>;
 	removeSpentLinks(): Promise<number>;
+	keptUntil(finishedAt: Date): { purgeAt?: Date };
+	applyRetention(): Promise<void>;
 	contactFor(kind: NotificationKind, payload: Record<string, any>): Promise<Contact | null>;
 	forgetMessagesOf(userId: string): Promise<void>;
 	deliver(item: QueuedMessage): Promise<void>;
@@ -175,13 +180,15 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				fields: {
 					userId: String, eventId: String, dedupeKey: String, template: String, channel: String, provider: String, recipient: String,
 					subject: String, html: String, text: String, status: String, attempts: Number, providerId: String, error: String,
-					createdAt: Date, sentAt: Date, failedAt: Date, nextAttemptAt: Date, leaseUntil: Date, linkRemovedAt: Date, url: String,
+					createdAt: Date, sentAt: Date, failedAt: Date, nextAttemptAt: Date, leaseUntil: Date, linkRemovedAt: Date, url: String, purgeAt: Date,
 				},
 				indexes: [
 					{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1, nextAttemptAt: 1 } },
 					{ fields: { template: 1, linkRemovedAt: 1 } },
 					// The embedded store answers the due scan (every 5 s) from this one: the queued messages, not every message ever sent.
 					{ fields: { status: 1 } },
+					// NOTIFICATION_RETENTION_DAYS: a finished message goes at its purgeAt; one without (queued, or kept for good) never.
+					{ fields: { purgeAt: 1 }, expireAfterSeconds: 0 },
 				],
 			},
 			/** Events already handled (by id), so a catch-up does not redo them; kept longer than the outboxes keep events. */
@@ -245,7 +252,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				// one-time link is gone (the customer asks for a new link instead).
 				const requeued = await this.db.notifications.updateOne(
 					{ id: ctx.params.id, status: "failed", linkRemovedAt: { $exists: false } },
-					{ $set: { status: "queued", attempts: 0, nextAttemptAt: now, leaseUntil: EPOCH, failedAt: null } },
+					{ $set: { status: "queued", attempts: 0, nextAttemptAt: now, leaseUntil: EPOCH, failedAt: null }, $unset: { purgeAt: true } },
 				);
 				if (!requeued) {
 					const existing = await this.db.notifications.findById(ctx.params.id);
@@ -363,13 +370,15 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					this.later(decision.delayMs, () => this.queue.push({ id }));
 				} else {
 					this.logger.warn(`Notification ${id} (${claimed.template} by ${claimed.channel}) failed after ${claimed.attempts} attempt(s): ${error}`);
-					await this.db.notifications.updateOne(mine, { $set: { status: "failed", provider: channel.provider, error, failedAt: new Date(), leaseUntil: EPOCH, ...spentLink(claimed) } });
+					const failedAt = new Date();
+					await this.db.notifications.updateOne(mine, { $set: { status: "failed", provider: channel.provider, error, failedAt, leaseUntil: EPOCH, ...spentLink(claimed), ...this.keptUntil(failedAt) } });
 				}
 				return;
 			}
 			// Outside the try: a store error here must not count as a failed send (it was sent).
+			const sentAt = new Date();
 			await this.db.notifications.updateOne(mine, {
-				$set: { status: result.status, provider: result.provider, providerId: result.providerId, sentAt: new Date(), error: null, leaseUntil: EPOCH, ...spentLink(claimed) },
+				$set: { status: result.status, provider: result.provider, providerId: result.providerId, sentAt, error: null, leaseUntil: EPOCH, ...spentLink(claimed), ...this.keptUntil(sentAt) },
 			});
 		},
 
@@ -430,6 +439,25 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			for (const m of due) this.queue.push({ id: m.id });
 		},
 
+		keptUntil(finishedAt: Date) {
+			const days = this.config.retentionDays;
+			return days > 0 ? { purgeAt: new Date(finishedAt.getTime() + days * DAY_MS) } : {};
+		},
+
+		/**
+		 * Brings the stored messages in line with NOTIFICATION_RETENTION_DAYS: with a retention, messages that
+		 * finished without one (before it was set) are kept that long from now; without, none is removed any more.
+		 * A changed number of days applies to messages finishing from now on.
+		 */
+		async applyRetention() {
+			if (this.config.retentionDays > 0) {
+				const n = await this.db.notifications.updateMany({ status: { $in: FINAL_STATUSES }, purgeAt: { $exists: false } }, { $set: this.keptUntil(new Date()) });
+				if (n) this.logger.info(`${n} finished message(s) stored before NOTIFICATION_RETENTION_DAYS was set are kept ${this.config.retentionDays} days from now`);
+			} else {
+				await this.db.notifications.updateMany({ purgeAt: { $gt: EPOCH } }, { $unset: { purgeAt: true } });
+			}
+		},
+
 		later(delayMs: number, fn: () => unknown) {
 			if (this.stopping) return;
 			const timer = setTimeout(() => {
@@ -464,6 +492,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		this.vapidKeys = await this.loadVapidKeys(this.config.webPush.keys);
 		this.channels.push = new WebPushChannel({ ...this.vapidKeys, subject: this.config.webPush.subject });
 		await this.removeSpentLinks();
+		await this.applyRetention();
 		// Work left by the previous run; what the sources kept while we were away comes from the catch-up.
 		await this.enqueueDue();
 		const scan = setInterval(() => void this.enqueueDue().catch((err) => this.logger.warn(`Scanning due notifications failed: ${err.message}`)), this.settings.scanIntervalMs);

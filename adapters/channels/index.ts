@@ -25,7 +25,7 @@ export { TwilioChannel, rebasedRequestClient } from "./twilio-channel";
  */
 export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 	// The numbers as readConfig reads (and checks) them: a malformed one stops the start there.
-	const { notifyConcurrency, notifyMaxAttempts } = readConfig(env);
+	const { notifyConcurrency, notifyMaxAttempts, notificationRetentionDays } = readConfig(env);
 	const fromEmail = nonEmpty(env.NOTIFY_FROM_EMAIL);
 	if (fromEmail && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(fromEmail)) throw new Error(`NOTIFY_FROM_EMAIL must be an email address (e.g. shop@example.com), not "${env.NOTIFY_FROM_EMAIL}"`);
 	const storefrontUrl = nonEmpty(env.STOREFRONT_URL);
@@ -39,6 +39,8 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 		webPush: readWebPushConfig(env, fromEmail ?? "no-reply@example.com"),
 		concurrency: notifyConcurrency,
 		maxAttempts: notifyMaxAttempts,
+		/** Days a finished message (sent, outboxed or failed) is kept; 0 keeps it for good. */
+		retentionDays: notificationRetentionDays,
 		fromEmail: fromEmail ?? "no-reply@example.com",
 		shopName: nonEmpty(env.SHOP_NAME) ?? "Moleculer Shop",
 		storefrontUrl: storefrontUrl?.replace(/\/+$/, "") ?? "http://localhost:3000",

@@ -527,6 +527,79 @@ describe("notifications: pending work survives a restart", () => {
 	});
 });
 
+describe("notifications: NOTIFICATION_RETENTION_DAYS", () => {
+	let shop: Shop;
+	let dataDir: string;
+	const DAY = 24 * 3600 * 1000;
+	const env = (days?: string) => ({ NODE_ENV: "development", DATA_DIR: dataDir, MONGO_URI: undefined, NOTIFICATION_RETENTION_DAYS: days });
+	const start = async (days: string | undefined, email: ScriptedChannel) => {
+		const svc = await withEnv(env(days), () => startNotifications(shop));
+		svc.channels = { email, sms: new ScriptedChannel("sms") };
+		return svc;
+	};
+	const messageOf = (svc: any, orderId: string) => svc.db.notifications.findOne({ eventId: { $exists: true }, text: { $regex: new RegExp(`SO-${orderId}\\b`) } });
+
+	beforeAll(async () => {
+		dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "notify-retention-"));
+		shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders")] });
+	});
+	afterAll(async () => {
+		await shop.stop();
+		fs.rmSync(dataDir, { recursive: true, force: true });
+	});
+
+	test("unset: finished messages are kept for good", async () => {
+		const svc = await start(undefined, new ScriptedChannel("email"));
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("keep1", "u-bob") });
+		const sent = await waitFor(() => messageOf(svc, "keep1"), (m: any) => m?.status === "sent");
+		expect(sent.purgeAt).toBeUndefined();
+		await shop.broker.destroyService(svc);
+	});
+
+	test("set: a finished message (sent, or failed) is removed that many days after it finished; a retried one is kept while it waits again", async () => {
+		const email = new ScriptedChannel("email");
+		const svc = await start("8", email);
+		// Stored before the setting (the previous test's run): kept 8 days from this start.
+		const earlier = await messageOf(svc, "keep1");
+		expect(earlier.purgeAt.getTime()).toBeGreaterThan(Date.now() + 8 * DAY - 60_000);
+
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("ret1", "u-bob") });
+		const sent = await waitFor(() => messageOf(svc, "ret1"), (m: any) => m?.status === "sent");
+		expect(sent.purgeAt.getTime() - sent.sentAt.getTime()).toBe(8 * DAY);
+
+		email.script = { failures: 1, status: 400 };
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("ret2", "u-bob") });
+		const failed = await waitFor(() => messageOf(svc, "ret2"), (m: any) => m?.status === "failed");
+		expect(failed.purgeAt.getTime() - failed.failedAt.getTime()).toBe(8 * DAY);
+		email.script = { failures: 100, status: 503 };
+		expect((await shop.http.post(`/api/notifications/${failed.id}/retry`, {}, { token: admin })).status).toBe(200);
+		expect((await svc.db.notifications.findById(failed.id)).purgeAt).toBeUndefined();
+
+		// Its day comes: the message is gone from the store and from the lists; the others stay.
+		await svc.db.notifications.updateOne({ id: sent.id }, { $set: { purgeAt: new Date(Date.now() - 1000) } });
+		expect(await svc.db.notifications.findById(sent.id)).toBeNull();
+		const listed = (await shop.http.get("/api/notifications?pageSize=100", { token: admin })).body.rows.map((m: any) => m.id);
+		expect(listed).not.toContain(sent.id);
+		expect(listed).toEqual(expect.arrayContaining([earlier.id, failed.id]));
+		await shop.broker.destroyService(svc);
+		// Removed from the file too (the minute sweep, or this start's load): not back after a restart.
+		const again = await start("8", new ScriptedChannel("email"));
+		expect(await again.db.notifications.count({ id: sent.id })).toBe(0);
+		await shop.broker.destroyService(again);
+	});
+
+	test("unset again: nothing more is removed", async () => {
+		const svc = await start(undefined, new ScriptedChannel("email"));
+		expect(await svc.db.notifications.count({ purgeAt: { $exists: true } })).toBe(0);
+		expect(await svc.db.notifications.count({})).toBeGreaterThanOrEqual(2);
+		await shop.broker.destroyService(svc);
+	});
+
+	test("fewer days than a replayed event may come after (8) stop the start, naming the variable", async () => {
+		await expect(withEnv(env("7"), () => startNotifications(shop))).rejects.toThrow(/NOTIFICATION_RETENTION_DAYS must be a whole number of days, 8 or more/);
+	});
+});
+
 /** With the real services that publish the events (written concurrently with this one). */
 describe("notifications with the real users, products, cart, orders and payments services", () => {
 	const ADMIN = { email: "notify-admin@example.com", password: "Admin-Passw0rd-42!" };
