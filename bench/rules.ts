@@ -27,6 +27,12 @@ const ADMIN = { ADMIN_EMAIL: "rules-admin@example.com", ADMIN_PASSWORD: "rules a
 const log = (...a: unknown[]) => console.error("[rules]", ...a);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+function countBy(values: string[]): Record<string, number> {
+	const counts: Record<string, number> = {};
+	for (const v of values) counts[v] = (counts[v] ?? 0) + 1;
+	return counts;
+}
+
 type Http = (method: string, p: string, o?: { body?: unknown; token?: string; headers?: Record<string, string> }) => Promise<{ status: number; body: any }>;
 
 function client(base: string): Http {
@@ -158,6 +164,8 @@ async function run(dataDir: string): Promise<number> {
 		orders: data.orders.length,
 		confirmed: confirmed.length,
 		cancelled: data.orders.filter((o) => o.status === "cancelled").length,
+		// What the cancelled orders say of their money: failed (declined) or cancelled (never charged).
+		cancelledPaymentStatus: countBy(data.orders.filter((o) => o.status === "cancelled").map((o) => String(o.paymentStatus))),
 		unitsSold: confirmed.flatMap((o) => o.items).reduce((a: number, l: any) => a + l.quantity, 0),
 		unitsAtStart: PRODUCTS * STOCK,
 		promoUses: data.promotions[0]?.usedCount ?? 0,
