@@ -1,4 +1,9 @@
 /**
+ * Also: NeDB's sparse index takes a key with no defined values for a missing one, and a Date has none
+ * of its own (`Object.values(date)` is empty), so a sparse index on a Date field held no document at
+ * all and a range query through it found nothing (a TTL index on a field only finished messages have).
+ * Here a sparse index keeps a Date key as any other index does.
+ *
  * NeDB updates a document in every index by removing the old version and inserting the new one,
  * even when the indexed fields did not change. In an index with few distinct keys (a status) each
  * key holds thousands of documents and the removal filters that whole list: an order update cost
@@ -16,7 +21,8 @@ interface Pair {
 interface NedbIndex {
 	_fields: string[];
 	sparse: boolean;
-	tree: { search(key: unknown): object[] };
+	tree: { search(key: unknown): object[]; insert(key: unknown, doc: object): void };
+	insert(doc: object | object[]): void;
 	updateMultipleDocs(pairs: Pair[]): void;
 }
 
@@ -28,6 +34,14 @@ let installed = false;
 export function installKeptKeyIndexUpdates(): void {
 	if (installed) return;
 	installed = true;
+	const insert: NedbIndex["insert"] = Index.prototype.insert;
+	Index.prototype.insert = function (this: NedbIndex, doc: object | object[]) {
+		if (this.sparse && !Array.isArray(doc)) {
+			const key = model.getDotValues(doc, this._fields);
+			if (key instanceof Date) return this.tree.insert(key, doc);
+		}
+		return insert.call(this, doc);
+	};
 	const original: NedbIndex["updateMultipleDocs"] = Index.prototype.updateMultipleDocs;
 	Index.prototype.updateMultipleDocs = function updateMultipleDocs(this: NedbIndex, pairs: Pair[]) {
 		const places: Array<{ list: object[]; at: number; doc: object } | null> = [];

@@ -27,8 +27,8 @@ export function installSelectiveCandidates(): void {
 	Datastore.prototype._getRawCandidates = function _getRawCandidates(this: Indexed, query: Record<string, unknown>): Doc[] {
 		let best: Doc[] | undefined;
 		for (const field in query) {
-			// Only indexes that hold every document by its value: NeDB's sparse ones leave Dates out, and a
-			// dotted one misses arrays inside arrays of subdocuments. Those stay NeDB's own choice, as before.
+			// Only indexes that hold every document by its value: a sparse one leaves out documents without the
+			// field, and a dotted one misses arrays inside arrays of subdocuments. Those stay NeDB's own choice, as before.
 			if (!Object.hasOwn(this.indexes, field) || field.includes(".")) continue;
 			const index = this.indexes[field];
 			const value = query[field];

@@ -188,7 +188,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					// The embedded store answers the due scan (every 5 s) from this one: the queued messages, not every message ever sent.
 					{ fields: { status: 1 } },
 					// NOTIFICATION_RETENTION_DAYS: a finished message goes at its purgeAt; one without (queued, or kept for good) never.
-					{ fields: { purgeAt: 1 }, expireAfterSeconds: 0 },
+					// Sparse: those without are not in it at all, so keeping messages for good costs no index upkeep.
+					{ fields: { purgeAt: 1 }, expireAfterSeconds: 0, sparse: true },
 				],
 			},
 			/** Events already handled (by id), so a catch-up does not redo them; kept longer than the outboxes keep events. */

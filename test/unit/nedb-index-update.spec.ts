@@ -63,3 +63,25 @@ describe("NeDB index updates that keep keys", () => {
 		expect((await orders.find({ tags: "b" })).map((d) => d.id)).toEqual(["o2"]);
 	});
 });
+
+describe("a sparse index on a Date field", () => {
+	const ttl: CollectionSpec = { fields: {}, indexes: [{ fields: { purgeAt: 1 }, expireAfterSeconds: 0, sparse: true }] };
+	const later = new Date(Date.now() + 86_400_000);
+
+	test("holds the documents that have a Date there, and only those: a range query through it finds them", async () => {
+		const c = new Collection("messages", ttl, {});
+		await c.connect();
+		await c.insertMany([{ id: "kept" }, { id: "dated", purgeAt: later }]);
+		// Before: NeDB took a Date (no own values) for a missing key and indexed nothing.
+		expect((await c.find({ purgeAt: { $gt: new Date(0) } })).map((d) => d.id)).toEqual(["dated"]);
+		expect((await c.find({ purgeAt: later })).map((d) => d.id)).toEqual(["dated"]);
+		// Dated by an update, undated by another: the index follows.
+		await c.updateOne({ id: "kept" }, { $set: { purgeAt: later } });
+		await c.updateOne({ id: "dated" }, { $unset: { purgeAt: true } });
+		expect((await c.find({ purgeAt: { $gt: new Date(0) } })).map((d) => d.id)).toEqual(["kept"]);
+		// Its time comes: left out of every read.
+		await c.updateOne({ id: "kept" }, { $set: { purgeAt: new Date(Date.now() - 1000) } });
+		expect(await c.count({})).toBe(1);
+		expect(await c.findById("kept")).toBeNull();
+	});
+});
