@@ -463,44 +463,48 @@ describe("notifications: retries, failures, the worker pool", () => {
 	});
 });
 
-describe("notifications: pending work survives a restart", () => {
-	let shop: Shop;
-	let dataDir: string;
-	const env = () => ({ NODE_ENV: "development", DATA_DIR: dataDir, MONGO_URI: undefined });
-
+/** A shop with the users stand-in and an orders outbox, and a data dir of its own for notifications' files (DATA_DIR). */
+function shopWithDataDir(prefix: string): { shop: Shop; dataDir: string } {
+	const t = {} as { shop: Shop; dataDir: string };
 	beforeAll(async () => {
-		dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "notify-restart-"));
-		shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders")] });
+		t.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+		t.shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders")] });
 	});
 	afterAll(async () => {
-		await shop.stop();
-		fs.rmSync(dataDir, { recursive: true, force: true });
+		await t.shop.stop();
+		fs.rmSync(t.dataDir, { recursive: true, force: true });
 	});
+	return t;
+}
+
+describe("notifications: pending work survives a restart", () => {
+	const t = shopWithDataDir("notify-restart-");
+	const env = () => ({ NODE_ENV: "development", DATA_DIR: t.dataDir, MONGO_URI: undefined });
 
 	test("a message waiting for its retry is sent by the next run; handled events are not redone", async () => {
 		// First run (files under DATA_DIR): the provider is down, so the message waits for a retry.
-		let svc = await withEnv(env(), () => startNotifications(shop, notifications({ backoff: { baseMs: 600, factor: 2, maxMs: 2_000, jitter: 0 } })));
+		let svc = await withEnv(env(), () => startNotifications(t.shop, notifications({ backoff: { baseMs: 600, factor: 2, maxMs: 2_000, jitter: 0 } })));
 		const down = new ScriptedChannel("email", { failures: 100, status: 503 });
 		svc.channels = { email: down, sms: new ScriptedChannel("sms") };
-		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("s1", "u-bob") });
+		await t.shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("s1", "u-bob") });
 		await waitFor(() => down.calls, (n) => n === 1);
 		const { publicKey } = svc.vapidKeys;
-		await shop.broker.destroyService(svc);
-		expect(fs.readdirSync(dataDir).sort()).toEqual(["notification_cursors.db", "notification_events.db", "notification_keys.db", "notification_push_subscriptions.db", "notifications.db"]);
+		await t.shop.broker.destroyService(svc);
+		expect(fs.readdirSync(t.dataDir).sort()).toEqual(["notification_cursors.db", "notification_events.db", "notification_keys.db", "notification_push_subscriptions.db", "notifications.db"]);
 
 		// Second run on the same files, with the outbox channel (no provider configured).
-		svc = await withEnv(env(), () => startNotifications(shop));
+		svc = await withEnv(env(), () => startNotifications(t.shop));
 		// The Web Push key pair made by the first run is kept: browsers subscribed with it still get messages.
 		expect(svc.vapidKeys.publicKey).toBe(publicKey);
 		const msg = await waitFor(() => svc.db.notifications.findOne({ template: "order-confirmed" }), (m: any) => m?.status === "outboxed");
 		expect(msg).toMatchObject({ attempts: 2, recipient: "bob@example.com" });
 		await sleep(300);
 		expect(await svc.db.notifications.count({})).toBe(1);
-		await shop.broker.destroyService(svc);
+		await t.shop.broker.destroyService(svc);
 	});
 
 	test("links in messages stored before links were removed on delivery are removed at the next start", async () => {
-		let svc = await withEnv(env(), () => startNotifications(shop));
+		let svc = await withEnv(env(), () => startNotifications(t.shop));
 		const legacy = (id: string, template: string, status: string, token: string) =>
 			svc.db.notifications.insert({
 				id, userId: "u-bob", eventId: `e-${id}`, dedupeKey: `d-${id}`, template, channel: "email", provider: "outbox", recipient: "bob@example.com",
@@ -512,9 +516,9 @@ describe("notifications: pending work survives a restart", () => {
 		await legacy("old-failed", "verify-email", "failed", "old-token-2");
 		// Still to be sent (its retry is an hour away): its link is still needed.
 		await legacy("old-queued", "password-reset", "queued", "old-token-3");
-		await shop.broker.destroyService(svc);
+		await t.shop.broker.destroyService(svc);
 
-		svc = await withEnv(env(), () => startNotifications(shop));
+		svc = await withEnv(env(), () => startNotifications(t.shop));
 		for (const [id, token] of [["old-sent", "old-token-1"], ["old-failed", "old-token-2"]]) {
 			const m = await svc.db.notifications.findById(id);
 			expect(JSON.stringify(m)).not.toContain(token);
@@ -523,37 +527,27 @@ describe("notifications: pending work survives a restart", () => {
 		}
 		expect((await svc.db.notifications.findById("old-queued")).text).toContain("old-token-3");
 		expect(await svc.removeSpentLinks()).toBe(0);
-		await shop.broker.destroyService(svc);
+		await t.shop.broker.destroyService(svc);
 	});
 });
 
 describe("notifications: NOTIFICATION_RETENTION_DAYS", () => {
-	let shop: Shop;
-	let dataDir: string;
+	const t = shopWithDataDir("notify-retention-");
 	const DAY = 24 * 3600 * 1000;
-	const env = (days?: string) => ({ NODE_ENV: "development", DATA_DIR: dataDir, MONGO_URI: undefined, NOTIFICATION_RETENTION_DAYS: days });
+	const env = (days?: string) => ({ NODE_ENV: "development", DATA_DIR: t.dataDir, MONGO_URI: undefined, NOTIFICATION_RETENTION_DAYS: days });
 	const start = async (days: string | undefined, email: ScriptedChannel) => {
-		const svc = await withEnv(env(days), () => startNotifications(shop));
+		const svc = await withEnv(env(days), () => startNotifications(t.shop));
 		svc.channels = { email, sms: new ScriptedChannel("sms") };
 		return svc;
 	};
 	const messageOf = (svc: any, orderId: string) => svc.db.notifications.findOne({ eventId: { $exists: true }, text: { $regex: new RegExp(`SO-${orderId}\\b`) } });
 
-	beforeAll(async () => {
-		dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "notify-retention-"));
-		shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders")] });
-	});
-	afterAll(async () => {
-		await shop.stop();
-		fs.rmSync(dataDir, { recursive: true, force: true });
-	});
-
 	test("unset: finished messages are kept for good", async () => {
 		const svc = await start(undefined, new ScriptedChannel("email"));
-		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("keep1", "u-bob") });
+		await t.shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("keep1", "u-bob") });
 		const sent = await waitFor(() => messageOf(svc, "keep1"), (m: any) => m?.status === "sent");
 		expect(sent.purgeAt).toBeUndefined();
-		await shop.broker.destroyService(svc);
+		await t.shop.broker.destroyService(svc);
 	});
 
 	test("set: a finished message (sent, or failed) is removed that many days after it finished; a retried one is kept while it waits again", async () => {
@@ -563,40 +557,40 @@ describe("notifications: NOTIFICATION_RETENTION_DAYS", () => {
 		const earlier = await messageOf(svc, "keep1");
 		expect(earlier.purgeAt.getTime()).toBeGreaterThan(Date.now() + 8 * DAY - 60_000);
 
-		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("ret1", "u-bob") });
+		await t.shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("ret1", "u-bob") });
 		const sent = await waitFor(() => messageOf(svc, "ret1"), (m: any) => m?.status === "sent");
 		expect(sent.purgeAt.getTime() - sent.sentAt.getTime()).toBe(8 * DAY);
 
 		email.script = { failures: 1, status: 400 };
-		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("ret2", "u-bob") });
+		await t.shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("ret2", "u-bob") });
 		const failed = await waitFor(() => messageOf(svc, "ret2"), (m: any) => m?.status === "failed");
 		expect(failed.purgeAt.getTime() - failed.failedAt.getTime()).toBe(8 * DAY);
 		email.script = { failures: 100, status: 503 };
-		expect((await shop.http.post(`/api/notifications/${failed.id}/retry`, {}, { token: admin })).status).toBe(200);
+		expect((await t.shop.http.post(`/api/notifications/${failed.id}/retry`, {}, { token: admin })).status).toBe(200);
 		expect((await svc.db.notifications.findById(failed.id)).purgeAt).toBeUndefined();
 
 		// Its day comes: the message is gone from the store and from the lists; the others stay.
 		await svc.db.notifications.updateOne({ id: sent.id }, { $set: { purgeAt: new Date(Date.now() - 1000) } });
 		expect(await svc.db.notifications.findById(sent.id)).toBeNull();
-		const listed = (await shop.http.get("/api/notifications?pageSize=100", { token: admin })).body.rows.map((m: any) => m.id);
+		const listed = (await t.shop.http.get("/api/notifications?pageSize=100", { token: admin })).body.rows.map((m: any) => m.id);
 		expect(listed).not.toContain(sent.id);
 		expect(listed).toEqual(expect.arrayContaining([earlier.id, failed.id]));
-		await shop.broker.destroyService(svc);
+		await t.shop.broker.destroyService(svc);
 		// Removed from the file too (the minute sweep, or this start's load): not back after a restart.
 		const again = await start("8", new ScriptedChannel("email"));
 		expect(await again.db.notifications.count({ id: sent.id })).toBe(0);
-		await shop.broker.destroyService(again);
+		await t.shop.broker.destroyService(again);
 	});
 
 	test("unset again: nothing more is removed", async () => {
 		const svc = await start(undefined, new ScriptedChannel("email"));
 		expect(await svc.db.notifications.count({ purgeAt: { $exists: true } })).toBe(0);
 		expect(await svc.db.notifications.count({})).toBeGreaterThanOrEqual(2);
-		await shop.broker.destroyService(svc);
+		await t.shop.broker.destroyService(svc);
 	});
 
 	test("fewer days than a replayed event may come after (8) stop the start, naming the variable", async () => {
-		await expect(withEnv(env("7"), () => startNotifications(shop))).rejects.toThrow(/NOTIFICATION_RETENTION_DAYS must be a whole number of days, 8 or more/);
+		await expect(withEnv(env("7"), () => startNotifications(t.shop))).rejects.toThrow(/NOTIFICATION_RETENTION_DAYS must be a whole number of days, 8 or more/);
 	});
 });
 
