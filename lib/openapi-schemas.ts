@@ -46,7 +46,12 @@ const currency: Schema = { type: "string", pattern: "^[A-Z]{3}$", description: "
 const count: Schema = { type: "integer", minimum: 0 };
 const orderStatus: Schema = { type: "string", enum: [...ORDER_STATUSES] };
 /** An order's paymentStatus; a payment record's own status has no `cancelled` (lib/payment-state.ts). */
-const paymentStatus: Schema = { type: "string", enum: [...PAYMENT_STATUSES] };
+const paymentStatus: Schema = {
+	type: "string",
+	enum: [...PAYMENT_STATUSES],
+	description:
+		"pending: not settled yet (waiting for 3-D Secure, or being looked up); succeeded; failed: declined, or never reached the provider; cancelled: the order was cancelled before any money was taken, and none will be; refunded / partially_refunded",
+};
 const paymentRecordStatus: Schema = { type: "string", enum: [...PAYMENT_RECORD_STATUSES] };
 
 /** products.getMany (lib/catalog-views.ts toProductRef): a product as a wishlist row shows it. */
