@@ -64,6 +64,9 @@ export const OrderStateMachine = {
 	},
 };
 
+/** The log entry of an order whose payment ends `cancelled`: none was taken, and none can be. */
+export const PAYMENT_CANCELLED_EVENT = { type: "payment_cancelled", data: { reason: "not_charged" } } as const;
+
 /** Payment status once `refunded` of `paid` cents went back to the customer. */
 export function paymentStatusAfterRefund(paid: number, refunded: number): PaymentStatus {
 	if (refunded <= 0) return "succeeded";

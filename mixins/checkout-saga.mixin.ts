@@ -31,6 +31,7 @@ import {
 	orderLinesOf,
 	orderView,
 	OrderStateMachine,
+	PAYMENT_CANCELLED_EVENT,
 	sagaEndUpdate,
 	type Order,
 	type OrderChange,
@@ -302,7 +303,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				const done = await this.changeOrder(c.orderId, {
 					when: { ...when, paymentStatus: "pending" },
 					set: { ...set, paymentStatus: "cancelled" },
-					event: [cancelled, { type: "payment_cancelled", data: { reason: "not_charged" } }],
+					event: [cancelled, PAYMENT_CANCELLED_EVENT],
 				});
 				if (done) return;
 			}

@@ -33,6 +33,7 @@ import {
 	paymentStatusAfterRefund,
 	refundOwed,
 	type Announcement,
+	PAYMENT_CANCELLED_EVENT,
 	type FollowUp,
 	type Order,
 	type OrderEventEntry,
@@ -190,7 +191,7 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 			return this.changeOrder(orderId, {
 				when: { status: "cancelled", paymentStatus: "pending", "saga.state": { $ne: "running" } },
 				set: { paymentStatus: "cancelled" },
-				event: { type: "payment_cancelled", data: { reason: "not_charged" } },
+				event: PAYMENT_CANCELLED_EVENT,
 			});
 		},
 

@@ -84,6 +84,14 @@ const CANCELED_WITH_ORDER = "Canceled: the order was cancelled before the paymen
 /** The failure reason of a payment recorded for an order undone before any charge reached the provider (see cancel). */
 const VOIDED_WITH_ORDER = "Never charged: the order was cancelled before its charge was made";
 
+/** A payment as first stored: nothing from the provider yet, nothing refunded, no call under way. */
+function newPayment(provider: string, now: Date, row: Pick<Payment, "orderId" | "userId" | "amount" | "currency" | "status"> & Partial<Payment>) {
+	return {
+		orderNumber: null, providerPaymentId: null, cardBrand: null, cardLast4: null, failureReason: null, refundedAmount: 0, reservedRefundAmount: 0,
+		chargeLeaseUntil: null, chargeStartedAt: null, ...row, provider, createdAt: now, updatedAt: now,
+	};
+}
+
 /** The charge's answer to orders; one waiting for the customer carries what their browser completes it with. */
 function chargeView(p: Payment) {
 	const waiting = p.status === "pending" && p.clientSecret ? { clientSecret: p.clientSecret } : {};
@@ -343,11 +351,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		async voidPayment(this: This, orderId: string, { userId, amount, currency }: { userId: string; amount: number; currency: string }) {
 			const now = new Date();
 			try {
-				return await this.db.payments.insert({
-					orderId, orderNumber: null, userId, amount, currency, status: "failed", voided: true,
-					provider: this.provider.name, providerPaymentId: null, cardBrand: null, cardLast4: null, failureReason: VOIDED_WITH_ORDER,
-					refundedAmount: 0, reservedRefundAmount: 0, chargeLeaseUntil: null, chargeStartedAt: null, createdAt: now, updatedAt: now,
-				});
+				return await this.db.payments.insert(newPayment(this.provider.name, now, { orderId, userId, amount, currency, status: "failed", voided: true, failureReason: VOIDED_WITH_ORDER }));
 			} catch (err) {
 				if (!isDuplicate(err)) throw err;
 				return this.db.payments.findOne({ orderId });
@@ -358,11 +362,10 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		async claimCharge(this: This, params: ChargeParams) {
 			const now = new Date();
 			try {
-				const payment = await this.db.payments.insert({
-					orderId: params.orderId, orderNumber: params.orderNumber ?? null, userId: params.userId, amount: params.amount, currency: params.currency, status: "pending",
-					provider: this.provider.name, providerPaymentId: null, cardBrand: null, cardLast4: null, failureReason: null,
-					refundedAmount: 0, reservedRefundAmount: 0, chargeLeaseUntil: new Date(now.getTime() + LEASE_MS), chargeStartedAt: now, createdAt: now, updatedAt: now,
-				});
+				const { orderId, orderNumber, userId, amount, currency } = params;
+				const payment = await this.db.payments.insert(
+					newPayment(this.provider.name, now, { orderId, orderNumber: orderNumber ?? null, userId, amount, currency, status: "pending", chargeLeaseUntil: new Date(now.getTime() + LEASE_MS), chargeStartedAt: now }),
+				);
 				return { payment, mine: true };
 			} catch (err) {
 				if (!isDuplicate(err)) throw err;
