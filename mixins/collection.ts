@@ -15,12 +15,14 @@ import { installKeptKeyIndexUpdates } from "./nedb-index-update";
 import { installFastKeyComparison } from "./nedb-index-compare";
 import { installKeyTrees } from "./nedb-key-tree";
 import { installSelectiveCandidates } from "./nedb-query-plan";
+import { installLeanCopies } from "./nedb-copies";
 import { opsLog } from "../lib/ops-log";
 
 installKeptKeyIndexUpdates();
 installFastKeyComparison();
 installKeyTrees();
 installSelectiveCandidates();
+installLeanCopies();
 
 export interface IndexSpec {
 	fields: Record<string, 1 | -1>;

@@ -1,7 +1,8 @@
 /**
- * NeDB as the collections run it, on our key trees, answers random operations exactly as the same
- * NeDB on its own AVL trees (a separate copy of the modules, with every other patch of ours): the
- * same documents, in the same order, and the same refusals.
+ * NeDB as the collections run it, on our key trees and with our lean updates and copies, answers
+ * random operations exactly as the same NeDB on its own AVL trees, updates and copies (a separate copy
+ * of the modules, with every other patch of ours): the same documents, in the same order, and the
+ * same refusals.
  */
 import "../../mixins/collection";
 import { KeyTree } from "../../mixins/nedb-key-tree";
@@ -76,7 +77,16 @@ async function compareRuns(seed: number, ops: number) {
 			both = (db) => db.insertAsync({ ...d, tags: [...d.tags] });
 		} else if (r < 0.5) {
 			const q = query();
-			const set = pick<() => object>([() => ({ $set: { status: pick(STATUSES) } }), () => ({ $inc: { qty: 1 } }), () => ({ $set: { at: day(int(100)), sku: `S-${int(300)}` } }), () => ({ $push: { tags: pick(["a", "e"]) } }), () => ({ $set: { note: "x" } })])();
+			const set = pick<() => object>([
+				() => ({ $set: { status: pick(STATUSES) } }),
+				() => ({ $inc: { qty: 1 } }),
+				() => ({ $set: { at: day(int(100)), sku: `S-${int(300)}` } }),
+				() => ({ $push: { tags: pick(["a", "e"]) } }),
+				() => ({ $set: { note: "x" } }),
+				() => ({ $set: { "meta.n": int(5) }, $unset: { note: true } }),
+				() => ({ $addToSet: { tags: { $each: [pick(["a", "f"])] } }, $inc: { "meta.n": 1 } }),
+				() => ({ $set: { status: pick(STATUSES), $bad: 1 } }),
+			])();
 			const multi = next() < 0.3;
 			both = (db) => db.updateAsync(q, set, { multi, returnUpdatedDocs: true });
 		} else if (r < 0.6) {

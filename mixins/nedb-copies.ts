@@ -1,0 +1,175 @@
+/**
+ * NeDB copies and walks whole documents more than it needs to, and a checkout updates ~20 of them:
+ * - an update deep-copies the whole document (`model.modify`), applies its modifiers to the copy and
+ *   walks the copy again to check its field names (`checkObject`), which visits each array's elements
+ *   twice at every level: an order with its event log and saga journal (~2 KB), updated six times
+ *   in a checkout, took ~25 µs per update, half of it in the check;
+ * - every document stored or returned goes through a generic `deepCopy` that tests each object for a
+ *   Date with `Object.prototype.toString` and maps arrays through a closure.
+ * Here an update builds the new version as a shallow copy of the old one that shares every field the
+ * update does not name, and checks only what the update brings. That is safe because NeDB never
+ * changes a stored document in place: an update makes a new version, and reads, inserts and updates
+ * hand callers deep copies. The common operations on a top-level field ($set, $unset, $inc, a plain
+ * $push) are applied here as NeDB applies them; everything else (dotted paths, $addToSet, $pull, ...)
+ * runs through NeDB's own `modify` on a document holding only the fields it names, so its semantics
+ * and errors stay NeDB's. `deepCopy` and `checkObject` are replaced by versions with NeDB's results.
+ */
+const model: {
+	modify(obj: Doc, update: Doc): Doc;
+	deepCopy(obj: unknown, strictKeys?: boolean): unknown;
+	checkObject(obj: unknown): void;
+} = require("@seald-io/nedb/lib/model");
+const { isDate }: { isDate(value: unknown): boolean } = require("@seald-io/nedb/lib/utils");
+
+type Doc = Record<string, any>;
+
+const hasOwn = Object.prototype.hasOwnProperty;
+const original = { modify: model.modify, deepCopy: model.deepCopy, checkObject: model.checkObject };
+
+/** `model.deepCopy`, same results: Dates are kept as they are, other non-JSON values become undefined. */
+export function deepCopy(obj: unknown, strictKeys?: boolean): unknown {
+	if (typeof obj !== "object") return typeof obj === "string" || typeof obj === "number" || typeof obj === "boolean" ? obj : undefined;
+	if (obj === null || obj instanceof Date) return obj;
+	if (Array.isArray(obj)) {
+		const out = new Array(obj.length);
+		for (let i = 0; i < obj.length; i++) out[i] = deepCopy(obj[i], strictKeys);
+		return out;
+	}
+	const proto = Object.getPrototypeOf(obj);
+	// A Date of another realm (node's own, under jest).
+	if (proto !== Object.prototype && proto !== null && isDate(obj)) return obj;
+	const out: Doc = {};
+	for (const k in obj) {
+		if (hasOwn.call(obj, k) && (!strictKeys || (k[0] !== "$" && !k.includes(".")))) out[k] = deepCopy((obj as Doc)[k], strictKeys);
+	}
+	return out;
+}
+
+/** NeDB's rule for one field name (its `checkKey`): no leading `$` but its own markers, no dot. */
+function checkKey(k: string, v: unknown): void {
+	if (k[0] === "$" && !(k === "$$date" && typeof v === "number") && !(k === "$$deleted" && v === true) && k !== "$$indexCreated" && k !== "$$indexRemoved") {
+		throw new Error("Field names cannot begin with the $ character");
+	}
+	if (k.includes(".")) throw new Error("Field names cannot contain a .");
+}
+
+/** `model.checkObject`, same results, visiting each value once. */
+export function checkObject(obj: unknown): void {
+	if (typeof obj !== "object" || obj === null) return;
+	if (Array.isArray(obj)) {
+		for (let i = 0; i < obj.length; i++) checkObject(obj[i]);
+		// Holes or extra own fields: NeDB's walk (for...in) meets those names too.
+		if (Object.keys(obj).length === obj.length) return;
+	}
+	for (const k in obj) {
+		if (!hasOwn.call(obj, k)) continue;
+		const v = (obj as Doc)[k];
+		checkKey(k, v);
+		checkObject(v);
+	}
+}
+
+/** Applies one modifier to top-level field `field` of `out` as NeDB does; false when NeDB's own must. */
+function applyOnField(out: Doc, modifier: string, field: string, value: any): boolean {
+	switch (modifier) {
+		case "$set":
+			checkKey(field, value);
+			checkObject(value);
+			out[field] = value;
+			return true;
+		case "$unset":
+			delete out[field];
+			return true;
+		case "$inc":
+			if (typeof value !== "number") throw new Error(`${value} must be a number`);
+			if (typeof out[field] === "number") out[field] += value;
+			else if (!hasOwn.call(out, field)) out[field] = value;
+			else throw new Error("Don't use the $inc modifier on non-number fields");
+			return true;
+		case "$push": {
+			// $each and $slice go NeDB's way.
+			if (value !== null && typeof value === "object" && (value.$each || value.$slice)) return false;
+			const current = hasOwn.call(out, field) ? out[field] : [];
+			if (!Array.isArray(current)) throw new Error("Can't $push an element on non-array values");
+			checkObject(value);
+			const next = current.slice();
+			next.push(value);
+			out[field] = next;
+			return true;
+		}
+		default:
+			return false;
+	}
+}
+
+/**
+ * `model.modify` for an update made of modifiers. A top-level field named once, by one of the
+ * modifiers above, is changed here; the fields named otherwise (a dotted path, twice, another
+ * modifier, `_id`) go through NeDB's `modify` together, in the update's order, on a document holding
+ * only them and the `_id`. Anything else (a replacement, an empty or malformed update, a refused one)
+ * is NeDB's.
+ */
+export function modifyNamedFields(obj: Doc, update: Doc): Doc {
+	try {
+		return modifyHere(obj, update);
+	} catch {
+		// NeDB's own refusal: with several faults in one update, the one it meets first.
+		return original.modify(obj, update);
+	}
+}
+
+function modifyHere(obj: Doc, update: Doc): Doc {
+	const uses = new Map<string, number>();
+	for (const modifier in update) {
+		const fields = update[modifier];
+		if (modifier[0] !== "$" || fields === null || typeof fields !== "object") return original.modify(obj, update);
+		for (const path in fields) {
+			const field = topField(path);
+			uses.set(field, (uses.get(field) ?? 0) + (path === field ? 1 : 2));
+		}
+	}
+	if (uses.size === 0) return original.modify(obj, update);
+	// Spread, not a for...in loop: V8 clones the object's own fields in one step (~3x faster here).
+	const out: Doc = { ...obj };
+	let rest: Set<string> | null = null;
+	for (const modifier in update) {
+		const fields = update[modifier];
+		for (const path in fields) {
+			const field = topField(path);
+			if (uses.get(field) === 1 && field !== "_id" && applyOnField(out, modifier, field, fields[path])) continue;
+			(rest ??= new Set()).add(field);
+		}
+	}
+	if (!rest) return out;
+	const part: Doc = { _id: obj._id };
+	const partUpdate: Doc = {};
+	for (const modifier in update) {
+		const fields = update[modifier];
+		for (const path in fields) {
+			if (!rest.has(topField(path))) continue;
+			(partUpdate[modifier] ??= {})[path] = fields[path];
+		}
+	}
+	for (const field of rest) if (hasOwn.call(obj, field)) part[field] = obj[field];
+	const changed = original.modify(part, partUpdate);
+	for (const field of rest) {
+		if (hasOwn.call(changed, field)) out[field] = changed[field];
+		else delete out[field];
+	}
+	return out;
+}
+
+function topField(path: string): string {
+	const dot = path.indexOf(".");
+	return dot < 0 ? path : path.slice(0, dot);
+}
+
+let installed = false;
+
+export function installLeanCopies(): void {
+	if (installed) return;
+	installed = true;
+	model.modify = modifyNamedFields;
+	model.deepCopy = deepCopy;
+	model.checkObject = checkObject;
+}
