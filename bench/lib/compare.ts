@@ -91,9 +91,11 @@ export function comparisonTable(rows: ScenarioComparison[], baseLabel: string): 
 		`| scenario | rounds | req/s ${baseLabel} → this tree | ratio | p99 ms | ratio | CPU ms/req | ratio | rounds with less CPU |`,
 		"|---|---:|---:|---:|---:|---:|---:|---:|---:|",
 	];
+	// The mean of two middle values can carry float noise (8.905000000000001).
+	const f = (n: number) => round3(n);
 	for (const r of rows) {
 		lines.push(
-			`| ${r.scenario} | ${r.rounds} | ${r.base.rps} → ${r.change.rps} | ${r.ratio.rps} | ${r.base.p99} → ${r.change.p99} | ${r.ratio.p99} | ${r.base.cpuMsPerReq} → ${r.change.cpuMsPerReq} | ${r.ratio.cpuMsPerReq} | ${r.cpuWins}/${r.rounds} |`,
+			`| ${r.scenario} | ${r.rounds} | ${f(r.base.rps)} → ${f(r.change.rps)} | ${r.ratio.rps} | ${f(r.base.p99)} → ${f(r.change.p99)} | ${r.ratio.p99} | ${f(r.base.cpuMsPerReq)} → ${f(r.change.cpuMsPerReq)} | ${r.ratio.cpuMsPerReq} | ${r.cpuWins}/${r.rounds} |`,
 		);
 	}
 	return lines.join("\n");

@@ -72,3 +72,9 @@ test("the table has a row per scenario with both builds' medians and the ratios"
 	expect(lines).toHaveLength(3);
 	expect(lines[2]).toBe("| checkout | 1 | 100 → 110 | 1.1 | 200 → 180 | 0.9 | 8 → 7.2 | 0.9 | 1/1 |");
 });
+
+test("the table's medians are rounded: the mean of two middle values carries no float noise", () => {
+	const rounds: Round[] = [8.99, 8.82].map((cpu) => ({ base: { checkout: fig(130, 260, 9) }, change: { checkout: fig(130, 260, cpu) } }));
+	const row = comparisonTable(compareRounds(rounds), "HEAD").split("\n")[2];
+	expect(row).toContain("| 9 → 8.905 |");
+});
