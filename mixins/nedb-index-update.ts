@@ -1,15 +1,15 @@
 /**
- * Also: NeDB's sparse index takes a key with no defined values for a missing one, and a Date has none
- * of its own (`Object.values(date)` is empty), so a sparse index on a Date field held no document at
- * all and a range query through it found nothing (a TTL index on a field only finished messages have).
- * Here a sparse index keeps a Date key as any other index does.
- *
  * NeDB updates a document in every index by removing the old version and inserting the new one,
  * even when the indexed fields did not change. In an index with few distinct keys (a status) each
  * key holds thousands of documents and the removal filters that whole list: an order update cost
  * ~100 µs, most of it there. When an index's key is unchanged, the new version takes the old one's
  * place in the same list instead. Anything else (a changed key, array-valued fields) goes the usual
  * way, with its unique checks and rollback.
+ *
+ * Also (`installSparseDateKeys`): NeDB's sparse index takes a key with no defined values for a
+ * missing one, and a Date has none of its own (`Object.values(date)` is empty), so a sparse index on
+ * a Date field held no document at all and a range query through it found nothing (a TTL index on a
+ * field only finished messages have). Here a sparse index keeps a Date key as any other index does.
  */
 const Index = require("@seald-io/nedb/lib/indexes");
 const model: { getDotValues(doc: unknown, fields: string[]): unknown; compareThings(a: unknown, b: unknown): number } = require("@seald-io/nedb/lib/model");
@@ -29,11 +29,11 @@ interface NedbIndex {
 const isMultikey = (key: unknown) => Array.isArray(key) || (key !== null && typeof key === "object" && !(key instanceof Date) && Object.values(key).some(Array.isArray));
 const isMissing = (key: unknown) => key === undefined || (key !== null && typeof key === "object" && !(key instanceof Date) && Object.values(key).every((v) => v === undefined));
 
-let installed = false;
+const installed = { keptKeys: false, sparseDates: false };
 
-export function installKeptKeyIndexUpdates(): void {
-	if (installed) return;
-	installed = true;
+export function installSparseDateKeys(): void {
+	if (installed.sparseDates) return;
+	installed.sparseDates = true;
 	const insert: NedbIndex["insert"] = Index.prototype.insert;
 	Index.prototype.insert = function (this: NedbIndex, doc: object | object[]) {
 		if (this.sparse && !Array.isArray(doc)) {
@@ -42,6 +42,11 @@ export function installKeptKeyIndexUpdates(): void {
 		}
 		return insert.call(this, doc);
 	};
+}
+
+export function installKeptKeyIndexUpdates(): void {
+	if (installed.keptKeys) return;
+	installed.keptKeys = true;
 	const original: NedbIndex["updateMultipleDocs"] = Index.prototype.updateMultipleDocs;
 	Index.prototype.updateMultipleDocs = function updateMultipleDocs(this: NedbIndex, pairs: Pair[]) {
 		const places: Array<{ list: object[]; at: number; doc: object } | null> = [];

@@ -12,6 +12,7 @@ const Patched = require("@seald-io/nedb");
 let OnAvlTrees!: typeof Patched;
 jest.isolateModules(() => {
 	require("../../mixins/nedb-index-update").installKeptKeyIndexUpdates();
+	require("../../mixins/nedb-index-update").installSparseDateKeys();
 	require("../../mixins/nedb-index-compare").installFastKeyComparison();
 	require("../../mixins/nedb-query-plan").installSelectiveCandidates();
 	OnAvlTrees = require("@seald-io/nedb");
