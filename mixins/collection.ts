@@ -11,7 +11,7 @@ import type { Model, Schema, SchemaDefinition } from "mongoose";
 import { ConflictError } from "../lib/errors";
 import { watchMongoConnection } from "./store-outages";
 import { checkDatafile, loadDatafile, lockDataDir, namingFile, openDatafile, StoreUnavailableError, type NedbFile } from "./nedb-datafile";
-import { installKeptKeyIndexUpdates, installSparseDateKeys } from "./nedb-index-update";
+import { installKeptKeyIndexUpdates, installPlainFieldKeys, installSparseDateKeys } from "./nedb-index-update";
 import { installFastKeyComparison } from "./nedb-index-compare";
 import { installKeyTrees } from "./nedb-key-tree";
 import { installSelectiveCandidates } from "./nedb-query-plan";
@@ -20,6 +20,7 @@ import { opsLog } from "../lib/ops-log";
 
 installKeptKeyIndexUpdates();
 installSparseDateKeys();
+installPlainFieldKeys();
 installFastKeyComparison();
 installKeyTrees();
 installSelectiveCandidates();

@@ -10,9 +10,17 @@
  * missing one, and a Date has none of its own (`Object.values(date)` is empty), so a sparse index on
  * a Date field held no document at all and a range query through it found nothing (a TTL index on a
  * field only finished messages have). Here a sparse index keeps a Date key as any other index does.
+ *
+ * And (`installPlainFieldKeys`): every index reads its key from each document inserted, updated or
+ * removed with `model.getDotValues`, which splits the field name on dots (an array per read) even
+ * for a plain field; a plain one is now read directly. Dotted fields still go NeDB's way.
  */
 const Index = require("@seald-io/nedb/lib/indexes");
-const model: { getDotValues(doc: unknown, fields: string[]): unknown; compareThings(a: unknown, b: unknown): number } = require("@seald-io/nedb/lib/model");
+const model: {
+	getDotValues(doc: unknown, fields: string[]): unknown;
+	getDotValue(doc: unknown, field: string): unknown;
+	compareThings(a: unknown, b: unknown): number;
+} = require("@seald-io/nedb/lib/model");
 
 interface Pair {
 	oldDoc: object;
@@ -29,7 +37,28 @@ interface NedbIndex {
 const isMultikey = (key: unknown) => Array.isArray(key) || (key !== null && typeof key === "object" && !(key instanceof Date) && Object.values(key).some(Array.isArray));
 const isMissing = (key: unknown) => key === undefined || (key !== null && typeof key === "object" && !(key instanceof Date) && Object.values(key).every((v) => v === undefined));
 
-const installed = { keptKeys: false, sparseDates: false };
+const installed = { keptKeys: false, sparseDates: false, plainKeys: false };
+
+/** `model.getDotValues`, same results: a field without a dot is read directly. */
+export function indexKeyOf(doc: unknown, fields: string[]): unknown {
+	if (!Array.isArray(fields)) throw new Error("fields must be an Array");
+	if (fields.length <= 1) return fieldValue(doc, fields[0]);
+	const key: Record<string, unknown> = {};
+	for (const field of fields) key[field] = fieldValue(doc, field);
+	return key;
+}
+
+const dotValue = model.getDotValue;
+function fieldValue(doc: unknown, field: string): unknown {
+	if (typeof field !== "string" || field.includes(".")) return dotValue(doc, field);
+	return doc ? (doc as Record<string, unknown>)[field] : undefined;
+}
+
+export function installPlainFieldKeys(): void {
+	if (installed.plainKeys) return;
+	installed.plainKeys = true;
+	model.getDotValues = indexKeyOf;
+}
 
 export function installSparseDateKeys(): void {
 	if (installed.sparseDates) return;

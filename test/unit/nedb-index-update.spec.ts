@@ -1,5 +1,6 @@
 /** NeDB index upkeep when an update keeps a document's keys: every index still finds its new version. */
 import { Collection, type CollectionSpec } from "../../mixins/collection";
+import { indexKeyOf } from "../../mixins/nedb-index-update";
 
 const spec: CollectionSpec = {
 	fields: {},
@@ -83,5 +84,27 @@ describe("a sparse index on a Date field", () => {
 		await c.updateOne({ id: "kept" }, { $set: { purgeAt: new Date(Date.now() - 1000) } });
 		expect(await c.count({})).toBe(1);
 		expect(await c.findById("kept")).toBeNull();
+	});
+});
+
+describe("index keys read from documents", () => {
+	const nedbModel = jest.requireActual("@seald-io/nedb/lib/model");
+	// The function NeDB had before the collection module replaced it: the same reads, through dots.
+	const theirs = (doc: unknown, fields: string[]) => (fields.length > 1 ? Object.fromEntries(fields.map((f) => [f, nedbModel.getDotValue(doc, f)])) : nedbModel.getDotValue(doc, fields[0]));
+	const docs: unknown[] = [
+		{ status: "paid", at: new Date(5), n: 0, a: { b: [1, 2], c: null }, list: [{ x: 1 }, { x: 2 }], "": "empty" },
+		{ status: null, n: -1 },
+		{},
+		null,
+		undefined,
+		0,
+		"text",
+	];
+	const fieldLists = [["status"], ["n"], ["missing"], ["a.b"], ["a.c"], ["list.x"], ["list.1.x"], [""], ["status", "at"], ["status", "a.b", "n"]];
+	test.each(fieldLists)("%s: the same key as NeDB's getDotValues", (...fields) => {
+		for (const doc of docs) expect(indexKeyOf(doc, fields)).toEqual(theirs(doc, fields));
+	});
+	test("a field list that is not an array is refused as NeDB's is", () => {
+		expect(() => indexKeyOf({}, "status" as unknown as string[])).toThrow("fields must be an Array");
 	});
 });
