@@ -17,9 +17,6 @@ import { LazyFastestValidator } from "./mixins/lazy-validator";
 import { ShopRedisCacher } from "./adapters/redis-cacher";
 import { redisClientOptions } from "./adapters/redis-connection";
 import { setOpsLogger } from "./lib/ops-log";
-import { installLeanMetrics } from "./mixins/lean-metrics";
-
-installLeanMetrics();
 
 
 function cacherOptions(cfg: ShopConfig): BrokerOptions["cacher"] {
