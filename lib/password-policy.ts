@@ -5,8 +5,9 @@
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
-import bcrypt from "bcryptjs";
+import { bcryptPool, type BcryptPool } from "./bcrypt-pool";
 
 export const MIN_PASSWORD_LENGTH = 8;
 export const MAX_PASSWORD_LENGTH = 128;
@@ -78,41 +79,22 @@ export function bcryptCost(isTest: boolean): number {
 }
 
 /**
- * Runs at most `limit` tasks at once; the others wait their turn, in order. A task that ends hands
- * its slot straight to the next one waiting, so a newcomer cannot slip in between.
- */
-export function concurrencyLimit(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
-	if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`);
-	let running = 0;
-	const waiting: Array<() => void> = [];
-	return async (task) => {
-		if (running < limit) running++;
-		else await new Promise<void>((resolve) => waiting.push(resolve));
-		try {
-			return await task();
-		} finally {
-			const next = waiting.shift();
-			if (next) next();
-			else running--;
-		}
-	};
-}
-
-/**
- * bcryptjs runs on the main thread in chunks of up to 100 ms, each queued with setImmediate; a
- * dozen logins at once made every turn of the event loop a dozen chunks long (over a second) before
- * any socket was read, so Redis replies timed out and sign-in answered 503. Two at a time keeps a
- * turn short; the other checks wait their turn (slower answers under a burst, not errors).
+ * bcrypt runs on worker threads (lib/bcrypt-pool.ts), never on the main thread: there, each login
+ * held up every other request for ~0.25 s. At most two at once, and one fewer than the machine's
+ * cores so the main thread keeps one: a burst of logins queues (slower sign-ins) rather than
+ * taking the CPU from checkouts.
  */
 export const BCRYPT_CONCURRENCY = 2;
-const bcryptSlot = concurrencyLimit(BCRYPT_CONCURRENCY);
+const BCRYPT_WORKERS = Math.max(1, Math.min(BCRYPT_CONCURRENCY, os.availableParallelism() - 1));
+let pool: BcryptPool | null = null;
+const bcryptWorkers = () => (pool ??= bcryptPool({ size: BCRYPT_WORKERS, idleMs: 30_000 }));
 
 export function hashPassword(password: string, cost: number): Promise<string> {
-	return bcryptSlot(() => bcrypt.hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST)));
+	return bcryptWorkers().hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST));
 }
 
 export function verifyPassword(password: string, hash: string): Promise<boolean> {
-	return bcryptSlot(() => bcrypt.compare(prehashPassword(password), hash));
+	return bcryptWorkers().compare(prehashPassword(password), hash);
 }
 
 /**
