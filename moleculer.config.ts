@@ -137,7 +137,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 				},
 				{
 					command: "stock <variantId>",
-					description: "Current stock and the last inventory changes of a variant",
+					description: "Current stock and the last inventory changes of a variant (an id starting with \"-\", made before ids stopped starting so: stock -- <id>)",
 					async action(broker: ServiceBroker, args: { variantId: string }) {
 						try {
 							console.log(await broker.call("products.checkStock", { items: [{ variantId: args.variantId, quantity: 1 }] }));

@@ -55,14 +55,18 @@ export interface FindOptions {
 export type Query = Record<string, any>;
 export type Entity = { id: string } & Record<string, any>;
 
-/** 96 random bits: unguessable ids. Drawn from a pooled buffer, as one small randomBytes call costs ~5 µs. */
+/**
+ * 96 random bits: unguessable ids. Drawn from a pooled buffer, as one small randomBytes call costs ~5 µs.
+ * Never with a leading "-": command lines (the REPL's `stock <variantId>`) take such an id for options.
+ */
 export function newId(): string {
 	if (idPoolOffset + ID_BYTES > idPool.length) {
 		crypto.randomFillSync(idPool);
 		idPoolOffset = 0;
 	}
 	idPoolOffset += ID_BYTES;
-	return idPool.toString("base64url", idPoolOffset - ID_BYTES, idPoolOffset);
+	const id = idPool.toString("base64url", idPoolOffset - ID_BYTES, idPoolOffset);
+	return id[0] === "-" ? `A${id.slice(1)}` : id;
 }
 const ID_BYTES = 12;
 /** The first expiry sweep after a collection opens: after the start's own work. */

@@ -1,5 +1,5 @@
 /** The collection wrapper on NeDB (in memory): ids, unique indexes, atomic conditional updates. */
-import { Collection, buildMongooseSchema, sharedMongoConnection } from "../../mixins/collection";
+import { Collection, buildMongooseSchema, newId, sharedMongoConnection } from "../../mixins/collection";
 
 describe("Collection (NeDB)", () => {
 	let items: Collection;
@@ -69,4 +69,12 @@ describe("Collection (NeDB)", () => {
 		await sharedMongoConnection.release(async () => closed.push("last"));
 		expect(closed).toEqual(["last"]);
 	});
+});
+
+test("new ids: 16 base64url characters, distinct, never starting with '-' (a command line takes that for an option)", () => {
+	const ids = Array.from({ length: 20_000 }, newId);
+	expect(new Set(ids).size).toBe(ids.length);
+	for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_][A-Za-z0-9_-]{15}$/);
+	// Every other character still takes all 64 values.
+	expect(new Set(ids.map((id) => id[1])).size).toBe(64);
 });
