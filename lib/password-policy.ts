@@ -88,6 +88,28 @@ export const BCRYPT_CONCURRENCY = 2;
 const BCRYPT_WORKERS = Math.max(1, Math.min(BCRYPT_CONCURRENCY, os.availableParallelism() - 1));
 let pool: BcryptPool | null = null;
 const bcryptWorkers = () => (pool ??= bcryptPool({ size: BCRYPT_WORKERS, idleMs: 30_000 }));
+let holders = 0;
+
+/**
+ * A service that checks passwords holds the workers from its start to its stop; when the last one
+ * lets go they are stopped, so none outlive the services (a stopping node, a test's broker). A
+ * later hash starts them again.
+ */
+export function holdBcryptWorkers(): () => Promise<void> {
+	holders++;
+	let released = false;
+	return async () => {
+		if (released) return;
+		released = true;
+		if (--holders > 0 || !pool) return;
+		const closing = pool;
+		pool = null;
+		await closing.close();
+	};
+}
+
+/** Worker threads running bcrypt now. */
+export const bcryptWorkersRunning = (): number => pool?.workers ?? 0;
 
 export function hashPassword(password: string, cost: number): Promise<string> {
 	return bcryptWorkers().hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST));

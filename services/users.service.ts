@@ -23,7 +23,7 @@ import { logShows, readConfig, type ShopConfig } from "../lib/config";
 import { signAccessToken } from "../lib/jwt";
 import { sealToken } from "../lib/sealed-token";
 import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField, isDuplicate } from "../lib/errors";
-import { hashPassword, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
+import { hashPassword, holdBcryptWorkers, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
 import {
 	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
 	expiresIn, hashOpaqueToken, looksLikeOpaqueToken, newOpaqueToken, sessionHasCurrentPassword, sessionIsActive,
@@ -787,9 +787,14 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	},
 
 	async started() {
+		this.releaseBcryptWorkers = holdBcryptWorkers();
 		this.dummyHash = unmatchableHash(this.cost);
 		await this.renormalizeStoredEmails();
 		await this.ensureAdmin(undefined, { warnLater: true });
+	},
+
+	async stopped() {
+		await this.releaseBcryptWorkers?.();
 	},
 };
 

@@ -1,7 +1,7 @@
 /** Password policy (NIST 800-63B / ASVS 5) and the bcrypt hashing around it. */
 import bcrypt from "bcryptjs";
 import {
-	BCRYPT_CONCURRENCY, BCRYPT_COST, MAX_PASSWORD_LENGTH, MIN_BCRYPT_COST, bcryptCost, commonPasswordList, hashPassword, isCommonPassword,
+	BCRYPT_CONCURRENCY, BCRYPT_COST, MAX_PASSWORD_LENGTH, MIN_BCRYPT_COST, bcryptCost, bcryptWorkersRunning, commonPasswordList, hashPassword, holdBcryptWorkers, isCommonPassword,
 	needsRehash, passwordLength, passwordProblem, prehashPassword, randomPassword, unmatchableHash, verifyPassword,
 } from "../../lib/password-policy";
 
@@ -139,4 +139,19 @@ test("hashes and compares run off the main thread: the event loop keeps turning 
 	expect(turns).toBeGreaterThan(50);
 	expect(bcrypt.compareSync(prehashPassword("kq7#vLpz"), hash)).toBe(true);
 	expect(BCRYPT_CONCURRENCY).toBe(2);
+});
+
+test("the workers stop when the last service holding them lets go, and start again for the next hash", async () => {
+	const first = holdBcryptWorkers();
+	const second = holdBcryptWorkers();
+	await hashPassword("kq7#vLpz", MIN_BCRYPT_COST);
+	expect(bcryptWorkersRunning()).toBe(1);
+	await first();
+	// Letting go twice counts once.
+	await first();
+	expect(bcryptWorkersRunning()).toBe(1);
+	await second();
+	expect(bcryptWorkersRunning()).toBe(0);
+	await expect(verifyPassword("kq7#vLpz", await hashPassword("kq7#vLpz", MIN_BCRYPT_COST))).resolves.toBe(true);
+	expect(bcryptWorkersRunning()).toBe(1);
 });
