@@ -55,7 +55,8 @@ export const CENTS: WholeNumberRule = { min: 0, takes: "a whole number of cents,
 
 /**
  * The fewest days a finished message may be kept for: the outboxes keep an event 7 days, and the notifications
- * service remembers handling one for 8, so a message removed sooner could be sent again by a replayed event.
+ * service remembers handling one for this long (its notification_events), so a message removed sooner could
+ * be sent again by a replayed event.
  */
 export const MIN_RETENTION_DAYS = 8;
 const RETENTION: WholeNumberRule = { min: 0, takes: `a whole number of days, ${MIN_RETENTION_DAYS} or more (0 keeps them for good)` };

@@ -33,6 +33,7 @@ import { WorkQueue } from "../lib/work-queue";
 import { DEFAULT_BACKOFF, nextRetry, type BackoffOptions } from "../lib/retry-backoff";
 import { parseTemplate, renderTemplate } from "../lib/template-render";
 import { openToken } from "../lib/sealed-token";
+import { MIN_RETENTION_DAYS } from "../lib/config";
 import {
 	NOTIFICATION_KINDS,
 	ONE_TIME_LINK_KINDS,
@@ -192,8 +193,11 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					{ fields: { purgeAt: 1 }, expireAfterSeconds: 0, sparse: true },
 				],
 			},
-			/** Events already handled (by id), so a catch-up does not redo them; kept longer than the outboxes keep events. */
-			notification_events: { fields: { event: String, handledAt: Date }, indexes: [{ fields: { handledAt: 1 }, expireAfterSeconds: 8 * 24 * 3600 }] },
+			/**
+			 * Events already handled (by id), so a catch-up does not redo them; kept longer than the outboxes keep events
+			 * (7 days), and no longer than the shortest NOTIFICATION_RETENTION_DAYS, which is set from it.
+			 */
+			notification_events: { fields: { event: String, handledAt: Date }, indexes: [{ fields: { handledAt: 1 }, expireAfterSeconds: (MIN_RETENTION_DAYS * DAY_MS) / 1000 }] },
 			notification_push_subscriptions: {
 				fields: { userId: String, endpoint: String, p256dh: String, auth: String, expirationTime: Number, createdAt: Date, updatedAt: Date },
 				indexes: [{ fields: { endpoint: 1 }, unique: true }, { fields: { userId: 1, updatedAt: -1 } }],
