@@ -92,7 +92,7 @@ export function comparisonTable(rows: ScenarioComparison[], baseLabel: string): 
 		"|---|---:|---:|---:|---:|---:|---:|---:|---:|",
 	];
 	// The mean of two middle values can carry float noise (8.905000000000001).
-	const f = (n: number) => round3(n);
+	const f = round3;
 	for (const r of rows) {
 		lines.push(
 			`| ${r.scenario} | ${r.rounds} | ${f(r.base.rps)} → ${f(r.change.rps)} | ${r.ratio.rps} | ${f(r.base.p99)} → ${f(r.change.p99)} | ${r.ratio.p99} | ${f(r.base.cpuMsPerReq)} → ${f(r.change.cpuMsPerReq)} | ${r.ratio.cpuMsPerReq} | ${r.cpuWins}/${r.rounds} |`,

@@ -105,6 +105,9 @@ export function busyWindow(p: CpuProfile, maxIdle = 0.1): { from: number; to: nu
 /** Self and inclusive time over the window (seconds from the profile's start), largest first. */
 export function summarize(p: CpuProfile, window: { from: number; to: number }, top = 30): ProfileSummary {
 	const byId = new Map(p.nodes.map((n) => [n.id, n]));
+	// Each node's name once, not once per sample and caller above it.
+	const nameOf = new Map(p.nodes.map((n) => [n.id, functionOf(n.callFrame)]));
+	const packageOfNode = new Map(p.nodes.map((n) => [n.id, packageOf(n.callFrame)]));
 	const parent = new Map<number, number>();
 	for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 	const self = new Map<string, number>();
@@ -120,12 +123,12 @@ export function summarize(p: CpuProfile, window: { from: number; to: number }, t
 		if (!node) continue;
 		total += s.weight;
 		if (node.callFrame.functionName === IDLE) idle += s.weight;
-		add(self, functionOf(node.callFrame), s.weight);
-		add(pkg, packageOf(node.callFrame), s.weight);
+		add(self, nameOf.get(s.node)!, s.weight);
+		add(pkg, packageOfNode.get(s.node)!, s.weight);
 		// A function counts once per sample however deep its recursion.
 		const seen = new Set<string>();
 		for (let id: number | undefined = s.node; id !== undefined; id = parent.get(id)) {
-			const name = functionOf(byId.get(id)!.callFrame);
+			const name = nameOf.get(id)!;
 			if (!seen.has(name)) add(inclusive, name, s.weight);
 			seen.add(name);
 		}
