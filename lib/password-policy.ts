@@ -93,18 +93,19 @@ let holders = 0;
 /**
  * A service that checks passwords holds the workers from its start to its stop; when the last one
  * lets go they are stopped, so none outlive the services (a stopping node, a test's broker). A
- * later hash starts them again.
+ * later hash starts them again. The stop does not wait for the threads to end: nothing of a node's
+ * shutdown should hang on them.
  */
-export function holdBcryptWorkers(): () => Promise<void> {
+export function holdBcryptWorkers(): () => void {
 	holders++;
 	let released = false;
-	return async () => {
+	return () => {
 		if (released) return;
 		released = true;
 		if (--holders > 0 || !pool) return;
 		const closing = pool;
 		pool = null;
-		await closing.close();
+		closing.close().catch(() => undefined);
 	};
 }
 

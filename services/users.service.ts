@@ -793,8 +793,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		await this.ensureAdmin(undefined, { warnLater: true });
 	},
 
-	async stopped() {
-		await this.releaseBcryptWorkers?.();
+	stopped() {
+		this.releaseBcryptWorkers?.();
 	},
 };
 
