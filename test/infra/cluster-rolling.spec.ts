@@ -74,6 +74,10 @@ const stops: Array<{ nodeID: string; code: number | null; ms: number; inflight?:
 let restarting = "";
 const readyWhileStopping: string[] = [];
 const timeline: Array<{ nodeID: string; sigterm: number; exited: number; ready: number }> = [];
+/** Set when the rollout ends, or the test does (a failure or timeout): the buyers' loops end, so jest can. */
+let done = false;
+/** How long the test waits for a SIGTERMed node to exit before it kills it (the assertion on `stops` then fails). */
+const EXIT_WAIT_MS = SHUTDOWN_TIMEOUT + 5000;
 
 async function start(nodeID: string, env: Record<string, string> = {}) {
 	nodes[nodeID] = await startNode({ nodeID, services: SERVICES[nodeID], namespace: ns, env: { ...common, ...envOf(nodeID), ...env } });
@@ -133,6 +137,8 @@ async function shop(buyer: Customer, products: Array<{ id: string; variantId: st
 /** SIGTERM, wait for the exit, the same node again on its files, ready: the next one. */
 async function rollingRestart() {
 	for (const nodeID of ROLLOUT) {
+		// The test has ended (afterAll): start no node it would not stop.
+		if (done) return;
 		const node = nodes[nodeID];
 		restarting = nodeID;
 		// A terminating pod leaves the Service's endpoints; requests it is serving must still finish: the
@@ -148,12 +154,19 @@ async function rollingRestart() {
 		let stopped = false;
 		void exit.then(() => (stopped = true));
 		await new Promise((r) => setTimeout(r, 50)); // the signal's delivery
-		while (!stopped) {
+		while (!stopped && !done) {
+			if (Date.now() - t0 > EXIT_WAIT_MS) {
+				// Kubernetes' SIGKILL after its grace period: the exit code null fails the test, with this stop named.
+				console.log(`${nodeID} still running ${EXIT_WAIT_MS} ms after SIGTERM; its output:\n${node.output().slice(-4000)}`);
+				void node.kill("SIGKILL");
+				break;
+			}
 			const ready = await fetch(`http://127.0.0.1:${node.healthPort}/ready`).then((r) => r.status, () => 0);
 			if (ready === 200 && !stopped) readyWhileStopping.push(nodeID);
 			await new Promise((r) => setTimeout(r, 20));
 		}
 		const code = await exit;
+		if (done) return;
 		stops.push({ nodeID, code, ms: Date.now() - t0, inflight });
 		timeline.push({ nodeID, sigterm: t0, exited: Date.now(), ready: 0 });
 		const started = await start(nodeID, { DATA_DIR: node.dataDir });
@@ -185,6 +198,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+	done = true;
 	await Promise.all(Object.values(nodes).map((n) => n.kill("SIGKILL")));
 	await proxy?.close();
 });
@@ -199,7 +213,6 @@ test("a rolling restart of every node while buyers shop: no failed request, noth
 	const buyers: Customer[] = [];
 	for (let i = 0; i < BUYERS; i++) buyers.push(await registerCustomer(gw));
 
-	let done = false;
 	const shopping = buyers.map((b) => shop(b, products, () => done));
 	await new Promise((r) => setTimeout(r, 1000));
 	await rollingRestart();
