@@ -454,13 +454,16 @@ export function orderUpdate(change: OrderChange, now: Date): Record<string, unkn
 }
 
 /**
- * The update that ends a checkout's saga in `state`: with the journal marks still to store, and
- * the follow-ups it leaves (a look at the payment, for one that ended without knowing it).
+ * The update that ends a checkout's saga in `state`: with the journal marks still to store, the
+ * follow-ups it leaves (a look at the payment, for one that ended without knowing it), and the log
+ * entries of steps that wrote nothing of their own (the stock commit), in the order they ran.
  */
-export function sagaEndUpdate(state: Order["saga"]["state"], marks: string[], followUps: readonly FollowUp[] = []): Record<string, unknown> {
+export function sagaEndUpdate(state: Order["saga"]["state"], marks: string[], followUps: readonly FollowUp[] = [], entries: readonly OrderEventEntry[] = [], now = new Date()): Record<string, unknown> {
 	const addToSet: Record<string, unknown> = { "saga.completed": { $each: marks } };
 	if (followUps.length) addToSet.pendingActions = { $each: [...followUps] };
-	return { $set: { "saga.state": state }, $addToSet: addToSet };
+	if (!entries.length) return { $set: { "saga.state": state }, $addToSet: addToSet };
+	const logged = entries.map((e): StoredOrderEvent => ({ type: e.type, data: e.data ?? {}, createdAt: now }));
+	return { $set: { "saga.state": state, updatedAt: now }, $addToSet: addToSet, $push: { events: { $each: logged } } };
 }
 
 /** The first entry of a new order's log (its data is read from the order; see createdEventData). */

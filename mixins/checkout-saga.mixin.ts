@@ -35,6 +35,7 @@ import {
 	sagaEndUpdate,
 	type Order,
 	type OrderChange,
+	type OrderEventEntry,
 } from "../lib/order-state";
 import { readConfig, shippingRatesOf } from "../lib/config";
 import { computeCheckoutTotals, rateFor, type ShippingRates } from "../lib/checkout-totals";
@@ -86,6 +87,11 @@ export interface Checkout {
 	outlivesDeadline?: boolean;
 	/** The saga's journal: each step's mark rides on that step's write to the order. */
 	log?: CarriedSagaLog;
+	/**
+	 * Log entries of steps that write nothing to the order themselves: they ride, with those steps'
+	 * journal marks, on the write that ends the saga (one write fewer per checkout).
+	 */
+	endEntries?: OrderEventEntry[];
 }
 
 /** A checkout step's write, which records the step in the saga's journal too. */
@@ -132,7 +138,7 @@ export interface CheckoutSagaMethods {
 	announceFailedCheckout(ctx: Context, c: Checkout, cause: unknown): Promise<void>;
 	announceRecoveredFailure(orderId: string): Promise<void>;
 	compensateCheckout(orderId: string, cause?: unknown, lookAtPayment?: boolean): Promise<CompensationFailure[]>;
-	completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog): Promise<Entity | null>;
+	completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog, entries?: OrderEventEntry[]): Promise<Entity | null>;
 	recoverCheckout(order: Order): Promise<void>;
 	sagaLog(orderId: string): CarriedSagaLog;
 	injectCheckoutFailure(step: string | null): void;
@@ -407,8 +413,10 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 
 		async commitStock(c: Checkout) {
 			if (c.awaitingPayment) return;
+			// Committing again is no change (a recovered run repeats it if the node died before the saga's end
+			// was stored), so its mark and log entry wait for that write.
 			await this.callFrom(c, "products.commit", { orderId: c.orderId });
-			await this.appendEvent(c.orderId, "stock_committed", {}, { log: c.log, step: "commitStock" });
+			(c.endEntries ??= []).push({ type: "stock_committed", data: {} });
 		},
 
 		async clearCart(c: Checkout) {
@@ -450,14 +458,14 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				// Secure: it is looked at, and stopped. (Left half undone, recovery does this.)
 				const lookAtPayment = (!!c.chargeUnsettled || !!c.awaitingPayment) && !failed;
 				const followUps = lookAtPayment ? FOLLOW_UPS_AFTER.undoneAfterCharge : [];
-				await this.db.orders.updateOne({ id: orderId }, sagaEndUpdate(failed ? "compensation_failed" : "compensated", log.carry(), followUps));
+				await this.db.orders.updateOne({ id: orderId }, sagaEndUpdate(failed ? "compensation_failed" : "compensated", log.carry(), followUps, c.endEntries));
 				if (lookAtPayment) await this.tryFollowUps(ctx, orderId);
 				await this.announceFailedCheckout(ctx, c, err);
 				throw err;
 			} finally {
 				this.checkoutsHere.delete(orderId);
 			}
-			const completed = await this.completeSaga(orderId, !!c.awaitingPayment, log);
+			const completed = await this.completeSaga(orderId, !!c.awaitingPayment, log, c.endEntries);
 			if (!c.awaitingPayment) return completed as unknown as Order;
 			// Its follow-ups may change it again.
 			await this.tryFollowUps(ctx, orderId);
@@ -498,8 +506,8 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		 * The saga is done; one that ended waiting for its payment also records a look at the payment,
 		 * as news of it that came while the saga ran was ignored then.
 		 */
-		completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog) {
-			return this.db.orders.updateOne({ id: orderId }, sagaEndUpdate("completed", log.carry(), awaitingPayment ? FOLLOW_UPS_AFTER.awaitingPayment : []));
+		completeSaga(orderId: string, awaitingPayment: boolean, log: CarriedSagaLog, entries: OrderEventEntry[] = []) {
+			return this.db.orders.updateOne({ id: orderId }, sagaEndUpdate("completed", log.carry(), awaitingPayment ? FOLLOW_UPS_AFTER.awaitingPayment : [], entries));
 		},
 
 		/**
@@ -515,7 +523,7 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 				const c: Checkout = { ctx: null, orderId: order.id, userId: order.userId, order, awaitingPayment: order.paymentStatus !== "succeeded", recovering: true, log };
 				try {
 					await this.checkoutSaga.run(c, log);
-					view = orderView((await this.completeSaga(order.id, !!c.awaitingPayment, log)) as any);
+					view = orderView((await this.completeSaga(order.id, !!c.awaitingPayment, log, c.endEntries)) as any);
 				} catch (err) {
 					this.logger.warn(`Interrupted checkout ${order.id} failed to complete and was compensated:`, (err as Error).message);
 				}

@@ -616,11 +616,13 @@ describe("checkout", () => {
 				expect(res.status).toBe(201);
 				const stored = await svc.db.orders.findById(res.body.id);
 				expect(stored.saga).toEqual({ state: "completed", completed: svc.checkoutSaga.steps.map((s: { name: string }) => s.name), compensated: [], runner: { nodeID: svc.broker.nodeID, instanceID: svc.broker.instanceID } });
-				// The order is created, then reserve, charge, confirm, commit and the saga's end: one write each.
+				// The order is created, then reserve, charge, confirm and the saga's end: one write each. The stock
+				// commit writes nothing of its own: its mark and log entry ride on the saga's end.
 				// (Conditional updates that matched nothing, e.g. from the payment event arriving, wrote nothing.)
 				expect(inserts).toHaveBeenCalledTimes(1);
 				const written = (await Promise.all(updates.mock.results.map((r) => r.value))).filter((doc) => doc?.id === res.body.id);
-				expect(written).toHaveLength(5);
+				expect(written).toHaveLength(4);
+				expect(written[3].events.map((e: { type: string }) => e.type)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
 			} finally {
 				inserts.mockRestore();
 				updates.mockRestore();
@@ -680,6 +682,26 @@ describe("checkout", () => {
 			await orders().recoverInterrupted(0);
 			expect((await shop.http.get(`/api/orders/${order.id}`, { token: adminToken })).body.status).toBe("confirmed");
 			expect((await shop.http.get("/api/cart", { token: c.token })).body.items).toHaveLength(2);
+		});
+
+		test("a node that died after the stock commit, before the saga's end was stored: recovery commits again (no change) and logs the commit once", async () => {
+			const svc = orders();
+			const { c, v } = await buyerWithCart(1500, 5);
+			const res = await checkout(c);
+			expect(res.status).toBe(201);
+			expect(await stockOf(v.variantId)).toBe(4);
+			// What the kill leaves: the commit made at the products service, the order's last write the confirmation.
+			const steps: string[] = svc.checkoutSaga.steps.map((s: { name: string }) => s.name);
+			const stored = await svc.db.orders.findById(res.body.id);
+			await svc.db.orders.updateOne(
+				{ id: res.body.id },
+				{ $set: { "saga.state": "running", "saga.completed": steps.slice(0, steps.indexOf("commitStock")), events: stored.events.filter((e: { type: string }) => e.type !== "stock_committed") } },
+			);
+			await svc.recoverInterrupted(0);
+			expect(await svc.db.orders.findById(res.body.id)).toMatchObject({ status: "confirmed", saga: { state: "completed" } });
+			expect(await eventTypes(res.body.id)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
+			expect(await stockOf(v.variantId)).toBe(4);
+			expect(recorder.events.filter((e) => e.name === "order.confirmed" && e.payload.orderId === res.body.id)).toHaveLength(1);
 		});
 
 		/** The step's call to another service takes effect, but its answer is lost on the way back. */

@@ -258,6 +258,15 @@ describe("follow-ups", () => {
 			{ $set: { "saga.state": "completed" }, $addToSet: { "saga.completed": { $each: [] }, pendingActions: { $each: ["settlePayment"] } } },
 		],
 		["half undone", ["compensation_failed", ["charge"]], { $set: { "saga.state": "compensation_failed" }, $addToSet: { "saga.completed": { $each: ["charge"] } } }],
+		[
+			"completed with the log entry of a step that wrote nothing",
+			["completed", ["commitStock", "publishOrder"], [], [{ type: "stock_committed" }], new Date(5)],
+			{
+				$set: { "saga.state": "completed", updatedAt: new Date(5) },
+				$addToSet: { "saga.completed": { $each: ["commitStock", "publishOrder"] } },
+				$push: { events: { $each: [{ type: "stock_committed", data: {}, createdAt: new Date(5) }] } },
+			},
+		],
 	] as Array<[string, Parameters<typeof sagaEndUpdate>, Record<string, unknown>]>)("sagaEndUpdate: %s", (_what, args, expected) => {
 		expect(sagaEndUpdate(...args)).toEqual(expected);
 	});
