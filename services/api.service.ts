@@ -863,7 +863,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			const server = this.server;
 			const closed = this.stopAccepting();
 			if (!server || !closed) return;
-			await Promise.race([closed, delay(this.settings.shutdownDrain.maxMs)]);
+			// Unref'd: once the connections have closed, this timer must not hold a process that embeds the
+			// broker for the rest of maxMs after its stop.
+			await Promise.race([closed, delay(this.settings.shutdownDrain.maxMs, undefined, { ref: false })]);
 			server.closeAllConnections();
 			this.logger.info("API Gateway stopped!");
 		},
@@ -896,7 +898,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 					if ((between && (quiet || now - start >= idleMs)) || now - start >= maxMs) socket.destroy();
 				}
 				if (now - start >= maxMs) for (const res of this.openResponses) if (!res.req.complete) res.req.socket.destroy();
-				await Promise.race([closed, delay(DRAIN_POLL_MS)]);
+				await Promise.race([closed, delay(DRAIN_POLL_MS, undefined, { ref: false })]);
 			}
 		},
 
