@@ -8,7 +8,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { setEnv } from "../helpers/env";
 import type { RequestOptions } from "../helpers/http";
-import { waitFor } from "../helpers/wait";
+import { waitFor, within } from "../helpers/wait";
 import { signAccessToken, jwtSecret, TOKEN_AUDIENCE, TOKEN_ISSUER } from "../../lib/jwt";
 import { HealthMixin } from "../../mixins/health.mixin";
 import { SHOP_ROUTES } from "../../lib/rest-routes";
@@ -398,7 +398,7 @@ describe("gateway", () => {
 
 	test("a body over 1 MB sent without Expect gets its 413 before the rest of it is sent (declared: at once; chunked: once past the limit), and the connection closes", async () => {
 		const conn = rawConnection(shop.url, [`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n`, "x".repeat(64 * 1024)]);
-		const closedAt = await Promise.race([conn.closedAt, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+		const closedAt = await within(conn.closedAt, 5000, null);
 		conn.socket.destroy();
 		expect(closedAt).not.toBeNull();
 		expect(conn.received()).toMatch(/^HTTP\/1\.1 413 /);
@@ -406,7 +406,7 @@ describe("gateway", () => {
 		expect(conn.received()).toContain('"type":"PAYLOAD_TOO_LARGE"');
 		// Sent in chunks without a length: refused once past the limit, before the body's end.
 		const chunked = rawConnection(shop.url, [`POST /api/probe/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`, ...Array.from({ length: 20 }, () => `10000\r\n${"x".repeat(0x10000)}\r\n`)]);
-		const chunkedClosed = await Promise.race([chunked.closedAt, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+		const chunkedClosed = await within(chunked.closedAt, 5000, null);
 		chunked.socket.destroy();
 		expect(chunkedClosed).not.toBeNull();
 		expect(chunked.received()).toMatch(/^HTTP\/1\.1 413 /);
@@ -435,7 +435,7 @@ describe("gateway", () => {
 			await waitFor(async () => conn.received(), (r: string) => r.includes("\r\n\r\n"), 5000, 20);
 			expect(conn.received()).toMatch(/^HTTP\/1\.1 415 /);
 			// Past the limit, what Node would go on reading and dropping is cut off: the connection closes.
-			expect(await Promise.race([conn.closedAt.then(() => "closed"), new Promise((r) => setTimeout(() => r("open"), 5000))])).toBe("closed");
+			expect(await within(conn.closedAt.then(() => "closed"), 5000, "open")).toBe("closed");
 			expect((await shop.http.post("/api/probe/echo", { name: "ab", qty: 1 })).status).toBe(200);
 		} finally {
 			conn.socket.destroy();
@@ -1030,7 +1030,7 @@ describe("gateway stopping with keep-alive connections", () => {
 		const stopAt = Date.now();
 		const stopping = shop.stop();
 		// Before: it stayed open (and served requests) until every running request had ended.
-		const closedAt = await Promise.race([idle.closedAt, new Promise<number>((r) => setTimeout(() => r(Infinity), 2000))]);
+		const closedAt = await within(idle.closedAt, 2000, Infinity);
 		expect(closedAt - stopAt).toBeLessThan(1000);
 		release();
 		expect((await inFlight).status).toBe(200);
@@ -1139,7 +1139,7 @@ describe("gateway keep-alive behind a proxy that pools connections", () => {
 		try {
 			await waitFor(() => conn.received(), (r: string) => r.includes("\r\n\r\n"), 5_000, 5);
 			const answeredAt = Date.now();
-			const idle = (await Promise.race([conn.closedAt, new Promise<number>((r) => setTimeout(() => r(0), 4000))])) - answeredAt;
+			const idle = (await within(conn.closedAt, 4000, 0)) - answeredAt;
 			expect(conn.received()).toMatch(/^HTTP\/1\.1 200 .*Keep-Alive: timeout=1\r\n/s);
 			// Node closes it a second after the timeout it announces.
 			expect(idle).toBeGreaterThanOrEqual(900);

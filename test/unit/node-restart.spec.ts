@@ -1,6 +1,7 @@
 /** NodeRestartMiddleware: requests pending on a node's old run fail at once when a new run of the same node ID appears. */
 import { Errors, ServiceBroker } from "moleculer";
 import { NodeRestartMiddleware } from "../../mixins/node-restart.middleware";
+import { within } from "../helpers/wait";
 
 jest.setTimeout(20_000);
 
@@ -45,7 +46,7 @@ describe("NodeRestartMiddleware", () => {
 		await crash(old);
 		// The same node ID, a new run (its own instanceID): what a restarted container looks like before the old run's heartbeat stops.
 		await start("stock-1", ns, { ...hung, actions: { ...hung.actions, reserve: () => "reserved" } });
-		const err = await Promise.race([pending, new Promise((r) => setTimeout(() => r("still pending"), 4000))]);
+		const err = await within(pending, 4000, "still pending");
 		expect(err).toBeInstanceOf(Errors.RequestRejectedError);
 		// The new run answers.
 		await expect(caller.call("stock.count")).resolves.toBe(7);
