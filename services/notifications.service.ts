@@ -161,6 +161,7 @@ interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll">, PushSubs
 	applyRetention(): Promise<void>;
 	contactFor(kind: NotificationKind, payload: Record<string, any>): Promise<Contact | null>;
 	forgetMessagesOf(userId: string): Promise<void>;
+	storeDelivered(message: Message, channel: NotificationChannel): Promise<void>;
 	deliver(item: QueuedMessage): Promise<void>;
 	outgoing(m: Message): Promise<OutgoingMessage>;
 	claim(item: QueuedMessage, now: Date): Promise<Message | null>;
@@ -299,12 +300,18 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 							: planned.medium === "push"
 								? { subject: renderTemplate(tpl.subject, vars, "line").trim(), html: null, text: renderTemplate(tpl.sms!, vars, "text").trim(), url: (vars.orderUrl as string) || null }
 								: { subject: null, html: null, text: renderTemplate(tpl.sms!, vars, "text").trim() };
+					const message = {
+						userId: contact.userId, eventId, dedupeKey: dedupeKey(eventId, kind, planned.medium, planned.recipient), template: kind,
+						channel: planned.medium, provider: null, recipient: planned.recipient, ...content, status: "queued", attempts: 1,
+						providerId: null, error: null, createdAt: now, sentAt: null, failedAt: null, nextAttemptAt: now, leaseUntil,
+					};
+					const channel = this.channels[planned.medium];
 					try {
-						const saved = await this.db.notifications.insert({
-							userId: contact.userId, eventId, dedupeKey: dedupeKey(eventId, kind, planned.medium, planned.recipient), template: kind,
-							channel: planned.medium, provider: null, recipient: planned.recipient, ...content, status: "queued", attempts: 1,
-							providerId: null, error: null, createdAt: now, sentAt: null, failedAt: null, nextAttemptAt: now, leaseUntil,
-						});
+						if (channel?.deliversByStoring) {
+							await this.storeDelivered(message as unknown as Message, channel);
+							continue;
+						}
+						const saved = await this.db.notifications.insert(message);
 						// Not queued (stopping, or the pool is full): the lease runs out and the scan takes it.
 						this.queue.push({ id: saved.id, claimed: saved as unknown as Message });
 					} catch (err) {
@@ -350,6 +357,23 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			if (!needsUserLookup(kind)) return { userId: user.id, email: payload.email ?? null, phone: null, firstName: payload.firstName ?? null };
 			const push = await this.pushSubscriptionsOf(user.id);
 			return { userId: user.id, email: user.email ?? null, phone: user.phone ?? null, firstName: user.firstName ?? null, pushSubscriptionIds: push.map((s) => s.id) };
+		},
+
+		/**
+		 * A message whose channel delivers by storing it (the outbox): stored as its delivery would leave it
+		 * (outboxed, its one-time link gone, its retention set), in one write instead of a queued message and
+		 * its update; then the channel reports it (development's log shows it whole, link included).
+		 */
+		async storeDelivered(message: Message, channel: NotificationChannel) {
+			const sentAt = message.createdAt;
+			const saved = (await this.db.notifications.insert({
+				...message, status: "outboxed", provider: channel.provider, sentAt, leaseUntil: EPOCH, ...spentLink(message), ...this.keptUntil(sentAt),
+			})) as unknown as Message;
+			try {
+				await channel.send({ id: saved.id, to: message.recipient, subject: message.subject ?? undefined, html: message.html ?? undefined, text: message.text, url: message.url ?? undefined });
+			} catch (err) {
+				this.logger.warn(`Notification ${saved.id} is stored in the outbox, but reporting it failed: ${(err as Error).message}`);
+			}
 		},
 
 		/** Sends one message if it is still queued and due, and nobody else holds it. */

@@ -28,6 +28,11 @@ export interface DeliveryResult {
 export interface NotificationChannel {
 	readonly provider: "outbox" | "sendgrid" | "twilio" | "webpush";
 	readonly medium: Medium;
+	/**
+	 * Storing the message is its delivery (the outbox: nothing leaves the shop, and the stored message
+	 * is what a relay reads). The service then stores it final at once, and `send` only reports it.
+	 */
+	readonly deliversByStoring?: boolean;
 	send(message: OutgoingMessage): Promise<DeliveryResult>;
 }
 

@@ -1,6 +1,6 @@
 /**
- * The channel when no provider is configured: the message is already stored by the service, so
- * "delivering" it marks it `outboxed` (not `sent`: nothing left the shop). An operator or a relay can
+ * The channel when no provider is configured: the message stored by the service is its delivery, so
+ * the service stores it `outboxed` at once (not `sent`: nothing left the shop) and `send` only logs it. An operator or a relay can
  * read outboxed messages from the store, except the one-time links of verification and reset
  * messages, which the service removes from the stored copy once delivered. With `wholeMessage` (development) the log line carries the
  * whole text, so whoever tries the shop on a laptop can follow a verification or reset link; else
@@ -10,6 +10,7 @@ import type { DeliveryResult, NotificationChannel, OutgoingMessage } from "./not
 
 export class OutboxChannel implements NotificationChannel {
 	readonly provider = "outbox" as const;
+	readonly deliversByStoring = true;
 	constructor(
 		readonly medium: "email" | "sms",
 		private readonly log?: (line: string) => void,

@@ -90,7 +90,7 @@ function notifications(settings: Record<string, unknown> = {}): ServiceSchema<an
 		created() {
 			for (const medium of ["email", "sms"] as const) {
 				const channel: NotificationChannel = this.channels[medium];
-				this.channels[medium] = { provider: channel.provider, medium, send: (m: OutgoingMessage) => (delivered.push(m), channel.send(m)) };
+				this.channels[medium] = { provider: channel.provider, medium, deliversByStoring: channel.deliversByStoring, send: (m: OutgoingMessage) => (delivered.push(m), channel.send(m)) };
 			}
 		},
 	};
@@ -279,6 +279,37 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 	});
 });
 
+
+describe("notifications without a provider (the outbox)", () => {
+	let shop: Shop;
+	let svc: any;
+	beforeAll(async () => {
+		shop = await startShop({ services: [FakeUsers, sourceWithOutbox("orders"), sourceWithOutbox("payments")] });
+		svc = await startNotifications(shop);
+	});
+	afterAll(() => shop.stop());
+
+	test("without a provider, a message is stored outboxed in one write, as a delivery would leave it, and still reported to its channel", async () => {
+		const inserts = jest.spyOn(svc.db.notifications, "insert");
+		const updates = jest.spyOn(svc.db.notifications, "updateOne");
+		const before = delivered.length;
+		try {
+			await shop.broker.call("orders.announce", { event: "order.cancelled", payload: orderPayload("o9", "u-ann", { status: "cancelled", reason: "customer_request" }) });
+			const rows = await waitFor(() => svc.db.notifications.find({ template: "order-cancelled" }), (r: any[]) => r.length === 2);
+			for (const m of rows) {
+				expect(m).toMatchObject({ status: "outboxed", provider: "outbox", attempts: 1, sentAt: expect.any(Date), error: null, leaseUntil: new Date(0) });
+				expect(m.sentAt.getTime()).toBe(m.createdAt.getTime());
+			}
+			// Stored once each: no queued version first, no update afterwards.
+			expect(inserts).toHaveBeenCalledTimes(2);
+			expect(updates).not.toHaveBeenCalled();
+			expect(delivered.slice(before).map((m) => m.to).sort()).toEqual(["+14155550100", "ann@example.com"]);
+		} finally {
+			inserts.mockRestore();
+			updates.mockRestore();
+		}
+	});
+});
 describe("notifications: retries, failures, the worker pool", () => {
 	let shop: Shop;
 	let svc: any;
