@@ -439,13 +439,16 @@ export interface StoredOrderEvent {
 
 const entriesOf = (change: OrderChange): OrderEventEntry[] => (change.event === undefined ? [] : ([] as OrderEventEntry[]).concat(change.event));
 
+/** The $push that appends log entries to the order's event log, stamped `now`. */
+const pushEntries = (entries: readonly OrderEventEntry[], now: Date) => ({ events: { $each: entries.map((e): StoredOrderEvent => ({ type: e.type, data: e.data ?? {}, createdAt: now })) } });
+
 /** The update document of a change: its fields, its log entries, its follow-ups. */
 export function orderUpdate(change: OrderChange, now: Date): Record<string, unknown> {
 	const entries = entriesOf(change);
 	const update: Record<string, unknown> = { $set: { ...change.set, updatedAt: now } };
 	if (change.inc && Object.keys(change.inc).length) update.$inc = { ...change.inc };
 	// The change and its log entries in one write: a node dying in between cannot lose the entries.
-	if (entries.length) update.$push = { events: { $each: entries.map((e): StoredOrderEvent => ({ type: e.type, data: e.data ?? {}, createdAt: now })) } };
+	if (entries.length) update.$push = pushEntries(entries, now);
 	// MongoDB refuses two operators on one field: a change records follow-ups or completes one.
 	if (change.followUps?.length && change.done) throw new Error("A change cannot both record and complete follow-ups");
 	if (change.followUps?.length) update.$addToSet = { pendingActions: { $each: [...change.followUps] } };
@@ -461,9 +464,12 @@ export function orderUpdate(change: OrderChange, now: Date): Record<string, unkn
 export function sagaEndUpdate(state: Order["saga"]["state"], marks: string[], followUps: readonly FollowUp[] = [], entries: readonly OrderEventEntry[] = [], now = new Date()): Record<string, unknown> {
 	const addToSet: Record<string, unknown> = { "saga.completed": { $each: marks } };
 	if (followUps.length) addToSet.pendingActions = { $each: [...followUps] };
-	if (!entries.length) return { $set: { "saga.state": state }, $addToSet: addToSet };
-	const logged = entries.map((e): StoredOrderEvent => ({ type: e.type, data: e.data ?? {}, createdAt: now }));
-	return { $set: { "saga.state": state, updatedAt: now }, $addToSet: addToSet, $push: { events: { $each: logged } } };
+	const update: Record<string, any> = { $set: { "saga.state": state }, $addToSet: addToSet };
+	if (entries.length) {
+		update.$set.updatedAt = now;
+		update.$push = pushEntries(entries, now);
+	}
+	return update;
 }
 
 /** The first entry of a new order's log (its data is read from the order; see createdEventData). */
