@@ -50,7 +50,7 @@ import {
 	type Medium,
 	type NotificationKind,
 } from "../lib/notification-plan";
-import { DeliveryError, createChannels, readNotificationConfig, type NotificationChannel, type NotificationConfig, type OutgoingMessage } from "../adapters/channels";
+import { DeliveryError, createChannels, readNotificationConfig, type DeliveryResult, type NotificationChannel, type NotificationConfig, type OutgoingMessage } from "../adapters/channels";
 import { SubscriptionGoneError, WebPushChannel, type VapidKeys } from "../adapters/channels/web-push-channel";
 import type { PushHost } from "../lib/web-push";
 
@@ -162,6 +162,7 @@ interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll">, PushSubs
 	contactFor(kind: NotificationKind, payload: Record<string, any>): Promise<Contact | null>;
 	forgetMessagesOf(userId: string): Promise<void>;
 	storeDelivered(message: Message, channel: NotificationChannel): Promise<void>;
+	delivered(m: Message, result: DeliveryResult, sentAt: Date): Partial<Message>;
 	deliver(item: QueuedMessage): Promise<void>;
 	outgoing(m: Message): Promise<OutgoingMessage>;
 	claim(item: QueuedMessage, now: Date): Promise<Message | null>;
@@ -365,12 +366,11 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		 * its update; then the channel reports it (development's log shows it whole, link included).
 		 */
 		async storeDelivered(message: Message, channel: NotificationChannel) {
-			const sentAt = message.createdAt;
-			const saved = (await this.db.notifications.insert({
-				...message, status: "outboxed", provider: channel.provider, sentAt, leaseUntil: EPOCH, ...spentLink(message), ...this.keptUntil(sentAt),
-			})) as unknown as Message;
+			const stored = { status: "outboxed", provider: channel.provider, providerId: null } as const;
+			const saved = (await this.db.notifications.insert({ ...message, ...this.delivered(message, stored, message.createdAt) })) as unknown as Message;
 			try {
-				await channel.send({ id: saved.id, to: message.recipient, subject: message.subject ?? undefined, html: message.html ?? undefined, text: message.text, url: message.url ?? undefined });
+				// The message as written, its link included (the stored copy has none).
+				await channel.send(await this.outgoing({ ...message, id: saved.id }));
 			} catch (err) {
 				this.logger.warn(`Notification ${saved.id} is stored in the outbox, but reporting it failed: ${(err as Error).message}`);
 			}
@@ -405,10 +405,12 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				return;
 			}
 			// Outside the try: a store error here must not count as a failed send (it was sent).
-			const sentAt = new Date();
-			await this.db.notifications.updateOne(mine, {
-				$set: { status: result.status, provider: result.provider, providerId: result.providerId, sentAt, error: null, leaseUntil: EPOCH, ...spentLink(claimed), ...this.keptUntil(sentAt) },
-			});
+			await this.db.notifications.updateOne(mine, { $set: this.delivered(claimed, result, new Date()) });
+		},
+
+		/** What a delivered message's record says: how it went, its lease let go, its one-time link gone, its retention. */
+		delivered(m: Message, result: DeliveryResult, sentAt: Date): Partial<Message> {
+			return { status: result.status, provider: result.provider, providerId: result.providerId, sentAt, error: null, leaseUntil: EPOCH, ...spentLink(m), ...this.keptUntil(sentAt) };
 		},
 
 		/** The message as its channel takes it; a push message with the subscription it goes to, if that is still the customer's. */
