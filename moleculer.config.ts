@@ -6,6 +6,7 @@ import { type BrokerOptions, type Errors, type ServiceBroker } from "moleculer";
 import { SHOP_SERVICES, readConfig, type ShopConfig } from "./lib/config";
 import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
+import { brokerMiddlewares } from "./mixins/lean-metrics.middleware";
 import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
 import { NullFieldsMiddleware } from "./mixins/null-fields.middleware";
 import { StopNoticeMiddleware } from "./mixins/stop-notice.middleware";
@@ -113,7 +114,9 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			],
 		},
 		tracing: tracingOptions(cfg),
-		middlewares: [RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware()],
+		// Moleculer's internal middlewares are listed by brokerMiddlewares, with lean request and event metrics.
+		internalMiddlewares: false,
+		middlewares: brokerMiddlewares([RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware()]) as BrokerOptions["middlewares"],
 		replOptions: {
 			customCommands: [
 				{

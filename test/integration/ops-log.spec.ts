@@ -16,7 +16,7 @@ describe("the store layer's reports through the broker's logger", () => {
 		jest.spyOn(console, "log").mockImplementation(() => undefined);
 		jest.spyOn(console, "info").mockImplementation(() => undefined);
 		const config = buildBrokerConfig({ ...process.env, NODE_ENV: "test", ...env });
-		return new ServiceBroker({ ...config, logger: { type: "Console", options: { ...(config.logger as any).options, colors: false, formatter: "full" } }, metrics: false, middlewares: [] });
+		return new ServiceBroker({ ...config, logger: { type: "Console", options: { ...(config.logger as any).options, colors: false, formatter: "full" } }, metrics: false, internalMiddlewares: true, middlewares: [] });
 	}
 
 	test("a broker built from the shop's config logs them as its STORE module", () => {
