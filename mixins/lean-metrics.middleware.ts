@@ -103,7 +103,7 @@ function measured(broker: ServiceBroker, runsFor: (ctx: Context) => Runs, errorM
 				observe(runs.time, elapsedMs(start), at);
 				add(runs.active, -1, at);
 			};
-			return next.apply(this, arguments as any).then(
+			return next.call(this, ctx).then(
 				(res) => {
 					done();
 					return res;

@@ -71,7 +71,7 @@ async function seriesAfterWork(options: Record<string, unknown>) {
 				name: m.name,
 				type: m.type,
 				labelNames: m.labelNames,
-				values: m.values.map(({ timestamp, rate, ...v }: any) => v).sort((a: any, b: any) => a.key.localeCompare(b.key)),
+				values: m.values.map(({ timestamp: _timestamp, rate: _rate, ...v }: any) => v).sort((a: any, b: any) => a.key.localeCompare(b.key)),
 			}))
 			.sort((a, b) => a.name.localeCompare(b.name));
 	} finally {
