@@ -45,7 +45,7 @@ const services: ServiceSchema[] = [
 ];
 
 /** The request and event series of a broker after the same calls and events, without timestamps and rates. */
-async function seriesAfterWork(options: Record<string, unknown>) {
+async function seriesAfterWork(options: Record<string, unknown>, remote = false) {
 	let turn = 0;
 	const realHrtime = process.hrtime;
 	const hrtime = jest.spyOn(process, "hrtime").mockImplementation(((start?: [number, number]) => {
@@ -54,10 +54,19 @@ async function seriesAfterWork(options: Record<string, unknown>) {
 		return [Math.floor(ns / 1e9), ns % 1e9];
 	}) as typeof process.hrtime);
 	(process.hrtime as any).bigint = realHrtime.bigint;
-	const broker = new ServiceBroker({ logger: false, nodeID: "metrics-node", metrics: { enabled: true, defaultQuantiles: null }, ...options } as any);
-	for (const s of services) broker.createService(s);
+	const namespace = `lean-metrics-${++brokers}`;
+	const make = (nodeID: string) =>
+		new ServiceBroker({ logger: false, nodeID, namespace, transporter: remote ? "Fake" : null, metrics: { enabled: true, defaultQuantiles: null }, ...options } as any);
+	// With `remote`, the calls and events come from a second node: its series are the ones compared (type "remote").
+	const serving = make("metrics-node");
+	const broker = remote ? make("caller-node") : serving;
+	for (const s of services) serving.createService(s);
 	try {
-		await broker.start();
+		await serving.start();
+		if (remote) {
+			await broker.start();
+			await broker.waitForServices(["stock", { name: "orders", version: 2 }]);
+		}
 		for (let i = 0; i < 3; i++) {
 			await broker.call("v2.orders.create");
 			await broker.call("stock.get", { n: i });
@@ -76,9 +85,11 @@ async function seriesAfterWork(options: Record<string, unknown>) {
 			.sort((a, b) => a.name.localeCompare(b.name));
 	} finally {
 		await broker.stop();
+		if (remote) await serving.stop();
 		hrtime.mockRestore();
 	}
 }
+let brokers = 0;
 
 describe("lean metrics", () => {
 	it("gives the series Moleculer's Metrics middleware gives, for calls, nested calls, errors and events", async () => {
@@ -114,6 +125,14 @@ describe("lean metrics", () => {
 		expect(new Set(times.map((v: any) => JSON.stringify(v.buckets))).size).toBeGreaterThan(2);
 		expect(times.every((v: any) => v.count > 0 && v.sum > 0)).toBe(true);
 		expect(byName.get("moleculer.request.active")!.every((v: any) => v.value === 0)).toBe(true);
+	});
+
+	it("gives the same series for calls to another node", async () => {
+		const moleculers = await seriesAfterWork({}, true);
+		const leans = await seriesAfterWork({ internalMiddlewares: false, middlewares: brokerMiddlewares([]) }, true);
+		expect(leans).toEqual(moleculers);
+		const total = moleculers.find((m) => m.name === "moleculer.request.total")!.values;
+		expect(total.map((v: any) => [v.labels.action, v.labels.type, v.value])).toEqual(expect.arrayContaining([["v2.orders.create", "remote", 3], ["stock.get", "remote", 6]]));
 	});
 
 	it("keeps Moleculer's other internal middlewares: validation, timeouts, retries", async () => {
