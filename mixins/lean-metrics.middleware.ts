@@ -48,9 +48,8 @@ function series(metric: Metric, labels: Labels): Series {
 function add(s: Series, by: number, now: number) {
 	const item = s.metric.values.get(s.hash);
 	if (!item) return void s.metric.increment(s.labels, by, now);
+	// `by` is never 0, so the value always changes (Moleculer's set skips an unchanged one).
 	const value = item.value + by;
-	// Moleculer's set changes nothing when the value is the same.
-	if (item.value == value) return;
 	item.value = value;
 	item.timestamp = now;
 	item.rate?.update(value);
@@ -81,12 +80,18 @@ function elapsedMs(start: [number, number]) {
 	return (delta[0] + delta[1] / 1e9) * 1000;
 }
 
+/** The total, active and time series of one label set (they share the labels object). */
 interface Runs {
 	total: Series;
 	active: Series;
 	time: Series;
-	labels: Labels;
 }
+
+function runs(metric: (name: string) => Metric, names: { total: string; active: string; time: string }, labels: Labels): Runs {
+	return { total: series(metric(names.total), labels), active: series(metric(names.active), labels), time: series(metric(names.time), labels) };
+}
+const REQUEST = { total: METRIC.MOLECULER_REQUEST_TOTAL, active: METRIC.MOLECULER_REQUEST_ACTIVE, time: METRIC.MOLECULER_REQUEST_TIME };
+const EVENT = { total: METRIC.MOLECULER_EVENT_RECEIVED_TOTAL, active: METRIC.MOLECULER_EVENT_RECEIVED_ACTIVE, time: METRIC.MOLECULER_EVENT_RECEIVED_TIME };
 
 /** Wraps a handler with the total, active and time series (and errors) of the runs `runsFor` picks. */
 function measured(broker: ServiceBroker, runsFor: (ctx: Context) => Runs, errorMetric: string, before?: (ctx: Context, now: number) => void) {
@@ -110,7 +115,7 @@ function measured(broker: ServiceBroker, runsFor: (ctx: Context) => Runs, errorM
 				},
 				(err: any) => {
 					done();
-					broker.metrics.increment(errorMetric, { ...runs.labels, errorName: err ? err.name : null, errorCode: err ? err.code : null, errorType: err ? err.type : null });
+					broker.metrics.increment(errorMetric, { ...runs.total.labels, errorName: err ? err.name : null, errorCode: err ? err.code : null, errorType: err ? err.type : null });
 					throw err;
 				},
 			);
@@ -136,10 +141,7 @@ export function LeanMetricsMiddleware(): (broker: ServiceBroker) => Middleware {
 
 		const action = (type: "local" | "remote") => (next: any, def: any) => {
 			const service = def.service ? def.service.fullName : null;
-			const runsOf = memo((caller: string | null): Runs => {
-				const labels = { service, action: def.name, caller, type };
-				return { labels, total: series(metric(METRIC.MOLECULER_REQUEST_TOTAL), labels), active: series(metric(METRIC.MOLECULER_REQUEST_ACTIVE), labels), time: series(metric(METRIC.MOLECULER_REQUEST_TIME), labels) };
-			});
+			const runsOf = memo((caller: string | null) => runs(metric, REQUEST, { service, action: def.name, caller, type }));
 			const levels = memo((level: number) => series(metric(METRIC.MOLECULER_REQUEST_LEVELS), { level }));
 			return measured(
 				broker,
@@ -152,12 +154,7 @@ export function LeanMetricsMiddleware(): (broker: ServiceBroker) => Middleware {
 		const localEvent = (next: any, event: any) => {
 			const service = event.service ? event.service.name : null;
 			const group = event.group || service;
-			const runsOf = memo((eventName: string | null) =>
-				memo((caller: string | null): Runs => {
-					const labels = { service, event: eventName, group, caller };
-					return { labels, total: series(metric(METRIC.MOLECULER_EVENT_RECEIVED_TOTAL), labels), active: series(metric(METRIC.MOLECULER_EVENT_RECEIVED_ACTIVE), labels), time: series(metric(METRIC.MOLECULER_EVENT_RECEIVED_TIME), labels) };
-				}),
-			);
+			const runsOf = memo((eventName: string | null) => memo((caller: string | null) => runs(metric, EVENT, { service, event: eventName, group, caller })));
 			return measured(broker, (ctx) => runsOf(ctx.eventName ?? null)(ctx.caller), METRIC.MOLECULER_EVENT_RECEIVED_ERROR_TOTAL)(next);
 		};
 

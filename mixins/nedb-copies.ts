@@ -193,11 +193,10 @@ function modifyHere(obj: Doc, update: Doc): Doc | null {
 		const fields = update[modifier];
 		if (modifier[0] !== "$" || fields === null || typeof fields !== "object") return null;
 		for (const path in fields) {
-			const dot = path.indexOf(".");
-			const field = dot < 0 ? path : path.slice(0, dot);
+			const field = topField(path);
 			let uses = byField.get(field);
 			if (!uses) byField.set(field, (uses = []));
-			uses.push([modifier, fields[path], dot < 0 ? null : path.slice(dot + 1)]);
+			uses.push([modifier, fields[path], field === path ? null : path.slice(field.length + 1)]);
 		}
 	}
 	if (byField.size === 0) return null;
