@@ -19,6 +19,8 @@ export const DEFAULT_PRODUCT_SORT: ProductSort = "-createdAt";
 export interface ListingFilter {
 	/** The category and its sub-categories; undefined means every category. */
 	categoryIds?: string[];
+	/** Only products priced in this currency: prices in different currencies are not comparable. */
+	currency?: string;
 	minPrice?: number;
 	maxPrice?: number;
 }
@@ -33,6 +35,7 @@ export function productListQuery(filter: ListingFilter): Record<string, unknown>
 	assertPriceRange(filter.minPrice, filter.maxPrice);
 	const query: Record<string, unknown> = { isActive: true };
 	if (filter.categoryIds) query.categoryId = { $in: filter.categoryIds };
+	if (filter.currency) query.currency = filter.currency;
 	const price: Record<string, number> = {};
 	if (filter.minPrice != null) price.$gte = filter.minPrice;
 	if (filter.maxPrice != null) price.$lte = filter.maxPrice;

@@ -4,6 +4,7 @@
  */
 import { fromPriceOf } from "./catalog-views";
 import { MAX_SLUG_LENGTH, foldLatin } from "./slug";
+import { DEFAULT_CURRENCY } from "./money";
 
 /** Integer cents, never a float: 19.99 or "abc" or -1 are rejected with 422 naming the field. */
 export const centsRule = { type: "number", integer: true, min: 0, max: 1_000_000_000 } as const;
@@ -19,10 +20,24 @@ export function isIsoCurrency(code: unknown): boolean {
  * A currency as the shop stores it: an ISO 4217 code in uppercase; anything else is a 422 naming the
  * field. The codes themselves are the pattern, so the rule works with any validator settings.
  */
+const CURRENCY_CODES = [...ISO_CURRENCIES].filter((c) => /^[A-Z]{3}$/.test(c)).join("|");
 export const currencyRule = {
 	type: "string",
-	pattern: new RegExp(`^(?:${[...ISO_CURRENCIES].filter((c) => /^[A-Z]{3}$/.test(c)).join("|")})$`),
+	pattern: new RegExp(`^(?:${CURRENCY_CODES})$`),
 	messages: { stringPattern: "The '{field}' field must be an ISO 4217 currency code in uppercase letters, such as USD." },
+} as const;
+
+/**
+ * A `currency=` filter of a listing or search: an ISO 4217 code in any case ("eur" is EUR), sanitized
+ * to uppercase before the check; empty means no filter, as an empty `category=` does.
+ */
+export const currencyFilterRule = {
+	type: "string",
+	optional: true,
+	trim: true,
+	uppercase: true,
+	pattern: new RegExp(`^(?:${CURRENCY_CODES})?$`),
+	messages: { stringPattern: "The '{field}' field must be an ISO 4217 currency code, such as USD." },
 } as const;
 
 export const slugRule = { type: "string", min: 1, max: MAX_SLUG_LENGTH, pattern: /^[a-z0-9]+(?:-[a-z0-9]+)*$/, messages: { stringPattern: "The '{field}' field must be lowercase letters, digits and single dashes." } } as const;
@@ -121,8 +136,6 @@ export interface VariantDoc {
 	createdAt: Date;
 	updatedAt: Date;
 }
-
-export const DEFAULT_CURRENCY = "USD";
 
 /** Images keep the order they were given in; `alt` falls back to the product name. */
 export function toStoredImages(images: ImageInput[] | undefined, productName: string): StoredImage[] {

@@ -328,6 +328,7 @@ export const RESPONSE_SCHEMAS = {
 		totalPages: count,
 		facets: object({
 			category: arrayOf(object({ value: str, label: str, count }, { optional: ["label"] })),
+			currency: arrayOf(object({ value: str, count })),
 			price: arrayOf(rangeFacet(true)),
 			rating: arrayOf(rangeFacet(false)),
 		}),

@@ -15,6 +15,8 @@ export const SEARCH_SORTS: SearchSort[] = ["relevance", "price", "-price", "rati
 export interface SearchQuery {
 	text: string;
 	category?: string;
+	/** Only products priced in this currency (ISO 4217, uppercase): price filters and facets then compare like with like. */
+	currency?: string;
 	minPrice?: number;
 	maxPrice?: number;
 	minRating?: number;
@@ -75,8 +77,14 @@ export interface RangeFacet {
 	to: number | null;
 	count: number;
 }
+export interface ValueFacet {
+	value: string;
+	count: number;
+}
 export interface SearchFacets {
 	category: CategoryFacet[];
+	/** The currencies of the matching products, so a storefront of a shop selling in several can offer `currency=`. */
+	currency: ValueFacet[];
 	price: RangeFacet[];
 	rating: RangeFacet[];
 }
@@ -121,6 +129,7 @@ export const MAX_SUGGESTIONS = 10;
 export interface SearchParams {
 	q?: string;
 	category?: string;
+	currency?: string;
 	minPrice?: number;
 	maxPrice?: number;
 	minRating?: number;
@@ -154,6 +163,7 @@ export function parseSearchQuery(p: SearchParams, categories: readonly CategoryR
 	};
 	const category = p.category?.trim();
 	if (category) q.category = findCategoryRef(categories, category)?.slug ?? category.toLowerCase();
+	if (p.currency) q.currency = p.currency;
 	if (p.minPrice != null) q.minPrice = p.minPrice;
 	if (p.maxPrice != null) q.maxPrice = p.maxPrice;
 	if (p.minRating != null) q.minRating = p.minRating;
@@ -264,6 +274,7 @@ export function toSearchRow(doc: SearchableDoc): SearchRow {
 
 export function matchesFilters(doc: SearchableDoc, q: SearchQuery): boolean {
 	if (q.category && !doc.categoryPath.includes(q.category)) return false;
+	if (q.currency && doc.currency !== q.currency) return false;
 	if (q.minPrice != null && doc.price < q.minPrice) return false;
 	if (q.maxPrice != null && doc.price > q.maxPrice) return false;
 	if (q.minRating != null && doc.rating < q.minRating) return false;
@@ -278,7 +289,9 @@ export function inPriceBucket(price: number, bucket: { from: number; to: number 
 /** Facet counts over the documents that match the query and every filter. */
 export function computeFacets(docs: SearchableDoc[]): SearchFacets {
 	const categories = new Map<string, CategoryFacet>();
+	const currencies = new Map<string, number>();
 	for (const doc of docs) {
+		currencies.set(doc.currency, (currencies.get(doc.currency) ?? 0) + 1);
 		// A product counts once under each ancestor, as the category filter includes sub-categories.
 		doc.categoryPath.forEach((slug, i) => {
 			const f = categories.get(slug) ?? { value: slug, label: doc.categoryNames[i], count: 0 };
@@ -287,10 +300,16 @@ export function computeFacets(docs: SearchableDoc[]): SearchFacets {
 		});
 	}
 	return {
-		category: [...categories.values()].sort((a, b) => b.count - a.count || a.value.localeCompare(b.value)),
+		category: [...categories.values()].sort(byCountThenValue),
+		currency: [...currencies].map(([value, count]) => ({ value, count })).sort(byCountThenValue),
 		price: PRICE_BUCKETS.map((b) => ({ ...b, count: docs.filter((d) => inPriceBucket(d.price, b)).length })),
 		rating: RATING_BUCKETS.map((b) => ({ ...b, count: docs.filter((d) => d.rating >= b.from).length })),
 	};
+}
+
+/** Facet values as both engines list them: the most products first, then by value. */
+export function byCountThenValue(a: ValueFacet, b: ValueFacet): number {
+	return b.count - a.count || a.value.localeCompare(b.value);
 }
 
 /** Orders documents; `scores` (by id) decides relevance, ties fall back to rating then name. */

@@ -23,7 +23,7 @@ import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailabl
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
 import { descendantIds, type Category } from "../lib/category-tree";
-import { centsRule, currencyRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, hasDerivedName, nameSortKey, newProductDoc, newVariantDoc, variantNamesFor, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
+import { centsRule, currencyRule, currencyFilterRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, hasDerivedName, nameSortKey, newProductDoc, newVariantDoc, variantNamesFor, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
 import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, fromPriceOf, fromPricesOf, type Product, type Variant } from "../lib/catalog-views";
 import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } from "../lib/catalog-query";
 import { checkLines, type StockLine } from "../lib/inventory-rules";
@@ -163,18 +163,19 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			rest: "GET /products",
 			openapi: { response: { list: "ProductSummary" } },
 			// Listing rows carry no stock, so only catalog writes (which clean the cache) change them.
-			cache: { keys: ["category", "minPrice", "maxPrice", "sort", "page", "pageSize"] },
+			cache: { keys: ["category", "currency", "minPrice", "maxPrice", "sort", "page", "pageSize"] },
 			publicCache: true,
 			params: {
 				$$strict: "remove",
 				category: { type: "string", optional: true },
+				currency: currencyFilterRule,
 				minPrice: { ...centsRule, optional: true, convert: true },
 				maxPrice: { ...centsRule, optional: true, convert: true },
 				sort: { type: "enum", values: Object.keys(PRODUCT_SORTS), optional: true },
 				...pageParams,
 			},
-			async handler(ctx: Ctx<{ category?: string; minPrice?: number; maxPrice?: number; sort?: ProductSort; page?: number; pageSize?: number }>) {
-				const { category, minPrice, maxPrice, sort } = ctx.params;
+			async handler(ctx: Ctx<{ category?: string; currency?: string; minPrice?: number; maxPrice?: number; sort?: ProductSort; page?: number; pageSize?: number }>) {
+				const { category, currency, minPrice, maxPrice, sort } = ctx.params;
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
 				let categoryIds: string[] | undefined;
 				if (category) {
@@ -183,7 +184,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 					const root = findCategoryRef(all, category);
 					categoryIds = root ? descendantIds(all, root.id) : [];
 				}
-				const query = productListQuery({ categoryIds, minPrice, maxPrice });
+				const query = productListQuery({ categoryIds, currency: currency || undefined, minPrice, maxPrice });
 				const [rows, total] = await this.db.products.findWithCount(query, { sort: productListSort(sort), offset: w.offset, limit: w.limit });
 				return toPage(rows.map(toProductSummary), total, w.page, w.pageSize);
 			},

@@ -12,6 +12,7 @@ import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import "../mixins/types";
 import { readConfig } from "../lib/config";
+import { currencyFilterRule } from "../lib/catalog-rules";
 import { BROKER_UNAVAILABLE_ERRORS, ServiceUnavailableError } from "../lib/errors";
 import { pageParams } from "../lib/pagination";
 import { createSearchEngine, type SearchEngine } from "../adapters/search";
@@ -130,12 +131,13 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			openapi: { response: "SearchResult" },
 			// Cached until the next index write (withIndexLock cleans): a hot query costs a lookup.
 			// Embedded engine only: Elasticsearch makes some writes visible later than they return.
-			cache: { enabled: cachedEngine, keys: ["q", "category", "minPrice", "maxPrice", "minRating", "inStock", "sort", "page", "pageSize"], ttl: 60 },
+			cache: { enabled: cachedEngine, keys: ["q", "category", "currency", "minPrice", "maxPrice", "minRating", "inStock", "sort", "page", "pageSize"], ttl: 60 },
 			params: {
 				$$strict: "remove",
 				// The 200-character limit applies once spaces are collapsed (parseSearchQuery).
 				q: { type: "string", optional: true, max: MAX_RAW_QUERY_LENGTH },
 				category: { type: "string", optional: true, max: 200 },
+				currency: currencyFilterRule,
 				minPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
 				maxPrice: { type: "number", integer: true, min: 0, optional: true, convert: true },
 				minRating: { type: "number", min: 0, max: 5, optional: true, convert: true },

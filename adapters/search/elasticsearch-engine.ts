@@ -1,7 +1,7 @@
 /**
  * Search on Elasticsearch 8 (ELASTICSEARCH_URL): an index with explicit mappings created when
  * missing, a `multi_match` per query word with the name boosted and `fuzziness: AUTO:4,8`, filters in a bool query,
- * facets from aggregations (terms on the category path, ranges on price and rating, the same
+ * facets from aggregations (terms on the category path and the currency, ranges on price and rating, the same
  * buckets as the embedded engine), a completion suggester for autocomplete, bulk writes.
  * The index refreshes every second, which is the freshness the API promises.
  */
@@ -10,6 +10,7 @@ import type { SearchEngine, WriteOptions } from "./search-engine";
 import { BadRequestError } from "../../lib/errors";
 import {
 	ES_FUZZINESS,
+	byCountThenValue,
 	searchWords,
 	PRICE_BUCKETS,
 	RATING_BUCKETS,
@@ -116,6 +117,7 @@ function textQuery(text: string): estypes.QueryDslQueryContainer[] {
 export function buildSearchRequest(index: string, q: SearchQuery): estypes.SearchRequest {
 	const filter: estypes.QueryDslQueryContainer[] = [];
 	if (q.category) filter.push({ term: { categoryPath: q.category } });
+	if (q.currency) filter.push({ term: { currency: q.currency } });
 	if (q.minPrice != null || q.maxPrice != null) filter.push({ range: { price: { gte: q.minPrice, lte: q.maxPrice } } });
 	if (q.minRating != null) filter.push({ range: { rating: { gte: q.minRating } } });
 	if (q.inStock) filter.push({ term: { inStock: true } });
@@ -129,6 +131,7 @@ export function buildSearchRequest(index: string, q: SearchQuery): estypes.Searc
 		query: { bool: { must, filter } },
 		aggs: {
 			category: { terms: { field: "categoryPath", size: 100 } },
+			currency: { terms: { field: "currency", size: 100 } },
 			// Range aggregations exclude `to`; our buckets include it, and prices are whole cents.
 			price: { range: { field: "price", ranges: PRICE_BUCKETS.map((b) => ({ key: priceKey(b), from: b.from, ...(b.to == null ? {} : { to: b.to + 1 }) })) } },
 			rating: { range: { field: "rating", ranges: RATING_BUCKETS.map((b) => ({ key: ratingKey(b), from: b.from })) } },
@@ -248,6 +251,7 @@ export class ElasticsearchEngine implements SearchEngine {
 			totalPages: Math.ceil(total / q.pageSize),
 			facets: {
 				category: bucketsOf(aggs, "category").map((b) => ({ value: String(b.key), count: b.doc_count })),
+				currency: bucketsOf(aggs, "currency").map((b) => ({ value: String(b.key), count: b.doc_count })).sort(byCountThenValue),
 				price: PRICE_BUCKETS.map((b) => ({ ...b, count: priceCounts.get(priceKey(b)) ?? 0 })),
 				rating: RATING_BUCKETS.map((b) => ({ ...b, count: ratingCounts.get(ratingKey(b)) ?? 0 })),
 			},

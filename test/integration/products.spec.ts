@@ -531,6 +531,29 @@ describe("products service over HTTP", () => {
 			expect(newest.body.rows[0]).toMatchObject({ id: expect.any(String), slug: expect.any(String), price: expect.any(Number), currency: "USD", image: expect.stringMatching(/^https:/) });
 		});
 
+		test("a currency filter keeps the price range and sort in one currency", async () => {
+			const cat = (await post("/api/categories", { name: "List Currencies" })).body;
+			const make = async (name: string, price: number, currency: string) => {
+				const res = await post("/api/products", { name, price, currency, categoryId: cat.id, variants: [{ sku: `CUR-${name}`, name: "Default", stock: 1 }] });
+				expect(res.status).toBe(201);
+				return res.body.id as string;
+			};
+			const mug = await make("Euro Mug", 1_200, "EUR");
+			const cup = await make("Yen Cup", 2_000, "JPY");
+			const jug = await make("Dollar Jug", 1_500, "USD");
+			const ids = async (query: string) => (await shop.http.get(`/api/products?category=${cat.slug}${query}`)).body.rows.map((r: any) => r.id);
+			// Without it, amounts compare as minor units whatever their currency.
+			expect(await ids("&maxPrice=1999&sort=price")).toEqual([mug, jug]);
+			expect(await ids("&currency=EUR&maxPrice=1999")).toEqual([mug]);
+			expect(await ids("&currency=jpy&minPrice=1000&sort=price")).toEqual([cup]);
+			expect(await ids("&currency=USD")).toEqual([jug]);
+			expect(await ids("&currency=CHF")).toEqual([]);
+			expect((await ids("&currency=")).sort()).toEqual([mug, cup, jug].sort());
+			const bad = await shop.http.get("/api/products?currency=euro");
+			expect(bad.status).toBe(422);
+			expect(bad.body.data.map((d: any) => d.field)).toEqual(["currency"]);
+		});
+
 		test("422 on a bad page size, sort or price filter", async () => {
 			expect((await shop.http.get("/api/products?pageSize=101")).status).toBe(422);
 			// No page is that far: 422 naming page, not a 200 echoing "page": 1e+30.

@@ -155,6 +155,7 @@ function mockElasticsearch(opts: { indexExists: boolean; search?: (body: any) =>
 			},
 			aggregations: {
 				category: { buckets: [{ key: "electronics", doc_count: 6 }, { key: "audio", doc_count: 4 }] },
+				currency: { buckets: [{ key: "USD", doc_count: 6 }] },
 				// Elasticsearch sorts range buckets by `from`, whatever order they were asked in.
 				price: { buckets: PRICE_BUCKETS.map((b, i) => ({ key: `${b.from}-${b.to ?? ""}`, from: b.from, doc_count: i === 4 ? 6 : 0 })) },
 				rating: { buckets: [1, 2, 3, 4].map((from) => ({ key: `${from}+`, from, doc_count: from <= 4 ? 7 - from : 0 })) },
@@ -211,7 +212,7 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 
 	test("GET /api/search sends a multi_match per word with the name boosted, bool filters, aggregations, sort and paging", async () => {
 		es.sent.length = 0;
-		const res = await shop.http.get("/api/search?q=wireles%20hedphones&category=Audio&minPrice=1000&maxPrice=30000&minRating=4&inStock=true&sort=price&page=2&pageSize=5");
+		const res = await shop.http.get("/api/search?q=wireles%20hedphones&category=Audio&currency=usd&minPrice=1000&maxPrice=30000&minRating=4&inStock=true&sort=price&page=2&pageSize=5");
 		expect(res.status).toBe(200);
 		const [req] = es.sent;
 		expect(req.path).toBe(`/${INDEX}/_search`);
@@ -230,10 +231,11 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 						},
 					},
 				],
-				filter: [{ term: { categoryPath: "audio" } }, { range: { price: { gte: 1000, lte: 30000 } } }, { range: { rating: { gte: 4 } } }, { term: { inStock: true } }],
+				filter: [{ term: { categoryPath: "audio" } }, { term: { currency: "USD" } }, { range: { price: { gte: 1000, lte: 30000 } } }, { range: { rating: { gte: 4 } } }, { term: { inStock: true } }],
 			},
 		});
 		expect(req.body.aggs.category).toEqual({ terms: { field: "categoryPath", size: 100 } });
+		expect(req.body.aggs.currency).toEqual({ terms: { field: "currency", size: 100 } });
 		expect(req.body.aggs.price.range.field).toBe("price");
 		expect(req.body.aggs.price.range.ranges[0]).toEqual({ key: "0-999", from: 0, to: 1000 });
 		expect(req.body.aggs.price.range.ranges.at(-1)).toEqual({ key: "25000-", from: 25000 });
@@ -244,6 +246,7 @@ describe("Elasticsearch engine through the search service (mocked server)", () =
 		expect(res.body.rows).toEqual([{ id: "p1", name: "Wireless Headphones Pro", slug: "p1", price: 19_900, currency: "USD", rating: 4.6, ratingCount: 12, inStock: true, image: "https://img.example/p1.jpg" }]);
 		expect(res.body).toMatchObject({ total: 6, page: 2, pageSize: 5, totalPages: 2 });
 		expect(res.body.facets.category).toEqual([{ value: "electronics", count: 6 }, { value: "audio", count: 4 }]);
+		expect(res.body.facets.currency).toEqual([{ value: "USD", count: 6 }]);
 		expect(res.body.facets.price.find((b: any) => b.from === 10_000)).toEqual({ from: 10_000, to: 24_999, count: 6 });
 		expect(res.body.facets.rating).toEqual([{ from: 4, to: 5, count: 3 }, { from: 3, to: 5, count: 4 }, { from: 2, to: 5, count: 5 }, { from: 1, to: 5, count: 6 }]);
 	});
@@ -451,6 +454,7 @@ realEs("Elasticsearch engine against a real server", () => {
 	test("facet counts equal the hits behind them", async () => {
 		const base = await shop.http.get("/api/search");
 		for (const f of base.body.facets.category) expect((await shop.http.get(`/api/search?category=${f.value}`)).body.total).toBe(f.count);
+		for (const f of base.body.facets.currency) expect((await shop.http.get(`/api/search?currency=${f.value}`)).body.total).toBe(f.count);
 		for (const f of base.body.facets.price) expect((await shop.http.get(`/api/search?minPrice=${f.from}${f.to == null ? "" : `&maxPrice=${f.to}`}`)).body.total).toBe(f.count);
 		for (const f of base.body.facets.rating) expect((await shop.http.get(`/api/search?minRating=${f.from}`)).body.total).toBe(f.count);
 	});

@@ -39,6 +39,7 @@ function product(id: string, name: string, over: Partial<Row> = {}): Row {
 const audio = { categoryPath: ["electronics", "audio"], categoryNames: ["Electronics", "Audio"] };
 const phones = { categoryPath: ["electronics", "phones"], categoryNames: ["Electronics", "Phones"] };
 const apparel = { categoryPath: ["apparel"], categoryNames: ["Apparel"] };
+const gifts = { categoryPath: ["gifts"], categoryNames: ["Gifts"] };
 
 function seedCatalog(): Map<string, Row> {
 	const rows = [
@@ -49,6 +50,9 @@ function seedCatalog(): Map<string, Row> {
 		product("p-case", "Phone Case", { ...phones, description: "Protects your phone", price: 1_999, minPrice: 1_999, maxPrice: 1_999, rating: { average: 2.5, count: 2 } }),
 		product("p-tshirt", "Organic T-Shirt", { ...apparel, description: "Soft cotton tee", price: 2_500, minPrice: 2_500, maxPrice: 2_500, options: { Size: ["S", "M", "L"], Color: ["Red"] }, rating: { average: 4.8, count: 20 } }),
 		product("p-hoodie", "Café Hoodie", { ...apparel, description: "Warm hoodie", price: 4_999, minPrice: 4_999, maxPrice: 5_499 }),
+		// Priced in other currencies: 1,200 euro cents and 2,000 yen are not comparable with dollar cents.
+		product("p-mug", "Enamel Mug", { ...gifts, price: 1_200, minPrice: 1_200, maxPrice: 1_200, currency: "EUR" }),
+		product("p-teacup", "Porcelain Teacup", { ...gifts, price: 2_000, minPrice: 2_000, maxPrice: 2_000, currency: "JPY" }),
 	];
 	// Enough filler that a rebuild needs several pages of 200.
 	for (let i = 0; i < 420; i++) rows.push(product(`p-filler-${String(i).padStart(3, "0")}`, `Filler Widget ${i}`, { price: 100 + i, minPrice: 100 + i, maxPrice: 100 + i }));
@@ -163,7 +167,7 @@ describe("search (embedded engine) over HTTP", () => {
 		expect(res.status).toBe(200);
 		expect(res.body).toMatchObject({ total: 1, page: 1, pageSize: 20 });
 		expect(res.body.rows[0]).toEqual({ id: "p-headphones", name: "Wireless Headphones", slug: "wireless-headphones", price: 19_900, currency: "USD", rating: 4.6, ratingCount: 12, inStock: true, image: "https://img.example/p-headphones.jpg" });
-		expect(Object.keys(res.body.facets).sort()).toEqual(["category", "price", "rating"]);
+		expect(Object.keys(res.body.facets).sort()).toEqual(["category", "currency", "price", "rating"]);
 	});
 
 	test("a misspelt query still finds the product", async () => {
@@ -202,8 +206,13 @@ describe("search (embedded engine) over HTTP", () => {
 	test("every facet count equals the total of the search filtered by that facet", async () => {
 		for (const q of ["", "q=phone&"]) {
 			const base = await shop.http.get(`/api/search?${q}pageSize=1`);
-			const { category, price, rating } = base.body.facets;
+			const { category, currency, price, rating } = base.body.facets;
 			expect(category.length).toBeGreaterThan(0);
+			expect(currency.length).toBeGreaterThan(0);
+			for (const f of currency) {
+				const res = await shop.http.get(`/api/search?${q}currency=${f.value}`);
+				expect({ facet: f.value, total: res.body.total }).toEqual({ facet: f.value, total: f.count });
+			}
 			for (const f of category) {
 				const res = await shop.http.get(`/api/search?${q}category=${f.value}`);
 				expect({ facet: f.value, total: res.body.total }).toEqual({ facet: f.value, total: f.count });
@@ -238,6 +247,30 @@ describe("search (embedded engine) over HTTP", () => {
 		expect(ids(await shop.http.get("/api/search?category=audio&inStock=true")).sort()).toEqual(["p-earbuds", "p-headphones"]);
 	});
 
+	test("a currency filter keeps prices, their filters and facets in one currency", async () => {
+		// Without it, amounts compare as minor units whatever their currency: the 2,000 yen teacup is above a 19.99 bound.
+		expect(ids(await shop.http.get("/api/search?category=gifts&maxPrice=1999"))).toEqual(["p-mug"]);
+		const all = await shop.http.get("/api/search?category=gifts");
+		expect(all.body.facets.currency).toEqual([
+			{ value: "EUR", count: 1 },
+			{ value: "JPY", count: 1 },
+		]);
+		const yen = await shop.http.get("/api/search?category=gifts&currency=jpy&maxPrice=2500");
+		expect(ids(yen)).toEqual(["p-teacup"]);
+		expect(yen.body.rows[0]).toMatchObject({ price: 2_000, currency: "JPY" });
+		expect(yen.body.facets.currency).toEqual([{ value: "JPY", count: 1 }]);
+		expect(yen.body.facets.price.find((b: any) => b.from === 1_000).count).toBe(1);
+		expect(ids(await shop.http.get("/api/search?currency=EUR"))).toEqual(["p-mug"]);
+		expect((await shop.http.get("/api/search?currency=USD")).body.total).toBe((await shop.http.get("/api/search")).body.total - 2);
+		// Empty is no filter, as an empty category is.
+		expect((await shop.http.get("/api/search?category=gifts&currency=")).body.total).toBe(2);
+		for (const bad of ["XYZ", "dollars", "US"]) {
+			const res = await shop.http.get(`/api/search?currency=${bad}`);
+			expect(res.status).toBe(422);
+			expect(res.body.data.map((d: any) => d.field)).toEqual(["currency"]);
+		}
+	});
+
 	test("sorts by price both ways and by rating", async () => {
 		expect(ids(await shop.http.get("/api/search?category=electronics&sort=price"))).toEqual(["p-case", "p-earbuds", "p-speaker", "p-headphones", "p-phone"]);
 		expect(ids(await shop.http.get("/api/search?category=electronics&sort=-price"))).toEqual(["p-phone", "p-headphones", "p-speaker", "p-earbuds", "p-case"]);
@@ -268,7 +301,7 @@ describe("search (embedded engine) over HTTP", () => {
 			expect(far.status).toBe(422);
 			expect(far.body.data.map((d: any) => d.field)).toEqual(["page"]);
 		}
-		expect((await shop.http.get("/api/search?page=1000000")).body).toMatchObject({ page: 1_000_000, rows: [], total: 427 });
+		expect((await shop.http.get("/api/search?page=1000000")).body).toMatchObject({ page: 1_000_000, rows: [], total: 429 });
 		expect((await shop.http.get("/api/search?minRating=6")).status).toBe(422);
 		expect((await shop.http.get("/api/search?q=tee&foo=bar")).status).toBe(200);
 	});

@@ -11,6 +11,7 @@ describe("productListQuery", () => {
 		[{ minPrice: 100, maxPrice: 500 }, { isActive: true, fromPrice: { $gte: 100, $lte: 500 } }],
 		[{ minPrice: 500, maxPrice: 500 }, { isActive: true, fromPrice: { $gte: 500, $lte: 500 } }],
 		[{ categoryIds: ["a"], maxPrice: 500 }, { isActive: true, categoryId: { $in: ["a"] }, fromPrice: { $lte: 500 } }],
+		[{ currency: "EUR", maxPrice: 500 }, { isActive: true, currency: "EUR", fromPrice: { $lte: 500 } }],
 	])("%j → %j", (filter, query) => expect(productListQuery(filter)).toEqual(query));
 
 	test("a range below its own start is refused, naming maxPrice", () => {

@@ -1,5 +1,5 @@
 import Validator from "fastest-validator";
-import { centsRule, currencyRule, optionsRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, variantDisplayName, compareAtProblem, findCategoryRef, variantNamesFor, hasDerivedName, nameSortKey } from "../../lib/catalog-rules";
+import { centsRule, currencyRule, currencyFilterRule, optionsRule, variantRule, duplicateSkus, newProductDoc, newVariantDoc, toStoredImages, variantDisplayName, compareAtProblem, findCategoryRef, variantNamesFor, hasDerivedName, nameSortKey } from "../../lib/catalog-rules";
 
 const v = new Validator();
 
@@ -33,6 +33,21 @@ describe("validation rules", () => {
 	test("a made-up currency is one problem naming the field; an optional one may be left out", () => {
 		expect(currency({ currency: "XYZ" })).toEqual([expect.objectContaining({ field: "currency", type: "stringPattern", message: expect.stringContaining("ISO 4217") })]);
 		expect(v.compile({ currency: { ...currencyRule, optional: true } })({})).toBe(true);
+	});
+
+	test.each([
+		["EUR", "EUR"],
+		["eur", "EUR"],
+		[" jpy ", "JPY"],
+		["", ""],
+		["xyz", null],
+		["US", null],
+		["euro", null],
+	])("a currency filter %j reads as %j (null: a 422 naming it)", (value, read) => {
+		const params: { currency?: string } = { currency: value };
+		const result = v.compile({ currency: currencyFilterRule })(params);
+		if (read === null) expect(result).toEqual([expect.objectContaining({ field: "currency", type: "stringPattern" })]);
+		else expect({ result, currency: params.currency }).toEqual({ result: true, currency: read });
 	});
 
 	test.each([

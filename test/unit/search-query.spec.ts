@@ -31,7 +31,8 @@ describe("search query parsing", () => {
 		[{ q: `${" ".repeat(150)}candle${" ".repeat(150)}` }, { text: "candle", sort: "relevance", page: 1, pageSize: 20 }],
 		[{ category: " Shoes ", minPrice: 0, maxPrice: 500, minRating: 4, inStock: true, sort: "-price", page: 3, pageSize: 50 }, { text: "", category: "shoes", minPrice: 0, maxPrice: 500, minRating: 4, inStock: true, sort: "-price", page: 3, pageSize: 50 }],
 		// inStock=false does not filter; a blank category is no category.
-		[{ inStock: false, category: "  " }, { text: "", sort: "relevance", page: 1, pageSize: 20 }],
+		[{ inStock: false, category: "  ", currency: "" }, { text: "", sort: "relevance", page: 1, pageSize: 20 }],
+		[{ currency: "EUR", maxPrice: 1000 }, { text: "", currency: "EUR", maxPrice: 1000, sort: "relevance", page: 1, pageSize: 20 }],
 		[{ pageSize: 1000, page: 0 }, { text: "", sort: "relevance", page: 1, pageSize: 100 }],
 	] as const)("%j", (params, expected) => {
 		expect(parseSearchQuery(params as any)).toEqual(expected);
@@ -147,7 +148,7 @@ describe("filters, facets and sorts", () => {
 		doc("a", { categoryPath: ["electronics", "audio"], categoryNames: ["Electronics", "Audio"], price: 999, rating: 4.5 }),
 		doc("b", { categoryPath: ["electronics", "phones"], categoryNames: ["Electronics", "Phones"], price: 1000, rating: 3, inStock: false }),
 		doc("c", { categoryPath: ["apparel"], categoryNames: ["Apparel"], price: 25_000, rating: 5 }),
-		doc("d", { price: 4_999, rating: 0 }),
+		doc("d", { price: 4_999, rating: 0, currency: "EUR" }),
 	];
 
 	test.each([
@@ -159,6 +160,9 @@ describe("filters, facets and sorts", () => {
 		[{ minRating: 4 }, ["a", "c"]],
 		[{ inStock: true }, ["a", "c", "d"]],
 		[{ category: "electronics", inStock: true, minRating: 4 }, ["a"]],
+		[{ currency: "EUR" }, ["d"]],
+		[{ currency: "USD", minPrice: 1000 }, ["b", "c"]],
+		[{ currency: "JPY" }, []],
 	] as const)("%j matches %j", (filters, ids) => {
 		expect(docs.filter((d) => matchesFilters(d, { ...base, ...filters })).map((d) => d.id)).toEqual(ids);
 	});
@@ -172,6 +176,11 @@ describe("filters, facets and sorts", () => {
 			{ value: "phones", label: "Phones", count: 1 },
 		]);
 		for (const f of facets.category) expect(docs.filter((d) => matchesFilters(d, { ...base, category: f.value })).length).toBe(f.count);
+		expect(facets.currency).toEqual([
+			{ value: "USD", count: 3 },
+			{ value: "EUR", count: 1 },
+		]);
+		for (const f of facets.currency) expect(docs.filter((d) => matchesFilters(d, { ...base, currency: f.value })).length).toBe(f.count);
 		for (const f of facets.price) expect(docs.filter((d) => matchesFilters(d, { ...base, minPrice: f.from, maxPrice: f.to ?? undefined })).length).toBe(f.count);
 		for (const f of facets.rating) expect(docs.filter((d) => matchesFilters(d, { ...base, minRating: f.from })).length).toBe(f.count);
 		expect(facets.price.map((f) => f.count)).toEqual([1, 1, 1, 0, 0, 1]);
