@@ -117,6 +117,16 @@ export interface Contact {
 	firstName: string | null;
 	/** The customer's browsers subscribed for push (mixins/push-subscriptions.mixin.ts). */
 	pushSubscriptionIds?: string[];
+	/** The customer's phones with the shop's app (mixins/push-devices.mixin.ts). */
+	pushDeviceIds?: string[];
+}
+
+/** A push message's recipient for an app's device: its id after this prefix (a browser's subscription id has none). */
+const DEVICE_RECIPIENT = "device:";
+export const deviceRecipient = (deviceId: string) => `${DEVICE_RECIPIENT}${deviceId}`;
+/** The device id of an app push message's recipient; null for a browser's subscription. */
+export function deviceIdOf(recipient: string): string | null {
+	return recipient.startsWith(DEVICE_RECIPIENT) ? recipient.slice(DEVICE_RECIPIENT.length) : null;
 }
 
 export interface PlannedMessage {
@@ -126,8 +136,9 @@ export interface PlannedMessage {
 
 /**
  * Email when there is an address; for order news also SMS when the customer has a valid phone, and
- * push to each subscribed browser (its recipient is the subscription's id: the endpoint is a secret
- * of the browser's, and the subscription may be renewed before the message goes).
+ * push to each subscribed browser and each phone with the app (its recipient is the subscription's id,
+ * or `device:` and the device's: the endpoint or token is a secret of the browser's or app's, and may
+ * be renewed before the message goes).
  */
 export function plannedMessages(kind: NotificationKind, contact: Contact): PlannedMessage[] {
 	const out: PlannedMessage[] = [];
@@ -136,6 +147,7 @@ export function plannedMessages(kind: NotificationKind, contact: Contact): Plann
 	const phone = toE164(contact.phone);
 	if (phone) out.push({ medium: "sms", recipient: phone });
 	for (const id of contact.pushSubscriptionIds ?? []) out.push({ medium: "push", recipient: id });
+	for (const id of contact.pushDeviceIds ?? []) out.push({ medium: "push", recipient: deviceRecipient(id) });
 	return out;
 }
 

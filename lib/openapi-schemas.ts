@@ -143,6 +143,14 @@ export const RESPONSE_SCHEMAS = {
 		createdAt: date,
 		updatedAt: date,
 	}),
+	/** publicDevice (mixins/push-devices.mixin.ts). */
+	PushDevice: object({
+		id,
+		token: { ...str, description: "The FCM registration token the app gave" },
+		platform: { type: "string", enum: ["android", "ios"], nullable: true },
+		createdAt: date,
+		updatedAt: date,
+	}),
 	/** The shop's VAPID public key, base64url: the storefront passes it to PushManager.subscribe as applicationServerKey. */
 	PushPublicKey: object({ publicKey: str }),
 	/** adminView (services/notifications.service.ts). */

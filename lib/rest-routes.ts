@@ -76,6 +76,9 @@ export const SHOP_ROUTES: readonly string[] = [
 	"GET /api/me/push-subscriptions",
 	"POST /api/me/push-subscriptions",
 	"DELETE /api/me/push-subscriptions/:id",
+	"GET /api/me/push-devices",
+	"POST /api/me/push-devices",
+	"DELETE /api/me/push-devices/:id",
 	// search
 	"GET /api/search",
 	"GET /api/search/autocomplete",

@@ -1,9 +1,10 @@
 /**
- * Email, SMS and Web Push notifications from durable broker events (verification, password reset, order
+ * Email, SMS and push notifications from durable broker events (verification, password reset, order
  * confirmed/shipped/delivered/cancelled, refund; not the refund of a cancellation, which the
  * cancel message states: see kindFor in lib/notification-plan.ts). Order messages link to the
  * order under STOREFRONT_URL. Order news also goes to each browser the customer subscribed for push
- * (mixins/push-subscriptions.mixin.ts), with the email's subject as title and the SMS text as body.
+ * (mixins/push-subscriptions.mixin.ts, Web Push) and each phone with the shop's app
+ * (mixins/push-devices.mixin.ts, FCM), with the email's subject as title and the SMS text as body.
  *
  * Nothing lost: the users, orders and payments services keep their events in an outbox; the
  * outbox consumer mixin hands live events and those caught up from each outbox (at start, every
@@ -25,6 +26,7 @@ import { DbMixin, type Collections } from "../mixins/db.mixin";
 import { OutboxConsumerMixin, type OutboxConsumerSettings, type OutboxConsumerThis } from "../mixins/outbox-consumer.mixin";
 import { HealthMixin } from "../mixins/health.mixin";
 import { pushSubscriptionsSchema, type PushSubscriptionsMethods } from "../mixins/push-subscriptions.mixin";
+import { pushDevicesSchema, type PushDevicesMethods } from "../mixins/push-devices.mixin";
 import type { ShopMeta } from "../mixins/types";
 import "../mixins/types";
 import { ConflictError, NotFoundError, UnauthorizedError, isDuplicate } from "../lib/errors";
@@ -39,6 +41,7 @@ import {
 	ONE_TIME_LINK_KINDS,
 	SOURCE_EVENTS,
 	dedupeKey,
+	deviceIdOf,
 	eventIdOf,
 	kindFor,
 	needsUserLookup,
@@ -144,8 +147,8 @@ interface NotifySettings extends OutboxConsumerSettings {
 interface NotifyVars {
 	db: Collections;
 	config: NotificationConfig;
-	/** Push joins once its keys are loaded (started). */
-	channels: Record<"email" | "sms", NotificationChannel> & { push?: NotificationChannel };
+	/** Browser push joins once its keys are loaded (started); `app` is push to the shop's apps (FCM or the outbox). */
+	channels: Record<"email" | "sms" | "app", NotificationChannel> & { push?: NotificationChannel };
 	vapidKeys: VapidKeys | null;
 	pushHosts: PushHost[];
 	templates: Map<NotificationKind, KindTemplates>;
@@ -154,7 +157,8 @@ interface NotifyVars {
 	stopping: boolean;
 }
 
-interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll">, PushSubscriptionsMethods {
+interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll">, PushSubscriptionsMethods, PushDevicesMethods {
+	channelFor(medium: Medium, recipient: string): NotificationChannel | undefined;
 	handleEvent(event: string, payload: Record<string, any>): Promise<void>;
 	removeSpentLinks(): Promise<number>;
 	keptUntil(finishedAt: Date): { purgeAt?: Date };
@@ -204,11 +208,16 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				fields: { userId: String, endpoint: String, p256dh: String, auth: String, expirationTime: Number, createdAt: Date, updatedAt: Date },
 				indexes: [{ fields: { endpoint: 1 }, unique: true }, { fields: { userId: 1, updatedAt: -1 } }],
 			},
+			notification_push_devices: {
+				fields: { userId: String, token: String, platform: String, createdAt: Date, updatedAt: Date },
+				indexes: [{ fields: { token: 1 }, unique: true }, { fields: { userId: 1, updatedAt: -1 } }],
+			},
 			/** The Web Push key pair made on the first start when VAPID_* are not set (one document, "vapid"). */
 			notification_keys: { fields: { publicKey: String, privateKey: String, createdAt: Date } },
 		}),
 		HealthMixin,
 		pushSubscriptionsSchema as Partial<ServiceSchema>,
+		pushDevicesSchema as Partial<ServiceSchema>,
 	],
 	settings: { rest: "/", scanIntervalMs: 5_000, catchUpIntervalMs: 30_000, catchUpDelayMs: 500, leaseMs: 60_000, backoff: DEFAULT_BACKOFF },
 
@@ -306,7 +315,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 						channel: planned.medium, provider: null, recipient: planned.recipient, ...content, status: "queued", attempts: 1,
 						providerId: null, error: null, createdAt: now, sentAt: null, failedAt: null, nextAttemptAt: now, leaseUntil,
 					};
-					const channel = this.channels[planned.medium];
+					const channel = this.channelFor(planned.medium, planned.recipient);
 					try {
 						if (channel?.deliversByStoring) {
 							await this.storeDelivered(message as unknown as Message, channel);
@@ -328,12 +337,14 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			}
 		},
 
-		/** The messages kept for a user who deleted their account (addresses, names, links) and their browsers' push subscriptions: gone, and not sent. */
+		/** The messages kept for a user who deleted their account (addresses, names, links), their browsers' push subscriptions and their apps' devices: gone, and not sent. */
 		async forgetMessagesOf(userId: string) {
-			// A browser's subscription identifies a device of theirs. Rewritten even when none is left: the
-			// embedded file still holds the lines of one removed before (unsubscribed, or taken over by another account).
-			await this.db.notification_push_subscriptions.removeMany({ userId });
-			await this.db.notification_push_subscriptions.compact();
+			// A browser's subscription or an app's token identifies a device of theirs. Rewritten even when none is
+			// left: the embedded file still holds the lines of one removed before (unsubscribed, or taken over by another account).
+			for (const devices of [this.db.notification_push_subscriptions, this.db.notification_push_devices]) {
+				await devices.removeMany({ userId });
+				await devices.compact();
+			}
 			const forgotten = await this.db.notifications.removeMany({ userId });
 			// Nor may the embedded file keep them until it is next rewritten.
 			if (forgotten) await this.db.notifications.compact();
@@ -356,8 +367,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				throw err;
 			}
 			if (!needsUserLookup(kind)) return { userId: user.id, email: payload.email ?? null, phone: null, firstName: payload.firstName ?? null };
-			const push = await this.pushSubscriptionsOf(user.id);
-			return { userId: user.id, email: user.email ?? null, phone: user.phone ?? null, firstName: user.firstName ?? null, pushSubscriptionIds: push.map((s) => s.id) };
+			const [push, devices] = await Promise.all([this.pushSubscriptionsOf(user.id), this.pushDevicesOf(user.id)]);
+			return { userId: user.id, email: user.email ?? null, phone: user.phone ?? null, firstName: user.firstName ?? null, pushSubscriptionIds: push.map((s) => s.id), pushDeviceIds: devices.map((d) => d.id) };
 		},
 
 		/**
@@ -381,16 +392,20 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			const { id } = item;
 			const claimed = await this.claim(item, new Date());
 			if (!claimed) return;
-			const channel = this.channels[claimed.channel];
-			// Push before its keys are loaded: the lease runs out and the scan takes it again.
+			const channel = this.channelFor(claimed.channel, claimed.recipient);
+			// Browser push before its keys are loaded: the lease runs out and the scan takes it again.
 			if (!channel) return;
 			const mine = { id, leaseUntil: claimed.leaseUntil };
 			let result;
 			try {
 				result = await channel.send(await this.outgoing(claimed));
 			} catch (err) {
-				// The browser unsubscribed, or its subscription expired: nothing will reach it again.
-				if (err instanceof SubscriptionGoneError) await this.db.notification_push_subscriptions.removeOne({ id: claimed.recipient, userId: claimed.userId });
+				// The browser unsubscribed, its subscription expired, or the app was uninstalled: nothing will reach it again.
+				if (err instanceof SubscriptionGoneError) {
+					const deviceId = deviceIdOf(claimed.recipient);
+					if (deviceId) await this.db.notification_push_devices.removeOne({ id: deviceId, userId: claimed.userId });
+					else await this.db.notification_push_subscriptions.removeOne({ id: claimed.recipient, userId: claimed.userId });
+				}
 				const permanent = err instanceof DeliveryError && err.permanent;
 				const decision = nextRetry(claimed.attempts, this.config.maxAttempts, new Date(), this.settings.backoff, permanent);
 				const error = (err as Error).message.slice(0, 500);
@@ -413,10 +428,22 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			return { status: result.status, provider: result.provider, providerId: result.providerId, sentAt, error: null, leaseUntil: EPOCH, ...spentLink(m), ...this.keptUntil(sentAt) };
 		},
 
-		/** The message as its channel takes it; a push message with the subscription it goes to, if that is still the customer's. */
+		/** Browser push, app push (by its device) and the other media each have their channel. */
+		channelFor(medium: Medium, recipient: string) {
+			return medium === "push" && deviceIdOf(recipient) ? this.channels.app : this.channels[medium];
+		},
+
+		/** The message as its channel takes it; a push message with the subscription or device it goes to, if that is still the customer's. */
 		async outgoing(m: Message) {
 			const message: OutgoingMessage = { id: m.id, to: m.recipient, subject: m.subject ?? undefined, html: m.html ?? undefined, text: m.text, url: m.url ?? undefined };
 			if (m.channel !== "push") return message;
+			const deviceId = deviceIdOf(m.recipient);
+			if (deviceId) {
+				const device = await this.db.notification_push_devices.findById(deviceId);
+				// Removed since (signed out), or taken over by another account signed in on that phone.
+				if (!device || device.userId !== m.userId) throw new SubscriptionGoneError("The app's device was removed before the message went", this.channels.app.provider, 410);
+				return { ...message, device: { token: device.token } };
+			}
 			const sub = await this.db.notification_push_subscriptions.findById(m.recipient);
 			// Unsubscribed since, or taken over by another account signed in on that browser.
 			if (!sub || sub.userId !== m.userId) throw new SubscriptionGoneError("The push subscription was removed before the message went", "webpush", 410);

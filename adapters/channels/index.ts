@@ -3,10 +3,13 @@
  * is set, Twilio for SMS when TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM are; the
  * outbox otherwise. SENDGRID_API_BASE and TWILIO_API_BASE point the clients at another host (tests).
  * Web Push needs no provider (the browser names its push service); its settings are read here, and
- * the service makes its channel once the keys are loaded.
+ * the service makes its channel once the keys are loaded. Push to the shop's apps goes through FCM
+ * when FCM_SERVICE_ACCOUNT is set, to the outbox otherwise.
  */
 import { nonEmpty, readConfig } from "../../lib/config";
 import { p256PublicKeyOf, parsePushHosts } from "../../lib/web-push";
+import { readFcmConfig } from "../../lib/fcm";
+import { FcmChannel } from "./fcm-channel";
 import type { NotificationChannel } from "./notification-channel";
 import { OutboxChannel } from "./outbox-channel";
 import { SendGridChannel } from "./sendgrid-channel";
@@ -17,6 +20,7 @@ export { DeliveryError } from "./notification-channel";
 export { OutboxChannel } from "./outbox-channel";
 export { SendGridChannel } from "./sendgrid-channel";
 export { TwilioChannel, rebasedRequestClient } from "./twilio-channel";
+export { FcmChannel } from "./fcm-channel";
 
 /** Notification settings from the environment (read when the service is created, never at import). */
 /**
@@ -37,6 +41,8 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 	if (missing.length && missing.length < twilio.length) throw new Error(`${twilio.join(", ")} go together (SMS through Twilio): ${missing.join(" and ")} missing`);
 	return {
 		webPush: readWebPushConfig(env, fromEmail ?? "no-reply@example.com"),
+		/** Push to the shop's apps through FCM; null: their messages go to the outbox. */
+		fcm: readFcmConfig(env),
 		concurrency: notifyConcurrency,
 		maxAttempts: notifyMaxAttempts,
 		/** Days a finished message (sent, outboxed or failed) is kept; 0 keeps it for good. */
@@ -76,8 +82,9 @@ function readWebPushConfig(env: NodeJS.ProcessEnv, fromEmail: string) {
 	return { keys: publicKey && privateKey ? { publicKey, privateKey } : null, subject, hosts: parsePushHosts(env.WEB_PUSH_HOSTS) };
 }
 
-export function createChannels(cfg: NotificationConfig, log?: (line: string) => void): Record<"email" | "sms", NotificationChannel> {
+export function createChannels(cfg: NotificationConfig, log?: (line: string) => void): Record<"email" | "sms" | "app", NotificationChannel> {
 	return {
+		app: cfg.fcm ? new FcmChannel(cfg.fcm) : new OutboxChannel("push", log, cfg.logWholeOutboxed),
 		email: cfg.sendgrid ? new SendGridChannel({ ...cfg.sendgrid, from: cfg.fromEmail }) : new OutboxChannel("email", log, cfg.logWholeOutboxed),
 		sms: cfg.twilio ? new TwilioChannel(cfg.twilio) : new OutboxChannel("sms", log, cfg.logWholeOutboxed),
 	};

@@ -1,6 +1,7 @@
 /**
  * The seam between notifications and whatever carries a message: the outbox (nothing leaves),
- * SendGrid (email), Twilio (SMS) or a browser's push service (Web Push). The service holds one channel per medium and never asks which.
+ * SendGrid (email), Twilio (SMS), a browser's push service (Web Push) or FCM (the shop's apps). The service
+ * holds one channel per medium (push: one for browsers, one for apps) and never asks which provider.
  */
 import { isTransientStatus } from "../../lib/retry-backoff";
 import type { Medium } from "../../lib/notification-plan";
@@ -16,6 +17,8 @@ export interface OutgoingMessage {
 	url?: string;
 	/** Push: the browser's subscription the message is encrypted for and sent to. */
 	push?: { endpoint: string; keys: { p256dh: string; auth: string } };
+	/** Push to an app: the device's FCM registration token. */
+	device?: { token: string };
 }
 
 export interface DeliveryResult {
@@ -26,7 +29,7 @@ export interface DeliveryResult {
 }
 
 export interface NotificationChannel {
-	readonly provider: "outbox" | "sendgrid" | "twilio" | "webpush";
+	readonly provider: "outbox" | "sendgrid" | "twilio" | "webpush" | "fcm";
 	readonly medium: Medium;
 	/**
 	 * Storing the message is its delivery (the outbox: nothing leaves the shop, and the stored message
@@ -53,3 +56,6 @@ export class DeliveryError extends Error {
 		this.permanent = permanent ?? !isTransientStatus(status);
 	}
 }
+
+/** The browser's subscription or the app's device is gone (unsubscribed, expired, uninstalled): nothing will reach it again. */
+export class SubscriptionGoneError extends DeliveryError {}

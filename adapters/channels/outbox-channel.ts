@@ -12,7 +12,7 @@ export class OutboxChannel implements NotificationChannel {
 	readonly provider = "outbox" as const;
 	readonly deliversByStoring = true;
 	constructor(
-		readonly medium: "email" | "sms",
+		readonly medium: "email" | "sms" | "push",
 		private readonly log?: (line: string) => void,
 		private readonly wholeMessage = false,
 	) {}

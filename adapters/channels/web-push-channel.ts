@@ -5,7 +5,7 @@
  */
 import { generateRequestDetails } from "web-push";
 import { pushPayloadJson } from "../../lib/web-push";
-import { DeliveryError, type DeliveryResult, type NotificationChannel, type OutgoingMessage } from "./notification-channel";
+import { DeliveryError, SubscriptionGoneError, type DeliveryResult, type NotificationChannel, type OutgoingMessage } from "./notification-channel";
 
 export interface VapidKeys {
 	publicKey: string;
@@ -20,8 +20,7 @@ export interface WebPushOptions extends VapidKeys {
 	timeoutMs?: number;
 }
 
-/** The push service no longer knows the subscription (unsubscribed, expired): it will never take a message again. */
-export class SubscriptionGoneError extends DeliveryError {}
+export { SubscriptionGoneError };
 
 export class WebPushChannel implements NotificationChannel {
 	readonly provider = "webpush" as const;

@@ -53,7 +53,7 @@ describe("a customer deletes their account", () => {
 		// The messages kept go on the durable user.deleted, which notifications read (live here, or on catch-up).
 		await waitFor(() => http.get(`/api/notifications?userId=${c.userId}`, { token: admin }), (r) => r.body.total === 0);
 		// The embedded files are rewritten at once, without the versions that named them (test/unit/store-compact.spec.ts).
-		expect(compacted.mock.contexts.map((c) => (c as Collection).name).sort()).toEqual(["notification_push_subscriptions", "notifications", "reviews", "user_addresses", "user_sessions", "user_tokens", "user_wishlist", "users", "users_outbox"]);
+		expect(compacted.mock.contexts.map((c) => (c as Collection).name).sort()).toEqual(["notification_push_devices", "notification_push_subscriptions", "notifications", "reviews", "user_addresses", "user_sessions", "user_tokens", "user_wishlist", "users", "users_outbox"]);
 		compacted.mockRestore();
 
 		// Signed out everywhere, and the old email and password open nothing.

@@ -521,7 +521,7 @@ describe("notifications: pending work survives a restart", () => {
 		await waitFor(() => down.calls, (n) => n === 1);
 		const { publicKey } = svc.vapidKeys;
 		await t.shop.broker.destroyService(svc);
-		expect(fs.readdirSync(t.dataDir).sort()).toEqual(["notification_cursors.db", "notification_events.db", "notification_keys.db", "notification_push_subscriptions.db", "notifications.db"]);
+		expect(fs.readdirSync(t.dataDir).sort()).toEqual(["notification_cursors.db", "notification_events.db", "notification_keys.db", "notification_push_devices.db", "notification_push_subscriptions.db", "notifications.db"]);
 
 		// Second run on the same files, with the outbox channel (no provider configured).
 		svc = await withEnv(env(), () => startNotifications(t.shop));

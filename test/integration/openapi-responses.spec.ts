@@ -253,6 +253,11 @@ describe("OpenAPI response schemas against real answers", () => {
 		const sub = await call("POST /api/me/push-subscriptions", { token: customer.token, body: browser, status: 201 });
 		await call("GET /api/me/push-subscriptions", { token: customer.token });
 		await call("DELETE /api/me/push-subscriptions/{id}", { token: customer.token, path: { id: sub.body.id }, status: 204 });
+		const device = await call("POST /api/me/push-devices", { token: customer.token, body: { token: "app-install:APA91bOpenApiTest", platform: "android" }, status: 201 });
+		await call("GET /api/me/push-devices", { token: customer.token });
+		await call("DELETE /api/me/push-devices/{id}", { token: customer.token, path: { id: device.body.id }, status: 204 });
+		// A device the app registered without saying its platform: null in the schema.
+		await call("POST /api/me/push-devices", { token: customer.token, body: { token: "app-install:APA91bNoPlatform" }, status: 201 });
 
 		const guest = await call("GET /api/cart");
 		const cartId = guest.headers.get("x-cart-id")!;

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import {
 	ONE_TIME_LINK_KINDS,
-	CANCELLATION_REFUND_REASONS, LINK_REMOVED, NOTIFICATION_KINDS, dedupeKey, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, withOpenedTokens,
+	CANCELLATION_REFUND_REASONS, LINK_REMOVED, NOTIFICATION_KINDS, dedupeKey, deviceIdOf, deviceRecipient, eventIdOf, kindFor, needsUserLookup, outboxSeqOf, plannedMessages, sourceOf, templateVars, withOpenedTokens,
 	withoutOneTimeLinks, type Contact, type NotificationKind,
 } from "../../lib/notification-plan";
 import { renderTemplate } from "../../lib/template-render";
@@ -122,10 +122,17 @@ describe("notification plan", () => {
 		["order-shipped", contact({ email: null, phone: "+14155550100" }), [{ medium: "sms", recipient: "+14155550100" }]],
 		["order-shipped", contact({ email: null }), []],
 		["order-shipped", contact({ pushSubscriptionIds: ["s1", "s2"] }), [{ medium: "email", recipient: "ann@example.com" }, { medium: "push", recipient: "s1" }, { medium: "push", recipient: "s2" }]],
-		// Account mail carries links for the address it names: never to a browser.
-		["verify-email", contact({ pushSubscriptionIds: ["s1"] }), [{ medium: "email", recipient: "ann@example.com" }]],
+		// A phone with the app: its device id, marked as a device's.
+		["order-shipped", contact({ pushSubscriptionIds: ["s1"], pushDeviceIds: ["d1"] }), [{ medium: "email", recipient: "ann@example.com" }, { medium: "push", recipient: "s1" }, { medium: "push", recipient: "device:d1" }]],
+		// Account mail carries links for the address it names: never to a browser or an app.
+		["verify-email", contact({ pushSubscriptionIds: ["s1"], pushDeviceIds: ["d1"] }), [{ medium: "email", recipient: "ann@example.com" }]],
 	] as const)("%s for %j", (kind, c, planned) => {
 		expect(plannedMessages(kind, c)).toEqual(planned);
+	});
+
+	test("a device's recipient reads back as its id; a browser subscription's has none", () => {
+		expect(deviceIdOf(deviceRecipient("d1"))).toBe("d1");
+		expect(deviceIdOf("s1")).toBeNull();
 	});
 
 	test("template values: links carry the token encoded, money is formatted, empty parts are empty", () => {
