@@ -11,8 +11,8 @@
 import type { Context, ServiceSchema } from "moleculer";
 import type { Collection, Entity } from "./collection";
 import { me, type ShopMeta } from "./types";
-import { NotFoundError, isDuplicate } from "../lib/errors";
-import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { pageParams } from "../lib/pagination";
+import { keepOwnedDevice, pageOfOwnedDevices, removeOwnedDevice } from "./owned-devices";
 import { FCM_TOKEN_MAX, FCM_TOKEN_PATTERN } from "../lib/fcm";
 
 /** Phones and tablets one account keeps registered: a person's devices, and a bound on what one account stores. */
@@ -48,23 +48,9 @@ export const pushDevicesSchema: Partial<ServiceSchema<Record<string, never>, Pus
 			async handler(ctx: Ctx<{ token: string; platform?: (typeof DEVICE_PLATFORMS)[number] }>) {
 				const userId = me(ctx).id;
 				const { token } = ctx.params;
-				const now = new Date();
-				const fields = { userId, platform: ctx.params.platform ?? null, updatedAt: now };
-				const devices = this.db.notification_push_devices;
 				// The same installation again (the app's start, or another account signed in on it): one device, now this account's.
-				let saved = await devices.updateOne({ token }, { $set: fields });
-				if (!saved) {
-					try {
-						saved = await devices.insert({ token, ...fields, createdAt: now });
-						ctx.meta.$statusCode = 201;
-					} catch (err) {
-						if (!isDuplicate(err)) throw err;
-						saved = await devices.updateOne({ token }, { $set: fields });
-						if (!saved) throw err;
-					}
-				}
-				const older = await devices.find({ userId }, { sort: { updatedAt: -1 }, offset: MAX_PUSH_DEVICES, fields: ["id"] });
-				for (const old of older) await devices.removeOne({ id: old.id, userId });
+				const { saved, created } = await keepOwnedDevice(this.db.notification_push_devices, { token }, { userId, platform: ctx.params.platform ?? null, updatedAt: new Date() }, MAX_PUSH_DEVICES);
+				if (created) ctx.meta.$statusCode = 201;
 				return publicDevice(saved);
 			},
 		},
@@ -74,10 +60,8 @@ export const pushDevicesSchema: Partial<ServiceSchema<Record<string, never>, Pus
 			openapi: { response: { list: "PushDevice" } },
 			auth: "required",
 			params: { $$strict: "remove", ...pageParams },
-			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
-				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
-				const [rows, total] = await this.db.notification_push_devices.findWithCount({ userId: me(ctx).id }, { sort: { updatedAt: -1 }, offset: w.offset, limit: w.limit });
-				return toPage(rows.map(publicDevice), total, w.page, w.pageSize);
+			handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
+				return pageOfOwnedDevices(this.db.notification_push_devices, me(ctx).id, ctx.params.page, ctx.params.pageSize, publicDevice);
 			},
 		},
 
@@ -87,8 +71,7 @@ export const pushDevicesSchema: Partial<ServiceSchema<Record<string, never>, Pus
 			auth: "required",
 			params: { id: { type: "string", min: 1, max: 100 } },
 			async handler(ctx: Ctx<{ id: string }>) {
-				const removed = await this.db.notification_push_devices.removeOne({ id: ctx.params.id, userId: me(ctx).id });
-				if (!removed) throw new NotFoundError("Push device");
+				await removeOwnedDevice(this.db.notification_push_devices, ctx.params.id, me(ctx).id, "Push device");
 				ctx.meta.$statusCode = 204;
 				return null;
 			},

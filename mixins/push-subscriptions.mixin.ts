@@ -16,8 +16,9 @@ import type { Context, ServiceSchema } from "moleculer";
 import { generateVAPIDKeys } from "web-push";
 import type { Collection, Entity } from "./collection";
 import { me, type ShopMeta } from "./types";
-import { NotFoundError, ServiceUnavailableError, invalidField, isDuplicate } from "../lib/errors";
-import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { ServiceUnavailableError, invalidField, isDuplicate } from "../lib/errors";
+import { pageParams } from "../lib/pagination";
+import { keepOwnedDevice, pageOfOwnedDevices, removeOwnedDevice } from "./owned-devices";
 import { absentOr } from "../lib/store-queries";
 import { canonicalPushEndpoint, pushKeysProblem, type PushHost } from "../lib/web-push";
 import type { VapidKeys } from "../adapters/channels/web-push-channel";
@@ -82,23 +83,10 @@ export const pushSubscriptionsSchema: Partial<ServiceSchema<Record<string, never
 				const keysProblem = pushKeysProblem(keys);
 				if (keysProblem) throw invalidField(`keys.${keysProblem.field}`, `keys.${keysProblem.field} ${keysProblem.message}`);
 				if (ctx.params.expirationTime != null && ctx.params.expirationTime <= Date.now()) throw invalidField("expirationTime", "expirationTime has passed: the browser renews its subscription, subscribe with the new one");
-				const now = new Date();
-				const fields = { userId, p256dh: keys.p256dh, auth: keys.auth, expirationTime: ctx.params.expirationTime ?? null, updatedAt: now };
-				const subs = this.db.notification_push_subscriptions;
+				const fields = { userId, p256dh: keys.p256dh, auth: keys.auth, expirationTime: ctx.params.expirationTime ?? null, updatedAt: new Date() };
 				// The same browser again (renewed keys, or another account signed in on it): one subscription, now this account's.
-				let saved = await subs.updateOne({ endpoint }, { $set: fields });
-				if (!saved) {
-					try {
-						saved = await subs.insert({ endpoint, ...fields, createdAt: now });
-						ctx.meta.$statusCode = 201;
-					} catch (err) {
-						if (!isDuplicate(err)) throw err;
-						saved = await subs.updateOne({ endpoint }, { $set: fields });
-						if (!saved) throw err;
-					}
-				}
-				const mine = await subs.find({ userId }, { sort: { updatedAt: -1 }, offset: MAX_PUSH_SUBSCRIPTIONS, fields: ["id"] });
-				for (const old of mine) await subs.removeOne({ id: old.id, userId });
+				const { saved, created } = await keepOwnedDevice(this.db.notification_push_subscriptions, { endpoint }, fields, MAX_PUSH_SUBSCRIPTIONS);
+				if (created) ctx.meta.$statusCode = 201;
 				return publicSubscription(saved);
 			},
 		},
@@ -108,10 +96,8 @@ export const pushSubscriptionsSchema: Partial<ServiceSchema<Record<string, never
 			openapi: { response: { list: "PushSubscription" } },
 			auth: "required",
 			params: { $$strict: "remove", ...pageParams },
-			async handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
-				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
-				const [rows, total] = await this.db.notification_push_subscriptions.findWithCount({ userId: me(ctx).id }, { sort: { updatedAt: -1 }, offset: w.offset, limit: w.limit });
-				return toPage(rows.map(publicSubscription), total, w.page, w.pageSize);
+			handler(ctx: Ctx<{ page?: number; pageSize?: number }>) {
+				return pageOfOwnedDevices(this.db.notification_push_subscriptions, me(ctx).id, ctx.params.page, ctx.params.pageSize, publicSubscription);
 			},
 		},
 
@@ -121,8 +107,7 @@ export const pushSubscriptionsSchema: Partial<ServiceSchema<Record<string, never
 			auth: "required",
 			params: { id: { type: "string", min: 1, max: 100 } },
 			async handler(ctx: Ctx<{ id: string }>) {
-				const removed = await this.db.notification_push_subscriptions.removeOne({ id: ctx.params.id, userId: me(ctx).id });
-				if (!removed) throw new NotFoundError("Push subscription");
+				await removeOwnedDevice(this.db.notification_push_subscriptions, ctx.params.id, me(ctx).id, "Push subscription");
 				ctx.meta.$statusCode = 204;
 				return null;
 			},
