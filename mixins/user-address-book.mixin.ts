@@ -111,10 +111,11 @@ const userAddressBookSchema: Partial<ServiceSchema<Record<string, never>, UserAd
 				if (current.defaultFor && (isDefault === false || retyped)) update.$unset = { defaultFor: true };
 				const saved = await this.db.user_addresses.updateOne({ id, userId: current.userId }, update);
 				if (!saved) throw new NotFoundError("Address");
-				if (isDefault) return publicAddress(await this.makeDefault(saved));
-				// The type it left hands its default on; in its type it becomes the default if there is none
-				// (one asked to stop being the default passes it to another address, when the type has one).
+				// The type it left hands its default on, whatever it becomes in its new type.
 				if (retyped && current.defaultFor) await this.ensureDefault(current.userId, current.type);
+				if (isDefault) return publicAddress(await this.makeDefault(saved));
+				// In its type it becomes the default if there is none (one asked to stop being the default
+				// passes it to another address, when the type has one).
 				const opts = isDefault === false ? { passOver: saved.id } : retyped ? { candidate: saved } : {};
 				const madeDefault = await this.ensureDefault(saved.userId, saved.type, opts);
 				return publicAddress(madeDefault?.id === saved.id ? madeDefault : saved);

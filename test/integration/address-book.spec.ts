@@ -106,6 +106,17 @@ describe("address book", () => {
 		expect(await c.defaults()).toEqual({ shipping: [s3.id], billing: [s1.id] });
 	});
 
+	test("a default moved to the other type as that type's default still hands its old type's default on", async () => {
+		const c = await customer();
+		const s1 = await c.add();
+		const s2 = await c.add();
+		const b1 = await c.add({ type: "billing" });
+		expect(await c.defaults()).toEqual({ shipping: [s1.id], billing: [b1.id] });
+		const moved = await c.patch(s1.id, { type: "billing", isDefault: true });
+		expect(moved.body).toMatchObject({ id: s1.id, type: "billing", isDefault: true });
+		expect(await c.defaults()).toEqual({ shipping: [s2.id], billing: [s1.id] });
+	});
+
 	test("isDefault: false passes the default to the most recent other address of the type; the only one keeps it", async () => {
 		const c = await customer();
 		const s1 = await c.add();
