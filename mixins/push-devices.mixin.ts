@@ -49,7 +49,8 @@ export const pushDevicesSchema: Partial<ServiceSchema<Record<string, never>, Pus
 				const userId = me(ctx).id;
 				const { token } = ctx.params;
 				// The same installation again (the app's start, or another account signed in on it): one device, now this account's.
-				const { saved, created } = await keepOwnedDevice(this.db.notification_push_devices, { token }, { userId, platform: ctx.params.platform ?? null, updatedAt: new Date() }, MAX_PUSH_DEVICES);
+				// Without a platform, the one registered before stays.
+				const { saved, created } = await keepOwnedDevice(this.db.notification_push_devices, { token }, { userId, ...(ctx.params.platform ? { platform: ctx.params.platform } : {}), updatedAt: new Date() }, MAX_PUSH_DEVICES);
 				if (created) ctx.meta.$statusCode = 201;
 				return publicDevice(saved);
 			},

@@ -14,15 +14,18 @@ import { me, type ShopMeta } from "./types";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { ADDRESS_TYPES, publicAddress } from "../lib/user-records";
+import { ONE_LINE_TEXT } from "../lib/param-rules";
 
+/** Each field is a line of a shipping label and of the order's messages: one line, as it is written. */
+const line = { pattern: ONE_LINE_TEXT, messages: { stringPattern: "The '{field}' field must not contain line breaks, control characters or bidirectional overrides." } };
 const addressRules = {
 	type: { type: "enum", values: ADDRESS_TYPES },
-	line1: { type: "string", trim: true, min: 1, max: 200 },
-	line2: { type: "string", trim: true, max: 200, optional: true, nullable: true },
-	city: { type: "string", trim: true, min: 1, max: 100 },
-	state: { type: "string", trim: true, max: 100, optional: true, nullable: true },
-	postalCode: { type: "string", trim: true, min: 1, max: 20 },
-	country: { type: "string", trim: true, min: 2, max: 56 },
+	line1: { type: "string", trim: true, min: 1, max: 200, ...line },
+	line2: { type: "string", trim: true, max: 200, optional: true, nullable: true, ...line },
+	city: { type: "string", trim: true, min: 1, max: 100, ...line },
+	state: { type: "string", trim: true, max: 100, optional: true, nullable: true, ...line },
+	postalCode: { type: "string", trim: true, min: 1, max: 20, ...line },
+	country: { type: "string", trim: true, min: 2, max: 56, ...line },
 	isDefault: { type: "boolean", optional: true },
 };
 const addressPatchRules = Object.fromEntries(Object.entries(addressRules).map(([k, r]) => [k, { ...r, optional: true }]));

@@ -40,7 +40,7 @@ import {
 import { funnelReport, salesReport, topProductsReport, withCatalogNames, type HourlyCounter } from "../lib/analytics-reports";
 import { hourRange, INTERVALS, resolveRange, type Interval } from "../lib/time-buckets";
 import { invalidField, isDuplicate } from "../lib/errors";
-import { currencyRule } from "../lib/catalog-rules";
+import { currencyFilterRule } from "../lib/catalog-rules";
 import { brokerRunView, runnerIsGone, type SagaRunner as NodeRun } from "../lib/checkout-recovery";
 import { isoDateRule } from "../lib/param-rules";
 
@@ -236,7 +236,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			params: {
 				...rangeParams,
 				limit: { type: "number", integer: true, min: 1, max: 100, default: 10, convert: true },
-				currency: { ...currencyRule, optional: true },
+				currency: currencyFilterRule,
 				$$strict: "remove",
 			},
 			async handler(this: AnalyticsThis, ctx: Context<RangeParams & { limit: number; currency?: string }, ShopMeta>) {

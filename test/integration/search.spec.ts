@@ -295,6 +295,11 @@ describe("search (embedded engine) over HTTP", () => {
 		expect(sort.status).toBe(422);
 		expect(sort.body.data[0].field).toBe("sort");
 		expect((await shop.http.get("/api/search?pageSize=101")).status).toBe(422);
+		// Whole cents up to 1,000,000,000, as the product list takes them.
+		for (const price of ["minPrice=99999999999999999999", "maxPrice=1000000001", "minPrice=1.5"]) {
+			const res = await shop.http.get(`/api/search?${price}`);
+			expect({ price, status: res.status, field: res.body.data?.[0]?.field }).toEqual({ price, status: 422, field: price.split("=")[0] });
+		}
 		// No page is that far: 422 naming page, not a 200 echoing "page": 1e+30.
 		for (const page of ["1e30", "1000001"]) {
 			const far = await shop.http.get(`/api/search?page=${page}`);

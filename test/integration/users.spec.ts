@@ -688,6 +688,15 @@ describe("users service over HTTP", () => {
 			expect(fields422(nulls).sort()).toEqual(["city", "country", "line1", "postalCode", "type"]);
 			expect((await http.patch(`/api/me/addresses/${ok.body.id}`, { line2: null }, { token: u.accessToken })).status).toBe(200);
 			expect((await http.get(`/api/me/addresses/${ok.body.id}`, { token: u.accessToken })).body).toMatchObject({ line1: address.line1, city: address.city, line2: null });
+
+			// Each field is a line of a shipping label: no line breaks, control characters or bidirectional overrides.
+			const lines = await http.post("/api/me/addresses", { ...address, line1: "1 Main St\nAttn: someone else", line2: "Apt\u00002", city: "Cuper\u202Etino", state: "C\tA" }, { token: u.accessToken });
+			expect(lines.status).toBe(422);
+			expect(fields422(lines).sort()).toEqual(["city", "line1", "line2", "state"]);
+			const patched = await http.patch(`/api/me/addresses/${ok.body.id}`, { postalCode: "950\r14", country: "U\u0007S" }, { token: u.accessToken });
+			expect(fields422(patched).sort()).toEqual(["country", "postalCode"]);
+			// Letters of any script stay.
+			expect((await http.patch(`/api/me/addresses/${ok.body.id}`, { line1: "Straße 5 · 東京都", city: "Zürich" }, { token: u.accessToken })).status).toBe(200);
 		});
 	});
 
