@@ -5,6 +5,7 @@
 import { fromPriceOf } from "./catalog-views";
 import { MAX_SLUG_LENGTH, foldLatin } from "./slug";
 import { DEFAULT_CURRENCY } from "./money";
+import { oneLineRule } from "./param-rules";
 
 /** Integer cents, never a float: 19.99 or "abc" or -1 are rejected with 422 naming the field. */
 export const centsRule = { type: "number", integer: true, min: 0, max: 1_000_000_000 } as const;
@@ -47,21 +48,21 @@ export const slugRule = { type: "string", min: 1, max: MAX_SLUG_LENGTH, pattern:
 export const optionsRule = {
 	type: "record",
 	key: { type: "string", min: 1, max: 40, pattern: /^[^.$][^.]*$/, messages: { stringPattern: "Option names cannot contain '.' or start with '$'." } },
-	value: { type: "string", min: 1, max: 80 },
+	value: { type: "string", min: 1, max: 80, ...oneLineRule },
 } as const;
 
 export const imageRule = {
 	type: "object",
 	strict: "remove",
-	props: { url: { type: "url" }, alt: { type: "string", max: 200, optional: true } },
+	props: { url: { type: "url" }, alt: { type: "string", max: 200, optional: true, ...oneLineRule } },
 } as const;
 
 export const variantRule = {
 	type: "object",
 	strict: "remove",
 	props: {
-		sku: { type: "string", trim: true, min: 1, max: 64 },
-		name: { type: "string", trim: true, min: 1, max: 200, optional: true },
+		sku: { type: "string", trim: true, min: 1, max: 64, ...oneLineRule },
+		name: { type: "string", trim: true, min: 1, max: 200, optional: true, ...oneLineRule },
 		// Without its own price a variant sells at the product's price.
 		price: { ...centsRule, optional: true, nullable: true },
 		stock: { type: "number", integer: true, min: 0, max: 1_000_000 },

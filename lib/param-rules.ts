@@ -105,6 +105,11 @@ const BIDI_CONTROLS = "\\u202A-\\u202E\\u2066-\\u2069";
 export const ONE_LINE_TEXT = new RegExp(`^[^\\p{Cc}\\u2028\\u2029${BIDI_CONTROLS}]*$`, "u");
 /** The same over several lines: line breaks (LF, or CRLF from a form's textarea) and tabs are kept. */
 export const MULTILINE_TEXT = new RegExp(`^(?:[^\\p{Cc}${BIDI_CONTROLS}]|[\\t\\n]|\\r(?=\\n))*$`, "u");
+/** A string rule's check that its value is ONE_LINE_TEXT (names, address lines, SKUs), the refusal naming the field. */
+export const oneLineRule = { pattern: ONE_LINE_TEXT, messages: { stringPattern: "The '{field}' field must not contain line breaks, control characters or bidirectional overrides." } } as const;
+/** The same for MULTILINE_TEXT (descriptions). */
+export const multilineRule = { pattern: MULTILINE_TEXT, messages: { stringPattern: "The '{field}' field must not contain bidirectional overrides or control characters other than line breaks and tabs." } } as const;
+
 /** What ONE_LINE_TEXT refuses, and halves of surrogate pairs: to take out of text stored before it was refused. */
 export const NOT_ONE_LINE_TEXT = new RegExp(`[\\p{Cc}\\p{Cs}\\u2028\\u2029${BIDI_CONTROLS}]`, "gu");
 

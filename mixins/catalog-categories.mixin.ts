@@ -13,6 +13,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import type { Collection, Entity } from "./collection";
 import type { ShopMeta } from "./types";
 import { NotFoundError, invalidField } from "../lib/errors";
+import { multilineRule, oneLineRule } from "../lib/param-rules";
 import { slugRule } from "../lib/catalog-rules";
 import { buildCategoryTree, descendantIds, wouldCreateCycle, type Category } from "../lib/category-tree";
 
@@ -63,10 +64,10 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Catalo
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
-				name: { type: "string", trim: true, min: 1, max: 100 },
+				name: { type: "string", trim: true, min: 1, max: 100, ...oneLineRule },
 				slug: { ...slugRule, optional: true },
 				parentId: { type: "string", min: 1, optional: true, nullable: true },
-				description: { type: "string", max: 2000, optional: true },
+				description: { type: "string", max: 2000, optional: true, ...multilineRule },
 				position: { type: "number", integer: true, min: -1_000_000, max: 1_000_000, optional: true },
 			},
 			async handler(ctx: Ctx<{ name: string; slug?: string; parentId?: string | null; description?: string; position?: number }>) {
@@ -91,10 +92,10 @@ const catalogCategorySchema: Partial<ServiceSchema<Record<string, never>, Catalo
 			params: {
 				$$strict: "remove",
 				id: "string",
-				name: { type: "string", trim: true, min: 1, max: 100, optional: true },
+				name: { type: "string", trim: true, min: 1, max: 100, optional: true, ...oneLineRule },
 				slug: { ...slugRule, optional: true },
 				parentId: { type: "string", min: 1, optional: true, nullable: true },
-				description: { type: "string", max: 2000, optional: true },
+				description: { type: "string", max: 2000, optional: true, ...multilineRule },
 				position: { type: "number", integer: true, min: -1_000_000, max: 1_000_000, optional: true },
 			},
 			async handler(ctx: Ctx<{ id: string; slug?: string; parentId?: string | null } & Record<string, unknown>>) {

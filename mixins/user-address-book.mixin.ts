@@ -14,10 +14,10 @@ import { me, type ShopMeta } from "./types";
 import { ConflictError, NotFoundError } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { ADDRESS_TYPES, publicAddress } from "../lib/user-records";
-import { ONE_LINE_TEXT } from "../lib/param-rules";
+import { oneLineRule } from "../lib/param-rules";
 
 /** Each field is a line of a shipping label and of the order's messages: one line, as it is written. */
-const line = { pattern: ONE_LINE_TEXT, messages: { stringPattern: "The '{field}' field must not contain line breaks, control characters or bidirectional overrides." } };
+const line = oneLineRule;
 const addressRules = {
 	type: { type: "enum", values: ADDRESS_TYPES },
 	line1: { type: "string", trim: true, min: 1, max: 200, ...line },

@@ -21,6 +21,7 @@ import type { ShopMeta } from "../mixins/types";
 import { readConfig } from "../lib/config";
 import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailableError, invalidField, isDuplicate } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { multilineRule, oneLineRule } from "../lib/param-rules";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
 import { descendantIds, type Category } from "../lib/category-tree";
 import { centsRule, currencyRule, currencyFilterRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, hasDerivedName, nameSortKey, newProductDoc, newVariantDoc, variantNamesFor, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
@@ -214,9 +215,9 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			roles: ["admin"],
 			params: {
 				$$strict: "remove",
-				name: { type: "string", trim: true, min: 1, max: 200 },
+				name: { type: "string", trim: true, min: 1, max: 200, ...oneLineRule },
 				slug: { ...slugRule, optional: true },
-				description: { type: "string", max: 10_000, optional: true },
+				description: { type: "string", max: 10_000, optional: true, ...multilineRule },
 				categoryId: { type: "string", min: 1, optional: true, nullable: true },
 				price: centsRule,
 				compareAtPrice: { ...centsRule, optional: true, nullable: true },
@@ -267,9 +268,9 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 			params: {
 				$$strict: "remove",
 				id: "string",
-				name: { type: "string", trim: true, min: 1, max: 200, optional: true },
+				name: { type: "string", trim: true, min: 1, max: 200, optional: true, ...oneLineRule },
 				slug: { ...slugRule, optional: true },
-				description: { type: "string", max: 10_000, optional: true },
+				description: { type: "string", max: 10_000, optional: true, ...multilineRule },
 				categoryId: { type: "string", min: 1, optional: true, nullable: true },
 				price: { ...centsRule, optional: true },
 				compareAtPrice: { ...centsRule, optional: true, nullable: true },
@@ -360,7 +361,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				$$strict: "remove",
 				id: "string",
 				variantId: "string",
-				name: { type: "string", trim: true, min: 1, max: 200, optional: true },
+				name: { type: "string", trim: true, min: 1, max: 200, optional: true, ...oneLineRule },
 				price: { ...centsRule, optional: true, nullable: true },
 				options: { ...optionsRule, optional: true },
 			},

@@ -223,6 +223,19 @@ describe("products service over HTTP", () => {
 			expect((await post("/api/products", productBody({ categoryId: "missing" }))).body.data[0].field).toBe("categoryId");
 		});
 
+		test("names, SKUs and option values are one line; a description keeps its line breaks but no other control character", async () => {
+			const bad = await post("/api/products", productBody({ name: "Lamp\u0000", description: "Warm\u202Elight", images: [{ url: "https://img.example/a.jpg", alt: "a\nb" }], variants: [{ sku: "SKU\t1", name: "Big\r\nOne", stock: 1, options: { Size: "L\u0007" } }] }));
+			expect(bad.status).toBe(422);
+			expect(bad.body.data.map((p: any) => p.field).sort()).toEqual(["description", "images[0].alt", "name", "variants[0].name", "variants[0].options.Size", "variants[0].sku"]);
+			const ok = await post("/api/products", productBody({ name: "Lampe · 灯", description: "Warm light.\r\n\n\tDimmable." }));
+			expect(ok.status).toBe(201);
+			expect(ok.body.description).toBe("Warm light.\r\n\n\tDimmable.");
+			const renamed = await shop.http.patch(`/api/products/${ok.body.id}`, { name: "Two\nlines" }, { token: admin });
+			expect(renamed.body.data.map((p: any) => p.field)).toEqual(["name"]);
+			const category = await post("/api/categories", { name: "Tab\tbed" });
+			expect(category.body.data.map((p: any) => p.field)).toEqual(["name"]);
+		});
+
 		test("422 naming the field for null where a value is needed, an empty category, and option names that cannot be stored; nothing changes", async () => {
 			const created = (await post("/api/products", productBody())).body;
 			const nulls = await shop.http.patch(`/api/products/${created.id}`, { price: null, currency: null, name: null, slug: null }, { token: admin });
