@@ -60,6 +60,8 @@ export type AnalyticsEvent = EventBase &
 				currency: string;
 				/** What a confirmed order had sold, taken back from the products' units and revenue. */
 				unsold?: { discount: number; items: SoldItem[] };
+				/** Why it was cancelled (payment_failed, payment_timeout, customer_request, ...), as the order records it. */
+				reason: string;
 		  }
 		| { type: "checkout.failed"; orderId: string; status: string; currency: string; reason: string }
 		| { type: "payment.refunded" | "payment.refund_failed"; orderId: string; currency: string; amount: number; sale: boolean }
@@ -159,7 +161,8 @@ export function normaliseEvent(name: string, payload: unknown, receivedAt: Date 
 				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), status: ORDER_STATUS[name], currency: currency(p) } };
 			case "order.cancelled": {
 				const unsold = p.wasConfirmed === true ? { discount: p.discount == null ? 0 : cents(p, "discount", 0), items: soldItems(p) } : undefined;
-				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), status: ORDER_STATUS[name], currency: currency(p), ...(unsold ? { unsold } : {}) } };
+				const reason = typeof p.reason === "string" && p.reason.trim() ? p.reason.slice(0, 100) : "cancelled";
+				return { ok: true, event: { ...withHour, type: name, orderId: id(p, "orderId"), status: ORDER_STATUS[name], currency: currency(p), reason, ...(unsold ? { unsold } : {}) } };
 			}
 			case "order.confirmed":
 				return {
@@ -228,10 +231,15 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 			];
 			return [...out, ...productIncrements(e, 1, at)];
 		}
-		case "order.cancelled":
+		case "order.cancelled": {
 			// The money comes back through payment.refunded (see the top); a confirmed order's goods are
 			// taken back from the products' units and revenue, which refunds do not touch.
-			return [at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency }), ...(e.unsold ? productIncrements({ ...e.unsold, currency: e.currency }, -1, at) : [])];
+			const cancelled = at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency });
+			if (e.unsold) return [cancelled, ...productIncrements({ ...e.unsold, currency: e.currency }, -1, at)];
+			// Never confirmed (its payment failed, never completed, or it was cancelled while waiting for it):
+			// a started checkout that did not go through, as a checkout.failed is.
+			return [cancelled, at("checkout_failures", e.reason, 1, { reason: e.reason })];
+		}
 		case "payment.refunded":
 			// Money that was never counted as revenue (no order.confirmed) is not taken off it either.
 			if (!e.sale) return [];

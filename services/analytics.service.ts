@@ -477,8 +477,12 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			for (const e of events) {
 				switch (e.type) {
 					case "order.created":
+						m.increment("orders_total", { status: e.status });
+						break;
 					case "order.cancelled":
 						m.increment("orders_total", { status: e.status });
+						// As incrementsFor counts it: an order never confirmed is a checkout that did not go through.
+						if (!e.unsold) m.increment("checkout_failures_total", { reason: e.reason });
 						break;
 					case "order.confirmed":
 						m.increment("orders_total", { status: e.status });

@@ -98,7 +98,7 @@ describe("analytics from broker events", () => {
 			await emit("order.confirmed", { ...o, checkoutDurationMs: 1500 });
 		}
 		// o2 is cancelled after payment: the orders service refunds it, so both events arrive.
-		await emit("order.cancelled", { ...o2, status: "cancelled", reason: "customer", refundedAmount: 3424 });
+		await emit("order.cancelled", { ...o2, status: "cancelled", reason: "customer_request", refundedAmount: 3424, wasConfirmed: true });
 		await emit("payment.refunded", { orderId: "o2", paymentId: "pay2", refundId: "r2", userId: "u1", amount: 3424, currency: "USD", totalRefunded: 3424 });
 		await emit("payment.refunded", { orderId: "o3", paymentId: "pay3", refundId: "r3", userId: "u1", amount: 1234, currency: "USD", totalRefunded: 1234 });
 		// o4's card is declined: checkout started, never paid, cancelled from pending.
@@ -136,14 +136,15 @@ describe("analytics from broker events", () => {
 	test("top products by units and by revenue (line totals net of the order discount)", async () => {
 		const res = await admin(`/api/analytics/top-products?${range()}&limit=10`);
 		expect(res.status).toBe(200);
+		// o2's cancellation takes its goods back (a mug and a tee): only o1's and o3's stay sold.
 		expect(res.body.byUnits).toEqual([
-			{ productId: "p-mug", name: "Mug", units: 4 },
-			{ productId: "p-tee", name: "Tee", units: 3 },
+			{ productId: "p-mug", name: "Mug", units: 3 },
+			{ productId: "p-tee", name: "Tee", units: 2 },
 		]);
-		// o2's 325 discount is shared 1250:1999 → 125 to the mug, 200 to the tee.
+		// o2's 325 discount was shared 1250:1999 → 125 to the mug, 200 to the tee, and is taken back with them.
 		expect(res.body.byRevenue).toEqual([
-			{ productId: "p-tee", name: "Tee", revenue: 3998 + 1999 - 200, currency: "USD" },
-			{ productId: "p-mug", name: "Mug", revenue: 1250 - 125 + 3750, currency: "USD" },
+			{ productId: "p-tee", name: "Tee", revenue: 3998 + (1999 - 200) - (1999 - 200), currency: "USD" },
+			{ productId: "p-mug", name: "Mug", revenue: 1250 - 125 + 3750 - (1250 - 125), currency: "USD" },
 		]);
 		const one = await admin(`/api/analytics/top-products?${range()}&limit=1`);
 		expect(one.body.byUnits).toHaveLength(1);
@@ -170,7 +171,8 @@ describe("analytics from broker events", () => {
 			addedToCart: 2,
 			checkoutStarted: 5,
 			paid: 3,
-			checkoutFailures: { payment_declined: 1 },
+			// o5 declined in its checkout, o4's payment failed after it: started, not paid.
+			checkoutFailures: { payment_declined: 1, payment_failed: 1 },
 			rates: { viewToCart: 0.4, cartToCheckout: 2.5, checkoutToPaid: 0.6, viewToPaid: 0.6 },
 		});
 	});

@@ -89,7 +89,9 @@ describe("incrementsFor", () => {
 	});
 
 	test("only a refund lowers revenue; a cancellation counts the order by status", () => {
-		expect(byMetric(incrementsFor(ok("order.cancelled", confirmed({ refundedAmount: 4500 }))))).toEqual({ "orders:cancelled|USD": 1 });
+		// Never confirmed (its payment failed or never completed): a started checkout that did not go through, by its reason.
+		expect(byMetric(incrementsFor(ok("order.cancelled", confirmed({ refundedAmount: 0, reason: "payment_failed" }))))).toEqual({ "orders:cancelled|USD": 1, "checkout_failures:payment_failed": 1 });
+		expect(byMetric(incrementsFor(ok("order.cancelled", confirmed({ refundedAmount: 0 }))))).toEqual({ "orders:cancelled|USD": 1, "checkout_failures:cancelled": 1 });
 		// A cancelled order that had been confirmed takes its goods back from the products, net of the same discount shares.
 		expect(byMetric(incrementsFor(ok("order.cancelled", confirmed({ refundedAmount: 4500, wasConfirmed: true, discount: 400 }))))).toEqual({
 			"orders:cancelled|USD": 1,
