@@ -41,3 +41,15 @@ export function normalizeRequestTarget(target: string): RequestTarget {
 	const decoded = path.replace(UNRESERVED_ESCAPE, (esc) => String.fromCharCode(parseInt(esc.slice(1), 16)));
 	return { url: q < 0 ? decoded : decoded + url.slice(q), host };
 }
+
+/**
+ * Why a request's Host header makes it invalid (RFC 9112 3.2: an HTTP/1.1 request without one, or
+ * any request with more than one, is a 400), or null. `rawHeaders` as Node gives them: name, value, ...
+ */
+export function hostHeaderProblem(httpVersion: string, rawHeaders: readonly string[]): string | null {
+	let hosts = 0;
+	for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].length === 4 && rawHeaders[i].toLowerCase() === "host") hosts++;
+	if (hosts > 1) return "The request has more than one Host header";
+	if (hosts === 0 && httpVersion === "1.1") return "An HTTP/1.1 request must name its Host";
+	return null;
+}

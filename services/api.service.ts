@@ -25,7 +25,7 @@ import type { EventEmitter } from "node:events";
 import { STOPPING_EVENT } from "../mixins/stop-notice.middleware";
 import { portProblem } from "../mixins/health-probe.middleware";
 import { ifNoneMatchHits, weakEtag } from "../lib/etag";
-import { normalizeRequestTarget } from "../lib/request-target";
+import { hostHeaderProblem, normalizeRequestTarget } from "../lib/request-target";
 import { COMPRESS_MIN_BYTES, acceptedCoding, compressOnce, varyOn } from "../lib/content-encoding";
 import { clientErrorResponse } from "../lib/client-errors";
 import { closeListener } from "../lib/close-listener";
@@ -236,6 +236,9 @@ function bodyParser(kind: "json" | "raw", opts: Record<string, unknown>) {
 		}
 		// A body of another type would be skipped, and the request judged as if it had none.
 		if (kind === "json" && hasBody(req) && !isJson(req)) return next(new UnsupportedMediaTypeError("Send the body as JSON (Content-Type: application/json)"));
+		// body-parser takes any utf-* charset, then the UTF-8 check calls a UTF-16 body malformed (a 400): it is one
+		// the shop does not read, as latin1 is (415).
+		if (kind === "json" && hasBody(req) && otherUnicodeCharset(req)) return next(new UnsupportedMediaTypeError("Send JSON in UTF-8 (charset=utf-8)"));
 		// Declared over the limit: refused at once, as with Expect: 100-continue, not once all of it has come in
 		// (body-parser reads a refused body to its end before it answers).
 		if (declaresTooLarge(req)) return refuseTooLarge(req, res, next);
@@ -320,6 +323,11 @@ function bodyIsEmpty(req: IncomingMessage): Promise<boolean> {
 }
 
 const hasBody = (req: IncomingMessage) => req.headers["transfer-encoding"] !== undefined || (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0");
+/** A Content-Type naming a Unicode charset other than UTF-8 (utf-16, utf-16le, utf-32, ...). */
+const otherUnicodeCharset = (req: IncomingMessage) => {
+	const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(req.headers["content-type"] ?? "")?.[1].toLowerCase();
+	return !!charset && charset.startsWith("utf-") && charset !== "utf-8";
+};
 const isJson = (req: IncomingMessage) => /^application\/(?:[\w.-]+\+)?json$/.test((req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase());
 
 /**
@@ -466,6 +474,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			const target = normalizeRequestTarget(req.url ?? "/");
 			req.url = target.url;
 			if (target.host === "") return this.sendShopError(req, res, new BadRequestError("The request target names no host", "INVALID_TARGET"));
+			const hostProblem = hostHeaderProblem(req.httpVersion, req.rawHeaders);
+			if (hostProblem) return this.sendShopError(req, res, new BadRequestError(hostProblem, "INVALID_HOST"));
 			if (target.host) req.headers.host = target.host;
 			// What a stop needs (releaseConnections): the answers still to send, those of requests that came in
 			// during it too, and each connection's activity.
@@ -979,6 +989,9 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			res.writeContinue();
 			this.server.emit("request", req, res);
 		});
+		// A request without Host is answered here in the shop's error shape (httpHandler), not by Node's bare 400.
+		// (Node reads the server's option on each request; its typings only know it as a createServer option.)
+		if (this.server) (this.server as { requireHostHeader?: boolean }).requireHostHeader = false;
 		// What Node's parser refuses (a malformed request, headers too large, a request not received in time)
 		// is answered in the shop's error shape, as Node would otherwise: only when no answer has begun.
 		this.server?.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: ServerResponse }) => {

@@ -283,6 +283,17 @@ describe("gateway", () => {
 		// A host that is empty is no address (RFC 9110 4.2.1).
 		const noHost = await ask("http:///api/probe/list?q=a");
 		expect({ status: noHost.status, type: noHost.body?.type }).toEqual({ status: 400, type: "INVALID_TARGET" });
+		// An HTTP/1.1 request names exactly one Host (RFC 9112 3.2); HTTP/1.0 may leave it out.
+		for (const [raw, status] of [
+			["GET /api/health HTTP/1.1\r\nConnection: close\r\n\r\n", 400],
+			["GET /api/health HTTP/1.1\r\nHost: a.example\r\nHOST: b.example\r\nConnection: close\r\n\r\n", 400],
+			["GET /api/health HTTP/1.0\r\n\r\n", 200],
+		] as const) {
+			const [head, body] = (await rawExchange(shop.url, raw)).split("\r\n\r\n");
+			expect({ raw, status: Number(head.split(" ")[1]) }).toEqual({ raw, status });
+			expect(head).toMatch(/\r\nX-Content-Type-Options: nosniff\r\n/);
+			if (status === 400) expect(JSON.parse(body)).toMatchObject({ code: 400, type: "INVALID_HOST" });
+		}
 		// The query is the action's: decoded once, as always.
 		expect((await ask("/api/probe/%6Cist?q=%2561")).body).toEqual({ q: "%61" });
 		// Rules that go by the path see it normalised: a cart's answer is never stored.
@@ -574,6 +585,14 @@ describe("gateway", () => {
 		expect((await shop.http.request("POST", "/api/probe/echo", { raw: body, headers: { "content-type": "application/merge-patch+json" } })).status).toBe(200);
 		const charset = await shop.http.request("POST", "/api/probe/echo", { raw: body, headers: { "content-type": "application/json; charset=klingon" } });
 		expect(charset.status).toBe(415);
+		// Unicode in another encoding than UTF-8 is one the shop does not read either (body-parser would take it, then call it malformed).
+		for (const [charset, bytes] of [["utf-16", Buffer.from(`\uFEFF${body}`, "utf16le")], ["UTF-16LE", Buffer.from(body, "utf16le")], ['"utf-32"', Buffer.from(body)]] as const) {
+			const res = await shop.http.request("POST", "/api/probe/echo", { raw: bytes, headers: { "content-type": `application/json; charset=${charset}` } });
+			expect({ charset, status: res.status, type: res.body.type }).toEqual({ charset, status: 415, type: "UNSUPPORTED_MEDIA_TYPE" });
+		}
+		for (const charset of ["utf-8", "UTF-8", '"utf-8"']) {
+			expect((await shop.http.request("POST", "/api/probe/echo", { raw: body, headers: { "content-type": `application/json; charset=${charset}` } })).status).toBe(200);
+		}
 		expect((await send(zlib.gzipSync(body), "gzip")).status).toBe(200);
 	});
 

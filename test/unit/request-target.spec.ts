@@ -1,5 +1,5 @@
 /** lib/request-target.ts: one spelling of each address for routes, limits and the response cache. */
-import { normalizeRequestTarget } from "../../lib/request-target";
+import { hostHeaderProblem, normalizeRequestTarget } from "../../lib/request-target";
 
 describe("normalizeRequestTarget", () => {
 	test.each<[string, string, string | undefined]>([
@@ -33,5 +33,20 @@ describe("normalizeRequestTarget", () => {
 		["/api/%73earch?q=%70ot", "/api/search?q=%70ot", undefined],
 	])("%s → %s", (target, url, host) => {
 		expect(normalizeRequestTarget(target)).toEqual({ url, host });
+	});
+});
+
+describe("the Host header (RFC 9112 3.2)", () => {
+	test.each([
+		["1.1", ["Host", "shop.example"], null],
+		["1.1", ["host", "shop.example", "Accept", "*/*"], null],
+		["1.1", ["Accept", "*/*"], "An HTTP/1.1 request must name its Host"],
+		["1.0", [], null],
+		["1.1", ["Host", "a.example", "HOST", "b.example"], "The request has more than one Host header"],
+		["1.0", ["Host", "a.example", "host", "a.example"], "The request has more than one Host header"],
+		// A header whose value is "host" is not a Host header.
+		["1.1", ["X-Forwarded-Host", "host", "Host", "a.example"], null],
+	])("HTTP/%s with %j → %j", (version, raw, problem) => {
+		expect(hostHeaderProblem(version, raw)).toBe(problem);
 	});
 });
