@@ -287,8 +287,9 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			params: { $$strict: "remove", id: "string", reason: { type: "string", max: 500, optional: true } },
 			async handler(this: OrdersThis, ctx: Context<{ id: string; reason?: string }, ShopMeta>) {
 				const order = await this.visibleOrder(ctx, ctx.params.id);
-				// An interrupted cancel (a stock, promo or refund call failed, or the node died) resumes instead of answering 409.
-				if (order.status === "cancelled" && order.pendingActions?.length) return orderView((await this.driveFollowUps(ctx, order.id))!);
+				// An interrupted cancel (a stock, promo or refund call failed, or the node died) resumes instead of answering 409;
+				// one already done answers as the first did (the client's retry of an answer it lost), changing nothing.
+				if (order.status === "cancelled") return order.pendingActions?.length ? orderView((await this.driveFollowUps(ctx, order.id))!) : orderView(order);
 				if (order.saga?.state === "running") throw new ConflictError("The order's checkout is still in progress", "CHECKOUT_IN_PROGRESS");
 				OrderStateMachine.assert(order.status, "cancelled");
 				const reason = ctx.meta.user!.role === "admin" ? "cancelled_by_shop" : "customer_request";
