@@ -77,6 +77,11 @@ export interface PaymentProvider {
 	cancelPayment(providerPaymentId: string): Promise<CancelPaymentResult>;
 }
 
+/** The most Stripe charges in one payment, in minor units ($999,999.99; ¥99,999,999): the test provider refuses more, as Stripe does. */
+export const MAX_CHARGE_MINOR_UNITS = 99_999_999;
+/** The decline of an amount the provider does not take in one payment (Stripe's amount_too_large or amount_too_small). */
+export const AMOUNT_REFUSED = "The payment provider does not take this amount in one payment";
+
 /** The provider could not be reached or refused the request: the outcome is not a decline. */
 export class PaymentProviderError extends Error {
 	constructor(message: string, readonly cause?: unknown) {

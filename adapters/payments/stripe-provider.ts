@@ -6,7 +6,7 @@
  */
 import type Stripe from "stripe";
 import type { CancelPaymentResult, CreatePaymentInput, CreatePaymentResult, FindPaymentInput, PaymentProvider, RefundInput, RefundResult } from "./provider";
-import { PaymentProviderError } from "./provider";
+import { AMOUNT_REFUSED, PaymentProviderError } from "./provider";
 import type { StripeApiTarget } from "./config";
 
 /** Placeholder key for a client that only verifies webhook signatures (that works offline). */
@@ -114,6 +114,10 @@ export class StripePaymentProvider implements PaymentProvider {
 			// An unknown or unusable payment method is the customer's problem, not an outage.
 			if (e instanceof errors.StripeInvalidRequestError && e.param === "payment_method") {
 				return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: "invalid payment method" };
+			}
+			// Above what Stripe takes in one payment ($999,999.99), or below its minimum: refused as it is, not an outage.
+			if (e instanceof errors.StripeInvalidRequestError && (e.code === "amount_too_large" || e.code === "amount_too_small")) {
+				return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: AMOUNT_REFUSED };
 			}
 			throw new PaymentProviderError(`Stripe: ${e?.message ?? String(err)}`, err);
 		}

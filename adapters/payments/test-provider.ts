@@ -6,7 +6,7 @@
  */
 import crypto from "node:crypto";
 import type { CancelPaymentResult, CreatePaymentInput, CreatePaymentResult, FindPaymentInput, PaymentProvider, RefundInput, RefundResult } from "./provider";
-import { PaymentProviderError } from "./provider";
+import { AMOUNT_REFUSED, MAX_CHARGE_MINOR_UNITS, PaymentProviderError } from "./provider";
 
 interface TestCard {
 	outcome: "succeeded" | "failed" | "pending";
@@ -77,6 +77,7 @@ export class TestPaymentProvider implements PaymentProvider {
 			// Own entries only: a token such as "constructor" is not a card.
 			const card = Object.hasOwn(TEST_CARDS, input.token) ? TEST_CARDS[input.token] : undefined;
 			if (!card) return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: INVALID_PAYMENT_METHOD };
+			if (input.amount > MAX_CHARGE_MINOR_UNITS) return { providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: AMOUNT_REFUSED };
 			this.chargesCreated++;
 			const providerId = `pi_test_${crypto.randomBytes(12).toString("hex")}`;
 			const clientSecret = card.outcome === "pending" ? `${providerId}_secret_${crypto.randomBytes(12).toString("hex")}` : undefined;

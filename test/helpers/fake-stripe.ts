@@ -118,6 +118,7 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		const amount = Number(form.amount);
 		if (!Number.isSafeInteger(amount) || amount < 1) return stripeError(400, { type: "invalid_request_error", code: "parameter_invalid_integer", param: "amount", message: "Invalid integer: amount" });
 		if (!form.currency) return stripeError(400, { type: "invalid_request_error", code: "parameter_missing", param: "currency", message: "Missing required param: currency." });
+		if (amount > 99_999_999) return stripeError(400, { type: "invalid_request_error", code: "amount_too_large", param: "amount", message: "Amount must be no more than $999,999.99" });
 		const card = CARDS[form.payment_method];
 		if (!card) {
 			return stripeError(400, { type: "invalid_request_error", code: "resource_missing", param: "payment_method", message: `No such PaymentMethod: '${form.payment_method}'` });

@@ -7,6 +7,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 import { startFakeStripe, type FakeStripe } from "../helpers/fake-stripe";
 import { NEVER_CHARGED } from "../../lib/payment-records";
+import { AMOUNT_REFUSED } from "../../adapters/payments/provider";
 
 const WEBHOOK_SECRET = "whsec_test_payments_spec";
 const ENV_KEYS = ["STRIPE_SECRET_KEY", "STRIPE_API_BASE", "STRIPE_WEBHOOK_SECRET"] as const;
@@ -126,6 +127,12 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			const orderId = newOrderId();
 			await expect(charge(orderId, "pm_card_bogus")).rejects.toMatchObject({ code: 402, message: "invalid payment method" });
 			expect(await getByOrder(orderId)).toMatchObject({ status: "failed", providerPaymentId: null });
+		});
+
+		test("an amount above what Stripe takes in one payment → 402, not an outage (nothing left pending to look up)", async () => {
+			const orderId = newOrderId();
+			await expect(charge(orderId, "pm_card_visa", 100_000_000)).rejects.toMatchObject({ code: 402, message: AMOUNT_REFUSED });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed", providerPaymentId: null, failureReason: AMOUNT_REFUSED });
 		});
 
 		test("Stripe down: 503 and the payment stays pending; once it is back, one PaymentIntent under the same key", async () => {

@@ -1,5 +1,5 @@
 import { TestPaymentProvider, INVALID_PAYMENT_METHOD } from "../../adapters/payments/test-provider";
-import { PaymentProviderError } from "../../adapters/payments/provider";
+import { AMOUNT_REFUSED, MAX_CHARGE_MINOR_UNITS, PaymentProviderError } from "../../adapters/payments/provider";
 
 const charge = (provider: TestPaymentProvider, token: string, key = `key-${token}`, amount = 1999) =>
 	provider.createPayment({ amount, currency: "USD", token, idempotencyKey: key, metadata: { orderId: "o1" } });
@@ -39,6 +39,13 @@ describe("built-in test payment provider", () => {
 		const provider = new TestPaymentProvider();
 		expect(await charge(provider, token)).toEqual({ providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: INVALID_PAYMENT_METHOD });
 		expect(provider.chargesCreated).toBe(0);
+	});
+
+	test("more than Stripe takes in one payment ($999,999.99) is declined, as Stripe refuses it; up to it is charged", async () => {
+		const provider = new TestPaymentProvider();
+		expect(await charge(provider, "pm_card_visa", "big", MAX_CHARGE_MINOR_UNITS + 1)).toEqual({ providerId: null, status: "failed", cardBrand: null, cardLast4: null, failureReason: AMOUNT_REFUSED });
+		expect(provider.chargesCreated).toBe(0);
+		expect(await charge(provider, "pm_card_visa", "most", MAX_CHARGE_MINOR_UNITS)).toMatchObject({ status: "succeeded" });
 	});
 
 	test("the same idempotency key returns the same payment and charges once, also concurrently", async () => {
