@@ -214,11 +214,31 @@ export interface Increment {
 }
 
 /**
+ * Why the event's checkout did not go through, or null: a checkout that failed before its order was
+ * placed (declined, out of stock, ...), or an order cancelled before it was ever confirmed (its payment
+ * failed or never completed, or it was cancelled while waiting for it).
+ */
+export function checkoutFailureOf(e: AnalyticsEvent): string | null {
+	if (e.type === "checkout.failed") return e.reason;
+	if (e.type === "order.cancelled" && !e.unsold) return e.reason;
+	return null;
+}
+
+/**
  * The counters one event moves. Product revenue is each line's total minus its share of the
  * order discount (shares in whole cents that add up to the discount exactly).
  */
 export function incrementsFor(e: AnalyticsEvent): Increment[] {
 	const at = (metric: MetricName, key: string, value: number, dims: Record<string, string> = {}): Increment => ({ bucket: e.hour, metric, key, value, dims });
+	const failed = checkoutFailureOf(e);
+	const own = ownIncrements(e, at);
+	return failed === null ? own : [...own, at("checkout_failures", failed, 1, { reason: failed })];
+}
+
+type At = (metric: MetricName, key: string, value: number, dims?: Record<string, string>) => Increment;
+
+/** The counters an event moves besides the checkout failures (checkoutFailureOf). */
+function ownIncrements(e: AnalyticsEvent, at: At): Increment[] {
 	const funnel = (step: FunnelStep) => at("funnel", step, 1, { step });
 	switch (e.type) {
 		case "order.created":
@@ -231,15 +251,10 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 			];
 			return [...out, ...productIncrements(e, 1, at)];
 		}
-		case "order.cancelled": {
+		case "order.cancelled":
 			// The money comes back through payment.refunded (see the top); a confirmed order's goods are
 			// taken back from the products' units and revenue, which refunds do not touch.
-			const cancelled = at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency });
-			if (e.unsold) return [cancelled, ...productIncrements({ ...e.unsold, currency: e.currency }, -1, at)];
-			// Never confirmed (its payment failed, never completed, or it was cancelled while waiting for it):
-			// a started checkout that did not go through, as a checkout.failed is.
-			return [cancelled, at("checkout_failures", e.reason, 1, { reason: e.reason })];
-		}
+			return [at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency }), ...(e.unsold ? productIncrements({ ...e.unsold, currency: e.currency }, -1, at) : [])];
 		case "payment.refunded":
 			// Money that was never counted as revenue (no order.confirmed) is not taken off it either.
 			if (!e.sale) return [];
@@ -251,11 +266,7 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 		case "checkout.failed":
 			// A checkout started (its order was created) that did not go through: declined, out of stock, ...
 			// Its order ends cancelled, as GET /orders lists it, so it is among the cancelled orders too.
-			return [
-				funnel("checkoutStarted"),
-				at("checkout_failures", e.reason, 1, { reason: e.reason }),
-				at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency }),
-			];
+			return [funnel("checkoutStarted"), at("orders", `${e.status}|${e.currency}`, 1, { status: e.status, currency: e.currency })];
 		case "payment.failed":
 			return [at("payment_failures", e.currency, 1, { currency: e.currency })];
 		case "product.viewed":
@@ -269,7 +280,7 @@ export function incrementsFor(e: AnalyticsEvent): Increment[] {
 function productIncrements(
 	sale: { discount: number; items: SoldItem[]; currency: string },
 	sign: 1 | -1,
-	at: (metric: MetricName, key: string, value: number, dims?: Record<string, string>) => Increment,
+	at: At,
 ): Increment[] {
 	const discounts = allocateCents(Math.min(sale.discount, sale.items.reduce((s, i) => s + i.lineTotal, 0)), sale.items.map((i) => i.lineTotal));
 	return sale.items.flatMap((item, i) => {

@@ -9,6 +9,8 @@ import { oneLineRule } from "./param-rules";
 
 /** Integer cents, never a float: 19.99 or "abc" or -1 are rejected with 422 naming the field. */
 export const centsRule = { type: "number", integer: true, min: 0, max: 1_000_000_000 } as const;
+/** A `minPrice=`/`maxPrice=` of a listing or search: cents as a query string carries them. */
+export const priceFilterRule = { ...centsRule, optional: true, convert: true } as const;
 
 /** The ISO 4217 codes in use (Node's ICU list), so "XYZ" is no currency though it looks like one. */
 export const ISO_CURRENCIES: ReadonlySet<string> = new Set(Intl.supportedValuesOf("currency"));

@@ -66,19 +66,17 @@ export interface SearchRow {
 	image: string | null;
 }
 
-export interface CategoryFacet {
+export interface ValueFacet {
 	value: string;
-	label?: string;
 	count: number;
+}
+export interface CategoryFacet extends ValueFacet {
+	label?: string;
 }
 export interface RangeFacet {
 	from: number;
 	/** Inclusive upper bound; null for the open-ended top bucket. */
 	to: number | null;
-	count: number;
-}
-export interface ValueFacet {
-	value: string;
 	count: number;
 }
 export interface SearchFacets {

@@ -16,16 +16,15 @@ import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { ADDRESS_TYPES, publicAddress } from "../lib/user-records";
 import { oneLineRule } from "../lib/param-rules";
 
-/** Each field is a line of a shipping label and of the order's messages: one line, as it is written. */
-const line = oneLineRule;
+// Each field is a line of a shipping label and of the order's messages: one line, as it is written.
 const addressRules = {
 	type: { type: "enum", values: ADDRESS_TYPES },
-	line1: { type: "string", trim: true, min: 1, max: 200, ...line },
-	line2: { type: "string", trim: true, max: 200, optional: true, nullable: true, ...line },
-	city: { type: "string", trim: true, min: 1, max: 100, ...line },
-	state: { type: "string", trim: true, max: 100, optional: true, nullable: true, ...line },
-	postalCode: { type: "string", trim: true, min: 1, max: 20, ...line },
-	country: { type: "string", trim: true, min: 2, max: 56, ...line },
+	line1: { type: "string", trim: true, min: 1, max: 200, ...oneLineRule },
+	line2: { type: "string", trim: true, max: 200, optional: true, nullable: true, ...oneLineRule },
+	city: { type: "string", trim: true, min: 1, max: 100, ...oneLineRule },
+	state: { type: "string", trim: true, max: 100, optional: true, nullable: true, ...oneLineRule },
+	postalCode: { type: "string", trim: true, min: 1, max: 20, ...oneLineRule },
+	country: { type: "string", trim: true, min: 2, max: 56, ...oneLineRule },
 	isDefault: { type: "boolean", optional: true },
 };
 const addressPatchRules = Object.fromEntries(Object.entries(addressRules).map(([k, r]) => [k, { ...r, optional: true }]));

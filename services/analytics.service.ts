@@ -27,6 +27,7 @@ import { Pipeline, type PipelineStats } from "../lib/pipeline";
 import {
 	combineIncrements,
 	counterId,
+	checkoutFailureOf,
 	counterUpdate,
 	incrementsFor,
 	normaliseEvent,
@@ -477,12 +478,9 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			for (const e of events) {
 				switch (e.type) {
 					case "order.created":
-						m.increment("orders_total", { status: e.status });
-						break;
 					case "order.cancelled":
+					case "checkout.failed":
 						m.increment("orders_total", { status: e.status });
-						// As incrementsFor counts it: an order never confirmed is a checkout that did not go through.
-						if (!e.unsold) m.increment("checkout_failures_total", { reason: e.reason });
 						break;
 					case "order.confirmed":
 						m.increment("orders_total", { status: e.status });
@@ -499,11 +497,9 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 					case "payment.failed":
 						m.increment("payment_failures_total");
 						break;
-					case "checkout.failed":
-						m.increment("orders_total", { status: e.status });
-						m.increment("checkout_failures_total", { reason: e.reason });
-						break;
 				}
+				const failed = checkoutFailureOf(e);
+				if (failed !== null) m.increment("checkout_failures_total", { reason: failed });
 			}
 		},
 

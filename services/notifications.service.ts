@@ -53,8 +53,8 @@ import {
 	type Medium,
 	type NotificationKind,
 } from "../lib/notification-plan";
-import { DeliveryError, createChannels, readNotificationConfig, type DeliveryResult, type NotificationChannel, type NotificationConfig, type OutgoingMessage } from "../adapters/channels";
-import { SubscriptionGoneError, WebPushChannel, type VapidKeys } from "../adapters/channels/web-push-channel";
+import { DeliveryError, SubscriptionGoneError, createChannels, readNotificationConfig, type DeliveryResult, type NotificationChannel, type NotificationConfig, type OutgoingMessage } from "../adapters/channels";
+import { WebPushChannel, type VapidKeys } from "../adapters/channels/web-push-channel";
 import type { PushHost } from "../lib/web-push";
 
 const TEMPLATES_DIR = path.join(__dirname, "../templates/notifications");

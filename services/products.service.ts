@@ -24,7 +24,7 @@ import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { multilineRule, oneLineRule } from "../lib/param-rules";
 import { slugify, slugFamilyPattern, uniqueSlug } from "../lib/slug";
 import { descendantIds, type Category } from "../lib/category-tree";
-import { centsRule, currencyRule, currencyFilterRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, hasDerivedName, nameSortKey, newProductDoc, newVariantDoc, variantNamesFor, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
+import { centsRule, currencyRule, currencyFilterRule, priceFilterRule, slugRule, optionsRule, imageRule, variantRule, duplicateSkus, hasDerivedName, nameSortKey, newProductDoc, newVariantDoc, variantNamesFor, toStoredImages, compareAtProblem, findCategoryRef, variantDisplayName, type ProductInput, type VariantInput } from "../lib/catalog-rules";
 import { toProductDetail, toProductSummary, toVariantInfo, toProductRef, toIndexDocument, fromPriceOf, fromPricesOf, type Product, type Variant } from "../lib/catalog-views";
 import { PRODUCT_SORTS, productListQuery, productListSort, type ProductSort } from "../lib/catalog-query";
 import { checkLines, type StockLine } from "../lib/inventory-rules";
@@ -170,8 +170,8 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 				$$strict: "remove",
 				category: { type: "string", optional: true },
 				currency: currencyFilterRule,
-				minPrice: { ...centsRule, optional: true, convert: true },
-				maxPrice: { ...centsRule, optional: true, convert: true },
+				minPrice: priceFilterRule,
+				maxPrice: priceFilterRule,
 				sort: { type: "enum", values: Object.keys(PRODUCT_SORTS), optional: true },
 				...pageParams,
 			},
@@ -185,7 +185,7 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 					const root = findCategoryRef(all, category);
 					categoryIds = root ? descendantIds(all, root.id) : [];
 				}
-				const query = productListQuery({ categoryIds, currency: currency || undefined, minPrice, maxPrice });
+				const query = productListQuery({ categoryIds, currency, minPrice, maxPrice });
 				const [rows, total] = await this.db.products.findWithCount(query, { sort: productListSort(sort), offset: w.offset, limit: w.limit });
 				return toPage(rows.map(toProductSummary), total, w.page, w.pageSize);
 			},

@@ -12,7 +12,7 @@ import { HealthMixin } from "../mixins/health.mixin";
 import type { ShopMeta } from "../mixins/types";
 import "../mixins/types";
 import { readConfig } from "../lib/config";
-import { centsRule, currencyFilterRule } from "../lib/catalog-rules";
+import { currencyFilterRule, priceFilterRule } from "../lib/catalog-rules";
 import { BROKER_UNAVAILABLE_ERRORS, ServiceUnavailableError } from "../lib/errors";
 import { pageParams } from "../lib/pagination";
 import { createSearchEngine, type SearchEngine } from "../adapters/search";
@@ -139,8 +139,8 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 				category: { type: "string", optional: true, max: 200 },
 				currency: currencyFilterRule,
 				// As the product list takes them: whole cents up to 1,000,000,000.
-				minPrice: { ...centsRule, optional: true, convert: true },
-				maxPrice: { ...centsRule, optional: true, convert: true },
+				minPrice: priceFilterRule,
+				maxPrice: priceFilterRule,
 				minRating: { type: "number", min: 0, max: 5, optional: true, convert: true },
 				inStock: { type: "boolean", optional: true, convert: true },
 				sort: { type: "enum", values: SEARCH_SORTS, optional: true },

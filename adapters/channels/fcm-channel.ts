@@ -12,6 +12,9 @@ export interface FcmChannelOptions extends FcmConfig {
 	timeoutMs?: number;
 }
 
+/** An answer's JSON body, or null for none (Google's and FCM's errors are JSON; a proxy's may not be). */
+const jsonOf = (res: Response) => res.json().catch(() => null) as Promise<Record<string, unknown> | null>;
+
 /** Renewed this long before it expires, so a message never goes with a token about to lapse. */
 const RENEW_BEFORE_MS = 5 * 60_000;
 
@@ -27,12 +30,12 @@ export class FcmChannel implements NotificationChannel {
 		if (!message.device) throw new Error("An app push message needs its device");
 		const body = JSON.stringify(fcmMessage(message.device.token, { title: message.subject ?? "", body: message.text, url: message.url ?? null, tag: message.id }, this.opts.ttlSeconds ?? 24 * 3600));
 		let res = await this.post(body, await this.accessToken());
-		let json = (await res.json().catch(() => null)) as { name?: unknown } | null;
+		let json = await jsonOf(res);
 		if (res.status === 401 && classifyFcmError(res.status, json).kind === "unauthorized") {
 			// Our access token revoked or expired early: sign in again, once.
 			this.token = null;
 			res = await this.post(body, await this.accessToken());
-			json = (await res.json().catch(() => null)) as { name?: unknown } | null;
+			json = await jsonOf(res);
 		}
 		if (res.ok) return { status: "sent", provider: this.provider, providerId: typeof json?.name === "string" ? json.name : null };
 		const failure = classifyFcmError(res.status, json);
@@ -77,7 +80,7 @@ export class FcmChannel implements NotificationChannel {
 		} catch (err) {
 			throw new DeliveryError(`FCM sign-in unreachable: ${(err as Error).message}`, this.provider);
 		}
-		const json = (await res.json().catch(() => null)) as { access_token?: unknown; expires_in?: unknown; error?: unknown; error_description?: unknown } | null;
+		const json = await jsonOf(res);
 		if (!res.ok || typeof json?.access_token !== "string") {
 			const why = typeof json?.error_description === "string" ? json.error_description : typeof json?.error === "string" ? json.error : "no access token";
 			// A key Google refuses (deleted, disabled) is the operator's to fix: the message waits and is tried again.

@@ -16,7 +16,7 @@ import { SendGridChannel } from "./sendgrid-channel";
 import { TwilioChannel } from "./twilio-channel";
 
 export type { NotificationChannel, OutgoingMessage, DeliveryResult } from "./notification-channel";
-export { DeliveryError } from "./notification-channel";
+export { DeliveryError, SubscriptionGoneError } from "./notification-channel";
 export { OutboxChannel } from "./outbox-channel";
 export { SendGridChannel } from "./sendgrid-channel";
 export { TwilioChannel, rebasedRequestClient } from "./twilio-channel";

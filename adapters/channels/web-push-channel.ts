@@ -20,8 +20,6 @@ export interface WebPushOptions extends VapidKeys {
 	timeoutMs?: number;
 }
 
-export { SubscriptionGoneError };
-
 export class WebPushChannel implements NotificationChannel {
 	readonly provider = "webpush" as const;
 	readonly medium = "push" as const;

@@ -10,7 +10,6 @@ import type { SearchEngine, WriteOptions } from "./search-engine";
 import { BadRequestError } from "../../lib/errors";
 import {
 	ES_FUZZINESS,
-	byCountThenValue,
 	searchWords,
 	PRICE_BUCKETS,
 	RATING_BUCKETS,
@@ -251,7 +250,7 @@ export class ElasticsearchEngine implements SearchEngine {
 			totalPages: Math.ceil(total / q.pageSize),
 			facets: {
 				category: bucketsOf(aggs, "category").map((b) => ({ value: String(b.key), count: b.doc_count })),
-				currency: bucketsOf(aggs, "currency").map((b) => ({ value: String(b.key), count: b.doc_count })).sort(byCountThenValue),
+				currency: bucketsOf(aggs, "currency").map((b) => ({ value: String(b.key), count: b.doc_count })),
 				price: PRICE_BUCKETS.map((b) => ({ ...b, count: priceCounts.get(priceKey(b)) ?? 0 })),
 				rating: RATING_BUCKETS.map((b) => ({ ...b, count: ratingCounts.get(ratingKey(b)) ?? 0 })),
 			},

@@ -3,7 +3,8 @@ import crypto from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { generateVAPIDKeys } from "web-push";
-import { SubscriptionGoneError, WebPushChannel } from "../../adapters/channels/web-push-channel";
+import { WebPushChannel } from "../../adapters/channels/web-push-channel";
+import { SubscriptionGoneError } from "../../adapters/channels/notification-channel";
 import { DeliveryError } from "../../adapters/channels";
 
 describe("WebPushChannel", () => {
