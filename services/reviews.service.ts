@@ -239,6 +239,14 @@ const ReviewsService: ServiceSchema<Record<string, any>, ReviewsMethods, DbServi
 					if (isDuplicate(err)) throw new ConflictError("You have already reviewed this product", "ALREADY_REVIEWED", { productId });
 					throw err;
 				}
+				// Stored, then the account asked: an erasure marks the account before it forgets the author's
+				// reviews, so a review written while one runs is either among those it finds or refused here.
+				try {
+					await ctx.call("users.checkCanOrder", { userId });
+				} catch (err) {
+					await this.db.reviews.removeOne({ id: review.id });
+					throw err;
+				}
 				await this.publish(ctx, "review.created", { reviewId: review.id, productId, userId, rating: review.rating, isVerifiedPurchase: review.isVerifiedPurchase });
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/reviews/${review.id}`;

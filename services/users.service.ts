@@ -414,9 +414,10 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		},
 
 		/**
-		 * Asked by a checkout once its order is stored: refused (409 ACCOUNT_CLOSED) when the account is
-		 * gone or being erased. An erasure marks the account before it looks for open orders, so of a
-		 * checkout and an erasure that overlap, one always sees the other.
+		 * Asked by a checkout once its order is stored, and by a review once it is stored: refused (409
+		 * ACCOUNT_CLOSED) when the account is gone or being erased. An erasure marks the account before it
+		 * looks for open orders and the author's reviews, so of a write and an erasure that overlap, one
+		 * always sees the other.
 		 */
 		checkCanOrder: {
 			visibility: "public",
@@ -545,12 +546,20 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				await this.db.users.updateOne({ id: user.id, closingUntil }, { $set: { closingUntil: null } }).catch((e: unknown) => this.logger.warn(`Account ${user.id}: clearing its erasure mark failed; it lapses by itself:`, e));
 				throw err;
 			}
-			for (const name of ["user_addresses", "user_wishlist", "user_tokens"] as const) await this.db[name].removeMany({ userId: user.id });
+			const forgetOwned = async () => {
+				for (const name of ["user_addresses", "user_wishlist", "user_tokens"] as const) await this.db[name].removeMany({ userId: user.id });
+			};
+			await forgetOwned();
 			// From here on the password opens nothing, and the sessions fail their password check too.
 			await this.db.users.updateOne({ id: user.id }, { $set: erasedUserFields(user, new Date(), unmatchableHash(this.cost)) });
 			// Revoked first, so that every node drops them from its session cache; then gone, with the addresses they came from.
 			await this.revokeSessions({ userId: user.id }, "account_deleted");
 			await this.db.user_sessions.removeMany({ userId: user.id });
+			// A request that passed its session check before the revocation may have written since the first
+			// pass (an add to the cart while this ran left a cart behind): once more, now that none can start.
+			// The account is erased by now: a failure here is logged, not answered (the cart lapses in 7 days).
+			await ctx.call("cart.forgetUser", { userId: user.id }).catch((e: unknown) => this.logger.warn(`Account ${user.id}: forgetting a cart written during its erasure failed; it expires by itself:`, e));
+			await forgetOwned();
 			// Durable: notifications drop the messages kept for the account whenever they read it, also
 			// those of an email change or reset asked while this ran (they are not sent either).
 			await this.publish(ctx, "user.deleted", { userId: user.id });

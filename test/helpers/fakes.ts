@@ -17,11 +17,14 @@ export function fakeToken(sub: string, role: "customer" | "admin" = "customer"):
 	return signAccessToken({ sub, role, sid: `fake.${role}.${sub}` });
 }
 
-/** The users service as the gateway needs it: the sessions of fakeToken are active. */
+/** The users service as the gateway and a review need it: the sessions of fakeToken are active, and no account is being erased. */
 export const FakeUsers: ServiceSchema = {
 	name: "users",
 	mixins: [HealthMixin],
-	actions: { checkSession: { params: { sid: "string" }, handler: (ctx: Context<{ sid: string }>) => fakeSession(ctx.params.sid) } },
+	actions: {
+		checkSession: { params: { sid: "string" }, handler: (ctx: Context<{ sid: string }>) => fakeSession(ctx.params.sid) },
+		checkCanOrder: { params: { userId: "string" }, handler: () => true },
+	},
 };
 
 /**

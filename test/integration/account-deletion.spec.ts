@@ -301,6 +301,42 @@ describe("a customer deletes their account", () => {
 			expect((await http.get(`/api/orders?userId=${c.userId}`, { token: admin })).body.total).toBe(0);
 		}, 30_000);
 
+		test("a review or an add to the cart sent while an erasure runs, after it forgot the reviews and the cart, does not outlive it", async () => {
+			const http = shop.http;
+			const { product, variantId } = await createProduct(http, admin, { price: 1900, stock: 5 });
+			const c = await registerCustomer(http, uniqueEmail("late-writes"));
+			const broker = shop.broker;
+			const call = broker.call.bind(broker);
+			let forgotten!: () => void;
+			const afterReviews = new Promise<void>((r) => (forgotten = r));
+			let release!: () => void;
+			const released = new Promise<void>((r) => (release = r));
+			// The erasure has emptied the cart and forgotten the reviews, and waits before it goes on; the sessions still work.
+			const spy = jest.spyOn(broker, "call").mockImplementation(((action: string, ...rest: any[]) => {
+				const p = (call as any)(action, ...rest);
+				if (action !== "reviews.forgetAuthor") return p;
+				return p.then((res: unknown) => {
+					forgotten();
+					return released.then(() => res);
+				});
+			}) as any);
+			try {
+				const erasing = http.request("POST", "/api/me/delete", { token: c.token, body: { password: PASSWORD } });
+				await afterReviews;
+				const review = await http.post(`/api/products/${product.id}/reviews`, { rating: 5, title: "Late", body: "Written while leaving" }, { token: c.token });
+				expect(review.status).toBe(409);
+				expect(review.body.type).toBe("ACCOUNT_CLOSED");
+				expect((await http.post("/api/cart/items", { variantId, quantity: 1 }, { token: c.token })).status).toBe(201);
+				release();
+				expect((await erasing).status).toBe(204);
+			} finally {
+				release();
+				spy.mockRestore();
+			}
+			expect((await http.get(`/api/reviews?productId=${product.id}`, { token: admin })).body.rows).toEqual([]);
+			expect((await broker.call<any, any>("cart.snapshot", { userId: c.userId })).items).toEqual([]);
+		}, 30_000);
+
 		test("an empty cart of an account that is not being erased is still just empty", async () => {
 			const c = await registerCustomer(shop.http, uniqueEmail("empty"));
 			expect((await checkout(shop.http, c)).body.type).toBe("CART_EMPTY");
