@@ -2,7 +2,7 @@
  * Broker configuration, driven by the environment (see lib/config.ts and the README).
  * Unset: one process, in-memory cacher, no transporter. TRANSPORTER=TCP or nats://...: a cluster.
  */
-import { type BrokerOptions, type Errors, type ServiceBroker } from "moleculer";
+import { type BrokerOptions, type ServiceBroker } from "moleculer";
 import { SHOP_SERVICES, readConfig, type ShopConfig } from "./lib/config";
 import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
@@ -13,6 +13,7 @@ import { StopNoticeMiddleware } from "./mixins/stop-notice.middleware";
 import { NodeAwayMiddleware } from "./mixins/node-away.middleware";
 import { NodeRestartMiddleware } from "./mixins/node-restart.middleware";
 import { safeParamTags } from "./lib/trace-tags";
+import { breaksCircuit, mayRetry } from "./lib/errors";
 import { VALIDATOR_MESSAGES } from "./lib/param-rules";
 import { LazyFastestValidator } from "./mixins/lazy-validator";
 import { ShopRedisCacher } from "./adapters/redis-cacher";
@@ -60,14 +61,15 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 		cacher: cacherOptions(cfg),
 		serializer: "JSON",
 		requestTimeout: cfg.requestTimeout,
-		// Retry only what the broker marks retryable (node gone, timeout, 503): business errors never repeat.
+		// Retry only what the broker marks retryable (node gone, 503), not a timeout (lib/errors.ts mayRetry):
+		// business errors never repeat.
 		retryPolicy: {
 			enabled: true,
 			retries: 3,
 			delay: 100,
 			maxDelay: 1000,
 			factor: 2,
-			check: (err: Error) => !!(err as Errors.MoleculerError).retryable,
+			check: mayRetry,
 		},
 		maxCallLevel: 100,
 		heartbeatInterval: cfg.heartbeatInterval,
@@ -83,11 +85,8 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			minRequestCount: 20,
 			windowTime: 60,
 			halfOpenTime: 10_000,
-			// Only failures of the service itself count, not a customer's bad input.
-			check: (err: Error) => {
-				const e = err as Errors.MoleculerError;
-				return !e.code || e.code >= 500 || e.name === "RequestTimeoutError";
-			},
+			// Only failures of the service itself count (lib/errors.ts breaksCircuit).
+			check: breaksCircuit,
 		},
 		bulkhead: { enabled: true, concurrency: 100, maxQueueSize: 2000 },
 		// fastest-validator, as `true` gives, with the shop's messages (lib/param-rules.ts), each schema compiled on first use.

@@ -5,6 +5,11 @@
  * checkout answered 100-200 ms later whenever someone signed in. Here it runs on worker threads, at
  * most `size` at once; the others wait their turn, in order. Workers start on first use and stop
  * after `idleMs` without work; they keep the process alive only while they have work.
+ *
+ * With `maxWaitMs`, work that would wait longer for its turn is refused (BcryptBusyError) before it
+ * starts, at once when the queue already holds more than that, else when its turn comes too late. A
+ * burst of sign-ins then gets a quick "try again" with nothing done, instead of hashing on past the
+ * caller's timeout: the caller saw a failure for a password that was changed, an account that exists.
  */
 import { Worker } from "node:worker_threads";
 
@@ -17,16 +22,26 @@ export interface BcryptPool {
 	readonly workers: number;
 }
 
+/** Refused before it started: the queue was longer than `maxWaitMs`. */
+export class BcryptBusyError extends Error {
+	constructor(waitMs: number) {
+		super(`bcrypt work would wait ${Math.round(waitMs)} ms for a worker`);
+		this.name = "BcryptBusyError";
+	}
+}
+
 interface Job {
 	op: "hash" | "compare";
 	a: string;
 	b: string | number;
+	queuedAt: number;
 	resolve(value: unknown): void;
 	reject(err: Error): void;
 }
 interface Slot {
 	worker: Worker;
 	job: Job | null;
+	startedAt: number;
 }
 
 // The worker's whole program: synchronous bcrypt, one job at a time. bcryptjs by its resolved path:
@@ -43,17 +58,21 @@ parentPort.on("message", ({ op, a, b }) => {
 });
 `;
 
-export function bcryptPool(opts: { size: number; idleMs: number }): BcryptPool {
+export function bcryptPool(opts: { size: number; idleMs: number; maxWaitMs?: number }): BcryptPool {
 	if (!Number.isInteger(opts.size) || opts.size < 1) throw new RangeError(`size must be a positive integer, got ${opts.size}`);
 	const source = workerSource(require.resolve("bcryptjs"));
 	const slots: Slot[] = [];
 	const waiting: Job[] = [];
 	let idleTimer: NodeJS.Timeout | null = null;
 	let closed = false;
+	/** How long a job takes on a worker (moving average): the queue's wait in time. */
+	let jobMs = 0;
 
 	const start = (): Slot => {
-		const slot: Slot = { worker: new Worker(source, { eval: true }), job: null };
+		const slot: Slot = { worker: new Worker(source, { eval: true }), job: null, startedAt: 0 };
 		slot.worker.on("message", (msg: { result?: unknown; error?: string }) => {
+			const took = Date.now() - slot.startedAt;
+			jobMs = jobMs ? jobMs * 0.8 + took * 0.2 : took;
 			const job = slot.job;
 			slot.job = null;
 			slot.worker.unref();
@@ -80,15 +99,20 @@ export function bcryptPool(opts: { size: number; idleMs: number }): BcryptPool {
 
 	const run = (slot: Slot, job: Job) => {
 		slot.job = job;
+		slot.startedAt = Date.now();
 		slot.worker.ref();
 		slot.worker.postMessage({ op: job.op, a: job.a, b: job.b });
 	};
 
 	const next = () => {
 		while (waiting.length && !closed) {
-			const slot = slots.find((s) => s.job === null) ?? (slots.length < opts.size ? start() : null);
-			if (!slot) return;
-			run(slot, waiting.shift()!);
+			const free = slots.find((s) => s.job === null);
+			if (!free && slots.length >= opts.size) return;
+			const job = waiting.shift()!;
+			// Its wait for a turn, not a new worker's start-up.
+			const waited = Date.now() - job.queuedAt;
+			if (opts.maxWaitMs !== undefined && waited > opts.maxWaitMs) job.reject(new BcryptBusyError(waited));
+			else run(free ?? start(), job);
 		}
 		if (slots.every((s) => s.job === null) && slots.length && !idleTimer && !closed) {
 			idleTimer = setTimeout(() => {
@@ -103,11 +127,15 @@ export function bcryptPool(opts: { size: number; idleMs: number }): BcryptPool {
 	const submit = <T>(op: Job["op"], a: string, b: string | number) =>
 		new Promise<T>((resolve, reject) => {
 			if (closed) return reject(new Error("bcrypt pool closed"));
+			// Turns ahead of this job (the running ones count for one turn), each about jobMs long.
+			const running = slots.filter((s) => s.job !== null).length;
+			const wait = running < opts.size ? 0 : Math.floor(waiting.length / opts.size + 1) * jobMs;
+			if (opts.maxWaitMs !== undefined && wait > opts.maxWaitMs) return reject(new BcryptBusyError(wait));
 			if (idleTimer) {
 				clearTimeout(idleTimer);
 				idleTimer = null;
 			}
-			waiting.push({ op, a, b, resolve: resolve as (v: unknown) => void, reject });
+			waiting.push({ op, a, b, queuedAt: Date.now(), resolve: resolve as (v: unknown) => void, reject });
 			next();
 		});
 

@@ -121,6 +121,29 @@ export class ServiceUnavailableError extends MoleculerRetryableError {
 }
 
 /**
+ * 503 of a service that is well but has more work queued than it can start in time (a burst of
+ * password hashing): refused before anything was done, so trying again shortly is safe. Not a
+ * failure of the service: it does not count towards opening its circuit (breaksCircuit).
+ */
+export class BusyError extends MoleculerError {
+	constructor(message: string) {
+		super(message, 503, "BUSY");
+		this.name = "BusyError";
+	}
+}
+
+/**
+ * Whether a failed call counts towards opening the circuit of the endpoint that answered it: only a
+ * failure of the service itself (a 5xx, a timeout, a crash), not a customer's bad input nor a refusal
+ * it made on purpose because it was busy (a burst of sign-ins would shut sign-in for everyone).
+ */
+export function breaksCircuit(err: unknown): boolean {
+	const e = err as { code?: unknown; name?: unknown; type?: unknown } | null | undefined;
+	if (e?.type === "BUSY") return false;
+	return !e?.code || (typeof e.code === "number" && e.code >= 500) || e.name === "RequestTimeoutError";
+}
+
+/**
  * 503 of a checkout that failed and is being undone by recovery (money may be held meanwhile): the
  * retry with the same key waits for it. Not retryable by the broker, which would run the checkout
  * again at once.
@@ -130,6 +153,17 @@ export class CheckoutBeingUndoneError extends MoleculerError {
 		super("The checkout failed and is being undone; retry with the same Idempotency-Key in a few seconds", 503, "CHECKOUT_BEING_UNDONE", { orderId });
 		this.name = "CheckoutBeingUndoneError";
 	}
+}
+
+/**
+ * What the broker's retry policy sends again: an error marked retryable (no node took the call, its node
+ * left, a 503), but never a timeout. A timed-out call may still be running (in this very process, when
+ * local): sending it again ran a registration or a password change twice while the first went on, and
+ * under a burst of password hashing each retry added more of the work that made it slow.
+ */
+export function mayRetry(err: unknown): boolean {
+	const e = err as { retryable?: unknown; name?: unknown } | null | undefined;
+	return !!e?.retryable && e.name !== "RequestTimeoutError";
 }
 
 /**

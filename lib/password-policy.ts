@@ -7,7 +7,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { bcryptPool, type BcryptPool } from "./bcrypt-pool";
+import { BcryptBusyError, bcryptPool, type BcryptPool } from "./bcrypt-pool";
+import { BusyError } from "./errors";
 
 export const MIN_PASSWORD_LENGTH = 8;
 export const MAX_PASSWORD_LENGTH = 128;
@@ -86,8 +87,21 @@ export function bcryptCost(isTest: boolean): number {
  */
 export const BCRYPT_CONCURRENCY = 2;
 const BCRYPT_WORKERS = Math.max(1, Math.min(BCRYPT_CONCURRENCY, os.availableParallelism() - 1));
+/**
+ * The longest a hash or a compare waits for a worker before it is refused (503 BUSY, nothing done). A
+ * password change does two, each waiting at most this and running 0.3-0.7 s on a busy 2-core machine:
+ * inside the 10 s request timeout, so its caller learns what happened instead of timing out on a change
+ * that then went through. On such a machine about a dozen sign-ins arriving at once are served.
+ */
+export const BCRYPT_MAX_WAIT_MS = 4000;
 let pool: BcryptPool | null = null;
-const bcryptWorkers = () => (pool ??= bcryptPool({ size: BCRYPT_WORKERS, idleMs: 30_000 }));
+const bcryptWorkers = () => (pool ??= bcryptPool({ size: BCRYPT_WORKERS, idleMs: 30_000, maxWaitMs: BCRYPT_MAX_WAIT_MS }));
+
+/** A refusal for a full queue, as the client sees it: 503, try again shortly. */
+function busyAsUnavailable(err: unknown): never {
+	if (err instanceof BcryptBusyError) throw new BusyError("Too many sign-ins and password changes at once: try again in a few seconds");
+	throw err;
+}
 let holders = 0;
 
 /**
@@ -113,11 +127,11 @@ export function holdBcryptWorkers(): () => void {
 export const bcryptWorkersRunning = (): number => pool?.workers ?? 0;
 
 export function hashPassword(password: string, cost: number): Promise<string> {
-	return bcryptWorkers().hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST));
+	return bcryptWorkers().hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST)).catch(busyAsUnavailable);
 }
 
 export function verifyPassword(password: string, hash: string): Promise<boolean> {
-	return bcryptWorkers().compare(prehashPassword(password), hash);
+	return bcryptWorkers().compare(prehashPassword(password), hash).catch(busyAsUnavailable);
 }
 
 /**

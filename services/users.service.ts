@@ -22,7 +22,7 @@ import { me, type ShopMeta } from "../mixins/types";
 import { logShows, readConfig, type ShopConfig } from "../lib/config";
 import { signAccessToken } from "../lib/jwt";
 import { sealToken } from "../lib/sealed-token";
-import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField, isDuplicate } from "../lib/errors";
+import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField, isDuplicate, BusyError } from "../lib/errors";
 import { hashPassword, holdBcryptWorkers, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
 import {
 	PASSWORD_RESET_TTL_SECONDS, SESSION_LIFETIME_SECONDS, SPENT_HASHES_KEPT, VERIFY_EMAIL_TTL_SECONDS,
@@ -149,7 +149,9 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				if (!user || !ok) throw new UnauthorizedError("Invalid email or password", "INVALID_CREDENTIALS");
 				await this.clearLoginFailures(email, ctx);
 				if (needsRehash(user.passwordHash, this.cost)) {
-					await this.db.users.updateOne({ id: user.id, passwordHash: user.passwordHash }, { $set: { passwordHash: await hashPassword(ctx.params.password, this.cost) } });
+					// Not worth refusing a correct password for: at a busy moment the next sign-in upgrades it.
+					const upgraded = await hashPassword(ctx.params.password, this.cost).catch((err) => (err instanceof BusyError ? null : Promise.reject(err)));
+					if (upgraded) await this.db.users.updateOne({ id: user.id, passwordHash: user.passwordHash }, { $set: { passwordHash: upgraded } });
 				}
 				const tokens = await this.openSession(ctx, user);
 				await this.mergeGuestCart(ctx, user.id);

@@ -1,6 +1,6 @@
 /** bcrypt on worker threads: the same hashes as bcryptjs here, a bounded number at once, in order. */
 import bcrypt from "bcryptjs";
-import { bcryptPool, type BcryptPool } from "../../lib/bcrypt-pool";
+import { BcryptBusyError, bcryptPool, type BcryptPool } from "../../lib/bcrypt-pool";
 
 let pool: BcryptPool | null = null;
 afterEach(async () => {
@@ -64,4 +64,26 @@ test("close refuses what still waits and what comes after", async () => {
 	await expect(pool.hash("c", 4)).rejects.toThrow("bcrypt pool closed");
 	expect(pool.workers).toBe(0);
 	expect(() => bcryptPool({ size: 0, idleMs: 1 })).toThrow(RangeError);
+});
+
+test("with maxWaitMs, work the queue cannot start in time is refused at once, before it starts", async () => {
+	pool = bcryptPool({ size: 1, idleMs: 60_000, maxWaitMs: 1 });
+	// Learns how long a job takes (a few ms at cost 8: far above 1 ms).
+	await pool.hash("calibration", 8);
+	const started = Date.now();
+	const [first, second, third] = await Promise.allSettled([pool.hash("a", 8), pool.hash("b", 8), pool.hash("c", 8)]);
+	expect(first.status).toBe("fulfilled");
+	for (const refused of [second, third]) expect((refused as PromiseRejectedResult).reason).toBeInstanceOf(BcryptBusyError);
+	expect(Date.now() - started).toBeLessThan(5_000);
+	// The worker goes on: a job that finds it free runs.
+	expect(bcrypt.compareSync("d", await pool.hash("d", 4))).toBe(true);
+});
+
+test("with maxWaitMs, a job whose turn comes too late is refused instead of run", async () => {
+	pool = bcryptPool({ size: 1, idleMs: 60_000, maxWaitMs: 20 });
+	// Nothing measured yet, so the second is queued; the first (cost 11: over 100 ms) holds the only worker past 20 ms.
+	const [first, second] = await Promise.allSettled([pool.hash("slow", 11), pool.hash("late", 4)]);
+	expect(first.status).toBe("fulfilled");
+	expect((second as PromiseRejectedResult).reason).toBeInstanceOf(BcryptBusyError);
+	expect(bcrypt.compareSync("again", await pool.hash("again", 4))).toBe(true);
 });

@@ -1,5 +1,5 @@
 import { Errors } from "moleculer";
-import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailableError, invalidField, isDuplicate, mayHaveTakenEffect } from "../../lib/errors";
+import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailableError, invalidField, isDuplicate, mayHaveTakenEffect, mayRetry, BusyError, breaksCircuit } from "../../lib/errors";
 
 describe("mayHaveTakenEffect: whether a failed call may hide a done change", () => {
 	test.each([
@@ -26,5 +26,36 @@ describe("isDuplicate: a write refused by a unique index", () => {
 		["null", null, false],
 	])("%s → %p", (_name, err, expected) => {
 		expect(isDuplicate(err)).toBe(expected);
+	});
+});
+
+describe("mayRetry: what the broker's retry policy sends again", () => {
+	test.each([
+		["no node took it", new Errors.ServiceNotAvailableError({ action: "users.register" }), true],
+		["its node left before answering", new Errors.RequestRejectedError({ action: "users.register", nodeID: "node-1" }), true],
+		["a 503 from the callee", new ServiceUnavailableError(), true],
+		["a timeout: the first run may still be going", new Errors.RequestTimeoutError({ action: "users.register", nodeID: "node-1" }), false],
+		["a refusal", new ConflictError("taken", "EMAIL_TAKEN"), false],
+		["a 500", new Errors.MoleculerError("boom", 500), false],
+		["nothing known", undefined, false],
+	])("%s → %p", (_what, err, expected) => {
+		expect(mayRetry(err)).toBe(expected);
+	});
+});
+
+describe("breaksCircuit: what counts towards opening an endpoint's circuit", () => {
+	test.each([
+		["a 500", new Errors.MoleculerError("boom", 500), true],
+		["a timeout", new Errors.RequestTimeoutError({ action: "users.login", nodeID: "node-1" }), true],
+		["a crash (no code)", new Error("undefined is not a function"), true],
+		["a 503 of a dependency down", new ServiceUnavailableError(), true],
+		["busy on purpose: nothing done, try again", new BusyError("Too many sign-ins at once"), false],
+		["a customer's bad input", invalidField("email", "not an email"), false],
+		["a refusal", new ConflictError("taken", "EMAIL_TAKEN"), false],
+	])("%s → %p", (_what, err, expected) => {
+		expect(breaksCircuit(err)).toBe(expected);
+	});
+	test("a busy refusal is a 503 the client may retry", () => {
+		expect(new BusyError("x")).toMatchObject({ code: 503, type: "BUSY", retryable: false });
 	});
 });
