@@ -167,7 +167,11 @@ async function rollingRestart() {
 		}
 		const code = await exit;
 		if (done) return;
-		stops.push({ nodeID, code, ms: Date.now() - t0, inflight });
+		const ms = Date.now() - t0;
+		// A slow stop fails the test below; what the node said while stopping says why (its next run's output replaces it).
+		if (process.env.ROLLING_DEBUG) fs.writeFileSync(path.join(os.tmpdir(), `rolling-${nodeID}-stopped.log`), node.output());
+		if (ms > SHUTDOWN_TIMEOUT || code !== 0) console.log(`${nodeID} stopped with ${code} after ${ms} ms; its output:\n${node.output().slice(-6000)}`);
+		stops.push({ nodeID, code, ms, inflight });
 		timeline.push({ nodeID, sigterm: t0, exited: Date.now(), ready: 0 });
 		const started = await start(nodeID, { DATA_DIR: node.dataDir });
 		if (started.port) await gatewayReady(started);
@@ -225,6 +229,9 @@ test("a rolling restart of every node while buyers shop: no failed request, noth
 	const count503 = seen.filter((s) => s.status === 503).length;
 	console.log(`rolling restart: ${seen.length} requests, ${count503} answered 503 (${[...new Set(seen.filter((s) => s.status === 503).map((s) => `${s.what}@${s.during || "-"}`))].join(", ")}); stops ${JSON.stringify(stops)}`);
 
+	// Requests that took longer than a restart should cost: with a slow stop, the ones it waited for.
+	const slow = seen.filter((s) => s.ms > SERVICE_WAIT_MS + 1000);
+	if (slow.length) console.log(`slow requests:\n${slow.map((s) => `${s.what} ${s.status} ${s.ms} ms`).join("\n")}\n${summary(slow).join("\n")}`);
 	if (process.env.ROLLING_DEBUG) {
 		const t0 = Math.min(...seen.map((s) => s.at));
 		console.log(timeline.map((t) => `${t.nodeID}: sigterm ${t.sigterm - t0} exited ${t.exited - t0} ready ${t.ready - t0}`).join("\n"));
