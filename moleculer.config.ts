@@ -13,7 +13,8 @@ import { StopNoticeMiddleware } from "./mixins/stop-notice.middleware";
 import { NodeAwayMiddleware } from "./mixins/node-away.middleware";
 import { NodeRestartMiddleware } from "./mixins/node-restart.middleware";
 import { safeParamTags } from "./lib/trace-tags";
-import { breaksCircuit, mayRetry } from "./lib/errors";
+import { breaksCircuit } from "./lib/errors";
+import { retryPolicyCheck } from "./mixins/retry-policy";
 import { VALIDATOR_MESSAGES } from "./lib/param-rules";
 import { LazyFastestValidator } from "./mixins/lazy-validator";
 import { ShopRedisCacher } from "./adapters/redis-cacher";
@@ -46,6 +47,7 @@ function tracingOptions(cfg: ShopConfig): BrokerOptions["tracing"] {
 
 export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerOptions {
 	const cfg = readConfig(env);
+	const retry = retryPolicyCheck();
 	return {
 		namespace: cfg.namespace,
 		nodeID: cfg.nodeID,
@@ -61,15 +63,15 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 		cacher: cacherOptions(cfg),
 		serializer: "JSON",
 		requestTimeout: cfg.requestTimeout,
-		// Retry only what the broker marks retryable (node gone, 503), not a timeout (lib/errors.ts mayRetry):
-		// business errors never repeat.
+		// Retry only what the broker marks retryable (node gone, 503), a timeout only of a read
+		// (mixins/retry-policy.ts): business errors never repeat.
 		retryPolicy: {
 			enabled: true,
 			retries: 3,
 			delay: 100,
 			maxDelay: 1000,
 			factor: 2,
-			check: mayRetry,
+			check: retry.check,
 		},
 		maxCallLevel: 100,
 		heartbeatInterval: cfg.heartbeatInterval,
@@ -115,7 +117,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 		tracing: tracingOptions(cfg),
 		// Moleculer's internal middlewares are listed by brokerMiddlewares, with lean request and event metrics.
 		internalMiddlewares: false,
-		middlewares: brokerMiddlewares([RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware()]) as BrokerOptions["middlewares"],
+		middlewares: brokerMiddlewares([RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware(), retry.middleware]) as BrokerOptions["middlewares"],
 		replOptions: {
 			customCommands: [
 				{

@@ -157,13 +157,15 @@ export class CheckoutBeingUndoneError extends MoleculerError {
 
 /**
  * What the broker's retry policy sends again: an error marked retryable (no node took the call, its node
- * left, a 503), but never a timeout. A timed-out call may still be running (in this very process, when
- * local): sending it again ran a registration or a password change twice while the first went on, and
- * under a burst of password hashing each retry added more of the work that made it slow.
+ * left, a 503), and a timeout only of an action safe to run twice at once (`repeatable`, by name). A
+ * timed-out call may still be running (in this very process, when local): sending it again ran a
+ * registration or a password change twice while the first went on, and under a burst of password
+ * hashing each retry added more of the work that made it slow.
  */
-export function mayRetry(err: unknown): boolean {
-	const e = err as { retryable?: unknown; name?: unknown } | null | undefined;
-	return !!e?.retryable && e.name !== "RequestTimeoutError";
+export function mayRetry(err: unknown, repeatable: (action: string) => boolean = () => false): boolean {
+	const e = err as { retryable?: unknown; name?: unknown; data?: { action?: unknown } } | null | undefined;
+	if (!e?.retryable) return false;
+	return e.name !== "RequestTimeoutError" || (typeof e.data?.action === "string" && repeatable(e.data.action));
 }
 
 /**

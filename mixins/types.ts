@@ -1,6 +1,6 @@
 /**
- * Action properties our gateway reads (who may call an action over HTTP), what it puts in
- * ctx.meta, and the signed-in user.
+ * Action properties our gateway reads (who may call an action over HTTP) and the broker's retry check
+ * reads, what the gateway puts in ctx.meta, and the signed-in user.
  */
 import type {} from "moleculer-web";
 import type { OpenApiNotes } from "../lib/openapi";
@@ -27,6 +27,8 @@ declare module "moleculer" {
 		 * `cache.clean.<service>` whenever it changes (see lib/response-cache.ts).
 		 */
 		publicCache?: boolean;
+		/** A read that may run twice at once: a timed-out call is sent again (mixins/retry-policy.ts; GET routes are). */
+		repeatable?: boolean;
 		/** What the route's OpenAPI description cannot read from the rest: statuses it sets or throws, headers it reads. */
 		openapi?: OpenApiNotes;
 	}

@@ -1,20 +1,24 @@
 /**
  * The shipped retry policy against a real broker: a call that timed out is not sent again while its
- * first run goes on (a registration or a password change ran up to four times under load). Which
- * errors are retried: test/unit/errors.spec.ts (mayRetry).
+ * first run goes on (a registration or a password change ran up to four times under load), unless the
+ * action is a read. Which errors are retried: test/unit/errors.spec.ts (mayRetry).
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
 
-let runs = 0;
+const runs: Record<string, number> = {};
+const slowly = (name: string) => async (ctx: Context<{ ms: number }>) => {
+	runs[name] = (runs[name] ?? 0) + 1;
+	await new Promise((r) => setTimeout(r, ctx.params.ms));
+	return runs[name];
+};
 const Slow: ServiceSchema = {
 	name: "slow",
 	actions: {
-		async run(ctx: Context<{ ms: number }>) {
-			runs++;
-			await new Promise((r) => setTimeout(r, ctx.params.ms));
-			return runs;
-		},
+		write: { rest: "POST /slow", handler: slowly("write") },
+		internal: { handler: slowly("internal") },
+		read: { rest: "GET /slow", handler: slowly("read") },
+		internalRead: { repeatable: true, handler: slowly("internalRead") },
 	},
 };
 
@@ -25,11 +29,21 @@ describe("the broker's retry policy", () => {
 	});
 	afterAll(() => shop.stop());
 
-	test("a timed-out call runs once: it is not sent again while its first run goes on", async () => {
-		runs = 0;
-		await expect(shop.broker.call("slow.run", { ms: 400 }, { timeout: 100 })).rejects.toMatchObject({ name: "RequestTimeoutError" });
+	const timeOut = async (action: string) => {
+		await expect(shop.broker.call(action, { ms: 400 }, { timeout: 100 })).rejects.toMatchObject({ name: "RequestTimeoutError" });
 		// Long enough for every retry the policy allows (3, 100-400 ms apart) to have started.
 		await new Promise((r) => setTimeout(r, 1200));
-		expect(runs).toBe(1);
+	};
+
+	test("a timed-out write runs once: it is not sent again while its first run goes on", async () => {
+		await timeOut("slow.write");
+		await timeOut("slow.internal");
+		expect(runs).toMatchObject({ write: 1, internal: 1 });
+	});
+
+	test("a timed-out read is sent again (another node may answer it)", async () => {
+		await timeOut("slow.read");
+		await timeOut("slow.internalRead");
+		expect(runs).toMatchObject({ read: 4, internalRead: 4 });
 	});
 });

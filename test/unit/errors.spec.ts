@@ -41,6 +41,13 @@ describe("mayRetry: what the broker's retry policy sends again", () => {
 	])("%s → %p", (_what, err, expected) => {
 		expect(mayRetry(err)).toBe(expected);
 	});
+	test("a timeout of an action safe to run twice at once is sent again", () => {
+		const timedOut = (action: string) => new Errors.RequestTimeoutError({ action, nodeID: "node-1" });
+		const reads = (action: string) => action === "search.query";
+		expect(mayRetry(timedOut("search.query"), reads)).toBe(true);
+		expect(mayRetry(timedOut("users.register"), reads)).toBe(false);
+		expect(mayRetry(new ConflictError("taken", "EMAIL_TAKEN"), () => true)).toBe(false);
+	});
 });
 
 describe("breaksCircuit: what counts towards opening an endpoint's circuit", () => {

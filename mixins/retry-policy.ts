@@ -1,0 +1,43 @@
+/**
+ * Which failed calls the broker sends again (its retryPolicy.check). A timeout is sent again only for
+ * an action that is safe to run twice at once: the first run may still be going (in this very process
+ * when it is local). A registration or a password change was run four times; a search whose node was
+ * killed is still better answered by another node than with a 503.
+ *
+ * Safe to repeat: an action served at a GET route, or one that says so (`repeatable: true`, for internal
+ * reads). Both are read from the action's definition as the registry knows it, which for a remote action
+ * is what its node announced.
+ */
+import type { Middleware, ServiceBroker } from "moleculer";
+import { mayRetry } from "../lib/errors";
+
+interface ActionDefinition {
+	rest?: unknown;
+	repeatable?: unknown;
+}
+
+/** Whether running the action again while a first run may still be going does no harm. */
+export function isRepeatable(action: ActionDefinition | null | undefined): boolean {
+	if (!action) return false;
+	if (action.repeatable === true) return true;
+	const routes = Array.isArray(action.rest) ? action.rest : [action.rest];
+	return routes.length > 0 && routes.every((r) => (typeof r === "string" ? /^(GET|HEAD)\s/i.test(r) : !!r && typeof r === "object" && /^(GET|HEAD)$/i.test(String((r as { method?: unknown }).method))));
+}
+
+/** The broker's retry check and the middleware that lets it see the registry. */
+export function retryPolicyCheck(): { check: (err: unknown) => boolean; middleware: Middleware } {
+	let broker: ServiceBroker | null = null;
+	const repeatable = (name: string) => {
+		const endpoints = (broker?.registry as unknown as { getActionEndpoints(n: string): { endpoints?: Array<{ action?: ActionDefinition }> } | null } | undefined)?.getActionEndpoints(name);
+		return isRepeatable(endpoints?.endpoints?.[0]?.action);
+	};
+	return {
+		check: (err) => mayRetry(err, repeatable),
+		middleware: {
+			name: "RetryPolicy",
+			created(b: ServiceBroker) {
+				broker = b;
+			},
+		} as Middleware,
+	};
+}
