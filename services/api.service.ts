@@ -15,7 +15,7 @@ import { verifyAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
 import { ResponseCache } from "../lib/response-cache";
 import { isShopRoute, shopRouteMethods, SHOP_ROUTES } from "../lib/rest-routes";
-import { bodyShapeProblem, queryShapeProblem, withoutSecrets } from "../lib/request-shape";
+import { MAX_BODY_ITEMS, bodyShapeProblem, jsonItemsOver, queryShapeProblem, withoutSecrets } from "../lib/request-shape";
 import { createRateLimitStore, MemoryRateLimitStore, type RateLimitStore, type WindowHit } from "../adapters/rate-limit-store";
 import { isRedisUnavailable } from "../adapters/redis-connection";
 import { BROKER_UNAVAILABLE_ERRORS, MethodNotAllowedError, UnauthorizedError, ForbiddenError, TooManyRequestsError, BadRequestError, PayloadTooLargeError, ServiceUnavailableError, UnsupportedMediaTypeError } from "../lib/errors";
@@ -153,7 +153,8 @@ function describeBody(req: Req, res: ServerResponse, body: string | Buffer, leng
 /** What the body parser refused, as the shop's error: here its status is still known (moleculer-web keeps only a code). */
 function bodyError(err: { type?: string; status?: number }): Error {
 	if (err.type === "entity.parse.failed") return new BadRequestError("Malformed JSON body", "INVALID_JSON");
-	if (err.type === "entity.verify.failed") return new BadRequestError("The body is not valid UTF-8", "INVALID_BODY");
+	// Thrown by checkBodyBytes, with the reason as its message.
+	if (err.type === "entity.verify.failed") return new BadRequestError((err as Error).message, "INVALID_BODY");
 	if (err.type === "entity.too.large") return new PayloadTooLargeError(BODY_LIMIT);
 	if (err.status === 415) return new UnsupportedMediaTypeError("Unsupported content encoding or charset");
 	// A compressed body that does not inflate, a body shorter than its Content-Length, ...
@@ -162,11 +163,14 @@ function bodyError(err: { type?: string; status?: number }): Error {
 }
 
 /**
- * A JSON body's bytes must be UTF-8: decoded as they are, bytes that are not would become U+FFFD and
- * be stored as such (a name read "a\uFFFD\uFFFD\uFFFD"). body-parser reports the throw as entity.verify.failed.
+ * A JSON body's bytes, before they are parsed. They must be UTF-8: decoded as they are, bytes that are
+ * not would become U+FFFD and be stored as such (a name read "a\uFFFD\uFFFD\uFFFD"). And they may not
+ * hold more items than any shop body does. body-parser reports the throw as entity.verify.failed.
  */
-function refuseNonUtf8(_req: IncomingMessage, _res: ServerResponse, buf: Buffer) {
+function checkBodyBytes(_req: IncomingMessage, _res: ServerResponse, buf: Buffer) {
 	if (!isUtf8(buf)) throw new Error("The body is not valid UTF-8");
+	// Before the parse, which is where such a body costs (lib/request-shape.ts).
+	if (jsonItemsOver(buf, MAX_BODY_ITEMS)) throw new Error(`The body holds more than ${MAX_BODY_ITEMS} properties and array elements`);
 }
 
 /** A refused body's client may send for this long between checks (so 2–4 s of quiet), and at most LINGER_MAX_MS, before its connection closes. */
@@ -427,7 +431,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				authentication: true,
 				authorization: true,
 				bodyParsers: false,
-				use: [bodyParser("json", { strict: false, type: ["application/json", "application/*+json"], verify: refuseNonUtf8 }), requestShape],
+				use: [bodyParser("json", { strict: false, type: ["application/json", "application/*+json"], verify: checkBodyBytes }), requestShape],
 				callOptions: {},
 				onBeforeCall(ctx: Context<unknown, ShopMeta>, _route: unknown, req: Req, res: ServerResponse) {
 					return this.beforeCall(ctx, req, res);

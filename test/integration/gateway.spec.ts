@@ -6,6 +6,7 @@ import jwt from "jsonwebtoken";
 import SwaggerParser from "@apidevtools/swagger-parser";
 import type { Context, ServiceSchema } from "moleculer";
 import { startShop, type Shop } from "../helpers/shop";
+import { MAX_BODY_ITEMS } from "../../lib/request-shape";
 import { setEnv } from "../helpers/env";
 import type { RequestOptions } from "../helpers/http";
 import { waitFor, within } from "../helpers/wait";
@@ -539,12 +540,16 @@ describe("gateway", () => {
 		// What clients send for "no body" (a nil map, an empty array) is taken as none.
 		for (const raw of ["null", "[]"]) expect((await shop.http.request("POST", "/api/probe/nothing", { raw })).status).toBe(200);
 		// Thousands of levels overflowed the stack when the validation error echoing them was written out.
-		const deepObject = `{"name":${'{"a":'.repeat(5000)}1${"}".repeat(5000)},"qty":1}`;
-		const deepArray = `{"name":${"[".repeat(10000)}${"]".repeat(10000)},"qty":1}`;
-		for (const raw of [deepObject, deepArray]) {
+		const deepObject = (levels: number) => `{"name":${'{"a":'.repeat(levels)}1${"}".repeat(levels)},"qty":1}`;
+		const deepArray = (levels: number) => `{"name":${"[".repeat(levels)}${"]".repeat(levels)},"qty":1}`;
+		for (const raw of [deepObject(1000), deepArray(1000)]) {
 			const res = await shop.http.request("POST", "/api/probe/echo", { raw });
 			expect(res.status).toBe(400);
 			expect(res.body).toMatchObject({ type: "INVALID_BODY", data: [{ field: expect.stringMatching(/^name/) }] });
+		}
+		// Deeper still, they are more items than any body holds, refused before they are parsed.
+		for (const raw of [deepObject(5000), deepArray(10000)]) {
+			expect((await shop.http.request("POST", "/api/probe/echo", { raw })).body).toMatchObject({ code: 400, type: "INVALID_BODY", message: `The body holds more than ${MAX_BODY_ITEMS} properties and array elements` });
 		}
 		const proto = await shop.http.request("POST", "/api/probe/echo", { raw: '{"__proto__":{"name":"ab","qty":1}}' });
 		expect(proto.body).toMatchObject({ code: 400, type: "INVALID_BODY", data: [{ field: "__proto__" }] });
@@ -556,6 +561,24 @@ describe("gateway", () => {
 		const notUtf8 = Buffer.concat([Buffer.from('{"name":"a'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('","qty":1}')]);
 		expect((await shop.http.request("POST", "/api/probe/echo", { raw: notUtf8 })).body).toMatchObject({ code: 400, type: "INVALID_BODY", message: "The body is not valid UTF-8" });
 		expect((await shop.http.get("/api/health")).status).toBe(200);
+	});
+
+	test("400 for a body of more properties and array elements than any shop body holds, also compressed, counted outside strings", async () => {
+		const keys = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 1]));
+		// 90,000 properties fit in the size limit and held the gateway's thread for 0.2 s each.
+		const many = JSON.stringify({ name: "ab", qty: 1, ...keys(90_000) });
+		const refused = { code: 400, type: "INVALID_BODY", message: `The body holds more than ${MAX_BODY_ITEMS} properties and array elements` };
+		expect((await shop.http.request("POST", "/api/probe/echo", { raw: many })).body).toMatchObject(refused);
+		expect((await shop.http.request("POST", "/api/no-such-route", { raw: many })).body).toMatchObject(refused);
+		const gzipped = zlib.gzipSync(many);
+		expect((await shop.http.request("POST", "/api/probe/echo", { raw: gzipped, headers: { "content-type": "application/json", "content-encoding": "gzip" } })).body).toMatchObject(refused);
+		// At the limit it is read, and commas, brackets and escaped quotes inside strings are text, not items.
+		const atLimit = JSON.stringify({ name: "ab", qty: 1, list: Array(MAX_BODY_ITEMS - 3).fill(0) });
+		const read = await shop.http.request("POST", "/api/probe/echo", { raw: atLimit });
+		expect(read.status).toBe(200);
+		expect(read.body.list).toHaveLength(MAX_BODY_ITEMS - 3);
+		const punctuated = JSON.stringify({ name: `a${',[{"\\'.repeat(3000)}b`.slice(0, 8), qty: 1, note: ',[{\\",'.repeat(2000) });
+		expect((await shop.http.request("POST", "/api/probe/echo", { raw: punctuated })).status).toBe(200);
 	});
 
 	test("a refused value is echoed back only when it is a plain one", async () => {

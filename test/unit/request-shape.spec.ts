@@ -1,4 +1,4 @@
-import { bodyShapeProblem, queryShapeProblem, withoutSecrets, MAX_BODY_DEPTH } from "../../lib/request-shape";
+import { bodyShapeProblem, jsonItemsOver, queryShapeProblem, withoutSecrets, MAX_BODY_DEPTH } from "../../lib/request-shape";
 
 const nested = (levels: number) => {
 	let v: unknown = 1;
@@ -75,5 +75,25 @@ describe("bodyShapeProblem", () => {
 		// A name is named with its half escaped, so the answer is well-formed text itself.
 		expect(bodyShapeProblem(JSON.parse('{"options":{"\\ud83dx":"red"}}'))).toMatchObject({ field: "options.\\ud83dx" });
 		expect(bodyShapeProblem(JSON.parse('{"title":"Great \\ud83d\\ude00 candle","body":"Ünïcödé ‮ is another rule\'s"}'))).toBeNull();
+	});
+});
+
+describe("jsonItemsOver: properties and array elements counted in a JSON text's bytes", () => {
+	const over = (text: string, limit: number) => jsonItemsOver(Buffer.from(text), limit);
+	test.each([
+		['{"a":1,"b":2,"c":3}', 3, false],
+		['{"a":1,"b":2,"c":3}', 2, true],
+		['{"a":[1,2,3],"b":{"c":1}}', 7, false],
+		['{"a":[1,2,3],"b":{"c":1}}', 5, true],
+		// Inside strings, commas, brackets and escaped quotes are text.
+		['{"a":"x,y,[z],{w}"}                ', 1, false],
+		['{"a":"say \\"hi, there\\", [ok]"}        ', 1, false],
+		['{"a":"ends in a backslash \\\\","b":1,"c":2}', 2, true],
+	])("%s over %p → %p", (text, limit, expected) => {
+		expect(over(text, limit)).toBe(expected);
+	});
+	test("a text no longer than the limit is not read", () => {
+		expect(over("[[[[[", 5)).toBe(false);
+		expect(over("[[[[[[", 5)).toBe(true);
 	});
 });
