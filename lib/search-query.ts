@@ -8,6 +8,7 @@ import { charCount } from "./param-rules";
 import { assertPriceRange } from "./catalog-query";
 import { MAX_PAGE, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./pagination";
 import { findCategoryRef } from "./catalog-rules";
+import { spellOutLatin } from "./slug";
 
 export type SearchSort = "relevance" | "price" | "-price" | "rating";
 export const SEARCH_SORTS: SearchSort[] = ["relevance", "price", "-price", "rating"];
@@ -191,9 +192,13 @@ export function searchWords(text: string): string[] {
 	return text.split(WORD_SEPARATOR).filter(Boolean);
 }
 
-/** Lower case without diacritics: "Café" and "cafe" are the same word to a shopper. */
+/**
+ * Lower case without diacritics, and the Latin letters no accent stripping reduces spelled out:
+ * "Café" and "cafe", "Straße" and "strasse", "Ærø" and "aero" are the same word to a shopper (as
+ * Elasticsearch's asciifolding has them, and as the slugs spell them).
+ */
 export function normalizeTerm(term: string): string {
-	return term.normalize("NFD").replace(/\p{M}/gu, "").toLowerCase();
+	return spellOutLatin(term.normalize("NFD").replace(/\p{M}/gu, "")).toLowerCase();
 }
 
 /**

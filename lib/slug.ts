@@ -14,13 +14,14 @@ function cut(slug: string, length: number): string {
 /** Latin letters that no accent stripping reduces to ASCII ("Straße" would become "stra-e"). */
 const LATIN_LETTERS: Record<string, string> = { ß: "ss", ẞ: "ss", æ: "ae", Æ: "ae", ø: "o", Ø: "o", œ: "oe", Œ: "oe", ł: "l", Ł: "l", đ: "d", Đ: "d", ð: "d", Ð: "d", þ: "th", Þ: "th", ı: "i", ħ: "h", Ħ: "h" };
 
+/** The Latin letters above spelled out in ASCII: "Ærø Straße" → "aero strasse" (other text unchanged). */
+export function spellOutLatin(text: string): string {
+	return text.replace(/[ßẞæÆøØœŒłŁđĐðÐþÞıħĦ]/g, (c) => LATIN_LETTERS[c]);
+}
+
 /** Lower case, accents stripped, the Latin letters above spelled out: "Crème Ærø" → "creme aero". */
 export function foldLatin(text: string): string {
-	return text
-		.normalize("NFKD")
-		.replace(/[\u0300-\u036f]/g, "")
-		.replace(/[ßẞæÆøØœŒłŁđĐðÐþÞıħĦ]/g, (c) => LATIN_LETTERS[c])
-		.toLowerCase();
+	return spellOutLatin(text.normalize("NFKD").replace(/[\u0300-\u036f]/g, "")).toLowerCase();
 }
 
 /** "Crème Brûlée T-Shirt (XL)" → "creme-brulee-t-shirt-xl"; "Straße Ærø" → "strasse-aero". */

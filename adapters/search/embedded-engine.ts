@@ -23,7 +23,7 @@ import {
 	type SearchResult,
 	type Suggestion,
 } from "../../lib/search-query";
-import { typoSwaps } from "../../lib/search-typos";
+import { typoLookups } from "../../lib/search-typos";
 
 const FIELDS = ["name", "description", "categories", "options"];
 const tokenize = MiniSearch.getDefault("tokenize") as (text: string) => string[];
@@ -36,15 +36,17 @@ function queryWords(text: string): string[] {
 }
 
 /**
- * One word of the query: itself within `edits` edits (also as a prefix when `prefix`), or, when it is
- * allowed one edit, one of its neighbour swaps, scored as a one-edit typo so that an exact match ranks first.
+ * One word of the query: itself within `edits` edits (also as a prefix when `prefix`), or one of its
+ * swaps (lib/search-typos.ts), each swap scored as one more edit, so that an exact match ranks first.
  */
 function wordQuery(word: string, edits: number, prefix: boolean): Query {
 	const itself: Query = { queries: [word], fuzzy: edits || false, prefix };
-	const swaps = typoSwaps(word, edits);
-	if (!swaps.length) return itself;
-	const oneEdit = (FUZZY_WEIGHT * word.length) / (word.length + 1);
-	return { combineWith: "OR", queries: [itself, { combineWith: "OR", queries: swaps, fuzzy: false, prefix, boostTerm: () => oneEdit }] };
+	const typos = typoLookups(word, edits);
+	if (!typos.swaps.length) return itself;
+	const weight = (swaps: number) => () => (FUZZY_WEIGHT * word.length) / (word.length + swaps);
+	const queries: Query[] = [itself, { combineWith: "OR", queries: typos.swaps, fuzzy: typos.swapEdits || false, prefix, boostTerm: weight(1) }];
+	if (typos.doubleSwaps.length) queries.push({ combineWith: "OR", queries: typos.doubleSwaps, fuzzy: false, prefix, boostTerm: weight(2) });
+	return { combineWith: "OR", queries };
 }
 
 /**

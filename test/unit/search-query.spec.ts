@@ -97,6 +97,7 @@ describe("search query parsing", () => {
 	test("terms lose case and accents", () => {
 		expect(normalizeTerm("CAFÉ")).toBe("cafe");
 		expect(normalizeTerm("Ñandú")).toBe("nandu");
+		expect(["Straße", "STRAẞE", "Ærø", "Smørrebrød", "Łódź", "Œuvre", "Þórr"].map(normalizeTerm)).toEqual(["strasse", "strasse", "aero", "smorrebrod", "lodz", "oeuvre", "thorr"]);
 	});
 });
 

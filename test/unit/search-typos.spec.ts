@@ -1,4 +1,4 @@
-import { adjacentSwaps, typoSwaps } from "../../lib/search-typos";
+import { adjacentSwaps, doubleSwaps, typoLookups } from "../../lib/search-typos";
 
 describe("adjacentSwaps", () => {
 	test.each([
@@ -29,15 +29,33 @@ describe("adjacentSwaps", () => {
 	});
 });
 
-describe("typoSwaps", () => {
-	test.each([
-		// Too short for a typo: no swaps either ("mgu" is not "mug").
-		["mgu", 0, []],
-		// One edit allowed: a swap counts as that edit.
-		["candel", 1, ["acndel", "cnadel", "cadnel", "canedl", "candle"]],
-		// Two edits already cover a swap.
-		["headphnoes", 2, []],
-	])("%s with %i edit(s) → %j", (term, edits, swaps) => {
-		expect(typoSwaps(term, edits)).toEqual(swaps);
+describe("typoLookups", () => {
+	test("too short for a typo: no swaps either (\"mgu\" is not \"mug\")", () => {
+		expect(typoLookups("mgu", 0)).toEqual({ swaps: [], swapEdits: 0, doubleSwaps: [] });
+	});
+	test("one edit allowed: a swap counts as that edit", () => {
+		expect(typoLookups("candel", 1)).toEqual({ swaps: ["acndel", "cnadel", "cadnel", "canedl", "candle"], swapEdits: 0, doubleSwaps: [] });
+	});
+	test("two edits allowed: a swap and one more typo, or two swaps", () => {
+		const { swaps, swapEdits, doubleSwaps: twice } = typoLookups("mesegner", 2);
+		expect(swapEdits).toBe(1);
+		// "mesegner" → "mesenger" (a swap), one insertion from "messenger".
+		expect(swaps).toContain("mesenger");
+		expect(typoLookups("bcakpakc", 2).doubleSwaps).toContain("backpack");
+		expect(twice).not.toContain("mesegner");
+	});
+});
+
+describe("doubleSwaps", () => {
+	test("two swaps that do not touch, each word once, never the word itself", () => {
+		expect(doubleSwaps("abcd")).toEqual(["badc"]);
+		expect(doubleSwaps("abcde").sort()).toEqual(["acbed", "baced", "badce"]);
+		for (const word of ["backpack", "headphones", "aabbcc"]) {
+			const out = doubleSwaps(word);
+			expect(new Set(out).size).toBe(out.length);
+			expect(out).not.toContain(word);
+		}
+		// Only doubled letters: nothing to swap.
+		expect(doubleSwaps("aaaa")).toEqual([]);
 	});
 });
