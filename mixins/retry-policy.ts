@@ -1,12 +1,14 @@
 /**
- * Which failed calls the broker sends again (its retryPolicy.check). A timeout is sent again only for
- * an action that is safe to run twice at once: the first run may still be going (in this very process
- * when it is local). A registration or a password change was run four times; a search whose node was
+ * Which failed calls the broker sends again (its retryPolicy.check). A timeout is sent again only to an
+ * action that may run twice at once: the first run may still be going (in this very process when it is
+ * local). A registration or a password change sent again ran four times; a search whose node was
  * killed is still better answered by another node than with a 503.
  *
- * Safe to repeat: an action served at a GET route, or one that says so (`repeatable: true`, for internal
- * reads). Both are read from the action's definition as the registry knows it, which for a remote action
- * is what its node announced.
+ * What may run twice: an action served at GET routes only; an internal action (no route: the services'
+ * calls to each other, written to be sent again: a reservation, a release or a charge is keyed by its
+ * order); and any action that says so (`repeatable: true`, or `false` for one that may not). A write at
+ * a route, which a customer's request runs, is sent once. Read from the action's definition as the
+ * registry knows it, which for a remote action is what its node announced.
  */
 import type { Middleware, ServiceBroker } from "moleculer";
 import { mayRetry } from "../lib/errors";
@@ -19,7 +21,8 @@ interface ActionDefinition {
 /** Whether running the action again while a first run may still be going does no harm. */
 export function isRepeatable(action: ActionDefinition | null | undefined): boolean {
 	if (!action) return false;
-	if (action.repeatable === true) return true;
+	if (typeof action.repeatable === "boolean") return action.repeatable;
+	if (action.rest === undefined || action.rest === null) return true;
 	const routes = Array.isArray(action.rest) ? action.rest : [action.rest];
 	return routes.length > 0 && routes.every((r) => (typeof r === "string" ? /^(GET|HEAD)\s/i.test(r) : !!r && typeof r === "object" && /^(GET|HEAD)$/i.test(String((r as { method?: unknown }).method))));
 }

@@ -27,7 +27,7 @@ declare module "moleculer" {
 		 * `cache.clean.<service>` whenever it changes (see lib/response-cache.ts).
 		 */
 		publicCache?: boolean;
-		/** A read that may run twice at once: a timed-out call is sent again (mixins/retry-policy.ts; GET routes are). */
+		/** Whether the action may run twice at once, so that a timed-out call is sent again (mixins/retry-policy.ts: by default GET routes and internal actions may, route writes may not). */
 		repeatable?: boolean;
 		/** What the route's OpenAPI description cannot read from the rest: statuses it sets or throws, headers it reads. */
 		openapi?: OpenApiNotes;

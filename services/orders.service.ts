@@ -282,6 +282,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		cancel: {
 			rest: "POST /orders/:id/cancel",
+			// Cancelling again answers the order as it stands and redoes nothing: a timed-out cancel may be sent again.
+			repeatable: true,
 			openapi: { response: "Order", responses: { 409: "Already shipped, or checkout still in progress" } },
 			auth: "required",
 			params: { $$strict: "remove", id: "string", reason: { type: "string", max: 500, optional: true } },
@@ -380,8 +382,6 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 		/** The user's orders not yet delivered or cancelled (an account is deleted only without any). */
 		openOrdersOf: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			params: { userId: "string" },
 			async handler(this: OrdersThis, ctx: Context<{ userId: string }>) {
 				const open = await this.db.orders.find({ userId: ctx.params.userId, status: { $nin: ["delivered", "cancelled"] } }, { sort: { createdAt: 1 }, limit: 20, fields: ["id", "number", "status", "saga"] });
@@ -392,8 +392,6 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		hasDeliveredProduct: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			params: { userId: "string", productId: "string" },
 			async handler(this: OrdersThis, ctx: Context<{ userId: string; productId: string }>) {
 				const n = await this.db.orders.count({ userId: ctx.params.userId, status: "delivered", "items.productId": ctx.params.productId });

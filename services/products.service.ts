@@ -386,8 +386,6 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		// ---------- for other services ----------
 		getVariants: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			params: { $$strict: "remove", ids: idList },
 			async handler(ctx: Ctx<{ ids: string[] }>) {
 				const variants = await this.db.variants.find({ id: { $in: ctx.params.ids } });
@@ -398,8 +396,6 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		getMany: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			cache: { keys: ["ids"] },
 			params: { $$strict: "remove", ids: idList },
 			async handler(ctx: Ctx<{ ids: string[] }>) {
@@ -410,8 +406,6 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		/** The product of an id or a slug (a current or former one, any case), as getMany shows it; 404 when none. */
 		getRef: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			cache: { keys: ["idOrSlug"] },
 			params: { $$strict: "remove", idOrSlug: { type: "string", min: 1, max: 200 } },
 			async handler(ctx: Ctx<{ idOrSlug: string }>) {
@@ -423,8 +417,6 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 
 		listForIndex: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			params: {
 				$$strict: "remove",
 				page: pageParams.page,
@@ -459,8 +451,6 @@ const ProductsService: ServiceSchema<ProductSettings, Methods, Vars> = {
 		// ---------- inventory ----------
 		checkStock: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			params: { $$strict: "remove", items: { type: "array", items: stockLine, min: 1, max: 500 } },
 			async handler(ctx: Ctx<{ items: StockLine[] }>) {
 				const variants = await this.db.variants.find({ id: { $in: ctx.params.items.map((i) => i.variantId) } });

@@ -396,8 +396,6 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		checkSession: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			params: { sid: "string" },
 			cache: { keys: ["sid"], ttl: 60 },
 			async handler(ctx: Context<{ sid: string }>) {
@@ -411,8 +409,6 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 
 		get: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			params: { id: "string" },
 			async handler(ctx: Context<{ id: string }>) {
 				return publicUser(await this.requireUser(ctx.params.id));
@@ -427,8 +423,6 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 */
 		checkCanOrder: {
 			visibility: "public",
-			// A read: a timed-out call may be sent again (mixins/retry-policy.ts).
-			repeatable: true,
 			params: { userId: "string" },
 			async handler(ctx: Context<{ userId: string }>) {
 				const refusal = orderingRefusal(await this.db.users.findById(ctx.params.userId), new Date());
