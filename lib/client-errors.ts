@@ -15,7 +15,7 @@ const MALFORMED = { status: 400, type: "MALFORMED_REQUEST", message: "Malformed 
 /** The raw HTTP/1.1 response for a parser error's code; the connection closes after it. */
 export function clientErrorResponse(code: string | undefined): string {
 	const { status, type, message } = (code && ANSWERS[code]) || MALFORMED;
-	const body = JSON.stringify({ name: "ClientError", message, code: status, type });
+	const body = JSON.stringify({ name: "ClientError", message, code: status, type, data: null });
 	return [
 		`HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
 		"Content-Type: application/json; charset=utf-8",

@@ -301,8 +301,8 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 			schemas: {
 				Error: {
 					type: "object",
-					properties: { name: { type: "string" }, message: { type: "string" }, code: { type: "integer" }, type: { type: "string" }, data: {} },
-					required: ["name", "message", "code"],
+					properties: { name: { type: "string" }, message: { type: "string" }, code: { type: "integer" }, type: { type: "string", nullable: true }, data: { description: "Details (the bad fields of a 422), or null" } },
+					required: ["name", "message", "code", "type", "data"],
 				},
 				// A copy: a consumer that dereferences the document in place must not change the next one.
 				...structuredClone(RESPONSE_SCHEMAS),

@@ -692,13 +692,14 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			if (code === 401) res.setHeader("WWW-Authenticate", 'Bearer realm="api"');
 			const ctx = req.$ctx as Context<unknown, ShopMeta> | undefined;
 			for (const [k, v] of Object.entries(ctx?.meta?.$responseHeaders ?? {})) res.setHeader(k, v);
-			const body = { name: err.name, message: err.message, code, type: err.type, data: code >= 500 && code !== 503 ? undefined : publicData(err.data) };
+			// Every key of the contract's error shape, `data` null when there is nothing to add (a client may read it unchecked).
+			const body = { name: err.name, message: err.message, code, type: err.type ?? null, data: (code >= 500 && code !== 503 ? undefined : publicData(err.data)) ?? null };
 			let json: string;
 			try {
 				json = JSON.stringify(body);
 			} catch {
 				// Data that cannot be written out (cyclic, too deep) must not take the error, or the process, down with it.
-				json = JSON.stringify({ ...body, data: undefined });
+				json = JSON.stringify({ ...body, data: null });
 			}
 			res.setHeader("Content-Type", "application/json; charset=utf-8");
 			// An HTTP/1.0 client keeps its connection only with a length (see describeBody).

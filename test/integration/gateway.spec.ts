@@ -581,6 +581,15 @@ describe("gateway", () => {
 		expect((await shop.http.request("POST", "/api/probe/echo", { raw: punctuated })).status).toBe(200);
 	});
 
+	test("every error answer has each key of the contract's shape, data null when there is nothing to add", async () => {
+		const noToken = await shop.http.get("/api/probe/me");
+		expect(noToken.body).toEqual({ name: "UnauthorizedError", message: expect.any(String), code: 401, type: "NO_TOKEN", data: null });
+		const badJson = await shop.http.request("POST", "/api/probe/echo", { raw: "{" });
+		expect(Object.keys(badJson.body).sort()).toEqual(["code", "data", "message", "name", "type"]);
+		expect(badJson.body).toMatchObject({ code: 400, type: "INVALID_JSON", data: null });
+		expect((await shop.http.post("/api/probe/echo", { name: "a", qty: 1 })).body.data).toEqual([expect.objectContaining({ field: "name" })]);
+	});
+
 	test("a refused value is echoed back only when it is a plain one", async () => {
 		const res = await shop.http.post("/api/probe/echo", { name: { a: { b: 1 } }, qty: "many" });
 		expect(res.status).toBe(422);
