@@ -297,7 +297,6 @@ export const RESPONSE_SCHEMAS = {
 	}),
 	/** orderEventLog (lib/order-state.ts): `data` depends on `type`. */
 	OrderEvent: object({ seq: { type: "integer", minimum: 1 }, type: str, data: { type: "object", additionalProperties: true }, createdAt: date }),
-	OrderEventLog: arrayOf(ref("OrderEvent")),
 	/** refundView (lib/payment-records.ts). */
 	Refund: object(
 		{

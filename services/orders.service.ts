@@ -269,14 +269,17 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 
 		eventLog: {
 			rest: "GET /orders/:id/events",
-			openapi: { response: "OrderEventLog" },
+			// A list, so in the contract's list shape, oldest first.
+			openapi: { response: { list: "OrderEvent" } },
 			auth: "required",
-			params: { id: "string" },
-			async handler(this: OrdersThis, ctx: Context<{ id: string }, ShopMeta>) {
+			params: { ...pageParams, id: "string" },
+			async handler(this: OrdersThis, ctx: Context<{ id: string; page?: number; pageSize?: number }, ShopMeta>) {
 				const order = await this.visibleOrder(ctx, ctx.params.id);
 				const legacy = logIsEmbedded(order) ? [] : await this.db.order_events.find({ orderId: order.id }, { sort: { seq: 1 } });
-				const log = orderEventLog(order, legacy as unknown as OrderEvent[]);
-				return ctx.meta.user!.role === "admin" ? log : customerEventLog(log);
+				const full = orderEventLog(order, legacy as unknown as OrderEvent[]);
+				const log = ctx.meta.user!.role === "admin" ? full : customerEventLog(full);
+				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
+				return toPage(log.slice(w.offset, w.offset + w.limit), log.length, w.page, w.pageSize);
 			},
 		},
 

@@ -80,7 +80,7 @@ describe("checkout", () => {
 	}
 
 	const payment = (orderId: string) => shop.broker.call<any, any>("payments.getByOrder", { orderId });
-	const eventTypes = async (orderId: string) => ((await shop.broker.call<any[], any>("orders.eventLog", { id: orderId }, { meta: { user: { id: "x", role: "admin", sid: "s" } } })) as any[]).map((e) => e.type);
+	const eventTypes = async (orderId: string) => (await shop.broker.call<{ rows: any[] }, any>("orders.eventLog", { id: orderId, pageSize: 100 }, { meta: { user: { id: "x", role: "admin", sid: "s" } } })).rows.map((e) => e.type);
 
 	async function promotion(code: string, maxUses: number) {
 		const res = await shop.http.post("/api/promotions", { code, type: "fixed", value: 500, maxUses }, { token: adminToken });
@@ -501,7 +501,7 @@ describe("checkout", () => {
 			expect(order).toMatchObject({ status: "cancelled", cancelReason: "checkout_failed", paymentStatus });
 			expect(await eventTypes(order.id)).toEqual(expectedLog);
 			// The stored order is what its event log says.
-			const events = (await shop.http.get(`/api/orders/${order.id}/events`, { token: adminToken })).body;
+			const events = (await shop.http.get(`/api/orders/${order.id}/events`, { token: adminToken })).body.rows;
 			expect(rebuildOrderState(events)).toMatchObject({ status: "cancelled", paymentStatus });
 			expect(await stockOf(v.variantId)).toBe(6);
 			expect(await promoAvailable(code!)).toBe(true);
@@ -547,7 +547,7 @@ describe("checkout", () => {
 
 			// The stored order is what its event log says.
 			const stored = (await shop.http.get(`/api/orders/${order.id}`, { token: adminToken })).body;
-			const events = (await shop.http.get(`/api/orders/${order.id}/events`, { token: adminToken })).body;
+			const events = (await shop.http.get(`/api/orders/${order.id}/events`, { token: adminToken })).body.rows;
 			const rebuilt = rebuildOrderState(events);
 			expect(rebuilt).toMatchObject({ status: stored.status, paymentStatus: stored.paymentStatus, refundedAmount: stored.refundedAmount, total: stored.total, number: stored.number });
 		});

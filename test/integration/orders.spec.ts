@@ -178,10 +178,15 @@ describe("orders", () => {
 			["processing", "shipped", "1Z999AA10123456784"],
 			["shipped", "delivered", "1Z999AA10123456784"],
 		]);
-		const log = (await shop.http.get(`/api/orders/${id}/events`, { token: a.token })).body;
+		const log = (await shop.http.get(`/api/orders/${id}/events`, { token: a.token })).body.rows;
 		expect(log.map((e: any) => e.type)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed", "processing", "shipped", "delivered"]);
 		expect(log.map((e: any) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
 		expect(log[6]).toMatchObject({ type: "shipped", data: { trackingNumber: "1Z999AA10123456784" }, createdAt: expect.any(String) });
+		// A list in the contract's list shape, in pages like every other.
+		const second = (await shop.http.get(`/api/orders/${id}/events?page=2&pageSize=3`, { token: a.token })).body;
+		expect(second).toMatchObject({ total: 8, page: 2, pageSize: 3, totalPages: 3 });
+		expect(second.rows.map((e: any) => e.seq)).toEqual([4, 5, 6]);
+		expect((await shop.http.get(`/api/orders/${id}/events?pageSize=101`, { token: a.token })).status).toBe(422);
 		const placed = (await shop.http.get(`/api/orders/${id}`, { token: a.token })).body;
 		const { number, userId, items, subtotal, discount, shipping, total, currency, promoCode, shippingAddress } = placed;
 		expect(log[0].data).toEqual({ number, userId, items, subtotal, discount, shipping, total, currency, promoCode, shippingAddress });
@@ -197,12 +202,12 @@ describe("orders", () => {
 		const service = shop.broker.getLocalService("orders") as any;
 		// As an older version stored it: the log in order_events, none on the order.
 		const embedded = (await service.db.orders.findById(order.id)).events as Array<{ type: string; data: object; createdAt: Date }>;
-		const createdData = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body[0].data;
+		const createdData = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body.rows[0].data;
 		await service.db.order_events.insertMany(embedded.map((e, i) => ({ orderId: order.id, seq: i + 1, type: e.type, data: i === 0 ? createdData : e.data, createdAt: e.createdAt })));
 		await service.db.orders.updateOne({ id: order.id }, { $unset: { events: true } });
 
 		expect((await setStatus(order.id, { status: "processing" })).status).toBe(200);
-		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
+		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body.rows;
 		expect(log.map((e: any) => e.type)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed", "processing"]);
 		expect(log.map((e: any) => e.seq)).toEqual([1, 2, 3, 4, 5, 6]);
 		expect(log[0].data).toEqual(createdData);
@@ -321,7 +326,7 @@ describe("orders", () => {
 		const a = await customer();
 		const byShop = (await placeOrder(a)).order;
 		expect((await shop.http.post(`/api/orders/${byShop.id}/cancel`, { reason: "suspected fraud" }, { token: admin })).status).toBe(200);
-		const cancelledEntry = async (id: string, token: string) => (await shop.http.get(`/api/orders/${id}/events`, { token })).body.find((e: any) => e.type === "cancelled").data;
+		const cancelledEntry = async (id: string, token: string) => (await shop.http.get(`/api/orders/${id}/events`, { token })).body.rows.find((e: any) => e.type === "cancelled").data;
 		expect(await cancelledEntry(byShop.id, admin)).toEqual({ reason: "cancelled_by_shop", note: "suspected fraud", by: "admin" });
 		expect(await cancelledEntry(byShop.id, a.token)).toEqual({ reason: "cancelled_by_shop", by: "admin" });
 
@@ -353,11 +358,11 @@ describe("orders", () => {
 		expect((await refund({ amount: 1, reason: "more" })).status).toBe(409);
 		expect(await payment(order.id)).toMatchObject({ status: "refunded", refundedAmount: 6000 });
 
-		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
+		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body.rows;
 		expect(log.filter((e: any) => e.type === "refunded").map((e: any) => e.data.amount)).toEqual([1500, 4500]);
 		// Whichever records a refund first (the action, or the payment.refunded event), the reason given is
 		// kept. It is the shop's note: its admins see it in the log, the customer does not.
-		const adminLog = (await shop.http.get(`/api/orders/${order.id}/events`, { token: admin })).body;
+		const adminLog = (await shop.http.get(`/api/orders/${order.id}/events`, { token: admin })).body.rows;
 		expect(adminLog.filter((e: any) => e.type === "refunded").map((e: any) => e.data.reason)).toEqual(["scratched box", "returned"]);
 		expect(log.filter((e: any) => e.type === "refunded").map((e: any) => Object.keys(e.data).sort())).toEqual([["amount", "refundId"], ["amount", "refundId"]]);
 		const rebuilt = rebuildOrderState(log);
@@ -392,7 +397,7 @@ describe("orders", () => {
 		const confirmed = (await shop.http.get(`/api/orders/${order.id}`, { token: a.token })).body;
 		expect(confirmed).toMatchObject({ status: "confirmed", paymentStatus: "succeeded" });
 		expect(events.filter((e) => e.name === "order.confirmed" && e.payload.orderId === order.id)).toHaveLength(1);
-		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
+		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body.rows;
 		expect(log.map((e: any) => e.type)).toEqual(["created", "stock_reserved", "payment_succeeded", "confirmed", "stock_committed"]);
 		expect(rebuildOrderState(log)).toMatchObject({ status: "confirmed", paymentStatus: "succeeded", paidAmount: order.total });
 	});
@@ -415,7 +420,7 @@ describe("orders", () => {
 		expect(pay).toMatchObject({ status: "failed", voided: true, failureReason: expect.stringMatching(/^Canceled/) });
 		expect(provider().charges.get(pay.providerPaymentId).status).toBe("canceled");
 		expect(events.filter((e) => e.name === "order.cancelled" && e.payload.orderId === order.id)).toHaveLength(1);
-		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body;
+		const log = (await shop.http.get(`/api/orders/${order.id}/events`, { token: a.token })).body.rows;
 		expect(rebuildOrderState(log)).toMatchObject({ status: "cancelled", paymentStatus: "cancelled" });
 		// Done once: a second sweep finds nothing of it.
 		await orders.expireUnpaid(0);
