@@ -185,7 +185,35 @@ function servicesSetting(value: string | undefined): string[] | undefined {
 	return names;
 }
 
+/**
+ * NODE_ENV, one of the three the shop knows. Any other value (`Production`, `prod`) was taken as "not
+ * production" without a word, which turned off the checks that refuse placeholder secrets.
+ */
+function nodeEnvSetting(value: string | undefined): "production" | "development" | "test" | undefined {
+	const v = nonEmpty(value);
+	if (v === undefined || v === "production" || v === "development" || v === "test") return v;
+	return refuse("NODE_ENV", value, "production, development or test (lower case)");
+}
+
+/**
+ * CORS_ORIGINS: `*`, or a comma list of whole origins (scheme, host, optional port; `*` wildcards in the
+ * host). An entry with a path (a trailing slash) or that is no URL never matched any browser's Origin,
+ * so CORS was off for it without a word.
+ */
+function corsOriginsSetting(value: string | undefined): string {
+	const v = nonEmpty(value);
+	if (v === undefined || v.trim() === "*") return "*";
+	const bad = v
+		.split(",")
+		.map((s) => s.trim())
+		// Any scheme (an app's capacitor://localhost too), a host name or a bracketed IPv6 address, a port.
+		.filter((o) => !/^[a-z][a-z0-9+.-]*:\/\/(\[[0-9a-f:.]+\]|[a-z0-9*]([a-z0-9*.-]*[a-z0-9*])?)(:\d{1,5})?$/i.test(o));
+	if (bad.length) refuse("CORS_ORIGINS", value, `* or a comma list of whole origins such as https://shop.example.com (no path, no trailing slash); "${bad.join('", "')}" is not one`);
+	return v;
+}
+
 export function readConfig(env: NodeJS.ProcessEnv = process.env) {
+	nodeEnvSetting(env.NODE_ENV);
 	const isTest = env.NODE_ENV === "test";
 	const production = env.NODE_ENV === "production";
 	return {
@@ -224,7 +252,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		tracing: traceExporterSetting(env.TRACE_EXPORTER) ?? (env.NODE_ENV === "development" ? "console" : undefined),
 		zipkinUrl: serverUrlSetting("ZIPKIN_URL", env.ZIPKIN_URL, httpUrl("http://localhost:9411")) ?? "http://localhost:9411",
 		// Empty is unset: CORS_ORIGINS= allowed no origin at all (403 to every browser request).
-		corsOrigins: nonEmpty(env.CORS_ORIGINS) ?? "*",
+		corsOrigins: corsOriginsSetting(env.CORS_ORIGINS),
 		rateLimit: wholeNumberSetting("RATE_LIMIT", env.RATE_LIMIT, 600, PER_MINUTE),
 		authRateLimit: wholeNumberSetting("AUTH_RATE_LIMIT", env.AUTH_RATE_LIMIT, 30, PER_MINUTE),
 		trustProxy: trustedProxyHops(env.TRUST_PROXY),

@@ -92,6 +92,10 @@ describe("numbers", () => {
 		["TRACE_EXPORTER", ["zipkn", "console,otlp"]],
 		["CACHER", ["Redis", "127.0.0.1:6379", "memcached://x"]],
 		["BCRYPT_COST", ["9", "4", "16", "twelve"]],
+		// A typo was "not production": the checks refusing placeholder secrets went off without a word.
+		["NODE_ENV", ["Production", "prod", "staging"]],
+		// A path or a trailing slash never matches a browser's Origin: CORS was off for it without a word.
+		["CORS_ORIGINS", ["https://shop.example.com/", "not a url", "https://a.example.com,shop.example.com", "https://shop.example.com/app"]],
 	])("%s refuses %j, naming the variable and the value", (name, values) => {
 		for (const value of values) {
 			expect(() => readConfig({ [name]: value })).toThrow(new RegExp(`^${name} must be .*not "${value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"$`));
@@ -322,4 +326,11 @@ describe("STRIPE_API_BASE (read when the payments service is created)", () => {
 	test.each(["junk", "127.0.0.1:12111", "ftp://files"])("%j stops the start, naming the variable", (value) => {
 		expect(() => readPaymentsConfig({ STRIPE_API_BASE: value })).toThrow(`STRIPE_API_BASE must be an http:// or https:// URL (http://127.0.0.1:12111), not "${value}"`);
 	});
+});
+
+test("CORS_ORIGINS takes whole origins of any scheme, with wildcards, ports and IPv6 hosts", () => {
+	for (const value of ["*", "https://shop.example.com", "https://*.shop.example.com, http://localhost:3000", "capacitor://localhost", "http://[::1]:8080"]) {
+		expect(readConfig({ CORS_ORIGINS: value }).corsOrigins).toBe(value);
+	}
+	for (const value of ["production", "development", "test"]) expect(readConfig({ NODE_ENV: value }).env).toBe(value);
 });
