@@ -1,5 +1,6 @@
 /** Which actions a timed-out call may be sent to again: GET routes, internal actions, or as marked. */
-import { isRepeatable } from "../../mixins/retry-policy";
+import { Errors, type ServiceBroker } from "moleculer";
+import { isRepeatable, retryPolicyCheck } from "../../mixins/retry-policy";
 
 test.each([
 	["a GET route", { rest: "GET /products" }, true],
@@ -16,4 +17,19 @@ test.each([
 	["unknown", undefined, false],
 ])("%s → %p", (_what, action, expected) => {
 	expect(isRepeatable(action as never)).toBe(expected);
+});
+
+test("the check reads the action from the registry, and sends nothing again while cut off from the transporter", () => {
+	const { check, middleware } = retryPolicyCheck();
+	const transit = { connected: true };
+	const actions: Record<string, object> = { "products.list": { rest: "GET /products" }, "users.register": { rest: "POST /auth/register" } };
+	const broker = { transit, registry: { getActionEndpoints: (name: string) => (actions[name] ? { endpoints: [{ action: actions[name] }] } : null) } };
+	(middleware as { created(b: ServiceBroker): void }).created(broker as unknown as ServiceBroker);
+	const timedOut = (action: string) => new Errors.RequestTimeoutError({ action, nodeID: "node-2" });
+	expect(check(timedOut("products.list"))).toBe(true);
+	expect(check(timedOut("users.register"))).toBe(false);
+	expect(check(new Errors.RequestRejectedError({ action: "users.register", nodeID: "node-2" }))).toBe(true);
+	transit.connected = false;
+	expect(check(timedOut("products.list"))).toBe(false);
+	expect(check(new Errors.RequestRejectedError({ action: "users.register", nodeID: "node-2" }))).toBe(false);
 });
