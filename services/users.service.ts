@@ -20,7 +20,7 @@ import { UserAdminMixin } from "../mixins/user-admin.mixin";
 import type { Entity, Query } from "../mixins/collection";
 import { me, type ShopMeta } from "../mixins/types";
 import { logShows, readConfig, type ShopConfig } from "../lib/config";
-import { signAccessToken } from "../lib/jwt";
+import { jwtSecret, signAccessToken } from "../lib/jwt";
 import { sealToken } from "../lib/sealed-token";
 import { ConflictError, NotFoundError, TooManyRequestsError, UnauthorizedError, invalidField, isDuplicate, BusyError } from "../lib/errors";
 import { hashPassword, holdBcryptWorkers, needsRehash, passwordProblem, randomPassword, unmatchableHash, verifyPassword } from "../lib/password-policy";
@@ -798,6 +798,9 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 	},
 
 	async started() {
+		// The embedded store's generated signing secret, made now: made at the first sign-in, a full disk
+		// turned a registration already stored into a 500. A start that cannot store it stops, naming why.
+		jwtSecret();
 		this.releaseBcryptWorkers = holdBcryptWorkers();
 		this.dummyHash = unmatchableHash(this.cost);
 		await this.renormalizeStoredEmails();
