@@ -5,6 +5,7 @@
  * silent default in its place.
  * The README's configuration table is written from this file.
  */
+import fs from "node:fs";
 import path from "node:path";
 import { Validators } from "moleculer";
 import { DEFAULT_SHIPPING_RATES, parseShippingRates, type ShippingRates } from "./checkout-totals";
@@ -212,8 +213,25 @@ function corsOriginsSetting(value: string | undefined): string {
 	return v;
 }
 
+/**
+ * SERVICEDIR, where moleculer-runner looks for the service files: one that is not a directory gave a
+ * node that "started successfully" hosting nothing (the runner loads what it finds, here nothing).
+ */
+function serviceDirSetting(value: string | undefined): void {
+	const v = nonEmpty(value);
+	if (v === undefined) return;
+	let isDir = false;
+	try {
+		isDir = fs.statSync(path.resolve(v)).isDirectory();
+	} catch {
+		/* missing */
+	}
+	if (!isDir) refuse("SERVICEDIR", value, `a directory of service files (dist/services after npm run build); ${path.resolve(v)} is none`);
+}
+
 export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 	nodeEnvSetting(env.NODE_ENV);
+	serviceDirSetting(env.SERVICEDIR);
 	const isTest = env.NODE_ENV === "test";
 	const production = env.NODE_ENV === "production";
 	return {
