@@ -3,7 +3,7 @@
  * Unset: one process, in-memory cacher, no transporter. TRANSPORTER=TCP or nats://...: a cluster.
  */
 import { type BrokerOptions, type ServiceBroker } from "moleculer";
-import { SHOP_SERVICES, readConfig, type ShopConfig } from "./lib/config";
+import { SHOP_SERVICES, checkServiceDir, readConfig, type ShopConfig } from "./lib/config";
 import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
 import { brokerMiddlewares } from "./mixins/lean-metrics.middleware";
@@ -47,6 +47,7 @@ function tracingOptions(cfg: ShopConfig): BrokerOptions["tracing"] {
 
 export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerOptions {
 	const cfg = readConfig(env);
+	checkServiceDir(env.SERVICEDIR);
 	const retry = retryPolicyCheck();
 	return {
 		namespace: cfg.namespace,

@@ -216,8 +216,10 @@ function corsOriginsSetting(value: string | undefined): string {
 /**
  * SERVICEDIR, where moleculer-runner looks for the service files: one that is not a directory gave a
  * node that "started successfully" hosting nothing (the runner loads what it finds, here nothing).
+ * Checked by the broker's configuration (moleculer.config.ts), which the runner reads, not by
+ * readConfig: other readers (scripts, a check of the deployment files) need no build.
  */
-function serviceDirSetting(value: string | undefined): void {
+export function checkServiceDir(value: string | undefined): void {
 	const v = nonEmpty(value);
 	if (v === undefined) return;
 	let isDir = false;
@@ -231,7 +233,6 @@ function serviceDirSetting(value: string | undefined): void {
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 	nodeEnvSetting(env.NODE_ENV);
-	serviceDirSetting(env.SERVICEDIR);
 	const isTest = env.NODE_ENV === "test";
 	const production = env.NODE_ENV === "production";
 	return {

@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
-import { CENTS, readConfig, wholeNumberSetting, type ShopConfig } from "../../lib/config";
+import { CENTS, checkServiceDir, readConfig, wholeNumberSetting, type ShopConfig } from "../../lib/config";
 import { publishedValues } from "../helpers/published-settings";
 import { readPaymentsConfig } from "../../adapters/payments/config";
 
@@ -94,8 +94,6 @@ describe("numbers", () => {
 		["BCRYPT_COST", ["9", "4", "16", "twelve"]],
 		// A typo was "not production": the checks refusing placeholder secrets went off without a word.
 		["NODE_ENV", ["Production", "prod", "staging"]],
-		// Not a directory: the runner loaded nothing, and the node "started successfully" hosting nothing.
-		["SERVICEDIR", ["/nonexistent/services", "package.json"]],
 		// A path or a trailing slash never matches a browser's Origin: CORS was off for it without a word.
 		["CORS_ORIGINS", ["https://shop.example.com/", "not a url", "https://a.example.com,shop.example.com", "https://shop.example.com/app"]],
 	])("%s refuses %j, naming the variable and the value", (name, values) => {
@@ -335,5 +333,8 @@ test("CORS_ORIGINS takes whole origins of any scheme, with wildcards, ports and 
 		expect(readConfig({ CORS_ORIGINS: value }).corsOrigins).toBe(value);
 	}
 	for (const value of ["production", "development", "test"]) expect(readConfig({ NODE_ENV: value }).env).toBe(value);
-	expect(() => readConfig({ SERVICEDIR: "services" })).not.toThrow();
+	// Not a directory: the runner loaded nothing, and the node "started successfully" hosting nothing.
+	expect(() => checkServiceDir("services")).not.toThrow();
+	expect(() => checkServiceDir(undefined)).not.toThrow();
+	for (const value of ["/nonexistent/services", "package.json"]) expect(() => checkServiceDir(value)).toThrow(new RegExp(`^SERVICEDIR must be a directory of service files .*not "${value}"$`));
 });
