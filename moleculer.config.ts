@@ -64,8 +64,8 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 		cacher: cacherOptions(cfg),
 		serializer: "JSON",
 		requestTimeout: cfg.requestTimeout,
-		// Retry only what the broker marks retryable (node gone, 503), a timeout only of a read
-		// (mixins/retry-policy.ts): business errors never repeat.
+		// Retry only what the broker marks retryable (node gone, 503), a timeout only of an action that may
+		// run twice at once, nothing while cut off (mixins/retry-policy.ts): business errors never repeat.
 		retryPolicy: {
 			enabled: true,
 			retries: 3,

@@ -12,6 +12,7 @@
  */
 import type { Middleware, ServiceBroker } from "moleculer";
 import { mayRetry } from "../lib/errors";
+import { transporterOutages } from "./transporter-outages";
 
 interface ActionDefinition {
 	rest?: unknown;
@@ -34,9 +35,10 @@ export function retryPolicyCheck(): { check: (err: unknown) => boolean; middlewa
 		const endpoints = (broker?.registry as unknown as { getActionEndpoints(n: string): { endpoints?: Array<{ action?: ActionDefinition }> } | null } | undefined)?.getActionEndpoints(name);
 		return isRepeatable(endpoints?.endpoints?.[0]?.action);
 	};
-	// Cut off from the transporter: a call sent again waits its whole timeout once more (a read held its
-	// client 30 s through three retries in a NATS outage, though the node knew it was cut off).
-	const cutOff = () => !!broker?.transit && (broker.transit as unknown as { connected?: boolean }).connected === false;
+	// Cut off from the transporter (as the readiness probe sees it: NATS's reconnecting client still reads
+	// "connected"): a call sent again waits its whole timeout once more (a read held its client 30 s
+	// through three retries in a NATS outage, though the node knew it was cut off).
+	const cutOff = () => !!broker && transporterOutages(broker).length > 0;
 	return {
 		check: (err) => !cutOff() && mayRetry(err, repeatable),
 		middleware: {

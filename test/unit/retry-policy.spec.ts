@@ -23,7 +23,7 @@ test("the check reads the action from the registry, and sends nothing again whil
 	const { check, middleware } = retryPolicyCheck();
 	const transit = { connected: true };
 	const actions: Record<string, object> = { "products.list": { rest: "GET /products" }, "users.register": { rest: "POST /auth/register" } };
-	const broker = { transit, registry: { getActionEndpoints: (name: string) => (actions[name] ? { endpoints: [{ action: actions[name] }] } : null) } };
+	const broker = { started: true, stopping: false, transit, registry: { getActionEndpoints: (name: string) => (actions[name] ? { endpoints: [{ action: actions[name] }] } : null) } };
 	(middleware as { created(b: ServiceBroker): void }).created(broker as unknown as ServiceBroker);
 	const timedOut = (action: string) => new Errors.RequestTimeoutError({ action, nodeID: "node-2" });
 	expect(check(timedOut("products.list"))).toBe(true);
