@@ -232,12 +232,12 @@ export function checkServiceDir(value: string | undefined): void {
 }
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env) {
-	nodeEnvSetting(env.NODE_ENV);
-	const isTest = env.NODE_ENV === "test";
-	const production = env.NODE_ENV === "production";
+	const nodeEnv = nodeEnvSetting(env.NODE_ENV);
+	const isTest = nodeEnv === "test";
+	const production = nodeEnv === "production";
 	return {
 		services: servicesSetting(env.SERVICES),
-		env: env.NODE_ENV ?? "development",
+		env: nodeEnv ?? "development",
 		isTest,
 		// 0 lets the system pick a free port: nodes without the gateway, and tests.
 		port: wholeNumberSetting("PORT", env.PORT, 3000, { ...PORT, min: 0, takes: "a port number from 1 to 65535 (0: any free port)" }),
@@ -268,7 +268,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		keepAliveTimeout: wholeNumberSetting("KEEP_ALIVE_TIMEOUT", env.KEEP_ALIVE_TIMEOUT, 65_000, count("milliseconds", 1000, MAX_TIMER_MS)),
 		// How long a call waits for a node of its service to come back (a restart) before it fails with 503; 0 never waits.
 		serviceWaitMs: wholeNumberSetting("SERVICE_WAIT_TIMEOUT", env.SERVICE_WAIT_TIMEOUT, 5000, MS("never waits")),
-		tracing: traceExporterSetting(env.TRACE_EXPORTER) ?? (env.NODE_ENV === "development" ? "console" : undefined),
+		tracing: traceExporterSetting(env.TRACE_EXPORTER) ?? (nodeEnv === "development" ? "console" : undefined),
 		zipkinUrl: serverUrlSetting("ZIPKIN_URL", env.ZIPKIN_URL, httpUrl("http://localhost:9411")) ?? "http://localhost:9411",
 		// Empty is unset: CORS_ORIGINS= allowed no origin at all (403 to every browser request).
 		corsOrigins: corsOriginsSetting(env.CORS_ORIGINS),

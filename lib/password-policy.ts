@@ -97,8 +97,8 @@ export const BCRYPT_MAX_WAIT_MS = 4000;
 let pool: BcryptPool | null = null;
 const bcryptWorkers = () => (pool ??= bcryptPool({ size: BCRYPT_WORKERS, idleMs: 30_000, maxWaitMs: BCRYPT_MAX_WAIT_MS }));
 
-/** A refusal for a full queue, as the client sees it: 503, try again shortly. */
-function busyAsUnavailable(err: unknown): never {
+/** A refusal for a full queue, as the client sees it: 503 BUSY, try again shortly. */
+function busyAsBusyError(err: unknown): never {
 	if (err instanceof BcryptBusyError) throw new BusyError("Too many sign-ins and password changes at once: try again in a few seconds");
 	throw err;
 }
@@ -127,11 +127,11 @@ export function holdBcryptWorkers(): () => void {
 export const bcryptWorkersRunning = (): number => pool?.workers ?? 0;
 
 export function hashPassword(password: string, cost: number): Promise<string> {
-	return bcryptWorkers().hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST)).catch(busyAsUnavailable);
+	return bcryptWorkers().hash(prehashPassword(password), Math.max(cost, MIN_BCRYPT_COST)).catch(busyAsBusyError);
 }
 
 export function verifyPassword(password: string, hash: string): Promise<boolean> {
-	return bcryptWorkers().compare(prehashPassword(password), hash).catch(busyAsUnavailable);
+	return bcryptWorkers().compare(prehashPassword(password), hash).catch(busyAsBusyError);
 }
 
 /**
