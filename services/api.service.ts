@@ -973,10 +973,11 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// The broker has begun to stop (mixins/stop-notice.middleware.ts): no new connections from now on.
 		this.onStopping = () => void this.stopAccepting();
 		(this.broker as unknown as { localBus: EventEmitter }).localBus.on(STOPPING_EVENT, this.onStopping);
-		// moleculer-web stops the start only for a port in use; any other listen error (a HOST that is not this
-		// machine's, a port below 1024 without the right) left a running node with no gateway.
-		this.server?.on("error", (err: NodeJS.ErrnoException) => {
-			if (err.code !== "EADDRINUSE") this.broker.fatal(portProblem("PORT", this.settings.port, this.settings.ip, err), err, true);
+		// moleculer-web stops the start only for a port in use, without naming PORT; any other listen error (a HOST
+		// that is not this machine's, a port below 1024 without the right) left a running node with no gateway.
+		// Prepended: moleculer-web's own listener exits the process for a port in use.
+		this.server?.prependListener("error", (err: NodeJS.ErrnoException) => {
+			this.broker.fatal(portProblem("PORT", this.settings.port, this.settings.ip, err), err, true);
 		});
 		// moleculer-web made the server in its own created(), which runs before this one. Node 18+ applies headersTimeout
 		// only while a request's headers arrive, not between requests, so it need not exceed this.

@@ -1,9 +1,10 @@
 /**
  * A gateway that cannot listen stops its process with a message naming PORT, whatever the reason:
- * moleculer-web did so only for a port in use, and a HOST that is not this machine's left a node
+ * moleculer-web stopped only for a port in use (without naming PORT), and a HOST that is not this machine's left a node
  * running with no gateway (a process of its own here: a fatal error exits it).
  */
 import { spawn } from "node:child_process";
+import net from "node:net";
 import path from "node:path";
 
 function gatewayProcess(env: Record<string, string>) {
@@ -26,5 +27,19 @@ describe("a gateway that cannot listen", () => {
 		expect(out).not.toContain("still running");
 		expect(code).toBe(1);
 		expect(out).toMatch(/PORT 0 on 10\.255\.255\.1 cannot be opened: .*EADDRNOTAVAIL/);
+	}, 20_000);
+
+	test("on a port in use: the start stops, naming PORT", async () => {
+		const taken = net.createServer();
+		await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+		const port = (taken.address() as net.AddressInfo).port;
+		try {
+			const { code, out } = await gatewayProcess({ HOST: "127.0.0.1", PORT: String(port) });
+			expect(out).not.toContain("still running");
+			expect(code).toBe(1);
+			expect(out).toContain(`PORT ${port} on 127.0.0.1 is already in use: set PORT to a free port`);
+		} finally {
+			taken.close();
+		}
 	}, 20_000);
 });
