@@ -6,7 +6,7 @@
  * the service makes its channel once the keys are loaded. Push to the shop's apps goes through FCM
  * when FCM_SERVICE_ACCOUNT is set, to the outbox otherwise.
  */
-import { nonEmpty, readConfig } from "../../lib/config";
+import { nonEmpty, readConfig, serverUrlSetting } from "../../lib/config";
 import { p256PublicKeyOf, parsePushHosts } from "../../lib/web-push";
 import { readFcmConfig } from "../../lib/fcm";
 import { FcmChannel } from "./fcm-channel";
@@ -39,6 +39,10 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 	const twilio = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"] as const;
 	const missing = twilio.filter((k) => !nonEmpty(env[k]));
 	if (missing.length && missing.length < twilio.length) throw new Error(`${twilio.join(", ")} go together (SMS through Twilio): ${missing.join(" and ")} missing`);
+	// A malformed host would fail every message at send time, each retried to the end of its attempts.
+	const httpBase = (name: string) => serverUrlSetting(name, env[name], { schemes: ["http", "https"], takes: "an http:// or https:// URL (http://127.0.0.1:12121)" });
+	const sendgridBase = httpBase("SENDGRID_API_BASE");
+	const twilioBase = httpBase("TWILIO_API_BASE");
 	return {
 		webPush: readWebPushConfig(env, fromEmail ?? "no-reply@example.com"),
 		/** Push to the shop's apps through FCM; null: their messages go to the outbox. */
@@ -52,10 +56,10 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 		storefrontUrl: storefrontUrl?.replace(/\/+$/, "") ?? "http://localhost:3000",
 		/** Outboxed messages are logged whole (at info) in development, the default of `npm start`. */
 		logWholeOutboxed: (env.NODE_ENV || "development") === "development",
-		sendgrid: env.SENDGRID_API_KEY ? { apiKey: env.SENDGRID_API_KEY, baseUrl: env.SENDGRID_API_BASE || undefined } : null,
+		sendgrid: env.SENDGRID_API_KEY ? { apiKey: env.SENDGRID_API_KEY, baseUrl: sendgridBase } : null,
 		twilio:
 			env.TWILIO_ACCOUNT_SID && env.TWILIO_AUTH_TOKEN && env.TWILIO_FROM
-				? { accountSid: env.TWILIO_ACCOUNT_SID, authToken: env.TWILIO_AUTH_TOKEN, from: env.TWILIO_FROM, apiBase: env.TWILIO_API_BASE || undefined }
+				? { accountSid: env.TWILIO_ACCOUNT_SID, authToken: env.TWILIO_AUTH_TOKEN, from: env.TWILIO_FROM, apiBase: twilioBase }
 				: null,
 	};
 }

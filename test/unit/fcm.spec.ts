@@ -37,6 +37,7 @@ describe("FCM settings", () => {
 		["a private_key that is not PEM", { FCM_SERVICE_ACCOUNT: JSON.stringify({ ...key, private_key: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" }) }, /private_key is not an RSA private key/],
 		["an EC private_key", { FCM_SERVICE_ACCOUNT: JSON.stringify({ ...key, private_key: crypto.generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }) }) }, /not an RSA private key.*ec key/],
 		["a token_uri without its scheme", { FCM_SERVICE_ACCOUNT: JSON.stringify({ ...key, token_uri: "oauth2.googleapis.com/token" }) }, /token_uri must be an http\(s\) address/],
+		["an FCM_API_BASE without its scheme", { FCM_SERVICE_ACCOUNT: JSON.stringify(key), FCM_API_BASE: "127.0.0.1:9" }, /^FCM_API_BASE must be an http:\/\/ or https:\/\/ URL/],
 		["FCM_PROJECT_ID alone", { FCM_PROJECT_ID: "my-shop" }, /FCM_PROJECT_ID is set without FCM_SERVICE_ACCOUNT/],
 	])("%s stops the start, naming what is wrong", (_what, env, message) => {
 		expect(() => readFcmConfig(env as NodeJS.ProcessEnv)).toThrow(message);

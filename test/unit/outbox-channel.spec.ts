@@ -52,6 +52,8 @@ describe("message settings", () => {
 		[{ NOTIFY_FROM_EMAIL: "not an email" }, /^NOTIFY_FROM_EMAIL must be an email address/],
 		[{ TWILIO_ACCOUNT_SID: "AC1", TWILIO_AUTH_TOKEN: "t" }, /^TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM go together \(SMS through Twilio\): TWILIO_FROM missing/],
 		[{ TWILIO_FROM: "+15550100" }, /TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN missing/],
+		[{ SENDGRID_API_KEY: "SG.x", SENDGRID_API_BASE: "127.0.0.1:12121" }, /^SENDGRID_API_BASE must be an http:\/\/ or https:\/\/ URL/],
+		[{ TWILIO_API_BASE: "htp://127.0.0.1:12122" }, /^TWILIO_API_BASE must be an http:\/\/ or https:\/\/ URL/],
 	])("%j stops the start, naming the variable", (env, message) => {
 		expect(() => readNotificationConfig(env)).toThrow(message);
 	});
