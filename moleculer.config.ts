@@ -118,6 +118,12 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 		tracing: tracingOptions(cfg),
 		// Moleculer's internal middlewares are listed by brokerMiddlewares, with lean request and event metrics.
 		internalMiddlewares: false,
+		// moleculer-runner without SERVICEDIR, SERVICES or file arguments loads nothing and says nothing. Not refused:
+		// a REPL may join a cluster as a node of its own.
+		started(broker: ServiceBroker) {
+			if (broker.registry.getServiceList({ onlyLocal: true, skipInternal: true }).length) return;
+			broker.logger.warn("This node hosts no service: set SERVICEDIR=dist/services (npm start does) and SERVICES to name what it hosts, as moleculer-runner reads them.");
+		},
 		middlewares: brokerMiddlewares([RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware(), retry.middleware]) as BrokerOptions["middlewares"],
 		replOptions: {
 			customCommands: [
