@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { BcryptBusyError, bcryptPool, type BcryptPool } from "./bcrypt-pool";
 import { BusyError } from "./errors";
+import { readConfig } from "./config";
 
 export const MIN_PASSWORD_LENGTH = 8;
 export const MAX_PASSWORD_LENGTH = 128;
@@ -90,12 +91,15 @@ const BCRYPT_WORKERS = Math.max(1, Math.min(BCRYPT_CONCURRENCY, os.availablePara
 /**
  * The longest a hash or a compare waits for a worker before it is refused (503 BUSY, nothing done). A
  * password change does two, each waiting at most this and running 0.3-0.7 s on a busy 2-core machine:
- * inside the 10 s request timeout, so its caller learns what happened instead of timing out on a change
- * that then went through. On such a machine about a dozen sign-ins arriving at once are served.
+ * inside the request timeout (REQUEST_TIMEOUT, 10 s: 4 s each), so its caller learns what happened
+ * instead of timing out on a change that then went through. On such a machine about a dozen sign-ins
+ * arriving at once are served.
  */
-export const BCRYPT_MAX_WAIT_MS = 4000;
+export function bcryptMaxWaitMs(requestTimeoutMs: number): number {
+	return Math.max(0, Math.min(4000, Math.floor((requestTimeoutMs - 2000) / 2)));
+}
 let pool: BcryptPool | null = null;
-const bcryptWorkers = () => (pool ??= bcryptPool({ size: BCRYPT_WORKERS, idleMs: 30_000, maxWaitMs: BCRYPT_MAX_WAIT_MS }));
+const bcryptWorkers = () => (pool ??= bcryptPool({ size: BCRYPT_WORKERS, idleMs: 30_000, maxWaitMs: bcryptMaxWaitMs(readConfig().requestTimeout) }));
 
 /** A refusal for a full queue, as the client sees it: 503 BUSY, try again shortly. */
 function busyAsBusyError(err: unknown): never {

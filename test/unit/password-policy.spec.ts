@@ -1,7 +1,7 @@
 /** Password policy (NIST 800-63B / ASVS 5) and the bcrypt hashing around it. */
 import bcrypt from "bcryptjs";
 import {
-	BCRYPT_CONCURRENCY, BCRYPT_COST, MAX_PASSWORD_LENGTH, MIN_BCRYPT_COST, bcryptCost, bcryptWorkersRunning, commonPasswordList, hashPassword, holdBcryptWorkers, isCommonPassword,
+	BCRYPT_CONCURRENCY, BCRYPT_COST, bcryptMaxWaitMs, MAX_PASSWORD_LENGTH, MIN_BCRYPT_COST, bcryptCost, bcryptWorkersRunning, commonPasswordList, hashPassword, holdBcryptWorkers, isCommonPassword,
 	needsRehash, passwordLength, passwordProblem, prehashPassword, randomPassword, unmatchableHash, verifyPassword,
 } from "../../lib/password-policy";
 
@@ -154,4 +154,16 @@ test("the workers stop when the last service holding them lets go, and start aga
 	expect(bcryptWorkersRunning()).toBe(0);
 	await expect(verifyPassword("kq7#vLpz", await hashPassword("kq7#vLpz", MIN_BCRYPT_COST))).resolves.toBe(true);
 	expect(bcryptWorkersRunning()).toBe(1);
+});
+
+describe("bcryptMaxWaitMs: a password change's two waits fit in the request timeout", () => {
+	test.each([
+		[10_000, 4000],
+		[30_000, 4000],
+		[5000, 1500],
+		[2000, 0],
+		[1000, 0],
+	])("REQUEST_TIMEOUT %p → at most %p ms waiting for a worker", (timeout, wait) => {
+		expect(bcryptMaxWaitMs(timeout)).toBe(wait);
+	});
 });
