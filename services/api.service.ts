@@ -45,6 +45,8 @@ type Req = IncomingMessage & {
 	$head?: boolean;
 	/** Set on a response-cache miss: where and under which generation to store the answer. */
 	$responseCache?: { key: string; tag: string; generation: number };
+	/** The request's If-None-Match, kept from moleculer-web (httpHandler). */
+	$ifNoneMatch?: string;
 };
 /** A moleculer-web alias: one route to one action. */
 interface Alias {
@@ -147,7 +149,7 @@ function describeBody(req: Req, res: ServerResponse, body: string | Buffer, leng
 	if (req.method !== "GET" || res.statusCode !== 200) return false;
 	const tag = etagOf(body);
 	res.setHeader("ETag", tag);
-	return ifNoneMatchHits(req.headers["if-none-match"], tag);
+	return ifNoneMatchHits(req.$ifNoneMatch, tag);
 }
 
 /** What the body parser refused, as the shop's error: here its status is still known (moleculer-web keeps only a code). */
@@ -501,6 +503,10 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				req.method = "GET";
 				req.$head = true;
 			}
+			// Revalidation is decided by describeBody (a GET's 200 only). moleculer-web's own check answered any
+			// 2xx with a bodiless 304 for `If-None-Match: *`: a checkout charged, a login, a cart change, unseen.
+			req.$ifNoneMatch = req.headers["if-none-match"];
+			delete req.headers["if-none-match"];
 			// An OPTIONS that is no CORS preflight (a monitor, a scanner, a client asking what a path takes):
 			// moleculer-web ran the path's GET action for it, counting a product view or answering /api/me.
 			if (req.method === "OPTIONS" && !req.headers["access-control-request-method"]) {

@@ -827,7 +827,7 @@ describe("gateway with the catalog, search, reviews, cart and orders", () => {
 	const admin = fakeToken("gw-admin", "admin");
 	const customer = fakeToken("gw-customer");
 	let category: { id: string; slug: string };
-	let cheap: { id: string };
+	let cheap: { id: string; variants: Array<{ id: string }> };
 	let dear: { id: string };
 
 	beforeAll(async () => {
@@ -968,6 +968,17 @@ describe("gateway with the catalog, search, reviews, cart and orders", () => {
 		expect(changed.headers.get("etag")).not.toBe(tag);
 		expect(changed.body.rows.map((r: any) => r.name)).toContain("Blankbox Mug Small, glazed");
 		expect((await shop.http.patch(`/api/products/${cheap.id}`, { name: "Blankbox Mug Small" }, { token: admin })).status).toBe(200);
+	});
+
+	test("a write with If-None-Match (even `*`) is answered in full: only a GET's 200 is revalidated", async () => {
+		const add = await shop.http.post("/api/cart/items", { variantId: cheap.variants[0].id, quantity: 1 }, { token: customer, headers: { "if-none-match": "*" } });
+		expect({ status: add.status, lines: add.body?.items?.length > 0 }).toEqual({ status: 201, lines: true });
+		const line = await shop.http.patch(`/api/cart/items/${cheap.variants[0].id}`, { quantity: 2 }, { token: customer, headers: { "if-none-match": "*" } });
+		expect({ status: line.status, quantity: line.body?.items?.find((i: any) => i.variantId === cheap.variants[0].id)?.quantity }).toEqual({ status: 200, quantity: 2 });
+		const removed = await shop.http.delete(`/api/cart/items/${cheap.variants[0].id}`, { token: customer, headers: { "if-none-match": "*" } });
+		expect(removed.status).toBe(200);
+		// A GET's 200 still is: `*` matches any answer.
+		expect((await shop.http.get("/api/cart", { token: customer, headers: { "if-none-match": "*" } })).status).toBe(304);
 	});
 
 	test("a path asked with a method it does not take: 405 with Allow, not 404; a path that is not there stays 404", async () => {
