@@ -260,7 +260,8 @@ export function buildOpenApi(routes: RouteInfo[], info: { title: string; version
 		}
 		const rest = Object.fromEntries(Object.entries(params).filter(([k]) => !ownNames.includes(k) && !k.startsWith("$$")));
 		if (["post", "put", "patch"].includes(method)) {
-			if (Object.keys(rest).length) op.requestBody = { required: true, content: { "application/json": { schema: objectSchema(rest) } } };
+			// A body of optional fields only may be left out (a cancel's `{reason?}`): the gateway takes none as {}.
+			if (Object.keys(rest).length) op.requestBody = { required: Object.values(rest).some((rule) => !isOptional(rule)), content: { "application/json": { schema: objectSchema(rest) } } };
 			op.responses["413"] = errorResponse("Body larger than 1 MB");
 			op.responses["415"] = errorResponse("Body not JSON, or in an encoding or charset the shop does not read");
 		} else {

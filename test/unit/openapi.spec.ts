@@ -36,10 +36,14 @@ describe("fastest-validator rules → OpenAPI schemas", () => {
 			[
 				{ method: "GET", path: "/api/things/:id", params: { id: "string", expand: { type: "boolean", optional: true } } },
 				{ method: "POST", path: "/api/things", params: { name: "string" }, roles: ["admin"] },
+				{ method: "POST", path: "/api/things/:id/cancel", params: { id: "string", reason: { type: "string", optional: true } } },
 				{ method: "GET", path: "/api/cart", auth: "optional" },
 			],
 			{ title: "t", version: "1" },
 		);
+		// A body of optional fields only may be left out.
+		expect(doc.paths["/api/things"].post.requestBody.required).toBe(true);
+		expect(doc.paths["/api/things/{id}/cancel"].post.requestBody.required).toBe(false);
 		const get = doc.paths["/api/things/{id}"].get;
 		expect(get.parameters).toEqual([
 			{ name: "id", in: "path", required: true, schema: { type: "string" } },
