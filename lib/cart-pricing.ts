@@ -13,6 +13,8 @@ export interface CartLine {
 	quantity: number;
 	/** Unit price when the line was added or last changed; null when unknown. */
 	unitPrice: number | null;
+	/** The currency of that price; null or absent when unknown (a line stored before it was kept). */
+	currency?: string | null;
 }
 
 /** What `products.getVariants` returns for one variant. */
@@ -43,9 +45,11 @@ export interface PricedCartItem {
 	stock: number;
 	/** The product was archived or the variant is gone: shown, not counted, not purchasable. */
 	archived: boolean;
-	/** The price differs from the one the customer saw when adding the line. */
+	/** The price differs from the one the customer saw when adding the line (its amount or its currency). */
 	priceChanged: boolean;
 	previousUnitPrice: number | null;
+	/** Set when the currency is what changed: the one the customer saw. */
+	previousCurrency?: string;
 	/** More in the cart than in stock now; checkout would be refused. */
 	insufficientStock: boolean;
 	/** Priced in another currency than the cart; shown, not counted. */
@@ -56,7 +60,7 @@ export type CartProblem =
 	| { type: "archived"; variantId: string }
 	| { type: "currency_mismatch"; variantId: string; currency: string }
 	| { type: "insufficient_stock"; variantId: string; requested: number; available: number }
-	| { type: "price_changed"; variantId: string; previousUnitPrice: number; unitPrice: number }
+	| { type: "price_changed"; variantId: string; previousUnitPrice: number; unitPrice: number; previousCurrency?: string }
 	| { type: "promo"; code: string; reason: PromoRejection; message: string };
 
 export interface PricedCart {
@@ -91,7 +95,9 @@ function priceLine(line: CartLine, variant: CatalogVariant | undefined, cartCurr
 		};
 	}
 	const archived = !variant.isActive;
-	const priceChanged = line.unitPrice != null && line.unitPrice !== variant.price;
+	// A product moved to another currency: the same number is another price.
+	const currencyChanged = line.unitPrice != null && !!line.currency && line.currency !== variant.currency;
+	const priceChanged = currencyChanged || (line.unitPrice != null && line.unitPrice !== variant.price);
 	return {
 		variantId: line.variantId,
 		productId: variant.productId,
@@ -107,6 +113,7 @@ function priceLine(line: CartLine, variant: CatalogVariant | undefined, cartCurr
 		archived,
 		priceChanged,
 		previousUnitPrice: priceChanged ? line.unitPrice : null,
+		...(currencyChanged ? { previousCurrency: line.currency! } : {}),
 		insufficientStock: !archived && line.quantity > variant.stock,
 		currencyMismatch: !archived && variant.currency !== cartCurrency,
 	};
@@ -118,7 +125,9 @@ function lineProblems(item: PricedCartItem): CartProblem[] {
 	if (item.currencyMismatch) return [{ type: "currency_mismatch", variantId, currency: item.currency }];
 	const problems: CartProblem[] = [];
 	if (item.insufficientStock) problems.push({ type: "insufficient_stock", variantId, requested: item.quantity, available: item.stock });
-	if (item.priceChanged) problems.push({ type: "price_changed", variantId, previousUnitPrice: item.previousUnitPrice!, unitPrice: item.unitPrice });
+	if (item.priceChanged) {
+		problems.push({ type: "price_changed", variantId, previousUnitPrice: item.previousUnitPrice!, unitPrice: item.unitPrice, ...(item.previousCurrency ? { previousCurrency: item.previousCurrency } : {}) });
+	}
 	return problems;
 }
 
@@ -158,7 +167,7 @@ export interface CartSnapshot {
 	discount: number;
 	total: number;
 	currency: string;
-	/** Set only while the code applies, so checkout consumes a use only for a real discount. */
+	/** Set only while the code applies and takes something off, so checkout consumes a use only for a real discount. */
 	promoCode: string | null;
 	problems: CartProblem[];
 }
@@ -182,7 +191,8 @@ export function toSnapshot(cart: PricedCart, version: number): CartSnapshot {
 		discount: cart.discount,
 		total: cart.total,
 		currency: cart.currency,
-		promoCode: cart.promoProblem ? null : cart.promoCode,
+		// 10% of a 1-cent cart is nothing: a code of limited uses is not used up by it.
+		promoCode: cart.promoProblem || cart.discount <= 0 ? null : cart.promoCode,
 		problems: cart.problems,
 	};
 }

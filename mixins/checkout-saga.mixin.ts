@@ -58,6 +58,8 @@ export interface CheckoutParams {
 	paymentMethod: { type: "card"; token: string };
 	/** The total the customer saw: the checkout is refused (409 TOTAL_CHANGED) when it differs. */
 	expectedTotal?: number;
+	/** The currency of that total (the cart's `currency`): refused when another. */
+	expectedCurrency?: string;
 }
 
 /** What the checkout steps share. `ctx` is null when compensating outside a request (recovery). */
@@ -259,11 +261,15 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 			// Prices come from the cart service's snapshot, priced from the catalog now; never from the client.
 			const items = orderLinesOf(cart.items);
 			const totals = computeCheckoutTotals(items, cart.discount ?? 0, rateFor(this.shippingRates, cart.currency));
-			// Prices are the catalog's now; a client that sends the total it showed is never charged another one.
-			const expectedTotal = c.params?.expectedTotal;
-			if (expectedTotal !== undefined && expectedTotal !== totals.total) {
-				const priceChanges = (cart.problems ?? []).filter((p: { type: string }) => p.type === "price_changed");
-				throw new ConflictError("The total changed since you saw it: review your cart", "TOTAL_CHANGED", { expectedTotal, ...totals, currency: cart.currency, priceChanges });
+			// Prices are the catalog's now; a client that sends the total it showed is never charged another one,
+			// nor the same number in another currency (a product moved to another currency since it was added).
+			const { expectedTotal, expectedCurrency } = c.params ?? {};
+			const priceChanges = (cart.problems ?? []).filter((p: { type: string }) => p.type === "price_changed");
+			const currencyChanged = expectedCurrency
+				? expectedCurrency.toUpperCase() !== cart.currency
+				: expectedTotal !== undefined && priceChanges.some((p: { previousCurrency?: string }) => p.previousCurrency !== undefined);
+			if ((expectedTotal !== undefined && expectedTotal !== totals.total) || currencyChanged) {
+				throw new ConflictError("The total changed since you saw it: review your cart", "TOTAL_CHANGED", { expectedTotal: expectedTotal ?? null, ...(expectedCurrency ? { expectedCurrency } : {}), ...totals, currency: cart.currency, priceChanges });
 			}
 			const now = new Date();
 			const { id: addressId, userId: _u, ...address } = c.address as Record<string, unknown>;

@@ -293,8 +293,9 @@ const orderFollowUpsSchema: Partial<ServiceSchema<OrderFollowUpSettings, OrderFo
 					// Not once the customer has checked out again: they have moved on, and the lines would come back unbought.
 					const later = await this.db.orders.count({ userId: order.userId, createdAt: { $gt: new Date(order.createdAt) } });
 					if (!later) {
-						const items = order.items.map((l) => ({ variantId: l.variantId, quantity: l.quantity }));
-						await this.callFrom(c, "cart.restore", { userId: order.userId, items, ...(order.promoCode ? { promoCode: order.promoCode } : {}) });
+						// At the prices the order was placed at: one changed since is flagged in the cart, as for any line.
+						const items = order.items.map((l) => ({ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice }));
+						await this.callFrom(c, "cart.restore", { userId: order.userId, items, currency: order.currency, ...(order.promoCode ? { promoCode: order.promoCode } : {}) });
 					}
 					return done();
 				}

@@ -107,7 +107,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			// The embedded cart store writes through to here so carts survive a restart (unused with Redis).
 			carts: {
 				// checkout: the claim of the order checking the cart out, {orderId, until}, or null.
-				fields: { lines: [{ variantId: String, quantity: Number, unitPrice: Number }], promoCode: String, version: Number, expiresAt: Date, checkout: Object },
+				fields: { lines: [{ variantId: String, quantity: Number, unitPrice: Number, currency: String }], promoCode: String, version: Number, expiresAt: Date, checkout: Object },
 				indexes: [{ fields: { expiresAt: 1 }, expireAfterSeconds: 0 }],
 			},
 		}),
@@ -140,7 +140,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				const owner = this.ownerOf(ctx);
 				const variant = await this.sellableVariant(ctx, variantId);
 				const limits = { maxQuantity: MAX_QUANTITY, available: variant.stock, maxLines: MAX_LINES };
-				const res = await this.store.addItem(owner.key, { variantId, quantity, unitPrice: variant.price }, limits);
+				const res = await this.store.addItem(owner.key, { variantId, quantity, unitPrice: variant.price, currency: variant.currency }, limits);
 				if (!res.ok) throw lineRefused(res, variantId, res.quantity + quantity, variant.stock);
 				// The guest cart id is a bearer secret: analytics gets a stable digest of it instead.
 				const cartId = crypto.createHash("sha256").update(owner.key).digest("base64url").slice(0, 22);
@@ -164,7 +164,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 					return this.showCart(ctx, owner);
 				}
 				const variant = await this.sellableVariant(ctx, variantId);
-				const res = await this.store.setQuantity(owner.key, { variantId, quantity, unitPrice: variant.price }, { maxQuantity: MAX_QUANTITY, available: variant.stock });
+				const res = await this.store.setQuantity(owner.key, { variantId, quantity, unitPrice: variant.price, currency: variant.currency }, { maxQuantity: MAX_QUANTITY, available: variant.stock });
 				if (!res.ok) throw lineRefused(res, variantId, quantity, variant.stock);
 				return this.showCart(ctx, owner);
 			},
@@ -380,17 +380,24 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			visibility: "public",
 			params: {
 				userId: "string",
-				items: { type: "array", min: 1, max: MAX_MERGED_LINES, items: { type: "object", strict: "remove", props: { variantId: variantIdParam, quantity: { type: "number", integer: true, min: 1 } } } },
+				items: {
+					type: "array", min: 1, max: MAX_MERGED_LINES,
+					items: { type: "object", strict: "remove", props: { variantId: variantIdParam, quantity: { type: "number", integer: true, min: 1 }, unitPrice: { type: "number", integer: true, min: 0, optional: true } } },
+				},
+				/** The order's currency: that of the items' unitPrice. */
+				currency: { type: "string", length: 3, optional: true },
 				promoCode: { type: "string", min: 1, max: 64, optional: true },
 			},
-			async handler(ctx: Ctx<{ userId: string; items: Array<{ variantId: string; quantity: number }>; promoCode?: string }>) {
-				const { userId, items, promoCode } = ctx.params;
+			async handler(ctx: Ctx<{ userId: string; items: Array<{ variantId: string; quantity: number; unitPrice?: number }>; currency?: string; promoCode?: string }>) {
+				const { userId, items, currency, promoCode } = ctx.params;
 				const owner = `u:${userId}`;
 				const variants = await this.loadVariants(ctx, items.map((l) => l.variantId));
 				const lines = items.flatMap((l) => {
 					const v = variants.get(l.variantId);
 					const cap = Math.min(l.quantity, MAX_QUANTITY, v?.stock ?? 0);
-					return v?.isActive && cap > 0 ? [{ variantId: l.variantId, quantity: cap, unitPrice: v.price, cap }] : [];
+					// The price the order was placed at, when known: a price changed since is flagged, as for any line.
+					const seen = l.unitPrice !== undefined && currency ? { unitPrice: l.unitPrice, currency } : { unitPrice: v?.price ?? 0, currency: v?.currency ?? "" };
+					return v?.isActive && cap > 0 ? [{ variantId: l.variantId, quantity: cap, ...seen, cap }] : [];
 				});
 				const restored = lines.length ? await this.store.mergeLines(owner, lines, MAX_MERGED_LINES) : 0;
 				let codeRestored = false;
@@ -434,7 +441,8 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 					const lines = guest.lines.map((l) => {
 						const v = variants.get(l.variantId);
 						const cap = v?.isActive && v.stock > 0 ? Math.min(MAX_QUANTITY, v.stock) : MAX_QUANTITY;
-						return { variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? v?.price ?? 0, cap };
+						const seen = l.unitPrice != null ? { unitPrice: l.unitPrice, currency: l.currency ?? v?.currency ?? "" } : { unitPrice: v?.price ?? 0, currency: v?.currency ?? "" };
+						return { variantId: l.variantId, quantity: l.quantity, ...seen, cap };
 					});
 					// New lines past the user's room stay in the guest cart (its id still shows them), never dropped.
 					const owner = `u:${userId}`;
@@ -447,7 +455,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 					return { merged, ...(left.length ? { keptInGuestCart: left.length } : {}) };
 				} catch (err) {
 					// The catalog did not answer: put the guest cart back so a later login can merge it.
-					const back = guest.lines.map((l) => ({ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? 0, cap: MAX_QUANTITY }));
+					const back = guest.lines.map((l) => ({ variantId: l.variantId, quantity: l.quantity, unitPrice: l.unitPrice ?? 0, currency: l.currency ?? "", cap: MAX_QUANTITY }));
 					await this.store.mergeLines(guestKey, back, MAX_LINES).catch(() => undefined);
 					throw err;
 				}

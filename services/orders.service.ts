@@ -201,6 +201,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				},
 				// The total the customer saw and agreed to pay: a checkout whose total differs (a price changed since) is refused.
 				expectedTotal: { type: "number", integer: true, min: 0, optional: true },
+				// Its currency (the cart's `currency`): without it, a line whose product moved to another currency is refused.
+				expectedCurrency: { type: "string", pattern: /^[A-Za-z]{3}$/, optional: true },
 			},
 			async handler(this: OrdersThis, ctx: Context<CheckoutParams, ShopMeta>) {
 				const key = ctx.meta.idempotencyKey;

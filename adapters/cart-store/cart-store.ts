@@ -14,11 +14,12 @@ export interface StoredCart {
 	version: number;
 }
 
-/** A line to write: the quantity, and the catalog price the customer saw. */
+/** A line to write: the quantity, and the catalog price the customer saw, in its currency. */
 export interface LineWrite {
 	variantId: string;
 	quantity: number;
 	unitPrice: number;
+	currency: string;
 }
 
 export interface LineLimits {

@@ -11,6 +11,7 @@ import { CART_TTL_SECONDS, emptyCart, type CartStore, type CheckoutClaim, type L
 interface Line {
 	quantity: number;
 	unitPrice: number | null;
+	currency: string | null;
 }
 
 /** A checkout's claim on the cart: the order, and when its lease ends. */
@@ -58,7 +59,7 @@ export class MemoryCartStore implements CartStore {
 		if (!this.opts.persist) return;
 		const docs = await this.opts.persist.find({ expiresAt: { $gt: new Date(this.now()) } });
 		for (const d of docs) {
-			const lines = new Map<string, Line>((d.lines as Array<{ variantId: string } & Line>).map((l) => [l.variantId, { quantity: l.quantity, unitPrice: l.unitPrice ?? null }]));
+			const lines = new Map<string, Line>((d.lines as Array<{ variantId: string } & Line>).map((l) => [l.variantId, { quantity: l.quantity, unitPrice: l.unitPrice ?? null, currency: l.currency ?? null }]));
 			const checkout = d.checkout ? { orderId: d.checkout.orderId, until: new Date(d.checkout.until).getTime() } : null;
 			this.carts.set(d.id, { lines, promoCode: d.promoCode ?? null, version: d.version ?? 0, expiresAt: new Date(d.expiresAt).getTime(), checkout });
 		}
@@ -75,7 +76,7 @@ export class MemoryCartStore implements CartStore {
 			const want = current + line.quantity;
 			const refusal = want > limits.maxQuantity ? "quantity" : want > limits.available ? "stock" : current === 0 && cart.lines.size >= limits.maxLines ? "lines" : null;
 			if (refusal) return { result: { ok: false, reason: refusal, quantity: current }, written: false };
-			cart.lines.set(line.variantId, { quantity: want, unitPrice: line.unitPrice });
+			cart.lines.set(line.variantId, { quantity: want, unitPrice: line.unitPrice, currency: line.currency });
 			return { result: { ok: true, quantity: want, version: cart.version + 1 }, written: true };
 		});
 	}
@@ -85,7 +86,7 @@ export class MemoryCartStore implements CartStore {
 			const current = cart.lines.get(line.variantId)?.quantity ?? 0;
 			const refusal = current === 0 ? "missing" : line.quantity > limits.maxQuantity ? "quantity" : line.quantity > limits.available ? "stock" : null;
 			if (refusal) return { result: { ok: false, reason: refusal, quantity: current }, written: false };
-			cart.lines.set(line.variantId, { quantity: line.quantity, unitPrice: line.unitPrice });
+			cart.lines.set(line.variantId, { quantity: line.quantity, unitPrice: line.unitPrice, currency: line.currency });
 			return { result: { ok: true, quantity: line.quantity, version: cart.version + 1 }, written: true };
 		});
 	}
@@ -153,7 +154,7 @@ export class MemoryCartStore implements CartStore {
 				const have = current?.quantity ?? 0;
 				const want = Math.min(have + line.quantity, line.cap);
 				if (want <= have || (!current && cart.lines.size >= maxLines)) continue;
-				cart.lines.set(line.variantId, { quantity: want, unitPrice: current?.unitPrice ?? line.unitPrice });
+				cart.lines.set(line.variantId, current?.unitPrice != null ? { ...current, quantity: want } : { quantity: want, unitPrice: line.unitPrice, currency: line.currency });
 				changed++;
 			}
 			return { result: changed, written: changed > 0 };
@@ -223,7 +224,7 @@ export class MemoryCartStore implements CartStore {
 
 function storedCart(cart: MemoryCart): StoredCart {
 	return {
-		lines: [...cart.lines].map(([variantId, l]) => ({ variantId, quantity: l.quantity, unitPrice: l.unitPrice })),
+		lines: [...cart.lines].map(([variantId, l]) => ({ variantId, quantity: l.quantity, unitPrice: l.unitPrice, currency: l.currency })),
 		promoCode: cart.promoCode,
 		version: cart.version,
 	};

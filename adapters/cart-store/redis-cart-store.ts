@@ -1,6 +1,6 @@
 /**
  * Carts in Redis (REDIS_URL): per owner, a hash `cart:{owner}` of variantId → quantity, a hash
- * `cart:{owner}:prices` of variantId → the unit price the customer saw, and `cart:{owner}:meta`
+ * `cart:{owner}:prices` of variantId → the unit price the customer saw and its currency ("1999 USD"), and `cart:{owner}:meta`
  * with `promo` and `version`. The braces are a hash tag: the three keys share a cluster slot, so
  * each write is one Lua script over them, checking its limits and refreshing the 7-day TTL.
  * A checkout's claim is `cart:{owner}:checkout` (same slot): the order id, expiring with its lease.
@@ -21,7 +21,7 @@ end
 `;
 
 const SCRIPTS = {
-	// ARGV: variantId, quantity, unitPrice, maxQuantity, available, maxLines, ttl
+	// ARGV: variantId, quantity, seen price ("1999 USD"), maxQuantity, available, maxLines, ttl
 	cartAdd: `${TOUCH}
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local want = cur + tonumber(ARGV[2])
@@ -31,7 +31,7 @@ if cur == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[6]) then return {'l
 local q = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return {'ok', q, touch(ARGV[7])}`,
-	// ARGV: variantId, quantity, unitPrice, maxQuantity, available, ttl
+	// ARGV: variantId, quantity, seen price, maxQuantity, available, ttl
 	cartSet: `${TOUCH}
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local want = tonumber(ARGV[2])
@@ -51,7 +51,7 @@ return 1`,
 	cartPromo: `${TOUCH}
 if ARGV[1] == '' then redis.call('HDEL', KEYS[3], 'promo') else redis.call('HSET', KEYS[3], 'promo', ARGV[1]) end
 return touch(ARGV[2])`,
-	// ARGV: maxLines, ttl, then per line: variantId, quantity, unitPrice, cap
+	// ARGV: maxLines, ttl, then per line: variantId, quantity, seen price, cap
 	cartMerge: `${TOUCH}
 local lines = redis.call('HLEN', KEYS[1])
 local changed = 0
@@ -156,12 +156,12 @@ export class RedisCartStore implements CartStore {
 	}
 
 	async addItem(owner: string, line: LineWrite, limits: LineLimits & { maxLines: number }): Promise<LineResult> {
-		const res = await this.run((redis) => redis.cartAdd(...this.keys(owner), line.variantId, line.quantity, line.unitPrice, limits.maxQuantity, limits.available, limits.maxLines, this.ttl));
+		const res = await this.run((redis) => redis.cartAdd(...this.keys(owner), line.variantId, line.quantity, seenPrice(line), limits.maxQuantity, limits.available, limits.maxLines, this.ttl));
 		return toLineResult(res);
 	}
 
 	async setQuantity(owner: string, line: LineWrite, limits: LineLimits): Promise<LineResult> {
-		const res = await this.run((redis) => redis.cartSet(...this.keys(owner), line.variantId, line.quantity, line.unitPrice, limits.maxQuantity, limits.available, this.ttl));
+		const res = await this.run((redis) => redis.cartSet(...this.keys(owner), line.variantId, line.quantity, seenPrice(line), limits.maxQuantity, limits.available, this.ttl));
 		return toLineResult(res);
 	}
 
@@ -196,13 +196,25 @@ export class RedisCartStore implements CartStore {
 
 	async mergeLines(owner: string, lines: MergeLine[], maxLines: number): Promise<number> {
 		if (!lines.length) return 0;
-		const args = lines.flatMap((l) => [l.variantId, l.quantity, l.unitPrice, l.cap]);
+		const args = lines.flatMap((l) => [l.variantId, l.quantity, seenPrice(l), l.cap]);
 		return Number(await this.run((redis) => redis.cartMerge(...this.keys(owner), maxLines, this.ttl, ...args)));
 	}
 
 	async close(): Promise<void> {
 		await this.link.close();
 	}
+}
+
+/** A line's price as the prices hash keeps it: "1999 USD". */
+function seenPrice(line: LineWrite): string {
+	return `${line.unitPrice} ${line.currency}`;
+}
+
+/** The price and currency from the prices hash; a price stored before its currency was kept is a bare number. */
+export function readSeenPrice(value: string | undefined): { unitPrice: number | null; currency: string | null } {
+	if (value == null) return { unitPrice: null, currency: null };
+	const [amount, currency] = value.split(" ");
+	return { unitPrice: Number(amount), currency: currency || null };
 }
 
 /** The answers of a MULTI/EXEC, or its first error. */
@@ -216,7 +228,7 @@ function execValues(res: Array<[Error | null, unknown]> | null): unknown[] {
 function toCart(hashes: unknown[]): StoredCart {
 	const [quantities, prices, meta] = hashes as Array<Record<string, string>>;
 	return {
-		lines: Object.entries(quantities).map(([variantId, q]) => ({ variantId, quantity: Number(q), unitPrice: prices[variantId] != null ? Number(prices[variantId]) : null })),
+		lines: Object.entries(quantities).map(([variantId, q]) => ({ variantId, quantity: Number(q), ...readSeenPrice(prices[variantId]) })),
 		promoCode: meta.promo || null,
 		version: Number(meta.version ?? 0),
 	};

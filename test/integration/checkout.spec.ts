@@ -158,6 +158,26 @@ describe("checkout", () => {
 		expect(paid.body).toMatchObject({ status: "confirmed", total: 9000 });
 	});
 
+	test("expectedTotal: a product moved to another currency since the customer saw it is a 409 TOTAL_CHANGED, though the number is the same; the new currency sent goes through", async () => {
+		const { c, v } = await buyerWithCart(6000, 5);
+		const shown = (await shop.http.get("/api/cart", { token: c.token })).body;
+		expect(shown).toMatchObject({ currency: "USD", checkoutTotal: 6000 });
+		expect((await shop.http.patch(`/api/products/${v.productId}`, { currency: "EUR" }, { token: adminToken })).status).toBe(200);
+		const cart = (await shop.http.get("/api/cart", { token: c.token })).body;
+		expect(cart).toMatchObject({ currency: "EUR", checkoutTotal: 6000, items: [expect.objectContaining({ priceChanged: true, previousUnitPrice: 6000 })] });
+
+		const body = { shippingAddressId: c.addressId, paymentMethod: { type: "card", token: "pm_card_visa" }, expectedTotal: shown.checkoutTotal };
+		const refused = await checkout(c, { body });
+		expect(refused.status).toBe(409);
+		expect(refused.body).toMatchObject({ type: "TOTAL_CHANGED", data: { expectedTotal: 6000, total: 6000, currency: "EUR", priceChanges: [expect.objectContaining({ previousCurrency: "USD" })] } });
+		expect((await checkout(c, { body: { ...body, expectedCurrency: "USD" } })).status).toBe(409);
+		expect(await stockOf(v.variantId)).toBe(5);
+
+		const paid = await checkout(c, { body: { ...body, expectedCurrency: "eur" } });
+		expect(paid.status).toBe(201);
+		expect(paid.body).toMatchObject({ status: "confirmed", total: 6000, currency: "EUR" });
+	});
+
 	test("a currency with its own rate (SHIPPING_RATES) ships at it, in the cart and the order: not 599 yen", async () => {
 		const c = await customer();
 		const cheap = await variant(5000, 5, "JPY");

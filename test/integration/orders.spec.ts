@@ -641,6 +641,13 @@ describe("orders", () => {
 			expect(cart.promoCode).toBe(code);
 			await expect(shop.broker.call("cart.restore", { userId: a.userId, items: [] })).rejects.toMatchObject({ code: 422 });
 		});
+
+		test("cart.restore at the prices the order was placed at: a price changed since is flagged in the cart", async () => {
+			const a = await customer();
+			const v = await variant(1500, 5);
+			await shop.broker.call("cart.restore", { userId: a.userId, items: [{ variantId: v.variantId, quantity: 1, unitPrice: 1000 }], currency: "USD" });
+			expect((await cartOf(a)).items).toEqual([expect.objectContaining({ variantId: v.variantId, unitPrice: 1500, priceChanged: true, previousUnitPrice: 1000 })]);
+		});
 	});
 
 	test("cancelled while the customer was completing 3-D Secure: the payment went through, is refunded once, and is announced as no sale", async () => {

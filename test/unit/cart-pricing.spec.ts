@@ -84,6 +84,21 @@ describe("priceCart", () => {
 	});
 });
 
+describe("a product moved to another currency", () => {
+	test("is a changed price, naming the currency the customer saw, though the number is the same", () => {
+		const seen: CartLine = { variantId: "a", quantity: 1, unitPrice: 1000, currency: "JPY" };
+		const cart = priceCart({ lines: [seen], variants: [variant("a", { price: 1000, currency: "USD" })] });
+		expect(cart.items[0]).toMatchObject({ priceChanged: true, previousUnitPrice: 1000, previousCurrency: "JPY", currency: "USD" });
+		expect(cart.problems).toEqual([{ type: "price_changed", variantId: "a", previousUnitPrice: 1000, unitPrice: 1000, previousCurrency: "JPY" }]);
+	});
+
+	test("a line kept without its currency (stored before it was kept) is judged by its amount alone", () => {
+		const cart = priceCart({ lines: [line("a", 1, 1000)], variants: [variant("a", { price: 1000, currency: "EUR" })] });
+		expect(cart.items[0]).toMatchObject({ priceChanged: false, previousUnitPrice: null });
+		expect(cart.items[0]).not.toHaveProperty("previousCurrency");
+	});
+});
+
 describe("toSnapshot", () => {
 	test("keeps only the purchasable lines, lists the rest as problems, and carries the version", () => {
 		const cart = priceCart({ lines: [line("a", 2), line("b", 1)], variants: [variant("a"), variant("b", { isActive: false })], promoCode: "TEN", promotion: promo() });
@@ -103,5 +118,13 @@ describe("toSnapshot", () => {
 	test("a code that does not apply is not handed to checkout", () => {
 		const cart = priceCart({ lines: [line("a", 1)], variants: [variant("a")], promoCode: "TEN", promotion: promo({ active: false }) });
 		expect(toSnapshot(cart, 1)).toMatchObject({ promoCode: null, discount: 0 });
+	});
+
+	test("nor a code that takes nothing off (10% of 1 cent, of a free item): no use of it is taken", () => {
+		for (const price of [1, 0]) {
+			const cart = priceCart({ lines: [line("a", 1, price)], variants: [variant("a", { price })], promoCode: "TEN", promotion: promo() });
+			expect(cart.promoCode).toBe("TEN");
+			expect(toSnapshot(cart, 1)).toMatchObject({ promoCode: null, discount: 0, total: price });
+		}
 	});
 });

@@ -6,11 +6,12 @@ import crypto from "node:crypto";
 import Redis from "ioredis";
 import { MemoryCartStore, RedisCartStore, CART_TTL_SECONDS, type CartStore } from "../../adapters/cart-store";
 import { Collection } from "../../mixins/collection";
+import { readSeenPrice } from "../../adapters/cart-store/redis-cart-store";
 
 const LIMITS = { maxQuantity: 99, available: 1000, maxLines: 100 };
 const LEASE_MS = 60_000;
 const owner = () => `u:${crypto.randomBytes(6).toString("hex")}`;
-const item = (variantId: string, quantity: number, unitPrice = 1000) => ({ variantId, quantity, unitPrice });
+const item = (variantId: string, quantity: number, unitPrice = 1000) => ({ variantId, quantity, unitPrice, currency: "USD" });
 
 function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 	let store: CartStore;
@@ -31,8 +32,8 @@ function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 		await store.addItem(o, item("v2", 1), LIMITS);
 		const cart = await store.get(o);
 		expect(cart.lines).toEqual([
-			{ variantId: "v1", quantity: 5, unitPrice: 1600 },
-			{ variantId: "v2", quantity: 1, unitPrice: 1000 },
+			{ variantId: "v1", quantity: 5, unitPrice: 1600, currency: "USD" },
+			{ variantId: "v2", quantity: 1, unitPrice: 1000, currency: "USD" },
 		]);
 		expect(cart.version).toBe(3);
 	});
@@ -52,7 +53,7 @@ function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 	test("concurrent adds never lose an increment", async () => {
 		const o = owner();
 		await Promise.all(Array.from({ length: 40 }, () => store.addItem(o, item("v1", 1), LIMITS)));
-		expect((await store.get(o)).lines).toEqual([{ variantId: "v1", quantity: 40, unitPrice: 1000 }]);
+		expect((await store.get(o)).lines).toEqual([{ variantId: "v1", quantity: 40, unitPrice: 1000, currency: "USD" }]);
 	});
 
 	test("concurrent adds never pass the stock", async () => {
@@ -77,7 +78,7 @@ function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 		expect(await store.setQuantity(o, item("v1", 2, 950), LIMITS)).toMatchObject({ ok: true, quantity: 2 });
 		expect(await store.setQuantity(o, item("v1", 100), LIMITS)).toEqual({ ok: false, reason: "quantity", quantity: 2 });
 		expect(await store.setQuantity(o, item("v1", 8), { ...LIMITS, available: 7 })).toEqual({ ok: false, reason: "stock", quantity: 2 });
-		expect((await store.get(o)).lines).toEqual([{ variantId: "v1", quantity: 2, unitPrice: 950 }]);
+		expect((await store.get(o)).lines).toEqual([{ variantId: "v1", quantity: 2, unitPrice: 950, currency: "USD" }]);
 	});
 
 	test("removing a line says whether it was there", async () => {
@@ -119,7 +120,7 @@ function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 		await store.addItem(o, item("v1", 2, 700), LIMITS);
 		const [a, b] = await Promise.all([store.take(o), store.take(o)]);
 		expect([a.lines.length, b.lines.length].sort()).toEqual([0, 1]);
-		expect([...a.lines, ...b.lines]).toEqual([{ variantId: "v1", quantity: 2, unitPrice: 700 }]);
+		expect([...a.lines, ...b.lines]).toEqual([{ variantId: "v1", quantity: 2, unitPrice: 700, currency: "USD" }]);
 		expect(await store.get(o)).toEqual({ lines: [], promoCode: null, version: 0 });
 	});
 
@@ -130,18 +131,18 @@ function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 		const changed = await store.mergeLines(
 			o,
 			[
-				{ variantId: "v1", quantity: 3, unitPrice: 111, cap: 99 },
-				{ variantId: "v2", quantity: 5, unitPrice: 222, cap: 4 },
-				{ variantId: "v3", quantity: 7, unitPrice: 300, cap: 5 },
-				{ variantId: "v4", quantity: 1, unitPrice: 400, cap: 99 },
+				{ variantId: "v1", quantity: 3, unitPrice: 111, currency: "USD", cap: 99 },
+				{ variantId: "v2", quantity: 5, unitPrice: 222, currency: "USD", cap: 4 },
+				{ variantId: "v3", quantity: 7, unitPrice: 300, currency: "USD", cap: 5 },
+				{ variantId: "v4", quantity: 1, unitPrice: 400, currency: "USD", cap: 99 },
 			],
 			3,
 		);
 		expect(changed).toBe(2);
 		expect((await store.get(o)).lines).toEqual([
-			{ variantId: "v1", quantity: 5, unitPrice: 100 },
-			{ variantId: "v2", quantity: 9, unitPrice: 200 },
-			{ variantId: "v3", quantity: 5, unitPrice: 300 },
+			{ variantId: "v1", quantity: 5, unitPrice: 100, currency: "USD" },
+			{ variantId: "v2", quantity: 9, unitPrice: 200, currency: "USD" },
+			{ variantId: "v3", quantity: 5, unitPrice: 300, currency: "USD" },
 		]);
 		expect(await store.mergeLines(o, [], 100)).toBe(0);
 	});
@@ -151,7 +152,7 @@ function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 			const o = owner();
 			await store.addItem(o, item("v1", 2, 700), LIMITS);
 			const claim = await store.claimCheckout(o, "order-1", LEASE_MS);
-			expect(claim).toEqual({ claimed: true, cart: { lines: [{ variantId: "v1", quantity: 2, unitPrice: 700 }], promoCode: null, version: 1 } });
+			expect(claim).toEqual({ claimed: true, cart: { lines: [{ variantId: "v1", quantity: 2, unitPrice: 700, currency: "USD" }], promoCode: null, version: 1 } });
 			expect(await store.claimCheckout(o, "order-1", LEASE_MS)).toMatchObject({ claimed: true, cart: { version: 1 } });
 			expect((await store.get(o)).version).toBe(1);
 		});
@@ -247,7 +248,7 @@ describe("MemoryCartStore", () => {
 		now += 59_000;
 		await store.addItem("u:1", item("v1", 1), LIMITS);
 		now += 59_000;
-		expect((await store.get("u:1")).lines).toEqual([{ variantId: "v1", quantity: 2, unitPrice: 1000 }]);
+		expect((await store.get("u:1")).lines).toEqual([{ variantId: "v1", quantity: 2, unitPrice: 1000, currency: "USD" }]);
 		now += 2_000;
 		expect(await store.get("u:1")).toEqual({ lines: [], promoCode: null, version: 0 });
 		await store.close();
@@ -271,7 +272,7 @@ describe("MemoryCartStore persisted to a collection", () => {
 
 		const second = new MemoryCartStore({ persist: carts });
 		await second.load();
-		expect(await second.get("u:keep")).toEqual({ lines: [{ variantId: "v1", quantity: 3, unitPrice: 450 }], promoCode: "SAVE10", version: 2 });
+		expect(await second.get("u:keep")).toEqual({ lines: [{ variantId: "v1", quantity: 3, unitPrice: 450, currency: "USD" }], promoCode: "SAVE10", version: 2 });
 		expect((await second.get("g:gone")).lines).toEqual([]);
 		await second.close();
 	});
@@ -318,5 +319,13 @@ describeRedis("RedisCartStore", () => {
 			await store.close();
 			await redis.quit();
 		}
+	});
+});
+
+describe("the Redis store's seen prices", () => {
+	test("are kept with their currency, and read back from a bare number stored before the currency was kept", () => {
+		expect(readSeenPrice("1999 USD")).toEqual({ unitPrice: 1999, currency: "USD" });
+		expect(readSeenPrice("1999")).toEqual({ unitPrice: 1999, currency: null });
+		expect(readSeenPrice(undefined)).toEqual({ unitPrice: null, currency: null });
 	});
 });

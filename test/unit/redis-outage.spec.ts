@@ -84,7 +84,7 @@ describe("stores on a Redis that is down", () => {
 	test("carts: reads and writes are a 503 within a second, not an ioredis error", async () => {
 		const store = new RedisCartStore(DEAD, { logger: recordingLogger() });
 		try {
-			for (const op of [() => store.get("u:1"), () => store.addItem("u:1", { variantId: "v", quantity: 1, unitPrice: 100 }, { maxQuantity: 99, available: 5, maxLines: 50 }), () => store.take("g:1")]) {
+			for (const op of [() => store.get("u:1"), () => store.addItem("u:1", { variantId: "v", quantity: 1, unitPrice: 100, currency: "USD" }, { maxQuantity: 99, available: 5, maxLines: 50 }), () => store.take("g:1")]) {
 				const { err, ms } = await failure(op());
 				expect(err).toBeInstanceOf(ServiceUnavailableError);
 				expect(ms).toBeLessThan(1500);
