@@ -228,15 +228,20 @@ export interface Order {
 /**
  * The card, and while the order waits for its payment the client secret the customer's browser
  * completes 3-D Secure with (Stripe.js handleNextAction; the built-in provider: POST
- * /api/payments/test-authentication). Only the order's viewers see it: its customer and admins.
+ * /api/payments/test-authentication). Only its customer sees it (`viewerId`), not an admin: with it
+ * anyone could complete the payment (payments' own admin view leaves it out too).
  */
-function paymentOfView(o: Order) {
-	const waiting = o.status === "pending" && o.paymentStatus === "pending" && o.payment?.clientSecret ? { clientSecret: o.payment.clientSecret } : {};
+function paymentOfView(o: Order, viewerId: string | undefined) {
+	const mine = viewerId === undefined || viewerId === o.userId;
+	const waiting = mine && o.status === "pending" && o.paymentStatus === "pending" && o.payment?.clientSecret ? { clientSecret: o.payment.clientSecret } : {};
 	return { cardBrand: o.payment!.cardBrand ?? null, cardLast4: o.payment!.cardLast4 ?? null, ...waiting };
 }
 
-/** What the client sees of an order (no saga journal, no internal counters). */
-export function orderView(o: Order) {
+/**
+ * What the client sees of an order (no saga journal, no internal counters). `viewerId`: who asks, when
+ * it may be someone else than its customer (an admin); unset, the customer (their checkout's answer).
+ */
+export function orderView(o: Order, viewerId?: string) {
 	return {
 		id: o.id,
 		number: o.number,
@@ -251,7 +256,7 @@ export function orderView(o: Order) {
 		currency: o.currency,
 		promoCode: o.promoCode,
 		shippingAddress: o.shippingAddress,
-		payment: o.payment ? paymentOfView(o) : null,
+		payment: o.payment ? paymentOfView(o, viewerId) : null,
 		refundedAmount: o.refundedAmount,
 		trackingNumber: o.trackingNumber,
 		cancelReason: o.cancelReason,

@@ -255,7 +255,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				if (ctx.params.status) query.status = ctx.params.status;
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
 				const [rows, total] = await this.db.orders.findWithCount(query, { sort: { createdAt: -1 }, offset: w.offset, limit: w.limit });
-				return toPage(rows.map((o) => orderView(o as unknown as Order)), total, w.page, w.pageSize);
+				return toPage(rows.map((o) => orderView(o as unknown as Order, user.id)), total, w.page, w.pageSize);
 			},
 		},
 
@@ -265,7 +265,7 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 			auth: "required",
 			params: { id: "string" },
 			async handler(this: OrdersThis, ctx: Context<{ id: string }, ShopMeta>) {
-				return orderView(await this.visibleOrder(ctx, ctx.params.id));
+				return orderView(await this.visibleOrder(ctx, ctx.params.id), ctx.meta.user!.id);
 			},
 		},
 

@@ -543,6 +543,10 @@ describe("orders", () => {
 			const clientSecret = placed.body.payment.clientSecret;
 			expect(placed.body).toMatchObject({ status: "pending", paymentStatus: "pending", payment: { cardLast4: "3184", clientSecret: expect.stringMatching(/^pi_test_\w+_secret_\w+$/) } });
 			expect((await shop.http.get(`/api/orders/${placed.body.id}`, { token: a.token })).body.payment.clientSecret).toBe(clientSecret);
+			// Only the customer's: with it, anyone could complete the payment.
+			expect((await shop.http.get(`/api/orders/${placed.body.id}`, { token: admin })).body.payment).not.toHaveProperty("clientSecret");
+			expect((await shop.http.get(`/api/orders?userId=${a.userId}`, { token: admin })).body.rows[0].payment).not.toHaveProperty("clientSecret");
+			expect((await shop.http.get("/api/orders", { token: a.token })).body.rows[0].payment.clientSecret).toBe(clientSecret);
 			// Someone else's secret, or a made-up one, is no payment of theirs.
 			const b = await customer();
 			expect((await authenticate(b, clientSecret)).status).toBe(404);
