@@ -3,7 +3,7 @@
  * pending → succeeded | failed; succeeded → partially_refunded | refunded;
  * partially_refunded → partially_refunded | refunded. Everything else is illegal, so a late or
  * replayed provider event (a `payment_failed` after `succeeded`) changes nothing. Two exceptions:
- * failed → succeeded for a failure the provider never confirmed (canOverturnFailure), and a refund
+ * failed → succeeded when the provider reports the money taken after all (canOverturnFailure), and a refund
  * the provider failed after accepting it (statusAfterFailedRefund).
  */
 
@@ -19,14 +19,15 @@ export const PAYMENT_TRANSITIONS: Readonly<Record<PaymentStatus, readonly Paymen
 };
 
 /**
- * The one way out of `failed`: a failure recorded without the provider ever naming a payment (no
- * providerPaymentId: its charge's answer was lost and the provider, asked later, had none, or it
- * refused the payment method) is overturned when the provider reports a payment of it succeeded
- * after all (a webhook). The money was taken for an order that failed, so it is recorded
- * (`succeeded`) to be given back. A failure of a payment the provider named (a decline) stays.
+ * The one way out of `failed`: the provider reports (a webhook) that a payment of it succeeded after
+ * all. Either the failure was recorded without the provider naming a payment (its charge's answer was
+ * lost and the provider, asked later, had none), or the provider's payment is the one that failed: a
+ * Stripe PaymentIntent declined or failing 3-D Secure can still be confirmed with its client secret,
+ * which the customer's browser holds. Either way the money was taken for an order that failed, so it
+ * is recorded (`succeeded`) to be given back. Another payment of the provider's is not this one.
  */
-export function canOverturnFailure(p: { status: PaymentStatus; providerPaymentId: string | null }, to: PaymentStatus): boolean {
-	return p.status === "failed" && !p.providerPaymentId && to === "succeeded";
+export function canOverturnFailure(p: { status: PaymentStatus; providerPaymentId: string | null }, to: PaymentStatus, reported?: string): boolean {
+	return p.status === "failed" && to === "succeeded" && (!p.providerPaymentId || p.providerPaymentId === reported);
 }
 
 /** Statuses in which money was taken and (part of it) can still be given back. */

@@ -424,12 +424,14 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					const settled = await this.transition(payment.id, to, { providerPaymentId: object.id, failureReason, chargeLeaseUntil: null });
 					if (settled) {
 						await this.publishOutcome(ctx, settled);
+						// Its order is cancelled: the intent is too, so the client secret the browser holds can no longer pay it.
+						if (to === "failed") await this.provider.cancelPayment(object.id).catch((err: Error) => this.logger.warn(`Cancelling failed payment ${object.id} at the provider failed:`, err.message));
 						return;
 					}
-					if (to === "succeeded" && canOverturnFailure(payment, to)) {
-						// Recorded failed without the provider's word, and the money was taken after all: recorded, announced and given back.
+					if (to === "succeeded" && canOverturnFailure(payment, to, object.id)) {
+						// Recorded failed, and the money was taken after all: recorded, announced and given back.
 						const overturned = await this.db.payments.updateOne(
-							{ id: payment.id, status: "failed", providerPaymentId: null },
+							{ id: payment.id, status: "failed", providerPaymentId: payment.providerPaymentId ?? null },
 							{ $set: { status: "succeeded", providerPaymentId: object.id, failureReason: null, paidAfterFailure: true, chargeLeaseUntil: null, updatedAt: new Date() } },
 						);
 						if (overturned) await this.publishOutcome(ctx, overturned);

@@ -263,6 +263,8 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(res.status).toBe(200);
 			expect(await getByOrder(orderId)).toMatchObject({ status: "failed", failureReason: "Authentication failed." });
 			expect(eventsFor(orderId, "payment.failed")).toEqual([expect.objectContaining({ payload: expect.objectContaining({ reason: "Authentication failed." }) })]);
+			// Its order is cancelled, so is the intent: the client secret the browser holds can no longer pay it.
+			expect(fake.intents.get(intentId)!.status).toBe("canceled");
 		});
 
 		test("signed but not an event (null, an array, no id, an id that is not a string) → 400, nothing filed", async () => {
@@ -348,13 +350,20 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
 		});
 
-		test("out of order: succeeded after a decline changes nothing", async () => {
+		test("succeeded after a decline (the intent confirmed again with its client secret): the money is recorded, announced and given back once", async () => {
 			const orderId = newOrderId();
 			await charge(orderId, "pm_card_chargeDeclined").catch(() => undefined);
 			const [intent] = intentsOf(orderId);
-			await send(event(evtId(), "payment_intent.succeeded", { id: intent.id, metadata: { orderId } }));
 			expect(await getByOrder(orderId)).toMatchObject({ status: "failed" });
-			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(0);
+			const paid = event(evtId(), "payment_intent.succeeded", { id: intent.id, metadata: { orderId } });
+			// Paid on Stripe's side after all.
+			intent.status = "succeeded";
+			expect((await send(paid)).status).toBe(200);
+			expect((await send(event(evtId(), "payment_intent.succeeded", { id: intent.id, metadata: { orderId } }))).status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", paidAfterFailure: true });
+			expect(eventsFor(orderId, "payment.succeeded")).toHaveLength(1);
+			expect(eventsFor(orderId, "payment.refunded")).toEqual([expect.objectContaining({ payload: expect.objectContaining({ sale: false }) })]);
+			expect(fake.requestsTo("/v1/refunds").filter((r) => r.form.payment_intent === intent.id)).toHaveLength(1);
 		});
 
 		test("charge.refunded records a refund made at Stripe, and not one we already recorded", async () => {

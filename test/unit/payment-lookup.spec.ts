@@ -53,12 +53,13 @@ describe("lookupVerdict", () => {
 
 describe("canOverturnFailure", () => {
 	test.each([
-		["failed without the provider naming a payment, then reported succeeded", "failed", null, "succeeded", true],
-		["a decline of a payment the provider named stays", "failed", "pi_1", "succeeded", false],
-		["failed is not reopened to anything but succeeded", "failed", null, "pending", false],
-		["failed → refunded is not a shortcut", "failed", null, "refunded", false],
-	] as const)("%s", (_name, status, providerPaymentId, to, expected) => {
-		expect(canOverturnFailure({ status, providerPaymentId }, to)).toBe(expected);
+		["failed without the provider naming a payment, then reported succeeded", "failed", null, "succeeded", "pi_1", true],
+		["a decline (or failed 3-D Secure) of the payment the provider names, then paid with its client secret", "failed", "pi_1", "succeeded", "pi_1", true],
+		["another payment of the provider's is not this one", "failed", "pi_1", "succeeded", "pi_2", false],
+		["failed is not reopened to anything but succeeded", "failed", null, "pending", "pi_1", false],
+		["failed → refunded is not a shortcut", "failed", null, "refunded", "pi_1", false],
+	] as const)("%s", (_name, status, providerPaymentId, to, reported, expected) => {
+		expect(canOverturnFailure({ status, providerPaymentId }, to, reported)).toBe(expected);
 	});
 
 	test.each(PAYMENT_STATUSES.filter((s) => s !== "failed"))("only a failure is overturned, never %s", (status) => {
