@@ -308,13 +308,14 @@ export const RESPONSE_SCHEMAS = {
 			reason: str,
 			status: { type: "string", enum: ["processing", "succeeded", "pending", "failed"] },
 			failedLater: { type: "string", description: "Failed at the provider after it accepted the refund: why" },
+			failureReason: { type: "string", description: "Refused by the provider (status failed, nothing refunded): why" },
 			failedAt: date,
 			sale: { type: "boolean", description: "false when the money was not a sale's (paid after the order was cancelled)" },
 			providerRefundId: nullableStr,
 			createdAt: date,
 			updatedAt: date,
 		},
-		{ optional: ["failedLater", "failedAt", "sale"] },
+		{ optional: ["failedLater", "failureReason", "failedAt", "sale"] },
 	),
 	/** chargeView (services/payments.service.ts). */
 	Payment: object(

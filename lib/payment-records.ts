@@ -63,6 +63,13 @@ export interface Refund {
 	status: "processing" | "succeeded" | "pending" | "failed";
 	/** Failed at the provider after it accepted the refund (counted and announced first): why, as the provider says. */
 	failedLater?: string;
+	/** Refused by the provider's first answer (nothing refunded): why, as the provider says. */
+	failureReason?: string;
+	/**
+	 * The refund this one turned out to be (the provider answered with a refund recorded already, from its
+	 * webhook): the same money, counted and announced once, under that one.
+	 */
+	sameAs?: string;
 	failedAt?: Date;
 	/** While set, a call is announcing that failure (payment.refund_failed); taken over once past. */
 	announceUntil?: Date;
@@ -109,6 +116,6 @@ export function lookupVerdict(found: boolean, startedAt: Date, now: Date, lookup
 
 /** A refund as callers see it: without its lease, key and reservation flag. */
 export function refundView(r: Refund) {
-	const { leaseUntil: _lease, refundKey: _key, reserved: _reserved, announceUntil: _announcing, ...rest } = r;
+	const { leaseUntil: _lease, refundKey: _key, reserved: _reserved, announceUntil: _announcing, sameAs: _same, ...rest } = r;
 	return rest;
 }

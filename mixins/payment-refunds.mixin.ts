@@ -7,7 +7,8 @@
  * was paid: its amount is reserved on the payment in one conditional update, and given back when
  * the provider refuses or cannot be reached. Settled refunds move the payment to
  * `partially_refunded`/`refunded` (addRefunded) and are announced as `payment.refunded` through the
- * outbox (publishRefund); the host's webhook uses both for refunds made at Stripe.
+ * outbox (publishRefund). Refunds made at Stripe are recorded from its webhook by their ids
+ * (recordProviderRefunds), so one of the shop's whose answer was lost is recognised when asked again.
  *
  * The host declares the `payments` and `refunds` collections in its DbMixin (`refunds` with a
  * unique `refundKey` index), `provider` (its PaymentProvider), OutboxMixin's `publish`, and
@@ -83,6 +84,7 @@ export interface PaymentRefundMethods {
 	findFailedRefund(failed: FailedRefund): Promise<Refund | null>;
 	refundsFailedSince(paymentId: string, at: Date): Promise<number>;
 	uncountRefund(refund: Refund): Promise<void>;
+	recordProviderRefunds(ctx: Context, payment: Payment): Promise<void>;
 }
 
 interface PaymentRefundVars extends PaymentHostMethods, Pick<OutboxThis, "publish" | "published"> {
@@ -122,8 +124,8 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 					if (existing.orderId !== params.orderId || (params.amount !== undefined && params.amount !== existing.amount)) {
 						throw new ConflictError("This refund key was already used for another refund", "IDEMPOTENCY_KEY_REUSED", { refundKey: params.refundKey });
 					}
-					// Settled: counted and announced before its status was (see runRefund).
-					if (existing.status !== "processing") return existing;
+					// Settled: counted and announced before its status was (see runRefund); as the refund it turned out to be.
+					if (existing.status !== "processing") return existing.sameAs ? ((await this.db.refunds.findById(existing.sameAs)) ?? existing) : existing;
 					if (existing.leaseUntil && new Date(existing.leaseUntil) <= new Date()) {
 						const taken = await this.takeOverRefund(ctx, existing);
 						if (taken === "dropped") continue;
@@ -227,8 +229,19 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				throw this.unavailable(err, "refund");
 			}
 			if (result.status === "failed") {
+				if (result.failureReason) this.logger.warn(`Refund ${refund.refundKey} of order ${refund.orderId} refused by the provider: ${result.failureReason}`);
 				await this.unreserve(payment.id, refund);
-				return (await this.db.refunds.updateOne({ id: refund.id }, { $set: { status: "failed", reserved: false, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } }))!;
+				const why = result.failureReason ? { failureReason: result.failureReason } : {};
+				return (await this.db.refunds.updateOne({ id: refund.id }, { $set: { status: "failed", reserved: false, providerRefundId: result.providerRefundId, ...why, leaseUntil: null, updatedAt: new Date() } }))!;
+			}
+			// A refund recorded already under the provider's id: made by an earlier call whose answer was lost, and
+			// recorded from the provider's webhook meanwhile; asked again under the same key, the provider names it.
+			// The same money: not counted again, and this key answers with that refund from now on.
+			const known = result.providerRefundId ? await this.db.refunds.findOne({ providerRefundId: result.providerRefundId }) : null;
+			if (known && known.id !== refund.id) {
+				await this.unreserve(payment.id, refund);
+				await this.db.refunds.updateOne({ id: refund.id }, { $set: { status: known.status === "processing" ? result.status : known.status, sameAs: known.id, reserved: false, leaseUntil: null, updatedAt: new Date() } });
+				return known;
 			}
 			// Counted and announced while the refund is still "processing" under its lease, its status last: a
 			// duplicate call keeps waiting meanwhile, and one taking over after a crash redoes the provider call
@@ -238,6 +251,46 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				{ id: refund.id },
 				{ $set: { status: result.status, providerRefundId: result.providerRefundId, leaseUntil: null, updatedAt: new Date() } },
 			))!;
+		},
+
+		/**
+		 * The refunds the provider lists for a payment that the shop has not recorded (made in Stripe's
+		 * dashboard, or by a call of the shop's whose answer was lost): each recorded, counted and announced
+		 * once, by the provider's refund id. Refunds the shop is making now may be in the list under ids it
+		 * does not know yet, so while one is, the event is delivered again later (503): its total alone
+		 * could not tell them apart, and a refund of the shop's failing afterwards lost one made elsewhere.
+		 */
+		async recordProviderRefunds(ctx: Context, payment: Payment) {
+			let listed;
+			try {
+				listed = await this.provider.listRefunds!(payment.providerPaymentId!);
+			} catch (err) {
+				throw this.unavailable(err, "refund list");
+			}
+			const making = () => this.db.refunds.findOne({ paymentId: payment.id, status: "processing" });
+			if (await making()) throw new ServiceUnavailableError("A refund of this payment is being made; deliver this event again later");
+			for (const r of listed) {
+				if (r.status === "failed" || (await this.db.refunds.findOne({ providerRefundId: r.id }))) continue;
+				// Recorded from an earlier webhook by its total alone (builds before this listing), without its id: named now.
+				const [unnamed] = await this.db.refunds.find({ paymentId: payment.id, providerRefundId: null, amount: r.amount, status: { $in: ["pending", "succeeded"] } }, { sort: { createdAt: 1 }, limit: 1 });
+				if (unnamed && (await this.db.refunds.updateOne({ id: unnamed.id, providerRefundId: null }, { $set: { providerRefundId: r.id } }))) continue;
+				const key = `stripe-refund-${r.id}`;
+				// Never beyond what was paid, whatever the provider lists.
+				const added = await this.addRefunded(payment.id, (p) => (p.countedRefunds?.[key] ? 0 : Math.min(r.amount, p.amount - p.reservedRefundAmount)), { reserve: true, refundId: key });
+				const current = added?.payment ?? (await this.db.payments.findById(payment.id))!;
+				const amount = added?.amount ?? current.countedRefunds?.[key];
+				if (!amount) continue;
+				// Its record and its news, once each: an earlier delivery may have died between these writes.
+				let refund = await this.db.refunds.findOne({ refundKey: key });
+				if (!refund) {
+					const now = new Date();
+					refund = await this.db.refunds.insert({
+						refundKey: key, orderId: payment.orderId, paymentId: payment.id, amount, currency: payment.currency,
+						reason: "Refunded at the payment provider", status: r.status, reserved: true, providerRefundId: r.id, leaseUntil: null, createdAt: now, updatedAt: now,
+					});
+				}
+				if (added || !(await this.published("payment.refunded", { refundId: refund.id }, refund.createdAt))) await this.publishRefund(ctx, current, refund);
+			}
 		},
 
 		/** Gives a refund's reserved amount back to the payment, once. */

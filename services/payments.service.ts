@@ -120,7 +120,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 			refunds: {
 				fields: {
 					refundKey: String, orderId: String, paymentId: String, amount: Number, currency: String, reason: String, status: String,
-					providerRefundId: String, reserved: Boolean, sale: Boolean, failedLater: String, failedAt: Date, announceUntil: Date, leaseUntil: Date, createdAt: Date, updatedAt: Date,
+					providerRefundId: String, reserved: Boolean, sale: Boolean, failedLater: String, failureReason: String, sameAs: String, failedAt: Date, announceUntil: Date, leaseUntil: Date, createdAt: Date, updatedAt: Date,
 				},
 				// status + leaseUntil: each node's minute sweep for refunds whose call died (PaymentRefundsMixin);
 				// providerRefundId: a refund Stripe fails later is named by its id.
@@ -448,6 +448,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				case "charge.refunded": {
 					const intentId = typeof object.payment_intent === "string" ? object.payment_intent : object.payment_intent?.id;
 					const payment = await this.findProviderPayment(intentId, object.metadata?.orderId);
+					if (payment && this.provider.listRefunds) return this.recordProviderRefunds(ctx, payment);
 					const total = object.amount_refunded;
 					if (!payment || !Number.isSafeInteger(total)) return;
 					// Refunds made through us are already counted; only what Stripe reports beyond that is new. The

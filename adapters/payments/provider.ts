@@ -38,7 +38,17 @@ export interface RefundInput {
 }
 
 export interface RefundResult {
-	providerRefundId: string;
+	/** Null when the provider refused the request outright: no refund was made. */
+	providerRefundId: string | null;
+	status: "succeeded" | "pending" | "failed";
+	/** Why it failed or was refused, as the provider says. */
+	failureReason?: string;
+}
+
+/** A refund as the provider lists it for a payment (made through the shop or elsewhere, e.g. Stripe's dashboard). */
+export interface ProviderRefund {
+	id: string;
+	amount: number;
 	status: "succeeded" | "pending" | "failed";
 }
 
@@ -72,7 +82,13 @@ export interface PaymentProvider {
 	 * has none (see lookupLagMs). Rejects with PaymentProviderError when the provider cannot say.
 	 */
 	findPayment(input: FindPaymentInput): Promise<CreatePaymentResult | null>;
+	/** Resolves with `failed` when the provider refuses it (nothing refunded); rejects with PaymentProviderError when the outcome is unknown. */
 	refund(input: RefundInput): Promise<RefundResult>;
+	/**
+	 * Every refund of a payment, as the provider has them now (its webhook reports only a total). Absent
+	 * for a provider that sends no refund webhooks of its own (the built-in one).
+	 */
+	listRefunds?(providerPaymentId: string): Promise<ProviderRefund[]>;
 	/** Stops a payment still waiting (3-D Secure) so it can never take money; safe to repeat. */
 	cancelPayment(providerPaymentId: string): Promise<CancelPaymentResult>;
 }

@@ -6,7 +6,7 @@
  */
 import type Stripe from "stripe";
 import type { CancelPaymentResult, CreatePaymentInput, CreatePaymentResult, FindPaymentInput, PaymentProvider, RefundInput, RefundResult } from "./provider";
-import { AMOUNT_REFUSED, PaymentProviderError } from "./provider";
+import { AMOUNT_REFUSED, PaymentProviderError, type ProviderRefund } from "./provider";
 import type { StripeApiTarget } from "./config";
 
 /** Placeholder key for a client that only verifies webhook signatures (that works offline). */
@@ -37,6 +37,11 @@ type StripeEvent = ReturnType<Stripe["webhooks"]["constructEvent"]>;
 export function createWebhookVerifier(webhookSecret: string, secretKey?: string): (rawBody: string | Buffer, signature: string) => StripeEvent {
 	const stripe = createStripeClient(secretKey ?? VERIFY_ONLY_KEY);
 	return (rawBody, signature) => stripe.webhooks.constructEvent(rawBody, signature, webhookSecret);
+}
+
+/** Stripe's refund statuses as the shop's: `requires_action` and `pending` wait; `canceled` took nothing. */
+function refundStatus(status: string | null): ProviderRefund["status"] {
+	return status === "succeeded" ? "succeeded" : status === "failed" || status === "canceled" ? "failed" : "pending";
 }
 
 function card(intent: Stripe.PaymentIntent | undefined): { brand: string | null; last4: string | null } {
@@ -142,10 +147,21 @@ export class StripePaymentProvider implements PaymentProvider {
 	async refund(input: RefundInput): Promise<RefundResult> {
 		try {
 			const refund = await this.stripe.refunds.create({ payment_intent: input.providerPaymentId, amount: input.amount }, { idempotencyKey: input.idempotencyKey });
-			const status = refund.status === "succeeded" ? "succeeded" : refund.status === "failed" || refund.status === "canceled" ? "failed" : "pending";
-			return { providerRefundId: refund.id, status };
+			return { providerRefundId: refund.id, status: refundStatus(refund.status) };
 		} catch (err) {
+			// Refused as asked (more than is left on the charge, a charge disputed or not refundable): nothing was
+			// refunded, and asking again gets the same answer. Anything else (an outage, a timeout) is unknown.
+			if (err instanceof stripeSdk().errors.StripeInvalidRequestError) return { providerRefundId: null, status: "failed", failureReason: err.message };
 			throw new PaymentProviderError(`Stripe refund: ${(err as Error)?.message ?? String(err)}`, err);
+		}
+	}
+
+	async listRefunds(providerPaymentId: string): Promise<ProviderRefund[]> {
+		try {
+			const refunds = await this.stripe.refunds.list({ payment_intent: providerPaymentId, limit: 100 }).autoPagingToArray({ limit: 10_000 });
+			return refunds.map((r) => ({ id: r.id, amount: r.amount, status: refundStatus(r.status) }));
+		} catch (err) {
+			throw new PaymentProviderError(`Stripe refund list: ${(err as Error)?.message ?? String(err)}`, err);
 		}
 	}
 

@@ -1,6 +1,6 @@
 /**
  * A local stand-in for api.stripe.com, for the real stripe-node SDK (`new Stripe(key, {host, port,
- * protocol: "http"})`). It answers /v1/payment_intents (create, retrieve, cancel, search by metadata) and /v1/refunds the way Stripe does for its
+ * protocol: "http"})`). It answers /v1/payment_intents (create, retrieve, cancel, search by metadata) and /v1/refunds (create, list by payment_intent) the way Stripe does for its
  * test payment methods, records every request with its Idempotency-Key header, and replays the
  * stored response for a repeated key (a different body under the same key is an idempotency_error).
  */
@@ -39,6 +39,14 @@ interface FakeIntent {
 	lastError: { code: string; decline_code?: string; message: string } | null;
 }
 
+interface FakeRefund {
+	id: string;
+	amount: number;
+	paymentIntent: string;
+	status: "succeeded" | "pending" | "failed" | "canceled";
+	created: number;
+}
+
 /** Stripe's test payment methods and what Stripe does with them. */
 const CARDS: Record<string, { brand: string; last4: string; outcome: "succeeded" | "requires_action" | "declined"; decline?: string; message?: string }> = {
 	pm_card_visa: { brand: "visa", last4: "4242", outcome: "succeeded" },
@@ -68,6 +76,13 @@ export interface FakeStripe {
 	loseCreatedAnswers(count: number): void;
 	/** Intents show in GET /v1/payment_intents/search only `ms` after they were created (0: at once), as Stripe's search lags. */
 	searchLag(ms: number): void;
+	refunds: Map<string, FakeRefund>;
+	/** The next `count` refunds are made (and their answer kept under the idempotency key) but answered with a 500. */
+	loseRefundAnswers(count: number): void;
+	/** A refund made outside the shop (Stripe's dashboard): Stripe then sends charge.refunded. */
+	refundAtDashboard(intentId: string, amount: number): FakeRefund;
+	/** A refund that fails after Stripe accepted it: its money is back on the charge. */
+	failRefund(refundId: string): void;
 	stop(): Promise<void>;
 }
 
@@ -85,7 +100,27 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 	let delayMs = 0;
 	let lostCreates = 0;
 	let searchLagMs = 0;
+	let lostRefunds = 0;
 	const createdAt = new Map<string, number>();
+	const refunds = new Map<string, FakeRefund>();
+
+	function makeRefund(pi: FakeIntent, amount: number): FakeRefund {
+		pi.amountRefunded += amount;
+		const refund: FakeRefund = { id: rid("re"), amount, paymentIntent: pi.id, status: "succeeded", created: Math.floor(Date.now() / 1000) };
+		refunds.set(refund.id, refund);
+		return refund;
+	}
+
+	function refundJson(r: FakeRefund) {
+		const pi = intents.get(r.paymentIntent)!;
+		return { id: r.id, object: "refund", amount: r.amount, currency: pi.currency, payment_intent: pi.id, charge: pi.chargeId, status: r.status, created: r.created, metadata: {} };
+	}
+
+	// GET /v1/refunds?payment_intent=: newest first, as Stripe lists them (one page: the shop's refunds are few).
+	function listRefunds(form: Record<string, string>) {
+		const data = [...refunds.values()].filter((r) => !form.payment_intent || r.paymentIntent === form.payment_intent).reverse().map(refundJson);
+		return { status: 200, body: { object: "list", url: "/v1/refunds", has_more: false, data } };
+	}
 
 	function intentJson(pi: FakeIntent, expand: string[]) {
 		const charge = pi.chargeId && {
@@ -170,8 +205,7 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		if (amount > left) {
 			return stripeError(400, { type: "invalid_request_error", code: "amount_too_large", param: "amount", message: `Refund amount (${amount}) is greater than unrefunded amount on charge (${left})` });
 		}
-		pi.amountRefunded += amount;
-		return { status: 200, body: { id: rid("re"), object: "refund", amount, currency: pi.currency, payment_intent: pi.id, charge: pi.chargeId, status: "succeeded", metadata: {} } };
+		return { status: 200, body: refundJson(makeRefund(pi, amount)) };
 	}
 
 	// Cancelable while it waits for something (https://docs.stripe.com/api/payment_intents/cancel), not once it settled.
@@ -207,6 +241,7 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		}
 		if (method === "POST" && path === "/v1/payment_intents") return createIntent(form);
 		if (method === "POST" && path === "/v1/refunds") return createRefund(form);
+		if (method === "GET" && path === "/v1/refunds") return listRefunds(form);
 		if (method === "GET" && path === "/v1/payment_intents/search") return searchIntents(form);
 		const cancel = /^\/v1\/payment_intents\/([^/]+)\/cancel$/.exec(path);
 		if (method === "POST" && cancel) return cancelIntent(cancel[1]);
@@ -252,6 +287,11 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 				// Like Stripe, only completed requests are stored: a 500 may be retried under the same key.
 				if (idempotencyKey && method === "POST" && answer.status < 500) byKey.set(idempotencyKey, { fingerprint, ...answer });
 				if (answer.status >= 500) extraHeaders["stripe-should-retry"] = "false";
+				if (lostRefunds > 0 && method === "POST" && url.pathname === "/v1/refunds" && answer.status === 200) {
+					lostRefunds--;
+					answer = stripeError(500, { type: "api_error", message: "An unknown error occurred" });
+					extraHeaders["stripe-should-retry"] = "false";
+				}
 				if (lostCreates > 0 && method === "POST" && url.pathname === "/v1/payment_intents" && answer.status === 200) {
 					lostCreates--;
 					answer = stripeError(500, { type: "api_error", message: "An unknown error occurred" });
@@ -286,6 +326,18 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		},
 		searchLag(ms) {
 			searchLagMs = ms;
+		},
+		refunds,
+		loseRefundAnswers(count) {
+			lostRefunds = count;
+		},
+		refundAtDashboard(intentId, amount) {
+			return makeRefund(intents.get(intentId)!, amount);
+		},
+		failRefund(refundId) {
+			const r = refunds.get(refundId)!;
+			r.status = "failed";
+			intents.get(r.paymentIntent)!.amountRefunded -= r.amount;
 		},
 		stop: () =>
 			new Promise<void>((resolve) => {

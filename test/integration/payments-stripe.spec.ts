@@ -376,13 +376,16 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect((await getByOrder(orderId)).refunds).toHaveLength(1);
 
 			// Someone refunds the rest in Stripe's dashboard.
-			const charge2 = { ...charge1, amount_refunded: 3000, refunds: { data: [{ id: "re_dashboard", amount: 2000 }] } };
+			const dashboard = fake.refundAtDashboard(intent.id, 2000);
+			const charge2 = { ...charge1, amount_refunded: 3000 };
+			expect((await send(event(evtId(), "charge.refunded", charge2))).status).toBe(200);
+			// Delivered again (or the first event late): nothing more.
 			expect((await send(event(evtId(), "charge.refunded", charge2))).status).toBe(200);
 			const payment = await getByOrder(orderId);
 			expect(payment).toMatchObject({ status: "refunded", refundedAmount: 3000 });
 			expect(payment.refunds.map((r: any) => [r.id === ours.id, r.amount, r.providerRefundId])).toEqual([
 				[true, 1000, ours.providerRefundId],
-				[false, 2000, "re_dashboard"],
+				[false, 2000, dashboard.id],
 			]);
 			expect(eventsFor(orderId, "payment.refunded").map((e) => [e.payload.amount, e.payload.totalRefunded])).toEqual([
 				[1000, 1000],
@@ -396,6 +399,7 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			const orderId = newOrderId();
 			await charge(orderId, "pm_card_visa", 2000);
 			const [intent] = intentsOf(orderId);
+			fake.refundAtDashboard(intent.id, 500);
 			const evt = event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 2000, amount_refunded: 500, metadata: { orderId } });
 			const died = jest.spyOn(svc.db.refunds, "insert").mockRejectedValueOnce(new Error("process died"));
 			expect((await send(evt)).status).toBe(500);
@@ -407,6 +411,59 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(payment).toMatchObject({ status: "partially_refunded", refundedAmount: 500 });
 			expect(payment.refunds.map((r: any) => r.amount)).toEqual([500]);
 			expect(eventsFor(orderId, "payment.refunded").map((e) => e.payload.amount)).toEqual([500]);
+		});
+
+		test("a refund whose answer was lost, recorded from its webhook, then asked again under its key: counted once", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1599);
+			const [intent] = intentsOf(orderId);
+			fake.loseRefundAnswers(1);
+			await expect(refund(orderId, `${orderId}-lost`, 500)).rejects.toMatchObject({ code: 503 });
+			expect(fake.refunds.size).toBeGreaterThan(0);
+			// Stripe made it, and says so.
+			expect((await send(event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 1599, amount_refunded: 500, metadata: { orderId } }))).status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 500 });
+			// The admin's retry with the same key: Stripe answers with that same refund.
+			const again = await refund(orderId, `${orderId}-lost`, 500);
+			const payment = await getByOrder(orderId);
+			expect(payment).toMatchObject({ status: "partially_refunded", refundedAmount: 500 });
+			expect(payment.refunds.map((r: any) => r.id)).toContain(again.id);
+			expect(eventsFor(orderId, "payment.refunded").map((e) => e.payload.amount)).toEqual([500]);
+			// And once more: the same answer.
+			expect((await refund(orderId, `${orderId}-lost`, 500)).id).toBe(again.id);
+			// What is left can still be refunded, and no more.
+			expect(await refund(orderId, `${orderId}-rest`, 1099)).toMatchObject({ status: "succeeded", amount: 1099 });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 1599 });
+		});
+
+		test("charge.refunded while a refund of ours is being made: delivered again later (503), so a refund made at Stripe is not lost when ours fails", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1599);
+			const [intent] = intentsOf(orderId);
+			fake.refundAtDashboard(intent.id, 300);
+			const evt = event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 1599, amount_refunded: 300, metadata: { orderId } });
+			// Our refund's answer is slow, and then an error; the webhook's own questions are answered at once.
+			fake.delayAnswers(400);
+			fake.failNext(1);
+			const ours = refund(orderId, `${orderId}-ours`, 500).catch((err) => err);
+			await new Promise((resolve) => setTimeout(resolve, 150));
+			fake.delayAnswers(0);
+			expect((await send(evt)).status).toBe(503);
+			expect(await ours).toMatchObject({ code: 503 });
+			expect((await send(evt)).status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 300 });
+		});
+
+		test("a refund Stripe refuses (more than is left on the charge): failed at once with Stripe's reason, nothing counted, not an outage", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 1599);
+			const [intent] = intentsOf(orderId);
+			// Refunded in the dashboard, without a webhook to tell the shop.
+			fake.refundAtDashboard(intent.id, 1599);
+			const refused = await refund(orderId, `${orderId}-all`, 1599);
+			expect(refused).toMatchObject({ status: "failed", amount: 1599, failureReason: expect.stringContaining("greater than unrefunded amount") });
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", refundedAmount: 0 });
+			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(0);
 		});
 
 		test("events of other types or of unknown payments are acknowledged and ignored", async () => {
