@@ -85,6 +85,7 @@ export interface PaymentRefundMethods {
 	refundsFailedSince(paymentId: string, at: Date): Promise<number>;
 	uncountRefund(refund: Refund): Promise<void>;
 	recordProviderRefunds(ctx: Context, payment: Payment): Promise<void>;
+	countOutsideRefund(ctx: Context, payment: Payment, key: string, amountOf: (current: Payment) => number, made: Pick<Refund, "status" | "providerRefundId">): Promise<void>;
 }
 
 interface PaymentRefundVars extends PaymentHostMethods, Pick<OutboxThis, "publish" | "published"> {
@@ -274,23 +275,30 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				// Recorded from an earlier webhook by its total alone (builds before this listing), without its id: named now.
 				const [unnamed] = await this.db.refunds.find({ paymentId: payment.id, providerRefundId: null, amount: r.amount, status: { $in: ["pending", "succeeded"] } }, { sort: { createdAt: 1 }, limit: 1 });
 				if (unnamed && (await this.db.refunds.updateOne({ id: unnamed.id, providerRefundId: null }, { $set: { providerRefundId: r.id } }))) continue;
-				const key = `stripe-refund-${r.id}`;
 				// Never beyond what was paid, whatever the provider lists.
-				const added = await this.addRefunded(payment.id, (p) => (p.countedRefunds?.[key] ? 0 : Math.min(r.amount, p.amount - p.reservedRefundAmount)), { reserve: true, refundId: key });
-				const current = added?.payment ?? (await this.db.payments.findById(payment.id))!;
-				const amount = added?.amount ?? current.countedRefunds?.[key];
-				if (!amount) continue;
-				// Its record and its news, once each: an earlier delivery may have died between these writes.
-				let refund = await this.db.refunds.findOne({ refundKey: key });
-				if (!refund) {
-					const now = new Date();
-					refund = await this.db.refunds.insert({
-						refundKey: key, orderId: payment.orderId, paymentId: payment.id, amount, currency: payment.currency,
-						reason: "Refunded at the payment provider", status: r.status, reserved: true, providerRefundId: r.id, leaseUntil: null, createdAt: now, updatedAt: now,
-					});
-				}
-				if (added || !(await this.published("payment.refunded", { refundId: refund.id }, refund.createdAt))) await this.publishRefund(ctx, current, refund);
+				await this.countOutsideRefund(ctx, payment, `stripe-refund-${r.id}`, (p) => Math.min(r.amount, p.amount - p.reservedRefundAmount), { status: r.status, providerRefundId: r.id });
 			}
+		},
+
+		/**
+		 * Counts (under `key`, once) `amount(current payment)` refunded outside the shop's own calls, records
+		 * it as a refund and announces it. Each once: a delivery that died between these writes is finished
+		 * by the next.
+		 */
+		async countOutsideRefund(ctx: Context, payment: Payment, key: string, amountOf: (current: Payment) => number, made: Pick<Refund, "status" | "providerRefundId">) {
+			const added = await this.addRefunded(payment.id, (p) => (p.countedRefunds?.[key] ? 0 : amountOf(p)), { reserve: true, refundId: key });
+			const current = added?.payment ?? (await this.db.payments.findById(payment.id))!;
+			const amount = added?.amount ?? current.countedRefunds?.[key];
+			if (!amount) return;
+			let refund = await this.db.refunds.findOne({ refundKey: key });
+			if (!refund) {
+				const now = new Date();
+				refund = await this.db.refunds.insert({
+					refundKey: key, orderId: payment.orderId, paymentId: payment.id, amount, currency: payment.currency,
+					reason: "Refunded at the payment provider", ...made, reserved: true, leaseUntil: null, createdAt: now, updatedAt: now,
+				});
+			}
+			if (added || !(await this.published("payment.refunded", { refundId: refund.id }, refund.createdAt))) await this.publishRefund(ctx, current, refund);
 		},
 
 		/** Gives a refund's reserved amount back to the payment, once. */

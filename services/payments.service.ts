@@ -451,25 +451,12 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					if (payment && this.provider.listRefunds) return this.recordProviderRefunds(ctx, payment);
 					const total = object.amount_refunded;
 					if (!payment || !Number.isSafeInteger(total)) return;
-					// Refunds made through us are already counted; only what Stripe reports beyond that is new. The
-					// payment records it under the event's key, so a redelivery after a crash counts it once. Its total
-					// is as of the event: a refund that failed since (no longer counted here) is still in it.
-					const key = `stripe-event-${event.id}`;
+					// A provider that cannot list refunds (the built-in one, its webhook simulated): refunds made through us
+					// are already counted; only what the event's total reports beyond that is new, recorded under the
+					// event's key. Its total is as of the event: a refund that failed since (no longer counted) is still in it.
 					const failedSince = typeof event.created === "number" ? await this.refundsFailedSince(payment.id, new Date(event.created * 1000)) : 0;
-					const added = await this.addRefunded(payment.id, (p) => (p.countedRefunds?.[key] ? 0 : Math.min(total, p.amount) - failedSince - p.reservedRefundAmount), { reserve: true, refundId: key });
-					const current = added?.payment ?? (await this.db.payments.findById(payment.id))!;
-					const amount = added?.amount ?? current.countedRefunds?.[key];
-					if (!amount) return;
-					// Its record and its news, once each: an earlier delivery may have died between these writes.
-					let refund = await this.db.refunds.findOne({ refundKey: key });
-					if (!refund) {
-						const now = new Date();
-						refund = await this.db.refunds.insert({
-							refundKey: key, orderId: payment.orderId, paymentId: payment.id, amount, currency: payment.currency,
-							reason: "Refunded at the payment provider", status: "succeeded", reserved: true, providerRefundId: object.refunds?.data?.[0]?.id ?? null, leaseUntil: null, createdAt: now, updatedAt: now,
-						});
-					}
-					if (added || !(await this.published("payment.refunded", { refundId: refund.id }, refund.createdAt))) await this.publishRefund(ctx, current, refund);
+					const made = { status: "succeeded" as const, providerRefundId: object.refunds?.data?.[0]?.id ?? null };
+					await this.countOutsideRefund(ctx, payment, `stripe-event-${event.id}`, (p) => Math.min(total, p.amount) - failedSince - p.reservedRefundAmount, made);
 					return;
 				}
 				// A refund Stripe accepted (often `pending`) and failed later: refund.failed, or the update of its status.
