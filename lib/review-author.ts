@@ -8,7 +8,8 @@ import { NOT_ONE_LINE_TEXT } from "./param-rules";
 export function reviewAuthorName(user: { firstName?: string | null; lastName?: string | null } | null | undefined): string | null {
 	const first = shownText(user?.firstName);
 	if (!first) return null;
-	const initial = Array.from(shownText(user?.lastName))[0];
+	// The first letter (with its accents) or digit: a leading zero-width or direction mark is no initial.
+	const initial = /\p{L}\p{M}*|\p{N}/u.exec(shownText(user?.lastName).normalize("NFC"))?.[0];
 	return initial ? `${first} ${initial.toUpperCase()}.` : first;
 }
 

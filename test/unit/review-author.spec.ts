@@ -15,6 +15,10 @@ describe("a review's author in public", () => {
 		[{ firstName: "Eve\u202Egnp.exe", lastName: "\udc00Doe" }, "Evegnp.exe D."],
 		[{ firstName: "\u2066\u2069", lastName: "Doe" }, null],
 		[{ firstName: "Bea\u0007", lastName: "\u202E" }, "Bea"],
+		// The initial is the first letter: not a zero-width or direction mark before it, nor a lone accent.
+		[{ firstName: "Ann", lastName: "\u200Bx" }, "Ann X."],
+		[{ firstName: "Ann", lastName: "\u200F\u200E" }, "Ann"],
+		[{ firstName: "Ann", lastName: "'O\u0301neil" }, "Ann Ó."],
 	])("%j → %j", (user, expected) => {
 		expect(reviewAuthorName(user)).toBe(expected);
 	});
