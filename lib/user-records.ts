@@ -137,10 +137,13 @@ const LOOK_ALIKE_SCRIPTS = [/\p{Script=Latin}/u, /\p{Script=Cyrillic}/u, /\p{Scr
  * Why an address may not make an account (null when it may): one that shows as another one would
  * let an account pass for someone else's, the admin's included. Refused: invisible and control
  * characters (a zero-width space), a part mixing look-alike scripts ("аdmin" with a Cyrillic "а"),
- * and accents left uncombined on Latin letters ("admi̇n"). Checked on the normalised form.
+ * and accents left uncombined on Latin letters ("admi̇n"); and a quoted local part, which is valid
+ * (RFC 5321) but to a mail server "ann"@ is ann@. Checked on the normalised form.
  */
 export function emailProblem(email: string): string | null {
 	const normal = normalizeEmail(email);
+	// Before the check below: a space inside quotes is no invisible character, and the message said it was.
+	if (normal.startsWith('"')) return "The email address has a quoted part before the @ (\"...\"@), which is not accepted: use the address without quotes or spaces";
 	if (/[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Z}]/u.test(normal)) return "The email address contains invisible or control characters";
 	// A reserved domain that receives no mail (RFC 2606); deleted accounts are parked under it (erasedUserFields).
 	if (/\.invalid\.?$/.test(normal)) return "The email address is under .invalid, a domain that receives no mail";

@@ -28,5 +28,12 @@ describe("emailProblem: addresses that would pass for another one", () => {
 		["admin@ex\u0430mple.com", "alphabets"],
 		["p\u03b1ypal@example.com", "alphabets"],
 		["ADM\u0130N@example.com", "accent"],
+		// Quoted local parts are valid addresses (RFC 5321) but not taken; a space in one is no invisible character.
+		['"quoted local"@example.com', "quoted"],
+		['"ann"@example.com', "quoted"],
 	])("%j is refused (%s)", (email, why) => expect(emailProblem(email)).toContain(why));
+
+	test("a quoted local part is not called invisible or control characters", () => {
+		expect(emailProblem('"quoted local"@example.com')).not.toContain("invisible");
+	});
 });
