@@ -51,7 +51,11 @@ export const pushDevicesSchema: Partial<ServiceSchema<Record<string, never>, Pus
 				// The same installation again (the app's start, or another account signed in on it): one device, now this account's.
 				// Without a platform, the one registered before stays.
 				const { saved, created } = await keepOwnedDevice(this.db.notification_push_devices, { token }, { userId, ...(ctx.params.platform ? { platform: ctx.params.platform } : {}), updatedAt: new Date() }, MAX_PUSH_DEVICES);
-				if (created) ctx.meta.$statusCode = 201;
+				if (created) {
+					ctx.meta.$statusCode = 201;
+					// The list, as for the wishlist: a device has no page of its own (only its DELETE).
+					ctx.meta.$location = "/api/me/push-devices";
+				}
 				return publicDevice(saved);
 			},
 		},

@@ -86,7 +86,11 @@ export const pushSubscriptionsSchema: Partial<ServiceSchema<Record<string, never
 				const fields = { userId, p256dh: keys.p256dh, auth: keys.auth, expirationTime: ctx.params.expirationTime ?? null, updatedAt: new Date() };
 				// The same browser again (renewed keys, or another account signed in on it): one subscription, now this account's.
 				const { saved, created } = await keepOwnedDevice(this.db.notification_push_subscriptions, { endpoint }, fields, MAX_PUSH_SUBSCRIPTIONS);
-				if (created) ctx.meta.$statusCode = 201;
+				if (created) {
+					ctx.meta.$statusCode = 201;
+					// The list, as for the wishlist: a subscription has no page of its own (only its DELETE).
+					ctx.meta.$location = "/api/me/push-subscriptions";
+				}
 				return publicSubscription(saved);
 			},
 		},

@@ -109,6 +109,8 @@ describe("app push through FCM", () => {
 		const iphone = token("iphone");
 		const first = await register(c, { token: pixel, platform: "android" });
 		expect(first.status).toBe(201);
+		// Like every other create route; the list is where the device is read back.
+		expect(first.headers.get("location")).toBe("/api/me/push-devices");
 		expect(first.body).toEqual({ id: expect.any(String), token: pixel, platform: "android", createdAt: expect.any(String), updatedAt: expect.any(String) });
 		// The app registers at each start: the same device, updated.
 		// Without its platform, the one registered before stays.

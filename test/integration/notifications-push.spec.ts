@@ -111,6 +111,8 @@ describe("Web Push notifications", () => {
 		const phone = browser(`${push.url}/push/phone`);
 		const first = await subscribe(c, laptop.subscription);
 		expect(first.status).toBe(201);
+		// Like every other create route; the list is where the subscription is read back.
+		expect(first.headers.get("location")).toBe("/api/me/push-subscriptions");
 		expect(first.body).toMatchObject({ id: expect.any(String), endpoint: laptop.subscription.endpoint, expirationTime: null });
 		// The same browser again (keys renewed, say): the same subscription, updated.
 		const again = await subscribe(c, laptop.subscription);
