@@ -288,7 +288,10 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		unpaidOrderTtlMinutes: wholeNumberSetting("UNPAID_ORDER_TTL_MINUTES", env.UNPAID_ORDER_TTL_MINUTES, 30, count("minutes", 1)),
 		// Also read by adapters/channels (readNotificationConfig); here so that a malformed value stops every node's start.
 		notifyConcurrency: wholeNumberSetting("NOTIFY_CONCURRENCY", env.NOTIFY_CONCURRENCY, 4, count("workers", 1)),
-		notifyMaxAttempts: wholeNumberSetting("NOTIFY_MAX_ATTEMPTS", env.NOTIFY_MAX_ATTEMPTS, 5, count("attempts", 1)),
+		// Unset, no limit by count: NOTIFY_RETRY_MINUTES bounds the retries in time, as an operator reckons an outage.
+		notifyMaxAttempts: wholeNumberSetting("NOTIFY_MAX_ATTEMPTS", env.NOTIFY_MAX_ATTEMPTS, Infinity, count("attempts", 1)),
+		// A day: five attempts (the old default) gave up after 30 s, before most provider outages were over.
+		notifyRetryMinutes: wholeNumberSetting("NOTIFY_RETRY_MINUTES", env.NOTIFY_RETRY_MINUTES, 24 * 60, count("minutes", 1)),
 		notificationRetentionDays: retentionDays("NOTIFICATION_RETENTION_DAYS", env.NOTIFICATION_RETENTION_DAYS),
 		adminEmail: adminEmailSetting(env.ADMIN_EMAIL),
 		adminPassword: adminPasswordSetting(env.ADMIN_PASSWORD, production),

@@ -77,6 +77,11 @@ export function kindFor(event: string, payload: Record<string, any>): Notificati
 	}
 }
 
+/** Account mail (verification, reset, email change): a customer waits for it, so it is not queued behind order news. */
+export function isAccountMail(kind: NotificationKind): boolean {
+	return ACCOUNT_KINDS.has(kind);
+}
+
 /** Order and payment events carry only the user id; the address and phone come from `users.get`. Account events carry their recipient. */
 export function needsUserLookup(kind: NotificationKind): boolean {
 	return !ACCOUNT_KINDS.has(kind);

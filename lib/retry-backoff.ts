@@ -31,14 +31,55 @@ export function backoffDelay(retry: number, opts: BackoffOptions = DEFAULT_BACKO
 
 export type RetryDecision = { retry: true; delayMs: number; at: Date } | { retry: false };
 
+/** When to give up on a message that keeps failing: by attempts, by time, whichever comes first. */
+export interface RetryLimits {
+	/** Attempts before giving up; Infinity: by time only. */
+	maxAttempts: number;
+	/** A failure this long (ms) after the attempts began is the last; Infinity: by attempts only. */
+	windowMs: number;
+}
+
+export interface FailedAttempt {
+	/** Attempts made so far, the failed one included. */
+	attempts: number;
+	/** When the attempts began (the retry window's start). */
+	since: Date;
+	/** The provider rejected the message itself: retrying the same request cannot help. */
+	permanent?: boolean;
+	/** The provider's Retry-After, in ms from now (see retryAfterMs). */
+	retryAfterMs?: number | null;
+}
+
 /**
- * After `attemptsMade` failed attempts: retry later, or give up once `maxAttempts` is reached or
- * the failure is permanent (a provider rejecting the message itself).
+ * After a failed attempt: retry later, or give up (a permanent failure, the attempts used up, or the
+ * window over). A retry waits its backoff, and at least the provider's Retry-After, capped at the
+ * backoff's cap: a provider asking for an hour is asked again sooner rather than never.
  */
-export function nextRetry(attemptsMade: number, maxAttempts: number, now: Date, opts: BackoffOptions = DEFAULT_BACKOFF, permanent = false, random: () => number = Math.random): RetryDecision {
-	if (permanent || attemptsMade >= maxAttempts) return { retry: false };
-	const delayMs = backoffDelay(attemptsMade, opts, random);
+export function nextRetry(failed: FailedAttempt, limits: RetryLimits, now: Date, opts: BackoffOptions = DEFAULT_BACKOFF, random: () => number = Math.random): RetryDecision {
+	if (failed.permanent || failed.attempts >= limits.maxAttempts) return { retry: false };
+	if (now.getTime() - failed.since.getTime() >= limits.windowMs) return { retry: false };
+	let delayMs = backoffDelay(failed.attempts, opts, random);
+	const asked = failed.retryAfterMs;
+	if (asked != null && asked > 0) {
+		// Spread after the time the provider gave, never before it: messages throttled together do not all come back at once.
+		const jitter = Math.min(Math.max(opts.jitter, 0), 1);
+		delayMs = Math.max(delayMs, Math.min(opts.maxMs, asked + Math.floor(random() * asked * jitter)));
+	}
 	return { retry: true, delayMs, at: new Date(now.getTime() + delayMs) };
+}
+
+/**
+ * A Retry-After header's wait in ms from `now`: delay-seconds ("120") or an HTTP date (a date past
+ * is 0); null when absent or neither.
+ */
+export function retryAfterMs(header: string | null | undefined, now: Date = new Date()): number | null {
+	const value = header?.trim();
+	if (!value) return null;
+	if (/^\d+$/.test(value)) return Number(value) * 1000;
+	// An HTTP date names its weekday and "GMT"; a bare number of another shape ("1.5", "-5") is neither form.
+	if (!/^[A-Za-z]{3},/.test(value)) return null;
+	const at = Date.parse(value);
+	return Number.isNaN(at) ? null : Math.max(0, at - now.getTime());
 }
 
 /**

@@ -12,8 +12,10 @@
  * are handled when it is back.
  * Nothing twice: every message has a unique `dedupeKey` (event id + template + channel + recipient)
  * and is inserted before it is sent, so a redelivered or replayed event, or a second instance,
- * finds the key taken and sends nothing. A worker pool sends queued messages, each claimed with a
- * lease; failures retry with exponential backoff and end `failed` after NOTIFY_MAX_ATTEMPTS.
+ * finds the key taken and sends nothing. Worker pools send queued messages, one per channel and one
+ * for account mail (a hung SMS provider holds up no email), each message claimed with a lease;
+ * failures retry with exponential backoff (and at least a provider's Retry-After) and end `failed`
+ * once NOTIFY_RETRY_MINUTES have passed since the first attempt (or after NOTIFY_MAX_ATTEMPTS, if set).
  * A message with a one-time link (verification, password reset) keeps it only while it may still
  * be sent: the update that records it sent, outboxed or failed also removes the link from the
  * stored body, and the start removes it from messages stored before that.
@@ -43,6 +45,7 @@ import {
 	dedupeKey,
 	deviceIdOf,
 	eventIdOf,
+	isAccountMail,
 	kindFor,
 	needsUserLookup,
 	plannedMessages,
@@ -108,6 +111,10 @@ interface Message {
 	linkRemovedAt?: Date;
 	/** Push: the page a click opens. */
 	url?: string | null;
+	/** When the current run of attempts began, if not at createdAt (an admin's retry): NOTIFY_RETRY_MINUTES counts from it. */
+	triesSince?: Date;
+	/** The last attempt got no answer (a timeout): the provider may have taken it, so the next one waits longer for its answer. */
+	unanswered?: boolean;
 	/** When a finished message is removed (NOTIFICATION_RETENTION_DAYS after it finished); absent: kept for good. */
 	purgeAt?: Date;
 }
@@ -130,10 +137,23 @@ function adminView(m: Message) {
 	};
 }
 
-/** A message for the worker pool; one stored already claimed carries itself (see handleEvent). */
+/** A message for a worker pool; one stored already claimed carries itself (see handleEvent). */
 interface QueuedMessage {
 	id: string;
 	claimed?: Message;
+}
+
+/**
+ * The worker pools, NOTIFY_CONCURRENCY workers each: one per channel, so that a slow or hung
+ * provider holds up only its own messages, and account mail (a reset link a customer waits for) its
+ * own, not queued behind a backlog of order news.
+ */
+const LANES = ["account", "email", "sms", "push", "app"] as const;
+type Lane = (typeof LANES)[number];
+
+function laneOf(m: Pick<Message, "template" | "channel" | "recipient">): Lane {
+	if (m.channel === "push") return deviceIdOf(m.recipient) ? "app" : "push";
+	return m.channel === "email" && isAccountMail(m.template) ? "account" : m.channel;
 }
 
 interface NotifySettings extends OutboxConsumerSettings {
@@ -152,7 +172,7 @@ interface NotifyVars {
 	vapidKeys: VapidKeys | null;
 	pushHosts: PushHost[];
 	templates: Map<NotificationKind, KindTemplates>;
-	queue: WorkQueue<QueuedMessage>;
+	queues: Record<Lane, WorkQueue<QueuedMessage>>;
 	timers: Set<NodeJS.Timeout>;
 	stopping: boolean;
 }
@@ -171,6 +191,7 @@ interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll">, PushSubs
 	outgoing(m: Message): Promise<OutgoingMessage>;
 	claim(item: QueuedMessage, now: Date): Promise<Message | null>;
 	enqueueDue(): Promise<void>;
+	enqueue(m: Pick<Message, "id" | "template" | "channel" | "recipient">, claimed?: Message): boolean;
 	later(delayMs: number, fn: () => unknown): void;
 }
 
@@ -188,6 +209,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					userId: String, eventId: String, dedupeKey: String, template: String, channel: String, provider: String, recipient: String,
 					subject: String, html: String, text: String, status: String, attempts: Number, providerId: String, error: String,
 					createdAt: Date, sentAt: Date, failedAt: Date, nextAttemptAt: Date, leaseUntil: Date, linkRemovedAt: Date, url: String, purgeAt: Date,
+					triesSince: Date, unanswered: Boolean,
 				},
 				indexes: [
 					{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1, nextAttemptAt: 1 } },
@@ -268,7 +290,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				// one-time link is gone (the customer asks for a new link instead).
 				const requeued = await this.db.notifications.updateOne(
 					{ id: ctx.params.id, status: "failed", linkRemovedAt: { $exists: false } },
-					{ $set: { status: "queued", attempts: 0, nextAttemptAt: now, leaseUntil: EPOCH, failedAt: null }, $unset: { purgeAt: true } },
+					// A fresh retry window too, from now.
+					{ $set: { status: "queued", attempts: 0, nextAttemptAt: now, leaseUntil: EPOCH, failedAt: null, triesSince: now }, $unset: { purgeAt: true } },
 				);
 				if (!requeued) {
 					const existing = await this.db.notifications.findById(ctx.params.id);
@@ -276,7 +299,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					if (existing.status === "failed") throw new ConflictError("The one-time link of this message was removed when it failed; the customer asks for a new one", "LINK_REMOVED");
 					throw new ConflictError(`Only failed messages can be retried; this one is ${existing.status}`, "INVALID_STATE");
 				}
-				this.queue.push({ id: requeued.id });
+				this.enqueue(requeued as Message);
 				return adminView(requeued as Message);
 			},
 		},
@@ -323,7 +346,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 						}
 						const saved = await this.db.notifications.insert(message);
 						// Not queued (stopping, or the pool is full): the lease runs out and the scan takes it.
-						this.queue.push({ id: saved.id, claimed: saved as unknown as Message });
+						this.enqueue(saved as unknown as Message, saved as unknown as Message);
 					} catch (err) {
 						// Already created by an earlier delivery of this event: nothing twice.
 						if (!isDuplicate(err)) throw err;
@@ -396,9 +419,13 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			// Browser push before its keys are loaded: the lease runs out and the scan takes it again.
 			if (!channel) return;
 			const mine = { id, leaseUntil: claimed.leaseUntil };
+			// The last attempt got no answer, and a slow provider may have taken it: this one waits longer for its
+			// answer, up to half the lease (what a claim leaves at least), so that a slow provider gets the message
+			// twice at most, not once per attempt (no provider here takes an idempotency key).
+			const options = claimed.unanswered ? { timeoutMs: this.settings.leaseMs / 2 } : {};
 			let result;
 			try {
-				result = await channel.send(await this.outgoing(claimed));
+				result = await channel.send(await this.outgoing(claimed), options);
 			} catch (err) {
 				// The browser unsubscribed, its subscription expired, or the app was uninstalled: nothing will reach it again.
 				if (err instanceof SubscriptionGoneError) {
@@ -406,12 +433,18 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					if (deviceId) await this.db.notification_push_devices.removeOne({ id: deviceId, userId: claimed.userId });
 					else await this.db.notification_push_subscriptions.removeOne({ id: claimed.recipient, userId: claimed.userId });
 				}
-				const permanent = err instanceof DeliveryError && err.permanent;
-				const decision = nextRetry(claimed.attempts, this.config.maxAttempts, new Date(), this.settings.backoff, permanent);
+				const failure = err instanceof DeliveryError ? err : null;
+				const decision = nextRetry(
+					{ attempts: claimed.attempts, since: claimed.triesSince ?? claimed.createdAt, permanent: !!failure?.permanent, retryAfterMs: failure?.retryAfterMs },
+					{ maxAttempts: this.config.maxAttempts, windowMs: this.config.retryWindowMs },
+					new Date(),
+					this.settings.backoff,
+				);
 				const error = (err as Error).message.slice(0, 500);
 				if (decision.retry) {
-					await this.db.notifications.updateOne(mine, { $set: { provider: channel.provider, error, nextAttemptAt: decision.at, leaseUntil: EPOCH } });
-					this.later(decision.delayMs, () => this.queue.push({ id }));
+					const unanswered = !!failure && failure.status === undefined;
+					await this.db.notifications.updateOne(mine, { $set: { provider: channel.provider, error, nextAttemptAt: decision.at, leaseUntil: EPOCH, unanswered } });
+					this.later(decision.delayMs, () => this.enqueue(claimed));
 				} else {
 					this.logger.warn(`Notification ${id} (${claimed.template} by ${claimed.channel}) failed after ${claimed.attempts} attempt(s): ${error}`);
 					const failedAt = new Date();
@@ -492,9 +525,14 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 			const now = new Date();
 			const due = await this.db.notifications.find(
 				{ status: "queued", nextAttemptAt: { $lte: now }, leaseUntil: { $lte: now } },
-				{ sort: { nextAttemptAt: 1 }, limit: 500, fields: ["id"] },
+				{ sort: { nextAttemptAt: 1 }, limit: 500, fields: ["id", "template", "channel", "recipient"] },
 			);
-			for (const m of due) this.queue.push({ id: m.id });
+			for (const m of due) this.enqueue(m as unknown as Message);
+		},
+
+		/** Queues a message in its pool; false when not taken (stopping, full, or already there). */
+		enqueue(m: Pick<Message, "id" | "template" | "channel" | "recipient">, claimed?: Message) {
+			return this.queues[laneOf(m)].push(claimed ? { id: m.id, claimed } : { id: m.id });
 		},
 
 		keptUntil(finishedAt: Date) {
@@ -535,14 +573,16 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		this.pushHosts = this.config.webPush.hosts;
 		this.timers = new Set();
 		this.stopping = false;
-		this.queue = new WorkQueue<QueuedMessage>({
-			concurrency: this.config.concurrency,
-			maxQueued: 10_000,
-			worker: (item) => this.deliver(item),
-			key: (item) => item.id,
-			// A store error while claiming or recording: the message stays queued and the scan takes it again.
-			onError: (err, item) => this.logger.error(`Delivering notification ${item.id} failed:`, err),
-		});
+		const pool = () =>
+			new WorkQueue<QueuedMessage>({
+				concurrency: this.config.concurrency,
+				maxQueued: 10_000,
+				worker: (item) => this.deliver(item),
+				key: (item) => item.id,
+				// A store error while claiming or recording: the message stays queued and the scan takes it again.
+				onError: (err, item) => this.logger.error(`Delivering notification ${item.id} failed:`, err),
+			});
+		this.queues = Object.fromEntries(LANES.map((lane) => [lane, pool()])) as Record<Lane, WorkQueue<QueuedMessage>>;
 	},
 
 	async started() {
@@ -563,7 +603,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		for (const t of this.timers) clearTimeout(t);
 		this.timers.clear();
 		// Messages being sent finish; waiting ones stay queued in the store for the next start.
-		await this.queue.stop();
+		await Promise.all(Object.values(this.queues).map((queue) => queue.stop()));
 	},
 };
 

@@ -4,7 +4,8 @@
  * refuses it. A token FCM no longer knows is a SubscriptionGoneError (the service drops the device).
  */
 import { classifyFcmError, fcmMessage, jwtAssertion, type FcmConfig } from "../../lib/fcm";
-import { DeliveryError, SubscriptionGoneError, type DeliveryResult, type NotificationChannel, type OutgoingMessage } from "./notification-channel";
+import { retryAfterMs } from "../../lib/retry-backoff";
+import { DeliveryError, SubscriptionGoneError, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
 
 export interface FcmChannelOptions extends FcmConfig {
 	/** How long FCM keeps a message for a device that is offline. */
@@ -26,31 +27,32 @@ export class FcmChannel implements NotificationChannel {
 
 	constructor(private readonly opts: FcmChannelOptions) {}
 
-	async send(message: OutgoingMessage): Promise<DeliveryResult> {
+	async send(message: OutgoingMessage, options: SendOptions = {}): Promise<DeliveryResult> {
 		if (!message.device) throw new Error("An app push message needs its device");
 		const body = JSON.stringify(fcmMessage(message.device.token, { title: message.subject ?? "", body: message.text, url: message.url ?? null, tag: message.id }, this.opts.ttlSeconds ?? 24 * 3600));
-		let res = await this.post(body, await this.accessToken());
+		const timeoutMs = options.timeoutMs ?? this.opts.timeoutMs ?? 15_000;
+		let res = await this.post(body, await this.accessToken(), timeoutMs);
 		let json = await jsonOf(res);
 		if (res.status === 401 && classifyFcmError(res.status, json).kind === "unauthorized") {
 			// Our access token revoked or expired early: sign in again, once.
 			this.token = null;
-			res = await this.post(body, await this.accessToken());
+			res = await this.post(body, await this.accessToken(), timeoutMs);
 			json = await jsonOf(res);
 		}
 		if (res.ok) return { status: "sent", provider: this.provider, providerId: typeof json?.name === "string" ? json.name : null };
 		const failure = classifyFcmError(res.status, json);
 		if (failure.kind === "gone") throw new SubscriptionGoneError(`${failure.reason} (the app's device token is no longer valid)`, this.provider, res.status, true);
-		throw new DeliveryError(failure.reason, this.provider, res.status, failure.kind === "refused");
+		throw new DeliveryError(failure.reason, this.provider, res.status, failure.kind === "refused", retryAfterMs(res.headers.get("retry-after")) ?? undefined);
 	}
 
-	private async post(body: string, accessToken: string): Promise<Response> {
+	private async post(body: string, accessToken: string, timeoutMs: number): Promise<Response> {
 		try {
 			return await fetch(`${this.opts.apiBase}/v1/projects/${encodeURIComponent(this.opts.account.projectId)}/messages:send`, {
 				method: "POST",
 				headers: { authorization: `Bearer ${accessToken}`, "content-type": "application/json" },
 				body,
 				redirect: "manual",
-				signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15_000),
+				signal: AbortSignal.timeout(timeoutMs),
 			});
 		} catch (err) {
 			throw new DeliveryError(`FCM unreachable: ${(err as Error).message}`, this.provider);

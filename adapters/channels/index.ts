@@ -29,7 +29,7 @@ export { FcmChannel } from "./fcm-channel";
  */
 export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 	// The numbers as readConfig reads (and checks) them: a malformed one stops the start there.
-	const { notifyConcurrency, notifyMaxAttempts, notificationRetentionDays } = readConfig(env);
+	const { notifyConcurrency, notifyMaxAttempts, notifyRetryMinutes, notificationRetentionDays } = readConfig(env);
 	const fromEmail = nonEmpty(env.NOTIFY_FROM_EMAIL);
 	if (fromEmail && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(fromEmail)) throw new Error(`NOTIFY_FROM_EMAIL must be an email address (e.g. shop@example.com), not "${env.NOTIFY_FROM_EMAIL}"`);
 	const storefrontUrl = nonEmpty(env.STOREFRONT_URL);
@@ -48,7 +48,10 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 		/** Push to the shop's apps through FCM; null: their messages go to the outbox. */
 		fcm: readFcmConfig(env),
 		concurrency: notifyConcurrency,
+		/** Attempts before a message is failed; Infinity (unset): by retryWindowMs only. */
 		maxAttempts: notifyMaxAttempts,
+		/** A failure this long after a message's first attempt is its last. */
+		retryWindowMs: notifyRetryMinutes * 60_000,
 		/** Days a finished message (sent, outboxed or failed) is kept; 0 keeps it for good. */
 		retentionDays: notificationRetentionDays,
 		fromEmail: fromEmail ?? "no-reply@example.com",

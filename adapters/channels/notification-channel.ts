@@ -21,6 +21,15 @@ export interface OutgoingMessage {
 	device?: { token: string };
 }
 
+/** How one send is made. */
+export interface SendOptions {
+	/**
+	 * How long to wait for the provider's answer, instead of the channel's usual 15 s: longer for the
+	 * retry of an attempt that got none (the provider may have taken it, slowly; see the service).
+	 */
+	timeoutMs?: number;
+}
+
 export interface DeliveryResult {
 	/** "outboxed": stored for a later or manual relay, nothing left the shop. */
 	status: "sent" | "outboxed";
@@ -36,12 +45,14 @@ export interface NotificationChannel {
 	 * is what a relay reads). The service then stores it final at once, and `send` only reports it.
 	 */
 	readonly deliversByStoring?: boolean;
-	send(message: OutgoingMessage): Promise<DeliveryResult>;
+	send(message: OutgoingMessage, options?: SendOptions): Promise<DeliveryResult>;
 }
 
 /**
  * A provider refused or failed a message; `permanent` means retrying the same request cannot help
- * (by default, judged from the provider's status).
+ * (by default, judged from the provider's status). No `status`: no answer came (a timeout, the
+ * network), so the provider may have taken the message. `retryAfterMs`: the wait its Retry-After
+ * asked for (a 429 or 503), which the retry honours.
  */
 export class DeliveryError extends Error {
 	readonly permanent: boolean;
@@ -50,6 +61,7 @@ export class DeliveryError extends Error {
 		readonly provider: string,
 		readonly status?: number,
 		permanent?: boolean,
+		readonly retryAfterMs?: number,
 	) {
 		super(message);
 		this.name = "DeliveryError";

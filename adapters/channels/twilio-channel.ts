@@ -1,7 +1,8 @@
 /** SMS through Twilio's Messages API with the official twilio client. */
 import type twilio from "twilio";
 import type RequestClient from "twilio/lib/base/RequestClient";
-import { DeliveryError, type DeliveryResult, type NotificationChannel, type OutgoingMessage } from "./notification-channel";
+import { retryAfterMs } from "../../lib/retry-backoff";
+import { DeliveryError, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
 
 export interface TwilioOptions {
 	accountSid: string;
@@ -12,41 +13,75 @@ export interface TwilioOptions {
 	timeoutMs?: number;
 }
 
+/** Twilio's answer with a Retry-After (a 429 or 503): the SDK's own errors keep no headers. */
+class ThrottledAnswer extends Error {
+	constructor(
+		message: string,
+		readonly status: number,
+		readonly retryAfter: string,
+	) {
+		super(message);
+	}
+}
+
+function reasonOf(body: unknown, status: number): string {
+	try {
+		const json = (typeof body === "string" ? JSON.parse(body) : body) as Record<string, unknown> | null;
+		const reason = json?.message ?? json?.detail ?? json?.title;
+		if (typeof reason === "string" && reason) return reason;
+	} catch {
+		// Not JSON (a proxy's page): the status says enough.
+	}
+	return `[HTTP ${status}] Failed to execute request`;
+}
+
 /**
- * Twilio's `edge`/`region` only change *.twilio.com host names; this client sends elsewhere.
- * A wrapped instance rather than a subclass, so that the SDK loads only when a channel is made.
+ * The SDK's HTTP client, sending to `apiBase` when set (Twilio's `edge`/`region` only change
+ * *.twilio.com host names), and throwing an answer that carries Retry-After with it. A wrapped
+ * instance rather than a subclass, so that the SDK loads only when a channel is made.
  */
-export function rebasedRequestClient(apiBase: string, opts?: RequestClient.RequestClientOptions): RequestClient {
+export function rebasedRequestClient(apiBase: string | undefined, opts?: RequestClient.RequestClientOptions): RequestClient {
 	const TwilioRequestClient = require("twilio/lib/base/RequestClient") as typeof RequestClient;
 	const client = new TwilioRequestClient(opts);
 	const send = client.request.bind(client);
-	const base = apiBase.replace(/\/+$/, "");
-	client.request = (req) => send({ ...req, uri: req.uri.replace(/^https:\/\/[a-z0-9.-]*twilio\.com/i, base) });
+	const base = apiBase?.replace(/\/+$/, "");
+	client.request = async (req) => {
+		const res = await send(base ? { ...req, uri: req.uri.replace(/^https:\/\/[a-z0-9.-]*twilio\.com/i, base) } : req);
+		const retryAfter = res.statusCode >= 400 ? (res.headers as Record<string, unknown> | undefined)?.["retry-after"] : undefined;
+		if (typeof retryAfter === "string") throw new ThrottledAnswer(reasonOf(res.body, res.statusCode), res.statusCode, retryAfter);
+		return res;
+	};
 	return client;
 }
 
 export class TwilioChannel implements NotificationChannel {
 	readonly provider = "twilio" as const;
 	readonly medium = "sms" as const;
-	private readonly client: ReturnType<typeof twilio>;
+	/** A client per timeout (the SDK sets it per client): the usual one, and the longer one of a retry after no answer. */
+	private readonly clients = new Map<number, ReturnType<typeof twilio>>();
 
 	constructor(private readonly opts: TwilioOptions) {
-		// Required only when TWILIO_* selects this channel: the SDK is large and slow to load.
-		const createClient = require("twilio") as typeof twilio;
-		const timeout = opts.timeoutMs ?? 15_000;
-		this.client = createClient(opts.accountSid, opts.authToken, {
-			timeout,
-			...(opts.apiBase ? { httpClient: rebasedRequestClient(opts.apiBase, { timeout }) } : {}),
-		});
+		this.clientWith(opts.timeoutMs ?? 15_000);
 	}
 
-	async send(message: OutgoingMessage): Promise<DeliveryResult> {
+	private clientWith(timeout: number): ReturnType<typeof twilio> {
+		const made = this.clients.get(timeout);
+		if (made) return made;
+		// Required only when TWILIO_* selects this channel: the SDK is large and slow to load.
+		const createClient = require("twilio") as typeof twilio;
+		const client = createClient(this.opts.accountSid, this.opts.authToken, { timeout, httpClient: rebasedRequestClient(this.opts.apiBase, { timeout }) });
+		this.clients.set(timeout, client);
+		return client;
+	}
+
+	async send(message: OutgoingMessage, options: SendOptions = {}): Promise<DeliveryResult> {
 		try {
-			const sms = await this.client.messages.create({ to: message.to, from: this.opts.from, body: message.text });
+			const sms = await this.clientWith(options.timeoutMs ?? this.opts.timeoutMs ?? 15_000).messages.create({ to: message.to, from: this.opts.from, body: message.text });
 			return { status: "sent", provider: this.provider, providerId: sms.sid ?? null };
 		} catch (err: any) {
 			const status = typeof err?.status === "number" ? err.status : undefined;
-			throw new DeliveryError(`Twilio ${status ?? "network"} error: ${err?.message ?? "unknown error"}`, this.provider, status);
+			const retryAfter = err instanceof ThrottledAnswer ? (retryAfterMs(err.retryAfter) ?? undefined) : undefined;
+			throw new DeliveryError(`Twilio ${status ?? "network"} error: ${err?.message ?? "unknown error"}`, this.provider, status, undefined, retryAfter);
 		}
 	}
 }

@@ -5,7 +5,8 @@
  */
 import { generateRequestDetails } from "web-push";
 import { pushPayloadJson } from "../../lib/web-push";
-import { DeliveryError, SubscriptionGoneError, type DeliveryResult, type NotificationChannel, type OutgoingMessage } from "./notification-channel";
+import { retryAfterMs } from "../../lib/retry-backoff";
+import { DeliveryError, SubscriptionGoneError, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
 
 export interface VapidKeys {
 	publicKey: string;
@@ -26,7 +27,7 @@ export class WebPushChannel implements NotificationChannel {
 
 	constructor(private readonly opts: WebPushOptions) {}
 
-	async send(message: OutgoingMessage): Promise<DeliveryResult> {
+	async send(message: OutgoingMessage, options: SendOptions = {}): Promise<DeliveryResult> {
 		if (!message.push) throw new Error("A push message needs its subscription");
 		const payload = pushPayloadJson({ title: message.subject ?? "", body: message.text, url: message.url ?? null, tag: message.id });
 		let request: ReturnType<typeof generateRequestDetails>;
@@ -48,7 +49,7 @@ export class WebPushChannel implements NotificationChannel {
 				body: request.body ? new Uint8Array(request.body) : undefined,
 				// A push service answers; it does not send the shop elsewhere.
 				redirect: "manual",
-				signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15_000),
+				signal: AbortSignal.timeout(options.timeoutMs ?? this.opts.timeoutMs ?? 15_000),
 			});
 		} catch (err) {
 			throw new DeliveryError(`Push service unreachable: ${(err as Error).message}`, this.provider);
@@ -56,7 +57,7 @@ export class WebPushChannel implements NotificationChannel {
 		const text = (await res.text().catch(() => "")).slice(0, 200);
 		if (res.status === 404 || res.status === 410) throw new SubscriptionGoneError(`Push subscription gone (${res.status}): the browser unsubscribed or it expired`, this.provider, res.status);
 		if (res.status >= 300 && res.status < 400) throw new DeliveryError(`Push service answered a redirect (${res.status}), which is not followed`, this.provider, res.status, true);
-		if (!res.ok) throw new DeliveryError(`Push service ${res.status} error${text ? `: ${text}` : ""}`, this.provider, res.status);
+		if (!res.ok) throw new DeliveryError(`Push service ${res.status} error${text ? `: ${text}` : ""}`, this.provider, res.status, undefined, retryAfterMs(res.headers.get("retry-after")) ?? undefined);
 		// Push services answer 201 with the message's URL in Location (RFC 8030 section 5).
 		return { status: "sent", provider: this.provider, providerId: res.headers.get("location") };
 	}

@@ -22,6 +22,7 @@ interface Recorded {
 	url: string;
 	headers: http.IncomingHttpHeaders;
 	body: string;
+	at: number;
 }
 
 type Reply = { status: number; body: unknown; headers?: Record<string, string> };
@@ -34,7 +35,7 @@ class FakeProviders {
 		let body = "";
 		req.on("data", (c) => (body += c));
 		req.on("end", () => {
-			this.requests.push({ method: req.method!, url: req.url!, headers: req.headers, body });
+			this.requests.push({ method: req.method!, url: req.url!, headers: req.headers, body, at: Date.now() });
 			const reply = this.next(req.url!, body);
 			res.writeHead(reply.status, { "content-type": "application/json", ...reply.headers });
 			res.end(reply.body == null ? "" : JSON.stringify(reply.body));
@@ -133,7 +134,7 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 			shop.broker.createService({
 				name: "notifications",
 				mixins: [NotificationsService as unknown as Partial<ServiceSchema>],
-				settings: { scanIntervalMs: 100, catchUpDelayMs: 50, backoff: { baseMs: 50, factor: 2, maxMs: 500, jitter: 0 } },
+				settings: { scanIntervalMs: 100, catchUpDelayMs: 50, backoff: { baseMs: 50, factor: 2, maxMs: 5_000, jitter: 0 } },
 			}),
 		);
 		await shop.broker.waitForServices("notifications", 15_000);
@@ -194,5 +195,20 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: shipped("o3", "u-bob") });
 		const mail = await waitFor(() => message("order-shipped", "email", "o3"), (m: any) => m?.status === "failed");
 		expect(mail.error).toBe("SendGrid 400 error: The from address does not match a verified Sender Identity.");
+	});
+
+	test.each([
+		["SendGrid", "/v3/mail/send", "email", { errors: [{ message: "too many requests" }] }],
+		["Twilio", "/2010-04-01/", "sms", { code: 20429, message: "Too Many Requests", status: 429 }],
+	])("%s's 429 with Retry-After: the next attempt waits for it, not for the shorter backoff", async (_name, prefix, channel, body) => {
+		providers.script(prefix, [{ status: 429, body, headers: { "retry-after": "1" } }]);
+		const orderId = `ra-${channel}`;
+		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: shipped(orderId, "u-ann") });
+		const sent = await waitFor(() => message("order-shipped", channel, orderId), (m: any) => m?.status === "sent", 5_000);
+		expect(sent.attempts).toBe(2);
+		const tries = providers.requests.filter((r) => r.url.startsWith(prefix) && r.body.includes(`SO-${orderId}`));
+		expect(tries).toHaveLength(2);
+		// The backoff alone would have retried after 50 ms.
+		expect(tries[1].at - tries[0].at).toBeGreaterThanOrEqual(1_000);
 	});
 });

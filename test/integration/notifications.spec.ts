@@ -14,6 +14,7 @@ import { OutboxMixin } from "../../mixins/outbox.mixin";
 import { NotFoundError } from "../../lib/errors";
 import NotificationsService from "../../services/notifications.service";
 import { DeliveryError, type NotificationChannel, type OutgoingMessage } from "../../adapters/channels";
+import type { SendOptions } from "../../adapters/channels/notification-channel";
 import { LINK_REMOVED } from "../../lib/notification-plan";
 import { waitFor } from "../helpers/wait";
 import { fakeSession, fakeToken, sourceWithOutbox } from "../helpers/fakes";
@@ -108,25 +109,28 @@ const admin = fakeToken("admin", "admin");
 const tokenOf = (userId: string) => fakeToken(userId);
 
 
-/** A channel that fails as told, counts attempts and how many sends run at once. */
+/** A channel that fails as told (`noAnswer`: a timeout), counts attempts and how many sends run at once. */
 class ScriptedChannel implements NotificationChannel {
 	readonly provider = "outbox" as const;
 	sent: OutgoingMessage[] = [];
+	sends: Array<{ id: string; options: SendOptions }> = [];
 	calls = 0;
 	running = 0;
 	maxRunning = 0;
 	constructor(
 		readonly medium: "email" | "sms",
-		public script: { failures?: number; status?: number; delayMs?: number } = {},
+		public script: { failures?: number; status?: number; delayMs?: number; noAnswer?: boolean } = {},
 	) {}
-	async send(message: OutgoingMessage) {
+	async send(message: OutgoingMessage, options: SendOptions = {}) {
 		this.calls++;
+		this.sends.push({ id: message.id, options });
 		this.running++;
 		this.maxRunning = Math.max(this.maxRunning, this.running);
 		try {
 			if (this.script.delayMs) await sleep(this.script.delayMs);
 			if ((this.script.failures ?? 0) > 0) {
 				this.script.failures!--;
+				if (this.script.noAnswer) throw new DeliveryError("provider timed out", "scripted");
 				throw new DeliveryError(`provider said ${this.script.status ?? 503}`, "scripted", this.script.status ?? 503);
 			}
 			this.sent.push(message);
@@ -475,6 +479,37 @@ describe("notifications: retries, failures, the worker pool", () => {
 		expect(retried.status).toBe(409);
 		expect(retried.body.type).toBe("LINK_REMOVED");
 		expect((await stored()).status).toBe("failed");
+	});
+
+	test("a hung SMS provider holds up neither email nor account mail", async () => {
+		email.script = {};
+		sms.script = { delayMs: 1_500 };
+		const smsBefore = sms.calls;
+		// Order news for a customer with a phone: an SMS each, which the provider sits on, as many as there are workers and more.
+		for (let i = 0; i < 6; i++) await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload(`h${i}`, "u-ann") });
+		await waitFor(() => sms.running, (n) => n === 2);
+		users.set("u-fay", { id: "u-fay", email: "fay@example.com", firstName: "Fay", phone: null });
+		const reset = await resetMail("fay", "reset-token-fay-1");
+		// Sharing one pool with the SMS, the reset waited for three rounds of them (4.5 s).
+		await waitFor(reset, (m: any) => m?.status === "sent", 1_000);
+		await waitFor(() => svc.db.notifications.count({ channel: "email", recipient: "ann@example.com", status: "sent", text: { $regex: /SO-h5\b/ } }), (n: number) => n === 1, 1_000);
+		expect(sms.running).toBe(2);
+		sms.script = {};
+		await waitFor(() => sms.calls - smsBefore === 6 && sms.running === 0, (done) => done, 10_000);
+	}, 20_000);
+
+	test("the retry of an attempt that got no answer waits longer for its answer (a slow provider may have taken it)", async () => {
+		email.script = { failures: 1, noAnswer: true };
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("t1", "u-bob") });
+		const msg = await waitFor(() => byOrder("t1"), (m: any) => m?.status === "sent");
+		expect(msg.attempts).toBe(2);
+		// The first with the channel's own timeout; the retry with half the lease (60 s).
+		expect(email.sends.filter((s) => s.id === msg.id).map((s) => s.options.timeoutMs)).toEqual([undefined, 30_000]);
+		// An answer, even a refusal, is no reason to wait longer.
+		email.script = { failures: 1, status: 503 };
+		await shop.broker.call("orders.announce", { event: "order.confirmed", payload: orderPayload("t2", "u-bob") });
+		const answered = await waitFor(() => byOrder("t2"), (m: any) => m?.status === "sent");
+		expect(email.sends.filter((s) => s.id === answered.id).map((s) => s.options.timeoutMs)).toEqual([undefined, undefined]);
 	});
 
 	test("an erased account: user.deleted drops its kept messages, and account mail asked meanwhile is neither sent nor kept", async () => {

@@ -36,6 +36,8 @@ describe("numbers", () => {
 		["UNPAID_ORDER_TTL_MINUTES", "1", "unpaidOrderTtlMinutes", 1],
 		["NOTIFY_CONCURRENCY", "8", "notifyConcurrency", 8],
 		["NOTIFY_MAX_ATTEMPTS", "1", "notifyMaxAttempts", 1],
+		["NOTIFY_MAX_ATTEMPTS", "", "notifyMaxAttempts", Infinity],
+		["NOTIFY_RETRY_MINUTES", "90", "notifyRetryMinutes", 90],
 		["NOTIFICATION_RETENTION_DAYS", "0", "notificationRetentionDays", 0],
 		["NOTIFICATION_RETENTION_DAYS", "8", "notificationRetentionDays", 8],
 		["NOTIFICATION_RETENTION_DAYS", "365", "notificationRetentionDays", 365],
@@ -63,7 +65,7 @@ describe("numbers", () => {
 	test("unset, each keeps its default", () => {
 		expect(readConfig({})).toMatchObject({
 			port: 3000, metricsPort: 3030, healthPort: undefined, heartbeatInterval: 5, heartbeatTimeout: 15, requestTimeout: 10_000, shutdownTimeout: 10_000, keepAliveTimeout: 65_000,
-			serviceWaitMs: 5000, rateLimit: 600, authRateLimit: 30, jwtTtlSeconds: 900, unpaidOrderTtlMinutes: 30, notifyConcurrency: 4, notifyMaxAttempts: 5,
+			serviceWaitMs: 5000, rateLimit: 600, authRateLimit: 30, jwtTtlSeconds: 900, unpaidOrderTtlMinutes: 30, notifyConcurrency: 4, notifyMaxAttempts: Infinity, notifyRetryMinutes: 1440,
 			shippingFlatCents: 599, freeShippingThresholdCents: 5000, bcryptCost: 12,
 		});
 	});
@@ -84,6 +86,7 @@ describe("numbers", () => {
 		["UNPAID_ORDER_TTL_MINUTES", ["0", "-1", "half"]],
 		["NOTIFY_CONCURRENCY", ["0", "-1", "four"]],
 		["NOTIFY_MAX_ATTEMPTS", ["0", "2.5"]],
+		["NOTIFY_RETRY_MINUTES", ["0", "-1", "1h", "1.5"]],
 		["NOTIFICATION_RETENTION_DAYS", ["1", "7", "-1", "30d", "1.5"]],
 		["SHIPPING_FLAT_CENTS", ["4.99", "-1", "free"]],
 		["FREE_SHIPPING_THRESHOLD_CENTS", ["-1", "50.00"]],

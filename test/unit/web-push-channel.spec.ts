@@ -9,13 +9,16 @@ import { DeliveryError } from "../../adapters/channels";
 
 describe("WebPushChannel", () => {
 	const hits: string[] = [];
-	let reply: { status: number; headers?: Record<string, string> } = { status: 201 };
+	let reply: { status: number; headers?: Record<string, string>; delayMs?: number } = { status: 201 };
 	const server = http.createServer((req, res) => {
 		hits.push(req.url!);
 		req.resume();
 		req.on("end", () => {
-			res.writeHead(reply.status, reply.headers ?? {});
-			res.end();
+			const { status, headers, delayMs } = reply;
+			setTimeout(() => {
+				res.writeHead(status, headers ?? {});
+				res.end();
+			}, delayMs ?? 0);
 		});
 	});
 	let base = "";
@@ -69,5 +72,25 @@ describe("WebPushChannel", () => {
 		expect(err).toBeInstanceOf(SubscriptionGoneError);
 		expect(err.permanent).toBe(true);
 		expect(hits).toEqual([]);
+	});
+
+	test.each([
+		["120", 120_000],
+		[undefined, undefined],
+	])("429 with Retry-After %j: the wait the push service asked for goes with the error", async (header, ms) => {
+		reply = { status: 429, headers: header ? { "retry-after": header } : {} };
+		const err = await send("/push/a").catch((e) => e);
+		expect(err).toBeInstanceOf(DeliveryError);
+		expect(err.retryAfterMs).toBe(ms);
+	});
+
+	test("a send given a longer timeout waits for a slow push service that a usual one gives up on", async () => {
+		const slow = new WebPushChannel({ ...generateVAPIDKeys(), subject: "mailto:shop@example.com", timeoutMs: 100 });
+		const message = { id: "m2", to: `${base}/push/slow`, subject: "s", text: "t", push: { endpoint: `${base}/push/slow`, keys } };
+		reply = { status: 201, delayMs: 300 };
+		const err = await slow.send(message).catch((e) => e);
+		expect(err).toBeInstanceOf(DeliveryError);
+		expect(err.status).toBeUndefined();
+		await expect(slow.send(message, { timeoutMs: 2_000 })).resolves.toMatchObject({ status: "sent" });
 	});
 });
