@@ -268,12 +268,16 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			} catch (err) {
 				throw this.unavailable(err, "refund list");
 			}
-			const making = () => this.db.refunds.findOne({ paymentId: payment.id, status: "processing" });
-			if (await making()) throw new ServiceUnavailableError("A refund of this payment is being made; deliver this event again later");
+			if (await this.db.refunds.findOne({ paymentId: payment.id, status: "processing" })) throw new ServiceUnavailableError("A refund of this payment is being made; deliver this event again later");
+			// Refunded before the shop has the payment as paid (its succeeded event not applied yet): counted once it is.
+			const current = (await this.db.payments.findById(payment.id))!;
+			if ((current.status === "pending" || current.status === "failed") && listed.some((r) => r.status !== "failed")) {
+				throw new ServiceUnavailableError("This payment is not recorded paid yet; deliver this event again later");
+			}
 			for (const r of listed) {
 				if (r.status === "failed" || (await this.db.refunds.findOne({ providerRefundId: r.id }))) continue;
 				// Recorded from an earlier webhook by its total alone (builds before this listing), without its id: named now.
-				const [unnamed] = await this.db.refunds.find({ paymentId: payment.id, providerRefundId: null, amount: r.amount, status: { $in: ["pending", "succeeded"] } }, { sort: { createdAt: 1 }, limit: 1 });
+				const [unnamed] = await this.db.refunds.find({ paymentId: payment.id, providerRefundId: null, sameAs: { $exists: false }, amount: r.amount, status: { $in: ["pending", "succeeded"] } }, { sort: { createdAt: 1 }, limit: 1 });
 				if (unnamed && (await this.db.refunds.updateOne({ id: unnamed.id, providerRefundId: null }, { $set: { providerRefundId: r.id } }))) continue;
 				// Never beyond what was paid, whatever the provider lists.
 				await this.countOutsideRefund(ctx, payment, `stripe-refund-${r.id}`, (p) => Math.min(r.amount, p.amount - p.reservedRefundAmount), { status: r.status, providerRefundId: r.id });
@@ -428,7 +432,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			// Recorded between the two reads above.
 			const recorded = await this.db.refunds.findOne({ providerRefundId });
 			if (recorded || amount === undefined) return recorded;
-			const [unnamed] = await this.db.refunds.find({ paymentId: payment.id, providerRefundId: null, amount, status: { $in: ["pending", "succeeded"] } }, { sort: { createdAt: 1 }, limit: 1 });
+			const [unnamed] = await this.db.refunds.find({ paymentId: payment.id, providerRefundId: null, sameAs: { $exists: false }, amount, status: { $in: ["pending", "succeeded"] } }, { sort: { createdAt: 1 }, limit: 1 });
 			return unnamed ? this.db.refunds.updateOne({ id: unnamed.id, providerRefundId: null }, { $set: { providerRefundId } }) : null;
 		},
 

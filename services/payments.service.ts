@@ -192,7 +192,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				let payment = await this.db.payments.findOne({ orderId: ctx.params.orderId });
 				if (!payment) return null;
 				if (isUnrecordedCharge(payment, new Date())) payment = await this.settleUnrecordedCharge(ctx, payment);
-				const refunds = await this.db.refunds.find({ paymentId: payment.id }, { sort: { createdAt: 1 } });
+				// A refund that turned out to be another one (sameAs) is listed once, as that one.
+				const refunds = await this.db.refunds.find({ paymentId: payment.id, sameAs: { $exists: false } }, { sort: { createdAt: 1 } });
 				return { ...paymentView(payment), refunds: refunds.map(refundView) };
 			},
 		},

@@ -431,9 +431,29 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(eventsFor(orderId, "payment.refunded").map((e) => e.payload.amount)).toEqual([500]);
 			// And once more: the same answer.
 			expect((await refund(orderId, `${orderId}-lost`, 500)).id).toBe(again.id);
+			expect((await getByOrder(orderId)).refunds.map((r: any) => r.amount)).toEqual([500]);
+			// Another refund of the same amount, in the dashboard: a refund of its own, not taken for the retried one.
+			fake.refundAtDashboard(intent.id, 500);
+			expect((await send(event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 1599, amount_refunded: 1000, metadata: { orderId } }))).status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 1000 });
+			expect((await getByOrder(orderId)).refunds.map((r: any) => r.amount)).toEqual([500, 500]);
 			// What is left can still be refunded, and no more.
-			expect(await refund(orderId, `${orderId}-rest`, 1099)).toMatchObject({ status: "succeeded", amount: 1099 });
+			expect(await refund(orderId, `${orderId}-rest`, 599)).toMatchObject({ status: "succeeded", amount: 599 });
 			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 1599 });
+		});
+
+		test("charge.refunded before the payment is recorded paid (its succeeded event comes later): delivered again (503), then counted", async () => {
+			const { orderId, intentId } = await pendingPayment();
+			const intent = fake.intents.get(intentId)!;
+			// At Stripe: the customer completes 3-D Secure, and 400 is refunded in the dashboard.
+			intent.status = "succeeded";
+			intent.chargeId ??= "ch_early";
+			fake.refundAtDashboard(intentId, 400);
+			const refunded = event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intentId, amount: 1500, amount_refunded: 400, metadata: { orderId } });
+			expect((await send(refunded)).status).toBe(503);
+			expect((await send(event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } }))).status).toBe(200);
+			expect((await send(refunded)).status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 400 });
 		});
 
 		test("charge.refunded while a refund of ours is being made: delivered again later (503), so a refund made at Stripe is not lost when ours fails", async () => {
