@@ -260,6 +260,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 		 * once, by the provider's refund id. Refunds the shop is making now may be in the list under ids it
 		 * does not know yet, so while one is, the event is delivered again later (503): its total alone
 		 * could not tell them apart, and a refund of the shop's failing afterwards lost one made elsewhere.
+		 * Only refunds that succeeded are recorded so (a pending one when its update says it succeeded).
 		 */
 		async recordProviderRefunds(ctx: Context, payment: Payment) {
 			let listed;
@@ -271,7 +272,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			if (await this.db.refunds.findOne({ paymentId: payment.id, status: "processing" })) throw new ServiceUnavailableError("A refund of this payment is being made; deliver this event again later");
 			// Refunded before the shop has the payment as paid (its succeeded event not applied yet): counted once it is.
 			const current = (await this.db.payments.findById(payment.id))!;
-			if ((current.status === "pending" || current.status === "failed") && listed.some((r) => r.status !== "failed")) {
+			if ((current.status === "pending" || current.status === "failed") && listed.some((r) => r.status === "succeeded")) {
 				throw new ServiceUnavailableError("This payment is not recorded paid yet; deliver this event again later");
 			}
 			for (const r of listed) {
@@ -279,6 +280,9 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 				// Recorded from an earlier webhook by its total alone (builds before this listing), without its id: named now.
 				const [unnamed] = await this.db.refunds.find({ paymentId: payment.id, providerRefundId: null, sameAs: { $exists: false }, amount: r.amount, status: { $in: ["pending", "succeeded"] } }, { sort: { createdAt: 1 }, limit: 1 });
 				if (unnamed && (await this.db.refunds.updateOne({ id: unnamed.id, providerRefundId: null }, { $set: { providerRefundId: r.id } }))) continue;
+				// One still pending is recorded once it succeeded (its charge.refund.updated): until then it may fail,
+				// and a refund.failed arriving while this list was on its way would find nothing to undo.
+				if (r.status !== "succeeded") continue;
 				// Never beyond what was paid, whatever the provider lists.
 				await this.countOutsideRefund(ctx, payment, `stripe-refund-${r.id}`, (p) => Math.min(r.amount, p.amount - p.reservedRefundAmount), { status: r.status, providerRefundId: r.id });
 			}

@@ -464,7 +464,14 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				case "refund.failed":
 				case "refund.updated":
 				case "charge.refund.updated": {
-					if (object.object !== "refund" || typeof object.id !== "string" || (object.status !== "failed" && object.status !== "canceled")) return;
+					if (object.object !== "refund" || typeof object.id !== "string") return;
+					// A refund made at Stripe that was pending has gone through: recorded now (see recordProviderRefunds).
+					if (object.status === "succeeded" && typeof object.payment_intent === "string" && this.provider.listRefunds) {
+						const payment = await this.findProviderPayment(object.payment_intent, null);
+						if (payment) await this.recordProviderRefunds(ctx, payment);
+						return;
+					}
+					if (object.status !== "failed" && object.status !== "canceled") return;
 					const providerPaymentId = typeof object.payment_intent === "string" ? object.payment_intent : undefined;
 					const amount = Number.isSafeInteger(object.amount) && object.amount > 0 ? object.amount : undefined;
 					await this.failSettledRefund(ctx, { providerRefundId: object.id, providerPaymentId, amount, why: typeof object.failure_reason === "string" ? object.failure_reason : object.status });

@@ -79,8 +79,8 @@ export interface FakeStripe {
 	refunds: Map<string, FakeRefund>;
 	/** The next `count` refunds are made (and their answer kept under the idempotency key) but answered with a 500. */
 	loseRefundAnswers(count: number): void;
-	/** A refund made outside the shop (Stripe's dashboard): Stripe then sends charge.refunded. */
-	refundAtDashboard(intentId: string, amount: number): FakeRefund;
+	/** A refund made outside the shop (Stripe's dashboard), `pending` or at once `succeeded`: Stripe then sends charge.refunded. */
+	refundAtDashboard(intentId: string, amount: number, status?: "succeeded" | "pending"): FakeRefund;
 	/** A refund that fails after Stripe accepted it: its money is back on the charge. */
 	failRefund(refundId: string): void;
 	stop(): Promise<void>;
@@ -104,9 +104,9 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 	const createdAt = new Map<string, number>();
 	const refunds = new Map<string, FakeRefund>();
 
-	function makeRefund(pi: FakeIntent, amount: number): FakeRefund {
+	function makeRefund(pi: FakeIntent, amount: number, status: FakeRefund["status"] = "succeeded"): FakeRefund {
 		pi.amountRefunded += amount;
-		const refund: FakeRefund = { id: rid("re"), amount, paymentIntent: pi.id, status: "succeeded", created: Math.floor(Date.now() / 1000) };
+		const refund: FakeRefund = { id: rid("re"), amount, paymentIntent: pi.id, status, created: Math.floor(Date.now() / 1000) };
 		refunds.set(refund.id, refund);
 		return refund;
 	}
@@ -331,8 +331,8 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 		loseRefundAnswers(count) {
 			lostRefunds = count;
 		},
-		refundAtDashboard(intentId, amount) {
-			return makeRefund(intents.get(intentId)!, amount);
+		refundAtDashboard(intentId, amount, status = "succeeded") {
+			return makeRefund(intents.get(intentId)!, amount, status);
 		},
 		failRefund(refundId) {
 			const r = refunds.get(refundId)!;

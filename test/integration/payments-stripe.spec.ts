@@ -442,6 +442,27 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(await getByOrder(orderId)).toMatchObject({ status: "refunded", refundedAmount: 1599 });
 		});
 
+		test("a refund made at Stripe that is pending is recorded once it succeeded; one that fails meanwhile never is", async () => {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", 2000);
+			const [intent] = intentsOf(orderId);
+			const chargeEvent = (refunded: number) => event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 2000, amount_refunded: refunded, metadata: { orderId } });
+			const failing = fake.refundAtDashboard(intent.id, 400, "pending");
+			expect((await send(chargeEvent(400))).status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", refundedAmount: 0 });
+			fake.failRefund(failing.id);
+			expect((await send(event(evtId(), "refund.failed", { id: failing.id, object: "refund", payment_intent: intent.id, amount: 400, status: "failed", failure_reason: "lost_or_stolen_card" }))).status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", refundedAmount: 0, refunds: [] });
+			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(0);
+
+			const going = fake.refundAtDashboard(intent.id, 300, "pending");
+			expect((await send(chargeEvent(300))).status).toBe(200);
+			going.status = "succeeded";
+			expect((await send(event(evtId(), "charge.refund.updated", { id: going.id, object: "refund", payment_intent: intent.id, amount: 300, status: "succeeded" }))).status).toBe(200);
+			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 300 });
+			expect(eventsFor(orderId, "payment.refunded").map((e) => e.payload.amount)).toEqual([300]);
+		});
+
 		test("charge.refunded before the payment is recorded paid (its succeeded event comes later): delivered again (503), then counted", async () => {
 			const { orderId, intentId } = await pendingPayment();
 			const intent = fake.intents.get(intentId)!;
