@@ -423,10 +423,18 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 					const to = event.type === "payment_intent.succeeded" ? "succeeded" : "failed";
 					const failureReason = to === "failed" ? object.last_payment_error?.message ?? "Payment failed" : null;
 					const settled = await this.transition(payment.id, to, { providerPaymentId: object.id, failureReason, chargeLeaseUntil: null });
+					// Its order is cancelled: the intent is too, so the client secret the browser holds can no longer pay it.
+					// A cancel that fails makes the delivery fail (503), and Stripe's redelivery cancels it (safe to repeat).
+					const cancelIntent = async () => {
+						try {
+							await this.provider.cancelPayment(object.id);
+						} catch (err) {
+							throw this.unavailable(err, "cancel of a failed payment");
+						}
+					};
 					if (settled) {
 						await this.publishOutcome(ctx, settled);
-						// Its order is cancelled: the intent is too, so the client secret the browser holds can no longer pay it.
-						if (to === "failed") await this.provider.cancelPayment(object.id).catch((err: Error) => this.logger.warn(`Cancelling failed payment ${object.id} at the provider failed:`, err.message));
+						if (to === "failed") await cancelIntent();
 						return;
 					}
 					if (to === "succeeded" && canOverturnFailure(payment, to, object.id)) {
@@ -441,9 +449,11 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 						return;
 					}
 					if (payment.status !== to) return;
-					// Settled so by an earlier delivery that died before announcing (or, paid after failing, refunding) it: done now.
+					// Settled so by an earlier delivery that died before announcing (or, paid after failing, refunding, or failed,
+					// cancelling) it: done now.
 					await this.publishOutcomeOnce(ctx, payment);
 					if (payment.paidAfterFailure) await this.refundPaidAfterFailure(ctx, payment);
+					if (to === "failed" && payment.providerPaymentId === object.id) await cancelIntent();
 					return;
 				}
 				case "charge.refunded": {

@@ -267,6 +267,18 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(fake.intents.get(intentId)!.status).toBe("canceled");
 		});
 
+		test("payment_failed whose cancel of the intent fails: 503, and the redelivery cancels it, announcing the failure once", async () => {
+			const { orderId, intentId } = await pendingPayment();
+			const evt = event(evtId(), "payment_intent.payment_failed", { id: intentId, metadata: { orderId }, last_payment_error: { message: "Authentication failed." } });
+			fake.failNext(1);
+			expect((await send(evt)).status).toBe(503);
+			expect(fake.intents.get(intentId)!.status).not.toBe("canceled");
+			expect((await send(evt)).status).toBe(200);
+			expect(fake.intents.get(intentId)!.status).toBe("canceled");
+			expect(await getByOrder(orderId)).toMatchObject({ status: "failed" });
+			expect(eventsFor(orderId, "payment.failed")).toHaveLength(1);
+		});
+
 		test("signed but not an event (null, an array, no id, an id that is not a string) → 400, nothing filed", async () => {
 			for (const payload of ["null", "[]", "{}", JSON.stringify({ type: "charge.refunded", data: { object: {} } }), JSON.stringify({ id: { $gt: "" }, type: "charge.refunded", data: { object: {} } })]) {
 				const res = await post(payload, signer.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }));
