@@ -193,6 +193,7 @@ interface NotifyMethods extends Pick<OutboxConsumerThis, "catchUpAll">, PushSubs
 	enqueueDue(): Promise<void>;
 	enqueue(m: Pick<Message, "id" | "template" | "channel" | "recipient">, claimed?: Message): boolean;
 	later(delayMs: number, fn: () => unknown): void;
+	countSend(metric: "notification_sends_total" | "notification_send_failures_total", m: Message, provider: string): void;
 }
 
 type NotifyThis = NotifyVars & NotifyMethods & { settings: NotifySettings; broker: any; logger: any };
@@ -441,6 +442,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					this.settings.backoff,
 				);
 				const error = (err as Error).message.slice(0, 500);
+				this.countSend("notification_send_failures_total", claimed, channel.provider);
 				if (decision.retry) {
 					const unanswered = !!failure && failure.status === undefined;
 					await this.db.notifications.updateOne(mine, { $set: { provider: channel.provider, error, nextAttemptAt: decision.at, leaseUntil: EPOCH, unanswered } });
@@ -453,7 +455,16 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				return;
 			}
 			// Outside the try: a store error here must not count as a failed send (it was sent).
+			this.countSend("notification_sends_total", claimed, result.provider);
 			await this.db.notifications.updateOne(mine, { $set: this.delivered(claimed, result, new Date()) });
+		},
+
+		/**
+		 * Attempts by outcome, channel and provider: with a day of retries a provider outage fails no
+		 * message for hours, so these are what tells an operator (the ShopNotificationsFailing alert).
+		 */
+		countSend(metric: "notification_sends_total" | "notification_send_failures_total", m: Message, provider: string) {
+			if (this.broker.isMetricsEnabled()) this.broker.metrics.increment(metric, { channel: laneOf(m) === "account" ? "email" : laneOf(m), provider });
 		},
 
 		/** What a delivered message's record says: how it went, its lease let go, its one-time link gone, its retention. */
@@ -587,6 +598,15 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 	async started() {
 		this.stopping = false;
+		if (this.broker.isMetricsEnabled()) {
+			const metrics = this.broker.metrics;
+			for (const [name, description] of [
+				["notification_sends_total", "Messages a provider took (or the outbox stored)"],
+				["notification_send_failures_total", "Failed attempts to send a message (each retry counts)"],
+			]) {
+				if (!metrics.hasMetric(name)) metrics.register({ name, type: "counter", labelNames: ["channel", "provider"], description });
+			}
+		}
 		this.vapidKeys = await this.loadVapidKeys(this.config.webPush.keys);
 		this.channels.push = new WebPushChannel({ ...this.vapidKeys, subject: this.config.webPush.subject });
 		await this.removeSpentLinks();

@@ -119,7 +119,8 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 
 	beforeAll(async () => {
 		await providers.start();
-		shop = await startShop({ services: [FakeUsers, FakeOrders], noGateway: true });
+		// Metrics on (without a reporter): the attempts are counted for the operator's alert.
+		shop = await startShop({ services: [FakeUsers, FakeOrders], noGateway: true, broker: { metrics: { enabled: true, reporter: [] } } });
 		// The service reads its environment when it is created.
 		const env: Record<string, string> = {
 			SENDGRID_API_KEY: "SG.test-key",
@@ -178,6 +179,9 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 		providers.script("/v3/mail/send", [{ status: 503, body: { errors: [{ message: "try later" }] } }]);
 		providers.script("/2010-04-01/", [{ status: 400, body: { code: 21211, message: "The 'To' number +14155550199 is not a valid phone number.", more_info: "https://www.twilio.com/docs/errors/21211", status: 400 } }]);
 		const before = providers.requests.length;
+		const count = (name: string, channel: string, provider: string) => shop.broker.metrics.getMetric(name)?.get({ channel, provider })?.value ?? 0;
+		const counted = () => [count("notification_sends_total", "email", "sendgrid"), count("notification_send_failures_total", "email", "sendgrid"), count("notification_send_failures_total", "sms", "twilio")];
+		const countedBefore = counted();
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: shipped("o2", "u-bob") });
 
 		const mail = await waitFor(() => message("order-shipped", "email", "o2"), (m: any) => m?.status === "sent");
@@ -188,6 +192,8 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 		await new Promise((r) => setTimeout(r, 300));
 		// Two mail attempts, one SMS attempt: a refused SMS is not hammered again.
 		expect(providers.requests.length - before).toBe(3);
+		// Counted by outcome, channel and provider (the ShopNotificationsFailing alert reads them).
+		expect(counted().map((n, i) => n - countedBefore[i])).toEqual([1, 1, 1]);
 	});
 
 	test("SendGrid's reason is kept when it refuses a message", async () => {
