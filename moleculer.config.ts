@@ -8,6 +8,7 @@ import { HealthProbeMiddleware } from "./mixins/health-probe.middleware";
 import { EventLoopMetricsMiddleware } from "./mixins/event-loop-metrics.middleware";
 import { brokerMiddlewares } from "./mixins/lean-metrics.middleware";
 import { RetryBoundaryMiddleware } from "./mixins/retry-boundary.middleware";
+import { TimedOutCallsMiddleware } from "./mixins/timed-out-calls.middleware";
 import { NullFieldsMiddleware } from "./mixins/null-fields.middleware";
 import { StopNoticeMiddleware } from "./mixins/stop-notice.middleware";
 import { NodeAwayMiddleware } from "./mixins/node-away.middleware";
@@ -124,7 +125,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			if (broker.registry.getServiceList({ onlyLocal: true, skipInternal: true }).length) return;
 			broker.logger.warn("This node hosts no service: set SERVICEDIR=dist/services (npm start does) and SERVICES to name what it hosts, as moleculer-runner reads them.");
 		},
-		middlewares: brokerMiddlewares([RetryBoundaryMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware(), retry.middleware]) as BrokerOptions["middlewares"],
+		middlewares: brokerMiddlewares([RetryBoundaryMiddleware(), TimedOutCallsMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware(), retry.middleware]) as BrokerOptions["middlewares"],
 		replOptions: {
 			customCommands: [
 				{
