@@ -48,6 +48,18 @@ const CONNECTION_MESSAGES = [/^Connection is closed/, /^Stream isn't writeable/,
 // Replies of a Redis that cannot serve now (loading its data, busy in a script, failing over, full).
 const UNAVAILABLE_REPLIES = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|OOM) /;
 
+/**
+ * The 503 of a call that needed Redis while it is unreachable. Not a failure of the service: every node
+ * of it shares that Redis, so it does not count towards opening the action's circuit (breaksCircuit),
+ * which kept answering after Redis was back (a 5 s wait for "no node", then 503s, for up to 10 s).
+ */
+export class RedisUnavailableError extends ServiceUnavailableError {
+	constructor(message: string) {
+		super(message);
+		this.name = "RedisUnavailableError";
+	}
+}
+
 /** Whether an error from a Redis client means Redis is unavailable (a 503), rather than a bug in a command. */
 export function isRedisUnavailable(err: unknown): boolean {
 	if (!err || typeof err !== "object") return false;
@@ -117,7 +129,7 @@ export class RedisLink {
 
 	private unavailable(cause?: Error): ServiceUnavailableError {
 		if (cause) this.markDown(cause);
-		return new ServiceUnavailableError(`Redis unavailable (${this.purpose}), try again`);
+		return new RedisUnavailableError(`Redis unavailable (${this.purpose}), try again`);
 	}
 
 	private whenReady(ms: number): Promise<void> {

@@ -136,13 +136,14 @@ export class BusyError extends MoleculerError {
  * Whether a failed call counts towards opening the circuit of the endpoint that answered it: only a
  * failure of the service itself (a 5xx, a timeout, a crash), not a customer's bad input nor a refusal
  * it made on purpose because it was busy (a burst of sign-ins would shut sign-in for everyone). Nor
- * an embedded store's refused write (a full disk): the store pauses its writes and tries the disk
- * again each second by itself, and no other node holds that store to send the calls to, so an open
- * circuit only kept answering 503 for 10 s after the disk was freed.
+ * a store it cannot write to: an embedded store's refused write (a full disk; the store tries the disk
+ * again each second by itself, and no other node holds it) or Redis unreachable (every node of the
+ * service shares it). Another node could not do better, and an open circuit kept answering 503 for
+ * up to 10 s after the store was back.
  */
 export function breaksCircuit(err: unknown): boolean {
 	const e = err as { code?: unknown; name?: unknown; type?: unknown } | null | undefined;
-	if (e?.type === "BUSY" || e?.name === "StoreUnavailableError") return false;
+	if (e?.type === "BUSY" || e?.name === "StoreUnavailableError" || e?.name === "RedisUnavailableError") return false;
 	return !e?.code || (typeof e.code === "number" && e.code >= 500) || e.name === "RequestTimeoutError";
 }
 

@@ -1,6 +1,7 @@
 import { Errors } from "moleculer";
 import { ConflictError, InsufficientStockError, NotFoundError, ServiceUnavailableError, invalidField, isDuplicate, mayHaveTakenEffect, mayRetry, BusyError, breaksCircuit } from "../../lib/errors";
 import { StoreUnavailableError } from "../../mixins/nedb-datafile";
+import { RedisUnavailableError } from "../../adapters/redis-connection";
 
 describe("mayHaveTakenEffect: whether a failed call may hide a done change", () => {
 	test.each([
@@ -60,6 +61,7 @@ describe("breaksCircuit: what counts towards opening an endpoint's circuit", () 
 		["busy on purpose: nothing done, try again", new BusyError("Too many sign-ins at once"), false],
 		["an embedded store's refused write (it retries the disk itself)", new StoreUnavailableError("The carts store cannot take writes right now"), false],
 		["the same from another node (its name kept)", Object.assign(new Error("The carts store cannot take writes right now"), { name: "StoreUnavailableError", code: 503 }), false],
+		["Redis unreachable (every node of the service shares it)", new RedisUnavailableError("Redis unavailable (carts), try again"), false],
 		["a customer's bad input", invalidField("email", "not an email"), false],
 		["a refusal", new ConflictError("taken", "EMAIL_TAKEN"), false],
 	])("%s → %p", (_what, err, expected) => {
