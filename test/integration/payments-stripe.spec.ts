@@ -229,6 +229,15 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			return post(payload, signer.webhooks.generateTestHeaderString({ payload, secret: opts.secret ?? WEBHOOK_SECRET, timestamp: opts.timestamp }));
 		};
 		const evtId = () => `evt_${process.pid}_${++seq}`;
+		/** An order paid by card, and its PaymentIntent at the fake. */
+		async function paidOrder(amount: number) {
+			const orderId = newOrderId();
+			await charge(orderId, "pm_card_visa", amount);
+			return { orderId, intent: intentsOf(orderId)[0] };
+		}
+		/** Stripe's charge.refunded for an intent: its charge with the total refunded so far. */
+		const chargeRefunded = (intent: { id: string; chargeId: string | null }, orderId: string, amount: number, refunded: number) =>
+			event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount, amount_refunded: refunded, metadata: { orderId } });
 
 		/** A payment left pending by 3-D Secure, waiting for Stripe's webhook. */
 		async function pendingPayment() {
@@ -426,14 +435,12 @@ describe("payments with Stripe (fake Stripe server)", () => {
 		});
 
 		test("a refund whose answer was lost, recorded from its webhook, then asked again under its key: counted once", async () => {
-			const orderId = newOrderId();
-			await charge(orderId, "pm_card_visa", 1599);
-			const [intent] = intentsOf(orderId);
+			const { orderId, intent } = await paidOrder(1599);
 			fake.loseRefundAnswers(1);
 			await expect(refund(orderId, `${orderId}-lost`, 500)).rejects.toMatchObject({ code: 503 });
 			expect(fake.refunds.size).toBeGreaterThan(0);
 			// Stripe made it, and says so.
-			expect((await send(event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 1599, amount_refunded: 500, metadata: { orderId } }))).status).toBe(200);
+			expect((await send(chargeRefunded(intent, orderId, 1599, 500))).status).toBe(200);
 			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 500 });
 			// The admin's retry with the same key: Stripe answers with that same refund.
 			const again = await refund(orderId, `${orderId}-lost`, 500);
@@ -446,7 +453,7 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect((await getByOrder(orderId)).refunds.map((r: any) => r.amount)).toEqual([500]);
 			// Another refund of the same amount, in the dashboard: a refund of its own, not taken for the retried one.
 			fake.refundAtDashboard(intent.id, 500);
-			expect((await send(event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 1599, amount_refunded: 1000, metadata: { orderId } }))).status).toBe(200);
+			expect((await send(chargeRefunded(intent, orderId, 1599, 1000))).status).toBe(200);
 			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 1000 });
 			expect((await getByOrder(orderId)).refunds.map((r: any) => r.amount)).toEqual([500, 500]);
 			// What is left can still be refunded, and no more.
@@ -455,12 +462,9 @@ describe("payments with Stripe (fake Stripe server)", () => {
 		});
 
 		test("a refund made at Stripe that is pending is recorded once it succeeded; one that fails meanwhile never is", async () => {
-			const orderId = newOrderId();
-			await charge(orderId, "pm_card_visa", 2000);
-			const [intent] = intentsOf(orderId);
-			const chargeEvent = (refunded: number) => event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 2000, amount_refunded: refunded, metadata: { orderId } });
+			const { orderId, intent } = await paidOrder(2000);
 			const failing = fake.refundAtDashboard(intent.id, 400, "pending");
-			expect((await send(chargeEvent(400))).status).toBe(200);
+			expect((await send(chargeRefunded(intent, orderId, 2000, 400))).status).toBe(200);
 			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded", refundedAmount: 0 });
 			fake.failRefund(failing.id);
 			expect((await send(event(evtId(), "refund.failed", { id: failing.id, object: "refund", payment_intent: intent.id, amount: 400, status: "failed", failure_reason: "lost_or_stolen_card" }))).status).toBe(200);
@@ -468,7 +472,7 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			expect(eventsFor(orderId, "payment.refunded")).toHaveLength(0);
 
 			const going = fake.refundAtDashboard(intent.id, 300, "pending");
-			expect((await send(chargeEvent(300))).status).toBe(200);
+			expect((await send(chargeRefunded(intent, orderId, 2000, 300))).status).toBe(200);
 			going.status = "succeeded";
 			expect((await send(event(evtId(), "charge.refund.updated", { id: going.id, object: "refund", payment_intent: intent.id, amount: 300, status: "succeeded" }))).status).toBe(200);
 			expect(await getByOrder(orderId)).toMatchObject({ status: "partially_refunded", refundedAmount: 300 });
@@ -482,7 +486,7 @@ describe("payments with Stripe (fake Stripe server)", () => {
 			intent.status = "succeeded";
 			intent.chargeId ??= "ch_early";
 			fake.refundAtDashboard(intentId, 400);
-			const refunded = event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intentId, amount: 1500, amount_refunded: 400, metadata: { orderId } });
+			const refunded = chargeRefunded(intent, orderId, 1500, 400);
 			expect((await send(refunded)).status).toBe(503);
 			expect((await send(event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } }))).status).toBe(200);
 			expect((await send(refunded)).status).toBe(200);
@@ -490,11 +494,9 @@ describe("payments with Stripe (fake Stripe server)", () => {
 		});
 
 		test("charge.refunded while a refund of ours is being made: delivered again later (503), so a refund made at Stripe is not lost when ours fails", async () => {
-			const orderId = newOrderId();
-			await charge(orderId, "pm_card_visa", 1599);
-			const [intent] = intentsOf(orderId);
+			const { orderId, intent } = await paidOrder(1599);
 			fake.refundAtDashboard(intent.id, 300);
-			const evt = event(evtId(), "charge.refunded", { id: intent.chargeId, object: "charge", payment_intent: intent.id, amount: 1599, amount_refunded: 300, metadata: { orderId } });
+			const evt = chargeRefunded(intent, orderId, 1599, 300);
 			// Our refund's answer is slow, and then an error; the webhook's own questions are answered at once.
 			fake.delayAnswers(400);
 			fake.failNext(1);
@@ -508,9 +510,7 @@ describe("payments with Stripe (fake Stripe server)", () => {
 		});
 
 		test("a refund Stripe refuses (more than is left on the charge): failed at once with Stripe's reason, nothing counted, not an outage", async () => {
-			const orderId = newOrderId();
-			await charge(orderId, "pm_card_visa", 1599);
-			const [intent] = intentsOf(orderId);
+			const { orderId, intent } = await paidOrder(1599);
 			// Refunded in the dashboard, without a webhook to tell the shop.
 			fake.refundAtDashboard(intent.id, 1599);
 			const refused = await refund(orderId, `${orderId}-all`, 1599);
