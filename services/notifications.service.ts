@@ -600,12 +600,11 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		this.stopping = false;
 		if (this.broker.isMetricsEnabled()) {
 			const metrics = this.broker.metrics;
-			for (const [name, description] of [
-				["notification_sends_total", "Messages a provider took (or the outbox stored)"],
-				["notification_send_failures_total", "Failed attempts to send a message (each retry counts)"],
-			]) {
-				if (!metrics.hasMetric(name)) metrics.register({ name, type: "counter", labelNames: ["channel", "provider"], description });
-			}
+			const define = (opts: { name: string; type: string; labelNames: string[]; description: string }) => {
+				if (!metrics.hasMetric(opts.name)) metrics.register(opts as Parameters<typeof metrics.register>[0]);
+			};
+			define({ name: "notification_sends_total", type: "counter", labelNames: ["channel", "provider"], description: "Messages a provider took" });
+			define({ name: "notification_send_failures_total", type: "counter", labelNames: ["channel", "provider"], description: "Failed attempts to send a message (each retry counts)" });
 		}
 		this.vapidKeys = await this.loadVapidKeys(this.config.webPush.keys);
 		this.channels.push = new WebPushChannel({ ...this.vapidKeys, subject: this.config.webPush.subject });

@@ -31,6 +31,8 @@ const SHOP_METRICS: MetricSpec[] = [
 	{ name: "refunded_cents_total", type: "counter", labelNames: ["currency"] },
 	{ name: "refunds_failed_cents_total", type: "counter", labelNames: ["currency"] },
 	{ name: "payment_failures_total", type: "counter", labelNames: [] },
+	{ name: "notification_sends_total", type: "counter", labelNames: ["channel", "provider"] },
+	{ name: "notification_send_failures_total", type: "counter", labelNames: ["channel", "provider"] },
 	{ name: "checkout_duration_seconds", type: "histogram", labelNames: [], buckets: true, quantiles: false },
 	{ name: "process.eventloop.lag.avg", type: "gauge", labelNames: [] },
 	{ name: "process.eventloop.lag.max", type: "gauge", labelNames: [] },
