@@ -9,7 +9,6 @@ import os from "node:os";
 import path from "node:path";
 import { BcryptBusyError, bcryptPool, type BcryptPool } from "./bcrypt-pool";
 import { BusyError } from "./errors";
-import { readConfig } from "./config";
 
 export const MIN_PASSWORD_LENGTH = 8;
 export const MAX_PASSWORD_LENGTH = 128;
@@ -99,7 +98,9 @@ export function bcryptMaxWaitMs(requestTimeoutMs: number): number {
 	return Math.max(0, Math.min(4000, Math.floor((requestTimeoutMs - 2000) / 2)));
 }
 let pool: BcryptPool | null = null;
-const bcryptWorkers = () => (pool ??= bcryptPool({ size: BCRYPT_WORKERS, idleMs: 30_000, maxWaitMs: bcryptMaxWaitMs(readConfig().requestTimeout) }));
+/** Set by the service holding the workers, from its broker's request timeout (holdBcryptWorkers). */
+let maxWaitMs = bcryptMaxWaitMs(10_000);
+const bcryptWorkers = () => (pool ??= bcryptPool({ size: BCRYPT_WORKERS, idleMs: 30_000, maxWaitMs }));
 
 /** A refusal for a full queue, as the client sees it: 503 BUSY, try again shortly. */
 function busyAsBusyError(err: unknown): never {
@@ -112,9 +113,11 @@ let holders = 0;
  * A service that checks passwords holds the workers from its start to its stop; when the last one
  * lets go they are stopped, so none outlive the services (a stopping node, a test's broker). A
  * later hash starts them again. The stop does not wait for the threads to end: nothing of a node's
- * shutdown should hang on them.
+ * shutdown should hang on them. `requestTimeoutMs`: the broker's, which a hash's wait stays inside.
  */
-export function holdBcryptWorkers(): () => void {
+export function holdBcryptWorkers(requestTimeoutMs?: number): () => void {
+	// 0: no request timeout, nothing to stay inside.
+	if (requestTimeoutMs) maxWaitMs = bcryptMaxWaitMs(requestTimeoutMs);
 	holders++;
 	let released = false;
 	return () => {

@@ -801,7 +801,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		// The embedded store's generated signing secret, made now: made at the first sign-in, a full disk
 		// turned a registration already stored into a 500. A start that cannot store it stops, naming why.
 		jwtSecret();
-		this.releaseBcryptWorkers = holdBcryptWorkers();
+		this.releaseBcryptWorkers = holdBcryptWorkers(this.broker.options.requestTimeout);
 		this.dummyHash = unmatchableHash(this.cost);
 		await this.renormalizeStoredEmails();
 		await this.ensureAdmin(undefined, { warnLater: true });
