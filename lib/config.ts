@@ -348,7 +348,7 @@ interface ServerUrlRule {
 
 const REDIS_URL: ServerUrlRule = { schemes: ["redis", "rediss"], takes: "a Redis URL (redis://host:6379, or rediss:// for TLS)" };
 
-function httpUrl(example: string): ServerUrlRule {
+export function httpUrl(example: string): ServerUrlRule {
 	return { schemes: ["http", "https"], takes: `an http:// or https:// URL (${example})` };
 }
 

@@ -10,7 +10,7 @@
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
-import { serverUrlSetting } from "./config";
+import { httpUrl, serverUrlSetting } from "./config";
 
 export const FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging";
 export const DEFAULT_FCM_API_BASE = "https://fcm.googleapis.com";
@@ -73,7 +73,7 @@ export function readFcmConfig(env: NodeJS.ProcessEnv): FcmConfig | null {
 		throw new Error(`FCM_SERVICE_ACCOUNT's private_key is not an RSA private key in PEM: ${(err as Error).message}`, { cause: err });
 	}
 	const tokenUri = str(json.token_uri) ?? DEFAULT_TOKEN_URI;
-	const apiBase = (serverUrlSetting("FCM_API_BASE", env.FCM_API_BASE, { schemes: ["http", "https"], takes: "an http:// or https:// URL (https://fcm.googleapis.com)" }) ?? DEFAULT_FCM_API_BASE).replace(/\/+$/, "");
+	const apiBase = (serverUrlSetting("FCM_API_BASE", env.FCM_API_BASE, httpUrl(DEFAULT_FCM_API_BASE)) ?? DEFAULT_FCM_API_BASE).replace(/\/+$/, "");
 	for (const [name, url] of [["token_uri", tokenUri], ["FCM_API_BASE", apiBase]] as const) {
 		if (!/^https?:\/\/[^\s/]+/i.test(url)) throw new Error(`FCM_SERVICE_ACCOUNT: ${name} must be an http(s) address, not "${url}"`);
 	}

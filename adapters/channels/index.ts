@@ -6,7 +6,7 @@
  * the service makes its channel once the keys are loaded. Push to the shop's apps goes through FCM
  * when FCM_SERVICE_ACCOUNT is set, to the outbox otherwise.
  */
-import { nonEmpty, readConfig, serverUrlSetting } from "../../lib/config";
+import { httpUrl, nonEmpty, readConfig, serverUrlSetting } from "../../lib/config";
 import { p256PublicKeyOf, parsePushHosts } from "../../lib/web-push";
 import { readFcmConfig } from "../../lib/fcm";
 import { FcmChannel } from "./fcm-channel";
@@ -40,7 +40,7 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 	const missing = twilio.filter((k) => !nonEmpty(env[k]));
 	if (missing.length && missing.length < twilio.length) throw new Error(`${twilio.join(", ")} go together (SMS through Twilio): ${missing.join(" and ")} missing`);
 	// A malformed host would fail every message at send time, each retried to the end of its attempts.
-	const httpBase = (name: string) => serverUrlSetting(name, env[name], { schemes: ["http", "https"], takes: "an http:// or https:// URL (http://127.0.0.1:12121)" });
+	const httpBase = (name: string) => serverUrlSetting(name, env[name], httpUrl("http://127.0.0.1:12121"));
 	const sendgridBase = httpBase("SENDGRID_API_BASE");
 	const twilioBase = httpBase("TWILIO_API_BASE");
 	return {

@@ -5,7 +5,7 @@
  *   STRIPE_API_BASE        e.g. http://127.0.0.1:12345: send Stripe API calls there (a local fake)
  *   STRIPE_WEBHOOK_SECRET  serve and verify POST /api/payments/webhook
  */
-import { serverUrlSetting } from "../../lib/config";
+import { httpUrl, serverUrlSetting } from "../../lib/config";
 
 export interface StripeApiTarget {
 	host: string;
@@ -26,7 +26,7 @@ export function parseApiBase(base: string): StripeApiTarget {
 }
 
 function apiBaseSetting(value: string | undefined): StripeApiTarget | undefined {
-	const base = serverUrlSetting("STRIPE_API_BASE", value, { schemes: ["http", "https"], takes: "an http:// or https:// URL (http://127.0.0.1:12111)" });
+	const base = serverUrlSetting("STRIPE_API_BASE", value, httpUrl("http://127.0.0.1:12111"));
 	return base === undefined ? undefined : parseApiBase(base);
 }
 
