@@ -4,8 +4,7 @@
  * refuses it. A token FCM no longer knows is a SubscriptionGoneError (the service drops the device).
  */
 import { classifyFcmError, fcmMessage, jwtAssertion, type FcmConfig } from "../../lib/fcm";
-import { retryAfterMs } from "../../lib/retry-backoff";
-import { DeliveryError, SubscriptionGoneError, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
+import { DeliveryError, SEND_TIMEOUT_MS, SubscriptionGoneError, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
 
 export interface FcmChannelOptions extends FcmConfig {
 	/** How long FCM keeps a message for a device that is offline. */
@@ -30,7 +29,7 @@ export class FcmChannel implements NotificationChannel {
 	async send(message: OutgoingMessage, options: SendOptions = {}): Promise<DeliveryResult> {
 		if (!message.device) throw new Error("An app push message needs its device");
 		const body = JSON.stringify(fcmMessage(message.device.token, { title: message.subject ?? "", body: message.text, url: message.url ?? null, tag: message.id }, this.opts.ttlSeconds ?? 24 * 3600));
-		const timeoutMs = options.timeoutMs ?? this.opts.timeoutMs ?? 15_000;
+		const timeoutMs = options.timeoutMs ?? this.opts.timeoutMs ?? SEND_TIMEOUT_MS;
 		let res = await this.post(body, await this.accessToken(), timeoutMs);
 		let json = await jsonOf(res);
 		if (res.status === 401 && classifyFcmError(res.status, json).kind === "unauthorized") {
@@ -42,7 +41,7 @@ export class FcmChannel implements NotificationChannel {
 		if (res.ok) return { status: "sent", provider: this.provider, providerId: typeof json?.name === "string" ? json.name : null };
 		const failure = classifyFcmError(res.status, json);
 		if (failure.kind === "gone") throw new SubscriptionGoneError(`${failure.reason} (the app's device token is no longer valid)`, this.provider, res.status, true);
-		throw new DeliveryError(failure.reason, this.provider, res.status, failure.kind === "refused", retryAfterMs(res.headers.get("retry-after")) ?? undefined);
+		throw new DeliveryError(failure.reason, this.provider, res.status, failure.kind === "refused", res.headers.get("retry-after"));
 	}
 
 	private async post(body: string, accessToken: string, timeoutMs: number): Promise<Response> {
@@ -77,7 +76,7 @@ export class FcmChannel implements NotificationChannel {
 				headers: { "content-type": "application/x-www-form-urlencoded" },
 				body: new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion: jwtAssertion(account, Math.floor(Date.now() / 1000)) }).toString(),
 				redirect: "manual",
-				signal: AbortSignal.timeout(this.opts.timeoutMs ?? 15_000),
+				signal: AbortSignal.timeout(this.opts.timeoutMs ?? SEND_TIMEOUT_MS),
 			});
 		} catch (err) {
 			throw new DeliveryError(`FCM sign-in unreachable: ${(err as Error).message}`, this.provider);

@@ -3,7 +3,7 @@
  * SendGrid (email), Twilio (SMS), a browser's push service (Web Push) or FCM (the shop's apps). The service
  * holds one channel per medium (push: one for browsers, one for apps) and never asks which provider.
  */
-import { isTransientStatus } from "../../lib/retry-backoff";
+import { isTransientStatus, retryAfterMs } from "../../lib/retry-backoff";
 import type { Medium } from "../../lib/notification-plan";
 
 export interface OutgoingMessage {
@@ -19,6 +19,22 @@ export interface OutgoingMessage {
 	push?: { endpoint: string; keys: { p256dh: string; auth: string } };
 	/** Push to an app: the device's FCM registration token. */
 	device?: { token: string };
+}
+
+/** A provider's usual wait for an answer. */
+export const SEND_TIMEOUT_MS = 15_000;
+
+/**
+ * One SDK client per answer timeout, made when first needed: SendGrid's and Twilio's SDKs set the
+ * timeout per client, not per request, and a retry after no answer waits longer (see the service).
+ */
+export function clientPerTimeout<T>(make: (timeoutMs: number) => T): (timeoutMs: number) => T {
+	const made = new Map<number, T>();
+	return (timeoutMs) => {
+		let client = made.get(timeoutMs);
+		if (client === undefined) made.set(timeoutMs, (client = make(timeoutMs)));
+		return client;
+	};
 }
 
 /** How one send is made. */
@@ -51,21 +67,23 @@ export interface NotificationChannel {
 /**
  * A provider refused or failed a message; `permanent` means retrying the same request cannot help
  * (by default, judged from the provider's status). No `status`: no answer came (a timeout, the
- * network), so the provider may have taken the message. `retryAfterMs`: the wait its Retry-After
- * asked for (a 429 or 503), which the retry honours.
+ * network), so the provider may have taken the message. `retryAfter`: the answer's Retry-After header
+ * (a 429 or 503), read into `retryAfterMs`, the wait the retry honours.
  */
 export class DeliveryError extends Error {
 	readonly permanent: boolean;
+	readonly retryAfterMs?: number;
 	constructor(
 		message: string,
 		readonly provider: string,
 		readonly status?: number,
 		permanent?: boolean,
-		readonly retryAfterMs?: number,
+		retryAfter?: string | null,
 	) {
 		super(message);
 		this.name = "DeliveryError";
 		this.permanent = permanent ?? !isTransientStatus(status);
+		this.retryAfterMs = retryAfterMs(retryAfter) ?? undefined;
 	}
 }
 

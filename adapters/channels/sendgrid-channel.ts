@@ -1,8 +1,7 @@
 /** Email through SendGrid's v3 mail API with the official @sendgrid/mail client. */
 import type { Client } from "@sendgrid/client";
 import type { MailService } from "@sendgrid/mail";
-import { retryAfterMs } from "../../lib/retry-backoff";
-import { DeliveryError, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
+import { DeliveryError, SEND_TIMEOUT_MS, clientPerTimeout, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
 
 export interface SendGridOptions {
 	apiKey: string;
@@ -15,16 +14,13 @@ export interface SendGridOptions {
 export class SendGridChannel implements NotificationChannel {
 	readonly provider = "sendgrid" as const;
 	readonly medium = "email" as const;
-	/** A client per timeout (the SDK sets it per client, not per request): the usual one, and the longer one of a retry after no answer. */
-	private readonly mails = new Map<number, MailService>();
+	private readonly mailWith = clientPerTimeout((timeoutMs) => this.makeMail(timeoutMs));
 
 	constructor(private readonly opts: SendGridOptions) {
-		this.mailWith(opts.timeoutMs ?? 15_000);
+		this.mailWith(opts.timeoutMs ?? SEND_TIMEOUT_MS);
 	}
 
-	private mailWith(timeoutMs: number): MailService {
-		const made = this.mails.get(timeoutMs);
-		if (made) return made;
+	private makeMail(timeoutMs: number): MailService {
 		// The SDK is required only when SENDGRID_API_KEY selects this channel (it costs start-up time).
 		const { Client: SendGridClient } = require("@sendgrid/client") as { Client: typeof Client };
 		const { MailService: SendGridMail } = require("@sendgrid/mail") as { MailService: typeof MailService };
@@ -35,13 +31,12 @@ export class SendGridChannel implements NotificationChannel {
 		const mail = new SendGridMail();
 		mail.setClient(client);
 		mail.setTimeout(timeoutMs);
-		this.mails.set(timeoutMs, mail);
 		return mail;
 	}
 
 	async send(message: OutgoingMessage, options: SendOptions = {}): Promise<DeliveryResult> {
 		try {
-			const [res] = await this.mailWith(options.timeoutMs ?? this.opts.timeoutMs ?? 15_000).send({
+			const [res] = await this.mailWith(options.timeoutMs ?? this.opts.timeoutMs ?? SEND_TIMEOUT_MS).send({
 				to: message.to,
 				from: this.opts.from,
 				subject: message.subject ?? "",
@@ -54,8 +49,7 @@ export class SendGridChannel implements NotificationChannel {
 		} catch (err: any) {
 			const status = typeof err?.code === "number" ? err.code : err?.response?.statusCode;
 			const detail = err?.response?.body?.errors?.[0]?.message ?? err?.message ?? "unknown error";
-			const retryAfter = retryAfterMs(err?.response?.headers?.["retry-after"]) ?? undefined;
-			throw new DeliveryError(`SendGrid ${status ?? "network"} error: ${detail}`, this.provider, status, undefined, retryAfter);
+			throw new DeliveryError(`SendGrid ${status ?? "network"} error: ${detail}`, this.provider, status, undefined, err?.response?.headers?.["retry-after"]);
 		}
 	}
 }

@@ -1,8 +1,7 @@
 /** SMS through Twilio's Messages API with the official twilio client. */
 import type twilio from "twilio";
 import type RequestClient from "twilio/lib/base/RequestClient";
-import { retryAfterMs } from "../../lib/retry-backoff";
-import { DeliveryError, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
+import { DeliveryError, SEND_TIMEOUT_MS, clientPerTimeout, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
 
 export interface TwilioOptions {
 	accountSid: string;
@@ -57,30 +56,23 @@ export function rebasedRequestClient(apiBase: string | undefined, opts?: Request
 export class TwilioChannel implements NotificationChannel {
 	readonly provider = "twilio" as const;
 	readonly medium = "sms" as const;
-	/** A client per timeout (the SDK sets it per client): the usual one, and the longer one of a retry after no answer. */
-	private readonly clients = new Map<number, ReturnType<typeof twilio>>();
-
-	constructor(private readonly opts: TwilioOptions) {
-		this.clientWith(opts.timeoutMs ?? 15_000);
-	}
-
-	private clientWith(timeout: number): ReturnType<typeof twilio> {
-		const made = this.clients.get(timeout);
-		if (made) return made;
+	private readonly clientWith = clientPerTimeout((timeout): ReturnType<typeof twilio> => {
 		// Required only when TWILIO_* selects this channel: the SDK is large and slow to load.
 		const createClient = require("twilio") as typeof twilio;
-		const client = createClient(this.opts.accountSid, this.opts.authToken, { timeout, httpClient: rebasedRequestClient(this.opts.apiBase, { timeout }) });
-		this.clients.set(timeout, client);
-		return client;
+		return createClient(this.opts.accountSid, this.opts.authToken, { timeout, httpClient: rebasedRequestClient(this.opts.apiBase, { timeout }) });
+	});
+
+	constructor(private readonly opts: TwilioOptions) {
+		this.clientWith(opts.timeoutMs ?? SEND_TIMEOUT_MS);
 	}
 
 	async send(message: OutgoingMessage, options: SendOptions = {}): Promise<DeliveryResult> {
 		try {
-			const sms = await this.clientWith(options.timeoutMs ?? this.opts.timeoutMs ?? 15_000).messages.create({ to: message.to, from: this.opts.from, body: message.text });
+			const sms = await this.clientWith(options.timeoutMs ?? this.opts.timeoutMs ?? SEND_TIMEOUT_MS).messages.create({ to: message.to, from: this.opts.from, body: message.text });
 			return { status: "sent", provider: this.provider, providerId: sms.sid ?? null };
 		} catch (err: any) {
 			const status = typeof err?.status === "number" ? err.status : undefined;
-			const retryAfter = err instanceof ThrottledAnswer ? (retryAfterMs(err.retryAfter) ?? undefined) : undefined;
+			const retryAfter = err instanceof ThrottledAnswer ? err.retryAfter : undefined;
 			throw new DeliveryError(`Twilio ${status ?? "network"} error: ${err?.message ?? "unknown error"}`, this.provider, status, undefined, retryAfter);
 		}
 	}

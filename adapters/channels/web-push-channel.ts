@@ -5,8 +5,7 @@
  */
 import { generateRequestDetails } from "web-push";
 import { pushPayloadJson } from "../../lib/web-push";
-import { retryAfterMs } from "../../lib/retry-backoff";
-import { DeliveryError, SubscriptionGoneError, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
+import { DeliveryError, SEND_TIMEOUT_MS, SubscriptionGoneError, type DeliveryResult, type NotificationChannel, type OutgoingMessage, type SendOptions } from "./notification-channel";
 
 export interface VapidKeys {
 	publicKey: string;
@@ -49,7 +48,7 @@ export class WebPushChannel implements NotificationChannel {
 				body: request.body ? new Uint8Array(request.body) : undefined,
 				// A push service answers; it does not send the shop elsewhere.
 				redirect: "manual",
-				signal: AbortSignal.timeout(options.timeoutMs ?? this.opts.timeoutMs ?? 15_000),
+				signal: AbortSignal.timeout(options.timeoutMs ?? this.opts.timeoutMs ?? SEND_TIMEOUT_MS),
 			});
 		} catch (err) {
 			throw new DeliveryError(`Push service unreachable: ${(err as Error).message}`, this.provider);
@@ -57,7 +56,7 @@ export class WebPushChannel implements NotificationChannel {
 		const text = (await res.text().catch(() => "")).slice(0, 200);
 		if (res.status === 404 || res.status === 410) throw new SubscriptionGoneError(`Push subscription gone (${res.status}): the browser unsubscribed or it expired`, this.provider, res.status);
 		if (res.status >= 300 && res.status < 400) throw new DeliveryError(`Push service answered a redirect (${res.status}), which is not followed`, this.provider, res.status, true);
-		if (!res.ok) throw new DeliveryError(`Push service ${res.status} error${text ? `: ${text}` : ""}`, this.provider, res.status, undefined, retryAfterMs(res.headers.get("retry-after")) ?? undefined);
+		if (!res.ok) throw new DeliveryError(`Push service ${res.status} error${text ? `: ${text}` : ""}`, this.provider, res.status, undefined, res.headers.get("retry-after"));
 		// Push services answer 201 with the message's URL in Location (RFC 8030 section 5).
 		return { status: "sent", provider: this.provider, providerId: res.headers.get("location") };
 	}
