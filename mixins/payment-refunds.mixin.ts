@@ -271,8 +271,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			}
 			if (await this.db.refunds.findOne({ paymentId: payment.id, status: "processing" })) throw new ServiceUnavailableError("A refund of this payment is being made; deliver this event again later");
 			// Refunded before the shop has the payment as paid (its succeeded event not applied yet): counted once it is.
-			const current = (await this.db.payments.findById(payment.id))!;
-			if ((current.status === "pending" || current.status === "failed") && listed.some((r) => r.status === "succeeded")) {
+			if ((payment.status === "pending" || payment.status === "failed") && listed.some((r) => r.status === "succeeded")) {
 				throw new ServiceUnavailableError("This payment is not recorded paid yet; deliver this event again later");
 			}
 			for (const r of listed) {

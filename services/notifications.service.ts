@@ -464,7 +464,9 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 		 * message for hours, so these are what tells an operator (the ShopNotificationsFailing alert).
 		 */
 		countSend(metric: "notification_sends_total" | "notification_send_failures_total", m: Message, provider: string) {
-			if (this.broker.isMetricsEnabled()) this.broker.metrics.increment(metric, { channel: laneOf(m) === "account" ? "email" : laneOf(m), provider });
+			if (!this.broker.isMetricsEnabled()) return;
+			const lane = laneOf(m);
+			this.broker.metrics.increment(metric, { channel: lane === "account" ? "email" : lane, provider });
 		},
 
 		/** What a delivered message's record says: how it went, its lease let go, its one-time link gone, its retention. */
