@@ -84,6 +84,15 @@ export interface PriceCartInput {
 	now?: Date;
 }
 
+/**
+ * The price a line written now remembers as seen: the one given (an order's, a guest line's) with its
+ * currency, or the catalog's now when none is given. A changed price then shows as one (priceLine).
+ */
+export function seenPrice(given: { unitPrice?: number | null; currency?: string | null }, variant: Pick<CatalogVariant, "price" | "currency"> | undefined): { unitPrice: number; currency: string } {
+	if (given.unitPrice != null) return { unitPrice: given.unitPrice, currency: given.currency ?? variant?.currency ?? "" };
+	return { unitPrice: variant?.price ?? 0, currency: variant?.currency ?? "" };
+}
+
 function priceLine(line: CartLine, variant: CatalogVariant | undefined, cartCurrency: string): PricedCartItem {
 	if (!variant) {
 		// Gone from the catalog altogether: nothing to show but what the cart remembers.

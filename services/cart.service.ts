@@ -18,7 +18,7 @@ import { rateFor, shippingFor, type ShippingRates } from "../lib/checkout-totals
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
 import { DEFAULT_CURRENCY } from "../lib/money";
 import { ConflictError, InsufficientStockError, NotFoundError, UnprocessableError, invalidField } from "../lib/errors";
-import { priceCart, toSnapshot, type CatalogVariant, type PricedCart } from "../lib/cart-pricing";
+import { priceCart, seenPrice, toSnapshot, type CatalogVariant, type PricedCart } from "../lib/cart-pricing";
 import { checkPromotion, normalizeCode, promoRejected, promotionDiscount, promotionInputProblems, PROMO_CODE_PATTERN, type Promotion } from "../lib/promotions";
 import { PromotionUseMixin, promotionUseCollections, type PromotionDoc, type PromotionUseMethods } from "../mixins/promotion-uses.mixin";
 import { CHECKOUT_LEASE_MS, createCartStore, type CartStore, type LineResult, type StoredCart } from "../adapters/cart-store";
@@ -395,9 +395,8 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 				const lines = items.flatMap((l) => {
 					const v = variants.get(l.variantId);
 					const cap = Math.min(l.quantity, MAX_QUANTITY, v?.stock ?? 0);
-					// The price the order was placed at, when known: a price changed since is flagged, as for any line.
-					const seen = l.unitPrice !== undefined && currency ? { unitPrice: l.unitPrice, currency } : { unitPrice: v?.price ?? 0, currency: v?.currency ?? "" };
-					return v?.isActive && cap > 0 ? [{ variantId: l.variantId, quantity: cap, ...seen, cap }] : [];
+					// At the price the order was placed at: a price changed since is flagged, as for any line.
+					return v?.isActive && cap > 0 ? [{ variantId: l.variantId, quantity: cap, ...seenPrice({ unitPrice: l.unitPrice, currency }, v), cap }] : [];
 				});
 				const restored = lines.length ? await this.store.mergeLines(owner, lines, MAX_MERGED_LINES) : 0;
 				let codeRestored = false;
@@ -441,8 +440,7 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 					const lines = guest.lines.map((l) => {
 						const v = variants.get(l.variantId);
 						const cap = v?.isActive && v.stock > 0 ? Math.min(MAX_QUANTITY, v.stock) : MAX_QUANTITY;
-						const seen = l.unitPrice != null ? { unitPrice: l.unitPrice, currency: l.currency ?? v?.currency ?? "" } : { unitPrice: v?.price ?? 0, currency: v?.currency ?? "" };
-						return { variantId: l.variantId, quantity: l.quantity, ...seen, cap };
+						return { variantId: l.variantId, quantity: l.quantity, ...seenPrice(l, v), cap };
 					});
 					// New lines past the user's room stay in the guest cart (its id still shows them), never dropped.
 					const owner = `u:${userId}`;

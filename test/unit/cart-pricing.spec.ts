@@ -1,4 +1,4 @@
-import { priceCart, toSnapshot, type CatalogVariant, type CartLine } from "../../lib/cart-pricing";
+import { priceCart, seenPrice, toSnapshot, type CatalogVariant, type CartLine } from "../../lib/cart-pricing";
 import type { Promotion } from "../../lib/promotions";
 
 const variant = (id: string, over: Partial<CatalogVariant> = {}): CatalogVariant => ({
@@ -81,6 +81,15 @@ describe("priceCart", () => {
 		expect(cart.subtotal).toBe(1006);
 		expect(cart.discount).toBe(332);
 		expect(cart.total).toBe(674);
+	});
+});
+
+describe("seenPrice: what a line written now remembers", () => {
+	test("the price given with its currency, else the catalog's now", () => {
+		expect(seenPrice({ unitPrice: 900, currency: "EUR" }, variant("a", { price: 1000 }))).toEqual({ unitPrice: 900, currency: "EUR" });
+		expect(seenPrice({ unitPrice: 900 }, variant("a", { price: 1000 }))).toEqual({ unitPrice: 900, currency: "USD" });
+		expect(seenPrice({ unitPrice: null, currency: null }, variant("a", { price: 1000 }))).toEqual({ unitPrice: 1000, currency: "USD" });
+		expect(seenPrice({}, undefined)).toEqual({ unitPrice: 0, currency: "" });
 	});
 });
 
