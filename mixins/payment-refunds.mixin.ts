@@ -241,7 +241,7 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			const known = result.providerRefundId ? await this.db.refunds.findOne({ providerRefundId: result.providerRefundId }) : null;
 			if (known && known.id !== refund.id) {
 				await this.unreserve(payment.id, refund);
-				await this.db.refunds.updateOne({ id: refund.id }, { $set: { status: known.status === "processing" ? result.status : known.status, sameAs: known.id, reserved: false, leaseUntil: null, updatedAt: new Date() } });
+				await this.db.refunds.updateOne({ id: refund.id }, { $set: { status: known.status, sameAs: known.id, reserved: false, leaseUntil: null, updatedAt: new Date() } });
 				return known;
 			}
 			// Counted and announced while the refund is still "processing" under its lease, its status last: a
