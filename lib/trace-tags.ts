@@ -11,6 +11,9 @@ const SECRET_KEY = /pass(word|phrase)?|token|secret|authori[sz]ation|cookie|api[
 
 export const REDACTED = "[redacted]";
 
+/** Whether a param's name (or path, e.g. `paymentMethod.token`) says its value is a secret. */
+export const isSecretKey = (name: string): boolean => SECRET_KEY.test(name);
+
 /** Deep enough for the shop's params; deeper parts are elided, not copied. */
 const MAX_DEPTH = 6;
 const MAX_ITEMS = 50;
@@ -29,7 +32,7 @@ export function traceSafe(value: unknown, depth = 0): unknown {
 	if (Buffer.isBuffer(value)) return `[${value.length} bytes]`;
 	if (!isPlainObject(value)) return `[${value.constructor?.name ?? "object"}]`;
 	const out: Record<string, unknown> = {};
-	for (const [key, v] of Object.entries(value)) out[key] = SECRET_KEY.test(key) && v != null && v !== "" ? REDACTED : traceSafe(v, depth + 1);
+	for (const [key, v] of Object.entries(value)) out[key] = isSecretKey(key) && v != null && v !== "" ? REDACTED : traceSafe(v, depth + 1);
 	return out;
 }
 
@@ -40,4 +43,16 @@ export function traceSafe(value: unknown, depth = 0): unknown {
  */
 export function safeParamTags(ctx: { params?: unknown }, ...afterCall: unknown[]): Record<string, unknown> {
 	return afterCall.length ? {} : { params: traceSafe(ctx.params) };
+}
+
+/**
+ * A validation problem as it may leave the action: fastest-validator echoes the refused value as
+ * `actual`, and the error travels into spans (Moleculer tags errors with their `data`), the log and
+ * other nodes. A password sent as a number, a token sent as an array: the value is redacted there.
+ */
+export function redactRefusedValue<T extends { field?: unknown; actual?: unknown }>(problem: T): T {
+	if (problem === null || typeof problem !== "object" || !("actual" in problem)) return problem;
+	const secret = typeof problem.field === "string" && isSecretKey(problem.field);
+	problem.actual = secret && problem.actual != null && problem.actual !== "" ? REDACTED : traceSafe(problem.actual);
+	return problem;
 }

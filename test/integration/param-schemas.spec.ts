@@ -50,6 +50,29 @@ describe("param schemas", () => {
 		}
 	});
 
+	test("a refused secret's value is not in the validation error (it goes to spans, logs and other nodes)", async () => {
+		const broker = new ServiceBroker({ logger: false, transporter: null, validator: new LazyFastestValidator({ messages: VALIDATOR_MESSAGES }) });
+		const params = {
+			password: "string",
+			paymentMethod: { type: "object", props: { token: "string" } },
+			note: { type: "string", optional: true },
+			quantity: { type: "number", optional: true },
+		};
+		broker.createService({ name: "secretive", actions: { go: { params, handler: () => "ran" }, later: { params: { $$async: true, ...params }, handler: () => "ran" } } });
+		await broker.start();
+		try {
+			for (const action of ["secretive.go", "secretive.later"]) {
+				const err: any = await broker.call(action, { password: 87654321123, paymentMethod: { token: ["pm_card_leaked"] }, note: { password: "hunter22", other: 1 }, quantity: "7" }).catch((e: any) => e);
+				expect(err.type).toBe("VALIDATION_ERROR");
+				const actual = Object.fromEntries(err.data.map((p: any) => [p.field, p.actual]));
+				expect(actual).toEqual({ password: "[redacted]", "paymentMethod.token": "[redacted]", note: { password: "[redacted]", other: 1 }, quantity: "7" });
+				expect(JSON.stringify(err.data)).not.toMatch(/87654321123|pm_card_leaked|hunter22/);
+			}
+		} finally {
+			await broker.stop();
+		}
+	});
+
 	test("a broken schema fails its action's first call, not the start", async () => {
 		const broker = new ServiceBroker({ logger: false, transporter: null, validator: new LazyFastestValidator({ messages: VALIDATOR_MESSAGES }) });
 		broker.createService({ name: "broken", actions: { go: { params: { a: { type: "no-such-rule" } }, handler: () => "ran" } } });
