@@ -91,13 +91,18 @@ function secretKey(secret: string): KeyObject {
 	return key;
 }
 
+/**
+ * A token lasting at least `ttlSeconds` from now, as the `expiresIn` answered with it says. JWT times
+ * are whole seconds: jsonwebtoken's own `expiresIn` counts from `iat`, the second rounded down, so a
+ * token lasted up to a second less (a client refreshing on `expiresIn` met 401s; with JWT_TTL=1 a token
+ * could expire on arrival). Here `exp` is counted from the second rounded up.
+ */
 export function signAccessToken(claims: AccessClaims, ttlSeconds = readConfig().jwtTtlSeconds, secret = jwtSecret()): string {
-	return jwt.sign({ role: claims.role, sid: claims.sid }, secret, {
+	return jwt.sign({ role: claims.role, sid: claims.sid, exp: Math.ceil(Date.now() / 1000) + ttlSeconds }, secret, {
 		algorithm: "HS256",
 		subject: claims.sub,
 		issuer: TOKEN_ISSUER,
 		audience: TOKEN_AUDIENCE,
-		expiresIn: ttlSeconds,
 	});
 }
 

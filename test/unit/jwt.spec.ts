@@ -15,6 +15,20 @@ describe("access tokens", () => {
 		expect(verifyAccessToken(token, secret)).toEqual({ ...claims, exp: expect.any(Number) });
 	});
 
+	test("a token lasts at least the ttl it is answered with, whatever the millisecond it is made at", () => {
+		for (const ms of [0, 1, 999]) {
+			const now = Date.UTC(2026, 11, 1, 2, 0, 0, ms);
+			jest.spyOn(Date, "now").mockReturnValue(now);
+			try {
+				const { exp } = jwt.decode(signAccessToken(claims, 1, secret)) as { exp: number };
+				expect(exp * 1000 - now).toBeGreaterThanOrEqual(1000);
+				expect(exp * 1000 - now).toBeLessThan(2000);
+			} finally {
+				jest.restoreAllMocks();
+			}
+		}
+	});
+
 	test.each([
 		["no expiry", forge({ role: "customer", sid: "s1", sub: "u1" })],
 		["expired", forge({ role: "customer", sid: "s1", sub: "u1" }, { expiresIn: -10 })],
