@@ -149,6 +149,8 @@ export function parseIsoDate(text: string): Date | undefined {
 	const m = ISO_DATE.exec(text);
 	if (!m) return undefined;
 	const [, y, mo, d, h = "0", mi = "0", s = "0", , oh = "0", om = "0"] = m;
+	// ISO 8601 and ECMAScript have no year -0; V8 read it as 2001 in the server's local time.
+	if (y === "-000000") return undefined;
 	const day = new Date(0);
 	day.setUTCFullYear(Number(y), Number(mo) - 1, Number(d));
 	const exists = day.getUTCMonth() === Number(mo) - 1 && day.getUTCDate() === Number(d);

@@ -60,6 +60,9 @@ export const DEFAULT_RANGE_DAYS = 30;
 /** The end of the last hour whose key sorts with the others ("9999-12-31T23:00:00.000Z"): reports end there at the latest. */
 export const LAST_REPORT_END = new Date(Date.UTC(10_000, 0, 1));
 
+/** Reports start in the year 1 at the earliest: 30 days before a `to` near the first date JavaScript has is none. */
+export const FIRST_REPORT_START = new Date("0001-01-01T00:00:00Z");
+
 export type RangeResult = { ok: true; from: Date; to: Date } | { ok: false; field: "from" | "to"; message: string };
 
 function isWholeHour(at: Date): boolean {
@@ -85,6 +88,9 @@ function notOnAnHour(field: "from" | "to"): RangeResult {
 export function resolveRange(from: Date | undefined, to: Date | undefined, now: Date = new Date(), interval: Interval = "hour"): RangeResult {
 	if (from && !Number.isFinite(from.getTime())) return { ok: false, field: "from", message: "from is not a valid date" };
 	if (to && !Number.isFinite(to.getTime())) return { ok: false, field: "to", message: "to is not a valid date" };
+	for (const [field, at] of [["from", from], ["to", to]] as const) {
+		if (at && at.getTime() < FIRST_REPORT_START.getTime()) return { ok: false, field, message: `${field} must be in the year 1 or later` };
+	}
 	if (from && !isWholeHour(from)) return notOnAnHour("from");
 	if (from && from.getTime() >= LAST_REPORT_END.getTime()) return { ok: false, field: "from", message: "from must be before the year 10000" };
 	const lastHourStart = LAST_REPORT_END.getTime() - HOUR_MS;
@@ -93,7 +99,8 @@ export function resolveRange(from: Date | undefined, to: Date | undefined, now: 
 	else if (to.getTime() > lastHourStart) end = LAST_REPORT_END.getTime();
 	else if (!isWholeHour(to)) return notOnAnHour("to");
 	else end = to.getTime();
-	const start = from ?? bucketStart(new Date(end - DEFAULT_RANGE_DAYS * DAY_MS), interval);
+	const defaultStart = end - DEFAULT_RANGE_DAYS * DAY_MS;
+	const start = from ?? (defaultStart < FIRST_REPORT_START.getTime() ? FIRST_REPORT_START : bucketStart(new Date(defaultStart), interval));
 	if (start.getTime() >= end) {
 		// Without a `to`, the range ends now: the `from` given is what is wrong.
 		if (!to) return { ok: false, field: "from", message: "from must be before the end of the current hour (to is not given)" };

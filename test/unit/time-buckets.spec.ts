@@ -95,6 +95,16 @@ describe("time buckets", () => {
 		},
 	);
 
+	test.each([
+		["-271821-05-01T00:00:00Z", "hour"],
+		["-271821-05-24T00:00:00Z", "week"],
+		["0000-12-31T23:00:00Z", "day"],
+	] as const)("a to before the year 1 (%s, by %s) is refused, not thrown on (30 days before it may be no date)", (to, interval) => {
+		expect(resolveRange(undefined, new Date(to), new Date(), interval)).toMatchObject({ ok: false, field: "to" });
+		expect(resolveRange(new Date(to), undefined, new Date(), interval)).toMatchObject({ ok: false, field: "from" });
+		expect(resolveRange(undefined, new Date("0001-01-01T00:00:00Z"), new Date(), interval)).toMatchObject({ ok: false, field: "to", message: "to must be after from" });
+	});
+
 	test("the last hour of year 9999 is kept as a to; a from after it is refused", () => {
 		expect(resolveRange(new Date("2024-05-08T00:00:00Z"), new Date("9999-12-31T23:00:00Z"))).toMatchObject({ ok: true, to: new Date("9999-12-31T23:00:00Z") });
 		expect(resolveRange(new Date("9999-12-31T23:00:00Z"), new Date("9999-12-31T23:59:59Z"))).toMatchObject({ ok: true, to: LAST_REPORT_END });
