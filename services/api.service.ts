@@ -448,6 +448,15 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 	actions: {
 		// moleculer-web's alias listing would expose internals over HTTP.
 		listAliases: false,
+		// moleculer-web names each request's span after its URL and tags it with it: a secret a client put in
+		// the query string (refused, but sent) is masked there as in the log (withoutSecrets).
+		rest: {
+			tracing: {
+				spanName: (ctx: Context<{ req: Req }>) => `${ctx.params.req.method} ${withoutSecrets(ctx.params.req.url ?? "")}`,
+				tags: (ctx: Context<{ req: Req }>, ...afterCall: unknown[]) =>
+					afterCall.length ? {} : { params: { req: { url: withoutSecrets(ctx.params.req.url ?? ""), method: ctx.params.req.method } } },
+			},
+		} as any,
 		health: {
 			openapi: { response: "Health", errorBodies: { 503: { schema: "Health", description: "Starting or stopping: `status` says which" } } },
 			params: {},
@@ -611,7 +620,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 * detected. A 500 is logged, with its cause, by sendShopError; a 503 only at debug.
 		 */
 		errorHandler(req: Req, res: ServerResponse, err: any) {
-			if (err?.code === 503) this.logger.debug(`${req.method} ${req.url} answered 503: ${err.message}`);
+			if (err?.code === 503) this.logger.debug(`${req.method} ${withoutSecrets(req.url ?? "")} answered 503: ${err.message}`);
 			this.sendError(req, res, err);
 		},
 
@@ -676,13 +685,13 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				err = new ServiceUnavailableError("Service unavailable, try again");
 				if (Date.now() - (this.redisWarnedAt ?? 0) > 60_000) {
 					this.redisWarnedAt = Date.now();
-					this.logger.warn(`Redis unavailable (${raw.message}): answering 503 to ${req.method} ${req.url} and others like it.`);
+					this.logger.warn(`Redis unavailable (${raw.message}): answering 503 to ${req.method} ${withoutSecrets(req.url ?? "")} and others like it.`);
 				}
 			}
 
 			const code = typeof err?.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
 			if (code >= 500 && code !== 503) {
-				this.logger.error(`Request ${req.method} ${req.url} failed:`, raw);
+				this.logger.error(`Request ${req.method} ${withoutSecrets(req.url ?? "")} failed:`, raw);
 				err = { name: "InternalServerError", message: "Internal server error", code: 500, type: "INTERNAL_ERROR" };
 			}
 			if (res.headersSent) return;

@@ -14,9 +14,11 @@ const ADMIN = { email: "trace-admin@example.com", password: "Trace-Adm1n-Passw0r
 
 /** Keeps every finished span's tags. */
 class CapturingExporter extends (TracerExporters as any).Base {
-	spans: Array<{ name: string; tags: Record<string, unknown> }> = [];
+	spans: Array<{ name: string; tags: Record<string, unknown>; error?: unknown }> = [];
 	spanFinished(span: any) {
-		this.spans.push({ name: span.name, tags: span.tags });
+		// What an exporter sends of a failed call's error (Moleculer's errorFields: its data included).
+		const error = span.error ? { message: span.error.message, data: span.error.data } : undefined;
+		this.spans.push({ name: span.name, tags: span.tags, error });
 	}
 }
 
@@ -53,5 +55,20 @@ describe("tracing tags", () => {
 		for (const secret of ["correct horse battery", ADMIN.password, logged.body.refreshToken, logged.body.accessToken, buyer.token, "pm_card_mastercard"]) {
 			expect(all).not.toContain(secret);
 		}
+	});
+
+	test("a secret sent where it is refused reaches neither a span's name, its tags nor its error", async () => {
+		exporter.spans.length = 0;
+		// In the query string (refused: 400), and as a value of the wrong type (422, which echoes values it refuses).
+		expect((await shop.http.get("/api/auth/verify-email?token=QueryLeakTok1234&password=QueryLeakPass987")).status).toBe(400);
+		expect((await shop.http.post("/api/auth/login", { email: "nobody@example.com", password: 87654321123 })).status).toBe(422);
+		expect((await shop.http.post("/api/auth/refresh", { refreshToken: ["LeakedRefreshTok"] })).status).toBe(422);
+		const rest = exporter.spans.filter((s) => s.name.startsWith("GET /api/auth/verify-email"));
+		expect(rest).toHaveLength(1);
+		expect(rest[0].name).toBe("GET /api/auth/verify-email?token=***&password=***");
+		expect(rest[0].tags.params).toEqual({ req: { url: "/api/auth/verify-email?token=***&password=***", method: "GET" } });
+		const all = JSON.stringify(exporter.spans);
+		expect(all).toContain("[redacted]");
+		for (const secret of ["QueryLeakTok1234", "QueryLeakPass987", "87654321123", "LeakedRefreshTok"]) expect(all).not.toContain(secret);
 	});
 });
