@@ -37,6 +37,8 @@ type Req = IncomingMessage & {
 	$params?: any;
 	$route?: any;
 	$ctx?: Context;
+	/** process.hrtime() when moleculer-web took the request. */
+	$startTime?: [number, number];
 	body?: any;
 	parsedUrl?: string;
 	originalUrl?: string;
@@ -78,6 +80,8 @@ interface ApiVars {
 	redisWarnedAt: number;
 	/** Responses not finished yet, so that a stop can ask each to close its connection. */
 	openResponses: Set<ServerResponse>;
+	/** Counts an answer sent, by status (http_responses_total); nothing with metrics off. */
+	countResponse: (status: number) => void;
 	/** Stopping: every response closes its connection. */
 	draining: boolean;
 	/** Once the listener is closing (stopAccepting): settles when the server has closed. */
@@ -102,6 +106,7 @@ interface ApiVars {
 interface ApiMethods {
 	beforeCall(ctx: Context<unknown, ShopMeta>, req: Req, res: ServerResponse): Promise<void>;
 	sendShopError(req: Req, res: ServerResponse, err: unknown): void;
+	responseCounter(): (status: number) => void;
 	knownRoute(req: Req): boolean;
 	allowedMethods(path: string): string[];
 	routeInfos(): RouteInfo[];
@@ -360,6 +365,12 @@ function maskedUrl(req: Req): Req {
 	return masked === url ? req : (Object.create(req, { originalUrl: { value: masked } }) as Req);
 }
 
+/** `[request id]` for a log line: the id the client got in X-Request-ID (none before the request reached a route). */
+function requestIdOf(req: Req): string {
+	const id = (req.$ctx as Context | undefined)?.requestID;
+	return id ? `[${id}]` : "[-]";
+}
+
 /** An action that answers only a signed-in user (or only an admin). */
 const needsUser = (action: any): boolean => action?.auth === "required" || (Array.isArray(action?.roles) && action.roles.length > 0);
 
@@ -500,6 +511,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			socket.shopBusy = (socket.shopBusy ?? 0) + 1;
 			socket.shopLastActive = Date.now();
 			res.once("close", () => {
+				// An answer not begun when the connection closed was never sent.
+				if (res.headersSent) this.countResponse(res.statusCode);
 				this.openResponses.delete(res);
 				socket.shopBusy = (socket.shopBusy ?? 1) - 1;
 				socket.shopLastActive = Date.now();
@@ -620,7 +633,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 * detected. A 500 is logged, with its cause, by sendShopError; a 503 only at debug.
 		 */
 		errorHandler(req: Req, res: ServerResponse, err: any) {
-			if (err?.code === 503) this.logger.debug(`${req.method} ${withoutSecrets(req.url ?? "")} answered 503: ${err.message}`);
+			if (err?.code === 503) this.logger.debug(`${req.method} ${withoutSecrets(req.originalUrl ?? req.url ?? "")} ${requestIdOf(req)} answered 503: ${err.message}`);
 			this.sendError(req, res, err);
 		},
 
@@ -656,13 +669,24 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			});
 		},
 
-		// moleculer-web logs each request's URL: a password or token a client put in the query string (refused
-		// by requestShape, but sent) is masked there.
+		/**
+		 * moleculer-web's request and answer lines (LOGLEVEL=info), with the request id the client got in
+		 * X-Request-ID (a customer's complaint quotes it) and a refusal's type; a password or token a client
+		 * put in the query string (refused by requestShape, but sent) is masked.
+		 */
 		logRequest(req: Req) {
-			(ApiGateway.methods as any).logRequest.call(this, maskedUrl(req));
+			if (req.$route && !req.$route.logging) return;
+			const level = this.settings.logRequest;
+			if (level && level in this.logger) this.logger[level as "info"](`=> ${req.method} ${maskedUrl(req).originalUrl ?? req.url} ${requestIdOf(req)}`);
 		},
-		logResponse(req: Req, res: ServerResponse, data: unknown) {
-			(ApiGateway.methods as any).logResponse.call(this, maskedUrl(req), res, data);
+		logResponse(req: Req, res: ServerResponse, _data?: unknown, errorType?: string | null) {
+			if (req.$route && !req.$route.logging) return;
+			const level = this.settings.logResponse;
+			if (!level || !(level in this.logger)) return;
+			const took = req.$startTime && process.hrtime(req.$startTime);
+			const ms = took ? (took[0] * 1e3 + took[1] / 1e6).toFixed(1) : "?";
+			const type = errorType ? ` ${errorType}` : "";
+			this.logger[level as "info"](`<= ${res.statusCode}${type} ${req.method} ${maskedUrl(req).originalUrl ?? req.url} ${requestIdOf(req)} ${ms} ms`);
 		},
 
 		/** moleculer-web error shape with API.md statuses; never a stack trace or an internal message. */
@@ -685,13 +709,13 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				err = new ServiceUnavailableError("Service unavailable, try again");
 				if (Date.now() - (this.redisWarnedAt ?? 0) > 60_000) {
 					this.redisWarnedAt = Date.now();
-					this.logger.warn(`Redis unavailable (${raw.message}): answering 503 to ${req.method} ${withoutSecrets(req.url ?? "")} and others like it.`);
+					this.logger.warn(`Redis unavailable (${raw.message}): answering 503 to ${req.method} ${withoutSecrets(req.originalUrl ?? req.url ?? "")} and others like it.`);
 				}
 			}
 
 			const code = typeof err?.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
 			if (code >= 500 && code !== 503) {
-				this.logger.error(`Request ${req.method} ${withoutSecrets(req.url ?? "")} failed:`, raw);
+				this.logger.error(`Request ${req.method} ${withoutSecrets(req.originalUrl ?? req.url ?? "")} ${requestIdOf(req)} failed:`, raw);
 				err = { name: "InternalServerError", message: "Internal server error", code: 500, type: "INTERNAL_ERROR" };
 			}
 			if (res.headersSent) return;
@@ -724,6 +748,27 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			res.setHeader("Content-Length", Buffer.byteLength(json));
 			res.writeHead(code);
 			res.end(json);
+			// moleculer-web logs answers only when an action gave one: a refusal or failure had a request line and no answer's.
+			this.logResponse(req, res, undefined, body.type);
+		},
+
+		/**
+		 * http_responses_total{code}: every answer this gateway sent, by status. What customers got, whatever
+		 * failed behind it: a service whose last node is gone answers 503 without any call failing (no route,
+		 * no action run), which the request metrics never see. Labels made once per status.
+		 */
+		responseCounter(): (status: number) => void {
+			if (!this.broker.isMetricsEnabled()) return () => undefined;
+			const metrics = this.broker.metrics;
+			const spec = { name: "http_responses_total", type: "counter", labelNames: ["code"], description: "Answers of the REST gateway, by HTTP status" };
+			if (!metrics.hasMetric(spec.name)) metrics.register(spec as Parameters<typeof metrics.register>[0]);
+			const metric = metrics.getMetric(spec.name) as unknown as { increment(labels: Record<string, string>): void };
+			const labels = new Map<number, Record<string, string>>();
+			return (status) => {
+				let l = labels.get(status);
+				if (!l) labels.set(status, (l = { code: String(status) }));
+				metric.increment(l);
+			};
 		},
 
 		/**
@@ -986,6 +1031,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		});
 		this.localRateLimit = new MemoryRateLimitStore();
 		this.openResponses = new Set();
+		this.countResponse = this.responseCounter();
 		this.draining = false;
 		this.connections = new Set();
 		// The broker has begun to stop (mixins/stop-notice.middleware.ts): no new connections from now on.

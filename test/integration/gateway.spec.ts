@@ -512,6 +512,24 @@ describe("gateway", () => {
 		expect(lines.join("\n")).not.toMatch(/hunter2|r3fr3sh/);
 	});
 
+	test("each request's log lines carry the request id its client got; a refusal or failure has its answer line too", async () => {
+		const api = shop.broker.getLocalService("api") as unknown as { logger: Record<"info" | "error", (...args: unknown[]) => void> };
+		const info = jest.spyOn(api.logger, "info");
+		const error = jest.spyOn(api.logger, "error").mockImplementation(() => undefined);
+		const answers = [await shop.http.get("/api/probe/list?q=a"), await shop.http.get("/api/probe/me"), await shop.http.get("/api/probe/crash")];
+		const lines = info.mock.calls.map((args) => args.map(String).join(" "));
+		const errors = error.mock.calls.map((args) => String(args[0]));
+		info.mockRestore();
+		error.mockRestore();
+		const [ok, refused, crashed] = answers.map((a) => a.headers.get("x-request-id"));
+		expect([ok, refused, crashed].every((id) => typeof id === "string" && id.length > 8)).toBe(true);
+		const of = (id: string | null) => lines.filter((l) => l.includes(`[${id}]`));
+		expect(of(ok)).toEqual([expect.stringMatching(/^=> GET \/api\/probe\/list\?q=a /), expect.stringMatching(/^<= 200 GET \/api\/probe\/list\?q=a .* ms$/)]);
+		expect(of(refused)).toEqual([expect.stringMatching(/^=> GET \/api\/probe\/me /), expect.stringMatching(/^<= 401 NO_TOKEN GET \/api\/probe\/me /)]);
+		expect(of(crashed)).toEqual([expect.stringMatching(/^=> GET \/api\/probe\/crash /), expect.stringMatching(/^<= 500 INTERNAL_ERROR GET \/api\/probe\/crash /)]);
+		expect(errors).toEqual([expect.stringContaining(`GET /api/probe/crash [${crashed}] failed`)]);
+	});
+
 	test("400 naming the field for a query parameter given twice or with brackets", async () => {
 		for (const query of ["q[$ne]=x", "q[]=a", "q=a&q=b"]) {
 			const res = await shop.http.get(`/api/probe/list?${query}`);
