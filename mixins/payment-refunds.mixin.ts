@@ -387,6 +387,11 @@ const paymentRefundSchema: Partial<ServiceSchema<Record<string, never>, PaymentR
 			const claimed = await this.claimFailureAnnouncement(refund, why);
 			if (!claimed) return;
 			const payment = (await this.db.payments.findById(refund.paymentId))!;
+			// Someone has to act: the customer was promised money that did not go.
+			this.logger.warn(
+				`Refund ${refund.id} of order ${payment.orderNumber ?? payment.orderId} (${refund.amount} ${refund.currency} in minor units) failed at the provider after it was accepted ` +
+					`(${claimed.failedLater ?? why}): the money stayed with the shop; the customer is told, and the order can be refunded again.`,
+			);
 			await this.publish(ctx, "payment.refund_failed", {
 				orderId: payment.orderId, ...(payment.orderNumber ? { number: payment.orderNumber } : {}), paymentId: payment.id, refundId: refund.id, userId: payment.userId,
 				amount: refund.amount, currency: refund.currency, totalRefunded: payment.refundedAmount, reason: claimed.failedLater ?? why, refundKey: refund.refundKey, ...(refund.sale === false ? { sale: false } : {}),

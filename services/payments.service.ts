@@ -59,6 +59,8 @@ interface PaymentsVars {
 	provider: PaymentProvider;
 	/** Null when STRIPE_WEBHOOK_SECRET is unset: the webhook then does not exist (404). */
 	verifyWebhook: ((rawBody: string | Buffer, signature: string) => StripeWebhookEvent) | null;
+	/** Webhook deliveries refused for their signature since the last warning, and when that was (webhookRefused). */
+	refusedWebhooks: { count: number; warnedAt: number };
 }
 interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods, PaymentLookupMethods {
 	publish(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string>;
@@ -73,6 +75,7 @@ interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods, Paym
 	reclaimWebhookEvent(eventId: string): Promise<boolean>;
 	applyStripeEvent(ctx: Context, event: StripeWebhookEvent): Promise<void>;
 	findProviderPayment(providerPaymentId: unknown, orderId: unknown): Promise<Payment | null>;
+	webhookRefused(): void;
 }
 type This = Service & PaymentsVars & PaymentsMethods;
 
@@ -295,6 +298,7 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 				} catch (err) {
 					// The signature checked out, then the body did not parse: say so, not send the operator after the secret.
 					if (err instanceof SyntaxError) throw new BadRequestError("The signed body is not JSON", "INVALID_EVENT");
+					this.webhookRefused();
 					throw new BadRequestError("Invalid or expired webhook signature", "INVALID_SIGNATURE");
 				}
 				if (!isStripeEvent(event)) throw new BadRequestError("Not a Stripe event: a string id, a type and data.object are required", "INVALID_EVENT");
@@ -319,6 +323,23 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 	},
 
 	methods: {
+		/**
+		 * A delivery refused for its signature answers 400, which no alert counts as a failure: a
+		 * STRIPE_WEBHOOK_SECRET that does not match the endpoint's (rotated at Stripe, another endpoint's)
+		 * refuses every event, silently. Warned once a minute at most, with the count (anyone may post here).
+		 */
+		webhookRefused(this: This) {
+			const refused = (this.refusedWebhooks ??= { count: 0, warnedAt: 0 });
+			refused.count++;
+			if (Date.now() - refused.warnedAt < 60_000) return;
+			this.logger.warn(
+				`Refused ${refused.count} Stripe webhook deliver${refused.count === 1 ? "y" : "ies"} for an invalid or expired signature since the last warning. ` +
+					"If Stripe's events are all refused, STRIPE_WEBHOOK_SECRET is not this endpoint's signing secret (Stripe dashboard, Webhooks): events are not applied until it is.",
+			);
+			refused.count = 0;
+			refused.warnedAt = Date.now();
+		},
+
 		/** Charges once per order; a duplicate call waits for the first one's outcome. */
 		async chargeOnce(this: This, params: ChargeParams, ctx: Context) {
 			const deadline = Date.now() + WAIT_FOR_OUTCOME_MS;

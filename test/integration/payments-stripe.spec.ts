@@ -302,6 +302,8 @@ describe("payments with Stripe (fake Stripe server)", () => {
 		test("forged: another secret, a tampered body, a missing or garbled header → 400, nothing changed", async () => {
 			const { orderId, intentId } = await pendingPayment();
 			const evt = event(evtId(), "payment_intent.succeeded", { id: intentId, metadata: { orderId } });
+			svc.refusedWebhooks = undefined;
+			const warn = jest.spyOn(svc.logger, "warn");
 			const forged = await send(evt, { secret: "whsec_attacker" });
 			expect(forged.status).toBe(400);
 			expect(forged.body).toMatchObject({ code: 400, type: "INVALID_SIGNATURE" });
@@ -316,6 +318,10 @@ describe("payments with Stripe (fake Stripe server)", () => {
 
 			expect(await getByOrder(orderId)).toMatchObject({ status: "pending" });
 			expect(eventsFor(orderId)).toHaveLength(0);
+			// A wrong STRIPE_WEBHOOK_SECRET refuses every event: said in the log, once a minute at most, not once per delivery.
+			const warned = warn.mock.calls.map((args) => String(args[0])).filter((line) => line.includes("webhook"));
+			warn.mockRestore();
+			expect(warned).toEqual([expect.stringMatching(/^Refused 1 Stripe webhook delivery .*STRIPE_WEBHOOK_SECRET/)]);
 			// None of them used up the event id: the genuine delivery still applies.
 			expect((await send(evt)).body).toEqual({ received: true });
 			expect(await getByOrder(orderId)).toMatchObject({ status: "succeeded" });

@@ -64,6 +64,7 @@ describe("a refund that fails at the provider after it was made", () => {
 
 	test("of a cancelled order (pm_card_refundFail): the payment and the order count it off, revenue gets it back, the customer is told; refunded again, it fails again", async () => {
 		const { c, order } = await paidOrder(3000, "pm_card_refundFail");
+		const warn = jest.spyOn((shop.broker.getLocalService("payments") as any).logger, "warn");
 		await waitFor(() => messages(c, "order-confirmed"), (m) => m.length === 1);
 		const revenueBefore = await waitFor(() => revenueNow(), (r) => r >= order.total);
 		const cancelled = await shop.http.post(`/api/orders/${order.id}/cancel`, {}, { token: c.token });
@@ -96,6 +97,10 @@ describe("a refund that fails at the provider after it was made", () => {
 		await waitFor(() => orderOf(c, order.id), (o) => o.refundedAmount === 0 && o.paymentStatus === "succeeded");
 		await waitFor(() => messages(c, "refund-failed"), (m) => m.length === 2);
 		await waitFor(() => revenueNow(), (r) => r === revenueBefore);
+		// Each failure is in the log for whoever is on call (the money has to reach the customer another way), once.
+		const warned = warn.mock.calls.map((args) => String(args[0])).filter((line) => line.includes("failed at the provider after it was accepted"));
+		warn.mockRestore();
+		expect(warned).toEqual([expect.stringContaining(`of order ${order.number} (${order.total} USD`), expect.stringContaining(`of order ${order.number} (${order.total} USD`)]);
 	}, 20_000);
 
 	test("of part of a confirmed order: back to the other refunds' status; a refund failed by its first answer or still pending changes nothing", async () => {

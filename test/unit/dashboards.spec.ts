@@ -31,6 +31,7 @@ const SHOP_METRICS: MetricSpec[] = [
 	{ name: "refunded_cents_total", type: "counter", labelNames: ["currency"] },
 	{ name: "refunds_failed_cents_total", type: "counter", labelNames: ["currency"] },
 	{ name: "payment_failures_total", type: "counter", labelNames: [] },
+	{ name: "http_responses_total", type: "counter", labelNames: ["code"] },
 	{ name: "notification_sends_total", type: "counter", labelNames: ["channel", "provider"] },
 	{ name: "notification_send_failures_total", type: "counter", labelNames: ["channel", "provider"] },
 	{ name: "checkout_duration_seconds", type: "histogram", labelNames: [], buckets: true, quantiles: false },
