@@ -57,11 +57,16 @@ export function HealthProbeMiddleware(port: number | undefined, host: string = r
 		starting(broker: ServiceBroker) {
 			if (!port) return;
 			const probe = http.createServer((req, res) => {
+				const path = (req.url ?? "").split("?")[0];
+				if (path !== "/live" && path !== "/ready") {
+					res.writeHead(404, { "Content-Type": "application/json" });
+					res.end(JSON.stringify({ status: "not_found", paths: ["/live", "/ready"] }));
+					return;
+				}
 				const reasons = notReadyReasons(broker);
-				const known = req.url === "/live" || req.url === "/ready";
 				// Live once started (as before this listened early): a start that hangs still fails the startup probe.
-				const ok = req.url === "/live" ? broker.started || broker.stopping : known && reasons.length === 0;
-				res.writeHead(known ? (ok ? 200 : 503) : 404, { "Content-Type": "application/json" });
+				const ok = path === "/live" ? broker.started || broker.stopping : reasons.length === 0;
+				res.writeHead(ok ? 200 : 503, { "Content-Type": "application/json" });
 				res.end(JSON.stringify({ status: ok ? "ok" : "unavailable", nodeID: broker.nodeID, ready: reasons.length === 0, reasons }));
 			});
 			return new Promise<void>((resolve, reject) => {

@@ -121,6 +121,10 @@ describe("the probe and metrics ports", () => {
 		const broker = new ServiceBroker({ logger: false, middlewares: [HealthProbeMiddleware(port, "127.0.0.1")] });
 		await broker.start();
 		expect((await fetch(`http://127.0.0.1:${port}/ready`)).status).toBe(200);
+		expect((await fetch(`http://127.0.0.1:${port}/ready?probe=1`)).status).toBe(200);
+		// Another path is no probe: a 404 that says so, not an "unavailable" that is ready.
+		const other = await fetch(`http://127.0.0.1:${port}/healthz`);
+		expect({ status: other.status, body: await other.json() }).toEqual({ status: 404, body: { status: "not_found", paths: ["/live", "/ready"] } });
 		const store = new RedisRateLimitStore(DEAD, "t:rl:", recordingLogger());
 		try {
 			await failure(store.hit("k", 1000));
