@@ -365,6 +365,10 @@ function maskedUrl(req: Req): Req {
 	return masked === url ? req : (Object.create(req, { originalUrl: { value: masked } }) as Req);
 }
 
+/** A proxy's request id moleculer-web may take (see httpHandler): a UUID, or 16 to 64 hex digits (nginx's $request_id). */
+const REQUEST_ID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,64})$/i;
+const REQUEST_ID_HEADERS = ["x-request-id", "x-correlation-id"] as const;
+
 /** `[request id]` for a log line: the id the client got in X-Request-ID (none before the request reached a route). */
 function requestIdOf(req: Req): string {
 	const id = (req.$ctx as Context | undefined)?.requestID;
@@ -531,6 +535,12 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			if (req.headers["if-none-match"] !== undefined) {
 				req.$ifNoneMatch = req.headers["if-none-match"];
 				delete req.headers["if-none-match"];
+			}
+			// moleculer-web takes a client's X-Request-ID (or X-Correlation-ID) as the request's id: the log's, the
+			// answer's and the trace's. One a tracer cannot take (Zipkin wants hex) or made to mislead is not kept.
+			for (const name of REQUEST_ID_HEADERS) {
+				const id = req.headers[name];
+				if (id !== undefined && (typeof id !== "string" || !REQUEST_ID.test(id))) delete req.headers[name];
 			}
 			// An OPTIONS that is no CORS preflight (a monitor, a scanner, a client asking what a path takes):
 			// moleculer-web ran the path's GET action for it, counting a product view or answering /api/me.

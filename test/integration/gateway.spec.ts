@@ -530,6 +530,18 @@ describe("gateway", () => {
 		expect(errors).toEqual([expect.stringContaining(`GET /api/probe/crash [${crashed}] failed`)]);
 	});
 
+	test("a proxy's request id (a UUID, or hex as nginx's) is kept; another is replaced by the gateway's own", async () => {
+		const idOf = async (headers: Record<string, string>) => (await shop.http.request("GET", "/api/probe/list", { headers })).headers.get("x-request-id");
+		const uuid = "7112156f-0c6e-4b8e-9a51-2f3d4c5b6a79";
+		expect(await idOf({ "x-request-id": uuid })).toBe(uuid);
+		expect(await idOf({ "x-request-id": "0123456789abcdef0123456789abcdef" })).toBe("0123456789abcdef0123456789abcdef");
+		expect(await idOf({ "x-correlation-id": uuid.toUpperCase() })).toBe(uuid.toUpperCase());
+		for (const forged of ["ingress-abc-123", "corr1", "<script>", "a".repeat(65), `${uuid}\t`]) {
+			const id = await idOf({ "x-request-id": forged, "x-correlation-id": forged });
+			expect({ forged, id }).toEqual({ forged, id: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/) });
+		}
+	});
+
 	test("400 naming the field for a query parameter given twice or with brackets", async () => {
 		for (const query of ["q[$ne]=x", "q[]=a", "q=a&q=b"]) {
 			const res = await shop.http.get(`/api/probe/list?${query}`);
