@@ -18,6 +18,7 @@ import { breaksCircuit } from "./lib/errors";
 import { retryPolicyCheck } from "./mixins/retry-policy";
 import { VALIDATOR_MESSAGES } from "./lib/param-rules";
 import { LazyFastestValidator } from "./mixins/lazy-validator";
+import "./mixins/prometheus-reporter";
 import { ShopRedisCacher } from "./adapters/redis-cacher";
 import { redisClientOptions } from "./adapters/redis-connection";
 import { setOpsLogger } from "./lib/ops-log";
@@ -105,7 +106,8 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			defaultQuantiles: null as any,
 			reporter: [
 				{
-					type: "Prometheus",
+					// Moleculer's Prometheus reporter, with each histogram's _sum and _count (mixins/prometheus-reporter.ts).
+					type: "ShopPrometheus" as "Prometheus",
 					options: {
 						port: cfg.metricsPort,
 						host: cfg.metricsHost,

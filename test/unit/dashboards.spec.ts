@@ -54,8 +54,8 @@ function prometheusSeries(spec: MetricSpec, defaultLabels: string[], prefix = ""
 	if (spec.type === "counter" || spec.type === "gauge") add(base);
 	if (spec.type === "info") add(base, ["value"]);
 	if (spec.type === "histogram") {
-		if (spec.buckets) add(`${base}_bucket`, ["le"]);
-		// The reporter writes _sum and _count only next to the quantiles.
+		// The shop's reporter (mixins/prometheus-reporter.ts) writes _sum and _count with the buckets too.
+		if (spec.buckets) for (const [name, extra] of [["_bucket", ["le"]], ["_sum", []], ["_count", []]] as const) add(`${base}${name}`, [...extra]);
 		if (spec.quantiles) {
 			add(base, ["quantile"]);
 			for (const s of ["sum", "count", "min", "mean", "variance", "stddev", "max"]) add(`${base}_${s}`);
@@ -207,9 +207,9 @@ let moleculerNames: Set<string>;
 
 beforeAll(async () => {
 	const config = buildBrokerConfig({ NODE_ENV: "test", METRICS_ENABLED: "true", TRANSPORTER: "Fake" });
-	const reporter = ((config.metrics as any).reporter as any[]).find((r) => r.type === "Prometheus");
-	// Process metrics are collected outside NODE_ENV=test, as on every real node.
-	const broker = new ServiceBroker({ ...config, logger: false, metrics: { enabled: true, reporter: [], collectProcessMetrics: true } });
+	const reporter = ((config.metrics as any).reporter as any[]).find((r) => r.type === "ShopPrometheus");
+	// Process metrics are collected outside NODE_ENV=test, as on every real node; histograms as configured (no quantiles).
+	const broker = new ServiceBroker({ ...config, logger: false, metrics: { ...(config.metrics as object), enabled: true, reporter: [], collectProcessMetrics: true } });
 	await broker.start();
 	try {
 		const constants = new Set(Object.entries(METRIC).filter(([k]) => !k.startsWith("TYPE_") && !k.startsWith("UNIT_")).map(([, v]) => v as string));
@@ -310,7 +310,9 @@ describe("the exposed metrics", () => {
 		expect(moleculerNames).not.toContain("moleculer_request_total_total");
 		expect(moleculerNames).toContain("moleculer_circuit_breaker_opened_active");
 		expect(moleculerNames).toContain("moleculer_transporter_packets_sent_bytes");
-		for (const s of ["_bucket", "_sum", "_count", ""]) expect(moleculerNames).toContain(`moleculer_request_time${s}`);
+		for (const s of ["_bucket", "_sum", "_count"]) expect(moleculerNames).toContain(`moleculer_request_time${s}`);
+		// No in-process quantiles (defaultQuantiles: null).
+		expect(moleculerNames).not.toContain("moleculer_request_time");
 		expect(exposed.get("moleculer_request_time_bucket")).toContain("le");
 		expect(exposed.get("moleculer_circuit_breaker_opened_active")).toContain("affectedNodeID");
 	});
@@ -323,7 +325,7 @@ describe("the exposed metrics", () => {
 		["grouping by a label no metric has", "sum by (status) (rate(moleculer_request_total[5m]))", "no metric of the query has label status"],
 		["a misspelt function", "histogram_quantil(0.9, rate(checkout_duration_seconds_bucket[5m]))", "unknown function"],
 		["no metric at all", "vector(1)", "names no metric"],
-		["a histogram's _count the reporter writes only with quantiles", "rate(checkout_duration_seconds_count[5m])", "unknown metric"],
+		["a histogram's in-process quantile (turned off)", 'checkout_duration_seconds{quantile="0.99"}', "unknown metric"],
 	])("rejects %s", (_what, expr, problem) => {
 		expect(problemsOf(expr, exposed).join("; ")).toContain(problem);
 	});
