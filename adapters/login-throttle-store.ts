@@ -17,11 +17,17 @@ import { isRedisUnavailable, REDIS_CLIENT_OPTIONS } from "./redis-connection";
 export interface LoginThrottleStore {
 	/** Counts one failure under `key`, atomically, and gives the state with it counted. */
 	countFailure(key: string, now: number): Promise<FailureState>;
+	/** Takes back one counted attempt: it was refused before its password was checked (bcrypt busy). */
+	uncountFailure(key: string, now: number): Promise<void>;
 	del(key: string): Promise<void>;
 }
 
 export function memoryLoginThrottleStore(states: LoginFailureStore): LoginThrottleStore {
-	return { countFailure: async (key, now) => states.countFailure(key, now), del: async (key) => states.delete(key) };
+	return {
+		countFailure: async (key, now) => states.countFailure(key, now),
+		uncountFailure: async (key, now) => states.uncountFailure(key, now),
+		del: async (key) => states.delete(key),
+	};
 }
 
 /** Moleculer's RedisCacher as far as this store uses it: its connection state, client and key prefix. */
@@ -41,6 +47,12 @@ if c == 1 or ttl < 0 then
 	ttl = tonumber(ARGV[1])
 end
 return {c, ttl}`;
+
+// One count back, never below zero, and only while the window (the key) lasts.
+const UNCOUNT_SCRIPT = `
+local c = tonumber(redis.call('GET', KEYS[1]) or '0')
+if c > 0 then return redis.call('DECR', KEYS[1]) end
+return 0`;
 
 const unavailable = () => new ServiceUnavailableError("Sign-in is unavailable for a moment, try again");
 
@@ -71,6 +83,7 @@ export function cacherLoginThrottleStore(cacher: Cacher, waitMs: number = REDIS_
 			const [count, ttl] = (await bounded(redis, () => redis.client.eval(COUNT_SCRIPT, 1, counter(key), String(policy.windowMs)), waitMs)) as [number, number];
 			return { count, since: now - (policy.windowMs - ttl) };
 		},
+		uncountFailure: async (key) => void (await bounded(redis, () => redis.client.eval(UNCOUNT_SCRIPT, 1, counter(key)), waitMs)),
 		del: async (key) => void (await bounded(redis, () => redis.client.del(counter(key)), waitMs)),
 	};
 }

@@ -92,6 +92,12 @@ export class LoginFailureStore {
 		return state;
 	}
 
+	/** Takes back one counted attempt (one refused before its password was checked); its window stays. */
+	uncountFailure(key: string, now: number): void {
+		const state = this.get(key, now);
+		if (state && state.count > 0) state.count--;
+	}
+
 	delete(key: string): void {
 		this.states.delete(key);
 	}

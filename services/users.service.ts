@@ -145,7 +145,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				await this.countLoginAttempt(email, ctx);
 				const user = await this.accountByEmail(ctx.params.email);
 				// Unknown emails cost a bcrypt compare too, so timing does not reveal which accounts exist.
-				const ok = await verifyPassword(ctx.params.password, user?.passwordHash ?? this.dummyHash);
+				const ok = await this.checkedPassword(email, ctx, ctx.params.password, user?.passwordHash ?? this.dummyHash);
 				if (!user || !ok) throw new UnauthorizedError("Invalid email or password", "INVALID_CREDENTIALS");
 				await this.clearLoginFailures(email, ctx);
 				if (needsRehash(user.passwordHash, this.cost)) {
@@ -632,7 +632,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 */
 		async checkOwnPassword(ctx: Context<unknown, ShopMeta>, user: Entity, password: string, field: string) {
 			await this.countLoginAttempt(user.email, ctx);
-			if (!(await verifyPassword(password, user.passwordHash))) throw invalidField(field, field === "currentPassword" ? "Current password is incorrect" : "Password is incorrect", "wrongPassword");
+			if (!(await this.checkedPassword(user.email, ctx, password, user.passwordHash))) throw invalidField(field, field === "currentPassword" ? "Current password is incorrect" : "Password is incorrect", "wrongPassword");
 			await this.clearLoginFailures(user.email, ctx);
 		},
 
@@ -646,6 +646,22 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			const counted = await this.throttleStore().countFailure(throttleKey(email, ctx.meta.ip ?? "unknown"), now);
 			const wait = attemptWaitSeconds(counted, now);
 			if (wait > 0) throw new TooManyRequestsError(wait, "Too many failed attempts; try again later");
+		},
+
+		/**
+		 * verifyPassword for an attempt countLoginAttempt counted: one refused before its password was
+		 * checked (bcrypt busy: 503, "nothing was done") is taken back, or five busy moments locked the
+		 * owner out for 15 minutes with the right password.
+		 */
+		async checkedPassword(email: string, ctx: Context<unknown, ShopMeta>, password: string, hash: string): Promise<boolean> {
+			try {
+				return await verifyPassword(password, hash);
+			} catch (err) {
+				await this.throttleStore()
+					.uncountFailure(throttleKey(email, ctx.meta.ip ?? "unknown"), Date.now())
+					.catch((e: Error) => this.logger.warn(`Taking back a sign-in attempt refused as busy failed: ${e.message}`));
+				throw err;
+			}
 		},
 
 		async clearLoginFailures(email: string, ctx: Context<unknown, ShopMeta>) {

@@ -80,6 +80,27 @@ describe("login throttle counted in Redis", () => {
 		}
 	});
 
+	test("an attempt taken back (refused as busy) leaves one count less, never below none, in the same window", async () => {
+		const node = await redisNode();
+		try {
+			const store = cacherLoginThrottleStore(node.cacher!);
+			const key = throttleKey(newEmail(), "198.51.100.9");
+			const now = Date.now();
+			for (const n of [1, 2, 3]) expect((await store.countFailure(key, now)).count).toBe(n);
+			await store.uncountFailure(key, now);
+			const next = await store.countFailure(key, now);
+			expect(next.count).toBe(3);
+			expect(now - next.since).toBeLessThan(5000);
+			// A key with no count is not made one (nor a negative count).
+			const other = throttleKey(newEmail(), "198.51.100.9");
+			await store.uncountFailure(other, now);
+			expect(await redis.exists(`shop-cache-${other}:count`)).toBe(0);
+			expect((await store.countFailure(other, now)).count).toBe(1);
+		} finally {
+			await node.stop();
+		}
+	});
+
 	test("when the window ends Redis drops the count, and the next failure opens a new window", async () => {
 		const node = await redisNode();
 		try {

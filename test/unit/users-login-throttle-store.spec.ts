@@ -21,6 +21,20 @@ describe("the store of one process", () => {
 		await store.del("login-fail:a@b.c|1.2.3.4");
 		expect(await store.countFailure("login-fail:a@b.c|1.2.3.4", now)).toEqual({ count: 1, since: now });
 	});
+
+	test("an attempt taken back leaves one count less in the same window; none is never less than none", async () => {
+		const store = memoryLoginThrottleStore(new LoginFailureStore());
+		const now = Date.now();
+		for (const _ of range(3)) await store.countFailure("k", now);
+		await store.uncountFailure("k", now + 1000);
+		expect(await store.countFailure("k", now + 2000)).toEqual({ count: 3, since: now });
+		await store.uncountFailure("none", now);
+		await store.uncountFailure("one", now);
+		expect(await store.countFailure("one", now)).toEqual({ count: 1, since: now });
+		await store.uncountFailure("one", now);
+		await store.uncountFailure("one", now);
+		expect(await store.countFailure("one", now)).toEqual({ count: 1, since: now });
+	});
 });
 
 describe("the store in the Redis cacher", () => {
@@ -50,6 +64,12 @@ describe("the store in the Redis cacher", () => {
 
 		await store.del("login-fail:a@b.c|1.2.3.4");
 		expect(calls[1]).toEqual(["del", "shop-cache-login-fail:a@b.c|1.2.3.4:count"]);
+
+		// Taking an attempt back is one script too (a read and a write would race the counts).
+		await store.uncountFailure("login-fail:a@b.c|1.2.3.4", now);
+		const [command2, script2, keys2, key2] = calls[2] as [string, string, number, string];
+		expect([command2, keys2, key2]).toEqual(["eval", 1, "shop-cache-login-fail:a@b.c|1.2.3.4:count"]);
+		expect(script2).toMatch(/DECR/);
 	});
 
 	test("fails closed: a cacher that is not connected is a 503 at once, a Redis that does not answer a 503 after the wait", async () => {
