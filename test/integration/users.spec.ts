@@ -94,7 +94,11 @@ describe("users service over HTTP", () => {
 			expect(res.body.refreshToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
 			const claims = verifyAccessToken(res.body.accessToken);
 			expect(claims).toMatchObject({ sub: res.body.user.id, role: "customer", sid: expect.any(String) });
-			expect(claims.exp - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(15 * 60);
+			// At least the 15 minutes answered as expiresIn (exp is in whole seconds, counted from the second rounded up).
+			const left = claims.exp - Date.now() / 1000;
+			expect(res.body.expiresIn).toBe(15 * 60);
+			expect(left).toBeGreaterThan(15 * 60 - 5);
+			expect(left).toBeLessThanOrEqual(15 * 60 + 1);
 			const meRes = await http.get("/api/me", { token: res.body.accessToken });
 			expect(meRes.status).toBe(200);
 			expect(meRes.body).toEqual(res.body.user);
