@@ -25,6 +25,12 @@ export const ANALYTICS_EVENTS = [
 ] as const;
 export type AnalyticsEventName = (typeof ANALYTICS_EVENTS)[number];
 
+/**
+ * Events sent live only, without an outbox (they are many, and only counted): nothing ever delivers
+ * one again, so once counted there is no duplicate to catch, and no reason to keep its id.
+ */
+export const LIVE_ONLY_EVENTS: readonly AnalyticsEventName[] = ["product.viewed", "cart.item_added"];
+
 export interface SoldItem {
 	productId: string;
 	name?: string;

@@ -30,6 +30,7 @@ import {
 	checkoutFailureOf,
 	counterUpdate,
 	incrementsFor,
+	LIVE_ONLY_EVENTS,
 	normaliseEvent,
 	notCountedYet,
 	unfinishedBatches,
@@ -115,7 +116,7 @@ interface AnalyticsMethods {
 	claim(batch: Countable[], counting: CountingBatch): Promise<Countable[]>;
 	addToCounters(increments: Increment[], tag: BatchTag): Promise<void>;
 	addToCounter(inc: Increment, tag: BatchTag): Promise<void>;
-	markCounted(claim: string): Promise<void>;
+	markCounted(claim: string, hasLiveOnly?: boolean): Promise<void>;
 	finishBatches(onlyOwn?: boolean): Promise<number>;
 	runIsOver(runner: NodeRun, writer: string): boolean;
 	serially<T>(fn: () => Promise<T>): Promise<T>;
@@ -330,7 +331,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 				const claimed = await this.claim(batch, counting);
 				if (claimed.length) {
 					await this.addToCounters(combineIncrements(claimed.flatMap((c) => c.increments)), counting);
-					await this.markCounted(counting.claim);
+					await this.markCounted(counting.claim, claimed.some((c) => LIVE_ONLY_EVENTS.includes(c.event.type)));
 				}
 				this.unfinished.delete(counting.claim);
 				this.counted(claimed.map((c) => c.event));
@@ -400,7 +401,13 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 			}
 		},
 
-		async markCounted(claim: string) {
+		/**
+		 * The batch is in every counter: its rows stop being pending. Those of live-only events go (a
+		 * view or a cart addition is never delivered again): kept for the 14 days of a replayable event's,
+		 * one per product view filled the store and the memory it lives in (~1.5 KB each).
+		 */
+		async markCounted(claim: string, hasLiveOnly = true) {
+			if (hasLiveOnly) await withRetry(3, () => this.db.processed_events.removeMany({ pending: true, claim, type: { $in: LIVE_ONLY_EVENTS } }));
 			await withRetry(3, () => this.db.processed_events.updateMany({ pending: true, claim }, { $unset: { pending: true, counting: true } }));
 		},
 
