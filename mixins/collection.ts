@@ -203,6 +203,12 @@ class NedbBackend implements Backend {
 				// NeDB arms expiry only when it creates the index, not for one it read from the file.
 				if (idx.expireAfterSeconds !== undefined) ttlIndexes[[...keys].sort().join(",")] = idx.expireAfterSeconds;
 			}
+			// An index the file names that the spec no longer lists (a compound one replaced by a plain one) goes,
+			// or every write would keep it up to date for good. NeDB names an index by its sorted field names.
+			const listed = new Set((this.spec.indexes ?? []).map((idx) => Object.keys(idx.fields).sort().join(",")));
+			for (const name of Object.keys((this.db as unknown as { indexes: Record<string, unknown> }).indexes)) {
+				if (name !== "_id" && !listed.has(name)) await this.db.removeIndexAsync(name);
+			}
 		} catch (err) {
 			throw namingFile(this.file ?? this.name, err);
 		}

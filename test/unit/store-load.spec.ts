@@ -28,6 +28,21 @@ describe("loading a collection's file", () => {
 	const fileLines = () => fs.readFileSync(file, "utf8").split("\n").filter(Boolean);
 	const copies = () => fs.readdirSync(tmp.dir).filter((f) => f.startsWith("items.db.corrupt-"));
 
+	test("an index the file names that the spec no longer lists is dropped; the listed ones stay", async () => {
+		const before: CollectionSpec = { fields: { sku: String, userId: String, at: Date }, indexes: [{ fields: { sku: 1 }, unique: true }, { fields: { userId: 1, at: -1 } }] };
+		const first = await loaded(before);
+		await first.insert({ sku: "a", userId: "u1", at: new Date() });
+		await first.disconnect();
+		const after: CollectionSpec = { fields: { sku: String, userId: String, at: Date }, indexes: [{ fields: { sku: 1 }, unique: true }, { fields: { userId: 1 } }] };
+		const second = await loaded(after);
+		expect(Object.keys((second.backend as any).db.indexes).sort()).toEqual(["_id", "sku", "userId"]);
+		expect(await second.count({ userId: "u1" })).toBe(1);
+		await second.disconnect();
+		// And after another start, from the file.
+		const third = await loaded(after);
+		expect(Object.keys((third.backend as any).db.indexes).sort()).toEqual(["_id", "sku", "userId"]);
+	});
+
 	test("a torn last line is cut off, not counted as corruption: a small file still loads", async () => {
 		catchOpsLog();
 		// 1 line in 6: over the 10% NeDB tolerates, had it counted.
