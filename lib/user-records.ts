@@ -83,7 +83,8 @@ export const userCollections: Record<string, CollectionSpec> = {
 	},
 	user_wishlist: {
 		fields: { userId: { type: String, required: true }, productId: { type: String, required: true }, addedAt: { type: Date, required: true } },
-		indexes: [{ fields: { userId: 1, productId: 1 }, unique: true }],
+		// `userId` alone too: the embedded store reads a compound index only for a query naming all its fields (a customer's list).
+		indexes: [{ fields: { userId: 1, productId: 1 }, unique: true }, { fields: { userId: 1 } }],
 	},
 	user_tokens: {
 		fields: {

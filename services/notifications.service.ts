@@ -213,7 +213,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					triesSince: Date, unanswered: Boolean,
 				},
 				indexes: [
-					{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1, nextAttemptAt: 1 } },
+					// `userId` alone: the embedded store reads a compound index only for a query naming all its fields (a customer's list).
+					{ fields: { dedupeKey: 1 }, unique: true }, { fields: { userId: 1 } }, { fields: { status: 1, nextAttemptAt: 1 } },
 					{ fields: { template: 1, linkRemovedAt: 1 } },
 					// The embedded store answers the due scan (every 5 s) from this one: the queued messages, not every message ever sent.
 					{ fields: { status: 1 } },

@@ -115,7 +115,9 @@ const ORDER_SPECS: Record<string, CollectionSpec> = {
 		fields: { number: String, userId: String, status: String, paymentStatus: String, items: Array, total: Number, createdAt: Date },
 		// saga.state and pendingActions: the recovery scan looks for the few checkouts running or owing their
 		// undoing, and the few orders owing follow-ups.
-		indexes: [{ fields: { number: 1 }, unique: true }, { fields: { userId: 1, createdAt: -1 } }, { fields: { status: 1 } }, { fields: { "saga.state": 1 } }, { fields: { pendingActions: 1 } }],
+		// `userId` alone: the embedded store reads a compound index only for a query naming all its fields, so
+		// {userId, createdAt} left a customer's order list (and every check of their orders) to read all orders.
+		indexes: [{ fields: { number: 1 }, unique: true }, { fields: { userId: 1 } }, { fields: { status: 1 } }, { fields: { "saga.state": 1 } }, { fields: { pendingActions: 1 } }],
 	},
 	// Only read: the start of the log of orders stored before the log moved onto the order.
 	order_events: {
