@@ -3,6 +3,7 @@
  * URLs. Generated from a seed, so every start (and every benchmark) sees the same shop; product
  * number i depends only on (seed, i), so a large catalog begins with the demo one.
  */
+import crypto from "node:crypto";
 import type { ProductDoc, VariantDoc } from "./catalog-rules";
 import { slugify } from "./slug";
 
@@ -48,11 +49,15 @@ function mix(seed: number, index: number): number {
 	return (h ^ (h >>> 16)) >>> 0;
 }
 
-const ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-function seededId(rand: () => number, length = 16): string {
-	let id = "";
-	for (let i = 0; i < length; i++) id += ID_ALPHABET[Math.floor(rand() * ID_ALPHABET.length)];
-	return id;
+/**
+ * The id of the record `key` names (its kind, the catalog's seed, its number): 96 bits of a hash.
+ * Drawn from a product's random stream, ids collided above ~36,000 products (mulberry32 has 32 bits of
+ * state, and one product's stream can run into another's), which stopped a large seed half-way. The 16
+ * draws an id took are still taken, so the rest of each product (prices, stock) stays as it was.
+ */
+function seededId(rand: () => number, key: string): string {
+	for (let i = 0; i < 16; i++) rand();
+	return crypto.createHash("sha256").update(key).digest("base64url").slice(0, 16);
 }
 
 type VariantScheme = { sizes?: string[]; colors?: string[]; scents?: string[]; upcharge?: { size: string; cents: number } };
@@ -134,10 +139,10 @@ export function demoCategories(seed = DEMO_SEED, createdAt = DEFAULT_CREATED_FRO
 	const categories: DemoCategory[] = [];
 	const leaves: Leaf[] = [];
 	TREE.forEach((root, rootPos) => {
-		const parent: DemoCategory = { id: seededId(rand), name: root.name, slug: slugify(root.name), parentId: null, description: root.description, position: rootPos, createdAt };
+		const parent: DemoCategory = { id: seededId(rand, `${seed}:category:${root.name}`), name: root.name, slug: slugify(root.name), parentId: null, description: root.description, position: rootPos, createdAt };
 		categories.push(parent);
 		root.leaves.forEach((leaf, pos) => {
-			const category: DemoCategory = { id: seededId(rand), name: leaf.name, slug: slugify(leaf.name), parentId: parent.id, description: `${leaf.name} from the ${root.name.toLowerCase()} range.`, position: pos, createdAt };
+			const category: DemoCategory = { id: seededId(rand, `${seed}:category:${root.name}/${leaf.name}`), name: leaf.name, slug: slugify(leaf.name), parentId: parent.id, description: `${leaf.name} from the ${root.name.toLowerCase()} range.`, position: pos, createdAt };
 			categories.push(category);
 			leaves.push({ ...leaf, category, index: leaves.length });
 		});
@@ -187,7 +192,7 @@ export function demoProduct(i: number, leaves: Leaf[], seed = DEMO_SEED, created
 	const createdAt = new Date(createdFrom.getTime() + i * 3_600_000);
 	const imageCount = 1 + Math.floor(rand() * 3);
 	const product: DemoProduct = {
-		id: seededId(rand),
+		id: seededId(rand, `${seed}:product:${i}`),
 		name,
 		slug,
 		description: `${adjective} ${noun.toLowerCase()} in ${material}. Part of our ${leaf.name.toLowerCase()} collection.`,
@@ -206,11 +211,11 @@ export function demoProduct(i: number, leaves: Leaf[], seed = DEMO_SEED, created
 		updatedAt: createdAt,
 	};
 	const skuBase = `${leaf.code}-${String(i + 1).padStart(5, "0")}`;
-	const variants = variantCombos(rand, leaf.scheme).map((options): DemoVariant => {
+	const variants = variantCombos(rand, leaf.scheme).map((options, n): DemoVariant => {
 		const values = Object.values(options);
 		const upcharge = leaf.scheme.upcharge && options.Size === leaf.scheme.upcharge.size ? leaf.scheme.upcharge.cents : 0;
 		return {
-			id: seededId(rand),
+			id: seededId(rand, `${seed}:variant:${i}:${n}`),
 			productId: product.id,
 			sku: [skuBase, ...values.map(skuPart)].join("-"),
 			name: values.length ? values.join(" / ") : "Default",

@@ -30,6 +30,13 @@ describe("demo catalog", () => {
 		expect(new Set(ids).size).toBe(ids.length);
 	});
 
+	test("ids stay unique in a catalog of 60,000 products (ids drawn from each product's 32-bit stream collided from ~36,000)", () => {
+		const big = generateCatalog({ products: 60_000 });
+		const ids = [...big.categories, ...big.products, ...big.variants].map((x) => x.id);
+		expect(new Set(ids).size).toBe(ids.length);
+		expect(ids.every((id) => /^[A-Za-z0-9_-]{16}$/.test(id))).toBe(true);
+	}, 30_000);
+
 	test("prices are integer cents, compare-at prices above them, currencies ISO", () => {
 		for (const p of catalog.products) {
 			expect(Number.isInteger(p.price) && p.price > 0).toBe(true);
