@@ -176,6 +176,9 @@ const SearchService: ServiceSchema<SearchSettings, SearchMethods, SearchVars> = 
 			rest: "POST /search/rebuild",
 			openapi: { response: "SearchRebuild" },
 			roles: ["admin"],
+			// A large catalog takes longer than REQUEST_TIMEOUT (~20 s for 50,000 products): the admin was answered 503
+			// while it went on. Callers wait for its report (a second call joins the rebuild under way).
+			timeout: 10 * 60_000,
 			params: {},
 			async handler(this: SearchThis) {
 				return this.rebuild();

@@ -422,6 +422,28 @@ describe("search (embedded engine) over HTTP", () => {
 	});
 });
 
+describe("a rebuild that takes longer than the request timeout", () => {
+	let shop: Shop;
+	const calls: Calls = { listForIndex: [] };
+	const catalog = new Map(Array.from({ length: 10 }, (_, i) => product(`p-${i}`, `Kettle Model ${i}`)).map((r) => [r.id, r]));
+
+	beforeAll(async () => {
+		const search = { name: "search", mixins: [SearchService as unknown as Partial<ServiceSchema>], settings: { rebuildPageSize: 3 } } as ServiceSchema;
+		shop = await startShop({ services: [FakeUsers, fakeProducts(catalog, calls), search], broker: { requestTimeout: 400 } });
+		await waitForIndex(shop, catalog.size);
+	});
+	afterAll(() => shop.stop());
+
+	test("answers the admin with its report, not a timeout while it goes on", async () => {
+		// Four pages of 250 ms: a second past the 400 ms every other call gets.
+		calls.beforeListForIndex = () => new Promise((r) => setTimeout(r, 250));
+		const res = await shop.http.post("/api/search/rebuild", {}, { token: fakeToken("a1", "admin") });
+		calls.beforeListForIndex = undefined;
+		expect(res.status).toBe(200);
+		expect(res.body).toMatchObject({ indexed: catalog.size, pages: 4 });
+	});
+});
+
 describe("a full rebuild while an admin archives products", () => {
 	let shop: Shop;
 	const calls: Calls = { listForIndex: [] };
