@@ -31,6 +31,8 @@ declare module "moleculer" {
 		repeatable?: boolean;
 		/** What the route's OpenAPI description cannot read from the rest: statuses it sets or throws, headers it reads. */
 		openapi?: OpenApiNotes;
+		/** ms a call may take unless its caller says otherwise (read by Moleculer's Timeout middleware, missing from its types). */
+		timeout?: number;
 	}
 }
 
