@@ -130,11 +130,21 @@ export function verifyAccessToken(token: string, secret = jwtSecret()): AccessCl
 	return { ...claims };
 }
 
-function verifyUncached(token: string, secret: string): AccessClaims & { exp: number } {
+/**
+ * A token of ours that may have expired: signature, issuer, audience and claims checked, `exp` not.
+ * Only for ending the token's own session (signing out): an expired token still proves it was given
+ * for that session, and its refresh token should not outlive the sign-out.
+ */
+export function verifyExpiredAccessToken(token: string, secret = jwtSecret()): AccessClaims & { exp: number } {
+	return verifyUncached(token, secret, true);
+}
+
+function verifyUncached(token: string, secret: string, ignoreExpiration = false): AccessClaims & { exp: number } {
 	const payload = jwt.verify(token, secretKey(secret), {
 		algorithms: ["HS256"],
 		issuer: TOKEN_ISSUER,
 		audience: TOKEN_AUDIENCE,
+		ignoreExpiration,
 	}) as jwt.JwtPayload;
 	// Every token we sign expires; one without `exp` was not signed by this code, whoever holds the key.
 	if (typeof payload.exp !== "number" || typeof payload.sub !== "string" || typeof payload.sid !== "string" || (payload.role !== "customer" && payload.role !== "admin")) {

@@ -31,6 +31,8 @@ declare module "moleculer" {
 		repeatable?: boolean;
 		/** What the route's OpenAPI description cannot read from the rest: statuses it sets or throws, headers it reads. */
 		openapi?: OpenApiNotes;
+		/** An expired (but genuine) access token still names the user and session: signing out ends the session it was given for. */
+		acceptsExpiredToken?: boolean;
 		/** ms a call may take unless its caller says otherwise (read by Moleculer's Timeout middleware, missing from its types). */
 		timeout?: number;
 	}

@@ -11,7 +11,7 @@ import ApiGateway from "moleculer-web";
 import type {} from "moleculer-web";
 import { clientAddress } from "../lib/client-ip";
 import { readConfig } from "../lib/config";
-import { verifyAccessToken } from "../lib/jwt";
+import { verifyAccessToken, verifyExpiredAccessToken } from "../lib/jwt";
 import { buildOpenApi, type RouteInfo } from "../lib/openapi";
 import { ResponseCache } from "../lib/response-cache";
 import { isShopRoute, shopRouteMethods, SHOP_ROUTES } from "../lib/rest-routes";
@@ -611,7 +611,13 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				claims = verifyAccessToken(m[1]);
 			} catch (err) {
 				const expired = (err as Error).name === "TokenExpiredError";
-				throw new UnauthorizedError(expired ? "Token expired" : "Invalid token", expired ? "TOKEN_EXPIRED" : "INVALID_TOKEN");
+				if (!expired || !action.acceptsExpiredToken) throw new UnauthorizedError(expired ? "Token expired" : "Invalid token", expired ? "TOKEN_EXPIRED" : "INVALID_TOKEN");
+				// Signing out with a token that just expired: its session ends all the same (its refresh token stayed good for 30 days).
+				try {
+					claims = verifyExpiredAccessToken(m[1]);
+				} catch {
+					throw new UnauthorizedError("Invalid token", "INVALID_TOKEN");
+				}
 			}
 			// Cached in the users service, and dropped from the cache when the session is revoked.
 			const session = await ctx.call<{ active: boolean; userId?: string; role?: string }, { sid: string }>("users.checkSession", { sid: claims.sid });

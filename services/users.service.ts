@@ -200,6 +200,8 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 			rest: "POST /auth/logout",
 			openapi: { success: 204 },
 			auth: "required",
+			// A client signing out whose access token has just expired still ends the session.
+			acceptsExpiredToken: true,
 			params: {},
 			async handler(ctx: Ctx) {
 				await this.revokeSessions({ id: me(ctx).sid }, "logout");

@@ -351,6 +351,22 @@ describe("users service over HTTP", () => {
 			expect((await http.post("/api/auth/logout", {})).status).toBe(401);
 		});
 
+		test("logout with an access token that has expired still ends its session; other routes refuse the token, and a forged one is refused", async () => {
+			const reg = await register();
+			const { sub, sid } = verifyAccessToken(reg.accessToken);
+			const opts = { subject: sub, issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE, algorithm: "HS256" as const };
+			const expired = jwt.sign({ role: "customer", sid, exp: Math.floor(Date.now() / 1000) - 5 }, jwtSecret(), opts);
+			expect((await http.get("/api/me", { token: expired })).body).toMatchObject({ code: 401, type: "TOKEN_EXPIRED" });
+			const forged = jwt.sign({ role: "customer", sid, exp: Math.floor(Date.now() / 1000) - 5 }, "another-secret", opts);
+			expect((await http.post("/api/auth/logout", {}, { token: forged })).body).toMatchObject({ code: 401, type: "INVALID_TOKEN" });
+			expect((await http.get("/api/me", { token: reg.accessToken })).status).toBe(200);
+
+			expect((await http.post("/api/auth/logout", {}, { token: expired })).status).toBe(204);
+			// The session is over: its refresh token and its unexpired access token with it.
+			expect((await http.post("/api/auth/refresh", { refreshToken: reg.refreshToken })).status).toBe(401);
+			expect((await http.get("/api/me", { token: reg.accessToken })).status).toBe(401);
+		});
+
 		test("a token signed with another secret, with alg none, or expired → 401", async () => {
 			const reg = await register();
 			const { sub, sid } = verifyAccessToken(reg.accessToken);
