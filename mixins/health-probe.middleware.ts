@@ -1,9 +1,12 @@
 /**
  * The ports a node opens for its operators. When HEALTH_PORT is set, the node answers GET /live
- * (the node has started and runs: a liveness probe) and GET /ready (broker started, not stopping, every
- * Redis this node uses reachable, its store taking writes, and its transporter connected: a readiness
- * probe), on HOST like the gateway. A Redis or NATS outage or a full disk fails readiness only, never
- * liveness: restarting a node brings none of them back.
+ * (the node has started and runs: a liveness probe) and GET /ready (broker started, not stopping, its
+ * store taking writes, and its transporter connected: a readiness probe), on HOST like the gateway. A
+ * NATS outage or a full disk fails readiness only, never liveness: restarting a node brings none of
+ * them back. A Redis outage fails neither: every node shares the Redis, so it would take every gateway
+ * out of the Service at once (the whole shop answering 503), while a gateway goes on serving without it
+ * (reads uncached, rate limits counted locally; sign-in and Redis carts answer 503). It is named in the
+ * answer's `degraded`.
  *
  * A port that cannot be opened (taken, not allowed) stops the node with a message naming its
  * variable, HEALTH_PORT or METRICS_PORT (Moleculer's Prometheus reporter), instead of an
@@ -30,11 +33,17 @@ export function notReadyReasons(broker: ServiceBroker): string[] {
 	const reasons: string[] = [];
 	if (broker.stopping) reasons.push("stopping");
 	else if (!broker.started) reasons.push("starting");
+	reasons.push(...storeOutages());
+	reasons.push(...transporterOutages(broker));
+	return reasons;
+}
+
+/** What the node serves without now (the shared Redis), which readiness does not count (see above). */
+export function degradedReasons(broker: ServiceBroker): string[] {
+	const reasons: string[] = [];
 	// Moleculer's Redis cacher: false after a connection error, until it is ready again.
 	if ((broker.cacher as { connected?: boolean | null } | null)?.connected === false) reasons.push("redis: cache");
 	for (const purpose of redisOutages()) reasons.push(`redis: ${purpose}`);
-	reasons.push(...storeOutages());
-	reasons.push(...transporterOutages(broker));
 	return reasons;
 }
 
@@ -67,7 +76,7 @@ export function HealthProbeMiddleware(port: number | undefined, host: string = r
 				// Live once started (as before this listened early): a start that hangs still fails the startup probe.
 				const ok = path === "/live" ? broker.started || broker.stopping : reasons.length === 0;
 				res.writeHead(ok ? 200 : 503, { "Content-Type": "application/json" });
-				res.end(JSON.stringify({ status: ok ? "ok" : "unavailable", nodeID: broker.nodeID, ready: reasons.length === 0, reasons }));
+				res.end(JSON.stringify({ status: ok ? "ok" : "unavailable", nodeID: broker.nodeID, ready: reasons.length === 0, reasons, degraded: degradedReasons(broker) }));
 			});
 			return new Promise<void>((resolve, reject) => {
 				probe.once("error", (err: NodeJS.ErrnoException) => reject(new Error(portProblem("HEALTH_PORT", port, host, err), { cause: err })));

@@ -114,7 +114,7 @@ describe("stores on a Redis that is down", () => {
 });
 
 describe("the probe and metrics ports", () => {
-	test("readiness fails while a Redis of the node is down; liveness does not", async () => {
+	test("a Redis of the node down is reported as degraded; neither readiness nor liveness fails (every node shares it: all gateways out of the Service would close the shop)", async () => {
 		const taken = await listeningServer();
 		const port = (taken.address() as AddressInfo).port;
 		await new Promise((r) => taken.close(r));
@@ -128,9 +128,9 @@ describe("the probe and metrics ports", () => {
 		const store = new RedisRateLimitStore(DEAD, "t:rl:", recordingLogger());
 		try {
 			await failure(store.hit("k", 1000));
-			const notReady = await fetch(`http://127.0.0.1:${port}/ready`);
-			expect(notReady.status).toBe(503);
-			expect((await notReady.json()).reasons).toEqual(["redis: rate limits"]);
+			const degraded = await fetch(`http://127.0.0.1:${port}/ready`);
+			expect(degraded.status).toBe(200);
+			expect(await degraded.json()).toMatchObject({ status: "ok", ready: true, reasons: [], degraded: ["redis: rate limits"] });
 			expect((await fetch(`http://127.0.0.1:${port}/live`)).status).toBe(200);
 		} finally {
 			await store.close();
