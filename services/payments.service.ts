@@ -18,8 +18,8 @@ import type { ShopMeta } from "../mixins/types";
 import { BadRequestError, ConflictError, NotFoundError, PaymentDeclinedError, ServiceUnavailableError, isDuplicate } from "../lib/errors";
 import { canOverturnFailure, statusesLeadingTo, type PaymentStatus } from "../lib/payment-state";
 import { readPaymentsConfig } from "../adapters/payments/config";
-import { processStartedAt } from "../lib/config";
-import { createPaymentProvider, PaymentProviderError, type CreatePaymentResult, type PaymentProvider } from "../adapters/payments/provider";
+import { processStartedAt, readConfig } from "../lib/config";
+import { createPaymentProvider, providerWarning, PaymentProviderError, type CreatePaymentResult, type PaymentProvider } from "../adapters/payments/provider";
 import { createWebhookVerifier } from "../adapters/payments/stripe-provider";
 import { TestPaymentProvider } from "../adapters/payments/test-provider";
 
@@ -563,6 +563,8 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 	created(this: This) {
 		const cfg = readPaymentsConfig();
 		this.provider = createPaymentProvider(cfg);
+		const warning = providerWarning(cfg, readConfig().env);
+		if (warning) this.logger.warn(warning);
 		// The built-in provider tells a refund failing later as Stripe's webhook would; tried again while it cannot be applied yet.
 		if (this.provider instanceof TestPaymentProvider) {
 			this.provider.onRefundFailed = (notice) => {

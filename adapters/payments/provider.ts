@@ -106,6 +106,17 @@ export class PaymentProviderError extends Error {
 	}
 }
 
+/**
+ * What to warn about the payment provider at start: in production without STRIPE_SECRET_KEY every
+ * order is "paid" by the built-in test provider, which takes no money (a secret missing from a
+ * deployment looked like a working shop). Warned, not refused: the demo and the bench run in production
+ * mode on purpose without Stripe.
+ */
+export function providerWarning(cfg: PaymentsConfig, nodeEnv: string): string | null {
+	if (cfg.stripeSecretKey || nodeEnv !== "production") return null;
+	return "STRIPE_SECRET_KEY is not set: payments go through the built-in test provider, which takes no money (Stripe's test cards only). Set STRIPE_SECRET_KEY (and STRIPE_WEBHOOK_SECRET) to take real payments.";
+}
+
 /** Stripe when a secret key is configured, the built-in test provider otherwise. */
 export function createPaymentProvider(cfg: PaymentsConfig): PaymentProvider {
 	if (cfg.stripeSecretKey) {

@@ -6,7 +6,7 @@
 import { chargeStartedAt, isUnrecordedCharge, lookupVerdict } from "../../lib/payment-records";
 import { canOverturnFailure, PAYMENT_STATUSES, type PaymentStatus } from "../../lib/payment-state";
 import { TestPaymentProvider } from "../../adapters/payments/test-provider";
-import { PaymentProviderError, type CreatePaymentResult } from "../../adapters/payments/provider";
+import { PaymentProviderError, providerWarning, type CreatePaymentResult } from "../../adapters/payments/provider";
 import { pickOutcome, searchString } from "../../adapters/payments/stripe-provider";
 
 const NOW = new Date("2025-03-01T12:00:00Z");
@@ -119,5 +119,14 @@ describe("Stripe look-up helpers", () => {
 		["money taken wins over one waiting", [outcome("pending", "pi_a"), outcome("succeeded", "pi_b")], "pi_b"],
 	] as const)("pickOutcome: %s", (_name, outcomes, expected) => {
 		expect(pickOutcome([...outcomes])?.providerId ?? null).toBe(expected);
+	});
+});
+
+describe("providerWarning", () => {
+	test("production without STRIPE_SECRET_KEY is warned about: the built-in provider takes no money", () => {
+		expect(providerWarning({ stripeSecretKey: undefined } as any, "production")).toMatch(/STRIPE_SECRET_KEY is not set.*takes no money/);
+		expect(providerWarning({ stripeSecretKey: "sk_live_x" } as any, "production")).toBeNull();
+		expect(providerWarning({ stripeSecretKey: undefined } as any, "development")).toBeNull();
+		expect(providerWarning({ stripeSecretKey: undefined } as any, "test")).toBeNull();
 	});
 });
