@@ -365,8 +365,11 @@ function maskedUrl(req: Req): Req {
 	return masked === url ? req : (Object.create(req, { originalUrl: { value: masked } }) as Req);
 }
 
-/** A proxy's request id moleculer-web may take (see httpHandler): a UUID, or 16 to 64 hex digits (nginx's $request_id). */
-const REQUEST_ID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,64})$/i;
+/**
+ * A proxy's request id moleculer-web may take (see httpHandler): a UUID, or 16 to 32 hex digits (nginx's
+ * $request_id), in lower case (Zipkin refuses a trace id in upper case, and with it the whole batch of spans).
+ */
+const REQUEST_ID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,32})$/;
 const REQUEST_ID_HEADERS = ["x-request-id", "x-correlation-id"] as const;
 
 /** `[request id]` for a log line: the id the client got in X-Request-ID (none before the request reached a route). */
@@ -500,13 +503,6 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			// Sent after a refused body on the same connection (closeAfter): not run, and not answered.
 			if ((req.socket as TrackedSocket).shopRefused) return;
 			res.setHeader("X-Content-Type-Options", "nosniff");
-			// Routes, limits and the response cache see one spelling of each address (lib/request-target.ts).
-			const target = normalizeRequestTarget(req.url ?? "/");
-			req.url = target.url;
-			if (target.host === "") return this.sendShopError(req, res, new BadRequestError("The request target names no host", "INVALID_TARGET"));
-			const hostProblem = hostHeaderProblem(req.httpVersion, req.rawHeaders);
-			if (hostProblem) return this.sendShopError(req, res, new BadRequestError(hostProblem, "INVALID_HOST"));
-			if (target.host) req.headers.host = target.host;
 			// What a stop needs (releaseConnections): the answers still to send, those of requests that came in
 			// during it too, and each connection's activity.
 			if (this.draining) res.setHeader("Connection", "close");
@@ -522,6 +518,14 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				socket.shopLastActive = Date.now();
 				socket.shopReadWhenIdle = socket.bytesRead;
 			});
+			// Routes, limits and the response cache see one spelling of each address (lib/request-target.ts).
+			// (After the bookkeeping above: a refused request's answer is counted too.)
+			const target = normalizeRequestTarget(req.url ?? "/");
+			req.url = target.url;
+			if (target.host === "") return this.sendShopError(req, res, new BadRequestError("The request target names no host", "INVALID_TARGET"));
+			const hostProblem = hostHeaderProblem(req.httpVersion, req.rawHeaders);
+			if (hostProblem) return this.sendShopError(req, res, new BadRequestError(hostProblem, "INVALID_HOST"));
+			if (target.host) req.headers.host = target.host;
 			// Tokens, personal data, orders and carts (a guest's too, by X-Cart-Id): no browser or shared cache
 			// keeps them, errors included. Other answers for a user or an admin: beforeCall and authenticate.
 			if (/^\/api\/(auth|me|cart|orders)(\/|\?|$)/i.test(req.url ?? "")) res.setHeader("Cache-Control", "no-store");
@@ -540,7 +544,10 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			// answer's and the trace's. One a tracer cannot take (Zipkin wants hex) or made to mislead is not kept.
 			for (const name of REQUEST_ID_HEADERS) {
 				const id = req.headers[name];
-				if (id !== undefined && (typeof id !== "string" || !REQUEST_ID.test(id))) delete req.headers[name];
+				if (id === undefined) continue;
+				const lower = typeof id === "string" ? id.toLowerCase() : "";
+				if (REQUEST_ID.test(lower)) req.headers[name] = lower;
+				else delete req.headers[name];
 			}
 			// An OPTIONS that is no CORS preflight (a monitor, a scanner, a client asking what a path takes):
 			// moleculer-web ran the path's GET action for it, counting a product view or answering /api/me.
@@ -863,6 +870,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 						res.setHeader("Content-Type", "application/json; charset=utf-8");
 						res.end(sent);
 					}
+					this.logResponse(req, res);
 					return Promise.resolve(true);
 				}
 				const tag = action.service?.name ?? actionName.split(".")[0];
@@ -1070,6 +1078,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				// A client may send the body without waiting for the answer.
 				closeAfter(req, res);
 				this.sendShopError(req, res, new PayloadTooLargeError(BODY_LIMIT));
+				// Answered here, not through httpHandler.
+				this.countResponse(413);
 				return;
 			}
 			res.writeContinue();
@@ -1081,7 +1091,11 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// What Node's parser refuses (a malformed request, headers too large, a request not received in time)
 		// is answered in the shop's error shape, as Node would otherwise: only when no answer has begun.
 		this.server?.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: ServerResponse }) => {
-			if (socket.writable && !socket._httpMessage?.headersSent) socket.write(clientErrorResponse(err.code));
+			if (socket.writable && !socket._httpMessage?.headersSent) {
+				const answer = clientErrorResponse(err.code);
+				socket.write(answer);
+				this.countResponse(Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 400));
+			}
 			socket.destroy(err);
 		});
 		this.server?.on("connection", (socket: TrackedSocket) => {
