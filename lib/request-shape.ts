@@ -56,13 +56,25 @@ export function queryShapeProblem(query: Record<string, unknown> | undefined): {
 /** Parameters that carry a secret (a password, a one-time or refresh token, a payment's client secret): bodies only. */
 const SECRET_PARAMS = /^(?:password|currentPassword|newPassword|token|refreshToken|clientSecret)$/i;
 
+/**
+ * Also masked in logs and spans, though not the shop's: the usual names of other services' secrets, which
+ * a client may put in a URL out of habit (`access_token`, `api_key`, ...).
+ */
+const OTHER_SECRET_PARAMS = /^(?:access_?token|id_?token|auth_?token|api_?key|apikey|secret|client_?secret|signature|sig|authorization|auth)$/i;
+
 /** A URL as it may be logged: the value of a secret query parameter (refused, but sent) masked. */
 export function withoutSecrets(url: string): string {
 	const q = url.indexOf("?");
 	// Every request is logged: most have no query, or none that could name a secret (encoded or not).
-	if (q < 0 || !/password|token|secret|%/i.test(url.slice(q))) return url;
+	if (q < 0 || !/pass|token|secret|key|sig|auth|%/i.test(url.slice(q))) return url;
 	// The name as qs reads it: `password[]` and `password[a]` are `password` to the refusal.
-	return url.slice(0, q) + url.slice(q).replace(/([?&])([^=&#]*)=([^&#]*)/g, (all, sep: string, name: string) => (SECRET_PARAMS.test(safeDecode(name).split("[")[0]) ? `${sep}${name}=***` : all));
+	return (
+		url.slice(0, q) +
+		url.slice(q).replace(/([?&])([^=&#]*)=([^&#]*)/g, (all, sep: string, name: string) => {
+			const plain = safeDecode(name).split("[")[0];
+			return SECRET_PARAMS.test(plain) || OTHER_SECRET_PARAMS.test(plain) ? `${sep}${name}=***` : all;
+		})
+	);
 }
 
 function safeDecode(text: string): string {

@@ -23,8 +23,15 @@ function isPlainObject(value: object): value is Record<string, unknown> {
 	return proto === Object.prototype || proto === null;
 }
 
+/**
+ * A value that is a payment secret whatever its field is called: a card or payment-method token, a
+ * PaymentIntent's client secret (a client may send `paymentMethod: "pm_card_..."`, a string).
+ */
+const SECRET_VALUE = /^(?:pm|tok|src|seti)_[A-Za-z0-9_]{4,}$|_secret_/;
+
 /** A copy of `value` fit for a span tag. */
 export function traceSafe(value: unknown, depth = 0): unknown {
+	if (typeof value === "string") return SECRET_VALUE.test(value) ? REDACTED : value;
 	if (value == null || typeof value !== "object") return value;
 	if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
 	if (depth >= MAX_DEPTH) return "[…]";

@@ -39,6 +39,9 @@ describe("withoutSecrets: a URL as the log shows it", () => {
 		["/api/me?password%5B%5D=hunter2&password[a]=x", "/api/me?password%5B%5D=***&password[a]=***"],
 		["/api/me?%E0%A4%A=1&refreshToken=r", "/api/me?%E0%A4%A=1&refreshToken=***"],
 		["/api/payments/test-authentication?clientSecret=pi_1_secret_2&outcome=failed", "/api/payments/test-authentication?clientSecret=***&outcome=failed"],
+		// Other services' usual secret names, sent out of habit.
+		["/api/products?access_token=LeakQ1&api_key=k2&apiKey=k3&q=lamp", "/api/products?access_token=***&api_key=***&apiKey=***&q=lamp"],
+		["/api/products?keyword=lamp&signature=abc", "/api/products?keyword=lamp&signature=***"],
 	])("%s → %s", (url, logged) => expect(withoutSecrets(url)).toBe(logged));
 });
 

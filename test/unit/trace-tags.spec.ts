@@ -13,6 +13,7 @@ describe("traceSafe", () => {
 		["inside arrays", { items: [{ variantId: "v", quantity: 2, token: "x" }] }, { items: [{ variantId: "v", quantity: 2, token: REDACTED }] }],
 		["an absent secret stays absent", { password: null, token: "" }, { password: null, token: "" }],
 		["plain data unchanged", { q: "shirt", page: 2, inStock: true, code: "SAVE10" }, { q: "shirt", page: 2, inStock: true, code: "SAVE10" }],
+		["a payment secret under any name", { paymentMethod: "pm_card_LeakStr8", secretOf: "pi_3Nx_secret_Ab", note: "tok_visa", sku: "pm-card", slug: "card_holder" }, { paymentMethod: REDACTED, secretOf: REDACTED, note: REDACTED, sku: "pm-card", slug: "card_holder" }],
 	])("%s", (_what, params, expected) => {
 		expect(traceSafe(params)).toEqual(expected);
 	});
