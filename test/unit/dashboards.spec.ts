@@ -61,7 +61,7 @@ function prometheusSeries(spec: MetricSpec, defaultLabels: string[], prefix = ""
 			for (const s of ["sum", "count", "min", "mean", "variance", "stddev", "max"]) add(`${base}_${s}`);
 		}
 	}
-	if (spec.rate) add(`${base}_rate`);
+	// No `_rate` series: the shop's reporter leaves out Moleculer's in-process rates (mixins/prometheus-reporter.ts).
 	return series;
 }
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { ServiceBroker } from "moleculer";
 import "../../mixins/prometheus-reporter";
 
-test("a histogram is written with its buckets, _sum and _count, once per series; other metrics as Moleculer writes them", async () => {
+test("a histogram is written with its buckets, _sum and _count, once per series; other metrics as Moleculer writes them, without its _rate lines", async () => {
 	const broker = new ServiceBroker({
 		logger: false,
 		metrics: { enabled: true, defaultQuantiles: null as any, reporter: [{ type: "ShopPrometheus" as "Prometheus", options: { port: 0, host: "127.0.0.1", defaultLabels: () => ({ nodeID: "n1" }) } }] },
@@ -12,7 +12,7 @@ test("a histogram is written with its buckets, _sum and _count, once per series;
 	try {
 		const metrics = broker.metrics;
 		metrics.register({ name: "checkout.seconds", type: "histogram", labelNames: ["step"], buckets: [1, 5] } as any);
-		metrics.register({ name: "orders_total", type: "counter", labelNames: ["status"] });
+		metrics.register({ name: "orders_total", type: "counter", labelNames: ["status"], rate: true } as any);
 		metrics.observe("checkout.seconds", 0.5, { step: "pay" });
 		metrics.observe("checkout.seconds", 3, { step: "pay" });
 		metrics.observe("checkout.seconds", 7, { step: "stock" });
@@ -20,6 +20,7 @@ test("a histogram is written with its buckets, _sum and _count, once per series;
 		const server = (metrics as any).reporter[0].server;
 		const { port } = server.address() as AddressInfo;
 		const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+		expect(text).not.toMatch(/_rate[{ ]/);
 		const lines = text.split("\n").filter((l) => l.startsWith("checkout_seconds") || l.startsWith("orders_total"));
 		expect(lines).toEqual([
 			'checkout_seconds_bucket{nodeID="n1",step="pay",le="1"} 1',
