@@ -55,10 +55,10 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 		namespace: cfg.namespace,
 		nodeID: cfg.nodeID,
 		metadata: { services: SHOP_SERVICES },
-		// "full": each line with its date and node id (a cluster's logs are read together).
+		// LOG_FORMAT: "full" by default, each line with its date and node id (a cluster's logs are read together).
 		logger: {
 			type: "Console",
-			options: { level: cfg.logLevel, colors: process.stdout.isTTY, moduleColors: false, formatter: "full", autoPadding: false },
+			options: { level: cfg.logLevel, colors: cfg.logFormat !== "json" && process.stdout.isTTY, moduleColors: false, formatter: cfg.logFormat, autoPadding: false },
 		},
 		logLevel: cfg.logLevel as any,
 		// The store layer's reports (failed writes, repaired files, the lock) then read like every other line.

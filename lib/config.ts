@@ -259,6 +259,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env) {
 		mongoUri: serverUrlSetting("MONGO_URI", env.MONGO_URI, { schemes: ["mongodb", "mongodb+srv"], takes: "a MongoDB connection string (mongodb://host:27017/shop or mongodb+srv://...)" }),
 		elasticsearchUrl: serverUrlSetting("ELASTICSEARCH_URL", env.ELASTICSEARCH_URL, httpUrl("http://localhost:9200")),
 		logLevel: logLevelSetting(env.LOGLEVEL, isTest ? "warn" : "info"),
+		logFormat: logFormatSetting(env.LOG_FORMAT),
 		requestTimeout: wholeNumberSetting("REQUEST_TIMEOUT", env.REQUEST_TIMEOUT, 10_000, MS()),
 		shutdownTimeout: wholeNumberSetting("SHUTDOWN_TIMEOUT", env.SHUTDOWN_TIMEOUT, 10_000, MS()),
 		// Off where an ingress or a CDN compresses answers already.
@@ -318,6 +319,20 @@ function logLevelSetting(value: string | undefined, fallback: string): string {
 	if (v === undefined) return fallback;
 	if (!LOG_LEVELS.includes(v)) refuse("LOGLEVEL", value, `one of ${LOG_LEVELS.join(", ")}`);
 	return v;
+}
+
+const LOG_FORMATS = ["full", "json", "short"] as const;
+
+/**
+ * LOG_FORMAT: "full" (date, level, node id, module; a logged error's stack continues on the lines
+ * after), "json" (one JSON object per line, stacks inside it: for log shippers), or "short" (time of
+ * day only, for a terminal).
+ */
+function logFormatSetting(value: string | undefined): (typeof LOG_FORMATS)[number] {
+	const v = nonEmpty(value)?.toLowerCase();
+	if (v === undefined) return "full";
+	if (!(LOG_FORMATS as readonly string[]).includes(v)) refuse("LOG_FORMAT", value, `one of ${LOG_FORMATS.join(", ")}`);
+	return v as (typeof LOG_FORMATS)[number];
 }
 
 const TRACE_EXPORTERS = ["console", "zipkin", "jaeger", "event"];
