@@ -442,7 +442,9 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 					new Date(),
 					this.settings.backoff,
 				);
-				const error = (err as Error).message.slice(0, 500);
+				// On one line: a provider's error text goes into the log and the message's record, and a line break in
+				// it started a line the log reader took for the shop's own.
+				const error = (err as Error).message.slice(0, 500).replace(/\s*[\r\n]+\s*/g, " ");
 				this.countSend("notification_send_failures_total", claimed, channel.provider);
 				if (decision.retry) {
 					const unanswered = !!failure && failure.status === undefined;

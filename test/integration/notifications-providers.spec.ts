@@ -196,6 +196,17 @@ describe("notifications through SendGrid and Twilio (real SDKs, local provider s
 		expect(counted().map((n, i) => n - countedBefore[i])).toEqual([1, 1, 1]);
 	});
 
+	test("a provider's reason with line breaks is kept on one line, in the record and in the log", async () => {
+		const warn = jest.spyOn((shop.broker.getLocalService("notifications") as any).logger, "warn");
+		providers.script("/v3/mail/send", [{ status: 400, body: { errors: [{ message: "line one\nline two:\r\n  forged log line", field: "from" }] } }]);
+		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: shipped("o9", "u-bob") });
+		const mail = await waitFor(() => message("order-shipped", "email", "o9"), (m: any) => m?.status === "failed");
+		const lines = warn.mock.calls.map((args) => String(args[0])).filter((l) => l.includes("line one"));
+		warn.mockRestore();
+		expect(mail.error).toBe("SendGrid 400 error: line one line two: forged log line");
+		expect(lines).toEqual([expect.stringMatching(/failed after 1 attempt\(s\): SendGrid 400 error: line one line two: forged log line$/)]);
+	});
+
 	test("SendGrid's reason is kept when it refuses a message", async () => {
 		providers.script("/v3/mail/send", [{ status: 400, body: { errors: [{ message: "The from address does not match a verified Sender Identity.", field: "from" }] } }]);
 		await shop.broker.call("orders.announce", { event: "order.status_changed", payload: shipped("o3", "u-bob") });
