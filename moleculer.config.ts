@@ -19,6 +19,7 @@ import { retryPolicyCheck } from "./mixins/retry-policy";
 import { VALIDATOR_MESSAGES } from "./lib/param-rules";
 import { LazyFastestValidator } from "./mixins/lazy-validator";
 import "./mixins/prometheus-reporter";
+import { ThrottledWarningsMiddleware } from "./mixins/throttled-warnings.middleware";
 import { ShopRedisCacher } from "./adapters/redis-cacher";
 import { redisClientOptions } from "./adapters/redis-connection";
 import { setOpsLogger } from "./lib/ops-log";
@@ -128,7 +129,7 @@ export function buildBrokerConfig(env: NodeJS.ProcessEnv = process.env): BrokerO
 			if (broker.registry.getServiceList({ onlyLocal: true, skipInternal: true }).length) return;
 			broker.logger.warn("This node hosts no service: set SERVICEDIR=dist/services (npm start does) and SERVICES to name what it hosts, as moleculer-runner reads them.");
 		},
-		middlewares: brokerMiddlewares([RetryBoundaryMiddleware(), TimedOutCallsMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware(), retry.middleware]) as BrokerOptions["middlewares"],
+		middlewares: brokerMiddlewares([RetryBoundaryMiddleware(), TimedOutCallsMiddleware(), NodeAwayMiddleware(cfg.serviceWaitMs), NodeRestartMiddleware(), NullFieldsMiddleware(), HealthProbeMiddleware(cfg.healthPort), EventLoopMetricsMiddleware(), StopNoticeMiddleware(), ThrottledWarningsMiddleware(), retry.middleware]) as BrokerOptions["middlewares"],
 		replOptions: {
 			customCommands: [
 				{
