@@ -16,10 +16,24 @@ describe("sign-in while bcrypt is busy", () => {
 	});
 	afterAll(() => shop?.stop());
 
+	/** Tries again while refused as busy (the one worker may be starting, or busy with another test's work on a loaded machine). */
+	async function unlessBusy<T extends { status: number }>(attempt: () => Promise<T>): Promise<T> {
+		for (let i = 0; ; i++) {
+			try {
+				const res = await attempt();
+				if (res.status !== 503 || i >= 50) return res;
+			} catch (err) {
+				if (!/ 503: /.test((err as Error).message) || i >= 50) throw err;
+			}
+			await new Promise((r) => setTimeout(r, 100));
+		}
+	}
+
 	test("busy refusals do not count towards the lock; wrong passwords still do", async () => {
-		const owner = await registerCustomer(shop.http);
+		const register = () => unlessBusy(() => registerCustomer(shop.http).then((c) => ({ ...c, status: 201 })));
+		const owner = await register();
 		const others = [];
-		for (let i = 0; i < 4; i++) others.push(await registerCustomer(shop.http));
+		for (let i = 0; i < 4; i++) others.push(await register());
 		const login = (email: string, password = "correct horse battery") => shop.http.post("/api/auth/login", { email, password });
 		let busy = 0;
 		for (let round = 0; round < 40 && busy < 6; round++) {
@@ -32,9 +46,9 @@ describe("sign-in while bcrypt is busy", () => {
 		}
 		expect(busy).toBe(6);
 		// Six busy refusals and the right password: signed in.
-		expect((await login(owner.email)).status).toBe(200);
+		expect((await unlessBusy(() => login(owner.email))).status).toBe(200);
 		// Five wrong ones lock, as before.
-		for (let i = 0; i < 5; i++) expect((await login(owner.email, "wrong horse battery")).status).toBe(401);
-		expect((await login(owner.email)).status).toBe(429);
+		for (let i = 0; i < 5; i++) expect((await unlessBusy(() => login(owner.email, "wrong horse battery"))).status).toBe(401);
+		expect((await unlessBusy(() => login(owner.email))).status).toBe(429);
 	});
 });
