@@ -64,13 +64,24 @@ export function minorUnitDigits(currency: string): number {
 /**
  * "$12.34" (1234 USD), "¥1,234" (1234 JPY) for messages and templates; amounts stay integers
  * everywhere else. Minor units are the currency's own (ISO 4217: 2 for USD, 0 for JPY, 3 for KWD).
+ * Some currencies are written without their minor unit (Intl shows HUF, IDR, IQD and others in whole
+ * units): an amount of whole units is shown so ("HUF 5,000"), one with a fraction with all its ISO
+ * digits ("HUF 10.49"), never rounded (a refund of 49 HUF cents read "HUF 0", and lines did not add up).
  */
 export function formatMoney(amount: number, currency = DEFAULT_CURRENCY, locale = "en-US"): string {
 	const key = `${locale} ${currency}`;
 	let entry = moneyFormats.get(key);
-	if (!entry) moneyFormats.set(key, (entry = { format: new Intl.NumberFormat(locale, { style: "currency", currency }), perMajor: 10 ** minorUnitDigits(currency) }));
-	return entry.format.format(amount / entry.perMajor);
+	if (!entry) {
+		const digits = minorUnitDigits(currency);
+		entry = {
+			format: new Intl.NumberFormat(locale, { style: "currency", currency }),
+			exact: new Intl.NumberFormat(locale, { style: "currency", currency, minimumFractionDigits: digits, maximumFractionDigits: digits }),
+			perMajor: 10 ** digits,
+		};
+		moneyFormats.set(key, entry);
+	}
+	return (amount % entry.perMajor === 0 ? entry.format : entry.exact).format(amount / entry.perMajor);
 }
 
 /** Building an Intl.NumberFormat costs ~0.2 ms, formatting with one a microsecond: keep them. */
-const moneyFormats = new Map<string, { format: Intl.NumberFormat; perMajor: number }>();
+const moneyFormats = new Map<string, { format: Intl.NumberFormat; exact: Intl.NumberFormat; perMajor: number }>();

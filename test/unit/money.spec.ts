@@ -30,5 +30,12 @@ describe("money", () => {
 		// Cents on paper, shown without them: still divided by 100.
 		[500000, "HUF", "HUF 5,000"],
 		[1250000, "IDR", "IDR 12,500"],
+		// ... unless there is a fraction: never rounded away (a refund of 49 HUF cents read "HUF 0").
+		[1049, "HUF", "HUF 10.49"],
+		[49, "HUF", "HUF 0.49"],
+		[12345, "IQD", "IQD 12.345"],
+		[400, "IQD", "IQD 0.400"],
+		[12000, "IQD", "IQD 12"],
+		[-650, "USD", "-$6.50"],
 	])("formatMoney(%p, %s) → %s", (amount, currency, text) => expect(formatMoney(amount, currency).replace(/\u00a0/g, " ")).toBe(text));
 });
