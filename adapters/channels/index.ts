@@ -36,6 +36,10 @@ export function readNotificationConfig(env: NodeJS.ProcessEnv = process.env) {
 	if (storefrontUrl && !/^https?:\/\/[^\s/]+/i.test(storefrontUrl)) {
 		throw new Error(`STOREFRONT_URL must be the storefront's http(s) address (e.g. https://shop.example.com), which the messages' links start with, not "${env.STOREFRONT_URL}"`);
 	}
+	// The links add a path and a query of their own: one in the base made "...?utm_source=mail/verify-email?token=...".
+	if (storefrontUrl && /[?#]/.test(storefrontUrl)) {
+		throw new Error(`STOREFRONT_URL must be the storefront's address without a query or fragment (the messages' links add their own path and token), not "${env.STOREFRONT_URL}"`);
+	}
 	const twilio = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"] as const;
 	const missing = twilio.filter((k) => !nonEmpty(env[k]));
 	if (missing.length && missing.length < twilio.length) throw new Error(`${twilio.join(", ")} go together (SMS through Twilio): ${missing.join(" and ")} missing`);

@@ -225,7 +225,7 @@ describe("notifications: catch-up after downtime, exactly one message per event"
 		for (const body of [stored.text, stored.html]) {
 			expect(body).not.toContain("tok%2Fen%2B1");
 			expect(body).toContain(LINK_REMOVED);
-			expect(body).toContain("Hi Bob,");
+			expect(body).toContain("Hello,");
 		}
 		// Order news carries no link: its body stays whole.
 		const order = await svc.db.notifications.findOne({ template: "order-confirmed", channel: "email" });
@@ -575,7 +575,7 @@ describe("notifications: pending work survives a restart", () => {
 			svc.db.notifications.insert({
 				id, userId: "u-bob", eventId: `e-${id}`, dedupeKey: `d-${id}`, template, channel: "email", provider: "outbox", recipient: "bob@example.com",
 				subject: "Reset your password", html: `<p><a href="http://localhost:3000/reset-password?token&#61;${token}">Choose a new password</a></p>`,
-				text: `Hi Bob,\n\nhttp://localhost:3000/reset-password?token=${token}\n`, status, attempts: 1, providerId: null, error: null,
+				text: `Hello,\n\nhttp://localhost:3000/reset-password?token=${token}\n`, status, attempts: 1, providerId: null, error: null,
 				createdAt: new Date(), sentAt: new Date(), failedAt: null, nextAttemptAt: new Date(Date.now() + 3_600_000), leaseUntil: new Date(0),
 			});
 		await legacy("old-sent", "password-reset", "sent", "old-token-1");
@@ -588,7 +588,7 @@ describe("notifications: pending work survives a restart", () => {
 		for (const [id, token] of [["old-sent", "old-token-1"], ["old-failed", "old-token-2"]]) {
 			const m = await svc.db.notifications.findById(id);
 			expect(JSON.stringify(m)).not.toContain(token);
-			expect(m.text).toBe(`Hi Bob,\n\n${LINK_REMOVED}\n`);
+			expect(m.text).toBe(`Hello,\n\n${LINK_REMOVED}\n`);
 			expect(m.html).toContain(`href="${LINK_REMOVED}"`);
 		}
 		expect((await svc.db.notifications.findById("old-queued")).text).toContain("old-token-3");

@@ -49,6 +49,8 @@ describe("message settings", () => {
 	test.each([
 		[{ STOREFRONT_URL: "shop.example.com/" }, /^STOREFRONT_URL must be the storefront's http\(s\) address/],
 		[{ STOREFRONT_URL: "ftp://shop.example.com" }, /^STOREFRONT_URL/],
+		[{ STOREFRONT_URL: "https://shop.example.com/?utm_source=mail" }, /^STOREFRONT_URL must be the storefront's address without a query or fragment/],
+		[{ STOREFRONT_URL: "https://shop.example.com/#/" }, /without a query or fragment/],
 		[{ NOTIFY_FROM_EMAIL: "not an email" }, /^NOTIFY_FROM_EMAIL must be an email address/],
 		[{ TWILIO_ACCOUNT_SID: "AC1", TWILIO_AUTH_TOKEN: "t" }, /^TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM go together \(SMS through Twilio\): TWILIO_FROM missing/],
 		[{ TWILIO_FROM: "+15550100" }, /TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN missing/],
