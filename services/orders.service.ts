@@ -48,6 +48,7 @@ import { newId, type CollectionSpec, type Query } from "../mixins/collection";
 import type { ShopMeta } from "../mixins/types";
 import { BadRequestError, CheckoutBeingUndoneError, ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError, invalidField } from "../lib/errors";
 import { pageParams, pageWindow, toPage } from "../lib/pagination";
+import { oneLineRule } from "../lib/param-rules";
 import { processStartedAt } from "../lib/config";
 import { brokerRunView, runnerState, SagaTakenOverError } from "../lib/checkout-recovery";
 import {
@@ -327,7 +328,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				$$strict: "remove",
 				id: "string",
 				status: { type: "enum", values: ["processing", "shipped", "delivered"] },
-				trackingNumber: { type: "string", min: 1, max: 100, trim: true, optional: true },
+				// One line as names are (it is shown in email, SMS and push): a bidirectional override made it read reversed.
+				trackingNumber: { type: "string", min: 1, max: 100, trim: true, optional: true, ...oneLineRule },
 			},
 			async handler(this: OrdersThis, ctx: Context<{ id: string; status: OrderStatus; trackingNumber?: string }, ShopMeta>) {
 				const { id, status: to, trackingNumber } = ctx.params;

@@ -157,6 +157,10 @@ describe("orders", () => {
 		const noTracking = await setStatus(id, { status: "shipped" });
 		expect(noTracking.status).toBe(422);
 		expect(noTracking.body.data).toEqual([expect.objectContaining({ field: "trackingNumber" })]);
+		// Shown in email, SMS and push: one line, no bidirectional override (a disguised link read reversed).
+		for (const trackingNumber of ["1Z\u202Emoc.live//:sptth\u202C", "1Z999\nCall +1 555 0100"]) {
+			expect((await setStatus(id, { status: "shipped", trackingNumber })).body).toMatchObject({ code: 422, data: [expect.objectContaining({ field: "trackingNumber" })] });
+		}
 		expect(await shop.broker.call("orders.hasDeliveredProduct", { userId: a.userId, productId })).toEqual({ delivered: false });
 
 		const shipped = await setStatus(id, { status: "shipped", trackingNumber: "1Z999AA10123456784" });
