@@ -426,16 +426,19 @@ const checkoutSagaSchema: Partial<ServiceSchema<CheckoutSagaSettings, CheckoutSa
 		},
 
 		async clearCart(c: Checkout) {
-			// A recovered checkout has no snapshot: it clears the cart only if it is still the one bought (its
-			// version on the order), so the customer does not see it as unbought; items added since keep it.
+			// The cart as bought (its snapshot's version) is emptied. One the customer changed meanwhile (another
+			// tab) loses what was bought and keeps what was added: cleared only at its version, it kept the bought
+			// lines, which a next checkout bought again. A recovered checkout has no snapshot: it clears the cart
+			// only if it is still the one bought (its version on the order), as it may have cleared it already.
 			// Either way the cart's claim for this order goes in that same write: the next checkout may start.
 			const version = c.cart ? c.cart.version : c.order?.cartVersion;
 			const clear = !!c.cart || typeof version === "number";
+			const bought = c.cart ? { lines: c.cart.items.map((l: { variantId: string; quantity: number }) => ({ variantId: l.variantId, quantity: l.quantity })), promoCode: c.cart.promoCode ?? null } : undefined;
 			// The order is paid: a cart that cannot be cleared (or changed meanwhile) is no reason to undo it; a
 			// claim left behind by a failed clear ends with its lease. Not skipped when the request ran out of
 			// time on the way here: the sale is made, and the customer's next checkout must not wait for the lease.
 			try {
-				if (clear) await this.callFrom(c, "cart.clear", { userId: c.userId, version, orderId: c.orderId }, { pastDeadline: true });
+				if (clear) await this.callFrom(c, "cart.clear", { userId: c.userId, version, orderId: c.orderId, ...(bought ? { bought } : {}) }, { pastDeadline: true });
 				else await this.releaseCart(c);
 			} catch (err) {
 				this.logger.warn(`Cart of user ${c.userId} not cleared after order ${c.orderId}:`, (err as Error).message);

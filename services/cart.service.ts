@@ -355,10 +355,24 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 
 		clear: {
 			visibility: "public",
-			params: { userId: "string", version: { type: "number", integer: true, min: 0, optional: true }, orderId: { type: "string", min: 1, max: 100, optional: true } },
-			async handler(ctx: Ctx<{ userId: string; version?: number; orderId?: string }>) {
-				const { userId, version, orderId } = ctx.params;
-				return { cleared: await this.store.clear(`u:${userId}`, version, orderId) };
+			params: {
+				userId: "string",
+				version: { type: "number", integer: true, min: 0, optional: true },
+				orderId: { type: "string", min: 1, max: 100, optional: true },
+				// A checkout's snapshot: a cart changed since `version` (another tab) loses what was bought, not all.
+				bought: {
+					type: "object",
+					optional: true,
+					strict: "remove",
+					props: {
+						lines: { type: "array", max: MAX_MERGED_LINES, items: { type: "object", strict: "remove", props: { variantId: variantIdParam, quantity: { type: "number", integer: true, min: 1 } } } },
+						promoCode: { type: "string", nullable: true, optional: true },
+					},
+				},
+			},
+			async handler(ctx: Ctx<{ userId: string; version?: number; orderId?: string; bought?: { lines: Array<{ variantId: string; quantity: number }>; promoCode?: string | null } }>) {
+				const { userId, version, orderId, bought } = ctx.params;
+				return { cleared: await this.store.clear(`u:${userId}`, version, orderId, bought ? { lines: bought.lines, promoCode: bought.promoCode ?? null } : undefined) };
 			},
 		},
 

@@ -41,6 +41,12 @@ export interface MergeLine extends LineWrite {
 	cap: number;
 }
 
+/** What a checkout bought of a cart: its lines' quantities and its code. */
+export interface BoughtLines {
+	lines: Array<{ variantId: string; quantity: number }>;
+	promoCode: string | null;
+}
+
 /** A checkout's claim on a cart: the cart as it was claimed, or the other order holding it. */
 export type CheckoutClaim = { claimed: true; cart: StoredCart } | { claimed: false; heldBy: string };
 
@@ -58,8 +64,11 @@ export interface CartStore {
 	 * Empties the cart (lines and code); with `version`, only if the cart is still at it. With
 	 * `releaseFor`, that order's checkout claim goes in the same write, whether the cart was emptied or
 	 * not, and a cart another order's checkout holds is not emptied (that one is buying it).
+	 * With `bought` (a checkout's snapshot), a cart changed since its version loses what was bought
+	 * instead of nothing: each bought line's quantity comes off its line (gone at 0), and the code if it
+	 * is still the one bought with; lines added meanwhile stay. True when the cart was emptied or so.
 	 */
-	clear(owner: string, version?: number, releaseFor?: string): Promise<boolean>;
+	clear(owner: string, version?: number, releaseFor?: string, bought?: BoughtLines): Promise<boolean>;
 	/**
 	 * Claims the cart for an order's checkout for `leaseMs`, in one atomic step, and reads it. Refused
 	 * while another order holds an unexpired claim; the same order claiming again renews its lease.

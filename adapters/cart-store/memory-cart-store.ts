@@ -6,7 +6,7 @@
  * instance; several instances share carts through Redis.
  */
 import type { Collection } from "../../mixins/collection";
-import { CART_TTL_SECONDS, emptyCart, type CartStore, type CheckoutClaim, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
+import { CART_TTL_SECONDS, emptyCart, type BoughtLines, type CartStore, type CheckoutClaim, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
 
 interface Line {
 	quantity: number;
@@ -105,13 +105,24 @@ export class MemoryCartStore implements CartStore {
 		});
 	}
 
-	clear(owner: string, version?: number, releaseFor?: string): Promise<boolean> {
+	clear(owner: string, version?: number, releaseFor?: string, bought?: BoughtLines): Promise<boolean> {
 		return this.change(owner, (cart) => {
 			const released = releaseFor != null && cart.checkout?.orderId === releaseFor;
 			if (released) cart.checkout = null;
 			// Another checkout holds the cart now (this one outlived its lease): what it bought is not this one's to empty.
 			const heldByAnother = releaseFor != null && !!cart.checkout && cart.checkout.orderId !== releaseFor && cart.checkout.until > this.now();
-			if (heldByAnother || (version != null && version !== cart.version)) return { result: false, written: released, holdOnly: true };
+			if (heldByAnother || (version != null && version !== cart.version && !bought)) return { result: false, written: released, holdOnly: true };
+			if (version != null && version !== cart.version && bought) {
+				// Changed while it was bought (another tab): what was bought comes off, what was added stays.
+				for (const b of bought.lines) {
+					const line = cart.lines.get(b.variantId);
+					if (!line) continue;
+					if (line.quantity <= b.quantity) cart.lines.delete(b.variantId);
+					else line.quantity -= b.quantity;
+				}
+				if (bought.promoCode !== null && cart.promoCode === bought.promoCode) cart.promoCode = null;
+				return { result: true, written: true };
+			}
 			cart.lines.clear();
 			cart.promoCode = null;
 			return { result: true, written: true };

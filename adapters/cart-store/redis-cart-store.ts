@@ -9,7 +9,7 @@
 import type Redis from "ioredis";
 import type { ChainableCommander } from "ioredis";
 import { connectRedis, RedisLink, type OutageLogger } from "../redis-connection";
-import { CART_TTL_SECONDS, type CartStore, type CheckoutClaim, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
+import { CART_TTL_SECONDS, type BoughtLines, type CartStore, type CheckoutClaim, type LineLimits, type LineResult, type LineWrite, type MergeLine, type StoredCart } from "./cart-store";
 
 // Shared tail of every write: bump the version and refresh the TTL of all three keys.
 const TOUCH = `
@@ -76,7 +76,9 @@ return changed`,
 const CLAIM_SCRIPTS = {
 	// ARGV: expected version ('' for any), ttl, order id whose claim goes ('' for none): the claim goes
 	// even when the cart is kept, and a cart another order's checkout holds is kept. The version
-	// survives so it never repeats.
+	// survives so it never repeats. Then, for a cart changed since (see CartStore.clear), what was bought:
+	// 'code:' and the code bought with ('' for none; no such argument: nothing bought is given), then per
+	// line its variantId and quantity.
 	cartClear: `${TOUCH}
 if ARGV[3] ~= '' then
   local holder = redis.call('GET', KEYS[4])
@@ -84,7 +86,24 @@ if ARGV[3] ~= '' then
   elseif holder then return 0 end
 end
 local v = tonumber(redis.call('HGET', KEYS[3], 'version') or '0')
-if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= v then return 0 end
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= v then
+  if ARGV[4] == nil then return 0 end
+  for i = 5, #ARGV, 2 do
+    local have = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+    if have > 0 then
+      if have <= tonumber(ARGV[i + 1]) then
+        redis.call('HDEL', KEYS[1], ARGV[i])
+        redis.call('HDEL', KEYS[2], ARGV[i])
+      else
+        redis.call('HSET', KEYS[1], ARGV[i], have - tonumber(ARGV[i + 1]))
+      end
+    end
+  end
+  local code = string.sub(ARGV[4], 6)
+  if code ~= '' and redis.call('HGET', KEYS[3], 'promo') == code then redis.call('HDEL', KEYS[3], 'promo') end
+  touch(ARGV[2])
+  return 1
+end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HDEL', KEYS[3], 'promo')
 touch(ARGV[2])
@@ -173,8 +192,9 @@ export class RedisCartStore implements CartStore {
 		return Number(await this.run((redis) => redis.cartPromo(...this.keys(owner), code ?? "", this.ttl)));
 	}
 
-	async clear(owner: string, version?: number, releaseFor?: string): Promise<boolean> {
-		return (await this.run((redis) => redis.cartClear(...this.keys(owner), this.claimKey(owner), version ?? "", this.ttl, releaseFor ?? ""))) === 1;
+	async clear(owner: string, version?: number, releaseFor?: string, bought?: BoughtLines): Promise<boolean> {
+		const boughtArgs = bought ? [`code:${bought.promoCode ?? ""}`, ...bought.lines.flatMap((l) => [l.variantId, l.quantity])] : [];
+		return (await this.run((redis) => redis.cartClear(...this.keys(owner), this.claimKey(owner), version ?? "", this.ttl, releaseFor ?? "", ...boughtArgs))) === 1;
 	}
 
 	async claimCheckout(owner: string, orderId: string, leaseMs: number): Promise<CheckoutClaim> {

@@ -138,6 +138,33 @@ describe("checkout", () => {
 		expect(list.body.rows.map((o: any) => o.id)).toEqual([order.id]);
 	});
 
+	test("a cart changed in another tab while it is bought keeps what was added and loses what was bought (it kept all, and a next checkout bought it again)", async () => {
+		const { c, v } = await buyerWithCart(2999, 10, 2);
+		const other = await variant(1500, 10);
+		const payments = shop.broker.getLocalService("payments") as any;
+		const chargeOnce = payments.chargeOnce;
+		// While the card is charged, the customer's other tab adds an item and one more of the one bought.
+		payments.chargeOnce = async (...args: unknown[]) => {
+			await addToCart(c.token, other.variantId, 1);
+			await addToCart(c.token, v.variantId, 1);
+			return chargeOnce.apply(payments, args);
+		};
+		let res;
+		try {
+			res = await checkout(c);
+		} finally {
+			payments.chargeOnce = chargeOnce;
+		}
+		expect(res.status).toBe(201);
+		expect(res.body.items).toEqual([expect.objectContaining({ variantId: v.variantId, quantity: 2 })]);
+		const cart = (await shop.http.get("/api/cart", { token: c.token })).body;
+		expect(cart.items.map((i: any) => [i.variantId, i.quantity]).sort()).toEqual([[other.variantId, 1], [v.variantId, 1]].sort());
+		// The cart's claim went with it: the next checkout buys what is left, once.
+		const next = await checkout(c);
+		expect(next.status).toBe(201);
+		expect(next.body.total).toBe(2999 + 1500 + 599);
+	});
+
 	test("expectedTotal: a price raised since the customer saw the cart is a 409 TOTAL_CHANGED naming it, nothing taken, the cart kept; the shown total goes through", async () => {
 		const { c, v } = await buyerWithCart(6000, 5);
 		const body = (expectedTotal: number) => ({ shippingAddressId: c.addressId, paymentMethod: { type: "card", token: "pm_card_visa" }, expectedTotal });

@@ -206,6 +206,47 @@ function behavesLikeACartStore(makeStore: () => Promise<CartStore>) {
 			expect(await store.claimCheckout(o, "order-2", LEASE_MS)).toMatchObject({ claimed: true, cart: { version: 2 } });
 		});
 
+		test("a cart changed while it was bought loses what was bought, not what was added; the code goes only if it is the one bought with", async () => {
+			const o = owner();
+			await store.addItem(o, item("v1", 2), LIMITS);
+			await store.addItem(o, item("v2", 1), LIMITS);
+			await store.setPromo(o, "SAVE10");
+			const claim = await store.claimCheckout(o, "order-1", LEASE_MS);
+			const version = claim.claimed ? claim.cart.version : -1;
+			// Another tab meanwhile: one more v1, a new v3.
+			await store.addItem(o, item("v1", 1), LIMITS);
+			await store.addItem(o, item("v3", 4), LIMITS);
+			const bought = { lines: [{ variantId: "v1", quantity: 2 }, { variantId: "v2", quantity: 1 }], promoCode: "SAVE10" };
+			expect(await store.clear(o, version, "order-1", bought)).toBe(true);
+			const left = await store.get(o);
+			expect(left.lines.map((l) => [l.variantId, l.quantity])).toEqual([["v1", 1], ["v3", 4]]);
+			expect(left.promoCode).toBeNull();
+			expect(left.version).toBeGreaterThan(version);
+			// The claim went in the same write.
+			expect(await store.claimCheckout(o, "order-2", LEASE_MS)).toMatchObject({ claimed: true });
+
+			// A code changed meanwhile stays; a cart at its version is emptied whole, as without `bought`.
+			const p = owner();
+			await store.addItem(p, item("v1", 1), LIMITS);
+			await store.setPromo(p, "OLD");
+			const held = await store.claimCheckout(p, "order-3", LEASE_MS);
+			await store.setPromo(p, "NEW");
+			expect(await store.clear(p, held.claimed ? held.cart.version : -1, "order-3", { lines: [{ variantId: "v1", quantity: 1 }], promoCode: "OLD" })).toBe(true);
+			expect(await store.get(p)).toMatchObject({ lines: [], promoCode: "NEW" });
+			const q = owner();
+			await store.addItem(q, item("v1", 1), LIMITS);
+			const atVersion = await store.claimCheckout(q, "order-4", LEASE_MS);
+			expect(await store.clear(q, atVersion.claimed ? atVersion.cart.version : -1, "order-4", { lines: [], promoCode: null })).toBe(true);
+			expect((await store.get(q)).lines).toEqual([]);
+			// Another order's claim: nothing comes off.
+			const r = owner();
+			await store.addItem(r, item("v1", 1), LIMITS);
+			await store.claimCheckout(r, "order-6", LEASE_MS);
+			await store.addItem(r, item("v2", 1), LIMITS);
+			expect(await store.clear(r, 1, "order-5", { lines: [{ variantId: "v1", quantity: 1 }], promoCode: null })).toBe(false);
+			expect((await store.get(r)).lines.map((l) => l.variantId)).toEqual(["v1", "v2"]);
+		});
+
 		test("clearing for the order empties the cart and drops its claim in one step; another order's claim stays", async () => {
 			const o = owner();
 			await store.addItem(o, item("v1", 1), LIMITS);
