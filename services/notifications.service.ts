@@ -255,7 +255,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				if (!ctx.meta.user) throw new UnauthorizedError();
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
 				const query = { userId: ctx.meta.user.id };
-				const [rows, total] = await this.db.notifications.findWithCount(query, { sort: { createdAt: -1, channel: 1 }, offset: w.offset, limit: w.limit });
+				const [rows, total] = await this.db.notifications.findWithCount(query, { sort: { createdAt: -1, channel: 1, id: -1 }, offset: w.offset, limit: w.limit });
 				return toPage(rows.map((m) => customerView(m as Message)), total, w.page, w.pageSize);
 			},
 		},
@@ -276,7 +276,7 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 				const { page, pageSize, ...filters } = ctx.params;
 				const query = Object.fromEntries(Object.entries(filters).filter(([, v]) => v != null));
 				const w = pageWindow(page, pageSize);
-				const [rows, total] = await this.db.notifications.findWithCount(query, { sort: { createdAt: -1, channel: 1 }, offset: w.offset, limit: w.limit });
+				const [rows, total] = await this.db.notifications.findWithCount(query, { sort: { createdAt: -1, channel: 1, id: -1 }, offset: w.offset, limit: w.limit });
 				return toPage(rows.map((m) => adminView(m as Message)), total, w.page, w.pageSize);
 			},
 		},

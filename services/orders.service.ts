@@ -257,7 +257,8 @@ const OrdersService: ServiceSchema<OwnSettings, OrderMethods, OrdersVars, Orders
 				const query: Query = user.role === "admin" ? (ctx.params.userId ? { userId: ctx.params.userId } : {}) : { userId: user.id };
 				if (ctx.params.status) query.status = ctx.params.status;
 				const w = pageWindow(ctx.params.page, ctx.params.pageSize);
-				const [rows, total] = await this.db.orders.findWithCount(query, { sort: { createdAt: -1 }, offset: w.offset, limit: w.limit });
+				// The id breaks ties: orders of one millisecond keep their order from page to page (and across builds).
+				const [rows, total] = await this.db.orders.findWithCount(query, { sort: { createdAt: -1, id: -1 }, offset: w.offset, limit: w.limit });
 				return toPage(rows.map((o) => orderView(o as unknown as Order, user.id)), total, w.page, w.pageSize);
 			},
 		},

@@ -30,4 +30,20 @@ describe("a customer's queries in the embedded store", () => {
 		expect(nedb._getRawCandidates({ userId: "user-7", status: { $nin: ["delivered"] } })).toHaveLength(20);
 		expect(await coll.count({ userId: "user-7" })).toBe(20);
 	});
+
+	test("orders of one millisecond come in the same order on every page, each once (the id breaks the tie)", async () => {
+		const orders = collection("orders", "orders");
+		const at = new Date("2026-11-30T12:00:00.000Z");
+		const base = { userId: "tie-user", status: "confirmed", items: [], createdAt: at, total: 100, currency: "USD" };
+		await orders.insertMany(Array.from({ length: 30 }, (_, i) => ({ ...base, number: `SH-TIE-${i}` })));
+		const meta = { user: { id: "tie-user", role: "customer", sid: "s" } };
+		const seen: string[] = [];
+		for (let page = 1; page <= 5; page++) {
+			const res: any = await shop.broker.call("orders.list", { page, pageSize: 7 }, { meta });
+			seen.push(...res.rows.map((o: any) => o.id));
+		}
+		expect(seen).toHaveLength(30);
+		expect(new Set(seen).size).toBe(30);
+		expect(seen).toEqual([...seen].sort().reverse());
+	});
 });
