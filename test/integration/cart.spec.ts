@@ -294,6 +294,11 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			expect((await shop.http.patch(`/api/cart/items/${tee.id}`, { quantity: 5 }, { headers: { "X-Cart-Id": cartId } })).body.items[0].quantity).toBe(5);
 			expect((await shop.http.delete("/api/cart", { headers: { "X-Cart-Id": cartId } })).status).toBe(204);
 			expect((await shop.http.get("/api/cart", { headers: { "X-Cart-Id": cartId } })).body.items).toEqual([]);
+			// A guest without a cart has nothing to empty: no cart is made for it (each was stored for 7 days).
+			for (const headers of [{}, { "X-Cart-Id": "AAAAAAAAAAAAAAAAAAAAAAAA" }]) {
+				const none = await shop.http.delete("/api/cart", { headers });
+				expect({ status: none.status, cartId: none.headers.get("x-cart-id") }).toEqual({ status: 204, cartId: null });
+			}
 		});
 
 		test("user A's cart is never visible to user B, nor to a guest naming A's id", async () => {
