@@ -295,7 +295,7 @@ describe(`cart over HTTP (${process.env.REDIS_URL ? "Redis" : "embedded"} store)
 			expect((await shop.http.delete("/api/cart", { headers: { "X-Cart-Id": cartId } })).status).toBe(204);
 			expect((await shop.http.get("/api/cart", { headers: { "X-Cart-Id": cartId } })).body.items).toEqual([]);
 			// A guest without a cart has nothing to empty: no cart is made for it (each was stored for 7 days).
-			for (const headers of [{}, { "X-Cart-Id": "AAAAAAAAAAAAAAAAAAAAAAAA" }]) {
+			for (const headers of [{}, { "X-Cart-Id": "AAAAAAAAAAAAAAAAAAAAAAAA" }] as Array<Record<string, string>>) {
 				const none = await shop.http.delete("/api/cart", { headers });
 				expect({ status: none.status, cartId: none.headers.get("x-cart-id") }).toEqual({ status: 204, cartId: null });
 			}
