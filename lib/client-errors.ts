@@ -12,9 +12,14 @@ const ANSWERS: Record<string, { status: number; type: string; message: string }>
 };
 const MALFORMED = { status: 400, type: "MALFORMED_REQUEST", message: "Malformed HTTP request" };
 
+const answerFor = (code: string | undefined) => (code && ANSWERS[code]) || MALFORMED;
+
+/** The status clientErrorResponse answers a parser error's code with. */
+export const clientErrorStatus = (code: string | undefined): number => answerFor(code).status;
+
 /** The raw HTTP/1.1 response for a parser error's code; the connection closes after it. */
 export function clientErrorResponse(code: string | undefined): string {
-	const { status, type, message } = (code && ANSWERS[code]) || MALFORMED;
+	const { status, type, message } = answerFor(code);
 	const body = JSON.stringify({ name: "ClientError", message, code: status, type, data: null });
 	return [
 		`HTTP/1.1 ${status} ${STATUS_CODES[status]}`,

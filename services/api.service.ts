@@ -27,7 +27,7 @@ import { portProblem } from "../mixins/health-probe.middleware";
 import { ifNoneMatchHits, weakEtag } from "../lib/etag";
 import { hostHeaderProblem, normalizeRequestTarget } from "../lib/request-target";
 import { COMPRESS_MIN_BYTES, acceptedCoding, compressOnce, varyOn } from "../lib/content-encoding";
-import { clientErrorResponse } from "../lib/client-errors";
+import { clientErrorResponse, clientErrorStatus } from "../lib/client-errors";
 import { closeListener } from "../lib/close-listener";
 import type { Duplex } from "node:stream";
 
@@ -358,12 +358,8 @@ function publicData(data: unknown): unknown {
 	});
 }
 
-/** The request as the log may show it: the same, but for a secret's value in its URL (withoutSecrets). */
-function maskedUrl(req: Req): Req {
-	const url = req.originalUrl ?? req.url ?? "";
-	const masked = withoutSecrets(url);
-	return masked === url ? req : (Object.create(req, { originalUrl: { value: masked } }) as Req);
-}
+/** The request's URL as logs and spans may show it: a secret's value in its query masked (withoutSecrets). */
+const loggedUrl = (req: Req): string => withoutSecrets(req.originalUrl ?? req.url ?? "");
 
 /**
  * A proxy's request id moleculer-web may take (see httpHandler): a UUID, or 16 to 32 hex digits (nginx's
@@ -470,9 +466,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// the query string (refused, but sent) is masked there as in the log (withoutSecrets).
 		rest: {
 			tracing: {
-				spanName: (ctx: Context<{ req: Req }>) => `${ctx.params.req.method} ${withoutSecrets(ctx.params.req.url ?? "")}`,
-				tags: (ctx: Context<{ req: Req }>, ...afterCall: unknown[]) =>
-					afterCall.length ? {} : { params: { req: { url: withoutSecrets(ctx.params.req.url ?? ""), method: ctx.params.req.method } } },
+				spanName: (ctx: Context<{ req: Req }>) => `${ctx.params.req.method} ${loggedUrl(ctx.params.req)}`,
+				tags: (ctx: Context<{ req: Req }>, ...afterCall: unknown[]) => (afterCall.length ? {} : { params: { req: { url: loggedUrl(ctx.params.req), method: ctx.params.req.method } } }),
 			},
 		} as any,
 		health: {
@@ -656,7 +651,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 * detected. A 500 is logged, with its cause, by sendShopError; a 503 only at debug.
 		 */
 		errorHandler(req: Req, res: ServerResponse, err: any) {
-			if (err?.code === 503) this.logger.debug(`${req.method} ${withoutSecrets(req.originalUrl ?? req.url ?? "")} ${requestIdOf(req)} answered 503: ${err.message}`);
+			if (err?.code === 503) this.logger.debug(`${req.method} ${loggedUrl(req)} ${requestIdOf(req)} answered 503: ${err.message}`);
 			this.sendError(req, res, err);
 		},
 
@@ -700,7 +695,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		logRequest(req: Req) {
 			if (req.$route && !req.$route.logging) return;
 			const level = this.settings.logRequest;
-			if (level && level in this.logger) this.logger[level as "info"](`=> ${req.method} ${maskedUrl(req).originalUrl ?? req.url} ${requestIdOf(req)}`);
+			if (level && level in this.logger) this.logger[level as "info"](`=> ${req.method} ${loggedUrl(req)} ${requestIdOf(req)}`);
 		},
 		logResponse(req: Req, res: ServerResponse, _data?: unknown, errorType?: string | null) {
 			if (req.$route && !req.$route.logging) return;
@@ -709,7 +704,7 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 			const took = req.$startTime && process.hrtime(req.$startTime);
 			const ms = took ? (took[0] * 1e3 + took[1] / 1e6).toFixed(1) : "?";
 			const type = errorType ? ` ${errorType}` : "";
-			this.logger[level as "info"](`<= ${res.statusCode}${type} ${req.method} ${maskedUrl(req).originalUrl ?? req.url} ${requestIdOf(req)} ${ms} ms`);
+			this.logger[level as "info"](`<= ${res.statusCode}${type} ${req.method} ${loggedUrl(req)} ${requestIdOf(req)} ${ms} ms`);
 		},
 
 		/** moleculer-web error shape with API.md statuses; never a stack trace or an internal message. */
@@ -732,13 +727,13 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 				err = new ServiceUnavailableError("Service unavailable, try again");
 				if (Date.now() - (this.redisWarnedAt ?? 0) > 60_000) {
 					this.redisWarnedAt = Date.now();
-					this.logger.warn(`Redis unavailable (${raw.message}): answering 503 to ${req.method} ${withoutSecrets(req.originalUrl ?? req.url ?? "")} and others like it.`);
+					this.logger.warn(`Redis unavailable (${raw.message}): answering 503 to ${req.method} ${loggedUrl(req)} and others like it.`);
 				}
 			}
 
 			const code = typeof err?.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
 			if (code >= 500 && code !== 503) {
-				this.logger.error(`Request ${req.method} ${withoutSecrets(req.originalUrl ?? req.url ?? "")} ${requestIdOf(req)} failed:`, raw);
+				this.logger.error(`Request ${req.method} ${loggedUrl(req)} ${requestIdOf(req)} failed:`, raw);
 				err = { name: "InternalServerError", message: "Internal server error", code: 500, type: "INTERNAL_ERROR" };
 			}
 			if (res.headersSent) return;
@@ -1092,9 +1087,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		// is answered in the shop's error shape, as Node would otherwise: only when no answer has begun.
 		this.server?.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: ServerResponse }) => {
 			if (socket.writable && !socket._httpMessage?.headersSent) {
-				const answer = clientErrorResponse(err.code);
-				socket.write(answer);
-				this.countResponse(Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 400));
+				socket.write(clientErrorResponse(err.code));
+				this.countResponse(clientErrorStatus(err.code));
 			}
 			socket.destroy(err);
 		});
