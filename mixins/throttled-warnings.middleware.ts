@@ -5,6 +5,7 @@
  * Here each such line is written once a minute per action, with how many were left out since.
  */
 import type { Middleware, ServiceBroker } from "moleculer";
+import { SampledLog } from "../lib/sampled-log";
 
 const NO_NODE = /^Service '[^']+' is not (?:available|registered)\.$/;
 
@@ -14,19 +15,14 @@ export function ThrottledWarningsMiddleware(intervalMs = 60_000): Middleware {
 		created(broker: ServiceBroker) {
 			const logger = broker.logger as { warn: (...args: unknown[]) => void };
 			const warn = logger.warn.bind(logger);
-			// One entry per action that ever had no node: bounded by the actions there are.
-			const last = new Map<string, { at: number; left: number }>();
+			// One key per action that ever had no node: bounded by the actions there are.
+			const sampled = new SampledLog(intervalMs);
 			logger.warn = (...args: unknown[]) => {
 				const line = args[0];
 				if (args.length !== 1 || typeof line !== "string" || !NO_NODE.test(line)) return warn(...args);
-				const now = Date.now();
-				const seen = last.get(line);
-				if (seen && now - seen.at < intervalMs) {
-					seen.left++;
-					return;
-				}
-				warn(seen?.left ? `${line} (${seen.left} more like it in the last ${Math.round((now - seen.at) / 1000)} s)` : line);
-				last.set(line, { at: now, left: 0 });
+				const passed = sampled.pass(line);
+				if (!passed) return;
+				warn(passed.heldBack ? `${line} (${passed.heldBack} more like it in the last ${Math.round(passed.sinceMs / 1000)} s)` : line);
 			};
 		},
 	};

@@ -19,6 +19,7 @@ import { BadRequestError, ConflictError, NotFoundError, PaymentDeclinedError, Se
 import { canOverturnFailure, statusesLeadingTo, type PaymentStatus } from "../lib/payment-state";
 import { readPaymentsConfig } from "../adapters/payments/config";
 import { processStartedAt, readConfig } from "../lib/config";
+import { SampledLog } from "../lib/sampled-log";
 import { createPaymentProvider, providerWarning, PaymentProviderError, type CreatePaymentResult, type PaymentProvider } from "../adapters/payments/provider";
 import { createWebhookVerifier } from "../adapters/payments/stripe-provider";
 import { TestPaymentProvider } from "../adapters/payments/test-provider";
@@ -59,8 +60,8 @@ interface PaymentsVars {
 	provider: PaymentProvider;
 	/** Null when STRIPE_WEBHOOK_SECRET is unset: the webhook then does not exist (404). */
 	verifyWebhook: ((rawBody: string | Buffer, signature: string) => StripeWebhookEvent) | null;
-	/** Webhook deliveries refused for their signature since the last warning, and when that was (webhookRefused). */
-	refusedWebhooks: { count: number; warnedAt: number };
+	/** The warning of webhook deliveries refused for their signature, once a minute (webhookRefused). */
+	refusedWebhooks: SampledLog;
 }
 interface PaymentsMethods extends PaymentRefundMethods, PaymentHostMethods, PaymentLookupMethods {
 	publish(ctx: Context | null, event: string, payload: Record<string, unknown>): Promise<string>;
@@ -329,15 +330,13 @@ const PaymentsService: ServiceSchema<Record<string, any>, PaymentsMethods, Payme
 		 * refuses every event, silently. Warned once a minute at most, with the count (anyone may post here).
 		 */
 		webhookRefused(this: This) {
-			const refused = (this.refusedWebhooks ??= { count: 0, warnedAt: 0 });
-			refused.count++;
-			if (Date.now() - refused.warnedAt < 60_000) return;
+			const passed = (this.refusedWebhooks ??= new SampledLog()).pass("webhook");
+			if (!passed) return;
+			const count = passed.heldBack + 1;
 			this.logger.warn(
-				`Refused ${refused.count} Stripe webhook deliver${refused.count === 1 ? "y" : "ies"} for an invalid or expired signature since the last warning. ` +
+				`Refused ${count} Stripe webhook deliver${count === 1 ? "y" : "ies"} for an invalid or expired signature since the last warning. ` +
 					"If Stripe's events are all refused, STRIPE_WEBHOOK_SECRET is not this endpoint's signing secret (Stripe dashboard, Webhooks): events are not applied until it is.",
 			);
-			refused.count = 0;
-			refused.warnedAt = Date.now();
 		},
 
 		/** Charges once per order; a duplicate call waits for the first one's outcome. */
