@@ -40,9 +40,9 @@ export class ShopPrometheusReporter extends Base {
 		const totals = new Map<string, string[]>();
 		const rates = new Set<string>();
 		self.registry.store.forEach((metric) => {
-			if (metric.rate) rates.add(`${self.formatMetricName(metric.name).replace(/[.-]/g, "_")}_rate`);
-			if (metric.type !== "histogram" || metric.quantiles || !self.matchMetricName(metric.name)) return;
 			const name = self.formatMetricName(metric.name).replace(/[.-]/g, "_");
+			if (metric.rate) rates.add(`${name}_rate`);
+			if (metric.type !== "histogram" || metric.quantiles || !self.matchMetricName(metric.name)) return;
 			for (const item of metric.snapshot()) {
 				if (!item.buckets) continue;
 				const labels = self.labelsToStr(item.labels);
