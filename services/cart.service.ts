@@ -21,7 +21,7 @@ import { ConflictError, InsufficientStockError, NotFoundError, UnprocessableErro
 import { priceCart, seenPrice, toSnapshot, type CatalogVariant, type PricedCart } from "../lib/cart-pricing";
 import { checkPromotion, normalizeCode, promoRejected, promotionDiscount, promotionInputProblems, PROMO_CODE_PATTERN, type Promotion } from "../lib/promotions";
 import { PromotionUseMixin, promotionUseCollections, type PromotionDoc, type PromotionUseMethods } from "../mixins/promotion-uses.mixin";
-import { CHECKOUT_LEASE_MS, createCartStore, type CartStore, type LineResult, type StoredCart } from "../adapters/cart-store";
+import { CHECKOUT_LEASE_MS, createCartStore, type BoughtLines, type CartStore, type LineResult, type StoredCart } from "../adapters/cart-store";
 import { isoDateRule } from "../lib/param-rules";
 import { GUEST_CART_NOTES } from "../lib/openapi";
 
@@ -45,6 +45,7 @@ interface Owner {
 
 interface CartMethods extends PromotionUseMethods, HeldEventsMethods {
 	ownerOf(ctx: Ctx<unknown>): Owner;
+	knownOwner(ctx: Ctx<unknown>): Owner | null;
 	loadVariants(ctx: Ctx<unknown>, ids: string[], known?: CatalogVariant[]): Promise<Map<string, CatalogVariant>>;
 	sellableVariant(ctx: Ctx<unknown>, variantId: string): Promise<CatalogVariant>;
 	priceOwnerCart(ctx: Ctx<unknown>, ownerKey: string, known?: CatalogVariant[]): Promise<PricedCart & { version: number }>;
@@ -90,6 +91,12 @@ function cartView(cart: PricedCart, rates: ShippingRates) {
 	const buyable = items.some((i) => !i.archived && !i.currencyMismatch);
 	const shipping = buyable ? shippingFor(total, rateFor(rates, currency)) : 0;
 	return { items, subtotal, discount, total, shipping, checkoutTotal: total + shipping, currency, promoCode, promoProblem };
+}
+
+/** A guest's cart, its id sent back in X-Cart-Id. */
+function guestOwner(ctx: Ctx<unknown>, cartId: string): Owner {
+	ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, "X-Cart-Id": cartId };
+	return { key: `g:${cartId}` };
 }
 
 const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
@@ -190,7 +197,8 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 			async handler(ctx: Ctx) {
 				// A guest without a cart of this shop's has nothing to empty: none is made (each such call stored
 				// an empty cart for 7 days, and anyone may call it).
-				if (ctx.meta.user || isIssuedCartId(ctx.meta.cartId, jwtSecret())) await this.store.clear(this.ownerOf(ctx).key);
+				const owner = this.knownOwner(ctx);
+				if (owner) await this.store.clear(owner.key);
 				ctx.meta.$statusCode = 204;
 				return null;
 			},
@@ -368,13 +376,13 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 					strict: "remove",
 					props: {
 						lines: { type: "array", max: MAX_MERGED_LINES, items: { type: "object", strict: "remove", props: { variantId: variantIdParam, quantity: { type: "number", integer: true, min: 1 } } } },
-						promoCode: { type: "string", nullable: true, optional: true },
+						promoCode: { type: "string", nullable: true },
 					},
 				},
 			},
-			async handler(ctx: Ctx<{ userId: string; version?: number; orderId?: string; bought?: { lines: Array<{ variantId: string; quantity: number }>; promoCode?: string | null } }>) {
+			async handler(ctx: Ctx<{ userId: string; version?: number; orderId?: string; bought?: BoughtLines }>) {
 				const { userId, version, orderId, bought } = ctx.params;
-				return { cleared: await this.store.clear(`u:${userId}`, version, orderId, bought ? { lines: bought.lines, promoCode: bought.promoCode ?? null } : undefined) };
+				return { cleared: await this.store.clear(`u:${userId}`, version, orderId, bought) };
 			},
 		},
 
@@ -496,12 +504,15 @@ const CartService: ServiceSchema<Record<string, any>, CartMethods, CartVars> = {
 	methods: {
 		/** The user's cart when logged in; else the guest cart of X-Cart-Id, created when absent. */
 		ownerOf(ctx: Ctx<unknown>): Owner {
+			return this.knownOwner(ctx) ?? guestOwner(ctx, issueCartId(jwtSecret()));
+		},
+
+		/** The user's cart when logged in; else the guest cart of X-Cart-Id; null for a guest without one. */
+		knownOwner(ctx: Ctx<unknown>): Owner | null {
 			const user = ctx.meta.user;
 			if (user) return { key: `u:${user.id}`, userId: user.id };
-			// Only an id this shop issued: one of the client's own choosing starts a new cart.
-			const cartId = isIssuedCartId(ctx.meta.cartId, jwtSecret()) ? ctx.meta.cartId : issueCartId(jwtSecret());
-			ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, "X-Cart-Id": cartId };
-			return { key: `g:${cartId}` };
+			// Only an id this shop issued: one of the client's own choosing is no cart.
+			return isIssuedCartId(ctx.meta.cartId, jwtSecret()) ? guestOwner(ctx, ctx.meta.cartId) : null;
 		},
 
 		/** The catalog's variants by id; `known` ones, just loaded by the same request, are not asked for again. */
