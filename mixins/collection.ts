@@ -162,6 +162,9 @@ interface Backend {
 	compact(): Promise<void>;
 }
 
+/** NeDB's name of an index: its field names, sorted, joined by commas. */
+const nedbIndexName = (fields: string[]) => [...fields].sort().join(",");
+
 class NedbBackend implements Backend {
 	db!: Datastore;
 	private datafile?: NedbFile;
@@ -201,11 +204,11 @@ class NedbBackend implements Backend {
 				const fieldName = keys.length === 1 ? keys[0] : keys;
 				await this.db.ensureIndexAsync({ fieldName, unique: idx.unique, sparse: idx.sparse, expireAfterSeconds: idx.expireAfterSeconds });
 				// NeDB arms expiry only when it creates the index, not for one it read from the file.
-				if (idx.expireAfterSeconds !== undefined) ttlIndexes[[...keys].sort().join(",")] = idx.expireAfterSeconds;
+				if (idx.expireAfterSeconds !== undefined) ttlIndexes[nedbIndexName(keys)] = idx.expireAfterSeconds;
 			}
 			// An index the file names that the spec no longer lists (a compound one replaced by a plain one) goes,
-			// or every write would keep it up to date for good. NeDB names an index by its sorted field names.
-			const listed = new Set((this.spec.indexes ?? []).map((idx) => Object.keys(idx.fields).sort().join(",")));
+			// or every write would keep it up to date for good.
+			const listed = new Set((this.spec.indexes ?? []).map((idx) => nedbIndexName(Object.keys(idx.fields))));
 			for (const name of Object.keys((this.db as unknown as { indexes: Record<string, unknown> }).indexes)) {
 				if (name !== "_id" && !listed.has(name)) await this.db.removeIndexAsync(name);
 			}

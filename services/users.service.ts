@@ -80,6 +80,9 @@ interface UsersThis {
 
 type Ctx<P = Record<string, any>> = Context<P, ShopMeta>;
 
+/** The login throttle's key of an account's sign-ins from this request's address. */
+const loginKey = (email: string, ctx: Context<unknown, ShopMeta>) => throttleKey(email, ctx.meta.ip ?? "unknown");
+
 const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, UsersThis> = {
 	name: "users",
 	mixins: [DbMixin("users", userCollections) as any, OutboxMixin("users"), HealthMixin, UserAddressBookMixin, UserAdminMixin],
@@ -645,7 +648,7 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 		 */
 		async countLoginAttempt(email: string, ctx: Context<unknown, ShopMeta>) {
 			const now = Date.now();
-			const counted = await this.throttleStore().countFailure(throttleKey(email, ctx.meta.ip ?? "unknown"), now);
+			const counted = await this.throttleStore().countFailure(loginKey(email, ctx), now);
 			const wait = attemptWaitSeconds(counted, now);
 			if (wait > 0) throw new TooManyRequestsError(wait, "Too many failed attempts; try again later");
 		},
@@ -660,14 +663,14 @@ const UsersService: ServiceSchema<Record<string, any>, Record<string, any>, User
 				return await verifyPassword(password, hash);
 			} catch (err) {
 				await this.throttleStore()
-					.uncountFailure(throttleKey(email, ctx.meta.ip ?? "unknown"), Date.now())
+					.uncountFailure(loginKey(email, ctx), Date.now())
 					.catch((e: Error) => this.logger.warn(`Taking back a sign-in attempt refused as busy failed: ${e.message}`));
 				throw err;
 			}
 		},
 
 		async clearLoginFailures(email: string, ctx: Context<unknown, ShopMeta>) {
-			await this.throttleStore().del(throttleKey(email, ctx.meta.ip ?? "unknown"));
+			await this.throttleStore().del(loginKey(email, ctx));
 		},
 
 		/**
