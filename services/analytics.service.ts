@@ -45,6 +45,7 @@ import { invalidField, isDuplicate } from "../lib/errors";
 import { currencyFilterRule } from "../lib/catalog-rules";
 import { brokerRunView, runnerIsGone, type SagaRunner as NodeRun } from "../lib/checkout-recovery";
 import { isoDateRule } from "../lib/param-rules";
+import { defineMetric } from "../mixins/define-metric";
 
 interface RawEvent {
 	name: string;
@@ -459,10 +460,7 @@ const AnalyticsService: ServiceSchema<AnalyticsSettings, AnalyticsMethods, Analy
 
 		registerMetrics() {
 			if (!this.broker.isMetricsEnabled()) return;
-			const metrics = this.broker.metrics;
-			const define = (opts: any) => {
-				if (!metrics.hasMetric(opts.name)) metrics.register(opts);
-			};
+			const define = (spec: Parameters<typeof defineMetric>[1]) => defineMetric(this.broker, spec);
 			define({ name: "orders_total", type: "counter", labelNames: ["status"], description: "Orders by the status they reached" });
 			// Counters only go up, so refunds have their own: net revenue = revenue - (refunded - refunds_failed).
 			define({ name: "revenue_cents_total", type: "counter", labelNames: ["currency"], unit: "cents", description: "Paid order totals, shipping included" });

@@ -28,6 +28,7 @@ import { ifNoneMatchHits, weakEtag } from "../lib/etag";
 import { hostHeaderProblem, normalizeRequestTarget } from "../lib/request-target";
 import { COMPRESS_MIN_BYTES, acceptedCoding, compressOnce, varyOn } from "../lib/content-encoding";
 import { clientErrorResponse, clientErrorStatus } from "../lib/client-errors";
+import { defineMetric } from "../mixins/define-metric";
 import { closeListener } from "../lib/close-listener";
 import type { Duplex } from "node:stream";
 
@@ -777,10 +778,8 @@ const ApiService: ServiceSchema<ApiSettings, ApiMethods, ApiVars> = {
 		 */
 		responseCounter(): (status: number) => void {
 			if (!this.broker.isMetricsEnabled()) return () => undefined;
-			const metrics = this.broker.metrics;
-			const spec = { name: "http_responses_total", type: "counter", labelNames: ["code"], description: "Answers of the REST gateway, by HTTP status" };
-			if (!metrics.hasMetric(spec.name)) metrics.register(spec as Parameters<typeof metrics.register>[0]);
-			const metric = metrics.getMetric(spec.name) as unknown as { increment(labels: Record<string, string>): void };
+			defineMetric(this.broker, { name: "http_responses_total", type: "counter", labelNames: ["code"], description: "Answers of the REST gateway, by HTTP status" });
+			const metric = this.broker.metrics.getMetric("http_responses_total") as unknown as { increment(labels: Record<string, string>): void };
 			const labels = new Map<number, Record<string, string>>();
 			return (status) => {
 				let l = labels.get(status);

@@ -59,6 +59,7 @@ import {
 import { DeliveryError, SubscriptionGoneError, createChannels, readNotificationConfig, type DeliveryResult, type NotificationChannel, type NotificationConfig, type OutgoingMessage } from "../adapters/channels";
 import { WebPushChannel, type VapidKeys } from "../adapters/channels/web-push-channel";
 import type { PushHost } from "../lib/web-push";
+import { defineMetric } from "../mixins/define-metric";
 
 const TEMPLATES_DIR = path.join(__dirname, "../templates/notifications");
 const STATUSES = ["queued", "sent", "failed", "outboxed"] as const;
@@ -603,14 +604,8 @@ const NotificationsService: ServiceSchema<NotifySettings, NotifyMethods, NotifyV
 
 	async started() {
 		this.stopping = false;
-		if (this.broker.isMetricsEnabled()) {
-			const metrics = this.broker.metrics;
-			const define = (opts: { name: string; type: string; labelNames: string[]; description: string }) => {
-				if (!metrics.hasMetric(opts.name)) metrics.register(opts as Parameters<typeof metrics.register>[0]);
-			};
-			define({ name: "notification_sends_total", type: "counter", labelNames: ["channel", "provider"], description: "Messages a provider took" });
-			define({ name: "notification_send_failures_total", type: "counter", labelNames: ["channel", "provider"], description: "Failed attempts to send a message (each retry counts)" });
-		}
+		defineMetric(this.broker, { name: "notification_sends_total", type: "counter", labelNames: ["channel", "provider"], description: "Messages a provider took" });
+		defineMetric(this.broker, { name: "notification_send_failures_total", type: "counter", labelNames: ["channel", "provider"], description: "Failed attempts to send a message (each retry counts)" });
 		this.vapidKeys = await this.loadVapidKeys(this.config.webPush.keys);
 		this.channels.push = new WebPushChannel({ ...this.vapidKeys, subject: this.config.webPush.subject });
 		await this.removeSpentLinks();
